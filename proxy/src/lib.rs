@@ -1,0 +1,11 @@
+//! lagless-proxy: a MySQL wire-protocol proxy that sends writes to the primary and reads to
+//! replicas that have applied everything the read must see.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod metrics;
+pub mod route;
+pub mod topology;
+
+/// The version reported by `--version` and in logs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
