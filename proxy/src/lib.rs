@@ -3,9 +3,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod backend;
+pub mod config;
 pub mod metrics;
+pub mod protocol;
 pub mod route;
+pub mod server;
+pub mod session;
+pub mod tls;
 pub mod topology;
+pub mod users;
 
 /// The version reported by `--version` and in logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

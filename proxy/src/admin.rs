@@ -1,0 +1,704 @@
+//! Admin HTTP listener: health, readiness, metrics and the current topology.
+//!
+//! A deliberately small HTTP/1.1 server: one request per connection, `Connection: close`,
+//! GET and HEAD only. The proxy ships as a sidecar, so a full HTTP stack is not worth its
+//! weight here. Every connection runs in its own task and is bounded in size and time, so a
+//! misbehaving client cannot hold resources for long.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// Pause after a failed accept, so running out of descriptors does not spin the loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Request bytes to swallow after responding. Closing a socket with unread input makes
+/// the kernel send a reset, which can destroy the response before the client reads it.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// What the admin endpoints report about the proxy.
+pub trait AdminView: Send + Sync {
+    /// `Ok` when the proxy should receive traffic, otherwise why not (e.g. shutting down,
+    /// no valid topology).
+    fn readiness(&self) -> Result<(), String>;
+
+    /// The topology in use, as a JSON document.
+    fn topology_json(&self) -> String;
+}
+
+/// Limits applied to each admin connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Largest request head accepted; larger ones get 431.
+    pub max_head_bytes: usize,
+    /// Time allowed to receive the request head, and separately to send the response;
+    /// the connection is dropped when either runs out.
+    pub io_timeout: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 8 * 1024,
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything the admin listener needs to answer requests.
+pub struct AdminState {
+    metrics: Arc<Metrics>,
+    view: Arc<dyn AdminView>,
+    config: AdminConfig,
+}
+
+impl AdminState {
+    /// State with the default limits.
+    pub fn new(metrics: Arc<Metrics>, view: Arc<dyn AdminView>) -> Self {
+        Self {
+            metrics,
+            view,
+            config: AdminConfig::default(),
+        }
+    }
+
+    /// Replaces the connection limits.
+    pub fn with_config(mut self, config: AdminConfig) -> Self {
+        self.config = config;
+        self
+    }
+}
+
+/// Serves admin requests on `listener` until `shutdown` completes, then closes it.
+///
+/// Connections already accepted finish on their own; they are bounded by the timeouts.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(handle_connection(stream, peer, Arc::clone(&state)));
+                }
+                Err(err) => {
+                    warn!(%err, "admin listener failed to accept");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    debug!("admin listener stopped");
+}
+
+/// What reading a request head produced.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// The head, up to and including the blank line that ends it.
+    Complete(Vec<u8>),
+    /// The limit was reached before the blank line.
+    TooLarge,
+    /// The client closed the connection first.
+    Closed,
+}
+
+async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, state: Arc<AdminState>) {
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(%peer, %err, "admin connection: cannot set TCP_NODELAY");
+    }
+    let timeout = state.config.io_timeout;
+    let head = read_head(&mut stream, state.config.max_head_bytes);
+    let (bytes, status) = match tokio::time::timeout(timeout, head).await {
+        Ok(Ok(Head::Complete(head))) => respond(&state, &head, peer),
+        Ok(Ok(Head::TooLarge)) => {
+            debug!(%peer, status = 431, "admin request head too large");
+            (Response::too_large().encode(false), 431)
+        }
+        Ok(Ok(Head::Closed)) => {
+            debug!(%peer, "admin connection closed before a request");
+            return;
+        }
+        Ok(Err(err)) => {
+            warn!(%peer, %err, "admin connection: read failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "admin connection: request head timed out");
+            return;
+        }
+    };
+    match tokio::time::timeout(timeout, send(&mut stream, &bytes)).await {
+        // The response is out; how the client closes is no longer worth a warning.
+        Ok(Ok(())) => {
+            let _ = tokio::time::timeout(timeout, linger(&mut stream)).await;
+        }
+        Ok(Err(err)) => warn!(%peer, %err, status, "admin connection: write failed"),
+        Err(_) => warn!(%peer, status, "admin connection: response timed out"),
+    }
+}
+
+/// Builds the encoded response to a complete head, and its status for logging.
+fn respond(state: &AdminState, head: &[u8], peer: SocketAddr) -> (Vec<u8>, u16) {
+    let Some(request) = parse_request_line(head) else {
+        debug!(%peer, status = 400, "admin request malformed");
+        return (Response::bad_request().encode(false), 400);
+    };
+    let response = route(state, request.method, request.path);
+    debug!(
+        %peer,
+        method = request.method,
+        path = request.path,
+        status = response.status,
+        "admin request"
+    );
+    let head_only = request.method == "HEAD";
+    (response.encode(head_only), response.status)
+}
+
+/// Reads until the blank line that ends the head, at most `limit` bytes.
+async fn read_head<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> io::Result<Head> {
+    let mut buf = vec![0; limit];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            return Ok(Head::Closed);
+        }
+        // The terminator may straddle the previous read.
+        let from = filled.saturating_sub(3);
+        filled += n;
+        if let Some(end) = find_head_end(&buf[from..filled]) {
+            buf.truncate(from + end);
+            return Ok(Head::Complete(buf));
+        }
+    }
+    Ok(Head::TooLarge)
+}
+
+/// The length of the head in `buf`, ending with `\r\n\r\n` or a bare `\n\n`.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        if b != b'\n' {
+            return None;
+        }
+        match (buf.get(i + 1), buf.get(i + 2)) {
+            (Some(b'\n'), _) => Some(i + 2),
+            (Some(b'\r'), Some(b'\n')) => Some(i + 3),
+            _ => None,
+        }
+    })
+}
+
+/// The parts of a request line the router needs.
+#[derive(Debug, PartialEq, Eq)]
+struct Request<'a> {
+    method: &'a str,
+    /// The target without its query string.
+    path: &'a str,
+}
+
+/// Parses `METHOD SP origin-form SP HTTP/1.x`; `None` when malformed.
+fn parse_request_line(head: &[u8]) -> Option<Request<'_>> {
+    let end = head.iter().position(|&b| b == b'\n')?;
+    let line = head.get(..end)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !is_token(method) || !is_http1(version) {
+        return None;
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    Some(Request { method, path })
+}
+
+fn is_http1(version: &str) -> bool {
+    matches!(version, "HTTP/1.0" | "HTTP/1.1")
+}
+
+/// An HTTP token (RFC 9110, section 5.6.2), as methods must be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Answers a well-formed request. Unknown paths are 404 whatever the method, since
+/// "method not allowed" would imply the resource exists.
+fn route(state: &AdminState, method: &str, path: &str) -> Response {
+    let known = matches!(path, "/healthz" | "/readyz" | "/metrics" | "/topology");
+    if !known {
+        return Response::text(404, "not found\n");
+    }
+    if method != "GET" && method != "HEAD" {
+        return Response::method_not_allowed();
+    }
+    match path {
+        "/healthz" => Response::text(200, "ok\n"),
+        "/readyz" => readiness(state.view.as_ref()),
+        "/metrics" => Response::new(200, OPENMETRICS, state.metrics.encode()),
+        _ => Response::new(200, JSON, state.view.topology_json()),
+    }
+}
+
+fn readiness(view: &dyn AdminView) -> Response {
+    match view.readiness() {
+        Ok(()) => Response::text(200, "ready\n"),
+        Err(reason) => Response::new(503, TEXT, format!("not ready: {reason}\n")),
+    }
+}
+
+/// A complete response; the body is always sent with its length.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    allow: bool,
+    body: String,
+}
+
+impl Response {
+    fn new(status: u16, content_type: &'static str, body: String) -> Self {
+        Self {
+            status,
+            content_type,
+            allow: false,
+            body,
+        }
+    }
+
+    fn text(status: u16, body: &str) -> Self {
+        Self::new(status, TEXT, body.to_owned())
+    }
+
+    fn bad_request() -> Self {
+        Self::text(400, "bad request\n")
+    }
+
+    fn too_large() -> Self {
+        Self::text(431, "request header fields too large\n")
+    }
+
+    fn method_not_allowed() -> Self {
+        Self {
+            allow: true,
+            ..Self::text(405, "method not allowed\n")
+        }
+    }
+
+    /// The bytes on the wire; a HEAD response keeps the headers, with the length the body
+    /// would have, and drops the body.
+    fn encode(&self, head_only: bool) -> Vec<u8> {
+        let allow = if self.allow {
+            "Allow: GET, HEAD\r\n"
+        } else {
+            ""
+        };
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}\
+             Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+            self.status,
+            reason_phrase(self.status),
+            self.content_type,
+            self.body.len(),
+        );
+        let mut out = head.into_bytes();
+        if !head_only {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+        out
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// Writes the whole response and closes our side.
+async fn send(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.shutdown().await
+}
+
+/// Drains what the client still sends until it closes, so closing the socket does not
+/// turn into a reset that destroys a response the client has not read yet.
+async fn linger(stream: &mut TcpStream) -> io::Result<()> {
+    let mut sink = [0; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match stream.read(&mut sink).await? {
+            0 => break,
+            n => drained += n,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use proptest::prelude::*;
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+
+    /// Bound on every wait in these tests, far above what any step needs.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    struct FakeView {
+        not_ready: Mutex<Option<String>>,
+    }
+
+    impl AdminView for FakeView {
+        fn readiness(&self) -> Result<(), String> {
+            match self.not_ready.lock().unwrap().clone() {
+                None => Ok(()),
+                Some(reason) => Err(reason),
+            }
+        }
+
+        fn topology_json(&self) -> String {
+            r#"{"epoch":7}"#.to_owned()
+        }
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        view: Arc<FakeView>,
+        stop: Option<oneshot::Sender<()>>,
+        task: JoinHandle<()>,
+    }
+
+    async fn start(config: AdminConfig) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let view = Arc::new(FakeView {
+            not_ready: Mutex::new(None),
+        });
+        let metrics = Arc::new(Metrics::new());
+        metrics.topology_reload("applied");
+        let state = AdminState::new(metrics, view.clone()).with_config(config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(serve(listener, Arc::new(state), shutdown));
+        Server {
+            addr,
+            view,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn start_default() -> Server {
+        start(AdminConfig::default()).await
+    }
+
+    /// Sends `raw` and returns everything the server wrote before closing.
+    async fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+        let io = async {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.write_all(raw).await.unwrap();
+            let mut out = Vec::new();
+            stream.read_to_end(&mut out).await.unwrap();
+            out
+        };
+        let out = tokio::time::timeout(WAIT, io).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n");
+        exchange(addr, raw.as_bytes()).await
+    }
+
+    fn status(response: &str) -> &str {
+        response.lines().next().unwrap()
+    }
+
+    fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+        let (head, _) = response.split_once("\r\n\r\n")?;
+        head.lines()
+            .skip(1)
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+    }
+
+    fn body(response: &str) -> &str {
+        response.split_once("\r\n\r\n").unwrap().1
+    }
+
+    /// Status, framing headers and body of a response.
+    fn assert_response(response: &str, status_line: &str, expected_body: &str) {
+        assert_eq!(status(response), status_line, "{response}");
+        assert_eq!(body(response), expected_body, "{response}");
+        let length = expected_body.len().to_string();
+        assert_eq!(header(response, "Content-Length"), Some(length.as_str()));
+        assert_eq!(header(response, "Connection"), Some("close"));
+    }
+
+    #[tokio::test]
+    async fn healthz() {
+        let server = start_default().await;
+        let response = get(server.addr, "/healthz").await;
+        assert_response(&response, "HTTP/1.1 200 OK", "ok\n");
+        assert_eq!(header(&response, "Content-Type"), Some(TEXT));
+    }
+
+    #[tokio::test]
+    async fn query_string_is_ignored() {
+        let server = start_default().await;
+        let response = get(server.addr, "/healthz?verbose=1").await;
+        assert_response(&response, "HTTP/1.1 200 OK", "ok\n");
+    }
+
+    #[tokio::test]
+    async fn readyz_reports_readiness_and_reason() {
+        let server = start_default().await;
+        let response = get(server.addr, "/readyz").await;
+        assert_response(&response, "HTTP/1.1 200 OK", "ready\n");
+
+        *server.view.not_ready.lock().unwrap() = Some("shutting down".to_owned());
+        let response = get(server.addr, "/readyz").await;
+        let expected = "not ready: shutting down\n";
+        assert_response(&response, "HTTP/1.1 503 Service Unavailable", expected);
+    }
+
+    #[tokio::test]
+    async fn metrics_in_openmetrics_format() {
+        let server = start_default().await;
+        let response = get(server.addr, "/metrics").await;
+        assert_eq!(status(&response), "HTTP/1.1 200 OK");
+        assert_eq!(header(&response, "Content-Type"), Some(OPENMETRICS));
+        let body = body(&response);
+        let length = body.len().to_string();
+        assert_eq!(header(&response, "Content-Length"), Some(length.as_str()));
+        assert!(body.contains("lagless_topology_reloads_total{result=\"applied\"} 1\n"));
+        assert!(body.ends_with("# EOF\n"));
+    }
+
+    #[tokio::test]
+    async fn topology_as_json() {
+        let server = start_default().await;
+        let response = get(server.addr, "/topology").await;
+        assert_response(&response, "HTTP/1.1 200 OK", r#"{"epoch":7}"#);
+        assert_eq!(header(&response, "Content-Type"), Some(JSON));
+    }
+
+    #[tokio::test]
+    async fn head_sends_headers_without_body() {
+        let server = start_default().await;
+        let response = exchange(server.addr, b"HEAD /healthz HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status(&response), "HTTP/1.1 200 OK");
+        assert_eq!(header(&response, "Content-Length"), Some("3"));
+        assert_eq!(body(&response), "");
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404() {
+        let server = start_default().await;
+        let response = get(server.addr, "/nope").await;
+        assert_response(&response, "HTTP/1.1 404 Not Found", "not found\n");
+        let response = exchange(server.addr, b"DELETE /nope HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status(&response), "HTTP/1.1 404 Not Found");
+    }
+
+    #[tokio::test]
+    async fn other_methods_are_405() {
+        let server = start_default().await;
+        for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+            let raw = format!("{method} /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+            let response = exchange(server.addr, raw.as_bytes()).await;
+            let expected = "method not allowed\n";
+            assert_response(&response, "HTTP/1.1 405 Method Not Allowed", expected);
+            assert_eq!(header(&response, "Allow"), Some("GET, HEAD"));
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_is_400() {
+        let server = start_default().await;
+        let cases: [&[u8]; 6] = [
+            b"garbage\r\n\r\n",
+            b"GET /healthz\r\n\r\n",
+            b"GET /healthz HTTP/2.0\r\n\r\n",
+            b"GET healthz HTTP/1.1\r\n\r\n",
+            b"G(T /healthz HTTP/1.1\r\n\r\n",
+            b"\xff\xfe\x00\x01 / HTTP/1.1\r\n\r\n",
+        ];
+        for raw in cases {
+            let response = exchange(server.addr, raw).await;
+            assert_response(&response, "HTTP/1.1 400 Bad Request", "bad request\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_head_is_431() {
+        let server = start_default().await;
+        let mut raw = b"GET /healthz HTTP/1.1\r\nX-Filler: ".to_vec();
+        raw.resize(20 * 1024, b'a');
+        let response = exchange(server.addr, &raw).await;
+        let expected = "request header fields too large\n";
+        assert_response(
+            &response,
+            "HTTP/1.1 431 Request Header Fields Too Large",
+            expected,
+        );
+    }
+
+    #[tokio::test]
+    async fn head_at_the_limit_is_accepted() {
+        let server = start_default().await;
+        let mut raw = b"GET /healthz HTTP/1.1\r\nX-Filler: ".to_vec();
+        raw.resize(8 * 1024 - 4, b'a');
+        raw.extend_from_slice(b"\r\n\r\n");
+        let response = exchange(server.addr, &raw).await;
+        assert_eq!(status(&response), "HTTP/1.1 200 OK");
+    }
+
+    #[tokio::test]
+    async fn silent_client_is_dropped_after_timeout() {
+        let config = AdminConfig {
+            io_timeout: Duration::from_millis(200),
+            ..AdminConfig::default()
+        };
+        let server = start(config).await;
+        let started = tokio::time::Instant::now();
+        // Nothing, then an unfinished head: both must be cut off without a response.
+        assert_eq!(exchange(server.addr, b"").await, "");
+        assert_eq!(
+            exchange(server.addr, b"GET /healthz HTTP/1.1\r\n").await,
+            ""
+        );
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_the_listener() {
+        let mut server = start_default().await;
+        assert_eq!(
+            status(&get(server.addr, "/healthz").await),
+            "HTTP/1.1 200 OK"
+        );
+        server.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(WAIT, &mut server.task)
+            .await
+            .unwrap()
+            .unwrap();
+        let refused = tokio::time::timeout(WAIT, TcpStream::connect(server.addr))
+            .await
+            .unwrap();
+        assert!(refused.is_err());
+    }
+
+    /// Yields one chunk per read, to control where reads split the input.
+    struct Chunks(Vec<&'static [u8]>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if !self.0.is_empty() {
+                let chunk = self.0.remove(0);
+                buf.put_slice(&chunk[..chunk.len().min(buf.remaining())]);
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn read_chunks(chunks: Vec<&'static [u8]>, limit: usize) -> Head {
+        read_head(&mut Chunks(chunks), limit).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn read_head_finds_a_blank_line_split_across_reads() {
+        for split in [&b"\r"[..], b"\r\n", b"\r\n\r"] {
+            let mut first = b"GET / HTTP/1.1".to_vec();
+            first.extend_from_slice(split);
+            let rest = &b"\r\n\r\nextra"[split.len()..];
+            let head = read_chunks(vec![first.leak(), rest], 1024).await;
+            assert_eq!(head, Head::Complete(b"GET / HTTP/1.1\r\n\r\n".to_vec()));
+        }
+    }
+
+    #[tokio::test]
+    async fn read_head_reports_close_and_overflow() {
+        let closed = read_chunks(vec![b"GET / HTTP/1.1\r\n"], 1024).await;
+        assert_eq!(closed, Head::Closed);
+        let full = read_chunks(vec![b"GET / HTTP/1.1\r\n", b"X: yyyyyyyy"], 20).await;
+        assert_eq!(full, Head::TooLarge);
+        let exact = read_chunks(vec![b"GET / HTTP/1.1\r\n", b"\r\n"], 18).await;
+        assert_eq!(exact, Head::Complete(b"GET / HTTP/1.1\r\n\r\n".to_vec()));
+    }
+
+    #[test]
+    fn request_line_parsing() {
+        let parsed = parse_request_line(b"GET /metrics?a=b HTTP/1.0\n\n");
+        let expected = Request {
+            method: "GET",
+            path: "/metrics",
+        };
+        assert_eq!(parsed, Some(expected));
+        assert_eq!(parse_request_line(b"GET  /metrics HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(parse_request_line(b"GET /metrics HTTP/1.1 x\r\n\r\n"), None);
+        assert_eq!(parse_request_line(b"\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn head_end_detection() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nbody"), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert_eq!(find_head_end(b""), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_heads_get_a_well_formed_response(head in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let state = AdminState::new(
+                Arc::new(Metrics::new()),
+                Arc::new(FakeView { not_ready: Mutex::new(None) }),
+            );
+            let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+            let (bytes, status) = respond(&state, &head, peer);
+            let text = String::from_utf8(bytes).unwrap();
+            let status_line = format!("HTTP/1.1 {status} ");
+            prop_assert!(text.starts_with(&status_line));
+            prop_assert!(text.contains("\r\nConnection: close\r\n"));
+        }
+    }
+}

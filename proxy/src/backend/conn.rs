@@ -1,0 +1,272 @@
+//! One connection from the proxy to a backend server, logged in as a client's user.
+
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::protocol::auth::{self, BackendSecret};
+use crate::protocol::constants::{cap, com, header};
+use crate::protocol::handshake::{Greeting, HandshakeResponse, parse_auth_switch};
+use crate::protocol::messages::{self, ErrPacket};
+use crate::protocol::packet::{PacketError, PacketStream, RawPacket};
+use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
+
+/// Why a backend connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {0} timed out")]
+    ConnectTimeout(String),
+    #[error("{addr} refused the login: {err}")]
+    Auth { addr: String, err: ErrPacket },
+    #[error("{addr}: cannot answer auth plugin `{plugin}` without the user's password")]
+    Plugin { addr: String, plugin: String },
+    #[error("{addr}: {source}")]
+    Protocol {
+        addr: String,
+        #[source]
+        source: PacketError,
+    },
+    #[error("{addr} answered with an error: {err}")]
+    Server { addr: String, err: ErrPacket },
+}
+
+/// What a backend login needs.
+#[derive(Debug, Clone)]
+pub struct ConnectParams {
+    pub addr: String,
+    pub user: String,
+    pub secret: BackendSecret,
+    pub database: Option<String>,
+    /// The capabilities the client negotiated with the proxy; the backend gets the same shape.
+    pub client_caps: u32,
+    pub collation: u8,
+    pub connect_timeout: Duration,
+}
+
+/// A logged-in backend connection.
+#[derive(Debug)]
+pub struct BackendConn {
+    pub stream: PacketStream<TcpStream>,
+    pub addr: String,
+    pub connection_id: u32,
+    /// Capabilities negotiated with this backend.
+    pub caps: u32,
+    /// Status flags of the last OK or terminator.
+    pub status: u16,
+    /// The default database as far as the proxy knows.
+    pub database: Option<String>,
+    pub last_used: Instant,
+}
+
+/// Connects and logs in.
+pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
+    let tcp = tokio::time::timeout(p.connect_timeout, TcpStream::connect(&p.addr))
+        .await
+        .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))?
+        .map_err(|source| BackendError::Connect {
+            addr: p.addr.clone(),
+            source,
+        })?;
+    // Without TCP_NODELAY multi-packet results stall on delayed ACKs.
+    let _ = tcp.set_nodelay(true);
+    let mut stream = PacketStream::new(tcp);
+    let proto = |source| BackendError::Protocol {
+        addr: p.addr.clone(),
+        source,
+    };
+    let login = async {
+        let greet = stream.read_raw().await.map_err(proto)?;
+        if greet.first() == Some(header::ERR) {
+            return Err(BackendError::Server {
+                addr: p.addr.clone(),
+                err: ErrPacket::parse(&greet.payload).map_err(proto)?,
+            });
+        }
+        let greeting = Greeting::parse(&greet.payload).map_err(proto)?;
+        let caps = negotiate(p, &greeting);
+        login(&mut stream, p, &greeting, caps, greet.seq).await?;
+        Ok((greeting, caps))
+    };
+    let (greeting, caps) = tokio::time::timeout(p.connect_timeout * 2, login)
+        .await
+        .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))??;
+    Ok(BackendConn {
+        stream,
+        addr: p.addr.clone(),
+        connection_id: greeting.connection_id,
+        caps,
+        status: greeting.status,
+        database: p.database.clone(),
+        last_used: Instant::now(),
+    })
+}
+
+fn negotiate(p: &ConnectParams, g: &Greeting) -> u32 {
+    let wanted = (p.client_caps & cap::SHAPE)
+        | cap::LONG_PASSWORD
+        | cap::PROTOCOL_41
+        | cap::TRANSACTIONS
+        | cap::SECURE_CONNECTION
+        | cap::PLUGIN_AUTH
+        | cap::PLUGIN_AUTH_LENENC_DATA
+        | if p.database.is_some() {
+            cap::CONNECT_WITH_DB
+        } else {
+            0
+        };
+    wanted & g.capabilities
+}
+
+async fn login(
+    stream: &mut PacketStream<TcpStream>,
+    p: &ConnectParams,
+    g: &Greeting,
+    caps: u32,
+    greet_seq: u8,
+) -> Result<(), BackendError> {
+    let proto = |source| BackendError::Protocol {
+        addr: p.addr.clone(),
+        source,
+    };
+    let (plugin, reply) = match p.secret.reply(&g.auth_plugin, &g.scramble) {
+        Some(r) => (g.auth_plugin.clone(), r),
+        // Answer natively; a server that wants another plugin sends an auth switch.
+        None => (
+            auth::NATIVE.to_string(),
+            p.secret
+                .reply(auth::NATIVE, &g.scramble)
+                .unwrap_or_default(),
+        ),
+    };
+    let resp = HandshakeResponse {
+        capabilities: caps,
+        max_packet: 1 << 30,
+        collation: p.collation,
+        user: p.user.clone(),
+        auth_response: reply,
+        database: p.database.clone(),
+        auth_plugin: Some(plugin),
+        attributes: Vec::new(),
+    };
+    let mut seq = greet_seq.wrapping_add(1);
+    stream.send(&mut seq, &resp.encode()).await.map_err(proto)?;
+    loop {
+        let pkt = stream.read_raw().await.map_err(proto)?;
+        seq = pkt.seq.wrapping_add(1);
+        match pkt.first() {
+            Some(header::OK) => return Ok(()),
+            Some(header::ERR) => {
+                return Err(BackendError::Auth {
+                    addr: p.addr.clone(),
+                    err: ErrPacket::parse(&pkt.payload).map_err(proto)?,
+                });
+            }
+            Some(header::AUTH_SWITCH) => {
+                let (plugin, data) = parse_auth_switch(&pkt.payload).map_err(proto)?;
+                let reply = p
+                    .secret
+                    .reply(&plugin, &data)
+                    .ok_or_else(|| BackendError::Plugin {
+                        addr: p.addr.clone(),
+                        plugin: plugin.clone(),
+                    })?;
+                stream.send(&mut seq, &reply).await.map_err(proto)?;
+            }
+            Some(header::AUTH_MORE_DATA)
+                if pkt.payload.get(1) == Some(&auth::SHA2_FAST_AUTH_OK) => {}
+            Some(header::AUTH_MORE_DATA) => {
+                // caching_sha2 full authentication needs TLS or RSA, which backends do not get.
+                return Err(BackendError::Plugin {
+                    addr: p.addr.clone(),
+                    plugin: "caching_sha2_password (full authentication)".into(),
+                });
+            }
+            _ => {
+                return Err(proto(PacketError::Malformed(
+                    "unexpected packet during login",
+                )));
+            }
+        }
+    }
+}
+
+impl BackendConn {
+    /// Sends a command with a payload and reads a one-packet answer (OK or ERR).
+    pub async fn simple(&mut self, command: u8, arg: &[u8]) -> Result<RawPacket, PacketError> {
+        let mut payload = Vec::with_capacity(1 + arg.len());
+        payload.push(command);
+        payload.extend_from_slice(arg);
+        let mut seq = 0;
+        self.stream.send(&mut seq, &payload).await?;
+        let pkt = self.stream.read_raw().await?;
+        if let Some(status) = messages::status_of(&pkt.payload, self.caps) {
+            self.status = status;
+        }
+        self.last_used = Instant::now();
+        Ok(pkt)
+    }
+
+    /// Runs a statement whose results are not wanted (state replay). Returns the server's
+    /// error, if any.
+    pub async fn run(&mut self, sql: &str) -> Result<Option<ErrPacket>, PacketError> {
+        let mut payload = Vec::with_capacity(1 + sql.len());
+        payload.push(com::QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        let mut seq = 0;
+        self.stream.send(&mut seq, &payload).await?;
+        let mut tracker = ResponseTracker::new(ResponseKind::Query, self.caps);
+        let mut error = None;
+        loop {
+            let pkt = self.stream.read_raw().await?;
+            if pkt.first() == Some(header::ERR) && error.is_none() {
+                error = ErrPacket::parse(&pkt.payload).ok();
+            }
+            match tracker.feed(&pkt.payload)? {
+                Step::More => {}
+                Step::Done => break,
+                Step::LocalInfile => {
+                    // Refuse the upload with an empty packet.
+                    let mut seq = pkt.seq.wrapping_add(1);
+                    self.stream.send(&mut seq, &[]).await?;
+                }
+            }
+        }
+        if let Some(status) = tracker.status {
+            self.status = status;
+        }
+        self.last_used = Instant::now();
+        Ok(error)
+    }
+
+    /// `COM_PING`; true when the server answered OK.
+    pub async fn ping(&mut self) -> bool {
+        matches!(self.simple(com::PING, &[]).await, Ok(p) if p.first() == Some(header::OK))
+    }
+
+    /// `COM_RESET_CONNECTION`: drops temporary tables, locks, user variables, prepared
+    /// statements and session variables, keeping the login. True on OK.
+    pub async fn reset(&mut self) -> bool {
+        matches!(self.simple(com::RESET_CONNECTION, &[]).await, Ok(p) if p.first() == Some(header::OK))
+    }
+
+    /// `COM_INIT_DB`; `Ok(None)` on success, the server's error otherwise.
+    pub async fn use_database(&mut self, db: &str) -> Result<Option<ErrPacket>, PacketError> {
+        let pkt = self.simple(com::INIT_DB, db.as_bytes()).await?;
+        if pkt.first() == Some(header::OK) {
+            self.database = Some(db.to_string());
+            Ok(None)
+        } else {
+            Ok(Some(ErrPacket::parse(&pkt.payload)?))
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.status & crate::protocol::constants::status::IN_TRANS != 0
+    }
+}

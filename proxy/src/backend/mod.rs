@@ -1,0 +1,9 @@
+//! Backend servers: connections, pools and health.
+
+pub mod conn;
+pub mod health;
+pub mod pool;
+
+pub use conn::{BackendConn, BackendError, ConnectParams};
+pub use health::Health;
+pub use pool::{AcquireError, Pool, PoolConfig, PooledConn};

@@ -1,0 +1,284 @@
+//! Pools of logged-in backend connections, per server and user.
+//!
+//! A connection is reused only by a session with the same user, collation and protocol shape
+//! (capabilities that change what the server sends). Before reuse it is reset with
+//! `COM_RESET_CONNECTION`, so no temporary table, lock, variable or prepared statement leaks
+//! from one client to the next.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{BackendConn, BackendError, ConnectParams, connect};
+use crate::metrics::Metrics;
+use crate::protocol::constants::cap;
+
+/// Pool limits and timings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Connections in use per backend server at once; more sessions wait.
+    pub max_per_backend: usize,
+    /// Idle connections kept per (server, user, shape).
+    pub max_idle_per_key: usize,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Duration,
+    /// An idle connection unused for longer than this is pinged before reuse.
+    pub ping_after: Duration,
+    /// How long a session waits for a free slot before failing.
+    pub acquire_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_per_backend: 500,
+            max_idle_per_key: 64,
+            idle_timeout: Duration::from_secs(60),
+            ping_after: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    addr: String,
+    user: String,
+    shape: u32,
+    collation: u8,
+}
+
+impl PoolKey {
+    fn of(p: &ConnectParams) -> Self {
+        Self {
+            addr: p.addr.clone(),
+            user: p.user.clone(),
+            shape: p.client_caps & cap::SHAPE,
+            collation: p.collation,
+        }
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("all {0} connections to {1} are in use")]
+    Exhausted(usize, String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// The proxy's backend pools.
+#[derive(Debug)]
+pub struct Pool {
+    cfg: PoolConfig,
+    idle: Mutex<HashMap<PoolKey, Vec<BackendConn>>>,
+    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pool {
+    pub fn new(cfg: PoolConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            idle: Mutex::new(HashMap::new()),
+            limits: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.cfg
+    }
+
+    fn limit(&self, addr: &str) -> Arc<Semaphore> {
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        limits
+            .entry(addr.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.max_per_backend)))
+            .clone()
+    }
+
+    /// A connection for `params`: an idle one after a reset (and a ping when it sat idle
+    /// long), else a new login.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        params: &ConnectParams,
+    ) -> Result<PooledConn, AcquireError> {
+        let permit = tokio::time::timeout(
+            self.cfg.acquire_timeout,
+            self.limit(&params.addr).acquire_owned(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| AcquireError::Exhausted(self.cfg.max_per_backend, params.addr.clone()))?;
+        let key = PoolKey::of(params);
+        while let Some(mut conn) = self.take_idle(&key) {
+            if conn.last_used.elapsed() < self.cfg.ping_after || conn.ping().await {
+                self.report(&key.addr);
+                return Ok(self.wrap(conn, key, permit));
+            }
+        }
+        let result = connect(params).await;
+        self.metrics.backend_connect(&params.addr, result.is_ok());
+        let conn = result?;
+        self.report(&key.addr);
+        Ok(self.wrap(conn, key, permit))
+    }
+
+    fn wrap(
+        self: &Arc<Self>,
+        conn: BackendConn,
+        key: PoolKey,
+        permit: OwnedSemaphorePermit,
+    ) -> PooledConn {
+        PooledConn {
+            conn: Some(conn),
+            key,
+            pool: self.clone(),
+            permit: Some(permit),
+            reusable: true,
+        }
+    }
+
+    fn take_idle(&self, key: &PoolKey) -> Option<BackendConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(conn) = list.pop() {
+            if conn.last_used.elapsed() < self.cfg.idle_timeout {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, key: PoolKey, conn: BackendConn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(key).or_default();
+        if list.len() < self.cfg.max_idle_per_key {
+            list.push(conn);
+        }
+    }
+
+    /// Closes idle connections past the idle timeout, and all idle connections to servers not
+    /// in `keep` (left the topology).
+    pub fn reap(&self, keep: &[String]) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let timeout = self.cfg.idle_timeout;
+        idle.retain(|key, list| {
+            list.retain(|c| c.last_used.elapsed() < timeout);
+            !list.is_empty() && keep.contains(&key.addr)
+        });
+        drop(idle);
+        for addr in keep {
+            self.report(addr);
+        }
+    }
+
+    /// Idle and in-use connection counts for one server.
+    pub fn counts(&self, addr: &str) -> (usize, usize) {
+        let idle: usize = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| k.addr == addr)
+            .map(|(_, v)| v.len())
+            .sum();
+        let in_use = self
+            .limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+            .map(|s| self.cfg.max_per_backend - s.available_permits())
+            .unwrap_or(0);
+        (idle, in_use)
+    }
+
+    fn report(&self, addr: &str) {
+        let (idle, in_use) = self.counts(addr);
+        self.metrics.set_pool(addr, idle, in_use);
+    }
+}
+
+/// A connection checked out of the pool. Dropping it returns it (after a reset) unless it was
+/// marked broken.
+#[derive(Debug)]
+pub struct PooledConn {
+    conn: Option<BackendConn>,
+    key: PoolKey,
+    pool: Arc<Pool>,
+    permit: Option<OwnedSemaphorePermit>,
+    reusable: bool,
+}
+
+impl PooledConn {
+    /// The connection is in an unknown state (an error mid-response, a client that left
+    /// mid-result): close it instead of reusing it.
+    pub fn mark_broken(&mut self) {
+        self.reusable = false;
+    }
+
+    pub fn is_broken(&self) -> bool {
+        !self.reusable
+    }
+}
+
+impl Deref for PooledConn {
+    type Target = BackendConn;
+    fn deref(&self) -> &BackendConn {
+        // Present from construction until drop.
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("pooled connection used after drop"))
+    }
+}
+
+impl DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut BackendConn {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("pooled connection used after drop"))
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let permit = self.permit.take();
+        let pool = self.pool.clone();
+        let key = self.key.clone();
+        if !self.reusable {
+            drop(permit);
+            pool.report(&key.addr);
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // The reset is a round trip: do it off the client's path. The permit is held until the
+        // connection is back in the idle list so the limit stays exact.
+        handle.spawn(async move {
+            let started = Instant::now();
+            if tokio::time::timeout(pool.cfg.connect_timeout, conn.reset())
+                .await
+                .unwrap_or(false)
+            {
+                conn.last_used = Instant::now();
+                pool.put_idle(key.clone(), conn);
+            } else {
+                tracing::debug!(backend = %key.addr, elapsed = ?started.elapsed(), "reset failed; closing backend connection");
+            }
+            drop(permit);
+            pool.report(&key.addr);
+        });
+    }
+}

@@ -1,0 +1,219 @@
+//! Proxy settings, from the command line or the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::backend::PoolConfig;
+use crate::protocol::auth;
+use crate::users::LookupCredentials;
+
+/// Command-line flags; every flag can also come from a `LAGLESS_PROXY_*` variable.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "lagless-proxy",
+    version,
+    about = "One MySQL endpoint in front of a replication cluster that never serves a stale read"
+)]
+pub struct Args {
+    /// Address clients connect to.
+    #[arg(long, env = "LAGLESS_PROXY_LISTEN", default_value = "127.0.0.1:6033")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin HTTP listener (/healthz, /readyz, /metrics, /topology).
+    #[arg(long, env = "LAGLESS_PROXY_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// The topology file (a mounted ConfigMap directory's topology.json, or a plain file).
+    #[arg(long, env = "LAGLESS_PROXY_TOPOLOGY")]
+    pub topology: PathBuf,
+
+    /// Users file: {"users":[{"user":"app","password":"..."}]} (a mounted Secret).
+    #[arg(long, env = "LAGLESS_PROXY_USERS")]
+    pub users: Option<PathBuf>,
+
+    /// Account that reads mysql.user on the primary to find users not in the users file.
+    #[arg(long, env = "LAGLESS_PROXY_LOOKUP_USER")]
+    pub lookup_user: Option<String>,
+
+    /// Password of --lookup-user.
+    #[arg(long, env = "LAGLESS_PROXY_LOOKUP_PASSWORD", hide_env_values = true)]
+    pub lookup_password: Option<String>,
+
+    /// How long a user looked up on the primary is cached, in seconds.
+    #[arg(long, env = "LAGLESS_PROXY_USER_CACHE_TTL", default_value_t = 5)]
+    pub user_cache_ttl: u64,
+
+    /// Version string sent to clients; by default the primary's own.
+    #[arg(long, env = "LAGLESS_PROXY_SERVER_VERSION")]
+    pub server_version: Option<String>,
+
+    /// Auth plugin offered in the greeting: mysql_native_password or caching_sha2_password.
+    #[arg(long, env = "LAGLESS_PROXY_AUTH_PLUGIN", default_value = auth::NATIVE)]
+    pub auth_plugin: String,
+
+    /// PEM certificate chain for client TLS (reloaded when it changes).
+    #[arg(long, env = "LAGLESS_PROXY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for client TLS.
+    #[arg(long, env = "LAGLESS_PROXY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Refuse clients that do not use TLS.
+    #[arg(long, env = "LAGLESS_PROXY_REQUIRE_TLS")]
+    pub require_tls: bool,
+
+    /// Backend connections in use per server at once.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_MAX_BACKEND_CONNECTIONS",
+        default_value_t = 500
+    )]
+    pub max_backend_connections: usize,
+
+    /// Client connections at once; more are refused with error 1040.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_MAX_CLIENT_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_client_connections: usize,
+
+    /// Idle backend connections are closed after this many seconds.
+    #[arg(long, env = "LAGLESS_PROXY_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+
+    /// How long writes wait for a primary while the topology says "switching", in ms.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_WRITE_HOLD_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub write_hold_timeout_ms: u64,
+
+    /// On SIGTERM, how long open transactions may take to finish, in seconds.
+    #[arg(long, env = "LAGLESS_PROXY_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+
+    /// How often backends are probed, in ms.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_MONITOR_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub monitor_interval_ms: u64,
+
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "LAGLESS_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log as JSON lines.
+    #[arg(long, env = "LAGLESS_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// The settings the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub topology: PathBuf,
+    pub users_file: Option<PathBuf>,
+    pub lookup: Option<LookupCredentials>,
+    pub user_cache_ttl: Duration,
+    pub server_version: Option<String>,
+    pub auth_plugin: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub require_tls: bool,
+    pub max_client_connections: usize,
+    pub handshake_timeout: Duration,
+    pub packet_timeout: Duration,
+    pub write_hold_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub monitor_interval: Duration,
+    pub topology_poll: Duration,
+    pub pool: PoolConfig,
+}
+
+impl Config {
+    /// Defaults for everything but the topology file.
+    pub fn new(topology: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6033)),
+            admin_listen: None,
+            topology,
+            users_file: None,
+            lookup: None,
+            user_cache_ttl: Duration::from_secs(5),
+            server_version: None,
+            auth_plugin: auth::NATIVE.into(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            max_client_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            packet_timeout: Duration::from_secs(30),
+            write_hold_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            monitor_interval: Duration::from_secs(1),
+            topology_poll: Duration::from_secs(2),
+            pool: PoolConfig::default(),
+        }
+    }
+
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.auth_plugin != auth::NATIVE && self.auth_plugin != auth::CACHING_SHA2 {
+            return Err(format!(
+                "--auth-plugin must be {} or {}, not `{}`",
+                auth::NATIVE,
+                auth::CACHING_SHA2,
+                self.auth_plugin
+            ));
+        }
+        if self.require_tls && self.tls_cert.is_none() {
+            return Err("--require-tls needs --tls-cert and --tls-key".into());
+        }
+        if self.users_file.is_none() && self.lookup.is_none() {
+            return Err(
+                "no users: give --users FILE and/or --lookup-user/--lookup-password".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<Args> for Config {
+    type Error = String;
+
+    fn try_from(a: Args) -> Result<Self, String> {
+        let lookup = match (a.lookup_user, a.lookup_password) {
+            (Some(user), Some(password)) => Some(LookupCredentials { user, password }),
+            (None, None) => None,
+            _ => return Err("--lookup-user and --lookup-password go together".into()),
+        };
+        let mut c = Config::new(a.topology);
+        c.listen = a.listen;
+        c.admin_listen = a.admin_listen;
+        c.users_file = a.users;
+        c.lookup = lookup;
+        c.user_cache_ttl = Duration::from_secs(a.user_cache_ttl);
+        c.server_version = a.server_version;
+        c.auth_plugin = a.auth_plugin;
+        c.tls_cert = a.tls_cert;
+        c.tls_key = a.tls_key;
+        c.require_tls = a.require_tls;
+        c.max_client_connections = a.max_client_connections;
+        c.write_hold_timeout = Duration::from_millis(a.write_hold_timeout_ms);
+        c.shutdown_timeout = Duration::from_secs(a.shutdown_timeout);
+        c.monitor_interval = Duration::from_millis(a.monitor_interval_ms.max(50));
+        c.pool.max_per_backend = a.max_backend_connections.max(1);
+        c.pool.idle_timeout = Duration::from_secs(a.idle_timeout);
+        c.validate()?;
+        Ok(c)
+    }
+}

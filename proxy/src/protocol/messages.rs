@@ -1,0 +1,287 @@
+//! OK, ERR and EOF packets: building the ones the proxy sends and reading the status flags of
+//! the ones backends send.
+
+use super::constants::{cap, header};
+use super::packet::PacketError;
+use super::wire::{Reader, put_lenenc_int, put_u16};
+
+/// A parsed OK packet (or an OK-shaped 0xfe terminator under `CLIENT_DEPRECATE_EOF`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ok {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
+    pub status: u16,
+    pub warnings: u16,
+    /// Session state changes (`CLIENT_SESSION_TRACK`), raw.
+    pub session_state: Vec<u8>,
+}
+
+impl Ok {
+    pub fn parse(payload: &[u8], caps: u32) -> Result<Self, PacketError> {
+        let mut r = Reader::new(payload);
+        let head = r.u8()?;
+        if head != header::OK && head != header::EOF {
+            return Err(PacketError::Malformed("not an OK packet"));
+        }
+        let affected_rows = r.lenenc_int()?.unwrap_or(0);
+        let last_insert_id = r.lenenc_int()?.unwrap_or(0);
+        let status = r.u16()?;
+        let warnings = r.u16()?;
+        let mut session_state = Vec::new();
+        if caps & cap::SESSION_TRACK != 0 && !r.is_empty() {
+            let _info = r.lenenc_bytes()?;
+            if status & super::constants::status::SESSION_STATE_CHANGED != 0 && !r.is_empty() {
+                session_state = r.lenenc_bytes()?.to_vec();
+            }
+        }
+        Ok(Self {
+            affected_rows,
+            last_insert_id,
+            status,
+            warnings,
+            session_state,
+        })
+    }
+
+    /// Encodes a plain OK packet with the given status flags.
+    pub fn encode(&self, caps: u32) -> Vec<u8> {
+        self.encode_with_header(header::OK, caps)
+    }
+
+    /// Encodes the 0xfe form that ends a result set under `CLIENT_DEPRECATE_EOF`.
+    pub fn encode_as_eof(&self, caps: u32) -> Vec<u8> {
+        self.encode_with_header(header::EOF, caps)
+    }
+
+    fn encode_with_header(&self, head: u8, caps: u32) -> Vec<u8> {
+        let mut out = vec![head];
+        put_lenenc_int(&mut out, self.affected_rows);
+        put_lenenc_int(&mut out, self.last_insert_id);
+        put_u16(&mut out, self.status);
+        put_u16(&mut out, self.warnings);
+        if caps & cap::SESSION_TRACK != 0 {
+            out.push(0); // empty info string
+        }
+        out
+    }
+}
+
+/// Encodes an old-style EOF packet.
+pub fn eof(warnings: u16, status: u16) -> Vec<u8> {
+    let mut out = vec![header::EOF];
+    put_u16(&mut out, warnings);
+    put_u16(&mut out, status);
+    out
+}
+
+/// Whether a packet is an EOF/terminator of a row stream: 0xfe with a payload too short to be a
+/// row (a row starting with 0xfe carries a string of at least 2^24 bytes).
+pub fn is_terminator(payload: &[u8], caps: u32) -> bool {
+    if payload.first() != Some(&header::EOF) {
+        return false;
+    }
+    if caps & cap::DEPRECATE_EOF != 0 {
+        payload.len() < super::constants::MAX_PAYLOAD
+    } else {
+        payload.len() < 9
+    }
+}
+
+/// Status flags of an OK packet or a terminator (old EOF or 0xfe OK), if it carries them.
+pub fn status_of(payload: &[u8], caps: u32) -> Option<u16> {
+    match payload.first() {
+        Some(&header::OK) => Ok::parse(payload, caps).ok().map(|ok| ok.status),
+        Some(&header::EOF) if payload.len() == 5 && caps & cap::DEPRECATE_EOF == 0 => {
+            Some(u16::from_le_bytes([payload[3], payload[4]]))
+        }
+        Some(&header::EOF) if payload.len() < 9 && caps & cap::DEPRECATE_EOF == 0 => None,
+        Some(&header::EOF) => Ok::parse(payload, caps).ok().map(|ok| ok.status),
+        _ => None,
+    }
+}
+
+/// An error the proxy reports itself, with a real MySQL error code and SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrPacket {
+    pub code: u16,
+    pub sqlstate: [u8; 5],
+    pub message: String,
+}
+
+impl ErrPacket {
+    pub fn new(code: u16, sqlstate: &str, message: impl Into<String>) -> Self {
+        let mut state = *b"HY000";
+        if sqlstate.len() == 5 {
+            state.copy_from_slice(sqlstate.as_bytes());
+        }
+        Self {
+            code,
+            sqlstate: state,
+            message: message.into(),
+        }
+    }
+
+    /// ER_ACCESS_DENIED_ERROR, worded as the server words it.
+    pub fn access_denied(user: &str, host: &str, using_password: bool) -> Self {
+        let using = if using_password { "YES" } else { "NO" };
+        Self::new(
+            1045,
+            "28000",
+            format!("Access denied for user '{user}'@'{host}' (using password: {using})"),
+        )
+    }
+
+    /// ER_HANDSHAKE_ERROR.
+    pub fn bad_handshake() -> Self {
+        Self::new(1043, "08S01", "Bad handshake")
+    }
+
+    /// ER_UNKNOWN_COM_ERROR.
+    pub fn unknown_command() -> Self {
+        Self::new(1047, "08S01", "Unknown command")
+    }
+
+    /// ER_NET_PACKET_TOO_LARGE.
+    pub fn packet_too_large() -> Self {
+        Self::new(
+            1153,
+            "08S01",
+            "Got a packet bigger than 'max_allowed_packet' bytes",
+        )
+    }
+
+    /// ER_SERVER_SHUTDOWN.
+    pub fn shutting_down() -> Self {
+        Self::new(1053, "08S01", "Server shutdown in progress")
+    }
+
+    /// CR_SERVER_LOST: the backend went away while serving this statement.
+    pub fn backend_lost(detail: &str) -> Self {
+        Self::new(
+            2013,
+            "HY000",
+            format!("Lost connection to MySQL server during query ({detail})"),
+        )
+    }
+
+    /// CR_CONN_HOST_ERROR: no backend could be reached for this statement.
+    pub fn backend_unavailable(detail: &str) -> Self {
+        Self::new(
+            2003,
+            "HY000",
+            format!("Can't connect to MySQL server ({detail})"),
+        )
+    }
+
+    /// ER_UNKNOWN_STMT_HANDLER.
+    pub fn unknown_statement(id: u32, command: &str) -> Self {
+        Self::new(
+            1243,
+            "HY000",
+            format!("Unknown prepared statement handler ({id}) given to {command}"),
+        )
+    }
+
+    /// ER_MALFORMED_PACKET.
+    pub fn malformed() -> Self {
+        Self::new(1835, "HY000", "Malformed communication packet")
+    }
+
+    /// ER_UNKNOWN_SYSTEM_VARIABLE for a Lagless setting with a bad value.
+    pub fn wrong_value(variable: &str, detail: &str) -> Self {
+        Self::new(
+            1231,
+            "42000",
+            format!("Variable '{variable}' can't be set to the value: {detail}"),
+        )
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + self.message.len());
+        out.push(header::ERR);
+        put_u16(&mut out, self.code);
+        out.push(b'#');
+        out.extend_from_slice(&self.sqlstate);
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    /// Parses an ERR packet a backend sent (protocol 4.1 form).
+    pub fn parse(payload: &[u8]) -> Result<Self, PacketError> {
+        let mut r = Reader::new(payload);
+        if r.u8()? != header::ERR {
+            return Err(PacketError::Malformed("not an ERR packet"));
+        }
+        let code = r.u16()?;
+        let mut sqlstate = *b"HY000";
+        if r.remaining().first() == Some(&b'#') && r.remaining().len() >= 6 {
+            r.skip(1)?;
+            sqlstate.copy_from_slice(r.take(5)?);
+        }
+        Ok(Self {
+            code,
+            sqlstate,
+            message: String::from_utf8_lossy(r.remaining()).into_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for ErrPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ERROR {} ({}): {}",
+            self.code,
+            String::from_utf8_lossy(&self.sqlstate),
+            self.message
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::constants::status;
+
+    #[test]
+    fn ok_roundtrip_and_status() {
+        let ok = Ok {
+            affected_rows: 3,
+            last_insert_id: 300,
+            status: status::AUTOCOMMIT | status::IN_TRANS,
+            warnings: 1,
+            session_state: Vec::new(),
+        };
+        for caps in [0, cap::SESSION_TRACK] {
+            let enc = ok.encode(caps | cap::PROTOCOL_41);
+            assert_eq!(Ok::parse(&enc, caps).unwrap(), ok);
+            assert_eq!(status_of(&enc, caps), Some(ok.status));
+        }
+        let eof_ok = ok.encode_as_eof(cap::DEPRECATE_EOF);
+        assert!(is_terminator(&eof_ok, cap::DEPRECATE_EOF));
+        assert_eq!(status_of(&eof_ok, cap::DEPRECATE_EOF), Some(ok.status));
+    }
+
+    #[test]
+    fn old_eof_and_rows() {
+        let e = eof(0, status::MORE_RESULTS_EXISTS);
+        assert!(is_terminator(&e, 0));
+        assert_eq!(status_of(&e, 0), Some(status::MORE_RESULTS_EXISTS));
+        // A text row whose first column is 0xfe-prefixed is long and is not a terminator.
+        let mut row = vec![0xfe];
+        row.extend_from_slice(&[0; 20]);
+        assert!(!is_terminator(&row, 0));
+        assert!(!is_terminator(&[0x01, 0x31], cap::DEPRECATE_EOF));
+    }
+
+    #[test]
+    fn err_roundtrip() {
+        let e = ErrPacket::access_denied("app", "127.0.0.1", true);
+        let parsed = ErrPacket::parse(&e.encode()).unwrap();
+        assert_eq!(parsed, e);
+        assert_eq!(parsed.code, 1045);
+        assert_eq!(&parsed.sqlstate, b"28000");
+        assert!(ErrPacket::parse(&[0xff]).is_err());
+        assert!(Ok::parse(&[0x00, 0xfc], 0).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! The MySQL client/server protocol: framing, handshake, authentication and response shapes.
+
+pub mod auth;
+pub mod constants;
+pub mod handshake;
+pub mod messages;
+pub mod packet;
+pub mod response;
+pub mod wire;

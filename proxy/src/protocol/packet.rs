@@ -1,0 +1,310 @@
+//! Framing of MySQL packets over a byte stream.
+//!
+//! A packet is a 3-byte little-endian payload length, a 1-byte sequence id and the payload. A
+//! payload of exactly 16 MiB - 1 bytes continues in the next packet. Responses are forwarded as
+//! physical packets (`read_raw` + `buffer_raw`), so rows are copied once and never decoded.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::constants::MAX_PAYLOAD;
+
+/// Why a packet could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("connection closed in the middle of a packet")]
+    Truncated,
+    #[error("packet of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("peer stopped sending in the middle of a packet")]
+    Stalled,
+    #[error("sequence id {got}, expected {expected}")]
+    OutOfOrder { expected: u8, got: u8 },
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One physical packet.
+#[derive(Debug, Clone)]
+pub struct RawPacket {
+    pub seq: u8,
+    pub payload: Bytes,
+}
+
+impl RawPacket {
+    /// First payload byte, or `None` for an empty payload.
+    pub fn first(&self) -> Option<u8> {
+        self.payload.first().copied()
+    }
+}
+
+/// Buffered packet reader and writer.
+#[derive(Debug)]
+pub struct PacketStream<S> {
+    io: S,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Largest logical payload accepted by `read_logical`.
+    pub max_logical: usize,
+    /// How long the rest of a packet may take once its first byte arrived.
+    pub packet_timeout: Duration,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
+    pub fn new(io: S) -> Self {
+        Self {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::with_capacity(READ_CHUNK),
+            max_logical: 1 << 30,
+            packet_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Bytes received but not yet consumed (TLS upgrades must find none).
+    pub fn has_buffered_input(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    /// Replaces the transport, e.g. after a TLS handshake on the same socket.
+    pub fn map_io<T>(self, f: impl FnOnce(S) -> T) -> PacketStream<T> {
+        PacketStream {
+            io: f(self.io),
+            rbuf: self.rbuf,
+            wbuf: self.wbuf,
+            max_logical: self.max_logical,
+            packet_timeout: self.packet_timeout,
+        }
+    }
+
+    pub fn into_inner(self) -> S {
+        self.io
+    }
+
+    /// Reads one physical packet.
+    pub async fn read_raw(&mut self) -> Result<RawPacket, PacketError> {
+        if self.rbuf.is_empty() && self.fill().await? == 0 {
+            return Err(PacketError::Closed);
+        }
+        let timeout = self.packet_timeout;
+        tokio::time::timeout(timeout, self.read_rest())
+            .await
+            .map_err(|_| PacketError::Stalled)?
+    }
+
+    async fn read_rest(&mut self) -> Result<RawPacket, PacketError> {
+        while self.rbuf.len() < 4 {
+            if self.fill().await? == 0 {
+                return Err(PacketError::Truncated);
+            }
+        }
+        let len = usize::from(self.rbuf[0])
+            | usize::from(self.rbuf[1]) << 8
+            | usize::from(self.rbuf[2]) << 16;
+        let seq = self.rbuf[3];
+        if self.rbuf.capacity() < 4 + len {
+            self.rbuf.reserve(4 + len - self.rbuf.len());
+        }
+        while self.rbuf.len() < 4 + len {
+            if self.fill().await? == 0 {
+                return Err(PacketError::Truncated);
+            }
+        }
+        self.rbuf.advance(4);
+        let payload = self.rbuf.split_to(len).freeze();
+        Ok(RawPacket { seq, payload })
+    }
+
+    async fn fill(&mut self) -> Result<usize, PacketError> {
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        Ok(self.io.read_buf(&mut self.rbuf).await?)
+    }
+
+    /// Reads one logical packet, joining 16 MiB continuations. Returns the payload and the
+    /// sequence id of its last physical packet.
+    pub async fn read_logical(&mut self) -> Result<(u8, Bytes), PacketError> {
+        let first = self.read_raw().await?;
+        if first.payload.len() < MAX_PAYLOAD {
+            return Ok((first.seq, first.payload));
+        }
+        let mut joined = BytesMut::from(&first.payload[..]);
+        let mut seq = first.seq;
+        loop {
+            let next = self.read_raw().await?;
+            let expected = seq.wrapping_add(1);
+            if next.seq != expected {
+                return Err(PacketError::OutOfOrder {
+                    expected,
+                    got: next.seq,
+                });
+            }
+            seq = next.seq;
+            if joined.len() + next.payload.len() > self.max_logical {
+                return Err(PacketError::TooLarge(joined.len() + next.payload.len()));
+            }
+            joined.extend_from_slice(&next.payload);
+            if next.payload.len() < MAX_PAYLOAD {
+                return Ok((seq, joined.freeze()));
+            }
+        }
+    }
+
+    /// Queues one physical packet exactly as received.
+    pub fn buffer_raw(&mut self, packet: &RawPacket) {
+        self.push_frame(packet.seq, &packet.payload);
+    }
+
+    /// Queues a logical payload, splitting it into 16 MiB packets; `seq` is advanced past the
+    /// last packet written.
+    pub fn buffer_payload(&mut self, seq: &mut u8, payload: &[u8]) {
+        let mut rest = payload;
+        loop {
+            let n = rest.len().min(MAX_PAYLOAD);
+            self.push_frame(*seq, &rest[..n]);
+            *seq = seq.wrapping_add(1);
+            rest = &rest[n..];
+            // A payload that is an exact multiple of the maximum ends with an empty packet.
+            if n < MAX_PAYLOAD {
+                break;
+            }
+        }
+    }
+
+    fn push_frame(&mut self, seq: u8, payload: &[u8]) {
+        let len = payload.len();
+        self.wbuf.reserve(4 + len);
+        self.wbuf
+            .extend_from_slice(&[len as u8, (len >> 8) as u8, (len >> 16) as u8, seq]);
+        self.wbuf.extend_from_slice(payload);
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), PacketError> {
+        if !self.wbuf.is_empty() {
+            self.io.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Queues and writes a payload.
+    pub async fn send(&mut self, seq: &mut u8, payload: &[u8]) -> Result<(), PacketError> {
+        self.buffer_payload(seq, payload);
+        self.flush().await
+    }
+
+    /// Shuts the write side down (best effort).
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.io.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn roundtrip(payload: Vec<u8>) -> (u8, Bytes) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut w = PacketStream::new(a);
+        let mut r = PacketStream::new(b);
+        let writer = tokio::spawn(async move {
+            let mut seq = 3;
+            w.send(&mut seq, &payload).await.unwrap();
+            seq
+        });
+        let got = r.read_logical().await.unwrap();
+        let next_seq = writer.await.unwrap();
+        assert_eq!(got.0.wrapping_add(1), next_seq);
+        got
+    }
+
+    #[tokio::test]
+    async fn small_and_empty_payloads() {
+        assert_eq!(&roundtrip(b"hello".to_vec()).await.1[..], b"hello");
+        assert_eq!(roundtrip(Vec::new()).await.1.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn payloads_over_16_mib_are_split_and_joined() {
+        for len in [MAX_PAYLOAD, MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD + 10] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (seq, got) = roundtrip(payload.clone()).await;
+            assert_eq!(got.len(), len);
+            assert!(got[..] == payload[..]);
+            // Exactly MAX_PAYLOAD needs a trailing empty packet: two packets from seq 3.
+            let packets = len / MAX_PAYLOAD + 1;
+            assert_eq!(seq, 3 + packets as u8 - 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn truncated_and_closed_streams_are_errors() {
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut r = PacketStream::new(b);
+        a.write_all(&[10, 0, 0, 0, b'x']).await.unwrap();
+        drop(a);
+        assert!(matches!(r.read_raw().await, Err(PacketError::Truncated)));
+        let (a, b) = tokio::io::duplex(64);
+        drop(a);
+        let mut r = PacketStream::new(b);
+        assert!(matches!(r.read_raw().await, Err(PacketError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_packet_times_out() {
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut r = PacketStream::new(b);
+        r.packet_timeout = Duration::from_millis(50);
+        a.write_all(&[10, 0, 0, 0, b'x']).await.unwrap();
+        assert!(matches!(r.read_raw().await, Err(PacketError::Stalled)));
+    }
+
+    #[tokio::test]
+    async fn logical_size_limit_and_sequence_checked() {
+        let (mut a, b) = tokio::io::duplex(1 << 25);
+        let mut r = PacketStream::new(b);
+        r.max_logical = MAX_PAYLOAD + 5;
+        let mut frame = vec![0xff, 0xff, 0xff, 0];
+        frame.resize(4 + MAX_PAYLOAD, 1);
+        a.write_all(&frame).await.unwrap();
+        a.write_all(&[10, 0, 0, 1]).await.unwrap();
+        a.write_all(&[0; 10]).await.unwrap();
+        assert!(matches!(
+            r.read_logical().await,
+            Err(PacketError::TooLarge(_))
+        ));
+
+        let (mut a, b) = tokio::io::duplex(1 << 25);
+        let mut r = PacketStream::new(b);
+        a.write_all(&frame).await.unwrap();
+        a.write_all(&[1, 0, 0, 7, 0]).await.unwrap();
+        assert!(matches!(
+            r.read_logical().await,
+            Err(PacketError::OutOfOrder {
+                expected: 1,
+                got: 7
+            })
+        ));
+    }
+}

@@ -1,0 +1,457 @@
+//! Where a backend's response to one command ends.
+//!
+//! The proxy forwards responses packet by packet; this tracker looks only at the first bytes of
+//! each packet to know when the response is complete, what status flags it ended with, and
+//! whether the server asked for a LOCAL INFILE upload. It never decodes rows.
+
+use super::constants::{MAX_PAYLOAD, cap, header, status};
+use super::messages::{self, Ok};
+use super::packet::PacketError;
+use super::wire::Reader;
+
+/// What command the response answers; each has its own shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseKind {
+    /// COM_QUERY: OK | ERR | LOCAL INFILE | result sets (text rows), possibly several.
+    Query,
+    /// COM_STMT_EXECUTE: OK | ERR | result sets (binary rows); may open a cursor.
+    Execute,
+    /// COM_STMT_FETCH: rows then a terminator, or ERR.
+    Fetch,
+    /// COM_STMT_PREPARE: ERR | OK header, parameter definitions, column definitions.
+    Prepare,
+    /// COM_FIELD_LIST: column definitions then a terminator, or ERR.
+    FieldList,
+    /// Commands answered by exactly one packet (OK, ERR, or COM_STATISTICS's string).
+    Single,
+}
+
+/// What the caller does after feeding a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// More packets of this response follow.
+    More,
+    /// The server asked for a LOCAL INFILE upload: relay the client's packets to the server
+    /// until an empty one, then keep reading the response.
+    LocalInfile,
+    /// The response is complete.
+    Done,
+}
+
+/// Details of a prepared statement from a COM_STMT_PREPARE response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrepareOk {
+    pub statement_id: u32,
+    pub columns: u16,
+    pub params: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    First,
+    Columns { left: u64 },
+    ColumnsEof,
+    Rows,
+    Params { left: u16, columns: u16 },
+    ParamsEof { columns: u16 },
+    PrepareColumns { left: u16 },
+    PrepareColumnsEof,
+    Done,
+}
+
+/// Follows one response packet by packet.
+#[derive(Debug, Clone)]
+pub struct ResponseTracker {
+    caps: u32,
+    kind: ResponseKind,
+    state: State,
+    /// The previous physical packet was 16 MiB - 1 bytes: this one continues it.
+    continuing: bool,
+    /// Status flags of the last OK or terminator seen.
+    pub status: Option<u16>,
+    /// The last OK packet (its session-state changes carry GTIDs).
+    pub last_ok: Option<Ok>,
+    /// Error code when the response (or one of its result sets) ended in ERR.
+    pub error: Option<u16>,
+    pub prepare: Option<PrepareOk>,
+}
+
+impl ResponseTracker {
+    pub fn new(kind: ResponseKind, caps: u32) -> Self {
+        let state = match kind {
+            ResponseKind::Fetch | ResponseKind::FieldList => State::Rows,
+            _ => State::First,
+        };
+        Self {
+            caps,
+            kind,
+            state,
+            continuing: false,
+            status: None,
+            last_ok: None,
+            error: None,
+            prepare: None,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Feeds the payload of the next physical packet.
+    pub fn feed(&mut self, payload: &[u8]) -> Result<Step, PacketError> {
+        if self.state == State::Done {
+            return Err(PacketError::Malformed("packet after the end of a response"));
+        }
+        let continuation = self.continuing;
+        self.continuing = payload.len() == MAX_PAYLOAD;
+        if continuation {
+            return Ok(Step::More);
+        }
+        let step = self.step(payload)?;
+        if step == Step::Done && self.continuing {
+            return Err(PacketError::Malformed(
+                "response ended inside a long packet",
+            ));
+        }
+        Ok(step)
+    }
+
+    fn step(&mut self, p: &[u8]) -> Result<Step, PacketError> {
+        let first = *p
+            .first()
+            .ok_or(PacketError::Malformed("empty response packet"))?;
+        if first == header::ERR && !self.in_row_data() {
+            return Ok(self.finish_with_error(p));
+        }
+        match self.state {
+            State::First => self.first_packet(first, p),
+            State::Columns { left } => {
+                let left = left - 1;
+                self.state = if left > 0 {
+                    State::Columns { left }
+                } else if self.caps & cap::DEPRECATE_EOF != 0 {
+                    State::Rows
+                } else {
+                    State::ColumnsEof
+                };
+                Ok(Step::More)
+            }
+            State::ColumnsEof => {
+                if !messages::is_terminator(p, self.caps) {
+                    return Err(PacketError::Malformed(
+                        "expected EOF after column definitions",
+                    ));
+                }
+                self.status = messages::status_of(p, self.caps);
+                if self.kind == ResponseKind::Execute && self.has(status::CURSOR_EXISTS) {
+                    return Ok(self.finish());
+                }
+                self.state = State::Rows;
+                Ok(Step::More)
+            }
+            State::Rows => {
+                if first == header::ERR {
+                    return Ok(self.finish_with_error(p));
+                }
+                if !messages::is_terminator(p, self.caps) {
+                    return Ok(Step::More);
+                }
+                self.status = messages::status_of(p, self.caps);
+                if self.caps & cap::DEPRECATE_EOF != 0 {
+                    self.last_ok = Ok::parse(p, self.caps).ok();
+                }
+                if matches!(self.kind, ResponseKind::Query | ResponseKind::Execute)
+                    && self.has(status::MORE_RESULTS_EXISTS)
+                {
+                    self.state = State::First;
+                    return Ok(Step::More);
+                }
+                Ok(self.finish())
+            }
+            State::Params { left, columns } => {
+                let left = left - 1;
+                self.state = if left > 0 {
+                    State::Params { left, columns }
+                } else if self.caps & cap::DEPRECATE_EOF == 0 {
+                    State::ParamsEof { columns }
+                } else {
+                    self.after_params(columns)
+                };
+                Ok(self.step_result())
+            }
+            State::ParamsEof { columns } => {
+                self.state = self.after_params(columns);
+                Ok(self.step_result())
+            }
+            State::PrepareColumns { left } => {
+                let left = left - 1;
+                self.state = if left > 0 {
+                    State::PrepareColumns { left }
+                } else if self.caps & cap::DEPRECATE_EOF == 0 {
+                    State::PrepareColumnsEof
+                } else {
+                    State::Done
+                };
+                Ok(self.step_result())
+            }
+            State::PrepareColumnsEof => Ok(self.finish()),
+            State::Done => Err(PacketError::Malformed("packet after the end of a response")),
+        }
+    }
+
+    fn first_packet(&mut self, first: u8, p: &[u8]) -> Result<Step, PacketError> {
+        match (self.kind, first) {
+            (ResponseKind::Single, _) => {
+                if first == header::OK {
+                    self.record_ok(p);
+                }
+                Ok(self.finish())
+            }
+            (ResponseKind::Prepare, header::OK) => {
+                let mut r = Reader::new(p);
+                r.skip(1)?;
+                let prepare = PrepareOk {
+                    statement_id: r.u32()?,
+                    columns: r.u16()?,
+                    params: r.u16()?,
+                };
+                self.prepare = Some(prepare);
+                self.state = if prepare.params > 0 {
+                    State::Params {
+                        left: prepare.params,
+                        columns: prepare.columns,
+                    }
+                } else {
+                    self.after_params(prepare.columns)
+                };
+                Ok(self.step_result())
+            }
+            (ResponseKind::Prepare, _) => Err(PacketError::Malformed("bad prepare response")),
+            (_, header::OK) => {
+                self.record_ok(p);
+                if self.has(status::MORE_RESULTS_EXISTS) {
+                    return Ok(Step::More);
+                }
+                Ok(self.finish())
+            }
+            (ResponseKind::Query, header::LOCAL_INFILE) => Ok(Step::LocalInfile),
+            _ => {
+                let n = Reader::new(p)
+                    .lenenc_int()?
+                    .ok_or(PacketError::Malformed("NULL column count"))?;
+                if n == 0 {
+                    return Err(PacketError::Malformed("zero column count"));
+                }
+                self.state = State::Columns { left: n };
+                Ok(Step::More)
+            }
+        }
+    }
+
+    fn after_params(&self, columns: u16) -> State {
+        if columns > 0 {
+            State::PrepareColumns { left: columns }
+        } else {
+            State::Done
+        }
+    }
+
+    fn step_result(&self) -> Step {
+        if self.state == State::Done {
+            Step::Done
+        } else {
+            Step::More
+        }
+    }
+
+    /// In the middle of column definitions or rows a leading 0xff is data, not an error, except
+    /// for the row stream where the server can abort with ERR.
+    fn in_row_data(&self) -> bool {
+        matches!(
+            self.state,
+            State::Columns { .. } | State::Params { .. } | State::PrepareColumns { .. }
+        )
+    }
+
+    fn record_ok(&mut self, p: &[u8]) {
+        if let Ok(ok) = Ok::parse(p, self.caps) {
+            self.status = Some(ok.status);
+            self.last_ok = Some(ok);
+        }
+    }
+
+    fn has(&self, flag: u16) -> bool {
+        self.status.is_some_and(|s| s & flag != 0)
+    }
+
+    fn finish(&mut self) -> Step {
+        self.state = State::Done;
+        Step::Done
+    }
+
+    fn finish_with_error(&mut self, p: &[u8]) -> Step {
+        self.error = Some(messages::ErrPacket::parse(p).map(|e| e.code).unwrap_or(0));
+        self.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::{ErrPacket, eof};
+    use proptest::prelude::*;
+
+    fn ok(status: u16) -> Vec<u8> {
+        Ok {
+            status,
+            ..Default::default()
+        }
+        .encode(cap::PROTOCOL_41)
+    }
+
+    fn run(kind: ResponseKind, caps: u32, packets: &[Vec<u8>]) -> (Vec<Step>, ResponseTracker) {
+        let mut t = ResponseTracker::new(kind, caps);
+        let steps = packets.iter().map(|p| t.feed(p).unwrap()).collect();
+        (steps, t)
+    }
+
+    fn result_set(caps: u32, rows: usize, end_status: u16) -> Vec<Vec<u8>> {
+        let mut v = vec![vec![2u8], b"\x03defcol1".to_vec(), b"\x03defcol2".to_vec()];
+        if caps & cap::DEPRECATE_EOF == 0 {
+            v.push(eof(0, 0));
+        }
+        for i in 0..rows {
+            v.push(vec![1, b'0' + i as u8, 0xfb]);
+        }
+        if caps & cap::DEPRECATE_EOF == 0 {
+            v.push(eof(0, end_status));
+        } else {
+            v.push(
+                Ok {
+                    status: end_status,
+                    ..Default::default()
+                }
+                .encode_as_eof(caps),
+            );
+        }
+        v
+    }
+
+    #[test]
+    fn ok_and_err_end_at_once() {
+        let (steps, t) = run(ResponseKind::Query, 0, &[ok(status::IN_TRANS)]);
+        assert_eq!(steps, [Step::Done]);
+        assert_eq!(t.status, Some(status::IN_TRANS));
+        let err = ErrPacket::new(1064, "42000", "syntax").encode();
+        let (steps, t) = run(ResponseKind::Query, 0, &[err]);
+        assert_eq!(steps, [Step::Done]);
+        assert_eq!(t.error, Some(1064));
+    }
+
+    #[test]
+    fn result_sets_with_and_without_deprecate_eof() {
+        for caps in [0, cap::DEPRECATE_EOF] {
+            let packets = result_set(caps, 3, status::AUTOCOMMIT);
+            let (steps, t) = run(ResponseKind::Query, caps, &packets);
+            assert_eq!(steps.last(), Some(&Step::Done));
+            assert!(steps[..steps.len() - 1].iter().all(|s| *s == Step::More));
+            assert_eq!(t.status, Some(status::AUTOCOMMIT));
+        }
+    }
+
+    #[test]
+    fn multiple_result_sets_continue_until_the_last() {
+        for caps in [0, cap::DEPRECATE_EOF] {
+            let mut packets = result_set(caps, 1, status::MORE_RESULTS_EXISTS);
+            packets.push(ok(status::MORE_RESULTS_EXISTS));
+            packets.extend(result_set(caps, 2, 0));
+            let (steps, _) = run(ResponseKind::Query, caps, &packets);
+            assert_eq!(steps.iter().filter(|s| **s == Step::Done).count(), 1);
+            assert_eq!(steps.last(), Some(&Step::Done));
+        }
+    }
+
+    #[test]
+    fn error_in_the_middle_of_rows() {
+        let mut packets = result_set(0, 2, 0);
+        packets.pop();
+        packets.push(ErrPacket::new(1317, "70100", "interrupted").encode());
+        let (steps, t) = run(ResponseKind::Query, 0, &packets);
+        assert_eq!(steps.last(), Some(&Step::Done));
+        assert_eq!(t.error, Some(1317));
+    }
+
+    #[test]
+    fn local_infile_then_ok() {
+        let mut t = ResponseTracker::new(ResponseKind::Query, 0);
+        assert_eq!(t.feed(b"\xfb/tmp/x.csv").unwrap(), Step::LocalInfile);
+        assert_eq!(t.feed(&ok(0)).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn prepare_shapes() {
+        for caps in [0, cap::DEPRECATE_EOF] {
+            let mut packets = vec![vec![0, 7, 0, 0, 0, 2, 0, 1, 0, 0, 0, 0]];
+            packets.push(b"\x03defp".to_vec());
+            if caps & cap::DEPRECATE_EOF == 0 {
+                packets.push(eof(0, 0));
+            }
+            packets.push(b"\x03defa".to_vec());
+            packets.push(b"\x03defb".to_vec());
+            if caps & cap::DEPRECATE_EOF == 0 {
+                packets.push(eof(0, 0));
+            }
+            let (steps, t) = run(ResponseKind::Prepare, caps, &packets);
+            assert_eq!(steps.last(), Some(&Step::Done));
+            assert_eq!(steps.iter().filter(|s| **s == Step::Done).count(), 1);
+            assert_eq!(
+                t.prepare,
+                Some(PrepareOk {
+                    statement_id: 7,
+                    columns: 2,
+                    params: 1
+                })
+            );
+        }
+        let (steps, _) = run(
+            ResponseKind::Prepare,
+            0,
+            &[vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
+        );
+        assert_eq!(steps, [Step::Done]);
+    }
+
+    #[test]
+    fn cursor_opening_execute_ends_after_metadata() {
+        let mut packets = vec![vec![1u8], b"\x03defc".to_vec()];
+        packets.push(eof(0, status::CURSOR_EXISTS));
+        let (steps, _) = run(ResponseKind::Execute, 0, &packets);
+        assert_eq!(steps.last(), Some(&Step::Done));
+    }
+
+    #[test]
+    fn long_rows_span_packets() {
+        let mut t = ResponseTracker::new(ResponseKind::Query, 0);
+        t.feed(&[1]).unwrap();
+        t.feed(b"\x03defc").unwrap();
+        t.feed(&eof(0, 0)).unwrap();
+        // A row of 16 MiB - 1 bytes whose continuation starts with 0xfe: still a row.
+        let mut big = vec![0xfc; MAX_PAYLOAD];
+        big[0] = 0xfe;
+        assert_eq!(t.feed(&big).unwrap(), Step::More);
+        assert_eq!(t.feed(&eof(0, 0)[..]).unwrap(), Step::More);
+        assert_eq!(t.feed(&eof(0, 0)).unwrap(), Step::Done);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(packets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..20), kind in 0usize..6, caps in any::<u32>()) {
+            let kinds = [ResponseKind::Query, ResponseKind::Execute, ResponseKind::Fetch, ResponseKind::Prepare, ResponseKind::FieldList, ResponseKind::Single];
+            let mut t = ResponseTracker::new(kinds[kind], caps);
+            for p in packets {
+                if t.feed(&p).is_err() || t.is_done() { break; }
+            }
+        }
+    }
+}

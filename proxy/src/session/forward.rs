@@ -1,0 +1,146 @@
+//! Relaying one command to a backend and its response to the client, packet by packet.
+
+use bytes::Bytes;
+
+use super::login::ClientStream;
+use crate::backend::PooledConn;
+use crate::protocol::messages::ErrPacket;
+use crate::protocol::packet::PacketError;
+use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
+
+/// Flush to the client once this much is queued, so large results stream.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// How a relay failed.
+#[derive(Debug)]
+pub enum RelayError {
+    /// The backend failed before the client saw any of the response: the caller may retry a
+    /// read elsewhere or report the error.
+    BackendBeforeReply(PacketError),
+    /// The backend failed mid-response; the client already got an ERR packet in its place.
+    BackendMidReply,
+    /// The client went away or broke the protocol: end the session.
+    Client(PacketError),
+}
+
+/// Sends `payload` (a whole command) and relays the response. `stmt_id` rewrites the statement
+/// id of a COM_STMT_PREPARE OK so the client sees the proxy's id.
+pub async fn relay(
+    client: &mut ClientStream,
+    backend: &mut PooledConn,
+    payload: &[u8],
+    kind: ResponseKind,
+    stmt_id: Option<u32>,
+) -> Result<ResponseTracker, RelayError> {
+    let mut seq = 0u8;
+    if let Err(e) = backend.stream.send(&mut seq, payload).await {
+        backend.mark_broken();
+        return Err(RelayError::BackendBeforeReply(e));
+    }
+    let caps = backend.caps;
+    let mut tracker = ResponseTracker::new(kind, caps);
+    let mut last_seq = 0u8;
+    let mut forwarded = false;
+    loop {
+        let mut pkt = match backend.stream.read_raw().await {
+            Ok(p) => p,
+            Err(e) => {
+                backend.mark_broken();
+                if !forwarded {
+                    return Err(RelayError::BackendBeforeReply(e));
+                }
+                return Err(fail_mid_reply(client, last_seq, &e).await);
+            }
+        };
+        let step = match tracker.feed(&pkt.payload) {
+            Ok(s) => s,
+            Err(e) => {
+                backend.mark_broken();
+                return Err(fail_mid_reply(client, last_seq, &e).await);
+            }
+        };
+        if let (Some(id), false) = (stmt_id, forwarded) {
+            pkt.payload = rewrite_prepare_id(pkt.payload, id);
+        }
+        last_seq = pkt.seq;
+        forwarded = true;
+        client.buffer_raw(&pkt);
+        match step {
+            Step::More => {
+                if client.pending_output() >= FLUSH_AT {
+                    flush_client(client, backend).await?;
+                }
+            }
+            Step::LocalInfile => {
+                flush_client(client, backend).await?;
+                relay_upload(client, backend).await?;
+            }
+            Step::Done => {
+                flush_client(client, backend).await?;
+                break;
+            }
+        }
+    }
+    if let Some(status) = tracker.status {
+        backend.status = status;
+    }
+    backend.last_used = std::time::Instant::now();
+    Ok(tracker)
+}
+
+async fn flush_client(
+    client: &mut ClientStream,
+    backend: &mut PooledConn,
+) -> Result<(), RelayError> {
+    client.flush().await.map_err(|e| {
+        // The rest of the response is unread: the connection cannot be reused.
+        backend.mark_broken();
+        RelayError::Client(e)
+    })
+}
+
+/// LOCAL INFILE: the client sends the file in packets ending with an empty one.
+async fn relay_upload(
+    client: &mut ClientStream,
+    backend: &mut PooledConn,
+) -> Result<(), RelayError> {
+    loop {
+        let pkt = match client.read_raw().await {
+            Ok(p) => p,
+            Err(e) => {
+                backend.mark_broken();
+                return Err(RelayError::Client(e));
+            }
+        };
+        backend.stream.buffer_raw(&pkt);
+        let last = pkt.payload.is_empty();
+        if (last || backend.stream.pending_output() >= FLUSH_AT)
+            && let Err(e) = backend.stream.flush().await
+        {
+            backend.mark_broken();
+            return Err(fail_mid_reply(client, pkt.seq, &e).await);
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// Replaces the rest of a response with an ERR so the client's protocol state stays sane.
+async fn fail_mid_reply(client: &mut ClientStream, last_seq: u8, e: &PacketError) -> RelayError {
+    let mut seq = last_seq.wrapping_add(1);
+    let err = ErrPacket::backend_lost(&e.to_string());
+    match client.send(&mut seq, &err.encode()).await {
+        Ok(()) => RelayError::BackendMidReply,
+        Err(e) => RelayError::Client(e),
+    }
+}
+
+fn rewrite_prepare_id(payload: Bytes, id: u32) -> Bytes {
+    if payload.len() < 5 || payload[0] != 0 {
+        return payload;
+    }
+    let mut v = payload.to_vec();
+    v[1..5].copy_from_slice(&id.to_le_bytes());
+    Bytes::from(v)
+}

@@ -1,0 +1,430 @@
+//! The client side of the connection phase: greeting, TLS upgrade, authentication.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::protocol::auth::{self, BackendSecret};
+use crate::protocol::constants::{cap, header, status};
+use crate::protocol::handshake::{Greeting, HandshakeResponse, auth_switch_request};
+use crate::protocol::messages::{ErrPacket, Ok};
+use crate::protocol::packet::{PacketError, PacketStream};
+use crate::server::Shared;
+use crate::users::UserRecord;
+
+/// A client transport: plain TCP or TLS over it.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+pub type ClientStream = PacketStream<Box<dyn ClientIo>>;
+
+/// A client that logged in.
+#[derive(Debug)]
+pub struct Login {
+    pub user: String,
+    pub secret: BackendSecret,
+    pub database: Option<String>,
+    pub caps: u32,
+    pub collation: u8,
+    pub attributes: Vec<u8>,
+    /// Sequence id for the next packet to the client (after the final OK has been sent
+    /// this is irrelevant; commands restart at 0).
+    pub tls: bool,
+}
+
+/// Why a login ended without a session.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("{0}")]
+    Packet(#[from] PacketError),
+    #[error("refused: {0}")]
+    Refused(ErrPacket),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("handshake timed out")]
+    Timeout,
+}
+
+impl LoginError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Packet(_) => "protocol",
+            Self::Refused(e) if e.code == 1045 => "auth",
+            Self::Refused(_) => "handshake",
+            Self::Tls(_) => "tls",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Runs the connection phase within the handshake timeout.
+pub async fn login(
+    tcp: TcpStream,
+    shared: &Shared,
+    connection_id: u32,
+    peer_host: &str,
+) -> Result<(ClientStream, Login), LoginError> {
+    let timeout = shared.config.handshake_timeout;
+    tokio::time::timeout(timeout, run(tcp, shared, connection_id, peer_host))
+        .await
+        .map_err(|_| LoginError::Timeout)?
+}
+
+async fn run(
+    tcp: TcpStream,
+    shared: &Shared,
+    connection_id: u32,
+    peer_host: &str,
+) -> Result<(ClientStream, Login), LoginError> {
+    let scramble = auth::new_scramble();
+    let tls_acceptor = shared.tls.as_ref().map(|t| t.acceptor());
+    let mut server_caps = shared.server_caps();
+    if tls_acceptor.is_some() {
+        server_caps |= cap::SSL;
+    }
+    let greeting = Greeting {
+        server_version: shared.server_version(),
+        connection_id,
+        scramble: scramble.to_vec(),
+        capabilities: server_caps,
+        collation: shared.collation(),
+        status: status::AUTOCOMMIT,
+        auth_plugin: shared.config.auth_plugin.clone(),
+    };
+    let mut plain = PacketStream::new(tcp);
+    plain.packet_timeout = shared.config.handshake_timeout;
+    let mut seq = 0u8;
+    plain.send(&mut seq, &greeting.encode()).await?;
+    let (rseq, mut payload) = plain.read_logical().await?;
+    check_seq(rseq, 1)?;
+    seq = rseq.wrapping_add(1);
+
+    let mut tls = false;
+    let mut stream: ClientStream = if HandshakeResponse::is_ssl_request(&payload) {
+        let Some(acceptor) = tls_acceptor else {
+            return Err(refuse(&mut plain, seq, ErrPacket::bad_handshake()).await);
+        };
+        if plain.has_buffered_input() {
+            return Err(LoginError::Packet(PacketError::Malformed(
+                "data after the SSL request",
+            )));
+        }
+        let tcp = plain.into_inner();
+        let tls_stream = acceptor.accept(tcp).await.map_err(LoginError::Tls)?;
+        tls = true;
+        let mut s: ClientStream = PacketStream::new(Box::new(tls_stream));
+        s.packet_timeout = shared.config.handshake_timeout;
+        let (rseq, p) = s.read_logical().await?;
+        check_seq(rseq, seq)?;
+        seq = rseq.wrapping_add(1);
+        payload = p;
+        s
+    } else {
+        plain.map_io(|t| Box::new(t) as Box<dyn ClientIo>)
+    };
+
+    let resp = match HandshakeResponse::parse(&payload) {
+        Result::Ok(r) => r,
+        Err(_) => return Err(refuse(&mut stream, seq, ErrPacket::bad_handshake()).await),
+    };
+    if shared.config.require_tls && !tls {
+        let err = ErrPacket::new(
+            3159,
+            "HY000",
+            "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
+        );
+        return Err(refuse(&mut stream, seq, err).await);
+    }
+    let caps = resp.capabilities & server_caps;
+    let record = shared
+        .users
+        .find(&resp.user, shared.primary_addr().as_deref())
+        .await;
+    let verified = authenticate(
+        &mut stream,
+        &mut seq,
+        Attempt {
+            shared,
+            scramble: &scramble,
+            resp: &resp,
+            record: record.as_ref(),
+            tls,
+            force_switch: false,
+        },
+    )
+    .await?;
+    let Some(secret) = verified else {
+        let using_password = !resp.auth_response.is_empty();
+        tracing::info!(user = %resp.user, peer = peer_host, "access denied");
+        let err = ErrPacket::access_denied(&resp.user, peer_host, using_password);
+        return Err(refuse(&mut stream, seq, err).await);
+    };
+    let login = Login {
+        user: resp.user.clone(),
+        secret,
+        database: resp.database.clone(),
+        caps,
+        collation: resp.collation,
+        attributes: resp.attributes.clone(),
+        tls,
+    };
+    // The backend decides whether the database exists and the user may use it; its answer is
+    // the one a server would give.
+    if let Err(err) = shared.check_backend_login(&login).await {
+        return Err(refuse(&mut stream, seq, err).await);
+    }
+    let ok = Ok {
+        status: status::AUTOCOMMIT,
+        ..Default::default()
+    };
+    stream.send(&mut seq, &ok.encode(caps)).await?;
+    stream.packet_timeout = shared.config.packet_timeout;
+    Ok((stream, login))
+}
+
+fn check_seq(got: u8, expected: u8) -> Result<(), LoginError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(LoginError::Packet(PacketError::OutOfOrder {
+            expected,
+            got,
+        }))
+    }
+}
+
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut PacketStream<S>,
+    mut seq: u8,
+    err: ErrPacket,
+) -> LoginError {
+    let _ = stream.send(&mut seq, &err.encode()).await;
+    stream.shutdown().await;
+    LoginError::Refused(err)
+}
+
+/// The plugin the proxy verifies this user with.
+fn plugin_for(shared: &Shared, record: Option<&UserRecord>) -> &'static str {
+    match record {
+        Some(r) if r.server_plugin == "ed25519" => auth::ED25519,
+        Some(r) if shared.config.auth_plugin == auth::CACHING_SHA2 && r.password.is_some() => {
+            auth::CACHING_SHA2
+        }
+        _ => auth::NATIVE,
+    }
+}
+
+/// One authentication exchange.
+struct Attempt<'a> {
+    shared: &'a Shared,
+    scramble: &'a [u8; 20],
+    resp: &'a HandshakeResponse,
+    record: Option<&'a UserRecord>,
+    tls: bool,
+    /// Always send an auth switch with a fresh scramble (COM_CHANGE_USER).
+    force_switch: bool,
+}
+
+/// Verifies the client; `Ok(None)` is a wrong password or an unknown user (the same answer
+/// for both, so the proxy does not reveal which users exist).
+async fn authenticate(
+    stream: &mut ClientStream,
+    seq: &mut u8,
+    a: Attempt<'_>,
+) -> Result<Option<BackendSecret>, LoginError> {
+    let Attempt {
+        shared,
+        scramble,
+        resp,
+        record,
+        tls,
+        force_switch,
+    } = a;
+    let plugin = plugin_for(shared, record);
+    let client_plugin = resp.auth_plugin.as_deref().unwrap_or(auth::NATIVE);
+    let mut nonce = scramble.to_vec();
+    let reply = if client_plugin == plugin && plugin != auth::ED25519 && !force_switch {
+        resp.auth_response.clone()
+    } else {
+        if plugin == auth::ED25519 {
+            nonce = [auth::new_scramble(), auth::new_scramble()].concat()[..32].to_vec();
+        }
+        stream
+            .send(seq, &auth_switch_request(plugin, &nonce))
+            .await?;
+        let (rseq, reply) = stream.read_logical().await?;
+        check_seq(rseq, *seq)?;
+        *seq = rseq.wrapping_add(1);
+        reply.to_vec()
+    };
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    Ok(match plugin {
+        auth::ED25519 => record
+            .password
+            .as_ref()
+            .filter(|pw| auth::verify_ed25519(&nonce, &reply, pw))
+            .map(|pw| BackendSecret::Password(pw.clone())),
+        auth::CACHING_SHA2 => verify_caching_sha2(stream, seq, &nonce, &reply, record, tls).await?,
+        _ => verify_native(&nonce, &reply, record),
+    })
+}
+
+fn verify_native(nonce: &[u8], reply: &[u8], record: &UserRecord) -> Option<BackendSecret> {
+    match (&record.native_hash, &record.password) {
+        (_, Some(pw)) if pw.is_empty() => reply
+            .is_empty()
+            .then(|| BackendSecret::Password(String::new())),
+        (Some(hash), pw) => {
+            let sha1_pw = auth::verify_native(nonce, reply, hash)?;
+            Some(match pw {
+                Some(pw) => BackendSecret::Password(pw.clone()),
+                None => BackendSecret::NativeSha1(sha1_pw),
+            })
+        }
+        (None, _) => None,
+    }
+}
+
+/// caching_sha2_password: the fast path proves knowledge of the password with a scramble; a
+/// client that cannot (it has no cached entry of its own) sends the password in clear, which
+/// the proxy accepts only over TLS.
+async fn verify_caching_sha2(
+    stream: &mut ClientStream,
+    seq: &mut u8,
+    nonce: &[u8],
+    reply: &[u8],
+    record: &UserRecord,
+    tls: bool,
+) -> Result<Option<BackendSecret>, LoginError> {
+    let Some(pw) = &record.password else {
+        return Ok(None);
+    };
+    if auth::verify_sha2(nonce, reply, pw) {
+        stream
+            .send(seq, &[header::AUTH_MORE_DATA, auth::SHA2_FAST_AUTH_OK])
+            .await?;
+        return Ok(Some(BackendSecret::Password(pw.clone())));
+    }
+    if !tls {
+        return Ok(None);
+    }
+    stream
+        .send(seq, &[header::AUTH_MORE_DATA, auth::SHA2_PERFORM_FULL_AUTH])
+        .await?;
+    let (rseq, clear) = stream.read_logical().await?;
+    check_seq(rseq, *seq)?;
+    *seq = rseq.wrapping_add(1);
+    let clear = clear.strip_suffix(&[0]).unwrap_or(&clear);
+    Ok(auth::constant_time_eq(clear, pw.as_bytes()).then(|| BackendSecret::Password(pw.clone())))
+}
+
+/// COM_CHANGE_USER: authenticates the new user (always through an auth switch with a fresh
+/// scramble), checks the backend accepts it, and answers the client. `Ok(None)`: refused, the
+/// client got the error.
+pub async fn change_user(
+    stream: &mut ClientStream,
+    shared: &Shared,
+    current: &Login,
+    payload: &[u8],
+) -> Result<Option<Login>, PacketError> {
+    let mut seq = 1u8;
+    let Ok(resp) = parse_change_user(payload, current) else {
+        let _ = stream
+            .send(&mut seq, &ErrPacket::malformed().encode())
+            .await;
+        return Ok(None);
+    };
+    let record = shared
+        .users
+        .find(&resp.user, shared.primary_addr().as_deref())
+        .await;
+    let scramble = auth::new_scramble();
+    let verified = match authenticate(
+        stream,
+        &mut seq,
+        Attempt {
+            shared,
+            scramble: &scramble,
+            resp: &resp,
+            record: record.as_ref(),
+            tls: current.tls,
+            force_switch: true,
+        },
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(LoginError::Packet(e)) => return Err(e),
+        Err(_) => None,
+    };
+    let Some(secret) = verified else {
+        let err = ErrPacket::access_denied(&resp.user, "", true);
+        stream.send(&mut seq, &err.encode()).await?;
+        return Ok(None);
+    };
+    let login = Login {
+        user: resp.user,
+        secret,
+        database: resp.database,
+        caps: current.caps,
+        collation: if resp.collation == 0 {
+            current.collation
+        } else {
+            resp.collation
+        },
+        attributes: resp.attributes,
+        tls: current.tls,
+    };
+    if let Err(err) = shared.check_backend_login(&login).await {
+        stream.send(&mut seq, &err.encode()).await?;
+        return Ok(None);
+    }
+    let ok = Ok {
+        status: status::AUTOCOMMIT,
+        ..Default::default()
+    };
+    stream.send(&mut seq, &ok.encode(current.caps)).await?;
+    Result::Ok(Some(login))
+}
+
+fn parse_change_user(payload: &[u8], current: &Login) -> Result<HandshakeResponse, PacketError> {
+    use crate::protocol::wire::Reader;
+    let mut r = Reader::new(payload);
+    r.skip(1)?;
+    let user = String::from_utf8_lossy(r.null_str()?).into_owned();
+    let auth_response = if current.caps & cap::SECURE_CONNECTION != 0 {
+        let n = usize::from(r.u8()?);
+        r.take(n)?.to_vec()
+    } else {
+        r.null_str()?.to_vec()
+    };
+    let db = r.null_str_or_rest();
+    let database = (!db.is_empty()).then(|| String::from_utf8_lossy(db).into_owned());
+    let collation = if r.remaining().len() >= 2 {
+        r.u16()? as u8
+    } else {
+        0
+    };
+    let auth_plugin = if current.caps & cap::PLUGIN_AUTH != 0 && !r.is_empty() {
+        Some(String::from_utf8_lossy(r.null_str_or_rest()).into_owned())
+    } else {
+        None
+    };
+    let attributes = if current.caps & cap::CONNECT_ATTRS != 0 && !r.is_empty() {
+        r.lenenc_bytes().map(<[u8]>::to_vec).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Result::Ok(HandshakeResponse {
+        capabilities: current.caps,
+        max_packet: 0,
+        collation,
+        user,
+        auth_response,
+        database,
+        auth_plugin,
+        attributes,
+    })
+}

@@ -1,0 +1,688 @@
+//! One client connection: its state, routing of each command, and the backends it uses.
+//!
+//! A session holds at most one backend connection to the primary and one to a replica, taken
+//! from the pools on first use and given back (after a reset) when the client leaves.
+//!
+//! Session state that can move is replayed: the default database, `SET` statements of
+//! session variables with plain values, and the multi-statement option are sent to every
+//! backend connection the session takes. State that cannot move — temporary tables, user
+//! locks, `LOCK TABLES`, user variables, SQL-level `PREPARE`, other `SET`s — pins the session
+//! to the primary for the rest of its life, so it is never lost silently. Transactions stay
+//! on the primary until the server's status flags say they ended.
+
+pub mod forward;
+pub mod local;
+pub mod login;
+mod prepared;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::backend::PooledConn;
+use crate::protocol::constants::{com, status};
+use crate::protocol::messages::{ErrPacket, Ok as OkPacket};
+use crate::protocol::packet::PacketError;
+use crate::protocol::response::{ResponseKind, ResponseTracker};
+use crate::route::{Classification, ConsistencyMode, LaglessCommand, SessionSet, Target, classify};
+use crate::server::Shared;
+use forward::{RelayError, relay};
+use login::{ClientStream, Login};
+use prepared::Statements;
+
+/// Which of the session's backend connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Primary,
+    Replica,
+}
+
+/// A backend connection held by the session.
+#[derive(Debug)]
+pub struct Slot {
+    pub conn: PooledConn,
+    pub addr: String,
+    /// Client statement id -> this backend's statement id.
+    pub statements: HashMap<u32, prepared::BackendStmt>,
+}
+
+/// Replayed state gets too long to be worth it past this; the session pins instead.
+const MAX_REPLAY: usize = 64;
+
+/// The end of a session.
+#[derive(Debug)]
+pub enum End {
+    /// The client quit or went away.
+    Client,
+    /// The client broke the protocol; it got an error first where possible.
+    Protocol(PacketError),
+}
+
+/// One client connection after login.
+pub struct Session {
+    shared: Arc<Shared>,
+    client: ClientStream,
+    login: Login,
+    id: u32,
+    database: Option<String>,
+    primary: Option<Slot>,
+    replica: Option<Slot>,
+    last: Which,
+    in_transaction: bool,
+    autocommit: bool,
+    pinned: Option<&'static str>,
+    replay: Vec<String>,
+    replay_sets_autocommit: bool,
+    multi_statements_off: bool,
+    statements: Statements,
+    consistency: Option<ConsistencyMode>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user", &self.login.user)
+            .field("in_transaction", &self.in_transaction)
+            .field("pinned", &self.pinned)
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, client: ClientStream, login: Login, id: u32) -> Self {
+        Self {
+            database: login.database.clone(),
+            shared,
+            client,
+            login,
+            id,
+            primary: None,
+            replica: None,
+            last: Which::Primary,
+            in_transaction: false,
+            autocommit: true,
+            pinned: None,
+            replay: Vec::new(),
+            replay_sets_autocommit: false,
+            multi_statements_off: false,
+            statements: Statements::default(),
+            consistency: None,
+        }
+    }
+
+    /// Serves commands until the client leaves, breaks the protocol, or the proxy shuts down
+    /// while the session is outside a transaction.
+    pub async fn run(mut self) {
+        let mut shutdown = self.shared.shutdown_signal();
+        loop {
+            // A shutdown lets open transactions finish; idle sessions close at once.
+            let busy = self.in_transaction;
+            let read = tokio::select! {
+                r = self.client.read_logical() => r,
+                _ = shutdown.wait_for(|s| *s), if !busy => {
+                    tracing::debug!(id = self.id, "closing idle session for shutdown");
+                    break;
+                }
+            };
+            let (seq, payload) = match read {
+                Ok(p) => p,
+                Err(PacketError::Closed) => break,
+                Err(PacketError::TooLarge(_)) => {
+                    self.fatal(1, ErrPacket::packet_too_large()).await;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(id = self.id, error = %e, "client protocol error");
+                    self.shared.metrics.client_connection_error("protocol");
+                    break;
+                }
+            };
+            if seq != 0 {
+                self.fatal(
+                    seq.wrapping_add(1),
+                    ErrPacket::new(1156, "08S01", "Got packets out of order"),
+                )
+                .await;
+                break;
+            }
+            match self.command(payload).await {
+                Ok(()) => {}
+                Err(End::Client) => break,
+                Err(End::Protocol(e)) => {
+                    tracing::debug!(id = self.id, error = %e, "session ended");
+                    break;
+                }
+            }
+        }
+        self.client.shutdown().await;
+    }
+
+    async fn fatal(&mut self, seq: u8, err: ErrPacket) {
+        let mut seq = seq;
+        let _ = self.client.send(&mut seq, &err.encode()).await;
+    }
+
+    /// Sends an ERR as the whole response to a command.
+    async fn reply_err(&mut self, err: &ErrPacket) -> Result<(), End> {
+        let mut seq = 1;
+        self.shared.metrics.error("statement");
+        self.client
+            .send(&mut seq, &err.encode())
+            .await
+            .map_err(|_| End::Client)
+    }
+
+    async fn reply_ok(&mut self) -> Result<(), End> {
+        let mut seq = 1;
+        let ok = OkPacket {
+            status: self.status_flags(),
+            ..Default::default()
+        };
+        self.client
+            .send(&mut seq, &ok.encode(self.login.caps))
+            .await
+            .map_err(|_| End::Client)
+    }
+
+    fn status_flags(&self) -> u16 {
+        let mut s = 0;
+        if self.autocommit {
+            s |= status::AUTOCOMMIT;
+        }
+        if self.in_transaction {
+            s |= status::IN_TRANS;
+        }
+        s
+    }
+
+    async fn command(&mut self, payload: Bytes) -> Result<(), End> {
+        let Some(&cmd) = payload.first() else {
+            return self.reply_err(&ErrPacket::malformed()).await;
+        };
+        match cmd {
+            com::QUIT => Err(End::Client),
+            com::PING => self.reply_ok().await,
+            com::QUERY => self.query(payload).await,
+            com::INIT_DB => self.init_db(payload).await,
+            com::FIELD_LIST => {
+                self.simple_on_primary(payload, ResponseKind::FieldList)
+                    .await
+            }
+            com::STATISTICS => self.simple_on_primary(payload, ResponseKind::Single).await,
+            com::SET_OPTION => self.set_option(payload).await,
+            com::RESET_CONNECTION => {
+                self.reset_state();
+                self.reply_ok().await
+            }
+            com::CHANGE_USER => self.change_user(payload).await,
+            com::STMT_PREPARE => self.prepare(payload).await,
+            com::STMT_EXECUTE => self.execute(payload).await,
+            com::STMT_FETCH => self.fetch(payload).await,
+            com::STMT_CLOSE => self.close_statement(payload).await,
+            com::STMT_RESET => self.reset_statement(payload).await,
+            com::STMT_SEND_LONG_DATA => self.send_long_data(payload).await,
+            _ => self.reply_err(&ErrPacket::unknown_command()).await,
+        }
+    }
+
+    /// Drops everything the session built up, as COM_RESET_CONNECTION promises. The backend
+    /// connections go back to the pool, which resets them.
+    fn reset_state(&mut self) {
+        self.primary = None;
+        self.replica = None;
+        self.in_transaction = false;
+        self.autocommit = true;
+        self.pinned = None;
+        self.replay.clear();
+        self.replay_sets_autocommit = false;
+        self.multi_statements_off = false;
+        self.statements = Statements::default();
+        self.consistency = None;
+        self.last = Which::Primary;
+    }
+
+    /// Where a statement runs, before replica availability is considered.
+    fn route(&self, c: &Classification) -> Which {
+        if self.pinned.is_some()
+            || self.in_transaction
+            || !self.autocommit
+            || c.effects.begins_transaction
+            || c.effects.autocommit == Some(false)
+        {
+            return Which::Primary;
+        }
+        match c.target {
+            Target::Replica => Which::Replica,
+            Target::Primary => Which::Primary,
+            Target::LastBackend => self.last,
+        }
+    }
+
+    async fn query(&mut self, payload: Bytes) -> Result<(), End> {
+        let c = classify(&payload[1..]);
+        if let Some(cmd) = &c.lagless {
+            return self.lagless_command(cmd.clone()).await;
+        }
+        let wanted = self.route(&c);
+        let started = Instant::now();
+        let outcome = self
+            .run_on(wanted, &payload, ResponseKind::Query, None)
+            .await?;
+        if let Some((which, tracker)) = outcome {
+            self.record(which, wanted, started);
+            let succeeded = tracker.error.is_none();
+            self.after_statement(which, &c, &tracker);
+            if succeeded
+                && self.pinned.is_none()
+                && c.effects.session_set == Some(SessionSet::Replayable)
+                && let Ok(sql) = std::str::from_utf8(&payload[1..])
+            {
+                self.remember_set(which, sql.to_string(), c.effects.autocommit.is_some())
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&self, which: Which, wanted: Which, started: Instant) {
+        let route = match (wanted, which) {
+            (Which::Replica, Which::Primary) => "primary_fallback",
+            (_, Which::Replica) => "replica",
+            _ => "primary",
+        };
+        let addr = self.slot(which).map(|s| s.addr.as_str()).unwrap_or("");
+        self.shared
+            .metrics
+            .statement(route, addr, started.elapsed());
+    }
+
+    /// Runs one command on `wanted` (or the primary when no replica can take it) and relays
+    /// the response. `Ok(None)`: the client already got an error.
+    async fn run_on(
+        &mut self,
+        wanted: Which,
+        payload: &[u8],
+        kind: ResponseKind,
+        stmt_id: Option<u32>,
+    ) -> Result<Option<(Which, ResponseTracker)>, End> {
+        let mut which = wanted;
+        // Only a plain query carries no backend-specific ids and may be re-sent elsewhere.
+        let may_retry = payload.first() == Some(&com::QUERY);
+        for attempt in 0..2 {
+            which = match self.ensure_slot(which).await {
+                Ok(w) => w,
+                Err(err) => {
+                    self.reply_err(&err).await?;
+                    return Ok(None);
+                }
+            };
+            let slot = match which {
+                Which::Primary => self.primary.as_mut(),
+                Which::Replica => self.replica.as_mut(),
+            };
+            let Some(slot) = slot else {
+                return Ok(None);
+            };
+            let in_flight = self.shared.health.begin(&slot.addr);
+            let result = relay(&mut self.client, &mut slot.conn, payload, kind, stmt_id).await;
+            drop(in_flight);
+            match result {
+                Ok(tracker) => {
+                    self.last = which;
+                    return Ok(Some((which, tracker)));
+                }
+                Err(RelayError::Client(e)) => return Err(End::Protocol(e)),
+                Err(RelayError::BackendMidReply) => {
+                    self.lose_slot(which, "backend lost mid-response");
+                    return Ok(None);
+                }
+                Err(RelayError::BackendBeforeReply(e)) => {
+                    self.lose_slot(which, "backend lost before replying");
+                    // A read that never reached a reply can run elsewhere; anything else may
+                    // have run, so the client must decide.
+                    if which == Which::Replica && attempt == 0 && may_retry {
+                        self.shared.metrics.error("backend_lost");
+                        continue;
+                    }
+                    self.reply_err(&ErrPacket::backend_lost(&e.to_string()))
+                        .await?;
+                    return Ok(None);
+                }
+            }
+        }
+        let _ = which;
+        Ok(None)
+    }
+
+    fn slot(&self, which: Which) -> Option<&Slot> {
+        match which {
+            Which::Primary => self.primary.as_ref(),
+            Which::Replica => self.replica.as_ref(),
+        }
+    }
+
+    fn slot_mut(&mut self, which: Which) -> Option<&mut Slot> {
+        match which {
+            Which::Primary => self.primary.as_mut(),
+            Which::Replica => self.replica.as_mut(),
+        }
+    }
+
+    /// Forgets a backend connection that failed. A primary connection carried the
+    /// transaction and any pinned state: both are gone with it.
+    fn lose_slot(&mut self, which: Which, why: &'static str) {
+        self.shared.metrics.error("backend_lost");
+        if let Some(slot) = match which {
+            Which::Primary => self.primary.take(),
+            Which::Replica => self.replica.take(),
+        } {
+            tracing::warn!(id = self.id, backend = %slot.addr, why, "session lost a backend connection");
+            if self.shared.health.set_up(&slot.addr, false) {
+                self.shared.metrics.set_backend_up(&slot.addr, false);
+            }
+        }
+        if which == Which::Primary {
+            self.in_transaction = false;
+            self.pinned = None;
+        }
+    }
+
+    /// Makes sure the session has a usable connection for `wanted`; returns which one it got
+    /// (a read falls back to the primary when no replica is available).
+    async fn ensure_slot(&mut self, wanted: Which) -> Result<Which, ErrPacket> {
+        match wanted {
+            Which::Replica => {
+                let keep = self.replica.as_ref().is_some_and(|s| {
+                    let topo = self.shared.topology();
+                    topo.replicas
+                        .iter()
+                        .any(|m| m.weight > 0 && m.addr() == s.addr)
+                        && self.shared.health.is_up(&s.addr)
+                });
+                if !keep {
+                    self.replica = None;
+                    let Some(member) = self.shared.choose_replica(None) else {
+                        return self.ensure_primary().await.map(|()| Which::Primary);
+                    };
+                    match self.open_slot(&member.addr(), Which::Replica).await {
+                        Ok(slot) => self.replica = Some(slot),
+                        Err(_) => return self.ensure_primary().await.map(|()| Which::Primary),
+                    }
+                }
+                self.sync_database(Which::Replica).await?;
+                Ok(Which::Replica)
+            }
+            Which::Primary => self.ensure_primary().await.map(|()| Which::Primary),
+        }
+    }
+
+    async fn ensure_primary(&mut self) -> Result<(), ErrPacket> {
+        let current = self.shared.topology().primary.as_ref().map(|m| m.addr());
+        let stale = match (&self.primary, &current) {
+            (Some(slot), Some(addr)) => &slot.addr != addr,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if stale {
+            self.primary = None;
+            if self.in_transaction || self.pinned.is_some() {
+                // The transaction or pinned state lived on the old primary.
+                self.in_transaction = false;
+                self.pinned = None;
+                self.statements.forget_backend(Which::Primary);
+                return Err(ErrPacket::new(
+                    1927,
+                    "70100",
+                    "Connection was killed: the primary changed and this session's transaction or session state was on the old one",
+                ));
+            }
+        }
+        if self.primary.is_none() {
+            let member = self.shared.wait_for_primary().await?;
+            self.primary = Some(self.open_slot(&member.addr(), Which::Primary).await?);
+        }
+        self.sync_database(Which::Primary).await
+    }
+
+    /// A new backend connection with the session's replayable state applied.
+    async fn open_slot(&mut self, addr: &str, which: Which) -> Result<Slot, ErrPacket> {
+        let mut conn = self
+            .shared
+            .backend(&self.login, addr, self.database.as_deref())
+            .await?;
+        self.statements.forget_backend(which);
+        let mut statements = self.replay.clone();
+        if which == Which::Replica && self.replay_sets_autocommit {
+            // Reads reach a replica only in autocommit mode; a replayed autocommit=0 would
+            // hold a snapshot open and serve ever older data.
+            statements.push("SET autocommit=1".into());
+        }
+        for sql in &statements {
+            match conn.run(sql).await {
+                Ok(None) => {}
+                Ok(Some(err)) => {
+                    tracing::warn!(id = self.id, backend = addr, %err, "replaying session state failed");
+                    return Err(err);
+                }
+                Err(e) => {
+                    conn.mark_broken();
+                    return Err(ErrPacket::backend_lost(&e.to_string()));
+                }
+            }
+        }
+        if self.multi_statements_off {
+            let _ = conn.simple(com::SET_OPTION, &1u16.to_le_bytes()).await;
+        }
+        Ok(Slot {
+            conn,
+            addr: addr.to_string(),
+            statements: HashMap::new(),
+        })
+    }
+
+    async fn sync_database(&mut self, which: Which) -> Result<(), ErrPacket> {
+        let Some(db) = self.database.clone() else {
+            return Ok(());
+        };
+        let Some(slot) = self.slot_mut(which) else {
+            return Ok(());
+        };
+        if slot.conn.database.as_deref() == Some(db.as_str()) {
+            return Ok(());
+        }
+        match slot.conn.use_database(&db).await {
+            Ok(None) => Ok(()),
+            Ok(Some(err)) => Err(err),
+            Err(e) => {
+                slot.conn.mark_broken();
+                self.lose_slot(which, "backend lost while changing database");
+                Err(ErrPacket::backend_lost(&e.to_string()))
+            }
+        }
+    }
+
+    /// Tracks what the statement did to the session.
+    fn after_statement(&mut self, which: Which, c: &Classification, t: &ResponseTracker) {
+        if which == Which::Primary
+            && let Some(st) = t.status
+        {
+            self.in_transaction = st & status::IN_TRANS != 0;
+            self.autocommit = st & status::AUTOCOMMIT != 0;
+        }
+        if t.error.is_some() {
+            // A multi-statement payload may have run part-way; pin when any part could have
+            // left state behind.
+            let e = &c.effects;
+            if e.session_set.is_some()
+                || e.creates_temp_table
+                || e.locks_tables
+                || e.user_lock
+                || e.user_variable_write
+            {
+                self.pin("a multi-statement payload failed part-way");
+            }
+            return;
+        }
+        let e = &c.effects;
+        if let Some(db) = &e.use_database {
+            self.database = Some(db.clone());
+            if let Some(slot) = self.slot_mut(which) {
+                slot.conn.database = Some(db.clone());
+            }
+        }
+        let pin = if e.creates_temp_table {
+            Some("temporary table")
+        } else if e.locks_tables {
+            Some("LOCK TABLES")
+        } else if e.user_lock {
+            Some("user lock")
+        } else if e.user_variable_write {
+            Some("user variable")
+        } else if e.session_set == Some(SessionSet::NotReplayable) {
+            Some("session state that cannot be replayed")
+        } else {
+            None
+        };
+        if let Some(reason) = pin {
+            self.pin(reason);
+        }
+    }
+
+    fn pin(&mut self, reason: &'static str) {
+        if self.pinned.is_none() {
+            tracing::debug!(id = self.id, reason, "session pinned to the primary");
+            self.pinned = Some(reason);
+            // The replica connection will not be used again.
+            self.replica = None;
+        }
+    }
+
+    /// Adds a replayable SET to the session state and applies it to the other connection.
+    async fn remember_set(&mut self, ran_on: Which, sql: String, sets_autocommit: bool) {
+        if self.replay.len() >= MAX_REPLAY {
+            self.pin("too much session state to replay");
+            return;
+        }
+        self.replay_sets_autocommit |= sets_autocommit;
+        self.replay.push(sql.clone());
+        let other = match ran_on {
+            Which::Primary => Which::Replica,
+            Which::Replica => Which::Primary,
+        };
+        let Some(slot) = self.slot_mut(other) else {
+            return;
+        };
+        let failed = !matches!(slot.conn.run(&sql).await, Ok(None));
+        if failed {
+            // Take a fresh connection next time; it gets the full replay.
+            match other {
+                Which::Primary => self.primary = None,
+                Which::Replica => self.replica = None,
+            }
+            self.statements.forget_backend(other);
+        } else if other == Which::Replica
+            && sets_autocommit
+            && let Some(slot) = self.replica.as_mut()
+        {
+            let _ = slot.conn.run("SET autocommit=1").await;
+        }
+    }
+
+    async fn init_db(&mut self, payload: Bytes) -> Result<(), End> {
+        let outcome = self
+            .run_on(Which::Primary, &payload, ResponseKind::Single, None)
+            .await?;
+        if let Some((_, t)) = outcome
+            && t.error.is_none()
+        {
+            let db = String::from_utf8_lossy(&payload[1..]).into_owned();
+            if let Some(slot) = self.primary.as_mut() {
+                slot.conn.database = Some(db.clone());
+            }
+            self.database = Some(db);
+        }
+        Ok(())
+    }
+
+    async fn simple_on_primary(&mut self, payload: Bytes, kind: ResponseKind) -> Result<(), End> {
+        self.run_on(Which::Primary, &payload, kind, None)
+            .await
+            .map(drop)
+    }
+
+    async fn set_option(&mut self, payload: Bytes) -> Result<(), End> {
+        let outcome = self
+            .run_on(Which::Primary, &payload, ResponseKind::Single, None)
+            .await?;
+        if let Some((_, t)) = outcome
+            && t.error.is_none()
+            && payload.len() >= 3
+        {
+            let off = u16::from_le_bytes([payload[1], payload[2]]) == 1;
+            self.multi_statements_off = off;
+            if let Some(slot) = self.replica.as_mut() {
+                let _ = slot.conn.simple(com::SET_OPTION, &payload[1..3]).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lagless_command(&mut self, cmd: LaglessCommand) -> Result<(), End> {
+        match cmd {
+            LaglessCommand::SetConsistency(mode) => {
+                self.consistency = Some(mode);
+                self.reply_ok().await
+            }
+            LaglessCommand::ResetConsistency => {
+                self.consistency = None;
+                self.reply_ok().await
+            }
+            LaglessCommand::ShowConsistency => {
+                let mode = self.consistency.unwrap_or_default().to_string();
+                let packets = local::single_value(
+                    "lagless_consistency",
+                    &mode,
+                    self.login.caps,
+                    self.status_flags(),
+                );
+                let mut seq = 1;
+                for p in packets {
+                    self.client.buffer_payload(&mut seq, &p);
+                }
+                self.client.flush().await.map_err(|_| End::Client)
+            }
+            LaglessCommand::Invalid(msg) => {
+                self.reply_err(&ErrPacket::wrong_value("lagless_consistency", &msg))
+                    .await
+            }
+        }
+    }
+
+    async fn change_user(&mut self, payload: Bytes) -> Result<(), End> {
+        match login::change_user(&mut self.client, &self.shared, &self.login, &payload).await {
+            Ok(Some(new_login)) => {
+                self.reset_state();
+                self.database = new_login.database.clone();
+                self.login = new_login;
+                Ok(())
+            }
+            Ok(None) => Err(End::Client),
+            Err(e) => Err(End::Protocol(e)),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            // The pool resets the connection, which rolls the transaction back.
+            tracing::debug!(
+                id = self.id,
+                "client left inside a transaction; it is rolled back"
+            );
+        }
+    }
+}

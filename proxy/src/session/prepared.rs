@@ -1,0 +1,374 @@
+//! Prepared statements across backend connections.
+//!
+//! The client sees statement ids the proxy hands out. A statement is prepared on the primary
+//! when the client prepares it (so errors come back at once), and lazily on a replica the first
+//! time an execution is routed there. Executions that rely on parameter types sent earlier get
+//! the types re-attached when they reach a backend that has not seen them.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{End, Session, Slot, Which};
+use crate::backend::BackendConn;
+use crate::protocol::constants::{com, header};
+use crate::protocol::messages::ErrPacket;
+use crate::protocol::packet::PacketError;
+use crate::protocol::response::{PrepareOk, ResponseKind, ResponseTracker, Step};
+use crate::route::{Classification, classify};
+
+/// One client statement.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    /// The COM_STMT_PREPARE payload, to prepare it again elsewhere.
+    prepare: Bytes,
+    classification: Classification,
+    params: u16,
+    /// Parameter types from the last execution that sent them (2 bytes per parameter).
+    types: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA went to the primary: the next execution must run there.
+    long_data: bool,
+    /// Where the open cursor of this statement lives.
+    cursor_on: Option<Which>,
+}
+
+/// A statement's id on one backend connection.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendStmt {
+    id: u32,
+    types_sent: bool,
+}
+
+/// The session's statements by client id.
+#[derive(Debug, Default)]
+pub struct Statements {
+    next_id: u32,
+    map: HashMap<u32, Stmt>,
+}
+
+impl Statements {
+    fn allocate(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id
+    }
+
+    /// A backend connection was replaced: cursors on it are gone.
+    pub fn forget_backend(&mut self, which: Which) {
+        for s in self.map.values_mut() {
+            if s.cursor_on == Some(which) {
+                s.cursor_on = None;
+            }
+        }
+    }
+}
+
+fn statement_id(payload: &[u8]) -> Option<u32> {
+    payload
+        .get(1..5)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+impl BackendConn {
+    /// Prepares a statement on this connection, consuming the whole response.
+    pub async fn prepare(
+        &mut self,
+        payload: &[u8],
+    ) -> Result<Result<PrepareOk, ErrPacket>, PacketError> {
+        let mut seq = 0;
+        self.stream.send(&mut seq, payload).await?;
+        let mut tracker = ResponseTracker::new(ResponseKind::Prepare, self.caps);
+        let mut first = None;
+        loop {
+            let pkt = self.stream.read_raw().await?;
+            if first.is_none() {
+                first = Some(pkt.payload.clone());
+            }
+            if tracker.feed(&pkt.payload)? == Step::Done {
+                break;
+            }
+        }
+        self.last_used = Instant::now();
+        match (tracker.prepare, first) {
+            (Some(ok), _) => Ok(Ok(ok)),
+            (None, Some(p)) if p.first() == Some(&header::ERR) => Ok(Err(ErrPacket::parse(&p)?)),
+            _ => Err(PacketError::Malformed("bad prepare response")),
+        }
+    }
+
+    /// COM_STMT_CLOSE (no response).
+    pub async fn close_statement(&mut self, id: u32) -> Result<(), PacketError> {
+        let mut payload = vec![com::STMT_CLOSE];
+        payload.extend_from_slice(&id.to_le_bytes());
+        let mut seq = 0;
+        self.stream.send(&mut seq, &payload).await
+    }
+}
+
+impl Session {
+    pub(super) async fn prepare(&mut self, payload: Bytes) -> Result<(), End> {
+        let id = self.statements.allocate();
+        let outcome = self
+            .run_on(Which::Primary, &payload, ResponseKind::Prepare, Some(id))
+            .await?;
+        let Some((which, tracker)) = outcome else {
+            return Ok(());
+        };
+        let Some(ok) = tracker.prepare else {
+            return Ok(());
+        };
+        if let Some(slot) = self.slot_mut(which) {
+            slot.statements.insert(
+                id,
+                BackendStmt {
+                    id: ok.statement_id,
+                    types_sent: false,
+                },
+            );
+        }
+        self.statements.map.insert(
+            id,
+            Stmt {
+                classification: classify(&payload[1..]),
+                prepare: payload,
+                params: ok.params,
+                types: None,
+                long_data: false,
+                cursor_on: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Rewrites a statement command for the backend behind `which`, preparing the statement
+    /// there first when needed.
+    pub(super) async fn statement_payload(
+        &mut self,
+        which: Which,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ErrPacket> {
+        let cid = statement_id(payload).ok_or_else(ErrPacket::malformed)?;
+        let stmt = self
+            .statements
+            .map
+            .get(&cid)
+            .ok_or_else(|| ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))?
+            .clone();
+        let slot = self
+            .slot_mut(which)
+            .ok_or_else(|| ErrPacket::backend_unavailable("no backend"))?;
+        let mut backend = match slot.statements.get(&cid) {
+            Some(b) => *b,
+            None => prepare_on(slot, cid, &stmt.prepare).await?,
+        };
+        let mut out = payload.to_vec();
+        out[1..5].copy_from_slice(&backend.id.to_le_bytes());
+        let mut learned_types = None;
+        if out[0] == com::STMT_EXECUTE && stmt.params > 0 {
+            let nulls = usize::from(stmt.params).div_ceil(8);
+            let flag_at = 10 + nulls;
+            let types_len = 2 * usize::from(stmt.params);
+            match out.get(flag_at) {
+                Some(1) => {
+                    let types = out
+                        .get(flag_at + 1..flag_at + 1 + types_len)
+                        .ok_or_else(ErrPacket::malformed)?;
+                    learned_types = Some(types.to_vec());
+                    backend.types_sent = true;
+                }
+                Some(0) if !backend.types_sent => {
+                    if let Some(types) = &stmt.types {
+                        out[flag_at] = 1;
+                        out.splice(flag_at + 1..flag_at + 1, types.iter().copied());
+                        backend.types_sent = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(slot) = self.slot_mut(which) {
+            slot.statements.insert(cid, backend);
+        }
+        if let (Some(types), Some(s)) = (learned_types, self.statements.map.get_mut(&cid)) {
+            s.types = Some(types);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn execute(&mut self, payload: Bytes) -> Result<(), End> {
+        let Some(cid) = statement_id(&payload).filter(|_| payload.len() >= 10) else {
+            return self.reply_err(&ErrPacket::malformed()).await;
+        };
+        let Some(stmt) = self.statements.map.get(&cid).cloned() else {
+            return self
+                .reply_err(&ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))
+                .await;
+        };
+        let wanted = if stmt.long_data {
+            Which::Primary
+        } else {
+            self.route(&stmt.classification)
+        };
+        let started = Instant::now();
+        let outcome = self
+            .run_statement(wanted, &payload, ResponseKind::Execute)
+            .await?;
+        if let Some((which, tracker)) = outcome {
+            self.record(which, wanted, started);
+            self.after_statement(which, &stmt.classification, &tracker);
+            if let Some(s) = self.statements.map.get_mut(&cid) {
+                s.long_data = false;
+                let cursor = payload[5] != 0 && tracker.error.is_none();
+                s.cursor_on = cursor.then_some(which);
+            }
+        }
+        Ok(())
+    }
+
+    /// Like `run_on`, mapping the statement id for whichever backend runs it.
+    async fn run_statement(
+        &mut self,
+        wanted: Which,
+        payload: &[u8],
+        kind: ResponseKind,
+    ) -> Result<Option<(Which, ResponseTracker)>, End> {
+        let which = match self.ensure_slot(wanted).await {
+            Ok(w) => w,
+            Err(err) => {
+                self.reply_err(&err).await?;
+                return Ok(None);
+            }
+        };
+        let mapped = match self.statement_payload(which, payload).await {
+            Ok(p) => p,
+            Err(err) => {
+                self.reply_err(&err).await?;
+                return Ok(None);
+            }
+        };
+        // The slot is in place now; run_on will not replace a healthy one.
+        self.run_on(which, &mapped, kind, None).await
+    }
+
+    pub(super) async fn fetch(&mut self, payload: Bytes) -> Result<(), End> {
+        let Some(cid) = statement_id(&payload) else {
+            return self.reply_err(&ErrPacket::malformed()).await;
+        };
+        let cursor = self.statements.map.get(&cid).and_then(|s| s.cursor_on);
+        let Some(which) = cursor.filter(|w| self.slot(*w).is_some()) else {
+            let err = ErrPacket::new(
+                1421,
+                "HY000",
+                format!("The statement ({cid}) has no open cursor."),
+            );
+            return self.reply_err(&err).await;
+        };
+        let mapped = match self.statement_payload(which, &payload).await {
+            Ok(p) => p,
+            Err(err) => return self.reply_err(&err).await,
+        };
+        self.run_on(which, &mapped, ResponseKind::Fetch, None)
+            .await
+            .map(drop)
+    }
+
+    pub(super) async fn close_statement(&mut self, payload: Bytes) -> Result<(), End> {
+        let Some(cid) = statement_id(&payload) else {
+            return Ok(());
+        };
+        self.statements.map.remove(&cid);
+        for which in [Which::Primary, Which::Replica] {
+            if let Some(slot) = self.slot_mut(which)
+                && let Some(b) = slot.statements.remove(&cid)
+                && slot.conn.close_statement(b.id).await.is_err()
+            {
+                slot.conn.mark_broken();
+                self.lose_slot(which, "backend lost while closing a statement");
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn reset_statement(&mut self, payload: Bytes) -> Result<(), End> {
+        let Some(cid) = statement_id(&payload) else {
+            return self.reply_err(&ErrPacket::malformed()).await;
+        };
+        let Some(stmt) = self.statements.map.get_mut(&cid) else {
+            return self
+                .reply_err(&ErrPacket::unknown_statement(cid, "mysql_stmt_reset"))
+                .await;
+        };
+        stmt.long_data = false;
+        stmt.cursor_on = None;
+        let mut answer: Option<Result<(), ErrPacket>> = None;
+        for which in [Which::Primary, Which::Replica] {
+            let Some(slot) = self.slot_mut(which) else {
+                continue;
+            };
+            let Some(b) = slot.statements.get(&cid).copied() else {
+                continue;
+            };
+            match slot.conn.simple(com::STMT_RESET, &b.id.to_le_bytes()).await {
+                Ok(p) if p.first() == Some(header::OK) => {
+                    answer.get_or_insert(Ok(()));
+                }
+                Ok(p) => {
+                    let err =
+                        ErrPacket::parse(&p.payload).unwrap_or_else(|_| ErrPacket::malformed());
+                    answer = Some(Err(err));
+                }
+                Err(_) => {
+                    slot.conn.mark_broken();
+                    self.lose_slot(which, "backend lost while resetting a statement");
+                }
+            }
+        }
+        match answer.unwrap_or(Ok(())) {
+            Ok(()) => self.reply_ok().await,
+            Err(err) => self.reply_err(&err).await,
+        }
+    }
+
+    pub(super) async fn send_long_data(&mut self, payload: Bytes) -> Result<(), End> {
+        let Some(cid) = statement_id(&payload) else {
+            return Ok(());
+        };
+        let Some(stmt) = self.statements.map.get_mut(&cid) else {
+            // The protocol has no reply here; the execution will report the unknown statement.
+            return Ok(());
+        };
+        stmt.long_data = true;
+        if self.ensure_slot(Which::Primary).await.is_err() {
+            return Ok(());
+        }
+        let Ok(mapped) = self.statement_payload(Which::Primary, &payload).await else {
+            return Ok(());
+        };
+        if let Some(slot) = self.primary.as_mut() {
+            let mut seq = 0;
+            if slot.conn.stream.send(&mut seq, &mapped).await.is_err() {
+                slot.conn.mark_broken();
+                self.lose_slot(Which::Primary, "backend lost while sending long data");
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn prepare_on(slot: &mut Slot, cid: u32, prepare: &[u8]) -> Result<BackendStmt, ErrPacket> {
+    match slot.conn.prepare(prepare).await {
+        Ok(Ok(ok)) => {
+            let b = BackendStmt {
+                id: ok.statement_id,
+                types_sent: false,
+            };
+            slot.statements.insert(cid, b);
+            Ok(b)
+        }
+        Ok(Err(err)) => Err(err),
+        Err(e) => {
+            slot.conn.mark_broken();
+            Err(ErrPacket::backend_lost(&e.to_string()))
+        }
+    }
+}
