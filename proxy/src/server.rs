@@ -324,7 +324,7 @@ impl Proxy {
             ));
             let mut stop = shared.shutdown_signal();
             tokio::spawn(admin::serve(admin, state, async move {
-                let _ = stop.wait_for(|s| *s).await;
+                wait_for_shutdown(&mut stop).await;
             }));
         }
         let mut stop = shared.shutdown_signal();
@@ -337,7 +337,7 @@ impl Proxy {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                _ = stop.wait_for(|s| *s) => break,
+                () = wait_for_shutdown(&mut stop) => break,
             }
         }
         drop(self.listener);
@@ -358,6 +358,12 @@ impl Proxy {
             "shut down"
         );
     }
+}
+
+/// Resolves once a shutdown was requested (or the sender is gone).
+pub async fn wait_for_shutdown(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it inside.
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }
 
 fn spawn_session(shared: &Arc<Shared>, tcp: TcpStream, peer: std::net::SocketAddr) {

@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Bump when the users or settings baked into the template change.
-const REVISION: u32 = 1;
+const REVISION: u32 = 2;
 
 const APP_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, \
     REFERENCES, INDEX, ALTER, SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, \
@@ -193,7 +193,7 @@ fn user_sql() -> Vec<String> {
         format!("GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION"),
         format!("CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'"),
         format!("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{REPL_USER}'@'%'"),
-        format!("CREATE DATABASE {APP_DATABASE}"),
+        format!("CREATE DATABASE {APP_DATABASE} CHARACTER SET utf8mb4"),
         format!("CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'"),
         format!("GRANT {APP_PRIVILEGES} ON *.* TO '{APP_USER}'@'%'"),
         format!(

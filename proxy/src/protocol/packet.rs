@@ -73,11 +73,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         &self.io
     }
 
-    /// Bytes received but not yet consumed (TLS upgrades must find none).
-    pub fn has_buffered_input(&self) -> bool {
-        !self.rbuf.is_empty()
-    }
-
     /// Replaces the transport, e.g. after a TLS handshake on the same socket.
     pub fn map_io<T>(self, f: impl FnOnce(S) -> T) -> PacketStream<T> {
         PacketStream {
@@ -91,6 +86,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 
     pub fn into_inner(self) -> S {
         self.io
+    }
+
+    /// The transport and any bytes already read from it but not consumed.
+    pub fn into_parts(self) -> (S, BytesMut) {
+        (self.io, self.rbuf)
     }
 
     /// Reads one physical packet.
@@ -134,8 +134,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         Ok(self.io.read_buf(&mut self.rbuf).await?)
     }
 
-    /// Reads one logical packet, joining 16 MiB continuations. Returns the payload and the
-    /// sequence id of its last physical packet.
+    /// Reads one logical packet, joining 16 MiB continuations. Returns the sequence id of its
+    /// first physical packet (what callers validate) and the payload.
     pub async fn read_logical(&mut self) -> Result<(u8, Bytes), PacketError> {
         let first = self.read_raw().await?;
         if first.payload.len() < MAX_PAYLOAD {
@@ -143,6 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         }
         let mut joined = BytesMut::from(&first.payload[..]);
         let mut seq = first.seq;
+        let first_seq = first.seq;
         loop {
             let next = self.read_raw().await?;
             let expected = seq.wrapping_add(1);
@@ -158,7 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             }
             joined.extend_from_slice(&next.payload);
             if next.payload.len() < MAX_PAYLOAD {
-                return Ok((seq, joined.freeze()));
+                return Ok((first_seq, joined.freeze()));
             }
         }
     }
@@ -224,7 +225,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 mod tests {
     use super::*;
 
-    async fn roundtrip(payload: Vec<u8>) -> (u8, Bytes) {
+    /// Sends from sequence id 3; returns the first sequence id read, the payload, and the
+    /// sequence id the writer would use next.
+    async fn roundtrip(payload: Vec<u8>) -> (u8, Bytes, u8) {
         let (a, b) = tokio::io::duplex(1 << 20);
         let mut w = PacketStream::new(a);
         let mut r = PacketStream::new(b);
@@ -233,10 +236,10 @@ mod tests {
             w.send(&mut seq, &payload).await.unwrap();
             seq
         });
-        let got = r.read_logical().await.unwrap();
+        let (first, got) = r.read_logical().await.unwrap();
         let next_seq = writer.await.unwrap();
-        assert_eq!(got.0.wrapping_add(1), next_seq);
-        got
+        assert_eq!(first, 3, "the first packet's sequence id is reported");
+        (first, got, next_seq)
     }
 
     #[tokio::test]
@@ -249,12 +252,12 @@ mod tests {
     async fn payloads_over_16_mib_are_split_and_joined() {
         for len in [MAX_PAYLOAD, MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD + 10] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let (seq, got) = roundtrip(payload.clone()).await;
+            let (_, got, next) = roundtrip(payload.clone()).await;
             assert_eq!(got.len(), len);
             assert!(got[..] == payload[..]);
             // Exactly MAX_PAYLOAD needs a trailing empty packet: two packets from seq 3.
             let packets = len / MAX_PAYLOAD + 1;
-            assert_eq!(seq, 3 + packets as u8 - 1);
+            assert_eq!(next, 3 + packets as u8);
         }
     }
 

@@ -258,17 +258,7 @@ macro_rules! keywords {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         enum Kw { $($kw,)* }
 
-        impl Kw {
-            fn from_upper(word: &[u8]) -> Option<Kw> {
-                match word {
-                    $($text => Some(Kw::$kw),)*
-                    _ => None,
-                }
-            }
-        }
-
-        #[cfg(test)]
-        const ALL_KEYWORDS: &[(&[u8], Kw)] = &[$(($text, Kw::$kw),)*];
+        const KEYWORDS: &[(&[u8], Kw)] = &[$(($text, Kw::$kw),)*];
     };
 }
 
@@ -318,17 +308,83 @@ keywords! {
 /// The longest keyword above (`WAIT_UNTIL_SQL_THREAD_AFTER_GTIDS`).
 const MAX_KEYWORD_LEN: usize = 33;
 
+/// How many leading bytes of a word its lookup key holds.
+const KEY_BYTES: usize = 16;
+
+/// A keyword's slot: its key, its spelling and itself.
+type KeywordSlot = Option<(u128, &'static [u8], Kw)>;
+
+/// Slots in [`KEYWORD_TABLE`], a power of two about four times the keyword count so that
+/// probe chains stay short.
+const TABLE_BITS: u32 = 9;
+const _: () = assert!(
+    KEYWORDS.len() * 3 < 1 << TABLE_BITS,
+    "keyword table too full"
+);
+
+/// An open-addressing hash table built at compile time: `keyword` runs for nearly every word
+/// of every statement, and a hash probe beats both a chain of byte-string comparisons and a
+/// binary search, whose branches mispredict.
+static KEYWORD_TABLE: [KeywordSlot; 1 << TABLE_BITS] = keyword_table();
+
+/// Packs the first [`KEY_BYTES`] bytes of a word, upper-cased and zero-padded. Words hold no
+/// NUL byte, so the keys of words up to that length are unique. Built in registers: a byte
+/// buffer read back as one integer stalls on store forwarding.
+const fn key(word: &[u8]) -> u128 {
+    let (mut high, mut low) = (0u64, 0u64);
+    let mut i = 0;
+    while i < word.len() && i < KEY_BYTES {
+        let b = word[i].to_ascii_uppercase() as u64;
+        if i < 8 {
+            high |= b << (56 - 8 * i);
+        } else {
+            low |= b << (56 - 8 * (i - 8));
+        }
+        i += 1;
+    }
+    ((high as u128) << 64) | low as u128
+}
+
+/// Multiplicative hashing of the folded key.
+const fn slot_of(key: u128) -> usize {
+    let folded = (key >> 64) as u64 ^ (key as u64).rotate_left(31);
+    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
+}
+
+const fn keyword_table() -> [KeywordSlot; 1 << TABLE_BITS] {
+    let mut table: [KeywordSlot; 1 << TABLE_BITS] = [None; 1 << TABLE_BITS];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let (text, kw) = KEYWORDS[i];
+        let key = key(text);
+        let mut slot = slot_of(key);
+        while table[slot].is_some() {
+            slot = (slot + 1) % table.len();
+        }
+        table[slot] = Some((key, text, kw));
+        i += 1;
+    }
+    table
+}
+
 /// Looks a bare word up among the keywords, ignoring ASCII case.
 fn keyword(word: &[u8]) -> Option<Kw> {
     let first = *word.first()?;
     if word.len() < 2 || word.len() > MAX_KEYWORD_LEN || first.is_ascii_digit() {
         return None;
     }
-    let mut buf = [0u8; MAX_KEYWORD_LEN];
-    let upper = &mut buf[..word.len()];
-    upper.copy_from_slice(word);
-    upper.make_ascii_uppercase();
-    Kw::from_upper(upper)
+    let wanted = key(word);
+    let mut slot = slot_of(wanted);
+    loop {
+        let (key, text, kw) = KEYWORD_TABLE.get(slot).copied().flatten()?;
+        if key == wanted {
+            // Past KEY_BYTES the key no longer tells words apart.
+            let same = word.len() == text.len()
+                && (word.len() <= KEY_BYTES || word.eq_ignore_ascii_case(text));
+            return same.then_some(kw);
+        }
+        slot = (slot + 1) % KEYWORD_TABLE.len();
+    }
 }
 
 impl Kw {
@@ -391,10 +447,9 @@ fn is_name(word: &[u8], name: &[u8]) -> bool {
 // Lexer
 
 /// The scope written in `@@scope.name`, or given by a `SET` modifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum VarScope {
     /// No scope written: a session variable.
-    #[default]
     Unqualified,
     Session,
     Global,
@@ -462,6 +517,13 @@ impl<'a> Lexer<'a> {
             }
         }
         (self.fail(), self.pos)
+    }
+
+    /// Lexes the next token into `slot` with its byte range. Writing in place rather than
+    /// returning the token spares a copy that stalls on store forwarding.
+    fn advance(&mut self, slot: &mut (Tok<'a>, usize, usize)) {
+        let (tok, start) = self.next();
+        *slot = (tok, start, self.pos);
     }
 
     fn fail(&mut self) -> Tok<'a> {
@@ -635,7 +697,7 @@ fn is_word_byte(b: u8) -> bool {
 }
 
 /// Lagless hints found in comments.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Hints {
     consistency: Option<ConsistencyMode>,
     route: Option<RouteHint>,
@@ -687,14 +749,16 @@ impl Hints {
 
 struct Parser<'a> {
     lex: Lexer<'a>,
-    peeked: Option<(Tok<'a>, usize, usize)>,
+    /// The next token and its byte range, always lexed one ahead so that looking at it is
+    /// free: the classifier peeks several times per token.
+    next: (Tok<'a>, usize, usize),
     /// Byte range of the token `bump` returned last.
     span: (usize, usize),
 }
 
 impl<'a> Parser<'a> {
     fn new(src: &'a [u8], mode: SqlMode) -> Self {
-        let lex = Lexer {
+        let mut lex = Lexer {
             src,
             pos: 0,
             mode,
@@ -702,33 +766,27 @@ impl<'a> Parser<'a> {
             malformed: false,
             hints: Hints::default(),
         };
+        let mut next = (Tok::End, 0, 0);
+        lex.advance(&mut next);
         Self {
             lex,
-            peeked: None,
+            next,
             span: (0, 0),
         }
     }
 
-    fn peek(&mut self) -> Tok<'a> {
-        let lex = &mut self.lex;
-        self.peeked
-            .get_or_insert_with(|| {
-                let (tok, start) = lex.next();
-                (tok, start, lex.pos)
-            })
-            .0
+    fn peek(&self) -> Tok<'a> {
+        self.next.0
     }
 
     fn bump(&mut self) -> Tok<'a> {
-        self.peek();
-        let Some((tok, start, end)) = self.peeked.take() else {
-            return Tok::End;
-        };
+        let (tok, start, end) = self.next;
         self.span = (start, end);
+        self.lex.advance(&mut self.next);
         tok
     }
 
-    fn peek_kw(&mut self) -> Option<Kw> {
+    fn peek_kw(&self) -> Option<Kw> {
         match self.peek() {
             Tok::Word(word) => keyword(word),
             _ => None,
@@ -756,12 +814,12 @@ impl<'a> Parser<'a> {
     }
 
     /// True when the next token opens an argument list, i.e. the word before was a call.
-    fn at_call(&mut self) -> bool {
+    fn at_call(&self) -> bool {
         self.peek() == Tok::Punct(b'(')
     }
 
     /// True at the `;` or end of input that closes the statement.
-    fn at_end(&mut self) -> bool {
+    fn at_end(&self) -> bool {
         matches!(self.peek(), Tok::End | Tok::Unterminated | Tok::Punct(b';'))
     }
 
@@ -2105,17 +2163,36 @@ mod tests {
 
     #[test]
     fn every_keyword_is_reachable() {
-        for (text, kw) in ALL_KEYWORDS {
-            assert!(
-                text.len() <= MAX_KEYWORD_LEN,
-                "{}",
-                String::from_utf8_lossy(text)
-            );
-            assert_eq!(keyword(&text.to_ascii_lowercase()), Some(*kw));
+        for (text, kw) in KEYWORDS {
+            let name = String::from_utf8_lossy(text);
+            assert!(text.len() <= MAX_KEYWORD_LEN, "{name}");
+            assert!(text.iter().all(|b| !b.is_ascii_lowercase()), "{name}");
+            assert_eq!(keyword(&text.to_ascii_lowercase()), Some(*kw), "{name}");
         }
-        assert_eq!(keyword(b"SELECTED"), None);
-        assert_eq!(keyword(b"1"), None);
-        assert_eq!(keyword(b""), None);
+        let misses: [&[u8]; 9] = [
+            b"SELECTED",
+            b"SELEC",
+            b"1",
+            b"",
+            b"X",
+            b"WAIT_FOR_EXECUTED_GTID_SETS",
+            b"SQL_CALC_FOUND_RX",
+            b"SQL_CALC_FOUND_R",
+            b"RELEASE_ALL_LOCKSMITH",
+        ];
+        for word in misses {
+            assert_eq!(keyword(word), None, "{}", String::from_utf8_lossy(word));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_handled_without_recursion() {
+        let blocks = "BEGIN NOT ATOMIC ".repeat(200_000) + "START TRANSACTION";
+        check(&blocks, Primary, &[E::Begin]);
+        let parens = "(".repeat(500_000) + "SELECT 1";
+        check(&parens, Replica, &[]);
+        let body = "CREATE PROCEDURE p() ".to_owned() + &"BEGIN ".repeat(200_000) + "; COMMIT";
+        check(&body, Primary, &[]);
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub async fn relay(
                 }
             }
             Step::LocalInfile => {
+                tracing::trace!(seq = pkt.seq, "LOCAL INFILE request relayed");
                 flush_client(client, backend).await?;
                 relay_upload(client, backend).await?;
             }
@@ -112,6 +113,7 @@ async fn relay_upload(
                 return Err(RelayError::Client(e));
             }
         };
+        tracing::trace!(seq = pkt.seq, len = pkt.payload.len(), "LOCAL INFILE data");
         backend.stream.buffer_raw(&pkt);
         let last = pkt.payload.is_empty();
         if (last || backend.stream.pending_output() >= FLUSH_AT)

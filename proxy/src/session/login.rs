@@ -11,6 +11,59 @@ use crate::protocol::packet::{PacketError, PacketStream};
 use crate::server::Shared;
 use crate::users::UserRecord;
 
+/// A stream that first yields bytes read ahead from it, then reads the stream itself.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: bytes::Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: bytes::Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A client transport: plain TCP or TLS over it.
 pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
@@ -93,6 +146,8 @@ async fn run(
     };
     let mut plain = PacketStream::new(tcp);
     plain.packet_timeout = shared.config.handshake_timeout;
+    // Login packets are small; a huge one is an attack, not a client.
+    plain.max_logical = 64 * 1024;
     let mut seq = 0u8;
     plain.send(&mut seq, &greeting.encode()).await?;
     let (rseq, mut payload) = plain.read_logical().await?;
@@ -104,16 +159,16 @@ async fn run(
         let Some(acceptor) = tls_acceptor else {
             return Err(refuse(&mut plain, seq, ErrPacket::bad_handshake()).await);
         };
-        if plain.has_buffered_input() {
-            return Err(LoginError::Packet(PacketError::Malformed(
-                "data after the SSL request",
-            )));
-        }
-        let tcp = plain.into_inner();
-        let tls_stream = acceptor.accept(tcp).await.map_err(LoginError::Tls)?;
+        // A fast client may already have sent the start of its TLS handshake.
+        let (tcp, early) = plain.into_parts();
+        let tls_stream = acceptor
+            .accept(Prefixed::new(early.freeze(), tcp))
+            .await
+            .map_err(LoginError::Tls)?;
         tls = true;
         let mut s: ClientStream = PacketStream::new(Box::new(tls_stream));
         s.packet_timeout = shared.config.handshake_timeout;
+        s.max_logical = 64 * 1024;
         let (rseq, p) = s.read_logical().await?;
         check_seq(rseq, seq)?;
         seq = rseq.wrapping_add(1);
@@ -179,6 +234,7 @@ async fn run(
     };
     stream.send(&mut seq, &ok.encode(caps)).await?;
     stream.packet_timeout = shared.config.packet_timeout;
+    stream.max_logical = 1 << 30;
     Ok((stream, login))
 }
 

@@ -122,15 +122,19 @@ impl Session {
             let busy = self.in_transaction;
             let read = tokio::select! {
                 r = self.client.read_logical() => r,
-                _ = shutdown.wait_for(|s| *s), if !busy => {
+                () = crate::server::wait_for_shutdown(&mut shutdown), if !busy => {
                     tracing::debug!(id = self.id, "closing idle session for shutdown");
                     break;
                 }
             };
             let (seq, payload) = match read {
                 Ok(p) => p,
-                Err(PacketError::Closed) => break,
-                Err(PacketError::TooLarge(_)) => {
+                Err(PacketError::Closed) => {
+                    tracing::trace!(id = self.id, "client closed the connection");
+                    break;
+                }
+                Err(PacketError::TooLarge(n)) => {
+                    tracing::debug!(id = self.id, bytes = n, "client packet too large");
                     self.fatal(1, ErrPacket::packet_too_large()).await;
                     break;
                 }
@@ -202,6 +206,7 @@ impl Session {
         let Some(&cmd) = payload.first() else {
             return self.reply_err(&ErrPacket::malformed()).await;
         };
+        tracing::trace!(id = self.id, cmd, len = payload.len(), "command");
         match cmd {
             com::QUIT => Err(End::Client),
             com::PING => self.reply_ok().await,

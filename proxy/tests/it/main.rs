@@ -1,0 +1,9 @@
+//! Integration tests of the proxy against real mariadbd clusters, with real clients.
+
+mod admin;
+mod bad_input;
+mod cli;
+mod clients;
+mod pymysql;
+mod routing;
+mod support;

@@ -1,0 +1,372 @@
+//! Where statements go: reads to replicas, writes and transactions to the primary, session
+//! state pinned or replayed, topology changes, backend failures and graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use lagless_proxy::topology::TopologyState;
+use mysql_async::Conn;
+use mysql_async::prelude::*;
+
+use crate::support::{Harness, http_get, topology_of};
+
+const WAIT: Duration = Duration::from_secs(20);
+const PRIMARY_ID: i64 = 100;
+
+async fn server_id(conn: &mut Conn) -> i64 {
+    conn.query_first("SELECT @@server_id")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_replicas_and_writes_to_the_primary() {
+    let h = Harness::start(3).await;
+    let mut c = h.app().await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let mut c = h.app().await;
+        seen.insert(server_id(&mut c).await);
+    }
+    assert!(
+        !seen.contains(&PRIMARY_ID),
+        "a plain read went to the primary: {seen:?}"
+    );
+    assert_eq!(seen.len(), 2, "reads spread over both replicas: {seen:?}");
+    // A write through the proxy succeeds: it reached the primary (replicas refuse with 1290).
+    c.query_drop("CREATE TABLE w (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO w VALUES (1)").await.unwrap();
+    // Locking reads and session-bound functions go to the primary.
+    for q in [
+        "SELECT @@server_id FROM w FOR UPDATE",
+        "SELECT @@server_id FROM w LOCK IN SHARE MODE",
+        "SELECT @@server_id + 0 * LAST_INSERT_ID()",
+        "SELECT /* lagless:route=primary */ @@server_id",
+    ] {
+        let id: Option<i64> = c.query_first(q).await.unwrap();
+        assert_eq!(id, Some(PRIMARY_ID), "{q}");
+    }
+    let (status, body) = http_get(h.admin.unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("lagless_statements_total{route=\"replica\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("lagless_statements_total{route=\"primary\""),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_stay_on_the_primary_until_they_end() {
+    let h = Harness::start(2).await;
+    let mut c = h.app().await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    for begin in [
+        "BEGIN",
+        "START TRANSACTION READ ONLY",
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+        "XA START 'x1'",
+    ] {
+        c.query_drop(begin).await.unwrap();
+        assert_eq!(server_id(&mut c).await, PRIMARY_ID, "{begin}");
+        assert_eq!(server_id(&mut c).await, PRIMARY_ID, "{begin}");
+        if begin.starts_with("XA") {
+            c.query_drop("XA END 'x1'").await.unwrap();
+            c.query_drop("XA PREPARE 'x1'").await.unwrap();
+            c.query_drop("XA COMMIT 'x1'").await.unwrap();
+        } else {
+            c.query_drop("COMMIT").await.unwrap();
+        }
+        assert_ne!(server_id(&mut c).await, PRIMARY_ID, "after {begin} ended");
+    }
+    // autocommit=0: every statement is in a transaction.
+    c.query_drop("SET autocommit = 0").await.unwrap();
+    assert_eq!(server_id(&mut c).await, PRIMARY_ID);
+    c.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(
+        server_id(&mut c).await,
+        PRIMARY_ID,
+        "autocommit is still off"
+    );
+    c.query_drop("SET autocommit = 1").await.unwrap();
+    assert_ne!(server_id(&mut c).await, PRIMARY_ID);
+    // The replica connection must not have been left with autocommit off: a later read there
+    // sees new data, not an old snapshot.
+    c.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    h.cluster.wait_replicated(WAIT).await.unwrap();
+    let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert_eq!(n, Some(2));
+    // A transaction begun with a driver API (status flags, not statement text) stays too.
+    let mut tx = c.start_transaction(Default::default()).await.unwrap();
+    let id: Option<i64> = tx.query_first("SELECT @@server_id").await.unwrap();
+    assert_eq!(id, Some(PRIMARY_ID));
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_that_cannot_move_pins_the_session_and_replayable_state_follows_it() {
+    let h = Harness::start(2).await;
+    // Replayed: session variables reach the replica connection.
+    let mut c = h.app().await;
+    c.query_drop("SET time_zone = '+03:00', sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    c.query_drop("SET NAMES latin1").await.unwrap();
+    let (id, tz, mode, cs): (i64, String, String, String) = c
+        .query_first("SELECT @@server_id, @@time_zone, @@sql_mode, @@character_set_client")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(id, PRIMARY_ID);
+    assert_eq!(
+        (tz.as_str(), mode.as_str(), cs.as_str()),
+        ("+03:00", "ANSI_QUOTES", "latin1")
+    );
+    // USE follows the session to every backend.
+    c.query_drop("CREATE DATABASE other").await.unwrap();
+    c.query_drop("USE other").await.unwrap();
+    h.cluster.wait_replicated(WAIT).await.unwrap();
+    let db: Option<String> = c.query_first("SELECT DATABASE()").await.unwrap();
+    assert_eq!(db.as_deref(), Some("other"));
+
+    // Pinned: each kind of immovable state keeps later reads on the primary.
+    for (setup, check) in [
+        (
+            "CREATE TEMPORARY TABLE tmp (x INT)",
+            "SELECT @@server_id FROM (SELECT 1) s LEFT JOIN tmp ON 1",
+        ),
+        ("SET @v = 5", "SELECT @@server_id + 0 * @v"),
+        ("DO GET_LOCK('l', 1)", "SELECT @@server_id"),
+        ("LOCK TABLES mysql.db READ", "SELECT @@server_id"),
+    ] {
+        let mut c = h.app().await;
+        assert_ne!(server_id(&mut c).await, PRIMARY_ID);
+        c.query_drop(setup).await.unwrap();
+        let id: Option<i64> = c.query_first(check).await.unwrap();
+        assert_eq!(id, Some(PRIMARY_ID), "{setup}");
+        assert_eq!(server_id(&mut c).await, PRIMARY_ID, "{setup}: still pinned");
+    }
+    // SHOW WARNINGS reads the warnings of the backend that ran the previous statement.
+    let mut c = h.app().await;
+    c.query_drop("SELECT CAST('1x' AS INT)").await.unwrap();
+    let warnings: Vec<(String, i64, String)> = c.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].1, 1292);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_carry_nothing_between_clients() {
+    let h = Harness::start(1).await;
+    for round in 0..5 {
+        let mut c = h.app().await;
+        let v: Option<Option<i64>> = c.query_first("SELECT @leak").await.unwrap();
+        assert_eq!(v, Some(None), "round {round}: a user variable leaked");
+        assert!(
+            c.query_drop("SELECT * FROM tmp_leak").await.is_err(),
+            "round {round}"
+        );
+        c.query_drop("SET @leak = 1").await.unwrap();
+        c.query_drop("CREATE TEMPORARY TABLE tmp_leak (x INT)")
+            .await
+            .unwrap();
+        drop(c);
+        // Let the pool reset and keep the connection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_replicas_dying_and_fall_back_to_the_primary() {
+    let h = Harness::start(3).await;
+    let mut c = h.app().await;
+    assert_ne!(server_id(&mut c).await, PRIMARY_ID);
+    h.cluster.member(1).kill9().unwrap();
+    // Every read still succeeds: the failed replica is retried elsewhere before any reply.
+    for _ in 0..10 {
+        let id = server_id(&mut c).await;
+        assert_ne!(id, 101);
+    }
+    h.cluster.member(2).kill9().unwrap();
+    for _ in 0..10 {
+        assert_eq!(
+            server_id(&mut c).await,
+            PRIMARY_ID,
+            "no replica left: the primary serves"
+        );
+    }
+    let (_, body) = http_get(h.admin.unwrap(), "/metrics").await;
+    assert!(body.contains("route=\"primary_fallback\""), "{body}");
+    // A replica that comes back takes reads again once the monitor sees it.
+    h.cluster.member(2).restart().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut fresh = h.app().await;
+        if server_id(&mut fresh).await == 102 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 2 never took reads again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_dying_mid_result_fails_only_that_statement() {
+    let h = Harness::start(2).await;
+    let mut victim = h.app().await;
+    let mut other = h.app().await;
+    let mut bystander_on_primary = h.app().await;
+    bystander_on_primary
+        .query_drop("CREATE TABLE keep (id INT)")
+        .await
+        .unwrap();
+    // Rows stream out, then the server stalls: kill it while the client is mid-result.
+    let query = victim.query_iter("SELECT seq, IF(seq = 2000, SLEEP(5), 0) FROM seq_1_to_4000");
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        h.cluster.member(1).kill9().unwrap();
+    };
+    let (result, ()) = tokio::join!(
+        async {
+            let mut r = query.await?;
+            r.collect::<mysql_async::Row>().await
+        },
+        killer
+    );
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("2013") || err.to_string().contains("Lost connection"),
+        "{err}"
+    );
+    // The same client goes on (on the primary now), and so do the others.
+    assert_eq!(server_id(&mut victim).await, PRIMARY_ID);
+    assert_eq!(server_id(&mut other).await, PRIMARY_ID);
+    bystander_on_primary
+        .query_drop("INSERT INTO keep VALUES (1)")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_changes_are_followed_and_switching_holds_writes() {
+    let mut h = Harness::start_with(3, |c| c.write_hold_timeout = Duration::from_secs(3)).await;
+    let mut c = h.app().await;
+    c.query_drop("CREATE TABLE s (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    // Remove replica 1 from the topology: sessions move off it without noticing.
+    let mut topo = topology_of(&h.cluster, 0);
+    topo.replicas
+        .retain(|m| m.port != h.cluster.member(1).port());
+    h.publish(topo.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..10 {
+        let mut fresh = h.app().await;
+        assert_eq!(server_id(&mut fresh).await, 102);
+        assert_eq!(server_id(&mut c).await, 102);
+    }
+    // A lower epoch is ignored.
+    let mut old = topology_of(&h.cluster, 1);
+    old.replicas.clear();
+    old.write_atomically(&h.topology_path).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        server_id(&mut c).await,
+        102,
+        "the proxy went back to a lower epoch"
+    );
+
+    // "switching": writes wait instead of failing, and go on when a primary is published.
+    let mut switching = topo.clone();
+    switching.state = TopologyState::Switching;
+    let primary = switching.primary.take();
+    h.publish(switching.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, ready) = http_get(h.admin.unwrap(), "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(ready.contains("switching"), "{ready}");
+    // Reads still work while writes are held.
+    assert_eq!(server_id(&mut c).await, 102);
+    let mut back = switching.clone();
+    back.state = TopologyState::Ready;
+    back.primary = primary;
+    back.epoch = h.epoch + 1;
+    let path = h.topology_path.clone();
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        back.write_atomically(&path).unwrap();
+    });
+    let started = Instant::now();
+    c.query_drop("INSERT INTO s VALUES (1)").await.unwrap();
+    let held = started.elapsed();
+    publisher.await.unwrap();
+    h.epoch += 1;
+    assert!(
+        held >= Duration::from_millis(1000),
+        "the write did not wait: {held:?}"
+    );
+    assert!(
+        held < Duration::from_secs(4),
+        "the write waited too long: {held:?}"
+    );
+    // A switch that never ends: the write fails after the hold timeout with a clear error.
+    h.publish(switching);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let started = Instant::now();
+    let err = c.query_drop("INSERT INTO s VALUES (2)").await.unwrap_err();
+    assert!(err.to_string().contains("2003"), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_transactions_finish() {
+    let h = Harness::start(1).await;
+    let mut busy = h.app().await;
+    let mut idle = h.app().await;
+    busy.query_drop("CREATE TABLE g (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    busy.query_drop("BEGIN").await.unwrap();
+    busy.query_drop("INSERT INTO g VALUES (1)").await.unwrap();
+    let _ = h.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No new connections; idle sessions are closed.
+    assert!(
+        Conn::new(h.opts("app", "app-pass", Some("app")))
+            .await
+            .is_err()
+    );
+    assert!(idle.query_drop("SELECT 1").await.is_err());
+    // The open transaction can still finish.
+    busy.query_drop("INSERT INTO g VALUES (2)").await.unwrap();
+    busy.query_drop("COMMIT").await.unwrap();
+    let n: Option<i64> = h
+        .cluster
+        .primary()
+        .app_conn()
+        .await
+        .unwrap()
+        .query_first("SELECT COUNT(*) FROM g")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(2));
+    // ...and then the session ends and the proxy stops.
+    let _ = busy.query_drop("SELECT 1").await;
+    tokio::time::timeout(Duration::from_secs(10), h.task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,155 @@
+//! A real cluster from the test kit with a proxy in front, in this process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lagless_proxy::config::Config;
+use lagless_proxy::server::Proxy;
+use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
+use lagless_testkit::{
+    ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, Cluster, ED25519_PASSWORD, ED25519_USER,
+};
+use mysql_async::{Conn, Opts, OptsBuilder};
+use tokio::sync::watch;
+
+/// A cluster, a topology file describing it, and a running proxy.
+pub struct Harness {
+    pub cluster: Cluster,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub topology_path: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub stop: watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+    pub epoch: u64,
+}
+
+/// The topology of a kit cluster as started: member 0 primary, the rest replicas.
+pub fn topology_of(cluster: &Cluster, epoch: u64) -> Topology {
+    let member =
+        |m: &lagless_testkit::Member| Member::new(format!("m{}", m.index()), "127.0.0.1", m.port());
+    Topology {
+        cluster: "test".into(),
+        flavor: Flavor::Mariadb,
+        epoch,
+        state: TopologyState::Ready,
+        primary: Some(member(cluster.primary())),
+        replicas: cluster.replicas().iter().map(member).collect(),
+        consistency: None,
+    }
+}
+
+impl Harness {
+    pub async fn start(members: usize) -> Self {
+        Self::start_with(members, |_| {}).await
+    }
+
+    pub async fn start_with(members: usize, tune: impl FnOnce(&mut Config)) -> Self {
+        let cluster = Cluster::builder().members(members).start().await.unwrap();
+        Self::in_front_of(cluster, tune).await
+    }
+
+    pub async fn in_front_of(cluster: Cluster, tune: impl FnOnce(&mut Config)) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().unwrap();
+        let topology_path = dir.path().join("topology.json");
+        topology_of(&cluster, 1)
+            .write_atomically(&topology_path)
+            .unwrap();
+        let users = dir.path().join("users.json");
+        std::fs::write(
+            &users,
+            format!(
+                r#"{{"users":[{{"user":"{APP_USER}","password":"{APP_PASSWORD}"}},
+                    {{"user":"{ED25519_USER}","password":"{ED25519_PASSWORD}","plugin":"ed25519"}}]}}"#
+            ),
+        )
+        .unwrap();
+        let mut config = Config::new(topology_path.clone());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.users_file = Some(users);
+        config.lookup = Some(lagless_proxy::users::LookupCredentials {
+            user: ADMIN_USER.into(),
+            password: ADMIN_PASSWORD.into(),
+        });
+        config.monitor_interval = Duration::from_millis(200);
+        config.topology_poll = Duration::from_millis(200);
+        config.shutdown_timeout = Duration::from_secs(5);
+        tune(&mut config);
+        let proxy = Proxy::bind(config).await.unwrap();
+        let addr = proxy.local_addr().unwrap();
+        let admin = proxy.admin_addr();
+        let stop = proxy.shutdown_handle();
+        let task = tokio::spawn(proxy.run());
+        Self {
+            cluster,
+            addr,
+            admin,
+            topology_path,
+            dir,
+            stop,
+            task,
+            epoch: 1,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn opts(&self, user: &str, password: &str, db: Option<&str>) -> Opts {
+        OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port())
+            .user(Some(user))
+            .pass(Some(password))
+            .db_name(db)
+            .prefer_socket(false)
+            .into()
+    }
+
+    /// An application connection through the proxy.
+    pub async fn app(&self) -> Conn {
+        Conn::new(self.opts(APP_USER, APP_PASSWORD, Some("app")))
+            .await
+            .unwrap()
+    }
+
+    /// Publishes a new topology with the next epoch.
+    pub fn publish(&mut self, mut topo: Topology) {
+        self.epoch += 1;
+        topo.epoch = self.epoch;
+        topo.write_atomically(&self.topology_path).unwrap();
+    }
+}
+
+/// `GET path` on the admin listener; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// Proxy logs in test output when `LAGLESS_TEST_LOG` is set (e.g. `debug`).
+fn init_logging() {
+    if let Ok(filter) = std::env::var("LAGLESS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,149 @@
+"""Runs PyMySQL's own test suite against one MySQL endpoint and prints each test's outcome.
+
+usage: pymysql_suite.py --cache DIR --host H --port P --user U --password PW
+
+The suite comes from the PyMySQL sdist on PyPI. Newer sdists ship only tests/test_auth.py
+(MySQL 8 authentication plugins on a hard-coded 127.0.0.1:3306), so the suite is taken from
+the last sdist that ships pymysql/tests, and runs against that sdist's own pymysql package.
+The sdist and a pinned pytest are fetched once into DIR and reused.
+
+Prints JSON: {"outcomes": {test id: passed|failed|error|skipped}, "details": {...}, "summary"}.
+Exits non-zero only when the suite could not be run at all.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ET
+
+SUITE_VERSION = "0.10.1"
+PYTEST_VERSION = "8.3.5"
+# test_load_local reads this file, which the sdist leaves out; the tests expect this many rows.
+LOAD_LOCAL_ROWS = 22749
+PYTEST_TIMEOUT = 300
+
+
+def pip(*args):
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
+    subprocess.run(cmd, check=True, stdout=sys.stderr)
+
+
+def cached(cache, name, build):
+    """Returns cache/name, building it in a scratch directory first if missing.
+
+    The rename makes concurrent runs safe: whoever loses keeps using the winner's copy.
+    """
+    final = os.path.join(cache, name)
+    if os.path.isdir(final):
+        return final
+    os.makedirs(cache, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{name}-", dir=cache)
+    try:
+        build(scratch)
+        os.rename(os.path.join(scratch, name), final)
+    except OSError:
+        if not os.path.isdir(final):
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+def fetch_suite(scratch):
+    pip("download", "--no-deps", "--no-binary", ":all:", f"PyMySQL=={SUITE_VERSION}", "-d", scratch)
+    (archive,) = [f for f in os.listdir(scratch) if f.endswith(".tar.gz")]
+    with tarfile.open(os.path.join(scratch, archive)) as tar:
+        tar.extractall(scratch, filter="data")
+    top = os.path.join(scratch, archive[: -len(".tar.gz")])
+    os.rename(top, os.path.join(scratch, f"pymysql-{SUITE_VERSION}"))
+
+
+def fetch_pytest(scratch):
+    pip("install", "--no-warn-script-location", "--target", os.path.join(scratch, f"pytest-{PYTEST_VERSION}"), f"pytest=={PYTEST_VERSION}")
+
+
+def prepare(work, sdist, args):
+    """A private copy of the package and its tests, configured for this endpoint."""
+    shutil.copytree(os.path.join(sdist, "pymysql"), os.path.join(work, "pymysql"))
+    tests = os.path.join(work, "pymysql", "tests")
+    common = {"host": args.host, "port": args.port, "user": args.user, "passwd": args.password}
+    databases = [
+        {**common, "db": "test1", "use_unicode": True, "local_infile": True},
+        {**common, "db": "test2"},
+    ]
+    with open(os.path.join(tests, "databases.json"), "w") as f:
+        json.dump(databases, f)
+    os.makedirs(os.path.join(tests, "data"))
+    with open(os.path.join(tests, "data", "load_local_data.txt"), "w") as f:
+        f.writelines(f"{i},{i * 2}\n" for i in range(LOAD_LOCAL_ROWS))
+
+
+def create_databases(work, args):
+    """The suite expects test1 and test2 to exist."""
+    sys.path.insert(0, work)
+    import pymysql
+
+    conn = pymysql.connect(host=args.host, port=args.port, user=args.user, passwd=args.password)
+    with conn.cursor() as cur:
+        for db in ("test1", "test2"):
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
+    conn.close()
+
+
+def run_pytest(work, pytest_site):
+    xml = os.path.join(work, "junit.xml")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([work, pytest_site]), PYTHONDONTWRITEBYTECODE="1")
+    env.pop("PYTEST_ADDOPTS", None)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={xml}", "pymysql/tests"]
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=PYTEST_TIMEOUT)
+    sys.stderr.write(done.stdout[-20000:] + done.stderr[-5000:])
+    if not os.path.exists(xml):
+        raise SystemExit(f"pytest wrote no report (exit {done.returncode})")
+    totals = [line for line in done.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
+    return xml, totals[-1] if totals else ""
+
+
+def outcome_of(case):
+    for tag in ("failure", "error", "skipped"):
+        node = case.find(tag)
+        if node is not None:
+            return ("failed" if tag == "failure" else tag), node.get("message", "")
+    return "passed", ""
+
+
+def outcomes(xml):
+    found, details = {}, {}
+    for case in ET.parse(xml).iter("testcase"):
+        test = f"{case.get('classname')}::{case.get('name')}"
+        found[test], message = outcome_of(case)
+        if found[test] in ("failed", "error"):
+            details[test] = message[:2000]
+    return found, details
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--password", required=True)
+    args = parser.parse_args()
+    cache = os.path.abspath(args.cache)
+    sdist = cached(cache, f"pymysql-{SUITE_VERSION}", fetch_suite)
+    pytest_site = cached(cache, f"pytest-{PYTEST_VERSION}", fetch_pytest)
+    with tempfile.TemporaryDirectory(prefix="pymysql-suite-") as work:
+        prepare(work, sdist, args)
+        create_databases(work, args)
+        xml, summary = run_pytest(work, pytest_site)
+        found, details = outcomes(xml)
+    print(json.dumps({"summary": summary, "outcomes": found, "details": details}, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
