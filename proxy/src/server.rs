@@ -119,11 +119,12 @@ impl Shared {
     /// A healthy replica with the fewest statements in flight per unit of weight.
     pub fn choose_replica(&self, exclude: Option<&str>) -> Option<Member> {
         let topo = self.topology();
-        let candidates: Vec<&Member> = topo
+        let candidates: Vec<(&Member, String)> = topo
             .replicas
             .iter()
-            .filter(|m| m.weight > 0 && self.health.is_up(&m.addr()))
-            .filter(|m| exclude != Some(m.addr().as_str()))
+            .filter(|m| m.weight > 0)
+            .map(|m| (m, m.addr()))
+            .filter(|(_, a)| self.health.is_up(a) && exclude != Some(a.as_str()))
             .collect();
         if candidates.is_empty() {
             return None;
@@ -132,9 +133,8 @@ impl Shared {
         let start = self.replica_cursor.fetch_add(1, Ordering::Relaxed) % candidates.len();
         let mut best: Option<(&Member, u64)> = None;
         for i in 0..candidates.len() {
-            let m = candidates[(start + i) % candidates.len()];
-            let load =
-                (self.health.outstanding(&m.addr()) as u64 + 1) * 1_000_000 / u64::from(m.weight);
+            let (m, addr) = &candidates[(start + i) % candidates.len()];
+            let load = (self.health.outstanding(addr) as u64 + 1) * 1_000_000 / u64::from(m.weight);
             if best.is_none_or(|(_, b)| load < b) {
                 best = Some((m, load));
             }

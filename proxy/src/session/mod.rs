@@ -28,6 +28,7 @@ use crate::protocol::packet::PacketError;
 use crate::protocol::response::{ResponseKind, ResponseTracker};
 use crate::route::{Classification, ConsistencyMode, LaglessCommand, SessionSet, Target, classify};
 use crate::server::Shared;
+use crate::topology::Member;
 use forward::{RelayError, relay};
 use login::{ClientStream, Login};
 use prepared::Statements;
@@ -43,7 +44,10 @@ pub enum Which {
 #[derive(Debug)]
 pub struct Slot {
     pub conn: PooledConn,
+    /// `host:port`, as metrics and health know the server.
     pub addr: String,
+    /// The topology member this connection goes to.
+    pub member: Member,
     /// Client statement id -> this backend's statement id.
     pub statements: HashMap<u32, prepared::BackendStmt>,
 }
@@ -412,7 +416,7 @@ impl Session {
                     let Some(member) = self.shared.choose_replica(None) else {
                         return self.ensure_primary().await.map(|()| Which::Primary);
                     };
-                    match self.open_slot(&member.addr(), Which::Replica).await {
+                    match self.open_slot(member, Which::Replica).await {
                         Ok(slot) => self.replica = Some(slot),
                         Err(_) => return self.ensure_primary().await.map(|()| Which::Primary),
                     }
@@ -425,12 +429,13 @@ impl Session {
     }
 
     async fn ensure_primary(&mut self) -> Result<(), ErrPacket> {
-        let current = self.shared.topology().primary.as_ref().map(|m| m.addr());
-        let stale = match (&self.primary, &current) {
-            (Some(slot), Some(addr)) => &slot.addr != addr,
+        let topo = self.shared.topology();
+        let stale = match (&self.primary, &topo.primary) {
+            (Some(slot), Some(m)) => !m.has_addr(&slot.member.host, slot.member.port),
             (Some(_), None) => true,
             (None, _) => false,
         };
+        drop(topo);
         if stale {
             self.primary = None;
             if self.in_transaction || self.pinned.is_some() {
@@ -447,13 +452,15 @@ impl Session {
         }
         if self.primary.is_none() {
             let member = self.shared.wait_for_primary().await?;
-            self.primary = Some(self.open_slot(&member.addr(), Which::Primary).await?);
+            self.primary = Some(self.open_slot(member, Which::Primary).await?);
         }
         self.sync_database(Which::Primary).await
     }
 
     /// A new backend connection with the session's replayable state applied.
-    async fn open_slot(&mut self, addr: &str, which: Which) -> Result<Slot, ErrPacket> {
+    async fn open_slot(&mut self, member: Member, which: Which) -> Result<Slot, ErrPacket> {
+        let addr = member.addr();
+        let addr = addr.as_str();
         let mut conn = self
             .shared
             .backend(&self.login, addr, self.database.as_deref())
@@ -484,20 +491,22 @@ impl Session {
         Ok(Slot {
             conn,
             addr: addr.to_string(),
+            member,
             statements: HashMap::new(),
         })
     }
 
     async fn sync_database(&mut self, which: Which) -> Result<(), ErrPacket> {
-        let Some(db) = self.database.clone() else {
+        let (Some(db), Some(slot)) = (&self.database, self.slot(which)) else {
             return Ok(());
         };
+        if slot.conn.database.as_ref() == Some(db) {
+            return Ok(());
+        }
+        let db = db.clone();
         let Some(slot) = self.slot_mut(which) else {
             return Ok(());
         };
-        if slot.conn.database.as_deref() == Some(db.as_str()) {
-            return Ok(());
-        }
         match slot.conn.use_database(&db).await {
             Ok(None) => Ok(()),
             Ok(Some(err)) => Err(err),

@@ -1,13 +1,14 @@
 """Runs PyMySQL's own test suite against one MySQL endpoint and prints each test's outcome.
 
-usage: pymysql_suite.py --cache DIR --host H --port P --user U --password PW
+usage: pymysql_suite.py --cache DIR --host H --port P --user U --password PW [TEST_ID ...]
 
 The suite comes from the PyMySQL sdist on PyPI. Newer sdists ship only tests/test_auth.py
 (MySQL 8 authentication plugins on a hard-coded 127.0.0.1:3306), so the suite is taken from
 the last sdist that ships pymysql/tests, and runs against that sdist's own pymysql package.
 The sdist and a pinned pytest are fetched once into DIR and reused.
 
-Prints JSON: {"outcomes": {test id: passed|failed|error|skipped}, "details": {...}, "summary"}.
+Runs the whole suite, or only the given pytest ids (path::Class::test). Prints JSON:
+{"outcomes": {test id: passed|failed|error|skipped}, "details": {test id: message}, "summary"}.
 Exits non-zero only when the suite could not be run at all.
 """
 
@@ -95,11 +96,11 @@ def create_databases(work, args):
     conn.close()
 
 
-def run_pytest(work, pytest_site):
+def run_pytest(work, pytest_site, tests):
     xml = os.path.join(work, "junit.xml")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([work, pytest_site]), PYTHONDONTWRITEBYTECODE="1")
     env.pop("PYTEST_ADDOPTS", None)
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={xml}", "pymysql/tests"]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={xml}", *(tests or ["pymysql/tests"])]
     done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=PYTEST_TIMEOUT)
     sys.stderr.write(done.stdout[-20000:] + done.stderr[-5000:])
     if not os.path.exists(xml):
@@ -116,10 +117,16 @@ def outcome_of(case):
     return "passed", ""
 
 
+def test_id(case):
+    """The pytest id of a junit test case: every test of this suite is a method of a class."""
+    module, _, cls = case.get("classname").rpartition(".")
+    return f"{module.replace('.', '/')}.py::{cls}::{case.get('name')}"
+
+
 def outcomes(xml):
     found, details = {}, {}
     for case in ET.parse(xml).iter("testcase"):
-        test = f"{case.get('classname')}::{case.get('name')}"
+        test = test_id(case)
         found[test], message = outcome_of(case)
         if found[test] in ("failed", "error"):
             details[test] = message[:2000]
@@ -133,6 +140,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
+    parser.add_argument("tests", nargs="*")
     args = parser.parse_args()
     cache = os.path.abspath(args.cache)
     sdist = cached(cache, f"pymysql-{SUITE_VERSION}", fetch_suite)
@@ -140,7 +148,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="pymysql-suite-") as work:
         prepare(work, sdist, args)
         create_databases(work, args)
-        xml, summary = run_pytest(work, pytest_site)
+        xml, summary = run_pytest(work, pytest_site, args.tests)
         found, details = outcomes(xml)
     print(json.dumps({"summary": summary, "outcomes": found, "details": details}, indent=1, sort_keys=True))
 
