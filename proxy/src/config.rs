@@ -8,6 +8,7 @@ use clap::Parser;
 
 use crate::backend::PoolConfig;
 use crate::protocol::auth;
+use crate::route::ConsistencyMode;
 use crate::users::LookupCredentials;
 
 /// Command-line flags; every flag can also come from a `LAGLESS_PROXY_*` variable.
@@ -41,6 +42,24 @@ pub struct Args {
     /// Password of --lookup-user.
     #[arg(long, env = "LAGLESS_PROXY_LOOKUP_PASSWORD", hide_env_values = true)]
     pub lookup_password: Option<String>,
+
+    /// Account for position polls and primary-head reads (needs no privilege beyond
+    /// USAGE on MariaDB); defaults to --lookup-user.
+    #[arg(long, env = "LAGLESS_PROXY_MONITOR_USER")]
+    pub monitor_user: Option<String>,
+
+    /// Password of --monitor-user.
+    #[arg(long, env = "LAGLESS_PROXY_MONITOR_PASSWORD", hide_env_values = true)]
+    pub monitor_password: Option<String>,
+
+    /// Consistency mode when neither the topology, the session nor the statement sets one:
+    /// strict, session, proxy, bounded(500ms) or eventual.
+    #[arg(long, env = "LAGLESS_PROXY_CONSISTENCY", default_value = "strict")]
+    pub consistency: String,
+
+    /// How long a read may wait for a replica to catch up before it goes to the primary, in ms.
+    #[arg(long, env = "LAGLESS_PROXY_CONSISTENCY_WAIT_MS", default_value_t = 500)]
+    pub consistency_wait_ms: u64,
 
     /// How long a user looked up on the primary is cached, in seconds.
     #[arg(long, env = "LAGLESS_PROXY_USER_CACHE_TTL", default_value_t = 5)]
@@ -123,6 +142,11 @@ pub struct Config {
     pub topology: PathBuf,
     pub users_file: Option<PathBuf>,
     pub lookup: Option<LookupCredentials>,
+    /// Credentials for position polls and head reads; without them positions are learned only
+    /// from writes and waits.
+    pub monitor: Option<LookupCredentials>,
+    pub consistency: ConsistencyMode,
+    pub consistency_wait: Duration,
     pub user_cache_ttl: Duration,
     pub server_version: Option<String>,
     pub auth_plugin: String,
@@ -148,6 +172,9 @@ impl Config {
             topology,
             users_file: None,
             lookup: None,
+            monitor: None,
+            consistency: ConsistencyMode::Strict,
+            consistency_wait: Duration::from_millis(500),
             user_cache_ttl: Duration::from_secs(5),
             server_version: None,
             auth_plugin: auth::NATIVE.into(),
@@ -196,7 +223,19 @@ impl TryFrom<Args> for Config {
             (None, None) => None,
             _ => return Err("--lookup-user and --lookup-password go together".into()),
         };
+        let monitor = match (a.monitor_user, a.monitor_password) {
+            (Some(user), Some(password)) => Some(LookupCredentials { user, password }),
+            (None, None) => lookup.clone(),
+            _ => return Err("--monitor-user and --monitor-password go together".into()),
+        };
+        let consistency: ConsistencyMode = a
+            .consistency
+            .parse()
+            .map_err(|e| format!("--consistency: {e}"))?;
         let mut c = Config::new(a.topology);
+        c.monitor = monitor;
+        c.consistency = consistency;
+        c.consistency_wait = Duration::from_millis(a.consistency_wait_ms);
         c.listen = a.listen;
         c.admin_listen = a.admin_listen;
         c.users_file = a.users;

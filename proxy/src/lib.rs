@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod backend;
 pub mod config;
+pub mod gtid;
 pub mod metrics;
 pub mod protocol;
 pub mod route;

@@ -66,6 +66,12 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadLabels {
+    backend: String,
+    mode: &'static str,
+}
+
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -91,6 +97,11 @@ pub struct Metrics {
     topology_epoch: Gauge<u64, AtomicU64>,
     topology_reloads: Family<ResultLabels, Counter>,
     write_hold: Histogram,
+    reads: Family<ReadLabels, Counter>,
+    read_fallbacks: Family<ReasonLabels, Counter>,
+    consistency_wait: Histogram,
+    replica_behind_transactions: Family<BackendLabels, Gauge>,
+    replica_staleness_ms: Family<BackendLabels, Gauge>,
 }
 
 /// Builds [`Metrics`] while other modules add their own metrics to the registry.
@@ -162,6 +173,11 @@ impl Metrics {
             topology_epoch: Gauge::default(),
             topology_reloads: Family::default(),
             write_hold: latency_histogram(),
+            reads: Family::default(),
+            read_fallbacks: Family::default(),
+            consistency_wait: latency_histogram(),
+            replica_behind_transactions: Family::default(),
+            replica_staleness_ms: Family::default(),
         }
     }
 
@@ -170,6 +186,91 @@ impl Metrics {
         self.register_statement_metrics();
         self.register_backend_metrics();
         self.register_topology_metrics();
+        self.register_consistency_metrics();
+    }
+
+    fn register_consistency_metrics(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "reads",
+            "Reads that could go to a replica, by the backend that served them and the consistency mode",
+            self.reads.clone(),
+        );
+        r.register(
+            "read_fallbacks",
+            "Reads served by the primary because no replica qualified, by reason",
+            self.read_fallbacks.clone(),
+        );
+        r.register_with_unit(
+            "consistency_wait",
+            "Time reads waited for a replica to catch up (MASTER_GTID_WAIT)",
+            Unit::Seconds,
+            self.consistency_wait.clone(),
+        );
+        r.register(
+            "replica_behind_transactions",
+            "Transactions the replica lacks of the primary's last known head",
+            self.replica_behind_transactions.clone(),
+        );
+        r.register(
+            "replica_staleness_ms",
+            "Upper bound of how old the replica's data is, in milliseconds",
+            self.replica_staleness_ms.clone(),
+        );
+    }
+
+    /// Counts a read by the backend that served it and its consistency mode.
+    pub fn read(&self, backend: &str, mode: &'static str) {
+        self.reads
+            .get_or_create(&ReadLabels {
+                backend: backend_label(backend),
+                mode,
+            })
+            .inc();
+    }
+
+    /// Counts a read that went to the primary because no replica qualified.
+    pub fn read_fallback(&self, reason: &'static str) {
+        self.read_fallbacks
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Records how long a read waited for a replica.
+    pub fn consistency_waited(&self, waited: Duration) {
+        self.consistency_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Records how far a replica is behind; `None` clears the series (position unknown).
+    pub fn set_replica_distance(
+        &self,
+        backend: &str,
+        transactions: Option<u64>,
+        staleness_ms: Option<u64>,
+    ) {
+        let labels = BackendLabels {
+            backend: backend_label(backend),
+        };
+        match transactions {
+            Some(n) => {
+                self.replica_behind_transactions
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.replica_behind_transactions.remove(&labels);
+            }
+        }
+        match staleness_ms {
+            Some(ms) => {
+                self.replica_staleness_ms
+                    .get_or_create(&labels)
+                    .set(i64::try_from(ms).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.replica_staleness_ms.remove(&labels);
+            }
+        }
     }
 
     fn register_client_metrics(&mut self) {

@@ -1,7 +1,7 @@
 //! The proxy process: shared state, the accept loop, background tasks and graceful shutdown.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -10,6 +10,8 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, AdminView};
 use crate::backend::health::probe;
+use crate::backend::monitor::{AdminConns, HeadReader, poll_positions};
+use crate::backend::positions::Positions;
 use crate::backend::{ConnectParams, Health, Pool, PooledConn};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -17,6 +19,7 @@ use crate::protocol::constants::{DEFAULT_COLLATION, cap};
 use crate::protocol::handshake::Greeting;
 use crate::protocol::messages::ErrPacket;
 use crate::protocol::packet::PacketStream;
+use crate::route::ConsistencyMode;
 use crate::session::Session;
 use crate::session::login::{self, Login};
 use crate::tls::Tls;
@@ -40,6 +43,8 @@ pub struct Shared {
     open_sessions: AtomicUsize,
     shutdown: watch::Receiver<bool>,
     replica_cursor: AtomicUsize,
+    pub positions: Positions,
+    head_reader: OnceLock<HeadReader>,
 }
 
 impl Shared {
@@ -116,30 +121,39 @@ impl Shared {
         }
     }
 
-    /// A healthy replica with the fewest statements in flight per unit of weight.
-    pub fn choose_replica(&self, exclude: Option<&str>) -> Option<Member> {
-        let topo = self.topology();
-        let candidates: Vec<(&Member, String)> = topo
-            .replicas
-            .iter()
-            .filter(|m| m.weight > 0)
-            .map(|m| (m, m.addr()))
-            .filter(|(_, a)| self.health.is_up(a) && exclude != Some(a.as_str()))
-            .collect();
+    /// Of `candidates`, the one with the fewest statements in flight per unit of weight; ties
+    /// rotate so they spread instead of piling on the first replica.
+    pub fn least_loaded<'a>(&self, candidates: &[&'a Member]) -> Option<&'a Member> {
         if candidates.is_empty() {
             return None;
         }
-        // Rotate the starting point so ties spread instead of piling on the first replica.
         let start = self.replica_cursor.fetch_add(1, Ordering::Relaxed) % candidates.len();
         let mut best: Option<(&Member, u64)> = None;
         for i in 0..candidates.len() {
-            let (m, addr) = &candidates[(start + i) % candidates.len()];
-            let load = (self.health.outstanding(addr) as u64 + 1) * 1_000_000 / u64::from(m.weight);
+            let m = candidates[(start + i) % candidates.len()];
+            let load = (self.health.outstanding(&m.addr()) as u64 + 1) * 1_000_000
+                / u64::from(m.weight.max(1));
             if best.is_none_or(|(_, b)| load < b) {
                 best = Some((m, load));
             }
         }
-        best.map(|(m, _)| m.clone())
+        best.map(|(m, _)| m)
+    }
+
+    /// The cluster's consistency mode: the topology's, else the configured default.
+    pub fn default_consistency(&self) -> ConsistencyMode {
+        let topo = self.topology.load();
+        topo.consistency
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(self.config.consistency)
+    }
+
+    /// The shared reader of the primary's head.
+    pub fn head_reader(&self) -> &HeadReader {
+        // Set right after the shared state is created, before any session exists.
+        self.head_reader
+            .get_or_init(|| HeadReader::spawn(Weak::new()))
     }
 
     pub fn connect_params(
@@ -156,6 +170,7 @@ impl Shared {
             client_caps: login.caps,
             collation: login.collation,
             connect_timeout: self.config.pool.connect_timeout,
+            track_gtids: Some(self.topology.load().flavor),
         }
     }
 
@@ -284,7 +299,12 @@ impl Proxy {
             open_sessions: AtomicUsize::new(0),
             shutdown,
             replica_cursor: AtomicUsize::new(0),
+            positions: Positions::default(),
+            head_reader: OnceLock::new(),
         });
+        let _ = shared
+            .head_reader
+            .set(HeadReader::spawn(Arc::downgrade(&shared)));
         Ok(Self {
             shared,
             listener,
@@ -442,6 +462,7 @@ async fn follow_topology(shared: Arc<Shared>) {
         shared.topology.store(topo.clone());
         let addrs: Vec<String> = topo.members().map(Member::addr).collect();
         shared.health.retain(&addrs);
+        shared.positions.retain(&addrs);
         shared.pool.reap(&addrs);
     }
 }
@@ -450,8 +471,10 @@ async fn follow_topology(shared: Arc<Shared>) {
 async fn monitor(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(shared.config.monitor_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conns = AdminConns::default();
     loop {
         tick.tick().await;
+        poll_positions(&shared, &mut conns).await;
         let topo = shared.topology();
         let timeout = shared
             .config

@@ -10,6 +10,7 @@ use crate::protocol::handshake::{Greeting, HandshakeResponse, parse_auth_switch}
 use crate::protocol::messages::{self, ErrPacket};
 use crate::protocol::packet::{PacketError, PacketStream, RawPacket};
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
+use crate::topology::Flavor;
 
 /// Why a backend connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub struct ConnectParams {
     pub client_caps: u32,
     pub collation: u8,
     pub connect_timeout: Duration,
+    /// Ask the server to report each write's GTID in OK packets (needs `CLIENT_SESSION_TRACK`).
+    pub track_gtids: Option<Flavor>,
 }
 
 /// A logged-in backend connection.
@@ -62,6 +65,8 @@ pub struct BackendConn {
     /// The default database as far as the proxy knows.
     pub database: Option<String>,
     pub last_used: Instant,
+    /// Set when the server reports write GTIDs; re-applied after every reset.
+    track_gtids: Option<Flavor>,
 }
 
 /// Connects and logs in.
@@ -96,7 +101,7 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
     let (greeting, caps) = tokio::time::timeout(p.connect_timeout * 2, login)
         .await
         .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))??;
-    Ok(BackendConn {
+    let mut conn = BackendConn {
         stream,
         addr: p.addr.clone(),
         connection_id: greeting.connection_id,
@@ -104,7 +109,15 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
         status: greeting.status,
         database: p.database.clone(),
         last_used: Instant::now(),
-    })
+        track_gtids: p.track_gtids.filter(|_| caps & cap::SESSION_TRACK != 0),
+    };
+    conn.enable_gtid_tracking()
+        .await
+        .map_err(|source| BackendError::Protocol {
+            addr: p.addr.clone(),
+            source,
+        })?;
+    Ok(conn)
 }
 
 fn negotiate(p: &ConnectParams, g: &Greeting) -> u32 {
@@ -253,6 +266,29 @@ impl BackendConn {
     /// statements and session variables, keeping the login. True on OK.
     pub async fn reset(&mut self) -> bool {
         matches!(self.simple(com::RESET_CONNECTION, &[]).await, Ok(p) if p.first() == Some(header::OK))
+            && self.enable_gtid_tracking().await.is_ok()
+    }
+
+    /// Makes OK packets of writes carry their GTID (MariaDB's `last_gtid`, MySQL's own GTID).
+    /// Clients that track session state see one more tracked variable, which they ignore.
+    async fn enable_gtid_tracking(&mut self) -> Result<(), PacketError> {
+        let sql = match self.track_gtids {
+            None => return Ok(()),
+            Some(Flavor::Mariadb) => {
+                "SET @@session.session_track_system_variables = \
+                 CONCAT(@@global.session_track_system_variables, ',last_gtid')"
+            }
+            Some(Flavor::Mysql) => "SET @@session.session_track_gtids = OWN_GTID",
+        };
+        match self.run(sql).await? {
+            None => Ok(()),
+            Some(err) => {
+                // An old server without the variable: positions come from polls and waits.
+                tracing::debug!(backend = %self.addr, %err, "GTID tracking unavailable");
+                self.track_gtids = None;
+                Ok(())
+            }
+        }
     }
 
     /// `COM_INIT_DB`; `Ok(None)` on success, the server's error otherwise.

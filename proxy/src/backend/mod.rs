@@ -2,7 +2,9 @@
 
 pub mod conn;
 pub mod health;
+pub mod monitor;
 pub mod pool;
+pub mod positions;
 
 pub use conn::{BackendConn, BackendError, ConnectParams};
 pub use health::Health;

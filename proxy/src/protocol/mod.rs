@@ -6,4 +6,5 @@ pub mod handshake;
 pub mod messages;
 pub mod packet;
 pub mod response;
+pub mod session_state;
 pub mod wire;

@@ -37,6 +37,16 @@ pub async fn relay(
         backend.mark_broken();
         return Err(RelayError::BackendBeforeReply(e));
     }
+    relay_response(client, backend, kind, stmt_id).await
+}
+
+/// Relays the response to a command already sent (or pipelined).
+pub async fn relay_response(
+    client: &mut ClientStream,
+    backend: &mut PooledConn,
+    kind: ResponseKind,
+    stmt_id: Option<u32>,
+) -> Result<ResponseTracker, RelayError> {
     let caps = backend.caps;
     let mut tracker = ResponseTracker::new(kind, caps);
     let mut last_seq = 0u8;
@@ -145,4 +155,51 @@ fn rewrite_prepare_id(payload: Bytes, id: u32) -> Bytes {
     let mut v = payload.to_vec();
     v[1..5].copy_from_slice(&id.to_le_bytes());
     Bytes::from(v)
+}
+
+/// Reads a whole response without forwarding it; returns its packets' payloads.
+pub async fn read_response(
+    backend: &mut PooledConn,
+    kind: ResponseKind,
+) -> Result<(ResponseTracker, Vec<Bytes>), PacketError> {
+    let mut tracker = ResponseTracker::new(kind, backend.caps);
+    let mut packets = Vec::new();
+    loop {
+        let pkt = backend
+            .stream
+            .read_raw()
+            .await
+            .inspect_err(|_| backend.mark_broken())?;
+        let step = tracker
+            .feed(&pkt.payload)
+            .inspect_err(|_| backend.mark_broken())?;
+        if packets.len() < 8 {
+            packets.push(pkt.payload.clone());
+        }
+        match step {
+            Step::More => {}
+            Step::Done => break,
+            Step::LocalInfile => {
+                // Not expected from the statements the proxy pipelines; refuse the upload.
+                let mut seq = pkt.seq.wrapping_add(1);
+                backend.stream.send(&mut seq, &[]).await?;
+            }
+        }
+    }
+    if let Some(status) = tracker.status {
+        backend.status = status;
+    }
+    Ok((tracker, packets))
+}
+
+/// The first column of the first row of a one-row text result, from `read_response` packets.
+pub fn single_value(packets: &[Bytes], caps: u32) -> Option<String> {
+    let row = if caps & crate::protocol::constants::cap::DEPRECATE_EOF != 0 {
+        packets.get(2)?
+    } else {
+        packets.get(3)?
+    };
+    let mut r = crate::protocol::wire::Reader::new(row);
+    let v = r.lenenc_bytes().ok()?;
+    Some(String::from_utf8_lossy(v).into_owned())
 }

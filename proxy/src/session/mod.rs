@@ -10,6 +10,7 @@
 //! to the primary for the rest of its life, so it is never lost silently. Transactions stay
 //! on the primary until the server's status flags say they ended.
 
+mod consistent;
 pub mod forward;
 pub mod local;
 pub mod login;
@@ -82,6 +83,10 @@ pub struct Session {
     multi_statements_off: bool,
     statements: Statements,
     consistency: Option<ConsistencyMode>,
+    /// Every GTID this session's writes committed (`session` consistency).
+    last_write: Option<crate::gtid::GtidSet>,
+    /// The consistency mode (or "primary") the current read was served under, for metrics.
+    read_mode: &'static str,
 }
 
 impl std::fmt::Debug for Session {
@@ -114,6 +119,8 @@ impl Session {
             multi_statements_off: false,
             statements: Statements::default(),
             consistency: None,
+            last_write: None,
+            read_mode: "primary",
         }
     }
 
@@ -250,6 +257,7 @@ impl Session {
         self.multi_statements_off = false;
         self.statements = Statements::default();
         self.consistency = None;
+        self.last_write = None;
         self.last = Which::Primary;
     }
 
@@ -275,13 +283,16 @@ impl Session {
         if let Some(cmd) = &c.lagless {
             return self.lagless_command(cmd.clone()).await;
         }
-        let wanted = self.route(&c);
         let started = Instant::now();
+        let wanted = match self.route(&c) {
+            Which::Replica if c.target == Target::Replica => self.choose_for_read(&c).await?,
+            other => other,
+        };
         let outcome = self
             .run_on(wanted, &payload, ResponseKind::Query, None)
             .await?;
         if let Some((which, tracker)) = outcome {
-            self.record(which, wanted, started);
+            self.record(which, &c, started);
             let succeeded = tracker.error.is_none();
             self.after_statement(which, &c, &tracker);
             if succeeded
@@ -296,9 +307,10 @@ impl Session {
         Ok(())
     }
 
-    fn record(&self, which: Which, wanted: Which, started: Instant) {
-        let route = match (wanted, which) {
-            (Which::Replica, Which::Primary) => "primary_fallback",
+    fn record(&self, which: Which, c: &Classification, started: Instant) {
+        let read = c.target == Target::Replica && self.route(c) == Which::Replica;
+        let route = match (read, which) {
+            (true, Which::Primary) => "primary_fallback",
             (_, Which::Replica) => "replica",
             _ => "primary",
         };
@@ -306,6 +318,14 @@ impl Session {
         self.shared
             .metrics
             .statement(route, addr, started.elapsed());
+        if read {
+            let mode = if which == Which::Primary {
+                "primary"
+            } else {
+                self.read_mode
+            };
+            self.shared.metrics.read(addr, mode);
+        }
     }
 
     /// Runs one command on `wanted` (or the primary when no replica can take it) and relays
@@ -404,22 +424,18 @@ impl Session {
     async fn ensure_slot(&mut self, wanted: Which) -> Result<Which, ErrPacket> {
         match wanted {
             Which::Replica => {
+                // Replicas are chosen (with consistency checked) by `choose_for_read`; here a
+                // replica connection is only kept while it is still a healthy replica.
                 let keep = self.replica.as_ref().is_some_and(|s| {
                     let topo = self.shared.topology();
                     topo.replicas
                         .iter()
-                        .any(|m| m.weight > 0 && m.addr() == s.addr)
+                        .any(|m| m.weight > 0 && m.has_addr(&s.member.host, s.member.port))
                         && self.shared.health.is_up(&s.addr)
                 });
                 if !keep {
                     self.replica = None;
-                    let Some(member) = self.shared.choose_replica(None) else {
-                        return self.ensure_primary().await.map(|()| Which::Primary);
-                    };
-                    match self.open_slot(member, Which::Replica).await {
-                        Ok(slot) => self.replica = Some(slot),
-                        Err(_) => return self.ensure_primary().await.map(|()| Which::Primary),
-                    }
+                    return self.ensure_primary().await.map(|()| Which::Primary);
                 }
                 self.sync_database(Which::Replica).await?;
                 Ok(Which::Replica)
@@ -458,7 +474,11 @@ impl Session {
     }
 
     /// A new backend connection with the session's replayable state applied.
-    async fn open_slot(&mut self, member: Member, which: Which) -> Result<Slot, ErrPacket> {
+    pub(super) async fn open_slot(
+        &mut self,
+        member: Member,
+        which: Which,
+    ) -> Result<Slot, ErrPacket> {
         let addr = member.addr();
         let addr = addr.as_str();
         let mut conn = self
@@ -496,7 +516,7 @@ impl Session {
         })
     }
 
-    async fn sync_database(&mut self, which: Which) -> Result<(), ErrPacket> {
+    pub(super) async fn sync_database(&mut self, which: Which) -> Result<(), ErrPacket> {
         let (Some(db), Some(slot)) = (&self.database, self.slot(which)) else {
             return Ok(());
         };
@@ -520,11 +540,12 @@ impl Session {
 
     /// Tracks what the statement did to the session.
     fn after_statement(&mut self, which: Which, c: &Classification, t: &ResponseTracker) {
-        if which == Which::Primary
-            && let Some(st) = t.status
-        {
-            self.in_transaction = st & status::IN_TRANS != 0;
-            self.autocommit = st & status::AUTOCOMMIT != 0;
+        if which == Which::Primary {
+            if let Some(st) = t.status {
+                self.in_transaction = st & status::IN_TRANS != 0;
+                self.autocommit = st & status::AUTOCOMMIT != 0;
+            }
+            self.learn_write(t);
         }
         if t.error.is_some() {
             // A multi-statement payload may have run part-way; pin when any part could have

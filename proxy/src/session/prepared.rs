@@ -204,17 +204,19 @@ impl Session {
                 .reply_err(&ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))
                 .await;
         };
-        let wanted = if stmt.long_data {
-            Which::Primary
-        } else {
-            self.route(&stmt.classification)
-        };
         let started = Instant::now();
+        let wanted = match self.route(&stmt.classification) {
+            _ if stmt.long_data => Which::Primary,
+            Which::Replica if stmt.classification.target == crate::route::Target::Replica => {
+                self.choose_for_read(&stmt.classification).await?
+            }
+            other => other,
+        };
         let outcome = self
             .run_statement(wanted, &payload, ResponseKind::Execute)
             .await?;
         if let Some((which, tracker)) = outcome {
-            self.record(which, wanted, started);
+            self.record(which, &stmt.classification, started);
             self.after_statement(which, &stmt.classification, &tracker);
             if let Some(s) = self.statements.map.get_mut(&cid) {
                 s.long_data = false;

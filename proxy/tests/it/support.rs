@@ -74,6 +74,7 @@ impl Harness {
             user: ADMIN_USER.into(),
             password: ADMIN_PASSWORD.into(),
         });
+        config.monitor = config.lookup.clone();
         config.monitor_interval = Duration::from_millis(200);
         config.topology_poll = Duration::from_millis(200);
         config.shutdown_timeout = Duration::from_secs(5);
@@ -152,4 +153,73 @@ fn init_logging() {
             .with_test_writer()
             .try_init();
     }
+}
+
+/// A second proxy, as a separate process running the real binary, in front of the same
+/// cluster and reading the same topology file. Killed when dropped.
+pub struct ProxyProcess {
+    pub port: u16,
+    _child: tokio::process::Child,
+}
+
+impl ProxyProcess {
+    pub fn opts(&self, user: &str, password: &str, db: Option<&str>) -> Opts {
+        OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port)
+            .user(Some(user))
+            .pass(Some(password))
+            .db_name(db)
+            .prefer_socket(false)
+            .into()
+    }
+}
+
+pub async fn spawn_proxy_process(h: &Harness) -> ProxyProcess {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lagless-proxy"))
+        .arg("--topology")
+        .arg(&h.topology_path)
+        .arg("--users")
+        .arg(h.dir.path().join("users.json"))
+        .args([
+            "--lookup-user",
+            ADMIN_USER,
+            "--lookup-password",
+            ADMIN_PASSWORD,
+        ])
+        .args(["--monitor-interval-ms", "200", "--log", "warn"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy process did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ProxyProcess {
+        port,
+        _child: child,
+    }
+}
+
+/// The sum of every series of a counter family whose labels contain `label` (e.g.
+/// `mode="strict"`), from the proxy's /metrics.
+pub async fn metric_sum(admin: SocketAddr, family: &str, label: &str) -> f64 {
+    let (_, body) = http_get(admin, "/metrics").await;
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

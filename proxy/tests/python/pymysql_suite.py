@@ -65,7 +65,8 @@ def fetch_suite(scratch):
 
 
 def fetch_pytest(scratch):
-    pip("install", "--no-warn-script-location", "--target", os.path.join(scratch, f"pytest-{PYTEST_VERSION}"), f"pytest=={PYTEST_VERSION}")
+    target = os.path.join(scratch, f"pytest-{PYTEST_VERSION}")
+    pip("install", "--no-warn-script-location", "--target", target, f"pytest=={PYTEST_VERSION}")
 
 
 def prepare(work, sdist, args):
@@ -73,6 +74,8 @@ def prepare(work, sdist, args):
     shutil.copytree(os.path.join(sdist, "pymysql"), os.path.join(work, "pymysql"))
     tests = os.path.join(work, "pymysql", "tests")
     common = {"host": args.host, "port": args.port, "user": args.user, "passwd": args.password}
+    if args.autocommit:
+        common["autocommit"] = True
     databases = [
         {**common, "db": "test1", "use_unicode": True, "local_infile": True},
         {**common, "db": "test2"},
@@ -98,14 +101,22 @@ def create_databases(work, args):
 
 def run_pytest(work, pytest_site, tests):
     xml = os.path.join(work, "junit.xml")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([work, pytest_site]), PYTHONDONTWRITEBYTECODE="1")
+    path = os.pathsep.join([work, pytest_site])
+    env = dict(os.environ, PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1")
     env.pop("PYTEST_ADDOPTS", None)
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={xml}", *(tests or ["pymysql/tests"])]
-    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=PYTEST_TIMEOUT)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE"]
+    cmd += [f"--junitxml={xml}", *(tests or ["pymysql/tests"])]
+    done = subprocess.run(
+        cmd, cwd=work, env=env, capture_output=True, text=True, timeout=PYTEST_TIMEOUT
+    )
     sys.stderr.write(done.stdout[-20000:] + done.stderr[-5000:])
     if not os.path.exists(xml):
         raise SystemExit(f"pytest wrote no report (exit {done.returncode})")
-    totals = [line for line in done.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
+    totals = [
+        line
+        for line in done.stdout.splitlines()
+        if " in " in line and ("passed" in line or "failed" in line)
+    ]
     return xml, totals[-1] if totals else ""
 
 
@@ -140,6 +151,9 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
+    parser.add_argument(
+        "--autocommit", action="store_true", help="autocommit on, not the driver's default off"
+    )
     parser.add_argument("tests", nargs="*")
     args = parser.parse_args()
     cache = os.path.abspath(args.cache)
@@ -150,7 +164,8 @@ def main():
         create_databases(work, args)
         xml, summary = run_pytest(work, pytest_site, args.tests)
         found, details = outcomes(xml)
-    print(json.dumps({"summary": summary, "outcomes": found, "details": details}, indent=1, sort_keys=True))
+    report = {"summary": summary, "outcomes": found, "details": details}
+    print(json.dumps(report, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ NO_SUCH_TABLE = 1146
 
 class Env:
     def __init__(self, host, port, user, password, db):
-        self.host, self.port, self.user, self.password, self.db = host, int(port), user, password, db
+        self.args = dict(host=host, port=int(port), user=user, password=password, database=db)
+        self.password, self.db = password, db
 
     def connect(self, **extra):
-        args = dict(host=self.host, port=self.port, user=self.user, password=self.password, database=self.db)
-        args.update(extra)
-        return pymysql.connect(**args)
+        return pymysql.connect(**{**self.args, **extra})
 
 
 def check(cond, what):
@@ -106,7 +105,8 @@ def check_types(env):
         for col, (w, g) in enumerate(zip(want, got)):
             if col == 12 and w is not None:
                 w, g = json.loads(w), json.loads(g)
-            check(w == g and type(w) is type(g), f"row {want[0]} column {col}: sent {w!r}, read {g!r}")
+            same = w == g and type(w) is type(g)
+            check(same, f"row {want[0]} column {col}: sent {w!r}, read {g!r}")
     check(len(rows) == 2, f"{len(rows)} rows")
     conn.close()
 
@@ -165,7 +165,8 @@ def check_load_data_local(env):
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
         f.writelines(f"{i},row-{i}\n" for i in range(3000))
     try:
-        cur.execute("LOAD DATA LOCAL INFILE %s INTO TABLE smoke_load FIELDS TERMINATED BY ','", (f.name,))
+        sql = "LOAD DATA LOCAL INFILE %s INTO TABLE smoke_load FIELDS TERMINATED BY ','"
+        cur.execute(sql, (f.name,))
     finally:
         os.unlink(f.name)
     check(cur.rowcount == 3000, f"rowcount {cur.rowcount}")
@@ -276,7 +277,12 @@ def main(argv):
         return 2
     results = run(Env(*argv[1:]))
     failed = sorted(name for name, r in results.items() if not r["ok"])
-    summary = {"pymysql": pymysql.VERSION_STRING, "passed": len(results) - len(failed), "failed": failed, "checks": results}
+    summary = {
+        "pymysql": pymysql.VERSION_STRING,
+        "passed": len(results) - len(failed),
+        "failed": failed,
+        "checks": results,
+    }
     print(json.dumps(summary, indent=2))
     return 1 if failed else 0
 

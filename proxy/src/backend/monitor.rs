@@ -1,0 +1,194 @@
+//! SQL the proxy runs on its own behalf: polling every member's position and reading the
+//! primary's head for `strict` reads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::gtid::GtidSet;
+use crate::server::Shared;
+use crate::topology::{Flavor, Member};
+use crate::users::LookupCredentials;
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The statement that reads what a server has applied. On a MariaDB replica the SQL thread's
+/// `gtid_slave_pos` is what `MASTER_GTID_WAIT` waits for; on the primary `gtid_binlog_pos`
+/// includes every commit (even one whose row changes are a moment from being visible, which
+/// only makes reads wait a little more).
+fn position_query(flavor: Flavor, primary: bool) -> &'static str {
+    match (flavor, primary) {
+        (Flavor::Mariadb, true) => "SELECT @@gtid_binlog_pos",
+        (Flavor::Mariadb, false) => "SELECT @@gtid_slave_pos",
+        (Flavor::Mysql, _) => "SELECT @@gtid_executed",
+    }
+}
+
+fn opts(member: &Member, creds: &LookupCredentials) -> OptsBuilder {
+    OptsBuilder::default()
+        .ip_or_hostname(member.host.clone())
+        .tcp_port(member.port)
+        .user(Some(creds.user.clone()))
+        .pass(Some(creds.password.clone()))
+        .prefer_socket(false)
+}
+
+/// Connections the proxy keeps for its own queries, one per server.
+#[derive(Default)]
+pub struct AdminConns {
+    conns: HashMap<String, Conn>,
+}
+
+impl std::fmt::Debug for AdminConns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConns")
+            .field("servers", &self.conns.len())
+            .finish()
+    }
+}
+
+impl AdminConns {
+    /// Reads one string value from `member`, reconnecting once if the connection broke.
+    pub async fn read_value(
+        &mut self,
+        member: &Member,
+        creds: &LookupCredentials,
+        sql: &str,
+    ) -> Result<String, String> {
+        let addr = member.addr();
+        for _ in 0..2 {
+            if !self.conns.contains_key(&addr) {
+                let conn = tokio::time::timeout(QUERY_TIMEOUT, Conn::new(opts(member, creds)))
+                    .await
+                    .map_err(|_| format!("connecting to {addr} timed out"))?
+                    .map_err(|e| format!("connecting to {addr}: {e}"))?;
+                self.conns.insert(addr.clone(), conn);
+            }
+            let Some(conn) = self.conns.get_mut(&addr) else {
+                continue;
+            };
+            match tokio::time::timeout(QUERY_TIMEOUT, conn.query_first::<Option<String>, _>(sql))
+                .await
+            {
+                Ok(Ok(Some(v))) => return Ok(v.unwrap_or_default()),
+                Ok(Ok(None)) => return Ok(String::new()),
+                Ok(Err(_)) | Err(_) => {
+                    // A hung or broken connection: drop it and try a fresh one once.
+                    self.conns.remove(&addr);
+                }
+            }
+        }
+        Err(format!("reading a position from {addr} failed"))
+    }
+
+    pub fn retain(&mut self, addrs: &[String]) {
+        self.conns.retain(|a, _| addrs.contains(a));
+    }
+}
+
+/// Polls every member's position once; updates positions, head history and metrics.
+pub async fn poll_positions(shared: &Shared, conns: &mut AdminConns) {
+    let Some(creds) = shared.config.monitor.clone() else {
+        return;
+    };
+    let topo = shared.topology();
+    let flavor = topo.flavor;
+    let primary_addr = topo.primary.as_ref().map(Member::addr);
+    for member in topo.members() {
+        let addr = member.addr();
+        let is_primary = primary_addr.as_deref() == Some(addr.as_str());
+        match conns
+            .read_value(member, &creds, position_query(flavor, is_primary))
+            .await
+        {
+            Ok(text) => match GtidSet::parse(flavor, &text) {
+                Ok(set) => {
+                    if is_primary {
+                        shared.positions.record_head(set.clone());
+                    }
+                    shared.positions.replace(&addr, set);
+                }
+                Err(e) => tracing::warn!(backend = %addr, error = %e, "unreadable position"),
+            },
+            Err(e) => tracing::debug!(backend = %addr, error = %e, "position poll failed"),
+        }
+    }
+    if let Some(head) = shared.positions.latest_head() {
+        for m in &topo.replicas {
+            let addr = m.addr();
+            shared.metrics.set_replica_distance(
+                &addr,
+                shared.positions.behind(&addr, &head),
+                shared.positions.staleness_ms(&addr),
+            );
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<GtidSet, String>>;
+
+/// Reads the primary's head for `strict` reads. Reads that arrive while a read of the head is
+/// in flight share the next one: a head read that began before a read arrived could miss a
+/// commit that the read must see.
+#[derive(Debug, Clone)]
+pub struct HeadReader {
+    tx: mpsc::UnboundedSender<Waiter>,
+}
+
+impl HeadReader {
+    /// Starts the reader task; it ends when the proxy's shared state is gone.
+    pub fn spawn(shared: Weak<Shared>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(shared, rx));
+        Self { tx }
+    }
+
+    /// The primary's head as of some moment after this call.
+    pub async fn head(&self) -> Result<GtidSet, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .map_err(|_| "head reader stopped".to_string())?;
+        rx.await.map_err(|_| "head reader stopped".to_string())?
+    }
+}
+
+async fn run(shared: Weak<Shared>, mut rx: mpsc::UnboundedReceiver<Waiter>) {
+    let mut conns = AdminConns::default();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            batch.push(w);
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let result = read_head(&shared, &mut conns).await;
+        for w in batch {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+async fn read_head(shared: &Arc<Shared>, conns: &mut AdminConns) -> Result<GtidSet, String> {
+    let creds = shared
+        .config
+        .monitor
+        .clone()
+        .ok_or("no monitor credentials to read the primary's head")?;
+    let topo = shared.topology();
+    let primary = topo.primary.clone().ok_or("no primary")?;
+    let started = Instant::now();
+    let text = conns
+        .read_value(&primary, &creds, position_query(topo.flavor, true))
+        .await?;
+    let set = GtidSet::parse(topo.flavor, &text).map_err(|e| e.to_string())?;
+    shared.positions.record_head(set.clone());
+    shared.positions.replace(&primary.addr(), set.clone());
+    tracing::trace!(elapsed = ?started.elapsed(), head = %set, "primary head");
+    Ok(set)
+}

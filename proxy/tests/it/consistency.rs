@@ -1,0 +1,341 @@
+//! The consistency checker: writers commit increasing values through the proxy; readers record,
+//! for each read, the last value acknowledged before the read was sent, and the read must
+//! return at least that. Run against a real cluster where one replica applies everything two
+//! seconds late and another's SQL thread is stopped and restarted during the run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+
+use crate::support::{Harness, metric_sum};
+
+const WRITERS: usize = 4;
+
+/// What one run saw.
+#[derive(Debug, Default)]
+struct Outcome {
+    reads: u64,
+    violations: u64,
+}
+
+struct Shared {
+    acked: Vec<AtomicI64>,
+    stop: AtomicBool,
+    reads: AtomicU64,
+    violations: AtomicU64,
+}
+
+async fn setup(h: &Harness) {
+    let mut c = h.cluster.primary().app_conn().await.unwrap();
+    c.query_drop("CREATE TABLE IF NOT EXISTS counter (id INT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    for w in 0..WRITERS {
+        c.exec_drop("REPLACE INTO counter VALUES (?, 0)", (w,))
+            .await
+            .unwrap();
+    }
+    h.cluster
+        .wait_replicated(Duration::from_secs(20))
+        .await
+        .unwrap();
+}
+
+/// Faults during the run: replica 1 is delayed by MASTER_DELAY=2 for the whole run; replica
+/// 2's SQL thread stops for a while and starts again.
+async fn faults(h: &Harness, stop: &AtomicBool) {
+    let r2 = h.cluster.member(2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r2.stop_sql_thread().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r2.start_sql_thread().await.unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn reader(opts: Opts, r: usize, s: Arc<Shared>, mode: &'static str, target: u64) {
+    let mut c = Conn::new(opts).await.unwrap();
+    c.query_drop(format!("SET lagless_consistency = '{mode}'"))
+        .await
+        .unwrap();
+    let mut i = r;
+    while !s.stop.load(Ordering::Relaxed) && s.reads.load(Ordering::Relaxed) < target {
+        let w = i % WRITERS;
+        i += 1;
+        let floor = s.acked[w].load(Ordering::SeqCst);
+        let got: i64 = c
+            .query_first(format!("SELECT v FROM counter WHERE id = {w}"))
+            .await
+            .unwrap()
+            .unwrap();
+        s.reads.fetch_add(1, Ordering::Relaxed);
+        if got < floor {
+            s.violations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs writers (through `write_opts`) and readers (through each of `read_opts`) until
+/// `target` reads or `max` time.
+async fn check(
+    h: &Harness,
+    write_opts: Opts,
+    read_opts: Vec<Opts>,
+    mode: &'static str,
+    target: u64,
+    max: Duration,
+) -> Outcome {
+    let s = Arc::new(Shared {
+        acked: (0..WRITERS).map(|_| AtomicI64::new(0)).collect(),
+        stop: AtomicBool::new(false),
+        reads: AtomicU64::new(0),
+        violations: AtomicU64::new(0),
+    });
+    // Writers start from the current values.
+    let mut c = Conn::new(write_opts.clone()).await.unwrap();
+    c.query_drop("SET lagless_consistency = 'strict'")
+        .await
+        .unwrap();
+    let rows: Vec<(i64, i64)> = c.query("SELECT id, v FROM counter").await.unwrap();
+    for (id, v) in rows {
+        s.acked[id as usize].store(v, Ordering::SeqCst);
+    }
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let s = s.clone();
+        let opts = write_opts.clone();
+        tasks.push(tokio::spawn(async move { writer_from(opts, w, s).await }));
+    }
+    for (r, opts) in read_opts.into_iter().enumerate() {
+        let s = s.clone();
+        tasks.push(tokio::spawn(reader(opts, r, s, mode, target)));
+    }
+    let started = Instant::now();
+    let fault_stop = AtomicBool::new(false);
+    let watch = async {
+        while s.reads.load(Ordering::Relaxed) < target && started.elapsed() < max {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        s.stop.store(true, Ordering::Relaxed);
+        fault_stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(watch, faults(h, &fault_stop));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Outcome {
+        reads: s.reads.load(Ordering::Relaxed),
+        violations: s.violations.load(Ordering::Relaxed),
+    }
+}
+
+async fn writer_from(opts: Opts, w: usize, s: Arc<Shared>) {
+    let start = s.acked[w].load(Ordering::SeqCst);
+    let mut c = Conn::new(opts).await.unwrap();
+    let mut v = start;
+    while !s.stop.load(Ordering::Relaxed) {
+        v += 1;
+        c.exec_drop("UPDATE counter SET v = ? WHERE id = ?", (v, w))
+            .await
+            .unwrap();
+        s.acked[w].store(v, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn delayed_cluster() -> Harness {
+    let h = Harness::start(3).await;
+    h.cluster.member(1).set_master_delay(2).await.unwrap();
+    setup(&h).await;
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_reads_are_never_stale_across_two_proxies() {
+    let h = delayed_cluster().await;
+    // A second proxy process in front of the same cluster, reading the same topology file.
+    let second = crate::support::spawn_proxy_process(&h).await;
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        readers.push(h.opts("app", "app-pass", Some("app")));
+        readers.push(second.opts("app", "app-pass", Some("app")));
+    }
+    let out = check(
+        &h,
+        h.opts("app", "app-pass", Some("app")),
+        readers,
+        "strict",
+        50_000,
+        Duration::from_secs(240),
+    )
+    .await;
+    eprintln!("strict: {out:?}");
+    assert!(out.reads >= 50_000, "{out:?}");
+    assert_eq!(out.violations, 0, "{out:?}");
+    // Most of those reads were served by replicas, not by falling back to the primary.
+    let admin = h.admin.unwrap();
+    let on_replicas = metric_sum(admin, "lagless_reads_total", "mode=\"strict\"").await;
+    let on_primary = metric_sum(admin, "lagless_reads_total", "mode=\"primary\"").await;
+    eprintln!(
+        "strict reads through the first proxy: {on_replicas} on replicas, {on_primary} on the primary"
+    );
+    assert!(
+        on_replicas > on_primary,
+        "{on_replicas} replica reads vs {on_primary} primary reads"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_reads_its_own_writes() {
+    let h = delayed_cluster().await;
+    let s = Arc::new(Shared {
+        acked: (0..WRITERS).map(|_| AtomicI64::new(0)).collect(),
+        stop: AtomicBool::new(false),
+        reads: AtomicU64::new(0),
+        violations: AtomicU64::new(0),
+    });
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let s = s.clone();
+        let opts = h.opts("app", "app-pass", Some("app"));
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::new(opts.clone()).await.unwrap();
+            c.query_drop("SET lagless_consistency = 'session'")
+                .await
+                .unwrap();
+            drop(c);
+            writer_session(opts, w, s).await
+        }));
+    }
+    let fault_stop = AtomicBool::new(false);
+    let run = async {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        s.stop.store(true, Ordering::Relaxed);
+        fault_stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(run, faults(&h, &fault_stop));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (reads, violations) = (
+        s.reads.load(Ordering::Relaxed),
+        s.violations.load(Ordering::Relaxed),
+    );
+    eprintln!("session: {reads} reads, {violations} violations");
+    assert!(reads > 500, "{reads}");
+    assert_eq!(violations, 0);
+    let on_replicas = metric_sum(h.admin.unwrap(), "lagless_reads_total", "mode=\"session\"").await;
+    assert!(
+        on_replicas > 100.0,
+        "only {on_replicas} session-mode reads were served by replicas"
+    );
+}
+
+async fn writer_session(opts: Opts, w: usize, s: Arc<Shared>) {
+    let mut c = Conn::new(opts).await.unwrap();
+    c.query_drop("SET lagless_consistency = 'session'")
+        .await
+        .unwrap();
+    let mut v: i64 = c
+        .exec_first(
+            "SELECT /* lagless:route=primary */ v FROM counter WHERE id = ?",
+            (w,),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    while !s.stop.load(Ordering::Relaxed) {
+        v += 1;
+        c.exec_drop("UPDATE counter SET v = ? WHERE id = ?", (v, w))
+            .await
+            .unwrap();
+        let got: i64 = c
+            .query_first(format!("SELECT v FROM counter WHERE id = {w}"))
+            .await
+            .unwrap()
+            .unwrap();
+        s.reads.fetch_add(1, Ordering::Relaxed);
+        if got < v {
+            s.violations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_mode_reads_every_write_of_this_proxy() {
+    let h = delayed_cluster().await;
+    let readers = (0..6)
+        .map(|_| h.opts("app", "app-pass", Some("app")))
+        .collect();
+    let out = check(
+        &h,
+        h.opts("app", "app-pass", Some("app")),
+        readers,
+        "proxy",
+        10_000,
+        Duration::from_secs(120),
+    )
+    .await;
+    eprintln!("proxy: {out:?}");
+    assert!(out.reads >= 10_000, "{out:?}");
+    assert_eq!(out.violations, 0, "{out:?}");
+    let on_replicas = metric_sum(h.admin.unwrap(), "lagless_reads_total", "mode=\"proxy\"").await;
+    assert!(
+        on_replicas > 1000.0,
+        "only {on_replicas} proxy-mode reads were served by replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventual_reads_do_go_stale_so_the_checker_can_see_it() {
+    let h = delayed_cluster().await;
+    let readers = (0..6)
+        .map(|_| h.opts("app", "app-pass", Some("app")))
+        .collect();
+    let out = check(
+        &h,
+        h.opts("app", "app-pass", Some("app")),
+        readers,
+        "eventual",
+        5_000,
+        Duration::from_secs(60),
+    )
+    .await;
+    eprintln!("eventual: {out:?}");
+    assert!(
+        out.violations > 0,
+        "eventual consistency showed no stale read: {out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn most_strict_reads_go_to_replicas_under_light_writes() {
+    let h = Harness::start(3).await;
+    setup(&h).await;
+    let mut w = h.app().await;
+    let mut r = h.app().await;
+    let mut on_replica = 0;
+    let total = 400;
+    for i in 0..total {
+        if i % 10 == 0 {
+            w.exec_drop("UPDATE counter SET v = v + 1 WHERE id = 0", ())
+                .await
+                .unwrap();
+        }
+        let id: i64 = r.query_first("SELECT @@server_id").await.unwrap().unwrap();
+        if id != 100 {
+            on_replica += 1;
+        }
+    }
+    let share = f64::from(on_replica) / f64::from(total);
+    eprintln!("strict reads served by replicas: {:.1}%", share * 100.0);
+    assert!(
+        share > 0.8,
+        "only {:.1}% of reads went to replicas",
+        share * 100.0
+    );
+}
