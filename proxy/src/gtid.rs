@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::topology::Flavor;
 
-/// The largest MySQL transaction number: the server keeps them below `i64::MAX`.
+/// The largest MySQL transaction number accepted: the server stores them as signed 64-bit.
 const MAX_GNO: u64 = i64::MAX as u64;
 /// The longest MySQL 8.4 GTID tag.
 const MAX_TAG_LEN: usize = 32;
@@ -371,7 +371,7 @@ impl Tag {
         }
         let mut tag = [0u8; MAX_TAG_LEN];
         for (dst, src) in tag.iter_mut().zip(bytes) {
-            *dst = *src;
+            *dst = src.to_ascii_lowercase();
         }
         Some(Self(tag))
     }

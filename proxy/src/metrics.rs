@@ -518,6 +518,10 @@ mod tests {
         m.set_topology_epoch(3);
         m.topology_reload("applied");
         m.write_held(Duration::from_millis(1));
+        m.read("db2:3306", "strict");
+        m.read_fallback("no_replica");
+        m.consistency_waited(Duration::from_millis(1));
+        m.set_replica_distance("db2:3306", Some(1), Some(5));
         (m, guard)
     }
 
@@ -539,7 +543,51 @@ mod tests {
             let name = line.split(' ').nth(2).unwrap();
             assert!(seen.insert(name.to_owned()), "duplicate family {name}");
         }
-        assert_eq!(seen.len(), 13, "{text}");
+        assert_eq!(seen.len(), 18, "{text}");
+    }
+
+    #[test]
+    fn consistency_series() {
+        let m = Metrics::new();
+        m.read("db2:3306", "strict");
+        m.read("db2:3306", "strict");
+        m.read("db1:3306", "primary");
+        m.read_fallback("wait_timeout");
+        m.consistency_waited(Duration::from_millis(3));
+        m.set_replica_distance("db2:3306", Some(7), Some(1200));
+        assert_eq!(
+            value(
+                &m,
+                r#"lagless_reads_total{backend="db2:3306",mode="strict"}"#
+            ),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                r#"lagless_reads_total{backend="db1:3306",mode="primary"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(&m, r#"lagless_read_fallbacks_total{reason="wait_timeout"}"#),
+            1.0
+        );
+        assert_eq!(value(&m, "lagless_consistency_wait_seconds_count"), 1.0);
+        assert_eq!(
+            value(
+                &m,
+                r#"lagless_replica_behind_transactions{backend="db2:3306"}"#
+            ),
+            7.0
+        );
+        assert_eq!(
+            value(&m, r#"lagless_replica_staleness_ms{backend="db2:3306"}"#),
+            1200.0
+        );
+        // An unknown position clears the series rather than reporting zero.
+        m.set_replica_distance("db2:3306", None, None);
+        assert!(!m.encode().contains("lagless_replica_behind_transactions{"));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Shared {
     replica_cursor: AtomicUsize,
     pub positions: Positions,
     head_reader: OnceLock<HeadReader>,
+    /// Live sessions by connection id, for KILL.
+    pub sessions: crate::session::kill::SessionRegistry,
 }
 
 impl Shared {
@@ -301,6 +303,7 @@ impl Proxy {
             replica_cursor: AtomicUsize::new(0),
             positions: Positions::default(),
             head_reader: OnceLock::new(),
+            sessions: Default::default(),
         });
         let _ = shared
             .head_reader

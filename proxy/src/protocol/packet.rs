@@ -54,6 +54,7 @@ pub struct PacketStream<S> {
     pub max_logical: usize,
     /// How long the rest of a packet may take once its first byte arrived.
     pub packet_timeout: Duration,
+    last_seq: u8,
 }
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -66,6 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             wbuf: BytesMut::with_capacity(READ_CHUNK),
             max_logical: 1 << 30,
             packet_timeout: Duration::from_secs(30),
+            last_seq: 0,
         }
     }
 
@@ -81,6 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             wbuf: self.wbuf,
             max_logical: self.max_logical,
             packet_timeout: self.packet_timeout,
+            last_seq: self.last_seq,
         }
     }
 
@@ -123,6 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             }
         }
         self.rbuf.advance(4);
+        self.last_seq = seq;
         let payload = self.rbuf.split_to(len).freeze();
         Ok(RawPacket { seq, payload })
     }
@@ -162,6 +166,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
                 return Ok((first_seq, joined.freeze()));
             }
         }
+    }
+
+    /// The sequence id of the last physical packet read: a reply to a command that spanned
+    /// several packets continues after it.
+    pub fn last_read_seq(&self) -> u8 {
+        self.last_seq
     }
 
     /// Queues one physical packet exactly as received.

@@ -12,6 +12,7 @@
 
 mod consistent;
 pub mod forward;
+pub mod kill;
 pub mod local;
 pub mod login;
 mod prepared;
@@ -51,6 +52,8 @@ pub struct Slot {
     pub member: Member,
     /// Client statement id -> this backend's statement id.
     pub statements: HashMap<u32, prepared::BackendStmt>,
+    /// Lists the backend thread under this session while the slot lives (for KILL).
+    _thread: kill::ThreadRegistration,
 }
 
 /// Replayed state gets too long to be worth it past this; the session pins instead.
@@ -87,6 +90,9 @@ pub struct Session {
     last_write: Option<crate::gtid::GtidSet>,
     /// The consistency mode (or "primary") the current read was served under, for metrics.
     read_mode: &'static str,
+    /// Sequence id of the proxy's own reply to the current command.
+    reply_seq: u8,
+    control: Arc<kill::SessionControl>,
 }
 
 impl std::fmt::Debug for Session {
@@ -102,6 +108,8 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new(shared: Arc<Shared>, client: ClientStream, login: Login, id: u32) -> Self {
+        let control = kill::SessionControl::new(&login.user);
+        shared.sessions.insert(id, control.clone());
         Self {
             database: login.database.clone(),
             shared,
@@ -121,6 +129,8 @@ impl Session {
             consistency: None,
             last_write: None,
             read_mode: "primary",
+            reply_seq: 1,
+            control,
         }
     }
 
@@ -131,8 +141,16 @@ impl Session {
         loop {
             // A shutdown lets open transactions finish; idle sessions close at once.
             let busy = self.in_transaction;
+            if self.control.is_killed() {
+                break;
+            }
+            let control = self.control.clone();
             let read = tokio::select! {
                 r = self.client.read_logical() => r,
+                () = control.kill_signal.notified() => {
+                    tracing::debug!(id = self.id, "session killed");
+                    break;
+                }
                 () = crate::server::wait_for_shutdown(&mut shutdown), if !busy => {
                     tracing::debug!(id = self.id, "closing idle session for shutdown");
                     break;
@@ -182,7 +200,7 @@ impl Session {
 
     /// Sends an ERR as the whole response to a command.
     async fn reply_err(&mut self, err: &ErrPacket) -> Result<(), End> {
-        let mut seq = 1;
+        let mut seq = self.reply_seq;
         self.shared.metrics.error("statement");
         self.client
             .send(&mut seq, &err.encode())
@@ -191,7 +209,7 @@ impl Session {
     }
 
     async fn reply_ok(&mut self) -> Result<(), End> {
-        let mut seq = 1;
+        let mut seq = self.reply_seq;
         let ok = OkPacket {
             status: self.status_flags(),
             ..Default::default()
@@ -214,6 +232,7 @@ impl Session {
     }
 
     async fn command(&mut self, payload: Bytes) -> Result<(), End> {
+        self.reply_seq = self.client.last_read_seq().wrapping_add(1);
         let Some(&cmd) = payload.first() else {
             return self.reply_err(&ErrPacket::malformed()).await;
         };
@@ -234,6 +253,17 @@ impl Session {
                 self.reply_ok().await
             }
             com::CHANGE_USER => self.change_user(payload).await,
+            com::PROCESS_KILL => match payload.get(1..5) {
+                Some(b) => {
+                    let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    self.kill(kill::Kill {
+                        id,
+                        query_only: false,
+                    })
+                    .await
+                }
+                None => self.reply_err(&ErrPacket::malformed()).await,
+            },
             com::STMT_PREPARE => self.prepare(payload).await,
             com::STMT_EXECUTE => self.execute(payload).await,
             com::STMT_FETCH => self.fetch(payload).await,
@@ -280,6 +310,19 @@ impl Session {
 
     async fn query(&mut self, payload: Bytes) -> Result<(), End> {
         let c = classify(&payload[1..]);
+        if c.target == Target::Primary
+            && payload.len() > 5
+            && payload[1..]
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'k'))
+        {
+            match kill::parse_kill(&payload[1..]) {
+                Ok(Some(k)) => return self.kill(k).await,
+                Ok(None) => {}
+                Err(err) => return self.reply_err(&err).await,
+            }
+        }
         if let Some(cmd) = &c.lagless {
             return self.lagless_command(cmd.clone()).await;
         }
@@ -408,10 +451,9 @@ impl Session {
             Which::Primary => self.primary.take(),
             Which::Replica => self.replica.take(),
         } {
+            // Only this connection is known bad (the client's own wait_timeout or KILL can end
+            // it); whether the server is down is for connection attempts and the monitor.
             tracing::warn!(id = self.id, backend = %slot.addr, why, "session lost a backend connection");
-            if self.shared.health.set_up(&slot.addr, false) {
-                self.shared.metrics.set_backend_up(&slot.addr, false);
-            }
         }
         if which == Which::Primary {
             self.in_transaction = false;
@@ -508,11 +550,13 @@ impl Session {
         if self.multi_statements_off {
             let _ = conn.simple(com::SET_OPTION, &1u16.to_le_bytes()).await;
         }
+        let thread = self.control.register(addr, conn.connection_id);
         Ok(Slot {
             conn,
             addr: addr.to_string(),
             member,
             statements: HashMap::new(),
+            _thread: thread,
         })
     }
 
@@ -683,7 +727,7 @@ impl Session {
                     self.login.caps,
                     self.status_flags(),
                 );
-                let mut seq = 1;
+                let mut seq = self.reply_seq;
                 for p in packets {
                     self.client.buffer_payload(&mut seq, &p);
                 }
@@ -699,6 +743,7 @@ impl Session {
     async fn change_user(&mut self, payload: Bytes) -> Result<(), End> {
         match login::change_user(&mut self.client, &self.shared, &self.login, &payload).await {
             Ok(Some(new_login)) => {
+                self.control.set_user(&new_login.user);
                 self.reset_state();
                 self.database = new_login.database.clone();
                 self.login = new_login;
@@ -712,6 +757,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.shared.sessions.remove(self.id);
         if self.in_transaction {
             // The pool resets the connection, which rolls the transaction back.
             tracing::debug!(

@@ -370,3 +370,39 @@ async fn graceful_shutdown_lets_transactions_finish() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_uses_the_proxys_connection_ids() {
+    let h = Harness::start(2).await;
+    let mut a = h.app().await;
+    let mut b = h.app().await;
+    let a_id = a.id();
+    // KILL QUERY ends A's running statement, wherever it runs.
+    let sleeper = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = a.query_drop("SELECT SLEEP(20)").await;
+        (a, r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.query_drop(format!("KILL QUERY {a_id}")).await.unwrap();
+    let (mut a, slept, took) = sleeper.await.unwrap();
+    let err = slept.unwrap_err();
+    assert!(err.to_string().contains("1317"), "interrupted: {err}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(server_id(&mut a).await, 101, "the session itself goes on");
+    // An id the proxy does not know is refused, never passed to a backend (where it could be
+    // a replication thread).
+    for id in [a_id + 100, 888_888, 999_999] {
+        let err = b.query_drop(format!("KILL {id}")).await.unwrap_err();
+        assert!(err.to_string().contains("1094"), "{err}");
+    }
+    let p = h.cluster.member(1).positions().await.unwrap();
+    assert_eq!(p.io_running.as_deref(), Some("Yes"));
+    // KILL CONNECTION ends A.
+    b.query_drop(format!("KILL CONNECTION {a_id}"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(a.query_drop("SELECT 1").await.is_err());
+    assert_eq!(server_id(&mut b).await, 101);
+}
