@@ -43,8 +43,8 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-# PyMySQL: one of the real client drivers the proxy is tested with.
-if ! python3 -c 'import pymysql' >/dev/null 2>&1; then
-  python3 -m pip install --quiet pymysql 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages pymysql
+# PyMySQL (a real client driver the proxy is tested with) and pytest (runs PyMySQL's own suite).
+if ! python3 -c 'import pymysql, pytest' >/dev/null 2>&1; then
+  python3 -m pip install --quiet pymysql pytest 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pymysql pytest
 fi

@@ -149,7 +149,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         let mut seq = first.seq;
         let first_seq = first.seq;
         loop {
-            let next = self.read_raw().await?;
+            // A close before the promised continuation ends the stream inside a packet.
+            let next = self.read_raw().await.map_err(|e| match e {
+                PacketError::Closed => PacketError::Truncated,
+                e => e,
+            })?;
             let expected = seq.wrapping_add(1);
             if next.seq != expected {
                 return Err(PacketError::OutOfOrder {
