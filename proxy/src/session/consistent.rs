@@ -4,15 +4,25 @@
 
 use std::time::{Duration, Instant};
 
-use super::forward::{read_response, single_value};
+use super::forward::{RelayError, read_response, relay_response, single_value};
 use super::{Session, Which};
 use crate::gtid::GtidSet;
 use crate::protocol::constants::{cap, com};
+use crate::protocol::messages::ErrPacket;
 use crate::protocol::response::ResponseKind;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::session_state::committed_gtid;
 use crate::route::{Classification, ConsistencyMode};
 use crate::topology::{Flavor, Member};
+
+/// Where a read goes.
+#[derive(Debug, Clone)]
+pub(super) enum ReadPlan {
+    Primary,
+    Replica,
+    /// The replica slot points at the closest replica, which must first apply this.
+    WaitThenReplica(GtidSet),
+}
 
 /// What a replica must satisfy to serve a read.
 #[derive(Debug, Clone)]
@@ -79,16 +89,35 @@ impl Session {
         }
     }
 
-    /// Decides where a replica-eligible read runs and readies the replica connection.
+    /// Decides where a replica-eligible read runs, waiting for the replica in a separate round
+    /// trip when it has to (a COM_QUERY pipelines the wait instead: see `plan_read`).
     pub(super) async fn choose_for_read(
         &mut self,
         c: &Classification,
     ) -> Result<Which, super::End> {
+        Ok(match self.plan_read(c).await {
+            ReadPlan::Primary => Which::Primary,
+            ReadPlan::Replica => Which::Replica,
+            ReadPlan::WaitThenReplica(need) => {
+                if self.wait_then(&need, None).await {
+                    Which::Replica
+                } else {
+                    self.fall_back("wait_timeout")
+                }
+            }
+        })
+    }
+
+    /// Decides where a replica-eligible read runs and readies the replica connection.
+    pub(super) async fn plan_read(&mut self, c: &Classification) -> ReadPlan {
         let mode = self.mode_for(c);
         let label = mode_label(mode);
         let req = match self.requirement(mode).await {
             Ok(r) => r,
-            Err(reason) => return Ok(self.fall_back(reason)),
+            Err(reason) => {
+                self.fall_back(reason);
+                return ReadPlan::Primary;
+            }
         };
         let topo = self.shared.topology();
         let healthy: Vec<Member> = topo
@@ -99,7 +128,8 @@ impl Session {
             .collect();
         drop(topo);
         if healthy.is_empty() {
-            return Ok(self.fall_back("no_replica"));
+            self.fall_back("no_replica");
+            return ReadPlan::Primary;
         }
         // Stay on the current replica when it qualifies: no new connection, warm caches.
         if let Some(slot) = &self.replica
@@ -109,17 +139,21 @@ impl Session {
             && self.qualifies(&slot.addr, &req)
         {
             self.read_mode = label;
-            return Ok(Which::Replica);
+            return ReadPlan::Replica;
         }
         let qualified: Vec<&Member> = healthy
             .iter()
             .filter(|m| self.qualifies(&m.addr(), &req))
             .collect();
         if let Some(m) = self.shared.least_loaded(&qualified) {
-            return Ok(self.use_replica(m.clone(), label).await);
+            return match self.use_replica(m.clone(), label).await {
+                Which::Replica => ReadPlan::Replica,
+                Which::Primary => ReadPlan::Primary,
+            };
         }
         let Requirement::Applied(need) = req else {
-            return Ok(self.fall_back("too_stale"));
+            self.fall_back("too_stale");
+            return ReadPlan::Primary;
         };
         // Nobody is known to have caught up: wait on the one closest to it.
         let p = &self.shared.positions;
@@ -128,20 +162,46 @@ impl Session {
             .min_by_key(|m| p.behind(&m.addr(), &need).unwrap_or(u64::MAX))
             .cloned()
         else {
-            return Ok(self.fall_back("no_replica"));
+            self.fall_back("no_replica");
+            return ReadPlan::Primary;
         };
         if self.use_replica(best, label).await == Which::Primary {
-            return Ok(Which::Primary);
+            return ReadPlan::Primary;
         }
-        if self.wait_for(&need).await {
-            self.read_mode = label;
-            Ok(Which::Replica)
-        } else {
-            Ok(self.fall_back("wait_timeout"))
+        ReadPlan::WaitThenReplica(need)
+    }
+
+    /// Relays the response to a read already sent (pipelined) on the replica connection.
+    pub(super) async fn relay_pending(
+        &mut self,
+        kind: ResponseKind,
+    ) -> Result<Option<(Which, ResponseTracker)>, super::End> {
+        let Some(slot) = self.replica.as_mut() else {
+            return Ok(None);
+        };
+        let in_flight = self.shared.health.begin(&slot.addr);
+        let result = relay_response(&mut self.client, &mut slot.conn, kind, None).await;
+        drop(in_flight);
+        match result {
+            Ok(tracker) => {
+                self.last = Which::Replica;
+                Ok(Some((Which::Replica, tracker)))
+            }
+            Err(RelayError::Client(e)) => Err(super::End::Protocol(e)),
+            Err(RelayError::BackendMidReply) => {
+                self.lose_slot(Which::Replica, "backend lost mid-response");
+                Ok(None)
+            }
+            Err(RelayError::BackendBeforeReply(e)) => {
+                self.lose_slot(Which::Replica, "backend lost before replying");
+                self.reply_err(&ErrPacket::backend_lost(&e.to_string()))
+                    .await?;
+                Ok(None)
+            }
         }
     }
 
-    fn fall_back(&mut self, reason: &'static str) -> Which {
+    pub(super) fn fall_back(&mut self, reason: &'static str) -> Which {
         self.shared.metrics.read_fallback(reason);
         self.read_mode = "primary";
         Which::Primary
@@ -168,8 +228,11 @@ impl Session {
         Which::Replica
     }
 
-    /// Waits (within the budget) until the replica slot has applied `need`.
-    async fn wait_for(&mut self, need: &GtidSet) -> bool {
+    /// Waits (within the budget) until the replica slot has applied `need`; with `then` (a whole
+    /// COM_QUERY) pipelined behind the wait, in one round trip. True when the replica caught up
+    /// in time: the response to `then` is next on the replica connection. Otherwise that
+    /// response (which may be stale) has been read and dropped.
+    pub(super) async fn wait_then(&mut self, need: &GtidSet, then: Option<&[u8]>) -> bool {
         let budget = self.shared.config.consistency_wait;
         let flavor = self.shared.topology().flavor;
         let sql = wait_statement(flavor, need, budget);
@@ -180,16 +243,28 @@ impl Session {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(com::QUERY);
         payload.extend_from_slice(sql.as_bytes());
-        let mut seq = 0;
         let answer = async {
-            slot.conn.stream.send(&mut seq, &payload).await.ok()?;
+            let mut seq = 0;
+            slot.conn.stream.buffer_payload(&mut seq, &payload);
+            if let Some(then) = then {
+                let mut seq = 0;
+                slot.conn.stream.buffer_payload(&mut seq, then);
+            }
+            slot.conn.stream.flush().await.ok()?;
             let (tracker, packets) = read_response(&mut slot.conn, ResponseKind::Query)
                 .await
                 .ok()?;
-            if tracker.error.is_some() {
-                return None;
+            let value = if tracker.error.is_some() {
+                String::new()
+            } else {
+                single_value(&packets, slot.conn.caps)?
+            };
+            if value != "0" && then.is_some() {
+                read_response(&mut slot.conn, ResponseKind::Query)
+                    .await
+                    .ok()?;
             }
-            single_value(&packets, slot.conn.caps)
+            Some(value)
         };
         let value = tokio::time::timeout(budget + Duration::from_secs(1), answer)
             .await

@@ -31,6 +31,7 @@ use crate::protocol::response::{ResponseKind, ResponseTracker};
 use crate::route::{Classification, ConsistencyMode, LaglessCommand, SessionSet, Target, classify};
 use crate::server::Shared;
 use crate::topology::Member;
+use consistent::ReadPlan;
 use forward::{RelayError, relay};
 use login::{ClientStream, Login};
 use prepared::Statements;
@@ -327,13 +328,32 @@ impl Session {
             return self.lagless_command(cmd.clone()).await;
         }
         let started = Instant::now();
-        let wanted = match self.route(&c) {
-            Which::Replica if c.target == Target::Replica => self.choose_for_read(&c).await?,
-            other => other,
+        let outcome = match self.route(&c) {
+            Which::Replica if c.target == Target::Replica => match self.plan_read(&c).await {
+                ReadPlan::Primary => {
+                    self.run_on(Which::Primary, &payload, ResponseKind::Query, None)
+                        .await?
+                }
+                ReadPlan::Replica => {
+                    self.run_on(Which::Replica, &payload, ResponseKind::Query, None)
+                        .await?
+                }
+                ReadPlan::WaitThenReplica(need) => {
+                    // The wait and the read travel together: one round trip when it catches up.
+                    if self.wait_then(&need, Some(&payload)).await {
+                        self.relay_pending(ResponseKind::Query).await?
+                    } else {
+                        self.fall_back("wait_timeout");
+                        self.run_on(Which::Primary, &payload, ResponseKind::Query, None)
+                            .await?
+                    }
+                }
+            },
+            other => {
+                self.run_on(other, &payload, ResponseKind::Query, None)
+                    .await?
+            }
         };
-        let outcome = self
-            .run_on(wanted, &payload, ResponseKind::Query, None)
-            .await?;
         if let Some((which, tracker)) = outcome {
             self.record(which, &c, started);
             let succeeded = tracker.error.is_none();

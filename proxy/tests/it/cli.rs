@@ -199,3 +199,42 @@ async fn sysbench_workloads_run_without_errors() {
         }
     }
 }
+
+#[test]
+fn proxy_binary_help_version_and_bad_flags() {
+    let bin = env!("CARGO_BIN_EXE_lagless-proxy");
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("lagless-proxy {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--topology"));
+    // A missing topology file is a clear start-up error, not a panic.
+    let out = std::process::Command::new(bin)
+        .args([
+            "--topology",
+            "/nonexistent/topology.json",
+            "--users",
+            "/nonexistent/users.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/topology.json"), "{err}");
+    // Flags that do not make sense together are refused before anything starts.
+    let out = std::process::Command::new(bin)
+        .args(["--topology", "t.json", "--consistency", "sometimes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown consistency mode"));
+}

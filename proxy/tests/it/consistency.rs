@@ -339,3 +339,61 @@ async fn most_strict_reads_go_to_replicas_under_light_writes() {
         share * 100.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_mode_never_reads_older_than_its_bound() {
+    let h = Harness::start(2).await;
+    setup(&h).await;
+    let mut r = h.app().await;
+    r.query_drop("SET lagless_consistency = 'bounded(5s)'")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let id: i64 = r.query_first("SELECT @@server_id").await.unwrap().unwrap();
+    assert_eq!(id, 101, "a caught-up replica serves bounded reads");
+
+    // The only replica now applies everything three seconds late.
+    h.cluster.member(1).set_master_delay(3).await.unwrap();
+    r.query_drop("SET lagless_consistency = 'bounded(1000ms)'")
+        .await
+        .unwrap();
+    let mut w = h.app().await;
+    let mut acked: Vec<(Instant, i64)> = Vec::new();
+    let started = Instant::now();
+    let (mut reads, mut violations) = (0, 0);
+    let mut v = 0i64;
+    while started.elapsed() < Duration::from_secs(6) {
+        v += 1;
+        w.exec_drop("UPDATE counter SET v = ? WHERE id = 0", (v,))
+            .await
+            .unwrap();
+        acked.push((Instant::now(), v));
+        let sent = Instant::now();
+        // Everything acknowledged more than the bound before the read must be visible.
+        let floor = acked
+            .iter()
+            .rev()
+            .find(|(at, _)| sent.duration_since(*at) > Duration::from_millis(1000))
+            .map_or(0, |(_, v)| *v);
+        let got: i64 = r
+            .query_first("SELECT v FROM counter WHERE id = 0")
+            .await
+            .unwrap()
+            .unwrap();
+        reads += 1;
+        if got < floor {
+            violations += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("bounded(1000ms): {reads} reads, {violations} violations");
+    assert!(reads > 50);
+    assert_eq!(violations, 0);
+    let fallbacks = metric_sum(
+        h.admin.unwrap(),
+        "lagless_read_fallbacks_total",
+        "too_stale",
+    )
+    .await;
+    assert!(fallbacks > 0.0, "the lagging replica was never refused");
+}
