@@ -81,6 +81,19 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// TLS to backends: off, on (encrypt, do not verify) or verify (against --backend-ca).
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_BACKEND_TLS",
+        value_enum,
+        default_value = "off"
+    )]
+    pub backend_tls: BackendTlsMode,
+
+    /// PEM CA bundle that backend certificates must chain to (--backend-tls verify).
+    #[arg(long, env = "LAGLESS_PROXY_BACKEND_CA")]
+    pub backend_ca: Option<PathBuf>,
+
     /// Refuse clients that do not use TLS.
     #[arg(long, env = "LAGLESS_PROXY_REQUIRE_TLS")]
     pub require_tls: bool,
@@ -134,6 +147,16 @@ pub struct Args {
     pub log_json: bool,
 }
 
+/// Whether and how backend connections use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendTlsMode {
+    Off,
+    /// Encrypt; accept any certificate.
+    On,
+    /// Encrypt and verify the certificate and the server's name or address.
+    Verify,
+}
+
 /// The settings the proxy runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -153,6 +176,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub require_tls: bool,
+    pub backend_tls: BackendTlsMode,
+    pub backend_ca: Option<PathBuf>,
     pub max_client_connections: usize,
     pub handshake_timeout: Duration,
     pub packet_timeout: Duration,
@@ -181,6 +206,8 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             require_tls: false,
+            backend_tls: BackendTlsMode::Off,
+            backend_ca: None,
             max_client_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             packet_timeout: Duration::from_secs(30),
@@ -246,6 +273,8 @@ impl TryFrom<Args> for Config {
         c.tls_cert = a.tls_cert;
         c.tls_key = a.tls_key;
         c.require_tls = a.require_tls;
+        c.backend_tls = a.backend_tls;
+        c.backend_ca = a.backend_ca;
         c.max_client_connections = a.max_client_connections;
         c.write_hold_timeout = Duration::from_millis(a.write_hold_timeout_ms);
         c.shutdown_timeout = Duration::from_secs(a.shutdown_timeout);

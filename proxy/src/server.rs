@@ -47,6 +47,7 @@ pub struct Shared {
     head_reader: OnceLock<HeadReader>,
     /// Live sessions by connection id, for KILL.
     pub sessions: crate::session::kill::SessionRegistry,
+    backend_tls: Option<crate::backend::tls::BackendTls>,
 }
 
 impl Shared {
@@ -173,6 +174,7 @@ impl Shared {
             collation: login.collation,
             connect_timeout: self.config.pool.connect_timeout,
             track_gtids: Some(self.topology.load().flavor),
+            tls: self.backend_tls.clone(),
         }
     }
 
@@ -274,6 +276,20 @@ impl Proxy {
             (Some(c), Some(k)) => Some(Tls::new(c.clone(), k.clone())?),
             _ => None,
         };
+        let backend_tls = match (&config.backend_tls, &config.backend_ca) {
+            (crate::config::BackendTlsMode::Off, _) => None,
+            (crate::config::BackendTlsMode::On, _) => {
+                Some(crate::backend::tls::BackendTls::unverified()?)
+            }
+            (crate::config::BackendTlsMode::Verify, Some(ca)) => {
+                Some(crate::backend::tls::BackendTls::verified(ca)?)
+            }
+            (crate::config::BackendTlsMode::Verify, None) => {
+                return Err(StartError::Tls(crate::tls::TlsError::Config(
+                    "--backend-tls verify needs --backend-ca".into(),
+                )));
+            }
+        };
         let listen = |addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -304,6 +320,7 @@ impl Proxy {
             positions: Positions::default(),
             head_reader: OnceLock::new(),
             sessions: Default::default(),
+            backend_tls,
         });
         let _ = shared
             .head_reader

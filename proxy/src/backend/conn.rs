@@ -4,12 +4,14 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use super::tls::BackendTls;
 use crate::protocol::auth::{self, BackendSecret};
 use crate::protocol::constants::{cap, com, header};
 use crate::protocol::handshake::{Greeting, HandshakeResponse, parse_auth_switch};
 use crate::protocol::messages::{self, ErrPacket};
 use crate::protocol::packet::{PacketError, PacketStream, RawPacket};
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
+use crate::session::login::ClientIo;
 use crate::topology::Flavor;
 
 /// Why a backend connection failed.
@@ -35,6 +37,8 @@ pub enum BackendError {
     },
     #[error("{addr} answered with an error: {err}")]
     Server { addr: String, err: ErrPacket },
+    #[error("TLS to {addr}: {reason}")]
+    Tls { addr: String, reason: String },
 }
 
 /// What a backend login needs.
@@ -50,12 +54,14 @@ pub struct ConnectParams {
     pub connect_timeout: Duration,
     /// Ask the server to report each write's GTID in OK packets (needs `CLIENT_SESSION_TRACK`).
     pub track_gtids: Option<Flavor>,
+    /// Encrypt the connection (the server must offer TLS).
+    pub tls: Option<BackendTls>,
 }
 
 /// A logged-in backend connection.
 #[derive(Debug)]
 pub struct BackendConn {
-    pub stream: PacketStream<TcpStream>,
+    pub stream: PacketStream<Box<dyn ClientIo>>,
     pub addr: String,
     pub connection_id: u32,
     /// Capabilities negotiated with this backend.
@@ -80,13 +86,13 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
         })?;
     // Without TCP_NODELAY multi-packet results stall on delayed ACKs.
     let _ = tcp.set_nodelay(true);
-    let mut stream = PacketStream::new(tcp);
     let proto = |source| BackendError::Protocol {
         addr: p.addr.clone(),
         source,
     };
     let login = async {
-        let greet = stream.read_raw().await.map_err(proto)?;
+        let mut plain = PacketStream::new(tcp);
+        let greet = plain.read_raw().await.map_err(proto)?;
         if greet.first() == Some(header::ERR) {
             return Err(BackendError::Server {
                 addr: p.addr.clone(),
@@ -94,11 +100,19 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
             });
         }
         let greeting = Greeting::parse(&greet.payload).map_err(proto)?;
-        let caps = negotiate(p, &greeting);
-        login(&mut stream, p, &greeting, caps, greet.seq).await?;
-        Ok((greeting, caps))
+        let mut caps = negotiate(p, &greeting);
+        let mut seq = greet.seq.wrapping_add(1);
+        let mut stream = match &p.tls {
+            None => plain.map_io(|t| Box::new(t) as Box<dyn ClientIo>),
+            Some(tls) => {
+                caps |= cap::SSL;
+                start_tls(plain, p, tls, &greeting, caps, &mut seq).await?
+            }
+        };
+        login(&mut stream, p, &greeting, caps, seq).await?;
+        Ok((stream, greeting, caps))
     };
-    let (greeting, caps) = tokio::time::timeout(p.connect_timeout * 2, login)
+    let (stream, greeting, caps) = tokio::time::timeout(p.connect_timeout * 2, login)
         .await
         .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))??;
     let mut conn = BackendConn {
@@ -136,12 +150,59 @@ fn negotiate(p: &ConnectParams, g: &Greeting) -> u32 {
     wanted & g.capabilities
 }
 
+/// Sends the SSL request and runs the TLS handshake on the same socket.
+async fn start_tls(
+    mut plain: PacketStream<TcpStream>,
+    p: &ConnectParams,
+    tls: &BackendTls,
+    g: &Greeting,
+    caps: u32,
+    seq: &mut u8,
+) -> Result<PacketStream<Box<dyn ClientIo>>, BackendError> {
+    let proto = |source| BackendError::Protocol {
+        addr: p.addr.clone(),
+        source,
+    };
+    if g.capabilities & cap::SSL == 0 {
+        return Err(BackendError::Tls {
+            addr: p.addr.clone(),
+            reason: "the server does not offer TLS".into(),
+        });
+    }
+    let request = HandshakeResponse {
+        capabilities: caps,
+        max_packet: 1 << 30,
+        collation: p.collation,
+        ..HandshakeResponse::default()
+    };
+    plain
+        .send(seq, &request.encode_ssl_request())
+        .await
+        .map_err(proto)?;
+    let host = p.addr.rsplit_once(':').map_or(p.addr.as_str(), |(h, _)| h);
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+        .map_err(|e| BackendError::Tls {
+        addr: p.addr.clone(),
+        reason: e.to_string(),
+    })?;
+    let tcp = plain.into_inner();
+    let stream = tls
+        .connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| BackendError::Tls {
+            addr: p.addr.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(PacketStream::new(Box::new(stream) as Box<dyn ClientIo>))
+}
+
 async fn login(
-    stream: &mut PacketStream<TcpStream>,
+    stream: &mut PacketStream<Box<dyn ClientIo>>,
     p: &ConnectParams,
     g: &Greeting,
     caps: u32,
-    greet_seq: u8,
+    first_seq: u8,
 ) -> Result<(), BackendError> {
     let proto = |source| BackendError::Protocol {
         addr: p.addr.clone(),
@@ -167,7 +228,7 @@ async fn login(
         auth_plugin: Some(plugin),
         attributes: Vec::new(),
     };
-    let mut seq = greet_seq.wrapping_add(1);
+    let mut seq = first_seq;
     stream.send(&mut seq, &resp.encode()).await.map_err(proto)?;
     loop {
         let pkt = stream.read_raw().await.map_err(proto)?;

@@ -5,6 +5,7 @@ pub mod health;
 pub mod monitor;
 pub mod pool;
 pub mod positions;
+pub mod tls;
 
 pub use conn::{BackendConn, BackendError, ConnectParams};
 pub use health::Health;

@@ -28,9 +28,10 @@ pub mod cap {
     pub const SESSION_TRACK: u32 = 1 << 23;
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
-    /// What the proxy offers clients. Compression and query attributes are not offered;
-    /// `SSL` is added when TLS is configured.
+    /// What the proxy offers clients. `SSL` is added when TLS is configured; query attributes
+    /// are not offered.
     pub const PROXY_DEFAULT: u32 = LONG_PASSWORD
+        | COMPRESS
         | FOUND_ROWS
         | LONG_FLAG
         | CONNECT_WITH_DB

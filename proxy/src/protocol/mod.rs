@@ -1,6 +1,7 @@
 //! The MySQL client/server protocol: framing, handshake, authentication and response shapes.
 
 pub mod auth;
+pub mod compress;
 pub mod constants;
 pub mod handshake;
 pub mod messages;

@@ -45,7 +45,6 @@ impl RawPacket {
 }
 
 /// Buffered packet reader and writer.
-#[derive(Debug)]
 pub struct PacketStream<S> {
     io: S,
     rbuf: BytesMut,
@@ -55,6 +54,15 @@ pub struct PacketStream<S> {
     /// How long the rest of a packet may take once its first byte arrived.
     pub packet_timeout: Duration,
     last_seq: u8,
+}
+
+impl<S> std::fmt::Debug for PacketStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketStream")
+            .field("buffered_in", &self.rbuf.len())
+            .field("buffered_out", &self.wbuf.len())
+            .finish()
+    }
 }
 
 const READ_CHUNK: usize = 16 * 1024;

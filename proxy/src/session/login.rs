@@ -4,6 +4,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::protocol::auth::{self, BackendSecret};
+use crate::protocol::compress::Compressed;
 use crate::protocol::constants::{cap, header, status};
 use crate::protocol::handshake::{Greeting, HandshakeResponse, auth_switch_request};
 use crate::protocol::messages::{ErrPacket, Ok};
@@ -233,6 +234,13 @@ async fn run(
         ..Default::default()
     };
     stream.send(&mut seq, &ok.encode(caps)).await?;
+    let mut stream = if caps & cap::COMPRESS != 0 {
+        // Everything after the OK travels compressed.
+        let (io, early) = stream.into_parts();
+        PacketStream::new(Box::new(Compressed::new(io, early)) as Box<dyn ClientIo>)
+    } else {
+        stream
+    };
     stream.packet_timeout = shared.config.packet_timeout;
     stream.max_logical = 1 << 30;
     Ok((stream, login))

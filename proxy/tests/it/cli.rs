@@ -238,3 +238,34 @@ fn proxy_binary_help_version_and_bad_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown consistency mode"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cli_with_compression() {
+    let h = Harness::start(1).await;
+    let out = run(Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            "--batch",
+            "--compress",
+            "-uapp",
+            "-papp-pass",
+            "app",
+        ])
+        .arg(format!("-P{}", h.port()))
+        .args([
+            "-e",
+            "SELECT REPEAT('ab', 50000) AS r; SHOW STATUS LIKE 'Compression'",
+        ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&"ab".repeat(50000)),
+        "the result came back whole"
+    );
+}

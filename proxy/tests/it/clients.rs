@@ -427,3 +427,157 @@ async fn users_created_on_the_primary_work_at_once() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_protocol() {
+    let h = Harness::start(2).await;
+    let opts = OptsBuilder::from_opts(h.opts("app", "app-pass", Some("app")))
+        .compression(mysql_async::Compression::fast());
+    let mut c = Conn::new(opts).await.unwrap();
+    c.query_drop("CREATE TABLE z (id INT PRIMARY KEY, s TEXT)")
+        .await
+        .unwrap();
+    let stmt = c.prep("INSERT INTO z VALUES (?, ?)").await.unwrap();
+    for i in 0..50 {
+        c.exec_drop(&stmt, (i, "x".repeat(i * 1000))).await.unwrap();
+    }
+    h.cluster.wait_replicated(WAIT).await.unwrap();
+    // A large, compressible result read from a replica, in the text and binary protocols.
+    let rows: Vec<(i32, String)> = c.query("SELECT id, s FROM z ORDER BY id").await.unwrap();
+    assert_eq!(rows.len(), 50);
+    assert_eq!(rows[49].1.len(), 49_000);
+    let total: Option<i64> = c
+        .exec_first("SELECT SUM(LENGTH(s)) FROM z WHERE id >= ?", (0,))
+        .await
+        .unwrap();
+    assert_eq!(total, Some((0..50).map(|i| i * 1000).sum()));
+    let mut r = c.query_iter("SELECT 1; SELECT 2").await.unwrap();
+    let a: Vec<i32> = r.collect().await.unwrap();
+    let b: Vec<i32> = r.collect().await.unwrap();
+    drop(r);
+    assert_eq!((a, b), (vec![1], vec![2]));
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1; returns (ca, cert, key).
+fn ca_and_server_cert(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is needed to make test certificates");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=lagless-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_backends_verified_against_a_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_server_cert(certs.path());
+    let cluster = lagless_testkit::Cluster::builder()
+        .members(2)
+        .config_line(format!("ssl_cert={}", cert.display()))
+        .config_line(format!("ssl_key={}", key.display()))
+        .start()
+        .await
+        .unwrap();
+    let h = Harness::in_front_of(cluster, |c| {
+        c.backend_tls = lagless_proxy::config::BackendTlsMode::Verify;
+        c.backend_ca = Some(ca.clone());
+    })
+    .await;
+    let mut c = h.app().await;
+    for q in [
+        "SHOW SESSION STATUS LIKE 'Ssl_version'",
+        "SHOW /* lagless:route=primary */ SESSION STATUS LIKE 'Ssl_version'",
+    ] {
+        let row: Option<(String, String)> = c.query_first(q).await.unwrap();
+        let version = row.map(|r| r.1).unwrap_or_default();
+        assert!(
+            version.starts_with("TLS"),
+            "{q}: backend connection not encrypted: {version:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_refuses_an_unknown_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let (_, cert, key) = ca_and_server_cert(certs.path());
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = ca_and_server_cert(other.path());
+    let cluster = lagless_testkit::Cluster::builder()
+        .members(1)
+        .config_line(format!("ssl_cert={}", cert.display()))
+        .config_line(format!("ssl_key={}", key.display()))
+        .start()
+        .await
+        .unwrap();
+    let h = Harness::in_front_of(cluster, |c| {
+        c.backend_tls = lagless_proxy::config::BackendTlsMode::Verify;
+        c.backend_ca = Some(other_ca.clone());
+    })
+    .await;
+    let err = Conn::new(h.opts("app", "app-pass", Some("app")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("2003"), "{err}");
+    assert!(err.to_string().contains("invalid peer certificate"), "{err}");
+}
