@@ -579,5 +579,8 @@ async fn backend_tls_refuses_an_unknown_certificate() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("2003"), "{err}");
-    assert!(err.to_string().contains("invalid peer certificate"), "{err}");
+    assert!(
+        err.to_string().contains("invalid peer certificate"),
+        "{err}"
+    );
 }

@@ -4,6 +4,7 @@ mod admin;
 mod bad_input;
 mod cli;
 mod clients;
+mod commands;
 mod consistency;
 mod pymysql;
 mod routing;
