@@ -1,6 +1,8 @@
 //! Packet framing (`PacketStream::read_logical`) and response tracking
 //! (`ResponseTracker::feed`) on arbitrary bytes. See `packet_continuations` for streams with
 //! 16 MiB packets.
+//!
+//! Framing input: a byte that sets `max_logical`, then the stream. Tracking input: see `track`.
 
 #![no_main]
 
@@ -19,7 +21,14 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    framing::check_stream(data, 1 << 30);
+    if let Some((&limit, stream)) = data.split_first() {
+        // 0 stands for the session default; others are short limits like the login's.
+        let max_logical = match limit {
+            0 => 1 << 30,
+            n => usize::from(n) * 64,
+        };
+        framing::check_stream(stream, max_logical);
+    }
     track(data);
 });
 

@@ -125,6 +125,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             | usize::from(self.rbuf[1]) << 8
             | usize::from(self.rbuf[2]) << 16;
         let seq = self.rbuf[3];
+        // Refused at the header, so a short limit (login) also bounds what is buffered.
+        if len > self.max_logical {
+            return Err(PacketError::TooLarge(len));
+        }
         if self.rbuf.capacity() < 4 + len {
             self.rbuf.reserve(4 + len - self.rbuf.len());
         }

@@ -20,6 +20,8 @@ use crate::support::Harness;
 const WAIT: Duration = Duration::from_secs(10);
 const PACKET_TIMEOUT: Duration = Duration::from_millis(300);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Well under the default 10 s handshake timeout: a close this fast did not come from its timer.
+const PROMPTLY: Duration = Duration::from_secs(5);
 
 const BIG_QUERY: &str = "SELECT REPEAT('x', 1000) FROM seq_1_to_100000";
 const BIG_ROWS: usize = 100_000;
@@ -34,7 +36,7 @@ const CLIENT_CAPS: u32 = cap::LONG_PASSWORD
     | cap::PLUGIN_AUTH
     | cap::PLUGIN_AUTH_LENENC_DATA;
 
-// ---- panics -------------------------------------------------------------------------------
+// ---- panics --------------------------------------------------------------------------------
 
 thread_local! {
     static PANICS: Cell<usize> = const { Cell::new(0) };
@@ -184,6 +186,25 @@ async fn expect_err_then_close(s: &mut TcpStream, seq: u8, code: u16) {
     expect_closed(s).await;
 }
 
+/// Closes, after nothing or an ERR packet with `code`: for refusals that MariaDB explains but
+/// the proxy may answer by just hanging up (wrong sequence id, oversized login packet).
+async fn expect_close_or_err(s: &mut TcpStream, code: u16) {
+    if let Some((_, p)) = read_packet(s).await {
+        assert!(p.len() >= 3 && p[0] == 0xff, "not an ERR packet: {p:02x?}");
+        assert_eq!(u16::from_le_bytes([p[1], p[2]]), code);
+        expect_closed(s).await;
+    }
+}
+
+/// The close came from a proxy timer of `timeout`: not at once, and not much later.
+fn assert_timed_out(started: Instant, timeout: Duration) {
+    let waited = started.elapsed();
+    assert!(
+        waited >= timeout / 2 && waited < timeout + WAIT / 2,
+        "closed after {waited:?}"
+    );
+}
+
 async fn expect_ok(s: &mut TcpStream, seq: u8) {
     let (got_seq, p) = read_packet(s).await.expect("closed instead of OK");
     assert_eq!(p.first(), Some(&0), "not an OK packet: {p:02x?}");
@@ -223,8 +244,8 @@ fn response_head(caps: u32, user: &str) -> Vec<u8> {
 }
 
 /// A correct mysql_native_password response for the application user.
-fn handshake_response(g: &Greeting) -> Vec<u8> {
-    let reply = mysql_common::scramble::scramble_native(&g.scramble, APP_PASSWORD.as_bytes())
+fn handshake_response(scramble: &[u8]) -> Vec<u8> {
+    let reply = mysql_common::scramble::scramble_native(scramble, APP_PASSWORD.as_bytes())
         .expect("a non-empty password has a reply");
     let mut out = response_head(CLIENT_CAPS, APP_USER);
     out.push(20);
@@ -239,28 +260,20 @@ fn handshake_response(g: &Greeting) -> Vec<u8> {
 async fn login(addr: SocketAddr) -> TcpStream {
     let mut s = connect(addr).await;
     let g = greeting(&mut s).await;
-    send(&mut s, &frame(1, &handshake_response(&g))).await;
+    send(&mut s, &frame(1, &handshake_response(&g.scramble))).await;
     expect_ok(&mut s, 2).await;
     s
 }
 
-/// Closes, after nothing or an ERR packet with `code`. For cases where the proxy hangs up
-/// silently though the server would explain (see the wrong sequence id case).
-async fn expect_close_or_err(s: &mut TcpStream, code: u16) {
-    if let Some((_, p)) = read_packet(s).await {
-        assert!(p.len() >= 3 && p[0] == 0xff, "not an ERR packet: {p:02x?}");
-        assert_eq!(u16::from_le_bytes([p[1], p[2]]), code);
-        expect_closed(s).await;
-    }
-}
+// ---- bad inputs ---------------------------------------------------------------------------
 
-/// The close came from a proxy timer of `timeout`: not at once, and not much later.
-fn assert_timed_out(started: Instant, timeout: Duration) {
-    let waited = started.elapsed();
-    assert!(
-        waited >= timeout / 2 && waited < timeout + WAIT / 2,
-        "closed after {waited:?}"
-    );
+/// Adds connection attributes to a response: a length of `claimed`, `present` bytes of them.
+fn with_attributes(mut response: Vec<u8>, claimed: u32, present: usize) -> Vec<u8> {
+    response[..4].copy_from_slice(&(CLIENT_CAPS | cap::CONNECT_ATTRS).to_le_bytes());
+    response.push(0xfd);
+    response.extend_from_slice(&claimed.to_le_bytes()[..3]);
+    response.resize(response.len() + present, b'a');
+    response
 }
 
 /// Deterministic noise (xorshift), so a failure can be replayed.
@@ -311,29 +324,30 @@ async fn framed_garbage_instead_of_the_handshake_response_is_a_bad_handshake() {
 }
 
 #[tokio::test]
-async fn unframed_garbage_before_the_greeting_is_cut_off_by_the_handshake_timeout() {
-    let case = Case::impatient().await;
+async fn unframed_garbage_before_the_greeting_is_refused_at_its_header() {
+    let case = Case::start().await;
     let mut s = connect(case.addr()).await;
-    // The header this makes claims a 5 MiB packet; the proxy must not wait for it.
     let started = Instant::now();
+    // Read as a header, "GET " claims a 5 MiB packet: over the login limit, so not awaited.
     send(&mut s, HTTP_REQUEST).await;
     greeting(&mut s).await;
-    expect_closed(&mut s).await;
-    assert_timed_out(started, HANDSHAKE_TIMEOUT);
+    expect_close_or_err(&mut s, 1153).await;
+    assert!(started.elapsed() < PROMPTLY);
     case.assert_still_serving().await;
 }
 
 #[tokio::test]
 async fn truncated_handshake_response_is_dropped_at_once() {
-    // The default 10 s handshake timeout: closing well before it shows the proxy reacted to
-    // the half-close, not to the timer.
     let case = Case::start().await;
     let mut s = connect(case.addr()).await;
     greeting(&mut s).await;
     let started = Instant::now();
     send_truncated(&mut s).await;
     expect_closed(&mut s).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        started.elapsed() < PROMPTLY,
+        "waited for the timer, not the close"
+    );
     case.assert_still_serving().await;
 }
 
@@ -350,8 +364,6 @@ fn absurd_responses() -> Vec<(&'static str, Vec<u8>)> {
     one_byte_len.extend_from_slice(&[255, 1, 2, 3]);
     let mut unterminated_user = response_head(CLIENT_CAPS, APP_USER);
     unterminated_user.pop();
-    let mut bad_attrs = handshake_response_for_attrs();
-    bad_attrs.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff]);
     vec![
         ("auth data of 2^40 bytes", lenenc(1 << 40)),
         ("auth data of 2^64-1 bytes", lenenc(u64::MAX)),
@@ -362,20 +374,15 @@ fn absurd_responses() -> Vec<(&'static str, Vec<u8>)> {
         }),
         ("255-byte auth data, 3 present", one_byte_len),
         ("user without NUL", unterminated_user),
-        ("16 MiB connection attributes", bad_attrs),
+        (
+            "16 MiB connection attributes, none present",
+            with_attributes(handshake_response(&[0; 20]), 0xff_ffff, 0),
+        ),
         (
             "only the fixed prefix, no SSL",
             response_head(CLIENT_CAPS, "")[..32].to_vec(),
         ),
     ]
-}
-
-/// A response that announces connection attributes; the caller appends them.
-fn handshake_response_for_attrs() -> Vec<u8> {
-    let mut p = response_head(CLIENT_CAPS | cap::CONNECT_ATTRS, APP_USER);
-    p.extend_from_slice(&[20; 21]);
-    p.extend_from_slice(b"app\0mysql_native_password\0");
-    p
 }
 
 #[tokio::test]
@@ -393,12 +400,27 @@ async fn absurd_length_fields_in_the_handshake_response_are_a_bad_handshake() {
 }
 
 #[tokio::test]
+async fn oversized_handshake_response_is_refused() {
+    let case = Case::start().await;
+    // One physical packet of 1 MiB: far over what a login needs, under the 16 MiB frame limit.
+    let mut s = connect(case.addr()).await;
+    let g = greeting(&mut s).await;
+    let payload = with_attributes(handshake_response(&g.scramble), 1 << 20, 1 << 20);
+    let started = Instant::now();
+    // The proxy may hang up before taking it all.
+    let _ = timeout(WAIT, s.write_all(&frame(1, &payload))).await;
+    expect_close_or_err(&mut s, 1153).await;
+    assert!(started.elapsed() < PROMPTLY);
+    case.assert_still_serving().await;
+}
+
+#[tokio::test]
 async fn handshake_response_with_a_wrong_sequence_id_is_refused() {
     let case = Case::start().await;
     for seq in [0, 2, 7, 255] {
         let mut s = connect(case.addr()).await;
         let g = greeting(&mut s).await;
-        send(&mut s, &frame(seq, &handshake_response(&g))).await;
+        send(&mut s, &frame(seq, &handshake_response(&g.scramble))).await;
         // MariaDB answers 1156 "Got packets out of order" here; the proxy may only hang up.
         expect_close_or_err(&mut s, 1156).await;
     }
@@ -585,7 +607,7 @@ async fn garbage_client(addr: SocketAddr, i: usize) {
         1 => {
             send(&mut s, HTTP_REQUEST).await;
             greeting(&mut s).await;
-            expect_closed(&mut s).await;
+            expect_close_or_err(&mut s, 1153).await;
         }
         2 => {
             greeting(&mut s).await;
