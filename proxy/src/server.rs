@@ -44,6 +44,7 @@ pub struct Shared {
     shutdown: watch::Receiver<bool>,
     replica_cursor: AtomicUsize,
     pub positions: Positions,
+    default_mode: ArcSwap<ConsistencyMode>,
     head_reader: OnceLock<HeadReader>,
     /// Live sessions by connection id, for KILL.
     pub sessions: crate::session::kill::SessionRegistry,
@@ -145,11 +146,23 @@ impl Shared {
 
     /// The cluster's consistency mode: the topology's, else the configured default.
     pub fn default_consistency(&self) -> ConsistencyMode {
-        let topo = self.topology.load();
-        topo.consistency
+        **self.default_mode.load()
+    }
+
+    /// Parsed once per topology, not once per read.
+    fn mode_of(config: &Config, topo: &Topology) -> ConsistencyMode {
+        match topo
+            .consistency
             .as_deref()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(self.config.consistency)
+            .map(str::parse::<ConsistencyMode>)
+        {
+            Some(Ok(mode)) => mode,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the topology's consistency mode is invalid; using --consistency");
+                config.consistency
+            }
+            None => config.consistency,
+        }
     }
 
     /// The shared reader of the primary's head.
@@ -302,6 +315,7 @@ impl Proxy {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let topology = watcher.current();
+        let default_mode = Shared::mode_of(&config, &topology);
         metrics.set_topology_epoch(topology.epoch);
         let shared = Arc::new(Shared {
             pool: Pool::new(config.pool.clone(), metrics.clone()),
@@ -318,6 +332,7 @@ impl Proxy {
             shutdown,
             replica_cursor: AtomicUsize::new(0),
             positions: Positions::default(),
+            default_mode: ArcSwap::from_pointee(default_mode),
             head_reader: OnceLock::new(),
             sessions: Default::default(),
             backend_tls,
@@ -479,6 +494,9 @@ async fn follow_topology(shared: Arc<Shared>) {
     while rx.changed().await.is_ok() {
         let topo = rx.borrow_and_update().clone();
         shared.metrics.set_topology_epoch(topo.epoch);
+        shared
+            .default_mode
+            .store(Arc::new(Shared::mode_of(&shared.config, &topo)));
         shared.topology.store(topo.clone());
         let addrs: Vec<String> = topo.members().map(Member::addr).collect();
         shared.health.retain(&addrs);

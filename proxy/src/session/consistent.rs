@@ -119,6 +119,19 @@ impl Session {
                 return ReadPlan::Primary;
             }
         };
+        // Stay on the current replica when it qualifies: no new connection, warm caches, and
+        // no allocation on this, the common path.
+        if let Some(slot) = &self.replica {
+            let topo = self.shared.topology();
+            let listed = topo
+                .replicas
+                .iter()
+                .any(|m| m.weight > 0 && m.has_addr(&slot.member.host, slot.member.port));
+            if listed && self.shared.health.is_up(&slot.addr) && self.qualifies(&slot.addr, &req) {
+                self.read_mode = label;
+                return ReadPlan::Replica;
+            }
+        }
         let topo = self.shared.topology();
         let healthy: Vec<Member> = topo
             .replicas
@@ -130,16 +143,6 @@ impl Session {
         if healthy.is_empty() {
             self.fall_back("no_replica");
             return ReadPlan::Primary;
-        }
-        // Stay on the current replica when it qualifies: no new connection, warm caches.
-        if let Some(slot) = &self.replica
-            && healthy
-                .iter()
-                .any(|m| m.has_addr(&slot.member.host, slot.member.port))
-            && self.qualifies(&slot.addr, &req)
-        {
-            self.read_mode = label;
-            return ReadPlan::Replica;
         }
         let qualified: Vec<&Member> = healthy
             .iter()
