@@ -22,6 +22,8 @@ pub enum PacketError {
     TooLarge(usize),
     #[error("peer stopped sending in the middle of a packet")]
     Stalled,
+    #[error("peer stopped reading")]
+    WriteStalled,
     #[error("sequence id {got}, expected {expected}")]
     OutOfOrder { expected: u8, got: u8 },
     #[error("malformed packet: {0}")]
@@ -53,6 +55,9 @@ pub struct PacketStream<S> {
     pub max_logical: usize,
     /// How long the rest of a packet may take once its first byte arrived.
     pub packet_timeout: Duration,
+    /// How long a flush may wait for the peer to take the bytes (a client that stops reading
+    /// must not hold a backend connection forever; MariaDB's net_write_timeout is 60 s).
+    pub write_timeout: Duration,
     last_seq: u8,
 }
 
@@ -75,6 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             wbuf: BytesMut::with_capacity(READ_CHUNK),
             max_logical: 1 << 30,
             packet_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
             last_seq: 0,
         }
     }
@@ -91,6 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             wbuf: self.wbuf,
             max_logical: self.max_logical,
             packet_timeout: self.packet_timeout,
+            write_timeout: self.write_timeout,
             last_seq: self.last_seq,
         }
     }
@@ -226,11 +233,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), PacketError> {
-        if !self.wbuf.is_empty() {
-            self.io.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-        }
-        self.io.flush().await?;
+        let write = async {
+            if !self.wbuf.is_empty() {
+                self.io.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+            }
+            self.io.flush().await
+        };
+        tokio::time::timeout(self.write_timeout, write)
+            .await
+            .map_err(|_| PacketError::WriteStalled)??;
         Ok(())
     }
 

@@ -152,7 +152,11 @@ async fn run(
     let mut seq = 0u8;
     plain.send(&mut seq, &greeting.encode()).await?;
     let (rseq, mut payload) = plain.read_logical().await?;
-    check_seq(rseq, 1)?;
+    if rseq != 1 {
+        // As the server does: say why before closing.
+        let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
+        return Err(refuse(&mut plain, 1, err).await);
+    }
     seq = rseq.wrapping_add(1);
 
     let mut tls = false;

@@ -165,7 +165,8 @@ impl Session {
                 }
                 Err(PacketError::TooLarge(n)) => {
                     tracing::debug!(id = self.id, bytes = n, "client packet too large");
-                    self.fatal(1, ErrPacket::packet_too_large()).await;
+                    let seq = self.client.last_read_seq().wrapping_add(1);
+                    self.fatal(seq, ErrPacket::packet_too_large()).await;
                     break;
                 }
                 Err(e) => {
@@ -235,7 +236,8 @@ impl Session {
     async fn command(&mut self, payload: Bytes) -> Result<(), End> {
         self.reply_seq = self.client.last_read_seq().wrapping_add(1);
         let Some(&cmd) = payload.first() else {
-            return self.reply_err(&ErrPacket::malformed()).await;
+            // What MariaDB answers to an empty command packet.
+            return self.reply_err(&ErrPacket::unknown_command()).await;
         };
         tracing::trace!(id = self.id, cmd, len = payload.len(), "command");
         match cmd {

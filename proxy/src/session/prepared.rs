@@ -254,7 +254,9 @@ impl Session {
 
     pub(super) async fn fetch(&mut self, payload: Bytes) -> Result<(), End> {
         let Some(cid) = statement_id(&payload) else {
-            return self.reply_err(&ErrPacket::malformed()).await;
+            return self
+                .reply_err(&ErrPacket::unknown_statement(0, "mysql_stmt_fetch"))
+                .await;
         };
         let cursor = self.statements.map.get(&cid).and_then(|s| s.cursor_on);
         let Some(which) = cursor.filter(|w| self.slot(*w).is_some()) else {
@@ -293,7 +295,9 @@ impl Session {
 
     pub(super) async fn reset_statement(&mut self, payload: Bytes) -> Result<(), End> {
         let Some(cid) = statement_id(&payload) else {
-            return self.reply_err(&ErrPacket::malformed()).await;
+            return self
+                .reply_err(&ErrPacket::unknown_statement(0, "mysql_stmt_reset"))
+                .await;
         };
         let Some(stmt) = self.statements.map.get_mut(&cid) else {
             return self
