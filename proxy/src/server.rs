@@ -79,6 +79,14 @@ impl Shared {
         }
     }
 
+    /// What the primary's greeting offered (all of ours when it was not reachable at start).
+    pub fn backend_caps(&self) -> u32 {
+        match &**self.backend_greeting.load() {
+            Some(g) => g.capabilities,
+            None => cap::PROXY_DEFAULT,
+        }
+    }
+
     pub fn collation(&self) -> u8 {
         match &**self.backend_greeting.load() {
             Some(g) if g.collation != 0 => g.collation,

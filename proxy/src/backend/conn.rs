@@ -73,6 +73,9 @@ pub struct BackendConn {
     pub last_used: Instant,
     /// Set when the server reports write GTIDs; re-applied after every reset.
     track_gtids: Option<Flavor>,
+    /// The backend tracks session state but the client did not ask for it: OK packets are
+    /// rewritten on their way to the client.
+    pub strip_session_track: bool,
 }
 
 /// Connects and logs in.
@@ -124,6 +127,8 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
         database: p.database.clone(),
         last_used: Instant::now(),
         track_gtids: p.track_gtids.filter(|_| caps & cap::SESSION_TRACK != 0),
+        strip_session_track: caps & cap::SESSION_TRACK != 0
+            && p.client_caps & cap::SESSION_TRACK == 0,
     };
     conn.enable_gtid_tracking()
         .await
@@ -135,7 +140,15 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
 }
 
 fn negotiate(p: &ConnectParams, g: &Greeting) -> u32 {
+    // Session tracking is how writes report their GTIDs; clients that did not ask for it get
+    // OK packets rewritten without it (see `strip_session_track`).
+    let tracking = if p.track_gtids.is_some() {
+        cap::SESSION_TRACK
+    } else {
+        0
+    };
     let wanted = (p.client_caps & cap::SHAPE)
+        | tracking
         | cap::LONG_PASSWORD
         | cap::PROTOCOL_41
         | cap::TRANSACTIONS

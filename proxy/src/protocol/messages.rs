@@ -66,6 +66,34 @@ impl Ok {
     }
 }
 
+/// Rewrites an OK-layout packet from a connection with `CLIENT_SESSION_TRACK` into the layout
+/// of a client without it: the info string runs to the end, no session state, and the
+/// session-state-changed flag cleared. `None` when the packet does not parse (forward it as is).
+pub fn without_session_track(payload: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Reader::new(payload);
+    let head = r.u8().ok()?;
+    let affected = r.lenenc_int().ok()?.unwrap_or(0);
+    let insert_id = r.lenenc_int().ok()?.unwrap_or(0);
+    let status = r.u16().ok()?;
+    let warnings = r.u16().ok()?;
+    let info = if r.is_empty() {
+        &[][..]
+    } else {
+        r.lenenc_bytes().ok()?
+    };
+    let mut out = Vec::with_capacity(payload.len());
+    out.push(head);
+    put_lenenc_int(&mut out, affected);
+    put_lenenc_int(&mut out, insert_id);
+    put_u16(
+        &mut out,
+        status & !super::constants::status::SESSION_STATE_CHANGED,
+    );
+    put_u16(&mut out, warnings);
+    out.extend_from_slice(info);
+    Some(out)
+}
+
 /// Encodes an old-style EOF packet.
 pub fn eof(warnings: u16, status: u16) -> Vec<u8> {
     let mut out = vec![header::EOF];
@@ -260,6 +288,32 @@ mod tests {
         let eof_ok = ok.encode_as_eof(cap::DEPRECATE_EOF);
         assert!(is_terminator(&eof_ok, cap::DEPRECATE_EOF));
         assert_eq!(status_of(&eof_ok, cap::DEPRECATE_EOF), Some(ok.status));
+    }
+
+    #[test]
+    fn session_track_is_stripped_for_clients_without_it() {
+        use crate::protocol::wire::put_lenenc_bytes;
+        let mut tracked = vec![0x00, 1, 7];
+        put_u16(
+            &mut tracked,
+            status::AUTOCOMMIT | status::SESSION_STATE_CHANGED,
+        );
+        put_u16(&mut tracked, 0);
+        put_lenenc_bytes(&mut tracked, b"Rows matched: 1");
+        put_lenenc_bytes(&mut tracked, &[0, 5, 4, b'x', b'y', b'z', b'w']);
+        let plain = without_session_track(&tracked).unwrap();
+        let ok = Ok::parse(&plain, 0).unwrap();
+        assert_eq!(
+            (ok.affected_rows, ok.last_insert_id, ok.status),
+            (1, 7, status::AUTOCOMMIT)
+        );
+        assert!(plain.ends_with(b"Rows matched: 1"));
+        // No info at all, and the 0xfe terminator form.
+        let mut bare = vec![0xfe, 0, 0];
+        put_u16(&mut bare, status::AUTOCOMMIT);
+        put_u16(&mut bare, 0);
+        assert_eq!(without_session_track(&bare).unwrap(), bare);
+        assert!(without_session_track(&[0x00, 0xfc]).is_none());
     }
 
     #[test]

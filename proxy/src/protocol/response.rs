@@ -74,6 +74,9 @@ pub struct ResponseTracker {
     /// Error code when the response (or one of its result sets) ended in ERR.
     pub error: Option<u16>,
     pub prepare: Option<PrepareOk>,
+    /// The packet just fed has the OK layout (an OK, or a 0xfe terminator under
+    /// `CLIENT_DEPRECATE_EOF`): the only packets whose session-state part may need rewriting.
+    pub ok_layout: bool,
 }
 
 impl ResponseTracker {
@@ -91,6 +94,7 @@ impl ResponseTracker {
             last_ok: None,
             error: None,
             prepare: None,
+            ok_layout: false,
         }
     }
 
@@ -105,6 +109,7 @@ impl ResponseTracker {
         }
         let continuation = self.continuing;
         self.continuing = payload.len() == MAX_PAYLOAD;
+        self.ok_layout = false;
         if continuation {
             return Ok(Step::More);
         }
@@ -160,6 +165,7 @@ impl ResponseTracker {
                 self.status = messages::status_of(p, self.caps);
                 if self.caps & cap::DEPRECATE_EOF != 0 {
                     self.last_ok = Ok::parse(p, self.caps).ok();
+                    self.ok_layout = true;
                 }
                 if matches!(self.kind, ResponseKind::Query | ResponseKind::Execute)
                     && self.has(status::MORE_RESULTS_EXISTS)
@@ -275,6 +281,7 @@ impl ResponseTracker {
     }
 
     fn record_ok(&mut self, p: &[u8]) {
+        self.ok_layout = true;
         if let Ok(ok) = Ok::parse(p, self.caps) {
             self.status = Some(ok.status);
             self.last_ok = Some(ok);

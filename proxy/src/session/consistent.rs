@@ -49,9 +49,10 @@ impl Session {
             .unwrap_or_else(|| self.shared.default_consistency())
     }
 
-    /// Whether the session's backend connections report the GTIDs of its writes.
+    /// Whether the backends report the GTIDs of writes (they track session state for every
+    /// client, whether or not the client asked for it).
     fn tracks_gtids(&self) -> bool {
-        self.login.caps & cap::SESSION_TRACK != 0
+        self.shared.backend_caps() & cap::SESSION_TRACK != 0
     }
 
     async fn requirement(&mut self, mode: ConsistencyMode) -> Result<Requirement, &'static str> {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::login::ClientStream;
 use crate::backend::PooledConn;
-use crate::protocol::messages::ErrPacket;
+use crate::protocol::messages::{self, ErrPacket};
 use crate::protocol::packet::PacketError;
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
 
@@ -71,6 +71,12 @@ pub async fn relay_response(
         };
         if let (Some(id), false) = (stmt_id, forwarded) {
             pkt.payload = rewrite_prepare_id(pkt.payload, id);
+        }
+        if tracker.ok_layout
+            && backend.strip_session_track
+            && let Some(plain) = messages::without_session_track(&pkt.payload)
+        {
+            pkt.payload = Bytes::from(plain);
         }
         last_seq = pkt.seq;
         forwarded = true;

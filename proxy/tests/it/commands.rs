@@ -315,3 +315,65 @@ async fn greeting_version_is_the_primarys_or_the_configured_one() {
         "8.0.99-lagless"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_session_tracking_get_plain_ok_packets_and_session_consistency() {
+    let h = Harness::start(2).await;
+    let mut s = login(&h, 0).await;
+    let q = |sql: &str| cmd(com::QUERY, sql.as_bytes());
+    let (t, _) = call(
+        &mut s,
+        &q("CREATE TABLE st (id INT PRIMARY KEY, v INT)"),
+        ResponseKind::Query,
+        0,
+    )
+    .await;
+    assert!(t.error.is_none());
+    let (_, packets) = call(
+        &mut s,
+        &q("INSERT INTO st VALUES (1, 1), (2, 2)"),
+        ResponseKind::Query,
+        0,
+    )
+    .await;
+    // The OK as a server gives it to a client without CLIENT_SESSION_TRACK: info to the end,
+    // no session-state flag.
+    let ok = messages::Ok::parse(&packets[0], 0).unwrap();
+    assert_eq!(ok.affected_rows, 2);
+    assert_eq!(ok.status & status::SESSION_STATE_CHANGED, 0);
+    assert!(
+        String::from_utf8_lossy(&packets[0]).ends_with("Records: 2  Duplicates: 0  Warnings: 0")
+    );
+    // The replica now applies everything two seconds late; `session` still reads its writes.
+    h.cluster.member(1).set_master_delay(2).await.unwrap();
+    let (t, _) = call(
+        &mut s,
+        &q("SET lagless_consistency = 'session'"),
+        ResponseKind::Query,
+        0,
+    )
+    .await;
+    assert!(t.error.is_none());
+    for v in 10..15 {
+        let (t, _) = call(
+            &mut s,
+            &q(&format!("UPDATE st SET v = {v} WHERE id = 1")),
+            ResponseKind::Query,
+            0,
+        )
+        .await;
+        assert!(t.error.is_none());
+        let (_, packets) = call(
+            &mut s,
+            &q("SELECT v FROM st WHERE id = 1"),
+            ResponseKind::Query,
+            0,
+        )
+        .await;
+        assert_eq!(
+            &packets[3][..],
+            format!("\x02{v}").as_bytes(),
+            "read-your-writes"
+        );
+    }
+}
