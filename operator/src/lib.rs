@@ -4,5 +4,7 @@
 //! The orchestration core, the Kubernetes reconciler and the local runtime are being built; see
 //! `docs/architecture.md` for what exists today.
 
+pub mod orchestrate;
+
 /// The version reported by `--version` and in logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

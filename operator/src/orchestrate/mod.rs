@@ -1,0 +1,22 @@
+//! The engine-agnostic cluster logic: observe -> plan -> act.
+//!
+//! - [`view`]: what was observed ([`ClusterView`]), what the user wants ([`ClusterSpec`]) and
+//!   what the operator remembers between ticks ([`History`], time included as plain
+//!   milliseconds).
+//! - [`plan`](mod@plan): the decision, a pure function of those three. It reads no clock and
+//!   runs no SQL, so every decision — failover, switchover, quarantine, bootstrap, scale-down —
+//!   is unit- and property-tested without servers.
+//!
+//! The shape follows MOCO's `clustering/status.go` (classify into a small state enum, then one
+//! operation per state) and goes further: deciding errant members needs no database call,
+//! because the view carries each member's executed and retrieved GTID sets.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod plan;
+pub mod view;
+
+pub use plan::{Action, Cause, ClusterState, Event, Plan, plan};
+pub use view::{
+    ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
+    SemiSync, Switchover, SwitchoverTarget,
+};

@@ -1,0 +1,995 @@
+//! One table-style test per decision, on small hand-built views; property tests in `props`.
+
+mod props;
+
+use std::time::Duration;
+
+use lagless_proxy::gtid::GtidSet;
+use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
+
+use super::{Action, Cause, ClusterState, Event, Plan, plan};
+use crate::orchestrate::view::{
+    ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
+    SemiSync, Switchover, SwitchoverTarget,
+};
+
+const PORT: u16 = 3306;
+const NOW: u64 = 10_000_000;
+
+fn maria(text: &str) -> GtidSet {
+    GtidSet::parse(Flavor::Mariadb, text).unwrap()
+}
+
+fn mysql(text: &str) -> GtidSet {
+    GtidSet::parse(Flavor::Mysql, text).unwrap()
+}
+
+/// Adjusts a fixture in place, keeping test tables short.
+trait With: Sized {
+    fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+impl<T> With for T {}
+
+/// A writable member with no source (host = name).
+fn primary(name: &str, executed: GtidSet) -> MemberView {
+    MemberView {
+        probe: Probe::Ok,
+        read_only: Some(false),
+        executed: Some(executed.clone()),
+        retrieved: Some(GtidSet::empty(executed.flavor())),
+        ..MemberView::unobserved(name, name, PORT)
+    }
+}
+
+/// A read-only member replicating from `source` with both threads running.
+fn replica(name: &str, source: &str, executed: GtidSet) -> MemberView {
+    MemberView {
+        probe: Probe::Ok,
+        read_only: Some(true),
+        retrieved: Some(executed.clone()),
+        executed: Some(executed),
+        source: Some((source.to_owned(), PORT)),
+        io_running: Some(true),
+        sql_running: Some(true),
+        ..MemberView::unobserved(name, name, PORT)
+    }
+}
+
+/// A replica whose IO thread lost its source; it still holds `retrieved`.
+fn orphan(name: &str, source: &str, executed: GtidSet, retrieved: GtidSet) -> MemberView {
+    replica(name, source, executed).with(|m| {
+        m.retrieved = Some(retrieved);
+        m.io_running = Some(false);
+        m.io_error = Some(ReplicationError::new(2003, "Can't connect"));
+    })
+}
+
+/// A member that failed `failures` probes in a row.
+fn down(name: &str, failures: u32) -> MemberView {
+    MemberView {
+        consecutive_failures: failures,
+        ..MemberView::unobserved(name, name, PORT)
+    }
+}
+
+fn spec(names: &[&str]) -> ClusterSpec {
+    let members = names
+        .iter()
+        .map(|n| MemberSpec::new(*n, *n, PORT))
+        .collect();
+    ClusterSpec::new("demo", members)
+}
+
+fn topology(primary: Option<&str>, replicas: &[&str], epoch: u64) -> Topology {
+    Topology {
+        cluster: "demo".into(),
+        flavor: Flavor::Mariadb,
+        epoch,
+        state: if primary.is_some() {
+            TopologyState::Ready
+        } else {
+            TopologyState::Switching
+        },
+        primary: primary.map(|p| Member::new(p, p, PORT)),
+        replicas: replicas.iter().map(|r| Member::new(*r, *r, PORT)).collect(),
+        consistency: None,
+    }
+}
+
+fn view(members: Vec<MemberView>, published: Option<Topology>) -> ClusterView {
+    let flavor = members
+        .iter()
+        .find_map(|m| m.executed.as_ref().map(GtidSet::flavor))
+        .unwrap_or(Flavor::Mariadb);
+    ClusterView {
+        flavor,
+        members,
+        published,
+    }
+}
+
+fn history() -> History {
+    History {
+        now_ms: NOW,
+        ..History::default()
+    }
+}
+
+/// a primary at 0-1-100 with replicas b and c, published at epoch 5.
+fn healthy() -> ClusterView {
+    view(
+        vec![
+            primary("a", maria("0-1-100")),
+            replica("b", "a", maria("0-1-100")),
+            replica("c", "a", maria("0-1-100")),
+        ],
+        Some(topology(Some("a"), &["b", "c"], 5)),
+    )
+}
+
+/// a dead after 3 probes; b and c lost it, c received more than b.
+fn a_dead() -> ClusterView {
+    view(
+        vec![
+            down("a", 3),
+            orphan("b", "a", maria("0-1-90"), maria("0-1-95")),
+            orphan("c", "a", maria("0-1-90"), maria("0-1-98")),
+        ],
+        Some(topology(Some("a"), &["b", "c"], 5)),
+    )
+}
+
+fn run(view: &ClusterView, spec: &ClusterSpec) -> Plan {
+    plan(view, spec, &history())
+}
+
+fn promoted(plan: &Plan) -> Vec<&str> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Promote { member } => Some(member.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn published(plan: &Plan) -> Vec<&Topology> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::PublishTopology { topology } => Some(topology),
+            _ => None,
+        })
+        .collect()
+}
+
+fn warnings(plan: &Plan) -> String {
+    plan.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Warning { message } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn publish(primary: Option<&str>, replicas: &[&str], epoch: u64) -> Action {
+    Action::PublishTopology {
+        topology: topology(primary, replicas, epoch),
+    }
+}
+
+fn read_only(member: &str) -> Action {
+    Action::SetReadOnly {
+        member: member.to_owned(),
+    }
+}
+
+fn quarantined(plan: &Plan) -> Vec<&str> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Quarantine { member, .. } => Some(member.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steady state and repairs
+
+#[test]
+fn healthy_cluster_needs_nothing() {
+    let p = run(&healthy(), &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Healthy);
+    assert!(p.actions.is_empty() && p.events.is_empty(), "{p:?}");
+}
+
+#[test]
+fn lagging_replica_is_no_reason_to_act() {
+    let mut v = healthy();
+    v.members[1] = replica("b", "a", maria("0-1-3"));
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Healthy, "{p:?}");
+}
+
+#[test]
+fn stopped_replication_is_restarted() {
+    let mut v = healthy();
+    v.members[1].sql_running = Some(false);
+    v.members[2].io_running = Some(false);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Degraded);
+    assert_eq!(
+        p.actions,
+        [
+            Action::RestartReplication { member: "b".into() },
+            Action::RestartReplication { member: "c".into() },
+        ]
+    );
+}
+
+#[test]
+fn sql_error_is_reported_not_restarted() {
+    let mut v = healthy();
+    v.members[1].sql_running = Some(false);
+    v.members[1].sql_error = Some(ReplicationError::new(1062, "Duplicate entry"));
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Degraded);
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert!(warnings(&p).contains("1062"), "{p:?}");
+}
+
+#[test]
+fn replica_of_another_source_is_repointed() {
+    let mut v = healthy();
+    v.members[2] = replica("c", "b", maria("0-1-100"));
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(
+        p.actions,
+        [
+            Action::Repoint {
+                member: "c".into(),
+                source: "a".into()
+            },
+            // Not following the primary yet, so not published until it does.
+            publish(Some("a"), &["b"], 6),
+        ]
+    );
+}
+
+#[test]
+fn new_empty_member_joins_then_is_published() {
+    let mut v = healthy();
+    v.members.push(MemberView {
+        probe: Probe::Ok,
+        read_only: Some(true),
+        executed: Some(maria("")),
+        ..MemberView::unobserved("d", "d", PORT)
+    });
+    let spec = spec(&["a", "b", "c", "d"]);
+    let p = run(&v, &spec);
+    assert_eq!(
+        p.actions,
+        [Action::Rejoin {
+            member: "d".into(),
+            source: "a".into()
+        }]
+    );
+    v.members[3] = replica("d", "a", maria("0-1-100"));
+    let p = run(&v, &spec);
+    assert_eq!(p.actions, [publish(Some("a"), &["b", "c", "d"], 6)]);
+}
+
+#[test]
+fn primary_restarted_read_only_is_made_writable() {
+    let mut v = healthy();
+    v.members[0].read_only = Some(true);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.actions, [Action::SetWritable { member: "a".into() }]);
+}
+
+#[test]
+fn stray_writable_replica_is_set_read_only() {
+    let mut v = healthy();
+    v.members[1].read_only = Some(false);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.actions, [read_only("b")]);
+}
+
+#[test]
+fn unreachable_replica_stays_published() {
+    let mut v = healthy();
+    v.members[2] = down("c", 7);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Healthy, "{p:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errant transactions
+
+#[test]
+fn replica_with_local_writes_is_quarantined() {
+    let mut v = healthy();
+    v.members[1] = replica("b", "a", maria("0-1-100")).with(|m| {
+        m.executed = Some(maria("0-1-100,7-2-3"));
+    });
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Degraded);
+    assert_eq!(quarantined(&p), ["b"]);
+    assert!(
+        p.events
+            .iter()
+            .any(|e| matches!(e, Event::Quarantined { member, .. } if member == "b"))
+    );
+    // No traffic: the topology drops it in the same plan.
+    assert_eq!(published(&p), [&topology(Some("a"), &["c"], 6)]);
+}
+
+#[test]
+fn mysql_replica_with_its_own_uuid_is_quarantined() {
+    let a = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let b = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let v = view(
+        vec![
+            primary("a", mysql(&format!("{a}:1-50"))),
+            replica("b", "a", mysql(&format!("{a}:1-50"))).with(|m| {
+                m.executed = Some(mysql(&format!("{a}:1-50,{b}:1")));
+            }),
+        ],
+        Some(topology(Some("a"), &["b"], 5).with(|t| t.flavor = Flavor::Mysql)),
+    );
+    let p = run(&v, &spec(&["a", "b"]));
+    assert_eq!(quarantined(&p), ["b"]);
+}
+
+#[test]
+fn same_sequence_from_another_server_is_errant() {
+    let mut v = healthy();
+    v.members[1] = replica("b", "a", maria("0-1-100")).with(|m| {
+        m.executed = Some(maria("0-2-100"));
+        m.retrieved = Some(maria("0-1-99"));
+    });
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(quarantined(&p), ["b"]);
+}
+
+#[test]
+fn source_refusing_the_position_quarantines() {
+    let mut v = healthy();
+    v.members[1].io_running = Some(false);
+    v.members[1].io_error = Some(ReplicationError::new(
+        1236,
+        "Error: connecting slave requested to start from GTID 0-1-100, which is not in the \
+         master's binlog",
+    ));
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(quarantined(&p), ["b"]);
+    assert!(
+        !p.actions
+            .contains(&Action::RestartReplication { member: "b".into() })
+    );
+}
+
+#[test]
+fn quarantined_member_gets_no_repairs_and_no_traffic() {
+    let mut v = healthy();
+    v.members[1].io_running = Some(false);
+    let mut h = history();
+    h.quarantined.insert("b".into(), "errant".into());
+    let p = plan(&v, &spec(&["a", "b", "c"]), &h);
+    assert_eq!(p.actions, [publish(Some("a"), &["c"], 6)]);
+}
+
+#[test]
+fn primary_that_lost_transactions_does_not_quarantine_replicas() {
+    // a crashed and came back without 0-1-101..105, which b had already received.
+    let mut v = healthy();
+    v.members[1] = replica("b", "a", maria("0-1-105"));
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert!(quarantined(&p).is_empty(), "{p:?}");
+    assert!(warnings(&p).contains("lacks transactions"), "{p:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The old primary returns
+
+fn after_failover(old: MemberView) -> (ClusterView, History) {
+    let v = view(
+        vec![
+            old,
+            primary("b", maria("0-2-105")),
+            replica("c", "b", maria("0-2-105")),
+        ],
+        Some(topology(Some("b"), &["c"], 7)),
+    );
+    let mut h = history();
+    h.last_promotion = Some(Promotion {
+        from: Some("a".into()),
+        to: "b".into(),
+        position: Some(maria("0-1-100")),
+    });
+    (v, h)
+}
+
+#[test]
+fn old_primary_with_extra_transactions_is_quarantined_not_rejoined() {
+    // a committed 0-1-101 locally before dying; b took over at 0-1-100 and moved on to 0-2-105,
+    // so by sequence number alone a looks behind b.
+    let (v, h) = after_failover(primary("a", maria("0-1-101")));
+    let p = plan(&v, &spec(&["a", "b", "c"]), &h);
+    assert_eq!(p.actions.first(), Some(&read_only("a")));
+    assert_eq!(quarantined(&p), ["a"]);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::Rejoin { .. } | Action::Repoint { .. })),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn old_primary_without_extra_transactions_rejoins() {
+    let (v, h) = after_failover(primary("a", maria("0-1-100")));
+    let p = plan(&v, &spec(&["a", "b", "c"]), &h);
+    assert_eq!(
+        p.actions,
+        [
+            read_only("a"),
+            Action::Rejoin {
+                member: "a".into(),
+                source: "b".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn old_mysql_primary_with_extra_transactions_is_quarantined() {
+    let a = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let b = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let v = view(
+        vec![
+            primary("a", mysql(&format!("{a}:1-101"))),
+            primary("b", mysql(&format!("{a}:1-100,{b}:1-5"))),
+        ],
+        Some(topology(Some("b"), &[], 7).with(|t| t.flavor = Flavor::Mysql)),
+    );
+    let p = run(&v, &spec(&["a", "b"]));
+    assert_eq!(quarantined(&p), ["a"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failover
+
+#[test]
+fn dead_primary_fails_over_to_the_most_complete_replica() {
+    let p = run(&a_dead(), &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::PrimaryDown);
+    assert_eq!(
+        p.actions,
+        [
+            publish(None, &["b", "c"], 6),
+            Action::FenceReplicas {
+                members: vec!["b".into(), "c".into()]
+            },
+            Action::WaitRelayApplied {
+                member: "c".into(),
+                until: maria("0-1-98")
+            },
+            Action::Promote { member: "c".into() },
+            Action::Repoint {
+                member: "b".into(),
+                source: "c".into()
+            },
+            publish(Some("c"), &["b"], 7),
+        ]
+    );
+    assert_eq!(
+        p.events,
+        [Event::Promoted {
+            member: "c".into(),
+            previous: Some("a".into()),
+            epoch: 7,
+            cause: Cause::Failover,
+            position: Some(maria("0-1-98")),
+        }]
+    );
+}
+
+#[test]
+fn primary_short_of_the_probe_count_is_not_dead() {
+    let mut v = a_dead();
+    v.members[0].consecutive_failures = 2;
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::PrimaryUnconfirmedDown);
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn hung_primary_that_replicas_still_see_is_not_dead() {
+    let v = view(
+        vec![
+            down("a", 50).with(|m| m.probe = Probe::Hung),
+            replica("b", "a", maria("0-1-100")),
+            replica("c", "a", maria("0-1-100")),
+        ],
+        Some(topology(Some("a"), &["b", "c"], 5)),
+    );
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::PrimaryUnconfirmedDown);
+    assert!(p.actions.is_empty());
+    assert!(warnings(&p).contains("still replicate"), "{p:?}");
+}
+
+#[test]
+fn one_replica_still_connected_blocks_failover() {
+    let mut v = a_dead();
+    v.members[1].io_running = Some(true);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::PrimaryUnconfirmedDown);
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn hung_primary_that_replicas_lost_is_fenced_best_effort() {
+    let mut v = a_dead();
+    v.members[0].probe = Probe::Hung;
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::PrimaryDown);
+    assert_eq!(
+        p.actions.get(2),
+        Some(&Action::FencePrimary { member: "a".into() })
+    );
+    assert_eq!(promoted(&p), ["c"]);
+}
+
+#[test]
+fn primary_missing_from_the_view_counts_as_failed() {
+    let mut v = a_dead();
+    v.members.remove(0);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(promoted(&p), ["c"]);
+}
+
+#[test]
+fn equally_advanced_replicas_go_by_name_then_priority() {
+    let v = view(
+        vec![
+            down("a", 3),
+            orphan("c", "a", maria("0-1-90"), maria("0-1-98")),
+            orphan("b", "a", maria("0-1-98"), maria("0-1-98")),
+        ],
+        Some(topology(Some("a"), &["b", "c"], 5)),
+    );
+    let mut s = spec(&["a", "b", "c"]);
+    assert_eq!(promoted(&run(&v, &s)), ["b"]);
+    s.members[2].promotion_priority = 1;
+    assert_eq!(promoted(&run(&v, &s)), ["c"]);
+}
+
+#[test]
+fn lagging_replica_that_received_everything_is_promoted() {
+    // b's SQL thread is far behind (a lag probe would call it unready), but it received the
+    // most: it is the only safe choice, and it applies its relay log before promotion.
+    let v = view(
+        vec![
+            down("a", 3),
+            orphan("b", "a", maria("0-1-10"), maria("0-1-99")),
+            orphan("c", "a", maria("0-1-98"), maria("0-1-98")),
+        ],
+        Some(topology(Some("a"), &["b", "c"], 5)),
+    );
+    let mut s = spec(&["a", "b", "c"]);
+    s.members[2].promotion_priority = 10;
+    let p = run(&v, &s);
+    assert_eq!(promoted(&p), ["b"]);
+    assert!(p.actions.contains(&Action::WaitRelayApplied {
+        member: "b".into(),
+        until: maria("0-1-99")
+    }));
+}
+
+#[test]
+fn replica_with_failed_probes_is_no_reason_to_fail_over() {
+    let mut v = healthy();
+    v.members[1].consecutive_failures = 2;
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert!(promoted(&p).is_empty());
+    assert_eq!(p.state, ClusterState::Healthy);
+}
+
+#[test]
+fn never_promote_is_honoured() {
+    let mut s = spec(&["a", "b", "c"]);
+    s.members[2].never_promote = true;
+    let p = run(&a_dead(), &s);
+    // c alone holds 0-1-96..98: promoting b would lose them.
+    assert_eq!(p.state, ClusterState::Incomplete);
+    assert!(promoted(&p).is_empty());
+    assert!(warnings(&p).contains("may be promoted"), "{p:?}");
+
+    let mut v = a_dead();
+    v.members[1].retrieved = Some(maria("0-1-98"));
+    assert_eq!(promoted(&run(&v, &s)), ["b"]);
+}
+
+#[test]
+fn quarantined_replica_is_never_promoted() {
+    let mut h = history();
+    h.quarantined.insert("c".into(), "errant".into());
+    let p = plan(&a_dead(), &spec(&["a", "b", "c"]), &h);
+    assert_eq!(promoted(&p), ["b"]);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::Repoint { member, .. } if member == "c"))
+    );
+}
+
+#[test]
+fn replica_that_cannot_apply_is_not_promoted() {
+    let mut v = a_dead();
+    v.members[2].sql_error = Some(ReplicationError::new(1062, "Duplicate entry"));
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Incomplete);
+    assert!(promoted(&p).is_empty());
+}
+
+#[test]
+fn diverged_candidates_stop_the_failover() {
+    let x = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let v = view(
+        vec![
+            down("a", 3),
+            orphan(
+                "b",
+                "a",
+                mysql(&format!("{x}:1-5")),
+                mysql(&format!("{x}:1-5:7")),
+            ),
+            orphan(
+                "c",
+                "a",
+                mysql(&format!("{x}:1-6")),
+                mysql(&format!("{x}:1-6")),
+            ),
+        ],
+        Some(topology(Some("a"), &["b", "c"], 5).with(|t| t.flavor = Flavor::Mysql)),
+    );
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Incomplete);
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn cooldown_blocks_failover() {
+    let mut h = history();
+    h.last_failover_ms = Some(NOW - 10_000);
+    let p = plan(&a_dead(), &spec(&["a", "b", "c"]), &h);
+    assert_eq!(p.state, ClusterState::Cooldown);
+    assert!(p.actions.is_empty());
+
+    let mut s = spec(&["a", "b", "c"]);
+    s.failover_cooldown = Duration::from_secs(5);
+    assert_eq!(plan(&a_dead(), &s, &h).state, ClusterState::PrimaryDown);
+}
+
+#[test]
+fn semi_sync_waits_for_replicas_that_may_hold_acknowledged_writes() {
+    let mut v = a_dead();
+    v.members.push(down("d", 9));
+    let mut s = spec(&["a", "b", "c", "d"]);
+    s.semi_sync = Some(SemiSync { acks: 1 });
+    let p = run(&v, &s);
+    assert_eq!(p.state, ClusterState::Incomplete);
+    assert!(warnings(&p).contains("semi-sync"), "{p:?}");
+
+    s.semi_sync = Some(SemiSync { acks: 2 });
+    assert_eq!(promoted(&run(&v, &s)), ["c"]);
+}
+
+#[test]
+fn failover_keeps_unreachable_replicas_listed_but_not_the_old_primary() {
+    let mut v = a_dead();
+    v.members.push(down("d", 9));
+    v.published = Some(topology(Some("a"), &["b", "c", "d"], 5));
+    let p = run(&v, &spec(&["a", "b", "c", "d"]));
+    assert_eq!(
+        published(&p).last(),
+        Some(&&topology(Some("c"), &["b", "d"], 7))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Switchover
+
+fn switch_to(target: SwitchoverTarget) -> ClusterSpec {
+    let mut s = spec(&["a", "b", "c"]);
+    s.switchover = Some(Switchover {
+        id: "r1".into(),
+        to: target,
+    });
+    s
+}
+
+#[test]
+fn switchover_to_a_named_member() {
+    let p = run(&healthy(), &switch_to(SwitchoverTarget::Member("c".into())));
+    assert_eq!(p.state, ClusterState::Switchover);
+    assert_eq!(
+        p.actions,
+        [
+            publish(None, &["b", "c"], 6),
+            read_only("a"),
+            Action::KillClientConnections { member: "a".into() },
+            Action::WaitCaughtUp {
+                member: "c".into(),
+                source: "a".into()
+            },
+            Action::Promote { member: "c".into() },
+            Action::Repoint {
+                member: "b".into(),
+                source: "c".into()
+            },
+            Action::Repoint {
+                member: "a".into(),
+                source: "c".into()
+            },
+            publish(Some("c"), &["a", "b"], 7),
+        ]
+    );
+    assert_eq!(
+        p.events,
+        [Event::Promoted {
+            member: "c".into(),
+            previous: Some("a".into()),
+            epoch: 7,
+            cause: Cause::Switchover {
+                request: Some("r1".into())
+            },
+            position: None,
+        }]
+    );
+}
+
+#[test]
+fn switchover_to_the_best_member() {
+    let mut v = healthy();
+    v.members[1] = replica("b", "a", maria("0-1-80"));
+    // Equal priority: the least behind wins.
+    assert_eq!(
+        promoted(&run(&v, &switch_to(SwitchoverTarget::Best))),
+        ["c"]
+    );
+    // Priority first: a replica that is behind can catch up.
+    let mut s = switch_to(SwitchoverTarget::Best);
+    s.members[1].promotion_priority = 1;
+    assert_eq!(promoted(&run(&v, &s)), ["b"]);
+}
+
+#[test]
+fn switchover_ignores_the_cooldown() {
+    let mut h = history();
+    h.last_failover_ms = Some(NOW - 1);
+    let p = plan(&healthy(), &switch_to(SwitchoverTarget::Best), &h);
+    assert_eq!(promoted(&p), ["b"]);
+}
+
+#[test]
+fn completed_switchover_is_not_repeated() {
+    let mut h = history();
+    h.completed_switchover = Some("r1".into());
+    let p = plan(&healthy(), &switch_to(SwitchoverTarget::Best), &h);
+    assert_eq!(p.state, ClusterState::Healthy);
+    let p = run(&healthy(), &switch_to(SwitchoverTarget::Member("a".into())));
+    assert_eq!(p.state, ClusterState::Healthy);
+}
+
+#[test]
+fn switchover_to_an_ineligible_member_is_refused() {
+    let mut s = switch_to(SwitchoverTarget::Member("c".into()));
+    s.members[2].never_promote = true;
+    let p = run(&healthy(), &s);
+    assert_eq!(p.state, ClusterState::Degraded);
+    assert!(p.actions.is_empty());
+    assert!(warnings(&p).contains("refused"), "{p:?}");
+
+    let mut v = healthy();
+    v.members[2] = down("c", 1);
+    let p = run(&v, &switch_to(SwitchoverTarget::Member("c".into())));
+    assert!(promoted(&p).is_empty());
+}
+
+#[test]
+fn recording_events_updates_the_history() {
+    let mut h = history();
+    for event in run(&a_dead(), &spec(&["a", "b", "c"])).events {
+        h.record(&event);
+    }
+    assert_eq!(h.last_failover_ms, Some(NOW));
+    assert_eq!(h.last_promotion.as_ref().map(|p| p.to.as_str()), Some("c"));
+    for event in run(&healthy(), &switch_to(SwitchoverTarget::Best)).events {
+        h.record(&event);
+    }
+    assert_eq!(h.completed_switchover.as_deref(), Some("r1"));
+    h.record(&Event::Quarantined {
+        member: "b".into(),
+        reason: "errant".into(),
+    });
+    assert!(h.quarantined.contains_key("b"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale-down
+
+#[test]
+fn scale_down_removes_a_replica_after_unpublishing_it() {
+    let p = run(&healthy(), &spec(&["a", "b"]));
+    assert_eq!(
+        p.actions,
+        [
+            publish(Some("a"), &["b"], 6),
+            Action::Decommission { member: "c".into() },
+        ]
+    );
+}
+
+#[test]
+fn scale_down_of_the_primary_switches_over_first() {
+    let p = run(&healthy(), &spec(&["b", "c"]));
+    assert_eq!(p.state, ClusterState::Switchover);
+    assert_eq!(promoted(&p), ["b"]);
+    let decommission = p
+        .actions
+        .iter()
+        .position(|a| *a == Action::Decommission { member: "a".into() });
+    let last_publish = p
+        .actions
+        .iter()
+        .rposition(|a| matches!(a, Action::PublishTopology { .. }));
+    assert!(decommission > last_publish, "{p:?}");
+    assert_eq!(published(&p).last(), Some(&&topology(Some("b"), &["c"], 7)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bootstrap and recovery
+
+fn empty(name: &str) -> MemberView {
+    MemberView {
+        probe: Probe::Ok,
+        read_only: Some(true),
+        executed: Some(maria("")),
+        retrieved: Some(maria("")),
+        ..MemberView::unobserved(name, name, PORT)
+    }
+}
+
+#[test]
+fn bootstrap_from_empty_servers() {
+    let v = view(vec![empty("c"), empty("a"), empty("b")], None);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Bootstrapping);
+    assert_eq!(
+        p.actions,
+        [
+            Action::Bootstrap {
+                primary: "a".into(),
+                replicas: vec!["b".into(), "c".into()]
+            },
+            publish(Some("a"), &["b", "c"], 1),
+        ]
+    );
+}
+
+#[test]
+fn bootstrap_honours_priority_and_never_promote() {
+    let v = view(vec![empty("a"), empty("b"), empty("c")], None);
+    let mut s = spec(&["a", "b", "c"]);
+    s.members[0].never_promote = true;
+    s.members[2].promotion_priority = 5;
+    let p = run(&v, &s);
+    assert_eq!(
+        p.actions.first(),
+        Some(&Action::Bootstrap {
+            primary: "c".into(),
+            replicas: vec!["a".into(), "b".into()]
+        })
+    );
+}
+
+#[test]
+fn bootstrap_waits_for_every_member() {
+    let v = view(vec![empty("a"), empty("b"), down("c", 20)], None);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Bootstrapping);
+    assert!(p.actions.is_empty());
+    assert!(warnings(&p).contains('c'), "{p:?}");
+}
+
+#[test]
+fn existing_cluster_is_adopted() {
+    let mut v = healthy();
+    v.published = None;
+    v.members[2] = replica("c", "b", maria("0-1-100"));
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Recovering);
+    assert_eq!(
+        p.actions,
+        [
+            Action::Repoint {
+                member: "c".into(),
+                source: "a".into()
+            },
+            publish(Some("a"), &["b", "c"], 1),
+        ]
+    );
+}
+
+#[test]
+fn interrupted_switch_completes_with_the_promoted_member() {
+    let v = view(
+        vec![
+            down("a", 4),
+            replica("b", "a", maria("0-1-98")).with(|m| m.io_running = Some(false)),
+            primary("c", maria("0-1-98")),
+        ],
+        Some(topology(None, &["b", "c"], 6)),
+    );
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(
+        p.actions,
+        [
+            Action::Repoint {
+                member: "b".into(),
+                source: "c".into()
+            },
+            publish(Some("c"), &["b"], 7),
+        ]
+    );
+}
+
+#[test]
+fn interrupted_switch_before_promotion_elects() {
+    let v = view(
+        vec![
+            down("a", 4),
+            orphan("b", "a", maria("0-1-90"), maria("0-1-95")),
+            orphan("c", "a", maria("0-1-90"), maria("0-1-98")),
+        ],
+        Some(topology(None, &["b", "c"], 6)),
+    );
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Recovering);
+    assert_eq!(promoted(&p), ["c"]);
+    assert_eq!(published(&p), [&topology(Some("c"), &["b"], 7)]);
+}
+
+#[test]
+fn election_waits_for_members_that_may_still_answer() {
+    let v = view(
+        vec![
+            down("a", 1),
+            orphan("b", "a", maria("0-1-90"), maria("0-1-95")),
+        ],
+        Some(topology(None, &["b"], 6)),
+    );
+    let p = run(&v, &spec(&["a", "b"]));
+    assert_eq!(p.state, ClusterState::Incomplete);
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn several_writers_without_a_primary_are_all_fenced() {
+    let v = view(
+        vec![primary("a", maria("0-1-5")), primary("b", maria("0-2-5"))],
+        Some(topology(None, &[], 3)),
+    );
+    let p = run(&v, &spec(&["a", "b"]));
+    assert_eq!(p.state, ClusterState::Incomplete);
+    assert_eq!(p.actions, [read_only("a"), read_only("b")]);
+}
