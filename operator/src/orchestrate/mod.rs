@@ -6,13 +6,19 @@
 //! - [`plan`](mod@plan): the decision, a pure function of those three. It reads no clock and
 //!   runs no SQL, so every decision — failover, switchover, quarantine, bootstrap, scale-down —
 //!   is unit- and property-tested without servers.
+//! - [`observe`]: one bounded round of SQL per member (a hung server is `Hung`, not waited on).
+//! - [`act`]: the actions as SQL, and publishing topologies ([`act::TopologySink`]).
+//! - [`run`]: the loop that ties them together, one [`run::Orchestrator::tick`] at a time.
 //!
 //! The shape follows MOCO's `clustering/status.go` (classify into a small state enum, then one
 //! operation per state) and goes further: deciding errant members needs no database call,
 //! because the view carries each member's executed and retrieved GTID sets.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod act;
+pub mod observe;
 pub mod plan;
+pub mod run;
 pub mod view;
 
 pub use plan::{Action, Cause, ClusterState, Event, Plan, plan};

@@ -1,0 +1,331 @@
+//! Carrying out a plan's actions with SQL, and publishing topologies.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lagless_proxy::gtid::GtidSet;
+use lagless_proxy::topology::{Flavor, Topology};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::observe::{Credentials, opts};
+use super::plan::Action;
+use super::view::{ClusterSpec, ClusterView};
+
+/// Why an action failed; the tick stops there and the next tick plans again.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("{member}: {source}")]
+    Sql {
+        member: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("{member}: {what} did not finish within {secs} s")]
+    Timeout {
+        member: String,
+        what: String,
+        secs: u64,
+    },
+    #[error("{0} is not in the spec")]
+    UnknownMember(String),
+    #[error("publishing the topology: {0}")]
+    Publish(String),
+}
+
+/// Where topologies go: a file in local mode, a ConfigMap in Kubernetes.
+pub trait TopologySink: Send + Sync {
+    fn publish(&self, topology: &Topology) -> Result<(), String>;
+}
+
+/// Writes the topology file the proxies watch, atomically.
+#[derive(Debug, Clone)]
+pub struct FileSink(pub PathBuf);
+
+impl TopologySink for FileSink {
+    fn publish(&self, topology: &Topology) -> Result<(), String> {
+        topology
+            .write_atomically(&self.0)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs actions against the members.
+#[derive(Debug)]
+pub struct Actor {
+    pub admin: Credentials,
+    pub replication: Credentials,
+    /// Application accounts bootstrap creates on the primary (they replicate to the rest).
+    pub app_users: Vec<Credentials>,
+    pub statement_timeout: Duration,
+    /// How long a candidate may take to apply its relay log or catch up.
+    pub catch_up_timeout: Duration,
+}
+
+impl Actor {
+    async fn conn(
+        &self,
+        spec: &ClusterSpec,
+        member: &str,
+    ) -> Result<(Conn, String, u16), ActError> {
+        let m = spec
+            .member(member)
+            .ok_or_else(|| ActError::UnknownMember(member.to_string()))?;
+        let conn = tokio::time::timeout(
+            self.statement_timeout,
+            Conn::new(opts(&m.host, m.port, &self.admin)),
+        )
+        .await
+        .map_err(|_| ActError::Timeout {
+            member: member.to_string(),
+            what: "connecting".into(),
+            secs: self.statement_timeout.as_secs(),
+        })?
+        .map_err(|source| ActError::Sql {
+            member: member.to_string(),
+            source,
+        })?;
+        Ok((conn, m.host.clone(), m.port))
+    }
+
+    /// Runs statements on one member, each bounded by the statement timeout.
+    async fn exec(
+        &self,
+        spec: &ClusterSpec,
+        member: &str,
+        statements: &[String],
+    ) -> Result<(), ActError> {
+        let (mut conn, _, _) = self.conn(spec, member).await?;
+        for sql in statements {
+            tokio::time::timeout(self.statement_timeout, conn.query_drop(sql))
+                .await
+                .map_err(|_| ActError::Timeout {
+                    member: member.to_string(),
+                    what: sql.clone(),
+                    secs: self.statement_timeout.as_secs(),
+                })?
+                .map_err(|source| ActError::Sql {
+                    member: member.to_string(),
+                    source,
+                })?;
+        }
+        let _ = conn.disconnect().await;
+        Ok(())
+    }
+
+    fn change_source(
+        &self,
+        spec: &ClusterSpec,
+        source: &str,
+        use_gtid: &str,
+    ) -> Result<Vec<String>, ActError> {
+        let s = spec
+            .member(source)
+            .ok_or_else(|| ActError::UnknownMember(source.to_string()))?;
+        Ok(vec![
+            "STOP SLAVE".into(),
+            format!(
+                "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', MASTER_PASSWORD='{}', \
+                 MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+                sql_quote(&s.host),
+                s.port,
+                sql_quote(&self.replication.user),
+                sql_quote(&self.replication.password)
+            ),
+            "SET GLOBAL read_only = ON".into(),
+            "START SLAVE".into(),
+        ])
+    }
+
+    /// Runs one action. `view` is the observation the plan was made from.
+    pub async fn run(
+        &self,
+        action: &Action,
+        spec: &ClusterSpec,
+        view: &ClusterView,
+        sink: &dyn TopologySink,
+    ) -> Result<(), ActError> {
+        tracing::info!(?action, "acting");
+        match action {
+            Action::Bootstrap { primary, replicas } => {
+                self.exec(spec, primary, &self.bootstrap_primary()).await?;
+                for r in replicas {
+                    let sql = self.change_source(spec, primary, "slave_pos")?;
+                    self.exec(spec, r, &sql).await?;
+                }
+                Ok(())
+            }
+            Action::PublishTopology { topology } => {
+                sink.publish(topology).map_err(ActError::Publish)
+            }
+            Action::FenceReplicas { members } => {
+                for m in members {
+                    // A member that cannot be reached cannot replicate either.
+                    if let Err(e) = self.exec(spec, m, &["STOP SLAVE IO_THREAD".into()]).await {
+                        tracing::warn!(member = %m, error = %e, "could not fence; going on");
+                    }
+                }
+                Ok(())
+            }
+            Action::FencePrimary { member } => {
+                let sql = vec!["SET GLOBAL read_only = ON".to_string()];
+                if let Err(e) = self.exec(spec, member, &sql).await {
+                    tracing::warn!(member = %member, error = %e, "old primary not fenced (best effort)");
+                } else {
+                    let _ = self.kill_clients(spec, member).await;
+                }
+                Ok(())
+            }
+            Action::SetReadOnly { member } => {
+                self.exec(spec, member, &["SET GLOBAL read_only = ON".into()])
+                    .await
+            }
+            Action::SetWritable { member } => {
+                self.exec(spec, member, &["SET GLOBAL read_only = OFF".into()])
+                    .await
+            }
+            Action::KillClientConnections { member } => self.kill_clients(spec, member).await,
+            Action::WaitRelayApplied { member, until } => {
+                self.exec(spec, member, &["START SLAVE SQL_THREAD".into()])
+                    .await?;
+                self.wait_for(spec, view.flavor, member, until).await
+            }
+            Action::WaitCaughtUp { member, source } => {
+                let (mut conn, _, _) = self.conn(spec, source).await?;
+                let head: Option<String> = conn
+                    .query_first(position_query(view.flavor))
+                    .await
+                    .map_err(|e| ActError::Sql {
+                        member: source.clone(),
+                        source: e,
+                    })?;
+                let head = GtidSet::parse(view.flavor, &head.unwrap_or_default())
+                    .map_err(|e| ActError::Publish(e.to_string()))?;
+                self.wait_for(spec, view.flavor, member, &head).await
+            }
+            Action::Promote { member } => {
+                let sql = [
+                    "STOP SLAVE",
+                    "RESET SLAVE ALL",
+                    "SET GLOBAL read_only = OFF",
+                ];
+                self.exec(spec, member, &sql.map(String::from)).await
+            }
+            Action::Repoint { member, source } => {
+                let sql = self.change_source(spec, source, "slave_pos")?;
+                self.exec(spec, member, &sql).await
+            }
+            Action::Rejoin { member, source } => {
+                // A former primary's own transactions are in its binlog position, not in its
+                // replication position.
+                let sql = self.change_source(spec, source, "current_pos")?;
+                self.exec(spec, member, &sql).await
+            }
+            Action::RestartReplication { member } => {
+                self.exec(spec, member, &["START SLAVE".into()]).await
+            }
+            Action::Quarantine { member, reason } => {
+                tracing::warn!(member = %member, reason = %reason, "quarantined");
+                let _ = self
+                    .exec(spec, member, &["SET GLOBAL read_only = ON".into()])
+                    .await;
+                Ok(())
+            }
+            Action::Decommission { member } => {
+                let _ = self
+                    .exec(
+                        spec,
+                        member,
+                        &["STOP SLAVE".into(), "SET GLOBAL read_only = ON".into()],
+                    )
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    fn bootstrap_primary(&self) -> Vec<String> {
+        let mut sql = vec![
+            format!(
+                "CREATE USER IF NOT EXISTS '{}'@'%' IDENTIFIED BY '{}'",
+                sql_quote(&self.replication.user),
+                sql_quote(&self.replication.password)
+            ),
+            format!(
+                "GRANT REPLICATION SLAVE ON *.* TO '{}'@'%'",
+                sql_quote(&self.replication.user)
+            ),
+        ];
+        for u in &self.app_users {
+            sql.push(format!(
+                "CREATE USER IF NOT EXISTS '{}'@'%' IDENTIFIED BY '{}'",
+                sql_quote(&u.user),
+                sql_quote(&u.password)
+            ));
+        }
+        sql.push("SET GLOBAL read_only = OFF".into());
+        sql
+    }
+
+    async fn kill_clients(&self, spec: &ClusterSpec, member: &str) -> Result<(), ActError> {
+        let (mut conn, _, _) = self.conn(spec, member).await?;
+        let ids: Vec<u64> = conn
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+                 AND COMMAND NOT IN ('Binlog Dump', 'Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker') \
+                 AND USER NOT IN (?, 'system user', 'event_scheduler')",
+                (self.replication.user.clone(),),
+            )
+            .await
+            .map_err(|source| ActError::Sql {
+                member: member.to_string(),
+                source,
+            })?;
+        for id in ids {
+            let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+        }
+        Ok(())
+    }
+
+    async fn wait_for(
+        &self,
+        spec: &ClusterSpec,
+        flavor: Flavor,
+        member: &str,
+        until: &GtidSet,
+    ) -> Result<(), ActError> {
+        let (mut conn, _, _) = self.conn(spec, member).await?;
+        let secs = self.catch_up_timeout.as_secs_f64();
+        let sql = match flavor {
+            Flavor::Mariadb => format!("SELECT MASTER_GTID_WAIT('{until}', {secs})"),
+            Flavor::Mysql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{until}', {secs})"),
+        };
+        let result: Option<i64> = conn
+            .query_first(sql)
+            .await
+            .map_err(|source| ActError::Sql {
+                member: member.to_string(),
+                source,
+            })?;
+        match result {
+            Some(0) => Ok(()),
+            _ => Err(ActError::Timeout {
+                member: member.to_string(),
+                what: format!("applying {until}"),
+                secs: self.catch_up_timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+fn position_query(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Mariadb => "SELECT @@gtid_binlog_pos",
+        Flavor::Mysql => "SELECT @@gtid_executed",
+    }
+}
+
+/// Doubles quotes and backslashes for a single-quoted SQL string.
+fn sql_quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "''")
+}

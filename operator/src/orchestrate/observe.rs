@@ -1,0 +1,231 @@
+//! Observing the members: one bounded round of SQL per member per tick.
+//!
+//! A member that refuses connections is `Unreachable`; one that accepts but does not answer
+//! within the timeout (a hung or SIGSTOPped server) is `Hung`, never waited on. The published
+//! primary is read last, after every other member, so a replica can never look ahead of it
+//! because of when it was read (the plan's errant check relies on this).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use lagless_proxy::gtid::GtidSet;
+use lagless_proxy::topology::{Flavor, Topology};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row};
+
+use super::view::{ClusterSpec, ClusterView, MemberSpec, MemberView, Probe, ReplicationError};
+
+/// An account with the privileges the operator needs (read_only, replication control).
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+pub(super) fn opts(host: &str, port: u16, creds: &Credentials) -> OptsBuilder {
+    OptsBuilder::default()
+        .ip_or_hostname(host.to_string())
+        .tcp_port(port)
+        .user(Some(creds.user.clone()))
+        .pass(Some(creds.password.clone()))
+        .prefer_socket(false)
+}
+
+/// Observes members, keeping a connection to each and its consecutive probe failures.
+#[derive(Debug)]
+pub struct Observer {
+    creds: Credentials,
+    timeout: Duration,
+    conns: HashMap<String, Conn>,
+    failures: HashMap<String, u32>,
+}
+
+/// What one member said, before it becomes a view.
+#[derive(Debug, Default)]
+struct Reading {
+    read_only: bool,
+    executed: String,
+    retrieved: String,
+    source: Option<(String, u16)>,
+    io_running: Option<bool>,
+    sql_running: Option<bool>,
+    io_error: Option<ReplicationError>,
+    sql_error: Option<ReplicationError>,
+}
+
+enum Outcome {
+    Read(Box<Reading>),
+    Refused,
+    TimedOut,
+}
+
+impl Observer {
+    pub fn new(creds: Credentials, timeout: Duration) -> Self {
+        Self {
+            creds,
+            timeout,
+            conns: HashMap::new(),
+            failures: HashMap::new(),
+        }
+    }
+
+    /// Observes every member of `spec` (and any extra listed in `published`).
+    pub async fn observe(
+        &mut self,
+        spec: &ClusterSpec,
+        flavor: Flavor,
+        published: Option<&Topology>,
+    ) -> ClusterView {
+        let primary = published
+            .and_then(|t| t.primary.as_ref())
+            .map(|m| m.name.clone());
+        let (last, first): (Vec<&MemberSpec>, Vec<&MemberSpec>) = spec
+            .members
+            .iter()
+            .partition(|m| Some(&m.name) == primary.as_ref());
+        let mut members = Vec::with_capacity(spec.members.len());
+        // Everyone else at once, then the primary.
+        let mut conns: Vec<(String, Option<Conn>)> = first
+            .iter()
+            .map(|m| (m.name.clone(), self.conns.remove(&m.name)))
+            .collect();
+        let results = futures::future::join_all(
+            conns
+                .iter_mut()
+                .zip(&first)
+                .map(|((_, conn), m)| read_member(conn, m, &self.creds, self.timeout)),
+        )
+        .await;
+        for ((name, conn), (m, outcome)) in conns.into_iter().zip(first.iter().zip(results)) {
+            if let Some(c) = conn {
+                self.conns.insert(name, c);
+            }
+            members.push(self.view_of(m, flavor, outcome));
+        }
+        for m in last {
+            let mut conn = self.conns.remove(&m.name);
+            let outcome = read_member(&mut conn, m, &self.creds, self.timeout).await;
+            if let Some(c) = conn {
+                self.conns.insert(m.name.clone(), c);
+            }
+            members.push(self.view_of(m, flavor, outcome));
+        }
+        ClusterView {
+            flavor,
+            members,
+            published: published.cloned(),
+        }
+    }
+
+    fn view_of(&mut self, m: &MemberSpec, flavor: Flavor, outcome: Outcome) -> MemberView {
+        let mut v = MemberView::unobserved(m.name.clone(), m.host.clone(), m.port);
+        let failures = self.failures.entry(m.name.clone()).or_insert(0);
+        match outcome {
+            Outcome::Read(r) => {
+                let parse = |s: &str| GtidSet::parse(flavor, s).ok();
+                *failures = 0;
+                v.probe = Probe::Ok;
+                v.read_only = Some(r.read_only);
+                v.executed = parse(&r.executed);
+                v.retrieved = if r.source.is_some() {
+                    parse(&r.retrieved)
+                } else {
+                    None
+                };
+                v.source = r.source;
+                v.io_running = r.io_running;
+                v.sql_running = r.sql_running;
+                v.io_error = r.io_error;
+                v.sql_error = r.sql_error;
+            }
+            Outcome::Refused => {
+                *failures += 1;
+                v.probe = Probe::Unreachable;
+            }
+            Outcome::TimedOut => {
+                *failures += 1;
+                v.probe = Probe::Hung;
+            }
+        }
+        v.consecutive_failures = *failures;
+        v
+    }
+}
+
+async fn read_member(
+    conn: &mut Option<Conn>,
+    m: &MemberSpec,
+    creds: &Credentials,
+    timeout: Duration,
+) -> Outcome {
+    let attempt = async {
+        if conn.is_none() {
+            *conn = Some(
+                Conn::new(opts(&m.host, m.port, creds))
+                    .await
+                    .map_err(|_| false)?,
+            );
+        }
+        let c = conn.as_mut().ok_or(false)?;
+        query(c).await.map_err(|_| false)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(r)) => Outcome::Read(Box::new(r)),
+        Ok(Err(_)) => {
+            *conn = None;
+            Outcome::Refused
+        }
+        Err(_) => {
+            // A connection stuck mid-query cannot be reused.
+            *conn = None;
+            Outcome::TimedOut
+        }
+    }
+}
+
+async fn query(c: &mut Conn) -> Result<Reading, mysql_async::Error> {
+    let (read_only, executed): (i64, String) = c
+        .query_first("SELECT @@read_only, @@gtid_binlog_pos")
+        .await?
+        .unwrap_or_default();
+    let mut r = Reading {
+        read_only: read_only != 0,
+        executed,
+        ..Reading::default()
+    };
+    let status: Option<Row> = c.query_first("SHOW SLAVE STATUS").await?;
+    if let Some(row) = status {
+        let text = |name: &str| -> Option<String> {
+            row.get_opt::<Option<String>, _>(name)
+                .and_then(Result::ok)
+                .flatten()
+        };
+        let number = |name: &str| text(name).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        let host = text("Master_Host").unwrap_or_default();
+        let port = text("Master_Port")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if !host.is_empty() {
+            r.source = Some((host, port));
+        }
+        r.retrieved = text("Gtid_IO_Pos").unwrap_or_default();
+        // "Connecting" means the source is not answering.
+        r.io_running = text("Slave_IO_Running").map(|v| v == "Yes");
+        r.sql_running = text("Slave_SQL_Running").map(|v| v == "Yes");
+        let err = |code: &str, msg: &str| {
+            let code = number(code);
+            (code != 0).then(|| ReplicationError::new(code, text(msg).unwrap_or_default()))
+        };
+        r.io_error = err("Last_IO_Errno", "Last_IO_Error");
+        r.sql_error = err("Last_SQL_Errno", "Last_SQL_Error");
+    }
+    Ok(r)
+}
