@@ -15,7 +15,17 @@ use mysql_async::prelude::Queryable;
 
 const TICK: Duration = Duration::from_millis(200);
 
+fn init_logging() {
+    if let Ok(filter) = std::env::var("LAGLESS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 fn spec(cluster: &Cluster) -> ClusterSpec {
+    init_logging();
     let members = cluster
         .members()
         .iter()
@@ -212,4 +222,181 @@ async fn fails_over_when_the_primary_is_killed_and_writes_resume_through_the_pro
     }
     assert_eq!(writable, 1);
     assert!(resumed < Duration::from_secs(15), "{resumed:?}");
+}
+
+/// Adopts a running 3-member cluster and returns the orchestrator with m0 published.
+async fn adopted(cluster: &Cluster, path: &std::path::Path) -> Orchestrator {
+    let mut o = orchestrator(cluster, path);
+    tick_until(&mut o, Duration::from_secs(20), |t| {
+        t.primary.as_ref().is_some_and(|p| p.name == "m0")
+    })
+    .await;
+    o
+}
+
+async fn writable_members(cluster: &Cluster) -> Vec<usize> {
+    let mut out = Vec::new();
+    for m in cluster.members() {
+        if m.is_running() && !m.positions().await.unwrap().read_only {
+            out.push(m.index());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica_when_it_resumes() {
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let mut o = adopted(&cluster, &path).await;
+    cluster.primary().pause().unwrap();
+    // Past the detection window: the replicas lose the stopped primary, then the plan fails over.
+    let started = Instant::now();
+    while o
+        .published()
+        .and_then(|t| t.primary.as_ref())
+        .is_some_and(|p| p.name == "m0")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failover from a paused primary"
+        );
+        o.tick().await;
+        tokio::time::sleep(TICK).await;
+    }
+    eprintln!(
+        "failover from a SIGSTOPped primary after {:?}",
+        started.elapsed()
+    );
+    let new_primary = o.published().unwrap().primary.clone().unwrap();
+    cluster.primary().resume().unwrap();
+    // The old primary comes back writable; it must not stay so.
+    let started = Instant::now();
+    loop {
+        o.tick().await;
+        let writable = writable_members(&cluster).await;
+        let m0 = cluster.primary().positions().await.unwrap();
+        let rejoined = m0.io_running.as_deref() == Some("Yes");
+        let quarantined = o.history().quarantined.contains_key("m0");
+        if writable.len() == 1 && m0.read_only && (rejoined || quarantined) {
+            eprintln!(
+                "old primary fenced ({}) after {:?}",
+                if rejoined { "rejoined" } else { "quarantined" },
+                started.elapsed()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "writable: {writable:?}, m0: {m0:?}"
+        );
+        tokio::time::sleep(TICK).await;
+    }
+    let idx: usize = new_primary.name[1..].parse().unwrap();
+    assert_eq!(writable_members(&cluster).await, vec![idx]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errant_transactions_quarantine_a_replica() {
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let mut o = adopted(&cluster, &path).await;
+    // A write straight on replica m2 (the admin account may write on a read-only server).
+    cluster
+        .member(2)
+        .exec("CREATE DATABASE errant_db")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !o.history().quarantined.contains_key("m2") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "m2 was never quarantined"
+        );
+        o.tick().await;
+        tokio::time::sleep(TICK).await;
+    }
+    let published = Topology::read(&path).unwrap();
+    assert!(
+        published.replicas.iter().all(|r| r.name != "m2"),
+        "an errant replica still takes reads"
+    );
+    assert!(published.replicas.iter().any(|r| r.name == "m1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_switchover_under_load_pauses_writes_without_errors() {
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let mut o = adopted(&cluster, &path).await;
+    let users = dir.path().join("users.json");
+    std::fs::write(
+        &users,
+        format!(r#"{{"users":[{{"user":"{APP_USER}","password":"{APP_PASSWORD}"}}]}}"#),
+    )
+    .unwrap();
+    let mut config = lagless_proxy::config::Config::new(path.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.users_file = Some(users);
+    config.topology_poll = Duration::from_millis(100);
+    config.monitor_interval = Duration::from_millis(200);
+    let proxy = lagless_proxy::server::Proxy::bind(config).await.unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    let stop_proxy = proxy.shutdown_handle();
+    tokio::spawn(proxy.run());
+    let opts = lagless_testkit::conn_opts(port, APP_USER, APP_PASSWORD, Some("app"));
+    let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
+    c.query_drop("CREATE TABLE s (id INT PRIMARY KEY AUTO_INCREMENT, v INT)")
+        .await
+        .unwrap();
+
+    // A writer on its own connection, recording errors and the longest gap between commits.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let (mut errors, mut writes, mut longest) = (Vec::new(), 0u32, Duration::ZERO);
+        let mut last = Instant::now();
+        while !*stop_rx.borrow() {
+            match c.query_drop("INSERT INTO s (v) VALUES (1)").await {
+                Ok(()) => {
+                    writes += 1;
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (errors, writes, longest)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    o.spec.switchover = Some(lagless_operator::orchestrate::Switchover {
+        id: "move-1".into(),
+        to: lagless_operator::orchestrate::SwitchoverTarget::Member("m1".into()),
+    });
+    tick_until(&mut o, Duration::from_secs(20), |t| {
+        t.primary.as_ref().is_some_and(|p| p.name == "m1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_tx.send(true);
+    let (errors, writes, longest) = writer.await.unwrap();
+    let _ = stop_proxy.send(true);
+    eprintln!(
+        "switchover: {writes} writes, {} errors, longest pause {longest:?}",
+        errors.len()
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(writes > 20);
+    assert_eq!(writable_members(&cluster).await, vec![1]);
+    let m0 = cluster.primary().positions().await.unwrap();
+    assert!(m0.read_only);
+    assert_eq!(
+        m0.io_running.as_deref(),
+        Some("Yes"),
+        "the old primary replicates from the new one"
+    );
 }

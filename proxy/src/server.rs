@@ -35,7 +35,6 @@ pub struct Shared {
     pub health: Health,
     pub metrics: Arc<Metrics>,
     pub tls: Option<Tls>,
-    topology: ArcSwap<Topology>,
     topology_rx: watch::Receiver<Arc<Topology>>,
     /// What the primary's greeting said: version, capabilities, collation.
     backend_greeting: ArcSwap<Option<Greeting>>,
@@ -53,7 +52,8 @@ pub struct Shared {
 
 impl Shared {
     pub fn topology(&self) -> Arc<Topology> {
-        self.topology.load_full()
+        // Straight from the watcher's channel, so a wait woken by a change sees that change.
+        self.topology_rx.borrow().clone()
     }
 
     /// The primary's address, if the topology has one now.
@@ -133,6 +133,23 @@ impl Shared {
         }
     }
 
+    /// Waits (bounded by the write hold) until the topology names a primary other than `old`.
+    pub async fn wait_for_new_primary(&self, old: Option<&str>) -> bool {
+        let deadline = Instant::now() + self.config.write_hold_timeout;
+        let mut rx = self.topology_rx.clone();
+        loop {
+            let current = self.topology().primary.as_ref().map(Member::addr);
+            if current.is_some() && current.as_deref() != old {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.is_shutting_down() {
+                return false;
+            }
+            let _ = tokio::time::timeout(left, rx.changed()).await;
+        }
+    }
+
     /// Of `candidates`, the one with the fewest statements in flight per unit of weight; ties
     /// rotate so they spread instead of piling on the first replica.
     pub fn least_loaded<'a>(&self, candidates: &[&'a Member]) -> Option<&'a Member> {
@@ -194,7 +211,7 @@ impl Shared {
             client_caps: login.caps,
             collation: login.collation,
             connect_timeout: self.config.pool.connect_timeout,
-            track_gtids: Some(self.topology.load().flavor),
+            track_gtids: Some(self.topology().flavor),
             tls: self.backend_tls.clone(),
         }
     }
@@ -332,7 +349,6 @@ impl Proxy {
             health: Health::default(),
             metrics,
             tls,
-            topology: ArcSwap::new(topology),
             topology_rx,
             backend_greeting: ArcSwap::from_pointee(None),
             next_connection_id: AtomicU32::new(1),
@@ -505,7 +521,6 @@ async fn follow_topology(shared: Arc<Shared>) {
         shared
             .default_mode
             .store(Arc::new(Shared::mode_of(&shared.config, &topo)));
-        shared.topology.store(topo.clone());
         let addrs: Vec<String> = topo.members().map(Member::addr).collect();
         shared.health.retain(&addrs);
         shared.positions.retain(&addrs);

@@ -267,13 +267,18 @@ impl Actor {
         sql
     }
 
+    /// Ends the client connections that hold a transaction open on a server that just went
+    /// read-only: those can no longer commit their writes and only hold locks. Connections
+    /// without a transaction are left alone: a statement they run gets the read-only error,
+    /// which lagless-proxy turns into a wait for the new primary, while killing it mid-flight
+    /// would leave the client unsure whether it ran.
     async fn kill_clients(&self, spec: &ClusterSpec, member: &str) -> Result<(), ActError> {
         let (mut conn, _, _) = self.conn(spec, member).await?;
         let ids: Vec<u64> = conn
             .exec(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-                 AND COMMAND NOT IN ('Binlog Dump', 'Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker') \
-                 AND USER NOT IN (?, 'system user', 'event_scheduler')",
+                "SELECT t.trx_mysql_thread_id FROM information_schema.INNODB_TRX t \
+                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+                 WHERE p.ID <> CONNECTION_ID() AND p.USER NOT IN (?, 'system user', 'event_scheduler')",
                 (self.replication.user.clone(),),
             )
             .await

@@ -120,6 +120,11 @@ impl Pool {
         .ok_or_else(|| AcquireError::Exhausted(self.cfg.max_per_backend, params.addr.clone()))?;
         let key = PoolKey::of(params);
         while let Some(mut conn) = self.take_idle(&key) {
+            // A connection the server already closed (killed, restarted) is dropped without a
+            // round trip.
+            if conn.stream.closed_while_idle() {
+                continue;
+            }
             if conn.last_used.elapsed() < self.cfg.ping_after || conn.ping().await {
                 self.report(&key.addr);
                 return Ok(self.wrap(conn, key, permit));

@@ -157,6 +157,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         Ok(self.io.read_buf(&mut self.rbuf).await?)
     }
 
+    /// For a connection that should be idle (no command in flight): whether the peer closed it
+    /// or sent something unasked (a server's "connection killed" error). Never waits.
+    pub fn closed_while_idle(&mut self) -> bool {
+        use futures::FutureExt;
+        if !self.rbuf.is_empty() {
+            return true;
+        }
+        let mut buf = [0u8; 64];
+        match self.io.read(&mut buf).now_or_never() {
+            None => false,
+            Some(Ok(n)) => {
+                self.rbuf.extend_from_slice(&buf[..n]);
+                true
+            }
+            Some(Err(_)) => true,
+        }
+    }
+
     /// Reads one logical packet, joining 16 MiB continuations. Returns the sequence id of its
     /// first physical packet (what callers validate) and the payload.
     pub async fn read_logical(&mut self) -> Result<(u8, Bytes), PacketError> {
@@ -195,6 +213,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
     /// several packets continues after it.
     pub fn last_read_seq(&self) -> u8 {
         self.last_seq
+    }
+
+    /// Puts a packet just read back in front of the input, as if it had not been read.
+    pub fn unread(&mut self, packet: RawPacket) {
+        let len = packet.payload.len();
+        let mut again = BytesMut::with_capacity(4 + len + self.rbuf.len());
+        again.extend_from_slice(&[len as u8, (len >> 8) as u8, (len >> 16) as u8, packet.seq]);
+        again.extend_from_slice(&packet.payload);
+        again.extend_from_slice(&self.rbuf);
+        self.rbuf = again;
     }
 
     /// Queues one physical packet exactly as received.

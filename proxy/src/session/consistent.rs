@@ -202,6 +202,11 @@ impl Session {
                     .await?;
                 Ok(None)
             }
+            // Only primary writes are intercepted; this path never asks for it.
+            Err(RelayError::ReadOnly(err)) => {
+                self.reply_err(&err).await?;
+                Ok(None)
+            }
         }
     }
 

@@ -21,7 +21,13 @@ pub enum RelayError {
     BackendMidReply,
     /// The client went away or broke the protocol: end the session.
     Client(PacketError),
+    /// The backend refused the statement because it is read-only (a primary being switched
+    /// away); nothing ran and nothing was forwarded.
+    ReadOnly(ErrPacket),
 }
+
+/// ER_OPTION_PREVENTS_STATEMENT: the server runs with read_only.
+const READ_ONLY: u16 = 1290;
 
 /// Sends `payload` (a whole command) and relays the response. `stmt_id` rewrites the statement
 /// id of a COM_STMT_PREPARE OK so the client sees the proxy's id.
@@ -31,12 +37,41 @@ pub async fn relay(
     payload: &[u8],
     kind: ResponseKind,
     stmt_id: Option<u32>,
+    intercept_read_only: bool,
 ) -> Result<ResponseTracker, RelayError> {
     let mut seq = 0u8;
     if let Err(e) = backend.stream.send(&mut seq, payload).await {
         backend.mark_broken();
         return Err(RelayError::BackendBeforeReply(e));
     }
+    if intercept_read_only {
+        relay_unless_read_only(client, backend, kind, stmt_id).await
+    } else {
+        relay_response(client, backend, kind, stmt_id).await
+    }
+}
+
+/// Like `relay_response`, but a read-only refusal is returned instead of forwarded.
+async fn relay_unless_read_only(
+    client: &mut ClientStream,
+    backend: &mut PooledConn,
+    kind: ResponseKind,
+    stmt_id: Option<u32>,
+) -> Result<ResponseTracker, RelayError> {
+    let first = match backend.stream.read_raw().await {
+        Ok(p) => p,
+        Err(e) => {
+            backend.mark_broken();
+            return Err(RelayError::BackendBeforeReply(e));
+        }
+    };
+    if first.first() == Some(crate::protocol::constants::header::ERR)
+        && let Ok(err) = ErrPacket::parse(&first.payload)
+        && err.code == READ_ONLY
+    {
+        return Err(RelayError::ReadOnly(err));
+    }
+    backend.stream.unread(first);
     relay_response(client, backend, kind, stmt_id).await
 }
 

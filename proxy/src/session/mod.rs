@@ -351,6 +351,12 @@ impl Session {
                     }
                 }
             },
+            Which::Primary => {
+                // A write refused by a primary that just went read-only waits for the next one.
+                let retry = c.target == Target::Primary && !self.in_transaction;
+                self.run_on_with(Which::Primary, &payload, ResponseKind::Query, None, retry)
+                    .await?
+            }
             other => {
                 self.run_on(other, &payload, ResponseKind::Query, None)
                     .await?
@@ -402,10 +408,31 @@ impl Session {
         kind: ResponseKind,
         stmt_id: Option<u32>,
     ) -> Result<Option<(Which, ResponseTracker)>, End> {
+        self.run_on_with(wanted, payload, kind, stmt_id, false)
+            .await
+    }
+
+    /// Runs one command on `wanted` (or the primary when no replica can take it) and relays
+    /// the response. `Ok(None)`: the client already got an error.
+    ///
+    /// With `retry_read_only`, a write refused because the primary went read-only (a
+    /// switchover under way) waits for the next primary and runs there: nothing ran, so the
+    /// client sees a pause, not an error.
+    async fn run_on_with(
+        &mut self,
+        wanted: Which,
+        payload: &[u8],
+        kind: ResponseKind,
+        stmt_id: Option<u32>,
+        retry_read_only: bool,
+    ) -> Result<Option<(Which, ResponseTracker)>, End> {
         let mut which = wanted;
         // Only a plain query carries no backend-specific ids and may be re-sent elsewhere.
         let may_retry = payload.first() == Some(&com::QUERY);
-        for attempt in 0..2 {
+        // Dead idle connections are replaced without using up the retries.
+        let mut stale_connections = 0;
+        let mut attempt = 0;
+        while attempt < 3 {
             which = match self.ensure_slot(which).await {
                 Ok(w) => w,
                 Err(err) => {
@@ -413,6 +440,8 @@ impl Session {
                     return Ok(None);
                 }
             };
+            let movable =
+                which == Which::Replica || (!self.in_transaction && self.pinned.is_none());
             let slot = match which {
                 Which::Primary => self.primary.as_mut(),
                 Which::Replica => self.replica.as_mut(),
@@ -420,8 +449,26 @@ impl Session {
             let Some(slot) = slot else {
                 return Ok(None);
             };
+            // A connection the server closed while it sat idle (killed, restarted, timed out):
+            // nothing was sent on it, so take a fresh one.
+            if movable && stale_connections < 8 && slot.conn.stream.closed_while_idle() {
+                slot.conn.mark_broken();
+                self.lose_slot(which, "closed by the server while idle");
+                stale_connections += 1;
+                continue;
+            }
+            attempt += 1;
+            let intercept = retry_read_only && movable && which == Which::Primary;
             let in_flight = self.shared.health.begin(&slot.addr);
-            let result = relay(&mut self.client, &mut slot.conn, payload, kind, stmt_id).await;
+            let result = relay(
+                &mut self.client,
+                &mut slot.conn,
+                payload,
+                kind,
+                stmt_id,
+                intercept,
+            )
+            .await;
             drop(in_flight);
             match result {
                 Ok(tracker) => {
@@ -429,6 +476,15 @@ impl Session {
                     return Ok(Some((which, tracker)));
                 }
                 Err(RelayError::Client(e)) => return Err(End::Protocol(e)),
+                Err(RelayError::ReadOnly(err)) => {
+                    let old = self.primary.take().map(|s| s.addr);
+                    tracing::debug!(id = self.id, attempt, old = ?old, "primary is read-only; waiting for the next one");
+                    if attempt < 3 && self.shared.wait_for_new_primary(old.as_deref()).await {
+                        continue;
+                    }
+                    self.reply_err(&err).await?;
+                    return Ok(None);
+                }
                 Err(RelayError::BackendMidReply) => {
                     self.lose_slot(which, "backend lost mid-response");
                     return Ok(None);
@@ -437,7 +493,7 @@ impl Session {
                     self.lose_slot(which, "backend lost before replying");
                     // A read that never reached a reply can run elsewhere; anything else may
                     // have run, so the client must decide.
-                    if which == Which::Replica && attempt == 0 && may_retry {
+                    if which == Which::Replica && attempt == 1 && may_retry {
                         self.shared.metrics.error("backend_lost");
                         continue;
                     }
@@ -447,7 +503,10 @@ impl Session {
                 }
             }
         }
-        let _ = which;
+        self.reply_err(&ErrPacket::backend_unavailable(
+            "no usable backend connection",
+        ))
+        .await?;
         Ok(None)
     }
 

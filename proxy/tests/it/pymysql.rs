@@ -19,21 +19,21 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How many times tests that pass only one way are run again, both ways.
 const RERUNS: usize = 2;
 
-/// Tests that pass directly but fail through the proxy, each for a reported proxy bug. The
-/// comparison fails when one of them passes, so an entry goes away with its fix.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
-    "pymysql/tests/test_issues.py::TestNewIssues::test_issue_36",
-    "thread_id() is the proxy's connection id (KILL of it works through the proxy), which a \
-     backend's SHOW PROCESSLIST does not list",
-)];
-
-/// Known differences only when reads go to a replica.
-const KNOWN_WITH_REPLICAS: &[(&str, &str)] = &[(
-    "pymysql/tests/test_connection.py::TestConnection::test_connection_gone_away",
-    "the test lets its session's wait_timeout expire and expects the next read to fail; the \
-     proxy's client connection does not time out, and a read whose replica connection is gone \
-     runs again on a fresh one",
-)];
+/// Tests that pass directly but not through the proxy, each for a documented difference. The
+/// comparison fails when one of them passes, so an entry goes away when it no longer applies.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "pymysql/tests/test_issues.py::TestNewIssues::test_issue_36",
+        "thread_id() is the proxy's connection id (KILL of it works through the proxy), which a \
+         backend's SHOW PROCESSLIST does not list",
+    ),
+    (
+        "pymysql/tests/test_connection.py::TestConnection::test_connection_gone_away",
+        "the test lets its session's wait_timeout expire and expects the next statement to fail; \
+         the proxy's client connection does not time out, and a backend connection the server \
+         closed while idle is replaced before the statement is sent",
+    ),
+];
 
 fn python_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
@@ -181,17 +181,8 @@ async fn suite_cluster(members: usize) -> Harness {
 }
 
 /// Tests whose passing differs from what the direct run leads to expect through the proxy.
-fn differences(direct: &SuiteRun, proxied: &SuiteRun, mode: Mode) -> (Vec<String>, Vec<String>) {
-    let with_replicas = if mode.members > 1 {
-        KNOWN_WITH_REPLICAS
-    } else {
-        &[]
-    };
-    let known: BTreeSet<&str> = KNOWN_DIFFERENCES
-        .iter()
-        .chain(with_replicas)
-        .map(|(test, _)| *test)
-        .collect();
+fn differences(direct: &SuiteRun, proxied: &SuiteRun) -> (Vec<String>, Vec<String>) {
+    let known: BTreeSet<&str> = KNOWN_DIFFERENCES.iter().map(|(test, _)| *test).collect();
     let expected: BTreeSet<&str> = direct.passed().difference(&known).copied().collect();
     let got = proxied.passed();
     let lost = expected.difference(&got).map(|t| t.to_string()).collect();
@@ -217,7 +208,7 @@ async fn suite_matches_direct(mode: Mode) {
         direct.summary
     );
     for _ in 0..RERUNS {
-        let (lost, gained) = differences(&direct, &proxied, mode);
+        let (lost, gained) = differences(&direct, &proxied);
         let again: Vec<String> = lost.into_iter().chain(gained).collect();
         if again.is_empty() {
             break;
@@ -226,7 +217,7 @@ async fn suite_matches_direct(mode: Mode) {
         direct.absorb(run_suite(primary, mode, &again).await);
         proxied.absorb(run_suite(proxy, mode, &again).await);
     }
-    let (lost, gained) = differences(&direct, &proxied, mode);
+    let (lost, gained) = differences(&direct, &proxied);
     let lost: Vec<_> = lost.iter().map(|t| (t, proxied.details.get(t))).collect();
     assert!(
         lost.is_empty() && gained.is_empty(),
