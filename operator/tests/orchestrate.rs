@@ -400,3 +400,96 @@ async fn planned_switchover_under_load_pauses_writes_without_errors() {
         "the old primary replicates from the new one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_semi_sync_a_failover_loses_no_acknowledged_write() {
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let mut o = orchestrator(&cluster, &path);
+    o.spec.semi_sync = Some(lagless_operator::orchestrate::SemiSync { acks: 1 });
+    tick_until(&mut o, Duration::from_secs(20), |t| {
+        t.primary.as_ref().is_some_and(|p| p.name == "m0")
+    })
+    .await;
+    let on: Option<i64> = cluster
+        .primary()
+        .query("SELECT @@rpl_semi_sync_master_enabled")
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(on, Some(1));
+
+    // Writers straight to the primary; every acknowledged id is recorded.
+    let mut c = cluster.primary().app_conn().await.unwrap();
+    c.query_drop("CREATE TABLE ack (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let mut conn = cluster.primary().app_conn().await.unwrap();
+        let stop_rx = stop_rx.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut id = w;
+            while !*stop_rx.borrow() {
+                match conn.exec_drop("INSERT INTO ack VALUES (?)", (id,)).await {
+                    Ok(()) => acked.push(id),
+                    Err(_) => break,
+                }
+                id += 4;
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.primary().kill9().unwrap();
+    let _ = stop_tx.send(true);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(
+        acked.len() > 50,
+        "only {} writes before the kill",
+        acked.len()
+    );
+    let started = Instant::now();
+    while o
+        .published()
+        .and_then(|t| t.primary.as_ref())
+        .is_some_and(|p| p.name == "m0")
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "no failover");
+        o.tick().await;
+        tokio::time::sleep(TICK).await;
+    }
+    let new_primary = o.published().unwrap().primary.clone().unwrap();
+    let idx: usize = new_primary.name[1..].parse().unwrap();
+    let rows = cluster
+        .member(idx)
+        .query("SELECT id FROM app.ack")
+        .await
+        .unwrap();
+    let present: std::collections::BTreeSet<i64> = rows
+        .into_iter()
+        .filter_map(|r| r.get::<i64, _>(0))
+        .collect();
+    let lost: Vec<i64> = acked
+        .iter()
+        .map(|&i| i64::from(i))
+        .filter(|i| !present.contains(i))
+        .collect();
+    eprintln!(
+        "semi-sync failover: {} acknowledged writes, {} lost",
+        acked.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(
+        o.history().quarantined.is_empty(),
+        "{:?}",
+        o.history().quarantined
+    );
+}

@@ -156,6 +156,9 @@ impl Actor {
                 Ok(())
             }
             Action::PublishTopology { topology } => {
+                if spec.semi_sync.is_some() && topology.primary.is_some() {
+                    self.ensure_semi_sync(spec, topology).await?;
+                }
                 sink.publish(topology).map_err(ActError::Publish)
             }
             Action::FenceReplicas { members } => {
@@ -242,6 +245,47 @@ impl Actor {
                 Ok(())
             }
         }
+    }
+
+    /// Lossless semi-synchronous replication on a topology about to be published: the primary
+    /// waits, after syncing its binary log and before committing (AFTER_SYNC), for a replica to
+    /// acknowledge each transaction, and never falls back to asynchronous replication; the
+    /// replicas acknowledge. MariaDB waits for one acknowledgement; `acks` above 1 is honoured by
+    /// the plan (how many members it must hear from before promoting), not by the server.
+    async fn ensure_semi_sync(
+        &self,
+        spec: &ClusterSpec,
+        topology: &Topology,
+    ) -> Result<(), ActError> {
+        let Some(primary) = &topology.primary else {
+            return Ok(());
+        };
+        for r in &topology.replicas {
+            let (mut conn, _, _) = self.conn(spec, &r.name).await?;
+            let on: Option<i64> = conn
+                .query_first("SELECT @@rpl_semi_sync_slave_enabled")
+                .await
+                .map_err(|source| ActError::Sql {
+                    member: r.name.clone(),
+                    source,
+                })?;
+            if on != Some(1) {
+                // The IO thread reads the setting when it starts.
+                let sql = [
+                    "SET GLOBAL rpl_semi_sync_slave_enabled = ON",
+                    "STOP SLAVE IO_THREAD",
+                    "START SLAVE IO_THREAD",
+                ];
+                self.exec(spec, &r.name, &sql.map(String::from)).await?;
+            }
+        }
+        let sql = [
+            "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC",
+            "SET GLOBAL rpl_semi_sync_master_timeout = 4294967295",
+            "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
+            "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+        ];
+        self.exec(spec, &primary.name, &sql.map(String::from)).await
     }
 
     fn bootstrap_primary(&self) -> Vec<String> {
