@@ -493,3 +493,90 @@ async fn with_semi_sync_a_failover_loses_no_acknowledged_write() {
         o.history().quarantined
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_replica_is_seeded_from_a_donor_and_replicates_again() {
+    use lagless_operator::orchestrate::seed::{Donor, seed};
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let mut c = cluster.primary().app_conn().await.unwrap();
+    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB)")
+        .await
+        .unwrap();
+    for i in 0..40 {
+        c.exec_drop("INSERT INTO big VALUES (?, REPEAT(MD5(?), 16384))", (i, i))
+            .await
+            .unwrap();
+    }
+    cluster
+        .wait_replicated(Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    // Member 2 loses everything.
+    let target = cluster.member(2);
+    target.shutdown().await.unwrap();
+    std::fs::remove_dir_all(target.data_dir()).unwrap();
+    let donor = cluster.member(1);
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let report = seed(
+        &Donor {
+            host: "127.0.0.1".into(),
+            port: donor.port(),
+            datadir: donor.data_dir(),
+        },
+        &Credentials {
+            user: ADMIN_USER.into(),
+            password: ADMIN_PASSWORD.into(),
+        },
+        &target.data_dir(),
+        progress.clone(),
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "seeded {:.1} MiB in {:?} ({:.1} MB/s), position {}",
+        report.bytes as f64 / 1_048_576.0,
+        report.elapsed,
+        report.mb_per_s(),
+        report.gtid_position
+    );
+    assert!(report.bytes > 20 * 1024 * 1024, "{report:?}");
+    assert_eq!(
+        progress.load(std::sync::atomic::Ordering::Relaxed),
+        report.bytes
+    );
+    assert!(!report.gtid_position.is_empty());
+
+    // Start it on the copy and replicate from the donor's position.
+    target.restart().await.unwrap();
+    target
+        .exec(&format!(
+            "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'",
+            report.gtid_position
+        ))
+        .await
+        .unwrap();
+    target
+        .replicate_from(cluster.primary().port())
+        .await
+        .unwrap();
+    c.exec_drop("INSERT INTO big VALUES (?, 'after')", (1000,))
+        .await
+        .unwrap();
+    cluster
+        .wait_replicated(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let expected = checksum(cluster.primary()).await;
+    assert!(expected.is_some());
+    assert_eq!(
+        checksum(target).await,
+        expected,
+        "the seeded replica's table differs"
+    );
+}
+
+async fn checksum(m: &lagless_testkit::Member) -> Option<i64> {
+    let rows = m.query("CHECKSUM TABLE app.big").await.unwrap();
+    rows[0].get::<Option<i64>, _>(1).flatten()
+}

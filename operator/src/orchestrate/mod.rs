@@ -19,6 +19,7 @@ pub mod act;
 pub mod observe;
 pub mod plan;
 pub mod run;
+pub mod seed;
 pub mod view;
 
 pub use plan::{Action, Cause, ClusterState, Event, Plan, plan};
