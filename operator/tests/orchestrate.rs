@@ -580,3 +580,36 @@ async fn checksum(m: &lagless_testkit::Member) -> Option<i64> {
     let rows = m.query("CHECKSUM TABLE app.big").await.unwrap();
     rows[0].get::<Option<i64>, _>(1).flatten()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_down_removes_a_replica_cleanly() {
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let mut o = adopted(&cluster, &path).await;
+    o.spec.members.retain(|m| m.name != "m2");
+    tick_until(&mut o, Duration::from_secs(20), |t| {
+        t.replicas.iter().all(|r| r.name != "m2")
+    })
+    .await;
+    let published = Topology::read(&path).unwrap();
+    assert_eq!(
+        published.primary.as_ref().map(|p| p.name.as_str()),
+        Some("m0")
+    );
+    assert_eq!(
+        published
+            .replicas
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["m1"]
+    );
+    let m2 = cluster.member(2).positions().await.unwrap();
+    assert_eq!(
+        m2.io_running.as_deref(),
+        Some("No"),
+        "the removed member stopped replicating"
+    );
+    assert!(m2.read_only);
+}

@@ -10,7 +10,7 @@ use mysql_async::prelude::Queryable;
 
 use super::observe::{Credentials, opts};
 use super::plan::Action;
-use super::view::{ClusterSpec, ClusterView};
+use super::view::{ClusterSpec, ClusterView, MemberSpec};
 
 /// Why an action failed; the tick stops there and the next tick plans again.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +146,24 @@ impl Actor {
         sink: &dyn TopologySink,
     ) -> Result<(), ActError> {
         tracing::info!(?action, "acting");
+        // Members being removed are in the view but no longer in the spec.
+        let widened;
+        let spec = if view.members.iter().all(|m| spec.member(&m.name).is_some()) {
+            spec
+        } else {
+            let mut wider = spec.clone();
+            for m in view
+                .members
+                .iter()
+                .filter(|m| spec.member(&m.name).is_none())
+            {
+                wider
+                    .members
+                    .push(MemberSpec::new(m.name.clone(), m.host.clone(), m.port));
+            }
+            widened = wider;
+            &widened
+        };
         match action {
             Action::Bootstrap { primary, replicas } => {
                 self.exec(spec, primary, &self.bootstrap_primary()).await?;

@@ -87,9 +87,20 @@ impl Observer {
         let primary = published
             .and_then(|t| t.primary.as_ref())
             .map(|m| m.name.clone());
+        // Members still published but no longer in the spec are observed too: the plan has to
+        // see them to remove them cleanly.
+        let extra: Vec<MemberSpec> = published
+            .map(|t| {
+                t.members()
+                    .filter(|m| spec.member(&m.name).is_none())
+                    .map(|m| MemberSpec::new(m.name.clone(), m.host.clone(), m.port))
+                    .collect()
+            })
+            .unwrap_or_default();
         let (last, first): (Vec<&MemberSpec>, Vec<&MemberSpec>) = spec
             .members
             .iter()
+            .chain(&extra)
             .partition(|m| Some(&m.name) == primary.as_ref());
         let mut members = Vec::with_capacity(spec.members.len());
         // Everyone else at once, then the primary.
