@@ -12,6 +12,7 @@ command -v mariadb-backup >/dev/null 2>&1 || missing+=(mariadb-backup)
 command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
