@@ -61,6 +61,30 @@ fn orchestrator(cluster: &Cluster, topology: &std::path::Path) -> Orchestrator {
     )
 }
 
+/// A lagless-proxy in this process following the topology file; returns its port and the
+/// handle that stops it.
+async fn proxy_following(
+    dir: &std::path::Path,
+    topology: &std::path::Path,
+) -> (u16, tokio::sync::watch::Sender<bool>) {
+    let users = dir.join("users.json");
+    std::fs::write(
+        &users,
+        format!(r#"{{"users":[{{"user":"{APP_USER}","password":"{APP_PASSWORD}"}}]}}"#),
+    )
+    .unwrap();
+    let mut config = lagless_proxy::config::Config::new(topology.to_path_buf());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.users_file = Some(users);
+    config.topology_poll = Duration::from_millis(100);
+    config.monitor_interval = Duration::from_millis(200);
+    let proxy = lagless_proxy::server::Proxy::bind(config).await.unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    let stop = proxy.shutdown_handle();
+    tokio::spawn(proxy.run());
+    (port, stop)
+}
+
 /// Ticks until `done` holds for the published topology (bounded).
 async fn tick_until(
     o: &mut Orchestrator,
@@ -141,21 +165,7 @@ async fn fails_over_when_the_primary_is_killed_and_writes_resume_through_the_pro
     .await;
 
     // A proxy follows the published topology.
-    let users = dir.path().join("users.json");
-    std::fs::write(
-        &users,
-        format!(r#"{{"users":[{{"user":"{APP_USER}","password":"{APP_PASSWORD}"}}]}}"#),
-    )
-    .unwrap();
-    let mut config = lagless_proxy::config::Config::new(path.clone());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.users_file = Some(users);
-    config.topology_poll = Duration::from_millis(100);
-    config.monitor_interval = Duration::from_millis(200);
-    let proxy = lagless_proxy::server::Proxy::bind(config).await.unwrap();
-    let port = proxy.local_addr().unwrap().port();
-    let stop_proxy = proxy.shutdown_handle();
-    tokio::spawn(proxy.run());
+    let (port, stop_proxy) = proxy_following(dir.path(), &path).await;
     let opts = lagless_testkit::conn_opts(port, APP_USER, APP_PASSWORD, Some("app"));
     let mut setup = mysql_async::Conn::new(opts.clone()).await.unwrap();
     setup
@@ -332,21 +342,7 @@ async fn planned_switchover_under_load_pauses_writes_without_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("topology.json");
     let mut o = adopted(&cluster, &path).await;
-    let users = dir.path().join("users.json");
-    std::fs::write(
-        &users,
-        format!(r#"{{"users":[{{"user":"{APP_USER}","password":"{APP_PASSWORD}"}}]}}"#),
-    )
-    .unwrap();
-    let mut config = lagless_proxy::config::Config::new(path.clone());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.users_file = Some(users);
-    config.topology_poll = Duration::from_millis(100);
-    config.monitor_interval = Duration::from_millis(200);
-    let proxy = lagless_proxy::server::Proxy::bind(config).await.unwrap();
-    let port = proxy.local_addr().unwrap().port();
-    let stop_proxy = proxy.shutdown_handle();
-    tokio::spawn(proxy.run());
+    let (port, stop_proxy) = proxy_following(dir.path(), &path).await;
     let opts = lagless_testkit::conn_opts(port, APP_USER, APP_PASSWORD, Some("app"));
     let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
     c.query_drop("CREATE TABLE s (id INT PRIMARY KEY AUTO_INCREMENT, v INT)")
