@@ -63,29 +63,36 @@ pub struct Actor {
 }
 
 impl Actor {
-    async fn conn(
+    /// Awaits `fut` on `member` within the statement timeout, naming what timed out.
+    async fn bounded<T>(
         &self,
-        spec: &ClusterSpec,
         member: &str,
-    ) -> Result<(Conn, String, u16), ActError> {
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
+    ) -> Result<T, ActError> {
+        tokio::time::timeout(self.statement_timeout, fut)
+            .await
+            .map_err(|_| ActError::Timeout {
+                member: member.to_string(),
+                what: what.to_string(),
+                secs: self.statement_timeout.as_secs(),
+            })?
+            .map_err(|source| ActError::Sql {
+                member: member.to_string(),
+                source,
+            })
+    }
+
+    async fn conn(&self, spec: &ClusterSpec, member: &str) -> Result<Conn, ActError> {
         let m = spec
             .member(member)
             .ok_or_else(|| ActError::UnknownMember(member.to_string()))?;
-        let conn = tokio::time::timeout(
-            self.statement_timeout,
+        self.bounded(
+            member,
+            "connecting",
             Conn::new(opts(&m.host, m.port, &self.admin)),
         )
         .await
-        .map_err(|_| ActError::Timeout {
-            member: member.to_string(),
-            what: "connecting".into(),
-            secs: self.statement_timeout.as_secs(),
-        })?
-        .map_err(|source| ActError::Sql {
-            member: member.to_string(),
-            source,
-        })?;
-        Ok((conn, m.host.clone(), m.port))
     }
 
     /// Runs statements on one member, each bounded by the statement timeout.
@@ -95,19 +102,9 @@ impl Actor {
         member: &str,
         statements: &[String],
     ) -> Result<(), ActError> {
-        let (mut conn, _, _) = self.conn(spec, member).await?;
+        let mut conn = self.conn(spec, member).await?;
         for sql in statements {
-            tokio::time::timeout(self.statement_timeout, conn.query_drop(sql))
-                .await
-                .map_err(|_| ActError::Timeout {
-                    member: member.to_string(),
-                    what: sql.clone(),
-                    secs: self.statement_timeout.as_secs(),
-                })?
-                .map_err(|source| ActError::Sql {
-                    member: member.to_string(),
-                    source,
-                })?;
+            self.bounded(member, sql, conn.query_drop(sql)).await?;
         }
         let _ = conn.disconnect().await;
         Ok(())
@@ -212,7 +209,7 @@ impl Actor {
                 self.wait_for(spec, view.flavor, member, until).await
             }
             Action::WaitCaughtUp { member, source } => {
-                let (mut conn, _, _) = self.conn(spec, source).await?;
+                let mut conn = self.conn(spec, source).await?;
                 let head: Option<String> = conn
                     .query_first(position_query(view.flavor))
                     .await
@@ -279,7 +276,7 @@ impl Actor {
             return Ok(());
         };
         for r in &topology.replicas {
-            let (mut conn, _, _) = self.conn(spec, &r.name).await?;
+            let mut conn = self.conn(spec, &r.name).await?;
             let on: Option<i64> = conn
                 .query_first("SELECT @@rpl_semi_sync_slave_enabled")
                 .await
@@ -335,7 +332,7 @@ impl Actor {
     /// which lagless-proxy turns into a wait for the new primary, while killing it mid-flight
     /// would leave the client unsure whether it ran.
     async fn kill_clients(&self, spec: &ClusterSpec, member: &str) -> Result<(), ActError> {
-        let (mut conn, _, _) = self.conn(spec, member).await?;
+        let mut conn = self.conn(spec, member).await?;
         let ids: Vec<u64> = conn
             .exec(
                 "SELECT t.trx_mysql_thread_id FROM information_schema.INNODB_TRX t \
@@ -361,7 +358,7 @@ impl Actor {
         member: &str,
         until: &GtidSet,
     ) -> Result<(), ActError> {
-        let (mut conn, _, _) = self.conn(spec, member).await?;
+        let mut conn = self.conn(spec, member).await?;
         let secs = self.catch_up_timeout.as_secs_f64();
         let sql = match flavor {
             Flavor::Mariadb => format!("SELECT MASTER_GTID_WAIT('{until}', {secs})"),
