@@ -4,6 +4,7 @@
 //! The orchestration core, the Kubernetes reconciler and the local runtime are being built; see
 //! `docs/architecture.md` for what exists today.
 
+pub mod crd;
 pub mod orchestrate;
 
 /// The version reported by `--version` and in logs.

@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Lagless operator: runs MySQL/MariaDB replication clusters in Kubernetes or locally.
 #[derive(Debug, Parser)]
@@ -7,10 +7,23 @@ struct Cli {
     /// Log filter, in `tracing` env-filter syntax.
     #[arg(long, env = "LAGLESS_LOG", default_value = "info")]
     log: String,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the MySQLCluster CustomResourceDefinition as YAML.
+    Crd,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(Command::Crd) = cli.command {
+        print!("{}", lagless_operator::crd::crd_yaml());
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .init();

@@ -1,0 +1,789 @@
+//! The `MySQLCluster` custom resource (`lagless.dev/v1alpha1`): what a user asks for and what
+//! the operator reports back.
+//!
+//! The types are the source of truth: the CRD in `crds/mysqlcluster.yaml` is generated from them
+//! (`lagless-operator crd`) and a test fails when the two differ.
+//!
+//! Validation happens twice. The schema rejects what it can express (ranges, enums, patterns and
+//! CEL rules in `x-kubernetes-validations`) so `kubectl apply` fails with a message; the same
+//! rules, and a few the schema cannot express, are checked again by
+//! [`MySQLClusterSpec::validate`], because a CRD installed from an older version (or a cluster
+//! without CEL) may let a bad spec through, and the reconciler must then report it in status
+//! rather than act on it.
+
+mod validate;
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use lagless_proxy::route::ConsistencyMode;
+use lagless_proxy::topology;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::orchestrate::{ClusterSpec, MemberSpec, SemiSync, Switchover, SwitchoverTarget};
+
+pub use validate::{SpecError, SpecErrors};
+
+/// The most members a cluster may have.
+pub const MAX_MEMBERS: i32 = 9;
+
+/// The switchover target that lets the operator choose the member.
+pub const BEST: &str = "best";
+
+/// The image used for a MariaDB cluster that names none.
+pub const DEFAULT_MARIADB_IMAGE: &str = "docker.io/library/mariadb:10.11";
+
+/// The image used for a MySQL cluster that names none.
+pub const DEFAULT_MYSQL_IMAGE: &str = "docker.io/library/mysql:8.4";
+
+/// A Kubernetes quantity (`10Gi`, `500m`, `1.5`, `1e3`), as the API server's own pattern for
+/// `resource.Quantity`.
+const QUANTITY_PATTERN: &str = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
+
+/// The consistency modes the proxy understands, in their lower-case text form.
+const CONSISTENCY_PATTERN: &str =
+    r"^(strict|session|proxy|eventual|bounded(\( *[0-9]+ *(ms|s)? *\)|=[0-9]+(ms|s)?)?)$";
+
+/// A MySQL or MariaDB replication cluster: one primary, replicas that follow it over GTID
+/// replication, and proxies that route each read to a replica that has seen what it must see.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "lagless.dev",
+    version = "v1alpha1",
+    kind = "MySQLCluster",
+    plural = "mysqlclusters",
+    shortname = "mysqlc",
+    namespaced,
+    status = "MySQLClusterStatus",
+    derive = "PartialEq",
+    doc = "A MySQL or MariaDB replication cluster run by Lagless.",
+    printcolumn(
+        name = "Primary",
+        type_ = "string",
+        description = "The member that takes writes",
+        json_path = ".status.primary"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        description = "Healthy members over desired members",
+        json_path = ".status.ready"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        description = "What the cluster is doing",
+        json_path = ".status.phase"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(
+        "!has(self.spec.switchover) || self.spec.switchover.primary == 'best' || \
+         (self.spec.switchover.primary.startsWith(self.metadata.name + '-') && \
+          self.spec.switchover.primary.substring(size(self.metadata.name) + 1).matches('^[0-9]+$') && \
+          int(self.spec.switchover.primary.substring(size(self.metadata.name) + 1)) < self.spec.replicas)"
+    )
+    .message("spec.switchover.primary must be 'best' or a member of this cluster: <name>-<ordinal> with ordinal < spec.replicas")
+    .field_path(".spec.switchover.primary"),
+    validation = Rule::new(
+        "!has(self.spec.replication) || !has(self.spec.replication.members) || \
+         self.spec.replication.members.all(m, m.name.startsWith(self.metadata.name + '-') && \
+          m.name.substring(size(self.metadata.name) + 1).matches('^[0-9]+$'))"
+    )
+    .message("spec.replication.members[].name must name a member of this cluster: <name>-<ordinal>")
+    .field_path(".spec.replication.members")
+)]
+#[x_kube(
+    validation = Rule::new(
+        "!has(self.replication) || !has(self.replication.semiSync) || !self.replication.semiSync || \
+         !has(self.replication.semiSyncAcks) || self.replication.semiSyncAcks < self.replicas"
+    )
+    .message("spec.replication.semiSyncAcks must be less than spec.replicas: the primary cannot acknowledge its own writes")
+    .field_path(".replication.semiSyncAcks"),
+    validation = Rule::new(
+        "!has(self.switchover) || !has(self.replication) || !has(self.replication.members) || \
+         !self.replication.members.exists(m, m.name == self.switchover.primary && \
+          has(m.neverPromote) && m.neverPromote)"
+    )
+    .message("spec.switchover.primary names a member with neverPromote set")
+    .field_path(".switchover.primary")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLClusterSpec {
+    /// Number of database servers (members), one of which is the primary.
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: i32,
+
+    /// The server family: `mariadb` or `mysql`. Cannot be changed after creation.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.flavor cannot be changed"))]
+    pub flavor: Flavor,
+
+    /// The server image; defaults to MariaDB 10.11 (`docker.io/library/mariadb:10.11`) or, for
+    /// the `mysql` flavor, MySQL 8.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// Each member's data volume.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Compute resources of each database server container.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+
+    /// Server options written to each member's configuration file (`option: value`, my.cnf
+    /// syntax). Options the operator manages (server id, GTID domain, binary log, read-only,
+    /// semi-sync) are rejected.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Key names are checked by `validate` only: a CEL rule over map keys, which the schema
+    // cannot bound in length, risks exceeding the API server's cost budget.
+    #[schemars(extend("maxProperties" = 200))]
+    pub server_config: BTreeMap<String, String>,
+
+    /// Secrets holding the credentials the operator and the replicas use; each one absent is
+    /// generated as `<cluster>-<purpose>`.
+    #[serde(default, skip_serializing_if = "CredentialsSpec::is_empty")]
+    pub credentials: CredentialsSpec,
+
+    /// The MariaDB `gtid_domain_id` of this cluster's writes. Every cluster needs its own so that
+    /// data can later move between clusters over replication; when absent it is derived from the
+    /// namespace and name. Cannot be changed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4294967295_i64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.gtidDomainId cannot be changed"))]
+    pub gtid_domain_id: Option<i64>,
+
+    /// The `server_id` of member 0; member N gets `serverIdBase + N`. Every cluster that may
+    /// replicate with another needs its own range; when absent it is derived from the namespace
+    /// and name. Cannot be changed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967287_i64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.serverIdBase cannot be changed"))]
+    pub server_id_base: Option<i64>,
+
+    /// Replication options.
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+
+    /// The proxies applications connect to.
+    #[serde(default)]
+    pub proxy: ProxySpec,
+
+    /// A planned change of primary. It runs once per `id`: to switch again, give a new id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<SwitchoverSpec>,
+}
+
+/// The server family.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    #[default]
+    Mariadb,
+    Mysql,
+}
+
+impl From<Flavor> for topology::Flavor {
+    fn from(flavor: Flavor) -> Self {
+        match flavor {
+            Flavor::Mariadb => topology::Flavor::Mariadb,
+            Flavor::Mysql => topology::Flavor::Mysql,
+        }
+    }
+}
+
+/// Each member's persistent volume.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size, as a Kubernetes quantity.
+    #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = QUANTITY_PATTERN))]
+    pub size: String,
+    /// The StorageClass; the cluster's default class when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_storage_size() -> String {
+    "10Gi".into()
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Resource requests and limits of one container, by resource name (`cpu`, `memory`, …), as
+/// Kubernetes quantities.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, String>,
+}
+
+impl Resources {
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.limits.is_empty()
+    }
+}
+
+/// Secret references. Each Secret holds `username` and `password`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSpec {
+    /// The operator's administrative user; generated as `<cluster>-admin` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub admin_secret_name: Option<String>,
+    /// The user replicas connect with; generated as `<cluster>-replication` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub replication_secret_name: Option<String>,
+}
+
+impl CredentialsSpec {
+    pub fn is_empty(&self) -> bool {
+        self.admin_secret_name.is_none() && self.replication_secret_name.is_none()
+    }
+
+    /// The Secret that holds the admin credentials of cluster `cluster`.
+    pub fn admin_secret(&self, cluster: &str) -> String {
+        self.admin_secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{cluster}-admin"))
+    }
+
+    /// The Secret that holds the replication credentials of cluster `cluster`.
+    pub fn replication_secret(&self, cluster: &str) -> String {
+        self.replication_secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{cluster}-replication"))
+    }
+}
+
+/// Replication options.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationSpec {
+    /// Lossless semi-synchronous replication (AFTER_SYNC): a commit returns only once
+    /// `semiSyncAcks` replicas hold it, so a failover loses no acknowledged write.
+    #[serde(default)]
+    pub semi_sync: bool,
+    /// Replica acknowledgements a commit waits for when `semiSync` is on.
+    #[serde(default = "default_semi_sync_acks")]
+    #[schemars(range(min = 1, max = 8))]
+    pub semi_sync_acks: i32,
+    /// Per-member options, by member name (`<cluster>-<ordinal>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 9))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub members: Vec<MemberReplicationSpec>,
+}
+
+fn default_semi_sync_acks() -> i32 {
+    1
+}
+
+impl Default for ReplicationSpec {
+    fn default() -> Self {
+        Self {
+            semi_sync: false,
+            semi_sync_acks: default_semi_sync_acks(),
+            members: Vec::new(),
+        }
+    }
+}
+
+impl ReplicationSpec {
+    /// The options given for member `name`, if any.
+    pub fn member(&self, name: &str) -> Option<&MemberReplicationSpec> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+/// How one member takes part in promotions.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberReplicationSpec {
+    /// The member, `<cluster>-<ordinal>`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Among candidates that hold every transaction, the highest priority is promoted.
+    #[serde(default)]
+    #[schemars(range(min = -1000, max = 1000))]
+    pub promotion_priority: i32,
+    /// Never promote this member (a delayed or remote replica, say).
+    #[serde(default)]
+    pub never_promote: bool,
+}
+
+/// The proxies: a Deployment of `lagless-proxy` and the Service applications connect to.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySpec {
+    /// Proxy pods; 0 runs none (the proxy then runs as a sidecar in the application's pods).
+    #[serde(default = "default_proxy_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// The consistency of reads that ask for none: `strict`, `session`, `proxy`, `eventual`,
+    /// `bounded`, `bounded(500ms)`, `bounded(2s)` or `bounded=500` (milliseconds).
+    #[serde(default = "default_consistency")]
+    #[schemars(regex(pattern = CONSISTENCY_PATTERN))]
+    pub default_consistency: String,
+    /// Compute resources of each proxy container.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    /// The type of the client Service.
+    #[serde(default)]
+    pub service_type: ServiceType,
+}
+
+fn default_proxy_replicas() -> i32 {
+    2
+}
+
+fn default_consistency() -> String {
+    "strict".into()
+}
+
+impl Default for ProxySpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_proxy_replicas(),
+            default_consistency: default_consistency(),
+            resources: Resources::default(),
+            service_type: ServiceType::default(),
+        }
+    }
+}
+
+/// A Kubernetes Service type.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// A planned switchover request.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchoverSpec {
+    /// Identifies the request: a switchover runs once per id.
+    #[schemars(length(min = 1, max = 63))]
+    pub id: String,
+    /// The member to promote (`<cluster>-<ordinal>`), or `best` to let the operator choose the
+    /// most complete eligible replica.
+    #[serde(default = "default_switchover_primary")]
+    #[schemars(length(min = 1, max = 63))]
+    pub primary: String,
+}
+
+fn default_switchover_primary() -> String {
+    BEST.into()
+}
+
+/// What the operator reports.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLClusterStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The member that takes writes, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Healthy members over desired members, as `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub members: Vec<MemberStatus>,
+    /// The epoch of the topology last published to the proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_epoch: Option<i64>,
+    /// `Available`, `Progressing`, `Degraded` and `FailoverInProgress`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<PromotionRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_switchover: Option<PromotionRecord>,
+}
+
+/// What the cluster is doing, in one word.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Servers are being created.
+    Pending,
+    /// The servers run; replication is being set up.
+    Bootstrapping,
+    /// A primary takes writes and every member replicates.
+    Running,
+    /// A primary takes writes; some member needs repair or attention.
+    Degraded,
+    /// The primary is lost and a replica is being promoted.
+    FailingOver,
+    /// A planned switchover is under way.
+    SwitchingOver,
+    /// The spec is invalid; the `Degraded` condition says why and nothing is changed.
+    Invalid,
+}
+
+/// One member as last observed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    pub name: String,
+    pub role: MemberRole,
+    /// The GTID set the member has executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_position: Option<String>,
+    /// How far behind the primary, in milliseconds, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<i64>,
+    /// Reachable and, for a replica, replicating without error.
+    pub healthy: bool,
+    /// Transactions this member holds that the primary's history lacks; such a member is
+    /// quarantined until it is re-seeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errant: Option<String>,
+}
+
+/// A member's part in the cluster.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberRole {
+    Primary,
+    Replica,
+    /// Kept out of traffic and promotion (errant transactions, lost position).
+    Quarantined,
+    /// Not observed yet, or unreachable.
+    Unknown,
+}
+
+/// A status condition, in the standard Kubernetes shape.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Available`, `Progressing`, `Degraded` or `FailoverInProgress`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    /// A CamelCase word for programs.
+    pub reason: String,
+    /// A sentence for people.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed, RFC 3339.
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl Condition {
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const FAILOVER_IN_PROGRESS: &str = "FailoverInProgress";
+}
+
+/// The status of a condition.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// A completed promotion: a failover or a switchover.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRecord {
+    /// When the new primary was published, RFC 3339.
+    pub time: String,
+    /// The previous primary, when one was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
+    /// The switchover request's id, for a switchover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl MySQLClusterSpec {
+    /// The image to run: `image`, or the default of the flavor.
+    pub fn image(&self) -> &str {
+        match (&self.image, self.flavor) {
+            (Some(image), _) => image,
+            (None, Flavor::Mariadb) => DEFAULT_MARIADB_IMAGE,
+            (None, Flavor::Mysql) => DEFAULT_MYSQL_IMAGE,
+        }
+    }
+
+    /// The GTID domain of cluster `namespace/name`: `gtidDomainId`, or one derived from the
+    /// namespace and name (stable, and different between clusters but for a 1 in 2^31 chance).
+    pub fn gtid_domain_id(&self, namespace: &str, name: &str) -> u32 {
+        match self.gtid_domain_id.and_then(|id| u32::try_from(id).ok()) {
+            Some(id) => id,
+            // Below 2^31, and never 0 (the domain of servers nobody configured).
+            None => (fnv1a(namespace, name) % 0x7fff_ffff) + 1,
+        }
+    }
+
+    /// The `server_id` of member 0 of cluster `namespace/name`: `serverIdBase`, or a base
+    /// derived from the namespace and name. Derived bases are multiples of 16 plus 1, so the
+    /// ranges of two clusters never overlap, they only coincide (1 in 2^28).
+    pub fn server_id_base(&self, namespace: &str, name: &str) -> u32 {
+        match self.server_id_base.and_then(|id| u32::try_from(id).ok()) {
+            Some(id) => id,
+            None => (fnv1a(namespace, name) % 0x0fff_ffff) * 16 + 1,
+        }
+    }
+
+    /// The orchestration core's view of this spec, for cluster `name` whose members are
+    /// `(name, host, port)`. Per-member options are matched by name; members without any get
+    /// priority 0 and may be promoted.
+    pub fn to_cluster_spec(&self, name: &str, members: Vec<(String, String, u16)>) -> ClusterSpec {
+        let members = members
+            .into_iter()
+            .map(|(member, host, port)| {
+                let mut spec = MemberSpec::new(member, host, port);
+                if let Some(options) = self.replication.member(&spec.name) {
+                    spec.promotion_priority = options.promotion_priority;
+                    spec.never_promote = options.never_promote;
+                }
+                spec
+            })
+            .collect();
+        let mut spec = ClusterSpec::new(name, members);
+        spec.semi_sync = self.replication.semi_sync.then(|| SemiSync {
+            acks: u32::try_from(self.replication.semi_sync_acks.max(1)).unwrap_or(1),
+        });
+        spec.switchover = self.switchover.as_ref().map(|request| Switchover {
+            id: request.id.clone(),
+            to: if request.primary == BEST {
+                SwitchoverTarget::Best
+            } else {
+                SwitchoverTarget::Member(request.primary.clone())
+            },
+        });
+        // Published in the canonical form the proxies print; an unparsable mode is caught by
+        // `validate` before this is called, and is passed through for the proxy to reject.
+        let consistency = &self.proxy.default_consistency;
+        spec.consistency = Some(
+            consistency
+                .parse::<ConsistencyMode>()
+                .map_or_else(|_| consistency.clone(), |mode| mode.to_string()),
+        );
+        spec
+    }
+}
+
+impl MySQLCluster {
+    /// Checks the spec against this resource's name; see [`MySQLClusterSpec::validate`].
+    pub fn validate(&self) -> Result<(), SpecErrors> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        self.spec.validate(name)
+    }
+}
+
+/// The CRD as YAML, as kept in `crds/mysqlcluster.yaml`.
+pub fn crd_yaml() -> String {
+    let crd = MySQLCluster::crd();
+    // Long strings (CEL rules, patterns) stay on one line: folded scalars are valid YAML but
+    // make rules hard to read and review.
+    let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+    let body = match serde_saphyr::to_string_with_options(&crd, options) {
+        Ok(body) => body,
+        // The CRD is plain data (strings, maps, lists, numbers): serializing it cannot fail.
+        Err(err) => unreachable!("the CRD serializes to YAML: {err}"),
+    };
+    format!(
+        "# Generated from operator/src/crd.rs by `lagless-operator crd`: do not edit.\n\
+         # Regenerate: cargo run -q -p lagless-operator -- crd > crds/mysqlcluster.yaml\n\
+         {body}"
+    )
+}
+
+/// FNV-1a over `namespace/name`: small, stable across releases and platforms (unlike std's
+/// hasher, which may change).
+fn fnv1a(namespace: &str, name: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in namespace.bytes().chain(*b"/").chain(name.bytes()) {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(replicas: i32) -> MySQLClusterSpec {
+        MySQLClusterSpec {
+            replicas,
+            flavor: Flavor::Mariadb,
+            image: None,
+            storage: StorageSpec::default(),
+            resources: Resources::default(),
+            server_config: BTreeMap::new(),
+            credentials: CredentialsSpec::default(),
+            gtid_domain_id: None,
+            server_id_base: None,
+            replication: ReplicationSpec::default(),
+            proxy: ProxySpec::default(),
+            switchover: None,
+        }
+    }
+
+    fn members(n: u16) -> Vec<(String, String, u16)> {
+        (0..n)
+            .map(|i| (format!("db-{i}"), format!("db-{i}.db"), 3306 + i))
+            .collect()
+    }
+
+    #[test]
+    fn minimal_yaml_gets_defaults() {
+        let spec: MySQLClusterSpec = serde_saphyr::from_str("replicas: 3\n").unwrap();
+        assert_eq!(spec, self::spec(3));
+        assert_eq!(spec.image(), DEFAULT_MARIADB_IMAGE);
+        assert_eq!(spec.proxy.default_consistency, "strict");
+        assert_eq!(spec.storage.size, "10Gi");
+        let mysql: MySQLClusterSpec =
+            serde_saphyr::from_str("replicas: 1\nflavor: mysql\n").unwrap();
+        assert_eq!(mysql.image(), DEFAULT_MYSQL_IMAGE);
+    }
+
+    #[test]
+    fn conversion_carries_priorities_semi_sync_switchover_and_consistency() {
+        let mut spec = spec(3);
+        spec.replication.semi_sync = true;
+        spec.replication.semi_sync_acks = 2;
+        spec.replication.members = vec![
+            MemberReplicationSpec {
+                name: "db-1".into(),
+                promotion_priority: 10,
+                never_promote: false,
+            },
+            MemberReplicationSpec {
+                name: "db-2".into(),
+                promotion_priority: 0,
+                never_promote: true,
+            },
+        ];
+        spec.switchover = Some(SwitchoverSpec {
+            id: "s1".into(),
+            primary: "db-1".into(),
+        });
+        spec.proxy.default_consistency = "bounded=500".into();
+        let core = spec.to_cluster_spec("db", members(3));
+        assert_eq!(core.cluster, "db");
+        assert_eq!(core.members.len(), 3);
+        let m0 = core.member("db-0").unwrap();
+        assert_eq!((m0.host.as_str(), m0.port), ("db-0.db", 3306));
+        assert_eq!((m0.promotion_priority, m0.never_promote), (0, false));
+        let m1 = core.member("db-1").unwrap();
+        assert_eq!((m1.promotion_priority, m1.never_promote), (10, false));
+        assert!(core.member("db-2").unwrap().never_promote);
+        assert_eq!(core.semi_sync, Some(SemiSync { acks: 2 }));
+        assert_eq!(
+            core.switchover,
+            Some(Switchover {
+                id: "s1".into(),
+                to: SwitchoverTarget::Member("db-1".into())
+            })
+        );
+        assert_eq!(core.consistency.as_deref(), Some("bounded(500ms)"));
+        assert_eq!(
+            core.failover_after_probes,
+            ClusterSpec::DEFAULT_FAILOVER_AFTER_PROBES
+        );
+    }
+
+    #[test]
+    fn conversion_defaults() {
+        let mut spec = spec(2);
+        spec.switchover = Some(SwitchoverSpec {
+            id: "s2".into(),
+            primary: BEST.into(),
+        });
+        let core = spec.to_cluster_spec("db", members(2));
+        assert_eq!(core.semi_sync, None);
+        assert_eq!(core.switchover.unwrap().to, SwitchoverTarget::Best);
+        assert_eq!(core.consistency.as_deref(), Some("strict"));
+    }
+
+    #[test]
+    fn derived_ids_are_stable_distinct_and_in_range() {
+        let spec = spec(9);
+        let a = spec.gtid_domain_id("prod", "orders");
+        assert_eq!(a, spec.gtid_domain_id("prod", "orders"));
+        assert_ne!(a, spec.gtid_domain_id("prod", "users"));
+        assert_ne!(a, spec.gtid_domain_id("staging", "orders"));
+        assert!(a > 0 && a <= 0x7fff_ffff);
+        let base = spec.server_id_base("prod", "orders");
+        assert_eq!(base % 16, 1);
+        assert!(base.checked_add(MAX_MEMBERS as u32).is_some());
+        assert_ne!(base, spec.server_id_base("prod", "users"));
+        let mut explicit = spec.clone();
+        explicit.gtid_domain_id = Some(7);
+        explicit.server_id_base = Some(100);
+        assert_eq!(explicit.gtid_domain_id("prod", "orders"), 7);
+        assert_eq!(explicit.server_id_base("prod", "orders"), 100);
+    }
+
+    #[test]
+    fn credentials_default_to_generated_secrets() {
+        let mut credentials = CredentialsSpec::default();
+        assert_eq!(credentials.admin_secret("db"), "db-admin");
+        assert_eq!(credentials.replication_secret("db"), "db-replication");
+        credentials.admin_secret_name = Some("mine".into());
+        assert_eq!(credentials.admin_secret("db"), "mine");
+    }
+
+    #[test]
+    fn crd_has_identity_columns_and_rules() {
+        let crd = MySQLCluster::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("mysqlclusters.lagless.dev")
+        );
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["mysqlc".to_string()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        assert!(version.subresources.as_ref().unwrap().status.is_some());
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Primary", "Ready", "Phase", "Age"]);
+        let yaml = crd_yaml();
+        for needle in [
+            "x-kubernetes-validations",
+            "self.replication.semiSyncAcks < self.replicas",
+            "self == oldSelf",
+            "x-kubernetes-list-map-keys",
+        ] {
+            assert!(yaml.contains(needle), "the CRD lacks {needle}");
+        }
+    }
+}
