@@ -1,14 +1,21 @@
-//! A local MariaDB replication cluster with lagless-proxy in front, for trying Lagless out
-//! until `lagless-operator local` exists. Stops (and removes every file it made) on Ctrl-C or
-//! SIGTERM.
+//! A local MariaDB replication cluster with lagless-proxy in front and the orchestration loop
+//! driving it (failover, quarantine), for trying Lagless out until `lagless-operator local`
+//! exists. Stops (and removes every file it made) on Ctrl-C or SIGTERM.
 
 use std::time::Duration;
 
+use lagless_operator::orchestrate::act::{Actor, FileSink};
+use lagless_operator::orchestrate::observe::{Credentials, Observer};
+use lagless_operator::orchestrate::run::Orchestrator;
+use lagless_operator::orchestrate::{ClusterSpec, MemberSpec};
 use lagless_proxy::config::Config;
 use lagless_proxy::server::Proxy;
 use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
 use lagless_proxy::users::LookupCredentials;
-use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, APP_DATABASE, APP_PASSWORD, APP_USER, Cluster};
+use lagless_testkit::{
+    ADMIN_PASSWORD, ADMIN_USER, APP_DATABASE, APP_PASSWORD, APP_USER, Cluster, REPL_PASSWORD,
+    REPL_USER,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 struct Args {
@@ -61,6 +68,39 @@ fn topology(cluster: &Cluster) -> Topology {
         replicas: cluster.replicas().iter().map(member).collect(),
         consistency: None,
     }
+}
+
+/// The orchestration loop over the cluster, publishing to the proxy's topology file.
+fn orchestrator(cluster: &Cluster, topology: &std::path::Path) -> Orchestrator {
+    let members = cluster
+        .members()
+        .iter()
+        .map(|m| MemberSpec::new(format!("m{}", m.index()), "127.0.0.1", m.port()))
+        .collect();
+    let mut spec = ClusterSpec::new("demo", members);
+    spec.failover_cooldown = Duration::from_secs(10);
+    let admin = Credentials {
+        user: ADMIN_USER.into(),
+        password: ADMIN_PASSWORD.into(),
+    };
+    let actor = Actor {
+        admin: admin.clone(),
+        replication: Credentials {
+            user: REPL_USER.into(),
+            password: REPL_PASSWORD.into(),
+        },
+        app_users: Vec::new(),
+        statement_timeout: Duration::from_secs(2),
+        catch_up_timeout: Duration::from_secs(30),
+    };
+    Orchestrator::new(
+        spec,
+        Flavor::Mariadb,
+        Observer::new(admin, Duration::from_millis(500)),
+        actor,
+        Box::new(FileSink(topology.to_path_buf())),
+        Topology::read(topology).ok(),
+    )
 }
 
 async fn start_proxy(cluster: &Cluster, port: u16) -> Result<(Proxy, std::path::PathBuf), String> {
@@ -126,11 +166,19 @@ async fn main() {
         );
     }
     let mut proxy_task = None;
+    let mut driver = None;
     if !a.no_proxy {
         match start_proxy(&cluster, a.port).await {
             Ok((proxy, topo)) => {
                 let stop = proxy.shutdown_handle();
                 proxy_task = Some((stop, tokio::spawn(proxy.run())));
+                let mut o = orchestrator(&cluster, &topo);
+                driver = Some(tokio::spawn(async move {
+                    loop {
+                        o.tick().await;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }));
                 println!(
                     "\nlagless-proxy on 127.0.0.1:{} (topology: {})",
                     a.port,
@@ -154,6 +202,15 @@ async fn main() {
             }
         }
     }
+    if !a.no_proxy
+        && let Some(pid) = cluster.primary().pid()
+    {
+        println!("Watch a failover: kill the primary and keep querying through the proxy:");
+        println!(
+            "  kill -9 {pid}; sleep 1; curl -s 127.0.0.1:{}/topology",
+            a.port + 1
+        );
+    }
     let p = cluster.primary().port();
     println!("\nOr the primary directly:");
     println!("  mariadb -h127.0.0.1 -P{p} -u{APP_USER} -p{APP_PASSWORD} {APP_DATABASE}");
@@ -168,6 +225,9 @@ async fn main() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+    if let Some(d) = driver {
+        d.abort();
     }
     if let Some((stop, task)) = proxy_task {
         let _ = stop.send(true);
