@@ -78,6 +78,39 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
+/// The routes a [`BackendHandle`] counts statements under.
+pub const STATEMENT_ROUTES: [&str; 3] = ["primary", "replica", "primary_fallback"];
+/// The modes a [`BackendHandle`] counts reads under (`primary`: a read that fell back).
+pub const READ_MODES: [&str; 6] = [
+    "strict", "session", "proxy", "bounded", "eventual", "primary",
+];
+
+/// One backend's statement and read series, ready to increment.
+#[derive(Debug, Clone)]
+pub struct BackendHandle {
+    statements: [Counter; 3],
+    reads: [Counter; 6],
+    durations: [Histogram; 3],
+}
+
+impl BackendHandle {
+    /// Like [`Metrics::statement`] for this backend; `route` must be one of
+    /// [`STATEMENT_ROUTES`] (anything else is not counted).
+    pub fn statement(&self, route: &str, elapsed: Duration) {
+        if let Some(i) = STATEMENT_ROUTES.iter().position(|r| *r == route) {
+            self.statements[i].inc();
+            self.durations[i].observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Like [`Metrics::read`] for this backend; `mode` must be one of [`READ_MODES`].
+    pub fn read(&self, mode: &str) {
+        if let Some(i) = READ_MODES.iter().position(|m| *m == mode) {
+            self.reads[i].inc();
+        }
+    }
+}
+
 /// All metrics of the proxy and the registry that encodes them.
 ///
 /// Share it through an `Arc`; every method takes `&self`.
@@ -227,6 +260,37 @@ impl Metrics {
                 mode,
             })
             .inc();
+    }
+
+    /// The per-statement series of one backend, looked up once so that recording a statement
+    /// allocates nothing (a session keeps one per backend connection).
+    pub fn backend_handle(&self, backend: &str) -> BackendHandle {
+        let statements = STATEMENT_ROUTES.map(|route| {
+            self.statements
+                .get_or_create(&StatementLabels {
+                    route,
+                    backend: backend_label(backend),
+                })
+                .clone()
+        });
+        let reads = READ_MODES.map(|mode| {
+            self.reads
+                .get_or_create(&ReadLabels {
+                    backend: backend_label(backend),
+                    mode,
+                })
+                .clone()
+        });
+        let durations = STATEMENT_ROUTES.map(|route| {
+            self.statement_duration
+                .get_or_create(&RouteLabels { route })
+                .clone()
+        });
+        BackendHandle {
+            statements,
+            reads,
+            durations,
+        }
     }
 
     /// Counts a read that went to the primary because no replica qualified.
@@ -544,6 +608,38 @@ mod tests {
             assert!(seen.insert(name.to_owned()), "duplicate family {name}");
         }
         assert_eq!(seen.len(), 18, "{text}");
+    }
+
+    #[test]
+    fn backend_handles_count_into_the_same_series() {
+        let m = Metrics::new();
+        let h = m.backend_handle("db2:3306");
+        h.statement("replica", Duration::from_millis(1));
+        h.statement("replica", Duration::from_millis(2));
+        m.statement("replica", "db2:3306", Duration::from_millis(3));
+        h.read("strict");
+        h.read("no-such-mode");
+        assert_eq!(
+            value(
+                &m,
+                r#"lagless_statements_total{route="replica",backend="db2:3306"}"#
+            ),
+            3.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                r#"lagless_statement_duration_seconds_count{route="replica"}"#
+            ),
+            3.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                r#"lagless_reads_total{backend="db2:3306",mode="strict"}"#
+            ),
+            1.0
+        );
     }
 
     #[test]

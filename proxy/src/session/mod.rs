@@ -55,6 +55,8 @@ pub struct Slot {
     pub statements: HashMap<u32, prepared::BackendStmt>,
     /// Lists the backend thread under this session while the slot lives (for KILL).
     _thread: kill::ThreadRegistration,
+    /// This backend's metric series, looked up once.
+    pub metrics: crate::metrics::BackendHandle,
 }
 
 /// Replayed state gets too long to be worth it past this; the session pins instead.
@@ -385,17 +387,17 @@ impl Session {
             (_, Which::Replica) => "replica",
             _ => "primary",
         };
-        let addr = self.slot(which).map(|s| s.addr.as_str()).unwrap_or("");
-        self.shared
-            .metrics
-            .statement(route, addr, started.elapsed());
+        let Some(slot) = self.slot(which) else {
+            return;
+        };
+        slot.metrics.statement(route, started.elapsed());
         if read {
             let mode = if which == Which::Primary {
                 "primary"
             } else {
                 self.read_mode
             };
-            self.shared.metrics.read(addr, mode);
+            slot.metrics.read(mode);
         }
     }
 
@@ -638,6 +640,7 @@ impl Session {
             member,
             statements: HashMap::new(),
             _thread: thread,
+            metrics: self.shared.metrics.backend_handle(addr),
         })
     }
 
