@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use lagless_operator::orchestrate::act::{Actor, FileSink};
-use lagless_operator::orchestrate::observe::{Credentials, Observer};
+use lagless_operator::orchestrate::act::FileSink;
+use lagless_operator::orchestrate::observe::Credentials;
 use lagless_operator::orchestrate::run::Orchestrator;
 use lagless_operator::orchestrate::{ClusterSpec, ClusterState, MemberSpec};
 use lagless_proxy::topology::{Flavor, Topology};
@@ -37,25 +37,17 @@ fn spec(cluster: &Cluster) -> ClusterSpec {
 }
 
 fn orchestrator(cluster: &Cluster, topology: &std::path::Path) -> Orchestrator {
-    let admin = Credentials {
-        user: ADMIN_USER.into(),
-        password: ADMIN_PASSWORD.into(),
-    };
-    let actor = Actor {
-        admin: admin.clone(),
-        replication: Credentials {
+    Orchestrator::with_defaults(
+        spec(cluster),
+        Flavor::Mariadb,
+        Credentials {
+            user: ADMIN_USER.into(),
+            password: ADMIN_PASSWORD.into(),
+        },
+        Credentials {
             user: REPL_USER.into(),
             password: REPL_PASSWORD.into(),
         },
-        app_users: Vec::new(),
-        statement_timeout: Duration::from_secs(2),
-        catch_up_timeout: Duration::from_secs(10),
-    };
-    Orchestrator::new(
-        spec(cluster),
-        Flavor::Mariadb,
-        Observer::new(admin, Duration::from_millis(500)),
-        actor,
         Box::new(FileSink(topology.to_path_buf())),
         None,
     )

@@ -1,11 +1,11 @@
 //! The loop: observe, plan, act, record — one tick at a time.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lagless_proxy::topology::{Flavor, Topology};
 
 use super::act::{Actor, TopologySink};
-use super::observe::Observer;
+use super::observe::{Credentials, Observer};
 use super::plan::{Action, Plan, plan};
 use super::view::{ClusterSpec, History};
 
@@ -50,6 +50,28 @@ impl Orchestrator {
             published,
             started: Instant::now(),
         }
+    }
+
+    /// An orchestrator with the default timings: a member that does not answer a probe within
+    /// 500 ms counts as hung, statements time out after 2 s, and a candidate gets 30 s to catch
+    /// up before a promotion gives up.
+    pub fn with_defaults(
+        spec: ClusterSpec,
+        flavor: Flavor,
+        admin: Credentials,
+        replication: Credentials,
+        sink: Box<dyn TopologySink>,
+        published: Option<Topology>,
+    ) -> Self {
+        let actor = Actor {
+            admin: admin.clone(),
+            replication,
+            app_users: Vec::new(),
+            statement_timeout: Duration::from_secs(2),
+            catch_up_timeout: Duration::from_secs(30),
+        };
+        let observer = Observer::new(admin, Duration::from_millis(500));
+        Self::new(spec, flavor, observer, actor, sink, published)
     }
 
     pub fn published(&self) -> Option<&Topology> {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use lagless_operator::orchestrate::act::{Actor, FileSink};
-use lagless_operator::orchestrate::observe::{Credentials, Observer};
+use lagless_operator::orchestrate::act::FileSink;
+use lagless_operator::orchestrate::observe::Credentials;
 use lagless_operator::orchestrate::run::Orchestrator;
 use lagless_operator::orchestrate::{ClusterSpec, MemberSpec};
 use lagless_proxy::config::Config;
@@ -79,25 +79,17 @@ fn orchestrator(cluster: &Cluster, topology: &std::path::Path) -> Orchestrator {
         .collect();
     let mut spec = ClusterSpec::new("demo", members);
     spec.failover_cooldown = Duration::from_secs(10);
-    let admin = Credentials {
-        user: ADMIN_USER.into(),
-        password: ADMIN_PASSWORD.into(),
-    };
-    let actor = Actor {
-        admin: admin.clone(),
-        replication: Credentials {
+    Orchestrator::with_defaults(
+        spec,
+        Flavor::Mariadb,
+        Credentials {
+            user: ADMIN_USER.into(),
+            password: ADMIN_PASSWORD.into(),
+        },
+        Credentials {
             user: REPL_USER.into(),
             password: REPL_PASSWORD.into(),
         },
-        app_users: Vec::new(),
-        statement_timeout: Duration::from_secs(2),
-        catch_up_timeout: Duration::from_secs(30),
-    };
-    Orchestrator::new(
-        spec,
-        Flavor::Mariadb,
-        Observer::new(admin, Duration::from_millis(500)),
-        actor,
         Box::new(FileSink(topology.to_path_buf())),
         Topology::read(topology).ok(),
     )
