@@ -5,6 +5,7 @@
 //! `docs/architecture.md` for what exists today.
 
 pub mod crd;
+pub mod kube;
 pub mod orchestrate;
 
 /// The version reported by `--version` and in logs.

@@ -1,0 +1,932 @@
+//! Object builders: pure functions from a `MySQLCluster` to the Kubernetes objects that run it.
+//!
+//! Every object carries the common labels ([`labels`]) and a controller owner reference to the
+//! `MySQLCluster`, so deleting the cluster deletes them (the data volumes, made by the
+//! StatefulSet from its claim template, are kept, as StatefulSets do by default).
+//!
+//! Names, for cluster `c`:
+//!
+//! | object | name |
+//! | --- | --- |
+//! | StatefulSet of database servers (pods `c-0`, `c-1`, …) | `c` |
+//! | headless Service of the members | `c-headless` |
+//! | server configuration ConfigMap | `c-mysql-config` |
+//! | PodDisruptionBudget of the members | `c-mysql` |
+//! | proxy Deployment | `c-proxy` |
+//! | client Service (what applications connect to) | `c` |
+//! | topology ConfigMap | `c-topology` |
+//! | proxy users Secret (given by the user) | `c-proxy-users` |
+//! | credential Secrets (when the spec names none) | `c-admin`, `c-replication` |
+//!
+//! The builders assume a spec that passed [`MySQLCluster::validate`]: server options are
+//! written as given.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use ::kube::Resource as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+    StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ExecAction, HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    Secret, SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use lagless_proxy::topology::Topology;
+
+use crate::crd::{Flavor, MySQLCluster, MySQLClusterSpec, Resources, ServiceType};
+
+/// The port MySQL clients use, on the servers and on the proxies.
+pub const MYSQL_PORT: i32 = 3306;
+
+/// The proxy's admin HTTP port (`/healthz`, `/readyz`, `/metrics`, `/topology`).
+pub const PROXY_ADMIN_PORT: i32 = 9104;
+
+/// The proxy image used when the operator is given none: the proxy of this release.
+pub const DEFAULT_PROXY_IMAGE: &str = concat!(
+    "ghcr.io/lagless-dev/lagless-proxy:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// The key of the topology document in the topology ConfigMap.
+pub const TOPOLOGY_KEY: &str = "topology.json";
+
+/// Where the proxy mounts the topology ConfigMap, as a directory.
+pub const TOPOLOGY_MOUNT: &str = "/etc/lagless/topology";
+
+/// The key of the users file in the proxy users Secret.
+pub const PROXY_USERS_KEY: &str = "users.json";
+
+/// Where the proxy mounts the users Secret, as a directory.
+pub const PROXY_USERS_MOUNT: &str = "/etc/lagless/users";
+
+/// The key of the server option file in the server configuration ConfigMap.
+pub const SERVER_CONFIG_KEY: &str = "lagless.cnf";
+
+/// The key of the script, in the server configuration ConfigMap, that creates the operator's
+/// accounts when a data directory is initialized.
+pub const INIT_SCRIPT_KEY: &str = "lagless-accounts.sh";
+
+/// The pod template annotation that carries a hash of the server configuration, so a change
+/// of configuration rolls the members.
+pub const CONFIG_HASH_ANNOTATION: &str = "lagless.dev/config-hash";
+
+/// Where the data volume is mounted in a database server container.
+const DATA_MOUNT: &str = "/var/lib/mysql";
+
+/// The directory both images include option files from.
+const CONFIG_MOUNT: &str = "/etc/mysql/conf.d";
+
+/// The directory both images run initialization scripts from, on an empty data directory.
+const INIT_MOUNT: &str = "/docker-entrypoint-initdb.d";
+
+/// Time for InnoDB to shut down cleanly before the kubelet kills the server.
+const MYSQL_TERMINATION_GRACE_SECONDS: i64 = 120;
+
+/// The proxy's own `--shutdown-timeout` (30 s) plus a margin.
+const PROXY_TERMINATION_GRACE_SECONDS: i64 = 45;
+
+/// Why an object could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The `MySQLCluster` lacks a metadata field every object needs (`name`, `namespace` or
+    /// `uid`, for the names and owner references).
+    #[error("the MySQLCluster has no metadata.{0}")]
+    MissingMetadata(&'static str),
+    /// A credential Secret is to be generated but the caller supplied no password for it.
+    #[error("no generated password for the {0} credentials")]
+    MissingPassword(&'static str),
+}
+
+/// What a pod does in the cluster, for the `app.kubernetes.io/component` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// A database server (a member).
+    Mysql,
+    /// A `lagless-proxy`.
+    Proxy,
+}
+
+impl Component {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Mysql => "mysql",
+            Component::Proxy => "proxy",
+        }
+    }
+}
+
+/// An account the operator's servers use, held in a Secret with keys `username` and
+/// `password`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// The operator's administrative account.
+    Admin,
+    /// The account replicas connect to their source with.
+    Replication,
+}
+
+impl Credential {
+    pub const ALL: [Credential; 2] = [Credential::Admin, Credential::Replication];
+
+    /// The purpose, as the key of the generated passwords and the suffix of generated names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credential::Admin => "admin",
+            Credential::Replication => "replication",
+        }
+    }
+
+    /// The user name a generated Secret holds.
+    pub fn default_username(self) -> &'static str {
+        match self {
+            Credential::Admin => "lagless_admin",
+            Credential::Replication => "lagless_repl",
+        }
+    }
+
+    /// The Secret that holds this credential for `cluster`: the one the spec names, or the
+    /// generated `<cluster>-<purpose>`.
+    pub fn secret_name(self, cluster: &MySQLCluster) -> Result<String, BuildError> {
+        let name = name(cluster)?;
+        let credentials = &cluster.spec.credentials;
+        Ok(match self {
+            Credential::Admin => credentials.admin_secret(name),
+            Credential::Replication => credentials.replication_secret(name),
+        })
+    }
+
+    /// Whether the spec names a Secret for this credential (else it is generated).
+    pub fn is_user_supplied(self, spec: &MySQLClusterSpec) -> bool {
+        match self {
+            Credential::Admin => spec.credentials.admin_secret_name.is_some(),
+            Credential::Replication => spec.credentials.replication_secret_name.is_some(),
+        }
+    }
+}
+
+/// The labels every object of cluster `cluster` carries.
+pub fn labels(cluster: &str, component: Component) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(cluster, component);
+    labels.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "lagless-operator".into(),
+    );
+    labels
+}
+
+/// The labels that select the pods of one component of cluster `cluster` (a subset of
+/// [`labels`], stable for the life of the cluster: selectors cannot change).
+pub fn selector_labels(cluster: &str, component: Component) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "lagless".to_string()),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            cluster.to_string(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.as_str().to_string(),
+        ),
+    ])
+}
+
+/// The StatefulSet's name, which is also the cluster's name.
+pub fn statefulset_name(cluster: &str) -> String {
+    cluster.to_string()
+}
+
+/// The headless Service that gives each member a stable DNS name.
+pub fn headless_service_name(cluster: &str) -> String {
+    format!("{cluster}-headless")
+}
+
+/// The ConfigMap with the servers' option file.
+pub fn server_config_name(cluster: &str) -> String {
+    format!("{cluster}-mysql-config")
+}
+
+/// The ConfigMap the operator publishes the topology in.
+pub fn topology_configmap_name(cluster: &str) -> String {
+    format!("{cluster}-topology")
+}
+
+/// The proxy Deployment.
+pub fn proxy_deployment_name(cluster: &str) -> String {
+    format!("{cluster}-proxy")
+}
+
+/// The Service applications connect to.
+pub fn client_service_name(cluster: &str) -> String {
+    cluster.to_string()
+}
+
+/// The Secret with the proxy's users file (key [`PROXY_USERS_KEY`]); it must exist before
+/// the proxies can start.
+pub fn proxy_users_secret_name(cluster: &str) -> String {
+    format!("{cluster}-proxy-users")
+}
+
+/// The PodDisruptionBudget of the members.
+pub fn pod_disruption_budget_name(cluster: &str) -> String {
+    format!("{cluster}-mysql")
+}
+
+/// The pod name of member `ordinal`.
+pub fn member_name(cluster: &str, ordinal: u32) -> String {
+    format!("{cluster}-{ordinal}")
+}
+
+/// The stable DNS name of member `ordinal`, through the headless Service.
+pub fn member_host(cluster: &str, namespace: &str, ordinal: u32) -> String {
+    format!(
+        "{}.{}.{namespace}.svc",
+        member_name(cluster, ordinal),
+        headless_service_name(cluster)
+    )
+}
+
+fn name(cluster: &MySQLCluster) -> Result<&str, BuildError> {
+    cluster
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or(BuildError::MissingMetadata("name"))
+}
+
+/// What every builder needs from the cluster's metadata.
+struct Context<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    owner: OwnerReference,
+    spec: &'a MySQLClusterSpec,
+}
+
+impl<'a> Context<'a> {
+    fn new(cluster: &'a MySQLCluster) -> Result<Self, BuildError> {
+        let name = name(cluster)?;
+        let namespace = cluster
+            .metadata
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .ok_or(BuildError::MissingMetadata("namespace"))?;
+        let uid = cluster
+            .metadata
+            .uid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .ok_or(BuildError::MissingMetadata("uid"))?;
+        let owner = OwnerReference {
+            api_version: MySQLCluster::api_version(&()).into_owned(),
+            kind: MySQLCluster::kind(&()).into_owned(),
+            name: name.to_string(),
+            uid,
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        Ok(Self {
+            name,
+            namespace,
+            owner,
+            spec: &cluster.spec,
+        })
+    }
+
+    fn meta(&self, name: String, component: Component) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.to_string()),
+            labels: Some(labels(self.name, component)),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn selector(&self, component: Component) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(selector_labels(self.name, component)),
+            ..LabelSelector::default()
+        }
+    }
+
+    /// Prefer spreading the pods of `component` over nodes; never required, so a small
+    /// cluster still schedules everything.
+    fn spread_over_nodes(&self, component: Component) -> Affinity {
+        Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    WeightedPodAffinityTerm {
+                        weight: 100,
+                        pod_affinity_term: PodAffinityTerm {
+                            label_selector: Some(self.selector(component)),
+                            topology_key: "kubernetes.io/hostname".into(),
+                            ..PodAffinityTerm::default()
+                        },
+                    },
+                ]),
+                ..PodAntiAffinity::default()
+            }),
+            ..Affinity::default()
+        }
+    }
+}
+
+fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
+    (!map.is_empty()).then(|| {
+        map.iter()
+            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+            .collect()
+    })
+}
+
+fn resources(resources: &Resources) -> Option<ResourceRequirements> {
+    (!resources.is_empty()).then(|| ResourceRequirements {
+        requests: quantities(&resources.requests),
+        limits: quantities(&resources.limits),
+        ..ResourceRequirements::default()
+    })
+}
+
+fn port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// A volume of some keys of a ConfigMap, mounted as a directory so updates reach the pod.
+fn configmap_volume(volume: &str, configmap: String, keys: &[&str], mode: Option<i32>) -> Volume {
+    Volume {
+        name: volume.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: configmap,
+            items: Some(
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: (*k).into(),
+                        path: (*k).into(),
+                        mode,
+                        ..KeyToPath::default()
+                    })
+                    .collect(),
+            ),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn exec_probe(command: Vec<String>, period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(command),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// The server binary and admin client of a flavor's image.
+fn server_binary(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Mariadb => "mariadbd",
+        Flavor::Mysql => "mysqld",
+    }
+}
+
+fn admin_client(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Mariadb => "mariadb-admin",
+        Flavor::Mysql => "mysqladmin",
+    }
+}
+
+/// The health check of a database server: does it answer on its TCP port? `ping` succeeds
+/// even when the login is refused, so it needs no credentials. It says nothing about
+/// replication: a replica that lags is still a healthy member and a candidate for promotion.
+fn ping_command(flavor: Flavor) -> Vec<String> {
+    vec![
+        admin_client(flavor).into(),
+        "--host=127.0.0.1".into(),
+        format!("--port={MYSQL_PORT}"),
+        "--connect-timeout=3".into(),
+        "ping".into(),
+    ]
+}
+
+/// Renders the option file every member starts with: the replication settings the operator
+/// relies on, then the spec's `serverConfig`. The server id is not in it: it differs per
+/// member and is given on the command line (see [`statefulset`]).
+pub fn render_server_config(cluster: &MySQLCluster) -> Result<String, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(render_config(&ctx))
+}
+
+fn render_config(ctx: &Context<'_>) -> String {
+    let spec = ctx.spec;
+    let mut s = String::new();
+    s.push_str(
+        "# Written by lagless-operator from the MySQLCluster spec; edits are overwritten.\n",
+    );
+    s.push_str("[mysqld]\n");
+    s.push_str("log_bin=mysql-bin\nrelay_log=relay-bin\nrelay_log_recovery=ON\n");
+    // Every member starts read-only; the operator makes the primary writable.
+    s.push_str("read_only=ON\nskip_name_resolve=ON\n");
+    match spec.flavor {
+        Flavor::Mariadb => {
+            let _ = writeln!(
+                s,
+                "gtid_domain_id={}",
+                spec.gtid_domain_id(ctx.namespace, ctx.name)
+            );
+            s.push_str("log_slave_updates=ON\ngtid_strict_mode=ON\nbinlog_format=ROW\n");
+            if spec.replication.semi_sync {
+                // The operator enables the primary's side when it publishes a primary.
+                s.push_str(
+                    "rpl_semi_sync_slave_enabled=ON\nrpl_semi_sync_master_wait_point=AFTER_SYNC\n",
+                );
+            }
+        }
+        Flavor::Mysql => {
+            // Row-based logging is MySQL's default (and setting binlog_format is deprecated).
+            s.push_str("gtid_mode=ON\nenforce_gtid_consistency=ON\nlog_replica_updates=ON\n");
+            if spec.replication.semi_sync {
+                s.push_str(
+                    "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\
+                     rpl_semi_sync_replica_enabled=ON\nrpl_semi_sync_source_wait_point=AFTER_SYNC\n",
+                );
+                let _ = writeln!(
+                    s,
+                    "rpl_semi_sync_source_wait_for_replica_count={}",
+                    spec.replication.semi_sync_acks.max(1)
+                );
+            }
+        }
+    }
+    if !spec.server_config.is_empty() {
+        s.push_str("# spec.serverConfig\n");
+        for (key, value) in &spec.server_config {
+            let _ = writeln!(s, "{key}={value}");
+        }
+    }
+    s
+}
+
+/// Creates the operator's accounts on a new data directory, without writing them to the
+/// binary log (each member creates its own; replicated copies would collide under strict GTID
+/// mode). Sourced by the image's entrypoint, which provides `docker_process_sql`.
+const INIT_SCRIPT: &str = r#"# Written by lagless-operator: creates the admin and replication accounts.
+lagless_sql_string() {
+	local s=${1//\\/\\\\}
+	printf "'%s'" "${s//\'/\'\'}"
+}
+docker_process_sql <<EOSQL
+SET SESSION sql_log_bin=0;
+CREATE USER IF NOT EXISTS $(lagless_sql_string "$LAGLESS_ADMIN_USER")@'%' IDENTIFIED BY $(lagless_sql_string "$LAGLESS_ADMIN_PASSWORD");
+GRANT ALL PRIVILEGES ON *.* TO $(lagless_sql_string "$LAGLESS_ADMIN_USER")@'%' WITH GRANT OPTION;
+CREATE USER IF NOT EXISTS $(lagless_sql_string "$LAGLESS_REPLICATION_USER")@'%' IDENTIFIED BY $(lagless_sql_string "$LAGLESS_REPLICATION_PASSWORD");
+GRANT REPLICATION SLAVE ON *.* TO $(lagless_sql_string "$LAGLESS_REPLICATION_USER")@'%';
+EOSQL
+"#;
+
+/// The ConfigMap `<cluster>-mysql-config`: the option file ([`SERVER_CONFIG_KEY`]) and the
+/// account script ([`INIT_SCRIPT_KEY`]) the members mount.
+pub fn server_configmap(cluster: &MySQLCluster) -> Result<ConfigMap, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(ConfigMap {
+        metadata: ctx.meta(server_config_name(ctx.name), Component::Mysql),
+        data: Some(BTreeMap::from([
+            (SERVER_CONFIG_KEY.to_string(), render_config(&ctx)),
+            (INIT_SCRIPT_KEY.to_string(), INIT_SCRIPT.to_string()),
+        ])),
+        ..ConfigMap::default()
+    })
+}
+
+/// FNV-1a, 64 bits: a stable hash of the configuration for [`CONFIG_HASH_ANNOTATION`].
+fn config_hash(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// The shell preamble the server container runs: member N (pod `<cluster>-N`) gets
+/// `server_id = serverIdBase + N` and reports its stable DNS name to the replicas.
+fn server_command(ctx: &Context<'_>) -> Vec<String> {
+    let headless = headless_service_name(ctx.name);
+    let script = format!(
+        r#"set -eu
+ordinal="${{HOSTNAME##*-}}"
+case "$ordinal" in
+  ''|*[!0-9]*) echo "cannot find the member ordinal in HOSTNAME=$HOSTNAME" >&2; exit 1 ;;
+esac
+server_id=$(( LAGLESS_SERVER_ID_BASE + 10#$ordinal ))
+exec docker-entrypoint.sh {binary} --server-id="$server_id" --report-host="$HOSTNAME.{headless}.{namespace}.svc" --port={MYSQL_PORT}
+"#,
+        binary = server_binary(ctx.spec.flavor),
+        namespace = ctx.namespace,
+    );
+    vec!["bash".into(), "-c".into(), script]
+}
+
+fn server_env(ctx: &Context<'_>, cluster: &MySQLCluster) -> Result<Vec<EnvVar>, BuildError> {
+    let admin = Credential::Admin.secret_name(cluster)?;
+    let replication = Credential::Replication.secret_name(cluster)?;
+    let (root_password, root_host) = match ctx.spec.flavor {
+        Flavor::Mariadb => ("MARIADB_ROOT_PASSWORD", "MARIADB_ROOT_HOST"),
+        Flavor::Mysql => ("MYSQL_ROOT_PASSWORD", "MYSQL_ROOT_HOST"),
+    };
+    Ok(vec![
+        env(
+            "LAGLESS_SERVER_ID_BASE",
+            ctx.spec.server_id_base(ctx.namespace, ctx.name).to_string(),
+        ),
+        env_from_secret("LAGLESS_ADMIN_USER", &admin, "username"),
+        env_from_secret("LAGLESS_ADMIN_PASSWORD", &admin, "password"),
+        env_from_secret("LAGLESS_REPLICATION_USER", &replication, "username"),
+        env_from_secret("LAGLESS_REPLICATION_PASSWORD", &replication, "password"),
+        // The image's own root account stays local to the pod; the operator uses its admin.
+        env_from_secret(root_password, &admin, "password"),
+        env(root_host, "localhost"),
+    ])
+}
+
+/// The StatefulSet of database servers: `spec.replicas` members started in parallel, each
+/// read-only with its own server id, the cluster's GTID domain and binary log, and a data
+/// volume from `spec.storage`.
+pub fn statefulset(cluster: &MySQLCluster) -> Result<StatefulSet, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let spec = ctx.spec;
+    let flavor = spec.flavor;
+    let config = render_config(&ctx);
+    let mut pod_labels = labels(ctx.name, Component::Mysql);
+    pod_labels.remove("app.kubernetes.io/managed-by");
+    let container = Container {
+        name: "mysql".into(),
+        image: Some(spec.image().to_string()),
+        command: Some(server_command(&ctx)),
+        env: Some(server_env(&ctx, cluster)?),
+        ports: Some(vec![port("mysql", MYSQL_PORT)]),
+        resources: resources(&spec.resources),
+        volume_mounts: Some(vec![
+            mount("data", DATA_MOUNT, false),
+            mount("config", CONFIG_MOUNT, true),
+            mount("init", INIT_MOUNT, true),
+        ]),
+        // Crash recovery of a large InnoDB may take long: the startup probe allows an hour
+        // before liveness takes over.
+        startup_probe: Some(exec_probe(ping_command(flavor), 10, 5, 360)),
+        readiness_probe: Some(exec_probe(ping_command(flavor), 5, 5, 3)),
+        liveness_probe: Some(exec_probe(ping_command(flavor), 10, 10, 6)),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![
+            configmap_volume(
+                "config",
+                server_config_name(ctx.name),
+                &[SERVER_CONFIG_KEY],
+                None,
+            ),
+            // Not executable: the entrypoint then sources the script, which gives it
+            // `docker_process_sql`.
+            configmap_volume(
+                "init",
+                server_config_name(ctx.name),
+                &[INIT_SCRIPT_KEY],
+                Some(0o444),
+            ),
+        ]),
+        affinity: Some(ctx.spread_over_nodes(Component::Mysql)),
+        termination_grace_period_seconds: Some(MYSQL_TERMINATION_GRACE_SECONDS),
+        ..PodSpec::default()
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            labels: Some(labels(ctx.name, Component::Mysql)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    Ok(StatefulSet {
+        metadata: ctx.meta(statefulset_name(ctx.name), Component::Mysql),
+        spec: StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(headless_service_name(ctx.name)),
+            pod_management_policy: Some("Parallel".into()),
+            selector: ctx.selector(Component::Mysql),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash(&[&config, INIT_SCRIPT]),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    })
+}
+
+fn mysql_service_port() -> ServicePort {
+    ServicePort {
+        name: Some("mysql".into()),
+        port: MYSQL_PORT,
+        target_port: Some(IntOrString::String("mysql".into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+/// The headless Service `<cluster>-headless` that gives member N the DNS name
+/// `<cluster>-N.<cluster>-headless.<namespace>.svc`. Not-ready members are published too: the
+/// operator must reach a member that is starting or failing its checks.
+pub fn headless_service(cluster: &MySQLCluster) -> Result<Service, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(Service {
+        metadata: ctx.meta(headless_service_name(ctx.name), Component::Mysql),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(ctx.name, Component::Mysql)),
+            ports: Some(vec![mysql_service_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The Service `<cluster>` that applications connect to: the proxies, on port 3306, of the
+/// type `spec.proxy.serviceType`.
+pub fn client_service(cluster: &MySQLCluster) -> Result<Service, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let type_ = match ctx.spec.proxy.service_type {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    };
+    Ok(Service {
+        metadata: ctx.meta(client_service_name(ctx.name), Component::Proxy),
+        spec: Some(ServiceSpec {
+            type_: Some(type_.into()),
+            selector: Some(selector_labels(ctx.name, Component::Proxy)),
+            ports: Some(vec![mysql_service_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The proxy Deployment `<cluster>-proxy`: `spec.proxy.replicas` pods of `lagless-proxy`
+/// (image `proxy_image`, e.g. [`DEFAULT_PROXY_IMAGE`]). Each reads the topology from the
+/// topology ConfigMap mounted as a directory (never `subPath`, which would freeze it), its
+/// users from the Secret `<cluster>-proxy-users`, and looks up other users with the admin
+/// account.
+pub fn proxy_deployment(
+    cluster: &MySQLCluster,
+    proxy_image: &str,
+) -> Result<Deployment, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let admin = Credential::Admin.secret_name(cluster)?;
+    let mut pod_labels = labels(ctx.name, Component::Proxy);
+    pod_labels.remove("app.kubernetes.io/managed-by");
+    let args = vec![
+        "--topology".to_string(),
+        format!("{TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}"),
+        "--users".to_string(),
+        format!("{PROXY_USERS_MOUNT}/{PROXY_USERS_KEY}"),
+        "--listen".to_string(),
+        format!("0.0.0.0:{MYSQL_PORT}"),
+        "--admin-listen".to_string(),
+        format!("0.0.0.0:{PROXY_ADMIN_PORT}"),
+        "--consistency".to_string(),
+        ctx.spec.proxy.default_consistency.clone(),
+    ];
+    let container = Container {
+        name: "lagless-proxy".into(),
+        image: Some(proxy_image.to_string()),
+        args: Some(args),
+        env: Some(vec![
+            env_from_secret("LAGLESS_PROXY_LOOKUP_USER", &admin, "username"),
+            env_from_secret("LAGLESS_PROXY_LOOKUP_PASSWORD", &admin, "password"),
+        ]),
+        ports: Some(vec![
+            port("mysql", MYSQL_PORT),
+            port("admin", PROXY_ADMIN_PORT),
+        ]),
+        resources: resources(&ctx.spec.proxy.resources),
+        volume_mounts: Some(vec![
+            mount("topology", TOPOLOGY_MOUNT, true),
+            mount("users", PROXY_USERS_MOUNT, true),
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5, 3, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 5, 6)),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![
+            Volume {
+                name: "topology".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: topology_configmap_name(ctx.name),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "users".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(proxy_users_secret_name(ctx.name)),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]),
+        affinity: Some(ctx.spread_over_nodes(Component::Proxy)),
+        termination_grace_period_seconds: Some(PROXY_TERMINATION_GRACE_SECONDS),
+        ..PodSpec::default()
+    };
+    Ok(Deployment {
+        metadata: ctx.meta(proxy_deployment_name(ctx.name), Component::Proxy),
+        spec: DeploymentSpec {
+            replicas: Some(ctx.spec.proxy.replicas),
+            selector: ctx.selector(Component::Proxy),
+            // A new proxy is ready before an old one goes: capacity never drops in a rollout.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    })
+}
+
+/// The ConfigMap `<cluster>-topology` with `topology` under [`TOPOLOGY_KEY`].
+pub fn topology_configmap(
+    cluster: &MySQLCluster,
+    topology: &Topology,
+) -> Result<ConfigMap, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(ConfigMap {
+        metadata: ctx.meta(topology_configmap_name(ctx.name), Component::Proxy),
+        data: Some(BTreeMap::from([(
+            TOPOLOGY_KEY.to_string(),
+            topology.to_json_pretty(),
+        )])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The PodDisruptionBudget `<cluster>-mysql`: a voluntary disruption (a node drain) takes at
+/// most one member at a time.
+pub fn pod_disruption_budget(cluster: &MySQLCluster) -> Result<PodDisruptionBudget, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(PodDisruptionBudget {
+        metadata: ctx.meta(pod_disruption_budget_name(ctx.name), Component::Mysql),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(ctx.selector(Component::Mysql)),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
+/// The credential Secrets to create for the credentials the spec names no Secret for:
+/// `<cluster>-admin` and `<cluster>-replication`, each with `username` (see
+/// [`Credential::default_username`]) and `password`. `generated` maps each purpose
+/// ([`Credential::as_str`]: `admin`, `replication`) to a password the caller generated; a
+/// purpose the spec covers needs none. The caller must generate each password once and keep
+/// the Secret: a new password does not change the accounts already created.
+pub fn credentials_secrets(
+    cluster: &MySQLCluster,
+    generated: &BTreeMap<String, String>,
+) -> Result<Vec<Secret>, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let mut secrets = Vec::new();
+    for credential in Credential::ALL {
+        if credential.is_user_supplied(ctx.spec) {
+            continue;
+        }
+        let password = generated
+            .get(credential.as_str())
+            .filter(|p| !p.is_empty())
+            .ok_or(BuildError::MissingPassword(credential.as_str()))?;
+        secrets.push(Secret {
+            metadata: ctx.meta(credential.secret_name(cluster)?, Component::Mysql),
+            type_: Some("Opaque".into()),
+            data: Some(BTreeMap::from([
+                (
+                    "username".to_string(),
+                    ByteString(credential.default_username().as_bytes().to_vec()),
+                ),
+                (
+                    "password".to_string(),
+                    ByteString(password.as_bytes().to_vec()),
+                ),
+            ])),
+            ..Secret::default()
+        });
+    }
+    Ok(secrets)
+}
+
+#[cfg(test)]
+mod tests;

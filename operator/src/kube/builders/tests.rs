@@ -1,0 +1,793 @@
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use lagless_proxy::topology::{self, Member, TopologyState};
+use serde_json::Value;
+
+use super::*;
+use crate::crd::{CredentialsSpec, MySQLClusterSpec};
+
+fn cluster(name: &str, yaml: &str) -> MySQLCluster {
+    let spec: MySQLClusterSpec = serde_saphyr::from_str(yaml).unwrap();
+    let mut cluster = MySQLCluster::new(name, spec);
+    cluster.metadata.namespace = Some("shop-ns".into());
+    cluster.metadata.uid = Some("0f5e6a1c-uid".into());
+    cluster
+}
+
+fn defaults() -> MySQLCluster {
+    cluster("db", "replicas: 3\n")
+}
+
+fn big() -> MySQLCluster {
+    cluster(
+        "shop",
+        "replicas: 5\n\
+         image: registry.example/mariadb:10.11.9\n\
+         storage: {size: 50Gi, storageClassName: fast}\n\
+         resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {memory: 2Gi}}\n\
+         serverConfig: {max_connections: \"500\", innodb_buffer_pool_size: 1G}\n\
+         gtidDomainId: 10\n\
+         serverIdBase: 1001\n\
+         replication: {semiSync: true, semiSyncAcks: 2}\n\
+         credentials: {adminSecretName: shop-root}\n\
+         proxy: {replicas: 3, defaultConsistency: session, serviceType: LoadBalancer, \
+                 resources: {requests: {cpu: 100m}}}\n",
+    )
+}
+
+fn mysql() -> MySQLCluster {
+    cluster(
+        "orders",
+        "replicas: 2\nflavor: mysql\nreplication: {semiSync: true}\n",
+    )
+}
+
+fn pod_template(sts: &StatefulSet) -> &PodTemplateSpec {
+    &sts.spec.template
+}
+
+fn mysql_container(sts: &StatefulSet) -> &Container {
+    &pod_template(sts).spec.as_ref().unwrap().containers[0]
+}
+
+fn assert_common(meta: &ObjectMeta, name: &str, cluster: &str, component: &str) {
+    assert_eq!(meta.name.as_deref(), Some(name));
+    assert_eq!(meta.namespace.as_deref(), Some("shop-ns"));
+    let labels = meta.labels.as_ref().unwrap();
+    assert_eq!(labels["app.kubernetes.io/name"], "lagless");
+    assert_eq!(labels["app.kubernetes.io/instance"], cluster);
+    assert_eq!(labels["app.kubernetes.io/component"], component);
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "lagless-operator");
+    let owners = meta.owner_references.as_ref().unwrap();
+    assert_eq!(owners.len(), 1);
+    let owner = &owners[0];
+    assert_eq!(owner.api_version, "lagless.dev/v1alpha1");
+    assert_eq!(owner.kind, "MySQLCluster");
+    assert_eq!(owner.name, cluster);
+    assert_eq!(owner.uid, "0f5e6a1c-uid");
+    assert_eq!(owner.controller, Some(true));
+    assert_eq!(owner.block_owner_deletion, Some(true));
+}
+
+fn json(value: &impl serde::Serialize, api_version: &str, kind: &str) -> Value {
+    let json = serde_json::to_value(value).unwrap();
+    assert_eq!(json["apiVersion"], api_version);
+    assert_eq!(json["kind"], kind);
+    json
+}
+
+fn topology(name: &str) -> Topology {
+    Topology {
+        cluster: name.into(),
+        flavor: topology::Flavor::Mariadb,
+        epoch: 7,
+        state: TopologyState::Ready,
+        primary: Some(Member::new(
+            format!("{name}-0"),
+            member_host(name, "shop-ns", 0),
+            3306,
+        )),
+        replicas: vec![Member::new(
+            format!("{name}-1"),
+            member_host(name, "shop-ns", 1),
+            3306,
+        )],
+        consistency: Some("strict".into()),
+    }
+}
+
+fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
+    let name = cluster.metadata.name.clone().unwrap();
+    let generated = BTreeMap::from([
+        ("admin".to_string(), "pw-a".to_string()),
+        ("replication".to_string(), "pw-r".to_string()),
+    ]);
+    let mut objects = vec![
+        json(&statefulset(cluster).unwrap(), "apps/v1", "StatefulSet"),
+        json(&server_configmap(cluster).unwrap(), "v1", "ConfigMap"),
+        json(&headless_service(cluster).unwrap(), "v1", "Service"),
+        json(&client_service(cluster).unwrap(), "v1", "Service"),
+        json(
+            &proxy_deployment(cluster, DEFAULT_PROXY_IMAGE).unwrap(),
+            "apps/v1",
+            "Deployment",
+        ),
+        json(
+            &topology_configmap(cluster, &topology(&name)).unwrap(),
+            "v1",
+            "ConfigMap",
+        ),
+        json(
+            &pod_disruption_budget(cluster).unwrap(),
+            "policy/v1",
+            "PodDisruptionBudget",
+        ),
+    ];
+    for secret in credentials_secrets(cluster, &generated).unwrap() {
+        objects.push(json(&secret, "v1", "Secret"));
+    }
+    objects
+}
+
+#[test]
+fn every_object_has_labels_owner_and_serializes_with_kind() {
+    for cluster in [defaults(), big(), mysql()] {
+        let name = cluster.metadata.name.clone().unwrap();
+        let sts = statefulset(&cluster).unwrap();
+        assert_common(&sts.metadata, &name, &name, "mysql");
+        let cm = server_configmap(&cluster).unwrap();
+        assert_common(
+            &cm.metadata,
+            &format!("{name}-mysql-config"),
+            &name,
+            "mysql",
+        );
+        let headless = headless_service(&cluster).unwrap();
+        assert_common(
+            &headless.metadata,
+            &format!("{name}-headless"),
+            &name,
+            "mysql",
+        );
+        let client = client_service(&cluster).unwrap();
+        assert_common(&client.metadata, &name, &name, "proxy");
+        let proxy = proxy_deployment(&cluster, "img").unwrap();
+        assert_common(&proxy.metadata, &format!("{name}-proxy"), &name, "proxy");
+        let topo = topology_configmap(&cluster, &topology(&name)).unwrap();
+        assert_common(&topo.metadata, &format!("{name}-topology"), &name, "proxy");
+        let pdb = pod_disruption_budget(&cluster).unwrap();
+        assert_common(&pdb.metadata, &format!("{name}-mysql"), &name, "mysql");
+        let objects = every_object_json(&cluster);
+        assert!(objects.len() >= 7);
+        for object in &objects {
+            assert_eq!(object["metadata"]["namespace"], "shop-ns");
+        }
+    }
+}
+
+#[test]
+fn missing_metadata_is_an_error() {
+    let mut cluster = defaults();
+    cluster.metadata.uid = None;
+    assert_eq!(
+        statefulset(&cluster).unwrap_err(),
+        BuildError::MissingMetadata("uid")
+    );
+    let mut cluster = defaults();
+    cluster.metadata.namespace = None;
+    assert_eq!(
+        client_service(&cluster).unwrap_err(),
+        BuildError::MissingMetadata("namespace")
+    );
+    let mut cluster = defaults();
+    cluster.metadata.name = None;
+    assert_eq!(
+        headless_service(&cluster).unwrap_err(),
+        BuildError::MissingMetadata("name")
+    );
+}
+
+#[test]
+fn default_statefulset() {
+    let cluster = defaults();
+    let sts = statefulset(&cluster).unwrap();
+    let spec = &sts.spec;
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("db-headless"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(
+        spec.selector.match_labels,
+        Some(selector_labels("db", Component::Mysql))
+    );
+    let template_labels = pod_template(&sts)
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    for (k, v) in selector_labels("db", Component::Mysql) {
+        assert_eq!(template_labels[&k], v);
+    }
+
+    let claims = spec.volume_claim_templates.as_ref().unwrap();
+    assert_eq!(claims.len(), 1);
+    let claim = claims[0].spec.as_ref().unwrap();
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("data"));
+    assert_eq!(
+        claim.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
+        Quantity("10Gi".into())
+    );
+    assert_eq!(claim.storage_class_name, None);
+
+    let pod = pod_template(&sts).spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(120));
+    let anti = pod
+        .affinity
+        .as_ref()
+        .unwrap()
+        .pod_anti_affinity
+        .as_ref()
+        .unwrap();
+    assert!(
+        anti.required_during_scheduling_ignored_during_execution
+            .is_none()
+    );
+    let preferred = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        preferred[0].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
+
+    let c = mysql_container(&sts);
+    assert_eq!(c.image.as_deref(), Some(crate::crd::DEFAULT_MARIADB_IMAGE));
+    assert_eq!(c.resources, None);
+    let ports = c.ports.as_ref().unwrap();
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].container_port),
+        (Some("mysql"), 3306)
+    );
+    let script = &c.command.as_ref().unwrap()[2];
+    assert!(script.contains(r#"ordinal="${HOSTNAME##*-}""#), "{script}");
+    assert!(
+        script.contains("LAGLESS_SERVER_ID_BASE + 10#$ordinal"),
+        "{script}"
+    );
+    assert!(
+        script.contains("exec docker-entrypoint.sh mariadbd"),
+        "{script}"
+    );
+    assert!(
+        script.contains("$HOSTNAME.db-headless.shop-ns.svc"),
+        "{script}"
+    );
+
+    let env = c.env.as_ref().unwrap();
+    let base = env
+        .iter()
+        .find(|e| e.name == "LAGLESS_SERVER_ID_BASE")
+        .unwrap();
+    assert_eq!(
+        base.value.as_deref(),
+        Some(
+            cluster
+                .spec
+                .server_id_base("shop-ns", "db")
+                .to_string()
+                .as_str()
+        )
+    );
+    let secret_of = |name: &str| {
+        let var = env.iter().find(|e| e.name == name).unwrap();
+        let sel = var
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        (sel.name.clone(), sel.key.clone())
+    };
+    assert_eq!(
+        secret_of("LAGLESS_ADMIN_USER"),
+        ("db-admin".into(), "username".into())
+    );
+    assert_eq!(
+        secret_of("LAGLESS_REPLICATION_PASSWORD"),
+        ("db-replication".into(), "password".into())
+    );
+    assert_eq!(
+        secret_of("MARIADB_ROOT_PASSWORD"),
+        ("db-admin".into(), "password".into())
+    );
+
+    let mounts = c.volume_mounts.as_ref().unwrap();
+    assert!(mounts.iter().all(|m| m.sub_path.is_none()));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "data" && m.mount_path == "/var/lib/mysql")
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "config" && m.mount_path == "/etc/mysql/conf.d")
+    );
+    let volumes = pod.volumes.as_ref().unwrap();
+    for v in volumes {
+        assert_eq!(v.config_map.as_ref().unwrap().name, "db-mysql-config");
+    }
+    // The account script must not be executable, so the entrypoint sources it.
+    let init = volumes.iter().find(|v| v.name == "init").unwrap();
+    let items = init.config_map.as_ref().unwrap().items.as_ref().unwrap();
+    assert_eq!(items[0].key, INIT_SCRIPT_KEY);
+    assert_eq!(items[0].mode.map(|m| m & 0o111), Some(0));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "init" && m.mount_path == INIT_MOUNT)
+    );
+}
+
+fn probe_command_text(probe: &Probe) -> String {
+    let command = probe.exec.as_ref().unwrap().command.as_ref().unwrap();
+    command.join(" ").to_ascii_lowercase()
+}
+
+#[test]
+fn probes_check_the_server_answers_and_never_replication() {
+    for cluster in [defaults(), big(), mysql()] {
+        let sts = statefulset(&cluster).unwrap();
+        let c = mysql_container(&sts);
+        let admin = admin_client(cluster.spec.flavor);
+        for probe in [&c.readiness_probe, &c.liveness_probe, &c.startup_probe] {
+            let probe = probe.as_ref().unwrap();
+            let command = probe.exec.as_ref().unwrap().command.as_ref().unwrap();
+            assert_eq!(command[0], admin);
+            assert_eq!(command.last().map(String::as_str), Some("ping"));
+            let text = probe_command_text(probe);
+            for banned in [
+                "slave", "replica", "lag", "behind", "seconds", "gtid", "status", "select",
+            ] {
+                assert!(!text.contains(banned), "{banned} in {text}");
+            }
+        }
+        let liveness = c.liveness_probe.as_ref().unwrap();
+        let readiness = c.readiness_probe.as_ref().unwrap();
+        let patience = |p: &Probe| p.period_seconds.unwrap() * p.failure_threshold.unwrap();
+        assert!(patience(liveness) >= 60);
+        assert!(patience(liveness) > patience(readiness));
+        assert!(patience(c.startup_probe.as_ref().unwrap()) >= 3600);
+    }
+}
+
+#[test]
+fn default_server_config_is_read_only_gtid_strict_row() {
+    let cluster = defaults();
+    let config = render_server_config(&cluster).unwrap();
+    let domain = cluster.spec.gtid_domain_id("shop-ns", "db");
+    for line in [
+        "[mysqld]".to_string(),
+        format!("gtid_domain_id={domain}"),
+        "log_bin=mysql-bin".into(),
+        "log_slave_updates=ON".into(),
+        "gtid_strict_mode=ON".into(),
+        "binlog_format=ROW".into(),
+        "read_only=ON".into(),
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "{line} missing:\n{config}"
+        );
+    }
+    assert!(!config.contains("server_id"), "{config}");
+    assert!(!config.contains("semi_sync"), "{config}");
+    let cm = server_configmap(&cluster).unwrap();
+    let data = cm.data.unwrap();
+    assert_eq!(data[SERVER_CONFIG_KEY], config);
+    assert!(data[INIT_SCRIPT_KEY].contains("sql_log_bin=0"));
+}
+
+#[test]
+fn five_members_with_overrides_semi_sync_and_load_balancer() {
+    let cluster = big();
+    let sts = statefulset(&cluster).unwrap();
+    assert_eq!(sts.spec.replicas, Some(5));
+    let c = mysql_container(&sts);
+    assert_eq!(c.image.as_deref(), Some("registry.example/mariadb:10.11.9"));
+    let res = c.resources.as_ref().unwrap();
+    assert_eq!(
+        res.requests.as_ref().unwrap()["cpu"],
+        Quantity("500m".into())
+    );
+    assert_eq!(
+        res.limits.as_ref().unwrap()["memory"],
+        Quantity("2Gi".into())
+    );
+    let claim = sts.spec.volume_claim_templates.as_ref().unwrap()[0]
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        claim.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
+        Quantity("50Gi".into())
+    );
+    let env = c.env.as_ref().unwrap();
+    let base = env
+        .iter()
+        .find(|e| e.name == "LAGLESS_SERVER_ID_BASE")
+        .unwrap();
+    assert_eq!(base.value.as_deref(), Some("1001"));
+    // The admin Secret is the user's; the replication one is generated.
+    let admin = env
+        .iter()
+        .find(|e| e.name == "LAGLESS_ADMIN_PASSWORD")
+        .unwrap();
+    let admin = admin
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(admin.name, "shop-root");
+
+    let config = render_server_config(&cluster).unwrap();
+    let lines: Vec<&str> = config.lines().collect();
+    for line in [
+        "gtid_domain_id=10",
+        "rpl_semi_sync_slave_enabled=ON",
+        "rpl_semi_sync_master_wait_point=AFTER_SYNC",
+        "max_connections=500",
+        "innodb_buffer_pool_size=1G",
+    ] {
+        assert!(lines.contains(&line), "{line} missing:\n{config}");
+    }
+    // Overrides come after the managed options.
+    let position = |l: &str| lines.iter().position(|x| *x == l).unwrap();
+    assert!(position("max_connections=500") > position("read_only=ON"));
+
+    // The config hash changes with the configuration.
+    let hash = |c: &MySQLCluster| {
+        statefulset(c)
+            .unwrap()
+            .spec
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    let mut changed = cluster.clone();
+    changed
+        .spec
+        .server_config
+        .insert("max_connections".into(), "600".into());
+    assert_ne!(hash(&cluster), hash(&changed));
+    assert_eq!(hash(&cluster), hash(&big()));
+
+    let client = client_service(&cluster).unwrap();
+    let spec = client.spec.as_ref().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(
+        spec.selector.as_ref().unwrap(),
+        &selector_labels("shop", Component::Proxy)
+    );
+    let port = &spec.ports.as_ref().unwrap()[0];
+    assert_eq!(port.port, 3306);
+    assert_eq!(port.target_port, Some(IntOrString::String("mysql".into())));
+
+    let proxy = proxy_deployment(&cluster, "proxy:1").unwrap();
+    assert_eq!(proxy.spec.replicas, Some(3));
+    let args = proxy.spec.template.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let consistency = args.iter().position(|a| a == "--consistency").unwrap();
+    assert_eq!(args[consistency + 1], "session");
+    let lookup = &proxy.spec.template.spec.as_ref().unwrap().containers[0]
+        .env
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        lookup
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "shop-root"
+    );
+
+    let generated = BTreeMap::from([("replication".to_string(), "r3pl".to_string())]);
+    let secrets = credentials_secrets(&cluster, &generated).unwrap();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0].metadata.name.as_deref(),
+        Some("shop-replication")
+    );
+    let data = secrets[0].data.as_ref().unwrap();
+    assert_eq!(data["username"], ByteString(b"lagless_repl".to_vec()));
+    assert_eq!(data["password"], ByteString(b"r3pl".to_vec()));
+}
+
+#[test]
+fn mysql_flavor() {
+    let cluster = mysql();
+    let sts = statefulset(&cluster).unwrap();
+    let c = mysql_container(&sts);
+    assert_eq!(c.image.as_deref(), Some(crate::crd::DEFAULT_MYSQL_IMAGE));
+    let script = &c.command.as_ref().unwrap()[2];
+    assert!(
+        script.contains("exec docker-entrypoint.sh mysqld"),
+        "{script}"
+    );
+    let env = c.env.as_ref().unwrap();
+    assert!(env.iter().any(|e| e.name == "MYSQL_ROOT_PASSWORD"));
+    assert!(!env.iter().any(|e| e.name.starts_with("MARIADB_")));
+    let readiness = c.readiness_probe.as_ref().unwrap();
+    assert_eq!(
+        readiness.exec.as_ref().unwrap().command.as_ref().unwrap()[0],
+        "mysqladmin"
+    );
+
+    let config = render_server_config(&cluster).unwrap();
+    for line in [
+        "gtid_mode=ON",
+        "enforce_gtid_consistency=ON",
+        "log_replica_updates=ON",
+        "read_only=ON",
+        "plugin_load_add=semisync_source.so",
+        "rpl_semi_sync_replica_enabled=ON",
+        "rpl_semi_sync_source_wait_for_replica_count=1",
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "{line} missing:\n{config}"
+        );
+    }
+    assert!(!config.contains("gtid_domain_id"), "{config}");
+    assert!(!config.contains("gtid_strict_mode"), "{config}");
+}
+
+#[test]
+fn proxy_mounts_the_topology_as_a_directory_and_has_the_flags() {
+    let cluster = defaults();
+    let proxy = proxy_deployment(&cluster, DEFAULT_PROXY_IMAGE).unwrap();
+    assert_eq!(proxy.spec.replicas, Some(2));
+    assert_eq!(
+        proxy.spec.selector.match_labels,
+        Some(selector_labels("db", Component::Proxy))
+    );
+    let pod = proxy.spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(45));
+    let c = &pod.containers[0];
+    assert_eq!(c.name, "lagless-proxy");
+    assert_eq!(c.image.as_deref(), Some(DEFAULT_PROXY_IMAGE));
+    assert_eq!(
+        c.args.as_deref().unwrap(),
+        [
+            "--topology",
+            "/etc/lagless/topology/topology.json",
+            "--users",
+            "/etc/lagless/users/users.json",
+            "--listen",
+            "0.0.0.0:3306",
+            "--admin-listen",
+            "0.0.0.0:9104",
+            "--consistency",
+            "strict",
+        ]
+    );
+    let mounts = c.volume_mounts.as_ref().unwrap();
+    let topology = mounts.iter().find(|m| m.name == "topology").unwrap();
+    assert_eq!(topology.mount_path, "/etc/lagless/topology");
+    assert_eq!(topology.sub_path, None);
+    assert_eq!(topology.sub_path_expr, None);
+    let users = mounts.iter().find(|m| m.name == "users").unwrap();
+    assert_eq!(users.mount_path, "/etc/lagless/users");
+    assert_eq!(users.sub_path, None);
+    let volumes = pod.volumes.as_ref().unwrap();
+    let topology = volumes.iter().find(|v| v.name == "topology").unwrap();
+    let source = topology.config_map.as_ref().unwrap();
+    assert_eq!(source.name, "db-topology");
+    assert_eq!(source.items, None);
+    let users = volumes.iter().find(|v| v.name == "users").unwrap();
+    assert_eq!(
+        users.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("db-proxy-users")
+    );
+
+    let readiness = c
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+    assert_eq!(readiness.port, IntOrString::String("admin".into()));
+    let liveness = c
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(liveness.path.as_deref(), Some("/healthz"));
+    let ports = c.ports.as_ref().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.name.as_deref() == Some("admin") && p.container_port == 9104)
+    );
+
+    let client = client_service(&cluster).unwrap();
+    assert_eq!(client.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+}
+
+#[test]
+fn headless_service_pdb_and_topology() {
+    let cluster = big();
+    let headless = headless_service(&cluster).unwrap();
+    let spec = headless.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(spec.publish_not_ready_addresses, Some(true));
+    assert_eq!(
+        spec.selector.unwrap(),
+        selector_labels("shop", Component::Mysql)
+    );
+    assert_eq!(
+        member_host("shop", "shop-ns", 2),
+        "shop-2.shop-headless.shop-ns.svc"
+    );
+
+    let pdb = pod_disruption_budget(&cluster).unwrap();
+    let spec = pdb.spec.unwrap();
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(spec.min_available, None);
+    assert_eq!(
+        spec.selector.unwrap().match_labels.unwrap(),
+        selector_labels("shop", Component::Mysql)
+    );
+
+    let doc = topology("shop");
+    let cm = topology_configmap(&cluster, &doc).unwrap();
+    let data = cm.data.unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[TOPOLOGY_KEY], doc.to_json_pretty());
+    assert_eq!(Topology::parse(data[TOPOLOGY_KEY].as_bytes()).unwrap(), doc);
+}
+
+#[test]
+fn credential_secrets_only_for_what_the_spec_leaves_out() {
+    let generated = BTreeMap::from([
+        ("admin".to_string(), "a'dm\\in".to_string()),
+        ("replication".to_string(), "repl".to_string()),
+    ]);
+    let secrets = credentials_secrets(&defaults(), &generated).unwrap();
+    let names: Vec<_> = secrets
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["db-admin", "db-replication"]);
+    for secret in &secrets {
+        assert_common(
+            &secret.metadata,
+            secret.metadata.name.as_deref().unwrap(),
+            "db",
+            "mysql",
+        );
+    }
+    assert_eq!(
+        secrets[0].data.as_ref().unwrap()["username"],
+        ByteString(b"lagless_admin".to_vec())
+    );
+
+    let missing = BTreeMap::from([("admin".to_string(), "x".to_string())]);
+    assert_eq!(
+        credentials_secrets(&defaults(), &missing).unwrap_err(),
+        BuildError::MissingPassword("replication")
+    );
+
+    let mut all_given = defaults();
+    all_given.spec.credentials = CredentialsSpec {
+        admin_secret_name: Some("a".into()),
+        replication_secret_name: Some("r".into()),
+    };
+    assert!(
+        credentials_secrets(&all_given, &BTreeMap::new())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn bash() -> Option<Command> {
+    Command::new("bash")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| Command::new("bash"))
+}
+
+/// Runs the container's command with a stand-in entrypoint that prints its arguments.
+#[test]
+fn the_preamble_derives_server_id_from_the_ordinal() {
+    let Some(_) = bash() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let entrypoint = dir.path().join("docker-entrypoint.sh");
+    std::fs::write(&entrypoint, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(&entrypoint)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cluster = big();
+    let sts = statefulset(&cluster).unwrap();
+    let command = mysql_container(&sts).command.clone().unwrap();
+    let run = |hostname: &str| {
+        Command::new(&command[0])
+            .args(&command[1..])
+            .env("PATH", &path)
+            .env("HOSTNAME", hostname)
+            .env("LAGLESS_SERVER_ID_BASE", "1001")
+            .output()
+            .unwrap()
+    };
+    let out = run("shop-4");
+    assert!(out.status.success(), "{out:?}");
+    let args = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "mariadbd",
+            "--server-id=1005",
+            "--report-host=shop-4.shop-headless.shop-ns.svc",
+            "--port=3306",
+        ]
+    );
+    assert!(!run("shop").status.success());
+}
+
+/// Sources the account script with a stand-in `docker_process_sql` that prints the SQL.
+#[test]
+fn the_account_script_quotes_credentials() {
+    let Some(mut bash) = bash() else { return };
+    let out = bash
+        .arg("-c")
+        .arg(format!(
+            "set -eu; docker_process_sql() {{ cat; }}; {INIT_SCRIPT}"
+        ))
+        .env("LAGLESS_ADMIN_USER", "adm")
+        .env("LAGLESS_ADMIN_PASSWORD", r"it's\x")
+        .env("LAGLESS_REPLICATION_USER", "repl")
+        .env("LAGLESS_REPLICATION_PASSWORD", "p")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sql = String::from_utf8(out.stdout).unwrap();
+    assert!(sql.starts_with("SET SESSION sql_log_bin=0;\n"), "{sql}");
+    assert!(
+        sql.contains(r"CREATE USER IF NOT EXISTS 'adm'@'%' IDENTIFIED BY 'it''s\\x';"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';"),
+        "{sql}"
+    );
+}
