@@ -44,8 +44,9 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-# PyMySQL (a real client driver the proxy is tested with) and pytest (runs PyMySQL's own suite).
-if ! python3 -c 'import pymysql, pytest' >/dev/null 2>&1; then
-  python3 -m pip install --quiet pymysql pytest 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages pymysql pytest
+# PyMySQL (a real client driver the proxy is tested with), pytest (runs PyMySQL's own suite) and
+# kubernetes-validate (checks the operator's objects against the Kubernetes schemas).
+if ! python3 -c 'import pymysql, pytest, kubernetes_validate' >/dev/null 2>&1; then
+  python3 -m pip install --quiet pymysql pytest kubernetes-validate 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pymysql pytest kubernetes-validate
 fi

@@ -1,0 +1,151 @@
+//! Every object the operator builds, and the CRD itself, pass the Kubernetes API schemas
+//! (PyPI `kubernetes-validate`, strict: unknown fields are errors). No cluster is needed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use lagless_operator::crd::{Flavor, MySQLCluster, ServiceType};
+use lagless_operator::kube::{
+    DEFAULT_PROXY_IMAGE, client_service, credentials_secrets, headless_service, member_host,
+    pod_disruption_budget, proxy_deployment, server_configmap, statefulset, topology_configmap,
+};
+use lagless_proxy::topology::{Flavor as TopologyFlavor, Member, Topology, TopologyState};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn example() -> MySQLCluster {
+    let text = std::fs::read_to_string(repo("examples/mysqlcluster.yaml")).unwrap();
+    let mut cluster: MySQLCluster = serde_saphyr::from_str(&text).unwrap();
+    cluster.metadata.uid = Some("6c6f7665-6c61-676c-6573-730000000001".into());
+    cluster
+}
+
+fn topology(cluster: &MySQLCluster) -> Topology {
+    let name = cluster.metadata.name.clone().unwrap();
+    let ns = cluster.metadata.namespace.clone().unwrap();
+    let member = |i: u32| Member::new(format!("{name}-{i}"), member_host(&name, &ns, i), 3306);
+    Topology {
+        cluster: name.clone(),
+        flavor: TopologyFlavor::Mariadb,
+        epoch: 1,
+        state: TopologyState::Ready,
+        primary: Some(member(0)),
+        replicas: (1..cluster.spec.replicas as u32).map(member).collect(),
+        consistency: Some("strict".into()),
+    }
+}
+
+/// Every object built for `cluster`, as JSON.
+fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
+    let to = |name: &str, v: serde_json::Value| (name.to_string(), v);
+    let json = |r: Result<serde_json::Value, serde_json::Error>| r.unwrap();
+    let generated: BTreeMap<String, String> = [("admin", "a-secret"), ("replication", "r-secret")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    let mut out = vec![
+        to(
+            "statefulset",
+            json(serde_json::to_value(statefulset(cluster).unwrap())),
+        ),
+        to(
+            "server-config",
+            json(serde_json::to_value(server_configmap(cluster).unwrap())),
+        ),
+        to(
+            "headless-service",
+            json(serde_json::to_value(headless_service(cluster).unwrap())),
+        ),
+        to(
+            "client-service",
+            json(serde_json::to_value(client_service(cluster).unwrap())),
+        ),
+        to(
+            "proxy-deployment",
+            json(serde_json::to_value(
+                proxy_deployment(cluster, DEFAULT_PROXY_IMAGE).unwrap(),
+            )),
+        ),
+        to(
+            "topology",
+            json(serde_json::to_value(
+                topology_configmap(cluster, &topology(cluster)).unwrap(),
+            )),
+        ),
+        to(
+            "pdb",
+            json(serde_json::to_value(
+                pod_disruption_budget(cluster).unwrap(),
+            )),
+        ),
+    ];
+    for (i, s) in credentials_secrets(cluster, &generated)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        out.push(to(&format!("secret-{i}"), json(serde_json::to_value(s))));
+    }
+    out
+}
+
+fn validate(files: &[PathBuf]) {
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .args(files)
+        .output()
+        .expect("kubernetes-validate is needed: python3 -m pip install kubernetes-validate (scripts/setup.sh does)");
+    assert!(
+        out.status.success(),
+        "kubernetes-validate refused:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn built_objects_and_the_crd_pass_the_kubernetes_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut variant = example();
+    variant.spec.flavor = Flavor::Mysql;
+    variant.spec.image = None;
+    variant.spec.replicas = 5;
+    variant.spec.proxy.service_type = ServiceType::LoadBalancer;
+    variant.spec.credentials = Default::default();
+    let mut files = vec![repo("crds/mysqlcluster.yaml")];
+    for (label, cluster) in [("example", example()), ("variant", variant)] {
+        let objects = built(&cluster);
+        assert!(objects.len() >= 7);
+        for (name, value) in objects {
+            assert!(
+                value["apiVersion"].is_string() && value["kind"].is_string(),
+                "{name}"
+            );
+            let path = dir.path().join(format!("{label}-{name}.json"));
+            std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+            files.push(path);
+        }
+    }
+    validate(&files);
+}
+
+#[test]
+fn the_validator_does_refuse_a_broken_object() {
+    // An unknown field and a wrong type: the check above is only worth something if this fails.
+    let dir = tempfile::tempdir().unwrap();
+    let mut value = serde_json::to_value(headless_service(&example()).unwrap()).unwrap();
+    value["spec"]["notAField"] = serde_json::json!(1);
+    value["spec"]["ports"][0]["port"] = serde_json::json!("not a number");
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .arg(&path)
+        .output()
+        .expect("kubernetes-validate is needed");
+    assert!(!out.status.success(), "a broken Service passed");
+}
