@@ -93,9 +93,16 @@ fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
     out
 }
 
+/// `python3 -m kubernetes_validate --strict --quiet` (the module, so no console-script shim is
+/// needed on PATH).
+fn kubernetes_validate() -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "kubernetes_validate", "--strict", "--quiet"]);
+    cmd
+}
+
 fn validate(files: &[PathBuf]) {
-    let out = Command::new("kubernetes-validate")
-        .args(["--strict", "--quiet"])
+    let out = kubernetes_validate()
         .args(files)
         .output()
         .expect("kubernetes-validate is needed: python3 -m pip install kubernetes-validate (scripts/setup.sh does)");
@@ -142,8 +149,7 @@ fn the_validator_does_refuse_a_broken_object() {
     value["spec"]["ports"][0]["port"] = serde_json::json!("not a number");
     let path = dir.path().join("broken.json");
     std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
-    let out = Command::new("kubernetes-validate")
-        .args(["--strict", "--quiet"])
+    let out = kubernetes_validate()
         .arg(&path)
         .output()
         .expect("kubernetes-validate is needed");
