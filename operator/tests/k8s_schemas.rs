@@ -154,4 +154,10 @@ fn the_validator_does_refuse_a_broken_object() {
         .output()
         .expect("kubernetes-validate is needed");
     assert!(!out.status.success(), "a broken Service passed");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("did not validate"),
+        "the validator did not run: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
