@@ -19,7 +19,7 @@ mod prepared;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -95,6 +95,8 @@ pub struct Session {
     read_mode: &'static str,
     /// Sequence id of the proxy's own reply to the current command.
     reply_seq: u8,
+    /// The session's own `SET wait_timeout`, applied to the client connection.
+    wait_timeout: Option<Duration>,
     control: Arc<kill::SessionControl>,
 }
 
@@ -133,6 +135,7 @@ impl Session {
             last_write: None,
             read_mode: "primary",
             reply_seq: 1,
+            wait_timeout: None,
             control,
         }
     }
@@ -148,8 +151,17 @@ impl Session {
                 break;
             }
             let control = self.control.clone();
+            // Only polled when set; the fallback just has to be a valid far deadline.
+            let idle = self
+                .wait_timeout
+                .unwrap_or(Duration::from_secs(365 * 86_400));
             let read = tokio::select! {
                 r = self.client.read_logical() => r,
+                () = tokio::time::sleep(idle), if self.wait_timeout.is_some() => {
+                    // The session asked for it with SET wait_timeout, as a server would honour it.
+                    tracing::debug!(id = self.id, ?idle, "closing a session idle past its wait_timeout");
+                    break;
+                }
                 () = control.kill_signal.notified() => {
                     tracing::debug!(id = self.id, "session killed");
                     break;
@@ -293,6 +305,7 @@ impl Session {
         self.statements = Statements::default();
         self.consistency = None;
         self.last_write = None;
+        self.wait_timeout = None;
         self.last = Which::Primary;
     }
 
@@ -373,6 +386,9 @@ impl Session {
                 && c.effects.session_set == Some(SessionSet::Replayable)
                 && let Ok(sql) = std::str::from_utf8(&payload[1..])
             {
+                if let Some(secs) = wait_timeout_of(sql) {
+                    self.wait_timeout = Some(Duration::from_secs(secs.max(1)));
+                }
                 self.remember_set(which, sql.to_string(), c.effects.autocommit.is_some())
                     .await;
             }
@@ -839,6 +855,23 @@ impl Session {
     }
 }
 
+/// The number a `SET [SESSION] wait_timeout = N` assigns, if the statement has one.
+fn wait_timeout_of(sql: &str) -> Option<u64> {
+    let lower = sql.to_ascii_lowercase();
+    let at = lower.find("wait_timeout")?;
+    // Not interactive_timeout or net_wait_timeout and the like.
+    if lower[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let rest = lower[at + "wait_timeout".len()..].trim_start();
+    let rest = rest
+        .strip_prefix('=')
+        .or_else(|| rest.strip_prefix(":="))?
+        .trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.sessions.remove(self.id);
@@ -849,5 +882,23 @@ impl Drop for Session {
                 "client left inside a transaction; it is rolled back"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_timeout_of;
+
+    #[test]
+    fn wait_timeout_assignments() {
+        assert_eq!(wait_timeout_of("SET wait_timeout = 1"), Some(1));
+        assert_eq!(wait_timeout_of("set session WAIT_TIMEOUT=30"), Some(30));
+        assert_eq!(
+            wait_timeout_of("SET @@session.wait_timeout=5, autocommit=1"),
+            Some(5)
+        );
+        assert_eq!(wait_timeout_of("SET interactive_timeout = 5"), None);
+        assert_eq!(wait_timeout_of("SET wait_timeout = DEFAULT"), None);
+        assert_eq!(wait_timeout_of("SET NAMES utf8"), None);
     }
 }
