@@ -407,6 +407,20 @@ async fn with_semi_sync_a_failover_loses_no_acknowledged_write() {
         .unwrap()[0]
         .get(0);
     assert_eq!(on, Some(1));
+    // The observer reports it: the primary waits for acknowledgements, the replicas send them.
+    let mut observer = lagless_operator::orchestrate::observe::Observer::new(
+        Credentials {
+            user: ADMIN_USER.into(),
+            password: ADMIN_PASSWORD.into(),
+        },
+        Duration::from_millis(500),
+    );
+    let view = observer
+        .observe(&o.spec, Flavor::Mariadb, o.published())
+        .await;
+    let state = |name: &str| view.member(name).and_then(|m| m.semi_sync).unwrap();
+    assert!(state("m0").source_enabled);
+    assert!(state("m1").replica_enabled && state("m2").replica_enabled);
 
     // Writers straight to the primary; every acknowledged id is recorded.
     let mut c = cluster.primary().app_conn().await.unwrap();

@@ -25,5 +25,5 @@ pub mod view;
 pub use plan::{Action, Cause, ClusterState, Event, Plan, plan};
 pub use view::{
     ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
-    SemiSync, Switchover, SwitchoverTarget,
+    SemiSync, SemiSyncState, Switchover, SwitchoverTarget,
 };

@@ -13,7 +13,9 @@ use lagless_proxy::topology::{Flavor, Topology};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 
-use super::view::{ClusterSpec, ClusterView, MemberSpec, MemberView, Probe, ReplicationError};
+use super::view::{
+    ClusterSpec, ClusterView, MemberSpec, MemberView, Probe, ReplicationError, SemiSyncState,
+};
 
 /// An account with the privileges the operator needs (read_only, replication control).
 #[derive(Clone)]
@@ -59,6 +61,7 @@ struct Reading {
     sql_running: Option<bool>,
     io_error: Option<ReplicationError>,
     sql_error: Option<ReplicationError>,
+    semi_sync: Option<SemiSyncState>,
 }
 
 enum Outcome {
@@ -156,6 +159,7 @@ impl Observer {
                 v.sql_running = r.sql_running;
                 v.io_error = r.io_error;
                 v.sql_error = r.sql_error;
+                v.semi_sync = r.semi_sync;
             }
             Outcome::Refused => {
                 *failures += 1;
@@ -237,6 +241,21 @@ async fn query(c: &mut Conn) -> Result<Reading, mysql_async::Error> {
         };
         r.io_error = err("Last_IO_Errno", "Last_IO_Error");
         r.sql_error = err("Last_SQL_Errno", "Last_SQL_Error");
+    }
+    // Whatever names this server uses (master/slave or source/replica); none when the plugin
+    // is not loaded.
+    let vars: Vec<(String, String)> = c
+        .query("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%enabled'")
+        .await?;
+    if !vars.is_empty() {
+        let on = |names: [&str; 2]| {
+            vars.iter()
+                .any(|(n, v)| names.iter().any(|x| n.ends_with(x)) && v.eq_ignore_ascii_case("ON"))
+        };
+        r.semi_sync = Some(SemiSyncState {
+            source_enabled: on(["master_enabled", "source_enabled"]),
+            replica_enabled: on(["slave_enabled", "replica_enabled"]),
+        });
     }
     Ok(r)
 }

@@ -47,6 +47,16 @@ impl ReplicationError {
 }
 
 /// One member as observed on this tick.
+/// Semi-synchronous replication as a member reports it (`None` in the view: not observed, or
+/// the plugin is not loaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SemiSyncState {
+    /// It waits for replica acknowledgements when it is the primary.
+    pub source_enabled: bool,
+    /// It acknowledges what it receives when it is a replica.
+    pub replica_enabled: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
     pub name: String,
@@ -69,6 +79,7 @@ pub struct MemberView {
     pub sql_running: Option<bool>,
     pub io_error: Option<ReplicationError>,
     pub sql_error: Option<ReplicationError>,
+    pub semi_sync: Option<SemiSyncState>,
 }
 
 impl MemberView {
@@ -88,6 +99,7 @@ impl MemberView {
             sql_running: None,
             io_error: None,
             sql_error: None,
+            semi_sync: None,
         }
     }
 
