@@ -109,43 +109,43 @@ impl Shared {
     /// The primary, waiting (bounded) while the topology says "switching".
     pub async fn wait_for_primary(&self) -> Result<Member, ErrPacket> {
         let started = Instant::now();
-        let mut rx = self.topology_rx.clone();
-        loop {
-            if let Some(p) = self.topology().primary.clone() {
+        match self.wait_for_primary_where(|_| true).await {
+            Some(p) => {
                 if started.elapsed() > Duration::from_millis(1) {
                     self.metrics.write_held(started.elapsed());
                 }
-                return Ok(p);
+                Ok(p)
             }
-            let left = self
-                .config
-                .write_hold_timeout
-                .checked_sub(started.elapsed())
-                .unwrap_or_default();
-            if left.is_zero() || self.is_shutting_down() {
+            None => {
                 self.metrics.error("write_hold_timeout");
-                return Err(ErrPacket::backend_unavailable(
+                Err(ErrPacket::backend_unavailable(
                     "no primary: the cluster is switching over and did not finish in time",
-                ));
+                ))
             }
-            // Either a topology change or the deadline wakes us.
-            let _ = tokio::time::timeout(left, rx.changed()).await;
         }
     }
 
     /// Waits (bounded by the write hold) until the topology names a primary other than `old`.
     pub async fn wait_for_new_primary(&self, old: Option<&str>) -> bool {
+        self.wait_for_primary_where(|p| Some(p.addr().as_str()) != old)
+            .await
+            .is_some()
+    }
+
+    /// The published primary once one satisfies `accept`, waiting (bounded by the write hold)
+    /// for topology changes; `None` past the bound or on shutdown.
+    async fn wait_for_primary_where(&self, accept: impl Fn(&Member) -> bool) -> Option<Member> {
         let deadline = Instant::now() + self.config.write_hold_timeout;
         let mut rx = self.topology_rx.clone();
         loop {
-            let current = self.topology().primary.as_ref().map(Member::addr);
-            if current.is_some() && current.as_deref() != old {
-                return true;
+            if let Some(p) = self.topology().primary.clone().filter(|p| accept(p)) {
+                return Some(p);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.is_shutting_down() {
-                return false;
+                return None;
             }
+            // Either a topology change or the deadline wakes us.
             let _ = tokio::time::timeout(left, rx.changed()).await;
         }
     }

@@ -13,6 +13,7 @@ use mysql_async::prelude::Queryable;
 use serde::Deserialize;
 
 use crate::protocol::auth;
+use crate::topology::Member;
 
 /// What the proxy knows about one user.
 #[derive(Clone, PartialEq, Eq)]
@@ -221,7 +222,7 @@ impl UserStore {
     }
 
     /// The record for `name`: the file first, then the primary (cached).
-    pub async fn find(&self, name: &str, primary: Option<&str>) -> Option<UserRecord> {
+    pub async fn find(&self, name: &str, primary: Option<&Member>) -> Option<UserRecord> {
         if let Some(u) = self.in_file(name) {
             return Some(u);
         }
@@ -244,7 +245,7 @@ impl UserStore {
                 rec
             }
             Err(e) => {
-                tracing::warn!(user = name, primary, error = %e, "user lookup on the primary failed");
+                tracing::warn!(user = name, primary = %primary.addr(), error = %e, "user lookup on the primary failed");
                 None
             }
         }
@@ -253,16 +254,12 @@ impl UserStore {
 
 async fn lookup_on_primary(
     creds: &LookupCredentials,
-    primary: &str,
+    primary: &Member,
     name: &str,
 ) -> Result<Option<UserRecord>, mysql_async::Error> {
-    let (host, port) = primary
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-        .unwrap_or((primary, 3306));
     let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
+        .ip_or_hostname(primary.host.clone())
+        .tcp_port(primary.port)
         .user(Some(&creds.user))
         .pass(Some(&creds.password))
         .prefer_socket(false);
