@@ -1,11 +1,14 @@
 //! lagless-operator: drives a MySQL/MariaDB replication cluster described by a `MySQLCluster`
 //! resource, either in Kubernetes or as local `mariadbd` processes.
 //!
-//! The orchestration core, the Kubernetes reconciler and the local runtime are being built; see
-//! `docs/architecture.md` for what exists today.
+//! - [`orchestrate`]: the engine-agnostic core (observe -> plan -> act).
+//! - [`local`]: `lagless-operator local`, the whole system as processes on one machine.
+//! - [`crd`] and [`kube`]: the `MySQLCluster` resource and the Kubernetes objects built from
+//!   it (the reconciler is being built; see `docs/architecture.md`).
 
 pub mod crd;
 pub mod kube;
+pub mod local;
 pub mod orchestrate;
 
 /// The version reported by `--version` and in logs.

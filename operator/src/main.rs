@@ -14,23 +14,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a cluster on this machine, without Kubernetes (mariadbd processes + lagless-proxy).
+    Local(lagless_operator::local::cli::LocalArgs),
     /// Print the MySQLCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Run lagless-proxy (the same program as the `lagless-proxy` binary).
+    Proxy(Box<lagless_proxy::config::Args>),
 }
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        print!("{}", lagless_operator::crd::crd_yaml());
-        return;
+    match cli.command {
+        Some(Command::Crd) => print!("{}", lagless_operator::crd::crd_yaml()),
+        Some(Command::Local(args)) => {
+            std::process::exit(lagless_operator::local::cli::run(args, &cli.log))
+        }
+        Some(Command::Proxy(args)) => std::process::exit(lagless_proxy::cli::run(*args)),
+        None => {
+            eprintln!(
+                "lagless-operator {}: choose a command (`local` runs a cluster on this machine); \
+                 the Kubernetes controller is not available yet, see docs/kubernetes.md",
+                lagless_operator::VERSION
+            );
+            std::process::exit(2);
+        }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .init();
-    eprintln!(
-        "lagless-operator {}: the Kubernetes controller and the `local` runtime are not available yet; \
-         see docs/architecture.md",
-        lagless_operator::VERSION
-    );
-    std::process::exit(2);
 }

@@ -1,12 +1,16 @@
 //! The orchestration loop against real mariadbd processes from the test kit, with
 //! lagless-proxy in front where clients are involved.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lagless_operator::orchestrate::act::FileSink;
+use futures::future::BoxFuture;
+use lagless_operator::orchestrate::act::{FileSink, SeedOutcome, Seeder};
 use lagless_operator::orchestrate::observe::Credentials;
 use lagless_operator::orchestrate::run::Orchestrator;
-use lagless_operator::orchestrate::{ClusterSpec, ClusterState, MemberSpec};
+use lagless_operator::orchestrate::seed::{Donor, SeedReport, seed};
+use lagless_operator::orchestrate::{ClusterSpec, ClusterState, Event, MemberSpec};
 use lagless_proxy::topology::{Flavor, Topology};
 use lagless_testkit::{
     ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, Cluster, REPL_PASSWORD, REPL_USER,
@@ -496,91 +500,190 @@ async fn with_semi_sync_a_failover_loses_no_acknowledged_write() {
     );
 }
 
+fn admin() -> Credentials {
+    Credentials {
+        user: ADMIN_USER.into(),
+        password: ADMIN_PASSWORD.into(),
+    }
+}
+
+/// Seeding with the test kit's servers: stop the member, wipe its data, stream the donor's
+/// copy in with [`seed`], start it again. Keeps the last report for the test to inspect.
+struct KitSeeder {
+    cluster: Arc<Cluster>,
+    last: Mutex<Option<(SeedReport, u64)>>,
+}
+
+impl KitSeeder {
+    fn member(&self, name: &str) -> Result<&lagless_testkit::Member, String> {
+        let index: usize = name
+            .strip_prefix('m')
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| format!("no kit member is called {name}"))?;
+        Ok(self.cluster.member(index))
+    }
+}
+
+impl Seeder for KitSeeder {
+    fn seed<'a>(
+        &'a self,
+        member: &'a MemberSpec,
+        donor: &'a MemberSpec,
+    ) -> BoxFuture<'a, Result<SeedOutcome, String>> {
+        Box::pin(async move {
+            let target = self.member(&member.name)?;
+            let source = self.member(&donor.name)?;
+            target.shutdown().await.map_err(|e| e.to_string())?;
+            std::fs::remove_dir_all(target.data_dir()).map_err(|e| e.to_string())?;
+            let progress = Arc::new(AtomicU64::new(0));
+            let donor = Donor {
+                host: donor.host.clone(),
+                port: donor.port,
+                datadir: source.data_dir(),
+            };
+            let report = seed(&donor, &admin(), &target.data_dir(), progress.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            target.restart().await.map_err(|e| e.to_string())?;
+            let outcome = SeedOutcome {
+                gtid_position: report.gtid_position.clone(),
+                bytes: report.bytes,
+                elapsed: report.elapsed,
+            };
+            *self.last.lock().unwrap() = Some((report, progress.load(Ordering::Relaxed)));
+            Ok(outcome)
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wiped_replica_is_seeded_from_a_donor_and_replicates_again() {
-    use lagless_operator::orchestrate::seed::{Donor, seed};
-    let cluster = Cluster::builder().members(3).start().await.unwrap();
+async fn a_new_empty_member_is_seeded_from_a_replica_and_joins() {
+    let cluster = Arc::new(
+        Cluster::builder()
+            .members(3)
+            .replicate(false)
+            .start()
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let seeder = Arc::new(KitSeeder {
+        cluster: cluster.clone(),
+        last: Mutex::new(None),
+    });
+    let mut o = orchestrator(&cluster, &path).with_seeder(seeder.clone());
+    // Two members first; m2 stays an untouched, empty server.
+    let newcomer = o.spec.members.pop().unwrap();
+    tick_until(&mut o, Duration::from_secs(30), |t| {
+        t.primary.as_ref().is_some_and(|p| p.name == "m0") && t.replicas.len() == 1
+    })
+    .await;
+
     let mut c = cluster.primary().app_conn().await.unwrap();
     c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB)")
         .await
         .unwrap();
-    for i in 0..40 {
+    for i in 0..16 {
         c.exec_drop("INSERT INTO big VALUES (?, REPEAT(MD5(?), 16384))", (i, i))
             .await
             .unwrap();
     }
-    cluster
-        .wait_replicated(Duration::from_secs(20))
-        .await
-        .unwrap();
 
-    // Member 2 loses everything.
-    let target = cluster.member(2);
-    target.shutdown().await.unwrap();
-    std::fs::remove_dir_all(target.data_dir()).unwrap();
-    let donor = cluster.member(1);
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let report = seed(
-        &Donor {
-            host: "127.0.0.1".into(),
-            port: donor.port(),
-            datadir: donor.data_dir(),
-        },
-        &Credentials {
-            user: ADMIN_USER.into(),
-            password: ADMIN_PASSWORD.into(),
-        },
-        &target.data_dir(),
-        progress.clone(),
-    )
-    .await
-    .unwrap();
+    // The spec grows: the plan seeds m2 from the replica, then publishes it.
+    o.spec.members.push(newcomer);
+    let took = tick_until(&mut o, Duration::from_secs(120), |t| {
+        t.replicas.iter().any(|r| r.name == "m2")
+    })
+    .await;
+    let (report, progress) = seeder.last.lock().unwrap().clone().expect("never seeded");
     eprintln!(
-        "seeded {:.1} MiB in {:?} ({:.1} MB/s), position {}",
+        "m2 joined after {took:?}: seeded {:.1} MiB in {:?} ({:.1} MB/s), position {}",
         report.bytes as f64 / 1_048_576.0,
         report.elapsed,
         report.mb_per_s(),
         report.gtid_position
     );
-    assert!(report.bytes > 20 * 1024 * 1024, "{report:?}");
-    assert_eq!(
-        progress.load(std::sync::atomic::Ordering::Relaxed),
-        report.bytes
-    );
+    assert!(report.bytes > 8 * 1024 * 1024, "{report:?}");
+    assert_eq!(progress, report.bytes);
     assert!(!report.gtid_position.is_empty());
+    let seeded = Event::Seeded {
+        member: "m2".into(),
+        donor: "m1".into(),
+    };
+    let log: Vec<String> = o.events().map(|e| e.event.to_string()).collect();
+    assert!(o.events().any(|e| e.event == seeded), "{log:?}");
 
-    // Start it on the copy and replicate from the donor's position.
-    target.restart().await.unwrap();
-    target
-        .exec(&format!(
-            "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL gtid_slave_pos = '{}'",
-            report.gtid_position
-        ))
-        .await
-        .unwrap();
-    target
-        .replicate_from(cluster.primary().port())
-        .await
-        .unwrap();
+    // A write after the copy replicates to it, and its data matches the primary's.
+    let target = cluster.member(2);
     c.exec_drop("INSERT INTO big VALUES (?, 'after')", (1000,))
         .await
         .unwrap();
-    cluster
-        .wait_replicated(Duration::from_secs(20))
+    let head = cluster.primary().positions().await.unwrap().gtid_binlog_pos;
+    target
+        .wait_for_gtid(&head, Duration::from_secs(20))
         .await
         .unwrap();
+    let pos = target.positions().await.unwrap();
+    assert!(pos.read_only);
+    assert_eq!(pos.io_running.as_deref(), Some("Yes"));
     let expected = checksum(cluster.primary()).await;
     assert!(expected.is_some());
     assert_eq!(
         checksum(target).await,
         expected,
-        "the seeded replica's table differs"
+        "the seeded member's table differs"
     );
+    // Its binary log carries the copy's history, so it could serve replicas as a primary.
+    assert_eq!(pos.gtid_binlog_pos, head);
 }
 
 async fn checksum(m: &lagless_testkit::Member) -> Option<i64> {
     let rows = m.query("CHECKSUM TABLE app.big").await.unwrap();
     rows[0].get::<Option<i64>, _>(1).flatten()
+}
+
+async fn global(m: &lagless_testkit::Member, variable: &str) -> Option<i64> {
+    m.query(&format!("SELECT @@{variable}")).await.unwrap()[0].get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semi_sync_settings_that_drift_are_put_back() {
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let mut o = orchestrator(&cluster, &path);
+    o.spec.semi_sync = Some(lagless_operator::orchestrate::SemiSync { acks: 1 });
+    tick_until(&mut o, Duration::from_secs(20), |t| {
+        t.primary.as_ref().is_some_and(|p| p.name == "m0")
+    })
+    .await;
+    let replica = cluster.member(1);
+    assert_eq!(
+        global(replica, "rpl_semi_sync_slave_enabled").await,
+        Some(1)
+    );
+
+    // Someone turns acknowledgements off on a replica; the topology does not change.
+    replica
+        .exec("SET GLOBAL rpl_semi_sync_slave_enabled = OFF")
+        .await
+        .unwrap();
+    let epoch = o.published().unwrap().epoch;
+    tick_until(&mut o, Duration::from_secs(10), |_| true).await;
+    assert_eq!(
+        global(replica, "rpl_semi_sync_slave_enabled").await,
+        Some(1)
+    );
+    assert_eq!(o.published().unwrap().epoch, epoch);
+
+    // The user turns semi-sync off: the primary stops waiting.
+    o.spec.semi_sync = None;
+    tick_until(&mut o, Duration::from_secs(10), |_| true).await;
+    assert_eq!(
+        global(cluster.primary(), "rpl_semi_sync_master_enabled").await,
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Carrying out a plan's actions with SQL, and publishing topologies.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lagless_proxy::gtid::GtidSet;
@@ -31,6 +32,12 @@ pub enum ActError {
     UnknownMember(String),
     #[error("publishing the topology: {0}")]
     Publish(String),
+    #[error("seeding {member} from {donor}: {reason}")]
+    Seed {
+        member: String,
+        donor: String,
+        reason: String,
+    },
 }
 
 /// Where topologies go: a file in local mode, a ConfigMap in Kubernetes.
@@ -50,8 +57,36 @@ impl TopologySink for FileSink {
     }
 }
 
+/// The platform's half of seeding: stop `member`, replace its data with a copy of `donor`'s
+/// (see [`super::seed::seed`]), start it again (read-only, no replication configured), and say
+/// at which GTID position the copy was taken.
+pub trait Seeder: Send + Sync {
+    fn seed<'a>(
+        &'a self,
+        member: &'a MemberSpec,
+        donor: &'a MemberSpec,
+    ) -> futures::future::BoxFuture<'a, Result<SeedOutcome, String>>;
+}
+
+/// What a [`Seeder`] did.
+#[derive(Debug, Clone)]
+pub struct SeedOutcome {
+    /// The donor's GTID position at the copy's consistent point: replication starts here.
+    pub gtid_position: String,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl SeedOutcome {
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1_048_576.0 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// How long a freshly seeded server may take to accept connections.
+const SEEDED_START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs actions against the members.
-#[derive(Debug)]
 pub struct Actor {
     pub admin: Credentials,
     pub replication: Credentials,
@@ -60,6 +95,21 @@ pub struct Actor {
     pub statement_timeout: Duration,
     /// How long a candidate may take to apply its relay log or catch up.
     pub catch_up_timeout: Duration,
+    /// Copies data into members; without one, [`Action::Seed`] fails.
+    pub seeder: Option<Arc<dyn Seeder>>,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("admin", &self.admin)
+            .field("replication", &self.replication)
+            .field("app_users", &self.app_users)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("catch_up_timeout", &self.catch_up_timeout)
+            .field("seeder", &self.seeder.is_some())
+            .finish()
+    }
 }
 
 impl Actor {
@@ -95,6 +145,28 @@ impl Actor {
         .await
     }
 
+    /// Connects, retrying connection failures until `patience` has passed: for a server that
+    /// was just started.
+    async fn conn_patiently(
+        &self,
+        spec: &ClusterSpec,
+        member: &str,
+        patience: Duration,
+    ) -> Result<Conn, ActError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match self.conn(spec, member).await {
+                Err(e @ (ActError::Sql { .. } | ActError::Timeout { .. }))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(member, error = %e, "not accepting connections yet");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Runs statements on one member, each bounded by the statement timeout.
     async fn exec(
         &self,
@@ -102,7 +174,16 @@ impl Actor {
         member: &str,
         statements: &[String],
     ) -> Result<(), ActError> {
-        let mut conn = self.conn(spec, member).await?;
+        let conn = self.conn(spec, member).await?;
+        self.exec_on(conn, member, statements).await
+    }
+
+    async fn exec_on(
+        &self,
+        mut conn: Conn,
+        member: &str,
+        statements: &[String],
+    ) -> Result<(), ActError> {
         for sql in statements {
             self.bounded(member, sql, conn.query_drop(sql)).await?;
         }
@@ -259,7 +340,74 @@ impl Actor {
                     .await;
                 Ok(())
             }
+            Action::Seed {
+                member,
+                donor,
+                source,
+            } => self.seed(spec, member, donor, source).await,
+            Action::EnsureSemiSync { primary, replicas } => {
+                self.semi_sync_on(spec, primary, replicas.iter().map(String::as_str))
+                    .await
+            }
+            Action::DisableSemiSync { member } => {
+                let sql = ["SET GLOBAL rpl_semi_sync_master_enabled = OFF".to_string()];
+                self.exec(spec, member, &sql).await
+            }
         }
+    }
+
+    /// Has the platform copy `donor` into `member`, then points `member` at `source` from the
+    /// copy's position.
+    async fn seed(
+        &self,
+        spec: &ClusterSpec,
+        member: &str,
+        donor: &str,
+        source: &str,
+    ) -> Result<(), ActError> {
+        let failed = |reason: String| ActError::Seed {
+            member: member.to_string(),
+            donor: donor.to_string(),
+            reason,
+        };
+        let seeder = self
+            .seeder
+            .as_ref()
+            .ok_or_else(|| failed("this platform cannot seed".into()))?;
+        let spec_of = |name: &str| {
+            spec.member(name)
+                .ok_or_else(|| ActError::UnknownMember(name.to_string()))
+        };
+        let (target, from) = (spec_of(member)?, spec_of(donor)?);
+        tracing::info!(member, donor, "seeding");
+        let outcome = seeder.seed(target, from).await.map_err(failed)?;
+        tracing::info!(
+            member,
+            donor,
+            bytes = outcome.bytes,
+            mb = outcome.bytes / 1_048_576,
+            mb_per_s = %format_args!("{:.1}", outcome.mb_per_s()),
+            elapsed = ?outcome.elapsed,
+            position = %outcome.gtid_position,
+            "seeded"
+        );
+        let position = sql_quote(&outcome.gtid_position);
+        let mut sql = vec![
+            // It may come up writable, as its option file says.
+            "SET GLOBAL read_only = ON".to_string(),
+            "STOP SLAVE".into(),
+            "RESET SLAVE ALL".into(),
+            // The copy has no binary log: record its history there too, so that as a primary
+            // it would still serve replicas from this position onwards.
+            "RESET MASTER".into(),
+            format!("SET GLOBAL gtid_binlog_state = '{position}'"),
+            format!("SET GLOBAL gtid_slave_pos = '{position}'"),
+        ];
+        sql.extend(self.change_source(spec, source, "slave_pos")?);
+        let conn = self
+            .conn_patiently(spec, member, SEEDED_START_TIMEOUT)
+            .await?;
+        self.exec_on(conn, member, &sql).await
     }
 
     /// Lossless semi-synchronous replication on a topology about to be published: the primary
@@ -275,13 +423,24 @@ impl Actor {
         let Some(primary) = &topology.primary else {
             return Ok(());
         };
-        for r in &topology.replicas {
-            let mut conn = self.conn(spec, &r.name).await?;
+        let replicas = topology.replicas.iter().map(|r| r.name.as_str());
+        self.semi_sync_on(spec, &primary.name, replicas).await
+    }
+
+    /// Semi-sync acknowledgements on `replicas`, then waiting on `primary`.
+    async fn semi_sync_on(
+        &self,
+        spec: &ClusterSpec,
+        primary: &str,
+        replicas: impl Iterator<Item = &str>,
+    ) -> Result<(), ActError> {
+        for r in replicas {
+            let mut conn = self.conn(spec, r).await?;
             let on: Option<i64> = conn
                 .query_first("SELECT @@rpl_semi_sync_slave_enabled")
                 .await
                 .map_err(|source| ActError::Sql {
-                    member: r.name.clone(),
+                    member: r.to_string(),
                     source,
                 })?;
             if on != Some(1) {
@@ -291,7 +450,9 @@ impl Actor {
                     "STOP SLAVE IO_THREAD",
                     "START SLAVE IO_THREAD",
                 ];
-                self.exec(spec, &r.name, &sql.map(String::from)).await?;
+                self.exec_on(conn, r, &sql.map(String::from)).await?;
+            } else {
+                let _ = conn.disconnect().await;
             }
         }
         let sql = [
@@ -300,7 +461,7 @@ impl Actor {
             "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
             "SET GLOBAL rpl_semi_sync_master_enabled = ON",
         ];
-        self.exec(spec, &primary.name, &sql.map(String::from)).await
+        self.exec(spec, primary, &sql.map(String::from)).await
     }
 
     fn bootstrap_primary(&self) -> Vec<String> {

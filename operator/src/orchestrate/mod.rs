@@ -8,6 +8,8 @@
 //!   is unit- and property-tested without servers.
 //! - [`observe`]: one bounded round of SQL per member (a hung server is `Hung`, not waited on).
 //! - [`act`]: the actions as SQL, and publishing topologies ([`act::TopologySink`]).
+//! - [`seed`]: copying a donor's data into a member, which the platform does for
+//!   [`Action::Seed`] through an [`act::Seeder`].
 //! - [`run`]: the loop that ties them together, one [`run::Orchestrator::tick`] at a time.
 //!
 //! The shape follows MOCO's `clustering/status.go` (classify into a small state enum, then one

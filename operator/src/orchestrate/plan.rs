@@ -24,7 +24,8 @@ use lagless_proxy::gtid::GtidSet;
 use lagless_proxy::topology::{Member, Topology, TopologyState};
 
 use super::view::{
-    ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, SwitchoverTarget,
+    ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
+    SwitchoverTarget,
 };
 
 /// What the cluster is doing, as far as this tick can tell.
@@ -123,6 +124,23 @@ pub enum Action {
     Decommission {
         member: String,
     },
+    /// Replace `member`'s data with a copy of `donor`'s, then replicate from `source` (the
+    /// primary) starting at the copy's GTID position.
+    Seed {
+        member: String,
+        donor: String,
+        source: String,
+    },
+    /// Turn lossless semi-sync back on where it drifted off: acknowledgements on `replicas`,
+    /// waiting on `primary`.
+    EnsureSemiSync {
+        primary: String,
+        replicas: Vec<String>,
+    },
+    /// Stop `member` (the primary) waiting for acknowledgements the spec no longer asks for.
+    DisableSemiSync {
+        member: String,
+    },
 }
 
 /// Why a member became primary.
@@ -159,6 +177,11 @@ pub enum Event {
     Quarantined {
         member: String,
         reason: String,
+    },
+    /// `member` now holds a copy of `donor`'s data and replicates from the primary.
+    Seeded {
+        member: String,
+        donor: String,
     },
     /// Needs attention; no action was planned for it.
     Warning {
@@ -201,7 +224,52 @@ impl History {
             Event::Quarantined { member, reason } => {
                 self.quarantined.insert(member.clone(), reason.clone());
             }
+            // Fresh data from a donor: whatever made the member errant is gone.
+            Event::Seeded { member, .. } => {
+                self.quarantined.remove(member);
+            }
             Event::Bootstrapped { .. } | Event::Adopted { .. } | Event::Warning { .. } => {}
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Failover => f.write_str("failover"),
+            Cause::Switchover { request: Some(id) } => write!(f, "switchover {id}"),
+            Cause::Switchover { request: None } => f.write_str("switchover"),
+            Cause::Recovery => f.write_str("recovery"),
+        }
+    }
+}
+
+/// One line for status displays and logs.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Bootstrapped { primary, epoch } => {
+                write!(f, "bootstrapped with primary {primary}, epoch {epoch}")
+            }
+            Event::Promoted {
+                member,
+                previous,
+                epoch,
+                cause,
+                ..
+            } => {
+                write!(f, "{member} promoted ({cause}")?;
+                if let Some(previous) = previous {
+                    write!(f, " from {previous}")?;
+                }
+                write!(f, "), epoch {epoch}")
+            }
+            Event::Adopted { member, epoch } => {
+                write!(f, "{member} adopted as primary, epoch {epoch}")
+            }
+            Event::Quarantined { member, reason } => write!(f, "{member} quarantined: {reason}"),
+            Event::Seeded { member, donor } => write!(f, "{member} seeded from {donor}"),
+            Event::Warning { message } => write!(f, "warning: {message}"),
         }
     }
 }
@@ -797,6 +865,7 @@ fn primary_alive(ctx: &Ctx<'_>, primary: &MemberView) -> Plan {
     }
     repair(ctx, primary, &quarantined, &mut steps);
     publish_if_changed(ctx, primary, &quarantined, &mut steps);
+    semi_sync_drift(ctx, primary, &quarantined, &mut steps);
     decommission(ctx, primary, &mut steps);
     let state = if steps.actions.is_empty() && steps.events.is_empty() {
         ClusterState::Healthy
@@ -833,10 +902,12 @@ fn judge(ctx: &Ctx<'_>, primary: &MemberView, m: &MemberView) -> Verdict {
     if retrieved.is_some_and(|r| !p_exec.contains(r)) {
         return Verdict::PrimaryBehind;
     }
+    // An empty member has nothing errant: refused, it only needs the copy it will be seeded.
     if let Some(err) = m
         .io_error
         .as_ref()
         .filter(|e| from_primary && e.source_lacks_position())
+        .filter(|_| !needs_seed(ctx, primary, m))
     {
         return Verdict::Errant(format!(
             "the primary refuses its position ({}: {})",
@@ -1025,7 +1096,9 @@ fn switchover(
         });
     }
     if keep_old {
-        steps.act(Action::Repoint {
+        // Its own writes are in its binary log, not in its replication position (which may be
+        // from before it became primary): it rejoins from its binary log position.
+        steps.act(Action::Rejoin {
             member: old.clone(),
             source: candidate.name.clone(),
         });
@@ -1067,8 +1140,118 @@ fn repair(ctx: &Ctx<'_>, primary: &MemberView, quarantined: &BTreeSet<String>, s
     let replicas = ctx.reachable().filter(|m| {
         m.name != primary.name && ctx.in_spec(&m.name) && !quarantined.contains(&m.name)
     });
+    let mut seeding = false;
     for m in replicas {
-        repair_replica(primary, m, steps);
+        if !needs_seed(ctx, primary, m) {
+            repair_replica(primary, m, steps);
+        } else if !seeding {
+            // One copy at a time: it is heavy on the donor and the network. The others wait,
+            // untouched, for a later tick.
+            seeding = true;
+            let donor = choose_donor(ctx, primary, m, quarantined);
+            steps.act(Action::Seed {
+                member: m.name.clone(),
+                donor: donor.to_owned(),
+                source: primary.name.clone(),
+            });
+            steps.events.push(Event::Seeded {
+                member: m.name.clone(),
+                donor: donor.to_owned(),
+            });
+        }
+    }
+}
+
+/// Whether `m` should be given a copy of the data rather than replay the whole history: the
+/// platform can seed, there is something to copy, and `m` holds nothing and either was never
+/// pointed at a source or had its (empty) position refused, e.g. because the binary logs it
+/// needs were purged.
+fn needs_seed(ctx: &Ctx<'_>, primary: &MemberView, m: &MemberView) -> bool {
+    let empty = |set: &Option<GtidSet>| set.as_ref().is_none_or(GtidSet::is_empty);
+    let refused = m
+        .io_error
+        .as_ref()
+        .is_some_and(ReplicationError::source_lacks_position);
+    ctx.spec.seeding
+        && m.name != primary.name
+        && m.is_reachable()
+        && ctx.in_spec(&m.name)
+        && !ctx.was_quarantined(&m.name)
+        && empty(&m.executed)
+        && empty(&m.retrieved)
+        && (m.source.is_none() || refused)
+        && !empty(&primary.executed)
+}
+
+/// Where `member`'s copy comes from: the healthy replica of `primary` least behind it (then
+/// by name), which spares the primary the load; the primary itself when there is none.
+fn choose_donor<'a>(
+    ctx: &Ctx<'a>,
+    primary: &'a MemberView,
+    member: &MemberView,
+    quarantined: &BTreeSet<String>,
+) -> &'a str {
+    ctx.reachable()
+        .filter(|d| d.name != primary.name && d.name != member.name)
+        .filter(|d| ctx.in_spec(&d.name) && !quarantined.contains(&d.name))
+        .filter(|d| {
+            d.replicates_from(&primary.host, primary.port)
+                && d.io_running == Some(true)
+                && d.sql_running == Some(true)
+                && d.io_error.is_none()
+                && d.sql_error.is_none()
+        })
+        .min_by_key(|d| {
+            let behind = d
+                .holdings()
+                .zip(primary.executed.as_ref())
+                .and_then(|(h, p)| h.transactions_behind(p))
+                .unwrap_or(u64::MAX);
+            (behind, d.name.as_str())
+        })
+        .map_or(primary.name.as_str(), |d| d.name.as_str())
+}
+
+/// Semi-sync settings drift (a restarted server comes back with its option file's values, a
+/// person changes them): the plan keeps them as the spec says between publishes too. An
+/// unobserved state (plugin not loaded) is left alone.
+fn semi_sync_drift(
+    ctx: &Ctx<'_>,
+    primary: &MemberView,
+    quarantined: &BTreeSet<String>,
+    steps: &mut Steps,
+) {
+    if ctx.spec.semi_sync.is_none() {
+        // A primary still waiting for acknowledgements (forever, as configured) could block
+        // writes once nobody means to send them.
+        if primary.semi_sync.is_some_and(|s| s.source_enabled) {
+            steps.act(Action::DisableSemiSync {
+                member: primary.name.clone(),
+            });
+        }
+        return;
+    }
+    // Publishing a topology turns semi-sync on everywhere it lists.
+    if steps
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::PublishTopology { topology } if topology.primary.is_some()))
+    {
+        return;
+    }
+    let primary_off = primary.semi_sync.is_some_and(|s| !s.source_enabled);
+    let replicas = names(
+        ctx.reachable()
+            .filter(|m| m.name != primary.name && !quarantined.contains(&m.name))
+            .filter(|m| ctx.is_published_replica(&m.name))
+            .filter(|m| m.replicates_from(&primary.host, primary.port))
+            .filter(|m| m.semi_sync.is_some_and(|s| !s.replica_enabled)),
+    );
+    if primary_off || !replicas.is_empty() {
+        steps.act(Action::EnsureSemiSync {
+            primary: primary.name.clone(),
+            replicas,
+        });
     }
 }
 
@@ -1104,7 +1287,8 @@ fn steady_replicas<'a>(
         })
         .filter(|m| {
             if m.is_reachable() {
-                m.replicates_from(&primary.host, primary.port)
+                // A member awaiting a copy may point at the primary but holds nothing yet.
+                m.replicates_from(&primary.host, primary.port) && !needs_seed(ctx, primary, m)
             } else {
                 ctx.is_published_replica(&m.name)
             }

@@ -1,13 +1,26 @@
 //! The loop: observe, plan, act, record — one tick at a time.
 
-use std::time::{Duration, Instant};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagless_proxy::topology::{Flavor, Topology};
 
-use super::act::{Actor, TopologySink};
+use super::act::{Actor, Seeder, TopologySink};
 use super::observe::{Credentials, Observer};
-use super::plan::{Action, Plan, plan};
-use super::view::{ClusterSpec, History};
+use super::plan::{Action, ClusterState, Event, Plan, plan};
+use super::view::{ClusterSpec, ClusterView, History};
+
+/// How many events [`Orchestrator::events`] keeps.
+pub const EVENT_LOG_LEN: usize = 100;
+
+/// A recorded event and when it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedEvent {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    pub event: Event,
+}
 
 /// Drives one cluster.
 pub struct Orchestrator {
@@ -19,6 +32,43 @@ pub struct Orchestrator {
     history: History,
     published: Option<Topology>,
     started: Instant,
+    events: EventLog,
+    last_state: Option<ClusterState>,
+    last_view: Option<ClusterView>,
+}
+
+/// The recent events, for status displays.
+#[derive(Debug, Default)]
+struct EventLog {
+    entries: VecDeque<TimedEvent>,
+    /// The previous plan's warnings: a condition that lasts is logged once, not every tick.
+    warnings: BTreeSet<String>,
+}
+
+impl EventLog {
+    /// Logs one plan's events, and returns those that are new (every event but the warnings
+    /// the previous plan already gave).
+    fn record<'e>(&mut self, events: &'e [Event], unix_ms: u64) -> Vec<&'e Event> {
+        let previous = std::mem::take(&mut self.warnings);
+        let mut new = Vec::new();
+        for event in events {
+            if let Event::Warning { message } = event {
+                self.warnings.insert(message.clone());
+                if previous.contains(message) {
+                    continue;
+                }
+            }
+            if self.entries.len() == EVENT_LOG_LEN {
+                self.entries.pop_front();
+            }
+            self.entries.push_back(TimedEvent {
+                unix_ms,
+                event: event.clone(),
+            });
+            new.push(event);
+        }
+        new
+    }
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -49,7 +99,18 @@ impl Orchestrator {
             history: History::default(),
             published,
             started: Instant::now(),
+            events: EventLog::default(),
+            last_state: None,
+            last_view: None,
         }
+    }
+
+    /// Lets the plan seed empty members: `seeder` copies the data, and the spec says seeding
+    /// is possible.
+    pub fn with_seeder(mut self, seeder: Arc<dyn Seeder>) -> Self {
+        self.actor.seeder = Some(seeder);
+        self.spec.seeding = true;
+        self
     }
 
     /// An orchestrator with the default timings: a member that does not answer a probe within
@@ -69,6 +130,7 @@ impl Orchestrator {
             app_users: Vec::new(),
             statement_timeout: Duration::from_secs(2),
             catch_up_timeout: Duration::from_secs(30),
+            seeder: None,
         };
         let observer = Observer::new(admin, Duration::from_millis(500));
         Self::new(spec, flavor, observer, actor, sink, published)
@@ -80,6 +142,22 @@ impl Orchestrator {
 
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// The last [`EVENT_LOG_LEN`] recorded events, oldest first. A warning appears when it
+    /// starts (or changes), not on every tick it lasts.
+    pub fn events(&self) -> impl Iterator<Item = &TimedEvent> {
+        self.events.entries.iter()
+    }
+
+    /// What the last tick observed, for status displays.
+    pub fn last_view(&self) -> Option<&ClusterView> {
+        self.last_view.as_ref()
+    }
+
+    /// The state of the last tick's plan, if any tick ran.
+    pub fn last_plan_state(&self) -> Option<ClusterState> {
+        self.last_state
     }
 
     /// One round. Actions run in order and stop at the first failure; the events of the plan
@@ -112,10 +190,70 @@ impl Orchestrator {
         }
         if ok {
             for event in &plan.events {
-                tracing::info!(?event, "cluster event");
                 self.history.record(event);
             }
+            let unix_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            for event in self.events.record(&plan.events, unix_ms) {
+                if matches!(event, Event::Warning { .. }) {
+                    tracing::warn!(%event, "cluster event");
+                } else {
+                    tracing::info!(%event, "cluster event");
+                }
+            }
         }
+        self.last_state = Some(plan.state);
+        self.last_view = Some(view);
         plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning(text: &str) -> Event {
+        Event::Warning {
+            message: text.into(),
+        }
+    }
+
+    fn logged(log: &EventLog) -> Vec<String> {
+        log.entries.iter().map(|e| e.event.to_string()).collect()
+    }
+
+    #[test]
+    fn lasting_warnings_are_logged_once() {
+        let mut log = EventLog::default();
+        let seeded = Event::Seeded {
+            member: "d".into(),
+            donor: "b".into(),
+        };
+        assert_eq!(log.record(&[warning("x"), seeded.clone()], 1).len(), 2);
+        assert!(log.record(&[warning("x")], 2).is_empty());
+        log.record(&[warning("x"), warning("y")], 3);
+        // Gone for a tick, then back: a new occurrence.
+        log.record(&[], 4);
+        log.record(&[warning("y")], 5);
+        assert_eq!(
+            logged(&log),
+            ["warning: x", "d seeded from b", "warning: y", "warning: y"]
+        );
+        assert_eq!(log.entries.back().map(|e| e.unix_ms), Some(5));
+    }
+
+    #[test]
+    fn the_log_keeps_the_latest_events() {
+        let mut log = EventLog::default();
+        for epoch in 0..(EVENT_LOG_LEN as u64 + 5) {
+            let event = Event::Bootstrapped {
+                primary: "a".into(),
+                epoch,
+            };
+            log.record(&[event], epoch);
+        }
+        assert_eq!(log.entries.len(), EVENT_LOG_LEN);
+        assert_eq!(log.entries.front().map(|e| e.unix_ms), Some(5));
     }
 }

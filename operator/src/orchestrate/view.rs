@@ -219,6 +219,10 @@ pub struct ClusterSpec {
     pub semi_sync: Option<SemiSync>,
     /// The default consistency mode published to the proxies.
     pub consistency: Option<String>,
+    /// The platform can copy a donor's data into a member ([`Seeder`](super::act::Seeder)): an
+    /// empty member is then seeded instead of replaying the whole history, which the primary
+    /// may no longer have.
+    pub seeding: bool,
 }
 
 impl ClusterSpec {
@@ -234,6 +238,7 @@ impl ClusterSpec {
             switchover: None,
             semi_sync: None,
             consistency: None,
+            seeding: false,
         }
     }
 

@@ -10,7 +10,7 @@ use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
 use super::{Action, Cause, ClusterState, Event, Plan, plan};
 use crate::orchestrate::view::{
     ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
-    SemiSync, Switchover, SwitchoverTarget,
+    SemiSync, SemiSyncState, Switchover, SwitchoverTarget,
 };
 
 const PORT: u16 = 3306;
@@ -736,7 +736,8 @@ fn switchover_to_a_named_member() {
                 member: "b".into(),
                 source: "c".into()
             },
-            Action::Repoint {
+            // The old primary's writes are in its binary log: it rejoins from there.
+            Action::Rejoin {
                 member: "a".into(),
                 source: "c".into()
             },
@@ -992,4 +993,301 @@ fn several_writers_without_a_primary_are_all_fenced() {
     let p = run(&v, &spec(&["a", "b"]));
     assert_eq!(p.state, ClusterState::Incomplete);
     assert_eq!(p.actions, [read_only("a"), read_only("b")]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding
+
+fn seeding(names: &[&str]) -> ClusterSpec {
+    spec(names).with(|s| s.seeding = true)
+}
+
+/// `healthy()` plus an empty member d.
+fn with_empty_d() -> ClusterView {
+    healthy().with(|v| v.members.push(empty("d")))
+}
+
+fn seed(member: &str, donor: &str) -> Action {
+    Action::Seed {
+        member: member.into(),
+        donor: donor.into(),
+        source: "a".into(),
+    }
+}
+
+fn seeds(plan: &Plan) -> Vec<&Action> {
+    plan.actions
+        .iter()
+        .filter(|a| matches!(a, Action::Seed { .. }))
+        .collect()
+}
+
+#[test]
+fn empty_member_is_seeded_from_the_replica_least_behind() {
+    let mut v = with_empty_d();
+    v.members[1] = replica("b", "a", maria("0-1-90"));
+    let p = run(&v, &seeding(&["a", "b", "c", "d"]));
+    assert_eq!(p.state, ClusterState::Degraded);
+    assert_eq!(p.actions, [seed("d", "c")]);
+    assert_eq!(
+        p.events,
+        [Event::Seeded {
+            member: "d".into(),
+            donor: "c".into()
+        }]
+    );
+    // Equally caught up: by name.
+    let p = run(&with_empty_d(), &seeding(&["a", "b", "c", "d"]));
+    assert_eq!(p.actions, [seed("d", "b")]);
+}
+
+#[test]
+fn primary_is_the_donor_when_no_replica_is_healthy() {
+    let mut v = with_empty_d();
+    v.members[1].io_running = Some(false);
+    v.members[2].sql_error = Some(ReplicationError::new(1062, "Duplicate entry"));
+    let p = run(&v, &seeding(&["a", "b", "c", "d"]));
+    assert_eq!(seeds(&p), [&seed("d", "a")]);
+
+    // Quarantined replicas and members outside the spec never give their data.
+    let mut h = history();
+    h.quarantined.insert("b".into(), "errant".into());
+    let p = plan(&with_empty_d(), &seeding(&["a", "b", "d"]), &h);
+    assert_eq!(seeds(&p), [&seed("d", "a")]);
+}
+
+#[test]
+fn without_seeding_an_empty_member_rejoins() {
+    let p = run(&with_empty_d(), &spec(&["a", "b", "c", "d"]));
+    assert_eq!(
+        p.actions,
+        [Action::Rejoin {
+            member: "d".into(),
+            source: "a".into()
+        }]
+    );
+}
+
+#[test]
+fn nothing_to_copy_from_an_empty_primary_means_rejoin() {
+    let v = view(
+        vec![primary("a", maria("")), empty("b")],
+        Some(topology(Some("a"), &[], 1)),
+    );
+    let p = run(&v, &seeding(&["a", "b"]));
+    assert_eq!(
+        p.actions,
+        [Action::Rejoin {
+            member: "b".into(),
+            source: "a".into()
+        }]
+    );
+}
+
+/// d points at a, which refuses its empty position (the binary logs it needs were purged).
+fn refused_empty_d() -> ClusterView {
+    healthy().with(|v| {
+        v.members.push(replica("d", "a", maria("")).with(|m| {
+            m.io_running = Some(false);
+            m.io_error = Some(ReplicationError::new(
+                1236,
+                "Could not find GTID state requested by slave in any binlog files",
+            ));
+        }));
+        v.published = Some(topology(Some("a"), &["b", "c"], 5));
+    })
+}
+
+#[test]
+fn empty_member_refused_its_position_is_seeded_not_quarantined() {
+    let p = run(&refused_empty_d(), &seeding(&["a", "b", "c", "d"]));
+    assert!(quarantined(&p).is_empty(), "{p:?}");
+    assert_eq!(p.actions, [seed("d", "b")]);
+    // Without seeding nothing but a re-seed by hand helps: quarantine, as before.
+    let p = run(&refused_empty_d(), &spec(&["a", "b", "c", "d"]));
+    assert_eq!(quarantined(&p), ["d"]);
+}
+
+#[test]
+fn member_with_data_refused_its_position_is_still_quarantined() {
+    let mut v = healthy();
+    v.members[1].io_running = Some(false);
+    v.members[1].io_error = Some(ReplicationError::new(1236, "not in the master's binlog"));
+    let p = run(&v, &seeding(&["a", "b", "c"]));
+    assert_eq!(quarantined(&p), ["b"]);
+    assert!(seeds(&p).is_empty(), "{p:?}");
+}
+
+#[test]
+fn member_awaiting_a_copy_is_not_published() {
+    // d already points at the primary, so only its emptiness keeps it out of the topology.
+    let p = run(&refused_empty_d(), &seeding(&["a", "b", "c", "d"]));
+    assert!(published(&p).is_empty(), "{p:?}");
+    let mut v = refused_empty_d();
+    v.published = Some(topology(Some("a"), &["b"], 5));
+    let p = run(&v, &seeding(&["a", "b", "c", "d"]));
+    assert_eq!(published(&p), [&topology(Some("a"), &["b", "c"], 6)]);
+}
+
+#[test]
+fn one_seed_per_tick() {
+    let mut v = with_empty_d();
+    v.members.push(empty("e"));
+    let s = seeding(&["a", "b", "c", "d", "e"]);
+    let p = run(&v, &s);
+    assert_eq!(p.actions, [seed("d", "b")]);
+    // Once d replicates, e's turn.
+    v.members[3] = replica("d", "a", maria("0-1-100"));
+    v.published = Some(topology(Some("a"), &["b", "c", "d"], 6));
+    let p = run(&v, &s);
+    assert_eq!(p.actions, [seed("e", "b")]);
+}
+
+#[test]
+fn quarantined_empty_member_is_not_seeded_by_the_plan() {
+    let mut h = history();
+    h.quarantined.insert("d".into(), "errant".into());
+    let p = plan(&with_empty_d(), &seeding(&["a", "b", "c", "d"]), &h);
+    assert!(seeds(&p).is_empty(), "{p:?}");
+}
+
+#[test]
+fn recorded_seeding_lifts_the_quarantine() {
+    let mut h = history();
+    h.quarantined.insert("d".into(), "errant".into());
+    h.quarantined.insert("e".into(), "errant".into());
+    h.record(&Event::Seeded {
+        member: "d".into(),
+        donor: "b".into(),
+    });
+    assert_eq!(h.quarantined.keys().collect::<Vec<_>>(), ["e"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semi-sync drift
+
+fn semi(source_enabled: bool, replica_enabled: bool) -> Option<SemiSyncState> {
+    Some(SemiSyncState {
+        source_enabled,
+        replica_enabled,
+    })
+}
+
+/// `healthy()` with semi-sync on everywhere, as publishing left it.
+fn semi_sync_healthy() -> ClusterView {
+    healthy().with(|v| {
+        v.members[0].semi_sync = semi(true, false);
+        v.members[1].semi_sync = semi(false, true);
+        v.members[2].semi_sync = semi(false, true);
+    })
+}
+
+fn semi_sync_spec() -> ClusterSpec {
+    spec(&["a", "b", "c"]).with(|s| s.semi_sync = Some(SemiSync { acks: 1 }))
+}
+
+#[test]
+fn healthy_semi_sync_cluster_needs_nothing() {
+    let p = run(&semi_sync_healthy(), &semi_sync_spec());
+    assert_eq!(p.state, ClusterState::Healthy);
+    assert!(p.actions.is_empty() && p.events.is_empty(), "{p:?}");
+    // Not observed (plugin not loaded): nothing to say either.
+    let p = run(&healthy(), &semi_sync_spec());
+    assert_eq!(p.state, ClusterState::Healthy, "{p:?}");
+}
+
+#[test]
+fn semi_sync_drift_is_repaired() {
+    let mut v = semi_sync_healthy();
+    v.members[2].semi_sync = semi(false, false);
+    let p = run(&v, &semi_sync_spec());
+    assert_eq!(p.state, ClusterState::Degraded);
+    assert_eq!(
+        p.actions,
+        [Action::EnsureSemiSync {
+            primary: "a".into(),
+            replicas: vec!["c".into()]
+        }]
+    );
+    let mut v = semi_sync_healthy();
+    v.members[0].semi_sync = semi(false, false);
+    assert_eq!(
+        run(&v, &semi_sync_spec()).actions,
+        [Action::EnsureSemiSync {
+            primary: "a".into(),
+            replicas: vec![]
+        }]
+    );
+}
+
+#[test]
+fn semi_sync_drift_is_left_to_a_publish_that_sets_it_anyway() {
+    let mut v = semi_sync_healthy();
+    v.members[2].semi_sync = semi(false, false);
+    v.published = Some(topology(Some("a"), &["b"], 5));
+    let p = run(&v, &semi_sync_spec());
+    assert_eq!(p.actions, [publish(Some("a"), &["b", "c"], 6)]);
+}
+
+#[test]
+fn semi_sync_off_in_the_spec_turns_the_primary_off() {
+    let p = run(&semi_sync_healthy(), &spec(&["a", "b", "c"]));
+    assert_eq!(p.actions, [Action::DisableSemiSync { member: "a".into() }]);
+    // Replicas acknowledging do no harm.
+    let mut v = semi_sync_healthy();
+    v.members[0].semi_sync = semi(false, false);
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(p.state, ClusterState::Healthy, "{p:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event lines
+
+#[test]
+fn events_read_as_one_line_each() {
+    let lines: Vec<String> = [
+        Event::Promoted {
+            member: "db-1".into(),
+            previous: Some("db-0".into()),
+            epoch: 5,
+            cause: Cause::Failover,
+            position: None,
+        },
+        Event::Promoted {
+            member: "db-2".into(),
+            previous: None,
+            epoch: 6,
+            cause: Cause::Recovery,
+            position: None,
+        },
+        Event::Seeded {
+            member: "db-3".into(),
+            donor: "db-1".into(),
+        },
+        Event::Quarantined {
+            member: "db-2".into(),
+            reason: "errant".into(),
+        },
+        Event::Bootstrapped {
+            primary: "db-0".into(),
+            epoch: 1,
+        },
+        Event::Warning {
+            message: "look".into(),
+        },
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        lines,
+        [
+            "db-1 promoted (failover from db-0), epoch 5",
+            "db-2 promoted (recovery), epoch 6",
+            "db-3 seeded from db-1",
+            "db-2 quarantined: errant",
+            "bootstrapped with primary db-0, epoch 1",
+            "warning: look",
+        ]
+    );
 }

@@ -55,11 +55,15 @@ prop_compose! {
         sql_running in proptest::option::of(any::<bool>()),
         io_1236 in proptest::bool::weighted(0.1),
         sql_error in proptest::bool::weighted(0.1),
+        blank in proptest::bool::weighted(0.15),
+        semi_sync in proptest::option::of((any::<bool>(), any::<bool>())),
     ) -> MemberView {
+        // A fresh or wiped server: nothing executed, nothing received.
+        let executed = if blank { vec![(0, 1); executed.len()] } else { executed };
         let retrieved: Vec<(u64, u32)> = executed
             .iter()
             .zip(&extra)
-            .map(|((seq, server), (more, _))| (seq + more, *server))
+            .map(|((seq, server), (more, _))| (if blank { 0 } else { seq + more }, *server))
             .collect();
         let known = probe == Probe::Ok;
         let n = name(i);
@@ -74,6 +78,9 @@ prop_compose! {
             sql_running,
             io_error: io_1236.then(|| ReplicationError::new(1236, "not in binlog")),
             sql_error: sql_error.then(|| ReplicationError::new(1062, "duplicate")),
+            semi_sync: semi_sync.filter(|_| known).map(|(source_enabled, replica_enabled)| {
+                SemiSyncState { source_enabled, replica_enabled }
+            }),
             ..MemberView::unobserved(n.clone(), n, PORT)
         }
     }
@@ -113,6 +120,7 @@ prop_compose! {
         probes in 1u32..4,
         last_failover in proptest::option::of(0u64..20_000),
         semi_sync in proptest::option::weighted(0.3, 1u32..3),
+        seeding in any::<bool>(),
     ) -> Case {
         let flavor = if mysql { Flavor::Mysql } else { Flavor::Mariadb };
         let mut spec = ClusterSpec::new("demo", Vec::new());
@@ -126,6 +134,7 @@ prop_compose! {
         spec.failover_after_probes = probes;
         spec.failover_cooldown = Duration::from_millis(5_000);
         spec.semi_sync = semi_sync.map(|acks| SemiSync { acks });
+        spec.seeding = seeding;
         spec.switchover = switchover.map(|to| Switchover {
             id: "r".into(),
             to: to.map_or(SwitchoverTarget::Best, |i| SwitchoverTarget::Member(name(i))),
@@ -226,6 +235,55 @@ proptest! {
         };
         if seen.consecutive_failures < case.spec.failover_after_probes && !seen.is_reachable() {
             prop_assert!(promoted(&p).is_empty(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_seed_copies_a_sound_member_into_an_empty_one(case in arb_case()) {
+        let p = plan(&case.view, &case.spec, &case.history);
+        let newly = quarantined(&p);
+        let seeds: Vec<(&String, &String, &String)> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Seed { member, donor, source } => Some((member, donor, source)),
+                _ => None,
+            })
+            .collect();
+        prop_assert!(seeds.len() <= 1, "{p:?}");
+        for (member, donor, source) in seeds {
+            prop_assert!(case.spec.seeding, "{p:?}");
+            prop_assert_ne!(member, donor);
+            prop_assert!(case.spec.member(member).is_some(), "{p:?}");
+            // A replica donor is sound and wanted; the primary is what replication follows
+            // anyway, whatever else is said of it.
+            if donor != source {
+                prop_assert!(!case.history.quarantined.contains_key(donor), "{p:?}");
+                prop_assert!(!newly.contains(&donor.as_str()), "{p:?}");
+                prop_assert!(case.spec.member(donor).is_some(), "{p:?}");
+            }
+            let seen = case.view.member(member).unwrap();
+            prop_assert!(seen.executed.as_ref().is_some_and(GtidSet::is_empty), "{p:?}");
+            let primary = case.view.published.as_ref().and_then(|t| t.primary.as_ref());
+            prop_assert_eq!(primary.map(|m| &m.name), Some(source));
+            // It takes no traffic before it replicates.
+            for t in published(&p) {
+                prop_assert!(t.replicas.iter().all(|r| r.name != *member), "{p:?}");
+            }
+            let event = Event::Seeded { member: member.clone(), donor: donor.clone() };
+            prop_assert!(p.events.contains(&event), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn semi_sync_is_changed_only_towards_the_spec(case in arb_case()) {
+        let p = plan(&case.view, &case.spec, &case.history);
+        for a in &p.actions {
+            match a {
+                Action::EnsureSemiSync { .. } => prop_assert!(case.spec.semi_sync.is_some()),
+                Action::DisableSemiSync { .. } => prop_assert!(case.spec.semi_sync.is_none()),
+                _ => {}
+            }
         }
     }
 

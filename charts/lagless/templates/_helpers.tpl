@@ -1,0 +1,137 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "lagless.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The release's base name: fullnameOverride, else the release name when it already contains the
+chart name, else <release>-<chart>. Truncated to 63 characters (DNS label limit).
+*/}}
+{{- define "lagless.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name of the operator's objects: <fullname>-operator. */}}
+{{- define "lagless.operatorName" -}}
+{{- printf "%s-operator" (include "lagless.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "lagless.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Labels that select the operator's pods. The component "operator" keeps them apart from the
+pods of MySQLClusters, which carry app.kubernetes.io/name=lagless with component mysql or proxy.
+*/}}
+{{- define "lagless.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lagless.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "lagless.labels" -}}
+helm.sh/chart: {{ include "lagless.chart" . }}
+{{ include "lagless.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "lagless.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "lagless.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Lease the operator replicas elect a leader with, in the release namespace. */}}
+{{- define "lagless.leaseName" -}}
+{{- include "lagless.fullname" . -}}
+{{- end -}}
+
+{{- define "lagless.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "lagless.proxyImage" -}}
+{{- printf "%s:%s" .Values.proxy.image.repository (.Values.proxy.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Operator replicas: replicaCount, else 2 with leader election and 1 without. */}}
+{{- define "lagless.replicas" -}}
+{{- if kindIs "invalid" .Values.replicaCount -}}
+{{- if .Values.leaderElection.enabled -}}2{{- else -}}1{{- end -}}
+{{- else -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) -}}
+{{- fail "replicaCount above 1 needs leaderElection.enabled: two controllers would act on the same clusters" -}}
+{{- end -}}
+{{- .Values.replicaCount -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The namespace whose MySQLClusters the operator manages in namespaced mode. */}}
+{{- define "lagless.watchNamespace" -}}
+{{- .Values.watchNamespace -}}
+{{- end -}}
+
+{{/* Whether the ServiceMonitor API is served (helm template: --api-versions monitoring.coreos.com/v1/ServiceMonitor). */}}
+{{- define "lagless.serviceMonitorAvailable" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+What the operator may do with the objects it reads and runs clusters with, cluster-wide
+(ClusterRole) or in the watched namespace (Role). Only named resources and verbs: no wildcards.
+*/}}
+{{- define "lagless.rules" -}}
+# The MySQLClusters: read, add finalizers and report status. Creating and deleting them is
+# left to users.
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqlclusters"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqlclusters/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqlclusters/finalizers"]
+  verbs: ["update"]
+# Objects each cluster owns: members, proxies, their Services, configuration, topology and
+# generated credentials, disruption budget and network policies.
+- apiGroups: ["apps"]
+  resources: ["statefulsets", "deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps", "secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Members are observed through their pods; a member being reseeded has its pod and data
+# volume claim deleted so the StatefulSet makes fresh ones.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "delete"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "delete"]
+# Events on the MySQLClusters (failover, switchover, quarantine, ...).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}

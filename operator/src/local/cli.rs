@@ -1,0 +1,764 @@
+//! The `local` subcommands.
+
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+use crate::crd::MySQLCluster;
+
+use super::LocalError;
+use super::mariadb::{self, Binaries};
+use super::process::{FileLock, signal, spawn_detached};
+use super::request::{self, RequestKind};
+use super::state::{self, LocalCredentials, Settings, StateDir, read_json, write_json};
+use super::status::{self, Status};
+use super::supervisor::{Runtime, SharedState, Supervisor, write_status_until};
+
+/// Run a cluster on this machine: mariadbd processes, lagless-proxy, the orchestration.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The cluster's state directory [default: ~/.local/share/lagless/<name>].
+    #[arg(long, global = true, env = "LAGLESS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Which cluster, when several exist under the default directory.
+    #[arg(long, global = true)]
+    pub name: Option<String>,
+    #[command(subcommand)]
+    pub command: LocalCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start the cluster described by a MySQLCluster file (or restart a stopped one).
+    Up(UpArgs),
+    /// Stop every process of the cluster; the data is kept unless --purge.
+    Down {
+        /// Also delete the state directory, data included.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Members, roles, positions, lag and proxy endpoints.
+    Status {
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: Output,
+        /// Redraw every second until interrupted.
+        #[arg(long, short)]
+        watch: bool,
+    },
+    /// Hand the primary role to another member (planned, no errors for clients).
+    Switchover {
+        /// The member to promote [default: the best replica].
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Simulate a crash: SIGKILL a member's mariadbd.
+    Kill {
+        /// The member, e.g. shop-0.
+        member: String,
+    },
+    /// Change the number of members; new ones are seeded from a replica.
+    Scale {
+        /// Members wanted (1-9).
+        replicas: u32,
+    },
+    /// Print a log: the operator's (default), a member's error log, or a proxy's.
+    Logs {
+        /// `operator`, a member name (shop-1) or a proxy (proxy-0).
+        target: Option<String>,
+        /// Keep printing what is appended.
+        #[arg(long, short)]
+        follow: bool,
+        /// Lines to print from the end.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The MySQLCluster YAML [default: the one the state directory holds].
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
+    /// Start in the background and return once the cluster is up.
+    #[arg(long, short)]
+    pub detach: bool,
+    /// Member i listens on BASE_PORT + i [default: 3307, or the port chosen before].
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Proxy i listens on PROXY_PORT + 2i, its HTTP admin endpoint on the next port
+    /// [default: 6033, or the port chosen before].
+    #[arg(long)]
+    pub proxy_port: Option<u16>,
+    /// Run as the background supervisor (used by --detach).
+    #[arg(long, hide = true)]
+    pub supervise: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Runs a `local` command; returns the exit code.
+pub fn run(args: LocalArgs, log_filter: &str) -> i32 {
+    let result = match args.command {
+        LocalCommand::Up(ref up) => self::up(&args, up, log_filter),
+        LocalCommand::Down { purge } => dir(&args).and_then(|d| down(&d, purge)),
+        LocalCommand::Status { output, watch } => dir(&args).and_then(|d| show(&d, output, watch)),
+        LocalCommand::Switchover { ref to } => dir(&args).and_then(|d| switchover(&d, to.clone())),
+        LocalCommand::Kill { ref member } => dir(&args).and_then(|d| kill(&d, member)),
+        LocalCommand::Scale { replicas } => dir(&args).and_then(|d| scale(&d, replicas)),
+        LocalCommand::Logs {
+            ref target,
+            follow,
+            lines,
+        } => dir(&args).and_then(|d| logs(&d, target.as_deref(), follow, lines)),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn dir(args: &LocalArgs) -> Result<StateDir, LocalError> {
+    state::resolve(args.state_dir.as_deref(), args.name.as_deref())
+}
+
+/// How to repeat `--state-dir` in the commands printed for the user.
+fn command_prefix(args: &LocalArgs, dir: &StateDir) -> String {
+    match &args.state_dir {
+        Some(_) => format!(
+            "lagless-operator local --state-dir {}",
+            dir.root().display()
+        ),
+        None => "lagless-operator local".to_string(),
+    }
+}
+
+fn cluster_name(cluster: &MySQLCluster) -> String {
+    cluster.metadata.name.clone().unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// up
+
+fn up(args: &LocalArgs, up: &UpArgs, log_filter: &str) -> Result<(), LocalError> {
+    if up.supervise {
+        let dir = args
+            .state_dir
+            .clone()
+            .ok_or_else(|| LocalError::Other("--supervise needs --state-dir".into()))?;
+        return supervise(&StateDir::new(dir), log_filter, false);
+    }
+    let (dir, cluster) = prepare(args, up)?;
+    if up.detach {
+        detach(args, &dir, &cluster)
+    } else {
+        supervise(&dir, log_filter, true)
+    }
+}
+
+/// Everything `up` checks and records before any process starts.
+fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), LocalError> {
+    let (cluster, text) = match (&up.file, &args.state_dir, &args.name) {
+        (Some(file), _, _) => {
+            let text = std::fs::read_to_string(file).map_err(LocalError::io(file))?;
+            (super::manifest::parse(&text, file)?, text)
+        }
+        (None, _, _) => {
+            let dir = dir(args).map_err(|e| match e {
+                LocalError::NoCluster(root) => LocalError::Other(format!(
+                    "no cluster under {}: pass the MySQLCluster file with -f FILE",
+                    root.display()
+                )),
+                other => other,
+            })?;
+            let file = dir.manifest();
+            let text = std::fs::read_to_string(&file).map_err(|_| {
+                LocalError::Other(format!(
+                    "{} holds no cluster: pass the MySQLCluster file with -f FILE",
+                    dir.root().display()
+                ))
+            })?;
+            (super::manifest::parse(&text, &file)?, text)
+        }
+    };
+    let name = cluster_name(&cluster);
+    if let Some(wanted) = &args.name
+        && *wanted != name
+    {
+        return Err(LocalError::Other(format!(
+            "--name {wanted} does not match the file's metadata.name ({name})"
+        )));
+    }
+    let dir = match &args.state_dir {
+        Some(d) => StateDir::new(d),
+        None => StateDir::new(state::default_root().join(&name)),
+    };
+    if let Some(pid) = dir.supervisor_pid() {
+        return Err(LocalError::AlreadyRunning(name, pid));
+    }
+    if dir.running() {
+        return Err(LocalError::AlreadyRunning(name, 0));
+    }
+    std::fs::create_dir_all(dir.root()).map_err(LocalError::io(dir.root()))?;
+    let previous: Option<Settings> = read_json(&dir.settings()).ok();
+    if let Some(p) = &previous
+        && p.cluster != name
+    {
+        return Err(LocalError::Other(format!(
+            "{} holds cluster {}, not {name}: use another --state-dir, or remove it with \
+             `lagless-operator local --state-dir {} down --purge`",
+            dir.root().display(),
+            p.cluster,
+            dir.root().display()
+        )));
+    }
+    let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    let settings = Settings {
+        cluster: name.clone(),
+        base_port: up
+            .base_port
+            .or(previous.as_ref().map(|p| p.base_port))
+            .unwrap_or(3307),
+        proxy_port: up
+            .proxy_port
+            .or(previous.as_ref().map(|p| p.proxy_port))
+            .unwrap_or(6033),
+        replicas: u32::try_from(cluster.spec.replicas).unwrap_or(1),
+        server_id_base: previous
+            .as_ref()
+            .map_or(cluster.spec.server_id_base(namespace, &name), |p| {
+                p.server_id_base
+            }),
+        gtid_domain_id: previous
+            .as_ref()
+            .map_or(cluster.spec.gtid_domain_id(namespace, &name), |p| {
+                p.gtid_domain_id
+            }),
+    };
+    // A restarted cluster keeps members it was scaled to; the file only sets the first size.
+    let settings = match &previous {
+        Some(p) if up.file.is_none() => Settings {
+            replicas: p.replicas,
+            ..settings
+        },
+        _ => settings,
+    };
+    Binaries::locate()?;
+    for i in 0..settings.replicas {
+        let port = settings
+            .member_port(i)
+            .ok_or_else(|| LocalError::Other("--base-port is too high".into()))?;
+        super::ports::ensure_free(port, &settings.member_name(i))?;
+    }
+    let proxies = usize::try_from(cluster.spec.proxy.replicas.max(1)).unwrap_or(1);
+    for i in 0..proxies {
+        let (port, admin) = settings
+            .proxy_ports(i)
+            .ok_or_else(|| LocalError::Other("--proxy-port is too high".into()))?;
+        super::ports::ensure_free(port, &format!("proxy-{i}"))?;
+        super::ports::ensure_free(admin, &format!("proxy-{i} admin"))?;
+    }
+    if !dir.credentials().is_file() {
+        write_json(&dir.credentials(), &LocalCredentials::generate()?, 0o600)?;
+    }
+    let manifest = dir.manifest();
+    std::fs::write(&manifest, text).map_err(LocalError::io(&manifest))?;
+    write_json(&dir.settings(), &settings, 0o644)?;
+    // A stale status from an earlier run must not be mistaken for this one's.
+    let _ = std::fs::remove_file(dir.status());
+    Ok((dir, cluster))
+}
+
+/// Runs the supervisor in this process until SIGINT/SIGTERM. With `display`, shows progress
+/// and then a live view on the terminal; the log goes to `operator.log` either way.
+fn supervise(dir: &StateDir, log_filter: &str, display: bool) -> Result<(), LocalError> {
+    let text = std::fs::read_to_string(dir.manifest()).map_err(LocalError::io(&dir.manifest()))?;
+    let cluster = super::manifest::parse(&text, &dir.manifest())?;
+    let settings: Settings = read_json(&dir.settings())?;
+    let creds: LocalCredentials = read_json(&dir.credentials())?;
+    let Some(_lock) = FileLock::try_acquire(&dir.lock()).map_err(LocalError::io(&dir.lock()))?
+    else {
+        return Err(LocalError::AlreadyRunning(
+            settings.cluster.clone(),
+            dir.supervisor_pid().unwrap_or(0),
+        ));
+    };
+    std::fs::write(dir.pid(), std::process::id().to_string())
+        .map_err(LocalError::io(&dir.pid()))?;
+    init_file_logging(&dir.log(), log_filter)?;
+    let rt = Runtime {
+        dir: dir.clone(),
+        bins: Binaries::locate()?,
+        creds,
+        server_config: cluster.spec.server_config.clone(),
+        semi_sync: cluster.spec.replication.semi_sync,
+        consistency: cluster.spec.proxy.default_consistency.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
+    let result = runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        spawn_signal_handler(stop_tx);
+        let shared = SharedState::default();
+        let supervisor = Supervisor::new(rt, cluster, settings.clone(), shared.clone());
+        let rt = supervisor.runtime();
+        let writer = tokio::spawn(write_status_until(
+            shared.clone(),
+            rt.clone(),
+            settings.clone(),
+            stop_rx.clone(),
+        ));
+        let (done_tx, done_rx) = watch::channel(false);
+        let view = display.then(|| {
+            tokio::spawn(live_view(
+                shared.clone(),
+                rt.clone(),
+                settings.clone(),
+                done_rx,
+            ))
+        });
+        let result = supervisor.run(stop_rx).await;
+        let _ = done_tx.send(true);
+        if let Some(view) = view {
+            let _ = view.await;
+        }
+        writer.abort();
+        let final_status = super::supervisor::status(&shared.lock(), &rt, &settings);
+        let _ = write_json(&rt.dir.status(), &final_status, 0o644);
+        result
+    });
+    let _ = std::fs::remove_file(dir.pid());
+    if display && result.is_ok() {
+        println!(
+            "stopped; the data is kept in {} (`lagless-operator local down --purge` deletes it)",
+            dir.root().display()
+        );
+    }
+    result
+}
+
+fn init_file_logging(path: &Path, filter: &str) -> Result<(), LocalError> {
+    let file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(LocalError::io(path))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}
+
+fn spawn_signal_handler(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            let _ = stop.send(true);
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping the cluster"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping the cluster"),
+        }
+        let _ = stop.send(true);
+    });
+}
+
+/// The foreground display: progress lines while starting, the connection banner once up,
+/// then a redrawn status table on a terminal (or new events as lines otherwise).
+async fn live_view(
+    shared: SharedState,
+    rt: Arc<Runtime>,
+    settings: Settings,
+    mut done: watch::Receiver<bool>,
+) {
+    let tty = std::io::stdout().is_terminal();
+    let mut last_step = String::new();
+    let mut printed_events = 0u64;
+    let mut banner: Option<String> = None;
+    loop {
+        let s = super::supervisor::status(&shared.lock(), &rt, &settings);
+        if s.phase == "running" {
+            let text = banner.get_or_insert_with(|| {
+                let b = banner_text(&s, &rt.creds, "lagless-operator local", &rt.dir);
+                if !tty {
+                    println!("{b}");
+                }
+                b
+            });
+            if tty {
+                print!(
+                    "\x1b[H\x1b[2J{text}\n{}\n(Ctrl-C stops the cluster; the data is kept)\n",
+                    status::render(&s, 8)
+                );
+            } else {
+                for e in s.events.iter().filter(|e| e.unix_ms > printed_events) {
+                    println!("{}  {}", status::clock(e.unix_ms), e.message);
+                }
+            }
+        } else if s.step != last_step {
+            println!("{} ...", s.step);
+            last_step = s.step.clone();
+        }
+        if let Some(e) = s.events.last() {
+            printed_events = printed_events.max(e.unix_ms);
+        }
+        let _ = std::io::stdout().flush();
+        if *done.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = done.changed() => {}
+        }
+    }
+}
+
+fn banner_text(s: &Status, creds: &LocalCredentials, prefix: &str, dir: &StateDir) -> String {
+    let mut out = String::new();
+    let proxy = s.proxies.first();
+    let members = s.members.len();
+    out.push_str(&format!(
+        "Lagless cluster \"{}\" is running: {members} MariaDB members (primary {}), {} lagless-proxy.\n\n",
+        s.cluster,
+        s.primary.as_deref().unwrap_or("-"),
+        s.proxies.len()
+    ));
+    if let Some(p) = proxy {
+        out.push_str(
+            "Connect through the proxy (writes go to the primary, reads to replicas that have caught up):\n",
+        );
+        out.push_str(&format!(
+            "  mariadb -h127.0.0.1 -P{} -u{} -p{} {}\n",
+            p.port, creds.app_user, creds.app_password, creds.database
+        ));
+        out.push_str(&format!(
+            "Proxy metrics and topology: curl -s 127.0.0.1:{0}/metrics ; curl -s 127.0.0.1:{0}/topology\n\n",
+            p.admin_port
+        ));
+    }
+    let primary = s.primary.as_deref().unwrap_or("MEMBER");
+    for (cmd, what) in [
+        ("status".to_string(), "members, roles, positions, lag"),
+        (
+            format!("kill {primary}"),
+            "crash the primary; watch the failover",
+        ),
+        (
+            "switchover [--to MEMBER]".to_string(),
+            "hand the primary role over",
+        ),
+        (
+            format!("scale {}", members + 1),
+            "add a member, seeded from a replica",
+        ),
+        (
+            "logs [MEMBER|proxy-0]".to_string(),
+            "the operator's log, or a server's",
+        ),
+        ("down [--purge]".to_string(), "stop (and delete the data)"),
+    ] {
+        out.push_str(&format!("  {prefix} {cmd:<26} {what}\n"));
+    }
+    out.push_str(&format!("State directory: {}\n", dir.root().display()));
+    out
+}
+
+/// Starts the supervisor in the background and waits until the cluster is up.
+fn detach(args: &LocalArgs, dir: &StateDir, cluster: &MySQLCluster) -> Result<(), LocalError> {
+    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.log())
+        .map_err(LocalError::io(&dir.log()))?;
+    let err = log.try_clone().map_err(LocalError::io(&dir.log()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("local")
+        .arg("--state-dir")
+        .arg(dir.root())
+        .args(["up", "--supervise"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    let mut child = spawn_detached(cmd).map_err(|e| LocalError::Command {
+        command: "lagless-operator local up --supervise".into(),
+        detail: e.to_string(),
+    })?;
+    let name = cluster_name(cluster);
+    let began = Instant::now();
+    let mut last_step = String::new();
+    loop {
+        if let Ok(s) = read_json::<Status>(&dir.status()) {
+            if s.step != last_step && s.phase == "starting" {
+                println!("{} ...", s.step);
+                last_step = s.step.clone();
+            }
+            if s.phase == "running" {
+                let creds: LocalCredentials = read_json(&dir.credentials())?;
+                println!(
+                    "up in {:.1} s\n\n{}",
+                    began.elapsed().as_secs_f64(),
+                    banner_text(&s, &creds, &command_prefix(args, dir), dir)
+                );
+                return Ok(());
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(LocalError::Other(format!(
+                "cluster {name} did not start ({status}); last lines of {}:\n{}",
+                dir.log().display(),
+                mariadb::tail(&dir.log(), 15)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands on a running cluster
+
+fn require_running(dir: &StateDir) -> Result<Status, LocalError> {
+    let name = dir
+        .root()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !dir.running() {
+        return Err(LocalError::NotRunning(name));
+    }
+    read_json(&dir.status())
+}
+
+fn down(dir: &StateDir, purge: bool) -> Result<(), LocalError> {
+    let name = read_json::<Settings>(&dir.settings())
+        .map(|s| s.cluster)
+        .unwrap_or_else(|_| dir.root().display().to_string());
+    match dir.supervisor_pid() {
+        Some(pid) => {
+            signal(pid, libc::SIGTERM).map_err(|e| LocalError::Other(e.to_string()))?;
+            print!("stopping {name} ...");
+            let _ = std::io::stdout().flush();
+            let began = Instant::now();
+            while dir.running() {
+                if began.elapsed() > Duration::from_secs(180) {
+                    return Err(LocalError::Other(format!(
+                        "the supervisor (pid {pid}) did not stop within 180 s; see {}",
+                        dir.log().display()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            println!(" stopped in {:.1} s", began.elapsed().as_secs_f64());
+        }
+        None if !dir.manifest().is_file() => {
+            return Err(LocalError::NoCluster(dir.root().to_path_buf()));
+        }
+        None => println!("{name} is not running"),
+    }
+    if purge {
+        std::fs::remove_dir_all(dir.root()).map_err(LocalError::io(dir.root()))?;
+        println!("deleted {}", dir.root().display());
+    } else {
+        println!(
+            "data kept in {}; `down --purge` deletes it, `up` starts it again",
+            dir.root().display()
+        );
+    }
+    Ok(())
+}
+
+fn show(dir: &StateDir, output: Output, watch: bool) -> Result<(), LocalError> {
+    loop {
+        let running = dir.running();
+        let mut s: Status = match read_json(&dir.status()) {
+            Ok(s) => s,
+            Err(_) if dir.manifest().is_file() => Status {
+                cluster: dir
+                    .root()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                ..Status::default()
+            },
+            Err(_) => return Err(LocalError::NoCluster(dir.root().to_path_buf())),
+        };
+        if !running {
+            s.phase = "stopped".into();
+            for m in &mut s.members {
+                m.pid = None;
+                m.process = "stopped".into();
+            }
+            for p in &mut s.proxies {
+                p.pid = None;
+                p.running = false;
+            }
+        }
+        match output {
+            Output::Json => {
+                let text = serde_json::to_string_pretty(&s)
+                    .map_err(|e| LocalError::Other(e.to_string()))?;
+                println!("{text}");
+            }
+            Output::Table => {
+                if watch {
+                    print!("\x1b[H\x1b[2J");
+                }
+                print!("{}", status::render(&s, 10));
+            }
+        }
+        if !watch {
+            return Ok(());
+        }
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Files a request and waits for its result, printing seeding progress meanwhile.
+fn submit_and_wait(dir: &StateDir, kind: RequestKind) -> Result<String, LocalError> {
+    require_running(dir)?;
+    let id = request::submit(dir, kind)?;
+    let mut last_progress = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if !dir.running() {
+            return Err(LocalError::Other(
+                "the supervisor stopped before the request finished".into(),
+            ));
+        }
+        let Ok(s) = read_json::<Status>(&dir.status()) else {
+            continue;
+        };
+        if let Some(result) = s.result(&id) {
+            return if result.ok {
+                Ok(result.message.clone())
+            } else {
+                Err(LocalError::Other(result.message.clone()))
+            };
+        }
+        if let Some(seed) = &s.seeding
+            && last_progress.elapsed() > Duration::from_secs(1)
+        {
+            last_progress = Instant::now();
+            let mib = seed.bytes as f64 / 1_048_576.0;
+            let secs = seed.elapsed_ms as f64 / 1000.0;
+            println!(
+                "seeding {} from {}: {mib:.1} MiB in {secs:.1} s",
+                seed.member, seed.donor
+            );
+        }
+    }
+}
+
+fn switchover(dir: &StateDir, to: Option<String>) -> Result<(), LocalError> {
+    let message = submit_and_wait(dir, RequestKind::Switchover { to })?;
+    println!("{message}");
+    Ok(())
+}
+
+fn scale(dir: &StateDir, replicas: u32) -> Result<(), LocalError> {
+    let max = u32::try_from(crate::crd::MAX_MEMBERS).unwrap_or(9);
+    if !(1..=max).contains(&replicas) {
+        return Err(LocalError::Other(format!(
+            "scale: {replicas} members asked; between 1 and {max} are possible"
+        )));
+    }
+    let message = submit_and_wait(dir, RequestKind::Scale { replicas })?;
+    println!("{message}");
+    Ok(())
+}
+
+fn kill(dir: &StateDir, member: &str) -> Result<(), LocalError> {
+    let s = require_running(dir)?;
+    let Some(m) = s.member(member) else {
+        let names: Vec<&str> = s.members.iter().map(|m| m.name.as_str()).collect();
+        return Err(LocalError::Other(format!(
+            "no member {member}; the members are {}",
+            names.join(", ")
+        )));
+    };
+    let pid = m
+        .pid
+        .ok_or_else(|| LocalError::Other(format!("{member} has no running process now")))?;
+    signal(pid, libc::SIGKILL).map_err(|e| LocalError::Other(e.to_string()))?;
+    println!(
+        "killed {member} ({}, pid {pid}). It is restarted shortly, as a crashed pod would be{}",
+        m.role,
+        if m.role == "primary" {
+            "; a replica takes over as primary first. Watch: lagless-operator local status --watch"
+        } else {
+            "."
+        }
+    );
+    Ok(())
+}
+
+fn logs(
+    dir: &StateDir,
+    target: Option<&str>,
+    follow: bool,
+    lines: usize,
+) -> Result<(), LocalError> {
+    let path = match target {
+        None | Some("operator") => dir.log(),
+        Some(t) if t.starts_with("proxy-") => {
+            let index: usize = t["proxy-".len()..]
+                .parse()
+                .map_err(|_| LocalError::Other(format!("no proxy {t}")))?;
+            dir.proxy(index).join("proxy.log")
+        }
+        Some(member) => dir.member(member).join("error.log"),
+    };
+    if !path.is_file() {
+        return Err(LocalError::Other(format!(
+            "no log at {}: the target is `operator`, a member name or proxy-N",
+            path.display()
+        )));
+    }
+    println!("{}", mariadb::tail(&path, lines));
+    if !follow {
+        return Ok(());
+    }
+    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if len < offset {
+            offset = 0;
+        }
+        if len > offset {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut file = std::fs::File::open(&path).map_err(LocalError::io(&path))?;
+            file.seek(SeekFrom::Start(offset))
+                .map_err(LocalError::io(&path))?;
+            let mut buf = Vec::new();
+            file.read_to_end(&mut buf).map_err(LocalError::io(&path))?;
+            offset = offset.saturating_add(buf.len() as u64);
+            let _ = std::io::stdout().write_all(&buf);
+            let _ = std::io::stdout().flush();
+        }
+    }
+}

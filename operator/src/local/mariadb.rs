@@ -1,0 +1,439 @@
+//! Running `mariadbd` for the local runtime: finding the programs, the template data
+//! directory every member starts from, option files, start-up and shutdown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+use super::LocalError;
+use super::process::{is_root, signal, spawn_tied};
+use super::state::LocalCredentials;
+
+/// The MariaDB programs the runtime needs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub mariadbd: PathBuf,
+    pub install_db: PathBuf,
+}
+
+impl Binaries {
+    /// Finds `mariadbd` and `mariadb-install-db` on `PATH` (and in `/usr/sbin`);
+    /// `$LAGLESS_MARIADBD` and `$LAGLESS_MARIADB_INSTALL_DB` override the search.
+    pub fn locate() -> Result<Self, LocalError> {
+        Ok(Self {
+            mariadbd: find("mariadbd", "LAGLESS_MARIADBD")?,
+            install_db: find("mariadb-install-db", "LAGLESS_MARIADB_INSTALL_DB")?,
+        })
+    }
+}
+
+/// Finds a program, or says how to install it.
+pub fn find(name: &'static str, env: &'static str) -> Result<PathBuf, LocalError> {
+    if let Some(path) = std::env::var_os(env) {
+        let path = PathBuf::from(path);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(LocalError::MissingProgram { name, env })
+        };
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/bin", "/usr/local/mysql/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+        .ok_or(LocalError::MissingProgram { name, env })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// What differs between members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLayout {
+    pub name: String,
+    pub port: u16,
+    pub server_id: u32,
+    pub gtid_domain_id: u32,
+    /// `members/<name>`: my.cnf, data/, error.log, the socket.
+    pub dir: PathBuf,
+}
+
+impl ServerLayout {
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("my.cnf")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    pub fn error_log(&self) -> PathBuf {
+        self.dir.join("error.log")
+    }
+}
+
+/// The option file: what replication and the orchestration rely on, then the spec's
+/// `serverConfig` (validation already refused options the runtime manages).
+pub fn render_config(
+    layout: &ServerLayout,
+    server_config: &BTreeMap<String, String>,
+    semi_sync: bool,
+) -> String {
+    let dir = layout.dir.display();
+    let mut s = String::new();
+    s.push_str(
+        "# Written by lagless-operator local from the MySQLCluster spec; edits are overwritten.\n",
+    );
+    s.push_str("[mariadbd]\n");
+    let _ = writeln!(s, "datadir={dir}/data");
+    let _ = writeln!(s, "socket={dir}/mariadbd.sock");
+    let _ = writeln!(s, "pid-file={dir}/mariadbd.pid");
+    let _ = writeln!(s, "log-error={dir}/error.log");
+    let _ = writeln!(s, "port={}", layout.port);
+    s.push_str("bind-address=127.0.0.1\n");
+    let _ = writeln!(s, "server_id={}", layout.server_id);
+    let _ = writeln!(s, "gtid_domain_id={}", layout.gtid_domain_id);
+    let _ = writeln!(s, "log_bin={dir}/data/binlog");
+    let _ = writeln!(s, "relay_log={dir}/data/relay");
+    // Every member starts read-only; the orchestration makes the primary writable.
+    s.push_str(
+        "read_only=ON\nlog_slave_updates=ON\ngtid_strict_mode=ON\nbinlog_format=ROW\n\
+         relay_log_recovery=ON\nskip_name_resolve=ON\n",
+    );
+    // Replicas notice a silent primary within seconds, which failure detection waits for.
+    s.push_str("slave_net_timeout=5\n");
+    s.push_str("innodb_buffer_pool_size=128M\nperformance_schema=OFF\n");
+    s.push_str("character_set_server=utf8mb4\ncollation_server=utf8mb4_general_ci\n");
+    if semi_sync {
+        s.push_str("rpl_semi_sync_slave_enabled=ON\nrpl_semi_sync_master_wait_point=AFTER_SYNC\n");
+    }
+    if !server_config.is_empty() {
+        s.push_str("# spec.serverConfig\n");
+        for (key, value) in server_config {
+            let _ = writeln!(s, "{key}={value}");
+        }
+    }
+    s
+}
+
+const APP_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, \
+    REFERENCES, INDEX, ALTER, SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, \
+    CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER";
+
+/// Builds `template/data` once per cluster: `mariadb-install-db`, then the accounts and the
+/// application database, created without a binary log so that members start with no GTID
+/// history (a member with history of its own would look errant to the others).
+pub async fn ensure_template(
+    bins: &Binaries,
+    template: &Path,
+    creds: &LocalCredentials,
+) -> Result<(), LocalError> {
+    let ready = template.join("ready");
+    if ready.is_file() {
+        return Ok(());
+    }
+    if template.exists() {
+        std::fs::remove_dir_all(template).map_err(LocalError::io(template))?;
+    }
+    std::fs::create_dir_all(template).map_err(LocalError::io(template))?;
+    let data = template.join("data");
+    let mut cmd = Command::new(&bins.install_db);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db");
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    let out = cmd.output().map_err(|e| LocalError::Command {
+        command: bins.install_db.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(LocalError::Command {
+            command: format!("{} --datadir={}", bins.install_db.display(), data.display()),
+            detail: format!(
+                "{}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    add_accounts(bins, template, creds).await?;
+    std::fs::write(&ready, b"").map_err(LocalError::io(&ready))
+}
+
+async fn add_accounts(
+    bins: &Binaries,
+    template: &Path,
+    creds: &LocalCredentials,
+) -> Result<(), LocalError> {
+    let socket = template.join("init.sock");
+    let log = template.join("init.log");
+    let mut cmd = Command::new(&bins.mariadbd);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", template.join("data").display()))
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--log-error={}", log.display()))
+        .arg(format!(
+            "--pid-file={}",
+            template.join("init.pid").display()
+        ))
+        .args(["--skip-networking", "--skip-log-bin"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    let mut child = spawn_tied(cmd).map_err(|e| LocalError::Command {
+        command: bins.mariadbd.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .socket(Some(socket.to_string_lossy().into_owned()))
+        .user(Some("root"))
+        .into();
+    let result = async {
+        let mut conn = connect_while_alive(&mut child, opts, &log, "template").await?;
+        for sql in account_sql(creds) {
+            conn.query_drop(&sql).await.map_err(|e| LocalError::Sql {
+                member: "template".into(),
+                message: e.to_string(),
+            })?;
+        }
+        let _ = conn.disconnect().await;
+        Ok(())
+    }
+    .await;
+    stop(&mut child, Duration::from_secs(30)).await;
+    result
+}
+
+fn account_sql(c: &LocalCredentials) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE USER '{}'@'%' IDENTIFIED BY '{}'",
+            c.admin_user, c.admin_password
+        ),
+        format!(
+            "GRANT ALL PRIVILEGES ON *.* TO '{}'@'%' WITH GRANT OPTION",
+            c.admin_user
+        ),
+        format!(
+            "CREATE USER '{}'@'%' IDENTIFIED BY '{}'",
+            c.replication_user, c.replication_password
+        ),
+        format!(
+            "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{}'@'%'",
+            c.replication_user
+        ),
+        format!("CREATE DATABASE `{}` CHARACTER SET utf8mb4", c.database),
+        format!(
+            "CREATE USER '{}'@'%' IDENTIFIED BY '{}'",
+            c.app_user, c.app_password
+        ),
+        format!("GRANT {APP_PRIVILEGES} ON *.* TO '{}'@'%'", c.app_user),
+        // Only the accounts above remain: no password-less superuser.
+        "DROP USER IF EXISTS 'root'@'localhost'".into(),
+    ]
+}
+
+/// Gives a new member its data directory: a copy of the template.
+pub fn init_member_data(template: &Path, layout: &ServerLayout) -> Result<(), LocalError> {
+    let data = layout.data_dir();
+    if data.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&layout.dir).map_err(LocalError::io(&layout.dir))?;
+    copy_dir(&template.join("data"), &data)
+}
+
+/// Copies a directory tree (data directories hold only plain files and directories).
+fn copy_dir(from: &Path, to: &Path) -> Result<(), LocalError> {
+    std::fs::create_dir_all(to).map_err(LocalError::io(to))?;
+    for entry in std::fs::read_dir(from).map_err(LocalError::io(from))? {
+        let entry = entry.map_err(LocalError::io(from))?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(LocalError::io(&entry.path()))?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).map_err(LocalError::io(&target))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the option file and starts the server. It is not ready yet: see [`wait_ready`].
+pub fn spawn(
+    bins: &Binaries,
+    layout: &ServerLayout,
+    server_config: &BTreeMap<String, String>,
+    semi_sync: bool,
+) -> Result<Child, LocalError> {
+    let cnf = layout.config_file();
+    std::fs::write(&cnf, render_config(layout, server_config, semi_sync))
+        .map_err(LocalError::io(&cnf))?;
+    let out = layout.dir.join("mariadbd.out");
+    let stdout = std::fs::File::create(&out).map_err(LocalError::io(&out))?;
+    let stderr = stdout.try_clone().map_err(LocalError::io(&out))?;
+    let mut cmd = Command::new(&bins.mariadbd);
+    cmd.arg(format!("--defaults-file={}", cnf.display()))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    spawn_tied(cmd).map_err(|e| LocalError::Command {
+        command: format!(
+            "{} --defaults-file={}",
+            bins.mariadbd.display(),
+            cnf.display()
+        ),
+        detail: e.to_string(),
+    })
+}
+
+/// Waits until the server accepts the admin account over TCP; fails at once, with the error
+/// log's tail, if it exits.
+pub async fn wait_ready(
+    child: &mut Child,
+    layout: &ServerLayout,
+    creds: &LocalCredentials,
+) -> Result<(), LocalError> {
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(layout.port)
+        .user(Some(creds.admin_user.clone()))
+        .pass(Some(creds.admin_password.clone()))
+        .prefer_socket(false)
+        .into();
+    let conn = connect_while_alive(child, opts, &layout.error_log(), &layout.name).await?;
+    let _ = conn.disconnect().await;
+    Ok(())
+}
+
+async fn connect_while_alive(
+    child: &mut Child,
+    opts: mysql_async::Opts,
+    log: &Path,
+    member: &str,
+) -> Result<mysql_async::Conn, LocalError> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(LocalError::ServerStart {
+                member: member.to_string(),
+                reason: format!("mariadbd exited ({status})"),
+                log: log.to_path_buf(),
+                tail: tail(log, 20),
+            });
+        }
+        if let Ok(Ok(conn)) =
+            tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts.clone())).await
+        {
+            return Ok(conn);
+        }
+        if Instant::now() > deadline {
+            return Err(LocalError::ServerStart {
+                member: member.to_string(),
+                reason: "mariadbd did not accept connections within 120 s".into(),
+                log: log.to_path_buf(),
+                tail: tail(log, 20),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Clean shutdown (SIGTERM), then SIGKILL after `grace`; reaps the process.
+pub async fn stop(child: &mut Child, grace: Duration) {
+    let _ = signal(child.id(), libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// The last `lines` lines of a log file (empty when it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_replication_settings_then_the_spec() {
+        let layout = ServerLayout {
+            name: "shop-1".into(),
+            port: 3308,
+            server_id: 1002,
+            gtid_domain_id: 10,
+            dir: PathBuf::from("/s/members/shop-1"),
+        };
+        let mut extra = BTreeMap::new();
+        extra.insert("max_connections".to_string(), "500".to_string());
+        let cnf = render_config(&layout, &extra, true);
+        for line in [
+            "datadir=/s/members/shop-1/data",
+            "port=3308",
+            "server_id=1002",
+            "gtid_domain_id=10",
+            "read_only=ON",
+            "gtid_strict_mode=ON",
+            "rpl_semi_sync_slave_enabled=ON",
+            "max_connections=500",
+        ] {
+            assert!(
+                cnf.lines().any(|l| l == line),
+                "{line} missing from:\n{cnf}"
+            );
+        }
+        // The spec comes last, so it can override defaults such as the buffer pool size.
+        let pool = cnf.find("innodb_buffer_pool_size").unwrap();
+        assert!(cnf.find("max_connections=500").unwrap() > pool);
+        assert!(!render_config(&layout, &BTreeMap::new(), false).contains("semi_sync"));
+    }
+
+    #[test]
+    fn accounts_leave_no_passwordless_root() {
+        let creds = LocalCredentials::generate().unwrap();
+        let sql = account_sql(&creds);
+        assert!(
+            sql.last()
+                .unwrap()
+                .contains("DROP USER IF EXISTS 'root'@'localhost'")
+        );
+        assert!(sql.iter().any(|s| s.contains(&creds.app_password)));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("e.log");
+        std::fs::write(&log, "a\nb\nc\n").unwrap();
+        assert_eq!(tail(&log, 2), "b\nc");
+        assert_eq!(tail(&dir.path().join("none"), 2), "");
+    }
+}

@@ -1,0 +1,36 @@
+//! Checking that the ports a cluster needs are free before anything starts.
+
+use std::net::{Ipv4Addr, TcpListener};
+
+use super::LocalError;
+
+/// Fails with what to do when `port` (wanted by `owner`) is taken.
+pub fn ensure_free(port: u16, owner: &str) -> Result<(), LocalError> {
+    match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(LocalError::PortInUse {
+            port,
+            owner: owner.to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_reported_with_its_owner() {
+        let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = held.local_addr().unwrap().port();
+        let err = ensure_free(port, "shop-0").unwrap_err().to_string();
+        assert!(
+            err.contains(&port.to_string()) && err.contains("shop-0"),
+            "{err}"
+        );
+        assert!(err.contains("--base-port"), "says what to do: {err}");
+        drop(held);
+        ensure_free(port, "shop-0").unwrap();
+    }
+}

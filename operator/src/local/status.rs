@@ -1,0 +1,264 @@
+//! What `local status` shows: written by the supervisor as `status.json`, read by every other
+//! command, rendered as a table for people or printed as JSON for scripts.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole cluster as the supervisor last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub cluster: String,
+    /// `starting`, `running`, `stopping` or `stopped`.
+    pub phase: String,
+    /// What the runtime is doing now, for progress displays.
+    pub step: String,
+    /// The orchestration's classification of the last tick (`Healthy`, `Degraded`, ...).
+    pub state: Option<String>,
+    pub supervisor_pid: u32,
+    pub updated_unix_ms: u64,
+    pub epoch: Option<u64>,
+    pub primary: Option<String>,
+    pub consistency: Option<String>,
+    pub members: Vec<MemberStatus>,
+    pub proxies: Vec<ProxyStatus>,
+    pub seeding: Option<SeedingStatus>,
+    /// Newest last.
+    pub events: Vec<EventLine>,
+    pub connect: Option<ConnectInfo>,
+    /// Results of switchover and scale requests, by request id.
+    pub requests: Vec<RequestResult>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub name: String,
+    /// `primary`, `replica`, `quarantined`, `joining`, `removing` or `down`.
+    pub role: String,
+    pub port: u16,
+    pub pid: Option<u32>,
+    /// `starting`, `running`, `crashed`, `seeding` or `stopped`.
+    pub process: String,
+    /// `ok`, `unreachable`, `hung` or `unknown`.
+    pub health: String,
+    pub gtid: Option<String>,
+    /// Transactions the member has not applied yet that the primary has.
+    pub behind: Option<u64>,
+    pub replicating: Option<bool>,
+    pub error: Option<String>,
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    pub name: String,
+    pub port: u16,
+    pub admin_port: u16,
+    pub pid: Option<u32>,
+    pub running: bool,
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedingStatus {
+    pub member: String,
+    pub donor: String,
+    pub bytes: u64,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    pub unix_ms: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectInfo {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    /// Where the password is kept (not in this file, which is world-readable).
+    pub credentials_file: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestResult {
+    pub id: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+impl Status {
+    pub fn result(&self, id: &str) -> Option<&RequestResult> {
+        self.requests.iter().find(|r| r.id == id)
+    }
+
+    pub fn member(&self, name: &str) -> Option<&MemberStatus> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
+pub fn clock(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The table `local status` prints, and the live view of `local up`.
+pub fn render(s: &Status, events: usize) -> String {
+    let mut out = String::new();
+    let state = s.state.as_deref().unwrap_or("-");
+    let _ = writeln!(
+        out,
+        "cluster {}  phase {}  state {}  epoch {}  primary {}  consistency {}",
+        s.cluster,
+        s.phase,
+        state,
+        s.epoch.map_or("-".into(), |e| e.to_string()),
+        s.primary.as_deref().unwrap_or("-"),
+        s.consistency.as_deref().unwrap_or("-"),
+    );
+    if !s.step.is_empty() && s.phase != "running" {
+        let _ = writeln!(out, "  {}", s.step);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<14} {:<12} {:<7} {:<8} {:<9} {:<11} {:<8} GTID",
+        "MEMBER", "ROLE", "PORT", "PID", "PROCESS", "HEALTH", "BEHIND"
+    );
+    for m in &s.members {
+        let _ = writeln!(
+            out,
+            "{:<14} {:<12} {:<7} {:<8} {:<9} {:<11} {:<8} {}",
+            m.name,
+            m.role,
+            m.port,
+            m.pid.map_or("-".into(), |p| p.to_string()),
+            m.process,
+            m.health,
+            m.behind.map_or("-".into(), |b| b.to_string()),
+            m.gtid.as_deref().unwrap_or("-"),
+        );
+        if let Some(error) = &m.error {
+            let _ = writeln!(out, "{:<14} ! {error}", "");
+        }
+    }
+    if let Some(seed) = &s.seeding {
+        let secs = seed.elapsed_ms as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "\nseeding {} from {}: {:.1} MiB in {secs:.1} s ({:.1} MiB/s)",
+            seed.member,
+            seed.donor,
+            seed.bytes as f64 / 1_048_576.0,
+            seed.bytes as f64 / 1_048_576.0 / secs.max(0.001)
+        );
+    }
+    if !s.proxies.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<14} {:<22} {:<22} {:<8} STATE",
+            "PROXY", "SQL", "ADMIN (HTTP)", "PID"
+        );
+        for p in &s.proxies {
+            let _ = writeln!(
+                out,
+                "{:<14} {:<22} {:<22} {:<8} {}",
+                p.name,
+                format!("127.0.0.1:{}", p.port),
+                format!("127.0.0.1:{}", p.admin_port),
+                p.pid.map_or("-".into(), |p| p.to_string()),
+                if p.running { "running" } else { "down" },
+            );
+        }
+    }
+    if let Some(c) = &s.connect {
+        let _ = writeln!(
+            out,
+            "\nconnect: mariadb -h{} -P{} -u{} -p<password> {}   (password in {})",
+            c.host, c.port, c.user, c.database, c.credentials_file
+        );
+    }
+    if events > 0 && !s.events.is_empty() {
+        let _ = writeln!(out, "\nrecent events (UTC):");
+        for e in s.events.iter().rev().take(events).rev() {
+            let _ = writeln!(out, "  {}  {}", clock(e.unix_ms), e.message);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_is_utc_time_of_day() {
+        assert_eq!(clock(0), "00:00:00");
+        assert_eq!(clock(((25 * 3600) + 61) * 1000 + 999), "01:01:01");
+    }
+
+    #[test]
+    fn table_lists_members_proxies_and_events() {
+        let s = Status {
+            cluster: "shop".into(),
+            phase: "running".into(),
+            state: Some("Healthy".into()),
+            epoch: Some(3),
+            primary: Some("shop-1".into()),
+            members: vec![MemberStatus {
+                name: "shop-1".into(),
+                role: "primary".into(),
+                port: 3308,
+                pid: Some(42),
+                process: "running".into(),
+                health: "ok".into(),
+                gtid: Some("10-1002-7".into()),
+                behind: Some(0),
+                error: Some("boom".into()),
+                ..Default::default()
+            }],
+            proxies: vec![ProxyStatus {
+                name: "proxy-0".into(),
+                port: 6033,
+                admin_port: 6034,
+                pid: Some(43),
+                running: true,
+                restarts: 0,
+            }],
+            events: (0..5)
+                .map(|i| EventLine {
+                    unix_ms: i * 1000,
+                    message: format!("event {i}"),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let text = render(&s, 2);
+        assert!(text.contains("primary shop-1"));
+        assert!(text.contains("shop-1         primary"), "{text}");
+        assert!(text.contains("10-1002-7"));
+        assert!(text.contains("! boom"));
+        assert!(text.contains("127.0.0.1:6033"));
+        assert!(text.contains("event 4") && text.contains("event 3"));
+        assert!(
+            !text.contains("event 2"),
+            "only the last two events: {text}"
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! The `lagless-proxy` program: logging, runtime, signals around [`Proxy`]. Shared by the
+//! `lagless-proxy` binary and `lagless-operator proxy`, which the local runtime starts so one
+//! installed binary is enough.
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::{Args, Config};
+use crate::server::Proxy;
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (a host program that set up logging already) keeps the first.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Runs the proxy until SIGTERM or SIGINT, then drains. Returns the process exit code.
+pub fn run(args: Args) -> i32 {
+    init_logging(&args.log, args.log_json);
+    let config = match Config::try_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let proxy = match Proxy::bind(config).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        };
+        if let Ok(addr) = proxy.local_addr() {
+            tracing::info!(%addr, admin = ?proxy.admin_addr(), version = crate::VERSION, "lagless-proxy listening");
+        }
+        let stop = proxy.shutdown_handle();
+        tokio::spawn(async move {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("SIGINT: draining"),
+            }
+            let _ = stop.send(true);
+        });
+        proxy.run().await;
+        0
+    })
+}
