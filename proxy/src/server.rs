@@ -259,6 +259,17 @@ impl Shared {
 
     /// Logs in to the primary as the client (database included) and returns the connection
     /// to the pool: a bad database or a refused user gets the server's own error.
+    /// Where accounts are looked up: the primary first, then the replicas.
+    pub fn lookup_members(&self) -> Vec<Member> {
+        let topology = self.topology();
+        topology
+            .primary
+            .iter()
+            .chain(topology.replicas.iter())
+            .cloned()
+            .collect()
+    }
+
     pub async fn check_backend_login(&self, login: &Login) -> Result<(), ErrPacket> {
         let primary = self.wait_for_primary().await?;
         self.backend(login, &primary.addr(), login.database.as_deref())

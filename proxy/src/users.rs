@@ -221,45 +221,59 @@ impl UserStore {
             .cloned()
     }
 
-    /// The record for `name`: the file first, then the primary (cached).
-    pub async fn find(&self, name: &str, primary: Option<&Member>) -> Option<UserRecord> {
+    /// The record for `name`: the file first, then `mysql.user` on the first of `members`
+    /// (the primary, then the replicas, which hold the same accounts) that answers, cached for
+    /// the TTL. When none answers — a failover under way — an expired cached record is still
+    /// the best answer: refusing a known account then would turn a pause into an outage.
+    pub async fn find(&self, name: &str, members: &[Member]) -> Option<UserRecord> {
         if let Some(u) = self.in_file(name) {
             return Some(u);
         }
-        let (creds, primary) = (self.lookup.as_ref()?, primary?);
-        if let Some((at, rec)) = self
+        let creds = self.lookup.as_ref()?;
+        let cached = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
+            .cloned();
+        if let Some((at, rec)) = &cached
             && at.elapsed() < self.ttl
         {
             return rec.clone();
         }
-        match lookup_on_primary(creds, primary, name).await {
-            Ok(rec) => {
-                self.cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(name.to_string(), (Instant::now(), rec.clone()));
-                rec
-            }
-            Err(e) => {
-                tracing::warn!(user = name, primary = %primary.addr(), error = %e, "user lookup on the primary failed");
-                None
+        for member in members {
+            let lookup = lookup_on(creds, member, name);
+            match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                Ok(Ok(rec)) => {
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.to_string(), (Instant::now(), rec.clone()));
+                    return rec;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(user = name, member = %member.addr(), error = %e, "user lookup failed");
+                }
+                Err(_) => {
+                    tracing::warn!(user = name, member = %member.addr(), "user lookup timed out");
+                }
             }
         }
+        cached.and_then(|(_, rec)| rec)
     }
 }
 
-async fn lookup_on_primary(
+/// How long one member may take to answer a user lookup before the next is asked.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn lookup_on(
     creds: &LookupCredentials,
-    primary: &Member,
+    member: &Member,
     name: &str,
 ) -> Result<Option<UserRecord>, mysql_async::Error> {
     let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(primary.host.clone())
-        .tcp_port(primary.port)
+        .ip_or_hostname(member.host.clone())
+        .tcp_port(member.port)
         .user(Some(&creds.user))
         .pass(Some(&creds.password))
         .prefer_socket(false);

@@ -254,6 +254,7 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
         },
         _ => settings,
     };
+    check_port_ranges(&settings, &cluster)?;
     Binaries::locate()?;
     for i in 0..settings.replicas {
         let port = settings
@@ -278,6 +279,25 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
     // A stale status from an earlier run must not be mistaken for this one's.
     let _ = std::fs::remove_file(dir.status());
     Ok((dir, cluster))
+}
+
+const MAX_MEMBERS: u32 = crate::crd::MAX_MEMBERS.unsigned_abs();
+
+/// Members may grow to the most a cluster can have; proxies must stay out of that range.
+fn check_port_ranges(settings: &Settings, cluster: &MySQLCluster) -> Result<(), LocalError> {
+    let members = u32::from(settings.base_port)..u32::from(settings.base_port) + MAX_MEMBERS;
+    let proxies = u32::try_from(cluster.spec.proxy.replicas.max(1)).unwrap_or(1);
+    let proxy_ports = u32::from(settings.proxy_port)..u32::from(settings.proxy_port) + 2 * proxies;
+    if members.start < proxy_ports.end && proxy_ports.start < members.end {
+        return Err(LocalError::Usage(format!(
+            "the proxy ports {}-{} overlap the member ports {}-{} (members may grow to 9):                  choose --base-port and --proxy-port further apart",
+            proxy_ports.start,
+            proxy_ports.end - 1,
+            members.start,
+            members.end - 1
+        )));
+    }
+    Ok(())
 }
 
 /// Runs the supervisor in this process until SIGINT/SIGTERM. With `display`, shows progress

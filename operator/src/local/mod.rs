@@ -73,6 +73,9 @@ pub enum LocalError {
     AlreadyRunning(String, u32),
     #[error("cluster {0} is not running; start it with `lagless-operator local up`")]
     NotRunning(String),
+    /// Options that cannot work together.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -86,7 +89,7 @@ impl LocalError {
     /// 2 for input the user must fix, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Manifest { .. } | Self::NoCluster(_) | Self::Ambiguous(..) => 2,
+            Self::Manifest { .. } | Self::Usage(_) | Self::NoCluster(_) | Self::Ambiguous(..) => 2,
             _ => 1,
         }
     }

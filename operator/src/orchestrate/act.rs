@@ -211,6 +211,9 @@ impl Actor {
                 sql_quote(&self.replication.password)
             ),
             "SET GLOBAL read_only = ON".into(),
+            // A former primary must stop waiting for acknowledgements before it applies
+            // anything: each applied transaction would wait for a replica it does not have.
+            "SET GLOBAL rpl_semi_sync_master_enabled = OFF".into(),
             "START SLAVE".into(),
         ])
     }

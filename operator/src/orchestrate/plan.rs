@@ -1221,6 +1221,16 @@ fn semi_sync_drift(
     quarantined: &BTreeSet<String>,
     steps: &mut Steps,
 ) {
+    // A demoted primary that still waits for acknowledgements would stall its own replication
+    // (each applied transaction is a commit that waits, forever, for a replica of its own).
+    for m in ctx
+        .reachable()
+        .filter(|m| m.name != primary.name && m.semi_sync.is_some_and(|s| s.source_enabled))
+    {
+        steps.act(Action::DisableSemiSync {
+            member: m.name.clone(),
+        });
+    }
     if ctx.spec.semi_sync.is_none() {
         // A primary still waiting for acknowledgements (forever, as configured) could block
         // writes once nobody means to send them.

@@ -183,20 +183,24 @@ impl ErrPacket {
         Self::new(1053, "08S01", "Server shutdown in progress")
     }
 
-    /// CR_SERVER_LOST: the backend went away while serving this statement.
+    /// The backend went away while serving this statement. A server error code
+    /// (ER_NET_READ_ERROR) with the communication-failure SQLSTATE: Connector/C, and so the
+    /// `mariadb` client and every driver built on it, rejects an error packet that carries a
+    /// client-side code such as CR_SERVER_LOST (2013) as malformed.
     pub fn backend_lost(detail: &str) -> Self {
         Self::new(
-            2013,
-            "HY000",
+            1158,
+            "08S01",
             format!("Lost connection to MySQL server during query ({detail})"),
         )
     }
 
-    /// CR_CONN_HOST_ERROR: no backend could be reached for this statement.
+    /// No backend could be reached for this statement: ER_UNKNOWN_ERROR with the
+    /// communication-failure SQLSTATE (see [`ErrPacket::backend_lost`] for why not 2003).
     pub fn backend_unavailable(detail: &str) -> Self {
         Self::new(
-            2003,
-            "HY000",
+            1105,
+            "08S01",
             format!("Can't connect to MySQL server ({detail})"),
         )
     }

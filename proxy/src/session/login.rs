@@ -198,7 +198,7 @@ async fn run(
     let caps = resp.capabilities & server_caps;
     let record = shared
         .users
-        .find(&resp.user, shared.topology().primary.as_ref())
+        .find(&resp.user, &shared.lookup_members())
         .await;
     let verified = authenticate(
         &mut stream,
@@ -406,7 +406,7 @@ pub async fn change_user(
     };
     let record = shared
         .users
-        .find(&resp.user, shared.topology().primary.as_ref())
+        .find(&resp.user, &shared.lookup_members())
         .await;
     let scramble = auth::new_scramble();
     let verified = match authenticate(

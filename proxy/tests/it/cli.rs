@@ -269,3 +269,19 @@ async fn mariadb_cli_with_compression() {
         "the result came back whole"
     );
 }
+
+/// The proxy's own errors (no backend reachable) must read as errors in Connector/C based
+/// clients: an error packet with a client-side code (2003, 2013) is "malformed" to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cli_reads_the_proxys_own_errors() {
+    let h = Harness::start(1).await;
+    h.cluster.primary().kill9().unwrap();
+    let out = mariadb(h.port(), "app", "app-pass", "SELECT 1").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("malformed"), "{stderr}");
+    assert!(
+        stderr.contains("ERROR 1105 (08S01): Can't connect to MySQL server"),
+        "{stderr}"
+    );
+}

@@ -1221,6 +1221,26 @@ fn semi_sync_drift_is_repaired() {
 }
 
 #[test]
+fn a_demoted_primary_stops_waiting_for_acknowledgements() {
+    // With semi-sync wanted or not, a replica that still has the primary's side on would
+    // stall its own replication.
+    for spec in [semi_sync_spec(), spec(&["a", "b", "c"])] {
+        let mut v = semi_sync_healthy();
+        v.members[1].semi_sync = semi(true, true);
+        if spec.semi_sync.is_none() {
+            v.members[0].semi_sync = semi(false, false);
+        }
+        let p = run(&v, &spec);
+        assert_eq!(p.state, ClusterState::Degraded);
+        assert_eq!(
+            p.actions,
+            [Action::DisableSemiSync { member: "b".into() }],
+            "{spec:?}"
+        );
+    }
+}
+
+#[test]
 fn semi_sync_drift_is_left_to_a_publish_that_sets_it_anyway() {
     let mut v = semi_sync_healthy();
     v.members[2].semi_sync = semi(false, false);

@@ -281,7 +281,22 @@ proptest! {
         for a in &p.actions {
             match a {
                 Action::EnsureSemiSync { .. } => prop_assert!(case.spec.semi_sync.is_some()),
-                Action::DisableSemiSync { .. } => prop_assert!(case.spec.semi_sync.is_none()),
+                // Off on a member that is not the primary (it must not wait for
+                // acknowledgements), or everywhere when the spec has no semi-sync.
+                Action::DisableSemiSync { member } => {
+                    let primary = case
+                        .view
+                        .published
+                        .as_ref()
+                        .and_then(|t| t.primary.as_ref())
+                        .map(|p| p.name.as_str());
+                    prop_assert!(
+                        case.spec.semi_sync.is_none() || primary != Some(member.as_str()),
+                        "{member} is the primary and the spec wants semi-sync"
+                    );
+                    let m = case.view.member(member);
+                    prop_assert!(m.is_some_and(|m| m.semi_sync.is_some_and(|s| s.source_enabled)));
+                }
                 _ => {}
             }
         }
