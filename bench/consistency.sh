@@ -13,7 +13,7 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet -p lagless-proxy -p lagless-tests
-./target/release/lagless-demo --members 3 --no-proxy >"$WORK/cluster.out" 2>&1 &
+./target/release/lagless-kit --members 3 >"$WORK/cluster.out" 2>&1 &
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$WORK/cluster.out" && break; sleep 0.1; done
 mapfile -t PORTS < <(grep -oP '127\.0\.0\.1:\K[0-9]+(?=\s+server_id)' "$WORK/cluster.out")
 P0=${PORTS[0]}

@@ -16,7 +16,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 cargo build --release --quiet -p lagless-proxy -p lagless-tests --example tcp_forwarder
 ulimit -n 65536 2>/dev/null || true
 
-./target/release/lagless-demo --members 1 --no-proxy >"$WORK/cluster.out" 2>&1 &
+./target/release/lagless-kit --members 1 >"$WORK/cluster.out" 2>&1 &
 for _ in $(seq 100); do grep -q "primary" "$WORK/cluster.out" && break; sleep 0.1; done
 DB_PORT=$(grep -oP 'primary\s+127\.0\.0\.1:\K[0-9]+' "$WORK/cluster.out")
 PROXY_PORT=$((DB_PORT + 1000))

@@ -10,7 +10,7 @@ SIZE_MB=${1:-1100}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 cargo build --release --quiet -p lagless-tests -p lagless-operator --example seed
-./target/release/lagless-demo --members 2 --no-proxy >"$WORK/cluster.out" 2>&1 &
+./target/release/lagless-kit --members 2 >"$WORK/cluster.out" 2>&1 &
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$WORK/cluster.out" && break; sleep 0.1; done
 mapfile -t PORTS < <(grep -oP '127\.0\.0\.1:\K[0-9]+(?=\s+server_id)' "$WORK/cluster.out")
 DIR=$(grep -oP 'up in \S+ \(\K[^)]+' "$WORK/cluster.out")

@@ -9,7 +9,10 @@ missing=()
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v mariadb-backup >/dev/null 2>&1 || missing+=(mariadb-backup)
-command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
+# LAGLESS_SETUP=run: only what running Lagless needs (the demo), not the test tools.
+RUN_ONLY=""
+if [ "${LAGLESS_SETUP:-}" = "run" ]; then RUN_ONLY=1; fi
+[ -n "$RUN_ONLY" ] || command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
@@ -49,8 +52,8 @@ fi
 # schemas) and helm-python-sdk (Helm v4's engine as a library: lints and renders the chart in
 # charts/lagless/tests/check_chart.py; pinned, as the checker calls its native library).
 python_packages=(pymysql pytest kubernetes-validate helm-python-sdk==0.2.2)
-if ! python3 -c 'import pymysql, pytest, kubernetes_validate, helm_python' >/dev/null 2>&1 \
-  || [ "$(python3 -c 'import helm_python; print(helm_python.__version__)' 2>/dev/null)" != "0.2.2" ]; then
+if [ -z "$RUN_ONLY" ] && { ! python3 -c 'import pymysql, pytest, kubernetes_validate, helm_python' >/dev/null 2>&1 \
+  || [ "$(python3 -c 'import helm_python; print(helm_python.__version__)' 2>/dev/null)" != "0.2.2" ]; }; then
   python3 -m pip install --quiet "${python_packages[@]}" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "${python_packages[@]}"
 fi

@@ -3,8 +3,8 @@
 //!
 //! - [`orchestrate`]: the engine-agnostic core (observe -> plan -> act).
 //! - [`local`]: `lagless-operator local`, the whole system as processes on one machine.
-//! - [`crd`] and [`kube`]: the `MySQLCluster` resource and the Kubernetes objects built from
-//!   it (the reconciler is being built; see `docs/architecture.md`).
+//! - [`crd`] and [`kube`]: the `MySQLCluster` resource, the objects built from it and the
+//!   Kubernetes controller (see `docs/kubernetes.md`).
 
 pub mod crd;
 pub mod kube;

@@ -20,6 +20,8 @@ enum Command {
     Crd,
     /// Run lagless-proxy (the same program as the `lagless-proxy` binary).
     Proxy(Box<lagless_proxy::config::Args>),
+    /// Run the Kubernetes controller: reconcile MySQLClusters (see docs/kubernetes.md).
+    Controller(lagless_operator::kube::controller::ControllerArgs),
 }
 
 fn main() {
@@ -30,10 +32,13 @@ fn main() {
             std::process::exit(lagless_operator::local::cli::run(args, &cli.log))
         }
         Some(Command::Proxy(args)) => std::process::exit(lagless_proxy::cli::run(*args)),
+        Some(Command::Controller(args)) => {
+            std::process::exit(lagless_operator::kube::controller::run(args, &cli.log))
+        }
         None => {
             eprintln!(
-                "lagless-operator {}: choose a command (`local` runs a cluster on this machine); \
-                 the Kubernetes controller is not available yet, see docs/kubernetes.md",
+                "lagless-operator {}: choose a command (`local` runs a cluster on this machine, \
+                 `controller` reconciles MySQLClusters in Kubernetes); see --help",
                 lagless_operator::VERSION
             );
             std::process::exit(2);

@@ -392,7 +392,7 @@ def check_defaults() -> None:
     check(container["image"] == "ghcr.io/lagless-dev/lagless-operator:0.1.0", f"image {container['image']}")
     env = {e["name"]: e for e in container["env"]}
     check(env["LAGLESS_LOG"].get("value") == "info", f"LAGLESS_LOG {env['LAGLESS_LOG']}")
-    check("under construction" in rendered.notes, "NOTES do not say the controller is under construction")
+    check("mock transport only" in rendered.notes, "NOTES do not say how far the controller is proven")
     check(validate_schemas(rendered.objects, "defaults") == len(rendered.objects), "an object was skipped")
 
     # A ServiceMonitor is asked for but the cluster does not serve the API: none, and a warning.

@@ -1,13 +1,31 @@
-//! The Kubernetes platform: the objects the reconciler applies for a `MySQLCluster`.
+//! The Kubernetes platform: the objects the operator applies for a `MySQLCluster`, and the
+//! controller that applies them.
 //!
-//! [`builders`] holds pure functions from a `MySQLCluster` (with `metadata.name`,
-//! `metadata.namespace` and `metadata.uid` set) to the objects the reconciler server-side
-//! applies: the StatefulSet of database servers and its configuration, the Services, the proxy
-//! Deployment, the topology ConfigMap, the PodDisruptionBudget and generated credential Secrets.
-//! They make no API calls and no randomness: everything they need comes from their arguments.
+//! - [`builders`]: pure functions from a `MySQLCluster` (with `metadata.name`,
+//!   `metadata.namespace` and `metadata.uid` set) to the objects the reconciler server-side
+//!   applies: the StatefulSet of database servers and its configuration, the Services, the
+//!   proxy Deployment, the topology ConfigMap, the PodDisruptionBudget and generated credential
+//!   Secrets. They make no API calls and no randomness.
+//! - [`reconcile`]: one reconciliation of a `MySQLCluster` (validate, finalizer, apply, status).
+//! - [`status`]: pure functions from what the operator knows to the status it reports and the
+//!   Kubernetes Events it records.
+//! - [`orchestration`]: the per-cluster task that runs the orchestrator against the members
+//!   and publishes topologies into the topology ConfigMap.
+//! - [`lease`]: leader election through a `coordination.k8s.io` Lease.
+//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`controller`]: `lagless-operator controller`, tying them together.
 //!
 //! Inside this module, `::kube` names the kube-rs crate; `crate::kube` names this module.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod builders;
+pub mod controller;
+pub mod lease;
+pub mod metrics;
+#[cfg(test)]
+mod mock;
+pub mod orchestration;
+pub mod reconcile;
+pub mod status;
 
 pub use builders::*;

@@ -61,6 +61,12 @@ pub enum LocalCommand {
         /// The member, e.g. shop-0.
         member: String,
     },
+    /// Empty a member and copy the data into it again from a replica (the way back for a
+    /// quarantined member; what it held alone is discarded).
+    Reseed {
+        /// The member, e.g. shop-0.
+        member: String,
+    },
     /// Change the number of members; new ones are seeded from a replica.
     Scale {
         /// Members wanted (1-9).
@@ -114,6 +120,7 @@ pub fn run(args: LocalArgs, log_filter: &str) -> i32 {
         LocalCommand::Switchover { ref to } => dir(&args).and_then(|d| switchover(&d, to.clone())),
         LocalCommand::Kill { ref member } => dir(&args).and_then(|d| kill(&d, member)),
         LocalCommand::Scale { replicas } => dir(&args).and_then(|d| scale(&d, replicas)),
+        LocalCommand::Reseed { ref member } => dir(&args).and_then(|d| reseed(&d, member)),
         LocalCommand::Logs {
             ref target,
             follow,
@@ -707,6 +714,17 @@ fn scale(dir: &StateDir, replicas: u32) -> Result<(), LocalError> {
         )));
     }
     let message = submit_and_wait(dir, RequestKind::Scale { replicas })?;
+    println!("{message}");
+    Ok(())
+}
+
+fn reseed(dir: &StateDir, member: &str) -> Result<(), LocalError> {
+    let message = submit_and_wait(
+        dir,
+        RequestKind::Reseed {
+            member: member.to_string(),
+        },
+    )?;
     println!("{message}");
     Ok(())
 }

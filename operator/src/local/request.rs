@@ -23,6 +23,10 @@ pub enum RequestKind {
     Scale {
         replicas: u32,
     },
+    /// Empty a member and copy the data into it again (the way out of quarantine).
+    Reseed {
+        member: String,
+    },
 }
 
 /// Files a request; returns its id.

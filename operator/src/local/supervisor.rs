@@ -158,6 +158,7 @@ impl Shared {
 struct Pending {
     request: Request,
     started: Instant,
+    started_unix_ms: u64,
     /// Members a scale-up added, each to be seen replicating.
     added: Vec<String>,
 }
@@ -479,7 +480,7 @@ impl Supervisor {
     /// One round of the steady-state loop.
     async fn round(&mut self) {
         self.reap_and_restart();
-        self.take_request();
+        self.take_request().await;
         let plan = self.tick().await;
         self.finish_removals().await;
         self.check_request(plan.as_ref());
@@ -593,7 +594,7 @@ impl Supervisor {
     }
 
     /// Picks up the oldest request file, if no request is being carried out.
-    fn take_request(&mut self) {
+    async fn take_request(&mut self) {
         if self.pending.is_some() {
             return;
         }
@@ -601,20 +602,27 @@ impl Supervisor {
             return;
         };
         tracing::info!(?request, "request");
+        let before = self.settings.replicas;
         let outcome = match &request.kind {
             RequestKind::Switchover { to } => self.begin_switchover(&request.id, to.as_deref()),
             RequestKind::Scale { replicas } => self.begin_scale(*replicas),
+            RequestKind::Reseed { member } => self.begin_reseed(member).await,
         };
         match outcome {
             Ok(Some(done)) => self.finish(&request.id, true, done),
             Ok(None) => {
-                let added = match request.kind {
-                    RequestKind::Scale { .. } => self.added_members(),
+                // The members this request must see replicating before it is done.
+                let added = match &request.kind {
+                    RequestKind::Scale { replicas } => (before..*replicas)
+                        .map(|i| self.settings.member_name(i))
+                        .collect(),
+                    RequestKind::Reseed { member } => vec![member.clone()],
                     RequestKind::Switchover { .. } => Vec::new(),
                 };
                 self.pending = Some(Pending {
                     request,
                     started: Instant::now(),
+                    started_unix_ms: now_unix_ms(),
                     added,
                 });
             }
@@ -622,20 +630,41 @@ impl Supervisor {
         }
     }
 
-    fn added_members(&self) -> Vec<String> {
-        let shared = self.shared.lock();
-        let published = shared.snapshot.published.as_ref();
-        shared
-            .members
-            .keys()
-            .filter(|name| {
-                !published.is_some_and(|t| {
-                    t.replicas.iter().any(|r| &r.name == *name)
-                        || t.primary.as_ref().is_some_and(|p| &p.name == *name)
-                })
-            })
-            .cloned()
-            .collect()
+    /// Stops `member`, replaces its data with an empty template copy and starts it again;
+    /// the plan then seeds it like a new member.
+    async fn begin_reseed(&mut self, member: &str) -> Result<Option<String>, LocalError> {
+        if self.current_primary().as_deref() == Some(member) {
+            return Err(LocalError::Other(format!(
+                "{member} is the primary: switch over first (`local switchover`)"
+            )));
+        }
+        let (layout, child) = {
+            let mut shared = self.shared.lock();
+            let m = shared
+                .members
+                .get_mut(member)
+                .filter(|m| !m.removing)
+                .ok_or_else(|| LocalError::Other(format!("no member {member}")))?;
+            m.process = Process::Stopped;
+            m.restart_at = None;
+            (m.layout.clone(), m.child.take())
+        };
+        if let Some(mut child) = child {
+            mariadb::stop(&mut child, Duration::from_secs(60)).await;
+        }
+        let data = layout.data_dir();
+        if data.exists() {
+            std::fs::remove_dir_all(&data).map_err(LocalError::io(&data))?;
+        }
+        if let Some(o) = self.orchestrator.as_mut() {
+            o.release_for_reseed(member);
+        }
+        self.shared.lock().members.remove(member);
+        self.add_member(layout)?;
+        self.shared
+            .lock()
+            .note(format!("{member} emptied for a re-seed"));
+        Ok(None)
     }
 
     fn finish(&mut self, id: &str, ok: bool, message: String) {
@@ -772,6 +801,31 @@ impl Supervisor {
                     Some((false, why))
                 } else if elapsed > Duration::from_secs(120) {
                     Some((false, "switchover did not finish within 120 s".into()))
+                } else {
+                    None
+                }
+            }
+            RequestKind::Reseed { member } => {
+                let shared = self.shared.lock();
+                let seeded = shared.snapshot.events.iter().any(|e| {
+                    e.unix_ms >= pending.started_unix_ms
+                        && e.message.starts_with(&format!("{member} seeded from"))
+                });
+                let replicating = shared
+                    .snapshot
+                    .published
+                    .as_ref()
+                    .is_some_and(|t| t.replicas.iter().any(|r| r.name == *member));
+                if seeded && replicating {
+                    Some((
+                        true,
+                        format!(
+                            "{member} re-seeded and replicating, in {:.1} s",
+                            elapsed.as_secs_f64()
+                        ),
+                    ))
+                } else if elapsed > Duration::from_secs(1800) {
+                    Some((false, "re-seeding did not finish within 30 min".into()))
                 } else {
                     None
                 }

@@ -144,6 +144,13 @@ impl Orchestrator {
         &self.history
     }
 
+    /// Takes `member` out of quarantine because the platform has just emptied it for a
+    /// re-seed (an explicit request): an empty member is then seeded like a new one. Returns
+    /// whether it was quarantined.
+    pub fn release_for_reseed(&mut self, member: &str) -> bool {
+        self.history.quarantined.remove(member).is_some()
+    }
+
     /// The last [`EVENT_LOG_LEN`] recorded events, oldest first. A warning appears when it
     /// starts (or changes), not on every tick it lasts.
     pub fn events(&self) -> impl Iterator<Item = &TimedEvent> {

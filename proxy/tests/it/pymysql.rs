@@ -1,6 +1,6 @@
 //! PyMySQL, a pure-Python driver, run as a subprocess: a smoke script through the proxy, and
 //! PyMySQL's own test suite run directly against the primary and through the proxy, which must
-//! pass the same tests. tests/python/README.md says what the scripts do.
+//! pass the same tests. ../tests/python/README.md says what the scripts do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[(
 )];
 
 fn python_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python")
 }
 
 async fn python(args: &[&str], timeout: Duration) -> Output {
@@ -95,7 +95,7 @@ async fn pymysql_smoke_passes_through_the_proxy_with_two_replicas() {
     assert_ok("smoke.py through the proxy", &smoke(h.port()).await);
 }
 
-/// What tests/python/pymysql_suite.py prints.
+/// What tests/python/pymysql_suite.py (at the repository root) prints.
 #[derive(Debug, Deserialize)]
 struct SuiteRun {
     summary: String,

@@ -1,0 +1,203 @@
+//! `lagless-operator controller`: watches `MySQLCluster`s and the objects they own, reconciles
+//! them, serves metrics and probes, and (with `--leader-election`) runs only while holding the
+//! Lease.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ::kube::api::Api;
+use ::kube::runtime::controller::Controller;
+use ::kube::runtime::events::{Recorder, Reporter};
+use ::kube::runtime::watcher;
+use ::kube::{Client, Resource};
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+
+use super::builders::DEFAULT_PROXY_IMAGE;
+use super::lease::LeaderElector;
+use super::metrics::Metrics;
+use super::orchestration::Supervisor;
+use super::reconcile::{Context, FIELD_MANAGER, error_policy, reconcile};
+use crate::crd::MySQLCluster;
+
+/// The flags of `lagless-operator controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Watch MySQLClusters in this namespace only; every namespace when absent.
+    #[arg(long, value_name = "NS")]
+    pub watch_namespace: Option<String>,
+
+    /// Reconcile only while holding a coordination.k8s.io Lease, so several replicas can run.
+    #[arg(long)]
+    pub leader_election: bool,
+
+    /// The Lease's name.
+    #[arg(long, value_name = "NAME", default_value = "lagless-operator")]
+    pub lease_name: String,
+
+    /// The Lease's namespace; the client's default namespace when absent.
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity as Lease holder; the host name when absent.
+    #[arg(long, value_name = "ID", env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_address: SocketAddr,
+
+    /// The lagless-proxy image of each cluster's proxy Deployment.
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_PROXY_IMAGE)]
+    pub proxy_image: String,
+}
+
+/// Runs the controller until a signal or, with leader election, the loss of the Lease; returns
+/// the process exit code.
+pub fn run(args: ControllerArgs, log: &str) -> i32 {
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // Multi-threaded: the topology sink waits for its API call in `block_in_place`.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lagless-operator: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(run_async(args))
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_async(args: ControllerArgs) -> i32 {
+    let metrics = Metrics::new();
+    let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(address = %args.metrics_address, error = %e, "cannot listen for metrics");
+            return 1;
+        }
+    };
+    tokio::spawn(metrics.clone().serve(listener));
+    let client = match Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot configure a Kubernetes client");
+            return 1;
+        }
+    };
+    // A standby replica is ready too: it serves its probes and waits for the Lease.
+    metrics.set_ready(true);
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| FIELD_MANAGER.to_string());
+    let elector = args.leader_election.then(|| {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        LeaderElector::new(client.clone(), &namespace, &args.lease_name, &identity)
+    });
+    if let Some(elector) = &elector {
+        tracing::info!(lease = %args.lease_name, %identity, "waiting for the Lease");
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = shutdown_signal() => return 0,
+        }
+        tracing::info!(%identity, "leading");
+    }
+    let controller = run_controller(client, &args, identity, metrics);
+    match &elector {
+        Some(elector) => tokio::select! {
+            () = controller => 0,
+            // Exiting is the simplest safe reaction: the Deployment restarts this replica as a
+            // standby, and no reconcile or orchestration task outlives the leadership.
+            () = elector.hold() => {
+                tracing::error!("lost the Lease; exiting");
+                1
+            }
+        },
+        None => {
+            controller.await;
+            0
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run_controller(client: Client, args: &ControllerArgs, identity: String, metrics: Metrics) {
+    let namespace = args.watch_namespace.as_deref();
+    let clusters: Api<MySQLCluster> = api(&client, namespace);
+    // Only objects the operator made: a cluster-wide watch of every ConfigMap would be costly.
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=lagless-operator");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity),
+        },
+    );
+    let supervisor = Arc::new(Supervisor::new(
+        client.clone(),
+        recorder.clone(),
+        metrics.clone(),
+    ));
+    let context = Arc::new(Context::new(
+        client.clone(),
+        args.proxy_image.clone(),
+        recorder,
+        metrics,
+        supervisor,
+    ));
+    tracing::info!(
+        namespace = namespace.unwrap_or("<all>"),
+        "controller starting"
+    );
+    Controller::new(clusters, watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, namespace), owned.clone())
+        .owns(api::<Deployment>(&client, namespace), owned.clone())
+        .owns(api::<Service>(&client, namespace), owned.clone())
+        .owns(api::<ConfigMap>(&client, namespace), owned)
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(cluster = %object, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "controller"),
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+}

@@ -1,0 +1,420 @@
+//! The per-cluster orchestration task: an [`Orchestrator`] ticking against the members' MySQL
+//! endpoints (through the headless Service's DNS names), publishing each topology into the
+//! cluster's topology ConfigMap, turning its events into Kubernetes Events, and leaving a
+//! [`Snapshot`] for the reconciler's status.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use ::kube::{Client, Resource, ResourceExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use lagless_proxy::topology::Topology;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
+use super::metrics::Metrics;
+use super::reconcile::{FIELD_MANAGER, cluster_key};
+use super::status::{self, Snapshot};
+use crate::crd::MySQLCluster;
+use crate::orchestrate::act::TopologySink;
+use crate::orchestrate::observe::Credentials;
+use crate::orchestrate::run::{Orchestrator, TimedEvent};
+use crate::orchestrate::{ClusterSpec, Event};
+
+/// How often a cluster is observed.
+pub const TICK: Duration = Duration::from_secs(2);
+
+/// How long publishing one topology may take before the action counts as failed.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts, updates and stops the orchestration of clusters.
+pub trait Orchestrations: Send + Sync {
+    /// Runs the orchestration of `cluster` with its current spec (starting it if needed), and
+    /// returns what it last saw.
+    fn ensure(&self, cluster: &MySQLCluster) -> Snapshot;
+    /// Stops the orchestration of cluster `namespace/name`, if it runs.
+    fn stop(&self, key: &str);
+}
+
+/// Runs one task per cluster on the current tokio runtime (which must be multi-threaded: see
+/// [`ConfigMapSink`]).
+pub struct Supervisor {
+    client: Client,
+    recorder: Recorder,
+    metrics: Metrics,
+    tasks: Mutex<HashMap<String, Task>>,
+}
+
+struct Task {
+    cluster: watch::Sender<MySQLCluster>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    handle: JoinHandle<()>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data are plain values, consistent at every await-free step.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Supervisor {
+    pub fn new(client: Client, recorder: Recorder, metrics: Metrics) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            tasks: Mutex::default(),
+        }
+    }
+}
+
+impl Orchestrations for Supervisor {
+    fn ensure(&self, cluster: &MySQLCluster) -> Snapshot {
+        let key = cluster_key(cluster);
+        let mut tasks = lock(&self.tasks);
+        if let Some(task) = tasks.get(&key)
+            && !task.handle.is_finished()
+        {
+            task.cluster.send_if_modified(|current| {
+                let changed = current.spec != cluster.spec;
+                if changed {
+                    *current = cluster.clone();
+                }
+                changed
+            });
+            return lock(&task.snapshot).clone();
+        }
+        let (sender, receiver) = watch::channel(cluster.clone());
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let runner = Runner {
+            client: self.client.clone(),
+            recorder: self.recorder.clone(),
+            metrics: self.metrics.clone(),
+            cluster: receiver,
+            snapshot: Arc::clone(&snapshot),
+        };
+        let handle = tokio::spawn(runner.run());
+        tasks.insert(
+            key,
+            Task {
+                cluster: sender,
+                snapshot,
+                handle,
+            },
+        );
+        Snapshot::default()
+    }
+
+    fn stop(&self, key: &str) {
+        if let Some(task) = lock(&self.tasks).remove(key) {
+            task.handle.abort();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for (_, task) in lock(&self.tasks).drain() {
+            task.handle.abort();
+        }
+    }
+}
+
+/// The orchestrator's members for `cluster`: `<name>-<ordinal>` at its stable DNS name.
+pub fn cluster_spec(cluster: &MySQLCluster) -> ClusterSpec {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    let count = u32::try_from(cluster.spec.replicas.max(0)).unwrap_or(0);
+    let port = u16::try_from(MYSQL_PORT).unwrap_or(3306);
+    let members = (0..count)
+        .map(|i| {
+            (
+                builders::member_name(&name, i),
+                builders::member_host(&name, &namespace, i),
+                port,
+            )
+        })
+        .collect();
+    cluster.spec.to_cluster_spec(&name, members)
+}
+
+/// The events recorded after `before` (the last one seen), oldest first.
+pub fn events_after<'a>(
+    events: impl Iterator<Item = &'a TimedEvent>,
+    before: Option<&TimedEvent>,
+) -> Vec<TimedEvent> {
+    let all: Vec<&TimedEvent> = events.collect();
+    // The log is bounded: search from the end, where the last seen event is.
+    let start = before
+        .and_then(|b| all.iter().rposition(|e| *e == b))
+        .map_or(0, |i| i + 1);
+    all[start..].iter().map(|e| (*e).clone()).collect()
+}
+
+struct Runner {
+    client: Client,
+    recorder: Recorder,
+    metrics: Metrics,
+    cluster: watch::Receiver<MySQLCluster>,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let mut orchestrator = loop {
+            let cluster = self.cluster.borrow_and_update().clone();
+            match start(&self.client, &cluster).await {
+                Ok(orchestrator) => break orchestrator,
+                Err(why) => {
+                    tracing::warn!(cluster = %cluster_key(&cluster), %why, "cannot orchestrate yet");
+                    lock(&self.snapshot).blocked = Some(why);
+                    if !self.wait().await {
+                        return;
+                    }
+                }
+            }
+        };
+        loop {
+            let before = orchestrator.events().last().cloned();
+            orchestrator.tick().await;
+            let new = events_after(orchestrator.events(), before.as_ref());
+            let cluster = self.cluster.borrow().clone();
+            {
+                let mut snapshot = lock(&self.snapshot);
+                snapshot.blocked = None;
+                snapshot.state = orchestrator.last_plan_state();
+                snapshot.view = orchestrator.last_view().cloned();
+                snapshot.published = orchestrator.published().cloned();
+                snapshot.quarantined = orchestrator.history().quarantined.clone();
+                for timed in &new {
+                    let time = format!(
+                        "{:.0}",
+                        k8s_openapi::jiff::Timestamp::from_millisecond(
+                            i64::try_from(timed.unix_ms).unwrap_or(i64::MAX)
+                        )
+                        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
+                    );
+                    status::record_promotion(&mut snapshot, &timed.event, &time);
+                }
+            }
+            for timed in new {
+                self.record(&cluster, &timed.event).await;
+            }
+            if !self.wait().await {
+                return;
+            }
+            if self.cluster.has_changed().unwrap_or(false) {
+                let cluster = self.cluster.borrow_and_update().clone();
+                orchestrator.spec = cluster_spec(&cluster);
+            }
+        }
+    }
+
+    /// Waits one tick, or less when the spec changes; false when the supervisor is gone.
+    async fn wait(&mut self) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => true,
+            changed = self.cluster.changed() => changed.is_ok(),
+        }
+    }
+
+    async fn record(&self, cluster: &MySQLCluster, event: &Event) {
+        if matches!(
+            event,
+            Event::Promoted {
+                cause: crate::orchestrate::Cause::Failover,
+                ..
+            }
+        ) {
+            self.metrics.failovers.inc();
+        }
+        let mapped = status::cluster_event(event);
+        let kube_event = KubeEvent {
+            type_: if mapped.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: mapped.reason.into(),
+            note: Some(mapped.note),
+            action: mapped.action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&kube_event, &cluster.object_ref(&()))
+            .await
+        {
+            tracing::warn!(cluster = %cluster_key(cluster), error = %e, "recording an Event failed");
+        }
+    }
+}
+
+async fn credentials(
+    api: &Api<Secret>,
+    cluster: &MySQLCluster,
+    credential: Credential,
+) -> Result<Credentials, String> {
+    let name = credential.secret_name(cluster).map_err(|e| e.to_string())?;
+    let secret = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading Secret {name}: {e}"))?
+        .ok_or_else(|| format!("Secret {name} not found"))?;
+    let field = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .ok_or_else(|| format!("Secret {name} has no UTF-8 {key}"))
+    };
+    Ok(Credentials {
+        user: field("username")?,
+        password: field("password")?,
+    })
+}
+
+/// Reads the credentials and the published topology, and builds the orchestrator.
+async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, String> {
+    let namespace = cluster
+        .namespace()
+        .ok_or_else(|| "the MySQLCluster has no namespace".to_string())?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let admin = credentials(&secrets, cluster, Credential::Admin).await?;
+    let replication = credentials(&secrets, cluster, Credential::Replication).await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let name = builders::topology_configmap_name(&cluster.name_any());
+    let published = configmaps
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading ConfigMap {name}: {e}"))?
+        .and_then(|cm| cm.data)
+        .and_then(|data| data.get(TOPOLOGY_KEY).cloned())
+        .and_then(|json| match Topology::parse(json.as_bytes()) {
+            Ok(topology) => Some(topology),
+            Err(e) => {
+                // Treated as never published: the plan recovers or adopts the running primary.
+                tracing::warn!(configmap = %name, error = %e, "ignoring an unreadable topology");
+                None
+            }
+        });
+    let sink = ConfigMapSink::new(client.clone(), cluster.clone())?;
+    Ok(Orchestrator::with_defaults(
+        cluster_spec(cluster),
+        cluster.spec.flavor.into(),
+        admin,
+        replication,
+        Box::new(sink),
+        published,
+    ))
+}
+
+/// Publishes topologies into the cluster's topology ConfigMap by server-side apply.
+///
+/// [`TopologySink::publish`] is synchronous and its result decides whether the orchestrator
+/// counts the topology as published, so the patch is awaited in place, inside
+/// [`tokio::task::block_in_place`]: the runtime moves its other tasks off this worker while it
+/// waits. That needs the multi-threaded runtime; on another, publishing fails cleanly.
+pub struct ConfigMapSink {
+    api: Api<ConfigMap>,
+    cluster: MySQLCluster,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ConfigMapSink {
+    pub fn new(client: Client, cluster: MySQLCluster) -> Result<Self, String> {
+        let namespace = cluster
+            .namespace()
+            .ok_or_else(|| "the MySQLCluster has no namespace".to_string())?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        Ok(Self {
+            api: Api::namespaced(client, &namespace),
+            cluster,
+            runtime,
+        })
+    }
+}
+
+impl TopologySink for ConfigMapSink {
+    fn publish(&self, topology: &Topology) -> Result<(), String> {
+        if self.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err("publishing needs the multi-threaded runtime".into());
+        }
+        let configmap =
+            builders::topology_configmap(&self.cluster, topology).map_err(|e| e.to_string())?;
+        let name = builders::topology_configmap_name(&self.cluster.name_any());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(configmap);
+        let request = tokio::time::timeout(PUBLISH_TIMEOUT, self.api.patch(&name, &params, &patch));
+        match tokio::task::block_in_place(|| self.runtime.block_on(request)) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("ConfigMap {name}: {e}")),
+            Err(_) => Err(format!(
+                "ConfigMap {name}: no answer within {} s",
+                PUBLISH_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// Orchestrates nothing: for running the reconciler alone (tests, dry runs).
+#[derive(Debug, Default)]
+pub struct Disabled;
+
+impl Orchestrations for Disabled {
+    fn ensure(&self, _cluster: &MySQLCluster) -> Snapshot {
+        Snapshot::default()
+    }
+
+    fn stop(&self, _key: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrate::Event;
+
+    fn timed(ms: u64, member: &str) -> TimedEvent {
+        TimedEvent {
+            unix_ms: ms,
+            event: Event::Seeded {
+                member: member.into(),
+                donor: "db-0".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn only_events_after_the_last_seen_are_new() {
+        let log = [timed(1, "a"), timed(2, "b"), timed(3, "c")];
+        assert_eq!(events_after(log.iter(), Some(&log[0])), log[1..].to_vec());
+        assert_eq!(events_after(log.iter(), Some(&log[2])), Vec::new());
+        assert_eq!(events_after(log.iter(), None), log.to_vec());
+    }
+
+    #[test]
+    fn members_are_the_statefulset_pods() {
+        let mut cluster = MySQLCluster::new(
+            "db",
+            serde_json::from_value(serde_json::json!({"replicas": 2})).unwrap(),
+        );
+        cluster.metadata.namespace = Some("prod".into());
+        let spec = cluster_spec(&cluster);
+        let members: Vec<_> = spec
+            .members
+            .iter()
+            .map(|m| (m.name.as_str(), m.host.as_str(), m.port))
+            .collect();
+        assert_eq!(
+            members,
+            [
+                ("db-0", "db-0.db-headless.prod.svc", 3306),
+                ("db-1", "db-1.db-headless.prod.svc", 3306)
+            ]
+        );
+    }
+}

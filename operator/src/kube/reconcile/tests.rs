@@ -1,0 +1,388 @@
+//! The reconciler against a scripted API server: the exact requests it sends.
+
+use std::sync::Mutex;
+
+use ::kube::runtime::events::Reporter;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::kube::mock::{self, Exchange, Recorded, bounded, status};
+use crate::kube::status::Snapshot;
+
+const NS: &str = "default";
+const CLUSTERS: &str = "/apis/lagless.dev/v1alpha1/namespaces/default/mysqlclusters/shop";
+const PROXY_IMAGE: &str = "registry.example/lagless-proxy:test";
+
+/// Records what the reconciler asks of the orchestration.
+#[derive(Default)]
+struct FakeOrchestrations {
+    calls: Mutex<Vec<String>>,
+}
+
+impl Orchestrations for FakeOrchestrations {
+    fn ensure(&self, cluster: &MySQLCluster) -> Snapshot {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("ensure {}", cluster_key(cluster)));
+        Snapshot::default()
+    }
+
+    fn stop(&self, key: &str) {
+        self.calls.lock().unwrap().push(format!("stop {key}"));
+    }
+}
+
+fn cluster(replicas: i32, finalizer: bool) -> MySQLCluster {
+    let spec = serde_json::from_value(json!({ "replicas": replicas })).unwrap();
+    let mut cluster = MySQLCluster::new("shop", spec);
+    cluster.metadata.namespace = Some(NS.into());
+    cluster.metadata.uid = Some("uid-1".into());
+    cluster.metadata.generation = Some(1);
+    cluster.metadata.resource_version = Some("100".into());
+    if finalizer {
+        cluster.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    }
+    cluster
+}
+
+/// Answers like an API server that holds `cluster` and nothing else: objects applied are
+/// echoed back, reads of anything else are 404.
+fn server(cluster: &MySQLCluster) -> impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static {
+    let stored = serde_json::to_value(cluster).unwrap();
+    move |request: &Exchange| {
+        if request.path.starts_with(CLUSTERS) {
+            return (200, stored.clone());
+        }
+        match request.method.as_str() {
+            "GET" => status(404, "NotFound"),
+            _ => (200, request.body.clone()),
+        }
+    }
+}
+
+struct Harness {
+    context: Arc<Context>,
+    recorded: Recorded,
+    orchestrations: Arc<FakeOrchestrations>,
+}
+
+fn harness(respond: impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static) -> Harness {
+    let (client, recorded) = mock::client(respond);
+    let orchestrations = Arc::new(FakeOrchestrations::default());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some("test".into()),
+        },
+    );
+    let context = Arc::new(Context::new(
+        client,
+        PROXY_IMAGE.into(),
+        recorder,
+        Metrics::new(),
+        orchestrations.clone(),
+    ));
+    Harness {
+        context,
+        recorded,
+        orchestrations,
+    }
+}
+
+fn lines(requests: &[Exchange]) -> Vec<String> {
+    requests.iter().map(Exchange::line).collect()
+}
+
+fn is_server_side_apply(request: &Exchange) -> bool {
+    request.method == "PATCH"
+        && request.content_type == "application/apply-patch+yaml"
+        && request.query_has("fieldManager=lagless-operator")
+        && request.query_has("force=true")
+}
+
+#[tokio::test]
+async fn first_reconcile_adds_the_finalizer_and_nothing_else() {
+    let cluster = cluster(3, false);
+    let h = harness(server(&cluster));
+    let action = bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    // The finalizer patch triggers the next reconcile itself.
+    assert_eq!(action, Action::await_change());
+    let requests = h.recorded.take();
+    assert_eq!(lines(&requests), [format!("PATCH {CLUSTERS}")]);
+    let patch = &requests[0];
+    assert_eq!(patch.content_type, "application/json-patch+json");
+    assert_eq!(
+        patch.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    );
+    assert!(h.orchestrations.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reconcile_applies_every_object_then_the_status() {
+    let cluster = cluster(3, true);
+    let h = harness(server(&cluster));
+    let action = bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(STATUS_INTERVAL));
+    let requests = h.recorded.take();
+    let core = "/api/v1/namespaces/default";
+    let apps = "/apis/apps/v1/namespaces/default";
+    assert_eq!(
+        lines(&requests),
+        [
+            format!("GET {core}/secrets/shop-admin"),
+            format!("GET {core}/secrets/shop-replication"),
+            format!("PATCH {core}/secrets/shop-admin"),
+            format!("PATCH {core}/secrets/shop-replication"),
+            format!("PATCH {core}/configmaps/shop-mysql-config"),
+            format!("PATCH {core}/services/shop-headless"),
+            format!("PATCH {apps}/statefulsets/shop"),
+            "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-mysql".into(),
+            format!("PATCH {core}/services/shop"),
+            format!("PATCH {apps}/deployments/shop-proxy"),
+            format!("PATCH {CLUSTERS}/status"),
+        ]
+    );
+    for request in &requests[2..] {
+        assert!(is_server_side_apply(request), "{request:?}");
+        assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
+    }
+    // Every object is owned by the cluster, so deleting it deletes them.
+    for request in &requests[2..10] {
+        let owner = &request.body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["uid"], "uid-1", "{}", request.path);
+        assert_eq!(owner["controller"], true);
+    }
+    let admin = &requests[2].body;
+    assert_eq!(admin["kind"], "Secret");
+    let username = admin["data"]["username"].as_str().unwrap();
+    assert_eq!(username, "bGFnbGVzc19hZG1pbg=="); // base64 of lagless_admin
+    let password = admin["data"]["password"].as_str().unwrap();
+    assert_eq!(
+        password.len(),
+        44,
+        "32 random characters, base64: {password}"
+    );
+    assert_ne!(
+        password,
+        requests[3].body["data"]["password"].as_str().unwrap()
+    );
+    assert_eq!(requests[6].body["spec"]["replicas"], 3);
+    assert_eq!(
+        requests[9].body["spec"]["template"]["spec"]["containers"][0]["image"],
+        PROXY_IMAGE
+    );
+    let status = &requests[10].body;
+    assert_eq!(status["apiVersion"], "lagless.dev/v1alpha1");
+    assert_eq!(status["kind"], "MySQLCluster");
+    assert_eq!(status["status"]["phase"], "Pending");
+    assert_eq!(status["status"]["observedGeneration"], 1);
+    assert_eq!(status["status"]["ready"], "0/3");
+    let conditions: Vec<_> = status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("Available", "False"),
+            ("Progressing", "True"),
+            ("Degraded", "False"),
+            ("FailoverInProgress", "False")
+        ]
+    );
+    assert!(
+        status["status"]["conditions"][0]["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert_eq!(
+        *h.orchestrations.calls.lock().unwrap(),
+        ["ensure default/shop"]
+    );
+    assert_eq!(h.context.metrics.reconciles.get(), 1);
+}
+
+#[tokio::test]
+async fn existing_and_user_supplied_secrets_are_left_alone() {
+    let mut cluster = cluster(1, true);
+    cluster.spec.credentials.replication_secret_name = Some("mine".into());
+    let stored = serde_json::to_value(&cluster).unwrap();
+    let h = harness(move |request: &Exchange| {
+        if request.path.starts_with(CLUSTERS) {
+            return (200, stored.clone());
+        }
+        if request.method == "GET" {
+            // The admin Secret exists.
+            return (
+                200,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-admin"}}),
+            );
+        }
+        (200, request.body.clone())
+    });
+    bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    let requests = h.recorded.take();
+    let secrets: Vec<_> = lines(&requests)
+        .into_iter()
+        .filter(|l| l.contains("/secrets/"))
+        .collect();
+    assert_eq!(
+        secrets,
+        ["GET /api/v1/namespaces/default/secrets/shop-admin"]
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_nothing_is_applied() {
+    let cluster = cluster(0, false);
+    let h = harness(server(&cluster));
+    let action = bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(INVALID_INTERVAL));
+    let requests = h.recorded.take();
+    assert_eq!(
+        lines(&requests),
+        [
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_string(),
+            format!("PATCH {CLUSTERS}/status"),
+        ]
+    );
+    let event = &requests[0].body;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InvalidSpec");
+    assert_eq!(event["regarding"]["name"], "shop");
+    assert_eq!(event["regarding"]["kind"], "MySQLCluster");
+    let note = event["note"].as_str().unwrap();
+    assert!(note.contains("spec.replicas"), "{note}");
+    let status = &requests[1].body["status"];
+    assert!(is_server_side_apply(&requests[1]));
+    assert_eq!(status["phase"], "Invalid");
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "InvalidSpec");
+    assert_eq!(degraded["message"], note);
+    assert!(h.orchestrations.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_already_reported_records_no_new_event() {
+    let mut cluster = cluster(0, false);
+    let message = cluster.validate().unwrap_err().to_string();
+    cluster.status = Some(status::invalid_status(
+        &MySQLClusterStatus::default(),
+        &message,
+        Some(1),
+        "2026-01-01T00:00:00Z",
+    ));
+    let h = harness(server(&cluster));
+    bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    // Same message and generation: no Event, and the unchanged status is not written.
+    assert_eq!(lines(&h.recorded.take()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn deletion_stops_the_orchestration_and_removes_the_finalizer() {
+    // Even an invalid spec is cleaned up.
+    let mut cluster = cluster(0, true);
+    cluster.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    let h = harness(server(&cluster));
+    let action = bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    let requests = h.recorded.take();
+    assert_eq!(
+        lines(&requests),
+        [
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_string(),
+            format!("PATCH {CLUSTERS}"),
+        ]
+    );
+    assert_eq!(requests[0].body["reason"], "Deleting");
+    assert_eq!(
+        requests[1].body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ])
+    );
+    assert_eq!(
+        *h.orchestrations.calls.lock().unwrap(),
+        ["stop default/shop"]
+    );
+}
+
+#[tokio::test]
+async fn an_api_error_fails_the_reconcile_and_backs_off() {
+    let cluster = cluster(3, true);
+    let stored = serde_json::to_value(&cluster).unwrap();
+    let h = harness(move |request: &Exchange| {
+        if request.path.starts_with(CLUSTERS) {
+            return (200, stored.clone());
+        }
+        if request.path.contains("/statefulsets/") {
+            return status(500, "InternalError");
+        }
+        match request.method.as_str() {
+            "GET" => status(404, "NotFound"),
+            _ => (200, request.body.clone()),
+        }
+    });
+    let cluster = Arc::new(cluster);
+    let error = bounded(reconcile(cluster.clone(), h.context.clone()))
+        .await
+        .unwrap_err();
+    let requests = h.recorded.take();
+    // Nothing after the failed StatefulSet: no status written from a half-applied cluster.
+    assert_eq!(
+        requests.last().map(Exchange::line).as_deref(),
+        Some("PATCH /apis/apps/v1/namespaces/default/statefulsets/shop")
+    );
+    assert_eq!(h.context.metrics.reconcile_errors.get(), 1);
+    let first = error_policy(cluster.clone(), &error, h.context.clone());
+    let second = error_policy(cluster.clone(), &error, h.context.clone());
+    assert_eq!(first, Action::requeue(MIN_BACKOFF));
+    assert_eq!(second, Action::requeue(MIN_BACKOFF * 2));
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    assert_eq!(backoff(1), Duration::from_secs(5));
+    assert_eq!(backoff(2), Duration::from_secs(10));
+    assert_eq!(backoff(4), Duration::from_secs(40));
+    assert_eq!(backoff(7), MAX_BACKOFF);
+    assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+}
+
+#[test]
+fn passwords_are_random_alphanumerics() {
+    let a = random_password().unwrap();
+    let b = random_password().unwrap();
+    assert_eq!(a.len(), 32);
+    assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()), "{a}");
+    assert_ne!(a, b);
+}

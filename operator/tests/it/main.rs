@@ -1,0 +1,8 @@
+//! The operator's integration and end-to-end tests, in one binary so they link once.
+
+mod cli;
+mod crd;
+mod helm_chart;
+mod k8s_schemas;
+mod local;
+mod orchestrate;
