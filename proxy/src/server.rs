@@ -252,7 +252,18 @@ impl Shared {
                     tracing::warn!(backend = addr, error = %e, "backend marked down");
                 }
                 self.metrics.error("backend_connect");
-                Err(ErrPacket::backend_unavailable(&e.to_string()))
+                let unreachable = matches!(
+                    e,
+                    crate::backend::AcquireError::Backend(
+                        crate::backend::BackendError::Connect { .. }
+                            | crate::backend::BackendError::ConnectTimeout(_)
+                    )
+                );
+                Err(if unreachable {
+                    ErrPacket::backend_unreachable(&e.to_string())
+                } else {
+                    ErrPacket::backend_unavailable(&e.to_string())
+                })
             }
         }
     }
@@ -272,9 +283,24 @@ impl Shared {
 
     pub async fn check_backend_login(&self, login: &Login) -> Result<(), ErrPacket> {
         let primary = self.wait_for_primary().await?;
-        self.backend(login, &primary.addr(), login.database.as_deref())
+        match self
+            .backend(login, &primary.addr(), login.database.as_deref())
             .await
-            .map(drop)
+        {
+            Ok(_) => Ok(()),
+            // A primary that does not answer is most likely being failed over: hold the login
+            // (bounded by the write hold) for the next one, as writes are held.
+            Err(err)
+                if err.is_backend_unreachable()
+                    && self.wait_for_new_primary(Some(&primary.addr())).await =>
+            {
+                let next = self.wait_for_primary().await?;
+                self.backend(login, &next.addr(), login.database.as_deref())
+                    .await
+                    .map(drop)
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 

@@ -195,14 +195,30 @@ impl ErrPacket {
         )
     }
 
-    /// No backend could be reached for this statement: ER_UNKNOWN_ERROR with the
-    /// communication-failure SQLSTATE (see [`ErrPacket::backend_lost`] for why not 2003).
+    /// No backend could serve this statement (TLS refused, pool exhausted, no primary in
+    /// time): ER_UNKNOWN_ERROR (see [`ErrPacket::backend_lost`] for why not 2003).
     pub fn backend_unavailable(detail: &str) -> Self {
+        Self::new(
+            1105,
+            "HY000",
+            format!("Can't connect to MySQL server ({detail})"),
+        )
+    }
+
+    /// The server did not accept the TCP connection at all (refused, timed out): the same
+    /// code with the communication-failure SQLSTATE, which also tells the proxy that nothing
+    /// reached a server, so the work may wait for another primary.
+    pub fn backend_unreachable(detail: &str) -> Self {
         Self::new(
             1105,
             "08S01",
             format!("Can't connect to MySQL server ({detail})"),
         )
+    }
+
+    /// Whether this is [`ErrPacket::backend_unreachable`].
+    pub fn is_backend_unreachable(&self) -> bool {
+        self.code == 1105 && &self.sqlstate == b"08S01"
     }
 
     /// ER_UNKNOWN_STMT_HANDLER.

@@ -609,7 +609,21 @@ impl Session {
         }
         if self.primary.is_none() {
             let member = self.shared.wait_for_primary().await?;
-            self.primary = Some(self.open_slot(member, Which::Primary).await?);
+            let slot = match self.open_slot(member.clone(), Which::Primary).await {
+                Ok(slot) => slot,
+                // The primary does not answer: most likely it died and a failover is coming.
+                // Nothing was sent, so the statement may wait for the next primary (bounded
+                // by the write hold) instead of failing.
+                Err(err)
+                    if err.is_backend_unreachable()
+                        && self.shared.wait_for_new_primary(Some(&member.addr())).await =>
+                {
+                    let next = self.shared.wait_for_primary().await?;
+                    self.open_slot(next, Which::Primary).await?
+                }
+                Err(err) => return Err(err),
+            };
+            self.primary = Some(slot);
         }
         self.sync_database(Which::Primary).await
     }

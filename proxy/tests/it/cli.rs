@@ -274,7 +274,10 @@ async fn mariadb_cli_with_compression() {
 /// clients: an error packet with a client-side code (2003, 2013) is "malformed" to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_cli_reads_the_proxys_own_errors() {
-    let h = Harness::start(1).await;
+    let h = Harness::start_with(1, |c| {
+        c.write_hold_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
     h.cluster.primary().kill9().unwrap();
     let out = mariadb(h.port(), "app", "app-pass", "SELECT 1").await;
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -337,7 +337,7 @@ async fn topology_changes_are_followed_and_switching_holds_writes() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let started = Instant::now();
     let err = c.query_drop("INSERT INTO s VALUES (2)").await.unwrap_err();
-    assert!(err.to_string().contains("ERROR 1105 (08S01)"), "{err}");
+    assert!(err.to_string().contains("ERROR 1105 (HY000)"), "{err}");
     assert!(
         started.elapsed() >= Duration::from_millis(2500),
         "{:?}",
@@ -419,4 +419,57 @@ async fn kill_uses_the_proxys_connection_ids() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(a.query_drop("SELECT 1").await.is_err());
     assert_eq!(server_id(&mut b).await, 101);
+}
+
+/// A primary that dies before the operator has published anything: new connections and
+/// writes that find it unreachable wait for the next primary (bounded by the write hold)
+/// instead of failing, since nothing reached a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_primary_holds_new_work_until_the_next_one() {
+    let mut h = Harness::start_with(2, |c| c.write_hold_timeout = Duration::from_secs(5)).await;
+    let mut c = h.app().await;
+    c.query_drop("CREATE TABLE f (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let head = h
+        .cluster
+        .primary()
+        .positions()
+        .await
+        .unwrap()
+        .gtid_binlog_pos;
+    let replica = &h.cluster.replicas()[0];
+    replica
+        .wait_for_gtid(&head, Duration::from_secs(10))
+        .await
+        .unwrap();
+    h.cluster.primary().kill9().unwrap();
+    // The failover that a few hundred milliseconds later promotes the replica.
+    let mut promoted = topology_of(&h.cluster, 0);
+    promoted.primary = promoted.replicas.pop();
+    let opts = h.opts("app", "app-pass", Some("app"));
+    let client = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut fresh = Conn::new(opts).await?;
+        fresh.query_drop("INSERT INTO f VALUES (1)").await?;
+        Ok::<_, mysql_async::Error>(started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    replica
+        .exec("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .await
+        .unwrap();
+    h.publish(promoted);
+    let held = client
+        .await
+        .unwrap()
+        .expect("the held login and write succeed");
+    assert!(held >= Duration::from_millis(500), "it was held: {held:?}");
+    // The existing session's next write goes to the new primary too.
+    c.query_drop("INSERT INTO f VALUES (2)").await.unwrap();
+    let ids: Option<String> = c
+        .query_first("SELECT GROUP_CONCAT(id ORDER BY id) FROM f")
+        .await
+        .unwrap();
+    assert_eq!(ids.as_deref(), Some("1,2"));
 }
