@@ -11,8 +11,8 @@ RUNS=${1:-5}
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 for i in $(seq "$RUNS"); do
-  cargo test -q -p lagless-operator --test orchestrate -- --nocapture \
-    fails_over_when_the_primary_is_killed planned_switchover_under_load 2>&1 |
+  cargo test -q -p lagless-operator --test it -- --nocapture \
+    orchestrate::fails_over_when_the_primary_is_killed orchestrate::planned_switchover_under_load 2>&1 |
     grep -E "accepted again|switchover:" | sed "s/^[.]*//" | tee -a "$OUT" >&2
 done
 ms() { awk '{ v=$1; if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /µs$/) { sub(/µs$/,"",v); v/=1000 } else { sub(/s$/,"",v); v*=1000 } print v }'; }

@@ -6,6 +6,7 @@
 //! - [`crd`] and [`kube`]: the `MySQLCluster` resource, the objects built from it and the
 //!   Kubernetes controller (see `docs/kubernetes.md`).
 
+pub mod agent;
 pub mod crd;
 pub mod kube;
 pub mod local;

@@ -22,6 +22,9 @@ enum Command {
     Proxy(Box<lagless_proxy::config::Args>),
     /// Run the Kubernetes controller: reconcile MySQLClusters (see docs/kubernetes.md).
     Controller(lagless_operator::kube::controller::ControllerArgs),
+    /// Seeding agent of a member pod: serve backups of the local server, or `fetch` one
+    /// into an empty data directory (see docs/kubernetes.md).
+    Agent(lagless_operator::agent::AgentArgs),
 }
 
 fn main() {
@@ -34,6 +37,9 @@ fn main() {
         Some(Command::Proxy(args)) => std::process::exit(lagless_proxy::cli::run(*args)),
         Some(Command::Controller(args)) => {
             std::process::exit(lagless_operator::kube::controller::run(args, &cli.log))
+        }
+        Some(Command::Agent(args)) => {
+            std::process::exit(lagless_operator::agent::run(args, &cli.log))
         }
         None => {
             eprintln!(

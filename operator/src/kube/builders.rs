@@ -17,6 +17,8 @@
 //! | topology ConfigMap | `c-topology` |
 //! | proxy users Secret (given by the user) | `c-proxy-users` |
 //! | credential Secrets (when the spec names none) | `c-admin`, `c-replication` |
+//! | seeding agent token Secret (always generated) | `c-agent` |
+//! | NetworkPolicy of the members | `c-mysql` |
 //!
 //! The builders assume a spec that passed [`MySQLCluster::validate`]: server options are
 //! written as given.
@@ -31,11 +33,15 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    ExecAction, HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    Secret, SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -50,6 +56,23 @@ pub const MYSQL_PORT: i32 = 3306;
 
 /// The proxy's admin HTTP port (`/healthz`, `/readyz`, `/metrics`, `/topology`).
 pub const PROXY_ADMIN_PORT: i32 = 9104;
+
+/// The seeding agent's port in a member pod (see [`crate::agent`]).
+pub const AGENT_PORT: i32 = crate::agent::AGENT_PORT as i32;
+
+/// The operator image used when the operator is given none: the operator of this release. A
+/// member pod takes the agent program from it.
+pub const DEFAULT_OPERATOR_IMAGE: &str = concat!(
+    "ghcr.io/lagless-dev/lagless-operator:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// Where a member pod's containers find the agent program (an `emptyDir` filled by the
+/// `agent-install` init container).
+const AGENT_BIN_MOUNT: &str = "/lagless/bin";
+
+/// Where the agent token Secret is mounted; the token is the file `token` in it.
+const AGENT_TOKEN_MOUNT: &str = "/etc/lagless/agent";
 
 /// The proxy image used when the operator is given none: the proxy of this release.
 pub const DEFAULT_PROXY_IMAGE: &str = concat!(
@@ -133,16 +156,23 @@ pub enum Credential {
     Admin,
     /// The account replicas connect to their source with.
     Replication,
+    /// The seeding agents' token (the Secret's `password`); never named by the spec.
+    Agent,
 }
 
 impl Credential {
-    pub const ALL: [Credential; 2] = [Credential::Admin, Credential::Replication];
+    pub const ALL: [Credential; 3] = [
+        Credential::Admin,
+        Credential::Replication,
+        Credential::Agent,
+    ];
 
     /// The purpose, as the key of the generated passwords and the suffix of generated names.
     pub fn as_str(self) -> &'static str {
         match self {
             Credential::Admin => "admin",
             Credential::Replication => "replication",
+            Credential::Agent => "agent",
         }
     }
 
@@ -151,6 +181,7 @@ impl Credential {
         match self {
             Credential::Admin => "lagless_admin",
             Credential::Replication => "lagless_repl",
+            Credential::Agent => "lagless-agent",
         }
     }
 
@@ -162,6 +193,7 @@ impl Credential {
         Ok(match self {
             Credential::Admin => credentials.admin_secret(name),
             Credential::Replication => credentials.replication_secret(name),
+            Credential::Agent => agent_secret_name(name),
         })
     }
 
@@ -170,6 +202,7 @@ impl Credential {
         match self {
             Credential::Admin => spec.credentials.admin_secret_name.is_some(),
             Credential::Replication => spec.credentials.replication_secret_name.is_some(),
+            Credential::Agent => false,
         }
     }
 }
@@ -234,6 +267,16 @@ pub fn client_service_name(cluster: &str) -> String {
 /// the proxies can start.
 pub fn proxy_users_secret_name(cluster: &str) -> String {
     format!("{cluster}-proxy-users")
+}
+
+/// The Secret with the seeding agents' token (key `password`).
+pub fn agent_secret_name(cluster: &str) -> String {
+    format!("{cluster}-agent")
+}
+
+/// The NetworkPolicy of the members.
+pub fn network_policy_name(cluster: &str) -> String {
+    format!("{cluster}-mysql")
 }
 
 /// The PodDisruptionBudget of the members.
@@ -617,10 +660,124 @@ fn server_env(ctx: &Context<'_>, cluster: &MySQLCluster) -> Result<Vec<EnvVar>, 
     ])
 }
 
+/// The init step of a MariaDB member: on an empty data directory, except member 0's (which
+/// initializes a new cluster), copy a member's data with `agent fetch`. The donors are tried
+/// in order, this pod skipped; while none answers the step fails and the kubelet retries it.
+fn seed_command(ctx: &Context<'_>) -> Vec<String> {
+    let mut from = String::new();
+    for ordinal in 0..u32::try_from(ctx.spec.replicas).unwrap_or(0) {
+        let host = member_host(ctx.name, ctx.namespace, ordinal);
+        let _ = write!(from, " --from http://{host}:{AGENT_PORT}");
+    }
+    let script = format!(
+        r#"set -eu
+ordinal="${{HOSTNAME##*-}}"
+if [ "$ordinal" = 0 ]; then exit 0; fi
+exec {AGENT_BIN_MOUNT}/lagless-operator agent fetch --if-empty --datadir {DATA_MOUNT} --token-file {AGENT_TOKEN_MOUNT}/token{from}
+"#
+    );
+    vec!["bash".into(), "-c".into(), script]
+}
+
+/// The seeding containers of a MariaDB member (see [`crate::agent`]): `agent-install` copies
+/// the agent from the operator image, `seed` fills an empty data directory from a donor (both
+/// init containers), and the `agent` sidecar serves this member's backups. The agent runs in
+/// the server's image, which has the matching `mariadb-backup`.
+fn agent_containers(
+    ctx: &Context<'_>,
+    cluster: &MySQLCluster,
+    operator_image: &str,
+) -> Result<(Vec<Container>, Container), BuildError> {
+    let admin = Credential::Admin.secret_name(cluster)?;
+    let image = ctx.spec.image().to_string();
+    let install = Container {
+        name: "agent-install".into(),
+        image: Some(operator_image.to_string()),
+        command: Some(vec![
+            "lagless-operator".into(),
+            "agent".into(),
+            "install".into(),
+            format!("{AGENT_BIN_MOUNT}/lagless-operator"),
+        ]),
+        volume_mounts: Some(vec![mount("agent-bin", AGENT_BIN_MOUNT, false)]),
+        ..Container::default()
+    };
+    let seed = Container {
+        name: "seed".into(),
+        image: Some(image.clone()),
+        command: Some(seed_command(ctx)),
+        resources: resources(&ctx.spec.resources),
+        volume_mounts: Some(vec![
+            mount("data", DATA_MOUNT, false),
+            mount("agent-bin", AGENT_BIN_MOUNT, true),
+            mount("agent-token", AGENT_TOKEN_MOUNT, true),
+        ]),
+        ..Container::default()
+    };
+    let agent = Container {
+        name: "agent".into(),
+        image: Some(image),
+        command: Some(vec![
+            format!("{AGENT_BIN_MOUNT}/lagless-operator"),
+            "agent".into(),
+            "--listen".into(),
+            format!("0.0.0.0:{AGENT_PORT}"),
+            "--datadir".into(),
+            DATA_MOUNT.into(),
+            "--mysql-port".into(),
+            MYSQL_PORT.to_string(),
+            "--token-file".into(),
+            format!("{AGENT_TOKEN_MOUNT}/token"),
+        ]),
+        env: Some(vec![
+            env_from_secret("LAGLESS_ADMIN_USER", &admin, "username"),
+            env_from_secret("LAGLESS_ADMIN_PASSWORD", &admin, "password"),
+        ]),
+        ports: Some(vec![port("agent", AGENT_PORT)]),
+        volume_mounts: Some(vec![
+            mount("data", DATA_MOUNT, false),
+            mount("agent-bin", AGENT_BIN_MOUNT, true),
+            mount("agent-token", AGENT_TOKEN_MOUNT, true),
+        ]),
+        ..Container::default()
+    };
+    Ok((vec![install, seed], agent))
+}
+
+/// The volumes of [`agent_containers`].
+fn agent_volumes(ctx: &Context<'_>) -> [Volume; 2] {
+    [
+        Volume {
+            name: "agent-bin".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        Volume {
+            name: "agent-token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(agent_secret_name(ctx.name)),
+                items: Some(vec![KeyToPath {
+                    key: "password".into(),
+                    path: "token".into(),
+                    ..KeyToPath::default()
+                }]),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ]
+}
+
 /// The StatefulSet of database servers: `spec.replicas` members started in parallel, each
 /// read-only with its own server id, the cluster's GTID domain and binary log, and a data
-/// volume from `spec.storage`.
-pub fn statefulset(cluster: &MySQLCluster) -> Result<StatefulSet, BuildError> {
+/// volume from `spec.storage`. A MariaDB member also runs the seeding agent (program from
+/// `operator_image`, e.g. [`DEFAULT_OPERATOR_IMAGE`]): a new member copies its data from
+/// another before its server starts.
+pub fn statefulset(
+    cluster: &MySQLCluster,
+    operator_image: &str,
+) -> Result<StatefulSet, BuildError> {
     let ctx = Context::new(cluster)?;
     let spec = ctx.spec;
     let flavor = spec.flavor;
@@ -646,24 +803,40 @@ pub fn statefulset(cluster: &MySQLCluster) -> Result<StatefulSet, BuildError> {
         liveness_probe: Some(exec_probe(ping_command(flavor), 10, 10, 6)),
         ..Container::default()
     };
+    let mut containers = vec![container];
+    let mut init_containers = None;
+    let mut volumes = Vec::new();
+    // The MySQL image has no mariadb-backup: its members are not seeded yet.
+    if flavor == Flavor::Mariadb {
+        let (init, agent) = agent_containers(&ctx, cluster, operator_image)?;
+        containers.push(agent);
+        init_containers = Some(init);
+        volumes.extend(agent_volumes(&ctx));
+    }
     let pod = PodSpec {
-        containers: vec![container],
-        volumes: Some(vec![
-            configmap_volume(
-                "config",
-                server_config_name(ctx.name),
-                &[SERVER_CONFIG_KEY],
-                None,
-            ),
-            // Not executable: the entrypoint then sources the script, which gives it
-            // `docker_process_sql`.
-            configmap_volume(
-                "init",
-                server_config_name(ctx.name),
-                &[INIT_SCRIPT_KEY],
-                Some(0o444),
-            ),
-        ]),
+        containers,
+        init_containers,
+        volumes: Some(
+            vec![
+                configmap_volume(
+                    "config",
+                    server_config_name(ctx.name),
+                    &[SERVER_CONFIG_KEY],
+                    None,
+                ),
+                // Not executable: the entrypoint then sources the script, which gives it
+                // `docker_process_sql`.
+                configmap_volume(
+                    "init",
+                    server_config_name(ctx.name),
+                    &[INIT_SCRIPT_KEY],
+                    Some(0o444),
+                ),
+            ]
+            .into_iter()
+            .chain(volumes)
+            .collect(),
+        ),
         affinity: Some(ctx.spread_over_nodes(Component::Mysql)),
         termination_grace_period_seconds: Some(MYSQL_TERMINATION_GRACE_SECONDS),
         ..PodSpec::default()
@@ -889,10 +1062,59 @@ pub fn pod_disruption_budget(cluster: &MySQLCluster) -> Result<PodDisruptionBudg
     })
 }
 
+/// The NetworkPolicy `<cluster>-mysql`: the members accept connections only on the MySQL
+/// port, from pods of their namespace and from the operator's pods (in any namespace), and on
+/// the agent port only from pods of their namespace.
+pub fn network_policy(cluster: &MySQLCluster) -> Result<NetworkPolicy, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let same_namespace = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    };
+    let operator = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                ("app.kubernetes.io/name".to_string(), "lagless".to_string()),
+                (
+                    "app.kubernetes.io/component".to_string(),
+                    "operator".to_string(),
+                ),
+            ])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let tcp = |port: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    };
+    Ok(NetworkPolicy {
+        metadata: ctx.meta(network_policy_name(ctx.name), Component::Mysql),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(ctx.selector(Component::Mysql)),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: Some(vec![same_namespace.clone(), operator]),
+                    ports: Some(vec![tcp(MYSQL_PORT)]),
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![same_namespace]),
+                    ports: Some(vec![tcp(AGENT_PORT)]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    })
+}
+
 /// The credential Secrets to create for the credentials the spec names no Secret for:
-/// `<cluster>-admin` and `<cluster>-replication`, each with `username` (see
-/// [`Credential::default_username`]) and `password`. `generated` maps each purpose
-/// ([`Credential::as_str`]: `admin`, `replication`) to a password the caller generated; a
+/// `<cluster>-admin` and `<cluster>-replication`, and always `<cluster>-agent` (the agent
+/// token), each with `username` (see [`Credential::default_username`]) and `password`.
+/// `generated` maps each purpose ([`Credential::as_str`]: `admin`, `replication`, `agent`) to
+/// a password the caller generated; a
 /// purpose the spec covers needs none. The caller must generate each password once and keep
 /// the Secret: a new password does not change the accounts already created.
 pub fn credentials_secrets(

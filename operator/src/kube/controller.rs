@@ -15,7 +15,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 
-use super::builders::DEFAULT_PROXY_IMAGE;
+use super::builders::{DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE};
 use super::lease::LeaderElector;
 use super::metrics::Metrics;
 use super::orchestration::Supervisor;
@@ -52,6 +52,10 @@ pub struct ControllerArgs {
     /// The lagless-proxy image of each cluster's proxy Deployment.
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_PROXY_IMAGE)]
     pub proxy_image: String,
+
+    /// The operator image: member pods run its seeding agent (`lagless-operator agent`).
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_OPERATOR_IMAGE)]
+    pub operator_image: String,
 }
 
 /// Runs the controller until a signal or, with leader election, the loss of the Lease; returns
@@ -174,13 +178,16 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
         recorder.clone(),
         metrics.clone(),
     ));
-    let context = Arc::new(Context::new(
-        client.clone(),
-        args.proxy_image.clone(),
-        recorder,
-        metrics,
-        supervisor,
-    ));
+    let context = Arc::new(
+        Context::new(
+            client.clone(),
+            args.proxy_image.clone(),
+            recorder,
+            metrics,
+            supervisor,
+        )
+        .with_operator_image(args.operator_image.clone()),
+    );
     tracing::info!(
         namespace = namespace.unwrap_or("<all>"),
         "controller starting"

@@ -4,8 +4,8 @@
 //! - [`builders`]: pure functions from a `MySQLCluster` (with `metadata.name`,
 //!   `metadata.namespace` and `metadata.uid` set) to the objects the reconciler server-side
 //!   applies: the StatefulSet of database servers and its configuration, the Services, the
-//!   proxy Deployment, the topology ConfigMap, the PodDisruptionBudget and generated credential
-//!   Secrets. They make no API calls and no randomness.
+//!   proxy Deployment, the topology ConfigMap, the PodDisruptionBudget, the NetworkPolicy and
+//!   generated credential Secrets (with the seeding agents' token). They make no API calls and no randomness.
 //! - [`reconcile`]: one reconciliation of a `MySQLCluster` (validate, finalizer, apply, status).
 //! - [`status`]: pure functions from what the operator knows to the status it reports and the
 //!   Kubernetes Events it records.

@@ -62,6 +62,8 @@ pub struct Context {
     pub client: Client,
     /// The lagless-proxy image of each cluster's proxy Deployment.
     pub proxy_image: String,
+    /// The operator image, whose agent program the member pods run.
+    pub operator_image: String,
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub orchestrations: Arc<dyn Orchestrations>,
@@ -80,11 +82,19 @@ impl Context {
         Self {
             client,
             proxy_image,
+            operator_image: builders::DEFAULT_OPERATOR_IMAGE.to_string(),
             recorder,
             metrics,
             orchestrations,
             failures: Mutex::default(),
         }
+    }
+
+    /// The operator image the member pods take the agent from (else
+    /// [`builders::DEFAULT_OPERATOR_IMAGE`]).
+    pub fn with_operator_image(mut self, image: String) -> Self {
+        self.operator_image = image;
+        self
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -324,7 +334,8 @@ async fn apply(
     let secrets = missing_credentials(client, &namespace, cluster).await?;
     let server_config = builders::server_configmap(cluster)?;
     let headless = builders::headless_service(cluster)?;
-    let statefulset = builders::statefulset(cluster)?;
+    let statefulset = builders::statefulset(cluster, &ctx.operator_image)?;
+    let network_policy = builders::network_policy(cluster)?;
     let pdb = builders::pod_disruption_budget(cluster)?;
     let client_service = builders::client_service(cluster)?;
     let proxy = builders::proxy_deployment(cluster, &ctx.proxy_image)?;
@@ -334,6 +345,7 @@ async fn apply(
     }
     apply_object(client, &namespace, &server_config).await?;
     apply_object(client, &namespace, &headless).await?;
+    apply_object(client, &namespace, &network_policy).await?;
     apply_object(client, &namespace, &statefulset).await?;
     apply_object(client, &namespace, &pdb).await?;
     apply_object(client, &namespace, &client_service).await?;

@@ -7,8 +7,9 @@ use std::process::Command;
 
 use lagless_operator::crd::{Flavor, MySQLCluster, ServiceType};
 use lagless_operator::kube::{
-    DEFAULT_PROXY_IMAGE, client_service, credentials_secrets, headless_service, member_host,
-    pod_disruption_budget, proxy_deployment, server_configmap, statefulset, topology_configmap,
+    DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE, client_service, credentials_secrets,
+    headless_service, member_host, network_policy, pod_disruption_budget, proxy_deployment,
+    server_configmap, statefulset, topology_configmap,
 };
 use lagless_proxy::topology::{Flavor as TopologyFlavor, Member, Topology, TopologyState};
 
@@ -44,13 +45,19 @@ fn topology(cluster: &MySQLCluster) -> Topology {
 fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
     let to = |name: &str, v: serde_json::Value| (name.to_string(), v);
     let json = |r: Result<serde_json::Value, serde_json::Error>| r.unwrap();
-    let generated: BTreeMap<String, String> = [("admin", "a-secret"), ("replication", "r-secret")]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .into();
+    let generated: BTreeMap<String, String> = [
+        ("admin", "a-secret"),
+        ("replication", "r-secret"),
+        ("agent", "t-secret"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
     let mut out = vec![
         to(
             "statefulset",
-            json(serde_json::to_value(statefulset(cluster).unwrap())),
+            json(serde_json::to_value(
+                statefulset(cluster, DEFAULT_OPERATOR_IMAGE).unwrap(),
+            )),
         ),
         to(
             "server-config",
@@ -81,6 +88,10 @@ fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
             json(serde_json::to_value(
                 pod_disruption_budget(cluster).unwrap(),
             )),
+        ),
+        to(
+            "network-policy",
+            json(serde_json::to_value(network_policy(cluster).unwrap())),
         ),
     ];
     for (i, s) in credentials_secrets(cluster, &generated)
@@ -126,7 +137,7 @@ fn built_objects_and_the_crd_pass_the_kubernetes_schemas() {
     let mut files = vec![repo("crds/mysqlcluster.yaml")];
     for (label, cluster) in [("example", example()), ("variant", variant)] {
         let objects = built(&cluster);
-        assert!(objects.len() >= 7);
+        assert!(objects.len() >= 9);
         for (name, value) in objects {
             assert!(
                 value["apiVersion"].is_string() && value["kind"].is_string(),

@@ -1,5 +1,6 @@
 //! The operator's integration and end-to-end tests, in one binary so they link once.
 
+mod agent;
 mod cli;
 mod crd;
 mod helm_chart;

@@ -102,9 +102,14 @@ fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
     let generated = BTreeMap::from([
         ("admin".to_string(), "pw-a".to_string()),
         ("replication".to_string(), "pw-r".to_string()),
+        ("agent".to_string(), "pw-t".to_string()),
     ]);
     let mut objects = vec![
-        json(&statefulset(cluster).unwrap(), "apps/v1", "StatefulSet"),
+        json(
+            &statefulset(cluster, "op-img").unwrap(),
+            "apps/v1",
+            "StatefulSet",
+        ),
         json(&server_configmap(cluster).unwrap(), "v1", "ConfigMap"),
         json(&headless_service(cluster).unwrap(), "v1", "Service"),
         json(&client_service(cluster).unwrap(), "v1", "Service"),
@@ -123,6 +128,11 @@ fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
             "policy/v1",
             "PodDisruptionBudget",
         ),
+        json(
+            &network_policy(cluster).unwrap(),
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+        ),
     ];
     for secret in credentials_secrets(cluster, &generated).unwrap() {
         objects.push(json(&secret, "v1", "Secret"));
@@ -134,7 +144,7 @@ fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
 fn every_object_has_labels_owner_and_serializes_with_kind() {
     for cluster in [defaults(), big(), mysql()] {
         let name = cluster.metadata.name.clone().unwrap();
-        let sts = statefulset(&cluster).unwrap();
+        let sts = statefulset(&cluster, "op-img").unwrap();
         assert_common(&sts.metadata, &name, &name, "mysql");
         let cm = server_configmap(&cluster).unwrap();
         assert_common(
@@ -171,7 +181,7 @@ fn missing_metadata_is_an_error() {
     let mut cluster = defaults();
     cluster.metadata.uid = None;
     assert_eq!(
-        statefulset(&cluster).unwrap_err(),
+        statefulset(&cluster, "op-img").unwrap_err(),
         BuildError::MissingMetadata("uid")
     );
     let mut cluster = defaults();
@@ -191,7 +201,7 @@ fn missing_metadata_is_an_error() {
 #[test]
 fn default_statefulset() {
     let cluster = defaults();
-    let sts = statefulset(&cluster).unwrap();
+    let sts = statefulset(&cluster, "op-img").unwrap();
     let spec = &sts.spec;
     assert_eq!(spec.replicas, Some(3));
     assert_eq!(spec.service_name.as_deref(), Some("db-headless"));
@@ -318,7 +328,8 @@ fn default_statefulset() {
             .any(|m| m.name == "config" && m.mount_path == "/etc/mysql/conf.d")
     );
     let volumes = pod.volumes.as_ref().unwrap();
-    for v in volumes {
+    // The seeding agent's volumes are checked in their own test.
+    for v in volumes.iter().filter(|v| !v.name.starts_with("agent-")) {
         assert_eq!(v.config_map.as_ref().unwrap().name, "db-mysql-config");
     }
     // The account script must not be executable, so the entrypoint sources it.
@@ -341,7 +352,7 @@ fn probe_command_text(probe: &Probe) -> String {
 #[test]
 fn probes_check_the_server_answers_and_never_replication() {
     for cluster in [defaults(), big(), mysql()] {
-        let sts = statefulset(&cluster).unwrap();
+        let sts = statefulset(&cluster, "op-img").unwrap();
         let c = mysql_container(&sts);
         let admin = admin_client(cluster.spec.flavor);
         for probe in [&c.readiness_probe, &c.liveness_probe, &c.startup_probe] {
@@ -395,7 +406,7 @@ fn default_server_config_is_read_only_gtid_strict_row() {
 #[test]
 fn five_members_with_overrides_semi_sync_and_load_balancer() {
     let cluster = big();
-    let sts = statefulset(&cluster).unwrap();
+    let sts = statefulset(&cluster, "op-img").unwrap();
     assert_eq!(sts.spec.replicas, Some(5));
     let c = mysql_container(&sts);
     assert_eq!(c.image.as_deref(), Some("registry.example/mariadb:10.11.9"));
@@ -454,7 +465,7 @@ fn five_members_with_overrides_semi_sync_and_load_balancer() {
 
     // The config hash changes with the configuration.
     let hash = |c: &MySQLCluster| {
-        statefulset(c)
+        statefulset(c, "op-img")
             .unwrap()
             .spec
             .template
@@ -507,9 +518,12 @@ fn five_members_with_overrides_semi_sync_and_load_balancer() {
         "shop-root"
     );
 
-    let generated = BTreeMap::from([("replication".to_string(), "r3pl".to_string())]);
+    let generated = BTreeMap::from([
+        ("replication".to_string(), "r3pl".to_string()),
+        ("agent".to_string(), "t".to_string()),
+    ]);
     let secrets = credentials_secrets(&cluster, &generated).unwrap();
-    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets.len(), 2);
     assert_eq!(
         secrets[0].metadata.name.as_deref(),
         Some("shop-replication")
@@ -522,7 +536,7 @@ fn five_members_with_overrides_semi_sync_and_load_balancer() {
 #[test]
 fn mysql_flavor() {
     let cluster = mysql();
-    let sts = statefulset(&cluster).unwrap();
+    let sts = statefulset(&cluster, "op-img").unwrap();
     let c = mysql_container(&sts);
     assert_eq!(c.image.as_deref(), Some(crate::crd::DEFAULT_MYSQL_IMAGE));
     let script = &c.command.as_ref().unwrap()[2];
@@ -672,13 +686,18 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
     let generated = BTreeMap::from([
         ("admin".to_string(), "a'dm\\in".to_string()),
         ("replication".to_string(), "repl".to_string()),
+        ("agent".to_string(), "t0ken".to_string()),
     ]);
     let secrets = credentials_secrets(&defaults(), &generated).unwrap();
     let names: Vec<_> = secrets
         .iter()
         .map(|s| s.metadata.name.clone().unwrap())
         .collect();
-    assert_eq!(names, ["db-admin", "db-replication"]);
+    assert_eq!(names, ["db-admin", "db-replication", "db-agent"]);
+    assert_eq!(
+        secrets[2].data.as_ref().unwrap()["password"],
+        ByteString(b"t0ken".to_vec())
+    );
     for secret in &secrets {
         assert_common(
             &secret.metadata,
@@ -703,10 +722,14 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
         admin_secret_name: Some("a".into()),
         replication_secret_name: Some("r".into()),
     };
-    assert!(
-        credentials_secrets(&all_given, &BTreeMap::new())
-            .unwrap()
-            .is_empty()
+    // The agent token is always generated: no spec field names it.
+    let only_agent = BTreeMap::from([("agent".to_string(), "t".to_string())]);
+    let secrets = credentials_secrets(&all_given, &only_agent).unwrap();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].metadata.name.as_deref(), Some("db-agent"));
+    assert_eq!(
+        credentials_secrets(&all_given, &BTreeMap::new()).unwrap_err(),
+        BuildError::MissingPassword("agent")
     );
 }
 
@@ -738,7 +761,7 @@ fn the_preamble_derives_server_id_from_the_ordinal() {
         std::env::var("PATH").unwrap_or_default()
     );
     let cluster = big();
-    let sts = statefulset(&cluster).unwrap();
+    let sts = statefulset(&cluster, "op-img").unwrap();
     let command = mysql_container(&sts).command.clone().unwrap();
     let run = |hostname: &str| {
         Command::new(&command[0])
@@ -790,4 +813,214 @@ fn the_account_script_quotes_credentials() {
         sql.contains("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';"),
         "{sql}"
     );
+}
+
+fn container<'a>(containers: &'a [Container], name: &str) -> &'a Container {
+    containers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+#[test]
+fn mariadb_members_run_the_seeding_agent_and_init_step() {
+    let cluster = defaults();
+    let sts = statefulset(&cluster, "registry.example/op:1").unwrap();
+    let pod = pod_template(&sts).spec.as_ref().unwrap();
+    assert_eq!(pod.containers[0].name, "mysql");
+    let agent = container(&pod.containers, "agent");
+    // The agent runs in the server's image (its mariadb-backup matches the server).
+    assert_eq!(
+        agent.image.as_deref(),
+        Some(crate::crd::DEFAULT_MARIADB_IMAGE)
+    );
+    let command = agent.command.as_ref().unwrap().join(" ");
+    assert_eq!(
+        command,
+        "/lagless/bin/lagless-operator agent --listen 0.0.0.0:3307 --datadir /var/lib/mysql \
+         --mysql-port 3306 --token-file /etc/lagless/agent/token"
+    );
+    let ports = agent.ports.as_ref().unwrap();
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].container_port),
+        (Some("agent"), 3307)
+    );
+    let env: Vec<_> = agent
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["LAGLESS_ADMIN_USER", "LAGLESS_ADMIN_PASSWORD"]);
+    let mounts = |c: &Container| -> Vec<(String, String, bool)> {
+        c.volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    m.mount_path.clone(),
+                    m.read_only == Some(true),
+                )
+            })
+            .collect()
+    };
+    let shared = vec![
+        ("data".to_string(), "/var/lib/mysql".to_string(), false),
+        ("agent-bin".to_string(), "/lagless/bin".to_string(), true),
+        (
+            "agent-token".to_string(),
+            "/etc/lagless/agent".to_string(),
+            true,
+        ),
+    ];
+    assert_eq!(mounts(agent), shared);
+
+    let init = pod.init_containers.as_ref().unwrap();
+    let names: Vec<_> = init.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["agent-install", "seed"]);
+    let install = &init[0];
+    assert_eq!(install.image.as_deref(), Some("registry.example/op:1"));
+    assert_eq!(
+        install.command.as_ref().unwrap().join(" "),
+        "lagless-operator agent install /lagless/bin/lagless-operator"
+    );
+    let seed = &init[1];
+    assert_eq!(
+        seed.image.as_deref(),
+        Some(crate::crd::DEFAULT_MARIADB_IMAGE)
+    );
+    assert_eq!(mounts(seed), shared);
+    let script = &seed.command.as_ref().unwrap()[2];
+    assert!(
+        script.contains(r#"if [ "$ordinal" = 0 ]; then exit 0; fi"#),
+        "{script}"
+    );
+    assert!(
+        script.contains(
+            "exec /lagless/bin/lagless-operator agent fetch --if-empty --datadir /var/lib/mysql \
+             --token-file /etc/lagless/agent/token \
+             --from http://db-0.db-headless.shop-ns.svc:3307 \
+             --from http://db-1.db-headless.shop-ns.svc:3307 \
+             --from http://db-2.db-headless.shop-ns.svc:3307\n"
+        ),
+        "{script}"
+    );
+
+    let volumes = pod.volumes.as_ref().unwrap();
+    let bin = volumes.iter().find(|v| v.name == "agent-bin").unwrap();
+    assert!(bin.empty_dir.is_some());
+    let token = volumes.iter().find(|v| v.name == "agent-token").unwrap();
+    let secret = token.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("db-agent"));
+    let items = secret.items.as_ref().unwrap();
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("password", "token")
+    );
+    // Not world-readable.
+    assert_eq!(secret.default_mode.map(|m| m & 0o007), Some(0));
+}
+
+#[test]
+fn mysql_members_have_no_seeding_agent() {
+    let sts = statefulset(&mysql(), "op").unwrap();
+    let pod = pod_template(&sts).spec.as_ref().unwrap();
+    assert_eq!(pod.containers.len(), 1);
+    assert!(pod.init_containers.is_none());
+    assert!(
+        pod.volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|v| !v.name.starts_with("agent"))
+    );
+}
+
+#[test]
+fn the_seed_step_skips_member_zero() {
+    let Some(mut bash) = bash() else {
+        return;
+    };
+    let sts = statefulset(&defaults(), "op").unwrap();
+    let pod = pod_template(&sts).spec.as_ref().unwrap();
+    let script = pod.init_containers.as_ref().unwrap()[1]
+        .command
+        .as_ref()
+        .unwrap()[2]
+        .clone();
+    let out = bash
+        .arg("-c")
+        .arg(&script)
+        .env("HOSTNAME", "db-0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Any other member runs the fetch (absent here, so the step fails, as it must).
+    let Some(mut again) = super::tests::bash() else {
+        return;
+    };
+    let out = again
+        .arg("-c")
+        .arg(&script)
+        .env("HOSTNAME", "db-2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/lagless/bin/lagless-operator"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_network_policy_keeps_the_agent_inside_the_namespace() {
+    let cluster = defaults();
+    let policy = network_policy(&cluster).unwrap();
+    assert_common(&policy.metadata, "db-mysql", "db", "mysql");
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels,
+        Some(selector_labels("db", Component::Mysql))
+    );
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let rules = spec.ingress.unwrap();
+    assert_eq!(rules.len(), 2);
+    let port_of = |r: &NetworkPolicyIngressRule| {
+        let ports = r.ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+        ports[0].port.clone().unwrap()
+    };
+    let same_namespace = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    };
+    // The agent port: pods of this namespace only (no namespace selector).
+    assert_eq!(port_of(&rules[1]), IntOrString::Int(3307));
+    assert_eq!(
+        rules[1].from.as_ref().unwrap(),
+        &vec![same_namespace.clone()]
+    );
+    // MySQL: this namespace, and the operator wherever it runs.
+    assert_eq!(port_of(&rules[0]), IntOrString::Int(3306));
+    let from = rules[0].from.as_ref().unwrap();
+    assert_eq!(from[0], same_namespace);
+    assert_eq!(from[1].namespace_selector, Some(LabelSelector::default()));
+    let operator = from[1]
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(operator["app.kubernetes.io/component"], "operator");
+    assert_eq!(operator["app.kubernetes.io/name"], "lagless");
 }

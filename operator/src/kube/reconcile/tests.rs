@@ -142,10 +142,13 @@ async fn reconcile_applies_every_object_then_the_status() {
         [
             format!("GET {core}/secrets/shop-admin"),
             format!("GET {core}/secrets/shop-replication"),
+            format!("GET {core}/secrets/shop-agent"),
             format!("PATCH {core}/secrets/shop-admin"),
             format!("PATCH {core}/secrets/shop-replication"),
+            format!("PATCH {core}/secrets/shop-agent"),
             format!("PATCH {core}/configmaps/shop-mysql-config"),
             format!("PATCH {core}/services/shop-headless"),
+            "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-mysql".into(),
             format!("PATCH {apps}/statefulsets/shop"),
             "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-mysql".into(),
             format!("PATCH {core}/services/shop"),
@@ -153,17 +156,17 @@ async fn reconcile_applies_every_object_then_the_status() {
             format!("PATCH {CLUSTERS}/status"),
         ]
     );
-    for request in &requests[2..] {
+    for request in &requests[3..] {
         assert!(is_server_side_apply(request), "{request:?}");
         assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
     }
     // Every object is owned by the cluster, so deleting it deletes them.
-    for request in &requests[2..10] {
+    for request in &requests[3..13] {
         let owner = &request.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], "uid-1", "{}", request.path);
         assert_eq!(owner["controller"], true);
     }
-    let admin = &requests[2].body;
+    let admin = &requests[3].body;
     assert_eq!(admin["kind"], "Secret");
     let username = admin["data"]["username"].as_str().unwrap();
     assert_eq!(username, "bGFnbGVzc19hZG1pbg=="); // base64 of lagless_admin
@@ -175,14 +178,20 @@ async fn reconcile_applies_every_object_then_the_status() {
     );
     assert_ne!(
         password,
-        requests[3].body["data"]["password"].as_str().unwrap()
+        requests[4].body["data"]["password"].as_str().unwrap()
     );
-    assert_eq!(requests[6].body["spec"]["replicas"], 3);
+    assert_eq!(requests[9].body["spec"]["replicas"], 3);
+    // The agent's program comes from the operator image.
     assert_eq!(
-        requests[9].body["spec"]["template"]["spec"]["containers"][0]["image"],
+        requests[9].body["spec"]["template"]["spec"]["initContainers"][0]["image"],
+        crate::kube::DEFAULT_OPERATOR_IMAGE
+    );
+    assert_eq!(requests[8].body["kind"], "NetworkPolicy");
+    assert_eq!(
+        requests[12].body["spec"]["template"]["spec"]["containers"][0]["image"],
         PROXY_IMAGE
     );
-    let status = &requests[10].body;
+    let status = &requests[13].body;
     assert_eq!(status["apiVersion"], "lagless.dev/v1alpha1");
     assert_eq!(status["kind"], "MySQLCluster");
     assert_eq!(status["status"]["phase"], "Pending");
@@ -244,7 +253,10 @@ async fn existing_and_user_supplied_secrets_are_left_alone() {
         .collect();
     assert_eq!(
         secrets,
-        ["GET /api/v1/namespaces/default/secrets/shop-admin"]
+        [
+            "GET /api/v1/namespaces/default/secrets/shop-admin",
+            "GET /api/v1/namespaces/default/secrets/shop-agent"
+        ]
     );
 }
 

@@ -1,0 +1,360 @@
+//! `agent fetch`: the init step of a member pod. Picks a donor, streams its backup into the
+//! data directory, prepares it and records the GTID position to replicate from.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::http::{self, HttpError};
+use super::{FetchArgs, POSITION_FILE};
+use crate::orchestrate::seed::{self, SeedError};
+
+/// How long a donor has to answer `/healthz` or the backup's response head.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why fetching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0} is not empty (--force empties it, --if-empty leaves it)")]
+    NotEmpty(PathBuf),
+    #[error("no donor answered: {0}")]
+    NoDonor(String),
+    #[error("{url}: {message}")]
+    Donor { url: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+}
+
+/// What fetching did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// `--if-empty` and the data directory holds data.
+    AlreadyHasData,
+    Copied {
+        donor: String,
+        bytes: u64,
+        elapsed: Duration,
+        gtid_position: String,
+    },
+}
+
+impl std::fmt::Display for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetched::AlreadyHasData => write!(f, "the data directory holds data: nothing to do"),
+            Fetched::Copied {
+                donor,
+                bytes,
+                elapsed,
+                gtid_position,
+            } => write!(
+                f,
+                "copied {:.1} MiB from {donor} in {:.1} s ({:.1} MB/s); GTID position '{gtid_position}'",
+                *bytes as f64 / 1_048_576.0,
+                elapsed.as_secs_f64(),
+                mb_per_s(*bytes, *elapsed),
+            ),
+        }
+    }
+}
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1_048_576.0 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// A donor's address, from `http://host[:port][/]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Url {
+    pub fn parse(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("http://")?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '@', '?', '#', ' ']) {
+            return None;
+        }
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() => Some(Self {
+                host: host.to_string(),
+                port: port.parse().ok()?,
+            }),
+            Some(_) => None,
+            None => Some(Self {
+                host: authority.to_string(),
+                port: super::AGENT_PORT,
+            }),
+        }
+    }
+}
+
+/// Entries of a data directory that do not count as data: a fresh filesystem's `lost+found`.
+fn is_data(name: &std::ffi::OsStr) -> bool {
+    name != "lost+found"
+}
+
+async fn holds_data(dir: &Path) -> Result<bool, FetchError> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(io(dir, source)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(|e| io(dir, e))? {
+        if is_data(&entry.file_name()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes what the data directory holds, keeping the directory (often a mount point).
+async fn empty(dir: &Path) -> Result<(), FetchError> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(io(dir, source)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(|e| io(dir, e))? {
+        if !is_data(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+            tokio::fs::remove_dir_all(&path).await
+        } else {
+            tokio::fs::remove_file(&path).await
+        };
+        removed.map_err(|e| io(&path, e))?;
+    }
+    Ok(())
+}
+
+fn io(path: &Path, source: std::io::Error) -> FetchError {
+    FetchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn is_self(url: &Url, me: Option<&str>) -> bool {
+    me.filter(|m| !m.is_empty()).is_some_and(|me| {
+        url.host == me
+            || url
+                .host
+                .strip_prefix(me)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+/// `GET path` on a donor; returns the reader past the response head, and the head.
+async fn get(
+    url: &Url,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(BufReader<TcpStream>, http::Response), HttpError> {
+    let connect = TcpStream::connect((url.host.as_str(), url.port));
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}:{}\r\n{auth}Connection: close\r\n\r\n",
+        url.host, url.port
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut reader = BufReader::new(stream);
+    // The backup's head comes once mariadb-backup has started, which is quick.
+    let head = tokio::time::timeout(Duration::from_secs(60), http::read_head(&mut reader))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    Ok((reader, http::parse_response(&head)?))
+}
+
+/// The first donor, in order, that answers `/healthz` and is not this pod.
+async fn choose_donor(args: &FetchArgs) -> Result<(String, Url), FetchError> {
+    let mut tried = Vec::new();
+    for raw in &args.from {
+        let Some(url) = Url::parse(raw) else {
+            tried.push(format!("{raw}: not http://host[:port]"));
+            continue;
+        };
+        if is_self(&url, args.skip_self.as_deref()) {
+            continue;
+        }
+        match get(&url, "/healthz", None).await {
+            Ok((_, head)) if head.status == 200 => return Ok((raw.clone(), url)),
+            Ok((_, head)) => tried.push(format!("{raw}: {}", head.status)),
+            Err(e) => tried.push(format!("{raw}: {e}")),
+        }
+    }
+    Err(FetchError::NoDonor(tried.join("; ")))
+}
+
+/// Fetches a donor's backup into `args.datadir` (see [`FetchArgs`]).
+pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
+    let datadir = &args.datadir;
+    if holds_data(datadir).await? {
+        if args.if_empty {
+            return Ok(Fetched::AlreadyHasData);
+        }
+        if !args.force {
+            return Err(FetchError::NotEmpty(datadir.clone()));
+        }
+        empty(datadir).await?;
+    }
+    let token = tokio::fs::read_to_string(&args.token_file)
+        .await
+        .map_err(|e| io(&args.token_file, e))?;
+    let (raw, url) = choose_donor(args).await?;
+    tokio::fs::create_dir_all(datadir)
+        .await
+        .map_err(|e| io(datadir, e))?;
+    let copied = copy_from(&raw, &url, token.trim(), args).await;
+    if copied.is_err() {
+        // A half copy would make the next attempt refuse the directory, and the server
+        // must never start on it.
+        let _ = empty(datadir).await;
+    }
+    copied
+}
+
+async fn copy_from(
+    raw: &str,
+    url: &Url,
+    token: &str,
+    args: &FetchArgs,
+) -> Result<Fetched, FetchError> {
+    let donor_error = |message: String| FetchError::Donor {
+        url: raw.to_string(),
+        message,
+    };
+    let started = Instant::now();
+    let (mut body, head) = get(url, "/backup", Some(token))
+        .await
+        .map_err(|e| donor_error(e.to_string()))?;
+    match head.status {
+        200 if head.chunked => {}
+        200 => return Err(donor_error("the backup is not chunked".into())),
+        401 => return Err(donor_error("the token was refused (401)".into())),
+        status => return Err(donor_error(format!("answered {status}"))),
+    }
+    let progress = Arc::new(AtomicU64::new(0));
+    let reporter = tokio::spawn(report_progress(
+        progress.clone(),
+        started,
+        args.progress_every(),
+    ));
+    // The body is decoded in its own task so a cut stream is told apart from a bad archive.
+    let (mut to_extract, from_network) = tokio::io::duplex(1 << 20);
+    let decode = async move {
+        let decoded = http::copy_chunked(&mut body, &mut to_extract).await;
+        let _ = to_extract.shutdown().await;
+        decoded
+    };
+    let (decoded, extracted) = tokio::join!(
+        decode,
+        seed::extract(from_network, &args.datadir, progress.clone())
+    );
+    reporter.abort();
+    decoded.map_err(|e| donor_error(format!("the backup stream broke: {e}")))?;
+    let bytes = extracted?;
+    eprintln!(
+        "agent fetch: {:.1} MiB received in {:.1} s; preparing",
+        bytes as f64 / 1_048_576.0,
+        started.elapsed().as_secs_f64()
+    );
+    let gtid_position = seed::prepare(&args.datadir).await?;
+    let position = args.datadir.join(POSITION_FILE);
+    tokio::fs::write(&position, format!("{gtid_position}\n"))
+        .await
+        .map_err(|e| io(&position, e))?;
+    Ok(Fetched::Copied {
+        donor: raw.to_string(),
+        bytes,
+        elapsed: started.elapsed(),
+        gtid_position,
+    })
+}
+
+async fn report_progress(progress: Arc<AtomicU64>, started: Instant, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let bytes = progress.load(Ordering::Relaxed);
+        eprintln!(
+            "agent fetch: {:.1} MiB, {:.1} MB/s",
+            bytes as f64 / 1_048_576.0,
+            mb_per_s(bytes, started.elapsed())
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = |h: &str, p| {
+            Some(Url {
+                host: h.into(),
+                port: p,
+            })
+        };
+        assert_eq!(
+            Url::parse("http://db-0.db-headless.ns.svc:3307"),
+            u("db-0.db-headless.ns.svc", 3307)
+        );
+        assert_eq!(Url::parse("http://127.0.0.1:9/"), u("127.0.0.1", 9));
+        assert_eq!(Url::parse("http://db-1"), u("db-1", 3307));
+        for bad in [
+            "https://a:1",
+            "http://",
+            "http://:1",
+            "http://a:x",
+            "http://a/b",
+            "http://u@a",
+        ] {
+            assert_eq!(Url::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn this_pod_is_skipped() {
+        let url = Url::parse("http://db-1.db-headless.ns.svc:3307").unwrap();
+        assert!(is_self(&url, Some("db-1")));
+        assert!(!is_self(&url, Some("db-10")));
+        assert!(!is_self(&url, Some("db")));
+        assert!(!is_self(&url, None));
+        assert!(!is_self(&url, Some("")));
+    }
+
+    #[tokio::test]
+    async fn lost_and_found_is_not_data() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!holds_data(&dir.path().join("absent")).await.unwrap());
+        std::fs::create_dir(dir.path().join("lost+found")).unwrap();
+        assert!(!holds_data(dir.path()).await.unwrap());
+        std::fs::create_dir(dir.path().join("mysql")).unwrap();
+        std::fs::write(dir.path().join("ibdata1"), b"x").unwrap();
+        assert!(holds_data(dir.path()).await.unwrap());
+        empty(dir.path()).await.unwrap();
+        assert!(!holds_data(dir.path()).await.unwrap());
+        assert!(dir.path().join("lost+found").exists());
+    }
+}

@@ -1,0 +1,214 @@
+//! The agent's server: `GET /healthz` (is the local database server listening?) and
+//! `GET /backup` (a streamed backup of it, for a caller with the token).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::ServeArgs;
+use super::http::{self, HttpError};
+use crate::orchestrate::observe::Credentials;
+use crate::orchestrate::seed::{self, Donor};
+
+/// How long a caller has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running agent server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    args: ServeArgs,
+    /// One backup at a time: a second would halve both and double the load on the server.
+    backups: Semaphore,
+    scratch_seq: AtomicU64,
+}
+
+impl Server {
+    pub async fn bind(args: ServeArgs) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(args.listen).await?;
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                args,
+                backups: Semaphore::new(1),
+                scratch_seq: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the task is dropped.
+    pub async fn run(self) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                // Out of descriptors and the like: pause rather than spin.
+                Err(e) => {
+                    tracing::warn!("agent: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, &shared).await {
+                    tracing::debug!(%peer, "agent: connection: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// Serves until a termination signal.
+pub async fn serve(args: ServeArgs) -> std::io::Result<()> {
+    let server = Server::bind(args).await?;
+    tracing::info!(address = %server.local_addr()?, "agent listening");
+    tokio::select! {
+        r = server.run() => r,
+        _ = termination() => Ok(()),
+    }
+}
+
+/// SIGTERM (the kubelet stopping the pod) or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let request = match tokio::time::timeout(HEAD_TIMEOUT, http::read_head(&mut read)).await {
+        Err(_) => return Ok(respond(&mut write, 408, "Request Timeout", "").await?),
+        Ok(Err(HttpError::Io(e))) => return Err(HttpError::Io(e)),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(head)) => http::parse_request(&head),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return Ok(respond(&mut write, 400, "Bad Request", &format!("{e}\n")).await?),
+    };
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/healthz") => {
+            let port = shared.args.mysql_port;
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                respond(&mut write, 200, "OK", "ok\n").await?;
+            } else {
+                respond(&mut write, 503, "Service Unavailable", "no server\n").await?;
+            }
+        }
+        ("GET", "/backup") => {
+            // An unreadable token file authorizes nobody.
+            let token = tokio::fs::read_to_string(&shared.args.token_file)
+                .await
+                .unwrap_or_default();
+            if !http::authorized(request.authorization.as_deref(), token.trim()) {
+                tracing::warn!("agent: a backup request without the right token");
+                respond(&mut write, 401, "Unauthorized", "unauthorized\n").await?;
+                return Ok(());
+            }
+            let Ok(_permit) = shared.backups.try_acquire() else {
+                respond(
+                    &mut write,
+                    503,
+                    "Service Unavailable",
+                    "a backup is running\n",
+                )
+                .await?;
+                return Ok(());
+            };
+            backup(&mut write, shared).await?;
+        }
+        (_, "/healthz" | "/backup") => {
+            respond(&mut write, 405, "Method Not Allowed", "").await?;
+        }
+        _ => respond(&mut write, 404, "Not Found", "").await?,
+    }
+    Ok(())
+}
+
+async fn respond(
+    to: &mut (impl AsyncWrite + Unpin),
+    status: u16,
+    reason: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    http::respond(to, status, reason, body).await
+}
+
+/// Streams a backup as a chunked body; a failed backup ends the body without its last chunk.
+async fn backup(to: &mut (impl AsyncWrite + Unpin), shared: &Shared) -> std::io::Result<()> {
+    let args = &shared.args;
+    let started = Instant::now();
+    let donor = Donor {
+        host: "127.0.0.1".into(),
+        port: args.mysql_port,
+        datadir: args.datadir.clone(),
+    };
+    let creds = Credentials {
+        user: args.admin_user.clone(),
+        password: args.admin_password.clone(),
+    };
+    let scratch: PathBuf = args
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!(
+            "lagless-agent-backup-{}-{}",
+            std::process::id(),
+            shared.scratch_seq.fetch_add(1, Ordering::Relaxed)
+        ));
+    let mut stream = match seed::backup_stream(&donor, &creds, &scratch).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::error!("agent: backup could not start: {e}");
+            return respond(to, 500, "Internal Server Error", &format!("{e}\n")).await;
+        }
+    };
+    to.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    let sent = http::write_chunks(&mut stream.stdout, to).await;
+    // Finished even when the caller went away, so the backup process is reaped.
+    let finished = stream.finish().await;
+    let elapsed = started.elapsed();
+    let bytes = match (sent, finished) {
+        (Ok(bytes), Ok(())) => bytes,
+        (Err(e), _) => {
+            tracing::error!(?elapsed, "agent: backup not delivered: {e}");
+            return Err(e);
+        }
+        (Ok(bytes), Err(e)) => {
+            tracing::error!(bytes, ?elapsed, "agent: backup failed: {e}");
+            // No last chunk: the caller sees a cut body.
+            return to.shutdown().await;
+        }
+    };
+    http::finish_chunked(to).await?;
+    let mb_s = bytes as f64 / 1_048_576.0 / elapsed.as_secs_f64().max(1e-9);
+    tracing::info!(bytes, ?elapsed, mb_s, "agent: backup streamed");
+    Ok(())
+}

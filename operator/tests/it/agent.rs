@@ -1,0 +1,176 @@
+//! The seeding agent between two real data directories on this machine: a server of the test
+//! kit is the donor, its agent serves the backup over HTTP, and `agent fetch` fills an empty
+//! directory with a prepared copy.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lagless_operator::agent::client::{FetchError, Fetched, fetch};
+use lagless_operator::agent::server::Server;
+use lagless_operator::agent::{FetchArgs, POSITION_FILE, ServeArgs};
+use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, Cluster};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "agent-test-token-0123456789";
+
+/// A donor of one member with a few MB of data, and its agent on a free port.
+async fn donor(dir: &Path) -> (Cluster, String) {
+    let cluster = Cluster::builder().members(1).start().await.unwrap();
+    let m = cluster.primary();
+    m.exec(
+        "CREATE DATABASE IF NOT EXISTS seedtest;
+         CREATE TABLE seedtest.blobs (id INT PRIMARY KEY AUTO_INCREMENT, body LONGTEXT)
+             ENGINE=InnoDB;",
+    )
+    .await
+    .unwrap();
+    for _ in 0..8 {
+        m.exec("INSERT INTO seedtest.blobs (body) VALUES (REPEAT(MD5(RAND()), 32768))")
+            .await
+            .unwrap();
+    }
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let server = Server::bind(ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        datadir: m.data_dir(),
+        mysql_port: m.port(),
+        token_file,
+        scratch_dir: Some(dir.to_path_buf()),
+        admin_user: ADMIN_USER.into(),
+        admin_password: ADMIN_PASSWORD.into(),
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", server.local_addr().unwrap());
+    tokio::spawn(server.run());
+    (cluster, url)
+}
+
+fn fetch_args(from: Vec<String>, token_file: &Path, datadir: &Path) -> FetchArgs {
+    FetchArgs {
+        from,
+        skip_self: None,
+        token_file: token_file.to_path_buf(),
+        datadir: datadir.to_path_buf(),
+        force: false,
+        if_empty: false,
+        progress_interval: 1,
+    }
+}
+
+async fn raw_request(url: &str, request: &[u8]) -> String {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_streams_a_prepared_copy_with_the_donors_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, url) = donor(dir.path()).await;
+    let donor_pos = cluster.primary().positions().await.unwrap().gtid_binlog_pos;
+    assert!(!donor_pos.is_empty());
+    let target = dir.path().join("copy");
+    // A fresh filesystem's lost+found does not make the directory hold data.
+    std::fs::create_dir_all(target.join("lost+found")).unwrap();
+    // A donor that does not answer is passed over for the next.
+    let dead = {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", closed.local_addr().unwrap())
+    };
+    let args = fetch_args(vec![dead, url.clone()], &dir.path().join("token"), &target);
+    let started = Instant::now();
+    let fetched = fetch(&args).await.unwrap();
+    let took = started.elapsed();
+    let Fetched::Copied {
+        donor,
+        bytes,
+        elapsed,
+        gtid_position,
+    } = fetched
+    else {
+        panic!("nothing copied: {fetched:?}");
+    };
+    assert_eq!(donor, url);
+    let mb_s = bytes as f64 / 1_048_576.0 / elapsed.as_secs_f64();
+    eprintln!(
+        "agent stream: {:.1} MiB in {:.2} s ({mb_s:.1} MB/s, prepare included; {took:?} overall)",
+        bytes as f64 / 1_048_576.0,
+        elapsed.as_secs_f64()
+    );
+    assert!(bytes > 4 * 1_048_576, "{bytes} bytes");
+    assert_eq!(gtid_position, donor_pos);
+    let written = std::fs::read_to_string(target.join(POSITION_FILE)).unwrap();
+    assert_eq!(written.trim(), donor_pos);
+    let table = std::fs::metadata(target.join("seedtest/blobs.ibd")).unwrap();
+    assert!(table.len() > 4 * 1_048_576, "{}", table.len());
+    assert!(target.join("seedtest/blobs.frm").exists());
+    assert!(target.join("mysql").is_dir());
+    assert!(target.join("ibdata1").exists());
+
+    // Fetching again into the filled directory is refused, or skipped with --if-empty.
+    let again = fetch(&args).await.unwrap_err();
+    assert!(matches!(again, FetchError::NotEmpty(_)), "{again}");
+    let skip = FetchArgs {
+        if_empty: true,
+        ..args.clone()
+    };
+    assert_eq!(fetch(&skip).await.unwrap(), Fetched::AlreadyHasData);
+    assert!(target.join("seedtest/blobs.ibd").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_refuses_a_wrong_token_and_bad_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, url) = donor(dir.path()).await;
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-token").unwrap();
+    let target = dir.path().join("copy");
+    let err = fetch(&fetch_args(vec![url.clone()], &wrong, &target))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&target)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "written despite the refusal: {left:?}");
+
+    let answer = raw_request(&url, b"GET /backup HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    let answer = raw_request(&url, b"GET /healthz HTTP/1.1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let answer = raw_request(&url, b"GET /etc/passwd HTTP/1.1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    let answer = raw_request(&url, b"POST /backup HTTP/1.1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    let answer = raw_request(&url, b"\x16\x03\x01 not http\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let mut huge = b"GET /backup HTTP/1.1\r\nX: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let answer = raw_request(&url, &huge).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    // The agent still serves after all that.
+    let answer = raw_request(&url, b"GET /healthz HTTP/1.1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_refuses_a_non_empty_data_directory_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("data");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("ibdata1"), b"precious").unwrap();
+    // No donor runs: the refusal comes before any connection.
+    let args = fetch_args(
+        vec!["http://127.0.0.1:1".into()],
+        &dir.path().join("absent-token"),
+        &target,
+    );
+    let err = fetch(&args).await.unwrap_err();
+    assert!(matches!(err, FetchError::NotEmpty(_)), "{err}");
+    assert_eq!(std::fs::read(target.join("ibdata1")).unwrap(), b"precious");
+}
