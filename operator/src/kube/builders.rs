@@ -621,6 +621,24 @@ fn config_hash(parts: &[&str]) -> String {
 
 /// The shell preamble the server container runs: member N (pod `<cluster>-N`) gets
 /// `server_id = serverIdBase + N` and reports its stable DNS name to the replicas.
+/// A member the agent seeded (see [`crate::agent`]) left the copy's GTID position in the data
+/// directory: its first start sets `gtid_slave_pos` there through an init file, so the
+/// operator's rejoin (`MASTER_USE_GTID=current_pos`) replicates from exactly that point. The
+/// position file is renamed once used: a later restart must not move the position back.
+const SEEDED_START: &str = r#"datadir="${LAGLESS_DATADIR:-/var/lib/mysql}"
+position="$datadir/lagless-seed-position"
+seed=""
+if [ -s "$position" ]; then
+  pos=$(tr -d ' \n' < "$position")
+  case "$pos" in
+    ''|*[!0-9,-]*) echo "$position: not a GTID position: $pos" >&2; exit 1 ;;
+  esac
+  printf "SET GLOBAL gtid_slave_pos = '%s';\n" "$pos" > "$datadir/lagless-seed.sql"
+  mv "$position" "$position.used"
+  seed="--init-file=$datadir/lagless-seed.sql"
+fi
+"#;
+
 fn server_command(ctx: &Context<'_>) -> Vec<String> {
     let headless = headless_service_name(ctx.name);
     let script = format!(
@@ -630,10 +648,18 @@ case "$ordinal" in
   ''|*[!0-9]*) echo "cannot find the member ordinal in HOSTNAME=$HOSTNAME" >&2; exit 1 ;;
 esac
 server_id=$(( LAGLESS_SERVER_ID_BASE + 10#$ordinal ))
-exec docker-entrypoint.sh {binary} --server-id="$server_id" --report-host="$HOSTNAME.{headless}.{namespace}.svc" --port={MYSQL_PORT}
+{seeded}exec docker-entrypoint.sh {binary} --server-id="$server_id" --report-host="$HOSTNAME.{headless}.{namespace}.svc" --port={MYSQL_PORT}{seed_arg}
 "#,
         binary = server_binary(ctx.spec.flavor),
         namespace = ctx.namespace,
+        seeded = match ctx.spec.flavor {
+            Flavor::Mariadb => SEEDED_START,
+            Flavor::Mysql => "",
+        },
+        seed_arg = match ctx.spec.flavor {
+            Flavor::Mariadb => " $seed",
+            Flavor::Mysql => "",
+        },
     );
     vec!["bash".into(), "-c".into(), script]
 }

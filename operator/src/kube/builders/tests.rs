@@ -733,19 +733,20 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
     );
 }
 
-fn bash() -> Option<Command> {
-    Command::new("bash")
+/// bash, which the container scripts are written for (every supported image has it).
+fn bash() -> Command {
+    let ok = Command::new("bash")
         .arg("--version")
         .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| Command::new("bash"))
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "bash is needed to run the container scripts");
+    Command::new("bash")
 }
 
 /// Runs the container's command with a stand-in entrypoint that prints its arguments.
 #[test]
 fn the_preamble_derives_server_id_from_the_ordinal() {
-    let Some(_) = bash() else { return };
+    bash();
     let dir = tempfile::tempdir().unwrap();
     let entrypoint = dir.path().join("docker-entrypoint.sh");
     std::fs::write(&entrypoint, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
@@ -785,12 +786,53 @@ fn the_preamble_derives_server_id_from_the_ordinal() {
         ]
     );
     assert!(!run("shop").status.success());
+
+    // A member seeded by the agent starts replication at the copy's position: the first
+    // start gets an init file setting it, once.
+    let data = tempfile::tempdir().unwrap();
+    let position = data.path().join("lagless-seed-position");
+    std::fs::write(&position, "10-1001-42\n").unwrap();
+    let seeded = |hostname: &str| {
+        Command::new(&command[0])
+            .args(&command[1..])
+            .env("PATH", &path)
+            .env("HOSTNAME", hostname)
+            .env("LAGLESS_SERVER_ID_BASE", "1001")
+            .env("LAGLESS_DATADIR", data.path())
+            .output()
+            .unwrap()
+    };
+    let out = seeded("shop-2");
+    assert!(out.status.success(), "{out:?}");
+    let init = data.path().join("lagless-seed.sql");
+    let args = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        args.lines().last(),
+        Some(format!("--init-file={}", init.display()).as_str()),
+        "{args}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&init).unwrap(),
+        "SET GLOBAL gtid_slave_pos = '10-1001-42';\n"
+    );
+    assert!(!position.exists(), "the position is used once");
+    let again = seeded("shop-2");
+    assert!(
+        !String::from_utf8(again.stdout)
+            .unwrap()
+            .contains("--init-file")
+    );
+    // Anything but a GTID position is refused, never pasted into SQL.
+    std::fs::write(&position, "1-1-1'; DROP TABLE t; --").unwrap();
+    let bad = seeded("shop-2");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a GTID position"));
 }
 
 /// Sources the account script with a stand-in `docker_process_sql` that prints the SQL.
 #[test]
 fn the_account_script_quotes_credentials() {
-    let Some(mut bash) = bash() else { return };
+    let mut bash = bash();
     let out = bash
         .arg("-c")
         .arg(format!(
@@ -941,9 +983,7 @@ fn mysql_members_have_no_seeding_agent() {
 
 #[test]
 fn the_seed_step_skips_member_zero() {
-    let Some(mut bash) = bash() else {
-        return;
-    };
+    let mut first = bash();
     let sts = statefulset(&defaults(), "op").unwrap();
     let pod = pod_template(&sts).spec.as_ref().unwrap();
     let script = pod.init_containers.as_ref().unwrap()[1]
@@ -951,7 +991,7 @@ fn the_seed_step_skips_member_zero() {
         .as_ref()
         .unwrap()[2]
         .clone();
-    let out = bash
+    let out = first
         .arg("-c")
         .arg(&script)
         .env("HOSTNAME", "db-0")
@@ -963,9 +1003,7 @@ fn the_seed_step_skips_member_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Any other member runs the fetch (absent here, so the step fails, as it must).
-    let Some(mut again) = super::tests::bash() else {
-        return;
-    };
+    let mut again = bash();
     let out = again
         .arg("-c")
         .arg(&script)
