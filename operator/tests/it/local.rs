@@ -357,13 +357,13 @@ fn up_failover_scale_switchover_down_without_a_stale_read() {
     work.wait_for_writes(200, Duration::from_secs(30));
 
     // Crash the primary: a replica takes over and writes go on.
-    let before_kill = work.acked.load(Ordering::SeqCst);
     let killed_at = Instant::now();
     local.ok(&["kill", &first_primary]);
-    // Two new acknowledgements: the first could be a write the old primary committed just
-    // before it died.
+    // Counted once the server is dead; two new acknowledgements, since the first could be a
+    // write the old primary committed just before it died.
+    let after_kill = work.acked.load(Ordering::SeqCst);
     wait_until("writes after the kill", Duration::from_secs(30), || {
-        work.acked.load(Ordering::SeqCst) >= before_kill + 2
+        work.acked.load(Ordering::SeqCst) >= after_kill + 2
     });
     let failover = killed_at.elapsed();
     wait_until("a new primary", Duration::from_secs(30), || {
