@@ -126,10 +126,34 @@ impl Shared {
     }
 
     /// Waits (bounded by the write hold) until the topology names a primary other than `old`.
-    pub async fn wait_for_new_primary(&self, old: Option<&str>) -> bool {
+    pub async fn wait_for_new_primary(&self, old: Option<&str>) -> Option<Member> {
         self.wait_for_primary_where(|p| Some(p.addr().as_str()) != old)
             .await
-            .is_some()
+    }
+
+    /// A connection to the primary for `login`. When the primary does not even accept the
+    /// TCP connection — most likely it died and a failover is coming — nothing has reached a
+    /// server yet, so this waits for the next primary (bounded by the write hold) and tries it
+    /// once, instead of failing the client's work.
+    pub async fn primary_conn(
+        &self,
+        login: &Login,
+        database: Option<&str>,
+    ) -> Result<(Member, PooledConn), ErrPacket> {
+        let primary = self.wait_for_primary().await?;
+        match self.backend(login, &primary.addr(), database).await {
+            Ok(conn) => Ok((primary, conn)),
+            Err(err) if err.is_backend_unreachable() => {
+                match self.wait_for_new_primary(Some(&primary.addr())).await {
+                    Some(next) => {
+                        let conn = self.backend(login, &next.addr(), database).await?;
+                        Ok((next, conn))
+                    }
+                    None => Err(err),
+                }
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The published primary once one satisfies `accept`, waiting (bounded by the write hold)
@@ -268,8 +292,6 @@ impl Shared {
         }
     }
 
-    /// Logs in to the primary as the client (database included) and returns the connection
-    /// to the pool: a bad database or a refused user gets the server's own error.
     /// Where accounts are looked up: the primary first, then the replicas.
     pub fn lookup_members(&self) -> Vec<Member> {
         let topology = self.topology();
@@ -281,26 +303,12 @@ impl Shared {
             .collect()
     }
 
+    /// Logs in to the primary as the client (database included) and returns the connection
+    /// to the pool: a bad database or a refused user gets the server's own error.
     pub async fn check_backend_login(&self, login: &Login) -> Result<(), ErrPacket> {
-        let primary = self.wait_for_primary().await?;
-        match self
-            .backend(login, &primary.addr(), login.database.as_deref())
+        self.primary_conn(login, login.database.as_deref())
             .await
-        {
-            Ok(_) => Ok(()),
-            // A primary that does not answer is most likely being failed over: hold the login
-            // (bounded by the write hold) for the next one, as writes are held.
-            Err(err)
-                if err.is_backend_unreachable()
-                    && self.wait_for_new_primary(Some(&primary.addr())).await =>
-            {
-                let next = self.wait_for_primary().await?;
-                self.backend(login, &next.addr(), login.database.as_deref())
-                    .await
-                    .map(drop)
-            }
-            Err(err) => Err(err),
-        }
+            .map(drop)
     }
 }
 

@@ -241,9 +241,12 @@ impl UserStore {
         {
             return rec.clone();
         }
-        for member in members {
+        for (i, member) in members.iter().enumerate() {
             let lookup = lookup_on(creds, member, name);
             match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                // A replica may lag behind a CREATE USER: only the primary's "no such user"
+                // is an answer (and cached); a replica's lets the next member be asked.
+                Ok(Ok(None)) if i > 0 => {}
                 Ok(Ok(rec)) => {
                     self.cache
                         .lock()

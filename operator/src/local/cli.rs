@@ -297,7 +297,7 @@ fn check_port_ranges(settings: &Settings, cluster: &MySQLCluster) -> Result<(), 
     let proxy_ports = u32::from(settings.proxy_port)..u32::from(settings.proxy_port) + 2 * proxies;
     if members.start < proxy_ports.end && proxy_ports.start < members.end {
         return Err(LocalError::Usage(format!(
-            "the proxy ports {}-{} overlap the member ports {}-{} (members may grow to 9):                  choose --base-port and --proxy-port further apart",
+            "the proxy ports {}-{} overlap the member ports {}-{} (members may grow to 9): choose --base-port and --proxy-port further apart",
             proxy_ports.start,
             proxy_ports.end - 1,
             members.start,
@@ -707,7 +707,7 @@ fn switchover(dir: &StateDir, to: Option<String>) -> Result<(), LocalError> {
 }
 
 fn scale(dir: &StateDir, replicas: u32) -> Result<(), LocalError> {
-    let max = u32::try_from(crate::crd::MAX_MEMBERS).unwrap_or(9);
+    let max = MAX_MEMBERS;
     if !(1..=max).contains(&replicas) {
         return Err(LocalError::Other(format!(
             "scale: {replicas} members asked; between 1 and {max} are possible"

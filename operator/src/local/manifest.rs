@@ -93,8 +93,12 @@ fn unknown_field(raw: &Value, known: &Value, path: String) -> Option<String> {
         if here == "status" || (here.starts_with("metadata.") && path == "metadata") {
             continue;
         }
+        // Empty maps and lists are left out when the known value is written back.
+        let empty = value.is_null()
+            || value.as_object().is_some_and(serde_json::Map::is_empty)
+            || value.as_array().is_some_and(Vec::is_empty);
         match known.get(key) {
-            None if value.is_null() => {}
+            None if empty => {}
             None => return Some(here),
             Some(inner) => {
                 if let Some(found) = unknown_field(value, inner, here) {
@@ -169,6 +173,12 @@ spec:
             e.contains("spec.proxy.defaultConsistancy: unknown field"),
             "{e}"
         );
+        // Empty maps and lists are fine even where the types leave them out.
+        let empties = GOOD.replace(
+            "  replicas: 3",
+            "  replicas: 3\n  serverConfig: {}\n  resources: {}\n  replication:\n    members: []",
+        );
+        assert!(parse(&empties, Path::new("c.yaml")).is_ok());
         // Server-managed metadata is fine.
         let ok = GOOD.replace(
             "  name: shop",

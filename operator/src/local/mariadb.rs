@@ -154,10 +154,14 @@ pub async fn ensure_template(
     if is_root() {
         cmd.arg("--user=root");
     }
-    let out = cmd.output().map_err(|e| LocalError::Command {
-        command: bins.install_db.display().to_string(),
-        detail: e.to_string(),
-    })?;
+    let command = bins.install_db.display().to_string();
+    let out = blocking(move || {
+        cmd.output().map_err(|e| LocalError::Command {
+            command,
+            detail: e.to_string(),
+        })
+    })
+    .await?;
     if !out.status.success() {
         return Err(LocalError::Command {
             command: format!("{} --datadir={}", bins.install_db.display(), data.display()),
@@ -249,14 +253,56 @@ fn account_sql(c: &LocalCredentials) -> Vec<String> {
     ]
 }
 
-/// Gives a new member its data directory: a copy of the template.
-pub fn init_member_data(template: &Path, layout: &ServerLayout) -> Result<(), LocalError> {
+/// Gives a new member its data directory: a copy of the template, made under another name
+/// and renamed, so an interrupted copy is never mistaken for a data directory.
+pub async fn init_member_data(template: &Path, layout: &ServerLayout) -> Result<(), LocalError> {
     let data = layout.data_dir();
     if data.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(&layout.dir).map_err(LocalError::io(&layout.dir))?;
-    copy_dir(&template.join("data"), &data)
+    let from = template.join("data");
+    let dir = layout.dir.clone();
+    blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(LocalError::io(&dir))?;
+        let partial = dir.join("data.partial");
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(LocalError::io(&partial))?;
+        }
+        copy_dir(&from, &partial)?;
+        std::fs::rename(&partial, &data).map_err(LocalError::io(&data))
+    })
+    .await
+}
+
+/// Removes a directory tree if it exists.
+pub async fn remove_dir(path: &Path) -> Result<(), LocalError> {
+    let path = path.to_path_buf();
+    blocking(move || match std::fs::remove_dir_all(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LocalError::io(&path)(e)),
+    })
+    .await
+}
+
+/// Runs file-system work off the async workers (data directories are large).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LocalError> + Send + 'static,
+) -> Result<T, LocalError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LocalError::Other(format!("file-system task failed: {e}")))?
+}
+
+/// Finds a program the way `Command::new(name)` will: on `PATH`, or says how to install it.
+pub fn on_path(name: &'static str) -> Result<PathBuf, LocalError> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+        .ok_or(LocalError::MissingProgram { name, env: "PATH" })
 }
 
 /// Copies a directory tree (data directories hold only plain files and directories).

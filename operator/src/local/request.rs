@@ -1,5 +1,6 @@
-//! Requests from other terminals (`switchover`, `scale`) to the running supervisor: one JSON
-//! file each in `requests/`, taken oldest first; results appear in `status.json`.
+//! Requests from other terminals (`switchover`, `scale`, `reseed`) to the running
+//! supervisor: one JSON file each in `requests/`, taken oldest first; results appear in
+//! `status.json`.
 
 use serde::{Deserialize, Serialize};
 

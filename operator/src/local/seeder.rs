@@ -1,8 +1,9 @@
 //! Seeding for the local runtime: stop the member, replace its data directory with a
 //! streamed copy of the donor's (see [`crate::orchestrate::seed`]), start it again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -13,13 +14,29 @@ use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::seed::{Donor, seed};
 use crate::orchestrate::view::MemberSpec;
 
-use super::mariadb;
-use super::supervisor::{Process, Runtime, SharedState};
+use super::LocalError;
+use super::mariadb::{self, ServerLayout};
+use super::supervisor::{Process, Runtime, Seeding, SharedState};
+
+/// A failed copy is not tried again for this long: each attempt stops the member and
+/// empties it, and the plan asks again on every tick.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Seeds members of one local cluster.
 pub struct LocalSeeder {
     pub runtime: Arc<Runtime>,
     pub shared: SharedState,
+    failed: Mutex<HashMap<String, Instant>>,
+}
+
+impl LocalSeeder {
+    pub fn new(runtime: Arc<Runtime>, shared: SharedState) -> Self {
+        Self {
+            runtime,
+            shared,
+            failed: Mutex::default(),
+        }
+    }
 }
 
 impl Seeder for LocalSeeder {
@@ -39,37 +56,85 @@ impl LocalSeeder {
         &self,
         member: &MemberSpec,
         donor: &MemberSpec,
-    ) -> Result<SeedOutcome, super::LocalError> {
-        mariadb::find("mariadb-backup", "LAGLESS_MARIADB_BACKUP")?;
-        let rt = &self.runtime;
+    ) -> Result<SeedOutcome, LocalError> {
+        let recent_failure = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&member.name)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        if recent_failure {
+            return Err(LocalError::Other(format!(
+                "seeding {} failed less than {} s ago; waiting before trying again",
+                member.name,
+                RETRY_AFTER.as_secs()
+            )));
+        }
+        // `seed` runs these by name from PATH.
+        for program in ["mariadb-backup", "mbstream"] {
+            mariadb::on_path(program)?;
+        }
         let (layout, donor_layout, child) = {
             let mut shared = self.shared.lock();
             let donor_layout = shared
                 .members
                 .get(&donor.name)
                 .map(|m| m.layout.clone())
-                .ok_or_else(|| super::LocalError::Other(format!("no donor {}", donor.name)))?;
+                .ok_or_else(|| LocalError::Other(format!("no donor {}", donor.name)))?;
             let m = shared
                 .members
                 .get_mut(&member.name)
-                .ok_or_else(|| super::LocalError::Other(format!("no member {}", member.name)))?;
+                .ok_or_else(|| LocalError::Other(format!("no member {}", member.name)))?;
             m.process = Process::Seeding;
             (m.layout.clone(), donor_layout, m.child.take())
         };
         if let Some(mut child) = child {
             mariadb::stop(&mut child, Duration::from_secs(60)).await;
         }
+        let copied = self
+            .replace_data(member, donor, &layout, &donor_layout)
+            .await;
+        self.shared.lock().seeding = None;
+        // Whatever happened, the member runs again (on the copy, or empty to be seeded later).
+        let restarted = self.restart(&layout).await;
+        let outcome = copied.and_then(|outcome| restarted.map(|()| outcome));
+        match &outcome {
+            Ok(_) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&member.name);
+                self.shared.lock().last_seeded = Some((member.name.clone(), Instant::now()));
+            }
+            Err(_) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(member.name.clone(), Instant::now());
+            }
+        }
+        outcome
+    }
+
+    /// Empties the member's data directory and streams the donor's copy into it; on failure
+    /// leaves an empty member (a template copy) behind.
+    async fn replace_data(
+        &self,
+        member: &MemberSpec,
+        donor: &MemberSpec,
+        layout: &ServerLayout,
+        donor_layout: &ServerLayout,
+    ) -> Result<SeedOutcome, LocalError> {
+        let rt = &self.runtime;
         let progress = Arc::new(AtomicU64::new(0));
-        self.shared.lock().seeding = Some(super::supervisor::Seeding {
+        self.shared.lock().seeding = Some(Seeding {
             member: member.name.clone(),
             donor: donor.name.clone(),
             bytes: progress.clone(),
             started: Instant::now(),
         });
         let data = layout.data_dir();
-        if data.exists() {
-            std::fs::remove_dir_all(&data).map_err(super::LocalError::io(&data))?;
-        }
+        mariadb::remove_dir(&data).await?;
         let source = Donor {
             host: "127.0.0.1".into(),
             port: donor_layout.port,
@@ -79,35 +144,47 @@ impl LocalSeeder {
             user: rt.creds.admin_user.clone(),
             password: rt.creds.admin_password.clone(),
         };
-        let copied = seed(&source, &admin, &data, progress).await;
-        if copied.is_err() {
-            // Start again from an empty member: the plan seeds it again on a later tick.
-            let _ = std::fs::remove_dir_all(&data);
-            mariadb::init_member_data(&rt.dir.template(), &layout)?;
+        match seed(&source, &admin, &data, progress).await {
+            Ok(report) => Ok(SeedOutcome {
+                gtid_position: report.gtid_position,
+                bytes: report.bytes,
+                elapsed: report.elapsed,
+            }),
+            Err(e) => {
+                mariadb::remove_dir(&data).await?;
+                mariadb::init_member_data(&rt.dir.template(), layout).await?;
+                Err(LocalError::Other(format!("seeding {}: {e}", member.name)))
+            }
         }
-        self.shared.lock().seeding = None;
-        let restarted = self.restart(&layout).await;
-        let report = copied.map_err(|e| super::LocalError::Other(format!("seeding: {e}")))?;
-        restarted?;
-        Ok(SeedOutcome {
-            gtid_position: report.gtid_position,
-            bytes: report.bytes,
-            elapsed: report.elapsed,
-        })
     }
 
-    async fn restart(&self, layout: &mariadb::ServerLayout) -> Result<(), super::LocalError> {
+    /// Starts the member again and waits until it accepts connections. A server that does
+    /// not start is left to the supervisor's restarts.
+    async fn restart(&self, layout: &ServerLayout) -> Result<(), LocalError> {
         let rt = &self.runtime;
-        let mut child = mariadb::spawn(&rt.bins, layout, &rt.server_config, rt.semi_sync)?;
-        let ready = mariadb::wait_ready(&mut child, layout, &rt.creds).await;
+        let spawned = mariadb::spawn(&rt.bins, layout, &rt.server_config, rt.semi_sync);
+        let (child, ready) = match spawned {
+            Ok(mut child) => {
+                let ready = mariadb::wait_ready(&mut child, layout, &rt.creds).await;
+                (Some(child), ready)
+            }
+            Err(e) => (None, Err(e)),
+        };
         let mut shared = self.shared.lock();
         if let Some(m) = shared.members.get_mut(&layout.name) {
-            m.process = if ready.is_ok() {
-                Process::Running
-            } else {
-                Process::Crashed
-            };
-            m.child = Some(child);
+            match child {
+                Some(child) => {
+                    m.child = Some(child);
+                    // Not answering yet is not a crash: the loop's probes see it come up, and
+                    // the reaper sees it exit.
+                    m.process = if ready.is_ok() {
+                        Process::Running
+                    } else {
+                        Process::Starting
+                    };
+                }
+                None => m.crashed_now(),
+            }
         }
         ready
     }

@@ -13,7 +13,7 @@
 //! <dir>/template/           the initialised data directory new members start from
 //! <dir>/members/<name>/     my.cnf, data/, error.log, the socket
 //! <dir>/proxies/<n>/        proxy.log
-//! <dir>/requests/           switchover and scale requests, and their results
+//! <dir>/requests/           switchover, scale and reseed requests (results: status.json)
 //! ```
 
 use std::path::{Path, PathBuf};

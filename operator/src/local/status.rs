@@ -26,7 +26,7 @@ pub struct Status {
     /// Newest last.
     pub events: Vec<EventLine>,
     pub connect: Option<ConnectInfo>,
-    /// Results of switchover and scale requests, by request id.
+    /// Results of switchover, scale and reseed requests, by request id.
     pub requests: Vec<RequestResult>,
 }
 

@@ -81,6 +81,15 @@ pub struct MemberProc {
     removing: bool,
 }
 
+impl MemberProc {
+    /// No process: let the restart logic start one on the next round.
+    pub fn crashed_now(&mut self) {
+        self.child = None;
+        self.process = Process::Crashed;
+        self.restart_at = Some(Instant::now());
+    }
+}
+
 #[derive(Debug)]
 struct ProxyProc {
     index: usize,
@@ -118,6 +127,8 @@ pub struct Shared {
     pub members: BTreeMap<String, MemberProc>,
     proxies: Vec<ProxyProc>,
     pub seeding: Option<Seeding>,
+    /// The member whose copy last completed, and when.
+    pub last_seeded: Option<(String, Instant)>,
     snapshot: Snapshot,
     events: VecDeque<EventLine>,
     requests: Vec<RequestResult>,
@@ -158,7 +169,6 @@ impl Shared {
 struct Pending {
     request: Request,
     started: Instant,
-    started_unix_ms: u64,
     /// Members a scale-up added, each to be seen replicating.
     added: Vec<String>,
 }
@@ -224,7 +234,6 @@ impl Supervisor {
         // Switchovers are requested with `local switchover`; a request kept in the file would
         // be carried out again after every restart.
         spec.switchover = self.switchover.clone();
-        spec.seeding = true;
         Ok(spec)
     }
 
@@ -283,7 +292,7 @@ impl Supervisor {
         );
         let began = Instant::now();
         for layout in &layouts {
-            self.add_member(layout.clone())?;
+            self.add_member(layout.clone()).await?;
         }
         self.wait_members_ready(&layouts).await?;
         self.shared.lock().note(format!(
@@ -294,10 +303,7 @@ impl Supervisor {
 
         let spec = self.cluster_spec()?;
         let published = Topology::read(&self.rt.dir.topology()).ok();
-        let seeder = LocalSeeder {
-            runtime: self.rt.clone(),
-            shared: self.shared.clone(),
-        };
+        let seeder = LocalSeeder::new(self.rt.clone(), self.shared.clone());
         self.orchestrator = Some(
             Orchestrator::with_defaults(
                 spec,
@@ -356,8 +362,8 @@ impl Supervisor {
     }
 
     /// Registers a member and starts its server (from the template if it has no data yet).
-    fn add_member(&mut self, layout: ServerLayout) -> Result<(), LocalError> {
-        mariadb::init_member_data(&self.rt.dir.template(), &layout)?;
+    async fn add_member(&mut self, layout: ServerLayout) -> Result<(), LocalError> {
+        mariadb::init_member_data(&self.rt.dir.template(), &layout).await?;
         let child = mariadb::spawn(
             &self.rt.bins,
             &layout,
@@ -605,7 +611,7 @@ impl Supervisor {
         let before = self.settings.replicas;
         let outcome = match &request.kind {
             RequestKind::Switchover { to } => self.begin_switchover(&request.id, to.as_deref()),
-            RequestKind::Scale { replicas } => self.begin_scale(*replicas),
+            RequestKind::Scale { replicas } => self.begin_scale(*replicas).await,
             RequestKind::Reseed { member } => self.begin_reseed(member).await,
         };
         match outcome {
@@ -622,7 +628,6 @@ impl Supervisor {
                 self.pending = Some(Pending {
                     request,
                     started: Instant::now(),
-                    started_unix_ms: now_unix_ms(),
                     added,
                 });
             }
@@ -652,18 +657,37 @@ impl Supervisor {
         if let Some(mut child) = child {
             mariadb::stop(&mut child, Duration::from_secs(60)).await;
         }
-        let data = layout.data_dir();
-        if data.exists() {
-            std::fs::remove_dir_all(&data).map_err(LocalError::io(&data))?;
+        let emptied = async {
+            mariadb::remove_dir(&layout.data_dir()).await?;
+            mariadb::init_member_data(&self.rt.dir.template(), &layout).await?;
+            mariadb::spawn(
+                &self.rt.bins,
+                &layout,
+                &self.rt.server_config,
+                self.rt.semi_sync,
+            )
         }
+        .await;
+        let mut shared = self.shared.lock();
+        let m = shared
+            .members
+            .get_mut(member)
+            .ok_or_else(|| LocalError::Other(format!("no member {member}")))?;
+        match emptied {
+            Ok(child) => {
+                m.child = Some(child);
+                m.process = Process::Starting;
+            }
+            Err(e) => {
+                m.crashed_now();
+                return Err(e);
+            }
+        }
+        shared.note(format!("{member} emptied for a re-seed"));
+        drop(shared);
         if let Some(o) = self.orchestrator.as_mut() {
             o.release_for_reseed(member);
         }
-        self.shared.lock().members.remove(member);
-        self.add_member(layout)?;
-        self.shared
-            .lock()
-            .note(format!("{member} emptied for a re-seed"));
         Ok(None)
     }
 
@@ -712,7 +736,7 @@ impl Supervisor {
         Ok(None)
     }
 
-    fn begin_scale(&mut self, replicas: u32) -> Result<Option<String>, LocalError> {
+    async fn begin_scale(&mut self, replicas: u32) -> Result<Option<String>, LocalError> {
         let max = u32::try_from(crate::crd::MAX_MEMBERS).unwrap_or(9);
         if !(1..=max).contains(&replicas) {
             return Err(LocalError::Other(format!(
@@ -727,7 +751,7 @@ impl Supervisor {
             for i in current..replicas {
                 let layout = self.layout(i)?;
                 super::ports::ensure_free(layout.port, &layout.name)?;
-                self.add_member(layout)?;
+                self.add_member(layout).await?;
             }
         } else {
             let mut shared = self.shared.lock();
@@ -807,10 +831,10 @@ impl Supervisor {
             }
             RequestKind::Reseed { member } => {
                 let shared = self.shared.lock();
-                let seeded = shared.snapshot.events.iter().any(|e| {
-                    e.unix_ms >= pending.started_unix_ms
-                        && e.message.starts_with(&format!("{member} seeded from"))
-                });
+                let seeded = shared
+                    .last_seeded
+                    .as_ref()
+                    .is_some_and(|(m, at)| m == member && *at >= pending.started);
                 let replicating = shared
                     .snapshot
                     .published
@@ -887,8 +911,13 @@ impl Supervisor {
             if let Some(mut child) = child {
                 mariadb::stop(&mut child, Duration::from_secs(60)).await;
             }
-            let _ = std::fs::remove_dir_all(&dir);
-            self.shared.lock().note(format!("{name} removed"));
+            match mariadb::remove_dir(&dir).await {
+                Ok(()) => self.shared.lock().note(format!("{name} removed")),
+                Err(e) => self
+                    .shared
+                    .lock()
+                    .note(format!("{name} stopped; its files were not removed: {e}")),
+            }
         }
     }
 

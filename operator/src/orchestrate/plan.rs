@@ -867,6 +867,13 @@ fn primary_alive(ctx: &Ctx<'_>, primary: &MemberView) -> Plan {
     publish_if_changed(ctx, primary, &quarantined, &mut steps);
     semi_sync_drift(ctx, primary, &quarantined, &mut steps);
     decommission(ctx, primary, &mut steps);
+    // A copy is slow and may fail: everything else in this plan (publishing without the member
+    // being copied, repairs, scale-down) must not wait for it or fail with it.
+    let (seeds, mut actions): (Vec<_>, Vec<_>) = std::mem::take(&mut steps.actions)
+        .into_iter()
+        .partition(|a| matches!(a, Action::Seed { .. }));
+    actions.extend(seeds);
+    steps.actions = actions;
     let state = if steps.actions.is_empty() && steps.events.is_empty() {
         ClusterState::Healthy
     } else {

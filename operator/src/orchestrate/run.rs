@@ -170,6 +170,8 @@ impl Orchestrator {
     /// One round. Actions run in order and stop at the first failure; the events of the plan
     /// are recorded only when every action succeeded, so a failed promotion is planned again.
     pub async fn tick(&mut self) -> Plan {
+        // Whoever replaces the spec need not remember: seeding is possible when a seeder is.
+        self.spec.seeding = self.actor.seeder.is_some();
         let view = self
             .observer
             .observe(&self.spec, self.flavor, self.published.as_ref())

@@ -497,7 +497,13 @@ impl Session {
                 Err(RelayError::ReadOnly(err)) => {
                     let old = self.primary.take().map(|s| s.addr);
                     tracing::debug!(id = self.id, attempt, old = ?old, "primary is read-only; waiting for the next one");
-                    if attempt < 3 && self.shared.wait_for_new_primary(old.as_deref()).await {
+                    if attempt < 3
+                        && self
+                            .shared
+                            .wait_for_new_primary(old.as_deref())
+                            .await
+                            .is_some()
+                    {
                         continue;
                     }
                     self.reply_err(&err).await?;
@@ -608,21 +614,11 @@ impl Session {
             }
         }
         if self.primary.is_none() {
-            let member = self.shared.wait_for_primary().await?;
-            let slot = match self.open_slot(member.clone(), Which::Primary).await {
-                Ok(slot) => slot,
-                // The primary does not answer: most likely it died and a failover is coming.
-                // Nothing was sent, so the statement may wait for the next primary (bounded
-                // by the write hold) instead of failing.
-                Err(err)
-                    if err.is_backend_unreachable()
-                        && self.shared.wait_for_new_primary(Some(&member.addr())).await =>
-                {
-                    let next = self.shared.wait_for_primary().await?;
-                    self.open_slot(next, Which::Primary).await?
-                }
-                Err(err) => return Err(err),
-            };
+            let (member, conn) = self
+                .shared
+                .primary_conn(&self.login, self.database.as_deref())
+                .await?;
+            let slot = self.slot_with(member, conn, Which::Primary).await?;
             self.primary = Some(slot);
         }
         self.sync_database(Which::Primary).await
@@ -634,12 +630,22 @@ impl Session {
         member: Member,
         which: Which,
     ) -> Result<Slot, ErrPacket> {
+        let conn = self
+            .shared
+            .backend(&self.login, &member.addr(), self.database.as_deref())
+            .await?;
+        self.slot_with(member, conn, which).await
+    }
+
+    /// `conn` (to `member`) as this session's slot, with the replayable state applied.
+    async fn slot_with(
+        &mut self,
+        member: Member,
+        mut conn: PooledConn,
+        which: Which,
+    ) -> Result<Slot, ErrPacket> {
         let addr = member.addr();
         let addr = addr.as_str();
-        let mut conn = self
-            .shared
-            .backend(&self.login, addr, self.database.as_deref())
-            .await?;
         self.statements.forget_backend(which);
         let mut statements = self.replay.clone();
         if which == Which::Replica && self.replay_sets_autocommit {

@@ -1042,6 +1042,26 @@ fn empty_member_is_seeded_from_the_replica_least_behind() {
 }
 
 #[test]
+fn a_seed_comes_after_every_other_action() {
+    // "c" is scaled away while "d" waits for its copy: the topology change and the
+    // decommission must not wait for a slow copy, or fail with it.
+    let p = run(&with_empty_d(), &seeding(&["a", "b", "d"]));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::Decommission { member } if member == "c")),
+        "{:?}",
+        p.actions
+    );
+    assert!(
+        matches!(p.actions.last(), Some(Action::Seed { .. })),
+        "{:?}",
+        p.actions
+    );
+    assert_eq!(seeds(&p).len(), 1);
+}
+
+#[test]
 fn primary_is_the_donor_when_no_replica_is_healthy() {
     let mut v = with_empty_d();
     v.members[1].io_running = Some(false);
