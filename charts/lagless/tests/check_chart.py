@@ -390,6 +390,8 @@ def check_defaults() -> None:
     check(flag(args, "--watch-namespace") is None, f"args {args}")
     check(flag(args, "--proxy-image") == "ghcr.io/lagless-dev/lagless-proxy:0.1.0", f"args {args}")
     check(container["image"] == "ghcr.io/lagless-dev/lagless-operator:0.1.0", f"image {container['image']}")
+    # The member pods' seeding agent comes from the operator's own image.
+    check(flag(args, "--operator-image") == container["image"], f"args {args}")
     env = {e["name"]: e for e in container["env"]}
     check(env["LAGLESS_LOG"].get("value") == "info", f"LAGLESS_LOG {env['LAGLESS_LOG']}")
     check("mock transport only" in rendered.notes, "NOTES do not say how far the controller is proven")
@@ -466,6 +468,10 @@ def check_custom() -> None:
     check(container["imagePullPolicy"] == "Always", "imagePullPolicy")
     args = container["args"]
     check(flag(args, "--proxy-image") == "registry.example.internal:5000/platform/lagless-proxy:0.1.0-rc.1", f"args {args}")
+    check(
+        flag(args, "--operator-image") == "registry.example.internal:5000/platform/lagless-operator:0.1.0-rc.1",
+        f"args {args}",
+    )
     check("--leader-election" in args and flag(args, "--lease-name") == "db-operator", f"args {args}")
     env = {e["name"]: e for e in container["env"]}
     check(env["LAGLESS_LOG"].get("value") == "lagless_operator=debug,info", f"LAGLESS_LOG {env['LAGLESS_LOG']}")

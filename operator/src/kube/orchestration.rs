@@ -189,19 +189,10 @@ impl Runner {
                 snapshot.view = orchestrator.last_view().cloned();
                 snapshot.published = orchestrator.published().cloned();
                 snapshot.quarantined = orchestrator.history().quarantined.clone();
-                for timed in &new {
-                    let time = format!(
-                        "{:.0}",
-                        k8s_openapi::jiff::Timestamp::from_millisecond(
-                            i64::try_from(timed.unix_ms).unwrap_or(i64::MAX)
-                        )
-                        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
-                    );
-                    status::record_promotion(&mut snapshot, &timed.event, &time);
-                }
+                fold_events(&mut snapshot, &new);
             }
-            for timed in new {
-                self.record(&cluster, &timed.event).await;
+            for timed in &new {
+                record_event(&self.recorder, &self.metrics, &cluster, &timed.event).await;
             }
             if !self.wait().await {
                 return;
@@ -220,36 +211,57 @@ impl Runner {
             changed = self.cluster.changed() => changed.is_ok(),
         }
     }
+}
 
-    async fn record(&self, cluster: &MySQLCluster, event: &Event) {
-        if matches!(
-            event,
-            Event::Promoted {
-                cause: crate::orchestrate::Cause::Failover,
-                ..
-            }
-        ) {
-            self.metrics.failovers.inc();
+/// Folds one tick's new events into the snapshot the reconciler reads: each promotion becomes
+/// the last failover or switchover, at the time it was recorded.
+pub(crate) fn fold_events(snapshot: &mut Snapshot, new: &[TimedEvent]) {
+    for timed in new {
+        let time = format!(
+            "{:.0}",
+            k8s_openapi::jiff::Timestamp::from_millisecond(
+                i64::try_from(timed.unix_ms).unwrap_or(i64::MAX)
+            )
+            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
+        );
+        status::record_promotion(snapshot, &timed.event, &time);
+    }
+}
+
+/// Records an orchestration event as a Kubernetes Event on its cluster, counting failovers.
+pub(crate) async fn record_event(
+    recorder: &Recorder,
+    metrics: &Metrics,
+    cluster: &MySQLCluster,
+    event: &Event,
+) {
+    if matches!(
+        event,
+        Event::Promoted {
+            cause: crate::orchestrate::Cause::Failover,
+            ..
         }
-        let mapped = status::cluster_event(event);
-        let kube_event = KubeEvent {
-            type_: if mapped.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: mapped.reason.into(),
-            note: Some(mapped.note),
-            action: mapped.action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .recorder
-            .publish(&kube_event, &cluster.object_ref(&()))
-            .await
-        {
-            tracing::warn!(cluster = %cluster_key(cluster), error = %e, "recording an Event failed");
-        }
+    ) {
+        metrics.failovers.inc();
+    }
+    let mapped = status::cluster_event(event);
+    let kube_event = KubeEvent {
+        type_: if mapped.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: mapped.reason.into(),
+        note: Some(mapped.note),
+        action: mapped.action.into(),
+        secondary: None,
+    };
+    // An Event is a courtesy: failing to record one must not stop the orchestration.
+    if let Err(e) = recorder
+        .publish(&kube_event, &cluster.object_ref(&()))
+        .await
+    {
+        tracing::warn!(cluster = %cluster_key(cluster), error = %e, "recording an Event failed");
     }
 }
 

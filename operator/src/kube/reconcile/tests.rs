@@ -4,20 +4,26 @@ use std::sync::Mutex;
 
 use ::kube::runtime::events::Reporter;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
 use serde_json::{Value, json};
 
 use super::*;
 use crate::kube::mock::{self, Exchange, Recorded, bounded, status};
+use crate::kube::orchestration::{fold_events, record_event};
 use crate::kube::status::Snapshot;
+use crate::orchestrate::run::TimedEvent;
+use crate::orchestrate::{Cause, ClusterState, Event};
 
 const NS: &str = "default";
 const CLUSTERS: &str = "/apis/lagless.dev/v1alpha1/namespaces/default/mysqlclusters/shop";
 const PROXY_IMAGE: &str = "registry.example/lagless-proxy:test";
 
-/// Records what the reconciler asks of the orchestration.
+/// Records what the reconciler asks of the orchestration, and answers with `snapshot`.
 #[derive(Default)]
 struct FakeOrchestrations {
     calls: Mutex<Vec<String>>,
+    /// What the per-cluster task last left for the reconciler.
+    snapshot: Mutex<Snapshot>,
 }
 
 impl Orchestrations for FakeOrchestrations {
@@ -26,7 +32,7 @@ impl Orchestrations for FakeOrchestrations {
             .lock()
             .unwrap()
             .push(format!("ensure {}", cluster_key(cluster)));
-        Snapshot::default()
+        self.snapshot.lock().unwrap().clone()
     }
 
     fn stop(&self, key: &str) {
@@ -379,6 +385,192 @@ async fn an_api_error_fails_the_reconcile_and_backs_off() {
     let second = error_policy(cluster.clone(), &error, h.context.clone());
     assert_eq!(first, Action::requeue(MIN_BACKOFF));
     assert_eq!(second, Action::requeue(MIN_BACKOFF * 2));
+}
+
+fn condition_statuses(status: &Value) -> Vec<(&str, &str)> {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect()
+}
+
+/// The requests of applying a cluster named `shop` whose credential Secrets exist.
+fn reapply_lines() -> Vec<String> {
+    let core = "/api/v1/namespaces/default";
+    let apps = "/apis/apps/v1/namespaces/default";
+    vec![
+        format!("GET {core}/secrets/shop-admin"),
+        format!("GET {core}/secrets/shop-replication"),
+        format!("GET {core}/secrets/shop-agent"),
+        format!("PATCH {core}/configmaps/shop-mysql-config"),
+        format!("PATCH {core}/services/shop-headless"),
+        "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-mysql".into(),
+        format!("PATCH {apps}/statefulsets/shop"),
+        "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-mysql".into(),
+        format!("PATCH {core}/services/shop"),
+        format!("PATCH {apps}/deployments/shop-proxy"),
+        format!("PATCH {CLUSTERS}/status"),
+    ]
+}
+
+/// Answers like an API server that holds `cluster` and its credential Secrets.
+fn server_with_secrets(
+    cluster: &MySQLCluster,
+) -> impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static {
+    let stored = serde_json::to_value(cluster).unwrap();
+    move |request: &Exchange| {
+        if request.path.starts_with(CLUSTERS) {
+            return (200, stored.clone());
+        }
+        if request.method == "GET" && request.path.contains("/secrets/") {
+            let name = request.path.rsplit('/').next().unwrap_or_default();
+            return (
+                200,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}),
+            );
+        }
+        match request.method.as_str() {
+            "GET" => status(404, "NotFound"),
+            _ => (200, request.body.clone()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_changed_spec_is_applied_again() {
+    // Applied before at generation 1 with 3 replicas; the spec now asks for 5.
+    let mut cluster = cluster(5, true);
+    cluster.metadata.generation = Some(2);
+    cluster.status = Some(MySQLClusterStatus {
+        observed_generation: Some(1),
+        ready: Some("0/3".into()),
+        ..MySQLClusterStatus::default()
+    });
+    let h = harness(server_with_secrets(&cluster));
+    let action = bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(STATUS_INTERVAL));
+    let requests = h.recorded.take();
+    // The Secrets exist, so none is applied again; every other object is.
+    assert_eq!(lines(&requests), reapply_lines());
+    for request in &requests[3..] {
+        assert!(is_server_side_apply(request), "{request:?}");
+    }
+    let statefulset = &requests[6].body;
+    assert_eq!(statefulset["kind"], "StatefulSet");
+    assert_eq!(statefulset["spec"]["replicas"], 5);
+    let pdb = &requests[7].body;
+    assert_eq!(pdb["kind"], "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    let status = &requests[10].body["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(status["ready"], "0/5");
+    for condition in status["conditions"].as_array().unwrap() {
+        assert_eq!(condition["observedGeneration"], 2, "{condition}");
+    }
+    assert_eq!(
+        *h.orchestrations.calls.lock().unwrap(),
+        ["ensure default/shop"]
+    );
+}
+
+#[tokio::test]
+async fn a_failover_is_reported_in_status_and_as_an_event() {
+    let mut cluster = cluster(3, true);
+    cluster.status = Some(MySQLClusterStatus {
+        primary: Some("shop-0".into()),
+        observed_generation: Some(1),
+        ..MySQLClusterStatus::default()
+    });
+    let h = harness(server_with_secrets(&cluster));
+    // What the per-cluster task does after a tick in which shop-1 replaced shop-0: fold the
+    // new events into its snapshot, then record each as a Kubernetes Event.
+    let failover = TimedEvent {
+        unix_ms: 1_767_225_600_000, // 2026-01-01T00:00:00Z
+        event: Event::Promoted {
+            member: "shop-1".into(),
+            previous: Some("shop-0".into()),
+            epoch: 5,
+            cause: Cause::Failover,
+            position: None,
+        },
+    };
+    {
+        let mut snapshot = h.orchestrations.snapshot.lock().unwrap();
+        snapshot.state = Some(ClusterState::Healthy);
+        snapshot.published = Some(Topology {
+            cluster: "shop".into(),
+            flavor: Flavor::Mysql,
+            epoch: 5,
+            state: TopologyState::Ready,
+            primary: Some(Member::new(
+                "shop-1",
+                "shop-1.shop-headless.default.svc",
+                3306,
+            )),
+            replicas: vec![Member::new(
+                "shop-2",
+                "shop-2.shop-headless.default.svc",
+                3306,
+            )],
+            consistency: None,
+        });
+        fold_events(&mut snapshot, std::slice::from_ref(&failover));
+    }
+    record_event(
+        &h.context.recorder,
+        &h.context.metrics,
+        &cluster,
+        &failover.event,
+    )
+    .await;
+    bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+
+    let requests = h.recorded.take();
+    let mut expected = vec!["POST /apis/events.k8s.io/v1/namespaces/default/events".to_string()];
+    expected.extend(reapply_lines());
+    // One Event, recorded by the task; the reconcile itself records none.
+    assert_eq!(lines(&requests), expected);
+    let event = &requests[0].body;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "FailedOver");
+    assert_eq!(event["action"], "Promote");
+    assert_eq!(event["regarding"]["kind"], "MySQLCluster");
+    assert_eq!(event["regarding"]["name"], "shop");
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains("shop-1") && note.contains("from shop-0"),
+        "{note}"
+    );
+    assert_eq!(h.context.metrics.failovers.get(), 1);
+
+    let status = &requests[11].body["status"];
+    assert!(is_server_side_apply(&requests[11]));
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(status["primary"], "shop-1");
+    assert_eq!(status["topologyEpoch"], 5);
+    assert_eq!(
+        status["lastFailover"],
+        json!({"from": "shop-0", "to": "shop-1", "time": "2026-01-01T00:00:00Z"})
+    );
+    assert_eq!(
+        condition_statuses(status),
+        [
+            ("Available", "True"),
+            ("Progressing", "False"),
+            ("Degraded", "False"),
+            ("FailoverInProgress", "False")
+        ]
+    );
+    let available = &status["conditions"][0];
+    assert_eq!(available["reason"], "PrimaryPublished");
+    let message = available["message"].as_str().unwrap();
+    assert!(message.contains("shop-1"), "{message}");
 }
 
 #[test]
