@@ -164,13 +164,13 @@ fn up(args: &LocalArgs, up: &UpArgs, log_filter: &str) -> Result<(), LocalError>
             .state_dir
             .clone()
             .ok_or_else(|| LocalError::Other("--supervise needs --state-dir".into()))?;
-        return supervise(&StateDir::new(dir), log_filter, false);
+        return supervise(&StateDir::new(dir), log_filter, None);
     }
     let (dir, cluster) = prepare(args, up)?;
     if up.detach {
         detach(args, &dir, &cluster)
     } else {
-        supervise(&dir, log_filter, true)
+        supervise(&dir, log_filter, Some(command_prefix(args, &dir)))
     }
 }
 
@@ -307,9 +307,10 @@ fn check_port_ranges(settings: &Settings, cluster: &MySQLCluster) -> Result<(), 
     Ok(())
 }
 
-/// Runs the supervisor in this process until SIGINT/SIGTERM. With `display`, shows progress
-/// and then a live view on the terminal; the log goes to `operator.log` either way.
-fn supervise(dir: &StateDir, log_filter: &str, display: bool) -> Result<(), LocalError> {
+/// Runs the supervisor in this process until SIGINT/SIGTERM. With `display` (the command
+/// prefix to print in the banner), shows progress and then a live view on the terminal; the
+/// log goes to `operator.log` either way.
+fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Result<(), LocalError> {
     let text = std::fs::read_to_string(dir.manifest()).map_err(LocalError::io(&dir.manifest()))?;
     let cluster = super::manifest::parse(&text, &dir.manifest())?;
     let settings: Settings = read_json(&dir.settings())?;
@@ -337,6 +338,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: bool) -> Result<(), Loca
         .enable_all()
         .build()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
+    let shows = display.is_some();
     let result = runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         spawn_signal_handler(stop_tx);
@@ -350,11 +352,12 @@ fn supervise(dir: &StateDir, log_filter: &str, display: bool) -> Result<(), Loca
             stop_rx.clone(),
         ));
         let (done_tx, done_rx) = watch::channel(false);
-        let view = display.then(|| {
+        let view = display.map(|prefix| {
             tokio::spawn(live_view(
                 shared.clone(),
                 rt.clone(),
                 settings.clone(),
+                prefix,
                 done_rx,
             ))
         });
@@ -369,7 +372,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: bool) -> Result<(), Loca
         result
     });
     let _ = std::fs::remove_file(dir.pid());
-    if display && result.is_ok() {
+    if shows && result.is_ok() {
         println!(
             "stopped; the data is kept in {} (`lagless-operator local down --purge` deletes it)",
             dir.root().display()
@@ -419,6 +422,7 @@ async fn live_view(
     shared: SharedState,
     rt: Arc<Runtime>,
     settings: Settings,
+    prefix: String,
     mut done: watch::Receiver<bool>,
 ) {
     let tty = std::io::stdout().is_terminal();
@@ -429,7 +433,7 @@ async fn live_view(
         let s = super::supervisor::status(&shared.lock(), &rt, &settings);
         if s.phase == "running" {
             let text = banner.get_or_insert_with(|| {
-                let b = banner_text(&s, &rt.creds, "lagless-operator local", &rt.dir);
+                let b = banner_text(&s, &rt.creds, &prefix, &rt.dir);
                 if !tty {
                     println!("{b}");
                 }

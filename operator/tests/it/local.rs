@@ -625,7 +625,7 @@ fn foreground_up_stops_on_ctrl_c_and_restarts_on_its_data() {
     for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push(line.clone());
-        if line.contains("is running") {
+        if line.starts_with("State directory:") {
             break;
         }
     }
@@ -635,6 +635,12 @@ fn foreground_up_stops_on_ctrl_c_and_restarts_on_its_data() {
         "progress is shown:\n{text}"
     );
     assert!(text.contains("Lagless cluster \"fg\" is running"), "{text}");
+    // The commands it suggests reach this cluster's state directory.
+    let suggested = format!(
+        "lagless-operator local --state-dir {} status",
+        local.state().display()
+    );
+    assert!(text.contains(&suggested), "{text}");
     let status = local.status();
     let pids = Local::pids(&status);
     let table = local.ok(&["status"]);
