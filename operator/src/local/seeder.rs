@@ -22,19 +22,36 @@ use super::supervisor::{Process, Runtime, Seeding, SharedState};
 /// empties it, and the plan asks again on every tick.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// Seeds members of one local cluster.
+/// Seeds members of one local cluster. The copy runs in a task of its own, so the loop (and
+/// with it failure detection) goes on meanwhile: the first `seed` call starts it and fails
+/// ("in progress"), the member is down while copied, and once it is back on its copy the plan
+/// asks again and gets the copy's position.
 pub struct LocalSeeder {
-    pub runtime: Arc<Runtime>,
-    pub shared: SharedState,
-    failed: Mutex<HashMap<String, Instant>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Arc<Runtime>,
+    shared: SharedState,
+    jobs: Mutex<HashMap<String, Job>>,
+}
+
+enum Job {
+    Copying,
+    Done {
+        result: Result<SeedOutcome, String>,
+        at: Instant,
+    },
 }
 
 impl LocalSeeder {
     pub fn new(runtime: Arc<Runtime>, shared: SharedState) -> Self {
         Self {
-            runtime,
-            shared,
-            failed: Mutex::default(),
+            inner: Arc::new(Inner {
+                runtime,
+                shared,
+                jobs: Mutex::default(),
+            }),
         }
     }
 }
@@ -45,31 +62,71 @@ impl Seeder for LocalSeeder {
         member: &'a MemberSpec,
         donor: &'a MemberSpec,
     ) -> BoxFuture<'a, Result<SeedOutcome, String>> {
-        self.copy(member, donor)
-            .map(|r| r.map_err(|e| e.to_string()))
-            .boxed()
+        let result = Inner::start_or_collect(&self.inner, member, donor);
+        async move { result }.boxed()
     }
 }
 
-impl LocalSeeder {
+impl Inner {
+    /// The finished copy's outcome, or starts one (a failed copy is retried after
+    /// [`RETRY_AFTER`]).
+    fn start_or_collect(
+        this: &Arc<Self>,
+        member: &MemberSpec,
+        donor: &MemberSpec,
+    ) -> Result<SeedOutcome, String> {
+        let mut jobs = this.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.remove(&member.name) {
+            Some(Job::Copying) => {
+                jobs.insert(member.name.clone(), Job::Copying);
+                return Err(format!("{} is being copied", member.name));
+            }
+            Some(Job::Done {
+                result: Ok(outcome),
+                ..
+            }) => return Ok(outcome),
+            Some(Job::Done { result: Err(e), at }) if at.elapsed() < RETRY_AFTER => {
+                let again = RETRY_AFTER.saturating_sub(at.elapsed()).as_secs();
+                jobs.insert(
+                    member.name.clone(),
+                    Job::Done {
+                        result: Err(e.clone()),
+                        at,
+                    },
+                );
+                return Err(format!("{e} (trying again in {again} s)"));
+            }
+            Some(Job::Done { .. }) | None => {}
+        }
+        jobs.insert(member.name.clone(), Job::Copying);
+        drop(jobs);
+        let inner = this.clone();
+        let (member, donor) = (member.clone(), donor.clone());
+        let started = format!(
+            "copying {} from {} in the background",
+            member.name, donor.name
+        );
+        tokio::spawn(async move {
+            let result = inner.copy(&member, &donor).await.map_err(|e| e.to_string());
+            if result.is_ok() {
+                inner.shared.lock().last_seeded = Some((member.name.clone(), Instant::now()));
+            }
+            inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                member.name.clone(),
+                Job::Done {
+                    result,
+                    at: Instant::now(),
+                },
+            );
+        });
+        Err(started)
+    }
+
     async fn copy(
         &self,
         member: &MemberSpec,
         donor: &MemberSpec,
     ) -> Result<SeedOutcome, LocalError> {
-        let recent_failure = self
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&member.name)
-            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
-        if recent_failure {
-            return Err(LocalError::Other(format!(
-                "seeding {} failed less than {} s ago; waiting before trying again",
-                member.name,
-                RETRY_AFTER.as_secs()
-            )));
-        }
         // `seed` runs these by name from PATH.
         for program in ["mariadb-backup", "mbstream"] {
             mariadb::on_path(program)?;
@@ -97,23 +154,7 @@ impl LocalSeeder {
         self.shared.lock().seeding = None;
         // Whatever happened, the member runs again (on the copy, or empty to be seeded later).
         let restarted = self.restart(&layout).await;
-        let outcome = copied.and_then(|outcome| restarted.map(|()| outcome));
-        match &outcome {
-            Ok(_) => {
-                self.failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&member.name);
-                self.shared.lock().last_seeded = Some((member.name.clone(), Instant::now()));
-            }
-            Err(_) => {
-                self.failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(member.name.clone(), Instant::now());
-            }
-        }
-        outcome
+        copied.and_then(|outcome| restarted.map(|()| outcome))
     }
 
     /// Empties the member's data directory and streams the donor's copy into it; on failure

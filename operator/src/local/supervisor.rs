@@ -2,8 +2,9 @@
 //!
 //! It starts the members from the template, lets the orchestration core bootstrap them,
 //! starts the proxies, then loops: restart crashed processes (as a StatefulSet or Deployment
-//! would), take switchover and scale requests, run one orchestration tick. A separate task
-//! writes `status.json` twice a second, so status stays current during long steps (seeding).
+//! would), take switchover, scale and reseed requests, run one orchestration tick. Copies
+//! (seeding) run in tasks of their own (see [`super::seeder`]); a separate task writes
+//! `status.json` twice a second.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::process::{Child, Command, Stdio};
