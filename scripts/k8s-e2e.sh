@@ -7,10 +7,10 @@
 #
 # Prerequisites:
 #   - kubectl and helm, with the current context pointing at a throwaway kind or k3d cluster;
-#   - the two images built from this tree and loaded into that cluster, e.g.
-#       kind load docker-image "$OPERATOR_IMAGE" "$PROXY_IMAGE"
-#       k3d image import "$OPERATOR_IMAGE" "$PROXY_IMAGE"
-#     (this repository does not build the images for you);
+#   - the two images built from this tree (see the Dockerfile) and loaded into that cluster:
+#       docker build --target operator -t "$OPERATOR_IMAGE" .
+#       docker build --target proxy -t "$PROXY_IMAGE" .
+#       kind load docker-image "$OPERATOR_IMAGE" "$PROXY_IMAGE"   # or: k3d image import ...
 #   - a default StorageClass (kind and k3d have one).
 #
 # Usage: OPERATOR_IMAGE=repo/lagless-operator:dev PROXY_IMAGE=repo/lagless-proxy:dev scripts/k8s-e2e.sh
