@@ -100,6 +100,10 @@ impl Url {
     }
 }
 
+/// Present while a copy is being written into the data directory; removed once it is
+/// complete and prepared.
+const INCOMPLETE: &str = "lagless-seed-incomplete";
+
 /// Entries of a data directory that do not count as data: a fresh filesystem's `lost+found`.
 fn is_data(name: &std::ffi::OsStr) -> bool {
     name != "lost+found"
@@ -207,6 +211,16 @@ async fn choose_donor(args: &FetchArgs) -> Result<(String, Url), FetchError> {
 /// Fetches a donor's backup into `args.datadir` (see [`FetchArgs`]).
 pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     let datadir = &args.datadir;
+    let marker = datadir.join(INCOMPLETE);
+    if tokio::fs::try_exists(&marker).await.unwrap_or(false) {
+        // A copy was cut short (the pod was killed mid-copy): what is there is not a data
+        // directory and must never be started on.
+        eprintln!(
+            "agent fetch: removing an interrupted copy from {}",
+            datadir.display()
+        );
+        empty(datadir).await?;
+    }
     if holds_data(datadir).await? {
         if args.if_empty {
             return Ok(Fetched::AlreadyHasData);
@@ -223,7 +237,15 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     tokio::fs::create_dir_all(datadir)
         .await
         .map_err(|e| io(datadir, e))?;
+    tokio::fs::write(&marker, b"")
+        .await
+        .map_err(|e| io(&marker, e))?;
     let copied = copy_from(&raw, &url, token.trim(), args).await;
+    if copied.is_ok() {
+        tokio::fs::remove_file(&marker)
+            .await
+            .map_err(|e| io(&marker, e))?;
+    }
     if copied.is_err() {
         // A half copy would make the next attempt refuse the directory, and the server
         // must never start on it.
@@ -278,10 +300,13 @@ async fn copy_from(
         started.elapsed().as_secs_f64()
     );
     let gtid_position = seed::prepare(&args.datadir).await?;
-    let position = args.datadir.join(POSITION_FILE);
-    tokio::fs::write(&position, format!("{gtid_position}\n"))
-        .await
-        .map_err(|e| io(&position, e))?;
+    // A donor that never wrote a transaction has no position: nothing to start from.
+    if !gtid_position.is_empty() {
+        let position = args.datadir.join(POSITION_FILE);
+        tokio::fs::write(&position, format!("{gtid_position}\n"))
+            .await
+            .map_err(|e| io(&position, e))?;
+    }
     Ok(Fetched::Copied {
         donor: raw.to_string(),
         bytes,

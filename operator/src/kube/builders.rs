@@ -628,14 +628,18 @@ fn config_hash(parts: &[&str]) -> String {
 const SEEDED_START: &str = r#"datadir="${LAGLESS_DATADIR:-/var/lib/mysql}"
 position="$datadir/lagless-seed-position"
 seed=""
-if [ -s "$position" ]; then
+if [ -e "$position" ]; then
   pos=$(tr -d ' \n' < "$position")
   case "$pos" in
-    ''|*[!0-9,-]*) echo "$position: not a GTID position: $pos" >&2; exit 1 ;;
+    *[!0-9,-]*) echo "$position: not a GTID position: $pos" >&2; exit 1 ;;
   esac
-  printf "SET GLOBAL gtid_slave_pos = '%s';\n" "$pos" > "$datadir/lagless-seed.sql"
+  if [ -n "$pos" ]; then
+    # The copy's binary log state too, so the member can serve replicas if promoted first.
+    printf "RESET MASTER;\nSET GLOBAL gtid_binlog_state = '%s';\nSET GLOBAL gtid_slave_pos = '%s';\n" \
+      "$pos" "$pos" > "$datadir/lagless-seed.sql"
+    seed="--init-file=$datadir/lagless-seed.sql"
+  fi
   mv "$position" "$position.used"
-  seed="--init-file=$datadir/lagless-seed.sql"
 fi
 "#;
 
@@ -691,7 +695,10 @@ fn server_env(ctx: &Context<'_>, cluster: &MySQLCluster) -> Result<Vec<EnvVar>, 
 /// in order, this pod skipped; while none answers the step fails and the kubelet retries it.
 fn seed_command(ctx: &Context<'_>) -> Vec<String> {
     let mut from = String::new();
-    for ordinal in 0..u32::try_from(ctx.spec.replicas).unwrap_or(0) {
+    // Every member a cluster can have, not the current count: the pod template must not change
+    // with `replicas`, or scaling would roll every pod, the primary's included. Names that do
+    // not resolve (yet) are skipped by `agent fetch`.
+    for ordinal in 0..crate::crd::MAX_MEMBERS.unsigned_abs() {
         let host = member_host(ctx.name, ctx.namespace, ordinal);
         let _ = write!(from, " --from http://{host}:{AGENT_PORT}");
     }

@@ -181,8 +181,16 @@ impl LeaderElector {
         let duration = Duration::from_secs(LEASE_DURATION_SECONDS.unsigned_abs().into());
         loop {
             tokio::time::sleep(RENEW_INTERVAL).await;
-            match self.try_acquire().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
+            // Taken before the request, like the renewTime it writes: the claim runs from here.
+            let attempt = tokio::time::Instant::now();
+            // A request that hangs (a half-open connection) must not keep a stale leader
+            // acting: it counts as a failed renewal.
+            let renewed = tokio::time::timeout(RENEW_INTERVAL, self.try_acquire())
+                .await
+                .map_err(|_| "no answer within the renew interval".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match renewed {
+                Ok(true) => last_renewal = attempt,
                 Ok(false) => {
                     tracing::error!(lease = %self.name, "the Lease was taken over");
                     return;

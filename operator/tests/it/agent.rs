@@ -121,6 +121,17 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     };
     assert_eq!(fetch(&skip).await.unwrap(), Fetched::AlreadyHasData);
     assert!(target.join("seedtest/blobs.ibd").exists());
+    assert!(!target.join("lagless-seed-incomplete").exists());
+
+    // A copy cut short (the pod killed mid-copy) left its marker: even --if-empty copies again
+    // instead of letting the server start on half a data directory.
+    std::fs::write(target.join("lagless-seed-incomplete"), b"").unwrap();
+    std::fs::write(target.join("half-written.ibd"), b"junk").unwrap();
+    let redone = fetch(&skip).await.unwrap();
+    assert!(matches!(redone, Fetched::Copied { .. }), "{redone:?}");
+    assert!(!target.join("half-written.ibd").exists());
+    assert!(!target.join("lagless-seed-incomplete").exists());
+    assert!(target.join("seedtest/blobs.ibd").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -813,7 +813,8 @@ fn the_preamble_derives_server_id_from_the_ordinal() {
     );
     assert_eq!(
         std::fs::read_to_string(&init).unwrap(),
-        "SET GLOBAL gtid_slave_pos = '10-1001-42';\n"
+        "RESET MASTER;\nSET GLOBAL gtid_binlog_state = '10-1001-42';\n\
+         SET GLOBAL gtid_slave_pos = '10-1001-42';\n"
     );
     assert!(!position.exists(), "the position is used once");
     let again = seeded("shop-2");
@@ -822,6 +823,17 @@ fn the_preamble_derives_server_id_from_the_ordinal() {
             .unwrap()
             .contains("--init-file")
     );
+    // A copy of a donor that had written nothing has an empty position: nothing to set.
+    std::fs::remove_file(&init).unwrap();
+    std::fs::write(&position, "\n").unwrap();
+    let empty = seeded("shop-2");
+    assert!(empty.status.success(), "{empty:?}");
+    assert!(
+        !String::from_utf8(empty.stdout)
+            .unwrap()
+            .contains("--init-file")
+    );
+    assert!(!position.exists() && !init.exists());
     // Anything but a GTID position is refused, never pasted into SQL.
     std::fs::write(&position, "1-1-1'; DROP TABLE t; --").unwrap();
     let bad = seeded("shop-2");
@@ -946,9 +958,22 @@ fn mariadb_members_run_the_seeding_agent_and_init_step() {
              --token-file /etc/lagless/agent/token \
              --from http://db-0.db-headless.shop-ns.svc:3307 \
              --from http://db-1.db-headless.shop-ns.svc:3307 \
-             --from http://db-2.db-headless.shop-ns.svc:3307\n"
+             --from http://db-2.db-headless.shop-ns.svc:3307 "
         ),
         "{script}"
+    );
+    // Every member a cluster may have: the template stays the same when `replicas` changes,
+    // so scaling does not roll the existing pods.
+    assert!(
+        script.ends_with("--from http://db-8.db-headless.shop-ns.svc:3307\n"),
+        "{script}"
+    );
+    let mut bigger = defaults();
+    bigger.spec.replicas = 5;
+    assert_eq!(
+        pod_template(&statefulset(&bigger, "op").unwrap()),
+        pod_template(&statefulset(&defaults(), "op").unwrap()),
+        "the pod template depends on the member count"
     );
 
     let volumes = pod.volumes.as_ref().unwrap();
