@@ -280,7 +280,7 @@ async fn copy_from(
         started,
         args.progress_every(),
     ));
-    // The body is decoded in its own task so a cut stream is told apart from a bad archive.
+    // Decoding and extraction run side by side; their errors are told apart below.
     let (mut to_extract, from_network) = tokio::io::duplex(1 << 20);
     let decode = async move {
         let decoded = http::copy_chunked(&mut body, &mut to_extract).await;
@@ -292,8 +292,13 @@ async fn copy_from(
         seed::extract(from_network, &args.datadir, progress.clone())
     );
     reporter.abort();
-    decoded.map_err(|e| donor_error(format!("the backup stream broke: {e}")))?;
-    let bytes = extracted?;
+    // When extraction fails first, decoding then fails writing into the closed pipe: the
+    // extraction error is the one that explains it.
+    let bytes = match (decoded, extracted) {
+        (Ok(_), extracted) => extracted?,
+        (Err(http::HttpError::Io(_)), Err(e)) => return Err(e.into()),
+        (Err(e), _) => return Err(donor_error(format!("the backup stream broke: {e}"))),
+    };
     eprintln!(
         "agent fetch: {:.1} MiB received in {:.1} s; preparing",
         bytes as f64 / 1_048_576.0,

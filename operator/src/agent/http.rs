@@ -23,6 +23,8 @@ pub enum HttpError {
     Malformed(&'static str),
     #[error("the connection closed early")]
     Truncated,
+    #[error("no progress for {} s", STALL.as_secs())]
+    Stalled,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -195,6 +197,20 @@ pub async fn respond(
 /// The largest chunk size line accepted (hex digits plus extensions).
 const MAX_CHUNK_LINE: u64 = 128;
 
+/// A body that makes no progress for this long is given up: a peer that vanished without a
+/// reset (a lost node) must not hold a copy, or the donor's single backup slot, forever.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `io` within [`STALL`].
+async fn unstalled<T>(
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, HttpError> {
+    tokio::time::timeout(STALL, io)
+        .await
+        .map_err(|_| HttpError::Stalled)?
+        .map_err(HttpError::Io)
+}
+
 /// Copies a chunked body from `from` to `to`; an end before the last chunk is an error.
 pub async fn copy_chunked(
     from: &mut (impl AsyncBufRead + Unpin),
@@ -204,10 +220,12 @@ pub async fn copy_chunked(
     let mut line = Vec::new();
     loop {
         line.clear();
-        (&mut *from)
-            .take(MAX_CHUNK_LINE)
-            .read_until(b'\n', &mut line)
-            .await?;
+        unstalled(
+            (&mut *from)
+                .take(MAX_CHUNK_LINE)
+                .read_until(b'\n', &mut line),
+        )
+        .await?;
         if !line.ends_with(b"\n") {
             return Err(if line.len() as u64 >= MAX_CHUNK_LINE {
                 HttpError::Malformed("a chunk size line too long")
@@ -222,15 +240,17 @@ pub async fn copy_chunked(
             // Trailers are not sent by the agent; the final line end is enough.
             return Ok(total);
         }
-        let copied = tokio::io::copy(&mut (&mut *from).take(size), to).await?;
+        let copied = unstalled(tokio::io::copy(&mut (&mut *from).take(size), to)).await?;
         if copied != size {
             return Err(HttpError::Truncated);
         }
         total += size;
         let mut end = [0u8; 2];
-        from.read_exact(&mut end)
-            .await
-            .map_err(|_| HttpError::Truncated)?;
+        match unstalled(from.read_exact(&mut end)).await {
+            Ok(_) => {}
+            Err(HttpError::Stalled) => return Err(HttpError::Stalled),
+            Err(_) => return Err(HttpError::Truncated),
+        }
         if &end != b"\r\n" {
             return Err(HttpError::Malformed("a chunk without its line end"));
         }
@@ -250,9 +270,14 @@ pub async fn write_chunks(
         if n == 0 {
             return Ok(total);
         }
-        to.write_all(format!("{n:x}\r\n").as_bytes()).await?;
-        to.write_all(&buf[..n]).await?;
-        to.write_all(b"\r\n").await?;
+        let chunk = async {
+            to.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+            to.write_all(&buf[..n]).await?;
+            to.write_all(b"\r\n").await
+        };
+        tokio::time::timeout(STALL, chunk).await.map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the reader stopped reading")
+        })??;
         total += n as u64;
     }
 }
