@@ -21,6 +21,26 @@ fn init_logging(filter: &str, json: bool) {
     };
 }
 
+/// Waits for SIGTERM (a service manager or the kubelet stopping the process) or SIGINT and
+/// says which; an error when the handlers cannot be installed. Shared by every long-running
+/// Lagless program.
+pub async fn terminated() -> std::io::Result<&'static str> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Returns on SIGTERM or SIGINT (Ctrl-C alone when the handlers cannot be installed): for
+/// servers that only need to know when to stop.
+pub async fn until_terminated() {
+    if terminated().await.is_err() {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Runs the proxy until SIGTERM or SIGINT, then drains. Returns the process exit code.
 pub fn run(args: Args) -> i32 {
     init_logging(&args.log, args.log_json);
@@ -54,16 +74,12 @@ pub fn run(args: Args) -> i32 {
         }
         let stop = proxy.shutdown_handle();
         tokio::spawn(async move {
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: draining"),
-                _ = int.recv() => tracing::info!("SIGINT: draining"),
+            match terminated().await {
+                Ok(signal) => tracing::info!("{signal}: draining"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install signal handlers");
+                    return;
+                }
             }
             let _ = stop.send(true);
         });

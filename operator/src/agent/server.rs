@@ -76,23 +76,7 @@ pub async fn serve(args: ServeArgs) -> std::io::Result<()> {
     tracing::info!(address = %server.local_addr()?, "agent listening");
     tokio::select! {
         r = server.run() => r,
-        _ = termination() => Ok(()),
-    }
-}
-
-/// SIGTERM (the kubelet stopping the pod) or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        _ = lagless_proxy::cli::until_terminated() => Ok(()),
     }
 }
 

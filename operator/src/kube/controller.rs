@@ -124,7 +124,7 @@ async fn run_async(args: ControllerArgs) -> i32 {
         tracing::info!(lease = %args.lease_name, %identity, "waiting for the Lease");
         tokio::select! {
             () = elector.acquire() => {}
-            () = shutdown_signal() => return 0,
+            () = lagless_proxy::cli::until_terminated() => return 0,
         }
         tracing::info!(%identity, "leading");
     }
@@ -142,21 +142,6 @@ async fn run_async(args: ControllerArgs) -> i32 {
         None => {
             controller.await;
             0
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
@@ -197,7 +182,7 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
         .owns(api::<Deployment>(&client, namespace), owned.clone())
         .owns(api::<Service>(&client, namespace), owned.clone())
         .owns(api::<ConfigMap>(&client, namespace), owned)
-        .graceful_shutdown_on(shutdown_signal())
+        .graceful_shutdown_on(lagless_proxy::cli::until_terminated())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {

@@ -398,19 +398,10 @@ fn init_file_logging(path: &Path, filter: &str) -> Result<(), LocalError> {
 }
 
 fn spawn_signal_handler(stop: watch::Sender<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            let _ = stop.send(true);
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping the cluster"),
-            _ = int.recv() => tracing::info!("SIGINT: stopping the cluster"),
+        match lagless_proxy::cli::terminated().await {
+            Ok(signal) => tracing::info!("{signal}: stopping the cluster"),
+            Err(e) => tracing::error!(error = %e, "cannot install signal handlers"),
         }
         let _ = stop.send(true);
     });
