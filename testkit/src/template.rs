@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Bump when the users or settings baked into the template change.
-const REVISION: u32 = 2;
+const REVISION: u32 = 3;
 
 const APP_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, \
     REFERENCES, INDEX, ALTER, SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, \
@@ -88,9 +88,14 @@ async fn build(bins: &Binaries, dest: &Path) -> Result<()> {
 }
 
 fn install_db(bins: &Binaries, data: &Path) -> Result<()> {
+    // A temporary directory of its own: concurrent installs sharing /tmp sometimes remove
+    // each other's temporary tables and fail.
+    let tmp = data.with_file_name("tmp");
+    std::fs::create_dir_all(&tmp).map_err(KitError::io(&tmp))?;
     let mut cmd = Command::new(&bins.install_db);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
         .arg(format!("--innodb-log-file-size={INNODB_LOG_FILE_SIZE}"));
@@ -123,6 +128,7 @@ async fn add_users(bins: &Binaries, work: &Path) -> Result<()> {
     let mut cmd = Command::new(&bins.mariadbd);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", work.join("data").display()))
+        .arg(format!("--tmpdir={}", work.join("tmp").display()))
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--log-error={}", log.display()))
         .arg(format!("--pid-file={}", work.join("t.pid").display()))

@@ -98,6 +98,7 @@ pub fn render_config(
     let _ = writeln!(s, "socket={dir}/mariadbd.sock");
     let _ = writeln!(s, "pid-file={dir}/mariadbd.pid");
     let _ = writeln!(s, "log-error={dir}/error.log");
+    let _ = writeln!(s, "tmpdir={dir}/tmp");
     let _ = writeln!(s, "port={}", layout.port);
     s.push_str("bind-address=127.0.0.1\n");
     let _ = writeln!(s, "server_id={}", layout.server_id);
@@ -144,11 +145,15 @@ pub async fn ensure_template(
     if template.exists() {
         std::fs::remove_dir_all(template).map_err(LocalError::io(template))?;
     }
-    std::fs::create_dir_all(template).map_err(LocalError::io(template))?;
+    let tmp = template.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(LocalError::io(&tmp))?;
     let data = template.join("data");
     let mut cmd = Command::new(&bins.install_db);
+    // A temporary directory of its own: concurrent installs sharing /tmp sometimes remove
+    // each other's temporary tables and fail ("Unknown table 'mysql.tmp_user_sys'").
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db");
     if is_root() {
@@ -187,6 +192,7 @@ async fn add_accounts(
     let mut cmd = Command::new(&bins.mariadbd);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", template.join("data").display()))
+        .arg(format!("--tmpdir={}", template.join("tmp").display()))
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--log-error={}", log.display()))
         .arg(format!(
@@ -331,6 +337,8 @@ pub fn spawn(
     let cnf = layout.config_file();
     std::fs::write(&cnf, render_config(layout, server_config, semi_sync))
         .map_err(LocalError::io(&cnf))?;
+    let tmp = layout.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(LocalError::io(&tmp))?;
     let out = layout.dir.join("mariadbd.out");
     let stdout = std::fs::File::create(&out).map_err(LocalError::io(&out))?;
     let stderr = stdout.try_clone().map_err(LocalError::io(&out))?;

@@ -630,6 +630,16 @@ fn foreground_up_stops_on_ctrl_c_and_restarts_on_its_data() {
         }
     }
     let text = seen.join("\n");
+    if !text.contains("State directory:") {
+        // It stopped before the banner: say why.
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "`local up` ended early ({}):\n{text}\n{}\n--- operator.log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(local.state().join("operator.log")).unwrap_or_default()
+        );
+    }
     assert!(
         text.contains("starting 2 mariadbd servers ..."),
         "progress is shown:\n{text}"
