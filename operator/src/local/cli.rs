@@ -407,6 +407,14 @@ fn spawn_signal_handler(stop: watch::Sender<bool>) {
     });
 }
 
+/// Prints the start's steps not printed yet, in order.
+fn print_new_steps(s: &Status, shown: &mut usize) {
+    for step in s.progress.iter().skip(*shown) {
+        println!("{step} ...");
+    }
+    *shown = (*shown).max(s.progress.len());
+}
+
 /// The foreground display: progress lines while starting, the connection banner once up,
 /// then a redrawn status table on a terminal (or new events as lines otherwise).
 async fn live_view(
@@ -417,11 +425,14 @@ async fn live_view(
     mut done: watch::Receiver<bool>,
 ) {
     let tty = std::io::stdout().is_terminal();
-    let mut last_step = String::new();
+    let mut steps_shown = 0;
     let mut printed_events = 0u64;
     let mut banner: Option<String> = None;
     loop {
         let s = super::supervisor::status(&shared.lock(), &rt, &settings);
+        if banner.is_none() {
+            print_new_steps(&s, &mut steps_shown);
+        }
         if s.phase == "running" {
             let text = banner.get_or_insert_with(|| {
                 let b = banner_text(&s, &rt.creds, &prefix, &rt.dir);
@@ -440,9 +451,6 @@ async fn live_view(
                     println!("{}  {}", status::clock(e.unix_ms), e.message);
                 }
             }
-        } else if s.step != last_step {
-            println!("{} ...", s.step);
-            last_step = s.step.clone();
         }
         if let Some(e) = s.events.last() {
             printed_events = printed_events.max(e.unix_ms);
@@ -531,13 +539,10 @@ fn detach(args: &LocalArgs, dir: &StateDir, cluster: &MySQLCluster) -> Result<()
     })?;
     let name = cluster_name(cluster);
     let began = Instant::now();
-    let mut last_step = String::new();
+    let mut steps_shown = 0;
     loop {
         if let Ok(s) = read_json::<Status>(&dir.status()) {
-            if s.step != last_step && s.phase == "starting" {
-                println!("{} ...", s.step);
-                last_step = s.step.clone();
-            }
+            print_new_steps(&s, &mut steps_shown);
             if s.phase == "running" {
                 let creds: LocalCredentials = read_json(&dir.credentials())?;
                 println!(

@@ -13,6 +13,10 @@ pub struct Status {
     pub phase: String,
     /// What the runtime is doing now, for progress displays.
     pub step: String,
+    /// Every step of the start so far, in order: a display that samples `step` would miss
+    /// the quick ones.
+    #[serde(default)]
+    pub progress: Vec<String>,
     /// The orchestration's classification of the last tick (`Healthy`, `Degraded`, ...).
     pub state: Option<String>,
     pub supervisor_pid: u32,

@@ -125,6 +125,8 @@ struct Snapshot {
 pub struct Shared {
     phase: String,
     step: String,
+    /// The start's steps in order (see [`Status::progress`]).
+    progress: Vec<String>,
     pub members: BTreeMap<String, MemberProc>,
     proxies: Vec<ProxyProc>,
     pub seeding: Option<Seeding>,
@@ -161,6 +163,9 @@ impl Shared {
     fn set_step(&mut self, phase: &str, step: impl Into<String>) {
         self.phase = phase.to_string();
         self.step = step.into();
+        if phase == "starting" && self.progress.len() < 32 {
+            self.progress.push(self.step.clone());
+        }
         tracing::info!(phase, step = %self.step, "progress");
     }
 }
@@ -1082,6 +1087,7 @@ pub fn status(shared: &Shared, rt: &Runtime, settings: &Settings) -> Status {
         cluster: settings.cluster.clone(),
         phase: shared.phase.clone(),
         step: shared.step.clone(),
+        progress: shared.progress.clone(),
         state: snap.state.map(|s| format!("{s:?}")),
         supervisor_pid: std::process::id(),
         updated_unix_ms: now_unix_ms(),
