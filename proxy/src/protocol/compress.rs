@@ -186,11 +186,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Compressed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::packet::PacketStream;
+    use crate::protocol::packet::{PacketError, PacketStream};
     use tokio::io::AsyncWriteExt;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[tokio::test]
-    async fn packets_roundtrip_through_compression() {
+    async fn packets_roundtrip_through_compression() -> TestResult {
         let (a, b) = tokio::io::duplex(1 << 20);
         let mut w = PacketStream::new(Compressed::new(a, BytesMut::new()));
         let mut r = PacketStream::new(Compressed::new(b, BytesMut::new()));
@@ -199,31 +201,31 @@ mod tests {
             let mut seq = 0;
             w.buffer_payload(&mut seq, b"tiny");
             w.buffer_payload(&mut seq, &big);
-            w.flush().await.unwrap();
-            w
+            w.flush().await?;
+            Ok::<_, PacketError>(w)
         });
-        let (_, p1) = r.read_logical().await.unwrap();
-        let (_, p2) = r.read_logical().await.unwrap();
+        let (_, p1) = r.read_logical().await?;
+        let (_, p2) = r.read_logical().await?;
         assert_eq!(&p1[..], b"tiny");
         assert_eq!(p2.len(), 300_000);
         assert!(p2.iter().enumerate().all(|(i, b)| *b == (i % 7) as u8));
-        drop(writer.await.unwrap());
+        drop(writer.await??);
+        Ok(())
     }
 
     #[tokio::test]
-    async fn garbage_frames_are_errors_not_panics() {
+    async fn garbage_frames_are_errors_not_panics() -> TestResult {
         let (mut a, b) = tokio::io::duplex(1 << 16);
         let mut r = PacketStream::new(Compressed::new(b, BytesMut::new()));
         // A frame claiming 10 compressed bytes that inflate to 100, holding junk.
-        a.write_all(&[10, 0, 0, 0, 100, 0, 0]).await.unwrap();
-        a.write_all(&[0xde; 10]).await.unwrap();
+        a.write_all(&[10, 0, 0, 0, 100, 0, 0]).await?;
+        a.write_all(&[0xde; 10]).await?;
         assert!(r.read_raw().await.is_err());
         // An absurd announced size.
         let (mut a, b) = tokio::io::duplex(1 << 16);
         let mut r = PacketStream::new(Compressed::new(b, BytesMut::new()));
-        a.write_all(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0])
-            .await
-            .unwrap();
+        a.write_all(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0]).await?;
         assert!(r.read_raw().await.is_err());
+        Ok(())
     }
 }

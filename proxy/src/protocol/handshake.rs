@@ -222,6 +222,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     fn greeting() -> Greeting {
         Greeting {
             server_version: "11.0.0-lagless".into(),
@@ -235,13 +237,14 @@ mod tests {
     }
 
     #[test]
-    fn greeting_roundtrip() {
+    fn greeting_roundtrip() -> TestResult {
         let g = greeting();
-        assert_eq!(Greeting::parse(&g.encode()).unwrap(), g);
+        assert_eq!(Greeting::parse(&g.encode())?, g);
+        Ok(())
     }
 
     #[test]
-    fn response_roundtrip() {
+    fn response_roundtrip() -> TestResult {
         for caps in [
             cap::PROXY_DEFAULT,
             cap::PROXY_DEFAULT & !cap::PLUGIN_AUTH_LENENC_DATA & !cap::CONNECT_ATTRS,
@@ -260,9 +263,10 @@ mod tests {
                     Vec::new()
                 },
             };
-            assert_eq!(HandshakeResponse::parse(&resp.encode()).unwrap(), resp);
+            assert_eq!(HandshakeResponse::parse(&resp.encode())?, resp);
             assert!(!HandshakeResponse::is_ssl_request(&resp.encode()));
         }
+        Ok(())
     }
 
     #[test]
@@ -277,13 +281,14 @@ mod tests {
     }
 
     #[test]
-    fn auth_switch_roundtrip() {
+    fn auth_switch_roundtrip() -> TestResult {
         let p = auth_switch_request("client_ed25519", &[5; 32]);
         assert_eq!(p.len(), 1 + 15 + 32, "no NUL after an ed25519 nonce");
         assert_eq!(
-            parse_auth_switch(&p).unwrap(),
+            parse_auth_switch(&p)?,
             ("client_ed25519".to_string(), vec![5; 32])
         );
+        Ok(())
     }
 
     proptest! {

@@ -291,8 +291,10 @@ mod tests {
     use super::*;
     use crate::protocol::constants::status;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn ok_roundtrip_and_status() {
+    fn ok_roundtrip_and_status() -> TestResult {
         let ok = Ok {
             affected_rows: 3,
             last_insert_id: 300,
@@ -302,16 +304,17 @@ mod tests {
         };
         for caps in [0, cap::SESSION_TRACK] {
             let enc = ok.encode(caps | cap::PROTOCOL_41);
-            assert_eq!(Ok::parse(&enc, caps).unwrap(), ok);
+            assert_eq!(Ok::parse(&enc, caps)?, ok);
             assert_eq!(status_of(&enc, caps), Some(ok.status));
         }
         let eof_ok = ok.encode_as_eof(cap::DEPRECATE_EOF);
         assert!(is_terminator(&eof_ok, cap::DEPRECATE_EOF));
         assert_eq!(status_of(&eof_ok, cap::DEPRECATE_EOF), Some(ok.status));
+        Ok(())
     }
 
     #[test]
-    fn session_track_is_stripped_for_clients_without_it() {
+    fn session_track_is_stripped_for_clients_without_it() -> TestResult {
         use crate::protocol::wire::put_lenenc_bytes;
         let mut tracked = vec![0x00, 1, 7];
         put_u16(
@@ -321,8 +324,8 @@ mod tests {
         put_u16(&mut tracked, 0);
         put_lenenc_bytes(&mut tracked, b"Rows matched: 1");
         put_lenenc_bytes(&mut tracked, &[0, 5, 4, b'x', b'y', b'z', b'w']);
-        let plain = without_session_track(&tracked).unwrap();
-        let ok = Ok::parse(&plain, 0).unwrap();
+        let plain = without_session_track(&tracked).ok_or("session track not stripped")?;
+        let ok = Ok::parse(&plain, 0)?;
         assert_eq!(
             (ok.affected_rows, ok.last_insert_id, ok.status),
             (1, 7, status::AUTOCOMMIT)
@@ -332,8 +335,9 @@ mod tests {
         let mut bare = vec![0xfe, 0, 0];
         put_u16(&mut bare, status::AUTOCOMMIT);
         put_u16(&mut bare, 0);
-        assert_eq!(without_session_track(&bare).unwrap(), bare);
+        assert_eq!(without_session_track(&bare), Some(bare));
         assert!(without_session_track(&[0x00, 0xfc]).is_none());
+        Ok(())
     }
 
     #[test]
@@ -349,13 +353,14 @@ mod tests {
     }
 
     #[test]
-    fn err_roundtrip() {
+    fn err_roundtrip() -> TestResult {
         let e = ErrPacket::access_denied("app", "127.0.0.1", true);
-        let parsed = ErrPacket::parse(&e.encode()).unwrap();
+        let parsed = ErrPacket::parse(&e.encode())?;
         assert_eq!(parsed, e);
         assert_eq!(parsed.code, 1045);
         assert_eq!(&parsed.sqlstate, b"28000");
         assert!(ErrPacket::parse(&[0xff]).is_err());
         assert!(Ok::parse(&[0x00, 0xfc], 0).is_err());
+        Ok(())
     }
 }

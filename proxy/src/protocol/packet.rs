@@ -291,74 +291,80 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 mod tests {
     use super::*;
 
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
     /// Sends from sequence id 3; returns the first sequence id read, the payload, and the
     /// sequence id the writer would use next.
-    async fn roundtrip(payload: Vec<u8>) -> (u8, Bytes, u8) {
+    async fn roundtrip(payload: Vec<u8>) -> TestResult<(u8, Bytes, u8)> {
         let (a, b) = tokio::io::duplex(1 << 20);
         let mut w = PacketStream::new(a);
         let mut r = PacketStream::new(b);
         let writer = tokio::spawn(async move {
             let mut seq = 3;
-            w.send(&mut seq, &payload).await.unwrap();
-            seq
+            w.send(&mut seq, &payload).await?;
+            Ok::<_, PacketError>(seq)
         });
-        let (first, got) = r.read_logical().await.unwrap();
-        let next_seq = writer.await.unwrap();
+        let (first, got) = r.read_logical().await?;
+        let next_seq = writer.await??;
         assert_eq!(first, 3, "the first packet's sequence id is reported");
-        (first, got, next_seq)
+        Ok((first, got, next_seq))
     }
 
     #[tokio::test]
-    async fn small_and_empty_payloads() {
-        assert_eq!(&roundtrip(b"hello".to_vec()).await.1[..], b"hello");
-        assert_eq!(roundtrip(Vec::new()).await.1.len(), 0);
+    async fn small_and_empty_payloads() -> TestResult {
+        assert_eq!(&roundtrip(b"hello".to_vec()).await?.1[..], b"hello");
+        assert_eq!(roundtrip(Vec::new()).await?.1.len(), 0);
+        Ok(())
     }
 
     #[tokio::test]
-    async fn payloads_over_16_mib_are_split_and_joined() {
+    async fn payloads_over_16_mib_are_split_and_joined() -> TestResult {
         for len in [MAX_PAYLOAD, MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD + 10] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let (_, got, next) = roundtrip(payload.clone()).await;
+            let (_, got, next) = roundtrip(payload.clone()).await?;
             assert_eq!(got.len(), len);
             assert!(got[..] == payload[..]);
             // Exactly MAX_PAYLOAD needs a trailing empty packet: two packets from seq 3.
             let packets = len / MAX_PAYLOAD + 1;
             assert_eq!(next, 3 + packets as u8);
         }
+        Ok(())
     }
 
     #[tokio::test]
-    async fn truncated_and_closed_streams_are_errors() {
+    async fn truncated_and_closed_streams_are_errors() -> TestResult {
         let (mut a, b) = tokio::io::duplex(64);
         let mut r = PacketStream::new(b);
-        a.write_all(&[10, 0, 0, 0, b'x']).await.unwrap();
+        a.write_all(&[10, 0, 0, 0, b'x']).await?;
         drop(a);
         assert!(matches!(r.read_raw().await, Err(PacketError::Truncated)));
         let (a, b) = tokio::io::duplex(64);
         drop(a);
         let mut r = PacketStream::new(b);
         assert!(matches!(r.read_raw().await, Err(PacketError::Closed)));
+        Ok(())
     }
 
     #[tokio::test]
-    async fn a_stalled_packet_times_out() {
+    async fn a_stalled_packet_times_out() -> TestResult {
         let (mut a, b) = tokio::io::duplex(64);
         let mut r = PacketStream::new(b);
         r.packet_timeout = Duration::from_millis(50);
-        a.write_all(&[10, 0, 0, 0, b'x']).await.unwrap();
+        a.write_all(&[10, 0, 0, 0, b'x']).await?;
         assert!(matches!(r.read_raw().await, Err(PacketError::Stalled)));
+        Ok(())
     }
 
     #[tokio::test]
-    async fn logical_size_limit_and_sequence_checked() {
+    async fn logical_size_limit_and_sequence_checked() -> TestResult {
         let (mut a, b) = tokio::io::duplex(1 << 25);
         let mut r = PacketStream::new(b);
         r.max_logical = MAX_PAYLOAD + 5;
         let mut frame = vec![0xff, 0xff, 0xff, 0];
         frame.resize(4 + MAX_PAYLOAD, 1);
-        a.write_all(&frame).await.unwrap();
-        a.write_all(&[10, 0, 0, 1]).await.unwrap();
-        a.write_all(&[0; 10]).await.unwrap();
+        a.write_all(&frame).await?;
+        a.write_all(&[10, 0, 0, 1]).await?;
+        a.write_all(&[0; 10]).await?;
         assert!(matches!(
             r.read_logical().await,
             Err(PacketError::TooLarge(_))
@@ -366,8 +372,8 @@ mod tests {
 
         let (mut a, b) = tokio::io::duplex(1 << 25);
         let mut r = PacketStream::new(b);
-        a.write_all(&frame).await.unwrap();
-        a.write_all(&[1, 0, 0, 7, 0]).await.unwrap();
+        a.write_all(&frame).await?;
+        a.write_all(&[1, 0, 0, 7, 0]).await?;
         assert!(matches!(
             r.read_logical().await,
             Err(PacketError::OutOfOrder {
@@ -375,5 +381,6 @@ mod tests {
                 got: 7
             })
         ));
+        Ok(())
     }
 }

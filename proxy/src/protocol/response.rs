@@ -309,6 +309,8 @@ mod tests {
     use crate::protocol::messages::{ErrPacket, eof};
     use proptest::prelude::*;
 
+    type TestResult = Result<(), PacketError>;
+
     fn ok(status: u16) -> Vec<u8> {
         Ok {
             status,
@@ -317,10 +319,17 @@ mod tests {
         .encode(cap::PROTOCOL_41)
     }
 
-    fn run(kind: ResponseKind, caps: u32, packets: &[Vec<u8>]) -> (Vec<Step>, ResponseTracker) {
+    fn run(
+        kind: ResponseKind,
+        caps: u32,
+        packets: &[Vec<u8>],
+    ) -> Result<(Vec<Step>, ResponseTracker), PacketError> {
         let mut t = ResponseTracker::new(kind, caps);
-        let steps = packets.iter().map(|p| t.feed(p).unwrap()).collect();
-        (steps, t)
+        let steps = packets
+            .iter()
+            .map(|p| t.feed(p))
+            .collect::<Result<_, _>>()?;
+        Ok((steps, t))
     }
 
     fn result_set(caps: u32, rows: usize, end_status: u16) -> Vec<Vec<u8>> {
@@ -346,58 +355,63 @@ mod tests {
     }
 
     #[test]
-    fn ok_and_err_end_at_once() {
-        let (steps, t) = run(ResponseKind::Query, 0, &[ok(status::IN_TRANS)]);
+    fn ok_and_err_end_at_once() -> TestResult {
+        let (steps, t) = run(ResponseKind::Query, 0, &[ok(status::IN_TRANS)])?;
         assert_eq!(steps, [Step::Done]);
         assert_eq!(t.status, Some(status::IN_TRANS));
         let err = ErrPacket::new(1064, "42000", "syntax").encode();
-        let (steps, t) = run(ResponseKind::Query, 0, &[err]);
+        let (steps, t) = run(ResponseKind::Query, 0, &[err])?;
         assert_eq!(steps, [Step::Done]);
         assert_eq!(t.error, Some(1064));
+        Ok(())
     }
 
     #[test]
-    fn result_sets_with_and_without_deprecate_eof() {
+    fn result_sets_with_and_without_deprecate_eof() -> TestResult {
         for caps in [0, cap::DEPRECATE_EOF] {
             let packets = result_set(caps, 3, status::AUTOCOMMIT);
-            let (steps, t) = run(ResponseKind::Query, caps, &packets);
+            let (steps, t) = run(ResponseKind::Query, caps, &packets)?;
             assert_eq!(steps.last(), Some(&Step::Done));
             assert!(steps[..steps.len() - 1].iter().all(|s| *s == Step::More));
             assert_eq!(t.status, Some(status::AUTOCOMMIT));
         }
+        Ok(())
     }
 
     #[test]
-    fn multiple_result_sets_continue_until_the_last() {
+    fn multiple_result_sets_continue_until_the_last() -> TestResult {
         for caps in [0, cap::DEPRECATE_EOF] {
             let mut packets = result_set(caps, 1, status::MORE_RESULTS_EXISTS);
             packets.push(ok(status::MORE_RESULTS_EXISTS));
             packets.extend(result_set(caps, 2, 0));
-            let (steps, _) = run(ResponseKind::Query, caps, &packets);
+            let (steps, _) = run(ResponseKind::Query, caps, &packets)?;
             assert_eq!(steps.iter().filter(|s| **s == Step::Done).count(), 1);
             assert_eq!(steps.last(), Some(&Step::Done));
         }
+        Ok(())
     }
 
     #[test]
-    fn error_in_the_middle_of_rows() {
+    fn error_in_the_middle_of_rows() -> TestResult {
         let mut packets = result_set(0, 2, 0);
         packets.pop();
         packets.push(ErrPacket::new(1317, "70100", "interrupted").encode());
-        let (steps, t) = run(ResponseKind::Query, 0, &packets);
+        let (steps, t) = run(ResponseKind::Query, 0, &packets)?;
         assert_eq!(steps.last(), Some(&Step::Done));
         assert_eq!(t.error, Some(1317));
+        Ok(())
     }
 
     #[test]
-    fn local_infile_then_ok() {
+    fn local_infile_then_ok() -> TestResult {
         let mut t = ResponseTracker::new(ResponseKind::Query, 0);
-        assert_eq!(t.feed(b"\xfb/tmp/x.csv").unwrap(), Step::LocalInfile);
-        assert_eq!(t.feed(&ok(0)).unwrap(), Step::Done);
+        assert_eq!(t.feed(b"\xfb/tmp/x.csv")?, Step::LocalInfile);
+        assert_eq!(t.feed(&ok(0))?, Step::Done);
+        Ok(())
     }
 
     #[test]
-    fn prepare_shapes() {
+    fn prepare_shapes() -> TestResult {
         for caps in [0, cap::DEPRECATE_EOF] {
             let mut packets = vec![vec![0, 7, 0, 0, 0, 2, 0, 1, 0, 0, 0, 0]];
             packets.push(b"\x03defp".to_vec());
@@ -409,7 +423,7 @@ mod tests {
             if caps & cap::DEPRECATE_EOF == 0 {
                 packets.push(eof(0, 0));
             }
-            let (steps, t) = run(ResponseKind::Prepare, caps, &packets);
+            let (steps, t) = run(ResponseKind::Prepare, caps, &packets)?;
             assert_eq!(steps.last(), Some(&Step::Done));
             assert_eq!(steps.iter().filter(|s| **s == Step::Done).count(), 1);
             assert_eq!(
@@ -425,30 +439,33 @@ mod tests {
             ResponseKind::Prepare,
             0,
             &[vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
-        );
+        )?;
         assert_eq!(steps, [Step::Done]);
+        Ok(())
     }
 
     #[test]
-    fn cursor_opening_execute_ends_after_metadata() {
+    fn cursor_opening_execute_ends_after_metadata() -> TestResult {
         let mut packets = vec![vec![1u8], b"\x03defc".to_vec()];
         packets.push(eof(0, status::CURSOR_EXISTS));
-        let (steps, _) = run(ResponseKind::Execute, 0, &packets);
+        let (steps, _) = run(ResponseKind::Execute, 0, &packets)?;
         assert_eq!(steps.last(), Some(&Step::Done));
+        Ok(())
     }
 
     #[test]
-    fn long_rows_span_packets() {
+    fn long_rows_span_packets() -> TestResult {
         let mut t = ResponseTracker::new(ResponseKind::Query, 0);
-        t.feed(&[1]).unwrap();
-        t.feed(b"\x03defc").unwrap();
-        t.feed(&eof(0, 0)).unwrap();
+        t.feed(&[1])?;
+        t.feed(b"\x03defc")?;
+        t.feed(&eof(0, 0))?;
         // A row of 16 MiB - 1 bytes whose continuation starts with 0xfe: still a row.
         let mut big = vec![0xfc; MAX_PAYLOAD];
         big[0] = 0xfe;
-        assert_eq!(t.feed(&big).unwrap(), Step::More);
-        assert_eq!(t.feed(&eof(0, 0)[..]).unwrap(), Step::More);
-        assert_eq!(t.feed(&eof(0, 0)).unwrap(), Step::Done);
+        assert_eq!(t.feed(&big)?, Step::More);
+        assert_eq!(t.feed(&eof(0, 0)[..])?, Step::More);
+        assert_eq!(t.feed(&eof(0, 0))?, Step::Done);
+        Ok(())
     }
 
     proptest! {

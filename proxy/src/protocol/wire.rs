@@ -156,7 +156,7 @@ mod tests {
             let mut out = Vec::new();
             put_lenenc_int(&mut out, v);
             let mut r = Reader::new(&out);
-            prop_assert_eq!(r.lenenc_int().unwrap(), Some(v));
+            prop_assert_eq!(r.lenenc_int()?, Some(v));
             prop_assert!(r.is_empty());
         }
 

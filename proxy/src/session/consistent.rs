@@ -331,19 +331,20 @@ fn wait_statement(flavor: Flavor, need: &GtidSet, budget: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gtid::GtidParseError;
 
     #[test]
-    fn wait_statements_per_flavour() {
-        let need = GtidSet::parse(Flavor::Mariadb, "1-100-7").unwrap();
+    fn wait_statements_per_flavour() -> Result<(), GtidParseError> {
+        let need = GtidSet::parse(Flavor::Mariadb, "1-100-7")?;
         assert_eq!(
             wait_statement(Flavor::Mariadb, &need, Duration::from_millis(250)),
             "SELECT MASTER_GTID_WAIT('1-100-7', 0.25)"
         );
-        let need =
-            GtidSet::parse(Flavor::Mysql, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5").unwrap();
+        let need = GtidSet::parse(Flavor::Mysql, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5")?;
         assert_eq!(
             wait_statement(Flavor::Mysql, &need, Duration::from_secs(1)),
             "SELECT WAIT_FOR_EXECUTED_GTID_SET('3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5', 1)"
         );
+        Ok(())
     }
 }
