@@ -453,13 +453,19 @@ pub struct MemberStatus {
     /// The GTID set the member has executed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_position: Option<String>,
-    /// How far behind the primary, in milliseconds, when known.
+    /// How far behind the primary in time, in milliseconds, as a replica reports it
+    /// (`Seconds_Behind_Master`, whole seconds), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_ms: Option<i64>,
+    /// Transactions the primary has executed that this replica has not applied yet: what
+    /// decides whether a read that must see them may go to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions_behind: Option<i64>,
     /// Reachable and, for a replica, replicating without error.
     pub healthy: bool,
-    /// Transactions this member holds that the primary's history lacks; such a member is
-    /// quarantined until it is re-seeded.
+    /// Why the member is quarantined: the transactions it holds that the primary's history
+    /// lacks, or the position the primary refuses. It stays out of traffic and promotion
+    /// until it is re-seeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errant: Option<String>,
 }

@@ -194,6 +194,9 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
         .as_ref()
         .and_then(|t| t.primary.as_ref())
         .map(|m| m.name.as_str());
+    let primary_executed = primary
+        .and_then(|p| view.member(p))
+        .and_then(|p| p.executed.as_ref());
     view.members
         .iter()
         .map(|m| {
@@ -217,13 +220,24 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
                 }
                 MemberRole::Quarantined | MemberRole::Unknown => false,
             };
+            let replicating = role == MemberRole::Replica;
             MemberStatus {
                 name: m.name.clone(),
                 role,
                 gtid_position: m.executed.as_ref().map(ToString::to_string),
-                lag_ms: None,
+                lag_ms: m
+                    .lag_seconds
+                    .filter(|_| replicating)
+                    .and_then(|s| i64::try_from(s.saturating_mul(1000)).ok()),
+                transactions_behind: m
+                    .executed
+                    .as_ref()
+                    .zip(primary_executed)
+                    .filter(|_| replicating)
+                    .and_then(|(applied, p)| applied.transactions_behind(p))
+                    .and_then(|n| i64::try_from(n).ok()),
                 healthy,
-                errant: None,
+                errant: snapshot.quarantined.get(&m.name).cloned(),
             }
         })
         .collect()
@@ -422,6 +436,39 @@ mod tests {
             condition(&status, Condition::FAILOVER_IN_PROGRESS).status,
             ConditionStatus::False
         );
+    }
+
+    #[test]
+    fn members_report_lag_transactions_behind_and_why_quarantined() {
+        let gtid = |s: &str| GtidSet::parse(Flavor::Mariadb, s).ok();
+        let mut snapshot = healthy_snapshot();
+        let view = snapshot.view.as_mut().expect("the snapshot has a view");
+        view.members[0].executed = gtid("0-1-12");
+        view.members[0].lag_seconds = None;
+        view.members[1].executed = gtid("0-1-9");
+        view.members[1].lag_seconds = Some(3);
+        let mut errant = member("db-2", true, false);
+        errant.executed = gtid("0-3-13");
+        errant.lag_seconds = Some(0);
+        view.members[2] = errant;
+        let reason = "executed 0-3-13, beyond the primary's 0-1-12";
+        snapshot
+            .quarantined
+            .insert("db-2".into(), reason.to_string());
+        let members = members(&snapshot);
+        let by_name = |n: &str| members.iter().find(|m| m.name == n).expect(n);
+        let primary = by_name("db-0");
+        assert_eq!((primary.lag_ms, primary.transactions_behind), (None, None));
+        let replica = by_name("db-1");
+        assert_eq!(replica.lag_ms, Some(3000));
+        assert_eq!(replica.transactions_behind, Some(3));
+        assert_eq!(replica.errant, None);
+        let quarantined = by_name("db-2");
+        assert_eq!(quarantined.role, MemberRole::Quarantined);
+        assert_eq!(quarantined.errant.as_deref(), Some(reason));
+        // Not a replica taking reads: no lag figures that could be read as one.
+        assert_eq!(quarantined.transactions_behind, None);
+        assert_eq!(quarantined.lag_ms, None);
     }
 
     #[test]

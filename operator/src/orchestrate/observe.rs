@@ -62,6 +62,7 @@ struct Reading {
     io_error: Option<ReplicationError>,
     sql_error: Option<ReplicationError>,
     semi_sync: Option<SemiSyncState>,
+    lag_seconds: Option<u64>,
 }
 
 enum Outcome {
@@ -160,6 +161,7 @@ impl Observer {
                 v.io_error = r.io_error;
                 v.sql_error = r.sql_error;
                 v.semi_sync = r.semi_sync;
+                v.lag_seconds = r.lag_seconds;
             }
             Outcome::Refused => {
                 *failures += 1;
@@ -235,6 +237,8 @@ async fn query(c: &mut Conn) -> Result<Reading, mysql_async::Error> {
         // "Connecting" means the source is not answering.
         r.io_running = text("Slave_IO_Running").map(|v| v == "Yes");
         r.sql_running = text("Slave_SQL_Running").map(|v| v == "Yes");
+        // NULL while a thread is stopped.
+        r.lag_seconds = text("Seconds_Behind_Master").and_then(|v| v.parse().ok());
         let err = |code: &str, msg: &str| {
             let code = number(code);
             (code != 0).then(|| ReplicationError::new(code, text(msg).unwrap_or_default()))

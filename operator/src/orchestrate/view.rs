@@ -80,6 +80,9 @@ pub struct MemberView {
     pub io_error: Option<ReplicationError>,
     pub sql_error: Option<ReplicationError>,
     pub semi_sync: Option<SemiSyncState>,
+    /// `Seconds_Behind_Master`: how old the last applied event is by the source's clock, for
+    /// people; `None` when not replicating. Decisions use GTID sets, never this.
+    pub lag_seconds: Option<u64>,
 }
 
 impl MemberView {
@@ -100,6 +103,7 @@ impl MemberView {
             io_error: None,
             sql_error: None,
             semi_sync: None,
+            lag_seconds: None,
         }
     }
 

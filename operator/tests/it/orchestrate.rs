@@ -146,6 +146,17 @@ async fn bootstraps_empty_servers_into_a_replicating_cluster() {
         assert!(pos.read_only, "replica {} is writable", m.index());
         assert_eq!(pos.io_running.as_deref(), Some("Yes"));
     }
+    // The observed view carries each replica's reported lag (caught up: about 0 s), none for
+    // the primary.
+    o.tick().await;
+    let view = o.last_view().expect("a tick observed the members");
+    for m in &view.members {
+        if m.port == primary.port {
+            assert_eq!(m.lag_seconds, None, "{}", m.name);
+        } else {
+            assert!(matches!(m.lag_seconds, Some(s) if s < 5), "{m:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
