@@ -10,7 +10,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::http::{self, HttpError};
-use super::{FetchArgs, POSITION_FILE};
+use super::{FetchArgs, POSITION_FILE, RESEED_MARKER};
 use crate::orchestrate::seed::{self, SeedError};
 
 /// How long a donor has to answer `/healthz` or the backup's response head.
@@ -100,10 +100,6 @@ impl Url {
     }
 }
 
-/// Present while a copy is being written into the data directory; removed once it is
-/// complete and prepared.
-const INCOMPLETE: &str = "lagless-seed-incomplete";
-
 /// Entries of a data directory that do not count as data: a fresh filesystem's `lost+found`.
 fn is_data(name: &std::ffi::OsStr) -> bool {
     name != "lost+found"
@@ -168,6 +164,33 @@ async fn get(
     path: &str,
     token: Option<&str>,
 ) -> Result<(BufReader<TcpStream>, http::Response), HttpError> {
+    request(url, "GET", path, token).await
+}
+
+/// Asks the agent at `url` to have its member re-seeded: the data directory is marked so the
+/// pod's next start copies it afresh (see [`super::RESEED_MARKER`]). The server keeps running
+/// on its data until the pod is replaced.
+pub async fn request_reseed(url: &Url, token: &str) -> Result<(), String> {
+    let (_, head) = request(url, "POST", "/reseed", Some(token))
+        .await
+        .map_err(|e| format!("agent {}:{}: {e}", url.host, url.port))?;
+    match head.status {
+        200 => Ok(()),
+        401 => Err(format!(
+            "agent {}:{} refused the token (401)",
+            url.host, url.port
+        )),
+        status => Err(format!("agent {}:{} answered {status}", url.host, url.port)),
+    }
+}
+
+/// `method path` with an empty body; returns the reader past the response head, and the head.
+async fn request(
+    url: &Url,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(BufReader<TcpStream>, http::Response), HttpError> {
     let connect = TcpStream::connect((url.host.as_str(), url.port));
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
@@ -176,7 +199,7 @@ async fn get(
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}:{}\r\n{auth}Connection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
         url.host, url.port
     );
     stream.write_all(request.as_bytes()).await?;
@@ -211,12 +234,12 @@ async fn choose_donor(args: &FetchArgs) -> Result<(String, Url), FetchError> {
 /// Fetches a donor's backup into `args.datadir` (see [`FetchArgs`]).
 pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     let datadir = &args.datadir;
-    let marker = datadir.join(INCOMPLETE);
+    let marker = datadir.join(RESEED_MARKER);
     if tokio::fs::try_exists(&marker).await.unwrap_or(false) {
-        // A copy was cut short (the pod was killed mid-copy): what is there is not a data
-        // directory and must never be started on.
+        // A copy was cut short (the pod was killed mid-copy), or the operator asked for a
+        // re-seed: what is there must never be started on.
         eprintln!(
-            "agent fetch: removing an interrupted copy from {}",
+            "agent fetch: emptying {} (an interrupted copy or a re-seed request)",
             datadir.display()
         );
         empty(datadir).await?;

@@ -21,6 +21,11 @@ pub const AGENT_PORT: u16 = 3307;
 /// The file, in the data directory, that `agent fetch` writes the copy's GTID position to.
 pub const POSITION_FILE: &str = "lagless-seed-position";
 
+/// Present in the data directory while a copy is being written into it, or after the
+/// operator asked for a re-seed (`POST /reseed`): the next `agent fetch`, even with
+/// `--if-empty`, empties the directory and copies again, so no server starts on it.
+pub const RESEED_MARKER: &str = "lagless-seed-incomplete";
+
 /// `lagless-operator agent`: serves backups (the default) or fetches one.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -42,7 +47,7 @@ pub enum AgentCommand {
     },
 }
 
-/// Serving: `GET /backup` (authenticated) and `GET /healthz`.
+/// Serving: `GET /backup` and `POST /reseed` (authenticated) and `GET /healthz`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// The address to listen on.

@@ -1,5 +1,6 @@
-//! The agent's server: `GET /healthz` (is the local database server listening?) and
-//! `GET /backup` (a streamed backup of it, for a caller with the token).
+//! The agent's server: `GET /healthz` (is the local database server listening?), `GET /backup`
+//! (a streamed backup of it) and `POST /reseed` (mark the data to be copied afresh at the
+//! pod's next start), the last two for a caller with the token.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,13 +104,7 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
             }
         }
         ("GET", "/backup") => {
-            // An unreadable token file authorizes nobody.
-            let token = tokio::fs::read_to_string(&shared.args.token_file)
-                .await
-                .unwrap_or_default();
-            if !http::authorized(request.authorization.as_deref(), token.trim()) {
-                tracing::warn!("agent: a backup request without the right token");
-                respond(&mut write, 401, "Unauthorized", "unauthorized\n").await?;
+            if !authorized(&request, shared, &mut write).await? {
                 return Ok(());
             }
             let Ok(_permit) = shared.backups.try_acquire() else {
@@ -124,12 +119,47 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
             };
             backup(&mut write, shared).await?;
         }
-        (_, "/healthz" | "/backup") => {
+        ("POST", "/reseed") => {
+            if !authorized(&request, shared, &mut write).await? {
+                return Ok(());
+            }
+            let marker = shared.args.datadir.join(super::RESEED_MARKER);
+            match tokio::fs::write(&marker, b"").await {
+                Ok(()) => {
+                    tracing::warn!(marker = %marker.display(), "agent: data marked for a re-seed at the next pod start");
+                    respond(&mut write, 200, "OK", "marked for a re-seed\n").await?;
+                }
+                Err(e) => {
+                    tracing::error!(marker = %marker.display(), "agent: cannot mark for a re-seed: {e}");
+                    let body = format!("{}: {e}\n", marker.display());
+                    respond(&mut write, 500, "Internal Server Error", &body).await?;
+                }
+            }
+        }
+        (_, "/healthz" | "/backup" | "/reseed") => {
             respond(&mut write, 405, "Method Not Allowed", "").await?;
         }
         _ => respond(&mut write, 404, "Not Found", "").await?,
     }
     Ok(())
+}
+
+/// Whether the request carries the token; answers 401 when it does not. An unreadable token
+/// file authorizes nobody.
+async fn authorized(
+    request: &http::Request,
+    shared: &Shared,
+    write: &mut (impl AsyncWrite + Unpin),
+) -> std::io::Result<bool> {
+    let token = tokio::fs::read_to_string(&shared.args.token_file)
+        .await
+        .unwrap_or_default();
+    if http::authorized(request.authorization.as_deref(), token.trim()) {
+        return Ok(true);
+    }
+    tracing::warn!(path = %request.path, "agent: a request without the right token");
+    respond(write, 401, "Unauthorized", "unauthorized\n").await?;
+    Ok(false)
 }
 
 async fn respond(

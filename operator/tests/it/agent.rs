@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lagless_operator::agent::client::{FetchError, Fetched, fetch};
+use lagless_operator::agent::client::{FetchError, Fetched, Url, fetch, request_reseed};
 use lagless_operator::agent::server::Server;
-use lagless_operator::agent::{FetchArgs, POSITION_FILE, ServeArgs};
+use lagless_operator::agent::{FetchArgs, POSITION_FILE, RESEED_MARKER, ServeArgs};
 use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, Cluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -78,10 +78,8 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     // A fresh filesystem's lost+found does not make the directory hold data.
     std::fs::create_dir_all(target.join("lost+found")).unwrap();
     // A donor that does not answer is passed over for the next.
-    let dead = {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", closed.local_addr().unwrap())
-    };
+    // (Port 1: privileged and unused, so never taken by a parallel test.)
+    let dead = "http://127.0.0.1:1".to_string();
     let args = fetch_args(vec![dead, url.clone()], &dir.path().join("token"), &target);
     let started = Instant::now();
     let fetched = fetch(&args).await.unwrap();
@@ -132,6 +130,33 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     assert!(!target.join("half-written.ibd").exists());
     assert!(!target.join("lagless-seed-incomplete").exists());
     assert!(target.join("seedtest/blobs.ibd").exists());
+
+    // The operator's re-seed request: the target's own agent marks its data (the token is
+    // required), and the pod's next init step copies afresh even with --if-empty.
+    let own = Server::bind(ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        datadir: target.clone(),
+        mysql_port: 1,
+        token_file: dir.path().join("token"),
+        scratch_dir: Some(dir.path().to_path_buf()),
+        admin_user: ADMIN_USER.into(),
+        admin_password: ADMIN_PASSWORD.into(),
+    })
+    .await
+    .unwrap();
+    let own_url = Url::parse(&format!("http://{}", own.local_addr().unwrap())).unwrap();
+    tokio::spawn(own.run());
+    let refused = request_reseed(&own_url, "wrong-token").await.unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+    assert!(!target.join(RESEED_MARKER).exists());
+    request_reseed(&own_url, TOKEN).await.unwrap();
+    assert!(target.join(RESEED_MARKER).exists());
+    std::fs::write(target.join("errant-leftover"), b"x").unwrap();
+    let reseeded = fetch(&skip).await.unwrap();
+    assert!(matches!(reseeded, Fetched::Copied { .. }), "{reseeded:?}");
+    assert!(!target.join("errant-leftover").exists());
+    assert!(!target.join(RESEED_MARKER).exists());
+    assert!(target.join("seedtest/blobs.ibd").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +182,10 @@ async fn agent_refuses_a_wrong_token_and_bad_requests() {
     let answer = raw_request(&url, b"GET /etc/passwd HTTP/1.1\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
     let answer = raw_request(&url, b"POST /backup HTTP/1.1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    let answer = raw_request(&url, b"POST /reseed HTTP/1.1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    let answer = raw_request(&url, b"GET /reseed HTTP/1.1\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
     let answer = raw_request(&url, b"\x16\x03\x01 not http\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
