@@ -91,7 +91,15 @@ const CONSISTENCY_PATTERN: &str =
           m.name.substring(size(self.metadata.name) + 1).matches('^[0-9]+$'))"
     )
     .message("spec.replication.members[].name must name a member of this cluster: <name>-<ordinal>")
-    .field_path(".spec.replication.members")
+    .field_path(".spec.replication.members"),
+    validation = Rule::new(
+        "!has(self.spec.reseed) || \
+         (self.spec.reseed.member.startsWith(self.metadata.name + '-') && \
+          self.spec.reseed.member.substring(size(self.metadata.name) + 1).matches('^[0-9]+$') && \
+          int(self.spec.reseed.member.substring(size(self.metadata.name) + 1)) < self.spec.replicas)"
+    )
+    .message("spec.reseed.member must be a member of this cluster: <name>-<ordinal> with ordinal < spec.replicas")
+    .field_path(".spec.reseed.member")
 )]
 #[x_kube(
     validation = Rule::new(
@@ -106,7 +114,10 @@ const CONSISTENCY_PATTERN: &str =
           has(m.neverPromote) && m.neverPromote)"
     )
     .message("spec.switchover.primary names a member with neverPromote set")
-    .field_path(".switchover.primary")
+    .field_path(".switchover.primary"),
+    validation = Rule::new("!has(self.reseed) || !has(self.flavor) || self.flavor == 'mariadb'")
+        .message("spec.reseed needs flavor mariadb: MySQL members have no seeding agent")
+        .field_path(".reseed")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MySQLClusterSpec {
@@ -174,6 +185,12 @@ pub struct MySQLClusterSpec {
     /// A planned change of primary. It runs once per `id`: to switch again, give a new id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover: Option<SwitchoverSpec>,
+
+    /// A request to replace a replica's data with a fresh copy from another member (the way
+    /// back for a quarantined member). It runs once per `id`. The primary is refused: switch
+    /// over first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reseed: Option<ReseedSpec>,
 }
 
 /// The server family.
@@ -390,6 +407,18 @@ pub struct SwitchoverSpec {
     pub primary: String,
 }
 
+/// A re-seed request.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReseedSpec {
+    /// Identifies the request: a re-seed runs once per id.
+    #[schemars(length(min = 1, max = 63))]
+    pub id: String,
+    /// The member whose data is replaced (`<cluster>-<ordinal>`).
+    #[schemars(length(min = 1, max = 63))]
+    pub member: String,
+}
+
 fn default_switchover_primary() -> String {
     BEST.into()
 }
@@ -423,6 +452,32 @@ pub struct MySQLClusterStatus {
     pub last_failover: Option<PromotionRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_switchover: Option<PromotionRecord>,
+    /// The last re-seed request and where it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reseed: Option<ReseedRecord>,
+}
+
+/// Where a re-seed request stands.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReseedRecord {
+    /// The request's id.
+    pub id: String,
+    pub member: String,
+    /// `InProgress`, `Succeeded` or `Failed`.
+    pub result: ReseedResult,
+    /// What happened, for people.
+    pub message: String,
+    /// When the result was last set, RFC 3339.
+    pub time: String,
+}
+
+/// The outcome of a re-seed request.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReseedResult {
+    InProgress,
+    Succeeded,
+    Failed,
 }
 
 /// What the cluster is doing, in one word.
@@ -655,6 +710,7 @@ mod tests {
             replication: ReplicationSpec::default(),
             proxy: ProxySpec::default(),
             switchover: None,
+            reseed: None,
         }
     }
 

@@ -119,14 +119,11 @@ What the operator may do with the objects it reads and runs clusters with, clust
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Members are observed through their pods; a member being reseeded has its pod and data
-# volume claim deleted so the StatefulSet makes fresh ones.
+# A member being re-seeded (spec.reseed) has its pod deleted so the StatefulSet makes a new
+# one, whose init step copies a donor's data; the new pod is told apart by its uid.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "delete"]
 # Events on the MySQLClusters (failover, switchover, quarantine, ...).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

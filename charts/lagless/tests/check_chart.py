@@ -174,8 +174,7 @@ EXPECTED_RULES = {
     ("", "secrets"): OWNED,
     ("policy", "poddisruptionbudgets"): OWNED,
     ("networking.k8s.io", "networkpolicies"): OWNED,
-    ("", "pods"): ["get", "list", "watch", "delete"],
-    ("", "persistentvolumeclaims"): ["get", "list", "watch", "delete"],
+    ("", "pods"): ["get", "delete"],
     ("events.k8s.io", "events"): ["create", "patch"],
     ("", "events"): ["create", "patch"],
 }

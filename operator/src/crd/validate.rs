@@ -6,7 +6,7 @@ use std::fmt;
 
 use lagless_proxy::route::ConsistencyMode;
 
-use super::{BEST, MAX_MEMBERS, MySQLClusterSpec, Resources};
+use super::{BEST, Flavor, MAX_MEMBERS, MySQLClusterSpec, Resources};
 
 /// One problem with a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +144,7 @@ impl MySQLClusterSpec {
         self.check_replication(&mut errors, cluster);
         self.check_proxy(&mut errors);
         self.check_switchover(&mut errors, cluster);
+        self.check_reseed(&mut errors, cluster);
         if errors.0.is_empty() {
             Ok(())
         } else {
@@ -244,6 +245,31 @@ impl MySQLClusterSpec {
                     self.replicas
                 ),
             ),
+        }
+    }
+
+    fn check_reseed(&self, errors: &mut Errors, cluster: &str) {
+        let Some(reseed) = &self.reseed else {
+            return;
+        };
+        if reseed.id.trim().is_empty() {
+            errors.add("spec.reseed.id", "must not be empty");
+        }
+        if self.flavor == Flavor::Mysql {
+            errors.add(
+                "spec.reseed",
+                "needs flavor mariadb: MySQL members have no seeding agent",
+            );
+        }
+        if member_ordinal(cluster, &reseed.member).is_none_or(|o| o >= i64::from(self.replicas)) {
+            errors.add(
+                "spec.reseed.member",
+                format!(
+                    "`{}` is not a member of this cluster: write {cluster}-<ordinal> with an \
+                     ordinal below {}",
+                    reseed.member, self.replicas
+                ),
+            );
         }
     }
 }
@@ -420,6 +446,35 @@ switchover: {id: move-1, primary: db-1}
             spec.validate("db")
                 .unwrap_err()
                 .mentions("spec.switchover.id")
+        );
+    }
+
+    #[test]
+    fn reseed_names_a_member_of_a_mariadb_cluster() {
+        for (yaml, field) in [
+            (
+                "replicas: 3\nreseed: {id: r1, member: db-3}",
+                "spec.reseed.member",
+            ),
+            (
+                "replicas: 3\nreseed: {id: r1, member: other-1}",
+                "spec.reseed.member",
+            ),
+            (
+                "replicas: 3\nreseed: {id: ' ', member: db-1}",
+                "spec.reseed.id",
+            ),
+            (
+                "replicas: 3\nflavor: mysql\nreseed: {id: r1, member: db-1}",
+                "spec.reseed",
+            ),
+        ] {
+            let err = spec(yaml).validate("db").unwrap_err();
+            assert!(err.mentions(field), "{yaml}: {err}");
+        }
+        assert_eq!(
+            spec("replicas: 3\nreseed: {id: r1, member: db-2}").validate("db"),
+            Ok(())
         );
     }
 

@@ -49,6 +49,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lagless_proxy::topology::Topology;
 
+use crate::agent::RESEED_MARKER;
 use crate::crd::{Flavor, MySQLCluster, MySQLClusterSpec, Resources, ServiceType};
 
 /// The port MySQL clients use, on the servers and on the proxies.
@@ -691,7 +692,8 @@ fn server_env(ctx: &Context<'_>, cluster: &MySQLCluster) -> Result<Vec<EnvVar>, 
 }
 
 /// The init step of a MariaDB member: on an empty data directory, except member 0's (which
-/// initializes a new cluster), copy a member's data with `agent fetch`. The donors are tried
+/// initializes a new cluster), or on one marked for a re-seed (any member's), copy a member's
+/// data with `agent fetch`. The donors are tried
 /// in order, this pod skipped; while none answers the step fails and the kubelet retries it.
 fn seed_command(ctx: &Context<'_>) -> Vec<String> {
     let mut from = String::new();
@@ -705,7 +707,7 @@ fn seed_command(ctx: &Context<'_>) -> Vec<String> {
     let script = format!(
         r#"set -eu
 ordinal="${{HOSTNAME##*-}}"
-if [ "$ordinal" = 0 ]; then exit 0; fi
+if [ "$ordinal" = 0 ] && [ ! -e {DATA_MOUNT}/{RESEED_MARKER} ]; then exit 0; fi
 exec {AGENT_BIN_MOUNT}/lagless-operator agent fetch --if-empty --datadir {DATA_MOUNT} --token-file {AGENT_TOKEN_MOUNT}/token{from}
 "#
     );
@@ -1130,11 +1132,12 @@ pub fn network_policy(cluster: &MySQLCluster) -> Result<NetworkPolicy, BuildErro
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![
                 NetworkPolicyIngressRule {
-                    from: Some(vec![same_namespace.clone(), operator]),
+                    from: Some(vec![same_namespace.clone(), operator.clone()]),
                     ports: Some(vec![tcp(MYSQL_PORT)]),
                 },
+                // The operator asks an agent to mark its data for a re-seed.
                 NetworkPolicyIngressRule {
-                    from: Some(vec![same_namespace]),
+                    from: Some(vec![same_namespace, operator]),
                     ports: Some(vec![tcp(AGENT_PORT)]),
                 },
             ]),

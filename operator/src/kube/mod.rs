@@ -11,6 +11,8 @@
 //!   Kubernetes Events it records.
 //! - [`orchestration`]: the per-cluster task that runs the orchestrator against the members
 //!   and publishes topologies into the topology ConfigMap.
+//! - [`reseed`]: `spec.reseed` requests: a member's data marked, its pod replaced, and its
+//!   quarantine lifted once the new pod copies a donor's data.
 //! - [`lease`]: leader election through a `coordination.k8s.io` Lease.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`controller`]: `lagless-operator controller`, tying them together.
@@ -26,6 +28,7 @@ pub mod metrics;
 mod mock;
 pub mod orchestration;
 pub mod reconcile;
+pub mod reseed;
 pub mod status;
 
 pub use builders::*;

@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
 use super::metrics::Metrics;
 use super::reconcile::{FIELD_MANAGER, cluster_key};
-use super::status::{self, Snapshot};
+use super::reseed::{AgentAddresses, ReseedTarget, Reseeder};
+use super::status::{self, ClusterEvent, Snapshot};
+use crate::agent::client::Url;
 use crate::crd::MySQLCluster;
 use crate::orchestrate::act::TopologySink;
 use crate::orchestrate::observe::Credentials;
@@ -177,11 +179,18 @@ impl Runner {
                 }
             }
         };
+        let mut reseeder = {
+            let cluster = self.cluster.borrow().clone();
+            Reseeder::new(self.client.clone(), &cluster, agent_addresses(&cluster))
+        };
         loop {
             let before = orchestrator.events().last().cloned();
             orchestrator.tick().await;
             let new = events_after(orchestrator.events(), before.as_ref());
             let cluster = self.cluster.borrow().clone();
+            let reseed_events = self
+                .reseed(&mut reseeder, &cluster, &mut orchestrator)
+                .await;
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
@@ -189,10 +198,14 @@ impl Runner {
                 snapshot.view = orchestrator.last_view().cloned();
                 snapshot.published = orchestrator.published().cloned();
                 snapshot.quarantined = orchestrator.history().quarantined.clone();
+                snapshot.last_reseed = reseeder.record().cloned();
                 fold_events(&mut snapshot, &new);
             }
             for timed in &new {
                 record_event(&self.recorder, &self.metrics, &cluster, &timed.event).await;
+            }
+            for event in reseed_events {
+                publish(&self.recorder, &cluster, event).await;
             }
             if !self.wait().await {
                 return;
@@ -202,6 +215,39 @@ impl Runner {
                 orchestrator.spec = cluster_spec(&cluster);
             }
         }
+    }
+
+    /// One step of the cluster's re-seed request, if it has one.
+    async fn reseed(
+        &self,
+        reseeder: &mut Reseeder,
+        cluster: &MySQLCluster,
+        orchestrator: &mut Orchestrator,
+    ) -> Vec<ClusterEvent> {
+        if !reseeder.has_work(cluster) {
+            return Vec::new();
+        }
+        // Read when needed, so a rotated token is used.
+        let token = match cluster.namespace() {
+            Some(namespace) => {
+                let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+                credentials(&secrets, cluster, Credential::Agent)
+                    .await
+                    .map_err(
+                        |why| tracing::warn!(cluster = %cluster_key(cluster), %why, "agent token"),
+                    )
+                    .ok()
+                    .map(|c| c.password)
+            }
+            None => None,
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now = format!("{:.0}", k8s_openapi::jiff::Timestamp::now());
+        reseeder
+            .tick(cluster, token.as_deref(), orchestrator, now_ms, &now)
+            .await
     }
 
     /// Waits one tick, or less when the spec changes; false when the supervisor is gone.
@@ -244,7 +290,11 @@ pub(crate) async fn record_event(
     ) {
         metrics.failovers.inc();
     }
-    let mapped = status::cluster_event(event);
+    publish(recorder, cluster, status::cluster_event(event)).await;
+}
+
+/// Records `mapped` as a Kubernetes Event on `cluster`.
+pub(crate) async fn publish(recorder: &Recorder, cluster: &MySQLCluster, mapped: ClusterEvent) {
     let kube_event = KubeEvent {
         type_: if mapped.warning {
             EventType::Warning
@@ -290,6 +340,57 @@ async fn credentials(
     })
 }
 
+/// The id of the switchover request the status reports done: a new leader or a restarted
+/// operator must not switch over again for it.
+fn completed_switchover(cluster: &MySQLCluster) -> Option<String> {
+    cluster
+        .status
+        .as_ref()?
+        .last_switchover
+        .as_ref()?
+        .id
+        .clone()
+}
+
+/// The agent of each member, at its stable DNS name.
+fn agent_addresses(cluster: &MySQLCluster) -> AgentAddresses {
+    let spec = cluster_spec(cluster);
+    Box::new(move |member| {
+        spec.member(member).map(|m| Url {
+            host: m.host.clone(),
+            port: crate::agent::AGENT_PORT,
+        })
+    })
+}
+
+impl ReseedTarget for Orchestrator {
+    fn primary(&self) -> Option<String> {
+        self.published()?.primary.as_ref().map(|p| p.name.clone())
+    }
+
+    fn serving(&self, member: &str) -> bool {
+        let published = self
+            .published()
+            .is_some_and(|t| t.replicas.iter().any(|r| r.name == member));
+        let replicating = self
+            .last_view()
+            .and_then(|v| v.member(member))
+            .is_some_and(|m| {
+                m.io_running == Some(true)
+                    && m.sql_running == Some(true)
+                    && m.io_error.is_none()
+                    && m.sql_error.is_none()
+            });
+        published && replicating
+    }
+
+    fn release(&mut self, member: &str) {
+        if self.release_for_reseed(member) {
+            tracing::info!(%member, "quarantine lifted: the member's data is being replaced");
+        }
+    }
+}
+
 /// Reads the credentials and the published topology, and builds the orchestrator.
 async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, String> {
     let namespace = cluster
@@ -322,7 +423,8 @@ async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, 
         replication,
         Box::new(sink),
         published,
-    ))
+    )
+    .with_completed_switchover(completed_switchover(cluster)))
 }
 
 /// Publishes topologies into the cluster's topology ConfigMap by server-side apply.
@@ -406,6 +508,28 @@ mod tests {
         assert_eq!(events_after(log.iter(), Some(&log[0])), log[1..].to_vec());
         assert_eq!(events_after(log.iter(), Some(&log[2])), Vec::new());
         assert_eq!(events_after(log.iter(), None), log.to_vec());
+    }
+
+    #[test]
+    fn a_switchover_the_status_reports_done_is_remembered() {
+        let mut cluster = MySQLCluster::new(
+            "db",
+            serde_json::from_value(serde_json::json!({
+                "replicas": 2, "switchover": {"id": "move-1", "primary": "best"}
+            }))
+            .unwrap(),
+        );
+        assert_eq!(completed_switchover(&cluster), None);
+        cluster.status = Some(crate::crd::MySQLClusterStatus {
+            last_switchover: Some(crate::crd::PromotionRecord {
+                time: "2026-01-01T00:00:00Z".into(),
+                from: Some("db-0".into()),
+                to: "db-1".into(),
+                id: Some("move-1".into()),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(completed_switchover(&cluster).as_deref(), Some("move-1"));
     }
 
     #[test]

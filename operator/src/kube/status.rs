@@ -8,7 +8,7 @@ use lagless_proxy::topology::{Topology, TopologyState};
 
 use crate::crd::{
     Condition, ConditionStatus, MemberRole, MemberStatus, MySQLClusterStatus, Phase,
-    PromotionRecord,
+    PromotionRecord, ReseedRecord,
 };
 use crate::orchestrate::{Cause, ClusterState, ClusterView, Event};
 
@@ -25,6 +25,7 @@ pub struct Snapshot {
     pub quarantined: BTreeMap<String, String>,
     pub last_failover: Option<PromotionRecord>,
     pub last_switchover: Option<PromotionRecord>,
+    pub last_reseed: Option<ReseedRecord>,
     /// Why the orchestration cannot run, when it cannot (e.g. a credential Secret is missing).
     pub blocked: Option<String>,
 }
@@ -326,6 +327,10 @@ pub fn cluster_status(
             .last_switchover
             .clone()
             .or_else(|| previous.last_switchover.clone()),
+        last_reseed: snapshot
+            .last_reseed
+            .clone()
+            .or_else(|| previous.last_reseed.clone()),
     }
 }
 

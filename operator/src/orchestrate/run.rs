@@ -105,6 +105,13 @@ impl Orchestrator {
         }
     }
 
+    /// Remembers a switchover request that already completed (read back from where the
+    /// platform recorded it), so a restarted operator does not run it again.
+    pub fn with_completed_switchover(mut self, id: Option<String>) -> Self {
+        self.history.completed_switchover = id;
+        self
+    }
+
     /// Lets the plan seed empty members: `seeder` copies the data, and the spec says seeding
     /// is possible.
     pub fn with_seeder(mut self, seeder: Arc<dyn Seeder>) -> Self {

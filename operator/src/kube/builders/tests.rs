@@ -949,7 +949,9 @@ fn mariadb_members_run_the_seeding_agent_and_init_step() {
     assert_eq!(mounts(seed), shared);
     let script = &seed.command.as_ref().unwrap()[2];
     assert!(
-        script.contains(r#"if [ "$ordinal" = 0 ]; then exit 0; fi"#),
+        script.contains(
+            r#"if [ "$ordinal" = 0 ] && [ ! -e /var/lib/mysql/lagless-seed-incomplete ]; then exit 0; fi"#
+        ),
         "{script}"
     );
     assert!(
@@ -1007,15 +1009,17 @@ fn mysql_members_have_no_seeding_agent() {
 }
 
 #[test]
-fn the_seed_step_skips_member_zero() {
+fn the_seed_step_skips_member_zero_unless_marked_for_a_reseed() {
     let mut first = bash();
     let sts = statefulset(&defaults(), "op").unwrap();
     let pod = pod_template(&sts).spec.as_ref().unwrap();
+    // The data directory of this run: a temporary one.
+    let data = tempfile::tempdir().unwrap();
     let script = pod.init_containers.as_ref().unwrap()[1]
         .command
         .as_ref()
         .unwrap()[2]
-        .clone();
+        .replace("/var/lib/mysql", &data.path().display().to_string());
     let out = first
         .arg("-c")
         .arg(&script)
@@ -1041,10 +1045,24 @@ fn the_seed_step_skips_member_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Member 0 marked for a re-seed runs the fetch too.
+    std::fs::write(data.path().join("lagless-seed-incomplete"), b"").unwrap();
+    let out = bash()
+        .arg("-c")
+        .arg(&script)
+        .env("HOSTNAME", "db-0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/lagless/bin/lagless-operator"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
-fn the_network_policy_keeps_the_agent_inside_the_namespace() {
+fn the_network_policy_admits_the_namespace_and_the_operator_only() {
     let cluster = defaults();
     let policy = network_policy(&cluster).unwrap();
     assert_common(&policy.metadata, "db-mysql", "db", "mysql");
@@ -1066,24 +1084,24 @@ fn the_network_policy_keeps_the_agent_inside_the_namespace() {
         pod_selector: Some(LabelSelector::default()),
         ..NetworkPolicyPeer::default()
     };
-    // The agent port: pods of this namespace only (no namespace selector).
-    assert_eq!(port_of(&rules[1]), IntOrString::Int(3307));
-    assert_eq!(
-        rules[1].from.as_ref().unwrap(),
-        &vec![same_namespace.clone()]
-    );
-    // MySQL: this namespace, and the operator wherever it runs.
+    // MySQL and the agent: pods of this namespace (no namespace selector), and the operator
+    // wherever it runs; nobody else.
     assert_eq!(port_of(&rules[0]), IntOrString::Int(3306));
-    let from = rules[0].from.as_ref().unwrap();
-    assert_eq!(from[0], same_namespace);
-    assert_eq!(from[1].namespace_selector, Some(LabelSelector::default()));
-    let operator = from[1]
-        .pod_selector
-        .as_ref()
-        .unwrap()
-        .match_labels
-        .as_ref()
-        .unwrap();
-    assert_eq!(operator["app.kubernetes.io/component"], "operator");
-    assert_eq!(operator["app.kubernetes.io/name"], "lagless");
+    assert_eq!(port_of(&rules[1]), IntOrString::Int(3307));
+    for rule in &rules {
+        let from = rule.from.as_ref().unwrap();
+        assert_eq!(from.len(), 2);
+        assert_eq!(from[0], same_namespace);
+        assert_eq!(from[1].namespace_selector, Some(LabelSelector::default()));
+        let operator = from[1]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(operator.len(), 2);
+        assert_eq!(operator["app.kubernetes.io/component"], "operator");
+        assert_eq!(operator["app.kubernetes.io/name"], "lagless");
+    }
 }
