@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of the operator on a local Kubernetes cluster (kind or k3d): install the
 # chart, create the example MySQLCluster, wait until it is Available, kill the primary's pod and
-# wait for another member to be promoted.
+# wait for another member to be promoted, then re-seed the old primary through spec.reseed.
 #
 # NOT RUN BY CI: no Kubernetes cluster runs there. Run it yourself against a disposable cluster.
 #
@@ -65,6 +65,28 @@ while :; do
   fi
   if [ "$SECONDS" -ge "$deadline" ]; then
     echo "no new primary within $TIMEOUT" >&2
+    kubectl -n "$CLUSTER_NAMESPACE" describe "mysqlcluster/$CLUSTER" >&2 || true
+    exit 1
+  fi
+  sleep 5
+done
+
+echo "== re-seeding the old primary ($primary) on request"
+kubectl -n "$CLUSTER_NAMESPACE" patch "mysqlcluster/$CLUSTER" --type merge \
+  -p "{\"spec\":{\"reseed\":{\"id\":\"e2e-$(date +%s)\",\"member\":\"$primary\"}}}"
+deadline=$((SECONDS + ${TIMEOUT%s}))
+while :; do
+  result=$(kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.lastReseed.result}' || true)
+  case "$result" in
+    Succeeded)
+      kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.lastReseed.message}{"\n"}'
+      break ;;
+    Failed)
+      kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.lastReseed}{"\n"}' >&2
+      exit 1 ;;
+  esac
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "the re-seed did not finish within $TIMEOUT" >&2
     kubectl -n "$CLUSTER_NAMESPACE" describe "mysqlcluster/$CLUSTER" >&2 || true
     exit 1
   fi
