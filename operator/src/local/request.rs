@@ -34,8 +34,11 @@ pub enum RequestKind {
 pub fn submit(dir: &StateDir, kind: RequestKind) -> Result<String, LocalError> {
     let requests = dir.requests();
     std::fs::create_dir_all(&requests).map_err(LocalError::io(&requests))?;
+    // Two requests of one process in the same millisecond keep their order and both files.
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!(
-        "{:013}-{}",
+        "{:013}-{}-{seq:06}",
         super::status::now_unix_ms(),
         std::process::id()
     );
@@ -77,8 +80,8 @@ mod tests {
     fn requests_are_taken_oldest_first_and_once() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = StateDir::new(tmp.path());
+        // Back to back, most likely within one millisecond.
         let a = submit(&dir, RequestKind::Scale { replicas: 4 }).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(2));
         let b = submit(
             &dir,
             RequestKind::Switchover {

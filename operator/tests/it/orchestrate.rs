@@ -1,7 +1,7 @@
 //! The orchestration loop against real mariadbd processes from the test kit, with
 //! lagless-proxy in front where clients are involved.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -443,16 +443,21 @@ async fn with_semi_sync_a_failover_loses_no_acknowledged_write() {
         .await
         .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for w in 0..4 {
         let mut conn = cluster.primary().app_conn().await.unwrap();
         let stop_rx = stop_rx.clone();
+        let acked_so_far = acked_so_far.clone();
         writers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut id = w;
             while !*stop_rx.borrow() {
                 match conn.exec_drop("INSERT INTO ack VALUES (?)", (id,)).await {
-                    Ok(()) => acked.push(id),
+                    Ok(()) => {
+                        acked.push(id);
+                        acked_so_far.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(_) => break,
                 }
                 id += 4;
@@ -460,7 +465,11 @@ async fn with_semi_sync_a_failover_loses_no_acknowledged_write() {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Killed under load: once more than 50 writes were acknowledged, however long that takes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked_so_far.load(Ordering::Relaxed) <= 50 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cluster.primary().kill9().unwrap();
     let _ = stop_tx.send(true);
     let mut acked = Vec::new();
