@@ -395,6 +395,8 @@ mod tests {
     struct Server {
         addr: SocketAddr,
         view: Arc<FakeView>,
+        /// What `serve` and its connection tasks share; gone once they all are.
+        state: std::sync::Weak<AdminState>,
         stop: Option<oneshot::Sender<()>>,
         task: JoinHandle<()>,
     }
@@ -407,15 +409,17 @@ mod tests {
         });
         let metrics = Arc::new(Metrics::new());
         metrics.topology_reload("applied");
-        let state = AdminState::new(metrics, view.clone()).with_config(config);
+        let state = Arc::new(AdminState::new(metrics, view.clone()).with_config(config));
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(serve(listener, Arc::new(state), shutdown));
+        let weak = Arc::downgrade(&state);
+        let task = tokio::spawn(serve(listener, state, shutdown));
         Server {
             addr,
             view,
+            state: weak,
             stop: Some(stop),
             task,
         }
@@ -611,14 +615,21 @@ mod tests {
             "HTTP/1.1 200 OK"
         );
         server.stop.take().unwrap().send(()).unwrap();
+        // The serve task ends, and with it the future that owned the listener. Connecting
+        // to the port again would prove nothing: another test may have bound it since.
         tokio::time::timeout(WAIT, &mut server.task)
             .await
-            .unwrap()
+            .expect("serve did not return after the shutdown")
             .unwrap();
-        let refused = tokio::time::timeout(WAIT, TcpStream::connect(server.addr))
-            .await
-            .unwrap();
-        assert!(refused.is_err());
+        // Nothing of the server is left behind, not even in connection tasks.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while server.state.strong_count() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server state outlived the shutdown"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Yields one chunk per read, to control where reads split the input.

@@ -145,9 +145,22 @@ pub async fn ensure_template(
     if template.exists() {
         std::fs::remove_dir_all(template).map_err(LocalError::io(template))?;
     }
-    let tmp = template.join("tmp");
+    build_template(bins, template, &[], &account_sql(creds)).await?;
+    std::fs::write(&ready, b"").map_err(LocalError::io(&ready))
+}
+
+/// Builds a template data directory in `dir/data`: `mariadb-install-db`, then one start
+/// without networking or binary log to run `sql`, so no GTID history is left. `options` go
+/// to both (e.g. `--innodb-log-file-size=...`). Shared with the test kit.
+pub async fn build_template(
+    bins: &Binaries,
+    dir: &Path,
+    options: &[String],
+    sql: &[String],
+) -> Result<(), LocalError> {
+    let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(LocalError::io(&tmp))?;
-    let data = template.join("data");
+    let data = dir.join("data");
     let mut cmd = Command::new(&bins.install_db);
     // A temporary directory of its own: concurrent installs sharing /tmp sometimes remove
     // each other's temporary tables and fail ("Unknown table 'mysql.tmp_user_sys'").
@@ -155,7 +168,8 @@ pub async fn ensure_template(
         .arg(format!("--datadir={}", data.display()))
         .arg(format!("--tmpdir={}", tmp.display()))
         .arg("--auth-root-authentication-method=normal")
-        .arg("--skip-test-db");
+        .arg("--skip-test-db")
+        .args(options);
     if is_root() {
         cmd.arg("--user=root");
     }
@@ -178,27 +192,26 @@ pub async fn ensure_template(
             ),
         });
     }
-    add_accounts(bins, template, creds).await?;
-    std::fs::write(&ready, b"").map_err(LocalError::io(&ready))
+    run_once(bins, dir, options, sql).await
 }
 
-async fn add_accounts(
+/// Starts the server of `dir/data` on a socket only, runs `sql` as root and stops it.
+async fn run_once(
     bins: &Binaries,
-    template: &Path,
-    creds: &LocalCredentials,
+    dir: &Path,
+    options: &[String],
+    sql: &[String],
 ) -> Result<(), LocalError> {
-    let socket = template.join("init.sock");
-    let log = template.join("init.log");
+    let socket = dir.join("init.sock");
+    let log = dir.join("init.log");
     let mut cmd = Command::new(&bins.mariadbd);
     cmd.arg("--no-defaults")
-        .arg(format!("--datadir={}", template.join("data").display()))
-        .arg(format!("--tmpdir={}", template.join("tmp").display()))
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
         .arg(format!("--socket={}", socket.display()))
         .arg(format!("--log-error={}", log.display()))
-        .arg(format!(
-            "--pid-file={}",
-            template.join("init.pid").display()
-        ))
+        .arg(format!("--pid-file={}", dir.join("init.pid").display()))
+        .args(options)
         .args(["--skip-networking", "--skip-log-bin"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -216,11 +229,13 @@ async fn add_accounts(
         .into();
     let result = async {
         let mut conn = connect_while_alive(&mut child, opts, &log, "template").await?;
-        for sql in account_sql(creds) {
-            conn.query_drop(&sql).await.map_err(|e| LocalError::Sql {
-                member: "template".into(),
-                message: e.to_string(),
-            })?;
+        for statement in sql {
+            conn.query_drop(statement)
+                .await
+                .map_err(|e| LocalError::Sql {
+                    member: "template".into(),
+                    message: e.to_string(),
+                })?;
         }
         let _ = conn.disconnect().await;
         Ok(())

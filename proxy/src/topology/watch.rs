@@ -507,6 +507,15 @@ mod tests {
         );
     }
 
+    /// Waits until `condition` holds, for far longer than a working watcher needs.
+    async fn eventually(what: &str, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(Instant::now() < deadline, "{what}: not within 10s");
+            time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Gives the watcher time to react to something it must ignore.
     async fn settle() {
         time::sleep(Duration::from_millis(300)).await;
@@ -734,13 +743,20 @@ mod tests {
         let sink = Arc::clone(&outcomes);
         let options = options(FAST_POLL, false).on_reload(move |o| sink.lock().unwrap().push(o));
         let (_watcher, mut rx) = TopologyWatcher::start_with(&path, options).await.unwrap();
-        std::fs::write(&path, "garbage").unwrap();
-        settle().await;
+        let seen = |outcome: ReloadOutcome| outcomes.lock().unwrap().contains(&outcome);
+        // Renamed into place, so no read can see it half written; kept until the poller
+        // has judged it.
+        let tmp = dir.path().join("topology.json.tmp");
+        std::fs::write(&tmp, "garbage").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        eventually("the garbage reported", || seen(ReloadOutcome::Invalid)).await;
         demo(8).write_atomically(&path).unwrap();
         wait_for_epoch(&mut rx, 8).await;
-        settle().await; // the observer runs just after subscribers are told
-        let seen = outcomes.lock().unwrap().clone();
-        assert_eq!(seen, [ReloadOutcome::Invalid, ReloadOutcome::Applied]);
+        // The observer runs just after subscribers are told.
+        eventually("the new epoch reported", || seen(ReloadOutcome::Applied)).await;
+        let mut reported = outcomes.lock().unwrap().clone();
+        reported.dedup();
+        assert_eq!(reported, [ReloadOutcome::Invalid, ReloadOutcome::Applied]);
         assert_eq!(ReloadOutcome::Applied.as_str(), "applied");
     }
 

@@ -10,9 +10,22 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 
-use crate::support::{Harness, metric_sum};
+use crate::support::{Harness, metric_reaching, metric_sum};
 
 const WRITERS: usize = 4;
+
+/// Strict reads to run through both proxies; a few seconds on a laptop.
+const STRICT_TARGET: u64 = 50_000;
+/// What a slow machine must manage before the deadline: still thousands of strict reads,
+/// racing writers and faults, each one checked.
+const STRICT_MIN: u64 = 10_000;
+/// Session-mode reads (each right after its own write) and how many of them replicas must
+/// serve, reached however long a slow machine takes (up to [`SESSION_MAX`]).
+const SESSION_READS: u64 = 500;
+const SESSION_ON_REPLICAS: f64 = 100.0;
+/// The session-mode run lasts at least this, to cover the faults and the delayed replica.
+const SESSION_MIN: Duration = Duration::from_secs(6);
+const SESSION_MAX: Duration = Duration::from_secs(120);
 
 /// What one run saw.
 #[derive(Debug, Default)]
@@ -169,16 +182,23 @@ async fn strict_reads_are_never_stale_across_two_proxies() {
         h.opts("app", "app-pass", Some("app")),
         readers,
         "strict",
-        50_000,
+        STRICT_TARGET,
         Duration::from_secs(240),
     )
     .await;
     eprintln!("strict: {out:?}");
-    assert!(out.reads >= 50_000, "{out:?}");
     assert_eq!(out.violations, 0, "{out:?}");
-    // Most of those reads were served by replicas, not by falling back to the primary.
+    assert!(out.reads >= STRICT_MIN, "{out:?}");
+    // Most of those reads were served by replicas, not by falling back to the primary: half
+    // the readers use the first proxy, so thousands of its reads were strict replica reads.
     let admin = h.admin.unwrap();
-    let on_replicas = metric_sum(admin, "lagless_reads_total", "mode=\"strict\"").await;
+    let on_replicas = metric_reaching(
+        admin,
+        "lagless_reads_total",
+        "mode=\"strict\"",
+        (STRICT_MIN / 4) as f64,
+    )
+    .await;
     let on_primary = metric_sum(admin, "lagless_reads_total", "mode=\"primary\"").await;
     eprintln!(
         "strict reads through the first proxy: {on_replicas} on replicas, {on_primary} on the primary"
@@ -186,6 +206,10 @@ async fn strict_reads_are_never_stale_across_two_proxies() {
     assert!(
         on_replicas > on_primary,
         "{on_replicas} replica reads vs {on_primary} primary reads"
+    );
+    assert!(
+        on_replicas >= (STRICT_MIN / 4) as f64,
+        "only {on_replicas} strict reads through the first proxy were served by replicas"
     );
 }
 
@@ -212,8 +236,24 @@ async fn session_mode_reads_its_own_writes() {
         }));
     }
     let fault_stop = AtomicBool::new(false);
+    let admin = h.admin.unwrap();
+    // At least through the faults, then until the volume is there (or a generous deadline).
     let run = async {
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let elapsed = started.elapsed();
+            if elapsed >= SESSION_MAX {
+                break;
+            }
+            if elapsed >= SESSION_MIN
+                && s.reads.load(Ordering::Relaxed) > SESSION_READS
+                && metric_sum(admin, "lagless_reads_total", "mode=\"session\"").await
+                    > SESSION_ON_REPLICAS
+            {
+                break;
+            }
+        }
         s.stop.store(true, Ordering::Relaxed);
         fault_stop.store(true, Ordering::Relaxed);
     };
@@ -226,11 +266,11 @@ async fn session_mode_reads_its_own_writes() {
         s.violations.load(Ordering::Relaxed),
     );
     eprintln!("session: {reads} reads, {violations} violations");
-    assert!(reads > 500, "{reads}");
     assert_eq!(violations, 0);
-    let on_replicas = metric_sum(h.admin.unwrap(), "lagless_reads_total", "mode=\"session\"").await;
+    assert!(reads > SESSION_READS, "{reads}");
+    let on_replicas = metric_sum(admin, "lagless_reads_total", "mode=\"session\"").await;
     assert!(
-        on_replicas > 100.0,
+        on_replicas > SESSION_ON_REPLICAS,
         "only {on_replicas} session-mode reads were served by replicas"
     );
 }

@@ -7,7 +7,7 @@ use lagless_proxy::topology::TopologyState;
 use mysql_async::Conn;
 use mysql_async::prelude::*;
 
-use crate::support::{Harness, http_get, metric_sum, topology_of};
+use crate::support::{Harness, http_get, metric_reaching, metric_sum, topology_epoch, topology_of};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PRIMARY_ID: i64 = 100;
@@ -49,8 +49,10 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
         assert_eq!(id, Some(PRIMARY_ID), "{q}");
     }
     let admin = h.admin.unwrap();
-    let replica = metric_sum(admin, "lagless_statements_total", "route=\"replica\"").await;
-    let primary = metric_sum(admin, "lagless_statements_total", "route=\"primary\"").await;
+    let replica =
+        metric_reaching(admin, "lagless_statements_total", "route=\"replica\"", 20.0).await;
+    let primary =
+        metric_reaching(admin, "lagless_statements_total", "route=\"primary\"", 6.0).await;
     assert!(replica >= 20.0, "{replica} statements counted on replicas");
     assert!(
         primary >= 6.0,
@@ -199,10 +201,11 @@ async fn reads_survive_replicas_dying_and_fall_back_to_the_primary() {
             "no replica left: the primary serves"
         );
     }
-    let fallbacks = metric_sum(
+    let fallbacks = metric_reaching(
         h.admin.unwrap(),
         "lagless_statements_total",
         "route=\"primary_fallback\"",
+        10.0,
     )
     .await;
     assert!(
@@ -235,20 +238,18 @@ async fn a_backend_dying_mid_result_fails_only_that_statement() {
         .query_drop("CREATE TABLE keep (id INT)")
         .await
         .unwrap();
-    // Rows stream out, then the server stalls: kill it while the client is mid-result.
-    let query = victim.query_iter("SELECT seq, IF(seq = 2000, SLEEP(5), 0) FROM seq_1_to_4000");
-    let killer = async {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        h.cluster.member(1).kill9().unwrap();
-    };
-    let (result, ()) = tokio::join!(
-        async {
-            let mut r = query.await?;
-            r.collect::<mysql_async::Row>().await
-        },
-        killer
-    );
-    let err = result.unwrap_err();
+    // Rows stream out (wide enough that the proxy forwards many of them before the stall,
+    // rather than holding a partial result in its buffer), then the server stalls: kill it
+    // once the client has rows of the result, so it really dies mid-result.
+    let mut result = victim
+        .query_iter("SELECT seq, REPEAT('x', 100), IF(seq = 2000, SLEEP(5), 0) FROM seq_1_to_4000")
+        .await
+        .unwrap();
+    let first = result.next().await.unwrap().map(|row| row.get::<i64, _>(0));
+    assert_eq!(first, Some(Some(1)), "the result started");
+    h.cluster.member(1).kill9().unwrap();
+    let err = result.collect::<mysql_async::Row>().await.unwrap_err();
+    drop(result);
     assert!(
         err.to_string().contains("ERROR 1158 (08S01)")
             && err.to_string().contains("Lost connection"),
@@ -274,18 +275,22 @@ async fn topology_changes_are_followed_and_switching_holds_writes() {
     let mut topo = topology_of(&h.cluster, 0);
     topo.replicas
         .retain(|m| m.port != h.cluster.member(1).port());
-    h.publish(topo.clone());
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.publish_applied(topo.clone()).await;
     for _ in 0..10 {
         let mut fresh = h.app().await;
         assert_eq!(server_id(&mut fresh).await, 102);
         assert_eq!(server_id(&mut c).await, 102);
     }
-    // A lower epoch is ignored.
+    // A lower epoch is ignored: once the proxy has judged the file, it still routes as before.
+    let admin = h.admin.unwrap();
+    let reloads = "lagless_topology_reloads_total";
+    let ignored = metric_sum(admin, reloads, "result=\"ignored\"").await;
     let mut old = topology_of(&h.cluster, 1);
     old.replicas.clear();
     old.write_atomically(&h.topology_path).unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let judged = metric_reaching(admin, reloads, "result=\"ignored\"", ignored + 1.0).await;
+    assert_eq!(judged, ignored + 1.0, "the lower epoch was not judged");
+    assert_eq!(topology_epoch(admin).await, Some(h.epoch));
     assert_eq!(
         server_id(&mut c).await,
         102,
@@ -296,8 +301,7 @@ async fn topology_changes_are_followed_and_switching_holds_writes() {
     let mut switching = topo.clone();
     switching.state = TopologyState::Switching;
     let primary = switching.primary.take();
-    h.publish(switching.clone());
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.publish_applied(switching.clone()).await;
     let (status, ready) = http_get(h.admin.unwrap(), "/readyz").await;
     assert_eq!(status, 503);
     assert!(ready.contains("switching"), "{ready}");
@@ -333,8 +337,7 @@ async fn topology_changes_are_followed_and_switching_holds_writes() {
         "the write waited too long: {held:?}"
     );
     // A switch that never ends: the write fails after the hold timeout with a clear error.
-    h.publish(switching);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.publish_applied(switching).await;
     let started = Instant::now();
     let err = c.query_drop("INSERT INTO s VALUES (2)").await.unwrap_err();
     assert!(err.to_string().contains("ERROR 1105 (HY000)"), "{err}");
@@ -347,7 +350,9 @@ async fn topology_changes_are_followed_and_switching_holds_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_lets_transactions_finish() {
-    let h = Harness::start(1).await;
+    // Far longer than the test needs, so neither the waits below nor a slow machine can
+    // run into it: the transaction finishes and the proxy stops because the sessions ended.
+    let h = Harness::start_with(1, |c| c.shutdown_timeout = Duration::from_secs(60)).await;
     let mut busy = h.app().await;
     let mut idle = h.app().await;
     busy.query_drop("CREATE TABLE g (id INT PRIMARY KEY)")
@@ -356,14 +361,25 @@ async fn graceful_shutdown_lets_transactions_finish() {
     busy.query_drop("BEGIN").await.unwrap();
     busy.query_drop("INSERT INTO g VALUES (1)").await.unwrap();
     let _ = h.stop.send(true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // No new connections; idle sessions are closed.
-    assert!(
-        Conn::new(h.opts("app", "app-pass", Some("app")))
-            .await
-            .is_err()
-    );
-    assert!(idle.query_drop("SELECT 1").await.is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Conn::new(h.opts("app", "app-pass", Some("app")))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "new connections still accepted after the shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while idle.query_drop("SELECT 1").await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "an idle session was not closed by the shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The open transaction can still finish.
     busy.query_drop("INSERT INTO g VALUES (2)").await.unwrap();
     busy.query_drop("COMMIT").await.unwrap();
@@ -392,12 +408,31 @@ async fn kill_uses_the_proxys_connection_ids() {
     let mut b = h.app().await;
     let a_id = a.id();
     // KILL QUERY ends A's running statement, wherever it runs.
+    let started = Instant::now();
     let sleeper = tokio::spawn(async move {
-        let started = Instant::now();
         let r = a.query_drop("SELECT SLEEP(20)").await;
         (a, r, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill only once the statement is running on the replica.
+    let mut replica = h.cluster.member(1).admin_conn().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running: Option<i64> = replica
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE '%SLEEP(20)%' AND ID <> CONNECTION_ID()",
+            )
+            .await
+            .unwrap();
+        if running.unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SELECT SLEEP(20) never ran on the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     b.query_drop(format!("KILL QUERY {a_id}")).await.unwrap();
     let (mut a, slept, took) = sleeper.await.unwrap();
     let err = slept.unwrap_err();
@@ -416,8 +451,11 @@ async fn kill_uses_the_proxys_connection_ids() {
     b.query_drop(format!("KILL CONNECTION {a_id}"))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(a.query_drop("SELECT 1").await.is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.query_drop("SELECT 1").await.is_ok() {
+        assert!(Instant::now() < deadline, "KILL CONNECTION left A open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(server_id(&mut b).await, 101);
 }
 
@@ -448,8 +486,9 @@ async fn an_unreachable_primary_holds_new_work_until_the_next_one() {
     let mut promoted = topology_of(&h.cluster, 0);
     promoted.primary = promoted.replicas.pop();
     let opts = h.opts("app", "app-pass", Some("app"));
+    // Taken before the spawn, so a late start of the task cannot shorten what is measured.
+    let started = Instant::now();
     let client = tokio::spawn(async move {
-        let started = Instant::now();
         let mut fresh = Conn::new(opts).await?;
         fresh.query_drop("INSERT INTO f VALUES (1)").await?;
         Ok::<_, mysql_async::Error>(started.elapsed())

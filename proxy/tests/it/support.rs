@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lagless_proxy::config::Config;
 use lagless_proxy::server::Proxy;
@@ -124,6 +124,56 @@ impl Harness {
         topo.epoch = self.epoch;
         topo.write_atomically(&self.topology_path).unwrap();
     }
+
+    /// Publishes a new topology with the next epoch and waits until the proxy uses it.
+    pub async fn publish_applied(&mut self, topo: Topology) {
+        self.publish(topo);
+        self.wait_for_epoch(self.epoch).await;
+    }
+
+    /// Waits until the proxy has applied the topology of `epoch`: its admin `/topology`
+    /// serves it (what routing reads) and the epoch gauge shows it (set once the proxy has
+    /// followed the change: pools, health and default consistency).
+    pub async fn wait_for_epoch(&self, epoch: u64) {
+        let admin = self.admin.expect("the harness has an admin listener");
+        let deadline = Instant::now() + APPLY_WAIT;
+        loop {
+            let (serving, gauge) = (topology_epoch(admin).await, epoch_gauge(admin).await);
+            if serving == Some(epoch) && gauge == Some(epoch) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "epoch {epoch} not applied within {APPLY_WAIT:?}: /topology has {serving:?}, \
+                 the gauge {gauge:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Bound on waiting for the proxy to apply a published topology; it takes milliseconds.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// Bound on waiting for a counter to account for statements already answered.
+const METRIC_WAIT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(20);
+
+/// The epoch the proxy serves on its admin `/topology`.
+pub async fn topology_epoch(admin: SocketAddr) -> Option<u64> {
+    let (status, body) = http_get(admin, "/topology").await;
+    if status != 200 {
+        return None;
+    }
+    let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+    doc["epoch"].as_u64()
+}
+
+/// The `lagless_topology_epoch` gauge from the proxy's /metrics.
+async fn epoch_gauge(admin: SocketAddr) -> Option<u64> {
+    let (_, body) = http_get(admin, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix("lagless_topology_epoch "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `GET path` on the admin listener; returns (status, body).
@@ -222,4 +272,18 @@ pub async fn metric_sum(admin: SocketAddr, family: &str, label: &str) -> f64 {
         .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// [`metric_sum`] once it reaches `at_least`, or its value after [`METRIC_WAIT`]. The proxy
+/// counts a statement after it has sent the response, so a count read right after the last
+/// reply can still miss it; callers assert on the returned value.
+pub async fn metric_reaching(admin: SocketAddr, family: &str, label: &str, at_least: f64) -> f64 {
+    let deadline = Instant::now() + METRIC_WAIT;
+    loop {
+        let value = metric_sum(admin, family, label).await;
+        if value >= at_least || Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
