@@ -80,7 +80,7 @@ const CONSISTENCY_PATTERN: &str =
     validation = Rule::new(
         "!has(self.spec.switchover) || self.spec.switchover.primary == 'best' || \
          (self.spec.switchover.primary.startsWith(self.metadata.name + '-') && \
-          self.spec.switchover.primary.substring(size(self.metadata.name) + 1).matches('^[0-9]+$') && \
+          self.spec.switchover.primary.substring(size(self.metadata.name) + 1).matches('^(0|[1-9][0-9]*)$') && \
           int(self.spec.switchover.primary.substring(size(self.metadata.name) + 1)) < self.spec.replicas)"
     )
     .message("spec.switchover.primary must be 'best' or a member of this cluster: <name>-<ordinal> with ordinal < spec.replicas")
@@ -88,14 +88,14 @@ const CONSISTENCY_PATTERN: &str =
     validation = Rule::new(
         "!has(self.spec.replication) || !has(self.spec.replication.members) || \
          self.spec.replication.members.all(m, m.name.startsWith(self.metadata.name + '-') && \
-          m.name.substring(size(self.metadata.name) + 1).matches('^[0-9]+$'))"
+          m.name.substring(size(self.metadata.name) + 1).matches('^(0|[1-9][0-9]*)$'))"
     )
     .message("spec.replication.members[].name must name a member of this cluster: <name>-<ordinal>")
     .field_path(".spec.replication.members"),
     validation = Rule::new(
         "!has(self.spec.reseed) || \
          (self.spec.reseed.member.startsWith(self.metadata.name + '-') && \
-          self.spec.reseed.member.substring(size(self.metadata.name) + 1).matches('^[0-9]+$') && \
+          self.spec.reseed.member.substring(size(self.metadata.name) + 1).matches('^(0|[1-9][0-9]*)$') && \
           int(self.spec.reseed.member.substring(size(self.metadata.name) + 1)) < self.spec.replicas)"
     )
     .message("spec.reseed.member must be a member of this cluster: <name>-<ordinal> with ordinal < spec.replicas")
@@ -470,6 +470,10 @@ pub struct ReseedRecord {
     pub message: String,
     /// When the result was last set, RFC 3339.
     pub time: String,
+    /// The uid of the member's pod that was deleted, while the new one is awaited (so a
+    /// restarted operator waits for it rather than replacing the new pod again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_pod_uid: Option<String>,
 }
 
 /// The outcome of a re-seed request.

@@ -100,9 +100,11 @@ impl Url {
     }
 }
 
-/// Entries of a data directory that do not count as data: a fresh filesystem's `lost+found`.
+/// Entries of a data directory that do not count as data: a fresh filesystem's `lost+found`,
+/// and the re-seed mark, which stays until a copy is complete (so a failed copy is retried,
+/// and member 0 never starts as a new empty cluster in the meantime).
 fn is_data(name: &std::ffi::OsStr) -> bool {
-    name != "lost+found"
+    name != "lost+found" && name != RESEED_MARKER
 }
 
 async fn holds_data(dir: &Path) -> Result<bool, FetchError> {
@@ -168,10 +170,23 @@ async fn get(
 }
 
 /// Asks the agent at `url` to have its member re-seeded: the data directory is marked so the
-/// pod's next start copies it afresh (see [`super::RESEED_MARKER`]). The server keeps running
-/// on its data until the pod is replaced.
-pub async fn request_reseed(url: &Url, token: &str) -> Result<(), String> {
-    let (_, head) = request(url, "POST", "/reseed", Some(token))
+/// pod's next start copies it afresh (see [`super::RESEED_MARKER`]), from `donor` first when
+/// one is given. The server keeps running on its data until the pod is replaced.
+pub async fn request_reseed(url: &Url, token: &str, donor: Option<&Url>) -> Result<(), String> {
+    let path = match donor {
+        Some(d) => format!("/reseed?donor={}:{}", d.host, d.port),
+        None => "/reseed".to_string(),
+    };
+    agent_call(url, "POST", &path, token).await
+}
+
+/// Takes a re-seed mark back (a request that failed before the pod was replaced).
+pub async fn cancel_reseed(url: &Url, token: &str) -> Result<(), String> {
+    agent_call(url, "DELETE", "/reseed", token).await
+}
+
+async fn agent_call(url: &Url, method: &str, path: &str, token: &str) -> Result<(), String> {
+    let (_, head) = request(url, method, path, Some(token))
         .await
         .map_err(|e| format!("agent {}:{}: {e}", url.host, url.port))?;
     match head.status {
@@ -211,10 +226,14 @@ async fn request(
     Ok((reader, http::parse_response(&head)?))
 }
 
-/// The first donor, in order, that answers `/healthz` and is not this pod.
-async fn choose_donor(args: &FetchArgs) -> Result<(String, Url), FetchError> {
+/// The first donor that answers `/healthz` and is not this pod: `preferred` (the operator's
+/// choice for a re-seed), then `--from` in order.
+async fn choose_donor(
+    args: &FetchArgs,
+    preferred: Option<String>,
+) -> Result<(String, Url), FetchError> {
     let mut tried = Vec::new();
-    for raw in &args.from {
+    for raw in preferred.iter().chain(&args.from) {
         let Some(url) = Url::parse(raw) else {
             tried.push(format!("{raw}: not http://host[:port]"));
             continue;
@@ -235,7 +254,14 @@ async fn choose_donor(args: &FetchArgs) -> Result<(String, Url), FetchError> {
 pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     let datadir = &args.datadir;
     let marker = datadir.join(RESEED_MARKER);
-    if tokio::fs::try_exists(&marker).await.unwrap_or(false) {
+    // A re-seed mark may name the donor the operator chose.
+    let preferred = tokio::fs::read_to_string(&marker)
+        .await
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|text| Url::parse(text).is_some());
+    let requested = tokio::fs::try_exists(&marker).await.unwrap_or(false);
+    if requested {
         // A copy was cut short (the pod was killed mid-copy), or the operator asked for a
         // re-seed: what is there must never be started on.
         eprintln!(
@@ -256,11 +282,11 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     let token = tokio::fs::read_to_string(&args.token_file)
         .await
         .map_err(|e| io(&args.token_file, e))?;
-    let (raw, url) = choose_donor(args).await?;
+    let (raw, url) = choose_donor(args, preferred.clone()).await?;
     tokio::fs::create_dir_all(datadir)
         .await
         .map_err(|e| io(datadir, e))?;
-    tokio::fs::write(&marker, b"")
+    tokio::fs::write(&marker, preferred.map(|p| p + "\n").unwrap_or_default())
         .await
         .map_err(|e| io(&marker, e))?;
     let copied = copy_from(&raw, &url, token.trim(), args).await;
@@ -271,8 +297,12 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     }
     if copied.is_err() {
         // A half copy would make the next attempt refuse the directory, and the server
-        // must never start on it.
+        // must never start on it. A re-seed mark stays, so the next attempt copies again
+        // (and member 0 does not start empty); a mark this copy wrote itself goes.
         let _ = empty(datadir).await;
+        if !requested {
+            let _ = tokio::fs::remove_file(&marker).await;
+        }
     }
     copied
 }

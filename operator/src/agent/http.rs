@@ -34,6 +34,8 @@ pub enum HttpError {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// What follows `?` in the request target, if anything.
+    pub query: Option<String>,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<String>,
 }
@@ -128,10 +130,14 @@ pub fn parse_request(head: &[u8]) -> Result<Request, HttpError> {
             authorization = Some(value.to_string());
         }
     }
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (path, None),
+    };
     Ok(Request {
         method: method.to_string(),
-        // The query, if any, means nothing here.
-        path: path.split('?').next().unwrap_or(path).to_string(),
+        path: path.to_string(),
+        query,
         authorization,
     })
 }
@@ -305,6 +311,7 @@ mod tests {
         let req = parse_request(&head).unwrap();
         assert_eq!(req.method, "GET");
         assert_eq!(req.path, "/backup");
+        assert_eq!(req.query.as_deref(), Some("x=1"));
         assert_eq!(req.authorization.as_deref(), Some("Bearer s3cret"));
         assert!(authorized(req.authorization.as_deref(), "s3cret"));
     }

@@ -1,6 +1,7 @@
-//! The agent's server: `GET /healthz` (is the local database server listening?), `GET /backup`
-//! (a streamed backup of it) and `POST /reseed` (mark the data to be copied afresh at the
-//! pod's next start), the last two for a caller with the token.
+//! The agent's server: `GET /healthz` (is the local database server listening?), and for a
+//! caller with the token `GET /backup` (a streamed backup of it), `POST /reseed[?donor=h:p]`
+//! (mark the data to be copied afresh at the pod's next start, from that donor first) and
+//! `DELETE /reseed` (take the mark back).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,8 +124,18 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
             if !authorized(&request, shared, &mut write).await? {
                 return Ok(());
             }
+            // The donor the operator chose, if any: `donor=host:port`, tried first by the copy.
+            let donor = match request.query.as_deref().map(donor_of) {
+                None => String::new(),
+                Some(Some(donor)) => format!("{donor}\n"),
+                Some(None) => {
+                    let body = "the query must be donor=<host>:<port>\n";
+                    respond(&mut write, 400, "Bad Request", body).await?;
+                    return Ok(());
+                }
+            };
             let marker = shared.args.datadir.join(super::RESEED_MARKER);
-            match tokio::fs::write(&marker, b"").await {
+            match tokio::fs::write(&marker, donor.as_bytes()).await {
                 Ok(()) => {
                     tracing::warn!(marker = %marker.display(), "agent: data marked for a re-seed at the next pod start");
                     respond(&mut write, 200, "OK", "marked for a re-seed\n").await?;
@@ -136,12 +147,47 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
                 }
             }
         }
+        ("DELETE", "/reseed") => {
+            if !authorized(&request, shared, &mut write).await? {
+                return Ok(());
+            }
+            // The data is copied afresh only in the pod's init step, before this agent runs:
+            // removing the mark here never cuts a copy short.
+            let marker = shared.args.datadir.join(super::RESEED_MARKER);
+            match tokio::fs::remove_file(&marker).await {
+                Ok(()) => {
+                    tracing::info!(marker = %marker.display(), "agent: re-seed mark removed");
+                    respond(&mut write, 200, "OK", "unmarked\n").await?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    respond(&mut write, 200, "OK", "not marked\n").await?;
+                }
+                Err(e) => {
+                    let body = format!("{}: {e}\n", marker.display());
+                    respond(&mut write, 500, "Internal Server Error", &body).await?;
+                }
+            }
+        }
         (_, "/healthz" | "/backup" | "/reseed") => {
             respond(&mut write, 405, "Method Not Allowed", "").await?;
         }
         _ => respond(&mut write, 404, "Not Found", "").await?,
     }
     Ok(())
+}
+
+/// The `http://host:port` of a `donor=host:port` query: a DNS name or address and a port,
+/// nothing else.
+fn donor_of(query: &str) -> Option<String> {
+    let value = query.strip_prefix("donor=")?;
+    let (host, port) = value.rsplit_once(':')?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    host_ok.then(|| format!("http://{host}:{port}"))
 }
 
 /// Whether the request carries the token; answers 401 when it does not. An unreadable token
@@ -225,4 +271,35 @@ async fn backup(to: &mut (impl AsyncWrite + Unpin), shared: &Shared) -> std::io:
     let mb_s = bytes as f64 / 1_048_576.0 / elapsed.as_secs_f64().max(1e-9);
     tracing::info!(bytes, ?elapsed, mb_s, "agent: backup streamed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::donor_of;
+
+    #[test]
+    fn only_a_host_and_port_make_a_donor() {
+        assert_eq!(
+            donor_of("donor=db-1.db-headless.ns.svc:3307").as_deref(),
+            Some("http://db-1.db-headless.ns.svc:3307")
+        );
+        assert_eq!(
+            donor_of("donor=10.0.0.7:3307").as_deref(),
+            Some("http://10.0.0.7:3307")
+        );
+        for bad in [
+            "",
+            "donor=",
+            "donor=host",
+            "donor=:3307",
+            "donor=host:0",
+            "donor=host:99999",
+            "donor=ho st:1",
+            "donor=a/b:1",
+            "donor=user@host:1",
+            "other=host:1",
+        ] {
+            assert_eq!(donor_of(bad), None, "{bad}");
+        }
+    }
 }

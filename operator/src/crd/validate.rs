@@ -277,7 +277,11 @@ impl MySQLClusterSpec {
 /// The ordinal of member `name` of cluster `cluster` (`<cluster>-<ordinal>`).
 fn member_ordinal(cluster: &str, name: &str) -> Option<i64> {
     let digits = name.strip_prefix(cluster)?.strip_prefix('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // As the pods are named: no sign, no leading zero.
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
         return None;
     }
     digits.parse().ok()
@@ -412,7 +416,7 @@ switchover: {id: move-1, primary: db-1}
     #[test]
     fn switchover_target_must_exist_and_be_promotable() {
         let mut spec = spec("replicas: 3");
-        for target in ["db-3", "db-x", "other-1", "db-", "db-01x"] {
+        for target in ["db-3", "db-x", "other-1", "db-", "db-01x", "db-01", "db-+1"] {
             spec.switchover = Some(SwitchoverSpec {
                 id: "a".into(),
                 primary: target.into(),
@@ -454,6 +458,10 @@ switchover: {id: move-1, primary: db-1}
         for (yaml, field) in [
             (
                 "replicas: 3\nreseed: {id: r1, member: db-3}",
+                "spec.reseed.member",
+            ),
+            (
+                "replicas: 3\nreseed: {id: r1, member: db-01}",
                 "spec.reseed.member",
             ),
             (

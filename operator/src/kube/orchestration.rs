@@ -17,11 +17,13 @@ use tokio::task::JoinHandle;
 
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
 use super::metrics::Metrics;
+use super::reconcile::now;
 use super::reconcile::{FIELD_MANAGER, cluster_key};
-use super::reseed::{AgentAddresses, ReseedTarget, Reseeder};
+use super::reseed::{ReseedTarget, Reseeder};
 use super::status::{self, ClusterEvent, Snapshot};
-use crate::agent::client::Url;
 use crate::crd::MySQLCluster;
+use crate::local::status::now_unix_ms;
+use crate::orchestrate::MemberView;
 use crate::orchestrate::act::TopologySink;
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::{Orchestrator, TimedEvent};
@@ -29,6 +31,9 @@ use crate::orchestrate::{ClusterSpec, Event};
 
 /// How often a cluster is observed.
 pub const TICK: Duration = Duration::from_secs(2);
+
+/// How long one re-seed step (agent and API calls) may take.
+const RESEED_STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long publishing one topology may take before the action counts as failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -179,10 +184,12 @@ impl Runner {
                 }
             }
         };
-        let mut reseeder = {
-            let cluster = self.cluster.borrow().clone();
-            Reseeder::new(self.client.clone(), &cluster, agent_addresses(&cluster))
-        };
+        let mut reseeder = Reseeder::new(
+            self.client.clone(),
+            &self.cluster.borrow(),
+            crate::agent::AGENT_PORT,
+            now_unix_ms(),
+        );
         loop {
             let before = orchestrator.events().last().cloned();
             orchestrator.tick().await;
@@ -217,37 +224,32 @@ impl Runner {
         }
     }
 
-    /// One step of the cluster's re-seed request, if it has one.
+    /// One step of the cluster's re-seed request, if it has one; bounded, so an agent or an
+    /// API call that hangs never holds up failure detection.
     async fn reseed(
         &self,
         reseeder: &mut Reseeder,
         cluster: &MySQLCluster,
         orchestrator: &mut Orchestrator,
     ) -> Vec<ClusterEvent> {
-        if !reseeder.has_work(cluster) {
-            return Vec::new();
-        }
-        // Read when needed, so a rotated token is used.
-        let token = match cluster.namespace() {
-            Some(namespace) => {
-                let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-                credentials(&secrets, cluster, Credential::Agent)
-                    .await
-                    .map_err(
-                        |why| tracing::warn!(cluster = %cluster_key(cluster), %why, "agent token"),
-                    )
-                    .ok()
-                    .map(|c| c.password)
-            }
-            None => None,
+        // Read when an agent is called, so a rotated token is used.
+        let token = || async {
+            let namespace = cluster.namespace()?;
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            credentials(&secrets, cluster, Credential::Agent)
+                .await
+                .map_err(|why| tracing::warn!(cluster = %cluster_key(cluster), %why, "agent token"))
+                .ok()
+                .map(|c| c.password)
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let now = format!("{:.0}", k8s_openapi::jiff::Timestamp::now());
-        reseeder
-            .tick(cluster, token.as_deref(), orchestrator, now_ms, &now)
+        let now = now();
+        let step = reseeder.tick(cluster, orchestrator, token, now_unix_ms(), &now);
+        tokio::time::timeout(RESEED_STEP_TIMEOUT, step)
             .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(cluster = %cluster_key(cluster), "a re-seed step timed out; retried next tick");
+                Vec::new()
+            })
     }
 
     /// Waits one tick, or less when the spec changes; false when the supervisor is gone.
@@ -352,17 +354,6 @@ fn completed_switchover(cluster: &MySQLCluster) -> Option<String> {
         .clone()
 }
 
-/// The agent of each member, at its stable DNS name.
-fn agent_addresses(cluster: &MySQLCluster) -> AgentAddresses {
-    let spec = cluster_spec(cluster);
-    Box::new(move |member| {
-        spec.member(member).map(|m| Url {
-            host: m.host.clone(),
-            port: crate::agent::AGENT_PORT,
-        })
-    })
-}
-
 impl ReseedTarget for Orchestrator {
     fn primary(&self) -> Option<String> {
         self.published()?.primary.as_ref().map(|p| p.name.clone())
@@ -375,13 +366,25 @@ impl ReseedTarget for Orchestrator {
         let replicating = self
             .last_view()
             .and_then(|v| v.member(member))
-            .is_some_and(|m| {
-                m.io_running == Some(true)
-                    && m.sql_running == Some(true)
-                    && m.io_error.is_none()
-                    && m.sql_error.is_none()
-            });
+            .is_some_and(MemberView::replicates_cleanly);
         published && replicating
+    }
+
+    fn host(&self, member: &str) -> Option<String> {
+        self.spec.member(member).map(|m| m.host.clone())
+    }
+
+    /// A published replica that replicates cleanly (the published ones are never quarantined),
+    /// else the primary.
+    fn donor_for(&self, member: &str) -> Option<String> {
+        let published = self.published()?;
+        published
+            .replicas
+            .iter()
+            .map(|r| r.name.as_str())
+            .find(|r| *r != member && self.serving(r))
+            .map(str::to_string)
+            .or_else(|| ReseedTarget::primary(self).filter(|p| p != member))
     }
 
     fn release(&mut self, member: &str) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ::kube::api::{Api, Patch, PatchParams};
 use ::kube::runtime::controller::Action;
-use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use ::kube::runtime::events::Recorder;
 use ::kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use ::kube::{Client, Resource, ResourceExt};
 use k8s_openapi::NamespaceResourceScope;
@@ -169,30 +169,12 @@ async fn reconcile_inner(cluster: Arc<MySQLCluster>, ctx: &Arc<Context>) -> Resu
 }
 
 /// RFC 3339 to the second, as Kubernetes writes times.
-fn now() -> String {
+pub(crate) fn now() -> String {
     format!("{:.0}", k8s_openapi::jiff::Timestamp::now())
 }
 
 async fn publish_event(ctx: &Context, cluster: &MySQLCluster, event: ClusterEvent) {
-    let kube_event = KubeEvent {
-        type_: if event.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: event.reason.into(),
-        note: Some(event.note),
-        action: event.action.into(),
-        secondary: None,
-    };
-    // An Event is a courtesy: failing to record one must not fail the reconcile.
-    if let Err(e) = ctx
-        .recorder
-        .publish(&kube_event, &cluster.object_ref(&()))
-        .await
-    {
-        tracing::warn!(cluster = %cluster_key(cluster), error = %e, "recording an Event failed");
-    }
+    super::orchestration::publish(&ctx.recorder, cluster, event).await;
 }
 
 async fn patch_status(

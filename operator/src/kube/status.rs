@@ -213,12 +213,7 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
             };
             let healthy = match role {
                 MemberRole::Primary => reachable,
-                MemberRole::Replica => {
-                    m.io_running == Some(true)
-                        && m.sql_running == Some(true)
-                        && m.io_error.is_none()
-                        && m.sql_error.is_none()
-                }
+                MemberRole::Replica => m.replicates_cleanly(),
                 MemberRole::Quarantined | MemberRole::Unknown => false,
             };
             let replicating = role == MemberRole::Replica;

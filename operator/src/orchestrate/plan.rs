@@ -1201,13 +1201,7 @@ fn choose_donor<'a>(
     ctx.reachable()
         .filter(|d| d.name != primary.name && d.name != member.name)
         .filter(|d| ctx.in_spec(&d.name) && !quarantined.contains(&d.name))
-        .filter(|d| {
-            d.replicates_from(&primary.host, primary.port)
-                && d.io_running == Some(true)
-                && d.sql_running == Some(true)
-                && d.io_error.is_none()
-                && d.sql_error.is_none()
-        })
+        .filter(|d| d.replicates_from(&primary.host, primary.port) && d.replicates_cleanly())
         .min_by_key(|d| {
             let behind = d
                 .holdings()

@@ -107,6 +107,14 @@ impl MemberView {
         }
     }
 
+    /// Both replication threads run and neither reports an error.
+    pub fn replicates_cleanly(&self) -> bool {
+        self.io_running == Some(true)
+            && self.sql_running == Some(true)
+            && self.io_error.is_none()
+            && self.sql_error.is_none()
+    }
+
     /// Answered its probe and reported its position: the only members whose data the plan
     /// reasons about.
     pub fn is_reachable(&self) -> bool {

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lagless_operator::agent::client::{FetchError, Fetched, Url, fetch, request_reseed};
+use lagless_operator::agent::client::{
+    FetchError, Fetched, Url, cancel_reseed, fetch, request_reseed,
+};
 use lagless_operator::agent::server::Server;
 use lagless_operator::agent::{FetchArgs, POSITION_FILE, RESEED_MARKER, ServeArgs};
 use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, Cluster};
@@ -146,15 +148,40 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     .unwrap();
     let own_url = Url::parse(&format!("http://{}", own.local_addr().unwrap())).unwrap();
     tokio::spawn(own.run());
-    let refused = request_reseed(&own_url, "wrong-token").await.unwrap_err();
+    let refused = request_reseed(&own_url, "wrong-token", None)
+        .await
+        .unwrap_err();
     assert!(refused.contains("401"), "{refused}");
     assert!(!target.join(RESEED_MARKER).exists());
-    request_reseed(&own_url, TOKEN).await.unwrap();
+    // Marked and taken back: nothing happens at the next start.
+    request_reseed(&own_url, TOKEN, None).await.unwrap();
     assert!(target.join(RESEED_MARKER).exists());
+    cancel_reseed(&own_url, TOKEN).await.unwrap();
+    assert!(!target.join(RESEED_MARKER).exists());
+    assert_eq!(fetch(&skip).await.unwrap(), Fetched::AlreadyHasData);
+
+    // Marked with no donor answering: the copy fails, the data is gone, and the mark stays so
+    // the next attempt copies again (member 0 must not start as a new, empty cluster).
+    request_reseed(&own_url, TOKEN, None).await.unwrap();
     std::fs::write(target.join("errant-leftover"), b"x").unwrap();
-    let reseeded = fetch(&skip).await.unwrap();
-    assert!(matches!(reseeded, Fetched::Copied { .. }), "{reseeded:?}");
+    let only_dead = FetchArgs {
+        from: vec!["http://127.0.0.1:1".into()],
+        ..skip.clone()
+    };
+    let err = fetch(&only_dead).await.unwrap_err();
+    assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
+    assert!(target.join(RESEED_MARKER).exists());
     assert!(!target.join("errant-leftover").exists());
+    assert!(!target.join("seedtest").exists());
+
+    // Marked with the operator's donor: it is used first, before any of --from.
+    let donor = Url::parse(&url).unwrap();
+    request_reseed(&own_url, TOKEN, Some(&donor)).await.unwrap();
+    let reseeded = fetch(&only_dead).await.unwrap();
+    let Fetched::Copied { donor: used, .. } = &reseeded else {
+        panic!("nothing copied: {reseeded:?}");
+    };
+    assert_eq!(used, &url);
     assert!(!target.join(RESEED_MARKER).exists());
     assert!(target.join("seedtest/blobs.ibd").exists());
 }
@@ -187,6 +214,12 @@ async fn agent_refuses_a_wrong_token_and_bad_requests() {
     assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
     let answer = raw_request(&url, b"GET /reseed HTTP/1.1\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    let answer = raw_request(&url, b"DELETE /reseed HTTP/1.1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let bad_donor = format!("POST /reseed?donor=x/y HTTP/1.1\r\n{auth}\r\n\r\n");
+    let answer = raw_request(&url, bad_donor.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     let answer = raw_request(&url, b"\x16\x03\x01 not http\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     let mut huge = b"GET /backup HTTP/1.1\r\nX: ".to_vec();
