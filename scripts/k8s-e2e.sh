@@ -54,42 +54,44 @@ test -n "$primary"
 echo "== killing the primary's pod ($primary)"
 kubectl -n "$CLUSTER_NAMESPACE" delete pod "$primary" --grace-period=0 --force --wait=false
 
+# A field of the MySQLCluster's status, by JSONPath ('' when unreadable).
+status_of() {
+  kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath="{.status.$1}" || true
+}
+
+# Polls `$1` (a command) every 5 s until it succeeds; after $TIMEOUT, prints `$2`, describes
+# the cluster and fails.
+wait_until() {
+  local deadline=$((SECONDS + ${TIMEOUT%s}))
+  until "$1"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$2 within $TIMEOUT" >&2
+      kubectl -n "$CLUSTER_NAMESPACE" describe "mysqlcluster/$CLUSTER" >&2 || true
+      exit 1
+    fi
+    sleep 5
+  done
+}
+
 echo "== waiting for a new primary"
-deadline=$((SECONDS + ${TIMEOUT%s}))
-while :; do
-  now=$(kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.primary}' || true)
-  if [ -n "$now" ] && [ "$now" != "$primary" ]; then
-    echo "new primary: $now"
-    kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.lastFailover}{"\n"}'
-    break
-  fi
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "no new primary within $TIMEOUT" >&2
-    kubectl -n "$CLUSTER_NAMESPACE" describe "mysqlcluster/$CLUSTER" >&2 || true
-    exit 1
-  fi
-  sleep 5
-done
+new_primary() {
+  local now
+  now=$(status_of primary)
+  [ -n "$now" ] && [ "$now" != "$primary" ]
+}
+wait_until new_primary "no new primary"
+echo "new primary: $(status_of primary); $(status_of lastFailover)"
 
 echo "== re-seeding the old primary ($primary) on request"
 kubectl -n "$CLUSTER_NAMESPACE" patch "mysqlcluster/$CLUSTER" --type merge \
   -p "{\"spec\":{\"reseed\":{\"id\":\"e2e-$(date +%s)\",\"member\":\"$primary\"}}}"
-deadline=$((SECONDS + ${TIMEOUT%s}))
-while :; do
-  result=$(kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.lastReseed.result}' || true)
-  case "$result" in
-    Succeeded)
-      kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.lastReseed.message}{"\n"}'
-      break ;;
-    Failed)
-      kubectl -n "$CLUSTER_NAMESPACE" get "mysqlcluster/$CLUSTER" -o jsonpath='{.status.lastReseed}{"\n"}' >&2
-      exit 1 ;;
+reseed_ended() {
+  case "$(status_of lastReseed.result)" in
+    Succeeded | Failed) return 0 ;;
+    *) return 1 ;;
   esac
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "the re-seed did not finish within $TIMEOUT" >&2
-    kubectl -n "$CLUSTER_NAMESPACE" describe "mysqlcluster/$CLUSTER" >&2 || true
-    exit 1
-  fi
-  sleep 5
-done
+}
+wait_until reseed_ended "the re-seed did not finish"
+echo "re-seed: $(status_of lastReseed.message)"
+test "$(status_of lastReseed.result)" = Succeeded
 echo "ok"
