@@ -48,6 +48,9 @@ pub struct MemberStatus {
     pub gtid: Option<String>,
     /// Transactions the member has not applied yet that the primary has.
     pub behind: Option<u64>,
+    /// `Seconds_Behind_Master` as the member reports it, while it replicates.
+    #[serde(default)]
+    pub lag_seconds: Option<u64>,
     pub replicating: Option<bool>,
     pub error: Option<String>,
     pub restarts: u32,
@@ -141,13 +144,13 @@ pub fn render(s: &Status, events: usize) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<14} {:<12} {:<7} {:<8} {:<9} {:<11} {:<8} GTID",
-        "MEMBER", "ROLE", "PORT", "PID", "PROCESS", "HEALTH", "BEHIND"
+        "{:<14} {:<12} {:<7} {:<8} {:<9} {:<11} {:<8} {:<6} GTID",
+        "MEMBER", "ROLE", "PORT", "PID", "PROCESS", "HEALTH", "BEHIND", "LAG"
     );
     for m in &s.members {
         let _ = writeln!(
             out,
-            "{:<14} {:<12} {:<7} {:<8} {:<9} {:<11} {:<8} {}",
+            "{:<14} {:<12} {:<7} {:<8} {:<9} {:<11} {:<8} {:<6} {}",
             m.name,
             m.role,
             m.port,
@@ -155,6 +158,7 @@ pub fn render(s: &Status, events: usize) -> String {
             m.process,
             m.health,
             m.behind.map_or("-".into(), |b| b.to_string()),
+            m.lag_seconds.map_or("-".into(), |s| format!("{s}s")),
             m.gtid.as_deref().unwrap_or("-"),
         );
         if let Some(error) = &m.error {
@@ -225,18 +229,27 @@ mod tests {
             state: Some("Healthy".into()),
             epoch: Some(3),
             primary: Some("shop-1".into()),
-            members: vec![MemberStatus {
-                name: "shop-1".into(),
-                role: "primary".into(),
-                port: 3308,
-                pid: Some(42),
-                process: "running".into(),
-                health: "ok".into(),
-                gtid: Some("10-1002-7".into()),
-                behind: Some(0),
-                error: Some("boom".into()),
-                ..Default::default()
-            }],
+            members: vec![
+                MemberStatus {
+                    name: "shop-1".into(),
+                    role: "primary".into(),
+                    port: 3308,
+                    pid: Some(42),
+                    process: "running".into(),
+                    health: "ok".into(),
+                    gtid: Some("10-1002-7".into()),
+                    behind: Some(0),
+                    error: Some("boom".into()),
+                    ..Default::default()
+                },
+                MemberStatus {
+                    name: "shop-2".into(),
+                    role: "replica".into(),
+                    behind: Some(12),
+                    lag_seconds: Some(3),
+                    ..Default::default()
+                },
+            ],
             proxies: vec![ProxyStatus {
                 name: "proxy-0".into(),
                 port: 6033,
@@ -257,6 +270,12 @@ mod tests {
         assert!(text.contains("primary shop-1"));
         assert!(text.contains("shop-1         primary"), "{text}");
         assert!(text.contains("10-1002-7"));
+        // Behind in transactions, and the reported lag.
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("shop-2") && l.contains(" 12 ") && l.contains(" 3s ")),
+            "{text}"
+        );
         assert!(text.contains("! boom"));
         assert!(text.contains("127.0.0.1:6033"));
         assert!(text.contains("event 4") && text.contains("event 3"));

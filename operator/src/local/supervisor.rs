@@ -1054,6 +1054,7 @@ pub fn status(shared: &Shared, rt: &Runtime, settings: &Settings) -> Status {
                     .and_then(|v| v.holdings())
                     .zip(primary_exec.as_ref())
                     .and_then(|(held, p)| held.transactions_behind(p)),
+                lag_seconds: v.and_then(|v| v.lag_seconds),
                 replicating: v
                     .filter(|v| v.source.is_some())
                     .map(|v| v.io_running == Some(true) && v.sql_running == Some(true)),
