@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use super::http::{self, HttpError};
 use super::{FetchArgs, POSITION_FILE, RESEED_MARKER};
 use crate::orchestrate::seed::{self, SeedError};
+use lagless_proxy::topology::Topology;
 
 /// How long a donor has to answer `/healthz` or the backup's response head.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -226,14 +227,42 @@ async fn request(
     Ok((reader, http::parse_response(&head)?))
 }
 
+/// The donors the published topology names, replicas first, as agent URLs; none when there is
+/// no readable topology.
+fn topology_donors(args: &FetchArgs) -> Vec<String> {
+    let Some(path) = &args.topology else {
+        return Vec::new();
+    };
+    match Topology::read(path) {
+        Ok(t) => t
+            .replicas
+            .iter()
+            .chain(&t.primary)
+            .map(|m| format!("http://{}:{}", m.host, args.agent_port))
+            .collect(),
+        Err(e) => {
+            // A new cluster has published none yet: any member will do.
+            eprintln!("agent fetch: no published topology ({e}); trying every --from");
+            Vec::new()
+        }
+    }
+}
+
 /// The first donor that answers `/healthz` and is not this pod: `preferred` (the operator's
-/// choice for a re-seed), then `--from` in order.
+/// choice for a re-seed), then the published topology's members, or `--from` in order when
+/// there is no topology.
 async fn choose_donor(
     args: &FetchArgs,
     preferred: Option<String>,
 ) -> Result<(String, Url), FetchError> {
     let mut tried = Vec::new();
-    for raw in preferred.iter().chain(&args.from) {
+    let published = topology_donors(args);
+    let donors = if published.is_empty() {
+        &args.from
+    } else {
+        &published
+    };
+    for raw in preferred.iter().chain(donors) {
         let Some(url) = Url::parse(raw) else {
             tried.push(format!("{raw}: not http://host[:port]"));
             continue;

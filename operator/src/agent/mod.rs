@@ -81,6 +81,14 @@ pub struct FetchArgs {
     /// first that answers `/healthz` is used.
     #[arg(long, value_name = "URL", required = true)]
     pub from: Vec<String>,
+    /// The published topology (the topology ConfigMap, mounted). When it is readable and lists
+    /// members, the donors are those (replicas first, then the primary) and `--from` is not
+    /// used: a quarantined member is never published, so never copied.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// The agents' port, for donors taken from `--topology`.
+    #[arg(long, value_name = "PORT", default_value_t = AGENT_PORT)]
+    pub agent_port: u16,
     /// Donors whose host name starts with `<name>.` (or is `<name>`) are skipped: this pod.
     #[arg(long, value_name = "NAME", env = "HOSTNAME")]
     pub skip_self: Option<String>,

@@ -693,7 +693,8 @@ fn server_env(ctx: &Context<'_>, cluster: &MySQLCluster) -> Result<Vec<EnvVar>, 
 
 /// The init step of a MariaDB member: on an empty data directory, except member 0's (which
 /// initializes a new cluster), or on one marked for a re-seed (any member's), copy a member's
-/// data with `agent fetch`. The donors are tried
+/// data with `agent fetch`: from the published topology's members when there is one (never a
+/// quarantined member), else from any member. The donors are tried
 /// in order, this pod skipped; while none answers the step fails and the kubelet retries it.
 fn seed_command(ctx: &Context<'_>) -> Vec<String> {
     let mut from = String::new();
@@ -708,7 +709,7 @@ fn seed_command(ctx: &Context<'_>) -> Vec<String> {
         r#"set -eu
 ordinal="${{HOSTNAME##*-}}"
 if [ "$ordinal" = 0 ] && [ ! -e {DATA_MOUNT}/{RESEED_MARKER} ]; then exit 0; fi
-exec {AGENT_BIN_MOUNT}/lagless-operator agent fetch --if-empty --datadir {DATA_MOUNT} --token-file {AGENT_TOKEN_MOUNT}/token{from}
+exec {AGENT_BIN_MOUNT}/lagless-operator agent fetch --if-empty --datadir {DATA_MOUNT} --token-file {AGENT_TOKEN_MOUNT}/token --topology {TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}{from}
 "#
     );
     vec!["bash".into(), "-c".into(), script]
@@ -746,6 +747,7 @@ fn agent_containers(
             mount("data", DATA_MOUNT, false),
             mount("agent-bin", AGENT_BIN_MOUNT, true),
             mount("agent-token", AGENT_TOKEN_MOUNT, true),
+            mount("topology", TOPOLOGY_MOUNT, true),
         ]),
         ..Container::default()
     };
@@ -780,8 +782,19 @@ fn agent_containers(
 }
 
 /// The volumes of [`agent_containers`].
-fn agent_volumes(ctx: &Context<'_>) -> [Volume; 2] {
+fn agent_volumes(ctx: &Context<'_>) -> [Volume; 3] {
     [
+        // The published topology, so the init step copies from a member the orchestration
+        // trusts; optional, as a new cluster has published none yet.
+        Volume {
+            name: "topology".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: topology_configmap_name(ctx.name),
+                optional: Some(true),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
         Volume {
             name: "agent-bin".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),

@@ -52,6 +52,8 @@ async fn donor(dir: &Path) -> (Cluster, String) {
 fn fetch_args(from: Vec<String>, token_file: &Path, datadir: &Path) -> FetchArgs {
     FetchArgs {
         from,
+        topology: None,
+        agent_port: 3307,
         skip_self: None,
         token_file: token_file.to_path_buf(),
         datadir: datadir.to_path_buf(),
@@ -184,6 +186,40 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     assert_eq!(used, &url);
     assert!(!target.join(RESEED_MARKER).exists());
     assert!(target.join("seedtest/blobs.ibd").exists());
+
+    // With a published topology, its members are the donors and --from is not used: a
+    // member that is not published (a quarantined one, say) is never copied from.
+    let donor_port = donor.port;
+    let topology = |host: &str| {
+        let path = dir.path().join("topology.json");
+        let json = serde_json::json!({
+            "cluster": "c", "flavor": "mariadb", "epoch": 3, "state": "ready",
+            "primary": {"name": "c-0", "host": "127.0.0.2", "port": 3306},
+            "replicas": [{"name": "c-1", "host": host, "port": 3306}],
+        });
+        std::fs::write(&path, json.to_string()).unwrap();
+        path
+    };
+    let published = FetchArgs {
+        topology: Some(topology("127.0.0.1")),
+        agent_port: donor_port,
+        ..only_dead.clone()
+    };
+    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    let copied = fetch(&published).await.unwrap();
+    let Fetched::Copied { donor: used, .. } = &copied else {
+        panic!("nothing copied: {copied:?}");
+    };
+    assert_eq!(used, &format!("http://127.0.0.1:{donor_port}"));
+    let unpublished = FetchArgs {
+        topology: Some(topology("127.0.0.3")),
+        from: vec![url.clone()],
+        ..published
+    };
+    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    let err = fetch(&unpublished).await.unwrap_err();
+    assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
+    assert!(target.join(RESEED_MARKER).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -329,7 +329,10 @@ fn default_statefulset() {
     );
     let volumes = pod.volumes.as_ref().unwrap();
     // The seeding agent's volumes are checked in their own test.
-    for v in volumes.iter().filter(|v| !v.name.starts_with("agent-")) {
+    for v in volumes
+        .iter()
+        .filter(|v| !v.name.starts_with("agent-") && v.name != "topology")
+    {
         assert_eq!(v.config_map.as_ref().unwrap().name, "db-mysql-config");
     }
     // The account script must not be executable, so the entrypoint sources it.
@@ -946,7 +949,13 @@ fn mariadb_members_run_the_seeding_agent_and_init_step() {
         seed.image.as_deref(),
         Some(crate::crd::DEFAULT_MARIADB_IMAGE)
     );
-    assert_eq!(mounts(seed), shared);
+    let mut with_topology = shared.clone();
+    with_topology.push((
+        "topology".to_string(),
+        "/etc/lagless/topology".to_string(),
+        true,
+    ));
+    assert_eq!(mounts(seed), with_topology);
     let script = &seed.command.as_ref().unwrap()[2];
     assert!(
         script.contains(
@@ -958,6 +967,7 @@ fn mariadb_members_run_the_seeding_agent_and_init_step() {
         script.contains(
             "exec /lagless/bin/lagless-operator agent fetch --if-empty --datadir /var/lib/mysql \
              --token-file /etc/lagless/agent/token \
+             --topology /etc/lagless/topology/topology.json \
              --from http://db-0.db-headless.shop-ns.svc:3307 \
              --from http://db-1.db-headless.shop-ns.svc:3307 \
              --from http://db-2.db-headless.shop-ns.svc:3307 "
@@ -991,6 +1001,11 @@ fn mariadb_members_run_the_seeding_agent_and_init_step() {
     );
     // Not world-readable.
     assert_eq!(secret.default_mode.map(|m| m & 0o007), Some(0));
+    // The published topology, which a new cluster does not have yet.
+    let topology = volumes.iter().find(|v| v.name == "topology").unwrap();
+    let config_map = topology.config_map.as_ref().unwrap();
+    assert_eq!(config_map.name, "db-topology");
+    assert_eq!(config_map.optional, Some(true));
 }
 
 #[test]
