@@ -470,6 +470,10 @@ pub struct ReseedRecord {
     pub message: String,
     /// When the result was last set, RFC 3339.
     pub time: String,
+    /// When the request started, RFC 3339 (its timeouts count from there, also across
+    /// operator restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
     /// The uid of the member's pod that was deleted, while the new one is awaited (so a
     /// restarted operator waits for it rather than replacing the new pod again).
     #[serde(default, skip_serializing_if = "Option::is_none")]

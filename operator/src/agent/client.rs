@@ -24,6 +24,11 @@ pub enum FetchError {
     NotEmpty(PathBuf),
     #[error("no donor answered: {0}")]
     NoDonor(String),
+    #[error(
+        "{0} marks this member for a re-seed, but the published topology makes it the \
+         primary: its data is kept and the copy refused (remove the file to start on it)"
+    )]
+    MarkedPrimary(PathBuf),
     #[error("{url}: {message}")]
     Donor { url: String, message: String },
     #[error("{path}: {source}")]
@@ -227,42 +232,47 @@ async fn request(
     Ok((reader, http::parse_response(&head)?))
 }
 
-/// The donors the published topology names, replicas first, as agent URLs; none when there is
-/// no readable topology.
-fn topology_donors(args: &FetchArgs) -> Vec<String> {
-    let Some(path) = &args.topology else {
-        return Vec::new();
-    };
+/// The published topology, when `--topology` names a readable one.
+fn published_topology(args: &FetchArgs) -> Option<Topology> {
+    let path = args.topology.as_ref()?;
     match Topology::read(path) {
-        Ok(t) => t
-            .replicas
-            .iter()
-            .chain(&t.primary)
-            .map(|m| format!("http://{}:{}", m.host, args.agent_port))
-            .collect(),
+        Ok(t) => Some(t),
         Err(e) => {
             // A new cluster has published none yet: any member will do.
             eprintln!("agent fetch: no published topology ({e}); trying every --from");
-            Vec::new()
+            None
         }
     }
 }
 
-/// The first donor that answers `/healthz` and is not this pod: `preferred` (the operator's
-/// choice for a re-seed), then the published topology's members, or `--from` in order when
-/// there is no topology.
-async fn choose_donor(
-    args: &FetchArgs,
-    preferred: Option<String>,
-) -> Result<(String, Url), FetchError> {
-    let mut tried = Vec::new();
-    let published = topology_donors(args);
-    let donors = if published.is_empty() {
-        &args.from
-    } else {
-        &published
+/// The donors, in the order to try them: the published topology's members (replicas first,
+/// then the primary), with `preferred` (the operator's choice for a re-seed) moved first if
+/// it is one of them; without a topology, `preferred` then `--from`. A member that is not
+/// published (a quarantined one, say) is never a donor once a topology is.
+fn donors(args: &FetchArgs, topology: Option<&Topology>, preferred: Option<String>) -> Vec<String> {
+    let Some(t) = topology.filter(|t| t.primary.is_some() || !t.replicas.is_empty()) else {
+        return preferred
+            .into_iter()
+            .chain(args.from.iter().cloned())
+            .collect();
     };
-    for raw in preferred.iter().chain(donors) {
+    let mut published: Vec<String> = t
+        .replicas
+        .iter()
+        .chain(&t.primary)
+        .map(|m| format!("http://{}:{}", m.host, args.agent_port))
+        .collect();
+    if let Some(at) = preferred.and_then(|p| published.iter().position(|d| *d == p)) {
+        let first = published.remove(at);
+        published.insert(0, first);
+    }
+    published
+}
+
+/// The first donor that answers `/healthz` and is not this pod.
+async fn choose_donor(args: &FetchArgs, donors: &[String]) -> Result<(String, Url), FetchError> {
+    let mut tried = Vec::new();
+    for raw in donors {
         let Some(url) = Url::parse(raw) else {
             tried.push(format!("{raw}: not http://host[:port]"));
             continue;
@@ -289,7 +299,21 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
         .ok()
         .map(|text| text.trim().to_string())
         .filter(|text| Url::parse(text).is_some());
-    let requested = tokio::fs::try_exists(&marker).await.unwrap_or(false);
+    // Unknown is not "absent": a marked directory must never be started on.
+    let requested = tokio::fs::try_exists(&marker)
+        .await
+        .map_err(|e| io(&marker, e))?;
+    let topology = published_topology(args);
+    if requested
+        && let Some(primary) = topology.as_ref().and_then(|t| t.primary.as_ref())
+        && let Some(url) = Url::parse(&format!("http://{}:{}", primary.host, args.agent_port))
+        && is_self(&url, args.skip_self.as_deref())
+    {
+        // A mark that outlived its request, on what is now the primary: emptying it would
+        // lose the cluster's writes. Fail loudly; a failover moves the role, or an operator
+        // removes the mark.
+        return Err(FetchError::MarkedPrimary(datadir.join(RESEED_MARKER)));
+    }
     if requested {
         // A copy was cut short (the pod was killed mid-copy), or the operator asked for a
         // re-seed: what is there must never be started on.
@@ -311,7 +335,8 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     let token = tokio::fs::read_to_string(&args.token_file)
         .await
         .map_err(|e| io(&args.token_file, e))?;
-    let (raw, url) = choose_donor(args, preferred.clone()).await?;
+    let candidates = donors(args, topology.as_ref(), preferred.clone());
+    let (raw, url) = choose_donor(args, &candidates).await?;
     tokio::fs::create_dir_all(datadir)
         .await
         .map_err(|e| io(datadir, e))?;

@@ -135,7 +135,7 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
                 }
             };
             let marker = shared.args.datadir.join(super::RESEED_MARKER);
-            match tokio::fs::write(&marker, donor.as_bytes()).await {
+            match write_durably(&marker, donor.as_bytes()).await {
                 Ok(()) => {
                     tracing::warn!(marker = %marker.display(), "agent: data marked for a re-seed at the next pod start");
                     respond(&mut write, 200, "OK", "marked for a re-seed\n").await?;
@@ -172,6 +172,18 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
             respond(&mut write, 405, "Method Not Allowed", "").await?;
         }
         _ => respond(&mut write, 404, "Not Found", "").await?,
+    }
+    Ok(())
+}
+
+/// Writes `path` and syncs it and its directory before returning: the operator deletes the
+/// pod once this answers, and a crash must not lose the mark.
+async fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = tokio::fs::File::create(path).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await?;
+    if let Some(dir) = path.parent() {
+        tokio::fs::File::open(dir).await?.sync_all().await?;
     }
     Ok(())
 }

@@ -191,7 +191,7 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     // member that is not published (a quarantined one, say) is never copied from.
     let donor_port = donor.port;
     let topology = |host: &str| {
-        let path = dir.path().join("topology.json");
+        let path = dir.path().join(format!("topology-{host}.json"));
         let json = serde_json::json!({
             "cluster": "c", "flavor": "mariadb", "epoch": 3, "state": "ready",
             "primary": {"name": "c-0", "host": "127.0.0.2", "port": 3306},
@@ -214,12 +214,40 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     let unpublished = FetchArgs {
         topology: Some(topology("127.0.0.3")),
         from: vec![url.clone()],
-        ..published
+        ..published.clone()
     };
     request_reseed(&own_url, TOKEN, None).await.unwrap();
     let err = fetch(&unpublished).await.unwrap_err();
     assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
     assert!(target.join(RESEED_MARKER).exists());
+    // Nor is the donor a mark names, once it is no longer published.
+    request_reseed(&own_url, TOKEN, Some(&donor)).await.unwrap();
+    let err = fetch(&unpublished).await.unwrap_err();
+    assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
+
+    // A mark on what the topology makes the primary (a mark that outlived its request) is
+    // refused, and the data kept.
+    let copied = fetch(&published).await.unwrap();
+    assert!(matches!(copied, Fetched::Copied { .. }), "{copied:?}");
+    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    let path = dir.path().join("topology-primary.json");
+    let json = serde_json::json!({
+        "cluster": "c", "flavor": "mariadb", "epoch": 4, "state": "ready",
+        "primary": {"name": "c-2", "host": "c-2.c-headless.ns.svc", "port": 3306},
+        "replicas": [{"name": "c-1", "host": "127.0.0.1", "port": 3306}],
+    });
+    std::fs::write(&path, json.to_string()).unwrap();
+    let on_primary = FetchArgs {
+        skip_self: Some("c-2".into()),
+        topology: Some(path),
+        ..published.clone()
+    };
+    let err = fetch(&on_primary).await.unwrap_err();
+    assert!(matches!(err, FetchError::MarkedPrimary(_)), "{err}");
+    assert!(
+        target.join("seedtest/blobs.ibd").exists(),
+        "the data is kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
