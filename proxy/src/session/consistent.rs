@@ -13,6 +13,7 @@ use crate::protocol::response::ResponseKind;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::session_state::committed_gtid;
 use crate::route::{Classification, ConsistencyMode};
+use crate::server::Shared;
 use crate::topology::{Flavor, Member};
 
 /// Where a read goes.
@@ -184,7 +185,14 @@ impl Session {
             return Ok(None);
         };
         let in_flight = self.shared.health.begin(&slot.addr);
-        let result = relay_response(&mut self.client, &mut slot.conn, kind, None).await;
+        let result = relay_response(
+            &mut self.client,
+            &mut slot.conn,
+            kind,
+            None,
+            &super::forward::nothing_on_done,
+        )
+        .await;
         drop(in_flight);
         match result {
             Ok(tracker) => {
@@ -295,27 +303,36 @@ impl Session {
         }
     }
 
-    /// Learns the GTID of a write from the primary's OK packet.
+    /// Learns the GTID of a write from the primary's OK packet, for the session.
     pub(super) fn learn_write(&mut self, tracker: &ResponseTracker) {
-        let Some(ok) = &tracker.last_ok else { return };
-        if ok.session_state.is_empty() {
-            return;
-        }
-        let Some(text) = committed_gtid(&ok.session_state) else {
-            return;
-        };
-        let flavor = self.shared.topology().flavor;
-        let Ok(set) = GtidSet::parse(flavor, &text) else {
+        let Some(set) = committed_write(&self.shared, tracker) else {
             return;
         };
         if let Some(slot) = &self.primary {
             self.shared.positions.observe(&slot.addr, &set);
         }
-        self.shared.positions.note_write(&set);
         match self.last_write.as_mut() {
             Some(all) => all.union(&set),
             None => self.last_write = Some(set),
         }
+    }
+}
+
+/// The GTID a write committed, from the server's OK packet (session state tracking).
+fn committed_write(shared: &Shared, tracker: &ResponseTracker) -> Option<GtidSet> {
+    let ok = tracker.last_ok.as_ref()?;
+    if ok.session_state.is_empty() {
+        return None;
+    }
+    let text = committed_gtid(&ok.session_state)?;
+    GtidSet::parse(shared.topology().flavor, &text).ok()
+}
+
+/// Records, for `proxy` consistency, a write the primary acknowledged: called before the
+/// acknowledgement reaches the client, so a read any session sends after it sees the write.
+pub(super) fn note_proxy_write(shared: &Shared, tracker: &ResponseTracker) {
+    if let Some(set) = committed_write(shared, tracker) {
+        shared.positions.note_write(&set);
     }
 }
 

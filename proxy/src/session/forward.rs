@@ -29,6 +29,13 @@ pub enum RelayError {
 /// ER_OPTION_PREVENTS_STATEMENT: the server runs with read_only.
 const READ_ONLY: u16 = 1290;
 
+/// Runs on a complete response just before its last packets are flushed to the client: what
+/// it records is in place before the client can act on the answer.
+pub type OnDone<'a> = &'a (dyn Fn(&ResponseTracker) + Send + Sync);
+
+/// Does nothing with a response.
+pub fn nothing_on_done(_: &ResponseTracker) {}
+
 /// Sends `payload` (a whole command) and relays the response. `stmt_id` rewrites the statement
 /// id of a COM_STMT_PREPARE OK so the client sees the proxy's id.
 pub async fn relay(
@@ -38,6 +45,7 @@ pub async fn relay(
     kind: ResponseKind,
     stmt_id: Option<u32>,
     intercept_read_only: bool,
+    on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
     let mut seq = 0u8;
     if let Err(e) = backend.stream.send(&mut seq, payload).await {
@@ -45,9 +53,9 @@ pub async fn relay(
         return Err(RelayError::BackendBeforeReply(e));
     }
     if intercept_read_only {
-        relay_unless_read_only(client, backend, kind, stmt_id).await
+        relay_unless_read_only(client, backend, kind, stmt_id, on_done).await
     } else {
-        relay_response(client, backend, kind, stmt_id).await
+        relay_response(client, backend, kind, stmt_id, on_done).await
     }
 }
 
@@ -57,6 +65,7 @@ async fn relay_unless_read_only(
     backend: &mut PooledConn,
     kind: ResponseKind,
     stmt_id: Option<u32>,
+    on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
     let first = match backend.stream.read_raw().await {
         Ok(p) => p,
@@ -72,7 +81,7 @@ async fn relay_unless_read_only(
         return Err(RelayError::ReadOnly(err));
     }
     backend.stream.unread(first);
-    relay_response(client, backend, kind, stmt_id).await
+    relay_response(client, backend, kind, stmt_id, on_done).await
 }
 
 /// Relays the response to a command already sent (or pipelined).
@@ -81,6 +90,7 @@ pub async fn relay_response(
     backend: &mut PooledConn,
     kind: ResponseKind,
     stmt_id: Option<u32>,
+    on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
     let caps = backend.caps;
     let mut tracker = ResponseTracker::new(kind, caps);
@@ -128,6 +138,7 @@ pub async fn relay_response(
                 relay_upload(client, backend).await?;
             }
             Step::Done => {
+                on_done(&tracker);
                 flush_client(client, backend).await?;
                 break;
             }

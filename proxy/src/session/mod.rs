@@ -478,6 +478,13 @@ impl Session {
             attempt += 1;
             let intercept = retry_read_only && movable && which == Which::Primary;
             let in_flight = self.shared.health.begin(&slot.addr);
+            let shared = &self.shared;
+            let note_write = |t: &ResponseTracker| consistent::note_proxy_write(shared, t);
+            let on_done: forward::OnDone<'_> = if which == Which::Primary {
+                &note_write
+            } else {
+                &forward::nothing_on_done
+            };
             let result = relay(
                 &mut self.client,
                 &mut slot.conn,
@@ -485,6 +492,7 @@ impl Session {
                 kind,
                 stmt_id,
                 intercept,
+                on_done,
             )
             .await;
             drop(in_flight);
