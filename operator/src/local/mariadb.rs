@@ -427,6 +427,13 @@ async fn connect_while_alive(
     }
 }
 
+/// Stops a server whose data is about to be replaced: SIGKILL at once. Nothing of its data is
+/// kept, and a server still starting (crash recovery after a kill) ignores SIGTERM until it
+/// is ready, which held a re-seed up for the whole grace period.
+pub async fn stop_discarding(child: &mut Child) {
+    stop(child, Duration::ZERO).await;
+}
+
 /// Clean shutdown (SIGTERM), then SIGKILL after `grace`; reaps the process.
 pub async fn stop(child: &mut Child, grace: Duration) {
     let _ = signal(child.id(), libc::SIGTERM);

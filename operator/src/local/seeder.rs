@@ -146,7 +146,7 @@ impl Inner {
             (m.layout.clone(), donor_layout, m.child.take())
         };
         if let Some(mut child) = child {
-            mariadb::stop(&mut child, Duration::from_secs(60)).await;
+            mariadb::stop_discarding(&mut child).await;
         }
         let copied = self
             .replace_data(member, donor, &layout, &donor_layout)

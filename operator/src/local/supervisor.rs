@@ -661,7 +661,7 @@ impl Supervisor {
             (m.layout.clone(), m.child.take())
         };
         if let Some(mut child) = child {
-            mariadb::stop(&mut child, Duration::from_secs(60)).await;
+            mariadb::stop_discarding(&mut child).await;
         }
         let emptied = async {
             mariadb::remove_dir(&layout.data_dir()).await?;
