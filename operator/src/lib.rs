@@ -12,5 +12,14 @@ pub mod kube;
 pub mod local;
 pub mod orchestrate;
 
+/// The runtime of every long-running subcommand: multi-threaded (the topology sink waits for
+/// its API call in `block_in_place`), two workers (the work is I/O, and the machines small).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// The version reported by `--version` and in logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

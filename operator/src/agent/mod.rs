@@ -131,11 +131,7 @@ pub fn run(args: AgentArgs, log: &str) -> i32 {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("agent: cannot start the runtime: {e}");

@@ -64,12 +64,7 @@ pub fn run(args: ControllerArgs, log: &str) -> i32 {
     let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-    // Multi-threaded: the topology sink waits for its API call in `block_in_place`.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("lagless-operator: cannot start the runtime: {e}");

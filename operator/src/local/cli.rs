@@ -333,10 +333,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
         semi_sync: cluster.spec.replication.semi_sync,
         consistency: cluster.spec.proxy.default_consistency.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let runtime = crate::runtime()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
     let shows = display.is_some();
     let result = runtime.block_on(async move {
