@@ -14,6 +14,7 @@
 mod validate;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use lagless_proxy::route::ConsistencyMode;
@@ -405,6 +406,11 @@ pub struct SwitchoverSpec {
     #[serde(default = "default_switchover_primary")]
     #[schemars(length(min = 1, max = 63))]
     pub primary: String,
+    /// How long transactions open on the old primary may take to finish before it is fenced
+    /// (new ones wait at the proxies meanwhile); one still open then is ended. Default 2000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 60000))]
+    pub drain_ms: Option<i32>,
 }
 
 /// A re-seed request.
@@ -592,6 +598,9 @@ pub struct PromotionRecord {
     /// The switchover request's id, for a switchover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Why the switchover failed; `to` is then the primary that kept (or got back) the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl MySQLClusterSpec {
@@ -651,6 +660,9 @@ impl MySQLClusterSpec {
                 SwitchoverTarget::Member(request.primary.clone())
             },
         });
+        if let Some(ms) = self.switchover.as_ref().and_then(|r| r.drain_ms) {
+            spec.switchover_drain = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        }
         // Published in the canonical form the proxies print; an unparsable mode is caught by
         // `validate` before this is called, and is passed through for the proxy to reject.
         let consistency = &self.proxy.default_consistency;
@@ -760,6 +772,7 @@ mod tests {
         spec.switchover = Some(SwitchoverSpec {
             id: "s1".into(),
             primary: "db-1".into(),
+            drain_ms: None,
         });
         spec.proxy.default_consistency = "bounded=500".into();
         let core = spec.to_cluster_spec("db", members(3));
@@ -792,6 +805,7 @@ mod tests {
         spec.switchover = Some(SwitchoverSpec {
             id: "s2".into(),
             primary: BEST.into(),
+            drain_ms: None,
         });
         let core = spec.to_cluster_spec("db", members(2));
         assert_eq!(core.semi_sync, None);

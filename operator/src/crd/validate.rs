@@ -420,6 +420,7 @@ switchover: {id: move-1, primary: db-1}
             spec.switchover = Some(SwitchoverSpec {
                 id: "a".into(),
                 primary: target.into(),
+                drain_ms: None,
             });
             let err = spec.validate("db").unwrap_err();
             assert!(err.mentions("spec.switchover.primary"), "{target}: {err}");
@@ -428,6 +429,7 @@ switchover: {id: move-1, primary: db-1}
             spec.switchover = Some(SwitchoverSpec {
                 id: "a".into(),
                 primary: target.into(),
+                drain_ms: None,
             });
             assert_eq!(spec.validate("db"), Ok(()), "{target}");
         }
@@ -439,12 +441,14 @@ switchover: {id: move-1, primary: db-1}
         spec.switchover = Some(SwitchoverSpec {
             id: "a".into(),
             primary: "db-2".into(),
+            drain_ms: None,
         });
         let err = spec.validate("db").unwrap_err();
         assert!(err.to_string().contains("neverPromote"), "{err}");
         spec.switchover = Some(SwitchoverSpec {
             id: " ".into(),
             primary: BEST.into(),
+            drain_ms: None,
         });
         assert!(
             spec.validate("db")

@@ -529,6 +529,7 @@ mod tests {
                 from: Some("db-0".into()),
                 to: "db-1".into(),
                 id: Some("move-1".into()),
+                error: None,
             }),
             ..Default::default()
         });

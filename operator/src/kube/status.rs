@@ -55,6 +55,7 @@ pub fn cluster_event(event: &Event) -> ClusterEvent {
         Event::Adopted { .. } => (false, "Adopted", "Adopt"),
         Event::Quarantined { .. } => (true, "Quarantined", "Quarantine"),
         Event::Seeded { .. } => (false, "Seeded", "Seed"),
+        Event::SwitchoverFailed { .. } => (true, "SwitchoverFailed", "Switchover"),
         Event::Warning { .. } => (true, "ClusterWarning", "Observe"),
     };
     ClusterEvent {
@@ -67,6 +68,28 @@ pub fn cluster_event(event: &Event) -> ClusterEvent {
 
 /// Folds a promotion event recorded at `time` (RFC 3339) into the last failover or switchover.
 pub fn record_promotion(snapshot: &mut Snapshot, event: &Event, time: &str) {
+    // A failed request is reported where a completed one would be, so that it is not run again.
+    if let Event::SwitchoverFailed {
+        request: Some(id),
+        primary,
+        reason,
+        restored,
+        ..
+    } = event
+    {
+        snapshot.last_switchover = Some(PromotionRecord {
+            time: time.to_string(),
+            from: Some(primary.clone()),
+            to: primary.clone(),
+            id: Some(id.clone()),
+            error: Some(if *restored {
+                format!("{reason}; {primary} is the primary again")
+            } else {
+                reason.clone()
+            }),
+        });
+        return;
+    }
     if let Event::Promoted {
         member,
         previous,
@@ -79,6 +102,7 @@ pub fn record_promotion(snapshot: &mut Snapshot, event: &Event, time: &str) {
             from: previous.clone(),
             to: member.clone(),
             id,
+            error: None,
         };
         match cause {
             Cause::Failover => snapshot.last_failover = Some(record(None)),
@@ -571,7 +595,8 @@ mod tests {
                 time: T0.into(),
                 from: Some("db-0".into()),
                 to: "db-1".into(),
-                id: None
+                id: None,
+                error: None,
             })
         );
         assert_eq!(

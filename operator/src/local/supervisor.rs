@@ -811,6 +811,9 @@ impl Supervisor {
                         Event::Warning { message } if message.contains("switchover") => {
                             Some(message.clone())
                         }
+                        Event::SwitchoverFailed {
+                            request: Some(r), ..
+                        } if *r == id => Some(e.to_string()),
                         _ => None,
                     });
                 if done {

@@ -28,6 +28,8 @@ pub enum ActError {
         what: String,
         secs: u64,
     },
+    #[error("{member}: unreadable GTID position: {reason}")]
+    Position { member: String, reason: String },
     #[error("{0} is not in the spec")]
     UnknownMember(String),
     #[error("publishing the topology: {0}")]
@@ -290,9 +292,17 @@ impl Actor {
             Action::WaitRelayApplied { member, until } => {
                 self.exec(spec, member, &["START SLAVE SQL_THREAD".into()])
                     .await?;
-                self.wait_for(spec, view.flavor, member, until).await
+                self.wait_for(spec, view.flavor, member, until, self.catch_up_timeout)
+                    .await
             }
-            Action::WaitCaughtUp { member, source } => {
+            Action::DrainTransactions { member, timeout } => {
+                self.drain(spec, member, *timeout).await
+            }
+            Action::WaitCaughtUp {
+                member,
+                source,
+                timeout,
+            } => {
                 let mut conn = self.conn(spec, source).await?;
                 let head: Option<String> = conn
                     .query_first(position_query(view.flavor))
@@ -301,9 +311,14 @@ impl Actor {
                         member: source.clone(),
                         source: e,
                     })?;
-                let head = GtidSet::parse(view.flavor, &head.unwrap_or_default())
-                    .map_err(|e| ActError::Publish(e.to_string()))?;
-                self.wait_for(spec, view.flavor, member, &head).await
+                let head = GtidSet::parse(view.flavor, &head.unwrap_or_default()).map_err(|e| {
+                    ActError::Position {
+                        member: source.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                self.wait_for(spec, view.flavor, member, &head, *timeout)
+                    .await
             }
             Action::Promote { member } => {
                 let sql = [
@@ -319,8 +334,11 @@ impl Actor {
             }
             Action::Rejoin { member, source } => {
                 // A former primary's own transactions are in its binlog position, not in its
-                // replication position.
-                let sql = self.change_source(spec, source, "current_pos")?;
+                // replication position: MASTER_DEMOTE_TO_SLAVE moves them there, so that the
+                // position it replicates from, and every MASTER_GTID_WAIT on it (the proxies'
+                // strict reads, a later switchover's catch-up), include them.
+                let sql =
+                    self.change_source(spec, source, "slave_pos, MASTER_DEMOTE_TO_SLAVE=1")?;
                 self.exec(spec, member, &sql).await
             }
             Action::RestartReplication { member } => {
@@ -499,9 +517,7 @@ impl Actor {
         let mut conn = self.conn(spec, member).await?;
         let ids: Vec<u64> = conn
             .exec(
-                "SELECT t.trx_mysql_thread_id FROM information_schema.INNODB_TRX t \
-                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
-                 WHERE p.ID <> CONNECTION_ID() AND p.USER NOT IN (?, 'system user', 'event_scheduler')",
+                format!("SELECT t.trx_mysql_thread_id {CLIENT_TRANSACTIONS}"),
                 (self.replication.user.clone(),),
             )
             .await
@@ -515,35 +531,127 @@ impl Actor {
         Ok(())
     }
 
+    /// Waits up to `timeout` until `member` has applied `until`.
+    ///
+    /// "Applied" is judged on the executed position the observer reads (MariaDB
+    /// `@@gtid_binlog_pos`, MySQL `@@gtid_executed`), which holds a member's own former writes
+    /// as a primary; MariaDB's `MASTER_GTID_WAIT` compares with `@@gtid_slave_pos` only, which
+    /// lacks them, so on its own it never returns for a former primary that no new transaction
+    /// reached. It still serves to wake up as soon as replication gets there.
     async fn wait_for(
         &self,
         spec: &ClusterSpec,
         flavor: Flavor,
         member: &str,
         until: &GtidSet,
+        timeout: Duration,
     ) -> Result<(), ActError> {
         let mut conn = self.conn(spec, member).await?;
-        let secs = self.catch_up_timeout.as_secs_f64();
-        let sql = match flavor {
-            Flavor::Mariadb => format!("SELECT MASTER_GTID_WAIT('{until}', {secs})"),
-            Flavor::Mysql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{until}', {secs})"),
-        };
-        let result: Option<i64> = conn
-            .query_first(sql)
-            .await
-            .map_err(|source| ActError::Sql {
-                member: member.to_string(),
-                source,
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let executed: Option<String> = self
+                .bounded(
+                    member,
+                    "reading the position",
+                    conn.query_first(position_query(flavor)),
+                )
+                .await?;
+            let executed = GtidSet::parse(flavor, &executed.unwrap_or_default()).map_err(|e| {
+                ActError::Position {
+                    member: member.to_string(),
+                    reason: e.to_string(),
+                }
             })?;
-        match result {
-            Some(0) => Ok(()),
-            _ => Err(ActError::Timeout {
-                member: member.to_string(),
-                what: format!("applying {until}"),
-                secs: self.catch_up_timeout.as_secs(),
-            }),
+            if has_applied(&executed, until) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(ActError::Timeout {
+                    member: member.to_string(),
+                    what: format!("applying {until}"),
+                    secs: timeout.as_secs(),
+                });
+            }
+            let step = left.min(WAIT_STEP).as_secs_f64();
+            let sql = match flavor {
+                Flavor::Mariadb => format!("SELECT MASTER_GTID_WAIT('{until}', {step})"),
+                Flavor::Mysql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{until}', {step})"),
+            };
+            let waited: Option<i64> = self.bounded(member, &sql, conn.query_first(&sql)).await?;
+            if waited == Some(0) {
+                return Ok(());
+            }
         }
     }
+
+    /// Waits up to `timeout` until no client transaction is open on `member`.
+    ///
+    /// InnoDB lists a transaction from its first statement, not from `BEGIN`: a free server
+    /// counts only once [`DRAIN_SETTLE`] has passed since the proxies were told to hold new
+    /// transactions, time for a `BEGIN` sent just before to be followed by its statement.
+    /// `INNODB_TRX` is a snapshot that the server refreshes only when it was not read for
+    /// 100 ms, so reads are spaced [`DRAIN_POLL`] apart: a faster poll would see the same
+    /// snapshot forever.
+    async fn drain(
+        &self,
+        spec: &ClusterSpec,
+        member: &str,
+        timeout: Duration,
+    ) -> Result<(), ActError> {
+        if timeout.is_zero() {
+            return Ok(());
+        }
+        let started = tokio::time::Instant::now();
+        let mut conn = self.conn(spec, member).await?;
+        loop {
+            let open: Option<i64> = self
+                .bounded(
+                    member,
+                    "counting open transactions",
+                    conn.exec_first(
+                        format!("SELECT COUNT(*) {CLIENT_TRANSACTIONS}"),
+                        (self.replication.user.clone(),),
+                    ),
+                )
+                .await?;
+            let open = open.unwrap_or(0);
+            let waited = started.elapsed();
+            if open == 0 && waited >= DRAIN_SETTLE {
+                tracing::info!(member, ?waited, "open transactions finished");
+                break;
+            }
+            if waited >= timeout {
+                tracing::warn!(
+                    member,
+                    open,
+                    ?timeout,
+                    "transactions still open after the drain; they are ended"
+                );
+                break;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        let _ = conn.disconnect().await;
+        Ok(())
+    }
+}
+
+/// How long one `MASTER_GTID_WAIT` of a catch-up lasts before the position is read again.
+const WAIT_STEP: Duration = Duration::from_millis(100);
+/// How often a drain counts open transactions (just over InnoDB's 100 ms snapshot refresh),
+/// and how long after its start a count of none is believed.
+const DRAIN_POLL: Duration = Duration::from_millis(105);
+const DRAIN_SETTLE: Duration = Duration::from_millis(50);
+
+/// Transactions of clients (not replication, not the server's own threads, not ours).
+const CLIENT_TRANSACTIONS: &str = "FROM information_schema.INNODB_TRX t \
+     JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+     WHERE p.ID <> CONNECTION_ID() AND p.USER NOT IN (?, 'system user', 'event_scheduler')";
+
+/// Whether a member whose executed position is `executed` has applied `until`.
+pub fn has_applied(executed: &GtidSet, until: &GtidSet) -> bool {
+    executed.contains(until)
 }
 
 fn position_query(flavor: Flavor) -> &'static str {

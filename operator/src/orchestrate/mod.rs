@@ -24,7 +24,7 @@ pub mod run;
 pub mod seed;
 pub mod view;
 
-pub use plan::{Action, Cause, ClusterState, Event, Plan, plan};
+pub use plan::{Action, Cause, ClusterState, Event, Plan, Rollback, plan};
 pub use view::{
     ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
     SemiSync, SemiSyncState, Switchover, SwitchoverTarget,

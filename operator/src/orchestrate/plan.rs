@@ -19,6 +19,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use lagless_proxy::gtid::GtidSet;
 use lagless_proxy::topology::{Member, Topology, TopologyState};
@@ -91,10 +92,19 @@ pub enum Action {
         member: String,
         until: GtidSet,
     },
-    /// Read `source`'s executed set now (it is read-only) and wait until `member` applied it.
+    /// Wait (up to `timeout`) until no client transaction is open on `member`, so that work
+    /// in flight on a primary about to be fenced can commit; a timeout is not a failure (what
+    /// is still open is ended by the [`Action::KillClientConnections`] that follows).
+    DrainTransactions {
+        member: String,
+        timeout: Duration,
+    },
+    /// Read `source`'s executed set now (it is read-only) and wait up to `timeout` until
+    /// `member` applied it.
     WaitCaughtUp {
         member: String,
         source: String,
+        timeout: Duration,
     },
     /// Stop and reset replication, make writable.
     Promote {
@@ -183,6 +193,15 @@ pub enum Event {
         member: String,
         donor: String,
     },
+    /// A planned switchover failed before its candidate was promoted; the old primary was given
+    /// the role back (`restored`), or the next tick recovers the cluster.
+    SwitchoverFailed {
+        request: Option<String>,
+        primary: String,
+        candidate: String,
+        reason: String,
+        restored: bool,
+    },
     /// Needs attention; no action was planned for it.
     Warning {
         message: String,
@@ -195,6 +214,42 @@ pub struct Plan {
     pub state: ClusterState,
     pub actions: Vec<Action>,
     pub events: Vec<Event>,
+    /// How to undo a planned switchover whose step failed before the promotion.
+    pub rollback: Option<Rollback>,
+}
+
+/// A planned switchover's way back. Between publishing "switching" and promoting the candidate
+/// only the old primary can have taken writes (it was fenced read-only, so the candidate has
+/// nothing it lacks): if a step there fails, making it writable again and publishing it again
+/// is safe, and much better than a cluster without a primary. From the promotion on, a
+/// switchover only rolls forward (the next tick adopts or re-elects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    /// A failure of an action whose index is in `from..until` runs [`Rollback::actions`]; one
+    /// before `from` changed nothing the proxies see.
+    pub from: usize,
+    pub until: usize,
+    pub actions: Vec<Action>,
+    pub request: Option<String>,
+    pub primary: String,
+    pub candidate: String,
+}
+
+impl Rollback {
+    pub fn covers(&self, failed_action: usize) -> bool {
+        (self.from..self.until).contains(&failed_action)
+    }
+
+    /// The event to record once the rollback ran.
+    pub fn event(&self, reason: String, restored: bool) -> Event {
+        Event::SwitchoverFailed {
+            request: self.request.clone(),
+            primary: self.primary.clone(),
+            candidate: self.candidate.clone(),
+            reason,
+            restored,
+        }
+    }
 }
 
 impl History {
@@ -224,11 +279,17 @@ impl History {
             Event::Quarantined { member, reason } => {
                 self.quarantined.insert(member.clone(), reason.clone());
             }
+            Event::SwitchoverFailed {
+                request: Some(id), ..
+            } => self.failed_switchover = Some(id.clone()),
             // Fresh data from a donor: whatever made the member errant is gone.
             Event::Seeded { member, .. } => {
                 self.quarantined.remove(member);
             }
-            Event::Bootstrapped { .. } | Event::Adopted { .. } | Event::Warning { .. } => {}
+            Event::Bootstrapped { .. }
+            | Event::Adopted { .. }
+            | Event::SwitchoverFailed { request: None, .. }
+            | Event::Warning { .. } => {}
         }
     }
 }
@@ -269,6 +330,24 @@ impl std::fmt::Display for Event {
             }
             Event::Quarantined { member, reason } => write!(f, "{member} quarantined: {reason}"),
             Event::Seeded { member, donor } => write!(f, "{member} seeded from {donor}"),
+            Event::SwitchoverFailed {
+                request,
+                primary,
+                candidate,
+                reason,
+                restored,
+            } => {
+                f.write_str("switchover")?;
+                if let Some(id) = request {
+                    write!(f, " {id}")?;
+                }
+                write!(f, " from {primary} to {candidate} failed: {reason}; ")?;
+                if *restored {
+                    write!(f, "{primary} is the primary again")
+                } else {
+                    f.write_str("the cluster is recovered on the next tick")
+                }
+            }
             Event::Warning { message } => write!(f, "warning: {message}"),
         }
     }
@@ -455,6 +534,7 @@ impl<'a> Ctx<'a> {
 struct Steps {
     actions: Vec<Action>,
     events: Vec<Event>,
+    rollback: Option<Rollback>,
 }
 
 impl Steps {
@@ -473,6 +553,7 @@ impl Steps {
             state,
             actions: self.actions,
             events: self.events,
+            rollback: self.rollback,
         }
     }
 }
@@ -1020,7 +1101,10 @@ fn switchover_due(
         return Some((SwitchoverTarget::Best, None));
     }
     let request = ctx.spec.switchover.as_ref()?;
-    if ctx.history.completed_switchover.as_deref() == Some(request.id.as_str()) {
+    let id = Some(request.id.as_str());
+    if ctx.history.completed_switchover.as_deref() == id
+        || ctx.history.failed_switchover.as_deref() == id
+    {
         return None;
     }
     match &request.to {
@@ -1072,10 +1156,17 @@ fn switchover(
             })?,
     };
     let epoch = ctx.next_epoch();
+    let old = primary.name.clone();
+    let mut replicas = steady_replicas(ctx, primary, quarantined);
+    let from = steps.actions.len();
     steps.act(Action::PublishTopology {
         topology: ctx.switching_topology(epoch),
     });
-    let old = primary.name.clone();
+    // Proxies now hold new transactions; those already open on the old primary may finish.
+    steps.act(Action::DrainTransactions {
+        member: old.clone(),
+        timeout: ctx.spec.switchover_drain,
+    });
     steps.act(Action::SetReadOnly {
         member: old.clone(),
     });
@@ -1085,12 +1176,27 @@ fn switchover(
     steps.act(Action::WaitCaughtUp {
         member: candidate.name.clone(),
         source: old.clone(),
+        timeout: ctx.spec.switchover_catch_up,
+    });
+    steps.rollback = Some(Rollback {
+        from,
+        until: steps.actions.len(),
+        actions: vec![
+            Action::SetWritable {
+                member: old.clone(),
+            },
+            Action::PublishTopology {
+                topology: ctx.ready_topology(&old, &replicas, epoch.saturating_add(1)),
+            },
+        ],
+        request: request.clone(),
+        primary: old.clone(),
+        candidate: candidate.name.clone(),
     });
     steps.act(Action::Promote {
         member: candidate.name.clone(),
     });
     let keep_old = ctx.in_spec(&old);
-    let mut replicas = steady_replicas(ctx, primary, quarantined);
     for m in ctx.reachable().filter(|m| {
         m.name != old
             && m.name != candidate.name

@@ -176,6 +176,8 @@ impl Orchestrator {
 
     /// One round. Actions run in order and stop at the first failure; the events of the plan
     /// are recorded only when every action succeeded, so a failed promotion is planned again.
+    /// A planned switchover that fails before its promotion is rolled back instead (see
+    /// [`Rollback`](super::plan::Rollback)), and the returned plan's events say so.
     pub async fn tick(&mut self) -> Plan {
         // Whoever replaces the spec need not remember: seeding is possible when a seeder is.
         self.spec.seeding = self.actor.seeder.is_some();
@@ -184,12 +186,55 @@ impl Orchestrator {
             .observe(&self.spec, self.flavor, self.published.as_ref())
             .await;
         self.history.now_ms = self.started.elapsed().as_millis() as u64;
-        let plan = plan(&view, &self.spec, &self.history);
-        let mut ok = true;
-        for action in &plan.actions {
+        let mut plan = plan(&view, &self.spec, &self.history);
+        let failure = self.run_actions(&plan.actions, &view).await;
+        let recorded = match failure {
+            None => plan.events.clone(),
+            Some((index, error)) => {
+                tracing::warn!(state = ?plan.state, %error, "action failed; planning again next tick");
+                match plan.rollback.as_ref().filter(|r| r.covers(index)) {
+                    Some(rollback) => {
+                        let restored = self.run_actions(&rollback.actions, &view).await.is_none();
+                        let event = rollback.event(error, restored);
+                        // The caller sees what happened instead of the plan's promotion.
+                        plan.events = vec![event.clone()];
+                        vec![event]
+                    }
+                    None => Vec::new(),
+                }
+            }
+        };
+        for event in &recorded {
+            self.history.record(event);
+        }
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        for event in self.events.record(&recorded, unix_ms) {
+            if matches!(
+                event,
+                Event::Warning { .. } | Event::SwitchoverFailed { .. }
+            ) {
+                tracing::warn!(%event, "cluster event");
+            } else {
+                tracing::info!(%event, "cluster event");
+            }
+        }
+        self.last_state = Some(plan.state);
+        self.last_view = Some(view);
+        plan
+    }
+
+    /// Runs `actions` in order up to the first failure: its index and error.
+    async fn run_actions(
+        &mut self,
+        actions: &[Action],
+        view: &ClusterView,
+    ) -> Option<(usize, String)> {
+        for (index, action) in actions.iter().enumerate() {
             match self
                 .actor
-                .run(action, &self.spec, &view, self.sink.as_ref())
+                .run(action, &self.spec, view, self.sink.as_ref())
                 .await
             {
                 Ok(()) => {
@@ -197,31 +242,10 @@ impl Orchestrator {
                         self.published = Some(topology.clone());
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(state = ?plan.state, error = %e, "action failed; planning again next tick");
-                    ok = false;
-                    break;
-                }
+                Err(e) => return Some((index, e.to_string())),
             }
         }
-        if ok {
-            for event in &plan.events {
-                self.history.record(event);
-            }
-            let unix_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            for event in self.events.record(&plan.events, unix_ms) {
-                if matches!(event, Event::Warning { .. }) {
-                    tracing::warn!(%event, "cluster event");
-                } else {
-                    tracing::info!(%event, "cluster event");
-                }
-            }
-        }
-        self.last_state = Some(plan.state);
-        self.last_view = Some(view);
-        plan
+        None
     }
 }
 

@@ -231,6 +231,12 @@ pub struct ClusterSpec {
     pub semi_sync: Option<SemiSync>,
     /// The default consistency mode published to the proxies.
     pub consistency: Option<String>,
+    /// How long a planned switchover lets open transactions on the old primary finish before
+    /// fencing it (new ones wait at the proxies meanwhile); what is still open then is ended.
+    pub switchover_drain: Duration,
+    /// How long a planned switchover waits for its candidate to apply what the fenced old
+    /// primary holds before it gives up and gives the role back (writes are held meanwhile).
+    pub switchover_catch_up: Duration,
     /// The platform can copy a donor's data into a member ([`Seeder`](super::act::Seeder)): an
     /// empty member is then seeded instead of replaying the whole history, which the primary
     /// may no longer have.
@@ -240,6 +246,8 @@ pub struct ClusterSpec {
 impl ClusterSpec {
     pub const DEFAULT_FAILOVER_AFTER_PROBES: u32 = 3;
     pub const DEFAULT_FAILOVER_COOLDOWN: Duration = Duration::from_secs(300);
+    pub const DEFAULT_SWITCHOVER_DRAIN: Duration = Duration::from_secs(2);
+    pub const DEFAULT_SWITCHOVER_CATCH_UP: Duration = Duration::from_secs(5);
 
     pub fn new(cluster: impl Into<String>, members: Vec<MemberSpec>) -> Self {
         Self {
@@ -250,6 +258,8 @@ impl ClusterSpec {
             switchover: None,
             semi_sync: None,
             consistency: None,
+            switchover_drain: Self::DEFAULT_SWITCHOVER_DRAIN,
+            switchover_catch_up: Self::DEFAULT_SWITCHOVER_CATCH_UP,
             seeding: false,
         }
     }
@@ -283,4 +293,7 @@ pub struct History {
     pub quarantined: BTreeMap<String, String>,
     /// The id of the last switchover request carried out.
     pub completed_switchover: Option<String>,
+    /// The id of the last switchover request that failed and was rolled back: like a completed
+    /// one it is not tried again (a new id asks again).
+    pub failed_switchover: Option<String>,
 }

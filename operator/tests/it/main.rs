@@ -7,3 +7,4 @@ mod helm_chart;
 mod k8s_schemas;
 mod local;
 mod orchestrate;
+mod switchover;

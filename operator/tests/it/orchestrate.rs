@@ -17,7 +17,7 @@ use lagless_testkit::{
 };
 use mysql_async::prelude::Queryable;
 
-const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 fn init_logging() {
     if let Ok(filter) = std::env::var("LAGLESS_TEST_LOG") {
@@ -28,7 +28,7 @@ fn init_logging() {
     }
 }
 
-fn spec(cluster: &Cluster) -> ClusterSpec {
+pub(crate) fn spec(cluster: &Cluster) -> ClusterSpec {
     init_logging();
     let members = cluster
         .members()
@@ -40,7 +40,7 @@ fn spec(cluster: &Cluster) -> ClusterSpec {
     spec
 }
 
-fn orchestrator(cluster: &Cluster, topology: &std::path::Path) -> Orchestrator {
+pub(crate) fn orchestrator(cluster: &Cluster, topology: &std::path::Path) -> Orchestrator {
     Orchestrator::with_defaults(
         spec(cluster),
         Flavor::Mariadb,
@@ -59,7 +59,7 @@ fn orchestrator(cluster: &Cluster, topology: &std::path::Path) -> Orchestrator {
 
 /// A lagless-proxy in this process following the topology file; returns its port and the
 /// handle that stops it.
-async fn proxy_following(
+pub(crate) async fn proxy_following(
     dir: &std::path::Path,
     topology: &std::path::Path,
 ) -> (u16, tokio::sync::watch::Sender<bool>) {
@@ -82,7 +82,7 @@ async fn proxy_following(
 }
 
 /// Ticks until `done` holds for the published topology (bounded).
-async fn tick_until(
+pub(crate) async fn tick_until(
     o: &mut Orchestrator,
     limit: Duration,
     done: impl Fn(&Topology) -> bool,
@@ -242,7 +242,7 @@ async fn fails_over_when_the_primary_is_killed_and_writes_resume_through_the_pro
 }
 
 /// Adopts a running 3-member cluster and returns the orchestrator with m0 published.
-async fn adopted(cluster: &Cluster, path: &std::path::Path) -> Orchestrator {
+pub(crate) async fn adopted(cluster: &Cluster, path: &std::path::Path) -> Orchestrator {
     let mut o = orchestrator(cluster, path);
     tick_until(&mut o, Duration::from_secs(20), |t| {
         t.primary.as_ref().is_some_and(|p| p.name == "m0")
@@ -251,7 +251,7 @@ async fn adopted(cluster: &Cluster, path: &std::path::Path) -> Orchestrator {
     o
 }
 
-async fn writable_members(cluster: &Cluster) -> Vec<usize> {
+pub(crate) async fn writable_members(cluster: &Cluster) -> Vec<usize> {
     let mut out = Vec::new();
     for m in cluster.members() {
         if m.is_running() && !m.positions().await.unwrap().read_only {
@@ -520,7 +520,7 @@ async fn with_semi_sync_a_failover_loses_no_acknowledged_write() {
     );
 }
 
-fn admin() -> Credentials {
+pub(crate) fn admin() -> Credentials {
     Credentials {
         user: ADMIN_USER.into(),
         password: ADMIN_PASSWORD.into(),

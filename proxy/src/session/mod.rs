@@ -59,6 +59,15 @@ pub struct Slot {
     pub metrics: crate::metrics::BackendHandle,
 }
 
+/// How [`Session::run_on_with`] runs a command.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    /// A write refused by a read-only primary waits for the next primary and runs there.
+    retry_read_only: bool,
+    /// The payload is a statement command whose id is mapped per backend connection.
+    map_statement: bool,
+}
+
 /// Replayed state gets too long to be worth it past this; the session pins instead.
 const MAX_REPLAY: usize = 64;
 
@@ -369,7 +378,11 @@ impl Session {
             Which::Primary => {
                 // A write refused by a primary that just went read-only waits for the next one.
                 let retry = c.target == Target::Primary && !self.in_transaction;
-                self.run_on_with(Which::Primary, &payload, ResponseKind::Query, None, retry)
+                let how = Run {
+                    retry_read_only: retry,
+                    ..Run::default()
+                };
+                self.run_on_with(Which::Primary, &payload, ResponseKind::Query, None, how)
                     .await?
             }
             other => {
@@ -426,27 +439,34 @@ impl Session {
         kind: ResponseKind,
         stmt_id: Option<u32>,
     ) -> Result<Option<(Which, ResponseTracker)>, End> {
-        self.run_on_with(wanted, payload, kind, stmt_id, false)
+        self.run_on_with(wanted, payload, kind, stmt_id, Run::default())
             .await
     }
 
     /// Runs one command on `wanted` (or the primary when no replica can take it) and relays
     /// the response. `Ok(None)`: the client already got an error.
     ///
-    /// With `retry_read_only`, a write refused because the primary went read-only (a
+    /// With `how.retry_read_only`, a write refused because the primary went read-only (a
     /// switchover under way) waits for the next primary and runs there: nothing ran, so the
-    /// client sees a pause, not an error.
+    /// client sees a pause, not an error. With `how.map_statement`, `payload` is a statement
+    /// command with the client's statement id, mapped (and prepared when needed) for whichever
+    /// backend connection each attempt uses.
     async fn run_on_with(
         &mut self,
         wanted: Which,
         payload: &[u8],
         kind: ResponseKind,
         stmt_id: Option<u32>,
-        retry_read_only: bool,
+        how: Run,
     ) -> Result<Option<(Which, ResponseTracker)>, End> {
+        let Run {
+            retry_read_only,
+            map_statement,
+        } = how;
         let mut which = wanted;
-        // Only a plain query carries no backend-specific ids and may be re-sent elsewhere.
-        let may_retry = payload.first() == Some(&com::QUERY);
+        // A plain query carries no backend-specific ids and may be re-sent elsewhere; so may a
+        // statement command, which is mapped again for the next connection.
+        let may_retry = payload.first() == Some(&com::QUERY) || map_statement;
         // Dead idle connections are replaced without using up the retries.
         let mut stale_connections = 0;
         let mut attempt = 0;
@@ -460,6 +480,33 @@ impl Session {
             };
             let movable =
                 which == Which::Replica || (!self.in_transaction && self.pinned.is_none());
+            // A connection the server closed while it sat idle (killed, restarted, timed out):
+            // nothing was sent on it, so take a fresh one.
+            if let Some(slot) = self.slot_mut(which)
+                && movable
+                && stale_connections < 8
+                && slot.conn.stream.closed_while_idle()
+            {
+                slot.conn.mark_broken();
+                self.lose_slot(which, "closed by the server while idle");
+                stale_connections += 1;
+                continue;
+            }
+            let mapped;
+            let payload: &[u8] = if map_statement {
+                match self.statement_payload(which, payload).await {
+                    Ok(p) => {
+                        mapped = p;
+                        &mapped
+                    }
+                    Err(err) => {
+                        self.reply_err(&err).await?;
+                        return Ok(None);
+                    }
+                }
+            } else {
+                payload
+            };
             let slot = match which {
                 Which::Primary => self.primary.as_mut(),
                 Which::Replica => self.replica.as_mut(),
@@ -467,14 +514,6 @@ impl Session {
             let Some(slot) = slot else {
                 return Ok(None);
             };
-            // A connection the server closed while it sat idle (killed, restarted, timed out):
-            // nothing was sent on it, so take a fresh one.
-            if movable && stale_connections < 8 && slot.conn.stream.closed_while_idle() {
-                slot.conn.mark_broken();
-                self.lose_slot(which, "closed by the server while idle");
-                stale_connections += 1;
-                continue;
-            }
             attempt += 1;
             let intercept = retry_read_only && movable && which == Which::Primary;
             let in_flight = self.shared.health.begin(&slot.addr);
@@ -497,8 +536,22 @@ impl Session {
             .await;
             drop(in_flight);
             match result {
-                Ok(tracker) => {
+                Ok(mut tracker) => {
                     self.last = which;
+                    if which == Which::Primary
+                        && tracker.error.is_some()
+                        && tracker.status.is_none()
+                        && self.in_transaction
+                    {
+                        // An ERR carries no status flags, and some errors (a deadlock) end
+                        // the transaction: ask, so that the session does not keep treating
+                        // the next BEGIN as part of a transaction still open on this server.
+                        if let Some(slot) = self.primary.as_mut()
+                            && slot.conn.ping().await
+                        {
+                            tracker.status = Some(slot.conn.status);
+                        }
+                    }
                     return Ok(Some((which, tracker)));
                 }
                 Err(RelayError::Client(e)) => return Err(End::Protocol(e)),
@@ -603,7 +656,12 @@ impl Session {
         let topo = self.shared.topology();
         let stale = match (&self.primary, &topo.primary) {
             (Some(slot), Some(m)) => !m.has_addr(&slot.member.host, slot.member.port),
-            (Some(_), None) => true,
+            // A planned switchover lets transactions open on the old primary finish there
+            // before it is fenced (the operator waits for them); new ones wait for the next
+            // primary. State that cannot move stays usable as long as its server is.
+            (Some(_), None) => {
+                !(topo.is_switching() && (self.in_transaction || self.pinned.is_some()))
+            }
             (None, _) => false,
         };
         drop(topo);

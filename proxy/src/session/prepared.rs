@@ -212,8 +212,13 @@ impl Session {
             }
             other => other,
         };
+        // As for a query: a write outside a transaction refused by a primary that just went
+        // read-only waits for the next primary.
+        let retry = stmt.classification.target == crate::route::Target::Primary
+            && !self.in_transaction
+            && !stmt.long_data;
         let outcome = self
-            .run_statement(wanted, &payload, ResponseKind::Execute)
+            .run_statement(wanted, &payload, ResponseKind::Execute, retry)
             .await?;
         if let Some((which, tracker)) = outcome {
             self.record(which, &stmt.classification, started);
@@ -227,29 +232,21 @@ impl Session {
         Ok(())
     }
 
-    /// Like `run_on`, mapping the statement id for whichever backend runs it.
+    /// Like `run_on`, mapping the statement id for whichever backend connection runs it: a
+    /// connection replaced on the way (closed while idle, a new primary) gets the statement
+    /// prepared again from its text.
     async fn run_statement(
         &mut self,
         wanted: Which,
         payload: &[u8],
         kind: ResponseKind,
+        retry_read_only: bool,
     ) -> Result<Option<(Which, ResponseTracker)>, End> {
-        let which = match self.ensure_slot(wanted).await {
-            Ok(w) => w,
-            Err(err) => {
-                self.reply_err(&err).await?;
-                return Ok(None);
-            }
+        let how = super::Run {
+            retry_read_only,
+            map_statement: true,
         };
-        let mapped = match self.statement_payload(which, payload).await {
-            Ok(p) => p,
-            Err(err) => {
-                self.reply_err(&err).await?;
-                return Ok(None);
-            }
-        };
-        // The slot is in place now; run_on will not replace a healthy one.
-        self.run_on(which, &mapped, kind, None).await
+        self.run_on_with(wanted, payload, kind, None, how).await
     }
 
     pub(super) async fn fetch(&mut self, payload: Bytes) -> Result<(), End> {

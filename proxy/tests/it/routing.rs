@@ -512,3 +512,101 @@ async fn an_unreachable_primary_holds_new_work_until_the_next_one() {
         .unwrap();
     assert_eq!(ids.as_deref(), Some("1,2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_switching_open_transactions_finish_and_new_ones_wait() {
+    let mut h = Harness::start_with(3, |c| c.write_hold_timeout = Duration::from_secs(5)).await;
+    let mut setup = h.app().await;
+    setup
+        .query_drop("CREATE TABLE sw (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut open = h.app().await;
+    open.query_drop("BEGIN").await.unwrap();
+    open.query_drop("INSERT INTO sw VALUES (1)").await.unwrap();
+
+    let topo = topology_of(&h.cluster, 0);
+    let mut switching = topo.clone();
+    switching.state = TopologyState::Switching;
+    switching.primary = None;
+    h.publish_applied(switching.clone()).await;
+    // The open transaction goes on where it started, reads included, and commits there.
+    open.query_drop("INSERT INTO sw VALUES (2)").await.unwrap();
+    assert_eq!(server_id(&mut open).await, PRIMARY_ID);
+    open.query_drop("COMMIT").await.unwrap();
+
+    // A new transaction (from the same session, or another) waits for the next primary.
+    let mut back = topo.clone();
+    back.epoch = h.epoch + 1;
+    let path = h.topology_path.clone();
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        back.write_atomically(&path).unwrap();
+    });
+    let started = Instant::now();
+    open.query_drop("BEGIN").await.unwrap();
+    let held = started.elapsed();
+    publisher.await.unwrap();
+    h.epoch += 1;
+    assert!(
+        held >= Duration::from_millis(600),
+        "BEGIN did not wait: {held:?}"
+    );
+    open.query_drop("INSERT INTO sw VALUES (3)").await.unwrap();
+    open.query_drop("COMMIT").await.unwrap();
+    let rows: Vec<i64> = setup.query("SELECT id FROM sw ORDER BY id").await.unwrap();
+    assert_eq!(rows, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_ends_the_transaction_for_routing_too() {
+    let h = Harness::start(3).await;
+    let mut setup = h.app().await;
+    setup
+        .query_drop("CREATE TABLE dl (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    setup
+        .query_drop("INSERT INTO dl VALUES (1, 0), (2, 0)")
+        .await
+        .unwrap();
+    let mut a = h.app().await;
+    let mut b = h.app().await;
+    for (c, id) in [(&mut a, 1), (&mut b, 2)] {
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop(format!("UPDATE dl SET v = 1 WHERE id = {id}"))
+            .await
+            .unwrap();
+    }
+    // a waits for b's row; b then asks for a's: one of them is chosen as the deadlock victim.
+    let waiting = tokio::spawn(async move {
+        let r = a.query_drop("UPDATE dl SET v = 2 WHERE id = 2").await;
+        (a, r)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rb = b.query_drop("UPDATE dl SET v = 2 WHERE id = 1").await;
+    let (a, ra) = waiting.await.unwrap();
+    let (mut victim, mut survivor) = match (ra, rb) {
+        (Err(e), Ok(())) => {
+            assert!(e.to_string().contains("1213"), "{e}");
+            (a, b)
+        }
+        (Ok(()), Err(e)) => {
+            assert!(e.to_string().contains("1213"), "{e}");
+            (b, a)
+        }
+        other => panic!("expected exactly one deadlock victim: {other:?}"),
+    };
+    survivor.query_drop("COMMIT").await.unwrap();
+    // The server rolled the victim's transaction back: its reads leave the primary again, as
+    // they do for any session outside a transaction.
+    h.cluster.wait_replicated(WAIT).await.unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        ids.insert(server_id(&mut victim).await);
+    }
+    assert!(
+        !ids.contains(&PRIMARY_ID),
+        "reads stayed on the primary after the deadlock: {ids:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! One table-style test per decision, on small hand-built views; property tests in `props`.
 
+mod former_primaries;
 mod props;
 
 use std::time::Duration;
@@ -725,11 +726,16 @@ fn switchover_to_a_named_member() {
         p.actions,
         [
             publish(None, &["b", "c"], 6),
+            Action::DrainTransactions {
+                member: "a".into(),
+                timeout: ClusterSpec::DEFAULT_SWITCHOVER_DRAIN,
+            },
             read_only("a"),
             Action::KillClientConnections { member: "a".into() },
             Action::WaitCaughtUp {
                 member: "c".into(),
-                source: "a".into()
+                source: "a".into(),
+                timeout: ClusterSpec::DEFAULT_SWITCHOVER_CATCH_UP,
             },
             Action::Promote { member: "c".into() },
             Action::Repoint {
@@ -756,6 +762,63 @@ fn switchover_to_a_named_member() {
             position: None,
         }]
     );
+    // Every step from the "switching" topology up to the promotion is undone on failure: the
+    // fenced old primary gets the role back, with the replicas it had.
+    let rollback = p.rollback.expect("a switchover can be rolled back");
+    assert_eq!((rollback.from, rollback.until), (0, 5));
+    assert!(
+        !rollback.covers(5),
+        "from the promotion on it only rolls forward"
+    );
+    assert_eq!(
+        rollback.actions,
+        [
+            Action::SetWritable { member: "a".into() },
+            publish(Some("a"), &["b", "c"], 7),
+        ]
+    );
+    assert_eq!(
+        rollback.event("c: timed out".into(), true),
+        Event::SwitchoverFailed {
+            request: Some("r1".into()),
+            primary: "a".into(),
+            candidate: "c".into(),
+            reason: "c: timed out".into(),
+            restored: true,
+        }
+    );
+}
+
+#[test]
+fn a_failed_switchover_is_recorded_and_not_retried() {
+    let s = switch_to(SwitchoverTarget::Member("c".into()));
+    let p = run(&healthy(), &s);
+    let mut h = history();
+    h.record(&p.rollback.unwrap().event("c: timed out".into(), true));
+    assert_eq!(h.failed_switchover.as_deref(), Some("r1"));
+    let again = plan(&healthy(), &s, &h);
+    assert_eq!(again.state, ClusterState::Healthy);
+    assert!(again.rollback.is_none());
+    // A new request asks again.
+    let mut s2 = s.clone();
+    s2.switchover.as_mut().unwrap().id = "r2".into();
+    assert_eq!(promoted(&plan(&healthy(), &s2, &h)), ["c"]);
+}
+
+#[test]
+fn repairs_before_a_switchover_fail_without_rolling_it_back() {
+    // A stray writer is fenced before the switchover's steps: its failure changed nothing the
+    // proxies see, so the rollback does not cover it.
+    let mut v = healthy();
+    v.members[2].read_only = Some(false);
+    let p = run(&v, &switch_to(SwitchoverTarget::Member("b".into())));
+    let rollback = p.rollback.expect("rollback");
+    assert!(rollback.from > 0, "{:#?}", p.actions);
+    assert!(!rollback.covers(0));
+    assert!(matches!(
+        p.actions[rollback.from],
+        Action::PublishTopology { .. }
+    ));
 }
 
 #[test]
