@@ -119,7 +119,7 @@ impl Pool {
         .and_then(Result::ok)
         .ok_or_else(|| AcquireError::Exhausted(self.cfg.max_per_backend, params.addr.clone()))?;
         let key = PoolKey::of(params);
-        while let Some(mut conn) = self.take_idle(&key) {
+        while let Some(mut conn) = self.take_idle(&key, params.database.is_none()) {
             // A connection the server already closed (killed, restarted) is dropped without a
             // round trip.
             if conn.stream.closed_while_idle() {
@@ -152,15 +152,17 @@ impl Pool {
         }
     }
 
-    fn take_idle(&self, key: &PoolKey) -> Option<BackendConn> {
+    /// The most recently used idle connection for `key`. `without_database`: only one that
+    /// has no default database — a server cannot leave its current database, so a session
+    /// that logged in without one must never get a connection that has one.
+    fn take_idle(&self, key: &PoolKey, without_database: bool) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
-        while let Some(conn) = list.pop() {
-            if conn.last_used.elapsed() < self.cfg.idle_timeout {
-                return Some(conn);
-            }
-        }
-        None
+        list.retain(|c| c.last_used.elapsed() < self.cfg.idle_timeout);
+        let at = list
+            .iter()
+            .rposition(|c| !without_database || c.database.is_none())?;
+        Some(list.remove(at))
     }
 
     fn put_idle(&self, key: PoolKey, conn: BackendConn) {

@@ -3,7 +3,7 @@
 
 use super::constants::{cap, header};
 use super::packet::PacketError;
-use super::wire::{Reader, put_lenenc_int, put_u16};
+use super::wire::{Reader, put_lenenc_bytes, put_lenenc_int, put_u16};
 
 /// A parsed OK packet (or an OK-shaped 0xfe terminator under `CLIENT_DEPRECATE_EOF`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,9 +66,12 @@ impl Ok {
     }
 }
 
-/// Rewrites an OK-layout packet from a connection with `CLIENT_SESSION_TRACK` into the layout
-/// of a client without it: the info string runs to the end, no session state, and the
-/// session-state-changed flag cleared. `None` when the packet does not parse (forward it as is).
+/// Rewrites an OK-layout packet from a connection with `CLIENT_SESSION_TRACK` into what the
+/// server sends a client without it: no session state, the session-state-changed flag cleared,
+/// and the info string, when there is one, still length-encoded (MariaDB and MySQL both send it
+/// so, whatever the protocol documentation says, and clients read it so: a bare string made
+/// mysql_async wait forever on a multi-row INSERT's "Records: …"). `None` when the packet does
+/// not parse (forward it as is).
 pub fn without_session_track(payload: &[u8]) -> Option<Vec<u8>> {
     let mut r = Reader::new(payload);
     let head = r.u8().ok()?;
@@ -90,7 +93,9 @@ pub fn without_session_track(payload: &[u8]) -> Option<Vec<u8>> {
         status & !super::constants::status::SESSION_STATE_CHANGED,
     );
     put_u16(&mut out, warnings);
-    out.extend_from_slice(info);
+    if !info.is_empty() {
+        put_lenenc_bytes(&mut out, info);
+    }
     Some(out)
 }
 
@@ -315,7 +320,6 @@ mod tests {
 
     #[test]
     fn session_track_is_stripped_for_clients_without_it() -> TestResult {
-        use crate::protocol::wire::put_lenenc_bytes;
         let mut tracked = vec![0x00, 1, 7];
         put_u16(
             &mut tracked,
@@ -330,7 +334,11 @@ mod tests {
             (ok.affected_rows, ok.last_insert_id, ok.status),
             (1, 7, status::AUTOCOMMIT)
         );
-        assert!(plain.ends_with(b"Rows matched: 1"));
+        // As the server sends it to such a client: length-encoded, then nothing.
+        let mut info = Vec::new();
+        put_lenenc_bytes(&mut info, b"Rows matched: 1");
+        assert!(plain.ends_with(&info), "{plain:?}");
+        assert_eq!(plain.len(), 7 + info.len());
         // No info at all, and the 0xfe terminator form.
         let mut bare = vec![0xfe, 0, 0];
         put_u16(&mut bare, status::AUTOCOMMIT);

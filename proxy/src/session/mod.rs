@@ -91,6 +91,12 @@ pub struct Session {
     replica: Option<Slot>,
     last: Which,
     in_transaction: bool,
+    /// The lone `BEGIN` / `START TRANSACTION` that opened the current transaction, while
+    /// nothing else has run in it: such a transaction can be opened again on another primary
+    /// without the client noticing (see [`Session::ensure_primary`]).
+    fresh_begin: Option<Bytes>,
+    /// A `fresh_begin` to run on the next primary connection before the statement at hand.
+    replay_begin: Option<Bytes>,
     autocommit: bool,
     pinned: Option<&'static str>,
     replay: Vec<String>,
@@ -134,6 +140,8 @@ impl Session {
             replica: None,
             last: Which::Primary,
             in_transaction: false,
+            fresh_begin: None,
+            replay_begin: None,
             autocommit: true,
             pinned: None,
             replay: Vec::new(),
@@ -306,6 +314,8 @@ impl Session {
         self.primary = None;
         self.replica = None;
         self.in_transaction = false;
+        self.fresh_begin = None;
+        self.replay_begin = None;
         self.autocommit = true;
         self.pinned = None;
         self.replay.clear();
@@ -377,7 +387,8 @@ impl Session {
             },
             Which::Primary => {
                 // A write refused by a primary that just went read-only waits for the next one.
-                let retry = c.target == Target::Primary && !self.in_transaction;
+                let retry = c.target == Target::Primary
+                    && (!self.in_transaction || self.fresh_begin.is_some());
                 let how = Run {
                     retry_read_only: retry,
                     ..Run::default()
@@ -394,6 +405,13 @@ impl Session {
             self.record(which, &c, started);
             let succeeded = tracker.error.is_none();
             self.after_statement(which, &c, &tracker);
+            if succeeded
+                && self.in_transaction
+                && which == Which::Primary
+                && is_lone_begin(&payload)
+            {
+                self.fresh_begin = Some(payload.clone());
+            }
             if succeeded
                 && self.pinned.is_none()
                 && c.effects.session_set == Some(SessionSet::Replayable)
@@ -492,6 +510,15 @@ impl Session {
                 stale_connections += 1;
                 continue;
             }
+            // Anything sent in the transaction makes it more than a BEGIN; until it has run, a
+            // refusal by a primary that went read-only can still move it.
+            let fresh = match which {
+                Which::Primary => self.fresh_begin.take(),
+                Which::Replica => None,
+            }
+            .filter(|_| self.pinned.is_none());
+            let intercept =
+                retry_read_only && (movable || fresh.is_some()) && which == Which::Primary;
             let mapped;
             let payload: &[u8] = if map_statement {
                 match self.statement_payload(which, payload).await {
@@ -515,7 +542,6 @@ impl Session {
                 return Ok(None);
             };
             attempt += 1;
-            let intercept = retry_read_only && movable && which == Which::Primary;
             let in_flight = self.shared.health.begin(&slot.addr);
             let shared = &self.shared;
             let note_write = |t: &ResponseTracker| consistent::note_proxy_write(shared, t);
@@ -557,6 +583,12 @@ impl Session {
                 Err(RelayError::Client(e)) => return Err(End::Protocol(e)),
                 Err(RelayError::ReadOnly(err)) => {
                     let old = self.primary.take().map(|s| s.addr);
+                    if let Some(begin) = fresh.filter(|_| self.in_transaction) {
+                        // Only BEGIN ran in this transaction (the pool rolls it back): it is
+                        // opened again on the next primary, before this statement.
+                        self.in_transaction = false;
+                        self.replay_begin = Some(begin);
+                    }
                     tracing::debug!(id = self.id, attempt, old = ?old, "primary is read-only; waiting for the next one");
                     if attempt < 3
                         && self
@@ -654,20 +686,28 @@ impl Session {
 
     async fn ensure_primary(&mut self) -> Result<(), ErrPacket> {
         let topo = self.shared.topology();
+        // A transaction in which only its BEGIN ran can be opened again elsewhere.
+        let movable_transaction =
+            self.in_transaction && self.fresh_begin.is_some() && self.pinned.is_none();
         let stale = match (&self.primary, &topo.primary) {
             (Some(slot), Some(m)) => !m.has_addr(&slot.member.host, slot.member.port),
             // A planned switchover lets transactions open on the old primary finish there
             // before it is fenced (the operator waits for them); new ones wait for the next
             // primary. State that cannot move stays usable as long as its server is.
             (Some(_), None) => {
-                !(topo.is_switching() && (self.in_transaction || self.pinned.is_some()))
+                !(topo.is_switching()
+                    && !movable_transaction
+                    && (self.in_transaction || self.pinned.is_some()))
             }
             (None, _) => false,
         };
         drop(topo);
         if stale {
             self.primary = None;
-            if self.in_transaction || self.pinned.is_some() {
+            if movable_transaction {
+                self.in_transaction = false;
+                self.replay_begin = self.fresh_begin.take();
+            } else if self.in_transaction || self.pinned.is_some() {
                 // The transaction or pinned state lived on the old primary.
                 self.in_transaction = false;
                 self.pinned = None;
@@ -687,7 +727,35 @@ impl Session {
             let slot = self.slot_with(member, conn, Which::Primary).await?;
             self.primary = Some(slot);
         }
-        self.sync_database(Which::Primary).await
+        self.sync_database(Which::Primary).await?;
+        self.replay_transaction_start().await
+    }
+
+    /// Opens the moved transaction (see `fresh_begin`) on the new primary connection.
+    async fn replay_transaction_start(&mut self) -> Result<(), ErrPacket> {
+        let (Some(begin), Some(slot)) = (self.replay_begin.take(), self.primary.as_mut()) else {
+            return Ok(());
+        };
+        let sql = String::from_utf8_lossy(&begin[1..]).into_owned();
+        match slot.conn.run(&sql).await {
+            Ok(None) => {
+                tracing::debug!(id = self.id, backend = %slot.addr, "transaction moved to the new primary");
+                self.in_transaction = slot.conn.in_transaction();
+                // Still nothing but its BEGIN: it may move again.
+                self.fresh_begin = Some(begin);
+                Ok(())
+            }
+            Ok(Some(err)) => {
+                self.replay_begin = Some(begin);
+                Err(err)
+            }
+            Err(e) => {
+                slot.conn.mark_broken();
+                self.replay_begin = Some(begin);
+                self.lose_slot(Which::Primary, "backend lost while opening a transaction");
+                Err(ErrPacket::backend_lost(&e.to_string()))
+            }
+        }
     }
 
     /// A new backend connection with the session's replayable state applied.
@@ -941,6 +1009,36 @@ impl Session {
     }
 }
 
+/// Whether a COM_QUERY payload is one `BEGIN [WORK]` or `START TRANSACTION [...]` and nothing
+/// else: a transaction opened by it holds no work until its next statement.
+fn is_lone_begin(payload: &[u8]) -> bool {
+    let Some(sql) = payload
+        .split_first()
+        .filter(|(cmd, _)| **cmd == com::QUERY)
+        .and_then(|(_, sql)| std::str::from_utf8(sql).ok())
+    else {
+        return false;
+    };
+    let sql = sql.trim().trim_end_matches(';').trim_end();
+    if sql.contains([';', '/', '#', '-', '\'', '"', '`']) {
+        return false;
+    }
+    let words: Vec<String> = sql
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let characteristic = |w: &String| {
+        ["READ", "ONLY", "WRITE", "WITH", "CONSISTENT", "SNAPSHOT"].contains(&w.as_str())
+    };
+    match words.as_slice() {
+        [b] => b == "BEGIN",
+        [b, w] if b == "BEGIN" => w == "WORK",
+        [s, t, rest @ ..] => s == "START" && t == "TRANSACTION" && rest.iter().all(characteristic),
+        _ => false,
+    }
+}
+
 /// The number a `SET [SESSION] wait_timeout = N` assigns, if the statement has one.
 fn wait_timeout_of(sql: &str) -> Option<u64> {
     let lower = sql.to_ascii_lowercase();
@@ -973,7 +1071,33 @@ impl Drop for Session {
 
 #[cfg(test)]
 mod tests {
-    use super::wait_timeout_of;
+    use super::{is_lone_begin, wait_timeout_of};
+    use crate::protocol::constants::com;
+
+    #[test]
+    fn lone_begins() {
+        let q = |sql: &str| [&[com::QUERY][..], sql.as_bytes()].concat();
+        for yes in [
+            "BEGIN",
+            "begin work;",
+            "START TRANSACTION",
+            "start transaction read only",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ WRITE",
+        ] {
+            assert!(is_lone_begin(&q(yes)), "{yes}");
+        }
+        for no in [
+            "BEGIN; INSERT INTO t VALUES (1)",
+            "BEGIN NOT ATOMIC SELECT 1; END",
+            "/* x */ BEGIN",
+            "COMMIT AND CHAIN",
+            "XA START 'x'",
+            "SELECT 1",
+        ] {
+            assert!(!is_lone_begin(&q(no)), "{no}");
+        }
+        assert!(!is_lone_begin(&[com::STMT_EXECUTE, 1, 0, 0, 0]));
+    }
 
     #[test]
     fn wait_timeout_assignments() {

@@ -215,7 +215,7 @@ impl Session {
         // As for a query: a write outside a transaction refused by a primary that just went
         // read-only waits for the next primary.
         let retry = stmt.classification.target == crate::route::Target::Primary
-            && !self.in_transaction
+            && (!self.in_transaction || self.fresh_begin.is_some())
             && !stmt.long_data;
         let outcome = self
             .run_statement(wanted, &payload, ResponseKind::Execute, retry)

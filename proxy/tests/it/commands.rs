@@ -2,12 +2,15 @@
 //! cursors (COM_STMT_EXECUTE with a cursor, then COM_STMT_FETCH), COM_FIELD_LIST,
 //! COM_STATISTICS, COM_SET_OPTION and COM_STMT_RESET, with and without CLIENT_DEPRECATE_EOF.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use lagless_proxy::protocol::constants::{cap, com, header, status};
 use lagless_proxy::protocol::handshake::{Greeting, HandshakeResponse};
 use lagless_proxy::protocol::messages::{self, ErrPacket};
 use lagless_proxy::protocol::packet::PacketStream;
 use lagless_proxy::protocol::response::{ResponseKind, ResponseTracker, Step};
+use mysql_async::prelude::Queryable;
 use tokio::net::TcpStream;
 
 use crate::support::Harness;
@@ -376,4 +379,30 @@ async fn clients_without_session_tracking_get_plain_ok_packets_and_session_consi
             "read-your-writes"
         );
     }
+}
+
+/// A multi-statement payload whose results carry info strings ("Records: 2  Duplicates: 0
+/// Warnings: 0"), for a client without session tracking: what it gets through the proxy is
+/// what it gets from the server (it used to wait forever for a malformed OK).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ok_packets_with_info_reach_clients_as_the_server_sends_them() {
+    let h = Harness::start(3).await;
+    let mut direct = h.cluster.primary().app_conn().await.unwrap();
+    let mut proxied = h.app().await;
+    let mut seen = Vec::new();
+    for (c, table) in [(&mut direct, "i_direct"), (&mut proxied, "i_proxied")] {
+        let sql = format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY); INSERT INTO {table} VALUES (1), (2); \
+             UPDATE {table} SET id = id + 10"
+        );
+        tokio::time::timeout(Duration::from_secs(10), c.query_drop(sql))
+            .await
+            .expect("the multi-statement answered in time")
+            .unwrap();
+        let single = format!("INSERT INTO {table} VALUES (3), (4)");
+        c.query_drop(single).await.unwrap();
+        seen.push((c.affected_rows(), c.info().to_string()));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[1].1, "Records: 2  Duplicates: 0  Warnings: 0");
 }

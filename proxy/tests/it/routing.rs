@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use lagless_proxy::topology::TopologyState;
+use lagless_testkit::{APP_PASSWORD, APP_USER};
 use mysql_async::Conn;
 use mysql_async::prelude::*;
 
@@ -179,6 +180,29 @@ async fn pooled_connections_carry_nothing_between_clients() {
         drop(c);
         // Let the pool reset and keep the connection.
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_database_gets_none_from_a_pooled_connection() {
+    let h = Harness::start(3).await;
+    let no_db = h.opts(APP_USER, APP_PASSWORD, None);
+    let current = "SELECT DATABASE()";
+    let on_primary = "/* lagless:route=primary */ SELECT DATABASE()";
+    for round in 0..3 {
+        // One client chooses a database on both of its backend connections, then leaves.
+        let mut chooser = Conn::new(no_db.clone()).await.unwrap();
+        chooser.query_drop("USE app").await.unwrap();
+        let on_replica: Option<Option<String>> = chooser.query_first(current).await.unwrap();
+        assert_eq!(on_replica, Some(Some("app".into())));
+        drop(chooser);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The next one logged in without a database, as a server would leave it.
+        let mut fresh = Conn::new(no_db.clone()).await.unwrap();
+        for sql in [current, on_primary] {
+            let db: Option<Option<String>> = fresh.query_first(sql).await.unwrap();
+            assert_eq!(db, Some(None), "round {round}: {sql}");
+        }
     }
 }
 
@@ -609,4 +633,88 @@ async fn a_deadlock_ends_the_transaction_for_routing_too() {
         !ids.contains(&PRIMARY_ID),
         "reads stayed on the primary after the deadlock: {ids:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_only_began_moves_to_the_next_primary() {
+    let mut h = Harness::start_with(3, |c| c.write_hold_timeout = Duration::from_secs(5)).await;
+    let mut setup = h.app().await;
+    setup
+        .query_drop("CREATE TABLE mv (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    h.cluster.wait_replicated(WAIT).await.unwrap();
+    // Member 1 becomes the next primary.
+    let next = h.cluster.member(1);
+    next.exec("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .await
+        .unwrap();
+    let next_id = i64::from(next.server_id());
+    let next_port = next.port();
+    let mut ready = topology_of(&h.cluster, 0);
+    ready.primary = Some(lagless_proxy::topology::Member::new(
+        "m1",
+        "127.0.0.1",
+        next_port,
+    ));
+    ready.replicas.retain(|m| m.port != next_port);
+    let publish_later = |h: &mut Harness, mut topo: lagless_proxy::topology::Topology| {
+        h.epoch += 1;
+        topo.epoch = h.epoch;
+        let path = h.topology_path.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            topo.write_atomically(&path).unwrap();
+        })
+    };
+    let on_primary = "SELECT @@server_id FROM mv LIMIT 1 FOR UPDATE";
+
+    // A BEGIN ran on the old primary, which is then fenced before the transaction's first
+    // statement (the proxy has not heard of the switch yet): the write is refused there, and
+    // the transaction is opened again on the next primary instead of failing.
+    let mut a = h.app().await;
+    a.query_drop("START TRANSACTION").await.unwrap();
+    h.cluster
+        .primary()
+        .exec("SET GLOBAL read_only = ON")
+        .await
+        .unwrap();
+    let publisher = publish_later(&mut h, ready.clone());
+    let started = Instant::now();
+    a.query_drop("INSERT INTO mv VALUES (1)").await.unwrap();
+    let held = started.elapsed();
+    publisher.await.unwrap();
+    assert!(held >= Duration::from_millis(600), "no wait: {held:?}");
+    let on: Option<i64> = a.query_first(on_primary).await.unwrap();
+    assert_eq!(on, Some(next_id));
+    a.query_drop("COMMIT").await.unwrap();
+
+    // A BEGIN, then "switching": the transaction holds nothing yet, so it does not stay on
+    // the primary being switched away; its first statement waits and it is opened again.
+    let mut b = h.app().await;
+    b.query_drop("BEGIN").await.unwrap();
+    let mut switching = ready.clone();
+    switching.state = TopologyState::Switching;
+    switching.primary = None;
+    h.publish_applied(switching).await;
+    let publisher = publish_later(&mut h, ready.clone());
+    let started = Instant::now();
+    b.query_drop("INSERT INTO mv VALUES (2)").await.unwrap();
+    let held = started.elapsed();
+    publisher.await.unwrap();
+    assert!(held >= Duration::from_millis(600), "no wait: {held:?}");
+    b.query_drop("ROLLBACK").await.unwrap();
+    b.query_drop("BEGIN").await.unwrap();
+    b.query_drop("INSERT INTO mv VALUES (3)").await.unwrap();
+    b.query_drop("COMMIT").await.unwrap();
+    let rows: Vec<i64> = h
+        .cluster
+        .member(1)
+        .query("SELECT id FROM app.mv ORDER BY id")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, [1, 3], "the rolled-back write must not be there");
 }
