@@ -193,12 +193,19 @@ impl Actor {
         Ok(())
     }
 
+    /// Statements that make a member replicate from `source` by GTID (`slave_pos`); with
+    /// `demote`, its own binary log history joins its replication position first.
     fn change_source(
         &self,
         spec: &ClusterSpec,
         source: &str,
-        use_gtid: &str,
+        demote: bool,
     ) -> Result<Vec<String>, ActError> {
+        let demote = if demote {
+            ", MASTER_DEMOTE_TO_SLAVE=1"
+        } else {
+            ""
+        };
         let s = spec
             .member(source)
             .ok_or_else(|| ActError::UnknownMember(source.to_string()))?;
@@ -206,7 +213,7 @@ impl Actor {
             "STOP SLAVE".into(),
             format!(
                 "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', MASTER_PASSWORD='{}', \
-                 MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+                 MASTER_USE_GTID=slave_pos{demote}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
                 sql_quote(&s.host),
                 s.port,
                 sql_quote(&self.replication.user),
@@ -251,7 +258,7 @@ impl Actor {
             Action::Bootstrap { primary, replicas } => {
                 self.exec(spec, primary, &self.bootstrap_primary()).await?;
                 for r in replicas {
-                    let sql = self.change_source(spec, primary, "slave_pos")?;
+                    let sql = self.change_source(spec, primary, false)?;
                     self.exec(spec, r, &sql).await?;
                 }
                 Ok(())
@@ -329,7 +336,7 @@ impl Actor {
                 self.exec(spec, member, &sql.map(String::from)).await
             }
             Action::Repoint { member, source } => {
-                let sql = self.change_source(spec, source, "slave_pos")?;
+                let sql = self.change_source(spec, source, false)?;
                 self.exec(spec, member, &sql).await
             }
             Action::Rejoin { member, source } => {
@@ -337,8 +344,7 @@ impl Actor {
                 // replication position: MASTER_DEMOTE_TO_SLAVE moves them there, so that the
                 // position it replicates from, and every MASTER_GTID_WAIT on it (the proxies'
                 // strict reads, a later switchover's catch-up), include them.
-                let sql =
-                    self.change_source(spec, source, "slave_pos, MASTER_DEMOTE_TO_SLAVE=1")?;
+                let sql = self.change_source(spec, source, true)?;
                 self.exec(spec, member, &sql).await
             }
             Action::RestartReplication { member } => {
@@ -424,7 +430,7 @@ impl Actor {
             format!("SET GLOBAL gtid_binlog_state = '{position}'"),
             format!("SET GLOBAL gtid_slave_pos = '{position}'"),
         ];
-        sql.extend(self.change_source(spec, source, "slave_pos")?);
+        sql.extend(self.change_source(spec, source, false)?);
         let conn = self
             .conn_patiently(spec, member, SEEDED_START_TIMEOUT)
             .await?;

@@ -273,51 +273,24 @@ async fn a_candidate_that_cannot_catch_up_gives_the_role_back_within_seconds() {
     let _ = stop_proxy.send(true);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_candidate_killed_mid_switchover_gives_the_role_back() {
-    let cluster = Cluster::builder().members(3).start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("topology.json");
-    let mut o = adopted(&cluster, &path).await;
-    o.spec.switchover_drain = Duration::from_secs(2);
-    // A transaction held open on the primary keeps the switchover draining while m1 dies.
-    let mut open = cluster.primary().app_conn().await.unwrap();
-    open.query_drop("CREATE TABLE k (i INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    open.query_drop("BEGIN").await.unwrap();
-    open.query_drop("INSERT INTO k VALUES (1)").await.unwrap();
-    let cluster = Arc::new(cluster);
-    let killer = {
-        let cluster = cluster.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            cluster.member(1).kill9().unwrap();
-        })
-    };
-    let (took, events) = switch(
-        &mut o,
-        "s1",
-        SwitchoverTarget::Member("m1".into()),
-        Duration::from_secs(15),
-    )
-    .await;
-    killer.await.unwrap();
-    let (reason, restored) = failed(&events).expect("the switchover failed");
-    eprintln!("rolled back after {took:?}: {reason}");
-    assert!(restored, "{reason}");
-    assert_eq!(primary_of(&o), "m0");
-    assert_eq!(writable_members(&cluster).await, vec![0]);
-    // The transaction still open at the end of the drain was ended, not left holding locks.
-    assert!(open.query_drop("INSERT INTO k VALUES (2)").await.is_err());
+/// A switchover to m1 under way: a transaction held open on m0 keeps it draining (2 s) while
+/// member `victim` is killed (kill -9) half a second in.
+struct KilledMidSwitchover {
+    cluster: Arc<Cluster>,
+    o: Orchestrator,
+    took: Duration,
+    events: Vec<Event>,
+    killed_at: Instant,
+    /// The client connection (directly to m0) whose transaction was open.
+    open: mysql_async::Conn,
+    /// Holds the topology file: keep it bound while the orchestrator publishes.
+    _dir: tempfile::TempDir,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_old_primary_killed_mid_switchover_is_replaced_within_seconds() {
+async fn kill_mid_switchover(victim: usize) -> KilledMidSwitchover {
     let cluster = Cluster::builder().members(3).start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("topology.json");
-    let mut o = adopted(&cluster, &path).await;
+    let mut o = adopted(&cluster, &dir.path().join("topology.json")).await;
     o.spec.switchover_drain = Duration::from_secs(2);
     let mut open = cluster.primary().app_conn().await.unwrap();
     open.query_drop("CREATE TABLE k (i INT PRIMARY KEY)")
@@ -330,22 +303,63 @@ async fn an_old_primary_killed_mid_switchover_is_replaced_within_seconds() {
     open.query_drop("BEGIN").await.unwrap();
     open.query_drop("INSERT INTO k VALUES (1)").await.unwrap();
     let cluster = Arc::new(cluster);
-    let killed = {
+    let killer = {
         let cluster = cluster.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            cluster.member(0).kill9().unwrap();
+            cluster.member(victim).kill9().unwrap();
             Instant::now()
         })
     };
-    let (_, events) = switch(
+    let (took, events) = switch(
         &mut o,
         "s1",
         SwitchoverTarget::Member("m1".into()),
         Duration::from_secs(15),
     )
     .await;
-    let killed_at = killed.await.unwrap();
+    let killed_at = killer.await.unwrap();
+    KilledMidSwitchover {
+        cluster,
+        o,
+        took,
+        events,
+        killed_at,
+        open,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_killed_mid_switchover_gives_the_role_back() {
+    let KilledMidSwitchover {
+        cluster,
+        o,
+        took,
+        events,
+        mut open,
+        _dir,
+        ..
+    } = kill_mid_switchover(1).await;
+    let (reason, restored) = failed(&events).expect("the switchover failed");
+    eprintln!("rolled back after {took:?}: {reason}");
+    assert!(restored, "{reason}");
+    assert_eq!(primary_of(&o), "m0");
+    assert_eq!(writable_members(&cluster).await, vec![0]);
+    // The transaction still open at the end of the drain was ended, not left holding locks.
+    assert!(open.query_drop("INSERT INTO k VALUES (2)").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_killed_mid_switchover_is_replaced_within_seconds() {
+    let KilledMidSwitchover {
+        cluster,
+        mut o,
+        events,
+        killed_at,
+        _dir,
+        ..
+    } = kill_mid_switchover(0).await;
     let (reason, restored) = failed(&events).expect("the switchover failed");
     assert!(
         !restored,

@@ -406,6 +406,7 @@ impl Session {
             let succeeded = tracker.error.is_none();
             self.after_statement(which, &c, &tracker);
             if succeeded
+                && c.effects.begins_transaction
                 && self.in_transaction
                 && which == Which::Primary
                 && is_lone_begin(&payload)
