@@ -68,6 +68,11 @@ struct Run {
     map_statement: bool,
 }
 
+/// ER_LOCK_DEADLOCK: the server rolled the whole transaction back.
+const DEADLOCK: u16 = 1213;
+/// How long the status probe after a deadlock may take.
+const STATUS_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Replayed state gets too long to be worth it past this; the session pins instead.
 const MAX_REPLAY: usize = 64;
 
@@ -566,17 +571,33 @@ impl Session {
                 Ok(mut tracker) => {
                     self.last = which;
                     if which == Which::Primary
-                        && tracker.error.is_some()
+                        && tracker.error == Some(DEADLOCK)
                         && tracker.status.is_none()
                         && self.in_transaction
                     {
-                        // An ERR carries no status flags, and some errors (a deadlock) end
-                        // the transaction: ask, so that the session does not keep treating
+                        // An ERR carries no status flags, and a deadlock rolls the whole
+                        // transaction back: ask, so that the session does not keep treating
                         // the next BEGIN as part of a transaction still open on this server.
-                        if let Some(slot) = self.primary.as_mut()
-                            && slot.conn.ping().await
-                        {
-                            tracker.status = Some(slot.conn.status);
+                        let answered = match self.primary.as_mut() {
+                            Some(slot) => {
+                                let ping = slot.conn.ping();
+                                match tokio::time::timeout(STATUS_PROBE_TIMEOUT, ping).await {
+                                    Ok(true) => Some(slot.conn.status),
+                                    _ => None,
+                                }
+                            }
+                            None => None,
+                        };
+                        match answered {
+                            Some(status) => tracker.status = Some(status),
+                            // The transaction is gone either way; so is a connection that
+                            // cannot answer a ping.
+                            None => {
+                                if let Some(slot) = self.primary.as_mut() {
+                                    slot.conn.mark_broken();
+                                }
+                                self.lose_slot(Which::Primary, "no answer after a deadlock");
+                            }
                         }
                     }
                     return Ok(Some((which, tracker)));
