@@ -88,12 +88,33 @@ async fn assert_one_primary_followed(cluster: &Cluster, o: &Orchestrator) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn switching_back_after_a_write_and_ten_round_trips_on_an_idle_cluster() {
+/// A running 3-member cluster adopted by an orchestrator (m0 the primary); the directory holds
+/// the topology file and must outlive the orchestrator.
+async fn adopted_cluster() -> (Cluster, tempfile::TempDir, Orchestrator) {
     let cluster = Cluster::builder().members(3).start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("topology.json");
-    let mut o = adopted(&cluster, &path).await;
+    let o = adopted(&cluster, &dir.path().join("topology.json")).await;
+    (cluster, dir, o)
+}
+
+/// [`adopted_cluster`] with a lagless-proxy following the topology: client options for it and
+/// the handle that stops it.
+async fn fronted_cluster() -> (
+    Cluster,
+    tempfile::TempDir,
+    Orchestrator,
+    mysql_async::Opts,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (cluster, dir, o) = adopted_cluster().await;
+    let (port, stop_proxy) = proxy_following(dir.path(), &dir.path().join("topology.json")).await;
+    let opts = lagless_testkit::conn_opts(port, APP_USER, APP_PASSWORD, Some("app"));
+    (cluster, dir, o, opts, stop_proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_back_after_a_write_and_ten_round_trips_on_an_idle_cluster() {
+    let (cluster, _dir, mut o) = adopted_cluster().await;
     o.spec.semi_sync = Some(SemiSync { acks: 1 });
     // Semi-sync set up, then one write, as a user's first steps would be.
     for _ in 0..3 {
@@ -235,13 +256,8 @@ async fn a_switchover_whose_publish_fails_leaves_the_primary_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_that_cannot_catch_up_gives_the_role_back_within_seconds() {
-    let cluster = Cluster::builder().members(3).start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("topology.json");
-    let mut o = adopted(&cluster, &path).await;
+    let (cluster, _dir, mut o, opts, stop_proxy) = fronted_cluster().await;
     o.spec.switchover_catch_up = Duration::from_secs(1);
-    let (port, stop_proxy) = proxy_following(dir.path(), &path).await;
-    let opts = lagless_testkit::conn_opts(port, APP_USER, APP_PASSWORD, Some("app"));
     let mut c = mysql_async::Conn::new(opts).await.unwrap();
     c.query_drop("CREATE TABLE c (i INT PRIMARY KEY)")
         .await
@@ -288,9 +304,7 @@ struct KilledMidSwitchover {
 }
 
 async fn kill_mid_switchover(victim: usize) -> KilledMidSwitchover {
-    let cluster = Cluster::builder().members(3).start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut o = adopted(&cluster, &dir.path().join("topology.json")).await;
+    let (cluster, dir, mut o) = adopted_cluster().await;
     o.spec.switchover_drain = Duration::from_secs(2);
     let mut open = cluster.primary().app_conn().await.unwrap();
     open.query_drop("CREATE TABLE k (i INT PRIMARY KEY)")
@@ -384,13 +398,8 @@ async fn an_old_primary_killed_mid_switchover_is_replaced_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_keep_their_transactions_and_prepared_statements_across_a_switchover() {
-    let cluster = Cluster::builder().members(3).start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("topology.json");
-    let mut o = adopted(&cluster, &path).await;
+    let (cluster, _dir, mut o, opts, stop_proxy) = fronted_cluster().await;
     o.spec.switchover_drain = Duration::from_secs(3);
-    let (port, stop_proxy) = proxy_following(dir.path(), &path).await;
-    let opts = lagless_testkit::conn_opts(port, APP_USER, APP_PASSWORD, Some("app"));
     let mut setup = mysql_async::Conn::new(opts.clone()).await.unwrap();
     setup
         .query_drop("CREATE TABLE s (i INT PRIMARY KEY)")
@@ -452,12 +461,7 @@ async fn sessions_keep_their_transactions_and_prepared_statements_across_a_switc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failover_idle_sessions_go_on_with_their_prepared_statements() {
-    let cluster = Cluster::builder().members(3).start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("topology.json");
-    let o = adopted(&cluster, &path).await;
-    let (port, stop_proxy) = proxy_following(dir.path(), &path).await;
-    let opts = lagless_testkit::conn_opts(port, APP_USER, APP_PASSWORD, Some("app"));
+    let (cluster, _dir, o, opts, stop_proxy) = fronted_cluster().await;
     let mut b = mysql_async::Conn::new(opts).await.unwrap();
     b.query_drop("CREATE TABLE f (i INT PRIMARY KEY)")
         .await
