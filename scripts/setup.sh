@@ -16,6 +16,12 @@ if [ "${LAGLESS_SETUP:-}" = "run" ]; then RUN_ONLY=1; fi
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# MariaDB Connector/Python's test suite builds the driver against Connector/C.
+if [ -z "$RUN_ONLY" ]; then
+  command -v mariadb_config >/dev/null 2>&1 || missing+=(libmariadb-dev)
+  python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null \
+    || missing+=(python3-dev)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

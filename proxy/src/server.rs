@@ -72,10 +72,25 @@ impl Shared {
     }
 
     /// Capabilities offered to clients: ours, less what the backends lack.
+    /// Capabilities offered to clients: the primary's, where they change what it sends.
+    /// Without `CLIENT_MYSQL` when the primary is MariaDB, so MariaDB clients send their
+    /// extended capabilities.
     pub fn server_caps(&self) -> u32 {
         match &**self.backend_greeting.load() {
-            Some(g) => cap::PROXY_DEFAULT & (g.capabilities | !cap::SHAPE),
+            Some(g) => {
+                let mysql = g.capabilities & cap::LONG_PASSWORD;
+                (cap::PROXY_DEFAULT & (g.capabilities | !cap::SHAPE) & !cap::LONG_PASSWORD) | mysql
+            }
             None => cap::PROXY_DEFAULT,
+        }
+    }
+
+    /// MariaDB extended capabilities offered to clients: those of the primary the proxy
+    /// relays unchanged.
+    pub fn server_ext_caps(&self) -> u32 {
+        match &**self.backend_greeting.load() {
+            Some(g) => crate::protocol::constants::ext::PROXY_DEFAULT & g.ext_capabilities,
+            None => 0,
         }
     }
 
@@ -103,7 +118,7 @@ impl Shared {
     }
 
     pub fn next_connection_id(&self) -> u32 {
-        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+        crate::session::kill::proxy_id(self.next_connection_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The primary, waiting (bounded) while the topology says "switching".
@@ -233,6 +248,7 @@ impl Shared {
             secret: login.secret.clone(),
             database: database.map(str::to_string),
             client_caps: login.caps,
+            client_ext_caps: login.ext_caps,
             collation: login.collation,
             connect_timeout: self.config.pool.connect_timeout,
             track_gtids: Some(self.topology().flavor),
@@ -396,7 +412,7 @@ impl Proxy {
             tls,
             topology_rx,
             backend_greeting: ArcSwap::from_pointee(None),
-            next_connection_id: AtomicU32::new(1),
+            next_connection_id: AtomicU32::new(0),
             open_sessions: AtomicUsize::new(0),
             shutdown,
             replica_cursor: AtomicUsize::new(0),

@@ -50,6 +50,8 @@ pub struct ConnectParams {
     pub database: Option<String>,
     /// The capabilities the client negotiated with the proxy; the backend gets the same shape.
     pub client_caps: u32,
+    /// The MariaDB extended capabilities the client negotiated with the proxy.
+    pub client_ext_caps: u32,
     pub collation: u8,
     pub connect_timeout: Duration,
     /// Ask the server to report each write's GTID in OK packets (needs `CLIENT_SESSION_TRACK`).
@@ -66,6 +68,8 @@ pub struct BackendConn {
     pub connection_id: u32,
     /// Capabilities negotiated with this backend.
     pub caps: u32,
+    /// MariaDB extended capabilities negotiated with this backend.
+    pub ext_caps: u32,
     /// Status flags of the last OK or terminator.
     pub status: u16,
     /// The default database as far as the proxy knows.
@@ -76,10 +80,122 @@ pub struct BackendConn {
     /// The backend tracks session state but the client did not ask for it: OK packets are
     /// rewritten on their way to the client.
     pub strip_session_track: bool,
+    /// The client tracks session state and asked for committed GTIDs itself: the ones the
+    /// proxy tracks for its own use are not hidden from it.
+    pub client_tracks_gtids: bool,
+}
+
+/// A backend connection before its login: greeting read, TLS started.
+struct Opened {
+    stream: PacketStream<Box<dyn ClientIo>>,
+    greeting: Greeting,
+    caps: u32,
+    ext_caps: u32,
+    /// Sequence id of the next packet to the server.
+    seq: u8,
 }
 
 /// Connects and logs in.
 pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
+    let login = async {
+        let mut o = open(p).await?;
+        login(&mut o.stream, p, &o.greeting, (o.caps, o.ext_caps), o.seq).await?;
+        Ok(o)
+    };
+    let o = tokio::time::timeout(p.connect_timeout * 2, login)
+        .await
+        .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))??;
+    logged_in(p, o).await
+}
+
+/// A login whose authentication exchange the client answers itself: for accounts the proxy
+/// cannot verify (an ed25519 account whose password it does not have, another plugin).
+#[derive(Debug)]
+pub struct RelayedLogin {
+    stream: PacketStream<Box<dyn ClientIo>>,
+    greeting: Greeting,
+    caps: u32,
+    ext_caps: u32,
+    seq: u8,
+    params: ConnectParams,
+}
+
+impl RelayedLogin {
+    /// Opens the connection and offers `mysql_native_password` with no answer: a server whose
+    /// account uses another plugin switches to it, with a challenge of its own.
+    pub async fn start(p: &ConnectParams, attributes: Vec<u8>) -> Result<Self, BackendError> {
+        let mut o = tokio::time::timeout(p.connect_timeout * 2, open(p))
+            .await
+            .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))??;
+        let resp = HandshakeResponse {
+            capabilities: o.caps | (cap::CONNECT_ATTRS & o.greeting.capabilities),
+            ext_capabilities: o.ext_caps,
+            max_packet: 1 << 30,
+            collation: p.collation,
+            user: p.user.clone(),
+            auth_response: Vec::new(),
+            database: p.database.clone(),
+            auth_plugin: Some(auth::NATIVE.to_string()),
+            attributes,
+        };
+        o.stream
+            .send(&mut o.seq, &resp.encode())
+            .await
+            .map_err(|source| BackendError::Protocol {
+                addr: p.addr.clone(),
+                source,
+            })?;
+        Ok(Self {
+            stream: o.stream,
+            greeting: o.greeting,
+            caps: o.caps,
+            ext_caps: o.ext_caps,
+            seq: o.seq,
+            params: p.clone(),
+        })
+    }
+
+    fn proto(&self, source: PacketError) -> BackendError {
+        BackendError::Protocol {
+            addr: self.params.addr.clone(),
+            source,
+        }
+    }
+
+    /// The server's next packet of the exchange (an auth switch, more data, OK or ERR).
+    pub async fn next(&mut self) -> Result<Vec<u8>, BackendError> {
+        let read = tokio::time::timeout(self.params.connect_timeout * 2, self.stream.read_raw());
+        let pkt = read
+            .await
+            .map_err(|_| BackendError::ConnectTimeout(self.params.addr.clone()))?
+            .map_err(|e| self.proto(e))?;
+        self.seq = pkt.seq.wrapping_add(1);
+        Ok(pkt.payload.to_vec())
+    }
+
+    /// Passes the client's answer on.
+    pub async fn answer(&mut self, reply: &[u8]) -> Result<(), BackendError> {
+        let mut seq = self.seq;
+        let sent = self.stream.send(&mut seq, reply).await;
+        self.seq = seq;
+        sent.map_err(|e| self.proto(e))
+    }
+
+    /// After the server's OK: the logged-in connection.
+    pub async fn finish(self) -> Result<BackendConn, BackendError> {
+        let o = Opened {
+            stream: self.stream,
+            greeting: self.greeting,
+            caps: self.caps,
+            ext_caps: self.ext_caps,
+            seq: self.seq,
+        };
+        logged_in(&self.params, o).await
+    }
+}
+
+/// TCP, the greeting, and TLS when configured.
+async fn open(p: &ConnectParams) -> Result<Opened, BackendError> {
     let tcp = tokio::time::timeout(p.connect_timeout, TcpStream::connect(&p.addr))
         .await
         .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))?
@@ -93,42 +209,61 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
         addr: p.addr.clone(),
         source,
     };
-    let login = async {
-        let mut plain = PacketStream::new(tcp);
-        let greet = plain.read_raw().await.map_err(proto)?;
-        if greet.first() == Some(header::ERR) {
-            return Err(BackendError::Server {
-                addr: p.addr.clone(),
-                err: ErrPacket::parse(&greet.payload).map_err(proto)?,
-            });
-        }
-        let greeting = Greeting::parse(&greet.payload).map_err(proto)?;
-        let mut caps = negotiate(p, &greeting);
-        let mut seq = greet.seq.wrapping_add(1);
-        let mut stream = match &p.tls {
-            None => plain.map_io(|t| Box::new(t) as Box<dyn ClientIo>),
-            Some(tls) => {
-                caps |= cap::SSL;
-                start_tls(plain, p, tls, &greeting, caps, &mut seq).await?
-            }
-        };
-        login(&mut stream, p, &greeting, caps, seq).await?;
-        Ok((stream, greeting, caps))
+    let mut plain = PacketStream::new(tcp);
+    let greet = plain.read_raw().await.map_err(proto)?;
+    if greet.first() == Some(header::ERR) {
+        return Err(BackendError::Server {
+            addr: p.addr.clone(),
+            err: ErrPacket::parse(&greet.payload).map_err(proto)?,
+        });
+    }
+    let greeting = Greeting::parse(&greet.payload).map_err(proto)?;
+    let mut caps = negotiate(p, &greeting);
+    // MariaDB's: only with a server that announced them (no CLIENT_MYSQL).
+    let ext_caps = if greeting.capabilities & cap::LONG_PASSWORD == 0 {
+        p.client_ext_caps & greeting.ext_capabilities
+    } else {
+        0
     };
-    let (stream, greeting, caps) = tokio::time::timeout(p.connect_timeout * 2, login)
-        .await
-        .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))??;
+    let mut seq = greet.seq.wrapping_add(1);
+    let stream = match &p.tls {
+        None => plain.map_io(|t| Box::new(t) as Box<dyn ClientIo>),
+        Some(tls) => {
+            caps |= cap::SSL;
+            start_tls(plain, p, tls, &greeting, (caps, ext_caps), &mut seq).await?
+        }
+    };
+    Ok(Opened {
+        stream,
+        greeting,
+        caps,
+        ext_caps,
+        seq,
+    })
+}
+
+/// A connection whose login succeeded, with GTID tracking set up.
+async fn logged_in(p: &ConnectParams, o: Opened) -> Result<BackendConn, BackendError> {
+    let Opened {
+        stream,
+        greeting,
+        caps,
+        ext_caps,
+        ..
+    } = o;
     let mut conn = BackendConn {
         stream,
         addr: p.addr.clone(),
         connection_id: greeting.connection_id,
         caps,
+        ext_caps,
         status: greeting.status,
         database: p.database.clone(),
         last_used: Instant::now(),
         track_gtids: p.track_gtids.filter(|_| caps & cap::SESSION_TRACK != 0),
         strip_session_track: caps & cap::SESSION_TRACK != 0
             && p.client_caps & cap::SESSION_TRACK == 0,
+        client_tracks_gtids: false,
     };
     conn.enable_gtid_tracking()
         .await
@@ -169,7 +304,7 @@ async fn start_tls(
     p: &ConnectParams,
     tls: &BackendTls,
     g: &Greeting,
-    caps: u32,
+    (caps, ext_caps): (u32, u32),
     seq: &mut u8,
 ) -> Result<PacketStream<Box<dyn ClientIo>>, BackendError> {
     let proto = |source| BackendError::Protocol {
@@ -184,6 +319,7 @@ async fn start_tls(
     }
     let request = HandshakeResponse {
         capabilities: caps,
+        ext_capabilities: ext_caps,
         max_packet: 1 << 30,
         collation: p.collation,
         ..HandshakeResponse::default()
@@ -214,7 +350,7 @@ async fn login(
     stream: &mut PacketStream<Box<dyn ClientIo>>,
     p: &ConnectParams,
     g: &Greeting,
-    caps: u32,
+    (caps, ext_caps): (u32, u32),
     first_seq: u8,
 ) -> Result<(), BackendError> {
     let proto = |source| BackendError::Protocol {
@@ -233,6 +369,7 @@ async fn login(
     };
     let resp = HandshakeResponse {
         capabilities: caps,
+        ext_capabilities: ext_caps,
         max_packet: 1 << 30,
         collation: p.collation,
         user: p.user.clone(),
@@ -283,6 +420,13 @@ async fn login(
     }
 }
 
+fn query_payload(sql: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(1 + sql.len());
+    payload.push(com::QUERY);
+    payload.extend_from_slice(sql.as_bytes());
+    payload
+}
+
 impl BackendConn {
     /// Sends a command with a payload and reads a one-packet answer (OK or ERR).
     pub async fn simple(&mut self, command: u8, arg: &[u8]) -> Result<RawPacket, PacketError> {
@@ -302,11 +446,13 @@ impl BackendConn {
     /// Runs a statement whose results are not wanted (state replay). Returns the server's
     /// error, if any.
     pub async fn run(&mut self, sql: &str) -> Result<Option<ErrPacket>, PacketError> {
-        let mut payload = Vec::with_capacity(1 + sql.len());
-        payload.push(com::QUERY);
-        payload.extend_from_slice(sql.as_bytes());
         let mut seq = 0;
-        self.stream.send(&mut seq, &payload).await?;
+        self.stream.send(&mut seq, &query_payload(sql)).await?;
+        self.finish_query().await
+    }
+
+    /// Reads the whole response to a COM_QUERY already sent; the server's error, if any.
+    async fn finish_query(&mut self) -> Result<Option<ErrPacket>, PacketError> {
         let mut tracker = ResponseTracker::new(ResponseKind::Query, self.caps);
         let mut error = None;
         loop {
@@ -337,23 +483,84 @@ impl BackendConn {
     }
 
     /// `COM_RESET_CONNECTION`: drops temporary tables, locks, user variables, prepared
-    /// statements and session variables, keeping the login. True on OK.
+    /// statements and session variables (taking the server's global values as they are now,
+    /// as a new connection would), keeping the login. The GTID tracking set-up travels in the
+    /// same round trip. True on OK.
     pub async fn reset(&mut self) -> bool {
-        matches!(self.simple(com::RESET_CONNECTION, &[]).await, Ok(p) if p.first() == Some(header::OK))
-            && self.enable_gtid_tracking().await.is_ok()
+        self.client_tracks_gtids = false;
+        let tracking = self.gtid_tracking_sql(false);
+        let mut seq = 0;
+        self.stream
+            .buffer_payload(&mut seq, &[com::RESET_CONNECTION]);
+        if let Some(sql) = tracking {
+            let mut seq = 0;
+            self.stream.buffer_payload(&mut seq, &query_payload(sql));
+        }
+        if self.stream.flush().await.is_err() {
+            return false;
+        }
+        let reset_ok = match self.stream.read_raw().await {
+            Ok(p) => p.first() == Some(header::OK),
+            Err(_) => return false,
+        };
+        let tracked = match tracking {
+            None => Ok(None),
+            // Read even after a failed reset: the connection must be left between commands.
+            Some(_) => self.finish_query().await,
+        };
+        self.last_used = Instant::now();
+        match tracked {
+            Ok(None) => reset_ok,
+            Ok(Some(err)) => {
+                // An old server without the variable: positions come from polls and waits.
+                tracing::debug!(backend = %self.addr, %err, "GTID tracking unavailable");
+                self.track_gtids = None;
+                reset_ok
+            }
+            Err(_) => false,
+        }
     }
 
-    /// Makes OK packets of writes carry their GTID (MariaDB's `last_gtid`, MySQL's own GTID).
-    /// Clients that track session state see one more tracked variable, which they ignore.
-    async fn enable_gtid_tracking(&mut self) -> Result<(), PacketError> {
-        let sql = match self.track_gtids {
-            None => return Ok(()),
-            Some(Flavor::Mariadb) => {
+    /// The statement that makes OK packets of writes carry their GTID (MariaDB's
+    /// `last_gtid`, MySQL's own GTID). `keep_session`: add to what the session tracks now
+    /// (after the client set its own list) rather than to the server's default.
+    fn gtid_tracking_sql(&self, keep_session: bool) -> Option<&'static str> {
+        Some(match (self.track_gtids?, keep_session) {
+            (Flavor::Mariadb, false) => {
                 "SET @@session.session_track_system_variables = \
                  CONCAT(@@global.session_track_system_variables, ',last_gtid')"
             }
-            Some(Flavor::Mysql) => "SET @@session.session_track_gtids = OWN_GTID",
-        };
+            (Flavor::Mariadb, true) => {
+                "SET @@session.session_track_system_variables = \
+                 IF(FIND_IN_SET('last_gtid', @@session.session_track_system_variables) \
+                    OR @@session.session_track_system_variables = '*', \
+                    @@session.session_track_system_variables, \
+                    CONCAT_WS(',', NULLIF(@@session.session_track_system_variables, ''), 'last_gtid'))"
+            }
+            (Flavor::Mysql, false) => "SET @@session.session_track_gtids = OWN_GTID",
+            (Flavor::Mysql, true) => {
+                "SET @@session.session_track_gtids = \
+                 IF(@@session.session_track_gtids = 'OFF', 'OWN_GTID', @@session.session_track_gtids)"
+            }
+        })
+    }
+
+    async fn enable_gtid_tracking(&mut self) -> Result<(), PacketError> {
+        match self.gtid_tracking_sql(false) {
+            None => Ok(()),
+            Some(sql) => self.apply_gtid_tracking(sql).await,
+        }
+    }
+
+    /// Tracks committed GTIDs again after the client changed what the session tracks.
+    pub async fn restore_gtid_tracking(&mut self) -> Result<(), PacketError> {
+        match self.gtid_tracking_sql(true) {
+            None => Ok(()),
+            Some(sql) => self.apply_gtid_tracking(sql).await,
+        }
+    }
+
+    async fn apply_gtid_tracking(&mut self, sql: &str) -> Result<(), PacketError> {
         match self.run(sql).await? {
             None => Ok(()),
             Some(err) => {
@@ -363,6 +570,15 @@ impl BackendConn {
                 Ok(())
             }
         }
+    }
+
+    /// OK packets carry GTIDs the proxy asked for and the client did not: they are removed on
+    /// the way to the client.
+    pub fn hides_gtid_tracking(&self) -> bool {
+        self.track_gtids.is_some()
+            && !self.strip_session_track
+            && !self.client_tracks_gtids
+            && self.caps & cap::SESSION_TRACK != 0
     }
 
     /// `COM_INIT_DB`; `Ok(None)` on success, the server's error otherwise.

@@ -7,6 +7,6 @@ pub mod pool;
 pub mod positions;
 pub mod tls;
 
-pub use conn::{BackendConn, BackendError, ConnectParams};
+pub use conn::{BackendConn, BackendError, ConnectParams, RelayedLogin};
 pub use health::Health;
 pub use pool::{AcquireError, Pool, PoolConfig, PooledConn};

@@ -1,9 +1,10 @@
 //! Pools of logged-in backend connections, per server and user.
 //!
 //! A connection is reused only by a session with the same user, collation and protocol shape
-//! (capabilities that change what the server sends). Before reuse it is reset with
-//! `COM_RESET_CONNECTION`, so no temporary table, lock, variable or prepared statement leaks
-//! from one client to the next.
+//! (capabilities that change what the server sends). It is reset with `COM_RESET_CONNECTION`
+//! when it comes back, so no temporary table, lock, variable or prepared statement outlives
+//! its client, and again before reuse, so the next client's session starts from the server's
+//! global settings of that moment.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -25,8 +26,6 @@ pub struct PoolConfig {
     pub max_idle_per_key: usize,
     /// Idle connections older than this are closed.
     pub idle_timeout: Duration,
-    /// An idle connection unused for longer than this is pinged before reuse.
-    pub ping_after: Duration,
     /// How long a session waits for a free slot before failing.
     pub acquire_timeout: Duration,
     pub connect_timeout: Duration,
@@ -38,7 +37,6 @@ impl Default for PoolConfig {
             max_per_backend: 500,
             max_idle_per_key: 64,
             idle_timeout: Duration::from_secs(60),
-            ping_after: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
         }
@@ -50,6 +48,8 @@ struct PoolKey {
     addr: String,
     user: String,
     shape: u32,
+    /// MariaDB extended capabilities: extended metadata changes column definitions.
+    ext: u32,
     collation: u8,
 }
 
@@ -59,6 +59,7 @@ impl PoolKey {
             addr: p.addr.clone(),
             user: p.user.clone(),
             shape: p.client_caps & cap::SHAPE,
+            ext: p.client_ext_caps,
             collation: p.collation,
         }
     }
@@ -104,20 +105,21 @@ impl Pool {
             .clone()
     }
 
-    /// A connection for `params`: an idle one after a reset (and a ping when it sat idle
-    /// long), else a new login.
+    /// A slot under the server's connection limit, waiting up to the acquire timeout.
+    async fn permit(&self, addr: &str) -> Result<OwnedSemaphorePermit, AcquireError> {
+        tokio::time::timeout(self.cfg.acquire_timeout, self.limit(addr).acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| AcquireError::Exhausted(self.cfg.max_per_backend, addr.to_string()))
+    }
+
+    /// A connection for `params`: an idle one after a reset, else a new login.
     pub async fn acquire(
         self: &Arc<Self>,
         params: &ConnectParams,
     ) -> Result<PooledConn, AcquireError> {
-        let permit = tokio::time::timeout(
-            self.cfg.acquire_timeout,
-            self.limit(&params.addr).acquire_owned(),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| AcquireError::Exhausted(self.cfg.max_per_backend, params.addr.clone()))?;
+        let permit = self.permit(&params.addr).await?;
         let key = PoolKey::of(params);
         while let Some(mut conn) = self.take_idle(&key, params.database.is_none()) {
             // A connection the server already closed (killed, restarted) is dropped without a
@@ -125,7 +127,10 @@ impl Pool {
             if conn.stream.closed_while_idle() {
                 continue;
             }
-            if conn.last_used.elapsed() < self.cfg.ping_after || conn.ping().await {
+            // Reset again on the way out: session variables then start from the server's
+            // global values as they are now (a SET GLOBAL since the connection was pooled
+            // shows, as on a new connection), and a dead connection is found before use.
+            if conn.reset().await {
                 self.report(&key.addr);
                 return Ok(self.wrap(conn, key, permit));
             }
@@ -135,6 +140,20 @@ impl Pool {
         let conn = result?;
         self.report(&key.addr);
         Ok(self.wrap(conn, key, permit))
+    }
+
+    /// Takes a connection logged in elsewhere (a relayed login) under this pool's limits. It
+    /// belongs to one client and is closed, not pooled, when that client is done with it.
+    pub async fn adopt(
+        self: &Arc<Self>,
+        conn: BackendConn,
+        params: &ConnectParams,
+    ) -> Result<PooledConn, AcquireError> {
+        let permit = self.permit(&params.addr).await?;
+        let mut conn = self.wrap(conn, PoolKey::of(params), permit);
+        conn.reusable = false;
+        self.report(&params.addr);
+        Ok(conn)
     }
 
     fn wrap(

@@ -22,6 +22,9 @@ pub enum BackendSecret {
     Password(String),
     /// SHA1(password), recovered from a verified native reply: enough for native backends.
     NativeSha1([u8; 20]),
+    /// Nothing: the client authenticated by answering the primary itself (an account the
+    /// proxy cannot verify), so the proxy can open no other connection for it.
+    Relayed,
 }
 
 impl std::fmt::Debug for BackendSecret {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for BackendSecret {
         match self {
             Self::Password(_) => f.write_str("Password(..)"),
             Self::NativeSha1(_) => f.write_str("NativeSha1(..)"),
+            Self::Relayed => f.write_str("Relayed"),
         }
     }
 }
@@ -37,6 +41,10 @@ impl std::fmt::Debug for BackendSecret {
 impl BackendSecret {
     pub fn is_empty(&self) -> bool {
         matches!(self, Self::Password(p) if p.is_empty())
+    }
+
+    pub fn is_relayed(&self) -> bool {
+        matches!(self, Self::Relayed)
     }
 
     /// The reply to a backend's scramble for `plugin`, or `None` when this secret cannot

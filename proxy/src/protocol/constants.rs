@@ -70,6 +70,23 @@ pub mod cap {
         | INTERACTIVE;
 }
 
+/// MariaDB's extended capabilities (`MARIADB_CLIENT_*`, the high 32 bits of its 64-bit flags),
+/// exchanged when the server's greeting leaves out `CLIENT_MYSQL` (bit 0, `LONG_PASSWORD`).
+pub mod ext {
+    /// Progress reports (0xff packets with code 0xffff) during long statements.
+    pub const PROGRESS: u32 = 1;
+    pub const COM_MULTI: u32 = 1 << 1;
+    pub const STMT_BULK_OPERATIONS: u32 = 1 << 2;
+    /// Column definitions carry the data type's format (JSON, UUID, INET6, geometry types).
+    pub const EXTENDED_METADATA: u32 = 1 << 3;
+    pub const CACHE_METADATA: u32 = 1 << 4;
+
+    /// What the proxy offers. Cached metadata lets a server leave column definitions out of
+    /// executions, which the proxy prepares again per backend connection, so it is not
+    /// offered, as an older server would not.
+    pub const PROXY_DEFAULT: u32 = PROGRESS | EXTENDED_METADATA | STMT_BULK_OPERATIONS;
+}
+
 /// Server status flags (`SERVER_*`) carried by OK and EOF packets.
 pub mod status {
     pub const IN_TRANS: u16 = 0x0001;
@@ -104,6 +121,8 @@ pub mod com {
     pub const SET_OPTION: u8 = 0x1b;
     pub const STMT_FETCH: u8 = 0x1c;
     pub const RESET_CONNECTION: u8 = 0x1f;
+    /// MariaDB's array binding: one prepared statement, many rows of parameters.
+    pub const STMT_BULK_EXECUTE: u8 = 0xfa;
 }
 
 /// First payload byte of response packets.

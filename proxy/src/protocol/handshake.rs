@@ -12,6 +12,9 @@ pub struct Greeting {
     /// The auth plugin data ("scramble"), without the trailing NUL.
     pub scramble: Vec<u8>,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities; sent only when `capabilities` leaves out
+    /// `CLIENT_MYSQL` (`LONG_PASSWORD`), as a MariaDB server does.
+    pub ext_capabilities: u32,
     pub collation: u8,
     pub status: u16,
     pub auth_plugin: String,
@@ -35,6 +38,7 @@ impl Greeting {
             connection_id,
             scramble: Vec::new(),
             capabilities: caps_low,
+            ext_capabilities: 0,
             collation: 0,
             status: 0,
             auth_plugin: "mysql_native_password".into(),
@@ -47,7 +51,11 @@ impl Greeting {
         g.status = r.u16()?;
         g.capabilities |= u32::from(r.u16()?) << 16;
         let data_len = usize::from(r.u8()?);
-        r.skip(10)?;
+        r.skip(6)?;
+        let ext = r.u32()?;
+        if g.capabilities & cap::LONG_PASSWORD == 0 {
+            g.ext_capabilities = ext;
+        }
         if g.capabilities & cap::SECURE_CONNECTION != 0 {
             let n = data_len.saturating_sub(8).max(13);
             let part2 = r.take(n.min(r.remaining().len()))?;
@@ -74,7 +82,13 @@ impl Greeting {
         put_u16(&mut out, self.status);
         put_u16(&mut out, (self.capabilities >> 16) as u16);
         out.push((self.scramble.len() + 1) as u8);
-        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&[0; 6]);
+        let ext = if self.capabilities & cap::LONG_PASSWORD == 0 {
+            self.ext_capabilities
+        } else {
+            0
+        };
+        put_u32(&mut out, ext);
         out.extend_from_slice(part2);
         out.push(0);
         put_null_str(&mut out, self.auth_plugin.as_bytes());
@@ -87,6 +101,8 @@ impl Greeting {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HandshakeResponse {
     pub capabilities: u32,
+    /// MariaDB's extended capabilities, in the last 4 filler bytes (zero from other clients).
+    pub ext_capabilities: u32,
     pub max_packet: u32,
     pub collation: u8,
     pub user: String,
@@ -114,7 +130,8 @@ impl HandshakeResponse {
         }
         let max_packet = r.u32()?;
         let collation = r.u8()?;
-        r.skip(23)?;
+        r.skip(19)?;
+        let ext_capabilities = r.u32()?;
         let user = String::from_utf8_lossy(r.null_str()?).into_owned();
         let auth_response = if capabilities & cap::PLUGIN_AUTH_LENENC_DATA != 0 {
             r.lenenc_bytes()?.to_vec()
@@ -126,6 +143,7 @@ impl HandshakeResponse {
         };
         let mut resp = Self {
             capabilities,
+            ext_capabilities,
             max_packet,
             collation,
             user,
@@ -158,7 +176,8 @@ impl HandshakeResponse {
         put_u32(out, self.capabilities);
         put_u32(out, self.max_packet);
         out.push(self.collation);
-        out.extend_from_slice(&[0; 23]);
+        out.extend_from_slice(&[0; 19]);
+        put_u32(out, self.ext_capabilities);
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -220,6 +239,7 @@ pub fn parse_auth_switch(payload: &[u8]) -> Result<(String, Vec<u8>), PacketErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::constants::ext;
     use proptest::prelude::*;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -230,6 +250,7 @@ mod tests {
             connection_id: 7,
             scramble: (1..=20).collect(),
             capabilities: cap::PROXY_DEFAULT,
+            ext_capabilities: 0,
             collation: 45,
             status: 2,
             auth_plugin: "mysql_native_password".into(),
@@ -240,6 +261,17 @@ mod tests {
     fn greeting_roundtrip() -> TestResult {
         let g = greeting();
         assert_eq!(Greeting::parse(&g.encode())?, g);
+        // A MariaDB greeting: no CLIENT_MYSQL, extended capabilities in the last 4 reserved
+        // bytes.
+        let mariadb = Greeting {
+            capabilities: cap::PROXY_DEFAULT & !cap::LONG_PASSWORD,
+            ext_capabilities: ext::PROGRESS | ext::EXTENDED_METADATA,
+            ..greeting()
+        };
+        let bytes = mariadb.encode();
+        assert_eq!(Greeting::parse(&bytes)?, mariadb);
+        let at = 1 + mariadb.server_version.len() + 1 + 4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 6;
+        assert_eq!(bytes[at..at + 4], 9u32.to_le_bytes());
         Ok(())
     }
 
@@ -251,6 +283,7 @@ mod tests {
         ] {
             let resp = HandshakeResponse {
                 capabilities: caps,
+                ext_capabilities: ext::EXTENDED_METADATA,
                 max_packet: 1 << 24,
                 collation: 45,
                 user: "app".into(),

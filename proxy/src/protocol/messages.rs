@@ -99,6 +99,41 @@ pub fn without_session_track(payload: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Rewrites an OK-layout packet without the GTID entries of its session state (see
+/// [`super::session_state::without_gtids`]); the session-state-changed flag is cleared when
+/// nothing else is left, as the server would send it. `None`: nothing to change.
+pub fn without_gtid_track(payload: &[u8]) -> Option<Vec<u8>> {
+    use super::constants::status::SESSION_STATE_CHANGED;
+    let mut r = Reader::new(payload);
+    let head = r.u8().ok()?;
+    let affected = r.lenenc_int().ok()?.unwrap_or(0);
+    let insert_id = r.lenenc_int().ok()?.unwrap_or(0);
+    let status = r.u16().ok()?;
+    if status & SESSION_STATE_CHANGED == 0 {
+        return None;
+    }
+    let warnings = r.u16().ok()?;
+    let info = r.lenenc_bytes().ok()?;
+    let state = r.lenenc_bytes().ok()?;
+    let kept = super::session_state::without_gtids(state)?;
+    let mut out = Vec::with_capacity(payload.len());
+    out.push(head);
+    put_lenenc_int(&mut out, affected);
+    put_lenenc_int(&mut out, insert_id);
+    let status = if kept.is_empty() {
+        status & !SESSION_STATE_CHANGED
+    } else {
+        status
+    };
+    put_u16(&mut out, status);
+    put_u16(&mut out, warnings);
+    put_lenenc_bytes(&mut out, info);
+    if !kept.is_empty() {
+        put_lenenc_bytes(&mut out, &kept);
+    }
+    Some(out)
+}
+
 /// Encodes an old-style EOF packet.
 pub fn eof(warnings: u16, status: u16) -> Vec<u8> {
     let mut out = vec![header::EOF];
@@ -345,6 +380,42 @@ mod tests {
         put_u16(&mut bare, 0);
         assert_eq!(without_session_track(&bare), Some(bare));
         assert!(without_session_track(&[0x00, 0xfc]).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn gtid_tracking_is_hidden_and_other_tracking_kept() -> TestResult {
+        let entry = |kind: u8, name: &[u8], value: &[u8]| {
+            let mut data = Vec::new();
+            put_lenenc_bytes(&mut data, name);
+            put_lenenc_bytes(&mut data, value);
+            let mut out = vec![kind];
+            put_lenenc_bytes(&mut out, &data);
+            out
+        };
+        let ok_with = |state: &[u8]| {
+            let mut p = vec![0x00, 1, 0];
+            put_u16(&mut p, status::AUTOCOMMIT | status::SESSION_STATE_CHANGED);
+            put_u16(&mut p, 0);
+            put_lenenc_bytes(&mut p, b"");
+            put_lenenc_bytes(&mut p, state);
+            p
+        };
+        // Only last_gtid: the flag goes, as when nothing was tracked.
+        let only = without_gtid_track(&ok_with(&entry(0, b"last_gtid", b"0-1-5")))
+            .ok_or("not rewritten")?;
+        let ok = Ok::parse(&only, cap::SESSION_TRACK)?;
+        assert_eq!((ok.status, ok.session_state.len()), (status::AUTOCOMMIT, 0));
+        // With a variable the client tracks: that one stays, and so does the flag.
+        let tz = entry(0, b"time_zone", b"+01:00");
+        let both = [tz.clone(), entry(0, b"last_gtid", b"0-1-6")].concat();
+        let kept = without_gtid_track(&ok_with(&both)).ok_or("not rewritten")?;
+        let ok = Ok::parse(&kept, cap::SESSION_TRACK)?;
+        assert_eq!(ok.session_state, tz);
+        assert_ne!(ok.status & status::SESSION_STATE_CHANGED, 0);
+        // Nothing to hide: left as it is.
+        assert!(without_gtid_track(&ok_with(&tz)).is_none());
+        assert!(without_gtid_track(&[0x00, 0, 0, 2, 0, 0, 0]).is_none());
         Ok(())
     }
 

@@ -59,6 +59,7 @@ pub struct PacketStream<S> {
     /// must not hold a backend connection forever; MariaDB's net_write_timeout is 60 s).
     pub write_timeout: Duration,
     last_seq: u8,
+    last_written: u8,
 }
 
 impl<S> std::fmt::Debug for PacketStream<S> {
@@ -82,6 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             packet_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),
             last_seq: 0,
+            last_written: 0,
         }
     }
 
@@ -99,6 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             packet_timeout: self.packet_timeout,
             write_timeout: self.write_timeout,
             last_seq: self.last_seq,
+            last_written: self.last_written,
         }
     }
 
@@ -155,6 +158,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             self.rbuf.reserve(READ_CHUNK);
         }
         Ok(self.io.read_buf(&mut self.rbuf).await?)
+    }
+
+    /// Waits until the peer sends something or closes the connection; true when it closed (or
+    /// the connection failed). What it sent stays buffered for the next read. Cancel-safe.
+    pub async fn wait_readable(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        !matches!(self.fill().await, Ok(n) if n > 0)
+    }
+
+    /// The sequence id of the last packet queued for writing.
+    pub fn last_written_seq(&self) -> u8 {
+        self.last_written
     }
 
     /// For a connection that should be idle (no command in flight): whether the peer closed it
@@ -247,6 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
     }
 
     fn push_frame(&mut self, seq: u8, payload: &[u8]) {
+        self.last_written = seq;
         let len = payload.len();
         self.wbuf.reserve(4 + len);
         self.wbuf

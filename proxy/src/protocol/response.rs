@@ -127,6 +127,10 @@ impl ResponseTracker {
             .first()
             .ok_or(PacketError::Malformed("empty response packet"))?;
         if first == header::ERR && !self.in_row_data() {
+            if self.state == State::First && p.get(1..3) == Some(&[0xff, 0xff][..]) {
+                // A MariaDB progress report: the statement is still running.
+                return Ok(Step::More);
+            }
             return Ok(self.finish_with_error(p));
         }
         match self.state {

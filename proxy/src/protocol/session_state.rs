@@ -39,6 +39,34 @@ pub fn committed_gtid(state: &[u8]) -> Option<String> {
     found
 }
 
+/// The session-state block without the entries that report committed GTIDs (MariaDB's
+/// `last_gtid` variable, MySQL's GTIDs tracker), which the proxy asks for on its own behalf.
+/// `None` when there is nothing to remove or the block does not parse (leave it as it is).
+pub fn without_gtids(state: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Reader::new(state);
+    let mut kept = Vec::with_capacity(state.len());
+    let mut removed = false;
+    while !r.is_empty() {
+        let start = state.len() - r.remaining().len();
+        let kind = r.u8().ok()?;
+        let data = r.lenenc_bytes().ok()?;
+        let end = state.len() - r.remaining().len();
+        let gtid = match kind {
+            SYSTEM_VARIABLES => Reader::new(data)
+                .lenenc_bytes()
+                .is_ok_and(|name| name.eq_ignore_ascii_case(b"last_gtid")),
+            GTIDS => true,
+            _ => false,
+        };
+        if gtid {
+            removed = true;
+        } else {
+            kept.extend_from_slice(&state[start..end]);
+        }
+    }
+    removed.then_some(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +104,22 @@ mod tests {
             committed_gtid(&state).as_deref(),
             Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:23")
         );
+    }
+
+    #[test]
+    fn gtid_entries_are_removed_and_nothing_else() {
+        let mut state = var("autocommit", "ON");
+        state.extend(var("last_gtid", "1-100-42"));
+        state.extend(entry(2, b"1"));
+        let mut expected = var("autocommit", "ON");
+        expected.extend(entry(2, b"1"));
+        assert_eq!(without_gtids(&state), Some(expected));
+        assert_eq!(without_gtids(&var("last_gtid", "1-1-1")), Some(Vec::new()));
+        let mut data = vec![0];
+        put_lenenc_bytes(&mut data, b"3e11fa47-71ca-11e1-9e33-c80aa9429562:23");
+        assert_eq!(without_gtids(&entry(GTIDS, &data)), Some(Vec::new()));
+        assert_eq!(without_gtids(&var("time_zone", "+01:00")), None);
+        assert_eq!(without_gtids(&[0, 0xfe]), None);
     }
 
     #[test]

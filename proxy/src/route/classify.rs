@@ -227,6 +227,33 @@ pub fn classify_with(sql: &[u8], mode: SqlMode) -> Classification {
     apply_hints(st, &p.lex.hints)
 }
 
+/// The byte ranges of the statements of a multi-statement payload, each from its first token
+/// to its last (without the `;`). `None` when the payload cannot be cut safely: an
+/// unterminated string or comment, or an executable comment (`/*! ... */`), which a cut could
+/// split.
+pub fn split_statements(sql: &[u8]) -> Option<Vec<(usize, usize)>> {
+    if sql.windows(3).any(|w| w == b"/*!") || sql.windows(4).any(|w| w == b"/*M!") {
+        return None;
+    }
+    let mut p = Parser::new(sql, SqlMode::default());
+    let mut parts = Vec::new();
+    loop {
+        match p.peek() {
+            Tok::End => break,
+            Tok::Unterminated => return None,
+            Tok::Punct(b';') => {
+                p.bump();
+                continue;
+            }
+            _ => {}
+        }
+        let start = p.next.1;
+        statement(&mut p);
+        parts.push((start, p.span.1));
+    }
+    (!p.lex.malformed).then_some(parts)
+}
+
 /// Honours the comment hints: a route hint never sends anything but a plain read to a replica.
 fn apply_hints(st: Stmt, hints: &Hints) -> Classification {
     let mut target = st.target;
@@ -295,7 +322,9 @@ keywords! {
     All = b"ALL", Binary = b"BINARY", Binlog = b"BINLOG", Count = b"COUNT", Errors = b"ERRORS",
     Full = b"FULL", Master = b"MASTER", Processlist = b"PROCESSLIST", Profile = b"PROFILE",
     Profiles = b"PROFILES", Relaylog = b"RELAYLOG", Replica = b"REPLICA", Replicas = b"REPLICAS",
-    Slave = b"SLAVE", Warnings = b"WARNINGS",
+    Slave = b"SLAVE", Status = b"STATUS", Variables = b"VARIABLES", Warnings = b"WARNINGS",
+    // SQL-level prepared statements.
+    Execute = b"EXECUTE", Immediate = b"IMMEDIATE", Prepare = b"PREPARE",
     // CREATE, ALTER, ANALYZE, FLUSH, GET.
     Case = b"CASE", Current = b"CURRENT", Database = b"DATABASE", Diagnostics = b"DIAGNOSTICS",
     End = b"END", Event = b"EVENT", Export = b"EXPORT", Format = b"FORMAT", Function = b"FUNCTION",
@@ -941,9 +970,46 @@ fn opening(kw: Kw, p: &mut Parser<'_>, st: &mut Stmt) -> Flow {
         }
         Kw::Create | Kw::Alter => create_or_alter(kw, p, st),
         Kw::Get => diagnostics(p, st),
+        Kw::Prepare => prepare(p, st),
+        Kw::Execute if p.eat_kw(Kw::Immediate) => prepared_text(p, st),
         _ => {}
     }
     Flow::Done
+}
+
+/// `PREPARE name FROM ...`: the statement runs later with `EXECUTE`, on the primary, where the
+/// prepared statement lives.
+fn prepare(p: &mut Parser<'_>, st: &mut Stmt) {
+    while !p.at_end() {
+        if let Tok::Word(word) = p.bump()
+            && is_name(word, b"FROM")
+        {
+            return prepared_text(p, st);
+        }
+    }
+}
+
+/// The text of an SQL-level prepared statement (`PREPARE ... FROM 'text'`, `EXECUTE IMMEDIATE
+/// 'text'`): state it leaves behind exists only on the primary that runs it, so any such
+/// effect (a `SET` too: its values may be bound later) pins the session. Text that is not a
+/// literal comes from a user variable, which pinned the session already.
+fn prepared_text(p: &mut Parser<'_>, st: &mut Stmt) {
+    st.need(Target::Primary);
+    if let Tok::Str(raw) = p.peek() {
+        let inner = classify_with(raw, p.lex.mode);
+        let e = inner.effects;
+        if e.session_set.is_some()
+            || e.creates_temp_table
+            || e.locks_tables
+            || e.user_lock
+            || e.user_variable_write
+            || e.use_database.is_some()
+            || e.autocommit.is_some()
+        {
+            st.effects.session_set = Some(SessionSet::NotReplayable);
+        }
+        p.bump();
+    }
 }
 
 /// `(SELECT ...) UNION (SELECT ...)` and the like.
@@ -1000,6 +1066,21 @@ fn show(p: &mut Parser<'_>, st: &mut Stmt) {
     match keyword(word) {
         Some(Kw::Warnings | Kw::Errors | Kw::Count | Kw::Profile | Kw::Profiles) => {
             st.need(Target::LastBackend)
+        }
+        // Session counters and settings are those of the backend that served the session;
+        // global ones are the primary's, the server the application believes it talks to.
+        Some(Kw::Status | Kw::Variables) => st.need(Target::LastBackend),
+        Some(Kw::Session | Kw::Local) => {
+            p.bump();
+            if matches!(p.peek_kw(), Some(Kw::Status | Kw::Variables)) {
+                st.need(Target::LastBackend);
+            }
+        }
+        Some(Kw::Global) => {
+            p.bump();
+            if matches!(p.peek_kw(), Some(Kw::Status | Kw::Variables)) {
+                st.need(Target::Primary);
+            }
         }
         // These describe one server (its binlog, replication threads, connections): the
         // application means the primary.
@@ -1186,7 +1267,8 @@ fn scan_rest(p: &mut Parser<'_>, st: &mut Stmt) {
             // After `.` even a reserved word is a column or table name.
             Tok::Word(word) if !after_dot => scan_word(p, st, word, &mut into),
             Tok::UserVar => user_variable(p, st, into),
-            Tok::SysVar(_, name) => system_variable(st, name),
+            Tok::SysVar(scope, name) => system_variable(st, scope, name),
+            Tok::Word(word) => server_table(st, word),
             _ => {}
         }
         after_dot = tok == Tok::Punct(b'.');
@@ -1227,8 +1309,24 @@ fn user_variable(p: &mut Parser<'_>, st: &mut Stmt, into: bool) {
     }
 }
 
-fn system_variable(st: &mut Stmt, name: &[u8]) {
-    if is_name(name, b"warning_count") || is_name(name, b"error_count") {
+/// `information_schema.GLOBAL_STATUS` and the like, named after a `.`: global counters and
+/// settings are the primary's, session ones the last backend's (as for `SHOW`).
+fn server_table(st: &mut Stmt, word: &[u8]) {
+    if !matches!(word.len(), 13 | 14 | 16) {
+        return;
+    }
+    if is_name(word, b"GLOBAL_STATUS") || is_name(word, b"GLOBAL_VARIABLES") {
+        st.need(Target::Primary);
+    } else if is_name(word, b"SESSION_STATUS") || is_name(word, b"SESSION_VARIABLES") {
+        st.need(Target::LastBackend);
+    }
+}
+
+fn system_variable(st: &mut Stmt, scope: VarScope, name: &[u8]) {
+    if scope == VarScope::Global {
+        // A server setting: the primary's is the one the application means.
+        st.need(Target::Primary);
+    } else if is_name(name, b"warning_count") || is_name(name, b"error_count") {
         st.need(Target::LastBackend);
     } else if is_name(name, LAGLESS_VARIABLE) {
         st.lagless = Some(misplaced_lagless_read());
@@ -1445,9 +1543,9 @@ fn set_value<'a>(p: &mut Parser<'a>, st: &mut Stmt) -> Value<'a> {
                 value.replayable = false;
                 user_variable(p, st, false);
             }
-            Tok::SysVar(_, name) => {
+            Tok::SysVar(scope, name) => {
                 value.replayable = false;
-                system_variable(st, name);
+                system_variable(st, scope, name);
             }
             _ => {}
         }
@@ -1551,7 +1649,6 @@ mod tests {
          @@wait_timeout AS wait_timeout",
         "SELECT @@max_allowed_packet,@@system_time_zone,@@time_zone,@@auto_increment_increment",
         "SELECT @@session.transaction_read_only",
-        "SELECT @@global.max_connections",
         "SELECT @@tx_isolation",
         "SELECT DATABASE()",
         "SELECT VERSION()",
@@ -1601,12 +1698,9 @@ mod tests {
         "ANALYZE FORMAT=JSON SELECT 1",
         "SHOW TABLES",
         "show databases",
-        "SHOW VARIABLES LIKE 'sql_mode'",
-        "SHOW SESSION VARIABLES LIKE 'lower_case_table_names'",
         "SHOW FULL TABLES FROM db",
         "SHOW FULL COLUMNS FROM t",
         "SHOW CREATE TABLE t",
-        "SHOW GLOBAL STATUS",
         "SHOW INDEX FROM t",
         "SHOW GRANTS",
         "HELP 'contents'",
@@ -1669,6 +1763,11 @@ mod tests {
         "SELECT @@last_insert_id",
         "SELECT @@read_only",
         "SELECT @@global.gtid_executed",
+        "SELECT @@global.max_connections",
+        "SHOW GLOBAL STATUS LIKE 'Threads_connected'",
+        "show global variables like 'max_allowed_packet'",
+        "SELECT * FROM information_schema.GLOBAL_VARIABLES",
+        "SELECT VARIABLE_VALUE FROM information_schema.global_status WHERE 1",
         "SELECT @@gtid_binlog_pos",
         "SHOW MASTER STATUS",
         "SHOW BINARY LOGS",
@@ -1753,6 +1852,11 @@ mod tests {
         "SHOW COUNT(*) ERRORS",
         "SHOW /* c */ WARNINGS",
         "SHOW PROFILES",
+        "SHOW STATUS LIKE 'Com_select'",
+        "SHOW SESSION STATUS",
+        "show local variables like 'time_zone'",
+        "SHOW VARIABLES",
+        "SELECT * FROM information_schema.SESSION_STATUS",
         "SELECT @@warning_count",
         "SELECT @@session.warning_count",
         "SELECT @@error_count",
@@ -1813,6 +1917,15 @@ mod tests {
         ("SET autocommit = @x", Primary, &[E::NotReplayable]),
         ("SET autocommit = IF(1, 0, 1)", Primary, &[E::NotReplayable]),
         ("SET autocommit = DEFAULT", Primary, &[E::NotReplayable]),
+        // SQL-level prepared statements whose text leaves state behind pin the session.
+        ("PREPARE s FROM 'SET time_zone = ?'", Primary, &[E::NotReplayable]),
+        ("prepare s from 'set names ?'", Primary, &[E::NotReplayable]),
+        ("PREPARE s FROM 'CREATE TEMPORARY TABLE t (a INT)'", Primary, &[E::NotReplayable]),
+        ("EXECUTE IMMEDIATE 'SET sql_mode = ''ANSI'''", Primary, &[E::NotReplayable]),
+        ("PREPARE s FROM 'SELECT GET_LOCK(?, 1)'", Primary, &[E::NotReplayable]),
+        ("PREPARE s FROM 'INSERT INTO t VALUES (?)'", Primary, &[]),
+        ("EXECUTE IMMEDIATE 'SELECT 1'", Primary, &[]),
+        ("PREPARE s FROM @sql", Primary, &[]),
         // Temporary tables and table locks.
         ("CREATE TEMPORARY TABLE tmp (id INT)", Primary, &[E::TempTable]),
         ("create temporary table if not exists tmp select 1 as a", Primary, &[E::TempTable]),
@@ -1925,6 +2038,40 @@ mod tests {
         assert_eq!(got.target, target, "target of {sql:?}: {got:?}");
         assert_eq!(got.effects, effects(expected), "effects of {sql:?}");
         assert_eq!(got.lagless, None, "lagless command in {sql:?}");
+    }
+
+    #[test]
+    fn payloads_split_into_statements() {
+        let cut = |sql: &str| {
+            split_statements(sql.as_bytes()).map(|parts| {
+                parts
+                    .iter()
+                    .map(|&(a, b)| sql[a..b].to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            cut("KILL 5; SELECT 1"),
+            Some(vec!["KILL 5".into(), "SELECT 1".into()])
+        );
+        assert_eq!(
+            cut(" SELECT ';' ;; /* x */ KILL QUERY 7 ;\nSELECT 2 -- end"),
+            Some(vec![
+                "SELECT ';'".into(),
+                "KILL QUERY 7".into(),
+                "SELECT 2".into()
+            ])
+        );
+        assert_eq!(
+            cut("CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END; KILL 3"),
+            Some(vec![
+                "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END".into(),
+                "KILL 3".into()
+            ])
+        );
+        assert_eq!(cut("SELECT 'open; KILL 1"), None);
+        assert_eq!(cut("/*!40101 SET NAMES utf8 */; KILL 1"), None);
+        assert_eq!(cut(""), Some(vec![]));
     }
 
     #[test]

@@ -5,6 +5,6 @@ pub mod consistency;
 
 pub use classify::{
     Classification, ConsistencyHint, Effects, LaglessCommand, RouteHint, SessionSet, SqlMode,
-    Target, classify, classify_with,
+    Target, classify, classify_with, split_statements,
 };
 pub use consistency::{ConsistencyMode, DEFAULT_BOUND_MS, ParseConsistencyError};

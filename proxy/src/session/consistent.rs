@@ -185,11 +185,14 @@ impl Session {
             return Ok(None);
         };
         let in_flight = self.shared.health.begin(&slot.addr);
+        let how = super::forward::Relay {
+            splice: self.splice,
+            ..super::forward::Relay::of(kind)
+        };
         let result = relay_response(
             &mut self.client,
             &mut slot.conn,
-            kind,
-            None,
+            how,
             &super::forward::nothing_on_done,
         )
         .await;
@@ -200,6 +203,10 @@ impl Session {
                 Ok(Some((Which::Replica, tracker)))
             }
             Err(RelayError::Client(e)) => Err(super::End::Protocol(e)),
+            Err(RelayError::ClientGone) => {
+                self.cancel_running(Which::Replica).await;
+                Err(super::End::Client)
+            }
             Err(RelayError::BackendMidReply) => {
                 self.lose_slot(Which::Replica, "backend lost mid-response");
                 Ok(None)

@@ -4,8 +4,9 @@ use bytes::Bytes;
 
 use super::login::ClientStream;
 use crate::backend::PooledConn;
+use crate::protocol::constants::{header, status};
 use crate::protocol::messages::{self, ErrPacket};
-use crate::protocol::packet::PacketError;
+use crate::protocol::packet::{PacketError, RawPacket};
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
 
 /// Flush to the client once this much is queued, so large results stream.
@@ -21,6 +22,9 @@ pub enum RelayError {
     BackendMidReply,
     /// The client went away or broke the protocol: end the session.
     Client(PacketError),
+    /// The client closed its connection while the statement ran: the statement is still
+    /// running on the backend, whose connection can no longer be used.
+    ClientGone,
     /// The backend refused the statement because it is read-only (a primary being switched
     /// away); nothing ran and nothing was forwarded.
     ReadOnly(ErrPacket),
@@ -36,14 +40,43 @@ pub type OnDone<'a> = &'a (dyn Fn(&ResponseTracker) + Send + Sync);
 /// Does nothing with a response.
 pub fn nothing_on_done(_: &ResponseTracker) {}
 
-/// Sends `payload` (a whole command) and relays the response. `stmt_id` rewrites the statement
-/// id of a COM_STMT_PREPARE OK so the client sees the proxy's id.
+/// Where a response goes in what the client receives. The default is a whole response to
+/// the client's command; a statement of a multi-statement payload that the proxy runs one by
+/// one continues the sequence ids of the results before it and, unless it is the last, says
+/// that more results follow.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Splice {
+    /// Added to the backend's sequence ids.
+    pub shift: u8,
+    /// Set `SERVER_MORE_RESULTS_EXISTS` on the response's last OK or terminator.
+    pub more: bool,
+}
+
+/// How a response is relayed.
+#[derive(Debug, Clone, Copy)]
+pub struct Relay {
+    pub kind: ResponseKind,
+    /// Rewrites the statement id of a COM_STMT_PREPARE OK so the client sees the proxy's id.
+    pub stmt_id: Option<u32>,
+    pub splice: Splice,
+}
+
+impl Relay {
+    pub fn of(kind: ResponseKind) -> Self {
+        Self {
+            kind,
+            stmt_id: None,
+            splice: Splice::default(),
+        }
+    }
+}
+
+/// Sends `payload` (a whole command) and relays the response.
 pub async fn relay(
     client: &mut ClientStream,
     backend: &mut PooledConn,
     payload: &[u8],
-    kind: ResponseKind,
-    stmt_id: Option<u32>,
+    how: Relay,
     intercept_read_only: bool,
     on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
@@ -53,9 +86,9 @@ pub async fn relay(
         return Err(RelayError::BackendBeforeReply(e));
     }
     if intercept_read_only {
-        relay_unless_read_only(client, backend, kind, stmt_id, on_done).await
+        relay_unless_read_only(client, backend, how, on_done).await
     } else {
-        relay_response(client, backend, kind, stmt_id, on_done).await
+        relay_response(client, backend, how, on_done).await
     }
 }
 
@@ -63,13 +96,17 @@ pub async fn relay(
 async fn relay_unless_read_only(
     client: &mut ClientStream,
     backend: &mut PooledConn,
-    kind: ResponseKind,
-    stmt_id: Option<u32>,
+    how: Relay,
     on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
-    let first = match backend.stream.read_raw().await {
+    let mut watch = true;
+    let first = match next_packet(client, backend, &mut watch).await {
         Ok(p) => p,
-        Err(e) => {
+        Err(Waited::ClientGone) => {
+            backend.mark_broken();
+            return Err(RelayError::ClientGone);
+        }
+        Err(Waited::Backend(e)) => {
             backend.mark_broken();
             return Err(RelayError::BackendBeforeReply(e));
         }
@@ -81,25 +118,59 @@ async fn relay_unless_read_only(
         return Err(RelayError::ReadOnly(err));
     }
     backend.stream.unread(first);
-    relay_response(client, backend, kind, stmt_id, on_done).await
+    relay_response(client, backend, how, on_done).await
+}
+
+/// Why waiting for the next response packet ended without one.
+enum Waited {
+    Backend(PacketError),
+    ClientGone,
+}
+
+/// The next packet from the backend. While `watch` holds, the client's connection is watched
+/// too: a client that closes it while its statement runs (a crash, a timeout of its own) must
+/// not leave the statement running with its locks. Bytes the client sends meanwhile (a
+/// pipelined command) stay buffered for the session and end the watch.
+async fn next_packet(
+    client: &mut ClientStream,
+    backend: &mut PooledConn,
+    watch: &mut bool,
+) -> Result<RawPacket, Waited> {
+    if *watch {
+        tokio::select! {
+            biased;
+            r = backend.stream.read_raw() => return r.map_err(Waited::Backend),
+            closed = client.wait_readable() => {
+                if closed {
+                    return Err(Waited::ClientGone);
+                }
+                *watch = false;
+            }
+        }
+    }
+    backend.stream.read_raw().await.map_err(Waited::Backend)
 }
 
 /// Relays the response to a command already sent (or pipelined).
 pub async fn relay_response(
     client: &mut ClientStream,
     backend: &mut PooledConn,
-    kind: ResponseKind,
-    stmt_id: Option<u32>,
+    how: Relay,
     on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
     let caps = backend.caps;
-    let mut tracker = ResponseTracker::new(kind, caps);
+    let mut tracker = ResponseTracker::new(how.kind, caps);
     let mut last_seq = 0u8;
     let mut forwarded = false;
+    let mut watch = true;
     loop {
-        let mut pkt = match backend.stream.read_raw().await {
+        let mut pkt = match next_packet(client, backend, &mut watch).await {
             Ok(p) => p,
-            Err(e) => {
+            Err(Waited::ClientGone) => {
+                backend.mark_broken();
+                return Err(RelayError::ClientGone);
+            }
+            Err(Waited::Backend(e)) => {
                 backend.mark_broken();
                 if !forwarded {
                     return Err(RelayError::BackendBeforeReply(e));
@@ -114,14 +185,24 @@ pub async fn relay_response(
                 return Err(fail_mid_reply(client, last_seq, &e).await);
             }
         };
-        if let (Some(id), false) = (stmt_id, forwarded) {
+        if let (Some(id), false) = (how.stmt_id, forwarded) {
             pkt.payload = rewrite_prepare_id(pkt.payload, id);
         }
-        if tracker.ok_layout
-            && backend.strip_session_track
-            && let Some(plain) = messages::without_session_track(&pkt.payload)
-        {
-            pkt.payload = Bytes::from(plain);
+        pkt.seq = pkt.seq.wrapping_add(how.splice.shift);
+        if how.splice.more && step == Step::Done {
+            pkt.payload = with_more_results(pkt.payload);
+        }
+        if tracker.ok_layout {
+            let rewritten = if backend.strip_session_track {
+                messages::without_session_track(&pkt.payload)
+            } else if backend.hides_gtid_tracking() {
+                messages::without_gtid_track(&pkt.payload)
+            } else {
+                None
+            };
+            if let Some(p) = rewritten {
+                pkt.payload = Bytes::from(p);
+            }
         }
         last_seq = pkt.seq;
         forwarded = true;
@@ -198,6 +279,29 @@ async fn fail_mid_reply(client: &mut ClientStream, last_seq: u8, e: &PacketError
         Ok(()) => RelayError::BackendMidReply,
         Err(e) => RelayError::Client(e),
     }
+}
+
+/// Sets `SERVER_MORE_RESULTS_EXISTS` in an OK packet or a terminator (an ERR is left alone:
+/// it ends the whole payload).
+fn with_more_results(payload: Bytes) -> Bytes {
+    let at = match payload.first() {
+        Some(&header::EOF) if payload.len() == 5 => Some(3),
+        Some(&header::OK | &header::EOF) => {
+            let mut r = crate::protocol::wire::Reader::new(&payload[1..]);
+            match (r.lenenc_int(), r.lenenc_int()) {
+                (Ok(_), Ok(_)) => Some(payload.len() - r.remaining().len()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some(at) = at.filter(|at| at + 2 <= payload.len()) else {
+        return payload;
+    };
+    let mut v = payload.to_vec();
+    let flags = u16::from_le_bytes([v[at], v[at + 1]]) | status::MORE_RESULTS_EXISTS;
+    v[at..at + 2].copy_from_slice(&flags.to_le_bytes());
+    Bytes::from(v)
 }
 
 fn rewrite_prepare_id(payload: Bytes, id: u32) -> Bytes {

@@ -1,9 +1,12 @@
-//! `KILL [CONNECTION | QUERY] <id>` and COM_PROCESS_KILL with the proxy's connection ids.
+//! `KILL [CONNECTION | QUERY] <id>` and COM_PROCESS_KILL.
 //!
-//! Clients see the proxy's connection id in the greeting, so they kill by that id. The proxy
-//! maps it to the backend threads that session uses at that moment and kills those, as the
-//! client's own user; an id it does not know is an error, never forwarded (a backend thread
-//! with that number belongs to somebody else, e.g. a replication thread).
+//! Clients see the proxy's connection id in the greeting, and a backend's thread id in
+//! `CONNECTION_ID()` and `SHOW PROCESSLIST`; both name a session. Proxy ids come from a range
+//! of their own (from 2^30), so a number is looked up first as a proxy id, then as a backend
+//! thread of one of this proxy's sessions (on the primary first). The proxy kills the backend
+//! threads that session uses at that moment, as the client's own user; an id it does not know
+//! is an error, never forwarded (a backend thread with that number belongs to somebody else,
+//! e.g. a replication thread).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +55,14 @@ impl SessionControl {
             control: self.clone(),
             key,
         }
+    }
+
+    fn has_thread(&self, addr: Option<&str>, thread: u32) -> bool {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|(a, t)| *t == thread && addr.is_none_or(|addr| addr == a))
     }
 
     fn threads(&self) -> Vec<(String, u32)> {
@@ -112,24 +123,45 @@ impl SessionRegistry {
             .remove(&id);
     }
 
-    fn get(&self, id: u32) -> Option<Arc<SessionControl>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+    /// The session a KILL names: by proxy connection id, else by a backend thread it holds,
+    /// one on `primary` first (where `CONNECTION_ID()` runs).
+    fn find(&self, id: u32, primary: Option<&str>) -> Option<Arc<SessionControl>> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(&id) {
+            return Some(c.clone());
+        }
+        let on = |addr: Option<&str>| map.values().find(|c| c.has_thread(addr, id)).cloned();
+        primary.and_then(|p| on(Some(p))).or_else(|| on(None))
     }
+}
+
+/// The first proxy connection id: backend thread ids count up from 1, so ids from here on
+/// name proxy sessions unless a server has had a billion connections since it started.
+pub const FIRST_PROXY_ID: u32 = 1 << 30;
+
+/// The proxy connection id for the n-th connection.
+pub fn proxy_id(n: u32) -> u32 {
+    FIRST_PROXY_ID + n % FIRST_PROXY_ID
+}
+
+/// Whose work a KILL ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Victim {
+    /// `CONNECTION_ID()`: the session that runs the KILL.
+    Own,
+    Id(u32),
 }
 
 /// A parsed KILL statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kill {
-    pub id: u32,
+    pub victim: Victim,
     pub query_only: bool,
 }
 
-/// Parses `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>`; `Err` for KILL forms the proxy does not
-/// handle (`KILL ... USER`, `KILL QUERY ID`), `Ok(None)` when this is not a KILL at all.
+/// Parses `KILL [HARD|SOFT] [CONNECTION|QUERY] <id | CONNECTION_ID()>`; `Err` for KILL forms
+/// the proxy does not handle (`KILL ... USER`, `KILL QUERY ID`), `Ok(None)` when this is not a
+/// KILL at all.
 pub fn parse_kill(sql: &[u8]) -> Result<Option<Kill>, ErrPacket> {
     let text = String::from_utf8_lossy(sql);
     let text = text.trim().trim_end_matches(';').trim();
@@ -157,31 +189,50 @@ pub fn parse_kill(sql: &[u8]) -> Result<Option<Kill>, ErrPacket> {
             "This form of KILL is not supported through lagless-proxy; use KILL [CONNECTION|QUERY] <id>",
         )
     };
-    let id = next
-        .and_then(|w| w.parse::<u32>().ok())
-        .ok_or_else(unsupported)?;
-    if words.next().is_some() {
-        return Err(unsupported());
-    }
-    Ok(Some(Kill { id, query_only }))
+    let rest: Vec<&str> = next.into_iter().chain(words).collect();
+    let victim = if rest.concat().eq_ignore_ascii_case("CONNECTION_ID()") {
+        Victim::Own
+    } else {
+        match rest.as_slice() {
+            [id] => Victim::Id(id.parse::<u32>().map_err(|_| unsupported())?),
+            _ => return Err(unsupported()),
+        }
+    };
+    Ok(Some(Kill { victim, query_only }))
 }
 
 impl Session {
-    /// Carries out a KILL on the proxy's own connection ids.
+    /// Carries out a KILL of one of this proxy's sessions.
     pub(super) async fn kill(&mut self, k: Kill) -> Result<(), End> {
-        let Some(target) = self.shared.sessions.get(k.id) else {
-            let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {}", k.id));
+        let target = match k.victim {
+            Victim::Own => Some(self.control.clone()),
+            Victim::Id(id) => {
+                let primary = self.primary.as_ref().map(|s| s.addr.clone());
+                self.shared.sessions.find(id, primary.as_deref())
+            }
+        };
+        let shown = match k.victim {
+            Victim::Own => self.id,
+            Victim::Id(id) => id,
+        };
+        let Some(target) = target else {
+            let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {shown}"));
             return self.reply_err(&err).await;
         };
         if target.user() != self.login.user {
             let err = ErrPacket::new(
                 1095,
                 "HY000",
-                format!("You are not owner of thread {}", k.id),
+                format!("You are not owner of thread {shown}"),
             );
             return self.reply_err(&err).await;
         }
-        if k.id == self.id && !k.query_only {
+        if Arc::ptr_eq(&target, &self.control) {
+            // As the server answers a session that kills itself or its own statement.
+            if k.query_only {
+                let err = ErrPacket::new(1317, "70100", "Query execution was interrupted");
+                return self.reply_err(&err).await;
+            }
             let err = ErrPacket::new(1927, "70100", "Connection was killed");
             let _ = self.reply_err(&err).await;
             return Err(End::Client);
@@ -212,11 +263,24 @@ mod tests {
 
     #[test]
     fn parses_the_thread_forms() {
-        let k = |id, query_only| Ok(Some(Kill { id, query_only }));
+        let k = |id, query_only| {
+            Ok(Some(Kill {
+                victim: Victim::Id(id),
+                query_only,
+            }))
+        };
         assert_eq!(parse_kill(b"KILL 5"), k(5, false));
         assert_eq!(parse_kill(b"kill connection 7;"), k(7, false));
         assert_eq!(parse_kill(b"  KILL HARD QUERY 9 "), k(9, true));
         assert_eq!(parse_kill(b"KILL SOFT 3"), k(3, false));
+        let own = |query_only| {
+            Ok(Some(Kill {
+                victim: Victim::Own,
+                query_only,
+            }))
+        };
+        assert_eq!(parse_kill(b"KILL CONNECTION_ID()"), own(false));
+        assert_eq!(parse_kill(b"kill query connection_id ( )"), own(true));
         assert_eq!(parse_kill(b"SELECT 1"), Ok(None));
         assert_eq!(parse_kill(b"KILLX 1"), Ok(None));
         for bad in [
@@ -233,6 +297,26 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn ids_name_proxy_sessions_first_then_backend_threads_primary_first() {
+        let reg = SessionRegistry::default();
+        let (a, b) = (SessionControl::new("app"), SessionControl::new("app"));
+        reg.insert(proxy_id(0), a.clone());
+        reg.insert(proxy_id(1), b.clone());
+        let _a1 = a.register("replica:3306", 12);
+        let _b1 = b.register("primary:3306", 12);
+        let _a2 = a.register("primary:3306", 40);
+        let found = |id, primary| reg.find(id, primary);
+        assert!(found(proxy_id(0), None).is_some_and(|c| Arc::ptr_eq(&c, &a)));
+        assert!(found(12, Some("primary:3306")).is_some_and(|c| Arc::ptr_eq(&c, &b)));
+        assert!(found(40, Some("primary:3306")).is_some_and(|c| Arc::ptr_eq(&c, &a)));
+        assert!(found(12, Some("elsewhere:3306")).is_some());
+        assert!(found(99, Some("primary:3306")).is_none());
+        assert_eq!(proxy_id(0), FIRST_PROXY_ID);
+        assert_eq!(proxy_id(FIRST_PROXY_ID), FIRST_PROXY_ID);
+        assert!(proxy_id(u32::MAX) >= FIRST_PROXY_ID);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::backend::{PooledConn, RelayedLogin};
 use crate::protocol::auth::{self, BackendSecret};
 use crate::protocol::compress::Compressed;
 use crate::protocol::constants::{cap, header, status};
@@ -10,6 +11,7 @@ use crate::protocol::handshake::{Greeting, HandshakeResponse, auth_switch_reques
 use crate::protocol::messages::{ErrPacket, Ok};
 use crate::protocol::packet::{PacketError, PacketStream};
 use crate::server::Shared;
+use crate::topology::Member;
 use crate::users::UserRecord;
 
 /// A stream that first yields bytes read ahead from it, then reads the stream itself.
@@ -78,11 +80,19 @@ pub struct Login {
     pub secret: BackendSecret,
     pub database: Option<String>,
     pub caps: u32,
+    /// MariaDB extended capabilities negotiated with the client.
+    pub ext_caps: u32,
     pub collation: u8,
     pub attributes: Vec<u8>,
-    /// Sequence id for the next packet to the client (after the final OK has been sent
-    /// this is irrelevant; commands restart at 0).
     pub tls: bool,
+    /// The greeting's scramble: COM_CHANGE_USER answers it again, as on a server.
+    pub scramble: [u8; 20],
+    /// The client's address, for the server's refusal messages.
+    pub host: String,
+    /// The primary connection of a client that authenticated by answering the primary
+    /// itself; the session takes it over. (In a mutex only so that a `Login` can be shared
+    /// across threads: a connection's stream cannot.)
+    pub relayed: std::sync::Mutex<Option<(Member, PooledConn)>>,
 }
 
 /// Why a login ended without a session.
@@ -141,6 +151,7 @@ async fn run(
         connection_id,
         scramble: scramble.to_vec(),
         capabilities: server_caps,
+        ext_capabilities: shared.server_ext_caps(),
         collation: shared.collation(),
         status: status::AUTOCOMMIT,
         auth_plugin: shared.config.auth_plugin.clone(),
@@ -196,10 +207,27 @@ async fn run(
         return Err(refuse(&mut stream, seq, err).await);
     }
     let caps = resp.capabilities & server_caps;
+    let ext_caps = if server_caps & cap::LONG_PASSWORD == 0 {
+        resp.ext_capabilities & greeting.ext_capabilities
+    } else {
+        0
+    };
     let record = shared
         .users
         .find(&resp.user, &shared.lookup_members())
         .await;
+    if record.as_ref().is_some_and(|r| !verifiable(r)) {
+        let client = RelayClient {
+            resp: &resp,
+            caps,
+            ext_caps,
+            tls,
+            peer_host,
+            scramble: &scramble,
+        };
+        let login = relay_login(&mut stream, &mut seq, shared, client).await?;
+        return finish_login(stream, seq, shared, login).await;
+    }
     let verified = authenticate(
         &mut stream,
         &mut seq,
@@ -209,14 +237,12 @@ async fn run(
             resp: &resp,
             record: record.as_ref(),
             tls,
-            force_switch: false,
         },
     )
     .await?;
-    let Some(secret) = verified else {
-        let using_password = !resp.auth_response.is_empty();
+    let Some(secret) = verified.secret else {
         tracing::info!(user = %resp.user, peer = peer_host, "access denied");
-        let err = ErrPacket::access_denied(&resp.user, peer_host, using_password);
+        let err = ErrPacket::access_denied(&resp.user, peer_host, verified.sent_password);
         return Err(refuse(&mut stream, seq, err).await);
     };
     let login = Login {
@@ -224,15 +250,30 @@ async fn run(
         secret,
         database: resp.database.clone(),
         caps,
+        ext_caps,
         collation: resp.collation,
         attributes: resp.attributes.clone(),
         tls,
+        scramble,
+        host: peer_host.to_string(),
+        relayed: Default::default(),
     };
     // The backend decides whether the database exists and the user may use it; its answer is
     // the one a server would give.
     if let Err(err) = shared.check_backend_login(&login).await {
         return Err(refuse(&mut stream, seq, err).await);
     }
+    finish_login(stream, seq, shared, login).await
+}
+
+/// Sends the final OK and switches the stream to compression when the client asked for it.
+async fn finish_login(
+    mut stream: ClientStream,
+    mut seq: u8,
+    shared: &Shared,
+    login: Login,
+) -> Result<(ClientStream, Login), LoginError> {
+    let caps = login.caps;
     let ok = Ok {
         status: status::AUTOCOMMIT,
         ..Default::default()
@@ -271,6 +312,113 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     LoginError::Refused(err)
 }
 
+/// Whether the proxy can check this account's answer itself (else the primary does, through
+/// a relayed exchange): native accounts by their hash, others with the password in the users
+/// file.
+fn verifiable(r: &UserRecord) -> bool {
+    match r.server_plugin.as_str() {
+        "" | auth::NATIVE => r.native_hash.is_some() || r.password.is_some(),
+        _ => r.password.is_some(),
+    }
+}
+
+/// What a relayed login needs to know about the client.
+struct RelayClient<'a> {
+    resp: &'a HandshakeResponse,
+    caps: u32,
+    ext_caps: u32,
+    tls: bool,
+    peer_host: &'a str,
+    scramble: &'a [u8; 20],
+}
+
+/// Authenticates a client by relaying its exchange with the primary: the server challenges,
+/// the client answers, the server decides. The session then keeps that connection and all
+/// its work on the primary.
+async fn relay_login(
+    stream: &mut ClientStream,
+    seq: &mut u8,
+    shared: &Shared,
+    c: RelayClient<'_>,
+) -> Result<Login, LoginError> {
+    let resp = c.resp;
+    let mut login = Login {
+        user: resp.user.clone(),
+        secret: BackendSecret::Relayed,
+        database: resp.database.clone(),
+        caps: c.caps,
+        ext_caps: c.ext_caps,
+        collation: resp.collation,
+        attributes: resp.attributes.clone(),
+        tls: c.tls,
+        scramble: *c.scramble,
+        host: c.peer_host.to_string(),
+        relayed: Default::default(),
+    };
+    let primary = match shared.wait_for_primary().await {
+        Result::Ok(p) => p,
+        Err(err) => return Err(refuse(stream, *seq, err).await),
+    };
+    let params = shared.connect_params(&login, &primary.addr(), login.database.as_deref());
+    let unavailable =
+        |e: crate::backend::BackendError| ErrPacket::backend_unavailable(&e.to_string());
+    let mut server = match RelayedLogin::start(&params, resp.attributes.clone()).await {
+        Result::Ok(s) => s,
+        Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
+    };
+    let mut sent_password = !resp.auth_response.is_empty();
+    loop {
+        let pkt = match server.next().await {
+            Result::Ok(p) => p,
+            Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
+        };
+        match pkt.first().copied() {
+            Some(header::OK) => break,
+            Some(header::ERR) => {
+                let err = match ErrPacket::parse(&pkt) {
+                    // As the proxy's own refusals: the client's host, not the proxy's.
+                    Result::Ok(e) if e.code == 1045 => {
+                        ErrPacket::access_denied(&resp.user, c.peer_host, sent_password)
+                    }
+                    Result::Ok(e) => e,
+                    Err(_) => ErrPacket::malformed(),
+                };
+                tracing::info!(user = %resp.user, peer = c.peer_host, "access denied by the primary");
+                return Err(refuse(stream, *seq, err).await);
+            }
+            Some(header::AUTH_SWITCH | header::AUTH_MORE_DATA) => {
+                stream.send(seq, &pkt).await?;
+                // caching_sha2's "fast authentication succeeded": the OK follows unasked.
+                if pkt == [header::AUTH_MORE_DATA, auth::SHA2_FAST_AUTH_OK] {
+                    continue;
+                }
+                let (rseq, reply) = stream.read_logical().await?;
+                check_seq(rseq, *seq)?;
+                *seq = rseq.wrapping_add(1);
+                sent_password = !reply.is_empty();
+                if let Err(e) = server.answer(&reply).await {
+                    return Err(refuse(stream, *seq, unavailable(e)).await);
+                }
+            }
+            _ => return Err(refuse(stream, *seq, ErrPacket::bad_handshake()).await),
+        }
+    }
+    let conn = match server.finish().await {
+        Result::Ok(conn) => conn,
+        Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
+    };
+    let conn = match shared.pool.adopt(conn, &params).await {
+        Result::Ok(conn) => conn,
+        Err(e) => {
+            let err = ErrPacket::backend_unavailable(&e.to_string());
+            return Err(refuse(stream, *seq, err).await);
+        }
+    };
+    tracing::debug!(user = %resp.user, backend = %params.addr, "client authenticated by the primary");
+    login.relayed = std::sync::Mutex::new(Some((primary, conn)));
+    Result::Ok(login)
+}
+
 /// The plugin the proxy verifies this user with.
 fn plugin_for(shared: &Shared, record: Option<&UserRecord>) -> &'static str {
     match record {
@@ -289,29 +437,34 @@ struct Attempt<'a> {
     resp: &'a HandshakeResponse,
     record: Option<&'a UserRecord>,
     tls: bool,
-    /// Always send an auth switch with a fresh scramble (COM_CHANGE_USER).
-    force_switch: bool,
 }
 
-/// Verifies the client; `Ok(None)` is a wrong password or an unknown user (the same answer
-/// for both, so the proxy does not reveal which users exist).
+/// The outcome of an authentication exchange.
+struct Verdict {
+    /// `None` is a wrong password or an unknown user (the same answer for both, so the proxy
+    /// does not reveal which users exist).
+    secret: Option<BackendSecret>,
+    /// The client's last answer was not empty: the server's refusal says `using password: YES`.
+    sent_password: bool,
+}
+
+/// Verifies the client.
 async fn authenticate(
     stream: &mut ClientStream,
     seq: &mut u8,
     a: Attempt<'_>,
-) -> Result<Option<BackendSecret>, LoginError> {
+) -> Result<Verdict, LoginError> {
     let Attempt {
         shared,
         scramble,
         resp,
         record,
         tls,
-        force_switch,
     } = a;
     let plugin = plugin_for(shared, record);
     let client_plugin = resp.auth_plugin.as_deref().unwrap_or(auth::NATIVE);
     let mut nonce = scramble.to_vec();
-    let reply = if client_plugin == plugin && plugin != auth::ED25519 && !force_switch {
+    let reply = if client_plugin == plugin && plugin != auth::ED25519 {
         resp.auth_response.clone()
     } else {
         if plugin == auth::ED25519 {
@@ -325,10 +478,14 @@ async fn authenticate(
         *seq = rseq.wrapping_add(1);
         reply.to_vec()
     };
+    let sent_password = !reply.is_empty();
     let Some(record) = record else {
-        return Ok(None);
+        return Ok(Verdict {
+            secret: None,
+            sent_password,
+        });
     };
-    Ok(match plugin {
+    let secret = match plugin {
         auth::ED25519 => record
             .password
             .as_ref()
@@ -336,6 +493,10 @@ async fn authenticate(
             .map(|pw| BackendSecret::Password(pw.clone())),
         auth::CACHING_SHA2 => verify_caching_sha2(stream, seq, &nonce, &reply, record, tls).await?,
         _ => verify_native(&nonce, &reply, record),
+    };
+    Ok(Verdict {
+        secret,
+        sent_password,
     })
 }
 
@@ -388,8 +549,9 @@ async fn verify_caching_sha2(
     Ok(auth::constant_time_eq(clear, pw.as_bytes()).then(|| BackendSecret::Password(pw.clone())))
 }
 
-/// COM_CHANGE_USER: authenticates the new user (always through an auth switch with a fresh
-/// scramble), checks the backend accepts it, and answers the client. `Ok(None)`: refused, the
+/// COM_CHANGE_USER: authenticates the new user against the greeting's scramble (as a server
+/// does: clients answer it, not a new one), checks the backend accepts it, and answers the
+/// client. `Ok(None)`: refused, the
 /// client got the error.
 pub async fn change_user(
     stream: &mut ClientStream,
@@ -408,27 +570,28 @@ pub async fn change_user(
         .users
         .find(&resp.user, &shared.lookup_members())
         .await;
-    let scramble = auth::new_scramble();
     let verified = match authenticate(
         stream,
         &mut seq,
         Attempt {
             shared,
-            scramble: &scramble,
+            scramble: &current.scramble,
             resp: &resp,
             record: record.as_ref(),
             tls: current.tls,
-            force_switch: true,
         },
     )
     .await
     {
         Ok(v) => v,
         Err(LoginError::Packet(e)) => return Err(e),
-        Err(_) => None,
+        Err(_) => Verdict {
+            secret: None,
+            sent_password: true,
+        },
     };
-    let Some(secret) = verified else {
-        let err = ErrPacket::access_denied(&resp.user, "", true);
+    let Some(secret) = verified.secret else {
+        let err = ErrPacket::access_denied(&resp.user, &current.host, verified.sent_password);
         stream.send(&mut seq, &err.encode()).await?;
         return Ok(None);
     };
@@ -437,6 +600,7 @@ pub async fn change_user(
         secret,
         database: resp.database,
         caps: current.caps,
+        ext_caps: current.ext_caps,
         collation: if resp.collation == 0 {
             current.collation
         } else {
@@ -444,6 +608,9 @@ pub async fn change_user(
         },
         attributes: resp.attributes,
         tls: current.tls,
+        scramble: current.scramble,
+        host: current.host.clone(),
+        relayed: Default::default(),
     };
     if let Err(err) = shared.check_backend_login(&login).await {
         stream.send(&mut seq, &err.encode()).await?;
@@ -487,6 +654,7 @@ fn parse_change_user(payload: &[u8], current: &Login) -> Result<HandshakeRespons
     };
     Result::Ok(HandshakeResponse {
         capabilities: current.caps,
+        ext_capabilities: current.ext_caps,
         max_packet: 0,
         collation,
         user,

@@ -117,6 +117,15 @@ pub struct Session {
     reply_seq: u8,
     /// The session's own `SET wait_timeout`, applied to the client connection.
     wait_timeout: Option<Duration>,
+    /// The session turned `sql_auto_is_null` on.
+    auto_is_null: bool,
+    /// The client set what the session tracks and included committed GTIDs.
+    client_tracks_gtids: bool,
+    /// Where the current statement's response goes among the results of a multi-statement
+    /// payload run one statement at a time.
+    splice: forward::Splice,
+    /// The current command's response ended in an error.
+    failed: bool,
     control: Arc<kill::SessionControl>,
 }
 
@@ -158,6 +167,10 @@ impl Session {
             read_mode: "primary",
             reply_seq: 1,
             wait_timeout: None,
+            auto_is_null: false,
+            client_tracks_gtids: false,
+            splice: forward::Splice::default(),
+            failed: false,
             control,
         }
     }
@@ -165,6 +178,15 @@ impl Session {
     /// Serves commands until the client leaves, breaks the protocol, or the proxy shuts down
     /// while the session is outside a transaction.
     pub async fn run(mut self) {
+        let relayed = self
+            .login
+            .relayed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((member, conn)) = relayed {
+            self.adopt_primary(member, conn).await;
+        }
         let mut shutdown = self.shared.shutdown_signal();
         loop {
             // A shutdown lets open transactions finish; idle sessions close at once.
@@ -238,6 +260,7 @@ impl Session {
 
     /// Sends an ERR as the whole response to a command.
     async fn reply_err(&mut self, err: &ErrPacket) -> Result<(), End> {
+        self.failed = true;
         let mut seq = self.reply_seq;
         self.shared.metrics.error("statement");
         self.client
@@ -260,6 +283,9 @@ impl Session {
 
     fn status_flags(&self) -> u16 {
         let mut s = 0;
+        if self.splice.more {
+            s |= status::MORE_RESULTS_EXISTS;
+        }
         if self.autocommit {
             s |= status::AUTOCOMMIT;
         }
@@ -276,6 +302,15 @@ impl Session {
             return self.reply_err(&ErrPacket::unknown_command()).await;
         };
         tracing::trace!(id = self.id, cmd, len = payload.len(), "command");
+        let payload = match cmd {
+            com::STMT_EXECUTE
+            | com::STMT_BULK_EXECUTE
+            | com::STMT_FETCH
+            | com::STMT_CLOSE
+            | com::STMT_RESET
+            | com::STMT_SEND_LONG_DATA => self.statements.resolve_last(payload),
+            _ => payload,
+        };
         match cmd {
             com::QUIT => Err(End::Client),
             com::PING => self.reply_ok().await,
@@ -288,6 +323,9 @@ impl Session {
             com::STATISTICS => self.simple_on_primary(payload, ResponseKind::Single).await,
             com::SET_OPTION => self.set_option(payload).await,
             com::RESET_CONNECTION => {
+                if self.login.secret.is_relayed() {
+                    return self.reset_relayed().await;
+                }
                 self.reset_state();
                 self.reply_ok().await
             }
@@ -296,7 +334,7 @@ impl Session {
                 Some(b) => {
                     let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                     self.kill(kill::Kill {
-                        id,
+                        victim: kill::Victim::Id(id),
                         query_only: false,
                     })
                     .await
@@ -305,12 +343,47 @@ impl Session {
             },
             com::STMT_PREPARE => self.prepare(payload).await,
             com::STMT_EXECUTE => self.execute(payload).await,
+            com::STMT_BULK_EXECUTE => self.bulk_execute(payload).await,
             com::STMT_FETCH => self.fetch(payload).await,
             com::STMT_CLOSE => self.close_statement(payload).await,
             com::STMT_RESET => self.reset_statement(payload).await,
             com::STMT_SEND_LONG_DATA => self.send_long_data(payload).await,
             _ => self.reply_err(&ErrPacket::unknown_command()).await,
         }
+    }
+
+    /// The primary connection a relayed login opened: the only one such a session can have,
+    /// so everything it does runs there.
+    async fn adopt_primary(&mut self, member: Member, conn: PooledConn) {
+        match self.slot_with(member, conn, Which::Primary).await {
+            Ok(slot) => self.primary = Some(slot),
+            Err(err) => {
+                tracing::warn!(id = self.id, %err, "cannot take over the relayed login's connection")
+            }
+        }
+        self.pin("authenticated by the primary");
+    }
+
+    /// COM_RESET_CONNECTION for a relayed login: the connection is reset in place, since no
+    /// other can be opened for it.
+    async fn reset_relayed(&mut self) -> Result<(), End> {
+        let kept = self.primary.take();
+        self.reset_state();
+        if let Some(mut slot) = kept {
+            if slot.conn.reset().await {
+                slot.statements.clear();
+                self.primary = Some(slot);
+            } else {
+                slot.conn.mark_broken();
+            }
+        }
+        self.pin("authenticated by the primary");
+        if self.primary.is_none() {
+            return self
+                .reply_err(&ErrPacket::backend_lost("resetting the connection"))
+                .await;
+        }
+        self.reply_ok().await
     }
 
     /// Drops everything the session built up, as COM_RESET_CONNECTION promises. The backend
@@ -330,6 +403,8 @@ impl Session {
         self.consistency = None;
         self.last_write = None;
         self.wait_timeout = None;
+        self.auto_is_null = false;
+        self.client_tracks_gtids = false;
         self.last = Which::Primary;
     }
 
@@ -350,8 +425,70 @@ impl Session {
         }
     }
 
+    /// With `sql_auto_is_null` on, `WHERE auto_col IS NULL` finds the row this session
+    /// inserted last, which only its primary connection knows.
+    fn reads_last_insert(&self, c: &Classification, sql: &[u8]) -> bool {
+        self.auto_is_null && c.target == Target::Replica && has_is_null(sql)
+    }
+
     async fn query(&mut self, payload: Bytes) -> Result<(), End> {
-        let c = classify(&payload[1..]);
+        match self.kill_among_statements(&payload) {
+            Some(parts) => self.query_each(&payload, &parts).await,
+            None => self.query_one(payload).await,
+        }
+    }
+
+    /// A multi-statement payload with a `KILL` in it: the proxy carries out KILLs itself (a
+    /// backend would take the id for one of its own threads), so the payload is split into its
+    /// statements.
+    fn kill_among_statements(&self, payload: &[u8]) -> Option<Vec<(usize, usize)>> {
+        let sql = &payload[1..];
+        let multi = self.login.caps & crate::protocol::constants::cap::MULTI_STATEMENTS != 0
+            && !self.multi_statements_off;
+        if !multi
+            || !sql.contains(&b';')
+            || !sql.windows(4).any(|w| w.eq_ignore_ascii_case(b"kill"))
+        {
+            return None;
+        }
+        let parts = crate::route::split_statements(sql)?;
+        let kills = parts
+            .iter()
+            .any(|&(start, end)| starts_with_kill(&sql[start..end]));
+        (parts.len() > 1 && kills).then_some(parts)
+    }
+
+    /// Runs each statement of a payload in turn, as the server would: their results follow
+    /// one another in one response, and an error ends it.
+    async fn query_each(&mut self, payload: &[u8], parts: &[(usize, usize)]) -> Result<(), End> {
+        let sql = &payload[1..];
+        let first_seq = self.reply_seq;
+        let mut result = Ok(());
+        for (i, &(start, end)) in parts.iter().enumerate() {
+            let mut one = Vec::with_capacity(1 + end - start);
+            one.push(crate::protocol::constants::com::QUERY);
+            one.extend_from_slice(&sql[start..end]);
+            self.splice = forward::Splice {
+                shift: self.reply_seq.wrapping_sub(1),
+                more: i + 1 < parts.len(),
+            };
+            self.failed = false;
+            result = self.query_one(Bytes::from(one)).await;
+            self.reply_seq = self.client.last_written_seq().wrapping_add(1);
+            if result.is_err() || self.failed {
+                break;
+            }
+        }
+        self.splice = forward::Splice::default();
+        self.reply_seq = first_seq;
+        result
+    }
+
+    async fn query_one(&mut self, payload: Bytes) -> Result<(), End> {
+        let mut c = classify(&payload[1..]);
+        if self.reads_last_insert(&c, &payload[1..]) {
+            c.target = Target::Primary;
+        }
         if c.target == Target::Primary
             && payload.len() > 5
             && payload[1..]
@@ -409,6 +546,7 @@ impl Session {
         if let Some((which, tracker)) = outcome {
             self.record(which, &c, started);
             let succeeded = tracker.error.is_none();
+            self.failed |= !succeeded;
             self.after_statement(which, &c, &tracker);
             if succeeded
                 && c.effects.begins_transaction
@@ -419,12 +557,22 @@ impl Session {
                 self.fresh_begin = Some(payload.clone());
             }
             if succeeded
+                && c.effects.session_set.is_some()
+                && let Some(asks) = tracking_change_of(&String::from_utf8_lossy(&payload[1..]))
+            {
+                self.client_tracks_gtids = asks;
+                self.restore_gtid_tracking(which).await;
+            }
+            if succeeded
                 && self.pinned.is_none()
                 && c.effects.session_set == Some(SessionSet::Replayable)
                 && let Ok(sql) = std::str::from_utf8(&payload[1..])
             {
                 if let Some(secs) = wait_timeout_of(sql) {
                     self.wait_timeout = Some(Duration::from_secs(secs.max(1)));
+                }
+                if let Some(on) = auto_is_null_of(sql) {
+                    self.auto_is_null = on;
                 }
                 self.remember_set(which, sql.to_string(), c.effects.autocommit.is_some())
                     .await;
@@ -556,12 +704,16 @@ impl Session {
             } else {
                 &forward::nothing_on_done
             };
+            let how = forward::Relay {
+                kind,
+                stmt_id,
+                splice: self.splice,
+            };
             let result = relay(
                 &mut self.client,
                 &mut slot.conn,
                 payload,
-                kind,
-                stmt_id,
+                how,
                 intercept,
                 on_done,
             )
@@ -603,6 +755,10 @@ impl Session {
                     return Ok(Some((which, tracker)));
                 }
                 Err(RelayError::Client(e)) => return Err(End::Protocol(e)),
+                Err(RelayError::ClientGone) => {
+                    self.cancel_running(which).await;
+                    return Err(End::Client);
+                }
                 Err(RelayError::ReadOnly(err)) => {
                     let old = self.primary.take().map(|s| s.addr);
                     if let Some(begin) = fresh.filter(|_| self.in_transaction) {
@@ -647,6 +803,31 @@ impl Session {
         ))
         .await?;
         Ok(None)
+    }
+
+    /// The client left while its statement ran on `which`: the statement is stopped with
+    /// `KILL QUERY` from a side connection (it would otherwise run on, holding its locks), and
+    /// the connection it ran on is closed.
+    async fn cancel_running(&mut self, which: Which) {
+        let Some(slot) = (match which {
+            Which::Primary => self.primary.take(),
+            Which::Replica => self.replica.take(),
+        }) else {
+            return;
+        };
+        tracing::debug!(id = self.id, backend = %slot.addr, thread = slot.conn.connection_id, "client left mid-statement; cancelling it");
+        self.shared.metrics.error("client_gone");
+        match self.shared.backend(&self.login, &slot.addr, None).await {
+            Ok(mut side) => {
+                let sql = format!("KILL QUERY {}", slot.conn.connection_id);
+                if !matches!(side.run(&sql).await, Ok(None)) {
+                    side.mark_broken();
+                }
+            }
+            Err(err) => {
+                tracing::warn!(id = self.id, backend = %slot.addr, %err, "cannot cancel the statement of a client that left")
+            }
+        }
     }
 
     fn slot(&self, which: Which) -> Option<&Slot> {
@@ -825,6 +1006,15 @@ impl Session {
         if self.multi_statements_off {
             let _ = conn.simple(com::SET_OPTION, &1u16.to_le_bytes()).await;
         }
+        conn.client_tracks_gtids = self.client_tracks_gtids;
+        if statements
+            .iter()
+            .any(|sql| tracking_change_of(sql).is_some())
+            && conn.restore_gtid_tracking().await.is_err()
+        {
+            conn.mark_broken();
+            return Err(ErrPacket::backend_lost("restoring GTID tracking"));
+        }
         let thread = self.control.register(addr, conn.connection_id);
         Ok(Slot {
             conn,
@@ -915,6 +1105,20 @@ impl Session {
         }
     }
 
+    /// After the client set what the session tracks: both connections track committed GTIDs
+    /// again (the proxy's reads depend on them), and show them to the client only if it asked.
+    async fn restore_gtid_tracking(&mut self, ran_on: Which) {
+        let asks = self.client_tracks_gtids;
+        let Some(slot) = self.slot_mut(ran_on) else {
+            return;
+        };
+        slot.conn.client_tracks_gtids = asks;
+        if slot.conn.restore_gtid_tracking().await.is_err() {
+            slot.conn.mark_broken();
+            self.lose_slot(ran_on, "backend lost while restoring GTID tracking");
+        }
+    }
+
     /// Adds a replayable SET to the session state and applies it to the other connection.
     async fn remember_set(&mut self, ran_on: Which, sql: String, sets_autocommit: bool) {
         if self.replay.len() >= MAX_REPLAY {
@@ -930,7 +1134,11 @@ impl Session {
         let Some(slot) = self.slot_mut(other) else {
             return;
         };
-        let failed = !matches!(slot.conn.run(&sql).await, Ok(None));
+        let mut failed = !matches!(slot.conn.run(&sql).await, Ok(None));
+        if !failed && let Some(asks) = tracking_change_of(&sql) {
+            slot.conn.client_tracks_gtids = asks;
+            failed = slot.conn.restore_gtid_tracking().await.is_err();
+        }
         if failed {
             // Take a fresh connection next time; it gets the full replay.
             match other {
@@ -1031,6 +1239,15 @@ impl Session {
     }
 }
 
+/// Whether a statement's first word is KILL.
+fn starts_with_kill(sql: &[u8]) -> bool {
+    sql.get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"kill"))
+        && sql
+            .get(4)
+            .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_')
+}
+
 /// Whether a COM_QUERY payload is one `BEGIN [WORK]` or `START TRANSACTION [...]` and nothing
 /// else: a transaction opened by it holds no work until its next statement.
 fn is_lone_begin(payload: &[u8]) -> bool {
@@ -1078,6 +1295,58 @@ fn wait_timeout_of(sql: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// For a `SET` of what the session tracks (`session_track_system_variables`,
+/// `session_track_gtids`): whether the client now asks for committed GTIDs itself.
+fn tracking_change_of(sql: &str) -> Option<bool> {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("session_track_system_variables") && !lower.contains("session_track_gtids") {
+        return None;
+    }
+    Some(
+        lower.contains("last_gtid")
+            || lower.contains("'*'")
+            || lower.contains("\"*\"")
+            || lower.contains("own_gtid")
+            || lower.contains("all_gtids"),
+    )
+}
+
+/// The value a replayable `SET` gives `sql_auto_is_null`, if it names it.
+fn auto_is_null_of(sql: &str) -> Option<bool> {
+    let lower = sql.to_ascii_lowercase();
+    let at = lower.find("sql_auto_is_null")?;
+    let rest = lower[at + "sql_auto_is_null".len()..].trim_start();
+    let rest = rest
+        .strip_prefix('=')
+        .or_else(|| rest.strip_prefix(":="))?
+        .trim_start()
+        .trim_start_matches(['\'', '"']);
+    let word: String = rest
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    match word.as_str() {
+        "1" | "on" | "true" => Some(true),
+        // DEFAULT is off unless the server's global says otherwise, which is rare; a read
+        // routed to a replica then behaves as on another connection.
+        _ => Some(false),
+    }
+}
+
+/// Whether the statement text holds `IS NULL` (a false match only costs a replica read).
+fn has_is_null(sql: &[u8]) -> bool {
+    sql.windows(2).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"is") && (i == 0 || !sql[i - 1].is_ascii_alphanumeric()) && {
+            let rest = &sql[i + 2..];
+            let skip = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            skip > 0
+                && rest
+                    .get(skip..skip + 4)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"null"))
+        }
+    })
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.sessions.remove(self.id);
@@ -1093,7 +1362,7 @@ impl Drop for Session {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_lone_begin, wait_timeout_of};
+    use super::{auto_is_null_of, has_is_null, is_lone_begin, wait_timeout_of};
     use crate::protocol::constants::com;
 
     #[test]
@@ -1119,6 +1388,22 @@ mod tests {
             assert!(!is_lone_begin(&q(no)), "{no}");
         }
         assert!(!is_lone_begin(&[com::STMT_EXECUTE, 1, 0, 0, 0]));
+    }
+
+    #[test]
+    fn auto_is_null_settings_and_reads() {
+        assert_eq!(auto_is_null_of("SET sql_auto_is_null = 1"), Some(true));
+        assert_eq!(auto_is_null_of("set SQL_AUTO_IS_NULL=ON"), Some(true));
+        assert_eq!(
+            auto_is_null_of("SET @@session.sql_auto_is_null := 0"),
+            Some(false)
+        );
+        assert_eq!(auto_is_null_of("SET NAMES utf8"), None);
+        assert!(has_is_null(b"SELECT * FROM t WHERE id IS NULL"));
+        assert!(has_is_null(b"select * from t where id is\n  null"));
+        assert!(!has_is_null(b"SELECT * FROM t WHERE id IS NOT NULL"));
+        assert!(!has_is_null(b"SELECT this_null FROM t"));
+        assert!(!has_is_null(b"SELECT 1 FROM t WHERE axis NULL"));
     }
 
     #[test]

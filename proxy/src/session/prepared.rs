@@ -45,12 +45,30 @@ pub struct BackendStmt {
 pub struct Statements {
     next_id: u32,
     map: HashMap<u32, Stmt>,
+    /// The statement prepared last, if that prepare succeeded.
+    last: Option<u32>,
 }
+
+/// The statement id MariaDB reads as "the statement prepared last": clients pipeline a
+/// prepare and its execution with it (`mariadb_stmt_execute_direct`).
+const LAST_PREPARED: u32 = u32::MAX;
 
 impl Statements {
     fn allocate(&mut self) -> u32 {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.next_id
+    }
+
+    /// A statement command naming [`LAST_PREPARED`], with the id of that statement instead.
+    pub fn resolve_last(&self, payload: Bytes) -> Bytes {
+        match (statement_id(&payload), self.last) {
+            (Some(LAST_PREPARED), Some(last)) => {
+                let mut v = payload.to_vec();
+                v[1..5].copy_from_slice(&last.to_le_bytes());
+                Bytes::from(v)
+            }
+            _ => payload,
+        }
     }
 
     /// A backend connection was replaced: cursors on it are gone.
@@ -108,6 +126,7 @@ impl BackendConn {
 impl Session {
     pub(super) async fn prepare(&mut self, payload: Bytes) -> Result<(), End> {
         let id = self.statements.allocate();
+        self.statements.last = None;
         let outcome = self
             .run_on(Which::Primary, &payload, ResponseKind::Prepare, Some(id))
             .await?;
@@ -126,6 +145,7 @@ impl Session {
                 },
             );
         }
+        self.statements.last = Some(id);
         self.statements.map.insert(
             id,
             Stmt {
@@ -205,6 +225,10 @@ impl Session {
                 .await;
         };
         let started = Instant::now();
+        let mut stmt = stmt;
+        if self.reads_last_insert(&stmt.classification, &stmt.prepare[1..]) {
+            stmt.classification.target = crate::route::Target::Primary;
+        }
         let wanted = match self.route(&stmt.classification) {
             _ if stmt.long_data => Which::Primary,
             Which::Replica if stmt.classification.target == crate::route::Target::Replica => {
@@ -223,10 +247,43 @@ impl Session {
         if let Some((which, tracker)) = outcome {
             self.record(which, &stmt.classification, started);
             self.after_statement(which, &stmt.classification, &tracker);
+            if tracker.error.is_none() && stmt.classification.effects.session_set.is_some() {
+                // Its values were bound at execution, so its text cannot be replayed.
+                self.pin("a SET run as a prepared statement");
+            }
             if let Some(s) = self.statements.map.get_mut(&cid) {
                 s.long_data = false;
                 let cursor = payload[5] != 0 && tracker.error.is_none();
                 s.cursor_on = cursor.then_some(which);
+            }
+        }
+        Ok(())
+    }
+
+    /// COM_STMT_BULK_EXECUTE (MariaDB): many rows of parameters for one statement, a write,
+    /// so on the primary; it carries its parameter types itself.
+    pub(super) async fn bulk_execute(&mut self, payload: Bytes) -> Result<(), End> {
+        let Some(cid) = statement_id(&payload).filter(|_| payload.len() >= 7) else {
+            return self.reply_err(&ErrPacket::malformed()).await;
+        };
+        let Some(stmt) = self.statements.map.get(&cid).cloned() else {
+            return self
+                .reply_err(&ErrPacket::unknown_statement(
+                    cid,
+                    "mysql_stmt_bulk_execute",
+                ))
+                .await;
+        };
+        let started = Instant::now();
+        let retry = (!self.in_transaction || self.fresh_begin.is_some()) && !stmt.long_data;
+        let outcome = self
+            .run_statement(Which::Primary, &payload, ResponseKind::Execute, retry)
+            .await?;
+        if let Some((which, tracker)) = outcome {
+            self.record(which, &stmt.classification, started);
+            self.after_statement(which, &stmt.classification, &tracker);
+            if let Some(s) = self.statements.map.get_mut(&cid) {
+                s.long_data = false;
             }
         }
         Ok(())

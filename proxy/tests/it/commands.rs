@@ -43,6 +43,7 @@ async fn login(h: &Harness, extra_caps: u32) -> Raw {
         database: Some("app".into()),
         auth_plugin: Some("mysql_native_password".into()),
         attributes: Vec::new(),
+        ..HandshakeResponse::default()
     };
     let mut seq = seq + 1;
     s.send(&mut seq, &resp.encode()).await.unwrap();
