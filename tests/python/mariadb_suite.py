@@ -16,23 +16,27 @@ dropped and created afresh each run. Prints JSON:
 Exits non-zero only when the suite could not be run at all.
 """
 
-import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tarfile
 import tempfile
-import xml.etree.ElementTree as ET
+
+from suite_common import (
+    arguments,
+    cached,
+    cached_pytest,
+    outcomes,
+    pip,
+    print_report,
+)
+from suite_common import run_pytest as run_pytest_in
 
 SUITE_VERSION = "1.1.14"
-PYTEST_VERSION = "8.3.5"
 # The driver's one runtime dependency; the suite imports it too.
 PACKAGING_VERSION = "24.2"
 DATABASE = "testp"
-PYTEST_TIMEOUT = 300
 # Tests never run: they reach for hosts other than the endpoint under test.
 NEVER_RUN = {
     "test/integration/test_exception.py::TestException::test_conn_timeout_exception": (
@@ -52,32 +56,6 @@ def conf():
     d["autocommit"] = True
     return d
 """
-
-
-def pip(*args):
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
-    subprocess.run(cmd, check=True, stdout=sys.stderr)
-
-
-def cached(cache, name, build):
-    """Returns cache/name, building it in a scratch directory first if missing.
-
-    The rename makes concurrent runs safe: whoever loses keeps using the winner's copy.
-    """
-    final = os.path.join(cache, name)
-    if os.path.isdir(final):
-        return final
-    os.makedirs(cache, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=f".{name}-", dir=cache)
-    try:
-        build(scratch)
-        os.rename(os.path.join(scratch, name), final)
-    except OSError:
-        if not os.path.isdir(final):
-            raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return final
 
 
 def suite_name():
@@ -119,11 +97,6 @@ def fetch_suite(scratch):
     os.rename(top, os.path.join(scratch, suite_name()))
 
 
-def fetch_pytest(scratch):
-    target = os.path.join(scratch, f"pytest-{PYTEST_VERSION}")
-    pip("install", "--no-warn-script-location", "--target", target, f"pytest=={PYTEST_VERSION}")
-
-
 def prepare(work, sdist, args):
     """A private copy of the tests, configured for this endpoint through the environment."""
     shutil.copytree(os.path.join(sdist, "testing", "test"), os.path.join(work, "test"))
@@ -156,77 +129,30 @@ def create_database(site, args):
 
 
 def run_pytest(work, env, site, pytest_site, tests):
-    xml = os.path.join(work, "junit.xml")
     # work first: the suite's package is named `test`, like the standard library's.
     env = dict(env, PYTHONPATH=os.pathsep.join([work, site, pytest_site]))
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE"]
-    cmd += [f"--rootdir={work}", f"--junitxml={xml}"]
-    cmd += [f"--deselect={test}" for test in NEVER_RUN]
-    cmd += tests or ["test"]
-    done = subprocess.run(
-        cmd, cwd=work, env=env, capture_output=True, text=True, timeout=PYTEST_TIMEOUT
-    )
-    sys.stderr.write(done.stdout[-20000:] + done.stderr[-5000:])
-    if not os.path.exists(xml):
-        raise SystemExit(f"pytest wrote no report (exit {done.returncode})")
-    totals = [
-        line
-        for line in done.stdout.splitlines()
-        if " in " in line and ("passed" in line or "failed" in line)
-    ]
-    return xml, totals[-1] if totals else ""
+    selection = [f"--rootdir={work}", *(f"--deselect={test}" for test in NEVER_RUN)]
+    return run_pytest_in(work, env, selection + (tests or ["test"]))
 
 
-def outcome_of(case):
-    for tag in ("failure", "error", "skipped"):
-        node = case.find(tag)
-        if node is not None:
-            return ("failed" if tag == "failure" else tag), node.get("message", "")
-    return "passed", ""
-
-
-def test_id(case):
-    """The pytest id of a junit test case: every test of this suite is a method of a class."""
-    module, _, cls = case.get("classname").rpartition(".")
-    return f"{module.replace('.', '/')}.py::{cls}::{case.get('name')}"
-
-
-def outcomes(xml, tests):
-    found, details = {}, {}
-    for case in ET.parse(xml).iter("testcase"):
-        test = test_id(case)
-        found[test], message = outcome_of(case)
-        if found[test] in ("failed", "error"):
-            details[test] = message[:2000]
-    for test, why in NEVER_RUN.items():
-        if not tests or test in tests:
-            found[test], details[test] = "skipped", f"not run: {why}"
-    return found, details
+def never_run(tests):
+    """The tests left out, reported as skipped with why."""
+    return {test: why for test, why in NEVER_RUN.items() if not tests or test in tests}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--user", required=True)
-    parser.add_argument("--password", required=True)
-    parser.add_argument(
-        "--autocommit", action="store_true", help="autocommit on, not the driver's default off"
-    )
-    parser.add_argument("tests", nargs="*")
-    args = parser.parse_args()
-    cache = os.path.abspath(args.cache)
-    sdist = cached(cache, suite_name(), fetch_suite)
+    args = arguments(__doc__.splitlines()[0])
+    sdist = cached(args.cache, suite_name(), fetch_suite)
     site = os.path.join(sdist, "site")
-    pytest_site = cached(cache, f"pytest-{PYTEST_VERSION}", fetch_pytest)
+    pytest_site = cached_pytest(args.cache)
     with tempfile.TemporaryDirectory(prefix="mariadb-suite-") as work:
         env = prepare(work, sdist, args)
         create_database(site, args)
         xml, summary = run_pytest(work, env, site, pytest_site, args.tests)
-        found, details = outcomes(xml, args.tests)
-    report = {"summary": summary, "outcomes": found, "details": details}
-    print(json.dumps(report, indent=1, sort_keys=True))
+        found, details = outcomes(xml)
+    for test, why in never_run(args.tests).items():
+        found[test], details[test] = "skipped", f"not run: {why}"
+    print_report(summary, found, details)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ pub struct BackendConn {
 }
 
 /// A backend connection before its login: greeting read, TLS started.
+#[derive(Debug)]
 struct Opened {
     stream: PacketStream<Box<dyn ClientIo>>,
     greeting: Greeting,
@@ -112,11 +113,7 @@ pub async fn connect(p: &ConnectParams) -> Result<BackendConn, BackendError> {
 /// cannot verify (an ed25519 account whose password it does not have, another plugin).
 #[derive(Debug)]
 pub struct RelayedLogin {
-    stream: PacketStream<Box<dyn ClientIo>>,
-    greeting: Greeting,
-    caps: u32,
-    ext_caps: u32,
-    seq: u8,
+    opened: Opened,
     params: ConnectParams,
 }
 
@@ -146,11 +143,7 @@ impl RelayedLogin {
                 source,
             })?;
         Ok(Self {
-            stream: o.stream,
-            greeting: o.greeting,
-            caps: o.caps,
-            ext_caps: o.ext_caps,
-            seq: o.seq,
+            opened: o,
             params: p.clone(),
         })
     }
@@ -164,33 +157,25 @@ impl RelayedLogin {
 
     /// The server's next packet of the exchange (an auth switch, more data, OK or ERR).
     pub async fn next(&mut self) -> Result<Vec<u8>, BackendError> {
-        let read = tokio::time::timeout(self.params.connect_timeout * 2, self.stream.read_raw());
-        let pkt = read
+        let read = self.opened.stream.read_raw();
+        let pkt = tokio::time::timeout(self.params.connect_timeout * 2, read)
             .await
             .map_err(|_| BackendError::ConnectTimeout(self.params.addr.clone()))?
             .map_err(|e| self.proto(e))?;
-        self.seq = pkt.seq.wrapping_add(1);
+        self.opened.seq = pkt.seq.wrapping_add(1);
         Ok(pkt.payload.to_vec())
     }
 
     /// Passes the client's answer on.
     pub async fn answer(&mut self, reply: &[u8]) -> Result<(), BackendError> {
-        let mut seq = self.seq;
-        let sent = self.stream.send(&mut seq, reply).await;
-        self.seq = seq;
+        let o = &mut self.opened;
+        let sent = o.stream.send(&mut o.seq, reply).await;
         sent.map_err(|e| self.proto(e))
     }
 
     /// After the server's OK: the logged-in connection.
     pub async fn finish(self) -> Result<BackendConn, BackendError> {
-        let o = Opened {
-            stream: self.stream,
-            greeting: self.greeting,
-            caps: self.caps,
-            ext_caps: self.ext_caps,
-            seq: self.seq,
-        };
-        logged_in(&self.params, o).await
+        logged_in(&self.params, self.opened).await
     }
 }
 
@@ -503,18 +488,15 @@ impl BackendConn {
             Ok(p) => p.first() == Some(header::OK),
             Err(_) => return false,
         };
+        // Read even after a failed reset: the connection must be left between commands.
         let tracked = match tracking {
             None => Ok(None),
-            // Read even after a failed reset: the connection must be left between commands.
             Some(_) => self.finish_query().await,
         };
         self.last_used = Instant::now();
         match tracked {
-            Ok(None) => reset_ok,
-            Ok(Some(err)) => {
-                // An old server without the variable: positions come from polls and waits.
-                tracing::debug!(backend = %self.addr, %err, "GTID tracking unavailable");
-                self.track_gtids = None;
+            Ok(refused) => {
+                self.note_tracking_refusal(refused);
                 reset_ok
             }
             Err(_) => false,
@@ -546,29 +528,27 @@ impl BackendConn {
     }
 
     async fn enable_gtid_tracking(&mut self) -> Result<(), PacketError> {
-        match self.gtid_tracking_sql(false) {
-            None => Ok(()),
-            Some(sql) => self.apply_gtid_tracking(sql).await,
-        }
+        self.set_up_gtid_tracking(false).await
     }
 
     /// Tracks committed GTIDs again after the client changed what the session tracks.
     pub async fn restore_gtid_tracking(&mut self) -> Result<(), PacketError> {
-        match self.gtid_tracking_sql(true) {
-            None => Ok(()),
-            Some(sql) => self.apply_gtid_tracking(sql).await,
-        }
+        self.set_up_gtid_tracking(true).await
     }
 
-    async fn apply_gtid_tracking(&mut self, sql: &str) -> Result<(), PacketError> {
-        match self.run(sql).await? {
-            None => Ok(()),
-            Some(err) => {
-                // An old server without the variable: positions come from polls and waits.
-                tracing::debug!(backend = %self.addr, %err, "GTID tracking unavailable");
-                self.track_gtids = None;
-                Ok(())
-            }
+    async fn set_up_gtid_tracking(&mut self, keep_session: bool) -> Result<(), PacketError> {
+        if let Some(sql) = self.gtid_tracking_sql(keep_session) {
+            let refused = self.run(sql).await?;
+            self.note_tracking_refusal(refused);
+        }
+        Ok(())
+    }
+
+    /// An old server without the variable: positions come from polls and waits.
+    fn note_tracking_refusal(&mut self, refused: Option<ErrPacket>) {
+        if let Some(err) = refused {
+            tracing::debug!(backend = %self.addr, %err, "GTID tracking unavailable");
+            self.track_gtids = None;
         }
     }
 

@@ -204,16 +204,13 @@ pub fn parse_kill(sql: &[u8]) -> Result<Option<Kill>, ErrPacket> {
 impl Session {
     /// Carries out a KILL of one of this proxy's sessions.
     pub(super) async fn kill(&mut self, k: Kill) -> Result<(), End> {
-        let target = match k.victim {
-            Victim::Own => Some(self.control.clone()),
+        let (target, shown) = match k.victim {
+            Victim::Own => (Some(self.control.clone()), self.id),
+            // A thread id came from CONNECTION_ID() or SHOW PROCESSLIST: the primary's.
             Victim::Id(id) => {
-                let primary = self.primary.as_ref().map(|s| s.addr.clone());
-                self.shared.sessions.find(id, primary.as_deref())
+                let primary = self.shared.primary_addr();
+                (self.shared.sessions.find(id, primary.as_deref()), id)
             }
-        };
-        let shown = match k.victim {
-            Victim::Own => self.id,
-            Victim::Id(id) => id,
         };
         let Some(target) = target else {
             let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {shown}"));

@@ -212,20 +212,27 @@ async fn run(
     } else {
         0
     };
+    let login_with = |secret| Login {
+        user: resp.user.clone(),
+        secret,
+        database: resp.database.clone(),
+        caps,
+        ext_caps,
+        collation: resp.collation,
+        attributes: resp.attributes.clone(),
+        tls,
+        scramble,
+        host: peer_host.to_string(),
+        relayed: Default::default(),
+    };
     let record = shared
         .users
         .find(&resp.user, &shared.lookup_members())
         .await;
     if record.as_ref().is_some_and(|r| !verifiable(r)) {
-        let client = RelayClient {
-            resp: &resp,
-            caps,
-            ext_caps,
-            tls,
-            peer_host,
-            scramble: &scramble,
-        };
-        let login = relay_login(&mut stream, &mut seq, shared, client).await?;
+        let sent_password = !resp.auth_response.is_empty();
+        let login = login_with(BackendSecret::Relayed);
+        let login = relay_login(&mut stream, &mut seq, shared, login, sent_password).await?;
         return finish_login(stream, seq, shared, login).await;
     }
     let verified = authenticate(
@@ -245,19 +252,7 @@ async fn run(
         let err = ErrPacket::access_denied(&resp.user, peer_host, verified.sent_password);
         return Err(refuse(&mut stream, seq, err).await);
     };
-    let login = Login {
-        user: resp.user.clone(),
-        secret,
-        database: resp.database.clone(),
-        caps,
-        ext_caps,
-        collation: resp.collation,
-        attributes: resp.attributes.clone(),
-        tls,
-        scramble,
-        host: peer_host.to_string(),
-        relayed: Default::default(),
-    };
+    let login = login_with(secret);
     // The backend decides whether the database exists and the user may use it; its answer is
     // the one a server would give.
     if let Err(err) = shared.check_backend_login(&login).await {
@@ -322,39 +317,17 @@ fn verifiable(r: &UserRecord) -> bool {
     }
 }
 
-/// What a relayed login needs to know about the client.
-struct RelayClient<'a> {
-    resp: &'a HandshakeResponse,
-    caps: u32,
-    ext_caps: u32,
-    tls: bool,
-    peer_host: &'a str,
-    scramble: &'a [u8; 20],
-}
-
 /// Authenticates a client by relaying its exchange with the primary: the server challenges,
 /// the client answers, the server decides. The session then keeps that connection and all
 /// its work on the primary.
+/// `login` has the secret `Relayed`; `sent_password`: the client's first answer was not empty.
 async fn relay_login(
     stream: &mut ClientStream,
     seq: &mut u8,
     shared: &Shared,
-    c: RelayClient<'_>,
+    mut login: Login,
+    mut sent_password: bool,
 ) -> Result<Login, LoginError> {
-    let resp = c.resp;
-    let mut login = Login {
-        user: resp.user.clone(),
-        secret: BackendSecret::Relayed,
-        database: resp.database.clone(),
-        caps: c.caps,
-        ext_caps: c.ext_caps,
-        collation: resp.collation,
-        attributes: resp.attributes.clone(),
-        tls: c.tls,
-        scramble: *c.scramble,
-        host: c.peer_host.to_string(),
-        relayed: Default::default(),
-    };
     let primary = match shared.wait_for_primary().await {
         Result::Ok(p) => p,
         Err(err) => return Err(refuse(stream, *seq, err).await),
@@ -362,11 +335,10 @@ async fn relay_login(
     let params = shared.connect_params(&login, &primary.addr(), login.database.as_deref());
     let unavailable =
         |e: crate::backend::BackendError| ErrPacket::backend_unavailable(&e.to_string());
-    let mut server = match RelayedLogin::start(&params, resp.attributes.clone()).await {
+    let mut server = match RelayedLogin::start(&params, login.attributes.clone()).await {
         Result::Ok(s) => s,
         Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
     };
-    let mut sent_password = !resp.auth_response.is_empty();
     loop {
         let pkt = match server.next().await {
             Result::Ok(p) => p,
@@ -378,12 +350,12 @@ async fn relay_login(
                 let err = match ErrPacket::parse(&pkt) {
                     // As the proxy's own refusals: the client's host, not the proxy's.
                     Result::Ok(e) if e.code == 1045 => {
-                        ErrPacket::access_denied(&resp.user, c.peer_host, sent_password)
+                        ErrPacket::access_denied(&login.user, &login.host, sent_password)
                     }
                     Result::Ok(e) => e,
                     Err(_) => ErrPacket::malformed(),
                 };
-                tracing::info!(user = %resp.user, peer = c.peer_host, "access denied by the primary");
+                tracing::info!(user = %login.user, peer = %login.host, "access denied by the primary");
                 return Err(refuse(stream, *seq, err).await);
             }
             Some(header::AUTH_SWITCH | header::AUTH_MORE_DATA) => {
@@ -414,7 +386,7 @@ async fn relay_login(
             return Err(refuse(stream, *seq, err).await);
         }
     };
-    tracing::debug!(user = %resp.user, backend = %params.addr, "client authenticated by the primary");
+    tracing::debug!(user = %login.user, backend = %params.addr, "client authenticated by the primary");
     login.relayed = std::sync::Mutex::new(Some((primary, conn)));
     Result::Ok(login)
 }

@@ -119,8 +119,8 @@ pub struct Session {
     wait_timeout: Option<Duration>,
     /// The session turned `sql_auto_is_null` on.
     auto_is_null: bool,
-    /// The client set what the session tracks and included committed GTIDs.
-    client_tracks_gtids: bool,
+    /// The client set what the session tracks: whether it included committed GTIDs.
+    client_tracking: Option<bool>,
     /// Where the current statement's response goes among the results of a multi-statement
     /// payload run one statement at a time.
     splice: forward::Splice,
@@ -168,7 +168,7 @@ impl Session {
             reply_seq: 1,
             wait_timeout: None,
             auto_is_null: false,
-            client_tracks_gtids: false,
+            client_tracking: None,
             splice: forward::Splice::default(),
             failed: false,
             control,
@@ -404,7 +404,7 @@ impl Session {
         self.last_write = None;
         self.wait_timeout = None;
         self.auto_is_null = false;
-        self.client_tracks_gtids = false;
+        self.client_tracking = None;
         self.last = Which::Primary;
     }
 
@@ -454,7 +454,7 @@ impl Session {
         let parts = crate::route::split_statements(sql)?;
         let kills = parts
             .iter()
-            .any(|&(start, end)| starts_with_kill(&sql[start..end]));
+            .any(|&(start, end)| kill::parse_kill(&sql[start..end]) != Ok(None));
         (parts.len() > 1 && kills).then_some(parts)
     }
 
@@ -556,12 +556,12 @@ impl Session {
             {
                 self.fresh_begin = Some(payload.clone());
             }
-            if succeeded
-                && c.effects.session_set.is_some()
-                && let Some(asks) = tracking_change_of(&String::from_utf8_lossy(&payload[1..]))
-            {
-                self.client_tracks_gtids = asks;
-                self.restore_gtid_tracking(which).await;
+            let tracking = (succeeded && c.effects.session_set.is_some())
+                .then(|| tracking_change_of(&String::from_utf8_lossy(&payload[1..])))
+                .flatten();
+            if let Some(asks) = tracking {
+                self.client_tracking = Some(asks);
+                self.restore_gtid_tracking(which, asks).await;
             }
             if succeeded
                 && self.pinned.is_none()
@@ -574,7 +574,8 @@ impl Session {
                 if let Some(on) = auto_is_null_of(sql) {
                     self.auto_is_null = on;
                 }
-                self.remember_set(which, sql.to_string(), c.effects.autocommit.is_some())
+                let sets_autocommit = c.effects.autocommit.is_some();
+                self.remember_set(which, sql.to_string(), sets_autocommit, tracking)
                     .await;
             }
         }
@@ -1006,14 +1007,13 @@ impl Session {
         if self.multi_statements_off {
             let _ = conn.simple(com::SET_OPTION, &1u16.to_le_bytes()).await;
         }
-        conn.client_tracks_gtids = self.client_tracks_gtids;
-        if statements
-            .iter()
-            .any(|sql| tracking_change_of(sql).is_some())
-            && conn.restore_gtid_tracking().await.is_err()
-        {
-            conn.mark_broken();
-            return Err(ErrPacket::backend_lost("restoring GTID tracking"));
+        if let Some(asks) = self.client_tracking {
+            // The replayed SET replaced what the proxy tracks.
+            conn.client_tracks_gtids = asks;
+            if conn.restore_gtid_tracking().await.is_err() {
+                conn.mark_broken();
+                return Err(ErrPacket::backend_lost("restoring GTID tracking"));
+            }
         }
         let thread = self.control.register(addr, conn.connection_id);
         Ok(Slot {
@@ -1107,8 +1107,7 @@ impl Session {
 
     /// After the client set what the session tracks: both connections track committed GTIDs
     /// again (the proxy's reads depend on them), and show them to the client only if it asked.
-    async fn restore_gtid_tracking(&mut self, ran_on: Which) {
-        let asks = self.client_tracks_gtids;
+    async fn restore_gtid_tracking(&mut self, ran_on: Which, asks: bool) {
         let Some(slot) = self.slot_mut(ran_on) else {
             return;
         };
@@ -1120,7 +1119,14 @@ impl Session {
     }
 
     /// Adds a replayable SET to the session state and applies it to the other connection.
-    async fn remember_set(&mut self, ran_on: Which, sql: String, sets_autocommit: bool) {
+    /// `tracking`: the SET changed what the session tracks (see `tracking_change_of`).
+    async fn remember_set(
+        &mut self,
+        ran_on: Which,
+        sql: String,
+        sets_autocommit: bool,
+        tracking: Option<bool>,
+    ) {
         if self.replay.len() >= MAX_REPLAY {
             self.pin("too much session state to replay");
             return;
@@ -1135,7 +1141,7 @@ impl Session {
             return;
         };
         let mut failed = !matches!(slot.conn.run(&sql).await, Ok(None));
-        if !failed && let Some(asks) = tracking_change_of(&sql) {
+        if !failed && let Some(asks) = tracking {
             slot.conn.client_tracks_gtids = asks;
             failed = slot.conn.restore_gtid_tracking().await.is_err();
         }
@@ -1237,15 +1243,6 @@ impl Session {
             Err(e) => Err(End::Protocol(e)),
         }
     }
-}
-
-/// Whether a statement's first word is KILL.
-fn starts_with_kill(sql: &[u8]) -> bool {
-    sql.get(..4)
-        .is_some_and(|w| w.eq_ignore_ascii_case(b"kill"))
-        && sql
-            .get(4)
-            .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_')
 }
 
 /// Whether a COM_QUERY payload is one `BEGIN [WORK]` or `START TRANSACTION [...]` and nothing

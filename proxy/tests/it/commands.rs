@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use lagless_proxy::protocol::constants::{cap, com, header, status};
+use lagless_proxy::protocol::constants::{cap, com, status};
 use lagless_proxy::protocol::handshake::{Greeting, HandshakeResponse};
 use lagless_proxy::protocol::messages::{self, ErrPacket};
 use lagless_proxy::protocol::packet::PacketStream;
@@ -13,43 +13,10 @@ use lagless_proxy::protocol::response::{ResponseKind, ResponseTracker, Step};
 use mysql_async::prelude::Queryable;
 use tokio::net::TcpStream;
 
-use crate::support::Harness;
-
-type Raw = PacketStream<TcpStream>;
+use crate::support::{Harness, Raw};
 
 async fn login(h: &Harness, extra_caps: u32) -> Raw {
-    let tcp = TcpStream::connect(h.addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let mut s = PacketStream::new(tcp);
-    let (seq, greet) = s.read_logical().await.unwrap();
-    let g = Greeting::parse(&greet).unwrap();
-    let caps = (cap::PROTOCOL_41
-        | cap::SECURE_CONNECTION
-        | cap::PLUGIN_AUTH
-        | cap::CONNECT_WITH_DB
-        | cap::TRANSACTIONS
-        | cap::MULTI_STATEMENTS
-        | cap::MULTI_RESULTS
-        | extra_caps)
-        & g.capabilities;
-    let resp = HandshakeResponse {
-        capabilities: caps,
-        max_packet: 1 << 24,
-        collation: 45,
-        user: "app".into(),
-        auth_response: mysql_common::scramble::scramble_native(&g.scramble, b"app-pass")
-            .unwrap()
-            .to_vec(),
-        database: Some("app".into()),
-        auth_plugin: Some("mysql_native_password".into()),
-        attributes: Vec::new(),
-        ..HandshakeResponse::default()
-    };
-    let mut seq = seq + 1;
-    s.send(&mut seq, &resp.encode()).await.unwrap();
-    let (_, ok) = s.read_logical().await.unwrap();
-    assert_eq!(ok.first(), Some(&header::OK), "login failed: {ok:?}");
-    s
+    crate::support::raw_login(h.port(), extra_caps, 0).await.0
 }
 
 /// Sends a command and reads its whole response.

@@ -4,19 +4,14 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lagless_proxy::protocol::constants::{cap, com, ext, header, status};
-use lagless_proxy::protocol::handshake::{Greeting, HandshakeResponse};
+use lagless_proxy::protocol::constants::{cap, com, ext, status};
 use lagless_proxy::protocol::messages::Ok as OkPacket;
-use lagless_proxy::protocol::packet::PacketStream;
 use lagless_proxy::protocol::response::{ResponseKind, ResponseTracker, Step};
 use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, APP_DATABASE, APP_PASSWORD, APP_USER, Cluster};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
-use tokio::net::TcpStream;
 
-use crate::support::Harness;
-
-type Raw = PacketStream<TcpStream>;
+use crate::support::{Harness, Raw, raw_login};
 
 /// The two ways to the same data: the primary itself, and the proxy.
 fn ports(h: &Harness) -> [(&'static str, u16); 2] {
@@ -42,46 +37,6 @@ fn server_error(e: mysql_async::Error) -> (u16, String) {
         mysql_async::Error::Server(e) => (e.code, e.message),
         other => panic!("expected a server error, got {other}"),
     }
-}
-
-/// A hand-driven login as the app user with the given capabilities; returns the stream, the
-/// greeting and the capabilities in force.
-async fn raw_login(port: u16, caps: u32, ext_caps: u32) -> (Raw, Greeting, u32) {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let mut s = PacketStream::new(tcp);
-    let (seq, greet) = s.read_logical().await.unwrap();
-    let g = Greeting::parse(&greet).unwrap();
-    let caps = (cap::PROTOCOL_41
-        | cap::SECURE_CONNECTION
-        | cap::PLUGIN_AUTH
-        | cap::CONNECT_WITH_DB
-        | cap::TRANSACTIONS
-        | cap::MULTI_STATEMENTS
-        | cap::MULTI_RESULTS
-        | caps)
-        & g.capabilities;
-    let resp = HandshakeResponse {
-        capabilities: caps,
-        ext_capabilities: ext_caps & g.ext_capabilities,
-        max_packet: 1 << 24,
-        collation: 45,
-        user: APP_USER.into(),
-        auth_response: mysql_common::scramble::scramble_native(
-            &g.scramble,
-            APP_PASSWORD.as_bytes(),
-        )
-        .unwrap()
-        .to_vec(),
-        database: Some(APP_DATABASE.into()),
-        auth_plugin: Some("mysql_native_password".into()),
-        attributes: Vec::new(),
-    };
-    let mut seq = seq + 1;
-    s.send(&mut seq, &resp.encode()).await.unwrap();
-    let (_, ok) = s.read_logical().await.unwrap();
-    assert_eq!(ok.first(), Some(&header::OK), "login failed: {ok:?}");
-    (s, g, caps)
 }
 
 /// Sends a query and reads its whole response (every result set).

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lagless_proxy::config::Config;
+use lagless_proxy::protocol::constants::{cap, header};
+use lagless_proxy::protocol::handshake::{Greeting, HandshakeResponse};
+use lagless_proxy::protocol::packet::PacketStream;
 use lagless_proxy::server::Proxy;
 use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
 use lagless_testkit::{
-    ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, Cluster, ED25519_PASSWORD, ED25519_USER,
+    ADMIN_PASSWORD, ADMIN_USER, APP_DATABASE, APP_PASSWORD, APP_USER, Cluster, ED25519_PASSWORD,
+    ED25519_USER,
 };
 use mysql_async::{Conn, Opts, OptsBuilder};
 use tokio::sync::watch;
@@ -286,4 +290,49 @@ pub async fn metric_reaching(admin: SocketAddr, family: &str, label: &str, at_le
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// A client connection spoken by hand.
+pub type Raw = PacketStream<tokio::net::TcpStream>;
+
+/// A hand-driven login as the app user with the given capabilities; returns the stream, the
+/// greeting and the capabilities in force.
+pub async fn raw_login(port: u16, caps: u32, ext_caps: u32) -> (Raw, Greeting, u32) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut s = PacketStream::new(tcp);
+    let (seq, greet) = s.read_logical().await.unwrap();
+    let g = Greeting::parse(&greet).unwrap();
+    let caps = (cap::PROTOCOL_41
+        | cap::SECURE_CONNECTION
+        | cap::PLUGIN_AUTH
+        | cap::CONNECT_WITH_DB
+        | cap::TRANSACTIONS
+        | cap::MULTI_STATEMENTS
+        | cap::MULTI_RESULTS
+        | caps)
+        & g.capabilities;
+    let resp = HandshakeResponse {
+        capabilities: caps,
+        ext_capabilities: ext_caps & g.ext_capabilities,
+        max_packet: 1 << 24,
+        collation: 45,
+        user: APP_USER.into(),
+        auth_response: mysql_common::scramble::scramble_native(
+            &g.scramble,
+            APP_PASSWORD.as_bytes(),
+        )
+        .unwrap()
+        .to_vec(),
+        database: Some(APP_DATABASE.into()),
+        auth_plugin: Some("mysql_native_password".into()),
+        attributes: Vec::new(),
+    };
+    let mut seq = seq + 1;
+    s.send(&mut seq, &resp.encode()).await.unwrap();
+    let (_, ok) = s.read_logical().await.unwrap();
+    assert_eq!(ok.first(), Some(&header::OK), "login failed: {ok:?}");
+    (s, g, caps)
 }
