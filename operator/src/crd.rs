@@ -104,10 +104,17 @@ const CONSISTENCY_PATTERN: &str =
 )]
 #[x_kube(
     validation = Rule::new(
-        "!has(self.replication) || !has(self.replication.semiSync) || !self.replication.semiSync || \
-         !has(self.replication.semiSyncAcks) || self.replication.semiSyncAcks < self.replicas"
+        "!has(self.replication) || !has(self.replication.semiSyncAcks) || \
+         self.replication.semiSyncAcks < self.replicas || \
+         (has(self.replication.semiSync) ? !self.replication.semiSync : self.replicas == 1)"
     )
     .message("spec.replication.semiSyncAcks must be less than spec.replicas: the primary cannot acknowledge its own writes")
+    .field_path(".replication.semiSyncAcks"),
+    validation = Rule::new(
+        "!has(self.replication) || !has(self.replication.semiSyncAcks) || \
+         self.replication.semiSyncAcks <= 1 || (has(self.flavor) && self.flavor == 'mysql')"
+    )
+    .message("spec.replication.semiSyncAcks must be 1 with flavor mariadb: MariaDB waits for exactly one acknowledgement")
     .field_path(".replication.semiSyncAcks"),
     validation = Rule::new(
         "!has(self.switchover) || !has(self.replication) || !has(self.replication.members) || \
@@ -293,11 +300,14 @@ impl CredentialsSpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationSpec {
-    /// Lossless semi-synchronous replication (AFTER_SYNC): a commit returns only once
-    /// `semiSyncAcks` replicas hold it, so a failover loses no acknowledged write.
-    #[serde(default)]
-    pub semi_sync: bool,
-    /// Replica acknowledgements a commit waits for when `semiSync` is on.
+    /// Lossless semi-synchronous replication (AFTER_SYNC, never falling back to asynchronous):
+    /// a commit returns only once `semiSyncAcks` replicas hold it, so a failover loses no
+    /// acknowledged write. On by default whenever the cluster has a replica; `false` opts out,
+    /// and a failover may then lose writes the primary acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync: Option<bool>,
+    /// Replica acknowledgements a commit waits for when `semiSync` is on. MariaDB waits for
+    /// exactly one, so it must be 1 with `flavor: mariadb`.
     #[serde(default = "default_semi_sync_acks")]
     #[schemars(range(min = 1, max = 8))]
     pub semi_sync_acks: i32,
@@ -315,14 +325,67 @@ fn default_semi_sync_acks() -> i32 {
 impl Default for ReplicationSpec {
     fn default() -> Self {
         Self {
-            semi_sync: false,
+            semi_sync: None,
             semi_sync_acks: default_semi_sync_acks(),
             members: Vec::new(),
         }
     }
 }
 
+/// What a failover of a cluster with this spec can promise about acknowledged writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Lossless semi-sync: every acknowledged write is on `acks` replicas.
+    Lossless { acks: i32 },
+    /// Semi-sync turned off: a failover may lose writes the primary acknowledged.
+    SemiSyncOff,
+    /// One member: there is no failover, and a lost server loses its data.
+    SingleMember,
+}
+
+impl Durability {
+    /// For `replicas` members replicating as `replication` says.
+    pub fn of(replication: &ReplicationSpec, replicas: i32) -> Self {
+        if replicas <= 1 {
+            Durability::SingleMember
+        } else if replication.semi_sync_on(replicas) {
+            Durability::Lossless {
+                acks: replication.semi_sync_acks.max(1),
+            }
+        } else {
+            Durability::SemiSyncOff
+        }
+    }
+
+    pub fn is_lossless(self) -> bool {
+        matches!(self, Durability::Lossless { .. })
+    }
+
+    /// One sentence for status displays and events.
+    pub fn message(self) -> String {
+        match self {
+            Durability::Lossless { acks } => format!(
+                "lossless semi-sync: every acknowledged write is on {acks} replica{} before the \
+                 client hears of it",
+                if acks == 1 { "" } else { "s" }
+            ),
+            Durability::SemiSyncOff => "semi-sync is off (spec.replication.semiSync: false): a \
+                 failover may lose writes the primary acknowledged"
+                .into(),
+            Durability::SingleMember => "one member: no replica holds a copy, so there is no \
+                 failover and a lost server loses its data"
+                .into(),
+        }
+    }
+}
+
 impl ReplicationSpec {
+    /// Whether a cluster of `replicas` members runs lossless semi-sync: as asked, else
+    /// whenever there is a replica to acknowledge.
+    pub fn semi_sync_on(&self, replicas: i32) -> bool {
+        self.semi_sync.unwrap_or(replicas > 1)
+    }
+
     /// The options given for member `name`, if any.
     pub fn member(&self, name: &str) -> Option<&MemberReplicationSpec> {
         self.members.iter().find(|m| m.name == name)
@@ -575,6 +638,8 @@ impl Condition {
     pub const PROGRESSING: &str = "Progressing";
     pub const DEGRADED: &str = "Degraded";
     pub const FAILOVER_IN_PROGRESS: &str = "FailoverInProgress";
+    /// True when a failover loses no acknowledged write (lossless semi-sync).
+    pub const LOSSLESS: &str = "Lossless";
 }
 
 /// The status of a condition.
@@ -633,6 +698,11 @@ impl MySQLClusterSpec {
         }
     }
 
+    /// What a failover can promise about acknowledged writes.
+    pub fn durability(&self) -> Durability {
+        Durability::of(&self.replication, self.replicas)
+    }
+
     /// The orchestration core's view of this spec, for cluster `name` whose members are
     /// `(name, host, port)`. Per-member options are matched by name; members without any get
     /// priority 0 and may be promoted.
@@ -649,9 +719,12 @@ impl MySQLClusterSpec {
             })
             .collect();
         let mut spec = ClusterSpec::new(name, members);
-        spec.semi_sync = self.replication.semi_sync.then(|| SemiSync {
-            acks: u32::try_from(self.replication.semi_sync_acks.max(1)).unwrap_or(1),
-        });
+        spec.semi_sync = self
+            .replication
+            .semi_sync_on(self.replicas)
+            .then(|| SemiSync {
+                acks: u32::try_from(self.replication.semi_sync_acks.max(1)).unwrap_or(1),
+            });
         spec.switchover = self.switchover.as_ref().map(|request| Switchover {
             id: request.id.clone(),
             to: if request.primary == BEST {
@@ -755,7 +828,8 @@ mod tests {
     #[test]
     fn conversion_carries_priorities_semi_sync_switchover_and_consistency() {
         let mut spec = spec(3);
-        spec.replication.semi_sync = true;
+        spec.flavor = Flavor::Mysql;
+        spec.replication.semi_sync = Some(true);
         spec.replication.semi_sync_acks = 2;
         spec.replication.members = vec![
             MemberReplicationSpec {
@@ -808,7 +882,13 @@ mod tests {
             drain_ms: None,
         });
         let core = spec.to_cluster_spec("db", members(2));
-        assert_eq!(core.semi_sync, None);
+        // Lossless semi-sync unless turned off, or there is no replica.
+        assert_eq!(core.semi_sync, Some(SemiSync { acks: 1 }));
+        spec.replication.semi_sync = Some(false);
+        assert_eq!(spec.to_cluster_spec("db", members(2)).semi_sync, None);
+        spec.replication.semi_sync = None;
+        spec.replicas = 1;
+        assert_eq!(spec.to_cluster_spec("db", members(1)).semi_sync, None);
         assert_eq!(core.switchover.unwrap().to, SwitchoverTarget::Best);
         assert_eq!(core.consistency.as_deref(), Some("strict"));
     }

@@ -447,7 +447,7 @@ impl Member {
         self.exec(&format!(
             "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={source_port}, \
              MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', \
-             MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1; \
+             MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.25; \
              SET GLOBAL read_only=ON; START SLAVE"
         ))
         .await

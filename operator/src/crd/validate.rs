@@ -154,7 +154,13 @@ impl MySQLClusterSpec {
 
     fn check_replication(&self, errors: &mut Errors, cluster: &str) {
         let replication = &self.replication;
-        if replication.semi_sync {
+        if replication.semi_sync_acks > 1 && self.flavor == Flavor::Mariadb {
+            errors.add(
+                "spec.replication.semiSyncAcks",
+                "must be 1 with flavor mariadb: MariaDB waits for exactly one acknowledgement",
+            );
+        }
+        if replication.semi_sync_on(self.replicas) {
             if replication.semi_sync_acks < 1 {
                 errors.add("spec.replication.semiSyncAcks", "must be at least 1");
             } else if replication.semi_sync_acks >= self.replicas {
@@ -354,7 +360,7 @@ gtidDomainId: 12
 serverIdBase: 1200
 replication:
   semiSync: true
-  semiSyncAcks: 2
+  semiSyncAcks: 1
   members:
     - {name: db-2, neverPromote: true}
     - {name: db-1, promotionPriority: 5}
@@ -383,10 +389,42 @@ switchover: {id: move-1, primary: db-1}
         );
         let err = errors("replicas: 1\nreplication: {semiSync: true}");
         assert!(err.mentions("spec.replication.semiSyncAcks"), "{err}");
-        // Without semi-sync the ack count is not used.
+        // On by default, so the count is checked unless semi-sync is turned off.
+        let err = errors("replicas: 2\nflavor: mysql\nreplication: {semiSyncAcks: 2}");
+        assert!(err.mentions("spec.replication.semiSyncAcks"), "{err}");
+        // Without semi-sync (asked, or a single member) the ack count is not used.
         assert_eq!(
-            spec("replicas: 1\nreplication: {semiSyncAcks: 3}").validate("db"),
+            spec("replicas: 1\nflavor: mysql\nreplication: {semiSyncAcks: 3}").validate("db"),
             Ok(())
+        );
+        assert_eq!(
+            spec("replicas: 2\nflavor: mysql\nreplication: {semiSync: false, semiSyncAcks: 2}")
+                .validate("db"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn mariadb_waits_for_exactly_one_acknowledgement() {
+        let err = errors("replicas: 3\nreplication: {semiSync: true, semiSyncAcks: 2}");
+        assert!(
+            err.to_string().contains("must be 1 with flavor mariadb"),
+            "{err}"
+        );
+        assert_eq!(
+            spec("replicas: 3\nflavor: mysql\nreplication: {semiSyncAcks: 2}").validate("db"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn semi_sync_is_on_by_default_when_there_is_a_replica() {
+        assert!(!spec("replicas: 1").replication.semi_sync_on(1));
+        assert!(spec("replicas: 2").replication.semi_sync_on(2));
+        assert!(
+            !spec("replicas: 3\nreplication: {semiSync: false}")
+                .replication
+                .semi_sync_on(3)
         );
     }
 

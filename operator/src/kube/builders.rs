@@ -537,6 +537,12 @@ fn render_config(ctx: &Context<'_>) -> String {
     s.push_str("log_bin=mysql-bin\nrelay_log=relay-bin\nrelay_log_recovery=ON\n");
     // Every member starts read-only; the operator makes the primary writable.
     s.push_str("read_only=ON\nskip_name_resolve=ON\n");
+    // Replicas notice a silent primary within seconds, which failure detection waits for.
+    let _ = writeln!(
+        s,
+        "slave_net_timeout={}",
+        crate::orchestrate::act::NET_TIMEOUT_SECS
+    );
     match spec.flavor {
         Flavor::Mariadb => {
             let _ = writeln!(
@@ -545,7 +551,7 @@ fn render_config(ctx: &Context<'_>) -> String {
                 spec.gtid_domain_id(ctx.namespace, ctx.name)
             );
             s.push_str("log_slave_updates=ON\ngtid_strict_mode=ON\nbinlog_format=ROW\n");
-            if spec.replication.semi_sync {
+            if spec.replication.semi_sync_on(spec.replicas) {
                 // The operator enables the primary's side when it publishes a primary.
                 s.push_str(
                     "rpl_semi_sync_slave_enabled=ON\nrpl_semi_sync_master_wait_point=AFTER_SYNC\n",
@@ -555,7 +561,7 @@ fn render_config(ctx: &Context<'_>) -> String {
         Flavor::Mysql => {
             // Row-based logging is MySQL's default (and setting binlog_format is deprecated).
             s.push_str("gtid_mode=ON\nenforce_gtid_consistency=ON\nlog_replica_updates=ON\n");
-            if spec.replication.semi_sync {
+            if spec.replication.semi_sync_on(spec.replicas) {
                 s.push_str(
                     "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\
                      rpl_semi_sync_replica_enabled=ON\nrpl_semi_sync_source_wait_point=AFTER_SYNC\n",

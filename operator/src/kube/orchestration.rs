@@ -24,13 +24,14 @@ use super::status::{self, ClusterEvent, Snapshot};
 use crate::crd::MySQLCluster;
 use crate::local::status::now_unix_ms;
 use crate::orchestrate::MemberView;
-use crate::orchestrate::act::TopologySink;
+use crate::orchestrate::act::{Stored, TopologySink};
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::{Orchestrator, TimedEvent};
 use crate::orchestrate::{ClusterSpec, Event};
 
-/// How often a cluster is observed.
-pub const TICK: Duration = Duration::from_secs(2);
+/// How often a cluster is observed: a dead primary is declared after three failed probes,
+/// so this bounds how soon a failover starts.
+pub const TICK: Duration = Duration::from_millis(500);
 
 /// How long one re-seed step (agent and API calls) may take.
 const RESEED_STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -184,6 +185,7 @@ impl Runner {
                 }
             }
         };
+        let mut durability = None;
         let mut reseeder = Reseeder::new(
             self.client.clone(),
             &self.cluster.borrow(),
@@ -195,6 +197,13 @@ impl Runner {
             orchestrator.tick().await;
             let new = events_after(orchestrator.events(), before.as_ref());
             let cluster = self.cluster.borrow().clone();
+            // Said once when the cluster starts or its spec changes it, not every tick.
+            let now_durability = cluster.spec.durability();
+            if durability.replace(now_durability) != Some(now_durability)
+                && let Some(event) = status::durability_event(now_durability)
+            {
+                publish(&self.recorder, &cluster, event).await;
+            }
             let reseed_events = self
                 .reseed(&mut reseeder, &cluster, &mut orchestrator)
                 .await;
@@ -427,7 +436,19 @@ async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, 
         Box::new(sink),
         published,
     )
-    .with_completed_switchover(completed_switchover(cluster)))
+    .with_completed_switchover(completed_switchover(cluster))
+    .with_max_epoch(recorded_epoch(cluster)))
+}
+
+/// The epoch the status last recorded: a topology ConfigMap deleted while the operator was
+/// away must not make the next epoch lower than the proxies' current one.
+fn recorded_epoch(cluster: &MySQLCluster) -> u64 {
+    cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.topology_epoch)
+        .and_then(|e| u64::try_from(e).ok())
+        .unwrap_or(0)
 }
 
 /// Publishes topologies into the cluster's topology ConfigMap by server-side apply.
@@ -457,6 +478,26 @@ impl ConfigMapSink {
 }
 
 impl TopologySink for ConfigMapSink {
+    fn stored(&self) -> Stored {
+        if self.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Stored::Unknown;
+        }
+        let name = builders::topology_configmap_name(&self.cluster.name_any());
+        let request = tokio::time::timeout(PUBLISH_TIMEOUT, self.api.get_opt(&name));
+        match tokio::task::block_in_place(|| self.runtime.block_on(request)) {
+            Ok(Ok(None)) => Stored::Missing,
+            Ok(Ok(Some(cm))) => match cm.data.as_ref().and_then(|d| d.get(TOPOLOGY_KEY)) {
+                None => Stored::Missing,
+                Some(json) => match Topology::parse(json.as_bytes()) {
+                    Ok(topology) => Stored::Found(topology),
+                    Err(e) => Stored::Unreadable(e.to_string()),
+                },
+            },
+            // The API server not answering says nothing about the document.
+            Ok(Err(_)) | Err(_) => Stored::Unknown,
+        }
+    }
+
     fn publish(&self, topology: &Topology) -> Result<(), String> {
         if self.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
             return Err("publishing needs the multi-threaded runtime".into());

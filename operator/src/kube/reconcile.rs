@@ -340,7 +340,7 @@ async fn apply(
     let status = status::cluster_status(
         &previous,
         &snapshot,
-        cluster.spec.replicas,
+        &cluster.spec,
         cluster.metadata.generation,
         &now(),
     );

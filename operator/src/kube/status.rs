@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use lagless_proxy::topology::{Topology, TopologyState};
 
 use crate::crd::{
-    Condition, ConditionStatus, MemberRole, MemberStatus, MySQLClusterStatus, Phase,
-    PromotionRecord, ReseedRecord,
+    Condition, ConditionStatus, Durability, MemberRole, MemberStatus, MySQLClusterSpec,
+    MySQLClusterStatus, Phase, PromotionRecord, ReseedRecord,
 };
 use crate::orchestrate::{Cause, ClusterState, ClusterView, Event};
 
@@ -64,6 +64,16 @@ pub fn cluster_event(event: &Event) -> ClusterEvent {
         action,
         note: event.to_string(),
     }
+}
+
+/// The Warning Event for a spec whose failovers may lose acknowledged writes, if it is one.
+pub fn durability_event(durability: Durability) -> Option<ClusterEvent> {
+    (durability == Durability::SemiSyncOff).then(|| ClusterEvent {
+        warning: true,
+        reason: "NotLossless",
+        action: "Configure",
+        note: durability.message(),
+    })
 }
 
 /// Folds a promotion event recorded at `time` (RFC 3339) into the last failover or switchover.
@@ -267,10 +277,22 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
 pub fn cluster_status(
     previous: &MySQLClusterStatus,
     snapshot: &Snapshot,
-    replicas: i32,
+    spec: &MySQLClusterSpec,
     generation: Option<i64>,
     now: &str,
 ) -> MySQLClusterStatus {
+    let replicas = spec.replicas;
+    let durability = spec.durability();
+    let lossless = want(
+        Condition::LOSSLESS,
+        durability.is_lossless(),
+        match durability {
+            Durability::Lossless { .. } => "SemiSync",
+            Durability::SemiSyncOff => "SemiSyncOff",
+            Durability::SingleMember => "SingleMember",
+        },
+        durability.message(),
+    );
     let phase = phase(snapshot);
     let members = members(snapshot);
     let healthy = members.iter().filter(|m| m.healthy).count();
@@ -330,10 +352,13 @@ pub fn cluster_status(
         primary,
         ready: Some(format!("{healthy}/{replicas}")),
         members,
-        topology_epoch: published.and_then(|t| i64::try_from(t.epoch).ok()),
+        // Never lower than recorded: it is what the next epoch must exceed.
+        topology_epoch: published
+            .and_then(|t| i64::try_from(t.epoch).ok())
+            .max(previous.topology_epoch),
         conditions: merge_conditions(
             &previous.conditions,
-            vec![available, progressing, degraded, failover],
+            vec![available, progressing, degraded, failover, lossless],
             generation,
             now,
         ),
@@ -360,6 +385,10 @@ mod tests {
 
     use super::*;
     use crate::orchestrate::{MemberView, Probe};
+
+    fn spec3() -> MySQLClusterSpec {
+        serde_saphyr::from_str("replicas: 3").unwrap()
+    }
 
     const T0: &str = "2026-01-01T00:00:00Z";
     const T1: &str = "2026-01-01T00:01:00Z";
@@ -431,7 +460,7 @@ mod tests {
         let status = cluster_status(
             &MySQLClusterStatus::default(),
             &healthy_snapshot(),
-            3,
+            &spec3(),
             Some(2),
             T0,
         );
@@ -440,6 +469,29 @@ mod tests {
         assert_eq!(status.ready.as_deref(), Some("2/3"));
         assert_eq!(status.topology_epoch, Some(4));
         assert_eq!(status.observed_generation, Some(2));
+        let lossless = condition(&status, Condition::LOSSLESS);
+        assert_eq!(lossless.status, ConditionStatus::True);
+        // Turned off, the status says what a failover may cost.
+        let mut opted_out = spec3();
+        opted_out.replication.semi_sync = Some(false);
+        let status = cluster_status(&status, &healthy_snapshot(), &opted_out, Some(3), T1);
+        let lossless = condition(&status, Condition::LOSSLESS);
+        assert_eq!(
+            (lossless.status, lossless.reason.as_str()),
+            (ConditionStatus::False, "SemiSyncOff")
+        );
+        assert!(
+            lossless
+                .message
+                .contains("may lose writes the primary acknowledged")
+        );
+        // The recorded epoch never goes back, even if the published document did.
+        let mut lost = healthy_snapshot();
+        lost.published = None;
+        assert_eq!(
+            cluster_status(&status, &lost, &spec3(), Some(3), T1).topology_epoch,
+            Some(4)
+        );
         let roles: Vec<_> = status.members.iter().map(|m| (m.role, m.healthy)).collect();
         assert_eq!(
             roles,
@@ -500,18 +552,18 @@ mod tests {
         let first = cluster_status(
             &MySQLClusterStatus::default(),
             &healthy_snapshot(),
-            3,
+            &spec3(),
             Some(1),
             T0,
         );
-        let same = cluster_status(&first, &healthy_snapshot(), 3, Some(1), T1);
+        let same = cluster_status(&first, &healthy_snapshot(), &spec3(), Some(1), T1);
         assert_eq!(
             condition(&same, Condition::AVAILABLE).last_transition_time,
             T0
         );
         let mut down = healthy_snapshot();
         down.state = Some(ClusterState::PrimaryDown);
-        let failing = cluster_status(&same, &down, 3, Some(1), T1);
+        let failing = cluster_status(&same, &down, &spec3(), Some(1), T1);
         assert_eq!(failing.phase, Some(Phase::FailingOver));
         let failover = condition(&failing, Condition::FAILOVER_IN_PROGRESS);
         assert_eq!(
@@ -529,7 +581,7 @@ mod tests {
         let running = cluster_status(
             &MySQLClusterStatus::default(),
             &healthy_snapshot(),
-            3,
+            &spec3(),
             Some(1),
             T0,
         );
@@ -550,7 +602,13 @@ mod tests {
             blocked: Some("Secret db-admin not found".into()),
             ..Snapshot::default()
         };
-        let status = cluster_status(&MySQLClusterStatus::default(), &snapshot, 3, None, T0);
+        let status = cluster_status(
+            &MySQLClusterStatus::default(),
+            &snapshot,
+            &spec3(),
+            None,
+            T0,
+        );
         assert_eq!(status.phase, Some(Phase::Pending));
         let degraded = condition(&status, Condition::DEGRADED);
         assert_eq!(
@@ -606,7 +664,13 @@ mod tests {
                 .and_then(|r| r.id.as_deref()),
             Some("s1")
         );
-        let status = cluster_status(&MySQLClusterStatus::default(), &snapshot, 3, None, T1);
+        let status = cluster_status(
+            &MySQLClusterStatus::default(),
+            &snapshot,
+            &spec3(),
+            None,
+            T1,
+        );
         assert_eq!(status.last_failover, snapshot.last_failover);
     }
 

@@ -330,7 +330,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
         bins: Binaries::locate()?,
         creds,
         server_config: cluster.spec.server_config.clone(),
-        semi_sync: cluster.spec.replication.semi_sync,
+        replication: cluster.spec.replication.clone(),
         consistency: cluster.spec.proxy.default_consistency.clone(),
     };
     let runtime = crate::runtime()

@@ -111,7 +111,11 @@ pub fn render_config(
          relay_log_recovery=ON\nskip_name_resolve=ON\n",
     );
     // Replicas notice a silent primary within seconds, which failure detection waits for.
-    s.push_str("slave_net_timeout=5\n");
+    let _ = writeln!(
+        s,
+        "slave_net_timeout={}",
+        crate::orchestrate::act::NET_TIMEOUT_SECS
+    );
     s.push_str("innodb_buffer_pool_size=128M\nperformance_schema=OFF\n");
     s.push_str("character_set_server=utf8mb4\ncollation_server=utf8mb4_general_ci\n");
     if semi_sync {

@@ -203,7 +203,12 @@ impl Inner {
     /// not start is left to the supervisor's restarts.
     async fn restart(&self, layout: &ServerLayout) -> Result<(), LocalError> {
         let rt = &self.runtime;
-        let spawned = mariadb::spawn(&rt.bins, layout, &rt.server_config, rt.semi_sync);
+        let spawned = mariadb::spawn(
+            &rt.bins,
+            layout,
+            &rt.server_config,
+            rt.replicas_acknowledge(),
+        );
         let (child, ready) = match spawned {
             Ok(mut child) => {
                 let ready = mariadb::wait_ready(&mut child, layout, &rt.creds).await;

@@ -22,6 +22,9 @@ pub struct Status {
     pub supervisor_pid: u32,
     pub updated_unix_ms: u64,
     pub epoch: Option<u64>,
+    /// Set when a failover may lose acknowledged writes: why, for people.
+    #[serde(default)]
+    pub durability: Option<String>,
     pub primary: Option<String>,
     pub consistency: Option<String>,
     pub members: Vec<MemberStatus>,
@@ -140,6 +143,9 @@ pub fn render(s: &Status, events: usize) -> String {
     );
     if !s.step.is_empty() && s.phase != "running" {
         let _ = writeln!(out, "  {}", s.step);
+    }
+    if let Some(why) = &s.durability {
+        let _ = writeln!(out, "  ! not lossless: {why}");
     }
     let _ = writeln!(out);
     let _ = writeln!(

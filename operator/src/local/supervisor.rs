@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use lagless_proxy::topology::{Flavor, Topology};
 use tokio::sync::watch;
 
-use crate::crd::MySQLCluster;
+use crate::crd::{Durability, MySQLCluster, ReplicationSpec};
 use crate::orchestrate::act::FileSink;
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::Orchestrator;
@@ -45,8 +45,16 @@ pub struct Runtime {
     pub bins: Binaries,
     pub creds: LocalCredentials,
     pub server_config: BTreeMap<String, String>,
-    pub semi_sync: bool,
+    pub replication: ReplicationSpec,
     pub consistency: String,
+}
+
+impl Runtime {
+    /// Whether members' option files make replicas acknowledge: unless semi-sync is turned
+    /// off, so that a single member scaled up later needs no restart.
+    pub fn replicas_acknowledge(&self) -> bool {
+        self.replication.semi_sync != Some(false)
+    }
 }
 
 /// A member's process, as the supervisor manages it.
@@ -308,7 +316,16 @@ impl Supervisor {
         ));
 
         let spec = self.cluster_spec()?;
+        let replicas = i32::try_from(self.settings.replicas).unwrap_or(i32::MAX);
+        let durability = Durability::of(&self.rt.replication, replicas);
+        if durability == Durability::SemiSyncOff {
+            self.shared
+                .lock()
+                .note(format!("warning: {}", durability.message()));
+        }
         let published = Topology::read(&self.rt.dir.topology()).ok();
+        let sink = FileSink(self.rt.dir.topology());
+        let recorded_epoch = sink.recorded_epoch();
         let seeder = LocalSeeder::new(self.rt.clone(), self.shared.clone());
         self.orchestrator = Some(
             Orchestrator::with_defaults(
@@ -322,9 +339,10 @@ impl Supervisor {
                     user: self.rt.creds.replication_user.clone(),
                     password: self.rt.creds.replication_password.clone(),
                 },
-                Box::new(FileSink(self.rt.dir.topology())),
+                Box::new(sink),
                 published,
             )
+            .with_max_epoch(recorded_epoch)
             .with_seeder(Arc::new(seeder)),
         );
         self.shared
@@ -374,7 +392,7 @@ impl Supervisor {
             &self.rt.bins,
             &layout,
             &self.rt.server_config,
-            self.rt.semi_sync,
+            self.rt.replicas_acknowledge(),
         )?;
         self.shared.lock().members.insert(
             layout.name.clone(),
@@ -563,7 +581,7 @@ impl Supervisor {
                     &self.rt.bins,
                     &m.layout,
                     &self.rt.server_config,
-                    self.rt.semi_sync,
+                    self.rt.replicas_acknowledge(),
                 ) {
                     Ok(child) => {
                         m.child = Some(child);
@@ -670,7 +688,7 @@ impl Supervisor {
                 &self.rt.bins,
                 &layout,
                 &self.rt.server_config,
-                self.rt.semi_sync,
+                self.rt.replicas_acknowledge(),
             )
         }
         .await;
@@ -1096,6 +1114,11 @@ pub fn status(shared: &Shared, rt: &Runtime, settings: &Settings) -> Status {
         supervisor_pid: std::process::id(),
         updated_unix_ms: now_unix_ms(),
         epoch: published.map(|t| t.epoch),
+        durability: {
+            let replicas = i32::try_from(settings.replicas).unwrap_or(i32::MAX);
+            let durability = Durability::of(&rt.replication, replicas);
+            (!durability.is_lossless()).then(|| durability.message())
+        },
         primary: primary_name,
         consistency: published.and_then(|t| t.consistency.clone()),
         members,

@@ -9,6 +9,7 @@ use lagless_proxy::topology::{Flavor, Topology};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
+use super::fence;
 use super::observe::{Credentials, opts};
 use super::plan::Action;
 use super::view::{ClusterSpec, ClusterView, MemberSpec};
@@ -45,17 +46,68 @@ pub enum ActError {
 /// Where topologies go: a file in local mode, a ConfigMap in Kubernetes.
 pub trait TopologySink: Send + Sync {
     fn publish(&self, topology: &Topology) -> Result<(), String>;
+
+    /// The document as stored now, read back so that one deleted or damaged behind the
+    /// orchestrator's back is published again.
+    fn stored(&self) -> Stored {
+        Stored::Unknown
+    }
+}
+
+/// What a [`TopologySink`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// It could not be read back (the store did not answer): nothing to conclude.
+    Unknown,
+    Missing,
+    Unreadable(String),
+    Found(Topology),
 }
 
 /// Writes the topology file the proxies watch, atomically.
 #[derive(Debug, Clone)]
 pub struct FileSink(pub PathBuf);
 
+impl FileSink {
+    /// Where the highest epoch ever published is kept, beside the document: deleting or
+    /// damaging the document does not lose it.
+    fn epoch_file(&self) -> PathBuf {
+        let mut name = self.0.clone().into_os_string();
+        name.push(".max-epoch");
+        PathBuf::from(name)
+    }
+
+    /// The highest epoch this sink ever published (0 when none is recorded).
+    pub fn recorded_epoch(&self) -> u64 {
+        std::fs::read_to_string(self.epoch_file())
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 impl TopologySink for FileSink {
     fn publish(&self, topology: &Topology) -> Result<(), String> {
+        let highest = self.recorded_epoch().max(topology.epoch);
+        let record = self.epoch_file();
+        let tmp = record.with_extension("tmp");
+        std::fs::write(&tmp, format!("{highest}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &record))
+            .map_err(|e| format!("{}: {e}", record.display()))?;
         topology
             .write_atomically(&self.0)
             .map_err(|e| e.to_string())
+    }
+
+    fn stored(&self) -> Stored {
+        match std::fs::read(&self.0) {
+            Ok(bytes) => match Topology::parse(&bytes) {
+                Ok(topology) => Stored::Found(topology),
+                Err(e) => Stored::Unreadable(e.to_string()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::Missing,
+            Err(_) => Stored::Unknown,
+        }
     }
 }
 
@@ -84,6 +136,15 @@ impl SeedOutcome {
         self.bytes as f64 / 1_048_576.0 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
+
+/// How often a replica hears from an idle source (MariaDB `MASTER_HEARTBEAT_PERIOD`, seconds).
+pub const HEARTBEAT_PERIOD: &str = "0.25";
+/// `slave_net_timeout` of every member, seconds: a replica that hears nothing for this long,
+/// not even a heartbeat, reconnects and so reports its source lost. Failure detection waits
+/// for that (the holistic check), so this bounds how soon a hung primary is replaced. Four
+/// heartbeats must go missing first, and a replica that reconnects needlessly only resumes
+/// from its GTID position: a failover also needs the primary to fail three probes in a row.
+pub const NET_TIMEOUT_SECS: u32 = 1;
 
 /// How long a freshly seeded server may take to accept connections.
 const SEEDED_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -213,7 +274,7 @@ impl Actor {
             "STOP SLAVE".into(),
             format!(
                 "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', MASTER_PASSWORD='{}', \
-                 MASTER_USE_GTID=slave_pos{demote}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+                 MASTER_USE_GTID=slave_pos{demote}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}",
                 sql_quote(&s.host),
                 s.port,
                 sql_quote(&self.replication.user),
@@ -223,6 +284,16 @@ impl Actor {
             // A former primary must stop waiting for acknowledgements before it applies
             // anything: each applied transaction would wait for a replica it does not have.
             "SET GLOBAL rpl_semi_sync_master_enabled = OFF".into(),
+            // The IO thread reads this when it starts: a replica acknowledges from its first
+            // transaction, so a primary it may become never waits on one that does not.
+            format!(
+                "SET GLOBAL rpl_semi_sync_slave_enabled = {}",
+                if spec.semi_sync.is_some() {
+                    "ON"
+                } else {
+                    "OFF"
+                }
+            ),
             "START SLAVE".into(),
         ])
     }
@@ -279,12 +350,18 @@ impl Actor {
                 Ok(())
             }
             Action::FencePrimary { member } => {
-                let sql = vec!["SET GLOBAL read_only = ON".to_string()];
-                if let Err(e) = self.exec(spec, member, &sql).await {
-                    tracing::warn!(member = %member, error = %e, "old primary not fenced (best effort)");
-                } else {
-                    let _ = self.kill_clients(spec, member).await;
-                }
+                let m = spec
+                    .member(member)
+                    .ok_or_else(|| ActError::UnknownMember(member.clone()))?;
+                fence::fence(fence::Target {
+                    member: member.clone(),
+                    host: m.host.clone(),
+                    port: m.port,
+                    admin: self.admin.clone(),
+                    replication_user: self.replication.user.clone(),
+                    flavor: view.flavor,
+                })
+                .await;
                 Ok(())
             }
             Action::SetReadOnly { member } => {
@@ -510,7 +587,7 @@ impl Actor {
                 sql_quote(&u.password)
             ));
         }
-        sql.push("SET GLOBAL read_only = OFF".into());
+        // Still read-only: the plan turns semi-sync on before it makes the primary writable.
         sql
     }
 

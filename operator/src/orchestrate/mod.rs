@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod act;
+pub mod fence;
 pub mod observe;
 pub mod plan;
 pub mod run;

@@ -145,16 +145,21 @@ impl Observer {
         let failures = self.failures.entry(m.name.clone()).or_insert(0);
         match outcome {
             Outcome::Read(r) => {
-                let parse = |s: &str| GtidSet::parse(flavor, s).ok();
                 *failures = 0;
                 v.probe = Probe::Ok;
                 v.read_only = Some(r.read_only);
-                v.executed = parse(&r.executed);
-                v.retrieved = if r.source.is_some() {
-                    parse(&r.retrieved)
-                } else {
-                    None
-                };
+                // Unknown is unsafe: a position that cannot be read makes the whole member
+                // unreadable (never "holds nothing"), so every safety check counts it as a
+                // member that may hold anything.
+                match positions(flavor, &r) {
+                    Ok((executed, retrieved)) => {
+                        v.executed = Some(executed);
+                        v.retrieved = retrieved;
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = %m.name, error = %e, "unreadable GTID position");
+                    }
+                }
                 v.source = r.source;
                 v.io_running = r.io_running;
                 v.sql_running = r.sql_running;
@@ -175,6 +180,19 @@ impl Observer {
         v.consecutive_failures = *failures;
         v
     }
+}
+
+/// The executed and (for a replica) retrieved positions, both or neither.
+fn positions(
+    flavor: Flavor,
+    r: &Reading,
+) -> Result<(GtidSet, Option<GtidSet>), lagless_proxy::gtid::GtidParseError> {
+    let executed = GtidSet::parse(flavor, &r.executed)?;
+    let retrieved = match r.source {
+        Some(_) => Some(GtidSet::parse(flavor, &r.retrieved)?),
+        None => None,
+    };
+    Ok((executed, retrieved))
 }
 
 async fn read_member(

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lagless_proxy::gtid::GtidSet;
-use lagless_proxy::topology::{Member, Topology, TopologyState};
+use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
 
 use super::view::{
     ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
@@ -57,7 +57,8 @@ pub enum ClusterState {
 /// to run them in, and the actor stops at the first that fails.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Create users, make `primary` writable and start the replicas on GTID replication.
+    /// Create users on `primary` (still read-only) and start the replicas on GTID replication;
+    /// the plan makes it writable afterwards, with [`Action::SetWritable`].
     Bootstrap {
         primary: String,
         replicas: Vec<String>,
@@ -71,8 +72,9 @@ pub enum Action {
     FenceReplicas {
         members: Vec<String>,
     },
-    /// Best effort, bounded in time, failure ignored: set a failed primary read-only and end its
-    /// client connections in case it is only hung.
+    /// Best effort, bounded in time, failure ignored: set a primary being replaced read-only and
+    /// end every client connection it has, in case it is only hung or cut off from the
+    /// orchestrator but not from its clients.
     FencePrimary {
         member: String,
     },
@@ -106,7 +108,8 @@ pub enum Action {
         source: String,
         timeout: Duration,
     },
-    /// Stop and reset replication, make writable.
+    /// Stop and reset replication, make writable. With semi-sync wanted, the plan has turned
+    /// it on for this member first ([`Action::EnsureSemiSync`]).
     Promote {
         member: String,
     },
@@ -141,8 +144,8 @@ pub enum Action {
         donor: String,
         source: String,
     },
-    /// Turn lossless semi-sync back on where it drifted off: acknowledgements on `replicas`,
-    /// waiting on `primary`.
+    /// Lossless semi-sync on: acknowledgements on `replicas`, waiting on `primary`. Comes
+    /// before anything that makes `primary` writable, and wherever the settings drifted off.
     EnsureSemiSync {
         primary: String,
         replicas: Vec<String>,
@@ -428,11 +431,40 @@ impl<'a> Ctx<'a> {
             .is_some_and(|t| t.replicas.iter().any(|r| r.name == name))
     }
 
+    /// Above the published epoch and above every epoch ever published: a topology document
+    /// that was deleted or corrupted must not make the proxies' next one look older.
     fn next_epoch(&self) -> u64 {
         self.view
             .published
             .as_ref()
-            .map_or(1, |t| t.epoch.saturating_add(1))
+            .map_or(0, |t| t.epoch)
+            .max(self.history.max_epoch)
+            .saturating_add(1)
+    }
+
+    /// Makes `member` writable; with semi-sync wanted, turns it on there first unless the
+    /// view shows it on already.
+    fn make_writable(&self, steps: &mut Steps, member: &MemberView) {
+        let on = member.semi_sync.is_some_and(|s| s.source_enabled);
+        if self.spec.semi_sync.is_some() && !on {
+            steps.act(Action::EnsureSemiSync {
+                primary: member.name.clone(),
+                replicas: Vec::new(),
+            });
+        }
+        steps.act(Action::SetWritable {
+            member: member.name.clone(),
+        });
+    }
+
+    /// Turns semi-sync on for `member` about to be promoted, when the spec wants it.
+    fn semi_sync_before_promotion(&self, steps: &mut Steps, member: &str) {
+        if self.spec.semi_sync.is_some() {
+            steps.act(Action::EnsureSemiSync {
+                primary: member.to_owned(),
+                replicas: Vec::new(),
+            });
+        }
     }
 
     fn failover_after(&self) -> u32 {
@@ -508,9 +540,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// With lossless semi-sync, an acknowledged write is on at least `acks` replicas; it can
-    /// only be missed if that many members cannot be read. Returns why promotion must wait.
+    /// only be missed if that many members cannot be read. MariaDB waits for exactly one
+    /// acknowledgement whatever the spec says, so there it is 1. A member that answered but
+    /// whose position could not be read counts as unread. Returns why promotion must wait.
     fn semi_sync_gap(&self, except: Option<&str>) -> Option<String> {
-        let acks = self.spec.semi_sync?.acks.max(1);
+        let acks = match self.view.flavor {
+            Flavor::Mariadb => 1,
+            Flavor::Mysql => self.spec.semi_sync?.acks.max(1),
+        };
+        self.spec.semi_sync?;
         let unread: Vec<&str> = self
             .spec
             .members
@@ -665,7 +703,16 @@ fn bootstrap(ctx: &Ctx<'_>) -> Option<Plan> {
     let mut steps = Steps::default();
     steps.act(Action::Bootstrap {
         primary: primary.name.clone(),
-        replicas,
+        replicas: replicas.clone(),
+    });
+    if ctx.spec.semi_sync.is_some() {
+        steps.act(Action::EnsureSemiSync {
+            primary: primary.name.clone(),
+            replicas,
+        });
+    }
+    steps.act(Action::SetWritable {
+        member: primary.name.clone(),
     });
     steps.act(Action::PublishTopology { topology });
     steps.events.push(Event::Bootstrapped {
@@ -692,9 +739,12 @@ fn primary_failing(ctx: &Ctx<'_>, published: &Member) -> Plan {
             ),
         );
     }
+    // Every member that answered, its position readable or not: its replication threads
+    // were read either way.
     let still_connected: Vec<&str> = ctx
-        .reachable()
-        .filter(|m| m.name != published.name)
+        .members
+        .iter()
+        .filter(|m| m.probe == Probe::Ok && m.name != published.name)
         .filter(|m| m.replicates_from(&published.host, published.port))
         .filter(|m| m.io_running != Some(false))
         .map(|m| m.name.as_str())
@@ -718,7 +768,7 @@ fn primary_failing(ctx: &Ctx<'_>, published: &Member) -> Plan {
             ),
         );
     }
-    failover(ctx, &published.name, old)
+    failover(ctx, &published.name)
 }
 
 /// The end of the cooldown, while it lasts.
@@ -728,7 +778,7 @@ fn cooldown_until(ctx: &Ctx<'_>) -> Option<u64> {
     (ctx.history.now_ms < until).then_some(until)
 }
 
-fn failover(ctx: &Ctx<'_>, old: &str, old_view: Option<&MemberView>) -> Plan {
+fn failover(ctx: &Ctx<'_>, old: &str) -> Plan {
     let pool = ctx.pool(Some(old));
     if let Some(gap) = ctx.semi_sync_gap(Some(old)) {
         return report(ClusterState::Incomplete, gap);
@@ -749,10 +799,20 @@ fn failover(ctx: &Ctx<'_>, old: &str, old_view: Option<&MemberView>) -> Plan {
     });
     let fenced = names(ctx.reachable().filter(|m| m.name != old));
     steps.act(Action::FenceReplicas { members: fenced });
-    if old_view.is_some_and(|m| m.probe == Probe::Hung) {
-        steps.act(Action::FencePrimary {
-            member: old.to_owned(),
-        });
+    // Whatever the probe said: the orchestrator may be cut off from a primary its clients
+    // still reach. An unreachable one is cut off from its replicas (above), and with semi-sync
+    // can then acknowledge nothing more.
+    steps.act(Action::FencePrimary {
+        member: old.to_owned(),
+    });
+    if ctx.spec.semi_sync.is_none() {
+        let held = candidate
+            .holdings()
+            .map_or_else(String::new, |h| format!(" beyond {h}"));
+        steps.warn(format!(
+            "failover from {old} to {} without semi-sync: writes {old} acknowledged{held} are lost",
+            candidate.name
+        ));
     }
     let position = promote(ctx, &mut steps, candidate, &pool);
     let replicas = replicas_after_promotion(ctx, candidate, &pool, old);
@@ -784,6 +844,9 @@ fn promote(
             until: until.clone(),
         });
     }
+    // Only now: a member waiting for acknowledgements would wait on each transaction it
+    // applies from its relay log.
+    ctx.semi_sync_before_promotion(steps, &candidate.name);
     steps.act(Action::Promote {
         member: candidate.name.clone(),
     });
@@ -1178,17 +1241,16 @@ fn switchover(
         source: old.clone(),
         timeout: ctx.spec.switchover_catch_up,
     });
+    let mut back = Steps::default();
+    ctx.make_writable(&mut back, primary);
+    back.act(Action::PublishTopology {
+        topology: ctx.ready_topology(&old, &replicas, epoch.saturating_add(1)),
+    });
+    ctx.semi_sync_before_promotion(steps, &candidate.name);
     steps.rollback = Some(Rollback {
         from,
         until: steps.actions.len(),
-        actions: vec![
-            Action::SetWritable {
-                member: old.clone(),
-            },
-            Action::PublishTopology {
-                topology: ctx.ready_topology(&old, &replicas, epoch.saturating_add(1)),
-            },
-        ],
+        actions: back.actions,
         request: request.clone(),
         primary: old.clone(),
         candidate: candidate.name.clone(),
@@ -1240,9 +1302,7 @@ fn switchover(
 
 fn repair(ctx: &Ctx<'_>, primary: &MemberView, quarantined: &BTreeSet<String>, steps: &mut Steps) {
     if primary.read_only == Some(true) {
-        steps.act(Action::SetWritable {
-            member: primary.name.clone(),
-        });
+        ctx.make_writable(steps, primary);
     }
     if let Some((host, port)) = &primary.source {
         steps.warn(format!(

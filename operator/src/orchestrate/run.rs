@@ -6,10 +6,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagless_proxy::topology::{Flavor, Topology};
 
-use super::act::{Actor, Seeder, TopologySink};
+use super::act::{Actor, Seeder, Stored, TopologySink};
 use super::observe::{Credentials, Observer};
 use super::plan::{Action, ClusterState, Event, Plan, plan};
 use super::view::{ClusterSpec, ClusterView, History};
+
+/// How often the stored topology document is read back (see [`Orchestrator::tick`]).
+const STORED_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How many events [`Orchestrator::events`] keeps.
 pub const EVENT_LOG_LEN: usize = 100;
@@ -35,6 +38,7 @@ pub struct Orchestrator {
     events: EventLog,
     last_state: Option<ClusterState>,
     last_view: Option<ClusterView>,
+    stored_checked: Option<Instant>,
 }
 
 /// The recent events, for status displays.
@@ -90,18 +94,23 @@ impl Orchestrator {
         sink: Box<dyn TopologySink>,
         published: Option<Topology>,
     ) -> Self {
+        let history = History {
+            max_epoch: published.as_ref().map_or(0, |t| t.epoch),
+            ..History::default()
+        };
         Self {
             spec,
             flavor,
             observer,
             actor,
             sink,
-            history: History::default(),
+            history,
             published,
             started: Instant::now(),
             events: EventLog::default(),
             last_state: None,
             last_view: None,
+            stored_checked: None,
         }
     }
 
@@ -109,6 +118,13 @@ impl Orchestrator {
     /// platform recorded it), so a restarted operator does not run it again.
     pub fn with_completed_switchover(mut self, id: Option<String>) -> Self {
         self.history.completed_switchover = id;
+        self
+    }
+
+    /// Remembers the highest epoch ever published (read back from where the platform recorded
+    /// it), so the next topology is above it even if the published document was lost.
+    pub fn with_max_epoch(mut self, epoch: u64) -> Self {
+        self.history.max_epoch = self.history.max_epoch.max(epoch);
         self
     }
 
@@ -181,6 +197,7 @@ impl Orchestrator {
     pub async fn tick(&mut self) -> Plan {
         // Whoever replaces the spec need not remember: seeding is possible when a seeder is.
         self.spec.seeding = self.actor.seeder.is_some();
+        self.check_stored();
         let view = self
             .observer
             .observe(&self.spec, self.flavor, self.published.as_ref())
@@ -225,6 +242,46 @@ impl Orchestrator {
         plan
     }
 
+    /// Publishes the current topology again when its document is gone or is not what was
+    /// published, under an epoch above every one published before, which the proxies still
+    /// following the old document accept.
+    fn check_stored(&mut self) {
+        if self
+            .stored_checked
+            .is_some_and(|at| at.elapsed() < STORED_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.stored_checked = Some(Instant::now());
+        let Some(published) = &self.published else {
+            return;
+        };
+        let why = match self.sink.stored() {
+            Stored::Unknown => return,
+            Stored::Found(t) if t == *published => return,
+            Stored::Found(t) => {
+                format!("it holds epoch {} instead of {}", t.epoch, published.epoch)
+            }
+            Stored::Missing => "it is missing".to_string(),
+            Stored::Unreadable(e) => format!("it cannot be read: {e}"),
+        };
+        let mut again = published.clone();
+        again.epoch = self.history.max_epoch.max(again.epoch).saturating_add(1);
+        tracing::warn!(
+            epoch = published.epoch,
+            next = again.epoch,
+            reason = %why,
+            "the topology document is not what was published; publishing it again"
+        );
+        match self.sink.publish(&again) {
+            Ok(()) => {
+                self.history.max_epoch = again.epoch;
+                self.published = Some(again);
+            }
+            Err(e) => tracing::warn!(error = %e, "publishing the topology again failed"),
+        }
+    }
+
     /// Runs `actions` in order up to the first failure: its index and error.
     async fn run_actions(
         &mut self,
@@ -239,6 +296,7 @@ impl Orchestrator {
             {
                 Ok(()) => {
                     if let Action::PublishTopology { topology } = action {
+                        self.history.max_epoch = self.history.max_epoch.max(topology.epoch);
                         self.published = Some(topology.clone());
                     }
                 }

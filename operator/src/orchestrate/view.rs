@@ -296,4 +296,7 @@ pub struct History {
     /// The id of the last switchover request that failed and was rolled back: like a completed
     /// one it is not tried again (a new id asks again).
     pub failed_switchover: Option<String>,
+    /// The highest epoch ever published (kept where the platform records status): a new
+    /// topology is always above it, even when the published document was lost.
+    pub max_epoch: u64,
 }

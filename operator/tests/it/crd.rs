@@ -74,7 +74,7 @@ fn example_cluster_is_valid() {
     let spec = &cluster.spec;
     assert_eq!(spec.replicas, 3);
     assert_eq!(spec.flavor, Flavor::Mariadb);
-    assert!(spec.replication.semi_sync);
+    assert_eq!(spec.replication.semi_sync, Some(true));
     assert_eq!(spec.proxy.replicas, 2);
     assert_eq!(spec.proxy.service_type, ServiceType::ClusterIP);
 

@@ -286,6 +286,13 @@ async fn a_paused_primary_is_replaced_and_rejoins_as_a_replica_when_it_resumes()
         "failover from a SIGSTOPped primary after {:?}",
         started.elapsed()
     );
+    // About 2.4 s here (probes every 200 ms, 500 ms each, three in a row; replicas' net
+    // timeout 1 s); the bound leaves room for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a hung primary took {:?} to replace",
+        started.elapsed()
+    );
     let new_primary = o.published().unwrap().primary.clone().unwrap();
     cluster.primary().resume().unwrap();
     // The old primary comes back writable; it must not stay so.
@@ -737,4 +744,73 @@ async fn scaling_down_removes_a_replica_cleanly() {
         "the removed member stopped replicating"
     );
     assert!(m2.read_only);
+}
+
+/// The topology document deleted, then damaged, then deleted while no orchestrator runs: each
+/// time the next one is published above every epoch before it, and a proxy that kept
+/// following the old one follows the new ones (its writes reach the next primary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epochs_never_go_back_when_the_topology_document_is_lost() {
+    let cluster = Cluster::builder().members(3).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.json");
+    let mut o = adopted(&cluster, &path).await;
+    let (port, _stop) = proxy_following(dir.path(), &path).await;
+    let mut highest = o.published().unwrap().epoch;
+    let on_disk = |path: &std::path::Path| Topology::read(path).ok().map(|t| t.epoch);
+
+    std::fs::remove_file(&path).unwrap();
+    tick_until(&mut o, Duration::from_secs(10), |t| t.epoch > highest).await;
+    assert_eq!(on_disk(&path), o.published().map(|t| t.epoch));
+    highest = o.published().unwrap().epoch;
+
+    std::fs::write(&path, b"{ not a topology").unwrap();
+    tick_until(&mut o, Duration::from_secs(10), |t| t.epoch > highest).await;
+    assert_eq!(on_disk(&path), o.published().map(|t| t.epoch));
+    highest = o.published().unwrap().epoch;
+
+    // A new orchestrator with no document to read back: the epoch recorded beside it counts.
+    drop(o);
+    std::fs::remove_file(&path).unwrap();
+    let sink = FileSink(path.clone());
+    assert_eq!(sink.recorded_epoch(), highest);
+    let mut o = orchestrator(&cluster, &path).with_max_epoch(sink.recorded_epoch());
+    tick_until(&mut o, Duration::from_secs(20), |t| t.primary.is_some()).await;
+    let adopted_epoch = o.published().unwrap().epoch;
+    assert!(adopted_epoch > highest, "{adopted_epoch} after {highest}");
+
+    // The proxy follows: after a switchover its writes land on the new primary.
+    o.spec.switchover = Some(lagless_operator::orchestrate::Switchover {
+        id: "after-loss".into(),
+        to: lagless_operator::orchestrate::SwitchoverTarget::Member("m1".into()),
+    });
+    tick_until(&mut o, Duration::from_secs(20), |t| {
+        t.primary.as_ref().is_some_and(|p| p.name == "m1")
+    })
+    .await;
+    let app = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some(APP_USER))
+        .pass(Some(APP_PASSWORD))
+        .prefer_socket(false);
+    let mut c = mysql_async::Conn::new(app).await.unwrap();
+    c.query_drop("CREATE DATABASE IF NOT EXISTS lost_doc")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE lost_doc.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO lost_doc.t VALUES (1)")
+        .await
+        .unwrap();
+    let rows: Vec<i64> = cluster
+        .member(1)
+        .admin_conn()
+        .await
+        .unwrap()
+        .query("SELECT id FROM lost_doc.t")
+        .await
+        .unwrap();
+    assert_eq!(rows, [1]);
 }

@@ -399,10 +399,20 @@ fn default_server_config_is_read_only_gtid_strict_row() {
         );
     }
     assert!(!config.contains("server_id"), "{config}");
-    assert!(!config.contains("semi_sync"), "{config}");
+    // Lossless semi-sync by default: replicas acknowledge from their first transaction.
+    assert!(
+        config
+            .lines()
+            .any(|l| l == "rpl_semi_sync_slave_enabled=ON"),
+        "{config}"
+    );
     let cm = server_configmap(&cluster).unwrap();
     let data = cm.data.unwrap();
     assert_eq!(data[SERVER_CONFIG_KEY], config);
+    let mut opted_out = cluster.clone();
+    opted_out.spec.replication.semi_sync = Some(false);
+    let config = render_server_config(&opted_out).unwrap();
+    assert!(!config.contains("semi_sync"), "{config}");
     assert!(data[INIT_SCRIPT_KEY].contains("sql_log_bin=0"));
 }
 

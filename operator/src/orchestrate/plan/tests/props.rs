@@ -1,6 +1,7 @@
 //! Properties of [`plan`] over random views: GTID positions in one or two domains (or MySQL
 //! sources), random reachability, replication state, spec flags and history.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -121,6 +122,7 @@ prop_compose! {
         last_failover in proptest::option::of(0u64..20_000),
         semi_sync in proptest::option::weighted(0.3, 1u32..3),
         seeding in any::<bool>(),
+        max_epoch in prop_oneof![2 => Just(0u64), 1 => 0u64..200],
     ) -> Case {
         let flavor = if mysql { Flavor::Mysql } else { Flavor::Mariadb };
         let mut spec = ClusterSpec::new("demo", Vec::new());
@@ -145,7 +147,12 @@ prop_compose! {
             let refs: Vec<&str> = replicas.iter().map(String::as_str).collect();
             topology(p.as_deref(), &refs, epoch).with(|t| t.flavor = flavor)
         });
-        let mut history = History { now_ms: 20_000, last_failover_ms: last_failover, ..History::default() };
+        let mut history = History {
+            now_ms: 20_000,
+            last_failover_ms: last_failover,
+            max_epoch,
+            ..History::default()
+        };
         for i in (0..count).filter(|i| quarantined[*i]) {
             history.quarantined.insert(name(i), "errant".into());
         }
@@ -207,7 +214,8 @@ proptest! {
     #[test]
     fn published_epochs_increase_and_documents_validate(case in arb_case()) {
         let p = plan(&case.view, &case.spec, &case.history);
-        let mut last = case.view.published.as_ref().map(|t| t.epoch);
+        // Above the published document and every epoch ever published.
+        let mut last = case.view.published.as_ref().map(|t| t.epoch).max(Some(case.history.max_epoch));
         for t in published(&p) {
             prop_assert!(last.is_none_or(|e| t.epoch > e), "{p:?}");
             prop_assert!(t.validate().is_ok(), "{t:?}");
@@ -300,6 +308,52 @@ proptest! {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn nothing_is_made_writable_while_semi_sync_is_wanted_and_off(case in arb_case()) {
+        let p = plan(&case.view, &case.spec, &case.history);
+        let observed = |name: &str| {
+            case.view.member(name).and_then(|m| m.semi_sync).is_some_and(|s| s.source_enabled)
+        };
+        let rollback = p.rollback.iter().flat_map(|r| &r.actions);
+        for actions in [p.actions.iter().collect::<Vec<_>>(), rollback.collect()] {
+            let mut on: BTreeMap<String, bool> = BTreeMap::new();
+            for a in actions {
+                match a {
+                    Action::EnsureSemiSync { primary, .. } => {
+                        on.insert(primary.clone(), true);
+                    }
+                    // Replication set up anew turns waiting off (see `change_source`).
+                    Action::DisableSemiSync { member }
+                    | Action::Repoint { member, .. }
+                    | Action::Rejoin { member, .. } => {
+                        on.insert(member.clone(), false);
+                    }
+                    Action::Promote { member } | Action::SetWritable { member } => {
+                        let enabled = on.get(member).copied().unwrap_or_else(|| observed(member));
+                        prop_assert!(
+                            case.spec.semi_sync.is_none() || enabled,
+                            "{member} made writable without semi-sync: {p:?}"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_failover_fences_the_old_primary_before_publishing_the_new_one(case in arb_case()) {
+        let p = plan(&case.view, &case.spec, &case.history);
+        let failover = p.events.iter().any(|e| matches!(e, Event::Promoted { cause: Cause::Failover, .. }));
+        if !failover {
+            return Ok(());
+        }
+        let old = case.view.published.as_ref().and_then(|t| t.primary.as_ref()).map(|m| m.name.clone());
+        let fence = p.actions.iter().position(|a| matches!(a, Action::FencePrimary { member } if Some(member) == old.as_ref()));
+        let publish = p.actions.iter().rposition(|a| matches!(a, Action::PublishTopology { .. }));
+        prop_assert!(fence.is_some() && fence < publish, "{p:?}");
     }
 
     #[test]
