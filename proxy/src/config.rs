@@ -114,6 +114,30 @@ pub struct Args {
     )]
     pub max_client_connections: usize,
 
+    /// Connections per client address that have not authenticated yet (a login takes
+    /// milliseconds, so only a flood or stalled handshakes reach this); more get error 1040.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_MAX_UNAUTHENTICATED_PER_HOST",
+        default_value_t = 256
+    )]
+    pub max_unauthenticated_per_host: usize,
+
+    /// Sessions per user at once (0: no limit, as the server's default); more get error 1203.
+    #[arg(long, env = "LAGLESS_PROXY_MAX_USER_CONNECTIONS", default_value_t = 0)]
+    pub max_user_connections: usize,
+
+    /// The largest packet a client may send, in bytes; larger ones get error 1153 and the
+    /// connection is closed. Default: the primary's `max_allowed_packet`, as the monitor last
+    /// read it (16 MiB, the server's default, until it has).
+    #[arg(long, env = "LAGLESS_PROXY_MAX_ALLOWED_PACKET")]
+    pub max_allowed_packet: Option<usize>,
+
+    /// Seconds an idle client session is kept (the server's default `wait_timeout`); a
+    /// session's own `SET wait_timeout` wins.
+    #[arg(long, env = "LAGLESS_PROXY_WAIT_TIMEOUT", default_value_t = 28_800)]
+    pub wait_timeout: u64,
+
     /// Idle backend connections are closed after this many seconds.
     #[arg(long, env = "LAGLESS_PROXY_IDLE_TIMEOUT", default_value_t = 60)]
     pub idle_timeout: u64,
@@ -179,6 +203,13 @@ pub struct Config {
     pub backend_tls: BackendTlsMode,
     pub backend_ca: Option<PathBuf>,
     pub max_client_connections: usize,
+    pub max_unauthenticated_per_host: usize,
+    /// 0: no limit.
+    pub max_user_connections: usize,
+    /// Fixed; `None`: the primary's.
+    pub max_allowed_packet: Option<usize>,
+    /// Idle client sessions end after this, unless they set their own `wait_timeout`.
+    pub wait_timeout: Duration,
     pub handshake_timeout: Duration,
     pub packet_timeout: Duration,
     pub write_hold_timeout: Duration,
@@ -209,6 +240,10 @@ impl Config {
             backend_tls: BackendTlsMode::Off,
             backend_ca: None,
             max_client_connections: 10_000,
+            max_unauthenticated_per_host: 256,
+            max_user_connections: 0,
+            max_allowed_packet: None,
+            wait_timeout: Duration::from_secs(28_800),
             handshake_timeout: Duration::from_secs(10),
             packet_timeout: Duration::from_secs(30),
             write_hold_timeout: Duration::from_secs(10),
@@ -240,6 +275,14 @@ impl Config {
         Ok(())
     }
 }
+
+/// The protocol's own bounds of `max_allowed_packet`: 1 KiB to 1 GiB, as the server's.
+pub fn clamp_packet(bytes: usize) -> usize {
+    bytes.clamp(1024, 1 << 30)
+}
+
+/// The server's default `max_allowed_packet`.
+pub const DEFAULT_MAX_ALLOWED_PACKET: usize = 16 * 1024 * 1024;
 
 impl TryFrom<Args> for Config {
     type Error = String;
@@ -276,6 +319,11 @@ impl TryFrom<Args> for Config {
         c.backend_tls = a.backend_tls;
         c.backend_ca = a.backend_ca;
         c.max_client_connections = a.max_client_connections;
+        c.max_unauthenticated_per_host = a.max_unauthenticated_per_host.max(1);
+        c.max_user_connections = a.max_user_connections;
+        // The protocol's own bounds: 1 KiB to 1 GiB, as the server's variable.
+        c.max_allowed_packet = a.max_allowed_packet.map(clamp_packet);
+        c.wait_timeout = Duration::from_secs(a.wait_timeout.max(1));
         c.write_hold_timeout = Duration::from_millis(a.write_hold_timeout_ms);
         c.shutdown_timeout = Duration::from_secs(a.shutdown_timeout);
         c.monitor_interval = Duration::from_millis(a.monitor_interval_ms.max(50));

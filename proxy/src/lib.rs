@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod gtid;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod route;

@@ -35,6 +35,9 @@ pub struct Shared {
     pub health: Health,
     pub metrics: Arc<Metrics>,
     pub tls: Option<Tls>,
+    pub admission: Arc<crate::limits::Admission>,
+    /// The primary's `max_allowed_packet` as last read (see [`Shared::max_allowed_packet`]).
+    learned_max_packet: AtomicUsize,
     topology_rx: watch::Receiver<Arc<Topology>>,
     /// What the primary's greeting said: version, capabilities, collation.
     backend_greeting: ArcSwap<Option<Greeting>>,
@@ -54,6 +57,19 @@ impl Shared {
     pub fn topology(&self) -> Arc<Topology> {
         // Straight from the watcher's channel, so a wait woken by a change sees that change.
         self.topology_rx.borrow().clone()
+    }
+
+    /// The largest packet a new session may send: the configured one, else the primary's.
+    pub fn max_allowed_packet(&self) -> usize {
+        self.config
+            .max_allowed_packet
+            .unwrap_or_else(|| self.learned_max_packet.load(Ordering::Relaxed))
+    }
+
+    /// Records the primary's `max_allowed_packet`, as the monitor read it.
+    pub fn learn_max_allowed_packet(&self, bytes: usize) {
+        self.learned_max_packet
+            .store(crate::config::clamp_packet(bytes), Ordering::Relaxed);
     }
 
     /// The primary's address, if the topology has one now.
@@ -309,6 +325,12 @@ impl Shared {
     }
 
     /// Where accounts are looked up: the primary first, then the replicas.
+    /// The account `name`, from the users file or the members (see [`UserStore::find`]).
+    pub async fn find_user(&self, name: &str) -> Option<crate::users::UserRecord> {
+        let flavor = self.topology().flavor;
+        self.users.find(name, &self.lookup_members(), flavor).await
+    }
+
     pub fn lookup_members(&self) -> Vec<Member> {
         let topology = self.topology();
         topology
@@ -403,10 +425,16 @@ impl Proxy {
         let topology = watcher.current();
         let default_mode = Shared::mode_of(&config, &topology);
         metrics.set_topology_epoch(topology.epoch);
+        let admission = crate::limits::Admission::new(
+            config.max_unauthenticated_per_host,
+            config.max_user_connections,
+        );
         let shared = Arc::new(Shared {
             pool: Pool::new(config.pool.clone(), metrics.clone()),
             config,
             users,
+            admission,
+            learned_max_packet: AtomicUsize::new(crate::config::DEFAULT_MAX_ALLOWED_PACKET),
             health: Health::default(),
             metrics,
             tls,
@@ -519,8 +547,15 @@ fn spawn_session(shared: &Arc<Shared>, tcp: TcpStream, peer: std::net::SocketAdd
             return;
         }
         let id = shared.next_connection_id();
-        let host = peer.ip().to_string();
-        match login::login(tcp, &shared, id, &host).await {
+        let Some(unauthenticated) = shared.admission.unauthenticated(peer.ip()) else {
+            refuse_too_many(tcp).await;
+            shared.metrics.client_connection_error("too_many_from_host");
+            tracing::debug!(%peer, "too many unauthenticated connections from this address");
+            return;
+        };
+        let logged_in = login::login(tcp, &shared, id, peer.ip()).await;
+        drop(unauthenticated);
+        match logged_in {
             Ok((stream, login)) => {
                 tracing::debug!(id, user = %login.user, %peer, tls = login.tls, "client logged in");
                 Session::new(shared.clone(), stream, login, id).run().await;
@@ -545,10 +580,7 @@ async fn refuse_too_many(tcp: TcpStream) {
     let mut s = PacketStream::new(tcp);
     let mut seq = 0;
     let _ = s
-        .send(
-            &mut seq,
-            &ErrPacket::new(1040, "08004", "Too many connections").encode(),
-        )
+        .send(&mut seq, &crate::limits::too_many_connections().encode())
         .await;
     s.shutdown().await;
 }
@@ -585,6 +617,7 @@ async fn follow_topology(shared: Arc<Shared>) {
         let addrs: Vec<String> = topo.members().map(Member::addr).collect();
         shared.health.retain(&addrs);
         shared.positions.retain(&addrs);
+        shared.users.retain(&addrs);
         shared.pool.reap(&addrs);
     }
 }

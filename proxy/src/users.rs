@@ -1,19 +1,23 @@
 //! Who may log in through the proxy, and with what secret.
 //!
 //! Users come from a file (in Kubernetes a mounted Secret), re-read when it changes, and from
-//! the primary itself (`mysql.user`), looked up on first use and cached for a short TTL, so a
-//! user made with CREATE USER works through the proxy at once. A user in the file wins.
+//! the primary itself (`mysql.global_priv`, MySQL `mysql.user`), looked up on first use and
+//! cached for a short TTL, so a user made with CREATE USER works through the proxy at once. A
+//! user in the file wins. Lookups are bounded: see [`UserStore::find`].
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use lru::LruCache;
 use mysql_async::prelude::Queryable;
 use serde::Deserialize;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::protocol::auth;
-use crate::topology::Member;
+use crate::topology::{Flavor, Member};
 
 /// What the proxy knows about one user.
 #[derive(Clone, PartialEq, Eq)]
@@ -25,6 +29,11 @@ pub struct UserRecord {
     pub password: Option<String>,
     /// SHA1(SHA1(password)), from the file or `mysql.user`.
     pub native_hash: Option<[u8; 20]>,
+    /// Locked (`ACCOUNT LOCK`): the primary answers such a login itself.
+    pub locked: bool,
+    /// Its password expired: the primary answers such a login itself (refused, or a sandbox
+    /// session for a client that can handle it).
+    pub expired: bool,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -34,6 +43,8 @@ impl std::fmt::Debug for UserRecord {
             .field("server_plugin", &self.server_plugin)
             .field("has_password", &self.password.is_some())
             .field("has_native_hash", &self.native_hash.is_some())
+            .field("locked", &self.locked)
+            .field("expired", &self.expired)
             .finish()
     }
 }
@@ -116,13 +127,15 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<HashMap<String, UserRecord>, 
                 server_plugin: plugin,
                 password: u.password,
                 native_hash,
+                locked: false,
+                expired: false,
             },
         );
     }
     Ok(out)
 }
 
-/// Credentials the proxy uses to read `mysql.user` on the primary.
+/// Credentials the proxy uses to read accounts on the primary.
 #[derive(Debug, Clone)]
 pub struct LookupCredentials {
     pub user: String,
@@ -135,12 +148,34 @@ struct FileState {
     users: HashMap<String, UserRecord>,
 }
 
+/// Lookups running at once, over all names: each holds one of the few persistent lookup
+/// connections, so a flood of unknown names cannot open connections on the primary.
+const LOOKUP_CONCURRENCY: usize = 2;
+/// Looked-up names remembered, found or not; the least recently used is forgotten first.
+const CACHE_ENTRIES: usize = 10_000;
+/// The longest user name a server accepts, in characters: MariaDB's `mysql.global_priv.User`
+/// is `char(128)`, MySQL's `mysql.user.User` `char(32)`.
+pub fn max_user_chars(flavor: Flavor) -> usize {
+    match flavor {
+        Flavor::Mariadb => 128,
+        Flavor::Mysql => 32,
+    }
+}
+
+type Found = Option<UserRecord>;
+
 /// The user directory.
 pub struct UserStore {
     file: Option<Mutex<FileState>>,
     lookup: Option<LookupCredentials>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Option<UserRecord>)>>,
+    cache: Mutex<LruCache<String, (Instant, Found)>>,
+    /// Lookups under way, by name: a second login for the same name waits for the first.
+    inflight: Mutex<HashMap<String, Arc<OnceCell<Found>>>>,
+    permits: Semaphore,
+    /// Idle lookup connections, by member address: at most [`LOOKUP_CONCURRENCY`] each, and
+    /// no more in use at once (a lookup holds a permit while it uses one).
+    idle: Mutex<HashMap<String, Vec<mysql_async::Conn>>>,
 }
 
 impl std::fmt::Debug for UserStore {
@@ -150,6 +185,10 @@ impl std::fmt::Debug for UserStore {
             .field("ttl", &self.ttl)
             .finish()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl UserStore {
@@ -175,11 +214,15 @@ impl UserStore {
             }
             None => None,
         };
+        let entries = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             file,
             lookup,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(LruCache::new(entries)),
+            inflight: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(LOOKUP_CONCURRENCY),
+            idle: Mutex::new(HashMap::new()),
         })
     }
 
@@ -187,7 +230,7 @@ impl UserStore {
     /// and the previous users stay.
     pub fn reload_if_changed(&self) {
         let Some(file) = &self.file else { return };
-        let mut state = file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(file);
         let modified = std::fs::metadata(&state.path)
             .and_then(|m| m.modified())
             .ok();
@@ -214,46 +257,77 @@ impl UserStore {
 
     fn in_file(&self, name: &str) -> Option<UserRecord> {
         let file = self.file.as_ref()?;
-        file.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .users
-            .get(name)
-            .cloned()
+        lock(file).users.get(name).cloned()
     }
 
-    /// The record for `name`: the file first, then `mysql.user` on the first of `members`
+    /// Names remembered now, found or not (bounded by the cache size).
+    pub fn cached_names(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    /// The record for `name`: the file first, then the accounts on the first of `members`
     /// (the primary, then the replicas, which hold the same accounts) that answers, cached for
     /// the TTL. When none answers — a failover under way — an expired cached record is still
     /// the best answer: refusing a known account then would turn a pause into an outage.
-    pub async fn find(&self, name: &str, members: &[Member]) -> Option<UserRecord> {
+    ///
+    /// A name longer than the server allows is no account and is not looked up; lookups of
+    /// one name at once are made once; lookups run on a few persistent connections.
+    pub async fn find(&self, name: &str, members: &[Member], flavor: Flavor) -> Option<UserRecord> {
         if let Some(u) = self.in_file(name) {
             return Some(u);
         }
         let creds = self.lookup.as_ref()?;
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned();
+        if name.is_empty() || name.chars().count() > max_user_chars(flavor) {
+            return None;
+        }
+        let cached = lock(&self.cache).get(name).cloned();
         if let Some((at, rec)) = &cached
             && at.elapsed() < self.ttl
         {
             return rec.clone();
         }
+        let cell = lock(&self.inflight)
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let found = cell
+            .get_or_init(|| async {
+                let found = self.look_up(creds, name, members, flavor).await;
+                match found {
+                    Some(rec) => {
+                        lock(&self.cache).put(name.to_string(), (Instant::now(), rec.clone()));
+                        rec
+                    }
+                    None => cached.and_then(|(_, rec)| rec),
+                }
+            })
+            .await
+            .clone();
+        {
+            let mut inflight = lock(&self.inflight);
+            if inflight.get(name).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(name);
+            }
+        }
+        found
+    }
+
+    /// Asks the members in order; `None` when none gave an answer.
+    async fn look_up(
+        &self,
+        creds: &LookupCredentials,
+        name: &str,
+        members: &[Member],
+        flavor: Flavor,
+    ) -> Option<Found> {
+        let _permit = self.permits.acquire().await.ok()?;
         for (i, member) in members.iter().enumerate() {
-            let lookup = lookup_on(creds, member, name);
+            let lookup = self.lookup_on(creds, member, name, flavor);
             match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
                 // A replica may lag behind a CREATE USER: only the primary's "no such user"
                 // is an answer (and cached); a replica's lets the next member be asked.
                 Ok(Ok(None)) if i > 0 => {}
-                Ok(Ok(rec)) => {
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(name.to_string(), (Instant::now(), rec.clone()));
-                    return rec;
-                }
+                Ok(Ok(rec)) => return Some(rec),
                 Ok(Err(e)) => {
                     tracing::warn!(user = name, member = %member.addr(), error = %e, "user lookup failed");
                 }
@@ -262,57 +336,97 @@ impl UserStore {
                 }
             }
         }
-        cached.and_then(|(_, rec)| rec)
+        None
+    }
+
+    /// Looks `name` up on `member` over a kept connection (or a new one, kept afterwards).
+    async fn lookup_on(
+        &self,
+        creds: &LookupCredentials,
+        member: &Member,
+        name: &str,
+        flavor: Flavor,
+    ) -> Result<Option<UserRecord>, mysql_async::Error> {
+        let addr = member.addr();
+        let kept = lock(&self.idle).get_mut(&addr).and_then(Vec::pop);
+        let mut conn = match kept {
+            Some(conn) => conn,
+            None => {
+                let opts = mysql_async::OptsBuilder::default()
+                    .ip_or_hostname(member.host.clone())
+                    .tcp_port(member.port)
+                    .user(Some(&creds.user))
+                    .pass(Some(&creds.password))
+                    .prefer_socket(false);
+                mysql_async::Conn::new(opts).await?
+            }
+        };
+        let sql = match flavor {
+            Flavor::Mariadb => MARIADB_LOOKUP,
+            Flavor::Mysql => MYSQL_LOOKUP,
+        };
+        // A failed connection is dropped, not kept.
+        let row: Option<(String, String, bool, bool)> = conn.exec_first(sql, (name,)).await?;
+        let mut idle = lock(&self.idle);
+        let kept = idle.entry(addr).or_default();
+        if kept.len() < LOOKUP_CONCURRENCY {
+            kept.push(conn);
+        }
+        Ok(row.map(|(plugin, auth_string, locked, expired)| {
+            record(name, plugin, &auth_string, locked, expired)
+        }))
+    }
+
+    /// Forgets the kept connections to servers no longer in `addrs`.
+    pub fn retain(&self, addrs: &[String]) {
+        lock(&self.idle).retain(|addr, _| addrs.contains(addr));
     }
 }
 
 /// How long one member may take to answer a user lookup before the next is asked.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn lookup_on(
-    creds: &LookupCredentials,
-    member: &Member,
+/// MariaDB: the account's entry in `mysql.global_priv` (all the lookup account may read).
+/// The `'%'` account is preferred: the server sees the proxy's address, not the client's.
+const MARIADB_LOOKUP: &str = "SELECT \
+     IFNULL(JSON_VALUE(Priv, '$.plugin'), ''), \
+     IFNULL(JSON_VALUE(Priv, '$.authentication_string'), ''), \
+     IFNULL(JSON_VALUE(Priv, '$.account_locked'), 'false') = 'true', \
+     IFNULL(JSON_VALUE(Priv, '$.password_last_changed'), 1) = 0 \
+     FROM mysql.global_priv WHERE User = ? ORDER BY Host = '%' DESC LIMIT 1";
+
+/// MySQL: the same from `mysql.user`.
+const MYSQL_LOOKUP: &str = "SELECT plugin, authentication_string, account_locked = 'Y', \
+     password_expired = 'Y' FROM mysql.user WHERE User = ? ORDER BY Host = '%' DESC LIMIT 1";
+
+/// An account as the server stores it. A hash that cannot be read leaves the account to the
+/// primary to judge (relayed), never to a guess.
+fn record(
     name: &str,
-) -> Result<Option<UserRecord>, mysql_async::Error> {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(member.host.clone())
-        .tcp_port(member.port)
-        .user(Some(&creds.user))
-        .pass(Some(&creds.password))
-        .prefer_socket(false);
-    let mut conn = mysql_async::Conn::new(opts).await?;
-    // Prefer the '%' account: the server sees the proxy's address, not the client's.
-    let row: Option<(String, String)> = conn
-        .exec_first(
-            "SELECT plugin, authentication_string FROM mysql.user WHERE User = ? \
-             ORDER BY Host = '%' DESC LIMIT 1",
-            (name,),
-        )
-        .await?;
-    let _ = conn.disconnect().await;
-    Ok(row.and_then(|(plugin, auth_string)| {
-        let plugin = if plugin.is_empty() {
-            auth::NATIVE.to_string()
-        } else {
-            plugin
-        };
-        let native_hash = if plugin == auth::NATIVE {
-            if auth_string.is_empty() {
-                // An account without a password.
-                None
-            } else {
-                Some(auth::parse_native_hash(&auth_string)?)
-            }
+    plugin: String,
+    auth_string: &str,
+    locked: bool,
+    expired: bool,
+) -> UserRecord {
+    let plugin = if plugin.is_empty() {
+        auth::NATIVE.to_string()
+    } else {
+        plugin
+    };
+    let native = plugin == auth::NATIVE;
+    UserRecord {
+        name: name.to_string(),
+        // An account without a password.
+        password: (native && auth_string.is_empty()).then(String::new),
+        native_hash: if native && !auth_string.is_empty() {
+            auth::parse_native_hash(auth_string)
         } else {
             None
-        };
-        Some(UserRecord {
-            name: name.to_string(),
-            password: (plugin == auth::NATIVE && auth_string.is_empty()).then(String::new),
-            server_plugin: plugin,
-            native_hash,
-        })
-    }))
+        },
+        server_plugin: plugin,
+        locked,
+        expired,
+    }
 }
 
 #[cfg(test)]

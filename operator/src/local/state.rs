@@ -180,6 +180,29 @@ pub struct LocalCredentials {
     pub app_user: String,
     pub app_password: String,
     pub database: String,
+    /// The proxies read accounts with this one: `mysql.global_priv`, nothing else.
+    #[serde(default = "lookup_user")]
+    pub lookup_user: String,
+    #[serde(default = "fresh_password")]
+    pub lookup_password: String,
+    /// The proxies read positions with this one: replication status, nothing else.
+    #[serde(default = "monitor_user")]
+    pub monitor_user: String,
+    #[serde(default = "fresh_password")]
+    pub monitor_password: String,
+}
+
+fn lookup_user() -> String {
+    "lagless_lookup".into()
+}
+
+fn monitor_user() -> String {
+    "lagless_monitor".into()
+}
+
+/// For a credentials file from before these accounts existed.
+fn fresh_password() -> String {
+    password().unwrap_or_default()
 }
 
 impl LocalCredentials {
@@ -192,6 +215,10 @@ impl LocalCredentials {
             app_user: "app".into(),
             app_password: password()?,
             database: "app".into(),
+            lookup_user: lookup_user(),
+            lookup_password: password()?,
+            monitor_user: monitor_user(),
+            monitor_password: password()?,
         })
     }
 }

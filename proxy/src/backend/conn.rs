@@ -118,9 +118,20 @@ pub struct RelayedLogin {
 }
 
 impl RelayedLogin {
-    /// Opens the connection and offers `mysql_native_password` with no answer: a server whose
-    /// account uses another plugin switches to it, with a challenge of its own.
-    pub async fn start(p: &ConnectParams, attributes: Vec<u8>) -> Result<Self, BackendError> {
+    /// Opens the connection and offers, with no answer, a plugin other than the account's
+    /// (`account_plugin`): the server then switches to the account's own, with a challenge of
+    /// its own that the client answers. (Offering the account's plugin would have the server
+    /// judge the empty answer at once.)
+    pub async fn start(
+        p: &ConnectParams,
+        attributes: Vec<u8>,
+        account_plugin: &str,
+    ) -> Result<Self, BackendError> {
+        let offered = if account_plugin == auth::NATIVE || account_plugin.is_empty() {
+            auth::ED25519
+        } else {
+            auth::NATIVE
+        };
         let mut o = tokio::time::timeout(p.connect_timeout * 2, open(p))
             .await
             .map_err(|_| BackendError::ConnectTimeout(p.addr.clone()))??;
@@ -132,7 +143,7 @@ impl RelayedLogin {
             user: p.user.clone(),
             auth_response: Vec::new(),
             database: p.database.clone(),
-            auth_plugin: Some(auth::NATIVE.to_string()),
+            auth_plugin: Some(offered.to_string()),
             attributes,
         };
         o.stream

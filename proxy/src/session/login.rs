@@ -1,9 +1,12 @@
 //! The client side of the connection phase: greeting, TLS upgrade, authentication.
 
+use std::net::IpAddr;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::backend::{PooledConn, RelayedLogin};
+use crate::limits::UserSlot;
 use crate::protocol::auth::{self, BackendSecret};
 use crate::protocol::compress::Compressed;
 use crate::protocol::constants::{cap, header, status};
@@ -93,6 +96,8 @@ pub struct Login {
     /// itself; the session takes it over. (In a mutex only so that a `Login` can be shared
     /// across threads: a connection's stream cannot.)
     pub relayed: std::sync::Mutex<Option<(Member, PooledConn)>>,
+    /// This session's place in its user's `max_user_connections`.
+    pub slot: Option<UserSlot>,
 }
 
 /// Why a login ended without a session.
@@ -126,10 +131,10 @@ pub async fn login(
     tcp: TcpStream,
     shared: &Shared,
     connection_id: u32,
-    peer_host: &str,
+    peer: IpAddr,
 ) -> Result<(ClientStream, Login), LoginError> {
     let timeout = shared.config.handshake_timeout;
-    tokio::time::timeout(timeout, run(tcp, shared, connection_id, peer_host))
+    tokio::time::timeout(timeout, run(tcp, shared, connection_id, peer))
         .await
         .map_err(|_| LoginError::Timeout)?
 }
@@ -138,8 +143,9 @@ async fn run(
     tcp: TcpStream,
     shared: &Shared,
     connection_id: u32,
-    peer_host: &str,
+    peer: IpAddr,
 ) -> Result<(ClientStream, Login), LoginError> {
+    let peer_host = &peer.to_string();
     let scramble = auth::new_scramble();
     let tls_acceptor = shared.tls.as_ref().map(|t| t.acceptor());
     let mut server_caps = shared.server_caps();
@@ -224,15 +230,19 @@ async fn run(
         scramble,
         host: peer_host.to_string(),
         relayed: Default::default(),
+        slot: None,
     };
-    let record = shared
-        .users
-        .find(&resp.user, &shared.lookup_members())
-        .await;
+    let record = shared.find_user(&resp.user).await;
     if record.as_ref().is_some_and(|r| !verifiable(r)) {
         let sent_password = !resp.auth_response.is_empty();
         let login = login_with(BackendSecret::Relayed);
-        let login = relay_login(&mut stream, &mut seq, shared, login, sent_password).await?;
+        let plugin = record.as_ref().map_or("", |r| r.server_plugin.as_str());
+        let mut login =
+            relay_login(&mut stream, &mut seq, shared, login, sent_password, plugin).await?;
+        login.slot = match shared.admission.user(&login.user) {
+            Ok(slot) => Some(slot),
+            Err(err) => return Err(refuse(&mut stream, seq, err).await),
+        };
         return finish_login(stream, seq, shared, login).await;
     }
     let verified = authenticate(
@@ -248,11 +258,19 @@ async fn run(
     )
     .await?;
     let Some(secret) = verified.secret else {
-        tracing::info!(user = %resp.user, peer = peer_host, "access denied");
+        // Guessing is slowed down per user and address, as connection control does.
+        let delay = shared.admission.failed(&resp.user, peer);
+        tracing::info!(user = %resp.user, peer = peer_host, ?delay, "access denied");
+        tokio::time::sleep(delay).await;
         let err = ErrPacket::access_denied(&resp.user, peer_host, verified.sent_password);
         return Err(refuse(&mut stream, seq, err).await);
     };
-    let login = login_with(secret);
+    shared.admission.succeeded(&resp.user, peer);
+    let mut login = login_with(secret);
+    login.slot = match shared.admission.user(&login.user) {
+        Ok(slot) => Some(slot),
+        Err(err) => return Err(refuse(&mut stream, seq, err).await),
+    };
     // The backend decides whether the database exists and the user may use it; its answer is
     // the one a server would give.
     if let Err(err) = shared.check_backend_login(&login).await {
@@ -282,7 +300,8 @@ async fn finish_login(
         stream
     };
     stream.packet_timeout = shared.config.packet_timeout;
-    stream.max_logical = 1 << 30;
+    // As the server: a session keeps the limit it started with.
+    stream.max_logical = shared.max_allowed_packet();
     Ok((stream, login))
 }
 
@@ -311,6 +330,10 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
 /// a relayed exchange): native accounts by their hash, others with the password in the users
 /// file.
 fn verifiable(r: &UserRecord) -> bool {
+    if r.locked || r.expired {
+        // The server's own answer (4151, 1862 or a sandbox session) is the one to give.
+        return false;
+    }
     match r.server_plugin.as_str() {
         "" | auth::NATIVE => r.native_hash.is_some() || r.password.is_some(),
         _ => r.password.is_some(),
@@ -327,6 +350,7 @@ async fn relay_login(
     shared: &Shared,
     mut login: Login,
     mut sent_password: bool,
+    account_plugin: &str,
 ) -> Result<Login, LoginError> {
     let primary = match shared.wait_for_primary().await {
         Result::Ok(p) => p,
@@ -335,10 +359,11 @@ async fn relay_login(
     let params = shared.connect_params(&login, &primary.addr(), login.database.as_deref());
     let unavailable =
         |e: crate::backend::BackendError| ErrPacket::backend_unavailable(&e.to_string());
-    let mut server = match RelayedLogin::start(&params, login.attributes.clone()).await {
-        Result::Ok(s) => s,
-        Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
-    };
+    let mut server =
+        match RelayedLogin::start(&params, login.attributes.clone(), account_plugin).await {
+            Result::Ok(s) => s,
+            Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
+        };
     loop {
         let pkt = match server.next().await {
             Result::Ok(p) => p,
@@ -538,10 +563,7 @@ pub async fn change_user(
             .await;
         return Ok(None);
     };
-    let record = shared
-        .users
-        .find(&resp.user, &shared.lookup_members())
-        .await;
+    let record = shared.find_user(&resp.user).await;
     let verified = match authenticate(
         stream,
         &mut seq,
@@ -567,7 +589,7 @@ pub async fn change_user(
         stream.send(&mut seq, &err.encode()).await?;
         return Ok(None);
     };
-    let login = Login {
+    let mut login = Login {
         user: resp.user,
         secret,
         database: resp.database,
@@ -583,10 +605,21 @@ pub async fn change_user(
         scramble: current.scramble,
         host: current.host.clone(),
         relayed: Default::default(),
+        slot: None,
     };
     if let Err(err) = shared.check_backend_login(&login).await {
         stream.send(&mut seq, &err.encode()).await?;
         return Ok(None);
+    }
+    // The same user keeps the session's place (the caller moves it over); another needs one.
+    if login.user != current.user {
+        match shared.admission.user(&login.user) {
+            Result::Ok(slot) => login.slot = Some(slot),
+            Err(err) => {
+                stream.send(&mut seq, &err.encode()).await?;
+                return Ok(None);
+            }
+        }
     }
     let ok = Ok {
         status: status::AUTOCOMMIT,

@@ -195,14 +195,12 @@ impl Session {
                 break;
             }
             let control = self.control.clone();
-            // Only polled when set; the fallback just has to be a valid far deadline.
-            let idle = self
-                .wait_timeout
-                .unwrap_or(Duration::from_secs(365 * 86_400));
+            // The session's own SET wait_timeout, else the server's default, as a server
+            // would honour them.
+            let idle = self.wait_timeout.unwrap_or(self.shared.config.wait_timeout);
             let read = tokio::select! {
                 r = self.client.read_logical() => r,
-                () = tokio::time::sleep(idle), if self.wait_timeout.is_some() => {
-                    // The session asked for it with SET wait_timeout, as a server would honour it.
+                () = tokio::time::sleep(idle) => {
                     tracing::debug!(id = self.id, ?idle, "closing a session idle past its wait_timeout");
                     break;
                 }
@@ -1232,7 +1230,10 @@ impl Session {
 
     async fn change_user(&mut self, payload: Bytes) -> Result<(), End> {
         match login::change_user(&mut self.client, &self.shared, &self.login, &payload).await {
-            Ok(Some(new_login)) => {
+            Ok(Some(mut new_login)) => {
+                if new_login.slot.is_none() {
+                    new_login.slot = self.login.slot.take();
+                }
                 self.control.set_user(&new_login.user);
                 self.reset_state();
                 self.database = new_login.database.clone();

@@ -7,6 +7,7 @@ mod clients;
 mod commands;
 mod consistency;
 mod fidelity;
+mod limits;
 mod mariadb_suite;
 mod pymysql;
 mod routing;
