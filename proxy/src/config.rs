@@ -98,13 +98,22 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_REQUIRE_TLS")]
     pub require_tls: bool,
 
-    /// Backend connections in use per server at once.
+    /// Backend connections per server, idle or in use.
     #[arg(
         long,
         env = "LAGLESS_PROXY_MAX_BACKEND_CONNECTIONS",
         default_value_t = 500
     )]
     pub max_backend_connections: usize,
+
+    /// Backend connections per server one user may hold (0: four fifths of
+    /// --max-backend-connections), so that no single account takes them all.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_MAX_BACKEND_CONNECTIONS_PER_USER",
+        default_value_t = 0
+    )]
+    pub max_backend_connections_per_user: usize,
 
     /// Client connections at once; more are refused with error 1040.
     #[arg(
@@ -328,6 +337,7 @@ impl TryFrom<Args> for Config {
         c.shutdown_timeout = Duration::from_secs(a.shutdown_timeout);
         c.monitor_interval = Duration::from_millis(a.monitor_interval_ms.max(50));
         c.pool.max_per_backend = a.max_backend_connections.max(1);
+        c.pool.max_per_user = a.max_backend_connections_per_user;
         c.pool.idle_timeout = Duration::from_secs(a.idle_timeout);
         c.validate()?;
         Ok(c)

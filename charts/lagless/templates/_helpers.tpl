@@ -91,44 +91,59 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 What the operator may do with the objects it reads and runs clusters with, cluster-wide
-(ClusterRole) or in the watched namespace (Role). Only named resources and verbs: no wildcards.
+(ClusterRole) or in the watched namespace (Role). Only named resources and the verbs the code
+uses: no wildcards. Objects are written by server-side apply, a PATCH that creates the object
+when it is missing, which the API server also authorizes as `create`. Nothing is deleted by
+the operator but a pod being re-seeded: the owned objects go by garbage collection.
 */}}
 {{- define "lagless.rules" -}}
-# The MySQLClusters: read, add finalizers and report status. Creating and deleting them is
-# left to users.
+# The MySQLClusters: the controller lists and watches them, and adds and removes its finalizer
+# with a JSON patch. Creating, updating and deleting them is left to users.
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlclusters"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch", "patch"]
+# Status, by server-side apply.
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlclusters/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+# Owner references with blockOwnerDeletion on the objects below need this where the
+# OwnerReferencesPermissionEnforcement admission plugin runs.
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlclusters/finalizers"]
   verbs: ["update"]
-# Objects each cluster owns: members, proxies, their Services, configuration, topology and
-# generated credentials, disruption budget and network policies.
+# Owned objects the controller watches (only those labelled managed-by lagless-operator), so a
+# change to one reconciles its cluster: members, proxies, their Services.
 - apiGroups: ["apps"]
   resources: ["statefulsets", "deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
-  resources: ["services", "configmaps", "secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  resources: ["services"]
+  verbs: ["list", "watch", "create", "patch"]
+# Server configuration and topology: watched too, and the topology is read by name when a
+# cluster's orchestration starts and before each publication.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Credentials: read by name (the admin, replication and agent Secrets), and the generated ones
+# created once. Never listed or watched: the operator sees no Secret it was not told the name of.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]
+# Applied, never read back or watched: the disruption budget and the network policies.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["create", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["create", "patch"]
 # A member being re-seeded (spec.reseed) has its pod deleted so the StatefulSet makes a new
 # one, whose init step copies a donor's data; the new pod is told apart by its uid.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "delete"]
-# Events on the MySQLClusters (failover, switchover, quarantine, ...).
+# Events on the MySQLClusters (failover, switchover, quarantine, ...): created, and patched
+# when one repeats. The events.k8s.io API only; the core group's is not used.
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}

@@ -9,7 +9,8 @@ Helm v4's Go SDK as a native library; no `helm` binary and no cluster are needed
   default values and the files in tests/values/, with Kubernetes 1.37 capabilities and, for
   one file, the monitoring.coreos.com/v1/ServiceMonitor API as `--api-versions` would add;
 * facts about the rendered objects: RBAC rules exactly as listed in EXPECTED_RULES (no
-  wildcard anywhere), Role instead of ClusterRole in namespaced mode, the Lease Role and
+  wildcard anywhere, Secrets never listed or watched), Role instead of ClusterRole in
+  namespaced mode, the Lease Role and
   `--leader-election` only when leader election is on, arguments, probes, security contexts,
   labels and cross-references;
 * every rendered object and the CRD against the Kubernetes 1.37 schemas with
@@ -159,25 +160,31 @@ def refused(values: dict[str, Any]) -> str:
 
 # --- facts about rendered objects ------------------------------------------------------------
 
-OWNED = ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Server-side apply is a PATCH that creates a missing object, authorized as create too.
+APPLIED = ["create", "patch"]
+# Applied and watched by the controller (owned objects that trigger a reconcile).
+WATCHED = ["list", "watch", *APPLIED]
 
 # Every permission the operator is given over MySQLClusters and the objects it runs them with,
-# as (apiGroup, resource, verbs). The rendered ClusterRole/Role must hold exactly these.
+# as (apiGroup, resource, verbs): what operator/src/kube uses, nothing more. The rendered
+# ClusterRole/Role must hold exactly these.
 EXPECTED_RULES = {
-    ("lagless.dev", "mysqlclusters"): ["get", "list", "watch", "patch", "update"],
-    ("lagless.dev", "mysqlclusters/status"): ["get", "patch", "update"],
+    ("lagless.dev", "mysqlclusters"): ["list", "watch", "patch"],
+    ("lagless.dev", "mysqlclusters/status"): ["patch"],
     ("lagless.dev", "mysqlclusters/finalizers"): ["update"],
-    ("apps", "statefulsets"): OWNED,
-    ("apps", "deployments"): OWNED,
-    ("", "services"): OWNED,
-    ("", "configmaps"): OWNED,
-    ("", "secrets"): OWNED,
-    ("policy", "poddisruptionbudgets"): OWNED,
-    ("networking.k8s.io", "networkpolicies"): OWNED,
+    ("apps", "statefulsets"): WATCHED,
+    ("apps", "deployments"): WATCHED,
+    ("", "services"): WATCHED,
+    ("", "configmaps"): ["get", *WATCHED],
+    ("", "secrets"): ["get", *APPLIED],
+    ("policy", "poddisruptionbudgets"): APPLIED,
+    ("networking.k8s.io", "networkpolicies"): APPLIED,
     ("", "pods"): ["get", "delete"],
     ("events.k8s.io", "events"): ["create", "patch"],
-    ("", "events"): ["create", "patch"],
 }
+
+# Verbs no rule of the chart may grant, on any resource.
+NEVER = {"*", "escalate", "bind", "impersonate", "deletecollection"}
 
 
 def flatten_rules(rules: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[str]]:
@@ -198,7 +205,21 @@ def flatten_rules(rules: list[dict[str, Any]]) -> dict[tuple[str, str, str], lis
 
 def check_rules_everywhere(rendered: Rendered) -> None:
     for role in rendered.of_kind("ClusterRole") + rendered.of_kind("Role"):
-        flatten_rules(role.get("rules", []))
+        check_least_privilege(role)
+
+
+def check_least_privilege(role: dict[str, Any]) -> None:
+    """What must hold of every rendered role whatever EXPECTED_RULES says: no wildcard (in any
+    field, flatten_rules), Secrets never listed or watched (that would hand the operator every
+    Secret of the namespace or cluster), no RBAC objects, no escalating verbs."""
+    name = f"{role['kind']} {role['metadata']['name']}"
+    rules = flatten_rules(role.get("rules", []))
+    for (group, resource, _), verbs in rules.items():
+        check(not NEVER & set(verbs), f"{name}: {verbs} on {group or 'core'}/{resource}")
+        check(group != "rbac.authorization.k8s.io", f"{name}: rules on RBAC objects")
+        if (group, resource) == ("", "secrets"):
+            check(not {"list", "watch"} & set(verbs), f"{name}: secrets {verbs}")
+            check(set(verbs) <= {"get", "create", "patch"}, f"{name}: secrets {verbs}")
 
 
 def check_operator_rules(role: dict[str, Any]) -> None:
@@ -259,6 +280,11 @@ def check_operator_pod(rendered: Rendered, *, port: int) -> dict[str, Any]:
     selector = spec["selector"]["matchLabels"]
     check(all(labels.get(k) == v for k, v in selector.items()), "the selector does not match the pod labels")
     check(selector.get("app.kubernetes.io/component") == "operator", f"selector {selector}")
+    # What the clusters' NetworkPolicies admit the operator by (operator_pod_labels in
+    # operator/src/kube/builders.rs); not in the selector, which cannot change on upgrade.
+    check(labels.get("app.kubernetes.io/part-of") == "lagless", f"pod labels {labels}")
+    check(labels.get("app.kubernetes.io/component") == "operator", f"pod labels {labels}")
+    check("app.kubernetes.io/part-of" not in selector, f"selector {selector}")
 
     container = operator_container(deployment)
     check(container["command"] == ["lagless-operator", "controller"], f"command {container['command']}")
@@ -276,6 +302,7 @@ def check_operator_pod(rendered: Rendered, *, port: int) -> dict[str, Any]:
 
     security = pod["securityContext"]
     check(security.get("runAsNonRoot") is True, f"pod securityContext {security}")
+    check(security.get("runAsUser") == 65532, f"pod securityContext {security}")
     check(security.get("seccompProfile") == {"type": "RuntimeDefault"}, f"pod securityContext {security}")
     security = container["securityContext"]
     check(security.get("readOnlyRootFilesystem") is True, f"container securityContext {security}")
@@ -499,6 +526,8 @@ def check_other_values() -> None:
         check_rules_everywhere(rendered)
         validate_schemas(rendered.objects, json.dumps(values))
         deployment = rendered.one("Deployment")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        check(labels.get("app.kubernetes.io/part-of") == "lagless", f"{values}: pod labels {labels}")
         replicas = deployment["spec"]["replicas"]
         check(replicas == values.get("replicaCount", 2), f"{values}: replicas {replicas}")
         if values.get("rbac", {}).get("create") is False:
@@ -575,6 +604,36 @@ def check_docs_manifests() -> None:
     json.loads(secret["stringData"]["users.json"])
 
 
+def check_rbac_least_privilege() -> None:
+    """In every mode the chart renders, Secrets are never listed or watched and no rule has a
+    wildcard; and the check does catch both."""
+    for values in [None, load_values("namespaced.yaml"), load_values("custom.yaml")]:
+        rendered = template(values)
+        roles = rendered.of_kind("ClusterRole") + rendered.of_kind("Role")
+        check(len(roles) >= 1, "no role rendered")
+        for role in roles:
+            check_least_privilege(role)
+            for rule in role["rules"]:
+                if "secrets" in rule["resources"]:
+                    check(rule["verbs"] == ["get", "create", "patch"], f"secrets rule {rule}")
+                    check(rule["apiGroups"] == [""], f"secrets rule {rule}")
+    role = template(None).one("ClusterRole")
+    for broken_rule in [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["watch"]},
+        {"apiGroups": [""], "resources": ["*"], "verbs": ["get"]},
+        {"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]},
+    ]:
+        broken = copy.deepcopy(role)
+        broken["rules"].append(broken_rule)
+        try:
+            check_least_privilege(broken)
+        except CheckFailed:
+            continue
+        raise CheckFailed(f"check_least_privilege accepted {broken_rule}")
+
+
 def check_validator_refuses() -> None:
     """The schema check is worth something only if a broken object fails it."""
     deployment = template(None).one("Deployment")
@@ -604,6 +663,7 @@ CHECKS: list[tuple[str, Callable[[], None]]] = [
     ("custom.yaml: images, log level, port, replicas", check_custom),
     ("other values: no RBAC, existing ServiceAccount, 0 or 1 replica, overrides", check_other_values),
     ("bad values refused", check_refusals),
+    ("RBAC: Secrets never listed or watched, no wildcard", check_rbac_least_privilege),
     ("docs/kubernetes.md manifests validate", check_docs_manifests),
     ("kubernetes-validate refuses a broken object", check_validator_refuses),
 ]

@@ -5,6 +5,7 @@
 //! seeding ([`crate::orchestrate::seed`]); see `docs/kubernetes.md`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backup;
 pub mod client;
 pub mod http;
 pub mod server;
@@ -63,8 +64,8 @@ pub struct ServeArgs {
     /// Secret takes effect).
     #[arg(long, value_name = "FILE", default_value = "/etc/lagless/agent/token")]
     pub token_file: PathBuf,
-    /// Where the backup keeps its few temporary files; the system's temporary directory when
-    /// absent.
+    /// Where each backup gets a private directory for its option file (the account) and its
+    /// few temporary files; the system's temporary directory when absent.
     #[arg(long, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
     /// The account the backup connects to the local server with.

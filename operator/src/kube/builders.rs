@@ -19,6 +19,7 @@
 //! | credential Secrets (when the spec names none) | `c-admin`, `c-replication` |
 //! | seeding agent token Secret (always generated) | `c-agent` |
 //! | NetworkPolicy of the members | `c-mysql` |
+//! | NetworkPolicy of the proxies | `c-proxy` |
 //!
 //! The builders assume a spec that passed [`MySQLCluster::validate`]: server options are
 //! written as given.
@@ -33,10 +34,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
     ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::networking::v1::{
@@ -118,6 +120,43 @@ const MYSQL_TERMINATION_GRACE_SECONDS: i64 = 120;
 
 /// The proxy's own `--shutdown-timeout` (30 s) plus a margin.
 const PROXY_TERMINATION_GRACE_SECONDS: i64 = 45;
+
+/// The uid and gid of the `mysql` user of the official MariaDB and MySQL images. Every
+/// container of a member pod runs as it: the server owns the data directory (its directories
+/// are mode 0700), and the seeding agent and init step read and write the same files.
+pub const MYSQL_UID: i64 = 999;
+
+/// The `nonroot` user of the distroless images the proxy and the operator ship in.
+pub const NONROOT_UID: i64 = 65532;
+
+/// Where the server puts its socket and pid file (each image's configured directory); the
+/// root filesystem is read-only.
+fn run_mount(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Mariadb => "/run/mysqld",
+        Flavor::Mysql => "/var/run/mysqld",
+    }
+}
+
+/// The system's temporary directory: the server's `tmpdir`, the entrypoint's here-documents,
+/// and `mariadb-backup`'s spool of the redo log while it streams.
+const TMP_MOUNT: &str = "/tmp";
+
+/// The labels the operator's pods carry whatever the chart's `nameOverride` (see
+/// `charts/lagless/templates/deployment.yaml`); with the operator's namespace they are how
+/// the NetworkPolicies admit it.
+pub fn operator_pod_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/part-of".to_string(),
+            "lagless".to_string(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "operator".to_string(),
+        ),
+    ])
+}
 
 /// Why an object could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -280,6 +319,11 @@ pub fn network_policy_name(cluster: &str) -> String {
     format!("{cluster}-mysql")
 }
 
+/// The NetworkPolicy of the proxies.
+pub fn proxy_network_policy_name(cluster: &str) -> String {
+    format!("{cluster}-proxy")
+}
+
 /// The PodDisruptionBudget of the members.
 pub fn pod_disruption_budget_name(cluster: &str) -> String {
     format!("{cluster}-mysql")
@@ -431,6 +475,50 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
+    }
+}
+
+/// What every container runs with: never root, no capabilities, no way to gain privileges,
+/// and a read-only root filesystem (whatever a program writes goes to a volume).
+fn container_security(uid: i64) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        ..SecurityContext::default()
+    }
+}
+
+/// The pod-level half: the same user, the runtime's default seccomp profile, and `fs_group`
+/// owning the pod's volumes.
+fn pod_security(uid: i64, fs_group: Option<i64>) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group,
+        // A large data volume is not walked at every start, only when its root is not the
+        // group's yet.
+        fs_group_change_policy: fs_group.map(|_| "OnRootMismatch".into()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
     }
 }
 
@@ -742,6 +830,7 @@ fn agent_containers(
             format!("{AGENT_BIN_MOUNT}/lagless-operator"),
         ]),
         volume_mounts: Some(vec![mount("agent-bin", AGENT_BIN_MOUNT, false)]),
+        security_context: Some(container_security(MYSQL_UID)),
         ..Container::default()
     };
     let seed = Container {
@@ -754,7 +843,9 @@ fn agent_containers(
             mount("agent-bin", AGENT_BIN_MOUNT, true),
             mount("agent-token", AGENT_TOKEN_MOUNT, true),
             mount("topology", TOPOLOGY_MOUNT, true),
+            mount("agent-tmp", TMP_MOUNT, false),
         ]),
+        security_context: Some(container_security(MYSQL_UID)),
         ..Container::default()
     };
     let agent = Container {
@@ -781,14 +872,16 @@ fn agent_containers(
             mount("data", DATA_MOUNT, false),
             mount("agent-bin", AGENT_BIN_MOUNT, true),
             mount("agent-token", AGENT_TOKEN_MOUNT, true),
+            mount("agent-tmp", TMP_MOUNT, false),
         ]),
+        security_context: Some(container_security(MYSQL_UID)),
         ..Container::default()
     };
     Ok((vec![install, seed], agent))
 }
 
 /// The volumes of [`agent_containers`].
-fn agent_volumes(ctx: &Context<'_>) -> [Volume; 3] {
+fn agent_volumes(ctx: &Context<'_>) -> [Volume; 4] {
     [
         // The published topology, so the init step copies from a member the orchestration
         // trusts; optional, as a new cluster has published none yet.
@@ -801,11 +894,10 @@ fn agent_volumes(ctx: &Context<'_>) -> [Volume; 3] {
             }),
             ..Volume::default()
         },
-        Volume {
-            name: "agent-bin".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
+        empty_dir("agent-bin"),
+        // Apart from the server's: the backup's private files are not in a directory the
+        // server's processes share.
+        empty_dir("agent-tmp"),
         Volume {
             name: "agent-token".into(),
             secret: Some(SecretVolumeSource {
@@ -815,6 +907,7 @@ fn agent_volumes(ctx: &Context<'_>) -> [Volume; 3] {
                     path: "token".into(),
                     ..KeyToPath::default()
                 }]),
+                // Group-readable: the group is the pod's fsGroup, the agent's.
                 default_mode: Some(0o440),
                 ..SecretVolumeSource::default()
             }),
@@ -849,7 +942,13 @@ pub fn statefulset(
             mount("data", DATA_MOUNT, false),
             mount("config", CONFIG_MOUNT, true),
             mount("init", INIT_MOUNT, true),
+            mount("run", run_mount(flavor), false),
+            mount("tmp", TMP_MOUNT, false),
         ]),
+        // The image's entrypoint writes only to the data directory, the socket directory and
+        // the temporary directory, each a volume, so the root filesystem can be read-only.
+        // Started as the `mysql` user it does not switch users, and needs no capability.
+        security_context: Some(container_security(MYSQL_UID)),
         // Crash recovery of a large InnoDB may take long: the startup probe allows an hour
         // before liveness takes over.
         startup_probe: Some(exec_probe(ping_command(flavor), 10, 5, 360)),
@@ -886,6 +985,8 @@ pub fn statefulset(
                     &[INIT_SCRIPT_KEY],
                     Some(0o444),
                 ),
+                empty_dir("run"),
+                empty_dir("tmp"),
             ]
             .into_iter()
             .chain(volumes)
@@ -893,6 +994,8 @@ pub fn statefulset(
         ),
         affinity: Some(ctx.spread_over_nodes(Component::Mysql)),
         termination_grace_period_seconds: Some(MYSQL_TERMINATION_GRACE_SECONDS),
+        // fsGroup makes the data volume, and the agent token (mode 0440), the `mysql` group's.
+        security_context: Some(pod_security(MYSQL_UID, Some(MYSQL_UID))),
         ..PodSpec::default()
     };
     let claim = PersistentVolumeClaim {
@@ -1033,6 +1136,8 @@ pub fn proxy_deployment(
         ]),
         readiness_probe: Some(http_probe("/readyz", 5, 3, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 5, 6)),
+        // The proxy only reads its mounted files.
+        security_context: Some(container_security(NONROOT_UID)),
         ..Container::default()
     };
     let pod = PodSpec {
@@ -1050,6 +1155,7 @@ pub fn proxy_deployment(
                 name: "users".into(),
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(proxy_users_secret_name(ctx.name)),
+                    default_mode: Some(0o440),
                     ..SecretVolumeSource::default()
                 }),
                 ..Volume::default()
@@ -1057,6 +1163,8 @@ pub fn proxy_deployment(
         ]),
         affinity: Some(ctx.spread_over_nodes(Component::Proxy)),
         termination_grace_period_seconds: Some(PROXY_TERMINATION_GRACE_SECONDS),
+        // fsGroup: the users file (passwords) is readable by the proxy's group only.
+        security_context: Some(pod_security(NONROOT_UID, Some(NONROOT_UID))),
         ..PodSpec::default()
     };
     Ok(Deployment {
@@ -1116,33 +1224,57 @@ pub fn pod_disruption_budget(cluster: &MySQLCluster) -> Result<PodDisruptionBudg
     })
 }
 
-/// The NetworkPolicy `<cluster>-mysql`: the members accept connections only on the MySQL
-/// port, from pods of their namespace and from the operator's pods (in any namespace), and on
-/// the agent port only from pods of their namespace.
-pub fn network_policy(cluster: &MySQLCluster) -> Result<NetworkPolicy, BuildError> {
-    let ctx = Context::new(cluster)?;
-    let same_namespace = NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector::default()),
-        ..NetworkPolicyPeer::default()
-    };
-    let operator = NetworkPolicyPeer {
-        namespace_selector: Some(LabelSelector::default()),
+/// The operator's pods: those with [`operator_pod_labels`] in the namespace
+/// `operator_namespace`. Both in one peer, so they must hold together: a pod with those labels
+/// in another namespace is not the operator.
+fn operator_peer(operator_namespace: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        // Set by the API server on every namespace, so it cannot be forged by a label edit.
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                operator_namespace.to_string(),
+            )])),
+            ..LabelSelector::default()
+        }),
         pod_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([
-                ("app.kubernetes.io/name".to_string(), "lagless".to_string()),
-                (
-                    "app.kubernetes.io/component".to_string(),
-                    "operator".to_string(),
-                ),
-            ])),
+            match_labels: Some(operator_pod_labels()),
             ..LabelSelector::default()
         }),
         ..NetworkPolicyPeer::default()
-    };
-    let tcp = |port: i32| NetworkPolicyPort {
+    }
+}
+
+/// Every pod of the policy's own namespace (a pod selector without a namespace selector).
+fn same_namespace() -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
         port: Some(IntOrString::Int(port)),
         protocol: Some("TCP".into()),
         ..NetworkPolicyPort::default()
+    }
+}
+
+/// The NetworkPolicy `<cluster>-mysql`: the members accept connections only on the MySQL
+/// port, from pods of their namespace (proxies, sidecar proxies, the other members) and from
+/// the operator's pods ([`operator_pod_labels`] in `operator_namespace`), and on the agent
+/// port only from the operator (which asks for re-seeds) and the cluster's own members (whose
+/// init step copies from a donor's agent).
+pub fn network_policy(
+    cluster: &MySQLCluster,
+    operator_namespace: &str,
+) -> Result<NetworkPolicy, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let operator = operator_peer(operator_namespace);
+    let members = NetworkPolicyPeer {
+        pod_selector: Some(ctx.selector(Component::Mysql)),
+        ..NetworkPolicyPeer::default()
     };
     Ok(NetworkPolicy {
         metadata: ctx.meta(network_policy_name(ctx.name), Component::Mysql),
@@ -1151,13 +1283,49 @@ pub fn network_policy(cluster: &MySQLCluster) -> Result<NetworkPolicy, BuildErro
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![
                 NetworkPolicyIngressRule {
-                    from: Some(vec![same_namespace.clone(), operator.clone()]),
+                    from: Some(vec![same_namespace(), operator.clone()]),
                     ports: Some(vec![tcp(MYSQL_PORT)]),
                 },
-                // The operator asks an agent to mark its data for a re-seed.
+                // A backup of the whole database is served here (to holders of the token).
                 NetworkPolicyIngressRule {
-                    from: Some(vec![same_namespace, operator]),
+                    from: Some(vec![members, operator]),
                     ports: Some(vec![tcp(AGENT_PORT)]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    })
+}
+
+/// The NetworkPolicy `<cluster>-proxy`: the proxies accept clients on the MySQL port from
+/// pods of their namespace, or from anywhere when `spec.proxy.serviceType` publishes them
+/// outside the cluster (NodePort, LoadBalancer: the clients' addresses are not known); and on
+/// the admin port (`/metrics`, `/topology`, probes) only from the operator and pods of their
+/// namespace, never from outside. A Prometheus in another namespace is admitted by a
+/// NetworkPolicy of the user's own: policies add up.
+pub fn proxy_network_policy(
+    cluster: &MySQLCluster,
+    operator_namespace: &str,
+) -> Result<NetworkPolicy, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let clients = match ctx.spec.proxy.service_type {
+        ServiceType::ClusterIP => Some(vec![same_namespace()]),
+        // No `from`: every source.
+        ServiceType::NodePort | ServiceType::LoadBalancer => None,
+    };
+    Ok(NetworkPolicy {
+        metadata: ctx.meta(proxy_network_policy_name(ctx.name), Component::Proxy),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(ctx.selector(Component::Proxy)),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: clients,
+                    ports: Some(vec![tcp(MYSQL_PORT)]),
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![same_namespace(), operator_peer(operator_namespace)]),
+                    ports: Some(vec![tcp(PROXY_ADMIN_PORT)]),
                 },
             ]),
             ..NetworkPolicySpec::default()

@@ -64,6 +64,8 @@ pub struct Context {
     pub proxy_image: String,
     /// The operator image, whose agent program the member pods run.
     pub operator_image: String,
+    /// The namespace the operator runs in, which the NetworkPolicies admit its pods from.
+    pub operator_namespace: String,
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub orchestrations: Arc<dyn Orchestrations>,
@@ -80,6 +82,8 @@ impl Context {
         orchestrations: Arc<dyn Orchestrations>,
     ) -> Self {
         Self {
+            // In a pod, the client's default namespace is the pod's own (its service account's).
+            operator_namespace: client.default_namespace().to_string(),
             client,
             proxy_image,
             operator_image: builders::DEFAULT_OPERATOR_IMAGE.to_string(),
@@ -317,7 +321,8 @@ async fn apply(
     let server_config = builders::server_configmap(cluster)?;
     let headless = builders::headless_service(cluster)?;
     let statefulset = builders::statefulset(cluster, &ctx.operator_image)?;
-    let network_policy = builders::network_policy(cluster)?;
+    let network_policy = builders::network_policy(cluster, &ctx.operator_namespace)?;
+    let proxy_network_policy = builders::proxy_network_policy(cluster, &ctx.operator_namespace)?;
     let pdb = builders::pod_disruption_budget(cluster)?;
     let client_service = builders::client_service(cluster)?;
     let proxy = builders::proxy_deployment(cluster, &ctx.proxy_image)?;
@@ -331,6 +336,7 @@ async fn apply(
     apply_object(client, &namespace, &statefulset).await?;
     apply_object(client, &namespace, &pdb).await?;
     apply_object(client, &namespace, &client_service).await?;
+    apply_object(client, &namespace, &proxy_network_policy).await?;
     apply_object(client, &namespace, &proxy).await?;
     // The topology ConfigMap is written only by the orchestration's sink: applying it here
     // could put back an older epoch than the proxies already follow.

@@ -9,7 +9,7 @@ use lagless_operator::crd::{Flavor, MySQLCluster, ServiceType};
 use lagless_operator::kube::{
     DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE, client_service, credentials_secrets,
     headless_service, member_host, network_policy, pod_disruption_budget, proxy_deployment,
-    server_configmap, statefulset, topology_configmap,
+    proxy_network_policy, server_configmap, statefulset, topology_configmap,
 };
 use lagless_proxy::topology::{Flavor as TopologyFlavor, Member, Topology, TopologyState};
 
@@ -91,7 +91,15 @@ fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
         ),
         to(
             "network-policy",
-            json(serde_json::to_value(network_policy(cluster).unwrap())),
+            json(serde_json::to_value(
+                network_policy(cluster, "lagless-system").unwrap(),
+            )),
+        ),
+        to(
+            "proxy-network-policy",
+            json(serde_json::to_value(
+                proxy_network_policy(cluster, "lagless-system").unwrap(),
+            )),
         ),
     ];
     for (i, s) in credentials_secrets(cluster, &generated)
@@ -137,7 +145,7 @@ fn built_objects_and_the_crd_pass_the_kubernetes_schemas() {
     let mut files = vec![repo("crds/mysqlcluster.yaml")];
     for (label, cluster) in [("example", example()), ("variant", variant)] {
         let objects = built(&cluster);
-        assert!(objects.len() >= 9);
+        assert!(objects.len() >= 10);
         for (name, value) in objects {
             assert!(
                 value["apiVersion"].is_string() && value["kind"].is_string(),

@@ -5,6 +5,11 @@
 //! when it comes back, so no temporary table, lock, variable or prepared statement outlives
 //! its client, and again before reuse, so the next client's session starts from the server's
 //! global settings of that moment.
+//!
+//! The limit per server counts every connection the proxy holds there, idle ones included:
+//! an idle connection keeps its place, and gives it up (is closed) when a session needs a
+//! connection the idle ones cannot serve. One user may hold at most `max_per_user` of them, so
+//! no single account can take a server's whole share.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -20,8 +25,10 @@ use crate::protocol::constants::cap;
 /// Pool limits and timings.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Connections in use per backend server at once; more sessions wait.
+    /// Connections per backend server, idle or in use; more sessions wait.
     pub max_per_backend: usize,
+    /// Connections per backend server for one user; 0: four fifths of `max_per_backend`.
+    pub max_per_user: usize,
     /// Idle connections kept per (server, user, shape).
     pub max_idle_per_key: usize,
     /// Idle connections older than this are closed.
@@ -31,10 +38,24 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
 }
 
+impl PoolConfig {
+    /// One user's share of a server's connections: never all of them while there are two.
+    pub fn user_share(&self) -> usize {
+        let total = self.max_per_backend.max(1);
+        let share = if self.max_per_user == 0 {
+            total * 4 / 5
+        } else {
+            self.max_per_user
+        };
+        share.clamp(1, total.saturating_sub(1).max(1))
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             max_per_backend: 500,
+            max_per_user: 0,
             max_idle_per_key: 64,
             idle_timeout: Duration::from_secs(60),
             acquire_timeout: Duration::from_secs(5),
@@ -70,16 +91,37 @@ impl PoolKey {
 pub enum AcquireError {
     #[error("all {0} connections to {1} are in use")]
     Exhausted(usize, String),
+    #[error("user {user} holds all {share} of its connections to {addr}")]
+    UserExhausted {
+        share: usize,
+        user: String,
+        addr: String,
+    },
     #[error(transparent)]
     Backend(#[from] BackendError),
+}
+
+/// The places a connection holds: one of its server's, one of its user's there.
+#[derive(Debug)]
+struct Places {
+    _server: OwnedSemaphorePermit,
+    _user: OwnedSemaphorePermit,
+}
+
+/// An idle connection, still holding its places.
+#[derive(Debug)]
+struct Idle {
+    conn: BackendConn,
+    places: Places,
 }
 
 /// The proxy's backend pools.
 #[derive(Debug)]
 pub struct Pool {
     cfg: PoolConfig,
-    idle: Mutex<HashMap<PoolKey, Vec<BackendConn>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    user_limits: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -89,6 +131,7 @@ impl Pool {
             cfg,
             idle: Mutex::new(HashMap::new()),
             limits: Mutex::new(HashMap::new()),
+            user_limits: Mutex::new(HashMap::new()),
             metrics,
         })
     }
@@ -105,13 +148,82 @@ impl Pool {
             .clone()
     }
 
-    /// A slot under the server's connection limit, waiting up to the acquire timeout.
-    async fn permit(&self, addr: &str) -> Result<OwnedSemaphorePermit, AcquireError> {
-        tokio::time::timeout(self.cfg.acquire_timeout, self.limit(addr).acquire_owned())
+    fn user_limit(&self, addr: &str, user: &str) -> Arc<Semaphore> {
+        let mut limits = self.user_limits.lock().unwrap_or_else(|e| e.into_inner());
+        limits
+            .entry((addr.to_string(), user.to_string()))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.user_share())))
+            .clone()
+    }
+
+    /// Places for a new connection to `addr` as `user`: taken from the free ones, else from
+    /// idle connections closed to make room (the user's own first), else waited for up to the
+    /// acquire timeout.
+    async fn places(&self, addr: &str, user: &str) -> Result<Places, AcquireError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.acquire_timeout;
+        let exhausted = || AcquireError::Exhausted(self.cfg.max_per_backend, addr.to_string());
+        let user_place = self
+            .take_place(self.user_limit(addr, user), deadline, |p| {
+                p.evict_idle(addr, Some(user))
+            })
+            .await
+            .ok_or_else(|| AcquireError::UserExhausted {
+                share: self.cfg.user_share(),
+                user: user.to_string(),
+                addr: addr.to_string(),
+            })?;
+        let server_place = self
+            .take_place(self.limit(addr), deadline, |p| p.evict_idle(addr, None))
+            .await
+            .ok_or_else(exhausted)?;
+        Ok(Places {
+            _server: server_place,
+            _user: user_place,
+        })
+    }
+
+    async fn take_place(
+        &self,
+        limit: Arc<Semaphore>,
+        deadline: tokio::time::Instant,
+        evict: impl Fn(&Self) -> bool,
+    ) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if let Ok(place) = limit.clone().try_acquire_owned() {
+                return Some(place);
+            }
+            if !evict(self) {
+                break;
+            }
+        }
+        tokio::time::timeout_at(deadline, limit.acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(|| AcquireError::Exhausted(self.cfg.max_per_backend, addr.to_string()))
+    }
+
+    /// Closes the least recently used idle connection to `addr` (of `user`, when given).
+    /// Returns whether there was one.
+    fn evict_idle(&self, addr: &str, user: Option<&str>) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest = idle
+            .iter()
+            .filter(|(k, list)| {
+                k.addr == addr && user.is_none_or(|u| k.user == u) && !list.is_empty()
+            })
+            .filter_map(|(k, list)| list.first().map(|i| (k.clone(), i.conn.last_used)))
+            .min_by_key(|(_, used)| *used)
+            .map(|(k, _)| k);
+        let Some(key) = oldest else {
+            return false;
+        };
+        if let Some(list) = idle.get_mut(&key)
+            && !list.is_empty()
+        {
+            // Dropping it closes the connection and frees its places.
+            list.remove(0);
+        }
+        true
     }
 
     /// A connection for `params`: an idle one after a reset, else a new login.
@@ -119,9 +231,9 @@ impl Pool {
         self: &Arc<Self>,
         params: &ConnectParams,
     ) -> Result<PooledConn, AcquireError> {
-        let permit = self.permit(&params.addr).await?;
         let key = PoolKey::of(params);
-        while let Some(mut conn) = self.take_idle(&key, params.database.is_none()) {
+        while let Some(Idle { mut conn, places }) = self.take_idle(&key, params.database.is_none())
+        {
             // A connection the server already closed (killed, restarted) is dropped without a
             // round trip.
             if conn.stream.closed_while_idle() {
@@ -132,14 +244,15 @@ impl Pool {
             // shows, as on a new connection), and a dead connection is found before use.
             if conn.reset().await {
                 self.report(&key.addr);
-                return Ok(self.wrap(conn, key, permit));
+                return Ok(self.wrap(conn, key, places));
             }
         }
+        let places = self.places(&params.addr, &params.user).await?;
         let result = connect(params).await;
         self.metrics.backend_connect(&params.addr, result.is_ok());
         let conn = result?;
         self.report(&key.addr);
-        Ok(self.wrap(conn, key, permit))
+        Ok(self.wrap(conn, key, places))
     }
 
     /// Takes a connection logged in elsewhere (a relayed login) under this pool's limits. It
@@ -149,24 +262,19 @@ impl Pool {
         conn: BackendConn,
         params: &ConnectParams,
     ) -> Result<PooledConn, AcquireError> {
-        let permit = self.permit(&params.addr).await?;
-        let mut conn = self.wrap(conn, PoolKey::of(params), permit);
+        let places = self.places(&params.addr, &params.user).await?;
+        let mut conn = self.wrap(conn, PoolKey::of(params), places);
         conn.reusable = false;
         self.report(&params.addr);
         Ok(conn)
     }
 
-    fn wrap(
-        self: &Arc<Self>,
-        conn: BackendConn,
-        key: PoolKey,
-        permit: OwnedSemaphorePermit,
-    ) -> PooledConn {
+    fn wrap(self: &Arc<Self>, conn: BackendConn, key: PoolKey, places: Places) -> PooledConn {
         PooledConn {
             conn: Some(conn),
             key,
             pool: self.clone(),
-            permit: Some(permit),
+            places: Some(places),
             reusable: true,
         }
     }
@@ -174,21 +282,21 @@ impl Pool {
     /// The most recently used idle connection for `key`. `without_database`: only one that
     /// has no default database — a server cannot leave its current database, so a session
     /// that logged in without one must never get a connection that has one.
-    fn take_idle(&self, key: &PoolKey, without_database: bool) -> Option<BackendConn> {
+    fn take_idle(&self, key: &PoolKey, without_database: bool) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
-        list.retain(|c| c.last_used.elapsed() < self.cfg.idle_timeout);
+        list.retain(|i| i.conn.last_used.elapsed() < self.cfg.idle_timeout);
         let at = list
             .iter()
-            .rposition(|c| !without_database || c.database.is_none())?;
+            .rposition(|i| !without_database || i.conn.database.is_none())?;
         Some(list.remove(at))
     }
 
-    fn put_idle(&self, key: PoolKey, conn: BackendConn) {
+    fn put_idle(&self, key: PoolKey, conn: BackendConn, places: Places) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(key).or_default();
         if list.len() < self.cfg.max_idle_per_key {
-            list.push(conn);
+            list.push(Idle { conn, places });
         }
     }
 
@@ -198,7 +306,7 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let timeout = self.cfg.idle_timeout;
         idle.retain(|key, list| {
-            list.retain(|c| c.last_used.elapsed() < timeout);
+            list.retain(|i| i.conn.last_used.elapsed() < timeout);
             !list.is_empty() && keep.contains(&key.addr)
         });
         drop(idle);
@@ -217,14 +325,14 @@ impl Pool {
             .filter(|(k, _)| k.addr == addr)
             .map(|(_, v)| v.len())
             .sum();
-        let in_use = self
+        let held = self
             .limits
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(addr)
             .map(|s| self.cfg.max_per_backend - s.available_permits())
             .unwrap_or(0);
-        (idle, in_use)
+        (idle, held.saturating_sub(idle))
     }
 
     fn report(&self, addr: &str) {
@@ -240,7 +348,7 @@ pub struct PooledConn {
     conn: Option<BackendConn>,
     key: PoolKey,
     pool: Arc<Pool>,
-    permit: Option<OwnedSemaphorePermit>,
+    places: Option<Places>,
     reusable: bool,
 }
 
@@ -279,19 +387,19 @@ impl Drop for PooledConn {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let permit = self.permit.take();
+        let places = self.places.take();
         let pool = self.pool.clone();
         let key = self.key.clone();
         if !self.reusable {
-            drop(permit);
+            drop(places);
             pool.report(&key.addr);
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        // The reset is a round trip: do it off the client's path. The permit is held until the
-        // connection is back in the idle list so the limit stays exact.
+        // The reset is a round trip: do it off the client's path. The places go with the
+        // connection into the idle list, so the limit stays exact.
         handle.spawn(async move {
             let started = Instant::now();
             if tokio::time::timeout(pool.cfg.connect_timeout, conn.reset())
@@ -299,12 +407,36 @@ impl Drop for PooledConn {
                 .unwrap_or(false)
             {
                 conn.last_used = Instant::now();
-                pool.put_idle(key.clone(), conn);
+                if let Some(places) = places {
+                    pool.put_idle(key.clone(), conn, places);
+                }
             } else {
                 tracing::debug!(backend = %key.addr, elapsed = ?started.elapsed(), "reset failed; closing backend connection");
             }
-            drop(permit);
             pool.report(&key.addr);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_user_never_gets_every_connection() {
+        let share = |total, per_user| {
+            PoolConfig {
+                max_per_backend: total,
+                max_per_user: per_user,
+                ..PoolConfig::default()
+            }
+            .user_share()
+        };
+        assert_eq!(share(500, 0), 400);
+        assert_eq!(share(500, 100), 100);
+        assert_eq!(share(10, 10), 9);
+        assert_eq!(share(2, 0), 1);
+        // A single connection cannot be shared.
+        assert_eq!(share(1, 0), 1);
     }
 }

@@ -336,3 +336,61 @@ async fn idle_sessions_end_at_the_wait_timeout_unless_they_set_their_own() {
     );
     own.query_drop("SELECT 1").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_limits_count_idle_connections_and_keep_a_share_for_other_users() {
+    let h = Harness::start_with(1, |c| {
+        c.pool.max_per_backend = 3;
+        c.pool.acquire_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // The application user gets two of the three connections, never the third.
+    let mut app = Vec::new();
+    for _ in 0..2 {
+        let mut c = h.app().await;
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("SELECT 1 FROM DUAL FOR UPDATE").await.unwrap();
+        app.push(c);
+    }
+    let err = Conn::new(h.opts(APP_USER, APP_PASSWORD, Some("app")))
+        .await
+        .unwrap_err();
+    eprintln!("third session of one user: {err}");
+    assert!(err.to_string().contains("holds all 2 of its connections"), "{err}");
+    // Another account still gets one.
+    let mut other = Conn::new(h.opts(
+        lagless_testkit::ED25519_USER,
+        lagless_testkit::ED25519_PASSWORD,
+        Some("app"),
+    ))
+    .await
+    .unwrap();
+    other.query_drop("BEGIN").await.unwrap();
+    other.query_drop("SELECT 1 FROM DUAL FOR UPDATE").await.unwrap();
+    other.query_drop("COMMIT").await.unwrap();
+    // Idle connections keep their places but give them up when needed: after the app
+    // sessions end, the other account can hold two at once, and the server never sees more
+    // than three connections from the proxy's users.
+    drop(app);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = Conn::new(h.opts(
+        lagless_testkit::ED25519_USER,
+        lagless_testkit::ED25519_PASSWORD,
+        Some("app"),
+    ))
+    .await
+    .unwrap();
+    for c in [&mut other, &mut second] {
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("SELECT 1 FROM DUAL FOR UPDATE").await.unwrap();
+    }
+    let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+    let n: Option<usize> = admin
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER IN (?, ?)",
+            (APP_USER, lagless_testkit::ED25519_USER),
+        )
+        .await
+        .unwrap();
+    assert!(n.unwrap_or(0) <= 3, "{n:?} connections for a limit of 3");
+}

@@ -15,6 +15,9 @@ fn cluster(name: &str, yaml: &str) -> MySQLCluster {
     cluster
 }
 
+/// Where the operator runs in these tests.
+const OPERATOR_NS: &str = "lagless-system";
+
 fn defaults() -> MySQLCluster {
     cluster("db", "replicas: 3\n")
 }
@@ -129,7 +132,12 @@ fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
             "PodDisruptionBudget",
         ),
         json(
-            &network_policy(cluster).unwrap(),
+            &network_policy(cluster, OPERATOR_NS).unwrap(),
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+        ),
+        json(
+            &proxy_network_policy(cluster, OPERATOR_NS).unwrap(),
             "networking.k8s.io/v1",
             "NetworkPolicy",
         ),
@@ -168,8 +176,12 @@ fn every_object_has_labels_owner_and_serializes_with_kind() {
         assert_common(&topo.metadata, &format!("{name}-topology"), &name, "proxy");
         let pdb = pod_disruption_budget(&cluster).unwrap();
         assert_common(&pdb.metadata, &format!("{name}-mysql"), &name, "mysql");
+        let policy = network_policy(&cluster, OPERATOR_NS).unwrap();
+        assert_common(&policy.metadata, &format!("{name}-mysql"), &name, "mysql");
+        let policy = proxy_network_policy(&cluster, OPERATOR_NS).unwrap();
+        assert_common(&policy.metadata, &format!("{name}-proxy"), &name, "proxy");
         let objects = every_object_json(&cluster);
-        assert!(objects.len() >= 7);
+        assert!(objects.len() >= 9);
         for object in &objects {
             assert_eq!(object["metadata"]["namespace"], "shop-ns");
         }
@@ -328,11 +340,11 @@ fn default_statefulset() {
             .any(|m| m.name == "config" && m.mount_path == "/etc/mysql/conf.d")
     );
     let volumes = pod.volumes.as_ref().unwrap();
-    // The seeding agent's volumes are checked in their own test.
-    for v in volumes
-        .iter()
-        .filter(|v| !v.name.starts_with("agent-") && v.name != "topology")
-    {
+    // The seeding agent's volumes are checked in their own test, the scratch volumes in the
+    // security test.
+    for v in volumes.iter().filter(|v| {
+        !v.name.starts_with("agent-") && !["topology", "run", "tmp"].contains(&v.name.as_str())
+    }) {
         assert_eq!(v.config_map.as_ref().unwrap().name, "db-mysql-config");
     }
     // The account script must not be executable, so the entrypoint sources it.
@@ -943,7 +955,11 @@ fn mariadb_members_run_the_seeding_agent_and_init_step() {
             true,
         ),
     ];
-    assert_eq!(mounts(agent), shared);
+    let with_tmp = |mut m: Vec<(String, String, bool)>| {
+        m.push(("agent-tmp".to_string(), "/tmp".to_string(), false));
+        m
+    };
+    assert_eq!(mounts(agent), with_tmp(shared.clone()));
 
     let init = pod.init_containers.as_ref().unwrap();
     let names: Vec<_> = init.iter().map(|c| c.name.as_str()).collect();
@@ -965,7 +981,7 @@ fn mariadb_members_run_the_seeding_agent_and_init_step() {
         "/etc/lagless/topology".to_string(),
         true,
     ));
-    assert_eq!(mounts(seed), with_topology);
+    assert_eq!(mounts(seed), with_tmp(with_topology));
     let script = &seed.command.as_ref().unwrap()[2];
     assert!(
         script.contains(
@@ -1064,47 +1080,336 @@ fn the_seed_step_skips_member_zero_unless_marked_for_a_reseed() {
     assert!(fetches("db-0"));
 }
 
+/// Every container of every pod the operator builds, init containers included.
+fn all_containers(cluster: &MySQLCluster) -> Vec<(PodSpec, Container)> {
+    let sts = statefulset(cluster, "op-img").unwrap();
+    let proxy = proxy_deployment(cluster, DEFAULT_PROXY_IMAGE).unwrap();
+    let mut out = Vec::new();
+    for pod in [
+        sts.spec.template.spec.unwrap(),
+        proxy.spec.template.spec.unwrap(),
+    ] {
+        for c in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
+            out.push((pod.clone(), c.clone()));
+        }
+    }
+    out
+}
+
 #[test]
-fn the_network_policy_admits_the_namespace_and_the_operator_only() {
-    let cluster = defaults();
-    let policy = network_policy(&cluster).unwrap();
-    assert_common(&policy.metadata, "db-mysql", "db", "mysql");
-    let spec = policy.spec.unwrap();
-    assert_eq!(
-        spec.pod_selector.unwrap().match_labels,
-        Some(selector_labels("db", Component::Mysql))
-    );
-    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
-    let rules = spec.ingress.unwrap();
-    assert_eq!(rules.len(), 2);
-    let port_of = |r: &NetworkPolicyIngressRule| {
-        let ports = r.ports.as_ref().unwrap();
-        assert_eq!(ports.len(), 1);
-        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
-        ports[0].port.clone().unwrap()
-    };
-    let same_namespace = NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector::default()),
-        ..NetworkPolicyPeer::default()
-    };
-    // MySQL and the agent: pods of this namespace (no namespace selector), and the operator
-    // wherever it runs; nobody else.
-    assert_eq!(port_of(&rules[0]), IntOrString::Int(3306));
-    assert_eq!(port_of(&rules[1]), IntOrString::Int(3307));
-    for rule in &rules {
-        let from = rule.from.as_ref().unwrap();
-        assert_eq!(from.len(), 2);
-        assert_eq!(from[0], same_namespace);
-        assert_eq!(from[1].namespace_selector, Some(LabelSelector::default()));
-        let operator = from[1]
-            .pod_selector
+fn every_container_runs_locked_down() {
+    for cluster in [defaults(), big(), mysql()] {
+        let containers = all_containers(&cluster);
+        let names: Vec<_> = containers.iter().map(|(_, c)| c.name.as_str()).collect();
+        let expected: &[&str] = if cluster.spec.flavor == Flavor::Mariadb {
+            &["mysql", "agent", "agent-install", "seed", "lagless-proxy"]
+        } else {
+            &["mysql", "lagless-proxy"]
+        };
+        assert_eq!(names, expected);
+        for (pod, c) in &containers {
+            let uid = if c.name == "lagless-proxy" {
+                NONROOT_UID
+            } else {
+                MYSQL_UID
+            };
+            let security = c.security_context.as_ref().unwrap();
+            assert_eq!(security.run_as_non_root, Some(true), "{}", c.name);
+            assert_eq!(security.run_as_user, Some(uid), "{}", c.name);
+            assert_eq!(security.run_as_group, Some(uid), "{}", c.name);
+            assert_eq!(
+                security.allow_privilege_escalation,
+                Some(false),
+                "{}",
+                c.name
+            );
+            assert_eq!(security.read_only_root_filesystem, Some(true), "{}", c.name);
+            assert_eq!(security.privileged, None, "{}", c.name);
+            let capabilities = security.capabilities.as_ref().unwrap();
+            assert_eq!(
+                capabilities.drop,
+                Some(vec!["ALL".to_string()]),
+                "{}",
+                c.name
+            );
+            assert_eq!(capabilities.add, None, "{}", c.name);
+
+            let pod_security = pod.security_context.as_ref().unwrap();
+            assert_eq!(pod_security.run_as_non_root, Some(true));
+            assert_eq!(pod_security.run_as_user, Some(uid));
+            assert_eq!(pod_security.run_as_group, Some(uid));
+            // The data volume (and the members' agent token, the proxies' users file) belong
+            // to the pod's group.
+            assert_eq!(pod_security.fs_group, Some(uid));
+            assert_eq!(
+                pod_security.fs_group_change_policy.as_deref(),
+                Some("OnRootMismatch")
+            );
+            assert_eq!(
+                pod_security.seccomp_profile.as_ref().unwrap().type_,
+                "RuntimeDefault"
+            );
+            assert_eq!(pod.host_network, None);
+            assert_eq!(pod.host_pid, None);
+        }
+    }
+}
+
+#[test]
+fn with_a_read_only_root_the_writable_places_are_volumes() {
+    for cluster in [defaults(), mysql()] {
+        let sts = statefulset(&cluster, "op").unwrap();
+        let pod = pod_template(&sts).spec.as_ref().unwrap();
+        let volumes = pod.volumes.as_ref().unwrap();
+        let writable = |c: &Container| -> Vec<(String, String)> {
+            c.volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .filter(|m| m.read_only != Some(true))
+                .map(|m| (m.name.clone(), m.mount_path.clone()))
+                .collect()
+        };
+        // The server: its data, its socket directory (the image's) and the temporary
+        // directory.
+        let socket_dir = match cluster.spec.flavor {
+            Flavor::Mariadb => "/run/mysqld",
+            Flavor::Mysql => "/var/run/mysqld",
+        };
+        let server = mysql_container(&sts);
+        assert_eq!(
+            writable(server),
+            [
+                ("data".to_string(), "/var/lib/mysql".to_string()),
+                ("run".to_string(), socket_dir.to_string()),
+                ("tmp".to_string(), "/tmp".to_string()),
+            ]
+        );
+        for name in ["run", "tmp"] {
+            let volume = volumes.iter().find(|v| v.name == name).unwrap();
+            assert!(volume.empty_dir.is_some(), "{name}");
+        }
+        if cluster.spec.flavor == Flavor::Mariadb {
+            // The agent's temporary directory (where its option file goes) is not the
+            // server's.
+            let agent = container(&pod.containers, "agent");
+            assert_eq!(
+                writable(agent),
+                [
+                    ("data".to_string(), "/var/lib/mysql".to_string()),
+                    ("agent-tmp".to_string(), "/tmp".to_string()),
+                ]
+            );
+            let tmp = volumes.iter().find(|v| v.name == "agent-tmp").unwrap();
+            assert!(tmp.empty_dir.is_some());
+        }
+    }
+    // The proxy writes nothing; its users file is not world-readable.
+    let proxy = proxy_deployment(&defaults(), "p").unwrap();
+    let pod = proxy.spec.template.spec.unwrap();
+    assert!(
+        pod.containers[0]
+            .volume_mounts
             .as_ref()
             .unwrap()
-            .match_labels
-            .as_ref()
-            .unwrap();
-        assert_eq!(operator.len(), 2);
-        assert_eq!(operator["app.kubernetes.io/component"], "operator");
-        assert_eq!(operator["app.kubernetes.io/name"], "lagless");
+            .iter()
+            .all(|m| m.read_only == Some(true))
+    );
+    let users = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "users")
+        .unwrap();
+    let mode = users.secret.as_ref().unwrap().default_mode;
+    assert_eq!(mode.map(|m| m & 0o007), Some(0));
+}
+
+#[test]
+fn no_password_is_on_a_command_line() {
+    let secret_env = [
+        "LAGLESS_ADMIN_PASSWORD",
+        "LAGLESS_REPLICATION_PASSWORD",
+        "LAGLESS_PROXY_LOOKUP_PASSWORD",
+        "MARIADB_ROOT_PASSWORD",
+        "MYSQL_ROOT_PASSWORD",
+    ];
+    for cluster in [defaults(), big(), mysql()] {
+        for (_, c) in all_containers(&cluster) {
+            let mut words: Vec<String> = c.command.clone().unwrap_or_default();
+            words.extend(c.args.clone().unwrap_or_default());
+            for probe in [&c.readiness_probe, &c.liveness_probe, &c.startup_probe]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(exec) = &probe.exec {
+                    words.extend(exec.command.clone().unwrap_or_default());
+                }
+            }
+            for word in &words {
+                let lower = word.to_ascii_lowercase();
+                assert!(!lower.contains("--password"), "{}: {word}", c.name);
+                for var in secret_env {
+                    assert!(!word.contains(var), "{}: {word}", c.name);
+                }
+            }
+            // Passwords come from Secrets, as environment variables.
+            for env in c.env.iter().flatten() {
+                if env.name.contains("PASSWORD") {
+                    assert_eq!(env.value, None, "{}: {}", c.name, env.name);
+                    let from = env.value_from.as_ref().unwrap();
+                    assert_eq!(from.secret_key_ref.as_ref().unwrap().key, "password");
+                }
+            }
+        }
+    }
+}
+
+fn ingress_rules(policy: &NetworkPolicy) -> Vec<NetworkPolicyIngressRule> {
+    let spec = policy.spec.as_ref().unwrap();
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    assert_eq!(spec.egress, None);
+    spec.ingress.clone().unwrap()
+}
+
+/// The one TCP port of a rule.
+fn rule_port(rule: &NetworkPolicyIngressRule) -> i32 {
+    let ports = rule.ports.as_ref().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(ports[0].end_port, None);
+    match ports[0].port {
+        Some(IntOrString::Int(port)) => port,
+        ref other => panic!("port {other:?}"),
+    }
+}
+
+/// The operator: its labels in its namespace, both in one peer.
+fn assert_operator(peer: &NetworkPolicyPeer) {
+    assert_eq!(peer.ip_block, None);
+    let namespace = peer.namespace_selector.as_ref().unwrap();
+    assert_eq!(
+        namespace.match_labels,
+        Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            OPERATOR_NS.to_string()
+        )]))
+    );
+    assert_eq!(namespace.match_expressions, None);
+    let pods = peer.pod_selector.as_ref().unwrap();
+    assert_eq!(pods.match_labels, Some(operator_pod_labels()));
+    assert_eq!(pods.match_expressions, None);
+    assert_eq!(
+        operator_pod_labels()["app.kubernetes.io/component"],
+        "operator"
+    );
+}
+
+fn same_namespace_peer() -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+#[test]
+fn the_members_admit_the_namespace_on_mysql_and_only_operator_and_members_on_the_agent() {
+    for cluster in [defaults(), big()] {
+        let name = cluster.metadata.name.clone().unwrap();
+        let policy = network_policy(&cluster, OPERATOR_NS).unwrap();
+        assert_eq!(
+            policy
+                .spec
+                .as_ref()
+                .unwrap()
+                .pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels,
+            Some(selector_labels(&name, Component::Mysql))
+        );
+        let rules = ingress_rules(&policy);
+        assert_eq!(
+            rules.iter().map(rule_port).collect::<Vec<_>>(),
+            [3306, 3307]
+        );
+
+        // MySQL: any pod of the namespace (proxies, other members), and the operator.
+        let from = rules[0].from.as_ref().unwrap();
+        assert_eq!(from.len(), 2);
+        assert_eq!(from[0], same_namespace_peer());
+        assert_operator(&from[1]);
+
+        // The agent serves whole backups: only this cluster's members (their init step) and
+        // the operator; not the namespace.
+        let from = rules[1].from.as_ref().unwrap();
+        assert_eq!(from.len(), 2);
+        assert_eq!(
+            from[0],
+            NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(selector_labels(&name, Component::Mysql)),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            }
+        );
+        assert_operator(&from[1]);
+        assert!(!from.contains(&same_namespace_peer()));
+    }
+}
+
+#[test]
+fn the_proxies_admit_clients_by_service_type_and_the_admin_port_never_from_outside() {
+    let policy_for = |service_type: ServiceType| {
+        let mut cluster = defaults();
+        cluster.spec.proxy.service_type = service_type;
+        proxy_network_policy(&cluster, OPERATOR_NS).unwrap()
+    };
+    for service_type in [
+        ServiceType::ClusterIP,
+        ServiceType::NodePort,
+        ServiceType::LoadBalancer,
+    ] {
+        let policy = policy_for(service_type);
+        assert_common(&policy.metadata, "db-proxy", "db", "proxy");
+        assert_eq!(
+            policy
+                .spec
+                .as_ref()
+                .unwrap()
+                .pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels,
+            Some(selector_labels("db", Component::Proxy))
+        );
+        let rules = ingress_rules(&policy);
+        assert_eq!(
+            rules.iter().map(rule_port).collect::<Vec<_>>(),
+            [3306, 9104]
+        );
+        match service_type {
+            // Inside the cluster: the namespace's pods.
+            ServiceType::ClusterIP => {
+                assert_eq!(rules[0].from, Some(vec![same_namespace_peer()]));
+            }
+            // Published outside: no `from`, every source.
+            ServiceType::NodePort | ServiceType::LoadBalancer => {
+                assert_eq!(rules[0].from, None);
+            }
+        }
+        // Admin and metrics: the namespace (a Prometheus there) and the operator, whatever
+        // the Service type.
+        let from = rules[1].from.as_ref().unwrap();
+        assert_eq!(from.len(), 2);
+        assert_eq!(from[0], same_namespace_peer());
+        assert_operator(&from[1]);
+        assert!(from.iter().all(|p| p.ip_block.is_none()));
     }
 }

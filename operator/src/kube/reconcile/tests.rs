@@ -158,6 +158,7 @@ async fn reconcile_applies_every_object_then_the_status() {
             format!("PATCH {apps}/statefulsets/shop"),
             "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-mysql".into(),
             format!("PATCH {core}/services/shop"),
+            "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-proxy".into(),
             format!("PATCH {apps}/deployments/shop-proxy"),
             format!("PATCH {CLUSTERS}/status"),
         ]
@@ -167,7 +168,7 @@ async fn reconcile_applies_every_object_then_the_status() {
         assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
     }
     // Every object is owned by the cluster, so deleting it deletes them.
-    for request in &requests[3..13] {
+    for request in &requests[3..14] {
         let owner = &request.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], "uid-1", "{}", request.path);
         assert_eq!(owner["controller"], true);
@@ -193,11 +194,24 @@ async fn reconcile_applies_every_object_then_the_status() {
         crate::kube::DEFAULT_OPERATOR_IMAGE
     );
     assert_eq!(requests[8].body["kind"], "NetworkPolicy");
+    // Both policies admit the operator from its own namespace: the client's default one.
+    for policy in [&requests[8].body, &requests[12].body] {
+        assert_eq!(policy["kind"], "NetworkPolicy");
+        let operator = &policy["spec"]["ingress"][1]["from"][1];
+        assert_eq!(
+            operator["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            NS
+        );
+        assert_eq!(
+            operator["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "operator"
+        );
+    }
     assert_eq!(
-        requests[12].body["spec"]["template"]["spec"]["containers"][0]["image"],
+        requests[13].body["spec"]["template"]["spec"]["containers"][0]["image"],
         PROXY_IMAGE
     );
-    let status = &requests[13].body;
+    let status = &requests[14].body;
     assert_eq!(status["apiVersion"], "lagless.dev/v1alpha1");
     assert_eq!(status["kind"], "MySQLCluster");
     assert_eq!(status["status"]["phase"], "Pending");
@@ -215,7 +229,8 @@ async fn reconcile_applies_every_object_then_the_status() {
             ("Available", "False"),
             ("Progressing", "True"),
             ("Degraded", "False"),
-            ("FailoverInProgress", "False")
+            ("FailoverInProgress", "False"),
+            ("Lossless", "True")
         ]
     );
     assert!(
@@ -410,6 +425,7 @@ fn reapply_lines() -> Vec<String> {
         format!("PATCH {apps}/statefulsets/shop"),
         "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-mysql".into(),
         format!("PATCH {core}/services/shop"),
+        "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-proxy".into(),
         format!("PATCH {apps}/deployments/shop-proxy"),
         format!("PATCH {CLUSTERS}/status"),
     ]
@@ -465,7 +481,7 @@ async fn a_changed_spec_is_applied_again() {
     let pdb = &requests[7].body;
     assert_eq!(pdb["kind"], "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    let status = &requests[10].body["status"];
+    let status = &requests[11].body["status"];
     assert_eq!(status["observedGeneration"], 2);
     assert_eq!(status["ready"], "0/5");
     for condition in status["conditions"].as_array().unwrap() {
@@ -549,8 +565,8 @@ async fn a_failover_is_reported_in_status_and_as_an_event() {
     );
     assert_eq!(h.context.metrics.failovers.get(), 1);
 
-    let status = &requests[11].body["status"];
-    assert!(is_server_side_apply(&requests[11]));
+    let status = &requests[12].body["status"];
+    assert!(is_server_side_apply(&requests[12]));
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["primary"], "shop-1");
     assert_eq!(status["topologyEpoch"], 5);
@@ -564,7 +580,8 @@ async fn a_failover_is_reported_in_status_and_as_an_event() {
             ("Available", "True"),
             ("Progressing", "False"),
             ("Degraded", "False"),
-            ("FailoverInProgress", "False")
+            ("FailoverInProgress", "False"),
+            ("Lossless", "True")
         ]
     );
     let available = &status["conditions"][0];
