@@ -5,7 +5,6 @@
 //! seeding ([`crate::orchestrate::seed`]); see `docs/kubernetes.md`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod backup;
 pub mod client;
 pub mod http;
 pub mod server;

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use super::ServeArgs;
 use super::http::{self, HttpError};
 use crate::orchestrate::observe::Credentials;
-use crate::orchestrate::seed::Donor;
+use crate::orchestrate::seed::{Donor, backup_stream};
 
 /// How long a caller has to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -251,8 +251,8 @@ async fn backup(to: &mut (impl AsyncWrite + Unpin), shared: &Shared) -> std::io:
             std::process::id(),
             shared.scratch_seq.fetch_add(1, Ordering::Relaxed)
         ));
-    // The account goes in a private option file, never on the backup's command line.
-    let mut stream = match super::backup::start(&donor, &creds, &scratch).await {
+    // Made afresh and private: it receives the account's option file.
+    let mut stream = match backup_stream(&donor, &creds, &scratch).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::error!("agent: backup could not start: {e}");

@@ -198,13 +198,19 @@ pub enum Credential {
     Replication,
     /// The seeding agents' token (the Secret's `password`); never named by the spec.
     Agent,
+    /// The proxies read accounts with it: `SELECT` on `mysql.global_priv`, nothing else.
+    Lookup,
+    /// The proxies read positions with it: replication status, nothing else.
+    Monitor,
 }
 
 impl Credential {
-    pub const ALL: [Credential; 3] = [
+    pub const ALL: [Credential; 5] = [
         Credential::Admin,
         Credential::Replication,
         Credential::Agent,
+        Credential::Lookup,
+        Credential::Monitor,
     ];
 
     /// The purpose, as the key of the generated passwords and the suffix of generated names.
@@ -213,6 +219,8 @@ impl Credential {
             Credential::Admin => "admin",
             Credential::Replication => "replication",
             Credential::Agent => "agent",
+            Credential::Lookup => "lookup",
+            Credential::Monitor => "monitor",
         }
     }
 
@@ -222,6 +230,8 @@ impl Credential {
             Credential::Admin => "lagless_admin",
             Credential::Replication => "lagless_repl",
             Credential::Agent => "lagless-agent",
+            Credential::Lookup => "lagless_lookup",
+            Credential::Monitor => "lagless_monitor",
         }
     }
 
@@ -234,6 +244,7 @@ impl Credential {
             Credential::Admin => credentials.admin_secret(name),
             Credential::Replication => credentials.replication_secret(name),
             Credential::Agent => agent_secret_name(name),
+            Credential::Lookup | Credential::Monitor => format!("{name}-{}", self.as_str()),
         })
     }
 
@@ -242,7 +253,7 @@ impl Credential {
         match self {
             Credential::Admin => spec.credentials.admin_secret_name.is_some(),
             Credential::Replication => spec.credentials.replication_secret_name.is_some(),
-            Credential::Agent => false,
+            Credential::Agent | Credential::Lookup | Credential::Monitor => false,
         }
     }
 }
@@ -1095,14 +1106,16 @@ pub fn client_service(cluster: &MySQLCluster) -> Result<Service, BuildError> {
 /// The proxy Deployment `<cluster>-proxy`: `spec.proxy.replicas` pods of `lagless-proxy`
 /// (image `proxy_image`, e.g. [`DEFAULT_PROXY_IMAGE`]). Each reads the topology from the
 /// topology ConfigMap mounted as a directory (never `subPath`, which would freeze it), its
-/// users from the Secret `<cluster>-proxy-users`, and looks up other users with the admin
-/// account.
+/// users from the Secret `<cluster>-proxy-users`, looks up other users with the lookup
+/// account and reads positions with the monitor account: the administrator's account never
+/// reaches a proxy.
 pub fn proxy_deployment(
     cluster: &MySQLCluster,
     proxy_image: &str,
 ) -> Result<Deployment, BuildError> {
     let ctx = Context::new(cluster)?;
-    let admin = Credential::Admin.secret_name(cluster)?;
+    let lookup = Credential::Lookup.secret_name(cluster)?;
+    let monitor = Credential::Monitor.secret_name(cluster)?;
     let mut pod_labels = labels(ctx.name, Component::Proxy);
     pod_labels.remove("app.kubernetes.io/managed-by");
     let args = vec![
@@ -1122,8 +1135,10 @@ pub fn proxy_deployment(
         image: Some(proxy_image.to_string()),
         args: Some(args),
         env: Some(vec![
-            env_from_secret("LAGLESS_PROXY_LOOKUP_USER", &admin, "username"),
-            env_from_secret("LAGLESS_PROXY_LOOKUP_PASSWORD", &admin, "password"),
+            env_from_secret("LAGLESS_PROXY_LOOKUP_USER", &lookup, "username"),
+            env_from_secret("LAGLESS_PROXY_LOOKUP_PASSWORD", &lookup, "password"),
+            env_from_secret("LAGLESS_PROXY_MONITOR_USER", &monitor, "username"),
+            env_from_secret("LAGLESS_PROXY_MONITOR_PASSWORD", &monitor, "password"),
         ]),
         ports: Some(vec![
             port("mysql", MYSQL_PORT),

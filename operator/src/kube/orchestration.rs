@@ -24,7 +24,7 @@ use super::status::{self, ClusterEvent, Snapshot};
 use crate::crd::MySQLCluster;
 use crate::local::status::now_unix_ms;
 use crate::orchestrate::MemberView;
-use crate::orchestrate::act::{Stored, TopologySink};
+use crate::orchestrate::act::{ProxyAccount, ProxyRole, Stored, TopologySink};
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::{Orchestrator, TimedEvent};
 use crate::orchestrate::{ClusterSpec, Event};
@@ -411,6 +411,16 @@ async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let admin = credentials(&secrets, cluster, Credential::Admin).await?;
     let replication = credentials(&secrets, cluster, Credential::Replication).await?;
+    let mut proxy_accounts = Vec::new();
+    for (credential, role) in [
+        (Credential::Lookup, ProxyRole::Lookup),
+        (Credential::Monitor, ProxyRole::Monitor),
+    ] {
+        proxy_accounts.push(ProxyAccount {
+            role,
+            creds: credentials(&secrets, cluster, credential).await?,
+        });
+    }
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let name = builders::topology_configmap_name(&cluster.name_any());
     let published = configmaps
@@ -437,6 +447,7 @@ async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, 
         published,
     )
     .with_completed_switchover(completed_switchover(cluster))
+    .with_proxy_accounts(proxy_accounts)
     .with_max_epoch(recorded_epoch(cluster)))
 }
 

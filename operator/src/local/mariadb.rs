@@ -273,23 +273,7 @@ fn account_sql(c: &LocalCredentials) -> Vec<String> {
             c.app_user, c.app_password
         ),
         format!("GRANT {APP_PRIVILEGES} ON *.* TO '{}'@'%'", c.app_user),
-        // The proxies' accounts: neither can change anything.
-        format!(
-            "CREATE USER '{}'@'%' IDENTIFIED BY '{}'",
-            c.lookup_user, c.lookup_password
-        ),
-        format!(
-            "GRANT SELECT ON mysql.global_priv TO '{}'@'%'",
-            c.lookup_user
-        ),
-        format!(
-            "CREATE USER '{}'@'%' IDENTIFIED BY '{}'",
-            c.monitor_user, c.monitor_password
-        ),
-        format!(
-            "GRANT BINLOG MONITOR, SLAVE MONITOR ON *.* TO '{}'@'%'",
-            c.monitor_user
-        ),
+        // The proxies' accounts come with the first primary (see `ProxyAccount`).
         // Only the accounts above remain: no password-less superuser.
         "DROP USER IF EXISTS 'root'@'localhost'".into(),
     ]

@@ -16,7 +16,7 @@ use lagless_proxy::topology::{Flavor, Topology};
 use tokio::sync::watch;
 
 use crate::crd::{Durability, MySQLCluster, ReplicationSpec};
-use crate::orchestrate::act::FileSink;
+use crate::orchestrate::act::{FileSink, ProxyAccount, ProxyRole};
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::Orchestrator;
 use crate::orchestrate::view::{ClusterSpec, Probe, Switchover, SwitchoverTarget};
@@ -343,6 +343,22 @@ impl Supervisor {
                 published,
             )
             .with_max_epoch(recorded_epoch)
+            .with_proxy_accounts(vec![
+                ProxyAccount {
+                    role: ProxyRole::Lookup,
+                    creds: Credentials {
+                        user: self.rt.creds.lookup_user.clone(),
+                        password: self.rt.creds.lookup_password.clone(),
+                    },
+                },
+                ProxyAccount {
+                    role: ProxyRole::Monitor,
+                    creds: Credentials {
+                        user: self.rt.creds.monitor_user.clone(),
+                        password: self.rt.creds.monitor_password.clone(),
+                    },
+                },
+            ])
             .with_seeder(Arc::new(seeder)),
         );
         self.shared

@@ -137,6 +137,46 @@ impl SeedOutcome {
     }
 }
 
+/// What a proxy's account is for, and so what it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyRole {
+    /// Reads accounts (to verify logins): the account table, nothing else.
+    Lookup,
+    /// Reads positions and replication status, nothing else.
+    Monitor,
+}
+
+/// An account a proxy uses.
+#[derive(Debug, Clone)]
+pub struct ProxyAccount {
+    pub role: ProxyRole,
+    pub creds: Credentials,
+}
+
+impl ProxyAccount {
+    /// The least a proxy needs for its role.
+    pub fn grant(&self, flavor: Flavor) -> &'static str {
+        match (self.role, flavor) {
+            (ProxyRole::Lookup, Flavor::Mariadb) => "SELECT ON mysql.global_priv",
+            (ProxyRole::Lookup, Flavor::Mysql) => "SELECT ON mysql.user",
+            (ProxyRole::Monitor, Flavor::Mariadb) => "BINLOG MONITOR, SLAVE MONITOR ON *.*",
+            (ProxyRole::Monitor, Flavor::Mysql) => "REPLICATION CLIENT ON *.*",
+        }
+    }
+
+    /// Creates the account if missing and grants what its role needs.
+    pub fn statements(&self, flavor: Flavor) -> [String; 2] {
+        let user = sql_quote(&self.creds.user);
+        [
+            format!(
+                "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{}'",
+                sql_quote(&self.creds.password)
+            ),
+            format!("GRANT {} TO '{user}'@'%'", self.grant(flavor)),
+        ]
+    }
+}
+
 /// How often a replica hears from an idle source (MariaDB `MASTER_HEARTBEAT_PERIOD`, seconds).
 pub const HEARTBEAT_PERIOD: &str = "0.25";
 /// `slave_net_timeout` of every member, seconds: a replica that hears nothing for this long,
@@ -155,6 +195,8 @@ pub struct Actor {
     pub replication: Credentials,
     /// Application accounts bootstrap creates on the primary (they replicate to the rest).
     pub app_users: Vec<Credentials>,
+    /// The proxies' accounts, created with the others and put back when missing.
+    pub proxy_accounts: Vec<ProxyAccount>,
     pub statement_timeout: Duration,
     /// How long a candidate may take to apply its relay log or catch up.
     pub catch_up_timeout: Duration,
@@ -168,6 +210,7 @@ impl std::fmt::Debug for Actor {
             .field("admin", &self.admin)
             .field("replication", &self.replication)
             .field("app_users", &self.app_users)
+            .field("proxy_accounts", &self.proxy_accounts)
             .field("statement_timeout", &self.statement_timeout)
             .field("catch_up_timeout", &self.catch_up_timeout)
             .field("seeder", &self.seeder.is_some())
@@ -327,7 +370,11 @@ impl Actor {
         };
         match action {
             Action::Bootstrap { primary, replicas } => {
-                self.exec(spec, primary, &self.bootstrap_primary()).await?;
+                let mut sql = self.bootstrap_primary();
+                for account in &self.proxy_accounts {
+                    sql.extend(account.statements(view.flavor));
+                }
+                self.exec(spec, primary, &sql).await?;
                 for r in replicas {
                     let sql = self.change_source(spec, primary, false)?;
                     self.exec(spec, r, &sql).await?;
@@ -337,6 +384,16 @@ impl Actor {
             Action::PublishTopology { topology } => {
                 if spec.semi_sync.is_some() && topology.primary.is_some() {
                     self.ensure_semi_sync(spec, topology).await?;
+                }
+                if let Some(primary) = &topology.primary {
+                    // A cluster from before these accounts existed gets them now; the proxies
+                    // retry their lookups, so a failure here only delays logins.
+                    if let Err(e) = self
+                        .ensure_proxy_accounts(spec, &primary.name, view.flavor)
+                        .await
+                    {
+                        tracing::warn!(member = %primary.name, error = %e, "proxy accounts not ensured");
+                    }
                 }
                 sink.publish(topology).map_err(ActError::Publish)
             }
@@ -512,6 +569,36 @@ impl Actor {
             .conn_patiently(spec, member, SEEDED_START_TIMEOUT)
             .await?;
         self.exec_on(conn, member, &sql).await
+    }
+
+    /// Creates the proxies' accounts on `primary` where they are missing.
+    async fn ensure_proxy_accounts(
+        &self,
+        spec: &ClusterSpec,
+        primary: &str,
+        flavor: Flavor,
+    ) -> Result<(), ActError> {
+        if self.proxy_accounts.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn(spec, primary).await?;
+        let mut sql = Vec::new();
+        for account in &self.proxy_accounts {
+            let found: Option<String> = self
+                .bounded(
+                    primary,
+                    "looking for the proxies' accounts",
+                    conn.exec_first(
+                        "SELECT User FROM mysql.user WHERE User = ? LIMIT 1",
+                        (account.creds.user.clone(),),
+                    ),
+                )
+                .await?;
+            if found.is_none() {
+                sql.extend(account.statements(flavor));
+            }
+        }
+        self.exec_on(conn, primary, &sql).await
     }
 
     /// Lossless semi-synchronous replication on a topology about to be published: the primary

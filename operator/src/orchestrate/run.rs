@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagless_proxy::topology::{Flavor, Topology};
 
-use super::act::{Actor, Seeder, Stored, TopologySink};
+use super::act::{Actor, ProxyAccount, Seeder, Stored, TopologySink};
 use super::observe::{Credentials, Observer};
 use super::plan::{Action, ClusterState, Event, Plan, plan};
 use super::view::{ClusterSpec, ClusterView, History};
@@ -128,6 +128,12 @@ impl Orchestrator {
         self
     }
 
+    /// The accounts the proxies use: created with the cluster, put back when missing.
+    pub fn with_proxy_accounts(mut self, accounts: Vec<ProxyAccount>) -> Self {
+        self.actor.proxy_accounts = accounts;
+        self
+    }
+
     /// Lets the plan seed empty members: `seeder` copies the data, and the spec says seeding
     /// is possible.
     pub fn with_seeder(mut self, seeder: Arc<dyn Seeder>) -> Self {
@@ -151,6 +157,7 @@ impl Orchestrator {
             admin: admin.clone(),
             replication,
             app_users: Vec::new(),
+            proxy_accounts: Vec::new(),
             statement_timeout: Duration::from_secs(2),
             catch_up_timeout: Duration::from_secs(30),
             seeder: None,

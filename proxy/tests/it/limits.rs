@@ -356,7 +356,10 @@ async fn backend_limits_count_idle_connections_and_keep_a_share_for_other_users(
         .await
         .unwrap_err();
     eprintln!("third session of one user: {err}");
-    assert!(err.to_string().contains("holds all 2 of its connections"), "{err}");
+    assert!(
+        err.to_string().contains("holds all 2 of its connections"),
+        "{err}"
+    );
     // Another account still gets one.
     let mut other = Conn::new(h.opts(
         lagless_testkit::ED25519_USER,
@@ -366,7 +369,10 @@ async fn backend_limits_count_idle_connections_and_keep_a_share_for_other_users(
     .await
     .unwrap();
     other.query_drop("BEGIN").await.unwrap();
-    other.query_drop("SELECT 1 FROM DUAL FOR UPDATE").await.unwrap();
+    other
+        .query_drop("SELECT 1 FROM DUAL FOR UPDATE")
+        .await
+        .unwrap();
     other.query_drop("COMMIT").await.unwrap();
     // Idle connections keep their places but give them up when needed: after the app
     // sessions end, the other account can hold two at once, and the server never sees more

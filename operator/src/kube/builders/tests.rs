@@ -106,6 +106,8 @@ fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
         ("admin".to_string(), "pw-a".to_string()),
         ("replication".to_string(), "pw-r".to_string()),
         ("agent".to_string(), "pw-t".to_string()),
+        ("lookup".to_string(), "pw-l".to_string()),
+        ("monitor".to_string(), "pw-m".to_string()),
     ]);
     let mut objects = vec![
         json(
@@ -527,28 +529,49 @@ fn five_members_with_overrides_semi_sync_and_load_balancer() {
         .unwrap();
     let consistency = args.iter().position(|a| a == "--consistency").unwrap();
     assert_eq!(args[consistency + 1], "session");
-    let lookup = &proxy.spec.template.spec.as_ref().unwrap().containers[0]
+    // Least privilege: the proxies get the lookup and monitor accounts, never the admin's
+    // (which this spec names `shop-root`).
+    let env = proxy.spec.template.spec.as_ref().unwrap().containers[0]
         .env
-        .as_ref()
-        .unwrap()[0];
+        .clone()
+        .unwrap();
+    let secrets: Vec<(String, String)> = env
+        .iter()
+        .map(|e| {
+            let key = e
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            (e.name.clone(), key.name.clone())
+        })
+        .collect();
     assert_eq!(
-        lookup
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap()
-            .name,
-        "shop-root"
+        secrets,
+        [
+            (
+                "LAGLESS_PROXY_LOOKUP_USER".to_string(),
+                "shop-lookup".to_string()
+            ),
+            ("LAGLESS_PROXY_LOOKUP_PASSWORD".into(), "shop-lookup".into()),
+            ("LAGLESS_PROXY_MONITOR_USER".into(), "shop-monitor".into()),
+            (
+                "LAGLESS_PROXY_MONITOR_PASSWORD".into(),
+                "shop-monitor".into()
+            ),
+        ]
     );
 
     let generated = BTreeMap::from([
         ("replication".to_string(), "r3pl".to_string()),
         ("agent".to_string(), "t".to_string()),
+        ("lookup".to_string(), "l".to_string()),
+        ("monitor".to_string(), "m".to_string()),
     ]);
     let secrets = credentials_secrets(&cluster, &generated).unwrap();
-    assert_eq!(secrets.len(), 2);
+    assert_eq!(secrets.len(), 4);
     assert_eq!(
         secrets[0].metadata.name.as_deref(),
         Some("shop-replication")
@@ -712,13 +735,28 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
         ("admin".to_string(), "a'dm\\in".to_string()),
         ("replication".to_string(), "repl".to_string()),
         ("agent".to_string(), "t0ken".to_string()),
+        ("lookup".to_string(), "l00k".to_string()),
+        ("monitor".to_string(), "m0n".to_string()),
     ]);
     let secrets = credentials_secrets(&defaults(), &generated).unwrap();
     let names: Vec<_> = secrets
         .iter()
         .map(|s| s.metadata.name.clone().unwrap())
         .collect();
-    assert_eq!(names, ["db-admin", "db-replication", "db-agent"]);
+    assert_eq!(
+        names,
+        [
+            "db-admin",
+            "db-replication",
+            "db-agent",
+            "db-lookup",
+            "db-monitor"
+        ]
+    );
+    assert_eq!(
+        secrets[3].data.as_ref().unwrap()["username"],
+        ByteString(b"lagless_lookup".to_vec())
+    );
     assert_eq!(
         secrets[2].data.as_ref().unwrap()["password"],
         ByteString(b"t0ken".to_vec())
@@ -747,10 +785,15 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
         admin_secret_name: Some("a".into()),
         replication_secret_name: Some("r".into()),
     };
-    // The agent token is always generated: no spec field names it.
-    let only_agent = BTreeMap::from([("agent".to_string(), "t".to_string())]);
-    let secrets = credentials_secrets(&all_given, &only_agent).unwrap();
-    assert_eq!(secrets.len(), 1);
+    // The agent token and the proxies' accounts are always generated: no spec field names
+    // them.
+    let only_ours = BTreeMap::from([
+        ("agent".to_string(), "t".to_string()),
+        ("lookup".to_string(), "l".to_string()),
+        ("monitor".to_string(), "m".to_string()),
+    ]);
+    let secrets = credentials_secrets(&all_given, &only_ours).unwrap();
+    assert_eq!(secrets.len(), 3);
     assert_eq!(secrets[0].metadata.name.as_deref(), Some("db-agent"));
     assert_eq!(
         credentials_secrets(&all_given, &BTreeMap::new()).unwrap_err(),
