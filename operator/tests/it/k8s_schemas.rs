@@ -49,6 +49,8 @@ fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
         ("admin", "a-secret"),
         ("replication", "r-secret"),
         ("agent", "t-secret"),
+        ("lookup", "l-secret"),
+        ("monitor", "m-secret"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .into();
