@@ -28,6 +28,14 @@ pub enum Role {
     Replica,
 }
 
+/// Where a member runs: a Linux network namespace (made by the caller) and the address it
+/// listens on there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub netns: String,
+    pub host: String,
+}
+
 /// How to build a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
@@ -37,6 +45,7 @@ pub struct ClusterBuilder {
     replicate: bool,
     extra_config: Vec<String>,
     mariadbd: Option<PathBuf>,
+    placements: Vec<Placement>,
 }
 
 impl Default for ClusterBuilder {
@@ -48,6 +57,7 @@ impl Default for ClusterBuilder {
             replicate: true,
             extra_config: Vec::new(),
             mariadbd: None,
+            placements: Vec::new(),
         }
     }
 }
@@ -80,6 +90,13 @@ impl ClusterBuilder {
     /// An extra `my.cnf` line for every member, e.g. `"rpl_semi_sync_master_enabled=ON"`.
     pub fn config_line(mut self, line: impl Into<String>) -> Self {
         self.extra_config.push(line.into());
+        self
+    }
+
+    /// Member `i` runs in `placements[i]` (members beyond the list on loopback), so that
+    /// tests can cut the network between members.
+    pub fn placements(mut self, placements: Vec<Placement>) -> Self {
+        self.placements = placements;
         self
     }
 
@@ -123,6 +140,7 @@ impl ClusterBuilder {
                 self.replicate && role == Role::Replica,
                 self.extra_config.clone(),
                 role,
+                self.placements.get(index).cloned(),
             )?;
             members.push(member);
         }
@@ -134,9 +152,11 @@ impl ClusterBuilder {
         };
         futures::future::try_join_all(cluster.members.iter().map(Member::start_process)).await?;
         if self.replicate {
-            let primary_port = cluster.members[0].port;
+            let primary = &cluster.members[0];
             for replica in &cluster.members[1..] {
-                replica.replicate_from(primary_port).await?;
+                replica
+                    .replicate_from_host(&primary.host, primary.port)
+                    .await?;
             }
             for replica in &cluster.members[1..] {
                 replica.wait_threads_running(START_TIMEOUT).await?;
@@ -236,10 +256,14 @@ pub struct Positions {
 pub struct Member {
     index: usize,
     server_id: u32,
+    host: String,
+    netns: Option<String>,
     port: u16,
     dir: PathBuf,
     role: Role,
     mariadbd: PathBuf,
+    /// The data a fresh server starts from (see [`Member::wipe`]).
+    template: PathBuf,
     process: Mutex<Option<Child>>,
 }
 
@@ -255,21 +279,30 @@ impl Member {
         read_only: bool,
         extra: Vec<String>,
         role: Role,
+        placement: Option<Placement>,
     ) -> Result<Self> {
         let dir = cluster_dir.join(format!("m{index}"));
         copy_dir(template, &dir.join("data"))?;
         let port = ports::free_port()?;
+        let (netns, host) = match placement {
+            Some(p) => (Some(p.netns), p.host),
+            None => (None, "127.0.0.1".to_string()),
+        };
         let member = Self {
             index,
             server_id,
+            host,
+            netns,
             port,
             dir,
             role,
             mariadbd: bins.mariadbd.clone(),
+            template: template.to_path_buf(),
             process: Mutex::new(None),
         };
         let cnf = config::render(&ServerConfig {
             dir: &member.dir,
+            host: &member.host,
             port,
             server_id,
             domain_id,
@@ -293,9 +326,14 @@ impl Member {
         self.port
     }
 
-    /// `127.0.0.1:port`.
+    /// The address it listens on: `127.0.0.1` unless placed in a network namespace.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `host:port`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// The role the member started in.
@@ -350,7 +388,7 @@ impl Member {
     }
 
     pub async fn conn_as(&self, user: &str, password: &str, db: Option<&str>) -> Result<Conn> {
-        sql::connect(self.port, user, password, db)
+        sql::connect_to(&self.host, self.port, user, password, db)
             .await
             .map_err(|source| KitError::Sql {
                 member: self.index,
@@ -444,8 +482,13 @@ impl Member {
 
     /// Points this member at `127.0.0.1:source_port` with GTID replication and starts it.
     pub async fn replicate_from(&self, source_port: u16) -> Result<()> {
+        self.replicate_from_host("127.0.0.1", source_port).await
+    }
+
+    /// Points this member at `host:port` with GTID replication and starts it.
+    pub async fn replicate_from_host(&self, host: &str, source_port: u16) -> Result<()> {
         self.exec(&format!(
-            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={source_port}, \
+            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={source_port}, \
              MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', \
              MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.25; \
              SET GLOBAL read_only=ON; START SLAVE"
@@ -553,6 +596,16 @@ impl Member {
         self.start_process().await
     }
 
+    /// Replaces the member's data with a fresh server's (as a lost disk would be replaced)
+    /// and starts it: empty, read-only as configured, replicating from nothing.
+    pub async fn wipe(&self) -> Result<()> {
+        self.shutdown().await?;
+        let data = self.data_dir();
+        std::fs::remove_dir_all(&data).map_err(KitError::io(&data))?;
+        copy_dir(&self.template, &data)?;
+        self.start_process().await
+    }
+
     /// The last `n` lines of the error log.
     pub fn error_log_tail(&self, n: usize) -> String {
         tail(&self.error_log(), n)
@@ -579,7 +632,15 @@ impl Member {
     }
 
     async fn try_start(&self) -> Result<()> {
-        let mut cmd = Command::new(&self.mariadbd);
+        // In a namespace through `ip netns exec`, which execs the server: same process.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.mariadbd);
+                c
+            }
+            None => Command::new(&self.mariadbd),
+        };
         cmd.arg(format!(
             "--defaults-file={}",
             self.dir.join("my.cnf").display()
@@ -597,7 +658,9 @@ impl Member {
             if !self.is_running() {
                 return Err(self.start_error("mariadbd exited during start-up".into()));
             }
-            if let Ok(conn) = sql::connect(self.port, ADMIN_USER, ADMIN_PASSWORD, None).await {
+            if let Ok(conn) =
+                sql::connect_to(&self.host, self.port, ADMIN_USER, ADMIN_PASSWORD, None).await
+            {
                 let _ = conn.disconnect().await;
                 return Ok(());
             }

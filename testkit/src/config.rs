@@ -7,6 +7,7 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct ServerConfig<'a> {
     pub dir: &'a Path,
+    pub host: &'a str,
     pub port: u16,
     pub server_id: u32,
     pub domain_id: u32,
@@ -28,7 +29,7 @@ pub fn render(cfg: &ServerConfig<'_>) -> String {
     let _ = writeln!(s, "pid-file={dir}/mariadbd.pid");
     let _ = writeln!(s, "log-error={dir}/error.log");
     let _ = writeln!(s, "port={}", cfg.port);
-    let _ = writeln!(s, "bind-address=127.0.0.1");
+    let _ = writeln!(s, "bind-address={}", cfg.host);
     let _ = writeln!(s, "server_id={}", cfg.server_id);
     let _ = writeln!(s, "gtid_domain_id={}", cfg.domain_id);
     let _ = writeln!(s, "log_bin={dir}/data/binlog");

@@ -19,10 +19,10 @@ mod sql;
 mod template;
 
 pub use binaries::Binaries;
-pub use cluster::{Cluster, ClusterBuilder, Member, Positions, Role};
+pub use cluster::{Cluster, ClusterBuilder, Member, Placement, Positions, Role};
 pub use error::KitError;
 pub use process::alive as process_alive;
-pub use sql::{conn_opts, connect};
+pub use sql::{conn_opts, connect, connect_to};
 
 /// The application user: ordinary privileges, no `SUPER`, no `READ_ONLY ADMIN`, so a write that
 /// reaches a read-only replica fails with error 1290.

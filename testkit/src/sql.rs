@@ -24,5 +24,17 @@ pub async fn connect(
     password: &str,
     db: Option<&str>,
 ) -> Result<Conn, mysql_async::Error> {
-    Conn::new(conn_opts(port, user, password, db)).await
+    connect_to("127.0.0.1", port, user, password, db).await
+}
+
+/// Opens one connection to `host:port`.
+pub async fn connect_to(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    db: Option<&str>,
+) -> Result<Conn, mysql_async::Error> {
+    let opts = OptsBuilder::from_opts(conn_opts(port, user, password, db)).ip_or_hostname(host);
+    Conn::new(opts).await
 }

@@ -186,6 +186,10 @@ pub const HEARTBEAT_PERIOD: &str = "0.25";
 /// from its GTID position: a failover also needs the primary to fail three probes in a row.
 pub const NET_TIMEOUT_SECS: u32 = 1;
 
+/// How long a failover waits for a replica's `STOP SLAVE IO_THREAD`: an IO thread stuck on
+/// a hung source holds it up to `slave_net_timeout`, and the server completes it regardless.
+const REPLICA_STOP_WAIT: Duration = Duration::from_millis(500);
+
 /// How long a freshly seeded server may take to accept connections.
 const SEEDED_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -398,12 +402,24 @@ impl Actor {
                 sink.publish(topology).map_err(ActError::Publish)
             }
             Action::FenceReplicas { members } => {
-                for m in members {
-                    // A member that cannot be reached cannot replicate either.
-                    if let Err(e) = self.exec(spec, m, &["STOP SLAVE IO_THREAD".into()]).await {
-                        tracing::warn!(member = %m, error = %e, "could not fence; going on");
+                // All at once and briefly: an IO thread stuck on a hung source can hold
+                // `STOP SLAVE` until its own timeout, and the server finishes the stop anyway.
+                let stop_io = ["STOP SLAVE IO_THREAD".to_string()];
+                let stop_io = &stop_io;
+                let stops = members.iter().map(|m| async move {
+                    let stop = self.exec(spec, m, stop_io);
+                    match tokio::time::timeout(REPLICA_STOP_WAIT, stop).await {
+                        Ok(Ok(())) => {}
+                        // A member that cannot be reached cannot replicate either.
+                        Ok(Err(e)) => {
+                            tracing::warn!(member = %m, error = %e, "could not fence; going on");
+                        }
+                        Err(_) => {
+                            tracing::warn!(member = %m, "IO thread still stopping; going on");
+                        }
                     }
-                }
+                });
+                futures::future::join_all(stops).await;
                 Ok(())
             }
             Action::FencePrimary { member } => {

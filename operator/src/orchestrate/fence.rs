@@ -55,19 +55,16 @@ pub async fn attempt(target: &Target) -> Result<usize, String> {
         let mut conn = Conn::new(opts(&target.host, target.port, &target.admin))
             .await
             .map_err(|e| e.to_string())?;
+        // Clients first: a commit waiting for an acknowledgement that cannot come would block
+        // `read_only`, and must end as an error to its client. Then again, for any client
+        // that connected in between.
+        let mut killed = kill_clients(&mut conn, target).await?;
         for sql in read_only_statements(target.flavor) {
             conn.query_drop(*sql).await.map_err(|e| e.to_string())?;
         }
-        let ids: Vec<u64> = conn
-            .exec(CLIENT_CONNECTIONS, (target.replication_user.clone(),))
-            .await
-            .map_err(|e| e.to_string())?;
-        for id in &ids {
-            // Gone already is as good as killed.
-            let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
-        }
+        killed += kill_clients(&mut conn, target).await?;
         let _ = conn.disconnect().await;
-        Ok(ids.len())
+        Ok(killed)
     };
     tokio::time::timeout(ATTEMPT, work)
         .await
@@ -78,6 +75,19 @@ pub async fn attempt(target: &Target) -> Result<usize, String> {
 /// cut-off server must not delay the promotion (with semi-sync, its stopped replicas already
 /// keep it from acknowledging anything).
 pub const FIRST_WAIT: Duration = Duration::from_millis(300);
+
+/// Ends every client connection; returns how many there were.
+async fn kill_clients(conn: &mut Conn, target: &Target) -> Result<usize, String> {
+    let ids: Vec<u64> = conn
+        .exec(CLIENT_CONNECTIONS, (target.replication_user.clone(),))
+        .await
+        .map_err(|e| e.to_string())?;
+    for id in &ids {
+        // Gone already is as good as killed.
+        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    Ok(ids.len())
+}
 
 /// Fences `target`: attempts start now and go on in the background until one succeeds or
 /// [`PERSISTENCE`] has passed; this waits up to [`FIRST_WAIT`] for the first. Never fails:

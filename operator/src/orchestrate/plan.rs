@@ -1118,6 +1118,12 @@ fn fence_and_quarantine(
     let mut primary_behind = Vec::new();
     for m in ctx.reachable().filter(|m| m.name != primary.name) {
         if m.is_writable() {
+            // Its clients first: a commit waiting for an acknowledgement that cannot come
+            // (its replicas follow the new primary) would block `read_only` forever, and
+            // must end as an error to its client, never as a success.
+            steps.act(Action::KillClientConnections {
+                member: m.name.clone(),
+            });
             steps.act(Action::SetReadOnly {
                 member: m.name.clone(),
             });
@@ -1394,6 +1400,14 @@ fn semi_sync_drift(
         .reachable()
         .filter(|m| m.name != primary.name && m.semi_sync.is_some_and(|s| s.source_enabled))
     {
+        // Turning it off releases commits still waiting for an acknowledgement: their
+        // clients must be gone first, or a write no replica has would be reported done.
+        let kill = Action::KillClientConnections {
+            member: m.name.clone(),
+        };
+        if !steps.actions.contains(&kill) {
+            steps.act(kill);
+        }
         steps.act(Action::DisableSemiSync {
             member: m.name.clone(),
         });

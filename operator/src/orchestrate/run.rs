@@ -224,7 +224,7 @@ impl Orchestrator {
                         plan.events = vec![event.clone()];
                         vec![event]
                     }
-                    None => Vec::new(),
+                    None => promoted_before(&plan, index),
                 }
             }
         };
@@ -314,6 +314,23 @@ impl Orchestrator {
     }
 }
 
+/// The promotion a plan carried out before its action `failed` did: it happened, whatever
+/// failed after it (a promotion only rolls forward), so it is remembered — a switchover
+/// request is then not carried out a second time, a failover starts the cooldown.
+fn promoted_before(plan: &Plan, failed: usize) -> Vec<Event> {
+    let promoted = plan.actions[..failed.min(plan.actions.len())]
+        .iter()
+        .any(|a| matches!(a, Action::Promote { .. }));
+    if !promoted {
+        return Vec::new();
+    }
+    plan.events
+        .iter()
+        .filter(|e| matches!(e, Event::Promoted { .. }))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +343,35 @@ mod tests {
 
     fn logged(log: &EventLog) -> Vec<String> {
         log.entries.iter().map(|e| e.event.to_string()).collect()
+    }
+
+    #[test]
+    fn a_promotion_that_ran_is_remembered_whatever_failed_after_it() {
+        let promoted = Event::Promoted {
+            member: "b".into(),
+            previous: Some("a".into()),
+            epoch: 3,
+            cause: super::super::Cause::Switchover {
+                request: Some("r1".into()),
+            },
+            position: None,
+        };
+        let plan = Plan {
+            state: ClusterState::Switchover,
+            actions: vec![
+                Action::SetReadOnly { member: "a".into() },
+                Action::Promote { member: "b".into() },
+                Action::Rejoin {
+                    member: "a".into(),
+                    source: "b".into(),
+                },
+            ],
+            events: vec![promoted.clone(), warning("w")],
+            rollback: None,
+        };
+        assert_eq!(promoted_before(&plan, 2), [promoted]);
+        assert!(promoted_before(&plan, 1).is_empty());
+        assert!(promoted_before(&plan, 0).is_empty());
     }
 
     #[test]

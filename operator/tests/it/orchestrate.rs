@@ -19,7 +19,7 @@ use mysql_async::prelude::Queryable;
 
 pub(crate) const TICK: Duration = Duration::from_millis(200);
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     if let Ok(filter) = std::env::var("LAGLESS_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -536,12 +536,20 @@ pub(crate) fn admin() -> Credentials {
 
 /// Seeding with the test kit's servers: stop the member, wipe its data, stream the donor's
 /// copy in with [`seed`], start it again. Keeps the last report for the test to inspect.
-struct KitSeeder {
+/// Seeds kit members as the platform would: stop, copy from the donor, start.
+pub(crate) struct KitSeeder {
     cluster: Arc<Cluster>,
     last: Mutex<Option<(SeedReport, u64)>>,
 }
 
 impl KitSeeder {
+    pub(crate) fn new(cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster,
+            last: Mutex::new(None),
+        }
+    }
+
     fn member(&self, name: &str) -> Result<&lagless_testkit::Member, String> {
         let index: usize = name
             .strip_prefix('m')
@@ -595,10 +603,7 @@ async fn a_new_empty_member_is_seeded_from_a_replica_and_joins() {
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("topology.json");
-    let seeder = Arc::new(KitSeeder {
-        cluster: cluster.clone(),
-        last: Mutex::new(None),
-    });
+    let seeder = Arc::new(KitSeeder::new(cluster.clone()));
     let mut o = orchestrator(&cluster, &path).with_seeder(seeder.clone());
     // Two members first; m2 stays an untouched, empty server.
     let newcomer = o.spec.members.pop().unwrap();

@@ -184,6 +184,13 @@ fn publish(primary: Option<&str>, replicas: &[&str], epoch: u64) -> Action {
     }
 }
 
+/// Ends the clients of a member about to stop taking writes.
+fn kill_clients(member: &str) -> Action {
+    Action::KillClientConnections {
+        member: member.to_owned(),
+    }
+}
+
 fn read_only(member: &str) -> Action {
     Action::SetReadOnly {
         member: member.to_owned(),
@@ -299,7 +306,7 @@ fn stray_writable_replica_is_set_read_only() {
     let mut v = healthy();
     v.members[1].read_only = Some(false);
     let p = run(&v, &spec(&["a", "b", "c"]));
-    assert_eq!(p.actions, [read_only("b")]);
+    assert_eq!(p.actions, [kill_clients("b"), read_only("b")]);
 }
 
 #[test]
@@ -423,7 +430,7 @@ fn old_primary_with_extra_transactions_is_quarantined_not_rejoined() {
     // so by sequence number alone a looks behind b.
     let (v, h) = after_failover(primary("a", maria("0-1-101")));
     let p = plan(&v, &spec(&["a", "b", "c"]), &h);
-    assert_eq!(p.actions.first(), Some(&read_only("a")));
+    assert_eq!(p.actions[..2], [kill_clients("a"), read_only("a")]);
     assert_eq!(quarantined(&p), ["a"]);
     assert!(
         !p.actions
@@ -440,6 +447,7 @@ fn old_primary_without_extra_transactions_rejoins() {
     assert_eq!(
         p.actions,
         [
+            kill_clients("a"),
             read_only("a"),
             Action::Rejoin {
                 member: "a".into(),
@@ -1359,7 +1367,10 @@ fn a_demoted_primary_stops_waiting_for_acknowledgements() {
         assert_eq!(p.state, ClusterState::Degraded);
         assert_eq!(
             p.actions,
-            [Action::DisableSemiSync { member: "b".into() }],
+            [
+                kill_clients("b"),
+                Action::DisableSemiSync { member: "b".into() }
+            ],
             "{spec:?}"
         );
     }
