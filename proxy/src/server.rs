@@ -480,6 +480,7 @@ impl Proxy {
     pub async fn run(self) {
         let shared = self.shared.clone();
         learn_backend_greeting(&shared).await;
+        crate::backend::monitor::read_max_allowed_packet(&shared, &mut AdminConns::default()).await;
         let background = [
             tokio::spawn(follow_topology(shared.clone())),
             tokio::spawn(monitor(shared.clone())),

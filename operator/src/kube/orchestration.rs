@@ -210,6 +210,7 @@ impl Runner {
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
+                snapshot.failing = orchestrator.failing().map(str::to_string);
                 snapshot.state = orchestrator.last_plan_state();
                 snapshot.view = orchestrator.last_view().cloned();
                 snapshot.published = orchestrator.published().cloned();

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub last_reseed: Option<ReseedRecord>,
     /// Why the orchestration cannot run, when it cannot (e.g. a credential Secret is missing).
     pub blocked: Option<String>,
+    /// An action that keeps failing, and why (see `Orchestrator::failing`).
+    pub failing: Option<String>,
 }
 
 /// A Kubernetes Event to record on the `MySQLCluster`.
@@ -333,6 +335,12 @@ pub fn cluster_status(
     };
     let degraded = match (&snapshot.blocked, phase) {
         (Some(why), _) => want(Condition::DEGRADED, true, "Blocked", why.clone()),
+        (None, _) if snapshot.failing.is_some() => want(
+            Condition::DEGRADED,
+            true,
+            "ActionFailing",
+            snapshot.failing.clone().unwrap_or_default(),
+        ),
         (None, Phase::Degraded) => want(
             Condition::DEGRADED,
             true,
@@ -594,6 +602,27 @@ mod tests {
         assert_eq!(degraded.reason, "InvalidSpec");
         assert_eq!(degraded.message, "spec.replicas: must be 1..=9");
         assert_eq!(degraded.last_transition_time, T1);
+    }
+
+    #[test]
+    fn an_action_that_keeps_failing_is_reported() {
+        let snapshot = Snapshot {
+            failing: Some("EnsureSemiSync on db-0 failed: plugin not loaded".into()),
+            ..healthy_snapshot()
+        };
+        let status = cluster_status(
+            &MySQLClusterStatus::default(),
+            &snapshot,
+            &spec3(),
+            None,
+            T0,
+        );
+        let degraded = condition(&status, Condition::DEGRADED);
+        assert_eq!(
+            (degraded.status, degraded.reason.as_str()),
+            (ConditionStatus::True, "ActionFailing")
+        );
+        assert!(degraded.message.contains("EnsureSemiSync on db-0"));
     }
 
     #[test]

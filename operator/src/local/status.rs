@@ -25,6 +25,9 @@ pub struct Status {
     /// Set when a failover may lose acknowledged writes: why, for people.
     #[serde(default)]
     pub durability: Option<String>,
+    /// An orchestration action that keeps failing, and why.
+    #[serde(default)]
+    pub failing: Option<String>,
     pub primary: Option<String>,
     pub consistency: Option<String>,
     pub members: Vec<MemberStatus>,
@@ -146,6 +149,9 @@ pub fn render(s: &Status, events: usize) -> String {
     }
     if let Some(why) = &s.durability {
         let _ = writeln!(out, "  ! not lossless: {why}");
+    }
+    if let Some(why) = &s.failing {
+        let _ = writeln!(out, "  ! keeps failing: {why}");
     }
     let _ = writeln!(out);
     let _ = writeln!(

@@ -126,6 +126,7 @@ struct Snapshot {
     published: Option<Topology>,
     quarantined: Vec<String>,
     events: Vec<EventLine>,
+    failing: Option<String>,
 }
 
 /// State shared between the loop, the seeder and the status writer.
@@ -552,6 +553,7 @@ impl Supervisor {
                     message: e.event.to_string(),
                 })
                 .collect(),
+            failing: orchestrator.failing().map(str::to_string),
         };
         let mut shared = self.shared.lock();
         for m in shared.members.values_mut() {
@@ -1136,6 +1138,7 @@ pub fn status(shared: &Shared, rt: &Runtime, settings: &Settings) -> Status {
             let durability = Durability::of(&rt.replication, replicas);
             (!durability.is_lossless()).then(|| durability.message())
         },
+        failing: snap.failing.clone(),
         primary: primary_name,
         consistency: published.and_then(|t| t.consistency.clone()),
         members,

@@ -11,6 +11,42 @@ use super::observe::{Credentials, Observer};
 use super::plan::{Action, ClusterState, Event, Plan, plan};
 use super::view::{ClusterSpec, ClusterView, History};
 
+/// Ticks in a row an action must fail before [`Orchestrator::failing`] reports it.
+pub const FAILING_TICKS: u32 = 3;
+
+/// An action's name and member, for a status line (`EnsureSemiSync on m0`).
+fn action_name(action: &Action) -> String {
+    let debug = format!("{action:?}");
+    let name = debug
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let member = match action {
+        Action::Bootstrap { primary, .. } | Action::EnsureSemiSync { primary, .. } => Some(primary),
+        Action::SetReadOnly { member }
+        | Action::SetWritable { member }
+        | Action::FencePrimary { member }
+        | Action::KillClientConnections { member }
+        | Action::WaitRelayApplied { member, .. }
+        | Action::DrainTransactions { member, .. }
+        | Action::WaitCaughtUp { member, .. }
+        | Action::Promote { member }
+        | Action::Repoint { member, .. }
+        | Action::Rejoin { member, .. }
+        | Action::RestartReplication { member }
+        | Action::Quarantine { member, .. }
+        | Action::Decommission { member }
+        | Action::Seed { member, .. }
+        | Action::DisableSemiSync { member } => Some(member),
+        Action::PublishTopology { .. } | Action::FenceReplicas { .. } => None,
+    };
+    match member {
+        Some(m) => format!("{name} on {m}"),
+        None => name,
+    }
+}
+
 /// How often the stored topology document is read back (see [`Orchestrator::tick`]).
 const STORED_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -39,6 +75,8 @@ pub struct Orchestrator {
     last_state: Option<ClusterState>,
     last_view: Option<ClusterView>,
     stored_checked: Option<Instant>,
+    /// The action that failed on the last tick and why, and on how many ticks in a row.
+    failing: Option<(String, u32)>,
 }
 
 /// The recent events, for status displays.
@@ -111,6 +149,7 @@ impl Orchestrator {
             last_state: None,
             last_view: None,
             stored_checked: None,
+            failing: None,
         }
     }
 
@@ -192,6 +231,16 @@ impl Orchestrator {
         self.last_view.as_ref()
     }
 
+    /// The action that has failed on [`FAILING_TICKS`] ticks in a row or more, and why: a
+    /// repair that keeps failing (a primary left read-only because semi-sync cannot be turned
+    /// on, say) is reported rather than only retried.
+    pub fn failing(&self) -> Option<&str> {
+        self.failing
+            .as_ref()
+            .filter(|(_, ticks)| *ticks >= FAILING_TICKS)
+            .map(|(why, _)| why.as_str())
+    }
+
     /// The state of the last tick's plan, if any tick ran.
     pub fn last_plan_state(&self) -> Option<ClusterState> {
         self.last_state
@@ -212,6 +261,18 @@ impl Orchestrator {
         self.history.now_ms = self.started.elapsed().as_millis() as u64;
         let mut plan = plan(&view, &self.spec, &self.history);
         let failure = self.run_actions(&plan.actions, &view).await;
+        self.failing = failure.as_ref().map(|(index, error)| {
+            let what = plan
+                .actions
+                .get(*index)
+                .map_or_else(String::new, action_name);
+            let why = format!("{what} failed: {error}");
+            let ticks = match &self.failing {
+                Some((before, n)) if *before == why => n.saturating_add(1),
+                _ => 1,
+            };
+            (why, ticks)
+        });
         let recorded = match failure {
             None => plan.events.clone(),
             Some((index, error)) => {

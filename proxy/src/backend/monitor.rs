@@ -117,20 +117,7 @@ pub async fn poll_positions(shared: &Shared, conns: &mut AdminConns) {
             Err(e) => tracing::debug!(backend = %addr, error = %e, "position poll failed"),
         }
     }
-    if shared.config.max_allowed_packet.is_none()
-        && let Some(primary) = &topo.primary
-    {
-        // What the server would allow a new session: its global, read again on each tick.
-        match conns
-            .read_value(primary, &creds, "SELECT @@global.max_allowed_packet")
-            .await
-            .map(|text| text.parse::<usize>())
-        {
-            Ok(Ok(bytes)) => shared.learn_max_allowed_packet(bytes),
-            Ok(Err(e)) => tracing::debug!(error = %e, "unreadable max_allowed_packet"),
-            Err(e) => tracing::debug!(error = %e, "max_allowed_packet not read"),
-        }
-    }
+    read_max_allowed_packet(shared, conns).await;
     if let Some(head) = shared.positions.latest_head() {
         for m in &topo.replicas {
             let addr = m.addr();
@@ -140,6 +127,26 @@ pub async fn poll_positions(shared: &Shared, conns: &mut AdminConns) {
                 shared.positions.staleness_ms(&addr),
             );
         }
+    }
+}
+
+/// Learns what the primary would allow a new session to send: its global
+/// `max_allowed_packet`, read at start-up and again on each tick (unless it is configured).
+pub async fn read_max_allowed_packet(shared: &Shared, conns: &mut AdminConns) {
+    let (Some(creds), None) = (&shared.config.monitor, shared.config.max_allowed_packet) else {
+        return;
+    };
+    let Some(primary) = shared.topology().primary.clone() else {
+        return;
+    };
+    match conns
+        .read_value(&primary, creds, "SELECT @@global.max_allowed_packet")
+        .await
+        .map(|text| text.parse::<usize>())
+    {
+        Ok(Ok(bytes)) => shared.learn_max_allowed_packet(bytes),
+        Ok(Err(e)) => tracing::debug!(error = %e, "unreadable max_allowed_packet"),
+        Err(e) => tracing::debug!(error = %e, "max_allowed_packet not read"),
     }
 }
 

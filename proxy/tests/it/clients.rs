@@ -287,12 +287,14 @@ async fn change_user_and_reset_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_over_16_mib_both_ways() {
-    let h = Harness::start(1).await;
-    h.cluster
-        .primary()
-        .exec("SET GLOBAL max_allowed_packet = 64 * 1024 * 1024")
+    // The proxy takes its packet limit from the primary, as the monitor reads it.
+    let cluster = lagless_testkit::Cluster::builder()
+        .members(1)
+        .config_line("max_allowed_packet=64M")
+        .start()
         .await
         .unwrap();
+    let h = Harness::in_front_of(cluster, |_| {}).await;
     let mut via = h.app().await;
     via.query_drop("CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB)")
         .await
