@@ -1,7 +1,8 @@
-//! Admin HTTP listener: health, readiness, metrics and the current topology.
+//! Admin HTTP listener: health, readiness, metrics and the current topology, and (with a
+//! token) new topologies pushed by the operator.
 //!
 //! A deliberately small HTTP/1.1 server: one request per connection, `Connection: close`,
-//! GET and HEAD only. The proxy ships as a sidecar, so a full HTTP stack is not worth its
+//! GET and HEAD, and `PUT /topology` with a bounded body (see [`push`]). The proxy ships as a sidecar, so a full HTTP stack is not worth its
 //! weight here. Every connection runs in its own task and is bounded in size and time, so a
 //! misbehaving client cannot hold resources for long.
 
@@ -16,6 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
+
+mod push;
+
+pub use push::Push;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -62,6 +67,7 @@ pub struct AdminState {
     metrics: Arc<Metrics>,
     view: Arc<dyn AdminView>,
     config: AdminConfig,
+    push: Option<Push>,
 }
 
 impl AdminState {
@@ -71,7 +77,14 @@ impl AdminState {
             metrics,
             view,
             config: AdminConfig::default(),
+            push: None,
         }
+    }
+
+    /// Accepts topologies pushed to `PUT /topology` with this token.
+    pub fn with_push(mut self, push: Push) -> Self {
+        self.push = Some(push);
+        self
     }
 
     /// Replaces the connection limits.
@@ -111,8 +124,9 @@ pub async fn serve(
 /// What reading a request head produced.
 #[derive(Debug, PartialEq, Eq)]
 enum Head {
-    /// The head, up to and including the blank line that ends it.
-    Complete(Vec<u8>),
+    /// The head, up to and including the blank line that ends it, and what was read after
+    /// it (the start of a body).
+    Complete(Vec<u8>, Vec<u8>),
     /// The limit was reached before the blank line.
     TooLarge,
     /// The client closed the connection first.
@@ -126,7 +140,11 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, state: Arc<A
     let timeout = state.config.io_timeout;
     let head = read_head(&mut stream, state.config.max_head_bytes);
     let (bytes, status) = match tokio::time::timeout(timeout, head).await {
-        Ok(Ok(Head::Complete(head))) => respond(&state, &head, peer),
+        Ok(Ok(Head::Complete(head, rest))) if push::is_push(&head) => {
+            let response = push::handle(&state, &head, rest, &mut stream, peer).await;
+            (response.encode(false), response.status)
+        }
+        Ok(Ok(Head::Complete(head, _))) => respond(&state, &head, peer),
         Ok(Ok(Head::TooLarge)) => {
             debug!(%peer, status = 431, "admin request head too large");
             (Response::too_large().encode(false), 431)
@@ -185,8 +203,9 @@ async fn read_head<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> io::Re
         let from = filled.saturating_sub(3);
         filled += n;
         if let Some(end) = find_head_end(&buf[from..filled]) {
+            let rest = buf[from + end..filled].to_vec();
             buf.truncate(from + end);
-            return Ok(Head::Complete(buf));
+            return Ok(Head::Complete(buf, rest));
         }
     }
     Ok(Head::TooLarge)
@@ -334,8 +353,12 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "",
@@ -660,7 +683,10 @@ mod tests {
             first.extend_from_slice(split);
             let rest = &b"\r\n\r\nextra"[split.len()..];
             let head = read_chunks(vec![first.leak(), rest], 1024).await;
-            assert_eq!(head, Head::Complete(b"GET / HTTP/1.1\r\n\r\n".to_vec()));
+            assert_eq!(
+                head,
+                Head::Complete(b"GET / HTTP/1.1\r\n\r\n".to_vec(), b"extra".to_vec())
+            );
         }
     }
 
@@ -671,7 +697,10 @@ mod tests {
         let full = read_chunks(vec![b"GET / HTTP/1.1\r\n", b"X: yyyyyyyy"], 20).await;
         assert_eq!(full, Head::TooLarge);
         let exact = read_chunks(vec![b"GET / HTTP/1.1\r\n", b"\r\n"], 18).await;
-        assert_eq!(exact, Head::Complete(b"GET / HTTP/1.1\r\n\r\n".to_vec()));
+        assert_eq!(
+            exact,
+            Head::Complete(b"GET / HTTP/1.1\r\n\r\n".to_vec(), Vec::new())
+        );
     }
 
     #[test]

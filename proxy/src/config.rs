@@ -142,6 +142,12 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_MAX_ALLOWED_PACKET")]
     pub max_allowed_packet: Option<usize>,
 
+    /// Accept topologies pushed to `PUT /topology` on the admin listener with this bearer
+    /// token (the operator pushes each new epoch at once; the topology file stays the durable
+    /// source). Without it, pushing is off.
+    #[arg(long, env = "LAGLESS_PROXY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Seconds an idle client session is kept (the server's default `wait_timeout`); a
     /// session's own `SET wait_timeout` wins.
     #[arg(long, env = "LAGLESS_PROXY_WAIT_TIMEOUT", default_value_t = 28_800)]
@@ -217,6 +223,9 @@ pub struct Config {
     pub max_user_connections: usize,
     /// Fixed; `None`: the primary's.
     pub max_allowed_packet: Option<usize>,
+    /// The token of `PUT /topology` on the admin listener; `None`: pushing is off. Kept out
+    /// of `Debug`, as the credentials are.
+    pub admin_token: Option<AdminToken>,
     /// Idle client sessions end after this, unless they set their own `wait_timeout`.
     pub wait_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -253,6 +262,7 @@ impl Config {
             max_user_connections: 0,
             max_allowed_packet: None,
             wait_timeout: Duration::from_secs(28_800),
+            admin_token: None,
             handshake_timeout: Duration::from_secs(10),
             packet_timeout: Duration::from_secs(30),
             write_hold_timeout: Duration::from_secs(10),
@@ -282,6 +292,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// A secret token whose `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
     }
 }
 
@@ -333,6 +353,7 @@ impl TryFrom<Args> for Config {
         // The protocol's own bounds: 1 KiB to 1 GiB, as the server's variable.
         c.max_allowed_packet = a.max_allowed_packet.map(clamp_packet);
         c.wait_timeout = Duration::from_secs(a.wait_timeout.max(1));
+        c.admin_token = a.admin_token.map(AdminToken);
         c.write_hold_timeout = Duration::from_millis(a.write_hold_timeout_ms);
         c.shutdown_timeout = Duration::from_secs(a.shutdown_timeout);
         c.monitor_interval = Duration::from_millis(a.monitor_interval_ms.max(50));

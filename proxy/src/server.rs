@@ -487,10 +487,16 @@ impl Proxy {
             tokio::spawn(housekeeping(shared.clone())),
         ];
         if let Some(admin) = self.admin {
-            let state = Arc::new(AdminState::new(
-                shared.metrics.clone(),
-                Arc::new(View(shared.clone())),
-            ));
+            let mut state = AdminState::new(shared.metrics.clone(), Arc::new(View(shared.clone())));
+            if let Some(push) = shared
+                .config
+                .admin_token
+                .as_ref()
+                .and_then(|token| admin::Push::new(&token.0, self._watcher.inbox()))
+            {
+                state = state.with_push(push);
+            }
+            let state = Arc::new(state);
             let mut stop = shared.shutdown_signal();
             tokio::spawn(admin::serve(admin, state, async move {
                 wait_for_shutdown(&mut stop).await;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-pub use watch::{ReloadObserver, ReloadOutcome, TopologyWatcher, WatchOptions};
+pub use watch::{ReloadObserver, ReloadOutcome, TopologyInbox, TopologyWatcher, WatchOptions};
 
 /// The weight a replica gets when the document does not give one.
 pub const DEFAULT_WEIGHT: u32 = 100;

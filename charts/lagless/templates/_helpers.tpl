@@ -137,10 +137,11 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
   resources: ["networkpolicies"]
   verbs: ["create", "patch"]
 # A member being re-seeded (spec.reseed) has its pod deleted so the StatefulSet makes a new
-# one, whose init step copies a donor's data; the new pod is told apart by its uid.
+# one, whose init step copies a donor's data; the new pod is told apart by its uid. The proxy
+# pods are listed (by label) to push each new topology to them.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "delete"]
+  verbs: ["get", "list", "delete"]
 # Events on the MySQLClusters (failover, switchover, quarantine, ...): created, and patched
 # when one repeats. The events.k8s.io API only; the core group's is not used.
 - apiGroups: ["events.k8s.io"]

@@ -179,7 +179,7 @@ EXPECTED_RULES = {
     ("", "secrets"): ["get", *APPLIED],
     ("policy", "poddisruptionbudgets"): APPLIED,
     ("networking.k8s.io", "networkpolicies"): APPLIED,
-    ("", "pods"): ["get", "delete"],
+    ("", "pods"): ["get", "list", "delete"],
     ("events.k8s.io", "events"): ["create", "patch"],
 }
 

@@ -202,15 +202,19 @@ pub enum Credential {
     Lookup,
     /// The proxies read positions with it: replication status, nothing else.
     Monitor,
+    /// The token the operator pushes new topologies to the proxies with (the Secret's
+    /// `password`); never named by the spec.
+    ProxyAdmin,
 }
 
 impl Credential {
-    pub const ALL: [Credential; 5] = [
+    pub const ALL: [Credential; 6] = [
         Credential::Admin,
         Credential::Replication,
         Credential::Agent,
         Credential::Lookup,
         Credential::Monitor,
+        Credential::ProxyAdmin,
     ];
 
     /// The purpose, as the key of the generated passwords and the suffix of generated names.
@@ -221,6 +225,7 @@ impl Credential {
             Credential::Agent => "agent",
             Credential::Lookup => "lookup",
             Credential::Monitor => "monitor",
+            Credential::ProxyAdmin => "proxy-admin",
         }
     }
 
@@ -232,6 +237,7 @@ impl Credential {
             Credential::Agent => "lagless-agent",
             Credential::Lookup => "lagless_lookup",
             Credential::Monitor => "lagless_monitor",
+            Credential::ProxyAdmin => "lagless-operator",
         }
     }
 
@@ -244,7 +250,9 @@ impl Credential {
             Credential::Admin => credentials.admin_secret(name),
             Credential::Replication => credentials.replication_secret(name),
             Credential::Agent => agent_secret_name(name),
-            Credential::Lookup | Credential::Monitor => format!("{name}-{}", self.as_str()),
+            Credential::Lookup | Credential::Monitor | Credential::ProxyAdmin => {
+                format!("{name}-{}", self.as_str())
+            }
         })
     }
 
@@ -253,7 +261,10 @@ impl Credential {
         match self {
             Credential::Admin => spec.credentials.admin_secret_name.is_some(),
             Credential::Replication => spec.credentials.replication_secret_name.is_some(),
-            Credential::Agent | Credential::Lookup | Credential::Monitor => false,
+            Credential::Agent
+            | Credential::Lookup
+            | Credential::Monitor
+            | Credential::ProxyAdmin => false,
         }
     }
 }
@@ -1116,6 +1127,7 @@ pub fn proxy_deployment(
     let ctx = Context::new(cluster)?;
     let lookup = Credential::Lookup.secret_name(cluster)?;
     let monitor = Credential::Monitor.secret_name(cluster)?;
+    let push_token = Credential::ProxyAdmin.secret_name(cluster)?;
     let mut pod_labels = labels(ctx.name, Component::Proxy);
     pod_labels.remove("app.kubernetes.io/managed-by");
     let args = vec![
@@ -1139,6 +1151,9 @@ pub fn proxy_deployment(
             env_from_secret("LAGLESS_PROXY_LOOKUP_PASSWORD", &lookup, "password"),
             env_from_secret("LAGLESS_PROXY_MONITOR_USER", &monitor, "username"),
             env_from_secret("LAGLESS_PROXY_MONITOR_PASSWORD", &monitor, "password"),
+            // The operator pushes each new topology with it, faster than the kubelet
+            // refreshes the mounted ConfigMap.
+            env_from_secret("LAGLESS_PROXY_ADMIN_TOKEN", &push_token, "password"),
         ]),
         ports: Some(vec![
             port("mysql", MYSQL_PORT),

@@ -27,6 +27,7 @@ pub mod metrics;
 #[cfg(test)]
 mod mock;
 pub mod orchestration;
+pub mod push;
 pub mod reconcile;
 pub mod reseed;
 pub mod status;

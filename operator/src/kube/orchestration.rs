@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
 use super::metrics::Metrics;
+use super::push;
 use super::reconcile::now;
 use super::reconcile::{FIELD_MANAGER, cluster_key};
 use super::reseed::{ReseedTarget, Reseeder};
@@ -471,6 +472,7 @@ fn recorded_epoch(cluster: &MySQLCluster) -> u64 {
 /// waits. That needs the multi-threaded runtime; on another, publishing fails cleanly.
 pub struct ConfigMapSink {
     api: Api<ConfigMap>,
+    client: Client,
     cluster: MySQLCluster,
     runtime: tokio::runtime::Handle,
 }
@@ -482,7 +484,8 @@ impl ConfigMapSink {
             .ok_or_else(|| "the MySQLCluster has no namespace".to_string())?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
         Ok(Self {
-            api: Api::namespaced(client, &namespace),
+            api: Api::namespaced(client.clone(), &namespace),
+            client,
             cluster,
             runtime,
         })
@@ -521,7 +524,15 @@ impl TopologySink for ConfigMapSink {
         let patch = Patch::Apply(configmap);
         let request = tokio::time::timeout(PUBLISH_TIMEOUT, self.api.patch(&name, &params, &patch));
         match tokio::task::block_in_place(|| self.runtime.block_on(request)) {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                // Then straight to the proxies, which would otherwise wait for the kubelet.
+                let document = serde_json::to_vec(topology).map_err(|e| e.to_string())?;
+                let push = push::push_all(&self.client, &self.cluster, &document);
+                let bounded = tokio::time::timeout(push::PUSH_TIMEOUT * 2, push);
+                let took = tokio::task::block_in_place(|| self.runtime.block_on(bounded));
+                tracing::debug!(epoch = topology.epoch, proxies = ?took.ok(), "topology pushed");
+                Ok(())
+            }
             Ok(Err(e)) => Err(format!("ConfigMap {name}: {e}")),
             Err(_) => Err(format!(
                 "ConfigMap {name}: no answer within {} s",

@@ -128,6 +128,34 @@ impl Net {
         let quiet = |args: &[&str]| {
             let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
         };
+        // Also what a killed run left behind (one chaos run at a time uses these names).
+        let listed = Command::new("ip").args(["netns", "list"]).output();
+        let stale = listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        for ns in stale
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').next())
+        {
+            let ours = ns.starts_with("lc")
+                && ns.len() > 3
+                && ns[2..ns.len() - 2].bytes().all(|b| b.is_ascii_digit())
+                && matches!(ns.as_bytes()[ns.len() - 2], b'm' | b'p');
+            if ours {
+                quiet(&["link", "del", &format!("{ns}v")]);
+                quiet(&["netns", "del", ns]);
+            }
+        }
+        let bridges = Command::new("ip")
+            .args(["-o", "link", "show", "type", "bridge"])
+            .output();
+        let bridges = bridges.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        for line in bridges.unwrap_or_default().lines() {
+            let name = line.split(": ").nth(1).unwrap_or_default();
+            let name = name.split('@').next().unwrap_or_default();
+            if name.starts_with("lc") && name.ends_with("br") {
+                quiet(&["link", "del", name]);
+            }
+        }
         quiet(&["link", "del", &self.bridge()]);
         for n in ["m0", "m1", "m2", "p0", "p1"] {
             let ns = format!("{}{n}", self.prefix);

@@ -51,6 +51,7 @@ fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
         ("agent", "t-secret"),
         ("lookup", "l-secret"),
         ("monitor", "m-secret"),
+        ("proxy-admin", "p-secret"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .into();

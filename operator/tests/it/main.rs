@@ -8,4 +8,5 @@ mod helm_chart;
 mod k8s_schemas;
 mod local;
 mod orchestrate;
+mod push;
 mod switchover;

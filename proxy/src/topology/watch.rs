@@ -101,6 +101,7 @@ impl std::fmt::Debug for WatchOptions {
 pub struct TopologyWatcher {
     path: PathBuf,
     current: Arc<ArcSwap<Topology>>,
+    applier: Arc<Applier>,
     updates: watch::Receiver<Arc<Topology>>,
     fs_watcher: Option<RecommendedWatcher>,
     /// Dropped with the watcher, which tells the background task to stop.
@@ -182,6 +183,13 @@ impl TopologyWatcher {
         &self.path
     }
 
+    /// Where documents pushed by the operator (to the admin endpoint) are offered: judged by
+    /// the same epoch rule as the file, one at a time with it, so the faster of the two wins
+    /// and neither can take the proxy back.
+    pub fn inbox(&self) -> TopologyInbox {
+        TopologyInbox(Arc::clone(&self.applier))
+    }
+
     fn launch(
         path: PathBuf,
         options: WatchOptions,
@@ -202,10 +210,14 @@ impl TopologyWatcher {
         let current = Arc::new(ArcSwap::new(Arc::clone(&topology)));
         let (sender, updates) = watch::channel(topology);
         let (stop, stopped) = oneshot::channel();
-        let reloader = Reloader {
-            path: path.clone(),
+        let applier = Arc::new(Applier {
             current: Arc::clone(&current),
             updates: sender,
+            turn: std::sync::Mutex::new(()),
+        });
+        let reloader = Reloader {
+            path: path.clone(),
+            applier: Arc::clone(&applier),
             seen: Seen::Content(hash),
         };
         let poll_interval = options.poll_interval.max(MIN_POLL_INTERVAL);
@@ -219,6 +231,7 @@ impl TopologyWatcher {
         let watcher = Self {
             path,
             current,
+            applier,
             updates: updates.clone(),
             fs_watcher,
             _stop: stop,
@@ -362,11 +375,39 @@ fn judge(current: &Topology, candidate: &Topology) -> Verdict {
     }
 }
 
-/// The background task's state: the file, the topology in force and its subscribers.
-struct Reloader {
-    path: PathBuf,
+/// The topology in force and its subscribers, and the one way to change them.
+struct Applier {
     current: Arc<ArcSwap<Topology>>,
     updates: watch::Sender<Arc<Topology>>,
+    /// Judging and applying are one step: two documents offered at once (the file and a push)
+    /// must not both pass the epoch test against the same old topology.
+    turn: std::sync::Mutex<()>,
+}
+
+/// A handle that offers topology documents pushed to the proxy; see
+/// [`TopologyWatcher::inbox`].
+#[derive(Clone)]
+pub struct TopologyInbox(Arc<Applier>);
+
+impl std::fmt::Debug for TopologyInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyInbox")
+            .field("epoch", &self.0.current.load().epoch)
+            .finish()
+    }
+}
+
+impl TopologyInbox {
+    /// Offers a pushed document: applied when its epoch is higher, as a file would be.
+    pub fn offer(&self, bytes: &[u8]) -> ReloadOutcome {
+        self.0.consider(bytes, "a pushed document")
+    }
+}
+
+/// The background task's state: the file and what its last read found.
+struct Reloader {
+    path: PathBuf,
+    applier: Arc<Applier>,
     seen: Seen,
 }
 
@@ -383,7 +424,7 @@ impl Reloader {
         }
         self.seen = seen;
         match read {
-            Ok(bytes) => Some(self.consider(&bytes)),
+            Ok(bytes) => Some(self.applier.consider(&bytes, "the topology file")),
             Err(error) => {
                 warn!(
                     path = %self.path.display(),
@@ -394,24 +435,27 @@ impl Reloader {
             }
         }
     }
+}
 
-    fn consider(&self, bytes: &[u8]) -> ReloadOutcome {
-        let current = self.current.load_full();
+impl Applier {
+    fn consider(&self, bytes: &[u8], from: &str) -> ReloadOutcome {
         let candidate = match Topology::parse(bytes) {
             Ok(candidate) => candidate,
             Err(error) => {
                 warn!(
-                    path = %self.path.display(),
+                    from,
                     %error,
-                    current_epoch = current.epoch,
+                    current_epoch = self.current.load().epoch,
                     "ignoring an invalid topology document; keeping the current topology"
                 );
                 return ReloadOutcome::Invalid;
             }
         };
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load_full();
         let verdict = judge(&current, &candidate);
         match verdict {
-            Verdict::Apply => self.apply(&current, candidate),
+            Verdict::Apply => self.apply(&current, candidate, from),
             Verdict::Same => debug!(
                 epoch = current.epoch,
                 "topology file rewritten without changes"
@@ -438,8 +482,9 @@ impl Reloader {
         }
     }
 
-    fn apply(&self, old: &Topology, new: Topology) {
+    fn apply(&self, old: &Topology, new: Topology, from: &str) {
         info!(
+            from,
             cluster = %new.cluster,
             from_epoch = old.epoch,
             epoch = new.epoch,
@@ -526,11 +571,31 @@ mod tests {
         let (updates, rx) = watch::channel(Arc::clone(&topology));
         let reloader = Reloader {
             path: path.to_owned(),
-            current: Arc::new(ArcSwap::new(topology)),
-            updates,
+            applier: Arc::new(Applier {
+                current: Arc::new(ArcSwap::new(topology)),
+                updates,
+                turn: std::sync::Mutex::new(()),
+            }),
             seen: Seen::Content(0),
         };
         (reloader, rx)
+    }
+
+    #[tokio::test]
+    async fn pushed_documents_follow_the_epoch_rule_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topology.json");
+        let (mut reloader, rx) = reloader_for(&path, demo(7));
+        let inbox = TopologyInbox(Arc::clone(&reloader.applier));
+        let json = |t: &Topology| serde_json::to_vec(t).unwrap();
+        assert_eq!(inbox.offer(&json(&promoted(9))), ReloadOutcome::Applied);
+        assert_eq!(**rx.borrow(), promoted(9));
+        // The file, slower, brings an older epoch: it cannot take the proxy back.
+        demo(8).write_atomically(&path).unwrap();
+        assert_eq!(reloader.reload().await, Some(ReloadOutcome::Ignored));
+        assert_eq!(inbox.offer(&json(&demo(8))), ReloadOutcome::Ignored);
+        assert_eq!(inbox.offer(b"{ not json"), ReloadOutcome::Invalid);
+        assert_eq!(*reloader.applier.current.load_full(), promoted(9));
     }
 
     #[test]
@@ -576,7 +641,7 @@ mod tests {
         promoted(8).write_atomically(&path).unwrap();
         assert_eq!(reloader.reload().await, Some(ReloadOutcome::Applied));
         assert_eq!(reloader.reload().await, None);
-        assert_eq!(*reloader.current.load_full(), promoted(8));
+        assert_eq!(*reloader.applier.current.load_full(), promoted(8));
         assert!(rx.has_changed().unwrap());
         assert_eq!(**rx.borrow(), promoted(8));
     }
@@ -589,7 +654,7 @@ mod tests {
         for ignored in [promoted(6), promoted(7)] {
             ignored.write_atomically(&path).unwrap();
             assert_eq!(reloader.reload().await, Some(ReloadOutcome::Ignored));
-            assert_eq!(*reloader.current.load_full(), demo(7));
+            assert_eq!(*reloader.applier.current.load_full(), demo(7));
             assert!(!rx.has_changed().unwrap());
         }
     }
@@ -627,11 +692,11 @@ mod tests {
         assert_eq!(reloader.reload().await, Some(ReloadOutcome::Invalid));
         other.write_atomically(&path).unwrap();
         assert_eq!(reloader.reload().await, Some(ReloadOutcome::Ignored));
-        assert_eq!(*reloader.current.load_full(), demo(7));
+        assert_eq!(*reloader.applier.current.load_full(), demo(7));
         assert!(!rx.has_changed().unwrap());
         demo(9).write_atomically(&path).unwrap();
         assert_eq!(reloader.reload().await, Some(ReloadOutcome::Applied));
-        assert_eq!(reloader.current.load().epoch, 9);
+        assert_eq!(reloader.applier.current.load().epoch, 9);
     }
 
     #[tokio::test]

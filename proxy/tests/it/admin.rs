@@ -1,6 +1,6 @@
 //! The admin HTTP listener of a running proxy.
 
-use crate::support::{Harness, http_get};
+use crate::support::{Harness, http_get, topology_epoch, topology_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_topology() {
@@ -43,4 +43,73 @@ async fn health_readiness_metrics_and_topology() {
         assert!(std::time::Instant::now() < deadline, "never became unready");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// `PUT` on the admin listener with `headers` and `body`; returns (status, body).
+async fn http_put(addr: std::net::SocketAddr, headers: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("PUT /topology HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topologies_pushed_with_the_token_are_applied_by_the_epoch_rule() {
+    let h = Harness::start_with(1, |c| {
+        c.admin_token = Some(lagless_proxy::config::AdminToken("push-secret".into()))
+    })
+    .await;
+    let admin = h.admin.unwrap();
+    let doc = |epoch| serde_json::to_vec(&topology_of(&h.cluster, epoch)).unwrap();
+    let put = |token: &'static str, body: Vec<u8>| async move {
+        let headers = format!(
+            "Authorization: Bearer {token}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        http_put(admin, &headers, &body).await
+    };
+    // Applied at once, without the file changing.
+    let started = std::time::Instant::now();
+    assert_eq!(put("push-secret", doc(5)).await, (200, "applied\n".into()));
+    assert_eq!(topology_epoch(admin).await, Some(5));
+    eprintln!("pushed epoch served after {:?}", started.elapsed());
+    // Never back, and never without the token.
+    assert_eq!(put("push-secret", doc(4)).await, (200, "kept\n".into()));
+    assert_eq!(put("wrong", doc(6)).await.0, 401);
+    assert_eq!(put("push-secret", b"{ nope".to_vec()).await.0, 422);
+    assert_eq!(topology_epoch(admin).await, Some(5));
+    // Bounded: no length, or too much.
+    assert_eq!(
+        http_put(admin, "Authorization: Bearer push-secret\r\n", b"")
+            .await
+            .0,
+        411
+    );
+    let huge = "Authorization: Bearer push-secret\r\nContent-Length: 10000000\r\n";
+    assert_eq!(http_put(admin, huge, b"").await.0, 413);
+    // The file, now behind, cannot take the proxy back either.
+    topology_of(&h.cluster, 3)
+        .write_atomically(&h.topology_path)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(topology_epoch(admin).await, Some(5));
+
+    // Without a token, pushing does not exist.
+    let plain = Harness::start(1).await;
+    let headers = format!("Content-Length: {}\r\n", doc(9).len());
+    assert_eq!(
+        http_put(plain.admin.unwrap(), &headers, &doc(9)).await.0,
+        405
+    );
 }

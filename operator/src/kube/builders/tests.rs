@@ -108,6 +108,7 @@ fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
         ("agent".to_string(), "pw-t".to_string()),
         ("lookup".to_string(), "pw-l".to_string()),
         ("monitor".to_string(), "pw-m".to_string()),
+        ("proxy-admin".to_string(), "pw-p".to_string()),
     ]);
     let mut objects = vec![
         json(
@@ -561,6 +562,10 @@ fn five_members_with_overrides_semi_sync_and_load_balancer() {
                 "LAGLESS_PROXY_MONITOR_PASSWORD".into(),
                 "shop-monitor".into()
             ),
+            (
+                "LAGLESS_PROXY_ADMIN_TOKEN".into(),
+                "shop-proxy-admin".into()
+            ),
         ]
     );
 
@@ -569,9 +574,10 @@ fn five_members_with_overrides_semi_sync_and_load_balancer() {
         ("agent".to_string(), "t".to_string()),
         ("lookup".to_string(), "l".to_string()),
         ("monitor".to_string(), "m".to_string()),
+        ("proxy-admin".to_string(), "p".to_string()),
     ]);
     let secrets = credentials_secrets(&cluster, &generated).unwrap();
-    assert_eq!(secrets.len(), 4);
+    assert_eq!(secrets.len(), 5);
     assert_eq!(
         secrets[0].metadata.name.as_deref(),
         Some("shop-replication")
@@ -737,6 +743,7 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
         ("agent".to_string(), "t0ken".to_string()),
         ("lookup".to_string(), "l00k".to_string()),
         ("monitor".to_string(), "m0n".to_string()),
+        ("proxy-admin".to_string(), "pr0xy".to_string()),
     ]);
     let secrets = credentials_secrets(&defaults(), &generated).unwrap();
     let names: Vec<_> = secrets
@@ -750,7 +757,8 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
             "db-replication",
             "db-agent",
             "db-lookup",
-            "db-monitor"
+            "db-monitor",
+            "db-proxy-admin"
         ]
     );
     assert_eq!(
@@ -791,9 +799,10 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
         ("agent".to_string(), "t".to_string()),
         ("lookup".to_string(), "l".to_string()),
         ("monitor".to_string(), "m".to_string()),
+        ("proxy-admin".to_string(), "p".to_string()),
     ]);
     let secrets = credentials_secrets(&all_given, &only_ours).unwrap();
-    assert_eq!(secrets.len(), 3);
+    assert_eq!(secrets.len(), 4);
     assert_eq!(secrets[0].metadata.name.as_deref(), Some("db-agent"));
     assert_eq!(
         credentials_secrets(&all_given, &BTreeMap::new()).unwrap_err(),

@@ -151,11 +151,13 @@ async fn reconcile_applies_every_object_then_the_status() {
             format!("GET {core}/secrets/shop-agent"),
             format!("GET {core}/secrets/shop-lookup"),
             format!("GET {core}/secrets/shop-monitor"),
+            format!("GET {core}/secrets/shop-proxy-admin"),
             format!("PATCH {core}/secrets/shop-admin"),
             format!("PATCH {core}/secrets/shop-replication"),
             format!("PATCH {core}/secrets/shop-agent"),
             format!("PATCH {core}/secrets/shop-lookup"),
             format!("PATCH {core}/secrets/shop-monitor"),
+            format!("PATCH {core}/secrets/shop-proxy-admin"),
             format!("PATCH {core}/configmaps/shop-mysql-config"),
             format!("PATCH {core}/services/shop-headless"),
             "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-mysql".into(),
@@ -167,17 +169,17 @@ async fn reconcile_applies_every_object_then_the_status() {
             format!("PATCH {CLUSTERS}/status"),
         ]
     );
-    for request in &requests[5..] {
+    for request in &requests[6..] {
         assert!(is_server_side_apply(request), "{request:?}");
         assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
     }
     // Every object is owned by the cluster, so deleting it deletes them.
-    for request in &requests[5..18] {
+    for request in &requests[6..20] {
         let owner = &request.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], "uid-1", "{}", request.path);
         assert_eq!(owner["controller"], true);
     }
-    let admin = &requests[5].body;
+    let admin = &requests[6].body;
     assert_eq!(admin["kind"], "Secret");
     let username = admin["data"]["username"].as_str().unwrap();
     assert_eq!(username, "bGFnbGVzc19hZG1pbg=="); // base64 of lagless_admin
@@ -189,17 +191,17 @@ async fn reconcile_applies_every_object_then_the_status() {
     );
     assert_ne!(
         password,
-        requests[6].body["data"]["password"].as_str().unwrap()
+        requests[7].body["data"]["password"].as_str().unwrap()
     );
-    assert_eq!(requests[13].body["spec"]["replicas"], 3);
+    assert_eq!(requests[15].body["spec"]["replicas"], 3);
     // The agent's program comes from the operator image.
     assert_eq!(
-        requests[13].body["spec"]["template"]["spec"]["initContainers"][0]["image"],
+        requests[15].body["spec"]["template"]["spec"]["initContainers"][0]["image"],
         crate::kube::DEFAULT_OPERATOR_IMAGE
     );
-    assert_eq!(requests[12].body["kind"], "NetworkPolicy");
+    assert_eq!(requests[14].body["kind"], "NetworkPolicy");
     // Both policies admit the operator from its own namespace: the client's default one.
-    for policy in [&requests[12].body, &requests[16].body] {
+    for policy in [&requests[14].body, &requests[18].body] {
         assert_eq!(policy["kind"], "NetworkPolicy");
         let operator = &policy["spec"]["ingress"][1]["from"][1];
         assert_eq!(
@@ -212,10 +214,10 @@ async fn reconcile_applies_every_object_then_the_status() {
         );
     }
     assert_eq!(
-        requests[17].body["spec"]["template"]["spec"]["containers"][0]["image"],
+        requests[19].body["spec"]["template"]["spec"]["containers"][0]["image"],
         PROXY_IMAGE
     );
-    let status = &requests[18].body;
+    let status = &requests[20].body;
     assert_eq!(status["apiVersion"], "lagless.dev/v1alpha1");
     assert_eq!(status["kind"], "MySQLCluster");
     assert_eq!(status["status"]["phase"], "Pending");
@@ -282,7 +284,8 @@ async fn existing_and_user_supplied_secrets_are_left_alone() {
             "GET /api/v1/namespaces/default/secrets/shop-admin",
             "GET /api/v1/namespaces/default/secrets/shop-agent",
             "GET /api/v1/namespaces/default/secrets/shop-lookup",
-            "GET /api/v1/namespaces/default/secrets/shop-monitor"
+            "GET /api/v1/namespaces/default/secrets/shop-monitor",
+            "GET /api/v1/namespaces/default/secrets/shop-proxy-admin"
         ]
     );
 }
@@ -427,6 +430,7 @@ fn reapply_lines() -> Vec<String> {
         format!("GET {core}/secrets/shop-agent"),
         format!("GET {core}/secrets/shop-lookup"),
         format!("GET {core}/secrets/shop-monitor"),
+        format!("GET {core}/secrets/shop-proxy-admin"),
         format!("PATCH {core}/configmaps/shop-mysql-config"),
         format!("PATCH {core}/services/shop-headless"),
         "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-mysql".into(),
@@ -480,16 +484,16 @@ async fn a_changed_spec_is_applied_again() {
     let requests = h.recorded.take();
     // The Secrets exist, so none is applied again; every other object is.
     assert_eq!(lines(&requests), reapply_lines());
-    for request in &requests[5..] {
+    for request in &requests[6..] {
         assert!(is_server_side_apply(request), "{request:?}");
     }
-    let statefulset = &requests[8].body;
+    let statefulset = &requests[9].body;
     assert_eq!(statefulset["kind"], "StatefulSet");
     assert_eq!(statefulset["spec"]["replicas"], 5);
-    let pdb = &requests[9].body;
+    let pdb = &requests[10].body;
     assert_eq!(pdb["kind"], "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    let status = &requests[13].body["status"];
+    let status = &requests[14].body["status"];
     assert_eq!(status["observedGeneration"], 2);
     assert_eq!(status["ready"], "0/5");
     for condition in status["conditions"].as_array().unwrap() {
@@ -573,8 +577,8 @@ async fn a_failover_is_reported_in_status_and_as_an_event() {
     );
     assert_eq!(h.context.metrics.failovers.get(), 1);
 
-    let status = &requests[14].body["status"];
-    assert!(is_server_side_apply(&requests[14]));
+    let status = &requests[15].body["status"];
+    assert!(is_server_side_apply(&requests[15]));
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["primary"], "shop-1");
     assert_eq!(status["topologyEpoch"], 5);
