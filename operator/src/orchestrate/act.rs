@@ -12,18 +12,20 @@ use mysql_async::prelude::Queryable;
 use super::fence;
 use super::observe::{Credentials, opts};
 use super::plan::Action;
+use super::redact::redact;
 use super::view::{ClusterSpec, ClusterView, MemberSpec};
 
 /// Why an action failed; the tick stops there and the next tick plans again.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
-    #[error("{member}: {source}")]
+    // A server's error may quote the statement, and a statement may hold a password.
+    #[error("{member}: {}", redact(&.source.to_string()))]
     Sql {
         member: String,
         #[source]
         source: mysql_async::Error,
     },
-    #[error("{member}: {what} did not finish within {secs} s")]
+    #[error("{member}: {} did not finish within {secs} s", redact(.what))]
     Timeout {
         member: String,
         what: String,

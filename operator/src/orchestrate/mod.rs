@@ -21,6 +21,7 @@ pub mod act;
 pub mod fence;
 pub mod observe;
 pub mod plan;
+pub mod redact;
 pub mod run;
 pub mod seed;
 pub mod view;

@@ -838,7 +838,9 @@ fn promote(
     pool: &[&MemberView],
 ) -> Option<GtidSet> {
     let position = candidate.holdings();
-    if let Some(until) = &position {
+    // Only a member that replicates has a relay log to apply: a restarted former primary has
+    // none, and starting an SQL thread without a source fails.
+    if let Some(until) = position.as_ref().filter(|_| candidate.source.is_some()) {
         steps.act(Action::WaitRelayApplied {
             member: candidate.name.clone(),
             until: until.clone(),

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lagless_operator::kube::orchestration::events_after;
 use lagless_operator::orchestrate::act::FileSink;
 use lagless_operator::orchestrate::observe::Credentials;
 use lagless_operator::orchestrate::run::Orchestrator;
@@ -545,8 +546,15 @@ async fn faults_between_machines_lose_no_acknowledged_write_and_serve_no_stale_r
         let switchovers = switchovers.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let plan = o.lock().await.tick().await;
-                for e in &plan.events {
+                // What happened, not what was planned: a plan whose action fails is planned
+                // again on the next tick.
+                let recorded = {
+                    let mut o = o.lock().await;
+                    let before = o.events().last().cloned();
+                    o.tick().await;
+                    events_after(o.events(), before.as_ref())
+                };
+                for e in recorded.iter().map(|t| &t.event) {
                     match e {
                         Event::Promoted {
                             cause: Cause::Failover,

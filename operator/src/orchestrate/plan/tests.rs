@@ -1084,6 +1084,30 @@ fn interrupted_switch_before_promotion_elects() {
 }
 
 #[test]
+fn a_restarted_former_primary_is_elected_without_waiting_for_a_relay_log() {
+    // a was primary, died mid-switchover and came back read-only with no source: it holds
+    // the most, and has no relay log to apply (its SQL thread cannot even start).
+    let mut a = primary("a", maria("0-1-100"));
+    a.read_only = Some(true);
+    let v = view(
+        vec![
+            a,
+            orphan("b", "a", maria("0-1-98"), maria("0-1-99")),
+            orphan("c", "a", maria("0-1-97"), maria("0-1-99")),
+        ],
+        Some(topology(None, &["b", "c"], 6)),
+    );
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(promoted(&p), ["a"]);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|x| matches!(x, Action::WaitRelayApplied { member, .. } if member == "a")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn election_waits_for_members_that_may_still_answer() {
     let v = view(
         vec![
