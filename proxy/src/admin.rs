@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 
 mod push;
 
-pub use push::Push;
+pub use push::{Push, authorized};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";

@@ -22,6 +22,8 @@ pub const FREE_FAILURES: u32 = 3;
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(5);
 /// (user, address) pairs whose failures are remembered; the least recent is forgotten first.
 const FAILURE_ENTRIES: usize = 10_000;
+/// No account name is longer: 128 characters of up to 4 bytes.
+const MAX_NAME_BYTES: usize = 512;
 
 /// How long to wait before answering the `failures`-th wrong password in a row: nothing for
 /// the first [`FREE_FAILURES`], then one more second for each, up to [`MAX_FAILURE_DELAY`].
@@ -103,8 +105,13 @@ impl Admission {
         })
     }
 
-    /// Records a wrong password and returns how long to wait before saying so.
+    /// Records a wrong password and returns how long to wait before saying so. A name longer
+    /// than any account's is not remembered (it can never log in, and remembering it would let
+    /// a flood of huge names fill memory).
     pub fn failed(&self, user: &str, ip: IpAddr) -> Duration {
+        if user.len() > MAX_NAME_BYTES {
+            return Duration::ZERO;
+        }
         let mut failures = lock(&self.failures);
         let key = (user.to_string(), ip);
         let n = failures.get(&key).copied().unwrap_or(0).saturating_add(1);
@@ -147,12 +154,6 @@ impl Drop for HostSlot {
 pub struct UserSlot {
     admission: Arc<Admission>,
     user: String,
-}
-
-impl UserSlot {
-    pub fn user(&self) -> &str {
-        &self.user
-    }
 }
 
 impl Drop for UserSlot {
@@ -217,5 +218,15 @@ mod tests {
         assert_eq!(limits.failed("root", A), Duration::ZERO);
         limits.succeeded("app", A);
         assert_eq!(limits.failed("app", A), Duration::ZERO);
+        // A name no account can have is not remembered, however often it fails.
+        let huge = "x".repeat(10_000);
+        for _ in 0..10 {
+            assert_eq!(limits.failed(&huge, A), Duration::ZERO);
+        }
+        assert!(
+            lock(&limits.failures)
+                .iter()
+                .all(|((u, _), _)| u.len() <= MAX_NAME_BYTES)
+        );
     }
 }

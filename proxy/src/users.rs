@@ -269,11 +269,6 @@ impl UserStore {
         lock(file).users.get(name).cloned()
     }
 
-    /// Names remembered now, found or not (bounded by the cache size).
-    pub fn cached_names(&self) -> usize {
-        lock(&self.cache).len()
-    }
-
     /// The record for `name`: the file first, then the accounts on the first of `members`
     /// (the primary, then the replicas, which hold the same accounts) that answers, cached for
     /// the TTL. When none answers — a failover under way — an expired cached record is still
@@ -357,25 +352,30 @@ impl UserStore {
         flavor: Flavor,
     ) -> Result<Option<UserRecord>, mysql_async::Error> {
         let addr = member.addr();
-        let kept = lock(&self.idle).get_mut(&addr).and_then(Vec::pop);
-        let mut conn = match kept {
-            Some(conn) => conn,
-            None => {
-                let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname(member.host.clone())
-                    .tcp_port(member.port)
-                    .user(Some(&creds.user))
-                    .pass(Some(&creds.password))
-                    .prefer_socket(false);
-                mysql_async::Conn::new(opts).await?
-            }
-        };
         let sql = match flavor {
             Flavor::Mariadb => MARIADB_LOOKUP,
             Flavor::Mysql => MYSQL_LOOKUP,
         };
-        // A failed connection is dropped, not kept.
-        let row: Option<(String, String, bool, bool)> = conn.exec_first(sql, (name,)).await?;
+        let fresh = || mysql_async::Conn::new(crate::backend::monitor::opts(member, creds));
+        let kept = lock(&self.idle).get_mut(&addr).and_then(Vec::pop);
+        let (conn, row) = match kept {
+            // A kept connection the server closed meanwhile (a restart, its wait_timeout) is
+            // dropped and the lookup made once more on a new one.
+            Some(mut conn) => match conn.exec_first(sql, (name,)).await {
+                Ok(row) => (conn, row),
+                Err(_) => {
+                    let mut conn = fresh().await?;
+                    let row = conn.exec_first(sql, (name,)).await?;
+                    (conn, row)
+                }
+            },
+            None => {
+                let mut conn = fresh().await?;
+                let row = conn.exec_first(sql, (name,)).await?;
+                (conn, row)
+            }
+        };
+        let row: Option<(String, String, bool, bool)> = row;
         let mut idle = lock(&self.idle);
         let kept = idle.entry(addr).or_default();
         if kept.len() < LOOKUP_CONCURRENCY {

@@ -170,19 +170,8 @@ pub fn parse_response(head: &[u8]) -> Result<Response, HttpError> {
     Ok(Response { status, chunked })
 }
 
-/// Whether `presented` (an `Authorization` value) carries `token`, in time that does not
-/// depend on where they differ. An empty token authorizes nobody.
-pub fn authorized(presented: Option<&str>, token: &str) -> bool {
-    let Some(given) = presented.and_then(|v| v.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    let mut diff = u8::from(a.len() != b.len() || b.is_empty());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    diff == 0
-}
+/// Whether an `Authorization` value carries the token: the proxy's own check, shared.
+pub use lagless_proxy::admin::authorized;
 
 /// Writes a short response with a text body and no keep-alive.
 pub async fn respond(

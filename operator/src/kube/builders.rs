@@ -18,6 +18,8 @@
 //! | proxy users Secret (given by the user) | `c-proxy-users` |
 //! | credential Secrets (when the spec names none) | `c-admin`, `c-replication` |
 //! | seeding agent token Secret (always generated) | `c-agent` |
+//! | the proxies' lookup and monitor accounts (always generated) | `c-lookup`, `c-monitor` |
+//! | the token topologies are pushed to the proxies with (always generated) | `c-proxy-admin` |
 //! | NetworkPolicy of the members | `c-mysql` |
 //! | NetworkPolicy of the proxies | `c-proxy` |
 //!
@@ -1365,9 +1367,9 @@ pub fn proxy_network_policy(
 
 /// The credential Secrets to create for the credentials the spec names no Secret for:
 /// `<cluster>-admin` and `<cluster>-replication`, and always `<cluster>-agent` (the agent
-/// token), each with `username` (see [`Credential::default_username`]) and `password`.
-/// `generated` maps each purpose ([`Credential::as_str`]: `admin`, `replication`, `agent`) to
-/// a password the caller generated; a
+/// token), `<cluster>-lookup`, `<cluster>-monitor` and `<cluster>-proxy-admin`, each with
+/// `username` (see [`Credential::default_username`]) and `password`. `generated` maps each
+/// purpose ([`Credential::as_str`]) to a password the caller generated; a
 /// purpose the spec covers needs none. The caller must generate each password once and keep
 /// the Secret: a new password does not change the accounts already created.
 pub fn credentials_secrets(

@@ -114,10 +114,12 @@ pub async fn push_all(client: &Client, cluster: &MySQLCluster, document: &[u8]) 
             return 0;
         }
     };
+    let port = u16::try_from(PROXY_ADMIN_PORT).unwrap_or(9104);
     let addrs: Vec<String> = listed
         .iter()
-        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-        .map(|ip| format!("{ip}:{PROXY_ADMIN_PORT}"))
+        .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
+        // `SocketAddr` brackets an IPv6 address.
+        .map(|ip: std::net::IpAddr| std::net::SocketAddr::new(ip, port).to_string())
         .collect();
     let results = join_all(addrs.iter().map(|a| push_to(a, &token, document))).await;
     let mut took = 0;

@@ -314,7 +314,10 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
     let text = std::fs::read_to_string(dir.manifest()).map_err(LocalError::io(&dir.manifest()))?;
     let cluster = super::manifest::parse(&text, &dir.manifest())?;
     let settings: Settings = read_json(&dir.settings())?;
-    let creds: LocalCredentials = read_json(&dir.credentials())?;
+    let mut creds: LocalCredentials = read_json(&dir.credentials())?;
+    if creds.fill_in()? {
+        write_json(&dir.credentials(), &creds, 0o600)?;
+    }
     let Some(_lock) = FileLock::try_acquire(&dir.lock()).map_err(LocalError::io(&dir.lock()))?
     else {
         return Err(LocalError::AlreadyRunning(

@@ -183,12 +183,13 @@ pub struct LocalCredentials {
     /// The proxies read accounts with this one: `mysql.global_priv`, nothing else.
     #[serde(default = "lookup_user")]
     pub lookup_user: String,
-    #[serde(default = "fresh_password")]
+    /// Empty in a file from before these accounts: see [`LocalCredentials::fill_in`].
+    #[serde(default)]
     pub lookup_password: String,
     /// The proxies read positions with this one: replication status, nothing else.
     #[serde(default = "monitor_user")]
     pub monitor_user: String,
-    #[serde(default = "fresh_password")]
+    #[serde(default)]
     pub monitor_password: String,
 }
 
@@ -200,12 +201,20 @@ fn monitor_user() -> String {
     "lagless_monitor".into()
 }
 
-/// For a credentials file from before these accounts existed.
-fn fresh_password() -> String {
-    password().unwrap_or_default()
-}
-
 impl LocalCredentials {
+    /// Generates the passwords a file from an older version lacks; returns whether it did (the
+    /// file must then be written back, so the next start uses the same ones).
+    pub fn fill_in(&mut self) -> Result<bool, LocalError> {
+        let mut filled = false;
+        for p in [&mut self.lookup_password, &mut self.monitor_password] {
+            if p.is_empty() {
+                *p = password()?;
+                filled = true;
+            }
+        }
+        Ok(filled)
+    }
+
     pub fn generate() -> Result<Self, LocalError> {
         Ok(Self {
             admin_user: "lagless_admin".into(),

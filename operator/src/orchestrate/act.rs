@@ -18,14 +18,11 @@ use super::view::{ClusterSpec, ClusterView, MemberSpec};
 /// Why an action failed; the tick stops there and the next tick plans again.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
-    // A server's error may quote the statement, and a statement may hold a password.
-    #[error("{member}: {}", redact(&.source.to_string()))]
-    Sql {
-        member: String,
-        #[source]
-        source: mysql_async::Error,
-    },
-    #[error("{member}: {} did not finish within {secs} s", redact(.what))]
+    // A server's error may quote the statement, and a statement may hold a password: the
+    // message is redacted when the error is made (see [`ActError::sql`]), Debug included.
+    #[error("{member}: {message}")]
+    Sql { member: String, message: String },
+    #[error("{member}: {what} did not finish within {secs} s")]
     Timeout {
         member: String,
         what: String,
@@ -43,6 +40,16 @@ pub enum ActError {
         donor: String,
         reason: String,
     },
+}
+
+impl ActError {
+    /// A server's refusal of a statement on `member`, its text redacted.
+    pub fn sql(member: &str, source: &mysql_async::Error) -> Self {
+        ActError::Sql {
+            member: member.to_string(),
+            message: redact(&source.to_string()),
+        }
+    }
 }
 
 /// Where topologies go: a file in local mode, a ConfigMap in Kubernetes.
@@ -208,6 +215,9 @@ pub struct Actor {
     pub catch_up_timeout: Duration,
     /// Copies data into members; without one, [`Action::Seed`] fails.
     pub seeder: Option<Arc<dyn Seeder>>,
+    /// Fences still trying in the background, by member: stopped once that member is made
+    /// a replica or a primary again, so a late success cannot fence it in its new role.
+    pub fences: fence::Fences,
 }
 
 impl std::fmt::Debug for Actor {
@@ -236,13 +246,10 @@ impl Actor {
             .await
             .map_err(|_| ActError::Timeout {
                 member: member.to_string(),
-                what: what.to_string(),
+                what: redact(what),
                 secs: self.statement_timeout.as_secs(),
             })?
-            .map_err(|source| ActError::Sql {
-                member: member.to_string(),
-                source,
-            })
+            .map_err(|source| ActError::sql(member, &source))
     }
 
     async fn conn(&self, spec: &ClusterSpec, member: &str) -> Result<Conn, ActError> {
@@ -391,16 +398,6 @@ impl Actor {
                 if spec.semi_sync.is_some() && topology.primary.is_some() {
                     self.ensure_semi_sync(spec, topology).await?;
                 }
-                if let Some(primary) = &topology.primary {
-                    // A cluster from before these accounts existed gets them now; the proxies
-                    // retry their lookups, so a failure here only delays logins.
-                    if let Err(e) = self
-                        .ensure_proxy_accounts(spec, &primary.name, view.flavor)
-                        .await
-                    {
-                        tracing::warn!(member = %primary.name, error = %e, "proxy accounts not ensured");
-                    }
-                }
                 sink.publish(topology).map_err(ActError::Publish)
             }
             Action::FenceReplicas { members } => {
@@ -428,22 +425,27 @@ impl Actor {
                 let m = spec
                     .member(member)
                     .ok_or_else(|| ActError::UnknownMember(member.clone()))?;
-                fence::fence(fence::Target {
-                    member: member.clone(),
-                    host: m.host.clone(),
-                    port: m.port,
-                    admin: self.admin.clone(),
-                    replication_user: self.replication.user.clone(),
-                    flavor: view.flavor,
-                })
-                .await;
+                self.fences
+                    .start(fence::Target {
+                        member: member.clone(),
+                        host: m.host.clone(),
+                        port: m.port,
+                        admin: self.admin.clone(),
+                        replication_user: self.replication.user.clone(),
+                        flavor: view.flavor,
+                    })
+                    .await;
                 Ok(())
             }
             Action::SetReadOnly { member } => {
-                self.exec(spec, member, &["SET GLOBAL read_only = ON".into()])
-                    .await
+                let sql: Vec<String> = fence::read_only_statements(view.flavor)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                self.exec(spec, member, &sql).await
             }
             Action::SetWritable { member } => {
+                self.fences.stop(member);
                 self.exec(spec, member, &["SET GLOBAL read_only = OFF".into()])
                     .await
             }
@@ -466,10 +468,7 @@ impl Actor {
                 let head: Option<String> = conn
                     .query_first(position_query(view.flavor))
                     .await
-                    .map_err(|e| ActError::Sql {
-                        member: source.clone(),
-                        source: e,
-                    })?;
+                    .map_err(|e| ActError::sql(source, &e))?;
                 let head = GtidSet::parse(view.flavor, &head.unwrap_or_default()).map_err(|e| {
                     ActError::Position {
                         member: source.clone(),
@@ -480,6 +479,7 @@ impl Actor {
                     .await
             }
             Action::Promote { member } => {
+                self.fences.stop(member);
                 let sql = [
                     "STOP SLAVE",
                     "RESET SLAVE ALL",
@@ -492,6 +492,7 @@ impl Actor {
                 self.exec(spec, member, &sql).await
             }
             Action::Rejoin { member, source } => {
+                self.fences.stop(member);
                 // A former primary's own transactions are in its binlog position, not in its
                 // replication position: MASTER_DEMOTE_TO_SLAVE moves them there, so that the
                 // position it replicates from, and every MASTER_GTID_WAIT on it (the proxies'
@@ -589,12 +590,15 @@ impl Actor {
         self.exec_on(conn, member, &sql).await
     }
 
-    /// Creates the proxies' accounts on `primary` where they are missing.
-    async fn ensure_proxy_accounts(
+    /// Creates the proxies' accounts on `primary` where they are missing; with `converge`,
+    /// also sets their passwords and grants to what the operator holds (a state directory or a
+    /// Secret from before, a rotated password).
+    pub async fn ensure_proxy_accounts(
         &self,
         spec: &ClusterSpec,
         primary: &str,
         flavor: Flavor,
+        converge: bool,
     ) -> Result<(), ActError> {
         if self.proxy_accounts.is_empty() {
             return Ok(());
@@ -602,6 +606,15 @@ impl Actor {
         let mut conn = self.conn(spec, primary).await?;
         let mut sql = Vec::new();
         for account in &self.proxy_accounts {
+            if converge {
+                sql.extend(account.statements(flavor));
+                sql.push(format!(
+                    "ALTER USER '{}'@'%' IDENTIFIED BY '{}'",
+                    sql_quote(&account.creds.user),
+                    sql_quote(&account.creds.password)
+                ));
+                continue;
+            }
             let found: Option<String> = self
                 .bounded(
                     primary,
@@ -648,10 +661,7 @@ impl Actor {
             let on: Option<i64> = conn
                 .query_first("SELECT @@rpl_semi_sync_slave_enabled")
                 .await
-                .map_err(|source| ActError::Sql {
-                    member: r.to_string(),
-                    source,
-                })?;
+                .map_err(|source| ActError::sql(r, &source))?;
             if on != Some(1) {
                 // The IO thread reads the setting when it starts.
                 let sql = [
@@ -709,10 +719,7 @@ impl Actor {
                 (self.replication.user.clone(),),
             )
             .await
-            .map_err(|source| ActError::Sql {
-                member: member.to_string(),
-                source,
-            })?;
+            .map_err(|source| ActError::sql(member, &source))?;
         for id in ids {
             let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
         }

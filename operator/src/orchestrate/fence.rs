@@ -89,13 +89,39 @@ async fn kill_clients(conn: &mut Conn, target: &Target) -> Result<usize, String>
     Ok(ids.len())
 }
 
-/// Fences `target`: attempts start now and go on in the background until one succeeds or
-/// [`PERSISTENCE`] has passed; this waits up to [`FIRST_WAIT`] for the first. Never fails:
-/// the plan's other fences (replicas' IO threads stopped, semi-sync) do not depend on it.
-pub async fn fence(target: Target) {
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(keep_trying(target, first_tx));
-    let _ = tokio::time::timeout(FIRST_WAIT, first_rx).await;
+/// The fences still trying, by member.
+#[derive(Debug, Default)]
+pub struct Fences(std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>);
+
+impl Fences {
+    /// Fences `target`: attempts start now and go on in the background until one succeeds or
+    /// [`PERSISTENCE`] has passed; this waits up to [`FIRST_WAIT`] for the first. Never fails:
+    /// the plan's other fences (replicas' IO threads stopped, semi-sync) do not depend on it.
+    pub async fn start(&self, target: Target) {
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let member = target.member.clone();
+        let task = tokio::spawn(keep_trying(target, first_tx));
+        if let Some(before) = self.lock().insert(member, task.abort_handle()) {
+            before.abort();
+        }
+        let _ = tokio::time::timeout(FIRST_WAIT, first_rx).await;
+    }
+
+    /// Stops fencing `member` (it is being given a role again).
+    pub fn stop(&self, member: &str) {
+        if let Some(task) = self.lock().remove(member) {
+            task.abort();
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::task::AbortHandle>>
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 async fn keep_trying(target: Target, first: tokio::sync::oneshot::Sender<()>) {

@@ -544,11 +544,11 @@ impl<'a> Ctx<'a> {
     /// acknowledgement whatever the spec says, so there it is 1. A member that answered but
     /// whose position could not be read counts as unread. Returns why promotion must wait.
     fn semi_sync_gap(&self, except: Option<&str>) -> Option<String> {
+        let wanted = self.spec.semi_sync?;
         let acks = match self.view.flavor {
             Flavor::Mariadb => 1,
-            Flavor::Mysql => self.spec.semi_sync?.acks.max(1),
+            Flavor::Mysql => wanted.acks.max(1),
         };
-        self.spec.semi_sync?;
         let unread: Vec<&str> = self
             .spec
             .members

@@ -11,6 +11,11 @@ use super::observe::{Credentials, Observer};
 use super::plan::{Action, ClusterState, Event, Plan, plan};
 use super::view::{ClusterSpec, ClusterView, History};
 
+/// How often the proxies' accounts are looked for on the primary.
+const ACCOUNTS_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// How long that may take (it writes, so it waits for a semi-sync acknowledgement).
+const ACCOUNTS_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Ticks in a row an action must fail before [`Orchestrator::failing`] reports it.
 pub const FAILING_TICKS: u32 = 3;
 
@@ -77,6 +82,9 @@ pub struct Orchestrator {
     stored_checked: Option<Instant>,
     /// The action that failed on the last tick and why, and on how many ticks in a row.
     failing: Option<(String, u32)>,
+    /// When the proxies' accounts were last looked for, and whether their passwords were set.
+    accounts_checked: Option<Instant>,
+    accounts_converged: bool,
 }
 
 /// The recent events, for status displays.
@@ -150,6 +158,8 @@ impl Orchestrator {
             last_view: None,
             stored_checked: None,
             failing: None,
+            accounts_checked: None,
+            accounts_converged: false,
         }
     }
 
@@ -200,6 +210,7 @@ impl Orchestrator {
             statement_timeout: Duration::from_secs(2),
             catch_up_timeout: Duration::from_secs(30),
             seeder: None,
+            fences: Default::default(),
         };
         let observer = Observer::new(admin, Duration::from_millis(500));
         Self::new(spec, flavor, observer, actor, sink, published)
@@ -266,12 +277,14 @@ impl Orchestrator {
                 .actions
                 .get(*index)
                 .map_or_else(String::new, action_name);
-            let why = format!("{what} failed: {error}");
+            // The same action failing again counts, whatever its error says this time.
             let ticks = match &self.failing {
-                Some((before, n)) if *before == why => n.saturating_add(1),
+                Some((before, n)) if before.starts_with(&format!("{what} failed:")) => {
+                    n.saturating_add(1)
+                }
                 _ => 1,
             };
-            (why, ticks)
+            (format!("{what} failed: {error}"), ticks)
         });
         let recorded = match failure {
             None => plan.events.clone(),
@@ -305,9 +318,50 @@ impl Orchestrator {
                 tracing::info!(%event, "cluster event");
             }
         }
+        self.ensure_proxy_accounts(&view).await;
         self.last_state = Some(plan.state);
         self.last_view = Some(view);
         plan
+    }
+
+    /// Keeps the proxies' accounts on the primary: created and given the operator's passwords
+    /// once, looked for again every [`ACCOUNTS_CHECK_INTERVAL`]. Off the failover path (never
+    /// in the same step as a publish), bounded, and a failure only delays logins.
+    async fn ensure_proxy_accounts(&mut self, view: &ClusterView) {
+        if self.actor.proxy_accounts.is_empty()
+            || self
+                .accounts_checked
+                .is_some_and(|at| at.elapsed() < ACCOUNTS_CHECK_INTERVAL)
+        {
+            return;
+        }
+        let Some(primary) = self
+            .published
+            .as_ref()
+            .filter(|t| t.state == lagless_proxy::topology::TopologyState::Ready)
+            .and_then(|t| t.primary.as_ref())
+            .map(|p| p.name.clone())
+        else {
+            return;
+        };
+        if !view
+            .member(&primary)
+            .is_some_and(|m| m.is_reachable() && m.is_writable())
+        {
+            return;
+        }
+        self.accounts_checked = Some(Instant::now());
+        let converge = !self.accounts_converged;
+        let ensure = self
+            .actor
+            .ensure_proxy_accounts(&self.spec, &primary, view.flavor, converge);
+        match tokio::time::timeout(ACCOUNTS_TIMEOUT, ensure).await {
+            Ok(Ok(())) => self.accounts_converged = true,
+            Ok(Err(e)) => {
+                tracing::warn!(member = %primary, error = %e, "proxy accounts not ensured");
+            }
+            Err(_) => tracing::warn!(member = %primary, "proxy accounts not ensured in time"),
+        }
     }
 
     /// Publishes the current topology again when its document is gone or is not what was
@@ -328,6 +382,8 @@ impl Orchestrator {
             Stored::Unknown => return,
             Stored::Found(t) if t == *published => return,
             Stored::Found(t) => {
+                // Whoever wrote it, the proxies may follow it: the next epoch goes above.
+                self.history.max_epoch = self.history.max_epoch.max(t.epoch);
                 format!("it holds epoch {} instead of {}", t.epoch, published.epoch)
             }
             Stored::Missing => "it is missing".to_string(),

@@ -15,17 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lagless_operator::kube::orchestration::events_after;
-use lagless_operator::orchestrate::act::FileSink;
+use lagless_operator::orchestrate::act::{FileSink, ProxyAccount, ProxyRole};
 use lagless_operator::orchestrate::observe::Credentials;
 use lagless_operator::orchestrate::run::Orchestrator;
 use lagless_operator::orchestrate::{
     Cause, ClusterSpec, ClusterState, Event, MemberSpec, SemiSync, Switchover, SwitchoverTarget,
 };
-use lagless_proxy::topology::{Flavor, Topology};
-use lagless_testkit::{
-    ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, Cluster, Placement, REPL_PASSWORD,
-    REPL_USER,
-};
+use lagless_proxy::topology::{Flavor, Topology, TopologyState};
+use lagless_testkit::{APP_PASSWORD, APP_USER, Cluster, Placement, REPL_PASSWORD, REPL_USER};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
@@ -38,10 +35,13 @@ const PROXY_PORT: u16 = 6033;
 const OP_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip runs (the fault tests need iproute2)");
     assert!(
         out.status.success(),
-        "ip {}: {}",
+        "ip {}: {} (the fault tests need root, for network namespaces)",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -185,18 +185,18 @@ impl Drop for ProxyProcess {
     }
 }
 
-fn start_proxy(
-    at: &Placement,
-    topology: &std::path::Path,
-    users: &std::path::Path,
-) -> ProxyProcess {
+/// The proxies' least-privileged accounts, which the orchestrator creates.
+const LOOKUP: (&str, &str) = ("lagless_lookup", "chaos-lookup-pw");
+const MONITOR: (&str, &str) = ("lagless_monitor", "chaos-monitor-pw");
+
+/// Accounts are looked up on the members with the least-privileged account, as in production.
+fn start_proxy(at: &Placement, topology: &std::path::Path) -> ProxyProcess {
     let child = Command::new("ip")
         .args(["netns", "exec", &at.netns])
         .arg(env!("CARGO_BIN_EXE_lagless-operator"))
         .arg("proxy")
         .arg(format!("--listen={}:{PROXY_PORT}", at.host))
         .arg(format!("--topology={}", topology.display()))
-        .arg(format!("--users={}", users.display()))
         .args([
             "--consistency",
             "strict",
@@ -205,8 +205,10 @@ fn start_proxy(
             "--log",
             "warn",
         ])
-        .env("LAGLESS_PROXY_LOOKUP_USER", ADMIN_USER)
-        .env("LAGLESS_PROXY_LOOKUP_PASSWORD", ADMIN_PASSWORD)
+        .env("LAGLESS_PROXY_LOOKUP_USER", LOOKUP.0)
+        .env("LAGLESS_PROXY_LOOKUP_PASSWORD", LOOKUP.1)
+        .env("LAGLESS_PROXY_MONITOR_USER", MONITOR.0)
+        .env("LAGLESS_PROXY_MONITOR_PASSWORD", MONITOR.1)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -444,8 +446,15 @@ impl Chaos {
                         to: SwitchoverTarget::Best,
                     });
                 }
-                // The orchestrator's next tick starts the switchover (it drains first).
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                // Killed as soon as the switchover has begun: the proxies were told to hold
+                // writes ("switching"), the old primary is draining or fenced.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Topology::read(&self.topology)
+                    .map_or(true, |t| t.state != TopologyState::Switching)
+                {
+                    assert!(Instant::now() < deadline, "the switchover never began");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 self.member(&primary).kill9().expect("kill -9");
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 self.member(&primary).restart().await.expect("restart");
@@ -509,12 +518,6 @@ async fn faults_between_machines_lose_no_acknowledged_write_and_serve_no_stale_r
     );
     let dir = tempfile::tempdir().unwrap();
     let topology = dir.path().join("topology.json");
-    let users = dir.path().join("users.json");
-    std::fs::write(
-        &users,
-        format!(r#"{{"users":[{{"user":"{APP_USER}","password":"{APP_PASSWORD}"}}]}}"#),
-    )
-    .unwrap();
 
     let members = cluster
         .members()
@@ -536,7 +539,19 @@ async fn faults_between_machines_lose_no_acknowledged_write_and_serve_no_stale_r
         Box::new(FileSink(topology.clone())),
         None,
     )
-    .with_seeder(seeder);
+    .with_seeder(seeder)
+    .with_proxy_accounts(
+        [(ProxyRole::Lookup, LOOKUP), (ProxyRole::Monitor, MONITOR)]
+            .into_iter()
+            .map(|(role, (user, password))| ProxyAccount {
+                role,
+                creds: Credentials {
+                    user: user.into(),
+                    password: password.into(),
+                },
+            })
+            .collect(),
+    );
     let orchestrator = Arc::new(tokio::sync::Mutex::new(orchestrator));
     let failovers = Arc::new(AtomicU64::new(0));
     let switchovers = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -585,7 +600,7 @@ async fn faults_between_machines_lose_no_acknowledged_write_and_serve_no_stale_r
     chaos.settle(Duration::from_secs(60)).await;
     let proxies: Vec<ProxyProcess> = proxy_places
         .iter()
-        .map(|p| start_proxy(p, &topology, &users))
+        .map(|p| start_proxy(p, &topology))
         .collect();
 
     // The schema, through a proxy once it answers.
@@ -673,9 +688,8 @@ async fn faults_between_machines_lose_no_acknowledged_write_and_serve_no_stale_r
         .collect();
     let stale = record.stale.lock().unwrap().clone();
     eprintln!(
-        "chaos: {} faults ({}), {} failovers; {} writes acknowledged, {} unknown, {} lost; {} strict reads, {} stale",
+        "chaos: {} faults, {} failovers; {} writes acknowledged, {} unknown, {} lost; {} strict reads, {} stale",
         chaos.faults.len(),
-        chaos.faults.join(", "),
         failovers.load(Ordering::Relaxed),
         acked.len(),
         record.unknown.load(Ordering::Relaxed),

@@ -43,9 +43,9 @@ impl Push {
     }
 }
 
-/// Whether `head` asks for `PUT /topology`.
+/// Whether `head` asks for `PUT /topology` (a well-formed request line).
 pub fn is_push(head: &[u8]) -> bool {
-    head.starts_with(b"PUT /topology ") || head.starts_with(b"PUT /topology?")
+    super::parse_request_line(head).is_some_and(|r| r.method == "PUT" && r.path == "/topology")
 }
 
 /// Reads the body and offers it. Never fails the connection itself: every outcome is a status.
@@ -122,15 +122,17 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// `Bearer <token>`, compared without an early exit so that timing tells nothing.
-fn authorized(presented: Option<&str>, token: &str) -> bool {
+/// Whether `presented` (an `Authorization` value) carries `Bearer <token>`, in time that does
+/// not depend on where they differ. An empty token authorizes nobody. (The seeding agent's
+/// endpoints use this too.)
+pub fn authorized(presented: Option<&str>, token: &str) -> bool {
     let Some(given) = presented.and_then(|v| v.strip_prefix("Bearer ")) else {
         return false;
     };
     let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, expected) in b.iter().enumerate() {
-        diff |= a.get(i).copied().unwrap_or(0) ^ expected;
+    let mut diff = u8::from(a.len() != b.len() || b.is_empty());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
     }
     diff == 0
 }

@@ -28,7 +28,7 @@ fn position_query(flavor: Flavor, primary: bool) -> &'static str {
     }
 }
 
-fn opts(member: &Member, creds: &LookupCredentials) -> OptsBuilder {
+pub(crate) fn opts(member: &Member, creds: &LookupCredentials) -> OptsBuilder {
     OptsBuilder::default()
         .ip_or_hostname(member.host.clone())
         .tcp_port(member.port)
@@ -41,6 +41,8 @@ fn opts(member: &Member, creds: &LookupCredentials) -> OptsBuilder {
 #[derive(Default)]
 pub struct AdminConns {
     conns: HashMap<String, Conn>,
+    /// When the primary's `max_allowed_packet` was last read.
+    packet_read: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for AdminConns {
@@ -130,8 +132,12 @@ pub async fn poll_positions(shared: &Shared, conns: &mut AdminConns) {
     }
 }
 
+/// How often the primary's `max_allowed_packet` is read again.
+const PACKET_READ_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Learns what the primary would allow a new session to send: its global
-/// `max_allowed_packet`, read at start-up and again on each tick (unless it is configured).
+/// `max_allowed_packet`, read at start-up and again every [`PACKET_READ_INTERVAL`] (unless it
+/// is configured).
 pub async fn read_max_allowed_packet(shared: &Shared, conns: &mut AdminConns) {
     let (Some(creds), None) = (&shared.config.monitor, shared.config.max_allowed_packet) else {
         return;
@@ -139,6 +145,13 @@ pub async fn read_max_allowed_packet(shared: &Shared, conns: &mut AdminConns) {
     let Some(primary) = shared.topology().primary.clone() else {
         return;
     };
+    if conns
+        .packet_read
+        .is_some_and(|at| at.elapsed() < PACKET_READ_INTERVAL)
+    {
+        return;
+    }
+    conns.packet_read = Some(std::time::Instant::now());
     match conns
         .read_value(&primary, creds, "SELECT @@global.max_allowed_packet")
         .await

@@ -22,6 +22,10 @@ use super::conn::{BackendConn, BackendError, ConnectParams, connect};
 use crate::metrics::Metrics;
 use crate::protocol::constants::cap;
 
+/// How long a session waits for a free place before it looks for an idle connection to
+/// close again.
+const PLACE_WAIT_SLICE: Duration = Duration::from_millis(25);
+
 /// Pool limits and timings.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -182,6 +186,8 @@ impl Pool {
         })
     }
 
+    /// Waits in short slices: a connection returned while waiting goes back to the idle list
+    /// with its place, and is closed to make room on the next round.
     async fn take_place(
         &self,
         limit: Arc<Semaphore>,
@@ -192,14 +198,20 @@ impl Pool {
             if let Ok(place) = limit.clone().try_acquire_owned() {
                 return Some(place);
             }
-            if !evict(self) {
-                break;
+            if evict(self) {
+                continue;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let slice = (now + PLACE_WAIT_SLICE).min(deadline);
+            if let Ok(Ok(place)) =
+                tokio::time::timeout_at(slice, limit.clone().acquire_owned()).await
+            {
+                return Some(place);
             }
         }
-        tokio::time::timeout_at(deadline, limit.acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
     }
 
     /// Closes the least recently used idle connection to `addr` (of `user`, when given).

@@ -237,8 +237,12 @@ async fn run(
         let sent_password = !resp.auth_response.is_empty();
         let login = login_with(BackendSecret::Relayed);
         let plugin = record.as_ref().map_or("", |r| r.server_plugin.as_str());
-        let mut login =
-            relay_login(&mut stream, &mut seq, shared, login, sent_password, plugin).await?;
+        let relay = Relay {
+            sent_password,
+            account_plugin: plugin,
+            peer,
+        };
+        let mut login = relay_login(&mut stream, &mut seq, shared, login, relay).await?;
         login.slot = match shared.admission.user(&login.user) {
             Ok(slot) => Some(slot),
             Err(err) => return Err(refuse(&mut stream, seq, err).await),
@@ -349,9 +353,13 @@ async fn relay_login(
     seq: &mut u8,
     shared: &Shared,
     mut login: Login,
-    mut sent_password: bool,
-    account_plugin: &str,
+    relay: Relay<'_>,
 ) -> Result<Login, LoginError> {
+    let Relay {
+        mut sent_password,
+        account_plugin,
+        peer,
+    } = relay;
     let primary = match shared.wait_for_primary().await {
         Result::Ok(p) => p,
         Err(err) => return Err(refuse(stream, *seq, err).await),
@@ -373,8 +381,10 @@ async fn relay_login(
             Some(header::OK) => break,
             Some(header::ERR) => {
                 let err = match ErrPacket::parse(&pkt) {
-                    // As the proxy's own refusals: the client's host, not the proxy's.
+                    // As the proxy's own refusals: the client's host, not the proxy's, and
+                    // slowed down alike (the server sees only the proxy's address).
                     Result::Ok(e) if e.code == 1045 => {
+                        tokio::time::sleep(shared.admission.failed(&login.user, peer)).await;
                         ErrPacket::access_denied(&login.user, &login.host, sent_password)
                     }
                     Result::Ok(e) => e,
@@ -400,6 +410,7 @@ async fn relay_login(
             _ => return Err(refuse(stream, *seq, ErrPacket::bad_handshake()).await),
         }
     }
+    shared.admission.succeeded(&login.user, peer);
     let conn = match server.finish().await {
         Result::Ok(conn) => conn,
         Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
@@ -414,6 +425,14 @@ async fn relay_login(
     tracing::debug!(user = %login.user, backend = %params.addr, "client authenticated by the primary");
     login.relayed = std::sync::Mutex::new(Some((primary, conn)));
     Result::Ok(login)
+}
+
+/// How a relayed login goes: whether the client's first answer was not empty, the account's
+/// plugin (the relay offers another, so the server challenges), and the client's address.
+struct Relay<'a> {
+    sent_password: bool,
+    account_plugin: &'a str,
+    peer: IpAddr,
 }
 
 /// The plugin the proxy verifies this user with.
@@ -584,11 +603,19 @@ pub async fn change_user(
             sent_password: true,
         },
     };
+    let peer = current.host.parse::<IpAddr>().ok();
     let Some(secret) = verified.secret else {
+        // Slowed down as a login is: changing user must not be a faster way to guess.
+        if let Some(peer) = peer {
+            tokio::time::sleep(shared.admission.failed(&resp.user, peer)).await;
+        }
         let err = ErrPacket::access_denied(&resp.user, &current.host, verified.sent_password);
         stream.send(&mut seq, &err.encode()).await?;
         return Ok(None);
     };
+    if let Some(peer) = peer {
+        shared.admission.succeeded(&resp.user, peer);
+    }
     let mut login = Login {
         user: resp.user,
         secret,

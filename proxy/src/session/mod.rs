@@ -188,7 +188,13 @@ impl Session {
             self.adopt_primary(member, conn).await;
         }
         let mut shutdown = self.shared.shutdown_signal();
-        loop {
+        // One idle timer for the session's life: armed once, moved only when it fires before
+        // the session has been idle long enough (or the limit shrank), so a statement costs a
+        // clock read, not a trip to the timer wheel.
+        let mut armed = Instant::now() + self.idle_limit();
+        let idle_timer = tokio::time::sleep_until(armed.into());
+        tokio::pin!(idle_timer);
+        'session: loop {
             // A shutdown lets open transactions finish; idle sessions close at once.
             let busy = self.in_transaction;
             if self.control.is_killed() {
@@ -197,22 +203,42 @@ impl Session {
             let control = self.control.clone();
             // The session's own SET wait_timeout, else the server's default, as a server
             // would honour them.
-            let idle = self.wait_timeout.unwrap_or(self.shared.config.wait_timeout);
-            let read = tokio::select! {
-                r = self.client.read_logical() => r,
-                () = tokio::time::sleep(idle) => {
-                    tracing::debug!(id = self.id, ?idle, "closing a session idle past its wait_timeout");
-                    break;
+            let idle = self.idle_limit();
+            let waiting_since = Instant::now();
+            if waiting_since + idle < armed {
+                armed = waiting_since + idle;
+                idle_timer.as_mut().reset(armed.into());
+            }
+            // Wait for the next command's first bytes (cancel-safe), then read it whole.
+            loop {
+                tokio::select! {
+                    closed = self.client.wait_readable() => {
+                        if closed {
+                            tracing::trace!(id = self.id, "client closed the connection");
+                            break 'session;
+                        }
+                        break;
+                    }
+                    () = &mut idle_timer => {
+                        let due = waiting_since + idle;
+                        if Instant::now() >= due {
+                            tracing::debug!(id = self.id, ?idle, "closing a session idle past its wait_timeout");
+                            break 'session;
+                        }
+                        armed = due;
+                        idle_timer.as_mut().reset(armed.into());
+                    }
+                    () = control.kill_signal.notified() => {
+                        tracing::debug!(id = self.id, "session killed");
+                        break 'session;
+                    }
+                    () = crate::server::wait_for_shutdown(&mut shutdown), if !busy => {
+                        tracing::debug!(id = self.id, "closing idle session for shutdown");
+                        break 'session;
+                    }
                 }
-                () = control.kill_signal.notified() => {
-                    tracing::debug!(id = self.id, "session killed");
-                    break;
-                }
-                () = crate::server::wait_for_shutdown(&mut shutdown), if !busy => {
-                    tracing::debug!(id = self.id, "closing idle session for shutdown");
-                    break;
-                }
-            };
+            }
+            let read = self.client.read_logical().await;
             let (seq, payload) = match read {
                 Ok(p) => p,
                 Err(PacketError::Closed) => {
@@ -1226,6 +1252,11 @@ impl Session {
                     .await
             }
         }
+    }
+
+    /// How long the session may sit idle: its own `SET wait_timeout`, else the default.
+    fn idle_limit(&self) -> Duration {
+        self.wait_timeout.unwrap_or(self.shared.config.wait_timeout)
     }
 
     async fn change_user(&mut self, payload: Bytes) -> Result<(), End> {

@@ -163,6 +163,32 @@ async fn wrong_passwords_are_answered_ever_more_slowly_until_the_right_one() {
     assert!(started.elapsed() < Duration::from_millis(900));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_through_change_user_is_slowed_down_as_a_login_is() {
+    let h = Harness::start(1).await;
+    let mut took = Vec::new();
+    for _ in 0..4 {
+        let mut c = h.app().await;
+        let started = Instant::now();
+        let err = c
+            .change_user(
+                mysql_async::ChangeUserOpts::default()
+                    .with_user(Some(lagless_testkit::ED25519_USER.into()))
+                    .with_pass(Some("guess".into())),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(server_code(&err), Some(1045), "{err}");
+        took.push(started.elapsed());
+    }
+    eprintln!("wrong passwords through COM_CHANGE_USER answered after {took:?}");
+    assert!(
+        took[..3].iter().all(|t| *t < Duration::from_millis(900)),
+        "{took:?}"
+    );
+    assert!(took[3] >= Duration::from_secs(1), "{took:?}");
+}
+
 /// Reads the greeting and stops there: a connection that never authenticates.
 async fn half_open(
     port: u16,
@@ -367,7 +393,7 @@ async fn backend_limits_count_idle_connections_and_keep_a_share_for_other_users(
         Some("app"),
     ))
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("another account's login: {e}"));
     other.query_drop("BEGIN").await.unwrap();
     other
         .query_drop("SELECT 1 FROM DUAL FOR UPDATE")
