@@ -245,17 +245,23 @@ async fn with_timeout<T>(
     tokio::time::timeout(OP_TIMEOUT, f).await.ok()?.ok()
 }
 
+/// The client's connection, opened again after a failure (a pause first when that fails too).
+async fn connected<'c>(conn: &'c mut Option<Conn>, host: &str) -> Option<&'c mut Conn> {
+    if conn.is_none() {
+        *conn = with_timeout(Conn::new(app_opts(host))).await;
+        if conn.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    conn.as_mut()
+}
+
 async fn writer(host: String, next: Arc<AtomicU64>, record: Arc<Record>, stop: Arc<AtomicBool>) {
     let mut conn: Option<Conn> = None;
     while !stop.load(Ordering::Relaxed) {
-        if conn.is_none() {
-            conn = with_timeout(Conn::new(app_opts(&host))).await;
-            if conn.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
+        let Some(c) = connected(&mut conn, &host).await else {
+            continue;
+        };
         let id = next.fetch_add(1, Ordering::Relaxed);
         match with_timeout(c.exec_drop("INSERT INTO chaos.t (id) VALUES (?)", (id,))).await {
             Some(()) => {
@@ -274,14 +280,9 @@ async fn writer(host: String, next: Arc<AtomicU64>, record: Arc<Record>, stop: A
 async fn reader(host: String, record: Arc<Record>, stop: Arc<AtomicBool>) {
     let mut conn: Option<Conn> = None;
     while !stop.load(Ordering::Relaxed) {
-        if conn.is_none() {
-            conn = with_timeout(Conn::new(app_opts(&host))).await;
-            if conn.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
+        let Some(c) = connected(&mut conn, &host).await else {
+            continue;
+        };
         let want = record.last_acked.load(Ordering::SeqCst);
         if want == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;

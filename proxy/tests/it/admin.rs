@@ -1,6 +1,6 @@
 //! The admin HTTP listener of a running proxy.
 
-use crate::support::{Harness, http_get, topology_epoch, topology_of};
+use crate::support::{Harness, http_exchange, http_get, topology_epoch, topology_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_topology() {
@@ -45,23 +45,11 @@ async fn health_readiness_metrics_and_topology() {
     }
 }
 
-/// `PUT` on the admin listener with `headers` and `body`; returns (status, body).
+/// `PUT /topology` on the admin listener with `headers` and `body`; returns (status, body).
 async fn http_put(addr: std::net::SocketAddr, headers: &str, body: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!("PUT /topology HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let mut request = format!("PUT /topology HTTP/1.1\r\nHost: x\r\n{headers}\r\n").into_bytes();
+    request.extend_from_slice(body);
+    http_exchange(addr, &request).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
