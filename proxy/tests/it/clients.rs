@@ -354,6 +354,30 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_tls_refuses_plain_clients_as_the_server_does() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let h = Harness::start_with(1, |c| {
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+        c.require_tls = true;
+    })
+    .await;
+    let err = Conn::new(h.opts("app", "app-pass", Some("app")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 3159),
+        "{err}"
+    );
+    let ssl = SslOpts::default().with_danger_accept_invalid_certs(true);
+    let opts = OptsBuilder::from_opts(h.opts("app", "app-pass", Some("app"))).ssl_opts(ssl);
+    let mut conn = Conn::new(opts).await.unwrap();
+    let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_clients_and_caching_sha2() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(certs.path());
