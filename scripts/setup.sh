@@ -16,8 +16,10 @@ if [ "${LAGLESS_SETUP:-}" = "run" ]; then RUN_ONLY=1; fi
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-# MariaDB Connector/Python's test suite builds the driver against Connector/C.
+# MariaDB Connector/Python's test suite builds the driver against Connector/C; the fault test
+# makes network namespaces with `ip` (iproute2).
 if [ -z "$RUN_ONLY" ]; then
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
   command -v mariadb_config >/dev/null 2>&1 || missing+=(libmariadb-dev)
   python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null \
     || missing+=(python3-dev)
