@@ -28,6 +28,18 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
 const LOOKUP_USER: &str = "lagless_lookup";
 const LOOKUP_PASSWORD: &str = "lookup-secret";
 
+/// Connections the lookup account holds on the server `admin` is connected to.
+async fn lookup_connections(admin: &mut Conn) -> usize {
+    let n: Option<usize> = admin
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+            (LOOKUP_USER,),
+        )
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_unknown_names_use_two_lookup_connections_on_a_least_privileged_account() {
     let h = Harness::start_with(1, |c| {
@@ -61,14 +73,7 @@ async fn ten_thousand_unknown_names_use_two_lookup_connections_on_a_least_privil
     let mut admin = h.cluster.primary().admin_conn().await.unwrap();
     // The probe's connection leaves the process list once its thread has ended.
     for _ in 0..100 {
-        let n: Option<usize> = admin
-            .exec_first(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
-                (LOOKUP_USER,),
-            )
-            .await
-            .unwrap();
-        if n == Some(0) {
+        if lookup_connections(&mut admin).await == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -78,14 +83,8 @@ async fn ten_thousand_unknown_names_use_two_lookup_connections_on_a_least_privil
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                let n: Option<usize> = admin
-                    .exec_first(
-                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
-                        (LOOKUP_USER,),
-                    )
-                    .await
-                    .unwrap();
-                peak.fetch_max(n.unwrap_or(0), Ordering::Relaxed);
+                let n = lookup_connections(&mut admin).await;
+                peak.fetch_max(n, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
