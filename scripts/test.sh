@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo fmt --all --check
+# No module of any crate imports one that imports it back (directly or through others).
+python3 scripts/module_cycles.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 

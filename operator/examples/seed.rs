@@ -36,6 +36,7 @@ async fn main() {
         host: host.clone(),
         port,
         datadir: datadir.into(),
+        tls_ca: None,
     };
     let creds = Credentials {
         user: user.clone(),

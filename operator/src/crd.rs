@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
-use lagless_proxy::route::ConsistencyMode;
-use lagless_proxy::topology;
+use lagless_core::ConsistencyMode;
+use lagless_core::topology;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -199,6 +199,72 @@ pub struct MySQLClusterSpec {
     /// over first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reseed: Option<ReseedSpec>,
+
+    /// TLS on every connection: clients to the proxies, proxies to members (queries, monitor
+    /// and account lookups), replication, the operator's own connections and the seeding
+    /// agent's backup stream. Members then refuse unencrypted TCP connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// Where the cluster's certificate comes from. With neither `secretName` nor `issuerRef`, the
+/// operator is its own certificate authority: it keeps a CA in `<cluster>-tls-ca` and issues
+/// the certificate into `<cluster>-tls`, renewing it before it expires. However it is
+/// issued, a new certificate is loaded without restarting anything.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.secretName) || !has(self.issuerRef)")
+        .message("spec.tls: give secretName or issuerRef, not both")
+)]
+pub struct TlsSpec {
+    /// A Secret with `tls.crt`, `tls.key` and `ca.crt` (the layout of cert-manager and of
+    /// `kubernetes.io/tls` Secrets), kept up to date by whoever owns it. The certificate must
+    /// name the proxy Service and every member (see `docs/kubernetes.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// A cert-manager issuer: the operator creates the `Certificate` `<cluster>-tls` with the
+    /// names it needs, and cert-manager issues and renews it into the Secret `<cluster>-tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
+}
+
+/// A cert-manager issuer reference.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `Issuer` (in the cluster's namespace) or `ClusterIssuer`.
+    #[serde(default = "default_issuer_kind")]
+    #[schemars(regex(pattern = r"^(Issuer|ClusterIssuer)$"))]
+    pub kind: String,
+    #[serde(default = "default_issuer_group")]
+    #[schemars(length(min = 1, max = 253))]
+    pub group: String,
+}
+
+fn default_issuer_kind() -> String {
+    "Issuer".into()
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".into()
+}
+
+impl TlsSpec {
+    /// The Secret the members and proxies mount, for cluster `cluster`.
+    pub fn secret(&self, cluster: &str) -> String {
+        self.secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{cluster}-tls"))
+    }
+
+    /// Whether the operator issues the certificate itself.
+    pub fn self_issued(&self) -> bool {
+        self.secret_name.is_none() && self.issuer_ref.is_none()
+    }
 }
 
 /// The server family.
@@ -736,14 +802,13 @@ impl MySQLClusterSpec {
         if let Some(ms) = self.switchover.as_ref().and_then(|r| r.drain_ms) {
             spec.switchover_drain = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
         }
-        // Published in the canonical form the proxies print; an unparsable mode is caught by
-        // `validate` before this is called, and is passed through for the proxy to reject.
-        let consistency = &self.proxy.default_consistency;
-        spec.consistency = Some(
-            consistency
-                .parse::<ConsistencyMode>()
-                .map_or_else(|_| consistency.clone(), |mode| mode.to_string()),
-        );
+        // An unparsable mode is refused by `validate` before this is called; the proxies'
+        // own default applies if one got through.
+        spec.consistency = self
+            .proxy
+            .default_consistency
+            .parse::<ConsistencyMode>()
+            .ok();
         spec
     }
 }
@@ -804,6 +869,7 @@ mod tests {
             proxy: ProxySpec::default(),
             switchover: None,
             reseed: None,
+            tls: None,
         }
     }
 
@@ -866,7 +932,10 @@ mod tests {
                 to: SwitchoverTarget::Member("db-1".into())
             })
         );
-        assert_eq!(core.consistency.as_deref(), Some("bounded(500ms)"));
+        assert_eq!(
+            core.consistency,
+            Some(ConsistencyMode::Bounded { max_lag_ms: 500 })
+        );
         assert_eq!(
             core.failover_after_probes,
             ClusterSpec::DEFAULT_FAILOVER_AFTER_PROBES
@@ -890,7 +959,7 @@ mod tests {
         spec.replicas = 1;
         assert_eq!(spec.to_cluster_spec("db", members(1)).semi_sync, None);
         assert_eq!(core.switchover.unwrap().to, SwitchoverTarget::Best);
-        assert_eq!(core.consistency.as_deref(), Some("strict"));
+        assert_eq!(core.consistency, Some(ConsistencyMode::Strict));
     }
 
     #[test]

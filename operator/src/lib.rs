@@ -7,13 +7,15 @@
 //!   Kubernetes controller (see `docs/kubernetes.md`).
 
 pub mod agent;
+pub mod clock;
 pub mod crd;
 pub mod kube;
 pub mod local;
 pub mod orchestrate;
+pub mod tls;
 
-/// The runtime of every long-running subcommand: multi-threaded (the topology sink waits for
-/// its API call in `block_in_place`), two workers (the work is I/O, and the machines small).
+/// The runtime of every long-running subcommand: multi-threaded, two workers (the work is I/O,
+/// and the machines small).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

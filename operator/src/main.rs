@@ -24,7 +24,7 @@ enum Command {
     Controller(lagless_operator::kube::controller::ControllerArgs),
     /// Seeding agent of a member pod: serve backups of the local server, or `fetch` one
     /// into an empty data directory (see docs/kubernetes.md).
-    Agent(lagless_operator::agent::AgentArgs),
+    Agent(Box<lagless_operator::agent::AgentArgs>),
 }
 
 fn main() {
@@ -39,7 +39,7 @@ fn main() {
             std::process::exit(lagless_operator::kube::controller::run(args, &cli.log))
         }
         Some(Command::Agent(args)) => {
-            std::process::exit(lagless_operator::agent::run(args, &cli.log))
+            std::process::exit(lagless_operator::agent::run(*args, &cli.log))
         }
         None => {
             eprintln!(

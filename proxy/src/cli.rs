@@ -2,8 +2,6 @@
 //! `lagless-proxy` binary and `lagless-operator proxy`, which the local runtime starts so one
 //! installed binary is enough.
 
-use tokio::signal::unix::{SignalKind, signal};
-
 use crate::config::{Args, Config};
 use crate::server::Proxy;
 
@@ -21,25 +19,7 @@ fn init_logging(filter: &str, json: bool) {
     };
 }
 
-/// Waits for SIGTERM (a service manager or the kubelet stopping the process) or SIGINT and
-/// says which; an error when the handlers cannot be installed. Shared by every long-running
-/// Lagless program.
-pub async fn terminated() -> std::io::Result<&'static str> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
-}
-
-/// Returns on SIGTERM or SIGINT (Ctrl-C alone when the handlers cannot be installed): for
-/// servers that only need to know when to stop.
-pub async fn until_terminated() {
-    if terminated().await.is_err() {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use lagless_serve::{terminated, until_terminated};
 
 /// Runs the proxy until SIGTERM or SIGINT, then drains. Returns the process exit code.
 pub fn run(args: Args) -> i32 {

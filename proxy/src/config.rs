@@ -11,6 +11,9 @@ use crate::protocol::auth;
 use crate::route::ConsistencyMode;
 use crate::users::LookupCredentials;
 
+/// Whether and how backend connections use TLS (defined with the backend connections).
+pub use crate::backend::tls::BackendTlsMode;
+
 /// Command-line flags; every flag can also come from a `LAGLESS_PROXY_*` variable.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -186,16 +189,6 @@ pub struct Args {
     pub log_json: bool,
 }
 
-/// Whether and how backend connections use TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendTlsMode {
-    Off,
-    /// Encrypt; accept any certificate.
-    On,
-    /// Encrypt and verify the certificate and the server's name or address.
-    Verify,
-}
-
 /// The settings the proxy runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -305,25 +298,27 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
-/// The protocol's own bounds of `max_allowed_packet`: 1 KiB to 1 GiB, as the server's.
-pub fn clamp_packet(bytes: usize) -> usize {
-    bytes.clamp(1024, 1 << 30)
-}
-
-/// The server's default `max_allowed_packet`.
-pub const DEFAULT_MAX_ALLOWED_PACKET: usize = 16 * 1024 * 1024;
+pub use crate::protocol::constants::{DEFAULT_MAX_ALLOWED_PACKET, clamp_packet};
 
 impl TryFrom<Args> for Config {
     type Error = String;
 
     fn try_from(a: Args) -> Result<Self, String> {
         let lookup = match (a.lookup_user, a.lookup_password) {
-            (Some(user), Some(password)) => Some(LookupCredentials { user, password }),
+            (Some(user), Some(password)) => Some(LookupCredentials {
+                user,
+                password,
+                tls: None,
+            }),
             (None, None) => None,
             _ => return Err("--lookup-user and --lookup-password go together".into()),
         };
         let monitor = match (a.monitor_user, a.monitor_password) {
-            (Some(user), Some(password)) => Some(LookupCredentials { user, password }),
+            (Some(user), Some(password)) => Some(LookupCredentials {
+                user,
+                password,
+                tls: None,
+            }),
             (None, None) => lookup.clone(),
             _ => return Err("--monitor-user and --monitor-password go together".into()),
         };

@@ -6,14 +6,14 @@ pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;
-pub mod gtid;
+pub use lagless_core::gtid;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod route;
 pub mod server;
 pub mod session;
-pub mod tls;
+pub use lagless_serve::tls;
 pub mod topology;
 pub mod users;
 

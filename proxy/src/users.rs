@@ -135,21 +135,7 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<HashMap<String, UserRecord>, 
     Ok(out)
 }
 
-/// Credentials the proxy uses to read accounts on the primary.
-#[derive(Clone)]
-pub struct LookupCredentials {
-    pub user: String,
-    pub password: String,
-}
-
-/// The password never reaches a log line.
-impl std::fmt::Debug for LookupCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LookupCredentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::backend::account::LookupCredentials;
 
 struct FileState {
     path: PathBuf,

@@ -22,7 +22,7 @@ impl Binaries {
     /// Like [`Binaries::locate`], with an explicit `mariadbd` that must exist.
     pub fn locate_with(mariadbd: Option<&Path>) -> Result<Self> {
         let mariadbd = match mariadbd {
-            Some(path) if is_executable(path) => path.to_path_buf(),
+            Some(path) if lagless_mariadbd::server::is_executable(path) => path.to_path_buf(),
             Some(_) => {
                 return Err(KitError::MissingBinary {
                     name: "mariadbd",
@@ -48,29 +48,7 @@ impl Binaries {
     }
 }
 
+/// The runtime's own search (`PATH`, then the usual system directories), in the kit's errors.
 fn find(name: &'static str, env: &'static str) -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        let path = PathBuf::from(path);
-        return if is_executable(&path) {
-            Ok(path)
-        } else {
-            Err(KitError::MissingBinary { name, env })
-        };
-    }
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    path_dirs
-        .into_iter()
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/mysql/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-        .ok_or(KitError::MissingBinary { name, env })
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    lagless_mariadbd::find(name, env).map_err(|_| KitError::MissingBinary { name, env })
 }

@@ -2,4 +2,4 @@
 //! long-lived spawner thread with `PR_SET_PDEATHSIG`, so servers die exactly when the test
 //! process does, even on SIGKILL).
 
-pub use lagless_operator::local::process::{alive, is_root, signal, spawn_tied};
+pub use lagless_mariadbd::process::{alive, is_root, signal, spawn_tied};

@@ -69,22 +69,17 @@ async fn build(bins: &Binaries, dest: &Path) -> Result<()> {
         .tempdir_in(parent)
         .map_err(KitError::io(parent))?;
     // The local runtime's builder: install, then the users without any GTID history.
-    let runtime_bins = lagless_operator::local::mariadb::Binaries {
+    let runtime_bins = lagless_mariadbd::Binaries {
         mariadbd: bins.mariadbd.clone(),
         install_db: bins.install_db.clone(),
     };
     let options = [format!("--innodb-log-file-size={INNODB_LOG_FILE_SIZE}")];
-    lagless_operator::local::mariadb::build_template(
-        &runtime_bins,
-        work.path(),
-        &options,
-        &user_sql(),
-    )
-    .await
-    .map_err(|e| KitError::Command {
-        command: "building the template data directory".into(),
-        detail: e.to_string(),
-    })?;
+    lagless_mariadbd::build_template(&runtime_bins, work.path(), &options, &user_sql())
+        .await
+        .map_err(|e| KitError::Command {
+            command: "building the template data directory".into(),
+            detail: e.to_string(),
+        })?;
     // Another process may have finished first; its template is as good as ours.
     match std::fs::rename(work.path(), dest) {
         Ok(()) => {

@@ -147,4 +147,9 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# spec.tls.issuerRef: the operator asks cert-manager for the cluster's certificate by applying
+# a Certificate; it never reads cert-manager's other objects.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["create", "patch"]
 {{- end -}}

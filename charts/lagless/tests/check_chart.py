@@ -181,6 +181,7 @@ EXPECTED_RULES = {
     ("networking.k8s.io", "networkpolicies"): APPLIED,
     ("", "pods"): ["get", "list", "delete"],
     ("events.k8s.io", "events"): ["create", "patch"],
+    ("cert-manager.io", "certificates"): APPLIED,
 }
 
 # Verbs no rule of the chart may grant, on any resource.

@@ -1,18 +1,22 @@
 //! `agent fetch`: the init step of a member pod. Picks a donor, streams its backup into the
-//! data directory, prepares it and records the GTID position to replicate from.
+//! data directory, prepares it and records the GTID position to replicate from. With a CA
+//! (`--tls-ca`, or [`AgentTls`] for the operator's calls) the agents are spoken to over TLS,
+//! each verified against the CA and the host name it is reached by.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::http::{self, HttpError};
+pub use super::tls::AgentTls;
+use super::tls::{AgentTlsError, Conn};
 use super::{FetchArgs, POSITION_FILE, RESEED_MARKER};
 use crate::orchestrate::seed::{self, SeedError};
-use lagless_proxy::topology::Topology;
+use lagless_core::topology::Topology;
 
 /// How long a donor has to answer `/healthz` or the backup's response head.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,6 +43,8 @@ pub enum FetchError {
     },
     #[error(transparent)]
     Seed(#[from] SeedError),
+    #[error(transparent)]
+    Tls(#[from] AgentTlsError),
 }
 
 /// What fetching did.
@@ -166,33 +172,49 @@ fn is_self(url: &Url, me: Option<&str>) -> bool {
     })
 }
 
+/// A connection's reader past the response head (it writes through to the connection).
+type Body = BufReader<Box<dyn Conn>>;
+
 /// `GET path` on a donor; returns the reader past the response head, and the head.
 async fn get(
     url: &Url,
     path: &str,
     token: Option<&str>,
-) -> Result<(BufReader<TcpStream>, http::Response), HttpError> {
-    request(url, "GET", path, token).await
+    tls: Option<&AgentTls>,
+) -> Result<(Body, http::Response), HttpError> {
+    request(url, "GET", path, token, tls).await
 }
 
 /// Asks the agent at `url` to have its member re-seeded: the data directory is marked so the
 /// pod's next start copies it afresh (see [`super::RESEED_MARKER`]), from `donor` first when
-/// one is given. The server keeps running on its data until the pod is replaced.
-pub async fn request_reseed(url: &Url, token: &str, donor: Option<&Url>) -> Result<(), String> {
+/// one is given. The server keeps running on its data until the pod is replaced. With `tls`,
+/// over TLS (the agent's certificate verified against its CA and `url`'s host).
+pub async fn request_reseed(
+    url: &Url,
+    token: &str,
+    donor: Option<&Url>,
+    tls: Option<&AgentTls>,
+) -> Result<(), String> {
     let path = match donor {
         Some(d) => format!("/reseed?donor={}:{}", d.host, d.port),
         None => "/reseed".to_string(),
     };
-    agent_call(url, "POST", &path, token).await
+    agent_call(url, "POST", &path, token, tls).await
 }
 
 /// Takes a re-seed mark back (a request that failed before the pod was replaced).
-pub async fn cancel_reseed(url: &Url, token: &str) -> Result<(), String> {
-    agent_call(url, "DELETE", "/reseed", token).await
+pub async fn cancel_reseed(url: &Url, token: &str, tls: Option<&AgentTls>) -> Result<(), String> {
+    agent_call(url, "DELETE", "/reseed", token, tls).await
 }
 
-async fn agent_call(url: &Url, method: &str, path: &str, token: &str) -> Result<(), String> {
-    let (_, head) = request(url, method, path, Some(token))
+async fn agent_call(
+    url: &Url,
+    method: &str,
+    path: &str,
+    token: &str,
+    tls: Option<&AgentTls>,
+) -> Result<(), String> {
+    let (_, head) = request(url, method, path, Some(token), tls)
         .await
         .map_err(|e| format!("agent {}:{}: {e}", url.host, url.port))?;
     match head.status {
@@ -205,17 +227,35 @@ async fn agent_call(url: &Url, method: &str, path: &str, token: &str) -> Result<
     }
 }
 
+/// A connection to the agent at `url`: TCP, and TLS over it with `tls`.
+async fn connect(url: &Url, tls: Option<&AgentTls>) -> Result<Box<dyn Conn>, HttpError> {
+    let connect = TcpStream::connect((url.host.as_str(), url.port));
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let Some(tls) = tls else {
+        return Ok(Box::new(tcp));
+    };
+    let handshake = tls.connect(&url.host, url.port, tcp);
+    match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => Ok(Box::new(stream)),
+        Ok(Err(e)) => Err(HttpError::Tls(e)),
+        Err(_) => Err(HttpError::Tls(format!(
+            "TLS handshake with {}:{} timed out",
+            url.host, url.port
+        ))),
+    }
+}
+
 /// `method path` with an empty body; returns the reader past the response head, and the head.
 async fn request(
     url: &Url,
     method: &str,
     path: &str,
     token: Option<&str>,
-) -> Result<(BufReader<TcpStream>, http::Response), HttpError> {
-    let connect = TcpStream::connect((url.host.as_str(), url.port));
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    tls: Option<&AgentTls>,
+) -> Result<(Body, http::Response), HttpError> {
+    let mut stream = connect(url, tls).await?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -225,8 +265,15 @@ async fn request(
     );
     stream.write_all(request.as_bytes()).await?;
     let mut reader = BufReader::new(stream);
+    let read = async {
+        // A TLS record (an alert refusing the plain request) where an HTTP answer belongs.
+        if tls.is_none() && matches!(reader.fill_buf().await?.first(), Some(0x15 | 0x16)) {
+            return Err(HttpError::TlsAnswer);
+        }
+        http::read_head(&mut reader).await
+    };
     // The backup's head comes once mariadb-backup has started, which is quick.
-    let head = tokio::time::timeout(Duration::from_secs(60), http::read_head(&mut reader))
+    let head = tokio::time::timeout(Duration::from_secs(60), read)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     Ok((reader, http::parse_response(&head)?))
@@ -270,7 +317,11 @@ fn donors(args: &FetchArgs, topology: Option<&Topology>, preferred: Option<Strin
 }
 
 /// The first donor that answers `/healthz` and is not this pod.
-async fn choose_donor(args: &FetchArgs, donors: &[String]) -> Result<(String, Url), FetchError> {
+async fn choose_donor(
+    args: &FetchArgs,
+    donors: &[String],
+    tls: Option<&AgentTls>,
+) -> Result<(String, Url), FetchError> {
     let mut tried = Vec::new();
     for raw in donors {
         let Some(url) = Url::parse(raw) else {
@@ -280,7 +331,7 @@ async fn choose_donor(args: &FetchArgs, donors: &[String]) -> Result<(String, Ur
         if is_self(&url, args.skip_self.as_deref()) {
             continue;
         }
-        match get(&url, "/healthz", None).await {
+        match get(&url, "/healthz", None, tls).await {
             Ok((_, head)) if head.status == 200 => return Ok((raw.clone(), url)),
             Ok((_, head)) => tried.push(format!("{raw}: {}", head.status)),
             Err(e) => tried.push(format!("{raw}: {e}")),
@@ -335,15 +386,20 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     let token = tokio::fs::read_to_string(&args.token_file)
         .await
         .map_err(|e| io(&args.token_file, e))?;
+    let tls = args
+        .tls_ca
+        .as_deref()
+        .map(AgentTls::from_ca_file)
+        .transpose()?;
     let candidates = donors(args, topology.as_ref(), preferred.clone());
-    let (raw, url) = choose_donor(args, &candidates).await?;
+    let (raw, url) = choose_donor(args, &candidates, tls.as_ref()).await?;
     tokio::fs::create_dir_all(datadir)
         .await
         .map_err(|e| io(datadir, e))?;
     tokio::fs::write(&marker, preferred.map(|p| p + "\n").unwrap_or_default())
         .await
         .map_err(|e| io(&marker, e))?;
-    let copied = copy_from(&raw, &url, token.trim(), args).await;
+    let copied = copy_from(&raw, &url, token.trim(), args, tls.as_ref()).await;
     if copied.is_ok() {
         tokio::fs::remove_file(&marker)
             .await
@@ -366,13 +422,14 @@ async fn copy_from(
     url: &Url,
     token: &str,
     args: &FetchArgs,
+    tls: Option<&AgentTls>,
 ) -> Result<Fetched, FetchError> {
     let donor_error = |message: String| FetchError::Donor {
         url: raw.to_string(),
         message,
     };
     let started = Instant::now();
-    let (mut body, head) = get(url, "/backup", Some(token))
+    let (mut body, head) = get(url, "/backup", Some(token), tls)
         .await
         .map_err(|e| donor_error(e.to_string()))?;
     match head.status {

@@ -25,6 +25,13 @@ pub enum HttpError {
     Truncated,
     #[error("no progress for {} s", STALL.as_secs())]
     Stalled,
+    /// The TLS handshake failed (the message says with whom and why).
+    #[error("{0}")]
+    Tls(String),
+    #[error("the agent answered with TLS: it needs a TLS client (--tls-ca)")]
+    TlsAnswer,
+    #[error("a TLS handshake where an HTTP request belongs")]
+    TlsHello,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -171,7 +178,7 @@ pub fn parse_response(head: &[u8]) -> Result<Response, HttpError> {
 }
 
 /// Whether an `Authorization` value carries the token: the proxy's own check, shared.
-pub use lagless_proxy::admin::authorized;
+pub use lagless_core::bearer::authorized;
 
 /// Writes a short response with a text body and no keep-alive.
 pub async fn respond(

@@ -2,12 +2,15 @@
 //! of every member pod, on the same data volume, and serves a streamed `mariadb-backup` of
 //! that server to the init step of a new or wiped member (`agent fetch`), which extracts and
 //! prepares it before the server starts. Both ends run the code of the local runtime's
-//! seeding ([`crate::orchestrate::seed`]); see `docs/kubernetes.md`.
+//! seeding ([`crate::orchestrate::seed`]); see `docs/kubernetes.md`. With `--tls-cert` and
+//! `--tls-key` the agent speaks HTTP over TLS only, and its clients verify it against a CA
+//! ([`tls`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client;
 pub mod http;
 pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,11 +70,45 @@ pub struct ServeArgs {
     /// few temporary files; the system's temporary directory when absent.
     #[arg(long, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
-    /// The account the backup connects to the local server with.
-    #[arg(long, env = "LAGLESS_ADMIN_USER", hide_env_values = true)]
+    /// The account the backup connects to the local server with; serving refuses to start
+    /// without it. (Not a required option: `agent fetch` must parse without it.)
+    #[arg(
+        long,
+        env = "LAGLESS_ADMIN_USER",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub admin_user: String,
-    #[arg(long, env = "LAGLESS_ADMIN_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LAGLESS_ADMIN_PASSWORD",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub admin_password: String,
+    /// The CA the local server's certificate chains to: the backup's connection then uses
+    /// TLS (a server that refuses unencrypted connections needs it).
+    #[arg(long, value_name = "FILE", env = "LAGLESS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// The certificate chain the agent presents: every connection is then TLS (`agent fetch
+    /// --tls-ca` and the operator verify it). Re-read when the file changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LAGLESS_AGENT_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert`. Re-read when the file changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LAGLESS_AGENT_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Fetching: the init step of a member pod.
@@ -106,6 +143,11 @@ pub struct FetchArgs {
     /// Seconds between progress lines.
     #[arg(long, value_name = "S", default_value_t = 5)]
     pub progress_interval: u64,
+    /// The CA the donors' agents' certificates chain to: connections to them are then TLS,
+    /// and each donor's certificate must carry the host name it is reached by. Without it,
+    /// plain HTTP.
+    #[arg(long, value_name = "FILE", env = "LAGLESS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl FetchArgs {
@@ -168,4 +210,65 @@ fn install(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::copy(&me, &partial)?;
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
     std::fs::rename(&partial, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Command {
+        Agent(AgentArgs),
+    }
+
+    fn parse(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        let args = ["lagless-operator", "agent"].iter().chain(args);
+        Cli::try_parse_from(args).map(|cli| match cli.command {
+            Command::Agent(agent) => agent,
+        })
+    }
+
+    #[test]
+    fn fetch_needs_none_of_the_servers_options() {
+        let agent = parse(&["fetch", "--from", "http://db-0:3307", "--tls-ca", "/ca"]).unwrap();
+        let Some(AgentCommand::Fetch(fetch)) = agent.command else {
+            panic!("not a fetch: {agent:?}");
+        };
+        assert_eq!(fetch.tls_ca.as_deref(), Some(std::path::Path::new("/ca")));
+        let plain = parse(&["fetch", "--from", "http://db-0:3307"]).unwrap();
+        assert!(matches!(plain.command, Some(AgentCommand::Fetch(_))));
+    }
+
+    #[tokio::test]
+    async fn serving_needs_the_backup_account() {
+        let mut args = parse(&["--listen", "127.0.0.1:0"]).unwrap().serve;
+        args.admin_user.clear();
+        let Err(err) = server::Server::bind(args).await else {
+            panic!("an agent without the backup account");
+        };
+        assert!(err.to_string().contains("--admin-user"), "{err}");
+    }
+
+    #[test]
+    fn the_servers_certificate_and_key_go_together() {
+        let serve = ["--admin-user", "u", "--admin-password", "p"];
+        let with = |extra: &[&str]| parse(&[&serve[..], extra].concat());
+        let both = with(&["--tls-cert", "/c", "--tls-key", "/k"])
+            .unwrap()
+            .serve;
+        assert_eq!(both.tls_cert.as_deref(), Some(std::path::Path::new("/c")));
+        assert_eq!(both.tls_key.as_deref(), Some(std::path::Path::new("/k")));
+        assert!(with(&["--tls-cert", "/c"]).is_err());
+        assert!(with(&["--tls-key", "/k"]).is_err());
+        let neither = with(&[]).unwrap().serve;
+        assert_eq!((neither.tls_cert, neither.tls_key), (None, None));
+    }
 }

@@ -1,32 +1,39 @@
 //! The agent's server: `GET /healthz` (is the local database server listening?), and for a
 //! caller with the token `GET /backup` (a streamed backup of it), `POST /reseed[?donor=h:p]`
 //! (mark the data to be copied afresh at the pod's next start, from that donor first) and
-//! `DELETE /reseed` (take the mark back).
+//! `DELETE /reseed` (take the mark back). With a certificate and key, every connection is TLS.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::ServeArgs;
 use super::http::{self, HttpError};
+use super::tls::{Conn, ServerTls};
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::seed::{Donor, backup_stream};
 
 /// How long a caller has to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a caller has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running agent server.
 pub struct Server {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<RequestContext>,
+    tls: Option<ServerTls>,
 }
 
-struct Shared {
+/// What every request is served with: the settings, the one backup slot, and the counter
+/// that names scratch directories.
+struct RequestContext {
     args: ServeArgs,
     /// One backup at a time: a second would halve both and double the load on the server.
     backups: Semaphore,
@@ -34,11 +41,33 @@ struct Shared {
 }
 
 impl Server {
+    /// Listens on `args.listen`; with `--tls-cert` and `--tls-key`, loads them first (a pair
+    /// that does not load is an error). The backup account must be set.
     pub async fn bind(args: ServeArgs) -> std::io::Result<Self> {
+        if args.admin_user.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the backup account is not set (--admin-user or LAGLESS_ADMIN_USER)",
+            ));
+        }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                ServerTls::load(cert.clone(), key.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "--tls-cert and --tls-key go together",
+                ));
+            }
+        };
         let listener = TcpListener::bind(args.listen).await?;
         Ok(Self {
             listener,
-            shared: Arc::new(Shared {
+            tls,
+            shared: Arc::new(RequestContext {
                 args,
                 backups: Semaphore::new(1),
                 scratch_seq: AtomicU64::new(0),
@@ -48,6 +77,11 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until the task is dropped.
@@ -63,8 +97,21 @@ impl Server {
                 }
             };
             let shared = self.shared.clone();
+            // Taken at each connection: a rotated certificate applies from the next check.
+            let acceptor = self.tls.as_ref().map(ServerTls::acceptor);
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, &shared).await {
+                let served = match acceptor {
+                    None => handle(stream, &shared).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => handle(stream, &shared).await,
+                            Ok(Err(e)) => Err(HttpError::Tls(format!("TLS handshake failed: {e}"))),
+                            Err(_) => Err(HttpError::Tls("TLS handshake timed out".into())),
+                        }
+                    }
+                };
+                if let Err(e) = served {
                     tracing::debug!(%peer, "agent: connection: {e}");
                 }
             });
@@ -75,42 +122,52 @@ impl Server {
 /// Serves until a termination signal.
 pub async fn serve(args: ServeArgs) -> std::io::Result<()> {
     let server = Server::bind(args).await?;
-    tracing::info!(address = %server.local_addr()?, "agent listening");
+    let tls = server.is_tls();
+    tracing::info!(address = %server.local_addr()?, tls, "agent listening");
     tokio::select! {
         r = server.run() => r,
-        _ = lagless_proxy::cli::until_terminated() => Ok(()),
+        _ = lagless_serve::until_terminated() => Ok(()),
     }
 }
 
-async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let request = match tokio::time::timeout(HEAD_TIMEOUT, http::read_head(&mut read)).await {
-        Err(_) => return Ok(respond(&mut write, 408, "Request Timeout", "").await?),
+/// Serves one request. The buffered reader writes through to the connection, so it is the
+/// writer too.
+async fn handle(stream: impl Conn, shared: &RequestContext) -> Result<(), HttpError> {
+    let mut conn = BufReader::new(stream);
+    let read = async {
+        // A TLS client (a ClientHello record) is answered at once, not left waiting for a
+        // line end that may never come.
+        if conn.fill_buf().await?.first() == Some(&0x16) {
+            return Err(HttpError::TlsHello);
+        }
+        http::read_head(&mut conn).await
+    };
+    let request = match tokio::time::timeout(HEAD_TIMEOUT, read).await {
+        Err(_) => return Ok(respond(&mut conn, 408, "Request Timeout", "").await?),
         Ok(Err(HttpError::Io(e))) => return Err(HttpError::Io(e)),
         Ok(Err(e)) => Err(e),
         Ok(Ok(head)) => http::parse_request(&head),
     };
     let request = match request {
         Ok(request) => request,
-        Err(e) => return Ok(respond(&mut write, 400, "Bad Request", &format!("{e}\n")).await?),
+        Err(e) => return Ok(respond(&mut conn, 400, "Bad Request", &format!("{e}\n")).await?),
     };
     match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/healthz") => {
             let port = shared.args.mysql_port;
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                respond(&mut write, 200, "OK", "ok\n").await?;
+                respond(&mut conn, 200, "OK", "ok\n").await?;
             } else {
-                respond(&mut write, 503, "Service Unavailable", "no server\n").await?;
+                respond(&mut conn, 503, "Service Unavailable", "no server\n").await?;
             }
         }
         ("GET", "/backup") => {
-            if !authorized(&request, shared, &mut write).await? {
+            if !authorized(&request, shared, &mut conn).await? {
                 return Ok(());
             }
             let Ok(_permit) = shared.backups.try_acquire() else {
                 respond(
-                    &mut write,
+                    &mut conn,
                     503,
                     "Service Unavailable",
                     "a backup is running\n",
@@ -118,10 +175,10 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
                 .await?;
                 return Ok(());
             };
-            backup(&mut write, shared).await?;
+            backup(&mut conn, shared).await?;
         }
         ("POST", "/reseed") => {
-            if !authorized(&request, shared, &mut write).await? {
+            if !authorized(&request, shared, &mut conn).await? {
                 return Ok(());
             }
             // The donor the operator chose, if any: `donor=host:port`, tried first by the copy.
@@ -130,7 +187,7 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
                 Some(Some(donor)) => format!("{donor}\n"),
                 Some(None) => {
                     let body = "the query must be donor=<host>:<port>\n";
-                    respond(&mut write, 400, "Bad Request", body).await?;
+                    respond(&mut conn, 400, "Bad Request", body).await?;
                     return Ok(());
                 }
             };
@@ -138,17 +195,17 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
             match write_durably(&marker, donor.as_bytes()).await {
                 Ok(()) => {
                     tracing::warn!(marker = %marker.display(), "agent: data marked for a re-seed at the next pod start");
-                    respond(&mut write, 200, "OK", "marked for a re-seed\n").await?;
+                    respond(&mut conn, 200, "OK", "marked for a re-seed\n").await?;
                 }
                 Err(e) => {
                     tracing::error!(marker = %marker.display(), "agent: cannot mark for a re-seed: {e}");
                     let body = format!("{}: {e}\n", marker.display());
-                    respond(&mut write, 500, "Internal Server Error", &body).await?;
+                    respond(&mut conn, 500, "Internal Server Error", &body).await?;
                 }
             }
         }
         ("DELETE", "/reseed") => {
-            if !authorized(&request, shared, &mut write).await? {
+            if !authorized(&request, shared, &mut conn).await? {
                 return Ok(());
             }
             // The data is copied afresh only in the pod's init step, before this agent runs:
@@ -157,21 +214,21 @@ async fn handle(stream: TcpStream, shared: &Shared) -> Result<(), HttpError> {
             match tokio::fs::remove_file(&marker).await {
                 Ok(()) => {
                     tracing::info!(marker = %marker.display(), "agent: re-seed mark removed");
-                    respond(&mut write, 200, "OK", "unmarked\n").await?;
+                    respond(&mut conn, 200, "OK", "unmarked\n").await?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    respond(&mut write, 200, "OK", "not marked\n").await?;
+                    respond(&mut conn, 200, "OK", "not marked\n").await?;
                 }
                 Err(e) => {
                     let body = format!("{}: {e}\n", marker.display());
-                    respond(&mut write, 500, "Internal Server Error", &body).await?;
+                    respond(&mut conn, 500, "Internal Server Error", &body).await?;
                 }
             }
         }
         (_, "/healthz" | "/backup" | "/reseed") => {
-            respond(&mut write, 405, "Method Not Allowed", "").await?;
+            respond(&mut conn, 405, "Method Not Allowed", "").await?;
         }
-        _ => respond(&mut write, 404, "Not Found", "").await?,
+        _ => respond(&mut conn, 404, "Not Found", "").await?,
     }
     Ok(())
 }
@@ -206,7 +263,7 @@ fn donor_of(query: &str) -> Option<String> {
 /// file authorizes nobody.
 async fn authorized(
     request: &http::Request,
-    shared: &Shared,
+    shared: &RequestContext,
     write: &mut (impl AsyncWrite + Unpin),
 ) -> std::io::Result<bool> {
     let token = tokio::fs::read_to_string(&shared.args.token_file)
@@ -230,13 +287,17 @@ async fn respond(
 }
 
 /// Streams a backup as a chunked body; a failed backup ends the body without its last chunk.
-async fn backup(to: &mut (impl AsyncWrite + Unpin), shared: &Shared) -> std::io::Result<()> {
+async fn backup(
+    to: &mut (impl AsyncWrite + Unpin),
+    shared: &RequestContext,
+) -> std::io::Result<()> {
     let args = &shared.args;
     let started = Instant::now();
     let donor = Donor {
         host: "127.0.0.1".into(),
         port: args.mysql_port,
         datadir: args.datadir.clone(),
+        tls_ca: args.tls_ca.clone(),
     };
     let creds = Credentials {
         user: args.admin_user.clone(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use lagless_proxy::route::ConsistencyMode;
+use lagless_core::ConsistencyMode;
 
 use super::{BEST, Flavor, MAX_MEMBERS, MySQLClusterSpec, Resources};
 
@@ -145,6 +145,7 @@ impl MySQLClusterSpec {
         self.check_proxy(&mut errors);
         self.check_switchover(&mut errors, cluster);
         self.check_reseed(&mut errors, cluster);
+        self.check_tls(&mut errors);
         if errors.0.is_empty() {
             Ok(())
         } else {
@@ -251,6 +252,33 @@ impl MySQLClusterSpec {
                     self.replicas
                 ),
             ),
+        }
+    }
+
+    fn check_tls(&self, errors: &mut Errors) {
+        let Some(tls) = &self.tls else {
+            return;
+        };
+        if tls.secret_name.is_some() && tls.issuer_ref.is_some() {
+            errors.add("spec.tls", "give secretName or issuerRef, not both");
+        }
+        if tls
+            .secret_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            errors.add("spec.tls.secretName", "must not be empty; omit it");
+        }
+        if let Some(issuer) = &tls.issuer_ref {
+            if issuer.name.trim().is_empty() {
+                errors.add("spec.tls.issuerRef.name", "must not be empty");
+            }
+            if issuer.kind != "Issuer" && issuer.kind != "ClusterIssuer" {
+                errors.add(
+                    "spec.tls.issuerRef.kind",
+                    format!("must be Issuer or ClusterIssuer, not `{}`", issuer.kind),
+                );
+            }
         }
     }
 

@@ -16,10 +16,11 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 
 use super::builders::{DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE};
+use super::common::FIELD_MANAGER;
 use super::lease::LeaderElector;
 use super::metrics::Metrics;
-use super::orchestration::Supervisor;
-use super::reconcile::{Context, FIELD_MANAGER, error_policy, reconcile};
+use super::orchestration::OrchestrationTasks;
+use super::reconcile::{Context, error_policy, reconcile};
 use crate::crd::MySQLCluster;
 
 /// The flags of `lagless-operator controller`.
@@ -119,7 +120,7 @@ async fn run_async(args: ControllerArgs) -> i32 {
         tracing::info!(lease = %args.lease_name, %identity, "waiting for the Lease");
         tokio::select! {
             () = elector.acquire() => {}
-            () = lagless_proxy::cli::until_terminated() => return 0,
+            () = lagless_serve::until_terminated() => return 0,
         }
         tracing::info!(%identity, "leading");
     }
@@ -153,7 +154,7 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
             instance: Some(identity),
         },
     );
-    let supervisor = Arc::new(Supervisor::new(
+    let orchestrations = Arc::new(OrchestrationTasks::new(
         client.clone(),
         recorder.clone(),
         metrics.clone(),
@@ -164,7 +165,7 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
             args.proxy_image.clone(),
             recorder,
             metrics,
-            supervisor,
+            orchestrations,
         )
         .with_operator_image(args.operator_image.clone()),
     );
@@ -177,7 +178,7 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
         .owns(api::<Deployment>(&client, namespace), owned.clone())
         .owns(api::<Service>(&client, namespace), owned.clone())
         .owns(api::<ConfigMap>(&client, namespace), owned)
-        .graceful_shutdown_on(lagless_proxy::cli::until_terminated())
+        .graceful_shutdown_on(lagless_serve::until_terminated())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {

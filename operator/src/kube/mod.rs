@@ -15,12 +15,15 @@
 //!   quarantine lifted once the new pod copies a donor's data.
 //! - [`lease`]: leader election through a `coordination.k8s.io` Lease.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`common`]: what the reconciler and the orchestration tasks share (field manager,
+//!   cluster keys, recording Events).
 //! - [`controller`]: `lagless-operator controller`, tying them together.
 //!
 //! Inside this module, `::kube` names the kube-rs crate; `crate::kube` names this module.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod builders;
+pub mod common;
 pub mod controller;
 pub mod lease;
 pub mod metrics;

@@ -8,26 +8,28 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ::kube::api::{Api, Patch, PatchParams};
-use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use ::kube::{Client, Resource, ResourceExt};
+use ::kube::runtime::events::Recorder;
+use ::kube::{Client, ResourceExt};
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use lagless_proxy::topology::Topology;
+use lagless_core::topology::Topology;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
+use super::common::{self, FIELD_MANAGER, cluster_key};
 use super::metrics::Metrics;
 use super::push;
-use super::reconcile::now;
-use super::reconcile::{FIELD_MANAGER, cluster_key};
 use super::reseed::{ReseedTarget, Reseeder};
 use super::status::{self, ClusterEvent, Snapshot};
+use crate::agent::tls::AgentTls;
+use crate::clock;
 use crate::crd::MySQLCluster;
-use crate::local::status::now_unix_ms;
 use crate::orchestrate::MemberView;
 use crate::orchestrate::act::{ProxyAccount, ProxyRole, Stored, TopologySink};
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::{Orchestrator, TimedEvent};
+use crate::orchestrate::view::{CaSource, ServerTls};
 use crate::orchestrate::{ClusterSpec, Event};
 
 /// How often a cluster is observed: a dead primary is declared after three failed probes,
@@ -51,7 +53,7 @@ pub trait Orchestrations: Send + Sync {
 
 /// Runs one task per cluster on the current tokio runtime (which must be multi-threaded: see
 /// [`ConfigMapSink`]).
-pub struct Supervisor {
+pub struct OrchestrationTasks {
     client: Client,
     recorder: Recorder,
     metrics: Metrics,
@@ -69,7 +71,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Supervisor {
+impl OrchestrationTasks {
     pub fn new(client: Client, recorder: Recorder, metrics: Metrics) -> Self {
         Self {
             client,
@@ -80,7 +82,7 @@ impl Supervisor {
     }
 }
 
-impl Orchestrations for Supervisor {
+impl Orchestrations for OrchestrationTasks {
     fn ensure(&self, cluster: &MySQLCluster) -> Snapshot {
         let key = cluster_key(cluster);
         let mut tasks = lock(&self.tasks);
@@ -124,7 +126,7 @@ impl Orchestrations for Supervisor {
     }
 }
 
-impl Drop for Supervisor {
+impl Drop for OrchestrationTasks {
     fn drop(&mut self) {
         for (_, task) in lock(&self.tasks).drain() {
             task.handle.abort();
@@ -187,12 +189,14 @@ impl Runner {
             }
         };
         let mut durability = None;
+        let mut tls_read = std::time::Instant::now();
         let mut reseeder = Reseeder::new(
             self.client.clone(),
             &self.cluster.borrow(),
             crate::agent::AGENT_PORT,
-            now_unix_ms(),
+            clock::unix_ms(),
         );
+        reseeder.set_tls(agent_tls(orchestrator.spec.tls.as_ref()));
         loop {
             let before = orchestrator.events().last().cloned();
             orchestrator.tick().await;
@@ -203,7 +207,7 @@ impl Runner {
             if durability.replace(now_durability) != Some(now_durability)
                 && let Some(event) = status::durability_event(now_durability)
             {
-                publish(&self.recorder, &cluster, event).await;
+                common::publish(&self.recorder, &cluster, event).await;
             }
             let reseed_events = self
                 .reseed(&mut reseeder, &cluster, &mut orchestrator)
@@ -223,14 +227,32 @@ impl Runner {
                 record_event(&self.recorder, &self.metrics, &cluster, &timed.event).await;
             }
             for event in reseed_events {
-                publish(&self.recorder, &cluster, event).await;
+                common::publish(&self.recorder, &cluster, event).await;
             }
             if !self.wait().await {
                 return;
             }
-            if self.cluster.has_changed().unwrap_or(false) {
+            let changed = self.cluster.has_changed().unwrap_or(false);
+            if changed {
                 let cluster = self.cluster.borrow_and_update().clone();
+                let tls = orchestrator.spec.tls.take();
                 orchestrator.spec = cluster_spec(&cluster);
+                orchestrator.spec.tls = tls;
+            }
+            // The CA is read again when the spec changes and every minute, so a renewed or
+            // replaced CA is followed without a restart.
+            if changed || tls_read.elapsed() >= TLS_CA_READ_INTERVAL {
+                tls_read = std::time::Instant::now();
+                let cluster = self.cluster.borrow().clone();
+                match server_tls(&self.client, &cluster).await {
+                    Ok(tls) => {
+                        reseeder.set_tls(agent_tls(tls.as_ref()));
+                        orchestrator.spec.tls = tls;
+                    }
+                    Err(why) => {
+                        tracing::warn!(cluster = %cluster_key(&cluster), %why, "keeping the CA read before")
+                    }
+                }
             }
         }
     }
@@ -253,8 +275,8 @@ impl Runner {
                 .ok()
                 .map(|c| c.password)
         };
-        let now = now();
-        let step = reseeder.tick(cluster, orchestrator, token, now_unix_ms(), &now);
+        let now = clock::rfc3339();
+        let step = reseeder.tick(cluster, orchestrator, token, clock::unix_ms(), &now);
         tokio::time::timeout(RESEED_STEP_TIMEOUT, step)
             .await
             .unwrap_or_else(|_| {
@@ -263,7 +285,8 @@ impl Runner {
             })
     }
 
-    /// Waits one tick, or less when the spec changes; false when the supervisor is gone.
+    /// Waits one tick, or less when the spec changes; false when its
+    /// [`OrchestrationTasks`] is gone.
     async fn wait(&mut self) -> bool {
         tokio::select! {
             () = tokio::time::sleep(TICK) => true,
@@ -276,13 +299,7 @@ impl Runner {
 /// the last failover or switchover, at the time it was recorded.
 pub(crate) fn fold_events(snapshot: &mut Snapshot, new: &[TimedEvent]) {
     for timed in new {
-        let time = format!(
-            "{:.0}",
-            k8s_openapi::jiff::Timestamp::from_millisecond(
-                i64::try_from(timed.unix_ms).unwrap_or(i64::MAX)
-            )
-            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
-        );
+        let time = clock::rfc3339_at(timed.unix_ms);
         status::record_promotion(snapshot, &timed.event, &time);
     }
 }
@@ -303,29 +320,7 @@ pub(crate) async fn record_event(
     ) {
         metrics.failovers.inc();
     }
-    publish(recorder, cluster, status::cluster_event(event)).await;
-}
-
-/// Records `mapped` as a Kubernetes Event on `cluster`.
-pub(crate) async fn publish(recorder: &Recorder, cluster: &MySQLCluster, mapped: ClusterEvent) {
-    let kube_event = KubeEvent {
-        type_: if mapped.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: mapped.reason.into(),
-        note: Some(mapped.note),
-        action: mapped.action.into(),
-        secondary: None,
-    };
-    // An Event is a courtesy: failing to record one must not stop the orchestration.
-    if let Err(e) = recorder
-        .publish(&kube_event, &cluster.object_ref(&()))
-        .await
-    {
-        tracing::warn!(cluster = %cluster_key(cluster), error = %e, "recording an Event failed");
-    }
+    common::publish(recorder, cluster, status::cluster_event(event)).await;
 }
 
 async fn credentials(
@@ -405,6 +400,49 @@ impl ReseedTarget for Orchestrator {
     }
 }
 
+/// How often the cluster's CA is read again from its Secret.
+const TLS_CA_READ_INTERVAL: Duration = Duration::from_secs(60);
+
+/// TLS to the members as `spec.tls` asks: the CA from the cluster's TLS Secret (`ca.crt`),
+/// and its path in the member pods for replication.
+async fn server_tls(client: &Client, cluster: &MySQLCluster) -> Result<Option<ServerTls>, String> {
+    let Some(tls) = &cluster.spec.tls else {
+        return Ok(None);
+    };
+    let namespace = cluster
+        .namespace()
+        .ok_or_else(|| "the MySQLCluster has no namespace".to_string())?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let name = tls.secret(&cluster.name_any());
+    let secret = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading Secret {name}: {e}"))?
+        .ok_or_else(|| format!("TLS Secret {name} not found (yet)"))?;
+    let ca = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(crate::tls::CA_FILE))
+        .map(|v| v.0.clone())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("TLS Secret {name} has no {}", crate::tls::CA_FILE))?;
+    Ok(Some(ServerTls {
+        ca: CaSource::Pem(ca),
+        member_ca_path: format!("{}/{}", builders::tls::TLS_MOUNT, crate::tls::CA_FILE),
+        watch: None,
+    }))
+}
+
+/// TLS to the seeding agents, verified against the cluster's CA.
+fn agent_tls(tls: Option<&ServerTls>) -> Option<AgentTls> {
+    let CaSource::Pem(pem) = &tls?.ca else {
+        return None;
+    };
+    AgentTls::from_ca_pem(pem)
+        .map_err(|e| tracing::warn!(error = %e, "the cluster's CA does not load for the agents"))
+        .ok()
+}
+
 /// Reads the credentials and the published topology, and builds the orchestrator.
 async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, String> {
     let namespace = cluster
@@ -440,8 +478,10 @@ async fn start(client: &Client, cluster: &MySQLCluster) -> Result<Orchestrator, 
             }
         });
     let sink = ConfigMapSink::new(client.clone(), cluster.clone())?;
+    let mut spec = cluster_spec(cluster);
+    spec.tls = server_tls(client, cluster).await?;
     Ok(Orchestrator::with_defaults(
-        cluster_spec(cluster),
+        spec,
         cluster.spec.flavor.into(),
         admin,
         replication,
@@ -464,17 +504,12 @@ fn recorded_epoch(cluster: &MySQLCluster) -> u64 {
         .unwrap_or(0)
 }
 
-/// Publishes topologies into the cluster's topology ConfigMap by server-side apply.
-///
-/// [`TopologySink::publish`] is synchronous and its result decides whether the orchestrator
-/// counts the topology as published, so the patch is awaited in place, inside
-/// [`tokio::task::block_in_place`]: the runtime moves its other tasks off this worker while it
-/// waits. That needs the multi-threaded runtime; on another, publishing fails cleanly.
+/// Publishes topologies into the cluster's topology ConfigMap by server-side apply, then
+/// pushes them to the proxies.
 pub struct ConfigMapSink {
     api: Api<ConfigMap>,
     client: Client,
     cluster: MySQLCluster,
-    runtime: tokio::runtime::Handle,
 }
 
 impl ConfigMapSink {
@@ -482,24 +517,18 @@ impl ConfigMapSink {
         let namespace = cluster
             .namespace()
             .ok_or_else(|| "the MySQLCluster has no namespace".to_string())?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
         Ok(Self {
             api: Api::namespaced(client.clone(), &namespace),
             client,
             cluster,
-            runtime,
         })
     }
 }
 
-impl TopologySink for ConfigMapSink {
-    fn stored(&self) -> Stored {
-        if self.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return Stored::Unknown;
-        }
+impl ConfigMapSink {
+    async fn read(&self) -> Stored {
         let name = builders::topology_configmap_name(&self.cluster.name_any());
-        let request = tokio::time::timeout(PUBLISH_TIMEOUT, self.api.get_opt(&name));
-        match tokio::task::block_in_place(|| self.runtime.block_on(request)) {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.api.get_opt(&name)).await {
             Ok(Ok(None)) => Stored::Missing,
             Ok(Ok(Some(cm))) => match cm.data.as_ref().and_then(|d| d.get(TOPOLOGY_KEY)) {
                 None => Stored::Missing,
@@ -513,23 +542,18 @@ impl TopologySink for ConfigMapSink {
         }
     }
 
-    fn publish(&self, topology: &Topology) -> Result<(), String> {
-        if self.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return Err("publishing needs the multi-threaded runtime".into());
-        }
+    async fn write(&self, topology: &Topology) -> Result<(), String> {
         let configmap =
             builders::topology_configmap(&self.cluster, topology).map_err(|e| e.to_string())?;
         let name = builders::topology_configmap_name(&self.cluster.name_any());
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(configmap);
-        let request = tokio::time::timeout(PUBLISH_TIMEOUT, self.api.patch(&name, &params, &patch));
-        match tokio::task::block_in_place(|| self.runtime.block_on(request)) {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.api.patch(&name, &params, &patch)).await {
             Ok(Ok(_)) => {
                 // Then straight to the proxies, which would otherwise wait for the kubelet.
                 let document = serde_json::to_vec(topology).map_err(|e| e.to_string())?;
                 let push = push::push_all(&self.client, &self.cluster, &document);
-                let bounded = tokio::time::timeout(push::PUSH_TIMEOUT * 2, push);
-                let took = tokio::task::block_in_place(|| self.runtime.block_on(bounded));
+                let took = tokio::time::timeout(push::PUSH_TIMEOUT * 2, push).await;
                 tracing::debug!(epoch = topology.epoch, proxies = ?took.ok(), "topology pushed");
                 Ok(())
             }
@@ -539,6 +563,16 @@ impl TopologySink for ConfigMapSink {
                 PUBLISH_TIMEOUT.as_secs()
             )),
         }
+    }
+}
+
+impl TopologySink for ConfigMapSink {
+    fn stored(&self) -> BoxFuture<'_, Stored> {
+        Box::pin(self.read())
+    }
+
+    fn publish<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.write(topology))
     }
 }
 

@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use ::kube::runtime::controller::Action;
 use ::kube::runtime::events::Recorder;
 use ::kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
@@ -22,16 +22,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::builders::{self, BuildError, Credential};
+use super::common::{self, FIELD_MANAGER, cluster_key};
 use super::metrics::Metrics;
 use super::orchestration::Orchestrations;
 use super::status::{self, ClusterEvent};
+use crate::clock;
 use crate::crd::{Condition, MySQLCluster, MySQLClusterStatus};
 
 /// The finalizer the operator holds on every `MySQLCluster` it has acted on.
 pub const FINALIZER: &str = "lagless.dev/cleanup";
-
-/// The field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "lagless-operator";
 
 /// How often a healthy cluster is reconciled again, so its status follows the orchestration.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -55,6 +54,8 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("generating a password: {0}")]
     Random(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What every reconcile shares.
@@ -107,15 +108,6 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// `namespace/name`, the key of a cluster in the controller's maps.
-pub fn cluster_key(cluster: &MySQLCluster) -> String {
-    format!(
-        "{}/{}",
-        cluster.namespace().unwrap_or_default(),
-        cluster.name_any()
-    )
 }
 
 /// The retry delay after `failures` consecutive failures (1 or more).
@@ -172,13 +164,8 @@ async fn reconcile_inner(cluster: Arc<MySQLCluster>, ctx: &Arc<Context>) -> Resu
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// RFC 3339 to the second, as Kubernetes writes times.
-pub(crate) fn now() -> String {
-    format!("{:.0}", k8s_openapi::jiff::Timestamp::now())
-}
-
 async fn publish_event(ctx: &Context, cluster: &MySQLCluster, event: ClusterEvent) {
-    super::orchestration::publish(&ctx.recorder, cluster, event).await;
+    common::publish(&ctx.recorder, cluster, event).await;
 }
 
 async fn patch_status(
@@ -229,7 +216,12 @@ async fn report_invalid(
         )
         .await;
     }
-    let status = status::invalid_status(&previous, message, cluster.metadata.generation, &now());
+    let status = status::invalid_status(
+        &previous,
+        message,
+        cluster.metadata.generation,
+        &clock::rfc3339(),
+    );
     patch_status(api, cluster, status).await?;
     Ok(Action::requeue(INVALID_INTERVAL))
 }
@@ -306,6 +298,84 @@ async fn missing_credentials(
         .collect())
 }
 
+/// The cluster's certificate, as `spec.tls` says: a cert-manager `Certificate` to apply, or
+/// the operator's own CA and a certificate it issues (again when a third of its lifetime is
+/// left), or nothing when the user keeps the Secret.
+async fn ensure_tls(client: &Client, namespace: &str, cluster: &MySQLCluster) -> Result<(), Error> {
+    let Some(tls) = &cluster.spec.tls else {
+        return Ok(());
+    };
+    if let Some(certificate) = builders::tls::certificate(cluster)? {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "cert-manager.io",
+            "v1",
+            "Certificate",
+        ));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let name = builders::tls::certificate_name(&cluster.name_any());
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&certificate),
+        )
+        .await
+        .map_err(|e| {
+            Error::Tls(format!(
+                "applying cert-manager Certificate {name} (is cert-manager installed?): {e}"
+            ))
+        })?;
+        return Ok(());
+    }
+    if !tls.self_issued() {
+        return Ok(());
+    }
+    let name = cluster.name_any();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let now = std::time::SystemTime::now();
+    let ca_name = builders::tls::ca_secret_name(&name);
+    let authority = match secrets
+        .get_opt(&ca_name)
+        .await?
+        .and_then(|s| builders::tls::authority_from(&name, &s))
+    {
+        Some(authority) => authority,
+        None => {
+            let authority = crate::tls::authority::Authority::create(&name, now)
+                .map_err(|e| Error::Tls(e.to_string()))?;
+            apply_object(
+                client,
+                namespace,
+                &builders::tls::ca_secret(cluster, &authority)?,
+            )
+            .await?;
+            authority
+        }
+    };
+    let current = secrets.get_opt(&tls.secret(&name)).await?;
+    let issued_by_this_ca = current
+        .as_ref()
+        .and_then(|s| s.data.as_ref()?.get(crate::tls::CA_FILE).cloned())
+        .is_some_and(|ca| ca.0 == authority.cert_pem.as_bytes());
+    let due = current
+        .as_ref()
+        .and_then(builders::tls::not_after)
+        .is_none_or(|t| crate::tls::authority::due(t, now));
+    if due || !issued_by_this_ca {
+        let names = crate::kube::builders::tls::kubernetes_names(&name, namespace);
+        let issued = authority
+            .issue(&names, now)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        apply_object(
+            client,
+            namespace,
+            &builders::tls::issued_secret(cluster, &authority, &issued)?,
+        )
+        .await?;
+        tracing::info!(cluster = %cluster_key(cluster), not_after = issued.not_after, "TLS certificate issued");
+    }
+    Ok(())
+}
+
 async fn apply(
     api: &Api<MySQLCluster>,
     cluster: &MySQLCluster,
@@ -330,6 +400,8 @@ async fn apply(
     for secret in &secrets {
         apply_object(client, &namespace, secret).await?;
     }
+    // The certificate before the pods that mount it.
+    ensure_tls(client, &namespace, cluster).await?;
     apply_object(client, &namespace, &server_config).await?;
     apply_object(client, &namespace, &headless).await?;
     apply_object(client, &namespace, &network_policy).await?;
@@ -348,7 +420,7 @@ async fn apply(
         &snapshot,
         &cluster.spec,
         cluster.metadata.generation,
-        &now(),
+        &clock::rfc3339(),
     );
     patch_status(api, cluster, status).await?;
     Ok(Action::requeue(STATUS_INTERVAL))

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::status::ClusterEvent;
 use crate::agent::client::{Url, cancel_reseed, request_reseed};
+use crate::agent::tls::AgentTls;
 use crate::crd::{MySQLCluster, ReseedRecord, ReseedResult, ReseedSpec};
 
 /// How long marking may take, and then the copy, before the request is reported failed.
@@ -174,6 +175,8 @@ pub struct Reseeder {
     record: Option<ReseedRecord>,
     /// Members whose mark a failed request left behind, taken back one per tick.
     unmark: Vec<String>,
+    /// TLS to the agents, when the cluster runs TLS.
+    tls: Option<AgentTls>,
 }
 
 impl Reseeder {
@@ -213,7 +216,13 @@ impl Reseeder {
             current,
             record,
             unmark: Vec::new(),
+            tls: None,
         }
+    }
+
+    /// Calls agents over TLS verified against `tls` (the cluster's CA), or plainly.
+    pub fn set_tls(&mut self, tls: Option<AgentTls>) {
+        self.tls = tls;
     }
 
     /// Where the last request stands, for the status.
@@ -317,7 +326,12 @@ impl Reseeder {
         let Some(token) = token().await else {
             return;
         };
-        match tokio::time::timeout(UNMARK_TIMEOUT, cancel_reseed(&url, &token)).await {
+        match tokio::time::timeout(
+            UNMARK_TIMEOUT,
+            cancel_reseed(&url, &token, self.tls.as_ref()),
+        )
+        .await
+        {
             Ok(Ok(())) => {
                 tracing::info!(%member, "re-seed mark taken back");
                 self.unmark.retain(|m| *m != member);
@@ -380,7 +394,9 @@ impl Reseeder {
         let marked = match (token, agent) {
             (None, _) => Err("the agent token is not readable".to_string()),
             (_, None) => Err(format!("{member} has no agent address")),
-            (Some(token), Some(url)) => request_reseed(&url, &token, donor.as_ref()).await,
+            (Some(token), Some(url)) => {
+                request_reseed(&url, &token, donor.as_ref(), self.tls.as_ref()).await
+            }
         };
         if let Err(why) = marked {
             // Retried next tick; the request times out if it never gets through.

@@ -4,20 +4,24 @@ use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
 use crate::crd::MySQLCluster;
+use crate::tls::files::TlsFiles;
 
 use super::LocalError;
 use super::mariadb::{self, Binaries};
 use super::process::{FileLock, signal, spawn_detached};
+use super::process_table::Runtime;
 use super::request::{self, RequestKind};
+use super::shared::SharedState;
 use super::state::{self, LocalCredentials, Settings, StateDir, read_json, write_json};
 use super::status::{self, Status};
-use super::supervisor::{Runtime, SharedState, Supervisor, write_status_until};
+use super::status_report::write_status_until;
+use super::supervisor::Supervisor;
 
 /// Run a cluster on this machine: mariadbd processes, lagless-proxy, the orchestration.
 #[derive(Debug, Args)]
@@ -328,6 +332,22 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
     std::fs::write(dir.pid(), std::process::id().to_string())
         .map_err(LocalError::io(&dir.pid()))?;
     init_file_logging(&dir.log(), log_filter)?;
+    // The local runtime is its own certificate authority: whatever source the spec names
+    // for Kubernetes, the files here are issued by a CA kept in the state directory.
+    let tls = match &cluster.spec.tls {
+        Some(_) => {
+            let files = TlsFiles::new(dir.tls());
+            files
+                .ensure(
+                    &settings.cluster,
+                    &crate::tls::local_names(),
+                    SystemTime::now(),
+                )
+                .map_err(|e| LocalError::Other(e.to_string()))?;
+            Some(files)
+        }
+        None => None,
+    };
     let rt = Runtime {
         dir: dir.clone(),
         bins: Binaries::locate()?,
@@ -335,6 +355,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
         server_config: cluster.spec.server_config.clone(),
         replication: cluster.spec.replication.clone(),
         consistency: cluster.spec.proxy.default_consistency.clone(),
+        tls,
     };
     let runtime = crate::runtime()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
@@ -367,7 +388,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
             let _ = view.await;
         }
         writer.abort();
-        let final_status = super::supervisor::status(&shared.lock(), &rt, &settings);
+        let final_status = super::status_report::status(&shared.lock(), &rt, &settings);
         let _ = write_json(&rt.dir.status(), &final_status, 0o644);
         result
     });
@@ -399,7 +420,7 @@ fn init_file_logging(path: &Path, filter: &str) -> Result<(), LocalError> {
 
 fn spawn_signal_handler(stop: watch::Sender<bool>) {
     tokio::spawn(async move {
-        match lagless_proxy::cli::terminated().await {
+        match lagless_serve::terminated().await {
             Ok(signal) => tracing::info!("{signal}: stopping the cluster"),
             Err(e) => tracing::error!(error = %e, "cannot install signal handlers"),
         }
@@ -429,7 +450,7 @@ async fn live_view(
     let mut printed_events = 0u64;
     let mut banner: Option<String> = None;
     loop {
-        let s = super::supervisor::status(&shared.lock(), &rt, &settings);
+        let s = super::status_report::status(&shared.lock(), &rt, &settings);
         if banner.is_none() {
             print_new_steps(&s, &mut steps_shown);
         }
@@ -480,8 +501,9 @@ fn banner_text(s: &Status, creds: &LocalCredentials, prefix: &str, dir: &StateDi
         out.push_str(
             "Connect through the proxy (writes go to the primary, reads to replicas that have caught up):\n",
         );
+        let tls = s.connect.as_ref().map(|c| c.tls_args()).unwrap_or_default();
         out.push_str(&format!(
-            "  mariadb -h127.0.0.1 -P{} -u{} -p{} {}\n",
+            "  mariadb -h127.0.0.1 -P{}{tls} -u{} -p{} {}\n",
             p.port, creds.app_user, creds.app_password, creds.database
         ));
         out.push_str(&format!(

@@ -5,58 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use mysql_async::prelude::Queryable;
 
 use super::LocalError;
-use super::process::{is_root, signal, spawn_tied};
+use super::process::{is_root, spawn_tied};
 use super::state::LocalCredentials;
-
-/// The MariaDB programs the runtime needs.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    pub mariadbd: PathBuf,
-    pub install_db: PathBuf,
-}
-
-impl Binaries {
-    /// Finds `mariadbd` and `mariadb-install-db` on `PATH` (and in `/usr/sbin`);
-    /// `$LAGLESS_MARIADBD` and `$LAGLESS_MARIADB_INSTALL_DB` override the search.
-    pub fn locate() -> Result<Self, LocalError> {
-        Ok(Self {
-            mariadbd: find("mariadbd", "LAGLESS_MARIADBD")?,
-            install_db: find("mariadb-install-db", "LAGLESS_MARIADB_INSTALL_DB")?,
-        })
-    }
-}
-
-/// Finds a program, or says how to install it.
-pub fn find(name: &'static str, env: &'static str) -> Result<PathBuf, LocalError> {
-    if let Some(path) = std::env::var_os(env) {
-        let path = PathBuf::from(path);
-        return if is_executable(&path) {
-            Ok(path)
-        } else {
-            Err(LocalError::MissingProgram { name, env })
-        };
-    }
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/mysql/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-        .ok_or(LocalError::MissingProgram { name, env })
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
+use crate::tls::files::TlsFiles;
+pub use lagless_mariadbd::{
+    Binaries, build_template, connect_while_alive, find, on_path, stop, stop_discarding, tail,
+};
 
 /// What differs between members.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,11 +39,23 @@ impl ServerLayout {
 
 /// The option file: what replication and the orchestration rely on, then the spec's
 /// `serverConfig` (validation already refused options the runtime manages).
-pub fn render_config(
-    layout: &ServerLayout,
-    server_config: &BTreeMap<String, String>,
-    semi_sync: bool,
-) -> String {
+/// How a member's server is configured, beyond its layout.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions<'a> {
+    /// `spec.serverConfig`.
+    pub server_config: &'a BTreeMap<String, String>,
+    /// Replicas acknowledge (lossless semi-sync).
+    pub semi_sync: bool,
+    /// Serve TLS from these files and refuse unencrypted TCP connections.
+    pub tls: Option<&'a TlsFiles>,
+}
+
+pub fn render_config(layout: &ServerLayout, options: &ServerOptions<'_>) -> String {
+    let ServerOptions {
+        server_config,
+        semi_sync,
+        tls,
+    } = *options;
     let dir = layout.dir.display();
     let mut s = String::new();
     s.push_str(
@@ -121,6 +89,13 @@ pub fn render_config(
     if semi_sync {
         s.push_str("rpl_semi_sync_slave_enabled=ON\nrpl_semi_sync_master_wait_point=AFTER_SYNC\n");
     }
+    if let Some(tls) = tls {
+        // Encrypted TCP only; the Unix socket stays for local administration.
+        let _ = writeln!(s, "ssl_ca={}", tls.ca().display());
+        let _ = writeln!(s, "ssl_cert={}", tls.cert().display());
+        let _ = writeln!(s, "ssl_key={}", tls.key().display());
+        s.push_str("require_secure_transport=ON\n");
+    }
     if !server_config.is_empty() {
         s.push_str("# spec.serverConfig\n");
         for (key, value) in server_config {
@@ -151,102 +126,6 @@ pub async fn ensure_template(
     }
     build_template(bins, template, &[], &account_sql(creds)).await?;
     std::fs::write(&ready, b"").map_err(LocalError::io(&ready))
-}
-
-/// Builds a template data directory in `dir/data`: `mariadb-install-db`, then one start
-/// without networking or binary log to run `sql`, so no GTID history is left. `options` go
-/// to both (e.g. `--innodb-log-file-size=...`). Shared with the test kit.
-pub async fn build_template(
-    bins: &Binaries,
-    dir: &Path,
-    options: &[String],
-    sql: &[String],
-) -> Result<(), LocalError> {
-    let tmp = dir.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(LocalError::io(&tmp))?;
-    let data = dir.join("data");
-    let mut cmd = Command::new(&bins.install_db);
-    // A temporary directory of its own: concurrent installs sharing /tmp sometimes remove
-    // each other's temporary tables and fail ("Unknown table 'mysql.tmp_user_sys'").
-    cmd.arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .arg(format!("--tmpdir={}", tmp.display()))
-        .arg("--auth-root-authentication-method=normal")
-        .arg("--skip-test-db")
-        .args(options);
-    if is_root() {
-        cmd.arg("--user=root");
-    }
-    let command = bins.install_db.display().to_string();
-    let out = blocking(move || {
-        cmd.output().map_err(|e| LocalError::Command {
-            command,
-            detail: e.to_string(),
-        })
-    })
-    .await?;
-    if !out.status.success() {
-        return Err(LocalError::Command {
-            command: format!("{} --datadir={}", bins.install_db.display(), data.display()),
-            detail: format!(
-                "{}\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        });
-    }
-    run_once(bins, dir, options, sql).await
-}
-
-/// Starts the server of `dir/data` on a socket only, runs `sql` as root and stops it.
-async fn run_once(
-    bins: &Binaries,
-    dir: &Path,
-    options: &[String],
-    sql: &[String],
-) -> Result<(), LocalError> {
-    let socket = dir.join("init.sock");
-    let log = dir.join("init.log");
-    let mut cmd = Command::new(&bins.mariadbd);
-    cmd.arg("--no-defaults")
-        .arg(format!("--datadir={}", dir.join("data").display()))
-        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
-        .arg(format!("--socket={}", socket.display()))
-        .arg(format!("--log-error={}", log.display()))
-        .arg(format!("--pid-file={}", dir.join("init.pid").display()))
-        .args(options)
-        .args(["--skip-networking", "--skip-log-bin"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if is_root() {
-        cmd.arg("--user=root");
-    }
-    let mut child = spawn_tied(cmd).map_err(|e| LocalError::Command {
-        command: bins.mariadbd.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-        .socket(Some(socket.to_string_lossy().into_owned()))
-        .user(Some("root"))
-        .into();
-    let result = async {
-        let mut conn = connect_while_alive(&mut child, opts, &log, "template").await?;
-        for statement in sql {
-            conn.query_drop(statement)
-                .await
-                .map_err(|e| LocalError::Sql {
-                    member: "template".into(),
-                    message: e.to_string(),
-                })?;
-        }
-        let _ = conn.disconnect().await;
-        Ok(())
-    }
-    .await;
-    stop(&mut child, Duration::from_secs(30)).await;
-    result
 }
 
 fn account_sql(c: &LocalCredentials) -> Vec<String> {
@@ -320,17 +199,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| LocalError::Other(format!("file-system task failed: {e}")))?
 }
 
-/// Finds a program the way `Command::new(name)` will: on `PATH`, or says how to install it.
-pub fn on_path(name: &'static str) -> Result<PathBuf, LocalError> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-        .ok_or(LocalError::MissingProgram { name, env: "PATH" })
-}
-
 /// Copies a directory tree (data directories hold only plain files and directories).
 fn copy_dir(from: &Path, to: &Path) -> Result<(), LocalError> {
     std::fs::create_dir_all(to).map_err(LocalError::io(to))?;
@@ -351,12 +219,10 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), LocalError> {
 pub fn spawn(
     bins: &Binaries,
     layout: &ServerLayout,
-    server_config: &BTreeMap<String, String>,
-    semi_sync: bool,
+    options: &ServerOptions<'_>,
 ) -> Result<Child, LocalError> {
     let cnf = layout.config_file();
-    std::fs::write(&cnf, render_config(layout, server_config, semi_sync))
-        .map_err(LocalError::io(&cnf))?;
+    std::fs::write(&cnf, render_config(layout, options)).map_err(LocalError::io(&cnf))?;
     let tmp = layout.dir.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(LocalError::io(&tmp))?;
     let out = layout.dir.join("mariadbd.out");
@@ -386,78 +252,25 @@ pub async fn wait_ready(
     child: &mut Child,
     layout: &ServerLayout,
     creds: &LocalCredentials,
+    tls: Option<&TlsFiles>,
 ) -> Result<(), LocalError> {
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+    let mut opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(layout.port)
         .user(Some(creds.admin_user.clone()))
         .pass(Some(creds.admin_password.clone()))
-        .prefer_socket(false)
-        .into();
+        .prefer_socket(false);
+    if let Some(tls) = tls {
+        opts = opts.ssl_opts(Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![tls.ca().into()])
+                .with_disable_built_in_roots(true),
+        ));
+    }
+    let opts: mysql_async::Opts = opts.into();
     let conn = connect_while_alive(child, opts, &layout.error_log(), &layout.name).await?;
     let _ = conn.disconnect().await;
     Ok(())
-}
-
-async fn connect_while_alive(
-    child: &mut Child,
-    opts: mysql_async::Opts,
-    log: &Path,
-    member: &str,
-) -> Result<mysql_async::Conn, LocalError> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(LocalError::ServerStart {
-                member: member.to_string(),
-                reason: format!("mariadbd exited ({status})"),
-                log: log.to_path_buf(),
-                tail: tail(log, 20),
-            });
-        }
-        if let Ok(Ok(conn)) =
-            tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts.clone())).await
-        {
-            return Ok(conn);
-        }
-        if Instant::now() > deadline {
-            return Err(LocalError::ServerStart {
-                member: member.to_string(),
-                reason: "mariadbd did not accept connections within 120 s".into(),
-                log: log.to_path_buf(),
-                tail: tail(log, 20),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Stops a server whose data is about to be replaced: SIGKILL at once. Nothing of its data is
-/// kept, and a server still starting (crash recovery after a kill) ignores SIGTERM until it
-/// is ready, which held a re-seed up for the whole grace period.
-pub async fn stop_discarding(child: &mut Child) {
-    stop(child, Duration::ZERO).await;
-}
-
-/// Clean shutdown (SIGTERM), then SIGKILL after `grace`; reaps the process.
-pub async fn stop(child: &mut Child, grace: Duration) {
-    let _ = signal(child.id(), libc::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    if matches!(child.try_wait(), Ok(None)) {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-}
-
-/// The last `lines` lines of a log file (empty when it cannot be read).
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]
@@ -475,7 +288,12 @@ mod tests {
         };
         let mut extra = BTreeMap::new();
         extra.insert("max_connections".to_string(), "500".to_string());
-        let cnf = render_config(&layout, &extra, true);
+        let options = |semi_sync| ServerOptions {
+            server_config: &extra,
+            semi_sync,
+            tls: None,
+        };
+        let cnf = render_config(&layout, &options(true));
         for line in [
             "datadir=/s/members/shop-1/data",
             "port=3308",
@@ -494,7 +312,24 @@ mod tests {
         // The spec comes last, so it can override defaults such as the buffer pool size.
         let pool = cnf.find("innodb_buffer_pool_size").unwrap();
         assert!(cnf.find("max_connections=500").unwrap() > pool);
-        assert!(!render_config(&layout, &BTreeMap::new(), false).contains("semi_sync"));
+        assert!(!cnf.contains("ssl_"), "no TLS unless asked");
+        assert!(!render_config(&layout, &options(false)).contains("semi_sync"));
+        let tls = TlsFiles::new("/s/tls");
+        let with_tls = render_config(
+            &layout,
+            &ServerOptions {
+                tls: Some(&tls),
+                ..options(true)
+            },
+        );
+        for line in [
+            "ssl_ca=/s/tls/ca.crt",
+            "ssl_cert=/s/tls/tls.crt",
+            "ssl_key=/s/tls/tls.key",
+            "require_secure_transport=ON",
+        ] {
+            assert!(with_tls.lines().any(|l| l == line), "{line} missing");
+        }
     }
 
     #[test]

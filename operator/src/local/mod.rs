@@ -11,11 +11,15 @@ pub mod cli;
 pub mod manifest;
 pub mod mariadb;
 pub mod ports;
-pub mod process;
+pub use lagless_mariadbd::process;
+pub mod process_table;
 pub mod request;
+pub mod restart;
 pub mod seeder;
+pub mod shared;
 pub mod state;
 pub mod status;
+pub mod status_report;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -25,14 +29,6 @@ use std::path::{Path, PathBuf};
 pub enum LocalError {
     #[error("{path}: {message}", path = path.display())]
     Manifest { path: PathBuf, message: String },
-    #[error(
-        "`{name}` was not found: install MariaDB (`sudo apt-get install mariadb-server \
-         mariadb-backup`) or point ${env} at it"
-    )]
-    MissingProgram {
-        name: &'static str,
-        env: &'static str,
-    },
     #[error(
         "port {port} (for {owner}) is in use ({detail}): stop what listens there, or choose \
          other ports with --base-port (members) and --proxy-port (proxies)"
@@ -57,15 +53,9 @@ pub enum LocalError {
     },
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },
-    #[error("{member}: {message}")]
-    Sql { member: String, message: String },
-    #[error("{member} did not start: {reason}\n--- last lines of {log} ---\n{tail}", log = log.display())]
-    ServerStart {
-        member: String,
-        reason: String,
-        log: PathBuf,
-        tail: String,
-    },
+    /// A MariaDB program missing, or a server that did not start or answer.
+    #[error(transparent)]
+    Server(#[from] lagless_mariadbd::ServerError),
     #[error(
         "cluster {0} is already running (supervisor pid {1}); `lagless-operator local status` \
          shows it, `lagless-operator local down` stops it"

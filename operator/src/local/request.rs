@@ -39,7 +39,7 @@ pub fn submit(dir: &StateDir, kind: RequestKind) -> Result<String, LocalError> {
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!(
         "{:013}-{}-{seq:06}",
-        super::status::now_unix_ms(),
+        crate::clock::unix_ms(),
         std::process::id()
     );
     let request = Request {

@@ -16,7 +16,8 @@ use crate::orchestrate::view::MemberSpec;
 
 use super::LocalError;
 use super::mariadb::{self, ServerLayout};
-use super::supervisor::{Process, Runtime, Seeding, SharedState};
+use super::process_table::{Process, Runtime};
+use super::shared::{Seeding, SharedState};
 
 /// A failed copy is not tried again for this long: each attempt stops the member and
 /// empties it, and the plan asks again on every tick.
@@ -134,11 +135,13 @@ impl Inner {
         let (layout, donor_layout, child) = {
             let mut shared = self.shared.lock();
             let donor_layout = shared
+                .processes
                 .members
                 .get(&donor.name)
                 .map(|m| m.layout.clone())
                 .ok_or_else(|| LocalError::Other(format!("no donor {}", donor.name)))?;
             let m = shared
+                .processes
                 .members
                 .get_mut(&member.name)
                 .ok_or_else(|| LocalError::Other(format!("no member {}", member.name)))?;
@@ -180,6 +183,7 @@ impl Inner {
             host: "127.0.0.1".into(),
             port: donor_layout.port,
             datadir: donor_layout.data_dir(),
+            tls_ca: rt.tls.as_ref().map(|t| t.ca()),
         };
         let admin = Credentials {
             user: rt.creds.admin_user.clone(),
@@ -203,21 +207,17 @@ impl Inner {
     /// not start is left to the supervisor's restarts.
     async fn restart(&self, layout: &ServerLayout) -> Result<(), LocalError> {
         let rt = &self.runtime;
-        let spawned = mariadb::spawn(
-            &rt.bins,
-            layout,
-            &rt.server_config,
-            rt.replicas_acknowledge(),
-        );
+        let spawned = mariadb::spawn(&rt.bins, layout, &rt.server_options());
         let (child, ready) = match spawned {
             Ok(mut child) => {
-                let ready = mariadb::wait_ready(&mut child, layout, &rt.creds).await;
+                let ready =
+                    mariadb::wait_ready(&mut child, layout, &rt.creds, rt.tls.as_ref()).await;
                 (Some(child), ready)
             }
             Err(e) => (None, Err(e)),
         };
         let mut shared = self.shared.lock();
-        if let Some(m) = shared.members.get_mut(&layout.name) {
+        if let Some(m) = shared.processes.members.get_mut(&layout.name) {
             match child {
                 Some(child) => {
                     m.child = Some(child);

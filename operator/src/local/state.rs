@@ -54,6 +54,10 @@ impl StateDir {
     pub fn status(&self) -> PathBuf {
         self.root.join("status.json")
     }
+    /// The certificate files (`ca.crt`, `tls.crt`, `tls.key`) and the CA that issues them.
+    pub fn tls(&self) -> PathBuf {
+        self.root.join("tls")
+    }
     pub fn topology(&self) -> PathBuf {
         self.root.join("topology.json")
     }

@@ -94,6 +94,20 @@ pub struct ConnectInfo {
     pub database: String,
     /// Where the password is kept (not in this file, which is world-readable).
     pub credentials_file: String,
+    /// The CA to verify the proxy's certificate with, when the cluster runs TLS (the proxy
+    /// then refuses unencrypted connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+}
+
+impl ConnectInfo {
+    /// The client options that make `mariadb` use and verify TLS, with a leading space.
+    pub fn tls_args(&self) -> String {
+        self.tls_ca
+            .as_deref()
+            .map(|ca| format!(" --ssl-ca={ca} --ssl-verify-server-cert"))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,12 +136,6 @@ pub fn clock(unix_ms: u64) -> String {
         (secs / 60) % 60,
         secs % 60
     )
-}
-
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The table `local status` prints, and the live view of `local up`.
@@ -210,8 +218,13 @@ pub fn render(s: &Status, events: usize) -> String {
     if let Some(c) = &s.connect {
         let _ = writeln!(
             out,
-            "\nconnect: mariadb -h{} -P{} -u{} -p<password> {}   (password in {})",
-            c.host, c.port, c.user, c.database, c.credentials_file
+            "\nconnect: mariadb -h{} -P{}{} -u{} -p<password> {}   (password in {})",
+            c.host,
+            c.port,
+            c.tls_args(),
+            c.user,
+            c.database,
+            c.credentials_file
         );
     }
     if events > 0 && !s.events.is_empty() {

@@ -2,191 +2,44 @@
 //!
 //! It starts the members from the template, lets the orchestration core bootstrap them,
 //! starts the proxies, then loops: restart crashed processes (as a StatefulSet or Deployment
-//! would), take switchover, scale and reseed requests, run one orchestration tick. Copies
-//! (seeding) run in tasks of their own (see [`super::seeder`]); a separate task writes
-//! `status.json` twice a second.
+//! would; see [`super::process_table`]), take switchover, scale and reseed requests
+//! ([`requests`]), run one orchestration tick. Copies (seeding) run in tasks of their own (see
+//! [`super::seeder`]); a separate task writes `status.json` twice a second (see
+//! [`super::status_report`]).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+mod requests;
+
+use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lagless_proxy::topology::{Flavor, Topology};
+use lagless_core::topology::{Flavor, Topology};
+use lagless_mariadbd::ServerError;
 use tokio::sync::watch;
 
-use crate::crd::{Durability, MySQLCluster, ReplicationSpec};
+use crate::crd::{Durability, MySQLCluster};
 use crate::orchestrate::act::{FileSink, ProxyAccount, ProxyRole};
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::Orchestrator;
-use crate::orchestrate::view::{ClusterSpec, Probe, Switchover, SwitchoverTarget};
-use crate::orchestrate::{ClusterState, Event, Plan};
+use crate::orchestrate::view::{CaSource, ServerTls};
+use crate::orchestrate::view::{ClusterSpec, Probe, Switchover};
+use crate::orchestrate::{ClusterState, Plan};
 
 use super::LocalError;
-use super::mariadb::{self, Binaries, ServerLayout};
-use super::process::spawn_tied;
-use super::request::{Request, RequestKind};
+use super::mariadb::{self, ServerLayout};
+use super::process_table::{MemberProc, Process, ProxyProc, Runtime, spawn_proxy};
 use super::seeder::LocalSeeder;
-use super::state::{LocalCredentials, Settings, StateDir, write_json};
-use super::status::{
-    ConnectInfo, EventLine, MemberStatus, ProxyStatus, RequestResult, SeedingStatus, Status,
-    now_unix_ms,
-};
+use super::shared::{LastTick, SharedState};
+use super::state::Settings;
+use super::status::EventLine;
+use requests::Pending;
 
 /// How long after one failover another may happen automatically. Shorter than in Kubernetes
 /// (where flapping costs more): local clusters are for trying failures out.
 const FAILOVER_COOLDOWN: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(250);
-
-/// What does not change while the supervisor runs.
-#[derive(Debug)]
-pub struct Runtime {
-    pub dir: StateDir,
-    pub bins: Binaries,
-    pub creds: LocalCredentials,
-    pub server_config: BTreeMap<String, String>,
-    pub replication: ReplicationSpec,
-    pub consistency: String,
-}
-
-impl Runtime {
-    /// Whether members' option files make replicas acknowledge: unless semi-sync is turned
-    /// off, so that a single member scaled up later needs no restart.
-    pub fn replicas_acknowledge(&self) -> bool {
-        self.replication.semi_sync != Some(false)
-    }
-}
-
-/// A member's process, as the supervisor manages it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Process {
-    Starting,
-    Running,
-    Crashed,
-    Seeding,
-    Stopped,
-}
-
-impl Process {
-    fn as_str(self) -> &'static str {
-        match self {
-            Process::Starting => "starting",
-            Process::Running => "running",
-            Process::Crashed => "crashed",
-            Process::Seeding => "seeding",
-            Process::Stopped => "stopped",
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct MemberProc {
-    pub layout: ServerLayout,
-    pub child: Option<Child>,
-    pub process: Process,
-    pub restarts: u32,
-    restart_at: Option<Instant>,
-    /// Scaled away: stopped and deleted once the topology no longer lists it.
-    removing: bool,
-}
-
-impl MemberProc {
-    /// No process: let the restart logic start one on the next round.
-    pub fn crashed_now(&mut self) {
-        self.child = None;
-        self.process = Process::Crashed;
-        self.restart_at = Some(Instant::now());
-    }
-}
-
-#[derive(Debug)]
-struct ProxyProc {
-    index: usize,
-    port: u16,
-    admin_port: u16,
-    child: Option<Child>,
-    restarts: u32,
-    restart_at: Option<Instant>,
-}
-
-/// A seeding in progress.
-#[derive(Debug)]
-pub struct Seeding {
-    pub member: String,
-    pub donor: String,
-    pub bytes: Arc<AtomicU64>,
-    pub started: Instant,
-}
-
-/// What the orchestration last saw and did, copied after each tick.
-#[derive(Debug, Default)]
-struct Snapshot {
-    state: Option<ClusterState>,
-    view: Option<crate::orchestrate::ClusterView>,
-    published: Option<Topology>,
-    quarantined: Vec<String>,
-    events: Vec<EventLine>,
-    failing: Option<String>,
-}
-
-/// State shared between the loop, the seeder and the status writer.
-#[derive(Debug, Default)]
-pub struct Shared {
-    phase: String,
-    step: String,
-    /// The start's steps in order (see [`Status::progress`]).
-    progress: Vec<String>,
-    pub members: BTreeMap<String, MemberProc>,
-    proxies: Vec<ProxyProc>,
-    pub seeding: Option<Seeding>,
-    /// The member whose copy last completed, and when.
-    pub last_seeded: Option<(String, Instant)>,
-    snapshot: Snapshot,
-    events: VecDeque<EventLine>,
-    requests: Vec<RequestResult>,
-}
-
-/// [`Shared`] behind a mutex that is never held across an await.
-#[derive(Debug, Clone, Default)]
-pub struct SharedState(Arc<Mutex<Shared>>);
-
-impl SharedState {
-    pub fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Shared {
-    fn note(&mut self, message: impl Into<String>) {
-        let message = message.into();
-        tracing::info!(%message, "cluster event");
-        self.events.push_back(EventLine {
-            unix_ms: now_unix_ms(),
-            message,
-        });
-        while self.events.len() > 100 {
-            self.events.pop_front();
-        }
-    }
-
-    fn set_step(&mut self, phase: &str, step: impl Into<String>) {
-        self.phase = phase.to_string();
-        self.step = step.into();
-        if phase == "starting" && self.progress.len() < 32 {
-            self.progress.push(self.step.clone());
-        }
-        tracing::info!(phase, step = %self.step, "progress");
-    }
-}
-
-/// A request being carried out.
-#[derive(Debug)]
-struct Pending {
-    request: Request,
-    started: Instant,
-    /// Members a scale-up added, each to be seen replicating.
-    added: Vec<String>,
-}
+/// How often the certificate's expiry is checked.
+const TLS_RENEW_CHECK: Duration = Duration::from_secs(3600);
 
 /// Runs one cluster until `stop` turns true; then stops every process it started.
 pub struct Supervisor {
@@ -198,6 +51,8 @@ pub struct Supervisor {
     switchover: Option<Switchover>,
     pending: Option<Pending>,
     last_warning: Option<String>,
+    /// When the certificate was last checked for renewal.
+    tls_checked: Instant,
 }
 
 impl Supervisor {
@@ -215,6 +70,7 @@ impl Supervisor {
             orchestrator: None,
             switchover: None,
             pending: None,
+            tls_checked: Instant::now(),
             last_warning: None,
         }
     }
@@ -249,6 +105,11 @@ impl Supervisor {
         // Switchovers are requested with `local switchover`; a request kept in the file would
         // be carried out again after every restart.
         spec.switchover = self.switchover.clone();
+        spec.tls = self.rt.tls.as_ref().map(|files| ServerTls {
+            ca: CaSource::File(files.ca()),
+            member_ca_path: files.ca().display().to_string(),
+            watch: Some(files.dir.clone()),
+        });
         Ok(spec)
     }
 
@@ -259,7 +120,7 @@ impl Supervisor {
             self.shared
                 .lock()
                 .set_step("running", "running".to_string());
-            let proxies = self.shared.lock().proxies.len();
+            let proxies = self.shared.lock().processes.proxies.len();
             self.shared.lock().note(format!(
                 "cluster {} is up: {} members, {proxies} proxies",
                 self.settings.cluster, self.settings.replicas,
@@ -405,23 +266,12 @@ impl Supervisor {
     /// Registers a member and starts its server (from the template if it has no data yet).
     async fn add_member(&mut self, layout: ServerLayout) -> Result<(), LocalError> {
         mariadb::init_member_data(&self.rt.dir.template(), &layout).await?;
-        let child = mariadb::spawn(
-            &self.rt.bins,
-            &layout,
-            &self.rt.server_config,
-            self.rt.replicas_acknowledge(),
-        )?;
-        self.shared.lock().members.insert(
-            layout.name.clone(),
-            MemberProc {
-                layout,
-                child: Some(child),
-                process: Process::Starting,
-                restarts: 0,
-                restart_at: None,
-                removing: false,
-            },
-        );
+        let child = mariadb::spawn(&self.rt.bins, &layout, &self.rt.server_options())?;
+        self.shared
+            .lock()
+            .processes
+            .members
+            .insert(layout.name.clone(), MemberProc::starting(layout, child));
         Ok(())
     }
 
@@ -431,16 +281,21 @@ impl Supervisor {
             layouts
                 .iter()
                 .map(|l| {
-                    let child = shared.members.get_mut(&l.name).and_then(|m| m.child.take());
+                    let child = shared
+                        .processes
+                        .members
+                        .get_mut(&l.name)
+                        .and_then(|m| m.child.take());
                     (l.clone(), child)
                 })
                 .collect()
         };
         let creds = &self.rt.creds;
+        let tls = self.rt.tls.as_ref();
         let waits = taken.into_iter().map(|(layout, child)| async move {
             let result = match child {
                 Some(mut child) => {
-                    let r = mariadb::wait_ready(&mut child, &layout, creds).await;
+                    let r = mariadb::wait_ready(&mut child, &layout, creds, tls).await;
                     (Some(child), r)
                 }
                 None => (
@@ -454,7 +309,7 @@ impl Supervisor {
         let mut first_error = None;
         let mut shared = self.shared.lock();
         for (layout, (child, result)) in results {
-            if let Some(m) = shared.members.get_mut(&layout.name) {
+            if let Some(m) = shared.processes.members.get_mut(&layout.name) {
                 m.child = child;
                 m.process = if result.is_ok() {
                     Process::Running
@@ -477,7 +332,7 @@ impl Supervisor {
                 .proxy_ports(index)
                 .ok_or_else(|| LocalError::Other(format!("no port for proxy {index}")))?;
             let child = spawn_proxy(&self.rt, index, port, admin_port)?;
-            self.shared.lock().proxies.push(ProxyProc {
+            self.shared.lock().processes.proxies.push(ProxyProc {
                 index,
                 port,
                 admin_port,
@@ -490,6 +345,7 @@ impl Supervisor {
         let ports: Vec<(usize, u16)> = self
             .shared
             .lock()
+            .processes
             .proxies
             .iter()
             .map(|p| (p.index, p.port))
@@ -505,18 +361,19 @@ impl Supervisor {
                 let exited = self
                     .shared
                     .lock()
+                    .processes
                     .proxies
                     .get_mut(index)
                     .and_then(|p| p.child.as_mut())
                     .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
                 if exited || Instant::now() > deadline {
                     let log = self.rt.dir.proxy(index).join("proxy.log");
-                    return Err(LocalError::ServerStart {
+                    return Err(LocalError::Server(ServerError::ServerStart {
                         member: format!("proxy-{index}"),
                         reason: format!("lagless-proxy did not listen on 127.0.0.1:{port}"),
                         tail: mariadb::tail(&log, 10),
                         log,
-                    });
+                    }));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -531,17 +388,45 @@ impl Supervisor {
         let plan = self.tick().await;
         self.finish_removals().await;
         self.check_request(plan.as_ref());
+        self.renew_tls();
+    }
+
+    /// Renews the certificate when it is due (the orchestrator then has the members reload
+    /// it, and the proxies reload it themselves).
+    fn renew_tls(&mut self) {
+        let Some(files) = &self.rt.tls else {
+            return;
+        };
+        if self.tls_checked.elapsed() < TLS_RENEW_CHECK {
+            return;
+        }
+        self.tls_checked = Instant::now();
+        match files.ensure(
+            &self.settings.cluster,
+            &crate::tls::local_names(),
+            std::time::SystemTime::now(),
+        ) {
+            Ok(true) => self
+                .shared
+                .lock()
+                .note("TLS certificate renewed".to_string()),
+            Ok(false) => {}
+            Err(e) => self
+                .shared
+                .lock()
+                .note(format!("warning: TLS certificate not renewed: {e}")),
+        }
     }
 
     async fn tick(&mut self) -> Option<Plan> {
         let orchestrator = self.orchestrator.as_mut()?;
         let plan = orchestrator.tick().await;
         for event in &plan.events {
-            if let Event::Warning { message } = event {
-                self.last_warning = Some(message.clone());
+            if let Some(message) = event.warning() {
+                self.last_warning = Some(message.to_string());
             }
         }
-        let snapshot = Snapshot {
+        let last_tick = LastTick {
             state: Some(plan.state),
             view: orchestrator.last_view().cloned(),
             published: orchestrator.published().cloned(),
@@ -556,8 +441,8 @@ impl Supervisor {
             failing: orchestrator.failing().map(str::to_string),
         };
         let mut shared = self.shared.lock();
-        for m in shared.members.values_mut() {
-            let answered = snapshot
+        for m in shared.processes.members.values_mut() {
+            let answered = last_tick
                 .view
                 .as_ref()
                 .and_then(|v| v.member(&m.layout.name))
@@ -566,247 +451,18 @@ impl Supervisor {
                 m.process = Process::Running;
             }
         }
-        shared.snapshot = snapshot;
+        shared.last_tick = last_tick;
         Some(plan)
     }
 
     /// Notices exited processes and restarts them after a growing delay, the way Kubernetes
     /// restarts a crashed container.
     fn reap_and_restart(&mut self) {
-        let now = Instant::now();
         let mut shared = self.shared.lock();
-        let mut notes = Vec::new();
-        for m in shared.members.values_mut() {
-            if let Some(child) = m.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                m.child = None;
-                m.process = Process::Crashed;
-                let delay = backoff(m.restarts);
-                m.restart_at = Some(now + delay);
-                notes.push(format!(
-                    "{} exited ({status}); restarting in {} s",
-                    m.layout.name,
-                    delay.as_secs()
-                ));
-            }
-            if m.process == Process::Crashed
-                && !m.removing
-                && m.restart_at.is_some_and(|at| at <= now)
-            {
-                m.restart_at = None;
-                match mariadb::spawn(
-                    &self.rt.bins,
-                    &m.layout,
-                    &self.rt.server_config,
-                    self.rt.replicas_acknowledge(),
-                ) {
-                    Ok(child) => {
-                        m.child = Some(child);
-                        m.process = Process::Starting;
-                        m.restarts = m.restarts.saturating_add(1);
-                        notes.push(format!("{} restarted", m.layout.name));
-                    }
-                    Err(e) => {
-                        m.restarts = m.restarts.saturating_add(1);
-                        m.restart_at = Some(now + backoff(m.restarts));
-                        notes.push(format!("{} did not restart: {e}", m.layout.name));
-                    }
-                }
-            }
-        }
-        for p in &mut shared.proxies {
-            if let Some(child) = p.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                p.child = None;
-                let delay = backoff(p.restarts);
-                p.restart_at = Some(now + delay);
-                notes.push(format!("proxy-{} exited ({status}); restarting", p.index));
-            }
-            if p.child.is_none() && p.restart_at.is_some_and(|at| at <= now) {
-                p.restart_at = None;
-                p.restarts = p.restarts.saturating_add(1);
-                match spawn_proxy(&self.rt, p.index, p.port, p.admin_port) {
-                    Ok(child) => p.child = Some(child),
-                    Err(e) => {
-                        p.restart_at = Some(now + backoff(p.restarts));
-                        notes.push(format!("proxy-{} did not restart: {e}", p.index));
-                    }
-                }
-            }
-        }
+        let notes = shared.processes.reap_and_restart(&self.rt, Instant::now());
         for note in notes {
             shared.note(note);
         }
-    }
-
-    /// Picks up the oldest request file, if no request is being carried out.
-    async fn take_request(&mut self) {
-        if self.pending.is_some() {
-            return;
-        }
-        let Some(request) = super::request::next(&self.rt.dir) else {
-            return;
-        };
-        tracing::info!(?request, "request");
-        let before = self.settings.replicas;
-        let outcome = match &request.kind {
-            RequestKind::Switchover { to } => self.begin_switchover(&request.id, to.as_deref()),
-            RequestKind::Scale { replicas } => self.begin_scale(*replicas).await,
-            RequestKind::Reseed { member } => self.begin_reseed(member).await,
-        };
-        match outcome {
-            Ok(Some(done)) => self.finish(&request.id, true, done),
-            Ok(None) => {
-                // The members this request must see replicating before it is done.
-                let added = match &request.kind {
-                    RequestKind::Scale { replicas } => (before..*replicas)
-                        .map(|i| self.settings.member_name(i))
-                        .collect(),
-                    RequestKind::Reseed { member } => vec![member.clone()],
-                    RequestKind::Switchover { .. } => Vec::new(),
-                };
-                self.pending = Some(Pending {
-                    request,
-                    started: Instant::now(),
-                    added,
-                });
-            }
-            Err(e) => self.finish(&request.id, false, e.to_string()),
-        }
-    }
-
-    /// Stops `member`, replaces its data with an empty template copy and starts it again;
-    /// the plan then seeds it like a new member.
-    async fn begin_reseed(&mut self, member: &str) -> Result<Option<String>, LocalError> {
-        if self.current_primary().as_deref() == Some(member) {
-            return Err(LocalError::Other(format!(
-                "{member} is the primary: switch over first (`local switchover`)"
-            )));
-        }
-        let (layout, child) = {
-            let mut shared = self.shared.lock();
-            let m = shared
-                .members
-                .get_mut(member)
-                .filter(|m| !m.removing)
-                .ok_or_else(|| LocalError::Other(format!("no member {member}")))?;
-            m.process = Process::Stopped;
-            m.restart_at = None;
-            (m.layout.clone(), m.child.take())
-        };
-        if let Some(mut child) = child {
-            mariadb::stop_discarding(&mut child).await;
-        }
-        let emptied = async {
-            mariadb::remove_dir(&layout.data_dir()).await?;
-            mariadb::init_member_data(&self.rt.dir.template(), &layout).await?;
-            mariadb::spawn(
-                &self.rt.bins,
-                &layout,
-                &self.rt.server_config,
-                self.rt.replicas_acknowledge(),
-            )
-        }
-        .await;
-        let mut shared = self.shared.lock();
-        let m = shared
-            .members
-            .get_mut(member)
-            .ok_or_else(|| LocalError::Other(format!("no member {member}")))?;
-        match emptied {
-            Ok(child) => {
-                m.child = Some(child);
-                m.process = Process::Starting;
-            }
-            Err(e) => {
-                m.crashed_now();
-                return Err(e);
-            }
-        }
-        shared.note(format!("{member} emptied for a re-seed"));
-        drop(shared);
-        if let Some(o) = self.orchestrator.as_mut() {
-            o.release_for_reseed(member);
-        }
-        Ok(None)
-    }
-
-    fn finish(&mut self, id: &str, ok: bool, message: String) {
-        let mut shared = self.shared.lock();
-        shared.note(format!(
-            "request {id} {}: {message}",
-            if ok { "done" } else { "failed" }
-        ));
-        shared.requests.push(RequestResult {
-            id: id.to_string(),
-            ok,
-            message,
-        });
-        let excess = shared.requests.len().saturating_sub(20);
-        shared.requests.drain(..excess);
-    }
-
-    /// `Ok(Some(message))`: nothing to do; `Ok(None)`: under way.
-    fn begin_switchover(
-        &mut self,
-        id: &str,
-        to: Option<&str>,
-    ) -> Result<Option<String>, LocalError> {
-        let primary = self.current_primary();
-        let target = match to {
-            Some(name) => {
-                if !(0..self.settings.replicas).any(|i| self.settings.member_name(i) == name) {
-                    return Err(LocalError::Other(format!(
-                        "{name} is not a member of {}",
-                        self.settings.cluster
-                    )));
-                }
-                if primary.as_deref() == Some(name) {
-                    return Ok(Some(format!("{name} is the primary already")));
-                }
-                SwitchoverTarget::Member(name.to_string())
-            }
-            None => SwitchoverTarget::Best,
-        };
-        self.switchover = Some(Switchover {
-            id: id.to_string(),
-            to: target,
-        });
-        self.apply_spec()?;
-        Ok(None)
-    }
-
-    async fn begin_scale(&mut self, replicas: u32) -> Result<Option<String>, LocalError> {
-        let max = u32::try_from(crate::crd::MAX_MEMBERS).unwrap_or(9);
-        if !(1..=max).contains(&replicas) {
-            return Err(LocalError::Other(format!(
-                "replicas must be between 1 and {max}"
-            )));
-        }
-        let current = self.settings.replicas;
-        if replicas == current {
-            return Ok(Some(format!("{current} members already")));
-        }
-        if replicas > current {
-            for i in current..replicas {
-                let layout = self.layout(i)?;
-                super::ports::ensure_free(layout.port, &layout.name)?;
-                self.add_member(layout).await?;
-            }
-        } else {
-            let mut shared = self.shared.lock();
-            for i in replicas..current {
-                if let Some(m) = shared.members.get_mut(&self.settings.member_name(i)) {
-                    m.removing = true;
-                }
-            }
-        }
-        self.settings.replicas = replicas;
-        write_json(&self.rt.dir.settings(), &self.settings, 0o644)?;
-        self.apply_spec()?;
-        Ok(None)
     }
 
     fn apply_spec(&mut self) -> Result<(), LocalError> {
@@ -826,109 +482,6 @@ impl Supervisor {
             .map(|p| p.name.clone())
     }
 
-    /// Completes the pending request when its effect is visible.
-    fn check_request(&mut self, plan: Option<&Plan>) {
-        let Some(pending) = &self.pending else {
-            return;
-        };
-        let id = pending.request.id.clone();
-        let elapsed = pending.started.elapsed();
-        let outcome: Option<(bool, String)> = match &pending.request.kind {
-            RequestKind::Switchover { .. } => {
-                let done = self
-                    .orchestrator
-                    .as_ref()
-                    .and_then(|o| o.history().completed_switchover.clone())
-                    .is_some_and(|c| c == id);
-                let refused = plan
-                    .into_iter()
-                    .flat_map(|p| &p.events)
-                    .find_map(|e| match e {
-                        Event::Warning { message } if message.contains("switchover") => {
-                            Some(message.clone())
-                        }
-                        Event::SwitchoverFailed {
-                            request: Some(r), ..
-                        } if *r == id => Some(e.to_string()),
-                        _ => None,
-                    });
-                if done {
-                    let epoch = self
-                        .orchestrator
-                        .as_ref()
-                        .and_then(Orchestrator::published)
-                        .map_or(0, |t| t.epoch);
-                    Some((
-                        true,
-                        format!(
-                            "{} is the primary (epoch {epoch}), switched in {} ms",
-                            self.current_primary().unwrap_or_default(),
-                            elapsed.as_millis()
-                        ),
-                    ))
-                } else if let Some(why) = refused {
-                    Some((false, why))
-                } else if elapsed > Duration::from_secs(120) {
-                    Some((false, "switchover did not finish within 120 s".into()))
-                } else {
-                    None
-                }
-            }
-            RequestKind::Reseed { member } => {
-                let shared = self.shared.lock();
-                let seeded = shared
-                    .last_seeded
-                    .as_ref()
-                    .is_some_and(|(m, at)| m == member && *at >= pending.started);
-                let replicating = shared
-                    .snapshot
-                    .published
-                    .as_ref()
-                    .is_some_and(|t| t.replicas.iter().any(|r| r.name == *member));
-                if seeded && replicating {
-                    Some((
-                        true,
-                        format!(
-                            "{member} re-seeded and replicating, in {:.1} s",
-                            elapsed.as_secs_f64()
-                        ),
-                    ))
-                } else if elapsed > Duration::from_secs(1800) {
-                    Some((false, "re-seeding did not finish within 30 min".into()))
-                } else {
-                    None
-                }
-            }
-            RequestKind::Scale { replicas } => {
-                let shared = self.shared.lock();
-                let published = shared.snapshot.published.as_ref();
-                let replicating = |name: &str| {
-                    published.is_some_and(|t| t.replicas.iter().any(|r| r.name == name))
-                };
-                let joined = pending.added.iter().all(|m| replicating(m));
-                let removed = shared.members.values().all(|m| !m.removing);
-                if joined && removed {
-                    Some((
-                        true,
-                        format!("{replicas} members, in {:.1} s", elapsed.as_secs_f64()),
-                    ))
-                } else if elapsed > Duration::from_secs(1800) {
-                    Some((false, "scaling did not finish within 30 min".into()))
-                } else {
-                    None
-                }
-            }
-        };
-        if let Some((ok, message)) = outcome {
-            if matches!(pending.request.kind, RequestKind::Switchover { .. }) && !ok {
-                self.switchover = None;
-                let _ = self.apply_spec();
-            }
-            self.pending = None;
-            self.finish(&id, ok, message);
-        }
-    }
-
     /// Stops and deletes members scaled away, once no topology lists them.
     async fn finish_removals(&mut self) {
         let listed = |t: Option<&Topology>, name: &str| {
@@ -939,8 +492,9 @@ impl Supervisor {
         };
         let gone: Vec<(String, Option<Child>, std::path::PathBuf)> = {
             let mut shared = self.shared.lock();
-            let published = shared.snapshot.published.clone();
+            let published = shared.last_tick.published.clone();
             let names: Vec<String> = shared
+                .processes
                 .members
                 .values()
                 .filter(|m| m.removing && !listed(published.as_ref(), &m.layout.name))
@@ -948,7 +502,7 @@ impl Supervisor {
                 .collect();
             names
                 .into_iter()
-                .filter_map(|n| shared.members.remove(&n))
+                .filter_map(|n| shared.processes.members.remove(&n))
                 .map(|m| (m.layout.name, m.child, m.layout.dir))
                 .collect()
         };
@@ -970,6 +524,7 @@ impl Supervisor {
         let proxies: Vec<Child> = self
             .shared
             .lock()
+            .processes
             .proxies
             .iter_mut()
             .filter_map(|p| p.child.take())
@@ -981,6 +536,7 @@ impl Supervisor {
         let members: Vec<Child> = {
             let mut shared = self.shared.lock();
             shared
+                .processes
                 .members
                 .values_mut()
                 .filter_map(|m| {
@@ -996,208 +552,8 @@ impl Supervisor {
     }
 }
 
-fn backoff(restarts: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(restarts.min(5)).min(30))
-}
-
-/// Starts one proxy: this same program's `proxy` subcommand, so one installed binary is
-/// enough. Credentials travel in the environment, not on the command line.
-fn spawn_proxy(
-    rt: &Runtime,
-    index: usize,
-    port: u16,
-    admin_port: u16,
-) -> Result<Child, LocalError> {
-    let dir = rt.dir.proxy(index);
-    std::fs::create_dir_all(&dir).map_err(LocalError::io(&dir))?;
-    let log_path = dir.join("proxy.log");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(LocalError::io(&log_path))?;
-    let err = log.try_clone().map_err(LocalError::io(&log_path))?;
-    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("proxy")
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
-        .arg(format!("--topology={}", rt.dir.topology().display()))
-        .arg(format!("--consistency={}", rt.consistency))
-        .arg("--shutdown-timeout=5")
-        // Least privilege: the administrator's account never reaches a proxy.
-        .env("LAGLESS_PROXY_LOOKUP_USER", &rt.creds.lookup_user)
-        .env("LAGLESS_PROXY_LOOKUP_PASSWORD", &rt.creds.lookup_password)
-        .env("LAGLESS_PROXY_MONITOR_USER", &rt.creds.monitor_user)
-        .env("LAGLESS_PROXY_MONITOR_PASSWORD", &rt.creds.monitor_password)
-        .env("LAGLESS_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
-    spawn_tied(cmd).map_err(|e| LocalError::Command {
-        command: "lagless-operator proxy".into(),
-        detail: e.to_string(),
-    })
-}
-
-/// Builds the status document from the shared state.
-pub fn status(shared: &Shared, rt: &Runtime, settings: &Settings) -> Status {
-    let snap = &shared.snapshot;
-    let published = snap.published.as_ref();
-    let view = snap.view.as_ref();
-    let primary_name = published
-        .and_then(|t| t.primary.as_ref())
-        .map(|p| p.name.clone());
-    let primary_exec = primary_name
-        .as_deref()
-        .and_then(|p| view?.member(p)?.executed.clone());
-    let members = shared
-        .members
-        .values()
-        .map(|m| {
-            let name = m.layout.name.as_str();
-            let v = view.and_then(|v| v.member(name));
-            let role = if m.removing {
-                "removing"
-            } else if primary_name.as_deref() == Some(name) {
-                "primary"
-            } else if snap.quarantined.iter().any(|q| q == name) {
-                "quarantined"
-            } else if published.is_some_and(|t| t.replicas.iter().any(|r| r.name == name)) {
-                "replica"
-            } else if m.process == Process::Running || m.process == Process::Seeding {
-                "joining"
-            } else {
-                "down"
-            };
-            let error = v.and_then(|v| {
-                v.io_error
-                    .as_ref()
-                    .or(v.sql_error.as_ref())
-                    .map(|e| format!("replication error {}: {}", e.code, e.message))
-            });
-            MemberStatus {
-                name: name.to_string(),
-                role: role.to_string(),
-                port: m.layout.port,
-                pid: m.child.as_ref().map(Child::id),
-                process: m.process.as_str().to_string(),
-                health: v
-                    .map_or("unknown", |v| match v.probe {
-                        Probe::Ok => "ok",
-                        Probe::Unreachable => "unreachable",
-                        Probe::Hung => "hung",
-                    })
-                    .to_string(),
-                gtid: v.and_then(|v| v.executed.as_ref()).map(ToString::to_string),
-                behind: v
-                    .and_then(|v| v.holdings())
-                    .zip(primary_exec.as_ref())
-                    .and_then(|(held, p)| held.transactions_behind(p)),
-                lag_seconds: v.and_then(|v| v.lag_seconds),
-                replicating: v
-                    .filter(|v| v.source.is_some())
-                    .map(|v| v.io_running == Some(true) && v.sql_running == Some(true)),
-                error,
-                restarts: m.restarts,
-            }
-        })
-        .collect();
-    let proxies = shared
-        .proxies
-        .iter()
-        .map(|p| ProxyStatus {
-            name: format!("proxy-{}", p.index),
-            port: p.port,
-            admin_port: p.admin_port,
-            pid: p.child.as_ref().map(Child::id),
-            running: p.child.is_some(),
-            restarts: p.restarts,
-        })
-        .collect();
-    let mut events: Vec<EventLine> = shared
-        .events
-        .iter()
-        .cloned()
-        .chain(snap.events.iter().cloned())
-        .collect();
-    events.sort_by_key(|e| e.unix_ms);
-    let excess = events.len().saturating_sub(50);
-    events.drain(..excess);
-    Status {
-        cluster: settings.cluster.clone(),
-        phase: shared.phase.clone(),
-        step: shared.step.clone(),
-        progress: shared.progress.clone(),
-        state: snap.state.map(|s| format!("{s:?}")),
-        supervisor_pid: std::process::id(),
-        updated_unix_ms: now_unix_ms(),
-        epoch: published.map(|t| t.epoch),
-        durability: {
-            let replicas = i32::try_from(settings.replicas).unwrap_or(i32::MAX);
-            let durability = Durability::of(&rt.replication, replicas);
-            (!durability.is_lossless()).then(|| durability.message())
-        },
-        failing: snap.failing.clone(),
-        primary: primary_name,
-        consistency: published.and_then(|t| t.consistency.clone()),
-        members,
-        proxies,
-        seeding: shared.seeding.as_ref().map(|s| SeedingStatus {
-            member: s.member.clone(),
-            donor: s.donor.clone(),
-            bytes: s.bytes.load(Ordering::Relaxed),
-            elapsed_ms: u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        }),
-        events,
-        connect: settings.proxy_ports(0).map(|(port, _)| ConnectInfo {
-            host: "127.0.0.1".into(),
-            port,
-            user: rt.creds.app_user.clone(),
-            database: rt.creds.database.clone(),
-            credentials_file: rt.dir.credentials().display().to_string(),
-        }),
-        requests: shared.requests.clone(),
-    }
-}
-
-/// Writes `status.json` every half second until `stop`, and once more at the end.
-pub async fn write_status_until(
-    shared: SharedState,
-    rt: Arc<Runtime>,
-    settings: Settings,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let doc = status(&shared.lock(), &rt, &settings);
-        if let Err(e) = write_json(&rt.dir.status(), &doc, 0o644) {
-            tracing::warn!(error = %e, "cannot write status");
-        }
-        if *stop.borrow() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.changed() => {}
-        }
-    }
-}
-
 impl Supervisor {
     pub fn runtime(&self) -> Arc<Runtime> {
         self.rt.clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_delay_grows_and_is_capped() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(1), Duration::from_secs(2));
-        assert_eq!(backoff(3), Duration::from_secs(8));
-        assert_eq!(backoff(50), Duration::from_secs(30));
     }
 }

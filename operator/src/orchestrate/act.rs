@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lagless_proxy::gtid::GtidSet;
-use lagless_proxy::topology::{Flavor, Topology};
+use futures::future::BoxFuture;
+use lagless_core::gtid::GtidSet;
+use lagless_core::topology::{Flavor, Topology};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
@@ -52,14 +53,15 @@ impl ActError {
     }
 }
 
-/// Where topologies go: a file in local mode, a ConfigMap in Kubernetes.
+/// Where topologies go: a file in local mode, a ConfigMap in Kubernetes. Its answer decides
+/// whether the orchestrator counts a topology as published, so it is awaited in place.
 pub trait TopologySink: Send + Sync {
-    fn publish(&self, topology: &Topology) -> Result<(), String>;
+    fn publish<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), String>>;
 
     /// The document as stored now, read back so that one deleted or damaged behind the
     /// orchestrator's back is published again.
-    fn stored(&self) -> Stored {
-        Stored::Unknown
+    fn stored(&self) -> BoxFuture<'_, Stored> {
+        Box::pin(async { Stored::Unknown })
     }
 }
 
@@ -95,8 +97,9 @@ impl FileSink {
     }
 }
 
-impl TopologySink for FileSink {
-    fn publish(&self, topology: &Topology) -> Result<(), String> {
+impl FileSink {
+    /// Records the highest epoch, then replaces the document atomically.
+    pub fn write(&self, topology: &Topology) -> Result<(), String> {
         let highest = self.recorded_epoch().max(topology.epoch);
         let record = self.epoch_file();
         let tmp = record.with_extension("tmp");
@@ -108,7 +111,8 @@ impl TopologySink for FileSink {
             .map_err(|e| e.to_string())
     }
 
-    fn stored(&self) -> Stored {
+    /// The document as it is on disk.
+    pub fn read(&self) -> Stored {
         match std::fs::read(&self.0) {
             Ok(bytes) => match Topology::parse(&bytes) {
                 Ok(topology) => Stored::Found(topology),
@@ -117,6 +121,17 @@ impl TopologySink for FileSink {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::Missing,
             Err(_) => Stored::Unknown,
         }
+    }
+}
+
+/// A small file on a local disk: written and read in place.
+impl TopologySink for FileSink {
+    fn publish<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.write(topology) })
+    }
+
+    fn stored(&self) -> BoxFuture<'_, Stored> {
+        Box::pin(async move { self.read() })
     }
 }
 
@@ -259,7 +274,7 @@ impl Actor {
         self.bounded(
             member,
             "connecting",
-            Conn::new(opts(&m.host, m.port, &self.admin)),
+            Conn::new(opts(&m.host, m.port, &self.admin, spec.tls.as_ref())),
         )
         .await
     }
@@ -326,11 +341,20 @@ impl Actor {
         let s = spec
             .member(source)
             .ok_or_else(|| ActError::UnknownMember(source.to_string()))?;
+        // Replication over TLS verifies the source's certificate and name; without it, the
+        // CHANGE clears any TLS a previous spec asked for.
+        let ssl = match &spec.tls {
+            Some(tls) => format!(
+                ", MASTER_SSL=1, MASTER_SSL_CA='{}', MASTER_SSL_VERIFY_SERVER_CERT=1",
+                sql_quote(&tls.member_ca_path)
+            ),
+            None => ", MASTER_SSL=0".into(),
+        };
         Ok(vec![
             "STOP SLAVE".into(),
             format!(
                 "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', MASTER_PASSWORD='{}', \
-                 MASTER_USE_GTID=slave_pos{demote}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}",
+                 MASTER_USE_GTID=slave_pos{demote}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}{ssl}",
                 sql_quote(&s.host),
                 s.port,
                 sql_quote(&self.replication.user),
@@ -394,11 +418,9 @@ impl Actor {
                 }
                 Ok(())
             }
+            // Semi-sync was set up by the action before (see `plan`).
             Action::PublishTopology { topology } => {
-                if spec.semi_sync.is_some() && topology.primary.is_some() {
-                    self.ensure_semi_sync(spec, topology).await?;
-                }
-                sink.publish(topology).map_err(ActError::Publish)
+                sink.publish(topology).await.map_err(ActError::Publish)
             }
             Action::FenceReplicas { members } => {
                 // All at once and briefly: an IO thread stuck on a hung source can hold
@@ -433,6 +455,7 @@ impl Actor {
                         admin: self.admin.clone(),
                         replication_user: self.replication.user.clone(),
                         flavor: view.flavor,
+                        tls: spec.tls.clone(),
                     })
                     .await;
                 Ok(())
@@ -632,24 +655,22 @@ impl Actor {
         self.exec_on(conn, primary, &sql).await
     }
 
-    /// Lossless semi-synchronous replication on a topology about to be published: the primary
-    /// waits, after syncing its binary log and before committing (AFTER_SYNC), for a replica to
-    /// acknowledge each transaction, and never falls back to asynchronous replication; the
-    /// replicas acknowledge. MariaDB waits for one acknowledgement; `acks` above 1 is honoured by
-    /// the plan (how many members it must hear from before promoting), not by the server.
-    async fn ensure_semi_sync(
+    /// Has `member` load its certificate files again, without a restart.
+    pub async fn reload_tls(
         &self,
         spec: &ClusterSpec,
-        topology: &Topology,
+        member: &str,
+        flavor: Flavor,
     ) -> Result<(), ActError> {
-        let Some(primary) = &topology.primary else {
-            return Ok(());
-        };
-        let replicas = topology.replicas.iter().map(|r| r.name.as_str());
-        self.semi_sync_on(spec, &primary.name, replicas).await
+        self.exec(spec, member, &[reload_tls_statement(flavor).to_string()])
+            .await
     }
 
-    /// Semi-sync acknowledgements on `replicas`, then waiting on `primary`.
+    /// Lossless semi-synchronous replication: acknowledgements on `replicas`, then waiting on
+    /// `primary`, after syncing its binary log and before committing (AFTER_SYNC), never
+    /// falling back to asynchronous replication. MariaDB waits for one acknowledgement; `acks`
+    /// above 1 is honoured by the plan (how many members it must hear from before promoting),
+    /// not by the server.
     async fn semi_sync_on(
         &self,
         spec: &ClusterSpec,
@@ -859,4 +880,15 @@ fn position_query(flavor: Flavor) -> &'static str {
 /// Doubles quotes and backslashes for a single-quoted SQL string.
 fn sql_quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "''")
+}
+
+/// The statement that has a server load its certificate files again. Never binary-logged: a
+/// replica would otherwise write a transaction of its own (errant to the rest of the
+/// cluster), and the primary's would replay on every replica.
+pub fn reload_tls_statement(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Mariadb => "FLUSH LOCAL SSL",
+        // Neither binary-logged nor replicated.
+        Flavor::Mysql => "ALTER INSTANCE RELOAD TLS",
+    }
 }

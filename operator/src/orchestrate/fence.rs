@@ -9,11 +9,12 @@
 
 use std::time::Duration;
 
-use lagless_proxy::topology::Flavor;
+use lagless_core::topology::Flavor;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::observe::{Credentials, opts};
+use super::view::ServerTls;
 
 /// How long one attempt (connect, read-only, kill) may take.
 pub const ATTEMPT: Duration = Duration::from_secs(1);
@@ -32,6 +33,7 @@ pub struct Target {
     /// The replication account: its connections (replicas' binary log dumps) are left alone.
     pub replication_user: String,
     pub flavor: Flavor,
+    pub tls: Option<ServerTls>,
 }
 
 /// The statements that make a server read-only for everyone, as far as the flavour allows:
@@ -52,9 +54,14 @@ pub const CLIENT_CONNECTIONS: &str = "SELECT ID FROM information_schema.PROCESSL
 /// One attempt: read-only, then every client connection ended. Returns how many were ended.
 pub async fn attempt(target: &Target) -> Result<usize, String> {
     let work = async {
-        let mut conn = Conn::new(opts(&target.host, target.port, &target.admin))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut conn = Conn::new(opts(
+            &target.host,
+            target.port,
+            &target.admin,
+            target.tls.as_ref(),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
         // Clients first: a commit waiting for an acknowledgement that cannot come would block
         // `read_only`, and must end as an error to its client. Then again, for any client
         // that connected in between.

@@ -8,13 +8,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lagless_proxy::gtid::GtidSet;
-use lagless_proxy::topology::{Flavor, Topology};
+use lagless_core::gtid::GtidSet;
+use lagless_core::topology::{Flavor, Topology};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 
 use super::view::{
-    ClusterSpec, ClusterView, MemberSpec, MemberView, Probe, ReplicationError, SemiSyncState,
+    CaSource, ClusterSpec, ClusterView, MemberSpec, MemberView, Probe, ReplicationError,
+    SemiSyncState, ServerTls,
 };
 
 /// An account with the privileges the operator needs (read_only, replication control).
@@ -32,13 +33,34 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-pub(super) fn opts(host: &str, port: u16, creds: &Credentials) -> OptsBuilder {
-    OptsBuilder::default()
+/// Connection options for `host:port` as `creds`, over TLS verified against the cluster's CA
+/// (and the member's name) when `tls` is given.
+pub(super) fn opts(
+    host: &str,
+    port: u16,
+    creds: &Credentials,
+    tls: Option<&ServerTls>,
+) -> OptsBuilder {
+    let builder = OptsBuilder::default()
         .ip_or_hostname(host.to_string())
         .tcp_port(port)
         .user(Some(creds.user.clone()))
         .pass(Some(creds.password.clone()))
-        .prefer_socket(false)
+        .prefer_socket(false);
+    match tls {
+        None => builder,
+        Some(tls) => {
+            let ca = match &tls.ca {
+                CaSource::File(path) => path.clone().into(),
+                CaSource::Pem(pem) => pem.clone().into(),
+            };
+            builder.ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_root_certs(vec![ca])
+                    .with_disable_built_in_roots(true),
+            ))
+        }
+    }
 }
 
 /// Observes members, keeping a connection to each and its consecutive probe failures.
@@ -107,6 +129,7 @@ impl Observer {
             .chain(&extra)
             .partition(|m| Some(&m.name) == primary.as_ref());
         let mut members = Vec::with_capacity(spec.members.len());
+        let tls = spec.tls.as_ref();
         // Everyone else at once, then the primary.
         let mut conns: Vec<(String, Option<Conn>)> = first
             .iter()
@@ -116,7 +139,7 @@ impl Observer {
             conns
                 .iter_mut()
                 .zip(&first)
-                .map(|((_, conn), m)| read_member(conn, m, &self.creds, self.timeout)),
+                .map(|((_, conn), m)| read_member(conn, m, &self.creds, tls, self.timeout)),
         )
         .await;
         for ((name, conn), (m, outcome)) in conns.into_iter().zip(first.iter().zip(results)) {
@@ -127,7 +150,7 @@ impl Observer {
         }
         for m in last {
             let mut conn = self.conns.remove(&m.name);
-            let outcome = read_member(&mut conn, m, &self.creds, self.timeout).await;
+            let outcome = read_member(&mut conn, m, &self.creds, tls, self.timeout).await;
             if let Some(c) = conn {
                 self.conns.insert(m.name.clone(), c);
             }
@@ -186,7 +209,7 @@ impl Observer {
 fn positions(
     flavor: Flavor,
     r: &Reading,
-) -> Result<(GtidSet, Option<GtidSet>), lagless_proxy::gtid::GtidParseError> {
+) -> Result<(GtidSet, Option<GtidSet>), lagless_core::gtid::GtidParseError> {
     let executed = GtidSet::parse(flavor, &r.executed)?;
     let retrieved = match r.source {
         Some(_) => Some(GtidSet::parse(flavor, &r.retrieved)?),
@@ -199,12 +222,13 @@ async fn read_member(
     conn: &mut Option<Conn>,
     m: &MemberSpec,
     creds: &Credentials,
+    tls: Option<&ServerTls>,
     timeout: Duration,
 ) -> Outcome {
     let attempt = async {
         if conn.is_none() {
             *conn = Some(
-                Conn::new(opts(&m.host, m.port, creds))
+                Conn::new(opts(&m.host, m.port, creds, tls))
                     .await
                     .map_err(|_| false)?,
             );

@@ -21,8 +21,8 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use lagless_proxy::gtid::GtidSet;
-use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
+use lagless_core::gtid::GtidSet;
+use lagless_core::topology::{Flavor, Member, Topology, TopologyState};
 
 use super::view::{
     ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
@@ -205,6 +205,13 @@ pub enum Event {
         reason: String,
         restored: bool,
     },
+    /// A switchover (requested, or needed because the spec no longer has the primary) cannot
+    /// be carried out: `reason` says why, in a whole sentence. Nothing was changed; the plan
+    /// refuses again on every tick while the request stands.
+    SwitchoverRefused {
+        request: Option<String>,
+        reason: String,
+    },
     /// Needs attention; no action was planned for it.
     Warning {
         message: String,
@@ -292,6 +299,7 @@ impl History {
             Event::Bootstrapped { .. }
             | Event::Adopted { .. }
             | Event::SwitchoverFailed { request: None, .. }
+            | Event::SwitchoverRefused { .. }
             | Event::Warning { .. } => {}
         }
     }
@@ -351,7 +359,21 @@ impl std::fmt::Display for Event {
                     f.write_str("the cluster is recovered on the next tick")
                 }
             }
+            Event::SwitchoverRefused { reason, .. } => write!(f, "warning: {reason}"),
             Event::Warning { message } => write!(f, "warning: {message}"),
+        }
+    }
+}
+
+impl Event {
+    /// The text of an event that reports a lasting condition rather than something done (a
+    /// warning, a refused switchover): the plan gives it again on every tick while the
+    /// condition lasts.
+    pub fn warning(&self) -> Option<&str> {
+        match self {
+            Event::Warning { message } => Some(message),
+            Event::SwitchoverRefused { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 }
@@ -360,16 +382,62 @@ impl std::fmt::Display for Event {
 /// `view.members`.
 pub fn plan(view: &ClusterView, spec: &ClusterSpec, history: &History) -> Plan {
     let ctx = Ctx::new(view, spec, history);
-    if let Some(bootstrap) = bootstrap(&ctx) {
-        return bootstrap;
-    }
-    let Some(published) = ctx.published_primary() else {
-        return recover(&ctx);
+    let plan = if let Some(bootstrap) = bootstrap(&ctx) {
+        bootstrap
+    } else if let Some(published) = ctx.published_primary() {
+        match ctx.member(&published.name).filter(|m| m.is_reachable()) {
+            Some(primary) => primary_alive(&ctx, primary),
+            None => primary_failing(&ctx, published),
+        }
+    } else {
+        recover(&ctx)
     };
-    match ctx.member(&published.name).filter(|m| m.is_reachable()) {
-        Some(primary) => primary_alive(&ctx, primary),
-        None => primary_failing(&ctx, published),
+    semi_sync_before_publishing(plan, spec)
+}
+
+/// Under semi-sync, every topology published with a primary is preceded by
+/// [`Action::EnsureSemiSync`] for that primary and its replicas: the proxies send writes only
+/// to a primary that waits for acknowledgements. Indices of the rollback move with the
+/// actions; an inserted action belongs with the publication after it.
+fn semi_sync_before_publishing(mut plan: Plan, spec: &ClusterSpec) -> Plan {
+    if spec.semi_sync.is_none() {
+        return plan;
     }
+    let (actions, new_index) = with_semi_sync(std::mem::take(&mut plan.actions));
+    plan.actions = actions;
+    if let Some(rollback) = plan.rollback.as_mut() {
+        rollback.from = new_index(rollback.from);
+        rollback.until = new_index(rollback.until);
+        rollback.actions = with_semi_sync(std::mem::take(&mut rollback.actions)).0;
+    }
+    plan
+}
+
+/// `actions` with the semi-sync set-up inserted, and where each old index went (an index
+/// past the end maps past the new end).
+fn with_semi_sync(actions: Vec<Action>) -> (Vec<Action>, impl Fn(usize) -> usize) {
+    let mut out = Vec::with_capacity(actions.len() + 1);
+    let mut moved = Vec::with_capacity(actions.len() + 1);
+    for action in actions {
+        if let Action::PublishTopology { topology } = &action
+            && let Some(primary) = &topology.primary
+        {
+            let ensure = Action::EnsureSemiSync {
+                primary: primary.name.clone(),
+                replicas: topology.replicas.iter().map(|r| r.name.clone()).collect(),
+            };
+            // Already set up by the step just before (a promotion, say): once is enough.
+            if out.last() != Some(&ensure) {
+                out.push(ensure);
+            }
+        }
+        moved.push(out.len());
+        out.push(action);
+    }
+    let end = out.len();
+    moved.push(end);
+    let new_index = move |old: usize| moved.get(old).copied().unwrap_or(end);
+    (out, new_index)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,7 +585,7 @@ impl<'a> Ctx<'a> {
                 .into_iter()
                 .filter_map(|n| self.topology_member(n))
                 .collect(),
-            consistency: self.spec.consistency.clone(),
+            consistency: self.spec.consistency,
         }
     }
 
@@ -535,7 +603,7 @@ impl<'a> Ctx<'a> {
                 .as_ref()
                 .map(|t| t.replicas.clone())
                 .unwrap_or_default(),
-            consistency: self.spec.consistency.clone(),
+            consistency: self.spec.consistency,
         }
     }
 
@@ -1004,9 +1072,13 @@ fn primary_alive(ctx: &Ctx<'_>, primary: &MemberView) -> Plan {
     let mut steps = Steps::default();
     let quarantined = fence_and_quarantine(ctx, primary, &mut steps);
     if let Some((target, request)) = switchover_due(ctx, primary) {
+        let id = request.clone();
         match switchover(ctx, primary, &target, request, &quarantined, &mut steps) {
             Ok(()) => return steps.finish(ClusterState::Switchover),
-            Err(why) => steps.warn(why),
+            Err(reason) => steps.events.push(Event::SwitchoverRefused {
+                request: id,
+                reason,
+            }),
         }
     }
     repair(ctx, primary, &quarantined, &mut steps);

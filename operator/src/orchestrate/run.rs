@@ -2,13 +2,14 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use lagless_proxy::topology::{Flavor, Topology};
+use lagless_core::topology::{Flavor, Topology};
 
 use super::act::{Actor, ProxyAccount, Seeder, Stored, TopologySink};
 use super::observe::{Credentials, Observer};
 use super::plan::{Action, ClusterState, Event, Plan, plan};
+use super::view::CaSource;
 use super::view::{ClusterSpec, ClusterView, History};
 
 /// How often the proxies' accounts are looked for on the primary.
@@ -16,8 +17,29 @@ const ACCOUNTS_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// How long that may take (it writes, so it waits for a semi-sync acknowledgement).
 const ACCOUNTS_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How often members reload their certificate files even when the operator saw no change
+/// (in Kubernetes the files change in the pods, where the operator cannot watch them).
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+/// How long one member's reload may take.
+const TLS_RELOAD_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Ticks in a row an action must fail before [`Orchestrator::failing`] reports it.
 pub const FAILING_TICKS: u32 = 3;
+
+/// Whether the members' certificates are due a reload: never done, the files changed since,
+/// or the interval passed.
+fn reload_due(
+    last: Option<(Instant, Option<u64>)>,
+    fingerprint: Option<u64>,
+    now: Instant,
+) -> bool {
+    match last {
+        None => true,
+        Some((at, before)) => {
+            before != fingerprint || now.saturating_duration_since(at) >= TLS_RELOAD_INTERVAL
+        }
+    }
+}
 
 /// An action's name and member, for a status line (`EnsureSemiSync on m0`).
 fn action_name(action: &Action) -> String {
@@ -85,6 +107,12 @@ pub struct Orchestrator {
     /// When the proxies' accounts were last looked for, and whether their passwords were set.
     accounts_checked: Option<Instant>,
     accounts_converged: bool,
+    /// When the members last reloaded their certificates, and the files' fingerprint then.
+    tls_reloaded: Option<(Instant, Option<u64>)>,
+    /// The CAs trusted since the last reload every member took: a member still serving a
+    /// certificate of a CA that was just replaced is reached through the old one, to be told
+    /// to reload.
+    tls_trusted: Vec<Vec<u8>>,
 }
 
 /// The recent events, for status displays.
@@ -102,8 +130,8 @@ impl EventLog {
         let previous = std::mem::take(&mut self.warnings);
         let mut new = Vec::new();
         for event in events {
-            if let Event::Warning { message } = event {
-                self.warnings.insert(message.clone());
+            if let Some(message) = event.warning() {
+                self.warnings.insert(message.to_string());
                 if previous.contains(message) {
                     continue;
                 }
@@ -160,6 +188,8 @@ impl Orchestrator {
             failing: None,
             accounts_checked: None,
             accounts_converged: false,
+            tls_reloaded: None,
+            tls_trusted: Vec::new(),
         }
     }
 
@@ -264,7 +294,7 @@ impl Orchestrator {
     pub async fn tick(&mut self) -> Plan {
         // Whoever replaces the spec need not remember: seeding is possible when a seeder is.
         self.spec.seeding = self.actor.seeder.is_some();
-        self.check_stored();
+        self.check_stored().await;
         let view = self
             .observer
             .observe(&self.spec, self.flavor, self.published.as_ref())
@@ -305,13 +335,13 @@ impl Orchestrator {
         for event in &recorded {
             self.history.record(event);
         }
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let unix_ms = crate::clock::unix_ms();
         for event in self.events.record(&recorded, unix_ms) {
             if matches!(
                 event,
-                Event::Warning { .. } | Event::SwitchoverFailed { .. }
+                Event::Warning { .. }
+                    | Event::SwitchoverRefused { .. }
+                    | Event::SwitchoverFailed { .. }
             ) {
                 tracing::warn!(%event, "cluster event");
             } else {
@@ -319,6 +349,7 @@ impl Orchestrator {
             }
         }
         self.ensure_proxy_accounts(&view).await;
+        self.reload_tls(&view).await;
         self.last_state = Some(plan.state);
         self.last_view = Some(view);
         plan
@@ -338,7 +369,7 @@ impl Orchestrator {
         let Some(primary) = self
             .published
             .as_ref()
-            .filter(|t| t.state == lagless_proxy::topology::TopologyState::Ready)
+            .filter(|t| t.state == lagless_core::topology::TopologyState::Ready)
             .and_then(|t| t.primary.as_ref())
             .map(|p| p.name.clone())
         else {
@@ -364,10 +395,74 @@ impl Orchestrator {
         }
     }
 
+    /// Has every reachable member load its certificate files again (`FLUSH SSL`): at once when
+    /// the watched files change, else every [`TLS_RELOAD_INTERVAL`]. A renewed certificate
+    /// then takes effect without a restart; connections already open keep theirs.
+    async fn reload_tls(&mut self, view: &ClusterView) {
+        let Some(tls) = &self.spec.tls else {
+            return;
+        };
+        let fingerprint = tls.watch.as_ref().and_then(|dir| {
+            use std::hash::{Hash, Hasher};
+            let bytes = crate::tls::files::TlsFiles::new(dir).fingerprint()?;
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            Some(hasher.finish())
+        });
+        if !reload_due(self.tls_reloaded, fingerprint, Instant::now()) {
+            return;
+        }
+        let changed = self
+            .tls_reloaded
+            .is_some_and(|(_, before)| before != fingerprint);
+        self.tls_reloaded = Some((Instant::now(), fingerprint));
+        let current = match &tls.ca {
+            CaSource::File(path) => std::fs::read(path).ok(),
+            CaSource::Pem(pem) => Some(pem.clone()),
+        };
+        if let Some(ca) = &current
+            && !self.tls_trusted.contains(ca)
+        {
+            self.tls_trusted.push(ca.clone());
+        }
+        let mut spec = self.spec.clone();
+        if self.tls_trusted.len() > 1
+            && let Some(tls) = spec.tls.as_mut()
+        {
+            tls.ca = CaSource::Pem(self.tls_trusted.join(&b'\n'));
+        }
+        let members: Vec<&str> = view
+            .members
+            .iter()
+            .filter(|m| m.is_reachable())
+            .map(|m| m.name.as_str())
+            .collect();
+        let reloads = members.iter().map(|member| {
+            tokio::time::timeout(
+                TLS_RELOAD_TIMEOUT,
+                self.actor.reload_tls(&spec, member, view.flavor),
+            )
+        });
+        let results = futures::future::join_all(reloads).await;
+        if results.iter().all(|r| matches!(r, Ok(Ok(())))) {
+            self.tls_trusted.retain(|ca| Some(ca) == current.as_ref());
+        }
+        for (member, result) in members.iter().zip(results) {
+            match result {
+                Ok(Ok(())) if changed => {
+                    tracing::info!(member, "certificates reloaded after they changed")
+                }
+                Ok(Ok(())) => tracing::debug!(member, "certificates reloaded"),
+                Ok(Err(e)) => tracing::warn!(member, error = %e, "certificates not reloaded"),
+                Err(_) => tracing::warn!(member, "certificates not reloaded in time"),
+            }
+        }
+    }
+
     /// Publishes the current topology again when its document is gone or is not what was
     /// published, under an epoch above every one published before, which the proxies still
     /// following the old document accept.
-    fn check_stored(&mut self) {
+    async fn check_stored(&mut self) {
         if self
             .stored_checked
             .is_some_and(|at| at.elapsed() < STORED_CHECK_INTERVAL)
@@ -378,7 +473,7 @@ impl Orchestrator {
         let Some(published) = &self.published else {
             return;
         };
-        let why = match self.sink.stored() {
+        let why = match self.sink.stored().await {
             Stored::Unknown => return,
             Stored::Found(t) if t == *published => return,
             Stored::Found(t) => {
@@ -397,7 +492,7 @@ impl Orchestrator {
             reason = %why,
             "the topology document is not what was published; publishing it again"
         );
-        match self.sink.publish(&again) {
+        match self.sink.publish(&again).await {
             Ok(()) => {
                 self.history.max_epoch = again.epoch;
                 self.published = Some(again);
@@ -509,6 +604,21 @@ mod tests {
             ["warning: x", "d seeded from b", "warning: y", "warning: y"]
         );
         assert_eq!(log.entries.back().map(|e| e.unix_ms), Some(5));
+    }
+
+    #[test]
+    fn a_standing_refused_switchover_is_logged_once() {
+        let mut log = EventLog::default();
+        let refused = Event::SwitchoverRefused {
+            request: Some("r1".into()),
+            reason: "switchover from a refused: no eligible replica".into(),
+        };
+        assert_eq!(log.record(std::slice::from_ref(&refused), 1).len(), 1);
+        assert!(log.record(std::slice::from_ref(&refused), 2).is_empty());
+        assert_eq!(
+            logged(&log),
+            ["warning: switchover from a refused: no eligible replica"]
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Donor {
     pub port: u16,
     /// The donor's data directory (mariadb-backup reads the files itself).
     pub datadir: PathBuf,
+    /// The CA the donor server's certificate must chain to: the backup's connection then
+    /// uses TLS and verifies the server's name.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What a seeding did.
@@ -167,9 +170,12 @@ async fn backup_stream_with(
         .create(&target)
         .await
         .map_err(io(&target))?;
-    write_private(&options, option_file(creds).as_bytes())
-        .await
-        .map_err(io(&options))?;
+    write_private(
+        &options,
+        option_file(creds, donor.tls_ca.as_deref()).as_bytes(),
+    )
+    .await
+    .map_err(io(&options))?;
     let mut child = command
         .args(backup_args(donor, &options, &target))
         .stdin(Stdio::null())
@@ -262,12 +268,19 @@ fn quoted(value: &str) -> String {
 
 /// The option file: the account in `[client]`, the group every mariadb-backup version reads
 /// its connection options from.
-fn option_file(creds: &Credentials) -> String {
-    format!(
+fn option_file(creds: &Credentials, tls_ca: Option<&Path>) -> String {
+    let mut out = format!(
         "[client]\nuser={}\npassword={}\n",
         quoted(&creds.user),
         quoted(&creds.password)
-    )
+    );
+    if let Some(ca) = tls_ca {
+        out.push_str(&format!(
+            "ssl-ca={}\nssl-verify-server-cert\n",
+            quoted(&ca.to_string_lossy())
+        ));
+    }
+    out
 }
 
 /// The backup's arguments: no account, only where to read it. `--defaults-extra-file` is
@@ -428,6 +441,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 3306,
             datadir: "/var/lib/mysql".into(),
+            tls_ca: None,
         }
     }
 
@@ -473,7 +487,7 @@ mod tests {
     #[test]
     fn option_file_values_are_quoted_and_escaped() {
         assert_eq!(
-            option_file(&creds()),
+            option_file(&creds(), None),
             "[client]\nuser=\"lagless_admin\"\npassword=\"s3cr#t \\\"pw\\\" \\\\ 'x'\"\n"
         );
         assert_eq!(quoted("a\nb\tc\rd"), r#""a\nb\tc\rd""#);
@@ -518,7 +532,7 @@ exit {exit}
         assert!(!args.contains("s3cr"), "{out}");
         assert!(out.contains("file-mode: 600\n"), "{out}");
         assert!(out.contains("dir-mode: 700\n"), "{out}");
-        assert!(out.contains(&option_file(&creds())), "{out}");
+        assert!(out.contains(&option_file(&creds(), None)), "{out}");
         assert!(!dir.exists(), "the option file outlived the backup");
     }
 

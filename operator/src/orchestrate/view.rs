@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lagless_proxy::gtid::GtidSet;
-use lagless_proxy::topology::{Flavor, Topology};
+use lagless_core::gtid::GtidSet;
+use lagless_core::topology::{Flavor, Topology};
 
 /// The outcome of the last reachability probe of one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -230,7 +230,7 @@ pub struct ClusterSpec {
     pub switchover: Option<Switchover>,
     pub semi_sync: Option<SemiSync>,
     /// The default consistency mode published to the proxies.
-    pub consistency: Option<String>,
+    pub consistency: Option<lagless_core::ConsistencyMode>,
     /// How long a planned switchover lets open transactions on the old primary finish before
     /// fencing it (new ones wait at the proxies meanwhile); what is still open then is ended.
     pub switchover_drain: Duration,
@@ -241,6 +241,8 @@ pub struct ClusterSpec {
     /// empty member is then seeded instead of replaying the whole history, which the primary
     /// may no longer have.
     pub seeding: bool,
+    /// TLS to the members, for the operator's connections and replication.
+    pub tls: Option<ServerTls>,
 }
 
 impl ClusterSpec {
@@ -261,6 +263,7 @@ impl ClusterSpec {
             switchover_drain: Self::DEFAULT_SWITCHOVER_DRAIN,
             switchover_catch_up: Self::DEFAULT_SWITCHOVER_CATCH_UP,
             seeding: false,
+            tls: None,
         }
     }
 
@@ -299,4 +302,26 @@ pub struct History {
     /// The highest epoch ever published (kept where the platform records status): a new
     /// topology is always above it, even when the published document was lost.
     pub max_epoch: u64,
+}
+
+/// TLS to the members: the CA their certificates must chain to, as the operator reads it and
+/// as the members themselves find it (for replication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// The CA for the operator's own connections.
+    pub ca: CaSource,
+    /// The CA's path on the members' file system (`MASTER_SSL_CA` of replication).
+    pub member_ca_path: String,
+    /// A directory of certificate files the operator can read (the local runtime's): when
+    /// they change, members reload them at once rather than at the next periodic reload.
+    pub watch: Option<std::path::PathBuf>,
+}
+
+/// Where the operator reads a CA from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// A file, read again at every connection, so a renewed CA needs no restart.
+    File(std::path::PathBuf),
+    /// PEM text (a Secret's `ca.crt`).
+    Pem(Vec<u8>),
 }

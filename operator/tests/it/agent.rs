@@ -2,14 +2,15 @@
 //! kit is the donor, its agent serves the backup over HTTP, and `agent fetch` fills an empty
 //! directory with a prepared copy.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use lagless_operator::agent::client::{
-    FetchError, Fetched, Url, cancel_reseed, fetch, request_reseed,
+    AgentTls, FetchError, Fetched, Url, cancel_reseed, fetch, request_reseed,
 };
 use lagless_operator::agent::server::Server;
 use lagless_operator::agent::{FetchArgs, POSITION_FILE, RESEED_MARKER, ServeArgs};
+use lagless_operator::tls::files::TlsFiles;
 use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, Cluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -17,6 +18,12 @@ const TOKEN: &str = "agent-test-token-0123456789";
 
 /// A donor of one member with a few MB of data, and its agent on a free port.
 async fn donor(dir: &Path) -> (Cluster, String) {
+    donor_with(dir, None).await
+}
+
+/// [`donor`], its agent serving TLS with `tls` (certificate and key files) when given.
+async fn donor_with(dir: &Path, tls: Option<(PathBuf, PathBuf)>) -> (Cluster, String) {
+    let (tls_cert, tls_key) = tls.unzip();
     let cluster = Cluster::builder().members(1).start().await.unwrap();
     let m = cluster.primary();
     m.exec(
@@ -41,6 +48,9 @@ async fn donor(dir: &Path) -> (Cluster, String) {
         scratch_dir: Some(dir.to_path_buf()),
         admin_user: ADMIN_USER.into(),
         admin_password: ADMIN_PASSWORD.into(),
+        tls_ca: None,
+        tls_cert,
+        tls_key,
     })
     .await
     .unwrap();
@@ -60,6 +70,7 @@ fn fetch_args(from: Vec<String>, token_file: &Path, datadir: &Path) -> FetchArgs
         force: false,
         if_empty: false,
         progress_interval: 1,
+        tls_ca: None,
     }
 }
 
@@ -145,26 +156,29 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
         scratch_dir: Some(dir.path().to_path_buf()),
         admin_user: ADMIN_USER.into(),
         admin_password: ADMIN_PASSWORD.into(),
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
     })
     .await
     .unwrap();
     let own_url = Url::parse(&format!("http://{}", own.local_addr().unwrap())).unwrap();
     tokio::spawn(own.run());
-    let refused = request_reseed(&own_url, "wrong-token", None)
+    let refused = request_reseed(&own_url, "wrong-token", None, None)
         .await
         .unwrap_err();
     assert!(refused.contains("401"), "{refused}");
     assert!(!target.join(RESEED_MARKER).exists());
     // Marked and taken back: nothing happens at the next start.
-    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    request_reseed(&own_url, TOKEN, None, None).await.unwrap();
     assert!(target.join(RESEED_MARKER).exists());
-    cancel_reseed(&own_url, TOKEN).await.unwrap();
+    cancel_reseed(&own_url, TOKEN, None).await.unwrap();
     assert!(!target.join(RESEED_MARKER).exists());
     assert_eq!(fetch(&skip).await.unwrap(), Fetched::AlreadyHasData);
 
     // Marked with no donor answering: the copy fails, the data is gone, and the mark stays so
     // the next attempt copies again (member 0 must not start as a new, empty cluster).
-    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    request_reseed(&own_url, TOKEN, None, None).await.unwrap();
     std::fs::write(target.join("errant-leftover"), b"x").unwrap();
     let only_dead = FetchArgs {
         from: vec!["http://127.0.0.1:1".into()],
@@ -178,7 +192,9 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
 
     // Marked with the operator's donor: it is used first, before any of --from.
     let donor = Url::parse(&url).unwrap();
-    request_reseed(&own_url, TOKEN, Some(&donor)).await.unwrap();
+    request_reseed(&own_url, TOKEN, Some(&donor), None)
+        .await
+        .unwrap();
     let reseeded = fetch(&only_dead).await.unwrap();
     let Fetched::Copied { donor: used, .. } = &reseeded else {
         panic!("nothing copied: {reseeded:?}");
@@ -205,7 +221,7 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
         agent_port: donor_port,
         ..only_dead.clone()
     };
-    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    request_reseed(&own_url, TOKEN, None, None).await.unwrap();
     let copied = fetch(&published).await.unwrap();
     let Fetched::Copied { donor: used, .. } = &copied else {
         panic!("nothing copied: {copied:?}");
@@ -216,12 +232,14 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
         from: vec![url.clone()],
         ..published.clone()
     };
-    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    request_reseed(&own_url, TOKEN, None, None).await.unwrap();
     let err = fetch(&unpublished).await.unwrap_err();
     assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
     assert!(target.join(RESEED_MARKER).exists());
     // Nor is the donor a mark names, once it is no longer published.
-    request_reseed(&own_url, TOKEN, Some(&donor)).await.unwrap();
+    request_reseed(&own_url, TOKEN, Some(&donor), None)
+        .await
+        .unwrap();
     let err = fetch(&unpublished).await.unwrap_err();
     assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
 
@@ -229,7 +247,7 @@ async fn agent_streams_a_prepared_copy_with_the_donors_position() {
     // refused, and the data kept.
     let copied = fetch(&published).await.unwrap();
     assert!(matches!(copied, Fetched::Copied { .. }), "{copied:?}");
-    request_reseed(&own_url, TOKEN, None).await.unwrap();
+    request_reseed(&own_url, TOKEN, None, None).await.unwrap();
     let path = dir.path().join("topology-primary.json");
     let json = serde_json::json!({
         "cluster": "c", "flavor": "mariadb", "epoch": 4, "state": "ready",
@@ -310,4 +328,133 @@ async fn fetch_refuses_a_non_empty_data_directory_before_any_request() {
     let err = fetch(&args).await.unwrap_err();
     assert!(matches!(err, FetchError::NotEmpty(_)), "{err}");
     assert_eq!(std::fs::read(target.join("ibdata1")).unwrap(), b"precious");
+}
+
+/// The entries of `dir` (none when it does not exist).
+fn left_in(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_over_tls_serves_only_clients_that_verify_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TlsFiles::new(dir.path().join("tls"));
+    let names = lagless_operator::tls::local_names();
+    certs.ensure("test", &names, SystemTime::now()).unwrap();
+    let other = TlsFiles::new(dir.path().join("other-ca"));
+    other.ensure("other", &names, SystemTime::now()).unwrap();
+    let (cluster, url) = donor_with(dir.path(), Some((certs.cert(), certs.key()))).await;
+    let donor_pos = cluster.primary().positions().await.unwrap().gtid_binlog_pos;
+    let token = dir.path().join("token");
+    let host_port = url.trim_start_matches("http://").to_string();
+
+    // A plain client is refused by the handshake, at once rather than at a timeout.
+    let target = dir.path().join("plain");
+    let started = Instant::now();
+    let err = fetch(&fetch_args(vec![url.clone()], &token, &target))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
+    assert!(err.to_string().contains("answered with TLS"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert!(left_in(&target).is_empty(), "{:?}", left_in(&target));
+    let started = Instant::now();
+    let answer = raw_request(&url, b"GET /healthz HTTP/1.1\r\n\r\n").await;
+    assert!(!answer.contains("HTTP/1.1"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A client with another CA does not trust the agent: nothing is copied.
+    let target = dir.path().join("other");
+    let with_other = FetchArgs {
+        tls_ca: Some(other.ca()),
+        ..fetch_args(vec![url.clone()], &token, &target)
+    };
+    let err = fetch(&with_other).await.unwrap_err();
+    assert!(matches!(err, FetchError::NoDonor(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("TLS handshake with {host_port} failed")),
+        "{message}"
+    );
+    assert!(message.contains("certificate"), "{message}");
+    assert!(left_in(&target).is_empty(), "{:?}", left_in(&target));
+
+    // A CA file that holds no certificate is an error before any connection.
+    let not_a_ca = dir.path().join("not-a-ca.crt");
+    std::fs::write(&not_a_ca, "nothing here\n").unwrap();
+    let err = fetch(&FetchArgs {
+        tls_ca: Some(not_a_ca),
+        ..with_other.clone()
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, FetchError::Tls(_)), "{err}");
+
+    // With the agent's CA: the same prepared copy as over plain HTTP.
+    let target = dir.path().join("copy");
+    let args = FetchArgs {
+        tls_ca: Some(certs.ca()),
+        ..fetch_args(vec![url.clone()], &token, &target)
+    };
+    let fetched = fetch(&args).await.unwrap();
+    let Fetched::Copied {
+        donor,
+        bytes,
+        elapsed,
+        gtid_position,
+    } = fetched
+    else {
+        panic!("nothing copied: {fetched:?}");
+    };
+    assert_eq!(donor, url);
+    eprintln!(
+        "agent stream over TLS: {:.1} MiB in {:.2} s (prepare included)",
+        bytes as f64 / 1_048_576.0,
+        elapsed.as_secs_f64()
+    );
+    assert!(bytes > 4 * 1_048_576, "{bytes} bytes");
+    assert_eq!(gtid_position, donor_pos);
+    let written = std::fs::read_to_string(target.join(POSITION_FILE)).unwrap();
+    assert_eq!(written.trim(), donor_pos);
+    let table = std::fs::metadata(target.join("seedtest/blobs.ibd")).unwrap();
+    assert!(table.len() > 4 * 1_048_576, "{}", table.len());
+    assert!(target.join("mysql").is_dir());
+    assert!(!target.join(RESEED_MARKER).exists());
+
+    // The operator's calls, with the CA as the PEM it reads from a Secret.
+    let own = Server::bind(ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        datadir: target.clone(),
+        mysql_port: 1,
+        token_file: token.clone(),
+        scratch_dir: Some(dir.path().to_path_buf()),
+        admin_user: ADMIN_USER.into(),
+        admin_password: ADMIN_PASSWORD.into(),
+        tls_ca: None,
+        tls_cert: Some(certs.cert()),
+        tls_key: Some(certs.key()),
+    })
+    .await
+    .unwrap();
+    let own_url = Url::parse(&format!("http://{}", own.local_addr().unwrap())).unwrap();
+    tokio::spawn(own.run());
+    let ca = AgentTls::from_ca_pem(&std::fs::read(certs.ca()).unwrap()).unwrap();
+    let wrong_ca = AgentTls::from_ca_file(&other.ca()).unwrap();
+    let err = request_reseed(&own_url, TOKEN, None, None)
+        .await
+        .unwrap_err();
+    assert!(err.contains("answered with TLS"), "{err}");
+    let err = request_reseed(&own_url, TOKEN, None, Some(&wrong_ca))
+        .await
+        .unwrap_err();
+    assert!(err.contains("TLS handshake with 127.0.0.1:"), "{err}");
+    assert!(!target.join(RESEED_MARKER).exists());
+    request_reseed(&own_url, TOKEN, None, Some(&ca))
+        .await
+        .unwrap();
+    assert!(target.join(RESEED_MARKER).exists());
+    cancel_reseed(&own_url, TOKEN, Some(&ca)).await.unwrap();
+    assert!(!target.join(RESEED_MARKER).exists());
 }

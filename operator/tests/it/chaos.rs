@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lagless_core::topology::{Flavor, Topology, TopologyState};
 use lagless_operator::kube::orchestration::events_after;
 use lagless_operator::orchestrate::act::{FileSink, ProxyAccount, ProxyRole};
 use lagless_operator::orchestrate::observe::Credentials;
@@ -21,7 +22,6 @@ use lagless_operator::orchestrate::run::Orchestrator;
 use lagless_operator::orchestrate::{
     Cause, ClusterSpec, ClusterState, Event, MemberSpec, SemiSync, Switchover, SwitchoverTarget,
 };
-use lagless_proxy::topology::{Flavor, Topology, TopologyState};
 use lagless_testkit::{APP_PASSWORD, APP_USER, Cluster, Placement, REPL_PASSWORD, REPL_USER};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};

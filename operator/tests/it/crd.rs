@@ -88,7 +88,10 @@ fn example_cluster_is_valid() {
         Some(-10)
     );
     assert_eq!(core.semi_sync.map(|s| s.acks), Some(1));
-    assert_eq!(core.consistency.as_deref(), Some("strict"));
+    assert_eq!(
+        core.consistency,
+        Some(lagless_core::ConsistencyMode::Strict)
+    );
 }
 
 #[test]

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use lagless_core::topology::{Flavor as TopologyFlavor, Member, Topology, TopologyState};
 use lagless_operator::crd::{Flavor, MySQLCluster, ServiceType};
 use lagless_operator::kube::{
     DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE, client_service, credentials_secrets,
     headless_service, member_host, network_policy, pod_disruption_budget, proxy_deployment,
     proxy_network_policy, server_configmap, statefulset, topology_configmap,
 };
-use lagless_proxy::topology::{Flavor as TopologyFlavor, Member, Topology, TopologyState};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,7 +37,7 @@ fn topology(cluster: &MySQLCluster) -> Topology {
         state: TopologyState::Ready,
         primary: Some(member(0)),
         replicas: (1..cluster.spec.replicas as u32).map(member).collect(),
-        consistency: Some("strict".into()),
+        consistency: Some(lagless_core::ConsistencyMode::Strict),
     }
 }
 

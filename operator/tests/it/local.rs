@@ -37,14 +37,14 @@ fn free_ports(from: u16, count: u16) -> u16 {
 
 /// One local cluster in a temporary state directory; `down` on drop, so a failing test
 /// leaves no process behind.
-struct Local {
+pub(crate) struct Local {
     dir: tempfile::TempDir,
-    base_port: u16,
-    proxy_port: u16,
+    pub(crate) base_port: u16,
+    pub(crate) proxy_port: u16,
 }
 
 impl Local {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // Members (up to 9) and proxies come from ranges that cannot overlap.
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
@@ -53,11 +53,11 @@ impl Local {
         }
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         bin()
             .arg("local")
             .arg("--state-dir")
@@ -68,7 +68,7 @@ impl Local {
     }
 
     /// Runs a command that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -82,7 +82,7 @@ impl Local {
         stdout
     }
 
-    fn up(&self, manifest: &Path) -> String {
+    pub(crate) fn up(&self, manifest: &Path) -> String {
         self.ok(&[
             "up",
             "-f",
@@ -95,14 +95,14 @@ impl Local {
         ])
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let text = self.ok(&["status", "--output", "json"]);
         serde_json::from_str(&text).expect("status is JSON")
     }
 
     /// The status once it shows the cluster running with a PID for every member and proxy:
     /// `status.json` is rewritten every 500 ms, so a read right after a change may predate it.
-    fn running_status(&self) -> Value {
+    pub(crate) fn running_status(&self) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let status = self.status();
@@ -122,19 +122,19 @@ impl Local {
         }
     }
 
-    fn credentials(&self) -> Value {
+    pub(crate) fn credentials(&self) -> Value {
         let text = std::fs::read_to_string(self.state().join("credentials.json")).expect("creds");
         serde_json::from_str(&text).expect("credentials are JSON")
     }
 
-    fn manifest(&self, name: &str, body: &str) -> PathBuf {
+    pub(crate) fn manifest(&self, name: &str, body: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.yaml"));
         std::fs::write(&path, body).expect("write manifest");
         path
     }
 
     /// Every PID the status lists: supervisor, members, proxies.
-    fn pids(status: &Value) -> Vec<u32> {
+    pub(crate) fn pids(status: &Value) -> Vec<u32> {
         let mut pids = vec![status["supervisor_pid"].as_u64().unwrap_or(0) as u32];
         for list in ["members", "proxies"] {
             for item in status[list].as_array().into_iter().flatten() {
@@ -158,18 +158,18 @@ impl Drop for Local {
     }
 }
 
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap_or_default()
             .contains(") Z ")
 }
 
-fn primary(status: &Value) -> String {
+pub(crate) fn primary(status: &Value) -> String {
     status["primary"].as_str().unwrap_or_default().to_string()
 }
 
-fn member_port(status: &Value, name: &str) -> u16 {
+pub(crate) fn member_port(status: &Value, name: &str) -> u16 {
     status["members"]
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == name))
@@ -177,7 +177,7 @@ fn member_port(status: &Value, name: &str) -> u16 {
         .unwrap_or(0) as u16
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let began = Instant::now();
     while !done() {
         assert!(began.elapsed() < timeout, "timed out waiting for {what}");
@@ -185,7 +185,7 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn opts(port: u16, user: &str, password: &str) -> mysql_async::Opts {
+pub(crate) fn opts(port: u16, user: &str, password: &str) -> mysql_async::Opts {
     mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)

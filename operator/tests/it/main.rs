@@ -10,3 +10,4 @@ mod local;
 mod orchestrate;
 mod push;
 mod switchover;
+mod tls;

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use lagless_core::topology::{Flavor, Topology};
 use lagless_operator::orchestrate::act::{FileSink, SeedOutcome, Seeder};
 use lagless_operator::orchestrate::observe::Credentials;
 use lagless_operator::orchestrate::run::Orchestrator;
 use lagless_operator::orchestrate::seed::{Donor, SeedReport, seed};
 use lagless_operator::orchestrate::{ClusterSpec, ClusterState, Event, MemberSpec};
-use lagless_proxy::topology::{Flavor, Topology};
 use lagless_testkit::{
     ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, Cluster, REPL_PASSWORD, REPL_USER,
 };
@@ -575,6 +575,7 @@ impl Seeder for KitSeeder {
                 host: donor.host.clone(),
                 port: donor.port,
                 datadir: source.data_dir(),
+                tls_ca: None,
             };
             let report = seed(&donor, &admin(), &target.data_dir(), progress.clone())
                 .await

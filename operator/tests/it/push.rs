@@ -1,9 +1,9 @@
 //! The operator's push of a new topology, against a real lagless-proxy admin listener.
 
+use lagless_core::topology::{Flavor, Member, Topology, TopologyState};
 use lagless_operator::kube::push::{Pushed, push_to};
 use lagless_proxy::config::Config;
 use lagless_proxy::server::Proxy;
-use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
 
 fn topology(epoch: u64, primary_port: u16) -> Topology {
     Topology {
@@ -30,6 +30,7 @@ async fn a_pushed_topology_is_taken_at_once_and_only_with_the_token() {
     config.lookup = Some(lagless_proxy::users::LookupCredentials {
         user: "nobody".into(),
         password: "none".into(),
+        tls: None,
     });
     let proxy = Proxy::bind(config).await.unwrap();
     let admin = proxy.admin_addr().unwrap().to_string();

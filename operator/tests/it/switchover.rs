@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use lagless_core::topology::{Flavor, Topology};
 use lagless_operator::orchestrate::act::{FileSink, TopologySink};
 use lagless_operator::orchestrate::observe::Credentials;
 use lagless_operator::orchestrate::run::Orchestrator;
 use lagless_operator::orchestrate::{Event, SemiSync, Switchover, SwitchoverTarget};
-use lagless_proxy::topology::{Flavor, Topology};
 use lagless_testkit::{APP_PASSWORD, APP_USER, Cluster, REPL_PASSWORD, REPL_USER};
 use mysql_async::prelude::Queryable;
 
@@ -194,11 +194,16 @@ struct RefusingSink {
 }
 
 impl TopologySink for RefusingSink {
-    fn publish(&self, topology: &Topology) -> Result<(), String> {
-        if topology.is_switching() && self.armed.swap(false, Ordering::SeqCst) {
-            return Err("the topology store refused the write".into());
-        }
-        self.file.publish(topology)
+    fn publish<'a>(
+        &'a self,
+        topology: &'a Topology,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if topology.is_switching() && self.armed.swap(false, Ordering::SeqCst) {
+                return Err("the topology store refused the write".into());
+            }
+            self.file.write(topology)
+        })
     }
 }
 

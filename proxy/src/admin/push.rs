@@ -122,20 +122,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Whether `presented` (an `Authorization` value) carries `Bearer <token>`, in time that does
-/// not depend on where they differ. An empty token authorizes nobody. (The seeding agent's
-/// endpoints use this too.)
-pub fn authorized(presented: Option<&str>, token: &str) -> bool {
-    let Some(given) = presented.and_then(|v| v.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    let mut diff = u8::from(a.len() != b.len() || b.is_empty());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    diff == 0
-}
+pub use lagless_core::bearer::authorized;
 
 #[cfg(test)]
 mod tests {

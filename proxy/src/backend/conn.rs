@@ -8,10 +8,10 @@ use super::tls::BackendTls;
 use crate::protocol::auth::{self, BackendSecret};
 use crate::protocol::constants::{cap, com, header};
 use crate::protocol::handshake::{Greeting, HandshakeResponse, parse_auth_switch};
+use crate::protocol::io::ClientIo;
 use crate::protocol::messages::{self, ErrPacket};
 use crate::protocol::packet::{PacketError, PacketStream, RawPacket};
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
-use crate::session::login::ClientIo;
 use crate::topology::Flavor;
 
 /// Why a backend connection failed.
@@ -332,7 +332,7 @@ async fn start_tls(
     })?;
     let tcp = plain.into_inner();
     let stream = tls
-        .connector
+        .connector()
         .connect(name, tcp)
         .await
         .map_err(|e| BackendError::Tls {

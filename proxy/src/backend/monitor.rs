@@ -9,10 +9,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Backends;
+use super::account::LookupCredentials;
 use crate::gtid::GtidSet;
-use crate::server::Shared;
 use crate::topology::{Flavor, Member};
-use crate::users::LookupCredentials;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -35,6 +35,7 @@ pub(crate) fn opts(member: &Member, creds: &LookupCredentials) -> OptsBuilder {
         .user(Some(creds.user.clone()))
         .pass(Some(creds.password.clone()))
         .prefer_socket(false)
+        .ssl_opts(creds.tls.clone())
 }
 
 /// Connections the proxy keeps for its own queries, one per server.
@@ -93,7 +94,7 @@ impl AdminConns {
 }
 
 /// Polls every member's position once; updates positions, head history and metrics.
-pub async fn poll_positions(shared: &Shared, conns: &mut AdminConns) {
+pub async fn poll_positions(shared: &Backends, conns: &mut AdminConns) {
     let Some(creds) = shared.config.monitor.clone() else {
         return;
     };
@@ -138,7 +139,7 @@ const PACKET_READ_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 /// Learns what the primary would allow a new session to send: its global
 /// `max_allowed_packet`, read at start-up and again every [`PACKET_READ_INTERVAL`] (unless it
 /// is configured).
-pub async fn read_max_allowed_packet(shared: &Shared, conns: &mut AdminConns) {
+pub async fn read_max_allowed_packet(shared: &Backends, conns: &mut AdminConns) {
     let (Some(creds), None) = (&shared.config.monitor, shared.config.max_allowed_packet) else {
         return;
     };
@@ -174,8 +175,8 @@ pub struct HeadReader {
 }
 
 impl HeadReader {
-    /// Starts the reader task; it ends when the proxy's shared state is gone.
-    pub fn spawn(shared: Weak<Shared>) -> Self {
+    /// Starts the reader task; it ends when the backends are gone.
+    pub fn spawn(shared: Weak<Backends>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(shared, rx));
         Self { tx }
@@ -191,7 +192,7 @@ impl HeadReader {
     }
 }
 
-async fn run(shared: Weak<Shared>, mut rx: mpsc::UnboundedReceiver<Waiter>) {
+async fn run(shared: Weak<Backends>, mut rx: mpsc::UnboundedReceiver<Waiter>) {
     let mut conns = AdminConns::default();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -208,7 +209,7 @@ async fn run(shared: Weak<Shared>, mut rx: mpsc::UnboundedReceiver<Waiter>) {
     }
 }
 
-async fn read_head(shared: &Arc<Shared>, conns: &mut AdminConns) -> Result<GtidSet, String> {
+async fn read_head(shared: &Arc<Backends>, conns: &mut AdminConns) -> Result<GtidSet, String> {
     let creds = shared
         .config
         .monitor

@@ -1,7 +1,10 @@
 //! Optional TLS from the proxy to its backends.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
 
 use rustls::ClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -12,10 +15,23 @@ use tokio_rustls::TlsConnector;
 
 use crate::tls::TlsError;
 
-/// How backend connections are encrypted.
+/// Whether and how backend connections use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendTlsMode {
+    Off,
+    /// Encrypt; accept any certificate.
+    On,
+    /// Encrypt and verify the certificate and the server's name or address.
+    Verify,
+}
+
+/// How backend connections are encrypted. A verified configuration follows its CA file: it is
+/// read again when it changes (a renewed CA takes effect without a restart).
 #[derive(Clone)]
 pub struct BackendTls {
-    pub connector: TlsConnector,
+    connector: Arc<ArcSwap<TlsConnector>>,
+    /// The CA file and its modification time when last read; `None` when not verifying.
+    ca: Option<(PathBuf, Arc<Mutex<Option<SystemTime>>>)>,
 }
 
 impl std::fmt::Debug for BackendTls {
@@ -24,29 +40,46 @@ impl std::fmt::Debug for BackendTls {
     }
 }
 
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn verified_connector(ca: &Path) -> Result<TlsConnector, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert {
+            path: ca.into(),
+            reason: e.to_string(),
+        })?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| TlsError::Cert {
+            path: ca.into(),
+            reason: e.to_string(),
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Cert {
+            path: ca.into(),
+            reason: "no certificate in the file".into(),
+        });
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 impl BackendTls {
     /// Encrypts and verifies the server's certificate against `ca` (and its name or address).
     pub fn verified(ca: &Path) -> Result<Self, TlsError> {
-        let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| TlsError::Cert {
-                path: ca.into(),
-                reason: e.to_string(),
-            })?;
-        for cert in certs {
-            roots.add(cert).map_err(|e| TlsError::Cert {
-                path: ca.into(),
-                reason: e.to_string(),
-            })?;
-        }
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let stamp = modified(ca);
+        let connector = verified_connector(ca)?;
         Ok(Self {
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: Arc::new(ArcSwap::from_pointee(connector)),
+            ca: Some((ca.to_path_buf(), Arc::new(Mutex::new(stamp)))),
         })
     }
 
@@ -61,8 +94,56 @@ impl BackendTls {
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
             .with_no_client_auth();
         Ok(Self {
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: Arc::new(ArcSwap::from_pointee(TlsConnector::from(Arc::new(config)))),
+            ca: None,
         })
+    }
+
+    /// The connector for a new connection.
+    pub fn connector(&self) -> TlsConnector {
+        (**self.connector.load()).clone()
+    }
+
+    /// Reads the CA again when its file changed; a broken file is logged and the previous CA
+    /// kept.
+    pub fn reload_if_changed(&self) {
+        let Some((path, stamp)) = &self.ca else {
+            return;
+        };
+        let now = modified(path);
+        let mut stamp = stamp.lock().unwrap_or_else(|e| e.into_inner());
+        if *stamp == now {
+            return;
+        }
+        match verified_connector(path) {
+            Ok(connector) => {
+                self.connector.store(Arc::new(connector));
+                *stamp = now;
+                tracing::info!(ca = %path.display(), "backend CA reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "backend CA not reloaded; keeping the previous one")
+            }
+        }
+    }
+}
+
+/// The same TLS for the proxy's own client connections (monitor and account lookups), which
+/// read the CA file at each connection.
+pub fn client_ssl_opts(mode: BackendTlsMode, ca: Option<&Path>) -> Option<mysql_async::SslOpts> {
+    match (mode, ca) {
+        (BackendTlsMode::Off, _) => None,
+        (BackendTlsMode::Verify, Some(ca)) => Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![ca.to_path_buf().into()])
+                .with_disable_built_in_roots(true),
+        ),
+        // `verify` without a CA is refused at start; treat it as `on` here.
+        (BackendTlsMode::On | BackendTlsMode::Verify, _) => Some(
+            mysql_async::SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
     }
 }
 

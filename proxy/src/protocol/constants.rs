@@ -94,6 +94,9 @@ pub mod status {
     pub const MORE_RESULTS_EXISTS: u16 = 0x0008;
     pub const CURSOR_EXISTS: u16 = 0x0040;
     pub const LAST_ROW_SENT: u16 = 0x0080;
+    /// The session's `sql_mode` has `NO_BACKSLASH_ESCAPES`: a backslash in a string literal is
+    /// an ordinary character.
+    pub const NO_BACKSLASH_ESCAPES: u16 = 0x0200;
     pub const IN_TRANS_READONLY: u16 = 0x2000;
     pub const SESSION_STATE_CHANGED: u16 = 0x4000;
 }
@@ -140,3 +143,11 @@ pub const DEFAULT_COLLATION: u8 = 45;
 
 /// Largest payload of one physical packet; a payload this long continues in the next packet.
 pub const MAX_PAYLOAD: usize = 0x00ff_ffff;
+
+/// The protocol's own bounds of `max_allowed_packet`: 1 KiB to 1 GiB, as the server's.
+pub fn clamp_packet(bytes: usize) -> usize {
+    bytes.clamp(1024, 1 << 30)
+}
+
+/// The server's default `max_allowed_packet`.
+pub const DEFAULT_MAX_ALLOWED_PACKET: usize = 16 * 1024 * 1024;

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod compress;
 pub mod constants;
 pub mod handshake;
+pub mod io;
 pub mod messages;
 pub mod packet;
 pub mod response;

@@ -1,10 +1,11 @@
 //! Statement classification and routing decisions.
 
 pub mod classify;
-pub mod consistency;
+pub use lagless_core::consistency;
 
 pub use classify::{
-    Classification, ConsistencyHint, Effects, LaglessCommand, RouteHint, SessionSet, SqlMode,
-    Target, classify, classify_with, split_statements,
+    Classification, ConsistencyHint, Effects, Kill, KillStatement, LaglessCommand, RouteHint,
+    SessionSet, SqlMode, Target, Victim, classify, classify_with, split_statements,
+    split_statements_with,
 };
 pub use consistency::{ConsistencyMode, DEFAULT_BOUND_MS, ParseConsistencyError};

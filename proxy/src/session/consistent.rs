@@ -1,108 +1,65 @@
-//! Choosing the replica a read may use: one that has applied everything the read must see
-//! under the session's consistency mode, waiting briefly for the best candidate, or else the
-//! primary. Never a stale answer, never a wait past the budget.
+//! Carrying out a read's plan ([`plan_read`]): reading the primary's head when the read must
+//! see it, readying the chosen replica's connection, waiting (within the budget) for it to
+//! apply what the read must see, or else falling back to the primary. Never a stale answer,
+//! never a wait past the budget. Also learns the GTIDs of the session's writes.
 
 use std::time::{Duration, Instant};
 
-use super::forward::{RelayError, read_response, relay_response, single_value};
-use super::{Session, Which};
+use super::forward::{read_response, relay_response, single_value};
+use super::relay_failure::{Then, relay_failure};
+use super::{BackendRole, Session};
+use crate::backend::select::{Need, ReadPlan, Requirement, mode_label, need_of, plan_read};
 use crate::gtid::GtidSet;
 use crate::protocol::constants::{cap, com};
-use crate::protocol::messages::ErrPacket;
 use crate::protocol::response::ResponseKind;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::session_state::committed_gtid;
-use crate::route::{Classification, ConsistencyMode};
-use crate::server::Shared;
+use crate::route::ConsistencyMode;
+use crate::session::proxy_state::ProxyState;
 use crate::topology::{Flavor, Member};
 
-/// Where a read goes.
+/// The connection a read is readied on.
 #[derive(Debug, Clone)]
-pub(super) enum ReadPlan {
+pub(super) enum ReadyRead {
     Primary,
     Replica,
     /// The replica slot points at the closest replica, which must first apply this.
     WaitThenReplica(GtidSet),
 }
 
-/// What a replica must satisfy to serve a read.
-#[derive(Debug, Clone)]
-enum Requirement {
-    Any,
-    Applied(GtidSet),
-    FreshWithin { max_ms: u64 },
-}
-
-fn mode_label(mode: ConsistencyMode) -> &'static str {
-    match mode {
-        ConsistencyMode::Strict => "strict",
-        ConsistencyMode::Session => "session",
-        ConsistencyMode::Proxy => "proxy",
-        ConsistencyMode::Bounded { .. } => "bounded",
-        ConsistencyMode::Eventual => "eventual",
-    }
-}
-
 impl Session {
-    fn mode_for(&self, c: &Classification) -> ConsistencyMode {
-        c.hint
-            .or(self.consistency)
-            .unwrap_or_else(|| self.shared.default_consistency())
-    }
-
-    /// Whether the backends report the GTIDs of writes (they track session state for every
-    /// client, whether or not the client asked for it).
-    fn tracks_gtids(&self) -> bool {
-        self.shared.backend_caps() & cap::SESSION_TRACK != 0
-    }
-
+    /// What a read under `mode` must see; the primary's head is read when it is that.
     async fn requirement(&mut self, mode: ConsistencyMode) -> Result<Requirement, &'static str> {
-        let own = |set: Option<GtidSet>| set.map_or(Requirement::Any, Requirement::Applied);
-        match mode {
-            ConsistencyMode::Eventual => Ok(Requirement::Any),
-            ConsistencyMode::Bounded { max_lag_ms } => {
-                Ok(Requirement::FreshWithin { max_ms: max_lag_ms })
-            }
-            ConsistencyMode::Session if self.tracks_gtids() => Ok(own(self.last_write.clone())),
-            ConsistencyMode::Proxy if self.tracks_gtids() => {
-                Ok(own(self.shared.positions.proxy_writes()))
-            }
-            // Without session tracking the proxy cannot see a write's GTID: be strict instead.
-            ConsistencyMode::Session | ConsistencyMode::Proxy | ConsistencyMode::Strict => {
-                match self.shared.head_reader().head().await {
-                    Ok(head) => Ok(Requirement::Applied(head)),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "primary head unavailable");
-                        Err("head_unavailable")
-                    }
+        // The backends report the GTIDs of writes when they track session state (for every
+        // client, whether or not the client asked for it).
+        let tracks_gtids = self.shared.backends.backend_caps() & cap::SESSION_TRACK != 0;
+        let positions = &self.shared.backends.positions;
+        match need_of(mode, tracks_gtids, self.state.last_write.as_ref(), || {
+            positions.proxy_writes()
+        }) {
+            Need::Ready(req) => Ok(req),
+            Need::Head => match self.shared.backends.head_reader().head().await {
+                Ok(head) => Ok(Requirement::Applied(head)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "primary head unavailable");
+                    Err("head_unavailable")
                 }
-            }
-        }
-    }
-
-    fn qualifies(&self, addr: &str, req: &Requirement) -> bool {
-        let p = &self.shared.positions;
-        match req {
-            Requirement::Any => true,
-            Requirement::Applied(need) => p.has_applied(addr, need),
-            Requirement::FreshWithin { max_ms } => {
-                p.staleness_ms(addr).is_some_and(|s| s <= *max_ms)
-            }
+            },
         }
     }
 
     /// Decides where a replica-eligible read runs, waiting for the replica in a separate round
-    /// trip when it has to (a COM_QUERY pipelines the wait instead: see `plan_read`).
+    /// trip when it has to (a COM_QUERY pipelines the wait instead: see `ready_read`).
     pub(super) async fn choose_for_read(
         &mut self,
-        c: &Classification,
-    ) -> Result<Which, super::End> {
-        Ok(match self.plan_read(c).await {
-            ReadPlan::Primary => Which::Primary,
-            ReadPlan::Replica => Which::Replica,
-            ReadPlan::WaitThenReplica(need) => {
+        mode: Option<ConsistencyMode>,
+    ) -> Result<BackendRole, super::End> {
+        Ok(match self.ready_read(mode).await {
+            ReadyRead::Primary => BackendRole::Primary,
+            ReadyRead::Replica => BackendRole::Replica,
+            ReadyRead::WaitThenReplica(need) => {
                 if self.wait_then(&need, None).await {
-                    Which::Replica
+                    BackendRole::Replica
                 } else {
                     self.fall_back("wait_timeout")
                 }
@@ -110,81 +67,51 @@ impl Session {
         })
     }
 
-    /// Decides where a replica-eligible read runs and readies the replica connection.
-    pub(super) async fn plan_read(&mut self, c: &Classification) -> ReadPlan {
-        let mode = self.mode_for(c);
+    /// Carries out the read plan for a replica-eligible read under `mode` (`None`: the
+    /// cluster's default): readies the replica connection it names.
+    pub(super) async fn ready_read(&mut self, mode: Option<ConsistencyMode>) -> ReadyRead {
+        let mode = mode.unwrap_or_else(|| self.shared.default_consistency());
         let label = mode_label(mode);
         let req = match self.requirement(mode).await {
             Ok(r) => r,
             Err(reason) => {
                 self.fall_back(reason);
-                return ReadPlan::Primary;
+                return ReadyRead::Primary;
             }
         };
-        // Stay on the current replica when it qualifies: no new connection, warm caches, and
-        // no allocation on this, the common path.
-        if let Some(slot) = &self.replica {
-            let topo = self.shared.topology();
-            let listed = topo
-                .replicas
-                .iter()
-                .any(|m| m.weight > 0 && m.has_addr(&slot.member.host, slot.member.port));
-            if listed && self.shared.health.is_up(&slot.addr) && self.qualifies(&slot.addr, &req) {
-                self.read_mode = label;
-                return ReadPlan::Replica;
-            }
-        }
         let topo = self.shared.topology();
-        let healthy: Vec<Member> = topo
-            .replicas
-            .iter()
-            .filter(|m| m.weight > 0 && self.shared.health.is_up(&m.addr()))
-            .cloned()
-            .collect();
+        let current = self.replica.as_ref().map(|s| (&s.member, s.addr.as_str()));
+        let plan = plan_read(req, current, &topo.replicas, &*self.shared.backends);
         drop(topo);
-        if healthy.is_empty() {
-            self.fall_back("no_replica");
-            return ReadPlan::Primary;
+        match plan {
+            ReadPlan::Current => {
+                self.read_mode = label;
+                ReadyRead::Replica
+            }
+            ReadPlan::Replica(m) => match self.use_replica(m, label).await {
+                BackendRole::Replica => ReadyRead::Replica,
+                BackendRole::Primary => ReadyRead::Primary,
+            },
+            ReadPlan::WaitThen(m, need) => match self.use_replica(m, label).await {
+                BackendRole::Replica => ReadyRead::WaitThenReplica(need),
+                BackendRole::Primary => ReadyRead::Primary,
+            },
+            ReadPlan::Primary(reason) => {
+                self.fall_back(reason);
+                ReadyRead::Primary
+            }
         }
-        let qualified: Vec<&Member> = healthy
-            .iter()
-            .filter(|m| self.qualifies(&m.addr(), &req))
-            .collect();
-        if let Some(m) = self.shared.least_loaded(&qualified) {
-            return match self.use_replica(m.clone(), label).await {
-                Which::Replica => ReadPlan::Replica,
-                Which::Primary => ReadPlan::Primary,
-            };
-        }
-        let Requirement::Applied(need) = req else {
-            self.fall_back("too_stale");
-            return ReadPlan::Primary;
-        };
-        // Nobody is known to have caught up: wait on the one closest to it.
-        let p = &self.shared.positions;
-        let Some(best) = healthy
-            .iter()
-            .min_by_key(|m| p.behind(&m.addr(), &need).unwrap_or(u64::MAX))
-            .cloned()
-        else {
-            self.fall_back("no_replica");
-            return ReadPlan::Primary;
-        };
-        if self.use_replica(best, label).await == Which::Primary {
-            return ReadPlan::Primary;
-        }
-        ReadPlan::WaitThenReplica(need)
     }
 
     /// Relays the response to a read already sent (pipelined) on the replica connection.
     pub(super) async fn relay_pending(
         &mut self,
         kind: ResponseKind,
-    ) -> Result<Option<(Which, ResponseTracker)>, super::End> {
+    ) -> Result<Option<(BackendRole, ResponseTracker)>, super::End> {
         let Some(slot) = self.replica.as_mut() else {
             return Ok(None);
         };
-        let in_flight = self.shared.health.begin(&slot.addr);
+        let in_flight = self.shared.backends.health.begin(&slot.addr);
         let how = super::forward::Relay {
             splice: self.splice,
             ..super::forward::Relay::of(kind)
@@ -199,57 +126,51 @@ impl Session {
         drop(in_flight);
         match result {
             Ok(tracker) => {
-                self.last = Which::Replica;
-                Ok(Some((Which::Replica, tracker)))
+                self.state.last = BackendRole::Replica;
+                self.state.sql_mode =
+                    super::decide::sql_mode_after(self.state.sql_mode, tracker.status);
+                Ok(Some((BackendRole::Replica, tracker)))
             }
-            Err(RelayError::Client(e)) => Err(super::End::Protocol(e)),
-            Err(RelayError::ClientGone) => {
-                self.cancel_running(Which::Replica).await;
-                Err(super::End::Client)
-            }
-            Err(RelayError::BackendMidReply) => {
-                self.lose_slot(Which::Replica, "backend lost mid-response");
-                Ok(None)
-            }
-            Err(RelayError::BackendBeforeReply(e)) => {
-                self.lose_slot(Which::Replica, "backend lost before replying");
-                self.reply_err(&ErrPacket::backend_lost(&e.to_string()))
-                    .await?;
-                Ok(None)
-            }
-            // Only primary writes are intercepted; this path never asks for it.
-            Err(RelayError::ReadOnly(err)) => {
-                self.reply_err(&err).await?;
-                Ok(None)
+            Err(e) => {
+                let (fate, then) = relay_failure(e, BackendRole::Replica, false);
+                self.carry_out(BackendRole::Replica, fate).await;
+                match then {
+                    Then::End(end) => Err(end),
+                    Then::Reply(err) | Then::RunOnNextPrimary(err) => {
+                        self.reply_err(&err).await?;
+                        Ok(None)
+                    }
+                    Then::Done | Then::RunElsewhere => Ok(None),
+                }
             }
         }
     }
 
-    pub(super) fn fall_back(&mut self, reason: &'static str) -> Which {
+    pub(super) fn fall_back(&mut self, reason: &'static str) -> BackendRole {
         self.shared.metrics.read_fallback(reason);
         self.read_mode = "primary";
-        Which::Primary
+        BackendRole::Primary
     }
 
     /// Points the replica slot at `member` (keeping it when it already is).
-    async fn use_replica(&mut self, member: Member, label: &'static str) -> Which {
+    async fn use_replica(&mut self, member: Member, label: &'static str) -> BackendRole {
         let same = self
             .replica
             .as_ref()
             .is_some_and(|s| member.has_addr(&s.member.host, s.member.port));
         if !same {
             self.replica = None;
-            self.statements.forget_backend(Which::Replica);
-            match self.open_slot(member, Which::Replica).await {
+            self.state.statements.forget_backend(BackendRole::Replica);
+            match self.open_slot(member, BackendRole::Replica).await {
                 Ok(slot) => self.replica = Some(slot),
                 Err(_) => return self.fall_back("replica_connect"),
             }
         }
-        if self.sync_database(Which::Replica).await.is_err() {
+        if self.sync_database(BackendRole::Replica).await.is_err() {
             return self.fall_back("replica_connect");
         }
         self.read_mode = label;
-        Which::Replica
+        BackendRole::Replica
     }
 
     /// Waits (within the budget) until the replica slot has applied `need`; with `then` (a whole
@@ -297,7 +218,7 @@ impl Session {
         self.shared.metrics.consistency_waited(started.elapsed());
         match value.as_deref() {
             Some("0") => {
-                self.shared.positions.observe(&slot.addr, need);
+                self.shared.backends.positions.observe(&slot.addr, need);
                 true
             }
             None => {
@@ -316,17 +237,17 @@ impl Session {
             return;
         };
         if let Some(slot) = &self.primary {
-            self.shared.positions.observe(&slot.addr, &set);
+            self.shared.backends.positions.observe(&slot.addr, &set);
         }
-        match self.last_write.as_mut() {
+        match self.state.last_write.as_mut() {
             Some(all) => all.union(&set),
-            None => self.last_write = Some(set),
+            None => self.state.last_write = Some(set),
         }
     }
 }
 
 /// The GTID a write committed, from the server's OK packet (session state tracking).
-fn committed_write(shared: &Shared, tracker: &ResponseTracker) -> Option<GtidSet> {
+fn committed_write(shared: &ProxyState, tracker: &ResponseTracker) -> Option<GtidSet> {
     let ok = tracker.last_ok.as_ref()?;
     if ok.session_state.is_empty() {
         return None;
@@ -337,9 +258,9 @@ fn committed_write(shared: &Shared, tracker: &ResponseTracker) -> Option<GtidSet
 
 /// Records, for `proxy` consistency, a write the primary acknowledged: called before the
 /// acknowledgement reaches the client, so a read any session sends after it sees the write.
-pub(super) fn note_proxy_write(shared: &Shared, tracker: &ResponseTracker) {
+pub(super) fn note_proxy_write(shared: &ProxyState, tracker: &ResponseTracker) {
     if let Some(set) = committed_write(shared, tracker) {
-        shared.positions.note_write(&set);
+        shared.backends.positions.note_write(&set);
     }
 }
 

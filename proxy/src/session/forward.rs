@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 
-use super::login::ClientStream;
 use crate::backend::PooledConn;
 use crate::protocol::constants::{header, status};
+use crate::protocol::io::ClientStream;
 use crate::protocol::messages::{self, ErrPacket};
 use crate::protocol::packet::{PacketError, RawPacket};
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};

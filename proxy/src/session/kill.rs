@@ -1,4 +1,4 @@
-//! `KILL [CONNECTION | QUERY] <id>` and COM_PROCESS_KILL.
+//! `KILL [CONNECTION | QUERY] <id>` and COM_PROCESS_KILL; the classifier reads the statement.
 //!
 //! Clients see the proxy's connection id in the greeting, and a backend's thread id in
 //! `CONNECTION_ID()` and `SHOW PROCESSLIST`; both name a session. Proxy ids come from a range
@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::{End, Session};
 use crate::protocol::messages::ErrPacket;
+use crate::route::{Kill, Victim};
 
 /// What other sessions may do to one session: see its backend threads, end it.
 #[derive(Debug, Default)]
@@ -144,61 +145,13 @@ pub fn proxy_id(n: u32) -> u32 {
     FIRST_PROXY_ID + n % FIRST_PROXY_ID
 }
 
-/// Whose work a KILL ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Victim {
-    /// `CONNECTION_ID()`: the session that runs the KILL.
-    Own,
-    Id(u32),
-}
-
-/// A parsed KILL statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kill {
-    pub victim: Victim,
-    pub query_only: bool,
-}
-
-/// Parses `KILL [HARD|SOFT] [CONNECTION|QUERY] <id | CONNECTION_ID()>`; `Err` for KILL forms
-/// the proxy does not handle (`KILL ... USER`, `KILL QUERY ID`), `Ok(None)` when this is not a
-/// KILL at all.
-pub fn parse_kill(sql: &[u8]) -> Result<Option<Kill>, ErrPacket> {
-    let text = String::from_utf8_lossy(sql);
-    let text = text.trim().trim_end_matches(';').trim();
-    let mut words = text.split_ascii_whitespace();
-    if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("KILL")) {
-        return Ok(None);
-    }
-    let mut query_only = false;
-    let mut next = words.next();
-    if next.is_some_and(|w| w.eq_ignore_ascii_case("HARD") || w.eq_ignore_ascii_case("SOFT")) {
-        next = words.next();
-    }
-    if let Some(w) = next {
-        if w.eq_ignore_ascii_case("QUERY") {
-            query_only = true;
-            next = words.next();
-        } else if w.eq_ignore_ascii_case("CONNECTION") {
-            next = words.next();
-        }
-    }
-    let unsupported = || {
-        ErrPacket::new(
-            1235,
-            "42000",
-            "This form of KILL is not supported through lagless-proxy; use KILL [CONNECTION|QUERY] <id>",
-        )
-    };
-    let rest: Vec<&str> = next.into_iter().chain(words).collect();
-    let victim = if rest.concat().eq_ignore_ascii_case("CONNECTION_ID()") {
-        Victim::Own
-    } else {
-        match rest.as_slice() {
-            [id] => Victim::Id(id.parse::<u32>().map_err(|_| unsupported())?),
-            _ => return Err(unsupported()),
-        }
-    };
-    Ok(Some(Kill { victim, query_only }))
+/// The answer to a KILL the proxy does not carry out (see [`crate::route::KillStatement::Unsupported`]).
+pub(super) fn unsupported() -> ErrPacket {
+    ErrPacket::new(
+        1235,
+        "42000",
+        "This form of KILL is not supported through lagless-proxy; use KILL [CONNECTION|QUERY] <id>",
+    )
 }
 
 impl Session {
@@ -208,7 +161,7 @@ impl Session {
             Victim::Own => (Some(self.control.clone()), self.id),
             // A thread id came from CONNECTION_ID() or SHOW PROCESSLIST: the primary's.
             Victim::Id(id) => {
-                let primary = self.shared.primary_addr();
+                let primary = self.shared.backends.primary_addr();
                 (self.shared.sessions.find(id, primary.as_deref()), id)
             }
         };
@@ -236,7 +189,12 @@ impl Session {
         }
         let verb = if k.query_only { "QUERY" } else { "CONNECTION" };
         for (addr, thread) in target.threads() {
-            match self.shared.backend(&self.login, &addr, None).await {
+            match self
+                .shared
+                .backends
+                .backend(self.login.identity(), &addr, None)
+                .await
+            {
                 Ok(mut conn) => {
                     if !matches!(conn.run(&format!("KILL {verb} {thread}")).await, Ok(None)) {
                         conn.mark_broken();
@@ -257,44 +215,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_the_thread_forms() {
-        let k = |id, query_only| {
-            Ok(Some(Kill {
-                victim: Victim::Id(id),
-                query_only,
-            }))
-        };
-        assert_eq!(parse_kill(b"KILL 5"), k(5, false));
-        assert_eq!(parse_kill(b"kill connection 7;"), k(7, false));
-        assert_eq!(parse_kill(b"  KILL HARD QUERY 9 "), k(9, true));
-        assert_eq!(parse_kill(b"KILL SOFT 3"), k(3, false));
-        let own = |query_only| {
-            Ok(Some(Kill {
-                victim: Victim::Own,
-                query_only,
-            }))
-        };
-        assert_eq!(parse_kill(b"KILL CONNECTION_ID()"), own(false));
-        assert_eq!(parse_kill(b"kill query connection_id ( )"), own(true));
-        assert_eq!(parse_kill(b"SELECT 1"), Ok(None));
-        assert_eq!(parse_kill(b"KILLX 1"), Ok(None));
-        for bad in [
-            &b"KILL USER bob"[..],
-            b"KILL QUERY ID 4",
-            b"KILL",
-            b"KILL 1 2",
-            b"KILL -1",
-        ] {
-            assert_eq!(
-                parse_kill(bad).map_err(|e| e.code),
-                Err(1235),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
 
     #[test]
     fn ids_name_proxy_sessions_first_then_backend_threads_primary_first() {

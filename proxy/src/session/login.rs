@@ -5,15 +5,16 @@ use std::net::IpAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::backend::{PooledConn, RelayedLogin};
+use crate::backend::{Identity, PooledConn, RelayedLogin};
 use crate::limits::UserSlot;
 use crate::protocol::auth::{self, BackendSecret};
 use crate::protocol::compress::Compressed;
 use crate::protocol::constants::{cap, header, status};
 use crate::protocol::handshake::{Greeting, HandshakeResponse, auth_switch_request};
+use crate::protocol::io::{ClientIo, ClientStream};
 use crate::protocol::messages::{ErrPacket, Ok};
 use crate::protocol::packet::{PacketError, PacketStream};
-use crate::server::Shared;
+use crate::session::proxy_state::ProxyState;
 use crate::topology::Member;
 use crate::users::UserRecord;
 
@@ -70,12 +71,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
-/// A client transport: plain TCP or TLS over it.
-pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
-
-pub type ClientStream = PacketStream<Box<dyn ClientIo>>;
-
 /// A client that logged in.
 #[derive(Debug)]
 pub struct Login {
@@ -98,6 +93,19 @@ pub struct Login {
     pub relayed: std::sync::Mutex<Option<(Member, PooledConn)>>,
     /// This session's place in its user's `max_user_connections`.
     pub slot: Option<UserSlot>,
+}
+
+impl Login {
+    /// Who the session's backend connections log in as.
+    pub fn identity(&self) -> Identity<'_> {
+        Identity {
+            user: &self.user,
+            secret: &self.secret,
+            caps: self.caps,
+            ext_caps: self.ext_caps,
+            collation: self.collation,
+        }
+    }
 }
 
 /// Why a login ended without a session.
@@ -129,7 +137,7 @@ impl LoginError {
 /// Runs the connection phase within the handshake timeout.
 pub async fn login(
     tcp: TcpStream,
-    shared: &Shared,
+    shared: &ProxyState,
     connection_id: u32,
     peer: IpAddr,
 ) -> Result<(ClientStream, Login), LoginError> {
@@ -141,7 +149,7 @@ pub async fn login(
 
 async fn run(
     tcp: TcpStream,
-    shared: &Shared,
+    shared: &ProxyState,
     connection_id: u32,
     peer: IpAddr,
 ) -> Result<(ClientStream, Login), LoginError> {
@@ -277,7 +285,10 @@ async fn run(
     };
     // The backend decides whether the database exists and the user may use it; its answer is
     // the one a server would give.
-    if let Err(err) = shared.check_backend_login(&login).await {
+    if let Err(err) = shared
+        .check_backend_login(login.identity(), login.database.as_deref())
+        .await
+    {
         return Err(refuse(&mut stream, seq, err).await);
     }
     finish_login(stream, seq, shared, login).await
@@ -287,7 +298,7 @@ async fn run(
 async fn finish_login(
     mut stream: ClientStream,
     mut seq: u8,
-    shared: &Shared,
+    shared: &ProxyState,
     login: Login,
 ) -> Result<(ClientStream, Login), LoginError> {
     let caps = login.caps;
@@ -305,7 +316,7 @@ async fn finish_login(
     };
     stream.packet_timeout = shared.config.packet_timeout;
     // As the server: a session keeps the limit it started with.
-    stream.max_logical = shared.max_allowed_packet();
+    stream.max_logical = shared.backends.max_allowed_packet();
     Ok((stream, login))
 }
 
@@ -351,7 +362,7 @@ fn verifiable(r: &UserRecord) -> bool {
 async fn relay_login(
     stream: &mut ClientStream,
     seq: &mut u8,
-    shared: &Shared,
+    shared: &ProxyState,
     mut login: Login,
     relay: Relay<'_>,
 ) -> Result<Login, LoginError> {
@@ -360,11 +371,15 @@ async fn relay_login(
         account_plugin,
         peer,
     } = relay;
-    let primary = match shared.wait_for_primary().await {
+    let primary = match shared.backends.wait_for_primary().await {
         Result::Ok(p) => p,
         Err(err) => return Err(refuse(stream, *seq, err).await),
     };
-    let params = shared.connect_params(&login, &primary.addr(), login.database.as_deref());
+    let params = shared.backends.connect_params(
+        login.identity(),
+        &primary.addr(),
+        login.database.as_deref(),
+    );
     let unavailable =
         |e: crate::backend::BackendError| ErrPacket::backend_unavailable(&e.to_string());
     let mut server =
@@ -415,7 +430,7 @@ async fn relay_login(
         Result::Ok(conn) => conn,
         Err(e) => return Err(refuse(stream, *seq, unavailable(e)).await),
     };
-    let conn = match shared.pool.adopt(conn, &params).await {
+    let conn = match shared.backends.pool.adopt(conn, &params).await {
         Result::Ok(conn) => conn,
         Err(e) => {
             let err = ErrPacket::backend_unavailable(&e.to_string());
@@ -436,7 +451,7 @@ struct Relay<'a> {
 }
 
 /// The plugin the proxy verifies this user with.
-fn plugin_for(shared: &Shared, record: Option<&UserRecord>) -> &'static str {
+fn plugin_for(shared: &ProxyState, record: Option<&UserRecord>) -> &'static str {
     match record {
         Some(r) if r.server_plugin == "ed25519" => auth::ED25519,
         Some(r) if shared.config.auth_plugin == auth::CACHING_SHA2 && r.password.is_some() => {
@@ -448,7 +463,7 @@ fn plugin_for(shared: &Shared, record: Option<&UserRecord>) -> &'static str {
 
 /// One authentication exchange.
 struct Attempt<'a> {
-    shared: &'a Shared,
+    shared: &'a ProxyState,
     scramble: &'a [u8; 20],
     resp: &'a HandshakeResponse,
     record: Option<&'a UserRecord>,
@@ -571,7 +586,7 @@ async fn verify_caching_sha2(
 /// client got the error.
 pub async fn change_user(
     stream: &mut ClientStream,
-    shared: &Shared,
+    shared: &ProxyState,
     current: &Login,
     payload: &[u8],
 ) -> Result<Option<Login>, PacketError> {
@@ -634,7 +649,10 @@ pub async fn change_user(
         relayed: Default::default(),
         slot: None,
     };
-    if let Err(err) = shared.check_backend_login(&login).await {
+    if let Err(err) = shared
+        .check_backend_login(login.identity(), login.database.as_deref())
+        .await
+    {
         stream.send(&mut seq, &err.encode()).await?;
         return Ok(None);
     }

@@ -5,87 +5,19 @@
 //! time an execution is routed there. Executions that rely on parameter types sent earlier get
 //! the types re-attached when they reach a backend that has not seen them.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{End, Session, Slot, Which};
+use super::decide::{self, Command, Route};
+use super::statements::{BackendStmt, Stmt, statement_id};
+use super::{BackendRole, BackendSlot, End, Session};
 use crate::backend::BackendConn;
 use crate::protocol::constants::{com, header};
 use crate::protocol::messages::ErrPacket;
 use crate::protocol::packet::PacketError;
 use crate::protocol::response::{PrepareOk, ResponseKind, ResponseTracker, Step};
-use crate::route::{Classification, classify};
-
-/// One client statement.
-#[derive(Debug, Clone)]
-pub struct Stmt {
-    /// The COM_STMT_PREPARE payload, to prepare it again elsewhere.
-    prepare: Bytes,
-    classification: Classification,
-    params: u16,
-    /// Parameter types from the last execution that sent them (2 bytes per parameter).
-    types: Option<Vec<u8>>,
-    /// COM_STMT_SEND_LONG_DATA went to the primary: the next execution must run there.
-    long_data: bool,
-    /// Where the open cursor of this statement lives.
-    cursor_on: Option<Which>,
-}
-
-/// A statement's id on one backend connection.
-#[derive(Debug, Clone, Copy)]
-pub struct BackendStmt {
-    id: u32,
-    types_sent: bool,
-}
-
-/// The session's statements by client id.
-#[derive(Debug, Default)]
-pub struct Statements {
-    next_id: u32,
-    map: HashMap<u32, Stmt>,
-    /// The statement prepared last, if that prepare succeeded.
-    last: Option<u32>,
-}
-
-/// The statement id MariaDB reads as "the statement prepared last": clients pipeline a
-/// prepare and its execution with it (`mariadb_stmt_execute_direct`).
-const LAST_PREPARED: u32 = u32::MAX;
-
-impl Statements {
-    fn allocate(&mut self) -> u32 {
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.next_id
-    }
-
-    /// A statement command naming [`LAST_PREPARED`], with the id of that statement instead.
-    pub fn resolve_last(&self, payload: Bytes) -> Bytes {
-        match (statement_id(&payload), self.last) {
-            (Some(LAST_PREPARED), Some(last)) => {
-                let mut v = payload.to_vec();
-                v[1..5].copy_from_slice(&last.to_le_bytes());
-                Bytes::from(v)
-            }
-            _ => payload,
-        }
-    }
-
-    /// A backend connection was replaced: cursors on it are gone.
-    pub fn forget_backend(&mut self, which: Which) {
-        for s in self.map.values_mut() {
-            if s.cursor_on == Some(which) {
-                s.cursor_on = None;
-            }
-        }
-    }
-}
-
-fn statement_id(payload: &[u8]) -> Option<u32> {
-    payload
-        .get(1..5)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
+use crate::route::classify_with;
 
 impl BackendConn {
     /// Prepares a statement on this connection, consuming the whole response.
@@ -125,10 +57,15 @@ impl BackendConn {
 
 impl Session {
     pub(super) async fn prepare(&mut self, payload: Bytes) -> Result<(), End> {
-        let id = self.statements.allocate();
-        self.statements.last = None;
+        let id = self.state.statements.allocate();
+        self.state.statements.last = None;
         let outcome = self
-            .run_on(Which::Primary, &payload, ResponseKind::Prepare, Some(id))
+            .run_on(
+                BackendRole::Primary,
+                &payload,
+                ResponseKind::Prepare,
+                Some(id),
+            )
             .await?;
         let Some((which, tracker)) = outcome else {
             return Ok(());
@@ -145,11 +82,11 @@ impl Session {
                 },
             );
         }
-        self.statements.last = Some(id);
-        self.statements.map.insert(
+        self.state.statements.last = Some(id);
+        self.state.statements.map.insert(
             id,
             Stmt {
-                classification: classify(&payload[1..]),
+                classification: classify_with(&payload[1..], self.state.sql_mode),
                 prepare: payload,
                 params: ok.params,
                 types: None,
@@ -164,11 +101,12 @@ impl Session {
     /// there first when needed.
     pub(super) async fn statement_payload(
         &mut self,
-        which: Which,
+        which: BackendRole,
         payload: &[u8],
     ) -> Result<Vec<u8>, ErrPacket> {
         let cid = statement_id(payload).ok_or_else(ErrPacket::malformed)?;
         let stmt = self
+            .state
             .statements
             .map
             .get(&cid)
@@ -209,7 +147,7 @@ impl Session {
         if let Some(slot) = self.slot_mut(which) {
             slot.statements.insert(cid, backend);
         }
-        if let (Some(types), Some(s)) = (learned_types, self.statements.map.get_mut(&cid)) {
+        if let (Some(types), Some(s)) = (learned_types, self.state.statements.map.get_mut(&cid)) {
             s.types = Some(types);
         }
         Ok(out)
@@ -219,39 +157,30 @@ impl Session {
         let Some(cid) = statement_id(&payload).filter(|_| payload.len() >= 10) else {
             return self.reply_err(&ErrPacket::malformed()).await;
         };
-        let Some(stmt) = self.statements.map.get(&cid).cloned() else {
+        let Some(stmt) = self.state.statements.map.get(&cid).cloned() else {
             return self
                 .reply_err(&ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))
                 .await;
         };
         let started = Instant::now();
-        let mut stmt = stmt;
-        if self.reads_last_insert(&stmt.classification, &stmt.prepare[1..]) {
-            stmt.classification.target = crate::route::Target::Primary;
-        }
-        let wanted = match self.route(&stmt.classification) {
-            _ if stmt.long_data => Which::Primary,
-            Which::Replica if stmt.classification.target == crate::route::Target::Replica => {
-                self.choose_for_read(&stmt.classification).await?
-            }
-            other => other,
+        let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
+        let (wanted, retry) = match route {
+            // Long data went to the primary: the execution must run there.
+            _ if stmt.long_data => (BackendRole::Primary, false),
+            Route::Read { mode } => (self.choose_for_read(mode).await?, false),
+            Route::Primary { retry_read_only } => (BackendRole::Primary, retry_read_only),
+            Route::LastReplica => (BackendRole::Replica, false),
+            // Never answered by the proxy: it prepared nothing it would answer itself.
+            Route::Kill(_) | Route::RefuseKill | Route::Lagless(_) => (BackendRole::Primary, false),
         };
-        // As for a query: a write outside a transaction refused by a primary that just went
-        // read-only waits for the next primary.
-        let retry = stmt.classification.target == crate::route::Target::Primary
-            && (!self.in_transaction || self.fresh_begin.is_some())
-            && !stmt.long_data;
         let outcome = self
             .run_statement(wanted, &payload, ResponseKind::Execute, retry)
             .await?;
         if let Some((which, tracker)) = outcome {
-            self.record(which, &stmt.classification, started);
-            self.after_statement(which, &stmt.classification, &tracker);
-            if tracker.error.is_none() && stmt.classification.effects.session_set.is_some() {
-                // Its values were bound at execution, so its text cannot be replayed.
-                self.pin("a SET run as a prepared statement");
-            }
-            if let Some(s) = self.statements.map.get_mut(&cid) {
+            self.record(which, &route, started);
+            self.after_statement(which, &stmt.classification, &tracker, Command::Execute)
+                .await;
+            if let Some(s) = self.state.statements.map.get_mut(&cid) {
                 s.long_data = false;
                 let cursor = payload[5] != 0 && tracker.error.is_none();
                 s.cursor_on = cursor.then_some(which);
@@ -266,7 +195,7 @@ impl Session {
         let Some(cid) = statement_id(&payload).filter(|_| payload.len() >= 7) else {
             return self.reply_err(&ErrPacket::malformed()).await;
         };
-        let Some(stmt) = self.statements.map.get(&cid).cloned() else {
+        let Some(stmt) = self.state.statements.map.get(&cid).cloned() else {
             return self
                 .reply_err(&ErrPacket::unknown_statement(
                     cid,
@@ -275,14 +204,16 @@ impl Session {
                 .await;
         };
         let started = Instant::now();
-        let retry = (!self.in_transaction || self.fresh_begin.is_some()) && !stmt.long_data;
+        let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
+        let retry = decide::may_move_transaction(&self.state) && !stmt.long_data;
         let outcome = self
-            .run_statement(Which::Primary, &payload, ResponseKind::Execute, retry)
+            .run_statement(BackendRole::Primary, &payload, ResponseKind::Execute, retry)
             .await?;
         if let Some((which, tracker)) = outcome {
-            self.record(which, &stmt.classification, started);
-            self.after_statement(which, &stmt.classification, &tracker);
-            if let Some(s) = self.statements.map.get_mut(&cid) {
+            self.record(which, &route, started);
+            self.after_statement(which, &stmt.classification, &tracker, Command::BulkExecute)
+                .await;
+            if let Some(s) = self.state.statements.map.get_mut(&cid) {
                 s.long_data = false;
             }
         }
@@ -294,12 +225,12 @@ impl Session {
     /// prepared again from its text.
     async fn run_statement(
         &mut self,
-        wanted: Which,
+        wanted: BackendRole,
         payload: &[u8],
         kind: ResponseKind,
         retry_read_only: bool,
-    ) -> Result<Option<(Which, ResponseTracker)>, End> {
-        let how = super::Run {
+    ) -> Result<Option<(BackendRole, ResponseTracker)>, End> {
+        let how = super::run::Run {
             retry_read_only,
             map_statement: true,
         };
@@ -312,7 +243,12 @@ impl Session {
                 .reply_err(&ErrPacket::unknown_statement(0, "mysql_stmt_fetch"))
                 .await;
         };
-        let cursor = self.statements.map.get(&cid).and_then(|s| s.cursor_on);
+        let cursor = self
+            .state
+            .statements
+            .map
+            .get(&cid)
+            .and_then(|s| s.cursor_on);
         let Some(which) = cursor.filter(|w| self.slot(*w).is_some()) else {
             let err = ErrPacket::new(
                 1421,
@@ -334,8 +270,8 @@ impl Session {
         let Some(cid) = statement_id(&payload) else {
             return Ok(());
         };
-        self.statements.map.remove(&cid);
-        for which in [Which::Primary, Which::Replica] {
+        self.state.statements.map.remove(&cid);
+        for which in [BackendRole::Primary, BackendRole::Replica] {
             if let Some(slot) = self.slot_mut(which)
                 && let Some(b) = slot.statements.remove(&cid)
                 && slot.conn.close_statement(b.id).await.is_err()
@@ -353,7 +289,7 @@ impl Session {
                 .reply_err(&ErrPacket::unknown_statement(0, "mysql_stmt_reset"))
                 .await;
         };
-        let Some(stmt) = self.statements.map.get_mut(&cid) else {
+        let Some(stmt) = self.state.statements.map.get_mut(&cid) else {
             return self
                 .reply_err(&ErrPacket::unknown_statement(cid, "mysql_stmt_reset"))
                 .await;
@@ -361,7 +297,7 @@ impl Session {
         stmt.long_data = false;
         stmt.cursor_on = None;
         let mut answer: Option<Result<(), ErrPacket>> = None;
-        for which in [Which::Primary, Which::Replica] {
+        for which in [BackendRole::Primary, BackendRole::Replica] {
             let Some(slot) = self.slot_mut(which) else {
                 continue;
             };
@@ -393,29 +329,33 @@ impl Session {
         let Some(cid) = statement_id(&payload) else {
             return Ok(());
         };
-        let Some(stmt) = self.statements.map.get_mut(&cid) else {
+        let Some(stmt) = self.state.statements.map.get_mut(&cid) else {
             // The protocol has no reply here; the execution will report the unknown statement.
             return Ok(());
         };
         stmt.long_data = true;
-        if self.ensure_slot(Which::Primary).await.is_err() {
+        if self.ensure_slot(BackendRole::Primary).await.is_err() {
             return Ok(());
         }
-        let Ok(mapped) = self.statement_payload(Which::Primary, &payload).await else {
+        let Ok(mapped) = self.statement_payload(BackendRole::Primary, &payload).await else {
             return Ok(());
         };
         if let Some(slot) = self.primary.as_mut() {
             let mut seq = 0;
             if slot.conn.stream.send(&mut seq, &mapped).await.is_err() {
                 slot.conn.mark_broken();
-                self.lose_slot(Which::Primary, "backend lost while sending long data");
+                self.lose_slot(BackendRole::Primary, "backend lost while sending long data");
             }
         }
         Ok(())
     }
 }
 
-async fn prepare_on(slot: &mut Slot, cid: u32, prepare: &[u8]) -> Result<BackendStmt, ErrPacket> {
+async fn prepare_on(
+    slot: &mut BackendSlot,
+    cid: u32,
+    prepare: &[u8],
+) -> Result<BackendStmt, ErrPacket> {
     match slot.conn.prepare(prepare).await {
         Ok(Ok(ok)) => {
             let b = BackendStmt {

@@ -201,7 +201,7 @@ async fn presented_certificate(h: &Harness) -> Vec<u8> {
         .unwrap();
     let tls = lagless_proxy::backend::tls::BackendTls::unverified().unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let stream = tls.connector.connect(name, s.into_inner()).await.unwrap();
+    let stream = tls.connector().connect(name, s.into_inner()).await.unwrap();
     stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
@@ -373,4 +373,32 @@ async fn ok_packets_with_info_reach_clients_as_the_server_sends_them() {
     }
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[1].1, "Records: 2  Duplicates: 0  Warnings: 0");
+}
+
+/// The proxy's own answers carry the session's `NO_BACKSLASH_ESCAPES` flag as the server's do:
+/// client libraries choose how to escape strings from the status flags of every OK packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_own_answers_carry_no_backslash_escapes() {
+    let h = Harness::start(1).await;
+    for caps in [0, cap::DEPRECATE_EOF] {
+        let mut s = login(&h, caps).await;
+        let flag = |t: &ResponseTracker| t.status.unwrap() & status::NO_BACKSLASH_ESCAPES != 0;
+        let ping = cmd(com::PING, b"");
+        let (t, _) = call(&mut s, &ping, ResponseKind::Single, caps).await;
+        assert!(!flag(&t), "caps {caps:#x}: before the mode is set");
+        let set = cmd(com::QUERY, b"SET sql_mode = 'NO_BACKSLASH_ESCAPES'");
+        let (t, _) = call(&mut s, &set, ResponseKind::Query, caps).await;
+        assert!(flag(&t), "caps {caps:#x}: the server's OK");
+        let (t, _) = call(&mut s, &ping, ResponseKind::Single, caps).await;
+        assert!(flag(&t), "caps {caps:#x}: the proxy's OK to COM_PING");
+        let show = cmd(com::QUERY, b"SHOW lagless_consistency");
+        let (t, packets) = call(&mut s, &show, ResponseKind::Query, caps).await;
+        assert!(t.error.is_none(), "{packets:?}");
+        assert!(flag(&t), "caps {caps:#x}: the proxy's own result set");
+        let reset = cmd(com::QUERY, b"SET sql_mode = DEFAULT");
+        let (t, _) = call(&mut s, &reset, ResponseKind::Query, caps).await;
+        assert!(!flag(&t), "caps {caps:#x}: the server's OK after the reset");
+        let (t, _) = call(&mut s, &ping, ResponseKind::Single, caps).await;
+        assert!(!flag(&t), "caps {caps:#x}: the proxy's OK after the reset");
+    }
 }

@@ -46,6 +46,7 @@ async fn ten_thousand_unknown_names_use_two_lookup_connections_on_a_least_privil
         c.lookup = Some(LookupCredentials {
             user: LOOKUP_USER.into(),
             password: LOOKUP_PASSWORD.into(),
+            tls: None,
         });
     })
     .await;

@@ -385,11 +385,17 @@ async fn graceful_shutdown_lets_transactions_finish() {
     busy.query_drop("BEGIN").await.unwrap();
     busy.query_drop("INSERT INTO g VALUES (1)").await.unwrap();
     let _ = h.stop.send(true);
-    // No new connections; idle sessions are closed.
+    // No new connections; idle sessions are closed. The listener had an ephemeral port: once
+    // it is closed, a connect to it can be a TCP self-connection (source port = destination
+    // port), which never sends a greeting, so each attempt is bounded; one that hangs reached
+    // no proxy.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Conn::new(h.opts("app", "app-pass", Some("app")))
-        .await
-        .is_ok()
+    while tokio::time::timeout(
+        Duration::from_secs(2),
+        Conn::new(h.opts("app", "app-pass", Some("app"))),
+    )
+    .await
+    .is_ok_and(|c| c.is_ok())
     {
         assert!(
             Instant::now() < deadline,
@@ -717,4 +723,60 @@ async fn a_transaction_that_only_began_moves_to_the_next_primary() {
         .filter_map(|r| r.get(0))
         .collect();
     assert_eq!(rows, [1, 3], "the rolled-back write must not be there");
+}
+
+/// Under `NO_BACKSLASH_ESCAPES` a backslash is an ordinary character, so `'x\'` ends at the
+/// backslash and what follows is code. The proxy learns the mode from the status flags of the
+/// server's OK packets and reads the statement as the server does: the tail that is a string
+/// by default is a locking clause here, and a locking read must run on the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_backslash_escapes_changes_where_a_statement_runs() {
+    let h = Harness::start(2).await;
+    let mut c = h.app().await;
+    c.query_drop("CREATE TABLE nbe (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO nbe VALUES (1)").await.unwrap();
+    h.cluster.wait_replicated(WAIT).await.unwrap();
+    let locking = r"SELECT @@server_id, 'x\' FROM nbe FOR UPDATE -- '";
+    let as_string = "x' FROM nbe FOR UPDATE -- ";
+    // By default the rest of the line is one string: a plain read, served by a replica.
+    let (id, text): (i64, String) = c.query_first(locking).await.unwrap().unwrap();
+    assert_eq!(text, as_string);
+    assert_ne!(id, PRIMARY_ID, "a plain read went to the primary");
+
+    c.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        .await
+        .unwrap();
+    // A read-only replica refuses a locking read (1290); the primary runs it.
+    const ON_A_REPLICA: &str = "the locking read went to a replica";
+    let (id, text): (i64, String) = c.query_first(locking).await.expect(ON_A_REPLICA).unwrap();
+    assert_eq!(text, r"x\", "the server reads the backslash as a character");
+    assert_eq!(id, PRIMARY_ID, "{ON_A_REPLICA}");
+    // A statement prepared under the mode is read the same way.
+    let prepared = r"SELECT @@server_id, 'y\' FROM nbe LOCK IN SHARE MODE -- '";
+    let (id, text): (i64, String) = c
+        .exec_first(prepared, ())
+        .await
+        .expect(ON_A_REPLICA)
+        .unwrap();
+    assert_eq!((id, text.as_str()), (PRIMARY_ID, r"y\"), "prepared");
+    // Reads stay reads: the mode comes back with every response, replicas' too.
+    for _ in 0..3 {
+        let (id, text): (i64, String) = c
+            .query_first(r"SELECT @@server_id, 'z\'")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(id, PRIMARY_ID);
+        assert_eq!(text, r"z\");
+        let (id, _): (i64, String) = c.query_first(locking).await.expect(ON_A_REPLICA).unwrap();
+        assert_eq!(id, PRIMARY_ID, "after a read on a replica");
+    }
+
+    // Without the flag the proxy reads backslash escapes again.
+    c.query_drop("SET sql_mode = DEFAULT").await.unwrap();
+    let (id, text): (i64, String) = c.query_first(locking).await.unwrap().unwrap();
+    assert_eq!(text, as_string);
+    assert_ne!(id, PRIMARY_ID, "a plain read went to the primary");
 }

@@ -77,6 +77,7 @@ impl Harness {
         config.lookup = Some(lagless_proxy::users::LookupCredentials {
             user: ADMIN_USER.into(),
             password: ADMIN_PASSWORD.into(),
+            tls: None,
         });
         config.monitor = config.lookup.clone();
         config.monitor_interval = Duration::from_millis(200);

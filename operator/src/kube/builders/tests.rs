@@ -1,11 +1,14 @@
 use std::process::Command;
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
-use lagless_proxy::topology::{self, Member, TopologyState};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule};
+use lagless_core::topology::{self, Member, Topology, TopologyState};
 use serde_json::Value;
 
 use super::*;
-use crate::crd::{CredentialsSpec, MySQLClusterSpec};
+use crate::crd::{CredentialsSpec, Flavor, MySQLClusterSpec, ServiceType};
 
 fn cluster(name: &str, yaml: &str) -> MySQLCluster {
     let spec: MySQLClusterSpec = serde_saphyr::from_str(yaml).unwrap();
@@ -96,7 +99,7 @@ fn topology(name: &str) -> Topology {
             member_host(name, "shop-ns", 1),
             3306,
         )],
-        consistency: Some("strict".into()),
+        consistency: Some(lagless_core::ConsistencyMode::Strict),
     }
 }
 

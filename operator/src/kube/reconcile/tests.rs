@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use ::kube::runtime::events::Reporter;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
+use lagless_core::topology::{Flavor, Member, Topology, TopologyState};
 use serde_json::{Value, json};
 
 use super::*;
@@ -618,4 +618,151 @@ fn passwords_are_random_alphanumerics() {
     assert_eq!(a.len(), 32);
     assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()), "{a}");
     assert_ne!(a, b);
+}
+
+fn tls_cluster(tls: Value) -> MySQLCluster {
+    let spec = serde_json::from_value(json!({ "replicas": 3, "tls": tls })).unwrap();
+    let mut cluster = MySQLCluster::new("shop", spec);
+    cluster.metadata.namespace = Some(NS.into());
+    cluster.metadata.uid = Some("uid-1".into());
+    cluster.metadata.generation = Some(1);
+    cluster.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    cluster
+}
+
+/// The requests about the certificate, in order.
+fn tls_lines(requests: &[Exchange]) -> Vec<String> {
+    lines(requests)
+        .into_iter()
+        .filter(|l| l.contains("-tls") || l.contains("certificates"))
+        .collect()
+}
+
+#[tokio::test]
+async fn self_issued_tls_creates_a_ca_and_a_certificate_before_the_pods() {
+    let cluster = tls_cluster(json!({}));
+    let h = harness(server(&cluster));
+    bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    let requests = h.recorded.take();
+    let core = "/api/v1/namespaces/default";
+    assert_eq!(
+        tls_lines(&requests),
+        [
+            format!("GET {core}/secrets/shop-tls-ca"),
+            format!("PATCH {core}/secrets/shop-tls-ca"),
+            format!("GET {core}/secrets/shop-tls"),
+            format!("PATCH {core}/secrets/shop-tls"),
+        ]
+    );
+    let position = |line: &str| lines(&requests).iter().position(|l| l == line).unwrap();
+    assert!(
+        position(&format!("PATCH {core}/secrets/shop-tls"))
+            < position("PATCH /apis/apps/v1/namespaces/default/statefulsets/shop"),
+        "the certificate exists before the pods that mount it"
+    );
+    let issued = requests
+        .iter()
+        .find(|r| r.method == "PATCH" && r.path.ends_with("/secrets/shop-tls"))
+        .unwrap();
+    assert!(is_server_side_apply(issued));
+    assert_eq!(issued.body["type"], "kubernetes.io/tls");
+    for key in ["ca.crt", "tls.crt", "tls.key"] {
+        assert!(issued.body["data"][key].is_string(), "{key}");
+    }
+    assert!(
+        issued.body["metadata"]["annotations"]["lagless.dev/not-after"].is_string(),
+        "the expiry is recorded for renewal"
+    );
+    assert_eq!(
+        issued.body["metadata"]["ownerReferences"][0]["uid"],
+        "uid-1"
+    );
+}
+
+#[tokio::test]
+async fn a_current_self_issued_certificate_is_left_alone() {
+    let cluster = tls_cluster(json!({}));
+    let now = std::time::SystemTime::now();
+    let authority = crate::tls::authority::Authority::create("shop", now).unwrap();
+    let issued = authority
+        .issue(
+            &crate::kube::builders::tls::kubernetes_names("shop", NS),
+            now,
+        )
+        .unwrap();
+    let ca = serde_json::to_value(builders::tls::ca_secret(&cluster, &authority).unwrap()).unwrap();
+    let cert =
+        serde_json::to_value(builders::tls::issued_secret(&cluster, &authority, &issued).unwrap())
+            .unwrap();
+    let base = server(&cluster);
+    let h = harness(move |request: &Exchange| {
+        if request.method == "GET" && request.path.ends_with("/secrets/shop-tls-ca") {
+            return (200, ca.clone());
+        }
+        if request.method == "GET" && request.path.ends_with("/secrets/shop-tls") {
+            return (200, cert.clone());
+        }
+        base(request)
+    });
+    bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    let core = "/api/v1/namespaces/default";
+    assert_eq!(
+        tls_lines(&h.recorded.take()),
+        [
+            format!("GET {core}/secrets/shop-tls-ca"),
+            format!("GET {core}/secrets/shop-tls"),
+        ],
+        "nothing re-issued while the certificate is valid and from this CA"
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_gets_a_cert_manager_certificate_and_no_secret_is_made() {
+    let cluster = tls_cluster(json!({ "issuerRef": { "name": "corp", "kind": "ClusterIssuer" } }));
+    let h = harness(server(&cluster));
+    bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap();
+    let requests = h.recorded.take();
+    assert_eq!(
+        tls_lines(&requests),
+        ["PATCH /apis/cert-manager.io/v1/namespaces/default/certificates/shop-tls".to_string()]
+    );
+    let certificate = requests
+        .iter()
+        .find(|r| r.path.contains("certificates"))
+        .unwrap();
+    assert!(is_server_side_apply(certificate));
+    assert_eq!(certificate.body["kind"], "Certificate");
+    assert_eq!(
+        certificate.body["spec"]["issuerRef"]["kind"],
+        "ClusterIssuer"
+    );
+    assert_eq!(certificate.body["spec"]["secretName"], "shop-tls");
+}
+
+#[tokio::test]
+async fn an_issuer_without_cert_manager_fails_with_a_clear_error() {
+    let cluster = tls_cluster(json!({ "issuerRef": { "name": "corp" } }));
+    let base = server(&cluster);
+    let h = harness(move |request: &Exchange| {
+        if request.path.contains("cert-manager.io") {
+            return status(404, "NotFound");
+        }
+        base(request)
+    });
+    let error = bounded(reconcile(Arc::new(cluster), h.context.clone()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("is cert-manager installed?"), "{error}");
+    let requests = h.recorded.take();
+    assert!(
+        !lines(&requests).iter().any(|l| l.contains("statefulsets")),
+        "no pod is made that would wait for a certificate that cannot come"
+    );
 }

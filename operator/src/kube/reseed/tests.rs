@@ -114,6 +114,9 @@ impl Agent {
             scratch_dir: Some(dir.path().to_path_buf()),
             admin_user: "unused".into(),
             admin_password: "unused".into(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         })
         .await
         .unwrap();

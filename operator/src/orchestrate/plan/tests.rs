@@ -5,10 +5,10 @@ mod props;
 
 use std::time::Duration;
 
-use lagless_proxy::gtid::GtidSet;
-use lagless_proxy::topology::{Flavor, Member, Topology, TopologyState};
+use lagless_core::gtid::GtidSet;
+use lagless_core::topology::{Flavor, Member, Topology, TopologyState};
 
-use super::{Action, Cause, ClusterState, Event, Plan, plan};
+use super::{Action, Cause, ClusterState, Event, Plan, plan, with_semi_sync};
 use crate::orchestrate::view::{
     ClusterSpec, ClusterView, History, MemberSpec, MemberView, Probe, Promotion, ReplicationError,
     SemiSync, SemiSyncState, Switchover, SwitchoverTarget,
@@ -170,10 +170,7 @@ fn published(plan: &Plan) -> Vec<&Topology> {
 fn warnings(plan: &Plan) -> String {
     plan.events
         .iter()
-        .filter_map(|e| match e {
-            Event::Warning { message } => Some(message.as_str()),
-            _ => None,
-        })
+        .filter_map(Event::warning)
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -907,6 +904,51 @@ fn switchover_to_an_ineligible_member_is_refused() {
 }
 
 #[test]
+fn a_refused_switchover_request_is_reported_as_such() {
+    let mut s = switch_to(SwitchoverTarget::Member("c".into()));
+    s.members[2].never_promote = true;
+    let p = run(&healthy(), &s);
+    let refused: Vec<&Event> = p
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::SwitchoverRefused { .. }))
+        .collect();
+    assert_eq!(
+        refused,
+        [&Event::SwitchoverRefused {
+            request: Some("r1".into()),
+            reason: "switchover to c refused: it is not a healthy, promotable replica of a".into(),
+        }]
+    );
+    // Read as the warning it replaces in logs and status displays.
+    assert_eq!(
+        refused[0].to_string(),
+        "warning: switchover to c refused: it is not a healthy, promotable replica of a"
+    );
+
+    // No eligible replica at all.
+    let mut v = healthy();
+    v.members[1] = down("b", 1);
+    v.members[2] = down("c", 1);
+    let p = run(&v, &switch_to(SwitchoverTarget::Best));
+    assert!(
+        p.events.iter().any(|e| matches!(
+            e,
+            Event::SwitchoverRefused { request: Some(r), reason }
+                if r == "r1" && reason == "switchover from a refused: no eligible replica"
+        )),
+        "{p:?}"
+    );
+    // A refusal changes nothing the history remembers: the request stands.
+    let mut h = history();
+    for event in &p.events {
+        h.record(event);
+    }
+    assert_eq!(h.failed_switchover, None);
+    assert_eq!(h.completed_switchover, None);
+}
+
+#[test]
 fn recording_events_updates_the_history() {
     let mut h = history();
     for event in run(&a_dead(), &spec(&["a", "b", "c"])).events {
@@ -1401,12 +1443,56 @@ fn a_demoted_primary_stops_waiting_for_acknowledgements() {
 }
 
 #[test]
-fn semi_sync_drift_is_left_to_a_publish_that_sets_it_anyway() {
+fn semi_sync_drift_is_repaired_by_the_set_up_before_a_publish() {
     let mut v = semi_sync_healthy();
     v.members[2].semi_sync = semi(false, false);
     v.published = Some(topology(Some("a"), &["b"], 5));
     let p = run(&v, &semi_sync_spec());
-    assert_eq!(p.actions, [publish(Some("a"), &["b", "c"], 6)]);
+    assert_eq!(
+        p.actions,
+        [
+            Action::EnsureSemiSync {
+                primary: "a".into(),
+                replicas: vec!["b".into(), "c".into()],
+            },
+            publish(Some("a"), &["b", "c"], 6)
+        ]
+    );
+}
+
+#[test]
+fn semi_sync_set_up_is_inserted_once_and_the_rollback_follows_its_actions() {
+    let ensure = |p: &str| Action::EnsureSemiSync {
+        primary: p.into(),
+        replicas: vec!["b".into()],
+    };
+    let actions = vec![
+        kill_clients("a"),
+        ensure("b"),
+        publish(Some("b"), &["b"], 2),
+        Action::SetWritable { member: "c".into() },
+        publish(Some("c"), &["b"], 3),
+        publish(None, &["b"], 4),
+    ];
+    let (out, moved) = with_semi_sync(actions);
+    assert_eq!(
+        out,
+        [
+            kill_clients("a"),
+            ensure("b"),
+            publish(Some("b"), &["b"], 2),
+            Action::SetWritable { member: "c".into() },
+            ensure("c"),
+            publish(Some("c"), &["b"], 3),
+            publish(None, &["b"], 4),
+        ],
+        "set up once before each publication with a primary, none without one"
+    );
+    // Each old index points at the same action; past the end stays past the end.
+    assert_eq!(
+        (0..=6).map(&moved).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 5, 6, 7]
+    );
 }
 
 #[test]

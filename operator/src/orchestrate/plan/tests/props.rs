@@ -344,6 +344,33 @@ proptest! {
     }
 
     #[test]
+    fn a_primary_is_published_only_right_after_its_semi_sync_set_up(case in arb_case()) {
+        let p = plan(&case.view, &case.spec, &case.history);
+        if case.spec.semi_sync.is_none() {
+            return Ok(());
+        }
+        let rollback = p.rollback.iter().flat_map(|r| &r.actions);
+        for actions in [p.actions.iter().collect::<Vec<_>>(), rollback.collect()] {
+            for (i, a) in actions.iter().enumerate() {
+                if let Action::PublishTopology { topology } = a
+                    && let Some(primary) = &topology.primary
+                {
+                    let before = i.checked_sub(1).and_then(|j| actions.get(j));
+                    prop_assert!(
+                        matches!(before, Some(Action::EnsureSemiSync { primary: p, .. }) if *p == primary.name),
+                        "{} published without semi-sync set up just before: {p:?}", primary.name
+                    );
+                }
+            }
+        }
+        // A rollback still starts at an action that changes what the proxies see.
+        if let Some(r) = &p.rollback {
+            prop_assert!(r.from <= r.until && r.until <= p.actions.len(), "{p:?}");
+            prop_assert!(!matches!(p.actions.get(r.from), Some(Action::EnsureSemiSync { .. })), "{p:?}");
+        }
+    }
+
+    #[test]
     fn a_failover_fences_the_old_primary_before_publishing_the_new_one(case in arb_case()) {
         let p = plan(&case.view, &case.spec, &case.history);
         let failover = p.events.iter().any(|e| matches!(e, Event::Promoted { cause: Cause::Failover, .. }));

@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(t.primary, Some(Member::new("demo-0", "127.0.0.1", 3306)));
         assert_eq!(t.replicas[0].weight, 50);
         assert_eq!(t.replicas[1].weight, DEFAULT_WEIGHT);
-        assert_eq!(t.consistency.as_deref(), Some("strict"));
+        assert_eq!(t.consistency, Some(crate::ConsistencyMode::Strict));
     }
 
     #[test]
@@ -351,6 +351,12 @@ mod tests {
         let msg = error_after(|d| d["consistency"] = json!(1));
         assert!(
             msg.starts_with("topology field `consistency`: invalid type"),
+            "{msg}"
+        );
+        // The mode is typed: one the proxy does not know is refused, not guessed.
+        let msg = error_after(|d| d["consistency"] = json!("sometimes"));
+        assert!(
+            msg.starts_with("topology field `consistency`:") && msg.contains("sometimes"),
             "{msg}"
         );
     }

@@ -6,7 +6,7 @@ use super::{Member, Topology};
 
 /// The differences that matter to routing, compared by member name.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct TopologyDiff {
+pub struct TopologyDiff {
     /// Old and new primary ("none" while switching), when it changed.
     primary: Option<(String, String)>,
     state: Option<(String, String)>,
@@ -18,7 +18,7 @@ pub(super) struct TopologyDiff {
 }
 
 impl TopologyDiff {
-    pub(super) fn between(old: &Topology, new: &Topology) -> Self {
+    pub fn between(old: &Topology, new: &Topology) -> Self {
         Self {
             primary: changed(describe(&old.primary), describe(&new.primary)),
             state: changed(old.state.to_string(), new.state.to_string()),
@@ -69,8 +69,10 @@ fn describe(member: &Option<Member>) -> String {
     )
 }
 
-fn or_none(value: &Option<String>) -> String {
-    value.clone().unwrap_or_else(|| "none".to_owned())
+fn or_none(value: &Option<impl ToString>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), ToString::to_string)
 }
 
 fn names_missing_from(these: &[Member], others: &[Member]) -> Vec<String> {
@@ -146,7 +148,7 @@ mod tests {
         let old = topology(Some("a"), &[("b", 1)]);
         let mut new = old.clone();
         new.replicas[0].weight = 0;
-        new.consistency = Some("session".into());
+        new.consistency = Some(crate::ConsistencyMode::Session);
         assert_eq!(
             TopologyDiff::between(&old, &new).to_string(),
             "updated replicas b; consistency none -> session"

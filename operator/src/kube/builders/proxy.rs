@@ -1,0 +1,227 @@
+//! The proxies' objects: the Deployment, the client Service applications connect to, the
+//! proxies' NetworkPolicy, and the topology ConfigMap they read.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec, SecretVolumeSource,
+    Service, ServiceSpec, Volume,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use lagless_core::topology::Topology;
+
+use crate::crd::{MySQLCluster, ServiceType};
+
+use super::{
+    BuildError, Component, Context, Credential, MYSQL_PORT, NONROOT_UID, PROXY_ADMIN_PORT,
+    PROXY_USERS_KEY, PROXY_USERS_MOUNT, TOPOLOGY_KEY, TOPOLOGY_MOUNT, client_service_name,
+    container_security, env_from_secret, http_probe, labels, mount, mysql_service_port,
+    operator_peer, pod_security, port, proxy_deployment_name, proxy_network_policy_name,
+    proxy_users_secret_name, resources, same_namespace, selector_labels, tcp, tls,
+    topology_configmap_name,
+};
+
+/// The proxy's own `--shutdown-timeout` (30 s) plus a margin.
+const PROXY_TERMINATION_GRACE_SECONDS: i64 = 45;
+
+/// The Service `<cluster>` that applications connect to: the proxies, on port 3306, of the
+/// type `spec.proxy.serviceType`.
+pub fn client_service(cluster: &MySQLCluster) -> Result<Service, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let type_ = match ctx.spec.proxy.service_type {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    };
+    Ok(Service {
+        metadata: ctx.meta(client_service_name(ctx.name), Component::Proxy),
+        spec: Some(ServiceSpec {
+            type_: Some(type_.into()),
+            selector: Some(selector_labels(ctx.name, Component::Proxy)),
+            ports: Some(vec![mysql_service_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The proxy Deployment `<cluster>-proxy`: `spec.proxy.replicas` pods of `lagless-proxy`
+/// (image `proxy_image`, e.g. [`DEFAULT_PROXY_IMAGE`]). Each reads the topology from the
+/// topology ConfigMap mounted as a directory (never `subPath`, which would freeze it), its
+/// users from the Secret `<cluster>-proxy-users`, looks up other users with the lookup
+/// account and reads positions with the monitor account: the administrator's account never
+/// reaches a proxy.
+pub fn proxy_deployment(
+    cluster: &MySQLCluster,
+    proxy_image: &str,
+) -> Result<Deployment, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let lookup = Credential::Lookup.secret_name(cluster)?;
+    let monitor = Credential::Monitor.secret_name(cluster)?;
+    let push_token = Credential::ProxyAdmin.secret_name(cluster)?;
+    let mut pod_labels = labels(ctx.name, Component::Proxy);
+    pod_labels.remove("app.kubernetes.io/managed-by");
+    let args: Vec<String> = vec![
+        "--topology".to_string(),
+        format!("{TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}"),
+        "--users".to_string(),
+        format!("{PROXY_USERS_MOUNT}/{PROXY_USERS_KEY}"),
+        "--listen".to_string(),
+        format!("0.0.0.0:{MYSQL_PORT}"),
+        "--admin-listen".to_string(),
+        format!("0.0.0.0:{PROXY_ADMIN_PORT}"),
+        "--consistency".to_string(),
+        ctx.spec.proxy.default_consistency.clone(),
+    ]
+    .into_iter()
+    .chain(tls::proxy_args(ctx.spec))
+    .collect();
+    let container = Container {
+        name: "lagless-proxy".into(),
+        image: Some(proxy_image.to_string()),
+        args: Some(args),
+        env: Some(vec![
+            env_from_secret("LAGLESS_PROXY_LOOKUP_USER", &lookup, "username"),
+            env_from_secret("LAGLESS_PROXY_LOOKUP_PASSWORD", &lookup, "password"),
+            env_from_secret("LAGLESS_PROXY_MONITOR_USER", &monitor, "username"),
+            env_from_secret("LAGLESS_PROXY_MONITOR_PASSWORD", &monitor, "password"),
+            // The operator pushes each new topology with it, faster than the kubelet
+            // refreshes the mounted ConfigMap.
+            env_from_secret("LAGLESS_PROXY_ADMIN_TOKEN", &push_token, "password"),
+        ]),
+        ports: Some(vec![
+            port("mysql", MYSQL_PORT),
+            port("admin", PROXY_ADMIN_PORT),
+        ]),
+        resources: resources(&ctx.spec.proxy.resources),
+        volume_mounts: Some(
+            vec![
+                mount("topology", TOPOLOGY_MOUNT, true),
+                mount("users", PROXY_USERS_MOUNT, true),
+            ]
+            .into_iter()
+            .chain(tls::volume_mount(ctx.spec))
+            .collect(),
+        ),
+        readiness_probe: Some(http_probe("/readyz", 5, 3, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 5, 6)),
+        // The proxy only reads its mounted files.
+        security_context: Some(container_security(NONROOT_UID)),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(
+            vec![
+                Volume {
+                    name: "topology".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: topology_configmap_name(ctx.name),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "users".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(proxy_users_secret_name(ctx.name)),
+                        default_mode: Some(0o440),
+                        ..SecretVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+            ]
+            .into_iter()
+            .chain(tls::volume(ctx.spec, ctx.name))
+            .collect(),
+        ),
+        affinity: Some(ctx.spread_over_nodes(Component::Proxy)),
+        termination_grace_period_seconds: Some(PROXY_TERMINATION_GRACE_SECONDS),
+        // fsGroup: the users file (passwords) is readable by the proxy's group only.
+        security_context: Some(pod_security(NONROOT_UID, Some(NONROOT_UID))),
+        ..PodSpec::default()
+    };
+    Ok(Deployment {
+        metadata: ctx.meta(proxy_deployment_name(ctx.name), Component::Proxy),
+        spec: DeploymentSpec {
+            replicas: Some(ctx.spec.proxy.replicas),
+            selector: ctx.selector(Component::Proxy),
+            // A new proxy is ready before an old one goes: capacity never drops in a rollout.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    })
+}
+
+/// The ConfigMap `<cluster>-topology` with `topology` under [`TOPOLOGY_KEY`].
+pub fn topology_configmap(
+    cluster: &MySQLCluster,
+    topology: &Topology,
+) -> Result<ConfigMap, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(ConfigMap {
+        metadata: ctx.meta(topology_configmap_name(ctx.name), Component::Proxy),
+        data: Some(BTreeMap::from([(
+            TOPOLOGY_KEY.to_string(),
+            topology.to_json_pretty(),
+        )])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The NetworkPolicy `<cluster>-proxy`: the proxies accept clients on the MySQL port from
+/// pods of their namespace, or from anywhere when `spec.proxy.serviceType` publishes them
+/// outside the cluster (NodePort, LoadBalancer: the clients' addresses are not known); and on
+/// the admin port (`/metrics`, `/topology`, probes) only from the operator and pods of their
+/// namespace, never from outside. A Prometheus in another namespace is admitted by a
+/// NetworkPolicy of the user's own: policies add up.
+pub fn proxy_network_policy(
+    cluster: &MySQLCluster,
+    operator_namespace: &str,
+) -> Result<NetworkPolicy, BuildError> {
+    let ctx = Context::new(cluster)?;
+    let clients = match ctx.spec.proxy.service_type {
+        ServiceType::ClusterIP => Some(vec![same_namespace()]),
+        // No `from`: every source.
+        ServiceType::NodePort | ServiceType::LoadBalancer => None,
+    };
+    Ok(NetworkPolicy {
+        metadata: ctx.meta(proxy_network_policy_name(ctx.name), Component::Proxy),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(ctx.selector(Component::Proxy)),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: clients,
+                    ports: Some(vec![tcp(MYSQL_PORT)]),
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![same_namespace(), operator_peer(operator_namespace)]),
+                    ports: Some(vec![tcp(PROXY_ADMIN_PORT)]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    })
+}

@@ -1,0 +1,358 @@
+use lagless_core::gtid::GtidSet;
+use lagless_core::topology::{Flavor, Member};
+
+use super::*;
+use crate::orchestrate::{MemberView, Probe};
+
+fn spec3() -> MySQLClusterSpec {
+    serde_saphyr::from_str("replicas: 3").unwrap()
+}
+
+const T0: &str = "2026-01-01T00:00:00Z";
+const T1: &str = "2026-01-01T00:01:00Z";
+
+fn topology(primary: &str, epoch: u64) -> Topology {
+    Topology {
+        cluster: "db".into(),
+        flavor: Flavor::Mariadb,
+        epoch,
+        state: TopologyState::Ready,
+        primary: Some(Member::new(primary, format!("{primary}.db"), 3306)),
+        replicas: vec![Member::new("db-1", "db-1.db", 3306)],
+        consistency: None,
+    }
+}
+
+fn member(name: &str, up: bool, replicating: bool) -> MemberView {
+    let mut m = MemberView::unobserved(name, format!("{name}.db"), 3306);
+    if up {
+        m.probe = Probe::Ok;
+        m.executed = Some(GtidSet::parse(Flavor::Mariadb, "0-1-5").unwrap());
+        m.io_running = Some(replicating);
+        m.sql_running = Some(replicating);
+    }
+    m
+}
+
+fn healthy_snapshot() -> Snapshot {
+    Snapshot {
+        state: Some(ClusterState::Healthy),
+        view: Some(ClusterView {
+            flavor: Flavor::Mariadb,
+            members: vec![
+                member("db-0", true, false),
+                member("db-1", true, true),
+                member("db-2", false, false),
+            ],
+            published: None,
+        }),
+        published: Some(topology("db-0", 4)),
+        ..Snapshot::default()
+    }
+}
+
+fn condition<'a>(status: &'a MySQLClusterStatus, type_: &str) -> &'a Condition {
+    status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+}
+
+#[test]
+fn phases_follow_the_plan_state() {
+    let mut s = Snapshot::default();
+    assert_eq!(phase(&s), Phase::Pending);
+    for (state, expected) in [
+        (ClusterState::Bootstrapping, Phase::Bootstrapping),
+        (ClusterState::Healthy, Phase::Running),
+        (ClusterState::Degraded, Phase::Degraded),
+        (ClusterState::PrimaryUnconfirmedDown, Phase::Degraded),
+        (ClusterState::PrimaryDown, Phase::FailingOver),
+        (ClusterState::Switchover, Phase::SwitchingOver),
+        (ClusterState::Incomplete, Phase::Degraded),
+    ] {
+        s.state = Some(state);
+        assert_eq!(phase(&s), expected, "{state:?}");
+    }
+}
+
+#[test]
+fn healthy_cluster_status() {
+    let status = cluster_status(
+        &MySQLClusterStatus::default(),
+        &healthy_snapshot(),
+        &spec3(),
+        Some(2),
+        T0,
+    );
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(status.primary.as_deref(), Some("db-0"));
+    assert_eq!(status.ready.as_deref(), Some("2/3"));
+    assert_eq!(status.topology_epoch, Some(4));
+    assert_eq!(status.observed_generation, Some(2));
+    let lossless = condition(&status, Condition::LOSSLESS);
+    assert_eq!(lossless.status, ConditionStatus::True);
+    // Turned off, the status says what a failover may cost.
+    let mut opted_out = spec3();
+    opted_out.replication.semi_sync = Some(false);
+    let status = cluster_status(&status, &healthy_snapshot(), &opted_out, Some(3), T1);
+    let lossless = condition(&status, Condition::LOSSLESS);
+    assert_eq!(
+        (lossless.status, lossless.reason.as_str()),
+        (ConditionStatus::False, "SemiSyncOff")
+    );
+    assert!(
+        lossless
+            .message
+            .contains("may lose writes the primary acknowledged")
+    );
+    // The recorded epoch never goes back, even if the published document did.
+    let mut lost = healthy_snapshot();
+    lost.published = None;
+    assert_eq!(
+        cluster_status(&status, &lost, &spec3(), Some(3), T1).topology_epoch,
+        Some(4)
+    );
+    let roles: Vec<_> = status.members.iter().map(|m| (m.role, m.healthy)).collect();
+    assert_eq!(
+        roles,
+        [
+            (MemberRole::Primary, true),
+            (MemberRole::Replica, true),
+            (MemberRole::Unknown, false)
+        ]
+    );
+    let available = condition(&status, Condition::AVAILABLE);
+    assert_eq!(available.status, ConditionStatus::True);
+    assert_eq!(available.last_transition_time, T0);
+    assert_eq!(
+        condition(&status, Condition::DEGRADED).status,
+        ConditionStatus::False
+    );
+    assert_eq!(
+        condition(&status, Condition::FAILOVER_IN_PROGRESS).status,
+        ConditionStatus::False
+    );
+}
+
+#[test]
+fn members_report_lag_transactions_behind_and_why_quarantined() {
+    let gtid = |s: &str| GtidSet::parse(Flavor::Mariadb, s).ok();
+    let mut snapshot = healthy_snapshot();
+    let view = snapshot.view.as_mut().expect("the snapshot has a view");
+    view.members[0].executed = gtid("0-1-12");
+    view.members[0].lag_seconds = None;
+    view.members[1].executed = gtid("0-1-9");
+    view.members[1].lag_seconds = Some(3);
+    let mut errant = member("db-2", true, false);
+    errant.executed = gtid("0-3-13");
+    errant.lag_seconds = Some(0);
+    view.members[2] = errant;
+    let reason = "executed 0-3-13, beyond the primary's 0-1-12";
+    snapshot
+        .quarantined
+        .insert("db-2".into(), reason.to_string());
+    let members = members(&snapshot);
+    let by_name = |n: &str| members.iter().find(|m| m.name == n).expect(n);
+    let primary = by_name("db-0");
+    assert_eq!((primary.lag_ms, primary.transactions_behind), (None, None));
+    let replica = by_name("db-1");
+    assert_eq!(replica.lag_ms, Some(3000));
+    assert_eq!(replica.transactions_behind, Some(3));
+    assert_eq!(replica.errant, None);
+    let quarantined = by_name("db-2");
+    assert_eq!(quarantined.role, MemberRole::Quarantined);
+    assert_eq!(quarantined.errant.as_deref(), Some(reason));
+    // Not a replica taking reads: no lag figures that could be read as one.
+    assert_eq!(quarantined.transactions_behind, None);
+    assert_eq!(quarantined.lag_ms, None);
+}
+
+#[test]
+fn transition_time_moves_only_when_the_status_changes() {
+    let first = cluster_status(
+        &MySQLClusterStatus::default(),
+        &healthy_snapshot(),
+        &spec3(),
+        Some(1),
+        T0,
+    );
+    let same = cluster_status(&first, &healthy_snapshot(), &spec3(), Some(1), T1);
+    assert_eq!(
+        condition(&same, Condition::AVAILABLE).last_transition_time,
+        T0
+    );
+    let mut down = healthy_snapshot();
+    down.state = Some(ClusterState::PrimaryDown);
+    let failing = cluster_status(&same, &down, &spec3(), Some(1), T1);
+    assert_eq!(failing.phase, Some(Phase::FailingOver));
+    let failover = condition(&failing, Condition::FAILOVER_IN_PROGRESS);
+    assert_eq!(
+        (failover.status, failover.last_transition_time.as_str()),
+        (ConditionStatus::True, T1)
+    );
+    assert_eq!(
+        condition(&failing, Condition::AVAILABLE).last_transition_time,
+        T0
+    );
+}
+
+#[test]
+fn invalid_spec_reports_the_message_and_keeps_what_was_observed() {
+    let running = cluster_status(
+        &MySQLClusterStatus::default(),
+        &healthy_snapshot(),
+        &spec3(),
+        Some(1),
+        T0,
+    );
+    let status = invalid_status(&running, "spec.replicas: must be 1..=9", Some(2), T1);
+    assert_eq!(status.phase, Some(Phase::Invalid));
+    assert_eq!(status.primary.as_deref(), Some("db-0"));
+    assert_eq!(status.observed_generation, Some(2));
+    let degraded = condition(&status, Condition::DEGRADED);
+    assert_eq!(degraded.status, ConditionStatus::True);
+    assert_eq!(degraded.reason, "InvalidSpec");
+    assert_eq!(degraded.message, "spec.replicas: must be 1..=9");
+    assert_eq!(degraded.last_transition_time, T1);
+}
+
+#[test]
+fn an_action_that_keeps_failing_is_reported() {
+    let snapshot = Snapshot {
+        failing: Some("EnsureSemiSync on db-0 failed: plugin not loaded".into()),
+        ..healthy_snapshot()
+    };
+    let status = cluster_status(
+        &MySQLClusterStatus::default(),
+        &snapshot,
+        &spec3(),
+        None,
+        T0,
+    );
+    let degraded = condition(&status, Condition::DEGRADED);
+    assert_eq!(
+        (degraded.status, degraded.reason.as_str()),
+        (ConditionStatus::True, "ActionFailing")
+    );
+    assert!(degraded.message.contains("EnsureSemiSync on db-0"));
+}
+
+#[test]
+fn blocked_orchestration_is_degraded_with_the_reason() {
+    let snapshot = Snapshot {
+        blocked: Some("Secret db-admin not found".into()),
+        ..Snapshot::default()
+    };
+    let status = cluster_status(
+        &MySQLClusterStatus::default(),
+        &snapshot,
+        &spec3(),
+        None,
+        T0,
+    );
+    assert_eq!(status.phase, Some(Phase::Pending));
+    let degraded = condition(&status, Condition::DEGRADED);
+    assert_eq!(
+        (degraded.status, degraded.message.as_str()),
+        (ConditionStatus::True, "Secret db-admin not found")
+    );
+}
+
+#[test]
+fn promotions_map_to_events_and_records() {
+    let failover = Event::Promoted {
+        member: "db-1".into(),
+        previous: Some("db-0".into()),
+        epoch: 5,
+        cause: Cause::Failover,
+        position: None,
+    };
+    let switchover = Event::Promoted {
+        member: "db-2".into(),
+        previous: Some("db-1".into()),
+        epoch: 6,
+        cause: Cause::Switchover {
+            request: Some("s1".into()),
+        },
+        position: None,
+    };
+    let e = cluster_event(&failover);
+    assert_eq!(
+        (e.warning, e.reason, e.action),
+        (true, "FailedOver", "Promote")
+    );
+    assert!(e.note.contains("db-1"), "{}", e.note);
+    let e = cluster_event(&switchover);
+    assert_eq!((e.warning, e.reason), (false, "SwitchedOver"));
+
+    let mut snapshot = Snapshot::default();
+    record_promotion(&mut snapshot, &failover, T0);
+    record_promotion(&mut snapshot, &switchover, T1);
+    assert_eq!(
+        snapshot.last_failover,
+        Some(PromotionRecord {
+            time: T0.into(),
+            from: Some("db-0".into()),
+            to: "db-1".into(),
+            id: None,
+            error: None,
+        })
+    );
+    assert_eq!(
+        snapshot
+            .last_switchover
+            .as_ref()
+            .and_then(|r| r.id.as_deref()),
+        Some("s1")
+    );
+    let status = cluster_status(
+        &MySQLClusterStatus::default(),
+        &snapshot,
+        &spec3(),
+        None,
+        T1,
+    );
+    assert_eq!(status.last_failover, snapshot.last_failover);
+}
+
+#[test]
+fn other_events_map_to_reasons() {
+    let cases = [
+        (
+            Event::Seeded {
+                member: "db-2".into(),
+                donor: "db-1".into(),
+            },
+            (false, "Seeded"),
+        ),
+        (
+            Event::Quarantined {
+                member: "db-2".into(),
+                reason: "errant".into(),
+            },
+            (true, "Quarantined"),
+        ),
+        (
+            Event::Bootstrapped {
+                primary: "db-0".into(),
+                epoch: 1,
+            },
+            (false, "Bootstrapped"),
+        ),
+        (
+            Event::Warning {
+                message: "x".into(),
+            },
+            (true, "ClusterWarning"),
+        ),
+        (
+            Event::SwitchoverRefused {
+                request: Some("r1".into()),
+                reason: "switchover to db-2 refused: no".into(),
+            },
+            (true, "ClusterWarning"),
+        ),
+    ];
+    for (event, expected) in cases {
+        let e = cluster_event(&event);
+        assert_eq!((e.warning, e.reason), expected, "{event:?}");
+    }
+}

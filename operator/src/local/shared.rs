@@ -1,0 +1,99 @@
+//! What the supervisor's loop, the seeder and the status writer share: the processes, the
+//! start's progress, what the orchestration last saw, recent events and request results.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use lagless_core::topology::Topology;
+
+use crate::orchestrate::{ClusterState, ClusterView};
+
+use super::process_table::ProcessTable;
+use super::status::{EventLine, RequestResult};
+
+/// A seeding in progress.
+#[derive(Debug)]
+pub struct Seeding {
+    pub member: String,
+    pub donor: String,
+    pub bytes: Arc<AtomicU64>,
+    pub started: Instant,
+}
+
+/// What the orchestration last saw and did, copied after each tick.
+#[derive(Debug, Default)]
+pub struct LastTick {
+    pub state: Option<ClusterState>,
+    pub view: Option<ClusterView>,
+    pub published: Option<Topology>,
+    pub quarantined: Vec<String>,
+    pub events: Vec<EventLine>,
+    pub failing: Option<String>,
+}
+
+/// The running cluster as the supervisor knows it: everything `status.json` is made from.
+#[derive(Debug, Default)]
+pub struct RunningCluster {
+    pub phase: String,
+    pub step: String,
+    /// The start's steps in order (see [`super::status::Status::progress`]).
+    pub progress: Vec<String>,
+    pub processes: ProcessTable,
+    pub seeding: Option<Seeding>,
+    /// The member whose copy last completed, and when.
+    pub last_seeded: Option<(String, Instant)>,
+    pub last_tick: LastTick,
+    pub events: VecDeque<EventLine>,
+    pub requests: Vec<RequestResult>,
+}
+
+/// [`RunningCluster`] behind a mutex that is never held across an await.
+#[derive(Debug, Clone, Default)]
+pub struct SharedState(Arc<Mutex<RunningCluster>>);
+
+impl SharedState {
+    pub fn lock(&self) -> MutexGuard<'_, RunningCluster> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RunningCluster {
+    /// Logs an event and keeps it (the last 100) for the status.
+    pub fn note(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(%message, "cluster event");
+        self.events.push_back(EventLine {
+            unix_ms: crate::clock::unix_ms(),
+            message,
+        });
+        while self.events.len() > 100 {
+            self.events.pop_front();
+        }
+    }
+
+    pub fn set_step(&mut self, phase: &str, step: impl Into<String>) {
+        self.phase = phase.to_string();
+        self.step = step.into();
+        if phase == "starting" && self.progress.len() < 32 {
+            self.progress.push(self.step.clone());
+        }
+        tracing::info!(phase, step = %self.step, "progress");
+    }
+
+    /// Keeps a request's result (the last 20) and notes it.
+    pub fn finish_request(&mut self, id: &str, ok: bool, message: String) {
+        self.note(format!(
+            "request {id} {}: {message}",
+            if ok { "done" } else { "failed" }
+        ));
+        self.requests.push(RequestResult {
+            id: id.to_string(),
+            ok,
+            message,
+        });
+        let excess = self.requests.len().saturating_sub(20);
+        self.requests.drain(..excess);
+    }
+}

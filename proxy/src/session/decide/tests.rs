@@ -1,0 +1,416 @@
+use super::*;
+use crate::route::{Victim, classify};
+
+fn q(sql: &str) -> Vec<u8> {
+    [&[com::QUERY][..], sql.as_bytes()].concat()
+}
+
+fn state() -> SessionState {
+    SessionState::default()
+}
+
+#[test]
+fn routes() {
+    let fresh = state();
+    let in_txn = SessionState {
+        in_transaction: true,
+        ..state()
+    };
+    let fresh_txn = SessionState {
+        in_transaction: true,
+        fresh_begin: Some(q("BEGIN").into()),
+        ..state()
+    };
+    let pinned = SessionState {
+        pinned: Some("user lock"),
+        ..state()
+    };
+    let no_autocommit = SessionState {
+        autocommit: false,
+        ..state()
+    };
+    let on_replica = SessionState {
+        last: BackendRole::Replica,
+        ..state()
+    };
+    let auto_is_null = SessionState {
+        auto_is_null: true,
+        ..state()
+    };
+    let session_mode = SessionState {
+        consistency: Some(ConsistencyMode::Session),
+        ..state()
+    };
+    let read = |mode| Route::Read { mode };
+    let write = Route::Primary {
+        retry_read_only: true,
+    };
+    let primary = Route::Primary {
+        retry_read_only: false,
+    };
+    // (session, statement, route)
+    let cases: Vec<(&SessionState, &str, Route)> = vec![
+        (&fresh, "SELECT * FROM t", read(None)),
+        (
+            &session_mode,
+            "SELECT * FROM t",
+            read(Some(ConsistencyMode::Session)),
+        ),
+        (
+            &session_mode,
+            "/* lagless:consistency=eventual */ SELECT 1",
+            read(Some(ConsistencyMode::Eventual)),
+        ),
+        (&fresh, "INSERT INTO t VALUES (1)", write.clone()),
+        (&fresh, "SELECT * FROM t FOR UPDATE", write.clone()),
+        (&fresh, "BEGIN", write.clone()),
+        (&fresh, "SET autocommit=0", write.clone()),
+        (&in_txn, "SELECT * FROM t", primary.clone()),
+        (&in_txn, "INSERT INTO t VALUES (1)", primary.clone()),
+        (&fresh_txn, "INSERT INTO t VALUES (1)", write.clone()),
+        (&pinned, "SELECT * FROM t", primary.clone()),
+        (&no_autocommit, "SELECT * FROM t", primary.clone()),
+        (&fresh, "SHOW WARNINGS", primary.clone()),
+        (&on_replica, "SHOW WARNINGS", Route::LastReplica),
+        (
+            &auto_is_null,
+            "SELECT * FROM t WHERE id IS NULL",
+            write.clone(),
+        ),
+        (&auto_is_null, "SELECT * FROM t WHERE id = 1", read(None)),
+        (
+            &fresh,
+            "KILL 5",
+            Route::Kill(Kill {
+                victim: Victim::Id(5),
+                query_only: false,
+            }),
+        ),
+        (&fresh, "SELECT 1; KILL 5", Route::RefuseKill),
+        (
+            &pinned,
+            "SET lagless_consistency = 'strict'",
+            Route::Lagless(LaglessCommand::SetConsistency(ConsistencyMode::Strict)),
+        ),
+    ];
+    for (s, sql, want) in cases {
+        let c = classify(sql.as_bytes());
+        let got = route(s, &c, sql.as_bytes());
+        assert_eq!(got, want, "{sql} in {s:?}");
+    }
+}
+
+#[test]
+fn a_prepared_execution_is_never_answered_by_the_proxy() {
+    let c = classify(b"KILL 5");
+    assert!(matches!(
+        backend_route(&state(), &c, b"KILL 5"),
+        Route::Primary { .. }
+    ));
+}
+
+fn ok(ran_on: BackendRole, status: u16) -> Outcome {
+    Outcome {
+        ran_on,
+        status: Some(status),
+        error: None,
+    }
+}
+
+fn failed(ran_on: BackendRole) -> Outcome {
+    Outcome {
+        ran_on,
+        status: None,
+        error: Some(1064),
+    }
+}
+
+#[test]
+fn effects_of_outcomes() {
+    let fresh = state();
+    let ac = status::AUTOCOMMIT;
+    let txn = status::AUTOCOMMIT | status::IN_TRANS;
+    let primary = BackendRole::Primary;
+    let replica = BackendRole::Replica;
+    let pinned = SessionState {
+        pinned: Some("user lock"),
+        ..state()
+    };
+    let full = SessionState {
+        replay: vec!["SET NAMES utf8mb4".into(); MAX_REPLAY],
+        ..state()
+    };
+    let set = |sql: &str, sets_autocommit| ReplaySet {
+        sql: sql.into(),
+        sets_autocommit,
+    };
+    // (session, statement, outcome, effects)
+    let cases: Vec<(&SessionState, &str, Outcome, Effects)> = vec![
+        (&fresh, "SELECT 1", ok(replica, ac), Effects::default()),
+        (
+            &fresh,
+            "SELECT 1",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "BEGIN",
+            ok(primary, txn),
+            Effects {
+                transaction: Some((true, true)),
+                fresh_begin: true,
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "BEGIN; INSERT INTO t VALUES (1)",
+            ok(primary, txn),
+            Effects {
+                transaction: Some((true, true)),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "USE app",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                database: Some("app".into()),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "CREATE TEMPORARY TABLE t (a INT)",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                pin: Some("temporary table"),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "SET @a = 1",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                pin: Some("user variable"),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "SET @a = 1; SELECT 1",
+            failed(primary),
+            Effects {
+                pin: Some("a multi-statement payload failed part-way"),
+                ..Effects::default()
+            },
+        ),
+        (&fresh, "SELECT 1", failed(replica), Effects::default()),
+        (
+            &fresh,
+            "SET NAMES utf8mb4",
+            ok(replica, ac),
+            Effects {
+                replay: Some(set("SET NAMES utf8mb4", false)),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "SET autocommit=0",
+            ok(primary, 0),
+            Effects {
+                transaction: Some((false, false)),
+                replay: Some(set("SET autocommit=0", true)),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "SET wait_timeout = 0",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                wait_timeout: Some(Duration::from_secs(1)),
+                replay: Some(set("SET wait_timeout = 0", false)),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "SET sql_auto_is_null = 1",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                auto_is_null: Some(true),
+                replay: Some(set("SET sql_auto_is_null = 1", false)),
+                ..Effects::default()
+            },
+        ),
+        (
+            &fresh,
+            "SET session_track_system_variables = '*'",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                tracking: Some(true),
+                replay: Some(set("SET session_track_system_variables = '*'", false)),
+                ..Effects::default()
+            },
+        ),
+        // A pinned session replays nothing: it has one connection.
+        (
+            &pinned,
+            "SET NAMES utf8mb4",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                ..Effects::default()
+            },
+        ),
+        (
+            &full,
+            "SET NAMES utf8mb4",
+            ok(primary, ac),
+            Effects {
+                transaction: Some((false, true)),
+                pin: Some("too much session state to replay"),
+                ..Effects::default()
+            },
+        ),
+    ];
+    for (s, sql, outcome, want) in cases {
+        let c = classify(sql.as_bytes());
+        let got = after(s, &c, &outcome, Command::Query(&q(sql)));
+        assert_eq!(got, want, "{sql} after {outcome:?}");
+    }
+}
+
+#[test]
+fn prepared_sets_pin() {
+    let c = classify(b"SET NAMES utf8mb4");
+    let outcome = ok(BackendRole::Primary, status::AUTOCOMMIT);
+    let fx = after(&state(), &c, &outcome, Command::Execute);
+    assert_eq!(fx.pin, Some("a SET run as a prepared statement"));
+    assert_eq!(fx.replay, None);
+    let fx = after(&state(), &c, &outcome, Command::BulkExecute);
+    assert_eq!(fx.pin, None);
+}
+
+#[test]
+fn applying_effects() {
+    let mut s = SessionState {
+        pinned: Some("user lock"),
+        ..state()
+    };
+    let fx = Effects {
+        transaction: Some((true, false)),
+        database: Some("app".into()),
+        pin: Some("temporary table"),
+        replay: Some(ReplaySet {
+            sql: "SET autocommit=0".into(),
+            sets_autocommit: true,
+        }),
+        ..Effects::default()
+    };
+    // The first reason stays.
+    assert_eq!(s.apply(&fx), None);
+    assert_eq!(s.pinned, Some("user lock"));
+    assert!(s.in_transaction && !s.autocommit);
+    assert_eq!(s.database.as_deref(), Some("app"));
+    assert_eq!(s.replay, vec!["SET autocommit=0".to_string()]);
+    assert!(s.replay_sets_autocommit);
+    let mut s = state();
+    assert_eq!(s.apply(&fx), Some("temporary table"));
+}
+
+#[test]
+fn lone_begins() {
+    for yes in [
+        "BEGIN",
+        "begin work;",
+        "START TRANSACTION",
+        "start transaction read only",
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ WRITE",
+    ] {
+        assert!(is_lone_begin(&q(yes)), "{yes}");
+    }
+    for no in [
+        "BEGIN; INSERT INTO t VALUES (1)",
+        "BEGIN NOT ATOMIC SELECT 1; END",
+        "/* x */ BEGIN",
+        "COMMIT AND CHAIN",
+        "XA START 'x'",
+        "SELECT 1",
+    ] {
+        assert!(!is_lone_begin(&q(no)), "{no}");
+    }
+    assert!(!is_lone_begin(&[com::STMT_EXECUTE, 1, 0, 0, 0]));
+}
+
+#[test]
+fn auto_is_null_settings_and_reads() {
+    assert_eq!(auto_is_null_of("SET sql_auto_is_null = 1"), Some(true));
+    assert_eq!(auto_is_null_of("set SQL_AUTO_IS_NULL=ON"), Some(true));
+    assert_eq!(
+        auto_is_null_of("SET @@session.sql_auto_is_null := 0"),
+        Some(false)
+    );
+    assert_eq!(auto_is_null_of("SET NAMES utf8"), None);
+    assert!(has_is_null(b"SELECT * FROM t WHERE id IS NULL"));
+    assert!(has_is_null(b"select * from t where id is\n  null"));
+    assert!(!has_is_null(b"SELECT * FROM t WHERE id IS NOT NULL"));
+    assert!(!has_is_null(b"SELECT this_null FROM t"));
+    assert!(!has_is_null(b"SELECT 1 FROM t WHERE axis NULL"));
+}
+
+#[test]
+fn the_sql_mode_follows_the_status_flags() {
+    let off = SqlMode::default();
+    let on = SqlMode {
+        no_backslash_escapes: true,
+        ..off
+    };
+    let ansi = SqlMode {
+        ansi_quotes: true,
+        ..off
+    };
+    let flags = status::AUTOCOMMIT | status::NO_BACKSLASH_ESCAPES;
+    // (mode before, status flags of the response, mode after)
+    let cases = [
+        (off, Some(flags), on),
+        (off, Some(status::NO_BACKSLASH_ESCAPES), on),
+        (on, Some(flags), on),
+        (on, Some(status::AUTOCOMMIT), off),
+        (on, Some(0), off),
+        (off, Some(status::AUTOCOMMIT | status::IN_TRANS), off),
+        // An ERR carries no flags: the mode stays.
+        (on, None, on),
+        (off, None, off),
+        // Servers do not report ANSI_QUOTES; it is left as it was.
+        (
+            ansi,
+            Some(flags),
+            SqlMode {
+                ansi_quotes: true,
+                ..on
+            },
+        ),
+    ];
+    for (before, flags, after) in cases {
+        assert_eq!(
+            sql_mode_after(before, flags),
+            after,
+            "{before:?} + {flags:?}"
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! What a session remembers between commands, apart from its connections: plain values that
+//! routing decisions read and that COM_RESET_CONNECTION and COM_CHANGE_USER drop.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::BackendRole;
+use super::statements::Statements;
+use crate::gtid::GtidSet;
+use crate::route::{ConsistencyMode, SqlMode};
+
+/// The session's state. [`Default`] is a session that just logged in without a database.
+#[derive(Debug)]
+pub struct SessionState {
+    /// The default database, replayed on every backend connection the session takes.
+    pub database: Option<String>,
+    /// The connection the last command ran on (for statements that follow it).
+    pub last: BackendRole,
+    pub in_transaction: bool,
+    /// The lone `BEGIN` / `START TRANSACTION` that opened the current transaction, while
+    /// nothing else has run in it: such a transaction can be opened again on another primary
+    /// without the client noticing.
+    pub fresh_begin: Option<Bytes>,
+    /// A `fresh_begin` to run on the next primary connection before the statement at hand.
+    pub replay_begin: Option<Bytes>,
+    pub autocommit: bool,
+    /// Why the session is bound to its primary connection for good, if it is.
+    pub pinned: Option<&'static str>,
+    /// Replayable `SET` statements, in order, for every new backend connection.
+    pub replay: Vec<String>,
+    /// One of `replay` sets autocommit (a replica connection then turns it back on).
+    pub replay_sets_autocommit: bool,
+    /// The client turned multi-statements off with COM_SET_OPTION.
+    pub multi_statements_off: bool,
+    pub statements: Statements,
+    /// The session's own consistency mode (`SET lagless_consistency`).
+    pub consistency: Option<ConsistencyMode>,
+    /// Every GTID this session's writes committed (`session` consistency).
+    pub last_write: Option<GtidSet>,
+    /// The session's own `SET wait_timeout`, applied to the client connection.
+    pub wait_timeout: Option<Duration>,
+    /// How the session's statements are lexed, as the status flags of the last response
+    /// relayed from a backend reported it.
+    pub sql_mode: SqlMode,
+    /// The session turned `sql_auto_is_null` on.
+    pub auto_is_null: bool,
+    /// The client set what the session tracks: whether it included committed GTIDs.
+    pub client_tracking: Option<bool>,
+}
+
+impl Default for SessionState {
+    fn default() -> Self {
+        Self {
+            database: None,
+            last: BackendRole::Primary,
+            in_transaction: false,
+            fresh_begin: None,
+            replay_begin: None,
+            autocommit: true,
+            pinned: None,
+            replay: Vec::new(),
+            replay_sets_autocommit: false,
+            multi_statements_off: false,
+            statements: Statements::default(),
+            consistency: None,
+            last_write: None,
+            wait_timeout: None,
+            sql_mode: SqlMode::default(),
+            auto_is_null: false,
+            client_tracking: None,
+        }
+    }
+}
+
+impl SessionState {
+    /// A fresh session using `database`.
+    pub fn with_database(database: Option<String>) -> Self {
+        Self {
+            database,
+            ..Self::default()
+        }
+    }
+
+    /// Drops everything the session built up, as COM_RESET_CONNECTION promises; the default
+    /// database stays, as on a server.
+    pub fn reset(&mut self) {
+        *self = Self::with_database(self.database.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_keeps_only_the_database() {
+        let mut s = SessionState::with_database(Some("app".into()));
+        s.in_transaction = true;
+        s.autocommit = false;
+        s.pinned = Some("user lock");
+        s.replay.push("SET NAMES utf8mb4".into());
+        s.wait_timeout = Some(Duration::from_secs(5));
+        s.last = BackendRole::Replica;
+        s.reset();
+        assert_eq!(s.database.as_deref(), Some("app"));
+        assert!(!s.in_transaction && s.autocommit);
+        assert_eq!(s.pinned, None);
+        assert!(s.replay.is_empty());
+        assert_eq!(s.wait_timeout, None);
+        assert_eq!(s.last, BackendRole::Primary);
+    }
+}
