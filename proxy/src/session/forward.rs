@@ -102,14 +102,7 @@ async fn relay_unless_read_only(
     let mut watch = true;
     let first = match next_packet(client, backend, &mut watch).await {
         Ok(p) => p,
-        Err(Waited::ClientGone) => {
-            backend.mark_broken();
-            return Err(RelayError::ClientGone);
-        }
-        Err(Waited::Backend(e)) => {
-            backend.mark_broken();
-            return Err(RelayError::BackendBeforeReply(e));
-        }
+        Err(waited) => return Err(before_reply(backend, waited)),
     };
     if first.first() == Some(crate::protocol::constants::header::ERR)
         && let Ok(err) = ErrPacket::parse(&first.payload)
@@ -125,6 +118,16 @@ async fn relay_unless_read_only(
 enum Waited {
     Backend(PacketError),
     ClientGone,
+}
+
+/// A wait that failed before anything reached the client: the backend connection is done
+/// for (a statement may still run on it), and the caller may still answer the client.
+fn before_reply(backend: &mut PooledConn, waited: Waited) -> RelayError {
+    backend.mark_broken();
+    match waited {
+        Waited::ClientGone => RelayError::ClientGone,
+        Waited::Backend(e) => RelayError::BackendBeforeReply(e),
+    }
 }
 
 /// The next packet from the backend. While `watch` holds, the client's connection is watched
@@ -166,17 +169,11 @@ pub async fn relay_response(
     loop {
         let mut pkt = match next_packet(client, backend, &mut watch).await {
             Ok(p) => p,
-            Err(Waited::ClientGone) => {
+            Err(Waited::Backend(e)) if forwarded => {
                 backend.mark_broken();
-                return Err(RelayError::ClientGone);
-            }
-            Err(Waited::Backend(e)) => {
-                backend.mark_broken();
-                if !forwarded {
-                    return Err(RelayError::BackendBeforeReply(e));
-                }
                 return Err(fail_mid_reply(client, last_seq, &e).await);
             }
+            Err(waited) => return Err(before_reply(backend, waited)),
         };
         let step = match tracker.feed(&pkt.payload) {
             Ok(s) => s,
