@@ -8,12 +8,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, AdminView};
-use crate::backend::health::probe;
+use crate::backend::health::{Probed, probe};
 use crate::backend::monitor::{AdminConns, poll_positions};
 use crate::backend::{Backends, BackendsConfig, Pool};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::protocol::handshake::Greeting;
 use crate::protocol::packet::PacketStream;
 use crate::session::Session;
 use crate::session::login;
@@ -264,13 +263,7 @@ async fn learn_backend_greeting(shared: &ProxyState) {
     else {
         return;
     };
-    let attempt = async {
-        let tcp = TcpStream::connect(&addr).await.ok()?;
-        let mut s = PacketStream::new(tcp);
-        let p = s.read_raw().await.ok()?;
-        Greeting::parse(&p.payload).ok()
-    };
-    if let Ok(Some(g)) = tokio::time::timeout(Duration::from_secs(3), attempt).await {
+    if let Some(g) = probe(&addr, Duration::from_secs(3)).await.greeting {
         tracing::info!(version = %g.server_version, backend = %addr, "learned server version from backend");
         shared.backends.learn_greeting(g);
     }
@@ -307,11 +300,27 @@ async fn monitor(shared: Arc<ProxyState>) {
         let probes = topo.members().map(|m| {
             let addr = m.addr();
             async move {
-                let up = probe(&addr, timeout).await;
-                (addr, up)
+                let probed = probe(&addr, timeout).await;
+                (addr, probed)
             }
         });
-        for (addr, up) in futures::future::join_all(probes).await {
+        let probed = futures::future::join_all(probes).await;
+        // The primary's greeting, kept current: what new clients are offered, and the global
+        // SQL mode their sessions start in (a `SET GLOBAL sql_mode` is seen here). Only while
+        // the topology probed is still the current one: a failover during the probes must not
+        // leave the demoted primary's greeting behind.
+        let now = shared.topology();
+        let primary = now
+            .primary
+            .as_ref()
+            .filter(|_| now.epoch == topo.epoch)
+            .map(Member::addr);
+        for (addr, Probed { up, greeting }) in probed {
+            if let Some(g) = greeting
+                && primary.as_deref() == Some(addr.as_str())
+            {
+                shared.backends.learn_greeting(g);
+            }
             shared.metrics.set_backend_up(&addr, up);
             if shared.backends.health.set_up(&addr, up) {
                 if up {

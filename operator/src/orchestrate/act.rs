@@ -14,7 +14,7 @@ use super::fence;
 use super::observe::{Credentials, opts};
 use super::plan::Action;
 use super::redact::redact;
-use super::view::{ClusterSpec, ClusterView, MemberSpec};
+use super::view::{ClusterSpec, ClusterView, MemberSpec, ServerTls};
 
 /// Why an action failed; the tick stops there and the next tick plans again.
 #[derive(Debug, thiserror::Error)]
@@ -655,17 +655,6 @@ impl Actor {
         self.exec_on(conn, primary, &sql).await
     }
 
-    /// Has `member` load its certificate files again, without a restart.
-    pub async fn reload_tls(
-        &self,
-        spec: &ClusterSpec,
-        member: &str,
-        flavor: Flavor,
-    ) -> Result<(), ActError> {
-        self.exec(spec, member, &[reload_tls_statement(flavor).to_string()])
-            .await
-    }
-
     /// Lossless semi-synchronous replication: acknowledgements on `replicas`, then waiting on
     /// `primary`, after syncing its binary log and before committing (AFTER_SYNC), never
     /// falling back to asynchronous replication. MariaDB waits for one acknowledgement; `acks`
@@ -880,6 +869,26 @@ fn position_query(flavor: Flavor) -> &'static str {
 /// Doubles quotes and backslashes for a single-quoted SQL string.
 fn sql_quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "''")
+}
+
+/// Has the server at `host:port` load its certificate files again, without a restart; owns
+/// what it needs, so it can run off the orchestration's tick.
+pub async fn reload_tls(
+    host: String,
+    port: u16,
+    admin: Credentials,
+    tls: Option<ServerTls>,
+    flavor: Flavor,
+) -> Result<(), String> {
+    let mut conn = Conn::new(opts(&host, port, &admin, tls.as_ref()))
+        .await
+        .map_err(|e| redact(&e.to_string()))?;
+    let result = conn
+        .query_drop(reload_tls_statement(flavor))
+        .await
+        .map_err(|e| redact(&e.to_string()));
+    let _ = conn.disconnect().await;
+    result
 }
 
 /// The statement that has a server load its certificate files again. Never binary-logged: a

@@ -413,12 +413,14 @@ fn semi_sync_before_publishing(mut plan: Plan, spec: &ClusterSpec) -> Plan {
     plan
 }
 
-/// `actions` with the semi-sync set-up inserted, and where each old index went (an index
-/// past the end maps past the new end).
+/// `actions` with the semi-sync set-up inserted, and where each old index went: to the first
+/// action of its group (an inserted set-up and its publication are one step); an index past
+/// the end maps past the new end.
 fn with_semi_sync(actions: Vec<Action>) -> (Vec<Action>, impl Fn(usize) -> usize) {
-    let mut out = Vec::with_capacity(actions.len() + 1);
+    let mut out: Vec<Action> = Vec::with_capacity(actions.len() + 1);
     let mut moved = Vec::with_capacity(actions.len() + 1);
     for action in actions {
+        let group = out.len();
         if let Action::PublishTopology { topology } = &action
             && let Some(primary) = &topology.primary
         {
@@ -426,12 +428,17 @@ fn with_semi_sync(actions: Vec<Action>) -> (Vec<Action>, impl Fn(usize) -> usize
                 primary: primary.name.clone(),
                 replicas: topology.replicas.iter().map(|r| r.name.clone()).collect(),
             };
-            // Already set up by the step just before (a promotion, say): once is enough.
-            if out.last() != Some(&ensure) {
+            // Already set up since the previous publication (before a promotion, say): once
+            // is enough.
+            let since_publish = out
+                .iter()
+                .rev()
+                .take_while(|a| !matches!(a, Action::PublishTopology { .. }));
+            if !since_publish.into_iter().any(|a| *a == ensure) {
                 out.push(ensure);
             }
         }
-        moved.push(out.len());
+        moved.push(group);
         out.push(action);
     }
     let end = out.len();

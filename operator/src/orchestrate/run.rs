@@ -113,6 +113,20 @@ pub struct Orchestrator {
     /// certificate of a CA that was just replaced is reached through the old one, to be told
     /// to reload.
     tls_trusted: Vec<Vec<u8>>,
+    /// The CA's own source while the spec holds a bundle of trusted CAs.
+    tls_source: Option<CaSource>,
+    /// The reload running now.
+    tls_task: Option<tokio::task::JoinHandle<TlsReload>>,
+}
+
+/// What one round of certificate reloads found.
+#[derive(Debug)]
+struct TlsReload {
+    /// The CA the round was for.
+    ca: Option<Vec<u8>>,
+    /// The files had changed since the round before.
+    changed: bool,
+    results: Vec<(String, Result<(), String>)>,
 }
 
 /// The recent events, for status displays.
@@ -190,6 +204,8 @@ impl Orchestrator {
             accounts_converged: false,
             tls_reloaded: None,
             tls_trusted: Vec::new(),
+            tls_source: None,
+            tls_task: None,
         }
     }
 
@@ -294,6 +310,7 @@ impl Orchestrator {
     pub async fn tick(&mut self) -> Plan {
         // Whoever replaces the spec need not remember: seeding is possible when a seeder is.
         self.spec.seeding = self.actor.seeder.is_some();
+        self.widen_trust();
         self.check_stored().await;
         let view = self
             .observer
@@ -349,7 +366,7 @@ impl Orchestrator {
             }
         }
         self.ensure_proxy_accounts(&view).await;
-        self.reload_tls(&view).await;
+        self.reload_tls(&view);
         self.last_state = Some(plan.state);
         self.last_view = Some(view);
         plan
@@ -395,28 +412,33 @@ impl Orchestrator {
         }
     }
 
-    /// Has every reachable member load its certificate files again (`FLUSH SSL`): at once when
-    /// the watched files change, else every [`TLS_RELOAD_INTERVAL`]. A renewed certificate
-    /// then takes effect without a restart; connections already open keep theirs.
-    async fn reload_tls(&mut self, view: &ClusterView) {
+    /// Has every reachable member load its certificate files again (`FLUSH LOCAL SSL`): at
+    /// once when the watched files change, else every [`TLS_RELOAD_INTERVAL`]. A renewed
+    /// certificate then takes effect without a restart; connections already open keep theirs.
+    /// The reloads run in a task of their own, so a member that hangs never holds up the tick
+    /// (failure detection); the next reload waits until that task has finished.
+    fn reload_tls(&mut self, view: &ClusterView) {
+        if let Some(task) = self.tls_task.take_if(|t| t.is_finished()) {
+            self.reloaded(task);
+        }
         let Some(tls) = &self.spec.tls else {
             return;
         };
-        let fingerprint = tls.watch.as_ref().and_then(|dir| {
-            use std::hash::{Hash, Hasher};
-            let bytes = crate::tls::files::TlsFiles::new(dir).fingerprint()?;
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            bytes.hash(&mut hasher);
-            Some(hasher.finish())
-        });
-        if !reload_due(self.tls_reloaded, fingerprint, Instant::now()) {
+        let fingerprint = tls
+            .watch
+            .as_ref()
+            .and_then(|dir| crate::tls::files::TlsFiles::new(dir).fingerprint());
+        if self.tls_task.is_some() || !reload_due(self.tls_reloaded, fingerprint, Instant::now()) {
             return;
         }
         let changed = self
             .tls_reloaded
             .is_some_and(|(_, before)| before != fingerprint);
         self.tls_reloaded = Some((Instant::now(), fingerprint));
-        let current = match &tls.ca {
+        // The CA as its source says now, and every CA trusted since the last reload that every
+        // member took: a member still serving a certificate of a replaced CA is reached too.
+        let source = self.tls_source.clone().unwrap_or_else(|| tls.ca.clone());
+        let current = match &source {
             CaSource::File(path) => std::fs::read(path).ok(),
             CaSource::Pem(pem) => Some(pem.clone()),
         };
@@ -425,37 +447,73 @@ impl Orchestrator {
         {
             self.tls_trusted.push(ca.clone());
         }
-        let mut spec = self.spec.clone();
-        if self.tls_trusted.len() > 1
-            && let Some(tls) = spec.tls.as_mut()
-        {
-            tls.ca = CaSource::Pem(self.tls_trusted.join(&b'\n'));
-        }
-        let members: Vec<&str> = view
+        self.widen_trust();
+        let tls = self.spec.tls.clone();
+        let admin = self.actor.admin.clone();
+        let flavor = view.flavor;
+        let members: Vec<(String, String, u16)> = view
             .members
             .iter()
             .filter(|m| m.is_reachable())
-            .map(|m| m.name.as_str())
+            .filter_map(|m| self.spec.member(&m.name))
+            .map(|m| (m.name.clone(), m.host.clone(), m.port))
             .collect();
-        let reloads = members.iter().map(|member| {
-            tokio::time::timeout(
-                TLS_RELOAD_TIMEOUT,
-                self.actor.reload_tls(&spec, member, view.flavor),
-            )
-        });
-        let results = futures::future::join_all(reloads).await;
-        if results.iter().all(|r| matches!(r, Ok(Ok(())))) {
-            self.tls_trusted.retain(|ca| Some(ca) == current.as_ref());
-        }
-        for (member, result) in members.iter().zip(results) {
+        self.tls_task = Some(tokio::spawn(async move {
+            let reloads = members.into_iter().map(|(name, host, port)| {
+                let (admin, tls) = (admin.clone(), tls.clone());
+                async move {
+                    let reload = super::act::reload_tls(host, port, admin, tls, flavor);
+                    let result = match tokio::time::timeout(TLS_RELOAD_TIMEOUT, reload).await {
+                        Ok(result) => result,
+                        Err(_) => Err("no answer in time".to_string()),
+                    };
+                    (name, result)
+                }
+            });
+            TlsReload {
+                ca: current,
+                changed,
+                results: futures::future::join_all(reloads).await,
+            }
+        }));
+    }
+
+    /// What a finished reload said: logged, and once every member took it, the CAs trusted
+    /// only for the change-over are dropped.
+    fn reloaded(&mut self, task: tokio::task::JoinHandle<TlsReload>) {
+        let Some(Ok(done)) = futures::FutureExt::now_or_never(task) else {
+            return;
+        };
+        for (member, result) in &done.results {
             match result {
-                Ok(Ok(())) if changed => {
+                Ok(()) if done.changed => {
                     tracing::info!(member, "certificates reloaded after they changed")
                 }
-                Ok(Ok(())) => tracing::debug!(member, "certificates reloaded"),
-                Ok(Err(e)) => tracing::warn!(member, error = %e, "certificates not reloaded"),
-                Err(_) => tracing::warn!(member, "certificates not reloaded in time"),
+                Ok(()) => tracing::debug!(member, "certificates reloaded"),
+                Err(e) => tracing::warn!(member, error = %e, "certificates not reloaded"),
             }
+        }
+        if done.results.iter().all(|(_, r)| r.is_ok()) {
+            self.tls_trusted.retain(|ca| Some(ca) == done.ca.as_ref());
+            self.widen_trust();
+        }
+    }
+
+    /// Every connection of the operator (observing, acting, reloading) trusts each CA in
+    /// `tls_trusted` while a change-over lasts, and the CA's own source again after it.
+    fn widen_trust(&mut self) {
+        let Some(tls) = self.spec.tls.as_mut() else {
+            return;
+        };
+        if self.tls_trusted.len() > 1 {
+            let bundle = CaSource::Pem(self.tls_trusted.join(&b'\n'));
+            if tls.ca != bundle {
+                // Whoever replaces the spec (the Kubernetes loop re-reads the Secret) gives a
+                // new source; keep that, not a bundle of ours.
+                self.tls_source = Some(std::mem::replace(&mut tls.ca, bundle));
+            }
+        } else if let Some(source) = self.tls_source.take() {
+            tls.ca = source;
         }
     }
 

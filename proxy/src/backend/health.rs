@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::protocol::handshake::Greeting;
+
 use crate::protocol::packet::PacketStream;
 
 /// Live state of one backend.
@@ -88,14 +90,30 @@ impl Health {
     }
 }
 
-/// Whether a server accepts a TCP connection and sends a greeting within `timeout`.
-pub async fn probe(addr: &str, timeout: Duration) -> bool {
+/// What a probe of one server found.
+#[derive(Debug)]
+pub struct Probed {
+    /// It accepted a TCP connection and sent a greeting within the timeout.
+    pub up: bool,
+    /// The greeting, when it parsed.
+    pub greeting: Option<Greeting>,
+}
+
+/// Whether a server accepts a TCP connection and sends a greeting within `timeout`, and the
+/// greeting.
+pub async fn probe(addr: &str, timeout: Duration) -> Probed {
     let attempt = async {
         let tcp = TcpStream::connect(addr).await.ok()?;
         let mut stream = PacketStream::new(tcp);
         let greet = stream.read_raw().await.ok()?;
         // 10 is the protocol version of a greeting; 0xff is "too many connections" or a ban.
-        (greet.first() == Some(10)).then_some(())
+        (greet.first() == Some(10)).then(|| Greeting::parse(&greet.payload).ok())
     };
-    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(())))
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Some(greeting)) => Probed { up: true, greeting },
+        _ => Probed {
+            up: false,
+            greeting: None,
+        },
+    }
 }

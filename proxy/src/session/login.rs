@@ -9,7 +9,7 @@ use crate::backend::{Identity, PooledConn, RelayedLogin};
 use crate::limits::UserSlot;
 use crate::protocol::auth::{self, BackendSecret};
 use crate::protocol::compress::Compressed;
-use crate::protocol::constants::{cap, header, status};
+use crate::protocol::constants::{cap, header};
 use crate::protocol::handshake::{Greeting, HandshakeResponse, auth_switch_request};
 use crate::protocol::io::{ClientIo, ClientStream};
 use crate::protocol::messages::{ErrPacket, Ok};
@@ -167,7 +167,7 @@ async fn run(
         capabilities: server_caps,
         ext_capabilities: shared.server_ext_caps(),
         collation: shared.collation(),
-        status: status::AUTOCOMMIT,
+        status: shared.new_session_status(),
         auth_plugin: shared.config.auth_plugin.clone(),
     };
     let mut plain = PacketStream::new(tcp);
@@ -303,7 +303,7 @@ async fn finish_login(
 ) -> Result<(ClientStream, Login), LoginError> {
     let caps = login.caps;
     let ok = Ok {
-        status: status::AUTOCOMMIT,
+        status: shared.new_session_status(),
         ..Default::default()
     };
     stream.send(&mut seq, &ok.encode(caps)).await?;
@@ -667,7 +667,7 @@ pub async fn change_user(
         }
     }
     let ok = Ok {
-        status: status::AUTOCOMMIT,
+        status: shared.new_session_status(),
         ..Default::default()
     };
     stream.send(&mut seq, &ok.encode(current.caps)).await?;

@@ -106,7 +106,7 @@ impl Session {
         let control = kill::SessionControl::new(&login.user);
         shared.sessions.insert(id, control.clone());
         Self {
-            state: SessionState::with_database(login.database.clone()),
+            state: SessionState::new(login.database.clone(), shared.global_sql_mode()),
             shared,
             client,
             login,
@@ -353,7 +353,7 @@ impl Session {
     fn reset_state(&mut self) {
         self.primary = None;
         self.replica = None;
-        self.state.reset();
+        self.state.reset(self.shared.global_sql_mode());
     }
 
     async fn query(&mut self, payload: Bytes) -> Result<(), End> {

@@ -13,7 +13,7 @@ use crate::backend::Identity;
 use crate::config::Config;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
-use crate::protocol::constants::{DEFAULT_COLLATION, cap};
+use crate::protocol::constants::{DEFAULT_COLLATION, cap, status};
 use crate::protocol::messages::ErrPacket;
 use crate::route::ConsistencyMode;
 use crate::tls::Tls;
@@ -99,6 +99,25 @@ impl ProxyState {
         match &**self.backends.greeting() {
             Some(g) => crate::protocol::constants::ext::PROXY_DEFAULT & g.ext_capabilities,
             None => 0,
+        }
+    }
+
+    /// The status flags of a new session: autocommit, and the primary's
+    /// `NO_BACKSLASH_ESCAPES` (its global `sql_mode`, as its greeting says), which client
+    /// libraries read to choose how to escape strings and the classifier to lex them.
+    pub fn new_session_status(&self) -> u16 {
+        let global = match &**self.backends.greeting() {
+            Some(g) => g.status & status::NO_BACKSLASH_ESCAPES,
+            None => 0,
+        };
+        status::AUTOCOMMIT | global
+    }
+
+    /// The SQL mode a new session starts in, as far as lexing goes: the primary's global one.
+    pub fn global_sql_mode(&self) -> crate::route::SqlMode {
+        crate::route::SqlMode {
+            no_backslash_escapes: self.new_session_status() & status::NO_BACKSLASH_ESCAPES != 0,
+            ..crate::route::SqlMode::default()
         }
     }
 

@@ -74,18 +74,24 @@ impl Default for SessionState {
 }
 
 impl SessionState {
-    /// A fresh session using `database`.
-    pub fn with_database(database: Option<String>) -> Self {
+    /// A fresh session using `database`, in the server's global SQL mode.
+    pub fn new(database: Option<String>, sql_mode: SqlMode) -> Self {
         Self {
             database,
+            sql_mode,
             ..Self::default()
         }
     }
 
-    /// Drops everything the session built up, as COM_RESET_CONNECTION promises; the default
-    /// database stays, as on a server.
-    pub fn reset(&mut self) {
-        *self = Self::with_database(self.database.take());
+    /// A fresh session using `database`, in the default SQL mode.
+    pub fn with_database(database: Option<String>) -> Self {
+        Self::new(database, SqlMode::default())
+    }
+
+    /// Drops everything the session built up, as COM_RESET_CONNECTION promises: the SQL mode
+    /// goes back to the server's global one; the default database stays, as on a server.
+    pub fn reset(&mut self, sql_mode: SqlMode) {
+        *self = Self::new(self.database.take(), sql_mode);
     }
 }
 
@@ -102,7 +108,12 @@ mod tests {
         s.replay.push("SET NAMES utf8mb4".into());
         s.wait_timeout = Some(Duration::from_secs(5));
         s.last = BackendRole::Replica;
-        s.reset();
+        let global = SqlMode {
+            no_backslash_escapes: true,
+            ..SqlMode::default()
+        };
+        s.reset(global);
+        assert_eq!(s.sql_mode, global, "back to the server's global mode");
         assert_eq!(s.database.as_deref(), Some("app"));
         assert!(!s.in_transaction && s.autocommit);
         assert_eq!(s.pinned, None);

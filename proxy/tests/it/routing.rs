@@ -780,3 +780,64 @@ async fn no_backslash_escapes_changes_where_a_statement_runs() {
     assert_eq!(text, as_string);
     assert_ne!(id, PRIMARY_ID, "a plain read went to the primary");
 }
+
+/// The status flags of the greeting the proxy sends a new client.
+async fn greeting_status(h: &Harness) -> u16 {
+    use lagless_proxy::protocol::handshake::Greeting;
+    use lagless_proxy::protocol::packet::PacketStream;
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let (_, greet) = PacketStream::new(tcp).read_logical().await.unwrap();
+    Greeting::parse(&greet).unwrap().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_no_backslash_escapes_is_the_mode_new_sessions_start_in() {
+    use lagless_proxy::protocol::constants::status::NO_BACKSLASH_ESCAPES;
+    let h = Harness::start(2).await;
+    let mut setup = h.app().await;
+    setup
+        .query_drop("CREATE TABLE nbe (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    setup
+        .query_drop("INSERT INTO nbe VALUES (1)")
+        .await
+        .unwrap();
+    h.cluster.wait_replicated(WAIT).await.unwrap();
+    assert_eq!(greeting_status(&h).await & NO_BACKSLASH_ESCAPES, 0);
+    // The servers' global mode, as an administrator sets it; no session asks for it.
+    for m in h.cluster.members() {
+        let mut admin = m.admin_conn().await.unwrap();
+        admin
+            .query_drop("SET GLOBAL sql_mode = 'NO_BACKSLASH_ESCAPES'")
+            .await
+            .unwrap();
+    }
+    // The monitor reads the primary's greeting on every tick, and passes the flag on to the
+    // proxy's own greeting, which client libraries read to choose how to escape strings.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while greeting_status(&h).await & NO_BACKSLASH_ESCAPES == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy's greeting never said NO_BACKSLASH_ESCAPES"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new session is lexed in that mode from its first statement.
+    let locking = r"SELECT @@server_id, 'x\' FROM nbe FOR UPDATE -- '";
+    const ON_A_REPLICA: &str = "the locking read went to a replica";
+    let mut c = h.app().await;
+    let (id, text): (i64, String) = c.query_first(locking).await.expect(ON_A_REPLICA).unwrap();
+    assert_eq!((id, text.as_str()), (PRIMARY_ID, r"x\"));
+    // COM_RESET_CONNECTION goes back to the global mode, not the built-in default.
+    assert!(c.reset().await.unwrap(), "COM_RESET_CONNECTION was used");
+    let (id, _): (i64, String) = c.query_first(locking).await.expect(ON_A_REPLICA).unwrap();
+    assert_eq!(id, PRIMARY_ID, "after a reset");
+    for m in h.cluster.members() {
+        let mut admin = m.admin_conn().await.unwrap();
+        admin
+            .query_drop("SET GLOBAL sql_mode = DEFAULT")
+            .await
+            .unwrap();
+    }
+}

@@ -1469,6 +1469,7 @@ fn semi_sync_set_up_is_inserted_once_and_the_rollback_follows_its_actions() {
     let actions = vec![
         kill_clients("a"),
         ensure("b"),
+        Action::SetWritable { member: "b".into() },
         publish(Some("b"), &["b"], 2),
         Action::SetWritable { member: "c".into() },
         publish(Some("c"), &["b"], 3),
@@ -1480,18 +1481,21 @@ fn semi_sync_set_up_is_inserted_once_and_the_rollback_follows_its_actions() {
         [
             kill_clients("a"),
             ensure("b"),
+            Action::SetWritable { member: "b".into() },
             publish(Some("b"), &["b"], 2),
             Action::SetWritable { member: "c".into() },
             ensure("c"),
             publish(Some("c"), &["b"], 3),
             publish(None, &["b"], 4),
         ],
-        "set up once before each publication with a primary, none without one"
+        "set up once before each publication with a primary (not again when done since the \
+         previous publication), none without one"
     );
-    // Each old index points at the same action; past the end stays past the end.
+    // Each old index points at its group's first action (a set-up inserted before its
+    // publication); past the end stays past the end.
     assert_eq!(
-        (0..=6).map(&moved).collect::<Vec<_>>(),
-        [0, 1, 2, 3, 5, 6, 7]
+        (0..=7).map(&moved).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5, 7, 8]
     );
 }
 
