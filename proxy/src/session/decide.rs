@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::BackendRole;
 use super::state::SessionState;
 use crate::protocol::constants::{com, status};
@@ -143,8 +145,9 @@ pub struct Effects {
 /// The command a statement came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
-    /// COM_QUERY with this payload (command byte included).
-    Query(&'a [u8]),
+    /// COM_QUERY with this payload (command byte included); shared, so keeping it (a `BEGIN`
+    /// to replay) costs no copy.
+    Query(&'a Bytes),
     /// COM_STMT_EXECUTE: values are bound at execution, so its text cannot be replayed.
     Execute,
     /// COM_STMT_BULK_EXECUTE.

@@ -1,8 +1,6 @@
 //! Carrying out what a statement's outcome changes ([`decide::after`]) on the session's state
 //! and connections.
 
-use bytes::Bytes;
-
 use super::decide::{self, Command, Effects, Outcome, ReplaySet};
 use super::{BackendRole, Session};
 use crate::protocol::response::ResponseTracker;
@@ -41,7 +39,7 @@ impl Session {
         if fx.fresh_begin
             && let Command::Query(payload) = command
         {
-            self.state.fresh_begin = Some(Bytes::copy_from_slice(payload));
+            self.state.fresh_begin = Some(payload.clone());
         }
         if let Some(asks) = fx.tracking {
             self.restore_gtid_tracking(which, asks).await;

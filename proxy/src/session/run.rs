@@ -181,7 +181,10 @@ impl Session {
                 }
                 Err(e) => {
                     let (fate, then) = relay_failure(e, which, attempt == 1 && may_retry);
-                    let old = self.primary.as_ref().map(|s| s.addr.clone());
+                    // Only a retry on the next primary needs to know which one failed.
+                    let old = matches!(then, Then::RunOnNextPrimary(_))
+                        .then(|| self.primary.as_ref().map(|s| s.addr.clone()))
+                        .flatten();
                     self.carry_out(which, fate).await;
                     match then {
                         Then::End(end) => return Err(end),

@@ -290,7 +290,7 @@ fn effects_of_outcomes() {
     ];
     for (s, sql, outcome, want) in cases {
         let c = classify(sql.as_bytes());
-        let got = after(s, &c, &outcome, Command::Query(&q(sql)));
+        let got = after(s, &c, &outcome, Command::Query(&q(sql).into()));
         assert_eq!(got, want, "{sql} after {outcome:?}");
     }
 }
