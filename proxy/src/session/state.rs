@@ -83,11 +83,6 @@ impl SessionState {
         }
     }
 
-    /// A fresh session using `database`, in the default SQL mode.
-    pub fn with_database(database: Option<String>) -> Self {
-        Self::new(database, SqlMode::default())
-    }
-
     /// Drops everything the session built up, as COM_RESET_CONNECTION promises: the SQL mode
     /// goes back to the server's global one; the default database stays, as on a server.
     pub fn reset(&mut self, sql_mode: SqlMode) {
@@ -101,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_reset_keeps_only_the_database() {
-        let mut s = SessionState::with_database(Some("app".into()));
+        let mut s = SessionState::new(Some("app".into()), SqlMode::default());
         s.in_transaction = true;
         s.autocommit = false;
         s.pinned = Some("user lock");
