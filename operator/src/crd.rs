@@ -11,6 +11,7 @@
 //! without CEL) may let a bad spec through, and the reconciler must then report it in status
 //! rather than act on it.
 
+pub mod tenant_pool;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::orchestrate::{ClusterSpec, MemberSpec, SemiSync, Switchover, SwitchoverTarget};
 
+pub use tenant_pool::{MySQLTenantPool, MySQLTenantPoolSpec, MySQLTenantPoolStatus};
 pub use validate::{SpecError, SpecErrors};
 
 /// The most members a cluster may have.
@@ -340,11 +342,25 @@ pub struct CredentialsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub replication_secret_name: Option<String>,
+    /// The proxies' account for looking up users (`SELECT` on `mysql.global_priv`, nothing
+    /// else); generated as `<cluster>-lookup` when absent. A tenant pool names one for all its
+    /// clusters, so its proxies log in to each with the same account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub lookup_secret_name: Option<String>,
+    /// The proxies' account for reading replication positions; generated as
+    /// `<cluster>-monitor` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub monitor_secret_name: Option<String>,
 }
 
 impl CredentialsSpec {
     pub fn is_empty(&self) -> bool {
-        self.admin_secret_name.is_none() && self.replication_secret_name.is_none()
+        self.admin_secret_name.is_none()
+            && self.replication_secret_name.is_none()
+            && self.lookup_secret_name.is_none()
+            && self.monitor_secret_name.is_none()
     }
 
     /// The Secret that holds the admin credentials of cluster `cluster`.
@@ -359,6 +375,20 @@ impl CredentialsSpec {
         self.replication_secret_name
             .clone()
             .unwrap_or_else(|| format!("{cluster}-replication"))
+    }
+
+    /// The Secret that holds the proxies' lookup account of cluster `cluster`.
+    pub fn lookup_secret(&self, cluster: &str) -> String {
+        self.lookup_secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{cluster}-lookup"))
+    }
+
+    /// The Secret that holds the proxies' monitor account of cluster `cluster`.
+    pub fn monitor_secret(&self, cluster: &str) -> String {
+        self.monitor_secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{cluster}-monitor"))
     }
 }
 
@@ -823,18 +853,43 @@ impl MySQLCluster {
 
 /// The CRD as YAML, as kept in `crds/mysqlcluster.yaml`.
 pub fn crd_yaml() -> String {
-    let crd = MySQLCluster::crd();
+    generated_yaml(
+        &MySQLCluster::crd(),
+        "operator/src/crd.rs by `lagless-operator crd`",
+        "crd > crds/mysqlcluster.yaml",
+    )
+}
+
+/// The `MySQLTenantPool` CRD as YAML, as kept in `crds/mysqltenantpool.yaml`.
+pub fn tenant_pool_crd_yaml() -> String {
+    generated_yaml(
+        &MySQLTenantPool::crd(),
+        "operator/src/crd/tenant_pool.rs by `lagless-operator crd --kind MySQLTenantPool`",
+        "crd --kind MySQLTenantPool > crds/mysqltenantpool.yaml",
+    )
+}
+
+/// The CRDs `lagless-operator crd --kind all` prints: every one, as one multi-document YAML.
+pub fn all_crds_yaml() -> String {
+    format!("{}---\n{}", crd_yaml(), tenant_pool_crd_yaml())
+}
+
+fn generated_yaml(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    source: &str,
+    regenerate: &str,
+) -> String {
     // Long strings (CEL rules, patterns) stay on one line: folded scalars are valid YAML but
     // make rules hard to read and review.
     let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
-    let body = match serde_saphyr::to_string_with_options(&crd, options) {
+    let body = match serde_saphyr::to_string_with_options(crd, options) {
         Ok(body) => body,
         // The CRD is plain data (strings, maps, lists, numbers): serializing it cannot fail.
         Err(err) => unreachable!("the CRD serializes to YAML: {err}"),
     };
     format!(
-        "# Generated from operator/src/crd.rs by `lagless-operator crd`: do not edit.\n\
-         # Regenerate: cargo run -q -p lagless-operator -- crd > crds/mysqlcluster.yaml\n\
+        "# Generated from {source}: do not edit.\n\
+         # Regenerate: cargo run -q -p lagless-operator -- {regenerate}\n\
          {body}"
     )
 }
@@ -986,8 +1041,13 @@ mod tests {
         let mut credentials = CredentialsSpec::default();
         assert_eq!(credentials.admin_secret("db"), "db-admin");
         assert_eq!(credentials.replication_secret("db"), "db-replication");
+        assert_eq!(credentials.lookup_secret("db"), "db-lookup");
+        assert_eq!(credentials.monitor_secret("db"), "db-monitor");
         credentials.admin_secret_name = Some("mine".into());
         assert_eq!(credentials.admin_secret("db"), "mine");
+        credentials.lookup_secret_name = Some("pool-lookup".into());
+        assert_eq!(credentials.lookup_secret("db"), "pool-lookup");
+        assert!(!credentials.is_empty());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! - [`local`]: `lagless-operator local`, the whole system as processes on one machine.
 //! - [`crd`] and [`kube`]: the `MySQLCluster` resource, the objects built from it and the
 //!   Kubernetes controller (see `docs/kubernetes.md`).
+//! - [`pool`]: what both runtimes do to keep a tenant pool (its document, load, growth).
+//! - [`tenant_cli`]: `lagless-operator tenant`, creating and finding a local tenant pool's
+//!   tenants.
 
 pub mod agent;
 pub mod clock;
@@ -12,6 +15,8 @@ pub mod crd;
 pub mod kube;
 pub mod local;
 pub mod orchestrate;
+pub mod pool;
+pub mod tenant_cli;
 pub mod tls;
 
 /// The runtime of every long-running subcommand: multi-threaded, two workers (the work is I/O,

@@ -16,8 +16,12 @@ struct Cli {
 enum Command {
     /// Run a cluster on this machine, without Kubernetes (mariadbd processes + lagless-proxy).
     Local(lagless_operator::local::cli::LocalArgs),
-    /// Print the MySQLCluster CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (MySQLCluster unless --kind says otherwise).
+    Crd {
+        /// `MySQLCluster`, `MySQLTenantPool`, or `all` (one multi-document YAML).
+        #[arg(long, default_value = "MySQLCluster", value_parser = ["MySQLCluster", "MySQLTenantPool", "all"])]
+        kind: String,
+    },
     /// Run lagless-proxy (the same program as the `lagless-proxy` binary).
     Proxy(Box<lagless_proxy::config::Args>),
     /// Run the Kubernetes controller: reconcile MySQLClusters (see docs/kubernetes.md).
@@ -25,12 +29,21 @@ enum Command {
     /// Seeding agent of a member pod: serve backups of the local server, or `fetch` one
     /// into an empty data directory (see docs/kubernetes.md).
     Agent(Box<lagless_operator::agent::AgentArgs>),
+    /// Create, list and locate tenants of a tenant pool.
+    Tenant(lagless_operator::tenant_cli::TenantArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Crd) => print!("{}", lagless_operator::crd::crd_yaml()),
+        Some(Command::Crd { kind }) => print!(
+            "{}",
+            match kind.as_str() {
+                "MySQLTenantPool" => lagless_operator::crd::tenant_pool_crd_yaml(),
+                "all" => lagless_operator::crd::all_crds_yaml(),
+                _ => lagless_operator::crd::crd_yaml(),
+            }
+        ),
         Some(Command::Local(args)) => {
             std::process::exit(lagless_operator::local::cli::run(args, &cli.log))
         }
@@ -41,6 +54,7 @@ fn main() {
         Some(Command::Agent(args)) => {
             std::process::exit(lagless_operator::agent::run(*args, &cli.log))
         }
+        Some(Command::Tenant(args)) => std::process::exit(lagless_operator::tenant_cli::run(args)),
         None => {
             eprintln!(
                 "lagless-operator {}: choose a command (`local` runs a cluster on this machine, \

@@ -34,6 +34,20 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_TOPOLOGY")]
     pub topology: PathBuf,
 
+    /// A tenant pool document (pool.json): the proxy routes each tenant's work to its cluster,
+    /// found in the directory held by the --topology cluster, which also serves every
+    /// database that belongs to no tenant.
+    #[arg(long, env = "LAGLESS_PROXY_POOL")]
+    pub pool: Option<PathBuf>,
+
+    /// Account that reads and writes the tenant directory; defaults to --lookup-user.
+    #[arg(long, env = "LAGLESS_PROXY_DIRECTORY_USER")]
+    pub directory_user: Option<String>,
+
+    /// Password of --directory-user.
+    #[arg(long, env = "LAGLESS_PROXY_DIRECTORY_PASSWORD", hide_env_values = true)]
+    pub directory_password: Option<String>,
+
     /// Users file: {"users":[{"user":"app","password":"..."}]} (a mounted Secret).
     #[arg(long, env = "LAGLESS_PROXY_USERS")]
     pub users: Option<PathBuf>,
@@ -195,6 +209,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
     pub topology: PathBuf,
+    /// The tenant pool document; `None`: one cluster, no tenants.
+    pub tenant_pool: Option<PathBuf>,
+    /// The account of the tenant directory.
+    pub directory: Option<LookupCredentials>,
     pub users_file: Option<PathBuf>,
     pub lookup: Option<LookupCredentials>,
     /// Credentials for position polls and head reads; without them positions are learned only
@@ -237,6 +255,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 6033)),
             admin_listen: None,
             topology,
+            tenant_pool: None,
+            directory: None,
             users_file: None,
             lookup: None,
             monitor: None,
@@ -278,6 +298,13 @@ impl Config {
         }
         if self.require_tls && self.tls_cert.is_none() {
             return Err("--require-tls needs --tls-cert and --tls-key".into());
+        }
+        if self.tenant_pool.is_some() && self.directory.is_none() {
+            return Err(
+                "--pool needs an account for the tenant directory: --directory-user and \
+                 --directory-password, or --lookup-user and --lookup-password"
+                    .into(),
+            );
         }
         if self.users_file.is_none() && self.lookup.is_none() {
             return Err(
@@ -322,12 +349,23 @@ impl TryFrom<Args> for Config {
             (None, None) => lookup.clone(),
             _ => return Err("--monitor-user and --monitor-password go together".into()),
         };
+        let directory = match (a.directory_user, a.directory_password) {
+            (Some(user), Some(password)) => Some(LookupCredentials {
+                user,
+                password,
+                tls: None,
+            }),
+            (None, None) => lookup.clone(),
+            _ => return Err("--directory-user and --directory-password go together".into()),
+        };
         let consistency: ConsistencyMode = a
             .consistency
             .parse()
             .map_err(|e| format!("--consistency: {e}"))?;
         let mut c = Config::new(a.topology);
         c.monitor = monitor;
+        c.tenant_pool = a.pool;
+        c.directory = directory;
         c.consistency = consistency;
         c.consistency_wait = Duration::from_millis(a.consistency_wait_ms);
         c.listen = a.listen;

@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod route;
 pub mod server;
 pub mod session;
+pub mod tenant;
 pub use lagless_serve::tls;
 pub mod topology;
 pub mod users;

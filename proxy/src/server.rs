@@ -1,5 +1,7 @@
 //! The proxy process: start-up, the accept loop, background tasks and graceful shutdown.
 
+mod pool;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,6 +23,12 @@ use crate::tls::Tls;
 use crate::topology::{Member, TopologyWatcher, WatchOptions};
 use crate::users::UserStore;
 
+/// Tenants whose routes a proxy keeps: about 100 bytes each.
+const TENANT_CACHE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(1_000_000) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
+
 /// A running proxy.
 #[derive(Debug)]
 pub struct Proxy {
@@ -38,6 +46,8 @@ pub enum StartError {
     Topology(#[from] crate::topology::TopologyError),
     #[error("{0}")]
     Users(#[from] crate::users::UsersError),
+    #[error("tenant pool: {0}")]
+    Pool(String),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -54,9 +64,13 @@ impl Proxy {
         // The monitor and account lookups reach the servers as queries do.
         let client_tls =
             crate::backend::tls::client_ssl_opts(config.backend_tls, config.backend_ca.as_deref());
-        for creds in [&mut config.lookup, &mut config.monitor]
-            .into_iter()
-            .flatten()
+        for creds in [
+            &mut config.lookup,
+            &mut config.monitor,
+            &mut config.directory,
+        ]
+        .into_iter()
+        .flatten()
         {
             creds.tls = client_tls.clone();
         }
@@ -116,7 +130,26 @@ impl Proxy {
             topology_rx,
             shutdown.clone(),
         );
-        let shared = Arc::new(ProxyState::new(config, users, backends, tls, shutdown));
+        let router = match (&config.tenant_pool, &config.directory) {
+            (Some(path), Some(credentials)) => {
+                let doc = lagless_directory::PoolDocument::read(path)
+                    .map_err(|e| StartError::Pool(format!("{}: {e}", path.display())))?;
+                Some(Arc::new(crate::tenant::TenantRouter::new(
+                    doc.naming(),
+                    doc.routing.clone(),
+                    doc.attribute.clone(),
+                    backends.clone(),
+                    credentials.clone(),
+                    TENANT_CACHE,
+                )))
+            }
+            _ => None,
+        };
+        let mut state = ProxyState::new(config, users, backends, tls, shutdown);
+        if let Some(router) = router {
+            state = state.with_tenants(router);
+        }
+        let shared = Arc::new(state);
         Ok(Self {
             shared,
             listener,
@@ -149,11 +182,22 @@ impl Proxy {
             &mut AdminConns::default(),
         )
         .await;
-        let background = [
-            tokio::spawn(follow_topology(shared.clone())),
-            tokio::spawn(monitor(shared.clone())),
-            tokio::spawn(housekeeping(shared.clone())),
-        ];
+        let mut background = cluster_tasks(&shared, shared.backends.clone());
+        background.push(tokio::spawn(housekeeping(shared.clone())));
+        if let (Some(router), Some(path)) = (&shared.tenants, &shared.config.tenant_pool) {
+            // The clusters known now are started before the first client is accepted.
+            let mut follower = pool::PoolFollower::default();
+            follower.pass(&shared, router, path).await;
+            background.push(tokio::spawn(crate::tenant::follow::follow_changes(
+                router.clone(),
+            )));
+            background.push(tokio::spawn(pool::follow_pool(
+                follower,
+                shared.clone(),
+                router.clone(),
+                path.clone(),
+            )));
+        }
         if let Some(admin) = self.admin {
             let mut state = AdminState::new(shared.metrics.clone(), Arc::new(View(shared.clone())));
             if let Some(push) = shared
@@ -201,6 +245,18 @@ impl Proxy {
             "shut down"
         );
     }
+}
+
+/// The tasks that keep one cluster's backends current.
+pub(crate) fn cluster_tasks(
+    shared: &Arc<ProxyState>,
+    backends: Arc<Backends>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(follow_topology(shared.clone(), backends.clone())),
+        tokio::spawn(monitor(shared.clone(), backends.clone())),
+        tokio::spawn(reap_pools(backends)),
+    ]
 }
 
 fn spawn_session(shared: &Arc<ProxyState>, tcp: TcpStream, peer: std::net::SocketAddr) {
@@ -269,30 +325,34 @@ async fn learn_backend_greeting(shared: &ProxyState) {
     }
 }
 
-/// Applies each new topology: swaps the routing table, forgets removed servers.
-async fn follow_topology(shared: Arc<ProxyState>) {
-    let mut rx = shared.backends.topology_changes();
+/// Applies each new topology: swaps the routing table, forgets removed servers. The global
+/// cluster's also sets the proxy's default consistency mode and its account lookups.
+async fn follow_topology(shared: Arc<ProxyState>, backends: Arc<Backends>) {
+    let global = Arc::ptr_eq(&backends, &shared.backends);
+    let mut rx = backends.topology_changes();
     while rx.changed().await.is_ok() {
         let topo = rx.borrow_and_update().clone();
-        shared.metrics.set_topology_epoch(topo.epoch);
-        shared.follow_consistency(&topo);
         let addrs: Vec<String> = topo.members().map(Member::addr).collect();
-        shared.backends.health.retain(&addrs);
-        shared.backends.positions.retain(&addrs);
-        shared.users.retain(&addrs);
-        shared.backends.pool.reap(&addrs);
+        if global {
+            shared.metrics.set_topology_epoch(topo.epoch);
+            shared.follow_consistency(&topo);
+            shared.users.retain(&addrs);
+        }
+        backends.health.retain(&addrs);
+        backends.positions.retain(&addrs);
+        backends.pool.reap(&addrs);
     }
 }
 
-/// Probes every member on each tick.
-async fn monitor(shared: Arc<ProxyState>) {
+/// Probes every member of one cluster on each tick.
+async fn monitor(shared: Arc<ProxyState>, backends: Arc<Backends>) {
     let mut tick = tokio::time::interval(shared.config.monitor_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conns = AdminConns::default();
     loop {
         tick.tick().await;
-        poll_positions(&shared.backends, &mut conns).await;
-        let topo = shared.topology();
+        poll_positions(&backends, &mut conns).await;
+        let topo = backends.topology();
         let timeout = shared
             .config
             .monitor_interval
@@ -309,7 +369,7 @@ async fn monitor(shared: Arc<ProxyState>) {
         // SQL mode their sessions start in (a `SET GLOBAL sql_mode` is seen here). Only while
         // the topology probed is still the current one: a failover during the probes must not
         // leave the demoted primary's greeting behind.
-        let now = shared.topology();
+        let now = backends.topology();
         let primary = now
             .primary
             .as_ref()
@@ -319,10 +379,10 @@ async fn monitor(shared: Arc<ProxyState>) {
             if let Some(g) = greeting
                 && primary.as_deref() == Some(addr.as_str())
             {
-                shared.backends.learn_greeting(g);
+                backends.learn_greeting(g);
             }
             shared.metrics.set_backend_up(&addr, up);
-            if shared.backends.health.set_up(&addr, up) {
+            if backends.health.set_up(&addr, up) {
                 if up {
                     tracing::info!(backend = %addr, "backend up");
                 } else {
@@ -333,13 +393,21 @@ async fn monitor(shared: Arc<ProxyState>) {
     }
 }
 
-/// Pool reaping and file reloads.
+/// Pool reaping of one cluster.
+async fn reap_pools(backends: Arc<Backends>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let addrs: Vec<String> = backends.topology().members().map(Member::addr).collect();
+        backends.pool.reap(&addrs);
+    }
+}
+
+/// File reloads.
 async fn housekeeping(shared: Arc<ProxyState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
-        let addrs: Vec<String> = shared.topology().members().map(Member::addr).collect();
-        shared.backends.pool.reap(&addrs);
         shared.users.reload_if_changed();
         if let Some(tls) = &shared.tls {
             tls.reload_if_changed();
@@ -380,14 +448,17 @@ impl AdminView for View {
                 })
             })
             .collect();
-        serde_json::json!({
+        let mut view = serde_json::json!({
             "cluster": topo.cluster,
             "epoch": topo.epoch,
             "state": topo.state.to_string(),
             "primary": topo.primary.as_ref().map(Member::addr),
             "members": members,
             "document": &*topo,
-        })
-        .to_string()
+        });
+        if let Some(router) = &self.0.tenants {
+            view["pool"] = router.summary();
+        }
+        view.to_string()
     }
 }

@@ -97,19 +97,24 @@ when it is missing, which the API server also authorizes as `create`. Nothing is
 the operator but a pod being re-seeded: the owned objects go by garbage collection.
 */}}
 {{- define "lagless.rules" -}}
-# The MySQLClusters: the controller lists and watches them, and adds and removes its finalizer
-# with a JSON patch. Creating, updating and deleting them is left to users.
+# The MySQLClusters: the controllers list and watch them, and the operator adds and removes
+# its finalizer with a JSON patch. A MySQLTenantPool's clusters are server-side applied (a
+# PATCH that creates them); updating and deleting others is left to users.
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlclusters"]
-  verbs: ["list", "watch", "patch"]
-# Status, by server-side apply.
+  verbs: ["list", "watch", "create", "patch"]
+# The MySQLTenantPools: listed and watched, the finalizer added and removed by JSON patch.
 - apiGroups: ["lagless.dev"]
-  resources: ["mysqlclusters/status"]
+  resources: ["mysqltenantpools"]
+  verbs: ["list", "watch", "patch"]
+# Status of both, by server-side apply.
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqlclusters/status", "mysqltenantpools/status"]
   verbs: ["patch"]
 # Owner references with blockOwnerDeletion on the objects below need this where the
 # OwnerReferencesPermissionEnforcement admission plugin runs.
 - apiGroups: ["lagless.dev"]
-  resources: ["mysqlclusters/finalizers"]
+  resources: ["mysqlclusters/finalizers", "mysqltenantpools/finalizers"]
   verbs: ["update"]
 # Owned objects the controller watches (only those labelled managed-by lagless-operator), so a
 # change to one reconciles its cluster: members, proxies, their Services.
@@ -119,13 +124,14 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch"]
-# Server configuration and topology: watched too, and the topology is read by name when a
-# cluster's orchestration starts and before each publication.
+# Server configuration, topology and pool documents: watched too, and the topology is read by
+# name when a cluster's orchestration starts, before each publication, and by each pool's loop
+# for its clusters' primaries.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Credentials: read by name (the admin, replication and agent Secrets), and the generated ones
-# created once. Never listed or watched: the operator sees no Secret it was not told the name of.
+# Credentials: read by name (the admin, replication, agent and pool Secrets), and the generated
+# ones created once. Never listed or watched: the operator sees no Secret it was not told the name of.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
@@ -142,7 +148,7 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "delete"]
-# Events on the MySQLClusters (failover, switchover, quarantine, ...): created, and patched
+# Events on the MySQLClusters and MySQLTenantPools (failover, switchover, growth, ...): created, and patched
 # when one repeats. The events.k8s.io API only; the core group's is not used.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

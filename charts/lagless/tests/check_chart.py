@@ -16,7 +16,7 @@ Helm v4's Go SDK as a native library; no `helm` binary and no cluster are needed
 * every rendered object and the CRD against the Kubernetes 1.37 schemas with
   kubernetes-validate, strict (unknown fields are errors); ServiceMonitor, a type from a CRD
   that those schemas do not hold, is the only kind skipped;
-* charts/lagless/crds/mysqlcluster.yaml byte-identical to crds/mysqlcluster.yaml;
+* charts/lagless/crds/ byte-identical to crds/ (the MySQLCluster and MySQLTenantPool CRDs);
 * values of the wrong type refused by values.schema.json, and more than one replica without
   leader election refused by the templates;
 * the manifests shown in docs/kubernetes.md valid against the same schemas.
@@ -165,13 +165,16 @@ APPLIED = ["create", "patch"]
 # Applied and watched by the controller (owned objects that trigger a reconcile).
 WATCHED = ["list", "watch", *APPLIED]
 
-# Every permission the operator is given over MySQLClusters and the objects it runs them with,
-# as (apiGroup, resource, verbs): what operator/src/kube uses, nothing more. The rendered
-# ClusterRole/Role must hold exactly these.
+# Every permission the operator is given over MySQLClusters, MySQLTenantPools and the objects it
+# runs them with, as (apiGroup, resource, verbs): what operator/src/kube uses, nothing more. The
+# rendered ClusterRole/Role must hold exactly these.
 EXPECTED_RULES = {
-    ("lagless.dev", "mysqlclusters"): ["list", "watch", "patch"],
+    ("lagless.dev", "mysqlclusters"): ["list", "watch", *APPLIED],
     ("lagless.dev", "mysqlclusters/status"): ["patch"],
     ("lagless.dev", "mysqlclusters/finalizers"): ["update"],
+    ("lagless.dev", "mysqltenantpools"): ["list", "watch", "patch"],
+    ("lagless.dev", "mysqltenantpools/status"): ["patch"],
+    ("lagless.dev", "mysqltenantpools/finalizers"): ["update"],
     ("apps", "statefulsets"): WATCHED,
     ("apps", "deployments"): WATCHED,
     ("", "services"): WATCHED,
@@ -369,23 +372,31 @@ def check_lint() -> None:
         lint(load_values(name))
 
 
+CRD_FILES = {
+    "mysqlcluster.yaml": "mysqlclusters.lagless.dev",
+    "mysqltenantpool.yaml": "mysqltenantpools.lagless.dev",
+}
+
+
 def check_crd_copy() -> None:
-    chart_crd = CHART / "crds" / "mysqlcluster.yaml"
-    check(
-        chart_crd.read_bytes() == (REPO / "crds" / "mysqlcluster.yaml").read_bytes(),
-        "charts/lagless/crds/mysqlcluster.yaml differs from crds/mysqlcluster.yaml: "
-        "cp crds/mysqlcluster.yaml charts/lagless/crds/",
-    )
+    for file in CRD_FILES:
+        chart_crd = CHART / "crds" / file
+        check(
+            chart_crd.read_bytes() == (REPO / "crds" / file).read_bytes(),
+            f"charts/lagless/crds/{file} differs from crds/{file}: cp crds/{file} charts/lagless/crds/",
+        )
     with helm.Chart.load(CHART) as chart:
         crds = chart.crds
-    check([c["name"] for c in crds] == ["crds/mysqlcluster.yaml"], f"Helm sees CRDs {[c['name'] for c in crds]}")
-    objects = [o for o in yaml.safe_load_all(crds[0]["data"]) if o]
-    check(
-        [(o["kind"], o["metadata"]["name"]) for o in objects]
-        == [("CustomResourceDefinition", "mysqlclusters.lagless.dev")],
-        "the chart's crds/ holds something other than the MySQLCluster CRD",
-    )
-    validate_schemas(objects, "crds/")
+    names = sorted(c["name"] for c in crds)
+    check(names == [f"crds/{f}" for f in sorted(CRD_FILES)], f"Helm sees CRDs {names}")
+    for crd in crds:
+        objects = [o for o in yaml.safe_load_all(crd["data"]) if o]
+        expected = CRD_FILES[crd["name"].removeprefix("crds/")]
+        check(
+            [(o["kind"], o["metadata"]["name"]) for o in objects] == [("CustomResourceDefinition", expected)],
+            f"the chart's {crd['name']} holds something other than the {expected} CRD",
+        )
+        validate_schemas(objects, crd["name"])
 
 
 def check_defaults() -> None:
@@ -582,8 +593,9 @@ def refused_kube_version(version: str) -> str:
 
 
 def check_docs_manifests() -> None:
-    """The manifests shown in docs/kubernetes.md (the proxy sidecar, the users Secret) are
-    valid Kubernetes 1.37 objects and use the names the operator gives a cluster's objects."""
+    """The manifests shown in docs/kubernetes.md (the proxy sidecar, the users Secrets of a
+    cluster and of a tenant pool) are valid Kubernetes 1.37 objects and use the names the
+    operator gives a cluster's and a pool's objects."""
     text = (REPO / "docs" / "kubernetes.md").read_text()
     blocks = re.findall(r"^```yaml\n(.*?)^```", text, flags=re.S | re.M)
     objects = [o for block in blocks for o in yaml.safe_load_all(block) if o]
@@ -600,9 +612,11 @@ def check_docs_manifests() -> None:
     args = sidecar["args"]
     topology_dir = next(m["mountPath"] for m in sidecar["volumeMounts"] if m["name"] == "lagless-topology")
     check(flag(args, "--topology") == f"{topology_dir}/topology.json", f"--topology {args}")
-    secret = next(o for o in objects if o["kind"] == "Secret")
-    check(secret["metadata"]["name"] == "shop-proxy-users" and "users.json" in secret["stringData"], "users Secret")
-    json.loads(secret["stringData"]["users.json"])
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    # The users Secrets of the sidecar and of the tenant pool, named as the operator expects.
+    for name in ("shop-proxy-users", "demo-proxy-users"):
+        check(name in secrets and "users.json" in secrets[name]["stringData"], f"users Secret {name}")
+        json.loads(secrets[name]["stringData"]["users.json"])
 
 
 def check_rbac_least_privilege() -> None:
@@ -658,7 +672,7 @@ def check_validator_refuses() -> None:
 CHECKS: list[tuple[str, Callable[[], None]]] = [
     ("Helm engine is Helm v4", check_engine),
     ("helm lint --strict (defaults, namespaced.yaml, custom.yaml)", check_lint),
-    ("chart CRD equals crds/mysqlcluster.yaml and validates", check_crd_copy),
+    ("chart CRDs equal crds/ and validate", check_crd_copy),
     ("defaults: ClusterRole, leader election, schemas", check_defaults),
     ("namespaced.yaml: Role, no leader election, ServiceMonitor", check_namespaced),
     ("custom.yaml: images, log level, port, replicas", check_custom),

@@ -339,7 +339,7 @@ fn check_resources(errors: &mut Errors, field: &str, resources: &Resources) {
 
 /// A non-negative Kubernetes quantity: a decimal number and a binary (`Ki` … `Ei`), decimal
 /// (`n`, `u`, `m`, `k`, `M` … `E`) or exponent (`e3`) suffix.
-fn is_quantity(text: &str) -> bool {
+pub(super) fn is_quantity(text: &str) -> bool {
     let text = text.strip_prefix('+').unwrap_or(text);
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -1,4 +1,5 @@
-//! Object builders: pure functions from a `MySQLCluster` to the Kubernetes objects that run it.
+//! Object builders: pure functions from a `MySQLCluster` (or a `MySQLTenantPool`) to the
+//! Kubernetes objects that run it.
 //!
 //! Every object carries the common labels ([`labels`]) and a controller owner reference to the
 //! `MySQLCluster`, so deleting the cluster deletes them (the data volumes, made by the
@@ -12,13 +13,13 @@
 //! | headless Service of the members | `c-headless` |
 //! | server configuration ConfigMap | `c-mysql-config` |
 //! | PodDisruptionBudget of the members | `c-mysql` |
-//! | proxy Deployment | `c-proxy` |
-//! | client Service (what applications connect to) | `c` |
+//! | proxy Deployment (not applied without proxies) | `c-proxy` |
+//! | client Service (what applications connect to; not applied without proxies) | `c` |
 //! | topology ConfigMap | `c-topology` |
 //! | proxy users Secret (given by the user) | `c-proxy-users` |
 //! | credential Secrets (when the spec names none) | `c-admin`, `c-replication` |
 //! | seeding agent token Secret (always generated) | `c-agent` |
-//! | the proxies' lookup and monitor accounts (always generated) | `c-lookup`, `c-monitor` |
+//! | the proxies' lookup and monitor accounts (when the spec names none) | `c-lookup`, `c-monitor` |
 //! | the token topologies are pushed to the proxies with (always generated) | `c-proxy-admin` |
 //! | NetworkPolicy of the members | `c-mysql` |
 //! | NetworkPolicy of the proxies | `c-proxy` |
@@ -30,8 +31,9 @@
 //! server configuration, the headless Service, the PodDisruptionBudget, the members'
 //! NetworkPolicy and the seeding agent's containers), [`proxy`] (the Deployment, the client
 //! Service, the proxies' NetworkPolicy and the topology ConfigMap), [`secrets`] (credentials)
-//! and [`tls`]. This file holds what they share: names, labels, the `Context` taken from the
-//! cluster's metadata, and small pieces of pods and containers.
+//! and [`tls`]; [`tenant_pool`] builds a `MySQLTenantPool`'s own objects (its clusters, pool
+//! document and proxies). This file holds what they share: names, labels, the `Context` taken
+//! from the cluster's metadata, and small pieces of pods and containers.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +54,7 @@ use crate::crd::{MySQLCluster, MySQLClusterSpec, Resources};
 pub mod members;
 pub mod proxy;
 pub mod secrets;
+pub mod tenant_pool;
 pub mod tls;
 
 pub use members::*;
@@ -134,6 +137,12 @@ pub enum BuildError {
     /// `uid`, for the names and owner references).
     #[error("the MySQLCluster has no metadata.{0}")]
     MissingMetadata(&'static str),
+    /// The same of a `MySQLTenantPool`.
+    #[error("the MySQLTenantPool has no metadata.{0}")]
+    MissingPoolMetadata(&'static str),
+    /// The pool document could not be written out.
+    #[error("the pool document: {0}")]
+    Document(String),
     /// A credential Secret is to be generated but the caller supplied no password for it.
     #[error("no generated password for the {0} credentials")]
     MissingPassword(&'static str),
@@ -321,22 +330,28 @@ impl<'a> Context<'a> {
     /// Prefer spreading the pods of `component` over nodes; never required, so a small
     /// cluster still schedules everything.
     fn spread_over_nodes(&self, component: Component) -> Affinity {
-        Affinity {
-            pod_anti_affinity: Some(PodAntiAffinity {
-                preferred_during_scheduling_ignored_during_execution: Some(vec![
-                    WeightedPodAffinityTerm {
-                        weight: 100,
-                        pod_affinity_term: PodAffinityTerm {
-                            label_selector: Some(self.selector(component)),
-                            topology_key: "kubernetes.io/hostname".into(),
-                            ..PodAffinityTerm::default()
-                        },
+        spread_over_nodes(&self.selector(component))
+    }
+}
+
+/// Prefer spreading the pods `selector` selects over nodes; never required, so a small
+/// Kubernetes cluster still schedules everything.
+fn spread_over_nodes(selector: &LabelSelector) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(selector.clone()),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..PodAffinityTerm::default()
                     },
-                ]),
-                ..PodAntiAffinity::default()
-            }),
-            ..Affinity::default()
-        }
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
     }
 }
 

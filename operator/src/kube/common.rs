@@ -1,6 +1,6 @@
-//! What the reconciler and the orchestration tasks both need: the field manager of their
-//! server-side applies, how a cluster is named in logs and maps, and recording a Kubernetes
-//! Event on a cluster.
+//! What the reconcilers and the per-cluster and per-pool tasks all need: the field manager of
+//! their server-side applies, how a cluster or pool is named in logs and maps, and recording a
+//! Kubernetes Event on one.
 
 use ::kube::Resource;
 use ::kube::ResourceExt;
@@ -14,15 +14,23 @@ pub const FIELD_MANAGER: &str = "lagless-operator";
 
 /// `namespace/name`, the key of a cluster in the controller's maps.
 pub fn cluster_key(cluster: &MySQLCluster) -> String {
+    object_key(cluster)
+}
+
+/// `namespace/name` of any object, the key of a tenant pool in the controller's maps.
+pub fn object_key<K: ResourceExt>(object: &K) -> String {
     format!(
         "{}/{}",
-        cluster.namespace().unwrap_or_default(),
-        cluster.name_any()
+        object.namespace().unwrap_or_default(),
+        object.name_any()
     )
 }
 
-/// Records `mapped` as a Kubernetes Event on `cluster`.
-pub async fn publish(recorder: &Recorder, cluster: &MySQLCluster, mapped: ClusterEvent) {
+/// Records `mapped` as a Kubernetes Event on `object` (a cluster or a tenant pool).
+pub async fn publish<K>(recorder: &Recorder, object: &K, mapped: ClusterEvent)
+where
+    K: Resource<DynamicType = ()>,
+{
     let kube_event = KubeEvent {
         type_: if mapped.warning {
             EventType::Warning
@@ -35,10 +43,7 @@ pub async fn publish(recorder: &Recorder, cluster: &MySQLCluster, mapped: Cluste
         secondary: None,
     };
     // An Event is a courtesy: failing to record one must not stop the orchestration.
-    if let Err(e) = recorder
-        .publish(&kube_event, &cluster.object_ref(&()))
-        .await
-    {
-        tracing::warn!(cluster = %cluster_key(cluster), error = %e, "recording an Event failed");
+    if let Err(e) = recorder.publish(&kube_event, &object.object_ref(&())).await {
+        tracing::warn!(object = %object_key(object), kind = %K::kind(&()), error = %e, "recording an Event failed");
     }
 }

@@ -1,6 +1,6 @@
-//! `lagless-operator controller`: watches `MySQLCluster`s and the objects they own, reconciles
-//! them, serves metrics and probes, and (with `--leader-election`) runs only while holding the
-//! Lease.
+//! `lagless-operator controller`: watches `MySQLCluster`s and `MySQLTenantPool`s and the
+//! objects they own, reconciles them, serves metrics and probes, and (with
+//! `--leader-election`) runs only while holding the Lease.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,13 +20,18 @@ use super::common::FIELD_MANAGER;
 use super::lease::LeaderElector;
 use super::metrics::Metrics;
 use super::orchestration::OrchestrationTasks;
+use super::pool::decide::pool_of_changed_cluster;
+use super::pool::operate::PoolTasks;
+use super::pool::reconcile::{self as pool_reconcile, PoolContext};
 use super::reconcile::{Context, error_policy, reconcile};
 use crate::crd::MySQLCluster;
+use crate::crd::tenant_pool::{MySQLTenantPool, POOL_LABEL};
 
 /// The flags of `lagless-operator controller`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControllerArgs {
-    /// Watch MySQLClusters in this namespace only; every namespace when absent.
+    /// Watch MySQLClusters and MySQLTenantPools in this namespace only; every namespace when
+    /// absent.
     #[arg(long, value_name = "NS")]
     pub watch_namespace: Option<String>,
 
@@ -50,7 +55,7 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_address: SocketAddr,
 
-    /// The lagless-proxy image of each cluster's proxy Deployment.
+    /// The lagless-proxy image of each cluster's and pool's proxy Deployment.
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_PROXY_IMAGE)]
     pub proxy_image: String,
 
@@ -159,6 +164,13 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
         recorder.clone(),
         metrics.clone(),
     ));
+    let pool_context = Arc::new(PoolContext::new(
+        client.clone(),
+        args.proxy_image.clone(),
+        recorder.clone(),
+        metrics.clone(),
+        Arc::new(PoolTasks::new(client.clone(), recorder.clone())),
+    ));
     let context = Arc::new(
         Context::new(
             client.clone(),
@@ -173,11 +185,11 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
         namespace = namespace.unwrap_or("<all>"),
         "controller starting"
     );
-    Controller::new(clusters, watcher::Config::default())
+    let clusters = Controller::new(clusters, watcher::Config::default())
         .owns(api::<StatefulSet>(&client, namespace), owned.clone())
         .owns(api::<Deployment>(&client, namespace), owned.clone())
         .owns(api::<Service>(&client, namespace), owned.clone())
-        .owns(api::<ConfigMap>(&client, namespace), owned)
+        .owns(api::<ConfigMap>(&client, namespace), owned.clone())
         .graceful_shutdown_on(lagless_serve::until_terminated())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -185,7 +197,34 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
                 Ok((object, _)) => tracing::debug!(cluster = %object, "reconciled"),
                 Err(e) => tracing::warn!(error = %e, "controller"),
             }
-        })
-        .await;
+        });
+    // A pool's clusters report status every few seconds; only their spec changes and
+    // deletions reconcile the pool (it is reconciled every 10 s anyway).
+    let pool_clusters = watcher::Config::default().labels(POOL_LABEL);
+    let pools = Controller::new(
+        api::<MySQLTenantPool>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .watches(
+        api::<MySQLCluster>(&client, namespace),
+        pool_clusters,
+        |cluster| pool_of_changed_cluster(&cluster),
+    )
+    .owns(api::<Deployment>(&client, namespace), owned.clone())
+    .owns(api::<Service>(&client, namespace), owned.clone())
+    .owns(api::<ConfigMap>(&client, namespace), owned)
+    .graceful_shutdown_on(lagless_serve::until_terminated())
+    .run(
+        pool_reconcile::reconcile,
+        pool_reconcile::error_policy,
+        pool_context,
+    )
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => tracing::debug!(pool = %object, "reconciled"),
+            Err(e) => tracing::warn!(error = %e, "pool controller"),
+        }
+    });
+    futures::join!(clusters, pools);
     tracing::info!("controller stopped");
 }

@@ -1,5 +1,5 @@
-//! The Kubernetes platform: the objects the operator applies for a `MySQLCluster`, and the
-//! controller that applies them.
+//! The Kubernetes platform: the objects the operator applies for a `MySQLCluster` or a
+//! `MySQLTenantPool`, and the controllers that apply them.
 //!
 //! - [`builders`]: pure functions from a `MySQLCluster` (with `metadata.name`,
 //!   `metadata.namespace` and `metadata.uid` set) to the objects the reconciler server-side
@@ -7,6 +7,8 @@
 //!   proxy Deployment, the topology ConfigMap, the PodDisruptionBudget, the NetworkPolicy and
 //!   generated credential Secrets (with the seeding agents' token). They make no API calls and no randomness.
 //! - [`reconcile`]: one reconciliation of a `MySQLCluster` (validate, finalizer, apply, status).
+//! - [`pool`]: the controller of `MySQLTenantPool`s: their clusters, pool document and
+//!   proxies, and the per-pool loop (directory, loads, growth).
 //! - [`status`]: pure functions from what the operator knows to the status it reports and the
 //!   Kubernetes Events it records.
 //! - [`orchestration`]: the per-cluster task that runs the orchestrator against the members
@@ -30,6 +32,7 @@ pub mod metrics;
 #[cfg(test)]
 mod mock;
 pub mod orchestration;
+pub mod pool;
 pub mod push;
 pub mod reconcile;
 pub mod reseed;

@@ -17,6 +17,7 @@ use ::kube::runtime::events::Recorder;
 use ::kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use ::kube::{Client, Resource, ResourceExt};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,6 +29,7 @@ use super::orchestration::Orchestrations;
 use super::status::{self, ClusterEvent};
 use crate::clock;
 use crate::crd::{Condition, MySQLCluster, MySQLClusterStatus};
+use crate::tls::authority::{Authority, Issued};
 
 /// The finalizer the operator holds on every `MySQLCluster` it has acted on.
 pub const FINALIZER: &str = "lagless.dev/cleanup";
@@ -48,6 +50,22 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] ::kube::Error),
+    /// Applying one object failed.
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: ::kube::Error,
+    },
+    /// Reading one object failed.
+    #[error("reading {kind} {name}: {source}")]
+    Read {
+        kind: String,
+        name: String,
+        #[source]
+        source: ::kube::Error,
+    },
     #[error("building objects: {0}")]
     Build(#[from] BuildError),
     #[error("finalizer: {0}")]
@@ -72,6 +90,9 @@ pub struct Context {
     pub orchestrations: Arc<dyn Orchestrations>,
     /// Consecutive failures per cluster (`namespace/name`), for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Clusters without proxies, with the generation whose leftover proxy Deployment was
+    /// scaled down.
+    proxies_off: Mutex<HashMap<String, Option<i64>>>,
 }
 
 impl Context {
@@ -92,6 +113,7 @@ impl Context {
             metrics,
             orchestrations,
             failures: Mutex::default(),
+            proxies_off: Mutex::default(),
         }
     }
 
@@ -107,6 +129,23 @@ impl Context {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn proxies_off(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<i64>>> {
+        self.proxies_off
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `cluster`, which runs no proxies, has not been checked for a leftover proxy
+    /// Deployment at its generation yet.
+    fn proxies_off_pending(&self, cluster: &MySQLCluster) -> bool {
+        self.proxies_off().get(&cluster_key(cluster)) != Some(&cluster.metadata.generation)
+    }
+
+    fn proxies_off_done(&self, cluster: &MySQLCluster) {
+        self.proxies_off()
+            .insert(cluster_key(cluster), cluster.metadata.generation);
     }
 }
 
@@ -176,20 +215,36 @@ async fn patch_status(
     if cluster.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    // Server-side apply of the whole status: fields the operator stops reporting (a primary
-    // that is gone) are removed, which a merge patch would leave behind.
+    apply_status(api, &cluster.name_any(), &status).await
+}
+
+/// Server-side applies the whole `status` of object `name`: fields the operator stops
+/// reporting (a primary that is gone) are removed, which a merge patch would leave behind.
+pub(crate) async fn apply_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl Serialize,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
     let body = serde_json::json!({
-        "apiVersion": MySQLCluster::api_version(&()),
-        "kind": MySQLCluster::kind(&()),
-        "metadata": { "name": cluster.name_any() },
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": { "name": name },
         "status": status,
     });
     api.patch_status(
-        &cluster.name_any(),
+        name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&body),
     )
-    .await?;
+    .await
+    .map_err(|source| Error::Apply {
+        kind: format!("{} status", K::kind(&())),
+        name: name.to_string(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -227,8 +282,12 @@ async fn report_invalid(
 }
 
 /// Server-side applies `object` with the operator's field manager, taking over conflicting
-/// fields: the operator owns these objects.
-async fn apply_object<K>(client: &Client, namespace: &str, object: &K) -> Result<(), Error>
+/// fields: the operator owns these objects. An error names the object's kind and name.
+pub(crate) async fn apply_object<K>(
+    client: &Client,
+    namespace: &str,
+    object: &K,
+) -> Result<(), Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -247,12 +306,57 @@ where
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(object),
     )
-    .await?;
+    .await
+    .map_err(|source| Error::Apply {
+        kind: K::kind(&()).into_owned(),
+        name: name.clone(),
+        source,
+    })?;
     Ok(())
 }
 
+/// Reads `name`, if it exists; an error names the object's kind and name.
+pub(crate) async fn read_object<K>(api: &Api<K>, name: &str) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    api.get_opt(name).await.map_err(|source| Error::Read {
+        kind: K::kind(&()).into_owned(),
+        name: name.to_string(),
+        source,
+    })
+}
+
+/// Scales the proxy Deployment `name`, left from when its cluster or pool ran proxies, down
+/// to none; nothing when there is none. A merge patch, so a missing Deployment is not
+/// created.
+pub(crate) async fn scale_down_proxies(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let name = name.to_string();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({ "spec": { "replicas": 0 } });
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(%namespace, deployment = %name, "proxies off: the proxy Deployment is scaled to 0");
+            Ok(())
+        }
+        Err(::kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Apply {
+            kind: "Deployment".into(),
+            name,
+            source,
+        }),
+    }
+}
+
 /// 32 random characters from `[A-Za-z0-9]` (about 190 bits).
-fn random_password() -> Result<String, Error> {
+pub(crate) fn random_password() -> Result<String, Error> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
@@ -279,7 +383,7 @@ async fn missing_credentials(
             continue;
         }
         let name = credential.secret_name(cluster)?;
-        if api.get_opt(&name).await?.is_none() {
+        if read_object(&api, &name).await?.is_none() {
             generated.insert(credential.as_str().to_string(), random_password()?);
             missing.push(name);
         } else {
@@ -306,52 +410,92 @@ async fn ensure_tls(client: &Client, namespace: &str, cluster: &MySQLCluster) ->
         return Ok(());
     };
     if let Some(certificate) = builders::tls::certificate(cluster)? {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "cert-manager.io",
-            "v1",
-            "Certificate",
-        ));
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        let name = builders::tls::certificate_name(&cluster.name_any());
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&certificate),
-        )
-        .await
-        .map_err(|e| {
-            Error::Tls(format!(
-                "applying cert-manager Certificate {name} (is cert-manager installed?): {e}"
-            ))
-        })?;
-        return Ok(());
+        return apply_certificate(client, namespace, &certificate).await;
     }
     if !tls.self_issued() {
         return Ok(());
     }
     let name = cluster.name_any();
+    ensure_self_issued(
+        client,
+        namespace,
+        SelfIssued {
+            owner: &name,
+            ca_secret: builders::tls::ca_secret_name(&name),
+            cert_secret: tls.secret(&name),
+            names: builders::tls::kubernetes_names(&name, namespace),
+            names_hash: None,
+        },
+        |authority| builders::tls::ca_secret(cluster, authority),
+        |authority, issued, _| builders::tls::issued_secret(cluster, authority, issued),
+    )
+    .await
+}
+
+/// Applies a cert-manager `Certificate`.
+pub(crate) async fn apply_certificate(
+    client: &Client,
+    namespace: &str,
+    certificate: &DynamicObject,
+) -> Result<(), Error> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let name = certificate.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(certificate),
+    )
+    .await
+    .map_err(|e| {
+        Error::Tls(format!(
+            "applying cert-manager Certificate {name} (is cert-manager installed?): {e}"
+        ))
+    })?;
+    Ok(())
+}
+
+/// A certificate the operator issues from a CA of its own, both kept in Secrets.
+pub(crate) struct SelfIssued<'a> {
+    /// Whose it is: the CA's subject, and the object named in logs.
+    pub owner: &'a str,
+    pub ca_secret: String,
+    pub cert_secret: String,
+    pub names: Vec<String>,
+    /// For names that can change: the annotation of the certificate's Secret that holds a
+    /// hash of them, and the hash of `names`. A certificate with another is issued again.
+    pub names_hash: Option<(&'static str, String)>,
+}
+
+/// Keeps a self-issued certificate current: the CA made once (kept in `ca_secret`, built by
+/// `ca_secret_object`), the certificate issued again when a third of its lifetime is left,
+/// when another CA issued it, or when its names changed.
+pub(crate) async fn ensure_self_issued(
+    client: &Client,
+    namespace: &str,
+    issue: SelfIssued<'_>,
+    ca_secret_object: impl Fn(&Authority) -> Result<Secret, BuildError>,
+    issued_secret_object: impl Fn(&Authority, &Issued, &[String]) -> Result<Secret, BuildError>,
+) -> Result<(), Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let now = std::time::SystemTime::now();
-    let ca_name = builders::tls::ca_secret_name(&name);
-    let authority = match secrets
-        .get_opt(&ca_name)
+    let authority = match read_object(&secrets, &issue.ca_secret)
         .await?
-        .and_then(|s| builders::tls::authority_from(&name, &s))
+        .and_then(|s| builders::tls::authority_from(issue.owner, &s))
     {
         Some(authority) => authority,
         None => {
-            let authority = crate::tls::authority::Authority::create(&name, now)
-                .map_err(|e| Error::Tls(e.to_string()))?;
-            apply_object(
-                client,
-                namespace,
-                &builders::tls::ca_secret(cluster, &authority)?,
-            )
-            .await?;
+            let authority =
+                Authority::create(issue.owner, now).map_err(|e| Error::Tls(e.to_string()))?;
+            apply_object(client, namespace, &ca_secret_object(&authority)?).await?;
             authority
         }
     };
-    let current = secrets.get_opt(&tls.secret(&name)).await?;
+    let current = read_object(&secrets, &issue.cert_secret).await?;
     let issued_by_this_ca = current
         .as_ref()
         .and_then(|s| s.data.as_ref()?.get(crate::tls::CA_FILE).cloned())
@@ -360,18 +504,23 @@ async fn ensure_tls(client: &Client, namespace: &str, cluster: &MySQLCluster) ->
         .as_ref()
         .and_then(builders::tls::not_after)
         .is_none_or(|t| crate::tls::authority::due(t, now));
-    if due || !issued_by_this_ca {
-        let names = crate::kube::builders::tls::kubernetes_names(&name, namespace);
+    let renamed = issue.names_hash.as_ref().is_some_and(|(annotation, hash)| {
+        current
+            .as_ref()
+            .and_then(|s| s.metadata.annotations.as_ref()?.get(*annotation))
+            != Some(hash)
+    });
+    if due || !issued_by_this_ca || renamed {
         let issued = authority
-            .issue(&names, now)
+            .issue(&issue.names, now)
             .map_err(|e| Error::Tls(e.to_string()))?;
         apply_object(
             client,
             namespace,
-            &builders::tls::issued_secret(cluster, &authority, &issued)?,
+            &issued_secret_object(&authority, &issued, &issue.names)?,
         )
         .await?;
-        tracing::info!(cluster = %cluster_key(cluster), not_after = issued.not_after, "TLS certificate issued");
+        tracing::info!(owner = issue.owner, %namespace, secret = %issue.cert_secret, not_after = issued.not_after, "TLS certificate issued");
     }
     Ok(())
 }
@@ -392,10 +541,18 @@ async fn apply(
     let headless = builders::headless_service(cluster)?;
     let statefulset = builders::statefulset(cluster, &ctx.operator_image)?;
     let network_policy = builders::network_policy(cluster, &ctx.operator_namespace)?;
-    let proxy_network_policy = builders::proxy_network_policy(cluster, &ctx.operator_namespace)?;
     let pdb = builders::pod_disruption_budget(cluster)?;
-    let client_service = builders::client_service(cluster)?;
-    let proxy = builders::proxy_deployment(cluster, &ctx.proxy_image)?;
+    // `proxy.replicas: 0`: no proxy objects (a tenant pool's clusters, or proxies run as
+    // sidecars).
+    let proxies = if cluster.spec.proxy.replicas > 0 {
+        Some((
+            builders::client_service(cluster)?,
+            builders::proxy_network_policy(cluster, &ctx.operator_namespace)?,
+            builders::proxy_deployment(cluster, &ctx.proxy_image)?,
+        ))
+    } else {
+        None
+    };
 
     for secret in &secrets {
         apply_object(client, &namespace, secret).await?;
@@ -407,9 +564,20 @@ async fn apply(
     apply_object(client, &namespace, &network_policy).await?;
     apply_object(client, &namespace, &statefulset).await?;
     apply_object(client, &namespace, &pdb).await?;
-    apply_object(client, &namespace, &client_service).await?;
-    apply_object(client, &namespace, &proxy_network_policy).await?;
-    apply_object(client, &namespace, &proxy).await?;
+    match &proxies {
+        Some((client_service, proxy_network_policy, proxy)) => {
+            apply_object(client, &namespace, client_service).await?;
+            apply_object(client, &namespace, proxy_network_policy).await?;
+            apply_object(client, &namespace, proxy).await?;
+        }
+        // Once per spec: a Deployment from when the cluster ran proxies is scaled down.
+        None if ctx.proxies_off_pending(cluster) => {
+            let name = builders::proxy_deployment_name(&cluster.name_any());
+            scale_down_proxies(client, &namespace, &name).await?;
+            ctx.proxies_off_done(cluster);
+        }
+        None => {}
+    }
     // The topology ConfigMap is written only by the orchestration's sink: applying it here
     // could put back an older epoch than the proxies already follow.
 
@@ -428,6 +596,7 @@ async fn apply(
 
 async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.orchestrations.stop(&cluster_key(cluster));
+    ctx.proxies_off().remove(&cluster_key(cluster));
     publish_event(
         ctx,
         cluster,

@@ -155,7 +155,8 @@ pub struct Want {
     pub message: String,
 }
 
-fn want(type_: &'static str, on: bool, reason: &str, message: impl Into<String>) -> Want {
+/// A condition `type_`, true when `on`.
+pub fn want(type_: &'static str, on: bool, reason: &str, message: impl Into<String>) -> Want {
     Want {
         type_,
         status: if on {

@@ -13,7 +13,11 @@ use crate::crd::MySQLCluster;
 use crate::tls::files::TlsFiles;
 
 use super::LocalError;
+use super::daemon::{init_file_logging, spawn_signal_handler};
+use super::manifest::POOL_KIND;
 use super::mariadb::{self, Binaries};
+use super::pool::cli as pool_cli;
+use super::pool::{PoolDir, PoolSettings};
 use super::process::{FileLock, signal, spawn_detached};
 use super::process_table::Runtime;
 use super::request::{self, RequestKind};
@@ -29,7 +33,8 @@ pub struct LocalArgs {
     /// The cluster's state directory [default: ~/.local/share/lagless/<name>].
     #[arg(long, global = true, env = "LAGLESS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Which cluster, when several exist under the default directory.
+    /// Which cluster, when several exist under the default directory; in a tenant pool, which
+    /// of its clusters (`switchover --name <pool>-c1`).
     #[arg(long, global = true)]
     pub name: Option<String>,
     #[command(subcommand)]
@@ -38,7 +43,8 @@ pub struct LocalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LocalCommand {
-    /// Start the cluster described by a MySQLCluster file (or restart a stopped one).
+    /// Start the cluster (or tenant pool) described by a MySQLCluster (or MySQLTenantPool) file,
+    /// or restart a stopped one.
     Up(UpArgs),
     /// Stop every process of the cluster; the data is kept unless --purge.
     Down {
@@ -91,7 +97,7 @@ pub enum LocalCommand {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The MySQLCluster YAML [default: the one the state directory holds].
+    /// The MySQLCluster or MySQLTenantPool YAML [default: the one the state directory holds].
     #[arg(long, short)]
     pub file: Option<PathBuf>,
     /// Start in the background and return once the cluster is up.
@@ -116,20 +122,20 @@ pub enum Output {
 }
 
 /// Runs a `local` command; returns the exit code.
-pub fn run(args: LocalArgs, log_filter: &str) -> i32 {
+pub fn run(mut args: LocalArgs, log_filter: &str) -> i32 {
+    // Servers and installers run in other working directories: every path must be absolute.
+    if let Some(dir) = args.state_dir.take() {
+        args.state_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
+    }
     let result = match args.command {
         LocalCommand::Up(ref up) => self::up(&args, up, log_filter),
-        LocalCommand::Down { purge } => dir(&args).and_then(|d| down(&d, purge)),
-        LocalCommand::Status { output, watch } => dir(&args).and_then(|d| show(&d, output, watch)),
-        LocalCommand::Switchover { ref to } => dir(&args).and_then(|d| switchover(&d, to.clone())),
-        LocalCommand::Kill { ref member } => dir(&args).and_then(|d| kill(&d, member)),
-        LocalCommand::Scale { replicas } => dir(&args).and_then(|d| scale(&d, replicas)),
-        LocalCommand::Reseed { ref member } => dir(&args).and_then(|d| reseed(&d, member)),
-        LocalCommand::Logs {
-            ref target,
-            follow,
-            lines,
-        } => dir(&args).and_then(|d| logs(&d, target.as_deref(), follow, lines)),
+        _ => dir(&args).and_then(|d| {
+            if PoolDir::is_pool(d.root()) {
+                on_pool(&args, &PoolDir::new(d.root()))
+            } else {
+                on_cluster(&args, &d)
+            }
+        }),
     };
     match result {
         Ok(()) => 0,
@@ -137,6 +143,66 @@ pub fn run(args: LocalArgs, log_filter: &str) -> i32 {
             eprintln!("error: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// A command other than `up` on a cluster.
+fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
+    match args.command {
+        LocalCommand::Up(_) => Ok(()),
+        LocalCommand::Down { purge } => down(d, purge),
+        LocalCommand::Status { output, watch } => show(d, output, watch),
+        LocalCommand::Switchover { ref to } => switchover(d, to.clone()),
+        LocalCommand::Kill { ref member } => kill(d, member),
+        LocalCommand::Scale { replicas } => scale(d, replicas),
+        LocalCommand::Reseed { ref member } => reseed(d, member),
+        LocalCommand::Logs {
+            ref target,
+            follow,
+            lines,
+        } => logs(d, target.as_deref(), follow, lines),
+    }
+}
+
+/// A command other than `up` on a tenant pool: about the pool, or about one of its clusters
+/// (found from a member's name or `--name`), which is an ordinary local cluster.
+fn on_pool(args: &LocalArgs, pool: &PoolDir) -> Result<(), LocalError> {
+    let clusters = pool.cluster_names();
+    let pool_name = read_json::<PoolSettings>(&pool.settings())
+        .map(|s| s.pool)
+        .unwrap_or_default();
+    match args.command {
+        LocalCommand::Up(_) => Ok(()),
+        LocalCommand::Down { purge } => pool_cli::down(pool, purge),
+        LocalCommand::Status { output, watch } => {
+            pool_cli::show(pool, output == Output::Json, watch)
+        }
+        LocalCommand::Switchover { ref to } => {
+            let cluster = pool_cli::switchover_cluster(
+                &clusters,
+                &pool_name,
+                args.name.as_deref(),
+                to.as_deref(),
+            )?;
+            switchover(&pool.cluster(&cluster), to.clone())
+        }
+        LocalCommand::Kill { ref member } => {
+            let cluster = pool_cli::member_cluster(&clusters, &pool_name, member)?;
+            kill(&pool.cluster(&cluster), member)
+        }
+        LocalCommand::Reseed { ref member } => {
+            let cluster = pool_cli::member_cluster(&clusters, &pool_name, member)?;
+            reseed(&pool.cluster(&cluster), member)
+        }
+        LocalCommand::Scale { .. } => Err(LocalError::Usage(format!(
+            "pool {pool_name}'s clusters all have the template's size \
+             (spec.clusterTemplate.replicas); the pool grows by clusters, not members"
+        ))),
+        LocalCommand::Logs {
+            ref target,
+            follow,
+            lines,
+        } => print_log(&pool_cli::log_path(pool, target.as_deref())?, follow, lines),
     }
 }
 
@@ -168,7 +234,25 @@ fn up(args: &LocalArgs, up: &UpArgs, log_filter: &str) -> Result<(), LocalError>
             .state_dir
             .clone()
             .ok_or_else(|| LocalError::Other("--supervise needs --state-dir".into()))?;
+        if PoolDir::is_pool(&dir) {
+            return pool_cli::supervise(&PoolDir::new(dir), log_filter, None);
+        }
         return supervise(&StateDir::new(dir), log_filter, None);
+    }
+    if let Some((text, source)) = pool_manifest(args, up)? {
+        let options = pool_cli::UpOptions {
+            state_dir: args.state_dir.clone(),
+            name: args.name.clone(),
+            base_port: up.base_port,
+            proxy_port: up.proxy_port,
+        };
+        let (dir, _) = pool_cli::prepare(&text, &source, &options)?;
+        let prefix = command_prefix(args, &StateDir::new(dir.root()));
+        return if up.detach {
+            pool_cli::detach(&dir, &prefix)
+        } else {
+            pool_cli::supervise(&dir, log_filter, Some(prefix))
+        };
     }
     let (dir, cluster) = prepare(args, up)?;
     if up.detach {
@@ -176,6 +260,25 @@ fn up(args: &LocalArgs, up: &UpArgs, log_filter: &str) -> Result<(), LocalError>
     } else {
         supervise(&dir, log_filter, Some(command_prefix(args, &dir)))
     }
+}
+
+/// The pool manifest `up` starts, with where it was read: the `-f` file when it is a
+/// `MySQLTenantPool`, else the pool kept in the state directory, if that holds one.
+fn pool_manifest(args: &LocalArgs, up: &UpArgs) -> Result<Option<(String, PathBuf)>, LocalError> {
+    if let Some(file) = &up.file {
+        let text = std::fs::read_to_string(file).map_err(LocalError::io(file))?;
+        let is_pool = super::manifest::kind_of(&text).as_deref() == Some(POOL_KIND);
+        return Ok(is_pool.then(|| (text, file.clone())));
+    }
+    let Ok(dir) = dir(args) else {
+        return Ok(None);
+    };
+    if !PoolDir::is_pool(dir.root()) {
+        return Ok(None);
+    }
+    let path = PoolDir::new(dir.root()).manifest();
+    let text = std::fs::read_to_string(&path).map_err(LocalError::io(&path))?;
+    Ok(Some((text, path)))
 }
 
 /// Everything `up` checks and records before any process starts.
@@ -223,6 +326,12 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
     }
     std::fs::create_dir_all(dir.root()).map_err(LocalError::io(dir.root()))?;
     let previous: Option<Settings> = read_json(&dir.settings()).ok();
+    if let Some(pool) = previous.as_ref().and_then(|p| p.pool.as_deref()) {
+        return Err(LocalError::Usage(format!(
+            "cluster {name} belongs to tenant pool {pool}, which starts it: run `up` on the \
+             pool's state directory"
+        )));
+    }
     if let Some(p) = &previous
         && p.cluster != name
     {
@@ -256,6 +365,7 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
             .map_or(cluster.spec.gtid_domain_id(namespace, &name), |p| {
                 p.gtid_domain_id
             }),
+        pool: None,
     };
     // A restarted cluster keeps members it was scaled to; the file only sets the first size.
     let settings = match &previous {
@@ -362,7 +472,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
     let shows = display.is_some();
     let result = runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
-        spawn_signal_handler(stop_tx);
+        spawn_signal_handler(stop_tx, "cluster");
         let shared = SharedState::default();
         let supervisor = Supervisor::new(rt, cluster, settings.clone(), shared.clone());
         let rt = supervisor.runtime();
@@ -400,32 +510,6 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
         );
     }
     result
-}
-
-fn init_file_logging(path: &Path, filter: &str) -> Result<(), LocalError> {
-    let file = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(LocalError::io(path))?;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
-        .try_init();
-    Ok(())
-}
-
-fn spawn_signal_handler(stop: watch::Sender<bool>) {
-    tokio::spawn(async move {
-        match lagless_serve::terminated().await {
-            Ok(signal) => tracing::info!("{signal}: stopping the cluster"),
-            Err(e) => tracing::error!(error = %e, "cannot install signal handlers"),
-        }
-        let _ = stop.send(true);
-    });
 }
 
 /// Prints the start's steps not printed yet, in order.
@@ -792,9 +876,16 @@ fn logs(
         }
         Some(member) => dir.member(member).join("error.log"),
     };
+    print_log(&path, follow, lines)
+}
+
+/// Prints the end of the log at `path`, then (with `follow`) what is appended to it.
+fn print_log(path: &Path, follow: bool, lines: usize) -> Result<(), LocalError> {
+    let path = path.to_path_buf();
     if !path.is_file() {
         return Err(LocalError::Other(format!(
-            "no log at {}: the target is `operator`, a member name or proxy-N",
+            "no log at {}: the target is `operator`, a member name or proxy-N (or, in a \
+             pool, a cluster name)",
             path.display()
         )));
     }

@@ -8,8 +8,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
+pub mod daemon;
 pub mod manifest;
 pub mod mariadb;
+pub mod pool;
 pub mod ports;
 pub use lagless_mariadbd::process;
 pub mod process_table;

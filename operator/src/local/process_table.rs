@@ -2,6 +2,7 @@
 //! their child handles, restart counts and when each is due to be started again.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -180,16 +181,44 @@ impl ProcessTable {
     }
 }
 
-/// Starts one proxy: this same program's `proxy` subcommand, so one installed binary is
-/// enough. Credentials travel in the environment, not on the command line.
+/// Starts one proxy of a cluster: this same program's `proxy` subcommand, so one installed
+/// binary is enough.
 pub fn spawn_proxy(
     rt: &Runtime,
     index: usize,
     port: u16,
     admin_port: u16,
 ) -> Result<Child, LocalError> {
-    let dir = rt.dir.proxy(index);
-    std::fs::create_dir_all(&dir).map_err(LocalError::io(&dir))?;
+    let cmd = proxy_command(&ProxyLaunch {
+        dir: &rt.dir.proxy(index),
+        port,
+        admin_port,
+        topology: &rt.dir.topology(),
+        consistency: &rt.consistency,
+        creds: &rt.creds,
+        tls: rt.tls.as_ref(),
+    })?;
+    spawn_proxy_command(cmd)
+}
+
+/// What a proxy is started with.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyLaunch<'a> {
+    /// Where its log goes (`proxy.log`).
+    pub dir: &'a Path,
+    pub port: u16,
+    pub admin_port: u16,
+    pub topology: &'a Path,
+    pub consistency: &'a str,
+    pub creds: &'a LocalCredentials,
+    pub tls: Option<&'a TlsFiles>,
+}
+
+/// The command that runs a proxy, its output appended to `proxy.log`. Credentials travel in
+/// the environment, not on the command line.
+pub fn proxy_command(launch: &ProxyLaunch<'_>) -> Result<Command, LocalError> {
+    let dir = launch.dir;
+    std::fs::create_dir_all(dir).map_err(LocalError::io(dir))?;
     let log_path = dir.join("proxy.log");
     let log = std::fs::File::options()
         .create(true)
@@ -198,23 +227,24 @@ pub fn spawn_proxy(
         .map_err(LocalError::io(&log_path))?;
     let err = log.try_clone().map_err(LocalError::io(&log_path))?;
     let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
+    let creds = launch.creds;
     let mut cmd = Command::new(exe);
     cmd.arg("proxy")
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
-        .arg(format!("--topology={}", rt.dir.topology().display()))
-        .arg(format!("--consistency={}", rt.consistency))
+        .arg(format!("--listen=127.0.0.1:{}", launch.port))
+        .arg(format!("--admin-listen=127.0.0.1:{}", launch.admin_port))
+        .arg(format!("--topology={}", launch.topology.display()))
+        .arg(format!("--consistency={}", launch.consistency))
         .arg("--shutdown-timeout=5")
         // Least privilege: the administrator's account never reaches a proxy.
-        .env("LAGLESS_PROXY_LOOKUP_USER", &rt.creds.lookup_user)
-        .env("LAGLESS_PROXY_LOOKUP_PASSWORD", &rt.creds.lookup_password)
-        .env("LAGLESS_PROXY_MONITOR_USER", &rt.creds.monitor_user)
-        .env("LAGLESS_PROXY_MONITOR_PASSWORD", &rt.creds.monitor_password)
+        .env("LAGLESS_PROXY_LOOKUP_USER", &creds.lookup_user)
+        .env("LAGLESS_PROXY_LOOKUP_PASSWORD", &creds.lookup_password)
+        .env("LAGLESS_PROXY_MONITOR_USER", &creds.monitor_user)
+        .env("LAGLESS_PROXY_MONITOR_PASSWORD", &creds.monitor_password)
         .env("LAGLESS_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err);
-    if let Some(tls) = &rt.tls {
+    if let Some(tls) = launch.tls {
         // Clients must use TLS; members are verified by certificate and address. The proxy
         // reloads the files when they are renewed.
         cmd.arg(format!("--tls-cert={}", tls.cert().display()))
@@ -223,6 +253,11 @@ pub fn spawn_proxy(
             .arg("--backend-tls=verify")
             .arg(format!("--backend-ca={}", tls.ca().display()));
     }
+    Ok(cmd)
+}
+
+/// Starts a proxy built by [`proxy_command`], tied to this process's life.
+pub fn spawn_proxy_command(cmd: Command) -> Result<Child, LocalError> {
     spawn_tied(cmd).map_err(|e| LocalError::Command {
         command: "lagless-operator proxy".into(),
         detail: e.to_string(),

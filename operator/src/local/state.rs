@@ -120,18 +120,29 @@ pub fn resolve(state_dir: Option<&Path>, name: Option<&str>) -> Result<StateDir,
 }
 
 fn resolve_in(root: &Path, name: Option<&str>) -> Result<StateDir, LocalError> {
+    let holds = |dir: &Path| dir.join("cluster.yaml").is_file() || dir.join("pool.yaml").is_file();
+    let entries = || {
+        std::fs::read_dir(root)
+            .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_else(|_| Vec::<PathBuf>::new())
+    };
     if let Some(name) = name {
-        return Ok(StateDir::new(root.join(name)));
+        let dir = root.join(name);
+        if holds(&dir) {
+            return Ok(StateDir::new(dir));
+        }
+        // A cluster of a tenant pool lives inside the pool's directory; commands on it go
+        // through the pool.
+        let pool = entries()
+            .into_iter()
+            .find(|p| p.join("pool.yaml").is_file() && holds(&p.join("clusters").join(name)));
+        return Ok(StateDir::new(pool.unwrap_or(dir)));
     }
-    let mut found: Vec<String> = std::fs::read_dir(root)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().join("cluster.yaml").is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut found: Vec<String> = entries()
+        .into_iter()
+        .filter(|p| holds(p))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
     found.sort();
     match found.as_slice() {
         [only] => Ok(StateDir::new(root.join(only))),
@@ -155,6 +166,10 @@ pub struct Settings {
     pub replicas: u32,
     pub server_id_base: u32,
     pub gtid_domain_id: u32,
+    /// The tenant pool this cluster belongs to: its proxies are the pool's, so the cluster's
+    /// supervisor starts none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 impl Settings {
@@ -286,6 +301,7 @@ mod tests {
             replicas: 3,
             server_id_base: 1001,
             gtid_domain_id: 10,
+            pool: None,
         };
         assert_eq!(s.member_name(2), "shop-2");
         assert_eq!(s.member_port(2), Some(3309));
@@ -334,6 +350,22 @@ mod tests {
         assert_eq!(
             resolve_in(root.path(), Some("b")).unwrap().root(),
             root.path().join("b")
+        );
+        // A pool counts, and its clusters are found through it.
+        std::fs::create_dir_all(root.path().join("p/clusters/p-c0")).unwrap();
+        std::fs::write(root.path().join("p/pool.yaml"), "x").unwrap();
+        std::fs::write(root.path().join("p/clusters/p-c0/cluster.yaml"), "x").unwrap();
+        match resolve_in(root.path(), None) {
+            Err(LocalError::Ambiguous(_, names)) => assert_eq!(names, "a, b, p"),
+            other => panic!("expected an ambiguity, got {other:?}"),
+        }
+        assert_eq!(
+            resolve_in(root.path(), Some("p-c0")).unwrap().root(),
+            root.path().join("p")
+        );
+        assert_eq!(
+            resolve_in(root.path(), Some("nothing")).unwrap().root(),
+            root.path().join("nothing")
         );
         let explicit = resolve(Some(&root.path().join("a")), None).unwrap();
         assert_eq!(explicit.manifest(), root.path().join("a/cluster.yaml"));

@@ -128,14 +128,18 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
             elapsed_ms: u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }),
         events,
-        connect: settings.proxy_ports(0).map(|(port, _)| ConnectInfo {
-            host: "127.0.0.1".into(),
-            port,
-            user: rt.creds.app_user.clone(),
-            database: rt.creds.database.clone(),
-            credentials_file: rt.dir.credentials().display().to_string(),
-            tls_ca: rt.tls.as_ref().map(|t| t.ca().display().to_string()),
-        }),
+        // A pool's clusters are reached through the pool's proxies, not their own.
+        connect: (settings.pool.is_none())
+            .then(|| settings.proxy_ports(0))
+            .flatten()
+            .map(|(port, _)| ConnectInfo {
+                host: "127.0.0.1".into(),
+                port,
+                user: rt.creds.app_user.clone(),
+                database: rt.creds.database.clone(),
+                credentials_file: rt.dir.credentials().display().to_string(),
+                tls_ca: rt.tls.as_ref().map(|t| t.ca().display().to_string()),
+            }),
         requests: shared.requests.clone(),
     }
 }

@@ -257,6 +257,10 @@ impl Supervisor {
             "replication running in {:.1} s",
             began.elapsed().as_secs_f64()
         ));
+        if self.settings.pool.is_some() {
+            // A pool's proxies serve all its clusters; the pool's supervisor runs them.
+            return Ok(());
+        }
         self.shared
             .lock()
             .set_step("starting", "starting the proxies");

@@ -64,13 +64,15 @@ fn the_chart_ships_this_release() {
 }
 
 #[test]
-fn the_chart_carries_the_generated_crd() {
-    // Helm installs what is in the chart's crds/; it must be the CRD generated from crd.rs.
-    let chart = std::fs::read(repo("charts/lagless/crds/mysqlcluster.yaml")).unwrap();
-    let generated = std::fs::read(repo("crds/mysqlcluster.yaml")).unwrap();
-    assert!(
-        chart == generated,
-        "charts/lagless/crds/mysqlcluster.yaml differs from crds/mysqlcluster.yaml: \
-         cp crds/mysqlcluster.yaml charts/lagless/crds/"
-    );
+fn the_chart_carries_the_generated_crds() {
+    // Helm installs what is in the chart's crds/; it must be the CRDs generated from the types.
+    for file in ["mysqlcluster.yaml", "mysqltenantpool.yaml"] {
+        let chart = std::fs::read(repo(&format!("charts/lagless/crds/{file}"))).unwrap();
+        let generated = std::fs::read(repo(&format!("crds/{file}"))).unwrap();
+        assert!(
+            chart == generated,
+            "charts/lagless/crds/{file} differs from crds/{file}: cp crds/{file} \
+             charts/lagless/crds/"
+        );
+    }
 }

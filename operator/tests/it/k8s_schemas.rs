@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use lagless_core::topology::{Flavor as TopologyFlavor, Member, Topology, TopologyState};
+use lagless_operator::crd::tenant_pool::MySQLTenantPool;
 use lagless_operator::crd::{Flavor, MySQLCluster, ServiceType};
+use lagless_operator::kube::builders::tenant_pool::{
+    pool_ca_secret, pool_client_service, pool_clusters, pool_configmap, pool_credentials_secrets,
+    pool_issued_secret, pool_pod_disruption_budget, pool_proxy_deployment,
+    pool_proxy_network_policy, pool_tls_names,
+};
 use lagless_operator::kube::{
     DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE, client_service, credentials_secrets,
     headless_service, member_host, network_policy, pod_disruption_budget, proxy_deployment,
@@ -115,6 +121,91 @@ fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
     out
 }
 
+fn tenant_pool_example() -> MySQLTenantPool {
+    let text = std::fs::read_to_string(repo("examples/tenantpool.yaml")).unwrap();
+    let mut pool: MySQLTenantPool = serde_saphyr::from_str(&text).unwrap();
+    pool.metadata.uid = Some("6c6f7665-6c61-676c-6573-730000000002".into());
+    pool
+}
+
+/// Every object built for `pool` with `count` tenant clusters, as JSON: the pool's own, and
+/// those of its directory cluster and first tenant cluster as the cluster controller builds
+/// them (the `MySQLCluster`s themselves are custom resources, checked against the CRD by
+/// their own `validate`).
+fn built_pool(pool: &MySQLTenantPool, count: u32) -> Vec<(String, serde_json::Value)> {
+    let value = |v: serde_json::Result<serde_json::Value>| v.unwrap();
+    let mut out = vec![
+        (
+            "pool-document".to_string(),
+            value(serde_json::to_value(pool_configmap(pool, count).unwrap())),
+        ),
+        (
+            "pool-proxy-deployment".to_string(),
+            value(serde_json::to_value(
+                pool_proxy_deployment(pool, DEFAULT_PROXY_IMAGE).unwrap(),
+            )),
+        ),
+        (
+            "pool-service".to_string(),
+            value(serde_json::to_value(pool_client_service(pool).unwrap())),
+        ),
+        (
+            "pool-pdb".to_string(),
+            value(serde_json::to_value(
+                pool_pod_disruption_budget(pool).unwrap(),
+            )),
+        ),
+        (
+            "pool-network-policy".to_string(),
+            value(serde_json::to_value(
+                pool_proxy_network_policy(pool, "lagless-system").unwrap(),
+            )),
+        ),
+    ];
+    let generated: BTreeMap<String, String> = ["admin", "replication", "lookup", "monitor"]
+        .map(|k| (k.to_string(), format!("{k}-secret")))
+        .into();
+    for (i, secret) in pool_credentials_secrets(pool, &generated)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        out.push((
+            format!("pool-secret-{i}"),
+            value(serde_json::to_value(secret)),
+        ));
+    }
+    if pool.spec.cluster_template.tls.is_some() {
+        let now = std::time::SystemTime::now();
+        let authority = lagless_operator::tls::authority::Authority::create("demo", now).unwrap();
+        let names = pool_tls_names(pool).unwrap();
+        let issued = authority.issue(&names, now).unwrap();
+        out.push((
+            "pool-ca".to_string(),
+            value(serde_json::to_value(
+                pool_ca_secret(pool, &authority).unwrap(),
+            )),
+        ));
+        out.push((
+            "pool-certificate".to_string(),
+            value(serde_json::to_value(
+                pool_issued_secret(pool, &authority, &issued, &names).unwrap(),
+            )),
+        ));
+    }
+    let clusters = pool_clusters(pool, count).unwrap();
+    assert_eq!(clusters.len() as u32, count + 1);
+    for (i, mut cluster) in clusters.into_iter().take(2).enumerate() {
+        assert_eq!(cluster.validate(), Ok(()));
+        cluster.metadata.uid = Some(format!("6c6f7665-6c61-676c-6573-73000000010{i}"));
+        let name = cluster.metadata.name.clone().unwrap();
+        for (object, json) in built(&cluster) {
+            out.push((format!("{name}-{object}"), json));
+        }
+    }
+    out
+}
+
 /// `python3 -m kubernetes_validate --strict --quiet` (the module, so no console-script shim is
 /// needed on PATH).
 fn kubernetes_validate() -> Command {
@@ -145,10 +236,41 @@ fn built_objects_and_the_crd_pass_the_kubernetes_schemas() {
     variant.spec.replicas = 5;
     variant.spec.proxy.service_type = ServiceType::LoadBalancer;
     variant.spec.credentials = Default::default();
-    let mut files = vec![repo("crds/mysqlcluster.yaml")];
+    let mut files = vec![
+        repo("crds/mysqlcluster.yaml"),
+        repo("crds/mysqltenantpool.yaml"),
+    ];
     for (label, cluster) in [("example", example()), ("variant", variant)] {
         let objects = built(&cluster);
         assert!(objects.len() >= 10);
+        for (name, value) in objects {
+            assert!(
+                value["apiVersion"].is_string() && value["kind"].is_string(),
+                "{name}"
+            );
+            let path = dir.path().join(format!("{label}-{name}.json"));
+            std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+            files.push(path);
+        }
+    }
+    validate(&files);
+}
+
+#[test]
+fn tenant_pool_objects_pass_the_kubernetes_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut variant = tenant_pool_example();
+    variant.spec.proxy.service_type = ServiceType::LoadBalancer;
+    variant.spec.cluster_template.tls = Some(Default::default());
+    variant.spec.cluster_template.credentials.admin_secret_name = Some("demo-root".into());
+    variant.spec.clusters.max = 100;
+    let mut files = Vec::new();
+    for (label, pool, count) in [
+        ("example", tenant_pool_example(), 3),
+        ("variant", variant, 100),
+    ] {
+        let objects = built_pool(&pool, count);
+        assert!(objects.len() >= 20, "{label}: {}", objects.len());
         for (name, value) in objects {
             assert!(
                 value["apiVersion"].is_string() && value["kind"].is_string(),

@@ -10,4 +10,6 @@ mod local;
 mod orchestrate;
 mod push;
 mod switchover;
+mod tenant_cli;
+mod tenant_pool;
 mod tls;

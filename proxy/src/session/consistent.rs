@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::forward::{read_response, relay_response, single_value};
 use super::relay_failure::{Then, relay_failure};
 use super::{BackendRole, Session};
+use crate::backend::Backends;
 use crate::backend::select::{Need, ReadPlan, Requirement, mode_label, need_of, plan_read};
 use crate::gtid::GtidSet;
 use crate::protocol::constants::{cap, com};
@@ -15,7 +16,6 @@ use crate::protocol::response::ResponseKind;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::session_state::committed_gtid;
 use crate::route::ConsistencyMode;
-use crate::session::proxy_state::ProxyState;
 use crate::topology::{Flavor, Member};
 
 /// The connection a read is readied on.
@@ -32,13 +32,13 @@ impl Session {
     async fn requirement(&mut self, mode: ConsistencyMode) -> Result<Requirement, &'static str> {
         // The backends report the GTIDs of writes when they track session state (for every
         // client, whether or not the client asked for it).
-        let tracks_gtids = self.shared.backends.backend_caps() & cap::SESSION_TRACK != 0;
-        let positions = &self.shared.backends.positions;
+        let tracks_gtids = self.backends.backend_caps() & cap::SESSION_TRACK != 0;
+        let positions = &self.backends.positions;
         match need_of(mode, tracks_gtids, self.state.last_write.as_ref(), || {
             positions.proxy_writes()
         }) {
             Need::Ready(req) => Ok(req),
-            Need::Head => match self.shared.backends.head_reader().head().await {
+            Need::Head => match self.backends.head_reader().head().await {
                 Ok(head) => Ok(Requirement::Applied(head)),
                 Err(e) => {
                     tracing::debug!(error = %e, "primary head unavailable");
@@ -70,7 +70,7 @@ impl Session {
     /// Carries out the read plan for a replica-eligible read under `mode` (`None`: the
     /// cluster's default): readies the replica connection it names.
     pub(super) async fn ready_read(&mut self, mode: Option<ConsistencyMode>) -> ReadyRead {
-        let mode = mode.unwrap_or_else(|| self.shared.default_consistency());
+        let mode = mode.unwrap_or_else(|| self.default_consistency());
         let label = mode_label(mode);
         let req = match self.requirement(mode).await {
             Ok(r) => r,
@@ -79,9 +79,9 @@ impl Session {
                 return ReadyRead::Primary;
             }
         };
-        let topo = self.shared.topology();
+        let topo = self.backends.topology();
         let current = self.replica.as_ref().map(|s| (&s.member, s.addr.as_str()));
-        let plan = plan_read(req, current, &topo.replicas, &*self.shared.backends);
+        let plan = plan_read(req, current, &topo.replicas, &*self.backends);
         drop(topo);
         match plan {
             ReadPlan::Current => {
@@ -111,7 +111,7 @@ impl Session {
         let Some(slot) = self.replica.as_mut() else {
             return Ok(None);
         };
-        let in_flight = self.shared.backends.health.begin(&slot.addr);
+        let in_flight = self.backends.health.begin(&slot.addr);
         let how = super::forward::Relay {
             splice: self.splice,
             ..super::forward::Relay::of(kind)
@@ -179,7 +179,7 @@ impl Session {
     /// response (which may be stale) has been read and dropped.
     pub(super) async fn wait_then(&mut self, need: &GtidSet, then: Option<&[u8]>) -> bool {
         let budget = self.shared.config.consistency_wait;
-        let flavor = self.shared.topology().flavor;
+        let flavor = self.backends.topology().flavor;
         let sql = wait_statement(flavor, need, budget);
         let Some(slot) = self.replica.as_mut() else {
             return false;
@@ -218,7 +218,7 @@ impl Session {
         self.shared.metrics.consistency_waited(started.elapsed());
         match value.as_deref() {
             Some("0") => {
-                self.shared.backends.positions.observe(&slot.addr, need);
+                self.backends.positions.observe(&slot.addr, need);
                 true
             }
             None => {
@@ -233,11 +233,11 @@ impl Session {
 
     /// Learns the GTID of a write from the primary's OK packet, for the session.
     pub(super) fn learn_write(&mut self, tracker: &ResponseTracker) {
-        let Some(set) = committed_write(&self.shared, tracker) else {
+        let Some(set) = committed_write(&self.backends, tracker) else {
             return;
         };
         if let Some(slot) = &self.primary {
-            self.shared.backends.positions.observe(&slot.addr, &set);
+            self.backends.positions.observe(&slot.addr, &set);
         }
         match self.state.last_write.as_mut() {
             Some(all) => all.union(&set),
@@ -247,20 +247,20 @@ impl Session {
 }
 
 /// The GTID a write committed, from the server's OK packet (session state tracking).
-fn committed_write(shared: &ProxyState, tracker: &ResponseTracker) -> Option<GtidSet> {
+fn committed_write(backends: &Backends, tracker: &ResponseTracker) -> Option<GtidSet> {
     let ok = tracker.last_ok.as_ref()?;
     if ok.session_state.is_empty() {
         return None;
     }
     let text = committed_gtid(&ok.session_state)?;
-    GtidSet::parse(shared.topology().flavor, &text).ok()
+    GtidSet::parse(backends.topology().flavor, &text).ok()
 }
 
 /// Records, for `proxy` consistency, a write the primary acknowledged: called before the
 /// acknowledgement reaches the client, so a read any session sends after it sees the write.
-pub(super) fn note_proxy_write(shared: &ProxyState, tracker: &ResponseTracker) {
-    if let Some(set) = committed_write(shared, tracker) {
-        shared.backends.positions.note_write(&set);
+pub(super) fn note_proxy_write(backends: &Backends, tracker: &ResponseTracker) {
+    if let Some(set) = committed_write(backends, tracker) {
+        backends.positions.note_write(&set);
     }
 }
 

@@ -28,10 +28,12 @@ impl Session {
             return;
         }
         let pinned_now = self.state.apply(&fx);
-        if let Some(db) = &fx.database
-            && let Some(slot) = self.slot_mut(which)
-        {
-            slot.conn.database = Some(db.clone());
+        if let Some(db) = &fx.database {
+            // The USE ran here, so the database lives on this cluster.
+            self.db_elsewhere = false;
+            if let Some(slot) = self.slot_mut(which) {
+                slot.conn.database = Some(db.clone());
+            }
         }
         if let Some(reason) = pinned_now {
             self.pinned(reason);

@@ -161,7 +161,7 @@ impl Session {
             Victim::Own => (Some(self.control.clone()), self.id),
             // A thread id came from CONNECTION_ID() or SHOW PROCESSLIST: the primary's.
             Victim::Id(id) => {
-                let primary = self.shared.backends.primary_addr();
+                let primary = self.backends.primary_addr();
                 (self.shared.sessions.find(id, primary.as_deref()), id)
             }
         };
@@ -190,7 +190,6 @@ impl Session {
         let verb = if k.query_only { "QUERY" } else { "CONNECTION" };
         for (addr, thread) in target.threads() {
             match self
-                .shared
                 .backends
                 .backend(self.login.identity(), &addr, None)
                 .await

@@ -93,6 +93,12 @@ pub struct Login {
     pub relayed: std::sync::Mutex<Option<(Member, PooledConn)>>,
     /// This session's place in its user's `max_user_connections`.
     pub slot: Option<UserSlot>,
+    /// In a tenant pool: the cluster of the login's database (or tenant attribute) and whose
+    /// it is; `None` means the proxy's only (or global) cluster.
+    pub placed: Option<(
+        std::sync::Arc<crate::backend::Backends>,
+        crate::tenant::Owner,
+    )>,
 }
 
 impl Login {
@@ -239,6 +245,7 @@ async fn run(
         host: peer_host.to_string(),
         relayed: Default::default(),
         slot: None,
+        placed: None,
     };
     let record = shared.find_user(&resp.user).await;
     if record.as_ref().is_some_and(|r| !verifiable(r)) {
@@ -285,11 +292,16 @@ async fn run(
     };
     // The backend decides whether the database exists and the user may use it; its answer is
     // the one a server would give.
-    if let Err(err) = shared
-        .check_backend_login(login.identity(), login.database.as_deref())
+    match shared
+        .check_backend_login(
+            login.identity(),
+            login.database.as_deref(),
+            &login.attributes,
+        )
         .await
     {
-        return Err(refuse(&mut stream, seq, err).await);
+        Result::Ok(placed) => login.placed = placed,
+        Err(err) => return Err(refuse(&mut stream, seq, err).await),
     }
     finish_login(stream, seq, shared, login).await
 }
@@ -648,13 +660,21 @@ pub async fn change_user(
         host: current.host.clone(),
         relayed: Default::default(),
         slot: None,
+        placed: None,
     };
-    if let Err(err) = shared
-        .check_backend_login(login.identity(), login.database.as_deref())
+    match shared
+        .check_backend_login(
+            login.identity(),
+            login.database.as_deref(),
+            &login.attributes,
+        )
         .await
     {
-        stream.send(&mut seq, &err.encode()).await?;
-        return Ok(None);
+        Result::Ok(placed) => login.placed = placed,
+        Err(err) => {
+            stream.send(&mut seq, &err.encode()).await?;
+            return Ok(None);
+        }
     }
     // The same user keeps the session's place (the caller moves it over); another needs one.
     if login.user != current.user {

@@ -29,6 +29,7 @@ mod run;
 mod slots;
 pub mod state;
 mod statements;
+mod tenancy;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +73,20 @@ pub enum End {
 /// One client connection after login: its I/O handles and its [`SessionState`].
 pub struct Session {
     shared: Arc<ProxyState>,
+    /// The cluster the session works on: the proxy's only one, or in a tenant pool the
+    /// cluster of its current tenant.
+    backends: Arc<crate::backend::Backends>,
+    /// Whose data the session's current cluster holds for it (tenant pools).
+    owner: crate::tenant::Owner,
+    /// The session's default database lives on another cluster than the current one (a
+    /// statement named another tenant): connections here are opened without it.
+    db_elsewhere: bool,
+    /// The tenant router's generation when the session was last placed (tenant pools).
+    placed_at: u64,
+    /// The session's own writes on the other clusters it has used (for `session`
+    /// consistency), kept while it works elsewhere: GTIDs of one cluster mean nothing on
+    /// another.
+    writes_elsewhere: Vec<(Arc<crate::backend::Backends>, crate::gtid::GtidSet)>,
     client: ClientStream,
     login: Login,
     id: u32,
@@ -87,6 +102,8 @@ pub struct Session {
     splice: forward::Splice,
     /// The current command's response ended in an error.
     failed: bool,
+    /// The first server error code of the current COM_QUERY payload.
+    last_error: Option<u16>,
     control: Arc<kill::SessionControl>,
 }
 
@@ -102,10 +119,19 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<ProxyState>, client: ClientStream, login: Login, id: u32) -> Self {
+    pub fn new(shared: Arc<ProxyState>, client: ClientStream, mut login: Login, id: u32) -> Self {
         let control = kill::SessionControl::new(&login.user);
         shared.sessions.insert(id, control.clone());
+        let (backends, owner) = login
+            .placed
+            .take()
+            .unwrap_or_else(|| (shared.backends.clone(), crate::tenant::Owner::Global));
         Self {
+            backends,
+            owner,
+            db_elsewhere: false,
+            placed_at: u64::MAX,
+            writes_elsewhere: Vec::new(),
             state: SessionState::new(login.database.clone(), shared.global_sql_mode()),
             shared,
             client,
@@ -117,6 +143,7 @@ impl Session {
             reply_seq: 1,
             splice: forward::Splice::default(),
             failed: false,
+            last_error: None,
             control,
         }
     }
@@ -358,12 +385,25 @@ impl Session {
 
     async fn query(&mut self, payload: Bytes) -> Result<(), End> {
         let c = classify_with(&payload[1..], self.state.sql_mode);
-        if c.kill == Some(KillStatement::AmongOthers)
+        let step = match self
+            .follow_tenant(&payload[1..], c.effects.use_database.as_deref())
+            .await
+        {
+            Ok(step) => step,
+            Err(err) => return self.reply_err(&err).await,
+        };
+        self.last_error = None;
+        let done = if c.kill == Some(KillStatement::AmongOthers)
             && let Some(parts) = self.statements_of(&payload)
         {
-            return self.query_each(&payload, &parts).await;
+            self.query_each(&payload, &parts).await
+        } else {
+            self.query_one(payload, c).await
+        };
+        if let Some(step) = step {
+            self.after_tenant_step(step, self.last_error).await;
         }
-        self.query_one(payload, c).await
+        done
     }
 
     /// The statements of a multi-statement payload, to run one at a time so that the proxy can
@@ -457,6 +497,7 @@ impl Session {
         if let Some((which, tracker)) = outcome {
             self.record(which, &route, started);
             self.failed |= tracker.error.is_some();
+            self.last_error = self.last_error.or(tracker.error);
             self.after_statement(which, &c, &tracker, Command::Query(&payload))
                 .await;
         }
@@ -485,17 +526,26 @@ impl Session {
     }
 
     async fn init_db(&mut self, payload: Bytes) -> Result<(), End> {
+        let db = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let step = match self.follow_tenant(b"", Some(&db)).await {
+            Ok(step) => step,
+            Err(err) => return self.reply_err(&err).await,
+        };
         let outcome = self
             .run_on(BackendRole::Primary, &payload, ResponseKind::Single, None)
             .await?;
-        if let Some((_, t)) = outcome
+        if let Some((_, t)) = &outcome
             && t.error.is_none()
         {
-            let db = String::from_utf8_lossy(&payload[1..]).into_owned();
             if let Some(slot) = self.primary.as_mut() {
                 slot.conn.database = Some(db.clone());
             }
             self.state.database = Some(db);
+            self.db_elsewhere = false;
+        }
+        if let Some(step) = step {
+            let error = outcome.as_ref().and_then(|(_, t)| t.error);
+            self.after_tenant_step(step, error).await;
         }
         Ok(())
     }
@@ -554,6 +604,17 @@ impl Session {
         }
     }
 
+    /// The consistency mode of the session's cluster: its topology's, else the configured one.
+    fn default_consistency(&self) -> crate::route::ConsistencyMode {
+        if Arc::ptr_eq(&self.backends, &self.shared.backends) {
+            return self.shared.default_consistency();
+        }
+        self.backends
+            .topology()
+            .consistency
+            .unwrap_or(self.shared.config.consistency)
+    }
+
     /// How long the session may sit idle: its own `SET wait_timeout`, else the default.
     fn idle_limit(&self) -> Duration {
         self.state
@@ -570,6 +631,12 @@ impl Session {
                 self.control.set_user(&new_login.user);
                 self.reset_state();
                 self.state.database = new_login.database.clone();
+                let (backends, owner) = new_login.placed.take().unwrap_or_else(|| {
+                    (self.shared.backends.clone(), crate::tenant::Owner::Global)
+                });
+                self.backends = backends;
+                self.owner = owner;
+                self.db_elsewhere = false;
                 self.login = new_login;
                 Ok(())
             }

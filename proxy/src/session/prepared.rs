@@ -57,6 +57,9 @@ impl BackendConn {
 
 impl Session {
     pub(super) async fn prepare(&mut self, payload: Bytes) -> Result<(), End> {
+        if let Err(err) = self.follow_tenant(&payload[1..], None).await {
+            return self.reply_err(&err).await;
+        }
         let id = self.state.statements.allocate();
         self.state.statements.last = None;
         let outcome = self
@@ -162,6 +165,10 @@ impl Session {
                 .reply_err(&ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))
                 .await;
         };
+        // A statement runs on its tenant's cluster, prepared there again if needed.
+        if let Err(err) = self.follow_tenant(&stmt.prepare[1..], None).await {
+            return self.reply_err(&err).await;
+        }
         let started = Instant::now();
         let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
         let (wanted, retry) = match route {
@@ -203,6 +210,9 @@ impl Session {
                 ))
                 .await;
         };
+        if let Err(err) = self.follow_tenant(&stmt.prepare[1..], None).await {
+            return self.reply_err(&err).await;
+        }
         let started = Instant::now();
         let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
         let retry = decide::may_move_transaction(&self.state) && !stmt.long_data;

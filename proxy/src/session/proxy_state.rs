@@ -15,7 +15,9 @@ use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::protocol::constants::{DEFAULT_COLLATION, cap, status};
 use crate::protocol::messages::ErrPacket;
-use crate::route::ConsistencyMode;
+use crate::route::{ConsistencyMode, SchemaRefs};
+use crate::tenant::TenantRouter;
+use crate::tenant::decide::{Context, Owner, owner_of};
 use crate::tls::Tls;
 use crate::topology::Topology;
 use crate::users::UserStore;
@@ -25,7 +27,11 @@ use crate::users::UserStore;
 pub struct ProxyState {
     pub config: Config,
     pub users: UserStore,
+    /// The only cluster, or in a tenant pool the global one (directory and the databases of
+    /// no tenant).
     pub backends: Arc<Backends>,
+    /// Routing by tenant, when the proxy fronts a tenant pool.
+    pub tenants: Option<Arc<TenantRouter>>,
     pub metrics: Arc<Metrics>,
     pub tls: Option<Tls>,
     pub admission: Arc<Admission>,
@@ -56,6 +62,7 @@ impl ProxyState {
             config,
             users,
             backends,
+            tenants: None,
             tls,
             admission,
             sessions: SessionRegistry::default(),
@@ -64,6 +71,12 @@ impl ProxyState {
             shutdown,
             default_mode: ArcSwap::from_pointee(default_mode),
         }
+    }
+
+    /// Routes by tenant through `router`.
+    pub fn with_tenants(mut self, router: Arc<TenantRouter>) -> Self {
+        self.tenants = Some(router);
+        self
     }
 
     pub fn topology(&self) -> Arc<Topology> {
@@ -166,16 +179,30 @@ impl ProxyState {
     }
 
     /// Logs in to the primary as the client (database included) and returns the connection
-    /// to the pool: a bad database or a refused user gets the server's own error.
+    /// to the pool: a bad database or a refused user gets the server's own error. In a
+    /// tenant pool the primary is that of the database's tenant (or the tenant attribute's),
+    /// which is returned for the session to start on.
     pub async fn check_backend_login(
         &self,
         identity: Identity<'_>,
         database: Option<&str>,
-    ) -> Result<(), ErrPacket> {
-        self.backends
-            .primary_conn(identity, database)
-            .await
-            .map(drop)
+        attributes: &[u8],
+    ) -> Result<Option<(Arc<Backends>, Owner)>, ErrPacket> {
+        let Some(router) = &self.tenants else {
+            self.backends.primary_conn(identity, database).await?;
+            return Ok(None);
+        };
+        let attribute = super::tenancy::connection_attribute(attributes, &router.attribute);
+        let cx = Context {
+            naming: &router.naming,
+            sources: &router.sources,
+            database,
+            attribute: attribute.as_deref(),
+        };
+        let (owner, _) = owner_of(&SchemaRefs::default(), &cx).map_err(|r| r.to_err())?;
+        let placed = router.place(&owner).await?;
+        placed.backends.primary_conn(identity, database).await?;
+        Ok(Some((placed.backends, owner)))
     }
 }
 

@@ -119,9 +119,9 @@ impl Session {
                 return Ok(None);
             };
             attempt += 1;
-            let in_flight = self.shared.backends.health.begin(&slot.addr);
-            let shared = &self.shared;
-            let note_write = |t: &ResponseTracker| consistent::note_proxy_write(shared, t);
+            let in_flight = self.backends.health.begin(&slot.addr);
+            let backends = &*self.backends;
+            let note_write = |t: &ResponseTracker| consistent::note_proxy_write(backends, t);
             let on_done: forward::OnDone<'_> = if which == BackendRole::Primary {
                 &note_write
             } else {
@@ -208,7 +208,6 @@ impl Session {
                             tracing::debug!(id = self.id, attempt, old = ?old, "primary is read-only; waiting for the next one");
                             if attempt < 3
                                 && self
-                                    .shared
                                     .backends
                                     .wait_for_new_primary(old.as_deref())
                                     .await

@@ -49,7 +49,6 @@ impl Session {
         tracing::debug!(id = self.id, backend = %slot.addr, thread = slot.conn.connection_id, "client left mid-statement; cancelling it");
         self.shared.metrics.error("client_gone");
         match self
-            .shared
             .backends
             .backend(self.login.identity(), &slot.addr, None)
             .await
@@ -113,11 +112,11 @@ impl Session {
                 // Replicas are chosen (with consistency checked) by `choose_for_read`; here a
                 // replica connection is only kept while it is still a healthy replica.
                 let keep = self.replica.as_ref().is_some_and(|s| {
-                    let topo = self.shared.topology();
+                    let topo = self.backends.topology();
                     topo.replicas
                         .iter()
                         .any(|m| m.weight > 0 && m.has_addr(&s.member.host, s.member.port))
-                        && self.shared.backends.health.is_up(&s.addr)
+                        && self.backends.health.is_up(&s.addr)
                 });
                 if !keep {
                     self.replica = None;
@@ -131,7 +130,7 @@ impl Session {
     }
 
     pub(super) async fn ensure_primary(&mut self) -> Result<(), ErrPacket> {
-        let topo = self.shared.topology();
+        let topo = self.backends.topology();
         // A transaction in which only its BEGIN ran can be opened again elsewhere.
         let movable_transaction = self.state.in_transaction
             && self.state.fresh_begin.is_some()
@@ -168,9 +167,8 @@ impl Session {
         }
         if self.primary.is_none() {
             let (member, conn) = self
-                .shared
                 .backends
-                .primary_conn(self.login.identity(), self.state.database.as_deref())
+                .primary_conn(self.login.identity(), self.database_here())
                 .await?;
             let slot = self.slot_with(member, conn, BackendRole::Primary).await?;
             self.primary = Some(slot);
@@ -217,13 +215,8 @@ impl Session {
         which: BackendRole,
     ) -> Result<BackendSlot, ErrPacket> {
         let conn = self
-            .shared
             .backends
-            .backend(
-                self.login.identity(),
-                &member.addr(),
-                self.state.database.as_deref(),
-            )
+            .backend(self.login.identity(), &member.addr(), self.database_here())
             .await?;
         self.slot_with(member, conn, which).await
     }
@@ -280,13 +273,13 @@ impl Session {
     }
 
     pub(super) async fn sync_database(&mut self, which: BackendRole) -> Result<(), ErrPacket> {
-        let (Some(db), Some(slot)) = (&self.state.database, self.slot(which)) else {
+        let (Some(db), Some(slot)) = (self.database_here(), self.slot(which)) else {
             return Ok(());
         };
-        if slot.conn.database.as_ref() == Some(db) {
+        if slot.conn.database.as_deref() == Some(db) {
             return Ok(());
         }
-        let db = db.clone();
+        let db = db.to_owned();
         let Some(slot) = self.slot_mut(which) else {
             return Ok(());
         };

@@ -13,3 +13,4 @@ mod pymysql;
 mod routing;
 mod suites;
 mod support;
+mod tenants;

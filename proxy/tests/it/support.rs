@@ -208,7 +208,7 @@ pub async fn http_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 }
 
 /// Proxy logs in test output when `LAGLESS_TEST_LOG` is set (e.g. `debug`).
-fn init_logging() {
+pub fn init_logging() {
     if let Ok(filter) = std::env::var("LAGLESS_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

@@ -189,7 +189,7 @@ pub fn server_configmap(cluster: &MySQLCluster) -> Result<ConfigMap, BuildError>
 }
 
 /// FNV-1a, 64 bits: a stable hash of the configuration for [`CONFIG_HASH_ANNOTATION`].
-fn config_hash(parts: &[&str]) -> String {
+pub(super) fn config_hash(parts: &[&str]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in part.bytes().chain([0]) {

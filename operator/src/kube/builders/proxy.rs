@@ -7,24 +7,24 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec, SecretVolumeSource,
-    Service, ServiceSpec, Volume,
+    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec,
+    SecretVolumeSource, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lagless_core::topology::Topology;
 
-use crate::crd::{MySQLCluster, ServiceType};
+use crate::crd::{MySQLCluster, MySQLClusterSpec, ServiceType};
 
 use super::{
     BuildError, Component, Context, Credential, MYSQL_PORT, NONROOT_UID, PROXY_ADMIN_PORT,
     PROXY_USERS_KEY, PROXY_USERS_MOUNT, TOPOLOGY_KEY, TOPOLOGY_MOUNT, client_service_name,
-    container_security, env_from_secret, http_probe, labels, mount, mysql_service_port,
-    operator_peer, pod_security, port, proxy_deployment_name, proxy_network_policy_name,
-    proxy_users_secret_name, resources, same_namespace, selector_labels, tcp, tls,
+    container_security, env_from_secret, http_probe, mount, mysql_service_port, operator_peer,
+    pod_security, port, proxy_deployment_name, proxy_network_policy_name, proxy_users_secret_name,
+    resources, same_namespace, selector_labels, spread_over_nodes, tcp, tls,
     topology_configmap_name,
 };
 
@@ -66,49 +66,98 @@ pub fn proxy_deployment(
     let lookup = Credential::Lookup.secret_name(cluster)?;
     let monitor = Credential::Monitor.secret_name(cluster)?;
     let push_token = Credential::ProxyAdmin.secret_name(cluster)?;
-    let mut pod_labels = labels(ctx.name, Component::Proxy);
-    pod_labels.remove("app.kubernetes.io/managed-by");
-    let args: Vec<String> = vec![
+    let args = vec![
         "--topology".to_string(),
         format!("{TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}"),
         "--users".to_string(),
         format!("{PROXY_USERS_MOUNT}/{PROXY_USERS_KEY}"),
-        "--listen".to_string(),
-        format!("0.0.0.0:{MYSQL_PORT}"),
-        "--admin-listen".to_string(),
-        format!("0.0.0.0:{PROXY_ADMIN_PORT}"),
-        "--consistency".to_string(),
-        ctx.spec.proxy.default_consistency.clone(),
-    ]
-    .into_iter()
-    .chain(tls::proxy_args(ctx.spec))
-    .collect();
+    ];
+    let env = vec![
+        env_from_secret("LAGLESS_PROXY_LOOKUP_USER", &lookup, "username"),
+        env_from_secret("LAGLESS_PROXY_LOOKUP_PASSWORD", &lookup, "password"),
+        env_from_secret("LAGLESS_PROXY_MONITOR_USER", &monitor, "username"),
+        env_from_secret("LAGLESS_PROXY_MONITOR_PASSWORD", &monitor, "password"),
+        // The operator pushes each new topology with it, faster than the kubelet
+        // refreshes the mounted ConfigMap.
+        env_from_secret("LAGLESS_PROXY_ADMIN_TOKEN", &push_token, "password"),
+    ];
+    let topology = Volume {
+        name: "topology".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: topology_configmap_name(ctx.name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    Ok(proxy_pods(ProxyPods {
+        meta: ctx.meta(proxy_deployment_name(ctx.name), Component::Proxy),
+        selector: ctx.selector(Component::Proxy),
+        pod_labels: selector_labels(ctx.name, Component::Proxy),
+        spec: ctx.spec,
+        replicas: ctx.spec.proxy.replicas,
+        image: proxy_image,
+        args,
+        env,
+        mounts: vec![mount("topology", TOPOLOGY_MOUNT, true)],
+        volumes: vec![topology],
+        users_secret: proxy_users_secret_name(ctx.name),
+        tls_name: ctx.name,
+    }))
+}
+
+/// What differs between the proxies of a cluster and those of a tenant pool; the rest of
+/// their pods (ports, probes, the users file, TLS, security, rollout) is the same.
+pub(super) struct ProxyPods<'a> {
+    pub meta: ObjectMeta,
+    pub selector: LabelSelector,
+    /// The pods' labels (the selector's, at least).
+    pub pod_labels: BTreeMap<String, String>,
+    /// Where `proxy.resources`, `proxy.defaultConsistency` and `tls` come from.
+    pub spec: &'a MySQLClusterSpec,
+    pub replicas: i32,
+    pub image: &'a str,
+    /// The proxy's own flags, before those every proxy gets.
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    /// Topology mounts, before the users file's and TLS's.
+    pub mounts: Vec<VolumeMount>,
+    pub volumes: Vec<Volume>,
+    pub users_secret: String,
+    /// The name `spec.tls` finds its Secret by.
+    pub tls_name: &'a str,
+}
+
+/// The Deployment of `lagless-proxy` pods described by `p`.
+pub(super) fn proxy_pods(p: ProxyPods<'_>) -> Deployment {
+    let args: Vec<String> = p
+        .args
+        .into_iter()
+        .chain([
+            "--listen".to_string(),
+            format!("0.0.0.0:{MYSQL_PORT}"),
+            "--admin-listen".to_string(),
+            format!("0.0.0.0:{PROXY_ADMIN_PORT}"),
+            "--consistency".to_string(),
+            p.spec.proxy.default_consistency.clone(),
+        ])
+        .chain(tls::proxy_args(p.spec))
+        .collect();
     let container = Container {
         name: "lagless-proxy".into(),
-        image: Some(proxy_image.to_string()),
+        image: Some(p.image.to_string()),
         args: Some(args),
-        env: Some(vec![
-            env_from_secret("LAGLESS_PROXY_LOOKUP_USER", &lookup, "username"),
-            env_from_secret("LAGLESS_PROXY_LOOKUP_PASSWORD", &lookup, "password"),
-            env_from_secret("LAGLESS_PROXY_MONITOR_USER", &monitor, "username"),
-            env_from_secret("LAGLESS_PROXY_MONITOR_PASSWORD", &monitor, "password"),
-            // The operator pushes each new topology with it, faster than the kubelet
-            // refreshes the mounted ConfigMap.
-            env_from_secret("LAGLESS_PROXY_ADMIN_TOKEN", &push_token, "password"),
-        ]),
+        env: Some(p.env),
         ports: Some(vec![
             port("mysql", MYSQL_PORT),
             port("admin", PROXY_ADMIN_PORT),
         ]),
-        resources: resources(&ctx.spec.proxy.resources),
+        resources: resources(&p.spec.proxy.resources),
         volume_mounts: Some(
-            vec![
-                mount("topology", TOPOLOGY_MOUNT, true),
-                mount("users", PROXY_USERS_MOUNT, true),
-            ]
-            .into_iter()
-            .chain(tls::volume_mount(ctx.spec))
-            .collect(),
+            p.mounts
+                .into_iter()
+                .chain([mount("users", PROXY_USERS_MOUNT, true)])
+                .chain(tls::volume_mount(p.spec))
+                .collect(),
         ),
         readiness_probe: Some(http_probe("/readyz", 5, 3, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 5, 6)),
@@ -116,43 +165,35 @@ pub fn proxy_deployment(
         security_context: Some(container_security(NONROOT_UID)),
         ..Container::default()
     };
+    let users = Volume {
+        name: "users".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(p.users_secret),
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
     let pod = PodSpec {
         containers: vec![container],
         volumes: Some(
-            vec![
-                Volume {
-                    name: "topology".into(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: topology_configmap_name(ctx.name),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-                Volume {
-                    name: "users".into(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(proxy_users_secret_name(ctx.name)),
-                        default_mode: Some(0o440),
-                        ..SecretVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-            ]
-            .into_iter()
-            .chain(tls::volume(ctx.spec, ctx.name))
-            .collect(),
+            p.volumes
+                .into_iter()
+                .chain([users])
+                .chain(tls::volume(p.spec, p.tls_name))
+                .collect(),
         ),
-        affinity: Some(ctx.spread_over_nodes(Component::Proxy)),
+        affinity: Some(spread_over_nodes(&p.selector)),
         termination_grace_period_seconds: Some(PROXY_TERMINATION_GRACE_SECONDS),
         // fsGroup: the users file (passwords) is readable by the proxy's group only.
         security_context: Some(pod_security(NONROOT_UID, Some(NONROOT_UID))),
         ..PodSpec::default()
     };
-    Ok(Deployment {
-        metadata: ctx.meta(proxy_deployment_name(ctx.name), Component::Proxy),
+    Deployment {
+        metadata: p.meta,
         spec: DeploymentSpec {
-            replicas: Some(ctx.spec.proxy.replicas),
-            selector: ctx.selector(Component::Proxy),
+            replicas: Some(p.replicas),
+            selector: p.selector,
             // A new proxy is ready before an old one goes: capacity never drops in a rollout.
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
@@ -163,7 +204,7 @@ pub fn proxy_deployment(
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
+                    labels: Some(p.pod_labels),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod),
@@ -171,7 +212,7 @@ pub fn proxy_deployment(
             ..DeploymentSpec::default()
         },
         ..Deployment::default()
-    })
+    }
 }
 
 /// The ConfigMap `<cluster>-topology` with `topology` under [`TOPOLOGY_KEY`].

@@ -21,8 +21,10 @@ pub enum Credential {
     /// The seeding agents' token (the Secret's `password`); never named by the spec.
     Agent,
     /// The proxies read accounts with it: `SELECT` on `mysql.global_priv`, nothing else.
+    /// Named by the spec in a tenant pool's clusters, which share it.
     Lookup,
-    /// The proxies read positions with it: replication status, nothing else.
+    /// The proxies read positions with it: replication status, nothing else. Shared like
+    /// [`Credential::Lookup`].
     Monitor,
     /// The token the operator pushes new topologies to the proxies with (the Secret's
     /// `password`); never named by the spec.
@@ -72,9 +74,9 @@ impl Credential {
             Credential::Admin => credentials.admin_secret(name),
             Credential::Replication => credentials.replication_secret(name),
             Credential::Agent => agent_secret_name(name),
-            Credential::Lookup | Credential::Monitor | Credential::ProxyAdmin => {
-                format!("{name}-{}", self.as_str())
-            }
+            Credential::Lookup => credentials.lookup_secret(name),
+            Credential::Monitor => credentials.monitor_secret(name),
+            Credential::ProxyAdmin => format!("{name}-{}", self.as_str()),
         })
     }
 
@@ -83,17 +85,16 @@ impl Credential {
         match self {
             Credential::Admin => spec.credentials.admin_secret_name.is_some(),
             Credential::Replication => spec.credentials.replication_secret_name.is_some(),
-            Credential::Agent
-            | Credential::Lookup
-            | Credential::Monitor
-            | Credential::ProxyAdmin => false,
+            Credential::Lookup => spec.credentials.lookup_secret_name.is_some(),
+            Credential::Monitor => spec.credentials.monitor_secret_name.is_some(),
+            Credential::Agent | Credential::ProxyAdmin => false,
         }
     }
 }
 
 /// The credential Secrets to create for the credentials the spec names no Secret for:
-/// `<cluster>-admin` and `<cluster>-replication`, and always `<cluster>-agent` (the agent
-/// token), `<cluster>-lookup`, `<cluster>-monitor` and `<cluster>-proxy-admin`, each with
+/// `<cluster>-admin`, `<cluster>-replication`, `<cluster>-lookup` and `<cluster>-monitor`,
+/// and always `<cluster>-agent` (the agent token) and `<cluster>-proxy-admin`, each with
 /// `username` (see [`Credential::default_username`]) and `password`. `generated` maps each
 /// purpose ([`Credential::as_str`]) to a password the caller generated; a
 /// purpose the spec covers needs none. The caller must generate each password once and keep

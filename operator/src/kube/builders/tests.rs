@@ -795,9 +795,11 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
     all_given.spec.credentials = CredentialsSpec {
         admin_secret_name: Some("a".into()),
         replication_secret_name: Some("r".into()),
+        lookup_secret_name: None,
+        monitor_secret_name: None,
     };
-    // The agent token and the proxies' accounts are always generated: no spec field names
-    // them.
+    // Without names for them, the proxies' accounts are generated; the agent token and the
+    // push token always are: no spec field names them.
     let only_ours = BTreeMap::from([
         ("agent".to_string(), "t".to_string()),
         ("lookup".to_string(), "l".to_string()),
@@ -807,6 +809,39 @@ fn credential_secrets_only_for_what_the_spec_leaves_out() {
     let secrets = credentials_secrets(&all_given, &only_ours).unwrap();
     assert_eq!(secrets.len(), 4);
     assert_eq!(secrets[0].metadata.name.as_deref(), Some("db-agent"));
+    // A tenant pool's clusters name the proxies' accounts too (they share them).
+    all_given.spec.credentials.lookup_secret_name = Some("pool-lookup".into());
+    all_given.spec.credentials.monitor_secret_name = Some("pool-monitor".into());
+    let secrets = credentials_secrets(&all_given, &only_ours).unwrap();
+    let names: Vec<_> = secrets
+        .iter()
+        .map(|s| s.metadata.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(names, ["db-agent", "db-proxy-admin"]);
+    assert_eq!(
+        Credential::Lookup.secret_name(&all_given).unwrap(),
+        "pool-lookup"
+    );
+    let deployment = proxy_deployment(&all_given, "img").unwrap();
+    let env = deployment.spec.template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let lookup = env
+        .iter()
+        .find(|e| e.name == "LAGLESS_PROXY_LOOKUP_PASSWORD")
+        .unwrap();
+    assert_eq!(
+        lookup
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "pool-lookup"
+    );
     assert_eq!(
         credentials_secrets(&all_given, &BTreeMap::new()).unwrap_err(),
         BuildError::MissingPassword("agent")

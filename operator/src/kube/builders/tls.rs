@@ -8,10 +8,11 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     EnvVar, KeyToPath, Secret, SecretVolumeSource, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use super::{BuildError, Component, Context, env, mount};
-use crate::crd::{MySQLCluster, MySQLClusterSpec};
+use crate::crd::{IssuerRef, MySQLCluster, MySQLClusterSpec};
 use crate::tls::authority::{Authority, Issued};
 use crate::tls::{CA_FILE, CERT_FILE, KEY_FILE};
 
@@ -140,20 +141,35 @@ pub fn certificate(cluster: &MySQLCluster) -> Result<Option<DynamicObject>, Buil
         return Ok(None);
     };
     let ctx = Context::new(cluster)?;
+    Ok(Some(certificate_object(
+        ctx.meta(certificate_name(ctx.name), Component::Mysql),
+        &crate::crd::TlsSpec::default().secret(ctx.name),
+        issuer,
+        kubernetes_names(ctx.name, ctx.namespace),
+    )))
+}
+
+/// A cert-manager `Certificate` with `meta` for `names`, issued by `issuer` into the Secret
+/// `secret`.
+pub(super) fn certificate_object(
+    meta: ObjectMeta,
+    secret: &str,
+    issuer: &IssuerRef,
+    names: Vec<String>,
+) -> DynamicObject {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "cert-manager.io",
         "v1",
         "Certificate",
     ));
-    let (ips, dns): (Vec<String>, Vec<String>) = kubernetes_names(ctx.name, ctx.namespace)
+    let (ips, dns): (Vec<String>, Vec<String>) = names
         .into_iter()
         .partition(|n| n.parse::<std::net::IpAddr>().is_ok());
-    let mut object =
-        DynamicObject::new(&certificate_name(ctx.name), &resource).within(ctx.namespace);
-    object.metadata = ctx.meta(certificate_name(ctx.name), Component::Mysql);
+    let mut object = DynamicObject::new(meta.name.as_deref().unwrap_or_default(), &resource);
+    object.metadata = meta;
     object.data = serde_json::json!({
         "spec": {
-            "secretName": crate::crd::TlsSpec::default().secret(ctx.name),
+            "secretName": secret,
             "issuerRef": {
                 "name": issuer.name,
                 "kind": issuer.kind,
@@ -168,14 +184,22 @@ pub fn certificate(cluster: &MySQLCluster) -> Result<Option<DynamicObject>, Buil
             "usages": ["server auth", "client auth", "digital signature", "key encipherment"],
         }
     });
-    Ok(Some(object))
+    object
 }
 
 /// The Secret `<cluster>-tls-ca` holding the operator's own CA for the cluster.
 pub fn ca_secret(cluster: &MySQLCluster, authority: &Authority) -> Result<Secret, BuildError> {
     let ctx = Context::new(cluster)?;
-    Ok(Secret {
-        metadata: ctx.meta(ca_secret_name(ctx.name), Component::Mysql),
+    Ok(ca_secret_object(
+        ctx.meta(ca_secret_name(ctx.name), Component::Mysql),
+        authority,
+    ))
+}
+
+/// A Secret with `meta` holding `authority` (certificate and key).
+pub(super) fn ca_secret_object(meta: ObjectMeta, authority: &Authority) -> Secret {
+    Secret {
+        metadata: meta,
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([
             (
@@ -188,7 +212,7 @@ pub fn ca_secret(cluster: &MySQLCluster, authority: &Authority) -> Result<Secret
             ),
         ])),
         ..Secret::default()
-    })
+    }
 }
 
 /// The Secret `<cluster>-tls` of a certificate the operator's CA issued, in the layout of a
@@ -199,16 +223,29 @@ pub fn issued_secret(
     issued: &Issued,
 ) -> Result<Secret, BuildError> {
     let ctx = Context::new(cluster)?;
-    let mut metadata = ctx.meta(
-        crate::crd::TlsSpec::default().secret(ctx.name),
-        Component::Mysql,
-    );
-    metadata.annotations = Some(BTreeMap::from([(
+    Ok(issued_secret_object(
+        ctx.meta(
+            crate::crd::TlsSpec::default().secret(ctx.name),
+            Component::Mysql,
+        ),
+        authority,
+        issued,
+    ))
+}
+
+/// A `kubernetes.io/tls` Secret with `meta` holding `issued` and its CA, annotated with its
+/// expiry.
+pub(super) fn issued_secret_object(
+    mut meta: ObjectMeta,
+    authority: &Authority,
+    issued: &Issued,
+) -> Secret {
+    meta.annotations.get_or_insert_with(BTreeMap::new).insert(
         NOT_AFTER_ANNOTATION.to_string(),
         issued.not_after.to_string(),
-    )]));
-    Ok(Secret {
-        metadata,
+    );
+    Secret {
+        metadata: meta,
         type_: Some("kubernetes.io/tls".into()),
         data: Some(BTreeMap::from([
             (
@@ -225,7 +262,7 @@ pub fn issued_secret(
             ),
         ])),
         ..Secret::default()
-    })
+    }
 }
 
 /// The CA kept in a `<cluster>-tls-ca` Secret, if it holds one.

@@ -329,6 +329,41 @@ async fn an_invalid_spec_is_reported_and_nothing_is_applied() {
 }
 
 #[tokio::test]
+async fn a_cluster_without_proxies_gets_no_proxy_objects() {
+    // A tenant pool's clusters, or proxies run as sidecars.
+    let mut cluster = cluster(2, true);
+    cluster.spec.proxy.replicas = 0;
+    let base = server_with_secrets(&cluster);
+    let h = harness(move |request: &Exchange| {
+        if request.content_type == "application/merge-patch+json" {
+            return status(404, "NotFound");
+        }
+        base(request)
+    });
+    let cluster = Arc::new(cluster);
+    bounded(reconcile(cluster.clone(), h.context.clone()))
+        .await
+        .unwrap();
+    let requests = h.recorded.take();
+    let deployment = "PATCH /apis/apps/v1/namespaces/default/deployments/shop-proxy";
+    let expected: Vec<String> = reapply_lines()
+        .into_iter()
+        .filter(|l| !l.ends_with("/services/shop") && !l.ends_with("/networkpolicies/shop-proxy"))
+        .collect();
+    assert_eq!(lines(&requests), expected);
+    // Not an apply, which would create one: a merge patch that scales a Deployment left from
+    // when the cluster had proxies, and finds none here (404).
+    let scale = requests.iter().find(|r| r.line() == deployment).unwrap();
+    assert_eq!(scale.content_type, "application/merge-patch+json");
+    assert_eq!(scale.body, json!({"spec": {"replicas": 0}}));
+    // Once per generation.
+    bounded(reconcile(cluster, h.context.clone()))
+        .await
+        .unwrap();
+    assert!(!lines(&h.recorded.take()).contains(&deployment.to_string()));
+}
+
+#[tokio::test]
 async fn an_invalid_spec_already_reported_records_no_new_event() {
     let mut cluster = cluster(0, false);
     let message = cluster.validate().unwrap_err().to_string();

@@ -9,11 +9,14 @@ use crate::route::consistency::ConsistencyMode;
 pub(super) struct Hints {
     pub(super) consistency: Option<ConsistencyMode>,
     pub(super) route: Option<RouteHint>,
+    /// `lagless tenant=<id>` or `lagless:tenant=<id>`: the raw value, checked by the router.
+    pub(super) tenant: Option<String>,
 }
 
 impl Hints {
     /// Reads every `lagless:key=value` in a comment's text.
     pub(super) fn read(&mut self, comment: &[u8]) {
+        self.read_tenant(comment);
         const MARK: &[u8] = b"lagless:";
         let mut rest = comment;
         while let Some(at) = rest
@@ -26,6 +29,37 @@ impl Hints {
                 .position(|&b| is_space(b) || b == b',' || b == b';')
                 .unwrap_or(rest.len());
             self.apply(&rest[..len]);
+            rest = &rest[len..];
+        }
+    }
+
+    /// Reads `lagless tenant=<id>` (the documented form) and `lagless:tenant=<id>`. The value
+    /// runs to the next space, `,`, `;` or `*`; an empty one is kept so the router refuses it.
+    fn read_tenant(&mut self, comment: &[u8]) {
+        const MARK: &[u8] = b"lagless";
+        const KEY: &[u8] = b"tenant=";
+        let mut rest = comment;
+        while let Some(at) = rest
+            .windows(MARK.len())
+            .position(|w| w.eq_ignore_ascii_case(MARK))
+        {
+            rest = &rest[at + MARK.len()..];
+            let after = rest
+                .iter()
+                .position(|&b| !(is_space(b) || b == b':'))
+                .unwrap_or(rest.len());
+            if after == 0 || rest.len() < after + KEY.len() {
+                continue;
+            }
+            if !rest[after..after + KEY.len()].eq_ignore_ascii_case(KEY) {
+                continue;
+            }
+            rest = &rest[after + KEY.len()..];
+            let len = rest
+                .iter()
+                .position(|&b| is_space(b) || matches!(b, b',' | b';' | b'*'))
+                .unwrap_or(rest.len());
+            self.tenant = Some(String::from_utf8_lossy(&rest[..len]).into_owned());
             rest = &rest[len..];
         }
     }

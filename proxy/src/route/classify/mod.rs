@@ -15,6 +15,7 @@ mod keywords;
 mod lexer;
 mod parser;
 mod rules;
+mod schemas;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +24,7 @@ use hints::Hints;
 use lexer::Tok;
 use parser::{Parser, Stmt};
 use rules::{invalid, statement};
+pub use schemas::{SchemaRefs, schema_refs, schema_refs_where};
 
 /// Where a statement may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -1,0 +1,237 @@
+//! A session in a tenant pool: before each statement it moves to the cluster of the
+//! statement's tenant, and it keeps a transaction within one tenant.
+
+use std::sync::Arc;
+
+use lagless_directory::TenantId;
+
+use super::{BackendRole, Session};
+use crate::backend::Backends;
+use crate::protocol::messages::ErrPacket;
+use crate::protocol::wire::Reader;
+use crate::route::schema_refs_where;
+use crate::tenant::Creation;
+use crate::tenant::decide::{self, Context, Lifecycle, Owner};
+
+/// Errors by which a server says a tenant's database or table is not where the proxy sent
+/// the statement: the cached route may be out of date.
+const ROUTING_ERRORS: [u16; 2] = [1049, 1146];
+
+/// What a statement of a tenant leaves to do once its outcome is known.
+#[derive(Debug)]
+pub(super) struct TenantStep {
+    id: TenantId,
+    lifecycle: Lifecycle,
+    creation: Option<Creation>,
+}
+
+impl Session {
+    /// Moves the session to the cluster that owns the statement `sql` (a COM_QUERY's or a
+    /// prepared statement's text; `use_database` is the database a `USE` in it switches to).
+    /// A no-op outside tenant pools.
+    pub(super) async fn follow_tenant(
+        &mut self,
+        sql: &[u8],
+        use_database: Option<&str>,
+    ) -> Result<Option<TenantStep>, ErrPacket> {
+        let Some(router) = self.shared.tenants.clone() else {
+            return Ok(None);
+        };
+        let refs = schema_refs_where(sql, self.state.sql_mode, |name| {
+            router.naming.tenant_of(name).is_some()
+        });
+        let attribute = connection_attribute(&self.login.attributes, &router.attribute);
+        let cx = Context {
+            naming: &router.naming,
+            sources: &router.sources,
+            database: use_database.or(self.state.database.as_deref()),
+            attribute: attribute.as_deref(),
+        };
+        let decision = decide::decide(&refs, &cx).map_err(|r| r.to_err())?;
+        let (owner, lifecycle) = (decision.owner, decision.lifecycle);
+        // A statement that names no database (SELECT 1, BEGIN, SET) runs where the session is;
+        // one that names no tenant stays where its transaction or pinned state is.
+        if decision.anywhere || (owner == Owner::Global && self.held()) {
+            return Ok(None);
+        }
+        // The same tenant as the last statement, and no route changed since: nothing to do.
+        let generation = router.generation();
+        if lifecycle == Lifecycle::Use && owner == self.owner && generation == self.placed_at {
+            return Ok(match owner {
+                Owner::Tenant(id) => Some(TenantStep {
+                    id,
+                    lifecycle,
+                    creation: None,
+                }),
+                Owner::Global => None,
+            });
+        }
+        let (backends, creation) = match (&owner, lifecycle) {
+            (Owner::Tenant(id), Lifecycle::Create) => {
+                let creation = router.place_new(id).await?;
+                (creation.placed.backends.clone(), Some(creation))
+            }
+            _ => (router.place(&owner).await?.backends, None),
+        };
+        self.enter(owner.clone(), backends)?;
+        self.placed_at = generation;
+        Ok(match owner {
+            Owner::Tenant(id) => Some(TenantStep {
+                id,
+                lifecycle,
+                creation,
+            }),
+            Owner::Global => None,
+        })
+    }
+
+    /// The session has a transaction past its `BEGIN`, or state that cannot move.
+    fn held(&self) -> bool {
+        let movable = self.state.fresh_begin.is_some() && self.state.pinned.is_none();
+        (self.state.in_transaction && !movable) || self.state.pinned.is_some()
+    }
+
+    /// Binds the session to `owner`'s cluster. Outside a transaction and pinned state it may
+    /// change clusters: the old connections go back to their pool, and the session's
+    /// replayable state follows on the new ones. A transaction in which only its `BEGIN` ran
+    /// moves with it; any other stays with its tenant.
+    fn enter(&mut self, owner: Owner, backends: Arc<Backends>) -> Result<(), ErrPacket> {
+        let same_cluster = Arc::ptr_eq(&self.backends, &backends);
+        let movable = self.state.in_transaction
+            && self.state.fresh_begin.is_some()
+            && self.state.pinned.is_none();
+        if self.state.in_transaction && !movable {
+            decide::check_transaction(Some(&self.owner), &owner).map_err(|r| r.to_err())?;
+        }
+        if same_cluster {
+            if !self.state.in_transaction || movable {
+                self.owner = owner;
+            }
+            return Ok(());
+        }
+        if self.state.pinned.is_some() || (self.state.in_transaction && !movable) {
+            return Err(ErrPacket::new(
+                1105,
+                "HY000",
+                format!(
+                    "lagless: {} is on another cluster than this session's {}; its state \
+                     cannot move there",
+                    decide::describe(&owner),
+                    if self.state.in_transaction {
+                        "transaction"
+                    } else {
+                        "pinned session state (temporary tables, locks or variables)"
+                    }
+                ),
+            ));
+        }
+        if movable {
+            self.state.in_transaction = false;
+            self.state.replay_begin = self.state.fresh_begin.take();
+        }
+        tracing::debug!(id = self.id, owner = %decide::describe(&owner), "session moves to another cluster");
+        self.primary = None;
+        self.replica = None;
+        self.state.statements.forget_backend(BackendRole::Primary);
+        self.state.statements.forget_backend(BackendRole::Replica);
+        self.db_elsewhere = match (&self.state.database, &self.shared.tenants) {
+            (Some(db), Some(router)) => !router.database_is_on(db, &backends),
+            _ => false,
+        };
+        self.swap_writes(&backends);
+        self.backends = backends;
+        self.owner = owner;
+        Ok(())
+    }
+
+    /// Keeps the session's writes on the cluster it leaves, and takes up those it made
+    /// earlier on the one it enters.
+    fn swap_writes(&mut self, entering: &Arc<Backends>) {
+        if let Some(left) = self.state.last_write.take() {
+            self.writes_elsewhere.push((self.backends.clone(), left));
+        }
+        if let Some(at) = self
+            .writes_elsewhere
+            .iter()
+            .position(|(b, _)| Arc::ptr_eq(b, entering))
+        {
+            self.state.last_write = Some(self.writes_elsewhere.swap_remove(at).1);
+        }
+    }
+
+    /// The default database to open connections with on the current cluster: none while it
+    /// lives on another.
+    pub(super) fn database_here(&self) -> Option<&str> {
+        if self.db_elsewhere {
+            return None;
+        }
+        self.state.database.as_deref()
+    }
+
+    /// Records what a tenant's statement did: a created tenant becomes active (or its
+    /// reservation goes), a dropped one leaves the directory, and a routing error drops the
+    /// cached route.
+    pub(super) async fn after_tenant_step(&mut self, step: TenantStep, error: Option<u16>) {
+        let Some(router) = self.shared.tenants.clone() else {
+            return;
+        };
+        let succeeded = error.is_none();
+        match step.lifecycle {
+            Lifecycle::Create => {
+                if let Some(creation) = &step.creation {
+                    router.created(&step.id, creation, succeeded).await;
+                }
+            }
+            Lifecycle::Drop if succeeded => router.dropped(&step.id).await,
+            _ if error.is_some_and(|code| ROUTING_ERRORS.contains(&code)) => {
+                router.forget_cached(&step.id);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The value of connection attribute `name`, if the client sent it.
+pub(super) fn connection_attribute(raw: &[u8], name: &str) -> Option<String> {
+    let mut r = Reader::new(raw);
+    while !r.is_empty() {
+        let key = r.lenenc_bytes().ok()?;
+        let value = r.lenenc_bytes().ok()?;
+        if key == name.as_bytes() {
+            return std::str::from_utf8(value).ok().map(str::to_owned);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in pairs {
+            out.push(u8::try_from(k.len()).expect("short"));
+            out.extend_from_slice(k.as_bytes());
+            out.push(u8::try_from(v.len()).expect("short"));
+            out.extend_from_slice(v.as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn finds_the_named_attribute() {
+        let raw = attrs(&[("_client_name", "libmariadb"), ("lagless_tenant", "42")]);
+        assert_eq!(
+            connection_attribute(&raw, "lagless_tenant").as_deref(),
+            Some("42")
+        );
+        assert_eq!(connection_attribute(&raw, "other"), None);
+        // Truncated input ends the search without a panic.
+        assert_eq!(
+            connection_attribute(&raw[..raw.len() - 1], "lagless_tenant"),
+            None
+        );
+        assert_eq!(connection_attribute(&[], "lagless_tenant"), None);
+    }
+}

@@ -1,0 +1,345 @@
+//! Tenant pools: a directory cluster and two tenant clusters of real servers behind one proxy
+//! that routes each tenant's statements to its cluster.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lagless_directory::placement::ClusterState;
+use lagless_directory::{Directory, PoolCluster, PoolDocument, TenantSource};
+use lagless_proxy::config::Config;
+use lagless_proxy::server::Proxy;
+use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, Cluster};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use tokio::sync::watch;
+
+use crate::support::{init_logging, topology_of};
+
+const CLUSTERS: [&str; 2] = ["pool-a", "pool-b"];
+
+struct Pool {
+    directory: Cluster,
+    clusters: Vec<Cluster>,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    _stop: watch::Sender<bool>,
+}
+
+fn admin_opts(cluster: &Cluster) -> Opts {
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(cluster.primary().port())
+        .user(Some(ADMIN_USER))
+        .pass(Some(ADMIN_PASSWORD))
+        .prefer_socket(false)
+        .into()
+}
+
+impl Pool {
+    async fn start() -> Self {
+        init_logging();
+        let directory = Cluster::builder().members(1).start().await.unwrap();
+        let mut clusters = Vec::new();
+        for _ in CLUSTERS {
+            clusters.push(Cluster::builder().members(2).start().await.unwrap());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let directory_topology = dir.path().join("directory.json");
+        topology_of(&directory, 1)
+            .write_atomically(&directory_topology)
+            .unwrap();
+        let book = Directory::new(admin_opts(&directory));
+        book.ensure_schema().await.unwrap();
+        let mut members = Vec::new();
+        for (name, cluster) in CLUSTERS.iter().zip(&clusters) {
+            let path = dir.path().join(format!("{name}.json"));
+            topology_of(cluster, 1).write_atomically(&path).unwrap();
+            book.register_cluster(name, ClusterState::Open, 1 << 40, 1e6)
+                .await
+                .unwrap();
+            members.push(PoolCluster {
+                name: name.to_string(),
+                topology: path,
+            });
+        }
+        let pool_path = dir.path().join("pool.json");
+        PoolDocument {
+            pool: "pool".into(),
+            directory: "pool-directory".into(),
+            tenant_database: "t_{id}".into(),
+            clusters: members,
+            routing: vec![
+                TenantSource::Database,
+                TenantSource::Hint,
+                TenantSource::Attribute,
+            ],
+            attribute: "lagless_tenant".into(),
+        }
+        .write(&pool_path)
+        .unwrap();
+        let admin = lagless_proxy::users::LookupCredentials {
+            user: ADMIN_USER.into(),
+            password: ADMIN_PASSWORD.into(),
+            tls: None,
+        };
+        let mut config = Config::new(directory_topology);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.lookup = Some(admin.clone());
+        config.monitor = Some(admin.clone());
+        config.directory = Some(admin);
+        config.tenant_pool = Some(pool_path);
+        config.monitor_interval = Duration::from_millis(200);
+        config.topology_poll = Duration::from_millis(200);
+        config.shutdown_timeout = Duration::from_secs(2);
+        let proxy = Proxy::bind(config).await.unwrap();
+        let addr = proxy.local_addr().unwrap();
+        let stop = proxy.shutdown_handle();
+        tokio::spawn(proxy.run());
+        Self {
+            directory,
+            clusters,
+            addr,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    fn opts(&self, db: Option<&str>) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.addr.port())
+            .user(Some(APP_USER))
+            .pass(Some(APP_PASSWORD))
+            .db_name(db)
+            .prefer_socket(false)
+    }
+
+    async fn conn(&self, db: Option<&str>) -> Conn {
+        Conn::new(self.opts(db)).await.unwrap()
+    }
+
+    /// Which clusters hold database `db`, by asking every server of each.
+    async fn holders(&self, db: &str) -> Vec<usize> {
+        let mut found = Vec::new();
+        for (i, cluster) in self.clusters.iter().enumerate() {
+            for member in cluster.members() {
+                let rows = member
+                    .query(&format!("SHOW DATABASES LIKE '{db}'"))
+                    .await
+                    .unwrap();
+                if !rows.is_empty() && !found.contains(&i) {
+                    found.push(i);
+                }
+            }
+        }
+        let on_directory = self
+            .directory
+            .primary()
+            .query(&format!("SHOW DATABASES LIKE '{db}'"))
+            .await
+            .unwrap();
+        assert!(
+            on_directory.is_empty(),
+            "{db} must not be on the global cluster"
+        );
+        found
+    }
+}
+
+async fn error_code(conn: &mut Conn, sql: &str) -> u16 {
+    match conn.query_drop(sql).await {
+        Err(mysql_async::Error::Server(e)) => e.code,
+        other => panic!("`{sql}` should fail with a server error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_placed_routed_and_read_without_staleness() {
+    let pool = Pool::start().await;
+    let mut conn = pool.conn(None).await;
+    const TENANTS: usize = 40;
+    for i in 0..TENANTS {
+        conn.query_drop(format!("CREATE DATABASE t_{i}"))
+            .await
+            .unwrap();
+        conn.query_drop(format!(
+            "CREATE TABLE t_{i}.items (id INT PRIMARY KEY, owner VARCHAR(20))"
+        ))
+        .await
+        .unwrap();
+        conn.query_drop(format!("INSERT INTO t_{i}.items VALUES (1, 't_{i}')"))
+            .await
+            .unwrap();
+    }
+    // Each tenant's database and rows exist on exactly one cluster, the one the directory
+    // names, and never on the global cluster.
+    let book = Directory::new(admin_opts(&pool.directory));
+    let mut per_cluster: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, route) in book.list(None).await.unwrap() {
+        let holders = pool.holders(&format!("t_{id}")).await;
+        let expected = CLUSTERS.iter().position(|c| *c == route.cluster).unwrap();
+        assert_eq!(holders, vec![expected], "tenant {id}");
+        *per_cluster.entry(route.cluster).or_default() += 1;
+    }
+    assert_eq!(per_cluster.values().sum::<usize>(), TENANTS);
+    // Random placement over two equal clusters: each gets a fair share (40 coin flips leave
+    // fewer than 8 on one side about once in 100,000 runs).
+    for name in CLUSTERS {
+        let n = per_cluster.get(name).copied().unwrap_or(0);
+        assert!(
+            n >= 8,
+            "{name} got {n} of {TENANTS} tenants: {per_cluster:?}"
+        );
+    }
+
+    // Every way of naming the tenant reaches it: the login database, USE, a qualified name,
+    // a hint and a connection attribute.
+    let mut by_login = pool.conn(Some("t_3")).await;
+    let owner: Option<String> = by_login
+        .query_first("SELECT owner FROM items WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some("t_3"));
+    by_login.query_drop("USE t_4").await.unwrap();
+    let owner: Option<String> = by_login
+        .query_first("SELECT owner FROM items WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some("t_4"));
+    let owner: Option<String> = conn
+        .query_first("/* lagless tenant=5 */ SELECT owner FROM t_5.items")
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some("t_5"));
+    let mut by_attribute = Conn::new(
+        pool.opts(None).connect_attributes(
+            [("lagless_tenant".to_string(), "6".to_string())]
+                .into_iter()
+                .collect(),
+        ),
+    )
+    .await
+    .unwrap();
+    let db: Option<String> = by_attribute
+        .query_first("SELECT owner FROM t_6.items")
+        .await
+        .unwrap();
+    assert_eq!(db.as_deref(), Some("t_6"));
+    // Prepared statements run on their tenant's cluster too.
+    let owner: Option<String> = conn
+        .exec_first("SELECT owner FROM t_7.items WHERE id = ?", (1,))
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some("t_7"));
+
+    // Strict reads through the proxy see every acknowledged write, on every cluster.
+    let mut writer = pool.conn(None).await;
+    let mut reader = pool.conn(None).await;
+    let mut stale = 0;
+    for round in 0..200u32 {
+        let t = round as usize % TENANTS;
+        writer
+            .exec_drop(
+                format!("UPDATE t_{t}.items SET owner = ? WHERE id = 1"),
+                (format!("w{round}"),),
+            )
+            .await
+            .unwrap();
+        let seen: Option<String> = reader
+            .query_first(format!("SELECT owner FROM t_{t}.items WHERE id = 1"))
+            .await
+            .unwrap();
+        if seen.as_deref() != Some(format!("w{round}").as_str()) {
+            stale += 1;
+        }
+    }
+    assert_eq!(stale, 0, "strict reads returned stale rows");
+
+    // Dropping a tenant's database removes it from the directory (right after the server's
+    // answer has been relayed).
+    conn.query_drop("DROP DATABASE t_0").await.unwrap();
+    let zero = lagless_directory::TenantId::parse("0").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while book.lookup(&zero).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "tenant 0 is still in the directory"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(error_code(&mut conn, "SELECT * FROM t_0.items").await, 1049);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tenant_input_gets_clear_errors_and_the_directory_outage_spares_cached_tenants() {
+    let pool = Pool::start().await;
+    let mut conn = pool.conn(None).await;
+    for i in 1..=2 {
+        conn.query_drop(format!("CREATE DATABASE t_{i}"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("CREATE TABLE t_{i}.x (id INT PRIMARY KEY)"))
+            .await
+            .unwrap();
+    }
+    // A statement that touches two tenants.
+    assert_eq!(
+        error_code(&mut conn, "SELECT * FROM t_1.x JOIN t_2.x USING (id)").await,
+        1105
+    );
+    // A transaction that touches two tenants: the second is refused, the first goes on.
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t_1.x VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&mut conn, "INSERT INTO t_2.x VALUES (1)").await,
+        1105
+    );
+    conn.query_drop("INSERT INTO t_1.x VALUES (2)")
+        .await
+        .unwrap();
+    conn.query_drop("COMMIT").await.unwrap();
+    let n: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM t_1.x")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(2));
+    // An unknown tenant: as from a server, whatever names it.
+    assert_eq!(error_code(&mut conn, "USE t_999").await, 1049);
+    assert_eq!(error_code(&mut conn, "SELECT * FROM t_999.x").await, 1049);
+    match Conn::new(pool.opts(Some("t_999"))).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1049),
+        other => panic!("login to an unknown tenant: {other:?}"),
+    }
+    // A malformed hint and an id outside the allowed pattern.
+    assert_eq!(
+        error_code(&mut conn, "/* lagless tenant= */ SELECT 1").await,
+        1105
+    );
+    assert_eq!(
+        error_code(&mut conn, "/* lagless tenant=Bad-Id */ SELECT 1").await,
+        1105
+    );
+    assert_eq!(error_code(&mut conn, "CREATE DATABASE t_Bad").await, 1102);
+    assert_eq!(error_code(&mut conn, "USE `t_x y`").await, 1102);
+    // The session is still usable after every refusal.
+    conn.query_drop("SELECT 1").await.unwrap();
+
+    // With the directory's server gone, cached tenants keep working; a new tenant gets a
+    // clear error.
+    pool.directory.primary().kill9().unwrap();
+    let began = Instant::now();
+    conn.query_drop("INSERT INTO t_2.x VALUES (7)")
+        .await
+        .unwrap();
+    let n: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM t_2.x")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    assert!(began.elapsed() < Duration::from_secs(2));
+    let code = error_code(&mut conn, "CREATE DATABASE t_3").await;
+    assert_eq!(code, 1105);
+}
