@@ -1,4 +1,5 @@
-//! `lagless-operator tenant`: create, list and locate the tenants of a local tenant pool.
+//! `lagless-operator tenant`: create, list and locate the tenants of a tenant pool: a local
+//! pool by its state directory, or any pool through one of its proxies ([`via_proxy`]).
 //!
 //! The pool's state directory holds what the commands need: the pool document (`pool.json`:
 //! the directory's cluster, the tenant clusters' topology files, the naming pattern), the
@@ -6,6 +7,8 @@
 //! primary comes from `clusters/<directory>/topology.json`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod via_proxy;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,15 +31,38 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Create, list and locate tenants of a tenant pool.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Local pools only: --state-dir names the pool's state directory. Pools run \
-                  by the Kubernetes controller (MySQLTenantPool resources) are not supported \
-                  by this command yet."
+    after_help = "A local pool: --state-dir names its state directory. Any pool, a Kubernetes \
+                  one included: --proxy names one of its proxies (e.g. after `kubectl \
+                  port-forward svc/<pool> 3306`), with an account that may create databases \
+                  and read lagless_directory."
 )]
 pub struct TenantArgs {
-    /// The tenant pool's local state directory (local pools only; Kubernetes is not
-    /// supported yet).
-    #[arg(long, global = true, env = "LAGLESS_STATE_DIR")]
+    /// The tenant pool's local state directory.
+    #[arg(
+        long,
+        global = true,
+        env = "LAGLESS_STATE_DIR",
+        conflicts_with = "proxy"
+    )]
     pub state_dir: Option<PathBuf>,
+    /// A proxy of the pool, HOST:PORT: tenants are created through it and the directory read
+    /// through it.
+    #[arg(long, global = true, env = "LAGLESS_TENANT_PROXY", requires = "user")]
+    pub proxy: Option<String>,
+    /// The account to log in to the proxy with.
+    #[arg(long, global = true, env = "LAGLESS_TENANT_USER")]
+    pub user: Option<String>,
+    /// Its password.
+    #[arg(
+        long,
+        global = true,
+        env = "LAGLESS_TENANT_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// With --proxy: how the pool names a tenant's database.
+    #[arg(long, global = true, default_value = "t_{id}")]
+    pub tenant_database: String,
     #[command(subcommand)]
     pub command: TenantCommand,
 }
@@ -121,10 +147,16 @@ fn execute(args: TenantArgs) -> Result<String, TenantCliError> {
     if let Action::Schema = action {
         return Ok(schema_sql());
     }
+    if let Some(proxy) = &args.proxy {
+        let opts = proxy_opts(proxy, args.user.as_deref(), args.password.as_deref())?;
+        let naming = TenantNaming::parse(&args.tenant_database)
+            .map_err(|e| TenantCliError::Usage(format!("--tenant-database: {e}")))?;
+        return runtime()?.block_on(via_proxy::run(&action, opts, &naming));
+    }
     let root = args.state_dir.ok_or_else(|| {
         TenantCliError::Usage(
-            "--state-dir (or LAGLESS_STATE_DIR) is required: the tenant pool's local state \
-             directory (Kubernetes pools are not supported yet)"
+            "say which pool: --state-dir (or LAGLESS_STATE_DIR), a local pool's state \
+             directory, or --proxy HOST:PORT with --user and --password, one of its proxies"
                 .into(),
         )
     })?;
@@ -135,11 +167,7 @@ fn execute(args: TenantArgs) -> Result<String, TenantCliError> {
     {
         check_cluster(&pool.document, c)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| TenantCliError::Pool(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let directory = pool.directory()?;
         let result = match &action {
             Action::Create(id) => pool.create(&directory, id).await,
@@ -152,6 +180,34 @@ fn execute(args: TenantArgs) -> Result<String, TenantCliError> {
         directory.close().await;
         result
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, TenantCliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TenantCliError::Pool(format!("cannot start the runtime: {e}")))
+}
+
+/// How to reach a pool's proxy: `HOST:PORT` and an account.
+pub fn proxy_opts(
+    proxy: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<Opts, TenantCliError> {
+    let (host, port) = proxy
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+        .filter(|(h, _)| !h.is_empty())
+        .ok_or_else(|| TenantCliError::Usage(format!("--proxy {proxy}: expected HOST:PORT")))?;
+    let user = user.ok_or_else(|| TenantCliError::Usage("--proxy needs --user".into()))?;
+    Ok(OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port)
+        .user(Some(user))
+        .pass(password)
+        .prefer_socket(false)
+        .into())
 }
 
 /// A command with its input checked.
@@ -497,6 +553,30 @@ fn json(rows: &[TenantRow]) -> Result<String, TenantCliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_addresses() {
+        let opts = proxy_opts("127.0.0.1:6033", Some("app"), Some("pw")).unwrap();
+        assert_eq!(
+            (opts.ip_or_hostname(), opts.tcp_port()),
+            ("127.0.0.1", 6033)
+        );
+        let v6 = proxy_opts("[::1]:3306", Some("app"), None).unwrap();
+        assert_eq!(v6.ip_or_hostname(), "::1");
+        for bad in ["6033", "host:", ":3306", "host:port", "host:70000"] {
+            assert!(
+                matches!(
+                    proxy_opts(bad, Some("app"), None),
+                    Err(TenantCliError::Usage(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            proxy_opts("h:1", None, None),
+            Err(TenantCliError::Usage(_))
+        ));
+    }
 
     fn id(s: &str) -> TenantId {
         TenantId::parse(s).unwrap()

@@ -48,6 +48,11 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_DIRECTORY_PASSWORD", hide_env_values = true)]
     pub directory_password: Option<String>,
 
+    /// Tenants whose routes are kept (about 500 bytes each); more are read from the directory
+    /// again when used.
+    #[arg(long, env = "LAGLESS_PROXY_TENANT_CACHE", default_value_t = 200_000)]
+    pub tenant_cache: usize,
+
     /// Users file: {"users":[{"user":"app","password":"..."}]} (a mounted Secret).
     #[arg(long, env = "LAGLESS_PROXY_USERS")]
     pub users: Option<PathBuf>,
@@ -213,6 +218,8 @@ pub struct Config {
     pub tenant_pool: Option<PathBuf>,
     /// The account of the tenant directory.
     pub directory: Option<LookupCredentials>,
+    /// Tenant routes kept in the cache.
+    pub tenant_cache: std::num::NonZeroUsize,
     pub users_file: Option<PathBuf>,
     pub lookup: Option<LookupCredentials>,
     /// Credentials for position polls and head reads; without them positions are learned only
@@ -257,6 +264,8 @@ impl Config {
             topology,
             tenant_pool: None,
             directory: None,
+            tenant_cache: std::num::NonZeroUsize::new(200_000)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
             users_file: None,
             lookup: None,
             monitor: None,
@@ -365,6 +374,8 @@ impl TryFrom<Args> for Config {
         let mut c = Config::new(a.topology);
         c.monitor = monitor;
         c.tenant_pool = a.pool;
+        c.tenant_cache = std::num::NonZeroUsize::new(a.tenant_cache)
+            .ok_or("--tenant-cache must be at least 1")?;
         c.directory = directory;
         c.consistency = consistency;
         c.consistency_wait = Duration::from_millis(a.consistency_wait_ms);

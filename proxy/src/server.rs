@@ -23,12 +23,6 @@ use crate::tls::Tls;
 use crate::topology::{Member, TopologyWatcher, WatchOptions};
 use crate::users::UserStore;
 
-/// Tenants whose routes a proxy keeps: about 100 bytes each.
-const TENANT_CACHE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(1_000_000) {
-    Some(n) => n,
-    None => std::num::NonZeroUsize::MIN,
-};
-
 /// A running proxy.
 #[derive(Debug)]
 pub struct Proxy {
@@ -140,7 +134,7 @@ impl Proxy {
                     doc.attribute.clone(),
                     backends.clone(),
                     credentials.clone(),
-                    TENANT_CACHE,
+                    config.tenant_cache,
                 )))
             }
             _ => None,

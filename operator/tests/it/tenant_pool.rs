@@ -131,12 +131,15 @@ fn percentile(samples: &[Duration], p: f64) -> Duration {
     sorted.get(at).copied().unwrap_or_default()
 }
 
-/// `lagless-operator tenant …` on the pool's state directory.
+/// `lagless-operator tenant …`: on the pool's state directory, or through a proxy when
+/// `args` say `--proxy`.
 fn tenant_cli(pool: &Pool, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_lagless-operator"))
-        .arg("tenant")
-        .arg("--state-dir")
-        .arg(pool.state())
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lagless-operator"));
+    command.arg("tenant");
+    if !args.contains(&"--proxy") {
+        command.arg("--state-dir").arg(pool.state());
+    }
+    let out = command
         .args(args)
         .output()
         .expect("run lagless-operator tenant");
@@ -377,6 +380,29 @@ fn a_pool_routes_a_thousand_tenants_and_fails_one_cluster_over_alone() {
         stale
     });
     assert_eq!(stale, 0, "stale strict reads through the second proxy");
+
+    // `lagless-operator tenant` through a proxy, as for a pool in Kubernetes.
+    let through_proxy = |args: &[&str]| {
+        let proxy = format!("127.0.0.1:{proxy_a}");
+        let mut all = vec![
+            "--proxy",
+            proxy.as_str(),
+            "--user",
+            creds["admin_user"].as_str().unwrap(),
+            "--password",
+            creds["admin_password"].as_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        tenant_cli(&pool, &all)
+    };
+    let said = through_proxy(&["create", "5000"]);
+    assert!(said.starts_with("tenant 5000: cluster e2e-c"), "{said}");
+    assert!(!said.contains("state"), "created and active: {said}");
+    let cluster_of_5000 = said.split(", ").next().unwrap_or_default().to_string();
+    let located = through_proxy(&["where", "5000"]);
+    assert!(located.starts_with(&cluster_of_5000), "{located} / {said}");
+    let all: Value = serde_json::from_str(&through_proxy(&["list", "-o", "json"])).unwrap();
+    assert_eq!(all.as_array().map(Vec::len), Some(TENANTS as usize + 1));
 
     // Writes to tenants of c0 and c2 run all along; c1 loses its primary meanwhile.
     let others: Vec<u32> = (0..100)

@@ -380,6 +380,8 @@ impl Session {
     fn reset_state(&mut self) {
         self.primary = None;
         self.replica = None;
+        self.writes_elsewhere.clear();
+        self.placed_at = u64::MAX;
         self.state.reset(self.shared.global_sql_mode());
     }
 
@@ -392,6 +394,7 @@ impl Session {
             Ok(step) => step,
             Err(err) => return self.reply_err(&err).await,
         };
+        self.failed = false;
         self.last_error = None;
         let done = if c.kill == Some(KillStatement::AmongOthers)
             && let Some(parts) = self.statements_of(&payload)
@@ -401,7 +404,8 @@ impl Session {
             self.query_one(payload, c).await
         };
         if let Some(step) = step {
-            self.after_tenant_step(step, self.last_error).await;
+            self.after_tenant_step(step, self.failed, self.last_error)
+                .await;
         }
         done
     }
@@ -545,7 +549,8 @@ impl Session {
         }
         if let Some(step) = step {
             let error = outcome.as_ref().and_then(|(_, t)| t.error);
-            self.after_tenant_step(step, error).await;
+            let failed = outcome.is_none() || error.is_some();
+            self.after_tenant_step(step, failed, error).await;
         }
         Ok(())
     }

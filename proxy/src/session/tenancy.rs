@@ -170,12 +170,18 @@ impl Session {
 
     /// Records what a tenant's statement did: a created tenant becomes active (or its
     /// reservation goes), a dropped one leaves the directory, and a routing error drops the
-    /// cached route.
-    pub(super) async fn after_tenant_step(&mut self, step: TenantStep, error: Option<u16>) {
+    /// cached route. `failed`: the client got an error, from a server (`error`) or from the
+    /// proxy (a server that could not be reached).
+    pub(super) async fn after_tenant_step(
+        &mut self,
+        step: TenantStep,
+        failed: bool,
+        error: Option<u16>,
+    ) {
         let Some(router) = self.shared.tenants.clone() else {
             return;
         };
-        let succeeded = error.is_none();
+        let succeeded = !failed && error.is_none();
         match step.lifecycle {
             Lifecycle::Create => {
                 if let Some(creation) = &step.creation {
