@@ -299,12 +299,19 @@ pub enum TenantSource {
 }
 
 impl TenantSource {
-    /// The name in the spec.
+    /// The name in the spec, the pool document's.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Database => "database",
-            Self::Hint => "hint",
-            Self::Attribute => "attribute",
+        lagless_directory::TenantSource::from(self).as_str()
+    }
+}
+
+/// The same source in the pool document the proxies follow.
+impl From<TenantSource> for lagless_directory::TenantSource {
+    fn from(source: TenantSource) -> Self {
+        match source {
+            TenantSource::Database => Self::Database,
+            TenantSource::Hint => Self::Hint,
+            TenantSource::Attribute => Self::Attribute,
         }
     }
 }

@@ -37,7 +37,7 @@
 
 use std::collections::BTreeMap;
 
-use ::kube::Resource as _;
+use ::kube::Resource;
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, PodAffinityTerm, PodAntiAffinity,
@@ -271,6 +271,19 @@ fn name(cluster: &MySQLCluster) -> Result<&str, BuildError> {
         .ok_or(BuildError::MissingMetadata("name"))
 }
 
+/// Makes the `K` called `name` (with `uid`) the controller of the object it is set on: deleting
+/// it deletes the object.
+fn controller_reference<K: Resource<DynamicType = ()>>(name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
 /// What every builder needs from the cluster's metadata.
 struct Context<'a> {
     name: &'a str,
@@ -294,18 +307,10 @@ impl<'a> Context<'a> {
             .clone()
             .filter(|u| !u.is_empty())
             .ok_or(BuildError::MissingMetadata("uid"))?;
-        let owner = OwnerReference {
-            api_version: MySQLCluster::api_version(&()).into_owned(),
-            kind: MySQLCluster::kind(&()).into_owned(),
-            name: name.to_string(),
-            uid,
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        };
         Ok(Self {
             name,
             namespace,
-            owner,
+            owner: controller_reference::<MySQLCluster>(name, &uid),
             spec: &cluster.spec,
         })
     }

@@ -2,12 +2,20 @@
 //! their server-side applies, how a cluster or pool is named in logs and maps, and recording a
 //! Kubernetes Event on one.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use ::kube::Resource;
 use ::kube::ResourceExt;
 use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 
 use super::status::ClusterEvent;
 use crate::crd::MySQLCluster;
+
+/// Locks `mutex`, even one a panic poisoned: what the controller guards are plain values,
+/// consistent at every await-free step.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "lagless-operator";

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ::kube::Client;
 use ::kube::client::Body;
+use ::kube::runtime::events::{Recorder, Reporter};
 use http::{Request, Response};
 use serde_json::{Value, json};
 
@@ -29,6 +30,47 @@ impl Exchange {
     pub fn query_has(&self, pair: &str) -> bool {
         self.query.split('&').any(|p| p == pair)
     }
+
+    /// A server-side apply with the operator's field manager, taking over conflicts.
+    pub fn is_server_side_apply(&self) -> bool {
+        self.method == "PATCH"
+            && self.content_type == "application/apply-patch+yaml"
+            && self.query_has("fieldManager=lagless-operator")
+            && self.query_has("force=true")
+    }
+}
+
+/// `METHOD path` of each of `requests`, for comparing sequences.
+pub fn lines(requests: &[Exchange]) -> Vec<String> {
+    requests.iter().map(Exchange::line).collect()
+}
+
+/// Answers like an API server that holds `object` at `path` and nothing else: objects
+/// applied are echoed back, reads of anything else are 404.
+pub fn holding(
+    path: &'static str,
+    object: Value,
+) -> impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static {
+    move |request: &Exchange| {
+        if request.path.starts_with(path) {
+            return (200, object.clone());
+        }
+        match request.method.as_str() {
+            "GET" => status(404, "NotFound"),
+            _ => (200, request.body.clone()),
+        }
+    }
+}
+
+/// An Event recorder on `client`, as the operator's.
+pub fn recorder(client: Client) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: crate::kube::common::FIELD_MANAGER.into(),
+            instance: Some("test".into()),
+        },
+    )
 }
 
 /// A `Status` failure body with `code`.

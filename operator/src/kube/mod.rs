@@ -37,5 +37,6 @@ pub mod push;
 pub mod reconcile;
 pub mod reseed;
 pub mod status;
+pub mod tasks;
 
 pub use builders::*;

@@ -3,8 +3,7 @@
 //! cluster's topology ConfigMap, turning its events into Kubernetes Events, and leaving a
 //! [`Snapshot`] for the reconciler's status.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::kube::api::{Api, Patch, PatchParams};
@@ -14,14 +13,14 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use lagless_core::topology::Topology;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
-use super::common::{self, FIELD_MANAGER, cluster_key};
+use super::common::{self, FIELD_MANAGER, cluster_key, lock};
 use super::metrics::Metrics;
 use super::push;
 use super::reseed::{ReseedTarget, Reseeder};
 use super::status::{self, ClusterEvent, Snapshot};
+use super::tasks::Tasks;
 use crate::agent::tls::AgentTls;
 use crate::clock;
 use crate::crd::MySQLCluster;
@@ -57,18 +56,7 @@ pub struct OrchestrationTasks {
     client: Client,
     recorder: Recorder,
     metrics: Metrics,
-    tasks: Mutex<HashMap<String, Task>>,
-}
-
-struct Task {
-    cluster: watch::Sender<MySQLCluster>,
-    snapshot: Arc<Mutex<Snapshot>>,
-    handle: JoinHandle<()>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data are plain values, consistent at every await-free step.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    tasks: Tasks<MySQLCluster, Snapshot>,
 }
 
 impl OrchestrationTasks {
@@ -77,60 +65,38 @@ impl OrchestrationTasks {
             client,
             recorder,
             metrics,
-            tasks: Mutex::default(),
+            tasks: Tasks::default(),
         }
     }
 }
 
 impl Orchestrations for OrchestrationTasks {
     fn ensure(&self, cluster: &MySQLCluster) -> Snapshot {
-        let key = cluster_key(cluster);
-        let mut tasks = lock(&self.tasks);
-        if let Some(task) = tasks.get(&key)
-            && !task.handle.is_finished()
-        {
-            task.cluster.send_if_modified(|current| {
+        self.tasks.ensure(
+            cluster_key(cluster),
+            |current| {
                 let changed = current.spec != cluster.spec;
                 if changed {
                     *current = cluster.clone();
                 }
                 changed
-            });
-            return lock(&task.snapshot).clone();
-        }
-        let (sender, receiver) = watch::channel(cluster.clone());
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let runner = Runner {
-            client: self.client.clone(),
-            recorder: self.recorder.clone(),
-            metrics: self.metrics.clone(),
-            cluster: receiver,
-            snapshot: Arc::clone(&snapshot),
-        };
-        let handle = tokio::spawn(runner.run());
-        tasks.insert(
-            key,
-            Task {
-                cluster: sender,
-                snapshot,
-                handle,
             },
-        );
-        Snapshot::default()
+            || cluster.clone(),
+            |receiver, snapshot| {
+                let runner = Runner {
+                    client: self.client.clone(),
+                    recorder: self.recorder.clone(),
+                    metrics: self.metrics.clone(),
+                    cluster: receiver,
+                    snapshot,
+                };
+                runner.run()
+            },
+        )
     }
 
     fn stop(&self, key: &str) {
-        if let Some(task) = lock(&self.tasks).remove(key) {
-            task.handle.abort();
-        }
-    }
-}
-
-impl Drop for OrchestrationTasks {
-    fn drop(&mut self) {
-        for (_, task) in lock(&self.tasks).drain() {
-            task.handle.abort();
-        }
+        self.tasks.stop(key);
     }
 }
 
@@ -403,6 +369,17 @@ impl ReseedTarget for Orchestrator {
 /// How often the cluster's CA is read again from its Secret.
 const TLS_CA_READ_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The CA certificate (`ca.crt`) in the TLS Secret `name`.
+pub(crate) fn secret_ca(secret: &Secret, name: &str) -> Result<Vec<u8>, String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(crate::tls::CA_FILE))
+        .map(|v| v.0.clone())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("TLS Secret {name} has no {}", crate::tls::CA_FILE))
+}
+
 /// TLS to the members as `spec.tls` asks: the CA from the cluster's TLS Secret (`ca.crt`),
 /// and its path in the member pods for replication.
 async fn server_tls(client: &Client, cluster: &MySQLCluster) -> Result<Option<ServerTls>, String> {
@@ -419,15 +396,8 @@ async fn server_tls(client: &Client, cluster: &MySQLCluster) -> Result<Option<Se
         .await
         .map_err(|e| format!("reading Secret {name}: {e}"))?
         .ok_or_else(|| format!("TLS Secret {name} not found (yet)"))?;
-    let ca = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(crate::tls::CA_FILE))
-        .map(|v| v.0.clone())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("TLS Secret {name} has no {}", crate::tls::CA_FILE))?;
     Ok(Some(ServerTls {
-        ca: CaSource::Pem(ca),
+        ca: CaSource::Pem(secret_ca(&secret, &name)?),
         member_ca_path: format!("{}/{}", builders::tls::TLS_MOUNT, crate::tls::CA_FILE),
         watch: None,
     }))

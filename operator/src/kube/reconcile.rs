@@ -6,9 +6,9 @@
 //! through [`Orchestrations`], and whose latest [`Snapshot`] the status is made from. The
 //! reconciler requeues itself every [`STATUS_INTERVAL`] so the status follows the task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -30,6 +30,10 @@ use super::status::{self, ClusterEvent};
 use crate::clock;
 use crate::crd::{Condition, MySQLCluster, MySQLClusterStatus};
 use crate::tls::authority::{Authority, Issued};
+
+pub mod memory;
+
+use memory::Memory;
 
 /// The finalizer the operator holds on every `MySQLCluster` it has acted on.
 pub const FINALIZER: &str = "lagless.dev/cleanup";
@@ -88,11 +92,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub orchestrations: Arc<dyn Orchestrations>,
-    /// Consecutive failures per cluster (`namespace/name`), for the backoff.
-    failures: Mutex<HashMap<String, u32>>,
-    /// Clusters without proxies, with the generation whose leftover proxy Deployment was
-    /// scaled down.
-    proxies_off: Mutex<HashMap<String, Option<i64>>>,
+    memory: Memory,
 }
 
 impl Context {
@@ -112,8 +112,7 @@ impl Context {
             recorder,
             metrics,
             orchestrations,
-            failures: Mutex::default(),
-            proxies_off: Mutex::default(),
+            memory: Memory::default(),
         }
     }
 
@@ -122,30 +121,6 @@ impl Context {
     pub fn with_operator_image(mut self, image: String) -> Self {
         self.operator_image = image;
         self
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        // A panic elsewhere while holding the lock leaves plain counters: still usable.
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn proxies_off(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<i64>>> {
-        self.proxies_off
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether `cluster`, which runs no proxies, has not been checked for a leftover proxy
-    /// Deployment at its generation yet.
-    fn proxies_off_pending(&self, cluster: &MySQLCluster) -> bool {
-        self.proxies_off().get(&cluster_key(cluster)) != Some(&cluster.metadata.generation)
-    }
-
-    fn proxies_off_done(&self, cluster: &MySQLCluster) {
-        self.proxies_off()
-            .insert(cluster_key(cluster), cluster.metadata.generation);
     }
 }
 
@@ -158,13 +133,7 @@ pub fn backoff(failures: u32) -> Duration {
 /// The controller's error policy: retry with exponential backoff per cluster.
 pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = cluster_key(&cluster);
-    let failures = {
-        let mut map = ctx.failures();
-        let n = map.entry(key.clone()).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = backoff(failures);
+    let (failures, delay) = ctx.memory.failed(&key);
     tracing::warn!(cluster = %key, %error, failures, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -176,7 +145,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let result = reconcile_inner(cluster, &ctx).await;
     ctx.metrics.observe(started.elapsed(), result.is_err());
     if result.is_ok() {
-        ctx.failures().remove(&key);
+        ctx.memory.succeeded(&key);
     }
     result
 }
@@ -255,22 +224,7 @@ async fn report_invalid(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let previous = cluster.status.clone().unwrap_or_default();
-    let already_reported = previous.conditions.iter().any(|c| {
-        c.type_ == Condition::DEGRADED && c.reason == "InvalidSpec" && c.message == message
-    });
-    if !already_reported {
-        publish_event(
-            ctx,
-            cluster,
-            ClusterEvent {
-                warning: true,
-                reason: "InvalidSpec",
-                action: "Validate",
-                note: message.to_string(),
-            },
-        )
-        .await;
-    }
+    warn_invalid(&ctx.recorder, cluster, &previous.conditions, message).await;
     let status = status::invalid_status(
         &previous,
         message,
@@ -279,6 +233,30 @@ async fn report_invalid(
     );
     patch_status(api, cluster, status).await?;
     Ok(Action::requeue(INVALID_INTERVAL))
+}
+
+/// Records an `InvalidSpec` warning on `object` (a cluster or a tenant pool), unless its
+/// `conditions` report `message` already.
+pub(crate) async fn warn_invalid<K>(
+    recorder: &Recorder,
+    object: &K,
+    conditions: &[Condition],
+    message: &str,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    let already_reported = conditions.iter().any(|c| {
+        c.type_ == Condition::DEGRADED && c.reason == "InvalidSpec" && c.message == message
+    });
+    if !already_reported {
+        let event = ClusterEvent {
+            warning: true,
+            reason: "InvalidSpec",
+            action: "Validate",
+            note: message.to_string(),
+        };
+        common::publish(recorder, object, event).await;
+    }
 }
 
 /// Server-side applies `object` with the operator's field manager, taking over conflicting
@@ -368,30 +346,46 @@ pub(crate) fn random_password() -> Result<String, Error> {
         .collect())
 }
 
-/// The generated credential Secrets that do not exist yet. An existing one is never
-/// re-applied: a new password would not change the accounts the servers already created.
-async fn missing_credentials(
+/// The cluster's generated credential Secrets that do not exist yet.
+async fn missing_cluster_credentials(
     client: &Client,
     namespace: &str,
     cluster: &MySQLCluster,
 ) -> Result<Vec<Secret>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut generated = BTreeMap::new();
-    let mut missing = Vec::new();
+    let mut generated = Vec::new();
     for credential in Credential::ALL {
-        if credential.is_user_supplied(&cluster.spec) {
-            continue;
+        if !credential.is_user_supplied(&cluster.spec) {
+            generated.push((credential, credential.secret_name(cluster)?));
         }
-        let name = credential.secret_name(cluster)?;
+    }
+    missing_credentials(client, namespace, generated, |passwords| {
+        builders::credentials_secrets(cluster, passwords)
+    })
+    .await
+}
+
+/// Of the `generated` credentials' Secrets (credential, Secret name), those that do not exist
+/// yet, as `build` makes them from a password per credential. An existing one is never
+/// re-applied: a new password would not change the accounts the servers already created.
+pub(crate) async fn missing_credentials(
+    client: &Client,
+    namespace: &str,
+    generated: Vec<(Credential, String)>,
+    build: impl FnOnce(&BTreeMap<String, String>) -> Result<Vec<Secret>, BuildError>,
+) -> Result<Vec<Secret>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut passwords = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (credential, name) in generated {
         if read_object(&api, &name).await?.is_none() {
-            generated.insert(credential.as_str().to_string(), random_password()?);
+            passwords.insert(credential.as_str().to_string(), random_password()?);
             missing.push(name);
         } else {
             // The builder wants a password for each generated Secret; this one is discarded.
-            generated.insert(credential.as_str().to_string(), "unused".to_string());
+            passwords.insert(credential.as_str().to_string(), "unused".to_string());
         }
     }
-    Ok(builders::credentials_secrets(cluster, &generated)?
+    Ok(build(&passwords)?
         .into_iter()
         .filter(|s| {
             s.metadata
@@ -536,7 +530,7 @@ async fn apply(
     let client = &ctx.client;
     // Build everything before applying anything: a cluster that cannot be built is left as
     // it is rather than half-updated.
-    let secrets = missing_credentials(client, &namespace, cluster).await?;
+    let secrets = missing_cluster_credentials(client, &namespace, cluster).await?;
     let server_config = builders::server_configmap(cluster)?;
     let headless = builders::headless_service(cluster)?;
     let statefulset = builders::statefulset(cluster, &ctx.operator_image)?;
@@ -571,10 +565,14 @@ async fn apply(
             apply_object(client, &namespace, proxy).await?;
         }
         // Once per spec: a Deployment from when the cluster ran proxies is scaled down.
-        None if ctx.proxies_off_pending(cluster) => {
+        None if ctx
+            .memory
+            .proxies_off_pending(&cluster_key(cluster), cluster.metadata.generation) =>
+        {
             let name = builders::proxy_deployment_name(&cluster.name_any());
             scale_down_proxies(client, &namespace, &name).await?;
-            ctx.proxies_off_done(cluster);
+            ctx.memory
+                .proxies_off_done(&cluster_key(cluster), cluster.metadata.generation);
         }
         None => {}
     }
@@ -596,7 +594,7 @@ async fn apply(
 
 async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.orchestrations.stop(&cluster_key(cluster));
-    ctx.proxies_off().remove(&cluster_key(cluster));
+    ctx.memory.forget_proxies_off(&cluster_key(cluster));
     publish_event(
         ctx,
         cluster,

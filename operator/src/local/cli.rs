@@ -1,31 +1,28 @@
 //! The `local` subcommands.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
 use crate::crd::MySQLCluster;
-use crate::tls::files::TlsFiles;
 
-use super::LocalError;
-use super::daemon::{init_file_logging, spawn_signal_handler};
+use super::daemon::{claim, local_tls, spawn_signal_handler};
 use super::manifest::POOL_KIND;
 use super::mariadb::{self, Binaries};
 use super::pool::cli as pool_cli;
 use super::pool::{PoolDir, PoolSettings};
-use super::process::{FileLock, signal, spawn_detached};
+use super::process::signal;
 use super::process_table::Runtime;
 use super::request::{self, RequestKind};
 use super::shared::SharedState;
 use super::state::{self, LocalCredentials, Settings, StateDir, read_json, write_json};
-use super::status::{self, Status};
+use super::status::Status;
 use super::status_report::write_status_until;
 use super::supervisor::Supervisor;
+use super::{LocalError, console};
 
 /// Run a cluster on this machine: mariadbd processes, lagless-proxy, the orchestration.
 #[derive(Debug, Args)]
@@ -307,23 +304,12 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
         }
     };
     let name = cluster_name(&cluster);
-    if let Some(wanted) = &args.name
-        && *wanted != name
-    {
-        return Err(LocalError::Other(format!(
-            "--name {wanted} does not match the file's metadata.name ({name})"
-        )));
-    }
-    let dir = match &args.state_dir {
-        Some(d) => StateDir::new(d),
-        None => StateDir::new(state::default_root().join(&name)),
-    };
-    if let Some(pid) = dir.supervisor_pid() {
-        return Err(LocalError::AlreadyRunning(name, pid));
-    }
-    if dir.running() {
-        return Err(LocalError::AlreadyRunning(name, 0));
-    }
+    let dir = StateDir::new(state::root_for(
+        args.state_dir.as_deref(),
+        args.name.as_deref(),
+        &name,
+    )?);
+    state::ensure_stopped(&name, dir.supervisor_pid(), dir.running())?;
     std::fs::create_dir_all(dir.root()).map_err(LocalError::io(dir.root()))?;
     let previous: Option<Settings> = read_json(&dir.settings()).ok();
     if let Some(pool) = previous.as_ref().and_then(|p| p.pool.as_deref()) {
@@ -377,20 +363,9 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
     };
     check_port_ranges(&settings, &cluster)?;
     Binaries::locate()?;
-    for i in 0..settings.replicas {
-        let port = settings
-            .member_port(i)
-            .ok_or_else(|| LocalError::Other("--base-port is too high".into()))?;
-        super::ports::ensure_free(port, &settings.member_name(i))?;
-    }
+    super::ports::ensure_members_free(&settings)?;
     let proxies = usize::try_from(cluster.spec.proxy.replicas.max(1)).unwrap_or(1);
-    for i in 0..proxies {
-        let (port, admin) = settings
-            .proxy_ports(i)
-            .ok_or_else(|| LocalError::Other("--proxy-port is too high".into()))?;
-        super::ports::ensure_free(port, &format!("proxy-{i}"))?;
-        super::ports::ensure_free(admin, &format!("proxy-{i} admin"))?;
-    }
+    super::ports::ensure_proxies_free(settings.proxy_port, proxies)?;
     if !dir.credentials().is_file() {
         write_json(&dir.credentials(), &LocalCredentials::generate()?, 0o600)?;
     }
@@ -432,30 +407,16 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
     if creds.fill_in()? {
         write_json(&dir.credentials(), &creds, 0o600)?;
     }
-    let Some(_lock) = FileLock::try_acquire(&dir.lock()).map_err(LocalError::io(&dir.lock()))?
-    else {
-        return Err(LocalError::AlreadyRunning(
-            settings.cluster.clone(),
-            dir.supervisor_pid().unwrap_or(0),
-        ));
-    };
-    std::fs::write(dir.pid(), std::process::id().to_string())
-        .map_err(LocalError::io(&dir.pid()))?;
-    init_file_logging(&dir.log(), log_filter)?;
-    // The local runtime is its own certificate authority: whatever source the spec names
-    // for Kubernetes, the files here are issued by a CA kept in the state directory.
+    let _lock = claim(
+        &dir.lock(),
+        &dir.pid(),
+        &dir.log(),
+        log_filter,
+        &settings.cluster,
+        || dir.supervisor_pid(),
+    )?;
     let tls = match &cluster.spec.tls {
-        Some(_) => {
-            let files = TlsFiles::new(dir.tls());
-            files
-                .ensure(
-                    &settings.cluster,
-                    &crate::tls::local_names(),
-                    SystemTime::now(),
-                )
-                .map_err(|e| LocalError::Other(e.to_string()))?;
-            Some(files)
-        }
+        Some(_) => Some(local_tls(dir.tls(), &settings.cluster)?),
         None => None,
     };
     let rt = Runtime {
@@ -484,11 +445,12 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
         ));
         let (done_tx, done_rx) = watch::channel(false);
         let view = display.map(|prefix| {
-            tokio::spawn(live_view(
-                shared.clone(),
-                rt.clone(),
-                settings.clone(),
-                prefix,
+            let (shared, rt, settings) = (shared.clone(), rt.clone(), settings.clone());
+            let banner_rt = rt.clone();
+            tokio::spawn(console::live_view(
+                move || super::status_report::status(&shared.lock(), &rt, &settings),
+                move |s| banner_text(s, &banner_rt.creds, &prefix, &banner_rt.dir),
+                "cluster",
                 done_rx,
             ))
         });
@@ -510,65 +472,6 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
         );
     }
     result
-}
-
-/// Prints the start's steps not printed yet, in order.
-fn print_new_steps(s: &Status, shown: &mut usize) {
-    for step in s.progress.iter().skip(*shown) {
-        println!("{step} ...");
-    }
-    *shown = (*shown).max(s.progress.len());
-}
-
-/// The foreground display: progress lines while starting, the connection banner once up,
-/// then a redrawn status table on a terminal (or new events as lines otherwise).
-async fn live_view(
-    shared: SharedState,
-    rt: Arc<Runtime>,
-    settings: Settings,
-    prefix: String,
-    mut done: watch::Receiver<bool>,
-) {
-    let tty = std::io::stdout().is_terminal();
-    let mut steps_shown = 0;
-    let mut printed_events = 0u64;
-    let mut banner: Option<String> = None;
-    loop {
-        let s = super::status_report::status(&shared.lock(), &rt, &settings);
-        if banner.is_none() {
-            print_new_steps(&s, &mut steps_shown);
-        }
-        if s.phase == "running" {
-            let text = banner.get_or_insert_with(|| {
-                let b = banner_text(&s, &rt.creds, &prefix, &rt.dir);
-                if !tty {
-                    println!("{b}");
-                }
-                b
-            });
-            if tty {
-                print!(
-                    "\x1b[H\x1b[2J{text}\n{}\n(Ctrl-C stops the cluster; the data is kept)\n",
-                    status::render(&s, 8)
-                );
-            } else {
-                for e in s.events.iter().filter(|e| e.unix_ms > printed_events) {
-                    println!("{}  {}", status::clock(e.unix_ms), e.message);
-                }
-            }
-        }
-        if let Some(e) = s.events.last() {
-            printed_events = printed_events.max(e.unix_ms);
-        }
-        let _ = std::io::stdout().flush();
-        if *done.borrow() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = done.changed() => {}
-        }
-    }
 }
 
 fn banner_text(s: &Status, creds: &LocalCredentials, prefix: &str, dir: &StateDir) -> String {
@@ -624,50 +527,16 @@ fn banner_text(s: &Status, creds: &LocalCredentials, prefix: &str, dir: &StateDi
 
 /// Starts the supervisor in the background and waits until the cluster is up.
 fn detach(args: &LocalArgs, dir: &StateDir, cluster: &MySQLCluster) -> Result<(), LocalError> {
-    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(dir.log())
-        .map_err(LocalError::io(&dir.log()))?;
-    let err = log.try_clone().map_err(LocalError::io(&dir.log()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("local")
-        .arg("--state-dir")
-        .arg(dir.root())
-        .args(["up", "--supervise"])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
-    let mut child = spawn_detached(cmd).map_err(|e| LocalError::Command {
-        command: "lagless-operator local up --supervise".into(),
-        detail: e.to_string(),
-    })?;
-    let name = cluster_name(cluster);
-    let began = Instant::now();
-    let mut steps_shown = 0;
-    loop {
-        if let Ok(s) = read_json::<Status>(&dir.status()) {
-            print_new_steps(&s, &mut steps_shown);
-            if s.phase == "running" {
-                let creds: LocalCredentials = read_json(&dir.credentials())?;
-                println!(
-                    "up in {:.1} s\n\n{}",
-                    began.elapsed().as_secs_f64(),
-                    banner_text(&s, &creds, &command_prefix(args, dir), dir)
-                );
-                return Ok(());
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(LocalError::Other(format!(
-                "cluster {name} did not start ({status}); last lines of {}:\n{}",
-                dir.log().display(),
-                mariadb::tail(&dir.log(), 15)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    console::detach(
+        dir.root(),
+        &dir.log(),
+        &dir.status(),
+        &format!("cluster {}", cluster_name(cluster)),
+        |s: &Status| {
+            let creds: LocalCredentials = read_json(&dir.credentials())?;
+            Ok(banner_text(s, &creds, &command_prefix(args, dir), dir))
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,15 +564,7 @@ fn down(dir: &StateDir, purge: bool) -> Result<(), LocalError> {
             print!("stopping {name} ...");
             let _ = std::io::stdout().flush();
             let began = Instant::now();
-            while dir.running() {
-                if began.elapsed() > Duration::from_secs(180) {
-                    return Err(LocalError::Other(format!(
-                        "the supervisor (pid {pid}) did not stop within 180 s; see {}",
-                        dir.log().display()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            console::wait_stopped(pid, || dir.running(), &dir.log(), Duration::from_secs(180))?;
             println!(" stopped in {:.1} s", began.elapsed().as_secs_f64());
         }
         None if !dir.manifest().is_file() => {
@@ -724,50 +585,36 @@ fn down(dir: &StateDir, purge: bool) -> Result<(), LocalError> {
 }
 
 fn show(dir: &StateDir, output: Output, watch: bool) -> Result<(), LocalError> {
-    loop {
-        let running = dir.running();
-        let mut s: Status = match read_json(&dir.status()) {
-            Ok(s) => s,
-            Err(_) if dir.manifest().is_file() => Status {
-                cluster: dir
-                    .root()
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                ..Status::default()
-            },
-            Err(_) => return Err(LocalError::NoCluster(dir.root().to_path_buf())),
-        };
-        if !running {
-            s.phase = "stopped".into();
-            for m in &mut s.members {
-                m.pid = None;
-                m.process = "stopped".into();
-            }
-            for p in &mut s.proxies {
-                p.pid = None;
-                p.running = false;
-            }
+    console::show(|| read_status(dir), output == Output::Json, watch)
+}
+
+/// The cluster's status, every process marked stopped when no supervisor runs.
+fn read_status(dir: &StateDir) -> Result<Status, LocalError> {
+    let running = dir.running();
+    let mut s: Status = match read_json(&dir.status()) {
+        Ok(s) => s,
+        Err(_) if dir.manifest().is_file() => Status {
+            cluster: dir
+                .root()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ..Status::default()
+        },
+        Err(_) => return Err(LocalError::NoCluster(dir.root().to_path_buf())),
+    };
+    if !running {
+        s.phase = "stopped".into();
+        for m in &mut s.members {
+            m.pid = None;
+            m.process = "stopped".into();
         }
-        match output {
-            Output::Json => {
-                let text = serde_json::to_string_pretty(&s)
-                    .map_err(|e| LocalError::Other(e.to_string()))?;
-                println!("{text}");
-            }
-            Output::Table => {
-                if watch {
-                    print!("\x1b[H\x1b[2J");
-                }
-                print!("{}", status::render(&s, 10));
-            }
+        for p in &mut s.proxies {
+            p.pid = None;
+            p.running = false;
         }
-        if !watch {
-            return Ok(());
-        }
-        let _ = std::io::stdout().flush();
-        std::thread::sleep(Duration::from_secs(1));
     }
+    Ok(s)
 }
 
 /// Files a request and waits for its result, printing seeding progress meanwhile.

@@ -110,14 +110,7 @@ impl PoolDir {
 
     /// The running pool supervisor's PID, if one runs.
     pub fn supervisor_pid(&self) -> Option<u32> {
-        if !self.running() {
-            return None;
-        }
-        std::fs::read_to_string(self.pid())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        super::daemon::running_pid(&self.lock(), &self.pid())
     }
 }
 
@@ -137,8 +130,6 @@ pub struct PoolSettings {
 impl PoolSettings {
     /// Proxy `index`'s SQL and admin HTTP ports.
     pub fn proxy_ports(&self, index: usize) -> Option<(u16, u16)> {
-        let port = usize::from(self.proxy_port).checked_add(index.checked_mul(2)?)?;
-        let port = u16::try_from(port).ok()?;
-        Some((port, port.checked_add(1)?))
+        super::state::proxy_ports(self.proxy_port, index)
     }
 }

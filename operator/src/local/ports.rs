@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 
 use super::LocalError;
+use super::state::{Settings, proxy_ports};
 
 /// Fails with what to do when `port` (wanted by `owner`) is taken.
 pub fn ensure_free(port: u16, owner: &str) -> Result<(), LocalError> {
@@ -14,6 +15,28 @@ pub fn ensure_free(port: u16, owner: &str) -> Result<(), LocalError> {
             detail: e.to_string(),
         }),
     }
+}
+
+/// Fails unless the ports of every member of `settings`'s cluster are free.
+pub fn ensure_members_free(settings: &Settings) -> Result<(), LocalError> {
+    for i in 0..settings.replicas {
+        let port = settings
+            .member_port(i)
+            .ok_or_else(|| LocalError::Other("--base-port is too high".into()))?;
+        ensure_free(port, &settings.member_name(i))?;
+    }
+    Ok(())
+}
+
+/// Fails unless the SQL and admin ports of `count` proxies, from `first`, are free.
+pub fn ensure_proxies_free(first: u16, count: usize) -> Result<(), LocalError> {
+    for i in 0..count {
+        let (port, admin) = proxy_ports(first, i)
+            .ok_or_else(|| LocalError::Other("--proxy-port is too high".into()))?;
+        ensure_free(port, &format!("proxy-{i}"))?;
+        ensure_free(admin, &format!("proxy-{i} admin"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! their child handles, restart counts and when each is due to be started again.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use lagless_mariadbd::ServerError;
 
 use crate::crd::ReplicationSpec;
 use crate::tls::files::TlsFiles;
@@ -14,6 +16,7 @@ use super::mariadb::{self, Binaries, ServerLayout, ServerOptions};
 use super::process::spawn_tied;
 use super::restart::backoff;
 use super::state::{LocalCredentials, StateDir};
+use super::status::ProxyStatus;
 
 /// What does not change while the supervisor runs.
 #[derive(Debug)]
@@ -109,6 +112,59 @@ pub struct ProxyProc {
     pub restart_at: Option<Instant>,
 }
 
+impl ProxyProc {
+    /// Whether the proxy's process is gone (or was never started).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Notices that the proxy exited and starts it again with `spawn` after a growing delay
+    /// (see [`backoff`]); what happened goes to `notes`, one line each.
+    pub fn reap_and_restart(
+        &mut self,
+        now: Instant,
+        spawn: impl FnOnce(&Self) -> Result<Child, LocalError>,
+        notes: &mut Vec<String>,
+    ) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.child = None;
+            let delay = backoff(self.restarts);
+            self.restart_at = Some(now + delay);
+            notes.push(format!(
+                "proxy-{} exited ({status}); restarting",
+                self.index
+            ));
+        }
+        if self.child.is_none() && self.restart_at.is_some_and(|at| at <= now) {
+            self.restart_at = None;
+            self.restarts = self.restarts.saturating_add(1);
+            match spawn(self) {
+                Ok(child) => self.child = Some(child),
+                Err(e) => {
+                    self.restart_at = Some(now + backoff(self.restarts));
+                    notes.push(format!("proxy-{} did not restart: {e}", self.index));
+                }
+            }
+        }
+    }
+
+    /// What `status.json` says of this proxy.
+    pub fn status(&self) -> ProxyStatus {
+        ProxyStatus {
+            name: format!("proxy-{}", self.index),
+            port: self.port,
+            admin_port: self.admin_port,
+            pid: self.child.as_ref().map(Child::id),
+            running: self.child.is_some(),
+            restarts: self.restarts,
+        }
+    }
+}
+
 /// The members by name, and the proxies by index.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
@@ -157,28 +213,77 @@ impl ProcessTable {
             }
         }
         for p in &mut self.proxies {
-            if let Some(child) = p.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                p.child = None;
-                let delay = backoff(p.restarts);
-                p.restart_at = Some(now + delay);
-                notes.push(format!("proxy-{} exited ({status}); restarting", p.index));
-            }
-            if p.child.is_none() && p.restart_at.is_some_and(|at| at <= now) {
-                p.restart_at = None;
-                p.restarts = p.restarts.saturating_add(1);
-                match spawn_proxy(rt, p.index, p.port, p.admin_port) {
-                    Ok(child) => p.child = Some(child),
-                    Err(e) => {
-                        p.restart_at = Some(now + backoff(p.restarts));
-                        notes.push(format!("proxy-{} did not restart: {e}", p.index));
-                    }
-                }
-            }
+            p.reap_and_restart(
+                now,
+                |p| spawn_proxy(rt, p.index, p.port, p.admin_port),
+                &mut notes,
+            );
         }
         notes
     }
+}
+
+/// Stops `children` all at once, each given `grace` to exit before it is killed.
+pub async fn stop_together(children: Vec<Child>, grace: Duration) {
+    let stops = children.into_iter().map(|mut c| async move {
+        mariadb::stop(&mut c, grace).await;
+    });
+    futures::future::join_all(stops).await;
+}
+
+/// Starts `count` proxies with `spawn`, proxy `i` on the ports `ports(i)` gives, handing each
+/// to `keep` as it starts (so that one started before a failure is stopped with the rest).
+pub fn start_proxies(
+    count: usize,
+    ports: impl Fn(usize) -> Option<(u16, u16)>,
+    spawn: impl Fn(usize, u16, u16) -> Result<Child, LocalError>,
+    mut keep: impl FnMut(ProxyProc),
+) -> Result<(), LocalError> {
+    for index in 0..count {
+        let (port, admin_port) =
+            ports(index).ok_or_else(|| LocalError::Other(format!("no port for proxy {index}")))?;
+        let child = spawn(index, port, admin_port)?;
+        keep(ProxyProc {
+            index,
+            port,
+            admin_port,
+            child: Some(child),
+            restarts: 0,
+            restart_at: None,
+        });
+    }
+    Ok(())
+}
+
+/// Waits (up to 30 s) until each proxy of `ports` (index, port) listens; fails, with the end
+/// of its log (`log(index)`), as soon as one has exited (`exited(index)`).
+pub async fn await_proxies(
+    ports: Vec<(usize, u16)>,
+    exited: impl Fn(usize) -> bool,
+    log: impl Fn(usize) -> PathBuf,
+) -> Result<(), LocalError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (index, port) in ports {
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if exited(index) || Instant::now() > deadline {
+                let log = log(index);
+                return Err(LocalError::Server(ServerError::ServerStart {
+                    member: format!("proxy-{index}"),
+                    reason: format!("lagless-proxy did not listen on 127.0.0.1:{port}"),
+                    tail: mariadb::tail(&log, 10),
+                    log,
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Starts one proxy of a cluster: this same program's `proxy` subcommand, so one installed

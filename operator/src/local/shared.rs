@@ -33,19 +33,50 @@ pub struct LastTick {
     pub failing: Option<String>,
 }
 
-/// The running cluster as the supervisor knows it: everything `status.json` is made from.
+/// A supervisor's phase, the steps of its start and its recent events, a cluster's or a
+/// pool's.
 #[derive(Debug, Default)]
-pub struct RunningCluster {
+pub struct Journal {
     pub phase: String,
     pub step: String,
     /// The start's steps in order (see [`super::status::Status::progress`]).
     pub progress: Vec<String>,
+    pub events: VecDeque<EventLine>,
+}
+
+impl Journal {
+    /// Logs an event (`what`'s: `cluster` or `pool`) and keeps it (the last 100) for the
+    /// status.
+    pub fn note(&mut self, what: &str, message: String) {
+        tracing::info!(%message, "{what} event");
+        self.events.push_back(EventLine {
+            unix_ms: crate::clock::unix_ms(),
+            message,
+        });
+        while self.events.len() > 100 {
+            self.events.pop_front();
+        }
+    }
+
+    pub fn set_step(&mut self, phase: &str, step: String) {
+        self.phase = phase.to_string();
+        self.step = step;
+        if phase == "starting" && self.progress.len() < 32 {
+            self.progress.push(self.step.clone());
+        }
+        tracing::info!(phase, step = %self.step, "progress");
+    }
+}
+
+/// The running cluster as the supervisor knows it: everything `status.json` is made from.
+#[derive(Debug, Default)]
+pub struct RunningCluster {
+    pub journal: Journal,
     pub processes: ProcessTable,
     pub seeding: Option<Seeding>,
     /// The member whose copy last completed, and when.
     pub last_seeded: Option<(String, Instant)>,
     pub last_tick: LastTick,
-    pub events: VecDeque<EventLine>,
     pub requests: Vec<RequestResult>,
 }
 
@@ -62,24 +93,11 @@ impl SharedState {
 impl RunningCluster {
     /// Logs an event and keeps it (the last 100) for the status.
     pub fn note(&mut self, message: impl Into<String>) {
-        let message = message.into();
-        tracing::info!(%message, "cluster event");
-        self.events.push_back(EventLine {
-            unix_ms: crate::clock::unix_ms(),
-            message,
-        });
-        while self.events.len() > 100 {
-            self.events.pop_front();
-        }
+        self.journal.note("cluster", message.into());
     }
 
     pub fn set_step(&mut self, phase: &str, step: impl Into<String>) {
-        self.phase = phase.to_string();
-        self.step = step.into();
-        if phase == "starting" && self.progress.len() < 32 {
-            self.progress.push(self.step.clone());
-        }
-        tracing::info!(phase, step = %self.step, "progress");
+        self.journal.set_step(phase, step.into());
     }
 
     /// Keeps a request's result (the last 20) and notes it.

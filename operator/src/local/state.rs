@@ -84,14 +84,37 @@ impl StateDir {
 
     /// The running supervisor's PID, if one runs.
     pub fn supervisor_pid(&self) -> Option<u32> {
-        if !self.running() {
-            return None;
-        }
-        std::fs::read_to_string(self.pid())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        super::daemon::running_pid(&self.lock(), &self.pid())
+    }
+}
+
+/// The state directory `up` uses for the cluster or pool `name`: `--state-dir`, else `name`
+/// under [`default_root`]. Fails when `--name` (`wanted`) names another.
+pub fn root_for(
+    state_dir: Option<&Path>,
+    wanted: Option<&str>,
+    name: &str,
+) -> Result<PathBuf, LocalError> {
+    if let Some(wanted) = wanted
+        && wanted != name
+    {
+        return Err(LocalError::Other(format!(
+            "--name {wanted} does not match the file's metadata.name ({name})"
+        )));
+    }
+    Ok(match state_dir {
+        Some(d) => d.to_path_buf(),
+        None => default_root().join(name),
+    })
+}
+
+/// Fails when a supervisor for `name` runs (`pid`), or holds the lock (`running`) without
+/// having recorded its PID yet.
+pub fn ensure_stopped(name: &str, pid: Option<u32>, running: bool) -> Result<(), LocalError> {
+    match pid {
+        Some(pid) => Err(LocalError::AlreadyRunning(name.to_string(), pid)),
+        None if running => Err(LocalError::AlreadyRunning(name.to_string(), 0)),
+        None => Ok(()),
     }
 }
 
@@ -182,10 +205,15 @@ impl Settings {
     }
 
     pub fn proxy_ports(&self, index: usize) -> Option<(u16, u16)> {
-        let port = usize::from(self.proxy_port).checked_add(index.checked_mul(2)?)?;
-        let port = u16::try_from(port).ok()?;
-        Some((port, port.checked_add(1)?))
+        proxy_ports(self.proxy_port, index)
     }
+}
+
+/// Proxy `index`'s SQL and admin HTTP ports, the proxies' taking two each from `first`.
+pub fn proxy_ports(first: u16, index: usize) -> Option<(u16, u16)> {
+    let port = usize::from(first).checked_add(index.checked_mul(2)?)?;
+    let port = u16::try_from(port).ok()?;
+    Some((port, port.checked_add(1)?))
 }
 
 /// Generated accounts. The admin account drives the servers (and lets the proxies look users

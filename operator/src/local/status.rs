@@ -127,6 +127,34 @@ impl Status {
     }
 }
 
+/// What the `local` commands show of a status file while a supervisor starts and runs, a
+/// cluster's or a pool's.
+pub trait Shown: Serialize + serde::de::DeserializeOwned {
+    /// `starting`, `running`, `stopping` or `stopped`.
+    fn phase(&self) -> &str;
+    /// Every step of the start so far, in order.
+    fn progress(&self) -> &[String];
+    /// Newest last.
+    fn events(&self) -> &[EventLine];
+    /// The table, with the last `events` events.
+    fn render(&self, events: usize) -> String;
+}
+
+impl Shown for Status {
+    fn phase(&self) -> &str {
+        &self.phase
+    }
+    fn progress(&self) -> &[String] {
+        &self.progress
+    }
+    fn events(&self) -> &[EventLine] {
+        &self.events
+    }
+    fn render(&self, events: usize) -> String {
+        render(self, events)
+    }
+}
+
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
 pub fn clock(unix_ms: u64) -> String {
     let secs = unix_ms / 1000;
@@ -196,14 +224,27 @@ pub fn render(s: &Status, events: usize) -> String {
             seed.bytes as f64 / 1_048_576.0 / secs.max(0.001)
         );
     }
-    if !s.proxies.is_empty() {
+    render_tail(&mut out, &s.proxies, s.connect.as_ref(), &s.events, events);
+    out
+}
+
+/// The end of a status table, a cluster's or a pool's: the proxies, how to connect, and the
+/// last `events` events.
+pub fn render_tail(
+    out: &mut String,
+    proxies: &[ProxyStatus],
+    connect: Option<&ConnectInfo>,
+    events: &[EventLine],
+    last: usize,
+) {
+    if !proxies.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
             "{:<14} {:<22} {:<22} {:<8} STATE",
             "PROXY", "SQL", "ADMIN (HTTP)", "PID"
         );
-        for p in &s.proxies {
+        for p in proxies {
             let _ = writeln!(
                 out,
                 "{:<14} {:<22} {:<22} {:<8} {}",
@@ -215,7 +256,7 @@ pub fn render(s: &Status, events: usize) -> String {
             );
         }
     }
-    if let Some(c) = &s.connect {
+    if let Some(c) = connect {
         let _ = writeln!(
             out,
             "\nconnect: mariadb -h{} -P{}{} -u{} -p<password> {}   (password in {})",
@@ -227,13 +268,12 @@ pub fn render(s: &Status, events: usize) -> String {
             c.credentials_file
         );
     }
-    if events > 0 && !s.events.is_empty() {
+    if last > 0 && !events.is_empty() {
         let _ = writeln!(out, "\nrecent events (UTC):");
-        for e in s.events.iter().rev().take(events).rev() {
+        for e in events.iter().rev().take(last).rev() {
             let _ = writeln!(out, "  {}  {}", clock(e.unix_ms), e.message);
         }
     }
-    out
 }
 
 #[cfg(test)]

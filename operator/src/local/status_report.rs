@@ -1,20 +1,23 @@
 //! The status document: built from the shared state, written as `status.json` twice a
 //! second for the other commands (see [`super::status`] for its types and how it is shown).
 
+use std::path::Path;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::crd::Durability;
 use crate::orchestrate::Probe;
+use crate::tls::files::TlsFiles;
 
-use super::process_table::{Process, Runtime};
+use super::process_table::{Process, ProxyProc, Runtime};
 use super::shared::{RunningCluster, SharedState};
-use super::state::{Settings, write_json};
-use super::status::{ConnectInfo, EventLine, MemberStatus, ProxyStatus, SeedingStatus, Status};
+use super::state::{LocalCredentials, Settings, write_json};
+use super::status::{ConnectInfo, EventLine, MemberStatus, SeedingStatus, Status};
 
 /// Builds the status document from the shared state.
 pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Status {
@@ -84,16 +87,10 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
         .processes
         .proxies
         .iter()
-        .map(|p| ProxyStatus {
-            name: format!("proxy-{}", p.index),
-            port: p.port,
-            admin_port: p.admin_port,
-            pid: p.child.as_ref().map(Child::id),
-            running: p.child.is_some(),
-            restarts: p.restarts,
-        })
+        .map(ProxyProc::status)
         .collect();
     let mut events: Vec<EventLine> = shared
+        .journal
         .events
         .iter()
         .cloned()
@@ -104,9 +101,9 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
     events.drain(..excess);
     Status {
         cluster: settings.cluster.clone(),
-        phase: shared.phase.clone(),
-        step: shared.step.clone(),
-        progress: shared.progress.clone(),
+        phase: shared.journal.phase.clone(),
+        step: shared.journal.step.clone(),
+        progress: shared.journal.progress.clone(),
         state: snap.state.map(|s| format!("{s:?}")),
         supervisor_pid: std::process::id(),
         updated_unix_ms: crate::clock::unix_ms(),
@@ -132,15 +129,26 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
         connect: (settings.pool.is_none())
             .then(|| settings.proxy_ports(0))
             .flatten()
-            .map(|(port, _)| ConnectInfo {
-                host: "127.0.0.1".into(),
-                port,
-                user: rt.creds.app_user.clone(),
-                database: rt.creds.database.clone(),
-                credentials_file: rt.dir.credentials().display().to_string(),
-                tls_ca: rt.tls.as_ref().map(|t| t.ca().display().to_string()),
-            }),
+            .map(|(port, _)| connect_info(port, &rt.creds, &rt.dir.credentials(), rt.tls.as_ref())),
         requests: shared.requests.clone(),
+    }
+}
+
+/// How to connect to the proxy on `port` as the application account of `creds` (its
+/// password kept in `credentials`), verifying the proxy with `tls`'s CA if there is one.
+pub fn connect_info(
+    port: u16,
+    creds: &LocalCredentials,
+    credentials: &Path,
+    tls: Option<&TlsFiles>,
+) -> ConnectInfo {
+    ConnectInfo {
+        host: "127.0.0.1".into(),
+        port,
+        user: creds.app_user.clone(),
+        database: creds.database.clone(),
+        credentials_file: credentials.display().to_string(),
+        tls_ca: tls.map(|t| t.ca().display().to_string()),
     }
 }
 
@@ -149,12 +157,25 @@ pub async fn write_status_until(
     shared: SharedState,
     rt: Arc<Runtime>,
     settings: Settings,
+    stop: watch::Receiver<bool>,
+) {
+    let path = rt.dir.status();
+    let status = move || status(&shared.lock(), &rt, &settings);
+    write_every_half_second(&path, status, "status", stop).await;
+}
+
+/// Writes what `status` makes to `path` every half second until `stop`, and once more at
+/// the end; `what` names it in the log when it cannot be written.
+pub async fn write_every_half_second<S: Serialize>(
+    path: &Path,
+    status: impl Fn() -> S,
+    what: &str,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let doc = status(&shared.lock(), &rt, &settings);
-        if let Err(e) = write_json(&rt.dir.status(), &doc, 0o644) {
-            tracing::warn!(error = %e, "cannot write status");
+        let doc = status();
+        if let Err(e) = write_json(path, &doc, 0o644) {
+            tracing::warn!(error = %e, "cannot write {what}");
         }
         if *stop.borrow() {
             return;

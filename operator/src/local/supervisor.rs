@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lagless_core::topology::{Flavor, Topology};
-use lagless_mariadbd::ServerError;
 use tokio::sync::watch;
 
 use crate::crd::{Durability, MySQLCluster};
@@ -27,7 +26,10 @@ use crate::orchestrate::{ClusterState, Plan};
 
 use super::LocalError;
 use super::mariadb::{self, ServerLayout};
-use super::process_table::{MemberProc, Process, ProxyProc, Runtime, spawn_proxy};
+use super::process_table::{
+    MemberProc, Process, ProxyProc, Runtime, await_proxies, spawn_proxy, start_proxies,
+    stop_together,
+};
 use super::seeder::LocalSeeder;
 use super::shared::{LastTick, SharedState};
 use super::state::Settings;
@@ -330,59 +332,25 @@ impl Supervisor {
 
     async fn start_proxies(&mut self) -> Result<(), LocalError> {
         let count = usize::try_from(self.cluster.spec.proxy.replicas.max(1)).unwrap_or(1);
-        for index in 0..count {
-            let (port, admin_port) = self
-                .settings
-                .proxy_ports(index)
-                .ok_or_else(|| LocalError::Other(format!("no port for proxy {index}")))?;
-            let child = spawn_proxy(&self.rt, index, port, admin_port)?;
-            self.shared.lock().processes.proxies.push(ProxyProc {
-                index,
-                port,
-                admin_port,
-                child: Some(child),
-                restarts: 0,
-                restart_at: None,
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let ports: Vec<(usize, u16)> = self
-            .shared
-            .lock()
-            .processes
-            .proxies
-            .iter()
+        start_proxies(
+            count,
+            |index| self.settings.proxy_ports(index),
+            |index, port, admin_port| spawn_proxy(&self.rt, index, port, admin_port),
+            |proxy| self.shared.lock().processes.proxies.push(proxy),
+        )?;
+        let shared = self.shared.clone();
+        let ports: Vec<(usize, u16)> = (shared.lock().processes.proxies.iter())
             .map(|p| (p.index, p.port))
             .collect();
-        for (index, port) in ports {
-            loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                let exited = self
-                    .shared
-                    .lock()
-                    .processes
-                    .proxies
-                    .get_mut(index)
-                    .and_then(|p| p.child.as_mut())
-                    .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
-                if exited || Instant::now() > deadline {
-                    let log = self.rt.dir.proxy(index).join("proxy.log");
-                    return Err(LocalError::Server(ServerError::ServerStart {
-                        member: format!("proxy-{index}"),
-                        reason: format!("lagless-proxy did not listen on 127.0.0.1:{port}"),
-                        tail: mariadb::tail(&log, 10),
-                        log,
-                    }));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
+        let dir = self.rt.dir.clone();
+        await_proxies(
+            ports,
+            move |index| {
+                (shared.lock().processes.proxies.get_mut(index)).is_none_or(ProxyProc::exited)
+            },
+            move |index| dir.proxy(index).join("proxy.log"),
+        )
+        .await
     }
 
     /// One round of the steady-state loop.
@@ -533,10 +501,7 @@ impl Supervisor {
             .iter_mut()
             .filter_map(|p| p.child.take())
             .collect();
-        let stops = proxies.into_iter().map(|mut c| async move {
-            mariadb::stop(&mut c, Duration::from_secs(10)).await;
-        });
-        futures::future::join_all(stops).await;
+        stop_together(proxies, Duration::from_secs(10)).await;
         let members: Vec<Child> = {
             let mut shared = self.shared.lock();
             shared
@@ -549,10 +514,7 @@ impl Supervisor {
                 })
                 .collect()
         };
-        let stops = members.into_iter().map(|mut c| async move {
-            mariadb::stop(&mut c, Duration::from_secs(60)).await;
-        });
-        futures::future::join_all(stops).await;
+        stop_together(members, Duration::from_secs(60)).await;
     }
 }
 

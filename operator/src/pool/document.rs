@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use lagless_directory::{PoolCluster, PoolDocument};
 
-use crate::crd::tenant_pool::{MySQLTenantPool, TenantSource, directory_name};
+use crate::crd::tenant_pool::{MySQLTenantPool, directory_name};
 
 /// The pool document for `pool` whose tenant clusters are `clusters`, each one's topology
 /// file at `topology(name)`.
@@ -30,11 +30,7 @@ pub fn document(
             .routing
             .sources
             .iter()
-            .map(|source| match source {
-                TenantSource::Database => lagless_directory::TenantSource::Database,
-                TenantSource::Hint => lagless_directory::TenantSource::Hint,
-                TenantSource::Attribute => lagless_directory::TenantSource::Attribute,
-            })
+            .map(|source| lagless_directory::TenantSource::from(*source))
             .collect(),
         attribute: spec.routing.attribute.clone(),
     }

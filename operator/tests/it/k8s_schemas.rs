@@ -2,7 +2,7 @@
 //! (PyPI `kubernetes-validate`, strict: unknown fields are errors). No cluster is needed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lagless_core::topology::{Flavor as TopologyFlavor, Member, Topology, TopologyState};
@@ -243,17 +243,28 @@ fn built_objects_and_the_crd_pass_the_kubernetes_schemas() {
     for (label, cluster) in [("example", example()), ("variant", variant)] {
         let objects = built(&cluster);
         assert!(objects.len() >= 10);
-        for (name, value) in objects {
-            assert!(
-                value["apiVersion"].is_string() && value["kind"].is_string(),
-                "{name}"
-            );
-            let path = dir.path().join(format!("{label}-{name}.json"));
-            std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
-            files.push(path);
-        }
+        files.extend(write_objects(dir.path(), label, objects));
     }
     validate(&files);
+}
+
+/// Writes each object as `<label>-<name>.json` in `dir`, for the validator; their paths.
+fn write_objects(
+    dir: &Path,
+    label: &str,
+    objects: Vec<(String, serde_json::Value)>,
+) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for (name, value) in objects {
+        assert!(
+            value["apiVersion"].is_string() && value["kind"].is_string(),
+            "{name}"
+        );
+        let path = dir.join(format!("{label}-{name}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+        files.push(path);
+    }
+    files
 }
 
 #[test]
@@ -271,15 +282,7 @@ fn tenant_pool_objects_pass_the_kubernetes_schemas() {
     ] {
         let objects = built_pool(&pool, count);
         assert!(objects.len() >= 20, "{label}: {}", objects.len());
-        for (name, value) in objects {
-            assert!(
-                value["apiVersion"].is_string() && value["kind"].is_string(),
-                "{name}"
-            );
-            let path = dir.path().join(format!("{label}-{name}.json"));
-            std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
-            files.push(path);
-        }
+        files.extend(write_objects(dir.path(), label, objects));
     }
     validate(&files);
 }

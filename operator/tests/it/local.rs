@@ -35,6 +35,33 @@ fn free_ports(from: u16, count: u16) -> u16 {
     }
 }
 
+/// Runs `lagless-operator local --state-dir STATE ARGS`.
+pub(crate) fn run_local(state: &Path, args: &[&str]) -> Output {
+    bin()
+        .arg("local")
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("run lagless-operator")
+}
+
+/// Runs a `local` command on `state` that must succeed (else the operator's log is shown);
+/// returns its standard output.
+pub(crate) fn ok_local(state: &Path, args: &[&str]) -> String {
+    let out = run_local(state, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "`local {}` failed ({}):\n{stdout}\n{}\n--- operator.log ---\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(state.join("operator.log")).unwrap_or_default()
+    );
+    stdout
+}
+
 /// One local cluster in a temporary state directory; `down` on drop, so a failing test
 /// leaves no process behind.
 pub(crate) struct Local {
@@ -58,28 +85,12 @@ impl Local {
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        bin()
-            .arg("local")
-            .arg("--state-dir")
-            .arg(self.state())
-            .args(args)
-            .output()
-            .expect("run lagless-operator")
+        run_local(&self.state(), args)
     }
 
     /// Runs a command that must succeed; returns its standard output.
     pub(crate) fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "`local {}` failed ({}):\n{stdout}\n{}\n--- operator.log ---\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.state().join("operator.log")).unwrap_or_default()
-        );
-        stdout
+        ok_local(&self.state(), args)
     }
 
     pub(crate) fn up(&self, manifest: &Path) -> String {

@@ -13,7 +13,7 @@ use lagless_directory::PoolDocument;
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-use crate::local::{alive, wait_until};
+use crate::local::{alive, ok_local, run_local, wait_until};
 
 const POOL: &str = "\
 apiVersion: lagless.dev/v1alpha1
@@ -60,27 +60,11 @@ impl Pool {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lagless-operator"))
-            .arg("local")
-            .arg("--state-dir")
-            .arg(self.state())
-            .args(args)
-            .output()
-            .expect("run lagless-operator")
+        run_local(&self.state(), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "`local {}` failed ({}):\n{stdout}\n{}\n--- operator.log ---\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.state().join("operator.log")).unwrap_or_default()
-        );
-        stdout
+        ok_local(&self.state(), args)
     }
 
     fn status(&self) -> Value {

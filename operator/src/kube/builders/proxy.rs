@@ -35,21 +35,35 @@ const PROXY_TERMINATION_GRACE_SECONDS: i64 = 45;
 /// type `spec.proxy.serviceType`.
 pub fn client_service(cluster: &MySQLCluster) -> Result<Service, BuildError> {
     let ctx = Context::new(cluster)?;
-    let type_ = match ctx.spec.proxy.service_type {
+    Ok(client_service_object(
+        ctx.meta(client_service_name(ctx.name), Component::Proxy),
+        ctx.name,
+        &ctx.spec.proxy.service_type,
+    ))
+}
+
+/// The client Service `meta` names, of the proxies of `instance` (a cluster or a tenant
+/// pool), on port 3306, of the type `service_type`.
+pub(super) fn client_service_object(
+    meta: ObjectMeta,
+    instance: &str,
+    service_type: &ServiceType,
+) -> Service {
+    let type_ = match service_type {
         ServiceType::ClusterIP => "ClusterIP",
         ServiceType::NodePort => "NodePort",
         ServiceType::LoadBalancer => "LoadBalancer",
     };
-    Ok(Service {
-        metadata: ctx.meta(client_service_name(ctx.name), Component::Proxy),
+    Service {
+        metadata: meta,
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
-            selector: Some(selector_labels(ctx.name, Component::Proxy)),
+            selector: Some(selector_labels(instance, Component::Proxy)),
             ports: Some(vec![mysql_service_port()]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    })
+    }
 }
 
 /// The proxy Deployment `<cluster>-proxy`: `spec.proxy.replicas` pods of `lagless-proxy`
@@ -242,15 +256,33 @@ pub fn proxy_network_policy(
     operator_namespace: &str,
 ) -> Result<NetworkPolicy, BuildError> {
     let ctx = Context::new(cluster)?;
-    let clients = match ctx.spec.proxy.service_type {
+    Ok(proxy_network_policy_object(
+        ctx.meta(proxy_network_policy_name(ctx.name), Component::Proxy),
+        ctx.selector(Component::Proxy),
+        &ctx.spec.proxy.service_type,
+        operator_namespace,
+    ))
+}
+
+/// The NetworkPolicy `meta` names, of the proxies `selector` finds (a cluster's or a tenant
+/// pool's): clients on the MySQL port from pods of the namespace, or from anywhere when the
+/// Service is published outside the Kubernetes cluster; the admin port only from the
+/// namespace and the operator.
+pub(super) fn proxy_network_policy_object(
+    meta: ObjectMeta,
+    selector: LabelSelector,
+    service_type: &ServiceType,
+    operator_namespace: &str,
+) -> NetworkPolicy {
+    let clients = match service_type {
         ServiceType::ClusterIP => Some(vec![same_namespace()]),
         // No `from`: every source.
         ServiceType::NodePort | ServiceType::LoadBalancer => None,
     };
-    Ok(NetworkPolicy {
-        metadata: ctx.meta(proxy_network_policy_name(ctx.name), Component::Proxy),
+    NetworkPolicy {
+        metadata: meta,
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(ctx.selector(Component::Proxy)),
+            pod_selector: Some(selector),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![
                 NetworkPolicyIngressRule {
@@ -264,5 +296,5 @@ pub fn proxy_network_policy(
             ]),
             ..NetworkPolicySpec::default()
         }),
-    })
+    }
 }

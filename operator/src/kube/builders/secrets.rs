@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::crd::{MySQLCluster, MySQLClusterSpec};
 
@@ -109,25 +110,39 @@ pub fn credentials_secrets(
         if credential.is_user_supplied(ctx.spec) {
             continue;
         }
-        let password = generated
-            .get(credential.as_str())
-            .filter(|p| !p.is_empty())
-            .ok_or(BuildError::MissingPassword(credential.as_str()))?;
-        secrets.push(Secret {
-            metadata: ctx.meta(credential.secret_name(cluster)?, Component::Mysql),
-            type_: Some("Opaque".into()),
-            data: Some(BTreeMap::from([
-                (
-                    "username".to_string(),
-                    ByteString(credential.default_username().as_bytes().to_vec()),
-                ),
-                (
-                    "password".to_string(),
-                    ByteString(password.as_bytes().to_vec()),
-                ),
-            ])),
-            ..Secret::default()
-        });
+        secrets.push(credential_secret(
+            ctx.meta(credential.secret_name(cluster)?, Component::Mysql),
+            credential,
+            generated,
+        )?);
     }
     Ok(secrets)
+}
+
+/// The Secret `meta` names of `credential`'s account: its `username`, and the `password`
+/// `generated` holds for it (by [`Credential::as_str`]).
+pub(super) fn credential_secret(
+    meta: ObjectMeta,
+    credential: Credential,
+    generated: &BTreeMap<String, String>,
+) -> Result<Secret, BuildError> {
+    let password = generated
+        .get(credential.as_str())
+        .filter(|p| !p.is_empty())
+        .ok_or(BuildError::MissingPassword(credential.as_str()))?;
+    Ok(Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([
+            (
+                "username".to_string(),
+                ByteString(credential.default_username().as_bytes().to_vec()),
+            ),
+            (
+                "password".to_string(),
+                ByteString(password.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    })
 }

@@ -20,15 +20,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ::kube::Resource as _;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, KeyToPath, Secret, Service, ServiceSpec, Volume,
+    ConfigMap, ConfigMapVolumeSource, KeyToPath, Secret, Service, Volume,
 };
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -37,16 +33,16 @@ use kube::api::DynamicObject;
 use crate::crd::tenant_pool::{
     self, MySQLTenantPool, POOL_LABEL, directory_name, tenant_cluster_name,
 };
-use crate::crd::{MySQLCluster, MySQLClusterSpec, ServiceType, TlsSpec};
+use crate::crd::{MySQLCluster, MySQLClusterSpec, TlsSpec};
 use crate::tls::authority::{Authority, Issued};
 
 use super::members::config_hash;
-use super::proxy::{ProxyPods, proxy_pods};
+use super::proxy::{ProxyPods, client_service_object, proxy_network_policy_object, proxy_pods};
+use super::secrets::credential_secret;
 use super::{
-    BuildError, Component, Credential, MYSQL_PORT, PROXY_ADMIN_PORT, PROXY_USERS_KEY,
-    PROXY_USERS_MOUNT, TOPOLOGY_KEY, env_from_secret, headless_service_name, labels, mount,
-    mysql_service_port, operator_peer, same_namespace, selector_labels, tcp, tls,
-    topology_configmap_name,
+    BuildError, Component, Credential, PROXY_USERS_KEY, PROXY_USERS_MOUNT, TOPOLOGY_KEY,
+    controller_reference, env_from_secret, headless_service_name, labels, mount, selector_labels,
+    tls, topology_configmap_name,
 };
 
 /// The key of the pool document in the pool ConfigMap.
@@ -164,18 +160,10 @@ impl<'a> PoolContext<'a> {
         let name = present(pool.metadata.name.as_ref(), "name")?;
         let namespace = present(pool.metadata.namespace.as_ref(), "namespace")?;
         let uid = present(pool.metadata.uid.as_ref(), "uid")?;
-        let owner = OwnerReference {
-            api_version: MySQLTenantPool::api_version(&()).into_owned(),
-            kind: MySQLTenantPool::kind(&()).into_owned(),
-            name: name.to_string(),
-            uid: uid.to_string(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        };
         Ok(Self {
             name,
             namespace,
-            owner,
+            owner: controller_reference::<MySQLTenantPool>(name, uid),
         })
     }
 
@@ -383,21 +371,11 @@ fn proxy_spec(pool: &MySQLTenantPool) -> Result<MySQLClusterSpec, BuildError> {
 /// the type `spec.proxy.serviceType`.
 pub fn pool_client_service(pool: &MySQLTenantPool) -> Result<Service, BuildError> {
     let ctx = PoolContext::new(pool)?;
-    let type_ = match pool.spec.proxy.service_type {
-        ServiceType::ClusterIP => "ClusterIP",
-        ServiceType::NodePort => "NodePort",
-        ServiceType::LoadBalancer => "LoadBalancer",
-    };
-    Ok(Service {
-        metadata: ctx.meta(pool_service_name(ctx.name), Component::Proxy),
-        spec: Some(ServiceSpec {
-            type_: Some(type_.into()),
-            selector: Some(selector_labels(ctx.name, Component::Proxy)),
-            ports: Some(vec![mysql_service_port()]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    })
+    Ok(client_service_object(
+        ctx.meta(pool_service_name(ctx.name), Component::Proxy),
+        ctx.name,
+        &pool.spec.proxy.service_type,
+    ))
 }
 
 /// The PodDisruptionBudget `<pool>-proxy`: a node drain takes at most one of the pool's
@@ -425,28 +403,12 @@ pub fn pool_proxy_network_policy(
     operator_namespace: &str,
 ) -> Result<NetworkPolicy, BuildError> {
     let ctx = PoolContext::new(pool)?;
-    let clients = match pool.spec.proxy.service_type {
-        ServiceType::ClusterIP => Some(vec![same_namespace()]),
-        ServiceType::NodePort | ServiceType::LoadBalancer => None,
-    };
-    Ok(NetworkPolicy {
-        metadata: ctx.meta(pool_proxy_name(ctx.name), Component::Proxy),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(ctx.proxy_selector()),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![
-                NetworkPolicyIngressRule {
-                    from: clients,
-                    ports: Some(vec![tcp(MYSQL_PORT)]),
-                },
-                NetworkPolicyIngressRule {
-                    from: Some(vec![same_namespace(), operator_peer(operator_namespace)]),
-                    ports: Some(vec![tcp(PROXY_ADMIN_PORT)]),
-                },
-            ]),
-            ..NetworkPolicySpec::default()
-        }),
-    })
+    Ok(proxy_network_policy_object(
+        ctx.meta(pool_proxy_name(ctx.name), Component::Proxy),
+        ctx.proxy_selector(),
+        &pool.spec.proxy.service_type,
+        operator_namespace,
+    ))
 }
 
 /// The Secrets of the shared accounts the template names none for ([`generated_pool_credentials`]),
@@ -460,25 +422,7 @@ pub fn pool_credentials_secrets(
     generated_pool_credentials(pool)
         .into_iter()
         .map(|(credential, name)| {
-            let password = generated
-                .get(credential.as_str())
-                .filter(|p| !p.is_empty())
-                .ok_or(BuildError::MissingPassword(credential.as_str()))?;
-            Ok(Secret {
-                metadata: ctx.meta(name, Component::Mysql),
-                type_: Some("Opaque".into()),
-                data: Some(BTreeMap::from([
-                    (
-                        "username".to_string(),
-                        ByteString(credential.default_username().as_bytes().to_vec()),
-                    ),
-                    (
-                        "password".to_string(),
-                        ByteString(password.as_bytes().to_vec()),
-                    ),
-                ])),
-                ..Secret::default()
-            })
+            credential_secret(ctx.meta(name, Component::Mysql), credential, generated)
         })
         .collect()
 }

@@ -10,8 +10,8 @@
 //! Failures are logged, reported in the snapshot (`blocked`) or as Warning Events, and
 //! retried at the next round; nothing here panics on what the API server or the servers say.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::kube::api::Api;
@@ -22,7 +22,6 @@ use lagless_core::topology::{Member, Topology};
 use lagless_directory::Directory;
 use lagless_directory::placement::{self, ClusterLoad, ClusterState};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::decide::{self, Candidate};
 use super::status::PoolSnapshot;
@@ -30,8 +29,10 @@ use crate::crd::MySQLCluster;
 use crate::crd::tenant_pool::{self, MySQLTenantPool, directory_name};
 use crate::kube::builders::tenant_pool::pool_tls_secret_name;
 use crate::kube::builders::{TOPOLOGY_KEY, topology_configmap_name};
-use crate::kube::common::{self, object_key};
+use crate::kube::common::{self, lock, object_key};
+use crate::kube::orchestration::secret_ca;
 use crate::kube::status::ClusterEvent;
+use crate::kube::tasks::Tasks;
 use crate::orchestrate::view::CaSource;
 use crate::pool::growth::{self, Growth};
 use crate::pool::load::{self, RateMeter};
@@ -60,18 +61,7 @@ pub trait PoolLoops: Send + Sync {
 pub struct PoolTasks {
     client: Client,
     recorder: Recorder,
-    tasks: Mutex<HashMap<String, Task>>,
-}
-
-struct Task {
-    input: watch::Sender<(MySQLTenantPool, u32)>,
-    snapshot: Arc<Mutex<PoolSnapshot>>,
-    handle: JoinHandle<()>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data are plain values, consistent at every await-free step.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    tasks: Tasks<(MySQLTenantPool, u32), PoolSnapshot>,
 }
 
 impl PoolTasks {
@@ -79,70 +69,46 @@ impl PoolTasks {
         Self {
             client,
             recorder,
-            tasks: Mutex::default(),
+            tasks: Tasks::default(),
         }
     }
 }
 
 impl PoolLoops for PoolTasks {
     fn ensure(&self, pool: &MySQLTenantPool, count: u32) -> PoolSnapshot {
-        let key = object_key(pool);
-        let mut tasks = lock(&self.tasks);
-        if let Some(task) = tasks.get(&key)
-            && !task.handle.is_finished()
-        {
-            task.input.send_if_modified(|(current, current_count)| {
+        self.tasks.ensure(
+            object_key(pool),
+            |(current, current_count)| {
                 let changed = current.spec != pool.spec || *current_count != count;
                 if changed {
                     *current = pool.clone();
                     *current_count = count;
                 }
                 changed
-            });
-            return lock(&task.snapshot).clone();
-        }
-        let (input, receiver) = watch::channel((pool.clone(), count));
-        let snapshot = Arc::new(Mutex::new(PoolSnapshot::default()));
-        let runner = Runner {
-            client: self.client.clone(),
-            recorder: self.recorder.clone(),
-            input: receiver,
-            snapshot: Arc::clone(&snapshot),
-            directory: None,
-            meters: BTreeMap::new(),
-            listed_since: BTreeMap::new(),
-            warnings: BTreeSet::new(),
-        };
-        let handle = tokio::spawn(runner.run());
-        tasks.insert(
-            key,
-            Task {
-                input,
-                snapshot,
-                handle,
             },
-        );
-        PoolSnapshot::default()
+            || (pool.clone(), count),
+            |receiver, snapshot| {
+                let runner = Runner {
+                    client: self.client.clone(),
+                    recorder: self.recorder.clone(),
+                    input: receiver,
+                    snapshot,
+                    directory: None,
+                    meters: BTreeMap::new(),
+                    listed_since: BTreeMap::new(),
+                    warnings: BTreeSet::new(),
+                };
+                runner.run()
+            },
+        )
     }
 
     fn snapshot(&self, key: &str) -> Option<PoolSnapshot> {
-        lock(&self.tasks)
-            .get(key)
-            .map(|task| lock(&task.snapshot).clone())
+        self.tasks.snapshot(key)
     }
 
     fn stop(&self, key: &str) {
-        if let Some(task) = lock(&self.tasks).remove(key) {
-            task.handle.abort();
-        }
-    }
-}
-
-impl Drop for PoolTasks {
-    fn drop(&mut self) {
-        for (_, task) in lock(&self.tasks).drain() {
-            task.handle.abort();
-        }
+        self.tasks.stop(key);
     }
 }
 
@@ -448,14 +414,7 @@ impl Runner {
             Some(_) => {
                 let name = pool_tls_secret_name(pool);
                 let secret = read_secret(&secrets, &name).await?;
-                let ca = secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(crate::tls::CA_FILE))
-                    .map(|v| v.0.clone())
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| format!("TLS Secret {name} has no {}", crate::tls::CA_FILE))?;
-                Some(CaSource::Pem(ca))
+                Some(CaSource::Pem(secret_ca(&secret, &name)?))
             }
         };
         Ok(Access { user, password, ca })

@@ -7,8 +7,7 @@
 //! and the next reconcile applies it. The reconciler requeues itself every
 //! [`STATUS_INTERVAL`] so the status and the pool's size follow the loop.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ::kube::api::Api;
@@ -16,13 +15,11 @@ use ::kube::runtime::controller::Action;
 use ::kube::runtime::events::Recorder;
 use ::kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use ::kube::{Client, ResourceExt};
-use k8s_openapi::api::core::v1::Secret;
 
 use super::decide;
 use super::operate::PoolLoops;
 use super::status;
 use crate::clock;
-use crate::crd::Condition;
 use crate::crd::tenant_pool::{MySQLTenantPool, MySQLTenantPoolStatus};
 use crate::kube::builders::BuildError;
 use crate::kube::builders::tenant_pool::{
@@ -31,10 +28,11 @@ use crate::kube::builders::tenant_pool::{
 };
 use crate::kube::common::{self, object_key};
 use crate::kube::metrics::Metrics;
+use crate::kube::reconcile::memory::Memory;
 use crate::kube::reconcile::{
     Error, FINALIZER, INVALID_INTERVAL, STATUS_INTERVAL, SelfIssued, apply_certificate,
-    apply_object, apply_status, backoff, ensure_self_issued, random_password, read_object,
-    scale_down_proxies,
+    apply_object, apply_status, ensure_self_issued, missing_credentials, scale_down_proxies,
+    warn_invalid,
 };
 use crate::kube::status::ClusterEvent;
 
@@ -48,11 +46,7 @@ pub struct PoolContext {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub loops: Arc<dyn PoolLoops>,
-    /// Consecutive failures per pool (`namespace/name`), for the backoff.
-    failures: Mutex<HashMap<String, u32>>,
-    /// Pools without proxies, with the generation whose leftover proxy Deployment was scaled
-    /// down.
-    proxies_off: Mutex<HashMap<String, Option<i64>>>,
+    memory: Memory,
 }
 
 impl PoolContext {
@@ -71,35 +65,15 @@ impl PoolContext {
             recorder,
             metrics,
             loops,
-            failures: Mutex::default(),
-            proxies_off: Mutex::default(),
+            memory: Memory::default(),
         }
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        // A panic elsewhere while holding the lock leaves plain counters: still usable.
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn proxies_off(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<i64>>> {
-        self.proxies_off
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 /// The controller's error policy: retry with exponential backoff per pool.
 pub fn error_policy(pool: Arc<MySQLTenantPool>, error: &Error, ctx: Arc<PoolContext>) -> Action {
     let key = object_key(pool.as_ref());
-    let failures = {
-        let mut map = ctx.failures();
-        let n = map.entry(key.clone()).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = backoff(failures);
+    let (failures, delay) = ctx.memory.failed(&key);
     tracing::warn!(pool = %key, %error, failures, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -111,7 +85,7 @@ pub async fn reconcile(pool: Arc<MySQLTenantPool>, ctx: Arc<PoolContext>) -> Res
     let result = reconcile_inner(pool, &ctx).await;
     ctx.metrics.observe(started.elapsed(), result.is_err());
     if result.is_ok() {
-        ctx.failures().remove(&key);
+        ctx.memory.succeeded(&key);
     }
     result
 }
@@ -168,18 +142,7 @@ async fn report_invalid(
     ctx: &PoolContext,
 ) -> Result<Action, Error> {
     let previous = pool.status.clone().unwrap_or_default();
-    let already_reported = previous.conditions.iter().any(|c| {
-        c.type_ == Condition::DEGRADED && c.reason == "InvalidSpec" && c.message == message
-    });
-    if !already_reported {
-        let event = ClusterEvent {
-            warning: true,
-            reason: "InvalidSpec",
-            action: "Validate",
-            note: message.to_string(),
-        };
-        common::publish(&ctx.recorder, pool, event).await;
-    }
+    warn_invalid(&ctx.recorder, pool, &previous.conditions, message).await;
     let status = status::invalid_pool_status(
         &previous,
         message,
@@ -188,37 +151,6 @@ async fn report_invalid(
     );
     patch_status(api, pool, status).await?;
     Ok(Action::requeue(INVALID_INTERVAL))
-}
-
-/// The shared accounts' Secrets that do not exist yet. An existing one is never applied
-/// again: a new password would not change the accounts the servers already have.
-async fn missing_credentials(
-    client: &Client,
-    namespace: &str,
-    pool: &MySQLTenantPool,
-) -> Result<Vec<Secret>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut generated = BTreeMap::new();
-    let mut missing = Vec::new();
-    for (credential, name) in generated_pool_credentials(pool) {
-        let password = if read_object(&api, &name).await?.is_none() {
-            missing.push(name);
-            random_password()?
-        } else {
-            // The builder wants a password for each generated Secret; this one is discarded.
-            "unused".to_string()
-        };
-        generated.insert(credential.as_str().to_string(), password);
-    }
-    Ok(pool_builders::pool_credentials_secrets(pool, &generated)?
-        .into_iter()
-        .filter(|s| {
-            s.metadata
-                .name
-                .as_ref()
-                .is_some_and(|n| missing.contains(n))
-        })
-        .collect())
 }
 
 /// The certificate every member and proxy of the pool shares, as the template's `tls` says:
@@ -269,7 +201,14 @@ async fn apply(
     let count = decide::cluster_count(pool, &snapshot.registered(), snapshot.wanted);
     // Build everything before applying anything: a pool that cannot be built is left as it
     // is rather than half-updated.
-    let secrets = missing_credentials(client, &namespace, pool).await?;
+    // The shared accounts' Secrets that do not exist yet.
+    let secrets = missing_credentials(
+        client,
+        &namespace,
+        generated_pool_credentials(pool),
+        |passwords| pool_builders::pool_credentials_secrets(pool, passwords),
+    )
+    .await?;
     let clusters = pool_builders::pool_clusters(pool, count)?;
     let document = pool_builders::pool_configmap(pool, count)?;
     let proxies = if pool.spec.proxy.replicas > 0 {
@@ -300,10 +239,12 @@ async fn apply(
             apply_object(client, &namespace, network_policy).await?;
             apply_object(client, &namespace, deployment).await?;
         }
-        None if ctx.proxies_off().get(&key) != Some(&pool.metadata.generation) => {
+        None if ctx
+            .memory
+            .proxies_off_pending(&key, pool.metadata.generation) =>
+        {
             scale_down_proxies(client, &namespace, &pool_proxy_name(&pool.name_any())).await?;
-            ctx.proxies_off()
-                .insert(key.clone(), pool.metadata.generation);
+            ctx.memory.proxies_off_done(&key, pool.metadata.generation);
         }
         None => {}
     }
@@ -325,7 +266,7 @@ async fn apply(
 async fn cleanup(pool: &MySQLTenantPool, ctx: &PoolContext) -> Result<Action, Error> {
     let key = object_key(pool);
     ctx.loops.stop(&key);
-    ctx.proxies_off().remove(&key);
+    ctx.memory.forget_proxies_off(&key);
     let event = ClusterEvent {
         warning: false,
         reason: "Deleting",

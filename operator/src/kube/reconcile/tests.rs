@@ -2,13 +2,12 @@
 
 use std::sync::Mutex;
 
-use ::kube::runtime::events::Reporter;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use lagless_core::topology::{Flavor, Member, Topology, TopologyState};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::kube::mock::{self, Exchange, Recorded, bounded, status};
+use crate::kube::mock::{self, Exchange, Recorded, bounded, lines, status};
 use crate::kube::orchestration::{fold_events, record_event};
 use crate::kube::status::Snapshot;
 use crate::orchestrate::run::TimedEvent;
@@ -53,19 +52,9 @@ fn cluster(replicas: i32, finalizer: bool) -> MySQLCluster {
     cluster
 }
 
-/// Answers like an API server that holds `cluster` and nothing else: objects applied are
-/// echoed back, reads of anything else are 404.
+/// Answers like an API server that holds `cluster` and nothing else.
 fn server(cluster: &MySQLCluster) -> impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static {
-    let stored = serde_json::to_value(cluster).unwrap();
-    move |request: &Exchange| {
-        if request.path.starts_with(CLUSTERS) {
-            return (200, stored.clone());
-        }
-        match request.method.as_str() {
-            "GET" => status(404, "NotFound"),
-            _ => (200, request.body.clone()),
-        }
-    }
+    mock::holding(CLUSTERS, serde_json::to_value(cluster).unwrap())
 }
 
 struct Harness {
@@ -77,13 +66,7 @@ struct Harness {
 fn harness(respond: impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static) -> Harness {
     let (client, recorded) = mock::client(respond);
     let orchestrations = Arc::new(FakeOrchestrations::default());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some("test".into()),
-        },
-    );
+    let recorder = mock::recorder(client.clone());
     let context = Arc::new(Context::new(
         client,
         PROXY_IMAGE.into(),
@@ -96,17 +79,6 @@ fn harness(respond: impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static) 
         recorded,
         orchestrations,
     }
-}
-
-fn lines(requests: &[Exchange]) -> Vec<String> {
-    requests.iter().map(Exchange::line).collect()
-}
-
-fn is_server_side_apply(request: &Exchange) -> bool {
-    request.method == "PATCH"
-        && request.content_type == "application/apply-patch+yaml"
-        && request.query_has("fieldManager=lagless-operator")
-        && request.query_has("force=true")
 }
 
 #[tokio::test]
@@ -170,7 +142,7 @@ async fn reconcile_applies_every_object_then_the_status() {
         ]
     );
     for request in &requests[6..] {
-        assert!(is_server_side_apply(request), "{request:?}");
+        assert!(request.is_server_side_apply(), "{request:?}");
         assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
     }
     // Every object is owned by the cluster, so deleting it deletes them.
@@ -314,7 +286,7 @@ async fn an_invalid_spec_is_reported_and_nothing_is_applied() {
     let note = event["note"].as_str().unwrap();
     assert!(note.contains("spec.replicas"), "{note}");
     let status = &requests[1].body["status"];
-    assert!(is_server_side_apply(&requests[1]));
+    assert!(requests[1].is_server_side_apply());
     assert_eq!(status["phase"], "Invalid");
     let degraded = status["conditions"]
         .as_array()
@@ -520,7 +492,7 @@ async fn a_changed_spec_is_applied_again() {
     // The Secrets exist, so none is applied again; every other object is.
     assert_eq!(lines(&requests), reapply_lines());
     for request in &requests[6..] {
-        assert!(is_server_side_apply(request), "{request:?}");
+        assert!(request.is_server_side_apply(), "{request:?}");
     }
     let statefulset = &requests[9].body;
     assert_eq!(statefulset["kind"], "StatefulSet");
@@ -613,7 +585,7 @@ async fn a_failover_is_reported_in_status_and_as_an_event() {
     assert_eq!(h.context.metrics.failovers.get(), 1);
 
     let status = &requests[15].body["status"];
-    assert!(is_server_side_apply(&requests[15]));
+    assert!(requests[15].is_server_side_apply());
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["primary"], "shop-1");
     assert_eq!(status["topologyEpoch"], 5);
@@ -701,7 +673,7 @@ async fn self_issued_tls_creates_a_ca_and_a_certificate_before_the_pods() {
         .iter()
         .find(|r| r.method == "PATCH" && r.path.ends_with("/secrets/shop-tls"))
         .unwrap();
-    assert!(is_server_side_apply(issued));
+    assert!(issued.is_server_side_apply());
     assert_eq!(issued.body["type"], "kubernetes.io/tls");
     for key in ["ca.crt", "tls.crt", "tls.key"] {
         assert!(issued.body["data"][key].is_string(), "{key}");
@@ -771,7 +743,7 @@ async fn an_issuer_gets_a_cert_manager_certificate_and_no_secret_is_made() {
         .iter()
         .find(|r| r.path.contains("certificates"))
         .unwrap();
-    assert!(is_server_side_apply(certificate));
+    assert!(certificate.is_server_side_apply());
     assert_eq!(certificate.body["kind"], "Certificate");
     assert_eq!(
         certificate.body["spec"]["issuerRef"]["kind"],

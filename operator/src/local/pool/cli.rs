@@ -2,26 +2,22 @@
 //! supervisor in the foreground or the background), `status`, `down`, and which cluster a
 //! command about one member or cluster is for.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::crd::MySQLTenantPool;
 use crate::crd::tenant_pool::directory_name;
-use crate::local::LocalError;
-use crate::local::daemon::{init_file_logging, spawn_signal_handler};
-use crate::local::mariadb::{self, Binaries};
-use crate::local::process::{FileLock, signal, spawn_detached};
+use crate::local::daemon::{claim, local_tls, spawn_signal_handler};
+use crate::local::mariadb::Binaries;
+use crate::local::process::signal;
 use crate::local::state::{self, LocalCredentials, read_json, write_json};
-use crate::local::status::clock;
-use crate::tls::files::TlsFiles;
+use crate::local::{LocalError, console, ports};
 
 use super::layout::{self, cluster_of_member};
-use super::status::{PoolCluster, PoolStatus, render};
+use super::status::{PoolCluster, PoolStatus};
 use super::supervisor::{
     PoolRuntime, PoolSupervisor, SharedPool, cluster_statuses, status, write_status_until,
 };
@@ -45,23 +41,12 @@ pub fn prepare(
 ) -> Result<(PoolDir, MySQLTenantPool), LocalError> {
     let pool = crate::local::manifest::parse_pool(text, source)?;
     let name = pool.name().to_string();
-    if let Some(wanted) = &options.name
-        && *wanted != name
-    {
-        return Err(LocalError::Other(format!(
-            "--name {wanted} does not match the file's metadata.name ({name})"
-        )));
-    }
-    let dir = match &options.state_dir {
-        Some(d) => PoolDir::new(d),
-        None => PoolDir::new(state::default_root().join(&name)),
-    };
-    if let Some(pid) = dir.supervisor_pid() {
-        return Err(LocalError::AlreadyRunning(name, pid));
-    }
-    if dir.running() {
-        return Err(LocalError::AlreadyRunning(name, 0));
-    }
+    let dir = PoolDir::new(state::root_for(
+        options.state_dir.as_deref(),
+        options.name.as_deref(),
+        &name,
+    )?);
+    state::ensure_stopped(&name, dir.supervisor_pid(), dir.running())?;
     if dir.root().join("cluster.yaml").is_file() {
         return Err(LocalError::Other(format!(
             "{} holds a cluster, not a pool: use another --state-dir",
@@ -119,21 +104,9 @@ pub fn prepare(
         if let Some(pid) = state.supervisor_pid() {
             return Err(LocalError::AlreadyRunning(cluster.name().to_string(), pid));
         }
-        for i in 0..cluster.settings.replicas {
-            let port = cluster
-                .settings
-                .member_port(i)
-                .ok_or_else(|| LocalError::Other("--base-port is too high".into()))?;
-            crate::local::ports::ensure_free(port, &cluster.settings.member_name(i))?;
-        }
+        ports::ensure_members_free(&cluster.settings)?;
     }
-    for i in 0..usize::try_from(proxies).unwrap_or(1) {
-        let (port, admin) = settings
-            .proxy_ports(i)
-            .ok_or_else(|| LocalError::Other("--proxy-port is too high".into()))?;
-        crate::local::ports::ensure_free(port, &format!("proxy-{i}"))?;
-        crate::local::ports::ensure_free(admin, &format!("proxy-{i} admin"))?;
-    }
+    ports::ensure_proxies_free(settings.proxy_port, usize::try_from(proxies).unwrap_or(1))?;
     let creds = if dir.credentials().is_file() {
         let mut creds: LocalCredentials = read_json(&dir.credentials())?;
         if creds.fill_in()? {
@@ -169,25 +142,17 @@ pub fn supervise(
     let pool = crate::local::manifest::parse_pool(&text, &dir.manifest())?;
     let settings: PoolSettings = read_json(&dir.settings())?;
     let creds: LocalCredentials = read_json(&dir.credentials())?;
-    let Some(_lock) = FileLock::try_acquire(&dir.lock()).map_err(LocalError::io(&dir.lock()))?
-    else {
-        return Err(LocalError::AlreadyRunning(
-            settings.pool.clone(),
-            dir.supervisor_pid().unwrap_or(0),
-        ));
-    };
-    std::fs::write(dir.pid(), std::process::id().to_string())
-        .map_err(LocalError::io(&dir.pid()))?;
-    init_file_logging(&dir.log(), log_filter)?;
+    let _lock = claim(
+        &dir.lock(),
+        &dir.pid(),
+        &dir.log(),
+        log_filter,
+        &settings.pool,
+        || dir.supervisor_pid(),
+    )?;
     // One CA for the whole pool: each proxy verifies every cluster's members with it.
     let tls = match &pool.spec.cluster_template.tls {
-        Some(_) => {
-            let files = TlsFiles::new(dir.tls());
-            files
-                .ensure(pool.name(), &crate::tls::local_names(), SystemTime::now())
-                .map_err(|e| LocalError::Other(e.to_string()))?;
-            Some(files)
-        }
+        Some(_) => Some(local_tls(dir.tls(), pool.name())?),
         None => None,
     };
     let rt = PoolRuntime {
@@ -215,11 +180,12 @@ pub fn supervise(
         ));
         let (done_tx, done_rx) = watch::channel(false);
         let view = display.map(|prefix| {
-            tokio::spawn(live_view(
-                shared.clone(),
-                rt.clone(),
-                settings.clone(),
-                prefix,
+            let (shared, rt, settings) = (shared.clone(), rt.clone(), settings.clone());
+            let banner_rt = rt.clone();
+            tokio::spawn(console::live_view(
+                move || current(&shared, &rt, &settings),
+                move |s| banner_text(s, &banner_rt.creds, &prefix, banner_rt.dir.root()),
+                "pool",
                 done_rx,
             ))
         });
@@ -248,64 +214,6 @@ fn current(shared: &SharedPool, rt: &PoolRuntime, settings: &PoolSettings) -> Po
     let s = status(&shared.lock(), rt, settings);
     let names: Vec<String> = s.clusters.iter().map(|c| c.name.clone()).collect();
     s.with_clusters(&cluster_statuses(&rt.dir, &names))
-}
-
-/// The foreground display: progress lines while starting, the banner once up, then a
-/// redrawn status table on a terminal (or new events as lines otherwise).
-async fn live_view(
-    shared: SharedPool,
-    rt: Arc<PoolRuntime>,
-    settings: PoolSettings,
-    prefix: String,
-    mut done: watch::Receiver<bool>,
-) {
-    let tty = std::io::stdout().is_terminal();
-    let mut steps_shown = 0;
-    let mut printed_events = 0u64;
-    let mut banner: Option<String> = None;
-    loop {
-        let s = current(&shared, &rt, &settings);
-        if banner.is_none() {
-            print_new_steps(&s, &mut steps_shown);
-        }
-        if s.phase == "running" {
-            let text = banner.get_or_insert_with(|| {
-                let b = banner_text(&s, &rt.creds, &prefix, rt.dir.root());
-                if !tty {
-                    println!("{b}");
-                }
-                b
-            });
-            if tty {
-                print!(
-                    "\x1b[H\x1b[2J{text}\n{}\n(Ctrl-C stops the pool; the data is kept)\n",
-                    render(&s, 8)
-                );
-            } else {
-                for e in s.events.iter().filter(|e| e.unix_ms > printed_events) {
-                    println!("{}  {}", clock(e.unix_ms), e.message);
-                }
-            }
-        }
-        if let Some(e) = s.events.last() {
-            printed_events = printed_events.max(e.unix_ms);
-        }
-        let _ = std::io::stdout().flush();
-        if *done.borrow() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = done.changed() => {}
-        }
-    }
-}
-
-fn print_new_steps(s: &PoolStatus, shown: &mut usize) {
-    for step in s.progress.iter().skip(*shown) {
-        println!("{step} ...");
-    }
-    *shown = (*shown).max(s.progress.len());
 }
 
 fn banner_text(s: &PoolStatus, creds: &LocalCredentials, prefix: &str, root: &Path) -> String {
@@ -368,49 +276,16 @@ fn banner_text(s: &PoolStatus, creds: &LocalCredentials, prefix: &str, root: &Pa
 
 /// Starts the pool supervisor in the background and waits until the pool is up.
 pub fn detach(dir: &PoolDir, prefix: &str) -> Result<(), LocalError> {
-    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(dir.log())
-        .map_err(LocalError::io(&dir.log()))?;
-    let err = log.try_clone().map_err(LocalError::io(&dir.log()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("local")
-        .arg("--state-dir")
-        .arg(dir.root())
-        .args(["up", "--supervise"])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
-    let mut child = spawn_detached(cmd).map_err(|e| LocalError::Command {
-        command: "lagless-operator local up --supervise".into(),
-        detail: e.to_string(),
-    })?;
-    let began = Instant::now();
-    let mut steps_shown = 0;
-    loop {
-        if let Ok(s) = read_json::<PoolStatus>(&dir.status()) {
-            print_new_steps(&s, &mut steps_shown);
-            if s.phase == "running" {
-                let creds: LocalCredentials = read_json(&dir.credentials())?;
-                println!(
-                    "up in {:.1} s\n\n{}",
-                    began.elapsed().as_secs_f64(),
-                    banner_text(&s, &creds, prefix, dir.root())
-                );
-                return Ok(());
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(LocalError::Other(format!(
-                "the pool did not start ({status}); last lines of {}:\n{}",
-                dir.log().display(),
-                mariadb::tail(&dir.log(), 15)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    console::detach(
+        dir.root(),
+        &dir.log(),
+        &dir.status(),
+        "the pool",
+        |s: &PoolStatus| {
+            let creds: LocalCredentials = read_json(&dir.credentials())?;
+            Ok(banner_text(s, &creds, prefix, dir.root()))
+        },
+    )
 }
 
 /// The pool's status: the pool supervisor's file, each cluster's part from its own.
@@ -455,24 +330,7 @@ pub fn read_status(dir: &PoolDir) -> Result<PoolStatus, LocalError> {
 
 /// `local status` on a pool.
 pub fn show(dir: &PoolDir, json: bool, watch: bool) -> Result<(), LocalError> {
-    loop {
-        let s = read_status(dir)?;
-        if json {
-            let text =
-                serde_json::to_string_pretty(&s).map_err(|e| LocalError::Other(e.to_string()))?;
-            println!("{text}");
-        } else {
-            if watch {
-                print!("\x1b[H\x1b[2J");
-            }
-            print!("{}", render(&s, 10));
-        }
-        if !watch {
-            return Ok(());
-        }
-        let _ = std::io::stdout().flush();
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    console::show(|| read_status(dir), json, watch)
 }
 
 /// `local down` on a pool: the pool supervisor stops its proxies and clusters; a cluster
@@ -516,17 +374,7 @@ pub fn down(dir: &PoolDir, purge: bool) -> Result<(), LocalError> {
 /// SIGTERM to `pid`, then waits (up to 300 s) until `running` turns false.
 fn stop_and_wait(pid: u32, running: impl Fn() -> bool, log: &Path) -> Result<(), LocalError> {
     signal(pid, libc::SIGTERM).map_err(|e| LocalError::Other(e.to_string()))?;
-    let began = Instant::now();
-    while running() {
-        if began.elapsed() > Duration::from_secs(300) {
-            return Err(LocalError::Other(format!(
-                "the supervisor (pid {pid}) did not stop within 300 s; see {}",
-                log.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+    console::wait_stopped(pid, running, log, Duration::from_secs(300))
 }
 
 /// The cluster of the pool a switchover is for: the one `to` is a member of, else the one

@@ -273,20 +273,10 @@ spec:
         }
     }
 
+    /// The rest of the document is [`crate::pool::document`]'s, tested there.
     #[test]
-    fn the_document_names_the_directory_and_the_registered_clusters() {
+    fn the_document_finds_topologies_in_the_state_directory() {
         let doc = document(&pool(), &["demo-c0".into(), "demo-c1".into()]);
-        assert_eq!(doc.pool, "demo");
-        assert_eq!(doc.directory, "demo-directory");
-        assert_eq!(doc.tenant_database, "t_{id}");
-        assert_eq!(
-            doc.routing,
-            [
-                lagless_directory::TenantSource::Hint,
-                lagless_directory::TenantSource::Database
-            ]
-        );
-        assert_eq!(doc.attribute, "tenant");
         assert_eq!(
             doc.cluster("demo-c1").unwrap().topology,
             PathBuf::from("clusters/demo-c1/topology.json")

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::local::status::{ConnectInfo, EventLine, ProxyStatus, Status, clock};
+use crate::local::status::{ConnectInfo, EventLine, ProxyStatus, Shown, Status, render_tail};
 
 /// The most events a pool's status keeps, its own and its clusters'.
 const MAX_EVENTS: usize = 100;
@@ -137,6 +137,21 @@ impl PoolStatus {
     }
 }
 
+impl Shown for PoolStatus {
+    fn phase(&self) -> &str {
+        &self.phase
+    }
+    fn progress(&self) -> &[String] {
+        &self.progress
+    }
+    fn events(&self) -> &[EventLine] {
+        &self.events
+    }
+    fn render(&self, events: usize) -> String {
+        render(self, events)
+    }
+}
+
 /// A size for people: `512 B`, `1.5 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -203,43 +218,7 @@ pub fn render(s: &PoolStatus, events: usize) -> String {
             );
         }
     }
-    if !s.proxies.is_empty() {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<14} {:<22} {:<22} {:<8} STATE",
-            "PROXY", "SQL", "ADMIN (HTTP)", "PID"
-        );
-        for p in &s.proxies {
-            let _ = writeln!(
-                out,
-                "{:<14} {:<22} {:<22} {:<8} {}",
-                p.name,
-                format!("127.0.0.1:{}", p.port),
-                format!("127.0.0.1:{}", p.admin_port),
-                p.pid.map_or("-".into(), |p| p.to_string()),
-                if p.running { "running" } else { "down" },
-            );
-        }
-    }
-    if let Some(c) = &s.connect {
-        let _ = writeln!(
-            out,
-            "\nconnect: mariadb -h{} -P{}{} -u{} -p<password> {}   (password in {})",
-            c.host,
-            c.port,
-            c.tls_args(),
-            c.user,
-            c.database,
-            c.credentials_file
-        );
-    }
-    if events > 0 && !s.events.is_empty() {
-        let _ = writeln!(out, "\nrecent events (UTC):");
-        for e in s.events.iter().rev().take(events).rev() {
-            let _ = writeln!(out, "  {}  {}", clock(e.unix_ms), e.message);
-        }
-    }
+    render_tail(&mut out, &s.proxies, s.connect.as_ref(), &s.events, events);
     out
 }
 

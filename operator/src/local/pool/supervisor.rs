@@ -2,7 +2,7 @@
 //! restarted if it exits), then keeps the directory, the pool document and the pool's proxies,
 //! measures each tenant cluster's load every 2 s and adds a cluster when the pool is busy.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use lagless_core::topology::Topology;
 use lagless_directory::placement::{self, ClusterLoad, ClusterState};
 use lagless_directory::{Directory, DirectoryError};
-use lagless_mariadbd::ServerError;
 use tokio::sync::watch;
 
 use crate::crd::MySQLTenantPool;
@@ -18,10 +17,15 @@ use crate::crd::tenant_pool::directory_name;
 use crate::local::LocalError;
 use crate::local::mariadb::{self, Binaries};
 use crate::local::process::spawn_tied;
-use crate::local::process_table::{ProxyLaunch, ProxyProc, proxy_command, spawn_proxy_command};
+use crate::local::process_table::{
+    ProxyLaunch, ProxyProc, await_proxies, proxy_command, spawn_proxy_command, start_proxies,
+    stop_together,
+};
 use crate::local::restart::backoff;
+use crate::local::shared::Journal;
 use crate::local::state::{LocalCredentials, read_json, write_json};
-use crate::local::status::{ConnectInfo, EventLine, ProxyStatus, Status};
+use crate::local::status::Status;
+use crate::local::status_report::{connect_info, write_every_half_second};
 use crate::orchestrate::view::CaSource;
 use crate::pool::growth::{self, Growth};
 use crate::pool::load::{self, RateMeter};
@@ -68,10 +72,7 @@ struct ClusterProc {
 /// What the pool supervisor and its status writer share.
 #[derive(Debug, Default)]
 pub struct RunningPool {
-    pub phase: String,
-    pub step: String,
-    pub progress: Vec<String>,
-    pub events: VecDeque<EventLine>,
+    pub journal: Journal,
     clusters: Vec<ClusterProc>,
     proxies: Vec<ProxyProc>,
     /// The directory's last word on each tenant cluster.
@@ -83,24 +84,11 @@ pub struct RunningPool {
 impl RunningPool {
     /// Logs an event and keeps it (the last 100) for the status.
     pub fn note(&mut self, message: impl Into<String>) {
-        let message = message.into();
-        tracing::info!(%message, "pool event");
-        self.events.push_back(EventLine {
-            unix_ms: crate::clock::unix_ms(),
-            message,
-        });
-        while self.events.len() > 100 {
-            self.events.pop_front();
-        }
+        self.journal.note("pool", message.into());
     }
 
     pub fn set_step(&mut self, phase: &str, step: impl Into<String>) {
-        self.phase = phase.to_string();
-        self.step = step.into();
-        if phase == "starting" && self.progress.len() < 32 {
-            self.progress.push(self.step.clone());
-        }
-        tracing::info!(phase, step = %self.step, "progress");
+        self.journal.set_step(phase, step.into());
     }
 }
 
@@ -354,57 +342,23 @@ impl PoolSupervisor {
 
     async fn start_proxies(&mut self) -> Result<(), LocalError> {
         let count = usize::try_from(self.rt.pool.spec.proxy.replicas.max(1)).unwrap_or(1);
-        for index in 0..count {
-            let (port, admin_port) = self
-                .settings
-                .proxy_ports(index)
-                .ok_or_else(|| LocalError::Other(format!("no port for proxy {index}")))?;
-            let child = spawn_pool_proxy(&self.rt, index, port, admin_port)?;
-            self.shared.lock().proxies.push(ProxyProc {
-                index,
-                port,
-                admin_port,
-                child: Some(child),
-                restarts: 0,
-                restart_at: None,
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let ports: Vec<(usize, u16)> = self
-            .shared
-            .lock()
-            .proxies
-            .iter()
+        start_proxies(
+            count,
+            |index| self.settings.proxy_ports(index),
+            |index, port, admin_port| spawn_pool_proxy(&self.rt, index, port, admin_port),
+            |proxy| self.shared.lock().proxies.push(proxy),
+        )?;
+        let shared = self.shared.clone();
+        let ports: Vec<(usize, u16)> = (shared.lock().proxies.iter())
             .map(|p| (p.index, p.port))
             .collect();
-        for (index, port) in ports {
-            loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                let exited = self
-                    .shared
-                    .lock()
-                    .proxies
-                    .get_mut(index)
-                    .and_then(|p| p.child.as_mut())
-                    .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
-                if exited || Instant::now() > deadline {
-                    let log = self.rt.dir.proxy(index).join("proxy.log");
-                    return Err(LocalError::Server(ServerError::ServerStart {
-                        member: format!("proxy-{index}"),
-                        reason: format!("lagless-proxy did not listen on 127.0.0.1:{port}"),
-                        tail: mariadb::tail(&log, 10),
-                        log,
-                    }));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
+        let dir = self.rt.dir.clone();
+        await_proxies(
+            ports,
+            move |index| (shared.lock().proxies.get_mut(index)).is_none_or(ProxyProc::exited),
+            move |index| dir.proxy(index).join("proxy.log"),
+        )
+        .await
     }
 
     /// One round of the steady-state loop.
@@ -454,25 +408,11 @@ impl PoolSupervisor {
             }
         }
         for p in &mut shared.proxies {
-            if let Some(child) = p.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                p.child = None;
-                let delay = backoff(p.restarts);
-                p.restart_at = Some(now + delay);
-                notes.push(format!("proxy-{} exited ({status}); restarting", p.index));
-            }
-            if p.child.is_none() && p.restart_at.is_some_and(|at| at <= now) {
-                p.restart_at = None;
-                p.restarts = p.restarts.saturating_add(1);
-                match spawn_pool_proxy(&rt, p.index, p.port, p.admin_port) {
-                    Ok(child) => p.child = Some(child),
-                    Err(e) => {
-                        p.restart_at = Some(now + backoff(p.restarts));
-                        notes.push(format!("proxy-{} did not restart: {e}", p.index));
-                    }
-                }
-            }
+            p.reap_and_restart(
+                now,
+                |p| spawn_pool_proxy(&rt, p.index, p.port, p.admin_port),
+                &mut notes,
+            );
         }
         for note in notes {
             shared.note(note);
@@ -656,10 +596,7 @@ impl PoolSupervisor {
             .iter_mut()
             .filter_map(|p| p.child.take())
             .collect();
-        let stops = proxies.into_iter().map(|mut c| async move {
-            mariadb::stop(&mut c, Duration::from_secs(10)).await;
-        });
-        futures::future::join_all(stops).await;
+        stop_together(proxies, Duration::from_secs(10)).await;
         let clusters: Vec<Child> = self
             .shared
             .lock()
@@ -670,10 +607,7 @@ impl PoolSupervisor {
                 c.child.take()
             })
             .collect();
-        let stops = clusters.into_iter().map(|mut c| async move {
-            mariadb::stop(&mut c, CLUSTER_STOP).await;
-        });
-        futures::future::join_all(stops).await;
+        stop_together(clusters, CLUSTER_STOP).await;
     }
 }
 
@@ -779,38 +713,22 @@ pub fn status(shared: &RunningPool, rt: &PoolRuntime, settings: &PoolSettings) -
             ..PoolCluster::default()
         });
     }
-    let proxies = shared
-        .proxies
-        .iter()
-        .map(|p| ProxyStatus {
-            name: format!("proxy-{}", p.index),
-            port: p.port,
-            admin_port: p.admin_port,
-            pid: p.child.as_ref().map(Child::id),
-            running: p.child.is_some(),
-            restarts: p.restarts,
-        })
-        .collect();
+    let proxies = shared.proxies.iter().map(ProxyProc::status).collect();
     PoolStatus {
         pool: name.to_string(),
-        phase: shared.phase.clone(),
-        step: shared.step.clone(),
-        progress: shared.progress.clone(),
+        phase: shared.journal.phase.clone(),
+        step: shared.journal.step.clone(),
+        progress: shared.journal.progress.clone(),
         supervisor_pid: std::process::id(),
         updated_unix_ms: crate::clock::unix_ms(),
         directory,
         utilisation: (!shared.loads.is_empty()).then(|| placement::pool_utilisation(&shared.loads)),
         clusters,
         proxies,
-        events: shared.events.iter().cloned().collect(),
-        connect: settings.proxy_ports(0).map(|(port, _)| ConnectInfo {
-            host: "127.0.0.1".into(),
-            port,
-            user: rt.creds.app_user.clone(),
-            database: rt.creds.database.clone(),
-            credentials_file: rt.dir.credentials().display().to_string(),
-            tls_ca: rt.tls.as_ref().map(|t| t.ca().display().to_string()),
-        }),
+        events: shared.journal.events.iter().cloned().collect(),
+        connect: settings
+            .proxy_ports(0)
+            .map(|(port, _)| connect_info(port, &rt.creds, &rt.dir.credentials(), rt.tls.as_ref())),
     }
 }
 
@@ -835,19 +753,9 @@ pub async fn write_status_until(
     shared: SharedPool,
     rt: Arc<PoolRuntime>,
     settings: PoolSettings,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let doc = status(&shared.lock(), &rt, &settings);
-        if let Err(e) = write_json(&rt.dir.status(), &doc, 0o644) {
-            tracing::warn!(error = %e, "cannot write the pool status");
-        }
-        if *stop.borrow() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.changed() => {}
-        }
-    }
+    let path = rt.dir.status();
+    let status = move || status(&shared.lock(), &rt, &settings);
+    write_every_half_second(&path, status, "the pool status", stop).await;
 }

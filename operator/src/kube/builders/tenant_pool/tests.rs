@@ -7,6 +7,7 @@ use lagless_directory::PoolDocument;
 
 use super::*;
 use crate::crd::tenant_pool::{POOL_ROLE_LABEL, SERVER_IDS_PER_CLUSTER};
+use crate::kube::builders::same_namespace;
 
 const OPERATOR_NS: &str = "lagless-system";
 

@@ -4,15 +4,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use ::kube::runtime::events::Reporter;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use lagless_directory::PoolDocument;
 use lagless_directory::placement::{ClusterLoad, ClusterState};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::kube::common::FIELD_MANAGER;
-use crate::kube::mock::{self, Exchange, Recorded, bounded, status};
+use crate::kube::mock::{self, Exchange, Recorded, bounded, lines, status};
 use crate::kube::pool::status::PoolSnapshot;
 use crate::kube::reconcile::MIN_BACKOFF;
 
@@ -76,19 +74,9 @@ fn demo(finalizer: bool) -> MySQLTenantPool {
     )
 }
 
-/// Answers like an API server that holds `pool` and nothing else: objects applied are echoed
-/// back, reads of anything else are 404.
+/// Answers like an API server that holds `pool` and nothing else.
 fn server(pool: &MySQLTenantPool) -> impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static {
-    let stored = serde_json::to_value(pool).unwrap();
-    move |request: &Exchange| {
-        if request.path.starts_with(POOLS) {
-            return (200, stored.clone());
-        }
-        match request.method.as_str() {
-            "GET" => status(404, "NotFound"),
-            _ => (200, request.body.clone()),
-        }
-    }
+    mock::holding(POOLS, serde_json::to_value(pool).unwrap())
 }
 
 struct Harness {
@@ -100,13 +88,7 @@ struct Harness {
 fn harness(respond: impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static) -> Harness {
     let (client, recorded) = mock::client(respond);
     let loops = Arc::new(FakeLoops::default());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some("test".into()),
-        },
-    );
+    let recorder = mock::recorder(client.clone());
     let context = Arc::new(PoolContext::new(
         client,
         PROXY_IMAGE.into(),
@@ -119,17 +101,6 @@ fn harness(respond: impl Fn(&Exchange) -> (u16, Value) + Send + Sync + 'static) 
         recorded,
         loops,
     }
-}
-
-fn lines(requests: &[Exchange]) -> Vec<String> {
-    requests.iter().map(Exchange::line).collect()
-}
-
-fn is_server_side_apply(request: &Exchange) -> bool {
-    request.method == "PATCH"
-        && request.content_type == "application/apply-patch+yaml"
-        && request.query_has("fieldManager=lagless-operator")
-        && request.query_has("force=true")
 }
 
 /// The requests of applying pool `demo` with `tenant_clusters` tenant clusters, whose
@@ -205,7 +176,7 @@ async fn a_valid_pool_applies_its_clusters_document_and_proxies_then_the_status(
     let requests = h.recorded.take();
     assert_eq!(lines(&requests), apply_lines(3, false));
     for request in requests.iter().filter(|r| r.method == "PATCH") {
-        assert!(is_server_side_apply(request), "{request:?}");
+        assert!(request.is_server_side_apply(), "{request:?}");
         assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
     }
     // Everything but the status is owned by the pool.
@@ -369,7 +340,7 @@ async fn an_invalid_spec_is_reported_and_nothing_is_applied() {
     assert_eq!(event["regarding"]["name"], "demo");
     let note = event["note"].as_str().unwrap();
     assert!(note.contains("spec.clusterTemplate.replicas"), "{note}");
-    assert!(is_server_side_apply(&requests[1]));
+    assert!(requests[1].is_server_side_apply());
     let status = &requests[1].body["status"];
     assert_eq!(status["phase"], "Invalid");
     let degraded = status["conditions"]
