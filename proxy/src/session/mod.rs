@@ -83,6 +83,8 @@ pub struct Session {
     db_elsewhere: bool,
     /// The tenant router's generation when the session was last placed (tenant pools).
     placed_at: u64,
+    /// The tenant named by the login's connection attribute (tenant pools), read once.
+    tenant_attribute: Option<String>,
     /// The session's own writes on the other clusters it has used (for `session`
     /// consistency), kept while it works elsewhere: GTIDs of one cluster mean nothing on
     /// another.
@@ -126,9 +128,11 @@ impl Session {
             .placed
             .take()
             .unwrap_or_else(|| (shared.backends.clone(), crate::tenant::Owner::Global));
+        let tenant_attribute = tenant_attribute(&shared, &login);
         Self {
             backends,
             owner,
+            tenant_attribute,
             db_elsewhere: false,
             placed_at: u64::MAX,
             writes_elsewhere: Vec::new(),
@@ -642,6 +646,7 @@ impl Session {
                 self.backends = backends;
                 self.owner = owner;
                 self.db_elsewhere = false;
+                self.tenant_attribute = tenant_attribute(&self.shared, &new_login);
                 self.login = new_login;
                 Ok(())
             }
@@ -649,6 +654,12 @@ impl Session {
             Err(e) => Err(End::Protocol(e)),
         }
     }
+}
+
+/// The connection attribute that names a login's tenant, in a tenant pool.
+fn tenant_attribute(shared: &ProxyState, login: &Login) -> Option<String> {
+    let router = shared.tenants.as_ref()?;
+    tenancy::connection_attribute(&login.attributes, &router.attribute)
 }
 
 impl Drop for Session {

@@ -40,12 +40,11 @@ impl Session {
         let refs = schema_refs_where(sql, self.state.sql_mode, |name| {
             router.naming.tenant_of(name).is_some()
         });
-        let attribute = connection_attribute(&self.login.attributes, &router.attribute);
         let cx = Context {
             naming: &router.naming,
             sources: &router.sources,
             database: use_database.or(self.state.database.as_deref()),
-            attribute: attribute.as_deref(),
+            attribute: self.tenant_attribute.as_deref(),
         };
         let decision = decide::decide(&refs, &cx).map_err(|r| r.to_err())?;
         let (owner, lifecycle) = (decision.owner, decision.lifecycle);
