@@ -311,6 +311,8 @@ impl Member {
         });
         let path = member.dir.join("my.cnf");
         std::fs::write(&path, cnf).map_err(KitError::io(&path))?;
+        let tmp = member.dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(KitError::io(&tmp))?;
         Ok(member)
     }
 

@@ -26,6 +26,9 @@ pub fn render(cfg: &ServerConfig<'_>) -> String {
     let _ = writeln!(s, "[mariadbd]");
     let _ = writeln!(s, "datadir={dir}/data");
     let _ = writeln!(s, "socket={dir}/mysqld.sock");
+    // A temporary directory of its own: servers sharing /tmp have lost internal temporary
+    // tables there ("Error on delete of '/tmp/#sql-temptable-…'").
+    let _ = writeln!(s, "tmpdir={dir}/tmp");
     let _ = writeln!(s, "pid-file={dir}/mariadbd.pid");
     let _ = writeln!(s, "log-error={dir}/error.log");
     let _ = writeln!(s, "port={}", cfg.port);
