@@ -216,10 +216,8 @@ mod tests {
     fn attrs(pairs: &[(&str, &str)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (k, v) in pairs {
-            out.push(u8::try_from(k.len()).expect("short"));
-            out.extend_from_slice(k.as_bytes());
-            out.push(u8::try_from(v.len()).expect("short"));
-            out.extend_from_slice(v.as_bytes());
+            crate::protocol::wire::put_lenenc_bytes(&mut out, k.as_bytes());
+            crate::protocol::wire::put_lenenc_bytes(&mut out, v.as_bytes());
         }
         out
     }
