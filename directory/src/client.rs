@@ -36,9 +36,7 @@ const UPDATE_TENANT: &str = "UPDATE lagless_directory.tenants \
 const DELETE_TENANT: &str = "DELETE FROM lagless_directory.tenants WHERE tenant_id = ?";
 const INSERT_CHANGE: &str = "INSERT INTO lagless_directory.changes \
      (tenant_id, cluster, version, state) VALUES (?, ?, ?, ?)";
-const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM lagless_directory.changes";
-const CHANGES_SINCE: &str = "SELECT seq, tenant_id, cluster, version, state \
-     FROM lagless_directory.changes WHERE seq > ? ORDER BY seq LIMIT ?";
+pub(crate) const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM lagless_directory.changes";
 const LIST: &str = "SELECT tenant_id, cluster, version, state FROM lagless_directory.tenants \
      ORDER BY tenant_id";
 const LIST_ON: &str = "SELECT tenant_id, cluster, version, state \
@@ -112,7 +110,7 @@ impl Directory {
     /// Connections open on first use; at most four, so many proxies stay light on the global
     /// cluster.
     pub fn new(opts: Opts) -> Self {
-        let addr = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+        let addr = addr_of(&opts);
         let size = PoolConstraints::new(1, 4).unwrap_or_default();
         let opts = OptsBuilder::from_opts(opts)
             .pool_opts(PoolOpts::default().with_constraints(size))
@@ -168,7 +166,7 @@ impl Directory {
         let rows: Vec<Row> = self
             .bounded(
                 "reading the change log",
-                conn.exec(CHANGES_SINCE, (seq, limit)),
+                conn.query(crate::feed::since_sql(seq, limit)),
             )
             .await?;
         rows.iter().map(change_of).collect()
@@ -358,6 +356,51 @@ impl Directory {
         }
     }
 
+    /// Compare-and-swap of a tenant's route: when the directory holds exactly `expected`
+    /// (cluster, version and state), the tenant becomes `state` on `cluster` with the next
+    /// version, in one transaction with its change row. Returns the new route; `Ok(None)`
+    /// when the row is not `expected` any more (another writer came first), so a caller
+    /// that repeats a step after a restart can tell "done already" from "lost".
+    pub async fn transition(
+        &self,
+        id: &TenantId,
+        expected: &Route,
+        cluster: &str,
+        state: TenantState,
+    ) -> Result<Option<Route>, DirectoryError> {
+        check_cluster_name(cluster)?;
+        let what = format!("moving tenant {id} to {state} on cluster {cluster}");
+        let mut conn = self.conn().await?;
+        let mut tx = self.change_tx(&mut conn, &what).await?;
+        let current = self.locked_route(&mut tx, id, &what).await?;
+        if current.as_ref() != Some(expected) {
+            self.bounded(&what, tx.rollback()).await?;
+            return Ok(None);
+        }
+        let next = Route {
+            cluster: cluster.to_string(),
+            version: expected.version.saturating_add(1),
+            state,
+        };
+        self.bounded(
+            &what,
+            tx.exec_drop(
+                UPDATE_TENANT,
+                (
+                    next.cluster.as_str(),
+                    next.version,
+                    next.state.as_str(),
+                    id.as_str(),
+                ),
+            ),
+        )
+        .await?;
+        self.write_change(&mut tx, id, Some(&next), next.version, &what)
+            .await?;
+        self.bounded(&what, tx.commit()).await?;
+        Ok(Some(next))
+    }
+
     /// Removes the tenant's row (with a change row that has no cluster). Nothing happens for
     /// a tenant the directory does not know. Its database is not touched.
     pub async fn forget(&self, id: &TenantId) -> Result<(), DirectoryError> {
@@ -523,15 +566,7 @@ impl Directory {
     }
 
     async fn conn(&self) -> Result<Conn, DirectoryError> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(DirectoryError::Unreachable(format!("{}: {e}", self.addr))),
-            Err(_) => Err(DirectoryError::Unreachable(format!(
-                "{}: no connection within {}s",
-                self.addr,
-                CONNECT_TIMEOUT.as_secs()
-            ))),
-        }
+        connected(&self.addr, self.pool.get_conn()).await
     }
 
     /// Awaits `fut` within the statement timeout, naming `what` in errors.
@@ -540,21 +575,46 @@ impl Directory {
         what: &str,
         fut: impl Future<Output = Result<T, mysql_async::Error>>,
     ) -> Result<T, DirectoryError> {
-        match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e @ mysql_async::Error::Server(_))) => {
-                Err(DirectoryError::Query(format!("{what}: {e}")))
-            }
-            Ok(Err(e)) => Err(DirectoryError::Unreachable(format!(
-                "{} ({what}): {e}",
-                self.addr
-            ))),
-            Err(_) => Err(DirectoryError::Unreachable(format!(
-                "{} ({what}): no answer within {}s",
-                self.addr,
-                STATEMENT_TIMEOUT.as_secs()
-            ))),
+        bounded(&self.addr, what, fut).await
+    }
+}
+
+/// `host:port` of the server `opts` reach, for messages.
+pub(crate) fn addr_of(opts: &Opts) -> String {
+    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
+}
+
+/// Awaits a connection to `addr` within the connect timeout.
+pub(crate) async fn connected(
+    addr: &str,
+    fut: impl Future<Output = Result<Conn, mysql_async::Error>>,
+) -> Result<Conn, DirectoryError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(DirectoryError::Unreachable(format!("{addr}: {e}"))),
+        Err(_) => Err(DirectoryError::Unreachable(format!(
+            "{addr}: no connection within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Awaits a statement on `addr` within the statement timeout, naming `what` in errors.
+pub(crate) async fn bounded<T>(
+    addr: &str,
+    what: &str,
+    fut: impl Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, DirectoryError> {
+    match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e @ mysql_async::Error::Server(_))) => {
+            Err(DirectoryError::Query(format!("{what}: {e}")))
         }
+        Ok(Err(e)) => Err(DirectoryError::Unreachable(format!("{addr} ({what}): {e}"))),
+        Err(_) => Err(DirectoryError::Unreachable(format!(
+            "{addr} ({what}): no answer within {}s",
+            STATEMENT_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -638,7 +698,7 @@ fn route_of(row: &Row, id: &TenantId) -> Result<Route, DirectoryError> {
     })
 }
 
-fn change_of(row: &Row) -> Result<Change, DirectoryError> {
+pub(crate) fn change_of(row: &Row) -> Result<Change, DirectoryError> {
     let seq: u64 = column(row, "seq", "a change")?;
     let what = format!("change {seq}");
     let tenant = tenant_of(row)?;
@@ -693,7 +753,7 @@ mod tests {
             DELETE_TENANT,
             INSERT_CHANGE,
             LAST_SEQ,
-            CHANGES_SINCE,
+            &crate::feed::since_sql(0, 1),
             LIST,
             LIST_ON,
             TENANT_COUNTS,

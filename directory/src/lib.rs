@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod document;
+pub mod feed;
 pub mod naming;
 pub mod placement;
 pub mod route;
@@ -26,6 +27,7 @@ pub mod schema;
 
 pub use client::{Directory, DirectoryError, Reserved};
 pub use document::{DocumentError, PoolCluster, PoolDocument, TenantSource};
+pub use feed::ChangeFeed;
 pub use naming::{InvalidTenant, NamingError, TenantId, TenantNaming};
 pub use placement::{ClusterLoad, ClusterState};
 pub use route::{Change, Route, TenantState};

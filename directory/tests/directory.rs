@@ -349,3 +349,67 @@ async fn concurrent_writers_commit_in_seq_order() {
     follower.close().await;
     dir.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_flips_the_route_by_compare_and_swap() {
+    let (cluster, dir) = start().await;
+    let t = id("mover");
+    dir.reserve(&t, "a").await.unwrap();
+    let active = dir.activate(&t).await.unwrap();
+    assert_eq!(active, route("a", 2, TenantState::Active));
+    let mut feed = lagless_directory::ChangeFeed::new(conn_opts(
+        cluster.primary().port(),
+        ADMIN_USER,
+        ADMIN_PASSWORD,
+        None,
+    ));
+    let before = feed.last_seq().await.unwrap();
+
+    let moving = dir
+        .transition(&t, &active, "a", TenantState::Moving)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moving, route("a", 3, TenantState::Moving));
+    // A step repeated with the old expectation (a restarted mover) changes nothing.
+    assert_eq!(
+        dir.transition(&t, &active, "a", TenantState::Frozen)
+            .await
+            .unwrap(),
+        None
+    );
+    let frozen = dir
+        .transition(&t, &moving, "a", TenantState::Frozen)
+        .await
+        .unwrap()
+        .unwrap();
+    let flipped = dir
+        .transition(&t, &frozen, "b", TenantState::Active)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(flipped, route("b", 5, TenantState::Active));
+    assert_eq!(dir.lookup(&t).await.unwrap(), Some(flipped.clone()));
+
+    // Every step is in the change log, in order, as the proxies' feed reads it.
+    let log: Vec<Option<Route>> = feed
+        .since(before, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.route)
+        .collect();
+    assert_eq!(log, vec![Some(moving), Some(frozen), Some(flipped)]);
+    // An unknown tenant, or a bad cluster name, is refused.
+    assert_eq!(
+        dir.transition(&id("nobody"), &active, "b", TenantState::Active)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        dir.transition(&t, &active, "Bad Name", TenantState::Active)
+            .await,
+        Err(DirectoryError::Invalid(_))
+    ));
+}

@@ -1,6 +1,9 @@
 //! The proxy process: start-up, the accept loop, background tasks and graceful shutdown.
 
+mod control;
 mod pool;
+
+pub use control::ControlPlane;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +34,7 @@ pub struct Proxy {
     admin: Option<TcpListener>,
     shutdown_tx: watch::Sender<bool>,
     _watcher: TopologyWatcher,
+    control: ControlPlane,
 }
 
 /// Why the proxy could not start.
@@ -44,6 +48,8 @@ pub enum StartError {
     Pool(String),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot start the control plane's thread: {0}")]
+    Runtime(#[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -75,7 +81,11 @@ impl Proxy {
             ..WatchOptions::default()
         }
         .on_reload(move |o| observer_metrics.topology_reload(o.as_str()));
-        let (watcher, topology_rx) = TopologyWatcher::start_with(&config.topology, options).await?;
+        let control = ControlPlane::start().map_err(StartError::Runtime)?;
+        let path = config.topology.clone();
+        let (watcher, topology_rx) = control
+            .run(async move { TopologyWatcher::start_with(&path, options).await })
+            .await?;
         let users = UserStore::new(
             config.users_file.clone(),
             config.lookup.clone(),
@@ -118,6 +128,7 @@ impl Proxy {
                 max_allowed_packet: config.max_allowed_packet,
                 monitor: config.monitor.clone(),
                 tls: backend_tls,
+                sessions: tokio::runtime::Handle::current(),
             },
             Pool::new(config.pool.clone(), metrics.clone()),
             metrics,
@@ -150,6 +161,7 @@ impl Proxy {
             admin,
             shutdown_tx,
             _watcher: watcher,
+            control,
         })
     }
 
@@ -176,21 +188,27 @@ impl Proxy {
             &mut AdminConns::default(),
         )
         .await;
-        let mut background = cluster_tasks(&shared, shared.backends.clone());
-        background.push(tokio::spawn(housekeeping(shared.clone())));
+        let control = &self.control;
+        let mut background = {
+            let _on_control = control.enter();
+            let mut tasks = cluster_tasks(&shared, shared.backends.clone());
+            tasks.push(tokio::spawn(housekeeping(shared.clone())));
+            tasks
+        };
         if let (Some(router), Some(path)) = (&shared.tenants, &shared.config.tenant_pool) {
             // The clusters known now are started before the first client is accepted.
-            let mut follower = pool::PoolFollower::default();
-            follower.pass(&shared, router, path).await;
-            background.push(tokio::spawn(crate::tenant::follow::follow_changes(
-                router.clone(),
-            )));
-            background.push(tokio::spawn(pool::follow_pool(
-                follower,
-                shared.clone(),
-                router.clone(),
-                path.clone(),
-            )));
+            let (shared, router, path) = (shared.clone(), router.clone(), path.clone());
+            let started = control
+                .run(async move {
+                    let mut follower = pool::PoolFollower::default();
+                    follower.pass(&shared, &router, &path).await;
+                    vec![
+                        tokio::spawn(crate::tenant::follow::follow_changes(router.clone())),
+                        tokio::spawn(pool::follow_pool(follower, shared, router, path)),
+                    ]
+                })
+                .await;
+            background.extend(started);
         }
         if let Some(admin) = self.admin {
             let mut state = AdminState::new(shared.metrics.clone(), Arc::new(View(shared.clone())));
@@ -241,7 +259,7 @@ impl Proxy {
     }
 }
 
-/// The tasks that keep one cluster's backends current.
+/// The tasks that keep one cluster's backends current; called on the control plane.
 pub(crate) fn cluster_tasks(
     shared: &Arc<ProxyState>,
     backends: Arc<Backends>,

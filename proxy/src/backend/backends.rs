@@ -43,6 +43,9 @@ pub struct BackendsConfig {
     /// The account the proxy reads positions and the head with.
     pub monitor: Option<LookupCredentials>,
     pub tls: Option<BackendTls>,
+    /// The runtime of client sessions, where the head reader serves their strict reads
+    /// (the backends may be started from the control plane).
+    pub sessions: tokio::runtime::Handle,
 }
 
 /// The backend servers and what the proxy knows of them.
@@ -87,9 +90,10 @@ impl Backends {
             head_reader: OnceLock::new(),
             shutdown,
         });
-        let _ = backends
-            .head_reader
-            .set(HeadReader::spawn(Arc::downgrade(&backends)));
+        let _ = backends.head_reader.set(HeadReader::spawn_on(
+            &backends.config.sessions,
+            Arc::downgrade(&backends),
+        ));
         backends
     }
 

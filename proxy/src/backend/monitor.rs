@@ -177,8 +177,13 @@ pub struct HeadReader {
 impl HeadReader {
     /// Starts the reader task; it ends when the backends are gone.
     pub fn spawn(shared: Weak<Backends>) -> Self {
+        Self::spawn_on(&tokio::runtime::Handle::current(), shared)
+    }
+
+    /// Starts the reader task on `runtime`.
+    pub fn spawn_on(runtime: &tokio::runtime::Handle, shared: Weak<Backends>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(shared, rx));
+        runtime.spawn(run(shared, rx));
         Self { tx }
     }
 

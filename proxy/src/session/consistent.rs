@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::forward::{read_response, relay_response, single_value};
+use super::forward::{read_response, relay_intercepting, single_value};
 use super::relay_failure::{Then, relay_failure};
 use super::{BackendRole, Session};
 use crate::backend::Backends;
@@ -116,10 +116,15 @@ impl Session {
             splice: self.splice,
             ..super::forward::Relay::of(kind)
         };
-        let result = relay_response(
+        let intercept = super::forward::Intercept {
+            missing: self.reroutable,
+            ..Default::default()
+        };
+        let result = relay_intercepting(
             &mut self.client,
             &mut slot.conn,
             how,
+            intercept,
             &super::forward::nothing_on_done,
         )
         .await;
@@ -138,6 +143,10 @@ impl Session {
                     Then::End(end) => Err(end),
                     Then::Reply(err) | Then::RunOnNextPrimary(err) => {
                         self.reply_err(&err).await?;
+                        Ok(None)
+                    }
+                    Then::Reroute(err) => {
+                        self.reroute = Some(err);
                         Ok(None)
                     }
                     Then::Done | Then::RunElsewhere => Ok(None),

@@ -28,10 +28,25 @@ pub enum RelayError {
     /// The backend refused the statement because it is read-only (a primary being switched
     /// away); nothing ran and nothing was forwarded.
     ReadOnly(ErrPacket),
+    /// The server has no such database or table for a tenant's statement: the tenant may
+    /// have moved (its old copy is fenced). Nothing ran and nothing was forwarded.
+    Missing(ErrPacket),
 }
 
 /// ER_OPTION_PREVENTS_STATEMENT: the server runs with read_only.
 const READ_ONLY: u16 = 1290;
+/// ER_BAD_DB_ERROR and ER_NO_SUCH_TABLE: what a fenced or removed tenant copy answers.
+pub const MISSING: [u16; 2] = [1049, 1146];
+
+/// Errors kept from the client, when the response begins with one, so that the session can
+/// act and run the command again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Intercept {
+    /// A read-only refusal (a primary being switched away).
+    pub read_only: bool,
+    /// A missing database or table (a tenant's copy that moved away).
+    pub missing: bool,
+}
 
 /// Runs on a complete response just before its last packets are flushed to the client: what
 /// it records is in place before the client can act on the answer.
@@ -77,7 +92,7 @@ pub async fn relay(
     backend: &mut PooledConn,
     payload: &[u8],
     how: Relay,
-    intercept_read_only: bool,
+    intercept: Intercept,
     on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
     let mut seq = 0u8;
@@ -85,20 +100,21 @@ pub async fn relay(
         backend.mark_broken();
         return Err(RelayError::BackendBeforeReply(e));
     }
-    if intercept_read_only {
-        relay_unless_read_only(client, backend, how, on_done).await
-    } else {
-        relay_response(client, backend, how, on_done).await
-    }
+    relay_intercepting(client, backend, how, intercept, on_done).await
 }
 
-/// Like `relay_response`, but a read-only refusal is returned instead of forwarded.
-async fn relay_unless_read_only(
+/// Like `relay_response`, but a response that is one of the `intercept`ed errors is
+/// returned instead of forwarded.
+pub async fn relay_intercepting(
     client: &mut ClientStream,
     backend: &mut PooledConn,
     how: Relay,
+    intercept: Intercept,
     on_done: OnDone<'_>,
 ) -> Result<ResponseTracker, RelayError> {
+    if !intercept.read_only && !intercept.missing {
+        return relay_response(client, backend, how, on_done).await;
+    }
     let mut watch = true;
     let first = match next_packet(client, backend, &mut watch).await {
         Ok(p) => p,
@@ -106,9 +122,13 @@ async fn relay_unless_read_only(
     };
     if first.first() == Some(crate::protocol::constants::header::ERR)
         && let Ok(err) = ErrPacket::parse(&first.payload)
-        && err.code == READ_ONLY
     {
-        return Err(RelayError::ReadOnly(err));
+        if intercept.read_only && err.code == READ_ONLY {
+            return Err(RelayError::ReadOnly(err));
+        }
+        if intercept.missing && MISSING.contains(&err.code) {
+            return Err(RelayError::Missing(err));
+        }
     }
     backend.stream.unread(first);
     relay_response(client, backend, how, on_done).await

@@ -83,6 +83,14 @@ pub struct Session {
     db_elsewhere: bool,
     /// The tenant router's generation when the session was last placed (tenant pools).
     placed_at: u64,
+    /// The route the session was last placed by (tenant pools; `None` for the global cluster).
+    placed_route: Option<lagless_directory::Route>,
+    /// The current statement belongs to a tenant and may run again on another cluster when
+    /// the server says the tenant's data is not there (see `Session::reroute`).
+    reroutable: bool,
+    /// Set, instead of an error reaching the client, when the server said a reroutable
+    /// statement's database or table is missing.
+    reroute: Option<ErrPacket>,
     /// The tenant named by the login's connection attribute (tenant pools), read once.
     tenant_attribute: Option<String>,
     /// The session's own writes on the other clusters it has used (for `session`
@@ -135,6 +143,9 @@ impl Session {
             tenant_attribute,
             db_elsewhere: false,
             placed_at: u64::MAX,
+            placed_route: None,
+            reroutable: false,
+            reroute: None,
             writes_elsewhere: Vec::new(),
             state: SessionState::new(login.database.clone(), shared.global_sql_mode()),
             shared,
@@ -398,15 +409,32 @@ impl Session {
             Ok(step) => step,
             Err(err) => return self.reply_err(&err).await,
         };
-        self.failed = false;
-        self.last_error = None;
-        let done = if c.kill == Some(KillStatement::AmongOthers)
-            && let Some(parts) = self.statements_of(&payload)
-        {
-            self.query_each(&payload, &parts).await
-        } else {
-            self.query_one(payload, c).await
+        self.reroutable = step.as_ref().is_some_and(|s| s.reroutable);
+        let mut reroutes = 0;
+        let done = loop {
+            self.failed = false;
+            self.last_error = None;
+            let done = if c.kill == Some(KillStatement::AmongOthers)
+                && let Some(parts) = self.statements_of(&payload)
+            {
+                // A later statement may fail after earlier ones ran: never run them again.
+                self.reroutable = false;
+                self.query_each(&payload, &parts).await
+            } else {
+                self.query_one(payload.clone(), c.clone()).await
+            };
+            let (Some(err), Some(step)) = (self.reroute.take(), &step) else {
+                break done;
+            };
+            // The tenant's data was not where the route led: it may have moved.
+            reroutes += 1;
+            match self.reroute(step).await {
+                Ok(true) if reroutes < 3 => continue,
+                Ok(_) => break self.reply_err(&err).await,
+                Err(e) => break self.reply_err(&e).await,
+            }
         };
+        self.reroutable = false;
         if let Some(step) = step {
             self.after_tenant_step(step, self.failed, self.last_error)
                 .await;

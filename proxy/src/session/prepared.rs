@@ -166,23 +166,42 @@ impl Session {
                 .await;
         };
         // A statement runs on its tenant's cluster, prepared there again if needed.
-        if let Err(err) = self.follow_tenant(&stmt.prepare[1..], None).await {
-            return self.reply_err(&err).await;
-        }
+        let step = match self.follow_tenant(&stmt.prepare[1..], None).await {
+            Ok(step) => step,
+            Err(err) => return self.reply_err(&err).await,
+        };
+        // Long data lives on one connection: the execution cannot move.
+        self.reroutable = step.as_ref().is_some_and(|s| s.reroutable) && !stmt.long_data;
         let started = Instant::now();
         let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
-        let (wanted, retry) = match route {
-            // Long data went to the primary: the execution must run there.
-            _ if stmt.long_data => (BackendRole::Primary, false),
-            Route::Read { mode } => (self.choose_for_read(mode).await?, false),
-            Route::Primary { retry_read_only } => (BackendRole::Primary, retry_read_only),
-            Route::LastReplica => (BackendRole::Replica, false),
-            // Never answered by the proxy: it prepared nothing it would answer itself.
-            Route::Kill(_) | Route::RefuseKill | Route::Lagless(_) => (BackendRole::Primary, false),
+        let mut reroutes = 0;
+        let outcome = loop {
+            let (wanted, retry) = match route {
+                // Long data went to the primary: the execution must run there.
+                _ if stmt.long_data => (BackendRole::Primary, false),
+                Route::Read { mode } => (self.choose_for_read(mode).await?, false),
+                Route::Primary { retry_read_only } => (BackendRole::Primary, retry_read_only),
+                Route::LastReplica => (BackendRole::Replica, false),
+                // Never answered by the proxy: it prepared nothing it would answer itself.
+                Route::Kill(_) | Route::RefuseKill | Route::Lagless(_) => {
+                    (BackendRole::Primary, false)
+                }
+            };
+            let outcome = self
+                .run_statement(wanted, &payload, ResponseKind::Execute, retry)
+                .await?;
+            let (Some(err), Some(step)) = (self.reroute.take(), &step) else {
+                break outcome;
+            };
+            reroutes += 1;
+            match self.reroute(step).await {
+                Ok(true) if reroutes < 3 => continue,
+                Ok(_) => self.reply_err(&err).await?,
+                Err(e) => self.reply_err(&e).await?,
+            }
+            break None;
         };
-        let outcome = self
-            .run_statement(wanted, &payload, ResponseKind::Execute, retry)
-            .await?;
+        self.reroutable = false;
         if let Some((which, tracker)) = outcome {
             self.record(which, &route, started);
             self.after_statement(which, &stmt.classification, &tracker, Command::Execute)

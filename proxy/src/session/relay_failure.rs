@@ -34,6 +34,9 @@ pub enum Then {
     /// Nothing ran: wait for the next primary and run it there; without one in time, the client
     /// gets this error.
     RunOnNextPrimary(ErrPacket),
+    /// Nothing ran: the tenant's route may be stale. Read it again and run the command where
+    /// it leads, or give the client this error when the route has not changed.
+    Reroute(ErrPacket),
 }
 
 /// The mapping of a relay error on `ran_on`. `may_run_elsewhere`: the command may be sent again
@@ -51,6 +54,7 @@ pub fn relay_failure(
         }
         // Only primary writes are intercepted.
         RelayError::ReadOnly(err) => (BackendFate::Keep, Then::Reply(err)),
+        RelayError::Missing(err) => (BackendFate::Keep, Then::Reroute(err)),
         RelayError::BackendMidReply => (BackendFate::Lose("backend lost mid-response"), Then::Done),
         RelayError::BackendBeforeReply(e) => {
             let fate = BackendFate::Lose("backend lost before replying");
@@ -74,6 +78,7 @@ mod tests {
     fn relay_errors() {
         let lost = || RelayError::BackendBeforeReply(PacketError::Closed);
         let read_only = || RelayError::ReadOnly(ErrPacket::new(1290, "HY000", "read only"));
+        let missing = || RelayError::Missing(ErrPacket::new(1146, "42S02", "no such table"));
         let (p, r) = (BackendRole::Primary, BackendRole::Replica);
         let lose_before = BackendFate::Lose("backend lost before replying");
         // (error, ran on, may run elsewhere, fate, what next)
@@ -104,6 +109,8 @@ mod tests {
                 "RunOnNextPrimary",
             ),
             (read_only(), r, false, BackendFate::Keep, "Reply"),
+            (missing(), p, false, BackendFate::Keep, "Reroute"),
+            (missing(), r, true, BackendFate::Keep, "Reroute"),
         ];
         for (e, ran_on, elsewhere, fate, then) in cases {
             let label = format!("{e:?} on {ran_on:?}");

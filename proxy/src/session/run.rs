@@ -94,8 +94,12 @@ impl Session {
                 BackendRole::Replica => None,
             }
             .filter(|_| self.state.pinned.is_none());
-            let intercept =
-                retry_read_only && (movable || fresh.is_some()) && which == BackendRole::Primary;
+            let intercept = forward::Intercept {
+                read_only: retry_read_only
+                    && (movable || fresh.is_some())
+                    && which == BackendRole::Primary,
+                missing: self.reroutable && movable,
+            };
             let mapped;
             let payload: &[u8] = if map_statement {
                 match self.statement_payload(which, payload).await {
@@ -191,6 +195,10 @@ impl Session {
                         Then::Done => return Ok(None),
                         Then::Reply(err) => {
                             self.reply_err(&err).await?;
+                            return Ok(None);
+                        }
+                        Then::Reroute(err) => {
+                            self.reroute = Some(err);
                             return Ok(None);
                         }
                         Then::RunElsewhere => {

@@ -2,16 +2,21 @@
 //! statement's tenant, and it keeps a transaction within one tenant.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use lagless_directory::TenantId;
+use lagless_directory::{TenantId, TenantState};
 
 use super::{BackendRole, Session};
 use crate::backend::Backends;
 use crate::protocol::messages::ErrPacket;
 use crate::protocol::wire::Reader;
 use crate::route::schema_refs_where;
-use crate::tenant::Creation;
 use crate::tenant::decide::{self, Context, Lifecycle, Owner};
+use crate::tenant::{Creation, Placed, TenantRouter};
+
+/// While a tenant is frozen, how often a held statement reads the directory itself, in case
+/// this proxy's change feed lags.
+const HOLD_RECHECK: Duration = Duration::from_millis(100);
 
 /// Errors by which a server says a tenant's database or table is not where the proxy sent
 /// the statement: the cached route may be out of date.
@@ -20,9 +25,13 @@ const ROUTING_ERRORS: [u16; 2] = [1049, 1146];
 /// What a statement of a tenant leaves to do once its outcome is known.
 #[derive(Debug)]
 pub(super) struct TenantStep {
-    id: TenantId,
+    pub(super) id: TenantId,
     lifecycle: Lifecycle,
     creation: Option<Creation>,
+    /// The command may run again on the tenant's new cluster if its data is missing where
+    /// it ran (see [`Session::reroute`]); only callers that handle a reroute set
+    /// `Session::reroutable` from it.
+    pub(super) reroutable: bool,
 }
 
 impl Session {
@@ -54,34 +63,65 @@ impl Session {
             return Ok(None);
         }
         // The same tenant as the last statement, and no route changed since: nothing to do.
-        let generation = router.generation();
-        if lifecycle == Lifecycle::Use && owner == self.owner && generation == self.placed_at {
-            return Ok(match owner {
-                Owner::Tenant(id) => Some(TenantStep {
-                    id,
-                    lifecycle,
-                    creation: None,
-                }),
-                Owner::Global => None,
-            });
+        let unchanged = lifecycle == Lifecycle::Use
+            && owner == self.owner
+            && router.generation() == self.placed_at;
+        let mut creation = None;
+        if !unchanged {
+            let (placed, generation) = match (&owner, lifecycle) {
+                (Owner::Tenant(id), Lifecycle::Create) => {
+                    let generation = router.generation();
+                    let created = router.place_new(id).await?;
+                    let placed = created.placed.clone();
+                    creation = Some(created);
+                    (placed, generation)
+                }
+                _ => {
+                    let limit = self.shared.config.write_hold_timeout;
+                    place_holding(&router, &owner, false, limit, self.id).await?
+                }
+            };
+            self.enter(owner.clone(), placed.backends)?;
+            self.placed_at = generation;
+            self.placed_route = placed.route;
         }
-        let (backends, creation) = match (&owner, lifecycle) {
-            (Owner::Tenant(id), Lifecycle::Create) => {
-                let creation = router.place_new(id).await?;
-                (creation.placed.backends.clone(), Some(creation))
-            }
-            _ => (router.place(&owner).await?.backends, None),
+        let Owner::Tenant(id) = owner else {
+            return Ok(None);
         };
-        self.enter(owner.clone(), backends)?;
+        if refs.ddl
+            && let Some(route) = &self.placed_route
+            && matches!(route.state, TenantState::Moving | TenantState::Frozen)
+        {
+            return Err(decide::moving_ddl(&id));
+        }
+        Ok(Some(TenantStep {
+            id,
+            lifecycle,
+            creation,
+            // Outside a transaction nothing is lost by running the statement again elsewhere
+            // when the server says the tenant's data is not there.
+            reroutable: !self.held() && !self.state.in_transaction,
+        }))
+    }
+
+    /// After the server said a tenant's table or database is missing where the cached route
+    /// led (`err`): reads the route again and moves the session if it changed. `Ok(true)`:
+    /// run the statement again; `Ok(false)`: the route stands and the error is the client's.
+    pub(super) async fn reroute(&mut self, step: &TenantStep) -> Result<bool, ErrPacket> {
+        let Some(router) = self.shared.tenants.clone() else {
+            return Ok(false);
+        };
+        let owner = Owner::Tenant(step.id.clone());
+        let limit = self.shared.config.write_hold_timeout;
+        let (placed, generation) = place_holding(&router, &owner, true, limit, self.id).await?;
+        if placed.route == self.placed_route {
+            return Ok(false);
+        }
+        tracing::info!(id = self.id, tenant = %step.id, to = ?placed.route, "tenant moved; statement runs again on its new cluster");
+        self.enter(owner, placed.backends)?;
         self.placed_at = generation;
-        Ok(match owner {
-            Owner::Tenant(id) => Some(TenantStep {
-                id,
-                lifecycle,
-                creation,
-            }),
-            Owner::Global => None,
-        })
+        self.placed_route = placed.route;
+        Ok(true)
     }
 
     /// The session has a transaction past its `BEGIN`, or state that cannot move.
@@ -193,6 +233,47 @@ impl Session {
             }
             _ => {}
         }
+    }
+}
+
+/// Places `owner`, holding while a move has the tenant frozen: until the route changes
+/// (the change log, or a read of the directory every [`HOLD_RECHECK`] in case this
+/// proxy's feed lags), at most the write hold timeout. `fresh` reads the directory
+/// first. Returns the placement and the router generation it is current for.
+async fn place_holding(
+    router: &TenantRouter,
+    owner: &Owner,
+    mut fresh: bool,
+    limit: Duration,
+    session: u32,
+) -> Result<(Placed, u64), ErrPacket> {
+    let started = Instant::now();
+    let mut changes = router.watch_changes();
+    loop {
+        let generation = router.generation();
+        let placed = if fresh {
+            router.refresh(owner).await?
+        } else {
+            router.place(owner).await?
+        };
+        let frozen = placed
+            .route
+            .as_ref()
+            .is_some_and(|r| r.state == TenantState::Frozen);
+        if !frozen {
+            if started.elapsed() > Duration::from_millis(1) {
+                tracing::debug!(id = session, owner = %decide::describe(owner), held_ms = started.elapsed().as_millis() as u64, "held statement released");
+            }
+            return Ok((placed, generation));
+        }
+        let Some(left) = limit.checked_sub(started.elapsed()) else {
+            return Err(decide::still_frozen(owner, limit));
+        };
+        changes.borrow_and_update();
+        fresh = tokio::select! {
+            _ = changes.changed() => false,
+            () = tokio::time::sleep(left.min(HOLD_RECHECK)) => true,
+        };
     }
 }
 

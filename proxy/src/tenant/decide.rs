@@ -68,6 +68,34 @@ pub fn describe(owner: &Owner) -> String {
     }
 }
 
+/// A DDL statement on a tenant being moved: the move's replication channel filters
+/// statements by their default database, so a DDL could miss the new copy.
+pub fn moving_ddl(id: &TenantId) -> ErrPacket {
+    ErrPacket::new(
+        1105,
+        "HY000",
+        format!(
+            "lagless: tenant {id} is being moved to another cluster; schema changes to it are \
+             refused until the move ends"
+        ),
+    )
+}
+
+/// A statement held while its tenant was frozen for longer than the hold allows. 1205 (lock
+/// wait timeout) is what applications already retry.
+pub fn still_frozen(owner: &Owner, held: std::time::Duration) -> ErrPacket {
+    ErrPacket::new(
+        1205,
+        "HY000",
+        format!(
+            "Lock wait timeout exceeded; lagless: {} is being moved between clusters and was \
+             still frozen after {} ms; try again",
+            describe(owner),
+            held.as_millis()
+        ),
+    )
+}
+
 /// The inputs besides the statement.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {

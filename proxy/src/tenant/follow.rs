@@ -1,9 +1,14 @@
 //! Follows the directory's change log so that a tenant's new route reaches this proxy
 //! within one poll, and keeps the cache serving while the directory is down.
+//!
+//! It runs on the control plane (see `server::control`), and reads on a connection of its
+//! own ([`ChangeFeed`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use lagless_directory::ChangeFeed;
 
 use super::router::TenantRouter;
 
@@ -18,19 +23,22 @@ const RETRY: Duration = Duration::from_millis(500);
 pub async fn follow_changes(router: Arc<TenantRouter>) {
     let mut failing = false;
     let mut started = false;
+    // One connection of its own, replaced when the directory's primary changes.
+    let mut feed: Option<ChangeFeed> = None;
     loop {
         let read = async {
-            let directory = router.directory().map_err(|e| e.message)?;
+            let (addr, opts) = router.directory_opts().map_err(|e| e.message)?;
+            let feed = match &mut feed {
+                Some(f) if f.addr() == addr => f,
+                slot => slot.insert(ChangeFeed::new(opts)),
+            };
             if !started {
-                let seq = directory.last_seq().await.map_err(|e| e.to_string())?;
+                let seq = feed.last_seq().await.map_err(|e| e.to_string())?;
                 router.followed.fetch_max(seq, Ordering::Relaxed);
                 return Ok::<usize, String>(0);
             }
             let since = router.followed.load(Ordering::Relaxed);
-            let changes = directory
-                .changes_since(since, BATCH)
-                .await
-                .map_err(|e| e.to_string())?;
+            let changes = feed.since(since, BATCH).await.map_err(|e| e.to_string())?;
             router.apply_changes(&changes);
             Ok(changes.len())
         };

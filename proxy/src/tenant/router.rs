@@ -74,6 +74,9 @@ pub struct TenantRouter {
     /// Raised whenever a cached route may have changed, so that a session whose tenant is
     /// unchanged skips the cache while it stays the same.
     generation: AtomicU64,
+    /// Told of every raise of `generation`: sessions holding a frozen tenant's statements
+    /// wait on it.
+    changed: tokio::sync::watch::Sender<u64>,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
@@ -108,6 +111,7 @@ impl TenantRouter {
             loads: Mutex::new(None),
             followed: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            changed: tokio::sync::watch::Sender::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -126,7 +130,13 @@ impl TenantRouter {
     }
 
     fn routes_changed(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.changed.send_replace(generation);
+    }
+
+    /// A receiver told whenever a cached route may have changed.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     pub fn knows_cluster(&self, name: &str) -> bool {
@@ -189,17 +199,36 @@ impl TenantRouter {
         self.placed(id, route)
     }
 
-    /// Reads a tenant from the directory and caches what it finds.
+    /// Where `owner` is according to the directory itself, not the cache: after a server
+    /// said the tenant's data is not where the cached route led, and while a move holds it.
+    pub async fn refresh(&self, owner: &Owner) -> Result<Placed, ErrPacket> {
+        match owner {
+            Owner::Global => self.place(owner).await,
+            Owner::Tenant(id) => match self.lookup(id).await? {
+                Some(route) => self.placed(id, route),
+                None => Err(self.unknown(id)),
+            },
+        }
+    }
+
+    /// Reads a tenant from the directory and caches what it finds; a route that differs
+    /// from the cached one raises the generation, so sessions placed by the old one notice.
     async fn lookup(&self, id: &TenantId) -> Result<Option<Route>, ErrPacket> {
         let directory = self.directory()?;
         let found = bounded("looking up the tenant", directory.lookup(id))
             .await
             .map_err(|e| self.unreachable(&e, id))?;
+        let mut cache = self.lock_cache();
+        let changed = cache.peek(id) != found.as_ref();
         match &found {
-            Some(route) => remember(&mut self.lock_cache(), id, route.clone()),
+            Some(route) => remember(&mut cache, id, route.clone()),
             None => {
-                self.lock_cache().pop(id);
+                cache.pop(id);
             }
+        }
+        drop(cache);
+        if changed {
+            self.routes_changed();
         }
         Ok(found)
     }
@@ -380,6 +409,21 @@ impl TenantRouter {
 
     /// The directory client for the global cluster's current primary.
     pub fn directory(&self) -> Result<Arc<Directory>, ErrPacket> {
+        let (addr, opts) = self.directory_opts()?;
+        let mut slot = self.directory.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, d)) = &*slot
+            && *at == addr
+        {
+            return Ok(d.clone());
+        }
+        let directory = Arc::new(Directory::new(opts));
+        *slot = Some((addr, directory.clone()));
+        Ok(directory)
+    }
+
+    /// The address of the global cluster's primary, and how to connect to it as the
+    /// directory's client.
+    pub fn directory_opts(&self) -> Result<(String, mysql_async::Opts), ErrPacket> {
         let topo = self.global.topology();
         let Some(primary) = topo.primary.as_ref() else {
             return Err(ErrPacket::new(
@@ -388,13 +432,6 @@ impl TenantRouter {
                 "lagless: the tenant directory has no primary right now; try again",
             ));
         };
-        let addr = primary.addr();
-        let mut slot = self.directory.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, d)) = &*slot
-            && *at == addr
-        {
-            return Ok(d.clone());
-        }
         let mut opts = mysql_async::OptsBuilder::default()
             .ip_or_hostname(primary.host.clone())
             .tcp_port(primary.port)
@@ -404,9 +441,7 @@ impl TenantRouter {
         if let Some(tls) = &self.credentials.tls {
             opts = opts.ssl_opts(tls.clone());
         }
-        let directory = Arc::new(Directory::new(opts.into()));
-        *slot = Some((addr, directory.clone()));
-        Ok(directory)
+        Ok((primary.addr(), opts.into()))
     }
 
     fn unknown(&self, id: &TenantId) -> ErrPacket {

@@ -22,6 +22,7 @@ struct Pool {
     directory: Cluster,
     clusters: Vec<Cluster>,
     addr: SocketAddr,
+    shared: std::sync::Arc<lagless_proxy::server::ProxyState>,
     _dir: tempfile::TempDir,
     _stop: watch::Sender<bool>,
 }
@@ -38,6 +39,11 @@ fn admin_opts(cluster: &Cluster) -> Opts {
 
 impl Pool {
     async fn start() -> Self {
+        Self::start_holding(Duration::from_secs(10)).await
+    }
+
+    /// A pool whose proxy holds a frozen tenant's statements at most `hold`.
+    async fn start_holding(hold: Duration) -> Self {
         init_logging();
         let directory = Cluster::builder().members(1).start().await.unwrap();
         let mut clusters = Vec::new();
@@ -92,14 +98,17 @@ impl Pool {
         config.monitor_interval = Duration::from_millis(200);
         config.topology_poll = Duration::from_millis(200);
         config.shutdown_timeout = Duration::from_secs(2);
+        config.write_hold_timeout = hold;
         let proxy = Proxy::bind(config).await.unwrap();
         let addr = proxy.local_addr().unwrap();
+        let shared = proxy.shared.clone();
         let stop = proxy.shutdown_handle();
         tokio::spawn(proxy.run());
         Self {
             directory,
             clusters,
             addr,
+            shared,
             _dir: dir,
             _stop: stop,
         }
@@ -113,6 +122,20 @@ impl Pool {
             .pass(Some(APP_PASSWORD))
             .db_name(db)
             .prefer_socket(false)
+    }
+
+    /// Waits until the proxy has applied the directory's change log up to its end.
+    async fn followed(&self, book: &Directory) {
+        let end = book.last_seq().await.unwrap();
+        let router = self.shared.tenants.as_ref().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while router.followed.load(std::sync::atomic::Ordering::Relaxed) < end {
+            assert!(
+                Instant::now() < deadline,
+                "the proxy never read change {end}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn conn(&self, db: Option<&str>) -> Conn {
@@ -342,4 +365,188 @@ async fn bad_tenant_input_gets_clear_errors_and_the_directory_outage_spares_cach
     assert!(began.elapsed() < Duration::from_secs(2));
     let code = error_code(&mut conn, "CREATE DATABASE t_3").await;
     assert_eq!(code, 1105);
+}
+
+/// The steps of a move as the proxy sees them, driven by hand: the directory's states, the
+/// fenced source copy, and a route changed behind the change log's back (a proxy whose feed
+/// lags).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moving_tenant_is_held_while_frozen_and_followed_across_the_fence() {
+    use lagless_directory::{TenantId, TenantState};
+    let pool = Pool::start_holding(Duration::from_millis(1500)).await;
+    let book = Directory::new(admin_opts(&pool.directory));
+    let mut app = pool.conn(None).await;
+    app.query_drop("CREATE DATABASE t_mover").await.unwrap();
+    app.query_drop("CREATE TABLE t_mover.kv (k INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    app.query_drop("INSERT INTO t_mover.kv VALUES (1, 1)")
+        .await
+        .unwrap();
+    let id = TenantId::parse("mover").unwrap();
+    let active = book.lookup(&id).await.unwrap().unwrap();
+    let from = CLUSTERS.iter().position(|c| *c == active.cluster).unwrap();
+    let to = 1 - from;
+    let (source, target) = (pool.clusters[from].primary(), pool.clusters[to].primary());
+    // What a move's copy and catch-up leave on the target.
+    target.query("CREATE DATABASE t_mover").await.unwrap();
+    target
+        .query("CREATE TABLE t_mover.kv (k INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    target
+        .query("INSERT INTO t_mover.kv VALUES (1, 1)")
+        .await
+        .unwrap();
+
+    // Moving: the tenant serves where it is, but schema changes wait for the move's end.
+    let moving = book
+        .transition(&id, &active, &active.cluster, TenantState::Moving)
+        .await
+        .unwrap()
+        .unwrap();
+    pool.followed(&book).await;
+    assert_eq!(
+        error_code(&mut app, "ALTER TABLE t_mover.kv ADD c INT").await,
+        1105
+    );
+    app.query_drop("INSERT INTO t_mover.kv VALUES (2, 2)")
+        .await
+        .unwrap();
+    target
+        .query("INSERT INTO t_mover.kv VALUES (2, 2)")
+        .await
+        .unwrap();
+
+    // Frozen: a write is held, the source is fenced, the route flips, and the write runs on
+    // the target.
+    let mut writer = pool.conn(Some("t_mover")).await;
+    let frozen = book
+        .transition(&id, &moving, &active.cluster, TenantState::Frozen)
+        .await
+        .unwrap()
+        .unwrap();
+    pool.followed(&book).await;
+    let held = tokio::spawn(async move {
+        let started = Instant::now();
+        let result = writer.query_drop("INSERT INTO kv VALUES (3, 3)").await;
+        (result.map_err(|e| e.to_string()), started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "a frozen tenant's write must wait");
+    source.query("CREATE DATABASE t_mover_moved").await.unwrap();
+    source
+        .query("RENAME TABLE t_mover.kv TO t_mover_moved.kv")
+        .await
+        .unwrap();
+    let flipped = book
+        .transition(&id, &frozen, CLUSTERS[to], TenantState::Active)
+        .await
+        .unwrap()
+        .unwrap();
+    let (result, waited) = held.await.unwrap();
+    result.unwrap();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    let count = |rows: Vec<mysql_async::Row>| -> i64 { rows[0].get(0).unwrap() };
+    assert_eq!(
+        count(
+            target
+                .query("SELECT COUNT(*) FROM t_mover.kv")
+                .await
+                .unwrap()
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            source
+                .query("SELECT COUNT(*) FROM t_mover_moved.kv")
+                .await
+                .unwrap()
+        ),
+        2,
+        "nothing may reach the fenced copy"
+    );
+
+    // A route changed behind the change log (as a proxy whose feed lags sees it): the old
+    // copy is fenced, so the server's "no such table" sends the proxy to the directory, and
+    // the statement runs where the tenant is now — a query and a prepared statement alike.
+    let mut reader = pool.conn(Some("t_mover")).await;
+    let stmt = reader.prep("SELECT COUNT(*) FROM kv").await.unwrap();
+    let n: Option<i64> = reader.exec_first(&stmt, ()).await.unwrap();
+    assert_eq!(n, Some(3));
+    source
+        .query("CREATE TABLE t_mover.kv (k INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    source
+        .query("INSERT INTO t_mover.kv SELECT * FROM t_mover_moved.kv")
+        .await
+        .unwrap();
+    source
+        .query("INSERT INTO t_mover.kv VALUES (3, 3), (4, 4)")
+        .await
+        .unwrap();
+    pool.directory
+        .primary()
+        .query(&format!(
+            "UPDATE lagless_directory.tenants SET cluster = '{}', version = {} \
+             WHERE tenant_id = 'mover'",
+            CLUSTERS[from],
+            flipped.version + 1
+        ))
+        .await
+        .unwrap();
+    target
+        .query("RENAME TABLE t_mover.kv TO t_mover.kv_moved_back")
+        .await
+        .unwrap();
+    let n: Option<i64> = reader.exec_first(&stmt, ()).await.unwrap();
+    assert_eq!(n, Some(4), "the prepared statement follows the tenant");
+    let n: Option<i64> = app
+        .query_first("SELECT COUNT(*) FROM t_mover.kv")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(4), "the query follows the tenant");
+    // A table that is missing where the tenant really is stays the client's error.
+    assert_eq!(
+        error_code(&mut app, "SELECT * FROM t_mover.nothing_here").await,
+        1146
+    );
+
+    // A freeze that outlasts the hold fails the statement with a lock wait timeout, and
+    // nothing runs; once the tenant thaws, writes go on.
+    let current = book.lookup(&id).await.unwrap().unwrap();
+    let frozen = book
+        .transition(&id, &current, &current.cluster, TenantState::Frozen)
+        .await
+        .unwrap()
+        .unwrap();
+    pool.followed(&book).await;
+    let started = Instant::now();
+    assert_eq!(
+        error_code(&mut app, "INSERT INTO t_mover.kv VALUES (5, 5)").await,
+        1205
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    book.transition(&id, &frozen, &frozen.cluster, TenantState::Active)
+        .await
+        .unwrap()
+        .unwrap();
+    app.query_drop("INSERT INTO t_mover.kv VALUES (5, 5)")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            source
+                .query("SELECT COUNT(*) FROM t_mover.kv")
+                .await
+                .unwrap()
+        ),
+        5
+    );
 }

@@ -27,6 +27,9 @@ pub struct SchemaRefs {
     /// [`schema_refs_where`] (another database, or a table alias): the statement names
     /// something, so it cannot run just anywhere.
     pub names_others: bool,
+    /// A statement changes the schema (`ALTER`, `CREATE`, `DROP`, `RENAME`, `TRUNCATE`;
+    /// temporary tables aside).
+    pub ddl: bool,
 }
 
 /// Scans a COM_QUERY payload (all its statements) under the session's `sql_mode`.
@@ -62,7 +65,15 @@ pub fn schema_refs_where(sql: &[u8], mode: SqlMode, keep: impl Fn(&str) -> bool)
             }
             Tok::Word(w) if statement_start => {
                 let create = keyword(w) == Some(Kw::Create);
-                if create || is_name(w, b"DROP") {
+                let drop = is_name(w, b"DROP");
+                let temporary = matches!(p.peek(), Tok::Word(t) if is_name(t, b"TEMPORARY"));
+                refs.ddl |= !temporary
+                    && (create
+                        || drop
+                        || [&b"ALTER"[..], b"RENAME", b"TRUNCATE"]
+                            .iter()
+                            .any(|k| is_name(w, k)));
+                if create || drop {
                     database_statement(&mut p, create, &mut refs);
                 }
             }
@@ -134,6 +145,29 @@ mod tests {
 
     fn refs(sql: &str) -> SchemaRefs {
         schema_refs(sql.as_bytes(), SqlMode::default())
+    }
+
+    #[test]
+    fn schema_changes_are_told_from_other_statements() {
+        for sql in [
+            "ALTER TABLE t_1.a ADD c INT",
+            "create table a (id int)",
+            "SELECT 1; DROP TABLE a",
+            "RENAME TABLE a TO b",
+            "truncate a",
+            "CREATE DATABASE t_2",
+        ] {
+            assert!(refs(sql).ddl, "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM alter_log",
+            "INSERT INTO t_1.a VALUES (1)",
+            "CREATE TEMPORARY TABLE x (id INT)",
+            "DROP TEMPORARY TABLE x",
+            "SELECT 'ALTER TABLE a'",
+        ] {
+            assert!(!refs(sql).ddl, "{sql}");
+        }
     }
 
     #[test]
