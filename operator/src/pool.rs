@@ -9,3 +9,4 @@
 pub mod document;
 pub mod growth;
 pub mod load;
+pub mod moves;

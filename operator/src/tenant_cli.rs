@@ -8,6 +8,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod move_local;
 mod via_proxy;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +88,16 @@ pub enum TenantCommand {
     Where {
         /// The tenant id.
         id: String,
+    },
+    /// Move a tenant to another cluster while it is written (local pools): copy, catch up,
+    /// a short freeze, fence, verify, flip, clean. Run it again to resume an interrupted
+    /// move.
+    Move {
+        /// The tenant id.
+        id: String,
+        /// The cluster to move it to.
+        #[arg(long)]
+        to: String,
     },
     /// Print the directory's tables as SQL (idempotent), for a directory set up by hand.
     Schema,
@@ -172,6 +183,7 @@ fn execute(args: TenantArgs) -> Result<String, TenantCliError> {
         let result = match &action {
             Action::Create(id) => pool.create(&directory, id).await,
             Action::Where(id) => pool.locate(&directory, id).await,
+            Action::Move(id, to) => pool.move_tenant(&directory, id, to).await,
             Action::List { cluster, format } => {
                 pool.list(&directory, cluster.as_deref(), *format).await
             }
@@ -215,6 +227,7 @@ pub fn proxy_opts(
 enum Action {
     Create(TenantId),
     Where(TenantId),
+    Move(TenantId, String),
     List {
         cluster: Option<String>,
         format: ListFormat,
@@ -228,6 +241,7 @@ impl Action {
         Ok(match command {
             TenantCommand::Create { id } => Action::Create(TenantId::parse(&id)?),
             TenantCommand::Where { id } => Action::Where(TenantId::parse(&id)?),
+            TenantCommand::Move { id, to } => Action::Move(TenantId::parse(&id)?, to),
             TenantCommand::List { cluster, output } => Action::List {
                 cluster,
                 format: output,

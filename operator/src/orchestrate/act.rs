@@ -867,7 +867,7 @@ fn position_query(flavor: Flavor) -> &'static str {
 }
 
 /// Doubles quotes and backslashes for a single-quoted SQL string.
-fn sql_quote(s: &str) -> String {
+pub(crate) fn sql_quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "''")
 }
 

@@ -40,6 +40,12 @@ pub(super) async fn run(
                 ListFormat::Json => json(&rows),
             }
         }
+        // A move needs each cluster's servers, which a proxy does not expose.
+        Action::Move(..) => Err(TenantCliError::Usage(
+            "tenant move runs on a local pool (--state-dir); moves in Kubernetes are not \
+             built yet"
+                .into(),
+        )),
         Action::Schema => Ok(super::schema_sql()),
     };
     directory.close().await;

@@ -11,5 +11,6 @@ mod orchestrate;
 mod push;
 mod switchover;
 mod tenant_cli;
+mod tenant_move;
 mod tenant_pool;
 mod tls;

@@ -9,7 +9,7 @@ use lagless_directory::{
     ClusterState, Directory, PoolCluster, PoolDocument, TenantId, TenantSource,
 };
 use lagless_operator::local::state::{LocalCredentials, write_json};
-use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, Cluster, conn_opts};
+use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, Cluster, REPL_PASSWORD, REPL_USER, conn_opts};
 
 /// Runs the command with `--state-dir dir` (when given); returns the exit code, stdout and
 /// stderr.
@@ -51,8 +51,22 @@ async fn databases(cluster: &Cluster, like: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_created_listed_and_found() {
     let global = Cluster::builder().members(1).start().await.unwrap();
-    let c1 = Cluster::builder().members(1).start().await.unwrap();
-    let c2 = Cluster::builder().members(1).start().await.unwrap();
+    // GTID domains and server ids of their own, as a pool gives its clusters: a move
+    // replicates between them.
+    let c1 = Cluster::builder()
+        .members(1)
+        .domain_id(1)
+        .server_id_base(10)
+        .start()
+        .await
+        .unwrap();
+    let c2 = Cluster::builder()
+        .members(1)
+        .domain_id(2)
+        .server_id_base(20)
+        .start()
+        .await
+        .unwrap();
     let state = tempfile::tempdir().unwrap();
     let dir = state.path();
 
@@ -85,6 +99,8 @@ async fn tenants_are_created_listed_and_found() {
     let creds = LocalCredentials {
         admin_user: ADMIN_USER.into(),
         admin_password: ADMIN_PASSWORD.into(),
+        replication_user: REPL_USER.into(),
+        replication_password: REPL_PASSWORD.into(),
         ..LocalCredentials::generate().unwrap()
     };
     write_json(&dir.join("credentials.json"), &creds, 0o600).unwrap();
@@ -197,6 +213,63 @@ async fn tenants_are_created_listed_and_found() {
     let (code, _, err) = tenant(Some(&dir.join("nothing")), &["list"]);
     assert_eq!(code, 2);
     assert!(err.contains("holds no tenant pool"), "{err}");
+
+    // move: the tenant and its rows go to the other cluster; a move through a proxy, or to a
+    // cluster outside the pool, is refused.
+    home.primary()
+        .exec("CREATE TABLE t_42.kv (k INT PRIMARY KEY, v INT); INSERT INTO t_42.kv VALUES (1, 10), (2, 20)")
+        .await
+        .unwrap();
+    let other_name = if placed == "demo-c1" {
+        "demo-c2"
+    } else {
+        "demo-c1"
+    };
+    let (code, _, err) = tenant(Some(dir), &["move", "42", "--to", "demo-c9"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("demo-c9"), "{err}");
+    let (code, out, err) = tenant(Some(dir), &["move", "42", "--to", other_name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(&format!(
+            "tenant 42 moved from {placed} to {other_name} in "
+        )),
+        "{out}"
+    );
+    for phase in [
+        "catching up",
+        "frozen",
+        "fenced",
+        "flipped",
+        "cleaning",
+        "done",
+    ] {
+        assert!(err.contains(&format!("tenant 42: {phase}\n")), "{err}");
+    }
+    let rows = other
+        .primary()
+        .query("SELECT SUM(v) FROM t_42.kv")
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<i64, _>(0), Some(30));
+    assert_eq!(databases(home, "t\\_42").await, 0);
+    let (code, out, _) = tenant(Some(dir), &["where", "42"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!("tenant 42: cluster {other_name},")),
+        "{out}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("moves").join("42.json")).unwrap()).unwrap();
+    assert_eq!(record["phase"], "done");
+    // Moving it where it is already is refused, and nothing changes.
+    let (code, _, err) = tenant(Some(dir), &["move", "42", "--to", other_name]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is on cluster") && err.contains("already"),
+        "{err}"
+    );
+    assert_eq!(databases(other, "t\\_42").await, 1);
 
     // The directory down: exit 1.
     global.primary().kill9().unwrap();

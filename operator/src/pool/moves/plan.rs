@@ -1,0 +1,307 @@
+//! A tenant move's record and the decisions taken on it, without I/O: the phases, what a
+//! failure in each means, the names a move uses, and the GTID position its channel starts at.
+
+use std::fmt;
+use std::time::Duration;
+
+use lagless_core::gtid::MariadbPosition;
+use lagless_directory::TenantId;
+use serde::{Deserialize, Serialize};
+
+/// Where a move is. Before `Flipped` a failure rolls the move back (the tenant stays on the
+/// source, writable); from `Flipped` on it only rolls forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// A snapshot of the tenant's database is loaded on the target's primary.
+    Copying,
+    /// A channel filtered to the tenant's database replicates the source into the target.
+    CatchingUp,
+    /// The directory holds the tenant's statements in every proxy.
+    Frozen,
+    /// The source copy's tables are renamed away; the target waits for that rename.
+    Fenced,
+    /// The directory sends the tenant to the target.
+    Flipped,
+    /// The channel and the source's copy are being removed.
+    Cleaning,
+    Done,
+    Aborted,
+}
+
+impl Phase {
+    /// Whether a failure in this phase rolls the move back.
+    pub fn rolls_back(self) -> bool {
+        matches!(
+            self,
+            Phase::Copying | Phase::CatchingUp | Phase::Frozen | Phase::Fenced
+        )
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Done | Phase::Aborted)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Copying => "copying",
+            Phase::CatchingUp => "catching up",
+            Phase::Frozen => "frozen",
+            Phase::Fenced => "fenced",
+            Phase::Flipped => "flipped",
+            Phase::Cleaning => "cleaning",
+            Phase::Done => "done",
+            Phase::Aborted => "aborted",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A move as it is persisted after every step, so that a restarted mover goes on from there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveRecord {
+    pub tenant: String,
+    pub from: String,
+    pub to: String,
+    pub phase: Phase,
+    /// The source's GTID position the snapshot was taken at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The GTID of the fence (the rename on the source's primary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    /// Milliseconds from the freeze to the flip (or to the abort).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_ms: Option<u64>,
+    /// Why the move was aborted, or the last error a step met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Per phase, milliseconds spent in it.
+    #[serde(default)]
+    pub timings: Vec<(Phase, u64)>,
+}
+
+impl MoveRecord {
+    pub fn new(tenant: &TenantId, from: &str, to: &str) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+            phase: Phase::Copying,
+            snapshot: None,
+            fence: None,
+            frozen_ms: None,
+            error: None,
+            timings: Vec::new(),
+        }
+    }
+}
+
+/// The limits a move keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoveLimits {
+    /// The channel's lag at which the tenant is frozen.
+    pub max_lag_to_freeze: Duration,
+    /// How long the fence's rename waits for transactions open on the tenant's tables.
+    pub fence_wait: Duration,
+    /// Freeze to flip at most; past it the move aborts.
+    pub max_frozen: Duration,
+    /// How long catching up may take before the move gives up.
+    pub catch_up_timeout: Duration,
+}
+
+impl Default for MoveLimits {
+    fn default() -> Self {
+        Self {
+            max_lag_to_freeze: Duration::from_millis(200),
+            fence_wait: Duration::from_secs(2),
+            max_frozen: Duration::from_secs(5),
+            catch_up_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The replication channel of a tenant's move, on the target's primary.
+pub fn channel_name(tenant: &TenantId) -> String {
+    format!("lagless_move_{tenant}")
+}
+
+/// Where the fence puts the source's tables: not a tenant's database name, so no proxy
+/// routes to it, and filtered from the channel (statements with no default database are).
+pub fn fenced_database(tenant: &TenantId) -> String {
+    format!("lagless_moved_{tenant}")
+}
+
+/// Quotes an identifier for SQL.
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The fence: one atomic rename of every table of `db` into `into`, waiting at most `wait`
+/// for transactions open on them.
+pub fn rename_sql(db: &str, into: &str, tables: &[String], wait: Option<Duration>) -> String {
+    let wait = wait.map_or(String::new(), |w| format!(" WAIT {}", w.as_secs().max(1)));
+    let pairs: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{}.{} TO {}.{}", ident(db), ident(t), ident(into), ident(t)))
+        .collect();
+    match pairs.split_first() {
+        Some((first, rest)) if !wait.is_empty() => {
+            // `WAIT n` follows the first table name.
+            let (from, to) = first.split_once(" TO ").unwrap_or((first.as_str(), ""));
+            let mut sql = format!("RENAME TABLE {from}{wait} TO {to}");
+            for p in rest {
+                sql.push_str(", ");
+                sql.push_str(p);
+            }
+            sql
+        }
+        _ => format!("RENAME TABLE {}", pairs.join(", ")),
+    }
+}
+
+/// The `gtid_slave_pos` the target's primary starts the move's channel at: its own binlog's
+/// position (any other value for those domains conflicts with its binlog), with the source
+/// domain's GTID taken from the snapshot.
+pub fn channel_start(
+    target_binlog: &MariadbPosition,
+    snapshot: &MariadbPosition,
+    source_domain: u32,
+) -> Result<MariadbPosition, String> {
+    let mut start = MariadbPosition::default();
+    for g in target_binlog.gtids() {
+        if g.domain != source_domain {
+            start.insert(*g);
+        }
+    }
+    match snapshot.get(source_domain) {
+        Some(g) => {
+            if let Some(ours) = target_binlog.get(source_domain)
+                && ours.seq > g.seq
+            {
+                return Err(format!(
+                    "the target's binary log already holds {ours} of the source's domain, past the \
+                     snapshot's {g}"
+                ));
+            }
+            start.insert(*g);
+        }
+        None => {
+            // A source that never wrote in its domain: the channel starts at its beginning.
+            if let Some(ours) = target_binlog.get(source_domain) {
+                start.insert(*ours);
+            }
+        }
+    }
+    Ok(start)
+}
+
+/// Renders a position as the server writes it.
+pub fn render(position: &MariadbPosition) -> String {
+    position
+        .gtids()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The GTID position in a `mariadb-dump --gtid --master-data=2` (or `--dump-slave=2`)
+/// header line: `-- SET GLOBAL gtid_slave_pos='0-1-5,1-11-40';`.
+pub fn dump_position(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix("-- SET GLOBAL gtid_slave_pos=")?;
+    let rest = rest.strip_prefix('\'')?;
+    rest.split_once('\'').map(|(pos, _)| pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(s: &str) -> MariadbPosition {
+        MariadbPosition::parse(s).unwrap()
+    }
+
+    #[test]
+    fn phases_roll_back_until_the_flip() {
+        for p in [
+            Phase::Copying,
+            Phase::CatchingUp,
+            Phase::Frozen,
+            Phase::Fenced,
+        ] {
+            assert!(p.rolls_back(), "{p}");
+        }
+        for p in [Phase::Flipped, Phase::Cleaning, Phase::Done, Phase::Aborted] {
+            assert!(!p.rolls_back(), "{p}");
+        }
+        assert!(Phase::Done.is_final() && Phase::Aborted.is_final());
+        assert!(!Phase::Flipped.is_final());
+    }
+
+    #[test]
+    fn the_fence_renames_every_table_at_once() {
+        let tables = vec!["a".to_string(), "b`c".to_string()];
+        assert_eq!(
+            rename_sql(
+                "t_1",
+                "lagless_moved_1",
+                &tables,
+                Some(Duration::from_secs(2))
+            ),
+            "RENAME TABLE `t_1`.`a` WAIT 2 TO `lagless_moved_1`.`a`, \
+             `t_1`.`b``c` TO `lagless_moved_1`.`b``c`"
+        );
+        assert_eq!(
+            rename_sql("lagless_moved_1", "t_1", &tables[..1], None),
+            "RENAME TABLE `lagless_moved_1`.`a` TO `t_1`.`a`"
+        );
+    }
+
+    #[test]
+    fn the_channel_starts_at_the_targets_own_domains_and_the_snapshot() {
+        // Target (domain 2) holds an earlier move's GTIDs of domain 1; the snapshot is later.
+        let start = channel_start(&pos("1-11-40,2-21-9"), &pos("0-1-3,1-11-52"), 1).unwrap();
+        assert_eq!(render(&start), "1-11-52,2-21-9");
+        // A snapshot older than what the target holds of the source's domain is refused.
+        assert!(channel_start(&pos("1-11-60,2-21-9"), &pos("1-11-52"), 1).is_err());
+        // A source with no GTID in its domain yet.
+        assert_eq!(
+            render(&channel_start(&pos("2-21-9"), &pos(""), 1).unwrap()),
+            "2-21-9"
+        );
+    }
+
+    #[test]
+    fn the_dump_header_gives_the_position() {
+        assert_eq!(
+            dump_position("-- SET GLOBAL gtid_slave_pos='0-1-5,1-11-40';"),
+            Some("0-1-5,1-11-40")
+        );
+        assert_eq!(
+            dump_position("-- CHANGE MASTER TO MASTER_LOG_FILE='x'"),
+            None
+        );
+        assert_eq!(
+            dump_position("-- SET GLOBAL gtid_slave_pos='unterminated"),
+            None
+        );
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut r = MoveRecord::new(&TenantId::parse("42").unwrap(), "c0", "c1");
+        r.phase = Phase::Fenced;
+        r.fence = Some("1-11-90".into());
+        r.timings.push((Phase::Copying, 120));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"phase\":\"fenced\""), "{json}");
+        assert_eq!(serde_json::from_str::<MoveRecord>(&json).unwrap(), r);
+    }
+}

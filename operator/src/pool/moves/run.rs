@@ -1,0 +1,191 @@
+//! Drives a move through its phases, saving the record after every step so that a restarted
+//! mover goes on where it stopped: before the flip any failure rolls the move back, after it
+//! the move only goes forward.
+
+use std::time::{Duration, Instant};
+
+use lagless_directory::TenantState;
+
+use super::plan::{MoveRecord, Phase};
+use super::steps::{self, MoveContext};
+
+/// How long a roll-forward step waits before it tries again.
+const RETRY: Duration = Duration::from_millis(500);
+/// Attempts of a step that only rolls forward, before the move is left for a later resume.
+const FORWARD_ATTEMPTS: u32 = 20;
+/// How often the channel's lag is measured while catching up.
+const LAG_POLL: Duration = Duration::from_millis(100);
+
+/// Runs `record`'s move to `Done` or `Aborted` (or, when a step after the flip keeps
+/// failing, leaves it in its phase with the error, to be resumed). `save` is called with
+/// every change of the record.
+pub async fn run_move(
+    cx: &MoveContext,
+    mut record: MoveRecord,
+    save: &mut (dyn FnMut(&MoveRecord) + Send),
+) -> MoveRecord {
+    // A move that cannot start changes nothing, and so has nothing to roll back.
+    if record.phase == Phase::Copying
+        && let Err(error) = steps::preconditions(cx, &record.from, &record.to).await
+    {
+        record.error = Some(format!("not started: {error}"));
+        record.phase = Phase::Aborted;
+        save(&record);
+        return record;
+    }
+    let mut frozen_at: Option<Instant> = None;
+    let mut attempts = 0;
+    while !record.phase.is_final() {
+        let started = Instant::now();
+        let phase = record.phase;
+        tracing::info!(tenant = %record.tenant, %phase, "tenant move");
+        match step(cx, &mut record, &mut frozen_at).await {
+            Ok(next) => {
+                record
+                    .timings
+                    .push((phase, started.elapsed().as_millis() as u64));
+                record.phase = next;
+                record.error = None;
+                attempts = 0;
+            }
+            Err(error) if phase.rolls_back() => {
+                tracing::warn!(tenant = %record.tenant, %phase, %error, "tenant move fails; rolling back");
+                record.error = Some(format!("{phase}: {error}"));
+                save(&record);
+                if let Err(e) = roll_back(cx, &record).await {
+                    // Left in its phase: a resume rolls back again.
+                    record.error = Some(format!("{phase}: {error}; rolling back failed: {e}"));
+                    save(&record);
+                    return record;
+                }
+                if let Some(at) = frozen_at {
+                    record.frozen_ms = Some(at.elapsed().as_millis() as u64);
+                }
+                record.phase = Phase::Aborted;
+            }
+            Err(error) => {
+                attempts += 1;
+                record.error = Some(format!("{phase}: {error}"));
+                tracing::warn!(tenant = %record.tenant, %phase, %error, attempts, "tenant move step failed; trying again");
+                if attempts >= FORWARD_ATTEMPTS {
+                    save(&record);
+                    return record;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+        save(&record);
+    }
+    record
+}
+
+async fn step(
+    cx: &MoveContext,
+    record: &mut MoveRecord,
+    frozen_at: &mut Option<Instant>,
+) -> Result<Phase, String> {
+    let limits = cx.limits;
+    match record.phase {
+        Phase::Copying => {
+            // From now on the proxies refuse schema changes to the tenant.
+            steps::transition(cx, &record.from, TenantState::Moving).await?;
+            record.snapshot = Some(steps::copy(cx).await?);
+            Ok(Phase::CatchingUp)
+        }
+        Phase::CatchingUp => {
+            let snapshot = record
+                .snapshot
+                .clone()
+                .ok_or("no snapshot position recorded")?;
+            steps::start_channel(cx, &snapshot).await?;
+            let deadline = Instant::now() + limits.catch_up_timeout;
+            loop {
+                steps::check_channel(cx).await?;
+                if let Some(lag) = steps::lag(cx, limits.max_lag_to_freeze).await?
+                    && lag <= limits.max_lag_to_freeze
+                {
+                    return Ok(Phase::Frozen);
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "the target did not catch up within {} s",
+                        limits.catch_up_timeout.as_secs()
+                    ));
+                }
+                tokio::time::sleep(LAG_POLL).await;
+            }
+        }
+        Phase::Frozen => {
+            steps::transition(cx, &record.from, TenantState::Frozen).await?;
+            *frozen_at = Some(Instant::now());
+            let fence = match steps::fence(cx).await? {
+                Some(gtid) => Some(gtid),
+                // Fenced already, by the run before a restart.
+                None => record.fence.clone().or(steps::source_head(cx).await?),
+            };
+            record.fence = fence;
+            Ok(Phase::Fenced)
+        }
+        Phase::Fenced => {
+            let left = match frozen_at {
+                Some(at) => limits.max_frozen.saturating_sub(at.elapsed()),
+                // Resumed after a restart: the freeze began before it, so no time is left.
+                None => return Err("the mover restarted while the tenant was frozen".into()),
+            };
+            if let Some(fence) = record.fence.clone() {
+                steps::wait_for(cx, &fence, left).await?.ok_or_else(|| {
+                    format!(
+                        "the target did not reach the fence {fence} within {} ms of the freeze",
+                        limits.max_frozen.as_millis()
+                    )
+                })?;
+            }
+            steps::check_channel(cx).await?;
+            steps::verify(cx).await?;
+            if frozen_at.is_some_and(|at| at.elapsed() > limits.max_frozen) {
+                return Err(format!(
+                    "frozen for more than {} ms",
+                    limits.max_frozen.as_millis()
+                ));
+            }
+            steps::transition(cx, &record.to, TenantState::Active).await?;
+            if let Some(at) = frozen_at {
+                record.frozen_ms = Some(at.elapsed().as_millis() as u64);
+            }
+            Ok(Phase::Flipped)
+        }
+        Phase::Flipped => {
+            steps::drop_channel(cx).await?;
+            Ok(Phase::Cleaning)
+        }
+        Phase::Cleaning => {
+            steps::clean_source(cx).await?;
+            Ok(Phase::Done)
+        }
+        Phase::Done | Phase::Aborted => Ok(record.phase),
+    }
+}
+
+/// Before the flip: the source serves the tenant again, writable, and the target forgets it.
+async fn roll_back(cx: &MoveContext, record: &MoveRecord) -> Result<(), String> {
+    // The target's copy is dropped only while the directory sends the tenant to the source.
+    let route = cx
+        .directory
+        .lookup(&cx.tenant)
+        .await
+        .map_err(|e| e.to_string())?;
+    match route {
+        Some(r) if r.cluster == record.from => {
+            steps::roll_back(cx).await?;
+            if r.state != TenantState::Active {
+                steps::transition(cx, &record.from, TenantState::Active).await?;
+            }
+            Ok(())
+        }
+        Some(r) => Err(format!(
+            "tenant {} is on {} in the directory, not on the source {}: not rolled back",
+            record.tenant, r.cluster, record.from
+        )),
+        None => Err(format!("tenant {} left the directory", record.tenant)),
+    }
+}

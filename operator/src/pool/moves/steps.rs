@@ -1,0 +1,531 @@
+//! The SQL and processes of a tenant move, one function a step; [`super::run`] decides which
+//! runs when. Every step may be repeated after a restart.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use lagless_core::gtid::MariadbPosition;
+use lagless_directory::{Directory, Route, TenantId, TenantState};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Row};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use super::plan::{self, MoveLimits};
+use crate::orchestrate::act::sql_quote;
+
+/// A server the mover reaches, with the account it uses there.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+impl Endpoint {
+    fn opts(&self) -> Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.clone()))
+            .prefer_socket(false)
+            .into()
+    }
+
+    pub async fn conn(&self) -> Result<Conn, String> {
+        tokio::time::timeout(Duration::from_secs(10), Conn::new(self.opts()))
+            .await
+            .map_err(|_| format!("{}:{}: no connection within 10 s", self.host, self.port))?
+            .map_err(|e| format!("{}:{}: {e}", self.host, self.port))
+    }
+}
+
+/// Everything a move needs to know about the two clusters and the directory.
+pub struct MoveContext {
+    pub tenant: TenantId,
+    /// The tenant's database, `t_<id>` by default.
+    pub database: String,
+    pub directory: Directory,
+    pub source_primary: Endpoint,
+    /// Where the snapshot is read: a caught-up replica of the source, or its primary.
+    pub snapshot_from: Endpoint,
+    /// The source cluster's GTID domain.
+    pub source_domain: u32,
+    /// The account the target's primary replicates from the source's primary with.
+    pub replication: (String, String),
+    pub target_primary: Endpoint,
+    pub limits: MoveLimits,
+}
+
+async fn run(conn: &mut Conn, sql: &str) -> Result<(), String> {
+    conn.query_drop(sql)
+        .await
+        .map_err(|e| format!("{}: {e}", crate::orchestrate::redact::redact(sql)))
+}
+
+async fn first<T: mysql_async::prelude::FromValue>(
+    conn: &mut Conn,
+    sql: &str,
+) -> Result<Option<T>, String> {
+    let row: Option<Row> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    Ok(row.and_then(|r| r.get::<Option<T>, _>(0)).flatten())
+}
+
+fn position(text: &str) -> Result<MariadbPosition, String> {
+    MariadbPosition::parse(text).map_err(|e| format!("GTID position '{text}': {e}"))
+}
+
+/// The tenant's tables on `conn`'s server, refusing what a move cannot carry.
+pub async fn tables(conn: &mut Conn, db: &str) -> Result<Vec<String>, String> {
+    let q = sql_quote(db);
+    let rows: Vec<(String, String)> = conn
+        .query(format!(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = '{q}' ORDER BY TABLE_NAME"
+        ))
+        .await
+        .map_err(|e| format!("listing the tables of {db}: {e}"))?;
+    if let Some((view, _)) = rows.iter().find(|(_, kind)| kind != "BASE TABLE") {
+        return Err(format!(
+            "{db}.{view} is a view: a move renames tables across databases, which views prevent"
+        ));
+    }
+    let triggers: Option<u64> = first(
+        conn,
+        &format!("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{q}'"),
+    )
+    .await?;
+    if triggers.unwrap_or(0) > 0 {
+        return Err(format!(
+            "{db} has triggers: a move renames tables across databases, which triggers prevent"
+        ));
+    }
+    Ok(rows.into_iter().map(|(name, _)| name).collect())
+}
+
+/// What must hold before a move starts: the tenant active on the source (or `moving` there,
+/// from an interrupted attempt), its tables movable, and the target's primary replicating from
+/// nowhere.
+pub async fn preconditions(cx: &MoveContext, from: &str, to: &str) -> Result<Route, String> {
+    let route = cx
+        .directory
+        .lookup(&cx.tenant)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("tenant {} is not in the directory", cx.tenant))?;
+    if from == to || route.cluster == to {
+        return Err(format!("tenant {} is on cluster {to} already", cx.tenant));
+    }
+    // `moving`: an earlier run of this move stopped while copying.
+    if route.cluster != from || !matches!(route.state, TenantState::Active | TenantState::Moving) {
+        return Err(format!(
+            "tenant {} is {} on cluster {}, not active on {from}",
+            cx.tenant, route.state, route.cluster
+        ));
+    }
+    let mut source = cx.source_primary.conn().await?;
+    tables(&mut source, &cx.database).await?;
+    let mut target = cx.target_primary.conn().await?;
+    let channels: Vec<Row> = target
+        .query("SHOW ALL SLAVES STATUS")
+        .await
+        .map_err(|e| format!("SHOW ALL SLAVES STATUS on the target: {e}"))?;
+    let ours = plan::channel_name(&cx.tenant);
+    let others = channels
+        .iter()
+        .filter_map(|r| r.get::<String, _>("Connection_name"))
+        .filter(|name| *name != ours)
+        .count();
+    if others > 0 {
+        return Err("the target's primary replicates from another server".into());
+    }
+    Ok(route)
+}
+
+/// The snapshot: `mariadb-dump` of the tenant's database from `snapshot_from`, consistent and
+/// with its GTID position, streamed into the target's primary (dropping a leftover copy of
+/// an earlier attempt first). Returns the position.
+pub async fn copy(cx: &MoveContext) -> Result<String, String> {
+    let mut target = cx.target_primary.conn().await?;
+    run(
+        &mut target,
+        &format!("DROP DATABASE IF EXISTS {}", plan::ident(&cx.database)),
+    )
+    .await?;
+    drop(target);
+    let from = &cx.snapshot_from;
+    let mut dump = Command::new("mariadb-dump")
+        .args(["--single-transaction", "--gtid", "--master-data=2"])
+        .args(["--skip-triggers", "--no-tablespaces", "--protocol=TCP"])
+        .arg(format!("--host={}", from.host))
+        .arg(format!("--port={}", from.port))
+        .arg(format!("--user={}", from.user))
+        .args(["--databases", &cx.database])
+        .env("MYSQL_PWD", &from.password)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run mariadb-dump: {e}"))?;
+    let to = &cx.target_primary;
+    let mut load = Command::new("mariadb")
+        .args(["--protocol=TCP", "--batch"])
+        .arg(format!("--host={}", to.host))
+        .arg(format!("--port={}", to.port))
+        .arg(format!("--user={}", to.user))
+        .env("MYSQL_PWD", &to.password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run mariadb: {e}"))?;
+    let (Some(out), Some(mut into)) = (dump.stdout.take(), load.stdin.take()) else {
+        return Err("the dump's pipes were not opened".into());
+    };
+    let mut lines = BufReader::new(out).lines();
+    let mut snapshot = None;
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| format!("reading the dump: {e}"))?
+    {
+        if snapshot.is_none()
+            && let Some(pos) = plan::dump_position(&line)
+        {
+            snapshot = Some(pos.to_string());
+        }
+        into.write_all(line.as_bytes())
+            .await
+            .and(into.write_all(b"\n").await)
+            .map_err(|e| format!("loading the dump into the target: {e}"))?;
+    }
+    drop(into);
+    let dumped = dump
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("mariadb-dump: {e}"))?;
+    let loaded = load
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("mariadb: {e}"))?;
+    if !dumped.status.success() {
+        return Err(format!(
+            "mariadb-dump failed: {}",
+            String::from_utf8_lossy(&dumped.stderr).trim()
+        ));
+    }
+    if !loaded.status.success() {
+        return Err(format!(
+            "loading the snapshot into the target failed: {}",
+            String::from_utf8_lossy(&loaded.stderr).trim()
+        ));
+    }
+    snapshot.ok_or_else(|| "the dump carried no GTID position".into())
+}
+
+/// Starts (or, after a restart, restarts) the channel filtered to the tenant's database on
+/// the target's primary, from `snapshot`.
+pub async fn start_channel(cx: &MoveContext, snapshot: &str) -> Result<(), String> {
+    let channel = plan::channel_name(&cx.tenant);
+    let mut target = cx.target_primary.conn().await?;
+    let exists = channel_exists(&mut target, &channel).await?;
+    run(
+        &mut target,
+        &format!(
+            "SET @@default_master_connection = '{}'",
+            sql_quote(&channel)
+        ),
+    )
+    .await?;
+    if !exists {
+        let binlog: String = first(&mut target, "SELECT @@gtid_binlog_pos")
+            .await?
+            .unwrap_or_default();
+        let start =
+            plan::channel_start(&position(&binlog)?, &position(snapshot)?, cx.source_domain)?;
+        // gtid_slave_pos can only be set with every channel stopped; the target's primary
+        // has no other (see `preconditions`).
+        run(&mut target, "STOP ALL SLAVES").await?;
+        run(
+            &mut target,
+            &format!("SET GLOBAL gtid_slave_pos = '{}'", plan::render(&start)),
+        )
+        .await?;
+        let (user, password) = &cx.replication;
+        run(
+            &mut target,
+            &format!(
+                "CHANGE MASTER '{}' TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', \
+                 MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos, DO_DOMAIN_IDS=({}), \
+                 MASTER_CONNECT_RETRY=1",
+                sql_quote(&channel),
+                sql_quote(&cx.source_primary.host),
+                cx.source_primary.port,
+                sql_quote(user),
+                sql_quote(password),
+                cx.source_domain
+            ),
+        )
+        .await?;
+    } else {
+        run(&mut target, "STOP SLAVE").await?;
+    }
+    // The filter lives in the server's memory only, so it is set before every start: a
+    // channel restarted by a server restart without it is stopped by `check_channel`.
+    run(
+        &mut target,
+        &format!("SET GLOBAL replicate_do_db = '{}'", sql_quote(&cx.database)),
+    )
+    .await?;
+    run(&mut target, "START SLAVE").await
+}
+
+async fn channel_exists(conn: &mut Conn, channel: &str) -> Result<bool, String> {
+    let rows: Vec<Row> = conn
+        .query("SHOW ALL SLAVES STATUS")
+        .await
+        .map_err(|e| format!("SHOW ALL SLAVES STATUS: {e}"))?;
+    Ok(rows
+        .iter()
+        .any(|r| r.get::<String, _>("Connection_name").as_deref() == Some(channel)))
+}
+
+/// The channel is running, filtered to the tenant's database, without errors.
+pub async fn check_channel(cx: &MoveContext) -> Result<(), String> {
+    let channel = plan::channel_name(&cx.tenant);
+    let mut target = cx.target_primary.conn().await?;
+    let rows: Vec<Row> = target
+        .query("SHOW ALL SLAVES STATUS")
+        .await
+        .map_err(|e| format!("SHOW ALL SLAVES STATUS: {e}"))?;
+    let Some(row) = rows
+        .iter()
+        .find(|r| r.get::<String, _>("Connection_name").as_deref() == Some(channel.as_str()))
+    else {
+        return Err(format!(
+            "the move's channel {channel} is gone from the target"
+        ));
+    };
+    let text = |name: &str| {
+        row.get::<Option<String>, _>(name)
+            .flatten()
+            .unwrap_or_default()
+    };
+    if text("Replicate_Do_DB") != cx.database {
+        // A server restart brings the channel back without its filter: stop it at once.
+        let _ = run(
+            &mut target,
+            &format!("STOP SLAVE '{}'", sql_quote(&channel)),
+        )
+        .await;
+        return Err(format!(
+            "the move's channel runs without its filter (Replicate_Do_DB='{}')",
+            text("Replicate_Do_DB")
+        ));
+    }
+    for (flag, error) in [
+        ("Slave_IO_Running", "Last_IO_Error"),
+        ("Slave_SQL_Running", "Last_SQL_Error"),
+    ] {
+        if text(flag) != "Yes" && !text(error).is_empty() {
+            return Err(format!("the move's channel stopped: {}", text(error)));
+        }
+    }
+    Ok(())
+}
+
+/// How long the target takes to apply what the source's primary has written by now.
+pub async fn lag(cx: &MoveContext, limit: Duration) -> Result<Option<Duration>, String> {
+    let mut source = cx.source_primary.conn().await?;
+    let head: String = first(&mut source, "SELECT @@gtid_binlog_pos")
+        .await?
+        .unwrap_or_default();
+    let Some(g) = position(&head)?.get(cx.source_domain).copied() else {
+        return Ok(Some(Duration::ZERO));
+    };
+    wait_for(cx, &g.to_string(), limit).await
+}
+
+/// Waits until the target's primary has passed `gtid` (filtered transactions count), at most
+/// `limit`; `None` when it did not.
+pub async fn wait_for(
+    cx: &MoveContext,
+    gtid: &str,
+    limit: Duration,
+) -> Result<Option<Duration>, String> {
+    let mut target = cx.target_primary.conn().await?;
+    let started = Instant::now();
+    let secs = limit.as_secs_f64().max(0.001);
+    let waited: Option<i64> = first(
+        &mut target,
+        &format!("SELECT MASTER_GTID_WAIT('{}', {secs:.3})", sql_quote(gtid)),
+    )
+    .await?;
+    Ok((waited == Some(0)).then(|| started.elapsed()))
+}
+
+/// Moves the tenant in the directory from `expected` to `state` on `cluster`; the step is
+/// done when the directory already shows the result.
+pub async fn transition(
+    cx: &MoveContext,
+    cluster: &str,
+    state: TenantState,
+) -> Result<Route, String> {
+    let current = cx
+        .directory
+        .lookup(&cx.tenant)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("tenant {} left the directory during its move", cx.tenant))?;
+    if current.cluster == cluster && current.state == state {
+        return Ok(current);
+    }
+    cx.directory
+        .transition(&cx.tenant, &current, cluster, state)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "tenant {}'s directory entry changed under the move",
+                cx.tenant
+            )
+        })
+}
+
+/// The fence: every table of the tenant on the source's primary renamed into the fenced
+/// database at once, with no default database so the channel filters it. Returns the
+/// rename's GTID. A repeat after a restart finds the tables moved and returns `None`.
+pub async fn fence(cx: &MoveContext) -> Result<Option<String>, String> {
+    let mut source = cx.source_primary.conn().await?;
+    let tables = tables(&mut source, &cx.database).await?;
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let fenced = plan::fenced_database(&cx.tenant);
+    run(
+        &mut source,
+        &format!("CREATE DATABASE IF NOT EXISTS {}", plan::ident(&fenced)),
+    )
+    .await?;
+    run(
+        &mut source,
+        &plan::rename_sql(&cx.database, &fenced, &tables, Some(cx.limits.fence_wait)),
+    )
+    .await?;
+    first::<String>(&mut source, "SELECT @@last_gtid").await
+}
+
+/// The source's current GTID of its domain: where the target must be once the fence is in.
+pub async fn source_head(cx: &MoveContext) -> Result<Option<String>, String> {
+    let mut source = cx.source_primary.conn().await?;
+    let head: String = first(&mut source, "SELECT @@gtid_binlog_pos")
+        .await?
+        .unwrap_or_default();
+    Ok(position(&head)?
+        .get(cx.source_domain)
+        .map(ToString::to_string))
+}
+
+/// Table checksums of the fenced source copy against the target's.
+pub async fn verify(cx: &MoveContext) -> Result<(), String> {
+    let fenced = plan::fenced_database(&cx.tenant);
+    let mut source = cx.source_primary.conn().await?;
+    let mut target = cx.target_primary.conn().await?;
+    let source_tables = tables(&mut source, &fenced).await?;
+    let target_tables = tables(&mut target, &cx.database).await?;
+    if source_tables != target_tables {
+        return Err(format!(
+            "the target's tables {target_tables:?} differ from the source's {source_tables:?}"
+        ));
+    }
+    for table in &source_tables {
+        let sum = |db: &str| format!("CHECKSUM TABLE {}.{}", plan::ident(db), plan::ident(table));
+        let a: Option<(String, Option<u64>)> = source
+            .query_first(sum(&fenced))
+            .await
+            .map_err(|e| format!("checksum of {table} on the source: {e}"))?;
+        let b: Option<(String, Option<u64>)> = target
+            .query_first(sum(&cx.database))
+            .await
+            .map_err(|e| format!("checksum of {table} on the target: {e}"))?;
+        let (a, b) = (a.and_then(|r| r.1), b.and_then(|r| r.1));
+        if a != b || a.is_none() {
+            return Err(format!(
+                "table {table}: checksum {a:?} on the source, {b:?} on the target"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the move's channel from the target's primary and leaves its `gtid_slave_pos`
+/// equal to its binary log, so that a later switchover can make it a replica (the filtered
+/// fence would otherwise stay in it, a GTID its new primary never had).
+pub async fn drop_channel(cx: &MoveContext) -> Result<(), String> {
+    let channel = plan::channel_name(&cx.tenant);
+    let mut target = cx.target_primary.conn().await?;
+    if channel_exists(&mut target, &channel).await? {
+        run(
+            &mut target,
+            &format!("STOP SLAVE '{}'", sql_quote(&channel)),
+        )
+        .await?;
+        run(
+            &mut target,
+            &format!("RESET SLAVE '{}' ALL", sql_quote(&channel)),
+        )
+        .await?;
+    }
+    run(&mut target, "STOP ALL SLAVES").await?;
+    run(&mut target, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos").await
+}
+
+/// After the flip: the source's fenced copy and its emptied database go.
+pub async fn clean_source(cx: &MoveContext) -> Result<(), String> {
+    let mut source = cx.source_primary.conn().await?;
+    run(
+        &mut source,
+        &format!(
+            "DROP DATABASE IF EXISTS {}",
+            plan::ident(&plan::fenced_database(&cx.tenant))
+        ),
+    )
+    .await?;
+    run(
+        &mut source,
+        &format!("DROP DATABASE IF EXISTS {}", plan::ident(&cx.database)),
+    )
+    .await
+}
+
+/// Before the flip: the source's tables back where they were, the target's copy gone.
+pub async fn roll_back(cx: &MoveContext) -> Result<(), String> {
+    let fenced = plan::fenced_database(&cx.tenant);
+    let mut source = cx.source_primary.conn().await?;
+    let moved = tables(&mut source, &fenced).await?;
+    if !moved.is_empty() {
+        run(
+            &mut source,
+            &plan::rename_sql(&fenced, &cx.database, &moved, None),
+        )
+        .await?;
+    }
+    run(
+        &mut source,
+        &format!("DROP DATABASE IF EXISTS {}", plan::ident(&fenced)),
+    )
+    .await?;
+    drop_channel(cx).await?;
+    let mut target = cx.target_primary.conn().await?;
+    run(
+        &mut target,
+        &format!("DROP DATABASE IF EXISTS {}", plan::ident(&cx.database)),
+    )
+    .await
+}

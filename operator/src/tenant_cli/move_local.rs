@@ -1,0 +1,145 @@
+//! `tenant move` on a local pool: the move runs in this command, its record saved in the
+//! pool's state directory after every step, so that running the command again after an
+//! interruption resumes it (see `pool::moves`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use lagless_directory::{Directory, TenantId};
+use mysql_async::prelude::Queryable;
+
+use super::{LocalPool, TenantCliError, check_cluster, primary_of, read_topology};
+use crate::local::state::{read_json, write_json};
+use crate::pool::moves::{Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, run_move};
+
+impl LocalPool {
+    /// Where the record of tenant `id`'s move is kept.
+    fn move_record(&self, id: &TenantId) -> PathBuf {
+        self.paths.root.join("moves").join(format!("{id}.json"))
+    }
+
+    fn endpoint(&self, member: &lagless_core::topology::Member) -> Endpoint {
+        Endpoint {
+            host: member.host.clone(),
+            port: member.port,
+            user: self.credentials.admin_user.clone(),
+            password: self.credentials.admin_password.clone(),
+        }
+    }
+
+    /// Moves tenant `id` to cluster `to`, or resumes its unfinished move there.
+    pub(super) async fn move_tenant(
+        &self,
+        directory: &Directory,
+        id: &TenantId,
+        to: &str,
+    ) -> Result<String, TenantCliError> {
+        check_cluster(&self.document, to)?;
+        if self.ca.is_some() {
+            return Err(TenantCliError::Usage(
+                "tenant moves do not run on pools with TLS yet".into(),
+            ));
+        }
+        let path = self.move_record(id);
+        let record = match read_json::<MoveRecord>(&path) {
+            Ok(r) if !r.phase.is_final() => {
+                if r.to != to {
+                    return Err(TenantCliError::Usage(format!(
+                        "tenant {id} has an unfinished move to {} ({}): run the command with \
+                         --to {} to finish it",
+                        r.to, r.phase, r.to
+                    )));
+                }
+                eprintln!("resuming the move of tenant {id} to {to} ({})", r.phase);
+                r
+            }
+            _ => {
+                let route = directory
+                    .lookup(id)
+                    .await?
+                    .ok_or_else(|| TenantCliError::UnknownTenant(id.clone()))?;
+                MoveRecord::new(id, &route.cluster, to)
+            }
+        };
+        let cx = self.move_context(id, &record).await?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| TenantCliError::Pool(format!("{}: {e}", dir.display())))?;
+        }
+        let mut last = None;
+        let mut save = |r: &MoveRecord| {
+            if last != Some(r.phase) {
+                eprintln!("tenant {id}: {}", r.phase);
+                last = Some(r.phase);
+            }
+            if let Err(e) = write_json(&path, r, 0o644) {
+                tracing::warn!(error = %e, "cannot save the move's record");
+            }
+        };
+        let started = Instant::now();
+        let record = run_move(&cx, record, &mut save).await;
+        let error = record.error.clone().unwrap_or_default();
+        match record.phase {
+            Phase::Done => Ok(format!(
+                "tenant {id} moved from {} to {} in {} ms (writes held {} ms)\n",
+                record.from,
+                record.to,
+                started.elapsed().as_millis(),
+                record.frozen_ms.unwrap_or(0)
+            )),
+            Phase::Aborted if error.starts_with("not started") => {
+                Err(TenantCliError::Pool(format!("tenant {id}: move {error}")))
+            }
+            Phase::Aborted => Err(TenantCliError::Pool(format!(
+                "the move was rolled back; tenant {id} stays on {}: {error}",
+                record.from
+            ))),
+            phase => Err(TenantCliError::Pool(format!(
+                "the move stopped {phase}: {error}; run the command again to go on"
+            ))),
+        }
+    }
+
+    async fn move_context(
+        &self,
+        id: &TenantId,
+        record: &MoveRecord,
+    ) -> Result<MoveContext, TenantCliError> {
+        let topology_of = |name: &str| {
+            let cluster = self
+                .document
+                .cluster(name)
+                .ok_or_else(|| TenantCliError::Usage(format!("no cluster {name} in the pool")))?;
+            read_topology(name, &cluster.topology)
+        };
+        let source = topology_of(&record.from)?;
+        let target = topology_of(&record.to)?;
+        let source_primary = self.endpoint(primary_of(&source).map_err(TenantCliError::Pool)?);
+        let target_primary = self.endpoint(primary_of(&target).map_err(TenantCliError::Pool)?);
+        // A replica carries the snapshot's load; a cluster of one gives its primary.
+        let snapshot_from = source
+            .replicas
+            .first()
+            .map_or_else(|| source_primary.clone(), |r| self.endpoint(r));
+        let mut conn = source_primary.conn().await.map_err(TenantCliError::Pool)?;
+        let domain: Option<u32> = conn
+            .query_first("SELECT @@gtid_domain_id")
+            .await
+            .map_err(|e| TenantCliError::Pool(format!("the source's GTID domain: {e}")))?;
+        drop(conn);
+        Ok(MoveContext {
+            tenant: id.clone(),
+            database: self.document.naming().database(id),
+            directory: self.directory()?,
+            source_primary,
+            snapshot_from,
+            source_domain: domain.unwrap_or(0),
+            replication: (
+                self.credentials.replication_user.clone(),
+                self.credentials.replication_password.clone(),
+            ),
+            target_primary,
+            limits: MoveLimits::default(),
+        })
+    }
+}
