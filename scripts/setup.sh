@@ -65,3 +65,9 @@ if [ -z "$RUN_ONLY" ] && { ! python3 -c 'import pymysql, pytest, kubernetes_vali
   python3 -m pip install --quiet "${python_packages[@]}" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "${python_packages[@]}"
 fi
+
+# A real kube-apiserver (v1.20.2) and etcd for the operator's API server tests, kept in
+# ~/.cache/lagless/kapi; the first time on a machine without the shared build, this builds it.
+if [ -z "$RUN_ONLY" ]; then
+  bash "$(dirname "${BASH_SOURCE[0]}")/kube-apiserver.sh"
+fi

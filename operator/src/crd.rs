@@ -721,7 +721,9 @@ pub struct Condition {
     /// A CamelCase word for programs.
     pub reason: String,
     /// A sentence for people.
-    #[serde(default)]
+    // Left out when empty: Kubernetes before 1.21 turns an empty string in a server-side
+    // applied list item into null and then refuses the status as not a string.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// When `status` last changed, RFC 3339.
     pub last_transition_time: String,
@@ -736,6 +738,8 @@ impl Condition {
     pub const FAILOVER_IN_PROGRESS: &str = "FailoverInProgress";
     /// True when a failover loses no acknowledged write (lossless semi-sync).
     pub const LOSSLESS: &str = "Lossless";
+    /// False, only where the API server lacks `policy/v1` and no PodDisruptionBudget is applied.
+    pub const DISRUPTION_BUDGET: &str = "DisruptionBudget";
 }
 
 /// The status of a condition.

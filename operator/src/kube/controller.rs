@@ -15,6 +15,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 
+use super::apis::{self, Apis};
 use super::builders::{DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE};
 use super::common::FIELD_MANAGER;
 use super::lease::LeaderElector;
@@ -91,6 +92,19 @@ where
 }
 
 async fn run_async(args: ControllerArgs) -> i32 {
+    let client = match Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot configure a Kubernetes client");
+            return 1;
+        }
+    };
+    serve(client, args).await
+}
+
+/// The controller with `client`: what `lagless-operator controller` runs once it has
+/// configured its client. Returns the process exit code.
+pub async fn serve(client: Client, args: ControllerArgs) -> i32 {
     let metrics = Metrics::new();
     let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
         Ok(listener) => listener,
@@ -100,13 +114,18 @@ async fn run_async(args: ControllerArgs) -> i32 {
         }
     };
     tokio::spawn(metrics.clone().serve(listener));
-    let client = match Client::try_default().await {
-        Ok(client) => client,
+    // Before anything else: an API server that lacks what the controller needs is said so
+    // once, plainly, instead of failing every reconcile with a 404.
+    let apis = match apis::discover(&client).await {
+        Ok(apis) => apis,
         Err(e) => {
-            tracing::error!(error = %e, "cannot configure a Kubernetes client");
+            tracing::error!(error = %e, "cannot run against this API server");
             return 1;
         }
     };
+    if !apis.policy_v1 {
+        tracing::warn!("{}", apis::NO_POLICY_V1);
+    }
     // A standby replica is ready too: it serves its probes and waits for the Lease.
     metrics.set_ready(true);
     let identity = args
@@ -129,7 +148,7 @@ async fn run_async(args: ControllerArgs) -> i32 {
         }
         tracing::info!(%identity, "leading");
     }
-    let controller = run_controller(client, &args, identity, metrics);
+    let controller = run_controller(client, &args, identity, metrics, apis);
     match &elector {
         Some(elector) => tokio::select! {
             () = controller => 0,
@@ -147,7 +166,13 @@ async fn run_async(args: ControllerArgs) -> i32 {
     }
 }
 
-async fn run_controller(client: Client, args: &ControllerArgs, identity: String, metrics: Metrics) {
+async fn run_controller(
+    client: Client,
+    args: &ControllerArgs,
+    identity: String,
+    metrics: Metrics,
+    apis: Apis,
+) {
     let namespace = args.watch_namespace.as_deref();
     let clusters: Api<MySQLCluster> = api(&client, namespace);
     // Only objects the operator made: a cluster-wide watch of every ConfigMap would be costly.
@@ -164,13 +189,16 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
         recorder.clone(),
         metrics.clone(),
     ));
-    let pool_context = Arc::new(PoolContext::new(
-        client.clone(),
-        args.proxy_image.clone(),
-        recorder.clone(),
-        metrics.clone(),
-        Arc::new(PoolTasks::new(client.clone(), recorder.clone())),
-    ));
+    let pool_context = Arc::new(
+        PoolContext::new(
+            client.clone(),
+            args.proxy_image.clone(),
+            recorder.clone(),
+            metrics.clone(),
+            Arc::new(PoolTasks::new(client.clone(), recorder.clone())),
+        )
+        .with_apis(apis),
+    );
     let context = Arc::new(
         Context::new(
             client.clone(),
@@ -179,7 +207,8 @@ async fn run_controller(client: Client, args: &ControllerArgs, identity: String,
             metrics,
             orchestrations,
         )
-        .with_operator_image(args.operator_image.clone()),
+        .with_operator_image(args.operator_image.clone())
+        .with_apis(apis),
     );
     tracing::info!(
         namespace = namespace.unwrap_or("<all>"),

@@ -19,11 +19,13 @@
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`common`]: what the reconciler and the orchestration tasks share (field manager,
 //!   cluster keys, recording Events).
+//! - [`apis`]: the API versions the controller needs, checked by discovery at start-up.
 //! - [`controller`]: `lagless-operator controller`, tying them together.
 //!
 //! Inside this module, `::kube` names the kube-rs crate; `crate::kube` names this module.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod apis;
 pub mod builders;
 pub mod common;
 pub mod controller;

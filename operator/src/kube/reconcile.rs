@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::apis::Apis;
 use super::builders::{self, BuildError, Credential};
 use super::common::{self, FIELD_MANAGER, cluster_key};
 use super::metrics::Metrics;
@@ -92,6 +93,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub orchestrations: Arc<dyn Orchestrations>,
+    /// What the API server serves of the APIs the controller can do without.
+    pub apis: Apis,
     memory: Memory,
 }
 
@@ -112,8 +115,15 @@ impl Context {
             recorder,
             metrics,
             orchestrations,
+            apis: Apis::default(),
             memory: Memory::default(),
         }
+    }
+
+    /// The optional APIs the API server serves, as discovery found them (else all of them).
+    pub fn with_apis(mut self, apis: Apis) -> Self {
+        self.apis = apis;
+        self
     }
 
     /// The operator image the member pods take the agent from (else
@@ -121,6 +131,32 @@ impl Context {
     pub fn with_operator_image(mut self, image: String) -> Self {
         self.operator_image = image;
         self
+    }
+}
+
+impl Error {
+    /// The error as a sentence for a status condition or an Event: the object's kind and name
+    /// and the API server's own message, without the client's debug dump.
+    pub fn for_people(&self) -> String {
+        let (verb, kind, name, source) = match self {
+            Error::Apply { kind, name, source } => ("applying", kind, name, source),
+            Error::Read { kind, name, source } => ("reading", kind, name, source),
+            Error::Finalizer(e) => {
+                return match e.as_ref() {
+                    finalizer::Error::ApplyFailed(inner)
+                    | finalizer::Error::CleanupFailed(inner) => inner.for_people(),
+                    other => other.to_string(),
+                };
+            }
+            other => return other.to_string(),
+        };
+        match source {
+            ::kube::Error::Api(status) => format!(
+                "{verb} {kind} {name}: {} ({} {})",
+                status.message, status.code, status.reason
+            ),
+            other => format!("{verb} {kind} {name}: {other}"),
+        }
     }
 }
 
@@ -134,7 +170,7 @@ pub fn backoff(failures: u32) -> Duration {
 pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = cluster_key(&cluster);
     let (failures, delay) = ctx.memory.failed(&key);
-    tracing::warn!(cluster = %key, %error, failures, retry_in = ?delay, "reconcile failed");
+    tracing::warn!(cluster = %key, error = %error.for_people(), failures, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -524,6 +560,80 @@ async fn apply(
     cluster: &MySQLCluster,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    let previous = cluster.status.clone().unwrap_or_default();
+    if let Err(error) = apply_objects(cluster, ctx).await {
+        report_apply_failure(api, cluster, &previous, &error, ctx).await;
+        return Err(error);
+    }
+    let snapshot = ctx.orchestrations.ensure(cluster);
+    let now = clock::rfc3339();
+    let mut status = status::cluster_status(
+        &previous,
+        &snapshot,
+        &cluster.spec,
+        cluster.metadata.generation,
+        &now,
+    );
+    if let Some(no_budget) = status::disruption_budget(ctx.apis.policy_v1) {
+        let reported = previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == Condition::DISRUPTION_BUDGET && c.message == no_budget.message);
+        if !reported {
+            let event = ClusterEvent {
+                warning: true,
+                reason: "NoDisruptionBudget",
+                action: "Apply",
+                note: no_budget.message.clone(),
+            };
+            publish_event(ctx, cluster, event).await;
+        }
+        status.conditions.extend(status::merge_conditions(
+            &previous.conditions,
+            vec![no_budget],
+            cluster.metadata.generation,
+            &now,
+        ));
+    }
+    patch_status(api, cluster, status).await?;
+    Ok(Action::requeue(STATUS_INTERVAL))
+}
+
+/// Says why applying failed, naming the object, in the `Degraded` condition and (once per
+/// distinct failure) a Warning Event. The error itself is returned to the controller, which
+/// retries with backoff.
+async fn report_apply_failure(
+    api: &Api<MySQLCluster>,
+    cluster: &MySQLCluster,
+    previous: &MySQLClusterStatus,
+    error: &Error,
+    ctx: &Context,
+) {
+    let message = error.for_people();
+    if !status::already_degraded(&previous.conditions, status::APPLY_FAILED, &message) {
+        let event = ClusterEvent {
+            warning: true,
+            reason: status::APPLY_FAILED,
+            action: "Apply",
+            note: message.clone(),
+        };
+        publish_event(ctx, cluster, event).await;
+    }
+    let status = status::apply_failed_status(
+        previous,
+        &message,
+        cluster.metadata.generation,
+        &clock::rfc3339(),
+    );
+    // The apply error is what the controller acts on; a status that cannot be written (the
+    // same fault, often) is only logged.
+    if let Err(e) = patch_status(api, cluster, status).await {
+        tracing::warn!(cluster = %cluster_key(cluster), error = %e, "reporting a failed apply");
+    }
+}
+
+/// Applies every object of the cluster, stopping at the first that fails.
+async fn apply_objects(cluster: &MySQLCluster, ctx: &Context) -> Result<(), Error> {
     let namespace = cluster
         .namespace()
         .ok_or(BuildError::MissingMetadata("namespace"))?;
@@ -535,7 +645,12 @@ async fn apply(
     let headless = builders::headless_service(cluster)?;
     let statefulset = builders::statefulset(cluster, &ctx.operator_image)?;
     let network_policy = builders::network_policy(cluster, &ctx.operator_namespace)?;
-    let pdb = builders::pod_disruption_budget(cluster)?;
+    // Not on an API server without policy/v1 (before Kubernetes 1.21): see `apis`.
+    let pdb = if ctx.apis.policy_v1 {
+        Some(builders::pod_disruption_budget(cluster)?)
+    } else {
+        None
+    };
     // `proxy.replicas: 0`: no proxy objects (a tenant pool's clusters, or proxies run as
     // sidecars).
     let proxies = if cluster.spec.proxy.replicas > 0 {
@@ -557,7 +672,9 @@ async fn apply(
     apply_object(client, &namespace, &headless).await?;
     apply_object(client, &namespace, &network_policy).await?;
     apply_object(client, &namespace, &statefulset).await?;
-    apply_object(client, &namespace, &pdb).await?;
+    if let Some(pdb) = &pdb {
+        apply_object(client, &namespace, pdb).await?;
+    }
     match &proxies {
         Some((client_service, proxy_network_policy, proxy)) => {
             apply_object(client, &namespace, client_service).await?;
@@ -578,18 +695,7 @@ async fn apply(
     }
     // The topology ConfigMap is written only by the orchestration's sink: applying it here
     // could put back an older epoch than the proxies already follow.
-
-    let snapshot = ctx.orchestrations.ensure(cluster);
-    let previous = cluster.status.clone().unwrap_or_default();
-    let status = status::cluster_status(
-        &previous,
-        &snapshot,
-        &cluster.spec,
-        cluster.metadata.generation,
-        &clock::rfc3339(),
-    );
-    patch_status(api, cluster, status).await?;
-    Ok(Action::requeue(STATUS_INTERVAL))
+    Ok(())
 }
 
 async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {

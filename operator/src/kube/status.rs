@@ -224,6 +224,79 @@ pub fn invalid_status(
     }
 }
 
+/// The status of a cluster some of whose objects could not be applied: `Degraded` says which
+/// and why (`message`), `Progressing` is false, and the rest of what was observed is kept (a
+/// running cluster keeps running on the objects it has).
+pub fn apply_failed_status(
+    previous: &MySQLClusterStatus,
+    message: &str,
+    generation: Option<i64>,
+    now: &str,
+) -> MySQLClusterStatus {
+    let mut wanted = vec![
+        want(Condition::PROGRESSING, false, APPLY_FAILED, ""),
+        want(Condition::DEGRADED, true, APPLY_FAILED, message),
+    ];
+    if !previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == Condition::AVAILABLE)
+    {
+        wanted.insert(
+            0,
+            want(
+                Condition::AVAILABLE,
+                false,
+                APPLY_FAILED,
+                "the cluster's objects could not all be applied",
+            ),
+        );
+    }
+    let mut replaced = merge_conditions(&previous.conditions, wanted, generation, now);
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .map(|c| match replaced.iter().position(|r| r.type_ == c.type_) {
+            Some(i) => replaced.remove(i),
+            None => c.clone(),
+        })
+        .collect();
+    conditions.extend(replaced);
+    MySQLClusterStatus {
+        phase: Some(previous.phase.unwrap_or(Phase::Pending)),
+        conditions,
+        observed_generation: generation,
+        ..previous.clone()
+    }
+}
+
+/// The reason of the `Degraded` condition and the Warning Event when applying failed.
+pub const APPLY_FAILED: &str = "ApplyFailed";
+
+/// Whether `conditions` already report `Degraded` for `reason` with `message`: the Warning
+/// Event was recorded then, and is not repeated on every retry.
+pub fn already_degraded(conditions: &[Condition], reason: &str, message: &str) -> bool {
+    conditions.iter().any(|c| {
+        c.type_ == Condition::DEGRADED
+            && c.status == ConditionStatus::True
+            && c.reason == reason
+            && c.message == message
+    })
+}
+
+/// The `DisruptionBudget` condition where the API server lacks `policy/v1`; `None` where it
+/// has it (the PodDisruptionBudget is applied and nothing needs saying).
+pub fn disruption_budget(policy_v1: bool) -> Option<Want> {
+    (!policy_v1).then(|| {
+        want(
+            Condition::DISRUPTION_BUDGET,
+            false,
+            "PolicyV1Missing",
+            crate::kube::apis::NO_POLICY_V1,
+        )
+    })
+}
+
 /// The members as last observed: the published primary is `Primary`, a quarantined member
 /// `Quarantined`, a reachable one `Replica`, the rest `Unknown`.
 pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {

@@ -6,6 +6,7 @@ mod cli;
 mod crd;
 mod helm_chart;
 mod k8s_schemas;
+mod kube_api;
 mod local;
 mod orchestrate;
 mod push;

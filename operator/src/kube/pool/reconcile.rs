@@ -21,6 +21,7 @@ use super::operate::PoolLoops;
 use super::status;
 use crate::clock;
 use crate::crd::tenant_pool::{MySQLTenantPool, MySQLTenantPoolStatus};
+use crate::kube::apis::Apis;
 use crate::kube::builders::BuildError;
 use crate::kube::builders::tenant_pool::{
     self as pool_builders, NAMES_ANNOTATION, generated_pool_credentials, pool_ca_secret_name,
@@ -46,6 +47,8 @@ pub struct PoolContext {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub loops: Arc<dyn PoolLoops>,
+    /// What the API server serves of the APIs the controller can do without.
+    pub apis: Apis,
     memory: Memory,
 }
 
@@ -65,8 +68,15 @@ impl PoolContext {
             recorder,
             metrics,
             loops,
+            apis: Apis::default(),
             memory: Memory::default(),
         }
+    }
+
+    /// The optional APIs the API server serves, as discovery found them (else all of them).
+    pub fn with_apis(mut self, apis: Apis) -> Self {
+        self.apis = apis;
+        self
     }
 }
 
@@ -213,7 +223,11 @@ async fn apply(
     let document = pool_builders::pool_configmap(pool, count)?;
     let proxies = if pool.spec.proxy.replicas > 0 {
         Some((
-            pool_builders::pool_pod_disruption_budget(pool)?,
+            // Not on an API server without policy/v1 (before Kubernetes 1.21): see `apis`.
+            ctx.apis
+                .policy_v1
+                .then(|| pool_builders::pool_pod_disruption_budget(pool))
+                .transpose()?,
             pool_builders::pool_client_service(pool)?,
             pool_builders::pool_proxy_network_policy(pool, &ctx.operator_namespace)?,
             pool_builders::pool_proxy_deployment(pool, &ctx.proxy_image)?,
@@ -234,7 +248,9 @@ async fn apply(
     apply_object(client, &namespace, &document).await?;
     match &proxies {
         Some((pdb, service, network_policy, deployment)) => {
-            apply_object(client, &namespace, pdb).await?;
+            if let Some(pdb) = pdb {
+                apply_object(client, &namespace, pdb).await?;
+            }
             apply_object(client, &namespace, service).await?;
             apply_object(client, &namespace, network_policy).await?;
             apply_object(client, &namespace, deployment).await?;

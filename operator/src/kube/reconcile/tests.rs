@@ -406,11 +406,42 @@ async fn an_api_error_fails_the_reconcile_and_backs_off() {
         .await
         .unwrap_err();
     let requests = h.recorded.take();
-    // Nothing after the failed StatefulSet: no status written from a half-applied cluster.
+    // Nothing applied after the failed StatefulSet; the failure, naming it, is recorded as a
+    // Warning Event and in the Degraded condition.
+    let failed = requests
+        .iter()
+        .position(|r| r.line() == "PATCH /apis/apps/v1/namespaces/default/statefulsets/shop")
+        .unwrap();
     assert_eq!(
-        requests.last().map(Exchange::line).as_deref(),
-        Some("PATCH /apis/apps/v1/namespaces/default/statefulsets/shop")
+        lines(&requests[failed + 1..]),
+        [
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_string(),
+            format!("PATCH {CLUSTERS}/status"),
+        ]
     );
+    let message = "applying StatefulSet shop: InternalError (500 InternalError)";
+    let event = &requests[failed + 1].body;
+    assert_eq!(
+        (&event["type"], &event["reason"]),
+        (&json!("Warning"), &json!("ApplyFailed"))
+    );
+    assert_eq!(event["note"], message);
+    let status = &requests[failed + 2].body["status"];
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (
+            &degraded["status"],
+            &degraded["reason"],
+            &degraded["message"]
+        ),
+        (&json!("True"), &json!("ApplyFailed"), &json!(message))
+    );
+    assert_eq!(error.for_people(), message);
     assert_eq!(h.context.metrics.reconcile_errors.get(), 1);
     let first = error_policy(cluster.clone(), &error, h.context.clone());
     let second = error_policy(cluster.clone(), &error, h.context.clone());

@@ -356,3 +356,82 @@ fn other_events_map_to_reasons() {
         assert_eq!((e.warning, e.reason), expected, "{event:?}");
     }
 }
+
+#[test]
+fn a_failed_apply_is_degraded_and_keeps_what_was_observed() {
+    let running = cluster_status(
+        &MySQLClusterStatus::default(),
+        &healthy_snapshot(),
+        &spec3(),
+        Some(1),
+        T0,
+    );
+    let message = "applying StatefulSet db: spec: Forbidden (422 Invalid)";
+    let failed = apply_failed_status(&running, message, Some(2), T1);
+    let find = |type_: &str| {
+        failed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap()
+            .clone()
+    };
+    let degraded = find(Condition::DEGRADED);
+    assert_eq!(
+        (
+            degraded.status,
+            degraded.reason.as_str(),
+            degraded.message.as_str()
+        ),
+        (ConditionStatus::True, APPLY_FAILED, message)
+    );
+    assert_eq!(degraded.last_transition_time, T1);
+    assert_eq!(find(Condition::PROGRESSING).status, ConditionStatus::False);
+    // The running cluster is still available, its primary and phase unchanged.
+    let available = find(Condition::AVAILABLE);
+    assert_eq!(
+        (available.status, available.last_transition_time.as_str()),
+        (ConditionStatus::True, T0)
+    );
+    assert_eq!(failed.conditions.len(), running.conditions.len());
+    assert_eq!(
+        (failed.phase, &failed.primary),
+        (running.phase, &running.primary)
+    );
+    assert_eq!(failed.observed_generation, Some(2));
+    assert!(already_degraded(&failed.conditions, APPLY_FAILED, message));
+    assert!(!already_degraded(
+        &failed.conditions,
+        APPLY_FAILED,
+        "another"
+    ));
+
+    // A cluster that never got a status is Pending and not available.
+    let first = apply_failed_status(&MySQLClusterStatus::default(), message, Some(1), T0);
+    assert_eq!(first.phase, Some(Phase::Pending));
+    let types: Vec<&str> = first.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            Condition::AVAILABLE,
+            Condition::PROGRESSING,
+            Condition::DEGRADED
+        ]
+    );
+    assert_eq!(first.conditions[0].status, ConditionStatus::False);
+}
+
+#[test]
+fn a_missing_policy_v1_is_a_false_disruption_budget_condition() {
+    assert_eq!(disruption_budget(true), None);
+    let wanted = disruption_budget(false).unwrap();
+    assert_eq!(
+        (wanted.type_, wanted.status, wanted.reason.as_str()),
+        (
+            Condition::DISRUPTION_BUDGET,
+            ConditionStatus::False,
+            "PolicyV1Missing"
+        )
+    );
+    assert!(wanted.message.contains("policy/v1"));
+}
