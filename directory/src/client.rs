@@ -2,23 +2,21 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
 
-use mysql_async::prelude::{FromValue, Queryable};
+use mysql_async::prelude::Queryable;
 use mysql_async::{
     Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, Transaction, TxOpts,
 };
 
+use crate::access::{
+    LAST_SEQ, addr_of, bounded, change_of, column, connected, route_of, tenant_of,
+};
+use crate::error::DirectoryError;
 use crate::naming::TenantId;
 use crate::placement::{self, ClusterLoad, ClusterState};
 use crate::route::{Change, Route, TenantState};
 use crate::schema;
 
-/// How long a connection may take; a directory that does not answer by then is unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one statement may take. Directory statements touch a row or a short range, so
-/// one that takes longer is stuck behind a lock or a hung server.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Cluster names are Kubernetes names (at most 63 characters), and the columns are that wide.
 const MAX_CLUSTER_NAME: usize = 63;
 
@@ -36,7 +34,6 @@ const UPDATE_TENANT: &str = "UPDATE lagless_directory.tenants \
 const DELETE_TENANT: &str = "DELETE FROM lagless_directory.tenants WHERE tenant_id = ?";
 const INSERT_CHANGE: &str = "INSERT INTO lagless_directory.changes \
      (tenant_id, cluster, version, state) VALUES (?, ?, ?, ?)";
-pub(crate) const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM lagless_directory.changes";
 const LIST: &str = "SELECT tenant_id, cluster, version, state FROM lagless_directory.tenants \
      ORDER BY tenant_id";
 const LIST_ON: &str = "SELECT tenant_id, cluster, version, state \
@@ -63,23 +60,6 @@ pub struct Directory {
     pool: Pool,
     /// `host:port`, for messages.
     addr: String,
-}
-
-/// What went wrong talking to the directory.
-#[derive(Debug, thiserror::Error)]
-pub enum DirectoryError {
-    /// No connection, a lost one, or no answer in time: cached routes are still the best
-    /// knowledge.
-    #[error("directory unreachable: {0}")]
-    Unreachable(String),
-    /// The server refused a statement.
-    #[error("directory query failed: {0}")]
-    Query(String),
-    /// The request cannot be done as asked: bad input, a tenant in the wrong state, a row the
-    /// directory should not hold, or a step outside the directory (creating a database) that
-    /// failed.
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// The outcome of [`Directory::reserve`] (and [`Directory::ensure_tenant`]).
@@ -579,45 +559,6 @@ impl Directory {
     }
 }
 
-/// `host:port` of the server `opts` reach, for messages.
-pub(crate) fn addr_of(opts: &Opts) -> String {
-    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
-}
-
-/// Awaits a connection to `addr` within the connect timeout.
-pub(crate) async fn connected(
-    addr: &str,
-    fut: impl Future<Output = Result<Conn, mysql_async::Error>>,
-) -> Result<Conn, DirectoryError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(DirectoryError::Unreachable(format!("{addr}: {e}"))),
-        Err(_) => Err(DirectoryError::Unreachable(format!(
-            "{addr}: no connection within {}s",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
-/// Awaits a statement on `addr` within the statement timeout, naming `what` in errors.
-pub(crate) async fn bounded<T>(
-    addr: &str,
-    what: &str,
-    fut: impl Future<Output = Result<T, mysql_async::Error>>,
-) -> Result<T, DirectoryError> {
-    match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e @ mysql_async::Error::Server(_))) => {
-            Err(DirectoryError::Query(format!("{what}: {e}")))
-        }
-        Ok(Err(e)) => Err(DirectoryError::Unreachable(format!("{addr} ({what}): {e}"))),
-        Err(_) => Err(DirectoryError::Unreachable(format!(
-            "{addr} ({what}): no answer within {}s",
-            STATEMENT_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
 /// The loads placement decides on: the recorded ones, with tenant counts as the directory
 /// holds them now (the recorded counts lag until the next load update, and placing many
 /// tenants in between would otherwise send them all to one cluster).
@@ -661,63 +602,6 @@ fn check_rate(what: &str, value: f64) -> Result<(), DirectoryError> {
         )));
     }
     Ok(())
-}
-
-/// Column `name` of a row the directory returned; a value of the wrong type is an error
-/// naming it, never a panic.
-fn column<T: FromValue>(row: &Row, name: &str, what: &str) -> Result<T, DirectoryError> {
-    match row.get_opt::<T, &str>(name) {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(DirectoryError::Invalid(format!(
-            "{what}: column {name} holds {:?}, which is not what the directory keeps there",
-            e.0
-        ))),
-        None => Err(DirectoryError::Invalid(format!(
-            "{what}: the directory's answer has no column {name}"
-        ))),
-    }
-}
-
-fn tenant_of(row: &Row) -> Result<TenantId, DirectoryError> {
-    let id: String = column(row, "tenant_id", "a directory row")?;
-    TenantId::parse(&id).map_err(|e| DirectoryError::Invalid(format!("a directory row: {e}")))
-}
-
-fn state_of(text: &str, id: &TenantId) -> Result<TenantState, DirectoryError> {
-    text.parse()
-        .map_err(|e| DirectoryError::Invalid(format!("tenant {id}: {e}")))
-}
-
-fn route_of(row: &Row, id: &TenantId) -> Result<Route, DirectoryError> {
-    let what = format!("tenant {id}");
-    let state: String = column(row, "state", &what)?;
-    Ok(Route {
-        cluster: column(row, "cluster", &what)?,
-        version: column(row, "version", &what)?,
-        state: state_of(&state, id)?,
-    })
-}
-
-pub(crate) fn change_of(row: &Row) -> Result<Change, DirectoryError> {
-    let seq: u64 = column(row, "seq", "a change")?;
-    let what = format!("change {seq}");
-    let tenant = tenant_of(row)?;
-    let cluster: Option<String> = column(row, "cluster", &what)?;
-    let state: Option<String> = column(row, "state", &what)?;
-    let route = match (cluster, state) {
-        (Some(cluster), Some(state)) => Some(Route {
-            cluster,
-            version: column(row, "version", &what)?,
-            state: state_of(&state, &tenant)?,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(DirectoryError::Invalid(format!(
-                "{what}: cluster and state must both be set or both be NULL"
-            )));
-        }
-    };
-    Ok(Change { seq, tenant, route })
 }
 
 fn load_of(row: &Row) -> Result<ClusterLoad, DirectoryError> {

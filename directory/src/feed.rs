@@ -8,8 +8,9 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row};
 
-use crate::client::{LAST_SEQ, addr_of, bounded, change_of, connected};
-use crate::{Change, DirectoryError};
+use crate::Change;
+use crate::access::{LAST_SEQ, addr_of, bounded, change_of, connected};
+use crate::error::DirectoryError;
 
 /// A reader of the directory's change log on a dedicated connection, opened on first use
 /// and again after any error.

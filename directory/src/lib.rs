@@ -17,16 +17,19 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod access;
 pub mod client;
 pub mod document;
+pub mod error;
 pub mod feed;
 pub mod naming;
 pub mod placement;
 pub mod route;
 pub mod schema;
 
-pub use client::{Directory, DirectoryError, Reserved};
+pub use client::{Directory, Reserved};
 pub use document::{DocumentError, PoolCluster, PoolDocument, TenantSource};
+pub use error::DirectoryError;
 pub use feed::ChangeFeed;
 pub use naming::{InvalidTenant, NamingError, TenantId, TenantNaming};
 pub use placement::{ClusterLoad, ClusterState};
