@@ -446,3 +446,100 @@ fn slave_pos_within_binlog(row: &mysql_async::Row) {
         "gtid_slave_pos {slave} is ahead of gtid_binlog_pos {binlog}"
     );
 }
+
+/// Runs the move until it has saved `phase`, then drops it where it stands (as a killed
+/// operator would); returns the last record saved.
+async fn run_until_saved(cx: &MoveContext, record: MoveRecord, phase: Phase) -> MoveRecord {
+    let saved = Arc::new(Mutex::new(record.clone()));
+    let (reached, mut seen) = tokio::sync::watch::channel(false);
+    let mut save = {
+        let saved = saved.clone();
+        move |r: &MoveRecord| {
+            *saved.lock().unwrap() = r.clone();
+            if r.phase == phase {
+                let _ = reached.send(true);
+            }
+        }
+    };
+    tokio::select! {
+        _ = run_move(cx, record, &mut save) => {}
+        _ = seen.wait_for(|r| *r) => {}
+    }
+    let last = saved.lock().unwrap().clone();
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mover_stopped_in_any_phase_ends_done_or_rolled_back_when_resumed() {
+    crate::orchestrate::init_logging();
+    let fleet = Fleet::start().await;
+    // Stopped at the start of each phase; before the flip a resumed mover cannot know how
+    // long the tenant has been frozen, so from `fenced` it rolls back.
+    let cases = [
+        (Phase::CatchingUp, Phase::Done),
+        (Phase::Frozen, Phase::Done),
+        (Phase::Fenced, Phase::Aborted),
+        (Phase::Flipped, Phase::Done),
+        (Phase::Cleaning, Phase::Done),
+    ];
+    for (i, (cut, outcome)) in cases.into_iter().enumerate() {
+        let id = format!("cut{i}");
+        let from = fleet.tenant(&id, 2_000).await;
+        let to = 1 - from;
+        let cx = fleet.context(&id, from, to, MoveLimits::default());
+        let stopped = run_until_saved(
+            &cx,
+            MoveRecord::new(&cx.tenant, NAMES[from], NAMES[to]),
+            cut,
+        )
+        .await;
+        assert_eq!(stopped.phase, cut, "{stopped:?}");
+        // The record survives the restart as JSON, as `tenant move` keeps it.
+        let stopped: MoveRecord =
+            serde_json::from_str(&serde_json::to_string(&stopped).unwrap()).unwrap();
+        let record = run_move(&cx, stopped, &mut |_| {}).await;
+        assert_eq!(record.phase, outcome, "stopped at {cut}: {record:?}");
+
+        // One writable copy, where the directory says, with every row; nothing else left.
+        let home = if outcome == Phase::Done { to } else { from };
+        let route = fleet.book().lookup(&cx.tenant).await.unwrap().unwrap();
+        assert_eq!(
+            (route.cluster.as_str(), route.state),
+            (NAMES[home], TenantState::Active),
+            "stopped at {cut}"
+        );
+        let mut app = fleet.app(Some(&format!("t_{id}"))).await;
+        app.query_drop("INSERT INTO kv (writer, n, pad) VALUES (3, 1, 'after')")
+            .await
+            .unwrap();
+        let n: Option<i64> = app.query_first("SELECT COUNT(*) FROM kv").await.unwrap();
+        assert_eq!(n, Some(2_001), "stopped at {cut}");
+        for (c, cluster) in fleet.clusters.iter().enumerate() {
+            let primary = cluster.primary();
+            let dbs = primary
+                .query(&format!("SHOW DATABASES LIKE '%{id}'"))
+                .await
+                .unwrap();
+            let names: Vec<String> = dbs.iter().map(|r| r.get(0).unwrap()).collect();
+            let want = if c == home {
+                vec![format!("t_{id}")]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(names, want, "stopped at {cut}, cluster {c}");
+            assert!(
+                primary
+                    .query("SHOW ALL SLAVES STATUS")
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "stopped at {cut}: a channel is left on cluster {c}"
+            );
+            let pos = primary
+                .query("SELECT @@gtid_slave_pos, @@gtid_binlog_pos")
+                .await
+                .unwrap();
+            slave_pos_within_binlog(&pos[0]);
+        }
+    }
+}

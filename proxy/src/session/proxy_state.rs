@@ -201,8 +201,20 @@ impl ProxyState {
         };
         let (owner, _) = owner_of(&SchemaRefs::default(), &cx).map_err(|r| r.to_err())?;
         let placed = router.place(&owner).await?;
-        placed.backends.primary_conn(identity, database).await?;
-        Ok(Some((placed.backends, owner)))
+        match placed.backends.primary_conn(identity, database).await {
+            Ok(_) => Ok(Some((placed.backends, owner))),
+            // A cached route may be stale: a moved tenant's old database is dropped. The
+            // directory has the last word.
+            Err(err) if err.code == 1049 && owner != Owner::Global => {
+                let fresh = router.refresh(&owner).await.map_err(|_| err.clone())?;
+                if fresh.route == placed.route {
+                    return Err(err);
+                }
+                fresh.backends.primary_conn(identity, database).await?;
+                Ok(Some((fresh.backends, owner)))
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 

@@ -68,6 +68,11 @@ impl Session {
         while attempt < 3 {
             which = match self.ensure_slot(which).await {
                 Ok(w) => w,
+                // The tenant's database is gone from this cluster: it may have moved.
+                Err(err) if self.reroutable && forward::MISSING.contains(&err.code) => {
+                    self.reroute = Some(err);
+                    return Ok(None);
+                }
                 Err(err) => {
                     self.reply_err(&err).await?;
                     return Ok(None);

@@ -549,4 +549,62 @@ async fn a_moving_tenant_is_held_while_frozen_and_followed_across_the_fence() {
         ),
         5
     );
+
+    // Moved again behind the change log's back, and the old copy's database dropped (a
+    // finished move's cleaning): a session already placed by the stale route, and a new one
+    // logging in with the tenant's database, both reach the tenant where it is.
+    let thawed = book.lookup(&id).await.unwrap().unwrap();
+    target
+        .query("DROP TABLE t_mover.kv_moved_back")
+        .await
+        .unwrap();
+    target
+        .query("CREATE TABLE t_mover.kv (k INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    target
+        .query("INSERT INTO t_mover.kv SELECT seq, seq FROM t_mover.seq_1_to_6")
+        .await
+        .unwrap();
+    let mut placed = pool.conn(Some("t_mover")).await;
+    placed.query_drop("SELECT 1 FROM kv LIMIT 1").await.unwrap();
+    pool.directory
+        .primary()
+        .query(&format!(
+            "UPDATE lagless_directory.tenants SET cluster = '{}', version = {} \
+             WHERE tenant_id = 'mover'",
+            CLUSTERS[to],
+            thawed.version + 1
+        ))
+        .await
+        .unwrap();
+    source.query("DROP DATABASE t_mover").await.unwrap();
+    let n: Option<i64> = placed.query_first("SELECT COUNT(*) FROM kv").await.unwrap();
+    assert_eq!(n, Some(6), "a statement by the stale route");
+    // The cache was refreshed by that statement: make it stale again for a login.
+    let fresh = book.lookup(&id).await.unwrap().unwrap();
+    source.query("CREATE DATABASE t_mover").await.unwrap();
+    source
+        .query("CREATE TABLE t_mover.kv (k INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    book.transition(&id, &fresh, CLUSTERS[from], TenantState::Active)
+        .await
+        .unwrap()
+        .unwrap();
+    pool.followed(&book).await;
+    pool.directory
+        .primary()
+        .query(&format!(
+            "UPDATE lagless_directory.tenants SET cluster = '{}', version = {} \
+             WHERE tenant_id = 'mover'",
+            CLUSTERS[to],
+            fresh.version + 2
+        ))
+        .await
+        .unwrap();
+    source.query("DROP DATABASE t_mover").await.unwrap();
+    let mut late = pool.conn(Some("t_mover")).await;
+    let n: Option<i64> = late.query_first("SELECT COUNT(*) FROM kv").await.unwrap();
+    assert_eq!(n, Some(6), "a login by the stale route");
 }

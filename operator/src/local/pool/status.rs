@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::local::status::{ConnectInfo, EventLine, ProxyStatus, Shown, Status, render_tail};
+use crate::pool::moves::MoveRecord;
 
 /// The most events a pool's status keeps, its own and its clusters'.
 const MAX_EVENTS: usize = 100;
@@ -31,6 +32,9 @@ pub struct PoolStatus {
     /// The directory's cluster first, then the tenant clusters.
     pub clusters: Vec<PoolCluster>,
     pub proxies: Vec<ProxyStatus>,
+    /// Tenant moves, as `tenant move` recorded them (read from the state directory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<MoveRecord>,
     /// Newest last.
     pub events: Vec<EventLine>,
     pub connect: Option<ConnectInfo>,
@@ -218,6 +222,27 @@ pub fn render(s: &PoolStatus, events: usize) -> String {
             );
         }
     }
+    if !s.moves.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<22} {:<33} {:<12} NOTE",
+            "MOVE", "FROM -> TO", "PHASE"
+        );
+        for m in &s.moves {
+            let note = match (&m.error, m.frozen_ms) {
+                (Some(e), _) => e.clone(),
+                (None, Some(ms)) => format!("writes held {ms} ms"),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<22} {:<33} {:<12} {note}",
+                format!("tenant {}", m.tenant),
+                format!("{} -> {}", m.from, m.to),
+                m.phase.as_str(),
+            );
+        }
+    }
     render_tail(&mut out, &s.proxies, s.connect.as_ref(), &s.events, events);
     out
 }
@@ -359,6 +384,34 @@ mod tests {
             .unwrap();
         assert!(directory.contains("directory"), "{directory}");
         assert!(text.contains("127.0.0.1:6033"), "{text}");
+    }
+
+    #[test]
+    fn moves_are_listed_with_their_phase() {
+        let mut s = pool();
+        assert!(!render(&s, 0).contains("MOVE"));
+        let id = lagless_directory::TenantId::parse("42").unwrap();
+        let mut done = MoveRecord::new(&id, "demo-c0", "demo-c1");
+        done.phase = crate::pool::moves::Phase::Done;
+        done.frozen_ms = Some(48);
+        let mut failed = MoveRecord::new(
+            &lagless_directory::TenantId::parse("7").unwrap(),
+            "demo-c1",
+            "demo-c0",
+        );
+        failed.phase = crate::pool::moves::Phase::Aborted;
+        failed.error = Some("fenced: checksums differ".into());
+        s.moves = vec![done, failed];
+        let text = render(&s, 0);
+        let line = |tenant: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("tenant {tenant} ")))
+                .unwrap_or_else(|| panic!("{text}"))
+                .to_string()
+        };
+        assert!(line("42").contains("demo-c0 -> demo-c1"), "{text}");
+        assert!(line("42").contains("done") && line("42").ends_with("writes held 48 ms"));
+        assert!(line("7").contains("aborted") && line("7").ends_with("checksums differ"));
     }
 
     #[test]

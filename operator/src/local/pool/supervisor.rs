@@ -725,6 +725,8 @@ pub fn status(shared: &RunningPool, rt: &PoolRuntime, settings: &PoolSettings) -
         utilisation: (!shared.loads.is_empty()).then(|| placement::pool_utilisation(&shared.loads)),
         clusters,
         proxies,
+        // Read from the state directory by `local status`, where `tenant move` keeps them.
+        moves: Vec::new(),
         events: shared.journal.events.iter().cloned().collect(),
         connect: settings
             .proxy_ports(0)

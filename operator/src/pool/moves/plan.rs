@@ -4,7 +4,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use lagless_core::gtid::MariadbPosition;
 use lagless_directory::TenantId;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +72,10 @@ pub struct MoveRecord {
     /// The source's GTID position the snapshot was taken at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// The snapshot server's binary-log file and offset at the snapshot: where the channel
+    /// starts reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_binlog: Option<(String, u64)>,
     /// The GTID of the fence (the rename on the source's primary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<String>,
@@ -95,6 +98,7 @@ impl MoveRecord {
             to: to.to_string(),
             phase: Phase::Copying,
             snapshot: None,
+            snapshot_binlog: None,
             fence: None,
             frozen_ms: None,
             error: None,
@@ -166,52 +170,6 @@ pub fn rename_sql(db: &str, into: &str, tables: &[String], wait: Option<Duration
     }
 }
 
-/// The `gtid_slave_pos` the target's primary starts the move's channel at: its own binlog's
-/// position (any other value for those domains conflicts with its binlog), with the source
-/// domain's GTID taken from the snapshot.
-pub fn channel_start(
-    target_binlog: &MariadbPosition,
-    snapshot: &MariadbPosition,
-    source_domain: u32,
-) -> Result<MariadbPosition, String> {
-    let mut start = MariadbPosition::default();
-    for g in target_binlog.gtids() {
-        if g.domain != source_domain {
-            start.insert(*g);
-        }
-    }
-    match snapshot.get(source_domain) {
-        Some(g) => {
-            if let Some(ours) = target_binlog.get(source_domain)
-                && ours.seq > g.seq
-            {
-                return Err(format!(
-                    "the target's binary log already holds {ours} of the source's domain, past the \
-                     snapshot's {g}"
-                ));
-            }
-            start.insert(*g);
-        }
-        None => {
-            // A source that never wrote in its domain: the channel starts at its beginning.
-            if let Some(ours) = target_binlog.get(source_domain) {
-                start.insert(*ours);
-            }
-        }
-    }
-    Ok(start)
-}
-
-/// Renders a position as the server writes it.
-pub fn render(position: &MariadbPosition) -> String {
-    position
-        .gtids()
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The GTID position in a `mariadb-dump --gtid --master-data=2` (or `--dump-slave=2`)
 /// header line: `-- SET GLOBAL gtid_slave_pos='0-1-5,1-11-40';`.
 pub fn dump_position(line: &str) -> Option<&str> {
@@ -220,13 +178,24 @@ pub fn dump_position(line: &str) -> Option<&str> {
     rest.split_once('\'').map(|(pos, _)| pos)
 }
 
+/// The dumped server's binary-log coordinates in the same header:
+/// `-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=819;`.
+pub fn dump_coordinates(line: &str) -> Option<(String, u64)> {
+    let rest = line
+        .trim()
+        .strip_prefix("-- CHANGE MASTER TO MASTER_LOG_FILE='")?;
+    let (file, rest) = rest.split_once('\'')?;
+    let pos = rest
+        .strip_prefix(", MASTER_LOG_POS=")?
+        .trim_end_matches(';')
+        .parse()
+        .ok()?;
+    Some((file.to_string(), pos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pos(s: &str) -> MariadbPosition {
-        MariadbPosition::parse(s).unwrap()
-    }
 
     #[test]
     fn phases_roll_back_until_the_flip() {
@@ -261,20 +230,6 @@ mod tests {
         assert_eq!(
             rename_sql("lagless_moved_1", "t_1", &tables[..1], None),
             "RENAME TABLE `lagless_moved_1`.`a` TO `t_1`.`a`"
-        );
-    }
-
-    #[test]
-    fn the_channel_starts_at_the_targets_own_domains_and_the_snapshot() {
-        // Target (domain 2) holds an earlier move's GTIDs of domain 1; the snapshot is later.
-        let start = channel_start(&pos("1-11-40,2-21-9"), &pos("0-1-3,1-11-52"), 1).unwrap();
-        assert_eq!(render(&start), "1-11-52,2-21-9");
-        // A snapshot older than what the target holds of the source's domain is refused.
-        assert!(channel_start(&pos("1-11-60,2-21-9"), &pos("1-11-52"), 1).is_err());
-        // A source with no GTID in its domain yet.
-        assert_eq!(
-            render(&channel_start(&pos("2-21-9"), &pos(""), 1).unwrap()),
-            "2-21-9"
         );
     }
 

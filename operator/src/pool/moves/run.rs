@@ -89,15 +89,17 @@ async fn step(
         Phase::Copying => {
             // From now on the proxies refuse schema changes to the tenant.
             steps::transition(cx, &record.from, TenantState::Moving).await?;
-            record.snapshot = Some(steps::copy(cx).await?);
+            let snapshot = steps::copy(cx).await?;
+            record.snapshot = Some(snapshot.gtid);
+            record.snapshot_binlog = Some(snapshot.binlog);
             Ok(Phase::CatchingUp)
         }
         Phase::CatchingUp => {
-            let snapshot = record
-                .snapshot
+            let binlog = record
+                .snapshot_binlog
                 .clone()
                 .ok_or("no snapshot position recorded")?;
-            steps::start_channel(cx, &snapshot).await?;
+            steps::start_channel(cx, &binlog).await?;
             let deadline = Instant::now() + limits.catch_up_timeout;
             loop {
                 steps::check_channel(cx).await?;

@@ -147,10 +147,18 @@ pub async fn preconditions(cx: &MoveContext, from: &str, to: &str) -> Result<Rou
     Ok(route)
 }
 
+/// Where a snapshot was taken: the source's GTID position, and the snapshot server's own
+/// binary-log coordinates, where the channel starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub gtid: String,
+    pub binlog: (String, u64),
+}
+
 /// The snapshot: `mariadb-dump` of the tenant's database from `snapshot_from`, consistent and
-/// with its GTID position, streamed into the target's primary (dropping a leftover copy of
-/// an earlier attempt first). Returns the position.
-pub async fn copy(cx: &MoveContext) -> Result<String, String> {
+/// with its positions, streamed into the target's primary (dropping a leftover copy of an
+/// earlier attempt first).
+pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     let mut target = cx.target_primary.conn().await?;
     run(
         &mut target,
@@ -189,16 +197,19 @@ pub async fn copy(cx: &MoveContext) -> Result<String, String> {
         return Err("the dump's pipes were not opened".into());
     };
     let mut lines = BufReader::new(out).lines();
-    let mut snapshot = None;
+    let (mut gtid, mut binlog) = (None, None);
     while let Some(line) = lines
         .next_line()
         .await
         .map_err(|e| format!("reading the dump: {e}"))?
     {
-        if snapshot.is_none()
-            && let Some(pos) = plan::dump_position(&line)
-        {
-            snapshot = Some(pos.to_string());
+        if line.starts_with("--") {
+            if gtid.is_none() {
+                gtid = plan::dump_position(&line).map(str::to_string);
+            }
+            if binlog.is_none() {
+                binlog = plan::dump_coordinates(&line);
+            }
         }
         into.write_all(line.as_bytes())
             .await
@@ -226,12 +237,22 @@ pub async fn copy(cx: &MoveContext) -> Result<String, String> {
             String::from_utf8_lossy(&loaded.stderr).trim()
         ));
     }
-    snapshot.ok_or_else(|| "the dump carried no GTID position".into())
+    match (gtid, binlog) {
+        (Some(gtid), Some(binlog)) => Ok(Snapshot { gtid, binlog }),
+        _ => Err("the dump carried no position (is the snapshot server's binary log on?)".into()),
+    }
 }
 
 /// Starts (or, after a restart, restarts) the channel filtered to the tenant's database on
-/// the target's primary, from `snapshot`.
-pub async fn start_channel(cx: &MoveContext, snapshot: &str) -> Result<(), String> {
+/// the target's primary, reading the snapshot server's binary log from the snapshot's
+/// coordinates.
+///
+/// By file and offset, not by GTID: a GTID connection sends the target's whole position, and
+/// MariaDB 10.11 checks every domain of it against the source's binary log, `DO_DOMAIN_IDS`
+/// notwithstanding (MDEV-28213). Once a tenant has moved from A to B, B's binary log holds A's
+/// domain, and a later move from B back to A fails with 1236 "not in the master's binlog".
+/// The channel's applier still records every GTID in `gtid_slave_pos`, which the waits use.
+pub async fn start_channel(cx: &MoveContext, binlog: &(String, u64)) -> Result<(), String> {
     let channel = plan::channel_name(&cx.tenant);
     let mut target = cx.target_primary.conn().await?;
     let exists = channel_exists(&mut target, &channel).await?;
@@ -243,38 +264,25 @@ pub async fn start_channel(cx: &MoveContext, snapshot: &str) -> Result<(), Strin
         ),
     )
     .await?;
-    if !exists {
-        let binlog: String = first(&mut target, "SELECT @@gtid_binlog_pos")
-            .await?
-            .unwrap_or_default();
-        let start =
-            plan::channel_start(&position(&binlog)?, &position(snapshot)?, cx.source_domain)?;
-        // gtid_slave_pos can only be set with every channel stopped; the target's primary
-        // has no other (see `preconditions`).
-        run(&mut target, "STOP ALL SLAVES").await?;
-        run(
-            &mut target,
-            &format!("SET GLOBAL gtid_slave_pos = '{}'", plan::render(&start)),
-        )
-        .await?;
+    if exists {
+        run(&mut target, "STOP SLAVE").await?;
+    } else {
         let (user, password) = &cx.replication;
+        let (file, offset) = binlog;
         run(
             &mut target,
             &format!(
-                "CHANGE MASTER '{}' TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', \
-                 MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos, DO_DOMAIN_IDS=({}), \
-                 MASTER_CONNECT_RETRY=1",
-                sql_quote(&channel),
-                sql_quote(&cx.source_primary.host),
-                cx.source_primary.port,
+                "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', \
+                 MASTER_PASSWORD='{}', MASTER_USE_GTID=no, MASTER_LOG_FILE='{}', \
+                 MASTER_LOG_POS={offset}, MASTER_CONNECT_RETRY=1",
+                sql_quote(&cx.snapshot_from.host),
+                cx.snapshot_from.port,
                 sql_quote(user),
                 sql_quote(password),
-                cx.source_domain
+                sql_quote(file),
             ),
         )
         .await?;
-    } else {
-        run(&mut target, "STOP SLAVE").await?;
     }
     // The filter lives in the server's memory only, so it is set before every start: a
     // channel restarted by a server restart without it is stopped by `check_channel`.
