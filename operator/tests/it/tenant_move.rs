@@ -465,8 +465,7 @@ async fn run_until_saved(cx: &MoveContext, record: MoveRecord, phase: Phase) -> 
         _ = run_move(cx, record, &mut save) => {}
         _ = seen.wait_for(|r| *r) => {}
     }
-    let last = saved.lock().unwrap().clone();
-    last
+    saved.lock().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
