@@ -85,7 +85,10 @@ impl Proxy {
         let path = config.topology.clone();
         let (watcher, topology_rx) = control
             .run(async move { TopologyWatcher::start_with(&path, options).await })
-            .await?;
+            .await
+            .ok_or_else(|| {
+                StartError::Runtime(std::io::Error::other("the control plane stopped"))
+            })??;
         let users = UserStore::new(
             config.users_file.clone(),
             config.lookup.clone(),
@@ -208,7 +211,7 @@ impl Proxy {
                     ]
                 })
                 .await;
-            background.extend(started);
+            background.extend(started.into_iter().flatten());
         }
         if let Some(admin) = self.admin {
             let mut state = AdminState::new(shared.metrics.clone(), Arc::new(View(shared.clone())));

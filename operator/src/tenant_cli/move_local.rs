@@ -41,6 +41,21 @@ impl LocalPool {
             ));
         }
         let path = self.move_record(id);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| TenantCliError::Pool(format!("{}: {e}", dir.display())))?;
+        }
+        // One mover per tenant; the kernel drops the lock with a killed mover.
+        let lock = path.with_extension("lock");
+        let _held = match lagless_mariadbd::process::FileLock::try_acquire(&lock) {
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                return Err(TenantCliError::Usage(format!(
+                    "another `tenant move` of tenant {id} is running"
+                )));
+            }
+            Err(e) => return Err(TenantCliError::Pool(format!("{}: {e}", lock.display()))),
+        };
         let record = match read_json::<MoveRecord>(&path) {
             Ok(r) if !r.phase.is_final() => {
                 if r.to != to {
@@ -62,10 +77,6 @@ impl LocalPool {
             }
         };
         let cx = self.move_context(id, &record).await?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| TenantCliError::Pool(format!("{}: {e}", dir.display())))?;
-        }
         let mut last = None;
         let mut save = |r: &MoveRecord| {
             if last != Some(r.phase) {

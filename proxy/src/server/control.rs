@@ -3,16 +3,14 @@
 //! runtime of its own, apart from the runtime that carries client sessions.
 //!
 //! Timers firing on the sessions' runtime move sessions between its workers: a task that
-//! did nothing but sleep 50 ms in a loop raised a proxy's CPU-migrations per query from 0.3
-//! to 1.4 and its CPU per query by about 15 µs at one client (`perf stat`, 2 cores). On a
-//! thread of their own the same wake-ups cost the sessions nothing measurable, and a busy
-//! data path never delays a health probe.
+//! only sleeps 50 ms in a loop costs every query about 15 µs of CPU at one client, as the
+//! session migrates between CPUs (bench/RESULTS.md). Here those wake-ups cost the sessions
+//! nothing measurable, and a busy data path never delays a health probe.
 
 use std::future::Future;
 
 use tokio::runtime::{EnterGuard, Handle};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The control plane's runtime; dropping this stops it and every task on it.
 #[derive(Debug)]
@@ -41,24 +39,19 @@ impl ControlPlane {
         })
     }
 
-    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.handle.spawn(task)
-    }
-
     /// Runs `task` on the control plane and waits for it: what it spawns stays there.
-    pub async fn run<F>(&self, task: F) -> F::Output
+    /// `None` when the task did not finish (the control plane stopped, or the task panicked).
+    pub async fn run<F>(&self, task: F) -> Option<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         match self.handle.spawn(task).await {
-            Ok(out) => out,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("the control plane stopped while running a task: {e}"),
+            Ok(out) => Some(out),
+            Err(e) => {
+                tracing::error!(error = %e, "a control-plane task did not finish");
+                None
+            }
         }
     }
 

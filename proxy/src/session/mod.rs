@@ -411,9 +411,14 @@ impl Session {
         };
         self.reroutable = step.as_ref().is_some_and(|s| s.reroutable);
         let mut reroutes = 0;
+        let mut c = Some(c);
         let done = loop {
             self.failed = false;
             self.last_error = None;
+            // Classified again only for a rerun, which is rare.
+            let c = c
+                .take()
+                .unwrap_or_else(|| classify_with(&payload[1..], self.state.sql_mode));
             let done = if c.kill == Some(KillStatement::AmongOthers)
                 && let Some(parts) = self.statements_of(&payload)
             {
@@ -421,7 +426,7 @@ impl Session {
                 self.reroutable = false;
                 self.query_each(&payload, &parts).await
             } else {
-                self.query_one(payload.clone(), c.clone()).await
+                self.query_one(payload.clone(), c).await
             };
             let (Some(err), Some(step)) = (self.reroute.take(), &step) else {
                 break done;
@@ -430,8 +435,12 @@ impl Session {
             reroutes += 1;
             match self.reroute(step).await {
                 Ok(true) if reroutes < 3 => continue,
-                Ok(_) => break self.reply_err(&err).await,
-                Err(e) => break self.reply_err(&e).await,
+                // A freeze that outlasted the hold says so; otherwise the server's answer
+                // stands.
+                Err(e) if e.code == crate::tenant::decide::STILL_FROZEN => {
+                    break self.reply_err(&e).await;
+                }
+                _ => break self.reply_err(&err).await,
             }
         };
         self.reroutable = false;

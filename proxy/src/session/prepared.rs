@@ -196,8 +196,10 @@ impl Session {
             reroutes += 1;
             match self.reroute(step).await {
                 Ok(true) if reroutes < 3 => continue,
-                Ok(_) => self.reply_err(&err).await?,
-                Err(e) => self.reply_err(&e).await?,
+                Err(e) if e.code == crate::tenant::decide::STILL_FROZEN => {
+                    self.reply_err(&e).await?
+                }
+                _ => self.reply_err(&err).await?,
             }
             break None;
         };

@@ -18,10 +18,6 @@ use crate::tenant::{Creation, Placed, TenantRouter};
 /// this proxy's change feed lags.
 const HOLD_RECHECK: Duration = Duration::from_millis(100);
 
-/// Errors by which a server says a tenant's database or table is not where the proxy sent
-/// the statement: the cached route may be out of date.
-const ROUTING_ERRORS: [u16; 2] = [1049, 1146];
-
 /// What a statement of a tenant leaves to do once its outcome is known.
 #[derive(Debug)]
 pub(super) struct TenantStep {
@@ -75,6 +71,12 @@ impl Session {
                     let placed = created.placed.clone();
                     creation = Some(created);
                     (placed, generation)
+                }
+                // A transaction keeps running where it began while its tenant is frozen:
+                // the fence waits for it to end.
+                _ if self.held() => {
+                    let generation = router.generation();
+                    (router.place(&owner).await?, generation)
                 }
                 _ => {
                     let limit = self.shared.config.write_hold_timeout;
@@ -228,7 +230,7 @@ impl Session {
                 }
             }
             Lifecycle::Drop if succeeded => router.dropped(&step.id).await,
-            _ if error.is_some_and(|code| ROUTING_ERRORS.contains(&code)) => {
+            _ if error.is_some_and(|code| super::forward::MISSING.contains(&code)) => {
                 router.forget_cached(&step.id);
             }
             _ => {}
@@ -247,8 +249,7 @@ async fn place_holding(
     limit: Duration,
     session: u32,
 ) -> Result<(Placed, u64), ErrPacket> {
-    let started = Instant::now();
-    let mut changes = router.watch_changes();
+    let mut held: Option<(Instant, tokio::sync::watch::Receiver<u64>)> = None;
     loop {
         let generation = router.generation();
         let placed = if fresh {
@@ -261,15 +262,18 @@ async fn place_holding(
             .as_ref()
             .is_some_and(|r| r.state == TenantState::Frozen);
         if !frozen {
-            if started.elapsed() > Duration::from_millis(1) {
+            if let Some((started, _)) = held {
                 tracing::debug!(id = session, owner = %decide::describe(owner), held_ms = started.elapsed().as_millis() as u64, "held statement released");
             }
             return Ok((placed, generation));
         }
+        // Watching starts at the first sight of the freeze: from then on a change wakes the
+        // statement at once.
+        let (started, changes) =
+            held.get_or_insert_with(|| (Instant::now(), router.watch_changes()));
         let Some(left) = limit.checked_sub(started.elapsed()) else {
             return Err(decide::still_frozen(owner, limit));
         };
-        changes.borrow_and_update();
         fresh = tokio::select! {
             _ = changes.changed() => false,
             () = tokio::time::sleep(left.min(HOLD_RECHECK)) => true,

@@ -81,11 +81,14 @@ pub fn moving_ddl(id: &TenantId) -> ErrPacket {
     )
 }
 
+/// ER_LOCK_WAIT_TIMEOUT, what [`still_frozen`] answers.
+pub const STILL_FROZEN: u16 = 1205;
+
 /// A statement held while its tenant was frozen for longer than the hold allows. 1205 (lock
 /// wait timeout) is what applications already retry.
 pub fn still_frozen(owner: &Owner, held: std::time::Duration) -> ErrPacket {
     ErrPacket::new(
-        1205,
+        STILL_FROZEN,
         "HY000",
         format!(
             "Lock wait timeout exceeded; lagless: {} is being moved between clusters and was \

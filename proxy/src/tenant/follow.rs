@@ -27,10 +27,13 @@ pub async fn follow_changes(router: Arc<TenantRouter>) {
     let mut feed: Option<ChangeFeed> = None;
     loop {
         let read = async {
-            let (addr, opts) = router.directory_opts().map_err(|e| e.message)?;
+            let addr = router.directory_addr().map_err(|e| e.message)?;
             let feed = match &mut feed {
                 Some(f) if f.addr() == addr => f,
-                slot => slot.insert(ChangeFeed::new(opts)),
+                slot => {
+                    let (_, opts) = router.directory_opts().map_err(|e| e.message)?;
+                    slot.insert(ChangeFeed::new(opts))
+                }
             };
             if !started {
                 let seq = feed.last_seq().await.map_err(|e| e.to_string())?;

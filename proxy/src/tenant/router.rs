@@ -409,16 +409,22 @@ impl TenantRouter {
 
     /// The directory client for the global cluster's current primary.
     pub fn directory(&self) -> Result<Arc<Directory>, ErrPacket> {
-        let (addr, opts) = self.directory_opts()?;
+        let addr = self.directory_addr()?;
         let mut slot = self.directory.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, d)) = &*slot
             && *at == addr
         {
             return Ok(d.clone());
         }
+        let (addr, opts) = self.directory_opts()?;
         let directory = Arc::new(Directory::new(opts));
         *slot = Some((addr, directory.clone()));
         Ok(directory)
+    }
+
+    /// The address of the global cluster's primary, where the directory is.
+    pub fn directory_addr(&self) -> Result<String, ErrPacket> {
+        self.global.primary_addr().ok_or_else(no_directory_primary)
     }
 
     /// The address of the global cluster's primary, and how to connect to it as the
@@ -426,11 +432,7 @@ impl TenantRouter {
     pub fn directory_opts(&self) -> Result<(String, mysql_async::Opts), ErrPacket> {
         let topo = self.global.topology();
         let Some(primary) = topo.primary.as_ref() else {
-            return Err(ErrPacket::new(
-                1105,
-                "HY000",
-                "lagless: the tenant directory has no primary right now; try again",
-            ));
+            return Err(no_directory_primary());
         };
         let mut opts = mysql_async::OptsBuilder::default()
             .ip_or_hostname(primary.host.clone())
@@ -464,6 +466,14 @@ impl TenantRouter {
 }
 
 /// Caches a route unless a newer version of it is cached already.
+fn no_directory_primary() -> ErrPacket {
+    ErrPacket::new(
+        1105,
+        "HY000",
+        "lagless: the tenant directory has no primary right now; try again",
+    )
+}
+
 fn remember(cache: &mut LruCache<TenantId, Route>, id: &TenantId, route: Route) {
     match cache.get_mut(id) {
         Some(known) if known.version > route.version => {}

@@ -421,6 +421,10 @@ async fn a_moving_tenant_is_held_while_frozen_and_followed_across_the_fence() {
     // Frozen: a write is held, the source is fenced, the route flips, and the write runs on
     // the target.
     let mut writer = pool.conn(Some("t_mover")).await;
+    // A transaction open at the freeze goes on where it began (the fence waits for it).
+    let mut open = pool.conn(Some("t_mover")).await;
+    open.query_drop("BEGIN").await.unwrap();
+    open.query_drop("SELECT * FROM kv").await.unwrap();
     let frozen = book
         .transition(&id, &moving, &active.cluster, TenantState::Frozen)
         .await
@@ -432,6 +436,15 @@ async fn a_moving_tenant_is_held_while_frozen_and_followed_across_the_fence() {
         let result = writer.query_drop("INSERT INTO kv VALUES (3, 3)").await;
         (result.map_err(|e| e.to_string()), started.elapsed())
     });
+    let started = Instant::now();
+    let n: Option<i64> = open.query_first("SELECT COUNT(*) FROM kv").await.unwrap();
+    assert_eq!(n, Some(2));
+    open.query_drop("COMMIT").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "a transaction open at the freeze is not held: {:?}",
+        started.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!held.is_finished(), "a frozen tenant's write must wait");
     source.query("CREATE DATABASE t_mover_moved").await.unwrap();

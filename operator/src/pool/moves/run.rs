@@ -24,11 +24,20 @@ pub async fn run_move(
     mut record: MoveRecord,
     save: &mut (dyn FnMut(&MoveRecord) + Send),
 ) -> MoveRecord {
-    // A move that cannot start changes nothing, and so has nothing to roll back.
+    // A move that cannot start changes nothing. One stopped while copying left the tenant
+    // `moving` and maybe part of a copy: that is rolled back.
     if record.phase == Phase::Copying
         && let Err(error) = steps::preconditions(cx, &record.from, &record.to).await
     {
+        let ours = steps::current_route(cx)
+            .await
+            .is_ok_and(|r| r.cluster == record.from && r.state == TenantState::Moving);
         record.error = Some(format!("not started: {error}"));
+        if ours && let Err(e) = roll_back(cx, &record).await {
+            record.error = Some(format!("not started: {error}; rolling back failed: {e}"));
+            save(&record);
+            return record;
+        }
         record.phase = Phase::Aborted;
         save(&record);
         return record;
@@ -88,7 +97,14 @@ async fn step(
     match record.phase {
         Phase::Copying => {
             // From now on the proxies refuse schema changes to the tenant.
-            steps::transition(cx, &record.from, TenantState::Moving).await?;
+            let active = [TenantState::Active, TenantState::Moving];
+            steps::transition(
+                cx,
+                (&record.from, &active),
+                &record.from,
+                TenantState::Moving,
+            )
+            .await?;
             let snapshot = steps::copy(cx).await?;
             record.snapshot = Some(snapshot.gtid);
             record.snapshot_binlog = Some(snapshot.binlog);
@@ -103,9 +119,7 @@ async fn step(
             let deadline = Instant::now() + limits.catch_up_timeout;
             loop {
                 steps::check_channel(cx).await?;
-                if let Some(lag) = steps::lag(cx, limits.max_lag_to_freeze).await?
-                    && lag <= limits.max_lag_to_freeze
-                {
+                if steps::lag(cx, limits.max_lag_to_freeze).await?.is_some() {
                     return Ok(Phase::Frozen);
                 }
                 if Instant::now() > deadline {
@@ -118,7 +132,14 @@ async fn step(
             }
         }
         Phase::Frozen => {
-            steps::transition(cx, &record.from, TenantState::Frozen).await?;
+            let moving = [TenantState::Moving];
+            steps::transition(
+                cx,
+                (&record.from, &moving),
+                &record.from,
+                TenantState::Frozen,
+            )
+            .await?;
             *frozen_at = Some(Instant::now());
             let fence = match steps::fence(cx).await? {
                 Some(gtid) => Some(gtid),
@@ -129,31 +150,46 @@ async fn step(
             Ok(Phase::Fenced)
         }
         Phase::Fenced => {
-            let left = match frozen_at {
-                Some(at) => limits.max_frozen.saturating_sub(at.elapsed()),
+            // A flip that committed before a restart, its record unsaved: go on from there.
+            let route = steps::current_route(cx).await?;
+            if route.cluster == record.to && route.state == TenantState::Active {
+                return Ok(Phase::Flipped);
+            }
+            let Some(at) = *frozen_at else {
                 // Resumed after a restart: the freeze began before it, so no time is left.
-                None => return Err("the mover restarted while the tenant was frozen".into()),
+                return Err("the mover restarted while the tenant was frozen".into());
             };
-            if let Some(fence) = record.fence.clone() {
-                steps::wait_for(cx, &fence, left).await?.ok_or_else(|| {
+            let left = |what: &str| {
+                limits.max_frozen.checked_sub(at.elapsed()).ok_or_else(|| {
                     format!(
-                        "the target did not reach the fence {fence} within {} ms of the freeze",
+                        "frozen for more than {} ms ({what})",
                         limits.max_frozen.as_millis()
                     )
-                })?;
+                })
+            };
+            if let Some(fence) = record.fence.clone() {
+                steps::wait_for(cx, &fence, left("catching up")?)
+                    .await?
+                    .ok_or_else(|| {
+                        format!(
+                            "the target did not reach the fence {fence} within {} ms of the freeze",
+                            limits.max_frozen.as_millis()
+                        )
+                    })?;
             }
             steps::check_channel(cx).await?;
-            steps::verify(cx).await?;
-            if frozen_at.is_some_and(|at| at.elapsed() > limits.max_frozen) {
-                return Err(format!(
-                    "frozen for more than {} ms",
-                    limits.max_frozen.as_millis()
-                ));
-            }
-            steps::transition(cx, &record.to, TenantState::Active).await?;
-            if let Some(at) = frozen_at {
-                record.frozen_ms = Some(at.elapsed().as_millis() as u64);
-            }
+            tokio::time::timeout(left("verifying")?, steps::verify(cx))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the checksums did not finish within {} ms of the freeze",
+                        limits.max_frozen.as_millis()
+                    )
+                })??;
+            left("verified")?;
+            let frozen = [TenantState::Frozen];
+            steps::transition(cx, (&record.from, &frozen), &record.to, TenantState::Active).await?;
+            record.frozen_ms = Some(at.elapsed().as_millis() as u64);
             Ok(Phase::Flipped)
         }
         Phase::Flipped => {
@@ -179,9 +215,8 @@ async fn roll_back(cx: &MoveContext, record: &MoveRecord) -> Result<(), String> 
     match route {
         Some(r) if r.cluster == record.from => {
             steps::roll_back(cx).await?;
-            if r.state != TenantState::Active {
-                steps::transition(cx, &record.from, TenantState::Active).await?;
-            }
+            let held = [TenantState::Moving, TenantState::Frozen];
+            steps::transition(cx, (&record.from, &held), &record.from, TenantState::Active).await?;
             Ok(())
         }
         Some(r) => Err(format!(

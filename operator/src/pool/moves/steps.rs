@@ -53,7 +53,7 @@ pub struct MoveContext {
     pub snapshot_from: Endpoint,
     /// The source cluster's GTID domain.
     pub source_domain: u32,
-    /// The account the target's primary replicates from the source's primary with.
+    /// The account the target's primary replicates from `snapshot_from` with.
     pub replication: (String, String),
     pub target_primary: Endpoint,
     pub limits: MoveLimits,
@@ -103,6 +103,20 @@ pub async fn tables(conn: &mut Conn, db: &str) -> Result<Vec<String>, String> {
     if triggers.unwrap_or(0) > 0 {
         return Err(format!(
             "{db} has triggers: a move renames tables across databases, which triggers prevent"
+        ));
+    }
+    // The copy carries tables only, and the source's database is dropped once moved.
+    let routines: Option<u64> = first(
+        conn,
+        &format!(
+            "SELECT (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{q}') \
+             + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{q}')"
+        ),
+    )
+    .await?;
+    if routines.unwrap_or(0) > 0 {
+        return Err(format!(
+            "{db} has stored routines or events, which a move does not carry"
         ));
     }
     Ok(rows.into_iter().map(|(name, _)| name).collect())
@@ -166,7 +180,27 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     )
     .await?;
     drop(target);
+    // The snapshot must hold every schema change made before the tenant was marked moving
+    // (the proxies refuse them from then on): the channel filters statements by their
+    // default database, so one made with another default database would never reach the
+    // target. A replica catches up to the source's head first.
     let from = &cx.snapshot_from;
+    let replica = (&from.host, from.port) != (&cx.source_primary.host, cx.source_primary.port);
+    if replica && let Some(head) = source_head(cx).await? {
+        let mut conn = from.conn().await?;
+        let secs = cx.limits.catch_up_timeout.as_secs();
+        let waited: Option<i64> = first(
+            &mut conn,
+            &format!("SELECT MASTER_GTID_WAIT('{}', {secs})", sql_quote(&head)),
+        )
+        .await?;
+        if waited != Some(0) {
+            return Err(format!(
+                "the snapshot replica {}:{} did not reach the source's {head} within {secs} s",
+                from.host, from.port
+            ));
+        }
+    }
     let mut dump = Command::new("mariadb-dump")
         .args(["--single-transaction", "--gtid", "--master-data=2"])
         .args(["--skip-triggers", "--no-tablespaces", "--protocol=TCP"])
@@ -378,21 +412,24 @@ pub async fn wait_for(
     Ok((waited == Some(0)).then(|| started.elapsed()))
 }
 
-/// Moves the tenant in the directory from `expected` to `state` on `cluster`; the step is
-/// done when the directory already shows the result.
+/// Moves the tenant in the directory to `state` on `cluster`, from one of the states `from`
+/// lists on cluster `on` (compare-and-swap on the route read). Done already when the
+/// directory shows the result; any other route is an error, and nothing changes.
 pub async fn transition(
     cx: &MoveContext,
+    (on, from): (&str, &[TenantState]),
     cluster: &str,
     state: TenantState,
 ) -> Result<Route, String> {
-    let current = cx
-        .directory
-        .lookup(&cx.tenant)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("tenant {} left the directory during its move", cx.tenant))?;
+    let current = current_route(cx).await?;
     if current.cluster == cluster && current.state == state {
         return Ok(current);
+    }
+    if current.cluster != on || !from.contains(&current.state) {
+        return Err(format!(
+            "tenant {} is {} on {} in the directory, not what the move left there",
+            cx.tenant, current.state, current.cluster
+        ));
     }
     cx.directory
         .transition(&cx.tenant, &current, cluster, state)
@@ -404,6 +441,15 @@ pub async fn transition(
                 cx.tenant
             )
         })
+}
+
+/// The tenant's route as the directory holds it now.
+pub async fn current_route(cx: &MoveContext) -> Result<Route, String> {
+    cx.directory
+        .lookup(&cx.tenant)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("tenant {} left the directory during its move", cx.tenant))
 }
 
 /// The fence: every table of the tenant on the source's primary renamed into the fenced
@@ -454,14 +500,13 @@ pub async fn verify(cx: &MoveContext) -> Result<(), String> {
     }
     for table in &source_tables {
         let sum = |db: &str| format!("CHECKSUM TABLE {}.{}", plan::ident(db), plan::ident(table));
-        let a: Option<(String, Option<u64>)> = source
-            .query_first(sum(&fenced))
-            .await
-            .map_err(|e| format!("checksum of {table} on the source: {e}"))?;
-        let b: Option<(String, Option<u64>)> = target
-            .query_first(sum(&cx.database))
-            .await
-            .map_err(|e| format!("checksum of {table} on the target: {e}"))?;
+        // Both sides at once: the tenant's writes are held meanwhile.
+        let (a, b) = futures::join!(
+            source.query_first::<(String, Option<u64>), _>(sum(&fenced)),
+            target.query_first::<(String, Option<u64>), _>(sum(&cx.database)),
+        );
+        let a = a.map_err(|e| format!("checksum of {table} on the source: {e}"))?;
+        let b = b.map_err(|e| format!("checksum of {table} on the target: {e}"))?;
         let (a, b) = (a.and_then(|r| r.1), b.and_then(|r| r.1));
         if a != b || a.is_none() {
             return Err(format!(
