@@ -311,22 +311,7 @@ impl Directory {
                     state: TenantState::Active,
                     ..route
                 };
-                self.bounded(
-                    &what,
-                    tx.exec_drop(
-                        UPDATE_TENANT,
-                        (
-                            active.cluster.as_str(),
-                            active.version,
-                            active.state.as_str(),
-                            id.as_str(),
-                        ),
-                    ),
-                )
-                .await?;
-                self.write_change(&mut tx, id, Some(&active), active.version, &what)
-                    .await?;
-                self.bounded(&what, tx.commit()).await?;
+                self.update_route(tx, id, &active, &what).await?;
                 Ok(active)
             }
             other => Err(DirectoryError::Invalid(format!(
@@ -362,23 +347,29 @@ impl Directory {
             version: expected.version.saturating_add(1),
             state,
         };
-        self.bounded(
-            &what,
-            tx.exec_drop(
-                UPDATE_TENANT,
-                (
-                    next.cluster.as_str(),
-                    next.version,
-                    next.state.as_str(),
-                    id.as_str(),
-                ),
-            ),
-        )
-        .await?;
-        self.write_change(&mut tx, id, Some(&next), next.version, &what)
-            .await?;
-        self.bounded(&what, tx.commit()).await?;
+        self.update_route(tx, id, &next, &what).await?;
         Ok(Some(next))
+    }
+
+    /// Writes the tenant's new route with its change row and commits.
+    async fn update_route(
+        &self,
+        mut tx: Transaction<'_>,
+        id: &TenantId,
+        route: &Route,
+        what: &str,
+    ) -> Result<(), DirectoryError> {
+        let params = (
+            route.cluster.as_str(),
+            route.version,
+            route.state.as_str(),
+            id.as_str(),
+        );
+        self.bounded(what, tx.exec_drop(UPDATE_TENANT, params))
+            .await?;
+        self.write_change(&mut tx, id, Some(route), route.version, what)
+            .await?;
+        self.bounded(what, tx.commit()).await
     }
 
     /// Removes the tenant's row (with a change row that has no cluster). Nothing happens for

@@ -124,6 +124,19 @@ impl Pool {
             .prefer_socket(false)
     }
 
+    /// Changes a tenant's route without a change-log entry, as a proxy whose change feed lags
+    /// sees a move.
+    async fn route_behind_the_log(&self, tenant: &str, cluster: &str, version: u64) {
+        self.directory
+            .primary()
+            .query(&format!(
+                "UPDATE lagless_directory.tenants SET cluster = '{cluster}', version = {version} \
+                 WHERE tenant_id = '{tenant}'"
+            ))
+            .await
+            .unwrap();
+    }
+
     /// Waits until the proxy has applied the directory's change log up to its end.
     async fn followed(&self, book: &Directory) {
         let end = book.last_seq().await.unwrap();
@@ -500,16 +513,8 @@ async fn a_moving_tenant_is_held_while_frozen_and_followed_across_the_fence() {
         .query("INSERT INTO t_mover.kv VALUES (3, 3), (4, 4)")
         .await
         .unwrap();
-    pool.directory
-        .primary()
-        .query(&format!(
-            "UPDATE lagless_directory.tenants SET cluster = '{}', version = {} \
-             WHERE tenant_id = 'mover'",
-            CLUSTERS[from],
-            flipped.version + 1
-        ))
-        .await
-        .unwrap();
+    pool.route_behind_the_log("mover", CLUSTERS[from], flipped.version + 1)
+        .await;
     target
         .query("RENAME TABLE t_mover.kv TO t_mover.kv_moved_back")
         .await
@@ -581,16 +586,8 @@ async fn a_moving_tenant_is_held_while_frozen_and_followed_across_the_fence() {
         .unwrap();
     let mut placed = pool.conn(Some("t_mover")).await;
     placed.query_drop("SELECT 1 FROM kv LIMIT 1").await.unwrap();
-    pool.directory
-        .primary()
-        .query(&format!(
-            "UPDATE lagless_directory.tenants SET cluster = '{}', version = {} \
-             WHERE tenant_id = 'mover'",
-            CLUSTERS[to],
-            thawed.version + 1
-        ))
-        .await
-        .unwrap();
+    pool.route_behind_the_log("mover", CLUSTERS[to], thawed.version + 1)
+        .await;
     source.query("DROP DATABASE t_mover").await.unwrap();
     let n: Option<i64> = placed.query_first("SELECT COUNT(*) FROM kv").await.unwrap();
     assert_eq!(n, Some(6), "a statement by the stale route");
@@ -606,16 +603,8 @@ async fn a_moving_tenant_is_held_while_frozen_and_followed_across_the_fence() {
         .unwrap()
         .unwrap();
     pool.followed(&book).await;
-    pool.directory
-        .primary()
-        .query(&format!(
-            "UPDATE lagless_directory.tenants SET cluster = '{}', version = {} \
-             WHERE tenant_id = 'mover'",
-            CLUSTERS[to],
-            fresh.version + 2
-        ))
-        .await
-        .unwrap();
+    pool.route_behind_the_log("mover", CLUSTERS[to], fresh.version + 2)
+        .await;
     source.query("DROP DATABASE t_mover").await.unwrap();
     let mut late = pool.conn(Some("t_mover")).await;
     let n: Option<i64> = late.query_first("SELECT COUNT(*) FROM kv").await.unwrap();
