@@ -35,6 +35,10 @@ impl ServerLayout {
     pub fn error_log(&self) -> PathBuf {
         self.dir.join("error.log")
     }
+    /// Option files the server reads after its own (a tenant move's channel filter).
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.join("conf.d")
+    }
 }
 
 /// The option file: what replication and the orchestration rely on, then the spec's
@@ -102,6 +106,8 @@ pub fn render_config(layout: &ServerLayout, options: &ServerOptions<'_>) -> Stri
             let _ = writeln!(s, "{key}={value}");
         }
     }
+    // Last, so that nothing above overrides what is kept there.
+    let _ = writeln!(s, "!includedir {dir}/conf.d");
     s
 }
 
@@ -223,8 +229,9 @@ pub fn spawn(
 ) -> Result<Child, LocalError> {
     let cnf = layout.config_file();
     std::fs::write(&cnf, render_config(layout, options)).map_err(LocalError::io(&cnf))?;
-    let tmp = layout.dir.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(LocalError::io(&tmp))?;
+    for dir in [layout.dir.join("tmp"), layout.conf_dir()] {
+        std::fs::create_dir_all(&dir).map_err(LocalError::io(&dir))?;
+    }
     let out = layout.dir.join("mariadbd.out");
     let stdout = std::fs::File::create(&out).map_err(LocalError::io(&out))?;
     let stderr = stdout.try_clone().map_err(LocalError::io(&out))?;
@@ -312,6 +319,11 @@ mod tests {
         // The spec comes last, so it can override defaults such as the buffer pool size.
         let pool = cnf.find("innodb_buffer_pool_size").unwrap();
         assert!(cnf.find("max_connections=500").unwrap() > pool);
+        // A tenant move's filter is read after everything else.
+        assert_eq!(
+            cnf.lines().last(),
+            Some("!includedir /s/members/shop-1/conf.d")
+        );
         assert!(!cnf.contains("ssl_"), "no TLS unless asked");
         assert!(!render_config(&layout, &options(false)).contains("semi_sync"));
         let tls = TlsFiles::new("/s/tls");

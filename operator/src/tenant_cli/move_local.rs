@@ -126,7 +126,20 @@ impl LocalPool {
         let source = topology_of(&record.from)?;
         let target = topology_of(&record.to)?;
         let source_primary = self.endpoint(primary_of(&source).map_err(TenantCliError::Pool)?);
-        let target_primary = self.endpoint(primary_of(&target).map_err(TenantCliError::Pool)?);
+        let target_member = primary_of(&target).map_err(TenantCliError::Pool)?;
+        let target_primary = self.endpoint(target_member);
+        // The member's option-file directory, where the local runtime runs it.
+        let conf_dir = self
+            .paths
+            .root
+            .join("clusters")
+            .join(&record.to)
+            .join("members")
+            .join(&target_member.name)
+            .join("conf.d");
+        let filter_file = conf_dir
+            .is_dir()
+            .then(|| conf_dir.join(format!("lagless-move-{id}.cnf")));
         // A replica carries the snapshot's load; a cluster of one gives its primary.
         let snapshot_from = source
             .replicas
@@ -150,6 +163,7 @@ impl LocalPool {
                 self.credentials.replication_password.clone(),
             ),
             target_primary,
+            filter_file,
             limits: MoveLimits::default(),
         })
     }

@@ -1,6 +1,7 @@
 //! The SQL and processes of a tenant move, one function a step; [`super::run`] decides which
 //! runs when. Every step may be repeated after a restart.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,9 @@ pub struct MoveContext {
     /// The account the target's primary replicates from `snapshot_from` with.
     pub replication: (String, String),
     pub target_primary: Endpoint,
+    /// An option file the target's primary reads at start (in its `!includedir`), where the
+    /// channel's filter is kept so that a restart does not bring the channel back unfiltered.
+    pub filter_file: Option<PathBuf>,
     pub limits: MoveLimits,
 }
 
@@ -318,8 +322,11 @@ pub async fn start_channel(cx: &MoveContext, binlog: &(String, u64)) -> Result<(
         )
         .await?;
     }
-    // The filter lives in the server's memory only, so it is set before every start: a
-    // channel restarted by a server restart without it is stopped by `check_channel`.
+    // The filter is kept in the option file (a restart reads it before the channel starts)
+    // and set in the running server before every start.
+    if let Some(file) = &cx.filter_file {
+        write_filter(file, &channel, &cx.database)?;
+    }
     run(
         &mut target,
         &format!("SET GLOBAL replicate_do_db = '{}'", sql_quote(&cx.database)),
@@ -517,6 +524,19 @@ pub async fn verify(cx: &MoveContext) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes `<channel>.replicate_do_db=<database>` to `file`, atomically. A server reads it
+/// fine while no channel of that name exists.
+fn write_filter(file: &std::path::Path, channel: &str, database: &str) -> Result<(), String> {
+    let text = format!(
+        "# The filter of tenant move channel {channel}; removed when the move ends.\n\
+         [mariadbd]\n{channel}.replicate_do_db={database}\n"
+    );
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
 /// Removes the move's channel from the target's primary and leaves its `gtid_slave_pos`
 /// equal to its binary log, so that a later switchover can make it a replica (the filtered
 /// fence would otherwise stay in it, a GTID its new primary never had).
@@ -536,7 +556,15 @@ pub async fn drop_channel(cx: &MoveContext) -> Result<(), String> {
         .await?;
     }
     run(&mut target, "STOP ALL SLAVES").await?;
-    run(&mut target, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos").await
+    run(&mut target, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos").await?;
+    if let Some(file) = &cx.filter_file {
+        match std::fs::remove_file(file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        }
+    }
+    Ok(())
 }
 
 /// After the flip: the source's fenced copy and its emptied database go.
