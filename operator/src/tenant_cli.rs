@@ -99,6 +99,20 @@ pub enum TenantCommand {
         #[arg(long)]
         to: String,
     },
+    /// Plan moves that even out the tenant clusters' use of space (local pools): the largest
+    /// tenant of the fullest cluster that narrows the gap goes to the emptiest, while they
+    /// differ by more than the margin. Prints the plan; --apply runs it.
+    Rebalance {
+        /// Utilisations closer than this (a fraction) count as even.
+        #[arg(long, default_value_t = 0.10)]
+        margin: f64,
+        /// Moves at most, run one after another.
+        #[arg(long, default_value_t = 1)]
+        max_moves: usize,
+        /// Run the planned moves.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Print the directory's tables as SQL (idempotent), for a directory set up by hand.
     Schema,
 }
@@ -184,6 +198,9 @@ fn execute(args: TenantArgs) -> Result<String, TenantCliError> {
             Action::Create(id) => pool.create(&directory, id).await,
             Action::Where(id) => pool.locate(&directory, id).await,
             Action::Move(id, to) => pool.move_tenant(&directory, id, to).await,
+            Action::Rebalance { limits, apply } => {
+                pool.rebalance(&directory, *limits, *apply).await
+            }
             Action::List { cluster, format } => {
                 pool.list(&directory, cluster.as_deref(), *format).await
             }
@@ -223,11 +240,15 @@ pub fn proxy_opts(
 }
 
 /// A command with its input checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Action {
     Create(TenantId),
     Where(TenantId),
     Move(TenantId, String),
+    Rebalance {
+        limits: crate::pool::moves::rebalance::RebalanceLimits,
+        apply: bool,
+    },
     List {
         cluster: Option<String>,
         format: ListFormat,
@@ -242,6 +263,21 @@ impl Action {
             TenantCommand::Create { id } => Action::Create(TenantId::parse(&id)?),
             TenantCommand::Where { id } => Action::Where(TenantId::parse(&id)?),
             TenantCommand::Move { id, to } => Action::Move(TenantId::parse(&id)?, to),
+            TenantCommand::Rebalance {
+                margin,
+                max_moves,
+                apply,
+            } => {
+                if !(0.0..1.0).contains(&margin) {
+                    return Err(TenantCliError::Usage(format!(
+                        "--margin {margin}: a fraction from 0 to 1"
+                    )));
+                }
+                Action::Rebalance {
+                    limits: crate::pool::moves::rebalance::RebalanceLimits { margin, max_moves },
+                    apply,
+                }
+            }
             TenantCommand::List { cluster, output } => Action::List {
                 cluster,
                 format: output,

@@ -5,6 +5,7 @@
 //! and the channel and the source's copy removed. See docs/tenants.md.
 
 pub mod plan;
+pub mod rebalance;
 pub mod run;
 pub mod steps;
 

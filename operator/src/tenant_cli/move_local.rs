@@ -10,6 +10,7 @@ use mysql_async::prelude::Queryable;
 
 use super::{LocalPool, TenantCliError, check_cluster, primary_of, read_topology};
 use crate::local::state::{read_json, write_json};
+use crate::pool::moves::rebalance::{self, RebalanceLimits, TenantSize};
 use crate::pool::moves::{Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, run_move};
 
 impl LocalPool {
@@ -166,5 +167,69 @@ impl LocalPool {
             filter_file,
             limits: MoveLimits::default(),
         })
+    }
+}
+
+impl LocalPool {
+    /// Plans moves that even out the clusters' use of space and, with `apply`, runs them one
+    /// after another.
+    pub(super) async fn rebalance(
+        &self,
+        directory: &Directory,
+        limits: RebalanceLimits,
+        apply: bool,
+    ) -> Result<String, TenantCliError> {
+        let naming = self.document.naming();
+        let mut sizes = Vec::new();
+        for cluster in &self.document.clusters {
+            let topology = read_topology(&cluster.name, &cluster.topology)?;
+            let primary = self.endpoint(primary_of(&topology).map_err(TenantCliError::Pool)?);
+            let mut conn = primary.conn().await.map_err(TenantCliError::Pool)?;
+            let rows: Vec<(String, u64)> = conn
+                .query(
+                    "SELECT TABLE_SCHEMA, CAST(SUM(DATA_LENGTH + INDEX_LENGTH) AS UNSIGNED) \
+                     FROM information_schema.TABLES GROUP BY TABLE_SCHEMA",
+                )
+                .await
+                .map_err(|e| TenantCliError::Pool(format!("sizes on {}: {e}", cluster.name)))?;
+            for (schema, bytes) in rows {
+                if let Some(Ok(id)) = naming.tenant_of(&schema) {
+                    sizes.push(TenantSize {
+                        id,
+                        cluster: cluster.name.clone(),
+                        bytes,
+                    });
+                }
+            }
+        }
+        // The clusters' bytes as measured now, from the same sums.
+        let mut loads = directory.clusters().await?;
+        for load in &mut loads {
+            load.bytes = sizes
+                .iter()
+                .filter(|t| t.cluster == load.name)
+                .map(|t| t.bytes)
+                .sum();
+        }
+        let moves = rebalance::plan(&loads, &sizes, limits);
+        if moves.is_empty() {
+            return Ok(format!(
+                "the clusters are used evenly (within {:.0}%): nothing to move\n",
+                limits.margin * 100.0
+            ));
+        }
+        let mut out = String::new();
+        for m in &moves {
+            out.push_str(&format!(
+                "move tenant {} ({} bytes): {} -> {}\n",
+                m.tenant, m.bytes, m.from, m.to
+            ));
+        }
+        if apply {
+            for m in &moves {
+                out.push_str(&self.move_tenant(directory, &m.tenant, &m.to).await?);
+            }
+        }
+        Ok(out)
     }
 }

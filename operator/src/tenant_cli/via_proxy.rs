@@ -41,9 +41,9 @@ pub(super) async fn run(
             }
         }
         // A move needs each cluster's servers, which a proxy does not expose.
-        Action::Move(..) => Err(TenantCliError::Usage(
-            "tenant move runs on a local pool (--state-dir); moves in Kubernetes are not \
-             built yet"
+        Action::Move(..) | Action::Rebalance { .. } => Err(TenantCliError::Usage(
+            "tenant move and rebalance run on a local pool (--state-dir); moves in Kubernetes \
+             are not built yet"
                 .into(),
         )),
         Action::Schema => Ok(super::schema_sql()),

@@ -271,6 +271,45 @@ async fn tenants_are_created_listed_and_found() {
     );
     assert_eq!(databases(other, "t\\_42").await, 1);
 
+    // rebalance: the largest tenant of the fuller cluster that narrows the gap goes to the
+    // emptier one. Tenant b9, twice 42's size, joins 42 on the same cluster.
+    let b9 = TenantId::parse("b9").unwrap();
+    directory.reserve(&b9, other_name).await.unwrap();
+    directory.activate(&b9).await.unwrap();
+    other
+        .primary()
+        .exec("CREATE DATABASE t_b9; CREATE TABLE t_b9.x (k INT PRIMARY KEY); CREATE TABLE t_b9.y (k INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let (code, out, err) = tenant(Some(dir), &["rebalance"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "the clusters are used evenly (within 10%): nothing to move\n"
+        ),
+        "{err}"
+    );
+    let (code, out, err) = tenant(Some(dir), &["rebalance", "--margin", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("move tenant 42 ("), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with(&format!("{other_name} -> {placed}")),
+        "{out}"
+    );
+    assert_eq!(databases(home, "t\\_42").await, 0, "a plan moves nothing");
+    let (code, out, err) = tenant(Some(dir), &["rebalance", "--margin", "0", "--apply"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("tenant 42 moved from {other_name} to {placed}")),
+        "{out}"
+    );
+    assert_eq!(databases(home, "t\\_42").await, 1);
+    assert_eq!(databases(other, "t\\_b9").await, 1);
+    let (code, _, err) = tenant(Some(dir), &["rebalance", "--margin", "2"]);
+    assert_eq!(code, 2, "{err}");
+
     // The directory down: exit 1.
     global.primary().kill9().unwrap();
     let (code, _, err) = tenant(Some(dir), &["where", "42"]);
