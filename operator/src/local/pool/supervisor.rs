@@ -160,6 +160,10 @@ impl PoolSupervisor {
         let started = self.start(&mut stop).await;
         match &started {
             Ok(()) => {
+                // Measured once before the pool says it runs, so that its status shows every
+                // cluster's state and load from the start.
+                self.measured = Some(Instant::now());
+                self.measure().await;
                 self.shared.lock().set_step("running", "running");
                 let (clusters, proxies) = (self.registered.len(), self.shared.lock().proxies.len());
                 self.shared.lock().note(format!(
