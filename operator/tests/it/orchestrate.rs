@@ -254,7 +254,24 @@ pub(crate) async fn adopted(cluster: &Cluster, path: &std::path::Path) -> Orches
 pub(crate) async fn writable_members(cluster: &Cluster) -> Vec<usize> {
     let mut out = Vec::new();
     for m in cluster.members() {
-        if m.is_running() && !m.positions().await.unwrap().read_only {
+        if !m.is_running() {
+            continue;
+        }
+        // A demoted primary's sessions are killed by the fence, this query's included: ask
+        // again on a new connection.
+        let mut tries = 0;
+        let positions = loop {
+            match m.positions().await {
+                Ok(p) => break p,
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    eprintln!("m{}: {e}; asking again", m.index());
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("m{}: {e}", m.index()),
+            }
+        };
+        if !positions.read_only {
             out.push(m.index());
         }
     }
