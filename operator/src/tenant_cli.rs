@@ -98,6 +98,8 @@ pub enum TenantCommand {
         /// The cluster to move it to.
         #[arg(long)]
         to: String,
+        #[command(flatten)]
+        pace: CopyPace,
     },
     /// Plan moves that even out the tenant clusters' use of space (local pools): the largest
     /// tenant of the fullest cluster that narrows the gap goes to the emptiest, while they
@@ -112,9 +114,26 @@ pub enum TenantCommand {
         /// Run the planned moves.
         #[arg(long)]
         apply: bool,
+        #[command(flatten)]
+        pace: CopyPace,
     },
     /// Print the directory's tables as SQL (idempotent), for a directory set up by hand.
     Schema,
+}
+
+/// How fast a move's snapshot is loaded into the target.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct CopyPace {
+    /// MiB a second the snapshot is loaded into the target cluster at most, so that its other
+    /// tenants keep their latency; 0: as fast as it goes.
+    #[arg(long, default_value_t = crate::pool::moves::DEFAULT_COPY_RATE >> 20)]
+    pub copy_rate_mib: u64,
+}
+
+impl CopyPace {
+    fn bytes(self) -> u64 {
+        self.copy_rate_mib.saturating_mul(1 << 20)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,9 +216,14 @@ fn execute(args: TenantArgs) -> Result<String, TenantCliError> {
         let result = match &action {
             Action::Create(id) => pool.create(&directory, id).await,
             Action::Where(id) => pool.locate(&directory, id).await,
-            Action::Move(id, to) => pool.move_tenant(&directory, id, to).await,
-            Action::Rebalance { limits, apply } => {
-                pool.rebalance(&directory, *limits, *apply).await
+            Action::Move(id, to, rate) => pool.move_tenant(&directory, id, to, *rate).await,
+            Action::Rebalance {
+                limits,
+                apply,
+                copy_rate,
+            } => {
+                pool.rebalance(&directory, *limits, *apply, *copy_rate)
+                    .await
             }
             Action::List { cluster, format } => {
                 pool.list(&directory, cluster.as_deref(), *format).await
@@ -244,10 +268,12 @@ pub fn proxy_opts(
 enum Action {
     Create(TenantId),
     Where(TenantId),
-    Move(TenantId, String),
+    /// The tenant, the cluster it goes to, the copy's bytes a second.
+    Move(TenantId, String, u64),
     Rebalance {
         limits: crate::pool::moves::rebalance::RebalanceLimits,
         apply: bool,
+        copy_rate: u64,
     },
     List {
         cluster: Option<String>,
@@ -262,11 +288,14 @@ impl Action {
         Ok(match command {
             TenantCommand::Create { id } => Action::Create(TenantId::parse(&id)?),
             TenantCommand::Where { id } => Action::Where(TenantId::parse(&id)?),
-            TenantCommand::Move { id, to } => Action::Move(TenantId::parse(&id)?, to),
+            TenantCommand::Move { id, to, pace } => {
+                Action::Move(TenantId::parse(&id)?, to, pace.bytes())
+            }
             TenantCommand::Rebalance {
                 margin,
                 max_moves,
                 apply,
+                pace,
             } => {
                 if !(0.0..1.0).contains(&margin) {
                     return Err(TenantCliError::Usage(format!(
@@ -276,6 +305,7 @@ impl Action {
                 Action::Rebalance {
                     limits: crate::pool::moves::rebalance::RebalanceLimits { margin, max_moves },
                     apply,
+                    copy_rate: pace.bytes(),
                 }
             }
             TenantCommand::List { cluster, output } => Action::List {

@@ -8,7 +8,8 @@ pub mod plan;
 pub mod rebalance;
 pub mod run;
 pub mod steps;
+pub mod verify;
 
-pub use plan::{MoveLimits, MoveRecord, Phase};
+pub use plan::{DEFAULT_COPY_RATE, MoveLimits, MoveRecord, Phase};
 pub use run::run_move;
 pub use steps::{Endpoint, MoveContext};

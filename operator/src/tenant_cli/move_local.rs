@@ -34,6 +34,7 @@ impl LocalPool {
         directory: &Directory,
         id: &TenantId,
         to: &str,
+        copy_rate: u64,
     ) -> Result<String, TenantCliError> {
         check_cluster(&self.document, to)?;
         if self.ca.is_some() {
@@ -77,7 +78,8 @@ impl LocalPool {
                 MoveRecord::new(id, &route.cluster, to)
             }
         };
-        let cx = self.move_context(id, &record).await?;
+        let mut cx = self.move_context(id, &record).await?;
+        cx.limits.copy_rate = copy_rate;
         let mut last = None;
         let mut save = |r: &MoveRecord| {
             if last != Some(r.phase) {
@@ -178,6 +180,7 @@ impl LocalPool {
         directory: &Directory,
         limits: RebalanceLimits,
         apply: bool,
+        copy_rate: u64,
     ) -> Result<String, TenantCliError> {
         let naming = self.document.naming();
         let mut sizes = Vec::new();
@@ -227,7 +230,11 @@ impl LocalPool {
         }
         if apply {
             for m in &moves {
-                out.push_str(&self.move_tenant(directory, &m.tenant, &m.to).await?);
+                out.push_str(
+                    &self
+                        .move_tenant(directory, &m.tenant, &m.to, copy_rate)
+                        .await?,
+                );
             }
         }
         Ok(out)

@@ -330,6 +330,8 @@ async fn a_tenant_moves_while_written_and_loses_nothing() {
     );
     assert!(seen.acked.len() > 100, "the writer wrote during the move");
     assert!(record.frozen_ms.unwrap() < 500, "{record:?}");
+    // The whole tenant was compared before the freeze, at one position on both sides.
+    assert!(record.compared_at.is_some(), "{record:?}");
     assert!(
         worst < Duration::from_millis(1500),
         "slowest write {worst:?}"
@@ -439,6 +441,50 @@ async fn a_move_out_of_frozen_time_rolls_back_and_the_tenant_stays_writable() {
         .await
         .unwrap();
     slave_pos_within_binlog(&pos[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_differs_is_found_before_the_freeze_and_rolled_back() {
+    crate::orchestrate::init_logging();
+    let fleet = Fleet::start().await;
+    let from = fleet.tenant("differs", 1_000).await;
+    let to = 1 - from;
+    let cx = fleet.context("differs", from, to, MoveLimits::default());
+    let copied = run_until_saved(
+        &cx,
+        MoveRecord::new(&cx.tenant, NAMES[from], NAMES[to]),
+        Phase::CatchingUp,
+    )
+    .await;
+    // One row of the target's copy changed behind the channel's back.
+    let target = fleet.clusters[to].primary();
+    target
+        .query(
+            "SET sql_log_bin = 0; UPDATE t_differs.kv SET pad = 'changed' ORDER BY n LIMIT 1; \
+             SET sql_log_bin = 1",
+        )
+        .await
+        .unwrap();
+    let record = run_move(&cx, copied, &mut |_| {}).await;
+    assert_eq!(record.phase, Phase::Aborted, "{record:?}");
+    let error = record.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("catching up") && error.contains("table kv"),
+        "{record:?}"
+    );
+    assert!(record.frozen_ms.is_none(), "never frozen: {record:?}");
+    let route = fleet.book().lookup(&cx.tenant).await.unwrap().unwrap();
+    assert_eq!(
+        (route.cluster.as_str(), route.state),
+        (NAMES[from], TenantState::Active)
+    );
+    assert!(
+        target
+            .query("SHOW DATABASES LIKE 't_differs'")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A `(gtid_slave_pos, gtid_binlog_pos)` row: the slave position holds no GTID the binary log

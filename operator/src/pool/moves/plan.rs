@@ -85,6 +85,10 @@ pub struct MoveRecord {
     /// Why the move was aborted, or the last error a step met.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The snapshot server's binary-log position at which every table compared equal before
+    /// the freeze: the freeze compares only tables written since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_at: Option<(String, u64)>,
     /// Per phase, milliseconds spent in it.
     #[serde(default)]
     pub timings: Vec<(Phase, u64)>,
@@ -102,6 +106,7 @@ impl MoveRecord {
             fence: None,
             frozen_ms: None,
             error: None,
+            compared_at: None,
             timings: Vec::new(),
         }
     }
@@ -118,6 +123,9 @@ pub struct MoveLimits {
     pub max_frozen: Duration,
     /// How long catching up may take before the move gives up.
     pub catch_up_timeout: Duration,
+    /// Bytes a second the snapshot is loaded into the target at most (0: no limit), so that
+    /// the target's other tenants keep their latency.
+    pub copy_rate: u64,
 }
 
 impl Default for MoveLimits {
@@ -127,8 +135,72 @@ impl Default for MoveLimits {
             fence_wait: Duration::from_secs(2),
             max_frozen: Duration::from_secs(5),
             catch_up_timeout: Duration::from_secs(600),
+            copy_rate: DEFAULT_COPY_RATE,
         }
     }
+}
+
+/// The copy's default pace: 16 MiB/s (measured in bench/RESULTS.md).
+pub const DEFAULT_COPY_RATE: u64 = 16 << 20;
+
+/// How long a copy that has sent `sent` bytes `elapsed` after it began waits to keep to
+/// `rate` bytes a second (0: no limit).
+pub fn copy_delay(rate: u64, sent: u64, elapsed: Duration) -> Duration {
+    if rate == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(sent as f64 / rate as f64).saturating_sub(elapsed)
+}
+
+/// A statement that sums a table's rows the same way on any server: the row count and the
+/// sum of each row's CRC32, so the order rows are read in does not matter. NULL is told from
+/// an empty value by a flag per column (`CONCAT_WS` skips NULLs).
+pub fn row_sum_sql(db: &str, table: &str, columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
+    let nulls: Vec<String> = cols.iter().map(|c| format!("ISNULL({c})")).collect();
+    format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', {}, CONCAT({})))), 0) AS CHAR) \
+         FROM {}.{}",
+        cols.join(", "),
+        nulls.join(", "),
+        ident(db),
+        ident(table)
+    )
+}
+
+/// What one event of the snapshot server's binary log did to the tenant's database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    Nothing,
+    /// Rows of this table changed.
+    Table(String),
+    /// A statement named the database: what it changed is not known.
+    Unknown,
+}
+
+/// Reads one row of `SHOW BINLOG EVENTS` (its type and info) for `db`. Logging is by row, so
+/// every row change comes with a table map naming its table; a statement event that names
+/// the database (DDL, which the proxies refuse while a tenant moves, but an administrator
+/// could run on the server) counts as unknown, apart from the move's own fence.
+pub fn binlog_touch(event_type: &str, info: &str, db: &str, fenced: &str) -> Touch {
+    match event_type {
+        // "table_id: 33 (t_1.orders)"
+        "Table_map" => info
+            .rsplit_once('(')
+            .and_then(|(_, name)| name.strip_suffix(')'))
+            .and_then(|name| name.split_once('.'))
+            .filter(|(d, _)| *d == db)
+            .map_or(Touch::Nothing, |(_, table)| Touch::Table(table.to_string())),
+        "Query" if info.contains(fenced) => Touch::Nothing,
+        "Query" if info.contains(db) => Touch::Unknown,
+        _ => Touch::Nothing,
+    }
+}
+
+/// Whether a replication channel executed up to `exec` has reached `until` (binary-log file
+/// and offset; files of one server sort by name).
+pub fn reached(exec: (&str, u64), until: (&str, u64)) -> std::cmp::Ordering {
+    exec.cmp(&until)
 }
 
 /// The replication channel of a tenant's move, on the target's primary.
@@ -196,6 +268,82 @@ pub fn dump_coordinates(line: &str) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_sums_tell_null_from_empty_and_quote_names() {
+        let sql = row_sum_sql("t_1", "or`ders", &["id".into(), "note".into()]);
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('#', `id`, `note`, \
+             CONCAT(ISNULL(`id`), ISNULL(`note`))))), 0) AS CHAR) FROM `t_1`.`or``ders`"
+        );
+    }
+
+    #[test]
+    fn binlog_events_name_the_tables_they_change() {
+        let (db, fenced) = ("t_7", "lagless_moved_7");
+        let touch = |kind, info| binlog_touch(kind, info, db, fenced);
+        assert_eq!(
+            touch("Table_map", "table_id: 33 (t_7.orders)"),
+            Touch::Table("orders".into())
+        );
+        assert_eq!(
+            touch("Table_map", "table_id: 34 (t_8.orders)"),
+            Touch::Nothing
+        );
+        assert_eq!(
+            touch("Table_map", "table_id: 35 (t_70.orders)"),
+            Touch::Nothing
+        );
+        assert_eq!(
+            touch("Write_rows_v1", "table_id: 33 flags: STMT_END_F"),
+            Touch::Nothing
+        );
+        assert_eq!(touch("Query", "BEGIN"), Touch::Nothing);
+        assert_eq!(
+            touch(
+                "Query",
+                "RENAME TABLE `t_7`.`a` TO `lagless_moved_7`.`a` WAIT 2"
+            ),
+            Touch::Nothing
+        );
+        assert_eq!(
+            touch("Query", "use `t_7`; TRUNCATE TABLE a"),
+            Touch::Unknown
+        );
+        assert_eq!(
+            touch("Query", "ALTER TABLE t_7.a ADD c INT"),
+            Touch::Unknown
+        );
+        assert_eq!(
+            touch("Annotate_rows", "INSERT INTO t_7.a VALUES (1)"),
+            Touch::Nothing
+        );
+    }
+
+    #[test]
+    fn a_channel_reaches_a_position_file_first() {
+        use std::cmp::Ordering::*;
+        assert_eq!(reached(("bin.000002", 4), ("bin.000001", 900)), Greater);
+        assert_eq!(reached(("bin.000001", 900), ("bin.000001", 900)), Equal);
+        assert_eq!(reached(("bin.000001", 899), ("bin.000001", 900)), Less);
+    }
+
+    #[test]
+    fn the_copy_keeps_to_its_rate() {
+        let mib = 1 << 20;
+        // 8 MiB at 16 MiB/s are due at 500 ms: 200 ms in, the copy waits 300 ms.
+        assert_eq!(
+            copy_delay(16 * mib, 8 * mib, Duration::from_millis(200)),
+            Duration::from_millis(500) - Duration::from_millis(200)
+        );
+        // Behind its schedule it does not wait, nor without a limit.
+        assert_eq!(
+            copy_delay(16 * mib, 8 * mib, Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        assert_eq!(copy_delay(0, 8 * mib, Duration::ZERO), Duration::ZERO);
+    }
 
     #[test]
     fn phases_roll_back_until_the_flip() {

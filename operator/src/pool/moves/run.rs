@@ -8,6 +8,7 @@ use lagless_directory::TenantState;
 
 use super::plan::{MoveRecord, Phase};
 use super::steps::{self, MoveContext};
+use super::verify;
 
 /// How long a roll-forward step waits before it tries again.
 const RETRY: Duration = Duration::from_millis(500);
@@ -120,7 +121,16 @@ async fn step(
             loop {
                 steps::check_channel(cx).await?;
                 if steps::lag(cx, limits.max_lag_to_freeze).await?.is_some() {
-                    return Ok(Phase::Frozen);
+                    if record.compared_at.is_some() {
+                        return Ok(Phase::Frozen);
+                    }
+                    // Compared now, the freeze only re-checks what is written meanwhile;
+                    // the lag is measured again after the applier's pause.
+                    match verify::precheck(cx).await? {
+                        Some(at) => record.compared_at = Some(at),
+                        None => return Ok(Phase::Frozen),
+                    }
+                    continue;
                 }
                 if Instant::now() > deadline {
                     return Err(format!(
@@ -178,7 +188,15 @@ async fn step(
                     })?;
             }
             steps::check_channel(cx).await?;
-            tokio::time::timeout(left("verifying")?, steps::verify(cx))
+            let compare = async {
+                let only = match &record.compared_at {
+                    Some(at) => verify::changed_since(cx, at).await?,
+                    None => None,
+                };
+                tracing::info!(tenant = %record.tenant, tables = ?only, "comparing the tenant's copies");
+                verify::verify(cx, only.as_deref()).await
+            };
+            tokio::time::timeout(left("verifying")?, compare)
                 .await
                 .map_err(|_| {
                     format!(
