@@ -166,6 +166,7 @@ impl LocalPool {
                 self.credentials.replication_password.clone(),
             ),
             target_primary,
+            target_replicas: target.replicas.iter().map(|r| self.endpoint(r)).collect(),
             filter_file,
             limits: MoveLimits::default(),
         })

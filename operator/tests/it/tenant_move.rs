@@ -201,6 +201,7 @@ impl Fleet {
             source_domain: DOMAINS[from],
             replication: (REPL_USER.into(), REPL_PASSWORD.into()),
             target_primary: endpoint(self.clusters[to].primary()),
+            target_replicas: self.clusters[to].replicas().iter().map(endpoint).collect(),
             filter_file: Some(self.filter_file(id)),
             limits,
         }

@@ -17,6 +17,10 @@ use crate::orchestrate::act::sql_quote;
 
 /// How many bytes of the snapshot go to the target between two checks of its pace.
 const PACE_STEP: u64 = 64 << 10;
+/// How many bytes of the snapshot go to the target between two waits for its replicas.
+const REPLICA_STEP: u64 = 512 << 10;
+/// The longest one wait for the target's replicas; past it the copy goes on (and says so).
+const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
 /// A server the mover reaches, with the account it uses there.
 #[derive(Debug, Clone)]
@@ -60,6 +64,9 @@ pub struct MoveContext {
     /// The account the target's primary replicates from `snapshot_from` with.
     pub replication: (String, String),
     pub target_primary: Endpoint,
+    /// The target's replicas: the copy waits for them as it goes, so that they stay close to
+    /// their primary and the target's other tenants' reads on them do not wait long.
+    pub target_replicas: Vec<Endpoint>,
     /// An option file the target's primary reads at start (in its `!includedir`), where the
     /// channel's filter is kept so that a restart does not bring the channel back unfiltered.
     pub filter_file: Option<PathBuf>,
@@ -242,7 +249,8 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     };
     let mut lines = BufReader::new(out).lines();
     let (mut gtid, mut binlog) = (None, None);
-    let (began, mut sent, mut paced) = (Instant::now(), 0u64, 0u64);
+    let (began, mut sent, mut paced, mut synced) = (Instant::now(), 0u64, 0u64, 0u64);
+    let mut replicas = ReplicaPace::connect(cx).await;
     while let Some(line) = lines
         .next_line()
         .await
@@ -261,6 +269,10 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
             .and(into.write_all(b"\n").await)
             .map_err(|e| format!("loading the dump into the target: {e}"))?;
         sent += line.len() as u64 + 1;
+        if sent - synced >= REPLICA_STEP {
+            synced = sent;
+            replicas.wait(cx).await;
+        }
         if sent - paced >= PACE_STEP {
             paced = sent;
             let wait = plan::copy_delay(cx.limits.copy_rate, sent, began.elapsed());
@@ -274,6 +286,7 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
         tenant = %cx.tenant,
         bytes = sent,
         ms = began.elapsed().as_millis() as u64,
+        replicas_waited_ms = replicas.waited.as_millis() as u64,
         "snapshot loaded into the target"
     );
     let dumped = dump
@@ -299,6 +312,61 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     match (gtid, binlog) {
         (Some(gtid), Some(binlog)) => Ok(Snapshot { gtid, binlog }),
         _ => Err("the dump carried no position (is the snapshot server's binary log on?)".into()),
+    }
+}
+
+/// Keeps the target's replicas close while the copy loads: every [`REPLICA_STEP`] bytes the
+/// copy waits until they have applied what the target's primary has committed. Their lag is
+/// then what applying one step takes, whatever pace the primary could take; a replica that
+/// cannot be reached or waited for does not stop the copy.
+struct ReplicaPace {
+    primary: Option<Conn>,
+    replicas: Vec<Conn>,
+    waited: Duration,
+}
+
+impl ReplicaPace {
+    async fn connect(cx: &MoveContext) -> Self {
+        let mut replicas = Vec::new();
+        for r in &cx.target_replicas {
+            match r.conn().await {
+                Ok(c) => replicas.push(c),
+                Err(e) => {
+                    tracing::warn!(tenant = %cx.tenant, error = %e, "a target replica is not waited for during the copy")
+                }
+            }
+        }
+        let primary = if replicas.is_empty() {
+            None
+        } else {
+            cx.target_primary.conn().await.ok()
+        };
+        Self {
+            primary,
+            replicas,
+            waited: Duration::ZERO,
+        }
+    }
+
+    async fn wait(&mut self, cx: &MoveContext) {
+        let Some(primary) = self.primary.as_mut() else {
+            return;
+        };
+        let Ok(Some(head)) = first::<String>(primary, "SELECT @@gtid_binlog_pos").await else {
+            return;
+        };
+        let started = Instant::now();
+        let sql = format!(
+            "SELECT MASTER_GTID_WAIT('{}', {})",
+            sql_quote(&head),
+            REPLICA_WAIT.as_secs_f64()
+        );
+        for replica in &mut self.replicas {
+            if first::<i64>(replica, &sql).await.ok().flatten() != Some(0) {
+                tracing::warn!(tenant = %cx.tenant, %head, "a target replica did not catch up with the copy in time; going on");
+            }
+        }
+        self.waited += started.elapsed();
     }
 }
 
