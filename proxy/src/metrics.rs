@@ -127,6 +127,8 @@ pub struct Metrics {
     backend_connects: Family<BackendLabels, Counter>,
     backend_connect_errors: Family<BackendLabels, Counter>,
     backend_up: Family<BackendLabels, Gauge>,
+    backend_connection_limit: Family<BackendLabels, Gauge>,
+    pool_wait: Histogram,
     topology_epoch: Gauge<u64, AtomicU64>,
     topology_reloads: Family<ResultLabels, Counter>,
     write_hold: Histogram,
@@ -203,6 +205,8 @@ impl Metrics {
             backend_connects: Family::default(),
             backend_connect_errors: Family::default(),
             backend_up: Family::default(),
+            backend_connection_limit: Family::default(),
+            pool_wait: latency_histogram(),
             topology_epoch: Gauge::default(),
             topology_reloads: Family::default(),
             write_hold: latency_histogram(),
@@ -399,6 +403,17 @@ impl Metrics {
             "Whether the last connection attempt to the backend succeeded (1) or not (0)",
             self.backend_up.clone(),
         );
+        r.register(
+            "backend_connection_limit",
+            "Connections the proxy may hold to the backend: the configured limit, or less to fit the server's max_connections",
+            self.backend_connection_limit.clone(),
+        );
+        r.register_with_unit(
+            "pool_wait",
+            "Time sessions waited for a place in a full pool (only waits are counted)",
+            Unit::Seconds,
+            self.pool_wait.clone(),
+        );
     }
 
     fn register_topology_metrics(&mut self) {
@@ -471,6 +486,21 @@ impl Metrics {
             .set(count);
     }
 
+    /// Sets how many connections the proxy may hold to `backend`.
+    pub fn set_connection_limit(&self, backend: &str, limit: usize) {
+        let labels = BackendLabels {
+            backend: backend_label(backend),
+        };
+        self.backend_connection_limit
+            .get_or_create(&labels)
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+
+    /// Records how long a session waited for a place in a full pool.
+    pub fn pool_waited(&self, waited: Duration) {
+        self.pool_wait.observe(waited.as_secs_f64());
+    }
+
     /// Counts a connection attempt to `backend` and whether it succeeded.
     pub fn backend_connect(&self, backend: &str, ok: bool) {
         let labels = BackendLabels {
@@ -502,6 +532,9 @@ impl Metrics {
             };
             self.backend_connections.remove(&labels);
         }
+        self.backend_connection_limit.remove(&BackendLabels {
+            backend: backend.clone(),
+        });
         self.backend_up.remove(&BackendLabels { backend });
     }
 

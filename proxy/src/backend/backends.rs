@@ -270,7 +270,7 @@ impl Backends {
             }
             Err(AcquireError::Backend(BackendError::Auth { err, .. })) => Err(err),
             Err(e) => {
-                if matches!(e, AcquireError::Backend(_)) && self.health.set_up(addr, false) {
+                if marks_down(&e) && self.health.set_up(addr, false) {
                     self.metrics.set_backend_up(addr, false);
                     tracing::warn!(backend = addr, error = %e, "backend marked down");
                 }
@@ -302,6 +302,20 @@ impl Backends {
     }
 }
 
+/// Whether a failure to get a connection says the server is down: only a connection that
+/// could not be made or broke mid-handshake does. A full pool, a refused login or a server
+/// that answered with an error (1040 "Too many connections" among them) is a server at work.
+fn marks_down(e: &AcquireError) -> bool {
+    matches!(
+        e,
+        AcquireError::Backend(
+            BackendError::Connect { .. }
+                | BackendError::ConnectTimeout(_)
+                | BackendError::Protocol { .. }
+        )
+    )
+}
+
 /// Replicas as the proxy knows them now.
 impl ReplicaView for Backends {
     fn is_up(&self, addr: &str) -> bool {
@@ -321,5 +335,34 @@ impl ReplicaView for Backends {
     }
     fn rotation(&self) -> usize {
         self.next_rotation()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_server_that_cannot_be_reached_is_marked_down() {
+        let addr = || "127.0.0.1:3306".to_string();
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(marks_down(&AcquireError::Backend(BackendError::Connect {
+            addr: addr(),
+            source: refused,
+        })));
+        assert!(marks_down(&AcquireError::Backend(
+            BackendError::ConnectTimeout(addr())
+        )));
+        // Busy, not down: a full pool, or a server at its own connection limit.
+        assert!(!marks_down(&AcquireError::Exhausted(500, addr())));
+        assert!(!marks_down(&AcquireError::UserExhausted {
+            share: 400,
+            user: "app".into(),
+            addr: addr(),
+        }));
+        assert!(!marks_down(&AcquireError::Backend(BackendError::Server {
+            addr: addr(),
+            err: ErrPacket::new(1040, "08004", "Too many connections"),
+        })));
     }
 }

@@ -44,6 +44,8 @@ pub struct AdminConns {
     conns: HashMap<String, Conn>,
     /// When the primary's `max_allowed_packet` was last read.
     packet_read: Option<std::time::Instant>,
+    /// When the members' `max_connections` were last read.
+    limits_read: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for AdminConns {
@@ -121,6 +123,7 @@ pub async fn poll_positions(shared: &Backends, conns: &mut AdminConns) {
         }
     }
     read_max_allowed_packet(shared, conns).await;
+    read_connection_limits(shared, conns).await;
     if let Some(head) = shared.positions.latest_head() {
         for m in &topo.replicas {
             let addr = m.addr();
@@ -161,6 +164,38 @@ pub async fn read_max_allowed_packet(shared: &Backends, conns: &mut AdminConns) 
         Ok(Ok(bytes)) => shared.learn_max_allowed_packet(bytes),
         Ok(Err(e)) => tracing::debug!(error = %e, "unreadable max_allowed_packet"),
         Err(e) => tracing::debug!(error = %e, "max_allowed_packet not read"),
+    }
+}
+
+/// Fits the pool's limit for every member to the server's own `max_connections`, read with
+/// the same period as `max_allowed_packet`: a pool that only waits when full never makes a
+/// server refuse a connection (1040), which would look like a server in trouble.
+pub async fn read_connection_limits(shared: &Backends, conns: &mut AdminConns) {
+    let Some(creds) = &shared.config.monitor else {
+        return;
+    };
+    if conns
+        .limits_read
+        .is_some_and(|at| at.elapsed() < PACKET_READ_INTERVAL)
+    {
+        return;
+    }
+    conns.limits_read = Some(std::time::Instant::now());
+    let topo = shared.topology();
+    for member in topo.members() {
+        match conns
+            .read_value(member, creds, "SELECT @@global.max_connections")
+            .await
+            .map(|text| text.parse::<usize>())
+        {
+            Ok(Ok(max)) => shared.pool.fit_to_server(&member.addr(), max),
+            Ok(Err(e)) => {
+                tracing::debug!(backend = %member.addr(), error = %e, "unreadable max_connections")
+            }
+            Err(e) => {
+                tracing::debug!(backend = %member.addr(), error = %e, "max_connections not read")
+            }
+        }
     }
 }
 

@@ -9,10 +9,14 @@
 //! The limit per server counts every connection the proxy holds there, idle ones included:
 //! an idle connection keeps its place, and gives it up (is closed) when a session needs a
 //! connection the idle ones cannot serve. One user may hold at most `max_per_user` of them, so
-//! no single account can take a server's whole share.
+//! no single account can take a server's whole share. The limit shrinks to fit the server's
+//! own `max_connections` (less a reserve for administration and replication) once the monitor
+//! has read it: a full pool makes sessions wait for a place, where a server at its limit would
+//! refuse them.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,6 +94,72 @@ impl PoolKey {
     }
 }
 
+/// Connections kept free on every server for administration and replication, at least.
+const SERVER_RESERVE_MIN: usize = 5;
+
+/// The connections the proxy may hold to a server that allows `server_max`: the configured
+/// limit, or less, leaving a tenth of the server's connections (at least
+/// [`SERVER_RESERVE_MIN`]) to everyone else.
+pub fn server_cap(configured: usize, server_max: usize) -> usize {
+    let reserve = (server_max / 10).max(SERVER_RESERVE_MIN);
+    configured.min(server_max.saturating_sub(reserve)).max(1)
+}
+
+/// One server's limit. Shrinking it forgets free places at once; places in use are forgotten
+/// as they come back (`debt`).
+#[derive(Debug)]
+struct Limit {
+    places: Arc<Semaphore>,
+    cap: AtomicUsize,
+    debt: AtomicUsize,
+}
+
+impl Limit {
+    fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            places: Arc::new(Semaphore::new(cap)),
+            cap: AtomicUsize::new(cap),
+            debt: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sets the cap (callers hold the pool's `limits` lock, so resizes do not interleave).
+    fn resize(&self, cap: usize) {
+        let old = self.cap.swap(cap, Ordering::SeqCst);
+        if cap > old {
+            let mut grow = cap - old;
+            let debt = self.debt.load(Ordering::SeqCst);
+            let paid = debt.min(grow);
+            self.debt.fetch_sub(paid, Ordering::SeqCst);
+            grow -= paid;
+            self.places.add_permits(grow);
+        } else if cap < old {
+            let shrink = old - cap;
+            let forgotten = self.places.forget_permits(shrink);
+            self.debt.fetch_add(shrink - forgotten, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a place just taken pays off the debt of a shrink (and is forgotten).
+    fn pays_debt(&self, place: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        let paid = self
+            .debt
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1))
+            .is_ok();
+        if paid {
+            place.forget();
+            None
+        } else {
+            Some(place)
+        }
+    }
+
+    fn held(&self) -> usize {
+        let cap = self.cap.load(Ordering::SeqCst) + self.debt.load(Ordering::SeqCst);
+        cap.saturating_sub(self.places.available_permits())
+    }
+}
+
 /// Why no connection could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum AcquireError {
@@ -124,7 +194,7 @@ struct Idle {
 pub struct Pool {
     cfg: PoolConfig,
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    limits: Mutex<HashMap<String, Arc<Limit>>>,
     user_limits: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
     metrics: Arc<Metrics>,
 }
@@ -144,12 +214,42 @@ impl Pool {
         &self.cfg
     }
 
-    fn limit(&self, addr: &str) -> Arc<Semaphore> {
+    fn limit(&self, addr: &str) -> Arc<Limit> {
         let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         limits
             .entry(addr.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.max_per_backend)))
+            .or_insert_with(|| {
+                self.metrics
+                    .set_connection_limit(addr, self.cfg.max_per_backend);
+                Limit::new(self.cfg.max_per_backend)
+            })
             .clone()
+    }
+
+    /// Fits the limit for `addr` to a server that allows `server_max` connections.
+    pub fn fit_to_server(&self, addr: &str, server_max: usize) {
+        let cap = server_cap(self.cfg.max_per_backend, server_max);
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = limits
+            .entry(addr.to_string())
+            .or_insert_with(|| Limit::new(cap));
+        let old = limit.cap.load(Ordering::SeqCst);
+        if old != cap {
+            limit.resize(cap);
+            tracing::info!(
+                backend = addr,
+                server_max,
+                limit = cap,
+                was = old,
+                "connection limit fitted to the server"
+            );
+        }
+        self.metrics.set_connection_limit(addr, cap);
+    }
+
+    /// The connections the proxy may hold to `addr` now.
+    pub fn limit_of(&self, addr: &str) -> usize {
+        self.limit(addr).cap.load(Ordering::SeqCst)
     }
 
     fn user_limit(&self, addr: &str, user: &str) -> Arc<Semaphore> {
@@ -164,8 +264,23 @@ impl Pool {
     /// idle connections closed to make room (the user's own first), else waited for up to the
     /// acquire timeout.
     async fn places(&self, addr: &str, user: &str) -> Result<Places, AcquireError> {
-        let deadline = tokio::time::Instant::now() + self.cfg.acquire_timeout;
-        let exhausted = || AcquireError::Exhausted(self.cfg.max_per_backend, addr.to_string());
+        let started = tokio::time::Instant::now();
+        let result = self
+            .places_by(addr, user, started + self.cfg.acquire_timeout)
+            .await;
+        let waited = started.elapsed();
+        if waited >= PLACE_WAIT_SLICE {
+            self.metrics.pool_waited(waited);
+        }
+        result
+    }
+
+    async fn places_by(
+        &self,
+        addr: &str,
+        user: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Places, AcquireError> {
         let user_place = self
             .take_place(self.user_limit(addr, user), deadline, |p| {
                 p.evict_idle(addr, Some(user))
@@ -176,10 +291,18 @@ impl Pool {
                 user: user.to_string(),
                 addr: addr.to_string(),
             })?;
-        let server_place = self
-            .take_place(self.limit(addr), deadline, |p| p.evict_idle(addr, None))
-            .await
-            .ok_or_else(exhausted)?;
+        let limit = self.limit(addr);
+        let server_place = loop {
+            let place = self
+                .take_place(limit.places.clone(), deadline, |p| p.evict_idle(addr, None))
+                .await
+                .ok_or_else(|| {
+                    AcquireError::Exhausted(limit.cap.load(Ordering::SeqCst), addr.to_string())
+                })?;
+            if let Some(place) = limit.pays_debt(place) {
+                break place;
+            }
+        };
         Ok(Places {
             _server: server_place,
             _user: user_place,
@@ -342,7 +465,7 @@ impl Pool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(addr)
-            .map(|s| self.cfg.max_per_backend - s.available_permits())
+            .map(|l| l.held())
             .unwrap_or(0);
         (idle, held.saturating_sub(idle))
     }
@@ -433,6 +556,41 @@ impl Drop for PooledConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limit_leaves_the_server_a_reserve() {
+        // 600 allowed: a tenth stays free; the configured limit still bounds it.
+        assert_eq!(server_cap(500, 600), 500);
+        assert_eq!(server_cap(1000, 600), 540);
+        // Small servers keep five.
+        assert_eq!(server_cap(500, 20), 15);
+        // A server that allows almost nothing still gets one.
+        assert_eq!(server_cap(500, 3), 1);
+    }
+
+    #[tokio::test]
+    async fn a_shrunk_limit_takes_back_places_in_use_as_they_return() {
+        let limit = Limit::new(4);
+        let a = limit.places.clone().try_acquire_many_owned(3).unwrap();
+        // Down to 2 with 3 in use: the free one goes now, two more when they come back.
+        limit.resize(2);
+        assert_eq!(limit.places.available_permits(), 0);
+        assert_eq!(limit.debt.load(Ordering::SeqCst), 1);
+        assert_eq!(limit.held(), 3);
+        drop(a);
+        // Each returned place is taken in payment until the debt is gone.
+        let mut kept = Vec::new();
+        while let Ok(p) = limit.places.clone().try_acquire_owned() {
+            if let Some(p) = limit.pays_debt(p) {
+                kept.push(p);
+            }
+        }
+        assert_eq!(kept.len(), 2);
+        assert_eq!(limit.debt.load(Ordering::SeqCst), 0);
+        // Growing again adds places.
+        limit.resize(5);
+        assert_eq!(limit.places.available_permits(), 3);
+    }
 
     #[test]
     fn one_user_never_gets_every_connection() {

@@ -427,3 +427,83 @@ async fn backend_limits_count_idle_connections_and_keep_a_share_for_other_users(
         .unwrap();
     assert!(n.unwrap_or(0) <= 3, "{n:?} connections for a limit of 3");
 }
+
+/// The lines of the proxy's /metrics that start with `prefix`.
+async fn metric_lines(admin: std::net::SocketAddr, prefix: &str) -> Vec<String> {
+    let (_, body) = super::support::http_get(admin, "/metrics").await;
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_queues_sessions_and_never_takes_the_server_for_down() {
+    let h = Harness::start_with(1, |c| {
+        c.pool.acquire_timeout = Duration::from_secs(20);
+    })
+    .await;
+    let admin_http = h.admin.unwrap();
+    // The server allows 30 connections; the proxy's limit (500) fits itself to it, keeping a
+    // reserve, once the monitor has read it.
+    let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+    admin
+        .query_drop("SET GLOBAL max_connections = 30")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let limit_line = loop {
+        let lines = metric_lines(admin_http, "lagless_backend_connection_limit{").await;
+        if lines.iter().any(|l| l.ends_with(" 25")) || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        limit_line.iter().any(|l| l.ends_with(" 25")),
+        "{limit_line:?}"
+    );
+    // 60 sessions at once, each holding a connection for 300 ms: without a limit that fits,
+    // the server would refuse half of them with 1040 and the proxy would take it for down.
+    let started = Instant::now();
+    let sessions: Vec<_> = (0..60)
+        .map(|_| {
+            let opts = h.opts(APP_USER, APP_PASSWORD, Some("app"));
+            tokio::spawn(async move {
+                let mut c = Conn::new(opts).await?;
+                c.query_drop("DO SLEEP(0.3)").await?;
+                c.disconnect().await
+            })
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for s in sessions {
+        if let Err(e) = s.await.unwrap() {
+            errors.push(e.to_string());
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("60 sessions through 25 connections: {took:?}");
+    assert!(errors.is_empty(), "{errors:?}");
+    // They queued: 60 × 300 ms through 25 places take at least three rounds.
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    let waits = metric_lines(admin_http, "lagless_pool_wait_seconds_count").await;
+    let waited: f64 = waits
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(waited > 0.0, "{waits:?}");
+    let up = metric_lines(admin_http, "lagless_backend_up{").await;
+    assert!(
+        !up.is_empty() && up.iter().all(|l| l.ends_with(" 1")),
+        "{up:?}"
+    );
+    let used: Option<(String, u64)> = admin
+        .query_first("SHOW GLOBAL STATUS LIKE 'Max_used_connections'")
+        .await
+        .unwrap();
+    eprintln!("server's Max_used_connections: {used:?}");
+    // And the proxy serves on.
+    let mut c = h.app().await;
+    c.query_drop("SELECT 1").await.unwrap();
+}
