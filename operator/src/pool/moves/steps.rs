@@ -18,7 +18,7 @@ use crate::orchestrate::act::sql_quote;
 /// How many bytes of the snapshot go to the target between two checks of its pace.
 const PACE_STEP: u64 = 64 << 10;
 /// How many bytes of the snapshot go to the target between two waits for its replicas.
-const REPLICA_STEP: u64 = 512 << 10;
+const REPLICA_STEP: u64 = 128 << 10;
 /// The longest one wait for the target's replicas; past it the copy goes on (and says so).
 const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
@@ -218,9 +218,9 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     let mut dump = Command::new("mariadb-dump")
         .args(["--single-transaction", "--gtid", "--master-data=2"])
         .args(["--skip-triggers", "--no-tablespaces", "--protocol=TCP"])
-        // Statements of at most 128 KiB: the target applies the copy in short steps, and the
+        // Statements of at most 32 KiB: the target applies the copy in short steps, and the
         // pace below spreads them, instead of holding a core for each megabyte.
-        .arg("--net-buffer-length=131072")
+        .arg("--net-buffer-length=32768")
         .arg(format!("--host={}", from.host))
         .arg(format!("--port={}", from.port))
         .arg(format!("--user={}", from.user))
