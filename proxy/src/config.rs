@@ -137,6 +137,22 @@ pub struct Args {
     )]
     pub max_backend_connections_per_user: usize,
 
+    /// Sessions give their backend connections back to the pool between statements when
+    /// nothing ties them there (a transaction, a temporary table, a lock, …; see
+    /// docs/proxy.md), so many more clients than servers' connections can be served. `off`
+    /// keeps one connection per session for its whole life.
+    #[arg(long, env = "LAGLESS_PROXY_MULTIPLEX", default_value = "off", value_parser = ["on", "off"])]
+    pub multiplex: String,
+
+    /// Statements kept prepared on each backend connection for any session to execute; past
+    /// it the least recently used is closed (servers allow 16,382 in all by default).
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_STATEMENTS_PER_CONNECTION",
+        default_value_t = crate::backend::stmt_cache::DEFAULT_STATEMENTS_PER_CONNECTION
+    )]
+    pub statements_per_connection: usize,
+
     /// Client connections at once; more are refused with error 1040.
     #[arg(
         long,
@@ -404,6 +420,8 @@ impl TryFrom<Args> for Config {
         c.pool.max_per_backend = a.max_backend_connections.max(1);
         c.pool.max_per_user = a.max_backend_connections_per_user;
         c.pool.idle_timeout = Duration::from_secs(a.idle_timeout);
+        c.pool.multiplex = a.multiplex == "on";
+        c.pool.statements_per_connection = a.statements_per_connection.max(1);
         c.validate()?;
         Ok(c)
     }

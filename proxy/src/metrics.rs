@@ -129,6 +129,8 @@ pub struct Metrics {
     backend_up: Family<BackendLabels, Gauge>,
     backend_connection_limit: Family<BackendLabels, Gauge>,
     pool_wait: Histogram,
+    multiplex_parks: Counter,
+    multiplex_holds: Family<ReasonLabels, Counter>,
     topology_epoch: Gauge<u64, AtomicU64>,
     topology_reloads: Family<ResultLabels, Counter>,
     write_hold: Histogram,
@@ -207,6 +209,8 @@ impl Metrics {
             backend_up: Family::default(),
             backend_connection_limit: Family::default(),
             pool_wait: latency_histogram(),
+            multiplex_parks: Counter::default(),
+            multiplex_holds: Family::default(),
             topology_epoch: Gauge::default(),
             topology_reloads: Family::default(),
             write_hold: latency_histogram(),
@@ -414,6 +418,16 @@ impl Metrics {
             Unit::Seconds,
             self.pool_wait.clone(),
         );
+        r.register(
+            "multiplex_parks",
+            "Commands after which a multiplexing session gave its connections back",
+            self.multiplex_parks.clone(),
+        );
+        r.register(
+            "multiplex_holds",
+            "Commands after which a multiplexing session kept its connections, by reason",
+            self.multiplex_holds.clone(),
+        );
     }
 
     fn register_topology_metrics(&mut self) {
@@ -494,6 +508,18 @@ impl Metrics {
         self.backend_connection_limit
             .get_or_create(&labels)
             .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+
+    /// A multiplexing session gave its connections back after a command.
+    pub fn multiplex_parked(&self) {
+        self.multiplex_parks.inc();
+    }
+
+    /// A multiplexing session kept its connections after a command, and why.
+    pub fn multiplex_held(&self, reason: &'static str) {
+        self.multiplex_holds
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Records how long a session waited for a place in a full pool.

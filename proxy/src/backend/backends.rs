@@ -30,6 +30,9 @@ pub struct Identity<'a> {
     pub caps: u32,
     pub ext_caps: u32,
     pub collation: u8,
+    /// The signature of the session state a connection should carry (0: none); a pooled
+    /// connection that has it is taken as it is (see `session::multiplex`).
+    pub state_sig: u64,
 }
 
 /// The settings of [`Backends`].
@@ -238,6 +241,7 @@ impl Backends {
             client_caps: who.caps,
             client_ext_caps: who.ext_caps,
             collation: who.collation,
+            state_sig: who.state_sig,
             connect_timeout: self.config.connect_timeout,
             track_gtids: Some(self.topology().flavor),
             tls: self.config.tls.clone(),

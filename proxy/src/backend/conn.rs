@@ -53,6 +53,8 @@ pub struct ConnectParams {
     /// The MariaDB extended capabilities the client negotiated with the proxy.
     pub client_ext_caps: u32,
     pub collation: u8,
+    /// The session state a pooled connection should carry (see `Identity::state_sig`).
+    pub state_sig: u64,
     pub connect_timeout: Duration,
     /// Ask the server to report each write's GTID in OK packets (needs `CLIENT_SESSION_TRACK`).
     pub track_gtids: Option<Flavor>,
@@ -83,6 +85,11 @@ pub struct BackendConn {
     /// The client tracks session state and asked for committed GTIDs itself: the ones the
     /// proxy tracks for its own use are not hidden from it.
     pub client_tracks_gtids: bool,
+    /// The signature of the replayable session state applied here (0: as the server made it;
+    /// see `session::multiplex`).
+    pub state_sig: u64,
+    /// Statements prepared on this connection, by text.
+    pub prepared: super::stmt_cache::StmtCache,
 }
 
 /// A backend connection before its login: greeting read, TLS started.
@@ -260,6 +267,8 @@ async fn logged_in(p: &ConnectParams, o: Opened) -> Result<BackendConn, BackendE
         strip_session_track: caps & cap::SESSION_TRACK != 0
             && p.client_caps & cap::SESSION_TRACK == 0,
         client_tracks_gtids: false,
+        state_sig: 0,
+        prepared: super::stmt_cache::StmtCache::default(),
     };
     conn.enable_gtid_tracking()
         .await
@@ -484,6 +493,8 @@ impl BackendConn {
     /// same round trip. True on OK.
     pub async fn reset(&mut self) -> bool {
         self.client_tracks_gtids = false;
+        self.state_sig = 0;
+        self.prepared.clear();
         let tracking = self.gtid_tracking_sql(false);
         let mut seq = 0;
         self.stream

@@ -8,6 +8,7 @@ pub mod monitor;
 pub mod pool;
 pub mod positions;
 pub mod select;
+pub mod stmt_cache;
 pub mod tls;
 
 pub use backends::{Backends, BackendsConfig, Identity};

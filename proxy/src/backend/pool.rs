@@ -44,6 +44,11 @@ pub struct PoolConfig {
     /// How long a session waits for a free slot before failing.
     pub acquire_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Sessions give their connections back between statements when nothing ties them to
+    /// them (see `session::multiplex`).
+    pub multiplex: bool,
+    /// Statements kept prepared per connection (see `stmt_cache`).
+    pub statements_per_connection: usize,
 }
 
 impl PoolConfig {
@@ -68,6 +73,8 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(60),
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
+            multiplex: false,
+            statements_per_connection: super::stmt_cache::DEFAULT_STATEMENTS_PER_CONNECTION,
         }
     }
 }
@@ -187,6 +194,9 @@ struct Places {
 struct Idle {
     conn: BackendConn,
     places: Places,
+    /// Given back between a session's statements without a reset: it keeps that session's
+    /// replayable state (`conn.state_sig`) and prepared statements.
+    parked: bool,
 }
 
 /// The proxy's backend pools.
@@ -367,12 +377,22 @@ impl Pool {
         params: &ConnectParams,
     ) -> Result<PooledConn, AcquireError> {
         let key = PoolKey::of(params);
-        while let Some(Idle { mut conn, places }) = self.take_idle(&key, params.database.is_none())
+        while let Some(Idle {
+            mut conn,
+            places,
+            parked,
+        }) = self.take_idle(&key, params)
         {
             // A connection the server already closed (killed, restarted) is dropped without a
             // round trip.
             if conn.stream.closed_while_idle() {
                 continue;
+            }
+            // A parked connection with the session's state is used as it is: that is what
+            // makes giving connections back between statements cheap.
+            if parked && conn.state_sig == params.state_sig {
+                self.report(&key.addr);
+                return Ok(self.wrap(conn, key, places));
             }
             // Reset again on the way out: session variables then start from the server's
             // global values as they are now (a SET GLOBAL since the connection was pooled
@@ -414,24 +434,40 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection for `key`. `without_database`: only one that
-    /// has no default database — a server cannot leave its current database, so a session
-    /// that logged in without one must never get a connection that has one.
-    fn take_idle(&self, key: &PoolKey, without_database: bool) -> Option<Idle> {
+    /// An idle connection for `key`: one parked with the session's state (and database)
+    /// first, else the most recently used. A session that logged in without a database gets
+    /// only one that has none — a server cannot leave its current database.
+    fn take_idle(&self, key: &PoolKey, params: &ConnectParams) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
         list.retain(|i| i.conn.last_used.elapsed() < self.cfg.idle_timeout);
-        let at = list
+        let without_database = params.database.is_none();
+        let usable = |i: &Idle| !without_database || i.conn.database.is_none();
+        let rank = |i: &Idle| {
+            let same_state = i.parked && i.conn.state_sig == params.state_sig;
+            let same_db = i.conn.database == params.database;
+            u8::from(same_state) * 2 + u8::from(same_db)
+        };
+        // The last of the best: the most recently used among equals.
+        let (at, _) = list
             .iter()
-            .rposition(|i| !without_database || i.conn.database.is_none())?;
+            .enumerate()
+            .filter(|(_, i)| usable(i))
+            .max_by_key(|(n, i)| (rank(i), *n))?;
         Some(list.remove(at))
     }
 
-    fn put_idle(&self, key: PoolKey, conn: BackendConn, places: Places) {
+    fn put_idle(&self, key: PoolKey, conn: BackendConn, places: Places, parked: bool) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(key).or_default();
-        if list.len() < self.cfg.max_idle_per_key {
-            list.push(Idle { conn, places });
+        // Parked connections are the multiplexed sessions' working set: kept up to the
+        // server's limit, which their places already bound.
+        if parked || list.len() < self.cfg.max_idle_per_key {
+            list.push(Idle {
+                conn,
+                places,
+                parked,
+            });
         }
     }
 
@@ -497,6 +533,23 @@ impl PooledConn {
     pub fn is_broken(&self) -> bool {
         !self.reusable
     }
+
+    /// Gives the connection back between a session's statements, without a reset: it keeps
+    /// the state whose signature it carries, for the next session that has the same.
+    pub fn park(mut self) {
+        let (Some(mut conn), Some(places)) = (self.conn.take(), self.places.take()) else {
+            return;
+        };
+        if !self.reusable {
+            drop(conn);
+            drop(places);
+            self.pool.report(&self.key.addr);
+            return;
+        }
+        conn.last_used = Instant::now();
+        self.pool.put_idle(self.key.clone(), conn, places, true);
+        self.pool.report(&self.key.addr);
+    }
 }
 
 impl Deref for PooledConn {
@@ -543,7 +596,7 @@ impl Drop for PooledConn {
             {
                 conn.last_used = Instant::now();
                 if let Some(places) = places {
-                    pool.put_idle(key.clone(), conn, places);
+                    pool.put_idle(key.clone(), conn, places, false);
                 }
             } else {
                 tracing::debug!(backend = %key.addr, elapsed = ?started.elapsed(), "reset failed; closing backend connection");

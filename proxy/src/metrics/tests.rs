@@ -32,6 +32,10 @@ fn exercised() -> (Metrics, ClientConnectionGuard) {
     m.read_fallback("no_replica");
     m.consistency_waited(Duration::from_millis(1));
     m.set_replica_distance("db2:3306", Some(1), Some(5));
+    m.set_connection_limit("db2:3306", 540);
+    m.pool_waited(Duration::from_millis(30));
+    m.multiplex_parked();
+    m.multiplex_held("transaction");
     (m, guard)
 }
 
@@ -53,7 +57,7 @@ fn family_names_are_unique() {
         let name = line.split(' ').nth(2).unwrap();
         assert!(seen.insert(name.to_owned()), "duplicate family {name}");
     }
-    assert_eq!(seen.len(), 18, "{text}");
+    assert_eq!(seen.len(), 22, "{text}");
 }
 
 #[test]

@@ -168,6 +168,17 @@ pub fn status_of(payload: &[u8], caps: u32) -> Option<u16> {
     }
 }
 
+/// The warning count of an OK packet or a result set's terminator (0 when it has none).
+pub fn warnings_of(payload: &[u8], caps: u32) -> u16 {
+    match payload.first() {
+        Some(&header::EOF) if payload.len() == 5 && caps & cap::DEPRECATE_EOF == 0 => {
+            u16::from_le_bytes([payload[1], payload[2]])
+        }
+        Some(&header::OK | &header::EOF) => Ok::parse(payload, caps).map_or(0, |ok| ok.warnings),
+        _ => 0,
+    }
+}
+
 /// An error the proxy reports itself, with a real MySQL error code and SQLSTATE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrPacket {

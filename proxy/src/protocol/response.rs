@@ -74,6 +74,8 @@ pub struct ResponseTracker {
     /// Error code when the response (or one of its result sets) ended in ERR.
     pub error: Option<u16>,
     pub prepare: Option<PrepareOk>,
+    /// Warnings the last OK or terminator reported.
+    pub warnings: u16,
     /// The packet just fed has the OK layout (an OK, or a 0xfe terminator under
     /// `CLIENT_DEPRECATE_EOF`): the only packets whose session-state part may need rewriting.
     pub ok_layout: bool,
@@ -94,6 +96,7 @@ impl ResponseTracker {
             last_ok: None,
             error: None,
             prepare: None,
+            warnings: 0,
             ok_layout: false,
         }
     }
@@ -167,6 +170,7 @@ impl ResponseTracker {
                     return Ok(Step::More);
                 }
                 self.status = messages::status_of(p, self.caps);
+                self.warnings = messages::warnings_of(p, self.caps);
                 if self.caps & cap::DEPRECATE_EOF != 0 {
                     self.last_ok = Ok::parse(p, self.caps).ok();
                     self.ok_layout = true;
@@ -288,6 +292,7 @@ impl ResponseTracker {
         self.ok_layout = true;
         if let Ok(ok) = Ok::parse(p, self.caps) {
             self.status = Some(ok.status);
+            self.warnings = ok.warnings;
             self.last_ok = Some(ok);
         }
     }

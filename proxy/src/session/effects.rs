@@ -23,6 +23,14 @@ impl Session {
             status: t.status,
             error: t.error,
         };
+        if self.backends.pool.config().multiplex {
+            self.for_next = super::multiplex::leaves_for_next(t, c.effects.calc_found_rows);
+            if c.effects.reads_connection && outcome.error.is_none() {
+                self.state
+                    .sticky
+                    .get_or_insert("read its connection's own history");
+            }
+        }
         let fx = decide::after(&self.state, c, &outcome, command);
         if fx == Effects::default() {
             return;

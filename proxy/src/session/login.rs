@@ -110,6 +110,7 @@ impl Login {
             caps: self.caps,
             ext_caps: self.ext_caps,
             collation: self.collation,
+            state_sig: 0,
         }
     }
 }

@@ -21,6 +21,7 @@ mod effects;
 pub mod forward;
 pub mod kill;
 pub mod login;
+mod multiplex;
 pub mod own_results;
 mod prepared;
 pub mod proxy_state;
@@ -114,6 +115,9 @@ pub struct Session {
     failed: bool,
     /// The first server error code of the current COM_QUERY payload.
     last_error: Option<u16>,
+    /// The command just run left something the next one may read on its connection alone
+    /// (see `multiplex::leaves_for_next`).
+    for_next: bool,
     control: Arc<kill::SessionControl>,
 }
 
@@ -159,6 +163,7 @@ impl Session {
             splice: forward::Splice::default(),
             failed: false,
             last_error: None,
+            for_next: false,
             control,
         }
     }
@@ -253,8 +258,9 @@ impl Session {
                 .await;
                 break;
             }
+            self.for_next = false;
             match self.command(payload).await {
-                Ok(()) => {}
+                Ok(()) => self.park_if_free(),
                 Err(End::Client) => break,
                 Err(End::Protocol(e)) => {
                     tracing::debug!(id = self.id, error = %e, "session ended");

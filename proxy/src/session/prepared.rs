@@ -76,14 +76,15 @@ impl Session {
         let Some(ok) = tracker.prepare else {
             return Ok(());
         };
+        let bound = self.backends.pool.config().statements_per_connection;
         if let Some(slot) = self.slot_mut(which) {
             slot.statements.insert(
                 id,
                 BackendStmt {
                     id: ok.statement_id,
-                    types_sent: false,
                 },
             );
+            remember(slot, payload.clone(), ok.statement_id, bound).await;
         }
         self.state.statements.last = Some(id);
         self.state.statements.map.insert(
@@ -115,12 +116,13 @@ impl Session {
             .get(&cid)
             .ok_or_else(|| ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))?
             .clone();
+        let bound = self.backends.pool.config().statements_per_connection;
         let slot = self
             .slot_mut(which)
             .ok_or_else(|| ErrPacket::backend_unavailable("no backend"))?;
-        let mut backend = match slot.statements.get(&cid) {
+        let backend = match slot.statements.get(&cid) {
             Some(b) => *b,
-            None => prepare_on(slot, cid, &stmt.prepare).await?,
+            None => prepare_on(slot, cid, &stmt.prepare, bound).await?,
         };
         let mut out = payload.to_vec();
         out[1..5].copy_from_slice(&backend.id.to_le_bytes());
@@ -135,20 +137,23 @@ impl Session {
                         .get(flag_at + 1..flag_at + 1 + types_len)
                         .ok_or_else(ErrPacket::malformed)?;
                     learned_types = Some(types.to_vec());
-                    backend.types_sent = true;
                 }
-                Some(0) if !backend.types_sent => {
-                    if let Some(types) = &stmt.types {
+                // The client relies on types it bound before; the backend statement may have
+                // none, or another session's.
+                Some(0) => {
+                    if let Some(types) = &stmt.types
+                        && slot.conn.prepared.types(backend.id) != Some(types.as_slice())
+                    {
                         out[flag_at] = 1;
                         out.splice(flag_at + 1..flag_at + 1, types.iter().copied());
-                        backend.types_sent = true;
+                        learned_types = Some(types.clone());
                     }
                 }
                 _ => {}
             }
         }
-        if let Some(slot) = self.slot_mut(which) {
-            slot.statements.insert(cid, backend);
+        if let Some(types) = &learned_types {
+            slot.conn.prepared.set_types(backend.id, types);
         }
         if let (Some(types), Some(s)) = (learned_types, self.state.statements.map.get_mut(&cid)) {
             s.types = Some(types);
@@ -302,13 +307,20 @@ impl Session {
             return Ok(());
         };
         self.state.statements.map.remove(&cid);
+        // Multiplexing, the backend statements stay prepared among their connections'
+        // statements, for the next session (or this one) that prepares the same text; the
+        // bound closes them. Otherwise they are closed as the client asks.
+        let keep = self.backends.pool.config().multiplex;
         for which in [BackendRole::Primary, BackendRole::Replica] {
             if let Some(slot) = self.slot_mut(which)
                 && let Some(b) = slot.statements.remove(&cid)
-                && slot.conn.close_statement(b.id).await.is_err()
+                && !keep
             {
-                slot.conn.mark_broken();
-                self.lose_slot(which, "backend lost while closing a statement");
+                slot.conn.prepared.remove(b.id);
+                if slot.conn.close_statement(b.id).await.is_err() {
+                    slot.conn.mark_broken();
+                    self.lose_slot(which, "backend lost while closing a statement");
+                }
             }
         }
         Ok(())
@@ -382,24 +394,45 @@ impl Session {
     }
 }
 
+/// The statement `cid` on `slot`'s connection: one prepared there from the same text and not
+/// in use by another of the session's statements, else prepared now.
 async fn prepare_on(
     slot: &mut BackendSlot,
     cid: u32,
-    prepare: &[u8],
+    prepare: &Bytes,
+    bound: usize,
 ) -> Result<BackendStmt, ErrPacket> {
+    let taken: Vec<u32> = slot.statements.values().map(|b| b.id).collect();
+    if let Some(id) = slot.conn.prepared.find(prepare, &taken) {
+        let b = BackendStmt { id };
+        slot.statements.insert(cid, b);
+        return Ok(b);
+    }
     match slot.conn.prepare(prepare).await {
         Ok(Ok(ok)) => {
             let b = BackendStmt {
                 id: ok.statement_id,
-                types_sent: false,
             };
             slot.statements.insert(cid, b);
+            remember(slot, prepare.clone(), ok.statement_id, bound).await;
             Ok(b)
         }
         Ok(Err(err)) => Err(err),
         Err(e) => {
             slot.conn.mark_broken();
             Err(ErrPacket::backend_lost(&e.to_string()))
+        }
+    }
+}
+
+/// Adds a statement just prepared on `slot`'s connection to its statements, closing the
+/// least recently used ones past `bound` (`COM_STMT_CLOSE` has no reply).
+async fn remember(slot: &mut BackendSlot, prepare: Bytes, id: u32, bound: usize) {
+    let taken: Vec<u32> = slot.statements.values().map(|b| b.id).collect();
+    for old in slot.conn.prepared.insert(prepare, id, bound, &taken) {
+        if slot.conn.close_statement(old).await.is_err() {
+            slot.conn.mark_broken();
+            return;
         }
     }
 }

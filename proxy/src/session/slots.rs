@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{BackendRole, Session, kill, statements};
+use super::{BackendRole, Session, kill, multiplex, statements};
 use crate::backend::PooledConn;
 use crate::protocol::constants::com;
 use crate::protocol::messages::ErrPacket;
@@ -62,6 +62,61 @@ impl Session {
             Err(err) => {
                 tracing::warn!(id = self.id, backend = %slot.addr, %err, "cannot cancel the statement of a client that left")
             }
+        }
+    }
+
+    /// Gives the session's connections back to the pool when multiplexing and nothing ties
+    /// the session to them (see [`multiplex::holds`]); the next statement takes whichever is
+    /// free.
+    pub(super) fn park_if_free(&mut self) {
+        if self.primary.is_none() && self.replica.is_none() {
+            return;
+        }
+        if !self.backends.pool.config().multiplex {
+            return;
+        }
+        let statements = self.state.statements.map.values();
+        let (mut open_cursor, mut long_data) = (false, false);
+        for s in statements {
+            open_cursor |= s.cursor_on.is_some();
+            long_data |= s.long_data;
+        }
+        let facts = multiplex::HoldFacts {
+            in_transaction: self.state.in_transaction,
+            pinned: self.state.pinned.is_some(),
+            replay_begin: self.state.replay_begin.is_some(),
+            sticky: self.state.sticky.is_some(),
+            open_cursor,
+            long_data,
+            for_next: self.for_next,
+        };
+        if let Some(why) = multiplex::holds(&facts) {
+            self.shared.metrics.multiplex_held(why);
+            return;
+        }
+        self.shared.metrics.multiplex_parked();
+        let sig = self.state.signature();
+        if let Some(slot) = self.primary.take() {
+            let mut conn = slot.conn;
+            conn.state_sig = sig;
+            conn.park();
+        }
+        if let Some(slot) = self.replica.take() {
+            // A replica connection runs in autocommit whatever the session set: it does not
+            // carry the session's state, and goes back through a reset.
+            if !self.state.replay_sets_autocommit {
+                let mut conn = slot.conn;
+                conn.state_sig = sig;
+                conn.park();
+            }
+        }
+    }
+
+    /// Who the session's connections log in as, with the state they should carry.
+    pub(super) fn identity(&self) -> crate::backend::Identity<'_> {
+        crate::backend::Identity {
+            state_sig: self.state.signature(),
+            ..self.login.identity()
         }
     }
 
@@ -168,7 +223,7 @@ impl Session {
         if self.primary.is_none() {
             let (member, conn) = self
                 .backends
-                .primary_conn(self.login.identity(), self.database_here())
+                .primary_conn(self.identity(), self.database_here())
                 .await?;
             let slot = self.slot_with(member, conn, BackendRole::Primary).await?;
             self.primary = Some(slot);
@@ -216,7 +271,7 @@ impl Session {
     ) -> Result<BackendSlot, ErrPacket> {
         let conn = self
             .backends
-            .backend(self.login.identity(), &member.addr(), self.database_here())
+            .backend(self.identity(), &member.addr(), self.database_here())
             .await?;
         self.slot_with(member, conn, which).await
     }
@@ -231,7 +286,15 @@ impl Session {
         let addr = member.addr();
         let addr = addr.as_str();
         self.state.statements.forget_backend(which);
-        let mut statements = self.state.replay.clone();
+        let sig = self.state.signature();
+        // A connection given back by a session with the same state has it already (a
+        // replica connection's autocommit aside, which is set below either way).
+        let carries_state = sig != 0 && conn.state_sig == sig;
+        let mut statements = if carries_state {
+            Vec::new()
+        } else {
+            self.state.replay.clone()
+        };
         if which == BackendRole::Replica && self.state.replay_sets_autocommit {
             // Reads reach a replica only in autocommit mode; a replayed autocommit=0 would
             // hold a snapshot open and serve ever older data.
@@ -250,10 +313,10 @@ impl Session {
                 }
             }
         }
-        if self.state.multi_statements_off {
+        if self.state.multi_statements_off && !carries_state {
             let _ = conn.simple(com::SET_OPTION, &1u16.to_le_bytes()).await;
         }
-        if let Some(asks) = self.state.client_tracking {
+        if let Some(asks) = self.state.client_tracking.filter(|_| !carries_state) {
             // The replayed SET replaced what the proxy tracks.
             conn.client_tracks_gtids = asks;
             if conn.restore_gtid_tracking().await.is_err() {
@@ -261,6 +324,7 @@ impl Session {
                 return Err(ErrPacket::backend_lost("restoring GTID tracking"));
             }
         }
+        conn.state_sig = sig;
         let thread = self.control.register(addr, conn.connection_id);
         Ok(BackendSlot {
             conn,

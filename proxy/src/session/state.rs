@@ -27,6 +27,9 @@ pub struct SessionState {
     pub autocommit: bool,
     /// Why the session is bound to its primary connection for good, if it is.
     pub pinned: Option<&'static str>,
+    /// Why a multiplexed session keeps its connections though it is routed as any other (it
+    /// read its connection's own history, see `multiplex`).
+    pub sticky: Option<&'static str>,
     /// Replayable `SET` statements, in order, for every new backend connection.
     pub replay: Vec<String>,
     /// One of `replay` sets autocommit (a replica connection then turns it back on).
@@ -59,6 +62,7 @@ impl Default for SessionState {
             replay_begin: None,
             autocommit: true,
             pinned: None,
+            sticky: None,
             replay: Vec::new(),
             replay_sets_autocommit: false,
             multi_statements_off: false,
@@ -81,6 +85,15 @@ impl SessionState {
             sql_mode,
             ..Self::default()
         }
+    }
+
+    /// The signature of the replayable state a connection must carry for this session.
+    pub fn signature(&self) -> u64 {
+        super::multiplex::state_signature(
+            &self.replay,
+            self.multi_statements_off,
+            self.client_tracking,
+        )
     }
 
     /// Drops everything the session built up, as COM_RESET_CONNECTION promises: the SQL mode

@@ -23,11 +23,11 @@ pub struct Stmt {
     pub(super) cursor_on: Option<BackendRole>,
 }
 
-/// A statement's id on one backend connection.
+/// A statement's id on one backend connection (the parameter types bound to it are kept
+/// with the connection's statements, which other sessions may use too).
 #[derive(Debug, Clone, Copy)]
 pub struct BackendStmt {
     pub(super) id: u32,
-    pub(super) types_sent: bool,
 }
 
 /// The session's statements by client id.

@@ -9,6 +9,7 @@ mod consistency;
 mod fidelity;
 mod limits;
 mod mariadb_suite;
+mod multiplex;
 mod pymysql;
 mod routing;
 mod suites;

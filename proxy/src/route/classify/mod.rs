@@ -105,6 +105,12 @@ pub struct Effects {
     /// The default database after `USE db` (quotes removed). A name that is not UTF-8 leaves
     /// this `None` and marks `session_set` as not replayable.
     pub use_database: Option<String>,
+    /// Calls a function that reads the connection's own history (`LAST_INSERT_ID()`,
+    /// `FOUND_ROWS()`, `ROW_COUNT()`, `CONNECTION_ID()`, `LASTVAL()`, …): a multiplexed
+    /// session keeps its connection from then on.
+    pub reads_connection: bool,
+    /// `SQL_CALC_FOUND_ROWS`: the next statement may read the count on this connection.
+    pub calc_found_rows: bool,
 }
 
 impl Effects {
@@ -132,6 +138,8 @@ impl Effects {
         self.creates_temp_table |= later.creates_temp_table;
         self.user_lock |= later.user_lock;
         self.user_variable_write |= later.user_variable_write;
+        self.reads_connection |= later.reads_connection;
+        self.calc_found_rows |= later.calc_found_rows;
         self.session_set = match (self.session_set, later.session_set) {
             (Some(SessionSet::Replayable), Some(SessionSet::Replayable)) => {
                 Some(SessionSet::Replayable)

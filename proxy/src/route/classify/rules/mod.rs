@@ -132,7 +132,11 @@ fn scan_word(p: &mut Parser<'_>, st: &mut Stmt, word: &[u8], into: &mut bool) {
             st.need(Target::Primary);
         }
         // `FOR UPDATE`, `LOCK IN SHARE MODE`, a CTE followed by a write, `EXPLAIN DELETE`.
-        Kw::Update | Kw::Delete | Kw::Lock | Kw::SqlCalcFoundRows => st.need(Target::Primary),
+        Kw::Update | Kw::Delete | Kw::Lock => st.need(Target::Primary),
+        Kw::SqlCalcFoundRows => {
+            st.need(Target::Primary);
+            st.effects.calc_found_rows = true;
+        }
         // INSERT() and REPLACE() are also string functions.
         Kw::Insert | Kw::Replace if !p.at_call() => st.need(Target::Primary),
         Kw::For if matches!(p.peek_kw(), Some(Kw::Share | Kw::Connection)) => {
@@ -143,7 +147,10 @@ fn scan_word(p: &mut Parser<'_>, st: &mut Stmt, word: &[u8], into: &mut bool) {
             st.need(Target::Primary);
             st.effects.user_lock = true;
         }
-        _ if kw.is_pinned_function() && p.at_call() => st.need(Target::Primary),
+        _ if kw.is_pinned_function() && p.at_call() => {
+            st.need(Target::Primary);
+            st.effects.reads_connection = true;
+        }
         _ => {}
     }
 }

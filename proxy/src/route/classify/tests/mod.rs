@@ -107,7 +107,35 @@ fn plain_reads_go_to_a_replica() {
 #[test]
 fn writes_and_pinned_reads_go_to_the_primary() {
     for sql in PRIMARY {
-        check(sql, Primary, &[]);
+        let mut got = classify(sql.as_bytes());
+        assert_eq!(got.target, Primary, "target of {sql:?}: {got:?}");
+        // What ties a multiplexed session to its connection is checked below.
+        got.effects.reads_connection = false;
+        got.effects.calc_found_rows = false;
+        assert_eq!(got.effects, Effects::default(), "effects of {sql:?}");
+    }
+}
+
+#[test]
+fn reads_of_a_connections_own_history_are_marked() {
+    for sql in [
+        "SELECT LAST_INSERT_ID()",
+        "SELECT FOUND_ROWS()",
+        "SELECT ROW_COUNT()",
+        "SELECT CONNECTION_ID()",
+        "SELECT lastval(s)",
+        "SELECT @@warning_count, LAST_INSERT_ID()",
+    ] {
+        let got = classify(sql.as_bytes());
+        assert!(got.effects.reads_connection, "{sql:?}: {got:?}");
+        assert!(!got.effects.calc_found_rows, "{sql:?}");
+    }
+    let got = classify(b"SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1");
+    assert!(got.effects.calc_found_rows && !got.effects.reads_connection);
+    // A column or table that merely has such a name is no call.
+    for sql in ["SELECT last_insert_id FROM t", "SELECT * FROM found_rows"] {
+        let got = classify(sql.as_bytes());
+        assert!(!got.effects.reads_connection, "{sql:?}");
     }
 }
 
@@ -134,7 +162,10 @@ fn unterminated_input_goes_to_the_primary() {
 
 #[test]
 fn diagnostics_mixed_with_primary_needs_go_to_the_primary() {
-    check("SELECT @@warning_count, LAST_INSERT_ID()", Primary, &[]);
+    assert_eq!(
+        classify(b"SELECT @@warning_count, LAST_INSERT_ID()").target,
+        Primary
+    );
     check("SHOW WARNINGS; INSERT INTO t VALUES (1)", Primary, &[]);
 }
 

@@ -1,0 +1,337 @@
+//! Multiplexing on real servers: many sessions on few backend connections, state that pins a
+//! session to its connection, and replayable state and prepared statements that follow a
+//! session from one connection to the next.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lagless_testkit::{APP_PASSWORD, APP_USER};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::support::Harness;
+
+/// A proxy that multiplexes onto at most `connections` per server.
+async fn multiplexing(connections: usize) -> Harness {
+    Harness::start_with(1, |c| {
+        c.pool.multiplex = true;
+        c.pool.max_per_backend = connections;
+        c.pool.max_per_user = connections;
+        c.pool.acquire_timeout = Duration::from_secs(20);
+    })
+    .await
+}
+
+/// The application account's connections on the server now.
+async fn app_connections(admin: &mut Conn) -> usize {
+    let n: Option<u64> = admin
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{APP_USER}'"
+        ))
+        .await
+        .unwrap();
+    n.unwrap_or(0) as usize
+}
+
+/// Sessions that keep taking and giving back connections while `stop` is unset: any
+/// connection a pinned session gave back would be taken by one of them.
+fn churn(h: &Harness, sessions: usize, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<u64>> {
+    (0..sessions)
+        .map(|_| {
+            let opts = h.opts(APP_USER, APP_PASSWORD, Some("app"));
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut c = Conn::new(opts).await.unwrap();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    c.query_drop("DO 1").await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect()
+}
+
+async fn stop_churn(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<u64>>) -> u64 {
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_sessions_run_on_four_connections() {
+    let h = multiplexing(4).await;
+    let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+    admin
+        .query_drop("CREATE TABLE app.kv (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..40 {
+        sessions.push(h.app().await);
+    }
+    let most = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (most, stop) = (most.clone(), stop.clone());
+        let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                most.fetch_max(app_connections(&mut admin).await, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let work: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            tokio::spawn(async move {
+                for round in 0..20 {
+                    let id = (i * 100 + round) as i32;
+                    c.exec_drop("INSERT INTO kv VALUES (?, ?)", (id, round as i32))
+                        .await?;
+                    let v: Option<i32> =
+                        c.exec_first("SELECT v FROM kv WHERE id = ?", (id,)).await?;
+                    assert_eq!(v, Some(round as i32));
+                }
+                Ok::<_, mysql_async::Error>(c)
+            })
+        })
+        .collect();
+    let mut open = Vec::new();
+    for w in work {
+        open.push(w.await.unwrap().expect("a session's statement failed"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.await.unwrap();
+    // Every session is still open, and all of them ran on four connections at most.
+    assert_eq!(open.len(), 40);
+    let most = most.load(Ordering::Relaxed);
+    eprintln!("40 sessions: at most {most} application connections on the server");
+    assert!((1..=4).contains(&most), "{most} connections");
+    let rows: Option<u64> = admin
+        .query_first("SELECT COUNT(*) FROM app.kv")
+        .await
+        .unwrap();
+    assert_eq!(rows, Some(800));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_that_lives_on_a_connection_keeps_the_session_there() {
+    // Each pinned session below holds a connection until it leaves; two more serve the
+    // sessions that keep taking and giving back connections meanwhile.
+    let h = multiplexing(4).await;
+    let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+    admin
+        .query_drop(
+            "CREATE TABLE app.auto (id INT AUTO_INCREMENT PRIMARY KEY, v INT); \
+             INSERT INTO app.auto (v) VALUES (1), (2), (3)",
+        )
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners = churn(&h, 2, stop.clone());
+    let pause = || tokio::time::sleep(Duration::from_millis(50));
+
+    // A temporary table.
+    let mut temp = h.app().await;
+    temp.query_drop("CREATE TEMPORARY TABLE scratch (x INT)")
+        .await
+        .unwrap();
+    pause().await;
+    temp.query_drop("INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    pause().await;
+    let n: Option<u64> = temp
+        .query_first("SELECT COUNT(*) FROM scratch")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    temp.disconnect().await.unwrap();
+
+    // A user lock: released by the connection that took it.
+    let mut locker = h.app().await;
+    let got: Option<i64> = locker
+        .query_first("SELECT GET_LOCK('mx', 0)")
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    pause().await;
+    let released: Option<i64> = locker
+        .query_first("SELECT RELEASE_LOCK('mx')")
+        .await
+        .unwrap();
+    assert_eq!(released, Some(1));
+    locker.disconnect().await.unwrap();
+
+    // LOCK TABLES.
+    let mut tables = h.app().await;
+    tables.query_drop("LOCK TABLES auto READ").await.unwrap();
+    pause().await;
+    let n: Option<u64> = tables
+        .query_first("SELECT COUNT(*) FROM auto")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+    tables.query_drop("UNLOCK TABLES").await.unwrap();
+    tables.disconnect().await.unwrap();
+
+    // SQL_CALC_FOUND_ROWS and FOUND_ROWS().
+    let mut found = h.app().await;
+    let _: Vec<i32> = found
+        .query("SELECT SQL_CALC_FOUND_ROWS id FROM auto LIMIT 1")
+        .await
+        .unwrap();
+    pause().await;
+    let rows: Option<u64> = found.query_first("SELECT FOUND_ROWS()").await.unwrap();
+    assert_eq!(rows, Some(3));
+    found.disconnect().await.unwrap();
+
+    // A generated id and LAST_INSERT_ID().
+    let mut inserter = h.app().await;
+    inserter
+        .query_drop("INSERT INTO auto (v) VALUES (4)")
+        .await
+        .unwrap();
+    pause().await;
+    let id: Option<u64> = inserter
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap();
+    assert_eq!(id, Some(4));
+    inserter.disconnect().await.unwrap();
+
+    // Warnings, read by the next statement.
+    let mut warned = h.app().await;
+    warned
+        .query_drop("SELECT CAST('x' AS SIGNED)")
+        .await
+        .unwrap();
+    pause().await;
+    let warnings: Vec<(String, u32, String)> = warned.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    warned.disconnect().await.unwrap();
+
+    // A transaction.
+    let mut tx = h.app().await;
+    tx.query_drop("BEGIN").await.unwrap();
+    tx.query_drop("INSERT INTO auto (v) VALUES (5)")
+        .await
+        .unwrap();
+    pause().await;
+    let mine: Option<u64> = tx
+        .query_first("SELECT COUNT(*) FROM auto WHERE v = 5")
+        .await
+        .unwrap();
+    assert_eq!(mine, Some(1));
+    tx.query_drop("ROLLBACK").await.unwrap();
+
+    let ran = stop_churn(&stop, churners).await;
+    assert!(ran > 0, "the other sessions ran meanwhile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_follows_a_session_to_other_connections() {
+    let h = multiplexing(2).await;
+    let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+    admin
+        .query_drop("CREATE DATABASE other; CREATE TABLE app.named (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let settings = [
+        ("+01:00", "ANSI_QUOTES", "app", "utf8mb4"),
+        ("+02:00", "NO_BACKSLASH_ESCAPES", "other", "latin1"),
+        ("-03:00", "STRICT_TRANS_TABLES", "app", "utf8mb3"),
+        ("+04:30", "", "other", "utf8mb4"),
+        ("SYSTEM", "PIPES_AS_CONCAT", "app", "latin1"),
+        ("+05:00", "ANSI_QUOTES", "other", "utf8mb3"),
+    ];
+    let tasks: Vec<_> = settings
+        .iter()
+        .map(|&(tz, mode, db, charset)| {
+            let opts = h.opts(APP_USER, APP_PASSWORD, Some("app"));
+            tokio::spawn(async move {
+                let mut c = Conn::new(opts).await.unwrap();
+                c.query_drop(format!("SET time_zone = '{tz}'"))
+                    .await
+                    .unwrap();
+                c.query_drop(format!("SET sql_mode = '{mode}'"))
+                    .await
+                    .unwrap();
+                c.query_drop(format!("USE {db}")).await.unwrap();
+                c.query_drop(format!("SET NAMES {charset}")).await.unwrap();
+                for _ in 0..30 {
+                    let row: Option<(String, String, String, String)> = c
+                        .query_first(
+                            "SELECT @@time_zone, @@sql_mode, DATABASE(), @@character_set_client",
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        row,
+                        Some((tz.into(), mode.into(), db.into(), charset.into()))
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_run_on_whichever_connection_a_session_gets() {
+    let h = multiplexing(2).await;
+    let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+    admin
+        .query_drop(
+            "CREATE TABLE app.ps (id INT PRIMARY KEY, v VARCHAR(20)); \
+             INSERT INTO app.ps VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+        )
+        .await
+        .unwrap();
+    let before: Option<(String, u64)> = admin
+        .query_first("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let opts = h.opts(APP_USER, APP_PASSWORD, Some("app"));
+            tokio::spawn(async move {
+                let mut c = Conn::new(opts).await.unwrap();
+                let by_id = c.prep("SELECT v FROM ps WHERE id = ?").await.unwrap();
+                let sum = c.prep("SELECT ? + ?").await.unwrap();
+                for round in 0..30i64 {
+                    let id = (i + round) % 3 + 1;
+                    let v: Option<String> = c.exec_first(&by_id, (id,)).await.unwrap();
+                    let want = ["one", "two", "three"][(id - 1) as usize];
+                    assert_eq!(v.as_deref(), Some(want));
+                    let s: Option<i64> = c.exec_first(&sum, (round, i)).await.unwrap();
+                    assert_eq!(s, Some(round + i));
+                }
+                c.close(by_id).await.unwrap();
+                c.close(sum).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Statements stay prepared on the proxy's connections for the next session: at most the
+    // bound per connection, not one per session and statement.
+    let after: Option<(String, u64)> = admin
+        .query_first("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+        .await
+        .unwrap();
+    let (before, after) = (before.unwrap().1, after.unwrap().1);
+    eprintln!("prepared statements on the server: {before} before, {after} after");
+    assert!(after - before <= 2 * 20, "{before} → {after}");
+}
