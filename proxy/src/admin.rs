@@ -1,5 +1,5 @@
-//! Admin HTTP listener: health, readiness, metrics and the current topology, and (with a
-//! token) new topologies pushed by the operator.
+//! Admin HTTP listener: health, readiness, metrics, the current topology and the query
+//! digests, and (with a token) new topologies pushed by the operator.
 //!
 //! A deliberately small HTTP/1.1 server: one request per connection, `Connection: close`,
 //! GET and HEAD, and `PUT /topology` with a bounded body (see [`push`]). The proxy ships as a sidecar, so a full HTTP stack is not worth its
@@ -16,8 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use crate::digest::Digests;
 use crate::metrics::Metrics;
 
+mod digests;
 mod push;
 
 pub use push::{Push, authorized};
@@ -68,6 +70,7 @@ pub struct AdminState {
     view: Arc<dyn AdminView>,
     config: AdminConfig,
     push: Option<Push>,
+    digests: Option<Arc<Digests>>,
 }
 
 impl AdminState {
@@ -78,7 +81,14 @@ impl AdminState {
             view,
             config: AdminConfig::default(),
             push: None,
+            digests: None,
         }
+    }
+
+    /// Serves `GET /digests` and `DELETE /digests` from this table.
+    pub fn with_digests(mut self, digests: Arc<Digests>) -> Self {
+        self.digests = Some(digests);
+        self
     }
 
     /// Accepts topologies pushed to `PUT /topology` with this token.
@@ -178,7 +188,11 @@ fn respond(state: &AdminState, head: &[u8], peer: SocketAddr) -> (Vec<u8>, u16) 
         debug!(%peer, status = 400, "admin request malformed");
         return (Response::bad_request().encode(false), 400);
     };
-    let response = route(state, request.method, request.path);
+    let response = if request.path == "/digests" {
+        digests::respond(state, &request, head)
+    } else {
+        route(state, request.method, request.path)
+    };
     debug!(
         %peer,
         method = request.method,
@@ -231,6 +245,8 @@ struct Request<'a> {
     method: &'a str,
     /// The target without its query string.
     path: &'a str,
+    /// The query string, without its `?` (empty when there is none).
+    query: &'a str,
 }
 
 /// Parses `METHOD SP origin-form SP HTTP/1.x`; `None` when malformed.
@@ -247,8 +263,12 @@ fn parse_request_line(head: &[u8]) -> Option<Request<'_>> {
     if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    Some(Request { method, path })
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Some(Request {
+        method,
+        path,
+        query,
+    })
 }
 
 fn is_http1(version: &str) -> bool {

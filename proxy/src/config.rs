@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::backend::PoolConfig;
+use crate::digest::DigestConfig;
 use crate::protocol::auth;
 use crate::route::ConsistencyMode;
 use crate::users::LookupCredentials;
@@ -199,6 +200,19 @@ pub struct Args {
     )]
     pub monitor_interval_ms: u64,
 
+    /// Query digests: statements counted by fingerprint, at `/digests` and `/metrics`
+    /// (on or off; off computes nothing).
+    #[arg(long, env = "LAGLESS_PROXY_DIGESTS", value_enum, default_value = "on")]
+    pub digests: Switch,
+
+    /// Fingerprints kept by the query digests; statements of others count in `other`.
+    #[arg(long, env = "LAGLESS_PROXY_DIGEST_LIMIT", default_value_t = 2_000)]
+    pub digest_limit: usize,
+
+    /// Bytes of normalised statement text kept per fingerprint.
+    #[arg(long, env = "LAGLESS_PROXY_DIGEST_TEXT_LIMIT", default_value_t = 1_024)]
+    pub digest_text_limit: usize,
+
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "LAGLESS_LOG", default_value = "info")]
     pub log: String,
@@ -206,6 +220,13 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "LAGLESS_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// A feature switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// The settings the proxy runs with.
@@ -253,6 +274,7 @@ pub struct Config {
     pub monitor_interval: Duration,
     pub topology_poll: Duration,
     pub pool: PoolConfig,
+    pub digests: DigestConfig,
 }
 
 impl Config {
@@ -292,6 +314,7 @@ impl Config {
             monitor_interval: Duration::from_secs(1),
             topology_poll: Duration::from_secs(2),
             pool: PoolConfig::default(),
+            digests: DigestConfig::default(),
         }
     }
 
@@ -404,6 +427,12 @@ impl TryFrom<Args> for Config {
         c.pool.max_per_backend = a.max_backend_connections.max(1);
         c.pool.max_per_user = a.max_backend_connections_per_user;
         c.pool.idle_timeout = Duration::from_secs(a.idle_timeout);
+        c.digests = DigestConfig {
+            enabled: a.digests == Switch::On,
+            capacity: a.digest_limit,
+            // Room for at least a statement's first words and the cut marker.
+            text_limit: a.digest_text_limit.max(16),
+        };
         c.validate()?;
         Ok(c)
     }

@@ -320,6 +320,7 @@ fn request_line_parsing() {
     let expected = Request {
         method: "GET",
         path: "/metrics",
+        query: "a=b",
     };
     assert_eq!(parsed, Some(expected));
     assert_eq!(parse_request_line(b"GET  /metrics HTTP/1.1\r\n\r\n"), None);
