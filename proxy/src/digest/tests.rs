@@ -196,6 +196,17 @@ fn prometheus_labels_only_the_top_fingerprints() {
         "{text}"
     );
     assert!(text.contains("lagless_digests_tracked 50"), "{text}");
+    for family in [
+        "lagless_digest_errors_total{digest=",
+        "lagless_digest_rows_total{digest=",
+        "lagless_digest_time_seconds_total{digest=",
+        "lagless_digest_errors_all_total 0",
+        "lagless_digest_rows_all_total 50",
+        "lagless_digest_time_all_seconds_total ",
+        "lagless_digest_other_statements_total 0",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
     // The slowest is among them, by id.
     let slowest = fingerprint(b"SELECT c49 FROM t", SqlMode::default());
     assert!(
