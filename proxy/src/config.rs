@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_LISTEN", default_value = "127.0.0.1:6033")]
     pub listen: SocketAddr,
 
-    /// Address of the admin HTTP listener (/healthz, /readyz, /metrics, /topology).
+    /// Address of the admin HTTP listener (/healthz, /readyz, /metrics, /topology, /digests).
     #[arg(long, env = "LAGLESS_PROXY_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 

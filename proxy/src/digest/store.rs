@@ -38,7 +38,8 @@ pub enum Placement {
     Replica,
     /// On a replica, after waiting for it to apply a position.
     ReplicaAfterWait,
-    /// Nowhere: the proxy answered with an error before any backend ran it.
+    /// Not known: the client got an error from the proxy in place of a server's response
+    /// (no backend could take it, or the backend was lost).
     Unplaced,
 }
 
