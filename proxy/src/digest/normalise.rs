@@ -22,6 +22,10 @@ use crate::route::SqlMode;
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// Text written past the limit before writing stops (a collapsed list can take the text back
+/// below it), so a huge statement never makes a huge string.
+const TEXT_SLACK: usize = 8;
+
 /// Parentheses nested deeper than this are read as plain punctuation (no list collapsing).
 const MAX_DEPTH: usize = 16;
 
@@ -34,7 +38,9 @@ pub fn fingerprint(sql: &[u8], mode: SqlMode) -> u64 {
 /// boundary; `...` marks a cut).
 pub fn normalise(sql: &[u8], mode: SqlMode, limit: usize) -> (u64, String) {
     let mut text = Vec::with_capacity(sql.len().min(limit) + 8);
-    let id = Normaliser::new(sql, mode, Some(&mut text)).run();
+    let mut n = Normaliser::new(sql, mode, Some(&mut text));
+    n.text_cap = limit.saturating_add(TEXT_SLACK);
+    let id = n.run();
     (id, cut(&String::from_utf8_lossy(&text), limit))
 }
 
@@ -396,6 +402,9 @@ struct Normaliser<'a, 't> {
     /// A `;` not yet absorbed: dropped when nothing follows.
     semicolon: bool,
     text: Option<&'t mut Vec<u8>>,
+    /// Bytes of text past which nothing more is written. Every place the text is taken back
+    /// to was recorded while it was shorter, so what stays below the cap is always right.
+    text_cap: usize,
     /// The last token written to the text.
     last_written: Option<Tok<'a>>,
 }
@@ -427,6 +436,7 @@ impl<'a, 't> Normaliser<'a, 't> {
             after_literal: false,
             semicolon: false,
             text,
+            text_cap: usize::MAX,
             last_written: None,
         }
     }
@@ -537,7 +547,7 @@ impl<'a, 't> Normaliser<'a, 't> {
             if list {
                 text.truncate(inner.text_at);
                 text.extend_from_slice(b"(...)");
-            } else {
+            } else if text.len() < self.text_cap {
                 text.push(b')');
             }
         }
@@ -550,6 +560,9 @@ impl<'a, 't> Normaliser<'a, 't> {
             return;
         };
         let last = self.last_written.replace(tok);
+        if text.len() >= self.text_cap {
+            return;
+        }
         let glued = match (last, tok) {
             (None, _) => true,
             (_, Tok::Punct(b')' | b',' | b'.' | b';')) => true,
