@@ -153,11 +153,17 @@ impl Snapshot {
     }
 }
 
+/// One shard of the table, on a cache line of its own so that sessions recording into
+/// neighbouring shards do not contend for the line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard(Mutex<HashMap<u64, Entry>>);
+
 /// The digest table every session records into.
 #[derive(Debug)]
 pub struct Digests {
     config: DigestConfig,
-    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    shards: Box<[Shard]>,
     /// Entries over all shards (admission counts it up before inserting).
     entries: AtomicUsize,
     other: Mutex<Stats>,
@@ -172,7 +178,7 @@ impl Digests {
     pub fn new(config: DigestConfig) -> Self {
         Self {
             config,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             entries: AtomicUsize::new(0),
             other: Mutex::new(Stats::default()),
         }
@@ -201,7 +207,7 @@ impl Digests {
         if !self.config.enabled {
             return;
         }
-        let mut shard = lock(&self.shards[shard_of(id)]);
+        let mut shard = lock(&self.shards[shard_of(id)].0);
         if let Some(entry) = shard.get_mut(&id) {
             entry.stats.add(sample);
             return;
@@ -227,7 +233,7 @@ impl Digests {
     /// Forgets every fingerprint and count.
     pub fn reset(&self) {
         for shard in &self.shards {
-            let mut shard = lock(shard);
+            let mut shard = lock(&shard.0);
             let n = shard.len();
             *shard = HashMap::new();
             self.entries.fetch_sub(n, Ordering::Relaxed);
@@ -238,7 +244,7 @@ impl Digests {
     pub fn snapshot(&self) -> Snapshot {
         let mut entries = Vec::with_capacity(self.len());
         for shard in &self.shards {
-            let shard = lock(shard);
+            let shard = lock(&shard.0);
             entries.extend(shard.iter().map(|(id, e)| (*id, e.clone())));
         }
         Snapshot {

@@ -214,3 +214,28 @@ fn prometheus_labels_only_the_top_fingerprints() {
         "{text}"
     );
 }
+
+#[test]
+fn concurrent_recording_keeps_the_bound_and_every_count() {
+    let d = Digests::new(DigestConfig {
+        enabled: true,
+        capacity: 100,
+        text_limit: 64,
+    });
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let d = &d;
+            s.spawn(move || {
+                for i in 0..5_000 {
+                    let sql = format!("SELECT c{} FROM t{t} WHERE id = {i}", i % 200);
+                    record(d, &sql, &sample(5, 1, false, Placement::Primary));
+                }
+            });
+        }
+    });
+    assert_eq!(d.len(), 100);
+    let snap = d.snapshot();
+    assert_eq!(snap.entries.len(), 100);
+    assert_eq!(snap.totals().count, 20_000);
+    assert_eq!(snap.totals().primary, 20_000);
+}
