@@ -312,7 +312,8 @@ fn readiness(view: &dyn AdminView) -> Response {
 struct Response {
     status: u16,
     content_type: &'static str,
-    allow: bool,
+    /// The methods an `Allow` header names (405 responses).
+    allow: Option<&'static str>,
     body: String,
 }
 
@@ -321,7 +322,7 @@ impl Response {
         Self {
             status,
             content_type,
-            allow: false,
+            allow: None,
             body,
         }
     }
@@ -339,8 +340,12 @@ impl Response {
     }
 
     fn method_not_allowed() -> Self {
+        Self::allowing("GET, HEAD")
+    }
+
+    fn allowing(methods: &'static str) -> Self {
         Self {
-            allow: true,
+            allow: Some(methods),
             ..Self::text(405, "method not allowed\n")
         }
     }
@@ -348,11 +353,10 @@ impl Response {
     /// The bytes on the wire; a HEAD response keeps the headers, with the length the body
     /// would have, and drops the body.
     fn encode(&self, head_only: bool) -> Vec<u8> {
-        let allow = if self.allow {
-            "Allow: GET, HEAD\r\n"
-        } else {
-            ""
-        };
+        let allow = self
+            .allow
+            .map(|methods| format!("Allow: {methods}\r\n"))
+            .unwrap_or_default();
         let head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}\
              Cache-Control: no-store\r\nConnection: close\r\n\r\n",

@@ -30,6 +30,6 @@ pub(super) fn respond(state: &AdminState, request: &Request<'_>, head: &[u8]) ->
             info!("query digests reset");
             Response::text(200, "reset\n")
         }
-        _ => Response::method_not_allowed(),
+        _ => Response::allowing("GET, HEAD, DELETE, POST"),
     }
 }
