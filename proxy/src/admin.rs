@@ -1,5 +1,5 @@
-//! Admin HTTP listener: health, readiness, metrics and the current topology, and (with a
-//! token) new topologies pushed by the operator.
+//! Admin HTTP listener: health, readiness, metrics, the current topology and the query
+//! digests, and (with a token) new topologies pushed by the operator.
 //!
 //! A deliberately small HTTP/1.1 server: one request per connection, `Connection: close`,
 //! GET and HEAD, and `PUT /topology` with a bounded body (see [`push`]). The proxy ships as a sidecar, so a full HTTP stack is not worth its
@@ -16,8 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use crate::digest::Digests;
 use crate::metrics::Metrics;
 
+mod digests;
 mod push;
 
 pub use push::{Push, authorized};
@@ -68,6 +70,7 @@ pub struct AdminState {
     view: Arc<dyn AdminView>,
     config: AdminConfig,
     push: Option<Push>,
+    digests: Option<Arc<Digests>>,
 }
 
 impl AdminState {
@@ -78,7 +81,14 @@ impl AdminState {
             view,
             config: AdminConfig::default(),
             push: None,
+            digests: None,
         }
+    }
+
+    /// Serves `GET /digests` and `DELETE /digests` from this table.
+    pub fn with_digests(mut self, digests: Arc<Digests>) -> Self {
+        self.digests = Some(digests);
+        self
     }
 
     /// Accepts topologies pushed to `PUT /topology` with this token.
@@ -178,7 +188,11 @@ fn respond(state: &AdminState, head: &[u8], peer: SocketAddr) -> (Vec<u8>, u16) 
         debug!(%peer, status = 400, "admin request malformed");
         return (Response::bad_request().encode(false), 400);
     };
-    let response = route(state, request.method, request.path);
+    let response = if request.path == "/digests" {
+        digests::respond(state, &request, head)
+    } else {
+        route(state, request.method, request.path)
+    };
     debug!(
         %peer,
         method = request.method,
@@ -231,6 +245,8 @@ struct Request<'a> {
     method: &'a str,
     /// The target without its query string.
     path: &'a str,
+    /// The query string, without its `?` (empty when there is none).
+    query: &'a str,
 }
 
 /// Parses `METHOD SP origin-form SP HTTP/1.x`; `None` when malformed.
@@ -247,8 +263,12 @@ fn parse_request_line(head: &[u8]) -> Option<Request<'_>> {
     if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    Some(Request { method, path })
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Some(Request {
+        method,
+        path,
+        query,
+    })
 }
 
 fn is_http1(version: &str) -> bool {
@@ -292,7 +312,8 @@ fn readiness(view: &dyn AdminView) -> Response {
 struct Response {
     status: u16,
     content_type: &'static str,
-    allow: bool,
+    /// The methods an `Allow` header names (405 responses).
+    allow: Option<&'static str>,
     body: String,
 }
 
@@ -301,7 +322,7 @@ impl Response {
         Self {
             status,
             content_type,
-            allow: false,
+            allow: None,
             body,
         }
     }
@@ -319,8 +340,12 @@ impl Response {
     }
 
     fn method_not_allowed() -> Self {
+        Self::allowing("GET, HEAD")
+    }
+
+    fn allowing(methods: &'static str) -> Self {
         Self {
-            allow: true,
+            allow: Some(methods),
             ..Self::text(405, "method not allowed\n")
         }
     }
@@ -328,11 +353,10 @@ impl Response {
     /// The bytes on the wire; a HEAD response keeps the headers, with the length the body
     /// would have, and drops the body.
     fn encode(&self, head_only: bool) -> Vec<u8> {
-        let allow = if self.allow {
-            "Allow: GET, HEAD\r\n"
-        } else {
-            ""
-        };
+        let allow = self
+            .allow
+            .map(|methods| format!("Allow: {methods}\r\n"))
+            .unwrap_or_default();
         let head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}\
              Cache-Control: no-store\r\nConnection: close\r\n\r\n",

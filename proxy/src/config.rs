@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::backend::PoolConfig;
+use crate::digest::DigestConfig;
 use crate::protocol::auth;
 use crate::route::ConsistencyMode;
 use crate::users::LookupCredentials;
@@ -26,7 +27,7 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_LISTEN", default_value = "127.0.0.1:6033")]
     pub listen: SocketAddr,
 
-    /// Address of the admin HTTP listener (/healthz, /readyz, /metrics, /topology).
+    /// Address of the admin HTTP listener (/healthz, /readyz, /metrics, /topology, /digests).
     #[arg(long, env = "LAGLESS_PROXY_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
@@ -215,6 +216,19 @@ pub struct Args {
     )]
     pub monitor_interval_ms: u64,
 
+    /// Query digests: statements counted by fingerprint, at `/digests` and `/metrics`
+    /// (on or off; off computes nothing).
+    #[arg(long, env = "LAGLESS_PROXY_DIGESTS", value_enum, default_value = "on")]
+    pub digests: Switch,
+
+    /// Fingerprints kept by the query digests; statements of others count in `other`.
+    #[arg(long, env = "LAGLESS_PROXY_DIGEST_LIMIT", default_value_t = 2_000)]
+    pub digest_limit: usize,
+
+    /// Bytes of normalised statement text kept per fingerprint.
+    #[arg(long, env = "LAGLESS_PROXY_DIGEST_TEXT_LIMIT", default_value_t = 1_024)]
+    pub digest_text_limit: usize,
+
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "LAGLESS_LOG", default_value = "info")]
     pub log: String,
@@ -222,6 +236,13 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "LAGLESS_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// A feature switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// The settings the proxy runs with.
@@ -269,6 +290,7 @@ pub struct Config {
     pub monitor_interval: Duration,
     pub topology_poll: Duration,
     pub pool: PoolConfig,
+    pub digests: DigestConfig,
 }
 
 impl Config {
@@ -308,6 +330,7 @@ impl Config {
             monitor_interval: Duration::from_secs(1),
             topology_poll: Duration::from_secs(2),
             pool: PoolConfig::default(),
+            digests: DigestConfig::default(),
         }
     }
 
@@ -422,6 +445,12 @@ impl TryFrom<Args> for Config {
         c.pool.idle_timeout = Duration::from_secs(a.idle_timeout);
         c.pool.multiplex = a.multiplex == "on";
         c.pool.statements_per_connection = a.statements_per_connection.max(1);
+        c.digests = DigestConfig {
+            enabled: a.digests == Switch::On,
+            capacity: a.digest_limit,
+            // Room for at least a statement's first words and the cut marker.
+            text_limit: a.digest_text_limit.max(16),
+        };
         c.validate()?;
         Ok(c)
     }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod digest;
 pub use lagless_core::gtid;
 pub mod limits;
 pub mod metrics;

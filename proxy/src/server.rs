@@ -17,6 +17,8 @@ use crate::backend::health::{Probed, probe};
 use crate::backend::monitor::{AdminConns, poll_positions};
 use crate::backend::{Backends, BackendsConfig, Pool};
 use crate::config::Config;
+use crate::digest::Digests;
+use crate::digest::prometheus::DigestCollector;
 use crate::metrics::Metrics;
 use crate::protocol::packet::PacketStream;
 use crate::session::Session;
@@ -74,7 +76,12 @@ impl Proxy {
         {
             creds.tls = client_tls.clone();
         }
-        let metrics = Arc::new(Metrics::new());
+        let digests = Arc::new(Digests::new(config.digests));
+        let mut metrics = Metrics::builder();
+        metrics
+            .registry_mut()
+            .register_collector(Box::new(DigestCollector(digests.clone())));
+        let metrics = Arc::new(metrics.build());
         let observer_metrics = metrics.clone();
         let options = WatchOptions {
             poll_interval: config.topology_poll,
@@ -153,7 +160,8 @@ impl Proxy {
             }
             _ => None,
         };
-        let mut state = ProxyState::new(config, users, backends, tls, shutdown);
+        let mut state =
+            ProxyState::new(config, users, backends, tls, shutdown).with_digests(digests);
         if let Some(router) = router {
             state = state.with_tenants(router);
         }
@@ -214,7 +222,8 @@ impl Proxy {
             background.extend(started.into_iter().flatten());
         }
         if let Some(admin) = self.admin {
-            let mut state = AdminState::new(shared.metrics.clone(), Arc::new(View(shared.clone())));
+            let mut state = AdminState::new(shared.metrics.clone(), Arc::new(View(shared.clone())))
+                .with_digests(shared.digests.clone());
             if let Some(push) = shared
                 .config
                 .admin_token

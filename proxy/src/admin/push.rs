@@ -43,6 +43,14 @@ impl Push {
     }
 }
 
+impl Push {
+    /// Whether the request `head` carries the token (other endpoints that change state ask
+    /// for it too when it is configured).
+    pub(super) fn authorizes(&self, head: &str) -> bool {
+        authorized(header(head, "authorization"), &self.token)
+    }
+}
+
 /// Whether `head` asks for `PUT /topology` (a well-formed request line).
 pub fn is_push(head: &[u8]) -> bool {
     super::parse_request_line(head).is_some_and(|r| r.method == "PUT" && r.path == "/topology")

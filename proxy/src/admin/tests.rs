@@ -320,6 +320,7 @@ fn request_line_parsing() {
     let expected = Request {
         method: "GET",
         path: "/metrics",
+        query: "a=b",
     };
     assert_eq!(parsed, Some(expected));
     assert_eq!(parse_request_line(b"GET  /metrics HTTP/1.1\r\n\r\n"), None);
@@ -351,4 +352,51 @@ proptest! {
         prop_assert!(text.starts_with(&status_line));
         prop_assert!(text.contains("\r\nConnection: close\r\n"));
     }
+}
+
+#[test]
+fn digests_are_listed_sorted_and_reset() {
+    use crate::digest::{DigestConfig, Digests, Placement, Sample, fingerprint};
+    use crate::route::SqlMode;
+    let view = Arc::new(FakeView {
+        not_ready: Mutex::new(None),
+    });
+    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let without = AdminState::new(Arc::new(Metrics::new()), view.clone());
+    let ask = |state: &AdminState, line: &str| {
+        let (bytes, status) = respond(state, format!("{line}\r\n\r\n").as_bytes(), peer);
+        (status, String::from_utf8(bytes).unwrap())
+    };
+    assert_eq!(ask(&without, "GET /digests HTTP/1.1").0, 404);
+
+    let digests = Arc::new(Digests::new(DigestConfig::default()));
+    let sql = b"SELECT a FROM t WHERE b = 1";
+    let sample = Sample {
+        elapsed: Duration::from_millis(2),
+        rows: 1,
+        error: false,
+        placement: Placement::Replica,
+    };
+    digests.record(
+        fingerprint(sql, SqlMode::default()),
+        sql,
+        SqlMode::default(),
+        &sample,
+    );
+    let with = AdminState::new(Arc::new(Metrics::new()), view).with_digests(digests.clone());
+    let (status, response) = ask(&with, "GET /digests?sort=count&limit=5 HTTP/1.1");
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(header(&response, "Content-Type"), Some(JSON));
+    let report: serde_json::Value = serde_json::from_str(body(&response)).unwrap();
+    assert_eq!(report["digests"][0]["text"], "select a from t where b = ?");
+    assert_eq!(report["digests"][0]["replica"], 1);
+    assert_eq!(ask(&with, "GET /digests?limit=x HTTP/1.1").0, 400);
+    let (status, refused) = ask(&with, "PUT /digests HTTP/1.1");
+    assert_eq!(status, 405);
+    assert!(
+        refused.contains("Allow: GET, HEAD, DELETE, POST\r\n"),
+        "{refused}"
+    );
+    assert_eq!(ask(&with, "DELETE /digests HTTP/1.1").0, 200);
+    assert!(digests.is_empty());
 }

@@ -76,6 +76,8 @@ pub struct ResponseTracker {
     pub prepare: Option<PrepareOk>,
     /// Warnings the last OK or terminator reported.
     pub warnings: u16,
+    /// Rows of the response's result sets plus the rows its OK packets say were affected.
+    pub rows: u64,
     /// The packet just fed has the OK layout (an OK, or a 0xfe terminator under
     /// `CLIENT_DEPRECATE_EOF`): the only packets whose session-state part may need rewriting.
     pub ok_layout: bool,
@@ -97,6 +99,7 @@ impl ResponseTracker {
             error: None,
             prepare: None,
             warnings: 0,
+            rows: 0,
             ok_layout: false,
         }
     }
@@ -167,6 +170,7 @@ impl ResponseTracker {
                     return Ok(self.finish_with_error(p));
                 }
                 if !messages::is_terminator(p, self.caps) {
+                    self.rows += 1;
                     return Ok(Step::More);
                 }
                 self.status = messages::status_of(p, self.caps);
@@ -291,6 +295,7 @@ impl ResponseTracker {
     fn record_ok(&mut self, p: &[u8]) {
         self.ok_layout = true;
         if let Ok(ok) = Ok::parse(p, self.caps) {
+            self.rows = self.rows.saturating_add(ok.affected_rows);
             self.status = Some(ok.status);
             self.warnings = ok.warnings;
             self.last_ok = Some(ok);
@@ -397,6 +402,24 @@ mod tests {
             assert_eq!(steps.iter().filter(|s| **s == Step::Done).count(), 1);
             assert_eq!(steps.last(), Some(&Step::Done));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn rows_sent_and_affected_are_counted() -> TestResult {
+        for caps in [0, cap::DEPRECATE_EOF] {
+            let mut packets = result_set(caps, 2, status::MORE_RESULTS_EXISTS);
+            packets.extend(result_set(caps, 3, 0));
+            let (_, t) = run(ResponseKind::Query, caps, &packets)?;
+            assert_eq!(t.rows, 5);
+        }
+        let affected = Ok {
+            affected_rows: 7,
+            ..Default::default()
+        }
+        .encode(cap::PROTOCOL_41);
+        let (_, t) = run(ResponseKind::Execute, 0, &[affected])?;
+        assert_eq!(t.rows, 7);
         Ok(())
     }
 

@@ -228,6 +228,7 @@ impl Session {
         match value.as_deref() {
             Some("0") => {
                 self.backends.positions.observe(&slot.addr, need);
+                self.read_waited = true;
                 true
             }
             None => {

@@ -17,6 +17,7 @@
 
 mod consistent;
 pub mod decide;
+mod digesting;
 mod effects;
 pub mod forward;
 pub mod kill;
@@ -118,6 +119,8 @@ pub struct Session {
     /// The command just run left something the next one may read on its connection alone
     /// (see `multiplex::leaves_for_next`).
     for_next: bool,
+    /// The current read waited for its replica to apply a position (for the digests).
+    read_waited: bool,
     control: Arc<kill::SessionControl>,
 }
 
@@ -164,6 +167,7 @@ impl Session {
             failed: false,
             last_error: None,
             for_next: false,
+            read_waited: false,
             control,
         }
     }
@@ -501,6 +505,8 @@ impl Session {
     /// Runs one COM_QUERY payload, classified as `c`.
     async fn query_one(&mut self, payload: Bytes, c: Classification) -> Result<(), End> {
         let route = decide::route(&self.state, &c, &payload[1..]);
+        let digest = self.digest_of(&payload[1..]);
+        let mode = self.state.sql_mode;
         let started = Instant::now();
         let outcome = match &route {
             Route::Kill(k) => return self.kill(*k).await,
@@ -545,6 +551,8 @@ impl Session {
                     .await?
             }
         };
+        let ran = outcome.as_ref().map(|(which, tracker)| (*which, tracker));
+        self.record_digest(digest, &payload[1..], mode, started, ran);
         if let Some((which, tracker)) = outcome {
             self.record(which, &route, started);
             self.failed |= tracker.error.is_some();

@@ -87,10 +87,12 @@ impl Session {
             remember(slot, payload.clone(), ok.statement_id, bound).await;
         }
         self.state.statements.last = Some(id);
+        let digest = self.digest_of(&payload[1..]);
         self.state.statements.map.insert(
             id,
             Stmt {
                 classification: classify_with(&payload[1..], self.state.sql_mode),
+                digest,
                 prepare: payload,
                 params: ok.params,
                 types: None,
@@ -177,6 +179,8 @@ impl Session {
         };
         // Long data lives on one connection: the execution cannot move.
         self.reroutable = step.as_ref().is_some_and(|s| s.reroutable) && !stmt.long_data;
+        self.read_waited = false;
+        let mode = self.state.sql_mode;
         let started = Instant::now();
         let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
         let mut reroutes = 0;
@@ -209,6 +213,8 @@ impl Session {
             break None;
         };
         self.reroutable = false;
+        let ran = outcome.as_ref().map(|(which, tracker)| (*which, tracker));
+        self.record_digest(stmt.digest, &stmt.prepare[1..], mode, started, ran);
         if let Some((which, tracker)) = outcome {
             self.record(which, &route, started);
             self.after_statement(which, &stmt.classification, &tracker, Command::Execute)
@@ -239,12 +245,16 @@ impl Session {
         if let Err(err) = self.follow_tenant(&stmt.prepare[1..], None).await {
             return self.reply_err(&err).await;
         }
+        self.read_waited = false;
+        let mode = self.state.sql_mode;
         let started = Instant::now();
         let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
         let retry = decide::may_move_transaction(&self.state) && !stmt.long_data;
         let outcome = self
             .run_statement(BackendRole::Primary, &payload, ResponseKind::Execute, retry)
             .await?;
+        let ran = outcome.as_ref().map(|(which, tracker)| (*which, tracker));
+        self.record_digest(stmt.digest, &stmt.prepare[1..], mode, started, ran);
         if let Some((which, tracker)) = outcome {
             self.record(which, &route, started);
             self.after_statement(which, &stmt.classification, &tracker, Command::BulkExecute)

@@ -11,6 +11,7 @@ use super::kill::SessionRegistry;
 use crate::backend::Backends;
 use crate::backend::Identity;
 use crate::config::Config;
+use crate::digest::Digests;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::protocol::constants::{DEFAULT_COLLATION, cap, status};
@@ -33,6 +34,8 @@ pub struct ProxyState {
     /// Routing by tenant, when the proxy fronts a tenant pool.
     pub tenants: Option<Arc<TenantRouter>>,
     pub metrics: Arc<Metrics>,
+    /// Statements counted by fingerprint.
+    pub digests: Arc<Digests>,
     pub tls: Option<Tls>,
     pub admission: Arc<Admission>,
     /// Live sessions by connection id, for KILL.
@@ -59,6 +62,7 @@ impl ProxyState {
         );
         Self {
             metrics: backends.metrics.clone(),
+            digests: Arc::new(Digests::new(config.digests)),
             config,
             users,
             backends,
@@ -71,6 +75,12 @@ impl ProxyState {
             shutdown,
             default_mode: ArcSwap::from_pointee(default_mode),
         }
+    }
+
+    /// Records digests in `digests` (shared with the admin listener and the metrics).
+    pub fn with_digests(mut self, digests: Arc<Digests>) -> Self {
+        self.digests = digests;
+        self
     }
 
     /// Routes by tenant through `router`.

@@ -14,6 +14,8 @@ pub struct Stmt {
     /// The COM_STMT_PREPARE payload, to prepare it again elsewhere.
     pub(super) prepare: Bytes,
     pub(super) classification: Classification,
+    /// The statement's fingerprint for the digests, computed once at prepare.
+    pub(super) digest: Option<u64>,
     pub(super) params: u16,
     /// Parameter types from the last execution that sent them (2 bytes per parameter).
     pub(super) types: Option<Vec<u8>>,

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod commands;
 mod consistency;
+mod digests;
 mod fidelity;
 mod limits;
 mod mariadb_suite;
