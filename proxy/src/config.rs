@@ -145,6 +145,20 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_MULTIPLEX", default_value = "off", value_parser = ["on", "off"])]
     pub multiplex: String,
 
+    /// How long a session waits for a backend connection when every one it may have is in
+    /// use, before it gets an error (1105) naming the limit.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_POOL_WAIT_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub pool_wait_timeout_ms: u64,
+
+    /// Users (comma-separated) whose sessions keep one backend connection for their whole
+    /// life even with --multiplex on.
+    #[arg(long, env = "LAGLESS_PROXY_NO_MULTIPLEX_USERS", value_delimiter = ',')]
+    pub no_multiplex_users: Vec<String>,
+
     /// Statements kept prepared on each backend connection for any session to execute; past
     /// it the least recently used is closed (servers allow 16,382 in all by default).
     #[arg(
@@ -443,7 +457,9 @@ impl TryFrom<Args> for Config {
         c.pool.max_per_backend = a.max_backend_connections.max(1);
         c.pool.max_per_user = a.max_backend_connections_per_user;
         c.pool.idle_timeout = Duration::from_secs(a.idle_timeout);
+        c.pool.acquire_timeout = Duration::from_millis(a.pool_wait_timeout_ms.max(1));
         c.pool.multiplex = a.multiplex == "on";
+        c.pool.multiplex_except = a.no_multiplex_users;
         c.pool.statements_per_connection = a.statements_per_connection.max(1);
         c.digests = DigestConfig {
             enabled: a.digests == Switch::On,

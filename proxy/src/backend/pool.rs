@@ -47,6 +47,9 @@ pub struct PoolConfig {
     /// Sessions give their connections back between statements when nothing ties them to
     /// them (see `session::multiplex`).
     pub multiplex: bool,
+    /// Users whose sessions keep one connection for their whole life even when `multiplex`
+    /// is on (applications that rely on a server-side session identity).
+    pub multiplex_except: Vec<String>,
     /// Statements kept prepared per connection (see `stmt_cache`).
     pub statements_per_connection: usize,
 }
@@ -64,6 +67,13 @@ impl PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// Whether `user`'s sessions give their connections back between statements.
+    pub fn multiplexes(&self, user: &str) -> bool {
+        self.multiplex && !self.multiplex_except.iter().any(|u| u == user)
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
@@ -74,6 +84,7 @@ impl Default for PoolConfig {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
             multiplex: false,
+            multiplex_except: Vec::new(),
             statements_per_connection: super::stmt_cache::DEFAULT_STATEMENTS_PER_CONNECTION,
         }
     }

@@ -23,7 +23,7 @@ impl Session {
             status: t.status,
             error: t.error,
         };
-        if self.backends.pool.config().multiplex {
+        if self.backends.pool.config().multiplexes(&self.login.user) {
             self.for_next = super::multiplex::leaves_for_next(t, c.effects.calc_found_rows);
             if c.effects.reads_connection && outcome.error.is_none() {
                 self.state

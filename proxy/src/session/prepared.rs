@@ -320,7 +320,7 @@ impl Session {
         // Multiplexing, the backend statements stay prepared among their connections'
         // statements, for the next session (or this one) that prepares the same text; the
         // bound closes them. Otherwise they are closed as the client asks.
-        let keep = self.backends.pool.config().multiplex;
+        let keep = self.backends.pool.config().multiplexes(&self.login.user);
         for which in [BackendRole::Primary, BackendRole::Replica] {
             if let Some(slot) = self.slot_mut(which)
                 && let Some(b) = slot.statements.remove(&cid)

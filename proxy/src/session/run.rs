@@ -83,12 +83,21 @@ impl Session {
             // A connection the server closed while it sat idle (killed, restarted, timed out):
             // nothing was sent on it, so take a fresh one.
             if let Some(slot) = self.slot_mut(which)
-                && movable
                 && stale_connections < 8
                 && slot.conn.stream.closed_while_idle()
             {
                 slot.conn.mark_broken();
                 self.lose_slot(which, "closed by the server while idle");
+                if !movable {
+                    // The session's transaction or pinned state went with it (the server's
+                    // wait_timeout, a KILL): the client's connection ends too, as it would
+                    // have on the server, and a reconnecting client starts clean.
+                    tracing::debug!(
+                        id = self.id,
+                        "the session's own connection was closed by the server; ending the session"
+                    );
+                    return Err(End::Client);
+                }
                 stale_connections += 1;
                 continue;
             }

@@ -72,7 +72,7 @@ impl Session {
         if self.primary.is_none() && self.replica.is_none() {
             return;
         }
-        if !self.backends.pool.config().multiplex {
+        if !self.backends.pool.config().multiplexes(&self.login.user) {
             return;
         }
         let statements = self.state.statements.map.values();

@@ -335,3 +335,21 @@ async fn prepared_statements_run_on_whichever_connection_a_session_gets() {
     eprintln!("prepared statements on the server: {before} before, {after} after");
     assert!(after - before <= 2 * 20, "{before} → {after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_left_out_of_multiplexing_keep_a_connection_each() {
+    let h = Harness::start_with(1, |c| {
+        c.pool.multiplex = true;
+        c.pool.multiplex_except = vec![APP_USER.to_string()];
+    })
+    .await;
+    let mut admin = h.cluster.primary().admin_conn().await.unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut c = h.app().await;
+        c.query_drop("DO 1").await.unwrap();
+        sessions.push(c);
+    }
+    // Each kept its own connection after its statement, as without multiplexing.
+    assert_eq!(app_connections(&mut admin).await, 3);
+}

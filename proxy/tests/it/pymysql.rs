@@ -73,6 +73,7 @@ async fn pymysql_suite_passes_through_the_proxy_as_it_does_directly() {
         Mode {
             members: 1,
             autocommit: false,
+            multiplex: false,
         },
     )
     .await;
@@ -86,6 +87,7 @@ async fn pymysql_suite_in_autocommit_passes_through_the_proxy_with_a_replica() {
         Mode {
             members: 2,
             autocommit: true,
+            multiplex: false,
         },
     )
     .await;

@@ -90,6 +90,8 @@ impl SuiteRun {
 pub struct Mode {
     pub members: usize,
     pub autocommit: bool,
+    /// The proxy multiplexes (`--multiplex on`).
+    pub multiplex: bool,
 }
 
 async fn run_suite(suite: &Suite, port: u16, mode: Mode, tests: &[String]) -> SuiteRun {
@@ -123,14 +125,14 @@ async fn run_suite(suite: &Suite, port: u16, mode: Mode, tests: &[String]) -> Su
 
 /// The suite's test_largedata sends and receives 16 MiB; the server must allow more, from the
 /// start, since pooled backend connections keep the limit they were opened with.
-async fn suite_cluster(members: usize) -> Harness {
+async fn suite_cluster(members: usize, multiplex: bool) -> Harness {
     let cluster = Cluster::builder()
         .members(members)
         .config_line("max_allowed_packet=64M")
         .start()
         .await
         .unwrap();
-    Harness::in_front_of(cluster, |_| {}).await
+    Harness::in_front_of(cluster, |c| c.pool.multiplex = multiplex).await
 }
 
 /// Tests whose passing differs from what the direct run leads to expect through the proxy.
@@ -151,7 +153,7 @@ fn differences(suite: &Suite, direct: &SuiteRun, proxied: &SuiteRun) -> (Vec<Str
 /// its tests depend on timing (a 1 s wait_timeout, for one), so a difference is run again, both
 /// ways, before it counts.
 pub async fn suite_matches_direct(suite: &Suite, mode: Mode) {
-    let h = suite_cluster(mode.members).await;
+    let h = suite_cluster(mode.members, mode.multiplex).await;
     let (primary, proxy) = (h.cluster.primary().port(), h.port());
     let mut direct = run_suite(suite, primary, mode, &[]).await;
     let mut proxied = run_suite(suite, proxy, mode, &[]).await;
