@@ -142,7 +142,7 @@ fn now_ms() -> u64 {
 const SOURCE_WAIT: Duration = Duration::from_secs(10);
 
 /// `local backup --to DEST`.
-pub fn backup(dir: &StateDir, to: &str, s3: &S3Args) -> Result<(), LocalError> {
+pub fn backup(dir: &StateDir, to: &str, keep: Option<u32>, s3: &S3Args) -> Result<(), LocalError> {
     let (location, store) = s3.store(to)?;
     let settings: Settings = read_json(&dir.settings())?;
     let creds: LocalCredentials = read_json(&dir.credentials())?;
@@ -163,6 +163,10 @@ pub fn backup(dir: &StateDir, to: &str, s3: &S3Args) -> Result<(), LocalError> {
     let runtime = crate::runtime()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
     let manifest = runtime.block_on(take(dir, &settings, &creds, &member, &store))?;
+    let removed = match keep {
+        Some(keep) => runtime.block_on(retain(&store, &settings.cluster, keep as usize))?,
+        None => Vec::new(),
+    };
     let secs = (manifest.finished_unix_ms - manifest.started_unix_ms) as f64 / 1000.0;
     println!(
         "backup {} of {} taken from {} at GTID position {}: {:.1} MiB stored ({:.1} MiB \
@@ -179,7 +183,29 @@ pub fn backup(dir: &StateDir, to: &str, s3: &S3Args) -> Result<(), LocalError> {
         manifest.stream_bytes as f64 / 1_048_576.0,
         manifest.stream_bytes as f64 / 1e6 / secs.max(1e-3),
     );
+    if !removed.is_empty() {
+        println!("deleted older backups: {}", removed.join(", "));
+    }
     Ok(())
+}
+
+/// Deletes `cluster`'s complete backups beyond the newest `keep`: each manifest first, so a
+/// backup stops being one before its object goes. Runs only after a backup succeeded, and
+/// never touches another cluster's backups or objects without a manifest.
+async fn retain(store: &Store, cluster: &str, keep: usize) -> Result<Vec<String>, LocalError> {
+    let mine: Vec<Manifest> = manifests(store)
+        .await?
+        .into_iter()
+        .filter(|m| m.cluster == cluster)
+        .collect();
+    let mut removed = Vec::new();
+    for old in manifest::beyond(&mine, keep) {
+        store.delete(&manifest::manifest_name(&old.id)).await?;
+        store.delete(&old.object).await?;
+        tracing::info!(id = %old.id, "older backup deleted");
+        removed.push(old.id.clone());
+    }
+    Ok(removed)
 }
 
 fn admin(creds: &LocalCredentials) -> Credentials {

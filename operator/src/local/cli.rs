@@ -97,6 +97,10 @@ pub enum LocalCommand {
         /// A directory (a path or file:///path) or s3://bucket/prefix.
         #[arg(long)]
         to: String,
+        /// Once this backup is complete, delete this cluster's older complete backups there
+        /// beyond the newest KEEP (this one included).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
         #[command(flatten)]
         s3: S3Args,
     },
@@ -200,7 +204,11 @@ pub fn run(mut args: LocalArgs, log_filter: &str) -> i32 {
 fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
     match args.command {
         LocalCommand::Up(_) | LocalCommand::Backups { .. } | LocalCommand::Restore(_) => Ok(()),
-        LocalCommand::Backup { ref to, ref s3 } => backups::backup(d, to, s3),
+        LocalCommand::Backup {
+            ref to,
+            keep,
+            ref s3,
+        } => backups::backup(d, to, keep, s3),
         LocalCommand::Down { purge } => down(d, purge),
         LocalCommand::Status { output, watch } => show(d, output, watch),
         LocalCommand::Switchover { ref to } => switchover(d, to.clone()),

@@ -329,6 +329,22 @@ fn s3_backup_restores_the_chosen_backup() {
         first_state,
         "the rows of the older backup"
     );
+
+    // Retention: a third backup keeping two deletes the oldest, manifest and object.
+    let out = local.ok(&[&to[..], &["--keep", "2"], &s3.args(&s3.creds)].concat());
+    assert!(
+        out.contains(&format!("deleted older backups: {older}")),
+        "{out}"
+    );
+    let kept = backups(&[&from[..], &s3.args(&s3.creds)].concat());
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[1]["id"], listed[0]["id"]);
+    let gone = restore("bks3g", 1, &restore_args).1;
+    assert!(
+        text(&gone).contains(&format!("no backup {older}")),
+        "{}",
+        text(&gone)
+    );
 }
 
 #[test]
@@ -355,7 +371,8 @@ fn wrong_s3_credentials_are_refused_and_the_good_backup_stays() {
         (&wrong_secret, "SignatureDoesNotMatch"),
         (&unknown_key, "InvalidAccessKeyId"),
     ] {
-        let out = local.run(&[&to[..], &s3.args(creds)].concat());
+        // A failed backup deletes nothing, whatever it was to keep.
+        let out = local.run(&[&to[..], &["--keep", "1"], &s3.args(creds)].concat());
         assert!(!out.status.success(), "{}", text(&out));
         let said = text(&out);
         assert!(
