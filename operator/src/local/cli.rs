@@ -358,6 +358,10 @@ fn restore(args: &LocalArgs, r: &RestoreArgs, log_filter: &str) -> Result<(), Lo
         supervise: false,
     };
     let made = prepare(args, &up).and_then(|(dir, cluster)| {
+        // Until the members are filled, the directory must not look like a cluster to `up`
+        // (should this process be killed midway).
+        let marker = dir.restoring();
+        std::fs::write(&marker, backup.id.as_bytes()).map_err(LocalError::io(&marker))?;
         let settings: Settings = read_json(&dir.settings())?;
         let mut creds: LocalCredentials = read_json(&dir.credentials())?;
         if creds.fill_in()? {
@@ -366,6 +370,7 @@ fn restore(args: &LocalArgs, r: &RestoreArgs, log_filter: &str) -> Result<(), Lo
         runtime.block_on(backups::restore_members(
             &dir, &settings, &creds, &store, &backup,
         ))?;
+        std::fs::remove_file(&marker).map_err(LocalError::io(&marker))?;
         Ok((dir, cluster))
     });
     drop(runtime);
@@ -434,6 +439,14 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
         &name,
     )?);
     state::ensure_stopped(&name, dir.supervisor_pid(), dir.running())?;
+    if dir.restoring().exists() {
+        return Err(LocalError::Usage(format!(
+            "{} holds a restore that did not finish: remove it with `lagless-operator local \
+             --state-dir {} down --purge` and restore again",
+            dir.root().display(),
+            dir.root().display()
+        )));
+    }
     std::fs::create_dir_all(dir.root()).map_err(LocalError::io(dir.root()))?;
     let previous: Option<Settings> = read_json(&dir.settings()).ok();
     if let Some(pool) = previous.as_ref().and_then(|p| p.pool.as_deref()) {

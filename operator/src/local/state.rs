@@ -45,6 +45,10 @@ impl StateDir {
     pub fn settings(&self) -> PathBuf {
         self.root.join("settings.json")
     }
+    /// Present while a restore fills the members: such a cluster is never started.
+    pub fn restoring(&self) -> PathBuf {
+        self.root.join("restore.incomplete")
+    }
     pub fn credentials(&self) -> PathBuf {
         self.root.join("credentials.json")
     }

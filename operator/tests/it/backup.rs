@@ -431,6 +431,17 @@ fn unreachable_storage_is_a_clear_error() {
         text(&out)
     );
     refused_restore(&[&from[..], &s3[..]].concat(), "cannot reach");
+    // A restore that was killed midway leaves a directory `up` refuses to start.
+    let interrupted = Local::new();
+    std::fs::create_dir_all(interrupted.state()).unwrap();
+    std::fs::write(interrupted.state().join("restore.incomplete"), "x").unwrap();
+    let file = interrupted.manifest("cut", &cluster("cut", 1));
+    let out = interrupted.run(&["up", "-f", file.to_str().unwrap(), "--detach"]);
+    assert!(
+        !out.status.success() && text(&out).contains("a restore that did not finish"),
+        "{}",
+        text(&out)
+    );
     // A directory that is not there holds no backup to restore.
     let missing = dir.path().join("missing");
     refused_restore(&["--from", missing.to_str().unwrap()], "not found");
