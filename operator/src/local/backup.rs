@@ -276,7 +276,10 @@ async fn take(
             return Err(BackupError::from(e).into());
         }
     };
-    let stored = compress_into(&mut stream.stdout, &mut writer, Arc::default()).await;
+    let progress = Arc::new(AtomicU64::new(0));
+    let reporter = tokio::spawn(report_progress(member.name.clone(), progress.clone()));
+    let stored = compress_into(&mut stream.stdout, &mut writer, progress).await;
+    reporter.abort();
     let finished = stream.finish().await;
     let stored = match (stored, finished) {
         (Ok(stored), Ok(())) => stored,
@@ -326,6 +329,19 @@ async fn take(
     }
     tracing::info!(%id, bytes = manifest.stored_bytes, "backup complete");
     Ok(manifest)
+}
+
+/// Says every few seconds how much of the stream has passed: a large backup takes minutes.
+async fn report_progress(member: String, bytes: Arc<AtomicU64>) {
+    let began = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mib = bytes.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1_048_576.0;
+        eprintln!(
+            "backing up {member}: {mib:.0} MiB streamed in {:.0} s",
+            began.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Every complete backup in `store`, newest first. Manifests that cannot be read are
