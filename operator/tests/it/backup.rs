@@ -85,10 +85,20 @@ fn write_rows(rt: &tokio::runtime::Runtime, o: &mysql_async::Opts, from: u32, ro
     );
 }
 
+/// Held from choosing a cluster's ports until it listens on them: the port helper checks
+/// that ports are free, and these tests start several clusters at once.
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn starting() -> std::sync::MutexGuard<'static, ()> {
+    STARTING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running cluster of `replicas` members holding 500 rows.
 fn source(name: &str, replicas: u32) -> (Local, tokio::runtime::Runtime, mysql_async::Opts) {
+    let started = starting();
     let local = Local::new();
     local.up(&local.manifest(name, &cluster(name, replicas)));
+    drop(started);
     let status = local.running_status();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let o = admin(&local, member_port(&status, &primary(&status)));
@@ -107,6 +117,7 @@ fn backups(args: &[&str]) -> Vec<Value> {
 
 /// Restores into a new cluster of its own state directory and ports; returns it running.
 fn restore(name: &str, replicas: u32, args: &[&str]) -> (Local, Output) {
+    let _started = starting();
     let target = Local::new();
     let file = target.manifest(name, &cluster(name, replicas));
     let (base, proxy) = (target.base_port.to_string(), target.proxy_port.to_string());
