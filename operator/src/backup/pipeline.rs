@@ -17,8 +17,8 @@ use super::sigv4::hex;
 use super::store::{ObjectReader, ObjectWriter};
 use super::xbstream::Scanner;
 
-/// zstd level 1: several hundred MB/s on one core, and database pages still shrink several
-/// times; higher levels cost more CPU than they save in transfer here.
+/// zstd level 1: over 200 MB/s on one core here, about 2:1 on text; higher levels cost more
+/// CPU than they save in transfer.
 const LEVEL: i32 = 1;
 const PIECE: usize = 1 << 20;
 const QUEUE: usize = 4;
