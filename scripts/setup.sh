@@ -58,9 +58,12 @@ fi
 # PyMySQL (a real client driver the proxy is tested with), pytest (runs PyMySQL's own suite),
 # kubernetes-validate (checks the operator's objects and the Helm chart against the Kubernetes
 # schemas) and helm-python-sdk (Helm v4's engine as a library: lints and renders the chart in
-# charts/lagless/tests/check_chart.py; pinned, as the checker calls its native library).
-python_packages=(pymysql pytest kubernetes-validate helm-python-sdk==0.2.2)
-if [ -z "$RUN_ONLY" ] && { ! python3 -c 'import pymysql, pytest, kubernetes_validate, helm_python' >/dev/null 2>&1 \
+# charts/lagless/tests/check_chart.py; pinned, as the checker calls its native library) and
+# moto with its server (a real S3-compatible server on loopback for the backup tests: a
+# package from PyPI that installs in seconds and needs no container runtime, and it checks
+# keys and signatures once its IAM checks are on).
+python_packages=(pymysql pytest kubernetes-validate helm-python-sdk==0.2.2 'moto[server]')
+if [ -z "$RUN_ONLY" ] && { ! python3 -c 'import pymysql, pytest, kubernetes_validate, helm_python, moto.server, boto3' >/dev/null 2>&1 \
   || [ "$(python3 -c 'import helm_python; print(helm_python.__version__)' 2>/dev/null)" != "0.2.2" ]; }; then
   python3 -m pip install --quiet "${python_packages[@]}" 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages "${python_packages[@]}"

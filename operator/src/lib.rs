@@ -10,6 +10,7 @@
 //!   tenants.
 
 pub mod agent;
+pub mod backup;
 pub mod clock;
 pub mod crd;
 pub mod kube;

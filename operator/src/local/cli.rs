@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::crd::MySQLCluster;
 
+use super::backup::{self as backups, S3Args};
 use super::daemon::{claim, local_tls, spawn_signal_handler};
 use super::manifest::POOL_KIND;
 use super::mariadb::{self, Binaries};
@@ -90,6 +91,56 @@ pub enum LocalCommand {
         #[arg(long, short = 'n', default_value_t = 50)]
         lines: usize,
     },
+    /// Take a full backup (mariadb-backup, zstd) from a caught-up replica, or the primary of a
+    /// one-member cluster, into a directory or S3; its manifest is written last.
+    Backup {
+        /// A directory (a path or file:///path) or s3://bucket/prefix.
+        #[arg(long)]
+        to: String,
+        /// Once this backup is complete, delete this cluster's older complete backups there
+        /// beyond the newest KEEP (this one included).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// List the complete backups at a destination, newest first.
+    Backups {
+        /// A directory (a path or file:///path) or s3://bucket/prefix.
+        #[arg(long)]
+        from: String,
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: Output,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Create a new cluster from a backup: every member starts from the backup (checked
+    /// against its manifest first), the first as primary, the others replicating from it.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A directory (a path or file:///path) or s3://bucket/prefix.
+    #[arg(long)]
+    pub from: String,
+    /// The backup's id [default: the newest].
+    #[arg(long)]
+    pub backup: Option<String>,
+    /// The new cluster's MySQLCluster YAML.
+    #[arg(long, short)]
+    pub file: PathBuf,
+    /// Start in the background and return once the cluster is up.
+    #[arg(long, short)]
+    pub detach: bool,
+    /// As for `up`.
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// As for `up`.
+    #[arg(long)]
+    pub proxy_port: Option<u16>,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +177,12 @@ pub fn run(mut args: LocalArgs, log_filter: &str) -> i32 {
     }
     let result = match args.command {
         LocalCommand::Up(ref up) => self::up(&args, up, log_filter),
+        LocalCommand::Backups {
+            ref from,
+            output,
+            ref s3,
+        } => backups::list(from, s3, output == Output::Json),
+        LocalCommand::Restore(ref restore) => self::restore(&args, restore, log_filter),
         _ => dir(&args).and_then(|d| {
             if PoolDir::is_pool(d.root()) {
                 on_pool(&args, &PoolDir::new(d.root()))
@@ -146,7 +203,12 @@ pub fn run(mut args: LocalArgs, log_filter: &str) -> i32 {
 /// A command other than `up` on a cluster.
 fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
     match args.command {
-        LocalCommand::Up(_) => Ok(()),
+        LocalCommand::Up(_) | LocalCommand::Backups { .. } | LocalCommand::Restore(_) => Ok(()),
+        LocalCommand::Backup {
+            ref to,
+            keep,
+            ref s3,
+        } => backups::backup(d, to, keep, s3),
         LocalCommand::Down { purge } => down(d, purge),
         LocalCommand::Status { output, watch } => show(d, output, watch),
         LocalCommand::Switchover { ref to } => switchover(d, to.clone()),
@@ -169,7 +231,13 @@ fn on_pool(args: &LocalArgs, pool: &PoolDir) -> Result<(), LocalError> {
         .map(|s| s.pool)
         .unwrap_or_default();
     match args.command {
-        LocalCommand::Up(_) => Ok(()),
+        LocalCommand::Up(_) | LocalCommand::Backups { .. } | LocalCommand::Restore(_) => Ok(()),
+        LocalCommand::Backup { .. } => Err(LocalError::Usage(format!(
+            "back up one of pool {pool_name}'s clusters: --state-dir {}",
+            pool.cluster(clusters.first().map_or("CLUSTER", String::as_str))
+                .root()
+                .display()
+        ))),
         LocalCommand::Down { purge } => pool_cli::down(pool, purge),
         LocalCommand::Status { output, watch } => {
             pool_cli::show(pool, output == Output::Json, watch)
@@ -259,6 +327,67 @@ fn up(args: &LocalArgs, up: &UpArgs, log_filter: &str) -> Result<(), LocalError>
     }
 }
 
+/// `restore`: the backup is found (and the storage reached) before anything is created; the
+/// new cluster's state directory is made as `up` makes it, its members restored, then the
+/// cluster started. A restore that fails removes the state directory it made: nothing
+/// half-restored is left to start.
+fn restore(args: &LocalArgs, r: &RestoreArgs, log_filter: &str) -> Result<(), LocalError> {
+    let (location, store) = r.s3.store(&r.from)?;
+    let runtime = crate::runtime()
+        .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
+    let backup = runtime.block_on(backups::find(&store, r.backup.as_deref()))?;
+    println!("restoring backup {} from {location}", backup.id);
+    let text = std::fs::read_to_string(&r.file).map_err(LocalError::io(&r.file))?;
+    let name = cluster_name(&super::manifest::parse(&text, &r.file)?);
+    let root = state::root_for(args.state_dir.as_deref(), args.name.as_deref(), &name)?;
+    // Removed again if the restore fails, so it must hold nothing else.
+    let empty = std::fs::read_dir(&root).map_or(true, |mut d| d.next().is_none());
+    if !empty {
+        return Err(LocalError::Usage(format!(
+            "{} is not empty; a restore makes a new cluster: choose another --state-dir, or \
+             remove a cluster there with `lagless-operator local --state-dir {} down --purge`",
+            root.display(),
+            root.display()
+        )));
+    }
+    let up = UpArgs {
+        file: Some(r.file.clone()),
+        detach: r.detach,
+        base_port: r.base_port,
+        proxy_port: r.proxy_port,
+        supervise: false,
+    };
+    let made = prepare(args, &up).and_then(|(dir, cluster)| {
+        // Until the members are filled, the directory must not look like a cluster to `up`
+        // (should this process be killed midway).
+        let marker = dir.restoring();
+        std::fs::write(&marker, backup.id.as_bytes()).map_err(LocalError::io(&marker))?;
+        let settings: Settings = read_json(&dir.settings())?;
+        let mut creds: LocalCredentials = read_json(&dir.credentials())?;
+        if creds.fill_in()? {
+            write_json(&dir.credentials(), &creds, 0o600)?;
+        }
+        runtime.block_on(backups::restore_members(
+            &dir, &settings, &creds, &store, &backup,
+        ))?;
+        std::fs::remove_file(&marker).map_err(LocalError::io(&marker))?;
+        Ok((dir, cluster))
+    });
+    drop(runtime);
+    let (dir, cluster) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&root);
+            return Err(e);
+        }
+    };
+    if r.detach {
+        detach(args, &dir, &cluster)
+    } else {
+        supervise(&dir, log_filter, Some(command_prefix(args, &dir)))
+    }
+}
+
 /// The pool manifest `up` starts, with where it was read: the `-f` file when it is a
 /// `MySQLTenantPool`, else the pool kept in the state directory, if that holds one.
 fn pool_manifest(args: &LocalArgs, up: &UpArgs) -> Result<Option<(String, PathBuf)>, LocalError> {
@@ -310,6 +439,14 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
         &name,
     )?);
     state::ensure_stopped(&name, dir.supervisor_pid(), dir.running())?;
+    if dir.restoring().exists() {
+        return Err(LocalError::Usage(format!(
+            "{} holds a restore that did not finish: remove it with `lagless-operator local \
+             --state-dir {} down --purge` and restore again",
+            dir.root().display(),
+            dir.root().display()
+        )));
+    }
     std::fs::create_dir_all(dir.root()).map_err(LocalError::io(dir.root()))?;
     let previous: Option<Settings> = read_json(&dir.settings()).ok();
     if let Some(pool) = previous.as_ref().and_then(|p| p.pool.as_deref()) {

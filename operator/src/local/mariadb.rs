@@ -164,6 +164,23 @@ fn account_sql(c: &LocalCredentials) -> Vec<String> {
     ]
 }
 
+/// The accounts and database of [`account_sql`] for data that may hold them already (a
+/// restored backup): replaced, so this cluster's passwords are the ones that work.
+pub fn replacing_account_sql(c: &LocalCredentials) -> Vec<String> {
+    account_sql(c)
+        .into_iter()
+        .map(|sql| {
+            if let Some(rest) = sql.strip_prefix("CREATE USER ") {
+                format!("CREATE OR REPLACE USER {rest}")
+            } else if let Some(rest) = sql.strip_prefix("CREATE DATABASE ") {
+                format!("CREATE DATABASE IF NOT EXISTS {rest}")
+            } else {
+                sql
+            }
+        })
+        .collect()
+}
+
 /// Gives a new member its data directory: a copy of the template, made under another name
 /// and renamed, so an interrupted copy is never mistaken for a data directory.
 pub async fn init_member_data(template: &Path, layout: &ServerLayout) -> Result<(), LocalError> {
@@ -181,6 +198,21 @@ pub async fn init_member_data(template: &Path, layout: &ServerLayout) -> Result<
         }
         copy_dir(&from, &partial)?;
         std::fs::rename(&partial, &data).map_err(LocalError::io(&data))
+    })
+    .await
+}
+
+/// Copies data directory `from` to `to` (which must not exist), under another name first, so
+/// an interrupted copy is never mistaken for a data directory.
+pub async fn copy_data(from: &Path, to: &Path) -> Result<(), LocalError> {
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    blocking(move || {
+        let partial = to.with_extension("partial");
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(LocalError::io(&partial))?;
+        }
+        copy_dir(&from, &partial)?;
+        std::fs::rename(&partial, &to).map_err(LocalError::io(&to))
     })
     .await
 }

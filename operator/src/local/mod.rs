@@ -7,6 +7,7 @@
 //! ([`state::StateDir`]), so commands from other terminals find the cluster.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backup;
 pub mod cli;
 pub mod console;
 pub mod daemon;
@@ -69,6 +70,8 @@ pub enum LocalError {
     /// Options that cannot work together.
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("{0}")]
     Other(String),
 }
@@ -83,6 +86,7 @@ impl LocalError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Manifest { .. } | Self::Usage(_) | Self::NoCluster(_) | Self::Ambiguous(..) => 2,
+            Self::Backup(crate::backup::BackupError::Location(_)) => 2,
             _ => 1,
         }
     }

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::orchestrate::act::{ProxyAccount, ProxyRole};
+use crate::orchestrate::observe::Credentials;
+
 use super::LocalError;
 
 /// Paths inside one cluster's state directory.
@@ -41,6 +44,10 @@ impl StateDir {
     }
     pub fn settings(&self) -> PathBuf {
         self.root.join("settings.json")
+    }
+    /// Present while a restore fills the members: such a cluster is never started.
+    pub fn restoring(&self) -> PathBuf {
+        self.root.join("restore.incomplete")
     }
     pub fn credentials(&self) -> PathBuf {
         self.root.join("credentials.json")
@@ -249,6 +256,25 @@ fn monitor_user() -> String {
 }
 
 impl LocalCredentials {
+    /// The proxies' accounts, as the orchestration keeps them on the primary.
+    pub fn proxy_accounts(&self) -> [ProxyAccount; 2] {
+        let account = |role, user: &str, password: &str| ProxyAccount {
+            role,
+            creds: Credentials {
+                user: user.to_string(),
+                password: password.to_string(),
+            },
+        };
+        [
+            account(ProxyRole::Lookup, &self.lookup_user, &self.lookup_password),
+            account(
+                ProxyRole::Monitor,
+                &self.monitor_user,
+                &self.monitor_password,
+            ),
+        ]
+    }
+
     /// Generates the passwords a file from an older version lacks; returns whether it did (the
     /// file must then be written back, so the next start uses the same ones).
     pub fn fill_in(&mut self) -> Result<bool, LocalError> {

@@ -17,7 +17,7 @@ use lagless_core::topology::{Flavor, Topology};
 use tokio::sync::watch;
 
 use crate::crd::{Durability, MySQLCluster};
-use crate::orchestrate::act::{FileSink, ProxyAccount, ProxyRole};
+use crate::orchestrate::act::FileSink;
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::Orchestrator;
 use crate::orchestrate::view::{CaSource, ServerTls};
@@ -207,22 +207,7 @@ impl Supervisor {
                 published,
             )
             .with_max_epoch(recorded_epoch)
-            .with_proxy_accounts(vec![
-                ProxyAccount {
-                    role: ProxyRole::Lookup,
-                    creds: Credentials {
-                        user: self.rt.creds.lookup_user.clone(),
-                        password: self.rt.creds.lookup_password.clone(),
-                    },
-                },
-                ProxyAccount {
-                    role: ProxyRole::Monitor,
-                    creds: Credentials {
-                        user: self.rt.creds.monitor_user.clone(),
-                        password: self.rt.creds.monitor_password.clone(),
-                    },
-                },
-            ])
+            .with_proxy_accounts(self.rt.creds.proxy_accounts().into())
             .with_seeder(Arc::new(seeder)),
         );
         self.shared

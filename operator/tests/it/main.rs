@@ -1,6 +1,7 @@
 //! The operator's integration and end-to-end tests, in one binary so they link once.
 
 mod agent;
+mod backup;
 mod chaos;
 mod cli;
 mod crd;
