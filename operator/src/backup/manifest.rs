@@ -91,6 +91,15 @@ pub fn parse(id: &str, bytes: &[u8]) -> Result<Manifest, BackupError> {
             manifest.id
         )));
     }
+    // The object is read and deleted by this name: never anything but the backup's own.
+    if manifest.object != object_name(id) {
+        return Err(BackupError::Manifest(format!(
+            "the manifest {} names object {}, not {}",
+            manifest_name(id),
+            manifest.object,
+            object_name(id)
+        )));
+    }
     Ok(manifest)
 }
 
@@ -180,6 +189,12 @@ mod tests {
         assert_eq!(parse("a", &bytes).unwrap(), m);
         assert!(parse("b", &bytes).is_err());
         assert!(parse("a", b"{").is_err());
+        // An object outside the backup's own name (a path elsewhere) is refused.
+        let elsewhere = Manifest {
+            object: "../../etc/passwd".into(),
+            ..m.clone()
+        };
+        assert!(parse("a", &serde_json::to_vec(&elsewhere).unwrap()).is_err());
         let newer = Manifest { format: 2, ..m };
         assert!(parse("a", &serde_json::to_vec(&newer).unwrap()).is_err());
     }

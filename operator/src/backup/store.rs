@@ -50,7 +50,9 @@ impl Store {
         }
     }
 
-    /// Writes a small object that must not exist yet (a manifest).
+    /// Writes a small object that must not exist yet (a manifest): in a directory an existing
+    /// one is never replaced; S3 has no such check here, and ids are unique to the millisecond
+    /// and cluster.
     pub async fn put_new(&self, name: &str, bytes: Bytes) -> Result<(), BackupError> {
         match self {
             Self::Dir(dir) => {

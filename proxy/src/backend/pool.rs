@@ -57,7 +57,12 @@ pub struct PoolConfig {
 impl PoolConfig {
     /// One user's share of a server's connections: never all of them while there are two.
     pub fn user_share(&self) -> usize {
-        let total = self.max_per_backend.max(1);
+        self.user_share_of(self.max_per_backend)
+    }
+
+    /// One user's share of `total` connections to a server (its limit once fitted).
+    pub fn user_share_of(&self, total: usize) -> usize {
+        let total = total.max(1);
         let share = if self.max_per_user == 0 {
             total * 4 / 5
         } else {
@@ -145,12 +150,15 @@ impl Limit {
     fn resize(&self, cap: usize) {
         let old = self.cap.swap(cap, Ordering::SeqCst);
         if cap > old {
-            let mut grow = cap - old;
-            let debt = self.debt.load(Ordering::SeqCst);
-            let paid = debt.min(grow);
-            self.debt.fetch_sub(paid, Ordering::SeqCst);
-            grow -= paid;
-            self.places.add_permits(grow);
+            let grow = cap - old;
+            // Places returning meanwhile pay the debt down too: take what is left, at once.
+            let paid = self
+                .debt
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                    Some(d - d.min(grow))
+                })
+                .map_or(0, |before| before.min(grow));
+            self.places.add_permits(grow - paid);
         } else if cap < old {
             let shrink = old - cap;
             let forgotten = self.places.forget_permits(shrink);
@@ -216,7 +224,7 @@ pub struct Pool {
     cfg: PoolConfig,
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     limits: Mutex<HashMap<String, Arc<Limit>>>,
-    user_limits: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    user_limits: Mutex<HashMap<(String, String), Arc<Limit>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -264,7 +272,16 @@ impl Pool {
                 was = old,
                 "connection limit fitted to the server"
             );
+            // Every user's share follows, so that no account takes the whole fitted limit.
+            let share = self.cfg.user_share_of(cap);
+            let users = self.user_limits.lock().unwrap_or_else(|e| e.into_inner());
+            for ((a, _), l) in users.iter() {
+                if a == addr {
+                    l.resize(share);
+                }
+            }
         }
+        drop(limits);
         self.metrics.set_connection_limit(addr, cap);
     }
 
@@ -273,11 +290,12 @@ impl Pool {
         self.limit(addr).cap.load(Ordering::SeqCst)
     }
 
-    fn user_limit(&self, addr: &str, user: &str) -> Arc<Semaphore> {
+    fn user_limit(&self, addr: &str, user: &str) -> Arc<Limit> {
+        let share = self.cfg.user_share_of(self.limit_of(addr));
         let mut limits = self.user_limits.lock().unwrap_or_else(|e| e.into_inner());
         limits
             .entry((addr.to_string(), user.to_string()))
-            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.user_share())))
+            .or_insert_with(|| Limit::new(share))
             .clone()
     }
 
@@ -302,16 +320,22 @@ impl Pool {
         user: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Places, AcquireError> {
-        let user_place = self
-            .take_place(self.user_limit(addr, user), deadline, |p| {
-                p.evict_idle(addr, Some(user))
-            })
-            .await
-            .ok_or_else(|| AcquireError::UserExhausted {
-                share: self.cfg.user_share(),
-                user: user.to_string(),
-                addr: addr.to_string(),
-            })?;
+        let user_limit = self.user_limit(addr, user);
+        let user_place = loop {
+            let place = self
+                .take_place(user_limit.places.clone(), deadline, |p| {
+                    p.evict_idle(addr, Some(user))
+                })
+                .await
+                .ok_or_else(|| AcquireError::UserExhausted {
+                    share: user_limit.cap.load(Ordering::SeqCst),
+                    user: user.to_string(),
+                    addr: addr.to_string(),
+                })?;
+            if let Some(place) = user_limit.pays_debt(place) {
+                break place;
+            }
+        };
         let limit = self.limit(addr);
         let server_place = loop {
             let place = self

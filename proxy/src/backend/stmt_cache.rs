@@ -1,5 +1,7 @@
-//! The statements prepared on one backend connection, by their text, so that any session
-//! that lands on the connection executes them without preparing again. Bounded: past the
+//! The statements prepared on one backend connection, by their text and the scope they were
+//! prepared in (default database and session state: a server resolves names and reads quotes
+//! at prepare time), so that any session that lands on the connection in the same scope
+//! executes them without preparing again. Bounded: past the
 //! bound the least recently used statement no session is using is closed, so many
 //! connections times many statements never exhaust a server's `max_prepared_stmt_count`.
 
@@ -12,6 +14,8 @@ pub const DEFAULT_STATEMENTS_PER_CONNECTION: usize = 20;
 struct Entry {
     /// The COM_STMT_PREPARE payload it was prepared from.
     prepare: Bytes,
+    /// The default database and session state it was prepared in (see `scope`).
+    scope: u64,
     id: u32,
     /// Parameter types last bound to it (2 bytes a parameter).
     types: Option<Vec<u8>>,
@@ -28,23 +32,29 @@ pub struct StmtCache {
 impl StmtCache {
     /// A statement prepared from `prepare`, none of `taken` (ids the asking session maps
     /// already: one backend statement serves one client statement at a time).
-    pub fn find(&mut self, prepare: &[u8], taken: &[u32]) -> Option<u32> {
+    pub fn find(&mut self, prepare: &[u8], scope: u64, taken: &[u32]) -> Option<u32> {
         self.clock += 1;
         let now = self.clock;
-        let e = self
-            .entries
-            .iter_mut()
-            .find(|e| e.prepare.as_ref() == prepare && !taken.contains(&e.id))?;
+        let e = self.entries.iter_mut().find(|e| {
+            e.scope == scope && e.prepare.as_ref() == prepare && !taken.contains(&e.id)
+        })?;
         e.used = now;
         Some(e.id)
     }
 
     /// Records a statement just prepared. Returns the ids to close to stay within `bound`
     /// (never one of `taken`).
-    pub fn insert(&mut self, prepare: Bytes, id: u32, bound: usize, taken: &[u32]) -> Vec<u32> {
+    pub fn insert(
+        &mut self,
+        (prepare, scope): (Bytes, u64),
+        id: u32,
+        bound: usize,
+        taken: &[u32],
+    ) -> Vec<u32> {
         self.clock += 1;
         self.entries.push(Entry {
             prepare,
+            scope,
             id,
             types: None,
             used: self.clock,
@@ -99,6 +109,16 @@ impl StmtCache {
     }
 }
 
+/// The scope a statement is prepared in: the session's default database and the signature of
+/// its replayable state.
+pub fn scope(database: Option<&str>, state_sig: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    database.hash(&mut h);
+    state_sig.hash(&mut h);
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,11 +127,15 @@ mod tests {
     fn statements_are_found_by_text_and_one_serves_one_client_statement() {
         let mut c = StmtCache::default();
         let q = Bytes::from_static(b"\x16SELECT ?");
-        assert!(c.insert(q.clone(), 1, 4, &[]).is_empty());
-        assert_eq!(c.find(&q, &[]), Some(1));
+        let here = scope(Some("a"), 0);
+        assert!(c.insert((q.clone(), here), 1, 4, &[]).is_empty());
+        assert_eq!(c.find(&q, here, &[]), Some(1));
         // Taken by another client statement of the session: not shared.
-        assert_eq!(c.find(&q, &[1]), None);
-        assert_eq!(c.find(b"\x16SELECT 2", &[]), None);
+        assert_eq!(c.find(&q, here, &[1]), None);
+        assert_eq!(c.find(b"\x16SELECT 2", here, &[]), None);
+        // Prepared in another database or session state: another statement.
+        assert_eq!(c.find(&q, scope(Some("b"), 0), &[]), None);
+        assert_eq!(c.find(&q, scope(Some("a"), 7), &[]), None);
     }
 
     #[test]
@@ -119,21 +143,21 @@ mod tests {
         let mut c = StmtCache::default();
         let q = |i: u32| Bytes::from(format!("\x16SELECT {i}"));
         for i in 1..=3 {
-            assert!(c.insert(q(i), i, 3, &[]).is_empty());
+            assert!(c.insert((q(i), 0), i, 3, &[]).is_empty());
         }
         // 1 was used most recently; 2 is in use by the session: 3 goes.
-        assert_eq!(c.find(&q(1), &[]), Some(1));
-        assert_eq!(c.insert(q(4), 4, 3, &[2]), vec![3]);
+        assert_eq!(c.find(&q(1), 0, &[]), Some(1));
+        assert_eq!(c.insert((q(4), 0), 4, 3, &[2]), vec![3]);
         assert_eq!(c.len(), 3);
         // Everything in use: the bound gives way rather than close a statement in use.
-        assert!(c.insert(q(5), 5, 3, &[1, 2, 4]).is_empty());
+        assert!(c.insert((q(5), 0), 5, 3, &[1, 2, 4]).is_empty());
         assert_eq!(c.len(), 4);
     }
 
     #[test]
     fn bound_types_are_kept_per_statement() {
         let mut c = StmtCache::default();
-        c.insert(Bytes::from_static(b"\x16SELECT ?"), 9, 4, &[]);
+        c.insert((Bytes::from_static(b"\x16SELECT ?"), 0), 9, 4, &[]);
         assert_eq!(c.types(9), None);
         c.set_types(9, &[3, 0]);
         assert_eq!(c.types(9), Some(&[3u8, 0][..]));

@@ -56,10 +56,14 @@ pub fn holds(f: &HoldFacts) -> Option<&'static str> {
 }
 
 /// Whether a response leaves something on its connection that the client's next statement may
-/// read there alone: a generated id (`LAST_INSERT_ID()`), warnings or notes (`SHOW
-/// WARNINGS`), or, for a statement with `SQL_CALC_FOUND_ROWS`, the count `FOUND_ROWS()` reads.
+/// read there alone: an error or warnings (`SHOW ERRORS`, `SHOW WARNINGS`, `GET
+/// DIAGNOSTICS`), a generated id (`LAST_INSERT_ID()`), or, for a statement with
+/// `SQL_CALC_FOUND_ROWS`, the count `FOUND_ROWS()` reads.
 pub fn leaves_for_next(t: &ResponseTracker, calc_found_rows: bool) -> bool {
-    t.warnings > 0 || t.last_ok.as_ref().is_some_and(|ok| ok.last_insert_id != 0) || calc_found_rows
+    t.error.is_some()
+        || t.warnings > 0
+        || t.last_ok.as_ref().is_some_and(|ok| ok.last_insert_id != 0)
+        || calc_found_rows
 }
 
 /// The signature of a session's replayable state: 0 for a connection as the server makes it
@@ -163,6 +167,9 @@ mod tests {
         let warned = response(&[&[0x00, 0, 0, 2, 0, 1, 0]]);
         assert!(leaves_for_next(&warned, false));
         assert!(leaves_for_next(&plain, true));
+        // An error: SHOW ERRORS reads it.
+        let failed = response(&[b"\xff\x7a\x04#42S02no such table"]);
+        assert!(leaves_for_next(&failed, false));
     }
 
     #[test]

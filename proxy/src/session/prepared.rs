@@ -56,6 +56,12 @@ impl BackendConn {
 }
 
 impl Session {
+    /// The scope the session's statements are prepared in now: a backend statement prepared
+    /// in another (database, session state) is another statement.
+    fn statement_scope(&self) -> u64 {
+        crate::backend::stmt_cache::scope(self.database_here(), self.state.signature())
+    }
+
     pub(super) async fn prepare(&mut self, payload: Bytes) -> Result<(), End> {
         if let Err(err) = self.follow_tenant(&payload[1..], None).await {
             return self.reply_err(&err).await;
@@ -77,6 +83,7 @@ impl Session {
             return Ok(());
         };
         let bound = self.backends.pool.config().statements_per_connection;
+        let scope = self.statement_scope();
         if let Some(slot) = self.slot_mut(which) {
             slot.statements.insert(
                 id,
@@ -84,7 +91,7 @@ impl Session {
                     id: ok.statement_id,
                 },
             );
-            remember(slot, payload.clone(), ok.statement_id, bound).await;
+            remember(slot, (payload.clone(), scope), ok.statement_id, bound).await;
         }
         self.state.statements.last = Some(id);
         let digest = self.digest_of(&payload[1..]);
@@ -119,12 +126,13 @@ impl Session {
             .ok_or_else(|| ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))?
             .clone();
         let bound = self.backends.pool.config().statements_per_connection;
+        let scope = self.statement_scope();
         let slot = self
             .slot_mut(which)
             .ok_or_else(|| ErrPacket::backend_unavailable("no backend"))?;
         let backend = match slot.statements.get(&cid) {
             Some(b) => *b,
-            None => prepare_on(slot, cid, &stmt.prepare, bound).await?,
+            None => prepare_on(slot, cid, (&stmt.prepare, scope), bound).await?,
         };
         let mut out = payload.to_vec();
         out[1..5].copy_from_slice(&backend.id.to_le_bytes());
@@ -316,11 +324,13 @@ impl Session {
         let Some(cid) = statement_id(&payload) else {
             return Ok(());
         };
-        self.state.statements.map.remove(&cid);
+        let closed = self.state.statements.map.remove(&cid);
         // Multiplexing, the backend statements stay prepared among their connections'
         // statements, for the next session (or this one) that prepares the same text; the
-        // bound closes them. Otherwise they are closed as the client asks.
-        let keep = self.backends.pool.config().multiplexes(&self.login.user);
+        // bound closes them. Otherwise they are closed as the client asks, and so is one
+        // left with long data or a cursor, which the next user must not inherit.
+        let clean = closed.is_some_and(|s| !s.long_data && s.cursor_on.is_none());
+        let keep = clean && self.backends.pool.config().multiplexes(&self.login.user);
         for which in [BackendRole::Primary, BackendRole::Replica] {
             if let Some(slot) = self.slot_mut(which)
                 && let Some(b) = slot.statements.remove(&cid)
@@ -409,11 +419,11 @@ impl Session {
 async fn prepare_on(
     slot: &mut BackendSlot,
     cid: u32,
-    prepare: &Bytes,
+    (prepare, scope): (&Bytes, u64),
     bound: usize,
 ) -> Result<BackendStmt, ErrPacket> {
     let taken: Vec<u32> = slot.statements.values().map(|b| b.id).collect();
-    if let Some(id) = slot.conn.prepared.find(prepare, &taken) {
+    if let Some(id) = slot.conn.prepared.find(prepare, scope, &taken) {
         let b = BackendStmt { id };
         slot.statements.insert(cid, b);
         return Ok(b);
@@ -424,7 +434,7 @@ async fn prepare_on(
                 id: ok.statement_id,
             };
             slot.statements.insert(cid, b);
-            remember(slot, prepare.clone(), ok.statement_id, bound).await;
+            remember(slot, (prepare.clone(), scope), ok.statement_id, bound).await;
             Ok(b)
         }
         Ok(Err(err)) => Err(err),
@@ -437,9 +447,9 @@ async fn prepare_on(
 
 /// Adds a statement just prepared on `slot`'s connection to its statements, closing the
 /// least recently used ones past `bound` (`COM_STMT_CLOSE` has no reply).
-async fn remember(slot: &mut BackendSlot, prepare: Bytes, id: u32, bound: usize) {
+async fn remember(slot: &mut BackendSlot, text: (Bytes, u64), id: u32, bound: usize) {
     let taken: Vec<u32> = slot.statements.values().map(|b| b.id).collect();
-    for old in slot.conn.prepared.insert(prepare, id, bound, &taken) {
+    for old in slot.conn.prepared.insert(text, id, bound, &taken) {
         if slot.conn.close_statement(old).await.is_err() {
             slot.conn.mark_broken();
             return;

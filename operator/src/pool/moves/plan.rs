@@ -191,7 +191,11 @@ pub fn binlog_touch(event_type: &str, info: &str, db: &str, fenced: &str) -> Tou
             .and_then(|name| name.split_once('.'))
             .filter(|(d, _)| *d == db)
             .map_or(Touch::Nothing, |(_, table)| Touch::Table(table.to_string())),
-        "Query" if info.contains(fenced) => Touch::Nothing,
+        // The move's own fence (or its rename back): a rename into or out of the fenced
+        // database, whose name is quoted whole.
+        "Query" if info.starts_with("RENAME TABLE") && info.contains(&ident(fenced)) => {
+            Touch::Nothing
+        }
         "Query" if info.contains(db) => Touch::Unknown,
         _ => Touch::Nothing,
     }
@@ -309,6 +313,15 @@ mod tests {
         );
         assert_eq!(
             touch("Query", "use `t_7`; TRUNCATE TABLE a"),
+            Touch::Unknown
+        );
+        // Naming the fenced database is not enough to be the fence.
+        assert_eq!(
+            touch("Query", "INSERT INTO t_7.a SELECT * FROM lagless_moved_7.a"),
+            Touch::Unknown
+        );
+        assert_eq!(
+            touch("Query", "RENAME TABLE `t_7`.`a` TO `lagless_moved_70`.`a`"),
             Touch::Unknown
         );
         assert_eq!(

@@ -383,14 +383,7 @@ pub async fn start_channel(cx: &MoveContext, binlog: &(String, u64)) -> Result<(
     let channel = plan::channel_name(&cx.tenant);
     let mut target = cx.target_primary.conn().await?;
     let exists = channel_exists(&mut target, &channel).await?;
-    run(
-        &mut target,
-        &format!(
-            "SET @@default_master_connection = '{}'",
-            sql_quote(&channel)
-        ),
-    )
-    .await?;
+    use_channel(&mut target, &channel).await?;
     if exists {
         run(&mut target, "STOP SLAVE").await?;
     } else {
@@ -422,6 +415,15 @@ pub async fn start_channel(cx: &MoveContext, binlog: &(String, u64)) -> Result<(
     )
     .await?;
     run(&mut target, "START SLAVE").await
+}
+
+/// Makes `channel` the one this connection's replication statements name.
+pub(super) async fn use_channel(conn: &mut Conn, channel: &str) -> Result<(), String> {
+    run(
+        conn,
+        &format!("SET @@default_master_connection = '{}'", sql_quote(channel)),
+    )
+    .await
 }
 
 async fn channel_exists(conn: &mut Conn, channel: &str) -> Result<bool, String> {
