@@ -55,7 +55,7 @@ peak() {
 }
 
 run() { # label port threads workload ps-mode
-  local out="$WORK/$1.log"
+  local out="$WORK/$1-$4-$5.log"
   "${SB[@]}" --mysql-port="$2" --threads="$3" --time="$SECS" --report-interval=0 \
     --db-ps-mode="$5" "$4" run >"$out" 2>&1 &
   local pid=$!
@@ -90,15 +90,25 @@ for path in direct proxy; do
   done
 done
 
-python3 - "$PROXY_PORT" "$IDLE" <<'PY' &
-import sys, time, socket, pymysql
+# The errors that ended runs, once each.
+if grep -h '^FATAL' "$WORK"/*.log >/dev/null 2>&1; then
+  echo
+  echo "Errors:"
+  grep -h '^FATAL' "$WORK"/*.log | sort | uniq -c | sort -rn | head -5 | sed 's/^/    /'
+fi
+
+# Idle clients, logged in and then silent, opened by four processes at once.
+IDLE_PIDS=()
+for part in 1 2 3 4; do
+  python3 - "$PROXY_PORT" $((IDLE / 4)) <<'PY' &
+import sys, time, pymysql
 conns = []
 for _ in range(int(sys.argv[2])):
     conns.append(pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user="app", password="app-pass", database="app"))
-print("opened", len(conns), file=sys.stderr, flush=True)
-time.sleep(60)
+time.sleep(120)
 PY
-IDLE_PID=$!
+  IDLE_PIDS+=($!)
+done
 for _ in $(seq 600); do
   n=$(ls /proc/$PROXY_PID/fd 2>/dev/null | wc -l)
   [ "$n" -ge "$IDLE" ] && break
@@ -108,6 +118,6 @@ sleep 2
 RSS_KB=$(awk '/VmRSS/ {print $2}' /proc/$PROXY_PID/status)
 FDS=$(ls /proc/$PROXY_PID/fd | wc -l)
 SERVER=$("${ADMIN[@]}" -e "SHOW GLOBAL STATUS LIKE 'Threads_connected'" | awk '{print $2}')
-kill $IDLE_PID 2>/dev/null || true
+kill "${IDLE_PIDS[@]}" 2>/dev/null || true
 echo
 echo "Proxy RSS with $IDLE idle client connections: $((RSS_KB / 1024)) MiB ($FDS open descriptors; the server had $SERVER connections)."
