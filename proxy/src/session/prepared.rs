@@ -126,12 +126,19 @@ impl Session {
             .ok_or_else(|| ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))?
             .clone();
         let bound = self.backends.pool.config().statements_per_connection;
-        let scope = self.statement_scope();
+        let known = self
+            .slot(which)
+            .and_then(|s| s.statements.get(&cid).copied());
+        // Only a statement this connection has not mapped yet needs its scope.
+        let scope = match known {
+            Some(_) => 0,
+            None => self.statement_scope(),
+        };
         let slot = self
             .slot_mut(which)
             .ok_or_else(|| ErrPacket::backend_unavailable("no backend"))?;
-        let backend = match slot.statements.get(&cid) {
-            Some(b) => *b,
+        let backend = match known {
+            Some(b) => b,
             None => prepare_on(slot, cid, (&stmt.prepare, scope), bound).await?,
         };
         let mut out = payload.to_vec();
