@@ -333,13 +333,13 @@ async fn prepared_statements_run_on_whichever_connection_a_session_gets() {
     }
     // Statements stay prepared on the proxy's two connections for whichever session lands
     // there: the server prepared each client's two statements once (16) and each text on
-    // each connection a few times, not once per execution that changed connection (up to
-    // 480 more).
+    // each connection again only when the bound of 20 had closed it (the clients' own
+    // prepares add copies), not once per execution that changed connection (up to 480 more).
     let prepared = prepares(&mut admin).await.saturating_sub(before);
     eprintln!(
         "the server prepared {prepared} statements for 16 client prepares and 480 executions"
     );
-    assert!((16..=48).contains(&prepared), "{prepared}");
+    assert!((16..=120).contains(&prepared), "{prepared}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
