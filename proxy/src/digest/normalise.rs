@@ -16,6 +16,7 @@
 //!   identifiers are kept as written.
 
 use crate::route::SqlMode;
+use crate::route::classify::lexer::closing_quote;
 
 /// FNV-1a, 64 bits: a few instructions per byte and no state beyond one word, which lets a
 /// group's hash be set back when a repeated group is dropped.
@@ -212,21 +213,16 @@ impl<'a> Scanner<'a> {
     fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) -> &'a [u8] {
         let src = self.src;
         let start = self.pos + 1;
-        let mut i = start;
-        while let Some(&b) = src.get(i) {
-            if b == b'\\' && backslash_escapes {
-                i += 2;
-            } else if b != quote {
-                i += 1;
-            } else if src.get(i + 1) == Some(&quote) {
-                i += 2;
-            } else {
-                self.pos = i + 1;
-                return &src[start..i];
+        match closing_quote(src, start, quote, backslash_escapes) {
+            Some(end) => {
+                self.pos = end + 1;
+                src.get(start..end).unwrap_or_default()
+            }
+            None => {
+                self.pos = src.len();
+                src.get(start..).unwrap_or_default()
             }
         }
-        self.pos = src.len();
-        src.get(start..).unwrap_or_default()
     }
 
     fn string(&mut self, quote: u8, escapes: bool) -> Tok<'a> {

@@ -140,22 +140,10 @@ impl<'a> Lexer<'a> {
     /// Reads a quoted run opening at `pos`; a doubled quote stands for itself. `None` when
     /// the input ends first.
     fn quoted(&mut self, quote: u8, backslash_escapes: bool) -> Option<&'a [u8]> {
-        let src = self.src;
         let start = self.pos + 1;
-        let mut i = start;
-        loop {
-            let b = *src.get(i)?;
-            if b == b'\\' && backslash_escapes {
-                i += 2;
-            } else if b != quote {
-                i += 1;
-            } else if src.get(i + 1) == Some(&quote) {
-                i += 2;
-            } else {
-                self.pos = i + 1;
-                return src.get(start..i);
-            }
-        }
+        let end = closing_quote(self.src, start, quote, backslash_escapes)?;
+        self.pos = end + 1;
+        self.src.get(start..end)
     }
 
     /// Lexes `@name`, `@'name'` or `@@[scope.]name` at `pos`.
@@ -249,5 +237,30 @@ impl<'a> Lexer<'a> {
             self.pos += 1;
         }
         self.in_exec_comment = true;
+    }
+}
+
+/// Where a quoted run whose text begins at `start` ends: the index of its closing `quote`. A
+/// doubled quote stands for itself, and with `backslash_escapes` a backslash takes the next
+/// byte with it. `None` when the input ends first. (The digests' normaliser reads quotes the
+/// same way.)
+pub(crate) fn closing_quote(
+    src: &[u8],
+    start: usize,
+    quote: u8,
+    backslash_escapes: bool,
+) -> Option<usize> {
+    let mut i = start;
+    loop {
+        let b = *src.get(i)?;
+        if b == b'\\' && backslash_escapes {
+            i += 2;
+        } else if b != quote {
+            i += 1;
+        } else if src.get(i + 1) == Some(&quote) {
+            i += 2;
+        } else {
+            return Some(i);
+        }
     }
 }

@@ -12,7 +12,7 @@
 
 mod hints;
 mod keywords;
-mod lexer;
+pub(crate) mod lexer;
 mod parser;
 mod rules;
 mod schemas;
