@@ -131,6 +131,7 @@ pub struct Metrics {
     pool_wait: Histogram,
     multiplex_parks: Counter,
     multiplex_holds: Family<ReasonLabels, Counter>,
+    multiplex_holding: Family<ReasonLabels, Gauge>,
     topology_epoch: Gauge<u64, AtomicU64>,
     topology_reloads: Family<ResultLabels, Counter>,
     write_hold: Histogram,
@@ -175,6 +176,25 @@ impl Drop for ClientConnectionGuard {
     }
 }
 
+/// A session counted in `lagless_multiplex_sessions_holding` while it lives.
+#[derive(Debug)]
+pub struct HoldingGuard {
+    reason: &'static str,
+    gauge: Gauge,
+}
+
+impl HoldingGuard {
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl Drop for HoldingGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -211,6 +231,7 @@ impl Metrics {
             pool_wait: latency_histogram(),
             multiplex_parks: Counter::default(),
             multiplex_holds: Family::default(),
+            multiplex_holding: Family::default(),
             topology_epoch: Gauge::default(),
             topology_reloads: Family::default(),
             write_hold: latency_histogram(),
@@ -428,6 +449,12 @@ impl Metrics {
             "Commands after which a multiplexing session kept its connections, by reason",
             self.multiplex_holds.clone(),
         );
+        r.register(
+            "multiplex_sessions_holding",
+            "Multiplexing sessions holding their connections between commands now, by reason \
+             (over client_connections_open: the share of sessions that cannot be multiplexed)",
+            self.multiplex_holding.clone(),
+        );
     }
 
     fn register_topology_metrics(&mut self) {
@@ -520,6 +547,17 @@ impl Metrics {
         self.multiplex_holds
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// A multiplexing session holds its connections between commands, for `reason`, until
+    /// the guard drops.
+    pub fn multiplex_holding(&self, reason: &'static str) -> HoldingGuard {
+        let gauge = self
+            .multiplex_holding
+            .get_or_create(&ReasonLabels { reason })
+            .clone();
+        gauge.inc();
+        HoldingGuard { reason, gauge }
     }
 
     /// Records how long a session waited for a place in a full pool.

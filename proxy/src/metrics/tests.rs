@@ -151,6 +151,26 @@ fn client_connections_count_and_guard_decrements() {
 }
 
 #[test]
+fn sessions_holding_connections_are_counted_while_their_guard_lives() {
+    let m = Metrics::new();
+    let pinned = m.multiplex_holding("pinned");
+    let tx = m.multiplex_holding("transaction");
+    let series = |reason: &str| {
+        sample(
+            &m.encode(),
+            &format!("lagless_multiplex_sessions_holding{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(series("pinned"), Some(1.0));
+    assert_eq!(pinned.reason(), "pinned");
+    drop(pinned);
+    assert_eq!(series("pinned"), Some(0.0));
+    assert_eq!(series("transaction"), Some(1.0));
+    drop(tx);
+    assert_eq!(series("transaction"), Some(0.0));
+}
+
+#[test]
 fn client_connection_errors_by_reason() {
     let m = Metrics::new();
     m.client_connection_error("auth");

@@ -119,6 +119,8 @@ pub struct Session {
     /// The command just run left something the next one may read on its connection alone
     /// (see `multiplex::leaves_for_next`).
     for_next: bool,
+    /// Why a multiplexing session holds its connections between commands, counted while so.
+    holding: Option<crate::metrics::HoldingGuard>,
     /// The current read waited for its replica to apply a position (for the digests).
     read_waited: bool,
     control: Arc<kill::SessionControl>,
@@ -167,6 +169,7 @@ impl Session {
             failed: false,
             last_error: None,
             for_next: false,
+            holding: None,
             read_waited: false,
             control,
         }

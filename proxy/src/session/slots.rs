@@ -70,6 +70,7 @@ impl Session {
     /// free.
     pub(super) fn park_if_free(&mut self) {
         if self.primary.is_none() && self.replica.is_none() {
+            self.holding = None;
             return;
         }
         if !self.backends.pool.config().multiplexes(&self.login.user) {
@@ -92,8 +93,13 @@ impl Session {
         };
         if let Some(why) = multiplex::holds(&facts) {
             self.shared.metrics.multiplex_held(why);
+            if self.holding.as_ref().map(|g| g.reason()) != Some(why) {
+                self.holding = None;
+                self.holding = Some(self.shared.metrics.multiplex_holding(why));
+            }
             return;
         }
+        self.holding = None;
         self.shared.metrics.multiplex_parked();
         let sig = self.state.signature();
         if let Some(slot) = self.primary.take() {

@@ -20,7 +20,7 @@ async fn login(h: &Harness, extra_caps: u32) -> Raw {
 }
 
 /// Sends a command and reads its whole response.
-async fn call(
+pub(crate) async fn call(
     s: &mut Raw,
     payload: &[u8],
     kind: ResponseKind,
@@ -40,7 +40,7 @@ async fn call(
     }
 }
 
-fn cmd(command: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn cmd(command: u8, body: &[u8]) -> Vec<u8> {
     let mut v = vec![command];
     v.extend_from_slice(body);
     v

@@ -163,7 +163,21 @@ async fn state_that_lives_on_a_connection_keeps_the_session_there() {
         .await
         .unwrap();
     assert_eq!(n, Some(1));
+    // The pinned session is counted as such while it lives.
+    let admin_http = h.admin.unwrap();
+    let holding = |reason: &'static str| {
+        super::support::metric_sum(admin_http, "lagless_multiplex_sessions_holding", reason)
+    };
+    assert_eq!(holding("reason=\"pinned\"").await, 1.0);
     temp.disconnect().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while holding("reason=\"pinned\"").await != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a pinned session that left is still counted"
+        );
+        pause().await;
+    }
 
     // A user lock: released by the connection that took it.
     let mut locker = h.app().await;
@@ -387,4 +401,62 @@ async fn a_statement_prepared_in_one_database_never_serves_another() {
         let v: Option<String> = second.exec_first(&b, ()).await.unwrap();
         assert_eq!(v.as_deref(), Some("two"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_cursor_keeps_its_session_on_one_connection_until_it_is_read() {
+    use lagless_proxy::protocol::constants::{com, status};
+    use lagless_proxy::protocol::response::ResponseKind;
+
+    use super::commands::{call, cmd};
+
+    let h = multiplexing(4).await;
+    let admin_http = h.admin.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners = churn(&h, 2, stop.clone());
+    let mut s = super::support::raw_login(h.port(), 0, 0).await.0;
+    let (t, _) = call(
+        &mut s,
+        &cmd(com::STMT_PREPARE, b"SELECT seq FROM seq_1_to_10"),
+        ResponseKind::Prepare,
+        0,
+    )
+    .await;
+    let id = t.prepare.unwrap().statement_id;
+    // Executed with CURSOR_TYPE_READ_ONLY: the rows stay on the server that opened it, and
+    // every FETCH must reach that connection while the others are busy with other sessions.
+    let mut exec = vec![com::STMT_EXECUTE];
+    exec.extend_from_slice(&id.to_le_bytes());
+    exec.push(1);
+    exec.extend_from_slice(&1u32.to_le_bytes());
+    let (t, packets) = call(&mut s, &exec, ResponseKind::Execute, 0).await;
+    assert!(t.error.is_none(), "{packets:?}");
+    assert!(t.status.unwrap() & status::CURSOR_EXISTS != 0);
+    let mut rows = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            super::support::metric_sum(
+                admin_http,
+                "lagless_multiplex_sessions_holding",
+                "reason=\"open cursor\""
+            )
+            .await,
+            1.0,
+            "the cursor's session is counted as holding its connection"
+        );
+        let mut fetch = vec![com::STMT_FETCH];
+        fetch.extend_from_slice(&id.to_le_bytes());
+        fetch.extend_from_slice(&3u32.to_le_bytes());
+        let (t, packets) = call(&mut s, &fetch, ResponseKind::Fetch, 0).await;
+        assert!(t.error.is_none(), "{packets:?}");
+        rows += packets.len() - 1;
+        if t.status.unwrap() & status::LAST_ROW_SENT != 0 {
+            break;
+        }
+        assert!(rows <= 10);
+    }
+    assert_eq!(rows, 10);
+    let ran = stop_churn(&stop, churners).await;
+    assert!(ran > 0, "the other sessions ran meanwhile");
 }
