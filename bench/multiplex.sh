@@ -5,6 +5,8 @@
 #
 #   bench/multiplex.sh [THREADS] [SECONDS] [IDLE]      (defaults 2000, 10 and 10000)
 #
+# LOGS=DIR keeps sysbench's logs there.
+#
 # Reported per workload: transactions a second, errors (sysbench's fatal ones; deadlocks that
 # sysbench retries by default are counted apart: 2,000 writers on 400,000 rows meet in
 # InnoDB), and the most connections the server had at once (sampled every 200 ms). Prints a Markdown section for bench/RESULTS.md.
@@ -14,7 +16,7 @@ THREADS=${1:-2000}
 SECS=${2:-10}
 IDLE=${3:-10000}
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${LOGS:-}" ] && mkdir -p "$LOGS" && cp "$WORK"/*.log "$LOGS"/; rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet -p lagless-proxy
 cargo build --release --quiet -p lagless-tests --bin lagless-kit

@@ -230,6 +230,16 @@ pub struct Args {
     )]
     pub monitor_interval_ms: u64,
 
+    /// Where `START TRANSACTION READ ONLY` runs: on a replica that satisfies the session's
+    /// consistency mode when it starts (`replica`), or on the primary (`primary`).
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_READ_ONLY_TRANSACTIONS",
+        value_enum,
+        default_value = "replica"
+    )]
+    pub read_only_transactions: ReadOnlyTransactions,
+
     /// Query digests: statements counted by fingerprint, at `/digests` and `/metrics`
     /// (on or off; off computes nothing).
     #[arg(long, env = "LAGLESS_PROXY_DIGESTS", value_enum, default_value = "on")]
@@ -257,6 +267,13 @@ pub struct Args {
 pub enum Switch {
     On,
     Off,
+}
+
+/// Where read-only transactions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadOnlyTransactions {
+    Replica,
+    Primary,
 }
 
 /// The settings the proxy runs with.
@@ -305,6 +322,8 @@ pub struct Config {
     pub topology_poll: Duration,
     pub pool: PoolConfig,
     pub digests: DigestConfig,
+    /// `START TRANSACTION READ ONLY` may run on a replica.
+    pub read_only_on_replicas: bool,
 }
 
 impl Config {
@@ -345,6 +364,7 @@ impl Config {
             topology_poll: Duration::from_secs(2),
             pool: PoolConfig::default(),
             digests: DigestConfig::default(),
+            read_only_on_replicas: true,
         }
     }
 
@@ -461,6 +481,7 @@ impl TryFrom<Args> for Config {
         c.pool.multiplex = a.multiplex == "on";
         c.pool.multiplex_except = a.no_multiplex_users;
         c.pool.statements_per_connection = a.statements_per_connection.max(1);
+        c.read_only_on_replicas = a.read_only_transactions == ReadOnlyTransactions::Replica;
         c.digests = DigestConfig {
             enabled: a.digests == Switch::On,
             capacity: a.digest_limit,

@@ -34,6 +34,15 @@ pub enum Route {
     Read { mode: Option<ConsistencyMode> },
     /// The replica connection the previous statement ran on (diagnostics about it).
     LastReplica,
+    /// The replica connection whose `READ ONLY` transaction the statement belongs to.
+    InReplicaTransaction,
+    /// A statement a replica's `READ ONLY` transaction cannot hold (a write, a lock, session
+    /// state), while that transaction has read nothing yet: it is rolled back there and
+    /// opened on the primary, where the statement runs.
+    LeaveReplicaTransaction,
+    /// Such a statement once the transaction has read: refused, as the transaction's reads
+    /// were served by the replica and cannot continue elsewhere.
+    RefuseInReplicaTransaction,
 }
 
 impl Route {
@@ -55,12 +64,63 @@ pub fn route(state: &SessionState, c: &Classification, sql: &[u8]) -> Route {
     if let Some(cmd) = &c.lagless {
         return Route::Lagless(cmd.clone());
     }
+    if starts_replica_transaction(state, c, sql) {
+        return Route::Read {
+            mode: c.hint.or(state.consistency),
+        };
+    }
     backend_route(state, c, sql)
+}
+
+/// Whether a COM_QUERY statement opens a `READ ONLY` transaction a replica may serve: a lone
+/// `START TRANSACTION READ ONLY` in autocommit, outside a transaction, in a session not bound
+/// to its primary connection.
+fn starts_replica_transaction(state: &SessionState, c: &Classification, sql: &[u8]) -> bool {
+    state.read_only_on_replicas
+        && c.effects.begins_transaction
+        && c.effects.read_only_transaction
+        && c.route_hint != Some(crate::route::RouteHint::Primary)
+        && state.autocommit
+        && !state.in_transaction
+        && state.replica_transaction.is_none()
+        && state.replay_begin.is_none()
+        && state.pinned.is_none()
+        && is_lone_begin_sql(sql)
+}
+
+/// Whether a statement can run in a `READ ONLY` transaction on a replica: reads, and the
+/// `COMMIT` or `ROLLBACK` that ends it. Anything that writes, locks, opens another
+/// transaction or changes session state belongs on the primary.
+pub fn stays_in_replica_transaction(c: &Classification) -> bool {
+    let e = &c.effects;
+    let reads = c.target != Target::Primary
+        || (e.ends_transaction && !e.begins_transaction && c.route_hint.is_none());
+    reads
+        && !e.begins_transaction
+        && e.autocommit.is_none()
+        && !e.creates_temp_table
+        && !e.locks_tables
+        && !e.unlocks_tables
+        && !e.user_lock
+        && !e.user_variable_write
+        && e.session_set.is_none()
+        && !e.reads_connection
+        && !e.calc_found_rows
+        && c.lagless.is_none()
 }
 
 /// Where a statement that runs on a backend goes (a COM_QUERY or a prepared statement's
 /// execution); `sql` is its text.
 pub fn backend_route(state: &SessionState, c: &Classification, sql: &[u8]) -> Route {
+    if let Some(tx) = &state.replica_transaction {
+        return if stays_in_replica_transaction(c) {
+            Route::InReplicaTransaction
+        } else if tx.fresh {
+            Route::LeaveReplicaTransaction
+        } else {
+            Route::RefuseInReplicaTransaction
+        };
+    }
     let target = if reads_last_insert(state, c, sql) {
         Target::Primary
     } else {
@@ -140,6 +200,19 @@ pub struct Effects {
     pub auto_is_null: Option<bool>,
     /// A `SET` to replay, also on the session's other connection.
     pub replay: Option<ReplaySet>,
+    /// What became of a `READ ONLY` transaction on the replica connection.
+    pub replica_transaction: Option<ReplicaTxn>,
+}
+
+/// A replica's `READ ONLY` transaction after a statement ran on that replica connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaTxn {
+    /// It was opened, by this statement (its COM_QUERY payload).
+    Began(Bytes),
+    /// A statement ran in it: it is no longer fresh.
+    Used,
+    /// It is over.
+    Ended,
 }
 
 /// The command a statement came in.
@@ -168,6 +241,7 @@ pub fn after(
         fx.transaction = Some((st & status::IN_TRANS != 0, st & status::AUTOCOMMIT != 0));
     }
     let e = &c.effects;
+    fx.replica_transaction = replica_transaction_after(state, outcome, command);
     if outcome.error.is_some() {
         // A multi-statement payload may have run part-way; pin when any part could have left
         // state behind.
@@ -233,6 +307,30 @@ pub fn after(
     fx
 }
 
+/// What a statement that ran on the replica connection did to a `READ ONLY` transaction
+/// there, read from the status flags of its response (an error, which carries none, leaves
+/// an open one open, but no longer fresh).
+fn replica_transaction_after(
+    state: &SessionState,
+    outcome: &Outcome,
+    command: Command<'_>,
+) -> Option<ReplicaTxn> {
+    if outcome.ran_on != BackendRole::Replica {
+        return None;
+    }
+    let open = state.replica_transaction.is_some();
+    match outcome.status {
+        None => open.then_some(ReplicaTxn::Used),
+        Some(st) if st & status::IN_TRANS == 0 => open.then_some(ReplicaTxn::Ended),
+        Some(_) if open => Some(ReplicaTxn::Used),
+        Some(_) => match command {
+            Command::Query(payload) => Some(ReplicaTxn::Began(payload.clone())),
+            // Only a COM_QUERY starts one there (see `starts_replica_transaction`).
+            Command::Execute | Command::BulkExecute => None,
+        },
+    }
+}
+
 impl SessionState {
     /// Makes the plain changes of `fx`. Returns the reason when it pinned the session just now.
     pub fn apply(&mut self, fx: &Effects) -> Option<&'static str> {
@@ -251,6 +349,21 @@ impl SessionState {
         }
         if let Some(on) = fx.auto_is_null {
             self.auto_is_null = on;
+        }
+        match &fx.replica_transaction {
+            Some(ReplicaTxn::Began(begin)) => {
+                self.replica_transaction = Some(super::state::ReplicaTransaction {
+                    begin: begin.clone(),
+                    fresh: true,
+                });
+            }
+            Some(ReplicaTxn::Used) => {
+                if let Some(tx) = self.replica_transaction.as_mut() {
+                    tx.fresh = false;
+                }
+            }
+            Some(ReplicaTxn::Ended) => self.replica_transaction = None,
+            None => {}
         }
         if let Some(set) = &fx.replay {
             self.replay_sets_autocommit |= set.sets_autocommit;
@@ -280,11 +393,14 @@ pub fn sql_mode_after(mode: SqlMode, status: Option<u16>) -> SqlMode {
 /// Whether a COM_QUERY payload is one `BEGIN [WORK]` or `START TRANSACTION [...]` and nothing
 /// else: a transaction opened by it holds no work until its next statement.
 pub fn is_lone_begin(payload: &[u8]) -> bool {
-    let Some(sql) = payload
+    payload
         .split_first()
-        .filter(|(cmd, _)| **cmd == com::QUERY)
-        .and_then(|(_, sql)| std::str::from_utf8(sql).ok())
-    else {
+        .is_some_and(|(cmd, sql)| *cmd == com::QUERY && is_lone_begin_sql(sql))
+}
+
+/// [`is_lone_begin`] for a statement's text.
+pub fn is_lone_begin_sql(sql: &[u8]) -> bool {
+    let Ok(sql) = std::str::from_utf8(sql) else {
         return false;
     };
     let sql = sql.trim().trim_end_matches(';').trim_end();

@@ -27,6 +27,7 @@ pub mod own_results;
 mod prepared;
 pub mod proxy_state;
 mod relay_failure;
+mod replica_transaction;
 mod run;
 mod slots;
 pub mod state;
@@ -51,6 +52,7 @@ use crate::session::proxy_state::ProxyState;
 use consistent::ReadyRead;
 use decide::{Command, Route};
 use login::Login;
+use replica_transaction::replica_transaction_refusal;
 use run::Run;
 use state::SessionState;
 
@@ -146,6 +148,8 @@ impl Session {
             .take()
             .unwrap_or_else(|| (shared.backends.clone(), crate::tenant::Owner::Global));
         let tenant_attribute = tenant_attribute(&shared, &login);
+        let mut state = SessionState::new(login.database.clone(), shared.global_sql_mode());
+        state.read_only_on_replicas = shared.config.read_only_on_replicas;
         Self {
             backends,
             owner,
@@ -156,7 +160,7 @@ impl Session {
             reroutable: false,
             reroute: None,
             writes_elsewhere: Vec::new(),
-            state: SessionState::new(login.database.clone(), shared.global_sql_mode()),
+            state,
             shared,
             client,
             login,
@@ -549,9 +553,27 @@ impl Session {
                 )
                 .await?
             }
-            Route::LastReplica => {
+            Route::LastReplica | Route::InReplicaTransaction => {
                 self.run_on(BackendRole::Replica, &payload, ResponseKind::Query, None)
                     .await?
+            }
+            Route::LeaveReplicaTransaction => {
+                self.leave_replica_transaction().await;
+                let how = Run {
+                    retry_read_only: true,
+                    ..Run::default()
+                };
+                self.run_on_with(
+                    BackendRole::Primary,
+                    &payload,
+                    ResponseKind::Query,
+                    None,
+                    how,
+                )
+                .await?
+            }
+            Route::RefuseInReplicaTransaction => {
+                return self.reply_err(&replica_transaction_refusal()).await;
             }
         };
         let ran = outcome.as_ref().map(|(which, tracker)| (*which, tracker));

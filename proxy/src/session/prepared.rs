@@ -205,7 +205,14 @@ impl Session {
                 _ if stmt.long_data => (BackendRole::Primary, false),
                 Route::Read { mode } => (self.choose_for_read(mode).await?, false),
                 Route::Primary { retry_read_only } => (BackendRole::Primary, retry_read_only),
-                Route::LastReplica => (BackendRole::Replica, false),
+                Route::LastReplica | Route::InReplicaTransaction => (BackendRole::Replica, false),
+                Route::LeaveReplicaTransaction => {
+                    self.leave_replica_transaction().await;
+                    (BackendRole::Primary, true)
+                }
+                Route::RefuseInReplicaTransaction => {
+                    return self.reply_err(&super::replica_transaction_refusal()).await;
+                }
                 // Never answered by the proxy: it prepared nothing it would answer itself.
                 Route::Kill(_) | Route::RefuseKill | Route::Lagless(_) => {
                     (BackendRole::Primary, false)

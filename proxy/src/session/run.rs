@@ -61,7 +61,9 @@ impl Session {
         let mut which = wanted;
         // A plain query carries no backend-specific ids and may be re-sent elsewhere; so may a
         // statement command, which is mapped again for the next connection.
-        let may_retry = payload.first() == Some(&com::QUERY) || map_statement;
+        // Not in a transaction that lives on a replica connection: it ends with it.
+        let may_retry = (payload.first() == Some(&com::QUERY) || map_statement)
+            && self.state.replica_transaction.is_none();
         // Dead idle connections are replaced without using up the retries.
         let mut stale_connections = 0;
         let mut attempt = 0;
@@ -78,8 +80,10 @@ impl Session {
                     return Ok(None);
                 }
             };
-            let movable = which == BackendRole::Replica
-                || (!self.state.in_transaction && self.state.pinned.is_none());
+            let movable = match which {
+                BackendRole::Replica => self.state.replica_transaction.is_none(),
+                BackendRole::Primary => !self.state.in_transaction && self.state.pinned.is_none(),
+            };
             // A connection the server closed while it sat idle (killed, restarted, timed out):
             // nothing was sent on it, so take a fresh one.
             if let Some(slot) = self.slot_mut(which)

@@ -83,7 +83,7 @@ impl Session {
             long_data |= s.long_data;
         }
         let facts = multiplex::HoldFacts {
-            in_transaction: self.state.in_transaction,
+            in_transaction: self.state.in_transaction || self.state.replica_transaction.is_some(),
             pinned: self.state.pinned.is_some(),
             replay_begin: self.state.replay_begin.is_some(),
             sticky: self.state.sticky.is_some(),
@@ -156,9 +156,12 @@ impl Session {
             // it); whether the server is down is for connection attempts and the monitor.
             tracing::warn!(id = self.id, backend = %slot.addr, why, "session lost a backend connection");
         }
-        if which == BackendRole::Primary {
-            self.state.in_transaction = false;
-            self.state.pinned = None;
+        match which {
+            BackendRole::Primary => {
+                self.state.in_transaction = false;
+                self.state.pinned = None;
+            }
+            BackendRole::Replica => self.state.replica_transaction = None,
         }
     }
 
@@ -169,6 +172,20 @@ impl Session {
         wanted: BackendRole,
     ) -> Result<BackendRole, ErrPacket> {
         match wanted {
+            BackendRole::Replica if self.state.replica_transaction.is_some() => {
+                // The transaction lives on this connection, whatever the topology says now:
+                // its reads stay consistent as of its start.
+                if self.replica.is_none() {
+                    self.state.replica_transaction = None;
+                    return Err(ErrPacket::new(
+                        1927,
+                        "70100",
+                        "Connection was killed: the replica serving this read-only transaction was lost",
+                    ));
+                }
+                self.sync_database(BackendRole::Replica).await?;
+                Ok(BackendRole::Replica)
+            }
             BackendRole::Replica => {
                 // Replicas are chosen (with consistency checked) by `choose_for_read`; here a
                 // replica connection is only kept while it is still a healthy replica.

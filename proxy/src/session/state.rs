@@ -10,6 +10,16 @@ use super::statements::Statements;
 use crate::gtid::GtidSet;
 use crate::route::{ConsistencyMode, SqlMode};
 
+/// A `READ ONLY` transaction served by a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaTransaction {
+    /// The statement that opened it (COM_QUERY payload), to open it on the primary instead
+    /// while it is fresh.
+    pub begin: Bytes,
+    /// Nothing but its start has run in it: it has read nothing, so it can still move.
+    pub fresh: bool,
+}
+
 /// The session's state. [`Default`] is a session that just logged in without a database.
 #[derive(Debug)]
 pub struct SessionState {
@@ -24,6 +34,11 @@ pub struct SessionState {
     pub fresh_begin: Option<Bytes>,
     /// A `fresh_begin` to run on the next primary connection before the statement at hand.
     pub replay_begin: Option<Bytes>,
+    /// The `READ ONLY` transaction open on the session's replica connection, if any.
+    pub replica_transaction: Option<ReplicaTransaction>,
+    /// `START TRANSACTION READ ONLY` may run on a replica (the proxy's
+    /// `--read-only-transactions`).
+    pub read_only_on_replicas: bool,
     pub autocommit: bool,
     /// Why the session is bound to its primary connection for good, if it is.
     pub pinned: Option<&'static str>,
@@ -60,6 +75,8 @@ impl Default for SessionState {
             in_transaction: false,
             fresh_begin: None,
             replay_begin: None,
+            replica_transaction: None,
+            read_only_on_replicas: false,
             autocommit: true,
             pinned: None,
             sticky: None,
@@ -99,7 +116,9 @@ impl SessionState {
     /// Drops everything the session built up, as COM_RESET_CONNECTION promises: the SQL mode
     /// goes back to the server's global one; the default database stays, as on a server.
     pub fn reset(&mut self, sql_mode: SqlMode) {
+        let read_only_on_replicas = self.read_only_on_replicas;
         *self = Self::new(self.database.take(), sql_mode);
+        self.read_only_on_replicas = read_only_on_replicas;
     }
 }
 

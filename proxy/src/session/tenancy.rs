@@ -102,7 +102,9 @@ impl Session {
             creation,
             // Outside a transaction nothing is lost by running the statement again elsewhere
             // when the server says the tenant's data is not there.
-            reroutable: !self.held() && !self.state.in_transaction,
+            reroutable: !self.held()
+                && !self.state.in_transaction
+                && self.state.replica_transaction.is_none(),
         }))
     }
 
@@ -129,7 +131,13 @@ impl Session {
     /// The session has a transaction past its `BEGIN`, or state that cannot move.
     fn held(&self) -> bool {
         let movable = self.state.fresh_begin.is_some() && self.state.pinned.is_none();
-        (self.state.in_transaction && !movable) || self.state.pinned.is_some()
+        (self.state.in_transaction && !movable)
+            || self.state.pinned.is_some()
+            || self
+                .state
+                .replica_transaction
+                .as_ref()
+                .is_some_and(|t| !t.fresh)
     }
 
     /// Binds the session to `owner`'s cluster. Outside a transaction and pinned state it may
@@ -138,19 +146,33 @@ impl Session {
     /// moves with it; any other stays with its tenant.
     fn enter(&mut self, owner: Owner, backends: Arc<Backends>) -> Result<(), ErrPacket> {
         let same_cluster = Arc::ptr_eq(&self.backends, &backends);
+        // A read-only transaction on a replica is a transaction like any other here; while it
+        // has read nothing it moves as a lone BEGIN does.
+        if let Some(tx) = &self.state.replica_transaction
+            && tx.fresh
+            && !same_cluster
+        {
+            self.state.in_transaction = true;
+            self.state.fresh_begin = Some(tx.begin.clone());
+            self.state.replica_transaction = None;
+        }
+        let in_replica_transaction = self.state.replica_transaction.is_some();
         let movable = self.state.in_transaction
             && self.state.fresh_begin.is_some()
             && self.state.pinned.is_none();
-        if self.state.in_transaction && !movable {
+        if (self.state.in_transaction && !movable) || in_replica_transaction {
             decide::check_transaction(Some(&self.owner), &owner).map_err(|r| r.to_err())?;
         }
         if same_cluster {
-            if !self.state.in_transaction || movable {
+            if (!self.state.in_transaction || movable) && !in_replica_transaction {
                 self.owner = owner;
             }
             return Ok(());
         }
-        if self.state.pinned.is_some() || (self.state.in_transaction && !movable) {
+        if self.state.pinned.is_some()
+            || (self.state.in_transaction && !movable)
+            || in_replica_transaction
+        {
             return Err(ErrPacket::new(
                 1105,
                 "HY000",
@@ -158,7 +180,7 @@ impl Session {
                     "lagless: {} is on another cluster than this session's {}; its state \
                      cannot move there",
                     decide::describe(&owner),
-                    if self.state.in_transaction {
+                    if self.state.in_transaction || in_replica_transaction {
                         "transaction"
                     } else {
                         "pinned session state (temporary tables, locks or variables)"

@@ -19,6 +19,10 @@ const STRICT_TARGET: u64 = 50_000;
 /// What a slow machine must manage before the deadline: still thousands of strict reads,
 /// racing writers and faults, each one checked.
 const STRICT_MIN: u64 = 10_000;
+/// Read-only transactions (each a start, a read and a commit) to run through both proxies,
+/// and what a slow machine must manage.
+const RO_TRANSACTIONS: u64 = 10_000;
+const RO_TRANSACTIONS_MIN: u64 = 3_000;
 /// Session-mode reads (each right after its own write) and how many of them replicas must
 /// serve, reached however long a slow machine takes (up to [`SESSION_MAX`]).
 const SESSION_READS: u64 = 500;
@@ -70,7 +74,24 @@ async fn faults(h: &Harness, stop: &AtomicBool) {
     }
 }
 
-async fn reader(opts: Opts, r: usize, s: Arc<Shared>, mode: &'static str, target: u64) {
+/// How readers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// One autocommit `SELECT`.
+    Plain,
+    /// A `SELECT` inside `START TRANSACTION READ ONLY … COMMIT`: the floor is taken before the
+    /// transaction starts.
+    ReadOnlyTransaction,
+}
+
+async fn reader(
+    opts: Opts,
+    r: usize,
+    s: Arc<Shared>,
+    mode: &'static str,
+    target: u64,
+    reads: Reads,
+) {
     let mut c = Conn::new(opts).await.unwrap();
     c.query_drop(format!("SET lagless_consistency = '{mode}'"))
         .await
@@ -80,11 +101,17 @@ async fn reader(opts: Opts, r: usize, s: Arc<Shared>, mode: &'static str, target
         let w = i % WRITERS;
         i += 1;
         let floor = s.acked[w].load(Ordering::SeqCst);
+        if reads == Reads::ReadOnlyTransaction {
+            c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+        }
         let got: i64 = c
             .query_first(format!("SELECT v FROM counter WHERE id = {w}"))
             .await
             .unwrap()
             .unwrap();
+        if reads == Reads::ReadOnlyTransaction {
+            c.query_drop("COMMIT").await.unwrap();
+        }
         s.reads.fetch_add(1, Ordering::Relaxed);
         if got < floor {
             s.violations.fetch_add(1, Ordering::Relaxed);
@@ -101,6 +128,7 @@ async fn check(
     mode: &'static str,
     target: u64,
     max: Duration,
+    reads: Reads,
 ) -> Outcome {
     let s = Arc::new(Shared {
         acked: (0..WRITERS).map(|_| AtomicI64::new(0)).collect(),
@@ -125,7 +153,7 @@ async fn check(
     }
     for (r, opts) in read_opts.into_iter().enumerate() {
         let s = s.clone();
-        tasks.push(tokio::spawn(reader(opts, r, s, mode, target)));
+        tasks.push(tokio::spawn(reader(opts, r, s, mode, target, reads)));
     }
     let started = Instant::now();
     let fault_stop = AtomicBool::new(false);
@@ -184,6 +212,7 @@ async fn strict_reads_are_never_stale_across_two_proxies() {
         "strict",
         STRICT_TARGET,
         Duration::from_secs(240),
+        Reads::Plain,
     )
     .await;
     eprintln!("strict: {out:?}");
@@ -210,6 +239,39 @@ async fn strict_reads_are_never_stale_across_two_proxies() {
     assert!(
         on_replicas >= (STRICT_MIN / 4) as f64,
         "only {on_replicas} strict reads through the first proxy were served by replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_read_only_transactions_are_never_stale_across_two_proxies() {
+    let h = delayed_cluster().await;
+    let second = crate::support::spawn_proxy_process(&h).await;
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        readers.push(h.opts("app", "app-pass", Some("app")));
+        readers.push(second.opts("app", "app-pass", Some("app")));
+    }
+    let out = check(
+        &h,
+        h.opts("app", "app-pass", Some("app")),
+        readers,
+        "strict",
+        RO_TRANSACTIONS,
+        Duration::from_secs(240),
+        Reads::ReadOnlyTransaction,
+    )
+    .await;
+    eprintln!("strict read-only transactions: {out:?}");
+    assert_eq!(out.violations, 0, "{out:?}");
+    assert!(out.reads >= RO_TRANSACTIONS_MIN, "{out:?}");
+    // Replicas served them: through the first proxy, thousands of the transactions'
+    // statements ran on replicas (each transaction is three).
+    let admin = h.admin.unwrap();
+    let on_replicas = metric_sum(admin, "lagless_statements_total", "route=\"replica\"").await;
+    eprintln!("statements on replicas through the first proxy: {on_replicas}");
+    assert!(
+        on_replicas >= (RO_TRANSACTIONS_MIN / 2) as f64,
+        "only {on_replicas} statements of read-only transactions ran on replicas"
     );
 }
 
@@ -318,6 +380,7 @@ async fn proxy_mode_reads_every_write_of_this_proxy() {
         "proxy",
         10_000,
         Duration::from_secs(120),
+        Reads::Plain,
     )
     .await;
     eprintln!("proxy: {out:?}");
@@ -343,6 +406,7 @@ async fn eventual_reads_do_go_stale_so_the_checker_can_see_it() {
         "eventual",
         5_000,
         Duration::from_secs(60),
+        Reads::Plain,
     )
     .await;
     eprintln!("eventual: {out:?}");

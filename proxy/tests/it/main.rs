@@ -12,6 +12,7 @@ mod limits;
 mod mariadb_suite;
 mod multiplex;
 mod pymysql;
+mod read_only_transactions;
 mod routing;
 mod suites;
 mod support;

@@ -70,7 +70,8 @@ async fn transactions_stay_on_the_primary_until_they_end() {
         .unwrap();
     for begin in [
         "BEGIN",
-        "START TRANSACTION READ ONLY",
+        // (READ ONLY runs on a replica: read_only_transactions.rs)
+        "/* lagless:route=primary */ START TRANSACTION READ ONLY",
         "START TRANSACTION WITH CONSISTENT SNAPSHOT",
         "XA START 'x1'",
     ] {

@@ -282,10 +282,22 @@ async fn tenants_are_placed_routed_and_read_without_staleness() {
             )
             .await
             .unwrap();
+        // Every other read in a read-only transaction (which follows the tenant to its
+        // cluster like a lone BEGIN).
+        let in_transaction = round % 2 == 1;
+        if in_transaction {
+            reader
+                .query_drop("START TRANSACTION READ ONLY")
+                .await
+                .unwrap();
+        }
         let seen: Option<String> = reader
             .query_first(format!("SELECT owner FROM t_{t}.items WHERE id = 1"))
             .await
             .unwrap();
+        if in_transaction {
+            reader.query_drop("COMMIT").await.unwrap();
+        }
         if seen.as_deref() != Some(format!("w{round}").as_str()) {
             stale += 1;
         }

@@ -414,3 +414,197 @@ fn the_sql_mode_follows_the_status_flags() {
         );
     }
 }
+
+#[test]
+fn read_only_transactions_start_on_replicas_and_keep_their_statements_there() {
+    let on = SessionState {
+        read_only_on_replicas: true,
+        ..state()
+    };
+    let off = state();
+    let in_txn = SessionState {
+        in_transaction: true,
+        read_only_on_replicas: true,
+        ..state()
+    };
+    let pinned = SessionState {
+        pinned: Some("user lock"),
+        read_only_on_replicas: true,
+        ..state()
+    };
+    let no_autocommit = SessionState {
+        autocommit: false,
+        read_only_on_replicas: true,
+        ..state()
+    };
+    let eventual = SessionState {
+        consistency: Some(ConsistencyMode::Eventual),
+        read_only_on_replicas: true,
+        ..state()
+    };
+    let read = |mode| Route::Read { mode };
+    let write = Route::Primary {
+        retry_read_only: true,
+    };
+    let starts: Vec<(&SessionState, &str, Route)> = vec![
+        (&on, "START TRANSACTION READ ONLY", read(None)),
+        (&on, "start transaction read only;", read(None)),
+        (
+            &on,
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            read(None),
+        ),
+        (
+            &eventual,
+            "START TRANSACTION READ ONLY",
+            read(Some(ConsistencyMode::Eventual)),
+        ),
+        (
+            &on,
+            "/* lagless:route=primary */ START TRANSACTION READ ONLY",
+            write.clone(),
+        ),
+        (&on, "START TRANSACTION", write.clone()),
+        (&on, "START TRANSACTION READ ONLY; SELECT 1", write.clone()),
+        (&off, "START TRANSACTION READ ONLY", write.clone()),
+        (&pinned, "START TRANSACTION READ ONLY", write.clone()),
+        (&no_autocommit, "START TRANSACTION READ ONLY", write.clone()),
+        (
+            &in_txn,
+            "START TRANSACTION READ ONLY",
+            Route::Primary {
+                retry_read_only: false,
+            },
+        ),
+    ];
+    for (s, sql, want) in starts {
+        let c = classify(sql.as_bytes());
+        assert_eq!(route(s, &c, sql.as_bytes()), want, "{sql}");
+    }
+
+    let begin = Bytes::from(q("START TRANSACTION READ ONLY"));
+    let in_replica = |fresh| SessionState {
+        replica_transaction: Some(super::super::state::ReplicaTransaction {
+            begin: begin.clone(),
+            fresh,
+        }),
+        read_only_on_replicas: true,
+        ..state()
+    };
+    let (fresh, used) = (in_replica(true), in_replica(false));
+    for sql in [
+        "SELECT * FROM t",
+        "SHOW WARNINGS",
+        "SELECT 1 FROM DUAL",
+        "COMMIT",
+        "ROLLBACK",
+    ] {
+        let c = classify(sql.as_bytes());
+        assert_eq!(
+            route(&used, &c, sql.as_bytes()),
+            Route::InReplicaTransaction,
+            "{sql}"
+        );
+    }
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT * FROM t LOCK IN SHARE MODE",
+        "SELECT GET_LOCK('x', 1)",
+        "SET @x = 1",
+        "SELECT @x := 1",
+        "SET NAMES latin1",
+        "CREATE TEMPORARY TABLE x (a INT)",
+        "BEGIN",
+        "COMMIT AND CHAIN",
+        "SELECT LAST_INSERT_ID()",
+        "SELECT SQL_CALC_FOUND_ROWS * FROM t",
+        "/* lagless:route=primary */ SELECT 1",
+    ] {
+        let c = classify(sql.as_bytes());
+        assert_eq!(
+            route(&fresh, &c, sql.as_bytes()),
+            Route::LeaveReplicaTransaction,
+            "{sql}"
+        );
+        assert_eq!(
+            route(&used, &c, sql.as_bytes()),
+            Route::RefuseInReplicaTransaction,
+            "{sql}"
+        );
+    }
+    // Prepared executions follow the transaction too.
+    let c = classify(b"SELECT * FROM t WHERE id = ?");
+    assert_eq!(
+        backend_route(&used, &c, b"SELECT * FROM t WHERE id = ?"),
+        Route::InReplicaTransaction
+    );
+}
+
+#[test]
+fn a_replica_transaction_is_followed_by_its_status_flags() {
+    let replica = BackendRole::Replica;
+    let txn = status::AUTOCOMMIT | status::IN_TRANS;
+    let begin = Bytes::from(q("START TRANSACTION READ ONLY"));
+    let c = classify(b"START TRANSACTION READ ONLY");
+    let mut s = SessionState {
+        read_only_on_replicas: true,
+        ..state()
+    };
+    let fx = after(&s, &c, &ok(replica, txn), Command::Query(&begin));
+    assert_eq!(
+        fx.replica_transaction,
+        Some(ReplicaTxn::Began(begin.clone()))
+    );
+    assert_eq!(
+        fx.transaction, None,
+        "the primary's transaction state is its own"
+    );
+    s.apply(&fx);
+    assert_eq!(s.replica_transaction.as_ref().map(|t| t.fresh), Some(true));
+    assert!(!s.in_transaction);
+
+    let read = Bytes::from(q("SELECT 1"));
+    let c = classify(b"SELECT 1");
+    let fx = after(&s, &c, &ok(replica, txn), Command::Query(&read));
+    assert_eq!(fx.replica_transaction, Some(ReplicaTxn::Used));
+    s.apply(&fx);
+    assert_eq!(s.replica_transaction.as_ref().map(|t| t.fresh), Some(false));
+
+    // An error leaves it open, and used.
+    let mut fresh_again = SessionState {
+        replica_transaction: Some(super::super::state::ReplicaTransaction {
+            begin: begin.clone(),
+            fresh: true,
+        }),
+        ..state()
+    };
+    let fx = after(&fresh_again, &c, &failed(replica), Command::Query(&read));
+    assert_eq!(fx.replica_transaction, Some(ReplicaTxn::Used));
+    fresh_again.apply(&fx);
+    assert_eq!(
+        fresh_again.replica_transaction.map(|t| t.fresh),
+        Some(false)
+    );
+
+    let commit = Bytes::from(q("COMMIT"));
+    let c = classify(b"COMMIT");
+    let fx = after(
+        &s,
+        &c,
+        &ok(replica, status::AUTOCOMMIT),
+        Command::Query(&commit),
+    );
+    assert_eq!(fx.replica_transaction, Some(ReplicaTxn::Ended));
+    s.apply(&fx);
+    assert_eq!(s.replica_transaction, None);
+
+    // A plain read on a replica outside one changes nothing.
+    let fx = after(
+        &s,
+        &c,
+        &ok(replica, status::AUTOCOMMIT),
+        Command::Query(&read),
+    );
+    assert_eq!(fx.replica_transaction, None);
+}
