@@ -240,6 +240,17 @@ pub struct Args {
     )]
     pub read_only_transactions: ReadOnlyTransactions,
 
+    /// Optimistic transactions: a plain `BEGIN` starts on a replica that satisfies the
+    /// session's consistency mode; at its first write it moves to the primary, where its
+    /// reads are run again and must return the same rows (on or off).
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_OPTIMISTIC_TRANSACTIONS",
+        value_enum,
+        default_value = "on"
+    )]
+    pub optimistic_transactions: Switch,
+
     /// Query digests: statements counted by fingerprint, at `/digests` and `/metrics`
     /// (on or off; off computes nothing).
     #[arg(long, env = "LAGLESS_PROXY_DIGESTS", value_enum, default_value = "on")]
@@ -324,6 +335,8 @@ pub struct Config {
     pub digests: DigestConfig,
     /// `START TRANSACTION READ ONLY` may run on a replica.
     pub read_only_on_replicas: bool,
+    /// A plain `BEGIN` may start on a replica.
+    pub optimistic_transactions: bool,
 }
 
 impl Config {
@@ -365,6 +378,7 @@ impl Config {
             pool: PoolConfig::default(),
             digests: DigestConfig::default(),
             read_only_on_replicas: true,
+            optimistic_transactions: true,
         }
     }
 
@@ -482,6 +496,7 @@ impl TryFrom<Args> for Config {
         c.pool.multiplex_except = a.no_multiplex_users;
         c.pool.statements_per_connection = a.statements_per_connection.max(1);
         c.read_only_on_replicas = a.read_only_transactions == ReadOnlyTransactions::Replica;
+        c.optimistic_transactions = a.optimistic_transactions == Switch::On;
         c.digests = DigestConfig {
             enabled: a.digests == Switch::On,
             capacity: a.digest_limit,

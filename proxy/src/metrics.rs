@@ -132,6 +132,7 @@ pub struct Metrics {
     multiplex_parks: Counter,
     multiplex_holds: Family<ReasonLabels, Counter>,
     multiplex_holding: Family<ReasonLabels, Gauge>,
+    optimistic_moves: Family<ResultLabels, Counter>,
     topology_epoch: Gauge<u64, AtomicU64>,
     topology_reloads: Family<ResultLabels, Counter>,
     write_hold: Histogram,
@@ -232,6 +233,7 @@ impl Metrics {
             multiplex_parks: Counter::default(),
             multiplex_holds: Family::default(),
             multiplex_holding: Family::default(),
+            optimistic_moves: Family::default(),
             topology_epoch: Gauge::default(),
             topology_reloads: Family::default(),
             write_hold: latency_histogram(),
@@ -450,6 +452,12 @@ impl Metrics {
             self.multiplex_holds.clone(),
         );
         r.register(
+            "optimistic_moves",
+            "Optimistic transactions moved from a replica to the primary at their first write, \
+             by result (moved, or failed: their reads returned other rows there)",
+            self.optimistic_moves.clone(),
+        );
+        r.register(
             "multiplex_sessions_holding",
             "Multiplexing sessions holding their connections between commands now, by reason \
              (over client_connections_open: the share of sessions that cannot be multiplexed)",
@@ -558,6 +566,14 @@ impl Metrics {
             .clone();
         gauge.inc();
         HoldingGuard { reason, gauge }
+    }
+
+    /// An optimistic transaction moved to the primary (`ok`), or could not.
+    pub fn optimistic_moved(&self, ok: bool) {
+        let result = if ok { "moved" } else { "failed" };
+        self.optimistic_moves
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Records how long a session waited for a place in a full pool.

@@ -59,6 +59,16 @@ enum State {
     Done,
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Follows one response packet by packet.
 #[derive(Debug, Clone)]
 pub struct ResponseTracker {
@@ -81,6 +91,9 @@ pub struct ResponseTracker {
     /// The packet just fed has the OK layout (an OK, or a 0xfe terminator under
     /// `CLIENT_DEPRECATE_EOF`): the only packets whose session-state part may need rewriting.
     pub ok_layout: bool,
+    /// A checksum of the rows' bytes, when asked for ([`ResponseTracker::digesting`]): two
+    /// servers that return the same rows give the same value, whatever their OK packets say.
+    pub row_digest: Option<u64>,
 }
 
 impl ResponseTracker {
@@ -101,6 +114,20 @@ impl ResponseTracker {
             warnings: 0,
             rows: 0,
             ok_layout: false,
+            row_digest: None,
+        }
+    }
+
+    /// Also sums the rows' bytes into `row_digest`.
+    pub fn digesting(mut self) -> Self {
+        self.row_digest = Some(FNV_OFFSET);
+        self
+    }
+
+    fn digest_row(&mut self, payload: &[u8]) {
+        if let Some(d) = self.row_digest.as_mut() {
+            *d = fnv1a(*d, &(payload.len() as u32).to_le_bytes());
+            *d = fnv1a(*d, payload);
         }
     }
 
@@ -117,6 +144,7 @@ impl ResponseTracker {
         self.continuing = payload.len() == MAX_PAYLOAD;
         self.ok_layout = false;
         if continuation {
+            self.digest_row(payload);
             return Ok(Step::More);
         }
         let step = self.step(payload)?;
@@ -171,6 +199,7 @@ impl ResponseTracker {
                 }
                 if !messages::is_terminator(p, self.caps) {
                     self.rows += 1;
+                    self.digest_row(p);
                     return Ok(Step::More);
                 }
                 self.status = messages::status_of(p, self.caps);

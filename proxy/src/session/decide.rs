@@ -43,6 +43,10 @@ pub enum Route {
     /// Such a statement once the transaction has read: refused, as the transaction's reads
     /// were served by the replica and cannot continue elsewhere.
     RefuseInReplicaTransaction,
+    /// Such a statement in an optimistic transaction that has read: the transaction moves to
+    /// the primary, its reads run again there and must return what they returned, then the
+    /// statement runs.
+    MoveReplicaTransaction,
 }
 
 impl Route {
@@ -72,13 +76,18 @@ pub fn route(state: &SessionState, c: &Classification, sql: &[u8]) -> Route {
     backend_route(state, c, sql)
 }
 
-/// Whether a COM_QUERY statement opens a `READ ONLY` transaction a replica may serve: a lone
-/// `START TRANSACTION READ ONLY` in autocommit, outside a transaction, in a session not bound
-/// to its primary connection.
+/// Whether a COM_QUERY statement opens a transaction a replica may serve: a lone `START
+/// TRANSACTION READ ONLY`, or with optimistic transactions a lone `BEGIN` / `START
+/// TRANSACTION` (unless the session's recent ones wrote), in autocommit, outside a
+/// transaction, in a session not bound to its primary connection.
 fn starts_replica_transaction(state: &SessionState, c: &Classification, sql: &[u8]) -> bool {
-    state.read_only_on_replicas
+    let wanted = if c.effects.read_only_transaction {
+        state.read_only_on_replicas
+    } else {
+        state.optimistic && state.primary_begins == 0
+    };
+    wanted
         && c.effects.begins_transaction
-        && c.effects.read_only_transaction
         && c.route_hint != Some(crate::route::RouteHint::Primary)
         && state.autocommit
         && !state.in_transaction
@@ -86,6 +95,17 @@ fn starts_replica_transaction(state: &SessionState, c: &Classification, sql: &[u
         && state.replay_begin.is_none()
         && state.pinned.is_none()
         && is_lone_begin_sql(sql)
+}
+
+/// Where a statement goes that cannot run in the replica's transaction `tx`.
+pub fn leaving_replica_transaction(tx: &super::state::ReplicaTransaction) -> Route {
+    if tx.fresh {
+        Route::LeaveReplicaTransaction
+    } else if tx.replay.is_some() {
+        Route::MoveReplicaTransaction
+    } else {
+        Route::RefuseInReplicaTransaction
+    }
 }
 
 /// Whether a statement can run in a `READ ONLY` transaction on a replica: reads, and the
@@ -115,10 +135,8 @@ pub fn backend_route(state: &SessionState, c: &Classification, sql: &[u8]) -> Ro
     if let Some(tx) = &state.replica_transaction {
         return if stays_in_replica_transaction(c) {
             Route::InReplicaTransaction
-        } else if tx.fresh {
-            Route::LeaveReplicaTransaction
         } else {
-            Route::RefuseInReplicaTransaction
+            leaving_replica_transaction(tx)
         };
     }
     let target = if reads_last_insert(state, c, sql) {
@@ -207,8 +225,9 @@ pub struct Effects {
 /// A replica's `READ ONLY` transaction after a statement ran on that replica connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicaTxn {
-    /// It was opened, by this statement (its COM_QUERY payload).
-    Began(Bytes),
+    /// It was opened, by this statement (its COM_QUERY payload); `optimistic`: a plain
+    /// `BEGIN`, not `READ ONLY`.
+    Began { begin: Bytes, optimistic: bool },
     /// A statement ran in it: it is no longer fresh.
     Used,
     /// It is over.
@@ -241,7 +260,7 @@ pub fn after(
         fx.transaction = Some((st & status::IN_TRANS != 0, st & status::AUTOCOMMIT != 0));
     }
     let e = &c.effects;
-    fx.replica_transaction = replica_transaction_after(state, outcome, command);
+    fx.replica_transaction = replica_transaction_after(state, c, outcome, command);
     if outcome.error.is_some() {
         // A multi-statement payload may have run part-way; pin when any part could have left
         // state behind.
@@ -312,6 +331,7 @@ pub fn after(
 /// an open one open, but no longer fresh).
 fn replica_transaction_after(
     state: &SessionState,
+    c: &Classification,
     outcome: &Outcome,
     command: Command<'_>,
 ) -> Option<ReplicaTxn> {
@@ -324,7 +344,10 @@ fn replica_transaction_after(
         Some(st) if st & status::IN_TRANS == 0 => open.then_some(ReplicaTxn::Ended),
         Some(_) if open => Some(ReplicaTxn::Used),
         Some(_) => match command {
-            Command::Query(payload) => Some(ReplicaTxn::Began(payload.clone())),
+            Command::Query(payload) => Some(ReplicaTxn::Began {
+                begin: payload.clone(),
+                optimistic: !c.effects.read_only_transaction,
+            }),
             // Only a COM_QUERY starts one there (see `starts_replica_transaction`).
             Command::Execute | Command::BulkExecute => None,
         },
@@ -351,10 +374,14 @@ impl SessionState {
             self.auto_is_null = on;
         }
         match &fx.replica_transaction {
-            Some(ReplicaTxn::Began(begin)) => {
+            Some(ReplicaTxn::Began { begin, optimistic }) => {
                 self.replica_transaction = Some(super::state::ReplicaTransaction {
                     begin: begin.clone(),
                     fresh: true,
+                    replay: optimistic.then(|| super::state::ReplayLog {
+                        complete: true,
+                        ..Default::default()
+                    }),
                 });
             }
             Some(ReplicaTxn::Used) => {
@@ -368,6 +395,10 @@ impl SessionState {
         if let Some(set) = &fx.replay {
             self.replay_sets_autocommit |= set.sets_autocommit;
             self.replay.push(set.sql.clone());
+        }
+        if fx.fresh_begin {
+            // A plain BEGIN on the primary: one fewer before a replica is tried again.
+            self.primary_begins = self.primary_begins.saturating_sub(1);
         }
         let pinned_now = fx.pin.filter(|_| self.pinned.is_none());
         if pinned_now.is_some() {

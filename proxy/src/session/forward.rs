@@ -74,6 +74,8 @@ pub struct Relay {
     /// Rewrites the statement id of a COM_STMT_PREPARE OK so the client sees the proxy's id.
     pub stmt_id: Option<u32>,
     pub splice: Splice,
+    /// Checksum the rows (`ResponseTracker::row_digest`).
+    pub digest_rows: bool,
 }
 
 impl Relay {
@@ -82,6 +84,7 @@ impl Relay {
             kind,
             stmt_id: None,
             splice: Splice::default(),
+            digest_rows: false,
         }
     }
 }
@@ -183,6 +186,9 @@ pub async fn relay_response(
 ) -> Result<ResponseTracker, RelayError> {
     let caps = backend.caps;
     let mut tracker = ResponseTracker::new(how.kind, caps);
+    if how.digest_rows {
+        tracker = tracker.digesting();
+    }
     let mut last_seq = 0u8;
     let mut forwarded = false;
     let mut watch = true;

@@ -150,6 +150,7 @@ impl Session {
         let tenant_attribute = tenant_attribute(&shared, &login);
         let mut state = SessionState::new(login.database.clone(), shared.global_sql_mode());
         state.read_only_on_replicas = shared.config.read_only_on_replicas;
+        state.optimistic = shared.config.optimistic_transactions;
         Self {
             backends,
             owner,
@@ -575,6 +576,14 @@ impl Session {
             Route::RefuseInReplicaTransaction => {
                 return self.reply_err(&replica_transaction_refusal()).await;
             }
+            Route::MoveReplicaTransaction => {
+                if let Err(err) = self.move_replica_transaction().await {
+                    self.failed = true;
+                    return self.reply_err(&err).await;
+                }
+                self.run_on(BackendRole::Primary, &payload, ResponseKind::Query, None)
+                    .await?
+            }
         };
         let ran = outcome.as_ref().map(|(which, tracker)| (*which, tracker));
         self.record_digest(digest, &payload[1..], mode, started, ran);
@@ -584,6 +593,9 @@ impl Session {
             self.last_error = self.last_error.or(tracker.error);
             self.after_statement(which, &c, &tracker, Command::Query(&payload))
                 .await;
+            if which == BackendRole::Replica && !c.effects.begins_transaction {
+                self.log_for_replay(&c, &tracker, &payload);
+            }
         }
         Ok(())
     }

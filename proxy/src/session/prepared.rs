@@ -197,15 +197,15 @@ impl Session {
         self.read_waited = false;
         let mode = self.state.sql_mode;
         let started = Instant::now();
-        let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
+        let route = match &self.state.replica_transaction {
+            // Long data went to the primary: the execution cannot run in the replica's
+            // transaction.
+            Some(tx) if stmt.long_data => decide::leaving_replica_transaction(tx),
+            _ => decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]),
+        };
         let mut reroutes = 0;
         let outcome = loop {
             let (wanted, retry) = match route {
-                // Long data went to the primary: the execution must run there.
-                _ if stmt.long_data => (BackendRole::Primary, false),
-                Route::Read { mode } => (self.choose_for_read(mode).await?, false),
-                Route::Primary { retry_read_only } => (BackendRole::Primary, retry_read_only),
-                Route::LastReplica | Route::InReplicaTransaction => (BackendRole::Replica, false),
                 Route::LeaveReplicaTransaction => {
                     self.leave_replica_transaction().await;
                     (BackendRole::Primary, true)
@@ -213,6 +213,17 @@ impl Session {
                 Route::RefuseInReplicaTransaction => {
                     return self.reply_err(&super::replica_transaction_refusal()).await;
                 }
+                Route::MoveReplicaTransaction => {
+                    if let Err(err) = self.move_replica_transaction().await {
+                        return self.reply_err(&err).await;
+                    }
+                    (BackendRole::Primary, false)
+                }
+                // Long data went to the primary: the execution must run there.
+                _ if stmt.long_data => (BackendRole::Primary, false),
+                Route::Read { mode } => (self.choose_for_read(mode).await?, false),
+                Route::Primary { retry_read_only } => (BackendRole::Primary, retry_read_only),
+                Route::LastReplica | Route::InReplicaTransaction => (BackendRole::Replica, false),
                 // Never answered by the proxy: it prepared nothing it would answer itself.
                 Route::Kill(_) | Route::RefuseKill | Route::Lagless(_) => {
                     (BackendRole::Primary, false)
@@ -241,6 +252,9 @@ impl Session {
             self.record(which, &route, started);
             self.after_statement(which, &stmt.classification, &tracker, Command::Execute)
                 .await;
+            if which == BackendRole::Replica {
+                self.log_for_replay(&stmt.classification, &tracker, &payload);
+            }
             if let Some(s) = self.state.statements.map.get_mut(&cid) {
                 s.long_data = false;
                 let cursor = payload[5] != 0 && tracker.error.is_none();
@@ -270,6 +284,18 @@ impl Session {
         self.read_waited = false;
         let mode = self.state.sql_mode;
         let started = Instant::now();
+        // A bulk execution writes: it cannot run in a replica's transaction.
+        if let Some(tx) = &self.state.replica_transaction {
+            match decide::leaving_replica_transaction(tx) {
+                Route::LeaveReplicaTransaction => self.leave_replica_transaction().await,
+                Route::MoveReplicaTransaction => {
+                    if let Err(err) = self.move_replica_transaction().await {
+                        return self.reply_err(&err).await;
+                    }
+                }
+                _ => return self.reply_err(&super::replica_transaction_refusal()).await,
+            }
+        }
         let route = decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]);
         let retry = decide::may_move_transaction(&self.state) && !stmt.long_data;
         let outcome = self

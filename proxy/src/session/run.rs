@@ -153,6 +153,7 @@ impl Session {
                 kind,
                 stmt_id,
                 splice: self.splice,
+                digest_rows: which == BackendRole::Replica && self.state.replays_reads(),
             };
             let result = relay(
                 &mut self.client,

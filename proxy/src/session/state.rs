@@ -10,7 +10,8 @@ use super::statements::Statements;
 use crate::gtid::GtidSet;
 use crate::route::{ConsistencyMode, SqlMode};
 
-/// A `READ ONLY` transaction served by a replica.
+/// A transaction served by a replica: `READ ONLY`, or optimistic (a plain `BEGIN`, moved to
+/// the primary at its first write).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaTransaction {
     /// The statement that opened it (COM_QUERY payload), to open it on the primary instead
@@ -18,6 +19,30 @@ pub struct ReplicaTransaction {
     pub begin: Bytes,
     /// Nothing but its start has run in it: it has read nothing, so it can still move.
     pub fresh: bool,
+    /// An optimistic transaction's reads, to replay on the primary when it moves there.
+    pub replay: Option<ReplayLog>,
+}
+
+/// The statements an optimistic transaction ran on its replica, and what they returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayLog {
+    pub entries: Vec<Replayed>,
+    /// Bytes of the statements kept.
+    pub bytes: usize,
+    /// False once something could not be kept (too much, or a cursor): the transaction can no
+    /// longer move.
+    pub complete: bool,
+}
+
+/// One statement of a [`ReplayLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// The command as the client sent it (COM_QUERY, or COM_STMT_EXECUTE with the client's
+    /// statement id).
+    pub payload: Bytes,
+    /// The checksum of its rows.
+    pub rows: Option<u64>,
+    pub error: Option<u16>,
 }
 
 /// The session's state. [`Default`] is a session that just logged in without a database.
@@ -39,6 +64,11 @@ pub struct SessionState {
     /// `START TRANSACTION READ ONLY` may run on a replica (the proxy's
     /// `--read-only-transactions`).
     pub read_only_on_replicas: bool,
+    /// A plain `BEGIN` may start on a replica (the proxy's `--optimistic-transactions`).
+    pub optimistic: bool,
+    /// Plain `BEGIN`s to run on the primary before trying a replica again: set when an
+    /// optimistic transaction had to move (the session's transactions write).
+    pub primary_begins: u8,
     pub autocommit: bool,
     /// Why the session is bound to its primary connection for good, if it is.
     pub pinned: Option<&'static str>,
@@ -77,6 +107,8 @@ impl Default for SessionState {
             replay_begin: None,
             replica_transaction: None,
             read_only_on_replicas: false,
+            optimistic: false,
+            primary_begins: 0,
             autocommit: true,
             pinned: None,
             sticky: None,
@@ -104,6 +136,14 @@ impl SessionState {
         }
     }
 
+    /// An optimistic transaction is open on the replica and still logs its reads.
+    pub fn replays_reads(&self) -> bool {
+        self.replica_transaction
+            .as_ref()
+            .and_then(|t| t.replay.as_ref())
+            .is_some_and(|log| log.complete)
+    }
+
     /// The signature of the replayable state a connection must carry for this session.
     pub fn signature(&self) -> u64 {
         super::multiplex::state_signature(
@@ -116,9 +156,10 @@ impl SessionState {
     /// Drops everything the session built up, as COM_RESET_CONNECTION promises: the SQL mode
     /// goes back to the server's global one; the default database stays, as on a server.
     pub fn reset(&mut self, sql_mode: SqlMode) {
-        let read_only_on_replicas = self.read_only_on_replicas;
+        let (read_only_on_replicas, optimistic) = (self.read_only_on_replicas, self.optimistic);
         *self = Self::new(self.database.take(), sql_mode);
         self.read_only_on_replicas = read_only_on_replicas;
+        self.optimistic = optimistic;
     }
 }
 

@@ -1,7 +1,9 @@
-//! `START TRANSACTION READ ONLY` on real servers: served by a replica that has what the
-//! session's consistency needs, its statements kept there until it ends, a statement that
-//! belongs on the primary moving a transaction that has read nothing and refused in one that
-//! has, and the switch that keeps every transaction on the primary.
+//! Transactions on replicas, on real servers. `START TRANSACTION READ ONLY`: served by a
+//! replica that has what the session's consistency needs, its statements kept there until it
+//! ends, a statement that belongs on the primary moving a transaction that has read nothing
+//! and refused in one that has. Optimistic plain transactions: read on a replica, moved to the
+//! primary at the first write with their reads checked there, rolled back with a deadlock's
+//! error when those changed. And the switches that keep transactions on the primary.
 
 use std::time::Duration;
 
@@ -69,9 +71,12 @@ async fn a_read_only_transaction_runs_on_a_replica_until_it_ends() {
     c.query_drop("ROLLBACK").await.unwrap();
     // After it, writes go to the primary as ever.
     c.query_drop("INSERT INTO t VALUES (2, 20)").await.unwrap();
-    c.query_drop("START TRANSACTION").await.unwrap();
-    assert_eq!(server_id(&mut c).await, PRIMARY_ID);
-    c.query_drop("ROLLBACK").await.unwrap();
+    let mut direct = h.cluster.primary().app_conn().await.unwrap();
+    let n: Option<i64> = direct
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +236,125 @@ async fn the_switch_keeps_read_only_transactions_on_the_primary() {
     let h = cluster(false).await;
     let mut c = h.app().await;
     c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+    assert_eq!(server_id(&mut c).await, PRIMARY_ID);
+    c.query_drop("COMMIT").await.unwrap();
+}
+
+async fn moves(h: &Harness, result: &str) -> f64 {
+    crate::support::metric_sum(
+        h.admin.unwrap(),
+        "lagless_optimistic_moves_total",
+        &format!("result=\"{result}\""),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_transaction_reads_on_a_replica_and_moves_to_the_primary_to_write_once() {
+    let h = cluster(true).await;
+    let mut c = h.app().await;
+    // Only reads: the replica serves it all.
+    c.query_drop("BEGIN").await.unwrap();
+    assert_ne!(server_id(&mut c).await, PRIMARY_ID);
+    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    assert_eq!(v, Some(10));
+    c.query_drop("COMMIT").await.unwrap();
+
+    // Reads (text and prepared), then a write: the transaction moves, its reads checked on
+    // the primary, and commits once.
+    c.query_drop("BEGIN").await.unwrap();
+    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let w: Option<i32> = c
+        .exec_first("SELECT v FROM t WHERE id = ?", (1,))
+        .await
+        .unwrap();
+    assert_eq!((v, w), (Some(10), Some(10)));
+    c.query_drop("UPDATE t SET v = v + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(server_id(&mut c).await, PRIMARY_ID, "the transaction moved");
+    let mine: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    assert_eq!(mine, Some(11), "it sees its own write");
+    c.query_drop("COMMIT").await.unwrap();
+    let mut direct = h.cluster.primary().app_conn().await.unwrap();
+    let v: Option<i32> = direct
+        .query_first("SELECT v FROM t WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(v, Some(11), "applied exactly once");
+    assert_eq!(moves(&h, "moved").await, 1.0);
+
+    // A write as the first statement opens the transaction on the primary; no move needed.
+    let mut fresh = h.app().await;
+    fresh.query_drop("BEGIN").await.unwrap();
+    fresh
+        .query_drop("INSERT INTO t VALUES (5, 50)")
+        .await
+        .unwrap();
+    fresh.query_drop("COMMIT").await.unwrap();
+    let n: Option<i64> = direct
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 5")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    // A locking read belongs on the primary too.
+    fresh.query_drop("BEGIN").await.unwrap();
+    let v: Option<i32> = fresh
+        .query_first("SELECT v FROM t WHERE id = 5 FOR UPDATE")
+        .await
+        .unwrap();
+    assert_eq!(v, Some(50));
+    assert_eq!(server_id(&mut fresh).await, PRIMARY_ID);
+    fresh.query_drop("COMMIT").await.unwrap();
+    assert_eq!(moves(&h, "moved").await, 1.0, "neither of those moved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_whose_reads_changed_is_rolled_back_with_a_deadlock_error_and_leaves_no_trace() {
+    let h = cluster(true).await;
+    let mut c = h.app().await;
+    let mut direct = h.cluster.primary().app_conn().await.unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    assert_eq!(v, Some(10));
+    // Someone else changes what it read, before it writes.
+    direct
+        .query_drop("UPDATE t SET v = 99 WHERE id = 1")
+        .await
+        .unwrap();
+    let err = c
+        .query_drop("INSERT INTO t VALUES (7, 70)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), 1213);
+    assert_eq!(moves(&h, "failed").await, 1.0);
+    // Nothing of it was applied, and the session is out of it: a COMMIT now commits nothing.
+    c.query_drop("COMMIT").await.unwrap();
+    let n: Option<i64> = direct
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 7")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0));
+    // Run again, as an application retries a deadlock: it starts on the primary now and
+    // commits.
+    c.query_drop("BEGIN").await.unwrap();
+    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    assert_eq!(v, Some(99));
+    assert_eq!(server_id(&mut c).await, PRIMARY_ID);
+    c.query_drop("INSERT INTO t VALUES (7, 70)").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    let n: Option<i64> = direct
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 7")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_keeps_plain_transactions_on_the_primary() {
+    let h = Harness::start_with(2, |c| c.optimistic_transactions = false).await;
+    let mut c = h.app().await;
+    c.query_drop("BEGIN").await.unwrap();
     assert_eq!(server_id(&mut c).await, PRIMARY_ID);
     c.query_drop("COMMIT").await.unwrap();
 }

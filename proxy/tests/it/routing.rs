@@ -63,15 +63,19 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_stay_on_the_primary_until_they_end() {
-    let h = Harness::start(2).await;
+    // (Transactions that start on replicas: read_only_transactions.rs.)
+    let h = Harness::start_with(2, |c| {
+        c.optimistic_transactions = false;
+        c.read_only_on_replicas = false;
+    })
+    .await;
     let mut c = h.app().await;
     c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
         .await
         .unwrap();
     for begin in [
         "BEGIN",
-        // (READ ONLY runs on a replica: read_only_transactions.rs)
-        "/* lagless:route=primary */ START TRANSACTION READ ONLY",
+        "START TRANSACTION READ ONLY",
         "START TRANSACTION WITH CONSISTENT SNAPSHOT",
         "XA START 'x1'",
     ] {

@@ -487,6 +487,7 @@ fn read_only_transactions_start_on_replicas_and_keep_their_statements_there() {
         replica_transaction: Some(super::super::state::ReplicaTransaction {
             begin: begin.clone(),
             fresh,
+            replay: None,
         }),
         read_only_on_replicas: true,
         ..state()
@@ -554,7 +555,10 @@ fn a_replica_transaction_is_followed_by_its_status_flags() {
     let fx = after(&s, &c, &ok(replica, txn), Command::Query(&begin));
     assert_eq!(
         fx.replica_transaction,
-        Some(ReplicaTxn::Began(begin.clone()))
+        Some(ReplicaTxn::Began {
+            begin: begin.clone(),
+            optimistic: false
+        })
     );
     assert_eq!(
         fx.transaction, None,
@@ -576,6 +580,7 @@ fn a_replica_transaction_is_followed_by_its_status_flags() {
         replica_transaction: Some(super::super::state::ReplicaTransaction {
             begin: begin.clone(),
             fresh: true,
+            replay: None,
         }),
         ..state()
     };
@@ -607,4 +612,100 @@ fn a_replica_transaction_is_followed_by_its_status_flags() {
         Command::Query(&read),
     );
     assert_eq!(fx.replica_transaction, None);
+}
+
+#[test]
+fn optimistic_transactions_start_on_replicas_and_move_at_their_first_write() {
+    let on = SessionState {
+        optimistic: true,
+        ..state()
+    };
+    let wrote_lately = SessionState {
+        optimistic: true,
+        primary_begins: 3,
+        ..state()
+    };
+    let read = Route::Read { mode: None };
+    let write = Route::Primary {
+        retry_read_only: true,
+    };
+    for (s, sql, want) in [
+        (&on, "BEGIN", read.clone()),
+        (&on, "START TRANSACTION", read.clone()),
+        (&on, "START TRANSACTION READ ONLY", write.clone()),
+        (&state(), "BEGIN", write.clone()),
+        (&wrote_lately, "BEGIN", write.clone()),
+        (&on, "BEGIN; SELECT 1", write.clone()),
+    ] {
+        let c = classify(sql.as_bytes());
+        assert_eq!(route(s, &c, sql.as_bytes()), want, "{sql}");
+    }
+    let begin = Bytes::from(q("BEGIN"));
+    let optimistic = |fresh| SessionState {
+        replica_transaction: Some(super::super::state::ReplicaTransaction {
+            begin: begin.clone(),
+            fresh,
+            replay: Some(super::super::state::ReplayLog {
+                complete: true,
+                ..Default::default()
+            }),
+        }),
+        optimistic: true,
+        ..state()
+    };
+    let c = classify(b"UPDATE t SET v = 1");
+    assert_eq!(
+        route(&optimistic(true), &c, b"UPDATE t SET v = 1"),
+        Route::LeaveReplicaTransaction
+    );
+    assert_eq!(
+        route(&optimistic(false), &c, b"UPDATE t SET v = 1"),
+        Route::MoveReplicaTransaction
+    );
+    let c = classify(b"SELECT v FROM t");
+    assert_eq!(
+        route(&optimistic(false), &c, b"SELECT v FROM t"),
+        Route::InReplicaTransaction
+    );
+
+    // A plain BEGIN that opened on a replica is optimistic; one run on the primary counts
+    // down the session's primary BEGINs.
+    let c = classify(b"BEGIN");
+    let txn = status::AUTOCOMMIT | status::IN_TRANS;
+    let fx = after(
+        &on,
+        &c,
+        &ok(BackendRole::Replica, txn),
+        Command::Query(&begin),
+    );
+    assert_eq!(
+        fx.replica_transaction,
+        Some(ReplicaTxn::Began {
+            begin: begin.clone(),
+            optimistic: true
+        })
+    );
+    let mut s = SessionState {
+        optimistic: true,
+        ..state()
+    };
+    s.apply(&fx);
+    assert!(
+        s.replica_transaction
+            .as_ref()
+            .is_some_and(|t| t.replay.is_some())
+    );
+    let mut w = SessionState {
+        optimistic: true,
+        primary_begins: 3,
+        ..state()
+    };
+    let fx = after(
+        &w,
+        &c,
+        &ok(BackendRole::Primary, txn),
+        Command::Query(&begin),
+    );
+    w.apply(&fx);
+    assert_eq!(w.primary_begins, 2);
 }
