@@ -59,14 +59,11 @@ enum State {
     Done,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+/// The key of the row checksums: random per process, so that row data cannot be chosen to
+/// make two different results sum alike.
+fn row_key() -> &'static std::hash::RandomState {
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    KEY.get_or_init(std::hash::RandomState::new)
 }
 
 /// Follows one response packet by packet.
@@ -92,7 +89,8 @@ pub struct ResponseTracker {
     /// `CLIENT_DEPRECATE_EOF`): the only packets whose session-state part may need rewriting.
     pub ok_layout: bool,
     /// A checksum of the rows' bytes, when asked for ([`ResponseTracker::digesting`]): two
-    /// servers that return the same rows give the same value, whatever their OK packets say.
+    /// servers that return the same rows, in any order, give the same value, whatever their
+    /// OK packets say (a keyed hash of each row packet, summed).
     pub row_digest: Option<u64>,
 }
 
@@ -120,14 +118,14 @@ impl ResponseTracker {
 
     /// Also sums the rows' bytes into `row_digest`.
     pub fn digesting(mut self) -> Self {
-        self.row_digest = Some(FNV_OFFSET);
+        self.row_digest = Some(0);
         self
     }
 
     fn digest_row(&mut self, payload: &[u8]) {
         if let Some(d) = self.row_digest.as_mut() {
-            *d = fnv1a(*d, &(payload.len() as u32).to_le_bytes());
-            *d = fnv1a(*d, payload);
+            use std::hash::BuildHasher;
+            *d = d.wrapping_add(row_key().hash_one(payload));
         }
     }
 
@@ -538,5 +536,39 @@ mod tests {
                 if t.feed(&p).is_err() || t.is_done() { break; }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod row_digest_tests {
+    use super::*;
+    use crate::protocol::messages::eof;
+
+    fn digest(rows: &[&[u8]], end_status: u16) -> Option<u64> {
+        let mut packets = vec![vec![1u8], b"\x03defcol".to_vec(), eof(0, 0)];
+        packets.extend(rows.iter().map(|r| r.to_vec()));
+        packets.push(eof(0, end_status));
+        let mut t = ResponseTracker::new(ResponseKind::Query, 0).digesting();
+        for p in &packets {
+            t.feed(p).ok()?;
+        }
+        t.row_digest
+    }
+
+    #[test]
+    fn the_same_rows_in_any_order_sum_alike_and_others_do_not() {
+        let a = digest(&[b"\x011", b"\x012"], 2);
+        assert!(a.is_some());
+        assert_eq!(a, digest(&[b"\x012", b"\x011"], 2), "order does not matter");
+        assert_eq!(
+            a,
+            digest(&[b"\x011", b"\x012"], 3),
+            "status flags do not matter"
+        );
+        assert_ne!(a, digest(&[b"\x011", b"\x013"], 2));
+        assert_ne!(a, digest(&[b"\x011"], 2));
+        assert_ne!(a, digest(&[b"\x011", b"\x012", b"\x012"], 2));
+        let untracked = ResponseTracker::new(ResponseKind::Query, 0);
+        assert_eq!(untracked.row_digest, None);
     }
 }

@@ -94,7 +94,41 @@ fn starts_replica_transaction(state: &SessionState, c: &Classification, sql: &[u
         && state.replica_transaction.is_none()
         && state.replay_begin.is_none()
         && state.pinned.is_none()
+        && !serializable(state)
         && is_lone_begin_sql(sql)
+}
+
+/// The session replays a `SERIALIZABLE` isolation level: its transactions' reads would take
+/// shared locks, which on a replica would hold up replication.
+fn serializable(state: &SessionState) -> bool {
+    state
+        .replay
+        .iter()
+        .any(|set| set.to_ascii_lowercase().contains("serializable"))
+}
+
+/// Whether a statement is one `COMMIT` or `ROLLBACK` (`[WORK]`, `AND NO CHAIN`) and nothing
+/// else.
+fn is_lone_end_sql(sql: &[u8]) -> bool {
+    let Ok(sql) = std::str::from_utf8(sql) else {
+        return false;
+    };
+    let sql = sql.trim().trim_end_matches(';').trim_end();
+    if sql.contains([';', '/', '#', '-', '\'', '"', '`']) {
+        return false;
+    }
+    let words: Vec<String> = sql
+        .split_ascii_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["COMMIT" | "ROLLBACK"]
+            | ["COMMIT" | "ROLLBACK", "WORK"]
+            | ["COMMIT" | "ROLLBACK", "AND", "NO", "CHAIN"]
+            | ["COMMIT" | "ROLLBACK", "WORK", "AND", "NO", "CHAIN"]
+    )
 }
 
 /// Where a statement goes that cannot run in the replica's transaction `tx`.
@@ -111,10 +145,13 @@ pub fn leaving_replica_transaction(tx: &super::state::ReplicaTransaction) -> Rou
 /// Whether a statement can run in a `READ ONLY` transaction on a replica: reads, and the
 /// `COMMIT` or `ROLLBACK` that ends it. Anything that writes, locks, opens another
 /// transaction or changes session state belongs on the primary.
-pub fn stays_in_replica_transaction(c: &Classification) -> bool {
+pub fn stays_in_replica_transaction(c: &Classification, sql: &[u8]) -> bool {
     let e = &c.effects;
     let reads = c.target != Target::Primary
-        || (e.ends_transaction && !e.begins_transaction && c.route_hint.is_none());
+        || (e.ends_transaction
+            && !e.begins_transaction
+            && c.route_hint.is_none()
+            && is_lone_end_sql(sql));
     reads
         && !e.begins_transaction
         && e.autocommit.is_none()
@@ -133,7 +170,7 @@ pub fn stays_in_replica_transaction(c: &Classification) -> bool {
 /// execution); `sql` is its text.
 pub fn backend_route(state: &SessionState, c: &Classification, sql: &[u8]) -> Route {
     if let Some(tx) = &state.replica_transaction {
-        return if stays_in_replica_transaction(c) {
+        return if stays_in_replica_transaction(c, sql) && !reads_last_insert(state, c, sql) {
             Route::InReplicaTransaction
         } else {
             leaving_replica_transaction(tx)
@@ -232,6 +269,9 @@ pub enum ReplicaTxn {
     Used,
     /// It is over.
     Ended,
+    /// The replica connection reports a transaction the session never began there: it is not
+    /// used again.
+    Stray,
 }
 
 /// The command a statement came in.
@@ -343,6 +383,7 @@ fn replica_transaction_after(
         None => open.then_some(ReplicaTxn::Used),
         Some(st) if st & status::IN_TRANS == 0 => open.then_some(ReplicaTxn::Ended),
         Some(_) if open => Some(ReplicaTxn::Used),
+        Some(_) if !c.effects.begins_transaction => Some(ReplicaTxn::Stray),
         Some(_) => match command {
             Command::Query(payload) => Some(ReplicaTxn::Began {
                 begin: payload.clone(),
@@ -390,7 +431,7 @@ impl SessionState {
                 }
             }
             Some(ReplicaTxn::Ended) => self.replica_transaction = None,
-            None => {}
+            Some(ReplicaTxn::Stray) | None => {}
         }
         if let Some(set) = &fx.replay {
             self.replay_sets_autocommit |= set.sets_autocommit;

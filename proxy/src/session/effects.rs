@@ -35,6 +35,15 @@ impl Session {
         if fx == Effects::default() {
             return;
         }
+        if fx.replica_transaction == Some(decide::ReplicaTxn::Stray)
+            && let Some(slot) = self.replica.as_mut()
+        {
+            slot.conn.mark_broken();
+            self.lose_slot(
+                BackendRole::Replica,
+                "a transaction the session did not begin",
+            );
+        }
         let pinned_now = self.state.apply(&fx);
         if let Some(db) = &fx.database {
             // The USE ran here, so the database lives on this cluster.

@@ -201,7 +201,7 @@ impl Session {
         tokio::pin!(idle_timer);
         'session: loop {
             // A shutdown lets open transactions finish; idle sessions close at once.
-            let busy = self.state.in_transaction;
+            let busy = self.state.in_transaction || self.state.replica_transaction.is_some();
             if self.control.is_killed() {
                 break;
             }
@@ -319,7 +319,7 @@ impl Session {
         if self.state.autocommit {
             s |= status::AUTOCOMMIT;
         }
-        if self.state.in_transaction {
+        if self.state.in_transaction || self.state.replica_transaction.is_some() {
             s |= status::IN_TRANS;
         }
         // Client libraries choose how to escape strings from this flag in every OK packet.
@@ -528,6 +528,18 @@ impl Session {
                 ReadyRead::Replica => {
                     self.run_on(BackendRole::Replica, &payload, ResponseKind::Query, None)
                         .await?
+                }
+                // A transaction's start is not sent behind the wait: were the wait to give
+                // up, it would have opened a transaction on the replica all the same.
+                ReadyRead::WaitThenReplica(need) if c.effects.begins_transaction => {
+                    if self.wait_then(&need, None).await {
+                        self.run_on(BackendRole::Replica, &payload, ResponseKind::Query, None)
+                            .await?
+                    } else {
+                        self.fall_back("wait_timeout");
+                        self.run_on(BackendRole::Primary, &payload, ResponseKind::Query, None)
+                            .await?
+                    }
                 }
                 ReadyRead::WaitThenReplica(need) => {
                     // The wait and the read travel together: one round trip when it catches up.

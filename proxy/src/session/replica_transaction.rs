@@ -159,7 +159,16 @@ impl Session {
         }
         let log = tx.replay.unwrap_or_default();
         if !log.complete {
+            self.shared.metrics.optimistic_moved(false);
             return Err(moved_reads_differ("it read too much to be run again"));
+        }
+        // Long data sent for a statement waits on the primary's copy of it: running that
+        // statement's earlier executions again there would use it up.
+        if self.state.statements.map.values().any(|s| s.long_data) {
+            self.shared.metrics.optimistic_moved(false);
+            return Err(moved_reads_differ(
+                "long data was sent for one of its statements",
+            ));
         }
         self.state.replay_begin = Some(tx.begin);
         if let Err(e) = self.ensure_primary().await {
@@ -189,6 +198,7 @@ impl Session {
                 (entry.payload.to_vec(), ResponseKind::Query)
             };
             let Some(slot) = self.primary.as_mut() else {
+                self.shared.metrics.optimistic_moved(false);
                 return Err(moved_reads_differ("the primary connection was lost"));
             };
             match slot.conn.run_for_rows(&payload, kind).await {
@@ -203,6 +213,8 @@ impl Session {
                         slot.conn.mark_broken();
                     }
                     self.lose_slot(BackendRole::Primary, "backend lost replaying a transaction");
+                    self.state.fresh_begin = None;
+                    self.shared.metrics.optimistic_moved(false);
                     return Err(moved_reads_differ(&format!(
                         "the primary connection was lost: {e}"
                     )));

@@ -156,12 +156,11 @@ impl Session {
             // it); whether the server is down is for connection attempts and the monitor.
             tracing::warn!(id = self.id, backend = %slot.addr, why, "session lost a backend connection");
         }
-        match which {
-            BackendRole::Primary => {
-                self.state.in_transaction = false;
-                self.state.pinned = None;
-            }
-            BackendRole::Replica => self.state.replica_transaction = None,
+        // A transaction open on a replica stays recorded: its next statement learns it was
+        // lost (1927) instead of running outside it; one that moves replays elsewhere.
+        if which == BackendRole::Primary {
+            self.state.in_transaction = false;
+            self.state.pinned = None;
         }
     }
 

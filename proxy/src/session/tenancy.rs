@@ -156,7 +156,12 @@ impl Session {
             self.state.fresh_begin = Some(tx.begin.clone());
             self.state.replica_transaction = None;
         }
-        let in_replica_transaction = self.state.replica_transaction.is_some();
+        // One that has read nothing yet binds no tenant.
+        let in_replica_transaction = self
+            .state
+            .replica_transaction
+            .as_ref()
+            .is_some_and(|tx| !tx.fresh);
         let movable = self.state.in_transaction
             && self.state.fresh_begin.is_some()
             && self.state.pinned.is_none();

@@ -184,6 +184,21 @@ async fn a_read_only_transaction_sees_every_acknowledged_write() {
         .wait_replicated(Duration::from_secs(20))
         .await
         .unwrap();
+    // The start that gave up waiting left nothing open on the replica: autocommit reads
+    // there see each new write.
+    for v in [12, 13] {
+        c.exec_drop("UPDATE t SET v = ? WHERE id = 1", (v,))
+            .await
+            .unwrap();
+        let seen: Option<i32> = reader
+            .query_first("SELECT v FROM t WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(seen, Some(v));
+    }
+    c.query_drop("UPDATE t SET v = 11 WHERE id = 1")
+        .await
+        .unwrap();
     reader
         .query_drop("START TRANSACTION READ ONLY")
         .await

@@ -521,6 +521,9 @@ fn read_only_transactions_start_on_replicas_and_keep_their_statements_there() {
         "SELECT LAST_INSERT_ID()",
         "SELECT SQL_CALC_FOUND_ROWS * FROM t",
         "/* lagless:route=primary */ SELECT 1",
+        "COMMIT; INSERT INTO t VALUES (1)",
+        "ROLLBACK; DROP TABLE t",
+        "COMMIT RELEASE",
     ] {
         let c = classify(sql.as_bytes());
         assert_eq!(
@@ -604,6 +607,11 @@ fn a_replica_transaction_is_followed_by_its_status_flags() {
     s.apply(&fx);
     assert_eq!(s.replica_transaction, None);
 
+    // A replica connection in a transaction the session never began there is dropped.
+    let stray = SessionState::default();
+    let fx = after(&stray, &c, &ok(replica, txn), Command::Query(&read));
+    assert_eq!(fx.replica_transaction, Some(ReplicaTxn::Stray));
+
     // A plain read on a replica outside one changes nothing.
     let fx = after(
         &s,
@@ -625,6 +633,11 @@ fn optimistic_transactions_start_on_replicas_and_move_at_their_first_write() {
         primary_begins: 3,
         ..state()
     };
+    let serializable = SessionState {
+        optimistic: true,
+        replay: vec!["SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE".into()],
+        ..state()
+    };
     let read = Route::Read { mode: None };
     let write = Route::Primary {
         retry_read_only: true,
@@ -635,6 +648,7 @@ fn optimistic_transactions_start_on_replicas_and_move_at_their_first_write() {
         (&on, "START TRANSACTION READ ONLY", write.clone()),
         (&state(), "BEGIN", write.clone()),
         (&wrote_lately, "BEGIN", write.clone()),
+        (&serializable, "BEGIN", write.clone()),
         (&on, "BEGIN; SELECT 1", write.clone()),
     ] {
         let c = classify(sql.as_bytes());
