@@ -175,9 +175,13 @@ impl Runner {
             {
                 common::publish(&self.recorder, &cluster, event).await;
             }
-            let reseed_events = self
-                .reseed(&mut reseeder, &cluster, &mut orchestrator)
-                .await;
+            // A re-seed replaces a pod: orchestration, which a paused cluster does not get.
+            let reseed_events = if cluster.spec.paused {
+                Vec::new()
+            } else {
+                self.reseed(&mut reseeder, &cluster, &mut orchestrator)
+                    .await
+            };
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
