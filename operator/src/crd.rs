@@ -192,6 +192,13 @@ pub struct MySQLClusterSpec {
     #[serde(default)]
     pub proxy: ProxySpec,
 
+    /// Stops the orchestration while true: no failover, switchover, re-pointing, re-seed or
+    /// seeding, and nothing else that changes the members or the published topology. The
+    /// operator keeps observing and reporting (the `Paused` condition), and carries out what
+    /// is asked meanwhile once it is false again. For maintenance done by hand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+
     /// A planned change of primary. It runs once per `id`: to switch again, give a new id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover: Option<SwitchoverSpec>,
@@ -668,6 +675,8 @@ pub enum Phase {
     FailingOver,
     /// A planned switchover is under way.
     SwitchingOver,
+    /// `spec.paused`: observed and reported, not orchestrated.
+    Paused,
     /// The spec is invalid; the `Degraded` condition says why and nothing is changed.
     Invalid,
 }
@@ -740,6 +749,8 @@ impl Condition {
     pub const LOSSLESS: &str = "Lossless";
     /// False, only where the API server lacks `policy/v1` and no PodDisruptionBudget is applied.
     pub const DISRUPTION_BUDGET: &str = "DisruptionBudget";
+    /// True while `spec.paused` stops the orchestration; reported once a cluster was paused.
+    pub const PAUSED: &str = "Paused";
 }
 
 /// The status of a condition.
@@ -833,6 +844,7 @@ impl MySQLClusterSpec {
                 SwitchoverTarget::Member(request.primary.clone())
             },
         });
+        spec.paused = self.paused;
         if let Some(ms) = self.switchover.as_ref().and_then(|r| r.drain_ms) {
             spec.switchover_drain = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
         }
@@ -926,6 +938,7 @@ mod tests {
             server_id_base: None,
             replication: ReplicationSpec::default(),
             proxy: ProxySpec::default(),
+            paused: false,
             switchover: None,
             reseed: None,
             tls: None,

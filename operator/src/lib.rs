@@ -5,6 +5,7 @@
 //! - [`local`]: `lagless-operator local`, the whole system as processes on one machine.
 //! - [`crd`] and [`kube`]: the `MySQLCluster` resource, the objects built from it and the
 //!   Kubernetes controller (see `docs/kubernetes.md`).
+//! - [`kubectl`]: `kubectl lagless`, the plugin built from this binary.
 //! - [`pool`]: what both runtimes do to keep a tenant pool (its document, load, growth).
 //! - [`tenant_cli`]: `lagless-operator tenant`, creating and finding a local tenant pool's
 //!   tenants.
@@ -14,6 +15,7 @@ pub mod backup;
 pub mod clock;
 pub mod crd;
 pub mod kube;
+pub mod kubectl;
 pub mod local;
 pub mod orchestrate;
 pub mod pool;

@@ -31,9 +31,18 @@ enum Command {
     Agent(Box<lagless_operator::agent::AgentArgs>),
     /// Create, list and locate tenants of a tenant pool.
     Tenant(lagless_operator::tenant_cli::TenantArgs),
+    /// The kubectl plugin (`kubectl lagless …`, when this binary is named kubectl-lagless):
+    /// status, switchover, reseed, pause, resume and logs of MySQLClusters.
+    Kubectl(lagless_operator::kubectl::PluginArgs),
 }
 
 fn main() {
+    // Installed as `kubectl-lagless` (a symlink or copy), this binary is the kubectl plugin.
+    if lagless_operator::kubectl::invoked_as_plugin(std::env::args_os().next().as_ref()) {
+        std::process::exit(lagless_operator::kubectl::main_from_args(
+            std::env::args_os(),
+        ));
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd { kind }) => print!(
@@ -55,6 +64,7 @@ fn main() {
             std::process::exit(lagless_operator::agent::run(*args, &cli.log))
         }
         Some(Command::Tenant(args)) => std::process::exit(lagless_operator::tenant_cli::run(args)),
+        Some(Command::Kubectl(args)) => std::process::exit(lagless_operator::kubectl::run(args)),
         None => {
             eprintln!(
                 "lagless-operator {}: choose a command (`local` runs a cluster on this machine, \

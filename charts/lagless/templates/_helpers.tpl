@@ -89,6 +89,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" -}}true{{- end -}}
 {{- end -}}
 
+{{/* Whether the PrometheusRule API is served (helm template: --api-versions monitoring.coreos.com/v1/PrometheusRule). */}}
+{{- define "lagless.prometheusRuleAvailable" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule" -}}true{{- end -}}
+{{- end -}}
+
 {{/*
 What the operator may do with the objects it reads and runs clusters with, cluster-wide
 (ClusterRole) or in the watched namespace (Role). Only named resources and the verbs the code

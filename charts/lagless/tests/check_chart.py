@@ -14,8 +14,10 @@ Helm v4's Go SDK as a native library; no `helm` binary and no cluster are needed
   `--leader-election` only when leader election is on, arguments, probes, security contexts,
   labels and cross-references;
 * every rendered object and the CRD against the Kubernetes 1.37 schemas with
-  kubernetes-validate, strict (unknown fields are errors); ServiceMonitor, a type from a CRD
-  that those schemas do not hold, is the only kind skipped;
+  kubernetes-validate, strict (unknown fields are errors); ServiceMonitor and PrometheusRule,
+  types from CRDs that those schemas do not hold, are the only kinds skipped;
+* the PrometheusRule (with its API) holding rules/lagless.rules.yaml, and the Grafana dashboard
+  ConfigMap holding dashboards/lagless.json, each only when asked for;
 * charts/lagless/crds/ byte-identical to crds/ (the MySQLCluster and MySQLTenantPool CRDs);
 * values of the wrong type refused by values.schema.json, and more than one replica without
   leader election refused by the templates;
@@ -44,8 +46,12 @@ VALUES = HERE / "values"
 KUBERNETES_VERSION = "1.37.0"
 NAMESPACE = "lagless-system"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 # Kinds that come from CRDs and so are not in the Kubernetes schemas kubernetes-validate holds.
-NOT_IN_KUBERNETES_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+NOT_IN_KUBERNETES_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 try:
     import helm_python as helm
@@ -485,6 +491,44 @@ def check_namespaced() -> None:
     check(validated == len(rendered.objects) - 1, "only the ServiceMonitor may be skipped")
 
 
+def check_monitoring() -> None:
+    rules = yaml.safe_load((CHART / "rules" / "lagless.rules.yaml").read_text())
+    dashboard = json.loads((CHART / "dashboards" / "lagless.json").read_text())
+    check(len(rules["groups"]) >= 3 and all(g["rules"] for g in rules["groups"]), "rule groups")
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    for alert in ["LaglessFailover", "LaglessReplicaBehind", "LaglessStrictReadFallbacks",
+                  "LaglessBackendDown", "LaglessMemberProbesFailing", "LaglessSemiSyncOff"]:
+        check(alert in alerts, f"no alert {alert}: {sorted(alerts)}")
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            check(rule["labels"]["severity"] in {"info", "warning", "critical"}, f"severity of {rule['alert']}")
+            check(rule["annotations"].get("summary"), f"no summary for {rule['alert']}")
+    asked = {"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+                         "grafanaDashboard": {"enabled": True}}}
+
+    # Asked for, with the API: the rules file as the PrometheusRule's spec, and the dashboard.
+    rendered = template(asked, api_versions=[SERVICE_MONITOR_API, PROMETHEUS_RULE_API])
+    rule = rendered.one("PrometheusRule")
+    check(rule["spec"] == rules, "the PrometheusRule differs from rules/lagless.rules.yaml")
+    check(rule["metadata"]["namespace"] == NAMESPACE, "PrometheusRule namespace")
+    check(rule["metadata"]["labels"].get("release") == "prometheus", "PrometheusRule labels")
+    config_map = rendered.one("ConfigMap")
+    check(config_map["metadata"]["labels"].get("grafana_dashboard") == "1", "dashboard label")
+    check(json.loads(config_map["data"]["lagless.json"]) == dashboard, "the dashboard ConfigMap differs")
+    check("WARNING" not in rendered.notes, "NOTES warn with the APIs served")
+    validated = validate_schemas(rendered.objects, "monitoring")
+    check(validated == len(rendered.objects) - 1, "only the PrometheusRule may be skipped")
+
+    # Without the API: no PrometheusRule, and a warning. Not asked for: neither.
+    rendered = template(asked)
+    check(not rendered.of_kind("PrometheusRule"), "PrometheusRule rendered without the API")
+    check("PrometheusRule" in rendered.notes, "NOTES do not warn about the missing PrometheusRule API")
+    moved = template({"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}}})
+    check(moved.one("ConfigMap")["metadata"]["namespace"] == "monitoring", "dashboard namespace")
+    plain = template(None, api_versions=[PROMETHEUS_RULE_API])
+    check(not plain.of_kind("PrometheusRule") and not plain.of_kind("ConfigMap"), "rendered when not asked for")
+
+
 def check_custom() -> None:
     values = load_values("custom.yaml")
     rendered = template(values, release="db")
@@ -573,6 +617,8 @@ def check_refusals() -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"metrics": {"port": 70000}}, "port"),
         ({"resources": {"requests": {"cpu": ["1"]}}}, "cpu"),
+        ({"metrics": {"prometheusRule": {"enabled": "yes"}}}, "enabled"),
+        ({"metrics": {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}}, "grafana_dashboard"),
     ]:
         message = refused(values)
         check(field in message, f"the error for {values} does not name {field}: {message}")
@@ -676,6 +722,7 @@ CHECKS: list[tuple[str, Callable[[], None]]] = [
     ("defaults: ClusterRole, leader election, schemas", check_defaults),
     ("namespaced.yaml: Role, no leader election, ServiceMonitor", check_namespaced),
     ("custom.yaml: images, log level, port, replicas", check_custom),
+    ("PrometheusRule and Grafana dashboard", check_monitoring),
     ("other values: no RBAC, existing ServiceAccount, 0 or 1 replica, overrides", check_other_values),
     ("bad values refused", check_refusals),
     ("RBAC: Secrets never listed or watched, no wildcard", check_rbac_least_privilege),

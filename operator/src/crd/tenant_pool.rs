@@ -1058,6 +1058,8 @@ fn base_spec(
             default_consistency: pool.proxy.default_consistency.clone(),
             ..ProxySpec::default()
         },
+        // Each cluster is paused on its own (the pool never sets this field).
+        paused: false,
         switchover: None,
         reseed: None,
         tls: template.tls.clone(),

@@ -1,6 +1,8 @@
 //! The controller's Prometheus metrics and the small HTTP server that exposes them with the
 //! `/healthz` and `/readyz` probes.
 
+pub mod cluster;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +21,8 @@ pub struct Metrics {
     pub reconcile_errors: Counter,
     pub reconcile_duration: Histogram,
     pub failovers: Counter,
+    /// Per-cluster series (paused, semi-sync, probes, primary changes).
+    pub clusters: cluster::ClusterMetrics,
     /// Whether `/readyz` answers 200: the process has a client and runs (as leader or standby).
     ready: Arc<AtomicBool>,
 }
@@ -68,7 +72,10 @@ impl Metrics {
             "Primaries promoted because the previous one was lost",
             failovers.clone(),
         );
+        let clusters = cluster::ClusterMetrics::default();
+        clusters.register(&mut registry);
         Self {
+            clusters,
             registry: Arc::new(registry),
             reconciles,
             reconcile_errors,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
 use super::common::{self, FIELD_MANAGER, cluster_key, lock};
 use super::metrics::Metrics;
+use super::metrics::cluster as cluster_metrics;
 use super::push;
 use super::reseed::{ReseedTarget, Reseeder};
 use super::status::{self, ClusterEvent, Snapshot};
@@ -97,6 +98,9 @@ impl Orchestrations for OrchestrationTasks {
 
     fn stop(&self, key: &str) {
         self.tasks.stop(key);
+        if let Some((namespace, name)) = key.split_once('/') {
+            self.metrics.clusters.forget(namespace, name);
+        }
     }
 }
 
@@ -175,9 +179,13 @@ impl Runner {
             {
                 common::publish(&self.recorder, &cluster, event).await;
             }
-            let reseed_events = self
-                .reseed(&mut reseeder, &cluster, &mut orchestrator)
-                .await;
+            // A re-seed replaces a pod: orchestration, which a paused cluster does not get.
+            let reseed_events = if cluster.spec.paused {
+                Vec::new()
+            } else {
+                self.reseed(&mut reseeder, &cluster, &mut orchestrator)
+                    .await
+            };
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
@@ -188,6 +196,11 @@ impl Runner {
                 snapshot.quarantined = orchestrator.history().quarantined.clone();
                 snapshot.last_reseed = reseeder.record().cloned();
                 fold_events(&mut snapshot, &new);
+                self.metrics.clusters.observe(
+                    &cluster.namespace().unwrap_or_default(),
+                    &cluster.name_any(),
+                    &cluster_metrics::gauges(&snapshot, &cluster.spec),
+                );
             }
             for timed in &new {
                 record_event(&self.recorder, &self.metrics, &cluster, &timed.event).await;
@@ -277,14 +290,14 @@ pub(crate) async fn record_event(
     cluster: &MySQLCluster,
     event: &Event,
 ) {
-    if matches!(
-        event,
-        Event::Promoted {
-            cause: crate::orchestrate::Cause::Failover,
-            ..
+    if let Event::Promoted { cause, .. } = event {
+        if *cause == crate::orchestrate::Cause::Failover {
+            metrics.failovers.inc();
         }
-    ) {
-        metrics.failovers.inc();
+        let namespace = cluster.namespace().unwrap_or_default();
+        metrics
+            .clusters
+            .promoted(&namespace, &cluster.name_any(), cause);
     }
     common::publish(recorder, cluster, status::cluster_event(event)).await;
 }

@@ -574,6 +574,9 @@ async fn apply(
         cluster.metadata.generation,
         &now,
     );
+    if let Some(event) = status::pause_event(&previous, cluster.spec.paused) {
+        publish_event(ctx, cluster, event).await;
+    }
     if let Some(no_budget) = status::disruption_budget(ctx.apis.policy_v1) {
         let reported = previous
             .conditions

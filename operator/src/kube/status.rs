@@ -352,6 +352,58 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
         .collect()
 }
 
+/// The reason of the `Paused` condition while paused, and of the Event that says so.
+pub const PAUSED: &str = "Paused";
+/// The reason of the `Paused` condition once resumed, and of the Event that says so.
+pub const RESUMED: &str = "Resumed";
+
+/// The `Paused` condition: true while `spec.paused`; false once resumed, and absent from a
+/// cluster that was never paused.
+pub fn paused_condition(previous: &MySQLClusterStatus, paused: bool) -> Option<Want> {
+    let reported = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == Condition::PAUSED);
+    if paused {
+        Some(want(
+            Condition::PAUSED,
+            true,
+            PAUSED,
+            "spec.paused: no failover, switchover, re-pointing or re-seed until it is false; \
+             the members are observed and reported",
+        ))
+    } else {
+        reported.then(|| want(Condition::PAUSED, false, RESUMED, "orchestration runs"))
+    }
+}
+
+/// The Normal Event when `spec.paused` changes, judged against the `Paused` condition last
+/// reported (so a restarted operator does not say it again).
+pub fn pause_event(previous: &MySQLClusterStatus, paused: bool) -> Option<ClusterEvent> {
+    let was = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == Condition::PAUSED && c.status == ConditionStatus::True);
+    match (was, paused) {
+        (false, true) => Some(ClusterEvent {
+            warning: false,
+            reason: PAUSED,
+            action: "Pause",
+            note: "orchestration paused (spec.paused): the cluster is observed and reported, \
+                   nothing is changed on its members"
+                .to_string(),
+        }),
+        (true, false) => Some(ClusterEvent {
+            warning: false,
+            reason: RESUMED,
+            action: "Resume",
+            note: "orchestration resumed: what waited is planned again from what is observed now"
+                .to_string(),
+        }),
+        _ => None,
+    }
+}
+
 /// The status of a cluster whose spec is valid and whose objects were applied.
 pub fn cluster_status(
     previous: &MySQLClusterStatus,
@@ -372,7 +424,13 @@ pub fn cluster_status(
         },
         durability.message(),
     );
-    let phase = phase(snapshot);
+    // Paused, the conditions still say what was found; nothing is in progress.
+    let phase = match phase(snapshot) {
+        Phase::Bootstrapping | Phase::SwitchingOver | Phase::FailingOver if spec.paused => {
+            Phase::Degraded
+        }
+        phase => phase,
+    };
     let members = members(snapshot);
     let healthy = members.iter().filter(|m| m.healthy).count();
     let published = snapshot.published.as_ref();
@@ -404,6 +462,7 @@ pub fn cluster_status(
     };
     let progressing = match (&snapshot.blocked, phase) {
         (Some(why), _) => want(Condition::PROGRESSING, false, "Blocked", why.clone()),
+        (None, _) if spec.paused => want(Condition::PROGRESSING, false, PAUSED, ""),
         (
             None,
             Phase::Pending | Phase::Bootstrapping | Phase::SwitchingOver | Phase::FailingOver,
@@ -432,8 +491,10 @@ pub fn cluster_status(
         &state,
         "",
     );
+    let mut wanted = vec![available, progressing, degraded, failover, lossless];
+    wanted.extend(paused_condition(previous, spec.paused));
     MySQLClusterStatus {
-        phase: Some(phase),
+        phase: Some(if spec.paused { Phase::Paused } else { phase }),
         primary,
         ready: Some(format!("{healthy}/{replicas}")),
         members,
@@ -441,12 +502,7 @@ pub fn cluster_status(
         topology_epoch: published
             .and_then(|t| i64::try_from(t.epoch).ok())
             .max(previous.topology_epoch),
-        conditions: merge_conditions(
-            &previous.conditions,
-            vec![available, progressing, degraded, failover, lossless],
-            generation,
-            now,
-        ),
+        conditions: merge_conditions(&previous.conditions, wanted, generation, now),
         observed_generation: generation,
         last_failover: snapshot
             .last_failover

@@ -64,6 +64,11 @@ pub enum LocalCommand {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Stop orchestrating (no failover, switchover, re-pointing or re-seed) until `resume`;
+    /// the members are still observed and reported. For maintenance done by hand.
+    Pause,
+    /// Orchestrate again after `pause`: what waited is planned again from what is seen now.
+    Resume,
     /// Simulate a crash: SIGKILL a member's mariadbd.
     Kill {
         /// The member, e.g. shop-0.
@@ -213,6 +218,8 @@ fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
         LocalCommand::Status { output, watch } => show(d, output, watch),
         LocalCommand::Switchover { ref to } => switchover(d, to.clone()),
         LocalCommand::Kill { ref member } => kill(d, member),
+        LocalCommand::Pause => pause(d, RequestKind::Pause),
+        LocalCommand::Resume => pause(d, RequestKind::Resume),
         LocalCommand::Scale { replicas } => scale(d, replicas),
         LocalCommand::Reseed { ref member } => reseed(d, member),
         LocalCommand::Logs {
@@ -254,6 +261,16 @@ fn on_pool(args: &LocalArgs, pool: &PoolDir) -> Result<(), LocalError> {
         LocalCommand::Kill { ref member } => {
             let cluster = pool_cli::member_cluster(&clusters, &pool_name, member)?;
             kill(&pool.cluster(&cluster), member)
+        }
+        LocalCommand::Pause | LocalCommand::Resume => {
+            // One cluster at a time: which one must be said.
+            let cluster =
+                pool_cli::switchover_cluster(&clusters, &pool_name, args.name.as_deref(), None)?;
+            let kind = match args.command {
+                LocalCommand::Pause => RequestKind::Pause,
+                _ => RequestKind::Resume,
+            };
+            pause(&pool.cluster(&cluster), kind)
         }
         LocalCommand::Reseed { ref member } => {
             let cluster = pool_cli::member_cluster(&clusters, &pool_name, member)?;
@@ -489,6 +506,13 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
                 p.gtid_domain_id
             }),
         pool: None,
+        paused: super::pause::paused_at_up(
+            up.file.is_some(),
+            cluster.spec.paused,
+            previous.as_ref().map(|p| p.paused),
+            dir.topology().is_file(),
+        )
+        .map_err(LocalError::Usage)?,
     };
     // A restarted cluster keeps members it was scaled to; the file only sets the first size.
     let settings = match &previous {
@@ -815,6 +839,13 @@ fn reseed(dir: &StateDir, member: &str) -> Result<(), LocalError> {
             member: member.to_string(),
         },
     )?;
+    println!("{message}");
+    Ok(())
+}
+
+/// `pause` or `resume`: carried out by the supervisor at once.
+fn pause(dir: &StateDir, kind: RequestKind) -> Result<(), LocalError> {
+    let message = submit_and_wait(dir, kind)?;
     println!("{message}");
     Ok(())
 }

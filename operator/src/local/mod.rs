@@ -13,6 +13,7 @@ pub mod console;
 pub mod daemon;
 pub mod manifest;
 pub mod mariadb;
+pub mod pause;
 pub mod pool;
 pub mod ports;
 pub use lagless_mariadbd::process;

@@ -1,4 +1,4 @@
-//! Requests from other terminals (`switchover`, `scale`, `reseed`) to the running
+//! Requests from other terminals (`switchover`, `scale`, `reseed`, `pause`, `resume`) to the running
 //! supervisor: one JSON file each in `requests/`, taken oldest first; results appear in
 //! `status.json`.
 
@@ -28,6 +28,9 @@ pub enum RequestKind {
     Reseed {
         member: String,
     },
+    /// Stop orchestrating (observe and report only) until `Resume`.
+    Pause,
+    Resume,
 }
 
 /// Files a request; returns its id.

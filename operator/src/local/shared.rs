@@ -78,6 +78,8 @@ pub struct RunningCluster {
     pub last_seeded: Option<(String, Instant)>,
     pub last_tick: LastTick,
     pub requests: Vec<RequestResult>,
+    /// Orchestration paused.
+    pub paused: bool,
 }
 
 /// [`RunningCluster`] behind a mutex that is never held across an await.

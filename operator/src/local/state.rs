@@ -200,6 +200,10 @@ pub struct Settings {
     /// supervisor starts none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// Orchestration paused: `spec.paused` of the file `up -f` was given, then `pause` and
+    /// `resume` (kept across restarts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 impl Settings {
@@ -356,6 +360,7 @@ mod tests {
             server_id_base: 1001,
             gtid_domain_id: 10,
             pool: None,
+            paused: false,
         };
         assert_eq!(s.member_name(2), "shop-2");
         assert_eq!(s.member_port(2), Some(3309));

@@ -19,6 +19,9 @@ pub struct Status {
     pub progress: Vec<String>,
     /// The orchestration's classification of the last tick (`Healthy`, `Degraded`, ...).
     pub state: Option<String>,
+    /// Orchestration paused (`pause`, or `spec.paused`): observed and reported only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     pub supervisor_pid: u32,
     pub updated_unix_ms: u64,
     pub epoch: Option<u64>,
@@ -182,6 +185,12 @@ pub fn render(s: &Status, events: usize) -> String {
     );
     if !s.step.is_empty() && s.phase != "running" {
         let _ = writeln!(out, "  {}", s.step);
+    }
+    if s.paused {
+        let _ = writeln!(
+            out,
+            "  ! orchestration paused: no failover, switchover or repair until `resume`"
+        );
     }
     if let Some(why) = &s.durability {
         let _ = writeln!(out, "  ! not lossless: {why}");

@@ -105,6 +105,7 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
         step: shared.journal.step.clone(),
         progress: shared.journal.progress.clone(),
         state: snap.state.map(|s| format!("{s:?}")),
+        paused: shared.paused,
         supervisor_pid: std::process::id(),
         updated_unix_ms: crate::clock::unix_ms(),
         epoch: published.map(|t| t.epoch),

@@ -104,6 +104,8 @@ impl Supervisor {
             .spec
             .to_cluster_spec(&self.settings.cluster, members);
         spec.failover_cooldown = FAILOVER_COOLDOWN;
+        // `pause` and `resume` change it while running; the file gives it at `up -f`.
+        spec.paused = self.settings.paused;
         // Switchovers are requested with `local switchover`; a request kept in the file would
         // be carried out again after every restart.
         spec.switchover = self.switchover.clone();
@@ -210,6 +212,18 @@ impl Supervisor {
             .with_proxy_accounts(self.rt.creds.proxy_accounts().into())
             .with_seeder(Arc::new(seeder)),
         );
+        self.shared.lock().paused = self.settings.paused;
+        if self.settings.paused {
+            // Nothing is orchestrated, so nothing is waited for: members as they come back
+            // (a restarted primary stays read-only) and the proxies on the kept topology.
+            self.tick().await;
+            self.shared.lock().note(format!(
+                "orchestration of {} is paused: its members are observed and reported, nothing \
+                 is changed on them until `resume`",
+                self.settings.cluster
+            ));
+            return self.start_proxies_unless_pooled().await;
+        }
         self.shared
             .lock()
             .set_step("starting", "electing a primary and starting replication");
@@ -244,6 +258,10 @@ impl Supervisor {
             "replication running in {:.1} s",
             began.elapsed().as_secs_f64()
         ));
+        self.start_proxies_unless_pooled().await
+    }
+
+    async fn start_proxies_unless_pooled(&mut self) -> Result<(), LocalError> {
         if self.settings.pool.is_some() {
             // A pool's proxies serve all its clusters; the pool's supervisor runs them.
             return Ok(());

@@ -392,7 +392,89 @@ pub fn plan(view: &ClusterView, spec: &ClusterSpec, history: &History) -> Plan {
     } else {
         recover(&ctx)
     };
-    semi_sync_before_publishing(plan, spec)
+    let plan = semi_sync_before_publishing(plan, spec);
+    if spec.paused { held(plan) } else { plan }
+}
+
+/// The plan of a paused cluster: a report only. Its state stands; its actions and what they
+/// would have recorded wait, to be planned again from what is observed once the cluster is
+/// resumed, and one warning names what waits, so a dead primary left alone is not left unsaid.
+/// A plan with nothing to do keeps its warnings; one with actions does not, since its
+/// warnings may describe those actions ("failover from a to c without semi-sync: …").
+pub fn held(plan: Plan) -> Plan {
+    let mut events: Vec<Event> = Vec::new();
+    if plan.actions.is_empty() {
+        events.extend(
+            plan.events
+                .into_iter()
+                .filter(|e| matches!(e, Event::Warning { .. })),
+        );
+    } else {
+        let what = match plan.state {
+            ClusterState::Bootstrapping => "the bootstrap",
+            ClusterState::PrimaryDown => "a failover",
+            ClusterState::Switchover => "a switchover",
+            ClusterState::Recovering => "electing a primary",
+            ClusterState::Healthy
+            | ClusterState::Degraded
+            | ClusterState::PrimaryUnconfirmedDown
+            | ClusterState::Cooldown
+            | ClusterState::Incomplete => "repairs",
+        };
+        // Names and members only: the text stays the same while the situation does, so a
+        // lasting warning is reported once.
+        let mut steps: Vec<String> = plan.actions.iter().map(Action::label).collect();
+        steps.dedup();
+        events.push(Event::Warning {
+            message: format!(
+                "orchestration is paused; held until it is resumed: {what} ({})",
+                steps.join(", ")
+            ),
+        });
+    }
+    Plan {
+        state: plan.state,
+        actions: Vec::new(),
+        events,
+        rollback: None,
+    }
+}
+
+impl Action {
+    /// The action's name and member, for status lines and logs (`EnsureSemiSync on m0`).
+    pub fn label(&self) -> String {
+        let debug = format!("{self:?}");
+        let name = debug
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let member = match self {
+            Action::Bootstrap { primary, .. } | Action::EnsureSemiSync { primary, .. } => {
+                Some(primary)
+            }
+            Action::SetReadOnly { member }
+            | Action::SetWritable { member }
+            | Action::FencePrimary { member }
+            | Action::KillClientConnections { member }
+            | Action::WaitRelayApplied { member, .. }
+            | Action::DrainTransactions { member, .. }
+            | Action::WaitCaughtUp { member, .. }
+            | Action::Promote { member }
+            | Action::Repoint { member, .. }
+            | Action::Rejoin { member, .. }
+            | Action::RestartReplication { member }
+            | Action::Quarantine { member, .. }
+            | Action::Decommission { member }
+            | Action::Seed { member, .. }
+            | Action::DisableSemiSync { member } => Some(member),
+            Action::PublishTopology { .. } | Action::FenceReplicas { .. } => None,
+        };
+        match member {
+            Some(m) => format!("{name} on {m}"),
+            None => name,
+        }
+    }
 }
 
 /// Under semi-sync, every topology published with a primary is preceded by

@@ -41,39 +41,6 @@ fn reload_due(
     }
 }
 
-/// An action's name and member, for a status line (`EnsureSemiSync on m0`).
-fn action_name(action: &Action) -> String {
-    let debug = format!("{action:?}");
-    let name = debug
-        .split([' ', '{', '('])
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let member = match action {
-        Action::Bootstrap { primary, .. } | Action::EnsureSemiSync { primary, .. } => Some(primary),
-        Action::SetReadOnly { member }
-        | Action::SetWritable { member }
-        | Action::FencePrimary { member }
-        | Action::KillClientConnections { member }
-        | Action::WaitRelayApplied { member, .. }
-        | Action::DrainTransactions { member, .. }
-        | Action::WaitCaughtUp { member, .. }
-        | Action::Promote { member }
-        | Action::Repoint { member, .. }
-        | Action::Rejoin { member, .. }
-        | Action::RestartReplication { member }
-        | Action::Quarantine { member, .. }
-        | Action::Decommission { member }
-        | Action::Seed { member, .. }
-        | Action::DisableSemiSync { member } => Some(member),
-        Action::PublishTopology { .. } | Action::FenceReplicas { .. } => None,
-    };
-    match member {
-        Some(m) => format!("{name} on {m}"),
-        None => name,
-    }
-}
-
 /// How often the stored topology document is read back (see [`Orchestrator::tick`]).
 const STORED_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -311,7 +278,10 @@ impl Orchestrator {
         // Whoever replaces the spec need not remember: seeding is possible when a seeder is.
         self.spec.seeding = self.actor.seeder.is_some();
         self.widen_trust();
-        self.check_stored().await;
+        // Paused, nothing is written: not even a lost topology document is put back.
+        if !self.spec.paused {
+            self.check_stored().await;
+        }
         let view = self
             .observer
             .observe(&self.spec, self.flavor, self.published.as_ref())
@@ -323,7 +293,7 @@ impl Orchestrator {
             let what = plan
                 .actions
                 .get(*index)
-                .map_or_else(String::new, action_name);
+                .map_or_else(String::new, Action::label);
             // The same action failing again counts, whatever its error says this time.
             let ticks = match &self.failing {
                 Some((before, n)) if before.starts_with(&format!("{what} failed:")) => {
@@ -365,7 +335,11 @@ impl Orchestrator {
                 tracing::info!(%event, "cluster event");
             }
         }
-        self.ensure_proxy_accounts(&view).await;
+        if !self.spec.paused {
+            self.ensure_proxy_accounts(&view).await;
+        }
+        // Certificates are still reloaded while paused: that changes no role or replication,
+        // and a renewed certificate must be served before the old one expires.
         self.reload_tls(&view);
         self.last_state = Some(plan.state);
         self.last_view = Some(view);

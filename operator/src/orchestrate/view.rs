@@ -228,6 +228,9 @@ pub struct ClusterSpec {
     /// No automatic failover within this long of the previous one.
     pub failover_cooldown: Duration,
     pub switchover: Option<Switchover>,
+    /// Observe and report only: the plan keeps its state and warnings, and its actions wait
+    /// (see [`plan`](super::plan::plan)).
+    pub paused: bool,
     pub semi_sync: Option<SemiSync>,
     /// The default consistency mode published to the proxies.
     pub consistency: Option<lagless_core::ConsistencyMode>,
@@ -258,6 +261,7 @@ impl ClusterSpec {
             failover_after_probes: Self::DEFAULT_FAILOVER_AFTER_PROBES,
             failover_cooldown: Self::DEFAULT_FAILOVER_COOLDOWN,
             switchover: None,
+            paused: false,
             semi_sync: None,
             consistency: None,
             switchover_drain: Self::DEFAULT_SWITCHOVER_DRAIN,

@@ -10,6 +10,7 @@ mod k8s_schemas;
 mod kube_api;
 mod local;
 mod orchestrate;
+mod pause;
 mod push;
 mod switchover;
 mod tenant_cli;

@@ -435,3 +435,70 @@ fn a_missing_policy_v1_is_a_false_disruption_budget_condition() {
     );
     assert!(wanted.message.contains("policy/v1"));
 }
+
+#[test]
+fn a_paused_cluster_says_so_and_nothing_is_in_progress() {
+    let mut paused = spec3();
+    paused.paused = true;
+    let mut down = healthy_snapshot();
+    down.state = Some(ClusterState::PrimaryDown);
+    let never = MySQLClusterStatus::default();
+    let status = cluster_status(&never, &down, &paused, Some(2), T0);
+    assert_eq!(status.phase, Some(Phase::Paused));
+    let c = condition(&status, Condition::PAUSED);
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::True, "Paused")
+    );
+    assert!(c.message.contains("no failover"), "{c:?}");
+    // What was found is still reported; no failover is said to be under way.
+    assert_eq!(
+        condition(&status, Condition::FAILOVER_IN_PROGRESS).status,
+        ConditionStatus::False
+    );
+    assert_eq!(condition(&status, Condition::PROGRESSING).reason, "Paused");
+    let degraded = condition(&status, Condition::DEGRADED);
+    assert_eq!(degraded.status, ConditionStatus::True);
+    assert_eq!(degraded.reason, "PrimaryDown");
+    assert_eq!(status.primary.as_deref(), Some("db-0"));
+
+    // Resumed: the condition turns false (and stays in the status), the phase follows the plan.
+    let resumed = cluster_status(&status, &healthy_snapshot(), &spec3(), Some(3), T1);
+    assert_eq!(resumed.phase, Some(Phase::Running));
+    let c = condition(&resumed, Condition::PAUSED);
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::False, "Resumed")
+    );
+    assert_eq!(c.last_transition_time, T1);
+    // A cluster never paused has no such condition.
+    let plain = cluster_status(&never, &healthy_snapshot(), &spec3(), Some(1), T0);
+    assert!(
+        !plain
+            .conditions
+            .iter()
+            .any(|c| c.type_ == Condition::PAUSED),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn pausing_and_resuming_are_normal_events_said_once() {
+    let mut paused = spec3();
+    paused.paused = true;
+    let never = MySQLClusterStatus::default();
+    let event = pause_event(&never, true).unwrap();
+    assert_eq!((event.warning, event.reason), (false, "Paused"));
+    assert_eq!(pause_event(&never, false), None);
+    // Reported paused: not said again (a restarted operator reads the status).
+    let reported = cluster_status(&never, &healthy_snapshot(), &paused, Some(2), T0);
+    assert_eq!(pause_event(&reported, true), None);
+    let event = pause_event(&reported, false).unwrap();
+    assert_eq!((event.warning, event.reason), (false, "Resumed"));
+    let resumed = cluster_status(&reported, &healthy_snapshot(), &spec3(), Some(3), T1);
+    assert_eq!(pause_event(&resumed, false), None);
+    assert_eq!(
+        pause_event(&resumed, true).map(|e| e.reason),
+        Some("Paused")
+    );
+}

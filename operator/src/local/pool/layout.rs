@@ -122,6 +122,8 @@ fn local_cluster(
             .as_ref()
             .map_or(id(cluster.spec.gtid_domain_id), |b| b.gtid_domain_id),
         pool: Some(pool.to_string()),
+        // Paused with `local pause --name <cluster>`, and kept so across the pool's restarts.
+        paused: before.as_ref().is_some_and(|b| b.paused),
     };
     Ok(LocalCluster {
         cluster,
@@ -224,6 +226,7 @@ spec:
             server_id_base: 9000,
             gtid_domain_id: 90,
             pool: Some("demo".into()),
+            paused: false,
         };
         let clusters = local_clusters(&pool(), &settings(3), |name| {
             (name == "demo-c1").then(|| earlier.clone())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::local::process_table::Process;
 use crate::local::request::{Request, RequestKind};
 use crate::local::state::write_json;
-use crate::local::{LocalError, mariadb};
+use crate::local::{LocalError, mariadb, pause};
 use crate::orchestrate::run::Orchestrator;
 use crate::orchestrate::view::{Switchover, SwitchoverTarget};
 use crate::orchestrate::{Event, Plan};
@@ -33,10 +33,22 @@ impl Supervisor {
         };
         tracing::info!(?request, "request");
         let before = self.settings.replicas;
-        let outcome = match &request.kind {
-            RequestKind::Switchover { to } => self.begin_switchover(&request.id, to.as_deref()),
-            RequestKind::Scale { replicas } => self.begin_scale(*replicas).await,
-            RequestKind::Reseed { member } => self.begin_reseed(member).await,
+        let held = match &request.kind {
+            RequestKind::Switchover { .. } => Some("switchover"),
+            RequestKind::Scale { .. } => Some("scaling"),
+            RequestKind::Reseed { .. } => Some("re-seed"),
+            RequestKind::Pause | RequestKind::Resume => None,
+        }
+        .and_then(|what| pause::refused_while_paused(self.settings.paused, what));
+        let outcome = match (&request.kind, held) {
+            (_, Some(refused)) => Err(LocalError::Other(refused)),
+            (RequestKind::Switchover { to }, None) => {
+                self.begin_switchover(&request.id, to.as_deref())
+            }
+            (RequestKind::Scale { replicas }, None) => self.begin_scale(*replicas).await,
+            (RequestKind::Reseed { member }, None) => self.begin_reseed(member).await,
+            (RequestKind::Pause, None) => self.set_paused(true).map(Some),
+            (RequestKind::Resume, None) => self.set_paused(false).map(Some),
         };
         match outcome {
             Ok(Some(done)) => self.finish(&request.id, true, done),
@@ -47,7 +59,9 @@ impl Supervisor {
                         .map(|i| self.settings.member_name(i))
                         .collect(),
                     RequestKind::Reseed { member } => vec![member.clone()],
-                    RequestKind::Switchover { .. } => Vec::new(),
+                    RequestKind::Switchover { .. } | RequestKind::Pause | RequestKind::Resume => {
+                        Vec::new()
+                    }
                 };
                 self.pending = Some(Pending {
                     request,
@@ -110,6 +124,20 @@ impl Supervisor {
             o.release_for_reseed(member);
         }
         Ok(None)
+    }
+
+    /// Pauses or resumes the orchestration from the next tick on, and keeps it so across
+    /// restarts (`settings.json`).
+    fn set_paused(&mut self, paused: bool) -> Result<String, LocalError> {
+        let was = self.settings.paused;
+        if was != paused {
+            self.settings.paused = paused;
+            write_json(&self.rt.dir.settings(), &self.settings, 0o644)?;
+            self.apply_spec()?;
+        }
+        // The request's result is noted with the events: no note of its own.
+        self.shared.lock().paused = paused;
+        Ok(pause::toggled(&self.settings.cluster, was, paused))
     }
 
     fn finish(&mut self, id: &str, ok: bool, message: String) {
@@ -252,6 +280,8 @@ impl Supervisor {
                     None
                 }
             }
+            // Done when taken, never pending.
+            RequestKind::Pause | RequestKind::Resume => Some((true, String::new())),
             RequestKind::Scale { replicas } => {
                 let shared = self.shared.lock();
                 let published = shared.last_tick.published.as_ref();

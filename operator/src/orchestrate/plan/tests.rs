@@ -1561,3 +1561,82 @@ fn events_read_as_one_line_each() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Paused
+
+fn paused(mut spec: ClusterSpec) -> ClusterSpec {
+    spec.paused = true;
+    spec
+}
+
+#[test]
+fn a_paused_cluster_does_not_fail_over_and_says_so() {
+    let p = run(&a_dead(), &paused(spec(&["a", "b", "c"])));
+    assert_eq!(p.state, ClusterState::PrimaryDown);
+    assert!(p.actions.is_empty() && p.rollback.is_none(), "{p:?}");
+    assert!(
+        !p.events.iter().any(|e| matches!(e, Event::Promoted { .. })),
+        "{p:?}"
+    );
+    assert_eq!(
+        warnings(&p),
+        "orchestration is paused; held until it is resumed: a failover (PublishTopology, \
+         FenceReplicas, FencePrimary on a, WaitRelayApplied on c, Promote on c, Repoint on b, \
+         PublishTopology)"
+    );
+    // Resumed, the same observation fails over.
+    assert_eq!(promoted(&run(&a_dead(), &spec(&["a", "b", "c"]))), ["c"]);
+}
+
+#[test]
+fn a_paused_cluster_holds_a_switchover_request() {
+    let p = run(
+        &healthy(),
+        &paused(switch_to(SwitchoverTarget::Member("c".into()))),
+    );
+    assert_eq!(p.state, ClusterState::Switchover);
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert!(
+        warnings(&p).starts_with("orchestration is paused; held until it is resumed: a switchover"),
+        "{p:?}"
+    );
+    // A request that would be refused is not refused while paused: it is judged once resumed.
+    let mut s = paused(switch_to(SwitchoverTarget::Member("c".into())));
+    s.members[2].never_promote = true;
+    let p = run(&healthy(), &s);
+    assert!(
+        !p.events
+            .iter()
+            .any(|e| matches!(e, Event::SwitchoverRefused { .. })),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_paused_cluster_gets_no_repairs_but_keeps_its_warnings() {
+    let mut v = healthy();
+    v.members[1].sql_running = Some(false);
+    let p = run(&v, &paused(spec(&["a", "b", "c"])));
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert!(
+        warnings(&p).ends_with("held until it is resumed: repairs (RestartReplication on b)"),
+        "{p:?}"
+    );
+    // Healthy and paused: nothing to say.
+    let p = run(&healthy(), &paused(spec(&["a", "b", "c"])));
+    assert_eq!(p.state, ClusterState::Healthy);
+    assert!(p.actions.is_empty() && p.events.is_empty(), "{p:?}");
+}
+
+#[test]
+fn a_paused_failover_is_reported_in_the_same_words_while_it_waits() {
+    // Positions move between ticks; the warning, logged once while it lasts, must not.
+    let first = warnings(&run(&a_dead(), &paused(spec(&["a", "b", "c"]))));
+    let mut later = a_dead();
+    later.members[2] = orphan("c", "a", maria("0-1-97"), maria("0-1-98"));
+    assert_eq!(
+        warnings(&run(&later, &paused(spec(&["a", "b", "c"])))),
+        first
+    );
+}

@@ -231,6 +231,29 @@ impl ControlPlane {
         )
     }
 
+    /// Writes a kubeconfig for the admin (default namespace `default`) into the control
+    /// plane's directory, as `kubectl` and its plugins read one, and returns its path.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        let ca = self.dir.path().join("kubeconfig-ca.crt");
+        std::fs::write(&ca, &self.ca_pem).expect("writing the CA");
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {
+                "server": self.url, "certificate-authority": ca,
+            }}],
+            "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
+            "contexts": [{"name": "test", "context": {
+                "cluster": "test", "user": "admin", "namespace": "default",
+            }}],
+            "current-context": "test",
+        });
+        let path = self.dir.path().join("kubeconfig");
+        // JSON is YAML.
+        std::fs::write(&path, config.to_string()).expect("writing the kubeconfig");
+        path
+    }
+
     /// A client authenticated with `token`, whose default namespace is `namespace` (as a pod's
     /// is its service account's).
     pub fn client_with_token(&self, token: &str, namespace: &str) -> Client {

@@ -7,6 +7,7 @@
 //! owned objects, so these tests stop at the API objects.
 
 mod harness;
+mod plugin;
 
 use std::collections::BTreeMap;
 

@@ -391,4 +391,22 @@ proptest! {
         reversed.members.reverse();
         prop_assert_eq!(p, plan(&reversed, &case.spec, &case.history));
     }
+
+    #[test]
+    fn a_paused_cluster_is_observed_and_left_alone(case in arb_case()) {
+        let running = plan(&case.view, &case.spec, &case.history);
+        let mut spec = case.spec.clone();
+        spec.paused = true;
+        let p = plan(&case.view, &spec, &case.history);
+        // The same diagnosis, nothing done, nothing recorded as done.
+        prop_assert_eq!(p.state, running.state);
+        prop_assert!(p.actions.is_empty() && p.rollback.is_none(), "{p:?}");
+        prop_assert!(p.events.iter().all(|e| matches!(e, Event::Warning { .. })), "{p:?}");
+        // What waits is said, alone, whenever something would have been done.
+        let says = p.events.iter().any(|e| e.to_string().contains("orchestration is paused"));
+        prop_assert_eq!(says, !running.actions.is_empty(), "{:?}", p);
+        if says {
+            prop_assert_eq!(p.events.len(), 1, "{:?}", p);
+        }
+    }
 }

@@ -1,0 +1,244 @@
+//! The requests `kubectl lagless` makes (merge patches of the spec) and how it tells, from
+//! the status, that one was carried out: pure functions.
+
+use serde_json::{Value, json};
+
+use crate::crd::{BEST, Condition, ConditionStatus, MySQLCluster, ReseedResult};
+
+/// A fresh request id (`spec.switchover.id`, `spec.reseed.id`): a request runs once per id.
+pub fn request_id(unix_ms: u64) -> String {
+    format!("kubectl-{unix_ms}")
+}
+
+pub fn switchover_patch(id: &str, to: &str) -> Value {
+    json!({ "spec": { "switchover": { "id": id, "primary": to } } })
+}
+
+pub fn reseed_patch(id: &str, member: &str) -> Value {
+    json!({ "spec": { "reseed": { "id": id, "member": member } } })
+}
+
+pub fn paused_patch(paused: bool) -> Value {
+    json!({ "spec": { "paused": paused } })
+}
+
+/// `member` is `<cluster>-<ordinal>` with an ordinal below `replicas` (or, where `best` is
+/// allowed, `best`): checked before anything is patched, as the CRD's rules would.
+pub fn check_member(
+    cluster: &MySQLCluster,
+    member: &str,
+    best_allowed: bool,
+) -> Result<(), String> {
+    if best_allowed && member == BEST {
+        return Ok(());
+    }
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let ordinal = member
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .filter(|n| n == &"0" || !n.starts_with('0'))
+        .and_then(|n| n.parse::<i32>().ok());
+    match ordinal {
+        Some(i) if i < cluster.spec.replicas => Ok(()),
+        _ => Err(format!(
+            "{member} is not a member of {name}: its members are {name}-0 … {name}-{}",
+            cluster.spec.replicas.saturating_sub(1)
+        )),
+    }
+}
+
+/// Where a request stands, as the status says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not carried out yet; what the cluster is doing, for a progress line.
+    Waiting(String),
+    Done(String),
+    Failed(String),
+}
+
+fn doing(cluster: &MySQLCluster) -> String {
+    let status = cluster.status.as_ref();
+    format!(
+        "phase {}, primary {}",
+        status
+            .and_then(|s| s.phase)
+            .map_or_else(|| "-".to_string(), |p| format!("{p:?}")),
+        status.and_then(|s| s.primary.as_deref()).unwrap_or("-")
+    )
+}
+
+/// Switchover request `id`: done once `status.lastSwitchover` carries its id.
+pub fn switchover_outcome(cluster: &MySQLCluster, id: &str) -> Outcome {
+    let last = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.last_switchover.as_ref());
+    match last.filter(|l| l.id.as_deref() == Some(id)) {
+        Some(l) => match &l.error {
+            Some(error) => Outcome::Failed(format!("switchover {id} failed: {error}")),
+            None => Outcome::Done(format!(
+                "{} is the primary (switchover {id} from {}, at {})",
+                l.to,
+                l.from.as_deref().unwrap_or("-"),
+                l.time
+            )),
+        },
+        None if cluster.spec.paused => Outcome::Waiting(format!(
+            "{}; the cluster is paused: the switchover waits for `kubectl lagless resume`",
+            doing(cluster)
+        )),
+        None => Outcome::Waiting(doing(cluster)),
+    }
+}
+
+/// Re-seed request `id`: done once `status.lastReseed` carries its id with a final result.
+pub fn reseed_outcome(cluster: &MySQLCluster, id: &str) -> Outcome {
+    let last = cluster.status.as_ref().and_then(|s| s.last_reseed.as_ref());
+    match last.filter(|r| r.id == id) {
+        Some(r) if r.result == ReseedResult::Succeeded => Outcome::Done(r.message.clone()),
+        Some(r) if r.result == ReseedResult::Failed => Outcome::Failed(format!(
+            "re-seed {id} of {} failed: {}",
+            r.member, r.message
+        )),
+        Some(r) => Outcome::Waiting(r.message.clone()),
+        None if cluster.spec.paused => Outcome::Waiting(
+            "the cluster is paused: the re-seed waits for `kubectl lagless resume`".to_string(),
+        ),
+        None => Outcome::Waiting(doing(cluster)),
+    }
+}
+
+/// Pause or resume: done once the operator reports the generation that asked for it with the
+/// `Paused` condition to match.
+pub fn pause_outcome(cluster: &MySQLCluster, paused: bool) -> Outcome {
+    let Some(status) = &cluster.status else {
+        return Outcome::Waiting("no status yet".to_string());
+    };
+    let reported = status.observed_generation >= cluster.metadata.generation;
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == Condition::PAUSED)
+        .map(|c| c.status);
+    let matches = match condition {
+        Some(ConditionStatus::True) => paused,
+        Some(ConditionStatus::False) | None => !paused,
+        Some(ConditionStatus::Unknown) => false,
+    };
+    if reported && matches {
+        Outcome::Done(if paused {
+            "orchestration paused: the members are observed and reported, nothing is changed on \
+             them (no failover, switchover, repair or re-seed) until `kubectl lagless resume`"
+                .to_string()
+        } else {
+            "orchestration resumed".to_string()
+        })
+    } else {
+        Outcome::Waiting(format!(
+            "the operator has reported generation {} of {}",
+            status.observed_generation.unwrap_or(0),
+            cluster.metadata.generation.unwrap_or(0)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(status: &str) -> MySQLCluster {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: lagless.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: shop, generation: 2}}\nspec: {{replicas: 3}}\n{status}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn members_are_checked_as_the_crd_does() {
+        let c = cluster("");
+        assert_eq!(check_member(&c, "shop-2", false), Ok(()));
+        assert_eq!(check_member(&c, "best", true), Ok(()));
+        for bad in [
+            "best", "shop-3", "shop-01", "shop-", "shop", "shopx-1", "other-0",
+        ] {
+            let refused = check_member(&c, bad, false).unwrap_err();
+            assert!(refused.contains("shop-0 … shop-2"), "{bad}: {refused}");
+        }
+    }
+
+    #[test]
+    fn patches_name_the_fields_the_operator_reads() {
+        assert_eq!(
+            switchover_patch("kubectl-5", "best"),
+            json!({"spec": {"switchover": {"id": "kubectl-5", "primary": "best"}}})
+        );
+        assert_eq!(
+            reseed_patch("kubectl-5", "shop-1"),
+            json!({"spec": {"reseed": {"id": "kubectl-5", "member": "shop-1"}}})
+        );
+        assert_eq!(paused_patch(false), json!({"spec": {"paused": false}}));
+        assert_ne!(request_id(1), request_id(2));
+        assert!(request_id(u64::MAX).len() <= 63);
+    }
+
+    #[test]
+    fn a_switchover_is_done_when_the_status_carries_its_id() {
+        let waiting = cluster("status: {phase: Running, primary: shop-0}");
+        assert_eq!(
+            switchover_outcome(&waiting, "r2"),
+            Outcome::Waiting("phase Running, primary shop-0".into())
+        );
+        let done = cluster("status: {lastSwitchover: {id: r2, from: shop-0, to: shop-1, time: T}}");
+        assert_eq!(
+            switchover_outcome(&done, "r2"),
+            Outcome::Done("shop-1 is the primary (switchover r2 from shop-0, at T)".into())
+        );
+        assert!(matches!(
+            switchover_outcome(&done, "r3"),
+            Outcome::Waiting(_)
+        ));
+        let failed = cluster(
+            "status: {lastSwitchover: {id: r2, from: shop-0, to: shop-0, time: T, error: no}}",
+        );
+        assert_eq!(
+            switchover_outcome(&failed, "r2"),
+            Outcome::Failed("switchover r2 failed: no".into())
+        );
+    }
+
+    #[test]
+    fn a_reseed_is_done_when_its_result_is_final() {
+        let running = cluster(
+            "status: {lastReseed: {id: r1, member: shop-2, result: InProgress, message: copying, time: T}}",
+        );
+        assert_eq!(
+            reseed_outcome(&running, "r1"),
+            Outcome::Waiting("copying".into())
+        );
+        let done = cluster(
+            "status: {lastReseed: {id: r1, member: shop-2, result: Succeeded, message: ok, time: T}}",
+        );
+        assert_eq!(reseed_outcome(&done, "r1"), Outcome::Done("ok".into()));
+        let failed = cluster(
+            "status: {lastReseed: {id: r1, member: shop-2, result: Failed, message: gone, time: T}}",
+        );
+        assert!(matches!(reseed_outcome(&failed, "r1"), Outcome::Failed(m) if m.contains("gone")));
+    }
+
+    #[test]
+    fn a_pause_is_done_once_reported_for_the_generation_that_asked() {
+        let paused =
+            "conditions: [{type: Paused, status: \"True\", reason: Paused, lastTransitionTime: T}]";
+        let old = cluster(&format!("status: {{observedGeneration: 1, {paused}}}"));
+        assert!(matches!(pause_outcome(&old, true), Outcome::Waiting(_)));
+        let now = cluster(&format!("status: {{observedGeneration: 2, {paused}}}"));
+        assert!(matches!(pause_outcome(&now, true), Outcome::Done(_)));
+        assert!(matches!(pause_outcome(&now, false), Outcome::Waiting(_)));
+        let never = cluster("status: {observedGeneration: 2}");
+        assert!(matches!(pause_outcome(&never, false), Outcome::Done(_)));
+        assert!(matches!(
+            pause_outcome(&cluster(""), false),
+            Outcome::Waiting(_)
+        ));
+    }
+}
