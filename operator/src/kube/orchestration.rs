@@ -152,7 +152,7 @@ impl Runner {
                 Err(why) => {
                     tracing::warn!(cluster = %cluster_key(&cluster), %why, "cannot orchestrate yet");
                     lock(&self.snapshot).blocked = Some(why);
-                    if !self.wait().await {
+                    if self.wait().await.is_none() {
                         return;
                     }
                 }
@@ -208,10 +208,9 @@ impl Runner {
             for event in reseed_events {
                 common::publish(&self.recorder, &cluster, event).await;
             }
-            if !self.wait().await {
+            let Some(changed) = self.wait().await else {
                 return;
-            }
-            let changed = self.cluster.has_changed().unwrap_or(false);
+            };
             if changed {
                 let cluster = self.cluster.borrow_and_update().clone();
                 let tls = orchestrator.spec.tls.take();
@@ -264,13 +263,21 @@ impl Runner {
             })
     }
 
-    /// Waits one tick, or less when the spec changes; false when its
+    /// Waits one tick, or less when the spec changes: whether it changed; `None` when its
     /// [`OrchestrationTasks`] is gone.
-    async fn wait(&mut self) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(TICK) => true,
-            changed = self.cluster.changed() => changed.is_ok(),
-        }
+    async fn wait(&mut self) -> Option<bool> {
+        next_tick(&mut self.cluster, TICK).await
+    }
+}
+
+/// Waits `tick`, or less when `rx` gets a value: `Some(true)` when one came that the caller
+/// has not read yet (it reads it with `borrow_and_update`), `None` once the sender is gone.
+/// (`changed()` marks the value seen, so whether it changed must come from here, not from a
+/// later `has_changed()`.)
+async fn next_tick<T>(rx: &mut watch::Receiver<T>, tick: Duration) -> Option<bool> {
+    tokio::select! {
+        () = tokio::time::sleep(tick) => rx.has_changed().ok(),
+        changed = rx.changed() => changed.ok().map(|()| true),
     }
 }
 
@@ -637,5 +644,25 @@ mod tests {
                 ("db-1", "db-1.db-headless.prod.svc", 3306)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_spec_change_is_reported_once_to_the_orchestration_loop() {
+        let (tx, mut rx) = tokio::sync::watch::channel(1);
+        let tick = std::time::Duration::from_millis(20);
+        assert_eq!(
+            super::next_tick(&mut rx, tick).await,
+            Some(false),
+            "nothing new"
+        );
+        tx.send(2).unwrap();
+        assert_eq!(super::next_tick(&mut rx, tick).await, Some(true));
+        assert_eq!(*rx.borrow_and_update(), 2);
+        assert_eq!(super::next_tick(&mut rx, tick).await, Some(false));
+        // A change while the loop was busy (not waiting) is seen at its next wait.
+        tx.send(3).unwrap();
+        assert_eq!(super::next_tick(&mut rx, tick).await, Some(true));
+        drop(tx);
+        assert_eq!(super::next_tick(&mut rx, tick).await, None);
     }
 }

@@ -32,6 +32,9 @@ struct CauseLabels {
     cause: String,
 }
 
+/// The `cause` label of promotions.
+const CAUSES: [&str; 3] = ["failover", "switchover", "recovery"];
+
 /// The series of every cluster this controller orchestrates; cloning shares them.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterMetrics {
@@ -62,8 +65,9 @@ pub fn gauges(snapshot: &Snapshot, spec: &MySQLClusterSpec) -> ClusterGauges {
         .and_then(|p| view?.member(&p.name));
     ClusterGauges {
         paused: spec.paused,
+        // Asked only of a cluster whose spec wants semi-sync (and that has replicas).
         primary_semi_sync: primary
-            .filter(|_| spec.replicas > 1)
+            .filter(|_| spec.replication.semi_sync_on(spec.replicas))
             .filter(|p| p.is_reachable())
             .and_then(|p| p.semi_sync)
             .map(|s| s.source_enabled),
@@ -131,14 +135,33 @@ impl ClusterMetrics {
                 })
                 .set(i64::from(*failures));
         }
+        // Members gone from the view (scaled down) are not left failing.
+        for i in 0..MAX_MEMBERS {
+            let member = format!("{cluster}-{i}");
+            if !gauges.probe_failures.iter().any(|(m, _)| *m == member) {
+                self.probe_failures.remove(&MemberLabels {
+                    namespace: namespace.to_string(),
+                    cluster: cluster.to_string(),
+                    member,
+                });
+            }
+        }
+        // Promotion counters exist from the start at 0, so that the first one is an increase.
+        for cause in CAUSES {
+            let _created = self.primary_changes.get_or_create(&CauseLabels {
+                namespace: namespace.to_string(),
+                cluster: cluster.to_string(),
+                cause: cause.to_string(),
+            });
+        }
     }
 
     /// Counts a promotion.
     pub fn promoted(&self, namespace: &str, cluster: &str, cause: &Cause) {
         let cause = match cause {
-            Cause::Failover => "failover",
-            Cause::Switchover { .. } => "switchover",
-            Cause::Recovery => "recovery",
+            Cause::Failover => CAUSES[0],
+            Cause::Switchover { .. } => CAUSES[1],
+            Cause::Recovery => CAUSES[2],
         };
         self.primary_changes
             .get_or_create(&CauseLabels {
@@ -237,6 +260,46 @@ mod tests {
             gauges(&Snapshot::default(), &spec("replicas: 2")).probe_failures,
             vec![]
         );
+        // A cluster that does not ask for semi-sync is not alerted for running without it.
+        assert_eq!(
+            gauges(
+                &snapshot(Some(false)),
+                &spec("replicas: 2\nreplication:\n  semiSync: false")
+            )
+            .primary_semi_sync,
+            None
+        );
+    }
+
+    #[test]
+    fn promotions_start_at_zero_and_members_gone_stop_failing() {
+        let metrics = ClusterMetrics::default();
+        let mut registry = Registry::with_prefix("lagless_operator");
+        metrics.register(&mut registry);
+        let encode = || {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+            out
+        };
+        let two = gauges(&snapshot(Some(true)), &spec("replicas: 2"));
+        metrics.observe("prod", "db", &two);
+        let text = encode();
+        for cause in CAUSES {
+            let series = format!(
+                "lagless_operator_primary_changes_total{{namespace=\"prod\",cluster=\"db\",cause=\"{cause}\"}} 0"
+            );
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
+        assert!(text.contains("member=\"db-1\"} 4"), "{text}");
+        // Scaled down to one member: db-1's series goes.
+        let one = ClusterGauges {
+            probe_failures: vec![("db-0".into(), 0)],
+            ..two
+        };
+        metrics.observe("prod", "db", &one);
+        let text = encode();
+        assert!(!text.contains("member=\"db-1\""), "{text}");
+        assert!(text.contains("member=\"db-0\"} 0"), "{text}");
     }
 
     #[test]
