@@ -76,7 +76,19 @@ pub fn route(state: &SessionState, c: &Classification, sql: &[u8]) -> Route {
     backend_route(state, c, sql)
 }
 
-/// Whether a COM_QUERY statement opens a transaction a replica may serve: a lone `START
+/// Where a prepared statement's execution goes; `sql` is its text. A prepared `BEGIN` (as
+/// sysbench prepares one) starts a transaction on a replica as its text would.
+pub fn execution_route(state: &SessionState, c: &Classification, sql: &[u8]) -> Route {
+    if starts_replica_transaction(state, c, sql) {
+        return Route::Read {
+            mode: c.hint.or(state.consistency),
+        };
+    }
+    backend_route(state, c, sql)
+}
+
+/// Whether a COM_QUERY statement (or a prepared one's execution) opens a transaction a
+/// replica may serve: a lone `START
 /// TRANSACTION READ ONLY`, or with optimistic transactions a lone `BEGIN` / `START
 /// TRANSACTION` (unless the session's recent ones wrote), in autocommit, outside a
 /// transaction, in a session not bound to its primary connection.
@@ -280,8 +292,9 @@ pub enum Command<'a> {
     /// COM_QUERY with this payload (command byte included); shared, so keeping it (a `BEGIN`
     /// to replay) costs no copy.
     Query(&'a Bytes),
-    /// COM_STMT_EXECUTE: values are bound at execution, so its text cannot be replayed.
-    Execute,
+    /// COM_STMT_EXECUTE of the statement prepared by this COM_STMT_PREPARE payload: values
+    /// are bound at execution, so its text cannot be replayed as a `SET`.
+    Execute(&'a Bytes),
     /// COM_STMT_BULK_EXECUTE.
     BulkExecute,
 }
@@ -330,7 +343,7 @@ pub fn after(
     };
     let payload = match command {
         Command::Query(payload) => payload,
-        Command::Execute => {
+        Command::Execute(_) => {
             if e.session_set.is_some() && fx.pin.is_none() {
                 fx.pin = Some("a SET run as a prepared statement");
             }
@@ -384,13 +397,13 @@ fn replica_transaction_after(
         Some(st) if st & status::IN_TRANS == 0 => open.then_some(ReplicaTxn::Ended),
         Some(_) if open => Some(ReplicaTxn::Used),
         Some(_) if !c.effects.begins_transaction => Some(ReplicaTxn::Stray),
+        // (Opened again elsewhere from its text: the command byte is not read.)
         Some(_) => match command {
-            Command::Query(payload) => Some(ReplicaTxn::Began {
+            Command::Query(payload) | Command::Execute(payload) => Some(ReplicaTxn::Began {
                 begin: payload.clone(),
                 optimistic: !c.effects.read_only_transaction,
             }),
-            // Only a COM_QUERY starts one there (see `starts_replica_transaction`).
-            Command::Execute | Command::BulkExecute => None,
+            Command::BulkExecute => Some(ReplicaTxn::Stray),
         },
     }
 }

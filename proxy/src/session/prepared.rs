@@ -201,7 +201,7 @@ impl Session {
             // Long data went to the primary: the execution cannot run in the replica's
             // transaction.
             Some(tx) if stmt.long_data => decide::leaving_replica_transaction(tx),
-            _ => decide::backend_route(&self.state, &stmt.classification, &stmt.prepare[1..]),
+            _ => decide::execution_route(&self.state, &stmt.classification, &stmt.prepare[1..]),
         };
         let mut reroutes = 0;
         let outcome = loop {
@@ -250,9 +250,14 @@ impl Session {
         self.record_digest(stmt.digest, &stmt.prepare[1..], mode, started, ran);
         if let Some((which, tracker)) = outcome {
             self.record(which, &route, started);
-            self.after_statement(which, &stmt.classification, &tracker, Command::Execute)
-                .await;
-            if which == BackendRole::Replica {
+            self.after_statement(
+                which,
+                &stmt.classification,
+                &tracker,
+                Command::Execute(&stmt.prepare),
+            )
+            .await;
+            if which == BackendRole::Replica && !stmt.classification.effects.begins_transaction {
                 self.log_for_replay(&stmt.classification, &tracker, &payload);
             }
             if let Some(s) = self.state.statements.map.get_mut(&cid) {

@@ -322,6 +322,28 @@ async fn a_plain_transaction_reads_on_a_replica_and_moves_to_the_primary_to_writ
     assert_eq!(server_id(&mut fresh).await, PRIMARY_ID);
     fresh.query_drop("COMMIT").await.unwrap();
     assert_eq!(moves(&h, "moved").await, 1.0, "neither of those moved");
+
+    // Prepared BEGIN and COMMIT (as sysbench prepares them) do the same.
+    let mut prepared = h.app().await;
+    // (A move proves it started on a replica: reading @@server_id in it would make the move
+    // fail, the primary's being another.)
+    prepared.exec_drop("BEGIN", ()).await.unwrap();
+    let v: Option<i32> = prepared
+        .exec_first("SELECT v FROM t WHERE id = ?", (5,))
+        .await
+        .unwrap();
+    assert_eq!(v, Some(50));
+    prepared
+        .exec_drop("UPDATE t SET v = v + 1 WHERE id = ?", (5,))
+        .await
+        .unwrap();
+    prepared.exec_drop("COMMIT", ()).await.unwrap();
+    let v: Option<i32> = direct
+        .query_first("SELECT v FROM t WHERE id = 5")
+        .await
+        .unwrap();
+    assert_eq!(v, Some(51));
+    assert_eq!(moves(&h, "moved").await, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

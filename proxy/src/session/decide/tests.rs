@@ -299,7 +299,8 @@ fn effects_of_outcomes() {
 fn prepared_sets_pin() {
     let c = classify(b"SET NAMES utf8mb4");
     let outcome = ok(BackendRole::Primary, status::AUTOCOMMIT);
-    let fx = after(&state(), &c, &outcome, Command::Execute);
+    let prepared = Bytes::from_static(b"\x16SET @x = ?");
+    let fx = after(&state(), &c, &outcome, Command::Execute(&prepared));
     assert_eq!(fx.pin, Some("a SET run as a prepared statement"));
     assert_eq!(fx.replay, None);
     let fx = after(&state(), &c, &outcome, Command::BulkExecute);
