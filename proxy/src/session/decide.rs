@@ -259,6 +259,9 @@ pub struct Effects {
     pub pin: Option<&'static str>,
     /// The statement was a lone `BEGIN`: the transaction may still move to another primary.
     pub fresh_begin: bool,
+    /// A transaction began on the primary (text or prepared): one of the session's
+    /// `primary_begins` is used.
+    pub began_on_primary: bool,
     /// The client changed what the session tracks: whether it now asks for committed GTIDs.
     pub tracking: Option<bool>,
     /// The session's own `wait_timeout`.
@@ -314,6 +317,10 @@ pub fn after(
     }
     let e = &c.effects;
     fx.replica_transaction = replica_transaction_after(state, c, outcome, command);
+    fx.began_on_primary = e.begins_transaction
+        && outcome.ran_on == BackendRole::Primary
+        && outcome.error.is_none()
+        && state.primary_begins > 0;
     if outcome.error.is_some() {
         // A multi-statement payload may have run part-way; pin when any part could have left
         // state behind.
@@ -450,8 +457,8 @@ impl SessionState {
             self.replay_sets_autocommit |= set.sets_autocommit;
             self.replay.push(set.sql.clone());
         }
-        if fx.fresh_begin {
-            // A plain BEGIN on the primary: one fewer before a replica is tried again.
+        if fx.began_on_primary {
+            // One fewer before a replica is tried again.
             self.primary_begins = self.primary_begins.saturating_sub(1);
         }
         let pinned_now = fx.pin.filter(|_| self.pinned.is_none());

@@ -723,4 +723,14 @@ fn optimistic_transactions_start_on_replicas_and_move_at_their_first_write() {
     );
     w.apply(&fx);
     assert_eq!(w.primary_begins, 2);
+    // A prepared BEGIN counts too.
+    let prepared = Bytes::from(vec![crate::protocol::constants::com::STMT_PREPARE, b'B']);
+    let fx = after(
+        &w,
+        &c,
+        &ok(BackendRole::Primary, txn),
+        Command::Execute(&prepared),
+    );
+    w.apply(&fx);
+    assert_eq!(w.primary_begins, 1);
 }
