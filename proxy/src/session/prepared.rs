@@ -187,6 +187,14 @@ impl Session {
                 .reply_err(&ErrPacket::unknown_statement(cid, "mysql_stmt_execute"))
                 .await;
         };
+        // A client sends the types it binds once: they are learned here, also when this
+        // execution is answered by the proxy (refused, or its transaction could not move), as
+        // the client's next executions come without them.
+        if let Some(types) = bound_types(&payload, stmt.params)
+            && let Some(s) = self.state.statements.map.get_mut(&cid)
+        {
+            s.types = Some(types);
+        }
         // A statement runs on its tenant's cluster, prepared there again if needed.
         let step = match self.follow_tenant(&stmt.prepare[1..], None).await {
             Ok(step) => step,
@@ -500,4 +508,18 @@ async fn remember(slot: &mut BackendSlot, text: (Bytes, u64), id: u32, bound: us
             return;
         }
     }
+}
+
+/// The parameter types a COM_STMT_EXECUTE carries (`new_params_bound_flag` = 1), if any.
+fn bound_types(payload: &[u8], params: u16) -> Option<Vec<u8>> {
+    if params == 0 {
+        return None;
+    }
+    let flag_at = 10 + usize::from(params).div_ceil(8);
+    if payload.get(flag_at) != Some(&1) {
+        return None;
+    }
+    payload
+        .get(flag_at + 1..flag_at + 1 + 2 * usize::from(params))
+        .map(<[u8]>::to_vec)
 }

@@ -61,8 +61,11 @@ impl Session {
 const REPLAY_STATEMENTS: usize = 256;
 const REPLAY_BYTES: usize = 1 << 20;
 /// Plain `BEGIN`s a session runs on the primary after one of its optimistic transactions had
-/// to move there: a session whose transactions write stops paying for the attempt.
+/// to move there: a session whose transactions write stops paying for the attempt. Doubled
+/// after each move that failed (up to [`MOST_PRIMARY_BEGINS`]), back to this after one that
+/// worked: under contention that keeps changing what transactions read, few are tried.
 const PRIMARY_BEGINS_AFTER_A_MOVE: u8 = 8;
+const MOST_PRIMARY_BEGINS: u8 = 128;
 
 /// ER_LOCK_DEADLOCK's code and state: the transaction was rolled back and can be run again,
 /// which applications already do for deadlocks.
@@ -76,6 +79,15 @@ fn moved_reads_differ(why: &str) -> ErrPacket {
              write: {why}; it was rolled back)"
         ),
     )
+}
+
+/// The session's `primary_begins` after a move, `failed` being the moves that failed in a row
+/// (this one included).
+fn primary_begins_after(failed: u8) -> u8 {
+    let doublings = u32::from(failed.saturating_sub(1)).min(4);
+    PRIMARY_BEGINS_AFTER_A_MOVE
+        .saturating_mul(1 << doublings)
+        .min(MOST_PRIMARY_BEGINS)
 }
 
 impl BackendConn {
@@ -150,7 +162,9 @@ impl Session {
         let Some(tx) = self.state.replica_transaction.take() else {
             return Ok(());
         };
-        self.state.primary_begins = PRIMARY_BEGINS_AFTER_A_MOVE;
+        // Until it is known to have worked, as after a failure; set back when it does.
+        self.state.failed_moves = self.state.failed_moves.saturating_add(1);
+        self.state.primary_begins = primary_begins_after(self.state.failed_moves);
         if let Some(slot) = self.replica.as_mut()
             && !matches!(slot.conn.run("ROLLBACK").await, Ok(None))
         {
@@ -223,6 +237,8 @@ impl Session {
         }
         self.state.in_transaction = true;
         self.state.fresh_begin = None;
+        self.state.failed_moves = 0;
+        self.state.primary_begins = PRIMARY_BEGINS_AFTER_A_MOVE;
         self.shared.metrics.optimistic_moved(true);
         tracing::debug!(id = self.id, statements = log.entries.len(), elapsed = ?started.elapsed(), "optimistic transaction moved to the primary");
         Ok(())
@@ -248,5 +264,17 @@ impl Session {
         self.state.in_transaction = false;
         self.state.fresh_begin = None;
         moved_reads_differ(why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_that_keep_failing_are_tried_ever_more_rarely() {
+        let after: Vec<u8> = (1..=7).map(primary_begins_after).collect();
+        assert_eq!(after, vec![8, 16, 32, 64, 128, 128, 128]);
+        assert_eq!(primary_begins_after(0), 8);
     }
 }

@@ -69,6 +69,8 @@ pub struct SessionState {
     /// Plain `BEGIN`s to run on the primary before trying a replica again: set when an
     /// optimistic transaction had to move (the session's transactions write).
     pub primary_begins: u8,
+    /// Optimistic transactions of the session that failed to move, in a row.
+    pub failed_moves: u8,
     pub autocommit: bool,
     /// Why the session is bound to its primary connection for good, if it is.
     pub pinned: Option<&'static str>,
@@ -109,6 +111,7 @@ impl Default for SessionState {
             read_only_on_replicas: false,
             optimistic: false,
             primary_begins: 0,
+            failed_moves: 0,
             autocommit: true,
             pinned: None,
             sticky: None,
