@@ -199,6 +199,15 @@ pub struct MySQLClusterSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
 
+    /// Members kept out of read routing (`<cluster>-<ordinal>`): published to the proxies with
+    /// weight 0 while they are replicas, so they get no reads; they keep replicating. A
+    /// cordoned member is promoted by a failover (or a switchover to the best member) only when
+    /// no other member is fit. A cordoned primary is unaffected until it is a replica again.
+    /// Names beyond `spec.replicas` are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 100))]
+    pub cordoned: Vec<String>,
+
     /// A planned change of primary. It runs once per `id`: to switch again, give a new id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover: Option<SwitchoverSpec>,
@@ -705,6 +714,9 @@ pub struct MemberStatus {
     /// until it is re-seeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errant: Option<String>,
+    /// Kept out of read routing (`spec.cordoned`): published with weight 0 while a replica.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cordoned: bool,
 }
 
 /// A member's part in the cluster.
@@ -845,6 +857,7 @@ impl MySQLClusterSpec {
             },
         });
         spec.paused = self.paused;
+        spec.cordoned = self.cordoned.iter().cloned().collect();
         if let Some(ms) = self.switchover.as_ref().and_then(|r| r.drain_ms) {
             spec.switchover_drain = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
         }
@@ -939,6 +952,7 @@ mod tests {
             replication: ReplicationSpec::default(),
             proxy: ProxySpec::default(),
             paused: false,
+            cordoned: Vec::new(),
             switchover: None,
             reseed: None,
             tls: None,

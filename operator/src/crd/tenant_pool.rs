@@ -1060,6 +1060,7 @@ fn base_spec(
         },
         // Each cluster is paused on its own (the pool never sets this field).
         paused: false,
+        cordoned: Vec::new(),
         switchover: None,
         reseed: None,
         tls: template.tls.clone(),

@@ -142,6 +142,20 @@ impl MySQLClusterSpec {
             }
         }
         self.check_replication(&mut errors, cluster);
+        let mut seen = BTreeSet::new();
+        for (i, member) in self.cordoned.iter().enumerate() {
+            if member_ordinal(cluster, member).is_none() {
+                errors.add(
+                    format!("spec.cordoned[{i}]"),
+                    format!("`{member}` is not a member of cluster {cluster} (write {cluster}-<ordinal>)"),
+                );
+            } else if !seen.insert(member.as_str()) {
+                errors.add(
+                    format!("spec.cordoned[{i}]"),
+                    format!("`{member}` is listed twice"),
+                );
+            }
+        }
         self.check_proxy(&mut errors);
         self.check_switchover(&mut errors, cluster);
         self.check_reseed(&mut errors, cluster);

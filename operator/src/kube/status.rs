@@ -311,6 +311,13 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
     let primary_executed = primary
         .and_then(|p| view.member(p))
         .and_then(|p| p.executed.as_ref());
+    // What the proxies follow: a replica published with weight 0 gets no reads.
+    let cordoned = |name: &str| {
+        snapshot
+            .published
+            .as_ref()
+            .is_some_and(|t| t.replicas.iter().any(|r| r.name == name && r.weight == 0))
+    };
     view.members
         .iter()
         .map(|m| {
@@ -347,6 +354,7 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
                     .and_then(|n| i64::try_from(n).ok()),
                 healthy,
                 errant: snapshot.quarantined.get(&m.name).cloned(),
+                cordoned: cordoned(&m.name),
             }
         })
         .collect()
@@ -402,6 +410,36 @@ pub fn pause_event(previous: &MySQLClusterStatus, paused: bool) -> Option<Cluste
         }),
         _ => None,
     }
+}
+
+/// The Normal Events when members are cordoned out of read routing or uncordoned, judged
+/// against the members' status last reported and the one about to be (so what the proxies
+/// follow is what is announced, and a restarted operator does not say it again).
+pub fn cordon_events(previous: &[MemberStatus], now: &[MemberStatus]) -> Vec<ClusterEvent> {
+    let was = |name: &str| previous.iter().any(|m| m.name == name && m.cordoned);
+    let mut events = Vec::new();
+    for m in now {
+        let before = was(&m.name);
+        if m.cordoned && !before {
+            events.push(ClusterEvent {
+                warning: false,
+                reason: "Cordoned",
+                action: "Cordon",
+                note: format!(
+                    "{} cordoned (spec.cordoned): no reads are routed to it; it keeps replicating",
+                    m.name
+                ),
+            });
+        } else if before && !m.cordoned && m.role == MemberRole::Replica {
+            events.push(ClusterEvent {
+                warning: false,
+                reason: "Uncordoned",
+                action: "Uncordon",
+                note: format!("{} uncordoned: reads are routed to it again", m.name),
+            });
+        }
+    }
+    events
 }
 
 /// The status of a cluster whose spec is valid and whose objects were applied.

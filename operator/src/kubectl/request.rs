@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::crd::{BEST, Condition, ConditionStatus, MySQLCluster, ReseedResult};
+use crate::crd::{BEST, Condition, ConditionStatus, MemberRole, MySQLCluster, ReseedResult};
 
 /// A fresh request id (`spec.switchover.id`, `spec.reseed.id`): a request runs once per id.
 pub fn request_id(unix_ms: u64) -> String {
@@ -45,6 +45,27 @@ pub fn check_member(
             cluster.spec.replicas.saturating_sub(1)
         )),
     }
+}
+
+/// `cordon` (`on`) or `uncordon` of `member`: the whole `spec.cordoned` list as it is to be
+/// (a merge patch replaces a list), bound to the resource version it was computed from so a
+/// concurrent change is refused (409) rather than lost.
+pub fn cordon_patch(cluster: &MySQLCluster, member: &str, on: bool) -> Value {
+    let mut list: Vec<&str> = cluster
+        .spec
+        .cordoned
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != member)
+        .collect();
+    if on {
+        list.push(member);
+    }
+    list.sort_unstable();
+    json!({
+        "metadata": { "resourceVersion": cluster.metadata.resource_version },
+        "spec": { "cordoned": list },
+    })
 }
 
 /// Where a request stands, as the status says.
@@ -105,6 +126,37 @@ pub fn reseed_outcome(cluster: &MySQLCluster, id: &str) -> Outcome {
             "the cluster is paused: the re-seed waits for `kubectl lagless resume`".to_string(),
         ),
         None => Outcome::Waiting(doing(cluster)),
+    }
+}
+
+/// Cordon (`on`) or uncordon of `member`: done once the operator reports it so in the members'
+/// status (published to the proxies with weight 0, or its weight again). A primary is not
+/// waited for: the cordon applies once it is a replica.
+pub fn cordon_outcome(cluster: &MySQLCluster, member: &str, on: bool) -> Outcome {
+    let Some(status) = &cluster.status else {
+        return Outcome::Waiting("no status yet".to_string());
+    };
+    let reported = status.observed_generation >= cluster.metadata.generation;
+    let found = status.members.iter().find(|m| m.name == member);
+    match found {
+        Some(m) if m.role == MemberRole::Primary && reported => Outcome::Done(format!(
+            "{member} is the primary: {}",
+            if on {
+                "it takes writes and reads as before, and gets no reads once it is a replica"
+            } else {
+                "it is not cordoned when it is a replica again"
+            }
+        )),
+        Some(m) if reported && m.cordoned == on => Outcome::Done(if on {
+            format!("{member} cordoned: the proxies route no reads to it; it keeps replicating")
+        } else {
+            format!("{member} uncordoned: reads are routed to it again")
+        }),
+        _ if cluster.spec.paused => Outcome::Waiting(format!(
+            "{}; the cluster is paused: the topology changes once `kubectl lagless resume`",
+            doing(cluster)
+        )),
+        _ => Outcome::Waiting(doing(cluster)),
     }
 }
 
@@ -238,6 +290,56 @@ mod tests {
         assert!(matches!(pause_outcome(&never, false), Outcome::Done(_)));
         assert!(matches!(
             pause_outcome(&cluster(""), false),
+            Outcome::Waiting(_)
+        ));
+    }
+
+    #[test]
+    fn cordon_patches_replace_the_whole_list_at_the_version_read() {
+        let mut c = cluster("");
+        c.metadata.resource_version = Some("41".into());
+        c.spec.cordoned = vec!["shop-2".into()];
+        assert_eq!(
+            cordon_patch(&c, "shop-1", true),
+            json!({"metadata": {"resourceVersion": "41"}, "spec": {"cordoned": ["shop-1", "shop-2"]}})
+        );
+        assert_eq!(
+            cordon_patch(&c, "shop-2", false),
+            json!({"metadata": {"resourceVersion": "41"}, "spec": {"cordoned": []}})
+        );
+        assert_eq!(
+            cordon_patch(&c, "shop-2", true)["spec"]["cordoned"],
+            json!(["shop-2"])
+        );
+    }
+
+    #[test]
+    fn a_cordon_is_done_when_the_member_is_reported_so() {
+        let member = |cordoned: bool, role: &str| {
+            format!(
+                "status: {{observedGeneration: 2, members: [{{name: shop-1, role: {role}, healthy: true, cordoned: {cordoned}}}]}}"
+            )
+        };
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(false, "Replica")), "shop-1", true),
+            Outcome::Waiting(_)
+        ));
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(true, "Replica")), "shop-1", true),
+            Outcome::Done(m) if m.starts_with("shop-1 cordoned")
+        ));
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(false, "Replica")), "shop-1", false),
+            Outcome::Done(m) if m.starts_with("shop-1 uncordoned")
+        ));
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(false, "Primary")), "shop-1", true),
+            Outcome::Done(m) if m.starts_with("shop-1 is the primary")
+        ));
+        // An older generation reported: not yet.
+        let old = member(true, "Replica").replace("observedGeneration: 2", "observedGeneration: 1");
+        assert!(matches!(
+            cordon_outcome(&cluster(&old), "shop-1", true),
             Outcome::Waiting(_)
         ));
     }

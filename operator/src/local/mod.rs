@@ -10,6 +10,7 @@
 pub mod backup;
 pub mod cli;
 pub mod console;
+pub mod cordon;
 pub mod daemon;
 pub mod manifest;
 pub mod mariadb;

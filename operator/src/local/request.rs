@@ -31,6 +31,13 @@ pub enum RequestKind {
     /// Stop orchestrating (observe and report only) until `Resume`.
     Pause,
     Resume,
+    /// Keep a member out of read routing until `Uncordon`.
+    Cordon {
+        member: String,
+    },
+    Uncordon {
+        member: String,
+    },
 }
 
 /// Files a request; returns its id.

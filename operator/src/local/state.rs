@@ -204,6 +204,10 @@ pub struct Settings {
     /// `resume` (kept across restarts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Members kept out of read routing: `spec.cordoned` of the file `up -f` was given, then
+    /// `cordon` and `uncordon` (kept across restarts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cordoned: Vec<String>,
 }
 
 impl Settings {
@@ -361,6 +365,7 @@ mod tests {
             gtid_domain_id: 10,
             pool: None,
             paused: false,
+            cordoned: Vec::new(),
         };
         assert_eq!(s.member_name(2), "shop-2");
         assert_eq!(s.member_port(2), Some(3309));

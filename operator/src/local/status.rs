@@ -63,6 +63,9 @@ pub struct MemberStatus {
     pub replicating: Option<bool>,
     pub error: Option<String>,
     pub restarts: u32,
+    /// Published with weight 0: the proxies route no reads to it (`cordon`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cordoned: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +223,9 @@ pub fn render(s: &Status, events: usize) -> String {
         );
         if let Some(error) = &m.error {
             let _ = writeln!(out, "{:<14} ! {error}", "");
+        }
+        if m.cordoned {
+            let _ = writeln!(out, "{:<14} ! cordoned: no reads are routed to it", "");
         }
     }
     if let Some(seed) = &s.seeding {

@@ -80,6 +80,8 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
                     .map(|v| v.io_running == Some(true) && v.sql_running == Some(true)),
                 error,
                 restarts: m.restarts,
+                cordoned: published
+                    .is_some_and(|t| t.replicas.iter().any(|r| r.name == name && r.weight == 0)),
             }
         })
         .collect();

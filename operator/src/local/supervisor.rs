@@ -106,6 +106,8 @@ impl Supervisor {
         spec.failover_cooldown = FAILOVER_COOLDOWN;
         // `pause` and `resume` change it while running; the file gives it at `up -f`.
         spec.paused = self.settings.paused;
+        // `cordon` and `uncordon` change it while running; the file gives it at `up -f`.
+        spec.cordoned = self.settings.cordoned.iter().cloned().collect();
         // Switchovers are requested with `local switchover`; a request kept in the file would
         // be carried out again after every restart.
         spec.switchover = self.switchover.clone();

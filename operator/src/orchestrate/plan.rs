@@ -651,13 +651,23 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
-    /// The address the topology publishes for `name`: the spec's, else the observed one.
+    /// The address the topology publishes for `name`: the spec's, else the observed one;
+    /// with the read weight [`read_weight`] gives it.
     fn topology_member(&self, name: &str) -> Option<Member> {
-        if let Some(s) = self.spec_of(name) {
-            return Some(Member::new(&s.name, &s.host, s.port));
-        }
-        self.member(name)
-            .map(|m| Member::new(&m.name, &m.host, m.port))
+        let member = if let Some(s) = self.spec_of(name) {
+            Member::new(&s.name, &s.host, s.port)
+        } else {
+            self.member(name)
+                .map(|m| Member::new(&m.name, &m.host, m.port))?
+        };
+        Some(Member {
+            weight: read_weight(self.spec.cordoned.contains(name)),
+            ..member
+        })
+    }
+
+    fn is_cordoned(&self, name: &str) -> bool {
+        self.spec.cordoned.contains(name)
     }
 
     fn ready_topology(&self, primary: &str, replicas: &[&str], epoch: u64) -> Topology {
@@ -669,7 +679,11 @@ impl<'a> Ctx<'a> {
             flavor: self.view.flavor,
             epoch,
             state: TopologyState::Ready,
-            primary: self.topology_member(primary),
+            // A cordon applies to replicas: the primary's weight is carried, never 0.
+            primary: self.topology_member(primary).map(|m| Member {
+                weight: read_weight(false),
+                ..m
+            }),
             replicas: names
                 .into_iter()
                 .filter_map(|n| self.topology_member(n))
@@ -767,8 +781,27 @@ fn names<'m>(members: impl IntoIterator<Item = &'m MemberView>) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Candidates
 
-/// The promotable member of `pool` whose holdings contain every other's; the higher priority,
-/// then the smaller name, among several.
+/// The read weight a replica is published with: none while it is cordoned, so the proxies
+/// send it no reads; the default otherwise.
+pub fn read_weight(cordoned: bool) -> u32 {
+    if cordoned {
+        0
+    } else {
+        lagless_core::topology::DEFAULT_WEIGHT
+    }
+}
+
+/// How much a member is wanted as the next primary among those fit for it (every one of
+/// them holds what the others hold): one not cordoned before any cordoned one, then the
+/// higher promotion priority. A cordoned member is promoted only when no other is fit — a
+/// cordon takes a member out of reads, and keeping the cluster writable matters more. An
+/// explicit `switchover` to a cordoned member is carried out as asked.
+pub fn preference(cordoned: bool, priority: i32) -> (bool, i32) {
+    (!cordoned, priority)
+}
+
+/// The promotable member of `pool` whose holdings contain every other's; one not cordoned
+/// first, then the higher priority, then the smaller name, among several (see [`preference`]).
 fn choose_candidate<'a>(ctx: &Ctx<'a>, pool: &[&'a MemberView]) -> Result<&'a MemberView, String> {
     let held: Vec<(&MemberView, GtidSet)> = pool
         .iter()
@@ -786,7 +819,12 @@ fn choose_candidate<'a>(ctx: &Ctx<'a>, pool: &[&'a MemberView]) -> Result<&'a Me
         .iter()
         .copied()
         .filter(|m| ctx.promotable(m))
-        .max_by_key(|m| (ctx.priority(m), Reverse(m.name.as_str())))
+        .max_by_key(|m| {
+            (
+                preference(ctx.is_cordoned(&m.name), ctx.priority(m)),
+                Reverse(m.name.as_str()),
+            )
+        })
         .ok_or_else(|| {
             format!(
                 "only {} hold every transaction, and none of them may be promoted",
@@ -839,7 +877,12 @@ fn bootstrap(ctx: &Ctx<'_>) -> Option<Plan> {
         .members
         .iter()
         .filter(|s| !s.never_promote && !ctx.was_quarantined(&s.name))
-        .max_by_key(|s| (s.promotion_priority, Reverse(s.name.as_str())))
+        .max_by_key(|s| {
+            (
+                preference(ctx.is_cordoned(&s.name), s.promotion_priority),
+                Reverse(s.name.as_str()),
+            )
+        })
     else {
         return Some(report(
             ClusterState::Incomplete,
@@ -1378,7 +1421,11 @@ fn switchover(
                     .zip(m.holdings())
                     .and_then(|(p, h)| h.transactions_behind(p))
                     .unwrap_or(u64::MAX);
-                (ctx.priority(m), Reverse(behind), Reverse(m.name.as_str()))
+                (
+                    preference(ctx.is_cordoned(&m.name), ctx.priority(m)),
+                    Reverse(behind),
+                    Reverse(m.name.as_str()),
+                )
             })
             .ok_or_else(|| {
                 format!(

@@ -502,3 +502,30 @@ fn pausing_and_resuming_are_normal_events_said_once() {
         Some("Paused")
     );
 }
+
+#[test]
+fn a_replica_published_with_weight_0_is_reported_cordoned_and_announced_once() {
+    let plain = healthy_snapshot();
+    let before = members(&plain);
+    assert!(before.iter().all(|m| !m.cordoned), "{before:?}");
+
+    let mut snapshot = healthy_snapshot();
+    if let Some(t) = snapshot.published.as_mut() {
+        t.replicas[0].weight = 0;
+    }
+    let now = members(&snapshot);
+    let db1 = now.iter().find(|m| m.name == "db-1").expect("db-1");
+    assert!(db1.cordoned && db1.role == MemberRole::Replica, "{db1:?}");
+    assert!(now.iter().filter(|m| m.cordoned).count() == 1, "{now:?}");
+
+    let events = cordon_events(&before, &now);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].reason, "Cordoned");
+    assert!(events[0].note.starts_with("db-1 cordoned"), "{events:?}");
+    // Reported already: not said again.
+    assert!(cordon_events(&now, &now).is_empty());
+    // Back with its weight.
+    let back = cordon_events(&now, &before);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0].reason, "Uncordoned");
+}

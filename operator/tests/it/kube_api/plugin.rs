@@ -196,6 +196,25 @@ async fn the_kubectl_plugin_reports_and_requests_through_a_real_api_server() {
     );
     assert_eq!(spec_of(admin).await["reseed"], asked);
 
+    // cordon / uncordon: the whole spec.cordoned list patched, the cluster found from the
+    // member's name; the CRD takes the field, and a member it does not have is refused.
+    let said = ok(kubeconfig, &["cordon", "shop-2", "--no-wait"]).await;
+    assert!(said.contains("shop-2 added to spec.cordoned"), "{said}");
+    ok(kubeconfig, &["cordon", "shop-1", "--no-wait"]).await;
+    assert_eq!(
+        spec_of(admin).await["cordoned"],
+        serde_json::json!(["shop-1", "shop-2"])
+    );
+    ok(kubeconfig, &["uncordon", "shop-2", "--no-wait"]).await;
+    assert_eq!(
+        spec_of(admin).await["cordoned"],
+        serde_json::json!(["shop-1"])
+    );
+    let out = plugin(kubeconfig, &["cordon", "shop-7"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    ok(kubeconfig, &["uncordon", "shop-1", "--no-wait"]).await;
+    assert_eq!(spec_of(admin).await["cordoned"], serde_json::Value::Null);
+
     // logs: the operator's Events on the cluster, oldest first.
     let logs = ok(kubeconfig, &["logs", CLUSTER]).await;
     let at = |reason: &str| {
