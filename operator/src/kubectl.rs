@@ -104,6 +104,15 @@ pub enum PluginCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Make the whole cluster read-only (spec.readOnly; `on`: writes get error 1290, reads go
+    /// on) or writable again (`off`).
+    ReadOnly {
+        #[arg(value_enum)]
+        state: crate::local::cli::Switch,
+        cluster: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// The operator's Events on the cluster, oldest first.
     Logs { cluster: Option<String> },
 }
@@ -249,6 +258,24 @@ async fn execute(args: PluginArgs) -> Result<(), PluginError> {
         }
         PluginCommand::Uncordon { member, wait } => {
             cordon(&api, &namespace, &member, &wait, false).await
+        }
+        PluginCommand::ReadOnly {
+            state,
+            cluster,
+            wait,
+        } => {
+            let on = state == crate::local::cli::Switch::On;
+            let cluster = find(&api, &namespace, cluster.as_deref(), None).await?;
+            let name = patch(&api, &cluster, &request::read_only_patch(on)).await?;
+            println!(
+                "{name}: spec.readOnly set to {on}{}",
+                if wait.no_wait {
+                    ""
+                } else {
+                    "; waiting for the operator"
+                }
+            );
+            follow(&api, &name, &wait, |c| request::read_only_outcome(c, on)).await
         }
         PluginCommand::Logs { cluster } => {
             let cluster = find(&api, &namespace, cluster.as_deref(), None).await?;

@@ -580,6 +580,9 @@ async fn apply(
     for event in status::cordon_events(&previous.members, &status.members) {
         publish_event(ctx, cluster, event).await;
     }
+    if let Some(event) = status::read_only_event(&previous, &status) {
+        publish_event(ctx, cluster, event).await;
+    }
     if let Some(no_budget) = status::disruption_budget(ctx.apis.policy_v1) {
         let reported = previous
             .conditions

@@ -442,6 +442,87 @@ pub fn cordon_events(previous: &[MemberStatus], now: &[MemberStatus]) -> Vec<Clu
     events
 }
 
+/// The reason of the `ReadOnly` condition while the primary refuses writes, and of the Event.
+pub const READ_ONLY: &str = "ReadOnly";
+/// The reason of the `ReadOnly` condition once writes are taken again, and of the Event.
+pub const WRITABLE: &str = "Writable";
+
+/// Whether the cluster is read-only in fact: the topology the proxies follow says so and the
+/// primary was last seen with `read_only=ON`.
+pub fn read_only_in_effect(snapshot: &Snapshot) -> bool {
+    let Some(published) = snapshot.published.as_ref().filter(|t| t.read_only) else {
+        return false;
+    };
+    let primary = published.primary.as_ref().map(|p| p.name.as_str());
+    primary
+        .and_then(|p| snapshot.view.as_ref()?.member(p))
+        .is_some_and(|m| m.read_only == Some(true))
+}
+
+/// The `ReadOnly` condition: true while `spec.readOnly` is in effect, false (reason
+/// `TurningReadOnly`) until it is; false (`Writable`) once turned off, and absent from a
+/// cluster that was never read-only.
+pub fn read_only_condition(
+    previous: &MySQLClusterStatus,
+    wanted: bool,
+    in_effect: bool,
+) -> Option<Want> {
+    let reported = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == Condition::READ_ONLY);
+    match (wanted, in_effect) {
+        (true, true) => Some(want(
+            Condition::READ_ONLY,
+            true,
+            READ_ONLY,
+            "spec.readOnly: the primary refuses writes (error 1290, relayed by the proxies at \
+             once); reads go on",
+        )),
+        (true, false) => Some(want(
+            Condition::READ_ONLY,
+            false,
+            "TurningReadOnly",
+            "spec.readOnly: the primary is being made read-only",
+        )),
+        (false, _) => {
+            reported.then(|| want(Condition::READ_ONLY, false, WRITABLE, "writes are taken"))
+        }
+    }
+}
+
+/// The Normal Event when the cluster became read-only or writable again, judged against the
+/// `ReadOnly` condition last reported and the one about to be.
+pub fn read_only_event(
+    previous: &MySQLClusterStatus,
+    now: &MySQLClusterStatus,
+) -> Option<ClusterEvent> {
+    let condition = |s: &MySQLClusterStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == Condition::READ_ONLY)
+            .map(|c| (c.status == ConditionStatus::True, c.reason.clone()))
+    };
+    let was = condition(previous).is_some_and(|(on, _)| on);
+    match condition(now) {
+        Some((true, _)) if !was => Some(ClusterEvent {
+            warning: false,
+            reason: READ_ONLY,
+            action: "SetReadOnly",
+            note: "cluster read-only (spec.readOnly): the primary refuses writes with error \
+                   1290; reads go on"
+                .to_string(),
+        }),
+        Some((false, reason)) if was && reason == WRITABLE => Some(ClusterEvent {
+            warning: false,
+            reason: WRITABLE,
+            action: "SetWritable",
+            note: "cluster writable again: the primary takes writes".to_string(),
+        }),
+        _ => None,
+    }
+}
+
 /// The status of a cluster whose spec is valid and whose objects were applied.
 pub fn cluster_status(
     previous: &MySQLClusterStatus,
@@ -531,6 +612,11 @@ pub fn cluster_status(
     );
     let mut wanted = vec![available, progressing, degraded, failover, lossless];
     wanted.extend(paused_condition(previous, spec.paused));
+    wanted.extend(read_only_condition(
+        previous,
+        spec.read_only,
+        read_only_in_effect(snapshot),
+    ));
     MySQLClusterStatus {
         phase: Some(if spec.paused { Phase::Paused } else { phase }),
         primary,

@@ -22,6 +22,10 @@ pub fn paused_patch(paused: bool) -> Value {
     json!({ "spec": { "paused": paused } })
 }
 
+pub fn read_only_patch(on: bool) -> Value {
+    json!({ "spec": { "readOnly": on } })
+}
+
 /// `member` is `<cluster>-<ordinal>` with an ordinal below `replicas` (or, where `best` is
 /// allowed, `best`): checked before anything is patched, as the CRD's rules would.
 pub fn check_member(
@@ -157,6 +161,36 @@ pub fn cordon_outcome(cluster: &MySQLCluster, member: &str, on: bool) -> Outcome
             doing(cluster)
         )),
         _ => Outcome::Waiting(doing(cluster)),
+    }
+}
+
+/// `read-only on|off`: done once the operator reports the generation that asked for it with
+/// the `ReadOnly` condition true (the primary refuses writes), or not true.
+pub fn read_only_outcome(cluster: &MySQLCluster, on: bool) -> Outcome {
+    let Some(status) = &cluster.status else {
+        return Outcome::Waiting("no status yet".to_string());
+    };
+    let reported = status.observed_generation >= cluster.metadata.generation;
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == Condition::READ_ONLY);
+    let is_on = condition.is_some_and(|c| c.status == ConditionStatus::True);
+    if reported && is_on == on {
+        Outcome::Done(if on {
+            "cluster read-only: the primary refuses writes (error 1290); reads go on until \
+             `kubectl lagless read-only off`"
+                .to_string()
+        } else {
+            "cluster writable again".to_string()
+        })
+    } else if cluster.spec.paused {
+        Outcome::Waiting(format!(
+            "{}; the cluster is paused: the change waits for `kubectl lagless resume`",
+            doing(cluster)
+        ))
+    } else {
+        Outcome::Waiting(condition.map_or_else(|| doing(cluster), |c| c.message.clone()))
     }
 }
 
@@ -341,6 +375,35 @@ mod tests {
         assert!(matches!(
             cordon_outcome(&cluster(&old), "shop-1", true),
             Outcome::Waiting(_)
+        ));
+    }
+
+    #[test]
+    fn read_only_is_done_when_the_condition_says_so_at_the_generation() {
+        assert_eq!(read_only_patch(true), json!({"spec": {"readOnly": true}}));
+        let with = |status: &str, generation: u8| {
+            cluster(&format!(
+                "status: {{observedGeneration: {generation}, conditions: [{{type: ReadOnly, status: \"{status}\", reason: r, lastTransitionTime: \"2026-01-01T00:00:00Z\"}}]}}"
+            ))
+        };
+        assert!(matches!(
+            read_only_outcome(&with("True", 2), true),
+            Outcome::Done(_)
+        ));
+        assert!(matches!(
+            read_only_outcome(&with("True", 1), true),
+            Outcome::Waiting(_)
+        ));
+        assert!(matches!(
+            read_only_outcome(&with("False", 2), true),
+            Outcome::Waiting(_)
+        ));
+        assert!(
+            matches!(read_only_outcome(&with("False", 2), false), Outcome::Done(m) if m == "cluster writable again")
+        );
+        assert!(matches!(
+            read_only_outcome(&cluster("status: {observedGeneration: 2}"), false),
+            Outcome::Done(_)
         ));
     }
 }

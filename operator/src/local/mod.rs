@@ -17,6 +17,7 @@ pub mod mariadb;
 pub mod pause;
 pub mod pool;
 pub mod ports;
+pub mod read_only;
 pub use lagless_mariadbd::process;
 pub mod process_table;
 pub mod request;

@@ -38,6 +38,10 @@ pub enum RequestKind {
     Uncordon {
         member: String,
     },
+    /// The whole cluster read-only (`on`) or writable again.
+    ReadOnly {
+        on: bool,
+    },
 }
 
 /// Files a request; returns its id.

@@ -612,6 +612,17 @@ impl<'a> Ctx<'a> {
         steps.act(Action::SetWritable {
             member: member.name.clone(),
         });
+        self.keep_read_only(steps, &member.name);
+    }
+
+    /// In a read-only cluster, a member just made primary (writable, or promoted) is made
+    /// read-only again before any topology publishes it: it takes the role, not writes.
+    fn keep_read_only(&self, steps: &mut Steps, member: &str) {
+        if self.spec.read_only {
+            steps.act(Action::SetReadOnly {
+                member: member.to_owned(),
+            });
+        }
     }
 
     /// Turns semi-sync on for `member` about to be promoted, when the spec wants it.
@@ -689,6 +700,7 @@ impl<'a> Ctx<'a> {
                 .filter_map(|n| self.topology_member(n))
                 .collect(),
             consistency: self.spec.consistency,
+            read_only: self.spec.read_only,
         }
     }
 
@@ -707,6 +719,7 @@ impl<'a> Ctx<'a> {
                 .map(|t| t.replicas.clone())
                 .unwrap_or_default(),
             consistency: self.spec.consistency,
+            read_only: self.spec.read_only,
         }
     }
 
@@ -914,6 +927,7 @@ fn bootstrap(ctx: &Ctx<'_>) -> Option<Plan> {
     steps.act(Action::SetWritable {
         member: primary.name.clone(),
     });
+    ctx.keep_read_only(&mut steps, &primary.name);
     steps.act(Action::PublishTopology { topology });
     steps.events.push(Event::Bootstrapped {
         primary: primary.name.clone(),
@@ -1052,6 +1066,7 @@ fn promote(
     steps.act(Action::Promote {
         member: candidate.name.clone(),
     });
+    ctx.keep_read_only(steps, &candidate.name);
     for m in pool
         .iter()
         .filter(|m| m.name != candidate.name && ctx.in_spec(&m.name))
@@ -1215,6 +1230,13 @@ fn primary_alive(ctx: &Ctx<'_>, primary: &MemberView) -> Plan {
     }
     repair(ctx, primary, &quarantined, &mut steps);
     publish_if_changed(ctx, primary, &quarantined, &mut steps);
+    // Turned read-only: the proxies learn it first, so a write refused meanwhile is answered
+    // at once rather than held for a next primary.
+    if ctx.spec.read_only && primary.read_only == Some(false) {
+        steps.act(Action::SetReadOnly {
+            member: primary.name.clone(),
+        });
+    }
     semi_sync_drift(ctx, primary, &quarantined, &mut steps);
     decommission(ctx, primary, &mut steps);
     // A copy is slow and may fail: everything else in this plan (publishing without the member
@@ -1474,6 +1496,7 @@ fn switchover(
     steps.act(Action::Promote {
         member: candidate.name.clone(),
     });
+    ctx.keep_read_only(steps, &candidate.name);
     let keep_old = ctx.in_spec(&old);
     for m in ctx.reachable().filter(|m| {
         m.name != old
@@ -1517,7 +1540,7 @@ fn switchover(
 // Repairs with a live primary
 
 fn repair(ctx: &Ctx<'_>, primary: &MemberView, quarantined: &BTreeSet<String>, steps: &mut Steps) {
-    if primary.read_only == Some(true) {
+    if primary.read_only == Some(true) && !ctx.spec.read_only {
         ctx.make_writable(steps, primary);
     }
     if let Some((host, port)) = &primary.source {

@@ -236,6 +236,10 @@ pub struct ClusterSpec {
     /// [`preference`](super::plan::preference)). No effect on the primary until it is a
     /// replica again.
     pub cordoned: BTreeSet<String>,
+    /// The whole cluster read-only: the primary is kept `read_only=ON` (a new one too, after a
+    /// failover or switchover) and the topology says so, so the proxies relay the servers'
+    /// refusal (1290) at once rather than hold writes for a primary that is not coming.
+    pub read_only: bool,
     pub semi_sync: Option<SemiSync>,
     /// The default consistency mode published to the proxies.
     pub consistency: Option<lagless_core::ConsistencyMode>,
@@ -268,6 +272,7 @@ impl ClusterSpec {
             switchover: None,
             paused: false,
             cordoned: BTreeSet::new(),
+            read_only: false,
             semi_sync: None,
             consistency: None,
             switchover_drain: Self::DEFAULT_SWITCHOVER_DRAIN,

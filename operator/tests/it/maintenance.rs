@@ -213,3 +213,134 @@ fn a_cordoned_replica_gets_no_reads_until_it_is_uncordoned() {
         began.elapsed().as_secs_f64()
     );
 }
+
+const READ_ONLY_CLUSTER: &str = "\
+apiVersion: lagless.dev/v1alpha1
+kind: MySQLCluster
+metadata:
+  name: ro
+spec:
+  replicas: 2
+  proxy:
+    replicas: 1
+";
+
+/// A write through the proxy: its error code (0 for success) and how long it took.
+fn write(rt: &tokio::runtime::Runtime, o: &mysql_async::Opts, sql: &str) -> (u16, Duration) {
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::new(o.clone()).await.unwrap();
+        let began = Instant::now();
+        let code = match c.query_drop(sql).await {
+            Ok(()) => 0,
+            Err(mysql_async::Error::Server(e)) => e.code,
+            Err(e) => panic!("{sql}: {e}"),
+        };
+        let took = began.elapsed();
+        let _ = c.disconnect().await;
+        (code, took)
+    })
+}
+
+fn read_only_in_effect(local: &Local) -> bool {
+    let s = local.status();
+    s["read_only"] == true && s["read_only_in_effect"] == true
+}
+
+#[test]
+fn a_read_only_cluster_refuses_writes_at_once_keeps_reads_and_takes_writes_again() {
+    let began = Instant::now();
+    let local = Local::new();
+    let manifest = local.manifest("ro", READ_ONLY_CLUSTER);
+    local.up(&manifest);
+    let status = local.running_status();
+    let old = primary(&status);
+    let creds = local.credentials();
+    let app = opts(
+        local.proxy_port,
+        creds["app_user"].as_str().unwrap(),
+        creds["app_password"].as_str().unwrap(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(
+        write(&rt, &app, "CREATE TABLE ro_rows (id INT PRIMARY KEY)").0,
+        0
+    );
+    assert_eq!(write(&rt, &app, "INSERT INTO ro_rows VALUES (1)").0, 0);
+
+    let asked = Instant::now();
+    let said = local.ok(&["read-only", "on"]);
+    assert!(said.contains("ro made read-only"), "{said}");
+    assert!(local.ok(&["read-only", "on"]).contains("read-only already"));
+    wait_until("the cluster read-only", Duration::from_secs(20), || {
+        read_only_in_effect(&local)
+    });
+    let turned = asked.elapsed();
+
+    // Refused by the server and relayed at once: not held for the write hold (10 s).
+    let (code, refused_in) = write(&rt, &app, "INSERT INTO ro_rows VALUES (2)");
+    assert_eq!(code, 1290, "a write on a read-only cluster");
+    assert!(
+        refused_in < Duration::from_secs(2),
+        "refused after {refused_in:?}"
+    );
+    // In a transaction too (it begins on a replica and moves to the primary at its write).
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::new(app.clone()).await.unwrap();
+        c.query_drop("BEGIN").await.unwrap();
+        let began = Instant::now();
+        match c.query_drop("INSERT INTO ro_rows VALUES (3)").await {
+            Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1290, "{e}"),
+            other => panic!("a write in a transaction on a read-only cluster: {other:?}"),
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            began.elapsed()
+        );
+    });
+    // Reads go on.
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::new(app.clone()).await.unwrap();
+        let rows: Vec<u32> = c.query("SELECT id FROM ro_rows ORDER BY id").await.unwrap();
+        assert_eq!(rows, [1]);
+    });
+
+    // A switchover keeps it: the new primary is read-only too.
+    local.ok(&["switchover"]);
+    wait_until("the new primary read-only", Duration::from_secs(30), || {
+        let s = local.status();
+        primary(&s) != old && !primary(&s).is_empty() && read_only_in_effect(&local)
+    });
+    let (code, refused_after_switch) = write(&rt, &app, "INSERT INTO ro_rows VALUES (4)");
+    assert_eq!(
+        code, 1290,
+        "a write after a switchover of a read-only cluster"
+    );
+    assert!(
+        refused_after_switch < Duration::from_secs(2),
+        "{refused_after_switch:?}"
+    );
+
+    let said = local.ok(&["read-only", "off"]);
+    assert!(said.contains("ro writable again"), "{said}");
+    let off = Instant::now();
+    wait_until("the cluster writable", Duration::from_secs(20), || {
+        local.status()["read_only"].is_null()
+            && write(&rt, &app, "INSERT INTO ro_rows VALUES (5)").0 == 0
+    });
+    let writable = off.elapsed();
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::new(app.clone()).await.unwrap();
+        let rows: Vec<u32> = c.query("SELECT id FROM ro_rows ORDER BY id").await.unwrap();
+        assert_eq!(rows, [1, 5]);
+    });
+    eprintln!(
+        "read-only in {:.1} s; writes refused (1290) in {} ms, {} ms after a switchover; \
+         writable again in {:.1} s; {:.1} s in all",
+        turned.as_secs_f64(),
+        refused_in.as_millis(),
+        refused_after_switch.as_millis(),
+        writable.as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
+}

@@ -129,6 +129,7 @@ fn local_cluster(
             .as_ref()
             .map(|b| b.cordoned.clone())
             .unwrap_or_default(),
+        read_only: before.as_ref().is_some_and(|b| b.read_only),
     };
     Ok(LocalCluster {
         cluster,
@@ -233,6 +234,7 @@ spec:
             pool: Some("demo".into()),
             paused: false,
             cordoned: Vec::new(),
+            read_only: false,
         };
         let clusters = local_clusters(&pool(), &settings(3), |name| {
             (name == "demo-c1").then(|| earlier.clone())

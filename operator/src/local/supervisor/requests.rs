@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::local::process_table::Process;
 use crate::local::request::{Request, RequestKind};
 use crate::local::state::write_json;
-use crate::local::{LocalError, cordon, mariadb, pause};
+use crate::local::{LocalError, cordon, mariadb, pause, read_only};
 use crate::orchestrate::run::Orchestrator;
 use crate::orchestrate::view::{Switchover, SwitchoverTarget};
 use crate::orchestrate::{Event, Plan};
@@ -40,7 +40,8 @@ impl Supervisor {
             RequestKind::Pause
             | RequestKind::Resume
             | RequestKind::Cordon { .. }
-            | RequestKind::Uncordon { .. } => None,
+            | RequestKind::Uncordon { .. }
+            | RequestKind::ReadOnly { .. } => None,
         }
         .and_then(|what| pause::refused_while_paused(self.settings.paused, what));
         let outcome = match (&request.kind, held) {
@@ -54,6 +55,7 @@ impl Supervisor {
             (RequestKind::Resume, None) => self.set_paused(false).map(Some),
             (RequestKind::Cordon { member }, None) => self.set_cordoned(member, true).map(Some),
             (RequestKind::Uncordon { member }, None) => self.set_cordoned(member, false).map(Some),
+            (RequestKind::ReadOnly { on }, None) => self.set_read_only(*on).map(Some),
         };
         match outcome {
             Ok(Some(done)) => self.finish(&request.id, true, done),
@@ -68,7 +70,8 @@ impl Supervisor {
                     | RequestKind::Pause
                     | RequestKind::Resume
                     | RequestKind::Cordon { .. }
-                    | RequestKind::Uncordon { .. } => Vec::new(),
+                    | RequestKind::Uncordon { .. }
+                    | RequestKind::ReadOnly { .. } => Vec::new(),
                 };
                 self.pending = Some(Pending {
                     request,
@@ -168,6 +171,24 @@ impl Supervisor {
             self.apply_spec()?;
         }
         Ok(message)
+    }
+
+    /// Makes the whole cluster read-only or writable from the next tick on, and keeps it so
+    /// across restarts (`settings.json`).
+    fn set_read_only(&mut self, on: bool) -> Result<String, LocalError> {
+        let was = self.settings.read_only;
+        if was != on {
+            self.settings.read_only = on;
+            write_json(&self.rt.dir.settings(), &self.settings, 0o644)?;
+            self.apply_spec()?;
+        }
+        self.shared.lock().read_only = on;
+        Ok(read_only::toggled(
+            &self.settings.cluster,
+            was,
+            on,
+            self.settings.paused,
+        ))
     }
 
     fn finish(&mut self, id: &str, ok: bool, message: String) {
@@ -314,7 +335,8 @@ impl Supervisor {
             RequestKind::Pause
             | RequestKind::Resume
             | RequestKind::Cordon { .. }
-            | RequestKind::Uncordon { .. } => Some((true, String::new())),
+            | RequestKind::Uncordon { .. }
+            | RequestKind::ReadOnly { .. } => Some((true, String::new())),
             RequestKind::Scale { replicas } => {
                 let shared = self.shared.lock();
                 let published = shared.last_tick.published.as_ref();

@@ -97,6 +97,7 @@ fn topology(primary: Option<&str>, replicas: &[&str], epoch: u64) -> Topology {
         primary: primary.map(|p| Member::new(p, p, PORT)),
         replicas: replicas.iter().map(|r| Member::new(*r, *r, PORT)).collect(),
         consistency: None,
+        read_only: false,
     }
 }
 
@@ -1738,4 +1739,81 @@ fn switchover_to_the_best_member_skips_a_cordoned_one() {
     // Asked for by name, a cordoned member is promoted as asked.
     let s = cordoned(switch_to(SwitchoverTarget::Member("b".into())), &["b"]);
     assert_eq!(promoted(&run(&healthy(), &s)), ["b"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only cluster
+
+fn read_only_spec(mut spec: ClusterSpec) -> ClusterSpec {
+    spec.read_only = true;
+    spec
+}
+
+#[test]
+fn turning_read_only_publishes_it_then_sets_the_primary_read_only() {
+    let p = run(&healthy(), &read_only_spec(spec(&["a", "b", "c"])));
+    let mut wanted = topology(Some("a"), &["b", "c"], 6);
+    wanted.read_only = true;
+    assert_eq!(
+        p.actions,
+        [
+            Action::PublishTopology {
+                topology: wanted.clone()
+            },
+            read_only("a"),
+        ]
+    );
+    // Done: nothing more, and a read-only primary is not made writable.
+    let mut v = healthy();
+    v.published = Some(wanted);
+    v.members[0].read_only = Some(true);
+    let p = run(&v, &read_only_spec(spec(&["a", "b", "c"])));
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(p.state, ClusterState::Healthy);
+    // Off: writable first, then the topology says so.
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(
+        p.actions,
+        [
+            Action::SetWritable { member: "a".into() },
+            publish(Some("a"), &["b", "c"], 7),
+        ]
+    );
+}
+
+#[test]
+fn a_new_primary_of_a_read_only_cluster_is_read_only_before_it_is_published() {
+    let check = |p: &Plan| {
+        let promoted_at = p
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::Promote { .. }))
+            .expect("a promotion");
+        let Action::Promote { member } = &p.actions[promoted_at] else {
+            unreachable!()
+        };
+        assert_eq!(p.actions[promoted_at + 1], read_only(member), "{p:?}");
+        let last = published(p).pop().expect("a topology");
+        assert!(last.read_only && last.primary.is_some(), "{last:?}");
+    };
+    check(&run(&a_dead(), &read_only_spec(spec(&["a", "b", "c"]))));
+    let p = run(
+        &healthy(),
+        &read_only_spec(switch_to(SwitchoverTarget::Member("c".into()))),
+    );
+    check(&p);
+    // A switchover given back leaves the old primary read-only too.
+    let back = &p.rollback.as_ref().expect("a rollback").actions;
+    assert_eq!(
+        back[..2],
+        [Action::SetWritable { member: "a".into() }, read_only("a")]
+    );
+    // Without the switch nothing is added.
+    let p = run(&a_dead(), &spec(&["a", "b", "c"]));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetReadOnly { .. })),
+        "{p:?}"
+    );
 }
