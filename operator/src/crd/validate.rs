@@ -571,6 +571,21 @@ switchover: {id: move-1, primary: db-1}
     }
 
     #[test]
+    fn cordoned_names_are_members_listed_once() {
+        let err = errors("replicas: 2\ncordoned: [db-1, db-1, web-0, db-01]\n");
+        assert!(!err.mentions("spec.cordoned[0]"), "{err}");
+        for i in 1..=3 {
+            assert!(err.mentions(&format!("spec.cordoned[{i}]")), "{i}: {err}");
+        }
+        // A member beyond `replicas` (scaled down) is ignored, not refused.
+        assert!(
+            spec("replicas: 2\ncordoned: [db-1, db-5]\n")
+                .validate("db")
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn member_options_name_members_once_and_leave_one_promotable() {
         let err = errors(
             "replicas: 2
