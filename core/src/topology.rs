@@ -43,6 +43,12 @@ pub struct Topology {
     /// does not know makes the whole document invalid (it keeps following the previous one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency: Option<ConsistencyMode>,
+    /// The whole cluster is read-only on purpose (`spec.readOnly`): the primary refuses writes
+    /// with error 1290, and a proxy relays that at once instead of holding the write for a next
+    /// primary, as it does while a primary turns read-only in a switchover. Absent means false
+    /// (an older operator's document).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// One MySQL server of the cluster.
@@ -183,6 +189,14 @@ impl Topology {
     pub fn is_switching(&self) -> bool {
         self.state == TopologyState::Switching
     }
+
+    /// True when the primary at `addr` ("host:port") is read-only on purpose: a write it
+    /// refused will be refused by it again, and no other primary is coming.
+    pub fn refuses_writes_at(&self, addr: &str) -> bool {
+        self.read_only
+            && self.state == TopologyState::Ready
+            && self.primary.as_ref().is_some_and(|p| p.addr() == addr)
+    }
 }
 
 impl Member {
@@ -289,6 +303,7 @@ mod tests {
                 },
             ],
             consistency: Some(ConsistencyMode::Strict),
+            read_only: false,
         }
     }
 
@@ -362,6 +377,33 @@ mod tests {
         assert!(json.ends_with('\n'));
         assert_eq!(Topology::parse(json.as_bytes()).unwrap(), t);
         assert_eq!(serde_json::from_str::<Topology>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn read_only_is_carried_when_true_and_false_when_absent() {
+        let t = Topology {
+            read_only: true,
+            ..demo()
+        };
+        let json = t.to_json_pretty();
+        assert!(json.contains("\"read_only\": true"), "{json}");
+        assert_eq!(Topology::parse(json.as_bytes()).unwrap(), t);
+        assert!(!demo().to_json_pretty().contains("read_only"));
+        assert!(
+            !Topology::parse(demo().to_json_pretty().as_bytes())
+                .unwrap()
+                .read_only
+        );
+        let addr = "127.0.0.1:3306";
+        assert!(t.refuses_writes_at(addr));
+        assert!(!t.refuses_writes_at("127.0.0.1:3307"), "another primary");
+        assert!(!demo().refuses_writes_at(addr), "not read-only");
+        let switching = Topology {
+            state: TopologyState::Switching,
+            primary: None,
+            ..t
+        };
+        assert!(!switching.refuses_writes_at(addr));
     }
 
     #[test]
@@ -467,6 +509,7 @@ mod tests {
                     primary,
                     replicas: members.collect(),
                     consistency,
+                    read_only: false,
                 }
             })
     }

@@ -199,6 +199,22 @@ pub struct MySQLClusterSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
 
+    /// Members kept out of read routing (`<cluster>-<ordinal>`): published to the proxies with
+    /// weight 0 while they are replicas, so they get no reads; they keep replicating. A
+    /// cordoned member is promoted by a failover (or a switchover to the best member) only when
+    /// no other member is fit. A cordoned primary is unaffected until it is a replica again.
+    /// Names beyond `spec.replicas` are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 100))]
+    pub cordoned: Vec<String>,
+
+    /// The whole cluster read-only while true: the primary is kept `read_only=ON` (a new
+    /// primary too, after a failover or switchover), so writes get the server's error 1290,
+    /// which the proxies relay at once; reads go on. False again, writes are taken again. The
+    /// `ReadOnly` condition and Events say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+
     /// A planned change of primary. It runs once per `id`: to switch again, give a new id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover: Option<SwitchoverSpec>,
@@ -705,6 +721,9 @@ pub struct MemberStatus {
     /// until it is re-seeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errant: Option<String>,
+    /// Kept out of read routing (`spec.cordoned`): published with weight 0 while a replica.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cordoned: bool,
 }
 
 /// A member's part in the cluster.
@@ -751,6 +770,9 @@ impl Condition {
     pub const DISRUPTION_BUDGET: &str = "DisruptionBudget";
     /// True while `spec.paused` stops the orchestration; reported once a cluster was paused.
     pub const PAUSED: &str = "Paused";
+    /// True while `spec.readOnly` holds and the primary refuses writes; reported once a
+    /// cluster was made read-only.
+    pub const READ_ONLY: &str = "ReadOnly";
 }
 
 /// The status of a condition.
@@ -845,6 +867,8 @@ impl MySQLClusterSpec {
             },
         });
         spec.paused = self.paused;
+        spec.cordoned = self.cordoned.iter().cloned().collect();
+        spec.read_only = self.read_only;
         if let Some(ms) = self.switchover.as_ref().and_then(|r| r.drain_ms) {
             spec.switchover_drain = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
         }
@@ -939,6 +963,8 @@ mod tests {
             replication: ReplicationSpec::default(),
             proxy: ProxySpec::default(),
             paused: false,
+            cordoned: Vec::new(),
+            read_only: false,
             switchover: None,
             reseed: None,
             tls: None,

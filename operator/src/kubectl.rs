@@ -89,6 +89,30 @@ pub enum PluginCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Keep a member out of read routing (spec.cordoned): the proxies send it no reads; it
+    /// keeps replicating. A primary is cordoned once it is a replica.
+    Cordon {
+        /// The member, `<cluster>-<ordinal>`.
+        member: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Route reads to a cordoned member again.
+    Uncordon {
+        /// The member, `<cluster>-<ordinal>`.
+        member: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Make the whole cluster read-only (spec.readOnly; `on`: writes get error 1290, reads go
+    /// on) or writable again (`off`).
+    ReadOnly {
+        #[arg(value_enum)]
+        state: crate::local::cli::Switch,
+        cluster: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// The operator's Events on the cluster, oldest first.
     Logs { cluster: Option<String> },
 }
@@ -229,6 +253,30 @@ async fn execute(args: PluginArgs) -> Result<(), PluginError> {
         PluginCommand::Resume { cluster, wait } => {
             pause(&api, &namespace, cluster, &wait, false).await
         }
+        PluginCommand::Cordon { member, wait } => {
+            cordon(&api, &namespace, &member, &wait, true).await
+        }
+        PluginCommand::Uncordon { member, wait } => {
+            cordon(&api, &namespace, &member, &wait, false).await
+        }
+        PluginCommand::ReadOnly {
+            state,
+            cluster,
+            wait,
+        } => {
+            let on = state == crate::local::cli::Switch::On;
+            let cluster = find(&api, &namespace, cluster.as_deref(), None).await?;
+            let name = patch(&api, &cluster, &request::read_only_patch(on)).await?;
+            println!(
+                "{name}: spec.readOnly set to {on}{}",
+                if wait.no_wait {
+                    ""
+                } else {
+                    "; waiting for the operator"
+                }
+            );
+            follow(&api, &name, &wait, |c| request::read_only_outcome(c, on)).await
+        }
         PluginCommand::Logs { cluster } => {
             let cluster = find(&api, &namespace, cluster.as_deref(), None).await?;
             let name = cluster.metadata.name.clone().unwrap_or_default();
@@ -270,6 +318,29 @@ async fn pause(
         }
     );
     follow(api, &name, wait, |c| request::pause_outcome(c, paused)).await
+}
+
+/// `cordon` (`on`) or `uncordon` of `member`.
+async fn cordon(
+    api: &Api<MySQLCluster>,
+    namespace: &str,
+    member: &str,
+    wait: &WaitArgs,
+    on: bool,
+) -> Result<(), PluginError> {
+    let cluster = find(api, namespace, None, Some(member)).await?;
+    request::check_member(&cluster, member, false).map_err(PluginError::Usage)?;
+    let name = patch(api, &cluster, &request::cordon_patch(&cluster, member, on)).await?;
+    println!(
+        "{name}: {member} {} spec.cordoned{}",
+        if on { "added to" } else { "removed from" },
+        if wait.no_wait {
+            ""
+        } else {
+            "; waiting for the operator"
+        }
+    );
+    follow(api, &name, wait, |c| request::cordon_outcome(c, member, on)).await
 }
 
 /// The cluster named, else the one `member` belongs to, else the only one in the namespace.

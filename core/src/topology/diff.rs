@@ -15,6 +15,7 @@ pub struct TopologyDiff {
     /// Replicas whose address or weight changed.
     updated: Vec<String>,
     consistency: Option<(String, String)>,
+    read_only: Option<(String, String)>,
 }
 
 impl TopologyDiff {
@@ -26,6 +27,7 @@ impl TopologyDiff {
             removed: names_missing_from(&old.replicas, &new.replicas),
             updated: updated_replicas(old, new),
             consistency: changed(or_none(&old.consistency), or_none(&new.consistency)),
+            read_only: changed(old.read_only.to_string(), new.read_only.to_string()),
         }
     }
 }
@@ -50,6 +52,9 @@ impl fmt::Display for TopologyDiff {
         }
         if let Some((old, new)) = &self.consistency {
             parts.push(format!("consistency {old} -> {new}"));
+        }
+        if let Some((old, new)) = &self.read_only {
+            parts.push(format!("read_only {old} -> {new}"));
         }
         if parts.is_empty() {
             return f.write_str("no member changes");
@@ -112,6 +117,7 @@ mod tests {
                 .map(|(name, port)| Member::new(*name, "10.0.0.2", *port))
                 .collect(),
             consistency: None,
+            read_only: false,
         }
     }
 

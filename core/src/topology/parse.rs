@@ -24,6 +24,7 @@ pub(super) fn topology_from_value(value: Value) -> Result<Topology, TopologyErro
             .transpose()?,
         replicas: replicas_from(&mut doc)?,
         consistency: optional(&mut doc, "", "consistency")?,
+        read_only: optional(&mut doc, "", "read_only")?.unwrap_or(false),
     };
     validate(&topology)?;
     Ok(topology)

@@ -1060,6 +1060,9 @@ fn base_spec(
         },
         // Each cluster is paused on its own (the pool never sets this field).
         paused: false,
+        cordoned: Vec::new(),
+        // Each cluster is made read-only on its own (the pool never sets this field).
+        read_only: false,
         switchover: None,
         reseed: None,
         tls: template.tls.clone(),

@@ -142,6 +142,20 @@ impl MySQLClusterSpec {
             }
         }
         self.check_replication(&mut errors, cluster);
+        let mut seen = BTreeSet::new();
+        for (i, member) in self.cordoned.iter().enumerate() {
+            if member_ordinal(cluster, member).is_none() {
+                errors.add(
+                    format!("spec.cordoned[{i}]"),
+                    format!("`{member}` is not a member of cluster {cluster} (write {cluster}-<ordinal>)"),
+                );
+            } else if !seen.insert(member.as_str()) {
+                errors.add(
+                    format!("spec.cordoned[{i}]"),
+                    format!("`{member}` is listed twice"),
+                );
+            }
+        }
         self.check_proxy(&mut errors);
         self.check_switchover(&mut errors, cluster);
         self.check_reseed(&mut errors, cluster);
@@ -553,6 +567,21 @@ switchover: {id: move-1, primary: db-1}
         assert_eq!(
             spec("replicas: 3\nreseed: {id: r1, member: db-2}").validate("db"),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn cordoned_names_are_members_listed_once() {
+        let err = errors("replicas: 2\ncordoned: [db-1, db-1, web-0, db-01]\n");
+        assert!(!err.mentions("spec.cordoned[0]"), "{err}");
+        for i in 1..=3 {
+            assert!(err.mentions(&format!("spec.cordoned[{i}]")), "{i}: {err}");
+        }
+        // A member beyond `replicas` (scaled down) is ignored, not refused.
+        assert!(
+            spec("replicas: 2\ncordoned: [db-1, db-5]\n")
+                .validate("db")
+                .is_ok()
         );
     }
 

@@ -577,6 +577,12 @@ async fn apply(
     if let Some(event) = status::pause_event(&previous, cluster.spec.paused) {
         publish_event(ctx, cluster, event).await;
     }
+    for event in status::cordon_events(&previous.members, &status.members) {
+        publish_event(ctx, cluster, event).await;
+    }
+    if let Some(event) = status::read_only_event(&previous, &status) {
+        publish_event(ctx, cluster, event).await;
+    }
     if let Some(no_budget) = status::disruption_budget(ctx.apis.policy_v1) {
         let reported = previous
             .conditions

@@ -311,6 +311,13 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
     let primary_executed = primary
         .and_then(|p| view.member(p))
         .and_then(|p| p.executed.as_ref());
+    // What the proxies follow: a replica published with weight 0 gets no reads.
+    let cordoned = |name: &str| {
+        snapshot
+            .published
+            .as_ref()
+            .is_some_and(|t| t.replicas.iter().any(|r| r.name == name && r.weight == 0))
+    };
     view.members
         .iter()
         .map(|m| {
@@ -347,6 +354,7 @@ pub fn members(snapshot: &Snapshot) -> Vec<MemberStatus> {
                     .and_then(|n| i64::try_from(n).ok()),
                 healthy,
                 errant: snapshot.quarantined.get(&m.name).cloned(),
+                cordoned: cordoned(&m.name),
             }
         })
         .collect()
@@ -399,6 +407,117 @@ pub fn pause_event(previous: &MySQLClusterStatus, paused: bool) -> Option<Cluste
             action: "Resume",
             note: "orchestration resumed: what waited is planned again from what is observed now"
                 .to_string(),
+        }),
+        _ => None,
+    }
+}
+
+/// The Normal Events when members are cordoned out of read routing or uncordoned, judged
+/// against the members' status last reported and the one about to be (so what the proxies
+/// follow is what is announced, and a restarted operator does not say it again).
+pub fn cordon_events(previous: &[MemberStatus], now: &[MemberStatus]) -> Vec<ClusterEvent> {
+    let was = |name: &str| previous.iter().any(|m| m.name == name && m.cordoned);
+    let mut events = Vec::new();
+    for m in now {
+        let before = was(&m.name);
+        if m.cordoned && !before {
+            events.push(ClusterEvent {
+                warning: false,
+                reason: "Cordoned",
+                action: "Cordon",
+                note: format!(
+                    "{} cordoned (spec.cordoned): no reads are routed to it; it keeps replicating",
+                    m.name
+                ),
+            });
+        } else if before && !m.cordoned && m.role == MemberRole::Replica {
+            events.push(ClusterEvent {
+                warning: false,
+                reason: "Uncordoned",
+                action: "Uncordon",
+                note: format!("{} uncordoned: reads are routed to it again", m.name),
+            });
+        }
+    }
+    events
+}
+
+/// The reason of the `ReadOnly` condition while the primary refuses writes, and of the Event.
+pub const READ_ONLY: &str = "ReadOnly";
+/// The reason of the `ReadOnly` condition once writes are taken again, and of the Event.
+pub const WRITABLE: &str = "Writable";
+
+/// Whether the cluster is read-only in fact: the topology the proxies follow says so and the
+/// primary was last seen with `read_only=ON`.
+pub fn read_only_in_effect(snapshot: &Snapshot) -> bool {
+    let Some(published) = snapshot.published.as_ref().filter(|t| t.read_only) else {
+        return false;
+    };
+    let primary = published.primary.as_ref().map(|p| p.name.as_str());
+    primary
+        .and_then(|p| snapshot.view.as_ref()?.member(p))
+        .is_some_and(|m| m.read_only == Some(true))
+}
+
+/// The `ReadOnly` condition: true while `spec.readOnly` is in effect, false (reason
+/// `TurningReadOnly`) until it is; false (`Writable`) once turned off, and absent from a
+/// cluster that was never read-only.
+pub fn read_only_condition(
+    previous: &MySQLClusterStatus,
+    wanted: bool,
+    in_effect: bool,
+) -> Option<Want> {
+    let reported = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == Condition::READ_ONLY);
+    match (wanted, in_effect) {
+        (true, true) => Some(want(
+            Condition::READ_ONLY,
+            true,
+            READ_ONLY,
+            "spec.readOnly: the primary refuses writes (error 1290, relayed by the proxies at \
+             once); reads go on",
+        )),
+        (true, false) => Some(want(
+            Condition::READ_ONLY,
+            false,
+            "TurningReadOnly",
+            "spec.readOnly: the primary is being made read-only",
+        )),
+        (false, _) => {
+            reported.then(|| want(Condition::READ_ONLY, false, WRITABLE, "writes are taken"))
+        }
+    }
+}
+
+/// The Normal Event when the cluster became read-only or writable again, judged against the
+/// `ReadOnly` condition last reported and the one about to be.
+pub fn read_only_event(
+    previous: &MySQLClusterStatus,
+    now: &MySQLClusterStatus,
+) -> Option<ClusterEvent> {
+    let condition = |s: &MySQLClusterStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == Condition::READ_ONLY)
+            .map(|c| (c.status == ConditionStatus::True, c.reason.clone()))
+    };
+    let was = condition(previous).is_some_and(|(on, _)| on);
+    match condition(now) {
+        Some((true, _)) if !was => Some(ClusterEvent {
+            warning: false,
+            reason: READ_ONLY,
+            action: "SetReadOnly",
+            note: "cluster read-only (spec.readOnly): the primary refuses writes with error \
+                   1290; reads go on"
+                .to_string(),
+        }),
+        Some((false, reason)) if was && reason == WRITABLE => Some(ClusterEvent {
+            warning: false,
+            reason: WRITABLE,
+            action: "SetWritable",
+            note: "cluster writable again: the primary takes writes".to_string(),
         }),
         _ => None,
     }
@@ -493,6 +612,11 @@ pub fn cluster_status(
     );
     let mut wanted = vec![available, progressing, degraded, failover, lossless];
     wanted.extend(paused_condition(previous, spec.paused));
+    wanted.extend(read_only_condition(
+        previous,
+        spec.read_only,
+        read_only_in_effect(snapshot),
+    ));
     MySQLClusterStatus {
         phase: Some(if spec.paused { Phase::Paused } else { phase }),
         primary,

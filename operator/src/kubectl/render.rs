@@ -57,6 +57,9 @@ pub fn status(cluster: &MySQLCluster) -> String {
         if let Some(why) = &m.errant {
             let _ = writeln!(out, "{:<16} ! quarantined: {why}", "");
         }
+        if m.cordoned {
+            let _ = writeln!(out, "{:<16} ! cordoned: no reads are routed to it", "");
+        }
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -178,6 +181,7 @@ status:
   members:
     - {name: shop-0, role: Quarantined, healthy: false, errant: "0-1-9 not on shop-1"}
     - {name: shop-1, role: Primary, healthy: true, gtidPosition: "0-1-12"}
+    - {name: shop-2, role: Replica, healthy: true, cordoned: true}
   conditions:
     - {type: Paused, status: "True", reason: Paused, message: "spec.paused", lastTransitionTime: "2026-01-01T00:00:00Z"}
   lastFailover: {time: "2026-01-01T00:00:00Z", from: shop-0, to: shop-1}
@@ -197,6 +201,11 @@ status:
         assert!(text.contains("shop-1           Primary      yes"), "{text}");
         assert!(
             text.contains("! quarantined: 0-1-9 not on shop-1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shop-2           Replica      yes")
+                && text.contains("! cordoned: no reads are routed to it"),
             "{text}"
         );
         assert!(

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::crd::{BEST, Condition, ConditionStatus, MySQLCluster, ReseedResult};
+use crate::crd::{BEST, Condition, ConditionStatus, MemberRole, MySQLCluster, ReseedResult};
 
 /// A fresh request id (`spec.switchover.id`, `spec.reseed.id`): a request runs once per id.
 pub fn request_id(unix_ms: u64) -> String {
@@ -20,6 +20,10 @@ pub fn reseed_patch(id: &str, member: &str) -> Value {
 
 pub fn paused_patch(paused: bool) -> Value {
     json!({ "spec": { "paused": paused } })
+}
+
+pub fn read_only_patch(on: bool) -> Value {
+    json!({ "spec": { "readOnly": on } })
 }
 
 /// `member` is `<cluster>-<ordinal>` with an ordinal below `replicas` (or, where `best` is
@@ -45,6 +49,27 @@ pub fn check_member(
             cluster.spec.replicas.saturating_sub(1)
         )),
     }
+}
+
+/// `cordon` (`on`) or `uncordon` of `member`: the whole `spec.cordoned` list as it is to be
+/// (a merge patch replaces a list), bound to the resource version it was computed from so a
+/// concurrent change is refused (409) rather than lost.
+pub fn cordon_patch(cluster: &MySQLCluster, member: &str, on: bool) -> Value {
+    let mut list: Vec<&str> = cluster
+        .spec
+        .cordoned
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != member)
+        .collect();
+    if on {
+        list.push(member);
+    }
+    list.sort_unstable();
+    json!({
+        "metadata": { "resourceVersion": cluster.metadata.resource_version },
+        "spec": { "cordoned": list },
+    })
 }
 
 /// Where a request stands, as the status says.
@@ -105,6 +130,67 @@ pub fn reseed_outcome(cluster: &MySQLCluster, id: &str) -> Outcome {
             "the cluster is paused: the re-seed waits for `kubectl lagless resume`".to_string(),
         ),
         None => Outcome::Waiting(doing(cluster)),
+    }
+}
+
+/// Cordon (`on`) or uncordon of `member`: done once the operator reports it so in the members'
+/// status (published to the proxies with weight 0, or its weight again). A primary is not
+/// waited for: the cordon applies once it is a replica.
+pub fn cordon_outcome(cluster: &MySQLCluster, member: &str, on: bool) -> Outcome {
+    let Some(status) = &cluster.status else {
+        return Outcome::Waiting("no status yet".to_string());
+    };
+    let reported = status.observed_generation >= cluster.metadata.generation;
+    let found = status.members.iter().find(|m| m.name == member);
+    match found {
+        Some(m) if m.role == MemberRole::Primary && reported => Outcome::Done(format!(
+            "{member} is the primary: {}",
+            if on {
+                "it takes writes and reads as before, and gets no reads once it is a replica"
+            } else {
+                "it is not cordoned when it is a replica again"
+            }
+        )),
+        Some(m) if reported && m.cordoned == on => Outcome::Done(if on {
+            format!("{member} cordoned: the proxies route no reads to it; it keeps replicating")
+        } else {
+            format!("{member} uncordoned: reads are routed to it again")
+        }),
+        _ if cluster.spec.paused => Outcome::Waiting(format!(
+            "{}; the cluster is paused: the topology changes once `kubectl lagless resume`",
+            doing(cluster)
+        )),
+        _ => Outcome::Waiting(doing(cluster)),
+    }
+}
+
+/// `read-only on|off`: done once the operator reports the generation that asked for it with
+/// the `ReadOnly` condition true (the primary refuses writes), or not true.
+pub fn read_only_outcome(cluster: &MySQLCluster, on: bool) -> Outcome {
+    let Some(status) = &cluster.status else {
+        return Outcome::Waiting("no status yet".to_string());
+    };
+    let reported = status.observed_generation >= cluster.metadata.generation;
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == Condition::READ_ONLY);
+    let is_on = condition.is_some_and(|c| c.status == ConditionStatus::True);
+    if reported && is_on == on {
+        Outcome::Done(if on {
+            "cluster read-only: the primary refuses writes (error 1290); reads go on until \
+             `kubectl lagless read-only off`"
+                .to_string()
+        } else {
+            "cluster writable again".to_string()
+        })
+    } else if cluster.spec.paused {
+        Outcome::Waiting(format!(
+            "{}; the cluster is paused: the change waits for `kubectl lagless resume`",
+            doing(cluster)
+        ))
+    } else {
+        Outcome::Waiting(condition.map_or_else(|| doing(cluster), |c| c.message.clone()))
     }
 }
 
@@ -239,6 +325,85 @@ mod tests {
         assert!(matches!(
             pause_outcome(&cluster(""), false),
             Outcome::Waiting(_)
+        ));
+    }
+
+    #[test]
+    fn cordon_patches_replace_the_whole_list_at_the_version_read() {
+        let mut c = cluster("");
+        c.metadata.resource_version = Some("41".into());
+        c.spec.cordoned = vec!["shop-2".into()];
+        assert_eq!(
+            cordon_patch(&c, "shop-1", true),
+            json!({"metadata": {"resourceVersion": "41"}, "spec": {"cordoned": ["shop-1", "shop-2"]}})
+        );
+        assert_eq!(
+            cordon_patch(&c, "shop-2", false),
+            json!({"metadata": {"resourceVersion": "41"}, "spec": {"cordoned": []}})
+        );
+        assert_eq!(
+            cordon_patch(&c, "shop-2", true)["spec"]["cordoned"],
+            json!(["shop-2"])
+        );
+    }
+
+    #[test]
+    fn a_cordon_is_done_when_the_member_is_reported_so() {
+        let member = |cordoned: bool, role: &str| {
+            format!(
+                "status: {{observedGeneration: 2, members: [{{name: shop-1, role: {role}, healthy: true, cordoned: {cordoned}}}]}}"
+            )
+        };
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(false, "Replica")), "shop-1", true),
+            Outcome::Waiting(_)
+        ));
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(true, "Replica")), "shop-1", true),
+            Outcome::Done(m) if m.starts_with("shop-1 cordoned")
+        ));
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(false, "Replica")), "shop-1", false),
+            Outcome::Done(m) if m.starts_with("shop-1 uncordoned")
+        ));
+        assert!(matches!(
+            cordon_outcome(&cluster(&member(false, "Primary")), "shop-1", true),
+            Outcome::Done(m) if m.starts_with("shop-1 is the primary")
+        ));
+        // An older generation reported: not yet.
+        let old = member(true, "Replica").replace("observedGeneration: 2", "observedGeneration: 1");
+        assert!(matches!(
+            cordon_outcome(&cluster(&old), "shop-1", true),
+            Outcome::Waiting(_)
+        ));
+    }
+
+    #[test]
+    fn read_only_is_done_when_the_condition_says_so_at_the_generation() {
+        assert_eq!(read_only_patch(true), json!({"spec": {"readOnly": true}}));
+        let with = |status: &str, generation: u8| {
+            cluster(&format!(
+                "status: {{observedGeneration: {generation}, conditions: [{{type: ReadOnly, status: \"{status}\", reason: r, lastTransitionTime: \"2026-01-01T00:00:00Z\"}}]}}"
+            ))
+        };
+        assert!(matches!(
+            read_only_outcome(&with("True", 2), true),
+            Outcome::Done(_)
+        ));
+        assert!(matches!(
+            read_only_outcome(&with("True", 1), true),
+            Outcome::Waiting(_)
+        ));
+        assert!(matches!(
+            read_only_outcome(&with("False", 2), true),
+            Outcome::Waiting(_)
+        ));
+        assert!(
+            matches!(read_only_outcome(&with("False", 2), false), Outcome::Done(m) if m == "cluster writable again")
+        );
+        assert!(matches!(
+            read_only_outcome(&cluster("status: {observedGeneration: 2}"), false),
+            Outcome::Done(_)
         ));
     }
 }

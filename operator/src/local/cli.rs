@@ -69,6 +69,23 @@ pub enum LocalCommand {
     Pause,
     /// Orchestrate again after `pause`: what waited is planned again from what is seen now.
     Resume,
+    /// Keep a member out of read routing (the proxies send it no reads) until `uncordon`; it
+    /// keeps replicating. A primary is cordoned once it is a replica.
+    Cordon {
+        /// The member, e.g. shop-1.
+        member: String,
+    },
+    /// Route reads to a cordoned member again.
+    Uncordon {
+        /// The member, e.g. shop-1.
+        member: String,
+    },
+    /// Make the whole cluster read-only (`on`: the primary refuses writes with error 1290,
+    /// reads go on) or writable again (`off`).
+    ReadOnly {
+        #[arg(value_enum)]
+        state: Switch,
+    },
     /// Simulate a crash: SIGKILL a member's mariadbd.
     Kill {
         /// The member, e.g. shop-0.
@@ -168,6 +185,13 @@ pub struct UpArgs {
     pub supervise: bool,
 }
 
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
@@ -220,6 +244,24 @@ fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
         LocalCommand::Kill { ref member } => kill(d, member),
         LocalCommand::Pause => pause(d, RequestKind::Pause),
         LocalCommand::Resume => pause(d, RequestKind::Resume),
+        LocalCommand::Cordon { ref member } => pause(
+            d,
+            RequestKind::Cordon {
+                member: member.clone(),
+            },
+        ),
+        LocalCommand::Uncordon { ref member } => pause(
+            d,
+            RequestKind::Uncordon {
+                member: member.clone(),
+            },
+        ),
+        LocalCommand::ReadOnly { state } => pause(
+            d,
+            RequestKind::ReadOnly {
+                on: state == Switch::On,
+            },
+        ),
         LocalCommand::Scale { replicas } => scale(d, replicas),
         LocalCommand::Reseed { ref member } => reseed(d, member),
         LocalCommand::Logs {
@@ -271,6 +313,26 @@ fn on_pool(args: &LocalArgs, pool: &PoolDir) -> Result<(), LocalError> {
                 _ => RequestKind::Resume,
             };
             pause(&pool.cluster(&cluster), kind)
+        }
+        LocalCommand::Cordon { ref member } | LocalCommand::Uncordon { ref member } => {
+            let cluster = pool_cli::member_cluster(&clusters, &pool_name, member)?;
+            let member = member.clone();
+            let kind = match args.command {
+                LocalCommand::Cordon { .. } => RequestKind::Cordon { member },
+                _ => RequestKind::Uncordon { member },
+            };
+            pause(&pool.cluster(&cluster), kind)
+        }
+        LocalCommand::ReadOnly { state } => {
+            // One cluster at a time: which one must be said.
+            let cluster =
+                pool_cli::switchover_cluster(&clusters, &pool_name, args.name.as_deref(), None)?;
+            pause(
+                &pool.cluster(&cluster),
+                RequestKind::ReadOnly {
+                    on: state == Switch::On,
+                },
+            )
         }
         LocalCommand::Reseed { ref member } => {
             let cluster = pool_cli::member_cluster(&clusters, &pool_name, member)?;
@@ -513,6 +575,16 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
             dir.topology().is_file(),
         )
         .map_err(LocalError::Usage)?,
+        cordoned: super::cordon::cordoned_at_up(
+            up.file.is_some(),
+            &cluster.spec.cordoned,
+            previous.as_ref().map(|p| p.cordoned.as_slice()),
+        ),
+        read_only: super::read_only::read_only_at_up(
+            up.file.is_some(),
+            cluster.spec.read_only,
+            previous.as_ref().map(|p| p.read_only),
+        ),
     };
     // A restarted cluster keeps members it was scaled to; the file only sets the first size.
     let settings = match &previous {
@@ -843,7 +915,8 @@ fn reseed(dir: &StateDir, member: &str) -> Result<(), LocalError> {
     Ok(())
 }
 
-/// `pause` or `resume`: carried out by the supervisor at once.
+/// `pause`, `resume`, `cordon`, `uncordon` or `read-only`: carried out by the supervisor at
+/// once.
 fn pause(dir: &StateDir, kind: RequestKind) -> Result<(), LocalError> {
     let message = submit_and_wait(dir, kind)?;
     println!("{message}");

@@ -10,12 +10,14 @@
 pub mod backup;
 pub mod cli;
 pub mod console;
+pub mod cordon;
 pub mod daemon;
 pub mod manifest;
 pub mod mariadb;
 pub mod pause;
 pub mod pool;
 pub mod ports;
+pub mod read_only;
 pub use lagless_mariadbd::process;
 pub mod process_table;
 pub mod request;

@@ -31,6 +31,17 @@ pub enum RequestKind {
     /// Stop orchestrating (observe and report only) until `Resume`.
     Pause,
     Resume,
+    /// Keep a member out of read routing until `Uncordon`.
+    Cordon {
+        member: String,
+    },
+    Uncordon {
+        member: String,
+    },
+    /// The whole cluster read-only (`on`) or writable again.
+    ReadOnly {
+        on: bool,
+    },
 }
 
 /// Files a request; returns its id.

@@ -80,6 +80,8 @@ pub struct RunningCluster {
     pub requests: Vec<RequestResult>,
     /// Orchestration paused.
     pub paused: bool,
+    /// The whole cluster read-only (`read-only on`).
+    pub read_only: bool,
 }
 
 /// [`RunningCluster`] behind a mutex that is never held across an await.

@@ -204,6 +204,14 @@ pub struct Settings {
     /// `resume` (kept across restarts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Members kept out of read routing: `spec.cordoned` of the file `up -f` was given, then
+    /// `cordon` and `uncordon` (kept across restarts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cordoned: Vec<String>,
+    /// The whole cluster read-only: `spec.readOnly` of the file `up -f` was given, then
+    /// `read-only on|off` (kept across restarts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 impl Settings {
@@ -361,6 +369,8 @@ mod tests {
             gtid_domain_id: 10,
             pool: None,
             paused: false,
+            cordoned: Vec::new(),
+            read_only: false,
         };
         assert_eq!(s.member_name(2), "shop-2");
         assert_eq!(s.member_port(2), Some(3309));

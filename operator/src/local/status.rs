@@ -22,6 +22,12 @@ pub struct Status {
     /// Orchestration paused (`pause`, or `spec.paused`): observed and reported only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// The whole cluster read-only (`read-only on`, or `spec.readOnly`); `read_only_in_effect`
+    /// once the topology says so and the primary refuses writes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_in_effect: bool,
     pub supervisor_pid: u32,
     pub updated_unix_ms: u64,
     pub epoch: Option<u64>,
@@ -63,6 +69,9 @@ pub struct MemberStatus {
     pub replicating: Option<bool>,
     pub error: Option<String>,
     pub restarts: u32,
+    /// Published with weight 0: the proxies route no reads to it (`cordon`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cordoned: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +201,17 @@ pub fn render(s: &Status, events: usize) -> String {
             "  ! orchestration paused: no failover, switchover or repair until `resume`"
         );
     }
+    if s.read_only {
+        let _ = writeln!(
+            out,
+            "  ! read-only{}: writes get error 1290 until `read-only off`",
+            if s.read_only_in_effect {
+                ""
+            } else {
+                " (being turned on)"
+            }
+        );
+    }
     if let Some(why) = &s.durability {
         let _ = writeln!(out, "  ! not lossless: {why}");
     }
@@ -220,6 +240,9 @@ pub fn render(s: &Status, events: usize) -> String {
         );
         if let Some(error) = &m.error {
             let _ = writeln!(out, "{:<14} ! {error}", "");
+        }
+        if m.cordoned {
+            let _ = writeln!(out, "{:<14} ! cordoned: no reads are routed to it", "");
         }
     }
     if let Some(seed) = &s.seeding {

@@ -80,6 +80,8 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
                     .map(|v| v.io_running == Some(true) && v.sql_running == Some(true)),
                 error,
                 restarts: m.restarts,
+                cordoned: published
+                    .is_some_and(|t| t.replicas.iter().any(|r| r.name == name && r.weight == 0)),
             }
         })
         .collect();
@@ -106,6 +108,12 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
         progress: shared.journal.progress.clone(),
         state: snap.state.map(|s| format!("{s:?}")),
         paused: shared.paused,
+        read_only: shared.read_only,
+        read_only_in_effect: published.is_some_and(|t| t.read_only)
+            && primary_name
+                .as_deref()
+                .and_then(|p| view?.member(p))
+                .is_some_and(|m| m.read_only == Some(true)),
         supervisor_pid: std::process::id(),
         updated_unix_ms: crate::clock::unix_ms(),
         epoch: published.map(|t| t.epoch),

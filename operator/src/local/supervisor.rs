@@ -106,6 +106,10 @@ impl Supervisor {
         spec.failover_cooldown = FAILOVER_COOLDOWN;
         // `pause` and `resume` change it while running; the file gives it at `up -f`.
         spec.paused = self.settings.paused;
+        // `cordon` and `uncordon` change it while running; the file gives it at `up -f`.
+        spec.cordoned = self.settings.cordoned.iter().cloned().collect();
+        // `read-only on|off` changes it while running; the file gives it at `up -f`.
+        spec.read_only = self.settings.read_only;
         // Switchovers are requested with `local switchover`; a request kept in the file would
         // be carried out again after every restart.
         spec.switchover = self.switchover.clone();
@@ -213,6 +217,7 @@ impl Supervisor {
             .with_seeder(Arc::new(seeder)),
         );
         self.shared.lock().paused = self.settings.paused;
+        self.shared.lock().read_only = self.settings.read_only;
         if self.settings.paused {
             // Nothing is orchestrated, so nothing is waited for: members as they come back
             // (a restarted primary stays read-only) and the proxies on the kept topology.

@@ -612,6 +612,17 @@ impl<'a> Ctx<'a> {
         steps.act(Action::SetWritable {
             member: member.name.clone(),
         });
+        self.keep_read_only(steps, &member.name);
+    }
+
+    /// In a read-only cluster, a member just made primary (writable, or promoted) is made
+    /// read-only again before any topology publishes it: it takes the role, not writes.
+    fn keep_read_only(&self, steps: &mut Steps, member: &str) {
+        if self.spec.read_only {
+            steps.act(Action::SetReadOnly {
+                member: member.to_owned(),
+            });
+        }
     }
 
     /// Turns semi-sync on for `member` about to be promoted, when the spec wants it.
@@ -651,13 +662,23 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
-    /// The address the topology publishes for `name`: the spec's, else the observed one.
+    /// The address the topology publishes for `name`: the spec's, else the observed one;
+    /// with the read weight [`read_weight`] gives it.
     fn topology_member(&self, name: &str) -> Option<Member> {
-        if let Some(s) = self.spec_of(name) {
-            return Some(Member::new(&s.name, &s.host, s.port));
-        }
-        self.member(name)
-            .map(|m| Member::new(&m.name, &m.host, m.port))
+        let member = if let Some(s) = self.spec_of(name) {
+            Member::new(&s.name, &s.host, s.port)
+        } else {
+            self.member(name)
+                .map(|m| Member::new(&m.name, &m.host, m.port))?
+        };
+        Some(Member {
+            weight: read_weight(self.spec.cordoned.contains(name)),
+            ..member
+        })
+    }
+
+    fn is_cordoned(&self, name: &str) -> bool {
+        self.spec.cordoned.contains(name)
     }
 
     fn ready_topology(&self, primary: &str, replicas: &[&str], epoch: u64) -> Topology {
@@ -669,12 +690,17 @@ impl<'a> Ctx<'a> {
             flavor: self.view.flavor,
             epoch,
             state: TopologyState::Ready,
-            primary: self.topology_member(primary),
+            // A cordon applies to replicas: the primary's weight is carried, never 0.
+            primary: self.topology_member(primary).map(|m| Member {
+                weight: read_weight(false),
+                ..m
+            }),
             replicas: names
                 .into_iter()
                 .filter_map(|n| self.topology_member(n))
                 .collect(),
             consistency: self.spec.consistency,
+            read_only: self.spec.read_only,
         }
     }
 
@@ -693,6 +719,7 @@ impl<'a> Ctx<'a> {
                 .map(|t| t.replicas.clone())
                 .unwrap_or_default(),
             consistency: self.spec.consistency,
+            read_only: self.spec.read_only,
         }
     }
 
@@ -767,8 +794,27 @@ fn names<'m>(members: impl IntoIterator<Item = &'m MemberView>) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Candidates
 
-/// The promotable member of `pool` whose holdings contain every other's; the higher priority,
-/// then the smaller name, among several.
+/// The read weight a replica is published with: none while it is cordoned, so the proxies
+/// send it no reads; the default otherwise.
+pub fn read_weight(cordoned: bool) -> u32 {
+    if cordoned {
+        0
+    } else {
+        lagless_core::topology::DEFAULT_WEIGHT
+    }
+}
+
+/// How much a member is wanted as the next primary among those fit for it (every one of
+/// them holds what the others hold): one not cordoned before any cordoned one, then the
+/// higher promotion priority. A cordoned member is promoted only when no other is fit — a
+/// cordon takes a member out of reads, and keeping the cluster writable matters more. An
+/// explicit `switchover` to a cordoned member is carried out as asked.
+pub fn preference(cordoned: bool, priority: i32) -> (bool, i32) {
+    (!cordoned, priority)
+}
+
+/// The promotable member of `pool` whose holdings contain every other's; one not cordoned
+/// first, then the higher priority, then the smaller name, among several (see [`preference`]).
 fn choose_candidate<'a>(ctx: &Ctx<'a>, pool: &[&'a MemberView]) -> Result<&'a MemberView, String> {
     let held: Vec<(&MemberView, GtidSet)> = pool
         .iter()
@@ -786,7 +832,12 @@ fn choose_candidate<'a>(ctx: &Ctx<'a>, pool: &[&'a MemberView]) -> Result<&'a Me
         .iter()
         .copied()
         .filter(|m| ctx.promotable(m))
-        .max_by_key(|m| (ctx.priority(m), Reverse(m.name.as_str())))
+        .max_by_key(|m| {
+            (
+                preference(ctx.is_cordoned(&m.name), ctx.priority(m)),
+                Reverse(m.name.as_str()),
+            )
+        })
         .ok_or_else(|| {
             format!(
                 "only {} hold every transaction, and none of them may be promoted",
@@ -839,7 +890,12 @@ fn bootstrap(ctx: &Ctx<'_>) -> Option<Plan> {
         .members
         .iter()
         .filter(|s| !s.never_promote && !ctx.was_quarantined(&s.name))
-        .max_by_key(|s| (s.promotion_priority, Reverse(s.name.as_str())))
+        .max_by_key(|s| {
+            (
+                preference(ctx.is_cordoned(&s.name), s.promotion_priority),
+                Reverse(s.name.as_str()),
+            )
+        })
     else {
         return Some(report(
             ClusterState::Incomplete,
@@ -871,6 +927,7 @@ fn bootstrap(ctx: &Ctx<'_>) -> Option<Plan> {
     steps.act(Action::SetWritable {
         member: primary.name.clone(),
     });
+    ctx.keep_read_only(&mut steps, &primary.name);
     steps.act(Action::PublishTopology { topology });
     steps.events.push(Event::Bootstrapped {
         primary: primary.name.clone(),
@@ -1009,6 +1066,7 @@ fn promote(
     steps.act(Action::Promote {
         member: candidate.name.clone(),
     });
+    ctx.keep_read_only(steps, &candidate.name);
     for m in pool
         .iter()
         .filter(|m| m.name != candidate.name && ctx.in_spec(&m.name))
@@ -1172,6 +1230,13 @@ fn primary_alive(ctx: &Ctx<'_>, primary: &MemberView) -> Plan {
     }
     repair(ctx, primary, &quarantined, &mut steps);
     publish_if_changed(ctx, primary, &quarantined, &mut steps);
+    // Turned read-only: the proxies learn it first, so a write refused meanwhile is answered
+    // at once rather than held for a next primary.
+    if ctx.spec.read_only && primary.read_only == Some(false) {
+        steps.act(Action::SetReadOnly {
+            member: primary.name.clone(),
+        });
+    }
     semi_sync_drift(ctx, primary, &quarantined, &mut steps);
     decommission(ctx, primary, &mut steps);
     // A copy is slow and may fail: everything else in this plan (publishing without the member
@@ -1378,7 +1443,11 @@ fn switchover(
                     .zip(m.holdings())
                     .and_then(|(p, h)| h.transactions_behind(p))
                     .unwrap_or(u64::MAX);
-                (ctx.priority(m), Reverse(behind), Reverse(m.name.as_str()))
+                (
+                    preference(ctx.is_cordoned(&m.name), ctx.priority(m)),
+                    Reverse(behind),
+                    Reverse(m.name.as_str()),
+                )
             })
             .ok_or_else(|| {
                 format!(
@@ -1427,6 +1496,7 @@ fn switchover(
     steps.act(Action::Promote {
         member: candidate.name.clone(),
     });
+    ctx.keep_read_only(steps, &candidate.name);
     let keep_old = ctx.in_spec(&old);
     for m in ctx.reachable().filter(|m| {
         m.name != old
@@ -1470,7 +1540,7 @@ fn switchover(
 // Repairs with a live primary
 
 fn repair(ctx: &Ctx<'_>, primary: &MemberView, quarantined: &BTreeSet<String>, steps: &mut Steps) {
-    if primary.read_only == Some(true) {
+    if primary.read_only == Some(true) && !ctx.spec.read_only {
         ctx.make_writable(steps, primary);
     }
     if let Some((host, port)) = &primary.source {

@@ -4,7 +4,7 @@
 //! Everything here is plain data. Time is a number of milliseconds supplied by the caller, so the
 //! decision never reads a clock and tests are deterministic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use lagless_core::gtid::GtidSet;
@@ -231,6 +231,15 @@ pub struct ClusterSpec {
     /// Observe and report only: the plan keeps its state and warnings, and its actions wait
     /// (see [`plan`](super::plan::plan)).
     pub paused: bool,
+    /// Members kept out of read routing: published with weight 0 while they are replicas.
+    /// They keep replicating, and are promoted only when no other member is fit (see
+    /// [`preference`](super::plan::preference)). No effect on the primary until it is a
+    /// replica again.
+    pub cordoned: BTreeSet<String>,
+    /// The whole cluster read-only: the primary is kept `read_only=ON` (a new one too, after a
+    /// failover or switchover) and the topology says so, so the proxies relay the servers'
+    /// refusal (1290) at once rather than hold writes for a primary that is not coming.
+    pub read_only: bool,
     pub semi_sync: Option<SemiSync>,
     /// The default consistency mode published to the proxies.
     pub consistency: Option<lagless_core::ConsistencyMode>,
@@ -262,6 +271,8 @@ impl ClusterSpec {
             failover_cooldown: Self::DEFAULT_FAILOVER_COOLDOWN,
             switchover: None,
             paused: false,
+            cordoned: BTreeSet::new(),
+            read_only: false,
             semi_sync: None,
             consistency: None,
             switchover_drain: Self::DEFAULT_SWITCHOVER_DRAIN,

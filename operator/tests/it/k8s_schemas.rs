@@ -44,6 +44,7 @@ fn topology(cluster: &MySQLCluster) -> Topology {
         primary: Some(member(0)),
         replicas: (1..cluster.spec.replicas as u32).map(member).collect(),
         consistency: Some(lagless_core::ConsistencyMode::Strict),
+        read_only: false,
     }
 }
 

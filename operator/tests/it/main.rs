@@ -9,6 +9,7 @@ mod helm_chart;
 mod k8s_schemas;
 mod kube_api;
 mod local;
+mod maintenance;
 mod orchestrate;
 mod pause;
 mod push;

@@ -14,6 +14,7 @@ fn topology(epoch: u64, primary_port: u16) -> Topology {
         primary: Some(Member::new("m0", "127.0.0.1", primary_port)),
         replicas: Vec::new(),
         consistency: None,
+        read_only: false,
     }
 }
 

@@ -36,6 +36,7 @@ fn topology(name: &str, port: u16) -> Topology {
         primary: Some(Member::new(format!("{name}-0"), "127.0.0.1", port)),
         replicas: Vec::new(),
         consistency: None,
+        read_only: false,
     }
 }
 

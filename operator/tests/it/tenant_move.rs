@@ -43,6 +43,7 @@ fn topology(name: &str, cluster: &Cluster) -> Topology {
         primary: Some(member(cluster.primary())),
         replicas: cluster.replicas().iter().map(member).collect(),
         consistency: None,
+        read_only: false,
     }
 }
 

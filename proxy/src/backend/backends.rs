@@ -162,7 +162,7 @@ impl Backends {
     /// The primary, waiting (bounded) while the topology says "switching".
     pub async fn wait_for_primary(&self) -> Result<Member, ErrPacket> {
         let started = Instant::now();
-        match self.wait_for_primary_where(|_| true).await {
+        match self.wait_for_primary_where(|_| true, |_| false).await {
             Some(p) => {
                 if started.elapsed() > Duration::from_millis(1) {
                     self.metrics.write_held(started.elapsed());
@@ -178,9 +178,22 @@ impl Backends {
         }
     }
 
-    /// Waits (bounded by the write hold) until the topology names a primary other than `old`.
+    /// Waits (bounded by the write hold) until the topology names a primary other than `old`,
+    /// the primary that refused a write with `read_only`. `None` at once when the topology says
+    /// the cluster is read-only with `old` as its primary (`spec.readOnly`): no other primary is
+    /// coming, so the refusal is the answer.
     pub async fn wait_for_new_primary(&self, old: Option<&str>) -> Option<Member> {
-        self.wait_for_primary_where(|p| Some(p.addr().as_str()) != old)
+        self.wait_for_primary_where(
+            |p| Some(p.addr().as_str()) != old,
+            |t| old.is_some_and(|o| t.refuses_writes_at(o)),
+        )
+        .await
+    }
+
+    /// Waits (bounded by the write hold) for a primary other than `old`, which cannot be
+    /// reached: a failover is likely under way, read-only cluster or not.
+    async fn wait_for_replacement(&self, old: &str) -> Option<Member> {
+        self.wait_for_primary_where(|p| p.addr() != old, |_| false)
             .await
     }
 
@@ -197,7 +210,7 @@ impl Backends {
         match self.backend(who, &primary.addr(), database).await {
             Ok(conn) => Ok((primary, conn)),
             Err(err) if err.is_backend_unreachable() => {
-                match self.wait_for_new_primary(Some(&primary.addr())).await {
+                match self.wait_for_replacement(&primary.addr()).await {
                     Some(next) => {
                         let conn = self.backend(who, &next.addr(), database).await?;
                         Ok((next, conn))
@@ -210,13 +223,22 @@ impl Backends {
     }
 
     /// The published primary once one satisfies `accept`, waiting (bounded by the write hold)
-    /// for topology changes; `None` past the bound or on shutdown.
-    async fn wait_for_primary_where(&self, accept: impl Fn(&Member) -> bool) -> Option<Member> {
+    /// for topology changes; `None` past the bound, on shutdown, or as soon as a topology makes
+    /// `give_up` true.
+    async fn wait_for_primary_where(
+        &self,
+        accept: impl Fn(&Member) -> bool,
+        give_up: impl Fn(&Topology) -> bool,
+    ) -> Option<Member> {
         let deadline = Instant::now() + self.config.write_hold_timeout;
         let mut rx = self.topology_rx.clone();
         loop {
-            if let Some(p) = self.topology().primary.clone().filter(|p| accept(p)) {
+            let topology = self.topology();
+            if let Some(p) = topology.primary.clone().filter(|p| accept(p)) {
                 return Some(p);
+            }
+            if give_up(&topology) {
+                return None;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || *self.shutdown.borrow() {

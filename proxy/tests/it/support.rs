@@ -41,6 +41,7 @@ pub fn topology_of(cluster: &Cluster, epoch: u64) -> Topology {
         primary: Some(member(cluster.primary())),
         replicas: cluster.replicas().iter().map(member).collect(),
         consistency: None,
+        read_only: false,
     }
 }
 

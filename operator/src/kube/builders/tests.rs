@@ -100,6 +100,7 @@ fn topology(name: &str) -> Topology {
             3306,
         )],
         consistency: Some(lagless_core::ConsistencyMode::Strict),
+        read_only: false,
     }
 }
 

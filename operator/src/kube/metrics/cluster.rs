@@ -223,6 +223,7 @@ mod tests {
                 primary: Some(Member::new("db-0", "db-0.db", 3306)),
                 replicas: vec![],
                 consistency: None,
+                read_only: false,
             }),
             ..Snapshot::default()
         }

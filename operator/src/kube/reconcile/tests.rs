@@ -583,6 +583,7 @@ async fn a_failover_is_reported_in_status_and_as_an_event() {
                 3306,
             )],
             consistency: None,
+            read_only: false,
         });
         fold_events(&mut snapshot, std::slice::from_ref(&failover));
     }

@@ -20,6 +20,7 @@ fn topology(primary: &str, epoch: u64) -> Topology {
         primary: Some(Member::new(primary, format!("{primary}.db"), 3306)),
         replicas: vec![Member::new("db-1", "db-1.db", 3306)],
         consistency: None,
+        read_only: false,
     }
 }
 
@@ -501,4 +502,79 @@ fn pausing_and_resuming_are_normal_events_said_once() {
         pause_event(&resumed, true).map(|e| e.reason),
         Some("Paused")
     );
+}
+
+#[test]
+fn a_replica_published_with_weight_0_is_reported_cordoned_and_announced_once() {
+    let plain = healthy_snapshot();
+    let before = members(&plain);
+    assert!(before.iter().all(|m| !m.cordoned), "{before:?}");
+
+    let mut snapshot = healthy_snapshot();
+    if let Some(t) = snapshot.published.as_mut() {
+        t.replicas[0].weight = 0;
+    }
+    let now = members(&snapshot);
+    let db1 = now.iter().find(|m| m.name == "db-1").expect("db-1");
+    assert!(db1.cordoned && db1.role == MemberRole::Replica, "{db1:?}");
+    assert!(now.iter().filter(|m| m.cordoned).count() == 1, "{now:?}");
+
+    let events = cordon_events(&before, &now);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].reason, "Cordoned");
+    assert!(events[0].note.starts_with("db-1 cordoned"), "{events:?}");
+    // Reported already: not said again.
+    assert!(cordon_events(&now, &now).is_empty());
+    // Back with its weight.
+    let back = cordon_events(&now, &before);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0].reason, "Uncordoned");
+}
+
+#[test]
+fn the_read_only_condition_and_events_follow_what_is_in_effect() {
+    let never = MySQLClusterStatus::default();
+    assert!(read_only_condition(&never, false, false).is_none());
+    let turning = read_only_condition(&never, true, false).expect("a condition");
+    assert_eq!(turning.status, ConditionStatus::False);
+    assert_eq!(turning.reason, "TurningReadOnly");
+    let on = read_only_condition(&never, true, true).expect("a condition");
+    assert_eq!(on.status, ConditionStatus::True);
+
+    let mut snapshot = healthy_snapshot();
+    assert!(!read_only_in_effect(&snapshot));
+    if let Some(t) = snapshot.published.as_mut() {
+        t.read_only = true;
+    }
+    assert!(
+        !read_only_in_effect(&snapshot),
+        "the primary still writable"
+    );
+    if let Some(v) = snapshot.view.as_mut() {
+        v.members[0].read_only = Some(true);
+    }
+    assert!(read_only_in_effect(&snapshot));
+
+    let mut spec = spec3();
+    spec.read_only = true;
+    let first = cluster_status(&never, &snapshot, &spec, Some(2), T0);
+    assert_eq!(
+        condition(&first, Condition::READ_ONLY).status,
+        ConditionStatus::True
+    );
+    let event = read_only_event(&never, &first).expect("an event");
+    assert_eq!(event.reason, "ReadOnly");
+    assert!(read_only_event(&first, &first).is_none(), "said once");
+    spec.read_only = false;
+    let off = cluster_status(&first, &healthy_snapshot(), &spec, Some(3), T1);
+    let c = condition(&off, Condition::READ_ONLY);
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::False, "Writable")
+    );
+    assert_eq!(
+        read_only_event(&first, &off).expect("an event").reason,
+        "Writable"
+    );
+    assert!(read_only_event(&off, &off).is_none());
 }

@@ -124,6 +124,12 @@ fn local_cluster(
         pool: Some(pool.to_string()),
         // Paused with `local pause --name <cluster>`, and kept so across the pool's restarts.
         paused: before.as_ref().is_some_and(|b| b.paused),
+        // Cordoned with `local cordon <member>`, and kept so across the pool's restarts.
+        cordoned: before
+            .as_ref()
+            .map(|b| b.cordoned.clone())
+            .unwrap_or_default(),
+        read_only: before.as_ref().is_some_and(|b| b.read_only),
     };
     Ok(LocalCluster {
         cluster,
@@ -227,6 +233,8 @@ spec:
             gtid_domain_id: 90,
             pool: Some("demo".into()),
             paused: false,
+            cordoned: Vec::new(),
+            read_only: false,
         };
         let clusters = local_clusters(&pool(), &settings(3), |name| {
             (name == "demo-c1").then(|| earlier.clone())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::local::process_table::Process;
 use crate::local::request::{Request, RequestKind};
 use crate::local::state::write_json;
-use crate::local::{LocalError, mariadb, pause};
+use crate::local::{LocalError, cordon, mariadb, pause, read_only};
 use crate::orchestrate::run::Orchestrator;
 use crate::orchestrate::view::{Switchover, SwitchoverTarget};
 use crate::orchestrate::{Event, Plan};
@@ -37,7 +37,11 @@ impl Supervisor {
             RequestKind::Switchover { .. } => Some("switchover"),
             RequestKind::Scale { .. } => Some("scaling"),
             RequestKind::Reseed { .. } => Some("re-seed"),
-            RequestKind::Pause | RequestKind::Resume => None,
+            RequestKind::Pause
+            | RequestKind::Resume
+            | RequestKind::Cordon { .. }
+            | RequestKind::Uncordon { .. }
+            | RequestKind::ReadOnly { .. } => None,
         }
         .and_then(|what| pause::refused_while_paused(self.settings.paused, what));
         let outcome = match (&request.kind, held) {
@@ -49,6 +53,9 @@ impl Supervisor {
             (RequestKind::Reseed { member }, None) => self.begin_reseed(member).await,
             (RequestKind::Pause, None) => self.set_paused(true).map(Some),
             (RequestKind::Resume, None) => self.set_paused(false).map(Some),
+            (RequestKind::Cordon { member }, None) => self.set_cordoned(member, true).map(Some),
+            (RequestKind::Uncordon { member }, None) => self.set_cordoned(member, false).map(Some),
+            (RequestKind::ReadOnly { on }, None) => self.set_read_only(*on).map(Some),
         };
         match outcome {
             Ok(Some(done)) => self.finish(&request.id, true, done),
@@ -59,9 +66,12 @@ impl Supervisor {
                         .map(|i| self.settings.member_name(i))
                         .collect(),
                     RequestKind::Reseed { member } => vec![member.clone()],
-                    RequestKind::Switchover { .. } | RequestKind::Pause | RequestKind::Resume => {
-                        Vec::new()
-                    }
+                    RequestKind::Switchover { .. }
+                    | RequestKind::Pause
+                    | RequestKind::Resume
+                    | RequestKind::Cordon { .. }
+                    | RequestKind::Uncordon { .. }
+                    | RequestKind::ReadOnly { .. } => Vec::new(),
                 };
                 self.pending = Some(Pending {
                     request,
@@ -138,6 +148,47 @@ impl Supervisor {
         // The request's result is noted with the events: no note of its own.
         self.shared.lock().paused = paused;
         Ok(pause::toggled(&self.settings.cluster, was, paused))
+    }
+
+    /// Cordons or uncordons `member` from the next tick on (the plan publishes it with weight
+    /// 0, or its weight again), and keeps it so across restarts (`settings.json`).
+    fn set_cordoned(&mut self, member: &str, on: bool) -> Result<String, LocalError> {
+        let members: Vec<String> = (0..self.settings.replicas)
+            .map(|i| self.settings.member_name(i))
+            .collect();
+        let primary = self.current_primary();
+        let (now, message) = cordon::cordon(
+            &self.settings.cordoned,
+            member,
+            on,
+            &members,
+            primary.as_deref(),
+        )
+        .map_err(LocalError::Other)?;
+        if now != self.settings.cordoned {
+            self.settings.cordoned = now;
+            write_json(&self.rt.dir.settings(), &self.settings, 0o644)?;
+            self.apply_spec()?;
+        }
+        Ok(message)
+    }
+
+    /// Makes the whole cluster read-only or writable from the next tick on, and keeps it so
+    /// across restarts (`settings.json`).
+    fn set_read_only(&mut self, on: bool) -> Result<String, LocalError> {
+        let was = self.settings.read_only;
+        if was != on {
+            self.settings.read_only = on;
+            write_json(&self.rt.dir.settings(), &self.settings, 0o644)?;
+            self.apply_spec()?;
+        }
+        self.shared.lock().read_only = on;
+        Ok(read_only::toggled(
+            &self.settings.cluster,
+            was,
+            on,
+            self.settings.paused,
+        ))
     }
 
     fn finish(&mut self, id: &str, ok: bool, message: String) {
@@ -281,7 +332,11 @@ impl Supervisor {
                 }
             }
             // Done when taken, never pending.
-            RequestKind::Pause | RequestKind::Resume => Some((true, String::new())),
+            RequestKind::Pause
+            | RequestKind::Resume
+            | RequestKind::Cordon { .. }
+            | RequestKind::Uncordon { .. }
+            | RequestKind::ReadOnly { .. } => Some((true, String::new())),
             RequestKind::Scale { replicas } => {
                 let shared = self.shared.lock();
                 let published = shared.last_tick.published.as_ref();

@@ -97,6 +97,7 @@ fn topology(primary: Option<&str>, replicas: &[&str], epoch: u64) -> Topology {
         primary: primary.map(|p| Member::new(p, p, PORT)),
         replicas: replicas.iter().map(|r| Member::new(*r, *r, PORT)).collect(),
         consistency: None,
+        read_only: false,
     }
 }
 
@@ -1638,5 +1639,181 @@ fn a_paused_failover_is_reported_in_the_same_words_while_it_waits() {
     assert_eq!(
         warnings(&run(&later, &paused(spec(&["a", "b", "c"])))),
         first
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cordoned
+
+fn cordoned(mut spec: ClusterSpec, names: &[&str]) -> ClusterSpec {
+    spec.cordoned = names.iter().map(|n| (*n).to_owned()).collect();
+    spec
+}
+
+fn weights(t: &Topology) -> Vec<(&str, u32)> {
+    t.replicas
+        .iter()
+        .map(|r| (r.name.as_str(), r.weight))
+        .collect()
+}
+
+#[test]
+fn a_cordoned_replica_is_published_with_weight_0_and_back() {
+    let p = run(&healthy(), &cordoned(spec(&["a", "b", "c"]), &["b"]));
+    let [t] = published(&p)[..] else {
+        panic!("one topology expected: {p:?}")
+    };
+    assert_eq!(t.epoch, 6);
+    assert_eq!(weights(t), [("b", 0), ("c", 100)]);
+    assert_eq!(t.readable_replicas().count(), 1);
+    // Nothing else changes: b keeps replicating, no repair, no role change.
+    assert_eq!(p.actions.len(), 1, "{p:?}");
+
+    // Published so, nothing more to do; uncordoned, it is published with its weight again.
+    let mut v = healthy();
+    v.published = Some(t.clone());
+    assert!(
+        run(&v, &cordoned(spec(&["a", "b", "c"]), &["b"]))
+            .actions
+            .is_empty()
+    );
+    let back = run(&v, &spec(&["a", "b", "c"]));
+    let [t] = published(&back)[..] else {
+        panic!("one topology expected: {back:?}")
+    };
+    assert_eq!(weights(t), [("b", 100), ("c", 100)]);
+    assert_eq!(t.epoch, 7);
+}
+
+#[test]
+fn a_cordoned_primary_is_unaffected_until_it_is_a_replica() {
+    // Nothing to publish for a cordoned primary.
+    let p = run(&healthy(), &cordoned(spec(&["a", "b", "c"]), &["a"]));
+    assert!(p.actions.is_empty(), "{p:?}");
+    // Switched away from, it is published as a replica with weight 0.
+    let s = cordoned(switch_to(SwitchoverTarget::Member("c".into())), &["a"]);
+    let p = run(&healthy(), &s);
+    let last = published(&p).pop().expect("a topology");
+    assert_eq!(last.primary.as_ref().map(|m| m.name.as_str()), Some("c"));
+    assert_eq!(weights(last), [("a", 0), ("b", 100)]);
+}
+
+#[test]
+fn the_candidate_preference_puts_cordoned_members_last() {
+    use super::preference;
+    assert!(preference(false, -1000) > preference(true, 1000));
+    assert!(preference(false, 2) > preference(false, 1));
+    assert!(preference(true, 2) > preference(true, 1));
+    assert_eq!(super::read_weight(true), 0);
+    assert_eq!(super::read_weight(false), 100);
+}
+
+#[test]
+fn failover_prefers_a_fit_member_that_is_not_cordoned() {
+    // b and c hold the same: c wins by name alone, b when c is cordoned.
+    let mut v = a_dead();
+    v.members[1] = orphan("b", "a", maria("0-1-90"), maria("0-1-98"));
+    assert_eq!(promoted(&run(&v, &spec(&["a", "b", "c"]))), ["b"]);
+    assert_eq!(
+        promoted(&run(&v, &cordoned(spec(&["a", "b", "c"]), &["b"]))),
+        ["c"]
+    );
+    // Priority does not beat the cordon.
+    let mut s = cordoned(spec(&["a", "b", "c"]), &["b"]);
+    s.members[1].promotion_priority = 10;
+    assert_eq!(promoted(&run(&v, &s)), ["c"]);
+    // Only the cordoned member holds everything: it is promoted, not the cluster left
+    // without a primary; and its replacement topology lists the others with their weight.
+    let p = run(&a_dead(), &cordoned(spec(&["a", "b", "c"]), &["c"]));
+    assert_eq!(promoted(&p), ["c"]);
+    let last = published(&p).pop().expect("a topology");
+    assert_eq!(weights(last), [("b", 100)]);
+}
+
+#[test]
+fn switchover_to_the_best_member_skips_a_cordoned_one() {
+    let s = cordoned(switch_to(SwitchoverTarget::Best), &["b"]);
+    assert_eq!(promoted(&run(&healthy(), &s)), ["c"]);
+    let s = cordoned(switch_to(SwitchoverTarget::Best), &["b", "c"]);
+    assert_eq!(promoted(&run(&healthy(), &s)), ["b"]);
+    // Asked for by name, a cordoned member is promoted as asked.
+    let s = cordoned(switch_to(SwitchoverTarget::Member("b".into())), &["b"]);
+    assert_eq!(promoted(&run(&healthy(), &s)), ["b"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only cluster
+
+fn read_only_spec(mut spec: ClusterSpec) -> ClusterSpec {
+    spec.read_only = true;
+    spec
+}
+
+#[test]
+fn turning_read_only_publishes_it_then_sets_the_primary_read_only() {
+    let p = run(&healthy(), &read_only_spec(spec(&["a", "b", "c"])));
+    let mut wanted = topology(Some("a"), &["b", "c"], 6);
+    wanted.read_only = true;
+    assert_eq!(
+        p.actions,
+        [
+            Action::PublishTopology {
+                topology: wanted.clone()
+            },
+            read_only("a"),
+        ]
+    );
+    // Done: nothing more, and a read-only primary is not made writable.
+    let mut v = healthy();
+    v.published = Some(wanted);
+    v.members[0].read_only = Some(true);
+    let p = run(&v, &read_only_spec(spec(&["a", "b", "c"])));
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(p.state, ClusterState::Healthy);
+    // Off: writable first, then the topology says so.
+    let p = run(&v, &spec(&["a", "b", "c"]));
+    assert_eq!(
+        p.actions,
+        [
+            Action::SetWritable { member: "a".into() },
+            publish(Some("a"), &["b", "c"], 7),
+        ]
+    );
+}
+
+#[test]
+fn a_new_primary_of_a_read_only_cluster_is_read_only_before_it_is_published() {
+    let check = |p: &Plan| {
+        let promoted_at = p
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::Promote { .. }))
+            .expect("a promotion");
+        let Action::Promote { member } = &p.actions[promoted_at] else {
+            unreachable!()
+        };
+        assert_eq!(p.actions[promoted_at + 1], read_only(member), "{p:?}");
+        let last = published(p).pop().expect("a topology");
+        assert!(last.read_only && last.primary.is_some(), "{last:?}");
+    };
+    check(&run(&a_dead(), &read_only_spec(spec(&["a", "b", "c"]))));
+    let p = run(
+        &healthy(),
+        &read_only_spec(switch_to(SwitchoverTarget::Member("c".into()))),
+    );
+    check(&p);
+    // A switchover given back leaves the old primary read-only too.
+    let back = &p.rollback.as_ref().expect("a rollback").actions;
+    assert_eq!(
+        back[..2],
+        [Action::SetWritable { member: "a".into() }, read_only("a")]
+    );
+    // Without the switch nothing is added.
+    let p = run(&a_dead(), &spec(&["a", "b", "c"]));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetReadOnly { .. })),
+        "{p:?}"
     );
 }

@@ -196,6 +196,44 @@ async fn the_kubectl_plugin_reports_and_requests_through_a_real_api_server() {
     );
     assert_eq!(spec_of(admin).await["reseed"], asked);
 
+    // cordon / uncordon: the whole spec.cordoned list patched, the cluster found from the
+    // member's name; the CRD takes the field, and a member it does not have is refused.
+    let said = ok(kubeconfig, &["cordon", "shop-2", "--no-wait"]).await;
+    assert!(said.contains("shop-2 added to spec.cordoned"), "{said}");
+    ok(kubeconfig, &["cordon", "shop-1", "--no-wait"]).await;
+    assert_eq!(
+        spec_of(admin).await["cordoned"],
+        serde_json::json!(["shop-1", "shop-2"])
+    );
+    ok(kubeconfig, &["uncordon", "shop-2", "--no-wait"]).await;
+    assert_eq!(
+        spec_of(admin).await["cordoned"],
+        serde_json::json!(["shop-1"])
+    );
+    let out = plugin(kubeconfig, &["cordon", "shop-7"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    ok(kubeconfig, &["uncordon", "shop-1", "--no-wait"]).await;
+    assert_eq!(spec_of(admin).await["cordoned"], serde_json::Value::Null);
+
+    // read-only on|off: spec.readOnly patched; with no member running the primary cannot be
+    // made read-only, so the condition says it is being turned on and the plugin gives up.
+    let out = plugin(kubeconfig, &["read-only", "on", CLUSTER, "--timeout", "3"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(spec_of(admin).await["readOnly"], true);
+    let turning = eventually("the ReadOnly condition", || async {
+        let c = cluster(admin).await?;
+        condition(&c, Condition::READ_ONLY).map(|c| (c.status, c.reason.clone()))
+    })
+    .await;
+    assert_eq!(
+        turning,
+        (ConditionStatus::False, "TurningReadOnly".to_string())
+    );
+    let said = ok(kubeconfig, &["read-only", "off", "--timeout", "60"]).await;
+    assert!(said.contains("cluster writable again"), "{said}");
+    assert_eq!(spec_of(admin).await["readOnly"], serde_json::Value::Null);
+
     // logs: the operator's Events on the cluster, oldest first.
     let logs = ok(kubeconfig, &["logs", CLUSTER]).await;
     let at = |reason: &str| {

@@ -18,6 +18,7 @@ fn demo(epoch: u64) -> Topology {
         primary: Some(Member::new("demo-0", "127.0.0.1", 3306)),
         replicas: vec![Member::new("demo-1", "127.0.0.1", 3307)],
         consistency: None,
+        read_only: false,
     }
 }
 
