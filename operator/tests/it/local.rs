@@ -133,6 +133,16 @@ impl Local {
         }
     }
 
+    /// Connection options for the application account through the cluster's proxy.
+    pub(crate) fn app_opts(&self) -> mysql_async::Opts {
+        let creds = self.credentials();
+        opts(
+            self.proxy_port,
+            creds["app_user"].as_str().unwrap(),
+            creds["app_password"].as_str().unwrap(),
+        )
+    }
+
     pub(crate) fn credentials(&self) -> Value {
         let text = std::fs::read_to_string(self.state().join("credentials.json")).expect("creds");
         serde_json::from_str(&text).expect("credentials are JSON")
@@ -375,12 +385,7 @@ fn up_failover_scale_switchover_down_without_a_stale_read() {
         "{roles:?}"
     );
 
-    let creds = local.credentials();
-    let app = opts(
-        local.proxy_port,
-        creds["app_user"].as_str().unwrap(),
-        creds["app_password"].as_str().unwrap(),
-    );
+    let app = local.app_opts();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = mysql_async::Conn::new(app.clone()).await.unwrap();
@@ -459,6 +464,7 @@ fn up_failover_scale_switchover_down_without_a_stale_read() {
     // Every acknowledged write is on every member, and the tables match.
     let status = local.status();
     assert_eq!(primary(&status), new_member);
+    let creds = local.credentials();
     let admin_user = creds["admin_user"].as_str().unwrap();
     let admin_password = creds["admin_password"].as_str().unwrap();
     let names: Vec<String> = status["members"]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-use crate::local::{Local, member_port, opts, primary, wait_until};
+use crate::local::{Local, member_port, primary, wait_until};
 
 const CLUSTER: &str = "\
 apiVersion: lagless.dev/v1alpha1
@@ -101,12 +101,7 @@ fn a_cordoned_replica_gets_no_reads_until_it_is_uncordoned() {
     };
     let (cordoned_port, other_port) = (member_port(&status, cordoned), member_port(&status, other));
 
-    let creds = local.credentials();
-    let app = opts(
-        local.proxy_port,
-        creds["app_user"].as_str().unwrap(),
-        creds["app_password"].as_str().unwrap(),
-    );
+    let app = local.app_opts();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = mysql_async::Conn::new(app.clone()).await.unwrap();
@@ -254,12 +249,7 @@ fn a_read_only_cluster_refuses_writes_at_once_keeps_reads_and_takes_writes_again
     local.up(&manifest);
     let status = local.running_status();
     let old = primary(&status);
-    let creds = local.credentials();
-    let app = opts(
-        local.proxy_port,
-        creds["app_user"].as_str().unwrap(),
-        creds["app_password"].as_str().unwrap(),
-    );
+    let app = local.app_opts();
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(
         write(&rt, &app, "CREATE TABLE ro_rows (id INT PRIMARY KEY)").0,

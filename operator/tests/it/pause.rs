@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-use crate::local::{Local, opts, primary, wait_until};
+use crate::local::{Local, primary, wait_until};
 
 const CLUSTER: &str = "\
 apiVersion: lagless.dev/v1alpha1
@@ -98,12 +98,7 @@ fn a_paused_cluster_does_not_fail_over_until_it_is_resumed() {
     assert!(status["epoch"].as_u64() > Some(epoch), "{status}");
 
     // Writes go through the proxy to the new primary.
-    let creds = local.credentials();
-    let app = opts(
-        local.proxy_port,
-        creds["app_user"].as_str().unwrap(),
-        creds["app_password"].as_str().unwrap(),
-    );
+    let app = local.app_opts();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = mysql_async::Conn::new(app).await.unwrap();

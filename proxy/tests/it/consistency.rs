@@ -223,6 +223,18 @@ async fn writer_from(opts: Opts, w: usize, s: Arc<Shared>, reads: Reads) {
     }
 }
 
+/// A second proxy process in front of the same cluster, reading the same topology file, and
+/// `per_proxy` readers' options through each of the two.
+async fn two_proxies(h: &Harness, per_proxy: usize) -> (crate::support::ProxyProcess, Vec<Opts>) {
+    let second = crate::support::spawn_proxy_process(h).await;
+    let mut readers = Vec::new();
+    for _ in 0..per_proxy {
+        readers.push(h.opts("app", "app-pass", Some("app")));
+        readers.push(second.opts("app", "app-pass", Some("app")));
+    }
+    (second, readers)
+}
+
 async fn delayed_cluster() -> Harness {
     let h = Harness::start(3).await;
     h.cluster.member(1).set_master_delay(2).await.unwrap();
@@ -233,13 +245,7 @@ async fn delayed_cluster() -> Harness {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_reads_are_never_stale_across_two_proxies() {
     let h = delayed_cluster().await;
-    // A second proxy process in front of the same cluster, reading the same topology file.
-    let second = crate::support::spawn_proxy_process(&h).await;
-    let mut readers = Vec::new();
-    for _ in 0..4 {
-        readers.push(h.opts("app", "app-pass", Some("app")));
-        readers.push(second.opts("app", "app-pass", Some("app")));
-    }
+    let (_second, readers) = two_proxies(&h, 4).await;
     let out = check(
         &h,
         h.opts("app", "app-pass", Some("app")),
@@ -280,12 +286,7 @@ async fn strict_reads_are_never_stale_across_two_proxies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_transactions_on_replicas_are_never_stale_across_two_proxies() {
     let h = delayed_cluster().await;
-    let second = crate::support::spawn_proxy_process(&h).await;
-    let mut readers = Vec::new();
-    for _ in 0..3 {
-        readers.push(h.opts("app", "app-pass", Some("app")));
-        readers.push(second.opts("app", "app-pass", Some("app")));
-    }
+    let (_second, readers) = two_proxies(&h, 3).await;
     let out = check(
         &h,
         h.opts("app", "app-pass", Some("app")),

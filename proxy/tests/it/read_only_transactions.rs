@@ -39,6 +39,20 @@ async fn cluster(read_only_on_replicas: bool) -> Harness {
     h
 }
 
+/// Row `id`'s `v`, read by `conn`.
+async fn value(conn: &mut Conn, id: i32) -> Option<i32> {
+    conn.query_first(format!("SELECT v FROM t WHERE id = {id}"))
+        .await
+        .unwrap()
+}
+
+/// Rows with `id`, counted by `conn`.
+async fn rows(conn: &mut Conn, id: i32) -> Option<i64> {
+    conn.query_first(format!("SELECT COUNT(*) FROM t WHERE id = {id}"))
+        .await
+        .unwrap()
+}
+
 fn code(e: mysql_async::Error) -> u16 {
     match e {
         mysql_async::Error::Server(e) => e.code,
@@ -54,7 +68,7 @@ async fn a_read_only_transaction_runs_on_a_replica_until_it_ends() {
         c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
         let on = server_id(&mut c).await;
         assert_ne!(on, PRIMARY_ID, "a replica serves the transaction");
-        let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+        let v = value(&mut c, 1).await;
         assert_eq!(v, Some(10));
         assert_eq!(server_id(&mut c).await, on, "it stays on one replica");
         c.query_drop("COMMIT").await.unwrap();
@@ -72,10 +86,7 @@ async fn a_read_only_transaction_runs_on_a_replica_until_it_ends() {
     // After it, writes go to the primary as ever.
     c.query_drop("INSERT INTO t VALUES (2, 20)").await.unwrap();
     let mut direct = h.cluster.primary().app_conn().await.unwrap();
-    let n: Option<i64> = direct
-        .query_first("SELECT COUNT(*) FROM t WHERE id = 2")
-        .await
-        .unwrap();
+    let n = rows(&mut direct, 2).await;
     assert_eq!(n, Some(1));
 }
 
@@ -90,10 +101,7 @@ async fn statements_that_belong_on_the_primary_move_a_fresh_transaction_and_are_
         .query_drop("START TRANSACTION READ ONLY")
         .await
         .unwrap();
-    let _: Option<i32> = direct
-        .query_first("SELECT v FROM t WHERE id = 1")
-        .await
-        .unwrap();
+    let _ = value(&mut direct, 1).await;
     let want = code(
         direct
             .query_drop("INSERT INTO t VALUES (3, 30)")
@@ -148,10 +156,7 @@ async fn statements_that_belong_on_the_primary_move_a_fresh_transaction_and_are_
     }
     assert_eq!(server_id(&mut c).await, on);
     c.query_drop("COMMIT").await.unwrap();
-    let rows: Option<i64> = direct
-        .query_first("SELECT COUNT(*) FROM t WHERE id = 3")
-        .await
-        .unwrap();
+    let rows = rows(&mut direct, 3).await;
     assert_eq!(rows, Some(0), "nothing was written");
 }
 
@@ -171,10 +176,7 @@ async fn a_read_only_transaction_sees_every_acknowledged_write() {
         .query_drop("START TRANSACTION READ ONLY")
         .await
         .unwrap();
-    let v: Option<i32> = reader
-        .query_first("SELECT v FROM t WHERE id = 1")
-        .await
-        .unwrap();
+    let v = value(&mut reader, 1).await;
     assert_eq!(v, Some(11));
     assert_eq!(server_id(&mut reader).await, PRIMARY_ID);
     reader.query_drop("COMMIT").await.unwrap();
@@ -190,10 +192,7 @@ async fn a_read_only_transaction_sees_every_acknowledged_write() {
         c.exec_drop("UPDATE t SET v = ? WHERE id = 1", (v,))
             .await
             .unwrap();
-        let seen: Option<i32> = reader
-            .query_first("SELECT v FROM t WHERE id = 1")
-            .await
-            .unwrap();
+        let seen = value(&mut reader, 1).await;
         assert_eq!(seen, Some(v));
     }
     c.query_drop("UPDATE t SET v = 11 WHERE id = 1")
@@ -203,10 +202,7 @@ async fn a_read_only_transaction_sees_every_acknowledged_write() {
         .query_drop("START TRANSACTION READ ONLY")
         .await
         .unwrap();
-    let v: Option<i32> = reader
-        .query_first("SELECT v FROM t WHERE id = 1")
-        .await
-        .unwrap();
+    let v = value(&mut reader, 1).await;
     assert_eq!(v, Some(11));
     assert_ne!(server_id(&mut reader).await, PRIMARY_ID);
     reader.query_drop("COMMIT").await.unwrap();
@@ -239,10 +235,7 @@ async fn a_replica_lost_in_a_transaction_ends_the_session_as_the_server_would() 
         "the session ends or names the lost transaction"
     );
     let mut again = h.app().await;
-    let v: Option<i32> = again
-        .query_first("SELECT v FROM t WHERE id = 1")
-        .await
-        .unwrap();
+    let v = value(&mut again, 1).await;
     assert_eq!(v, Some(10));
 }
 
@@ -271,14 +264,14 @@ async fn a_plain_transaction_reads_on_a_replica_and_moves_to_the_primary_to_writ
     // Only reads: the replica serves it all.
     c.query_drop("BEGIN").await.unwrap();
     assert_ne!(server_id(&mut c).await, PRIMARY_ID);
-    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let v = value(&mut c, 1).await;
     assert_eq!(v, Some(10));
     c.query_drop("COMMIT").await.unwrap();
 
     // Reads (text and prepared), then a write: the transaction moves, its reads checked on
     // the primary, and commits once.
     c.query_drop("BEGIN").await.unwrap();
-    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let v = value(&mut c, 1).await;
     let w: Option<i32> = c
         .exec_first("SELECT v FROM t WHERE id = ?", (1,))
         .await
@@ -288,14 +281,11 @@ async fn a_plain_transaction_reads_on_a_replica_and_moves_to_the_primary_to_writ
         .await
         .unwrap();
     assert_eq!(server_id(&mut c).await, PRIMARY_ID, "the transaction moved");
-    let mine: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let mine = value(&mut c, 1).await;
     assert_eq!(mine, Some(11), "it sees its own write");
     c.query_drop("COMMIT").await.unwrap();
     let mut direct = h.cluster.primary().app_conn().await.unwrap();
-    let v: Option<i32> = direct
-        .query_first("SELECT v FROM t WHERE id = 1")
-        .await
-        .unwrap();
+    let v = value(&mut direct, 1).await;
     assert_eq!(v, Some(11), "applied exactly once");
     assert_eq!(moves(&h, "moved").await, 1.0);
 
@@ -307,10 +297,7 @@ async fn a_plain_transaction_reads_on_a_replica_and_moves_to_the_primary_to_writ
         .await
         .unwrap();
     fresh.query_drop("COMMIT").await.unwrap();
-    let n: Option<i64> = direct
-        .query_first("SELECT COUNT(*) FROM t WHERE id = 5")
-        .await
-        .unwrap();
+    let n = rows(&mut direct, 5).await;
     assert_eq!(n, Some(1));
     // A locking read belongs on the primary too.
     fresh.query_drop("BEGIN").await.unwrap();
@@ -338,10 +325,7 @@ async fn a_plain_transaction_reads_on_a_replica_and_moves_to_the_primary_to_writ
         .await
         .unwrap();
     prepared.exec_drop("COMMIT", ()).await.unwrap();
-    let v: Option<i32> = direct
-        .query_first("SELECT v FROM t WHERE id = 5")
-        .await
-        .unwrap();
+    let v = value(&mut direct, 5).await;
     assert_eq!(v, Some(51));
     assert_eq!(moves(&h, "moved").await, 2.0);
 }
@@ -352,7 +336,7 @@ async fn one_whose_reads_changed_is_rolled_back_with_a_deadlock_error_and_leaves
     let mut c = h.app().await;
     let mut direct = h.cluster.primary().app_conn().await.unwrap();
     c.query_drop("BEGIN").await.unwrap();
-    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let v = value(&mut c, 1).await;
     assert_eq!(v, Some(10));
     // Someone else changes what it read, before it writes.
     direct
@@ -367,23 +351,17 @@ async fn one_whose_reads_changed_is_rolled_back_with_a_deadlock_error_and_leaves
     assert_eq!(moves(&h, "failed").await, 1.0);
     // Nothing of it was applied, and the session is out of it: a COMMIT now commits nothing.
     c.query_drop("COMMIT").await.unwrap();
-    let n: Option<i64> = direct
-        .query_first("SELECT COUNT(*) FROM t WHERE id = 7")
-        .await
-        .unwrap();
+    let n = rows(&mut direct, 7).await;
     assert_eq!(n, Some(0));
     // Run again, as an application retries a deadlock: it starts on the primary now and
     // commits.
     c.query_drop("BEGIN").await.unwrap();
-    let v: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+    let v = value(&mut c, 1).await;
     assert_eq!(v, Some(99));
     assert_eq!(server_id(&mut c).await, PRIMARY_ID);
     c.query_drop("INSERT INTO t VALUES (7, 70)").await.unwrap();
     c.query_drop("COMMIT").await.unwrap();
-    let n: Option<i64> = direct
-        .query_first("SELECT COUNT(*) FROM t WHERE id = 7")
-        .await
-        .unwrap();
+    let n = rows(&mut direct, 7).await;
     assert_eq!(n, Some(1));
 }
 
