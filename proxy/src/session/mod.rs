@@ -43,7 +43,7 @@ use crate::protocol::constants::{com, status};
 use crate::protocol::io::ClientStream;
 use crate::protocol::messages::{ErrPacket, Ok as OkPacket};
 use crate::protocol::packet::PacketError;
-use crate::protocol::response::ResponseKind;
+use crate::protocol::response::{ResponseKind, ResponseTracker};
 use crate::route::{
     Classification, Kill, KillStatement, LaglessCommand, Victim, classify_with,
     split_statements_with,
@@ -553,18 +553,7 @@ impl Session {
                 }
             },
             Route::Primary { retry_read_only } => {
-                let how = Run {
-                    retry_read_only: *retry_read_only,
-                    ..Run::default()
-                };
-                self.run_on_with(
-                    BackendRole::Primary,
-                    &payload,
-                    ResponseKind::Query,
-                    None,
-                    how,
-                )
-                .await?
+                self.query_on_primary(&payload, *retry_read_only).await?
             }
             Route::LastReplica | Route::InReplicaTransaction => {
                 self.run_on(BackendRole::Replica, &payload, ResponseKind::Query, None)
@@ -572,18 +561,7 @@ impl Session {
             }
             Route::LeaveReplicaTransaction => {
                 self.leave_replica_transaction().await;
-                let how = Run {
-                    retry_read_only: true,
-                    ..Run::default()
-                };
-                self.run_on_with(
-                    BackendRole::Primary,
-                    &payload,
-                    ResponseKind::Query,
-                    None,
-                    how,
-                )
-                .await?
+                self.query_on_primary(&payload, true).await?
             }
             Route::RefuseInReplicaTransaction => {
                 return self.reply_err(&replica_transaction_refusal()).await;
@@ -610,6 +588,27 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Runs a COM_QUERY payload on the primary; `retry_read_only`: a refusal by a primary
+    /// that went read-only waits for the next one.
+    async fn query_on_primary(
+        &mut self,
+        payload: &[u8],
+        retry_read_only: bool,
+    ) -> Result<Option<(BackendRole, ResponseTracker)>, End> {
+        let how = Run {
+            retry_read_only,
+            ..Run::default()
+        };
+        self.run_on_with(
+            BackendRole::Primary,
+            payload,
+            ResponseKind::Query,
+            None,
+            how,
+        )
+        .await
     }
 
     fn record(&self, which: BackendRole, route: &Route, started: Instant) {
