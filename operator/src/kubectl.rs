@@ -320,6 +320,9 @@ async fn pause(
     follow(api, &name, wait, |c| request::pause_outcome(c, paused)).await
 }
 
+/// Times a patch made at the version read is made again after a conflict.
+const CONFLICT_RETRIES: u32 = 5;
+
 /// `cordon` (`on`) or `uncordon` of `member`.
 async fn cordon(
     api: &Api<MySQLCluster>,
@@ -328,9 +331,29 @@ async fn cordon(
     wait: &WaitArgs,
     on: bool,
 ) -> Result<(), PluginError> {
-    let cluster = find(api, namespace, None, Some(member)).await?;
+    let mut cluster = find(api, namespace, None, Some(member)).await?;
     request::check_member(&cluster, member, false).map_err(PluginError::Usage)?;
-    let name = patch(api, &cluster, &request::cordon_patch(&cluster, member, on)).await?;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    // The list is patched at the version read; the operator's status writes change that
+    // version too, so a conflict is answered by reading again.
+    let mut attempts = 0;
+    loop {
+        let body = request::cordon_patch(&cluster, member, on);
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 && attempts < CONFLICT_RETRIES => {
+                attempts += 1;
+                cluster = api
+                    .get(&name)
+                    .await
+                    .map_err(PluginError::api("reading the MySQLCluster"))?;
+            }
+            Err(e) => return Err(PluginError::api("patching the MySQLCluster")(e)),
+        }
+    }
     println!(
         "{name}: {member} {} spec.cordoned{}",
         if on { "added to" } else { "removed from" },

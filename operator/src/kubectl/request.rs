@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::crd::{BEST, Condition, ConditionStatus, MemberRole, MySQLCluster, ReseedResult};
+use crate::crd::{
+    BEST, Condition, ConditionStatus, MemberRole, MySQLCluster, MySQLClusterStatus, ReseedResult,
+};
 
 /// A fresh request id (`spec.switchover.id`, `spec.reseed.id`): a request runs once per id.
 pub fn request_id(unix_ms: u64) -> String {
@@ -108,10 +110,7 @@ pub fn switchover_outcome(cluster: &MySQLCluster, id: &str) -> Outcome {
                 l.time
             )),
         },
-        None if cluster.spec.paused => Outcome::Waiting(format!(
-            "{}; the cluster is paused: the switchover waits for `kubectl lagless resume`",
-            doing(cluster)
-        )),
+        None if cluster.spec.paused => waiting_paused(cluster, "the switchover waits for"),
         None => Outcome::Waiting(doing(cluster)),
     }
 }
@@ -133,14 +132,35 @@ pub fn reseed_outcome(cluster: &MySQLCluster, id: &str) -> Outcome {
     }
 }
 
+/// The cluster's status, and whether it reports the spec's latest generation; waiting while
+/// there is none.
+fn reported_status(cluster: &MySQLCluster) -> Result<(&MySQLClusterStatus, bool), Outcome> {
+    let status = cluster
+        .status
+        .as_ref()
+        .ok_or_else(|| Outcome::Waiting("no status yet".to_string()))?;
+    Ok((
+        status,
+        status.observed_generation >= cluster.metadata.generation,
+    ))
+}
+
+/// While paused: what is being done, and that the change waits for a resume.
+fn waiting_paused(cluster: &MySQLCluster, what: &str) -> Outcome {
+    Outcome::Waiting(format!(
+        "{}; the cluster is paused: {what} `kubectl lagless resume`",
+        doing(cluster)
+    ))
+}
+
 /// Cordon (`on`) or uncordon of `member`: done once the operator reports it so in the members'
 /// status (published to the proxies with weight 0, or its weight again). A primary is not
 /// waited for: the cordon applies once it is a replica.
 pub fn cordon_outcome(cluster: &MySQLCluster, member: &str, on: bool) -> Outcome {
-    let Some(status) = &cluster.status else {
-        return Outcome::Waiting("no status yet".to_string());
+    let (status, reported) = match reported_status(cluster) {
+        Ok(s) => s,
+        Err(waiting) => return waiting,
     };
-    let reported = status.observed_generation >= cluster.metadata.generation;
     let found = status.members.iter().find(|m| m.name == member);
     match found {
         Some(m) if m.role == MemberRole::Primary && reported => Outcome::Done(format!(
@@ -156,10 +176,7 @@ pub fn cordon_outcome(cluster: &MySQLCluster, member: &str, on: bool) -> Outcome
         } else {
             format!("{member} uncordoned: reads are routed to it again")
         }),
-        _ if cluster.spec.paused => Outcome::Waiting(format!(
-            "{}; the cluster is paused: the topology changes once `kubectl lagless resume`",
-            doing(cluster)
-        )),
+        _ if cluster.spec.paused => waiting_paused(cluster, "the topology changes once"),
         _ => Outcome::Waiting(doing(cluster)),
     }
 }
@@ -167,10 +184,10 @@ pub fn cordon_outcome(cluster: &MySQLCluster, member: &str, on: bool) -> Outcome
 /// `read-only on|off`: done once the operator reports the generation that asked for it with
 /// the `ReadOnly` condition true (the primary refuses writes), or not true.
 pub fn read_only_outcome(cluster: &MySQLCluster, on: bool) -> Outcome {
-    let Some(status) = &cluster.status else {
-        return Outcome::Waiting("no status yet".to_string());
+    let (status, reported) = match reported_status(cluster) {
+        Ok(s) => s,
+        Err(waiting) => return waiting,
     };
-    let reported = status.observed_generation >= cluster.metadata.generation;
     let condition = status
         .conditions
         .iter()
@@ -185,10 +202,7 @@ pub fn read_only_outcome(cluster: &MySQLCluster, on: bool) -> Outcome {
             "cluster writable again".to_string()
         })
     } else if cluster.spec.paused {
-        Outcome::Waiting(format!(
-            "{}; the cluster is paused: the change waits for `kubectl lagless resume`",
-            doing(cluster)
-        ))
+        waiting_paused(cluster, "the change waits for")
     } else {
         Outcome::Waiting(condition.map_or_else(|| doing(cluster), |c| c.message.clone()))
     }
@@ -197,10 +211,10 @@ pub fn read_only_outcome(cluster: &MySQLCluster, on: bool) -> Outcome {
 /// Pause or resume: done once the operator reports the generation that asked for it with the
 /// `Paused` condition to match.
 pub fn pause_outcome(cluster: &MySQLCluster, paused: bool) -> Outcome {
-    let Some(status) = &cluster.status else {
-        return Outcome::Waiting("no status yet".to_string());
+    let (status, reported) = match reported_status(cluster) {
+        Ok(s) => s,
+        Err(waiting) => return waiting,
     };
-    let reported = status.observed_generation >= cluster.metadata.generation;
     let condition = status
         .conditions
         .iter()
