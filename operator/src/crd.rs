@@ -230,6 +230,12 @@ pub struct MySQLClusterSpec {
     /// agent's backup stream. Members then refuse unencrypted TCP connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+
+    /// Where backups go, and continuous archiving of the primary's binary log there (for
+    /// point-in-time restores). The local runtime archives; the Kubernetes controller does
+    /// not act on this yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
 }
 
 /// Where the cluster's certificate comes from. With neither `secretName` nor `issuerRef`, the
@@ -574,6 +580,42 @@ pub enum ServiceType {
     ClusterIP,
     NodePort,
     LoadBalancer,
+}
+
+/// Backups and the binary log archive.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// `s3://bucket/prefix`, or a directory (a path or `file:///path`).
+    #[schemars(length(min = 1, max = 1024))]
+    pub destination: String,
+    /// For an `s3://` destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+    /// Archive every transaction of the primary as it commits (under
+    /// `<destination>/binlog/<cluster>/`), following failovers and switchovers, so a
+    /// restore can stop at any second or GTID since the oldest full backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archive_binlogs: bool,
+}
+
+/// An S3-compatible store.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// `http(s)://host[:port]` of an S3-compatible server (path-style URLs); AWS S3 when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub region: Option<String>,
+    /// A file of `AWS_ACCESS_KEY_ID=…` and `AWS_SECRET_ACCESS_KEY=…` lines (local runtime;
+    /// relative to the cluster file). Without it, those environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub credentials_file: Option<String>,
 }
 
 /// A planned switchover request.
@@ -968,6 +1010,7 @@ mod tests {
             switchover: None,
             reseed: None,
             tls: None,
+            backup: None,
         }
     }
 

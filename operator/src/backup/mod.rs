@@ -8,6 +8,9 @@
 //! what a backup records and the decisions made from it, [`xbstream`] finds the backup's GTID
 //! position in the stream as it passes.
 
+pub mod archive;
+pub mod archiver;
+pub mod binlog;
 pub mod location;
 pub mod manifest;
 pub mod pipeline;

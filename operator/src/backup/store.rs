@@ -56,6 +56,9 @@ impl Store {
     pub async fn put_new(&self, name: &str, bytes: Bytes) -> Result<(), BackupError> {
         match self {
             Self::Dir(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(BackupError::io(dir))?;
                 let path = dir.join(name);
                 let partial = dir.join(format!(".{name}.partial"));
                 write_synced(&partial, &bytes).await?;
@@ -63,6 +66,26 @@ impl Store {
                 let linked = tokio::fs::hard_link(&partial, &path).await;
                 let _ = tokio::fs::remove_file(&partial).await;
                 linked.map_err(BackupError::io(&path))?;
+                sync_dir(dir).await
+            }
+            Self::S3(s3) => s3.put(&s3.key(name), bytes).await,
+        }
+    }
+
+    /// Writes a small object, replacing one of that name (a high-water mark): in a directory
+    /// by a rename, so a reader sees the old or the new one whole.
+    pub async fn put_over(&self, name: &str, bytes: Bytes) -> Result<(), BackupError> {
+        match self {
+            Self::Dir(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(BackupError::io(dir))?;
+                let path = dir.join(name);
+                let partial = dir.join(format!(".{name}.partial"));
+                write_synced(&partial, &bytes).await?;
+                tokio::fs::rename(&partial, &path)
+                    .await
+                    .map_err(BackupError::io(&path))?;
                 sync_dir(dir).await
             }
             Self::S3(s3) => s3.put(&s3.key(name), bytes).await,

@@ -1066,6 +1066,8 @@ fn base_spec(
         switchover: None,
         reseed: None,
         tls: template.tls.clone(),
+        // Pools' clusters are not archived yet.
+        backup: None,
     }
 }
 

@@ -414,6 +414,7 @@ pub async fn restore_members(
     creds: &LocalCredentials,
     store: &Store,
     backup: &Manifest,
+    pitr: Option<(&Store, &super::pitr::Plan)>,
 ) -> Result<(), LocalError> {
     let layouts = (0..settings.replicas.max(1))
         .map(|i| {
@@ -430,31 +431,44 @@ pub async fn restore_members(
         })
         .collect::<Result<Vec<_>, LocalError>>()?;
     let began = Instant::now();
-    let restored = restore_into(&layouts, creds, store, backup).await;
+    let restored = restore_into(&layouts, creds, store, backup, pitr).await;
     if restored.is_err() {
         for layout in &layouts {
             mariadb::remove_dir(&layout.data_dir()).await?;
         }
     }
-    restored?;
-    println!(
-        "restored backup {} (GTID position {}) into {} member(s) in {:.1} s",
-        backup.id,
-        backup.gtid_position,
-        layouts.len(),
-        began.elapsed().as_secs_f64()
-    );
+    let position = restored?;
+    match pitr {
+        None => println!(
+            "restored backup {} (GTID position {}) into {} member(s) in {:.1} s",
+            backup.id,
+            backup.gtid_position,
+            layouts.len(),
+            began.elapsed().as_secs_f64()
+        ),
+        Some((_, plan)) => println!(
+            "restored backup {} (GTID position {}) and the archived transactions up to {} \
+             (GTID position {position}) into {} member(s) in {:.1} s",
+            backup.id,
+            backup.gtid_position,
+            plan.target,
+            layouts.len(),
+            began.elapsed().as_secs_f64()
+        ),
+    }
     Ok(())
 }
 
+/// Returns the GTID position the members are at.
 async fn restore_into(
     layouts: &[ServerLayout],
     creds: &LocalCredentials,
     store: &Store,
     backup: &Manifest,
-) -> Result<(), LocalError> {
+    pitr: Option<(&Store, &super::pitr::Plan)>,
+) -> Result<String, LocalError> {
     let Some(first) = layouts.first() else {
-        return Ok(());
+        return Ok(backup.gtid_position.clone());
     };
     let staging = first.dir.join("data.restore");
     mariadb::remove_dir(&staging).await?;
@@ -466,20 +480,31 @@ async fn restore_into(
         mariadb::remove_dir(&staging).await?;
         return Err(e);
     }
-    for layout in &layouts[1..] {
-        tokio::fs::create_dir_all(&layout.dir)
-            .await
-            .map_err(LocalError::io(&layout.dir))?;
-        mariadb::copy_data(&staging, &layout.data_dir()).await?;
-    }
     let data = first.data_dir();
     tokio::fs::rename(&staging, &data)
         .await
         .map_err(LocalError::io(&data))?;
-    for layout in layouts {
-        adopt(layout, creds, &backup.gtid_position).await?;
+    let mut position = backup.gtid_position.clone();
+    if let Some((archive, plan)) = pitr {
+        let work = first.dir.join("replay");
+        let files = super::pitr::replay_files(archive, plan, &work).await;
+        let replayed = match files {
+            Ok((files, reached)) => replay(first, &files).await.map(|()| reached),
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        position = replayed?.to_string();
     }
-    Ok(())
+    for layout in &layouts[1..] {
+        tokio::fs::create_dir_all(&layout.dir)
+            .await
+            .map_err(LocalError::io(&layout.dir))?;
+        mariadb::copy_data(&data, &layout.data_dir()).await?;
+    }
+    for layout in layouts {
+        adopt(layout, creds, &position).await?;
+    }
+    Ok(position)
 }
 
 async fn fetch_and_prepare(
@@ -511,16 +536,12 @@ async fn fetch_and_prepare(
     Ok(())
 }
 
-/// Makes restored data the new cluster's: its own accounts (the backup holds the old
-/// cluster's), no replication source, and a binary log that starts at the backup's GTID
-/// position, so the orchestration adopts the member as the one holding the data and seeds
-/// the others from it. The server runs for this without networking or grant checks, and
-/// is stopped before the cluster starts.
-async fn adopt(
+/// Starts `layout`'s server on its data without networking or grant checks (for making
+/// restored data the cluster's own) and connects to it; stop it with [`mariadb::stop`].
+async fn start_offline(
     layout: &ServerLayout,
-    creds: &LocalCredentials,
-    position: &str,
-) -> Result<(), LocalError> {
+    extra: &[&str],
+) -> Result<(std::process::Child, mysql_async::Conn), LocalError> {
     let bins = Binaries::locate()?;
     let none = Default::default();
     let config = mariadb::render_config(
@@ -546,6 +567,7 @@ async fn adopt(
             "--skip-networking",
             "--skip-slave-start",
         ])
+        .args(extra)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
@@ -561,22 +583,51 @@ async fn adopt(
         detail: e.to_string(),
     })?;
     let opts = mysql_async::OptsBuilder::default()
-        .socket(Some(
-            layout
-                .dir
-                .join("mariadbd.sock")
-                .to_string_lossy()
-                .into_owned(),
-        ))
+        .socket(Some(offline_socket(layout).to_string_lossy().into_owned()))
         .user(Some("root"));
+    match mariadb::connect_while_alive(&mut child, opts.into(), &layout.error_log(), &layout.name)
+        .await
+    {
+        Ok(conn) => Ok((child, conn)),
+        Err(e) => {
+            stop_offline(layout, &mut child).await;
+            Err(e.into())
+        }
+    }
+}
+
+fn offline_socket(layout: &ServerLayout) -> std::path::PathBuf {
+    layout.dir.join("mariadbd.sock")
+}
+
+async fn stop_offline(layout: &ServerLayout, child: &mut std::process::Child) {
+    mariadb::stop(child, Duration::from_secs(60)).await;
+    let _ = std::fs::remove_file(layout.dir.join("restore.cnf"));
+}
+
+/// Replays the archived transactions `files` into `layout`'s (restored) data.
+async fn replay(layout: &ServerLayout, files: &[std::path::PathBuf]) -> Result<(), LocalError> {
+    // No binary log: the replayed transactions' GTIDs become the position `adopt` sets, and
+    // a log written here would be copied to the other members with this member's paths.
+    let (mut child, conn) = start_offline(layout, &["--skip-log-bin"]).await?;
+    let _ = conn.disconnect().await;
+    let result = super::pitr::apply(files, &offline_socket(layout), layout).await;
+    stop_offline(layout, &mut child).await;
+    result
+}
+
+/// Makes restored data the new cluster's: its own accounts (the backup holds the old
+/// cluster's), no replication source, and a binary log that starts at the backup's GTID
+/// position, so the orchestration adopts the member as the one holding the data and seeds
+/// the others from it. The server runs for this without networking or grant checks, and
+/// is stopped before the cluster starts.
+async fn adopt(
+    layout: &ServerLayout,
+    creds: &LocalCredentials,
+    position: &str,
+) -> Result<(), LocalError> {
+    let (mut child, mut conn) = start_offline(layout, &[]).await?;
     let result = async {
-        let mut conn = mariadb::connect_while_alive(
-            &mut child,
-            opts.into(),
-            &layout.error_log(),
-            &layout.name,
-        )
-        .await?;
         for sql in adopt_sql(creds, position) {
             conn.query_drop(&sql).await.map_err(|e| {
                 LocalError::Other(format!(
@@ -590,8 +641,7 @@ async fn adopt(
         Ok::<(), LocalError>(())
     }
     .await;
-    mariadb::stop(&mut child, Duration::from_secs(60)).await;
-    let _ = std::fs::remove_file(&cnf);
+    stop_offline(layout, &mut child).await;
     result
 }
 

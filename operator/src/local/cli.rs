@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
+use crate::backup::archive;
+use crate::backup::store::Store;
 use crate::crd::MySQLCluster;
 
 use super::backup::{self as backups, S3Args};
@@ -146,9 +148,14 @@ pub struct RestoreArgs {
     /// A directory (a path or file:///path) or s3://bucket/prefix.
     #[arg(long)]
     pub from: String,
-    /// The backup's id [default: the newest].
+    /// The backup's id [default: the newest, or with --to the newest taken before it].
     #[arg(long)]
     pub backup: Option<String>,
+    /// Recover to a point in time: a second (`2026-12-07T06:32:14Z`, or `2026-12-07
+    /// 06:32:14`, UTC; every transaction up to and including it) or a GTID position
+    /// (`0-1-123`, included), by replaying the binary log archive onto the backup.
+    #[arg(long)]
+    pub to: Option<String>,
     /// The new cluster's MySQLCluster YAML.
     #[arg(long, short)]
     pub file: PathBuf,
@@ -415,7 +422,46 @@ fn restore(args: &LocalArgs, r: &RestoreArgs, log_filter: &str) -> Result<(), Lo
     let runtime = crate::runtime()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
     let backup = runtime.block_on(backups::find(&store, r.backup.as_deref()))?;
-    println!("restoring backup {} from {location}", backup.id);
+    let pitr = match &r.to {
+        None => None,
+        Some(to) => {
+            let target = archive::Target::parse(to).map_err(LocalError::Usage)?;
+            // The archive of the cluster the backups are of.
+            let archive_location = archive::location(&location, &backup.cluster);
+            let options = r.s3.options(&location)?;
+            let archive_store = Store::open(&archive_location, options.as_ref())?;
+            let all: Vec<_> = runtime
+                .block_on(backups::manifests(&store))?
+                .into_iter()
+                .filter(|m| m.cluster == backup.cluster)
+                .collect();
+            let (segments, archived, covered) =
+                runtime.block_on(super::pitr::read_archive(&archive_store))?;
+            let plan = super::pitr::plan(
+                &all,
+                r.backup.as_deref(),
+                target,
+                segments,
+                &archived,
+                covered,
+            )
+            .map_err(|e| LocalError::Usage(format!("cannot restore to {to}: {e}")))?;
+            Some((archive_store, plan))
+        }
+    };
+    let backup = pitr
+        .as_ref()
+        .map_or(backup, |(_, plan)| plan.backup.clone());
+    match &pitr {
+        None => println!("restoring backup {} from {location}", backup.id),
+        Some((_, plan)) => println!(
+            "restoring backup {} from {location}, then its archived transactions up to {} \
+             ({} segments)",
+            backup.id,
+            plan.target,
+            plan.segments.len()
+        ),
+    }
     let text = std::fs::read_to_string(&r.file).map_err(LocalError::io(&r.file))?;
     let name = cluster_name(&super::manifest::parse(&text, &r.file)?);
     let root = state::root_for(args.state_dir.as_deref(), args.name.as_deref(), &name)?;
@@ -447,7 +493,12 @@ fn restore(args: &LocalArgs, r: &RestoreArgs, log_filter: &str) -> Result<(), Lo
             write_json(&dir.credentials(), &creds, 0o600)?;
         }
         runtime.block_on(backups::restore_members(
-            &dir, &settings, &creds, &store, &backup,
+            &dir,
+            &settings,
+            &creds,
+            &store,
+            &backup,
+            pitr.as_ref().map(|(s, p)| (s, p)),
         ))?;
         std::fs::remove_file(&marker).map_err(LocalError::io(&marker))?;
         Ok((dir, cluster))
@@ -585,6 +636,10 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
             cluster.spec.read_only,
             previous.as_ref().map(|p| p.read_only),
         ),
+        backup_credentials: match &up.file {
+            Some(file) => backup_credentials(&cluster, file),
+            None => previous.as_ref().and_then(|p| p.backup_credentials.clone()),
+        },
     };
     // A restarted cluster keeps members it was scaled to; the file only sets the first size.
     let settings = match &previous {
@@ -608,6 +663,21 @@ fn prepare(args: &LocalArgs, up: &UpArgs) -> Result<(StateDir, MySQLCluster), Lo
     // A stale status from an earlier run must not be mistaken for this one's.
     let _ = std::fs::remove_file(dir.status());
     Ok((dir, cluster))
+}
+
+/// `spec.backup.s3.credentialsFile`, relative to the cluster file's directory.
+fn backup_credentials(cluster: &MySQLCluster, file: &Path) -> Option<PathBuf> {
+    let named = cluster
+        .spec
+        .backup
+        .as_ref()?
+        .s3
+        .as_ref()?
+        .credentials_file
+        .as_ref()?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let path = base.join(named);
+    Some(std::path::absolute(&path).unwrap_or(path))
 }
 
 const MAX_MEMBERS: u32 = crate::crd::MAX_MEMBERS.unsigned_abs();

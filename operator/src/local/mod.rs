@@ -7,6 +7,7 @@
 //! ([`state::StateDir`]), so commands from other terminals find the cluster.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod console;
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod manifest;
 pub mod mariadb;
 pub mod pause;
+pub mod pitr;
 pub mod pool;
 pub mod ports;
 pub mod read_only;

@@ -82,6 +82,8 @@ pub struct RunningCluster {
     pub paused: bool,
     /// The whole cluster read-only (`read-only on`).
     pub read_only: bool,
+    /// The binary log archive, when the spec asks for one.
+    pub archive: Option<crate::backup::archiver::ArchiveStatus>,
 }
 
 /// [`RunningCluster`] behind a mutex that is never held across an await.

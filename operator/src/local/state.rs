@@ -212,6 +212,9 @@ pub struct Settings {
     /// `read-only on|off` (kept across restarts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// `spec.backup.s3.credentialsFile`, made absolute against the cluster file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_credentials: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -371,6 +374,7 @@ mod tests {
             paused: false,
             cordoned: Vec::new(),
             read_only: false,
+            backup_credentials: None,
         };
         assert_eq!(s.member_name(2), "shop-2");
         assert_eq!(s.member_port(2), Some(3309));

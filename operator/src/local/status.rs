@@ -47,6 +47,9 @@ pub struct Status {
     pub connect: Option<ConnectInfo>,
     /// Results of switchover, scale and reseed requests, by request id.
     pub requests: Vec<RequestResult>,
+    /// The binary log archive (`spec.backup.archiveBinlogs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::backup::archiver::ArchiveStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ use crate::orchestrate::view::{ClusterSpec, Probe, Switchover};
 use crate::orchestrate::{ClusterState, Plan};
 
 use super::LocalError;
+use super::archive::ArchiveTask;
 use super::mariadb::{self, ServerLayout};
 use super::process_table::{
     MemberProc, Process, ProxyProc, Runtime, await_proxies, spawn_proxy, start_proxies,
@@ -55,6 +56,7 @@ pub struct Supervisor {
     last_warning: Option<String>,
     /// When the certificate was last checked for renewal.
     tls_checked: Instant,
+    archive: Option<ArchiveTask>,
 }
 
 impl Supervisor {
@@ -74,6 +76,7 @@ impl Supervisor {
             pending: None,
             tls_checked: Instant::now(),
             last_warning: None,
+            archive: None,
         }
     }
 
@@ -128,6 +131,7 @@ impl Supervisor {
             self.shared
                 .lock()
                 .set_step("running", "running".to_string());
+            self.start_archive();
             let proxies = self.shared.lock().processes.proxies.len();
             self.shared.lock().note(format!(
                 "cluster {} is up: {} members, {proxies} proxies",
@@ -144,6 +148,10 @@ impl Supervisor {
         self.shared
             .lock()
             .set_step("stopping", "stopping proxies and servers");
+        if let Some(archive) = self.archive.take() {
+            // Before the servers: what the primary wrote last is stored.
+            archive.stop().await;
+        }
         self.stop_all().await;
         self.shared.lock().set_step("stopped", "stopped");
         started
@@ -398,6 +406,23 @@ impl Supervisor {
         }
     }
 
+    fn start_archive(&mut self) {
+        match super::archive::start(&self.rt, &self.cluster, &self.settings) {
+            Ok(Some(task)) => {
+                let destination = task.status().destination;
+                self.shared
+                    .lock()
+                    .note(format!("archiving the binary log to {destination}"));
+                self.archive = Some(task);
+            }
+            Ok(None) => {}
+            Err(e) => self
+                .shared
+                .lock()
+                .note(format!("warning: the binary log is not archived: {e}")),
+        }
+    }
+
     async fn tick(&mut self) -> Option<Plan> {
         let orchestrator = self.orchestrator.as_mut()?;
         let plan = orchestrator.tick().await;
@@ -420,7 +445,11 @@ impl Supervisor {
                 .collect(),
             failing: orchestrator.failing().map(str::to_string),
         };
+        if let Some(archive) = &self.archive {
+            archive.follow(last_tick.published.as_ref());
+        }
         let mut shared = self.shared.lock();
+        shared.archive = self.archive.as_ref().map(ArchiveTask::status);
         for m in shared.processes.members.values_mut() {
             let answered = last_tick
                 .view

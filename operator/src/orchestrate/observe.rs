@@ -35,7 +35,7 @@ impl std::fmt::Debug for Credentials {
 
 /// Connection options for `host:port` as `creds`, over TLS verified against the cluster's CA
 /// (and the member's name) when `tls` is given.
-pub(super) fn opts(
+pub(crate) fn opts(
     host: &str,
     port: u16,
     creds: &Credentials,

@@ -204,7 +204,7 @@ async fn backup_stream_with(
 }
 
 /// Writes a new file of mode 0600 (refused if the name is taken).
-async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -217,13 +217,13 @@ async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// A directory only this user may enter; removed, with what it holds, when dropped (also when
 /// a backup is abandoned midway).
-struct PrivateDir(PathBuf);
+pub(crate) struct PrivateDir(PathBuf);
 
 impl PrivateDir {
     /// Creates `path` afresh. Something already there is a leftover of a process killed
     /// mid-backup (a temporary directory outlives a container restart, and names repeat):
     /// removed first, never reused, as its mode and contents are not known.
-    async fn create(path: &Path) -> std::io::Result<Self> {
+    pub(crate) async fn create(path: &Path) -> std::io::Result<Self> {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
@@ -268,7 +268,7 @@ fn quoted(value: &str) -> String {
 
 /// The option file: the account in `[client]`, the group every mariadb-backup version reads
 /// its connection options from.
-fn option_file(creds: &Credentials, tls_ca: Option<&Path>) -> String {
+pub(crate) fn option_file(creds: &Credentials, tls_ca: Option<&Path>) -> String {
     let mut out = format!(
         "[client]\nuser={}\npassword={}\n",
         quoted(&creds.user),

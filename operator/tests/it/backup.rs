@@ -13,14 +13,14 @@ use serde_json::Value;
 
 use super::local::{Local, member_port, opts, primary, run_local, wait_until};
 
-fn cluster(name: &str, replicas: u32) -> String {
+pub(crate) fn cluster(name: &str, replicas: u32) -> String {
     format!(
         "apiVersion: lagless.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: {name}\n\
          spec:\n  replicas: {replicas}\n  proxy:\n    replicas: 1\n"
     )
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -29,7 +29,7 @@ fn text(out: &Output) -> String {
 }
 
 /// The admin account of a local cluster, connected to `port`.
-fn admin(local: &Local, port: u16) -> mysql_async::Opts {
+pub(crate) fn admin(local: &Local, port: u16) -> mysql_async::Opts {
     let creds = local.credentials();
     let o = opts(
         port,
@@ -41,7 +41,7 @@ fn admin(local: &Local, port: u16) -> mysql_async::Opts {
         .into()
 }
 
-fn sql(rt: &tokio::runtime::Runtime, o: &mysql_async::Opts, statements: &[String]) {
+pub(crate) fn sql(rt: &tokio::runtime::Runtime, o: &mysql_async::Opts, statements: &[String]) {
     rt.block_on(async {
         let mut c = mysql_async::Conn::new(o.clone()).await.unwrap();
         for s in statements {
@@ -89,7 +89,7 @@ fn write_rows(rt: &tokio::runtime::Runtime, o: &mysql_async::Opts, from: u32, ro
 /// that ports are free, and these tests start several clusters at once.
 static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn starting() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn starting() -> std::sync::MutexGuard<'static, ()> {
     STARTING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -116,7 +116,7 @@ fn backups(args: &[&str]) -> Vec<Value> {
 }
 
 /// Restores into a new cluster of its own state directory and ports; returns it running.
-fn restore(name: &str, replicas: u32, args: &[&str]) -> (Local, Output) {
+pub(crate) fn restore(name: &str, replicas: u32, args: &[&str]) -> (Local, Output) {
     let _started = starting();
     let target = Local::new();
     let file = target.manifest(name, &cluster(name, replicas));
@@ -137,7 +137,7 @@ fn restore(name: &str, replicas: u32, args: &[&str]) -> (Local, Output) {
 }
 
 /// A restore that must be refused: no state directory, so nothing to start.
-fn refused_restore(args: &[&str], expect: &str) {
+pub(crate) fn refused_restore(args: &[&str], expect: &str) {
     let (target, out) = restore("never", 1, args);
     assert!(!out.status.success(), "restored:\n{}", text(&out));
     assert!(

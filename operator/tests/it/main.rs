@@ -12,6 +12,7 @@ mod local;
 mod maintenance;
 mod orchestrate;
 mod pause;
+mod pitr;
 mod push;
 mod switchover;
 mod tenant_cli;

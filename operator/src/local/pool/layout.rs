@@ -130,6 +130,7 @@ fn local_cluster(
             .map(|b| b.cordoned.clone())
             .unwrap_or_default(),
         read_only: before.as_ref().is_some_and(|b| b.read_only),
+        backup_credentials: None,
     };
     Ok(LocalCluster {
         cluster,
@@ -235,6 +236,7 @@ spec:
             paused: false,
             cordoned: Vec::new(),
             read_only: false,
+            backup_credentials: None,
         };
         let clusters = local_clusters(&pool(), &settings(3), |name| {
             (name == "demo-c1").then(|| earlier.clone())

@@ -1,0 +1,637 @@
+//! Continuous binary log archiving: `mariadb-binlog --read-from-remote-server --raw
+//! --stop-never` follows the primary into a private spool directory, complete transactions
+//! are cut from what it writes, and stored as segments ([`super::archive`]) at most half a
+//! second after they were read. When the primary changes, the reader moves to the new one at
+//! the last position it holds of the archive: no gap, and no transaction archived twice.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lagless_core::gtid::{MariadbGtid, MariadbPosition};
+use mysql_async::prelude::Queryable as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::BackupError;
+use super::archive::{self, ArchiveState, Segment};
+use super::binlog::{self, Assembler, EventAt, Found, MAGIC};
+use super::store::Store;
+use crate::orchestrate::observe::{Credentials, opts};
+use crate::orchestrate::seed::{PrivateDir, option_file, write_private};
+use crate::orchestrate::view::ServerTls;
+
+/// A segment is stored once its oldest transaction has waited this long (or it is large).
+const SHIP_AFTER: Duration = Duration::from_millis(500);
+const SHIP_BYTES: usize = 16 << 20;
+/// How often the spool is read.
+const POLL: Duration = Duration::from_millis(100);
+/// How often the high-water mark is written while nothing is being archived.
+const STATE_EVERY: Duration = Duration::from_secs(5);
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The member the archive reads from: the primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub member: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// What the archiver reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    pub destination: String,
+    /// The member being read, if any.
+    pub reading: Option<String>,
+    /// The archive's position (after the last stored transaction).
+    pub position: String,
+    /// Milliseconds since the oldest transaction not yet stored was read (0 when every
+    /// transaction read is stored).
+    pub lag_ms: u64,
+    pub segments_stored: u64,
+    pub last_stored_at: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct Archiver {
+    pub cluster: String,
+    pub destination: String,
+    pub store: Store,
+    pub creds: Credentials,
+    pub tls: Option<ServerTls>,
+    /// The server id the reader registers with: none of the cluster's members'.
+    pub reader_server_id: u32,
+    /// A private working directory (removed and made afresh).
+    pub spool: PathBuf,
+    pub status: Arc<std::sync::Mutex<ArchiveStatus>>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Transactions read and not yet stored.
+struct Pending {
+    fde: Vec<u8>,
+    bytes: Vec<u8>,
+    after: MariadbPosition,
+    last: MariadbPosition,
+    count: u64,
+    first_unix: u64,
+    last_unix: u64,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn new(after: MariadbPosition) -> Self {
+        Self {
+            fde: Vec::new(),
+            bytes: Vec::new(),
+            last: after.clone(),
+            after,
+            count: 0,
+            first_unix: 0,
+            last_unix: 0,
+            since: None,
+        }
+    }
+
+    fn add(&mut self, bytes: &[u8], gtid: MariadbGtid, timestamp: u32) {
+        if self.count == 0 {
+            self.first_unix = u64::from(timestamp);
+            self.since = Some(Instant::now());
+        }
+        self.bytes.extend_from_slice(bytes);
+        self.last.insert(gtid);
+        self.count += 1;
+        self.last_unix = u64::from(timestamp);
+    }
+
+    fn due(&self) -> bool {
+        self.bytes.len() >= SHIP_BYTES || self.since.is_some_and(|s| s.elapsed() >= SHIP_AFTER)
+    }
+}
+
+/// One run of the reader against one primary: its spool file being read.
+struct Tail {
+    file: Option<PathBuf>,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    base: u64,
+    /// Where in `buf` the next event starts.
+    parsed: usize,
+    asm: Assembler,
+    /// Set when the run started from a file rather than a GTID position: the file's GTID
+    /// list says where the archive starts.
+    from_file: bool,
+}
+
+impl Archiver {
+    /// Archives until `stop`, following `primary`.
+    pub async fn run(
+        self,
+        mut primary: watch::Receiver<Option<Source>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut next = match self.load().await {
+            Ok(next) => next,
+            Err(e) => {
+                self.set_error(format!("cannot read the archive: {e}"));
+                (0, None)
+            }
+        };
+        while !*stop.borrow() {
+            let source = primary.borrow_and_update().clone();
+            let Some(source) = source else {
+                self.lagging("no primary to read from");
+                tokio::select! {
+                    _ = primary.changed() => {}
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+                continue;
+            };
+            match self
+                .follow(&source, &mut next, &mut primary, &mut stop)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) => {
+                    warn!(cluster = %self.cluster, member = %source.member, error = %e, "binary log archiving interrupted");
+                    self.set_error(e);
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = tokio::time::sleep(RETRY) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next segment's number and the archive's position, from the stored manifests.
+    async fn load(&self) -> Result<(u64, Option<MariadbPosition>), BackupError> {
+        let names = match self.store.names().await {
+            Ok(names) => names,
+            Err(BackupError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let Some(&last) = archive::sequences(names.iter().map(String::as_str)).last() else {
+            return Ok((1, None));
+        };
+        let bytes = self.store.get_small(&archive::manifest_name(last)).await?;
+        let segment: Segment = serde_json::from_slice(&bytes)
+            .map_err(|e| BackupError::Manifest(format!("archive segment {last}: {e}")))?;
+        let position = segment.last();
+        self.status
+            .lock()
+            .map(|mut s| s.position = position.to_string())
+            .ok();
+        Ok((last + 1, Some(position)))
+    }
+
+    fn set_error(&self, error: String) {
+        if let Ok(mut s) = self.status.lock() {
+            s.error = Some(error);
+            s.reading = None;
+        }
+    }
+
+    fn lagging(&self, why: &str) {
+        if let Ok(mut s) = self.status.lock() {
+            s.reading = None;
+            s.error.get_or_insert_with(|| why.to_string());
+        }
+    }
+
+    /// Where to start on `source`: a GTID position, or its first binary log file when the
+    /// archive is empty (or the primary holds none of it).
+    async fn start_point(
+        &self,
+        source: &Source,
+        archived: Option<&MariadbPosition>,
+    ) -> Result<Start, String> {
+        let options = opts(&source.host, source.port, &self.creds, self.tls.as_ref())
+            .wait_timeout(Some(10))
+            .stmt_cache_size(0);
+        let mut conn =
+            tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(options))
+                .await
+                .map_err(|_| format!("{} did not answer within 10 s", source.member))?
+                .map_err(|e| format!("cannot connect to {}: {e}", source.member))?;
+        let result = async {
+            if let Some(archived) = archived.filter(|a| !a.is_empty()) {
+                let state: Option<String> = conn
+                    .query_first("SELECT @@gtid_binlog_state")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // One GTID per domain and server: read entry by entry.
+                let gtids = state
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(MariadbPosition::parse)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("{}'s gtid_binlog_state: {e}", source.member))?
+                    .iter()
+                    .flat_map(|p| p.gtids().to_vec())
+                    .collect::<Vec<MariadbGtid>>();
+                if let Some(at) = archive::resume_at(archived, &gtids) {
+                    return Ok(Start::Gtid(at));
+                }
+                warn!(cluster = %self.cluster, member = %source.member, archived = %archived, "the primary holds none of the archive's last transactions: archiving starts again at its oldest binary log, leaving a gap a restore will refuse to cross");
+            }
+            let first: Option<mysql_async::Row> = conn
+                .query_first("SHOW BINARY LOGS")
+                .await
+                .map_err(|e| e.to_string())?;
+            first
+                .and_then(|row| row.get_opt::<String, _>(0)?.ok())
+                .map(Start::File)
+                .ok_or_else(|| format!("{} has no binary log", source.member))
+        }
+        .await;
+        let _ = conn.disconnect().await;
+        result
+    }
+
+    /// Reads `source` until it stops being the primary, the reader fails, or `stop`.
+    async fn follow(
+        &self,
+        source: &Source,
+        next: &mut (u64, Option<MariadbPosition>),
+        primary: &mut watch::Receiver<Option<Source>>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let start = self.start_point(source, next.1.as_ref()).await?;
+        let private = PrivateDir::create(&self.spool)
+            .await
+            .map_err(|e| format!("{}: {e}", self.spool.display()))?;
+        let spool = self.spool.join("binlog");
+        tokio::fs::create_dir(&spool)
+            .await
+            .map_err(|e| format!("{}: {e}", spool.display()))?;
+        let options = self.spool.join("client.cnf");
+        let ca = self.tls.as_ref().map(|t| match &t.ca {
+            crate::orchestrate::view::CaSource::File(p) => p.clone(),
+            crate::orchestrate::view::CaSource::Pem(_) => PathBuf::new(),
+        });
+        write_private(
+            &options,
+            option_file(
+                &self.creds,
+                ca.as_deref().filter(|p| !p.as_os_str().is_empty()),
+            )
+            .as_bytes(),
+        )
+        .await
+        .map_err(|e| format!("{}: {e}", options.display()))?;
+        let mut child = self.spawn_reader(source, &start, &options, &spool)?;
+        let from_file = matches!(start, Start::File(_));
+        let after = match &start {
+            Start::Gtid(p) => p.clone(),
+            Start::File(_) => MariadbPosition::default(),
+        };
+        info!(cluster = %self.cluster, member = %source.member, start = %start, "archiving the binary log");
+        if let Ok(mut s) = self.status.lock() {
+            s.reading = Some(source.member.clone());
+            s.error = None;
+        }
+        let mut pending = Pending::new(after);
+        let mut tail = Tail {
+            file: None,
+            buf: Vec::new(),
+            base: 0,
+            parsed: 0,
+            asm: Assembler::default(),
+            from_file,
+        };
+        let mut state_written = Instant::now();
+        let outcome = loop {
+            let exited = child.try_wait().map_err(|e| e.to_string())?;
+            let read = tail.read(&spool, &mut pending).await;
+            let read_at = unix_ms();
+            if let Err(e) = read {
+                // What was read whole before the error is kept; the next run goes on after it.
+                if pending.count > 0 {
+                    self.ship(next, &mut pending, read_at).await?;
+                }
+                break Err(e);
+            }
+            if pending.due() || (exited.is_some() && pending.count > 0) {
+                self.ship(next, &mut pending, read_at).await?;
+            }
+            if pending.count == 0 && state_written.elapsed() >= STATE_EVERY && exited.is_none() {
+                self.write_state(&pending.last, read_at).await;
+                state_written = Instant::now();
+            }
+            self.report_lag(&pending);
+            if let Some(status) = exited {
+                let stderr = read_stderr(&mut child).await;
+                break Err(format!(
+                    "mariadb-binlog reading {} exited ({status}): {}",
+                    source.member,
+                    stderr.trim()
+                ));
+            }
+            let moved = primary.borrow().as_ref() != Some(source);
+            if moved || *stop.borrow() {
+                let _ = child.kill().await;
+                // What it wrote before it stopped is archived, then the next primary is read.
+                tail.read(&spool, &mut pending).await?;
+                if pending.count > 0 {
+                    self.ship(next, &mut pending, unix_ms()).await?;
+                }
+                self.write_state(&pending.last, unix_ms()).await;
+                break Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = primary.changed() => {}
+                _ = stop.changed() => {}
+            }
+        };
+        let _ = child.kill().await;
+        drop(private);
+        outcome
+    }
+
+    fn spawn_reader(
+        &self,
+        source: &Source,
+        start: &Start,
+        options: &Path,
+        spool: &Path,
+    ) -> Result<Child, String> {
+        let mut command = Command::new("mariadb-binlog");
+        command
+            .arg(format!("--defaults-extra-file={}", options.display()))
+            .args([
+                "--read-from-remote-server",
+                "--raw",
+                "--stop-never",
+                "--protocol=TCP",
+            ])
+            .arg(format!("--host={}", source.host))
+            .arg(format!("--port={}", source.port))
+            .arg(format!(
+                "--stop-never-slave-server-id={}",
+                self.reader_server_id
+            ))
+            .arg(format!("--result-file={}/", spool.display()));
+        match start {
+            // The file named is not read: the server starts at the GTID position.
+            Start::Gtid(p) => command
+                .arg(format!("--start-position={p}"))
+                .arg("binlog.000001"),
+            Start::File(name) => command.arg(name),
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot run mariadb-binlog: {e}"))
+    }
+
+    /// Stores `pending` as the next segment, manifest last.
+    async fn ship(
+        &self,
+        next: &mut (u64, Option<MariadbPosition>),
+        pending: &mut Pending,
+        read_at: u64,
+    ) -> Result<(), String> {
+        let sequence = next.0;
+        let mut object = Vec::with_capacity(4 + pending.fde.len() + pending.bytes.len());
+        object.extend_from_slice(&MAGIC);
+        object.extend_from_slice(&pending.fde);
+        object.extend_from_slice(&pending.bytes);
+        let sha256 = format!("{:x}", Sha256::digest(&object));
+        let segment = Segment {
+            format: archive::SEGMENT_FORMAT,
+            cluster: self.cluster.clone(),
+            sequence,
+            member: self
+                .status
+                .lock()
+                .ok()
+                .and_then(|s| s.reading.clone())
+                .unwrap_or_default(),
+            after: pending.after.to_string(),
+            last: pending.last.to_string(),
+            transactions: pending.count,
+            first_unix: pending.first_unix,
+            last_unix: pending.last_unix,
+            stored_unix_ms: read_at,
+            bytes: object.len() as u64,
+            sha256,
+        };
+        let manifest = serde_json::to_vec_pretty(&segment).map_err(|e| e.to_string())?;
+        self.store
+            .put_new(&segment.object(), Bytes::from(object))
+            .await
+            .map_err(|e| format!("storing archive segment {sequence}: {e}"))?;
+        self.store
+            .put_new(&archive::manifest_name(sequence), Bytes::from(manifest))
+            .await
+            .map_err(|e| format!("storing archive segment {sequence}'s manifest: {e}"))?;
+        *next = (sequence + 1, Some(pending.last.clone()));
+        let fde = std::mem::take(&mut pending.fde);
+        *pending = Pending::new(pending.last.clone());
+        pending.fde = fde;
+        if let Ok(mut s) = self.status.lock() {
+            s.position = segment.last.clone();
+            s.segments_stored += 1;
+            s.last_stored_at = Some(super::manifest::rfc3339(read_at));
+            s.error = None;
+        }
+        Ok(())
+    }
+
+    async fn write_state(&self, position: &MariadbPosition, covered: u64) {
+        let state = ArchiveState::new(position, covered);
+        let Ok(bytes) = serde_json::to_vec_pretty(&state) else {
+            return;
+        };
+        if let Err(e) = self
+            .store
+            .put_over(archive::STATE_NAME, Bytes::from(bytes))
+            .await
+        {
+            warn!(cluster = %self.cluster, error = %e, "cannot record how far the archive reaches");
+        }
+    }
+
+    fn report_lag(&self, pending: &Pending) {
+        let lag = pending.since.map_or(0, |s| {
+            u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)
+        });
+        if let Ok(mut s) = self.status.lock() {
+            s.lag_ms = lag;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Start {
+    Gtid(MariadbPosition),
+    File(String),
+}
+
+impl std::fmt::Display for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gtid(p) if p.is_empty() => f.write_str("the first GTID"),
+            Self::Gtid(p) => write!(f, "after GTID {p}"),
+            Self::File(name) => write!(f, "binary log {name}"),
+        }
+    }
+}
+
+async fn read_stderr(child: &mut Child) -> String {
+    let mut out = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stderr.read_to_string(&mut out)).await;
+    }
+    out.chars()
+        .rev()
+        .take(2000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
+}
+
+impl Tail {
+    /// Reads what the reader wrote since last time, moving complete transactions to
+    /// `pending`. A file is complete once a later one exists.
+    async fn read(&mut self, spool: &Path, pending: &mut Pending) -> Result<(), String> {
+        loop {
+            let files = spool_files(spool).await?;
+            let Some(current) = self.file.clone().or_else(|| files.first().cloned()) else {
+                return Ok(());
+            };
+            if self.file.is_none() {
+                self.open(current.clone());
+            }
+            self.read_more(&current).await?;
+            self.consume(pending)?;
+            let later = files.iter().find(|f| **f > current).cloned();
+            match later {
+                Some(next) => {
+                    // Complete: read to its end once more, then go on with the next.
+                    self.read_more(&current).await?;
+                    self.consume(pending)?;
+                    if let Some(gtid) = self.asm.new_file() {
+                        warn!(%gtid, "a transaction cut off at the end of a binary log file is not archived");
+                    }
+                    let _ = tokio::fs::remove_file(&current).await;
+                    self.open(next);
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn open(&mut self, file: PathBuf) {
+        self.file = Some(file);
+        self.buf.clear();
+        self.base = 0;
+        self.parsed = MAGIC.len();
+    }
+
+    async fn read_more(&mut self, path: &Path) -> Result<(), String> {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let at = self.base + self.buf.len() as u64;
+        file.seek(std::io::SeekFrom::Start(at))
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.read_to_end(&mut self.buf)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(())
+    }
+
+    fn consume(&mut self, pending: &mut Pending) -> Result<(), String> {
+        if self.base == 0 && self.buf.len() >= MAGIC.len() && self.buf[..MAGIC.len()] != MAGIC {
+            return Err(binlog::BinlogError::Magic.to_string());
+        }
+        if self.base == 0 && self.buf.len() < MAGIC.len() {
+            return Ok(());
+        }
+        let found = binlog::events(&self.buf, self.parsed).map_err(|e| e.to_string())?;
+        for e in &found {
+            self.take(e, pending)?;
+            self.parsed = e.end();
+        }
+        // Keep only what an open transaction or the next event still needs.
+        let keep_from = self
+            .asm
+            .open_start()
+            .unwrap_or(self.parsed)
+            .min(self.parsed);
+        if keep_from > 0 {
+            self.buf.drain(..keep_from);
+            self.base += keep_from as u64;
+            self.parsed -= keep_from;
+            self.asm.rebase(keep_from);
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, e: &EventAt, pending: &mut Pending) -> Result<(), String> {
+        match self.asm.push(&self.buf, e) {
+            Found::Format => {
+                let fde = self.buf[e.start..e.end()].to_vec();
+                // A segment is read with one format description. A new file's differs only
+                // in its time and flags, unless the checksum setting changed: then the run
+                // ends here and the next starts a segment with the new one.
+                if pending.count > 0
+                    && binlog::checksummed(&fde) != binlog::checksummed(&pending.fde)
+                {
+                    return Err("the primary's binlog_checksum changed; reading again".into());
+                }
+                if pending.count == 0 || pending.fde.is_empty() {
+                    pending.fde = fde;
+                }
+            }
+            Found::Before(position) => {
+                if self.from_file && pending.count == 0 && pending.after.is_empty() {
+                    pending.after = position.clone();
+                    pending.last = position;
+                }
+            }
+            Found::Transaction(t) => {
+                pending.add(&self.buf[t.start..t.end], t.gtid, t.timestamp);
+            }
+            Found::Broken(gtid) => {
+                warn!(%gtid, "a transaction cut off by the next one is not archived");
+            }
+            Found::Nothing => {}
+        }
+        Ok(())
+    }
+}
+
+async fn spool_files(spool: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut entries = tokio::fs::read_dir(spool)
+        .await
+        .map_err(|e| format!("{}: {e}", spool.display()))?;
+    let mut out = Vec::new();
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
