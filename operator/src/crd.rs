@@ -597,6 +597,20 @@ pub struct BackupSpec {
     /// restore can stop at any second or GTID since the oldest full backup.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archive_binlogs: bool,
+    /// Full backups on a cron schedule, in UTC (`minute hour day-of-month month
+    /// day-of-week`, such as `0 3 * * *`), taken from a caught-up replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub schedule: Option<String>,
+    /// After each scheduled backup, keep this cluster's newest `keep` full backups and every
+    /// one younger than `keepDays` days, delete the others (the newest always stays), and
+    /// the archived binary log older than the oldest one kept. Neither set: nothing is
+    /// deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u32>,
 }
 
 /// An S3-compatible store.

@@ -139,6 +139,15 @@ pub fn resume_at(
     Some(at)
 }
 
+/// The segments no restore from `oldest` (the oldest backup kept) or a later backup needs:
+/// those before the last one that continues from a position `oldest` holds.
+pub fn prunable(segments: &[Segment], oldest: &MariadbPosition) -> Vec<u64> {
+    let Some(keep_from) = segments.iter().rposition(|s| oldest.contains(&s.after())) else {
+        return Vec::new();
+    };
+    segments[..keep_from].iter().map(|s| s.sequence).collect()
+}
+
 /// What a restore replays up to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -381,6 +390,21 @@ mod tests {
             ),
             Take::Stop
         );
+    }
+
+    #[test]
+    fn segments_before_the_oldest_backup_are_pruned() {
+        let all = [
+            segment(1, "", "0-1-10"),
+            segment(2, "0-1-10", "0-1-20"),
+            segment(3, "0-1-20", "0-1-30"),
+        ];
+        assert_eq!(prunable(&all, &pos("0-1-15")), vec![1]);
+        assert_eq!(prunable(&all, &pos("0-1-20")), vec![1, 2]);
+        assert!(prunable(&all, &pos("0-1-5")).is_empty());
+        // What is left still restores from that backup.
+        let left = &all[1..];
+        assert!(segments_to_read(left, &pos("0-1-15")).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod location;
 pub mod manifest;
 pub mod pipeline;
 pub mod s3;
+pub mod schedule;
 pub mod sigv4;
 pub mod store;
 pub mod xbstream;

@@ -105,6 +105,21 @@ impl MySQLClusterSpec {
             );
         }
         check_resources(&mut errors, "spec.resources", &self.resources);
+        if let Some(backup) = &self.backup {
+            if let Err(e) = crate::backup::location::Location::parse(&backup.destination) {
+                errors.add("spec.backup.destination", e.to_string());
+            }
+            if let Some(Err(e)) = backup
+                .schedule
+                .as_deref()
+                .map(crate::backup::schedule::Schedule::parse)
+            {
+                errors.add("spec.backup.schedule", e);
+            }
+            if backup.keep == Some(0) {
+                errors.add("spec.backup.keep", "must be at least 1");
+            }
+        }
         for (key, value) in &self.server_config {
             let field = format!("spec.serverConfig.{key}");
             let normalized = key.to_ascii_lowercase().replace('-', "_");

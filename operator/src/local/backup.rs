@@ -12,10 +12,12 @@ use clap::Args;
 use mysql_async::prelude::Queryable as _;
 
 use crate::backup::BackupError;
+use crate::backup::archive;
 use crate::backup::location::{Location, S3Credentials};
 use crate::backup::manifest::{self, Manifest};
 use crate::backup::pipeline::{compress_into, decompress_from};
 use crate::backup::s3::S3Options;
+use crate::backup::schedule;
 use crate::backup::store::Store;
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::seed::{Donor, backup_stream, extract, prepare};
@@ -141,30 +143,53 @@ fn now_ms() -> u64 {
 /// How long `backup` waits for a replica to catch up (the status is a second old at most).
 const SOURCE_WAIT: Duration = Duration::from_secs(10);
 
-/// `local backup --to DEST`.
-pub fn backup(dir: &StateDir, to: &str, keep: Option<u32>, s3: &S3Args) -> Result<(), LocalError> {
-    let (location, store) = s3.store(to)?;
+/// `local backup [--to DEST]`: to `DEST`, or to the spec's `backup.destination`.
+pub fn backup(
+    dir: &StateDir,
+    to: Option<&str>,
+    keep: Option<u32>,
+    s3: &S3Args,
+) -> Result<(), LocalError> {
     let settings: Settings = read_json(&dir.settings())?;
     let creds: LocalCredentials = read_json(&dir.credentials())?;
-    let began = Instant::now();
-    let member = loop {
-        if !dir.running() {
-            return Err(LocalError::NotRunning(settings.cluster.clone()));
-        }
-        let status: Status = read_json(&dir.status())?;
-        match choose_source(&status.members) {
-            Ok(m) => break m.clone(),
-            Err(e) if began.elapsed() > SOURCE_WAIT => {
-                return Err(BackupError::NoSource(e).into());
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+    let (destination, s3) = match to {
+        Some(to) => (to.to_string(), s3.clone()),
+        None => {
+            let cluster = super::manifest::parse(
+                &std::fs::read_to_string(dir.manifest())
+                    .map_err(LocalError::io(&dir.manifest()))?,
+                &dir.manifest(),
+            )?;
+            let destination = cluster
+                .spec
+                .backup
+                .as_ref()
+                .map(|b| b.destination.clone())
+                .ok_or_else(|| {
+                    LocalError::Usage(
+                        "where to? --to DEST, or spec.backup.destination in the cluster file"
+                            .into(),
+                    )
+                })?;
+            (destination, super::archive::s3_args(&cluster, &settings))
         }
     };
+    let (location, store) = s3.store(&destination)?;
+    let archive = Store::open(
+        &archive::location(&location, &settings.cluster),
+        s3.options(&location)?.as_ref(),
+    )?;
     let runtime = crate::runtime()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
-    let manifest = runtime.block_on(take(dir, &settings, &creds, &member, &store))?;
+    let manifest = runtime.block_on(backup_now(dir, &settings, &creds, &store))?;
     let removed = match keep {
-        Some(keep) => runtime.block_on(retain(&store, &settings.cluster, keep as usize))?,
+        Some(keep) => runtime.block_on(retain(
+            &store,
+            Some(&archive),
+            &settings.cluster,
+            Some(keep),
+            None,
+        ))?,
         None => Vec::new(),
     };
     let secs = (manifest.finished_unix_ms - manifest.started_unix_ms) as f64 / 1000.0;
@@ -189,23 +214,82 @@ pub fn backup(dir: &StateDir, to: &str, keep: Option<u32>, s3: &S3Args) -> Resul
     Ok(())
 }
 
-/// Deletes `cluster`'s complete backups beyond the newest `keep`: each manifest first, so a
-/// backup stops being one before its object goes. Runs only after a backup succeeded, and
-/// never touches another cluster's backups or objects without a manifest.
-async fn retain(store: &Store, cluster: &str, keep: usize) -> Result<Vec<String>, LocalError> {
+/// Takes a backup of the running cluster in `dir` from the member [`choose_source`] picks,
+/// waiting up to [`SOURCE_WAIT`] for one (the status is half a second old at most).
+pub async fn backup_now(
+    dir: &StateDir,
+    settings: &Settings,
+    creds: &LocalCredentials,
+    store: &Store,
+) -> Result<Manifest, LocalError> {
+    let began = Instant::now();
+    let member = loop {
+        if !dir.running() {
+            return Err(LocalError::NotRunning(settings.cluster.clone()));
+        }
+        let status: Status = read_json(&dir.status())?;
+        match choose_source(&status.members) {
+            Ok(m) => break m.clone(),
+            Err(e) if began.elapsed() > SOURCE_WAIT => {
+                return Err(BackupError::NoSource(e).into());
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    take(dir, settings, creds, &member, store).await
+}
+
+/// Deletes `cluster`'s complete backups that the policy ([`schedule::expired`]) no longer
+/// keeps: each manifest first, so a backup stops being one before its object goes; then the
+/// archived binary log that only the deleted backups needed. Runs only after a backup
+/// succeeded, and never touches another cluster's backups or objects without a manifest.
+pub async fn retain(
+    store: &Store,
+    archive: Option<&Store>,
+    cluster: &str,
+    keep: Option<u32>,
+    keep_days: Option<u32>,
+) -> Result<Vec<String>, LocalError> {
     let mine: Vec<Manifest> = manifests(store)
         .await?
         .into_iter()
         .filter(|m| m.cluster == cluster)
         .collect();
+    let expired = schedule::expired(&mine, keep, keep_days, now_ms());
     let mut removed = Vec::new();
-    for old in manifest::beyond(&mine, keep) {
+    for old in &expired {
         store.delete(&manifest::manifest_name(&old.id)).await?;
         store.delete(&old.object).await?;
         tracing::info!(id = %old.id, "older backup deleted");
         removed.push(old.id.clone());
     }
+    let oldest_kept = mine
+        .iter()
+        .filter(|m| !removed.contains(&m.id))
+        .min_by_key(|m| m.finished_unix_ms);
+    if let (Some(archive), Some(oldest)) = (archive, oldest_kept) {
+        prune_archive(archive, &oldest.gtid_position).await?;
+    }
     Ok(removed)
+}
+
+/// Deletes the archive segments that no restore from the backup at `oldest` needs: each
+/// manifest first, oldest first.
+async fn prune_archive(archive: &Store, oldest: &str) -> Result<(), LocalError> {
+    let (segments, _, _) = super::pitr::read_archive(archive).await?;
+    let oldest = lagless_core::gtid::MariadbPosition::parse(oldest).unwrap_or_default();
+    let prunable = archive::prunable(&segments, &oldest);
+    for sequence in &prunable {
+        archive.delete(&archive::manifest_name(*sequence)).await?;
+        archive.delete(&archive::segment_name(*sequence)).await?;
+    }
+    if !prunable.is_empty() {
+        tracing::info!(
+            segments = prunable.len(),
+            "archived binary log older than the oldest backup deleted"
+        );
+    }
+    Ok(())
 }
 
 fn admin(creds: &LocalCredentials) -> Credentials {

@@ -118,9 +118,10 @@ pub enum LocalCommand {
     /// Take a full backup (mariadb-backup, zstd) from a caught-up replica, or the primary of a
     /// one-member cluster, into a directory or S3; its manifest is written last.
     Backup {
-        /// A directory (a path or file:///path) or s3://bucket/prefix.
+        /// A directory (a path or file:///path) or s3://bucket/prefix [default:
+        /// spec.backup.destination, with its S3 settings].
         #[arg(long)]
-        to: String,
+        to: Option<String>,
         /// Once this backup is complete, delete this cluster's older complete backups there
         /// beyond the newest KEEP (this one included).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -244,7 +245,7 @@ fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
             ref to,
             keep,
             ref s3,
-        } => backups::backup(d, to, keep, s3),
+        } => backups::backup(d, to.as_deref(), keep, s3),
         LocalCommand::Down { purge } => down(d, purge),
         LocalCommand::Status { output, watch } => show(d, output, watch),
         LocalCommand::Switchover { ref to } => switchover(d, to.clone()),

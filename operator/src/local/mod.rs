@@ -24,6 +24,7 @@ pub use lagless_mariadbd::process;
 pub mod process_table;
 pub mod request;
 pub mod restart;
+pub mod scheduled;
 pub mod seeder;
 pub mod shared;
 pub mod state;

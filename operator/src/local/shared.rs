@@ -84,6 +84,8 @@ pub struct RunningCluster {
     pub read_only: bool,
     /// The binary log archive, when the spec asks for one.
     pub archive: Option<crate::backup::archiver::ArchiveStatus>,
+    /// Scheduled backups, when the spec has a schedule.
+    pub backups: Option<super::scheduled::ScheduleStatus>,
 }
 
 /// [`RunningCluster`] behind a mutex that is never held across an await.

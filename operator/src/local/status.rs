@@ -50,6 +50,9 @@ pub struct Status {
     /// The binary log archive (`spec.backup.archiveBinlogs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<crate::backup::archiver::ArchiveStatus>,
+    /// Scheduled backups (`spec.backup.schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<super::scheduled::ScheduleStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +261,41 @@ pub fn render(s: &Status, events: usize) -> String {
             seed.bytes as f64 / 1_048_576.0,
             seed.bytes as f64 / 1_048_576.0 / secs.max(0.001)
         );
+    }
+    if let Some(a) = &s.archive {
+        let _ = writeln!(
+            out,
+            "\nbinary log archive {}: {} segments stored this run, at {}, lag {:.1} s{}",
+            a.destination,
+            a.segments_stored,
+            if a.position.is_empty() {
+                "-"
+            } else {
+                &a.position
+            },
+            a.lag_ms as f64 / 1000.0,
+            a.reading
+                .as_ref()
+                .map_or(String::new(), |m| format!(", reading {m}"))
+        );
+        if let Some(error) = &a.error {
+            let _ = writeln!(out, "  ! {error}");
+        }
+    }
+    if let Some(b) = &s.backups {
+        let _ = writeln!(
+            out,
+            "\nbackups `{}` to {}: {} taken, {} failed; last {}; next {}",
+            b.schedule,
+            b.destination,
+            b.succeeded,
+            b.failed,
+            b.last_id.as_deref().unwrap_or("-"),
+            b.next_at.as_deref().unwrap_or("-")
+        );
+        if let Some(error) = &b.last_error {
+            let _ = writeln!(out, "  ! the last scheduled backup failed: {error}");
+        }
     }
     render_tail(&mut out, &s.proxies, s.connect.as_ref(), &s.events, events);
     out

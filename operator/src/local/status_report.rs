@@ -141,6 +141,7 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
             .map(|(port, _)| connect_info(port, &rt.creds, &rt.dir.credentials(), rt.tls.as_ref())),
         requests: shared.requests.clone(),
         archive: shared.archive.clone(),
+        backups: shared.backups.clone(),
     }
 }
 

@@ -31,6 +31,7 @@ use super::process_table::{
     MemberProc, Process, ProxyProc, Runtime, await_proxies, spawn_proxy, start_proxies,
     stop_together,
 };
+use super::scheduled::ScheduleTask;
 use super::seeder::LocalSeeder;
 use super::shared::{LastTick, SharedState};
 use super::state::Settings;
@@ -57,6 +58,7 @@ pub struct Supervisor {
     /// When the certificate was last checked for renewal.
     tls_checked: Instant,
     archive: Option<ArchiveTask>,
+    schedule: Option<ScheduleTask>,
 }
 
 impl Supervisor {
@@ -77,6 +79,7 @@ impl Supervisor {
             tls_checked: Instant::now(),
             last_warning: None,
             archive: None,
+            schedule: None,
         }
     }
 
@@ -148,6 +151,9 @@ impl Supervisor {
         self.shared
             .lock()
             .set_step("stopping", "stopping proxies and servers");
+        if let Some(schedule) = self.schedule.take() {
+            schedule.stop().await;
+        }
         if let Some(archive) = self.archive.take() {
             // Before the servers: what the primary wrote last is stored.
             archive.stop().await;
@@ -421,6 +427,21 @@ impl Supervisor {
                 .lock()
                 .note(format!("warning: the binary log is not archived: {e}")),
         }
+        match super::scheduled::start(&self.rt.dir, &self.cluster, &self.settings, &self.rt.creds) {
+            Ok(Some(task)) => {
+                let s = task.status();
+                self.shared.lock().note(format!(
+                    "backups scheduled `{}` to {}",
+                    s.schedule, s.destination
+                ));
+                self.schedule = Some(task);
+            }
+            Ok(None) => {}
+            Err(e) => self
+                .shared
+                .lock()
+                .note(format!("warning: no scheduled backups: {e}")),
+        }
     }
 
     async fn tick(&mut self) -> Option<Plan> {
@@ -450,6 +471,7 @@ impl Supervisor {
         }
         let mut shared = self.shared.lock();
         shared.archive = self.archive.as_ref().map(ArchiveTask::status);
+        shared.backups = self.schedule.as_ref().map(ScheduleTask::status);
         for m in shared.processes.members.values_mut() {
             let answered = last_tick
                 .view

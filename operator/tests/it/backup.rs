@@ -510,3 +510,64 @@ fn a_truncated_backup_is_refused_before_anything_starts() {
     std::fs::write(&object, &bytes[..bytes.len() * 2 / 3]).unwrap();
     refused_restore(&["--from", dir.path().to_str().unwrap()], "is truncated");
 }
+
+#[test]
+fn scheduled_backups_run_and_keep_only_what_the_policy_says_with_the_archive_pruned() {
+    let dest = tempfile::tempdir().unwrap();
+    let dest_text = dest.path().to_str().unwrap().to_string();
+    let local = Local::new();
+    {
+        let _started = starting();
+        let yaml = format!(
+            "{}  backup:\n    destination: {dest_text}\n    archiveBinlogs: true\n    \
+             schedule: \"* * * * *\"\n    keep: 1\n",
+            cluster("bksched", 2)
+        );
+        local.up(&local.manifest("bksched", &yaml));
+    }
+    let status = local.running_status();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let o = admin(&local, member_port(&status, &primary(&status)));
+    write_rows(&rt, &o, 0, 100);
+    // Without --to: the spec's destination.
+    local.ok(&["backup"]);
+    let manual = backups(&["--from", &dest_text]);
+    assert_eq!(manual.len(), 1, "{manual:?}");
+    let manual_id = manual[0]["id"].as_str().unwrap().to_string();
+    write_rows(&rt, &o, 100, 100);
+    let began = Instant::now();
+    wait_until("a scheduled backup", Duration::from_secs(90), || {
+        local.status()["backups"]["succeeded"].as_u64() >= Some(1)
+    });
+    let status = local.status();
+    let scheduled = status["backups"]["lastId"].as_str().unwrap().to_string();
+    assert_ne!(scheduled, manual_id);
+    assert!(status["backups"]["nextAt"].is_string(), "{status}");
+    // keep: 1: the manual backup is gone, the scheduled one is the only one.
+    let listed = backups(&["--from", &dest_text]);
+    let ids: Vec<&str> = listed.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![scheduled.as_str()]);
+    // The archive before the kept backup is pruned: its first segment is gone, later ones
+    // stay.
+    let archive = dest.path().join("binlog").join("bksched");
+    assert!(!archive.join("0000000001.binlog.json").exists());
+    assert!(!archive.join("0000000001.binlog").exists());
+    let left = std::fs::read_dir(&archive)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".binlog.json")
+        })
+        .count();
+    assert!(left >= 1, "every segment was pruned");
+    let table = local.ok(&["status"]);
+    assert!(table.contains("backups `* * * * *`"), "{table}");
+    assert!(table.contains("binary log archive"), "{table}");
+    eprintln!(
+        "scheduled backup after {:.0} s",
+        began.elapsed().as_secs_f64()
+    );
+}
