@@ -216,15 +216,15 @@ fn directory_backup_restores_exactly_the_rows_at_backup_time() {
 
 /// A moto S3 server on a loopback port with IAM checks on, a bucket `backups` and a key
 /// allowed to use it; stopped on drop.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    endpoint: String,
-    creds: PathBuf,
+    pub(crate) endpoint: String,
+    pub(crate) creds: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl S3Server {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         // A port the kernel chose as free; moto binds it a moment later.
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .unwrap()
@@ -274,7 +274,7 @@ impl S3Server {
         }
     }
 
-    fn args<'a>(&'a self, creds: &'a Path) -> Vec<&'a str> {
+    pub(crate) fn args<'a>(&'a self, creds: &'a Path) -> Vec<&'a str> {
         vec![
             "--s3-endpoint",
             &self.endpoint,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-use super::backup::{admin, cluster, refused_restore, restore, starting, text};
+use super::backup::{S3Server, admin, cluster, refused_restore, restore, starting, text};
 use super::local::{Local, member_port, primary, wait_until};
 
 /// `id → second` of every row of `app.p`.
@@ -83,7 +83,11 @@ fn writer(
 
 /// Restores `--to to` into a new one-member cluster; returns its rows and GTID position.
 fn restored(dest: &str, to: &str) -> (BTreeMap<u64, u64>, String) {
-    let (target, out) = restore("pitrr", 1, &["--from", dest, "--to", to]);
+    restored_with(dest, to, &[])
+}
+
+fn restored_with(dest: &str, to: &str, extra: &[&str]) -> (BTreeMap<u64, u64>, String) {
+    let (target, out) = restore("pitrr", 1, &[&["--from", dest, "--to", to], extra].concat());
     assert!(out.status.success(), "restore --to {to}:\n{}", text(&out));
     let status = target.running_status();
     let o = admin(&target, member_port(&status, &primary(&status)));
@@ -261,4 +265,56 @@ fn restores_to_a_second_or_a_gtid_give_exactly_the_rows_committed_up_to_it_acros
         truth.len(),
         began.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn the_archive_in_s3_restores_to_a_second() {
+    let s3 = S3Server::start();
+    let local = Local::new();
+    {
+        let _started = starting();
+        let yaml = format!(
+            "{}  backup:\n    destination: s3://backups/team/shop\n    archiveBinlogs: true\n    \
+             s3:\n      endpoint: {}\n      credentialsFile: {}\n",
+            cluster("pitrs3", 1),
+            s3.endpoint,
+            s3.creds.display()
+        );
+        local.up(&local.manifest("pitrs3", &yaml));
+    }
+    let status = local.running_status();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let o = admin(&local, member_port(&status, &primary(&status)));
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::new(o.clone()).await.unwrap();
+        c.query_drop("CREATE TABLE app.p (id BIGINT PRIMARY KEY, ts BIGINT NOT NULL)")
+            .await
+            .unwrap();
+    });
+    let next = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(o.clone(), next.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    // The spec's destination and S3 settings.
+    local.ok(&["backup"]);
+    std::thread::sleep(Duration::from_millis(3000));
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(writing.join().unwrap(), 0);
+    let truth = rows(&rt, &o);
+    let seconds: Vec<u64> = truth.values().copied().collect();
+    let middle = seconds[seconds.len() * 3 / 4];
+    while now_secs() < middle + 8 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let archive = local.status()["archive"].clone();
+    assert!(archive["error"].is_null(), "{archive}");
+    assert_eq!(
+        archive["destination"].as_str(),
+        Some("s3://backups/team/shop/binlog/pitrs3")
+    );
+    let creds = s3.creds.clone();
+    let (found, _) = restored_with("s3://backups/team/shop", &utc(middle), &s3.args(&creds));
+    let expected = upto(&truth, middle);
+    assert!(expected.len() < truth.len());
+    assert_eq!(found, expected);
 }
