@@ -571,3 +571,68 @@ fn scheduled_backups_run_and_keep_only_what_the_policy_says_with_the_archive_pru
         began.elapsed().as_secs_f64()
     );
 }
+
+/// A tmpfs of `size`, unmounted when dropped (mounting needs root, as CI runs the suite).
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount (needs root): {}", text(&out));
+        Self(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_backup_cleanly_and_the_older_one_stays_whole() {
+    let (local, rt, o) = source("bkfull", 1);
+    let disk = SmallDisk::mount("2m");
+    let dest = disk.0.path().to_str().unwrap().to_string();
+    local.ok(&["backup", "--to", &dest, "--keep", "1"]);
+    let at_first = table_state(&rt, &o);
+    // About 4 MiB after compression: more than the disk has left.
+    sql(
+        &rt,
+        &o,
+        &[
+            "CREATE TABLE app.big (id INT PRIMARY KEY AUTO_INCREMENT, b TEXT)".into(),
+            "INSERT INTO app.big (b) SELECT HEX(RANDOM_BYTES(1024)) FROM app.seq_1_to_4096".into(),
+        ],
+    );
+    let out = local.run(&["backup", "--to", &dest, "--keep", "1"]);
+    assert!(!out.status.success(), "a backup fit:\n{}", text(&out));
+    assert!(
+        text(&out).contains("No space left on device"),
+        "{}",
+        text(&out)
+    );
+    // Nothing of the failed backup is left, and --keep deleted nothing.
+    let listed = backups(&["--from", &dest]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let mut names: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    let id = listed[0]["id"].as_str().unwrap();
+    assert_eq!(
+        names,
+        vec![format!("{id}.json"), format!("{id}.xbstream.zst")]
+    );
+    let (restored, out) = restore("bkfullr", 1, &["--from", &dest]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = restored.running_status();
+    let r = admin(&restored, member_port(&status, &primary(&status)));
+    assert_eq!(table_state(&rt, &r), at_first);
+}
