@@ -152,33 +152,7 @@ pub fn backup(
 ) -> Result<(), LocalError> {
     let settings: Settings = read_json(&dir.settings())?;
     let creds: LocalCredentials = read_json(&dir.credentials())?;
-    let (destination, s3) = match to {
-        Some(to) => (to.to_string(), s3.clone()),
-        None => {
-            let cluster = super::manifest::parse(
-                &std::fs::read_to_string(dir.manifest())
-                    .map_err(LocalError::io(&dir.manifest()))?,
-                &dir.manifest(),
-            )?;
-            let destination = cluster
-                .spec
-                .backup
-                .as_ref()
-                .map(|b| b.destination.clone())
-                .ok_or_else(|| {
-                    LocalError::Usage(
-                        "where to? --to DEST, or spec.backup.destination in the cluster file"
-                            .into(),
-                    )
-                })?;
-            (destination, super::archive::s3_args(&cluster, &settings))
-        }
-    };
-    let (location, store) = s3.store(&destination)?;
-    let archive = Store::open(
-        &archive::location(&location, &settings.cluster),
-        s3.options(&location)?.as_ref(),
-    )?;
+    let (location, store, archive) = destination(dir, &settings, to, s3)?;
     let runtime = crate::runtime()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
     let manifest = runtime.block_on(backup_now(dir, &settings, &creds, &store))?;
@@ -212,6 +186,43 @@ pub fn backup(
         println!("deleted older backups: {}", removed.join(", "));
     }
     Ok(())
+}
+
+/// The backups' destination (`given`, or the spec's `backup.destination` with its S3
+/// settings), its store and the cluster's archive store there.
+pub fn destination(
+    dir: &StateDir,
+    settings: &Settings,
+    given: Option<&str>,
+    s3: &S3Args,
+) -> Result<(Location, Store, Store), LocalError> {
+    let (destination, s3) = match given {
+        Some(to) => (to.to_string(), s3.clone()),
+        None => {
+            let path = dir.manifest();
+            let text = std::fs::read_to_string(&path).map_err(LocalError::io(&path))?;
+            let cluster = super::manifest::parse(&text, &path)?;
+            let destination = cluster
+                .spec
+                .backup
+                .as_ref()
+                .map(|b| b.destination.clone())
+                .ok_or_else(|| {
+                    LocalError::Usage(
+                        "where? give the destination (--to or --from), or \
+                         spec.backup.destination in the cluster file"
+                            .into(),
+                    )
+                })?;
+            (destination, super::archive::s3_args(&cluster, settings))
+        }
+    };
+    let (location, store) = s3.store(&destination)?;
+    let archive = Store::open(
+        &archive::location(&location, &settings.cluster),
+        s3.options(&location)?.as_ref(),
+    )?;
+    Ok((location, store, archive))
 }
 
 /// Takes a backup of the running cluster in `dir` from the member [`choose_source`] picks,
@@ -292,14 +303,14 @@ async fn prune_archive(archive: &Store, oldest: &str) -> Result<(), LocalError> 
     Ok(())
 }
 
-fn admin(creds: &LocalCredentials) -> Credentials {
+pub(super) fn admin(creds: &LocalCredentials) -> Credentials {
     Credentials {
         user: creds.admin_user.clone(),
         password: creds.admin_password.clone(),
     }
 }
 
-fn tls_ca(dir: &StateDir) -> Option<std::path::PathBuf> {
+pub(super) fn tls_ca(dir: &StateDir) -> Option<std::path::PathBuf> {
     let ca = TlsFiles::new(dir.tls()).ca();
     ca.is_file().then_some(ca)
 }
@@ -591,7 +602,7 @@ async fn restore_into(
     Ok(position)
 }
 
-async fn fetch_and_prepare(
+pub(super) async fn fetch_and_prepare(
     store: &Store,
     backup: &Manifest,
     staging: &Path,
@@ -622,7 +633,7 @@ async fn fetch_and_prepare(
 
 /// Starts `layout`'s server on its data without networking or grant checks (for making
 /// restored data the cluster's own) and connects to it; stop it with [`mariadb::stop`].
-async fn start_offline(
+pub(super) async fn start_offline(
     layout: &ServerLayout,
     extra: &[&str],
 ) -> Result<(std::process::Child, mysql_async::Conn), LocalError> {
@@ -684,13 +695,16 @@ fn offline_socket(layout: &ServerLayout) -> std::path::PathBuf {
     layout.dir.join("mariadbd.sock")
 }
 
-async fn stop_offline(layout: &ServerLayout, child: &mut std::process::Child) {
+pub(super) async fn stop_offline(layout: &ServerLayout, child: &mut std::process::Child) {
     mariadb::stop(child, Duration::from_secs(60)).await;
     let _ = std::fs::remove_file(layout.dir.join("restore.cnf"));
 }
 
 /// Replays the archived transactions `files` into `layout`'s (restored) data.
-async fn replay(layout: &ServerLayout, files: &[std::path::PathBuf]) -> Result<(), LocalError> {
+pub(super) async fn replay(
+    layout: &ServerLayout,
+    files: &[std::path::PathBuf],
+) -> Result<(), LocalError> {
     // No binary log: the replayed transactions' GTIDs become the position `adopt` sets, and
     // a log written here would be copied to the other members with this member's paths.
     let (mut child, conn) = start_offline(layout, &["--skip-log-bin"]).await?;

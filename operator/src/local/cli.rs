@@ -129,6 +129,19 @@ pub enum LocalCommand {
         #[command(flatten)]
         s3: S3Args,
     },
+    /// A restore drill: the newest backup restored into a scratch server, rolled forward with
+    /// the binary log archive to a consistent snapshot of a caught-up replica, and every
+    /// table compared with that snapshot.
+    Drill {
+        /// A directory or s3://bucket/prefix [default: spec.backup.destination].
+        #[arg(long)]
+        from: Option<String>,
+        /// The backup's id [default: the newest that precedes the snapshot].
+        #[arg(long)]
+        backup: Option<String>,
+        #[command(flatten)]
+        s3: S3Args,
+    },
     /// List the complete backups at a destination, newest first.
     Backups {
         /// A directory (a path or file:///path) or s3://bucket/prefix.
@@ -246,6 +259,11 @@ fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
             keep,
             ref s3,
         } => backups::backup(d, to.as_deref(), keep, s3),
+        LocalCommand::Drill {
+            ref from,
+            ref backup,
+            ref s3,
+        } => super::drill::drill(d, from.as_deref(), backup.as_deref(), s3),
         LocalCommand::Down { purge } => down(d, purge),
         LocalCommand::Status { output, watch } => show(d, output, watch),
         LocalCommand::Switchover { ref to } => switchover(d, to.clone()),
@@ -289,12 +307,14 @@ fn on_pool(args: &LocalArgs, pool: &PoolDir) -> Result<(), LocalError> {
         .unwrap_or_default();
     match args.command {
         LocalCommand::Up(_) | LocalCommand::Backups { .. } | LocalCommand::Restore(_) => Ok(()),
-        LocalCommand::Backup { .. } => Err(LocalError::Usage(format!(
-            "back up one of pool {pool_name}'s clusters: --state-dir {}",
-            pool.cluster(clusters.first().map_or("CLUSTER", String::as_str))
-                .root()
-                .display()
-        ))),
+        LocalCommand::Backup { .. } | LocalCommand::Drill { .. } => {
+            Err(LocalError::Usage(format!(
+                "back up one of pool {pool_name}'s clusters: --state-dir {}",
+                pool.cluster(clusters.first().map_or("CLUSTER", String::as_str))
+                    .root()
+                    .display()
+            )))
+        }
         LocalCommand::Down { purge } => pool_cli::down(pool, purge),
         LocalCommand::Status { output, watch } => {
             pool_cli::show(pool, output == Output::Json, watch)

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod console;
 pub mod cordon;
 pub mod daemon;
+pub mod drill;
 pub mod manifest;
 pub mod mariadb;
 pub mod pause;

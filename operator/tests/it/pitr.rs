@@ -318,3 +318,76 @@ fn the_archive_in_s3_restores_to_a_second() {
     assert!(expected.len() < truth.len());
     assert_eq!(found, expected);
 }
+
+#[test]
+fn a_restore_drill_passes_while_writes_go_on_and_finds_a_replica_that_drifted() {
+    let dest = tempfile::tempdir().unwrap();
+    let dest_text = dest.path().to_str().unwrap().to_string();
+    let local = Local::new();
+    {
+        let _started = starting();
+        let yaml = format!(
+            "{}  backup:\n    destination: {dest_text}\n    archiveBinlogs: true\n",
+            cluster("drill", 2)
+        );
+        local.up(&local.manifest("drill", &yaml));
+    }
+    let status = local.running_status();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let o = admin(&local, member_port(&status, &primary(&status)));
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::new(o.clone()).await.unwrap();
+        c.query_drop("CREATE TABLE app.p (id BIGINT PRIMARY KEY, ts BIGINT NOT NULL)")
+            .await
+            .unwrap();
+        // NULLs and odd names count too.
+        c.query_drop(
+            "CREATE TABLE app.`odd name` (a INT, `b``c` VARCHAR(8)); \
+             INSERT INTO app.`odd name` VALUES (NULL, 'x'), (1, NULL)",
+        )
+        .await
+        .unwrap();
+    });
+    let next = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(local.app_opts(), next.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    local.ok(&["backup"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // While rows keep coming.
+    let passed = local.ok(&["drill"]);
+    assert!(
+        passed.contains("rolled forward with the binary log archive"),
+        "{passed}"
+    );
+    assert!(passed.contains("drill passed: 2 tables"), "{passed}");
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(writing.join().unwrap(), 0);
+    // A replica that lost a row without a trace in any binary log.
+    let status = local.running_status();
+    let replica = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "replica")
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = admin(&local, member_port(&status, &replica));
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::new(r.clone()).await.unwrap();
+        c.query_drop("SET sql_log_bin = 0; DELETE FROM app.p WHERE id = 2")
+            .await
+            .unwrap();
+    });
+    let out = local.run(&["drill"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("drill failed: the restored data differs")
+            && text(&out).contains("`app`.`p`"),
+        "{}",
+        text(&out)
+    );
+    assert!(!local.state().join("drill").exists());
+}
