@@ -311,6 +311,25 @@ fn a_read_only_cluster_refuses_writes_at_once_keeps_reads_and_takes_writes_again
         "{refused_after_switch:?}"
     );
 
+    // So does a failover: the primary killed (-9), the member promoted is read-only too.
+    let switched = primary(&local.status());
+    let killed = Instant::now();
+    local.ok(&["kill", &switched]);
+    wait_until(
+        "a failover to a read-only primary",
+        Duration::from_secs(60),
+        || {
+            let s = local.status();
+            primary(&s) != switched && !primary(&s).is_empty() && read_only_in_effect(&local)
+        },
+    );
+    let failed_over = killed.elapsed();
+    let (code, _) = write(&rt, &app, "INSERT INTO ro_rows VALUES (6)");
+    assert_eq!(
+        code, 1290,
+        "a write after a failover of a read-only cluster"
+    );
+
     let said = local.ok(&["read-only", "off"]);
     assert!(said.contains("ro writable again"), "{said}");
     let off = Instant::now();
@@ -326,10 +345,11 @@ fn a_read_only_cluster_refuses_writes_at_once_keeps_reads_and_takes_writes_again
     });
     eprintln!(
         "read-only in {:.1} s; writes refused (1290) in {} ms, {} ms after a switchover; \
-         writable again in {:.1} s; {:.1} s in all",
+         a read-only primary {:.1} s after a kill -9; writable again in {:.1} s; {:.1} s in all",
         turned.as_secs_f64(),
         refused_in.as_millis(),
         refused_after_switch.as_millis(),
+        failed_over.as_secs_f64(),
         writable.as_secs_f64(),
         began.elapsed().as_secs_f64()
     );
