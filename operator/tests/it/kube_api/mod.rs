@@ -7,6 +7,7 @@
 //! owned objects, so these tests stop at the API objects.
 
 mod harness;
+mod lease;
 mod plugin;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,11 @@ fn init_logs() {
 /// The chart's operator arguments, with what must differ in a test process: a metrics port
 /// of its own, and the identity and Lease namespace the pod would get from the downward API.
 fn controller_args(chart_args: &[String]) -> ControllerArgs {
+    controller_args_as(chart_args, "lagless-operator-test")
+}
+
+/// [`controller_args`] for the replica `identity`.
+fn controller_args_as(chart_args: &[String], identity: &str) -> ControllerArgs {
     #[derive(clap::Parser)]
     #[command(args_override_self = true)]
     struct Cli {
@@ -53,7 +59,7 @@ fn controller_args(chart_args: &[String]) -> ControllerArgs {
             "--metrics-address",
             "127.0.0.1:0",
             "--identity",
-            "lagless-operator-test",
+            identity,
             "--lease-namespace",
             RELEASE_NAMESPACE,
         ]);
