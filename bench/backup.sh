@@ -3,8 +3,9 @@
 # about SIZE_MB of data (hex text: it compresses about 2:1, as text columns do), back it up
 # to moto in server mode on loopback (`lagless-operator local backup`), restore it into a new
 # one-member cluster (`local restore`) and compare CHECKSUM TABLE. Prints MB/s of the
-# uncompressed stream for each direction. moto keeps objects in its own (Python) process, so
-# the figures are a floor for a real object store.
+# uncompressed stream for each direction, and the backup's speed to a local directory too.
+# moto keeps objects in its own (Python) process, so the S3 figures are a floor for a real
+# object store.
 #
 #   bench/backup.sh [SIZE_MB]        (default 1024; LAGLESS_BIN=path skips the release build)
 set -euo pipefail
@@ -52,6 +53,9 @@ echo "filled: $("${SQL[@]}" -P"$PRIMARY" -N -e "SELECT ROUND(SUM(LENGTH(b))/1048
 
 BACKUP=$("$BIN" local --state-dir "$WORK/src" backup --to s3://bench/bsrc "${S3[@]}")
 echo "$BACKUP" >&2
+# The same backup to a local directory: the pipeline's own speed, without moto's.
+DIR_BACKUP=$("$BIN" local --state-dir "$WORK/src" backup --to "$WORK/dirbackup")
+echo "$DIR_BACKUP" >&2
 STREAM_BYTES=$("$BIN" local backups --from s3://bench/bsrc "${S3[@]}" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["streamBytes"])')
 began=$(date +%s.%N)
 "$BIN" local --state-dir "$WORK/dst" restore --from s3://bench/bsrc -f "$WORK/dst.yaml" --detach \
@@ -64,6 +68,7 @@ B=$("${DSQL[@]}" -P23600 -N -e "CHECKSUM TABLE app.fill" | awk '{print $2}')
 RESTORE_S=$(python3 -c "print(round($ended - $began, 1))")
 echo "## $(date -u +%Y-%m-%d) — backup and restore through S3 (\`bench/backup.sh $SIZE_MB\`)"
 echo
-echo "- backup: ${BACKUP#backup }"
+echo "- backup to S3 (moto): ${BACKUP#backup }"
+echo "- the same to a directory: ${DIR_BACKUP#backup }"
 echo "- restore (fetch, check, extract, prepare, start): $RESTORED; the whole command $RESTORE_S s, $(python3 -c "print(round($STREAM_BYTES / 1e6 / ($ended - $began)))") MB/s of the stream"
 if [ "$A" = "$B" ]; then echo "- CHECKSUM TABLE app.fill matches the source ($A)"; else echo "- CHECKSUM MISMATCH: source $A, restored $B"; exit 1; fi
