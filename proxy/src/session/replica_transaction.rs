@@ -8,7 +8,8 @@
 
 use bytes::Bytes;
 
-use super::state::Replayed;
+use super::state::{KeptStatement, ReplayLog, Replayed};
+use super::statements::statement_id;
 use super::{BackendRole, Session};
 use crate::backend::BackendConn;
 use crate::protocol::constants::com;
@@ -146,9 +147,15 @@ impl Session {
             log.entries = Vec::new();
             return;
         }
+        let statement = (payload.first() == Some(&com::STMT_EXECUTE))
+            .then(|| statement_id(payload))
+            .flatten()
+            .and_then(|cid| self.state.statements.map.get(&cid))
+            .map(|s| KeptStatement(s.clone()));
         log.bytes += payload.len();
         log.entries.push(Replayed {
             payload: payload.clone(),
+            statement,
             rows: t.row_digest,
             error: t.error,
         });
@@ -194,6 +201,38 @@ impl Session {
             )));
         }
         let started = std::time::Instant::now();
+        // Statements the client closed since are prepared again from what was kept, and
+        // closed again after.
+        let mut restored = Vec::new();
+        for entry in &log.entries {
+            if let (Some(cid), Some(kept)) = (statement_id(&entry.payload), &entry.statement)
+                && entry.payload.first() == Some(&com::STMT_EXECUTE)
+                && !self.state.statements.map.contains_key(&cid)
+            {
+                self.state.statements.map.insert(cid, kept.0.clone());
+                restored.push(cid);
+            }
+        }
+        let replayed = self.replay_entries(&log).await;
+        for cid in restored {
+            let mut close = vec![com::STMT_CLOSE];
+            close.extend_from_slice(&cid.to_le_bytes());
+            // Closing sends nothing to the client; a lost backend is handled there.
+            let _ = self.close_statement(Bytes::from(close)).await;
+        }
+        replayed?;
+        self.state.in_transaction = true;
+        self.state.fresh_begin = None;
+        self.state.failed_moves = 0;
+        self.state.primary_begins = PRIMARY_BEGINS_AFTER_A_MOVE;
+        self.shared.metrics.optimistic_moved(true);
+        tracing::debug!(id = self.id, statements = log.entries.len(), elapsed = ?started.elapsed(), "optimistic transaction moved to the primary");
+        Ok(())
+    }
+
+    /// Runs a moved transaction's statements again on the primary, each compared with what
+    /// it returned on the replica.
+    async fn replay_entries(&mut self, log: &ReplayLog) -> Result<(), ErrPacket> {
         for (n, entry) in log.entries.iter().enumerate() {
             let (payload, kind) = if entry.payload.first() == Some(&com::STMT_EXECUTE) {
                 let mapped = match self
@@ -235,12 +274,6 @@ impl Session {
                 }
             }
         }
-        self.state.in_transaction = true;
-        self.state.fresh_begin = None;
-        self.state.failed_moves = 0;
-        self.state.primary_begins = PRIMARY_BEGINS_AFTER_A_MOVE;
-        self.shared.metrics.optimistic_moved(true);
-        tracing::debug!(id = self.id, statements = log.entries.len(), elapsed = ?started.elapsed(), "optimistic transaction moved to the primary");
         Ok(())
     }
 

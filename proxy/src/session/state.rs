@@ -40,10 +40,25 @@ pub struct Replayed {
     /// The command as the client sent it (COM_QUERY, or COM_STMT_EXECUTE with the client's
     /// statement id).
     pub payload: Bytes,
+    /// An execution's statement as it was then: drivers that close each statement after one
+    /// execution (Go's `database/sql`) leave nothing else to prepare it from on the primary.
+    pub statement: Option<KeptStatement>,
     /// The checksum of its rows.
     pub rows: Option<u64>,
     pub error: Option<u16>,
 }
+
+/// A prepared statement kept for a replay (compared by what it was prepared from).
+#[derive(Debug, Clone)]
+pub struct KeptStatement(pub super::statements::Stmt);
+
+impl PartialEq for KeptStatement {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.prepare == other.0.prepare
+    }
+}
+
+impl Eq for KeptStatement {}
 
 /// The session's state. [`Default`] is a session that just logged in without a database.
 #[derive(Debug)]

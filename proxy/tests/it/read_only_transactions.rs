@@ -328,6 +328,34 @@ async fn a_plain_transaction_reads_on_a_replica_and_moves_to_the_primary_to_writ
     let v = value(&mut direct, 5).await;
     assert_eq!(v, Some(51));
     assert_eq!(moves(&h, "moved").await, 2.0);
+
+    // A driver that closes every statement after one execution (Go's database/sql): the
+    // reads it closed are prepared again on the primary from what the proxy kept.
+    let closing = mysql_async::OptsBuilder::from_opts(h.opts(
+        lagless_testkit::APP_USER,
+        lagless_testkit::APP_PASSWORD,
+        Some("app"),
+    ))
+    .stmt_cache_size(0);
+    let mut go = mysql_async::Conn::new(closing).await.unwrap();
+    go.query_drop("BEGIN").await.unwrap();
+    for id in [1, 5] {
+        let stmt = go.prep("SELECT v FROM t WHERE id = ?").await.unwrap();
+        let v: Option<i32> = go.exec_first(&stmt, (id,)).await.unwrap();
+        assert!(v.is_some());
+        go.close(stmt).await.unwrap();
+    }
+    let update = go
+        .prep("UPDATE t SET v = v + 1 WHERE id = ?")
+        .await
+        .unwrap();
+    go.exec_drop(&update, (5,)).await.unwrap();
+    go.close(update).await.unwrap();
+    go.query_drop("COMMIT").await.unwrap();
+    let v = value(&mut direct, 5).await;
+    assert_eq!(v, Some(52), "applied exactly once");
+    assert_eq!(moves(&h, "moved").await, 3.0);
+    assert_eq!(moves(&h, "failed").await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
