@@ -53,9 +53,13 @@ pub struct Segment {
     /// The first and last transaction's time (whole seconds, as the binary log has them).
     pub first_unix: u64,
     pub last_unix: u64,
-    /// When it was stored: every transaction the primary had committed a moment before was
-    /// in it or an earlier segment (the archive follows the primary as it writes).
+    /// When it was stored.
     pub stored_unix_ms: u64,
+    /// Every transaction whose time is before this moment is in this segment or an earlier
+    /// one (the archive follows the primary as it writes; a transaction half read when the
+    /// segment was cut holds it back to that transaction's time).
+    #[serde(default)]
+    pub covered_unix_ms: u64,
     pub bytes: u64,
     pub sha256: String,
 }
@@ -346,6 +350,7 @@ mod tests {
             first_unix: 0,
             last_unix: 0,
             stored_unix_ms: 0,
+            covered_unix_ms: 0,
             bytes: 0,
             sha256: String::new(),
         }

@@ -72,6 +72,8 @@ pub struct Archiver {
     /// A private working directory (removed and made afresh).
     pub spool: PathBuf,
     pub status: Arc<std::sync::Mutex<ArchiveStatus>>,
+    /// The last moment every transaction read was stored and the reader was running.
+    pub caught_up: std::sync::Mutex<Instant>,
 }
 
 fn unix_ms() -> u64 {
@@ -143,17 +145,26 @@ impl Archiver {
         mut primary: watch::Receiver<Option<Source>>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut next = match self.load().await {
-            Ok(next) => next,
-            Err(e) => {
-                self.set_error(format!("cannot read the archive: {e}"));
-                (0, None)
+        // Where the archive stands decides where reading starts: nothing is read until it is
+        // known (starting over would store everything again).
+        let mut next = loop {
+            match self.load().await {
+                Ok(next) => break next,
+                Err(e) => {
+                    self.set_error(format!("cannot read the archive: {e}"));
+                    self.report_outage();
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(RETRY) => {}
+                    }
+                }
             }
         };
         while !*stop.borrow() {
             let source = primary.borrow_and_update().clone();
             let Some(source) = source else {
                 self.lagging("no primary to read from");
+                self.report_outage();
                 tokio::select! {
                     _ = primary.changed() => {}
                     _ = stop.changed() => {}
@@ -169,6 +180,7 @@ impl Archiver {
                 Err(e) => {
                     warn!(cluster = %self.cluster, member = %source.member, error = %e, "binary log archiving interrupted");
                     self.set_error(e);
+                    self.report_outage();
                     tokio::select! {
                         _ = stop.changed() => {}
                         _ = tokio::time::sleep(RETRY) => {}
@@ -321,17 +333,30 @@ impl Archiver {
             let read_at = unix_ms();
             if let Err(e) = read {
                 // What was read whole before the error is kept; the next run goes on after it.
+                // Its time is no claim of completeness: a transaction may be half read.
                 if pending.count > 0 {
-                    self.ship(next, &mut pending, read_at).await?;
+                    let covered = (pending.last_unix * 1000).min(read_at);
+                    self.ship(next, &mut pending, covered).await?;
                 }
                 break Err(e);
             }
+            // Complete up to the read, unless a transaction is half read: its time (when its
+            // committing statement began) may be earlier.
+            let covered = tail
+                .asm
+                .open_timestamp()
+                .map_or(read_at, |t| read_at.min(u64::from(t) * 1000));
             if pending.due() || (exited.is_some() && pending.count > 0) {
-                self.ship(next, &mut pending, read_at).await?;
+                self.ship(next, &mut pending, covered).await?;
             }
-            if pending.count == 0 && state_written.elapsed() >= STATE_EVERY && exited.is_none() {
-                self.write_state(&pending.last, read_at).await;
-                state_written = Instant::now();
+            if pending.count == 0 && exited.is_none() {
+                if let Ok(mut at) = self.caught_up.lock() {
+                    *at = Instant::now();
+                }
+                if state_written.elapsed() >= STATE_EVERY && tail.asm.open_start().is_none() {
+                    self.write_state(&pending.last, covered).await;
+                    state_written = Instant::now();
+                }
             }
             self.report_lag(&pending);
             if let Some(status) = exited {
@@ -347,10 +372,17 @@ impl Archiver {
                 let _ = child.kill().await;
                 // What it wrote before it stopped is archived, then the next primary is read.
                 tail.read(&spool, &mut pending).await?;
+                let now = unix_ms();
+                let covered = tail
+                    .asm
+                    .open_timestamp()
+                    .map_or(now, |t| now.min(u64::from(t) * 1000));
                 if pending.count > 0 {
-                    self.ship(next, &mut pending, unix_ms()).await?;
+                    self.ship(next, &mut pending, covered).await?;
                 }
-                self.write_state(&pending.last, unix_ms()).await;
+                if tail.asm.open_start().is_none() {
+                    self.write_state(&pending.last, covered).await;
+                }
                 break Ok(());
             }
             tokio::select! {
@@ -403,12 +435,13 @@ impl Archiver {
             .map_err(|e| format!("cannot run mariadb-binlog: {e}"))
     }
 
-    /// Stores `pending` as the next segment, manifest last.
+    /// Stores `pending` as the next segment, manifest last; `covered`: every transaction
+    /// whose time is before it is in this segment or an earlier one.
     async fn ship(
         &self,
         next: &mut (u64, Option<MariadbPosition>),
         pending: &mut Pending,
-        read_at: u64,
+        covered: u64,
     ) -> Result<(), String> {
         let sequence = next.0;
         let mut object = Vec::with_capacity(4 + pending.fde.len() + pending.bytes.len());
@@ -431,7 +464,8 @@ impl Archiver {
             transactions: pending.count,
             first_unix: pending.first_unix,
             last_unix: pending.last_unix,
-            stored_unix_ms: read_at,
+            stored_unix_ms: unix_ms(),
+            covered_unix_ms: covered,
             bytes: object.len() as u64,
             sha256,
         };
@@ -451,7 +485,7 @@ impl Archiver {
         if let Ok(mut s) = self.status.lock() {
             s.position = segment.last.clone();
             s.segments_stored += 1;
-            s.last_stored_at = Some(super::manifest::rfc3339(read_at));
+            s.last_stored_at = Some(super::manifest::rfc3339(unix_ms()));
             s.error = None;
         }
         Ok(())
@@ -468,6 +502,18 @@ impl Archiver {
             .await
         {
             warn!(cluster = %self.cluster, error = %e, "cannot record how far the archive reaches");
+        }
+    }
+
+    /// While nothing is being read: the lag is the time since the archive was last complete.
+    fn report_outage(&self) {
+        let since = self
+            .caught_up
+            .lock()
+            .map(|at| at.elapsed())
+            .unwrap_or_default();
+        if let Ok(mut s) = self.status.lock() {
+            s.lag_ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
         }
     }
 

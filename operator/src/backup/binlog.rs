@@ -183,6 +183,11 @@ impl Assembler {
         self.open.as_ref().map(|o| o.start)
     }
 
+    /// The time of the transaction being read, if one is.
+    pub fn open_timestamp(&self) -> Option<u32> {
+        self.open.as_ref().map(|o| o.timestamp)
+    }
+
     /// The buffer lost its first `n` bytes.
     pub fn rebase(&mut self, n: usize) {
         if let Some(o) = &mut self.open {

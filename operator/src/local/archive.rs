@@ -78,6 +78,7 @@ pub fn start(
         reader_server_id: settings.server_id_base.saturating_add(1000),
         spool: rt.dir.root().join("archive-spool"),
         status: status.clone(),
+        caught_up: std::sync::Mutex::new(std::time::Instant::now()),
     };
     let (primary, primary_rx) = watch::channel(None);
     let (stop, stop_rx) = watch::channel(false);

@@ -44,7 +44,11 @@ pub async fn read_archive(
         segments.push(segment);
     }
     let mut position = segments.last().map(Segment::last).unwrap_or_default();
-    let mut covered = segments.iter().map(|s| s.stored_unix_ms).max().unwrap_or(0);
+    let mut covered = segments
+        .iter()
+        .map(|s| s.covered_unix_ms)
+        .max()
+        .unwrap_or(0);
     if let Ok(bytes) = store.get_small(archive::STATE_NAME).await
         && let Ok(state) = serde_json::from_slice::<ArchiveState>(&bytes)
     {
@@ -320,6 +324,7 @@ mod tests {
             first_unix: 0,
             last_unix: 0,
             stored_unix_ms: stored,
+            covered_unix_ms: stored,
             bytes: 0,
             sha256: String::new(),
         }
