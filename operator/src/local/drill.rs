@@ -22,6 +22,8 @@ use super::backup::{
 use super::mariadb::{self, ServerLayout};
 use super::state::{LocalCredentials, Settings, StateDir, read_json};
 use super::status::Status;
+use crate::backup::location::Location;
+use crate::backup::store::Store;
 
 /// Row count and two row-checksum sums of one table.
 type Sums = (u64, u64, u64);
@@ -107,26 +109,81 @@ pub fn drill(
     let (location, store, archive) = destination(dir, &settings, from, s3)?;
     let runtime = crate::runtime()
         .map_err(|e| LocalError::Other(format!("cannot start the runtime: {e}")))?;
-    let scratch = dir.root().join("drill");
-    let result = runtime.block_on(async {
+    let place = Place {
+        location: &location,
+        store: &store,
+        archive: &archive,
+    };
+    runtime
+        .block_on(drill_now(
+            dir,
+            &settings,
+            &creds,
+            &place,
+            backup_id,
+            &|line| println!("{line}"),
+        ))
+        .map(|_| ())
+}
+
+/// Where the backups and the archive a drill uses are.
+pub struct Place<'a> {
+    pub location: &'a Location,
+    pub store: &'a Store,
+    pub archive: &'a Store,
+}
+
+/// Runs a drill; says its progress through `say`; returns the id of the backup drilled.
+pub async fn drill_now(
+    dir: &StateDir,
+    settings: &Settings,
+    creds: &LocalCredentials,
+    place: &Place<'_>,
+    backup_id: Option<&str>,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<String, LocalError> {
+    // A directory of its own per drill: a scheduled one and one asked for may overlap.
+    let scratch = dir.root().join(format!(
+        "drill-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    ));
+    let result = drill_in(dir, settings, creds, place, backup_id, say, &scratch).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    result
+}
+
+async fn drill_in(
+    dir: &StateDir,
+    settings: &Settings,
+    creds: &LocalCredentials,
+    place: &Place<'_>,
+    backup_id: Option<&str>,
+    say: &(dyn Fn(&str) + Sync),
+    scratch: &std::path::Path,
+) -> Result<String, LocalError> {
+    let (location, store, archive) = (place.location, place.store, place.archive);
+    {
         let began = Instant::now();
         let status: Status = read_json(&dir.status())?;
         let member = choose_source(&status.members)
             .map_err(BackupError::NoSource)?
             .clone();
-        let mine: Vec<_> = manifests(&store)
+        let mine: Vec<_> = manifests(store)
             .await?
             .into_iter()
             .filter(|m| m.cluster == settings.cluster)
             .collect();
-        let (segments, _, _) = super::pitr::read_archive(&archive).await?;
+        let (segments, _, _) = super::pitr::read_archive(archive).await?;
         // The live side: one consistent snapshot, and the position it is at.
         let ca = tls_ca(dir);
         let mut opts = mysql_async::OptsBuilder::default()
             .ip_or_hostname("127.0.0.1")
             .tcp_port(member.port)
-            .user(Some(admin(&creds).user))
-            .pass(Some(admin(&creds).password))
+            .user(Some(admin(creds).user))
+            .pass(Some(admin(creds).password))
             .prefer_socket(false);
         if let Some(ca) = &ca {
             opts = opts.ssl_opts(Some(
@@ -158,13 +215,13 @@ pub fn drill(
         let position = MariadbPosition::parse(&at)
             .map_err(|e| LocalError::Other(format!("{}'s snapshot position: {e}", member.name)))?;
         let (backup, pitr) = if segments.is_empty() {
-            let backup = super::backup::find(&store, backup_id).await?;
+            let backup = super::backup::find(store, backup_id).await?;
             (backup, None)
         } else {
             // The archive reaches the snapshot within a second or two.
             let deadline = Instant::now() + Duration::from_secs(15);
             let plan = loop {
-                let (segments, archived, covered) = super::pitr::read_archive(&archive).await?;
+                let (segments, archived, covered) = super::pitr::read_archive(archive).await?;
                 let plan = super::pitr::plan(
                     &mine,
                     backup_id,
@@ -185,7 +242,7 @@ pub fn drill(
             };
             (plan.backup.clone(), Some(plan))
         };
-        println!(
+        say(&format!(
             "drill: backup {} from {location}{}, compared with {} at {at}",
             backup.id,
             if pitr.is_some() {
@@ -195,25 +252,25 @@ pub fn drill(
                  the restore itself is checked)"
             },
             member.name
-        );
+        ));
 
         // The restored side: a scratch server with no networking, beside the cluster.
-        mariadb::remove_dir(&scratch).await?;
+        mariadb::remove_dir(scratch).await?;
         let layout = ServerLayout {
             name: "drill".into(),
             port: 0,
             server_id: settings.server_id_base.saturating_add(999),
             gtid_domain_id: settings.gtid_domain_id,
-            dir: scratch.clone(),
+            dir: scratch.to_path_buf(),
         };
         let data = layout.data_dir();
         tokio::fs::create_dir_all(&data)
             .await
             .map_err(LocalError::io(&data))?;
-        fetch_and_prepare(&store, &backup, &data).await?;
+        fetch_and_prepare(store, &backup, &data).await?;
         if let Some(plan) = &pitr {
             let work = scratch.join("replay");
-            let (files, reached) = super::pitr::replay_files(&archive, plan, &work).await?;
+            let (files, reached) = super::pitr::replay_files(archive, plan, &work).await?;
             replay(&layout, &files).await?;
             if !reached.contains(&position) {
                 return Err(LocalError::Other(format!(
@@ -231,15 +288,15 @@ pub fn drill(
         stop_offline(&layout, &mut child).await;
         let restored = restored?;
         if pitr.is_none() {
-            println!(
+            say(&format!(
                 "drill passed: backup {} restored, prepared and started at {} with {} tables \
                  in {:.1} s",
                 backup.id,
                 backup.gtid_position,
                 restored.len(),
                 began.elapsed().as_secs_f64()
-            );
-            return Ok(());
+            ));
+            return Ok(backup.id);
         }
         let differ = differences(&live_sums, &restored);
         if !differ.is_empty() {
@@ -249,16 +306,14 @@ pub fn drill(
                 differ.join("; ")
             )));
         }
-        println!(
+        say(&format!(
             "drill passed: {} tables ({} rows) equal in {:.1} s",
             restored.len(),
             restored.values().map(|s| s.0).sum::<u64>(),
             began.elapsed().as_secs_f64()
-        );
-        Ok(())
-    });
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+        ));
+        Ok(backup.id)
+    }
 }
 
 #[cfg(test)]
