@@ -7,6 +7,7 @@
 //! ([`state::StateDir`]), so commands from other terminals find the cluster.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod apply;
 pub mod archive;
 pub mod backup;
 pub mod cli;

@@ -1,4 +1,4 @@
-//! Requests from other terminals (`switchover`, `scale`, `reseed`, `pause`, `resume`) to the running
+//! Requests from other terminals (`switchover`, `scale`, `reseed`, `pause`, `apply`, ...) to the running
 //! supervisor: one JSON file each in `requests/`, taken oldest first; results appear in
 //! `status.json`.
 
@@ -41,6 +41,11 @@ pub enum RequestKind {
     /// The whole cluster read-only (`on`) or writable again.
     ReadOnly {
         on: bool,
+    },
+    /// A changed `MySQLCluster` file (its text): its `serverConfig` is rolled through the
+    /// members.
+    Apply {
+        manifest: String,
     },
 }
 
