@@ -99,6 +99,14 @@ pub enum LocalCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Restart every member the same way, one at a time, replicas first, the primary after a
+    /// switchover: e.g. after upgrading MariaDB (`status` marks members started before
+    /// mariadbd was replaced). Waits until every member is restarted.
+    Restart {
+        /// Return once the restart is taken; `status` shows the roll.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Simulate a crash: SIGKILL a member's mariadbd.
     Kill {
         /// The member, e.g. shop-0.
@@ -302,6 +310,13 @@ fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
         LocalCommand::Scale { replicas } => scale(d, replicas),
         LocalCommand::Reseed { ref member } => reseed(d, member),
         LocalCommand::Apply { ref file, no_wait } => apply(d, file, no_wait),
+        LocalCommand::Restart { no_wait } => {
+            println!("{}", submit_and_wait(d, RequestKind::Restart)?);
+            if no_wait {
+                return Ok(());
+            }
+            wait_for_roll(d, "every member is restarted")
+        }
         LocalCommand::Logs {
             ref target,
             follow,
@@ -382,6 +397,17 @@ fn on_pool(args: &LocalArgs, pool: &PoolDir) -> Result<(), LocalError> {
             "pool {pool_name}'s clusters take their spec from the pool's file; `apply` changes \
              a cluster of its own"
         ))),
+        LocalCommand::Restart { no_wait } => {
+            // One cluster at a time: which one must be said.
+            let cluster =
+                pool_cli::switchover_cluster(&clusters, &pool_name, args.name.as_deref(), None)?;
+            let dir = pool.cluster(&cluster);
+            println!("{}", submit_and_wait(&dir, RequestKind::Restart)?);
+            if no_wait {
+                return Ok(());
+            }
+            wait_for_roll(&dir, "every member is restarted")
+        }
         LocalCommand::Scale { .. } => Err(LocalError::Usage(format!(
             "pool {pool_name}'s clusters all have the template's size \
              (spec.clusterTemplate.replicas); the pool grows by clusters, not members"
@@ -1047,6 +1073,12 @@ fn apply(dir: &StateDir, file: &Path, no_wait: bool) -> Result<(), LocalError> {
     if no_wait {
         return Ok(());
     }
+    wait_for_roll(dir, "every member runs the new serverConfig")
+}
+
+/// Waits for the roll `apply` or `restart` started, printing its progress; `done` is said at
+/// the end, with the primary.
+fn wait_for_roll(dir: &StateDir, done: &str) -> Result<(), LocalError> {
     let mut last = String::new();
     loop {
         if !dir.running() {
@@ -1057,7 +1089,7 @@ fn apply(dir: &StateDir, file: &Path, no_wait: bool) -> Result<(), LocalError> {
         if let Ok(s) = read_json::<Status>(&dir.status()) {
             let Some(roll) = &s.roll else {
                 println!(
-                    "every member runs the new serverConfig; the primary is {}",
+                    "{done}; the primary is {}",
                     s.primary.as_deref().unwrap_or("-")
                 );
                 return Ok(());

@@ -62,10 +62,33 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner()) = config;
     }
 
-    /// The `serverConfig` a member's server was last started with (kept beside its data), or
-    /// the wanted one for a member never started.
+    /// How a member's server was last started (kept beside its data), if it ever was.
+    pub fn member_record(&self, layout: &ServerLayout) -> Option<ServerRecord> {
+        read_json(&server_record(layout)).ok()
+    }
+
+    /// The `serverConfig` a member's server was last started with, or the wanted one for a
+    /// member never started.
     pub fn member_config(&self, layout: &ServerLayout) -> BTreeMap<String, String> {
-        read_json(&config_record(layout)).unwrap_or_else(|_| self.wanted_config())
+        self.member_record(layout)
+            .map_or_else(|| self.wanted_config(), |r| r.server_config)
+    }
+
+    /// When the `mariadbd` program was last replaced, in milliseconds: a package upgrade
+    /// replaces the file, a version switch re-points a symbolic link (`$LAGLESS_MARIADBD`);
+    /// members started before run the older one.
+    pub fn program_changed_ms(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let path = &self.bins.mariadbd;
+        [std::fs::symlink_metadata(path), std::fs::metadata(path)]
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter_map(|m| {
+                let secs = u64::try_from(m.ctime()).ok()?;
+                let ms = u64::try_from(m.ctime_nsec()).ok()? / 1_000_000;
+                secs.checked_mul(1000)?.checked_add(ms)
+            })
+            .max()
     }
 
     /// Starts a member's server with the configuration it ran before: a restart after a
@@ -266,18 +289,30 @@ impl ProcessTable {
     }
 }
 
-/// Where the `serverConfig` a member was last started with is kept.
-fn config_record(layout: &ServerLayout) -> PathBuf {
-    layout.dir.join("server-config.json")
+/// How a member's server was last started.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ServerRecord {
+    /// The `spec.serverConfig` in its option file.
+    pub server_config: BTreeMap<String, String>,
+    pub started_unix_ms: u64,
 }
 
-/// Records `server_config` as what `layout`'s member runs.
+/// Where a member's [`ServerRecord`] is kept.
+fn server_record(layout: &ServerLayout) -> PathBuf {
+    layout.dir.join("server.json")
+}
+
+/// Records that `layout`'s member is started now with `server_config`.
 pub fn record_config(
     layout: &ServerLayout,
     server_config: &BTreeMap<String, String>,
 ) -> Result<(), LocalError> {
     std::fs::create_dir_all(&layout.dir).map_err(LocalError::io(&layout.dir))?;
-    write_json(&config_record(layout), server_config, 0o644)
+    let record = ServerRecord {
+        server_config: server_config.clone(),
+        started_unix_ms: crate::clock::unix_ms(),
+    };
+    write_json(&server_record(layout), &record, 0o644)
 }
 
 /// Stops `children` all at once, each given `grace` to exit before it is killed.

@@ -47,6 +47,8 @@ pub enum RequestKind {
     Apply {
         manifest: String,
     },
+    /// Restart every member, rolled as a configuration change is (after upgrading mariadbd).
+    Restart,
 }
 
 /// Files a request; returns its id.

@@ -90,6 +90,8 @@ pub struct RunningCluster {
     pub roll: Option<RollStatus>,
     /// Members whose servers run an older `serverConfig`.
     pub config_pending: Vec<String>,
+    /// Members started before `mariadbd` was last replaced (upgraded).
+    pub older_program: Vec<String>,
 }
 
 /// [`RunningCluster`] behind a mutex that is never held across an await.

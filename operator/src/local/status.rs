@@ -85,12 +85,16 @@ pub struct MemberStatus {
     /// Its server runs an older `serverConfig`: the roll restarts it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub config_pending: bool,
+    /// Started before the `mariadbd` program was replaced (a package upgrade): `restart`
+    /// rolls it onto the new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub older_program: bool,
 }
 
 /// A roll under way: how far it is, the member being restarted, or why it waits or stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollStatus {
-    /// Members that run the wanted `serverConfig`, of `members`.
+    /// Members rolled (running the wanted `serverConfig`, restarted if asked), of `members`.
     pub current: u32,
     pub members: u32,
     /// The member being rolled, and its phase (`draining`, `restarting`, `catching up`).
@@ -106,10 +110,7 @@ pub struct RollStatus {
 impl RollStatus {
     /// One line for people.
     pub fn describe(&self) -> String {
-        let mut line = format!(
-            "{} of {} members run the new serverConfig",
-            self.current, self.members
-        );
+        let mut line = format!("{} of {} members rolled", self.current, self.members);
         if let (Some(member), Some(phase)) = (&self.member, &self.phase) {
             line.push_str(&format!("; {member}: {phase}"));
         }
@@ -494,7 +495,7 @@ mod tests {
         };
         let text = render(&s, 0);
         assert!(
-            text.contains("rolling: 1 of 3 members run the new serverConfig; shop-1: draining"),
+            text.contains("rolling: 1 of 3 members rolled; shop-1: draining"),
             "{text}"
         );
         assert!(text.contains("! runs an older serverConfig"), "{text}");

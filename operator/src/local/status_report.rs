@@ -83,6 +83,7 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
                 cordoned: published
                     .is_some_and(|t| t.replicas.iter().any(|r| r.name == name && r.weight == 0)),
                 config_pending: shared.config_pending.iter().any(|p| p == name),
+                older_program: shared.older_program.iter().any(|p| p == name),
             }
         })
         .collect();

@@ -43,7 +43,8 @@ impl Supervisor {
             | RequestKind::Cordon { .. }
             | RequestKind::Uncordon { .. }
             | RequestKind::ReadOnly { .. }
-            | RequestKind::Apply { .. } => None,
+            | RequestKind::Apply { .. }
+            | RequestKind::Restart => None,
         }
         .and_then(|what| pause::refused_while_paused(self.settings.paused, what));
         let outcome = match (&request.kind, held) {
@@ -59,6 +60,7 @@ impl Supervisor {
             (RequestKind::Uncordon { member }, None) => self.set_cordoned(member, false).map(Some),
             (RequestKind::ReadOnly { on }, None) => self.set_read_only(*on).map(Some),
             (RequestKind::Apply { manifest }, None) => self.begin_apply(manifest).map(Some),
+            (RequestKind::Restart, None) => Ok(Some(self.begin_restart())),
         };
         match outcome {
             Ok(Some(done)) => self.finish(&request.id, true, done),
@@ -75,7 +77,8 @@ impl Supervisor {
                     | RequestKind::Cordon { .. }
                     | RequestKind::Uncordon { .. }
                     | RequestKind::ReadOnly { .. }
-                    | RequestKind::Apply { .. } => Vec::new(),
+                    | RequestKind::Apply { .. }
+                    | RequestKind::Restart => Vec::new(),
                 };
                 self.pending = Some(Pending {
                     request,
@@ -210,29 +213,49 @@ impl Supervisor {
         std::fs::rename(&tmp, &path).map_err(LocalError::io(&path))?;
         self.rt.set_wanted_config(wanted.spec.server_config.clone());
         self.cluster = wanted;
+        let members = self.announce_roll(&format!("serverConfig changed ({})", changes.join(", ")));
+        Ok(format!(
+            "serverConfig changed ({}): restarting {members} members one at a time, replicas \
+             first, the primary after a switchover{}",
+            changes.join(", "),
+            self.roll_later()
+        ))
+    }
+
+    /// Restarts every member, rolled as a configuration change is: those started before now
+    /// are not current any more.
+    fn begin_restart(&mut self) -> String {
+        self.roll.restart_requested_ms = Some(crate::clock::unix_ms());
+        let members = self.announce_roll("restart asked");
+        format!(
+            "restarting {members} members one at a time, replicas first, the primary after a \
+             switchover{}",
+            self.roll_later()
+        )
+    }
+
+    /// Starts a roll from the next round on, noted as `why`; returns the members to roll.
+    fn announce_roll(&mut self, why: &str) -> u32 {
         self.roll.begin();
         let members = self.settings.replicas;
-        // In the status before the request's result: `apply` then waits for it.
-        self.shared.lock().roll = Some(RollStatus {
+        // In the status before the request's result: `apply` and `restart` then wait for it.
+        let mut shared = self.shared.lock();
+        shared.roll = Some(RollStatus {
             members,
             waiting: Some("starting".into()),
             started_unix_ms: crate::clock::unix_ms(),
             ..RollStatus::default()
         });
-        self.shared.lock().note(format!(
-            "serverConfig changed ({}): rolling {members} members one at a time",
-            changes.join(", ")
-        ));
-        let later = if self.settings.paused {
+        shared.note(format!("{why}: rolling {members} members one at a time"));
+        members
+    }
+
+    fn roll_later(&self) -> &'static str {
+        if self.settings.paused {
             "; orchestration is paused: the roll starts once it is resumed"
         } else {
             ""
-        };
-        Ok(format!(
-            "serverConfig changed ({}): restarting {members} members one at a time, replicas \
-             first, the primary after a switchover{later}",
-            changes.join(", ")
-        ))
+        }
     }
 
     fn finish(&mut self, id: &str, ok: bool, message: String) {
@@ -381,7 +404,8 @@ impl Supervisor {
             | RequestKind::Cordon { .. }
             | RequestKind::Uncordon { .. }
             | RequestKind::ReadOnly { .. }
-            | RequestKind::Apply { .. } => Some((true, String::new())),
+            | RequestKind::Apply { .. }
+            | RequestKind::Restart => Some((true, String::new())),
             RequestKind::Scale { replicas } => {
                 let shared = self.shared.lock();
                 let published = shared.last_tick.published.as_ref();

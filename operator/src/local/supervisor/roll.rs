@@ -39,6 +39,9 @@ pub(super) struct RollState {
     stopped: Option<String>,
     /// When the roll (or this supervisor, for one found under way) began.
     started: Option<(Instant, u64)>,
+    /// `restart` asked for every member to be restarted: those started before this (Unix
+    /// milliseconds) are rolled. Not kept: `up` starts every member anew.
+    pub(super) restart_requested_ms: Option<u64>,
 }
 
 impl RollState {
@@ -64,11 +67,11 @@ impl Supervisor {
             .filter(|m| !m.current)
             .map(|m| m.name.clone())
             .collect();
-        self.shared.lock().config_pending = pending.clone();
+        self.report_members(&wanted);
         if pending.is_empty() && self.roll.rolling.is_none() && self.roll.restart.is_none() {
             if let Some((began, _)) = self.roll.started.take() {
                 self.shared.lock().note(format!(
-                    "roll done: all {} members run the new serverConfig, in {:.1} s",
+                    "roll done: all {} members restarted as wanted, in {:.1} s",
                     members.len(),
                     began.elapsed().as_secs_f64()
                 ));
@@ -128,7 +131,7 @@ impl Supervisor {
                 if !again {
                     tracing::info!(%member, "roll: draining");
                     self.shared.lock().note(format!(
-                        "rolling {member}: out of read routing, then restarted with the new \
+                        "rolling {member}: out of read routing, then restarted with the wanted \
                          serverConfig"
                     ));
                 }
@@ -152,8 +155,7 @@ impl Supervisor {
                     .map_or(0, |r| now.saturating_sub(r.since_ms));
                 self.set_rolling(None);
                 self.shared.lock().note(format!(
-                    "{member} runs the new serverConfig and has caught up (in {:.1} s); back \
-                     in read routing",
+                    "{member} restarted and has caught up (in {:.1} s); back in read routing",
                     took as f64 / 1000.0
                 ));
                 None
@@ -170,8 +172,7 @@ impl Supervisor {
                 }
                 let id = format!("roll-{now}");
                 self.shared.lock().note(format!(
-                    "every replica runs the new serverConfig: switching the primary role over \
-                     from {from}"
+                    "every replica is rolled: switching the primary role over from {from}"
                 ));
                 self.switchover = Some(Switchover {
                     id: id.clone(),
@@ -192,6 +193,28 @@ impl Supervisor {
         if let Err(e) = self.apply_spec() {
             tracing::warn!(error = %e, "roll: spec not applied");
         }
+    }
+
+    /// Marks in the status the members that run an older `serverConfig`, and those started
+    /// before `mariadbd` was replaced.
+    fn report_members(&self, wanted: &BTreeMap<String, String>) {
+        let program_changed = self.rt.program_changed_ms();
+        let mut shared = self.shared.lock();
+        let (mut config_pending, mut older_program) = (Vec::new(), Vec::new());
+        for m in shared.processes.members.values().filter(|m| !m.removing) {
+            let record = self.rt.member_record(&m.layout);
+            if record.as_ref().is_some_and(|r| r.server_config != *wanted) {
+                config_pending.push(m.layout.name.clone());
+            }
+            if record
+                .zip(program_changed)
+                .is_some_and(|(r, changed)| r.started_unix_ms < changed)
+            {
+                older_program.push(m.layout.name.clone());
+            }
+        }
+        shared.config_pending = config_pending;
+        shared.older_program = older_program;
     }
 
     /// The roll's view of every member the cluster keeps.
@@ -216,9 +239,13 @@ impl Supervisor {
                     Role::Other
                 };
                 let v = view.and_then(|v| v.member(&name));
+                let record = self.rt.member_record(&m.layout);
+                let restarted = self.roll.restart_requested_ms.is_none_or(|asked| {
+                    record.as_ref().is_some_and(|r| r.started_unix_ms >= asked)
+                });
                 RollMember {
                     role,
-                    current: self.rt.member_config(&m.layout) == *wanted,
+                    current: self.rt.member_config(&m.layout) == *wanted && restarted,
                     in_reads: listed.is_some_and(|r| r.weight > 0),
                     reachable: v.is_some_and(|v| v.is_reachable()),
                     replicating: v.is_some_and(|v| v.source.is_some() && v.replicates_cleanly()),
