@@ -310,7 +310,13 @@ fn a_server_config_change_rolls_through_the_members_without_a_client_error() {
     let kept = variable_on_members(&rt, &local, &status, "max_connections");
     assert!(kept.iter().all(|(_, v)| v == "321"), "{kept:?}");
     // The good file again: every member runs it already, nothing restarts.
+    let pids_kept = Local::pids(&local.running_status());
     let said = local.ok(&["apply", "-f", changed.to_str().unwrap()]);
+    assert_eq!(
+        Local::pids(&local.running_status()),
+        pids_kept,
+        "restarted again"
+    );
     assert!(
         said.contains("every member runs the new serverConfig"),
         "{said}"
