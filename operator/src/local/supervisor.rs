@@ -563,6 +563,8 @@ impl Supervisor {
     }
 
     async fn stop_all(&mut self) {
+        // A member a roll is restarting goes back into the table first, to be stopped cleanly.
+        self.finish_roll_restart(Duration::from_secs(10)).await;
         let proxies: Vec<Child> = self
             .shared
             .lock()

@@ -37,6 +37,8 @@ pub(super) struct RollState {
     switchover_failed: Option<Instant>,
     /// Why the roll stopped; cleared by the next `apply`.
     stopped: Option<String>,
+    /// The primary whose position the member being rolled catches up to.
+    catch_up_from: Option<String>,
     /// When the roll (or this supervisor, for one found under way) began.
     started: Option<(Instant, u64)>,
     /// `restart` asked for every member to be restarted: those started before this (Unix
@@ -59,6 +61,7 @@ impl Supervisor {
             return;
         };
         self.finish_restart();
+        self.anchor_catch_up();
         self.watch_roll_switchover(plan);
         let wanted = self.rt.wanted_config();
         let members = self.roll_members(&wanted);
@@ -281,16 +284,20 @@ impl Supervisor {
         self.roll.restart = Some(tokio::spawn(restart(rt, shared, layout, child, wanted)));
     }
 
-    /// Takes the result of a finished restart: the member catches up from what the primary
-    /// holds now, or, if it did not start, the roll stops.
+    /// Takes the result of a restart, if it finished.
     fn finish_restart(&mut self) {
         let Some(task) = self.roll.restart.as_mut() else {
             return;
         };
-        let Some(result) = task.now_or_never() else {
-            return;
-        };
-        self.roll.restart = None;
+        if let Some(result) = task.now_or_never() {
+            self.roll.restart = None;
+            self.restart_finished(result);
+        }
+    }
+
+    /// The member catches up from what the primary holds now, or, if it did not start, the
+    /// roll stops.
+    fn restart_finished(&mut self, result: Result<Result<(), LocalError>, tokio::task::JoinError>) {
         let outcome = result.unwrap_or_else(|e| Err(LocalError::Other(e.to_string())));
         let Some(rolling) = self.roll.rolling.as_mut() else {
             return;
@@ -298,14 +305,10 @@ impl Supervisor {
         let member = rolling.member.clone();
         match outcome {
             Ok(()) => {
-                let shared = self.shared.lock();
-                let primary = (shared.last_tick.published.as_ref())
-                    .and_then(|t| t.primary.as_ref())
-                    .map(|p| p.name.clone());
-                rolling.catch_up_to = primary
-                    .and_then(|p| shared.last_tick.view.as_ref()?.member(&p)?.executed.clone());
                 rolling.phase = Phase::CatchingUp;
                 rolling.since_ms = crate::clock::unix_ms();
+                self.roll.catch_up_from = None;
+                self.anchor_catch_up();
             }
             Err(e) => {
                 let why = format!(
@@ -320,6 +323,40 @@ impl Supervisor {
                 self.roll.stopped = Some(why);
                 self.set_rolling(None);
             }
+        }
+    }
+
+    /// Sets what the member being rolled must apply: what the primary holds now. Again after
+    /// a failover, since a new primary may lack what the old one held and never acknowledged.
+    fn anchor_catch_up(&mut self) {
+        let Some(rolling) = self.roll.rolling.as_mut() else {
+            return;
+        };
+        if rolling.phase != Phase::CatchingUp {
+            return;
+        }
+        let shared = self.shared.lock();
+        let primary = (shared.last_tick.published.as_ref())
+            .and_then(|t| t.primary.as_ref())
+            .map(|p| p.name.clone());
+        if primary.is_none() || primary == self.roll.catch_up_from {
+            return;
+        }
+        rolling.catch_up_to = primary
+            .as_deref()
+            .and_then(|p| shared.last_tick.view.as_ref()?.member(p)?.executed.clone());
+        self.roll.catch_up_from = primary;
+    }
+
+    /// Waits up to `limit` for a member's restart under way, so that it is back in the
+    /// process table.
+    pub(super) async fn finish_roll_restart(&mut self, limit: Duration) {
+        let Some(mut task) = self.roll.restart.take() else {
+            return;
+        };
+        match tokio::time::timeout(limit, &mut task).await {
+            Ok(result) => self.restart_finished(result),
+            Err(_) => self.roll.restart = Some(task),
         }
     }
 
