@@ -392,7 +392,7 @@ impl Supervisor {
         let plan = self.tick().await;
         self.finish_removals().await;
         self.check_request(plan.as_ref());
-        self.roll(plan.as_ref());
+        self.roll(plan.as_ref()).await;
         self.renew_tls();
     }
 

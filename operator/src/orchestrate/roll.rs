@@ -13,9 +13,15 @@ use std::time::Duration;
 use lagless_core::gtid::GtidSet;
 
 /// How long a member stays out of read routing before it is stopped, once the topology
-/// without it is published: the proxies follow a published topology within milliseconds,
-/// and reads already running there get the rest of this to finish.
+/// without it is published, when the proxies cannot say whether they still use it: they
+/// follow a published topology within milliseconds, and reads already running there get the
+/// rest of this to finish.
 pub const DRAIN: Duration = Duration::from_millis(1500);
+/// How long a drained member is kept even when the proxies say they run nothing on it: a
+/// statement routed just before a proxy took the new topology may not have started yet.
+pub const DRAIN_MIN: Duration = Duration::from_millis(500);
+/// How long statements the proxies still run on a drained member may hold its restart.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// A member's part in the cluster, as the roll needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +94,9 @@ pub struct RollView<'a> {
     /// A switchover is asked for and not finished.
     pub switching: bool,
     pub rolling: Option<&'a Rolling>,
+    /// Whether every proxy follows a topology without the member being drained in reads and
+    /// runs no statement on it; `None` when the proxies cannot be asked.
+    pub proxies_drained: Option<bool>,
     pub now_ms: u64,
 }
 
@@ -167,10 +176,21 @@ fn in_flight(v: &RollView<'_>, r: &Rolling) -> Step {
         Phase::Draining if m.role == Role::Primary => Step::Readmit(name.clone()),
         // Not out of read routing yet: the drain time counts from when it is.
         Phase::Draining if m.in_reads => Step::Drain(name.clone()),
-        Phase::Draining if v.now_ms.saturating_sub(r.since_ms) < duration_ms(DRAIN) => {
-            Step::Wait(format!("letting reads on {name} finish"))
+        Phase::Draining => {
+            let waited = v.now_ms.saturating_sub(r.since_ms);
+            match v.proxies_drained {
+                _ if waited < duration_ms(DRAIN_MIN) => {
+                    Step::Wait(format!("letting reads on {name} finish"))
+                }
+                Some(false) if waited < duration_ms(DRAIN_LIMIT) => {
+                    Step::Wait(format!("waiting for statements on {name} to finish"))
+                }
+                None if waited < duration_ms(DRAIN) => {
+                    Step::Wait(format!("letting reads on {name} finish"))
+                }
+                Some(_) | None => Step::Restart(name.clone()),
+            }
         }
-        Phase::Draining => Step::Restart(name.clone()),
         Phase::Restarting => Step::Wait(format!("restarting {name} with the new configuration")),
         Phase::CatchingUp if caught_up(m, r) => Step::Readmit(name.clone()),
         Phase::CatchingUp => Step::Wait(format!("{name} is catching up")),

@@ -1,10 +1,10 @@
 //! A `serverConfig` change rolled through a running local cluster (`local apply`), end to end
-//! with real servers and a real proxy: a writer and strict readers run through the proxy the
-//! whole time and see no error and no stale read; every member ends with the new setting, the
-//! primary role moves exactly once, by switchover. Nothing restarts while paused. A setting the
-//! server refuses stops the roll at its first member, which runs its previous configuration
-//! again. A roll interrupted by `down` goes on after `up`; `restart` rolls every member onto a
-//! re-pointed mariadbd.
+//! with real servers and a real proxy: a writer and strict readers (two with reads of 2 s)
+//! run through the proxy the whole time and see no error and no stale read; every member ends
+//! with the new setting, the primary role moves exactly once, by switchover. Nothing restarts
+//! while paused. A setting the server refuses stops the roll at its first member, which runs
+//! its previous configuration again. A roll interrupted by `down` goes on after `up`;
+//! `restart` rolls every member onto a re-pointed mariadbd.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,12 +42,12 @@ struct Seen {
     errors: AtomicU64,
 }
 
-/// One writer and `readers` strict readers through the proxy, each on one connection kept for
-/// the whole run; any error counts (a reconnect would hide one).
+/// One writer and a strict reader per query of `reads` through the proxy, each on one
+/// connection kept for the whole run; any error counts (a reconnect would hide one).
 fn start_clients(
     rt: &tokio::runtime::Runtime,
     app: &mysql_async::Opts,
-    readers: usize,
+    reads: &[&'static str],
     seen: &Arc<Seen>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
@@ -71,17 +71,14 @@ fn start_clients(
         }
         errors
     }));
-    for _ in 0..readers {
+    for &sql in reads {
         let (o, seen, stop) = (app.clone(), seen.clone(), stop.clone());
         tasks.push(rt.spawn(async move {
             let mut errors = Vec::new();
             let mut c = mysql_async::Conn::new(o).await.expect("reader connects");
             while !stop.load(Ordering::Relaxed) {
                 let before = seen.acked.load(Ordering::SeqCst);
-                match c
-                    .query_first::<Option<u64>, _>("SELECT MAX(id) FROM rolled")
-                    .await
-                {
+                match c.query_first::<Option<u64>, _>(sql).await {
                     Ok(max) => {
                         seen.reads.fetch_add(1, Ordering::Relaxed);
                         if max.flatten().unwrap_or(0) < before {
@@ -172,7 +169,10 @@ fn a_server_config_change_rolls_through_the_members_without_a_client_error() {
 
     let seen = Arc::new(Seen::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = start_clients(&rt, &app, 3, &seen, &stop);
+    // Three quick readers, and two whose reads take 2 s: the drain outlasts them.
+    let quick = "SELECT MAX(id) FROM rolled";
+    let slow = "SELECT m FROM (SELECT MAX(id) AS m FROM rolled) t WHERE SLEEP(2) = 0";
+    let clients = start_clients(&rt, &app, &[quick, quick, quick, slow, slow], &seen, &stop);
     wait_until("writes through the proxy", Duration::from_secs(10), || {
         seen.acked.load(Ordering::SeqCst) > 20
     });

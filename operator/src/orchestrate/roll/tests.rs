@@ -33,6 +33,7 @@ fn view<'a>(members: &'a [RollMember], rolling: Option<&'a Rolling>) -> RollView
         healthy: true,
         switching: false,
         rolling,
+        proxies_drained: None,
         now_ms: 10_000,
     }
 }
@@ -81,6 +82,21 @@ fn a_member_is_drained_restarted_and_readmitted_once_caught_up() {
     };
     assert!(matches!(next(&at(9_900 + 1_000)), Step::Wait(w) if w.contains("reads on s-2")));
     assert_eq!(next(&at(9_900 + 1_500)), Step::Restart("s-2".into()));
+    // Proxies that can be asked: restarted as soon as none runs a statement on it, else
+    // waited for, up to a limit.
+    let asked = |drained, now_ms| RollView {
+        proxies_drained: Some(drained),
+        ..at(now_ms)
+    };
+    assert!(matches!(next(&asked(true, 9_950)), Step::Wait(_)));
+    assert_eq!(next(&asked(true, 9_900 + 500)), Step::Restart("s-2".into()));
+    assert!(
+        matches!(next(&asked(false, 9_900 + 29_000)), Step::Wait(w) if w.contains("statements on s-2"))
+    );
+    assert_eq!(
+        next(&asked(false, 9_900 + 30_000)),
+        Step::Restart("s-2".into())
+    );
 
     let restarting = rolling("s-2", Phase::Restarting, 10_000);
     assert!(matches!(
