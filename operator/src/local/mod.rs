@@ -24,6 +24,7 @@ pub mod ports;
 pub mod read_only;
 pub use lagless_mariadbd::process;
 pub mod process_table;
+pub mod proxy_admin;
 pub mod request;
 pub mod restart;
 pub mod scheduled;

@@ -1,4 +1,5 @@
-//! Rolling a `serverConfig` change (`apply`) through the running members: the supervisor
+//! Rolling a `serverConfig` change (`apply`), or a restart of every member (`restart`),
+//! through the running members: the supervisor
 //! carries out the steps [`crate::orchestrate::roll::next`] decides, one per round, and
 //! restarts a member's server in a task of its own so the orchestration loop goes on.
 
@@ -12,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::local::process_table::{Process, Runtime, record_config};
 use crate::local::shared::SharedState;
 use crate::local::status::RollStatus;
-use crate::local::{LocalError, mariadb};
+use crate::local::{LocalError, mariadb, proxy_admin};
 use crate::orchestrate::roll::{self, Phase, Role, RollMember, RollView, Rolling, Step};
 use crate::orchestrate::view::{Switchover, SwitchoverTarget};
 use crate::orchestrate::{ClusterState, Event, Plan};
@@ -222,8 +223,8 @@ impl Supervisor {
         let answers = ports.into_iter().map(|port| {
             let member = member.clone();
             async move {
-                match admin_topology(port).await {
-                    Some(json) => drained_in(&json, &member),
+                match proxy_admin::topology(port).await {
+                    Some(json) => proxy_admin::drained(&json, &member),
                     // A proxy that does not answer routes nothing; started again, it reads
                     // the topology as it is now.
                     None => Some(true),
@@ -438,43 +439,6 @@ impl Supervisor {
     }
 }
 
-/// A proxy's admin `/topology` document, or nothing if it does not answer within a second.
-async fn admin_topology(port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let request = "GET /topology HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8(response).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(1), exchange)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// From a proxy's `/topology`: whether it routes no reads to `member` and runs no statement
-/// on it; `None` when the document cannot be read.
-fn drained_in(json: &str, member: &str) -> Option<bool> {
-    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
-    let routed = doc["document"]["replicas"]
-        .as_array()?
-        .iter()
-        .any(|r| r["name"] == member && r["weight"].as_u64().is_none_or(|w| w > 0));
-    let primary = doc["document"]["primary"]["name"] == member;
-    let busy = doc["members"]
-        .as_array()?
-        .iter()
-        .any(|m| m["name"] == member && m["outstanding"].as_u64().is_none_or(|n| n > 0));
-    Some(!routed && !primary && !busy)
-}
-
 /// Why a server did not start, in one line: the server's own errors when its log has them
 /// (`unknown variable 'x=1'`), else the whole error.
 fn start_failure(e: &LocalError) -> String {
@@ -563,32 +527,5 @@ mod tests {
         );
         let other = LocalError::Other("no port".into());
         assert_eq!(start_failure(&other), "no port");
-    }
-
-    #[test]
-    fn a_proxy_has_drained_a_member_it_routes_no_reads_to_and_runs_nothing_on() {
-        let doc = |weight: u32, outstanding: u32| {
-            serde_json::json!({
-                "epoch": 7,
-                "members": [
-                    {"name": "s-0", "outstanding": 3},
-                    {"name": "s-2", "outstanding": outstanding},
-                ],
-                "document": {
-                    "primary": {"name": "s-0", "weight": 100},
-                    "replicas": [{"name": "s-1", "weight": 100}, {"name": "s-2", "weight": weight}],
-                },
-            })
-            .to_string()
-        };
-        assert_eq!(drained_in(&doc(0, 0), "s-2"), Some(true));
-        assert_eq!(drained_in(&doc(100, 0), "s-2"), Some(false), "still routed");
-        assert_eq!(
-            drained_in(&doc(0, 1), "s-2"),
-            Some(false),
-            "a statement runs"
-        );
-        assert_eq!(drained_in(&doc(0, 0), "s-0"), Some(false), "the primary");
-        assert_eq!(drained_in("not json", "s-2"), None);
     }
 }
