@@ -293,7 +293,13 @@ pub fn render(s: &Status, events: usize) -> String {
         if let Some(error) = &m.error {
             let _ = writeln!(out, "{:<14} ! {error}", "");
         }
-        if m.cordoned {
+        let rolling = s
+            .roll
+            .as_ref()
+            .filter(|r| r.member.as_deref() == Some(&m.name));
+        if let Some(phase) = rolling.and_then(|r| r.phase.as_deref()) {
+            let _ = writeln!(out, "{:<14} ! rolling ({phase}): out of read routing", "");
+        } else if m.cordoned {
             let _ = writeln!(out, "{:<14} ! cordoned: no reads are routed to it", "");
         }
         if m.config_pending {
@@ -499,6 +505,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("! runs an older serverConfig"), "{text}");
+        assert!(
+            text.contains("! rolling (draining): out of read routing"),
+            "{text}"
+        );
         let roll = s.roll.as_mut().unwrap();
         roll.member = None;
         roll.waiting = Some("the cluster is not healthy".into());

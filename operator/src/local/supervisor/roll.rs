@@ -38,6 +38,8 @@ pub(super) struct RollState {
     switchover_failed: Option<Instant>,
     /// Why the roll stopped; cleared by the next `apply`.
     stopped: Option<String>,
+    /// When the member being rolled left read routing (or began restarting).
+    member_began: Option<Instant>,
     /// The primary whose position the member being rolled catches up to.
     catch_up_from: Option<String>,
     /// When the roll (or this supervisor, for one found under way) began.
@@ -135,6 +137,7 @@ impl Supervisor {
                     .as_ref()
                     .is_some_and(|r| r.member == member);
                 if !again {
+                    self.roll.member_began = Some(Instant::now());
                     tracing::info!(%member, "roll: draining");
                     self.shared.lock().note(format!(
                         "rolling {member}: out of read routing, then restarted with the wanted \
@@ -154,15 +157,12 @@ impl Supervisor {
                 None
             }
             Step::Readmit(member) => {
-                let took = self
-                    .roll
-                    .rolling
-                    .as_ref()
-                    .map_or(0, |r| now.saturating_sub(r.since_ms));
+                let took = self.roll.member_began.take().map(|at| at.elapsed());
                 self.set_rolling(None);
                 self.shared.lock().note(format!(
-                    "{member} restarted and has caught up (in {:.1} s); back in read routing",
-                    took as f64 / 1000.0
+                    "{member} restarted and has caught up ({:.1} s in all); back in read \
+                     routing",
+                    took.unwrap_or_default().as_secs_f64()
                 ));
                 None
             }
@@ -313,6 +313,10 @@ impl Supervisor {
             return;
         };
         tracing::info!(%member, "roll: restarting");
+        if self.roll.rolling.is_none() {
+            // Restarted in place, never drained (a one-member cluster).
+            self.roll.member_began = Some(Instant::now());
+        }
         self.roll.rolling = Some(Rolling {
             member: member.to_string(),
             phase: Phase::Restarting,
