@@ -215,9 +215,9 @@ impl Supervisor {
         self.cluster = wanted;
         let members = self.announce_roll(&format!("serverConfig changed ({})", changes.join(", ")));
         Ok(format!(
-            "serverConfig changed ({}): restarting {members} members one at a time, replicas \
-             first, the primary after a switchover{}",
+            "serverConfig changed ({}): {}{}",
             changes.join(", "),
+            roll_order(members),
             self.roll_later()
         ))
     }
@@ -227,11 +227,7 @@ impl Supervisor {
     fn begin_restart(&mut self) -> String {
         self.roll.restart_requested_ms = Some(crate::clock::unix_ms());
         let members = self.announce_roll("restart asked");
-        format!(
-            "restarting {members} members one at a time, replicas first, the primary after a \
-             switchover{}",
-            self.roll_later()
-        )
+        format!("{}{}", roll_order(members), self.roll_later())
     }
 
     /// Starts a roll from the next round on, noted as `why`; returns the members to roll.
@@ -434,5 +430,19 @@ impl Supervisor {
             self.pending = None;
             self.finish(&id, ok, message);
         }
+    }
+}
+
+/// How `members` are rolled, for people.
+fn roll_order(members: u32) -> String {
+    if members == 1 {
+        "restarting the only member in place (there is no replica to hand the primary role to: \
+         writes fail while it restarts)"
+            .to_string()
+    } else {
+        format!(
+            "restarting {members} members one at a time, replicas first, the primary after a \
+             switchover"
+        )
     }
 }
