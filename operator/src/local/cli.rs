@@ -88,6 +88,25 @@ pub enum LocalCommand {
         #[arg(value_enum)]
         state: Switch,
     },
+    /// Change the running cluster's spec.serverConfig to a MySQLCluster file's: members are
+    /// restarted with it one at a time, replicas first (each out of read routing, then caught
+    /// up), the primary after a switchover. Waits until every member runs it.
+    Apply {
+        /// The MySQLCluster YAML.
+        #[arg(long, short)]
+        file: PathBuf,
+        /// Return once the change is taken; `status` shows the roll.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Restart every member the same way, one at a time, replicas first, the primary after a
+    /// switchover: e.g. after upgrading MariaDB (`status` marks members started before
+    /// mariadbd was replaced). Waits until every member is restarted.
+    Restart {
+        /// Return once the restart is taken; `status` shows the roll.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Simulate a crash: SIGKILL a member's mariadbd.
     Kill {
         /// The member, e.g. shop-0.
@@ -290,6 +309,14 @@ fn on_cluster(args: &LocalArgs, d: &StateDir) -> Result<(), LocalError> {
         ),
         LocalCommand::Scale { replicas } => scale(d, replicas),
         LocalCommand::Reseed { ref member } => reseed(d, member),
+        LocalCommand::Apply { ref file, no_wait } => apply(d, file, no_wait),
+        LocalCommand::Restart { no_wait } => {
+            println!("{}", submit_and_wait(d, RequestKind::Restart)?);
+            if no_wait {
+                return Ok(());
+            }
+            wait_for_roll(d, "every member is restarted")
+        }
         LocalCommand::Logs {
             ref target,
             follow,
@@ -365,6 +392,21 @@ fn on_pool(args: &LocalArgs, pool: &PoolDir) -> Result<(), LocalError> {
         LocalCommand::Reseed { ref member } => {
             let cluster = pool_cli::member_cluster(&clusters, &pool_name, member)?;
             reseed(&pool.cluster(&cluster), member)
+        }
+        LocalCommand::Apply { .. } => Err(LocalError::Usage(format!(
+            "pool {pool_name}'s clusters take their spec from the pool's file; `apply` changes \
+             a cluster of its own"
+        ))),
+        LocalCommand::Restart { no_wait } => {
+            // One cluster at a time: which one must be said.
+            let cluster =
+                pool_cli::switchover_cluster(&clusters, &pool_name, args.name.as_deref(), None)?;
+            let dir = pool.cluster(&cluster);
+            println!("{}", submit_and_wait(&dir, RequestKind::Restart)?);
+            if no_wait {
+                return Ok(());
+            }
+            wait_for_roll(&dir, "every member is restarted")
         }
         LocalCommand::Scale { .. } => Err(LocalError::Usage(format!(
             "pool {pool_name}'s clusters all have the template's size \
@@ -747,7 +789,7 @@ fn supervise(dir: &StateDir, log_filter: &str, display: Option<String>) -> Resul
         dir: dir.clone(),
         bins: Binaries::locate()?,
         creds,
-        server_config: cluster.spec.server_config.clone(),
+        server_config: cluster.spec.server_config.clone().into(),
         replication: cluster.spec.replication.clone(),
         consistency: cluster.spec.proxy.default_consistency.clone(),
         tls,
@@ -1012,6 +1054,65 @@ fn pause(dir: &StateDir, kind: RequestKind) -> Result<(), LocalError> {
     let message = submit_and_wait(dir, kind)?;
     println!("{message}");
     Ok(())
+}
+
+/// `apply`: the file is checked here first (a refusal needs no running supervisor to explain
+/// it), then handed to the supervisor, whose roll this waits for, printing its progress.
+fn apply(dir: &StateDir, file: &Path, no_wait: bool) -> Result<(), LocalError> {
+    require_running(dir)?;
+    let text = std::fs::read_to_string(file).map_err(LocalError::io(file))?;
+    let wanted = super::manifest::parse(&text, file)?;
+    let running = super::manifest::load(&dir.manifest())?;
+    let changes = super::apply::config_changes(&running, &wanted).map_err(LocalError::Usage)?;
+    if changes.is_empty() {
+        println!("nothing to change: the file's serverConfig is the running one");
+        return Ok(());
+    }
+    let message = submit_and_wait(dir, RequestKind::Apply { manifest: text })?;
+    println!("{message}");
+    if no_wait {
+        return Ok(());
+    }
+    wait_for_roll(dir, "every member runs the new serverConfig")
+}
+
+/// Waits for the roll `apply` or `restart` started, printing its progress; `done` is said at
+/// the end, with the primary.
+fn wait_for_roll(dir: &StateDir, done: &str) -> Result<(), LocalError> {
+    let mut last = String::new();
+    loop {
+        if !dir.running() {
+            return Err(LocalError::Other(
+                "the supervisor stopped before the roll finished; `up` goes on with it".into(),
+            ));
+        }
+        if let Ok(s) = read_json::<Status>(&dir.status()) {
+            let Some(roll) = &s.roll else {
+                println!(
+                    "{done}; the primary is {}",
+                    s.primary.as_deref().unwrap_or("-")
+                );
+                return Ok(());
+            };
+            if let Some(why) = &roll.stopped {
+                return Err(LocalError::Other(format!("the roll stopped: {why}")));
+            }
+            let line = roll.describe();
+            if line != last {
+                println!("{line}");
+                last = line;
+            }
+            if roll
+                .waiting
+                .as_deref()
+                .is_some_and(|w| w.contains("paused"))
+            {
+                println!("the roll goes on once the orchestration is resumed (`resume`)");
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn kill(dir: &StateDir, member: &str) -> Result<(), LocalError> {

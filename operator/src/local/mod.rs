@@ -7,6 +7,7 @@
 //! ([`state::StateDir`]), so commands from other terminals find the cluster.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod apply;
 pub mod archive;
 pub mod backup;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod ports;
 pub mod read_only;
 pub use lagless_mariadbd::process;
 pub mod process_table;
+pub mod proxy_admin;
 pub mod request;
 pub mod restart;
 pub mod scheduled;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use lagless_mariadbd::ServerError;
@@ -15,7 +16,7 @@ use super::LocalError;
 use super::mariadb::{self, Binaries, ServerLayout, ServerOptions};
 use super::process::spawn_tied;
 use super::restart::backoff;
-use super::state::{LocalCredentials, StateDir};
+use super::state::{LocalCredentials, StateDir, read_json, write_json};
 use super::status::ProxyStatus;
 
 /// What does not change while the supervisor runs.
@@ -24,7 +25,9 @@ pub struct Runtime {
     pub dir: StateDir,
     pub bins: Binaries,
     pub creds: LocalCredentials,
-    pub server_config: BTreeMap<String, String>,
+    /// `spec.serverConfig` as wanted now: what new members start with, and what a roll
+    /// brings the others to (`apply` changes it).
+    pub server_config: RwLock<BTreeMap<String, String>>,
     pub replication: ReplicationSpec,
     pub consistency: String,
     /// The certificate files, when the spec asks for TLS.
@@ -32,13 +35,76 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// How members' servers are configured.
-    pub fn server_options(&self) -> ServerOptions<'_> {
+    /// How a member's server is configured, with `server_config` from the spec.
+    pub fn server_options<'a>(
+        &'a self,
+        server_config: &'a BTreeMap<String, String>,
+    ) -> ServerOptions<'a> {
         ServerOptions {
-            server_config: &self.server_config,
+            server_config,
             semi_sync: self.replicas_acknowledge(),
             tls: self.tls.as_ref(),
         }
+    }
+
+    /// `spec.serverConfig` as wanted now.
+    pub fn wanted_config(&self) -> BTreeMap<String, String> {
+        self.server_config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_wanted_config(&self, config: BTreeMap<String, String>) {
+        *self
+            .server_config
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// How a member's server was last started (kept beside its data), if it ever was.
+    pub fn member_record(&self, layout: &ServerLayout) -> Option<ServerRecord> {
+        read_json(&server_record(layout)).ok()
+    }
+
+    /// The `serverConfig` a member's server was last started with, or the wanted one for a
+    /// member never started.
+    pub fn member_config(&self, layout: &ServerLayout) -> BTreeMap<String, String> {
+        self.member_record(layout)
+            .map_or_else(|| self.wanted_config(), |r| r.server_config)
+    }
+
+    /// When the `mariadbd` program was last replaced, in milliseconds: a package upgrade
+    /// replaces the file, a version switch re-points a symbolic link (`$LAGLESS_MARIADBD`);
+    /// members started before run the older one.
+    pub fn program_changed_ms(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let path = &self.bins.mariadbd;
+        [std::fs::symlink_metadata(path), std::fs::metadata(path)]
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter_map(|m| {
+                let secs = u64::try_from(m.ctime()).ok()?;
+                let ms = u64::try_from(m.ctime_nsec()).ok()? / 1_000_000;
+                secs.checked_mul(1000)?.checked_add(ms)
+            })
+            .max()
+    }
+
+    /// Starts a member's server with the configuration it ran before: a restart after a
+    /// crash changes nothing (as a container restarted in its pod); only a roll does.
+    pub fn spawn_member(&self, layout: &ServerLayout) -> Result<Child, LocalError> {
+        self.spawn_member_with(layout, &self.member_config(layout))
+    }
+
+    /// Starts a member's server with `server_config`, recorded as what it runs.
+    pub fn spawn_member_with(
+        &self,
+        layout: &ServerLayout,
+        server_config: &BTreeMap<String, String>,
+    ) -> Result<Child, LocalError> {
+        record_config(layout, server_config)?;
+        mariadb::spawn(&self.bins, layout, &self.server_options(server_config))
     }
 
     /// Whether members' option files make replicas acknowledge: unless semi-sync is turned
@@ -197,7 +263,7 @@ impl ProcessTable {
                 && m.restart_at.is_some_and(|at| at <= now)
             {
                 m.restart_at = None;
-                match mariadb::spawn(&rt.bins, &m.layout, &rt.server_options()) {
+                match rt.spawn_member(&m.layout) {
                     Ok(child) => {
                         m.child = Some(child);
                         m.process = Process::Starting;
@@ -221,6 +287,32 @@ impl ProcessTable {
         }
         notes
     }
+}
+
+/// How a member's server was last started.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ServerRecord {
+    /// The `spec.serverConfig` in its option file.
+    pub server_config: BTreeMap<String, String>,
+    pub started_unix_ms: u64,
+}
+
+/// Where a member's [`ServerRecord`] is kept.
+fn server_record(layout: &ServerLayout) -> PathBuf {
+    layout.dir.join("server.json")
+}
+
+/// Records that `layout`'s member is started now with `server_config`.
+pub fn record_config(
+    layout: &ServerLayout,
+    server_config: &BTreeMap<String, String>,
+) -> Result<(), LocalError> {
+    std::fs::create_dir_all(&layout.dir).map_err(LocalError::io(&layout.dir))?;
+    let record = ServerRecord {
+        server_config: server_config.clone(),
+        started_unix_ms: crate::clock::unix_ms(),
+    };
+    write_json(&server_record(layout), &record, 0o644)
 }
 
 /// Stops `children` all at once, each given `grace` to exit before it is killed.

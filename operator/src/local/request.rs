@@ -1,4 +1,4 @@
-//! Requests from other terminals (`switchover`, `scale`, `reseed`, `pause`, `resume`) to the running
+//! Requests from other terminals (`switchover`, `scale`, `reseed`, `pause`, `apply`, ...) to the running
 //! supervisor: one JSON file each in `requests/`, taken oldest first; results appear in
 //! `status.json`.
 
@@ -42,6 +42,13 @@ pub enum RequestKind {
     ReadOnly {
         on: bool,
     },
+    /// A changed `MySQLCluster` file (its text): its `serverConfig` is rolled through the
+    /// members.
+    Apply {
+        manifest: String,
+    },
+    /// Restart every member, rolled as a configuration change is (after upgrading mariadbd).
+    Restart,
 }
 
 /// Files a request; returns its id.

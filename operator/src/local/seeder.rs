@@ -207,7 +207,7 @@ impl Inner {
     /// not start is left to the supervisor's restarts.
     async fn restart(&self, layout: &ServerLayout) -> Result<(), LocalError> {
         let rt = &self.runtime;
-        let spawned = mariadb::spawn(&rt.bins, layout, &rt.server_options());
+        let spawned = rt.spawn_member(layout);
         let (child, ready) = match spawned {
             Ok(mut child) => {
                 let ready =

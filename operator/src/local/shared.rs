@@ -11,7 +11,7 @@ use lagless_core::topology::Topology;
 use crate::orchestrate::{ClusterState, ClusterView};
 
 use super::process_table::ProcessTable;
-use super::status::{EventLine, RequestResult};
+use super::status::{EventLine, RequestResult, RollStatus};
 
 /// A seeding in progress.
 #[derive(Debug)]
@@ -86,6 +86,12 @@ pub struct RunningCluster {
     pub archive: Option<crate::backup::archiver::ArchiveStatus>,
     /// Scheduled backups, when the spec has a schedule.
     pub backups: Option<super::scheduled::ScheduleStatus>,
+    /// A `serverConfig` change being rolled, as the status shows it.
+    pub roll: Option<RollStatus>,
+    /// Members whose servers run an older `serverConfig`.
+    pub config_pending: Vec<String>,
+    /// Members started before `mariadbd` was last replaced (upgraded).
+    pub older_program: Vec<String>,
 }
 
 /// [`RunningCluster`] behind a mutex that is never held across an await.

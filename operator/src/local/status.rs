@@ -42,6 +42,10 @@ pub struct Status {
     pub members: Vec<MemberStatus>,
     pub proxies: Vec<ProxyStatus>,
     pub seeding: Option<SeedingStatus>,
+    /// A change of `serverConfig` being rolled through the members (`apply`); absent once
+    /// every member runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll: Option<RollStatus>,
     /// Newest last.
     pub events: Vec<EventLine>,
     pub connect: Option<ConnectInfo>,
@@ -78,6 +82,45 @@ pub struct MemberStatus {
     /// Published with weight 0: the proxies route no reads to it (`cordon`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cordoned: bool,
+    /// Its server runs an older `serverConfig`: the roll restarts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub config_pending: bool,
+    /// Started before the `mariadbd` program was replaced (a package upgrade): `restart`
+    /// rolls it onto the new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub older_program: bool,
+}
+
+/// A roll under way: how far it is, the member being restarted, or why it waits or stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollStatus {
+    /// Members rolled (running the wanted `serverConfig`, restarted if asked), of `members`.
+    pub current: u32,
+    pub members: u32,
+    /// The member being rolled, and its phase (`draining`, `restarting`, `catching up`).
+    pub member: Option<String>,
+    pub phase: Option<String>,
+    /// Why nothing moves now.
+    pub waiting: Option<String>,
+    /// Why the roll stopped; a new `apply` starts it again.
+    pub stopped: Option<String>,
+    pub started_unix_ms: u64,
+}
+
+impl RollStatus {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let mut line = format!("{} of {} members rolled", self.current, self.members);
+        if let (Some(member), Some(phase)) = (&self.member, &self.phase) {
+            line.push_str(&format!("; {member}: {phase}"));
+        }
+        if let Some(why) = &self.stopped {
+            line.push_str(&format!("; stopped: {why}"));
+        } else if let Some(why) = &self.waiting {
+            line.push_str(&format!("; waiting: {why}"));
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +267,9 @@ pub fn render(s: &Status, events: usize) -> String {
     if let Some(why) = &s.failing {
         let _ = writeln!(out, "  ! keeps failing: {why}");
     }
+    if let Some(roll) = &s.roll {
+        let _ = writeln!(out, "  rolling: {}", roll.describe());
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -247,8 +293,21 @@ pub fn render(s: &Status, events: usize) -> String {
         if let Some(error) = &m.error {
             let _ = writeln!(out, "{:<14} ! {error}", "");
         }
-        if m.cordoned {
+        let rolling = s
+            .roll
+            .as_ref()
+            .filter(|r| r.member.as_deref() == Some(&m.name));
+        if let Some(phase) = rolling.and_then(|r| r.phase.as_deref()) {
+            let _ = writeln!(out, "{:<14} ! rolling ({phase}): out of read routing", "");
+        } else if m.cordoned {
             let _ = writeln!(out, "{:<14} ! cordoned: no reads are routed to it", "");
+        }
+        if m.config_pending {
+            let _ = writeln!(
+                out,
+                "{:<14} ! runs an older serverConfig: to be restarted",
+                ""
+            );
         }
     }
     if let Some(seed) = &s.seeding {
@@ -421,5 +480,43 @@ mod tests {
             !text.contains("event 2"),
             "only the last two events: {text}"
         );
+    }
+
+    #[test]
+    fn a_roll_shows_its_progress_its_member_and_why_it_waits_or_stopped() {
+        let mut s = Status {
+            roll: Some(RollStatus {
+                current: 1,
+                members: 3,
+                member: Some("shop-1".into()),
+                phase: Some("draining".into()),
+                ..Default::default()
+            }),
+            members: vec![MemberStatus {
+                name: "shop-1".into(),
+                config_pending: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = render(&s, 0);
+        assert!(
+            text.contains("rolling: 1 of 3 members rolled; shop-1: draining"),
+            "{text}"
+        );
+        assert!(text.contains("! runs an older serverConfig"), "{text}");
+        assert!(
+            text.contains("! rolling (draining): out of read routing"),
+            "{text}"
+        );
+        let roll = s.roll.as_mut().unwrap();
+        roll.member = None;
+        roll.waiting = Some("the cluster is not healthy".into());
+        assert!(
+            roll.describe()
+                .ends_with("; waiting: the cluster is not healthy")
+        );
+        roll.stopped = Some("shop-2 did not start".into());
+        assert!(roll.describe().ends_with("; stopped: shop-2 did not start"));
     }
 }

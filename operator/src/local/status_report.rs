@@ -82,6 +82,8 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
                 restarts: m.restarts,
                 cordoned: published
                     .is_some_and(|t| t.replicas.iter().any(|r| r.name == name && r.weight == 0)),
+                config_pending: shared.config_pending.iter().any(|p| p == name),
+                older_program: shared.older_program.iter().any(|p| p == name),
             }
         })
         .collect();
@@ -133,6 +135,7 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
             bytes: s.bytes.load(Ordering::Relaxed),
             elapsed_ms: u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }),
+        roll: shared.roll.clone(),
         events,
         // A pool's clusters are reached through the pool's proxies, not their own.
         connect: (settings.pool.is_none())

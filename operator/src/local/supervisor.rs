@@ -3,11 +3,13 @@
 //! It starts the members from the template, lets the orchestration core bootstrap them,
 //! starts the proxies, then loops: restart crashed processes (as a StatefulSet or Deployment
 //! would; see [`super::process_table`]), take switchover, scale and reseed requests
-//! ([`requests`]), run one orchestration tick. Copies (seeding) run in tasks of their own (see
+//! ([`requests`]), run one orchestration tick, take the next step of a configuration roll
+//! ([`roll`]). Copies (seeding) run in tasks of their own (see
 //! [`super::seeder`]); a separate task writes `status.json` twice a second (see
 //! [`super::status_report`]).
 
 mod requests;
+mod roll;
 
 use std::process::Child;
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use super::shared::{LastTick, SharedState};
 use super::state::Settings;
 use super::status::EventLine;
 use requests::Pending;
+use roll::RollState;
 
 /// How long after one failover another may happen automatically. Shorter than in Kubernetes
 /// (where flapping costs more): local clusters are for trying failures out.
@@ -54,6 +57,8 @@ pub struct Supervisor {
     orchestrator: Option<Orchestrator>,
     switchover: Option<Switchover>,
     pending: Option<Pending>,
+    /// A `serverConfig` change being rolled through the members.
+    roll: RollState,
     last_warning: Option<String>,
     /// When the certificate was last checked for renewal.
     tls_checked: Instant,
@@ -76,6 +81,7 @@ impl Supervisor {
             orchestrator: None,
             switchover: None,
             pending: None,
+            roll: RollState::default(),
             tls_checked: Instant::now(),
             last_warning: None,
             archive: None,
@@ -114,6 +120,10 @@ impl Supervisor {
         spec.paused = self.settings.paused;
         // `cordon` and `uncordon` change it while running; the file gives it at `up -f`.
         spec.cordoned = self.settings.cordoned.iter().cloned().collect();
+        // The member a roll restarts is out of read routing until it has caught up.
+        if let Some(rolling) = &self.roll.rolling {
+            spec.cordoned.insert(rolling.member.clone());
+        }
         // `read-only on|off` changes it while running; the file gives it at `up -f`.
         spec.read_only = self.settings.read_only;
         // Switchovers are requested with `local switchover`; a request kept in the file would
@@ -294,7 +304,7 @@ impl Supervisor {
     /// Registers a member and starts its server (from the template if it has no data yet).
     async fn add_member(&mut self, layout: ServerLayout) -> Result<(), LocalError> {
         mariadb::init_member_data(&self.rt.dir.template(), &layout).await?;
-        let child = mariadb::spawn(&self.rt.bins, &layout, &self.rt.server_options())?;
+        let child = self.rt.spawn_member(&layout)?;
         self.shared
             .lock()
             .processes
@@ -382,6 +392,7 @@ impl Supervisor {
         let plan = self.tick().await;
         self.finish_removals().await;
         self.check_request(plan.as_ref());
+        self.roll(plan.as_ref()).await;
         self.renew_tls();
     }
 
@@ -552,6 +563,8 @@ impl Supervisor {
     }
 
     async fn stop_all(&mut self) {
+        // A member a roll is restarting goes back into the table first, to be stopped cleanly.
+        self.finish_roll_restart(Duration::from_secs(10)).await;
         let proxies: Vec<Child> = self
             .shared
             .lock()

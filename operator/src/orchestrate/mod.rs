@@ -10,6 +10,7 @@
 //! - [`act`]: the actions as SQL, and publishing topologies ([`act::TopologySink`]).
 //! - [`seed`]: copying a donor's data into a member, which the platform does for
 //!   [`Action::Seed`] through an [`act::Seeder`].
+//! - [`roll`]: which member a configuration change restarts next, and when.
 //! - [`run`]: the loop that ties them together, one [`run::Orchestrator::tick`] at a time.
 //!
 //! The shape follows MOCO's `clustering/status.go` (classify into a small state enum, then one
@@ -22,6 +23,7 @@ pub mod fence;
 pub mod observe;
 pub mod plan;
 pub mod redact;
+pub mod roll;
 pub mod run;
 pub mod seed;
 pub mod view;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lagless-operator"))
 }
 

@@ -14,6 +14,7 @@ mod orchestrate;
 mod pause;
 mod pitr;
 mod push;
+mod rolling;
 mod switchover;
 mod tenant_cli;
 mod tenant_move;

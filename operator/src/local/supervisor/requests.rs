@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use crate::local::process_table::Process;
 use crate::local::request::{Request, RequestKind};
 use crate::local::state::write_json;
-use crate::local::{LocalError, cordon, mariadb, pause, read_only};
+use crate::local::status::RollStatus;
+use crate::local::{LocalError, apply, cordon, mariadb, pause, read_only};
 use crate::orchestrate::run::Orchestrator;
 use crate::orchestrate::view::{Switchover, SwitchoverTarget};
 use crate::orchestrate::{Event, Plan};
@@ -41,7 +42,9 @@ impl Supervisor {
             | RequestKind::Resume
             | RequestKind::Cordon { .. }
             | RequestKind::Uncordon { .. }
-            | RequestKind::ReadOnly { .. } => None,
+            | RequestKind::ReadOnly { .. }
+            | RequestKind::Apply { .. }
+            | RequestKind::Restart => None,
         }
         .and_then(|what| pause::refused_while_paused(self.settings.paused, what));
         let outcome = match (&request.kind, held) {
@@ -56,6 +59,8 @@ impl Supervisor {
             (RequestKind::Cordon { member }, None) => self.set_cordoned(member, true).map(Some),
             (RequestKind::Uncordon { member }, None) => self.set_cordoned(member, false).map(Some),
             (RequestKind::ReadOnly { on }, None) => self.set_read_only(*on).map(Some),
+            (RequestKind::Apply { manifest }, None) => self.begin_apply(manifest).map(Some),
+            (RequestKind::Restart, None) => Ok(Some(self.begin_restart())),
         };
         match outcome {
             Ok(Some(done)) => self.finish(&request.id, true, done),
@@ -71,7 +76,9 @@ impl Supervisor {
                     | RequestKind::Resume
                     | RequestKind::Cordon { .. }
                     | RequestKind::Uncordon { .. }
-                    | RequestKind::ReadOnly { .. } => Vec::new(),
+                    | RequestKind::ReadOnly { .. }
+                    | RequestKind::Apply { .. }
+                    | RequestKind::Restart => Vec::new(),
                 };
                 self.pending = Some(Pending {
                     request,
@@ -109,7 +116,7 @@ impl Supervisor {
         let emptied = async {
             mariadb::remove_dir(&layout.data_dir()).await?;
             mariadb::init_member_data(&self.rt.dir.template(), &layout).await?;
-            mariadb::spawn(&self.rt.bins, &layout, &self.rt.server_options())
+            self.rt.spawn_member(&layout)
         }
         .await;
         let mut shared = self.shared.lock();
@@ -189,6 +196,62 @@ impl Supervisor {
             on,
             self.settings.paused,
         ))
+    }
+
+    /// Takes a changed file's `serverConfig` as the wanted one (kept in `cluster.yaml`) and
+    /// starts rolling it through the members from the next round on; the roll itself is not
+    /// a request, so `pause` and the other requests are taken while it goes on.
+    fn begin_apply(&mut self, manifest: &str) -> Result<String, LocalError> {
+        let path = self.rt.dir.manifest();
+        let wanted = crate::local::manifest::parse(manifest, &path)?;
+        let changes = apply::config_changes(&self.cluster, &wanted).map_err(LocalError::Usage)?;
+        if changes.is_empty() {
+            return Ok("nothing to change: the file's serverConfig is the running one".into());
+        }
+        let tmp = path.with_extension("yaml.tmp");
+        std::fs::write(&tmp, manifest).map_err(LocalError::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(LocalError::io(&path))?;
+        self.rt.set_wanted_config(wanted.spec.server_config.clone());
+        self.cluster = wanted;
+        let members = self.announce_roll(&format!("serverConfig changed ({})", changes.join(", ")));
+        Ok(format!(
+            "serverConfig changed ({}): {}{}",
+            changes.join(", "),
+            roll_order(members),
+            self.roll_later()
+        ))
+    }
+
+    /// Restarts every member, rolled as a configuration change is: those started before now
+    /// are not current any more.
+    fn begin_restart(&mut self) -> String {
+        self.roll.restart_requested_ms = Some(crate::clock::unix_ms());
+        let members = self.announce_roll("restart asked");
+        format!("{}{}", roll_order(members), self.roll_later())
+    }
+
+    /// Starts a roll from the next round on, noted as `why`; returns the members to roll.
+    fn announce_roll(&mut self, why: &str) -> u32 {
+        self.roll.begin();
+        let members = self.settings.replicas;
+        // In the status before the request's result: `apply` and `restart` then wait for it.
+        let mut shared = self.shared.lock();
+        shared.roll = Some(RollStatus {
+            members,
+            waiting: Some("starting".into()),
+            started_unix_ms: crate::clock::unix_ms(),
+            ..RollStatus::default()
+        });
+        shared.note(format!("{why}: rolling {members} members one at a time"));
+        members
+    }
+
+    fn roll_later(&self) -> &'static str {
+        if self.settings.paused {
+            "; orchestration is paused: the roll starts once it is resumed"
+        } else {
+            ""
+        }
     }
 
     fn finish(&mut self, id: &str, ok: bool, message: String) {
@@ -336,7 +399,9 @@ impl Supervisor {
             | RequestKind::Resume
             | RequestKind::Cordon { .. }
             | RequestKind::Uncordon { .. }
-            | RequestKind::ReadOnly { .. } => Some((true, String::new())),
+            | RequestKind::ReadOnly { .. }
+            | RequestKind::Apply { .. }
+            | RequestKind::Restart => Some((true, String::new())),
             RequestKind::Scale { replicas } => {
                 let shared = self.shared.lock();
                 let published = shared.last_tick.published.as_ref();
@@ -365,5 +430,19 @@ impl Supervisor {
             self.pending = None;
             self.finish(&id, ok, message);
         }
+    }
+}
+
+/// How `members` are rolled, for people.
+fn roll_order(members: u32) -> String {
+    if members == 1 {
+        "restarting the only member in place (there is no replica to hand the primary role to: \
+         writes fail while it restarts)"
+            .to_string()
+    } else {
+        format!(
+            "restarting {members} members one at a time, replicas first, the primary after a \
+             switchover"
+        )
     }
 }
