@@ -116,6 +116,13 @@ impl MySQLClusterSpec {
             {
                 errors.add("spec.backup.schedule", e);
             }
+            if let Some(Err(e)) = backup
+                .drill_schedule
+                .as_deref()
+                .map(crate::backup::schedule::Schedule::parse)
+            {
+                errors.add("spec.backup.drillSchedule", e);
+            }
             if backup.keep == Some(0) {
                 errors.add("spec.backup.keep", "must be at least 1");
             }

@@ -1,6 +1,7 @@
-//! Scheduled full backups of a local cluster (`spec.backup.schedule`), taken by the
-//! supervisor's process at each time the schedule names, then the retention policy
-//! (`keep`, `keepDays`) applied, the archived binary log included.
+//! Scheduled jobs of a local cluster, run by the supervisor's process at each time their
+//! schedule names: full backups (`spec.backup.schedule`), each followed by the retention
+//! policy (`keep`, `keepDays`, the archived binary log included), and restore drills
+//! (`spec.backup.drillSchedule`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,9 +27,10 @@ pub struct ScheduleStatus {
     pub schedule: String,
     pub destination: String,
     pub next_at: Option<String>,
+    /// The backup taken, or drilled, last.
     pub last_id: Option<String>,
     pub last_at: Option<String>,
-    /// Why the last scheduled backup failed (cleared by the next that succeeds).
+    /// Why the last run failed (cleared by the next that succeeds).
     pub last_error: Option<String>,
     pub succeeded: u64,
     pub failed: u64,
@@ -46,8 +48,18 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Starts the schedule if the spec has one.
+/// What a schedule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// A full backup, then the retention policy.
+    Backup,
+    /// A restore drill ([`super::drill`]).
+    Drill,
+}
+
+/// Starts the schedule of `job` if the spec has one.
 pub fn start(
+    job: Job,
     dir: &StateDir,
     cluster: &MySQLCluster,
     settings: &Settings,
@@ -56,7 +68,11 @@ pub fn start(
     let Some(backup) = cluster.spec.backup.clone() else {
         return Ok(None);
     };
-    let Some(text) = backup.schedule.as_deref() else {
+    let text = match job {
+        Job::Backup => backup.schedule.as_deref(),
+        Job::Drill => backup.drill_schedule.as_deref(),
+    };
+    let Some(text) = text else {
         return Ok(None);
     };
     let schedule = Schedule::parse(text).map_err(LocalError::Usage)?;
@@ -87,36 +103,49 @@ pub fn start(
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopped.changed() => return,
             }
-            tracing::info!(cluster = %settings.cluster, schedule = %schedule, "scheduled backup");
-            let taken = async {
-                let manifest = backup_now(&dir, &settings, &creds, &store).await?;
-                let removed = retain(
-                    &store,
-                    Some(&archive),
-                    &settings.cluster,
-                    backup.keep,
-                    backup.keep_days,
-                )
-                .await?;
-                Ok::<_, LocalError>((manifest, removed))
+            tracing::info!(cluster = %settings.cluster, schedule = %schedule, ?job, "scheduled job");
+            let run = async {
+                match job {
+                    Job::Backup => {
+                        let manifest = backup_now(&dir, &settings, &creds, &store).await?;
+                        let removed = retain(
+                            &store,
+                            Some(&archive),
+                            &settings.cluster,
+                            backup.keep,
+                            backup.keep_days,
+                        )
+                        .await?;
+                        tracing::info!(id = %manifest.id, removed = removed.len(), "scheduled backup complete");
+                        Ok::<_, LocalError>(manifest.id)
+                    }
+                    Job::Drill => {
+                        let place = super::drill::Place {
+                            location: &location,
+                            store: &store,
+                            archive: &archive,
+                        };
+                        let say = |line: &str| tracing::info!("{line}");
+                        super::drill::drill_now(&dir, &settings, &creds, &place, None, &say).await
+                    }
+                }
             };
             let result = tokio::select! {
-                r = taken => r,
+                r = run => r,
                 _ = stopped.changed() => return,
             };
             let Ok(mut s) = shared.lock() else {
                 return;
             };
             match result {
-                Ok((manifest, removed)) => {
-                    tracing::info!(id = %manifest.id, removed = removed.len(), "scheduled backup complete");
-                    s.last_id = Some(manifest.id);
-                    s.last_at = Some(manifest.finished_at);
+                Ok(id) => {
+                    s.last_id = Some(id);
+                    s.last_at = Some(rfc3339(unix_secs() * 1000));
                     s.last_error = None;
                     s.succeeded += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "scheduled backup failed");
+                    tracing::warn!(error = %e, ?job, "scheduled job failed");
                     s.last_error = Some(e.to_string());
                     s.failed += 1;
                 }

@@ -86,6 +86,8 @@ pub struct RunningCluster {
     pub archive: Option<crate::backup::archiver::ArchiveStatus>,
     /// Scheduled backups, when the spec has a schedule.
     pub backups: Option<super::scheduled::ScheduleStatus>,
+    /// Scheduled restore drills, when the spec has a schedule for them.
+    pub drills: Option<super::scheduled::ScheduleStatus>,
     /// A `serverConfig` change being rolled, as the status shows it.
     pub roll: Option<RollStatus>,
     /// Members whose servers run an older `serverConfig`.

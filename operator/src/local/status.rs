@@ -57,6 +57,9 @@ pub struct Status {
     /// Scheduled backups (`spec.backup.schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<super::scheduled::ScheduleStatus>,
+    /// Scheduled restore drills (`spec.backup.drillSchedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drills: Option<super::scheduled::ScheduleStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,6 +357,20 @@ pub fn render(s: &Status, events: usize) -> String {
         );
         if let Some(error) = &b.last_error {
             let _ = writeln!(out, "  ! the last scheduled backup failed: {error}");
+        }
+    }
+    if let Some(d) = &s.drills {
+        let _ = writeln!(
+            out,
+            "restore drills `{}`: {} passed, {} failed; last drilled {}; next {}",
+            d.schedule,
+            d.succeeded,
+            d.failed,
+            d.last_id.as_deref().unwrap_or("-"),
+            d.next_at.as_deref().unwrap_or("-")
+        );
+        if let Some(error) = &d.last_error {
+            let _ = writeln!(out, "  ! the last restore drill failed: {error}");
         }
     }
     render_tail(&mut out, &s.proxies, s.connect.as_ref(), &s.events, events);

@@ -145,6 +145,7 @@ pub fn status(shared: &RunningCluster, rt: &Runtime, settings: &Settings) -> Sta
         requests: shared.requests.clone(),
         archive: shared.archive.clone(),
         backups: shared.backups.clone(),
+        drills: shared.drills.clone(),
     }
 }
 

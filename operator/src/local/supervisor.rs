@@ -64,6 +64,7 @@ pub struct Supervisor {
     tls_checked: Instant,
     archive: Option<ArchiveTask>,
     schedule: Option<ScheduleTask>,
+    drills: Option<ScheduleTask>,
 }
 
 impl Supervisor {
@@ -86,6 +87,7 @@ impl Supervisor {
             last_warning: None,
             archive: None,
             schedule: None,
+            drills: None,
         }
     }
 
@@ -161,8 +163,11 @@ impl Supervisor {
         self.shared
             .lock()
             .set_step("stopping", "stopping proxies and servers");
-        if let Some(schedule) = self.schedule.take() {
-            schedule.stop().await;
+        for task in [self.schedule.take(), self.drills.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.stop().await;
         }
         if let Some(archive) = self.archive.take() {
             // Before the servers: what the primary wrote last is stored.
@@ -438,20 +443,36 @@ impl Supervisor {
                 .lock()
                 .note(format!("warning: the binary log is not archived: {e}")),
         }
-        match super::scheduled::start(&self.rt.dir, &self.cluster, &self.settings, &self.rt.creds) {
-            Ok(Some(task)) => {
-                let s = task.status();
-                self.shared.lock().note(format!(
-                    "backups scheduled `{}` to {}",
-                    s.schedule, s.destination
-                ));
-                self.schedule = Some(task);
+        use super::scheduled::Job;
+        for job in [Job::Backup, Job::Drill] {
+            match super::scheduled::start(
+                job,
+                &self.rt.dir,
+                &self.cluster,
+                &self.settings,
+                &self.rt.creds,
+            ) {
+                Ok(Some(task)) => {
+                    let s = task.status();
+                    let what = match job {
+                        Job::Backup => "backups",
+                        Job::Drill => "restore drills",
+                    };
+                    self.shared.lock().note(format!(
+                        "{what} scheduled `{}` from {}",
+                        s.schedule, s.destination
+                    ));
+                    match job {
+                        Job::Backup => self.schedule = Some(task),
+                        Job::Drill => self.drills = Some(task),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => self
+                    .shared
+                    .lock()
+                    .note(format!("warning: no scheduled {job:?}: {e}")),
             }
-            Ok(None) => {}
-            Err(e) => self
-                .shared
-                .lock()
-                .note(format!("warning: no scheduled backups: {e}")),
         }
     }
 
@@ -483,6 +504,7 @@ impl Supervisor {
         let mut shared = self.shared.lock();
         shared.archive = self.archive.as_ref().map(ArchiveTask::status);
         shared.backups = self.schedule.as_ref().map(ScheduleTask::status);
+        shared.drills = self.drills.as_ref().map(ScheduleTask::status);
         for m in shared.processes.members.values_mut() {
             let answered = last_tick
                 .view

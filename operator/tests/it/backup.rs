@@ -512,7 +512,7 @@ fn a_truncated_backup_is_refused_before_anything_starts() {
 }
 
 #[test]
-fn scheduled_backups_run_and_keep_only_what_the_policy_says_with_the_archive_pruned() {
+fn scheduled_backups_and_drills_run_and_keep_only_what_the_policy_says_with_the_archive_pruned() {
     let dest = tempfile::tempdir().unwrap();
     let dest_text = dest.path().to_str().unwrap().to_string();
     let local = Local::new();
@@ -520,7 +520,7 @@ fn scheduled_backups_run_and_keep_only_what_the_policy_says_with_the_archive_pru
         let _started = starting();
         let yaml = format!(
             "{}  backup:\n    destination: {dest_text}\n    archiveBinlogs: true\n    \
-             schedule: \"* * * * *\"\n    keep: 1\n",
+             schedule: \"* * * * *\"\n    keep: 1\n    drillSchedule: \"* * * * *\"\n",
             cluster("bksched", 2)
         );
         local.up(&local.manifest("bksched", &yaml));
@@ -563,8 +563,19 @@ fn scheduled_backups_run_and_keep_only_what_the_policy_says_with_the_archive_pru
         })
         .count();
     assert!(left >= 1, "every segment was pruned");
+    // The drill of the same minute passed (on whichever backup was newest then).
+    wait_until("a scheduled restore drill", Duration::from_secs(60), || {
+        local.status()["drills"]["succeeded"].as_u64() >= Some(1)
+    });
+    let drills = local.status()["drills"].clone();
+    assert_eq!(drills["failed"].as_u64(), Some(0), "{drills}");
+    assert!(drills["lastError"].is_null(), "{drills}");
     let table = local.ok(&["status"]);
     assert!(table.contains("backups `* * * * *`"), "{table}");
+    assert!(
+        table.contains("restore drills `* * * * *`: 1 passed"),
+        "{table}"
+    );
     assert!(table.contains("binary log archive"), "{table}");
     eprintln!(
         "scheduled backup after {:.0} s",
