@@ -214,7 +214,14 @@ fn parse_utc(text: &str) -> Option<u64> {
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in_month = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&mo) || !(1..=days_in_month).contains(&d) || h > 23 || mi > 59 || s > 59 {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -236,23 +243,65 @@ pub struct SegmentUse {
     pub until: Option<MariadbPosition>,
 }
 
-/// The segments a restore from `base` (the backup's position) reads, in order. Fails if the
-/// archive has a gap between `base` and the segments that follow it.
+/// Per domain, the lowest position any of `later` continues from: a segment's transactions
+/// past it were orphaned by a change of primary (however many segments that tail spans).
+fn resumed_from(later: &[Segment]) -> Option<MariadbPosition> {
+    let mut lowest: Option<MariadbPosition> = None;
+    for segment in later {
+        let after = segment.after();
+        lowest = Some(match lowest {
+            None => after,
+            Some(low) => {
+                let mut min = MariadbPosition::default();
+                for g in low.gtids() {
+                    // A domain a later segment does not name does not bound it.
+                    match after.get(g.domain) {
+                        Some(a) if a.seq < g.seq => min.insert(*a),
+                        _ => min.insert(*g),
+                    }
+                }
+                for a in after.gtids() {
+                    if low.get(a.domain).is_none() {
+                        min.insert(*a);
+                    }
+                }
+                min
+            }
+        });
+    }
+    lowest
+}
+
+/// The segments a restore from `base` (the backup's position) reads, in order, until
+/// `enough` says the target is reached. Fails if the archive has a gap before that.
 pub fn segments_to_read(
     segments: &[Segment],
     base: &MariadbPosition,
+    enough: impl Fn(&Segment, &MariadbPosition) -> bool,
 ) -> Result<Vec<SegmentUse>, String> {
     let mut out = Vec::new();
     let mut reached = base.clone();
     for (i, segment) in segments.iter().enumerate() {
         let last = segment.last();
-        let until = segments
-            .get(i + 1)
-            .map(Segment::after)
-            .filter(|next| !next.contains(&last));
+        let until = resumed_from(&segments[i + 1..])
+            .map(|low| {
+                let mut cut = MariadbPosition::default();
+                for g in last.gtids() {
+                    match low.get(g.domain) {
+                        Some(l) if l.seq < g.seq => cut.insert(*l),
+                        _ => cut.insert(*g),
+                    }
+                }
+                cut
+            })
+            .filter(|cut| !cut.contains(&last));
         let end = until.clone().unwrap_or(last);
         if reached.contains(&end) {
             continue;
+        }
+        // A segment that starts past the target is not needed, nor any after it.
+        if enough(segment, &reached) {
+            break;
         }
         if !reached.contains(&segment.after()) {
             return Err(format!(
@@ -270,16 +319,28 @@ pub fn segments_to_read(
     Ok(out)
 }
 
+/// For [`segments_to_read`]: whether `target` is met before `segment` (by the position
+/// `reached` before it, or by its first transaction's time).
+pub fn met_before(target: &Target, segment: &Segment, reached: &MariadbPosition) -> bool {
+    match target {
+        Target::Time(t) => segment.first_unix > *t,
+        Target::Gtid(p) => reached.contains(p),
+    }
+}
+
 /// Whether a transaction is replayed, and whether the replay stops at it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
     Replay,
     /// Already in the data (the backup, or an earlier segment).
     Skip,
-    /// Past the target or an orphaned tail: nothing after it in this segment is replayed.
+    /// An orphaned tail: nothing after it in this segment is replayed.
     Stop,
     /// Past the target: the replay is complete.
     Done,
+    /// The same sequence number from another server than the one the data holds: two
+    /// histories meet here, and nothing may be replayed.
+    Diverged,
 }
 
 /// The decision for one transaction of a segment being replayed.
@@ -291,6 +352,12 @@ pub fn take(
     target: &Target,
 ) -> Take {
     let one = position_of(gtid);
+    if let Some(held) = reached.get(gtid.domain)
+        && held.seq == gtid.seq
+        && held.server_id != gtid.server_id
+    {
+        return Take::Diverged;
+    }
     if reached.contains(&one) {
         return Take::Skip;
     }
@@ -356,6 +423,57 @@ mod tests {
         }
     }
 
+    fn segments_to_read_all(
+        segments: &[Segment],
+        base: &MariadbPosition,
+    ) -> Result<Vec<SegmentUse>, String> {
+        segments_to_read(segments, base, |_, _| false)
+    }
+
+    #[test]
+    fn an_orphaned_tail_over_several_segments_is_cut_in_each() {
+        // 0-1-21 and 0-1-22 were stored in two segments; the new primary had only 0-1-20.
+        let all = [
+            segment(1, "0-1-10", "0-1-20"),
+            segment(2, "0-1-20", "0-1-21"),
+            segment(3, "0-1-21", "0-1-22"),
+            segment(4, "0-1-20", "0-2-23"),
+        ];
+        let read = segments_to_read_all(&all, &pos("0-1-10")).unwrap();
+        assert_eq!(
+            read.iter()
+                .map(|u| (u.sequence, u.until.clone()))
+                .collect::<Vec<_>>(),
+            vec![(1, None), (4, None)],
+            "segments 2 and 3 hold only the orphaned tail"
+        );
+        let g = |server_id, seq| MariadbGtid {
+            domain: 0,
+            server_id,
+            seq,
+        };
+        // Had the orphan been replayed, the new history's 21 would meet it.
+        assert_eq!(
+            take(&g(2, 21), 0, &pos("0-1-21"), None, &Target::Time(9)),
+            Take::Diverged
+        );
+        // Reading stops where the target is met.
+        let enough = |s: &Segment, _: &MariadbPosition| s.sequence >= 4;
+        assert_eq!(
+            segments_to_read(&all, &pos("0-1-10"), enough)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_gap_past_the_target_does_not_matter() {
+        let all = [segment(1, "", "0-1-10"), segment(2, "0-1-40", "0-1-50")];
+        let before_gap = |s: &Segment, _: &MariadbPosition| s.sequence == 2;
+        assert!(segments_to_read(&all, &pos("0-1-5"), before_gap).is_ok());
+    }
+
     #[test]
     fn a_restore_reads_from_the_segment_holding_the_backups_position_on() {
         let all = [
@@ -363,13 +481,13 @@ mod tests {
             segment(2, "0-1-10", "0-1-20"),
             segment(3, "0-1-20", "0-1-30"),
         ];
-        let read = segments_to_read(&all, &pos("0-1-15")).unwrap();
+        let read = segments_to_read_all(&all, &pos("0-1-15")).unwrap();
         assert_eq!(
             read.iter().map(|u| u.sequence).collect::<Vec<_>>(),
             vec![2, 3]
         );
         assert!(read.iter().all(|u| u.until.is_none()));
-        assert_eq!(segments_to_read(&all, &pos("0-1-30")).unwrap(), vec![]);
+        assert_eq!(segments_to_read_all(&all, &pos("0-1-30")).unwrap(), vec![]);
     }
 
     #[test]
@@ -377,7 +495,7 @@ mod tests {
         // 0-1-21 and 0-1-22 reached the archive but not the new primary, which went on
         // from 0-1-20 as server 2.
         let all = [segment(1, "", "0-1-22"), segment(2, "0-1-20", "0-2-30")];
-        let read = segments_to_read(&all, &pos("0-1-5")).unwrap();
+        let read = segments_to_read_all(&all, &pos("0-1-5")).unwrap();
         assert_eq!(read[0].until, Some(pos("0-1-20")));
         assert_eq!(read[1].until, None);
         let orphan = MariadbGtid {
@@ -409,18 +527,18 @@ mod tests {
         assert!(prunable(&all, &pos("0-1-5")).is_empty());
         // What is left still restores from that backup.
         let left = &all[1..];
-        assert!(segments_to_read(left, &pos("0-1-15")).is_ok());
+        assert!(segments_to_read_all(left, &pos("0-1-15")).is_ok());
     }
 
     #[test]
     fn a_gap_is_refused() {
         let all = [segment(1, "", "0-1-10"), segment(2, "0-1-40", "0-1-50")];
-        let e = segments_to_read(&all, &pos("0-1-5")).unwrap_err();
+        let e = segments_to_read_all(&all, &pos("0-1-5")).unwrap_err();
         assert!(e.contains("gap"), "{e}");
         // An archive begun after the backup's position is a gap too.
         let late = [segment(1, "0-1-8", "0-1-10")];
-        assert!(segments_to_read(&late, &pos("0-1-5")).is_err());
-        assert!(segments_to_read(&late, &pos("0-1-8")).is_ok());
+        assert!(segments_to_read_all(&late, &pos("0-1-5")).is_err());
+        assert!(segments_to_read_all(&late, &pos("0-1-8")).is_ok());
     }
 
     #[test]
@@ -478,6 +596,7 @@ mod tests {
             Target::parse("2026-12-07T06:32:14Z"),
             Ok(Target::Time(1_796_625_134))
         );
+        assert!(Target::parse("2028-02-29 00:00:00").is_ok());
         assert_eq!(
             Target::parse("2026-12-07 06:32:14"),
             Ok(Target::Time(1_796_625_134))

@@ -30,6 +30,8 @@ use crate::orchestrate::view::ServerTls;
 /// A segment is stored once its oldest transaction has waited this long (or it is large).
 const SHIP_AFTER: Duration = Duration::from_millis(500);
 const SHIP_BYTES: usize = 16 << 20;
+/// The most read from the spool at once (a backlog is read and stored piece by piece).
+const READ_CHUNK: usize = 8 << 20;
 /// How often the spool is read.
 const POLL: Duration = Duration::from_millis(100);
 /// How often the high-water mark is written while nothing is being archived.
@@ -136,6 +138,8 @@ struct Tail {
     /// Set when the run started from a file rather than a GTID position: the file's GTID
     /// list says where the archive starts.
     from_file: bool,
+    /// The last read stopped at its bound with more to read.
+    more: bool,
 }
 
 impl Archiver {
@@ -160,6 +164,7 @@ impl Archiver {
                 }
             }
         };
+        let mut from_oldest = false;
         while !*stop.borrow() {
             let source = primary.borrow_and_update().clone();
             let Some(source) = source else {
@@ -173,11 +178,15 @@ impl Archiver {
                 continue;
             };
             match self
-                .follow(&source, &mut next, &mut primary, &mut stop)
+                .follow(&source, &mut next, from_oldest, &mut primary, &mut stop)
                 .await
             {
-                Ok(()) => {}
+                Ok(()) => from_oldest = false,
                 Err(e) => {
+                    // 1236: the primary's binary logs no longer reach the archive's position
+                    // (purged, or a member seeded after it). Archiving starts again at its
+                    // oldest log; the archive has a gap there, which restores refuse to cross.
+                    from_oldest = e.contains("1236");
                     warn!(cluster = %self.cluster, member = %source.member, error = %e, "binary log archiving interrupted");
                     self.set_error(e);
                     self.report_outage();
@@ -223,6 +232,17 @@ impl Archiver {
             s.reading = None;
             s.error.get_or_insert_with(|| why.to_string());
         }
+    }
+
+    /// A connection for reading the primary's head and clock.
+    async fn probe_conn(&self, source: &Source) -> Option<mysql_async::Conn> {
+        let options = opts(&source.host, source.port, &self.creds, self.tls.as_ref())
+            .wait_timeout(Some(600))
+            .stmt_cache_size(0);
+        tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(options))
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Where to start on `source`: a GTID position, or its first binary log file when the
@@ -280,10 +300,12 @@ impl Archiver {
         &self,
         source: &Source,
         next: &mut (u64, Option<MariadbPosition>),
+        from_oldest: bool,
         primary: &mut watch::Receiver<Option<Source>>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let start = self.start_point(source, next.1.as_ref()).await?;
+        let archived = next.1.as_ref().filter(|_| !from_oldest);
+        let start = self.start_point(source, archived).await?;
         let private = PrivateDir::create(&self.spool)
             .await
             .map_err(|e| format!("{}: {e}", self.spool.display()))?;
@@ -307,6 +329,8 @@ impl Archiver {
         .await
         .map_err(|e| format!("{}: {e}", options.display()))?;
         let mut child = self.spawn_reader(source, &start, &options, &spool)?;
+        // Drained as it comes, so a talkative reader never blocks on a full pipe.
+        let child_stderr = tokio::spawn(read_stderr(child.stderr.take()));
         let from_file = matches!(start, Start::File(_));
         let after = match &start {
             Start::Gtid(p) => p.clone(),
@@ -325,42 +349,50 @@ impl Archiver {
             parsed: 0,
             asm: Assembler::default(),
             from_file,
+            more: false,
         };
         let mut state_written = Instant::now();
+        // How far the archive is complete comes from the primary itself: its head and its
+        // clock read together; once everything up to that head is stored, every transaction
+        // committed before that moment is.
+        let mut clock = Clock::default();
+        let mut probe = self.probe_conn(source).await;
         let outcome = loop {
+            if clock.due()
+                && let Some(conn) = probe.as_mut()
+            {
+                match head_and_time(conn).await {
+                    Ok(reading) => clock.read(reading),
+                    Err(_) => probe = None,
+                }
+            }
             let exited = child.try_wait().map_err(|e| e.to_string())?;
             let read = tail.read(&spool, &mut pending).await;
-            let read_at = unix_ms();
             if let Err(e) = read {
                 // What was read whole before the error is kept; the next run goes on after it.
-                // Its time is no claim of completeness: a transaction may be half read.
                 if pending.count > 0 {
-                    let covered = (pending.last_unix * 1000).min(read_at);
+                    let covered = clock.covered(&pending.last);
                     self.ship(next, &mut pending, covered).await?;
                 }
                 break Err(e);
             }
-            // Complete up to the read, unless a transaction is half read: its time (when its
-            // committing statement began) may be earlier.
-            let covered = tail
-                .asm
-                .open_timestamp()
-                .map_or(read_at, |t| read_at.min(u64::from(t) * 1000));
             if pending.due() || (exited.is_some() && pending.count > 0) {
+                let covered = clock.covered(&pending.last);
                 self.ship(next, &mut pending, covered).await?;
             }
             if pending.count == 0 && exited.is_none() {
                 if let Ok(mut at) = self.caught_up.lock() {
                     *at = Instant::now();
                 }
-                if state_written.elapsed() >= STATE_EVERY && tail.asm.open_start().is_none() {
-                    self.write_state(&pending.last, covered).await;
+                if state_written.elapsed() >= STATE_EVERY {
+                    self.write_state(&pending.last, clock.covered(&pending.last))
+                        .await;
                     state_written = Instant::now();
                 }
             }
             self.report_lag(&pending);
             if let Some(status) = exited {
-                let stderr = read_stderr(&mut child).await;
+                let stderr = child_stderr.await.unwrap_or_default();
                 break Err(format!(
                     "mariadb-binlog reading {} exited ({status}): {}",
                     source.member,
@@ -372,18 +404,15 @@ impl Archiver {
                 let _ = child.kill().await;
                 // What it wrote before it stopped is archived, then the next primary is read.
                 tail.read(&spool, &mut pending).await?;
-                let now = unix_ms();
-                let covered = tail
-                    .asm
-                    .open_timestamp()
-                    .map_or(now, |t| now.min(u64::from(t) * 1000));
+                let covered = clock.covered(&pending.last);
                 if pending.count > 0 {
                     self.ship(next, &mut pending, covered).await?;
                 }
-                if tail.asm.open_start().is_none() {
-                    self.write_state(&pending.last, covered).await;
-                }
+                self.write_state(&pending.last, covered).await;
                 break Ok(());
+            }
+            if tail.more {
+                continue;
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
@@ -470,8 +499,9 @@ impl Archiver {
             sha256,
         };
         let manifest = serde_json::to_vec_pretty(&segment).map_err(|e| e.to_string())?;
+        // Over an object of this number left without its manifest by a failed store.
         self.store
-            .put_new(&segment.object(), Bytes::from(object))
+            .put_over(&segment.object(), Bytes::from(object))
             .await
             .map_err(|e| format!("storing archive segment {sequence}: {e}"))?;
         self.store
@@ -543,18 +573,74 @@ impl std::fmt::Display for Start {
     }
 }
 
-async fn read_stderr(child: &mut Child) -> String {
-    let mut out = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stderr.read_to_string(&mut out)).await;
+/// The last 2,000 characters `stderr` gave before it closed.
+async fn read_stderr(stderr: Option<tokio::process::ChildStderr>) -> String {
+    let Some(mut stderr) = stderr else {
+        return String::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stderr.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&chunk[..n]);
+        if kept.len() > 8000 {
+            kept.drain(..kept.len() - 4000);
+        }
     }
-    out.chars()
-        .rev()
-        .take(2000)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect()
+    let text = String::from_utf8_lossy(&kept).into_owned();
+    let skip = text.chars().count().saturating_sub(2000);
+    text.chars().skip(skip).collect()
+}
+
+/// The primary's head and clock, read at one moment.
+async fn head_and_time(conn: &mut mysql_async::Conn) -> Result<(MariadbPosition, u64), String> {
+    let row: Option<(String, u64)> = conn
+        .query_first("SELECT @@gtid_binlog_pos, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000 AS UNSIGNED)")
+        .await
+        .map_err(|e| e.to_string())?;
+    let (head, ms) = row.ok_or("no answer")?;
+    Ok((
+        MariadbPosition::parse(&head).map_err(|e| e.to_string())?,
+        ms,
+    ))
+}
+
+/// How far the archive is complete, in the primary's own time.
+#[derive(Debug, Default)]
+struct Clock {
+    /// Readings not yet reached by the archive, oldest first.
+    waiting: std::collections::VecDeque<(MariadbPosition, u64)>,
+    covered: u64,
+    last_read: Option<Instant>,
+}
+
+impl Clock {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn due(&self) -> bool {
+        self.last_read.is_none_or(|at| at.elapsed() >= Self::EVERY)
+    }
+
+    fn read(&mut self, reading: (MariadbPosition, u64)) {
+        self.last_read = Some(Instant::now());
+        if self.waiting.len() < 64 {
+            self.waiting.push_back(reading);
+        }
+    }
+
+    /// The latest moment whose head `stored` has reached.
+    fn covered(&mut self, stored: &MariadbPosition) -> u64 {
+        while let Some((head, at)) = self.waiting.front() {
+            if !stored.contains(head) {
+                break;
+            }
+            self.covered = self.covered.max(*at);
+            self.waiting.pop_front();
+        }
+        self.covered
+    }
 }
 
 impl Tail {
@@ -571,14 +657,19 @@ impl Tail {
             }
             self.read_more(&current).await?;
             self.consume(pending)?;
-            let later = files.iter().find(|f| **f > current).cloned();
+            if self.more {
+                // Bounded reads: the caller stores what is due and comes back at once.
+                return Ok(());
+            }
+            // A later file existed before this one was read to its end: this one is whole.
+            let position = files.iter().position(|f| *f == current);
+            let later = position.and_then(|i| files.get(i + 1)).cloned();
             match later {
                 Some(next) => {
-                    // Complete: read to its end once more, then go on with the next.
-                    self.read_more(&current).await?;
-                    self.consume(pending)?;
                     if let Some(gtid) = self.asm.new_file() {
-                        warn!(%gtid, "a transaction cut off at the end of a binary log file is not archived");
+                        return Err(format!(
+                            "transaction {gtid} was cut off at the end of a binary log file"
+                        ));
                     }
                     let _ = tokio::fs::remove_file(&current).await;
                     self.open(next);
@@ -603,9 +694,12 @@ impl Tail {
         file.seek(std::io::SeekFrom::Start(at))
             .await
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.read_to_end(&mut self.buf)
+        let got = (&mut file)
+            .take(READ_CHUNK as u64)
+            .read_to_end(&mut self.buf)
             .await
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        self.more = got == READ_CHUNK;
         Ok(())
     }
 
@@ -662,7 +756,11 @@ impl Tail {
                 pending.add(&self.buf[t.start..t.end], t.gtid, t.timestamp);
             }
             Found::Broken(gtid) => {
-                warn!(%gtid, "a transaction cut off by the next one is not archived");
+                // Never skipped over: the run ends at the last whole transaction, and the
+                // next one reads again from there.
+                return Err(format!(
+                    "transaction {gtid} was cut off by the next one in the binary log read"
+                ));
             }
             Found::Nothing => {}
         }
@@ -678,6 +776,7 @@ async fn spool_files(spool: &Path) -> Result<Vec<PathBuf>, String> {
     while let Ok(Some(entry)) = entries.next_entry().await {
         out.push(entry.path());
     }
-    out.sort();
+    // `binlog.999999` comes before `binlog.1000000`.
+    out.sort_by_key(|p| (p.as_os_str().len(), p.clone()));
     Ok(out)
 }

@@ -87,8 +87,8 @@ pub fn events(buf: &[u8], from: usize) -> Result<Vec<EventAt>, BinlogError> {
     Ok(out)
 }
 
-/// Whether events carry a CRC32 after their body, as the format description says (its
-/// second-to-last five bytes: the algorithm, then its own checksum).
+/// Whether events carry a CRC32 after their body, as the format description says (its last
+/// five bytes: the algorithm, then its own checksum).
 pub fn checksummed(fde: &[u8]) -> bool {
     fde.len() >= HEADER + 5 && fde[fde.len() - 5] == 1
 }

@@ -49,11 +49,22 @@ fn field(text: &str, min: u32, max: u32, what: &str) -> Result<(Vec<bool>, bool)
             set[v as usize] = true;
         }
     }
-    Ok((set, text == "*"))
+    // `*/n` in a day field counts as `*` for the either-day rule, as in cron.
+    Ok((set, text == "*" || text.starts_with("*/")))
 }
 
 impl Schedule {
+    /// Parses and checks that the schedule runs at all (`0 0 31 2 *` never does).
     pub fn parse(text: &str) -> Result<Self, String> {
+        let schedule = Self::parse_fields(text)?;
+        // 2026-01-01: four years from any date hold every day a schedule can name.
+        if schedule.next_after(1_767_225_600).is_none() {
+            return Err(format!("`{text}` names no time that exists"));
+        }
+        Ok(schedule)
+    }
+
+    fn parse_fields(text: &str) -> Result<Self, String> {
         let parts: Vec<&str> = text.split_whitespace().collect();
         let [mi, h, dom, mon, dow] = parts[..] else {
             return Err(format!(
@@ -160,10 +171,15 @@ mod tests {
         // Either day field matches when both are restricted: the 10th, or Wednesdays.
         let either = Schedule::parse("0 0 10 * 3").unwrap();
         assert_eq!(either.next_after(MONDAY), Some(MONDAY + 2 * DAY));
-        assert_eq!(
-            Schedule::parse("0 0 31 2 *").unwrap().next_after(MONDAY),
-            None
+        assert!(
+            Schedule::parse("0 0 31 2 *")
+                .unwrap_err()
+                .contains("names no time")
         );
+        // `*/2` in the day of month is as `*`: Wednesdays only.
+        let weekly = Schedule::parse("0 0 */2 * 3").unwrap();
+        assert_eq!(weekly.next_after(MONDAY), Some(MONDAY + 2 * DAY));
+        assert_eq!(weekly.next_after(MONDAY + 2 * DAY), Some(MONDAY + 9 * DAY));
         let list = Schedule::parse("5,10-12/2 * * * *").unwrap();
         assert_eq!(list.next_after(MONDAY + 5 * 60), Some(MONDAY + 10 * 60));
         assert_eq!(list.next_after(MONDAY + 10 * 60), Some(MONDAY + 12 * 60));

@@ -1,6 +1,7 @@
 //! The local cluster's binary log archive (`spec.backup.archiveBinlogs`): the archiver runs
-//! beside the supervisor, told the primary at every orchestration tick, and stopped after
-//! the proxies and before the servers, so what the primary wrote last is stored.
+//! beside the supervisor, told the primary at every orchestration tick, and stopped before
+//! the proxies and the servers: what the primary wrote until then is stored, and anything
+//! written through the proxies in the moment after is archived at the next start.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -28,13 +28,14 @@ use crate::backup::store::Store;
 /// Row count and two row-checksum sums of one table.
 type Sums = (u64, u64, u64);
 
-/// The user tables (`schema.table`) and the expression that fingerprints a row of each.
+/// The user tables (`schema.table`) and the expression that fingerprints a row of each
+/// (every column as bytes, so columns of different collations concatenate).
 async fn tables(conn: &mut mysql_async::Conn) -> Result<Vec<(String, String)>, LocalError> {
     let rows: Vec<(String, String, String)> = conn
         .query(
             "SELECT table_schema, table_name, GROUP_CONCAT(CONCAT('ISNULL(`', \
-             REPLACE(column_name, '`', '``'), '`),`', REPLACE(column_name, '`', '``'), '`') \
-             ORDER BY ordinal_position SEPARATOR ',') \
+             REPLACE(column_name, '`', '``'), '`),CAST(`', REPLACE(column_name, '`', '``'), \
+             '` AS BINARY)') ORDER BY ordinal_position SEPARATOR ',') \
              FROM information_schema.columns WHERE table_schema NOT IN \
              ('mysql', 'sys', 'information_schema', 'performance_schema') \
              AND (table_schema, table_name) IN (SELECT table_schema, table_name FROM \

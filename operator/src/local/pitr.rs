@@ -108,7 +108,9 @@ pub fn plan(
     archive::reaches(&target, archived, covered_unix_ms)?;
     let base = MariadbPosition::parse(&backup.gtid_position)
         .map_err(|e| format!("backup {}'s position: {e}", backup.id))?;
-    let uses = archive::segments_to_read(&segments, &base)?;
+    let uses = archive::segments_to_read(&segments, &base, |s, reached| {
+        archive::met_before(&target, s, reached)
+    })?;
     let by_sequence: std::collections::HashMap<u64, Segment> =
         segments.into_iter().map(|s| (s.sequence, s)).collect();
     let mut chosen = Vec::new();
@@ -123,7 +125,7 @@ pub fn plan(
             Target::Gtid(_) => false,
         };
         let holds = match &target {
-            Target::Gtid(p) => s.last().contains(p),
+            Target::Gtid(p) => u.until.clone().unwrap_or_else(|| s.last()).contains(p),
             Target::Time(_) => false,
         };
         chosen.push((s, u));
@@ -199,6 +201,13 @@ fn select(
                     }
                     Take::Stop => return Ok((out, false)),
                     Take::Done => return Ok((out, true)),
+                    Take::Diverged => {
+                        return Err(corrupt(format!(
+                            "its transaction {} meets another history: the data holds {}",
+                            t.gtid, reached
+                        ))
+                        .into());
+                    }
                 }
             }
             _ => {}
@@ -266,32 +275,52 @@ pub async fn apply(
                 command: "mariadb-binlog".into(),
                 detail: e.to_string(),
             })?;
-        let Some(events) = reader.stdout.take() else {
-            return Err(LocalError::Other(
-                "mariadb-binlog gave no output pipe".into(),
-            ));
+        let (Some(events), Some(mut errors)) = (reader.stdout.take(), reader.stderr.take()) else {
+            let _ = reader.kill();
+            let _ = reader.wait();
+            return Err(LocalError::Other("mariadb-binlog gave no pipes".into()));
         };
+        // Drained beside the replay, so the reader never blocks on a full pipe.
+        let reader_errors = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut errors, &mut text);
+            text
+        });
+        // The server runs without grant checks; account statements in the archive (CREATE
+        // USER, GRANT) need the grant tables loaded, as `adopt` loads them first.
         let applied = std::process::Command::new("mariadb")
             .arg("--no-defaults")
             .arg(format!("--socket={}", socket.display()))
-            .args(["--user=root", "--binary-mode", "--batch"])
+            .args([
+                "--user=root",
+                "--binary-mode",
+                "--batch",
+                "--init-command=FLUSH PRIVILEGES",
+            ])
             .stdin(Stdio::from(events))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| LocalError::Command {
-                command: "mariadb".into(),
-                detail: e.to_string(),
-            })?;
-        let read = reader.wait_with_output().map_err(|e| LocalError::Command {
+            .output();
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(e) => {
+                let _ = reader.kill();
+                let _ = reader.wait();
+                return Err(LocalError::Command {
+                    command: "mariadb".into(),
+                    detail: e.to_string(),
+                });
+            }
+        };
+        let read = reader.wait().map_err(|e| LocalError::Command {
             command: "mariadb-binlog".into(),
             detail: e.to_string(),
         })?;
-        if !read.status.success() {
+        let read_errors = reader_errors.join().unwrap_or_default();
+        if !read.success() {
             return Err(LocalError::Other(format!(
-                "reading the archived transactions failed ({}): {}",
-                read.status,
-                String::from_utf8_lossy(&read.stderr).trim()
+                "reading the archived transactions failed ({read}): {}",
+                String::from_utf8_lossy(&read_errors).trim()
             )));
         }
         if !applied.status.success() {
