@@ -17,5 +17,6 @@ mod push;
 mod switchover;
 mod tenant_cli;
 mod tenant_move;
+mod tenant_move_faults;
 mod tenant_pool;
 mod tls;
