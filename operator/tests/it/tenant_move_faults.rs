@@ -228,6 +228,12 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
         // A mover that stopped in a phase is run again from its record, as the operator does.
         let mut runs = 1;
         let first_error = record.error.clone();
+        // A failure before the flip whose roll-back could not finish (the killed server was
+        // down) is rolled back when resumed, never finished.
+        let rolled_back_when_resumed = record.rolling_back;
+        if rolled_back_when_resumed {
+            assert!(cut.rolls_back(), "{victim:?} killed at {cut}: {record:?}");
+        }
         while !record.phase.is_final() {
             assert!(runs < 3, "{victim:?} killed at {cut}: {record:?}");
             record = run_move(&cx, record, &mut |_| {}).await;
@@ -270,6 +276,10 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
             ends.contains(&record.phase),
             "{victim:?} killed at {cut}: {record:?}"
         );
+        if rolled_back_when_resumed {
+            assert_eq!(record.phase, Phase::Aborted, "{victim:?} killed at {cut}");
+            assert!(!record.rolling_back, "{record:?}");
+        }
         assert!(!fleet.filter_file(&id, to).exists(), "killed at {cut}");
         let home = if record.phase == Phase::Done {
             to
