@@ -534,7 +534,11 @@ pub(crate) fn slave_pos_within_binlog(row: &mysql_async::Row) {
 
 /// Runs the move until it has saved `phase`, then drops it where it stands (as a killed
 /// operator would); returns the last record saved.
-async fn run_until_saved(cx: &MoveContext, record: MoveRecord, phase: Phase) -> MoveRecord {
+pub(crate) async fn run_until_saved(
+    cx: &MoveContext,
+    record: MoveRecord,
+    phase: Phase,
+) -> MoveRecord {
     let saved = Arc::new(Mutex::new(record.clone()));
     let (reached, mut seen) = tokio::sync::watch::channel(false);
     let mut save = {

@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lagless_directory::TenantState;
+use lagless_directory::{TenantId, TenantState};
 use lagless_operator::pool::moves::{MoveLimits, MoveRecord, Phase, run_move};
 use lagless_testkit::{APP_PASSWORD, APP_USER};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder};
 
-use crate::tenant_move::{Fleet, NAMES, slave_pos_within_binlog, start_proxy};
+use crate::tenant_move::{Fleet, NAMES, run_until_saved, slave_pos_within_binlog, start_proxy};
 
 /// How long a killed primary stays down.
 const DOWN_FOR: Duration = Duration::from_secs(1);
@@ -192,6 +192,7 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
             let saved = phases.lock().unwrap().clone();
             assert!(saved.is_empty(), "killed after the copy: {saved:?}");
         };
+        let filtered_restarts = std::cell::Cell::new(0);
         let restart = async {
             kill_while_copying.await;
             if cut != Phase::Copying {
@@ -205,6 +206,14 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
                 Some(member) => {
                     tokio::time::sleep(DOWN_FOR).await;
                     member.restart().await.unwrap();
+                    // A channel the target's primary brings back is filtered from the start,
+                    // by the option file the move keeps.
+                    let channels = member.query("SHOW ALL SLAVES STATUS").await.unwrap();
+                    for channel in &channels {
+                        let filter: String = channel.get("Replicate_Do_DB").unwrap();
+                        assert_eq!(filter, format!("t_{id}"), "{victim:?} killed at {cut}");
+                        filtered_restarts.set(filtered_restarts.get() + 1);
+                    }
                 }
                 // Replaced in the mover's save already, but while copying.
                 None if cut == Phase::Copying => replace_proxy().await,
@@ -238,6 +247,12 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
             assert!(runs < 3, "{victim:?} killed at {cut}: {record:?}");
             record = run_move(&cx, record, &mut |_| {}).await;
             runs += 1;
+        }
+        // The channel exists from the end of catching up to the end of flipped.
+        if victim == Victim::TargetPrimary
+            && matches!(cut, Phase::Frozen | Phase::Fenced | Phase::Flipped)
+        {
+            assert_eq!(filtered_restarts.get(), 1, "the channel came back at {cut}");
         }
         let took = started.elapsed();
         stop.store(true, Ordering::Relaxed);
@@ -280,90 +295,172 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
             assert_eq!(record.phase, Phase::Aborted, "{victim:?} killed at {cut}");
             assert!(!record.rolling_back, "{record:?}");
         }
-        assert!(!fleet.filter_file(&id, to).exists(), "killed at {cut}");
-        let home = if record.phase == Phase::Done {
-            to
-        } else {
-            from
-        };
-        let route = fleet.book().lookup(&cx.tenant).await.unwrap().unwrap();
-        assert_eq!(
-            (route.cluster.as_str(), route.state),
-            (NAMES[home], TenantState::Active),
-            "{victim:?} killed at {cut}"
-        );
-        // Writable through a proxy where the directory says.
-        let mut app = fleet.app(Some(&format!("t_{id}"))).await;
-        app.query_drop("INSERT INTO kv (writer, n, pad) VALUES (3, 1, 'after')")
-            .await
-            .unwrap();
-        drop(app);
-        // Every acknowledged write on every server of the home cluster, the preloaded rows too.
-        let cluster = &fleet.clusters[home];
-        cluster
-            .wait_replicated(Duration::from_secs(20))
-            .await
-            .unwrap();
-        for member in cluster.members() {
-            let rows = member
-                .query(&format!(
-                    "SELECT n FROM t_{id}.kv WHERE writer = 5 ORDER BY n"
-                ))
-                .await
-                .unwrap();
-            let found: std::collections::BTreeSet<i32> =
-                rows.iter().map(|r| r.get(0).unwrap()).collect();
-            let lost: Vec<i32> = acked
-                .iter()
-                .map(|(_, n)| *n)
-                .filter(|n| !found.contains(n))
-                .collect();
-            assert!(
-                lost.is_empty(),
-                "{victim:?} killed at {cut}: acknowledged writes lost on member {}: {lost:?}",
-                member.index()
-            );
-            let counts = member
-                .query(&format!(
-                    "SELECT COUNT(*) FROM t_{id}.kv WHERE writer = 99 \
-                     UNION ALL SELECT COUNT(*) FROM t_{id}.kv WHERE writer = 3"
-                ))
-                .await
-                .unwrap();
-            let counts: Vec<i64> = counts.iter().map(|r| r.get(0).unwrap()).collect();
-            assert_eq!(counts, vec![2_000, 1], "{victim:?} killed at {cut}");
-        }
-        // No copy on the other cluster, no channel, no slave position past the binary log.
-        for (c, cluster) in fleet.clusters.iter().enumerate() {
-            let primary = cluster.primary();
-            let dbs = primary
-                .query(&format!("SHOW DATABASES LIKE '%{id}'"))
-                .await
-                .unwrap();
-            let names: Vec<String> = dbs.iter().map(|r| r.get(0).unwrap()).collect();
-            let want = if c == home {
-                vec![format!("t_{id}")]
-            } else {
-                Vec::new()
-            };
-            assert_eq!(names, want, "{victim:?} killed at {cut}, cluster {c}");
-            assert!(
-                primary
-                    .query("SHOW ALL SLAVES STATUS")
-                    .await
-                    .unwrap()
-                    .is_empty(),
-                "{victim:?} killed at {cut}: a channel is left on cluster {c}"
-            );
-            let pos = primary
-                .query("SELECT @@gtid_slave_pos, @@gtid_binlog_pos")
-                .await
-                .unwrap();
-            slave_pos_within_binlog(&pos[0]);
-        }
+        let what = format!("{victim:?} killed at {cut}");
+        ended_cleanly(&fleet, &id, (from, to), &record, &acked, &what).await;
         outcomes.push((cut, record.phase, runs));
     }
+    if victim == Victim::TargetPrimary {
+        channel_outlives_a_target_crash(&fleet).await;
+    }
     outcomes
+}
+
+/// The target's primary killed while the channel runs and nothing else fails (the mover is
+/// stopped too, and the tenant written on the source meanwhile): the server brings the channel
+/// back filtered, it goes on from where it was, and the resumed move ends done with every
+/// acknowledged write.
+async fn channel_outlives_a_target_crash(fleet: &Fleet) {
+    let id = "tgtchan";
+    let from = fleet.tenant(id, 2_000).await;
+    let to = 1 - from;
+    let cx = fleet.context(id, from, to, MoveLimits::default());
+    let (port, proxy_stop) = fleet.start_proxy().await;
+    let (_gone, proxy_gone) = tokio::sync::watch::channel(0u32);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = writer(
+        Arc::new(AtomicU16::new(port)),
+        format!("t_{id}"),
+        stop.clone(),
+        proxy_gone,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = run_until_saved(
+        &cx,
+        MoveRecord::new(&cx.tenant, NAMES[from], NAMES[to]),
+        Phase::Frozen,
+    )
+    .await;
+    let target = fleet.clusters[to].primary();
+    target.kill9().unwrap();
+    tokio::time::sleep(DOWN_FOR).await;
+    target.restart().await.unwrap();
+    let channels = target.query("SHOW ALL SLAVES STATUS").await.unwrap();
+    assert_eq!(channels.len(), 1);
+    let filter: String = channels[0].get("Replicate_Do_DB").unwrap();
+    assert_eq!(filter, format!("t_{id}"));
+    // Written on the source while the channel was down.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let record = run_move(&cx, stopped, &mut |_| {}).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = writes.await.unwrap();
+    let _ = proxy_stop.send(true);
+    eprintln!(
+        "target primary killed with the mover stopped and the channel running: {}, frozen {:?} ms, {} writes acknowledged, error {:?}",
+        record.phase,
+        record.frozen_ms,
+        acked.len(),
+        record.error
+    );
+    assert_eq!(record.phase, Phase::Done, "{record:?}");
+    ended_cleanly(
+        fleet,
+        id,
+        (from, to),
+        &record,
+        &acked,
+        "target killed with the mover stopped",
+    )
+    .await;
+}
+
+/// What every move ends with: the directory's route active on one cluster (the target when done,
+/// the source when aborted), the tenant writable there through a proxy with every acknowledged
+/// write and every preloaded row on each of its servers, no copy on the other cluster, no
+/// channel, no slave position past the binary log, the filter file gone.
+async fn ended_cleanly(
+    fleet: &Fleet,
+    id: &str,
+    (from, to): (usize, usize),
+    record: &MoveRecord,
+    acked: &[(u32, i32)],
+    what: &str,
+) {
+    assert!(!fleet.filter_file(id, to).exists(), "{what}");
+    let home = if record.phase == Phase::Done {
+        to
+    } else {
+        from
+    };
+    let route = fleet
+        .book()
+        .lookup(&TenantId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (route.cluster.as_str(), route.state),
+        (NAMES[home], TenantState::Active),
+        "{what}"
+    );
+    // Writable through a proxy where the directory says.
+    let mut app = fleet.app(Some(&format!("t_{id}"))).await;
+    app.query_drop("INSERT INTO kv (writer, n, pad) VALUES (3, 1, 'after')")
+        .await
+        .unwrap();
+    drop(app);
+    // Every acknowledged write on every server of the home cluster, the preloaded rows too.
+    let cluster = &fleet.clusters[home];
+    cluster
+        .wait_replicated(Duration::from_secs(20))
+        .await
+        .unwrap();
+    for member in cluster.members() {
+        let rows = member
+            .query(&format!(
+                "SELECT n FROM t_{id}.kv WHERE writer = 5 ORDER BY n"
+            ))
+            .await
+            .unwrap();
+        let found: std::collections::BTreeSet<i32> =
+            rows.iter().map(|r| r.get(0).unwrap()).collect();
+        let lost: Vec<i32> = acked
+            .iter()
+            .map(|(_, n)| *n)
+            .filter(|n| !found.contains(n))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{what}: acknowledged writes lost on member {}: {lost:?}",
+            member.index()
+        );
+        let counts = member
+            .query(&format!(
+                "SELECT COUNT(*) FROM t_{id}.kv WHERE writer = 99 \
+                 UNION ALL SELECT COUNT(*) FROM t_{id}.kv WHERE writer = 3"
+            ))
+            .await
+            .unwrap();
+        let counts: Vec<i64> = counts.iter().map(|r| r.get(0).unwrap()).collect();
+        assert_eq!(counts, vec![2_000, 1], "{what}");
+    }
+    // No copy on the other cluster, no channel, no slave position past the binary log.
+    for (c, cluster) in fleet.clusters.iter().enumerate() {
+        let primary = cluster.primary();
+        let dbs = primary
+            .query(&format!("SHOW DATABASES LIKE '%{id}'"))
+            .await
+            .unwrap();
+        let names: Vec<String> = dbs.iter().map(|r| r.get(0).unwrap()).collect();
+        let want = if c == home {
+            vec![format!("t_{id}")]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(names, want, "{what}, cluster {c}");
+        assert!(
+            primary
+                .query("SHOW ALL SLAVES STATUS")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{what}: a channel is left on cluster {c}"
+        );
+        let pos = primary
+            .query("SELECT @@gtid_slave_pos, @@gtid_binlog_pos")
+            .await
+            .unwrap();
+        slave_pos_within_binlog(&pos[0]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
