@@ -38,8 +38,13 @@ pub async fn run_move(
                 record.phase = Phase::Aborted;
             }
             Err(e) => {
-                let first = record.error.take().unwrap_or_default();
-                record.error = Some(format!("{first}; rolling back again failed: {e}"));
+                // The first failure and the last attempt's, however many were made.
+                let error = record.error.take().unwrap_or_default();
+                let first = error.split("; rolling back again failed: ").next();
+                record.error = Some(format!(
+                    "{}; rolling back again failed: {e}",
+                    first.unwrap_or_default()
+                ));
             }
         }
         save(&record);
