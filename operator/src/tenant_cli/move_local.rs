@@ -108,6 +108,10 @@ impl LocalPool {
                 "the move was rolled back; tenant {id} stays on {}: {error}",
                 record.from
             ))),
+            phase if record.rolling_back => Err(TenantCliError::Pool(format!(
+                "the move failed {phase} and is not rolled back yet: {error}; run the command \
+                 again to finish rolling it back"
+            ))),
             phase => Err(TenantCliError::Pool(format!(
                 "the move stopped {phase}: {error}; run the command again to go on"
             ))),

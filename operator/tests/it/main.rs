@@ -18,5 +18,6 @@ mod rolling;
 mod switchover;
 mod tenant_cli;
 mod tenant_move;
+mod tenant_move_faults;
 mod tenant_pool;
 mod tls;

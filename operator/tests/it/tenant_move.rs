@@ -19,14 +19,14 @@ use lagless_testkit::{
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder};
 
-const NAMES: [&str; 2] = ["move-a", "move-b"];
+pub(crate) const NAMES: [&str; 2] = ["move-a", "move-b"];
 /// Each cluster's GTID domain: a pool gives every cluster its own.
 const DOMAINS: [u32; 2] = [1, 2];
 
-struct Fleet {
+pub(crate) struct Fleet {
     directory: Cluster,
-    clusters: Vec<Cluster>,
-    proxy_port: u16,
+    pub(crate) clusters: Vec<Cluster>,
+    pub(crate) proxy_port: u16,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
@@ -57,7 +57,8 @@ fn endpoint(member: &lagless_testkit::Member) -> Endpoint {
 }
 
 impl Fleet {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let directory = Cluster::builder()
             .members(1)
             .domain_id(100)
@@ -67,17 +68,21 @@ impl Fleet {
             .unwrap();
         let mut clusters = Vec::new();
         for (i, domain) in DOMAINS.iter().enumerate() {
+            // Each cluster's servers read an option directory, as the local runtime's do,
+            // where a move to the cluster keeps its channel's filter.
+            let conf = dir.path().join(format!("conf-{i}"));
+            std::fs::create_dir_all(&conf).unwrap();
             clusters.push(
                 Cluster::builder()
                     .members(2)
                     .domain_id(*domain)
                     .server_id_base(10 * (i as u32 + 1))
+                    .config_line(format!("!includedir {}", conf.display()))
                     .start()
                     .await
                     .unwrap(),
             );
         }
-        let dir = tempfile::tempdir().unwrap();
         let book = Fleet::book_of(&directory);
         book.ensure_schema().await.unwrap();
         let directory_topology = dir.path().join("directory.json");
@@ -107,24 +112,7 @@ impl Fleet {
         }
         .write(&pool)
         .unwrap();
-        let admin = lagless_proxy::users::LookupCredentials {
-            user: ADMIN_USER.into(),
-            password: ADMIN_PASSWORD.into(),
-            tls: None,
-        };
-        let mut config = lagless_proxy::config::Config::new(directory_topology);
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.lookup = Some(admin.clone());
-        config.monitor = Some(admin.clone());
-        config.directory = Some(admin);
-        config.tenant_pool = Some(pool);
-        config.monitor_interval = Duration::from_millis(200);
-        config.topology_poll = Duration::from_millis(200);
-        config.write_hold_timeout = Duration::from_secs(5);
-        let proxy = lagless_proxy::server::Proxy::bind(config).await.unwrap();
-        let proxy_port = proxy.local_addr().unwrap().port();
-        let stop = proxy.shutdown_handle();
-        tokio::spawn(proxy.run());
+        let (proxy_port, stop) = start_proxy(dir.path()).await;
         Self {
             directory,
             clusters,
@@ -132,6 +120,16 @@ impl Fleet {
             _dir: dir,
             _stop: stop,
         }
+    }
+
+    /// Another proxy in front of the pool: its port, and the handle that stops it.
+    pub(crate) async fn start_proxy(&self) -> (u16, tokio::sync::watch::Sender<bool>) {
+        start_proxy(self._dir.path()).await
+    }
+
+    /// Where the pool's documents are (see [`start_proxy`]).
+    pub(crate) fn documents(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     fn book_of(directory: &Cluster) -> Directory {
@@ -143,11 +141,11 @@ impl Fleet {
         ))
     }
 
-    fn book(&self) -> Directory {
+    pub(crate) fn book(&self) -> Directory {
         Self::book_of(&self.directory)
     }
 
-    async fn app(&self, db: Option<&str>) -> Conn {
+    pub(crate) async fn app(&self, db: Option<&str>) -> Conn {
         let opts = OptsBuilder::default()
             .ip_or_hostname("127.0.0.1")
             .tcp_port(self.proxy_port)
@@ -160,7 +158,7 @@ impl Fleet {
 
     /// A tenant with `rows` rows of about 200 bytes, created through the proxy; returns the
     /// index of its cluster.
-    async fn tenant(&self, id: &str, rows: u32) -> usize {
+    pub(crate) async fn tenant(&self, id: &str, rows: u32) -> usize {
         let mut app = self.app(None).await;
         app.query_drop(format!("CREATE DATABASE t_{id}"))
             .await
@@ -186,12 +184,22 @@ impl Fleet {
         NAMES.iter().position(|n| *n == route.cluster).unwrap()
     }
 
-    /// Where a move keeps its channel's filter (the test servers do not read it).
-    fn filter_file(&self, id: &str) -> std::path::PathBuf {
-        self._dir.path().join(format!("lagless-move-{id}.cnf"))
+    /// Where a move to cluster `to` keeps its channel's filter: in the option directory its
+    /// servers read at start.
+    pub(crate) fn filter_file(&self, id: &str, to: usize) -> std::path::PathBuf {
+        self._dir
+            .path()
+            .join(format!("conf-{to}"))
+            .join(format!("lagless-move-{id}.cnf"))
     }
 
-    fn context(&self, id: &str, from: usize, to: usize, limits: MoveLimits) -> MoveContext {
+    pub(crate) fn context(
+        &self,
+        id: &str,
+        from: usize,
+        to: usize,
+        limits: MoveLimits,
+    ) -> MoveContext {
         let source = &self.clusters[from];
         MoveContext {
             tenant: TenantId::parse(id).unwrap(),
@@ -203,10 +211,33 @@ impl Fleet {
             replication: (REPL_USER.into(), REPL_PASSWORD.into()),
             target_primary: endpoint(self.clusters[to].primary()),
             target_replicas: self.clusters[to].replicas().iter().map(endpoint).collect(),
-            filter_file: Some(self.filter_file(id)),
+            filter_file: Some(self.filter_file(id, to)),
             limits,
         }
     }
+}
+
+/// A proxy for the pool whose documents are in `dir`, running; its port and stop handle.
+pub(crate) async fn start_proxy(dir: &std::path::Path) -> (u16, tokio::sync::watch::Sender<bool>) {
+    let admin = lagless_proxy::users::LookupCredentials {
+        user: ADMIN_USER.into(),
+        password: ADMIN_PASSWORD.into(),
+        tls: None,
+    };
+    let mut config = lagless_proxy::config::Config::new(dir.join("directory.json"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.lookup = Some(admin.clone());
+    config.monitor = Some(admin.clone());
+    config.directory = Some(admin);
+    config.tenant_pool = Some(dir.join("pool.json"));
+    config.monitor_interval = Duration::from_millis(200);
+    config.topology_poll = Duration::from_millis(200);
+    config.write_hold_timeout = Duration::from_secs(5);
+    let proxy = lagless_proxy::server::Proxy::bind(config).await.unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    let stop = proxy.shutdown_handle();
+    tokio::spawn(proxy.run());
+    (port, stop)
 }
 
 /// What a writer saw: every value acknowledged, the errors, and each write's latency.
@@ -491,7 +522,7 @@ async fn a_copy_that_differs_is_found_before_the_freeze_and_rolled_back() {
 
 /// A `(gtid_slave_pos, gtid_binlog_pos)` row: the slave position holds no GTID the binary log
 /// lacks (the filtered fence left there would break a later switchover, see docs/tenants.md).
-fn slave_pos_within_binlog(row: &mysql_async::Row) {
+pub(crate) fn slave_pos_within_binlog(row: &mysql_async::Row) {
     let text = |i| row.get::<String, _>(i).unwrap();
     let parse = |t: &str| lagless_core::gtid::MariadbPosition::parse(t).unwrap();
     let (slave, binlog) = (text(0), text(1));
@@ -503,7 +534,11 @@ fn slave_pos_within_binlog(row: &mysql_async::Row) {
 
 /// Runs the move until it has saved `phase`, then drops it where it stands (as a killed
 /// operator would); returns the last record saved.
-async fn run_until_saved(cx: &MoveContext, record: MoveRecord, phase: Phase) -> MoveRecord {
+pub(crate) async fn run_until_saved(
+    cx: &MoveContext,
+    record: MoveRecord,
+    phase: Phase,
+) -> MoveRecord {
     let saved = Arc::new(Mutex::new(record.clone()));
     let (reached, mut seen) = tokio::sync::watch::channel(false);
     let mut save = {
@@ -549,7 +584,7 @@ async fn a_mover_stopped_in_any_phase_ends_done_or_rolled_back_when_resumed() {
         assert_eq!(stopped.phase, cut, "{stopped:?}");
         // While the channel may exist, its filter is kept in the option file.
         if matches!(cut, Phase::Frozen | Phase::Fenced) {
-            let kept = std::fs::read_to_string(fleet.filter_file(&id)).unwrap();
+            let kept = std::fs::read_to_string(fleet.filter_file(&id, to)).unwrap();
             assert!(
                 kept.contains(&format!("lagless_move_{id}.replicate_do_db=t_{id}\n")),
                 "{kept}"
@@ -560,7 +595,7 @@ async fn a_mover_stopped_in_any_phase_ends_done_or_rolled_back_when_resumed() {
             serde_json::from_str(&serde_json::to_string(&stopped).unwrap()).unwrap();
         let record = run_move(&cx, stopped, &mut |_| {}).await;
         assert_eq!(record.phase, outcome, "stopped at {cut}: {record:?}");
-        assert!(!fleet.filter_file(&id).exists(), "stopped at {cut}");
+        assert!(!fleet.filter_file(&id, to).exists(), "stopped at {cut}");
 
         // One writable copy, where the directory says, with every row; nothing else left.
         let home = if outcome == Phase::Done { to } else { from };

@@ -92,6 +92,10 @@ pub struct MoveRecord {
     /// Per phase, milliseconds spent in it.
     #[serde(default)]
     pub timings: Vec<(Phase, u64)>,
+    /// A failure before the flip began a roll-back that could not finish (a server it needs
+    /// was down): the move is left in its phase, and a resume finishes the roll-back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rolling_back: bool,
 }
 
 impl MoveRecord {
@@ -108,7 +112,16 @@ impl MoveRecord {
             error: None,
             compared_at: None,
             timings: Vec::new(),
+            rolling_back: false,
         }
+    }
+
+    /// Whether a resumed mover rolls this move back before anything else, instead of running
+    /// its phase again: a failure before the flip rolls the move back, also when the first
+    /// attempt to roll back failed; going on instead would finish a move that met a failure
+    /// (a primary that died, perhaps failed over) after all.
+    pub fn resumes_by_rolling_back(&self) -> bool {
+        self.rolling_back && self.phase.rolls_back()
     }
 }
 
@@ -272,6 +285,39 @@ pub fn dump_coordinates(line: &str) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_roll_back_that_could_not_finish_is_finished_when_resumed() {
+        let tenant = TenantId::parse("7").unwrap();
+        let mut record = MoveRecord::new(&tenant, "a", "b");
+        assert!(!record.resumes_by_rolling_back());
+        record.rolling_back = true;
+        for phase in [
+            Phase::Copying,
+            Phase::CatchingUp,
+            Phase::Frozen,
+            Phase::Fenced,
+        ] {
+            record.phase = phase;
+            assert!(record.resumes_by_rolling_back(), "{phase}");
+        }
+        // After the flip a move only goes forward; a final move is not resumed.
+        for phase in [Phase::Flipped, Phase::Cleaning, Phase::Done, Phase::Aborted] {
+            record.phase = phase;
+            assert!(!record.resumes_by_rolling_back(), "{phase}");
+        }
+        // Kept across a restart, and absent from records written before it existed.
+        let json = serde_json::to_string(&MoveRecord {
+            phase: Phase::Frozen,
+            ..record.clone()
+        })
+        .unwrap();
+        assert!(json.contains("\"rollingBack\":true"), "{json}");
+        let fresh = serde_json::to_string(&MoveRecord::new(&tenant, "a", "b")).unwrap();
+        assert!(!fresh.contains("rollingBack"), "{fresh}");
+        let old: MoveRecord = serde_json::from_str(&fresh).unwrap();
+        assert!(!old.rolling_back);
+    }
 
     #[test]
     fn row_sums_tell_null_from_empty_and_quote_names() {

@@ -25,6 +25,31 @@ pub async fn run_move(
     mut record: MoveRecord,
     save: &mut (dyn FnMut(&MoveRecord) + Send),
 ) -> MoveRecord {
+    // A failure before the flip whose roll-back could not finish: the roll-back is finished
+    // now, whatever the phase would do if run again.
+    if record.resumes_by_rolling_back() {
+        match roll_back(cx, &record).await {
+            Ok(()) => {
+                record.rolling_back = false;
+                record.error = record
+                    .error
+                    .take()
+                    .map(|e| format!("{e}; rolled back when resumed"));
+                record.phase = Phase::Aborted;
+            }
+            Err(e) => {
+                // The first failure and the last attempt's, however many were made.
+                let error = record.error.take().unwrap_or_default();
+                let first = error.split("; rolling back again failed: ").next();
+                record.error = Some(format!(
+                    "{}; rolling back again failed: {e}",
+                    first.unwrap_or_default()
+                ));
+            }
+        }
+        save(&record);
+        return record;
+    }
     // A move that cannot start changes nothing. One stopped while copying left the tenant
     // `moving` and maybe part of a copy: that is rolled back.
     if record.phase == Phase::Copying
@@ -36,6 +61,7 @@ pub async fn run_move(
         record.error = Some(format!("not started: {error}"));
         if ours && let Err(e) = roll_back(cx, &record).await {
             record.error = Some(format!("not started: {error}; rolling back failed: {e}"));
+            record.rolling_back = true;
             save(&record);
             return record;
         }
@@ -63,8 +89,10 @@ pub async fn run_move(
                 record.error = Some(format!("{phase}: {error}"));
                 save(&record);
                 if let Err(e) = roll_back(cx, &record).await {
-                    // Left in its phase: a resume rolls back again.
+                    // Left in its phase: a resume rolls back again (it does not run the
+                    // phase again, see `MoveRecord::resumes_by_rolling_back`).
                     record.error = Some(format!("{phase}: {error}; rolling back failed: {e}"));
+                    record.rolling_back = true;
                     save(&record);
                     return record;
                 }
