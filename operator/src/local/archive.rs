@@ -18,7 +18,6 @@ use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::view::{CaSource, ServerTls};
 
 use super::LocalError;
-use super::backup::S3Args;
 use super::process_table::Runtime;
 use super::state::Settings;
 
@@ -30,20 +29,6 @@ pub struct ArchiveTask {
     pub status: Arc<Mutex<ArchiveStatus>>,
 }
 
-/// The S3 settings of `spec.backup`, as the command-line flags would give them.
-pub fn s3_args(cluster: &MySQLCluster, settings: &Settings) -> S3Args {
-    let s3 = cluster.spec.backup.as_ref().and_then(|b| b.s3.clone());
-    S3Args {
-        s3_endpoint: s3.as_ref().and_then(|s| s.endpoint.clone()),
-        s3_region: s3
-            .as_ref()
-            .and_then(|s| s.region.clone())
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .unwrap_or_else(|| "us-east-1".into()),
-        s3_credentials: settings.backup_credentials.clone(),
-    }
-}
-
 /// Starts archiving if the spec asks for it.
 pub fn start(
     rt: &Runtime,
@@ -53,9 +38,9 @@ pub fn start(
     let Some(backup) = cluster.spec.backup.as_ref().filter(|b| b.archive_binlogs) else {
         return Ok(None);
     };
-    let (location, _) = s3_args(cluster, settings).store(&backup.destination)?;
+    let (location, _) = super::backup::s3_args(cluster, settings).store(&backup.destination)?;
     let archive_location = archive::location(&location, &settings.cluster);
-    let options = s3_args(cluster, settings).options(&location)?;
+    let options = super::backup::s3_args(cluster, settings).options(&location)?;
     let store = Store::open(&archive_location, options.as_ref())?;
     let status = Arc::new(Mutex::new(ArchiveStatus {
         destination: archive_location.to_string(),

@@ -19,6 +19,7 @@ use crate::backup::pipeline::{compress_into, decompress_from};
 use crate::backup::s3::S3Options;
 use crate::backup::schedule;
 use crate::backup::store::Store;
+use crate::crd::MySQLCluster;
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::seed::{Donor, backup_stream, extract, prepare};
 use crate::tls::files::TlsFiles;
@@ -43,6 +44,20 @@ pub struct S3Args {
     /// environment variables].
     #[arg(long, env = "LAGLESS_S3_CREDENTIALS")]
     pub s3_credentials: Option<std::path::PathBuf>,
+}
+
+/// The S3 settings of `spec.backup`, as the command-line flags would give them.
+pub fn s3_args(cluster: &MySQLCluster, settings: &Settings) -> S3Args {
+    let s3 = cluster.spec.backup.as_ref().and_then(|b| b.s3.clone());
+    S3Args {
+        s3_endpoint: s3.as_ref().and_then(|s| s.endpoint.clone()),
+        s3_region: s3
+            .as_ref()
+            .and_then(|s| s.region.clone())
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into()),
+        s3_credentials: settings.backup_credentials.clone(),
+    }
 }
 
 impl S3Args {
@@ -214,7 +229,7 @@ pub fn destination(
                             .into(),
                     )
                 })?;
-            (destination, super::archive::s3_args(&cluster, settings))
+            (destination, s3_args(&cluster, settings))
         }
     };
     let (location, store) = s3.store(&destination)?;

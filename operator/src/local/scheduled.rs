@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -19,22 +18,7 @@ use crate::crd::MySQLCluster;
 use super::LocalError;
 use super::backup::{backup_now, retain};
 use super::state::{LocalCredentials, Settings, StateDir};
-
-/// What `local status` shows of the schedule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScheduleStatus {
-    pub schedule: String,
-    pub destination: String,
-    pub next_at: Option<String>,
-    /// The backup taken, or drilled, last.
-    pub last_id: Option<String>,
-    pub last_at: Option<String>,
-    /// Why the last run failed (cleared by the next that succeeds).
-    pub last_error: Option<String>,
-    pub succeeded: u64,
-    pub failed: u64,
-}
+use super::status::ScheduleStatus;
 
 pub struct ScheduleTask {
     stop: watch::Sender<bool>,
@@ -76,7 +60,7 @@ pub fn start(
         return Ok(None);
     };
     let schedule = Schedule::parse(text).map_err(LocalError::Usage)?;
-    let s3 = super::archive::s3_args(cluster, settings);
+    let s3 = super::backup::s3_args(cluster, settings);
     let (location, store) = s3.store(&backup.destination)?;
     let archive = Store::open(
         &archive::location(&location, &settings.cluster),

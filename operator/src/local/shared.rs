@@ -85,9 +85,9 @@ pub struct RunningCluster {
     /// The binary log archive, when the spec asks for one.
     pub archive: Option<crate::backup::archiver::ArchiveStatus>,
     /// Scheduled backups, when the spec has a schedule.
-    pub backups: Option<super::scheduled::ScheduleStatus>,
+    pub backups: Option<super::status::ScheduleStatus>,
     /// Scheduled restore drills, when the spec has a schedule for them.
-    pub drills: Option<super::scheduled::ScheduleStatus>,
+    pub drills: Option<super::status::ScheduleStatus>,
     /// A `serverConfig` change being rolled, as the status shows it.
     pub roll: Option<RollStatus>,
     /// Members whose servers run an older `serverConfig`.

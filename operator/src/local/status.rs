@@ -56,10 +56,10 @@ pub struct Status {
     pub archive: Option<crate::backup::archiver::ArchiveStatus>,
     /// Scheduled backups (`spec.backup.schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backups: Option<super::scheduled::ScheduleStatus>,
+    pub backups: Option<ScheduleStatus>,
     /// Scheduled restore drills (`spec.backup.drillSchedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drills: Option<super::scheduled::ScheduleStatus>,
+    pub drills: Option<ScheduleStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +423,22 @@ pub fn render_tail(
             let _ = writeln!(out, "  {}  {}", clock(e.unix_ms), e.message);
         }
     }
+}
+
+/// What `local status` shows of the schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    pub schedule: String,
+    pub destination: String,
+    pub next_at: Option<String>,
+    /// The backup taken, or drilled, last.
+    pub last_id: Option<String>,
+    pub last_at: Option<String>,
+    /// Why the last run failed (cleared by the next that succeeds).
+    pub last_error: Option<String>,
+    pub succeeded: u64,
+    pub failed: u64,
 }
 
 #[cfg(test)]

@@ -611,32 +611,38 @@ async fn a_mover_stopped_in_any_phase_ends_done_or_rolled_back_when_resumed() {
             .unwrap();
         let n: Option<i64> = app.query_first("SELECT COUNT(*) FROM kv").await.unwrap();
         assert_eq!(n, Some(2_001), "stopped at {cut}");
-        for (c, cluster) in fleet.clusters.iter().enumerate() {
-            let primary = cluster.primary();
-            let dbs = primary
-                .query(&format!("SHOW DATABASES LIKE '%{id}'"))
+        only_at_home(&fleet, &id, home, &format!("stopped at {cut}")).await;
+    }
+}
+
+/// The tenant's database only on cluster `home`, no channel left anywhere, and no slave
+/// position past the binary log on any primary.
+pub(crate) async fn only_at_home(fleet: &Fleet, id: &str, home: usize, what: &str) {
+    for (c, cluster) in fleet.clusters.iter().enumerate() {
+        let primary = cluster.primary();
+        let dbs = primary
+            .query(&format!("SHOW DATABASES LIKE '%{id}'"))
+            .await
+            .unwrap();
+        let names: Vec<String> = dbs.iter().map(|r| r.get(0).unwrap()).collect();
+        let want = if c == home {
+            vec![format!("t_{id}")]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(names, want, "{what}, cluster {c}");
+        assert!(
+            primary
+                .query("SHOW ALL SLAVES STATUS")
                 .await
-                .unwrap();
-            let names: Vec<String> = dbs.iter().map(|r| r.get(0).unwrap()).collect();
-            let want = if c == home {
-                vec![format!("t_{id}")]
-            } else {
-                Vec::new()
-            };
-            assert_eq!(names, want, "stopped at {cut}, cluster {c}");
-            assert!(
-                primary
-                    .query("SHOW ALL SLAVES STATUS")
-                    .await
-                    .unwrap()
-                    .is_empty(),
-                "stopped at {cut}: a channel is left on cluster {c}"
-            );
-            let pos = primary
-                .query("SELECT @@gtid_slave_pos, @@gtid_binlog_pos")
-                .await
-                .unwrap();
-            slave_pos_within_binlog(&pos[0]);
-        }
+                .unwrap()
+                .is_empty(),
+            "{what}: a channel is left on cluster {c}"
+        );
+        let pos = primary
+            .query("SELECT @@gtid_slave_pos, @@gtid_binlog_pos")
+            .await
+            .unwrap();
+        slave_pos_within_binlog(&pos[0]);
     }
 }
