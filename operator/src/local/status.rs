@@ -312,6 +312,13 @@ pub fn render(s: &Status, events: usize) -> String {
                 ""
             );
         }
+        if m.older_program {
+            let _ = writeln!(
+                out,
+                "{:<14} ! started before mariadbd was upgraded: `restart` rolls it",
+                ""
+            );
+        }
     }
     if let Some(seed) = &s.seeding {
         let secs = seed.elapsed_ms as f64 / 1000.0;

@@ -176,6 +176,11 @@ fn in_flight(v: &RollView<'_>, r: &Rolling) -> Step {
         Phase::Draining if m.role == Role::Primary => Step::Readmit(name.clone()),
         // Not out of read routing yet: the drain time counts from when it is.
         Phase::Draining if m.in_reads => Step::Drain(name.clone()),
+        // Drained, but restarted only while every other member serves and no switchover
+        // runs (a member that failed, or a switchover asked for meanwhile, waits for it).
+        Phase::Draining if !v.healthy || v.switching => Step::Wait(format!(
+            "{name} is drained; it restarts once the cluster is healthy and no switchover runs"
+        )),
         Phase::Draining => {
             let waited = v.now_ms.saturating_sub(r.since_ms);
             match v.proxies_drained {

@@ -249,9 +249,9 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
             runs += 1;
         }
         // The channel exists from the end of catching up to the end of flipped.
-        if victim == Victim::TargetPrimary
-            && matches!(cut, Phase::Frozen | Phase::Fenced | Phase::Flipped)
-        {
+        // (After the flip the mover drops the channel as soon as the target answers, so it
+        // may be gone before it is looked at; where it is there, its filter was checked.)
+        if victim == Victim::TargetPrimary && matches!(cut, Phase::Frozen | Phase::Fenced) {
             assert_eq!(filtered_restarts.get(), 1, "the channel came back at {cut}");
         }
         let took = started.elapsed();

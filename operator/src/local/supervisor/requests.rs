@@ -25,6 +25,22 @@ pub(super) struct Pending {
 
 impl Supervisor {
     /// Picks up the oldest request file, if no request is being carried out.
+    /// A scale or re-seed changes members a roll may be restarting: refused until it ends.
+    fn refused_while_rolling(&self, kind: &RequestKind) -> Option<String> {
+        let what = match kind {
+            RequestKind::Scale { .. } => "scale",
+            RequestKind::Reseed { .. } => "reseed",
+            _ => return None,
+        };
+        let rolling = self.roll.rolling.is_some() || self.roll.restart.is_some();
+        rolling.then(|| {
+            format!(
+                "a configuration change is being rolled through the members: {what} once it \
+                 is done (`status` shows the roll)"
+            )
+        })
+    }
+
     pub(super) async fn take_request(&mut self) {
         if self.pending.is_some() {
             return;
@@ -46,7 +62,8 @@ impl Supervisor {
             | RequestKind::Apply { .. }
             | RequestKind::Restart => None,
         }
-        .and_then(|what| pause::refused_while_paused(self.settings.paused, what));
+        .and_then(|what| pause::refused_while_paused(self.settings.paused, what))
+        .or_else(|| self.refused_while_rolling(&request.kind));
         let outcome = match (&request.kind, held) {
             (_, Some(refused)) => Err(LocalError::Other(refused)),
             (RequestKind::Switchover { to }, None) => {

@@ -32,7 +32,7 @@ pub(super) struct RollState {
     /// The member being rolled.
     pub(super) rolling: Option<Rolling>,
     /// The member's restart, under way.
-    restart: Option<JoinHandle<Result<(), LocalError>>>,
+    pub(super) restart: Option<JoinHandle<Result<(), LocalError>>>,
     /// The switchover the roll asked for, until it is done or failed.
     switchover: Option<String>,
     switchover_failed: Option<Instant>,
@@ -386,10 +386,15 @@ impl Supervisor {
         if primary.is_none() || primary == self.roll.catch_up_from {
             return;
         }
-        rolling.catch_up_to = primary
+        let to = primary
             .as_deref()
             .and_then(|p| shared.last_tick.view.as_ref()?.member(p)?.executed.clone());
-        self.roll.catch_up_from = primary;
+        // Anchored only on a position read: a primary that missed one probe is read again at
+        // the next tick rather than leave the member waiting for no target forever.
+        if to.is_some() {
+            rolling.catch_up_to = to;
+            self.roll.catch_up_from = primary;
+        }
     }
 
     /// Waits up to `limit` for a member's restart under way, so that it is back in the

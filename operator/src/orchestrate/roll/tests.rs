@@ -215,3 +215,18 @@ fn a_member_neither_primary_nor_replica_is_rolled_like_a_replica_but_never_readm
         Step::Wait(_)
     ));
 }
+
+#[test]
+fn a_drained_member_waits_while_another_fails_or_a_switchover_runs() {
+    let mut members = cluster([false, false, false]);
+    members[2].in_reads = false;
+    let r = rolling("s-2", Phase::Draining, 0);
+    let mut v = view(&members, Some(&r));
+    v.proxies_drained = Some(true);
+    assert_eq!(next(&v), Step::Restart("s-2".into()));
+    v.healthy = false;
+    assert!(matches!(next(&v), Step::Wait(w) if w.contains("healthy")));
+    v.healthy = true;
+    v.switching = true;
+    assert!(matches!(next(&v), Step::Wait(w) if w.contains("switchover")));
+}

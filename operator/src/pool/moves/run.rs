@@ -25,6 +25,18 @@ pub async fn run_move(
     mut record: MoveRecord,
     save: &mut (dyn FnMut(&MoveRecord) + Send),
 ) -> MoveRecord {
+    // A flip that committed though its answer was lost (a timeout, a dropped connection)
+    // leaves the tenant on the target: the move goes on from there, never back.
+    if record.resumes_by_rolling_back()
+        && steps::current_route(cx)
+            .await
+            .is_ok_and(|r| r.cluster == record.to && r.state == TenantState::Active)
+    {
+        record.rolling_back = false;
+        record.error = None;
+        record.phase = Phase::Flipped;
+        save(&record);
+    }
     // A failure before the flip whose roll-back could not finish: the roll-back is finished
     // now, whatever the phase would do if run again.
     if record.resumes_by_rolling_back() {
