@@ -98,6 +98,28 @@ fn differences(live: &BTreeMap<String, Sums>, restored: &BTreeMap<String, Sums>)
     out
 }
 
+/// The member whose snapshot a drill compares with: a replica replicating without error
+/// (how far behind does not matter: the comparison is at its snapshot's position), the
+/// least behind; the primary of a one-member cluster.
+fn drill_source(
+    members: &[super::status::MemberStatus],
+) -> Result<&super::status::MemberStatus, String> {
+    if members.len() == 1 {
+        return choose_source(members);
+    }
+    members
+        .iter()
+        .filter(|m| {
+            m.process == "running"
+                && m.health == "ok"
+                && m.role == "replica"
+                && m.replicating == Some(true)
+                && m.error.is_none()
+        })
+        .min_by_key(|m| (m.behind.unwrap_or(u64::MAX), m.name.as_str()))
+        .ok_or_else(|| "no replica is replicating to take a snapshot from".to_string())
+}
+
 /// `local drill [--from DEST] [--backup ID]`.
 pub fn drill(
     dir: &StateDir,
@@ -169,7 +191,7 @@ async fn drill_in(
     {
         let began = Instant::now();
         let status: Status = read_json(&dir.status())?;
-        let member = choose_source(&status.members)
+        let member = drill_source(&status.members)
             .map_err(BackupError::NoSource)?
             .clone();
         let mine: Vec<_> = manifests(store)
