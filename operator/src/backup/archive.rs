@@ -152,6 +152,26 @@ pub fn prunable(segments: &[Segment], oldest: &MariadbPosition) -> Vec<u64> {
     segments[..keep_from].iter().map(|s| s.sequence).collect()
 }
 
+/// A segment of cluster `shop` for tests.
+#[cfg(test)]
+pub(crate) fn fixture(sequence: u64, after: &str, last: &str) -> Segment {
+    Segment {
+        format: SEGMENT_FORMAT,
+        cluster: "shop".into(),
+        sequence,
+        member: "shop-0".into(),
+        after: after.into(),
+        last: last.into(),
+        transactions: 1,
+        first_unix: 0,
+        last_unix: 0,
+        stored_unix_ms: 0,
+        covered_unix_ms: 0,
+        bytes: 0,
+        sha256: String::new(),
+    }
+}
+
 /// What a restore replays up to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -406,21 +426,7 @@ mod tests {
     }
 
     fn segment(sequence: u64, after: &str, last: &str) -> Segment {
-        Segment {
-            format: SEGMENT_FORMAT,
-            cluster: "shop".into(),
-            sequence,
-            member: "shop-0".into(),
-            after: after.into(),
-            last: last.into(),
-            transactions: 1,
-            first_unix: 0,
-            last_unix: 0,
-            stored_unix_ms: 0,
-            covered_unix_ms: 0,
-            bytes: 0,
-            sha256: String::new(),
-        }
+        fixture(sequence, after, last)
     }
 
     fn segments_to_read_all(

@@ -131,27 +131,35 @@ pub fn beyond(manifests: &[Manifest], keep: usize) -> &[Manifest] {
     &manifests[keep.min(manifests.len())..]
 }
 
+/// A backup of cluster `shop` for tests: `id`, at GTID `position`, finished at
+/// `finished_unix_ms`.
+#[cfg(test)]
+pub(crate) fn fixture(id: &str, position: &str, finished_unix_ms: u64) -> Manifest {
+    let started = finished_unix_ms.saturating_sub(10);
+    Manifest {
+        format: FORMAT,
+        id: id.into(),
+        cluster: "shop".into(),
+        member: "shop-1".into(),
+        gtid_position: position.into(),
+        server_version: "10.11".into(),
+        started_at: rfc3339(started),
+        finished_at: rfc3339(finished_unix_ms),
+        started_unix_ms: started,
+        finished_unix_ms,
+        object: object_name(id),
+        stream_bytes: 10,
+        stored_bytes: 5,
+        sha256: "00".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn manifest(id: &str, finished: u64) -> Manifest {
-        Manifest {
-            format: FORMAT,
-            id: id.into(),
-            cluster: "shop".into(),
-            member: "shop-1".into(),
-            gtid_position: "10-1001-5".into(),
-            server_version: "10.11".into(),
-            started_at: rfc3339(finished - 10),
-            finished_at: rfc3339(finished),
-            started_unix_ms: finished - 10,
-            finished_unix_ms: finished,
-            object: object_name(id),
-            stream_bytes: 10,
-            stored_bytes: 5,
-            sha256: "00".into(),
-        }
+        fixture(id, "10-1001-5", finished)
     }
 
     #[test]

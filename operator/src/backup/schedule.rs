@@ -203,22 +203,7 @@ mod tests {
     }
 
     fn backup(id: &str, finished_unix_ms: u64) -> Manifest {
-        Manifest {
-            format: 1,
-            id: id.into(),
-            cluster: "shop".into(),
-            member: "shop-1".into(),
-            gtid_position: String::new(),
-            server_version: String::new(),
-            started_at: String::new(),
-            finished_at: String::new(),
-            started_unix_ms: 0,
-            finished_unix_ms,
-            object: String::new(),
-            stream_bytes: 0,
-            stored_bytes: 0,
-            sha256: String::new(),
-        }
+        crate::backup::manifest::fixture(id, "", finished_unix_ms)
     }
 
     #[test]

@@ -343,39 +343,14 @@ mod tests {
 
     fn segment(sequence: u64, after: &str, last: &str, stored: u64) -> Segment {
         Segment {
-            format: 1,
-            cluster: "shop".into(),
-            sequence,
-            member: "shop-0".into(),
-            after: after.into(),
-            last: last.into(),
-            transactions: 1,
-            first_unix: 0,
-            last_unix: 0,
             stored_unix_ms: stored,
             covered_unix_ms: stored,
-            bytes: 0,
-            sha256: String::new(),
+            ..archive::fixture(sequence, after, last)
         }
     }
 
     fn backup(id: &str, position: &str, finished_unix_ms: u64) -> Manifest {
-        Manifest {
-            format: 1,
-            id: id.into(),
-            cluster: "shop".into(),
-            member: "shop-1".into(),
-            gtid_position: position.into(),
-            server_version: "10.11".into(),
-            started_at: String::new(),
-            finished_at: format!("t{finished_unix_ms}"),
-            started_unix_ms: 0,
-            finished_unix_ms,
-            object: String::new(),
-            stream_bytes: 0,
-            stored_bytes: 0,
-            sha256: String::new(),
-        }
+        crate::backup::manifest::fixture(id, position, finished_unix_ms)
     }
 
     fn pos(text: &str) -> MariadbPosition {

@@ -110,19 +110,18 @@ fn upto(truth: &BTreeMap<u64, u64>, second: u64) -> BTreeMap<u64, u64> {
         .collect()
 }
 
-#[test]
-fn restores_to_a_second_or_a_gtid_give_exactly_the_rows_committed_up_to_it_across_a_failover() {
-    let began = Instant::now();
-    let dest = tempfile::tempdir().unwrap();
-    let dest_text = dest.path().to_str().unwrap().to_string();
+/// A running cluster `name` of `replicas` members whose spec has `backup` (the YAML under
+/// `backup:`), with the table `app.p` the writer fills; the admin account on its primary.
+fn archived_cluster(
+    name: &str,
+    replicas: u32,
+    backup: &str,
+) -> (Local, tokio::runtime::Runtime, mysql_async::Opts, String) {
     let local = Local::new();
     {
         let _started = starting();
-        let yaml = format!(
-            "{}  backup:\n    destination: {dest_text}\n    archiveBinlogs: true\n",
-            cluster("pitr", 3)
-        );
-        local.up(&local.manifest("pitr", &yaml));
+        let yaml = format!("{}  backup:\n{backup}", cluster(name, replicas));
+        local.up(&local.manifest(name, &yaml));
     }
     let status = local.running_status();
     let first_primary = primary(&status);
@@ -134,6 +133,19 @@ fn restores_to_a_second_or_a_gtid_give_exactly_the_rows_committed_up_to_it_acros
             .await
             .unwrap();
     });
+    (local, rt, o, first_primary)
+}
+
+#[test]
+fn restores_to_a_second_or_a_gtid_give_exactly_the_rows_committed_up_to_it_across_a_failover() {
+    let began = Instant::now();
+    let dest = tempfile::tempdir().unwrap();
+    let dest_text = dest.path().to_str().unwrap().to_string();
+    let (local, rt, o, first_primary) = archived_cluster(
+        "pitr",
+        3,
+        &format!("    destination: {dest_text}\n    archiveBinlogs: true\n"),
+    );
 
     let next = Arc::new(AtomicU64::new(1));
     let stop = Arc::new(AtomicBool::new(false));
@@ -277,27 +289,16 @@ fn restores_to_a_second_or_a_gtid_give_exactly_the_rows_committed_up_to_it_acros
 #[test]
 fn the_archive_in_s3_restores_to_a_second() {
     let s3 = S3Server::start();
-    let local = Local::new();
-    {
-        let _started = starting();
-        let yaml = format!(
-            "{}  backup:\n    destination: s3://backups/team/shop\n    archiveBinlogs: true\n    \
-             s3:\n      endpoint: {}\n      credentialsFile: {}\n",
-            cluster("pitrs3", 1),
+    let (local, rt, o, _) = archived_cluster(
+        "pitrs3",
+        1,
+        &format!(
+            "    destination: s3://backups/team/shop\n    archiveBinlogs: true\n    s3:\n      \
+             endpoint: {}\n      credentialsFile: {}\n",
             s3.endpoint,
             s3.creds.display()
-        );
-        local.up(&local.manifest("pitrs3", &yaml));
-    }
-    let status = local.running_status();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let o = admin(&local, member_port(&status, &primary(&status)));
-    rt.block_on(async {
-        let mut c = mysql_async::Conn::new(o.clone()).await.unwrap();
-        c.query_drop("CREATE TABLE app.p (id BIGINT PRIMARY KEY, ts BIGINT NOT NULL)")
-            .await
-            .unwrap();
-    });
+        ),
+    );
     let next = Arc::new(AtomicU64::new(1));
     let stop = Arc::new(AtomicBool::new(false));
     let writing = writer(o.clone(), next.clone(), stop.clone());
@@ -330,23 +331,13 @@ fn the_archive_in_s3_restores_to_a_second() {
 fn a_restore_drill_passes_while_writes_go_on_and_finds_a_replica_that_drifted() {
     let dest = tempfile::tempdir().unwrap();
     let dest_text = dest.path().to_str().unwrap().to_string();
-    let local = Local::new();
-    {
-        let _started = starting();
-        let yaml = format!(
-            "{}  backup:\n    destination: {dest_text}\n    archiveBinlogs: true\n",
-            cluster("drill", 2)
-        );
-        local.up(&local.manifest("drill", &yaml));
-    }
-    let status = local.running_status();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let o = admin(&local, member_port(&status, &primary(&status)));
+    let (local, rt, o, _) = archived_cluster(
+        "drill",
+        2,
+        &format!("    destination: {dest_text}\n    archiveBinlogs: true\n"),
+    );
     rt.block_on(async {
         let mut c = mysql_async::Conn::new(o.clone()).await.unwrap();
-        c.query_drop("CREATE TABLE app.p (id BIGINT PRIMARY KEY, ts BIGINT NOT NULL)")
-            .await
-            .unwrap();
         // NULLs and odd names count too.
         c.query_drop(
             "CREATE TABLE app.`odd name` (a INT, `b``c` VARCHAR(8)); \
