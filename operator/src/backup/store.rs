@@ -54,27 +54,16 @@ impl Store {
     /// one is never replaced; S3 has no such check here, and ids are unique to the millisecond
     /// and cluster.
     pub async fn put_new(&self, name: &str, bytes: Bytes) -> Result<(), BackupError> {
-        match self {
-            Self::Dir(dir) => {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(BackupError::io(dir))?;
-                let path = dir.join(name);
-                let partial = dir.join(format!(".{name}.partial"));
-                write_synced(&partial, &bytes).await?;
-                // A hard link fails if the name is taken: an existing file is never replaced.
-                let linked = tokio::fs::hard_link(&partial, &path).await;
-                let _ = tokio::fs::remove_file(&partial).await;
-                linked.map_err(BackupError::io(&path))?;
-                sync_dir(dir).await
-            }
-            Self::S3(s3) => s3.put(&s3.key(name), bytes).await,
-        }
+        self.put(name, bytes, false).await
     }
 
     /// Writes a small object, replacing one of that name (a high-water mark): in a directory
     /// by a rename, so a reader sees the old or the new one whole.
     pub async fn put_over(&self, name: &str, bytes: Bytes) -> Result<(), BackupError> {
+        self.put(name, bytes, true).await
+    }
+
+    async fn put(&self, name: &str, bytes: Bytes, replace: bool) -> Result<(), BackupError> {
         match self {
             Self::Dir(dir) => {
                 tokio::fs::create_dir_all(dir)
@@ -83,9 +72,16 @@ impl Store {
                 let path = dir.join(name);
                 let partial = dir.join(format!(".{name}.partial"));
                 write_synced(&partial, &bytes).await?;
-                tokio::fs::rename(&partial, &path)
-                    .await
-                    .map_err(BackupError::io(&path))?;
+                let placed = if replace {
+                    tokio::fs::rename(&partial, &path).await
+                } else {
+                    // A hard link fails if the name is taken: an existing file is never
+                    // replaced.
+                    let linked = tokio::fs::hard_link(&partial, &path).await;
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    linked
+                };
+                placed.map_err(BackupError::io(&path))?;
                 sync_dir(dir).await
             }
             Self::S3(s3) => s3.put(&s3.key(name), bytes).await,
