@@ -612,7 +612,7 @@ pub struct BackupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_days: Option<u32>,
     /// Restore drills on a cron schedule, in UTC: the newest backup restored into a scratch
-    /// server, rolled forward with the archive to a consistent snapshot of a caught-up
+    /// server, rolled forward with the archive to a consistent snapshot of a replicating
     /// replica, and every table compared with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]

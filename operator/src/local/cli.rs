@@ -149,7 +149,7 @@ pub enum LocalCommand {
         s3: S3Args,
     },
     /// A restore drill: the newest backup restored into a scratch server, rolled forward with
-    /// the binary log archive to a consistent snapshot of a caught-up replica, and every
+    /// the binary log archive to a consistent snapshot of a replicating replica, and every
     /// table compared with that snapshot.
     Drill {
         /// A directory or s3://bucket/prefix [default: spec.backup.destination].
