@@ -30,6 +30,13 @@ use crate::protocol::constants::cap;
 /// close again.
 const PLACE_WAIT_SLICE: Duration = Duration::from_millis(25);
 
+/// ER_CON_COUNT_ERROR, "Too many connections".
+const ER_CON_COUNT_ERROR: u16 = 1040;
+/// How long a login the server refused for its connection limit waits before it is tried
+/// again, at first and at most.
+const TOO_MANY_FIRST_PAUSE: Duration = Duration::from_millis(20);
+const TOO_MANY_LAST_PAUSE: Duration = Duration::from_millis(200);
+
 /// Pool limits and timings.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -437,10 +444,26 @@ impl Pool {
                 return Ok(self.wrap(conn, key, places));
             }
         }
+        let deadline = tokio::time::Instant::now() + self.cfg.acquire_timeout;
         let places = self.places(&params.addr, &params.user).await?;
-        let result = connect(params).await;
-        self.metrics.backend_connect(&params.addr, result.is_ok());
-        let conn = result?;
+        let mut pause = TOO_MANY_FIRST_PAUSE;
+        let conn = loop {
+            let result = connect(params).await;
+            self.metrics.backend_connect(&params.addr, result.is_ok());
+            match result {
+                // The server at its own limit, counting connections that are closing: the
+                // session waits for one to go, as for a place in a full pool, rather than
+                // get the server's refusal.
+                Err(BackendError::Server { err, .. })
+                    if err.code == ER_CON_COUNT_ERROR
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(TOO_MANY_LAST_PAUSE);
+                }
+                result => break result?,
+            }
+        };
         self.report(&key.addr);
         Ok(self.wrap(conn, key, places))
     }
