@@ -10,3 +10,4 @@ pub mod document;
 pub mod growth;
 pub mod load;
 pub mod moves;
+pub mod rebalancing;

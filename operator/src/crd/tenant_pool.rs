@@ -123,6 +123,10 @@ pub struct MySQLTenantPoolSpec {
     #[serde(default)]
     pub placement: PlacementSpec,
 
+    /// Tenants moved by the operator itself when the clusters' use of space drifts apart.
+    #[serde(default)]
+    pub rebalance: RebalanceSpec,
+
     /// The pool's proxies: every client connects to them, whichever cluster its tenant is on.
     #[serde(default)]
     pub proxy: ProxySpec,
@@ -388,6 +392,72 @@ impl Default for PlacementSpec {
             capacity_bytes: default_capacity(),
             write_capacity: default_write_capacity(),
             grow_threshold: default_grow_threshold(),
+        }
+    }
+}
+
+/// Moving tenants between the pool's clusters without being asked: while the fullest
+/// cluster's utilisation (bytes over `placement.capacityBytes`) exceeds the emptiest open one's
+/// by more than `margin`, its largest tenant that narrows the gap moves there, one move at a
+/// time, only while every cluster is healthy and its replicas keep up. Local pools only for now.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// Whether the operator moves tenants by itself (off: `tenant rebalance` on request).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Utilisations closer than this count as even (a fraction, 0.01 to 1).
+    #[serde(default = "default_rebalance_margin")]
+    #[schemars(range(min = 0.01, max = 1.0))]
+    pub margin: f64,
+    /// Seconds between two looks at the pool (and after a move ends before the next).
+    #[serde(default = "default_rebalance_interval")]
+    #[schemars(range(min = 5, max = 86400))]
+    pub interval_seconds: u32,
+    /// Moves planned at each look, run one after another.
+    #[serde(default = "default_rebalance_moves")]
+    #[schemars(range(min = 1, max = 10))]
+    pub max_moves: u32,
+    /// MiB a second a move's snapshot is loaded into its target at most (0: unpaced).
+    #[serde(default = "default_rebalance_copy_rate")]
+    #[schemars(range(min = 0, max = 10240))]
+    pub copy_rate_mib: u32,
+    /// A move starts only while no replica of any tenant cluster is further behind than this
+    /// many seconds.
+    #[serde(default = "default_rebalance_lag")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub max_replica_lag_seconds: u32,
+}
+
+fn default_rebalance_margin() -> f64 {
+    0.10
+}
+
+fn default_rebalance_interval() -> u32 {
+    300
+}
+
+fn default_rebalance_moves() -> u32 {
+    1
+}
+
+fn default_rebalance_copy_rate() -> u32 {
+    4
+}
+
+fn default_rebalance_lag() -> u32 {
+    2
+}
+
+impl Default for RebalanceSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            margin: default_rebalance_margin(),
+            interval_seconds: default_rebalance_interval(),
+            max_moves: default_rebalance_moves(),
+            copy_rate_mib: default_rebalance_copy_rate(),
+            max_replica_lag_seconds: default_rebalance_lag(),
         }
     }
 }
@@ -781,6 +851,43 @@ impl MySQLTenantPoolSpec {
                 format!("must be above 0 and at most 1, not {threshold}"),
             );
         }
+        let rebalance = &self.rebalance;
+        if !(rebalance.margin >= 0.01 && rebalance.margin <= 1.0) {
+            add(
+                "spec.rebalance.margin",
+                format!("must be between 0.01 and 1, not {}", rebalance.margin),
+            );
+        }
+        if !(5..=86400).contains(&rebalance.interval_seconds) {
+            add(
+                "spec.rebalance.intervalSeconds",
+                format!(
+                    "must be between 5 and 86400, not {}",
+                    rebalance.interval_seconds
+                ),
+            );
+        }
+        if !(1..=10).contains(&rebalance.max_moves) {
+            add(
+                "spec.rebalance.maxMoves",
+                format!("must be between 1 and 10, not {}", rebalance.max_moves),
+            );
+        }
+        if rebalance.copy_rate_mib > 10240 {
+            add(
+                "spec.rebalance.copyRateMib",
+                format!("must be at most 10240, not {}", rebalance.copy_rate_mib),
+            );
+        }
+        if rebalance.max_replica_lag_seconds > 3600 {
+            add(
+                "spec.rebalance.maxReplicaLagSeconds",
+                format!(
+                    "must be at most 3600, not {}",
+                    rebalance.max_replica_lag_seconds
+                ),
+            );
+        }
         if !(0..=100).contains(&self.proxy.replicas) {
             add("spec.proxy.replicas", "must be between 0 and 100".into());
         }
@@ -1132,6 +1239,11 @@ spec:
         assert_eq!(spec.placement.write_capacity, 1000.0);
         assert_eq!(spec.placement.grow_threshold, 0.7);
         assert_eq!(spec.proxy.replicas, 2);
+        assert_eq!(spec.rebalance, RebalanceSpec::default());
+        assert!(
+            !spec.rebalance.enabled,
+            "moves only on request unless asked"
+        );
         assert_eq!(spec.validate("default", "pool"), Ok(()));
     }
 
@@ -1300,6 +1412,7 @@ spec:
   routing: {sources: [hint, hint], attribute: 'bad attr'}
   placement: {capacityBytes: 100GB, writeCapacity: 0, growThreshold: 1.5}
   proxy: {replicas: 101, defaultConsistency: soon}
+  rebalance: {margin: 0, intervalSeconds: 1, maxMoves: 0, copyRateMib: 20000, maxReplicaLagSeconds: 4000}
 ",
         );
         let err = errors(&demo);
@@ -1319,6 +1432,11 @@ spec:
             "spec.placement.growThreshold",
             "spec.proxy.replicas",
             "spec.proxy.defaultConsistency",
+            "spec.rebalance.margin",
+            "spec.rebalance.intervalSeconds",
+            "spec.rebalance.maxMoves",
+            "spec.rebalance.copyRateMib",
+            "spec.rebalance.maxReplicaLagSeconds",
         ] {
             assert!(err.mentions(field), "{field}: {err}");
         }

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod cluster_dirs;
 pub mod layout;
+pub mod rebalancer;
 pub mod status;
 pub mod supervisor;
 
@@ -83,6 +84,10 @@ impl PoolDir {
     pub fn clusters(&self) -> PathBuf {
         self.root.join("clusters")
     }
+    /// Where `tenant move` keeps its records and locks.
+    pub fn moves(&self) -> PathBuf {
+        self.root.join("moves")
+    }
     /// The state directory of the pool's cluster `name`.
     pub fn cluster(&self, name: &str) -> StateDir {
         StateDir::new(self.clusters().join(name))
@@ -132,4 +137,19 @@ impl PoolSettings {
     pub fn proxy_ports(&self, index: usize) -> Option<(u16, u16)> {
         super::state::proxy_ports(self.proxy_port, index)
     }
+}
+
+/// The records `tenant move` keeps, by tenant; unreadable ones are skipped.
+pub fn read_moves(dir: &Path) -> Vec<crate::pool::moves::MoveRecord> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut moves: Vec<crate::pool::moves::MoveRecord> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| super::state::read_json(&p).ok())
+        .collect();
+    moves.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    moves
 }

@@ -20,4 +20,5 @@ mod tenant_cli;
 mod tenant_move;
 mod tenant_move_faults;
 mod tenant_pool;
+mod tenant_rebalance;
 mod tls;

@@ -35,8 +35,10 @@ spec:
 /// A block of 100 free loopback ports between the other end-to-end tests' ranges (members
 /// below 13000, proxies below 18000) and the test kit's (20000 and up): the pool's members
 /// take the first 40, its proxies 4 from the 50th.
-fn free_block() -> u16 {
-    let mut base = 18000 + u16::try_from(std::process::id() % 19).unwrap_or(0) * 100;
+/// `skew` keeps the pool tests of one run on different blocks.
+pub(crate) fn free_block(skew: u32) -> u16 {
+    let mut base =
+        18000 + u16::try_from(std::process::id().wrapping_add(skew) % 19).unwrap_or(0) * 100;
     loop {
         let free = (0..40)
             .chain(50..54)
@@ -50,12 +52,12 @@ fn free_block() -> u16 {
 
 /// A pool in a temporary state directory; `down` on drop, so a failing test leaves no
 /// process behind.
-struct Pool {
-    dir: tempfile::TempDir,
+pub(crate) struct Pool {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Pool {
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
@@ -63,11 +65,11 @@ impl Pool {
         run_local(&self.state(), args)
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         ok_local(&self.state(), args)
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         serde_json::from_str(&self.ok(&["status", "--output", "json"])).expect("status is JSON")
     }
 }
@@ -78,7 +80,7 @@ impl Drop for Pool {
     }
 }
 
-fn cluster<'a>(status: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn cluster<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["clusters"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["name"] == name))
@@ -117,7 +119,7 @@ fn percentile(samples: &[Duration], p: f64) -> Duration {
 
 /// `lagless-operator tenant …`: on the pool's state directory, or through a proxy when
 /// `args` say `--proxy`.
-fn tenant_cli(pool: &Pool, args: &[&str]) -> String {
+pub(crate) fn tenant_cli(pool: &Pool, args: &[&str]) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lagless-operator"));
     command.arg("tenant");
     if !args.contains(&"--proxy") {
@@ -141,7 +143,7 @@ fn a_pool_routes_a_thousand_tenants_and_fails_one_cluster_over_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
     let manifest = dir.path().join("pool.yaml");
     std::fs::write(&manifest, POOL).unwrap();
-    let base_port = free_block();
+    let base_port = free_block(0);
     let pool = Pool { dir };
     let began = Instant::now();
     let banner = pool.ok(&[

@@ -324,24 +324,9 @@ pub fn read_status(dir: &PoolDir) -> Result<PoolStatus, LocalError> {
             p.running = false;
         }
     }
-    s.moves = read_moves(&dir.root().join("moves"));
+    s.moves = super::read_moves(&dir.moves());
     let names: Vec<String> = s.clusters.iter().map(|c| c.name.clone()).collect();
     Ok(s.with_clusters(&cluster_statuses(dir, &names)))
-}
-
-/// The records `tenant move` keeps, by tenant; unreadable ones are skipped.
-fn read_moves(dir: &std::path::Path) -> Vec<crate::pool::moves::MoveRecord> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut moves: Vec<crate::pool::moves::MoveRecord> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .filter_map(|p| read_json(&p).ok())
-        .collect();
-    moves.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-    moves
 }
 
 /// `local status` on a pool.

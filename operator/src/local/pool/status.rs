@@ -35,6 +35,9 @@ pub struct PoolStatus {
     /// Tenant moves, as `tenant move` recorded them (read from the state directory).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moves: Vec<MoveRecord>,
+    /// The operator's own moves (`spec.rebalance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<super::rebalancer::RebalanceStatus>,
     /// Newest last.
     pub events: Vec<EventLine>,
     pub connect: Option<ConnectInfo>,
@@ -241,6 +244,17 @@ pub fn render(s: &PoolStatus, events: usize) -> String {
                 format!("{} -> {}", m.from, m.to),
                 m.phase.as_str(),
             );
+        }
+    }
+    if let Some(r) = s.rebalance.as_ref().filter(|r| r.enabled) {
+        let now = r
+            .running
+            .as_deref()
+            .or(r.waiting.as_deref())
+            .unwrap_or("idle");
+        let _ = writeln!(out, "\nrebalancing: {now}");
+        if let Some(last) = &r.last {
+            let _ = writeln!(out, "  last: {last}");
         }
     }
     render_tail(&mut out, &s.proxies, s.connect.as_ref(), &s.events, events);

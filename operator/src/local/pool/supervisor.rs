@@ -32,6 +32,7 @@ use crate::pool::load::{self, RateMeter};
 use crate::tls::files::TlsFiles;
 
 use super::layout::{self, LocalCluster};
+use super::rebalancer::{RebalanceStatus, Rebalancer};
 use super::status::{PoolCluster, PoolStatus};
 use super::{PoolDir, PoolSettings, cluster_dirs};
 
@@ -79,6 +80,7 @@ pub struct RunningPool {
     loads: Vec<ClusterLoad>,
     /// The write rates measured here, shown before the directory is read back.
     rates: BTreeMap<String, f64>,
+    rebalance: RebalanceStatus,
 }
 
 impl RunningPool {
@@ -121,6 +123,7 @@ pub struct PoolSupervisor {
     /// not at every round while it lasts.
     warnings: BTreeSet<String>,
     fresh_warnings: BTreeSet<String>,
+    rebalancer: Rebalancer,
 }
 
 impl PoolSupervisor {
@@ -132,6 +135,7 @@ impl PoolSupervisor {
         let clusters = layout::local_clusters(&rt.pool, &settings, |name| {
             cluster_dirs::previous_settings(&rt.dir, name)
         })?;
+        let rebalancer = Rebalancer::new(rt.dir.root(), &rt.log_filter, &rt.pool.spec.rebalance);
         Ok(Self {
             rt: Arc::new(rt),
             settings,
@@ -144,6 +148,7 @@ impl PoolSupervisor {
             measured: None,
             warnings: BTreeSet::new(),
             fresh_warnings: BTreeSet::new(),
+            rebalancer,
         })
     }
 
@@ -375,6 +380,22 @@ impl PoolSupervisor {
             // A warning not seen again in this round has cleared; it is noted if it returns.
             self.warnings = std::mem::take(&mut self.fresh_warnings);
         }
+        self.rebalance();
+    }
+
+    /// Moves tenants by itself when `spec.rebalance` asks for it (see [`Rebalancer`]).
+    fn rebalance(&mut self) {
+        let statuses = cluster_statuses(&self.rt.dir, &self.registered);
+        let notes = self.rebalancer.round(
+            &self.rt.pool.spec.rebalance,
+            &statuses,
+            crate::clock::unix_ms(),
+        );
+        let mut shared = self.shared.lock();
+        shared.rebalance = self.rebalancer.status.clone();
+        for note in notes {
+            shared.note(note);
+        }
     }
 
     /// Restarts cluster supervisors and proxies that exited, after a growing delay.
@@ -593,6 +614,8 @@ impl PoolSupervisor {
     /// Stops the proxies first (no client is routed to a cluster that is going), then every
     /// cluster, all at once.
     async fn stop_all(&mut self) {
+        // A move stopped here resumes from its record at the next start.
+        self.rebalancer.stop().await;
         let proxies: Vec<Child> = self
             .shared
             .lock()
@@ -731,6 +754,7 @@ pub fn status(shared: &RunningPool, rt: &PoolRuntime, settings: &PoolSettings) -
         proxies,
         // Read from the state directory by `local status`, where `tenant move` keeps them.
         moves: Vec::new(),
+        rebalance: Some(shared.rebalance.clone()),
         events: shared.journal.events.iter().cloned().collect(),
         connect: settings
             .proxy_ports(0)

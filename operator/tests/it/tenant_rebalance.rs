@@ -1,0 +1,182 @@
+//! End to end: a local tenant pool with `spec.rebalance` on moves a tenant by itself when one
+//! cluster holds much more than the other, and stops once they are within the margin.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+
+use crate::local::wait_until;
+use crate::tenant_pool::{Pool, cluster, free_block, tenant_cli};
+
+const POOL: &str = "\
+apiVersion: lagless.dev/v1alpha1
+kind: MySQLTenantPool
+metadata:
+  name: rb
+spec:
+  clusterTemplate:
+    replicas: 2
+  clusters:
+    min: 2
+    max: 2
+  directory:
+    replicas: 1
+  proxy:
+    replicas: 1
+  placement:
+    capacityBytes: 4Mi
+  rebalance:
+    enabled: true
+    intervalSeconds: 5
+    margin: 0.1
+    copyRateMib: 0
+";
+
+fn home_of(pool: &Pool, tenant: &str) -> String {
+    let out = tenant_cli(pool, &["where", tenant]);
+    // "tenant a: cluster rb-c0, database t_a, …"
+    out.split("cluster ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn primary_port(status: &Value, name: &str) -> u16 {
+    let c = cluster(status, name);
+    c["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["role"] == "primary"))
+        .and_then(|m| m["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no primary in {c}"))
+}
+
+fn rows(admin: &mysql_async::Opts, sql: &str) -> u64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut conn = mysql_async::Conn::new(admin.clone()).await.expect("admin");
+        let n: Option<u64> = conn.query_first(sql).await.expect(sql);
+        n.unwrap_or(0)
+    })
+}
+
+#[test]
+fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("pool.yaml");
+    std::fs::write(&manifest, POOL).unwrap();
+    let base_port = free_block(7);
+    let pool = Pool { dir };
+    pool.ok(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--detach",
+        "--base-port",
+        &base_port.to_string(),
+        "--proxy-port",
+        &(base_port + 50).to_string(),
+    ]);
+    for t in ["a", "b", "c", "d"] {
+        tenant_cli(&pool, &["create", t]);
+    }
+    let homes: Vec<(String, String)> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|t| (t.to_string(), home_of(&pool, t)))
+        .collect();
+    // Two tenants that share a cluster: filled unevenly, they leave it much fuller than the
+    // other.
+    let (full, big, small) = ["rb-c0", "rb-c1"]
+        .iter()
+        .find_map(|c| {
+            let on: Vec<&String> = homes.iter().filter(|h| h.1 == *c).map(|h| &h.0).collect();
+            (on.len() >= 2).then(|| (c.to_string(), on[0].clone(), on[1].clone()))
+        })
+        .expect("four tenants on two clusters: two share one");
+    let other = if full == "rb-c0" { "rb-c1" } else { "rb-c0" };
+    let creds: Value = serde_json::from_str(
+        &std::fs::read_to_string(pool.state().join("credentials.json")).unwrap(),
+    )
+    .unwrap();
+    let admin = |port: u16| -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(creds["admin_user"].as_str())
+            .pass(creds["admin_password"].as_str())
+            .prefer_socket(false)
+            .into()
+    };
+    let status = pool.status();
+    let full_primary = admin(primary_port(&status, &full));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut conn = mysql_async::Conn::new(full_primary.clone())
+            .await
+            .expect("admin");
+        for (tenant, n) in [(&big, 1200), (&small, 500)] {
+            conn.query_drop(format!(
+                "CREATE TABLE t_{tenant}.rows (id INT PRIMARY KEY, pad VARCHAR(1000))"
+            ))
+            .await
+            .unwrap();
+            conn.query_drop(format!(
+                "INSERT INTO t_{tenant}.rows SELECT seq, REPEAT('x', 1000) FROM t_{tenant}.seq_1_to_{n}"
+            ))
+            .await
+            .unwrap();
+            conn.query_drop(format!("ANALYZE TABLE t_{tenant}.rows"))
+                .await
+                .unwrap();
+        }
+    });
+    drop(rt);
+    eprintln!("{big} and {small} filled on {full}; {other} holds nothing");
+
+    // The smaller of the two moves: the larger would leave the other cluster the fuller.
+    let began = Instant::now();
+    wait_until(
+        "the rebalancer to move a tenant",
+        Duration::from_secs(120),
+        || home_of(&pool, &small) == other,
+    );
+    eprintln!(
+        "tenant {small} moved by the rebalancer after {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    let status = pool.status();
+    let moves = status["moves"].as_array().cloned().unwrap_or_default();
+    assert_eq!(moves.len(), 1, "{status}");
+    assert_eq!(moves[0]["tenant"], small.as_str());
+    assert_eq!(moves[0]["phase"], "done", "{status}");
+    wait_until(
+        "the rebalancer to say the move ended",
+        Duration::from_secs(20),
+        || {
+            pool.status()["rebalance"]["last"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("rebalancing the clusters: done"))
+        },
+    );
+    let moved = admin(primary_port(&status, other));
+    assert_eq!(
+        rows(&moved, &format!("SELECT COUNT(*) FROM t_{small}.rows")),
+        500
+    );
+    assert_eq!(home_of(&pool, &big), full);
+
+    // Within the margin now: two more looks move nothing.
+    std::thread::sleep(Duration::from_secs(11));
+    let status = pool.status();
+    assert_eq!(
+        status["moves"].as_array().map_or(0, Vec::len),
+        1,
+        "{status}"
+    );
+    assert_eq!(home_of(&pool, &big), full);
+    assert_eq!(home_of(&pool, &small), other);
+    let text = pool.ok(&["status"]);
+    assert!(text.contains("\nrebalancing: "), "{text}");
+}
