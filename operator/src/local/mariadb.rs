@@ -82,6 +82,10 @@ pub fn render_config(layout: &ServerLayout, options: &ServerOptions<'_>) -> Stri
         "read_only=ON\nlog_slave_updates=ON\ngtid_strict_mode=ON\nbinlog_format=ROW\n\
          relay_log_recovery=ON\nskip_name_resolve=ON\n",
     );
+    // Replication starts when the orchestration says so (a replica's at the next tick), never
+    // by itself: a former primary restarted after a failover must not run a channel of its
+    // own (a tenant move's) before it is told what it is now.
+    s.push_str("skip_slave_start=ON\n");
     // Replicas notice a silent primary within seconds, which failure detection waits for.
     let _ = writeln!(
         s,

@@ -516,6 +516,8 @@ impl Actor {
             }
             Action::Rejoin { member, source } => {
                 self.fences.stop(member);
+                self.remove_other_channels(spec, view.flavor, member)
+                    .await?;
                 // A former primary's own transactions are in its binlog position, not in its
                 // replication position: MASTER_DEMOTE_TO_SLAVE moves them there, so that the
                 // position it replicates from, and every MASTER_GTID_WAIT on it (the proxies'
@@ -531,6 +533,9 @@ impl Actor {
                 let _ = self
                     .exec(spec, member, &["SET GLOBAL read_only = ON".into()])
                     .await;
+                if let Err(e) = self.remove_other_channels(spec, view.flavor, member).await {
+                    tracing::warn!(member = %member, error = %e, "channels of a quarantined member");
+                }
                 Ok(())
             }
             Action::Decommission { member } => {
@@ -714,6 +719,57 @@ impl Actor {
         }
         // Still read-only: the plan turns semi-sync on before it makes the primary writable.
         sql
+    }
+
+    /// Stops and removes every named replication channel of `member` (MariaDB). A member the
+    /// orchestrator demotes replicates from its primary only: a channel of its own, such as a
+    /// tenant move's on a primary that a failover replaced, would start again with the server
+    /// and keep writing transactions its new primary never had.
+    async fn remove_other_channels(
+        &self,
+        spec: &ClusterSpec,
+        flavor: Flavor,
+        member: &str,
+    ) -> Result<(), ActError> {
+        if flavor != Flavor::Mariadb {
+            return Ok(());
+        }
+        let mut conn = self.conn(spec, member).await?;
+        let rows: Vec<mysql_async::Row> = self
+            .bounded(
+                member,
+                "listing replication channels",
+                conn.query("SHOW ALL SLAVES STATUS"),
+            )
+            .await?;
+        let channels: Vec<String> = rows
+            .iter()
+            .filter_map(|r| {
+                r.get_opt::<String, _>("Connection_name")
+                    .and_then(Result::ok)
+            })
+            .filter(|name| !name.is_empty())
+            .collect();
+        if channels.is_empty() {
+            let _ = conn.disconnect().await;
+            return Ok(());
+        }
+        tracing::warn!(
+            member,
+            ?channels,
+            "removing replication channels of a demoted member"
+        );
+        let sql: Vec<String> = channels
+            .iter()
+            .flat_map(|c| {
+                let c = sql_quote(c);
+                [
+                    format!("STOP SLAVE '{c}'"),
+                    format!("RESET SLAVE '{c}' ALL"),
+                ]
+            })
+            .collect();
+        self.exec_on(conn, member, &sql).await
     }
 
     /// Ends the client connections that hold a transaction open on a server that just went

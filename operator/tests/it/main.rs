@@ -18,6 +18,7 @@ mod rolling;
 mod switchover;
 mod tenant_cli;
 mod tenant_move;
+mod tenant_move_failover;
 mod tenant_move_faults;
 mod tenant_pool;
 mod tenant_rebalance;

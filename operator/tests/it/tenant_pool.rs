@@ -87,7 +87,7 @@ pub(crate) fn cluster<'a>(status: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no cluster {name} in {status}"))
 }
 
-fn primary(status: &Value, name: &str) -> String {
+pub(crate) fn primary(status: &Value, name: &str) -> String {
     cluster(status, name)["primary"]
         .as_str()
         .unwrap_or_default()

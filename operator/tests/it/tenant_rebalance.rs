@@ -33,7 +33,7 @@ spec:
     copyRateMib: 0
 ";
 
-fn home_of(pool: &Pool, tenant: &str) -> String {
+pub(crate) fn home_of(pool: &Pool, tenant: &str) -> String {
     let out = tenant_cli(pool, &["where", tenant]);
     // "tenant a: cluster rb-c0, database t_a, …"
     out.split("cluster ")
@@ -43,7 +43,7 @@ fn home_of(pool: &Pool, tenant: &str) -> String {
         .to_string()
 }
 
-fn primary_port(status: &Value, name: &str) -> u16 {
+pub(crate) fn primary_port(status: &Value, name: &str) -> u16 {
     let c = cluster(status, name);
     c["members"]
         .as_array()
@@ -53,7 +53,7 @@ fn primary_port(status: &Value, name: &str) -> u16 {
         .unwrap_or_else(|| panic!("no primary in {c}"))
 }
 
-fn rows(admin: &mysql_async::Opts, sql: &str) -> u64 {
+pub(crate) fn rows(admin: &mysql_async::Opts, sql: &str) -> u64 {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut conn = mysql_async::Conn::new(admin.clone()).await.expect("admin");

@@ -48,6 +48,25 @@ impl Endpoint {
             .map_err(|_| format!("{}:{}: no connection within 10 s", self.host, self.port))?
             .map_err(|e| format!("{}:{}: {e}", self.host, self.port))
     }
+
+    /// A connection to a server that must still be its cluster's primary. One that a failover
+    /// made a read-only replica would take the move's statements (the administrator passes
+    /// `read_only`) as errant transactions, and give an old head.
+    pub async fn primary_conn(&self) -> Result<Conn, String> {
+        let mut conn = self.conn().await?;
+        let read_only: Option<i64> = conn
+            .query_first("SELECT @@read_only")
+            .await
+            .map_err(|e| format!("{}:{}: {e}", self.host, self.port))?;
+        if read_only != Some(0) {
+            let _ = conn.disconnect().await;
+            return Err(format!(
+                "{}:{} is read-only: no longer its cluster's primary",
+                self.host, self.port
+            ));
+        }
+        Ok(conn)
+    }
 }
 
 /// Everything a move needs to know about the two clusters and the directory.
@@ -73,10 +92,40 @@ pub struct MoveContext {
     pub limits: MoveLimits,
 }
 
+/// How long one of the move's own statements (DDL, channel commands) may take. A cluster that
+/// can acknowledge no write (its only replica lost, semi-sync waiting) would hold the move
+/// forever; bounded, the step fails, the record says why, and the move goes on when run again.
+const STATEMENT_LIMIT: Duration = Duration::from_secs(30);
+
 pub(super) async fn run(conn: &mut Conn, sql: &str) -> Result<(), String> {
-    conn.query_drop(sql)
-        .await
-        .map_err(|e| format!("{}: {e}", crate::orchestrate::redact::redact(sql)))
+    let shown = crate::orchestrate::redact::redact(sql);
+    match tokio::time::timeout(STATEMENT_LIMIT, conn.query_drop(sql)).await {
+        Ok(done) => done.map_err(|e| format!("{shown}: {e}")),
+        Err(_) => {
+            // Given up here, the statement would still wait there, holding its locks (a
+            // re-seed's backup of that server waits for it): it is ended.
+            kill_connection(conn).await;
+            Err(format!(
+                "{shown}: no answer within {} s (can the cluster acknowledge writes?)",
+                STATEMENT_LIMIT.as_secs()
+            ))
+        }
+    }
+}
+
+/// Ends `conn`'s session on its server, from a connection of its own; best effort.
+async fn kill_connection(conn: &Conn) {
+    let id = conn.id();
+    let kill = async {
+        let mut other = Conn::new(conn.opts().clone()).await?;
+        other.query_drop(format!("KILL CONNECTION {id}")).await?;
+        other.disconnect().await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), kill).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(id, error = %e, "cannot end a stuck statement's session"),
+        Err(_) => tracing::warn!(id, "cannot end a stuck statement's session in 5 s"),
+    }
 }
 
 pub(super) async fn first<T: mysql_async::prelude::FromValue>(
@@ -156,9 +205,9 @@ pub async fn preconditions(cx: &MoveContext, from: &str, to: &str) -> Result<Rou
             cx.tenant, route.state, route.cluster
         ));
     }
-    let mut source = cx.source_primary.conn().await?;
+    let mut source = cx.source_primary.primary_conn().await?;
     tables(&mut source, &cx.database).await?;
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     let channels: Vec<Row> = target
         .query("SHOW ALL SLAVES STATUS")
         .await
@@ -187,7 +236,7 @@ pub struct Snapshot {
 /// with its positions, streamed into the target's primary (dropping a leftover copy of an
 /// earlier attempt first).
 pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     run(
         &mut target,
         &format!("DROP DATABASE IF EXISTS {}", plan::ident(&cx.database)),
@@ -339,7 +388,7 @@ impl ReplicaPace {
         let primary = if replicas.is_empty() {
             None
         } else {
-            cx.target_primary.conn().await.ok()
+            cx.target_primary.primary_conn().await.ok()
         };
         Self {
             primary,
@@ -381,7 +430,7 @@ impl ReplicaPace {
 /// The channel's applier still records every GTID in `gtid_slave_pos`, which the waits use.
 pub async fn start_channel(cx: &MoveContext, binlog: &(String, u64)) -> Result<(), String> {
     let channel = plan::channel_name(&cx.tenant);
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     let exists = channel_exists(&mut target, &channel).await?;
     use_channel(&mut target, &channel).await?;
     if exists {
@@ -439,7 +488,7 @@ async fn channel_exists(conn: &mut Conn, channel: &str) -> Result<bool, String> 
 /// The channel is running, filtered to the tenant's database, without errors.
 pub async fn check_channel(cx: &MoveContext) -> Result<(), String> {
     let channel = plan::channel_name(&cx.tenant);
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     let rows: Vec<Row> = target
         .query("SHOW ALL SLAVES STATUS")
         .await
@@ -477,12 +526,20 @@ pub async fn check_channel(cx: &MoveContext) -> Result<(), String> {
             return Err(format!("the move's channel stopped: {}", text(error)));
         }
     }
+    // Servers start with replication stopped (their orchestrator starts what should run): a
+    // target primary that restarted during the move gets its channel back here, filtered by
+    // its option file (checked above).
+    if text("Slave_IO_Running") == "No" || text("Slave_SQL_Running") == "No" {
+        tracing::info!(tenant = %cx.tenant, "starting the move's stopped channel");
+        use_channel(&mut target, &channel).await?;
+        run(&mut target, "START SLAVE").await?;
+    }
     Ok(())
 }
 
 /// How long the target takes to apply what the source's primary has written by now.
 pub async fn lag(cx: &MoveContext, limit: Duration) -> Result<Option<Duration>, String> {
-    let mut source = cx.source_primary.conn().await?;
+    let mut source = cx.source_primary.primary_conn().await?;
     let head: String = first(&mut source, "SELECT @@gtid_binlog_pos")
         .await?
         .unwrap_or_default();
@@ -499,7 +556,7 @@ pub async fn wait_for(
     gtid: &str,
     limit: Duration,
 ) -> Result<Option<Duration>, String> {
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     let started = Instant::now();
     let secs = limit.as_secs_f64().max(0.001);
     let waited: Option<i64> = first(
@@ -554,7 +611,7 @@ pub async fn current_route(cx: &MoveContext) -> Result<Route, String> {
 /// database at once, with no default database so the channel filters it. Returns the
 /// rename's GTID. A repeat after a restart finds the tables moved and returns `None`.
 pub async fn fence(cx: &MoveContext) -> Result<Option<String>, String> {
-    let mut source = cx.source_primary.conn().await?;
+    let mut source = cx.source_primary.primary_conn().await?;
     let tables = tables(&mut source, &cx.database).await?;
     if tables.is_empty() {
         return Ok(None);
@@ -575,7 +632,7 @@ pub async fn fence(cx: &MoveContext) -> Result<Option<String>, String> {
 
 /// The source's current GTID of its domain: where the target must be once the fence is in.
 pub async fn source_head(cx: &MoveContext) -> Result<Option<String>, String> {
-    let mut source = cx.source_primary.conn().await?;
+    let mut source = cx.source_primary.primary_conn().await?;
     let head: String = first(&mut source, "SELECT @@gtid_binlog_pos")
         .await?
         .unwrap_or_default();
@@ -602,7 +659,7 @@ fn write_filter(file: &std::path::Path, channel: &str, database: &str) -> Result
 /// fence would otherwise stay in it, a GTID its new primary never had).
 pub async fn drop_channel(cx: &MoveContext) -> Result<(), String> {
     let channel = plan::channel_name(&cx.tenant);
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     if channel_exists(&mut target, &channel).await? {
         run(
             &mut target,
@@ -629,7 +686,7 @@ pub async fn drop_channel(cx: &MoveContext) -> Result<(), String> {
 
 /// After the flip: the source's fenced copy and its emptied database go.
 pub async fn clean_source(cx: &MoveContext) -> Result<(), String> {
-    let mut source = cx.source_primary.conn().await?;
+    let mut source = cx.source_primary.primary_conn().await?;
     run(
         &mut source,
         &format!(
@@ -648,7 +705,7 @@ pub async fn clean_source(cx: &MoveContext) -> Result<(), String> {
 /// Before the flip: the source's tables back where they were, the target's copy gone.
 pub async fn roll_back(cx: &MoveContext) -> Result<(), String> {
     let fenced = plan::fenced_database(&cx.tenant);
-    let mut source = cx.source_primary.conn().await?;
+    let mut source = cx.source_primary.primary_conn().await?;
     let moved = tables(&mut source, &fenced).await?;
     if !moved.is_empty() {
         run(
@@ -663,7 +720,7 @@ pub async fn roll_back(cx: &MoveContext) -> Result<(), String> {
     )
     .await?;
     drop_channel(cx).await?;
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     run(
         &mut target,
         &format!("DROP DATABASE IF EXISTS {}", plan::ident(&cx.database)),

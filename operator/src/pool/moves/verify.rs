@@ -27,7 +27,7 @@ const EVENTS_PAGE: usize = 5000;
 /// compares everything). Checksums that differ are an error.
 pub async fn precheck(cx: &MoveContext) -> Result<Option<(String, u64)>, String> {
     let channel = plan::channel_name(&cx.tenant);
-    let mut target = cx.target_primary.conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     use_channel(&mut target, &channel).await?;
     run(&mut target, "STOP SLAVE SQL_THREAD").await?;
     let compared = compare_at_snapshot(cx, &mut target).await;
@@ -205,8 +205,8 @@ pub async fn changed_since(
 /// those `only` names (the rest compared equal before the freeze and unwritten since).
 pub async fn verify(cx: &MoveContext, only: Option<&[String]>) -> Result<(), String> {
     let fenced = plan::fenced_database(&cx.tenant);
-    let mut source = cx.source_primary.conn().await?;
-    let mut target = cx.target_primary.conn().await?;
+    let mut source = cx.source_primary.primary_conn().await?;
+    let mut target = cx.target_primary.primary_conn().await?;
     let source_tables = tables(&mut source, &fenced).await?;
     let target_tables = tables(&mut target, &cx.database).await?;
     if source_tables != target_tables {
