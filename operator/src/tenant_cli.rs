@@ -297,7 +297,7 @@ impl Action {
                 apply,
                 pace,
             } => {
-                if !(0.0..1.0).contains(&margin) {
+                if !(0.0..=1.0).contains(&margin) {
                     return Err(TenantCliError::Usage(format!(
                         "--margin {margin}: a fraction from 0 to 1"
                     )));

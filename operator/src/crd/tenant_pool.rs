@@ -852,6 +852,12 @@ impl MySQLTenantPoolSpec {
             );
         }
         let rebalance = &self.rebalance;
+        if rebalance.enabled && self.cluster_template.tls.is_some() {
+            add(
+                "spec.rebalance.enabled",
+                "tenant moves do not run with TLS yet: rebalancing needs them".into(),
+            );
+        }
         if !(rebalance.margin >= 0.01 && rebalance.margin <= 1.0) {
             add(
                 "spec.rebalance.margin",
@@ -1412,7 +1418,7 @@ spec:
   routing: {sources: [hint, hint], attribute: 'bad attr'}
   placement: {capacityBytes: 100GB, writeCapacity: 0, growThreshold: 1.5}
   proxy: {replicas: 101, defaultConsistency: soon}
-  rebalance: {margin: 0, intervalSeconds: 1, maxMoves: 0, copyRateMib: 20000, maxReplicaLagSeconds: 4000}
+  rebalance: {enabled: true, margin: 0, intervalSeconds: 1, maxMoves: 0, copyRateMib: 20000, maxReplicaLagSeconds: 4000}
 ",
         );
         let err = errors(&demo);
@@ -1440,6 +1446,19 @@ spec:
         ] {
             assert!(err.mentions(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn rebalancing_is_refused_with_tls() {
+        let mut demo = pool(DEMO);
+        demo.spec.rebalance.enabled = true;
+        assert_eq!(demo.validate(), Ok(()));
+        demo.spec.cluster_template.tls = Some(TlsSpec {
+            secret_name: Some("pool-tls".into()),
+            issuer_ref: None,
+        });
+        let err = errors(&demo);
+        assert!(err.mentions("spec.rebalance.enabled"), "{err}");
     }
 
     #[test]

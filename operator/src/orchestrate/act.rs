@@ -759,7 +759,7 @@ impl Actor {
             ?channels,
             "removing replication channels of a demoted member"
         );
-        let sql: Vec<String> = channels
+        let mut sql: Vec<String> = channels
             .iter()
             .flat_map(|c| {
                 let c = sql_quote(c);
@@ -769,6 +769,10 @@ impl Actor {
                 ]
             })
             .collect();
+        // A filtered channel leaves the GTIDs it skipped in `gtid_slave_pos`, ahead of the
+        // binary log: the member would ask its new primary for transactions it never had.
+        sql.push("STOP ALL SLAVES".into());
+        sql.push("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos".into());
         self.exec_on(conn, member, &sql).await
     }
 

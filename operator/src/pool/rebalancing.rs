@@ -15,7 +15,7 @@ pub struct Unfinished {
     pub running: bool,
 }
 
-/// One tenant cluster as its supervisor last reported it.
+/// One of the pool's clusters (the directory's too) as its supervisor last reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterHealth {
     pub name: String,
@@ -23,7 +23,13 @@ pub struct ClusterHealth {
     pub state: Option<String>,
     /// The furthest behind of its replicas, in seconds; none when none reports a lag.
     pub max_lag_seconds: Option<u64>,
+    /// Work that a move must not run into: `paused`, `read-only`, `rolling`, `seeding`.
+    pub busy: Option<&'static str>,
 }
+
+/// How soon a move left unfinished (a roll-back that could not end, a stopped operator) is
+/// taken up again: the tenant may be frozen or `moving` meanwhile.
+pub const RESUME_AFTER: Duration = Duration::from_secs(5);
 
 /// What the pool's rebalancer does this round.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +57,6 @@ pub fn next(
     if !spec.enabled || mover_running {
         return Next::Idle;
     }
-    if since_last.is_some_and(|d| d < Duration::from_secs(u64::from(spec.interval_seconds))) {
-        return Next::Idle;
-    }
     // One move at a time in the pool, whoever started it.
     if let Some(m) = unfinished.iter().find(|m| m.running) {
         return Next::Hold(format!(
@@ -62,12 +65,21 @@ pub fn next(
         ));
     }
     if let Some(m) = unfinished.first() {
+        if since_last.is_some_and(|d| d < RESUME_AFTER) {
+            return Next::Idle;
+        }
         return Next::Resume {
             tenant: m.tenant.clone(),
             to: m.to.clone(),
         };
     }
+    if since_last.is_some_and(|d| d < Duration::from_secs(u64::from(spec.interval_seconds))) {
+        return Next::Idle;
+    }
     for c in clusters {
+        if let Some(busy) = c.busy {
+            return Next::Hold(format!("rebalancing waits: {} is {busy}", c.name));
+        }
         match c.state.as_deref() {
             Some("Healthy") => {}
             Some(state) => {
@@ -105,6 +117,7 @@ mod tests {
             name: name.into(),
             state: Some("Healthy".into()),
             max_lag_seconds: Some(0),
+            busy: None,
         }
     }
 
@@ -142,6 +155,18 @@ mod tests {
                 to: "c1".into()
             }
         );
+        // Taken up again soon, not after the whole interval.
+        assert_eq!(
+            next(&on(), false, Some(RESUME_AFTER), &left, &clusters),
+            Next::Resume {
+                tenant: "7".into(),
+                to: "c1".into()
+            }
+        );
+        assert_eq!(
+            next(&on(), false, Some(Duration::from_secs(1)), &left, &clusters),
+            Next::Idle
+        );
         let running = [unfinished("8", true), unfinished("7", false)];
         assert!(matches!(
             next(&on(), false, None, &running, &clusters),
@@ -176,5 +201,13 @@ mod tests {
         ));
         behind.max_lag_seconds = Some(2);
         assert_eq!(next(&on(), false, None, &[], &[behind]), Next::Rebalance);
+        for busy in ["paused", "read-only", "rolling", "seeding"] {
+            let mut c = healthy("rb-directory");
+            c.busy = Some(busy);
+            assert!(matches!(
+                next(&on(), false, None, &[], &[healthy("c0"), c]),
+                Next::Hold(why) if why == format!("rebalancing waits: rb-directory is {busy}")
+            ));
+        }
     }
 }

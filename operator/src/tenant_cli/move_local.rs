@@ -13,10 +13,34 @@ use crate::local::state::{read_json, write_json};
 use crate::pool::moves::rebalance::{self, RebalanceLimits, TenantSize};
 use crate::pool::moves::{Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, run_move};
 
+/// How long a tenant whose move was rolled back is left out of rebalancing plans.
+const ABORTED_KEPT_OUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl LocalPool {
     /// Where the record of tenant `id`'s move is kept.
     fn move_record(&self, id: &TenantId) -> PathBuf {
         self.paths.root.join("moves").join(format!("{id}.json"))
+    }
+
+    /// Whether tenant `id`'s last move was rolled back within [`ABORTED_KEPT_OUT`]: planned
+    /// again at once, the same move would most likely fail the same way (a tenant that cannot
+    /// be moved, one written too fast to catch up), and keep the others from moving.
+    fn aborted_lately(&self, id: &TenantId) -> bool {
+        let path = self.move_record(id);
+        // A move refused before it began ("not started") tried nothing.
+        let aborted = read_json::<MoveRecord>(&path).is_ok_and(|r| {
+            r.phase == Phase::Aborted
+                && !r
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("not started"))
+        });
+        let recent = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age < ABORTED_KEPT_OUT);
+        aborted && recent
     }
 
     fn endpoint(&self, member: &lagless_core::topology::Member) -> Endpoint {
@@ -90,6 +114,9 @@ impl LocalPool {
                 tracing::warn!(error = %e, "cannot save the move's record");
             }
         };
+        // On record from the start: a mover stopped while copying (the longest phase, before
+        // the first step ends) is found unfinished and resumed, and nobody starts another.
+        save(&record);
         let started = Instant::now();
         let record = run_move(&cx, record, &mut save).await;
         let error = record.error.clone().unwrap_or_default();
@@ -203,6 +230,7 @@ impl LocalPool {
             for (schema, bytes) in rows {
                 if let Some(Ok(id)) = naming.tenant_of(&schema) {
                     sizes.push(TenantSize {
+                        movable: !self.aborted_lately(&id),
                         id,
                         cluster: cluster.name.clone(),
                         bytes,

@@ -24,7 +24,7 @@ spec:
 ";
 
 /// GET `path` from the proxy's admin endpoint; the body.
-fn admin_get(port: u16, path: &str) -> String {
+pub(crate) fn admin_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("admin endpoint");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
@@ -39,7 +39,7 @@ fn admin_get(port: u16, path: &str) -> String {
         .unwrap_or_default()
 }
 
-fn admin_port(status: &Value) -> u16 {
+pub(crate) fn admin_port(status: &Value) -> u16 {
     status["proxies"][0]["admin_port"]
         .as_u64()
         .expect("an admin port") as u16
@@ -57,7 +57,7 @@ fn replica_reads(admin: u16, port: u16) -> u64 {
 }
 
 /// The weight the proxy follows for `member` (the document in its `/topology`).
-fn proxy_weight(admin: u16, member: &str) -> Option<u64> {
+pub(crate) fn proxy_weight(admin: u16, member: &str) -> Option<u64> {
     let topology: Value = serde_json::from_str(&admin_get(admin, "/topology")).ok()?;
     topology["document"]["replicas"]
         .as_array()?

@@ -309,6 +309,25 @@ fn a_server_config_change_rolls_through_the_members_without_a_client_error() {
     );
     let kept = variable_on_members(&rt, &local, &status, "max_connections");
     assert!(kept.iter().all(|(_, v)| v == "321"), "{kept:?}");
+    // The member that did not start with it is back in read routing once caught up, though
+    // the roll stays stopped.
+    let admin = crate::maintenance::admin_port(&status);
+    let replicas: Vec<String> = status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "replica")
+        .filter_map(|m| m["name"].as_str().map(str::to_string))
+        .collect();
+    wait_until(
+        "every replica back in read routing",
+        Duration::from_secs(30),
+        || {
+            replicas
+                .iter()
+                .all(|r| crate::maintenance::proxy_weight(admin, r).is_some_and(|w| w > 0))
+        },
+    );
     // The good file again: every member runs it already, nothing restarts.
     let pids_kept = Local::pids(&local.running_status());
     let said = local.ok(&["apply", "-f", changed.to_str().unwrap()]);

@@ -168,7 +168,19 @@ fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
     assert_eq!(home_of(&pool, &big), full);
 
     // Within the margin now: two more looks move nothing.
+    let evenly = || {
+        std::fs::read_to_string(pool.state().join("rebalance.log"))
+            .unwrap_or_default()
+            .matches("the clusters are used evenly")
+            .count()
+    };
+    let looked = evenly();
     std::thread::sleep(Duration::from_secs(11));
+    assert!(
+        evenly() >= looked + 2,
+        "{} looks found the clusters even in 11 s",
+        evenly() - looked
+    );
     let status = pool.status();
     assert_eq!(
         status["moves"].as_array().map_or(0, Vec::len),

@@ -97,6 +97,9 @@ impl Rebalancer {
             notes.push(format!("rebalancing: {last}"));
             self.status.last = Some(last);
         }
+        if !spec.enabled {
+            return notes;
+        }
         let unfinished = unfinished_moves(&self.root.join("moves"));
         let health: Vec<ClusterHealth> = clusters
             .iter()
@@ -201,6 +204,19 @@ impl Rebalancer {
 fn health(name: &str, status: Option<&Status>, now_unix_ms: u64) -> ClusterHealth {
     let fresh = status
         .filter(|s| now_unix_ms.saturating_sub(s.updated_unix_ms) <= FRESH.as_millis() as u64);
+    let busy = fresh.and_then(|s| {
+        if s.paused {
+            Some("paused")
+        } else if s.read_only || s.read_only_in_effect {
+            Some("read-only")
+        } else if s.roll.is_some() {
+            Some("rolling")
+        } else if s.seeding.is_some() {
+            Some("seeding")
+        } else {
+            None
+        }
+    });
     ClusterHealth {
         name: name.to_string(),
         state: fresh.and_then(|s| s.state.clone()),
@@ -211,6 +227,7 @@ fn health(name: &str, status: Option<&Status>, now_unix_ms: u64) -> ClusterHealt
                 .filter_map(|m| m.lag_seconds)
                 .max()
         }),
+        busy,
     }
 }
 

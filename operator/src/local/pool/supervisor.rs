@@ -385,7 +385,10 @@ impl PoolSupervisor {
 
     /// Moves tenants by itself when `spec.rebalance` asks for it (see [`Rebalancer`]).
     fn rebalance(&mut self) {
-        let statuses = cluster_statuses(&self.rt.dir, &self.registered);
+        // The directory's cluster too: every step of a move changes the directory.
+        let mut names = vec![self.directory_name()];
+        names.extend(self.registered.iter().cloned());
+        let statuses = cluster_statuses(&self.rt.dir, &names);
         let notes = self.rebalancer.round(
             &self.rt.pool.spec.rebalance,
             &statuses,

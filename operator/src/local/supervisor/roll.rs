@@ -90,7 +90,12 @@ impl Supervisor {
             // Found under way (started before this supervisor, or by `up -f`).
             self.roll.begin();
         }
-        let step = if let Some(why) = &self.roll.stopped {
+        // A stopped roll takes no step but one: the member whose restart failed (it runs its
+        // previous serverConfig again) goes back into read routing once it has caught up.
+        let catching_up =
+            (self.roll.rolling.as_ref()).is_some_and(|r| r.phase == Phase::CatchingUp);
+        let stopped = self.roll.stopped.clone();
+        let step = if let Some(why) = stopped.as_ref().filter(|_| !catching_up) {
             Step::Wait(why.clone())
         } else {
             let switching = self.switchover.as_ref().is_some_and(|s| {
@@ -100,7 +105,7 @@ impl Supervisor {
                     != Some(s.id.as_str())
             });
             let proxies_drained = self.proxies_drained(&members).await;
-            roll::next(&RollView {
+            let next = roll::next(&RollView {
                 members: &members,
                 paused: self.settings.paused,
                 healthy: plan.state == ClusterState::Healthy,
@@ -108,7 +113,11 @@ impl Supervisor {
                 rolling: self.roll.rolling.as_ref(),
                 proxies_drained,
                 now_ms: crate::clock::unix_ms(),
-            })
+            });
+            match (stopped, next) {
+                (Some(why), step) if !matches!(step, Step::Readmit(_)) => Step::Wait(why),
+                (_, step) => step,
+            }
         };
         let waiting = self.take_roll_step(step);
         let current = u32::try_from(members.len() - pending.len()).unwrap_or(0);
@@ -224,18 +233,17 @@ impl Supervisor {
             let member = member.clone();
             async move {
                 match proxy_admin::topology(port).await {
-                    Some(json) => proxy_admin::drained(&json, &member),
+                    // An answer that cannot be read says nothing was drained: the roll waits
+                    // for a readable one, at most the drain limit.
+                    Some(json) => proxy_admin::drained(&json, &member).unwrap_or(false),
                     // A proxy that does not answer routes nothing; started again, it reads
                     // the topology as it is now.
-                    None => Some(true),
+                    None => true,
                 }
             }
         });
-        let drained: Option<Vec<bool>> = futures::future::join_all(answers)
-            .await
-            .into_iter()
-            .collect();
-        drained.map(|d| d.iter().all(|&ok| ok))
+        let drained: Vec<bool> = futures::future::join_all(answers).await;
+        Some(drained.iter().all(|&ok| ok))
     }
 
     /// Marks in the status the members that run an older `serverConfig`, and those started
@@ -365,7 +373,11 @@ impl Supervisor {
                     .lock()
                     .note(format!("warning: roll stopped: {why}"));
                 self.roll.stopped = Some(why);
-                self.set_rolling(None);
+                // Out of read routing until it has caught up, as after a restart that worked.
+                rolling.phase = Phase::CatchingUp;
+                rolling.since_ms = crate::clock::unix_ms();
+                self.roll.catch_up_from = None;
+                self.anchor_catch_up();
             }
         }
     }

@@ -9,6 +9,9 @@ pub struct TenantSize {
     pub id: TenantId,
     pub cluster: String,
     pub bytes: u64,
+    /// False for a tenant left out of plans (its last move was rolled back lately): it still
+    /// counts in its cluster's bytes.
+    pub movable: bool,
 }
 
 /// A move the plan asks for.
@@ -84,7 +87,7 @@ pub fn plan(
         let best = left
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.cluster == hi.name && t.bytes > 0)
+            .filter(|(_, t)| t.cluster == hi.name && t.bytes > 0 && t.movable)
             .filter(|(_, t)| {
                 share(hi, hi.bytes.saturating_sub(t.bytes)) >= share(lo, lo.bytes + t.bytes)
             })
@@ -130,6 +133,7 @@ mod tests {
             id: TenantId::parse(id).unwrap(),
             cluster: cluster.into(),
             bytes: gb * GB,
+            movable: true,
         }
     }
 
@@ -168,6 +172,12 @@ mod tests {
         );
         let names: Vec<String> = many.iter().map(|m| m.tenant.to_string()).collect();
         assert_eq!(names, ["b", "c"]);
+        // b's last move was rolled back lately: the next largest that fits goes instead.
+        let mut held = tenants.clone();
+        held[1].movable = false;
+        let one = plan(&clusters, &held, RebalanceLimits::default());
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].tenant.to_string(), "c");
     }
 
     #[test]

@@ -61,7 +61,25 @@ impl Endpoint {
         if read_only != Some(0) {
             let _ = conn.disconnect().await;
             return Err(format!(
-                "{}:{} is read-only: no longer its cluster's primary",
+                "{}:{} is read-only: not a writable primary (a failover or switchover, or the \
+                 cluster set read-only)",
+                self.host, self.port
+            ));
+        }
+        // With lossless semi-sync and no replica connected, every write would wait for an
+        // acknowledgement that cannot come: fail now rather than leave a statement waiting.
+        let waiting: Option<(i64, i64)> = conn
+            .query_first(
+                "SELECT @@rpl_semi_sync_master_enabled, \
+                 (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                  WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS')",
+            )
+            .await
+            .unwrap_or(None);
+        if waiting == Some((1, 0)) {
+            let _ = conn.disconnect().await;
+            return Err(format!(
+                "{}:{} acknowledges no write: semi-sync is on and no replica is connected",
                 self.host, self.port
             ));
         }
@@ -297,6 +315,9 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
         return Err("the dump's pipes were not opened".into());
     };
     let mut lines = BufReader::new(out).lines();
+    // The loader writes as the administrator, whom `read_only` does not stop: a target
+    // primary demoted during the copy (a switchover leaves it running) is noticed here.
+    let mut guard = cx.target_primary.primary_conn().await?;
     let (mut gtid, mut binlog) = (None, None);
     let (began, mut sent, mut paced, mut synced) = (Instant::now(), 0u64, 0u64, 0u64);
     let mut replicas = ReplicaPace::connect(cx).await;
@@ -320,6 +341,13 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
         sent += line.len() as u64 + 1;
         if sent - synced >= REPLICA_STEP {
             synced = sent;
+            let read_only: Option<i64> = first(&mut guard, "SELECT @@read_only").await?;
+            if read_only != Some(0) {
+                return Err(format!(
+                    "the target's primary {}:{} turned read-only during the copy",
+                    cx.target_primary.host, cx.target_primary.port
+                ));
+            }
             replicas.wait(cx).await;
         }
         if sent - paced >= PACE_STEP {
