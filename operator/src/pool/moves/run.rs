@@ -272,10 +272,16 @@ async fn roll_back(cx: &MoveContext, record: &MoveRecord) -> Result<(), String> 
         .map_err(|e| e.to_string())?;
     match route {
         Some(r) if r.cluster == record.from => {
-            steps::roll_back(cx).await?;
-            let held = [TenantState::Moving, TenantState::Frozen];
+            steps::restore_source(cx).await?;
+            // Writable again as soon as the source is whole: a target that cannot be cleaned
+            // now (its primary just failed over) does not keep the tenant frozen.
+            let held = [
+                TenantState::Moving,
+                TenantState::Frozen,
+                TenantState::Active,
+            ];
             steps::transition(cx, (&record.from, &held), &record.from, TenantState::Active).await?;
-            Ok(())
+            steps::clean_target(cx).await
         }
         Some(r) => Err(format!(
             "tenant {} is on {} in the directory, not on the source {}: not rolled back",

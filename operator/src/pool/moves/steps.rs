@@ -730,8 +730,8 @@ pub async fn clean_source(cx: &MoveContext) -> Result<(), String> {
     .await
 }
 
-/// Before the flip: the source's tables back where they were, the target's copy gone.
-pub async fn roll_back(cx: &MoveContext) -> Result<(), String> {
+/// Before the flip, first half of a roll-back: the source's tables back where they were.
+pub async fn restore_source(cx: &MoveContext) -> Result<(), String> {
     let fenced = plan::fenced_database(&cx.tenant);
     let mut source = cx.source_primary.primary_conn().await?;
     let moved = tables(&mut source, &fenced).await?;
@@ -746,7 +746,12 @@ pub async fn roll_back(cx: &MoveContext) -> Result<(), String> {
         &mut source,
         &format!("DROP DATABASE IF EXISTS {}", plan::ident(&fenced)),
     )
-    .await?;
+    .await
+}
+
+/// Second half of a roll-back, once the tenant is served by the source again: the move's
+/// channel and the target's copy gone.
+pub async fn clean_target(cx: &MoveContext) -> Result<(), String> {
     drop_channel(cx).await?;
     let mut target = cx.target_primary.primary_conn().await?;
     run(
