@@ -5,7 +5,8 @@
 # for MINUTES: the orchestrator cut off from a live primary, SIGSTOP of the primary, the
 # primary isolated, the primary cut off from its replicas, kill -9 of the primary in the middle
 # of a switchover, the topology document deleted. The run fails on any acknowledged write lost
-# or any stale strict read. Needs root (namespaces).
+# or any stale strict read. Needs root (namespaces). LAGLESS_CHAOS_FAULTS=2,2,2 (fault numbers in
+# that order: 0 to 5 as listed above) replaces the first round of one of each.
 #
 #   bench/chaos.sh [MINUTES] [QUIET_MINUTES]        (default 30 and 10)
 set -euo pipefail

@@ -530,8 +530,19 @@ impl Actor {
             }
             Action::Quarantine { member, reason } => {
                 tracing::warn!(member = %member, reason = %reason, "quarantined");
+                // Out of the cluster until re-seeded: it must not acknowledge writes either.
+                // A failover leaves quarantined members out of the candidates' comparison, so
+                // a write only it had acknowledged would be lost.
+                let stop = match view.flavor {
+                    Flavor::Mariadb => "STOP ALL SLAVES",
+                    Flavor::Mysql => "STOP REPLICA",
+                };
                 let _ = self
-                    .exec(spec, member, &["SET GLOBAL read_only = ON".into()])
+                    .exec(
+                        spec,
+                        member,
+                        &["SET GLOBAL read_only = ON".into(), stop.into()],
+                    )
                     .await;
                 if let Err(e) = self.remove_other_channels(spec, view.flavor, member).await {
                     tracing::warn!(member = %member, error = %e, "channels of a quarantined member");

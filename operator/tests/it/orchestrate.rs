@@ -365,6 +365,15 @@ async fn errant_transactions_quarantine_a_replica() {
         "an errant replica still takes reads"
     );
     assert!(published.replicas.iter().any(|r| r.name == "m1"));
+    // Nor does it acknowledge writes: it replicates no more (a failover compares only the
+    // members in the cluster, so a write only it had would be lost).
+    let status = cluster.member(2).query("SHOW SLAVE STATUS").await.unwrap();
+    let io: Option<String> = status.first().and_then(|r| r.get("Slave_IO_Running"));
+    assert_eq!(
+        io.as_deref(),
+        Some("No"),
+        "a quarantined replica still replicates"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
