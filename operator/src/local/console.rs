@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -83,21 +82,11 @@ pub fn detach<S: Shown>(
     who: &str,
     banner: impl Fn(&S) -> Result<String, LocalError>,
 ) -> Result<(), LocalError> {
-    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
-    let out = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(LocalError::io(log))?;
-    let err = out.try_clone().map_err(LocalError::io(log))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = super::process_table::own_command(log)?;
     cmd.arg("local")
         .arg("--state-dir")
         .arg(root)
-        .args(["up", "--supervise"])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
+        .args(["up", "--supervise"]);
     let mut child = spawn_detached(cmd).map_err(|e| LocalError::Command {
         command: "lagless-operator local up --supervise".into(),
         detail: e.to_string(),

@@ -411,21 +411,27 @@ pub struct ProxyLaunch<'a> {
     pub tls: Option<&'a TlsFiles>,
 }
 
+/// This program as a child command, with no input and its output appended to `log`.
+pub fn own_command(log: &std::path::Path) -> Result<Command, LocalError> {
+    let out = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(LocalError::io(log))?;
+    let err = out.try_clone().map_err(LocalError::io(log))?;
+    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
+    let mut cmd = Command::new(exe);
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    Ok(cmd)
+}
+
 /// The command that runs a proxy, its output appended to `proxy.log`. Credentials travel in
 /// the environment, not on the command line.
 pub fn proxy_command(launch: &ProxyLaunch<'_>) -> Result<Command, LocalError> {
     let dir = launch.dir;
     std::fs::create_dir_all(dir).map_err(LocalError::io(dir))?;
-    let log_path = dir.join("proxy.log");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(LocalError::io(&log_path))?;
-    let err = log.try_clone().map_err(LocalError::io(&log_path))?;
-    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
     let creds = launch.creds;
-    let mut cmd = Command::new(exe);
+    let mut cmd = own_command(&dir.join("proxy.log"))?;
     cmd.arg("proxy")
         .arg(format!("--listen=127.0.0.1:{}", launch.port))
         .arg(format!("--admin-listen=127.0.0.1:{}", launch.admin_port))
@@ -437,10 +443,7 @@ pub fn proxy_command(launch: &ProxyLaunch<'_>) -> Result<Command, LocalError> {
         .env("LAGLESS_PROXY_LOOKUP_PASSWORD", &creds.lookup_password)
         .env("LAGLESS_PROXY_MONITOR_USER", &creds.monitor_user)
         .env("LAGLESS_PROXY_MONITOR_PASSWORD", &creds.monitor_password)
-        .env("LAGLESS_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
+        .env("LAGLESS_LOG", "info");
     if let Some(tls) = launch.tls {
         // Clients must use TLS; members are verified by certificate and address. The proxy
         // reloads the files when they are renewed.

@@ -44,17 +44,15 @@ pub enum Next {
     Rebalance,
 }
 
-/// The rebalancer's decision. `mover_running`: a move this supervisor started still runs.
-/// `since_last`: time since the last one it started ended (none: none yet, so the first look
-/// comes at once).
+/// The rebalancer's decision, while no move it started runs. `since_last`: time since the
+/// last one it started ended (none: none yet, so the first look comes at once).
 pub fn next(
     spec: &RebalanceSpec,
-    mover_running: bool,
     since_last: Option<Duration>,
     unfinished: &[Unfinished],
     clusters: &[ClusterHealth],
 ) -> Next {
-    if !spec.enabled || mover_running {
+    if !spec.enabled {
         return Next::Idle;
     }
     // One move at a time in the pool, whoever started it.
@@ -130,18 +128,17 @@ mod tests {
     }
 
     #[test]
-    fn off_busy_or_too_soon_does_nothing() {
+    fn off_or_too_soon_does_nothing() {
         let clusters = [healthy("c0"), healthy("c1")];
         assert_eq!(
-            next(&RebalanceSpec::default(), false, None, &[], &clusters),
+            next(&RebalanceSpec::default(), None, &[], &clusters),
             Next::Idle
         );
-        assert_eq!(next(&on(), true, None, &[], &clusters), Next::Idle);
         let soon = Some(Duration::from_secs(59));
-        assert_eq!(next(&on(), false, soon, &[], &clusters), Next::Idle);
+        assert_eq!(next(&on(), soon, &[], &clusters), Next::Idle);
         let later = Some(Duration::from_secs(60));
-        assert_eq!(next(&on(), false, later, &[], &clusters), Next::Rebalance);
-        assert_eq!(next(&on(), false, None, &[], &clusters), Next::Rebalance);
+        assert_eq!(next(&on(), later, &[], &clusters), Next::Rebalance);
+        assert_eq!(next(&on(), None, &[], &clusters), Next::Rebalance);
     }
 
     #[test]
@@ -149,7 +146,7 @@ mod tests {
         let clusters = [healthy("c0")];
         let left = [unfinished("7", false)];
         assert_eq!(
-            next(&on(), false, None, &left, &clusters),
+            next(&on(), None, &left, &clusters),
             Next::Resume {
                 tenant: "7".into(),
                 to: "c1".into()
@@ -157,24 +154,24 @@ mod tests {
         );
         // Taken up again soon, not after the whole interval.
         assert_eq!(
-            next(&on(), false, Some(RESUME_AFTER), &left, &clusters),
+            next(&on(), Some(RESUME_AFTER), &left, &clusters),
             Next::Resume {
                 tenant: "7".into(),
                 to: "c1".into()
             }
         );
         assert_eq!(
-            next(&on(), false, Some(Duration::from_secs(1)), &left, &clusters),
+            next(&on(), Some(Duration::from_secs(1)), &left, &clusters),
             Next::Idle
         );
         let running = [unfinished("8", true), unfinished("7", false)];
         assert!(matches!(
-            next(&on(), false, None, &running, &clusters),
+            next(&on(), None, &running, &clusters),
             Next::Hold(why) if why.contains("tenant 8 is moving")
         ));
         // Off means off: an interrupted move is the user's to resume.
         assert_eq!(
-            next(&RebalanceSpec::default(), false, None, &left, &clusters),
+            next(&RebalanceSpec::default(), None, &left, &clusters),
             Next::Idle
         );
     }
@@ -184,28 +181,28 @@ mod tests {
         let mut degraded = healthy("c1");
         degraded.state = Some("Degraded".into());
         assert!(matches!(
-            next(&on(), false, None, &[], &[healthy("c0"), degraded]),
+            next(&on(), None, &[], &[healthy("c0"), degraded]),
             Next::Hold(why) if why.contains("c1 is Degraded")
         ));
         let mut silent = healthy("c2");
         silent.state = None;
         assert!(matches!(
-            next(&on(), false, None, &[], &[silent]),
+            next(&on(), None, &[], &[silent]),
             Next::Hold(why) if why.contains("c2 reports no state")
         ));
         let mut behind = healthy("c0");
         behind.max_lag_seconds = Some(3);
         assert!(matches!(
-            next(&on(), false, None, &[], &[behind.clone()]),
+            next(&on(), None, &[], &[behind.clone()]),
             Next::Hold(why) if why.contains("3 s behind (at most 2 s)")
         ));
         behind.max_lag_seconds = Some(2);
-        assert_eq!(next(&on(), false, None, &[], &[behind]), Next::Rebalance);
+        assert_eq!(next(&on(), None, &[], &[behind]), Next::Rebalance);
         for busy in ["paused", "read-only", "rolling", "seeding"] {
             let mut c = healthy("rb-directory");
             c.busy = Some(busy);
             assert!(matches!(
-                next(&on(), false, None, &[], &[healthy("c0"), c]),
+                next(&on(), None, &[], &[healthy("c0"), c]),
                 Next::Hold(why) if why == format!("rebalancing waits: rb-directory is {busy}")
             ));
         }

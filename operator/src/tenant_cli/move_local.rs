@@ -27,14 +27,8 @@ impl LocalPool {
     /// be moved, one written too fast to catch up), and keep the others from moving.
     fn aborted_lately(&self, id: &TenantId) -> bool {
         let path = self.move_record(id);
-        // A move refused before it began ("not started") tried nothing.
-        let aborted = read_json::<MoveRecord>(&path).is_ok_and(|r| {
-            r.phase == Phase::Aborted
-                && !r
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with("not started"))
-        });
+        let aborted =
+            read_json::<MoveRecord>(&path).is_ok_and(|r| r.phase == Phase::Aborted && !r.refused());
         let recent = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .ok()
@@ -128,7 +122,7 @@ impl LocalPool {
                 started.elapsed().as_millis(),
                 record.frozen_ms.unwrap_or(0)
             )),
-            Phase::Aborted if error.starts_with("not started") => {
+            Phase::Aborted if record.refused() => {
                 Err(TenantCliError::Pool(format!("tenant {id}: move {error}")))
             }
             Phase::Aborted => Err(TenantCliError::Pool(format!(

@@ -657,11 +657,16 @@ async fn faults_between_machines_lose_no_acknowledged_write_and_serve_no_stale_r
     let until =
         secs_from_env("LAGLESS_CHAOS_SECONDS").map(|s| Instant::now() + Duration::from_secs(s));
     // LAGLESS_CHAOS_FAULTS=2,2,2 runs the listed faults instead (to repeat one many times).
-    let listed: Option<Vec<usize>> = std::env::var("LAGLESS_CHAOS_FAULTS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|f| f.trim().parse().ok()).collect());
+    let listed: Option<Vec<usize>> = std::env::var("LAGLESS_CHAOS_FAULTS").ok().map(|v| {
+        v.split(',')
+            .map(|f| match f.trim().parse() {
+                Ok(n) if n < 6 => n,
+                _ => panic!("LAGLESS_CHAOS_FAULTS: `{f}` is not a fault number from 0 to 5"),
+            })
+            .collect()
+    });
     for fault in listed.unwrap_or_else(|| (0..6).collect()) {
-        chaos.run_fault(fault % 6).await;
+        chaos.run_fault(fault).await;
     }
     let mut n = 6usize;
     while until.is_some_and(|u| Instant::now() < u) {

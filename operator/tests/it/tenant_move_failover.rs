@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
+use lagless_testkit::conn_opts as opts;
+
 use crate::local::wait_until;
-use crate::tenant_pool::{Pool, free_block, tenant_cli};
+use crate::tenant_pool::{Pool, tenant_cli};
 use crate::tenant_rebalance::{home_of, primary_port, rows};
 
 const POOL: &str = "\
@@ -34,17 +36,6 @@ spec:
 ";
 
 const ROWS: u32 = 50_000;
-
-fn opts(port: u16, user: &str, password: &str, db: Option<&str>) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(password))
-        .db_name(db)
-        .prefer_socket(false)
-        .into()
-}
 
 fn phase(pool: &Pool) -> Option<String> {
     let path = pool.state().join("moves").join("x.json");
@@ -116,8 +107,7 @@ fn reseed_quarantined(pool: &Pool, cluster: &str) -> Vec<String> {
     quarantined
 }
 
-/// Runs `tenant move x --to <to>` (paced at 1 MiB/s) to its end; returns its exit code and
-/// output.
+/// Starts `tenant move x --to <to>`, paced at 1 MiB/s, its output piped.
 fn mover(pool: &Pool, to: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_lagless-operator"))
         .arg("tenant")
@@ -160,28 +150,11 @@ enum Side {
 
 fn failover_during_a_move(side: Side, when: When, skew: u32) {
     eprintln!("--- {side:?} primary killed while {when:?}");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("pool.yaml");
-    std::fs::write(&manifest, POOL).unwrap();
-    let base_port = free_block(skew);
-    let pool = Pool { dir };
-    pool.ok(&[
-        "up",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--detach",
-        "--base-port",
-        &base_port.to_string(),
-        "--proxy-port",
-        &(base_port + 50).to_string(),
-    ]);
+    let (pool, base_port, _) = Pool::up(POOL, skew);
     tenant_cli(&pool, &["create", "x"]);
     let source = home_of(&pool, "x");
     let target = if source == "mf-c0" { "mf-c1" } else { "mf-c0" };
-    let creds: Value = serde_json::from_str(
-        &std::fs::read_to_string(pool.state().join("credentials.json")).unwrap(),
-    )
-    .unwrap();
+    let creds = pool.credentials();
     let cred = |k: &str| creds[k].as_str().unwrap_or_default().to_string();
     let (admin_user, admin_pw) = (cred("admin_user"), cred("admin_password"));
     let status = pool.status();

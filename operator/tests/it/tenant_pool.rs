@@ -36,7 +36,7 @@ spec:
 /// below 13000, proxies below 18000) and the test kit's (20000 and up): the pool's members
 /// take the first 40, its proxies 4 from the 50th.
 /// `skew` keeps the pool tests of one run on different blocks.
-pub(crate) fn free_block(skew: u32) -> u16 {
+fn free_block(skew: u32) -> u16 {
     let mut base =
         18000 + u16::try_from(std::process::id().wrapping_add(skew) % 19).unwrap_or(0) * 100;
     loop {
@@ -53,10 +53,31 @@ pub(crate) fn free_block(skew: u32) -> u16 {
 /// A pool in a temporary state directory; `down` on drop, so a failing test leaves no
 /// process behind.
 pub(crate) struct Pool {
-    pub(crate) dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Pool {
+    /// `local up -f` of the pool `yaml` in a fresh directory, on a free block of ports
+    /// (`skew`: see [`free_block`]). Returns the pool, its first port and the banner.
+    pub(crate) fn up(yaml: &str, skew: u32) -> (Pool, u16, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let manifest = dir.path().join("pool.yaml");
+        std::fs::write(&manifest, yaml).unwrap();
+        let base_port = free_block(skew);
+        let pool = Pool { dir };
+        let banner = pool.ok(&[
+            "up",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--detach",
+            "--base-port",
+            &base_port.to_string(),
+            "--proxy-port",
+            &(base_port + 50).to_string(),
+        ]);
+        (pool, base_port, banner)
+    }
+
     pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -67,6 +88,12 @@ impl Pool {
 
     pub(crate) fn ok(&self, args: &[&str]) -> String {
         ok_local(&self.state(), args)
+    }
+
+    /// The pool's accounts, as `up` wrote them.
+    pub(crate) fn credentials(&self) -> Value {
+        let text = std::fs::read_to_string(self.state().join("credentials.json")).expect("creds");
+        serde_json::from_str(&text).expect("credentials are JSON")
     }
 
     pub(crate) fn status(&self) -> Value {
@@ -140,22 +167,8 @@ pub(crate) fn tenant_cli(pool: &Pool, args: &[&str]) -> String {
 
 #[test]
 fn a_pool_routes_a_thousand_tenants_and_fails_one_cluster_over_alone() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("pool.yaml");
-    std::fs::write(&manifest, POOL).unwrap();
-    let base_port = free_block(0);
-    let pool = Pool { dir };
     let began = Instant::now();
-    let banner = pool.ok(&[
-        "up",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--detach",
-        "--base-port",
-        &base_port.to_string(),
-        "--proxy-port",
-        &(base_port + 50).to_string(),
-    ]);
+    let (pool, base_port, banner) = Pool::up(POOL, 0);
     eprintln!("pool up in {:.1} s", began.elapsed().as_secs_f64());
     assert!(
         banner.contains(&format!("-P{}", base_port + 50)),
@@ -202,10 +215,7 @@ fn a_pool_routes_a_thousand_tenants_and_fails_one_cluster_over_alone() {
     }
 
     // Every cluster has the pool's accounts: the proxy logs the client in.
-    let creds: Value = serde_json::from_str(
-        &std::fs::read_to_string(pool.state().join("credentials.json")).unwrap(),
-    )
-    .unwrap();
+    let creds = pool.credentials();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let answer: Option<u32> = rt.block_on(async {
         let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()

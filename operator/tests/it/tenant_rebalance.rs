@@ -7,7 +7,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
 use crate::local::wait_until;
-use crate::tenant_pool::{Pool, cluster, free_block, tenant_cli};
+use crate::tenant_pool::{Pool, cluster, tenant_cli};
 
 const POOL: &str = "\
 apiVersion: lagless.dev/v1alpha1
@@ -45,12 +45,9 @@ pub(crate) fn home_of(pool: &Pool, tenant: &str) -> String {
 
 pub(crate) fn primary_port(status: &Value, name: &str) -> u16 {
     let c = cluster(status, name);
-    c["members"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["role"] == "primary"))
-        .and_then(|m| m["port"].as_u64())
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or_else(|| panic!("no primary in {c}"))
+    let port = crate::local::member_port(c, &crate::tenant_pool::primary(status, name));
+    assert_ne!(port, 0, "no primary in {c}");
+    port
 }
 
 pub(crate) fn rows(admin: &mysql_async::Opts, sql: &str) -> u64 {
@@ -64,21 +61,7 @@ pub(crate) fn rows(admin: &mysql_async::Opts, sql: &str) -> u64 {
 
 #[test]
 fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = dir.path().join("pool.yaml");
-    std::fs::write(&manifest, POOL).unwrap();
-    let base_port = free_block(7);
-    let pool = Pool { dir };
-    pool.ok(&[
-        "up",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--detach",
-        "--base-port",
-        &base_port.to_string(),
-        "--proxy-port",
-        &(base_port + 50).to_string(),
-    ]);
+    let (pool, _, _) = Pool::up(POOL, 7);
     for t in ["a", "b", "c", "d"] {
         tenant_cli(&pool, &["create", t]);
     }
@@ -96,18 +79,14 @@ fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
         })
         .expect("four tenants on two clusters: two share one");
     let other = if full == "rb-c0" { "rb-c1" } else { "rb-c0" };
-    let creds: Value = serde_json::from_str(
-        &std::fs::read_to_string(pool.state().join("credentials.json")).unwrap(),
-    )
-    .unwrap();
-    let admin = |port: u16| -> mysql_async::Opts {
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(creds["admin_user"].as_str())
-            .pass(creds["admin_password"].as_str())
-            .prefer_socket(false)
-            .into()
+    let creds = pool.credentials();
+    let admin = |port: u16| {
+        lagless_testkit::conn_opts(
+            port,
+            creds["admin_user"].as_str().unwrap_or_default(),
+            creds["admin_password"].as_str().unwrap_or_default(),
+            None,
+        )
     };
     let status = pool.status();
     let full_primary = admin(primary_port(&status, &full));

@@ -5,7 +5,7 @@
 //! `<pool>/rebalance.log`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::crd::tenant_pool::RebalanceSpec;
 use crate::local::LocalError;
 use crate::local::process::{FileLock, spawn_tied};
-use crate::local::process_table::stop_together;
+use crate::local::process_table::{own_command, stop_together};
+use crate::local::restart::backoff;
 use crate::local::status::Status;
 use crate::pool::moves::MoveRecord;
 use crate::pool::rebalancing::{self, ClusterHealth, Next, Unfinished};
@@ -50,20 +51,21 @@ pub struct Rebalancer {
     log_filter: String,
     mover: Option<Mover>,
     ended: Option<Instant>,
+    /// Runs that failed in a row: an unfinished move that keeps failing (a roll-back waiting
+    /// for a person) is taken up again less and less often, as a crashing process is.
+    failures: u32,
     pub status: RebalanceStatus,
 }
 
 impl Rebalancer {
-    pub fn new(root: &Path, log_filter: &str, spec: &RebalanceSpec) -> Self {
+    pub fn new(root: &Path, log_filter: &str) -> Self {
         Self {
             root: root.to_path_buf(),
             log_filter: log_filter.to_string(),
             mover: None,
             ended: None,
-            status: RebalanceStatus {
-                enabled: spec.enabled,
-                ..RebalanceStatus::default()
-            },
+            failures: 0,
+            status: RebalanceStatus::default(),
         }
     }
 
@@ -71,12 +73,13 @@ impl Rebalancer {
         self.root.join("rebalance.log")
     }
 
-    /// One round: reaps a finished child, then starts what the decision asks for. Returns the
-    /// events worth noting.
+    /// One round: reaps a finished child, then starts what the decision asks for, with the
+    /// clusters' statuses `clusters` reads (only when a start is possible). Returns the events
+    /// worth noting.
     pub fn round(
         &mut self,
         spec: &RebalanceSpec,
-        clusters: &[(String, Option<Status>)],
+        clusters: impl FnOnce() -> Vec<(String, Option<Status>)>,
         now_unix_ms: u64,
     ) -> Vec<String> {
         let mut notes = Vec::new();
@@ -89,26 +92,37 @@ impl Rebalancer {
             self.ended = Some(Instant::now());
             self.status.running = None;
             let last = if exit.success() {
+                self.failures = 0;
                 format!("{what}: done")
             } else {
-                let why = last_line(&self.log()).unwrap_or_else(|| exit.to_string());
+                self.failures = self.failures.saturating_add(1);
+                let tail = crate::local::mariadb::tail(&self.log(), 1);
+                let why = match tail.trim() {
+                    "" => exit.to_string(),
+                    line => line.to_string(),
+                };
                 format!("{what}: failed: {why}")
             };
             notes.push(format!("rebalancing: {last}"));
             self.status.last = Some(last);
         }
-        if !spec.enabled {
+        let since = self.ended.map(|at| at.elapsed());
+        let resume_after = backoff(self.failures).max(rebalancing::RESUME_AFTER);
+        // Nothing can start: no reading of records and statuses.
+        if !spec.enabled || self.mover.is_some() || since.is_some_and(|d| d < resume_after) {
             return notes;
         }
         let unfinished = unfinished_moves(&self.root.join("moves"));
-        let health: Vec<ClusterHealth> = clusters
+        let health: Vec<ClusterHealth> = clusters()
             .iter()
             .map(|(name, status)| health(name, status.as_ref(), now_unix_ms))
             .collect();
-        let since = self.ended.map(|at| at.elapsed());
-        let next = rebalancing::next(spec, self.mover.is_some(), since, &unfinished, &health);
+        let next = rebalancing::next(spec, since, &unfinished, &health);
         let started = match next {
-            Next::Idle => return notes,
+            Next::Idle => {
+                self.status.waiting = None;
+                return notes;
+            }
             Next::Hold(why) => {
                 if self.status.waiting.as_ref() != Some(&why) {
                     notes.push(why.clone());
@@ -161,25 +175,14 @@ impl Rebalancer {
         args: &[&str],
         spec: &RebalanceSpec,
     ) -> Result<String, LocalError> {
-        let path = self.log();
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(LocalError::io(&path))?;
-        let err = log.try_clone().map_err(LocalError::io(&path))?;
-        let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = own_command(&self.log())?;
         cmd.arg("tenant")
             .arg("--state-dir")
             .arg(&self.root)
             .args(args)
             .arg("--copy-rate-mib")
             .arg(spec.copy_rate_mib.to_string())
-            .env("LAGLESS_LOG", &self.log_filter)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err);
+            .env("LAGLESS_LOG", &self.log_filter);
         tracing::info!(what = %what, "rebalancing");
         let child = spawn_tied(cmd).map_err(|e| LocalError::Command {
             command: format!("lagless-operator tenant {}", args.join(" ")),
@@ -233,7 +236,8 @@ fn health(name: &str, status: Option<&Status>, now_unix_ms: u64) -> ClusterHealt
 
 /// The moves on record in `dir` that have not ended, by tenant.
 fn unfinished_moves(dir: &Path) -> Vec<Unfinished> {
-    let mut found: Vec<Unfinished> = super::read_moves(dir)
+    // By tenant, as `read_moves` gives them.
+    super::read_moves(dir)
         .into_iter()
         .filter(|r: &MoveRecord| !r.phase.is_final())
         .map(|r| Unfinished {
@@ -241,16 +245,5 @@ fn unfinished_moves(dir: &Path) -> Vec<Unfinished> {
             tenant: r.tenant,
             to: r.to,
         })
-        .collect();
-    found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-    found
-}
-
-/// The last line of a log with something on it.
-fn last_line(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().to_string())
+        .collect()
 }

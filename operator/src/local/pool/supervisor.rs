@@ -3,7 +3,7 @@
 //! measures each tenant cluster's load every 2 s and adds a cluster when the pool is busy.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,8 @@ use crate::local::LocalError;
 use crate::local::mariadb::{self, Binaries};
 use crate::local::process::spawn_tied;
 use crate::local::process_table::{
-    ProxyLaunch, ProxyProc, await_proxies, proxy_command, spawn_proxy_command, start_proxies,
-    stop_together,
+    ProxyLaunch, ProxyProc, await_proxies, own_command, proxy_command, spawn_proxy_command,
+    start_proxies, stop_together,
 };
 use crate::local::restart::backoff;
 use crate::local::shared::Journal;
@@ -135,7 +135,7 @@ impl PoolSupervisor {
         let clusters = layout::local_clusters(&rt.pool, &settings, |name| {
             cluster_dirs::previous_settings(&rt.dir, name)
         })?;
-        let rebalancer = Rebalancer::new(rt.dir.root(), &rt.log_filter, &rt.pool.spec.rebalance);
+        let rebalancer = Rebalancer::new(rt.dir.root(), &rt.log_filter);
         Ok(Self {
             rt: Arc::new(rt),
             settings,
@@ -388,10 +388,10 @@ impl PoolSupervisor {
         // The directory's cluster too: every step of a move changes the directory.
         let mut names = vec![self.directory_name()];
         names.extend(self.registered.iter().cloned());
-        let statuses = cluster_statuses(&self.rt.dir, &names);
+        let dir = &self.rt.dir;
         let notes = self.rebalancer.round(
             &self.rt.pool.spec.rebalance,
-            &statuses,
+            || cluster_statuses(dir, &names),
             crate::clock::unix_ms(),
         );
         let mut shared = self.shared.lock();
@@ -668,23 +668,12 @@ fn primary_of(dir: &PoolDir, name: &str) -> Option<(String, u16)> {
 /// directory, tied to this process (if the pool supervisor dies, so do its clusters).
 fn spawn_cluster(rt: &PoolRuntime, name: &str) -> Result<Child, LocalError> {
     let state = rt.dir.cluster(name);
-    let log_path = state.log();
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(LocalError::io(&log_path))?;
-    let err = log.try_clone().map_err(LocalError::io(&log_path))?;
-    let exe = std::env::current_exe().map_err(|e| LocalError::Other(e.to_string()))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = own_command(&state.log())?;
     cmd.arg("local")
         .arg("--state-dir")
         .arg(state.root())
         .args(["up", "--supervise"])
-        .env("LAGLESS_LOG", &rt.log_filter)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
+        .env("LAGLESS_LOG", &rt.log_filter);
     tracing::info!(cluster = %name, "starting the cluster's supervisor");
     spawn_tied(cmd).map_err(|e| LocalError::Command {
         command: format!("lagless-operator local up --supervise ({name})"),

@@ -235,7 +235,7 @@ impl Supervisor {
                 match proxy_admin::topology(port).await {
                     // An answer that cannot be read says nothing was drained: the roll waits
                     // for a readable one, at most the drain limit.
-                    Some(json) => proxy_admin::drained(&json, &member).unwrap_or(false),
+                    Some(json) => proxy_admin::drained(&json, &member),
                     // A proxy that does not answer routes nothing; started again, it reads
                     // the topology as it is now.
                     None => true,
@@ -355,30 +355,23 @@ impl Supervisor {
             return;
         };
         let member = rolling.member.clone();
-        match outcome {
-            Ok(()) => {
-                rolling.phase = Phase::CatchingUp;
-                rolling.since_ms = crate::clock::unix_ms();
-                self.roll.catch_up_from = None;
-                self.anchor_catch_up();
-            }
-            Err(e) => {
-                let why = format!(
-                    "{member} did not start with the new serverConfig, so it runs its previous \
-                     one again; fix the file and `apply` it again: {}",
-                    start_failure(&e)
-                );
-                tracing::warn!(%member, error = %e, "roll stopped");
-                self.shared
-                    .lock()
-                    .note(format!("warning: roll stopped: {why}"));
-                self.roll.stopped = Some(why);
-                // Out of read routing until it has caught up, as after a restart that worked.
-                rolling.phase = Phase::CatchingUp;
-                rolling.since_ms = crate::clock::unix_ms();
-                self.roll.catch_up_from = None;
-                self.anchor_catch_up();
-            }
+        // Either way out of read routing until it has caught up; a failed start, running its
+        // previous configuration again, also stops the roll.
+        rolling.phase = Phase::CatchingUp;
+        rolling.since_ms = crate::clock::unix_ms();
+        self.roll.catch_up_from = None;
+        self.anchor_catch_up();
+        if let Err(e) = outcome {
+            let why = format!(
+                "{member} did not start with the new serverConfig, so it runs its previous one \
+                 again; fix the file and `apply` it again: {}",
+                start_failure(&e)
+            );
+            tracing::warn!(%member, error = %e, "roll stopped");
+            self.shared
+                .lock()
+                .note(format!("warning: roll stopped: {why}"));
+            self.roll.stopped = Some(why);
         }
     }
 

@@ -123,7 +123,19 @@ impl MoveRecord {
     pub fn resumes_by_rolling_back(&self) -> bool {
         self.rolling_back && self.phase.rolls_back()
     }
+
+    /// Whether the move ended refused before it began (its checks failed): it tried nothing.
+    pub fn refused(&self) -> bool {
+        self.phase == Phase::Aborted
+            && self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(NOT_STARTED))
+    }
 }
+
+/// How the error of a move refused before it began starts.
+pub const NOT_STARTED: &str = "not started";
 
 /// The limits a move keeps.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use lagless_directory::TenantState;
 
-use super::plan::{MoveRecord, Phase};
+use super::plan::{MoveRecord, NOT_STARTED, Phase};
 use super::steps::{self, MoveContext};
 use super::verify;
 
@@ -70,9 +70,9 @@ pub async fn run_move(
         let ours = steps::current_route(cx)
             .await
             .is_ok_and(|r| r.cluster == record.from && r.state == TenantState::Moving);
-        record.error = Some(format!("not started: {error}"));
+        record.error = Some(format!("{NOT_STARTED}: {error}"));
         if ours && let Err(e) = roll_back(cx, &record).await {
-            record.error = Some(format!("not started: {error}; rolling back failed: {e}"));
+            record.error = Some(format!("{NOT_STARTED}: {error}; rolling back failed: {e}"));
             record.rolling_back = true;
             save(&record);
             return record;

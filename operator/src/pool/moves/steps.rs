@@ -54,34 +54,29 @@ impl Endpoint {
     /// `read_only`) as errant transactions, and give an old head.
     pub async fn primary_conn(&self) -> Result<Conn, String> {
         let mut conn = self.conn().await?;
-        let read_only: Option<i64> = conn
-            .query_first("SELECT @@read_only")
-            .await
-            .map_err(|e| format!("{}:{}: {e}", self.host, self.port))?;
-        if read_only != Some(0) {
-            let _ = conn.disconnect().await;
-            return Err(format!(
-                "{}:{} is read-only: not a writable primary (a failover or switchover, or the \
-                 cluster set read-only)",
-                self.host, self.port
-            ));
-        }
-        // With lossless semi-sync and no replica connected, every write would wait for an
-        // acknowledgement that cannot come: fail now rather than leave a statement waiting.
-        let waiting: Option<(i64, i64)> = conn
+        let state: Option<(i64, i64, Option<i64>)> = conn
             .query_first(
-                "SELECT @@rpl_semi_sync_master_enabled, \
+                "SELECT @@read_only, @@rpl_semi_sync_master_enabled, \
                  (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
                   WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS')",
             )
             .await
-            .unwrap_or(None);
-        if waiting == Some((1, 0)) {
+            .map_err(|e| format!("{}:{}: {e}", self.host, self.port))?;
+        let refusal = match state {
+            // With lossless semi-sync and no replica connected, every write would wait for an
+            // acknowledgement that cannot come: refused now rather than left waiting.
+            Some((0, 1, Some(0))) => {
+                Some("acknowledges no write: semi-sync is on and no replica is connected")
+            }
+            Some((0, _, _)) => None,
+            _ => Some(
+                "is read-only: not a writable primary (a failover or switchover, or the \
+                 cluster set read-only)",
+            ),
+        };
+        if let Some(why) = refusal {
             let _ = conn.disconnect().await;
-            return Err(format!(
-                "{}:{} acknowledges no write: semi-sync is on and no replica is connected",
-                self.host, self.port
-            ));
+            return Err(format!("{}:{} {why}", self.host, self.port));
         }
         Ok(conn)
     }
