@@ -516,14 +516,15 @@ impl Actor {
             }
             Action::Rejoin { member, source } => {
                 self.fences.stop(member);
-                self.remove_other_channels(spec, view.flavor, member)
-                    .await?;
+                // One connection: a rejoin is on a switchover's way to writes again.
+                let mut conn = self.conn(spec, member).await?;
+                let mut sql = self.other_channels(&mut conn, view.flavor, member).await?;
                 // A former primary's own transactions are in its binlog position, not in its
                 // replication position: MASTER_DEMOTE_TO_SLAVE moves them there, so that the
                 // position it replicates from, and every MASTER_GTID_WAIT on it (the proxies'
                 // strict reads, a later switchover's catch-up), include them.
-                let sql = self.change_source(spec, source, true)?;
-                self.exec(spec, member, &sql).await
+                sql.extend(self.change_source(spec, source, true)?);
+                self.exec_on(conn, member, &sql).await
             }
             Action::RestartReplication { member } => {
                 self.exec(spec, member, &["START SLAVE".into()]).await
@@ -732,20 +733,37 @@ impl Actor {
         sql
     }
 
-    /// Stops and removes every named replication channel of `member` (MariaDB). A member the
-    /// orchestrator demotes replicates from its primary only: a channel of its own, such as a
-    /// tenant move's on a primary that a failover replaced, would start again with the server
-    /// and keep writing transactions its new primary never had.
+    /// Stops and removes every named replication channel of `member` (MariaDB), on a
+    /// connection of its own; see [`Self::other_channels`].
     async fn remove_other_channels(
         &self,
         spec: &ClusterSpec,
         flavor: Flavor,
         member: &str,
     ) -> Result<(), ActError> {
-        if flavor != Flavor::Mariadb {
+        let mut conn = self.conn(spec, member).await?;
+        let sql = self.other_channels(&mut conn, flavor, member).await?;
+        if sql.is_empty() {
+            let _ = conn.disconnect().await;
             return Ok(());
         }
-        let mut conn = self.conn(spec, member).await?;
+        self.exec_on(conn, member, &sql).await
+    }
+
+    /// The statements that stop and remove every named replication channel `conn`'s member
+    /// has (MariaDB; none when it has none). A member the orchestrator demotes replicates from
+    /// its primary only: a channel of its own, such as a tenant move's on a primary that a
+    /// failover replaced, would start again with the server and keep writing transactions its
+    /// new primary never had.
+    async fn other_channels(
+        &self,
+        conn: &mut Conn,
+        flavor: Flavor,
+        member: &str,
+    ) -> Result<Vec<String>, ActError> {
+        if flavor != Flavor::Mariadb {
+            return Ok(Vec::new());
+        }
         let rows: Vec<mysql_async::Row> = self
             .bounded(
                 member,
@@ -762,8 +780,7 @@ impl Actor {
             .filter(|name| !name.is_empty())
             .collect();
         if channels.is_empty() {
-            let _ = conn.disconnect().await;
-            return Ok(());
+            return Ok(Vec::new());
         }
         tracing::warn!(
             member,
@@ -784,7 +801,7 @@ impl Actor {
         // binary log: the member would ask its new primary for transactions it never had.
         sql.push("STOP ALL SLAVES".into());
         sql.push("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos".into());
-        self.exec_on(conn, member, &sql).await
+        Ok(sql)
     }
 
     /// Ends the client connections that hold a transaction open on a server that just went
