@@ -835,6 +835,9 @@ impl Condition {
     /// True while `spec.readOnly` holds and the primary refuses writes; reported once a
     /// cluster was made read-only.
     pub const READ_ONLY: &str = "ReadOnly";
+    /// A tenant pool's: False while `spec.rebalance.enabled` asks for what this controller
+    /// does not do yet (tenants are moved by the local runtime only).
+    pub const REBALANCING: &str = "Rebalancing";
 }
 
 /// The status of a condition.

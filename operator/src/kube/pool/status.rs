@@ -197,7 +197,19 @@ pub fn pool_status(
         clusters,
         conditions: merge_conditions(
             &previous.conditions,
-            vec![available, progressing, degraded],
+            std::iter::once(available)
+                .chain([progressing, degraded])
+                .chain(pool.spec.rebalance.enabled.then(|| {
+                    // Said plainly rather than ignored: a pool asked to rebalance is not.
+                    want(
+                        Condition::REBALANCING,
+                        false,
+                        "NotInKubernetes",
+                        "tenants are moved by the local runtime only: this controller does not \
+                         move them yet, so spec.rebalance has no effect here",
+                    )
+                }))
+                .collect(),
             generation,
             now,
         ),
@@ -320,6 +332,39 @@ mod tests {
             assert_eq!(c.last_transition_time, NOW);
             assert_eq!(c.observed_generation, Some(4));
         }
+    }
+
+    #[test]
+    fn rebalancing_asked_of_this_controller_is_said_to_have_no_effect() {
+        let quiet = pool_status(
+            &MySQLTenantPoolStatus::default(),
+            &running(),
+            &pool(),
+            2,
+            None,
+            NOW,
+        );
+        assert!(
+            quiet
+                .conditions
+                .iter()
+                .all(|c| c.type_ != Condition::REBALANCING),
+            "no condition while rebalancing is off"
+        );
+        let mut asked = pool();
+        asked.spec.rebalance.enabled = true;
+        let status = pool_status(
+            &MySQLTenantPoolStatus::default(),
+            &running(),
+            &asked,
+            2,
+            None,
+            NOW,
+        );
+        assert_eq!(
+            condition(&status, Condition::REBALANCING),
+            (ConditionStatus::False, "NotInKubernetes".into())
+        );
     }
 
     #[test]
