@@ -1064,7 +1064,10 @@ fn apply(dir: &StateDir, file: &Path, no_wait: bool) -> Result<(), LocalError> {
     let wanted = super::manifest::parse(&text, file)?;
     let running = super::manifest::load(&dir.manifest())?;
     let changes = super::apply::config_changes(&running, &wanted).map_err(LocalError::Usage)?;
-    if changes.is_empty() {
+    // The same file again goes on with a roll that stopped; the supervisor says which.
+    let stopped = read_json::<super::status::Status>(&dir.status())
+        .is_ok_and(|s| s.roll.is_some_and(|r| r.stopped.is_some()));
+    if changes.is_empty() && !stopped {
         println!("nothing to change: the file's serverConfig is the running one");
         return Ok(());
     }

@@ -309,6 +309,17 @@ fn a_server_config_change_rolls_through_the_members_without_a_client_error() {
     );
     let kept = variable_on_members(&rt, &local, &status, "max_connections");
     assert!(kept.iter().all(|(_, v)| v == "321"), "{kept:?}");
+    // The same file again goes on with the stopped roll (here to stop at the same member).
+    let again = local.run(&["apply", "-f", refused.to_str().unwrap()]);
+    let (said, stderr) = (
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr),
+    );
+    assert!(said.contains("the stopped roll goes on"), "{said}{stderr}");
+    assert!(
+        !again.status.success() && stderr.contains("did not start with the new serverConfig"),
+        "{said}{stderr}"
+    );
     // The member that did not start with it is back in read routing once caught up, though
     // the roll stays stopped.
     let admin = crate::maintenance::admin_port(&status);

@@ -223,6 +223,16 @@ impl Supervisor {
         let wanted = crate::local::manifest::parse(manifest, &path)?;
         let changes = apply::config_changes(&self.cluster, &wanted).map_err(LocalError::Usage)?;
         if changes.is_empty() {
+            // The same file again after a roll stopped (a member did not start with it, and
+            // the cause was mended outside the file): the roll goes on from where it stopped.
+            if self.roll.is_stopped() {
+                let members = self.announce_roll("the stopped roll asked for again");
+                return Ok(format!(
+                    "the stopped roll goes on: {}{}",
+                    roll_order(members),
+                    self.roll_later()
+                ));
+            }
             return Ok("nothing to change: the file's serverConfig is the running one".into());
         }
         let tmp = path.with_extension("yaml.tmp");

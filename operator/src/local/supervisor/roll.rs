@@ -50,6 +50,11 @@ pub(super) struct RollState {
 }
 
 impl RollState {
+    /// Whether the roll stopped (a member did not start with the wanted configuration).
+    pub(super) fn is_stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
     /// A new `apply`: the roll (re)starts from what is observed.
     pub(super) fn begin(&mut self) {
         self.stopped = None;
