@@ -104,6 +104,17 @@ impl Runtime {
         server_config: &BTreeMap<String, String>,
     ) -> Result<Child, LocalError> {
         record_config(layout, server_config)?;
+        self.spawn_unrecorded(layout, server_config)
+    }
+
+    /// Starts `layout` with `server_config` without recording it as the member's: a trial,
+    /// recorded by the caller once the server is up (a member that fails to start keeps the
+    /// configuration it ran, also for a supervisor started after this one died).
+    pub fn spawn_unrecorded(
+        &self,
+        layout: &ServerLayout,
+        server_config: &BTreeMap<String, String>,
+    ) -> Result<Child, LocalError> {
         mariadb::spawn(&self.bins, layout, &self.server_options(server_config))
     }
 

@@ -493,8 +493,9 @@ async fn restart(
     if let Some(mut child) = child {
         mariadb::stop(&mut child, STOP_GRACE).await;
     }
-    let previous = rt.member_config(&layout);
-    let (child, ready) = match rt.spawn_member_with(&layout, &wanted) {
+    // Recorded only once it is up: until then the member's configuration is the one it ran,
+    // which a crash restart (or the next supervisor, if this one dies meanwhile) starts.
+    let (child, ready) = match rt.spawn_unrecorded(&layout, &wanted) {
         Ok(mut child) => {
             let ready = mariadb::wait_ready(&mut child, &layout, &rt.creds, rt.tls.as_ref()).await;
             (Some(child), ready)
@@ -502,10 +503,7 @@ async fn restart(
         Err(e) => (None, Err(e)),
     };
     let failed = ready.is_err();
-    if failed {
-        // Whatever happens to the record, the member must not be left down.
-        let _ = record_config(&layout, &previous);
-    }
+    let ready = ready.and_then(|()| record_config(&layout, &wanted));
     let mut shared = shared.lock();
     if let Some(m) = shared.processes.members.get_mut(&layout.name) {
         match child {
