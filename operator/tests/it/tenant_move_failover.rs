@@ -125,12 +125,14 @@ fn mover(pool: &Pool, to: &str) -> std::process::Child {
 fn a_failover_of_the_source_during_a_move_rolls_it_back_losing_nothing() {
     failover_during_a_move(Side::Source, When::Copying, 13);
     failover_during_a_move(Side::Source, When::CatchingUp, 13);
+    failover_during_a_move(Side::Source, When::Frozen, 13);
 }
 
 #[test]
 fn a_failover_of_the_target_during_a_move_rolls_it_back_losing_nothing() {
     failover_during_a_move(Side::Target, When::Copying, 17);
     failover_during_a_move(Side::Target, When::CatchingUp, 17);
+    failover_during_a_move(Side::Target, When::Frozen, 17);
 }
 
 /// When the primary is killed.
@@ -140,6 +142,9 @@ enum When {
     Copying,
     /// The move's channel runs on the target's primary.
     CatchingUp,
+    /// The tenant is frozen and the fence waits (up to its 2 s) for a transaction the test
+    /// holds open on the source's primary.
+    Frozen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,8 +234,22 @@ fn failover_during_a_move(side: Side, when: When, skew: u32) {
     };
     std::thread::sleep(Duration::from_millis(500));
 
-    // The move starts; once it copies, the source's primary is killed.
+    // The move starts; once it gets to `when`, the primary is killed.
     let target_primary = opts(primary_port(&status, target), &admin_user, &admin_pw, None);
+    let source_primary = opts(primary_port(&status, &source), &admin_user, &admin_pw, None);
+    // A transaction held open on the tenant's table: the fence's rename waits for it.
+    let mut holder = (when == When::Frozen).then(|| {
+        rt.block_on(async {
+            let mut c = mysql_async::Conn::new(source_primary.clone())
+                .await
+                .expect("admin");
+            c.query_drop("BEGIN").await.unwrap();
+            c.query_drop("UPDATE t_x.bulk SET pad = 'held' WHERE id = 1")
+                .await
+                .unwrap();
+            c
+        })
+    });
     let began = Instant::now();
     let mut child = mover(&pool, target);
     wait_until("the move to get there", Duration::from_secs(60), || {
@@ -242,8 +261,7 @@ fn failover_during_a_move(side: Side, when: When, skew: u32) {
             panic!("the mover ended before {when:?} ({exit}): {err}");
         }
         match when {
-            // The record is first saved once the copy is loaded: the copy is seen on the
-            // target.
+            // The record says `copying` from the start: the copy is seen on the target.
             When::Copying => {
                 rows(
                     &target_primary,
@@ -251,6 +269,7 @@ fn failover_during_a_move(side: Side, when: When, skew: u32) {
                 ) > 0
             }
             When::CatchingUp => channel_seen(&rt, &target_primary),
+            When::Frozen => phase(&pool).as_deref() == Some("frozen"),
         }
     });
     if when == When::Copying {
@@ -262,6 +281,17 @@ fn failover_during_a_move(side: Side, when: When, skew: u32) {
         "killed {killed} {:.1} s into the move",
         began.elapsed().as_secs_f64()
     );
+    // On the source the held transaction went with its server; on the target's side it is
+    // let go, so the fence goes in and the move meets the target's failover after it.
+    if let Some(c) = holder.take()
+        && side == Side::Target
+    {
+        rt.block_on(async {
+            let mut c = c;
+            let _ = c.query_drop("ROLLBACK").await;
+            let _ = c.disconnect().await;
+        });
+    }
     wait_until("the failover", Duration::from_secs(60), || {
         let p = crate::tenant_pool::primary(&pool.status(), &killed_cluster);
         !p.is_empty() && p != killed
