@@ -198,6 +198,16 @@ pub(crate) fn member_port(status: &Value, name: &str) -> u16 {
         .unwrap_or(0) as u16
 }
 
+/// The events a `status --output json` lists, oldest first.
+pub(crate) fn events(status: &Value) -> Vec<String> {
+    status["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect()
+}
+
 pub(crate) fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let began = Instant::now();
     while !done() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-use crate::local::{Local, primary, wait_until};
+use crate::local::{Local, events, primary, wait_until};
 
 const CLUSTER: &str = "\
 apiVersion: lagless.dev/v1alpha1
@@ -21,15 +21,6 @@ spec:
   proxy:
     replicas: 1
 ";
-
-fn events(status: &Value) -> Vec<String> {
-    status["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect()
-}
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

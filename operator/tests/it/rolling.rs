@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-use crate::local::{Local, member_port, opts, primary, wait_until};
+use crate::local::{Local, events, member_port, opts, primary, wait_until};
 
 fn cluster(server_config: &str) -> String {
     format!(
@@ -136,15 +136,6 @@ fn variable_on_members(
         }
         values
     })
-}
-
-fn events(status: &Value) -> Vec<String> {
-    status["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect()
 }
 
 #[test]
