@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Puts a real kube-apiserver v1.20.2 and etcd in $KAPI_DIR/bin (default ~/.cache/lagless/kapi),
-# for the operator's API server tests (operator/tests/it/kube_api/); safe to run again.
+# Puts a real kube-apiserver and kube-controller-manager v1.20.2 and etcd in $KAPI_DIR/bin
+# (default ~/.cache/lagless/kapi), for the operator's API server tests
+# (operator/tests/it/kube_api/); safe to run again.
 #
 # No registry ships kube-apiserver, but Debian bookworm's `kubernetes` source package is the
-# whole v1.20.2 tree with its dependencies, and builds offline with Debian's Go 1.19. A build
-# of it kept beside the clone (../shared/kube/kube-apiserver-v1.20.2.gz, or $LAGLESS_KUBE_CACHE)
-# is unpacked and checked against its sha256; otherwise it is built here (10-15 minutes on 2
-# cores, about 3 GB under $KAPI_DIR; nothing is installed system-wide).
+# whole v1.20.2 tree with its dependencies, and builds offline with Debian's Go 1.19. Builds
+# of it kept beside the clone (../shared/kube/kube-{apiserver,controller-manager}-v1.20.2.gz,
+# or $LAGLESS_KUBE_CACHE) are unpacked and checked against their sha256; otherwise both are
+# built here (10-15 minutes on 2 cores, about 3 GB under $KAPI_DIR; nothing is installed
+# system-wide).
 #
 # etcd is Debian's `etcd-server` 3.4 (Kubernetes 1.20 was released against etcd 3.4), unpacked
 # from its package into $KAPI_DIR rather than installed: the package would also install and
@@ -15,15 +17,16 @@ set -euo pipefail
 
 KAPI_DIR=${KAPI_DIR:-$HOME/.cache/lagless/kapi}
 KAPI_SHA256=343be5d30bb8124f89fafeba82c7032eb96ea21ea316c64a5ceba9e5ffc7394e
+KCM_SHA256=7cc773dde5ce230c2c8bdbee0d5feabecd9949df60d621164b485bead7ca36f0
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The main checkout (a worktree's is elsewhere), beside which the shared cache sits.
 main=$(dirname "$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo "$repo/.git")")
 cache=${LAGLESS_KUBE_CACHE:-$main/../shared/kube}
 mkdir -p "$KAPI_DIR/bin"
 
-apiserver_ok() {
-  [ -x "$KAPI_DIR/bin/kube-apiserver" ] \
-    && "$KAPI_DIR/bin/kube-apiserver" --version 2>/dev/null | grep -q 'v1\.20\.2'
+# $1 (kube-apiserver or kube-controller-manager) is in place and is v1.20.2.
+binary_ok() {
+  [ -x "$KAPI_DIR/bin/$1" ] && "$KAPI_DIR/bin/$1" --version 2>/dev/null | grep -q 'v1\.20\.2'
 }
 
 etcd_ok() { [ -x "$KAPI_DIR/bin/etcd" ] && "$KAPI_DIR/bin/etcd" --version >/dev/null 2>&1; }
@@ -71,27 +74,37 @@ build_apiserver() {
     export GOROOT=$K/root/usr/lib/go-1.19 PATH=$K/root/usr/lib/go-1.19/bin:$PATH GOCACHE=$K/gocache \
       GOPROXY=off CGO_ENABLED=0 HOME=$K/home
     export KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 KUBE_GIT_TREE_STATE=clean
-    make WHAT=cmd/kube-apiserver >/dev/null
+    # The controller-manager (StatefulSets and Deployments making Pods) takes a minute more.
+    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >/dev/null
     cp _output/bin/kube-apiserver "$K/bin/kube-apiserver.new"
+    cp _output/bin/kube-controller-manager "$K/bin/kube-controller-manager.new"
   )
   mv "$K/bin/kube-apiserver.new" "$K/bin/kube-apiserver"
+  mv "$K/bin/kube-controller-manager.new" "$K/bin/kube-controller-manager"
 }
 
-if ! apiserver_ok; then
-  if [ -f "$cache/kube-apiserver-v1.20.2.gz" ]; then
-    gunzip -c "$cache/kube-apiserver-v1.20.2.gz" >"$KAPI_DIR/bin/kube-apiserver.new"
-    got=$(sha256sum "$KAPI_DIR/bin/kube-apiserver.new" | cut -d' ' -f1)
-    if [ "$got" != "$KAPI_SHA256" ]; then
-      rm -f "$KAPI_DIR/bin/kube-apiserver.new"
-      echo "kube-apiserver.sh: $cache/kube-apiserver-v1.20.2.gz unpacks to sha256 $got, not $KAPI_SHA256" >&2
-      exit 1
-    fi
-    chmod +x "$KAPI_DIR/bin/kube-apiserver.new"
-    mv "$KAPI_DIR/bin/kube-apiserver.new" "$KAPI_DIR/bin/kube-apiserver"
-  else
-    build_apiserver
+# Unpacks $1 from the shared cache and checks it against sha256 $2; fails if the cache lacks it.
+unpack_cached() {
+  local name=$1 want=$2
+  [ -f "$cache/$name-v1.20.2.gz" ] || return 1
+  gunzip -c "$cache/$name-v1.20.2.gz" >"$KAPI_DIR/bin/$name.new"
+  local got
+  got=$(sha256sum "$KAPI_DIR/bin/$name.new" | cut -d' ' -f1)
+  if [ "$got" != "$want" ]; then
+    rm -f "$KAPI_DIR/bin/$name.new"
+    echo "kube-apiserver.sh: $cache/$name-v1.20.2.gz unpacks to sha256 $got, not $want" >&2
+    exit 1
   fi
-  apiserver_ok || { echo "kube-apiserver.sh: $KAPI_DIR/bin/kube-apiserver does not run" >&2; exit 1; }
-fi
+  chmod +x "$KAPI_DIR/bin/$name.new"
+  mv "$KAPI_DIR/bin/$name.new" "$KAPI_DIR/bin/$name"
+}
+
+for pair in "kube-apiserver $KAPI_SHA256" "kube-controller-manager $KCM_SHA256"; do
+  set -- $pair
+  if ! binary_ok "$1"; then
+    unpack_cached "$1" "$2" || build_apiserver
+    binary_ok "$1" || { echo "kube-apiserver.sh: $KAPI_DIR/bin/$1 does not run" >&2; exit 1; }
+  fi
+done
 etcd_ok || fetch_etcd
 etcd_ok || { echo "kube-apiserver.sh: $KAPI_DIR/bin/etcd does not run" >&2; exit 1; }

@@ -476,6 +476,8 @@ pub fn statefulset(
     let pod = PodSpec {
         containers,
         init_containers,
+        // Nothing in a member pod talks to the API server: no token to steal.
+        automount_service_account_token: Some(false),
         volumes: Some(
             vec![
                 configmap_volume(

@@ -190,6 +190,9 @@ pub(super) fn proxy_pods(p: ProxyPods<'_>) -> Deployment {
     };
     let pod = PodSpec {
         containers: vec![container],
+        // Proxies learn the topology from a mounted file and the operator's pushes, never
+        // from the API server: no token to steal.
+        automount_service_account_token: Some(false),
         volumes: Some(
             p.volumes
                 .into_iter()

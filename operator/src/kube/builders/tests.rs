@@ -252,6 +252,7 @@ fn default_statefulset() {
 
     let pod = pod_template(&sts).spec.as_ref().unwrap();
     assert_eq!(pod.termination_grace_period_seconds, Some(120));
+    assert_eq!(pod.automount_service_account_token, Some(false));
     let anti = pod
         .affinity
         .as_ref()
@@ -641,6 +642,7 @@ fn proxy_mounts_the_topology_as_a_directory_and_has_the_flags() {
     );
     let pod = proxy.spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.termination_grace_period_seconds, Some(45));
+    assert_eq!(pod.automount_service_account_token, Some(false));
     let c = &pod.containers[0];
     assert_eq!(c.name, "lagless-proxy");
     assert_eq!(c.image.as_deref(), Some(DEFAULT_PROXY_IMAGE));

@@ -75,6 +75,7 @@ pub struct ControlPlane {
     dir: tempfile::TempDir,
     etcd: Child,
     apiserver: Child,
+    controller_manager: Option<Child>,
     url: String,
     ca_pem: String,
     /// Authenticated as a member of `system:masters`.
@@ -84,7 +85,11 @@ pub struct ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         // Nothing of theirs is kept, so there is nothing to shut down gracefully.
-        for child in [&mut self.apiserver, &mut self.etcd] {
+        for child in self
+            .controller_manager
+            .iter_mut()
+            .chain([&mut self.apiserver, &mut self.etcd])
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -182,6 +187,7 @@ impl ControlPlane {
             dir,
             etcd,
             apiserver,
+            controller_manager: None,
             url,
             ca_pem,
             admin,
@@ -225,15 +231,22 @@ impl ControlPlane {
     /// The tails of both logs.
     pub fn logs(&self) -> String {
         format!(
-            "--- etcd ---\n{}\n--- kube-apiserver ---\n{}",
+            "--- etcd ---\n{}\n--- kube-apiserver ---\n{}\n--- kube-controller-manager ---\n{}",
             tail(&self.dir.path().join("etcd.log")),
-            tail(&self.dir.path().join("apiserver.log"))
+            tail(&self.dir.path().join("apiserver.log")),
+            tail(&self.dir.path().join("kcm.log"))
         )
     }
 
     /// Writes a kubeconfig for the admin (default namespace `default`) into the control
     /// plane's directory, as `kubectl` and its plugins read one, and returns its path.
     pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.kubeconfig("kubeconfig", ADMIN_TOKEN, "default")
+    }
+
+    /// Writes kubeconfig `file` for `token` (default namespace `namespace`) into the control
+    /// plane's directory, and returns its path.
+    pub fn kubeconfig(&self, file: &str, token: &str, namespace: &str) -> PathBuf {
         let ca = self.dir.path().join("kubeconfig-ca.crt");
         std::fs::write(&ca, &self.ca_pem).expect("writing the CA");
         let config = serde_json::json!({
@@ -242,16 +255,43 @@ impl ControlPlane {
             "clusters": [{"name": "test", "cluster": {
                 "server": self.url, "certificate-authority": ca,
             }}],
-            "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
+            "users": [{"name": "user", "user": {"token": token}}],
             "contexts": [{"name": "test", "context": {
-                "cluster": "test", "user": "admin", "namespace": "default",
+                "cluster": "test", "user": "user", "namespace": namespace,
             }}],
             "current-context": "test",
         });
-        let path = self.dir.path().join("kubeconfig");
+        let path = self.dir.path().join(file);
         // JSON is YAML.
         std::fs::write(&path, config.to_string()).expect("writing the kubeconfig");
         path
+    }
+
+    /// Starts kube-controller-manager with the controllers that make and remove pods:
+    /// StatefulSets', Deployments' and ReplicaSets', the garbage collector (owned objects go
+    /// with their owner) and the service-account token controller (pods' tokens). Runs until
+    /// the control plane is dropped.
+    pub fn start_controller_manager(&mut self) {
+        let bin = binary("kube-controller-manager");
+        let kubeconfig = self.admin_kubeconfig();
+        let path = |name: &str| self.dir.path().join(name);
+        let mut kcm = Command::new(&bin);
+        kcm.arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg("--leader-elect=false")
+            .arg("--controllers=statefulset,deployment,replicaset,garbagecollector,serviceaccount,serviceaccount-token")
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                path("sa.key").display()
+            ))
+            .arg(format!("--root-ca-file={}", path("kubeconfig-ca.crt").display()))
+            .arg("--use-service-account-credentials=false")
+            .arg("--secure-port=0")
+            .arg("--port=0")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(path("kcm.log")).expect("kcm.log"));
+        let child =
+            lagless_mariadbd::process::spawn_tied(kcm).expect("starting kube-controller-manager");
+        self.controller_manager = Some(child);
     }
 
     /// A client authenticated with `token`, whose default namespace is `namespace` (as a pod's
@@ -297,6 +337,13 @@ impl ControlPlane {
     /// ServiceAccount with a token the API server issued (TokenRequest): what the operator pod
     /// runs with. The operator's Deployment arguments are returned too.
     pub async fn chart_service_account(&self) -> (Client, Vec<String>) {
+        let (token, args) = self.chart_service_account_token().await;
+        (self.client_with_token(&token, RELEASE_NAMESPACE), args)
+    }
+
+    /// [`Self::chart_service_account`], giving the token rather than a client (for a
+    /// kubeconfig).
+    pub async fn chart_service_account_token(&self) -> (String, Vec<String>) {
         let rendered = render_chart();
         let namespaces: Api<Namespace> = Api::all(self.admin.clone());
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
@@ -361,7 +408,7 @@ impl ControlPlane {
             .expect("the TokenRequest's status")
             .token
             .expect("an issued token");
-        (self.client_with_token(&token, RELEASE_NAMESPACE), args)
+        (token, args)
     }
 
     /// Server-side applies one object given as JSON, as the admin.

@@ -6,8 +6,10 @@
 //! No kube-controller-manager runs: StatefulSets make no Pods and nothing garbage-collects
 //! owned objects, so these tests stop at the API objects.
 
+mod e2e;
 mod harness;
 mod lease;
+mod node;
 mod plugin;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,544 @@
+//! End to end on a real control plane: kube-apiserver, kube-controller-manager (StatefulSets
+//! and Deployments make the pods) and the test's [`Node`] running each pod's processes:
+//! `mariadbd` and the seeding agent in the member pods, `lagless-proxy` in the proxy pods.
+//! The controller runs as its own process, as the chart's ServiceAccount under the chart's
+//! RBAC, and reaches the members by the names the node's hosts file gives them (the headless
+//! Service's DNS names). The proxy follows the topology ConfigMap through its mounted file.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use lagless_operator::crd::{MySQLCluster, ReseedResult};
+use lagless_operator::kube::Credential;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use tokio::sync::Mutex;
+
+use super::harness::{ControlPlane, RELEASE_NAMESPACE};
+use super::node::Node;
+
+const NAMESPACE: &str = "default";
+const CLUSTER: &str = "shop";
+const APP: (&str, &str) = ("app", "app-password");
+
+const MANIFEST: &str = r#"
+apiVersion: lagless.dev/v1alpha1
+kind: MySQLCluster
+metadata:
+  name: shop
+  namespace: default
+spec:
+  replicas: 3
+  flavor: mariadb
+  image: docker.io/library/mariadb:10.11
+  storage:
+    size: 1Gi
+  serverConfig:
+    innodb_buffer_pool_size: 32M
+  replication:
+    semiSync: true
+    semiSyncAcks: 1
+  proxy:
+    replicas: 1
+    defaultConsistency: strict
+"#;
+
+/// The controller as a process of its own (`lagless-operator controller` with the chart's
+/// arguments and environment), in a mount namespace where the node's hosts file is
+/// `/etc/hosts`. Killed when dropped.
+struct ControllerProcess {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ControllerProcess {
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+async fn start_controller(
+    plane: &ControlPlane,
+    node: &Node,
+    log: std::path::PathBuf,
+) -> ControllerProcess {
+    let (token, chart_args) = plane.chart_service_account_token().await;
+    let kubeconfig = plane.kubeconfig("operator-kubeconfig", &token, RELEASE_NAMESPACE);
+    // Its metrics on a port of its own; the rest as the chart gives it.
+    let mut args = Vec::new();
+    let mut skip = false;
+    for arg in chart_args {
+        if skip {
+            skip = false;
+        } else if arg == "--metrics-address" {
+            skip = true;
+        } else {
+            args.push(arg);
+        }
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/hosts && shift && exec \"$@\"")
+        .arg(node.hosts_file())
+        .arg("placeholder")
+        .arg(env!("CARGO_BIN_EXE_lagless-operator"))
+        .arg("controller")
+        .args(&args)
+        .args(["--metrics-address", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "lagless-operator-e2e")
+        .env("POD_NAMESPACE", RELEASE_NAMESPACE)
+        .env("LAGLESS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("the controller's log"))
+        .stderr(std::fs::File::create(log.with_extension("err")).expect("the controller's log"));
+    let child = lagless_mariadbd::process::spawn_tied(cmd).expect("starting the controller");
+    ControllerProcess { child, log }
+}
+
+async fn cluster(admin: &Client) -> MySQLCluster {
+    let api: Api<MySQLCluster> = Api::namespaced(admin.clone(), NAMESPACE);
+    api.get(CLUSTER).await.expect("reading the cluster")
+}
+
+/// What a failing wait shows: the controller's log and the pods' output.
+struct Witnesses<'a> {
+    controller: &'a ControllerProcess,
+    node: &'a Node,
+}
+
+/// Polls `probe` every 250 ms until it gives a value; fails after `limit` naming `what`,
+/// with the controller's log and the pods' output.
+async fn wait_for<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    witnesses: &Witnesses<'_>,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out ({limit:?}) waiting for {what}; the controller's log:\n{}\n{}",
+            witnesses.controller.tail(),
+            witnesses.node.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn opts(ip: &str, user: &str, password: &str, db: Option<&str>) -> Opts {
+    OptsBuilder::default()
+        .ip_or_hostname(ip)
+        .tcp_port(3306)
+        .user(Some(user))
+        .pass(Some(password))
+        .db_name(db)
+        .prefer_socket(false)
+        .into()
+}
+
+async fn admin_credentials(admin: &Client, cluster: &MySQLCluster) -> (String, String) {
+    let name = Credential::Admin
+        .secret_name(cluster)
+        .expect("the admin Secret's name");
+    let secret = Api::<Secret>::namespaced(admin.clone(), NAMESPACE)
+        .get(&name)
+        .await
+        .expect("the admin Secret");
+    let data = secret.data.unwrap_or_default();
+    let get = |k: &str| String::from_utf8_lossy(&data.get(k).expect("a key").0).into_owned();
+    (get("username"), get("password"))
+}
+
+/// The cluster's primary and ready count, once its status names a primary with every member
+/// ready.
+fn settled(cluster: &MySQLCluster, members: usize) -> Option<String> {
+    let status = cluster.status.as_ref()?;
+    let primary = status.primary.clone()?;
+    (status.ready.as_deref() == Some(format!("{members}/{members}").as_str())).then_some(primary)
+}
+
+/// The name of the (only) proxy pod.
+async fn proxy_pod_name(admin: &Client) -> String {
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NAMESPACE);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=proxy"))
+        .await
+        .expect("listing the proxy pods");
+    list.items.first().expect("a proxy pod").name_any()
+}
+
+/// The address of the ready proxy pod.
+async fn proxy_ip(admin: &Client, node: &Node) -> Option<String> {
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NAMESPACE);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=proxy"))
+        .await
+        .ok()?;
+    list.items.iter().find_map(|p| {
+        let ready = p
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then(|| node.pod_ip(&p.name_any())).flatten()
+    })
+}
+
+/// What the writer saw.
+#[derive(Default)]
+struct Written {
+    /// The ids whose INSERT was acknowledged, with the instant of the acknowledgement.
+    acked: Vec<(i64, Instant)>,
+    /// Strict reads (from another session) that did not see an acknowledged row.
+    stale: Vec<i64>,
+    reads: usize,
+}
+
+async fn connect(proxy: &str) -> Option<Conn> {
+    let connecting = Conn::new(opts(proxy, APP.0, APP.1, Some("shop")));
+    tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Writes rows through the proxy until stopped, and after each acknowledged one reads it back
+/// on another session (strict consistency, the cluster's default: any member may serve it,
+/// but it must see the row). A connection that fails is replaced.
+async fn writer(proxy: String, stop: Arc<AtomicBool>, written: Arc<Mutex<Written>>) {
+    let mut id = 0i64;
+    let (mut writes, mut reads): (Option<Conn>, Option<Conn>) = (None, None);
+    while !stop.load(Ordering::Relaxed) {
+        if writes.is_none() {
+            writes = connect(&proxy).await;
+        }
+        if reads.is_none() {
+            reads = connect(&proxy).await;
+        }
+        let (Some(w), Some(r)) = (writes.as_mut(), reads.as_mut()) else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        id += 1;
+        let insert = w.exec_drop("INSERT INTO t (id) VALUES (?)", (id,));
+        match tokio::time::timeout(Duration::from_secs(10), insert).await {
+            Ok(Ok(())) => written.lock().await.acked.push((id, Instant::now())),
+            _ => {
+                writes = None;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        }
+        let read = r.exec_first::<i64, _, _>("SELECT id FROM t WHERE id = ?", (id,));
+        match tokio::time::timeout(Duration::from_secs(10), read).await {
+            Ok(Ok(found)) => {
+                let mut w = written.lock().await;
+                w.reads += 1;
+                if found.is_none() {
+                    w.stale.push(id);
+                }
+            }
+            _ => reads = None,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Bootstrap, kill -9 of the primary's server (failover, timed to the first write through the
+/// proxy after it), switchover back by name, and a scale-up seeded from a member, all through
+/// the real control plane, with no acknowledged write lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_runs_fails_over_switches_over_and_scales_on_a_real_control_plane() {
+    let mut plane = ControlPlane::start().await;
+    plane.install_crds(true).await;
+    plane.start_controller_manager();
+    let admin = plane.admin.clone();
+    let node = Node::start(admin.clone(), NAMESPACE);
+    let log = std::env::temp_dir().join(format!(
+        "lagless-kube-{}-controller.log",
+        std::process::id()
+    ));
+    let controller = start_controller(&plane, &node, log).await;
+    let controller = &Witnesses {
+        controller: &controller,
+        node: &node,
+    };
+
+    // The accounts the proxies authenticate clients with, made by the user (docs/kubernetes.md).
+    let users: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{CLUSTER}-proxy-users"), "namespace": NAMESPACE},
+        "stringData": {"users.json": serde_json::json!({"users": [{"user": APP.0, "password": APP.1}]}).to_string()},
+    }))
+    .expect("a Secret");
+    Api::<Secret>::namespaced(admin.clone(), NAMESPACE)
+        .create(&Default::default(), &users)
+        .await
+        .expect("creating the proxy users Secret");
+    let applied: MySQLCluster = serde_saphyr::from_str(MANIFEST).expect("the manifest parses");
+    let api: Api<MySQLCluster> = Api::namespaced(admin.clone(), NAMESPACE);
+    api.patch(
+        CLUSTER,
+        &PatchParams::apply("kubectl"),
+        &Patch::Apply(&applied),
+    )
+    .await
+    .expect("applying the cluster");
+
+    let started = Instant::now();
+    let first = wait_for(
+        "a primary and 3/3 members ready",
+        Duration::from_secs(240),
+        controller,
+        || async { settled(&cluster(&admin).await, 3) },
+    )
+    .await;
+    let bootstrap = started.elapsed();
+    let proxy = wait_for(
+        "a ready proxy pod",
+        Duration::from_secs(60),
+        controller,
+        || proxy_ip(&admin, &node),
+    )
+    .await;
+    eprintln!("e2e: bootstrapped in {bootstrap:?}; primary {first}, proxy at {proxy}");
+
+    // The application's account and table, made on the primary as an administrator would.
+    let (user, password) = admin_credentials(&admin, &cluster(&admin).await).await;
+    let primary_ip = node.pod_ip(&first).expect("the primary's address");
+    let mut conn = Conn::new(opts(&primary_ip, &user, &password, None))
+        .await
+        .expect("the admin connects to the primary");
+    conn.query_drop(format!(
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id BIGINT PRIMARY KEY); \
+         CREATE USER '{}'@'%' IDENTIFIED BY '{}'; GRANT ALL ON shop.* TO '{}'@'%'",
+        APP.0, APP.1, APP.0
+    ))
+    .await
+    .expect("creating the application's table and account");
+    drop(conn);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(Mutex::new(Written::default()));
+    let writing = tokio::spawn(writer(proxy.clone(), stop.clone(), written.clone()));
+    let acked = || async { written.lock().await.acked.len() };
+    wait_for(
+        "writes through the proxy",
+        Duration::from_secs(60),
+        controller,
+        || async { (acked().await >= 20).then_some(()) },
+    )
+    .await;
+
+    // kill -9 of the primary's server.
+    let killed = Instant::now();
+    assert!(
+        node.signal(&first, "mysql", libc::SIGKILL),
+        "the primary's server runs"
+    );
+    let second = wait_for(
+        "a new primary",
+        Duration::from_secs(60),
+        controller,
+        || async {
+            let c = cluster(&admin).await;
+            c.status?.primary.filter(|p| *p != first)
+        },
+    )
+    .await;
+    let write_after = wait_for(
+        "a write through the proxy after the kill",
+        Duration::from_secs(60),
+        controller,
+        || async {
+            let w = written.lock().await;
+            w.acked
+                .iter()
+                .find(|(_, at)| *at > killed)
+                .map(|(_, at)| *at)
+        },
+    )
+    .await;
+    let failover = write_after - killed;
+    eprintln!(
+        "e2e: {first} killed; {second} took over; first write through the proxy {failover:?} after the kill"
+    );
+    wait_for(
+        "the killed member back, 3/3 ready",
+        Duration::from_secs(120),
+        controller,
+        || async { settled(&cluster(&admin).await, 3) },
+    )
+    .await;
+
+    // A switchover back to the first member, by name.
+    let switched = Instant::now();
+    let patch = serde_json::json!({"spec": {"switchover": {"id": "back", "primary": first}}});
+    api.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("requesting a switchover");
+    wait_for(
+        "the switchover to the first member",
+        Duration::from_secs(60),
+        controller,
+        || async {
+            (cluster(&admin).await.status?.primary.as_deref() == Some(first.as_str())).then_some(())
+        },
+    )
+    .await;
+    let acked_before = acked().await;
+    wait_for(
+        "writes after the switchover",
+        Duration::from_secs(30),
+        controller,
+        || async { (acked().await > acked_before + 20).then_some(()) },
+    )
+    .await;
+    eprintln!("e2e: switched over to {first} in {:?}", switched.elapsed());
+
+    // The proxy's other source, the topology ConfigMap it mounts, says the same.
+    let proxy_pod = proxy_pod_name(&admin).await;
+    let epoch = cluster(&admin).await.status.and_then(|s| s.topology_epoch);
+    let mounted = wait_for(
+        "the proxy's mounted topology to name the primary",
+        Duration::from_secs(30),
+        controller,
+        || async {
+            let text = node.volume_file(&proxy_pod, "topology", "topology.json")?;
+            let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (doc["primary"]["name"] == first.as_str() && doc["epoch"].as_i64() == epoch)
+                .then_some(doc)
+        },
+    )
+    .await;
+    eprintln!(
+        "e2e: the proxy's mounted topology is at epoch {}",
+        mounted["epoch"]
+    );
+
+    // A re-seed of a replica: its pod is replaced and its data copied again from a member.
+    let replica = [1, 2]
+        .map(|n| format!("{CLUSTER}-{n}"))
+        .into_iter()
+        .find(|m| *m != first)
+        .expect("a replica");
+    let reseeding = Instant::now();
+    let patch = serde_json::json!({"spec": {"reseed": {"id": "again", "member": replica}}});
+    api.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("requesting a re-seed");
+    let record = wait_for(
+        "the re-seed to end",
+        Duration::from_secs(120),
+        controller,
+        || async {
+            let record = cluster(&admin).await.status?.last_reseed?;
+            (record.id == "again" && record.result != ReseedResult::InProgress).then_some(record)
+        },
+    )
+    .await;
+    assert_eq!(
+        record.result,
+        ReseedResult::Succeeded,
+        "the re-seed: {}",
+        record.message
+    );
+    wait_for(
+        "3/3 ready after the re-seed",
+        Duration::from_secs(60),
+        controller,
+        || async { settled(&cluster(&admin).await, 3) },
+    )
+    .await;
+    eprintln!("e2e: {replica} re-seeded in {:?}", reseeding.elapsed());
+
+    // A fourth member, seeded by the agent from a member.
+    let patch = serde_json::json!({"spec": {"replicas": 4}});
+    api.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("scaling up");
+    let scaled = Instant::now();
+    wait_for(
+        "4/4 members ready",
+        Duration::from_secs(180),
+        controller,
+        || async { settled(&cluster(&admin).await, 4) },
+    )
+    .await;
+    eprintln!("e2e: scaled to 4 in {:?}", scaled.elapsed());
+
+    stop.store(true, Ordering::Relaxed);
+    writing.await.expect("the writer");
+    let written = written.lock().await;
+    let acked: BTreeSet<i64> = written.acked.iter().map(|(id, _)| *id).collect();
+    assert!(
+        written.stale.is_empty(),
+        "{} of {} strict reads through the proxy missed an acknowledged row: {:?}",
+        written.stale.len(),
+        written.reads,
+        written.stale
+    );
+
+    // Every acknowledged write is on the primary, the re-seeded member and the new one.
+    for member in [first.clone(), replica.clone(), format!("{CLUSTER}-3")] {
+        let ip = node.pod_ip(&member).expect("the member's address");
+        let have: BTreeSet<i64> = wait_for(
+            &format!("{member} to have every acknowledged row"),
+            Duration::from_secs(60),
+            controller,
+            || async {
+                let mut conn = Conn::new(opts(&ip, &user, &password, None)).await.ok()?;
+                let ids: Vec<i64> = conn.query("SELECT id FROM shop.t").await.ok()?;
+                let ids: BTreeSet<i64> = ids.into_iter().collect();
+                ids.is_superset(&acked).then_some(ids)
+            },
+        )
+        .await;
+        assert!(
+            have.len() >= acked.len(),
+            "{member}: {} rows, {} acknowledged",
+            have.len(),
+            acked.len()
+        );
+    }
+    assert!(
+        acked.len() > 60,
+        "only {} writes were acknowledged",
+        acked.len()
+    );
+    assert!(
+        failover < Duration::from_secs(30),
+        "writes through the proxy resumed only {failover:?} after the primary was killed"
+    );
+    eprintln!(
+        "e2e: {} acknowledged writes, none lost; {} strict reads, none stale",
+        acked.len(),
+        written.reads
+    );
+}
