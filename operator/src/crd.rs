@@ -835,6 +835,9 @@ impl Condition {
     /// True while `spec.readOnly` holds and the primary refuses writes; reported once a
     /// cluster was made read-only.
     pub const READ_ONLY: &str = "ReadOnly";
+    /// True while members are rolled onto a changed template (one at a time, the primary last
+    /// after a switchover); reported once a cluster was rolled.
+    pub const ROLLING: &str = "Rolling";
     /// A tenant pool's: False while `spec.rebalance.enabled` asks for what this controller
     /// does not do yet (tenants are moved by the local runtime only).
     pub const REBALANCING: &str = "Rebalancing";

@@ -38,6 +38,7 @@ pub mod pool;
 pub mod push;
 pub mod reconcile;
 pub mod reseed;
+pub mod roll;
 pub mod status;
 pub mod tasks;
 

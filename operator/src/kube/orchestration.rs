@@ -20,11 +20,12 @@ use super::metrics::Metrics;
 use super::metrics::cluster as cluster_metrics;
 use super::push;
 use super::reseed::{ReseedTarget, Reseeder};
+use super::roll::Roller;
 use super::status::{self, ClusterEvent, Snapshot};
 use super::tasks::Tasks;
 use crate::agent::tls::AgentTls;
 use crate::clock;
-use crate::crd::MySQLCluster;
+use crate::crd::{MySQLCluster, ReseedResult};
 use crate::orchestrate::MemberView;
 use crate::orchestrate::act::{ProxyAccount, ProxyRole, Stored, TopologySink};
 use crate::orchestrate::observe::Credentials;
@@ -38,6 +39,10 @@ pub const TICK: Duration = Duration::from_millis(500);
 
 /// How long one re-seed step (agent and API calls) may take.
 const RESEED_STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the roll takes a step, and how long one (API calls) may take.
+const ROLL_INTERVAL: Duration = Duration::from_secs(1);
+const ROLL_STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long publishing one topology may take before the action counts as failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,10 +172,16 @@ impl Runner {
             clock::unix_ms(),
         );
         reseeder.set_tls(agent_tls(orchestrator.spec.tls.as_ref()));
+        let mut roller = Roller::new(self.client.clone(), &self.cluster.borrow());
+        let mut roll_due = std::time::Instant::now();
+        // The orchestration's events since the roll's last step (it watches its hand-over).
+        let mut roll_seen: Vec<TimedEvent> = Vec::new();
         loop {
             let before = orchestrator.events().last().cloned();
+            roller.adjust(&mut orchestrator.spec, &self.cluster.borrow().spec.cordoned);
             orchestrator.tick().await;
             let new = events_after(orchestrator.events(), before.as_ref());
+            roll_seen.extend(new.iter().cloned());
             let cluster = self.cluster.borrow().clone();
             // Said once when the cluster starts or its spec changes it, not every tick.
             let now_durability = cluster.spec.durability();
@@ -186,6 +197,23 @@ impl Runner {
                 self.reseed(&mut reseeder, &cluster, &mut orchestrator)
                     .await
             };
+            // One roll step a second, none while a re-seed replaces a pod.
+            let reseeding = reseeder
+                .record()
+                .is_some_and(|r| r.result == ReseedResult::InProgress);
+            let roll_events = if std::time::Instant::now() >= roll_due && !reseeding {
+                roll_due = std::time::Instant::now() + ROLL_INTERVAL;
+                let seen = std::mem::take(&mut roll_seen);
+                let step = roller.tick(&cluster, &orchestrator, &seen);
+                tokio::time::timeout(ROLL_STEP_TIMEOUT, step)
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::warn!(cluster = %cluster_key(&cluster), "a roll step timed out; retried next tick");
+                        Vec::new()
+                    })
+            } else {
+                Vec::new()
+            };
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
@@ -195,6 +223,7 @@ impl Runner {
                 snapshot.published = orchestrator.published().cloned();
                 snapshot.quarantined = orchestrator.history().quarantined.clone();
                 snapshot.last_reseed = reseeder.record().cloned();
+                snapshot.roll = roller.report().cloned();
                 fold_events(&mut snapshot, &new);
                 self.metrics.clusters.observe(
                     &cluster.namespace().unwrap_or_default(),
@@ -205,7 +234,7 @@ impl Runner {
             for timed in &new {
                 record_event(&self.recorder, &self.metrics, &cluster, &timed.event).await;
             }
-            for event in reseed_events {
+            for event in reseed_events.into_iter().chain(roll_events) {
                 common::publish(&self.recorder, &cluster, event).await;
             }
             let Some(changed) = self.wait().await else {

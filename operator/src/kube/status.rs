@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use lagless_core::topology::{Topology, TopologyState};
 
+use super::roll::RollReport;
 use crate::crd::{
     Condition, ConditionStatus, Durability, MemberRole, MemberStatus, MySQLClusterSpec,
     MySQLClusterStatus, Phase, PromotionRecord, ReseedRecord,
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub blocked: Option<String>,
     /// An action that keeps failing, and why (see `Orchestrator::failing`).
     pub failing: Option<String>,
+    /// A roll under way (members on an older template), see [`super::roll`].
+    pub roll: Option<RollReport>,
 }
 
 /// A Kubernetes Event to record on the `MySQLCluster`.
@@ -385,6 +388,26 @@ pub fn paused_condition(previous: &MySQLClusterStatus, paused: bool) -> Option<W
     }
 }
 
+/// The `Rolling` condition: true while members run an older template than the StatefulSet's;
+/// false once they all run the current one, and absent from a cluster never rolled.
+pub fn rolling_condition(previous: &MySQLClusterStatus, roll: Option<&RollReport>) -> Option<Want> {
+    let reported = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == Condition::ROLLING);
+    match roll {
+        Some(r) => Some(want(Condition::ROLLING, true, "Rolling", r.message())),
+        None => reported.then(|| {
+            want(
+                Condition::ROLLING,
+                false,
+                "UpToDate",
+                "every member runs the current template",
+            )
+        }),
+    }
+}
+
 /// The Normal Event when `spec.paused` changes, judged against the `Paused` condition last
 /// reported (so a restarted operator does not say it again).
 pub fn pause_event(previous: &MySQLClusterStatus, paused: bool) -> Option<ClusterEvent> {
@@ -612,6 +635,7 @@ pub fn cluster_status(
     );
     let mut wanted = vec![available, progressing, degraded, failover, lossless];
     wanted.extend(paused_condition(previous, spec.paused));
+    wanted.extend(rolling_condition(previous, snapshot.roll.as_ref()));
     wanted.extend(read_only_condition(
         previous,
         spec.read_only,

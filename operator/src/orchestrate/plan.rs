@@ -1389,12 +1389,13 @@ fn fence_and_quarantine(
 // Switchover
 
 /// A switchover is due when one was requested and not yet carried out, or when the spec no
-/// longer has the primary (a primary is never removed without handing over first).
+/// longer has the primary (a primary is never removed without handing over first) or asks it
+/// to hand its role over (a roll).
 fn switchover_due(
     ctx: &Ctx<'_>,
     primary: &MemberView,
 ) -> Option<(SwitchoverTarget, Option<String>)> {
-    if !ctx.in_spec(&primary.name) {
+    if !ctx.in_spec(&primary.name) || ctx.spec.hand_over.as_deref() == Some(&primary.name) {
         return Some((SwitchoverTarget::Best, None));
     }
     let request = ctx.spec.switchover.as_ref()?;

@@ -4,8 +4,8 @@
 //! replica that already runs the new configuration.
 //!
 //! [`next`] is the decision, a pure function of what is observed and of the member being
-//! rolled; the platform carries out the [`Step`] (the local supervisor restarts processes; in
-//! Kubernetes it would be deleting pods one at a time). Nothing here is kept: a platform
+//! rolled; the platform carries out the [`Step`] (the local supervisor restarts processes;
+//! in Kubernetes, `kube::roll` deletes pods one at a time). Nothing here is kept: a platform
 //! restarted mid-roll decides again from which members run the new configuration.
 
 use std::time::Duration;

@@ -236,6 +236,11 @@ pub struct ClusterSpec {
     /// [`preference`](super::plan::preference)). No effect on the primary until it is a
     /// replica again.
     pub cordoned: BTreeSet<String>,
+    /// A member that must hand the primary role over while it has it (a roll restarts it
+    /// next): a switchover to the best replica, carried out without a request id, so it
+    /// neither satisfies nor replaces a user's request, and asked again for as long as the
+    /// member is primary.
+    pub hand_over: Option<String>,
     /// The whole cluster read-only: the primary is kept `read_only=ON` (a new one too, after a
     /// failover or switchover) and the topology says so, so the proxies relay the servers'
     /// refusal (1290) at once rather than hold writes for a primary that is not coming.
@@ -272,6 +277,7 @@ impl ClusterSpec {
             switchover: None,
             paused: false,
             cordoned: BTreeSet::new(),
+            hand_over: None,
             read_only: false,
             semi_sync: None,
             consistency: None,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, EnvVar, KeyToPath, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, SecretVolumeSource, Service, ServiceSpec,
@@ -534,6 +534,13 @@ pub fn statefulset(
             replicas: Some(spec.replicas),
             service_name: Some(headless_service_name(ctx.name)),
             pod_management_policy: Some("Parallel".into()),
+            // The operator rolls a changed template itself (`kube::roll`): replicas first,
+            // each caught up before the next, the primary last after a switchover. The
+            // StatefulSet's own roll would restart the primary with no switchover.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                rolling_update: None,
+            }),
             selector: ctx.selector(Component::Mysql),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

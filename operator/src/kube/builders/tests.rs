@@ -226,6 +226,12 @@ fn default_statefulset() {
     assert_eq!(spec.service_name.as_deref(), Some("db-headless"));
     assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
     assert_eq!(
+        spec.update_strategy
+            .as_ref()
+            .and_then(|u| u.type_.as_deref()),
+        Some("OnDelete")
+    );
+    assert_eq!(
         spec.selector.match_labels,
         Some(selector_labels("db", Component::Mysql))
     );

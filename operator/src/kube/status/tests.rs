@@ -578,3 +578,36 @@ fn the_read_only_condition_and_events_follow_what_is_in_effect() {
     );
     assert!(read_only_event(&off, &off).is_none());
 }
+
+#[test]
+fn the_rolling_condition_is_true_while_a_roll_runs_and_false_once_reported() {
+    use crate::kube::roll::RollReport;
+    let report = RollReport {
+        current: 2,
+        members: 3,
+        member: Some("db-0".into()),
+        phase: Some("draining"),
+        waiting: None,
+    };
+    let never = MySQLClusterStatus::default();
+    assert_eq!(rolling_condition(&never, None), None);
+    let on = rolling_condition(&never, Some(&report)).expect("a condition while rolling");
+    assert_eq!(on.type_, Condition::ROLLING);
+    assert_eq!(on.status, ConditionStatus::True);
+    assert_eq!(
+        on.message,
+        "2 of 3 members run the current template; db-0: draining"
+    );
+    let mut rolled = MySQLClusterStatus::default();
+    rolled.conditions.push(Condition {
+        type_: Condition::ROLLING.into(),
+        status: ConditionStatus::True,
+        reason: "Rolling".into(),
+        message: String::new(),
+        last_transition_time: "2026-01-01T00:00:00Z".into(),
+        observed_generation: None,
+    });
+    let off = rolling_condition(&rolled, None).expect("reported once rolled");
+    assert_eq!(off.status, ConditionStatus::False);
+    assert_eq!(off.reason, "UpToDate");
+}

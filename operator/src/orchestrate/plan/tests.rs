@@ -880,6 +880,30 @@ fn switchover_ignores_the_cooldown() {
 }
 
 #[test]
+fn a_primary_asked_to_hand_over_switches_to_the_best_replica_without_a_request() {
+    let mut s = spec(&["a", "b", "c"]);
+    s.hand_over = Some("a".into());
+    // A user's request carried out before stays carried out.
+    let mut h = history();
+    h.completed_switchover = Some("r1".into());
+    s.switchover = Some(Switchover {
+        id: "r1".into(),
+        to: SwitchoverTarget::Member("a".into()),
+    });
+    let p = plan(&healthy(), &s, &h);
+    assert_eq!(p.state, ClusterState::Switchover);
+    assert_eq!(promoted(&p), ["b"]);
+    let mut after = h.clone();
+    for event in &p.events {
+        after.record(event);
+    }
+    assert_eq!(after.completed_switchover.as_deref(), Some("r1"));
+    // Asked of a replica, it is nothing.
+    s.hand_over = Some("b".into());
+    assert_eq!(plan(&healthy(), &s, &h).state, ClusterState::Healthy);
+}
+
+#[test]
 fn completed_switchover_is_not_repeated() {
     let mut h = history();
     h.completed_switchover = Some("r1".into());

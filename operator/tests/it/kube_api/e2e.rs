@@ -61,6 +61,13 @@ impl Drop for ControllerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Kept when the test failed, for a look.
+        if std::thread::panicking() {
+            eprintln!("the controller's log: {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+            let _ = std::fs::remove_file(self.log.with_extension("err"));
+        }
     }
 }
 
@@ -218,6 +225,8 @@ struct Written {
     /// Strict reads (from another session) that did not see an acknowledged row.
     stale: Vec<i64>,
     reads: usize,
+    /// Statements that failed, when and why.
+    errors: Vec<(Instant, String)>,
 }
 
 async fn connect(proxy: &str) -> Option<Conn> {
@@ -249,7 +258,13 @@ async fn writer(proxy: String, stop: Arc<AtomicBool>, written: Arc<Mutex<Written
         let insert = w.exec_drop("INSERT INTO t (id) VALUES (?)", (id,));
         match tokio::time::timeout(Duration::from_secs(10), insert).await {
             Ok(Ok(())) => written.lock().await.acked.push((id, Instant::now())),
-            _ => {
+            failed => {
+                let why = failed.map_or_else(|_| "timed out".to_string(), |r| format!("{r:?}"));
+                written
+                    .lock()
+                    .await
+                    .errors
+                    .push((Instant::now(), format!("write {id}: {why}")));
                 writes = None;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -264,15 +279,24 @@ async fn writer(proxy: String, stop: Arc<AtomicBool>, written: Arc<Mutex<Written
                     w.stale.push(id);
                 }
             }
-            _ => reads = None,
+            failed => {
+                let why = failed.map_or_else(|_| "timed out".to_string(), |r| format!("{r:?}"));
+                written
+                    .lock()
+                    .await
+                    .errors
+                    .push((Instant::now(), format!("read {id}: {why}")));
+                reads = None;
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Bootstrap, kill -9 of the primary's server (failover, timed to the first write through the
-/// proxy after it), switchover back by name, and a scale-up seeded from a member, all through
-/// the real control plane, with no acknowledged write lost.
+/// proxy after it), switchover back by name, a re-seed, a scale-up seeded from a member and a
+/// rolling change of `serverConfig`, all through the real control plane, with no acknowledged
+/// write lost, no strict read stale and no client error during the roll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_runs_fails_over_switches_over_and_scales_on_a_real_control_plane() {
     let mut plane = ControlPlane::start().await;
@@ -356,7 +380,9 @@ async fn a_cluster_runs_fails_over_switches_over_and_scales_on_a_real_control_pl
     )
     .await;
 
-    // kill -9 of the primary's server.
+    // kill -9 of the primary's server, kept down until another member took over (a server
+    // started again at once would be the primary back, before any failover).
+    node.hold(&first, "mysql", true);
     let killed = Instant::now();
     assert!(
         node.signal(&first, "mysql", libc::SIGKILL),
@@ -386,6 +412,7 @@ async fn a_cluster_runs_fails_over_switches_over_and_scales_on_a_real_control_pl
     )
     .await;
     let failover = write_after - killed;
+    node.hold(&first, "mysql", false);
     eprintln!(
         "e2e: {first} killed; {second} took over; first write through the proxy {failover:?} after the kill"
     );
@@ -492,6 +519,96 @@ async fn a_cluster_runs_fails_over_switches_over_and_scales_on_a_real_control_pl
     )
     .await;
     eprintln!("e2e: scaled to 4 in {:?}", scaled.elapsed());
+
+    // A changed serverConfig rolls the members: replicas first, each caught up before the
+    // next, the primary last after handing its role over; no client error meanwhile.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NAMESPACE);
+    let uids =
+        |list: Vec<Pod>| -> BTreeSet<String> { list.iter().filter_map(|p| p.uid()).collect() };
+    let member_pods = ListParams::default().labels("app.kubernetes.io/component=mysql");
+    let before_roll = uids(
+        pods.list(&member_pods)
+            .await
+            .expect("the member pods")
+            .items,
+    );
+    let primary_before = cluster(&admin).await.status.and_then(|s| s.primary);
+    let rolled = Instant::now();
+    let patch = serde_json::json!({"spec": {"serverConfig": {"max_connections": "321"}}});
+    api.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("changing serverConfig");
+    wait_for(
+        "the roll to start",
+        Duration::from_secs(30),
+        controller,
+        || async {
+            let c = cluster(&admin).await;
+            let rolling = c
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Rolling")?;
+            (rolling.status == lagless_operator::crd::ConditionStatus::True).then_some(())
+        },
+    )
+    .await;
+    let done = wait_for(
+        "every member rolled",
+        Duration::from_secs(240),
+        controller,
+        || async {
+            let c = cluster(&admin).await;
+            let status = c.status?;
+            let rolling = status.conditions.iter().find(|c| c.type_ == "Rolling")?;
+            let ready = status.ready.as_deref() == Some("4/4");
+            (rolling.status == lagless_operator::crd::ConditionStatus::False && ready)
+                .then_some(status)
+        },
+    )
+    .await;
+    let roll_took = rolled.elapsed();
+    let after_roll = uids(
+        pods.list(&member_pods)
+            .await
+            .expect("the member pods")
+            .items,
+    );
+    assert!(
+        before_roll.is_disjoint(&after_roll),
+        "every member pod is replaced: before {before_roll:?}, after {after_roll:?}"
+    );
+    assert_ne!(
+        done.primary, primary_before,
+        "the primary handed its role over before its restart"
+    );
+    for member in (0..4).map(|n| format!("{CLUSTER}-{n}")) {
+        let ip = node.pod_ip(&member).expect("the member's address");
+        let mut conn = Conn::new(opts(&ip, &user, &password, None))
+            .await
+            .expect("the member answers");
+        let max: Option<i64> = conn
+            .query_first("SELECT @@max_connections")
+            .await
+            .expect("a variable");
+        assert_eq!(max, Some(321), "{member} runs the new serverConfig");
+    }
+    let errors: Vec<String> = written
+        .lock()
+        .await
+        .errors
+        .iter()
+        .filter(|(at, _)| *at > rolled)
+        .map(|(_, e)| e.clone())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "client errors during the roll: {errors:?}"
+    );
+    eprintln!(
+        "e2e: 4 members rolled in {roll_took:?}, primary {:?} -> {:?}, no client error",
+        primary_before, done.primary
+    );
 
     stop.store(true, Ordering::Relaxed);
     writing.await.expect("the writer");

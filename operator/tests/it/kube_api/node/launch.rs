@@ -297,7 +297,10 @@ pub async fn environment(
                         "status.podIP" => fields.ip.to_string(),
                         "status.hostIP" => fields.host_ip.to_string(),
                         other => {
-                            return Err(format!("{}: the test node has no field {other}", var.name));
+                            return Err(format!(
+                                "{}: the test node has no field {other}",
+                                var.name
+                            ));
                         }
                     })
                 } else {

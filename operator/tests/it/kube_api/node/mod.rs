@@ -55,6 +55,7 @@ struct Visible {
 pub struct Node {
     task: JoinHandle<()>,
     visible: Arc<Mutex<BTreeMap<String, Visible>>>,
+    held: Held,
     hosts: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -91,7 +92,9 @@ impl Node {
         std::fs::write(&hosts, hosts_text(&BTreeMap::new())).expect("the node's hosts file");
         let net = PodNetwork::new().unwrap_or_else(|e| panic!("the node's pod network: {e}"));
         let visible = Arc::new(Mutex::new(BTreeMap::new()));
+        let held: Held = Arc::default();
         let mut kubelet = Kubelet {
+            held: held.clone(),
             client,
             namespace: namespace.to_string(),
             images,
@@ -115,6 +118,7 @@ impl Node {
         Node {
             task,
             visible,
+            held,
             hosts,
             _dir: dir,
         }
@@ -148,6 +152,18 @@ impl Node {
         unsafe { libc::kill(pid as i32, signal) == 0 }
     }
 
+    /// Keeps `container` of pod `pod` from being started again once it exits (`hold`), or
+    /// lets it be started again.
+    pub fn hold(&self, pod: &str, container: &str, hold: bool) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (pod.to_string(), container.to_string());
+        if hold {
+            held.insert(key);
+        } else {
+            held.remove(&key);
+        }
+    }
+
     /// File `file` of pod `pod`'s volume `volume`, as its containers read it.
     pub fn volume_file(&self, pod: &str, volume: &str, file: &str) -> Option<String> {
         let dir = self.visible(pod)?.dir;
@@ -175,6 +191,9 @@ impl Node {
         out
     }
 }
+
+/// Containers not to be started again, as `(pod, container)`: a machine that stays down.
+type Held = Arc<Mutex<BTreeSet<(String, String)>>>;
 
 /// Kills a container's process group (the node starts each in a group of its own).
 fn kill_group(pid: u32, signal: i32) {
@@ -335,6 +354,7 @@ struct Kubelet {
     stopped: Arc<Mutex<BTreeSet<String>>>,
     /// Why a pod not yet admitted waits, by uid.
     waiting: BTreeMap<String, String>,
+    held: Held,
 }
 
 fn now_rfc3339() -> String {
@@ -558,7 +578,11 @@ impl Kubelet {
             } else {
                 &run.containers[i]
             };
-            if slot.process.is_some() || Instant::now() < slot.start_at {
+            let held = {
+                let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                held.contains(&(run.name.clone(), slot.container.name.clone()))
+            };
+            if slot.process.is_some() || Instant::now() < slot.start_at || held {
                 continue;
             }
             let fields = PodFields {
