@@ -198,7 +198,10 @@ impl Roller {
             proxies_drained: None,
             now_ms: crate::clock::unix_ms(),
         });
-        let waiting = self.take(step, &pods, &mut events).await;
+        let primary = primary(orchestrator);
+        let waiting = self
+            .take(step, &pods, primary.as_deref(), &mut events)
+            .await;
         self.report = Some(RollReport {
             current: members.len() - pending,
             members: members.len(),
@@ -318,12 +321,17 @@ impl Roller {
         &mut self,
         step: Step,
         pods: &BTreeMap<String, MemberPod>,
+        primary: Option<&str>,
         events: &mut Vec<ClusterEvent>,
     ) -> Option<String> {
         let now = crate::clock::unix_ms();
         // A member whose new pod came from a template since replaced (the spec was changed
-        // again, say to mend a configuration that does not start) is restarted again.
-        if let Some(r) = self.rolling.as_ref().filter(|r| r.phase != Phase::Draining)
+        // again, say to mend a configuration that does not start) is restarted again; never
+        // the primary (promoted meanwhile by a failover): the roll decides again for it.
+        if let Some(r) = self
+            .rolling
+            .as_ref()
+            .filter(|r| r.phase != Phase::Draining && Some(r.member.as_str()) != primary)
             && let Some(pod) = pods.get(&r.member)
             && !pod.current
             && !pod.terminating
