@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::builders::{self, Component};
-use super::status::ClusterEvent;
+use super::status::{ClusterEvent, RollReport};
 use crate::crd::MySQLCluster;
 use crate::orchestrate::roll::{self, Phase, Role, RollMember, RollView, Rolling, Step};
 use crate::orchestrate::run::{Orchestrator, TimedEvent};
@@ -59,33 +59,6 @@ pub fn member_pods(statefulset: &StatefulSet, pods: &[Pod]) -> Option<BTreeMap<S
             })
             .collect(),
     )
-}
-
-/// Where a roll stands, for the status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollReport {
-    /// Members running the current template, of `members`.
-    pub current: usize,
-    pub members: usize,
-    pub member: Option<String>,
-    pub phase: Option<&'static str>,
-    pub waiting: Option<String>,
-}
-
-impl RollReport {
-    pub fn message(&self) -> String {
-        let mut message = format!(
-            "{} of {} members run the current template",
-            self.current, self.members
-        );
-        if let (Some(member), Some(phase)) = (&self.member, self.phase) {
-            message.push_str(&format!("; {member}: {phase}"));
-        }
-        if let Some(why) = &self.waiting {
-            message.push_str(&format!("; {why}"));
-        }
-        message
-    }
 }
 
 /// A cluster's roll, carried out by its orchestration task.

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use lagless_core::topology::{Topology, TopologyState};
 
-use super::roll::RollReport;
 use crate::crd::{
     Condition, ConditionStatus, Durability, MemberRole, MemberStatus, MySQLClusterSpec,
     MySQLClusterStatus, Phase, PromotionRecord, ReseedRecord,
@@ -385,6 +384,33 @@ pub fn paused_condition(previous: &MySQLClusterStatus, paused: bool) -> Option<W
         ))
     } else {
         reported.then(|| want(Condition::PAUSED, false, RESUMED, "orchestration runs"))
+    }
+}
+
+/// Where a roll of the members onto a changed template stands (see [`super::roll`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollReport {
+    /// Members running the current template, of `members`.
+    pub current: usize,
+    pub members: usize,
+    pub member: Option<String>,
+    pub phase: Option<&'static str>,
+    pub waiting: Option<String>,
+}
+
+impl RollReport {
+    pub fn message(&self) -> String {
+        let mut message = format!(
+            "{} of {} members run the current template",
+            self.current, self.members
+        );
+        if let (Some(member), Some(phase)) = (&self.member, self.phase) {
+            message.push_str(&format!("; {member}: {phase}"));
+        }
+        if let Some(why) = &self.waiting {
+            message.push_str(&format!("; {why}"));
+        }
+        message
     }
 }
 

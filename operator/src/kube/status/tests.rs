@@ -581,7 +581,6 @@ fn the_read_only_condition_and_events_follow_what_is_in_effect() {
 
 #[test]
 fn the_rolling_condition_is_true_while_a_roll_runs_and_false_once_reported() {
-    use crate::kube::roll::RollReport;
     let report = RollReport {
         current: 2,
         members: 3,
