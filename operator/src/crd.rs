@@ -11,6 +11,7 @@
 //! without CEL) may let a bad spec through, and the reconciler must then report it in status
 //! rather than act on it.
 
+pub mod accounts;
 pub mod tenant_pool;
 mod validate;
 
@@ -977,9 +978,31 @@ pub fn tenant_pool_crd_yaml() -> String {
     )
 }
 
+/// The `MySQLDatabase`, `MySQLUser` and `MySQLGrant` CRDs as one multi-document YAML, as
+/// kept in `crds/mysqlaccounts.yaml`.
+pub fn accounts_crds_yaml() -> String {
+    use accounts::{MySQLDatabase, MySQLGrant, MySQLUser};
+    [MySQLDatabase::crd(), MySQLUser::crd(), MySQLGrant::crd()]
+        .iter()
+        .map(|crd| {
+            generated_yaml(
+                crd,
+                "operator/src/crd/accounts.rs by `lagless-operator crd --kind accounts`",
+                "crd --kind accounts > crds/mysqlaccounts.yaml",
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
 /// The CRDs `lagless-operator crd --kind all` prints: every one, as one multi-document YAML.
 pub fn all_crds_yaml() -> String {
-    format!("{}---\n{}", crd_yaml(), tenant_pool_crd_yaml())
+    format!(
+        "{}---\n{}---\n{}",
+        crd_yaml(),
+        tenant_pool_crd_yaml(),
+        accounts_crds_yaml()
+    )
 }
 
 fn generated_yaml(

@@ -18,8 +18,9 @@ enum Command {
     Local(lagless_operator::local::cli::LocalArgs),
     /// Print a CustomResourceDefinition as YAML (MySQLCluster unless --kind says otherwise).
     Crd {
-        /// `MySQLCluster`, `MySQLTenantPool`, or `all` (one multi-document YAML).
-        #[arg(long, default_value = "MySQLCluster", value_parser = ["MySQLCluster", "MySQLTenantPool", "all"])]
+        /// `MySQLCluster`, `MySQLTenantPool`, `accounts` (`MySQLDatabase`, `MySQLUser` and
+        /// `MySQLGrant`), or `all` (one multi-document YAML).
+        #[arg(long, default_value = "MySQLCluster", value_parser = ["MySQLCluster", "MySQLTenantPool", "accounts", "all"])]
         kind: String,
     },
     /// Run lagless-proxy (the same program as the `lagless-proxy` binary).
@@ -49,6 +50,7 @@ fn main() {
             "{}",
             match kind.as_str() {
                 "MySQLTenantPool" => lagless_operator::crd::tenant_pool_crd_yaml(),
+                "accounts" => lagless_operator::crd::accounts_crds_yaml(),
                 "all" => lagless_operator::crd::all_crds_yaml(),
                 _ => lagless_operator::crd::crd_yaml(),
             }

@@ -58,6 +58,11 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_PROXY_USERS")]
     pub users: Option<PathBuf>,
 
+    /// A second users file, written by the operator (the cluster's MySQLUser resources): it
+    /// may not exist yet and is read once it does; a name in both files is taken from --users.
+    #[arg(long, env = "LAGLESS_PROXY_MANAGED_USERS")]
+    pub managed_users: Option<PathBuf>,
+
     /// Account that reads mysql.user on the primary to find users not in the users file.
     #[arg(long, env = "LAGLESS_PROXY_LOOKUP_USER")]
     pub lookup_user: Option<String>,
@@ -300,6 +305,8 @@ pub struct Config {
     /// Tenant routes kept in the cache.
     pub tenant_cache: std::num::NonZeroUsize,
     pub users_file: Option<PathBuf>,
+    /// The operator's users file (`--managed-users`): may be missing.
+    pub managed_users_file: Option<PathBuf>,
     pub lookup: Option<LookupCredentials>,
     /// Credentials for position polls and head reads; without them positions are learned only
     /// from writes and waits.
@@ -351,6 +358,7 @@ impl Config {
             tenant_cache: std::num::NonZeroUsize::new(200_000)
                 .unwrap_or(std::num::NonZeroUsize::MIN),
             users_file: None,
+            managed_users_file: None,
             lookup: None,
             monitor: None,
             consistency: ConsistencyMode::Strict,
@@ -402,7 +410,7 @@ impl Config {
                     .into(),
             );
         }
-        if self.users_file.is_none() && self.lookup.is_none() {
+        if self.users_file.is_none() && self.managed_users_file.is_none() && self.lookup.is_none() {
             return Err(
                 "no users: give --users FILE and/or --lookup-user/--lookup-password".into(),
             );
@@ -469,6 +477,7 @@ impl TryFrom<Args> for Config {
         c.listen = a.listen;
         c.admin_listen = a.admin_listen;
         c.users_file = a.users;
+        c.managed_users_file = a.managed_users;
         c.lookup = lookup;
         c.user_cache_ttl = Duration::from_secs(a.user_cache_ttl);
         c.server_version = a.server_version;

@@ -98,6 +98,7 @@ impl Proxy {
             })??;
         let users = UserStore::new(
             config.users_file.clone(),
+            config.managed_users_file.clone(),
             config.lookup.clone(),
             config.user_cache_ttl,
         )?;

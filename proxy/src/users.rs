@@ -137,6 +137,38 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<HashMap<String, UserRecord>, 
 
 pub use crate::backend::account::LookupCredentials;
 
+/// Reads `file` again if its modification time changed. A missing file is no users when
+/// `may_be_missing` (the operator's, not written yet), else an error that keeps the users.
+fn reload(file: &Mutex<FileState>, may_be_missing: bool) {
+    let mut state = lock(file);
+    let modified = std::fs::metadata(&state.path)
+        .and_then(|m| m.modified())
+        .ok();
+    if modified == state.modified {
+        return;
+    }
+    state.modified = modified;
+    if modified.is_none() && may_be_missing {
+        state.users.clear();
+        return;
+    }
+    match std::fs::read(&state.path)
+        .map_err(|source| UsersError::Read {
+            path: state.path.clone(),
+            source,
+        })
+        .and_then(|b| parse_file(&state.path, &b))
+    {
+        Ok(users) => {
+            tracing::info!(path = %state.path.display(), users = users.len(), "users file read");
+            state.users = users;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "users file not read; keeping the previous users")
+        }
+    }
+}
+
 struct FileState {
     path: PathBuf,
     modified: Option<SystemTime>,
@@ -162,6 +194,8 @@ type Found = Option<UserRecord>;
 /// The user directory.
 pub struct UserStore {
     file: Option<Mutex<FileState>>,
+    /// The operator's file: read once it exists, second to `file`.
+    managed: Option<Mutex<FileState>>,
     lookup: Option<LookupCredentials>,
     ttl: Duration,
     cache: Mutex<LruCache<String, (Instant, Found)>>,
@@ -187,9 +221,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl UserStore {
-    /// Loads the users file (an error here stops start-up) and sets up the primary lookup.
+    /// Loads the users file (an error here stops start-up) and the operator's (missing is
+    /// none yet; broken is logged), and sets up the primary lookup.
     pub fn new(
         file: Option<PathBuf>,
+        managed: Option<PathBuf>,
         lookup: Option<LookupCredentials>,
         ttl: Duration,
     ) -> Result<Self, UsersError> {
@@ -209,9 +245,19 @@ impl UserStore {
             }
             None => None,
         };
+        let managed = managed.map(|path| {
+            let state = Mutex::new(FileState {
+                path,
+                modified: None,
+                users: HashMap::new(),
+            });
+            reload(&state, true);
+            state
+        });
         let entries = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             file,
+            managed,
             lookup,
             ttl,
             cache: Mutex::new(LruCache::new(entries)),
@@ -221,38 +267,22 @@ impl UserStore {
         })
     }
 
-    /// Re-reads the users file when its modification time changed; a broken file is logged
-    /// and the previous users stay.
+    /// Re-reads the users files when their modification time changed; a broken file is
+    /// logged and the previous users stay.
     pub fn reload_if_changed(&self) {
-        let Some(file) = &self.file else { return };
-        let mut state = lock(file);
-        let modified = std::fs::metadata(&state.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if modified == state.modified {
-            return;
+        if let Some(file) = &self.file {
+            reload(file, false);
         }
-        state.modified = modified;
-        match std::fs::read(&state.path)
-            .map_err(|source| UsersError::Read {
-                path: state.path.clone(),
-                source,
-            })
-            .and_then(|b| parse_file(&state.path, &b))
-        {
-            Ok(users) => {
-                tracing::info!(users = users.len(), "users file reloaded");
-                state.users = users;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "users file not reloaded; keeping the previous users")
-            }
+        if let Some(managed) = &self.managed {
+            reload(managed, true);
         }
     }
 
     fn in_file(&self, name: &str) -> Option<UserRecord> {
-        let file = self.file.as_ref()?;
-        lock(file).users.get(name).cloned()
+        [&self.file, &self.managed]
+            .into_iter()
+            .flatten()
+            .find_map(|file| lock(file).users.get(name).cloned())
     }
 
     /// The record for `name`: the file first, then the accounts on the first of `members`
@@ -479,6 +509,39 @@ mod tests {
             let err = parse(doc).unwrap_err().to_string();
             assert!(err.contains(want), "{doc}: {err}");
         }
+    }
+
+    #[test]
+    fn the_operators_file_may_come_later_and_yields_to_the_users_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.json");
+        let managed = dir.path().join("managed.json");
+        std::fs::write(&users, r#"{"users":[{"user":"app","password":"mine"}]}"#).unwrap();
+        let store = UserStore::new(
+            Some(users),
+            Some(managed.clone()),
+            None,
+            Duration::from_secs(1),
+        )
+        .expect("a missing operator's file is no users yet");
+        assert!(store.in_file("svc").is_none());
+        std::fs::write(
+            &managed,
+            r#"{"users":[{"user":"svc","native_hash":"*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"},
+                {"user":"app","password":"theirs"}]}"#,
+        )
+        .unwrap();
+        store.reload_if_changed();
+        assert!(store.in_file("svc").is_some_and(|u| u.password.is_none()));
+        // A name in both: the users file's.
+        assert_eq!(
+            store.in_file("app").and_then(|u| u.password).as_deref(),
+            Some("mine")
+        );
+        // Removed again: its users go.
+        std::fs::remove_file(&managed).unwrap();
+        store.reload_if_changed();
+        assert!(store.in_file("svc").is_none());
     }
 
     #[test]

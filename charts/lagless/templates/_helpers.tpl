@@ -116,6 +116,14 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlclusters/status", "mysqltenantpools/status"]
   verbs: ["patch"]
+# Declarative accounts (MySQLDatabase, MySQLUser, MySQLGrant): listed by each cluster's
+# orchestration every few seconds, their Ready condition written by a merge patch of the status.
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqldatabases", "mysqlusers", "mysqlgrants"]
+  verbs: ["list"]
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqldatabases/status", "mysqlusers/status", "mysqlgrants/status"]
+  verbs: ["patch"]
 # Owner references with blockOwnerDeletion on the objects below need this where the
 # OwnerReferencesPermissionEnforcement admission plugin runs.
 - apiGroups: ["lagless.dev"]

@@ -181,6 +181,12 @@ EXPECTED_RULES = {
     ("lagless.dev", "mysqltenantpools"): ["list", "watch", "patch"],
     ("lagless.dev", "mysqltenantpools/status"): ["patch"],
     ("lagless.dev", "mysqltenantpools/finalizers"): ["update"],
+    ("lagless.dev", "mysqldatabases"): ["list"],
+    ("lagless.dev", "mysqlusers"): ["list"],
+    ("lagless.dev", "mysqlgrants"): ["list"],
+    ("lagless.dev", "mysqldatabases/status"): ["patch"],
+    ("lagless.dev", "mysqlusers/status"): ["patch"],
+    ("lagless.dev", "mysqlgrants/status"): ["patch"],
     ("apps", "statefulsets"): WATCHED,
     ("apps", "deployments"): WATCHED,
     ("", "services"): WATCHED,
@@ -379,8 +385,9 @@ def check_lint() -> None:
 
 
 CRD_FILES = {
-    "mysqlcluster.yaml": "mysqlclusters.lagless.dev",
-    "mysqltenantpool.yaml": "mysqltenantpools.lagless.dev",
+    "mysqlcluster.yaml": ["mysqlclusters.lagless.dev"],
+    "mysqltenantpool.yaml": ["mysqltenantpools.lagless.dev"],
+    "mysqlaccounts.yaml": ["mysqldatabases.lagless.dev", "mysqlusers.lagless.dev", "mysqlgrants.lagless.dev"],
 }
 
 
@@ -399,8 +406,9 @@ def check_crd_copy() -> None:
         objects = [o for o in yaml.safe_load_all(crd["data"]) if o]
         expected = CRD_FILES[crd["name"].removeprefix("crds/")]
         check(
-            [(o["kind"], o["metadata"]["name"]) for o in objects] == [("CustomResourceDefinition", expected)],
-            f"the chart's {crd['name']} holds something other than the {expected} CRD",
+            [(o["kind"], o["metadata"]["name"]) for o in objects]
+            == [("CustomResourceDefinition", name) for name in expected],
+            f"the chart's {crd['name']} holds something other than the {expected} CRDs",
         )
         validate_schemas(objects, crd["name"])
 

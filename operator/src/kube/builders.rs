@@ -228,6 +228,16 @@ pub fn proxy_users_secret_name(cluster: &str) -> String {
     format!("{cluster}-proxy-users")
 }
 
+/// The Secret the operator keeps for the cluster's declarative accounts (`kube::accounts`):
+/// the proxies' managed users file ([`PROXY_USERS_KEY`]) and what was made on the primary
+/// ([`ACCOUNTS_INVENTORY_KEY`]).
+pub fn accounts_secret_name(cluster: &str) -> String {
+    format!("{cluster}-accounts")
+}
+
+/// The key of [`accounts_secret_name`] that records what was made.
+pub const ACCOUNTS_INVENTORY_KEY: &str = "inventory.json";
+
 /// The Secret with the seeding agents' token (key `password`).
 pub fn agent_secret_name(cluster: &str) -> String {
     format!("{cluster}-agent")

@@ -25,6 +25,7 @@
 //! Inside this module, `::kube` names the kube-rs crate; `crate::kube` names this module.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod apis;
 pub mod builders;
 pub mod common;

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use lagless_core::topology::Topology;
 use tokio::sync::watch;
 
+use super::accounts::Accounts;
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
 use super::common::{self, FIELD_MANAGER, cluster_key, lock};
 use super::metrics::Metrics;
@@ -39,6 +40,9 @@ pub const TICK: Duration = Duration::from_millis(500);
 
 /// How long one re-seed step (agent and API calls) may take.
 const RESEED_STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one pass over a cluster's account resources may take.
+const ACCOUNTS_STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How often the roll takes a step, and how long one (API calls) may take.
 const ROLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -173,6 +177,7 @@ impl Runner {
         );
         reseeder.set_tls(agent_tls(orchestrator.spec.tls.as_ref()));
         let mut roller = Roller::new(self.client.clone(), &self.cluster.borrow());
+        let mut accounts = Accounts::new(self.client.clone(), &self.cluster.borrow());
         let mut roll_due = std::time::Instant::now();
         // The orchestration's events since the roll's last step (it watches its hand-over).
         let mut roll_seen: Vec<TimedEvent> = Vec::new();
@@ -190,13 +195,18 @@ impl Runner {
             {
                 common::publish(&self.recorder, &cluster, event).await;
             }
-            // A re-seed replaces a pod: orchestration, which a paused cluster does not get.
-            let reseed_events = if cluster.spec.paused {
-                Vec::new()
-            } else {
-                self.reseed(&mut reseeder, &cluster, &mut orchestrator)
-                    .await
-            };
+            // A re-seed replaces a pod: orchestration, which a paused cluster does not get; and
+            // none starts while a roll has a member down (one in progress goes on).
+            let reseed_in_progress = reseeder
+                .record()
+                .is_some_and(|r| r.result == ReseedResult::InProgress);
+            let reseed_events =
+                if cluster.spec.paused || (roller.in_flight() && !reseed_in_progress) {
+                    Vec::new()
+                } else {
+                    self.reseed(&mut reseeder, &cluster, &mut orchestrator)
+                        .await
+                };
             // One roll step a second, none while a re-seed replaces a pod.
             let reseeding = reseeder
                 .record()
@@ -214,6 +224,9 @@ impl Runner {
             } else {
                 Vec::new()
             };
+            if accounts.due() {
+                self.accounts(&mut accounts, &cluster, &orchestrator).await;
+            }
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
@@ -290,6 +303,29 @@ impl Runner {
                 tracing::warn!(cluster = %cluster_key(cluster), "a re-seed step timed out; retried next tick");
                 Vec::new()
             })
+    }
+
+    /// One pass over the cluster's account resources; bounded, as a re-seed step is.
+    async fn accounts(
+        &self,
+        accounts: &mut Accounts,
+        cluster: &MySQLCluster,
+        orchestrator: &Orchestrator,
+    ) {
+        let admin = match cluster.namespace() {
+            Some(namespace) => {
+                let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+                credentials(&secrets, cluster, Credential::Admin).await.ok()
+            }
+            None => None,
+        };
+        let pass = accounts.tick(cluster, orchestrator, admin);
+        if tokio::time::timeout(ACCOUNTS_STEP_TIMEOUT, pass)
+            .await
+            .is_err()
+        {
+            tracing::warn!(cluster = %cluster_key(cluster), "an accounts pass timed out; tried again later");
+        }
     }
 
     /// Waits one tick, or less when the spec changes: whether it changed; `None` when its

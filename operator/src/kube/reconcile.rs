@@ -17,7 +17,7 @@ use ::kube::runtime::events::Recorder;
 use ::kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use ::kube::{Client, Resource, ResourceExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -641,6 +641,39 @@ async fn report_apply_failure(
     }
 }
 
+/// Applies the members' StatefulSet. One made by a release whose StatefulSets rolled
+/// themselves has the API server's default `rollingUpdate` beside its `RollingUpdate` type; no
+/// field manager owns it, so an apply of `OnDelete` leaves it, and the API server refuses the
+/// pair. That one gets the strategy replaced by a merge patch (once), then the apply again.
+async fn apply_statefulset(
+    client: &Client,
+    namespace: &str,
+    statefulset: &StatefulSet,
+) -> Result<(), Error> {
+    match apply_object(client, namespace, statefulset).await {
+        Err(Error::Apply {
+            source: ::kube::Error::Api(e),
+            ..
+        }) if e.code == 422 && e.message.contains("rollingUpdate") => {
+            let name = statefulset.name_any();
+            tracing::info!(%namespace, %name, "StatefulSet of an earlier release: rolled by the operator from now on");
+            let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+            let patch = serde_json::json!({
+                "spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}
+            });
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "StatefulSet".into(),
+                    name: name.clone(),
+                    source,
+                })?;
+            apply_object(client, namespace, statefulset).await
+        }
+        other => other,
+    }
+}
+
 /// Applies every object of the cluster, stopping at the first that fails.
 async fn apply_objects(cluster: &MySQLCluster, ctx: &Context) -> Result<(), Error> {
     let namespace = cluster
@@ -680,7 +713,7 @@ async fn apply_objects(cluster: &MySQLCluster, ctx: &Context) -> Result<(), Erro
     apply_object(client, &namespace, &server_config).await?;
     apply_object(client, &namespace, &headless).await?;
     apply_object(client, &namespace, &network_policy).await?;
-    apply_object(client, &namespace, &statefulset).await?;
+    apply_statefulset(client, &namespace, &statefulset).await?;
     if let Some(pdb) = &pdb {
         apply_object(client, &namespace, pdb).await?;
     }

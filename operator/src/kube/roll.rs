@@ -99,6 +99,11 @@ impl Roller {
         }
     }
 
+    /// A member is being rolled (drained, its pod replaced, or catching up).
+    pub fn in_flight(&self) -> bool {
+        self.rolling.is_some()
+    }
+
     /// Where the roll stands; `None` when every member runs the current template.
     pub fn report(&self) -> Option<&RollReport> {
         self.report.as_ref()
@@ -136,9 +141,17 @@ impl Roller {
         self.watch_hand_over(orchestrator, new_events, &mut events);
         self.follow_restart(orchestrator, &pods);
         self.anchor_catch_up(orchestrator);
-        let members = roll_members(orchestrator, &pods, self.replaced_uid.as_deref());
+        let rolling_member = self.rolling.as_ref().map(|r| r.member.clone());
+        let members = roll_members(
+            orchestrator,
+            &pods,
+            self.replaced_uid.as_deref(),
+            rolling_member.as_deref(),
+        );
         let pending = members.iter().filter(|m| !m.current).count();
         if pending == 0 && self.rolling.is_none() {
+            // A template reverted before the primary's turn needs no hand-over any more.
+            self.hand_over = None;
             if let Some(began) = self.started.take() {
                 events.push(event(
                     "RollDone",
@@ -155,15 +168,13 @@ impl Roller {
         if self.started.is_none() {
             self.started = Some(Instant::now());
         }
-        let user_switchover = cluster.spec.switchover.as_ref().is_some_and(|s| {
-            let history = orchestrator.history();
-            history.completed_switchover.as_deref() != Some(s.id.as_str())
-                && history.failed_switchover.as_deref() != Some(s.id.as_str())
-        });
+        let primary = primary(orchestrator);
+        let user_switchover = switchover_pending(cluster, orchestrator, primary.as_deref());
         let step = roll::next(&RollView {
             members: &members,
             paused: cluster.spec.paused,
-            healthy: orchestrator.last_plan_state() == Some(ClusterState::Healthy),
+            healthy: orchestrator.last_plan_state() == Some(ClusterState::Healthy)
+                && all_serving(&members, rolling_member.as_deref()),
             switching: user_switchover || self.hand_over.is_some(),
             rolling: self.rolling.as_ref(),
             // The proxies are not asked: a drained member is kept out of reads for the whole
@@ -171,9 +182,9 @@ impl Roller {
             proxies_drained: None,
             now_ms: crate::clock::unix_ms(),
         });
-        let primary = primary(orchestrator);
+        let paused = cluster.spec.paused;
         let waiting = self
-            .take(step, &pods, primary.as_deref(), &mut events)
+            .take(step, &pods, primary.as_deref(), paused, &mut events)
             .await;
         self.report = Some(RollReport {
             current: members.len() - pending,
@@ -295,16 +306,17 @@ impl Roller {
         step: Step,
         pods: &BTreeMap<String, MemberPod>,
         primary: Option<&str>,
+        paused: bool,
         events: &mut Vec<ClusterEvent>,
     ) -> Option<String> {
         let now = crate::clock::unix_ms();
         // A member whose new pod came from a template since replaced (the spec was changed
         // again, say to mend a configuration that does not start) is restarted again; never
-        // the primary (promoted meanwhile by a failover): the roll decides again for it.
+        // the primary (promoted meanwhile by a failover), nor while paused.
         if let Some(r) = self
             .rolling
             .as_ref()
-            .filter(|r| r.phase != Phase::Draining && Some(r.member.as_str()) != primary)
+            .filter(|r| r.phase != Phase::Draining && Some(r.member.as_str()) != primary && !paused)
             && let Some(pod) = pods.get(&r.member)
             && !pod.current
             && !pod.terminating
@@ -388,11 +400,9 @@ impl Roller {
             }),
             ..DeleteParams::default()
         };
-        if let Err(e) = self.pods.delete(member, &params).await {
-            tracing::warn!(cluster = %self.name, %member, error = %e, "roll: deleting the pod");
-            return Some(format!("could not delete {member}'s pod: {e}"));
-        }
-        tracing::info!(cluster = %self.name, %member, "roll: pod deleted");
+        // Recorded before the request: a step cut short by its time limit after the deletion
+        // got through must not delete the successor next time.
+        let before = (self.rolling.clone(), self.replaced_uid.clone());
         if self.rolling.as_ref().is_none_or(|r| r.member != member) {
             // Restarted in place, never drained (a one-member cluster).
             self.member_began = Some(Instant::now());
@@ -404,10 +414,46 @@ impl Roller {
             since_ms: now,
             catch_up_to: None,
         });
+        match self.pods.delete(member, &params).await {
+            Ok(_) => {}
+            // Gone already, or already another pod: replaced either way.
+            Err(::kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(cluster = %self.name, %member, error = %e, "roll: deleting the pod");
+                (self.rolling, self.replaced_uid) = before;
+                return Some(format!("could not delete {member}'s pod: {e}"));
+            }
+        }
+        tracing::info!(cluster = %self.name, %member, "roll: pod deleted");
         Some(format!(
             "{member}'s pod is replaced with the current template"
         ))
     }
+}
+
+/// Every member but the one rolled serves: the primary answers, each replica replicates. A
+/// plan can be `Healthy` with a published replica that stopped answering, and the roll must
+/// never take a second member down.
+fn all_serving(members: &[RollMember], rolling: Option<&str>) -> bool {
+    members
+        .iter()
+        .filter(|m| Some(m.name.as_str()) != rolling)
+        .all(|m| m.reachable && (m.role == Role::Primary || m.replicating))
+}
+
+/// A user's `spec.switchover` the orchestration will still carry out: not done, not failed,
+/// and not naming the member that is primary already (which the plan leaves as it is).
+fn switchover_pending(
+    cluster: &MySQLCluster,
+    orchestrator: &Orchestrator,
+    primary: Option<&str>,
+) -> bool {
+    cluster.spec.switchover.as_ref().is_some_and(|s| {
+        let history = orchestrator.history();
+        let settled = history.completed_switchover.as_deref() == Some(s.id.as_str())
+            || history.failed_switchover.as_deref() == Some(s.id.as_str());
+        !settled && Some(s.primary.as_str()) != primary
+    })
 }
 
 fn primary(orchestrator: &Orchestrator) -> Option<String> {
@@ -418,13 +464,14 @@ fn primary(orchestrator: &Orchestrator) -> Option<String> {
         .map(|p| p.name.clone())
 }
 
-/// The roll's view of every member the spec has: its role as published, its position as last
-/// observed, and whether its pod runs the current template (a pod deleted for the roll does
-/// not, even before it is gone).
+/// The roll's view of every member the spec has a pod for: its role as published, its
+/// position as last observed, and whether its pod runs the current template (a pod deleted
+/// for the roll does not, even before it is gone).
 fn roll_members(
     orchestrator: &Orchestrator,
     pods: &BTreeMap<String, MemberPod>,
     replaced_uid: Option<&str>,
+    rolling: Option<&str>,
 ) -> Vec<RollMember> {
     let published = orchestrator.published();
     let view = orchestrator.last_view();
@@ -432,6 +479,9 @@ fn roll_members(
         .spec
         .members
         .iter()
+        // A member without a pod yet (scaled up, its pod not made) is not the roll's; the one
+        // being rolled is, while its pod is replaced.
+        .filter(|spec| pods.contains_key(&spec.name) || rolling == Some(spec.name.as_str()))
         .map(|spec| {
             let name = spec.name.clone();
             let listed = published.and_then(|t| t.replicas.iter().find(|r| r.name == name));

@@ -68,6 +68,16 @@ fn tenant_pool_crd_file_matches_the_rust_types() {
 }
 
 #[test]
+fn accounts_crd_file_matches_the_rust_types() {
+    assert_up_to_date(
+        "crds/mysqlaccounts.yaml",
+        &crd::accounts_crds_yaml(),
+        "operator/src/crd/accounts.rs",
+        "cargo run -q -p lagless-operator -- crd --kind accounts > crds/mysqlaccounts.yaml",
+    );
+}
+
+#[test]
 fn crd_yaml_reads_back_as_the_crd() {
     for (file, crd) in [
         ("crds/mysqlcluster.yaml", MySQLCluster::crd()),
@@ -98,12 +108,14 @@ fn crd_subcommand_prints_the_crds() {
         crd_of(&["--kind", "MySQLTenantPool"]),
         crd::tenant_pool_crd_yaml()
     );
-    // Both, for `kubectl apply -f -`.
+    assert_eq!(crd_of(&["--kind", "accounts"]), crd::accounts_crds_yaml());
+    // All five, for `kubectl apply -f -`.
     let all = crd_of(&["--kind", "all"]);
     let documents: Vec<&str> = all.split("\n---\n").collect();
-    assert_eq!(documents.len(), 2, "{all}");
+    assert_eq!(documents.len(), 5, "{all}");
     assert!(all.starts_with(&crd::crd_yaml()));
-    assert!(all.ends_with(&crd::tenant_pool_crd_yaml()));
+    assert!(all.contains(&crd::tenant_pool_crd_yaml()));
+    assert!(all.ends_with(&crd::accounts_crds_yaml()));
 }
 
 #[test]

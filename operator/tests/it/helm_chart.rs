@@ -68,7 +68,11 @@ fn the_chart_ships_this_release() {
 #[test]
 fn the_chart_carries_the_generated_crds() {
     // Helm installs what is in the chart's crds/; it must be the CRDs generated from the types.
-    for file in ["mysqlcluster.yaml", "mysqltenantpool.yaml"] {
+    for file in [
+        "mysqlcluster.yaml",
+        "mysqltenantpool.yaml",
+        "mysqlaccounts.yaml",
+    ] {
         let chart = std::fs::read(repo(&format!("charts/lagless/crds/{file}"))).unwrap();
         let generated = std::fs::read(repo(&format!("crds/{file}"))).unwrap();
         assert!(

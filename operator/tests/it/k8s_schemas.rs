@@ -240,6 +240,7 @@ fn built_objects_and_the_crd_pass_the_kubernetes_schemas() {
     let mut files = vec![
         repo("crds/mysqlcluster.yaml"),
         repo("crds/mysqltenantpool.yaml"),
+        repo("crds/mysqlaccounts.yaml"),
     ];
     for (label, cluster) in [("example", example()), ("variant", variant)] {
         let objects = built(&cluster);

@@ -21,15 +21,18 @@ use crate::crd::{MySQLCluster, MySQLClusterSpec, ServiceType};
 
 use super::{
     BuildError, Component, Context, Credential, MYSQL_PORT, NONROOT_UID, PROXY_ADMIN_PORT,
-    PROXY_USERS_KEY, PROXY_USERS_MOUNT, TOPOLOGY_KEY, TOPOLOGY_MOUNT, client_service_name,
-    container_security, env_from_secret, http_probe, mount, mysql_service_port, operator_peer,
-    pod_security, port, proxy_deployment_name, proxy_network_policy_name, proxy_users_secret_name,
-    resources, same_namespace, selector_labels, spread_over_nodes, tcp, tls,
-    topology_configmap_name,
+    PROXY_USERS_KEY, PROXY_USERS_MOUNT, TOPOLOGY_KEY, TOPOLOGY_MOUNT, accounts_secret_name,
+    client_service_name, container_security, env_from_secret, http_probe, mount,
+    mysql_service_port, operator_peer, pod_security, port, proxy_deployment_name,
+    proxy_network_policy_name, proxy_users_secret_name, resources, same_namespace, selector_labels,
+    spread_over_nodes, tcp, tls, topology_configmap_name,
 };
 
 /// The proxy's own `--shutdown-timeout` (30 s) plus a margin.
 const PROXY_TERMINATION_GRACE_SECONDS: i64 = 45;
+
+/// Where the proxies mount the Secret of the cluster's declarative accounts.
+const ACCOUNTS_MOUNT: &str = "/etc/lagless/accounts";
 
 /// The Service `<cluster>` that applications connect to: the proxies, on port 3306, of the
 /// type `spec.proxy.serviceType`.
@@ -85,6 +88,8 @@ pub fn proxy_deployment(
         format!("{TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}"),
         "--users".to_string(),
         format!("{PROXY_USERS_MOUNT}/{PROXY_USERS_KEY}"),
+        "--managed-users".to_string(),
+        format!("{ACCOUNTS_MOUNT}/{PROXY_USERS_KEY}"),
     ];
     let env = vec![
         env_from_secret("LAGLESS_PROXY_LOOKUP_USER", &lookup, "username"),
@@ -103,6 +108,18 @@ pub fn proxy_deployment(
         }),
         ..Volume::default()
     };
+    // The users of the cluster's MySQLUser resources (`kube::accounts`), hashes only on
+    // MariaDB; optional, as the operator writes it once the cluster has a primary.
+    let accounts = Volume {
+        name: "accounts".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(accounts_secret_name(ctx.name)),
+            default_mode: Some(0o440),
+            optional: Some(true),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
     Ok(proxy_pods(ProxyPods {
         meta: ctx.meta(proxy_deployment_name(ctx.name), Component::Proxy),
         selector: ctx.selector(Component::Proxy),
@@ -112,8 +129,11 @@ pub fn proxy_deployment(
         image: proxy_image,
         args,
         env,
-        mounts: vec![mount("topology", TOPOLOGY_MOUNT, true)],
-        volumes: vec![topology],
+        mounts: vec![
+            mount("topology", TOPOLOGY_MOUNT, true),
+            mount("accounts", ACCOUNTS_MOUNT, true),
+        ],
+        volumes: vec![topology, accounts],
         users_secret: proxy_users_secret_name(ctx.name),
         tls_name: ctx.name,
     }))

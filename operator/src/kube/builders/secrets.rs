@@ -9,7 +9,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::crd::{MySQLCluster, MySQLClusterSpec};
 
-use super::{BuildError, Component, Context, agent_secret_name, name};
+use super::{
+    ACCOUNTS_INVENTORY_KEY, BuildError, Component, Context, PROXY_USERS_KEY, accounts_secret_name,
+    agent_secret_name, name,
+};
 
 /// An account the operator's servers use, held in a Secret with keys `username` and
 /// `password`.
@@ -141,6 +144,29 @@ pub(super) fn credential_secret(
             (
                 "password".to_string(),
                 ByteString(password.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    })
+}
+
+/// The Secret `<cluster>-accounts` (see [`accounts_secret_name`]), owned by the cluster.
+pub fn accounts_secret(
+    cluster: &MySQLCluster,
+    users_json: &str,
+    inventory_json: &str,
+) -> Result<Secret, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(Secret {
+        metadata: ctx.meta(accounts_secret_name(ctx.name), Component::Proxy),
+        data: Some(BTreeMap::from([
+            (
+                PROXY_USERS_KEY.to_string(),
+                ByteString(users_json.as_bytes().to_vec()),
+            ),
+            (
+                ACCOUNTS_INVENTORY_KEY.to_string(),
+                ByteString(inventory_json.as_bytes().to_vec()),
             ),
         ])),
         ..Secret::default()

@@ -659,6 +659,8 @@ fn proxy_mounts_the_topology_as_a_directory_and_has_the_flags() {
             "/etc/lagless/topology/topology.json",
             "--users",
             "/etc/lagless/users/users.json",
+            "--managed-users",
+            "/etc/lagless/accounts/users.json",
             "--listen",
             "0.0.0.0:3306",
             "--admin-listen",
@@ -684,6 +686,16 @@ fn proxy_mounts_the_topology_as_a_directory_and_has_the_flags() {
     assert_eq!(
         users.secret.as_ref().unwrap().secret_name.as_deref(),
         Some("db-proxy-users")
+    );
+    // The operator's users file: optional, as it is written once the cluster has a primary.
+    let accounts = volumes.iter().find(|v| v.name == "accounts").unwrap();
+    let source = accounts.secret.as_ref().unwrap();
+    assert_eq!(source.secret_name.as_deref(), Some("db-accounts"));
+    assert_eq!(source.optional, Some(true));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "accounts" && m.mount_path == "/etc/lagless/accounts")
     );
 
     let readiness = c

@@ -100,9 +100,11 @@ async fn start_controller(
     }
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg("mount --bind \"$0\" /etc/hosts && shift && exec \"$@\"")
+        .arg(
+            "mount --bind \"$0\" /etc/hosts && mount --bind \"$1\" /etc/resolv.conf && shift && exec \"$@\"",
+        )
         .arg(node.hosts_file())
-        .arg("placeholder")
+        .arg(node.resolv_conf())
         .arg(env!("CARGO_BIN_EXE_lagless-operator"))
         .arg("controller")
         .args(&args)
@@ -186,6 +188,252 @@ fn settled(cluster: &MySQLCluster, members: usize) -> Option<String> {
     let status = cluster.status.as_ref()?;
     let primary = status.primary.clone()?;
     (status.ready.as_deref() == Some(format!("{members}/{members}").as_str())).then_some(primary)
+}
+
+/// Applies `object` (JSON) as an admin would with `kubectl apply --server-side`.
+async fn apply<K>(admin: &Client, object: serde_json::Value) -> K
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let typed: K = serde_json::from_value(object).expect("a valid object");
+    let name = typed.meta().name.clone().expect("a name");
+    Api::<K>::namespaced(admin.clone(), NAMESPACE)
+        .patch(
+            &name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&typed),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+}
+
+/// The `Ready` condition of an account resource, once its status has one.
+fn ready(
+    status: Option<&lagless_operator::crd::accounts::AccountStatus>,
+) -> Option<(bool, String)> {
+    let c = status?.conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((
+        c.status == lagless_operator::crd::ConditionStatus::True,
+        c.message.clone(),
+    ))
+}
+
+/// Logs in through the proxy as `user`; the server's error code when refused.
+async fn login(proxy: &str, user: &str, password: &str) -> Result<Conn, u16> {
+    match Conn::new(opts(proxy, user, password, Some("webshop"))).await {
+        Ok(conn) => Ok(conn),
+        Err(mysql_async::Error::Server(e)) => Err(e.code),
+        Err(e) => panic!("logging in as {user}: {e}"),
+    }
+}
+
+/// MySQLDatabase, MySQLUser and MySQLGrant end to end: made on the primary, the user known to
+/// the proxy from the operator's file (a hash, not the password), its password rotated with an
+/// open session kept, and deleted (the account dropped; the database, retained by default,
+/// kept).
+async fn accounts(admin: &Client, node: &Node, proxy: &str, controller: &Witnesses<'_>) {
+    use lagless_operator::crd::accounts::{MySQLDatabase, MySQLGrant, MySQLUser};
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
+    let password = |pw: &str| -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "webapp-password", "namespace": NAMESPACE},
+            "stringData": {"password": pw},
+        }))
+        .expect("a Secret")
+    };
+    secrets
+        .create(&Default::default(), &password("first-pw"))
+        .await
+        .expect("creating the password Secret");
+    let _: MySQLDatabase = apply(
+        admin,
+        serde_json::json!({
+            "apiVersion": "lagless.dev/v1alpha1", "kind": "MySQLDatabase",
+            "metadata": {"name": "webshop", "namespace": NAMESPACE},
+            "spec": {"clusterRef": {"name": CLUSTER}, "characterSet": "utf8mb4"},
+        }),
+    )
+    .await;
+    let _: MySQLUser = apply(
+        admin,
+        serde_json::json!({
+            "apiVersion": "lagless.dev/v1alpha1", "kind": "MySQLUser",
+            "metadata": {"name": "webapp", "namespace": NAMESPACE},
+            "spec": {"clusterRef": {"name": CLUSTER},
+                     "passwordSecretKeyRef": {"name": "webapp-password", "key": "password"}},
+        }),
+    )
+    .await;
+    let _: MySQLGrant = apply(
+        admin,
+        serde_json::json!({
+            "apiVersion": "lagless.dev/v1alpha1", "kind": "MySQLGrant",
+            "metadata": {"name": "webapp-webshop", "namespace": NAMESPACE},
+            "spec": {"clusterRef": {"name": CLUSTER}, "user": "webapp", "database": "webshop",
+                     "privileges": ["SELECT", "INSERT", "CREATE"]},
+        }),
+    )
+    .await;
+    let databases: Api<MySQLDatabase> = Api::namespaced(admin.clone(), NAMESPACE);
+    let users: Api<MySQLUser> = Api::namespaced(admin.clone(), NAMESPACE);
+    let grants: Api<MySQLGrant> = Api::namespaced(admin.clone(), NAMESPACE);
+    let made = Instant::now();
+    wait_for(
+        "the three account resources Ready",
+        Duration::from_secs(60),
+        controller,
+        || async {
+            let d = ready(databases.get("webshop").await.ok()?.status.as_ref())?;
+            let u = ready(users.get("webapp").await.ok()?.status.as_ref())?;
+            let g = ready(grants.get("webapp-webshop").await.ok()?.status.as_ref())?;
+            (d.0 && u.0 && g.0).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "e2e: database, user and grant in effect {:?} after they were applied",
+        made.elapsed()
+    );
+
+    // Known to the proxy from the operator's file, as a hash.
+    let proxy_pod = proxy_pod_name(admin).await;
+    let file = wait_for(
+        "the proxy's managed users file",
+        Duration::from_secs(30),
+        controller,
+        || async {
+            node.volume_file(&proxy_pod, "accounts", "users.json")
+                .filter(|f| f.contains("webapp"))
+        },
+    )
+    .await;
+    assert!(
+        !file.contains("first-pw"),
+        "the proxy's file holds no password: {file}"
+    );
+    let mut session = wait_for(
+        "a login through the proxy",
+        Duration::from_secs(30),
+        controller,
+        || async { login(proxy, "webapp", "first-pw").await.ok() },
+    )
+    .await;
+    session
+        .query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .expect("the grant lets the account create and write");
+
+    // A rotated password: new logins need the new one; the open session stays.
+    secrets
+        .replace(
+            "webapp-password",
+            &Default::default(),
+            &password("second-pw"),
+        )
+        .await
+        .expect("rotating the password");
+    let rotated = Instant::now();
+    wait_for(
+        "the new password to work and the old one not",
+        Duration::from_secs(60),
+        controller,
+        || async {
+            let new = login(proxy, "webapp", "second-pw").await.is_ok();
+            let old = login(proxy, "webapp", "first-pw").await;
+            (new && old.err() == Some(1045)).then_some(())
+        },
+    )
+    .await;
+    let one: Option<i64> = session
+        .query_first("SELECT id FROM t")
+        .await
+        .expect("the open session goes on");
+    assert_eq!(one, Some(1));
+    eprintln!(
+        "e2e: password rotated in {:?}, the open session kept",
+        rotated.elapsed()
+    );
+
+    // Deleted: the account is dropped (cleanupPolicy Delete by default), the database kept.
+    for deleted in [
+        grants
+            .delete("webapp-webshop", &Default::default())
+            .await
+            .map(|_| ()),
+        users
+            .delete("webapp", &Default::default())
+            .await
+            .map(|_| ()),
+        databases
+            .delete("webshop", &Default::default())
+            .await
+            .map(|_| ()),
+    ] {
+        deleted.expect("deleting an account resource");
+    }
+    drop(session);
+    wait_for(
+        "the account dropped",
+        Duration::from_secs(60),
+        controller,
+        || async { (login(proxy, "webapp", "second-pw").await.err() == Some(1045)).then_some(()) },
+    )
+    .await;
+    let (user, password) = admin_credentials(admin, &cluster(admin).await).await;
+    let primary = cluster(admin)
+        .await
+        .status
+        .and_then(|s| s.primary)
+        .expect("a primary");
+    let ip = node.pod_ip(&primary).expect("the primary's address");
+    let mut conn = Conn::new(opts(&ip, &user, &password, None))
+        .await
+        .expect("the admin connects");
+    let kept: Option<String> = conn
+        .query_first(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name = 'webshop'",
+        )
+        .await
+        .expect("a query");
+    assert_eq!(
+        kept.as_deref(),
+        Some("webshop"),
+        "a retained database stays"
+    );
+    let accounts: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM mysql.user WHERE user = 'webapp'")
+        .await
+        .expect("a query");
+    assert_eq!(accounts, Some(0), "the account is dropped");
+}
+
+/// The members whose pods the roll deleted, in order, from the controller's log.
+fn rolled_order(controller: &ControllerProcess) -> Vec<String> {
+    let text = std::fs::read_to_string(&controller.log).unwrap_or_default();
+    // Without the terminal colours.
+    let mut plain = String::with_capacity(text.len());
+    let mut escape = false;
+    for c in text.chars() {
+        match (escape, c) {
+            (false, '\u{1b}') => escape = true,
+            (true, 'm') => escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains("roll: pod deleted"))
+        .filter_map(|l| {
+            let member = l.split("member=").nth(1)?;
+            Some(member.split_whitespace().next()?.to_string())
+        })
+        .collect()
 }
 
 /// The name of the (only) proxy pod.
@@ -520,6 +768,10 @@ async fn a_cluster_runs_fails_over_switches_over_and_scales_on_a_real_control_pl
     .await;
     eprintln!("e2e: scaled to 4 in {:?}", scaled.elapsed());
 
+    // Declarative accounts: a database, an account with its password in a Secret, and its
+    // privileges, made on the primary and given to the proxy.
+    accounts(&admin, &node, &proxy, controller).await;
+
     // A changed serverConfig rolls the members: replicas first, each caught up before the
     // next, the primary last after handing its role over; no client error meanwhile.
     let pods: Api<Pod> = Api::namespaced(admin.clone(), NAMESPACE);
@@ -568,6 +820,16 @@ async fn a_cluster_runs_fails_over_switches_over_and_scales_on_a_real_control_pl
     )
     .await;
     let roll_took = rolled.elapsed();
+    // The order: replicas from the highest ordinal down, the primary last.
+    let order = rolled_order(controller.controller);
+    let primary_was = primary_before.clone().expect("a primary before the roll");
+    let mut replicas: Vec<String> = (0..4)
+        .map(|n| format!("{CLUSTER}-{n}"))
+        .filter(|m| *m != primary_was)
+        .collect();
+    replicas.reverse();
+    replicas.push(primary_was.clone());
+    assert_eq!(order, replicas, "the members were rolled in this order");
     let after_roll = uids(
         pods.list(&member_pods)
             .await

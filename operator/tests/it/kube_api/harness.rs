@@ -20,6 +20,7 @@ use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use kube::{Client, Config, CustomResourceExt};
 use lagless_operator::crd::MySQLCluster;
+use lagless_operator::crd::accounts::{MySQLDatabase, MySQLGrant, MySQLUser};
 use lagless_operator::crd::tenant_pool::MySQLTenantPool;
 use lagless_operator::tls::authority::Authority;
 use rustls_pki_types::CertificateDer;
@@ -300,13 +301,19 @@ impl ControlPlane {
         client(&self.url, &self.ca_pem, token, namespace)
     }
 
-    /// Installs the `MySQLCluster` and `MySQLTenantPool` CRDs as generated from the Rust
-    /// types, without their CEL rules when `strip_cel` (see [`without_cel`]), waits until
+    /// Installs the `MySQLCluster`, `MySQLTenantPool` and account CRDs as generated from the
+    /// Rust types, without their CEL rules when `strip_cel` (see [`without_cel`]), waits until
     /// they are served, and returns them as the API server stored them.
     pub async fn install_crds(&self, strip_cel: bool) -> Vec<CustomResourceDefinition> {
         let crds: Api<CustomResourceDefinition> = Api::all(self.admin.clone());
         let mut stored = Vec::new();
-        for mut crd in [MySQLCluster::crd(), MySQLTenantPool::crd()] {
+        for mut crd in [
+            MySQLCluster::crd(),
+            MySQLTenantPool::crd(),
+            MySQLDatabase::crd(),
+            MySQLUser::crd(),
+            MySQLGrant::crd(),
+        ] {
             let name = crd.metadata.name.clone().expect("a CRD name");
             if strip_cel {
                 let stripped = without_cel(serde_json::to_value(&crd).expect("the CRD serializes"));

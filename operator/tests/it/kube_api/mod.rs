@@ -3,8 +3,9 @@
 //! with the arguments the Helm chart gives it and authenticated as the chart's ServiceAccount
 //! under exactly the chart's RBAC: what works here works with the chart's least privilege.
 //!
-//! No kube-controller-manager runs: StatefulSets make no Pods and nothing garbage-collects
-//! owned objects, so these tests stop at the API objects.
+//! The tests here run no kube-controller-manager (StatefulSets make no Pods, nothing
+//! garbage-collects owned objects) and stop at the API objects; [`e2e`] adds the
+//! controller-manager and a test-side [`node`] that runs the pods, end to end.
 
 mod e2e;
 mod harness;
@@ -170,6 +171,83 @@ where
         meta.managed_fields
     );
     object
+}
+
+/// A StatefulSet left by a release whose StatefulSets rolled themselves (`RollingUpdate`,
+/// with the API server's default `rollingUpdate` beside it) is taken over: the operator's
+/// apply of `OnDelete` would be refused with that default left in place, so the strategy is
+/// replaced once, and the cluster is applied whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulset_of_an_earlier_release_is_taken_over() {
+    init_logs();
+    let plane = ControlPlane::start().await;
+    plane.install_crds(true).await;
+    let admin = &plane.admin;
+    let applied = apply_example(admin).await;
+    let uid = applied.uid().expect("the cluster's uid");
+
+    // As the earlier release applied it: owned by the cluster, by the operator's manager.
+    let mut old = lagless_operator::kube::builders::statefulset(&applied, "lagless-operator:old")
+        .expect("the StatefulSet builds");
+    old.spec.update_strategy = Some(k8s_openapi::api::apps::v1::StatefulSetUpdateStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: None,
+    });
+    let statefulsets: Api<StatefulSet> = Api::namespaced(admin.clone(), NAMESPACE);
+    statefulsets
+        .patch(
+            CLUSTER,
+            &PatchParams::apply("lagless-operator").force(),
+            &Patch::Apply(&old),
+        )
+        .await
+        .expect("applying the earlier release's StatefulSet");
+    // A `rollingUpdate` the operator's applies never owned (an API server's default, or
+    // another tool's): v1.20 does not default it, so another field manager writes it here.
+    statefulsets
+        .patch(
+            CLUSTER,
+            &PatchParams {
+                field_manager: Some("kube-apiserver-defaults".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(serde_json::json!({
+                "spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}
+            })),
+        )
+        .await
+        .expect("setting rollingUpdate");
+    let defaulted = statefulsets.get(CLUSTER).await.expect("the StatefulSet");
+    let strategy = defaulted.spec.update_strategy;
+    assert!(
+        strategy
+            .as_ref()
+            .and_then(|s| s.rolling_update.as_ref())
+            .is_some(),
+        "rollingUpdate is set: {strategy:?}"
+    );
+
+    let (client, chart_args) = plane.chart_service_account().await;
+    let controller = start_controller(client, controller_args(&chart_args));
+    let taken = eventually("the StatefulSet rolled by the operator", || async {
+        let sts = statefulsets.get(CLUSTER).await.ok()?;
+        let strategy = sts.spec.update_strategy.clone()?;
+        (strategy.type_.as_deref() == Some("OnDelete") && strategy.rolling_update.is_none())
+            .then_some(sts)
+    })
+    .await;
+    assert!(
+        taken
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid),
+        "still owned by the cluster"
+    );
+    // And the rest of the cluster is applied after it.
+    let _: Deployment = owned(admin, "shop-proxy", &uid).await;
+    controller.abort();
 }
 
 /// (a) `examples/mysqlcluster.yaml` reconciled into every object, a finalizer and a status;

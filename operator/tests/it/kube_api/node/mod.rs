@@ -57,14 +57,16 @@ pub struct Node {
     visible: Arc<Mutex<BTreeMap<String, Visible>>>,
     held: Held,
     hosts: PathBuf,
+    resolv_conf: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         self.task.abort();
-        // The loop's pods are dropped with it (each kills its processes); what it was
-        // stopping in the background is killed here.
+        // The loop's pods are dropped with it (each kills its processes), and so are those it
+        // was stopping in the background (their tasks end with the runtime); what is still
+        // visible is killed here too, in case the loop is dropped later than this.
         let visible = self.visible.lock().unwrap_or_else(|e| e.into_inner());
         for pod in visible.values() {
             for pid in pod.pids.values() {
@@ -89,6 +91,7 @@ impl Node {
         )
         .expect("installing the node's images");
         let hosts = dir.path().join("hosts");
+        let resolv_conf = images.resolv_conf.clone();
         std::fs::write(&hosts, hosts_text(&BTreeMap::new())).expect("the node's hosts file");
         let net = PodNetwork::new().unwrap_or_else(|e| panic!("the node's pod network: {e}"));
         let visible = Arc::new(Mutex::new(BTreeMap::new()));
@@ -120,6 +123,7 @@ impl Node {
             visible,
             held,
             hosts,
+            resolv_conf,
             _dir: dir,
         }
     }
@@ -127,6 +131,12 @@ impl Node {
     /// The hosts file the pods and the controller resolve names with.
     pub fn hosts_file(&self) -> &Path {
         &self.hosts
+    }
+
+    /// The resolver configuration of the pods (no name server): a name missing from the hosts
+    /// file fails at once, as the cluster DNS answers it.
+    pub fn resolv_conf(&self) -> &Path {
+        &self.resolv_conf
     }
 
     fn visible(&self, pod: &str) -> Option<Visible> {
@@ -293,6 +303,8 @@ impl Slot {
         self.process = None;
         self.last_exit = Some(code);
         self.ready = false;
+        // The next run is judged by liveness only once it has been ready itself.
+        self.ever_ready = false;
         self.readiness_failures = 0;
         self.liveness_failures = 0;
         Some(code)
@@ -831,14 +843,25 @@ impl Kubelet {
         }
     }
 
-    /// Rewrites the hosts file when the running pods changed (in place: containers have it
-    /// bound as `/etc/hosts`, so the file must stay the same one).
+    /// Rewrites the hosts file when the running pods changed: in place (containers have it
+    /// bound as `/etc/hosts`, so it must stay the same file), in one write from its start,
+    /// padded with blank lines to its old length rather than truncated, so that a lookup
+    /// meanwhile never finds it empty.
     fn publish(&self) {
-        let text = hosts_text(&self.names);
-        if std::fs::read_to_string(&self.hosts).ok().as_deref() == Some(text.as_str()) {
+        use std::os::unix::fs::FileExt;
+        let mut text = hosts_text(&self.names);
+        let old = std::fs::read_to_string(&self.hosts).unwrap_or_default();
+        if old.trim_end() == text.trim_end() {
             return;
         }
-        if let Err(e) = std::fs::write(&self.hosts, text) {
+        if text.len() < old.len() {
+            text.push_str(&"\n".repeat(old.len() - text.len()));
+        }
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.hosts)
+            .and_then(|f| f.write_all_at(text.as_bytes(), 0));
+        if let Err(e) = written {
             eprintln!("node: writing {}: {e}", self.hosts.display());
         }
     }
