@@ -700,6 +700,10 @@ async fn apply_objects(cluster: &MySQLCluster, ctx: &Context) -> Result<(), Erro
             builders::client_service(cluster)?,
             builders::proxy_network_policy(cluster, &ctx.operator_namespace)?,
             builders::proxy_deployment(cluster, &ctx.proxy_image)?,
+            ctx.apis
+                .policy_v1
+                .then(|| builders::proxy_pod_disruption_budget(cluster))
+                .transpose()?,
         ))
     } else {
         None
@@ -718,10 +722,13 @@ async fn apply_objects(cluster: &MySQLCluster, ctx: &Context) -> Result<(), Erro
         apply_object(client, &namespace, pdb).await?;
     }
     match &proxies {
-        Some((client_service, proxy_network_policy, proxy)) => {
+        Some((client_service, proxy_network_policy, proxy, proxy_pdb)) => {
             apply_object(client, &namespace, client_service).await?;
             apply_object(client, &namespace, proxy_network_policy).await?;
             apply_object(client, &namespace, proxy).await?;
+            if let Some(pdb) = proxy_pdb {
+                apply_object(client, &namespace, pdb).await?;
+            }
         }
         // Once per spec: a Deployment from when the cluster ran proxies is scaled down.
         None if ctx

@@ -16,7 +16,8 @@ use lagless_operator::kube::builders::tenant_pool::{
 use lagless_operator::kube::{
     DEFAULT_OPERATOR_IMAGE, DEFAULT_PROXY_IMAGE, client_service, credentials_secrets,
     headless_service, member_host, network_policy, pod_disruption_budget, proxy_deployment,
-    proxy_network_policy, server_configmap, statefulset, topology_configmap,
+    proxy_network_policy, proxy_pod_disruption_budget, server_configmap, statefulset,
+    topology_configmap,
 };
 
 fn repo(path: &str) -> PathBuf {
@@ -97,6 +98,12 @@ fn built(cluster: &MySQLCluster) -> Vec<(String, serde_json::Value)> {
             "pdb",
             json(serde_json::to_value(
                 pod_disruption_budget(cluster).unwrap(),
+            )),
+        ),
+        to(
+            "proxy-pdb",
+            json(serde_json::to_value(
+                proxy_pod_disruption_budget(cluster).unwrap(),
             )),
         ),
         to(

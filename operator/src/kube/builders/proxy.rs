@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicySpec,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lagless_core::topology::Topology;
@@ -253,6 +254,25 @@ pub(super) fn proxy_pods(p: ProxyPods<'_>) -> Deployment {
 }
 
 /// The ConfigMap `<cluster>-topology` with `topology` under [`TOPOLOGY_KEY`].
+/// The PodDisruptionBudget `<cluster>-proxy`: a node drain takes at most one of the
+/// cluster's proxies at a time (the Deployment's own rollout already keeps them all, one
+/// surging); each stops as SIGTERM says, closing idle sessions and letting open transactions
+/// finish.
+pub fn proxy_pod_disruption_budget(
+    cluster: &MySQLCluster,
+) -> Result<PodDisruptionBudget, BuildError> {
+    let ctx = Context::new(cluster)?;
+    Ok(PodDisruptionBudget {
+        metadata: ctx.meta(proxy_deployment_name(ctx.name), Component::Proxy),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(ctx.selector(Component::Proxy)),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
 pub fn topology_configmap(
     cluster: &MySQLCluster,
     topology: &Topology,

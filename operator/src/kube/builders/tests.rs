@@ -751,6 +751,16 @@ fn headless_service_pdb_and_topology() {
         selector_labels("shop", Component::Mysql)
     );
 
+    // The proxies' own: one at a time on a drain.
+    let pdb = proxy_pod_disruption_budget(&cluster).unwrap();
+    assert_eq!(pdb.metadata.name.as_deref(), Some("shop-proxy"));
+    let spec = pdb.spec.unwrap();
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(
+        spec.selector.unwrap().match_labels.unwrap(),
+        selector_labels("shop", Component::Proxy)
+    );
+
     let doc = topology("shop");
     let cm = topology_configmap(&cluster, &doc).unwrap();
     let data = cm.data.unwrap();

@@ -138,6 +138,7 @@ async fn reconcile_applies_every_object_then_the_status() {
             format!("PATCH {core}/services/shop"),
             "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-proxy".into(),
             format!("PATCH {apps}/deployments/shop-proxy"),
+            "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-proxy".into(),
             format!("PATCH {CLUSTERS}/status"),
         ]
     );
@@ -146,7 +147,7 @@ async fn reconcile_applies_every_object_then_the_status() {
         assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
     }
     // Every object is owned by the cluster, so deleting it deletes them.
-    for request in &requests[6..20] {
+    for request in &requests[6..21] {
         let owner = &request.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], "uid-1", "{}", request.path);
         assert_eq!(owner["controller"], true);
@@ -189,7 +190,10 @@ async fn reconcile_applies_every_object_then_the_status() {
         requests[19].body["spec"]["template"]["spec"]["containers"][0]["image"],
         PROXY_IMAGE
     );
-    let status = &requests[20].body;
+    let proxy_pdb = &requests[20].body;
+    assert_eq!(proxy_pdb["kind"], "PodDisruptionBudget");
+    assert_eq!(proxy_pdb["metadata"]["name"], "shop-proxy");
+    let status = &requests[21].body;
     assert_eq!(status["apiVersion"], "lagless.dev/v1alpha1");
     assert_eq!(status["kind"], "MySQLCluster");
     assert_eq!(status["status"]["phase"], "Pending");
@@ -320,7 +324,11 @@ async fn a_cluster_without_proxies_gets_no_proxy_objects() {
     let deployment = "PATCH /apis/apps/v1/namespaces/default/deployments/shop-proxy";
     let expected: Vec<String> = reapply_lines()
         .into_iter()
-        .filter(|l| !l.ends_with("/services/shop") && !l.ends_with("/networkpolicies/shop-proxy"))
+        .filter(|l| {
+            !l.ends_with("/services/shop")
+                && !l.ends_with("/networkpolicies/shop-proxy")
+                && !l.ends_with("/poddisruptionbudgets/shop-proxy")
+        })
         .collect();
     assert_eq!(lines(&requests), expected);
     // Not an apply, which would create one: a merge patch that scales a Deployment left from
@@ -477,6 +485,7 @@ fn reapply_lines() -> Vec<String> {
         format!("PATCH {core}/services/shop"),
         "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-proxy".into(),
         format!("PATCH {apps}/deployments/shop-proxy"),
+        "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-proxy".into(),
         format!("PATCH {CLUSTERS}/status"),
     ]
 }
@@ -531,7 +540,7 @@ async fn a_changed_spec_is_applied_again() {
     let pdb = &requests[10].body;
     assert_eq!(pdb["kind"], "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    let status = &requests[14].body["status"];
+    let status = &requests[15].body["status"];
     assert_eq!(status["observedGeneration"], 2);
     assert_eq!(status["ready"], "0/5");
     for condition in status["conditions"].as_array().unwrap() {
@@ -616,8 +625,8 @@ async fn a_failover_is_reported_in_status_and_as_an_event() {
     );
     assert_eq!(h.context.metrics.failovers.get(), 1);
 
-    let status = &requests[15].body["status"];
-    assert!(requests[15].is_server_side_apply());
+    let status = &requests[16].body["status"];
+    assert!(requests[16].is_server_side_apply());
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["primary"], "shop-1");
     assert_eq!(status["topologyEpoch"], 5);
