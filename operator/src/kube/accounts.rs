@@ -1,6 +1,7 @@
 //! The declarative accounts of one cluster (`MySQLDatabase`, `MySQLUser`, `MySQLGrant`, see
-//! `crd::accounts`), carried out by its orchestration task every [`INTERVAL`]: the resources
-//! naming the cluster are read, checked, and brought about on the primary by the statements
+//! `crd::accounts`), brought about every [`INTERVAL`] by a task the cluster's orchestration
+//! task starts (so a slow primary never holds up failure detection): the resources naming the
+//! cluster are read, checked, and brought about on the primary by the statements
 //! [`plan::plan`] gives (from where they replicate). What was made is kept in the cluster's
 //! Secret `<cluster>-accounts` (`inventory.json`), so a resource deleted is undone as its
 //! `cleanupPolicy` says, with no finalizer that could hold its deletion when the cluster is
@@ -11,83 +12,172 @@
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ::kube::api::{Api, ListParams, Patch, PatchParams};
 use ::kube::{Client, Resource, ResourceExt};
 use k8s_openapi::api::core::v1::Secret;
+use lagless_core::topology::Member;
 use mysql_async::prelude::Queryable;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::builders::{self, ACCOUNTS_INVENTORY_KEY, PROXY_USERS_KEY, accounts_secret_name};
+use super::builders::{
+    self, ACCOUNTS_INVENTORY_KEY, Credential, PROXY_USERS_KEY, accounts_secret_name,
+};
 use super::common::{FIELD_MANAGER, cluster_key};
+use super::orchestration::credentials;
 use crate::crd::accounts::{AccountStatus, CleanupPolicy, MySQLDatabase, MySQLGrant, MySQLUser};
 use crate::crd::{Condition, ConditionStatus, Flavor, MySQLCluster};
 use crate::orchestrate::observe::{Credentials, opts};
 use crate::orchestrate::run::Orchestrator;
+use crate::orchestrate::view::ServerTls;
 use plan::{Database, Grant, Inventory, Key, User, Wanted, WantedUser};
 
 /// How often a cluster's account resources are looked at.
 pub const INTERVAL: Duration = Duration::from_secs(5);
+/// How long one pass may take.
+const PASS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a statement may wait for a lock (a `DROP DATABASE` behind a long transaction).
+const LOCK_WAIT_SECONDS: u32 = 5;
 
-/// One resource's outcome: its key and `Ready` (or why not).
+/// Accounts no resource may name: the server's own and the operator's (`lagless_*`, and the
+/// admin account whatever its name).
+const SYSTEM_USERS: &[&str] = &[
+    "root",
+    "mariadb.sys",
+    "mysql.sys",
+    "mysql.session",
+    "mysql.infoschema",
+    "PUBLIC",
+];
+
+/// One resource's outcome: `Ready`, or why not.
 type Outcome = Result<(), String>;
 
-/// A cluster's accounts, kept in step by its orchestration task.
+/// A cluster's accounts, kept in step by its orchestration task: one pass at a time, in a
+/// task of its own.
 pub struct Accounts {
-    client: Client,
-    namespace: String,
-    name: String,
+    pass: Pass,
     due: Instant,
-    /// The account kinds are not served (their CRDs are not installed): said once.
-    unserved: bool,
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Accounts {
     pub fn new(client: Client, cluster: &MySQLCluster) -> Self {
         Self {
-            client,
-            namespace: cluster.namespace().unwrap_or_default(),
-            name: cluster.name_any(),
+            pass: Pass {
+                client,
+                namespace: cluster.namespace().unwrap_or_default(),
+                name: cluster.name_any(),
+                unserved: Arc::new(AtomicBool::new(false)),
+            },
             due: Instant::now(),
-            unserved: false,
+            running: None,
         }
     }
 
-    /// A pass is due.
-    pub fn due(&self) -> bool {
-        Instant::now() >= self.due
-    }
-
-    /// One pass, when due: bounded by the caller.
-    pub async fn tick(
-        &mut self,
-        cluster: &MySQLCluster,
-        orchestrator: &Orchestrator,
-        admin: Option<Credentials>,
-    ) {
-        if Instant::now() < self.due {
+    /// Starts a pass when one is due and none runs, against the primary the orchestration
+    /// published.
+    pub fn tick(&mut self, cluster: &MySQLCluster, orchestrator: &Orchestrator) {
+        if self.running.as_ref().is_some_and(|t| !t.is_finished()) || Instant::now() < self.due {
             return;
         }
         self.due = Instant::now() + INTERVAL;
+        let target = Target {
+            primary: orchestrator.published().and_then(|t| t.primary.clone()),
+            tls: orchestrator.spec.tls.clone(),
+        };
+        let pass = self.pass.clone();
+        let cluster = cluster.clone();
+        self.running = Some(tokio::spawn(async move {
+            if tokio::time::timeout(PASS_TIMEOUT, pass.run(&cluster, &target))
+                .await
+                .is_err()
+            {
+                tracing::warn!(cluster = %cluster_key(&cluster), "an accounts pass timed out; tried again later");
+            }
+        }));
+    }
+}
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        if let Some(task) = &self.running {
+            task.abort();
+        }
+    }
+}
+
+/// Where a pass runs its statements.
+struct Target {
+    primary: Option<Member>,
+    tls: Option<ServerTls>,
+}
+
+/// What the resources ask for, and what could not be taken.
+struct Taken {
+    wanted: Wanted,
+    /// Objects whose resources exist but were refused: neither made nor undone.
+    refused: BTreeSet<Key>,
+    outcomes: BTreeMap<Key, Outcome>,
+    /// Resources (kind, name) naming an object another resource already names.
+    duplicates: BTreeMap<(&'static str, String), String>,
+}
+
+/// What a pass needs, cloned into its task.
+#[derive(Clone)]
+struct Pass {
+    client: Client,
+    namespace: String,
+    name: String,
+    /// The account kinds are not served (their CRDs are not installed): said once.
+    unserved: Arc<AtomicBool>,
+}
+
+impl Pass {
+    async fn run(&self, cluster: &MySQLCluster, target: &Target) {
         let (databases, users, grants) = match self.read().await {
             Ok(found) => found,
             Err(e) => {
-                if !self.unserved {
+                if !self.unserved.swap(true, Ordering::Relaxed) {
                     tracing::info!(cluster = %self.name, error = %e, "account resources not read (are their CRDs installed?)");
-                    self.unserved = true;
                 }
                 return;
             }
         };
-        self.unserved = false;
-        let secret = self.secret().await;
-        let done: Inventory = secret
-            .as_ref()
-            .and_then(|s| s.data.as_ref()?.get(ACCOUNTS_INVENTORY_KEY))
-            .and_then(|b| serde_json::from_slice(&b.0).ok())
-            .unwrap_or_default();
+        self.unserved.store(false, Ordering::Relaxed);
+        // Only a Secret that is not there is an empty inventory: one that cannot be read or
+        // parsed now must not make the pass forget what it has to undo.
+        let done = match self.secret().await {
+            Ok(None) => Inventory::default(),
+            Ok(Some(secret)) => match secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(ACCOUNTS_INVENTORY_KEY))
+            {
+                None => Inventory::default(),
+                Some(bytes) => match serde_json::from_slice::<Inventory>(&bytes.0) {
+                    Ok(inventory) => {
+                        let (checked, dropped) = inventory.checked();
+                        if dropped > 0 {
+                            tracing::warn!(cluster = %self.name, dropped, "records of the accounts inventory left out: not valid names");
+                        }
+                        checked
+                    }
+                    Err(e) => {
+                        tracing::warn!(cluster = %self.name, error = %e, "the accounts inventory does not parse; nothing done");
+                        return;
+                    }
+                },
+            },
+            Err(e) => {
+                tracing::warn!(cluster = %self.name, error = %e, "reading the accounts Secret; nothing done");
+                return;
+            }
+        };
         if databases.is_empty()
             && users.is_empty()
             && grants.is_empty()
@@ -95,12 +185,20 @@ impl Accounts {
         {
             return;
         }
-        let (wanted, mut outcomes) = self.wanted(&databases, &users, &grants).await;
+        let admin = match cluster.namespace() {
+            Some(namespace) => {
+                let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+                credentials(&secrets, cluster, Credential::Admin).await.ok()
+            }
+            None => None,
+        };
+        let reserved: Vec<String> = admin.iter().map(|c| c.user.clone()).collect();
+        let taken = self.wanted(&databases, &users, &grants, &reserved).await;
         let flavor = cluster.spec.flavor;
-        let statements = plan::plan(&wanted, &done, flavor);
+        let statements = plan::plan(&taken.wanted, &done, &taken.refused, flavor);
         let mut failed: BTreeMap<Key, String> = BTreeMap::new();
         if !statements.is_empty() {
-            match self.run(orchestrator, admin, &statements).await {
+            match self.execute(target, admin, flavor, &statements).await {
                 Ok(errors) => failed = errors,
                 Err(why) => {
                     // Nothing ran: every object still to do waits for the next pass.
@@ -111,25 +209,33 @@ impl Accounts {
             }
         }
         let failed_keys: BTreeSet<Key> = failed.keys().cloned().collect();
-        let now = plan::after(&wanted, &done, &failed_keys);
-        let primary = orchestrator
-            .published()
-            .and_then(|t| t.primary.as_ref())
+        let now = plan::after(&taken.wanted, &done, &failed_keys, &taken.refused);
+        let primary = target
+            .primary
+            .as_ref()
             .map(|p| p.name.clone())
             .unwrap_or_default();
         if let Err(e) = self
-            .write_secret(cluster, &now, &wanted, flavor, &failed_keys)
+            .write_secret(cluster, &now, &taken.wanted, flavor, &failed_keys)
             .await
         {
             tracing::warn!(cluster = %cluster_key(cluster), error = %e, "writing the accounts Secret");
         }
+        let mut outcomes = taken.outcomes;
         for (key, why) in &failed {
             outcomes
                 .entry(key.clone())
                 .or_insert_with(|| Err(why.clone()));
         }
-        self.report(&databases, &users, &grants, &outcomes, &primary)
-            .await;
+        self.report(
+            &databases,
+            &users,
+            &grants,
+            &outcomes,
+            &taken.duplicates,
+            &primary,
+        )
+        .await;
     }
 
     async fn read(
@@ -155,39 +261,49 @@ impl Accounts {
         ))
     }
 
-    async fn secret(&self) -> Option<Secret> {
+    async fn secret(&self) -> Result<Option<Secret>, ::kube::Error> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        api.get_opt(&accounts_secret_name(&self.name))
-            .await
-            .ok()
-            .flatten()
+        api.get_opt(&accounts_secret_name(&self.name)).await
     }
 
-    /// What the resources ask for, each checked; those refused get their reason. Two
-    /// resources for one object: the first by name wins, the other is refused.
+    /// What the resources ask for, each checked. A resource that cannot be taken (refused,
+    /// or its password unreadable) keeps its object as it is: neither made nor undone. A
+    /// second resource for an object another one names is refused (the first by name wins).
     async fn wanted(
         &self,
         databases: &[MySQLDatabase],
         users: &[MySQLUser],
         grants: &[MySQLGrant],
-    ) -> (Wanted, BTreeMap<Key, Outcome>) {
-        let mut wanted = Wanted::default();
-        let mut outcomes: BTreeMap<Key, Outcome> = BTreeMap::new();
-        // Resources keyed by what they make, for the refusals of the ones that cannot be made.
+        reserved: &[String],
+    ) -> Taken {
+        let mut t = Taken {
+            wanted: Wanted::default(),
+            refused: BTreeSet::new(),
+            outcomes: BTreeMap::new(),
+            duplicates: BTreeMap::new(),
+        };
+        let mut owners: BTreeMap<Key, String> = BTreeMap::new();
+        let refuse = |t: &mut Taken, key: Key, why: String| {
+            t.refused.insert(key.clone());
+            t.outcomes.insert(key, Err(why));
+        };
         for d in databases {
             let name = d.spec.name.clone().unwrap_or_else(|| d.name_any());
             let key = Key::Database(name.clone());
+            if let Some(first) = owners.get(&key) {
+                t.duplicates
+                    .insert(("MySQLDatabase", d.name_any()), first.clone());
+                continue;
+            }
+            owners.insert(key.clone(), d.name_any());
             let checked = plan::check_name("database", &name, 64, true)
                 .and_then(|()| check_opt_charset("characterSet", d.spec.character_set.as_deref()))
                 .and_then(|()| check_opt_charset("collation", d.spec.collation.as_deref()));
             if let Err(why) = checked {
-                outcomes.insert(key, Err(why));
+                refuse(&mut t, key, why);
                 continue;
             }
-            if wanted.databases.iter().any(|w| w.name == name) {
-                continue;
-            }
-            wanted.databases.push(Database {
+            t.wanted.databases.push(Database {
                 name,
                 character_set: d.spec.character_set.clone(),
                 collation: d.spec.collation.clone(),
@@ -198,35 +314,35 @@ impl Accounts {
             let name = u.spec.name.clone().unwrap_or_else(|| u.name_any());
             let host = u.spec.host.clone().unwrap_or_else(|| "%".into());
             let key = Key::User(name.clone(), host.clone());
-            let checked = plan::check_name("user", &name, 80, false)
-                .and_then(|()| plan::check_name("host", &host, 255, false));
-            if let Err(why) = checked {
-                outcomes.insert(key, Err(why));
+            if let Some(first) = owners.get(&key) {
+                t.duplicates
+                    .insert(("MySQLUser", u.name_any()), first.clone());
                 continue;
             }
-            let password = match self.password(u).await {
+            owners.insert(key.clone(), u.name_any());
+            let checked = plan::check_name("user", &name, 80, false)
+                .and_then(|()| plan::check_name("host", &host, 255, false))
+                .and_then(|()| check_not_reserved(&name, reserved));
+            if let Err(why) = checked {
+                refuse(&mut t, key, why);
+                continue;
+            }
+            let (password, version) = match self.password(u).await {
                 Ok(p) => p,
                 Err(why) => {
-                    outcomes.insert(key, Err(why));
+                    refuse(&mut t, key, why);
                     continue;
                 }
             };
-            if wanted
-                .users
-                .iter()
-                .any(|w| w.user.name == name && w.user.host == host)
-            {
-                continue;
-            }
-            wanted.users.push(WantedUser {
+            t.wanted.users.push(WantedUser {
                 user: User {
                     name,
                     host,
                     max_user_connections: u.spec.max_user_connections.unwrap_or(0),
-                    password_version: password.1,
+                    password_version: version,
                     delete: u.spec.cleanup_policy != Some(CleanupPolicy::Retain),
                 },
-                password: password.0,
+                password,
             });
         }
         for g in grants {
@@ -238,6 +354,12 @@ impl Accounts {
                 g.spec.database.clone(),
                 table.clone(),
             );
+            if let Some(first) = owners.get(&key) {
+                t.duplicates
+                    .insert(("MySQLGrant", g.name_any()), first.clone());
+                continue;
+            }
+            owners.insert(key.clone(), g.name_any());
             let privileges: Result<BTreeSet<String>, String> = g
                 .spec
                 .privileges
@@ -246,6 +368,7 @@ impl Accounts {
                 .collect();
             let checked = plan::check_name("user", &g.spec.user, 80, false)
                 .and_then(|()| plan::check_name("host", &host, 255, false))
+                .and_then(|()| check_not_reserved(&g.spec.user, reserved))
                 .and_then(|()| star_or_name("database", &g.spec.database))
                 .and_then(|()| star_or_name("table", &table))
                 .and_then(|()| {
@@ -254,27 +377,25 @@ impl Accounts {
                     } else {
                         Ok(())
                     }
+                })
+                .and_then(|()| {
+                    let privileges = privileges?;
+                    if privileges.is_empty() {
+                        Err("no privileges listed".to_string())
+                    } else if privileges.len() > 1 && privileges.contains("ALL PRIVILEGES") {
+                        Err("ALL PRIVILEGES goes alone".to_string())
+                    } else {
+                        Ok(privileges)
+                    }
                 });
-            let privileges = match (checked, privileges) {
-                (Ok(()), Ok(p)) if !p.is_empty() => p,
-                (Ok(()), Ok(_)) => {
-                    outcomes.insert(key, Err("no privileges listed".into()));
-                    continue;
-                }
-                (Err(why), _) | (_, Err(why)) => {
-                    outcomes.insert(key, Err(why));
+            let privileges = match checked {
+                Ok(p) => p,
+                Err(why) => {
+                    refuse(&mut t, key, why);
                     continue;
                 }
             };
-            if wanted.grants.iter().any(|w| {
-                w.user == g.spec.user
-                    && w.host == host
-                    && w.database == g.spec.database
-                    && w.table == table
-            }) {
-                continue;
-            }
-            wanted.grants.push(Grant {
+            t.wanted.grants.push(Grant {
                 user: g.spec.user.clone(),
                 host,
                 database: g.spec.database.clone(),
@@ -284,7 +405,7 @@ impl Accounts {
                 delete: g.spec.cleanup_policy != Some(CleanupPolicy::Retain),
             });
         }
-        (wanted, outcomes)
+        t
     }
 
     /// The password of `user` and which version of it: its Secret's `resourceVersion` and key.
@@ -314,33 +435,42 @@ impl Accounts {
         Ok((password, version))
     }
 
-    /// Runs `statements` on the primary, in order; the objects whose statements failed, with
-    /// the server's error. `Err` when the primary cannot be reached.
-    async fn run(
+    /// Runs `statements` on the primary, in order, in a session whose `sql_mode` makes the
+    /// planner's literals safe whatever `serverConfig` says; the objects whose statements
+    /// failed, with the server's error (a grant whose account could not be made this pass is
+    /// not tried). `Err` when the primary cannot be reached.
+    async fn execute(
         &self,
-        orchestrator: &Orchestrator,
+        target: &Target,
         admin: Option<Credentials>,
+        flavor: Flavor,
         statements: &[plan::Statement],
     ) -> Result<BTreeMap<Key, String>, String> {
         let admin = admin.ok_or("the admin credentials are not readable")?;
-        let primary = orchestrator
-            .published()
-            .and_then(|t| t.primary.clone())
-            .ok_or("no primary is published")?;
-        let options = opts(
-            &primary.host,
-            primary.port,
-            &admin,
-            orchestrator.spec.tls.as_ref(),
-        );
+        let primary = target.primary.as_ref().ok_or("no primary is published")?;
+        let options = opts(&primary.host, primary.port, &admin, target.tls.as_ref());
         let mut conn =
-            tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(options))
+            tokio::time::timeout(Duration::from_secs(3), mysql_async::Conn::new(options))
                 .await
                 .map_err(|_| format!("connecting to {} timed out", primary.name))?
                 .map_err(|e| format!("connecting to {}: {e}", primary.name))?;
-        let mut failed = BTreeMap::new();
+        for setting in [
+            plan::session_sql_mode(flavor).to_string(),
+            format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"),
+        ] {
+            conn.query_drop(&setting)
+                .await
+                .map_err(|e| format!("on {}: {e}", primary.name))?;
+        }
+        let mut failed: BTreeMap<Key, String> = BTreeMap::new();
         for s in statements {
             if failed.contains_key(&s.key) {
+                continue;
+            }
+            if let Key::Grant(user, host, ..) = &s.key
+                && failed.contains_key(&Key::User(user.clone(), host.clone()))
+            {
+                failed.insert(s.key.clone(), "its account was not made".into());
                 continue;
             }
             match conn.query_drop(&s.sql).await {
@@ -385,7 +515,7 @@ impl Accounts {
         let users_json = json!({ "users": users }).to_string();
         let inventory_json =
             serde_json::to_string(inventory).map_err(|e| format!("inventory: {e}"))?;
-        if let Some(current) = self.secret().await
+        if let Ok(Some(current)) = self.secret().await
             && let Some(data) = current.data.as_ref()
             && data.get(PROXY_USERS_KEY).map(|b| b.0.as_slice()) == Some(users_json.as_bytes())
             && data.get(ACCOUNTS_INVENTORY_KEY).map(|b| b.0.as_slice())
@@ -413,19 +543,29 @@ impl Accounts {
         users: &[MySQLUser],
         grants: &[MySQLGrant],
         outcomes: &BTreeMap<Key, Outcome>,
+        duplicates: &BTreeMap<(&'static str, String), String>,
         primary: &str,
     ) {
         let ok: Outcome = Ok(());
+        let duplicate = |kind: &'static str, name: String| {
+            duplicates.get(&(kind, name)).map(|first| {
+                Err(format!(
+                    "{first} names the same object; this one is ignored"
+                ))
+            })
+        };
         for d in databases {
             let name = d.spec.name.clone().unwrap_or_else(|| d.name_any());
-            let outcome = outcomes.get(&Key::Database(name)).unwrap_or(&ok);
-            self.set_ready(d, outcome, primary).await;
+            let outcome = duplicate("MySQLDatabase", d.name_any())
+                .unwrap_or_else(|| outcomes.get(&Key::Database(name)).unwrap_or(&ok).clone());
+            self.set_ready(d, &outcome, primary).await;
         }
         for u in users {
             let name = u.spec.name.clone().unwrap_or_else(|| u.name_any());
             let host = u.spec.host.clone().unwrap_or_else(|| "%".into());
-            let outcome = outcomes.get(&Key::User(name, host)).unwrap_or(&ok);
-            self.set_ready(u, outcome, primary).await;
+            let outcome = duplicate("MySQLUser", u.name_any())
+                .unwrap_or_else(|| outcomes.get(&Key::User(name, host)).unwrap_or(&ok).clone());
+            self.set_ready(u, &outcome, primary).await;
         }
         for g in grants {
             let key = Key::Grant(
@@ -434,8 +574,9 @@ impl Accounts {
                 g.spec.database.clone(),
                 g.spec.table.clone().unwrap_or_else(|| "*".into()),
             );
-            let outcome = outcomes.get(&key).unwrap_or(&ok);
-            self.set_ready(g, outcome, primary).await;
+            let outcome = duplicate("MySQLGrant", g.name_any())
+                .unwrap_or_else(|| outcomes.get(&key).unwrap_or(&ok).clone());
+            self.set_ready(g, &outcome, primary).await;
         }
     }
 
@@ -538,6 +679,20 @@ where
 
 fn check_opt_charset(what: &str, value: Option<&str>) -> Result<(), String> {
     value.map_or(Ok(()), |v| plan::check_charset(what, v))
+}
+
+/// Refuses the server's own accounts and the operator's.
+fn check_not_reserved(name: &str, reserved: &[String]) -> Result<(), String> {
+    if SYSTEM_USERS.contains(&name)
+        || name.starts_with("lagless_")
+        || reserved.iter().any(|r| r == name)
+    {
+        Err(format!(
+            "{name}: an account of the server or of the operator, not to be managed"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 fn star_or_name(what: &str, value: &str) -> Result<(), String> {

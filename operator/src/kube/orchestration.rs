@@ -41,9 +41,6 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// How long one re-seed step (agent and API calls) may take.
 const RESEED_STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long one pass over a cluster's account resources may take.
-const ACCOUNTS_STEP_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// How often the roll takes a step, and how long one (API calls) may take.
 const ROLL_INTERVAL: Duration = Duration::from_secs(1);
 const ROLL_STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -224,9 +221,7 @@ impl Runner {
             } else {
                 Vec::new()
             };
-            if accounts.due() {
-                self.accounts(&mut accounts, &cluster, &orchestrator).await;
-            }
+            accounts.tick(&cluster, &orchestrator);
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
@@ -305,29 +300,6 @@ impl Runner {
             })
     }
 
-    /// One pass over the cluster's account resources; bounded, as a re-seed step is.
-    async fn accounts(
-        &self,
-        accounts: &mut Accounts,
-        cluster: &MySQLCluster,
-        orchestrator: &Orchestrator,
-    ) {
-        let admin = match cluster.namespace() {
-            Some(namespace) => {
-                let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-                credentials(&secrets, cluster, Credential::Admin).await.ok()
-            }
-            None => None,
-        };
-        let pass = accounts.tick(cluster, orchestrator, admin);
-        if tokio::time::timeout(ACCOUNTS_STEP_TIMEOUT, pass)
-            .await
-            .is_err()
-        {
-            tracing::warn!(cluster = %cluster_key(cluster), "an accounts pass timed out; tried again later");
-        }
-    }
-
     /// Waits one tick, or less when the spec changes: whether it changed; `None` when its
     /// [`OrchestrationTasks`] is gone.
     async fn wait(&mut self) -> Option<bool> {
@@ -374,7 +346,7 @@ pub(crate) async fn record_event(
     common::publish(recorder, cluster, status::cluster_event(event)).await;
 }
 
-async fn credentials(
+pub(crate) async fn credentials(
     api: &Api<Secret>,
     cluster: &MySQLCluster,
     credential: Credential,

@@ -27,6 +27,8 @@ use crate::orchestrate::{ClusterState, Event};
 
 /// The label the StatefulSet controller gives each pod: the revision it was made from.
 const REVISION_LABEL: &str = "controller-revision-hash";
+/// How long a pod deleted for the roll may show no deletion before it is deleted again.
+const DELETE_AGAIN_AFTER_MS: u64 = 5_000;
 /// How long after a failed hand-over the roll asks for another.
 const HAND_OVER_RETRY: Duration = Duration::from_secs(10);
 
@@ -310,6 +312,20 @@ impl Roller {
         events: &mut Vec<ClusterEvent>,
     ) -> Option<String> {
         let now = crate::clock::unix_ms();
+        // A deletion that did not get through (the step was cut short before it reached the
+        // API server): the old pod is still there, not terminating; asked again.
+        if let Some(r) = self
+            .rolling
+            .as_ref()
+            .filter(|r| r.phase == Phase::Restarting)
+            && let Some(pod) = pods.get(&r.member)
+            && Some(&pod.uid) == self.replaced_uid.as_ref()
+            && !pod.terminating
+            && now.saturating_sub(r.since_ms) > DELETE_AGAIN_AFTER_MS
+        {
+            let member = r.member.clone();
+            return self.restart(&member, pods, now).await;
+        }
         // A member whose new pod came from a template since replaced (the spec was changed
         // again, say to mend a configuration that does not start) is restarted again; never
         // the primary (promoted meanwhile by a failover), nor while paused.

@@ -65,10 +65,66 @@ pub struct Inventory {
 }
 
 /// An account with its password, as wanted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WantedUser {
     pub user: User,
     pub password: String,
+}
+
+impl std::fmt::Debug for WantedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WantedUser")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inventory {
+    /// The records whose names and privileges pass the same checks as the resources' (the
+    /// Secret it is read from could have been edited), and how many were left out.
+    pub fn checked(self) -> (Inventory, usize) {
+        let before = self.databases.len() + self.users.len() + self.grants.len();
+        let databases: Vec<Database> = self
+            .databases
+            .into_iter()
+            .filter(|d| {
+                check_name("database", &d.name, 64, true).is_ok()
+                    && d.character_set
+                        .as_deref()
+                        .is_none_or(|c| check_charset("", c).is_ok())
+                    && d.collation
+                        .as_deref()
+                        .is_none_or(|c| check_charset("", c).is_ok())
+            })
+            .collect();
+        let users: Vec<User> = self
+            .users
+            .into_iter()
+            .filter(|u| {
+                check_name("user", &u.name, 80, false).is_ok()
+                    && check_name("host", &u.host, 255, false).is_ok()
+            })
+            .collect();
+        let grants: Vec<Grant> = self
+            .grants
+            .into_iter()
+            .filter(|g| {
+                check_name("user", &g.user, 80, false).is_ok()
+                    && check_name("host", &g.host, 255, false).is_ok()
+                    && (g.database == "*" || check_name("database", &g.database, 64, true).is_ok())
+                    && (g.table == "*" || check_name("table", &g.table, 64, true).is_ok())
+                    && !g.privileges.is_empty()
+                    && g.privileges.iter().all(|p| privilege(p).as_ref() == Ok(p))
+            })
+            .collect();
+        let kept = Inventory {
+            databases,
+            users,
+            grants,
+        };
+        let after = kept.databases.len() + kept.users.len() + kept.grants.len();
+        (kept, before - after)
+    }
 }
 
 /// Everything the resources ask for, valid.
@@ -206,9 +262,22 @@ fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// A string literal with its quotes doubled. No backslash reaches here (names with one are
-/// refused by [`check_name`], and passwords are written by [`identified`]), so it means the
-/// same whatever `sql_mode` says of backslashes.
+/// The `sql_mode` every statement of a pass runs with: backslashes are plain characters in
+/// literals, so [`literal`] (quotes doubled) is the whole escaping, whatever `serverConfig`
+/// says; and on MariaDB a `GRANT` never creates an account.
+pub fn session_sql_mode(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Mariadb => {
+            "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES,NO_AUTO_CREATE_USER,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'"
+        }
+        Flavor::Mysql => {
+            "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'"
+        }
+    }
+}
+
+/// A string literal with its quotes doubled: all the escaping a literal needs under
+/// [`session_sql_mode`].
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -241,22 +310,26 @@ pub fn native_hash(password: &str) -> String {
 
 /// How a password is given: on MariaDB as its hash, so the password itself is in no
 /// statement (not in the binary log, the process list or a slow log); on MySQL, whose default
-/// plugin hashes it itself, as a literal with backslashes and quotes escaped (the default
-/// `sql_mode`).
+/// plugin hashes it itself, as a literal (see [`session_sql_mode`]).
 fn identified(flavor: Flavor, password: &str) -> String {
     match flavor {
         Flavor::Mariadb => format!("IDENTIFIED BY PASSWORD {}", literal(&native_hash(password))),
-        Flavor::Mysql => format!(
-            "IDENTIFIED BY '{}'",
-            password.replace('\\', "\\\\").replace('\'', "\\'")
-        ),
+        Flavor::Mysql => format!("IDENTIFIED BY {}", literal(password)),
     }
 }
 
 /// The statements that bring the server from `done` to `wanted`: new and changed objects in
 /// order (databases, users, grants), then what no resource asks for any more, when its policy
-/// says to undo it (grants, users, databases).
-pub fn plan(wanted: &Wanted, done: &Inventory, flavor: Flavor) -> Vec<Statement> {
+/// says to undo it (grants, users, databases). `refused` are objects whose resources exist
+/// but could not be taken (a typo, an unreadable Secret): they are neither made nor undone.
+/// An account made anew (dropped before, or made outside) gets its grants again: a
+/// `DROP USER` took them.
+pub fn plan(
+    wanted: &Wanted,
+    done: &Inventory,
+    refused: &BTreeSet<Key>,
+    flavor: Flavor,
+) -> Vec<Statement> {
     let mut out = Vec::new();
     let done_dbs: BTreeMap<&str, &Database> = done
         .databases
@@ -318,11 +391,20 @@ pub fn plan(wanted: &Wanted, done: &Inventory, flavor: Flavor) -> Vec<Statement>
             ),
         ));
     }
+    let fresh: BTreeSet<(&str, &str)> = wanted
+        .users
+        .iter()
+        .map(|w| (w.user.name.as_str(), w.user.host.as_str()))
+        .filter(|k| !done_users.contains_key(k))
+        .collect();
     let done_grants: BTreeMap<Key, &Grant> =
         done.grants.iter().map(|g| (Key::of_grant(g), g)).collect();
     for g in &wanted.grants {
         let key = Key::of_grant(g);
-        let before = done_grants.get(&key).copied();
+        let before = done_grants
+            .get(&key)
+            .copied()
+            .filter(|_| !fresh.contains(&(g.user.as_str(), g.host.as_str())));
         if before.is_some_and(|b| b.privileges == g.privileges && b.grant_option == g.grant_option)
         {
             continue;
@@ -360,16 +442,17 @@ pub fn plan(wanted: &Wanted, done: &Inventory, flavor: Flavor) -> Vec<Statement>
     let wanted_grants: BTreeSet<Key> = wanted.grants.iter().map(Key::of_grant).collect();
     for g in done.grants.iter().filter(|g| g.delete) {
         let key = Key::of_grant(g);
-        if wanted_grants.contains(&key) {
+        if wanted_grants.contains(&key) || refused.contains(&key) {
             continue;
         }
         let on = target(&g.database, &g.table);
         let who = account(&g.user, &g.host);
-        let mut privileges: Vec<&str> = g.privileges.iter().map(String::as_str).collect();
+        let privileges: Vec<&str> = g.privileges.iter().map(String::as_str).collect();
+        out.push(revoke(key.clone(), &privileges, &on, &who));
+        // Apart: `REVOKE ALL PRIVILEGES, GRANT OPTION ON db.*` is refused by the servers.
         if g.grant_option {
-            privileges.push("GRANT OPTION");
+            out.push(revoke(key, &["GRANT OPTION"], &on, &who));
         }
-        out.push(revoke(key, &privileges, &on, &who));
     }
     let wanted_users: BTreeSet<(&str, &str)> = wanted
         .users
@@ -377,7 +460,8 @@ pub fn plan(wanted: &Wanted, done: &Inventory, flavor: Flavor) -> Vec<Statement>
         .map(|w| (w.user.name.as_str(), w.user.host.as_str()))
         .collect();
     for u in done.users.iter().filter(|u| u.delete) {
-        if !wanted_users.contains(&(u.name.as_str(), u.host.as_str())) {
+        let key = Key::User(u.name.clone(), u.host.clone());
+        if !wanted_users.contains(&(u.name.as_str(), u.host.as_str())) && !refused.contains(&key) {
             out.push(Statement::new(
                 Key::User(u.name.clone(), u.host.clone()),
                 format!("DROP USER IF EXISTS {}", account(&u.name, &u.host)),
@@ -386,7 +470,8 @@ pub fn plan(wanted: &Wanted, done: &Inventory, flavor: Flavor) -> Vec<Statement>
     }
     let wanted_dbs: BTreeSet<&str> = wanted.databases.iter().map(|d| d.name.as_str()).collect();
     for d in done.databases.iter().filter(|d| d.delete) {
-        if !wanted_dbs.contains(d.name.as_str()) {
+        let key = Key::Database(d.name.clone());
+        if !wanted_dbs.contains(d.name.as_str()) && !refused.contains(&key) {
             out.push(Statement::new(
                 Key::Database(d.name.clone()),
                 format!("DROP DATABASE IF EXISTS {}", ident(&d.name)),
@@ -406,10 +491,15 @@ fn revoke(key: Key, privileges: &[&str], on: &str, who: &str) -> Statement {
 }
 
 /// The inventory after a pass: each wanted object whose statements all ran is recorded as
-/// wanted; one that failed keeps its previous record (so it is tried again, and undone only
-/// as far as it was made); an object no resource asks for is forgotten once undone (or at
-/// once when its policy retains it).
-pub fn after(wanted: &Wanted, done: &Inventory, failed: &BTreeSet<Key>) -> Inventory {
+/// wanted; one that failed, or whose resource was refused, keeps its previous record (so it
+/// is tried again, and undone only as far as it was made); an object no resource asks for is
+/// forgotten once undone (or at once when its policy retains it).
+pub fn after(
+    wanted: &Wanted,
+    done: &Inventory,
+    failed: &BTreeSet<Key>,
+    refused: &BTreeSet<Key>,
+) -> Inventory {
     let mut out = Inventory::default();
     for d in &wanted.databases {
         let key = Key::Database(d.name.clone());
@@ -422,7 +512,7 @@ pub fn after(wanted: &Wanted, done: &Inventory, failed: &BTreeSet<Key>) -> Inven
     for d in &done.databases {
         let key = Key::Database(d.name.clone());
         let still = wanted.databases.iter().any(|w| w.name == d.name);
-        if !still && d.delete && failed.contains(&key) {
+        if !still && (d.delete && failed.contains(&key) || refused.contains(&key)) {
             out.databases.push(d.clone());
         }
     }
@@ -445,7 +535,7 @@ pub fn after(wanted: &Wanted, done: &Inventory, failed: &BTreeSet<Key>) -> Inven
             .users
             .iter()
             .any(|w| w.user.name == u.name && w.user.host == u.host);
-        if !still && u.delete && failed.contains(&key) {
+        if !still && (u.delete && failed.contains(&key) || refused.contains(&key)) {
             out.users.push(u.clone());
         }
     }
@@ -460,7 +550,7 @@ pub fn after(wanted: &Wanted, done: &Inventory, failed: &BTreeSet<Key>) -> Inven
     for g in &done.grants {
         let key = Key::of_grant(g);
         let still = wanted.grants.iter().any(|w| Key::of_grant(w) == key);
-        if !still && g.delete && failed.contains(&key) {
+        if !still && (g.delete && failed.contains(&key) || refused.contains(&key)) {
             out.grants.push(g.clone());
         }
     }

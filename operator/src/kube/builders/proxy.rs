@@ -253,7 +253,6 @@ pub(super) fn proxy_pods(p: ProxyPods<'_>) -> Deployment {
     }
 }
 
-/// The ConfigMap `<cluster>-topology` with `topology` under [`TOPOLOGY_KEY`].
 /// The PodDisruptionBudget `<cluster>-proxy`: a node drain takes at most one of the
 /// cluster's proxies at a time (the Deployment's own rollout already keeps them all, one
 /// surging); each stops as SIGTERM says, closing idle sessions and letting open transactions
@@ -273,6 +272,7 @@ pub fn proxy_pod_disruption_budget(
     })
 }
 
+/// The ConfigMap `<cluster>-topology` with `topology` under [`TOPOLOGY_KEY`].
 pub fn topology_configmap(
     cluster: &MySQLCluster,
     topology: &Topology,

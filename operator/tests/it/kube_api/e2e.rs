@@ -300,6 +300,32 @@ async fn accounts(admin: &Client, node: &Node, proxy: &str, controller: &Witness
         made.elapsed()
     );
 
+    // A resource that cannot be taken says why, and changes nothing.
+    let _: MySQLGrant = apply(
+        admin,
+        serde_json::json!({
+            "apiVersion": "lagless.dev/v1alpha1", "kind": "MySQLGrant",
+            "metadata": {"name": "webapp-super", "namespace": NAMESPACE},
+            "spec": {"clusterRef": {"name": CLUSTER}, "user": "webapp", "database": "*",
+                     "privileges": ["SUPER"]},
+        }),
+    )
+    .await;
+    let refused = wait_for(
+        "the bad grant refused",
+        Duration::from_secs(30),
+        controller,
+        || async {
+            ready(grants.get("webapp-super").await.ok()?.status.as_ref()).filter(|(ok, _)| !ok)
+        },
+    )
+    .await;
+    assert!(refused.1.contains("unknown privilege"), "{}", refused.1);
+    grants
+        .delete("webapp-super", &Default::default())
+        .await
+        .expect("deleting the bad grant");
+
     // Known to the proxy from the operator's file, as a hash.
     let proxy_pod = proxy_pod_name(admin).await;
     let file = wait_for(

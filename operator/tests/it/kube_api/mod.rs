@@ -174,11 +174,12 @@ where
 }
 
 /// A StatefulSet left by a release whose StatefulSets rolled themselves (`RollingUpdate`,
-/// with the API server's default `rollingUpdate` beside it) is taken over: the operator's
-/// apply of `OnDelete` would be refused with that default left in place, so the strategy is
-/// replaced once, and the cluster is applied whole.
+/// with a `rollingUpdate` beside it) is taken over: the operator's apply of `OnDelete` would
+/// be refused with that left in place, so the strategy is replaced once, and the cluster is
+/// applied whole. Then a changed spec is applied again without fighting another field
+/// manager: its field stays, the operator's follow the spec.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statefulset_of_an_earlier_release_is_taken_over() {
+async fn an_earlier_releases_statefulset_is_taken_over_and_other_managers_fields_kept() {
     init_logs();
     let plane = ControlPlane::start().await;
     plane.install_crds(true).await;
@@ -247,6 +248,51 @@ async fn a_statefulset_of_an_earlier_release_is_taken_over() {
     );
     // And the rest of the cluster is applied after it.
     let _: Deployment = owned(admin, "shop-proxy", &uid).await;
+
+    // A field another manager owns (a label a team's tool adds) is left alone when a changed
+    // spec is applied again, and the operator's own fields follow the spec.
+    statefulsets
+        .patch(
+            CLUSTER,
+            &PatchParams::apply("team-tool"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": CLUSTER, "labels": {"team": "payments"}},
+            })),
+        )
+        .await
+        .expect("another manager's label");
+    let clusters: Api<MySQLCluster> = Api::namespaced(admin.clone(), NAMESPACE);
+    clusters
+        .patch(
+            CLUSTER,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .expect("changing the spec");
+    let reapplied = eventually("the StatefulSet at 4 replicas", || async {
+        let sts = statefulsets.get(CLUSTER).await.ok()?;
+        (sts.spec.replicas == Some(4)).then_some(sts)
+    })
+    .await;
+    assert_eq!(
+        reapplied.labels().get("team").map(String::as_str),
+        Some("payments"),
+        "the other manager's label is kept"
+    );
+    let managers: Vec<String> = reapplied
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.iter().any(|m| m == "team-tool")
+            && managers.iter().any(|m| m == "lagless-operator"),
+        "both managers keep their fields: {managers:?}"
+    );
     controller.abort();
 }
 

@@ -34,12 +34,16 @@ fn grant(user: &str, database: &str, privileges: &[&str], delete: bool) -> Grant
     }
 }
 
+fn none() -> BTreeSet<Key> {
+    BTreeSet::new()
+}
+
 fn sql(statements: &[Statement]) -> Vec<&str> {
     statements.iter().map(|s| s.sql.as_str()).collect()
 }
 
 fn made(wanted: &Wanted) -> Inventory {
-    after(wanted, &Inventory::default(), &BTreeSet::new())
+    after(wanted, &Inventory::default(), &none(), &none())
 }
 
 #[test]
@@ -52,7 +56,7 @@ fn new_objects_are_made_in_order_and_the_password_is_never_in_a_statement() {
         users: vec![user("app", "v1", true)],
         grants: vec![grant("app", "shop", &["SELECT", "INSERT"], true)],
     };
-    let statements = plan(&wanted, &Inventory::default(), Flavor::Mariadb);
+    let statements = plan(&wanted, &Inventory::default(), &none(), Flavor::Mariadb);
     let hash = native_hash("s3cr'et");
     assert_eq!(
         sql(&statements),
@@ -67,9 +71,12 @@ fn new_objects_are_made_in_order_and_the_password_is_never_in_a_statement() {
         ]
     );
     assert!(statements.iter().all(|s| !s.sql.contains("s3cr")));
-    // MySQL hashes it itself: a literal, escaped.
-    let mysql = plan(&wanted, &Inventory::default(), Flavor::Mysql);
-    assert!(sql(&mysql).contains(&"CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 's3cr\\'et'"));
+    // MySQL hashes it itself: a literal, its quotes doubled (backslashes are plain
+    // characters in the session's sql_mode).
+    let mysql = plan(&wanted, &Inventory::default(), &none(), Flavor::Mysql);
+    assert!(sql(&mysql).contains(&"CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 's3cr''et'"));
+    assert!(session_sql_mode(Flavor::Mysql).contains("NO_BACKSLASH_ESCAPES"));
+    assert!(session_sql_mode(Flavor::Mariadb).contains("NO_AUTO_CREATE_USER"));
 }
 
 #[test]
@@ -88,7 +95,7 @@ fn a_steady_cluster_gets_no_statement() {
         users: vec![user("app", "v1", true)],
         grants: vec![grant("app", "shop", &["SELECT"], true)],
     };
-    assert_eq!(plan(&wanted, &made(&wanted), Flavor::Mariadb), []);
+    assert_eq!(plan(&wanted, &made(&wanted), &none(), Flavor::Mariadb), []);
 }
 
 #[test]
@@ -102,7 +109,7 @@ fn a_rotated_password_is_set_again_and_privileges_taken_away_are_revoked() {
     now.users[0].user.password_version = "v2".into();
     now.users[0].password = "new".into();
     now.grants[0].privileges = ["SELECT".to_string()].into();
-    let statements = plan(&now, &made(&before), Flavor::Mariadb);
+    let statements = plan(&now, &made(&before), &none(), Flavor::Mariadb);
     assert_eq!(
         sql(&statements),
         [
@@ -123,7 +130,7 @@ fn removed_objects_are_undone_as_their_policy_says_grants_first() {
         users: vec![user("app", "v1", true), user("keep", "v1", false)],
         grants: vec![grant("app", "gone", &["ALL PRIVILEGES"], true)],
     };
-    let statements = plan(&Wanted::default(), &made(&before), Flavor::Mariadb);
+    let statements = plan(&Wanted::default(), &made(&before), &none(), Flavor::Mariadb);
     assert_eq!(
         sql(&statements),
         [
@@ -136,7 +143,7 @@ fn removed_objects_are_undone_as_their_policy_says_grants_first() {
     assert!(statements[0].done_on.contains(&1141));
     // Undone, they are forgotten; retained ones are forgotten at once.
     assert_eq!(
-        after(&Wanted::default(), &made(&before), &BTreeSet::new()),
+        after(&Wanted::default(), &made(&before), &none(), &none()),
         Inventory::default()
     );
 }
@@ -151,14 +158,14 @@ fn a_failed_object_keeps_its_previous_record_and_is_tried_again() {
     let mut now = before.clone();
     now.users[0].user.password_version = "v2".into();
     let failed = BTreeSet::from([Key::User("app".into(), "%".into())]);
-    let kept = after(&now, &made(&before), &failed);
+    let kept = after(&now, &made(&before), &failed, &none());
     assert_eq!(kept.users[0].password_version, "v1");
-    assert_eq!(plan(&now, &kept, Flavor::Mariadb).len(), 1);
+    assert_eq!(plan(&now, &kept, &none(), Flavor::Mariadb).len(), 1);
     // A drop that failed is tried again.
-    let kept = after(&Wanted::default(), &made(&before), &failed);
+    let kept = after(&Wanted::default(), &made(&before), &failed, &none());
     assert_eq!(kept.users.len(), 1);
     assert_eq!(
-        sql(&plan(&Wanted::default(), &kept, Flavor::Mariadb)),
+        sql(&plan(&Wanted::default(), &kept, &none(), Flavor::Mariadb)),
         ["DROP USER IF EXISTS 'app'@'%'"]
     );
 }
@@ -186,8 +193,89 @@ fn names_and_privileges_are_checked() {
         ..Wanted::default()
     };
     assert!(
-        plan(&wanted, &Inventory::default(), Flavor::Mariadb)[0]
+        plan(&wanted, &Inventory::default(), &none(), Flavor::Mariadb)[0]
             .sql
             .starts_with("CREATE USER IF NOT EXISTS 'o''brien'@'%'")
+    );
+}
+
+#[test]
+fn a_refused_resource_is_neither_made_nor_undone() {
+    let before = Wanted {
+        databases: vec![db("shop", true)],
+        users: vec![user("app", "v1", true)],
+        grants: vec![grant("app", "shop", &["SELECT"], true)],
+    };
+    // Each resource now refused (a typo, an unreadable Secret): nothing is dropped.
+    let refused = BTreeSet::from([
+        Key::Database("shop".into()),
+        Key::User("app".into(), "%".into()),
+        Key::Grant("app".into(), "%".into(), "shop".into(), "*".into()),
+    ]);
+    assert_eq!(
+        plan(
+            &Wanted::default(),
+            &made(&before),
+            &refused,
+            Flavor::Mariadb
+        ),
+        []
+    );
+    // And their records stay, to be undone only once their resources are really gone.
+    assert_eq!(
+        after(&Wanted::default(), &made(&before), &none(), &refused),
+        made(&before)
+    );
+}
+
+#[test]
+fn the_grant_option_is_revoked_apart_and_a_new_account_gets_its_grants_again() {
+    let mut g = grant("app", "shop", &["ALL PRIVILEGES"], true);
+    g.grant_option = true;
+    let before = Wanted {
+        databases: Vec::new(),
+        users: vec![user("app", "v1", true)],
+        grants: vec![g],
+    };
+    assert_eq!(
+        sql(&plan(
+            &Wanted::default(),
+            &made(&before),
+            &none(),
+            Flavor::Mariadb
+        )),
+        [
+            "REVOKE ALL PRIVILEGES ON `shop`.* FROM 'app'@'%'",
+            "REVOKE GRANT OPTION ON `shop`.* FROM 'app'@'%'",
+            "DROP USER IF EXISTS 'app'@'%'",
+        ]
+    );
+    // The account dropped (outside the inventory's knowledge) and made again: its grant too.
+    let mut done = made(&before);
+    done.users.clear();
+    let statements = plan(&before, &done, &none(), Flavor::Mariadb);
+    assert!(
+        sql(&statements)
+            .iter()
+            .any(|s| s.starts_with("GRANT ALL PRIVILEGES ON `shop`.*"))
+    );
+}
+
+#[test]
+fn an_edited_inventory_is_checked_before_use() {
+    let mut done = made(&Wanted {
+        databases: vec![db("shop", true)],
+        users: vec![user("app", "v1", true)],
+        grants: vec![grant("app", "shop", &["SELECT"], true)],
+    });
+    done.databases.push(db("x/y", true));
+    done.users.push(user("a\\b", "v1", true).user);
+    done.grants
+        .push(grant("app", "shop2", &["SELECT; DROP"], true));
+    let (kept, dropped) = done.checked();
+    assert_eq!(dropped, 3);
+    assert_eq!(
+        kept.databases.len() + kept.users.len() + kept.grants.len(),
+        3
     );
 }
