@@ -27,8 +27,7 @@ use serde_json::json;
 use super::builders::{
     self, ACCOUNTS_INVENTORY_KEY, Credential, PROXY_USERS_KEY, accounts_secret_name,
 };
-use super::common::{FIELD_MANAGER, cluster_key};
-use super::orchestration::credentials;
+use super::common::{FIELD_MANAGER, cluster_key, credentials};
 use crate::crd::accounts::{AccountStatus, CleanupPolicy, MySQLDatabase, MySQLGrant, MySQLUser};
 use crate::crd::{Condition, ConditionStatus, Flavor, MySQLCluster};
 use crate::orchestrate::observe::{Credentials, opts};

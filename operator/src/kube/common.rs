@@ -6,10 +6,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ::kube::Resource;
 use ::kube::ResourceExt;
+use ::kube::api::Api;
 use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use k8s_openapi::api::core::v1::Secret;
 
+use super::builders::Credential;
 use super::status::ClusterEvent;
 use crate::crd::MySQLCluster;
+use crate::orchestrate::observe::Credentials;
 
 /// Locks `mutex`, even one a panic poisoned: what the controller guards are plain values,
 /// consistent at every await-free step.
@@ -54,4 +58,30 @@ where
     if let Err(e) = recorder.publish(&kube_event, &object.object_ref(&())).await {
         tracing::warn!(object = %object_key(object), kind = %K::kind(&()), error = %e, "recording an Event failed");
     }
+}
+
+/// The username and password of `credential`'s Secret for `cluster`.
+pub(crate) async fn credentials(
+    api: &Api<Secret>,
+    cluster: &MySQLCluster,
+    credential: Credential,
+) -> Result<Credentials, String> {
+    let name = credential.secret_name(cluster).map_err(|e| e.to_string())?;
+    let secret = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading Secret {name}: {e}"))?
+        .ok_or_else(|| format!("Secret {name} not found"))?;
+    let field = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .ok_or_else(|| format!("Secret {name} has no UTF-8 {key}"))
+    };
+    Ok(Credentials {
+        user: field("username")?,
+        password: field("password")?,
+    })
 }

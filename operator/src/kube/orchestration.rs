@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::accounts::Accounts;
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
-use super::common::{self, FIELD_MANAGER, cluster_key, lock};
+use super::common::{self, FIELD_MANAGER, cluster_key, credentials, lock};
 use super::metrics::Metrics;
 use super::metrics::cluster as cluster_metrics;
 use super::push;
@@ -29,7 +29,6 @@ use crate::clock;
 use crate::crd::{MySQLCluster, ReseedResult};
 use crate::orchestrate::MemberView;
 use crate::orchestrate::act::{ProxyAccount, ProxyRole, Stored, TopologySink};
-use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::run::{Orchestrator, TimedEvent};
 use crate::orchestrate::view::{CaSource, ServerTls};
 use crate::orchestrate::{ClusterSpec, Event};
@@ -344,31 +343,6 @@ pub(crate) async fn record_event(
             .promoted(&namespace, &cluster.name_any(), cause);
     }
     common::publish(recorder, cluster, status::cluster_event(event)).await;
-}
-
-pub(crate) async fn credentials(
-    api: &Api<Secret>,
-    cluster: &MySQLCluster,
-    credential: Credential,
-) -> Result<Credentials, String> {
-    let name = credential.secret_name(cluster).map_err(|e| e.to_string())?;
-    let secret = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| format!("reading Secret {name}: {e}"))?
-        .ok_or_else(|| format!("Secret {name} not found"))?;
-    let field = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-            .ok_or_else(|| format!("Secret {name} has no UTF-8 {key}"))
-    };
-    Ok(Credentials {
-        user: field("username")?,
-        password: field("password")?,
-    })
 }
 
 /// The id of the switchover request the status reports done: a new leader or a restarted
