@@ -282,23 +282,13 @@ impl Roller {
     /// What the member being rolled must apply: what the primary holds now; again after a
     /// failover, since a new primary may lack what the old one held and never acknowledged.
     fn anchor_catch_up(&mut self, orchestrator: &Orchestrator) {
-        let Some(rolling) = self.rolling.as_mut() else {
-            return;
-        };
-        if rolling.phase != Phase::CatchingUp {
-            return;
-        }
-        let primary = primary(orchestrator);
-        if primary.is_none() || primary == self.catch_up_from {
-            return;
-        }
-        let to = primary
-            .as_deref()
-            .and_then(|p| orchestrator.last_view()?.member(p)?.executed.clone());
-        // Only on a position read: a primary that missed one probe is read at the next tick.
-        if to.is_some() {
-            rolling.catch_up_to = to;
-            self.catch_up_from = primary;
+        if let Some(rolling) = self.rolling.as_mut() {
+            roll::anchor_catch_up(
+                rolling,
+                &mut self.catch_up_from,
+                orchestrator.published(),
+                orchestrator.last_view(),
+            );
         }
     }
 
@@ -499,31 +489,10 @@ fn roll_members(
         // being rolled is, while its pod is replaced.
         .filter(|spec| pods.contains_key(&spec.name) || rolling == Some(spec.name.as_str()))
         .map(|spec| {
-            let name = spec.name.clone();
-            let listed = published.and_then(|t| t.replicas.iter().find(|r| r.name == name));
-            let role = if published
-                .and_then(|t| t.primary.as_ref())
-                .is_some_and(|p| p.name == name)
-            {
-                Role::Primary
-            } else if listed.is_some() {
-                Role::Replica
-            } else {
-                Role::Other
-            };
-            let v = view.and_then(|v| v.member(&name));
-            let pod = pods.get(&name);
-            RollMember {
-                role,
-                current: pod.is_some_and(|p| {
-                    p.current && !p.terminating && Some(p.uid.as_str()) != replaced_uid
-                }),
-                in_reads: listed.is_some_and(|r| r.weight > 0),
-                reachable: v.is_some_and(|v| v.is_reachable()),
-                replicating: v.is_some_and(|v| v.source.is_some() && v.replicates_cleanly()),
-                executed: v.and_then(|v| v.executed.clone()),
-                name,
-            }
+            let current = pods.get(&spec.name).is_some_and(|p| {
+                p.current && !p.terminating && Some(p.uid.as_str()) != replaced_uid
+            });
+            RollMember::observed(&spec.name, published, view, current)
         })
         .collect()
 }

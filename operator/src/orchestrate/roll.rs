@@ -11,6 +11,9 @@
 use std::time::Duration;
 
 use lagless_core::gtid::GtidSet;
+use lagless_core::topology::Topology;
+
+use super::ClusterView;
 
 /// How long a member stays out of read routing before it is stopped, once the topology
 /// without it is published, when the proxies cannot say whether they still use it: they
@@ -48,6 +51,68 @@ pub struct RollMember {
     pub replicating: bool,
     /// What it has applied.
     pub executed: Option<GtidSet>,
+}
+
+impl RollMember {
+    /// `name` as the published topology and the last observation show it; whether it runs
+    /// the wanted configuration (`current`) is the platform's to say.
+    pub fn observed(
+        name: &str,
+        published: Option<&Topology>,
+        view: Option<&ClusterView>,
+        current: bool,
+    ) -> Self {
+        let listed = published.and_then(|t| t.replicas.iter().find(|r| r.name == name));
+        let role = if published
+            .and_then(|t| t.primary.as_ref())
+            .is_some_and(|p| p.name == name)
+        {
+            Role::Primary
+        } else if listed.is_some() {
+            Role::Replica
+        } else {
+            Role::Other
+        };
+        let v = view.and_then(|v| v.member(name));
+        RollMember {
+            name: name.to_string(),
+            role,
+            current,
+            in_reads: listed.is_some_and(|r| r.weight > 0),
+            reachable: v.is_some_and(|v| v.is_reachable()),
+            replicating: v.is_some_and(|v| v.source.is_some() && v.replicates_cleanly()),
+            executed: v.and_then(|v| v.executed.clone()),
+        }
+    }
+}
+
+/// Sets what the member being rolled must apply once it is catching up: what the primary
+/// holds now; again after a failover, since a new primary may lack what the old one held and
+/// never acknowledged. `from` is the primary the target was read from. Only on a position
+/// read: a primary that missed one probe is read again at the next tick rather than leave
+/// the member waiting for no target forever.
+pub fn anchor_catch_up(
+    rolling: &mut Rolling,
+    from: &mut Option<String>,
+    published: Option<&Topology>,
+    view: Option<&ClusterView>,
+) {
+    if rolling.phase != Phase::CatchingUp {
+        return;
+    }
+    let primary = published
+        .and_then(|t| t.primary.as_ref())
+        .map(|p| p.name.clone());
+    if primary.is_none() || primary == *from {
+        return;
+    }
+    let to = primary
+        .as_deref()
+        .and_then(|p| view?.member(p)?.executed.clone());
+    if to.is_some() {
+        rolling.catch_up_to = to;
+        *from = primary;
+    }
 }
 
 /// Where the member being rolled is.

@@ -14,7 +14,7 @@ use crate::local::process_table::{Process, Runtime, record_config};
 use crate::local::shared::SharedState;
 use crate::local::status::RollStatus;
 use crate::local::{LocalError, mariadb, proxy_admin};
-use crate::orchestrate::roll::{self, Phase, Role, RollMember, RollView, Rolling, Step};
+use crate::orchestrate::roll::{self, Phase, RollMember, RollView, Rolling, Step};
 use crate::orchestrate::view::{Switchover, SwitchoverTarget};
 use crate::orchestrate::{ClusterState, Event, Plan};
 
@@ -282,32 +282,12 @@ impl Supervisor {
             .filter_map(|i| shared.processes.members.get(&self.settings.member_name(i)))
             .filter(|m| !m.removing)
             .map(|m| {
-                let name = m.layout.name.clone();
-                let listed = published.and_then(|t| t.replicas.iter().find(|r| r.name == name));
-                let role = if published
-                    .and_then(|t| t.primary.as_ref())
-                    .is_some_and(|p| p.name == name)
-                {
-                    Role::Primary
-                } else if listed.is_some() {
-                    Role::Replica
-                } else {
-                    Role::Other
-                };
-                let v = view.and_then(|v| v.member(&name));
                 let record = self.rt.member_record(&m.layout);
                 let restarted = self.roll.restart_requested_ms.is_none_or(|asked| {
                     record.as_ref().is_some_and(|r| r.started_unix_ms >= asked)
                 });
-                RollMember {
-                    role,
-                    current: self.rt.member_config(&m.layout) == *wanted && restarted,
-                    in_reads: listed.is_some_and(|r| r.weight > 0),
-                    reachable: v.is_some_and(|v| v.is_reachable()),
-                    replicating: v.is_some_and(|v| v.source.is_some() && v.replicates_cleanly()),
-                    executed: v.and_then(|v| v.executed.clone()),
-                    name,
-                }
+                let current = self.rt.member_config(&m.layout) == *wanted && restarted;
+                RollMember::observed(&m.layout.name, published, view, current)
             })
             .collect()
     }
@@ -386,25 +366,13 @@ impl Supervisor {
         let Some(rolling) = self.roll.rolling.as_mut() else {
             return;
         };
-        if rolling.phase != Phase::CatchingUp {
-            return;
-        }
         let shared = self.shared.lock();
-        let primary = (shared.last_tick.published.as_ref())
-            .and_then(|t| t.primary.as_ref())
-            .map(|p| p.name.clone());
-        if primary.is_none() || primary == self.roll.catch_up_from {
-            return;
-        }
-        let to = primary
-            .as_deref()
-            .and_then(|p| shared.last_tick.view.as_ref()?.member(p)?.executed.clone());
-        // Anchored only on a position read: a primary that missed one probe is read again at
-        // the next tick rather than leave the member waiting for no target forever.
-        if to.is_some() {
-            rolling.catch_up_to = to;
-            self.roll.catch_up_from = primary;
-        }
+        roll::anchor_catch_up(
+            rolling,
+            &mut self.roll.catch_up_from,
+            shared.last_tick.published.as_ref(),
+            shared.last_tick.view.as_ref(),
+        );
     }
 
     /// Waits up to `limit` for a member's restart under way, so that it is back in the

@@ -503,6 +503,19 @@ struct Written {
     errors: Vec<(Instant, String)>,
 }
 
+/// Why a statement bounded by a timeout did not succeed.
+fn why<T>(failed: Result<Result<T, mysql_async::Error>, tokio::time::error::Elapsed>) -> String {
+    match failed {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(_)) => "succeeded".into(),
+        Err(_) => "timed out".into(),
+    }
+}
+
+async fn note_error(written: &Mutex<Written>, what: String) {
+    written.lock().await.errors.push((Instant::now(), what));
+}
+
 async fn connect(proxy: &str) -> Option<Conn> {
     let connecting = Conn::new(opts(proxy, APP.0, APP.1, Some("shop")));
     tokio::time::timeout(Duration::from_secs(5), connecting)
@@ -533,12 +546,7 @@ async fn writer(proxy: String, stop: Arc<AtomicBool>, written: Arc<Mutex<Written
         match tokio::time::timeout(Duration::from_secs(10), insert).await {
             Ok(Ok(())) => written.lock().await.acked.push((id, Instant::now())),
             failed => {
-                let why = failed.map_or_else(|_| "timed out".to_string(), |r| format!("{r:?}"));
-                written
-                    .lock()
-                    .await
-                    .errors
-                    .push((Instant::now(), format!("write {id}: {why}")));
+                note_error(&written, format!("write {id}: {}", why(failed))).await;
                 writes = None;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -554,12 +562,7 @@ async fn writer(proxy: String, stop: Arc<AtomicBool>, written: Arc<Mutex<Written
                 }
             }
             failed => {
-                let why = failed.map_or_else(|_| "timed out".to_string(), |r| format!("{r:?}"));
-                written
-                    .lock()
-                    .await
-                    .errors
-                    .push((Instant::now(), format!("read {id}: {why}")));
+                note_error(&written, format!("read {id}: {}", why(failed))).await;
                 reads = None;
             }
         }
