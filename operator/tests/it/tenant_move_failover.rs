@@ -1,8 +1,9 @@
 //! A failover during a tenant move, on a local pool whose clusters run their own orchestrators:
-//! the source's or the target's primary is killed while the tenant is copied, or while the
-//! target catches up through the move's channel, with the tenant written all along. The move
-//! ends rolled back (or done), never with two writable copies, and every acknowledged write
-//! is on the cluster the directory names.
+//! the source's or the target's primary is killed while the tenant is copied, while the
+//! target catches up through the move's channel, while the tenant is frozen, or after the flip
+//! while the source's copy is dropped, with the tenant written all along. The move ends rolled
+//! back before the flip and done after it, never with two writable copies, and every
+//! acknowledged write is on the cluster the directory names.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,6 +109,30 @@ fn reseed_quarantined(pool: &Pool, cluster: &str) -> Vec<String> {
 }
 
 /// Starts `tenant move x --to <to>`, paced at 1 MiB/s, its output piped.
+/// Opens a transaction holding a lock on the source's fenced copy of tenant `x` as soon as
+/// it exists (polled every few milliseconds), so the move's drop of it waits.
+async fn hold_fenced_copy(source_primary: &mysql_async::Opts) -> mysql_async::Conn {
+    let mut c = mysql_async::Conn::new(source_primary.clone())
+        .await
+        .expect("admin");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the source's copy was never fenced"
+        );
+        c.query_drop("BEGIN").await.expect("a transaction");
+        let held: Result<Option<i64>, _> = c
+            .query_first("SELECT id FROM lagless_moved_x.bulk WHERE id = 1 LOCK IN SHARE MODE")
+            .await;
+        if matches!(held, Ok(Some(_))) {
+            return c;
+        }
+        let _ = c.query_drop("ROLLBACK").await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
+
 fn mover(pool: &Pool, to: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_lagless-operator"))
         .arg("tenant")
@@ -122,17 +147,19 @@ fn mover(pool: &Pool, to: &str) -> std::process::Child {
 }
 
 #[test]
-fn a_failover_of_the_source_during_a_move_rolls_it_back_losing_nothing() {
+fn a_failover_of_the_source_during_a_move_loses_nothing_and_leaves_one_copy() {
     failover_during_a_move(Side::Source, When::Copying, 13);
     failover_during_a_move(Side::Source, When::CatchingUp, 13);
     failover_during_a_move(Side::Source, When::Frozen, 13);
+    failover_during_a_move(Side::Source, When::Cleaning, 13);
 }
 
 #[test]
-fn a_failover_of_the_target_during_a_move_rolls_it_back_losing_nothing() {
+fn a_failover_of_the_target_during_a_move_loses_nothing_and_leaves_one_copy() {
     failover_during_a_move(Side::Target, When::Copying, 17);
     failover_during_a_move(Side::Target, When::CatchingUp, 17);
     failover_during_a_move(Side::Target, When::Frozen, 17);
+    failover_during_a_move(Side::Target, When::Cleaning, 17);
 }
 
 /// When the primary is killed.
@@ -145,6 +172,9 @@ enum When {
     /// The tenant is frozen and the fence waits (up to its 2 s) for a transaction the test
     /// holds open on the source's primary.
     Frozen,
+    /// After the flip: the source's fenced copy is being dropped, and the drop waits for a
+    /// transaction the test holds open on it. The move only goes forward from here.
+    Cleaning,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +282,11 @@ fn failover_during_a_move(side: Side, when: When, skew: u32) {
     });
     let began = Instant::now();
     let mut child = mover(&pool, target);
+    // The fenced copy exists only from the fence on, for a few hundred milliseconds before it
+    // is dropped: watched closely, and a transaction opened on it at once.
+    if when == When::Cleaning {
+        holder = Some(rt.block_on(hold_fenced_copy(&source_primary)));
+    }
     wait_until("the move to get there", Duration::from_secs(60), || {
         if let Ok(Some(exit)) = child.try_wait() {
             let mut err = String::new();
@@ -270,6 +305,7 @@ fn failover_during_a_move(side: Side, when: When, skew: u32) {
             }
             When::CatchingUp => channel_seen(&rt, &target_primary),
             When::Frozen => phase(&pool).as_deref() == Some("frozen"),
+            When::Cleaning => phase(&pool).as_deref() == Some("cleaning"),
         }
     });
     if when == When::Copying {
