@@ -492,7 +492,13 @@ fn roll_members(
             let current = pods.get(&spec.name).is_some_and(|p| {
                 p.current && !p.terminating && Some(p.uid.as_str()) != replaced_uid
             });
-            RollMember::observed(&spec.name, published, view, current)
+            RollMember::observed(
+                &spec.name,
+                Some(&orchestrator.spec),
+                published,
+                view,
+                current,
+            )
         })
         .collect()
 }

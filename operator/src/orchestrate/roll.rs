@@ -14,6 +14,7 @@ use lagless_core::gtid::GtidSet;
 use lagless_core::topology::Topology;
 
 use super::ClusterView;
+use super::view::ClusterSpec;
 
 /// How long a member stays out of read routing before it is stopped, once the topology
 /// without it is published, when the proxies cannot say whether they still use it: they
@@ -51,13 +52,16 @@ pub struct RollMember {
     pub replicating: bool,
     /// What it has applied.
     pub executed: Option<GtidSet>,
+    /// It may take the primary role (not `neverPromote`).
+    pub promotable: bool,
 }
 
 impl RollMember {
-    /// `name` as the published topology and the last observation show it; whether it runs
-    /// the wanted configuration (`current`) is the platform's to say.
+    /// `name` as the spec, the published topology and the last observation show it; whether
+    /// it runs the wanted configuration (`current`) is the platform's to say.
     pub fn observed(
         name: &str,
+        spec: Option<&ClusterSpec>,
         published: Option<&Topology>,
         view: Option<&ClusterView>,
         current: bool,
@@ -82,6 +86,9 @@ impl RollMember {
             reachable: v.is_some_and(|v| v.is_reachable()),
             replicating: v.is_some_and(|v| v.source.is_some() && v.replicates_cleanly()),
             executed: v.and_then(|v| v.executed.clone()),
+            promotable: spec
+                .and_then(|s| s.member(name))
+                .is_none_or(|m| !m.never_promote),
         }
     }
 }
@@ -214,7 +221,7 @@ pub fn next(v: &RollView<'_>) -> Step {
     let has_replica = v
         .members
         .iter()
-        .any(|m| m.role == Role::Replica && m.current && m.replicating);
+        .any(|m| m.role == Role::Replica && m.current && m.replicating && m.promotable);
     if has_replica {
         Step::Switchover {
             from: primary.name.clone(),
@@ -222,6 +229,17 @@ pub fn next(v: &RollView<'_>) -> Step {
     } else if v.members.len() == 1 {
         // Nowhere to hand the role to: a one-member cluster restarts in place.
         Step::Restart(primary.name.clone())
+    } else if !v
+        .members
+        .iter()
+        .any(|m| m.role != Role::Primary && m.promotable)
+    {
+        // Never restarted without a hand-over, and none can take it: said once, not tried.
+        Step::Wait(format!(
+            "every other member is neverPromote: {} keeps its configuration until one may take \
+             the primary role (or it is restarted by hand)",
+            primary.name
+        ))
     } else {
         Step::Wait(format!(
             "no replica runs the new configuration to take the primary role from {}",

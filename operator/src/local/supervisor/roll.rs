@@ -287,7 +287,8 @@ impl Supervisor {
                     record.as_ref().is_some_and(|r| r.started_unix_ms >= asked)
                 });
                 let current = self.rt.member_config(&m.layout) == *wanted && restarted;
-                RollMember::observed(&m.layout.name, published, view, current)
+                let spec = self.orchestrator.as_ref().map(|o| &o.spec);
+                RollMember::observed(&m.layout.name, spec, published, view, current)
             })
             .collect()
     }

@@ -14,6 +14,7 @@ fn member(name: &str, role: Role, current: bool) -> RollMember {
         reachable: true,
         replicating: role == Role::Replica,
         executed: gtid("10-1-100"),
+        promotable: true,
     }
 }
 
@@ -229,4 +230,23 @@ fn a_drained_member_waits_while_another_fails_or_a_switchover_runs() {
     v.healthy = true;
     v.switching = true;
     assert!(matches!(next(&v), Step::Wait(w) if w.contains("switchover")));
+}
+
+#[test]
+fn the_primary_is_not_handed_over_to_a_replica_that_may_not_be_promoted() {
+    let mut members = cluster([false, true, true]);
+    for m in &mut members[1..] {
+        m.promotable = false;
+    }
+    let step = next(&view(&members, None));
+    assert!(
+        matches!(&step, Step::Wait(why) if why.contains("neverPromote")),
+        "{step:?}"
+    );
+    // One that may: the hand-over to it.
+    members[2].promotable = true;
+    assert_eq!(
+        next(&view(&members, None)),
+        Step::Switchover { from: "s-0".into() }
+    );
 }
