@@ -287,7 +287,7 @@ impl Pass {
             t.outcomes.insert(key, Err(why));
         };
         for d in databases {
-            let name = d.spec.name.clone().unwrap_or_else(|| d.name_any());
+            let name = database_name(d);
             let key = Key::Database(name.clone());
             if let Some(first) = owners.get(&key) {
                 t.duplicates
@@ -310,8 +310,7 @@ impl Pass {
             });
         }
         for u in users {
-            let name = u.spec.name.clone().unwrap_or_else(|| u.name_any());
-            let host = u.spec.host.clone().unwrap_or_else(|| "%".into());
+            let (name, host) = user_account(u);
             let key = Key::User(name.clone(), host.clone());
             if let Some(first) = owners.get(&key) {
                 t.duplicates
@@ -345,14 +344,8 @@ impl Pass {
             });
         }
         for g in grants {
-            let host = g.spec.host.clone().unwrap_or_else(|| "%".into());
-            let table = g.spec.table.clone().unwrap_or_else(|| "*".into());
-            let key = Key::Grant(
-                g.spec.user.clone(),
-                host.clone(),
-                g.spec.database.clone(),
-                table.clone(),
-            );
+            let key = grant_key(g);
+            let (host, table) = grant_host_and_table(g);
             if let Some(first) = owners.get(&key) {
                 t.duplicates
                     .insert(("MySQLGrant", g.name_any()), first.clone());
@@ -554,27 +547,24 @@ impl Pass {
             })
         };
         for d in databases {
-            let name = d.spec.name.clone().unwrap_or_else(|| d.name_any());
-            let outcome = duplicate("MySQLDatabase", d.name_any())
-                .unwrap_or_else(|| outcomes.get(&Key::Database(name)).unwrap_or(&ok).clone());
+            let outcome = duplicate("MySQLDatabase", d.name_any()).unwrap_or_else(|| {
+                outcomes
+                    .get(&Key::Database(database_name(d)))
+                    .unwrap_or(&ok)
+                    .clone()
+            });
             self.set_ready(d, &outcome, primary).await;
         }
         for u in users {
-            let name = u.spec.name.clone().unwrap_or_else(|| u.name_any());
-            let host = u.spec.host.clone().unwrap_or_else(|| "%".into());
+            let (name, host) = user_account(u);
+            let key = Key::User(name, host);
             let outcome = duplicate("MySQLUser", u.name_any())
-                .unwrap_or_else(|| outcomes.get(&Key::User(name, host)).unwrap_or(&ok).clone());
+                .unwrap_or_else(|| outcomes.get(&key).unwrap_or(&ok).clone());
             self.set_ready(u, &outcome, primary).await;
         }
         for g in grants {
-            let key = Key::Grant(
-                g.spec.user.clone(),
-                g.spec.host.clone().unwrap_or_else(|| "%".into()),
-                g.spec.database.clone(),
-                g.spec.table.clone().unwrap_or_else(|| "*".into()),
-            );
             let outcome = duplicate("MySQLGrant", g.name_any())
-                .unwrap_or_else(|| outcomes.get(&key).unwrap_or(&ok).clone());
+                .unwrap_or_else(|| outcomes.get(&grant_key(g)).unwrap_or(&ok).clone());
             self.set_ready(g, &outcome, primary).await;
         }
     }
@@ -678,6 +668,34 @@ where
 
 fn check_opt_charset(what: &str, value: Option<&str>) -> Result<(), String> {
     value.map_or(Ok(()), |v| plan::check_charset(what, v))
+}
+
+/// The database a `MySQLDatabase` makes: its `name`, else the resource's.
+fn database_name(d: &MySQLDatabase) -> String {
+    d.spec.name.clone().unwrap_or_else(|| d.name_any())
+}
+
+/// The account a `MySQLUser` makes: its `name` (else the resource's) at its `host` (else
+/// `%`).
+fn user_account(u: &MySQLUser) -> (String, String) {
+    (
+        u.spec.name.clone().unwrap_or_else(|| u.name_any()),
+        u.spec.host.clone().unwrap_or_else(|| "%".into()),
+    )
+}
+
+/// A `MySQLGrant`'s host (else `%`) and table (else `*`).
+fn grant_host_and_table(g: &MySQLGrant) -> (String, String) {
+    (
+        g.spec.host.clone().unwrap_or_else(|| "%".into()),
+        g.spec.table.clone().unwrap_or_else(|| "*".into()),
+    )
+}
+
+/// What a `MySQLGrant` makes: privileges of `user@host` on `database.table`.
+fn grant_key(g: &MySQLGrant) -> Key {
+    let (host, table) = grant_host_and_table(g);
+    Key::Grant(g.spec.user.clone(), host, g.spec.database.clone(), table)
 }
 
 /// Refuses the server's own accounts and the operator's.

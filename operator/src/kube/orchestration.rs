@@ -26,7 +26,7 @@ use super::status::{self, ClusterEvent, Snapshot};
 use super::tasks::Tasks;
 use crate::agent::tls::AgentTls;
 use crate::clock;
-use crate::crd::{MySQLCluster, ReseedResult};
+use crate::crd::MySQLCluster;
 use crate::orchestrate::MemberView;
 use crate::orchestrate::act::{ProxyAccount, ProxyRole, Stored, TopologySink};
 use crate::orchestrate::run::{Orchestrator, TimedEvent};
@@ -193,21 +193,15 @@ impl Runner {
             }
             // A re-seed replaces a pod: orchestration, which a paused cluster does not get; and
             // none starts while a roll has a member down (one in progress goes on).
-            let reseed_in_progress = reseeder
-                .record()
-                .is_some_and(|r| r.result == ReseedResult::InProgress);
             let reseed_events =
-                if cluster.spec.paused || (roller.in_flight() && !reseed_in_progress) {
+                if cluster.spec.paused || (roller.in_flight() && !reseeder.in_progress()) {
                     Vec::new()
                 } else {
                     self.reseed(&mut reseeder, &cluster, &mut orchestrator)
                         .await
                 };
             // One roll step a second, none while a re-seed replaces a pod.
-            let reseeding = reseeder
-                .record()
-                .is_some_and(|r| r.result == ReseedResult::InProgress);
-            let roll_events = if std::time::Instant::now() >= roll_due && !reseeding {
+            let roll_events = if std::time::Instant::now() >= roll_due && !reseeder.in_progress() {
                 roll_due = std::time::Instant::now() + ROLL_INTERVAL;
                 let seen = std::mem::take(&mut roll_seen);
                 let step = roller.tick(&cluster, &orchestrator, &seen);

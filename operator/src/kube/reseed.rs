@@ -230,6 +230,13 @@ impl Reseeder {
         self.record.as_ref()
     }
 
+    /// A request is under way (its pod may be down).
+    pub fn in_progress(&self) -> bool {
+        self.record
+            .as_ref()
+            .is_some_and(|r| r.result == ReseedResult::InProgress)
+    }
+
     /// One step for the cluster's request. `token` gives the agents' token; it is asked for
     /// only when an agent is called. Returns the Events to record.
     pub async fn tick<F, Fut>(
