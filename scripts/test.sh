@@ -14,7 +14,7 @@ cargo test --workspace --locked
 # process that started it (its directory is lagless-kit-<pid>-..., or lagless-kube-<pid>-...
 # for the API server tests' etcd, kube-apiserver and kube-controller-manager) is gone; a demo
 # cluster running in another terminal is not ours to judge. The API server tests' node runs
-# pods in network namespaces named lagless-kube-<pid>-pod<n>: one left with a process in it
+# pods in network namespaces named lagless-kube-<pid>-n<node>-pod<n>: one left with a process in it
 # counts too.
 leftover=""
 while read -r pid cmd; do

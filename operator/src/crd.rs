@@ -12,6 +12,7 @@
 //! rather than act on it.
 
 pub mod accounts;
+pub mod backup;
 pub mod tenant_pool;
 mod validate;
 
@@ -232,11 +233,52 @@ pub struct MySQLClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 
-    /// Where backups go, and continuous archiving of the primary's binary log there (for
-    /// point-in-time restores). The local runtime archives; the Kubernetes controller does
-    /// not act on this yet.
+    /// Where backups go, on what schedule, and continuous archiving of the primary's binary
+    /// log there (for point-in-time restores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+
+    /// Where a new cluster's data comes from: empty (the default), or a backup. Read only when
+    /// the first member starts on an empty volume and nothing was ever published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
+}
+
+/// How a new cluster starts.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Restore a full backup (and, with `pointInTime`, the archived binary log after it)
+    /// into the first member before it starts; the others copy it from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<FromBackupSpec>,
+}
+
+/// The backup a new cluster starts from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FromBackupSpec {
+    /// Where the backups are: `s3://bucket/prefix` (Kubernetes), or a directory (local
+    /// runtime).
+    #[schemars(length(min = 1, max = 1024))]
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+    /// The cluster whose backups these are (its archive is `binlog/<cluster>/`); this
+    /// cluster's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub cluster: Option<String>,
+    /// A backup id; the newest of `cluster`'s backups (that precedes `pointInTime`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub backup_id: Option<String>,
+    /// Roll forward with the archived binary log to this moment: a second in UTC
+    /// (`2026-12-07T06:32:14Z`, every transaction up to and including it) or a GTID
+    /// position (`0-1-123`). Refused when the archive does not reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub point_in_time: Option<String>,
 }
 
 /// Where the cluster's certificate comes from. With neither `secretName` nor `issuerRef`, the
@@ -637,6 +679,11 @@ pub struct S3Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub credentials_file: Option<String>,
+    /// Kubernetes: a Secret in the cluster's namespace with the keys `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub credentials_secret: Option<String>,
 }
 
 /// A planned switchover request.
@@ -706,6 +753,29 @@ pub struct MySQLClusterStatus {
     /// The last re-seed request and where it stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reseed: Option<ReseedRecord>,
+    /// Backups (`spec.backup`, `MySQLBackup`): the last good one, the last failure, the next
+    /// scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsStatus>,
+}
+
+/// Where a cluster's backups stand.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupsStatus {
+    /// The id of the newest backup that succeeded, and when it finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<String>,
+    /// The last failed backup's `MySQLBackup` and why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
+    /// When `spec.backup.schedule` next takes one (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled: Option<String>,
 }
 
 /// Where a re-seed request stands.
@@ -882,6 +952,11 @@ impl MySQLClusterSpec {
 
     /// The GTID domain of cluster `namespace/name`: `gtidDomainId`, or one derived from the
     /// namespace and name (stable, and different between clusters but for a 1 in 2^31 chance).
+    /// The backup a new cluster starts from, if any.
+    pub fn from_backup(&self) -> Option<&FromBackupSpec> {
+        self.bootstrap.as_ref()?.from_backup.as_ref()
+    }
+
     pub fn gtid_domain_id(&self, namespace: &str, name: &str) -> u32 {
         match self.gtid_domain_id.and_then(|id| u32::try_from(id).ok()) {
             Some(id) => id,
@@ -995,13 +1070,23 @@ pub fn accounts_crds_yaml() -> String {
         .join("---\n")
 }
 
+/// The `MySQLBackup` CRD as YAML, as kept in `crds/mysqlbackup.yaml`.
+pub fn backup_crd_yaml() -> String {
+    generated_yaml(
+        &backup::MySQLBackup::crd(),
+        "operator/src/crd/backup.rs by `lagless-operator crd --kind MySQLBackup`",
+        "crd --kind MySQLBackup > crds/mysqlbackup.yaml",
+    )
+}
+
 /// The CRDs `lagless-operator crd --kind all` prints: every one, as one multi-document YAML.
 pub fn all_crds_yaml() -> String {
     format!(
-        "{}---\n{}---\n{}",
+        "{}---\n{}---\n{}---\n{}",
         crd_yaml(),
         tenant_pool_crd_yaml(),
-        accounts_crds_yaml()
+        accounts_crds_yaml(),
+        backup_crd_yaml()
     )
 }
 
@@ -1060,6 +1145,7 @@ mod tests {
             reseed: None,
             tls: None,
             backup: None,
+            bootstrap: None,
         }
     }
 

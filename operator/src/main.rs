@@ -19,8 +19,8 @@ enum Command {
     /// Print a CustomResourceDefinition as YAML (MySQLCluster unless --kind says otherwise).
     Crd {
         /// `MySQLCluster`, `MySQLTenantPool`, `accounts` (`MySQLDatabase`, `MySQLUser` and
-        /// `MySQLGrant`), or `all` (one multi-document YAML).
-        #[arg(long, default_value = "MySQLCluster", value_parser = ["MySQLCluster", "MySQLTenantPool", "accounts", "all"])]
+        /// `MySQLGrant`), `MySQLBackup`, or `all` (one multi-document YAML).
+        #[arg(long, default_value = "MySQLCluster", value_parser = ["MySQLCluster", "MySQLTenantPool", "accounts", "MySQLBackup", "all"])]
         kind: String,
     },
     /// Run lagless-proxy (the same program as the `lagless-proxy` binary).
@@ -51,6 +51,7 @@ fn main() {
             match kind.as_str() {
                 "MySQLTenantPool" => lagless_operator::crd::tenant_pool_crd_yaml(),
                 "accounts" => lagless_operator::crd::accounts_crds_yaml(),
+                "MySQLBackup" => lagless_operator::crd::backup_crd_yaml(),
                 "all" => lagless_operator::crd::all_crds_yaml(),
                 _ => lagless_operator::crd::crd_yaml(),
             }

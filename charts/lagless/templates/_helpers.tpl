@@ -124,6 +124,14 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: ["lagless.dev"]
   resources: ["mysqldatabases/status", "mysqlusers/status", "mysqlgrants/status"]
   verbs: ["patch"]
+# Backups: listed by each cluster's backup pass, created for spec.backup.schedule, deleted
+# when the retention policy deletes their backup, their status written by a merge patch.
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqlbackups"]
+  verbs: ["list", "create", "delete"]
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqlbackups/status"]
+  verbs: ["patch"]
 # Owner references with blockOwnerDeletion on the objects below need this where the
 # OwnerReferencesPermissionEnforcement admission plugin runs.
 - apiGroups: ["lagless.dev"]

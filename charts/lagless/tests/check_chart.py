@@ -187,6 +187,8 @@ EXPECTED_RULES = {
     ("lagless.dev", "mysqldatabases/status"): ["patch"],
     ("lagless.dev", "mysqlusers/status"): ["patch"],
     ("lagless.dev", "mysqlgrants/status"): ["patch"],
+    ("lagless.dev", "mysqlbackups"): ["create", "delete", "list"],
+    ("lagless.dev", "mysqlbackups/status"): ["patch"],
     ("apps", "statefulsets"): WATCHED,
     ("apps", "deployments"): WATCHED,
     ("", "services"): WATCHED,
@@ -388,6 +390,7 @@ CRD_FILES = {
     "mysqlcluster.yaml": ["mysqlclusters.lagless.dev"],
     "mysqltenantpool.yaml": ["mysqltenantpools.lagless.dev"],
     "mysqlaccounts.yaml": ["mysqldatabases.lagless.dev", "mysqlusers.lagless.dev", "mysqlgrants.lagless.dev"],
+    "mysqlbackup.yaml": ["mysqlbackups.lagless.dev"],
 }
 
 

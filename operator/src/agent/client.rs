@@ -134,7 +134,7 @@ async fn holds_data(dir: &Path) -> Result<bool, FetchError> {
 }
 
 /// Removes what the data directory holds, keeping the directory (often a mount point).
-async fn empty(dir: &Path) -> Result<(), FetchError> {
+pub(crate) async fn empty_data_dir(dir: &Path) -> Result<(), FetchError> {
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -372,7 +372,7 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
             "agent fetch: emptying {} (an interrupted copy or a re-seed request)",
             datadir.display()
         );
-        empty(datadir).await?;
+        empty_data_dir(datadir).await?;
     }
     if holds_data(datadir).await? {
         if args.if_empty {
@@ -381,7 +381,7 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
         if !args.force {
             return Err(FetchError::NotEmpty(datadir.clone()));
         }
-        empty(datadir).await?;
+        empty_data_dir(datadir).await?;
     }
     let token = tokio::fs::read_to_string(&args.token_file)
         .await
@@ -409,12 +409,44 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
         // A half copy would make the next attempt refuse the directory, and the server
         // must never start on it. A re-seed mark stays, so the next attempt copies again
         // (and member 0 does not start empty); a mark this copy wrote itself goes.
-        let _ = empty(datadir).await;
+        let _ = empty_data_dir(datadir).await;
         if !requested {
             let _ = tokio::fs::remove_file(&marker).await;
         }
     }
     copied
+}
+
+/// The backup stream of the agent at `url` (the operator's backups): the decoded body as it
+/// arrives, and the task decoding it, whose result says whether the stream ended whole.
+pub async fn open_backup(
+    url: &Url,
+    token: &str,
+    tls: Option<&AgentTls>,
+) -> Result<
+    (
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<Result<u64, String>>,
+    ),
+    String,
+> {
+    let at = format!("agent {}:{}", url.host, url.port);
+    let (mut body, head) = get(url, "/backup", Some(token), tls)
+        .await
+        .map_err(|e| format!("{at}: {e}"))?;
+    match head.status {
+        200 if head.chunked => {}
+        200 => return Err(format!("{at}: the backup is not chunked")),
+        401 => return Err(format!("{at} refused the token (401)")),
+        status => return Err(format!("{at} answered {status}")),
+    }
+    let (mut to_reader, reader) = tokio::io::duplex(1 << 20);
+    let decode = tokio::spawn(async move {
+        let decoded = http::copy_chunked(&mut body, &mut to_reader).await;
+        let _ = to_reader.shutdown().await;
+        decoded.map_err(|e| format!("{at}: the backup stream broke: {e}"))
+    });
+    Ok((reader, decode))
 }
 
 async fn copy_from(
@@ -547,7 +579,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("mysql")).unwrap();
         std::fs::write(dir.path().join("ibdata1"), b"x").unwrap();
         assert!(holds_data(dir.path()).await.unwrap());
-        empty(dir.path()).await.unwrap();
+        empty_data_dir(dir.path()).await.unwrap();
         assert!(!holds_data(dir.path()).await.unwrap());
         assert!(dir.path().join("lost+found").exists());
     }

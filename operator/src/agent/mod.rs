@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod http;
+pub mod restore;
 pub mod server;
 pub mod tls;
 
@@ -43,6 +44,8 @@ pub struct AgentArgs {
 pub enum AgentCommand {
     /// Copy a donor's data into an empty data directory and prepare it.
     Fetch(FetchArgs),
+    /// Restore a backup into the empty data directory of a new cluster's first member.
+    Restore(Box<restore::RestoreArgs>),
     /// Copy this program to PATH (how a pod gives the agent to its database image).
     Install {
         /// Where to write the executable.
@@ -191,6 +194,18 @@ pub fn run(args: AgentArgs, log: &str) -> i32 {
                 1
             }
         },
+        Some(AgentCommand::Restore(restore)) => {
+            match runtime.block_on(restore::restore(&restore)) {
+                Ok(outcome) => {
+                    eprintln!("agent restore: {outcome}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("agent restore: {e}");
+                    1
+                }
+            }
+        }
         _ => match runtime.block_on(server::serve(args.serve)) {
             Ok(()) => 0,
             Err(e) => {

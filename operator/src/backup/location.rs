@@ -59,6 +59,11 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// The environment variables (and the keys of a Kubernetes credentials Secret) that hold an
+/// S3 key.
+pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
 /// An access key for S3, read from a file of `KEY=value` lines (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, the names the AWS tools use), never from the command line,
 /// where every process could read it.

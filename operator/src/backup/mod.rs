@@ -18,6 +18,7 @@ pub mod s3;
 pub mod schedule;
 pub mod sigv4;
 pub mod store;
+pub mod take;
 pub mod xbstream;
 
 use crate::orchestrate::seed::SeedError;

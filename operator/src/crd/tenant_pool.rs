@@ -1173,6 +1173,7 @@ fn base_spec(
         },
         // Each cluster is paused on its own (the pool never sets this field).
         paused: false,
+        bootstrap: None,
         cordoned: Vec::new(),
         // Each cluster is made read-only on its own (the pool never sets this field).
         read_only: false,

@@ -51,12 +51,14 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::{MySQLCluster, MySQLClusterSpec, Resources};
 
+pub mod backups;
 pub mod members;
 pub mod proxy;
 pub mod secrets;
 pub mod tenant_pool;
 pub mod tls;
 
+pub use backups::*;
 pub use members::*;
 pub use proxy::*;
 pub use secrets::*;

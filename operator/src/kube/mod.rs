@@ -27,6 +27,7 @@
 
 pub mod accounts;
 pub mod apis;
+pub mod backups;
 pub mod builders;
 pub mod common;
 pub mod controller;

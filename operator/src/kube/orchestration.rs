@@ -15,6 +15,7 @@ use lagless_core::topology::Topology;
 use tokio::sync::watch;
 
 use super::accounts::Accounts;
+use super::backups::Backups;
 use super::builders::{self, Credential, MYSQL_PORT, TOPOLOGY_KEY};
 use super::common::{self, FIELD_MANAGER, cluster_key, credentials, lock};
 use super::metrics::Metrics;
@@ -174,6 +175,12 @@ impl Runner {
         reseeder.set_tls(agent_tls(orchestrator.spec.tls.as_ref()));
         let mut roller = Roller::new(self.client.clone(), &self.cluster.borrow());
         let mut accounts = Accounts::new(self.client.clone(), &self.cluster.borrow());
+        let mut backups = Backups::new(
+            self.client.clone(),
+            self.recorder.clone(),
+            self.metrics.clone(),
+            &self.cluster.borrow(),
+        );
         let mut roll_due = std::time::Instant::now();
         // The orchestration's events since the roll's last step (it watches its hand-over).
         let mut roll_seen: Vec<TimedEvent> = Vec::new();
@@ -215,6 +222,7 @@ impl Runner {
                 Vec::new()
             };
             accounts.tick(&cluster, &orchestrator);
+            backups.tick(&cluster, &orchestrator);
             {
                 let mut snapshot = lock(&self.snapshot);
                 snapshot.blocked = None;
@@ -225,6 +233,7 @@ impl Runner {
                 snapshot.quarantined = orchestrator.history().quarantined.clone();
                 snapshot.last_reseed = reseeder.record().cloned();
                 snapshot.roll = roller.report().cloned();
+                snapshot.backups = backups.seen();
                 fold_events(&mut snapshot, &new);
                 self.metrics.clusters.observe(
                     &cluster.namespace().unwrap_or_default(),

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use lagless_core::topology::{Topology, TopologyState};
 
 use crate::crd::{
-    Condition, ConditionStatus, Durability, MemberRole, MemberStatus, MySQLClusterSpec,
-    MySQLClusterStatus, Phase, PromotionRecord, ReseedRecord,
+    BackupsStatus, Condition, ConditionStatus, Durability, MemberRole, MemberStatus,
+    MySQLClusterSpec, MySQLClusterStatus, Phase, PromotionRecord, ReseedRecord,
 };
 use crate::orchestrate::{Cause, ClusterState, ClusterView, Event};
 
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub failing: Option<String>,
     /// A roll under way (members on an older template), see [`super::roll`].
     pub roll: Option<RollReport>,
+    /// Backups seen since the operator started, see [`super::backups`].
+    pub backups: Option<BackupsStatus>,
 }
 
 /// A Kubernetes Event to record on the `MySQLCluster`.
@@ -690,7 +692,40 @@ pub fn cluster_status(
             .last_reseed
             .clone()
             .or_else(|| previous.last_reseed.clone()),
+        backups: backups_status(previous.backups.as_ref(), snapshot.backups.as_ref()),
     }
+}
+
+/// The backups' status: what this operator saw, and what an earlier one reported where it has
+/// seen nothing of that kind yet (a restarted operator keeps the last success on record).
+pub fn backups_status(
+    previous: Option<&BackupsStatus>,
+    seen: Option<&BackupsStatus>,
+) -> Option<BackupsStatus> {
+    let (previous, seen) = match (previous, seen) {
+        (None, None) => return None,
+        (p, s) => (
+            p.cloned().unwrap_or_default(),
+            s.cloned().unwrap_or_default(),
+        ),
+    };
+    let (last_success, last_success_time) = if seen.last_success.is_some() {
+        (seen.last_success, seen.last_success_time)
+    } else {
+        (previous.last_success, previous.last_success_time)
+    };
+    let (last_failure, last_failure_time) = if seen.last_failure.is_some() {
+        (seen.last_failure, seen.last_failure_time)
+    } else {
+        (previous.last_failure, previous.last_failure_time)
+    };
+    Some(BackupsStatus {
+        last_success,
+        last_success_time,
+        last_failure,
+        last_failure_time,
+        next_scheduled: seen.next_scheduled,
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use clap::Args;
 use mysql_async::prelude::Queryable as _;
 
@@ -19,6 +18,7 @@ use crate::backup::pipeline::{compress_into, decompress_from};
 use crate::backup::s3::S3Options;
 use crate::backup::schedule;
 use crate::backup::store::Store;
+use crate::backup::take::{Taking, complete};
 use crate::crd::MySQLCluster;
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::seed::{Donor, backup_stream, extract, prepare};
@@ -365,20 +365,19 @@ async fn take(
     store: &Store,
 ) -> Result<Manifest, LocalError> {
     let started = now_ms();
-    let id = manifest::backup_id(&settings.cluster, started);
     let ca = tls_ca(dir);
     let version = server_version(member.port, creds, ca.as_deref()).await?;
-    let object = manifest::object_name(&id);
+    let taking = Taking::new(&settings.cluster, &member.name, version, started);
     // Opening the object first: storage that cannot be written fails before the copy starts.
-    let mut writer = store.writer(&object).await?;
+    let mut writer = store.writer(&taking.object()).await?;
     let donor = Donor {
         host: "127.0.0.1".into(),
         port: member.port,
         datadir: dir.member(&member.name).join("data"),
         tls_ca: ca,
     };
-    tracing::info!(%id, member = %member.name, "backup started");
-    let scratch = dir.root().join(format!("backup-{id}.tmp"));
+    tracing::info!(id = %taking.id, member = %member.name, "backup started");
+    let scratch = dir.root().join(format!("backup-{}.tmp", taking.id));
     let mut stream = match backup_stream(&donor, &admin(creds), &scratch).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -390,55 +389,8 @@ async fn take(
     let reporter = tokio::spawn(report_progress(member.name.clone(), progress.clone()));
     let stored = compress_into(&mut stream.stdout, &mut writer, progress).await;
     reporter.abort();
-    let finished = stream.finish().await;
-    let stored = match (stored, finished) {
-        (Ok(stored), Ok(())) => stored,
-        (Err(e), _) => {
-            writer.abort().await;
-            return Err(e.into());
-        }
-        (_, Err(e)) => {
-            writer.abort().await;
-            return Err(BackupError::from(e).into());
-        }
-    };
-    let gtid_position = match stored.position {
-        Ok(position) => position,
-        Err(why) => {
-            writer.abort().await;
-            return Err(BackupError::Manifest(format!("the backup's GTID position: {why}")).into());
-        }
-    };
-    writer.finish().await?;
-    let finished_ms = now_ms();
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        id: id.clone(),
-        cluster: settings.cluster.clone(),
-        member: member.name.clone(),
-        gtid_position,
-        server_version: version,
-        started_at: manifest::rfc3339(started),
-        finished_at: manifest::rfc3339(finished_ms),
-        started_unix_ms: started,
-        finished_unix_ms: finished_ms,
-        object: object.clone(),
-        stream_bytes: stored.stream_bytes,
-        stored_bytes: stored.stored_bytes,
-        sha256: stored.sha256,
-    };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| LocalError::Other(format!("the manifest: {e}")))?;
-    if let Err(e) = store
-        .put_new(&manifest::manifest_name(&id), Bytes::from(json))
-        .await
-    {
-        // Without its manifest the object is no backup: not left to take space.
-        let _ = store.delete(&object).await;
-        return Err(e.into());
-    }
-    tracing::info!(%id, bytes = manifest.stored_bytes, "backup complete");
-    Ok(manifest)
+    let finished = stream.finish().await.map_err(BackupError::from);
+    Ok(complete(store, &taking, writer, stored, finished).await?)
 }
 
 /// Says every few seconds how much of the stream has passed: a large backup takes minutes.
@@ -617,7 +569,7 @@ async fn restore_into(
     Ok(position)
 }
 
-pub(super) async fn fetch_and_prepare(
+pub(crate) async fn fetch_and_prepare(
     store: &Store,
     backup: &Manifest,
     staging: &Path,
@@ -648,7 +600,7 @@ pub(super) async fn fetch_and_prepare(
 
 /// Starts `layout`'s server on its data without networking or grant checks (for making
 /// restored data the cluster's own) and connects to it; stop it with [`mariadb::stop`].
-pub(super) async fn start_offline(
+pub(crate) async fn start_offline(
     layout: &ServerLayout,
     extra: &[&str],
 ) -> Result<(std::process::Child, mysql_async::Conn), LocalError> {
@@ -710,13 +662,13 @@ fn offline_socket(layout: &ServerLayout) -> std::path::PathBuf {
     layout.dir.join("mariadbd.sock")
 }
 
-pub(super) async fn stop_offline(layout: &ServerLayout, child: &mut std::process::Child) {
+pub(crate) async fn stop_offline(layout: &ServerLayout, child: &mut std::process::Child) {
     mariadb::stop(child, Duration::from_secs(60)).await;
     let _ = std::fs::remove_file(layout.dir.join("restore.cnf"));
 }
 
 /// Replays the archived transactions `files` into `layout`'s (restored) data.
-pub(super) async fn replay(
+pub(crate) async fn replay(
     layout: &ServerLayout,
     files: &[std::path::PathBuf],
 ) -> Result<(), LocalError> {

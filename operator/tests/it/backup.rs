@@ -225,8 +225,13 @@ pub(crate) struct S3Server {
 
 impl S3Server {
     pub(crate) fn start() -> Self {
+        Self::start_at(Ipv4Addr::LOCALHOST)
+    }
+
+    /// On `address` (one of this machine's, such as a test network's bridge).
+    pub(crate) fn start_at(address: Ipv4Addr) -> Self {
         // A port the kernel chose as free; moto binds it a moment later.
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        let port = TcpListener::bind((address, 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -236,7 +241,7 @@ impl S3Server {
                 "-m",
                 "moto.server",
                 "-H",
-                "127.0.0.1",
+                &address.to_string(),
                 "-p",
                 &port.to_string(),
             ])
@@ -249,9 +254,9 @@ impl S3Server {
             .expect(
                 "moto is needed: python3 -m pip install 'moto[server]' (scripts/setup.sh does)",
             );
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let endpoint = format!("http://{address}:{port}");
         let began = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        while TcpStream::connect((address, port)).is_err() {
             assert!(
                 began.elapsed() < Duration::from_secs(30),
                 "moto did not start"

@@ -78,6 +78,16 @@ fn accounts_crd_file_matches_the_rust_types() {
 }
 
 #[test]
+fn backup_crd_file_matches_the_rust_types() {
+    assert_up_to_date(
+        "crds/mysqlbackup.yaml",
+        &crd::backup_crd_yaml(),
+        "operator/src/crd/backup.rs",
+        "cargo run -q -p lagless-operator -- crd --kind MySQLBackup > crds/mysqlbackup.yaml",
+    );
+}
+
+#[test]
 fn crd_yaml_reads_back_as_the_crd() {
     for (file, crd) in [
         ("crds/mysqlcluster.yaml", MySQLCluster::crd()),
@@ -109,13 +119,15 @@ fn crd_subcommand_prints_the_crds() {
         crd::tenant_pool_crd_yaml()
     );
     assert_eq!(crd_of(&["--kind", "accounts"]), crd::accounts_crds_yaml());
-    // All five, for `kubectl apply -f -`.
+    assert_eq!(crd_of(&["--kind", "MySQLBackup"]), crd::backup_crd_yaml());
+    // All six, for `kubectl apply -f -`.
     let all = crd_of(&["--kind", "all"]);
     let documents: Vec<&str> = all.split("\n---\n").collect();
-    assert_eq!(documents.len(), 5, "{all}");
+    assert_eq!(documents.len(), 6, "{all}");
     assert!(all.starts_with(&crd::crd_yaml()));
     assert!(all.contains(&crd::tenant_pool_crd_yaml()));
-    assert!(all.ends_with(&crd::accounts_crds_yaml()));
+    assert!(all.contains(&crd::accounts_crds_yaml()));
+    assert!(all.ends_with(&crd::backup_crd_yaml()));
 }
 
 #[test]

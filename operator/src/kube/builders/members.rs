@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::agent::RESEED_MARKER;
+use crate::backup::location::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 use crate::crd::{Flavor, MySQLCluster};
 
 use super::{
@@ -285,14 +286,66 @@ fn seed_command(ctx: &Context<'_>) -> Vec<String> {
         let host = member_host(ctx.name, ctx.namespace, ordinal);
         let _ = write!(from, " --from http://{host}:{AGENT_PORT}");
     }
+    // Member 0 of a new cluster starts empty, or from a backup (`spec.bootstrap`): the
+    // restore's settings come from the environment ([`restore_env`]), never the script.
+    let first = if ctx.spec.from_backup().is_some() {
+        format!(
+            "exec {AGENT_BIN_MOUNT}/lagless-operator agent restore --datadir {DATA_MOUNT} --topology {TOPOLOGY_MOUNT}/{TOPOLOGY_KEY} --gtid-domain-id {}",
+            ctx.spec.gtid_domain_id(ctx.namespace, ctx.name)
+        )
+    } else {
+        "exit 0".to_string()
+    };
     let script = format!(
         r#"set -eu
 ordinal="${{HOSTNAME##*-}}"
-if [ "$ordinal" = 0 ] && [ ! -e {DATA_MOUNT}/{RESEED_MARKER} ]; then exit 0; fi
+if [ "$ordinal" = 0 ] && [ ! -e {DATA_MOUNT}/{RESEED_MARKER} ]; then {first}; fi
 exec {AGENT_BIN_MOUNT}/lagless-operator agent fetch --if-empty --datadir {DATA_MOUNT} --token-file {AGENT_TOKEN_MOUNT}/token --topology {TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}{from}
 "#
     );
     vec!["bash".into(), "-c".into(), script]
+}
+
+/// What `agent restore` needs in the seed step of a cluster that starts from a backup: where
+/// the backup is, the S3 key (from `fromBackup.s3.credentialsSecret`), and this cluster's
+/// admin and replication accounts, which the restored data is given.
+fn restore_env(ctx: &Context<'_>, cluster: &MySQLCluster) -> Result<Vec<EnvVar>, BuildError> {
+    let Some(from) = ctx.spec.from_backup() else {
+        return Ok(Vec::new());
+    };
+    let admin = Credential::Admin.secret_name(cluster)?;
+    let replication = Credential::Replication.secret_name(cluster)?;
+    let mut vars = vec![
+        env("LAGLESS_RESTORE_FROM", from.destination.clone()),
+        env(
+            "LAGLESS_RESTORE_CLUSTER",
+            from.cluster.clone().unwrap_or_else(|| ctx.name.to_string()),
+        ),
+        env_from_secret("LAGLESS_ADMIN_USER", &admin, "username"),
+        env_from_secret("LAGLESS_ADMIN_PASSWORD", &admin, "password"),
+        env_from_secret("LAGLESS_REPLICATION_USER", &replication, "username"),
+        env_from_secret("LAGLESS_REPLICATION_PASSWORD", &replication, "password"),
+    ];
+    vars.extend(
+        from.backup_id
+            .clone()
+            .map(|id| env("LAGLESS_RESTORE_BACKUP", id)),
+    );
+    vars.extend(
+        from.point_in_time
+            .clone()
+            .map(|t| env("LAGLESS_RESTORE_TO", t)),
+    );
+    if let Some(s3) = &from.s3 {
+        vars.extend(s3.endpoint.clone().map(|e| env("LAGLESS_S3_ENDPOINT", e)));
+        vars.extend(s3.region.clone().map(|r| env("AWS_REGION", r)));
+        if let Some(secret) = &s3.credentials_secret {
+            for key in [ACCESS_KEY_ID, SECRET_ACCESS_KEY] {
+                vars.push(env_from_secret(key, secret, key));
+            }
+        }
+    }
+    Ok(vars)
 }
 
 /// The seeding containers of a MariaDB member (see [`crate::agent`]): `agent-install` copies
@@ -323,7 +376,13 @@ fn agent_containers(
         name: "seed".into(),
         image: Some(image.clone()),
         command: Some(seed_command(ctx)),
-        env: Some(tls::agent_env(ctx.spec)).filter(|e| !e.is_empty()),
+        env: Some(
+            tls::agent_env(ctx.spec)
+                .into_iter()
+                .chain(restore_env(ctx, cluster)?)
+                .collect::<Vec<_>>(),
+        )
+        .filter(|e| !e.is_empty()),
         resources: resources(&ctx.spec.resources),
         volume_mounts: Some(
             vec![

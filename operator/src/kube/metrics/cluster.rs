@@ -32,6 +32,13 @@ struct CauseLabels {
     cause: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    namespace: String,
+    cluster: String,
+    result: String,
+}
+
 /// The `cause` label of promotions.
 const CAUSES: [&str; 3] = ["failover", "switchover", "recovery"];
 
@@ -42,6 +49,8 @@ pub struct ClusterMetrics {
     primary_semi_sync: Family<ClusterLabels, Gauge>,
     probe_failures: Family<MemberLabels, Gauge>,
     primary_changes: Family<CauseLabels, Counter>,
+    backups: Family<ResultLabels, Counter>,
+    backup_last_success: Family<ClusterLabels, Gauge>,
 }
 
 /// One cluster's gauges as last observed: a pure function of the snapshot and the spec.
@@ -105,6 +114,40 @@ impl ClusterMetrics {
             "Primaries promoted, by cause (failover, switchover, recovery)",
             self.primary_changes.clone(),
         );
+        registry.register(
+            "backups",
+            "Full backups finished, by result (succeeded, failed)",
+            self.backups.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the cluster's newest successful backup finished (Unix time); alert on its age",
+            self.backup_last_success.clone(),
+        );
+    }
+
+    /// Counts a finished backup; a successful one finished at `unix_secs`.
+    pub fn backup_finished(&self, namespace: &str, cluster: &str, succeeded: Option<u64>) {
+        let result = if succeeded.is_some() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.backups
+            .get_or_create(&ResultLabels {
+                namespace: namespace.to_string(),
+                cluster: cluster.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(at) = succeeded {
+            self.backup_last_success
+                .get_or_create(&ClusterLabels {
+                    namespace: namespace.to_string(),
+                    cluster: cluster.to_string(),
+                })
+                .set(i64::try_from(at).unwrap_or(i64::MAX));
+        }
     }
 
     /// Records a cluster's gauges after a tick.
@@ -181,6 +224,7 @@ impl ClusterMetrics {
         };
         self.paused.remove(&labels);
         self.primary_semi_sync.remove(&labels);
+        self.backup_last_success.remove(&labels);
         for i in 0..MAX_MEMBERS {
             self.probe_failures.remove(&MemberLabels {
                 namespace: namespace.to_string(),

@@ -52,7 +52,7 @@ spec:
 /// The controller as a process of its own (`lagless-operator controller` with the chart's
 /// arguments and environment), in a mount namespace where the node's hosts file is
 /// `/etc/hosts`. Killed when dropped.
-struct ControllerProcess {
+pub(super) struct ControllerProcess {
     child: Child,
     log: std::path::PathBuf,
 }
@@ -79,7 +79,7 @@ impl ControllerProcess {
     }
 }
 
-async fn start_controller(
+pub(super) async fn start_controller(
     plane: &ControlPlane,
     node: &Node,
     log: std::path::PathBuf,
@@ -126,14 +126,14 @@ async fn cluster(admin: &Client) -> MySQLCluster {
 }
 
 /// What a failing wait shows: the controller's log and the pods' output.
-struct Witnesses<'a> {
-    controller: &'a ControllerProcess,
-    node: &'a Node,
+pub(super) struct Witnesses<'a> {
+    pub(super) controller: &'a ControllerProcess,
+    pub(super) node: &'a Node,
 }
 
 /// Polls `probe` every 250 ms until it gives a value; fails after `limit` naming `what`,
 /// with the controller's log and the pods' output.
-async fn wait_for<T, F, Fut>(
+pub(super) async fn wait_for<T, F, Fut>(
     what: &str,
     limit: Duration,
     witnesses: &Witnesses<'_>,
@@ -158,7 +158,7 @@ where
     }
 }
 
-fn opts(ip: &str, user: &str, password: &str, db: Option<&str>) -> Opts {
+pub(super) fn opts(ip: &str, user: &str, password: &str, db: Option<&str>) -> Opts {
     OptsBuilder::default()
         .ip_or_hostname(ip)
         .tcp_port(3306)
@@ -169,7 +169,7 @@ fn opts(ip: &str, user: &str, password: &str, db: Option<&str>) -> Opts {
         .into()
 }
 
-async fn admin_credentials(admin: &Client, cluster: &MySQLCluster) -> (String, String) {
+pub(super) async fn admin_credentials(admin: &Client, cluster: &MySQLCluster) -> (String, String) {
     let name = Credential::Admin
         .secret_name(cluster)
         .expect("the admin Secret's name");
@@ -184,7 +184,7 @@ async fn admin_credentials(admin: &Client, cluster: &MySQLCluster) -> (String, S
 
 /// The cluster's primary and ready count, once its status names a primary with every member
 /// ready.
-fn settled(cluster: &MySQLCluster, members: usize) -> Option<String> {
+pub(super) fn settled(cluster: &MySQLCluster, members: usize) -> Option<String> {
     let status = cluster.status.as_ref()?;
     let primary = status.primary.clone()?;
     (status.ready.as_deref() == Some(format!("{members}/{members}").as_str())).then_some(primary)

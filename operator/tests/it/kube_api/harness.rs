@@ -21,6 +21,7 @@ use kube::discovery::ApiResource;
 use kube::{Client, Config, CustomResourceExt};
 use lagless_operator::crd::MySQLCluster;
 use lagless_operator::crd::accounts::{MySQLDatabase, MySQLGrant, MySQLUser};
+use lagless_operator::crd::backup::MySQLBackup;
 use lagless_operator::crd::tenant_pool::MySQLTenantPool;
 use lagless_operator::tls::authority::Authority;
 use rustls_pki_types::CertificateDer;
@@ -301,7 +302,7 @@ impl ControlPlane {
         client(&self.url, &self.ca_pem, token, namespace)
     }
 
-    /// Installs the `MySQLCluster`, `MySQLTenantPool` and account CRDs as generated from the
+    /// Installs the `MySQLCluster`, `MySQLTenantPool`, account and backup CRDs as generated from the
     /// Rust types, without their CEL rules when `strip_cel` (see [`without_cel`]), waits until
     /// they are served, and returns them as the API server stored them.
     pub async fn install_crds(&self, strip_cel: bool) -> Vec<CustomResourceDefinition> {
@@ -313,6 +314,7 @@ impl ControlPlane {
             MySQLDatabase::crd(),
             MySQLUser::crd(),
             MySQLGrant::crd(),
+            MySQLBackup::crd(),
         ] {
             let name = crd.metadata.name.clone().expect("a CRD name");
             if strip_cel {

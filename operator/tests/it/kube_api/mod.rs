@@ -7,6 +7,7 @@
 //! garbage-collects owned objects) and stop at the API objects; [`e2e`] adds the
 //! controller-manager and a test-side [`node`] that runs the pods, end to end.
 
+mod backups;
 mod e2e;
 mod harness;
 mod lease;

@@ -58,6 +58,7 @@ pub struct Node {
     held: Held,
     hosts: PathBuf,
     resolv_conf: PathBuf,
+    host_ip: String,
     _dir: tempfile::TempDir,
 }
 
@@ -94,6 +95,7 @@ impl Node {
         let resolv_conf = images.resolv_conf.clone();
         std::fs::write(&hosts, hosts_text(&BTreeMap::new())).expect("the node's hosts file");
         let net = PodNetwork::new().unwrap_or_else(|e| panic!("the node's pod network: {e}"));
+        let host_ip = net.host_ip();
         let visible = Arc::new(Mutex::new(BTreeMap::new()));
         let held: Held = Arc::default();
         let mut kubelet = Kubelet {
@@ -124,8 +126,14 @@ impl Node {
             held,
             hosts,
             resolv_conf,
+            host_ip,
             _dir: dir,
         }
+    }
+
+    /// This machine's address on the pod network: what pods reach a server on the host by.
+    pub fn host_ip(&self) -> &str {
+        &self.host_ip
     }
 
     /// The hosts file the pods and the controller resolve names with.

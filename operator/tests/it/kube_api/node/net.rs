@@ -33,17 +33,24 @@ fn quiet(args: &[&str]) {
 /// The bridge and the pods' namespaces of one node.
 pub struct PodNetwork {
     pid: u32,
+    /// Which node of this test process (tests run side by side, each with its own).
+    instance: u32,
     subnet: String,
     next: u8,
 }
 
+/// Counts the nodes this test process made.
+static INSTANCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl PodNetwork {
     pub fn new() -> Result<Self, String> {
         let pid = std::process::id();
+        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
         remove_stale();
         let net = Self {
             pid,
-            subnet: format!("10.77.{}", 20 + pid % 200),
+            instance,
+            subnet: format!("10.77.{}", 20 + (pid * 7 + instance) % 200),
             next: 2,
         };
         let bridge = net.bridge();
@@ -61,7 +68,12 @@ impl PodNetwork {
     }
 
     fn bridge(&self) -> String {
-        format!("lk{}br", self.pid % 10_000)
+        bridge_name(self.pid, self.instance)
+    }
+
+    /// The beginning of the names of this node's pods' namespaces.
+    fn prefix(&self) -> String {
+        format!("lagless-kube-{}-n{}-", self.pid, self.instance)
     }
 
     /// The node's own address on the pod network.
@@ -77,8 +89,8 @@ impl PodNetwork {
             .checked_add(1)
             .filter(|n| *n < 255)
             .ok_or("the node's pod network has no address left")?;
-        let ns = format!("lagless-kube-{}-pod{k}", self.pid);
-        let veth = format!("lk{}p{k}", self.pid % 10_000);
+        let ns = format!("{}pod{k}", self.prefix());
+        let veth = format!("lk{}n{}p{k}", self.pid % 1000, self.instance);
         let address = format!("{}.{k}", self.subnet);
         quiet(&["netns", "del", &ns]);
         ip(&["netns", "add", &ns])?;
@@ -110,12 +122,16 @@ impl PodNetwork {
 impl Drop for PodNetwork {
     fn drop(&mut self) {
         for ns in namespaces() {
-            if ns.starts_with(&format!("lagless-kube-{}-", self.pid)) {
+            if ns.starts_with(&self.prefix()) {
                 quiet(&["netns", "del", &ns]);
             }
         }
         quiet(&["link", "del", &self.bridge()]);
     }
+}
+
+fn bridge_name(pid: u32, instance: u32) -> String {
+    format!("lk{}n{instance}br", pid % 1000)
 }
 
 fn namespaces() -> Vec<String> {
@@ -139,7 +155,9 @@ fn remove_stale() {
             && unsafe { libc::kill(pid, 0) } != 0
         {
             quiet(&["netns", "del", &ns]);
-            quiet(&["link", "del", &format!("lk{}br", pid % 10_000)]);
+            for instance in 0..10 {
+                quiet(&["link", "del", &bridge_name(pid as u32, instance)]);
+            }
         }
     }
 }

@@ -1,0 +1,600 @@
+//! A cluster's backups in Kubernetes (`spec.backup`, `MySQLBackup`): every [`INTERVAL`] the
+//! cluster's orchestration task starts a pass, in a task of its own (a backup streams for
+//! minutes; failure detection must not wait), that creates the `MySQLBackup` a schedule
+//! (`spec.backup.schedule`) has due, then takes the oldest `MySQLBackup` not yet run: the
+//! copy is streamed from a caught-up replica's agent (`GET /backup`, the seeding stream),
+//! compressed and stored with its manifest written last, as the local runtime does
+//! (`crate::backup`). After a success the retention (`keep`, `keepDays`) deletes the backups
+//! it no longer keeps, and their `MySQLBackup`s. Each backup's status says where it stands;
+//! the cluster gets Events, a status summary and metrics.
+
+pub mod decide;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use ::kube::runtime::events::Recorder;
+use ::kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::Secret;
+use mysql_async::prelude::Queryable as _;
+use serde_json::json;
+
+use super::builders::{self, Credential};
+use super::common::{self, cluster_key, credentials, lock};
+use super::metrics::Metrics;
+use super::status::ClusterEvent;
+use crate::agent::client::{Url, open_backup};
+use crate::agent::tls::AgentTls;
+use crate::backup::BackupError;
+use crate::backup::location::{ACCESS_KEY_ID, Location, S3Credentials, SECRET_ACCESS_KEY};
+use crate::backup::pipeline::compress_into;
+use crate::backup::s3::S3Options;
+use crate::backup::schedule::Schedule;
+use crate::backup::store::Store;
+use crate::backup::take::{Taking, complete};
+use crate::clock;
+use crate::crd::backup::{BackupPhase, MySQLBackup, MySQLBackupStatus};
+use crate::crd::{BackupSpec, BackupsStatus, MySQLCluster, S3Spec};
+use crate::orchestrate::observe::opts;
+use crate::orchestrate::run::Orchestrator;
+use crate::orchestrate::view::ServerTls;
+use decide::SourceMember;
+
+/// How often a cluster's backups are looked at while none runs.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+/// How long a backup may wait for a member to take it from before it fails.
+const SOURCE_WAIT: Duration = Duration::from_secs(600);
+
+/// A cluster's backups, kept by its orchestration task: one pass at a time.
+pub struct Backups {
+    pass: Pass,
+    due: Instant,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What a pass needs, cloned into its task.
+#[derive(Clone)]
+struct Pass {
+    client: Client,
+    recorder: Recorder,
+    metrics: Metrics,
+    namespace: String,
+    name: String,
+    /// What the passes saw, for the cluster's status.
+    seen: Arc<Mutex<Option<BackupsStatus>>>,
+}
+
+/// What the orchestration knows that a pass needs.
+struct Now {
+    source: Result<SourceMember, String>,
+    tls: Option<ServerTls>,
+}
+
+impl Backups {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        cluster: &MySQLCluster,
+    ) -> Self {
+        Self {
+            pass: Pass {
+                client,
+                recorder,
+                metrics,
+                namespace: cluster.namespace().unwrap_or_default(),
+                name: cluster.name_any(),
+                seen: Arc::default(),
+            },
+            due: Instant::now(),
+            running: None,
+        }
+    }
+
+    /// Starts a pass when one is due and none runs.
+    pub fn tick(&mut self, cluster: &MySQLCluster, orchestrator: &Orchestrator) {
+        if self.running.as_ref().is_some_and(|t| !t.is_finished()) || Instant::now() < self.due {
+            return;
+        }
+        self.due = Instant::now() + INTERVAL;
+        let members = usize::try_from(cluster.spec.replicas.max(0)).unwrap_or(0);
+        let now = Now {
+            source: decide::choose_source(
+                orchestrator.last_view(),
+                orchestrator.published(),
+                members,
+            ),
+            tls: orchestrator.spec.tls.clone(),
+        };
+        let pass = self.pass.clone();
+        let cluster = cluster.clone();
+        self.running = Some(tokio::spawn(async move { pass.run(&cluster, now).await }));
+    }
+
+    /// What the passes saw since the operator started.
+    pub fn seen(&self) -> Option<BackupsStatus> {
+        lock(&self.pass.seen).clone()
+    }
+}
+
+impl Drop for Backups {
+    fn drop(&mut self) {
+        if let Some(task) = &self.running {
+            task.abort();
+        }
+    }
+}
+
+impl Pass {
+    fn api(&self) -> Api<MySQLBackup> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn run(&self, cluster: &MySQLCluster, now: Now) {
+        let spec = cluster.spec.backup.as_ref();
+        if let Some(schedule) = spec.and_then(|b| b.schedule.as_deref()) {
+            self.schedule(cluster, schedule).await;
+        }
+        let all = match self.api().list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                tracing::debug!(cluster = %self.name, error = %e, "MySQLBackups not listed (is the CRD installed?)");
+                return;
+            }
+        };
+        let mine: Vec<MySQLBackup> = all
+            .into_iter()
+            .filter(|b| b.spec.cluster_ref.name == self.name)
+            .collect();
+        // No pass runs now, so one still Running was cut off by an operator that stopped.
+        for b in decide::interrupted(&mine) {
+            let message = "interrupted: the operator stopped while it ran; nothing of it is kept \
+                           (an S3 multipart upload may stay open until the bucket's lifecycle \
+                           rule ends it)";
+            self.finish_failed(cluster, &b.name_any(), message).await;
+        }
+        let Some(next) = decide::next_to_run(&mine) else {
+            return;
+        };
+        let name = next.name_any();
+        let Some(spec) = spec else {
+            let message = "the cluster has no spec.backup: nowhere to store a backup";
+            self.finish_failed(cluster, &name, message).await;
+            return;
+        };
+        let source = match now.source {
+            Ok(source) => source,
+            Err(why) => {
+                let created_ms = next
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| u64::try_from(t.0.as_millisecond()).ok())
+                    .unwrap_or_else(clock::unix_ms);
+                let waited_ms = clock::unix_ms().saturating_sub(created_ms);
+                if waited_ms > SOURCE_WAIT.as_millis() as u64 {
+                    let message = format!(
+                        "no member could give a backup for {} s: {why}",
+                        SOURCE_WAIT.as_secs()
+                    );
+                    self.finish_failed(cluster, &name, &message).await;
+                } else {
+                    self.patch(&name, pending(&why)).await;
+                }
+                return;
+            }
+        };
+        self.take(cluster, spec, &name, &source, now.tls.as_ref())
+            .await;
+    }
+
+    /// Creates the `MySQLBackup` of the schedule's due run, if it is not there yet.
+    async fn schedule(&self, cluster: &MySQLCluster, text: &str) {
+        let Ok(schedule) = Schedule::parse(text) else {
+            return; // The reconciler's validation reports it.
+        };
+        let created = cluster
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| u64::try_from(t.0.as_second()).unwrap_or(0));
+        let now_s = clock::unix_ms() / 1000;
+        let (due, next) = decide::scheduled_runs(&schedule, created, now_s);
+        self.note(|s| s.next_scheduled = next.map(|n| clock::rfc3339_at(n * 1000)));
+        let Some(at) = due else {
+            return;
+        };
+        let backup = match builders::scheduled_backup(cluster, at) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(cluster = %self.name, error = %e, "the scheduled backup");
+                return;
+            }
+        };
+        match self.api().create(&PostParams::default(), &backup).await {
+            Ok(_) => {
+                tracing::info!(cluster = %self.name, backup = %backup.name_any(), "scheduled backup created")
+            }
+            Err(::kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(cluster = %self.name, error = %e, "creating the scheduled backup")
+            }
+        }
+    }
+
+    async fn take(
+        &self,
+        cluster: &MySQLCluster,
+        spec: &BackupSpec,
+        name: &str,
+        source: &SourceMember,
+        tls: Option<&ServerTls>,
+    ) {
+        let started = clock::unix_ms();
+        self.patch(
+            name,
+            MySQLBackupStatus {
+                phase: Some(BackupPhase::Running),
+                destination: Some(spec.destination.clone()),
+                member: Some(source.name.clone()),
+                started_at: Some(clock::rfc3339_at(started)),
+                message: Some(format!("streaming from {}", source.name)),
+                ..MySQLBackupStatus::default()
+            },
+        )
+        .await;
+        self.event(
+            cluster,
+            false,
+            "BackupStarted",
+            format!("backup {name} started from {}", source.name),
+        )
+        .await;
+        let taken = self.stream(cluster, spec, source, tls, started).await;
+        let ns = self.namespace.clone();
+        match taken {
+            Ok(manifest) => {
+                let secs = (manifest.finished_unix_ms - manifest.started_unix_ms) as f64 / 1000.0;
+                let status = MySQLBackupStatus {
+                    phase: Some(BackupPhase::Succeeded),
+                    backup_id: Some(manifest.id.clone()),
+                    destination: Some(spec.destination.clone()),
+                    member: Some(manifest.member.clone()),
+                    gtid_position: Some(manifest.gtid_position.clone()),
+                    stored_bytes: i64::try_from(manifest.stored_bytes).ok(),
+                    stream_bytes: i64::try_from(manifest.stream_bytes).ok(),
+                    started_at: Some(manifest.started_at.clone()),
+                    finished_at: Some(manifest.finished_at.clone()),
+                    duration: Some(format!("{secs:.1}s")),
+                    message: Some(format!(
+                        "{:.1} MiB stored ({:.0} MB/s of the copy)",
+                        manifest.stored_bytes as f64 / 1_048_576.0,
+                        manifest.stream_bytes as f64 / 1e6 / secs.max(1e-3)
+                    )),
+                };
+                self.patch(name, status).await;
+                self.metrics.clusters.backup_finished(
+                    &ns,
+                    &self.name,
+                    Some(manifest.finished_unix_ms / 1000),
+                );
+                self.note(|s| {
+                    s.last_success = Some(manifest.id.clone());
+                    s.last_success_time = Some(manifest.finished_at.clone());
+                });
+                self.event(
+                    cluster,
+                    false,
+                    "BackupSucceeded",
+                    format!(
+                        "backup {} taken from {} at GTID position {} in {secs:.1} s",
+                        manifest.id, manifest.member, manifest.gtid_position
+                    ),
+                )
+                .await;
+                if spec.keep.is_some() || spec.keep_days.is_some() {
+                    self.retain(cluster, spec).await;
+                }
+            }
+            Err(e) => self.finish_failed(cluster, name, &e).await,
+        }
+    }
+
+    /// The copy itself: the agent's stream into the store.
+    async fn stream(
+        &self,
+        cluster: &MySQLCluster,
+        spec: &BackupSpec,
+        source: &SourceMember,
+        tls: Option<&ServerTls>,
+        started: u64,
+    ) -> Result<crate::backup::manifest::Manifest, String> {
+        let store = self.store(&spec.destination, spec.s3.as_ref()).await?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let admin = credentials(&secrets, cluster, Credential::Admin).await?;
+        let token = credentials(&secrets, cluster, Credential::Agent)
+            .await?
+            .password;
+        let version = server_version(source, &admin, tls).await?;
+        let taking = Taking::new(&self.name, &source.name, version, started);
+        // Opening the object first: storage that cannot be written fails before the copy.
+        let mut writer = store
+            .writer(&taking.object())
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = Url {
+            host: source.host.clone(),
+            port: crate::agent::AGENT_PORT,
+        };
+        let agent_tls = tls.and_then(agent_tls);
+        let (body, decode) = match open_backup(&url, &token, agent_tls.as_ref()).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                writer.abort().await;
+                return Err(e);
+            }
+        };
+        tracing::info!(cluster = %self.name, id = %taking.id, member = %source.name, "backup started");
+        let stored = compress_into(body, &mut writer, Arc::new(AtomicU64::new(0))).await;
+        let decoded = match decode.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BackupError::Storage {
+                location: source.name.clone(),
+                detail: e,
+            }),
+            Err(e) => Err(BackupError::Storage {
+                location: source.name.clone(),
+                detail: e.to_string(),
+            }),
+        };
+        complete(&store, &taking, writer, stored, decoded)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The store at `destination`, S3 credentials from the Secret `s3.credentialsSecret`.
+    async fn store(&self, destination: &str, s3: Option<&S3Spec>) -> Result<Store, String> {
+        store_at(&self.client, &self.namespace, destination, s3).await
+    }
+
+    /// Deletes the backups the policy no longer keeps, and their `MySQLBackup`s.
+    async fn retain(&self, cluster: &MySQLCluster, spec: &BackupSpec) {
+        let result = async {
+            let store = self.store(&spec.destination, spec.s3.as_ref()).await?;
+            let location = Location::parse(&spec.destination).map_err(|e| e.to_string())?;
+            let archive = Store::open(
+                &crate::backup::archive::location(&location, &self.name),
+                s3_options(&self.client, &self.namespace, &location, spec.s3.as_ref())
+                    .await?
+                    .as_ref(),
+            )
+            .map_err(|e| e.to_string())?;
+            crate::local::backup::retain(
+                &store,
+                Some(&archive),
+                &self.name,
+                spec.keep,
+                spec.keep_days,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => {
+                if let Ok(list) = self.api().list(&ListParams::default()).await {
+                    for b in list.items.iter().filter(|b| {
+                        b.spec.cluster_ref.name == self.name
+                            && b.status
+                                .as_ref()
+                                .and_then(|s| s.backup_id.as_ref())
+                                .is_some_and(|id| removed.contains(id))
+                    }) {
+                        if let Err(e) = self.api().delete(&b.name_any(), &Default::default()).await
+                        {
+                            tracing::warn!(backup = %b.name_any(), error = %e, "deleting an expired MySQLBackup");
+                        }
+                    }
+                }
+                self.event(
+                    cluster,
+                    false,
+                    "BackupsDeleted",
+                    format!(
+                        "older backups deleted by the retention policy: {}",
+                        removed.join(", ")
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                self.event(
+                    cluster,
+                    true,
+                    "RetentionFailed",
+                    format!("older backups could not be deleted: {e}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn finish_failed(&self, cluster: &MySQLCluster, name: &str, message: &str) {
+        let now = clock::rfc3339();
+        self.patch(
+            name,
+            MySQLBackupStatus {
+                phase: Some(BackupPhase::Failed),
+                finished_at: Some(now.clone()),
+                message: Some(message.to_string()),
+                ..MySQLBackupStatus::default()
+            },
+        )
+        .await;
+        self.metrics
+            .clusters
+            .backup_finished(&self.namespace, &self.name, None);
+        self.note(|s| {
+            s.last_failure = Some(format!("{name}: {message}"));
+            s.last_failure_time = Some(now.clone());
+        });
+        self.event(
+            cluster,
+            true,
+            "BackupFailed",
+            format!("backup {name} failed: {message}"),
+        )
+        .await;
+    }
+
+    /// Merges `status` into the backup's status (fields left `None` are kept).
+    async fn patch(&self, name: &str, status: MySQLBackupStatus) {
+        let patch = Patch::Merge(json!({ "status": status }));
+        if let Err(e) = self
+            .api()
+            .patch_status(name, &PatchParams::default(), &patch)
+            .await
+        {
+            tracing::warn!(cluster = %self.name, backup = %name, error = %e, "writing a MySQLBackup's status");
+        }
+    }
+
+    fn note(&self, update: impl FnOnce(&mut BackupsStatus)) {
+        let mut seen = lock(&self.seen);
+        update(seen.get_or_insert_with(BackupsStatus::default));
+    }
+
+    async fn event(
+        &self,
+        cluster: &MySQLCluster,
+        warning: bool,
+        reason: &'static str,
+        note: String,
+    ) {
+        let action = if reason.starts_with("Backups") || reason.starts_with("Retention") {
+            "Retain"
+        } else {
+            "Backup"
+        };
+        common::publish(
+            &self.recorder,
+            cluster,
+            ClusterEvent {
+                warning,
+                reason,
+                action,
+                note,
+            },
+        )
+        .await;
+        tracing::info!(cluster = %cluster_key(cluster), reason, "backup event");
+    }
+}
+
+fn pending(why: &str) -> MySQLBackupStatus {
+    MySQLBackupStatus {
+        phase: Some(BackupPhase::Pending),
+        message: Some(format!("waiting: {why}")),
+        ..MySQLBackupStatus::default()
+    }
+}
+
+/// TLS to the agents, verified against the cluster's CA.
+fn agent_tls(tls: &ServerTls) -> Option<AgentTls> {
+    let crate::orchestrate::view::CaSource::Pem(pem) = &tls.ca else {
+        return None;
+    };
+    AgentTls::from_ca_pem(pem).ok()
+}
+
+async fn server_version(
+    source: &SourceMember,
+    admin: &crate::orchestrate::observe::Credentials,
+    tls: Option<&ServerTls>,
+) -> Result<String, String> {
+    let options = opts(&source.host, source.port, admin, tls);
+    let mut conn = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(options))
+        .await
+        .map_err(|_| format!("connecting to {} timed out", source.name))?
+        .map_err(|e| format!("connecting to {}: {e}", source.name))?;
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| format!("{}: {e}", source.name))?;
+    let _ = conn.disconnect().await;
+    Ok(version.unwrap_or_default())
+}
+
+/// The S3 settings for `location` (none for a directory): the key from the Secret
+/// `s3.credentialsSecret` in `namespace`, else the operator's own `AWS_*` environment.
+pub async fn s3_options(
+    client: &Client,
+    namespace: &str,
+    location: &Location,
+    s3: Option<&S3Spec>,
+) -> Result<Option<S3Options>, String> {
+    if matches!(location, Location::Dir(_)) {
+        return Ok(None);
+    }
+    let credentials = match s3.and_then(|s| s.credentials_secret.as_deref()) {
+        Some(name) => {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let secret = secrets
+                .get_opt(name)
+                .await
+                .map_err(|e| format!("reading Secret {name}: {e}"))?
+                .ok_or_else(|| format!("the S3 credentials Secret {name} is not there"))?;
+            let key = |k: &str| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| format!("the Secret {name} has no {k}"))
+            };
+            S3Credentials {
+                access_key: key(ACCESS_KEY_ID)?,
+                secret_key: key(SECRET_ACCESS_KEY)?,
+            }
+        }
+        None => match (
+            std::env::var(ACCESS_KEY_ID),
+            std::env::var(SECRET_ACCESS_KEY),
+        ) {
+            (Ok(access_key), Ok(secret_key)) => S3Credentials {
+                access_key,
+                secret_key,
+            },
+            _ => {
+                return Err(format!(
+                    "{location} needs credentials: spec.backup.s3.credentialsSecret (a Secret \
+                     with {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY})"
+                ));
+            }
+        },
+    };
+    Ok(Some(S3Options {
+        endpoint: s3.and_then(|s| s.endpoint.clone()),
+        region: s3
+            .and_then(|s| s.region.clone())
+            .unwrap_or_else(|| "us-east-1".into()),
+        credentials,
+    }))
+}
+
+/// The store at `destination` as the operator reaches it.
+pub async fn store_at(
+    client: &Client,
+    namespace: &str,
+    destination: &str,
+    s3: Option<&S3Spec>,
+) -> Result<Store, String> {
+    let location = Location::parse(destination).map_err(|e| e.to_string())?;
+    let options = s3_options(client, namespace, &location, s3).await?;
+    Store::open(&location, options.as_ref()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,366 @@
+//! Backups in Kubernetes, end to end on the real control plane (see `e2e.rs`): `MySQLBackup`s
+//! taken by the controller from a replica's agent into a real S3-compatible server (moto, on
+//! the node's address so pods reach it too), kept by `spec.backup.keep`, refused with clear
+//! errors on wrong credentials, and a new cluster bootstrapped from a backup
+//! (`spec.bootstrap.fromBackup`).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use lagless_operator::backup::location::{Location, S3Credentials};
+use lagless_operator::backup::s3::S3Options;
+use lagless_operator::backup::store::Store;
+use lagless_operator::crd::MySQLCluster;
+use lagless_operator::crd::backup::{BackupPhase, MySQLBackup};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::e2e::{Witnesses, admin_credentials, opts, settled, start_controller, wait_for};
+use super::harness::ControlPlane;
+use super::node::Node;
+use crate::backup::S3Server;
+
+const NAMESPACE: &str = "default";
+const DESTINATION: &str = "s3://backups/k8s";
+
+async fn cluster(admin: &Client, name: &str) -> MySQLCluster {
+    Api::<MySQLCluster>::namespaced(admin.clone(), NAMESPACE)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading cluster {name}: {e}"))
+}
+
+async fn apply_json<K>(admin: &Client, object: serde_json::Value) -> K
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let typed: K = serde_json::from_value(object).expect("a valid object");
+    let name = typed.meta().name.clone().expect("a name");
+    Api::<K>::namespaced(admin.clone(), NAMESPACE)
+        .patch(
+            &name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&typed),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+}
+
+fn s3_secret(name: &str, creds: &S3Credentials) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "stringData": {
+            "AWS_ACCESS_KEY_ID": creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+        },
+    })
+}
+
+fn cluster_json(name: &str, spec_extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = serde_json::json!({
+        "replicas": 2,
+        "flavor": "mariadb",
+        "image": "docker.io/library/mariadb:10.11",
+        "storage": {"size": "1Gi"},
+        "serverConfig": {"innodb_buffer_pool_size": "32M"},
+        "proxy": {"replicas": 0},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::json!({
+        "apiVersion": "lagless.dev/v1alpha1", "kind": "MySQLCluster",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": spec,
+    })
+}
+
+fn backup_json(name: &str, cluster: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "lagless.dev/v1alpha1", "kind": "MySQLBackup",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"clusterRef": {"name": cluster}},
+    })
+}
+
+/// The backup's status once it is final.
+async fn finished(
+    admin: &Client,
+    name: &str,
+    witnesses: &Witnesses<'_>,
+) -> lagless_operator::crd::backup::MySQLBackupStatus {
+    let api: Api<MySQLBackup> = Api::namespaced(admin.clone(), NAMESPACE);
+    wait_for(
+        &format!("backup {name} to finish"),
+        Duration::from_secs(120),
+        witnesses,
+        || async {
+            let status = api.get(name).await.ok()?.status?;
+            status.phase.filter(|p| p.is_final()).map(|_| status)
+        },
+    )
+    .await
+}
+
+/// Row count and `CHECKSUM TABLE` of `vault.t` on `ip`.
+async fn state(ip: &str, user: &str, password: &str) -> (u64, u64) {
+    let mut conn = Conn::new(opts(ip, user, password, None))
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {ip}: {e}"));
+    let count: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM vault.t")
+        .await
+        .expect("counting rows");
+    let checksum: Option<(String, u64)> = conn
+        .query_first("CHECKSUM TABLE vault.t")
+        .await
+        .expect("the table's checksum");
+    (
+        count.unwrap_or_default(),
+        checksum.map(|c| c.1).unwrap_or_default(),
+    )
+}
+
+/// The backup ids stored at the destination.
+async fn stored(endpoint: &str, creds: &S3Credentials) -> Vec<String> {
+    let options = S3Options {
+        endpoint: Some(endpoint.to_string()),
+        region: "us-east-1".into(),
+        credentials: creds.clone(),
+    };
+    let store = Store::open(
+        &Location::parse(DESTINATION).expect("the destination"),
+        Some(&options),
+    )
+    .expect("the store");
+    let mut ids: Vec<String> = lagless_operator::local::backup::manifests(&store)
+        .await
+        .expect("listing the backups")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
+    let mut plane = ControlPlane::start().await;
+    plane.install_crds(true).await;
+    plane.start_controller_manager();
+    let admin = plane.admin.clone();
+    let node = Node::start(admin.clone(), NAMESPACE);
+    let s3 = S3Server::start_at(node.host_ip().parse().expect("the node's address"));
+    let creds = S3Credentials::parse(&std::fs::read_to_string(&s3.creds).expect("the key"))
+        .expect("the key parses");
+    let log = std::env::temp_dir().join(format!(
+        "lagless-kube-{}-backups-controller.log",
+        std::process::id()
+    ));
+    let controller = start_controller(&plane, &node, log).await;
+    let witnesses = &Witnesses {
+        controller: &controller,
+        node: &node,
+    };
+    let _: Secret = apply_json(&admin, s3_secret("s3-key", &creds)).await;
+    let wrong = S3Credentials {
+        access_key: creds.access_key.clone(),
+        secret_key: "not-the-secret".into(),
+    };
+    let _: Secret = apply_json(&admin, s3_secret("s3-wrong-key", &wrong)).await;
+    let backup_spec = |secret: &str| {
+        serde_json::json!({"backup": {
+            "destination": DESTINATION,
+            "s3": {"endpoint": s3.endpoint, "credentialsSecret": secret},
+            "keep": 1,
+        }})
+    };
+    let _: MySQLCluster = apply_json(&admin, cluster_json("vault", backup_spec("s3-key"))).await;
+    let began = Instant::now();
+    let primary = wait_for(
+        "vault: a primary and 2/2 members ready",
+        Duration::from_secs(240),
+        witnesses,
+        || async { settled(&cluster(&admin, "vault").await, 2) },
+    )
+    .await;
+    eprintln!("backups: vault up in {:?}", began.elapsed());
+    let (user, password) = admin_credentials(&admin, &cluster(&admin, "vault").await).await;
+    let primary_ip = node.pod_ip(&primary).expect("the primary's address");
+    let mut conn = Conn::new(opts(&primary_ip, &user, &password, None))
+        .await
+        .expect("the admin connects to the primary");
+    conn.query_drop(
+        "CREATE DATABASE vault; USE vault; CREATE TABLE vault.t (id INT PRIMARY KEY, v VARCHAR(64)); \
+         INSERT INTO vault.t SELECT seq, MD5(seq) FROM seq_1_to_200",
+    )
+    .await
+    .expect("writing rows");
+
+    // On demand, from the replica.
+    let _: MySQLBackup = apply_json(&admin, backup_json("first", "vault")).await;
+    let first = finished(&admin, "first", witnesses).await;
+    assert_eq!(first.phase, Some(BackupPhase::Succeeded), "{first:?}");
+    assert_ne!(first.member.as_deref(), Some(primary.as_str()), "{first:?}");
+    assert!(first.stored_bytes.unwrap_or(0) > 0, "{first:?}");
+    let first_id = first.backup_id.clone().expect("an id");
+    assert!(
+        first
+            .gtid_position
+            .as_deref()
+            .is_some_and(|p| !p.is_empty()),
+        "{first:?}"
+    );
+    assert_eq!(stored(&s3.endpoint, &creds).await, vec![first_id.clone()]);
+    eprintln!("backups: first: {first:?}");
+
+    conn.query_drop("INSERT INTO vault.t SELECT seq, MD5(seq) FROM seq_201_to_300")
+        .await
+        .expect("writing more rows");
+    let source_state = state(&primary_ip, &user, &password).await;
+    assert_eq!(source_state.0, 300);
+    let _: MySQLBackup = apply_json(&admin, backup_json("second", "vault")).await;
+    let second = finished(&admin, "second", witnesses).await;
+    assert_eq!(second.phase, Some(BackupPhase::Succeeded), "{second:?}");
+    let second_id = second.backup_id.clone().expect("an id");
+    // keep: 1: the first backup and its MySQLBackup are deleted.
+    let backups: Api<MySQLBackup> = Api::namespaced(admin.clone(), NAMESPACE);
+    wait_for(
+        "the first MySQLBackup deleted by the retention",
+        Duration::from_secs(30),
+        witnesses,
+        || async { backups.get_opt("first").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert_eq!(stored(&s3.endpoint, &creds).await, vec![second_id.clone()]);
+    let status = wait_for(
+        "the cluster's status to report the backup",
+        Duration::from_secs(30),
+        witnesses,
+        || async {
+            let backups = cluster(&admin, "vault").await.status?.backups?;
+            (backups.last_success.as_deref() == Some(second_id.as_str())).then_some(backups)
+        },
+    )
+    .await;
+    assert!(status.last_success_time.is_some(), "{status:?}");
+
+    // Wrong credentials: a clear failure, and nothing deleted.
+    let _: MySQLCluster =
+        apply_json(&admin, cluster_json("vault", backup_spec("s3-wrong-key"))).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _: MySQLBackup = apply_json(&admin, backup_json("third", "vault")).await;
+    let third = finished(&admin, "third", witnesses).await;
+    assert_eq!(third.phase, Some(BackupPhase::Failed), "{third:?}");
+    let message = third.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("SignatureDoesNotMatch"),
+        "the storage's own code: {message}"
+    );
+    assert_eq!(stored(&s3.endpoint, &creds).await, vec![second_id.clone()]);
+    wait_for(
+        "the cluster's status to report the failure",
+        Duration::from_secs(30),
+        witnesses,
+        || async {
+            let backups = cluster(&admin, "vault").await.status?.backups?;
+            backups
+                .last_failure
+                .filter(|f| f.starts_with("third: "))
+                .map(|_| ())
+        },
+    )
+    .await;
+    // A backup naming a cluster that has no spec.backup fails at once, saying so.
+    Api::<MySQLCluster>::namespaced(admin.clone(), NAMESPACE)
+        .patch(
+            "vault",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"backup": null}})),
+        )
+        .await
+        .expect("removing spec.backup");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _: MySQLBackup = apply_json(&admin, backup_json("fourth", "vault")).await;
+    let fourth = finished(&admin, "fourth", witnesses).await;
+    assert_eq!(fourth.phase, Some(BackupPhase::Failed), "{fourth:?}");
+    assert!(
+        fourth
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("no spec.backup")),
+        "{fourth:?}"
+    );
+
+    // A new cluster from the backup: its members hold exactly what the backup holds.
+    let began = Instant::now();
+    let _: MySQLCluster = apply_json(
+        &admin,
+        cluster_json(
+            "vault2",
+            serde_json::json!({"bootstrap": {"fromBackup": {
+                "destination": DESTINATION,
+                "cluster": "vault",
+                "s3": {"endpoint": s3.endpoint, "credentialsSecret": "s3-key"},
+            }}}),
+        ),
+    )
+    .await;
+    let restored_primary = wait_for(
+        "vault2 restored: a primary and 2/2 members ready",
+        Duration::from_secs(240),
+        witnesses,
+        || async { settled(&cluster(&admin, "vault2").await, 2) },
+    )
+    .await;
+    eprintln!(
+        "backups: vault2 restored and ready in {:?}",
+        began.elapsed()
+    );
+    let (user2, password2) = admin_credentials(&admin, &cluster(&admin, "vault2").await).await;
+    assert_ne!(
+        password2, password,
+        "the new cluster has its own admin password"
+    );
+    for member in ["vault2-0", "vault2-1"] {
+        let ip = node.pod_ip(member).expect("a member's address");
+        assert_eq!(
+            state(&ip, &user2, &password2).await,
+            source_state,
+            "{member} holds what the backup holds"
+        );
+    }
+    // The restored primary takes writes, and they replicate.
+    let ip = node
+        .pod_ip(&restored_primary)
+        .expect("the primary's address");
+    let mut conn2 = Conn::new(opts(&ip, &user2, &password2, None))
+        .await
+        .expect("the new cluster's admin connects");
+    conn2
+        .query_drop("INSERT INTO vault.t VALUES (301, 'after the restore')")
+        .await
+        .expect("a write on the restored cluster");
+    let replica = if restored_primary == "vault2-0" {
+        "vault2-1"
+    } else {
+        "vault2-0"
+    };
+    let replica_ip = node.pod_ip(replica).expect("the replica's address");
+    wait_for(
+        "the write on the restored cluster's replica",
+        Duration::from_secs(30),
+        witnesses,
+        || async { (state(&replica_ip, &user2, &password2).await.0 == 301).then_some(()) },
+    )
+    .await;
+}
