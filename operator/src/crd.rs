@@ -776,6 +776,29 @@ pub struct BackupsStatus {
     /// When `spec.backup.schedule` next takes one (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_scheduled: Option<String>,
+    /// The binary log archive (`spec.backup.archiveBinlogs`), as its archiver reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveReport>,
+}
+
+/// Where the binary log archive stands.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveReport {
+    /// The member read (the primary), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reading: Option<String>,
+    /// The archive's GTID position: every transaction up to it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// How long the oldest transaction read has waited to be stored, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_stored: Option<i64>,
+    /// The archiver's last error, or why it cannot be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where a re-seed request stands.

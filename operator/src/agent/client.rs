@@ -417,6 +417,22 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     copied
 }
 
+/// `GET path` of the plain HTTP server at `url` (an archiver's `/status`): the status code
+/// and the body, at most 64 KiB, read until the server closes.
+pub async fn get_body(url: &Url, path: &str) -> Result<(u16, Vec<u8>), String> {
+    use tokio::io::AsyncReadExt as _;
+    let at = format!("{}:{}", url.host, url.port);
+    let (body, head) = get(url, path, None, None)
+        .await
+        .map_err(|e| format!("{at}: {e}"))?;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(CONNECT_TIMEOUT, body.take(64 << 10).read_to_end(&mut bytes))
+        .await
+        .map_err(|_| format!("{at}: no answer in time"))?
+        .map_err(|e| format!("{at}: {e}"))?;
+    Ok((head.status, bytes))
+}
+
 /// The backup stream of the agent at `url` (the operator's backups): the decoded body as it
 /// arrives, and the task decoding it, whose result says whether the stream ended whole.
 pub async fn open_backup(

@@ -7,6 +7,7 @@
 //! ([`tls`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod archive;
 pub mod client;
 pub mod http;
 pub mod restore;
@@ -46,6 +47,8 @@ pub enum AgentCommand {
     Fetch(FetchArgs),
     /// Restore a backup into the empty data directory of a new cluster's first member.
     Restore(Box<restore::RestoreArgs>),
+    /// Archive the published primary's binary log (the archiver pod of a cluster).
+    Archive(Box<archive::ArchiveArgs>),
     /// Copy this program to PATH (how a pod gives the agent to its database image).
     Install {
         /// Where to write the executable.
@@ -206,6 +209,13 @@ pub fn run(args: AgentArgs, log: &str) -> i32 {
                 }
             }
         }
+        Some(AgentCommand::Archive(args)) => match runtime.block_on(archive::archive(&args)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("agent archive: {e}");
+                1
+            }
+        },
         _ => match runtime.block_on(server::serve(args.serve)) {
             Ok(()) => 0,
             Err(e) => {

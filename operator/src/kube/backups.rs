@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ::kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ::kube::runtime::events::Recorder;
 use ::kube::{Client, ResourceExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use mysql_async::prelude::Queryable as _;
 use serde_json::json;
 
@@ -25,9 +25,10 @@ use super::builders::{self, Credential};
 use super::common::{self, cluster_key, credentials, lock};
 use super::metrics::Metrics;
 use super::status::ClusterEvent;
-use crate::agent::client::{Url, open_backup};
+use crate::agent::client::{Url, get_body, open_backup};
 use crate::agent::tls::AgentTls;
 use crate::backup::BackupError;
+use crate::backup::archiver::ArchiveStatus;
 use crate::backup::location::{ACCESS_KEY_ID, Location, S3Credentials, SECRET_ACCESS_KEY};
 use crate::backup::pipeline::compress_into;
 use crate::backup::s3::S3Options;
@@ -36,7 +37,7 @@ use crate::backup::store::Store;
 use crate::backup::take::{Taking, complete};
 use crate::clock;
 use crate::crd::backup::{BackupPhase, MySQLBackup, MySQLBackupStatus};
-use crate::crd::{BackupSpec, BackupsStatus, MySQLCluster, S3Spec};
+use crate::crd::{ArchiveReport, BackupSpec, BackupsStatus, MySQLCluster, S3Spec};
 use crate::orchestrate::observe::opts;
 use crate::orchestrate::run::Orchestrator;
 use crate::orchestrate::view::ServerTls;
@@ -47,11 +48,14 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How long a backup may wait for a member to take it from before it fails.
 const SOURCE_WAIT: Duration = Duration::from_secs(600);
 
-/// A cluster's backups, kept by its orchestration task: one pass at a time.
+/// A cluster's backups, kept by its orchestration task: one pass at a time, and the
+/// archiver's status asked beside it.
 pub struct Backups {
     pass: Pass,
     due: Instant,
     running: Option<tokio::task::JoinHandle<()>>,
+    archive_due: Instant,
+    archive_probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What a pass needs, cloned into its task.
@@ -90,11 +94,14 @@ impl Backups {
             },
             due: Instant::now(),
             running: None,
+            archive_due: Instant::now(),
+            archive_probe: None,
         }
     }
 
     /// Starts a pass when one is due and none runs.
     pub fn tick(&mut self, cluster: &MySQLCluster, orchestrator: &Orchestrator) {
+        self.probe_archive(cluster);
         if self.running.as_ref().is_some_and(|t| !t.is_finished()) || Instant::now() < self.due {
             return;
         }
@@ -113,6 +120,41 @@ impl Backups {
         self.running = Some(tokio::spawn(async move { pass.run(&cluster, now).await }));
     }
 
+    /// Asks the archiver where the archive stands, every [`INTERVAL`], in a task of its own.
+    fn probe_archive(&mut self, cluster: &MySQLCluster) {
+        if self
+            .archive_probe
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+            || Instant::now() < self.archive_due
+        {
+            return;
+        }
+        self.archive_due = Instant::now() + INTERVAL;
+        let pass = self.pass.clone();
+        let archiving = cluster
+            .spec
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.archive_binlogs);
+        self.archive_probe = Some(tokio::spawn(async move {
+            let report = if archiving {
+                Some(pass.archive_report().await)
+            } else {
+                None
+            };
+            let lag = report
+                .as_ref()
+                .filter(|r| r.error.is_none())
+                .and_then(|r| r.lag_ms)
+                .map(|ms| ms as f64 / 1000.0);
+            pass.metrics
+                .clusters
+                .archive_lag(&pass.namespace, &pass.name, lag);
+            pass.note(|s| s.archive = report);
+        }));
+    }
+
     /// What the passes saw since the operator started.
     pub fn seen(&self) -> Option<BackupsStatus> {
         lock(&self.pass.seen).clone()
@@ -121,7 +163,7 @@ impl Backups {
 
 impl Drop for Backups {
     fn drop(&mut self) {
-        if let Some(task) = &self.running {
+        for task in self.running.iter().chain(&self.archive_probe) {
             task.abort();
         }
     }
@@ -130,6 +172,49 @@ impl Drop for Backups {
 impl Pass {
     fn api(&self) -> Api<MySQLBackup> {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The archiver pod's `/status`, or why it cannot be had.
+    async fn archive_report(&self) -> ArchiveReport {
+        let failed = |error: String| ArchiveReport {
+            error: Some(error),
+            ..ArchiveReport::default()
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = builders::selector_labels(&self.name, builders::Component::Archiver)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let listed = match pods.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list.items,
+            Err(e) => return failed(format!("listing the archiver's pod: {e}")),
+        };
+        let Some(ip) = listed
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .find_map(|p| p.status.as_ref()?.pod_ip.clone())
+        else {
+            return failed("the archiver's pod is not running".into());
+        };
+        let url = Url {
+            host: ip,
+            port: builders::ARCHIVER_PORT,
+        };
+        match get_body(&url, "/status").await {
+            Ok((200, body)) => match serde_json::from_slice::<ArchiveStatus>(&body) {
+                Ok(s) => ArchiveReport {
+                    reading: s.reading,
+                    position: Some(s.position).filter(|p| !p.is_empty()),
+                    lag_ms: i64::try_from(s.lag_ms).ok(),
+                    segments_stored: i64::try_from(s.segments_stored).ok(),
+                    error: s.error,
+                },
+                Err(e) => failed(format!("the archiver's status does not parse: {e}")),
+            },
+            Ok((status, _)) => failed(format!("the archiver answered {status}")),
+            Err(e) => failed(format!("asking the archiver: {e}")),
+        }
     }
 
     async fn run(&self, cluster: &MySQLCluster, now: Now) {

@@ -157,6 +157,8 @@ pub enum Component {
     Mysql,
     /// A `lagless-proxy`.
     Proxy,
+    /// The binary log archiver (`spec.backup.archiveBinlogs`).
+    Archiver,
 }
 
 impl Component {
@@ -164,6 +166,7 @@ impl Component {
         match self {
             Component::Mysql => "mysql",
             Component::Proxy => "proxy",
+            Component::Archiver => "archiver",
         }
     }
 }

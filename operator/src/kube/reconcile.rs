@@ -687,6 +687,7 @@ async fn apply_objects(cluster: &MySQLCluster, ctx: &Context) -> Result<(), Erro
     let headless = builders::headless_service(cluster)?;
     let statefulset = builders::statefulset(cluster, &ctx.operator_image)?;
     let network_policy = builders::network_policy(cluster, &ctx.operator_namespace)?;
+    let archiver = builders::archiver_deployment(cluster, &ctx.operator_image)?;
     // Not on an API server without policy/v1 (before Kubernetes 1.21): see `apis`.
     let pdb = if ctx.apis.policy_v1 {
         Some(builders::pod_disruption_budget(cluster)?)
@@ -721,6 +722,7 @@ async fn apply_objects(cluster: &MySQLCluster, ctx: &Context) -> Result<(), Erro
     if let Some(pdb) = &pdb {
         apply_object(client, &namespace, pdb).await?;
     }
+    apply_object(client, &namespace, &archiver).await?;
     match &proxies {
         Some((client_service, proxy_network_policy, proxy, proxy_pdb)) => {
             apply_object(client, &namespace, client_service).await?;

@@ -725,6 +725,7 @@ pub fn backups_status(
         last_failure,
         last_failure_time,
         next_scheduled: seen.next_scheduled,
+        archive: seen.archive,
     })
 }
 

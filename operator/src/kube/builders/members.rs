@@ -35,7 +35,7 @@ use super::{
 
 /// Where a member pod's containers find the agent program (an `emptyDir` filled by the
 /// `agent-install` init container).
-const AGENT_BIN_MOUNT: &str = "/lagless/bin";
+pub(super) const AGENT_BIN_MOUNT: &str = "/lagless/bin";
 
 /// Where the agent token Secret is mounted; the token is the file `token` in it.
 const AGENT_TOKEN_MOUNT: &str = "/etc/lagless/agent";
@@ -63,7 +63,7 @@ fn run_mount(flavor: Flavor) -> &'static str {
 
 /// The system's temporary directory: the server's `tmpdir`, the entrypoint's here-documents,
 /// and `mariadb-backup`'s spool of the redo log while it streams.
-const TMP_MOUNT: &str = "/tmp";
+pub(super) const TMP_MOUNT: &str = "/tmp";
 
 /// The server binary and admin client of a flavor's image.
 fn server_binary(flavor: Flavor) -> &'static str {

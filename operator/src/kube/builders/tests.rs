@@ -2,7 +2,7 @@ use std::process::Command;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule};
 use lagless_core::topology::{self, Member, Topology, TopologyState};
 use serde_json::Value;
@@ -147,6 +147,11 @@ fn every_object_json(cluster: &MySQLCluster) -> Vec<Value> {
             &proxy_network_policy(cluster, OPERATOR_NS).unwrap(),
             "networking.k8s.io/v1",
             "NetworkPolicy",
+        ),
+        json(
+            &archiver_deployment(cluster, "op-img").unwrap(),
+            "apps/v1",
+            "Deployment",
         ),
     ];
     for secret in credentials_secrets(cluster, &generated).unwrap() {
@@ -1533,4 +1538,146 @@ fn the_proxies_admit_clients_by_service_type_and_the_admin_port_never_from_outsi
         assert_operator(&from[1]);
         assert!(from.iter().all(|p| p.ip_block.is_none()));
     }
+}
+
+#[test]
+fn the_archiver_runs_only_with_archiving_and_reads_the_published_primary() {
+    let off = archiver_deployment(&defaults(), "op-img").unwrap();
+    assert_eq!(off.spec.replicas, Some(0), "no archiving: scaled to 0");
+    let on = cluster(
+        "db",
+        "replicas: 3\n\
+         backup: {destination: s3://b/p, archiveBinlogs: true, \
+                  s3: {endpoint: http://minio:9000, credentialsSecret: s3-key}}\n\
+         tls: {}\n",
+    );
+    let d = archiver_deployment(&on, "op-img").unwrap();
+    assert_eq!(d.metadata.name.as_deref(), Some("db-archiver"));
+    assert_eq!(d.spec.replicas, Some(1));
+    assert_eq!(
+        d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("Recreate"),
+        "never two archivers"
+    );
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    let init = pod.init_containers.as_ref().unwrap();
+    assert_eq!(init[0].image.as_deref(), Some("op-img"));
+    let archiver = &pod.containers[0];
+    assert_eq!(
+        archiver.image.as_deref(),
+        Some(crate::crd::DEFAULT_MARIADB_IMAGE),
+        "the server's image has mariadb-binlog"
+    );
+    let command = archiver.command.as_ref().unwrap().join(" ");
+    let server_id = on.spec.server_id_base("shop-ns", "db") + 1000;
+    assert_eq!(
+        command,
+        format!(
+            "/lagless/bin/lagless-operator agent archive --cluster db \
+             --topology /etc/lagless/topology/topology.json --server-id {server_id} \
+             --spool /tmp/lagless-archive --listen 0.0.0.0:3307"
+        )
+    );
+    let env: BTreeMap<&str, (Option<&str>, Option<(&str, &str)>)> = archiver
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let secret = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|s| (s.name.as_str(), s.key.as_str()));
+            (e.name.as_str(), (e.value.as_deref(), secret))
+        })
+        .collect();
+    assert_eq!(env["LAGLESS_ARCHIVE_TO"].0, Some("s3://b/p"));
+    assert_eq!(env["LAGLESS_S3_ENDPOINT"].0, Some("http://minio:9000"));
+    assert_eq!(
+        env["AWS_SECRET_ACCESS_KEY"].1,
+        Some(("s3-key", "AWS_SECRET_ACCESS_KEY"))
+    );
+    assert_eq!(
+        env["LAGLESS_ADMIN_PASSWORD"].1,
+        Some(("db-admin", "password"))
+    );
+    assert_eq!(env["LAGLESS_TLS_CA"].0, Some("/etc/lagless/tls/ca.crt"));
+    assert!(pod.volumes.as_ref().unwrap().iter().any(|v| {
+        v.name == "topology"
+            && v.config_map
+                .as_ref()
+                .is_some_and(|c| c.name == "db-topology")
+    }));
+}
+
+#[test]
+fn a_scheduled_backup_is_named_for_its_minute_and_owned_by_the_cluster() {
+    let at = 1_796_601_600 + 3 * 3600 + 5 * 60; // 2026-12-07 03:05 UTC
+    let b = scheduled_backup(&defaults(), at).unwrap();
+    assert_eq!(b.metadata.name.as_deref(), Some("db-20261207-0305"));
+    assert_eq!(b.spec.cluster_ref.name, "db");
+    assert_eq!(
+        b.metadata.labels.as_ref().unwrap()[SCHEDULED_LABEL],
+        at.to_string()
+    );
+    assert_eq!(
+        b.metadata.owner_references.as_ref().unwrap()[0].uid,
+        "0f5e6a1c-uid"
+    );
+}
+
+#[test]
+fn a_cluster_from_a_backup_restores_its_first_member_in_the_seed_step() {
+    let restored = cluster(
+        "db",
+        "replicas: 3\n\
+         bootstrap: {fromBackup: {destination: \"s3://b/p; rm -rf /\", cluster: shop, \
+                     pointInTime: \"2026-12-07 06:32:14\", \
+                     s3: {endpoint: http://minio:9000, credentialsSecret: s3-key}}}\n",
+    );
+    let sts = statefulset(&restored, "op").unwrap();
+    let pod = pod_template(&sts).spec.as_ref().unwrap();
+    let seed = container(pod.init_containers.as_ref().unwrap(), "seed");
+    let script = &seed.command.as_ref().unwrap()[2];
+    let domain = restored.spec.gtid_domain_id("shop-ns", "db");
+    assert!(
+        script.contains(&format!(
+            r#"if [ "$ordinal" = 0 ] && [ ! -e /var/lib/mysql/lagless-seed-incomplete ]; then exec /lagless/bin/lagless-operator agent restore --datadir /var/lib/mysql --topology /etc/lagless/topology/topology.json --gtid-domain-id {domain}; fi"#
+        )),
+        "{script}"
+    );
+    // The settings go by the environment, never through the shell.
+    assert!(!script.contains("s3://"), "{script}");
+    let env: BTreeMap<&str, &EnvVar> = seed
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    assert_eq!(
+        env["LAGLESS_RESTORE_FROM"].value.as_deref(),
+        Some("s3://b/p; rm -rf /")
+    );
+    assert_eq!(
+        env["LAGLESS_RESTORE_CLUSTER"].value.as_deref(),
+        Some("shop")
+    );
+    assert_eq!(
+        env["LAGLESS_RESTORE_TO"].value.as_deref(),
+        Some("2026-12-07 06:32:14")
+    );
+    assert!(env.contains_key("AWS_ACCESS_KEY_ID"));
+    assert!(env.contains_key("LAGLESS_REPLICATION_PASSWORD"));
+    // Without a backup, member 0 starts empty, and the seed step has no restore settings.
+    let plain = statefulset(&defaults(), "op").unwrap();
+    let pod = pod_template(&plain).spec.as_ref().unwrap();
+    let seed = container(pod.init_containers.as_ref().unwrap(), "seed");
+    assert!(
+        seed.env
+            .iter()
+            .flatten()
+            .all(|e| !e.name.starts_with("LAGLESS_RESTORE"))
+    );
 }

@@ -51,6 +51,7 @@ pub struct ClusterMetrics {
     primary_changes: Family<CauseLabels, Counter>,
     backups: Family<ResultLabels, Counter>,
     backup_last_success: Family<ClusterLabels, Gauge>,
+    archive_lag: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 /// One cluster's gauges as last observed: a pure function of the snapshot and the spec.
@@ -124,6 +125,27 @@ impl ClusterMetrics {
             "When the cluster's newest successful backup finished (Unix time); alert on its age",
             self.backup_last_success.clone(),
         );
+        registry.register(
+            "archive_lag_seconds",
+            "How long the oldest transaction the binary log archiver read has waited to be stored",
+            self.archive_lag.clone(),
+        );
+    }
+
+    /// The archive's lag as its archiver last reported it; `None` when not archiving.
+    pub fn archive_lag(&self, namespace: &str, cluster: &str, seconds: Option<f64>) {
+        let labels = ClusterLabels {
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+        };
+        match seconds {
+            Some(s) => {
+                self.archive_lag.get_or_create(&labels).set(s);
+            }
+            None => {
+                self.archive_lag.remove(&labels);
+            }
+        }
     }
 
     /// Counts a finished backup; a successful one finished at `unix_secs`.
@@ -225,6 +247,7 @@ impl ClusterMetrics {
         self.paused.remove(&labels);
         self.primary_semi_sync.remove(&labels);
         self.backup_last_success.remove(&labels);
+        self.archive_lag.remove(&labels);
         for i in 0..MAX_MEMBERS {
             self.probe_failures.remove(&MemberLabels {
                 namespace: namespace.to_string(),

@@ -135,6 +135,7 @@ async fn reconcile_applies_every_object_then_the_status() {
             "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-mysql".into(),
             format!("PATCH {apps}/statefulsets/shop"),
             "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-mysql".into(),
+            format!("PATCH {apps}/deployments/shop-archiver"),
             format!("PATCH {core}/services/shop"),
             "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-proxy".into(),
             format!("PATCH {apps}/deployments/shop-proxy"),
@@ -147,7 +148,7 @@ async fn reconcile_applies_every_object_then_the_status() {
         assert!(request.body["metadata"]["name"].is_string(), "{request:?}");
     }
     // Every object is owned by the cluster, so deleting it deletes them.
-    for request in &requests[6..21] {
+    for request in &requests[6..22] {
         let owner = &request.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["uid"], "uid-1", "{}", request.path);
         assert_eq!(owner["controller"], true);
@@ -174,7 +175,7 @@ async fn reconcile_applies_every_object_then_the_status() {
     );
     assert_eq!(requests[14].body["kind"], "NetworkPolicy");
     // Both policies admit the operator from its own namespace: the client's default one.
-    for policy in [&requests[14].body, &requests[18].body] {
+    for policy in [&requests[14].body, &requests[19].body] {
         assert_eq!(policy["kind"], "NetworkPolicy");
         let operator = &policy["spec"]["ingress"][1]["from"][1];
         assert_eq!(
@@ -187,13 +188,13 @@ async fn reconcile_applies_every_object_then_the_status() {
         );
     }
     assert_eq!(
-        requests[19].body["spec"]["template"]["spec"]["containers"][0]["image"],
+        requests[20].body["spec"]["template"]["spec"]["containers"][0]["image"],
         PROXY_IMAGE
     );
-    let proxy_pdb = &requests[20].body;
+    let proxy_pdb = &requests[21].body;
     assert_eq!(proxy_pdb["kind"], "PodDisruptionBudget");
     assert_eq!(proxy_pdb["metadata"]["name"], "shop-proxy");
-    let status = &requests[21].body;
+    let status = &requests[22].body;
     assert_eq!(status["apiVersion"], "lagless.dev/v1alpha1");
     assert_eq!(status["kind"], "MySQLCluster");
     assert_eq!(status["status"]["phase"], "Pending");
@@ -482,6 +483,7 @@ fn reapply_lines() -> Vec<String> {
         "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-mysql".into(),
         format!("PATCH {apps}/statefulsets/shop"),
         "PATCH /apis/policy/v1/namespaces/default/poddisruptionbudgets/shop-mysql".into(),
+        format!("PATCH {apps}/deployments/shop-archiver"),
         format!("PATCH {core}/services/shop"),
         "PATCH /apis/networking.k8s.io/v1/namespaces/default/networkpolicies/shop-proxy".into(),
         format!("PATCH {apps}/deployments/shop-proxy"),
@@ -540,7 +542,7 @@ async fn a_changed_spec_is_applied_again() {
     let pdb = &requests[10].body;
     assert_eq!(pdb["kind"], "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    let status = &requests[15].body["status"];
+    let status = &requests[16].body["status"];
     assert_eq!(status["observedGeneration"], 2);
     assert_eq!(status["ready"], "0/5");
     for condition in status["conditions"].as_array().unwrap() {
@@ -625,8 +627,8 @@ async fn a_failover_is_reported_in_status_and_as_an_event() {
     );
     assert_eq!(h.context.metrics.failovers.get(), 1);
 
-    let status = &requests[16].body["status"];
-    assert!(requests[16].is_server_side_apply());
+    let status = &requests[17].body["status"];
+    assert!(requests[17].is_server_side_apply());
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["primary"], "shop-1");
     assert_eq!(status["topologyEpoch"], 5);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
+use lagless_core::gtid::MariadbPosition;
 use lagless_operator::backup::location::{Location, S3Credentials};
 use lagless_operator::backup::s3::S3Options;
 use lagless_operator::backup::store::Store;
@@ -182,6 +183,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
             "destination": DESTINATION,
             "s3": {"endpoint": s3.endpoint, "credentialsSecret": secret},
             "keep": 1,
+            "archiveBinlogs": true,
         }})
     };
     let _: MySQLCluster = apply_json(&admin, cluster_json("vault", backup_spec("s3-key"))).await;
@@ -253,6 +255,130 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     )
     .await;
     assert!(status.last_success_time.is_some(), "{status:?}");
+
+    // The archive: ten more transactions, and a new cluster restored to the fifth of them.
+    let mut target = String::new();
+    let mut at_target = (0, 0);
+    for id in 301..=310 {
+        conn.query_drop(format!("INSERT INTO vault.t VALUES ({id}, 'archived')"))
+            .await
+            .expect("an archived write");
+        if id == 305 {
+            let position: Option<String> = conn
+                .query_first("SELECT @@gtid_binlog_pos")
+                .await
+                .expect("the position");
+            target = position.expect("a position");
+            at_target = state(&primary_ip, &user, &password).await;
+        }
+    }
+    let last: Option<String> = conn
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("the position");
+    let last = MariadbPosition::parse(&last.expect("a position")).expect("a GTID position");
+    let archived = wait_for(
+        "the archive to hold the last write",
+        Duration::from_secs(60),
+        witnesses,
+        || async {
+            let archive = cluster(&admin, "vault").await.status?.backups?.archive?;
+            let position = MariadbPosition::parse(archive.position.as_deref()?).ok()?;
+            position.contains(&last).then_some(archive)
+        },
+    )
+    .await;
+    assert_eq!(
+        archived.reading.as_deref(),
+        Some(primary.as_str()),
+        "{archived:?}"
+    );
+    assert!(archived.error.is_none(), "{archived:?}");
+    eprintln!("backups: archive {archived:?}");
+    let began = Instant::now();
+    let _: MySQLCluster = apply_json(
+        &admin,
+        cluster_json(
+            "vault3",
+            serde_json::json!({"bootstrap": {"fromBackup": {
+                "destination": DESTINATION,
+                "cluster": "vault",
+                "pointInTime": target,
+                "s3": {"endpoint": s3.endpoint, "credentialsSecret": "s3-key"},
+            }}}),
+        ),
+    )
+    .await;
+    wait_for(
+        "vault3 restored to a GTID position: 2/2 members ready",
+        Duration::from_secs(240),
+        witnesses,
+        || async { settled(&cluster(&admin, "vault3").await, 2) },
+    )
+    .await;
+    eprintln!(
+        "backups: vault3 restored to {target} in {:?}",
+        began.elapsed()
+    );
+    let (user3, password3) = admin_credentials(&admin, &cluster(&admin, "vault3").await).await;
+    for member in ["vault3-0", "vault3-1"] {
+        let ip = node.pod_ip(member).expect("a member's address");
+        assert_eq!(
+            state(&ip, &user3, &password3).await,
+            at_target,
+            "{member} holds exactly the transactions up to {target}"
+        );
+    }
+
+    // A switchover: the archive goes on from the new primary, missing nothing.
+    let replica = if primary == "vault-0" {
+        "vault-1"
+    } else {
+        "vault-0"
+    };
+    Api::<MySQLCluster>::namespaced(admin.clone(), NAMESPACE)
+        .patch(
+            "vault",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"switchover": {"id": "move", "primary": replica}}}),
+            ),
+        )
+        .await
+        .expect("asking for a switchover");
+    wait_for(
+        "the switchover",
+        Duration::from_secs(60),
+        witnesses,
+        || async {
+            (cluster(&admin, "vault").await.status?.primary.as_deref() == Some(replica))
+                .then_some(())
+        },
+    )
+    .await;
+    let new_ip = node.pod_ip(replica).expect("the new primary's address");
+    let mut conn = Conn::new(opts(&new_ip, &user, &password, None))
+        .await
+        .expect("the admin connects to the new primary");
+    conn.query_drop("INSERT INTO vault.t VALUES (311, 'after the switchover')")
+        .await
+        .expect("a write on the new primary");
+    let last: Option<String> = conn
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("the position");
+    let last = MariadbPosition::parse(&last.expect("a position")).expect("a GTID position");
+    wait_for(
+        "the archive to follow the new primary",
+        Duration::from_secs(60),
+        witnesses,
+        || async {
+            let archive = cluster(&admin, "vault").await.status?.backups?.archive?;
+            let position = MariadbPosition::parse(archive.position.as_deref()?).ok()?;
+            (archive.reading.as_deref() == Some(replica) && position.contains(&last)).then_some(())
+        },
+    )
+    .await;
 
     // Wrong credentials: a clear failure, and nothing deleted.
     let _: MySQLCluster =
@@ -363,4 +489,66 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         || async { (state(&replica_ip, &user2, &password2).await.0 == 301).then_some(()) },
     )
     .await;
+
+    // A schedule of every minute: the operator makes the MySQLBackup of the minute and runs it.
+    let mut spec = backup_spec("s3-key");
+    spec["backup"]["schedule"] = serde_json::json!("* * * * *");
+    let _: MySQLCluster = apply_json(&admin, cluster_json("vault", spec)).await;
+    let scheduled = wait_for(
+        "a scheduled backup to succeed",
+        Duration::from_secs(90),
+        witnesses,
+        || async {
+            backups
+                .list(&kube::api::ListParams::default().labels("lagless.dev/scheduled"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded))
+        },
+    )
+    .await;
+    assert!(
+        scheduled
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("vault-2")),
+        "named for its minute: {:?}",
+        scheduled.metadata.name
+    );
+    wait_for(
+        "the next scheduled run in the status",
+        Duration::from_secs(30),
+        witnesses,
+        || async {
+            cluster(&admin, "vault")
+                .await
+                .status?
+                .backups?
+                .next_scheduled
+        },
+    )
+    .await;
+
+    // What happened is told in Events on the cluster.
+    let reasons: std::collections::BTreeSet<String> =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), NAMESPACE)
+            .list(&Default::default())
+            .await
+            .expect("Events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("vault"))
+            .filter_map(|e| e.reason)
+            .collect();
+    for reason in [
+        "BackupStarted",
+        "BackupSucceeded",
+        "BackupFailed",
+        "BackupsDeleted",
+    ] {
+        assert!(reasons.contains(reason), "no {reason} Event: {reasons:?}");
+    }
 }
