@@ -1578,7 +1578,8 @@ fn the_archiver_runs_only_with_archiving_and_reads_the_published_primary() {
              --spool /tmp/lagless-archive --listen 0.0.0.0:3307"
         )
     );
-    let env: BTreeMap<&str, (Option<&str>, Option<(&str, &str)>)> = archiver
+    type Value<'a> = (Option<&'a str>, Option<(&'a str, &'a str)>);
+    let env: BTreeMap<&str, Value<'_>> = archiver
         .env
         .as_ref()
         .unwrap()
