@@ -776,6 +776,14 @@ pub struct BackupsStatus {
     /// When `spec.backup.schedule` next takes one (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_scheduled: Option<String>,
+    /// The last restore drill: `passed: …` or `failed: …`, and when it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_time: Option<String>,
+    /// When `spec.backup.drillSchedule` next runs one (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_drill: Option<String>,
     /// The binary log archive (`spec.backup.archiveBinlogs`), as its archiver reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveReport>,

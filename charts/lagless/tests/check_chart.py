@@ -355,11 +355,45 @@ def check_namespaces(rendered: Rendered, namespaces: set[str]) -> None:
         check(labels.get("app.kubernetes.io/managed-by") == "Helm", f"{obj['kind']} {obj['metadata']['name']} labels {labels}")
 
 
+def lagless_schemas() -> dict[str, Any]:
+    """The openAPIV3Schema of each Lagless kind, from the generated CRD files."""
+    schemas = {}
+    for file in CRD_FILES:
+        for crd in yaml.safe_load_all((REPO / "crds" / file).read_text()):
+            if crd:
+                version = crd["spec"]["versions"][0]
+                schemas[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def validate_lagless(obj: dict[str, Any], label: str) -> None:
+    """A Lagless object against its CRD's schema (what the API server checks before CEL)."""
+    import jsonschema
+
+    schema = lagless_schemas().get(obj["kind"])
+    if schema is None:
+        raise CheckFailed(f"{label}: no CRD defines {obj['kind']}")
+    # The API server adds these; the CRD schema leaves them open.
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    try:
+        jsonschema.validate(body, {k: v for k, v in schema.items() if k != "x-kubernetes-validations"})
+    except jsonschema.ValidationError as error:
+        raise CheckFailed(
+            f"{label}: {obj['kind']} {obj['metadata'].get('name')} does not validate against its CRD: "
+            f"{error.message} at {'/'.join(map(str, error.path))}"
+        ) from None
+
+
 def validate_schemas(objects: list[dict[str, Any]], label: str) -> int:
-    """Strict Kubernetes 1.37 schema validation of every object; returns how many ran."""
+    """Strict Kubernetes 1.37 schema validation of every object (a Lagless one against its
+    CRD); returns how many ran."""
     validated = 0
     for obj in objects:
         if (obj["apiVersion"], obj["kind"]) in NOT_IN_KUBERNETES_SCHEMAS:
+            continue
+        if obj["apiVersion"].startswith("lagless.dev/"):
+            validate_lagless(obj, label)
+            validated += 1
             continue
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)

@@ -417,12 +417,13 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
     copied
 }
 
-/// `GET path` of the plain HTTP server at `url` (an archiver's `/status`): the status code
-/// and the body, at most 64 KiB, read until the server closes.
-pub async fn get_body(url: &Url, path: &str) -> Result<(u16, Vec<u8>), String> {
+/// `method path` (with an empty body) on the plain HTTP server at `url` (an archiver's
+/// `/status` and `/drill`): the status code and the body, at most 64 KiB, read until the
+/// server closes.
+pub async fn call(url: &Url, method: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
     use tokio::io::AsyncReadExt as _;
     let at = format!("{}:{}", url.host, url.port);
-    let (body, head) = get(url, path, None, None)
+    let (body, head) = request(url, method, path, None, None)
         .await
         .map_err(|e| format!("{at}: {e}"))?;
     let mut bytes = Vec::new();

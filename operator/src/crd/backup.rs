@@ -83,6 +83,7 @@ pub struct MySQLBackupStatus {
         type_ = "string",
         json_path = ".spec.clusterRef.name"
     ),
+    printcolumn(name = "Drill", type_ = "boolean", json_path = ".spec.drill"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Backup", type_ = "string", json_path = ".status.backupId"),
     printcolumn(
@@ -101,4 +102,15 @@ pub struct MySQLBackupStatus {
 pub struct MySQLBackupSpec {
     /// The cluster to back up (in the same namespace); its `spec.backup` says where to.
     pub cluster_ref: ClusterRef,
+    /// A restore drill instead of a backup: the newest backup (or `backupId`) restored into a
+    /// scratch server in the cluster's archiver pod, rolled forward with the binary log archive
+    /// to a consistent snapshot of a replica, and every table compared with it. `Succeeded`
+    /// means the backups and the archive give the data back. Needs
+    /// `spec.backup.archiveBinlogs`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
+    /// With `drill`: the backup to drill (it must precede the snapshot); the newest when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub backup_id: Option<String>,
 }

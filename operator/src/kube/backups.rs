@@ -25,7 +25,8 @@ use super::builders::{self, Credential};
 use super::common::{self, cluster_key, credentials, lock};
 use super::metrics::Metrics;
 use super::status::ClusterEvent;
-use crate::agent::client::{Url, get_body, open_backup};
+use crate::agent::archive::{AgentStatus, DrillResult};
+use crate::agent::client::{Url, call, open_backup};
 use crate::agent::tls::AgentTls;
 use crate::backup::BackupError;
 use crate::backup::archiver::ArchiveStatus;
@@ -47,6 +48,10 @@ use decide::SourceMember;
 pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How long a backup may wait for a member to take it from before it fails.
 const SOURCE_WAIT: Duration = Duration::from_secs(600);
+/// How long a restore drill may run.
+const DRILL_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How many scheduled drills' `MySQLBackup`s are kept.
+const DRILLS_KEPT: usize = 3;
 
 /// A cluster's backups, kept by its orchestration task: one pass at a time, and the
 /// archiver's status asked beside it.
@@ -73,6 +78,8 @@ struct Pass {
 /// What the orchestration knows that a pass needs.
 struct Now {
     source: Result<SourceMember, String>,
+    /// The member a drill compares with.
+    snapshot: Result<SourceMember, String>,
     tls: Option<ServerTls>,
 }
 
@@ -109,6 +116,11 @@ impl Backups {
         let members = usize::try_from(cluster.spec.replicas.max(0)).unwrap_or(0);
         let now = Now {
             source: decide::choose_source(
+                orchestrator.last_view(),
+                orchestrator.published(),
+                members,
+            ),
+            snapshot: decide::drill_source(
                 orchestrator.last_view(),
                 orchestrator.published(),
                 members,
@@ -174,34 +186,41 @@ impl Pass {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// The archiver pod's `/status`, or why it cannot be had.
-    async fn archive_report(&self) -> ArchiveReport {
-        let failed = |error: String| ArchiveReport {
-            error: Some(error),
-            ..ArchiveReport::default()
-        };
+    /// The address of the archiver's pod, or why there is none.
+    async fn archiver_ip(&self) -> Result<String, String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let selector = builders::selector_labels(&self.name, builders::Component::Archiver)
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
-        let listed = match pods.list(&ListParams::default().labels(&selector)).await {
-            Ok(list) => list.items,
-            Err(e) => return failed(format!("listing the archiver's pod: {e}")),
-        };
-        let Some(ip) = listed
+        let listed = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| format!("listing the archiver's pod: {e}"))?
+            .items;
+        listed
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .find_map(|p| p.status.as_ref()?.pod_ip.clone())
-        else {
-            return failed("the archiver's pod is not running".into());
+            .ok_or_else(|| "the archiver's pod is not running".to_string())
+    }
+
+    /// The archiver pod's `/status`, or why it cannot be had.
+    async fn archive_report(&self) -> ArchiveReport {
+        let failed = |error: String| ArchiveReport {
+            error: Some(error),
+            ..ArchiveReport::default()
+        };
+        let ip = match self.archiver_ip().await {
+            Ok(ip) => ip,
+            Err(why) => return failed(why),
         };
         let url = Url {
             host: ip,
             port: builders::ARCHIVER_PORT,
         };
-        match get_body(&url, "/status").await {
+        match call(&url, "GET", "/status").await {
             Ok((200, body)) => match serde_json::from_slice::<ArchiveStatus>(&body) {
                 Ok(s) => ArchiveReport {
                     reading: s.reading,
@@ -220,7 +239,10 @@ impl Pass {
     async fn run(&self, cluster: &MySQLCluster, now: Now) {
         let spec = cluster.spec.backup.as_ref();
         if let Some(schedule) = spec.and_then(|b| b.schedule.as_deref()) {
-            self.schedule(cluster, schedule).await;
+            self.schedule(cluster, schedule, false).await;
+        }
+        if let Some(schedule) = spec.and_then(|b| b.drill_schedule.as_deref()) {
+            self.schedule(cluster, schedule, true).await;
         }
         let all = match self.api().list(&ListParams::default()).await {
             Ok(list) => list.items,
@@ -238,18 +260,26 @@ impl Pass {
             let message = "interrupted: the operator stopped while it ran; nothing of it is kept \
                            (an S3 multipart upload may stay open until the bucket's lifecycle \
                            rule ends it)";
-            self.finish_failed(cluster, &b.name_any(), message).await;
+            self.finish_failed(cluster, &b.name_any(), message, b.spec.drill)
+                .await;
         }
         let Some(next) = decide::next_to_run(&mine) else {
             return;
         };
         let name = next.name_any();
+        let drill = next.spec.drill;
         let Some(spec) = spec else {
             let message = "the cluster has no spec.backup: nowhere to store a backup";
-            self.finish_failed(cluster, &name, message).await;
+            self.finish_failed(cluster, &name, message, drill).await;
             return;
         };
-        let source = match now.source {
+        if drill && !spec.archive_binlogs {
+            let message = "restore drills run in the cluster's archiver pod and roll the backup \
+                           forward with the binary log archive: set spec.backup.archiveBinlogs";
+            self.finish_failed(cluster, &name, message, drill).await;
+            return;
+        }
+        let source = match if drill { now.snapshot } else { now.source } {
             Ok(source) => source,
             Err(why) => {
                 let created_ms = next
@@ -261,22 +291,185 @@ impl Pass {
                 let waited_ms = clock::unix_ms().saturating_sub(created_ms);
                 if waited_ms > SOURCE_WAIT.as_millis() as u64 {
                     let message = format!(
-                        "no member could give a backup for {} s: {why}",
+                        "no member could serve for {} s: {why}",
                         SOURCE_WAIT.as_secs()
                     );
-                    self.finish_failed(cluster, &name, &message).await;
+                    self.finish_failed(cluster, &name, &message, drill).await;
                 } else {
                     self.patch(&name, pending(&why)).await;
                 }
                 return;
             }
         };
-        self.take(cluster, spec, &name, &source, now.tls.as_ref())
-            .await;
+        if drill {
+            let request = format!("{name}.{}", next.uid().unwrap_or_default());
+            let backup_id = next.spec.backup_id.as_deref();
+            self.drill(cluster, &name, &request, backup_id, &source)
+                .await;
+        } else {
+            self.take(cluster, spec, &name, &source, now.tls.as_ref())
+                .await;
+        }
     }
 
-    /// Creates the `MySQLBackup` of the schedule's due run, if it is not there yet.
-    async fn schedule(&self, cluster: &MySQLCluster, text: &str) {
+    /// A restore drill, run by the archiver pod against `member`, followed to its end.
+    async fn drill(
+        &self,
+        cluster: &MySQLCluster,
+        name: &str,
+        request: &str,
+        backup_id: Option<&str>,
+        member: &SourceMember,
+    ) {
+        let ip = match self.archiver_ip().await {
+            Ok(ip) => ip,
+            Err(why) => {
+                self.patch(name, pending(&why)).await;
+                return;
+            }
+        };
+        let url = Url {
+            host: ip,
+            port: builders::ARCHIVER_PORT,
+        };
+        let mut path = format!(
+            "/drill?request={request}&member={}&host={}&port={}",
+            member.name, member.host, member.port
+        );
+        if let Some(id) = backup_id {
+            path.push_str(&format!("&backup={id}"));
+        }
+        match call(&url, "POST", &path).await {
+            Ok((200, _)) => {}
+            Ok((409, body)) => {
+                let why = String::from_utf8_lossy(&body).trim().to_string();
+                self.patch(name, pending(&why)).await;
+                return;
+            }
+            Ok((status, body)) => {
+                let message = format!(
+                    "the archiver refused the drill ({status}): {}",
+                    String::from_utf8_lossy(&body).trim()
+                );
+                self.finish_failed(cluster, name, &message, true).await;
+                return;
+            }
+            Err(why) => {
+                self.patch(name, pending(&why)).await;
+                return;
+            }
+        }
+        let started = clock::unix_ms();
+        self.patch(
+            name,
+            MySQLBackupStatus {
+                phase: Some(BackupPhase::Running),
+                member: Some(member.name.clone()),
+                started_at: Some(clock::rfc3339_at(started)),
+                message: Some(format!("restoring and comparing with {}", member.name)),
+                ..MySQLBackupStatus::default()
+            },
+        )
+        .await;
+        let result = self.drill_result(&url, request).await;
+        let secs = clock::unix_ms().saturating_sub(started) as f64 / 1000.0;
+        let duration = Some(format!("{secs:.1}s"));
+        match result {
+            Ok(r) if r.passed => {
+                self.patch(
+                    name,
+                    MySQLBackupStatus {
+                        phase: Some(BackupPhase::Succeeded),
+                        backup_id: r.backup.clone(),
+                        finished_at: Some(r.finished_at.clone()),
+                        duration,
+                        message: Some(r.message.clone()),
+                        ..MySQLBackupStatus::default()
+                    },
+                )
+                .await;
+                self.note(|s| {
+                    s.last_drill = Some(format!("passed: {}", r.message));
+                    s.last_drill_time = Some(r.finished_at.clone());
+                });
+                self.event(
+                    cluster,
+                    false,
+                    "DrillPassed",
+                    format!("{name}: {}", r.message),
+                )
+                .await;
+            }
+            Ok(r) => self.finish_failed(cluster, name, &r.message, true).await,
+            Err(why) => self.finish_failed(cluster, name, &why, true).await,
+        }
+        self.prune_drills().await;
+    }
+
+    /// Waits for the archiver to report the end of drill `request`.
+    async fn drill_result(&self, url: &Url, request: &str) -> Result<DrillResult, String> {
+        let began = Instant::now();
+        let mut last_error = String::new();
+        while began.elapsed() < DRILL_TIMEOUT {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match call(url, "GET", "/status").await {
+                Ok((200, body)) => match serde_json::from_slice::<AgentStatus>(&body) {
+                    Ok(status) => {
+                        if let Some(last) = status.drill.last.filter(|l| l.request == request) {
+                            return Ok(last);
+                        }
+                        if status.drill.running.as_deref() != Some(request) {
+                            return Err(
+                                "the archiver's pod no longer runs the drill (restarted?)".into()
+                            );
+                        }
+                    }
+                    Err(e) => last_error = format!("the archiver's status does not parse: {e}"),
+                },
+                Ok((status, _)) => last_error = format!("the archiver answered {status}"),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(format!(
+            "no result in {} s ({last_error})",
+            DRILL_TIMEOUT.as_secs()
+        ))
+    }
+
+    /// Keeps the newest [`DRILLS_KEPT`] scheduled drills' `MySQLBackup`s.
+    async fn prune_drills(&self) {
+        let Ok(list) = self
+            .api()
+            .list(&ListParams::default().labels(builders::SCHEDULED_LABEL))
+            .await
+        else {
+            return;
+        };
+        let mut drills: Vec<&MySQLBackup> = list
+            .items
+            .iter()
+            .filter(|b| b.spec.cluster_ref.name == self.name && b.spec.drill)
+            .filter(|b| {
+                b.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .is_some_and(BackupPhase::is_final)
+            })
+            .collect();
+        drills.sort_by_key(|b| {
+            std::cmp::Reverse(b.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        });
+        for old in drills.iter().skip(DRILLS_KEPT) {
+            let _ = self
+                .api()
+                .delete(&old.name_any(), &Default::default())
+                .await;
+        }
+    }
+
+    /// Creates the `MySQLBackup` of the schedule's due run (a drill's with `drill`), if it is
+    /// not there yet.
+    async fn schedule(&self, cluster: &MySQLCluster, text: &str, drill: bool) {
         let Ok(schedule) = Schedule::parse(text) else {
             return; // The reconciler's validation reports it.
         };
@@ -287,11 +480,18 @@ impl Pass {
             .map_or(0, |t| u64::try_from(t.0.as_second()).unwrap_or(0));
         let now_s = clock::unix_ms() / 1000;
         let (due, next) = decide::scheduled_runs(&schedule, created, now_s);
-        self.note(|s| s.next_scheduled = next.map(|n| clock::rfc3339_at(n * 1000)));
+        let next = next.map(|n| clock::rfc3339_at(n * 1000));
+        self.note(|s| {
+            if drill {
+                s.next_drill = next;
+            } else {
+                s.next_scheduled = next;
+            }
+        });
         let Some(at) = due else {
             return;
         };
-        let backup = match builders::scheduled_backup(cluster, at) {
+        let backup = match builders::scheduled_backup(cluster, at, drill) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(cluster = %self.name, error = %e, "the scheduled backup");
@@ -383,7 +583,7 @@ impl Pass {
                     self.retain(cluster, spec).await;
                 }
             }
-            Err(e) => self.finish_failed(cluster, name, &e).await,
+            Err(e) => self.finish_failed(cluster, name, &e, false).await,
         }
     }
 
@@ -473,6 +673,7 @@ impl Pass {
                 if let Ok(list) = self.api().list(&ListParams::default()).await {
                     for b in list.items.iter().filter(|b| {
                         b.spec.cluster_ref.name == self.name
+                            && !b.spec.drill
                             && b.status
                                 .as_ref()
                                 .and_then(|s| s.backup_id.as_ref())
@@ -507,7 +708,7 @@ impl Pass {
         }
     }
 
-    async fn finish_failed(&self, cluster: &MySQLCluster, name: &str, message: &str) {
+    async fn finish_failed(&self, cluster: &MySQLCluster, name: &str, message: &str, drill: bool) {
         let now = clock::rfc3339();
         self.patch(
             name,
@@ -519,6 +720,20 @@ impl Pass {
             },
         )
         .await;
+        if drill {
+            self.note(|s| {
+                s.last_drill = Some(format!("failed: {name}: {message}"));
+                s.last_drill_time = Some(now.clone());
+            });
+            self.event(
+                cluster,
+                true,
+                "DrillFailed",
+                format!("restore drill {name} failed: {message}"),
+            )
+            .await;
+            return;
+        }
         self.metrics
             .clusters
             .backup_finished(&self.namespace, &self.name, None);
@@ -561,6 +776,8 @@ impl Pass {
     ) {
         let action = if reason.starts_with("Backups") || reason.starts_with("Retention") {
             "Retain"
+        } else if reason.starts_with("Drill") {
+            "Drill"
         } else {
             "Backup"
         };

@@ -725,6 +725,9 @@ pub fn backups_status(
         last_failure,
         last_failure_time,
         next_scheduled: seen.next_scheduled,
+        last_drill: seen.last_drill.or(previous.last_drill),
+        last_drill_time: seen.last_drill_time.or(previous.last_drill_time),
+        next_drill: seen.next_drill,
         archive: seen.archive,
     })
 }

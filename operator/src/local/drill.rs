@@ -23,6 +23,7 @@ use super::mariadb::{self, ServerLayout};
 use super::state::{LocalCredentials, Settings, StateDir, read_json};
 use super::status::Status;
 use crate::backup::location::Location;
+use crate::backup::manifest;
 use crate::backup::store::Store;
 
 /// Row count and two row-checksum sums of one table.
@@ -187,34 +188,71 @@ async fn drill_in(
     say: &(dyn Fn(&str) + Sync),
     scratch: &std::path::Path,
 ) -> Result<String, LocalError> {
-    let (location, store, archive) = (place.location, place.store, place.archive);
+    let status: Status = read_json(&dir.status())?;
+    let member = drill_source(&status.members)
+        .map_err(BackupError::NoSource)?
+        .clone();
+    let ca = tls_ca(dir);
+    let mut opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(member.port)
+        .user(Some(admin(creds).user))
+        .pass(Some(admin(creds).password))
+        .prefer_socket(false);
+    if let Some(ca) = &ca {
+        opts = opts.ssl_opts(Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![ca.clone().into()])
+                .with_disable_built_in_roots(true),
+        ));
+    }
+    let drill = Drill {
+        cluster: &settings.cluster,
+        live: (member.name.as_str(), opts.into()),
+        place,
+        backup_id,
+        scratch,
+        server_id: settings.server_id_base.saturating_add(999),
+        gtid_domain_id: settings.gtid_domain_id,
+    };
+    drill_against(&drill, say).await
+}
+
+/// What a drill compares: the live member (its name, and how to reach it with an account
+/// that reads every table), the cluster's backups and archive, and where the scratch server
+/// goes.
+pub struct Drill<'a> {
+    pub cluster: &'a str,
+    pub live: (&'a str, mysql_async::Opts),
+    pub place: &'a Place<'a>,
+    pub backup_id: Option<&'a str>,
+    /// A directory the drill may fill and remove.
+    pub scratch: &'a std::path::Path,
+    /// The scratch server's identity (none of the cluster's own).
+    pub server_id: u32,
+    pub gtid_domain_id: u32,
+}
+
+/// The drill itself, wherever it runs (a local cluster's supervisor, or a Kubernetes
+/// cluster's archiver pod): one consistent snapshot of the live member, the backup before it
+/// restored and rolled forward with the archive to exactly the snapshot's position, and every
+/// table compared. Returns the id of the backup drilled.
+pub async fn drill_against(
+    drill: &Drill<'_>,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<String, LocalError> {
+    let (location, store, archive) = (drill.place.location, drill.place.store, drill.place.archive);
+    let (member, opts) = (drill.live.0, drill.live.1.clone());
+    let (backup_id, scratch) = (drill.backup_id, drill.scratch);
     {
         let began = Instant::now();
-        let status: Status = read_json(&dir.status())?;
-        let member = drill_source(&status.members)
-            .map_err(BackupError::NoSource)?
-            .clone();
         let mine: Vec<_> = manifests(store)
             .await?
             .into_iter()
-            .filter(|m| m.cluster == settings.cluster)
+            .filter(|m| m.cluster == drill.cluster)
             .collect();
         let (segments, _, _) = super::pitr::read_archive(archive).await?;
         // The live side: one consistent snapshot, and the position it is at.
-        let ca = tls_ca(dir);
-        let mut opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(member.port)
-            .user(Some(admin(creds).user))
-            .pass(Some(admin(creds).password))
-            .prefer_socket(false);
-        if let Some(ca) = &ca {
-            opts = opts.ssl_opts(Some(
-                mysql_async::SslOpts::default()
-                    .with_root_certs(vec![ca.clone().into()])
-                    .with_disable_built_in_roots(true),
-            ));
-        }
         let mut live = mysql_async::Conn::new(opts).await.map_err(sql_error)?;
         let listed = tables(&mut live).await?;
         live.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -236,9 +274,11 @@ async fn drill_in(
         let _ = live.disconnect().await;
 
         let position = MariadbPosition::parse(&at)
-            .map_err(|e| LocalError::Other(format!("{}'s snapshot position: {e}", member.name)))?;
+            .map_err(|e| LocalError::Other(format!("{member}'s snapshot position: {e}")))?;
         let (backup, pitr) = if segments.is_empty() {
-            let backup = super::backup::find(store, backup_id).await?;
+            let backup = manifest::choose(&mine, backup_id)
+                .cloned()
+                .map_err(LocalError::Usage)?;
             (backup, None)
         } else {
             // The archive reaches the snapshot within a second or two.
@@ -274,7 +314,7 @@ async fn drill_in(
                 " (no archive: compared at the backup's own position is not possible; \
                  the restore itself is checked)"
             },
-            member.name
+            member
         ));
 
         // The restored side: a scratch server with no networking, beside the cluster.
@@ -282,8 +322,8 @@ async fn drill_in(
         let layout = ServerLayout {
             name: "drill".into(),
             port: 0,
-            server_id: settings.server_id_base.saturating_add(999),
-            gtid_domain_id: settings.gtid_domain_id,
+            server_id: drill.server_id,
+            gtid_domain_id: drill.gtid_domain_id,
             dir: scratch.to_path_buf(),
         };
         let data = layout.data_dir();
@@ -324,8 +364,7 @@ async fn drill_in(
         let differ = differences(&live_sums, &restored);
         if !differ.is_empty() {
             return Err(LocalError::Other(format!(
-                "drill failed: the restored data differs from {} at {at}: {}",
-                member.name,
+                "drill failed: the restored data differs from {member} at {at}: {}",
                 differ.join("; ")
             )));
         }

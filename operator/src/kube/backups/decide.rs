@@ -96,6 +96,45 @@ pub fn choose_source(
     }
 }
 
+/// The member a restore drill compares with: a published replica that replicates cleanly
+/// (how far behind does not matter: the comparison is at its snapshot), the least behind; the
+/// primary of a one-member cluster.
+pub fn drill_source(
+    view: Option<&ClusterView>,
+    published: Option<&Topology>,
+    members: usize,
+) -> Result<SourceMember, String> {
+    let (Some(view), Some(published)) = (view, published) else {
+        return Err("the cluster has not been observed and published yet".into());
+    };
+    if members <= 1 {
+        return choose_source(Some(view), Some(published), members);
+    }
+    let head = published
+        .primary
+        .as_ref()
+        .and_then(|p| view.member(&p.name))
+        .and_then(|p| p.executed.as_ref());
+    published
+        .replicas
+        .iter()
+        .filter_map(|r| Some((r, view.member(&r.name)?)))
+        .filter(|(_, m)| m.is_reachable() && m.replicates_cleanly())
+        .min_by_key(|(r, m)| {
+            let behind = match (head, m.executed.as_ref()) {
+                (Some(head), Some(mine)) => mine.transactions_behind(head),
+                _ => None,
+            };
+            (behind.unwrap_or(u64::MAX), r.name.clone())
+        })
+        .map(|(r, _)| SourceMember {
+            name: r.name.clone(),
+            host: r.host.clone(),
+            port: r.port,
+        })
+        .ok_or_else(|| "no replica is replicating to take a snapshot from".to_string())
+}
+
 fn phase(b: &MySQLBackup) -> Option<BackupPhase> {
     b.status.as_ref().and_then(|s| s.phase)
 }

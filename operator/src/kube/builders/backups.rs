@@ -100,6 +100,8 @@ pub fn archiver_deployment(
             SPOOL.into(),
             "--listen".into(),
             format!("0.0.0.0:{ARCHIVER_PORT}"),
+            "--gtid-domain-id".into(),
+            ctx.spec.gtid_domain_id(ctx.namespace, ctx.name).to_string(),
         ]),
         env: Some(vars),
         ports: Some(vec![super::port("status", i32::from(ARCHIVER_PORT))]),
@@ -174,13 +176,27 @@ pub fn scheduled_backup_name(cluster: &str, at: u64) -> String {
     format!("{cluster}-{y:04}{mo:02}{d:02}-{h:02}{mi:02}")
 }
 
-/// The `MySQLBackup` the schedule creates for its run at `at`, owned by the cluster (deleted
-/// with it; the stored backup stays).
-pub fn scheduled_backup(cluster: &MySQLCluster, at: u64) -> Result<MySQLBackup, BuildError> {
+/// The name of the scheduled restore drill of `at`.
+pub fn scheduled_drill_name(cluster: &str, at: u64) -> String {
+    scheduled_backup_name(&format!("{cluster}-drill"), at)
+}
+
+/// The `MySQLBackup` the schedule creates for its run at `at` (a restore drill with `drill`),
+/// owned by the cluster (deleted with it; the stored backup stays).
+pub fn scheduled_backup(
+    cluster: &MySQLCluster,
+    at: u64,
+    drill: bool,
+) -> Result<MySQLBackup, BuildError> {
     let ctx = Context::new(cluster)?;
     let mut labels = super::labels(ctx.name, Component::Mysql);
     labels.insert(SCHEDULED_LABEL.into(), at.to_string());
-    let meta = ctx.meta(scheduled_backup_name(ctx.name, at), Component::Mysql);
+    let name = if drill {
+        scheduled_drill_name(ctx.name, at)
+    } else {
+        scheduled_backup_name(ctx.name, at)
+    };
+    let meta = ctx.meta(name, Component::Mysql);
     Ok(MySQLBackup {
         metadata: ObjectMeta {
             labels: Some(labels.into_iter().collect::<BTreeMap<_, _>>()),
@@ -190,6 +206,8 @@ pub fn scheduled_backup(cluster: &MySQLCluster, at: u64) -> Result<MySQLBackup, 
             cluster_ref: ClusterRef {
                 name: ctx.name.to_string(),
             },
+            drill,
+            backup_id: None,
         },
         status: None,
     })

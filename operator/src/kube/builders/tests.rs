@@ -1575,7 +1575,8 @@ fn the_archiver_runs_only_with_archiving_and_reads_the_published_primary() {
         format!(
             "/lagless/bin/lagless-operator agent archive --cluster db \
              --topology /etc/lagless/topology/topology.json --server-id {server_id} \
-             --spool /tmp/lagless-archive --listen 0.0.0.0:3307"
+             --spool /tmp/lagless-archive --listen 0.0.0.0:3307 --gtid-domain-id {}",
+            on.spec.gtid_domain_id("shop-ns", "db")
         )
     );
     type Value<'a> = (Option<&'a str>, Option<(&'a str, &'a str)>);
@@ -1615,8 +1616,12 @@ fn the_archiver_runs_only_with_archiving_and_reads_the_published_primary() {
 #[test]
 fn a_scheduled_backup_is_named_for_its_minute_and_owned_by_the_cluster() {
     let at = 1_796_601_600 + 3 * 3600 + 5 * 60; // 2026-12-07 03:05 UTC
-    let b = scheduled_backup(&defaults(), at).unwrap();
+    let b = scheduled_backup(&defaults(), at, false).unwrap();
     assert_eq!(b.metadata.name.as_deref(), Some("db-20261207-0305"));
+    assert!(!b.spec.drill);
+    let d = scheduled_backup(&defaults(), at, true).unwrap();
+    assert_eq!(d.metadata.name.as_deref(), Some("db-drill-20261207-0305"));
+    assert!(d.spec.drill);
     assert_eq!(b.spec.cluster_ref.name, "db");
     assert_eq!(
         b.metadata.labels.as_ref().unwrap()[SCHEDULED_LABEL],

@@ -380,6 +380,62 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     )
     .await;
 
+    // Restore drills, run in the archiver's pod: one passes; after a row is deleted on the
+    // replica behind replication's back, the next fails and names the table.
+    let drill = |name: &str| {
+        serde_json::json!({
+            "apiVersion": "lagless.dev/v1alpha1", "kind": "MySQLBackup",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"clusterRef": {"name": "vault"}, "drill": true},
+        })
+    };
+    let _: MySQLBackup = apply_json(&admin, drill("drill-1")).await;
+    let passed = finished(&admin, "drill-1", witnesses).await;
+    assert_eq!(passed.phase, Some(BackupPhase::Succeeded), "{passed:?}");
+    assert!(
+        passed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("drill passed")),
+        "{passed:?}"
+    );
+    eprintln!("backups: drill-1: {passed:?}");
+    let old_primary_ip = node.pod_ip(&primary).expect("the replica's address");
+    let mut replica_conn = Conn::new(opts(&old_primary_ip, &user, &password, None))
+        .await
+        .expect("the admin connects to the replica");
+    replica_conn
+        .query_drop("SET SESSION sql_log_bin = 0; DELETE FROM vault.t WHERE id = 7")
+        .await
+        .expect("drift on the replica");
+    let _: MySQLBackup = apply_json(&admin, drill("drill-2")).await;
+    let failed = finished(&admin, "drill-2", witnesses).await;
+    assert_eq!(failed.phase, Some(BackupPhase::Failed), "{failed:?}");
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("`vault`.`t`")),
+        "the drift is named: {failed:?}"
+    );
+    replica_conn
+        .query_drop("SET SESSION sql_log_bin = 0; INSERT INTO vault.t VALUES (7, MD5(7))")
+        .await
+        .expect("the drift undone");
+    wait_for(
+        "the cluster's status to report the failed drill",
+        Duration::from_secs(30),
+        witnesses,
+        || async {
+            let backups = cluster(&admin, "vault").await.status?.backups?;
+            backups
+                .last_drill
+                .filter(|d| d.starts_with("failed: drill-2"))
+                .map(|_| ())
+        },
+    )
+    .await;
+
     // Wrong credentials: a clear failure, and nothing deleted.
     let _: MySQLCluster =
         apply_json(&admin, cluster_json("vault", backup_spec("s3-wrong-key"))).await;

@@ -86,6 +86,8 @@ fn backup(name: &str, created_s: i64, phase: Option<BackupPhase>) -> MySQLBackup
         name,
         MySQLBackupSpec {
             cluster_ref: crate::crd::accounts::ClusterRef { name: "db".into() },
+            drill: false,
+            backup_id: None,
         },
     );
     b.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -96,6 +98,28 @@ fn backup(name: &str, created_s: i64, phase: Option<BackupPhase>) -> MySQLBackup
         ..MySQLBackupStatus::default()
     });
     b
+}
+
+#[test]
+fn a_drill_compares_with_a_replicating_replica_however_far_behind() {
+    let v = view(vec![
+        member_view("db-0", "0-1-100", false, None),
+        member_view("db-1", "0-1-90", true, Some(4)),
+        member_view("db-2", "0-1-100", false, None),
+    ]);
+    let t = published("db-0", &["db-1", "db-2"]);
+    assert_eq!(drill_source(Some(&v), Some(&t), 3).unwrap().name, "db-1");
+    let stopped = view(vec![
+        member_view("db-0", "0-1-100", false, None),
+        member_view("db-1", "0-1-90", false, None),
+    ]);
+    let t = published("db-0", &["db-1"]);
+    assert!(drill_source(Some(&stopped), Some(&t), 2).is_err());
+    let alone = published("db-0", &[]);
+    assert_eq!(
+        drill_source(Some(&stopped), Some(&alone), 1).unwrap().name,
+        "db-0"
+    );
 }
 
 #[test]
