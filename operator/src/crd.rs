@@ -940,6 +940,10 @@ impl Condition {
     /// True while members are rolled onto a changed template (one at a time, the primary last
     /// after a switchover); reported once a cluster was rolled.
     pub const ROLLING: &str = "Rolling";
+    /// Only on a cluster that starts from a backup (`spec.bootstrap.fromBackup`): False while
+    /// its first member is restored (reason `RestoreFailing` with the error when the restore
+    /// step fails), True once the cluster is published.
+    pub const RESTORED: &str = "Restored";
     /// A tenant pool's: False while `spec.rebalance.enabled` asks for what this controller
     /// does not do yet (tenants are moved by the local runtime only).
     pub const REBALANCING: &str = "Rebalancing";

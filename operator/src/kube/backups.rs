@@ -61,6 +61,10 @@ pub struct Backups {
     running: Option<tokio::task::JoinHandle<()>>,
     archive_due: Instant,
     archive_probe: Option<tokio::task::JoinHandle<()>>,
+    restore_probe: Option<tokio::task::JoinHandle<()>>,
+    restore_due: Instant,
+    /// Why the restore of a cluster that starts from a backup fails, as last read.
+    restore_failing: Arc<Mutex<Option<String>>>,
 }
 
 /// What a pass needs, cloned into its task.
@@ -103,12 +107,16 @@ impl Backups {
             running: None,
             archive_due: Instant::now(),
             archive_probe: None,
+            restore_probe: None,
+            restore_due: Instant::now(),
+            restore_failing: Arc::default(),
         }
     }
 
     /// Starts a pass when one is due and none runs.
     pub fn tick(&mut self, cluster: &MySQLCluster, orchestrator: &Orchestrator) {
         self.probe_archive(cluster);
+        self.probe_restore(cluster, orchestrator.published().is_some());
         if self.running.as_ref().is_some_and(|t| !t.is_finished()) || Instant::now() < self.due {
             return;
         }
@@ -167,6 +175,49 @@ impl Backups {
         }));
     }
 
+    /// While a cluster that starts from a backup is not published yet, reads why its first
+    /// member's restore step fails, if it does (the step's message in the pod's status), every
+    /// [`INTERVAL`]; says each new reason in a Warning Event.
+    fn probe_restore(&mut self, cluster: &MySQLCluster, published: bool) {
+        if cluster.spec.from_backup().is_none() || published {
+            if let Ok(mut failing) = self.restore_failing.lock() {
+                *failing = None;
+            }
+            return;
+        }
+        if self
+            .restore_probe
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+            || Instant::now() < self.restore_due
+        {
+            return;
+        }
+        self.restore_due = Instant::now() + INTERVAL;
+        let pass = self.pass.clone();
+        let failing = self.restore_failing.clone();
+        let cluster = cluster.clone();
+        self.restore_probe = Some(tokio::spawn(async move {
+            let now = pass.restore_error().await;
+            let changed = {
+                let Ok(mut last) = failing.lock() else {
+                    return;
+                };
+                let changed = now.is_some() && *last != now;
+                last.clone_from(&now);
+                changed
+            };
+            if let (true, Some(why)) = (changed, now) {
+                pass.event(&cluster, true, "RestoreFailing", why).await;
+            }
+        }));
+    }
+
+    /// Why the restore fails, while it does.
+    pub fn restore_failing(&self) -> Option<String> {
+        self.restore_failing.lock().ok().and_then(|f| f.clone())
+    }
+
     /// What the passes saw since the operator started.
     pub fn seen(&self) -> Option<BackupsStatus> {
         lock(&self.pass.seen).clone()
@@ -175,7 +226,12 @@ impl Backups {
 
 impl Drop for Backups {
     fn drop(&mut self) {
-        for task in self.running.iter().chain(&self.archive_probe) {
+        for task in self
+            .running
+            .iter()
+            .chain(&self.archive_probe)
+            .chain(&self.restore_probe)
+        {
             task.abort();
         }
     }
@@ -184,6 +240,38 @@ impl Drop for Backups {
 impl Pass {
     fn api(&self) -> Api<MySQLBackup> {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The message of the first member's restore step, when its last run failed.
+    async fn restore_error(&self) -> Option<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pod = pods
+            .get_opt(&builders::member_name(&self.name, 0))
+            .await
+            .ok()??;
+        let seed = pod
+            .status?
+            .init_container_statuses?
+            .into_iter()
+            .find(|c| c.name == "seed")?;
+        let last = seed.last_state?.terminated?;
+        if last.exit_code == 0 {
+            return None;
+        }
+        let message = last.message.unwrap_or_default();
+        // The step's own last line says why ("agent restore: …").
+        let why = message
+            .lines()
+            .rev()
+            .find(|l| l.contains("agent restore:"))
+            .unwrap_or(message.lines().last().unwrap_or_default())
+            .trim()
+            .to_string();
+        Some(if why.is_empty() {
+            format!("the restore step exited with {}", last.exit_code)
+        } else {
+            why
+        })
     }
 
     /// The address of the archiver's pod, or why there is none.

@@ -234,6 +234,7 @@ impl Runner {
                 snapshot.last_reseed = reseeder.record().cloned();
                 snapshot.roll = roller.report().cloned();
                 snapshot.backups = backups.seen();
+                snapshot.restore_failing = backups.restore_failing();
                 fold_events(&mut snapshot, &new);
                 self.metrics.clusters.observe(
                     &cluster.namespace().unwrap_or_default(),

@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub roll: Option<RollReport>,
     /// Backups seen since the operator started, see [`super::backups`].
     pub backups: Option<BackupsStatus>,
+    /// Why the restore of a cluster that starts from a backup fails, while it does.
+    pub restore_failing: Option<String>,
 }
 
 /// A Kubernetes Event to record on the `MySQLCluster`.
@@ -436,6 +438,34 @@ pub fn rolling_condition(previous: &MySQLClusterStatus, roll: Option<&RollReport
     }
 }
 
+/// The `Restored` condition of a cluster that starts from a backup: true once it is published
+/// (its first member restored and serving), false while restoring, with the error while the
+/// restore step fails. Absent from other clusters.
+pub fn restored_condition(
+    from_backup: bool,
+    published: bool,
+    failing: Option<&str>,
+) -> Option<Want> {
+    if !from_backup {
+        return None;
+    }
+    Some(match (published, failing) {
+        (true, _) => want(
+            Condition::RESTORED,
+            true,
+            "Restored",
+            "the cluster was restored from a backup and is serving",
+        ),
+        (false, Some(why)) => want(Condition::RESTORED, false, "RestoreFailing", why),
+        (false, None) => want(
+            Condition::RESTORED,
+            false,
+            "Restoring",
+            "the first member is being restored from a backup",
+        ),
+    })
+}
+
 /// The Normal Event when `spec.paused` changes, judged against the `Paused` condition last
 /// reported (so a restarted operator does not say it again).
 pub fn pause_event(previous: &MySQLClusterStatus, paused: bool) -> Option<ClusterEvent> {
@@ -664,6 +694,11 @@ pub fn cluster_status(
     let mut wanted = vec![available, progressing, degraded, failover, lossless];
     wanted.extend(paused_condition(previous, spec.paused));
     wanted.extend(rolling_condition(previous, snapshot.roll.as_ref()));
+    wanted.extend(restored_condition(
+        spec.from_backup().is_some(),
+        published.is_some(),
+        snapshot.restore_failing.as_deref(),
+    ));
     wanted.extend(read_only_condition(
         previous,
         spec.read_only,

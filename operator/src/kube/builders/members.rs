@@ -376,6 +376,9 @@ fn agent_containers(
         name: "seed".into(),
         image: Some(image.clone()),
         command: Some(seed_command(ctx)),
+        // Why a copy or a restore failed reaches the pod's status (and the operator's report
+        // of a failing restore) without a log reader.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         env: Some(
             tls::agent_env(ctx.spec)
                 .into_iter()

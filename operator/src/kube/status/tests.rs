@@ -610,3 +610,57 @@ fn the_rolling_condition_is_true_while_a_roll_runs_and_false_once_reported() {
     assert_eq!(off.status, ConditionStatus::False);
     assert_eq!(off.reason, "UpToDate");
 }
+
+#[test]
+fn the_restored_condition_says_how_a_restore_goes_and_only_on_restored_clusters() {
+    assert_eq!(restored_condition(false, false, Some("x")), None);
+    let restoring = restored_condition(true, false, None).expect("a condition");
+    assert_eq!(
+        (restoring.status, restoring.reason.as_str()),
+        (ConditionStatus::False, "Restoring")
+    );
+    let failing = restored_condition(
+        true,
+        false,
+        Some("agent restore: cannot restore to 2099-01-01: the archive ends before it"),
+    )
+    .expect("a condition");
+    assert_eq!(failing.reason, "RestoreFailing");
+    assert!(failing.message.contains("cannot restore to"));
+    let done = restored_condition(true, true, None).expect("a condition");
+    assert_eq!(
+        (done.status, done.reason.as_str()),
+        (ConditionStatus::True, "Restored")
+    );
+}
+
+#[test]
+fn a_restarted_operator_keeps_the_last_backup_and_drill_on_record() {
+    let previous = BackupsStatus {
+        last_success: Some("db-1".into()),
+        last_success_time: Some("t1".into()),
+        last_failure: Some("b: no".into()),
+        last_failure_time: Some("t0".into()),
+        last_drill: Some("passed: 3 tables".into()),
+        last_drill_time: Some("t2".into()),
+        next_scheduled: Some("old".into()),
+        ..BackupsStatus::default()
+    };
+    assert_eq!(backups_status(None, None), None);
+    let kept = backups_status(Some(&previous), None).expect("kept");
+    assert_eq!(kept.last_success.as_deref(), Some("db-1"));
+    assert_eq!(kept.last_drill.as_deref(), Some("passed: 3 tables"));
+    assert_eq!(
+        kept.next_scheduled, None,
+        "the schedule is this operator's to say"
+    );
+    let seen = BackupsStatus {
+        last_success: Some("db-2".into()),
+        last_success_time: Some("t3".into()),
+        ..BackupsStatus::default()
+    };
+    let merged = backups_status(Some(&previous), Some(&seen)).expect("merged");
+    assert_eq!(merged.last_success.as_deref(), Some("db-2"));
+    assert_eq!(merged.last_success_time.as_deref(), Some("t3"));
+    assert_eq!(merged.last_failure.as_deref(), Some("b: no"));
+}

@@ -546,6 +546,60 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     )
     .await;
 
+    // A point in time the archive does not reach: the restore step fails and says why in the
+    // `Restored` condition and a Warning Event; nothing is published.
+    let _: MySQLCluster = apply_json(
+        &admin,
+        cluster_json(
+            "vault4",
+            serde_json::json!({"bootstrap": {"fromBackup": {
+                "destination": DESTINATION,
+                "cluster": "vault",
+                "pointInTime": "2099-01-01T00:00:00Z",
+                "s3": {"endpoint": s3.endpoint, "credentialsSecret": "s3-key"},
+            }}}),
+        ),
+    )
+    .await;
+    let refused = wait_for(
+        "vault4's Restored condition to say why the restore fails",
+        Duration::from_secs(120),
+        witnesses,
+        || async {
+            let status = cluster(&admin, "vault4").await.status?;
+            status
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Restored" && c.reason == "RestoreFailing")
+        },
+    )
+    .await;
+    assert!(
+        refused
+            .message
+            .contains("cannot restore to 2099-01-01T00:00:00Z"),
+        "{refused:?}"
+    );
+    let status = cluster(&admin, "vault4").await.status.expect("a status");
+    assert!(status.primary.is_none(), "nothing is published: {status:?}");
+    assert!(
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), NAMESPACE)
+            .get_opt("vault4-topology")
+            .await
+            .expect("reading ConfigMaps")
+            .is_none(),
+        "no topology is published for a cluster whose restore fails"
+    );
+    let restored = cluster(&admin, "vault2").await.status.expect("a status");
+    assert!(
+        restored
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Restored"
+                && c.status == lagless_operator::crd::ConditionStatus::True),
+        "{restored:?}"
+    );
+
     // A schedule of every minute: the operator makes the MySQLBackup of the minute and runs it.
     let mut spec = backup_spec("s3-key");
     spec["backup"]["schedule"] = serde_json::json!("* * * * *");

@@ -789,6 +789,7 @@ impl Kubelet {
         } else if !ready && run.ready_since.is_some() {
             run.ready_since = None;
         }
+        let dir = run.dir.clone();
         let status_of = |s: &Slot, init: bool| {
             let state = match (&s.process, &s.waiting) {
                 (Some(p), _) => json!({"running": {"startedAt": p.started}}),
@@ -815,6 +816,19 @@ impl Kubelet {
             }
             if let Some(code) = s.last_exit {
                 status["lastState"] = json!({"terminated": {"exitCode": code}});
+                // As a kubelet does with FallbackToLogsOnError: a failed container's message
+                // is the end of its log (at most 80 lines or 2048 bytes).
+                let fallback = s.container.termination_message_policy.as_deref()
+                    == Some("FallbackToLogsOnError");
+                if code != 0 && fallback {
+                    let log = std::fs::read(dir.join(format!("{}.log", s.container.name)))
+                        .unwrap_or_default();
+                    let tail = &log[log.len().saturating_sub(2048)..];
+                    let text = String::from_utf8_lossy(tail);
+                    let lines: Vec<&str> = text.lines().collect();
+                    let message = lines[lines.len().saturating_sub(80)..].join("\n");
+                    status["lastState"]["terminated"]["message"] = json!(message);
+                }
             }
             status
         };
