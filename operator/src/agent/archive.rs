@@ -63,7 +63,13 @@ pub struct ArchiveArgs {
     /// The cluster's `gtid_domain_id`, for a drill's scratch server.
     #[arg(long, value_name = "ID", default_value_t = 0)]
     pub gtid_domain_id: u32,
+    /// The token `POST /drill` must present (the agents' Secret, read at each request).
+    #[arg(long, value_name = "FILE", default_value = "/etc/lagless/agent/token")]
+    pub token_file: PathBuf,
 }
+
+/// How long a drill may run before it is given up.
+const DRILL_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Where restore drills stand.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,7 +255,21 @@ async fn serve_status(listener: TcpListener, shared: Arc<Shared>) {
                     http::respond(&mut conn, 200, "OK", &body).await
                 }
                 Ok(r) if r.method == "POST" && r.path == "/drill" => {
-                    match start_drill(&shared, r.query.as_deref().unwrap_or_default()) {
+                    let token = tokio::fs::read_to_string(&shared.args.token_file)
+                        .await
+                        .map(|t| t.trim().to_string())
+                        .unwrap_or_default();
+                    let presented = r
+                        .authorization
+                        .as_deref()
+                        .and_then(|a| a.strip_prefix("Bearer "));
+                    let allowed = !token.is_empty() && presented == Some(token.as_str());
+                    let started = if allowed {
+                        start_drill(&shared, r.query.as_deref().unwrap_or_default())
+                    } else {
+                        Err((401, "the agent token is needed".to_string()))
+                    };
+                    match started {
                         Ok(()) => http::respond(&mut conn, 200, "OK", "started\n").await,
                         Err((status, why)) => {
                             http::respond(&mut conn, status, "Refused", &format!("{why}\n")).await
@@ -282,6 +302,10 @@ pub struct DrillRequest {
 pub fn parse_drill_query(query: &str) -> Result<DrillRequest, String> {
     let mut fields = std::collections::BTreeMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if fields.contains_key(key) {
+            return Err(format!("{key} given twice"));
+        }
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| format!("{pair}: not key=value"))?;
@@ -314,6 +338,24 @@ pub fn parse_drill_query(query: &str) -> Result<DrillRequest, String> {
 
 fn start_drill(shared: &Arc<Shared>, query: &str) -> Result<(), (u16, String)> {
     let request = parse_drill_query(query).map_err(|e| (400, e))?;
+    // Only a member of this cluster, at the address the topology publishes for it, is read
+    // with the admin account.
+    let published = Topology::read(&shared.args.topology)
+        .map_err(|e| (503, format!("no published topology: {e}")))?;
+    let known = published
+        .primary
+        .iter()
+        .chain(&published.replicas)
+        .any(|m| m.name == request.member && m.host == request.host && m.port == request.port);
+    if !known {
+        return Err((
+            400,
+            format!(
+                "{} at {}:{} is not a published member",
+                request.member, request.host, request.port
+            ),
+        ));
+    }
     {
         let mut drill = shared
             .drill
@@ -327,7 +369,14 @@ fn start_drill(shared: &Arc<Shared>, query: &str) -> Result<(), (u16, String)> {
     let shared = shared.clone();
     tokio::spawn(async move {
         let said = Arc::new(Mutex::new(String::new()));
-        let result = run_drill(&shared.args, &request, &said).await;
+        let result = tokio::time::timeout(DRILL_TIMEOUT, run_drill(&shared.args, &request, &said))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the drill did not end within {} s",
+                    DRILL_TIMEOUT.as_secs()
+                ))
+            });
         let last = said.lock().map(|s| s.clone()).unwrap_or_default();
         let (passed, backup, message) = match result {
             Ok(backup) => (true, Some(backup), last),
@@ -422,6 +471,7 @@ mod tests {
             "request=d1&member=db-1&host=h&port=x",
             "request=d%27&member=db-1&host=h&port=1",
             "request=d1&member=db 1&host=h&port=1",
+            "request=d1&member=db-1&host=h&port=1&host=evil",
             "request",
         ] {
             assert!(parse_drill_query(bad).is_err(), "{bad}");

@@ -420,10 +420,15 @@ pub async fn fetch(args: &FetchArgs) -> Result<Fetched, FetchError> {
 /// `method path` (with an empty body) on the plain HTTP server at `url` (an archiver's
 /// `/status` and `/drill`): the status code and the body, at most 64 KiB, read until the
 /// server closes.
-pub async fn call(url: &Url, method: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+pub async fn call(
+    url: &Url,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
     use tokio::io::AsyncReadExt as _;
     let at = format!("{}:{}", url.host, url.port);
-    let (body, head) = request(url, method, path, None, None)
+    let (body, head) = request(url, method, path, token, None)
         .await
         .map_err(|e| format!("{at}: {e}"))?;
     let mut bytes = Vec::new();
@@ -433,6 +438,10 @@ pub async fn call(url: &Url, method: &str, path: &str) -> Result<(u16, Vec<u8>),
         .map_err(|e| format!("{at}: {e}"))?;
     Ok((head.status, bytes))
 }
+
+/// How [`open_backup`]'s error ends when the agent serves another copy (a seed) now: worth
+/// trying again soon, not a failure.
+pub const BUSY: &str = "is busy serving another copy (503)";
 
 /// The backup stream of the agent at `url` (the operator's backups): the decoded body as it
 /// arrives, and the task decoding it, whose result says whether the stream ended whole.
@@ -455,6 +464,7 @@ pub async fn open_backup(
         200 if head.chunked => {}
         200 => return Err(format!("{at}: the backup is not chunked")),
         401 => return Err(format!("{at} refused the token (401)")),
+        503 => return Err(format!("{at} {BUSY}")),
         status => return Err(format!("{at} answered {status}")),
     }
     let (mut to_reader, reader) = tokio::io::duplex(1 << 20);

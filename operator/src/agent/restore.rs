@@ -27,6 +27,15 @@ use lagless_core::topology::Topology;
 /// into place (same filesystem: a rename).
 const STAGING: &str = ".lagless-restore";
 
+/// Present in the data directory while the restored files are moved into it: a restore cut
+/// short there left part of them, which must never be started on.
+const MOVING_MARKER: &str = "lagless-restore-incomplete";
+
+/// Left in the data directory by a restore that completed (the backup's id): data without it,
+/// in a cluster that starts from a backup and was never published, is not the backup's (a
+/// volume an earlier cluster of the same name left behind).
+pub const RESTORED_MARKER: &str = "lagless-restored";
+
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
     /// Where the backups are: `s3://bucket/prefix` or a directory.
@@ -113,20 +122,48 @@ pub async fn restore(args: &RestoreArgs) -> Result<Restored, String> {
 
 /// Why nothing must be restored, if so.
 async fn not_needed(args: &RestoreArgs) -> Result<Option<String>, String> {
-    if let Some(path) = &args.topology
-        && let Ok(t) = Topology::read(path)
-        && let Some(primary) = &t.primary
-    {
-        return Ok(Some(format!(
-            "the cluster exists (its published primary is {})",
-            primary.name
-        )));
+    // Any published topology (a primary, or replicas while one is switched) means the cluster
+    // exists: nothing is restored over it. A file that is there but unreadable says nothing
+    // either way, so nothing is done.
+    if let Some(path) = &args.topology {
+        match tokio::fs::try_exists(path).await {
+            Ok(false) => {}
+            Ok(true) => match Topology::read(path) {
+                Ok(t) if t.primary.is_some() || !t.replicas.is_empty() => {
+                    let members: Vec<&str> = t
+                        .primary
+                        .iter()
+                        .chain(&t.replicas)
+                        .map(|m| m.name.as_str())
+                        .collect();
+                    return Ok(Some(format!(
+                        "the cluster exists (published: {})",
+                        members.join(", ")
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("the published topology cannot be read: {e}")),
+            },
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
     }
-    let mut entries = match tokio::fs::read_dir(&args.datadir).await {
+    let datadir = &args.datadir;
+    if tokio::fs::try_exists(datadir.join(MOVING_MARKER))
+        .await
+        .map_err(err)?
+    {
+        eprintln!(
+            "agent restore: a restore was cut short while moving into {}: emptying it",
+            datadir.display()
+        );
+        super::client::empty_data_dir(datadir).await.map_err(err)?;
+    }
+    let mut entries = match tokio::fs::read_dir(datadir).await {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", args.datadir.display())),
+        Err(e) => return Err(format!("{}: {e}", datadir.display())),
     };
+    let mut data = false;
     while let Some(entry) = entries.next_entry().await.map_err(err)? {
         let name = entry.file_name();
         // A restore cut short (the pod killed midway) is not data: it is made again.
@@ -135,10 +172,27 @@ async fn not_needed(args: &RestoreArgs) -> Result<Option<String>, String> {
             continue;
         }
         if name != "lost+found" {
-            return Ok(Some(format!("{} holds data", args.datadir.display())));
+            data = true;
         }
     }
-    Ok(None)
+    if !data {
+        return Ok(None);
+    }
+    if tokio::fs::try_exists(datadir.join(RESTORED_MARKER))
+        .await
+        .map_err(err)?
+    {
+        return Ok(Some(format!(
+            "{} holds the restored data",
+            datadir.display()
+        )));
+    }
+    Err(format!(
+        "{} holds data that was not restored from a backup (a volume an earlier cluster of \
+         this name left?): nothing is restored over it; delete the PersistentVolumeClaim of \
+         this member to restore",
+        datadir.display()
+    ))
 }
 
 /// The S3 settings for `location` (none for a directory): the key from the environment
@@ -244,6 +298,9 @@ async fn restore_into(args: &RestoreArgs, staging: &Path) -> Result<Restored, St
     tokio::fs::write(data.join(POSITION_FILE), format!("{position}\n"))
         .await
         .map_err(err)?;
+    tokio::fs::write(data.join(RESTORED_MARKER), format!("{}\n", backup.id))
+        .await
+        .map_err(err)?;
     Ok(Restored::Restored {
         backup: backup.id,
         position,
@@ -303,7 +360,11 @@ fn adopt_sql(args: &RestoreArgs) -> Vec<String> {
 }
 
 /// Moves what `staging/data` holds into `datadir` (a mount point, kept) and removes staging.
+/// The move is marked in `datadir` until it is complete ([`MOVING_MARKER`]), so a restore cut
+/// short here is found and made again, never started on.
 async fn move_into_place(staging: &Path, datadir: &Path) -> Result<(), String> {
+    let marker = datadir.join(MOVING_MARKER);
+    write_synced(&marker).await?;
     let data = staging.join("data");
     let mut entries = tokio::fs::read_dir(&data).await.map_err(err)?;
     while let Some(entry) = entries.next_entry().await.map_err(err)? {
@@ -312,12 +373,96 @@ async fn move_into_place(staging: &Path, datadir: &Path) -> Result<(), String> {
             .await
             .map_err(|e| format!("{}: {e}", to.display()))?;
     }
-    tokio::fs::remove_dir_all(staging).await.map_err(err)
+    tokio::fs::remove_dir_all(staging).await.map_err(err)?;
+    sync_dir(datadir).await?;
+    tokio::fs::remove_file(&marker).await.map_err(err)?;
+    sync_dir(datadir).await
+}
+
+async fn write_synced(path: &Path) -> Result<(), String> {
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.sync_all()
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir).await?;
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (renames, new files) durable.
+async fn sync_dir(dir: &Path) -> Result<(), String> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
+        .await
+        .map_err(err)?
+        .map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(datadir: &Path, topology: &Path) -> RestoreArgs {
+        RestoreArgs {
+            from: "s3://b/p".into(),
+            cluster: "shop".into(),
+            backup: None,
+            to: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            datadir: datadir.to_path_buf(),
+            topology: Some(topology.to_path_buf()),
+            gtid_domain_id: 0,
+            admin_user: "adm".into(),
+            admin_password: "pw".into(),
+            replication_user: "repl".into(),
+            replication_password: "r".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restore_runs_only_on_an_empty_volume_of_a_cluster_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let topology = dir.path().join("topology.json");
+        let a = args(&data, &topology);
+        // Nothing there: restore.
+        assert_eq!(not_needed(&a).await.unwrap(), None);
+        std::fs::create_dir_all(data.join("lost+found")).unwrap();
+        // A staging directory left by a killed restore is removed, and it is made again.
+        std::fs::create_dir_all(data.join(STAGING).join("data")).unwrap();
+        assert_eq!(not_needed(&a).await.unwrap(), None);
+        assert!(!data.join(STAGING).exists());
+        // A move cut short: the files moved so far are removed, and it is made again.
+        std::fs::write(data.join(MOVING_MARKER), b"").unwrap();
+        std::fs::write(data.join("ibdata1"), b"x").unwrap();
+        assert_eq!(not_needed(&a).await.unwrap(), None);
+        assert!(!data.join("ibdata1").exists());
+        assert!(data.join("lost+found").exists());
+        // Data that no restore left: refused, and kept.
+        std::fs::write(data.join("ibdata1"), b"x").unwrap();
+        let refused = not_needed(&a).await.unwrap_err();
+        assert!(refused.contains("not restored from a backup"), "{refused}");
+        assert!(data.join("ibdata1").exists());
+        // The restored data: nothing to do.
+        std::fs::write(data.join(RESTORED_MARKER), b"shop-1\n").unwrap();
+        assert!(not_needed(&a).await.unwrap().is_some());
+        // A published cluster is never restored over, and an unreadable topology stops it.
+        std::fs::remove_dir_all(&data).unwrap();
+        std::fs::write(
+            &topology,
+            r#"{"cluster":"shop","flavor":"mariadb","epoch":2,"state":"switching","primary":null,
+                "replicas":[{"name":"shop-1","host":"shop-1.h","port":3306}]}"#,
+        )
+        .unwrap();
+        let exists = not_needed(&a).await.unwrap().unwrap();
+        assert!(exists.contains("shop-1"), "{exists}");
+        std::fs::write(&topology, b"{not json").unwrap();
+        assert!(not_needed(&a).await.is_err());
+    }
 
     #[test]
     fn adoption_gives_the_cluster_its_accounts_and_no_source() {

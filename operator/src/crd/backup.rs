@@ -111,6 +111,6 @@ pub struct MySQLBackupSpec {
     pub drill: bool,
     /// With `drill`: the backup to drill (it must precede the snapshot); the newest when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub backup_id: Option<String>,
 }

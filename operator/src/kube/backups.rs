@@ -94,6 +94,21 @@ impl Backups {
         metrics: Metrics,
         cluster: &MySQLCluster,
     ) -> Self {
+        // The last success an earlier operator reported, until this one sees a backup.
+        if let Some(at) = cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.backups.as_ref())
+            .and_then(|b| b.last_success_time.as_deref())
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .and_then(|t| u64::try_from(t.as_second()).ok())
+        {
+            metrics.clusters.backup_succeeded_at(
+                &cluster.namespace().unwrap_or_default(),
+                &cluster.name_any(),
+                at,
+            );
+        }
         Self {
             pass: Pass {
                 client,
@@ -163,14 +178,12 @@ impl Backups {
             } else {
                 None
             };
-            let lag = report
+            let health = report
                 .as_ref()
-                .filter(|r| r.error.is_none())
-                .and_then(|r| r.lag_ms)
-                .map(|ms| ms as f64 / 1000.0);
+                .map(|r| (r.error.is_none(), r.lag_ms.map(|ms| ms as f64 / 1000.0)));
             pass.metrics
                 .clusters
-                .archive_lag(&pass.namespace, &pass.name, lag);
+                .archive(&pass.namespace, &pass.name, health);
             pass.note(|s| s.archive = report);
         }));
     }
@@ -254,6 +267,12 @@ impl Pass {
             .init_container_statuses?
             .into_iter()
             .find(|c| c.name == "seed")?;
+        // A step running again, or done, is no longer failing.
+        if seed.state.as_ref().is_some_and(|s| {
+            s.running.is_some() || s.terminated.as_ref().is_some_and(|t| t.exit_code == 0)
+        }) {
+            return None;
+        }
         let last = seed.last_state?.terminated?;
         if last.exit_code == 0 {
             return None;
@@ -272,6 +291,14 @@ impl Pass {
         } else {
             why
         })
+    }
+
+    /// The agents' token (read at each use, so a rotated one is used).
+    async fn agent_token(&self, cluster: &MySQLCluster) -> Result<String, String> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        Ok(credentials(&secrets, cluster, Credential::Agent)
+            .await?
+            .password)
     }
 
     /// The address of the archiver's pod, or why there is none.
@@ -308,7 +335,7 @@ impl Pass {
             host: ip,
             port: builders::ARCHIVER_PORT,
         };
-        match call(&url, "GET", "/status").await {
+        match call(&url, "GET", "/status", None).await {
             Ok((200, body)) => match serde_json::from_slice::<ArchiveStatus>(&body) {
                 Ok(s) => ArchiveReport {
                     reading: s.reading,
@@ -370,49 +397,47 @@ impl Pass {
         let source = match if drill { now.snapshot } else { now.source } {
             Ok(source) => source,
             Err(why) => {
-                let created_ms = next
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .and_then(|t| u64::try_from(t.0.as_millisecond()).ok())
-                    .unwrap_or_else(clock::unix_ms);
-                let waited_ms = clock::unix_ms().saturating_sub(created_ms);
-                if waited_ms > SOURCE_WAIT.as_millis() as u64 {
-                    let message = format!(
-                        "no member could serve for {} s: {why}",
-                        SOURCE_WAIT.as_secs()
-                    );
-                    self.finish_failed(cluster, &name, &message, drill).await;
-                } else {
-                    self.patch(&name, pending(&why)).await;
-                }
+                self.wait_or_fail(cluster, next, &why).await;
                 return;
             }
         };
         if drill {
-            let request = format!("{name}.{}", next.uid().unwrap_or_default());
-            let backup_id = next.spec.backup_id.as_deref();
-            self.drill(cluster, &name, &request, backup_id, &source)
-                .await;
+            self.drill(cluster, next, &source).await;
         } else {
             self.take(cluster, spec, &name, &source, now.tls.as_ref())
                 .await;
         }
     }
 
+    /// Leaves `backup` `Pending` saying why it waits, or fails it once it has waited
+    /// [`SOURCE_WAIT`] since it was made: nothing waits forever, holding up the ones after it.
+    async fn wait_or_fail(&self, cluster: &MySQLCluster, backup: &MySQLBackup, why: &str) {
+        let name = backup.name_any();
+        let created_ms = backup
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| u64::try_from(t.0.as_millisecond()).ok())
+            .unwrap_or_else(clock::unix_ms);
+        let waited_ms = clock::unix_ms().saturating_sub(created_ms);
+        if waited_ms > SOURCE_WAIT.as_millis() as u64 {
+            let message = format!("could not start for {} s: {why}", SOURCE_WAIT.as_secs());
+            self.finish_failed(cluster, &name, &message, backup.spec.drill)
+                .await;
+        } else {
+            self.patch(&name, pending(why)).await;
+        }
+    }
+
     /// A restore drill, run by the archiver pod against `member`, followed to its end.
-    async fn drill(
-        &self,
-        cluster: &MySQLCluster,
-        name: &str,
-        request: &str,
-        backup_id: Option<&str>,
-        member: &SourceMember,
-    ) {
+    async fn drill(&self, cluster: &MySQLCluster, backup: &MySQLBackup, member: &SourceMember) {
+        let name = &backup.name_any();
+        let request = format!("{name}.{}", backup.uid().unwrap_or_default());
+        let backup_id = backup.spec.backup_id.as_deref();
         let ip = match self.archiver_ip().await {
             Ok(ip) => ip,
             Err(why) => {
-                self.patch(name, pending(&why)).await;
+                self.wait_or_fail(cluster, backup, &why).await;
                 return;
             }
         };
@@ -427,11 +452,18 @@ impl Pass {
         if let Some(id) = backup_id {
             path.push_str(&format!("&backup={id}"));
         }
-        match call(&url, "POST", &path).await {
+        let token = match self.agent_token(cluster).await {
+            Ok(token) => token,
+            Err(why) => {
+                self.wait_or_fail(cluster, backup, &why).await;
+                return;
+            }
+        };
+        match call(&url, "POST", &path, Some(&token)).await {
             Ok((200, _)) => {}
             Ok((409, body)) => {
                 let why = String::from_utf8_lossy(&body).trim().to_string();
-                self.patch(name, pending(&why)).await;
+                self.wait_or_fail(cluster, backup, &why).await;
                 return;
             }
             Ok((status, body)) => {
@@ -443,7 +475,7 @@ impl Pass {
                 return;
             }
             Err(why) => {
-                self.patch(name, pending(&why)).await;
+                self.wait_or_fail(cluster, backup, &why).await;
                 return;
             }
         }
@@ -459,7 +491,7 @@ impl Pass {
             },
         )
         .await;
-        let result = self.drill_result(&url, request).await;
+        let result = self.drill_result(&url, &request).await;
         let secs = clock::unix_ms().saturating_sub(started) as f64 / 1000.0;
         let duration = Some(format!("{secs:.1}s"));
         match result {
@@ -500,7 +532,7 @@ impl Pass {
         let mut last_error = String::new();
         while began.elapsed() < DRILL_TIMEOUT {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match call(url, "GET", "/status").await {
+            match call(url, "GET", "/status", None).await {
                 Ok((200, body)) => match serde_json::from_slice::<AgentStatus>(&body) {
                     Ok(status) => {
                         if let Some(last) = status.drill.last.filter(|l| l.request == request) {
@@ -628,8 +660,15 @@ impl Pass {
         let taken = self.stream(cluster, spec, source, tls, started).await;
         let ns = self.namespace.clone();
         match taken {
+            // The agent was serving a seed: the backup waits for the next pass.
+            Err(e) if e.ends_with(crate::agent::client::BUSY) => {
+                self.patch(name, pending(&e)).await;
+            }
             Ok(manifest) => {
-                let secs = (manifest.finished_unix_ms - manifest.started_unix_ms) as f64 / 1000.0;
+                let secs = manifest
+                    .finished_unix_ms
+                    .saturating_sub(manifest.started_unix_ms) as f64
+                    / 1000.0;
                 let status = MySQLBackupStatus {
                     phase: Some(BackupPhase::Succeeded),
                     backup_id: Some(manifest.id.clone()),
@@ -687,9 +726,7 @@ impl Pass {
         let store = self.store(&spec.destination, spec.s3.as_ref()).await?;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         let admin = credentials(&secrets, cluster, Credential::Admin).await?;
-        let token = credentials(&secrets, cluster, Credential::Agent)
-            .await?
-            .password;
+        let token = self.agent_token(cluster).await?;
         let version = server_version(source, &admin, tls).await?;
         let taking = Taking::new(&self.name, &source.name, version, started);
         // Opening the object first: storage that cannot be written fails before the copy.
@@ -838,15 +875,25 @@ impl Pass {
         .await;
     }
 
-    /// Merges `status` into the backup's status (fields left `None` are kept).
+    /// Merges `status` into the backup's status (fields left `None` are kept); tried three
+    /// times, so a backup that succeeded is not left `Running` (and later called interrupted)
+    /// by one failed API call.
     async fn patch(&self, name: &str, status: MySQLBackupStatus) {
         let patch = Patch::Merge(json!({ "status": status }));
-        if let Err(e) = self
-            .api()
-            .patch_status(name, &PatchParams::default(), &patch)
-            .await
-        {
-            tracing::warn!(cluster = %self.name, backup = %name, error = %e, "writing a MySQLBackup's status");
+        for attempt in 1..=3 {
+            match self
+                .api()
+                .patch_status(name, &PatchParams::default(), &patch)
+                .await
+            {
+                Ok(_) => return,
+                // Deleted meanwhile: nothing to say.
+                Err(::kube::Error::Api(e)) if e.code == 404 => return,
+                Err(e) => {
+                    tracing::warn!(cluster = %self.name, backup = %name, attempt, error = %e, "writing a MySQLBackup's status");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
         }
     }
 
@@ -952,21 +999,14 @@ pub async fn s3_options(
                 secret_key: key(SECRET_ACCESS_KEY)?,
             }
         }
-        None => match (
-            std::env::var(ACCESS_KEY_ID),
-            std::env::var(SECRET_ACCESS_KEY),
-        ) {
-            (Ok(access_key), Ok(secret_key)) => S3Credentials {
-                access_key,
-                secret_key,
-            },
-            _ => {
-                return Err(format!(
-                    "{location} needs credentials: spec.backup.s3.credentialsSecret (a Secret \
-                     with {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY})"
-                ));
-            }
-        },
+        // Never the operator's own keys: a cluster's owner must not reach a bucket with
+        // credentials they were not given.
+        None => {
+            return Err(format!(
+                "{location} needs credentials: spec.backup.s3.credentialsSecret (a Secret \
+                 with {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY})"
+            ));
+        }
     };
     Ok(Some(S3Options {
         endpoint: s3.and_then(|s| s.endpoint.clone()),

@@ -178,7 +178,9 @@ fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
         .clusters
         .backup_finished("prod", "db", Some(1_796_601_600));
     operator.clusters.backup_finished("prod", "db", None);
-    operator.clusters.archive_lag("prod", "db", Some(0.4));
+    operator
+        .clusters
+        .archive("prod", "db", Some((true, Some(0.4))));
     let exported: BTreeSet<String> = sample_names(&proxy.encode())
         .into_iter()
         .chain(sample_names(&operator.encode()))

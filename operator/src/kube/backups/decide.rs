@@ -139,7 +139,8 @@ fn phase(b: &MySQLBackup) -> Option<BackupPhase> {
     b.status.as_ref().and_then(|s| s.phase)
 }
 
-/// The backup to run next: the oldest not yet started (by creation, then name).
+/// The backup to run next: the oldest not yet started (by creation, then name), backups
+/// before drills (a drill waiting for the archiver holds up no backup).
 pub fn next_to_run(backups: &[MySQLBackup]) -> Option<&MySQLBackup> {
     backups
         .iter()
@@ -148,6 +149,7 @@ pub fn next_to_run(backups: &[MySQLBackup]) -> Option<&MySQLBackup> {
         .min_by(|a, b| {
             let key = |b: &MySQLBackup| {
                 (
+                    b.spec.drill,
                     b.metadata.creation_timestamp.as_ref().map(|t| t.0),
                     b.metadata.name.clone(),
                 )

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::members::{AGENT_BIN_MOUNT, TMP_MOUNT};
+use super::members::{AGENT_BIN_MOUNT, AGENT_TOKEN_MOUNT, TMP_MOUNT, agent_token_volume};
 use super::{
     BuildError, Component, Context, Credential, MYSQL_UID, TOPOLOGY_KEY, TOPOLOGY_MOUNT,
     container_security, empty_dir, env, env_from_secret, mount, selector_labels,
@@ -108,6 +108,7 @@ pub fn archiver_deployment(
         volume_mounts: Some(
             vec![
                 mount("agent-bin", AGENT_BIN_MOUNT, true),
+                mount("agent-token", AGENT_TOKEN_MOUNT, true),
                 mount("topology", TOPOLOGY_MOUNT, true),
                 mount("tmp", TMP_MOUNT, false),
             ]
@@ -121,6 +122,7 @@ pub fn archiver_deployment(
     let volumes: Vec<Volume> = [
         empty_dir("agent-bin"),
         empty_dir("tmp"),
+        agent_token_volume(ctx.name),
         Volume {
             name: "topology".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -176,9 +178,10 @@ pub fn scheduled_backup_name(cluster: &str, at: u64) -> String {
     format!("{cluster}-{y:04}{mo:02}{d:02}-{h:02}{mi:02}")
 }
 
-/// The name of the scheduled restore drill of `at`.
+/// The name of the scheduled restore drill of `at`: with a dot, which no cluster's name has,
+/// so it never meets another cluster's scheduled backup.
 pub fn scheduled_drill_name(cluster: &str, at: u64) -> String {
-    scheduled_backup_name(&format!("{cluster}-drill"), at)
+    scheduled_backup_name(&format!("{cluster}.drill"), at)
 }
 
 /// The `MySQLBackup` the schedule creates for its run at `at` (a restore drill with `drill`),

@@ -38,7 +38,7 @@ use super::{
 pub(super) const AGENT_BIN_MOUNT: &str = "/lagless/bin";
 
 /// Where the agent token Secret is mounted; the token is the file `token` in it.
-const AGENT_TOKEN_MOUNT: &str = "/etc/lagless/agent";
+pub(super) const AGENT_TOKEN_MOUNT: &str = "/etc/lagless/agent";
 
 /// Where the data volume is mounted in a database server container.
 const DATA_MOUNT: &str = "/var/lib/mysql";
@@ -341,7 +341,17 @@ fn restore_env(ctx: &Context<'_>, cluster: &MySQLCluster) -> Result<Vec<EnvVar>,
         vars.extend(s3.region.clone().map(|r| env("AWS_REGION", r)));
         if let Some(secret) = &s3.credentials_secret {
             for key in [ACCESS_KEY_ID, SECRET_ACCESS_KEY] {
-                vars.push(env_from_secret(key, secret, key));
+                // Optional: the members restart long after the restore, maybe with the
+                // source's key gone; only a restore needs it, and says so when it is missing.
+                let mut var = env_from_secret(key, secret, key);
+                if let Some(r) = var
+                    .value_from
+                    .as_mut()
+                    .and_then(|v| v.secret_key_ref.as_mut())
+                {
+                    r.optional = Some(true);
+                }
+                vars.push(var);
             }
         }
     }
@@ -462,22 +472,27 @@ fn agent_volumes(ctx: &Context<'_>) -> [Volume; 4] {
         // Apart from the server's: the backup's private files are not in a directory the
         // server's processes share.
         empty_dir("agent-tmp"),
-        Volume {
-            name: "agent-token".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(agent_secret_name(ctx.name)),
-                items: Some(vec![KeyToPath {
-                    key: "password".into(),
-                    path: "token".into(),
-                    ..KeyToPath::default()
-                }]),
-                // Group-readable: the group is the pod's fsGroup, the agent's.
-                default_mode: Some(0o440),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        agent_token_volume(ctx.name),
     ]
+}
+
+/// The agents' token Secret as the volume `agent-token` (the file `token`).
+pub(super) fn agent_token_volume(cluster: &str) -> Volume {
+    Volume {
+        name: "agent-token".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(agent_secret_name(cluster)),
+            items: Some(vec![KeyToPath {
+                key: "password".into(),
+                path: "token".into(),
+                ..KeyToPath::default()
+            }]),
+            // Group-readable: the group is the pod's fsGroup, the agent's.
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
 }
 
 /// The StatefulSet of database servers: `spec.replicas` members started in parallel, each

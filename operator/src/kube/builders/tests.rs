@@ -1620,7 +1620,7 @@ fn a_scheduled_backup_is_named_for_its_minute_and_owned_by_the_cluster() {
     assert_eq!(b.metadata.name.as_deref(), Some("db-20261207-0305"));
     assert!(!b.spec.drill);
     let d = scheduled_backup(&defaults(), at, true).unwrap();
-    assert_eq!(d.metadata.name.as_deref(), Some("db-drill-20261207-0305"));
+    assert_eq!(d.metadata.name.as_deref(), Some("db.drill-20261207-0305"));
     assert!(d.spec.drill);
     assert_eq!(b.spec.cluster_ref.name, "db");
     assert_eq!(

@@ -52,6 +52,7 @@ pub struct ClusterMetrics {
     backups: Family<ResultLabels, Counter>,
     backup_last_success: Family<ClusterLabels, Gauge>,
     archive_lag: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    archive_healthy: Family<ClusterLabels, Gauge>,
 }
 
 /// One cluster's gauges as last observed: a pure function of the snapshot and the spec.
@@ -130,22 +131,50 @@ impl ClusterMetrics {
             "How long the oldest transaction the binary log archiver read has waited to be stored",
             self.archive_lag.clone(),
         );
+        registry.register(
+            "archive_healthy",
+            "Whether the binary log archiver answers and reports no error (1) or not (0)",
+            self.archive_healthy.clone(),
+        );
     }
 
-    /// The archive's lag as its archiver last reported it; `None` when not archiving.
-    pub fn archive_lag(&self, namespace: &str, cluster: &str, seconds: Option<f64>) {
+    /// The archive as its archiver last reported it: whether it is healthy, and its lag when
+    /// known; `None` when the cluster does not archive.
+    pub fn archive(&self, namespace: &str, cluster: &str, report: Option<(bool, Option<f64>)>) {
         let labels = ClusterLabels {
             namespace: namespace.to_string(),
             cluster: cluster.to_string(),
         };
-        match seconds {
-            Some(s) => {
-                self.archive_lag.get_or_create(&labels).set(s);
+        match report {
+            Some((healthy, lag)) => {
+                self.archive_healthy
+                    .get_or_create(&labels)
+                    .set(i64::from(healthy));
+                match lag {
+                    Some(s) => {
+                        self.archive_lag.get_or_create(&labels).set(s);
+                    }
+                    None => {
+                        self.archive_lag.remove(&labels);
+                    }
+                }
             }
             None => {
+                self.archive_healthy.remove(&labels);
                 self.archive_lag.remove(&labels);
             }
         }
+    }
+
+    /// The newest successful backup's time as an earlier operator reported it (so the age
+    /// alert works across a restart before the next backup).
+    pub fn backup_succeeded_at(&self, namespace: &str, cluster: &str, unix_secs: u64) {
+        self.backup_last_success
+            .get_or_create(&ClusterLabels {
+                namespace: namespace.to_string(),
+                cluster: cluster.to_string(),
+            })
+            .set(i64::try_from(unix_secs).unwrap_or(i64::MAX));
     }
 
     /// Counts a finished backup; a successful one finished at `unix_secs`.
@@ -248,6 +277,7 @@ impl ClusterMetrics {
         self.primary_semi_sync.remove(&labels);
         self.backup_last_success.remove(&labels);
         self.archive_lag.remove(&labels);
+        self.archive_healthy.remove(&labels);
         for i in 0..MAX_MEMBERS {
             self.probe_failures.remove(&MemberLabels {
                 namespace: namespace.to_string(),
