@@ -258,12 +258,18 @@ pub struct BootstrapSpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct FromBackupSpec {
-    /// Where the backups are: `s3://bucket/prefix` (Kubernetes), or a directory (local
-    /// runtime).
+    /// Where the backups are: `s3://bucket/prefix`, or a directory (in Kubernetes, on
+    /// `persistentVolumeClaim`).
     #[schemars(length(min = 1, max = 1024))]
     pub destination: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
+    /// Kubernetes, for a directory: the PersistentVolumeClaim mounted (read-only) at
+    /// `destination` in the member pods' restore step; a claim more than one pod may mount
+    /// (ReadOnlyMany or ReadWriteMany).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub persistent_volume_claim: Option<String>,
     /// The cluster whose backups these are (its archive is `binlog/<cluster>/`); this
     /// cluster's name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -635,6 +641,11 @@ pub struct BackupSpec {
     /// For an `s3://` destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
+    /// Kubernetes, for a directory destination: the PersistentVolumeClaim (in the cluster's
+    /// namespace) mounted at `destination` in the pod that writes backups and the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub persistent_volume_claim: Option<String>,
     /// Archive every transaction of the primary as it commits (under
     /// `<destination>/binlog/<cluster>/`), following failovers and switchovers, so a
     /// restore can stop at any second or GTID since the oldest full backup.

@@ -3,8 +3,11 @@
 //! the local runtime's archiver ([`crate::backup::archiver`]) against the primary the mounted
 //! topology names, following it through failovers and switchovers, and answers `GET /status`
 //! (what it reads, where the archive stands, its lag, its last error, the last drill) for the
-//! operator. `POST /drill` runs a restore drill here ([`crate::local::drill`]): the pod has the
-//! server's programs, and the archive the drill rolls forward with.
+//! operator. It also runs the cluster's backups and restore drills when the operator asks
+//! (`POST /backup`, `POST /drill`, [`jobs`]): it is the pod of the cluster's namespace that holds
+//! the backups' credentials and volume, and has the server's programs.
+
+pub mod jobs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +29,7 @@ use crate::backup::s3::S3Options;
 use crate::backup::store::Store;
 use crate::orchestrate::observe::Credentials;
 use crate::orchestrate::view::{CaSource, ServerTls};
+use jobs::{JobState, Kind};
 
 /// How often the topology file is read for a new primary.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
@@ -63,35 +67,14 @@ pub struct ArchiveArgs {
     /// The cluster's `gtid_domain_id`, for a drill's scratch server.
     #[arg(long, value_name = "ID", default_value_t = 0)]
     pub gtid_domain_id: u32,
-    /// The token `POST /drill` must present (the agents' Secret, read at each request).
+    /// Archive the binary log (`spec.backup.archiveBinlogs`); without it the pod only runs
+    /// the backups and drills it is asked for.
+    #[arg(long)]
+    pub archive_binlogs: bool,
+    /// The token `POST /backup` and `POST /drill` must present (the agents' Secret, read at
+    /// each request).
     #[arg(long, value_name = "FILE", default_value = "/etc/lagless/agent/token")]
     pub token_file: PathBuf,
-}
-
-/// How long a drill may run before it is given up.
-const DRILL_TIMEOUT: Duration = Duration::from_secs(1800);
-
-/// Where restore drills stand.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DrillState {
-    /// The request running now, if any.
-    pub running: Option<String>,
-    pub last: Option<DrillResult>,
-}
-
-/// How a drill ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DrillResult {
-    /// The request's id (the operator's `MySQLBackup`).
-    pub request: String,
-    pub passed: bool,
-    /// The backup drilled, when one was found.
-    pub backup: Option<String>,
-    /// What the drill said last: the tables compared, or why it failed.
-    pub message: String,
-    pub finished_at: String,
 }
 
 /// What `GET /status` answers.
@@ -101,18 +84,21 @@ pub struct AgentStatus {
     #[serde(flatten)]
     pub archive: ArchiveStatus,
     #[serde(default)]
-    pub drill: DrillState,
+    pub drill: JobState,
+    #[serde(default)]
+    pub backup: JobState,
 }
 
-/// What the status server and the drills share.
-struct Shared {
-    args: ArchiveArgs,
+/// What the status server and the jobs share.
+pub(super) struct Shared {
+    pub(super) args: ArchiveArgs,
     archive: Arc<Mutex<ArchiveStatus>>,
-    drill: Mutex<DrillState>,
+    pub(super) drill: Mutex<JobState>,
+    pub(super) backup: Mutex<JobState>,
 }
 
 /// The S3 settings of `--to` (the key from the environment).
-fn s3_options(args: &ArchiveArgs) -> Result<Option<S3Options>, String> {
+pub(super) fn s3_options(args: &ArchiveArgs) -> Result<Option<S3Options>, String> {
     let location = Location::parse(&args.to).map_err(|e| e.to_string())?;
     if matches!(location, Location::Dir(_)) {
         return Ok(None);
@@ -137,7 +123,7 @@ fn s3_options(args: &ArchiveArgs) -> Result<Option<S3Options>, String> {
 }
 
 /// The archive's store (and where it is, for people).
-fn store(args: &ArchiveArgs) -> Result<(String, Store), String> {
+pub(super) fn store(args: &ArchiveArgs) -> Result<(String, Store), String> {
     let location = Location::parse(&args.to).map_err(|e| e.to_string())?;
     let options = s3_options(args)?;
     let at = archive::location(&location, &args.cluster);
@@ -188,11 +174,14 @@ pub async fn archive(args: &ArchiveArgs) -> Result<(), String> {
         args: args.clone(),
         archive: status,
         drill: Mutex::default(),
+        backup: Mutex::default(),
     });
     tokio::spawn(serve_status(listener, shared));
     let (primary, primary_rx) = watch::channel(None);
     let (stop, stop_rx) = watch::channel(false);
-    let mut task = tokio::spawn(archiver.run(primary_rx, stop_rx));
+    let mut task = args
+        .archive_binlogs
+        .then(|| tokio::spawn(archiver.run(primary_rx, stop_rx)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM: {e}"))?;
     loop {
@@ -208,23 +197,31 @@ pub async fn archive(args: &ArchiveArgs) -> Result<(), String> {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = &mut task => return Err("the archiver stopped".into()),
+            _ = async {
+                match task.as_mut() {
+                    Some(t) => {
+                        let _ = t.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            } => return Err("the archiver stopped".into()),
             () = tokio::time::sleep(FOLLOW_EVERY) => {}
         }
     }
     let _ = stop.send(true);
-    if tokio::time::timeout(Duration::from_secs(30), &mut task)
-        .await
-        .is_err()
+    if let Some(mut task) = task
+        && tokio::time::timeout(Duration::from_secs(30), &mut task)
+            .await
+            .is_err()
     {
         task.abort();
     }
     Ok(())
 }
 
-/// `GET /status`: the archiver's status and the drills' as JSON; `POST /drill?request=ID&
-/// member=NAME&host=HOST&port=PORT[&backup=ID]`: starts a drill against that member (409
-/// while one runs); `GET /healthz`: 200.
+/// `GET /status`: the archiver's status and the jobs' as JSON; `POST /backup` and `POST
+/// /drill` (with the agents' token): start a job ([`jobs::start`]; 409 while one of its kind
+/// runs); `GET /healthz`: 200.
 async fn serve_status(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -250,11 +247,12 @@ async fn serve_status(listener: TcpListener, shared: Arc<Shared>) {
                     let status = AgentStatus {
                         archive: shared.archive.lock().map(|s| s.clone()).unwrap_or_default(),
                         drill: shared.drill.lock().map(|s| s.clone()).unwrap_or_default(),
+                        backup: shared.backup.lock().map(|s| s.clone()).unwrap_or_default(),
                     };
                     let body = serde_json::to_string(&status).unwrap_or_else(|_| "{}".into());
                     http::respond(&mut conn, 200, "OK", &body).await
                 }
-                Ok(r) if r.method == "POST" && r.path == "/drill" => {
+                Ok(r) if r.method == "POST" && (r.path == "/drill" || r.path == "/backup") => {
                     let token = tokio::fs::read_to_string(&shared.args.token_file)
                         .await
                         .map(|t| t.trim().to_string())
@@ -264,8 +262,13 @@ async fn serve_status(listener: TcpListener, shared: Arc<Shared>) {
                         .as_deref()
                         .and_then(|a| a.strip_prefix("Bearer "));
                     let allowed = !token.is_empty() && presented == Some(token.as_str());
+                    let kind = if r.path == "/drill" {
+                        Kind::Drill
+                    } else {
+                        Kind::Backup
+                    };
                     let started = if allowed {
-                        start_drill(&shared, r.query.as_deref().unwrap_or_default())
+                        jobs::start(&shared, kind, r.query.as_deref().unwrap_or_default())
                     } else {
                         Err((401, "the agent token is needed".to_string()))
                     };
@@ -284,197 +287,5 @@ async fn serve_status(listener: TcpListener, shared: Arc<Shared>) {
             };
             let _ = answer;
         });
-    }
-}
-
-/// The drill a `POST /drill` asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DrillRequest {
-    pub request: String,
-    pub member: String,
-    pub host: String,
-    pub port: u16,
-    pub backup: Option<String>,
-}
-
-/// Parses `request=…&member=…&host=…&port=…[&backup=…]`: names of letters, digits and
-/// `.-_:` only (no decoding is needed, and nothing else is taken).
-pub fn parse_drill_query(query: &str) -> Result<DrillRequest, String> {
-    let mut fields = std::collections::BTreeMap::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        if fields.contains_key(key) {
-            return Err(format!("{key} given twice"));
-        }
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("{pair}: not key=value"))?;
-        let plain = !value.is_empty()
-            && value.len() <= 253
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
-        if !plain {
-            return Err(format!("{key}: not a plain name"));
-        }
-        fields.insert(key, value.to_string());
-    }
-    let mut take = |key: &str| fields.remove(key);
-    let (Some(request), Some(member), Some(host), Some(port)) =
-        (take("request"), take("member"), take("host"), take("port"))
-    else {
-        return Err("request, member, host and port are needed".into());
-    };
-    Ok(DrillRequest {
-        request,
-        member,
-        host,
-        port: port
-            .parse()
-            .map_err(|_| format!("port {port}: not a port"))?,
-        backup: take("backup"),
-    })
-}
-
-fn start_drill(shared: &Arc<Shared>, query: &str) -> Result<(), (u16, String)> {
-    let request = parse_drill_query(query).map_err(|e| (400, e))?;
-    // Only a member of this cluster, at the address the topology publishes for it, is read
-    // with the admin account.
-    let published = Topology::read(&shared.args.topology)
-        .map_err(|e| (503, format!("no published topology: {e}")))?;
-    let known = published
-        .primary
-        .iter()
-        .chain(&published.replicas)
-        .any(|m| m.name == request.member && m.host == request.host && m.port == request.port);
-    if !known {
-        return Err((
-            400,
-            format!(
-                "{} at {}:{} is not a published member",
-                request.member, request.host, request.port
-            ),
-        ));
-    }
-    {
-        let mut drill = shared
-            .drill
-            .lock()
-            .map_err(|_| (500, "poisoned".to_string()))?;
-        if let Some(running) = &drill.running {
-            return Err((409, format!("drill {running} is running")));
-        }
-        drill.running = Some(request.request.clone());
-    }
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let said = Arc::new(Mutex::new(String::new()));
-        let result = tokio::time::timeout(DRILL_TIMEOUT, run_drill(&shared.args, &request, &said))
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "the drill did not end within {} s",
-                    DRILL_TIMEOUT.as_secs()
-                ))
-            });
-        let last = said.lock().map(|s| s.clone()).unwrap_or_default();
-        let (passed, backup, message) = match result {
-            Ok(backup) => (true, Some(backup), last),
-            Err(e) => (false, None, e),
-        };
-        tracing::info!(request = %request.request, passed, %message, "drill finished");
-        if let Ok(mut drill) = shared.drill.lock() {
-            drill.running = None;
-            drill.last = Some(DrillResult {
-                request: request.request.clone(),
-                passed,
-                backup,
-                message,
-                finished_at: crate::clock::rfc3339(),
-            });
-        }
-    });
-    Ok(())
-}
-
-/// One drill against the member `request` names, in a scratch directory beside the spool.
-async fn run_drill(
-    args: &ArchiveArgs,
-    request: &DrillRequest,
-    said: &Arc<Mutex<String>>,
-) -> Result<String, String> {
-    let location = Location::parse(&args.to).map_err(|e| e.to_string())?;
-    let (_, archive_store) = store(args)?;
-    let options = match &archive_store {
-        Store::S3(_) => s3_options(args)?,
-        Store::Dir(_) => None,
-    };
-    let backups = Store::open(&location, options.as_ref()).map_err(|e| e.to_string())?;
-    let mut opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(request.host.clone())
-        .tcp_port(request.port)
-        .user(Some(args.admin_user.clone()))
-        .pass(Some(args.admin_password.clone()))
-        .prefer_socket(false);
-    if let Some(ca) = &args.tls_ca {
-        opts = opts.ssl_opts(Some(
-            mysql_async::SslOpts::default()
-                .with_root_certs(vec![ca.clone().into()])
-                .with_disable_built_in_roots(true),
-        ));
-    }
-    let scratch = args.spool.with_file_name("lagless-drill");
-    let place = crate::local::drill::Place {
-        location: &location,
-        store: &backups,
-        archive: &archive_store,
-    };
-    let drill = crate::local::drill::Drill {
-        cluster: &args.cluster,
-        live: (request.member.as_str(), opts.into()),
-        place: &place,
-        backup_id: request.backup.as_deref(),
-        scratch: &scratch,
-        server_id: args.server_id.saturating_sub(1),
-        gtid_domain_id: args.gtid_domain_id,
-    };
-    let say = |line: &str| {
-        tracing::info!("{line}");
-        if let Ok(mut s) = said.lock() {
-            *s = line.to_string();
-        }
-    };
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    let result = crate::local::drill::drill_against(&drill, &say).await;
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    result.map_err(|e| e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_drill_query_takes_plain_names_only() {
-        let r = parse_drill_query("request=d1&member=db-1&host=db-1.db-headless.ns.svc&port=3306")
-            .unwrap();
-        assert_eq!(r.member, "db-1");
-        assert_eq!(r.port, 3306);
-        assert_eq!(r.backup, None);
-        let r = parse_drill_query(
-            "request=d1&member=db-1&host=10.0.0.5&port=3306&backup=db-20261207T030000.000Z",
-        )
-        .unwrap();
-        assert_eq!(r.backup.as_deref(), Some("db-20261207T030000.000Z"));
-        for bad in [
-            "request=d1&member=db-1&host=h",
-            "request=d1&member=db-1&host=h&port=x",
-            "request=d%27&member=db-1&host=h&port=1",
-            "request=d1&member=db 1&host=h&port=1",
-            "request=d1&member=db-1&host=h&port=1&host=evil",
-            "request",
-        ] {
-            assert!(parse_drill_query(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -10,7 +10,6 @@
 
 pub mod decide;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,30 +17,21 @@ use ::kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ::kube::runtime::events::Recorder;
 use ::kube::{Client, ResourceExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use mysql_async::prelude::Queryable as _;
 use serde_json::json;
 
 use super::builders::{self, Credential};
 use super::common::{self, cluster_key, credentials, lock};
 use super::metrics::Metrics;
 use super::status::ClusterEvent;
-use crate::agent::archive::{AgentStatus, DrillResult};
-use crate::agent::client::{Url, call, open_backup};
-use crate::agent::tls::AgentTls;
-use crate::backup::BackupError;
+use crate::agent::archive::AgentStatus;
+use crate::agent::archive::jobs::JobResult;
+use crate::agent::client::{Url, call};
 use crate::backup::archiver::ArchiveStatus;
-use crate::backup::location::{ACCESS_KEY_ID, Location, S3Credentials, SECRET_ACCESS_KEY};
-use crate::backup::pipeline::compress_into;
-use crate::backup::s3::S3Options;
 use crate::backup::schedule::Schedule;
-use crate::backup::store::Store;
-use crate::backup::take::{Taking, complete};
 use crate::clock;
 use crate::crd::backup::{BackupPhase, MySQLBackup, MySQLBackupStatus};
-use crate::crd::{ArchiveReport, BackupSpec, BackupsStatus, MySQLCluster, S3Spec};
-use crate::orchestrate::observe::opts;
+use crate::crd::{ArchiveReport, BackupSpec, BackupsStatus, MySQLCluster};
 use crate::orchestrate::run::Orchestrator;
-use crate::orchestrate::view::ServerTls;
 use decide::SourceMember;
 
 /// How often a cluster's backups are looked at while none runs.
@@ -50,6 +40,15 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 const SOURCE_WAIT: Duration = Duration::from_secs(600);
 /// How long a restore drill may run.
 const DRILL_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long a backup may run.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// The archiver pod's jobs.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Backup,
+    Drill,
+}
 /// How many scheduled drills' `MySQLBackup`s are kept.
 const DRILLS_KEPT: usize = 3;
 
@@ -84,7 +83,6 @@ struct Now {
     source: Result<SourceMember, String>,
     /// The member a drill compares with.
     snapshot: Result<SourceMember, String>,
-    tls: Option<ServerTls>,
 }
 
 impl Backups {
@@ -148,7 +146,6 @@ impl Backups {
                 orchestrator.published(),
                 members,
             ),
-            tls: orchestrator.spec.tls.clone(),
         };
         let pass = self.pass.clone();
         let cluster = cluster.clone();
@@ -404,8 +401,7 @@ impl Pass {
         if drill {
             self.drill(cluster, next, &source).await;
         } else {
-            self.take(cluster, spec, &name, &source, now.tls.as_ref())
-                .await;
+            self.take(cluster, spec, next, &source).await;
         }
     }
 
@@ -429,56 +425,79 @@ impl Pass {
         }
     }
 
-    /// A restore drill, run by the archiver pod against `member`, followed to its end.
-    async fn drill(&self, cluster: &MySQLCluster, backup: &MySQLBackup, member: &SourceMember) {
-        let name = &backup.name_any();
+    /// Asks the archiver pod for a job of `kind` against `member`; the job's request id, and
+    /// the pod's address, once it started. Anything that keeps it from starting leaves
+    /// `backup` waiting (or fails it after [`SOURCE_WAIT`]).
+    async fn start_job(
+        &self,
+        cluster: &MySQLCluster,
+        backup: &MySQLBackup,
+        kind: &str,
+        member: &SourceMember,
+        extra: &str,
+    ) -> Option<(String, Url)> {
+        let name = backup.name_any();
         let request = format!("{name}.{}", backup.uid().unwrap_or_default());
-        let backup_id = backup.spec.backup_id.as_deref();
         let ip = match self.archiver_ip().await {
             Ok(ip) => ip,
             Err(why) => {
                 self.wait_or_fail(cluster, backup, &why).await;
-                return;
+                return None;
             }
         };
         let url = Url {
             host: ip,
             port: builders::ARCHIVER_PORT,
         };
-        let mut path = format!(
-            "/drill?request={request}&member={}&host={}&port={}",
+        let path = format!(
+            "/{kind}?request={request}&member={}&host={}&port={}{extra}",
             member.name, member.host, member.port
         );
-        if let Some(id) = backup_id {
-            path.push_str(&format!("&backup={id}"));
-        }
         let token = match self.agent_token(cluster).await {
             Ok(token) => token,
             Err(why) => {
                 self.wait_or_fail(cluster, backup, &why).await;
-                return;
+                return None;
             }
         };
         match call(&url, "POST", &path, Some(&token)).await {
-            Ok((200, _)) => {}
-            Ok((409, body)) => {
+            Ok((200, _)) => Some((request, url)),
+            Ok((status, body)) if status == 409 || status == 503 => {
                 let why = String::from_utf8_lossy(&body).trim().to_string();
                 self.wait_or_fail(cluster, backup, &why).await;
-                return;
+                None
             }
             Ok((status, body)) => {
                 let message = format!(
-                    "the archiver refused the drill ({status}): {}",
+                    "the archiver's pod refused the {kind} ({status}): {}",
                     String::from_utf8_lossy(&body).trim()
                 );
-                self.finish_failed(cluster, name, &message, true).await;
-                return;
+                self.finish_failed(cluster, &name, &message, backup.spec.drill)
+                    .await;
+                None
             }
             Err(why) => {
                 self.wait_or_fail(cluster, backup, &why).await;
-                return;
+                None
             }
         }
+    }
+
+    /// A restore drill, run by the archiver pod against `member`, followed to its end.
+    async fn drill(&self, cluster: &MySQLCluster, backup: &MySQLBackup, member: &SourceMember) {
+        let name = &backup.name_any();
+        let extra = backup
+            .spec
+            .backup_id
+            .as_deref()
+            .map(|id| format!("&backup={id}"))
+            .unwrap_or_default();
+        let Some((request, url)) = self
+            .start_job(cluster, backup, "drill", member, &extra)
+            .await
+        else {
+            return;
+        };
         let started = clock::unix_ms();
         self.patch(
             name,
@@ -491,7 +510,7 @@ impl Pass {
             },
         )
         .await;
-        let result = self.drill_result(&url, &request).await;
+        let result = self.job_result(&url, Job::Drill, &request).await;
         let secs = clock::unix_ms().saturating_sub(started) as f64 / 1000.0;
         let duration = Some(format!("{secs:.1}s"));
         match result {
@@ -526,22 +545,28 @@ impl Pass {
         self.prune_drills().await;
     }
 
-    /// Waits for the archiver to report the end of drill `request`.
-    async fn drill_result(&self, url: &Url, request: &str) -> Result<DrillResult, String> {
+    /// Waits for the archiver pod to report the end of job `request`.
+    async fn job_result(&self, url: &Url, job: Job, request: &str) -> Result<JobResult, String> {
         let began = Instant::now();
+        let limit = match job {
+            Job::Backup => BACKUP_TIMEOUT,
+            Job::Drill => DRILL_TIMEOUT,
+        };
         let mut last_error = String::new();
-        while began.elapsed() < DRILL_TIMEOUT {
+        while began.elapsed() < limit {
             tokio::time::sleep(Duration::from_secs(1)).await;
             match call(url, "GET", "/status", None).await {
                 Ok((200, body)) => match serde_json::from_slice::<AgentStatus>(&body) {
                     Ok(status) => {
-                        if let Some(last) = status.drill.last.filter(|l| l.request == request) {
+                        let state = match job {
+                            Job::Backup => status.backup,
+                            Job::Drill => status.drill,
+                        };
+                        if let Some(last) = state.last.filter(|l| l.request == request) {
                             return Ok(last);
                         }
-                        if status.drill.running.as_deref() != Some(request) {
-                            return Err(
-                                "the archiver's pod no longer runs the drill (restarted?)".into()
-                            );
+                        if state.running.as_deref() != Some(request) {
+                            return Err("the archiver's pod no longer runs it (restarted?)".into());
                         }
                     }
                     Err(e) => last_error = format!("the archiver's status does not parse: {e}"),
@@ -550,10 +575,7 @@ impl Pass {
                 Err(e) => last_error = e,
             }
         }
-        Err(format!(
-            "no result in {} s ({last_error})",
-            DRILL_TIMEOUT.as_secs()
-        ))
+        Err(format!("no result in {} s ({last_error})", limit.as_secs()))
     }
 
     /// Keeps the newest [`DRILLS_KEPT`] scheduled drills' `MySQLBackup`s.
@@ -629,14 +651,30 @@ impl Pass {
         }
     }
 
+    /// A full backup, taken by the archiver pod from `source`'s agent, followed to its end;
+    /// the retention applied there after it, and the `MySQLBackup`s of the backups it deleted
+    /// removed here.
     async fn take(
         &self,
         cluster: &MySQLCluster,
         spec: &BackupSpec,
-        name: &str,
+        backup: &MySQLBackup,
         source: &SourceMember,
-        tls: Option<&ServerTls>,
     ) {
+        let name = &backup.name_any();
+        let mut extra = String::new();
+        if let Some(keep) = spec.keep {
+            extra.push_str(&format!("&keep={keep}"));
+        }
+        if let Some(days) = spec.keep_days {
+            extra.push_str(&format!("&keepDays={days}"));
+        }
+        let Some((request, url)) = self
+            .start_job(cluster, backup, "backup", source, &extra)
+            .await
+        else {
+            return;
+        };
         let started = clock::unix_ms();
         self.patch(
             name,
@@ -657,179 +695,100 @@ impl Pass {
             format!("backup {name} started from {}", source.name),
         )
         .await;
-        let taken = self.stream(cluster, spec, source, tls, started).await;
+        let result = self.job_result(&url, Job::Backup, &request).await;
         let ns = self.namespace.clone();
-        match taken {
+        let done = match result {
+            Ok(r) if r.passed => r,
             // The agent was serving a seed: the backup waits for the next pass.
-            Err(e) if e.ends_with(crate::agent::client::BUSY) => {
-                self.patch(name, pending(&e)).await;
+            Ok(r) if r.message.ends_with(crate::agent::client::BUSY) => {
+                self.patch(name, pending(&r.message)).await;
+                return;
             }
-            Ok(manifest) => {
-                let secs = manifest
-                    .finished_unix_ms
-                    .saturating_sub(manifest.started_unix_ms) as f64
-                    / 1000.0;
-                let status = MySQLBackupStatus {
-                    phase: Some(BackupPhase::Succeeded),
-                    backup_id: Some(manifest.id.clone()),
-                    destination: Some(spec.destination.clone()),
-                    member: Some(manifest.member.clone()),
-                    gtid_position: Some(manifest.gtid_position.clone()),
-                    stored_bytes: i64::try_from(manifest.stored_bytes).ok(),
-                    stream_bytes: i64::try_from(manifest.stream_bytes).ok(),
-                    started_at: Some(manifest.started_at.clone()),
-                    finished_at: Some(manifest.finished_at.clone()),
-                    duration: Some(format!("{secs:.1}s")),
-                    message: Some(format!(
-                        "{:.1} MiB stored ({:.0} MB/s of the copy)",
-                        manifest.stored_bytes as f64 / 1_048_576.0,
-                        manifest.stream_bytes as f64 / 1e6 / secs.max(1e-3)
-                    )),
-                };
-                self.patch(name, status).await;
-                self.metrics.clusters.backup_finished(
-                    &ns,
-                    &self.name,
-                    Some(manifest.finished_unix_ms / 1000),
-                );
-                self.note(|s| {
-                    s.last_success = Some(manifest.id.clone());
-                    s.last_success_time = Some(manifest.finished_at.clone());
-                });
-                self.event(
-                    cluster,
-                    false,
-                    "BackupSucceeded",
-                    format!(
-                        "backup {} taken from {} at GTID position {} in {secs:.1} s",
-                        manifest.id, manifest.member, manifest.gtid_position
-                    ),
-                )
-                .await;
-                if spec.keep.is_some() || spec.keep_days.is_some() {
-                    self.retain(cluster, spec).await;
-                }
-            }
-            Err(e) => self.finish_failed(cluster, name, &e, false).await,
-        }
-    }
-
-    /// The copy itself: the agent's stream into the store.
-    async fn stream(
-        &self,
-        cluster: &MySQLCluster,
-        spec: &BackupSpec,
-        source: &SourceMember,
-        tls: Option<&ServerTls>,
-        started: u64,
-    ) -> Result<crate::backup::manifest::Manifest, String> {
-        let store = self.store(&spec.destination, spec.s3.as_ref()).await?;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let admin = credentials(&secrets, cluster, Credential::Admin).await?;
-        let token = self.agent_token(cluster).await?;
-        let version = server_version(source, &admin, tls).await?;
-        let taking = Taking::new(&self.name, &source.name, version, started);
-        // Opening the object first: storage that cannot be written fails before the copy.
-        let mut writer = store
-            .writer(&taking.object())
-            .await
-            .map_err(|e| e.to_string())?;
-        let url = Url {
-            host: source.host.clone(),
-            port: crate::agent::AGENT_PORT,
+            Ok(r) => return self.finish_failed(cluster, name, &r.message, false).await,
+            Err(why) => return self.finish_failed(cluster, name, &why, false).await,
         };
-        let agent_tls = tls.and_then(agent_tls);
-        let (body, decode) = match open_backup(&url, &token, agent_tls.as_ref()).await {
-            Ok(opened) => opened,
-            Err(e) => {
-                writer.abort().await;
-                return Err(e);
-            }
+        let Some(manifest) = done.manifest.clone() else {
+            let message = "the archiver's pod reported a backup without its manifest";
+            return self.finish_failed(cluster, name, message, false).await;
         };
-        tracing::info!(cluster = %self.name, id = %taking.id, member = %source.name, "backup started");
-        let stored = compress_into(body, &mut writer, Arc::new(AtomicU64::new(0))).await;
-        let decoded = match decode.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BackupError::Storage {
-                location: source.name.clone(),
-                detail: e,
-            }),
-            Err(e) => Err(BackupError::Storage {
-                location: source.name.clone(),
-                detail: e.to_string(),
-            }),
+        let secs = manifest
+            .finished_unix_ms
+            .saturating_sub(manifest.started_unix_ms) as f64
+            / 1000.0;
+        let status = MySQLBackupStatus {
+            phase: Some(BackupPhase::Succeeded),
+            backup_id: Some(manifest.id.clone()),
+            destination: Some(spec.destination.clone()),
+            member: Some(manifest.member.clone()),
+            gtid_position: Some(manifest.gtid_position.clone()),
+            stored_bytes: i64::try_from(manifest.stored_bytes).ok(),
+            stream_bytes: i64::try_from(manifest.stream_bytes).ok(),
+            started_at: Some(manifest.started_at.clone()),
+            finished_at: Some(manifest.finished_at.clone()),
+            duration: Some(format!("{secs:.1}s")),
+            message: Some(done.message.clone()),
         };
-        complete(&store, &taking, writer, stored, decoded)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// The store at `destination`, S3 credentials from the Secret `s3.credentialsSecret`.
-    async fn store(&self, destination: &str, s3: Option<&S3Spec>) -> Result<Store, String> {
-        store_at(&self.client, &self.namespace, destination, s3).await
-    }
-
-    /// Deletes the backups the policy no longer keeps, and their `MySQLBackup`s.
-    async fn retain(&self, cluster: &MySQLCluster, spec: &BackupSpec) {
-        let result = async {
-            let store = self.store(&spec.destination, spec.s3.as_ref()).await?;
-            let location = Location::parse(&spec.destination).map_err(|e| e.to_string())?;
-            let archive = Store::open(
-                &crate::backup::archive::location(&location, &self.name),
-                s3_options(&self.client, &self.namespace, &location, spec.s3.as_ref())
-                    .await?
-                    .as_ref(),
-            )
-            .map_err(|e| e.to_string())?;
-            crate::local::backup::retain(
-                &store,
-                Some(&archive),
-                &self.name,
-                spec.keep,
-                spec.keep_days,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        }
+        self.patch(name, status).await;
+        self.metrics.clusters.backup_finished(
+            &ns,
+            &self.name,
+            Some(manifest.finished_unix_ms / 1000),
+        );
+        self.note(|s| {
+            s.last_success = Some(manifest.id.clone());
+            s.last_success_time = Some(manifest.finished_at.clone());
+        });
+        self.event(
+            cluster,
+            false,
+            "BackupSucceeded",
+            format!(
+                "backup {} taken from {} at GTID position {} in {secs:.1} s",
+                manifest.id, manifest.member, manifest.gtid_position
+            ),
+        )
         .await;
-        match result {
-            Ok(removed) if removed.is_empty() => {}
-            Ok(removed) => {
-                if let Ok(list) = self.api().list(&ListParams::default()).await {
-                    for b in list.items.iter().filter(|b| {
-                        b.spec.cluster_ref.name == self.name
-                            && !b.spec.drill
-                            && b.status
-                                .as_ref()
-                                .and_then(|s| s.backup_id.as_ref())
-                                .is_some_and(|id| removed.contains(id))
-                    }) {
-                        if let Err(e) = self.api().delete(&b.name_any(), &Default::default()).await
-                        {
-                            tracing::warn!(backup = %b.name_any(), error = %e, "deleting an expired MySQLBackup");
-                        }
+        self.retained(cluster, &done.removed, done.retention_error.as_deref())
+            .await;
+    }
+
+    /// Removes the `MySQLBackup`s of the backups the retention deleted (never a drill's), and
+    /// says what it did.
+    async fn retained(&self, cluster: &MySQLCluster, removed: &[String], error: Option<&str>) {
+        if !removed.is_empty() {
+            if let Ok(list) = self.api().list(&ListParams::default()).await {
+                for b in list.items.iter().filter(|b| {
+                    b.spec.cluster_ref.name == self.name
+                        && !b.spec.drill
+                        && b.status
+                            .as_ref()
+                            .and_then(|s| s.backup_id.as_ref())
+                            .is_some_and(|id| removed.contains(id))
+                }) {
+                    if let Err(e) = self.api().delete(&b.name_any(), &Default::default()).await {
+                        tracing::warn!(backup = %b.name_any(), error = %e, "deleting an expired MySQLBackup");
                     }
                 }
-                self.event(
-                    cluster,
-                    false,
-                    "BackupsDeleted",
-                    format!(
-                        "older backups deleted by the retention policy: {}",
-                        removed.join(", ")
-                    ),
-                )
-                .await;
             }
-            Err(e) => {
-                self.event(
-                    cluster,
-                    true,
-                    "RetentionFailed",
-                    format!("older backups could not be deleted: {e}"),
-                )
-                .await;
-            }
+            self.event(
+                cluster,
+                false,
+                "BackupsDeleted",
+                format!(
+                    "older backups deleted by the retention policy: {}",
+                    removed.join(", ")
+                ),
+            )
+            .await;
+        }
+        if let Some(e) = error {
+            self.event(
+                cluster,
+                true,
+                "RetentionFailed",
+                format!("older backups could not all be deleted: {e}"),
+            )
+            .await;
         }
     }
 
@@ -937,94 +896,4 @@ fn pending(why: &str) -> MySQLBackupStatus {
         message: Some(format!("waiting: {why}")),
         ..MySQLBackupStatus::default()
     }
-}
-
-/// TLS to the agents, verified against the cluster's CA.
-fn agent_tls(tls: &ServerTls) -> Option<AgentTls> {
-    let crate::orchestrate::view::CaSource::Pem(pem) = &tls.ca else {
-        return None;
-    };
-    AgentTls::from_ca_pem(pem).ok()
-}
-
-async fn server_version(
-    source: &SourceMember,
-    admin: &crate::orchestrate::observe::Credentials,
-    tls: Option<&ServerTls>,
-) -> Result<String, String> {
-    let options = opts(&source.host, source.port, admin, tls);
-    let mut conn = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(options))
-        .await
-        .map_err(|_| format!("connecting to {} timed out", source.name))?
-        .map_err(|e| format!("connecting to {}: {e}", source.name))?;
-    let version: Option<String> = conn
-        .query_first("SELECT VERSION()")
-        .await
-        .map_err(|e| format!("{}: {e}", source.name))?;
-    let _ = conn.disconnect().await;
-    Ok(version.unwrap_or_default())
-}
-
-/// The S3 settings for `location` (none for a directory): the key from the Secret
-/// `s3.credentialsSecret` in `namespace`, else the operator's own `AWS_*` environment.
-pub async fn s3_options(
-    client: &Client,
-    namespace: &str,
-    location: &Location,
-    s3: Option<&S3Spec>,
-) -> Result<Option<S3Options>, String> {
-    if matches!(location, Location::Dir(_)) {
-        return Ok(None);
-    }
-    let credentials = match s3.and_then(|s| s.credentials_secret.as_deref()) {
-        Some(name) => {
-            let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            let secret = secrets
-                .get_opt(name)
-                .await
-                .map_err(|e| format!("reading Secret {name}: {e}"))?
-                .ok_or_else(|| format!("the S3 credentials Secret {name} is not there"))?;
-            let key = |k: &str| {
-                secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(k))
-                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
-                    .map(|v| v.trim().to_string())
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| format!("the Secret {name} has no {k}"))
-            };
-            S3Credentials {
-                access_key: key(ACCESS_KEY_ID)?,
-                secret_key: key(SECRET_ACCESS_KEY)?,
-            }
-        }
-        // Never the operator's own keys: a cluster's owner must not reach a bucket with
-        // credentials they were not given.
-        None => {
-            return Err(format!(
-                "{location} needs credentials: spec.backup.s3.credentialsSecret (a Secret \
-                 with {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY})"
-            ));
-        }
-    };
-    Ok(Some(S3Options {
-        endpoint: s3.and_then(|s| s.endpoint.clone()),
-        region: s3
-            .and_then(|s| s.region.clone())
-            .unwrap_or_else(|| "us-east-1".into()),
-        credentials,
-    }))
-}
-
-/// The store at `destination` as the operator reaches it.
-pub async fn store_at(
-    client: &Client,
-    namespace: &str,
-    destination: &str,
-    s3: Option<&S3Spec>,
-) -> Result<Store, String> {
-    let location = Location::parse(destination).map_err(|e| e.to_string())?;
-    let options = s3_options(client, namespace, &location, s3).await?;
-    Store::open(&location, options.as_ref()).map_err(|e| e.to_string())
 }

@@ -467,6 +467,28 @@ fn empty_dir(name: &str) -> Volume {
     }
 }
 
+/// The directory of a destination that is one (`/path` or `file:///path`).
+fn directory(destination: &str) -> Option<String> {
+    match crate::backup::location::Location::parse(destination).ok()? {
+        crate::backup::location::Location::Dir(path) => Some(path.display().to_string()),
+        _ => None,
+    }
+}
+
+/// A PersistentVolumeClaim as the volume `name`.
+fn claim_volume(name: &str, claim: &str, read_only: bool) -> Volume {
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(
+            k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                claim_name: claim.to_string(),
+                read_only: Some(read_only),
+            },
+        ),
+        ..Volume::default()
+    }
+}
+
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),

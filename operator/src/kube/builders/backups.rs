@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::members::{AGENT_BIN_MOUNT, AGENT_TOKEN_MOUNT, TMP_MOUNT, agent_token_volume};
 use super::{
     BuildError, Component, Context, Credential, MYSQL_UID, TOPOLOGY_KEY, TOPOLOGY_MOUNT,
-    container_security, empty_dir, env, env_from_secret, mount, selector_labels,
-    topology_configmap_name,
+    claim_volume, container_security, directory, empty_dir, env, env_from_secret, mount,
+    selector_labels, topology_configmap_name,
 };
 use crate::backup::location::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 use crate::backup::sigv4::civil;
@@ -41,7 +41,15 @@ pub fn archiver_deployment(
 ) -> Result<Deployment, BuildError> {
     let ctx = Context::new(cluster)?;
     let backup = ctx.spec.backup.as_ref();
-    let on = backup.is_some_and(|b| b.archive_binlogs);
+    // The pod also takes the backups and runs the drills: it runs whenever backups are set.
+    let on = backup.is_some();
+    let archiving = backup.is_some_and(|b| b.archive_binlogs);
+    let claim = backup.and_then(|b| {
+        Some((
+            b.persistent_volume_claim.clone()?,
+            directory(&b.destination)?,
+        ))
+    });
     let admin = Credential::Admin.secret_name(cluster)?;
     let mut vars = vec![
         env_from_secret("LAGLESS_ADMIN_USER", &admin, "username"),
@@ -81,28 +89,33 @@ pub fn archiver_deployment(
     let archiver = Container {
         name: "archiver".into(),
         image: Some(ctx.spec.image().to_string()),
-        command: Some(vec![
-            format!("{AGENT_BIN_MOUNT}/lagless-operator"),
-            "agent".into(),
-            "archive".into(),
-            "--cluster".into(),
-            ctx.name.to_string(),
-            "--topology".into(),
-            format!("{TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}"),
-            // Above any member's (at most 9 of them): a reader registering with a member's
-            // id would cut that member's replication.
-            "--server-id".into(),
-            ctx.spec
-                .server_id_base(ctx.namespace, ctx.name)
-                .saturating_add(1000)
-                .to_string(),
-            "--spool".into(),
-            SPOOL.into(),
-            "--listen".into(),
-            format!("0.0.0.0:{ARCHIVER_PORT}"),
-            "--gtid-domain-id".into(),
-            ctx.spec.gtid_domain_id(ctx.namespace, ctx.name).to_string(),
-        ]),
+        command: Some(
+            vec![
+                format!("{AGENT_BIN_MOUNT}/lagless-operator"),
+                "agent".into(),
+                "archive".into(),
+                "--cluster".into(),
+                ctx.name.to_string(),
+                "--topology".into(),
+                format!("{TOPOLOGY_MOUNT}/{TOPOLOGY_KEY}"),
+                // Above any member's (at most 9 of them): a reader registering with a member's
+                // id would cut that member's replication.
+                "--server-id".into(),
+                ctx.spec
+                    .server_id_base(ctx.namespace, ctx.name)
+                    .saturating_add(1000)
+                    .to_string(),
+                "--spool".into(),
+                SPOOL.into(),
+                "--listen".into(),
+                format!("0.0.0.0:{ARCHIVER_PORT}"),
+                "--gtid-domain-id".into(),
+                ctx.spec.gtid_domain_id(ctx.namespace, ctx.name).to_string(),
+            ]
+            .into_iter()
+            .chain(archiving.then(|| "--archive-binlogs".to_string()))
+            .collect(),
+        ),
         env: Some(vars),
         ports: Some(vec![super::port("status", i32::from(ARCHIVER_PORT))]),
         volume_mounts: Some(
@@ -114,6 +127,11 @@ pub fn archiver_deployment(
             ]
             .into_iter()
             .chain(super::tls::volume_mount(ctx.spec))
+            .chain(
+                claim
+                    .as_ref()
+                    .map(|(_, path)| mount("backups", path, false)),
+            )
             .collect(),
         ),
         security_context: Some(container_security(MYSQL_UID)),
@@ -135,6 +153,11 @@ pub fn archiver_deployment(
     ]
     .into_iter()
     .chain(super::tls::volume(ctx.spec, ctx.name))
+    .chain(
+        claim
+            .as_ref()
+            .map(|(name, _)| claim_volume("backups", name, false)),
+    )
     .collect();
     Ok(Deployment {
         metadata: ctx.meta(archiver_deployment_name(ctx.name), Component::Archiver),

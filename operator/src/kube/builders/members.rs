@@ -306,6 +306,15 @@ exec {AGENT_BIN_MOUNT}/lagless-operator agent fetch --if-empty --datadir {DATA_M
     vec!["bash".into(), "-c".into(), script]
 }
 
+/// The claim a directory backup is restored from, and where it is mounted (the directory).
+fn restore_claim(ctx: &Context<'_>) -> Option<(String, String)> {
+    let from = ctx.spec.from_backup()?;
+    Some((
+        from.persistent_volume_claim.clone()?,
+        super::directory(&from.destination)?,
+    ))
+}
+
 /// What `agent restore` needs in the seed step of a cluster that starts from a backup: where
 /// the backup is, the S3 key (from `fromBackup.s3.credentialsSecret`), and this cluster's
 /// admin and replication accounts, which the restored data is given.
@@ -407,6 +416,7 @@ fn agent_containers(
             ]
             .into_iter()
             .chain(tls::volume_mount(ctx.spec))
+            .chain(restore_claim(ctx).map(|(_, path)| mount("restore-from", &path, true)))
             .collect(),
         ),
         security_context: Some(container_security(MYSQL_UID)),
@@ -549,6 +559,9 @@ pub fn statefulset(
         containers.push(agent);
         init_containers = Some(init);
         volumes.extend(agent_volumes(&ctx));
+        volumes.extend(
+            restore_claim(&ctx).map(|(claim, _)| super::claim_volume("restore-from", &claim, true)),
+        );
     }
     let pod = PodSpec {
         containers,

@@ -1543,7 +1543,40 @@ fn the_proxies_admit_clients_by_service_type_and_the_admin_port_never_from_outsi
 #[test]
 fn the_archiver_runs_only_with_archiving_and_reads_the_published_primary() {
     let off = archiver_deployment(&defaults(), "op-img").unwrap();
-    assert_eq!(off.spec.replicas, Some(0), "no archiving: scaled to 0");
+    assert_eq!(off.spec.replicas, Some(0), "no backups: scaled to 0");
+    // Backups without archiving: the pod runs (it takes the backups), reads no binary log,
+    // and mounts the claim of a directory destination there.
+    let dir = cluster(
+        "db",
+        "replicas: 3\n\
+         backup: {destination: /backups/db, persistentVolumeClaim: backup-vol}\n",
+    );
+    let d = archiver_deployment(&dir, "op-img").unwrap();
+    assert_eq!(d.spec.replicas, Some(1));
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    let command = pod.containers[0].command.as_ref().unwrap();
+    assert!(
+        !command.contains(&"--archive-binlogs".to_string()),
+        "{command:?}"
+    );
+    let claim = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "backups")
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .unwrap();
+    assert_eq!(claim.claim_name, "backup-vol");
+    assert!(
+        pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "backups"
+                && m.mount_path == "/backups/db"
+                && m.read_only != Some(true))
+    );
     let on = cluster(
         "db",
         "replicas: 3\n\
@@ -1575,7 +1608,8 @@ fn the_archiver_runs_only_with_archiving_and_reads_the_published_primary() {
         format!(
             "/lagless/bin/lagless-operator agent archive --cluster db \
              --topology /etc/lagless/topology/topology.json --server-id {server_id} \
-             --spool /tmp/lagless-archive --listen 0.0.0.0:3307 --gtid-domain-id {}",
+             --spool /tmp/lagless-archive --listen 0.0.0.0:3307 --gtid-domain-id {} \
+             --archive-binlogs",
             on.spec.gtid_domain_id("shop-ns", "db")
         )
     );

@@ -112,6 +112,28 @@ async fn finished(
     .await
 }
 
+/// Waits until the Deployment `name` runs its current template only, on one ready pod.
+async fn rolled_out(admin: &Client, name: &str, witnesses: &Witnesses<'_>) {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(admin.clone(), NAMESPACE);
+    wait_for(
+        &format!("Deployment {name} rolled out"),
+        Duration::from_secs(60),
+        witnesses,
+        || async {
+            let d = api.get(name).await.ok()?;
+            let status = d.status?;
+            let current = status.observed_generation >= d.metadata.generation;
+            (current
+                && status.replicas == Some(1)
+                && status.updated_replicas == Some(1)
+                && status.available_replicas == Some(1))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
 /// Row count and `CHECKSUM TABLE` of `vault.t` on `ip`.
 async fn state(ip: &str, user: &str, password: &str) -> (u64, u64) {
     let mut conn = Conn::new(opts(ip, user, password, None))
@@ -436,10 +458,11 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     )
     .await;
 
-    // Wrong credentials: a clear failure, and nothing deleted.
+    // Wrong credentials: a clear failure, and nothing deleted (the backup pod is replaced
+    // with the new key first).
     let _: MySQLCluster =
         apply_json(&admin, cluster_json("vault", backup_spec("s3-wrong-key"))).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    rolled_out(&admin, "vault-archiver", witnesses).await;
     let _: MySQLBackup = apply_json(&admin, backup_json("third", "vault")).await;
     let third = finished(&admin, "third", witnesses).await;
     assert_eq!(third.phase, Some(BackupPhase::Failed), "{third:?}");
@@ -545,6 +568,77 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         || async { (state(&replica_ip, &user2, &password2).await.0 == 301).then_some(()) },
     )
     .await;
+
+    // A directory on a PersistentVolumeClaim: the backup pod writes there, and a new
+    // cluster's restore step reads it.
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim = apply_json(
+        &admin,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "backup-vol", "namespace": NAMESPACE},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+        }),
+    )
+    .await;
+    let on_volume = serde_json::json!({"replicas": 1, "backup": {
+        "destination": "/var/lib/lagless-test-backups/vdir",
+        "persistentVolumeClaim": "backup-vol",
+    }});
+    let _: MySQLCluster = apply_json(&admin, cluster_json("vdir", on_volume)).await;
+    let vdir_primary = wait_for(
+        "vdir: a primary and 1/1 members ready",
+        Duration::from_secs(240),
+        witnesses,
+        || async { settled(&cluster(&admin, "vdir").await, 1) },
+    )
+    .await;
+    let (vuser, vpassword) = admin_credentials(&admin, &cluster(&admin, "vdir").await).await;
+    let vip = node.pod_ip(&vdir_primary).expect("vdir's address");
+    let mut vconn = Conn::new(opts(&vip, &vuser, &vpassword, None))
+        .await
+        .expect("vdir's admin connects");
+    vconn
+        .query_drop(
+            "CREATE DATABASE vault; USE vault; CREATE TABLE vault.t (id INT PRIMARY KEY, v VARCHAR(64)); \
+             INSERT INTO vault.t SELECT seq, MD5(seq) FROM seq_1_to_50",
+        )
+        .await
+        .expect("vdir's rows");
+    let vdir_state = state(&vip, &vuser, &vpassword).await;
+    let _: MySQLBackup = apply_json(&admin, backup_json("dir-1", "vdir")).await;
+    let on_dir = finished(&admin, "dir-1", witnesses).await;
+    assert_eq!(on_dir.phase, Some(BackupPhase::Succeeded), "{on_dir:?}");
+    assert_eq!(
+        on_dir.member.as_deref(),
+        Some("vdir-0"),
+        "the only member gives it"
+    );
+    let _: MySQLCluster = apply_json(
+        &admin,
+        cluster_json(
+            "vdir2",
+            serde_json::json!({"replicas": 1, "bootstrap": {"fromBackup": {
+                "destination": "/var/lib/lagless-test-backups/vdir",
+                "persistentVolumeClaim": "backup-vol",
+                "cluster": "vdir",
+            }}}),
+        ),
+    )
+    .await;
+    wait_for(
+        "vdir2 restored from the volume: 1/1 ready",
+        Duration::from_secs(240),
+        witnesses,
+        || async { settled(&cluster(&admin, "vdir2").await, 1) },
+    )
+    .await;
+    let (user5, password5) = admin_credentials(&admin, &cluster(&admin, "vdir2").await).await;
+    let ip5 = node.pod_ip("vdir2-0").expect("vdir2's address");
+    assert_eq!(
+        state(&ip5, &user5, &password5).await,
+        vdir_state,
+        "restored from the volume"
+    );
 
     // A point in time the archive does not reach: the restore step fails and says why in the
     // `Restored` condition and a Warning Event; nothing is published.
