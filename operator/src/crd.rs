@@ -665,6 +665,12 @@ pub struct BackupSpec {
     pub keep: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_days: Option<u32>,
+    /// The member backups are taken from (`<cluster>-<ordinal>`), when it is a replica that has
+    /// applied what the primary has (a backup waits for it otherwise); without it, the least
+    /// behind such replica. Never the primary, unless it is the only member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub member: Option<String>,
     /// Restore drills on a cron schedule, in UTC: the newest backup restored into a scratch
     /// server, rolled forward with the archive to a consistent snapshot of a replicating
     /// replica, and every table compared with it.

@@ -136,10 +136,15 @@ impl Backups {
         self.due = Instant::now() + INTERVAL;
         let members = usize::try_from(cluster.spec.replicas.max(0)).unwrap_or(0);
         let now = Now {
-            source: decide::choose_source(
+            source: decide::choose_source_for(
                 orchestrator.last_view(),
                 orchestrator.published(),
                 members,
+                cluster
+                    .spec
+                    .backup
+                    .as_ref()
+                    .and_then(|b| b.member.as_deref()),
             ),
             snapshot: decide::drill_source(
                 orchestrator.last_view(),

@@ -118,13 +118,7 @@ pub fn choose_source(members: &[MemberStatus]) -> Result<&MemberStatus, String> 
     }
     members
         .iter()
-        .filter(up)
-        .filter(|m| {
-            m.role == "replica"
-                && m.replicating == Some(true)
-                && m.behind == Some(0)
-                && m.error.is_none()
-        })
+        .filter(|m| caught_up(m))
         .min_by_key(|m| (m.lag_seconds.unwrap_or(0), m.name.as_str()))
         .ok_or_else(|| {
             let states: Vec<String> = members
@@ -147,6 +141,49 @@ pub fn choose_source(members: &[MemberStatus]) -> Result<&MemberStatus, String> 
                 states.join(", ")
             )
         })
+}
+
+/// [`choose_source`], limited to `preferred` (`spec.backup.member`) when it is given: that
+/// replica once it has caught up, never another member (the primary only when it is the
+/// only member).
+pub fn choose_source_for<'a>(
+    members: &'a [MemberStatus],
+    preferred: Option<&str>,
+) -> Result<&'a MemberStatus, String> {
+    let Some(name) = preferred.filter(|_| members.len() > 1) else {
+        return choose_source(members);
+    };
+    let member = members
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| format!("{name} (spec.backup.member) is not a member"))?;
+    if member.role != "replica" {
+        return Err(format!(
+            "{name} (spec.backup.member) is the {}: backups come from a replica",
+            member.role
+        ));
+    }
+    if caught_up(member) {
+        Ok(member)
+    } else {
+        Err(format!(
+            "{name} (spec.backup.member) is not caught up ({}, {})",
+            member.health,
+            member
+                .behind
+                .map_or("not replicating".to_string(), |b| format!("{b} behind"))
+        ))
+    }
+}
+
+/// A running replica that replicates without error and has applied everything.
+fn caught_up(m: &MemberStatus) -> bool {
+    m.process == "running"
+        && m.health == "ok"
+        && m.role == "replica"
+        && m.replicating == Some(true)
+        && m.behind == Some(0)
+        && m.error.is_none()
 }
 
 fn now_ms() -> u64 {
@@ -249,12 +286,20 @@ pub async fn backup_now(
     store: &Store,
 ) -> Result<Manifest, LocalError> {
     let began = Instant::now();
+    let preferred = {
+        let path = dir.manifest();
+        let text = std::fs::read_to_string(&path).map_err(LocalError::io(&path))?;
+        super::manifest::parse(&text, &path)?
+            .spec
+            .backup
+            .and_then(|b| b.member)
+    };
     let member = loop {
         if !dir.running() {
             return Err(LocalError::NotRunning(settings.cluster.clone()));
         }
         let status: Status = read_json(&dir.status())?;
-        match choose_source(&status.members) {
+        match choose_source_for(&status.members, preferred.as_deref()) {
             Ok(m) => break m.clone(),
             Err(e) if began.elapsed() > SOURCE_WAIT => {
                 return Err(BackupError::NoSource(e).into());
@@ -784,6 +829,27 @@ mod tests {
         let mut stopped = member("s-2", "replica", Some(0));
         stopped.process = "seeding".into();
         assert!(choose_source(&[member("s-0", "primary", None), stopped]).is_err());
+    }
+
+    #[test]
+    fn a_chosen_member_gives_the_backup_only_once_caught_up() {
+        let members = [
+            member("s-0", "primary", None),
+            member("s-1", "replica", Some(0)),
+            member("s-2", "replica", Some(4)),
+        ];
+        assert_eq!(choose_source_for(&members, None).unwrap().name, "s-1");
+        assert_eq!(
+            choose_source_for(&members, Some("s-1")).unwrap().name,
+            "s-1"
+        );
+        let behind = choose_source_for(&members, Some("s-2")).unwrap_err();
+        assert!(behind.contains("not caught up (ok, 4 behind)"), "{behind}");
+        let primary = choose_source_for(&members, Some("s-0")).unwrap_err();
+        assert!(primary.contains("is the primary"), "{primary}");
+        assert!(choose_source_for(&members, Some("s-9")).is_err());
+        let alone = [member("s-0", "primary", None)];
+        assert_eq!(choose_source_for(&alone, Some("s-3")).unwrap().name, "s-0");
     }
 
     #[test]

@@ -135,6 +135,33 @@ pub fn drill_source(
         .ok_or_else(|| "no replica is replicating to take a snapshot from".to_string())
 }
 
+/// [`choose_source`], limited to `preferred` (`spec.backup.member`) when it is given: that
+/// replica once it has caught up, never another member (the primary only when it is the
+/// only member).
+pub fn choose_source_for(
+    view: Option<&ClusterView>,
+    published: Option<&Topology>,
+    members: usize,
+    preferred: Option<&str>,
+) -> Result<SourceMember, String> {
+    let (Some(name), Some(topology)) = (preferred.filter(|_| members > 1), published) else {
+        return choose_source(view, published, members);
+    };
+    if topology.primary.as_ref().is_some_and(|p| p.name == name) {
+        return Err(format!(
+            "{name} (spec.backup.member) is the primary: backups come from a replica"
+        ));
+    }
+    let mut only = topology.clone();
+    only.replicas.retain(|r| r.name == name);
+    if only.replicas.is_empty() {
+        return Err(format!(
+            "{name} (spec.backup.member) is not a published replica"
+        ));
+    }
+    choose_source(view, Some(&only), members)
+}
+
 fn phase(b: &MySQLBackup) -> Option<BackupPhase> {
     b.status.as_ref().and_then(|s| s.phase)
 }

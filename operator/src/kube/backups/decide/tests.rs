@@ -162,3 +162,26 @@ fn the_schedule_runs_the_latest_due_time_once_and_not_before_the_cluster() {
     let (due, _) = scheduled_runs(&daily, 0, day + 3 * 3600 + 59 * 60);
     assert_eq!(due, Some(day + 3 * 3600));
 }
+
+#[test]
+fn a_chosen_member_gives_the_backup_only_once_caught_up() {
+    let v = view(vec![
+        member_view("db-0", "0-1-100", false, None),
+        member_view("db-1", "0-1-100", true, Some(0)),
+        member_view("db-2", "0-1-90", true, Some(3)),
+    ]);
+    let t = published("db-0", &["db-1", "db-2"]);
+    let chosen = |p| choose_source_for(Some(&v), Some(&t), 3, Some(p));
+    assert_eq!(chosen("db-1").unwrap().name, "db-1");
+    assert!(chosen("db-2").unwrap_err().contains("db-2 is behind"));
+    assert!(chosen("db-0").unwrap_err().contains("is the primary"));
+    assert!(
+        chosen("db-7")
+            .unwrap_err()
+            .contains("not a published replica")
+    );
+    assert_eq!(
+        choose_source_for(Some(&v), Some(&t), 3, None).unwrap().name,
+        "db-1"
+    );
+}
