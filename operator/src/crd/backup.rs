@@ -63,6 +63,10 @@ pub struct MySQLBackupStatus {
     /// What happened, for people (the error of a failed backup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The job's id in the cluster's backup pod (one per attempt): an operator that restarts
+    /// while it runs follows it by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// A full backup of a MySQLCluster.

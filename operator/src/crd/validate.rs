@@ -126,6 +126,32 @@ impl MySQLClusterSpec {
             if backup.keep == Some(0) {
                 errors.add("spec.backup.keep", "must be at least 1");
             }
+            if let Some(Err(e)) = backup
+                .persistent_volume_claim
+                .as_ref()
+                .map(|_| claim_destination(&backup.destination))
+            {
+                errors.add("spec.backup.persistentVolumeClaim", e);
+            }
+        }
+        if let Some(from) = self.from_backup() {
+            if let Err(e) = crate::backup::location::Location::parse(&from.destination) {
+                errors.add("spec.bootstrap.fromBackup.destination", e.to_string());
+            }
+            if let Some(Err(e)) = from
+                .persistent_volume_claim
+                .as_ref()
+                .map(|_| claim_destination(&from.destination))
+            {
+                errors.add("spec.bootstrap.fromBackup.persistentVolumeClaim", e);
+            }
+            if let Some(Err(e)) = from
+                .point_in_time
+                .as_deref()
+                .map(crate::backup::archive::Target::parse)
+            {
+                errors.add("spec.bootstrap.fromBackup.pointInTime", e);
+            }
         }
         for (key, value) in &self.server_config {
             let field = format!("spec.serverConfig.{key}");
@@ -397,6 +423,39 @@ pub(super) fn is_quantity(text: &str) -> bool {
     };
     let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
     !exponent.is_empty() && exponent.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Paths the operator's pods already mount something at: a claim mounted over one of them (or
+/// under it) would hide it, or be refused by the API server.
+const RESERVED_PATHS: &[&str] = &["/tmp", "/etc", "/lagless", "/var/lib/mysql", "/run"];
+
+/// A destination a PersistentVolumeClaim is mounted at: an absolute directory outside the
+/// pods' own mounts.
+fn claim_destination(destination: &str) -> Result<(), String> {
+    let path = match destination.strip_prefix("file://") {
+        Some(path) => path,
+        None if destination.starts_with('/') => destination,
+        None => {
+            return Err(format!(
+                "is for a directory destination; `{destination}` is not an absolute path"
+            ));
+        }
+    };
+    let path = path.trim_end_matches('/');
+    if path.is_empty() || path.split('/').any(|part| part == "..") {
+        return Err(format!(
+            "`{destination}` is not a directory a claim can be mounted at"
+        ));
+    }
+    if let Some(reserved) = RESERVED_PATHS.iter().find(|r| {
+        path == **r || path.starts_with(&format!("{r}/")) || r.starts_with(&format!("{path}/"))
+    }) {
+        return Err(format!(
+            "`{destination}` meets {reserved}, which the pods use themselves: choose a \
+             directory such as /backups/<cluster>"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -685,5 +744,23 @@ serverIdBase: 0
         let err = errors("replicas: 0\nproxy: {replicas: -1, defaultConsistency: x}");
         assert_eq!(err.0.len(), 3, "{err}");
         assert!(err.to_string().starts_with("invalid spec: spec.replicas: "));
+    }
+
+    #[test]
+    fn a_claim_is_mounted_only_at_a_directory_of_its_own() {
+        assert!(claim_destination("/backups/shop").is_ok());
+        assert!(claim_destination("file:///srv/backups/").is_ok());
+        for bad in [
+            "s3://b/p",
+            "backups",
+            "/tmp/x",
+            "/etc",
+            "/var/lib/mysql/b",
+            "/var",
+            "/",
+            "/a/../tmp",
+        ] {
+            assert!(claim_destination(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -49,6 +49,12 @@ enum Job {
     Backup,
     Drill,
 }
+
+/// A job the backup pod took: its id, and the pod's uid.
+struct Started {
+    request: String,
+    pod: String,
+}
 /// How many scheduled drills' `MySQLBackup`s are kept.
 const DRILLS_KEPT: usize = 3;
 
@@ -305,6 +311,11 @@ impl Pass {
 
     /// The address of the archiver's pod, or why there is none.
     async fn archiver_ip(&self) -> Result<String, String> {
+        self.archiver_pod().await.map(|(ip, _)| ip)
+    }
+
+    /// The address and uid of the backup pod that runs, or why there is none.
+    async fn archiver_pod(&self) -> Result<(String, String), String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let selector = builders::selector_labels(&self.name, builders::Component::Archiver)
             .iter()
@@ -319,8 +330,9 @@ impl Pass {
         listed
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .find_map(|p| p.status.as_ref()?.pod_ip.clone())
-            .ok_or_else(|| "the archiver's pod is not running".to_string())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .find_map(|p| Some((p.status.as_ref()?.pod_ip.clone()?, p.uid()?)))
+            .ok_or_else(|| "the backup pod is not running".to_string())
     }
 
     /// The archiver pod's `/status`, or why it cannot be had.
@@ -372,13 +384,10 @@ impl Pass {
             .into_iter()
             .filter(|b| b.spec.cluster_ref.name == self.name)
             .collect();
-        // No pass runs now, so one still Running was cut off by an operator that stopped.
+        // No pass runs now, so one still Running was left by an operator that stopped: it is
+        // followed to its end when the backup pod still knows it, else it is over.
         for b in decide::interrupted(&mine) {
-            let message = "interrupted: the operator stopped while it ran; nothing of it is kept \
-                           (an S3 multipart upload may stay open until the bucket's lifecycle \
-                           rule ends it)";
-            self.finish_failed(cluster, &b.name_any(), message, b.spec.drill)
-                .await;
+            self.resume(cluster, b).await;
         }
         let Some(next) = decide::next_to_run(&mine) else {
             return;
@@ -440,11 +449,12 @@ impl Pass {
         kind: &str,
         member: &SourceMember,
         extra: &str,
-    ) -> Option<(String, Url)> {
+    ) -> Option<Started> {
         let name = backup.name_any();
-        let request = format!("{name}.{}", backup.uid().unwrap_or_default());
-        let ip = match self.archiver_ip().await {
-            Ok(ip) => ip,
+        // One id per attempt: a retry never reads an earlier attempt's result.
+        let request = format!("{}-{}", backup.uid().unwrap_or_default(), clock::unix_ms());
+        let (ip, pod) = match self.archiver_pod().await {
+            Ok(found) => found,
             Err(why) => {
                 self.wait_or_fail(cluster, backup, &why).await;
                 return None;
@@ -466,7 +476,7 @@ impl Pass {
             }
         };
         match call(&url, "POST", &path, Some(&token)).await {
-            Ok((200, _)) => Some((request, url)),
+            Ok((200, _)) => Some(Started { request, pod }),
             Ok((status, body)) if status == 409 || status == 503 => {
                 let why = String::from_utf8_lossy(&body).trim().to_string();
                 self.wait_or_fail(cluster, backup, &why).await;
@@ -497,7 +507,7 @@ impl Pass {
             .as_deref()
             .map(|id| format!("&backup={id}"))
             .unwrap_or_default();
-        let Some((request, url)) = self
+        let Some(started_job) = self
             .start_job(cluster, backup, "drill", member, &extra)
             .await
         else {
@@ -511,11 +521,23 @@ impl Pass {
                 member: Some(member.name.clone()),
                 started_at: Some(clock::rfc3339_at(started)),
                 message: Some(format!("restoring and comparing with {}", member.name)),
+                request: Some(started_job.request.clone()),
                 ..MySQLBackupStatus::default()
             },
         )
         .await;
-        let result = self.job_result(&url, Job::Drill, &request).await;
+        let result = self.job_result(Job::Drill, &started_job).await;
+        self.drill_done(cluster, name, started, result).await;
+    }
+
+    /// Records how a drill ended.
+    async fn drill_done(
+        &self,
+        cluster: &MySQLCluster,
+        name: &str,
+        started: u64,
+        result: Result<JobResult, String>,
+    ) {
         let secs = clock::unix_ms().saturating_sub(started) as f64 / 1000.0;
         let duration = Some(format!("{secs:.1}s"));
         match result {
@@ -550,19 +572,39 @@ impl Pass {
         self.prune_drills().await;
     }
 
-    /// Waits for the archiver pod to report the end of job `request`.
-    async fn job_result(&self, url: &Url, job: Job, request: &str) -> Result<JobResult, String> {
+    /// Waits for the backup pod to report the end of `job`. The pod is looked up at every
+    /// poll: one replaced meanwhile (a new template, an eviction) ran no part of it to the end,
+    /// and one gone for a minute is given up on.
+    async fn job_result(&self, job: Job, started: &Started) -> Result<JobResult, String> {
         let began = Instant::now();
         let limit = match job {
             Job::Backup => BACKUP_TIMEOUT,
             Job::Drill => DRILL_TIMEOUT,
         };
+        let request = started.request.as_str();
         let mut last_error = String::new();
+        let mut unreachable_since: Option<Instant> = None;
         while began.elapsed() < limit {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match call(url, "GET", "/status", None).await {
+            let answer = match self.archiver_pod().await {
+                Ok((_, uid)) if uid != started.pod => {
+                    return Err(
+                        "the backup pod was replaced while it ran; nothing of it is kept".into(),
+                    );
+                }
+                Ok((ip, _)) => {
+                    let url = Url {
+                        host: ip,
+                        port: builders::ARCHIVER_PORT,
+                    };
+                    call(&url, "GET", "/status", None).await
+                }
+                Err(e) => Err(e),
+            };
+            match answer {
                 Ok((200, body)) => match serde_json::from_slice::<AgentStatus>(&body) {
                     Ok(status) => {
+                        unreachable_since = None;
                         let state = match job {
                             Job::Backup => status.backup,
                             Job::Drill => status.drill,
@@ -571,16 +613,83 @@ impl Pass {
                             return Ok(last);
                         }
                         if state.running.as_deref() != Some(request) {
-                            return Err("the archiver's pod no longer runs it (restarted?)".into());
+                            return Err("the backup pod no longer runs it (restarted?)".into());
                         }
+                        continue;
                     }
-                    Err(e) => last_error = format!("the archiver's status does not parse: {e}"),
+                    Err(e) => last_error = format!("the backup pod's status does not parse: {e}"),
                 },
-                Ok((status, _)) => last_error = format!("the archiver answered {status}"),
+                Ok((status, _)) => last_error = format!("the backup pod answered {status}"),
                 Err(e) => last_error = e,
+            }
+            let since = *unreachable_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(60) {
+                return Err(format!("the backup pod does not answer: {last_error}"));
             }
         }
         Err(format!("no result in {} s ({last_error})", limit.as_secs()))
+    }
+
+    /// A backup or drill an earlier operator started: followed to its end when the backup pod
+    /// still runs or reports it, else failed as interrupted.
+    async fn resume(&self, cluster: &MySQLCluster, backup: &MySQLBackup) {
+        let name = backup.name_any();
+        let job = if backup.spec.drill {
+            Job::Drill
+        } else {
+            Job::Backup
+        };
+        let request = backup.status.as_ref().and_then(|s| s.request.clone());
+        let known = match (&request, self.archiver_pod().await) {
+            (Some(request), Ok((ip, pod))) => {
+                let url = Url {
+                    host: ip,
+                    port: builders::ARCHIVER_PORT,
+                };
+                let status = match call(&url, "GET", "/status", None).await {
+                    Ok((200, body)) => serde_json::from_slice::<AgentStatus>(&body).ok(),
+                    _ => None,
+                };
+                status
+                    .map(|s| match job {
+                        Job::Backup => s.backup,
+                        Job::Drill => s.drill,
+                    })
+                    .filter(|state| {
+                        state.running.as_deref() == Some(request.as_str())
+                            || state.last.as_ref().is_some_and(|l| l.request == *request)
+                    })
+                    .map(|_| Started {
+                        request: request.clone(),
+                        pod,
+                    })
+            }
+            _ => None,
+        };
+        let Some(started) = known else {
+            let message = "interrupted: the operator stopped while it ran, and the backup pod \
+                           no longer knows it; nothing of it is kept (an S3 multipart upload \
+                           may stay open until the bucket's lifecycle rule ends it)";
+            return self
+                .finish_failed(cluster, &name, message, backup.spec.drill)
+                .await;
+        };
+        tracing::info!(cluster = %self.name, backup = %name, "following a job an earlier operator started");
+        let began = backup
+            .status
+            .as_ref()
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .and_then(|t| u64::try_from(t.as_millisecond()).ok())
+            .unwrap_or_else(clock::unix_ms);
+        let result = self.job_result(job, &started).await;
+        match job {
+            Job::Drill => self.drill_done(cluster, &name, began, result).await,
+            Job::Backup => {
+                self.backup_done(cluster, cluster.spec.backup.as_ref(), &name, result)
+                    .await
+            }
+        }
     }
 
     /// Keeps the newest [`DRILLS_KEPT`] scheduled drills' `MySQLBackup`s.
@@ -674,7 +783,7 @@ impl Pass {
         if let Some(days) = spec.keep_days {
             extra.push_str(&format!("&keepDays={days}"));
         }
-        let Some((request, url)) = self
+        let Some(started_job) = self
             .start_job(cluster, backup, "backup", source, &extra)
             .await
         else {
@@ -689,6 +798,7 @@ impl Pass {
                 member: Some(source.name.clone()),
                 started_at: Some(clock::rfc3339_at(started)),
                 message: Some(format!("streaming from {}", source.name)),
+                request: Some(started_job.request.clone()),
                 ..MySQLBackupStatus::default()
             },
         )
@@ -700,7 +810,18 @@ impl Pass {
             format!("backup {name} started from {}", source.name),
         )
         .await;
-        let result = self.job_result(&url, Job::Backup, &request).await;
+        let result = self.job_result(Job::Backup, &started_job).await;
+        self.backup_done(cluster, Some(spec), name, result).await;
+    }
+
+    /// Records how a backup ended.
+    async fn backup_done(
+        &self,
+        cluster: &MySQLCluster,
+        spec: Option<&BackupSpec>,
+        name: &str,
+        result: Result<JobResult, String>,
+    ) {
         let ns = self.namespace.clone();
         let done = match result {
             Ok(r) if r.passed => r,
@@ -723,7 +844,7 @@ impl Pass {
         let status = MySQLBackupStatus {
             phase: Some(BackupPhase::Succeeded),
             backup_id: Some(manifest.id.clone()),
-            destination: Some(spec.destination.clone()),
+            destination: spec.map(|s| s.destination.clone()),
             member: Some(manifest.member.clone()),
             gtid_position: Some(manifest.gtid_position.clone()),
             stored_bytes: i64::try_from(manifest.stored_bytes).ok(),
@@ -732,6 +853,7 @@ impl Pass {
             finished_at: Some(manifest.finished_at.clone()),
             duration: Some(format!("{secs:.1}s")),
             message: Some(done.message.clone()),
+            request: None,
         };
         self.patch(name, status).await;
         self.metrics.clusters.backup_finished(

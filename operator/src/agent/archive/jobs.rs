@@ -139,9 +139,10 @@ pub(super) fn start(shared: &Arc<Shared>, kind: Kind, query: &str) -> Result<(),
         .iter()
         .chain(&published.replicas)
         .any(|m| m.name == request.member && m.host == request.host && m.port == request.port);
+    // Maybe not yet: the mounted topology follows the published one by up to a minute.
     if !known {
         return Err((
-            400,
+            503,
             format!(
                 "{} at {}:{} is not a published member",
                 request.member, request.host, request.port
@@ -159,6 +160,32 @@ pub(super) fn start(shared: &Arc<Shared>, kind: Kind, query: &str) -> Result<(),
     }
     let shared = shared.clone();
     tokio::spawn(async move {
+        // The job in a task of its own: one that panics is reported as failed, and the slot is
+        // free again.
+        let id = request.request.clone();
+        let inner = tokio::spawn(run(shared.clone(), kind, request));
+        if let Err(e) = inner.await
+            && let Ok(mut state) = slot(&shared, kind).lock()
+        {
+            state.running = None;
+            state.last = Some(JobResult {
+                request: id,
+                passed: false,
+                backup: None,
+                message: format!("the job stopped: {e}"),
+                finished_at: crate::clock::rfc3339(),
+                manifest: None,
+                removed: Vec::new(),
+                retention_error: None,
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Runs one job and records its end.
+async fn run(shared: Arc<Shared>, kind: Kind, request: JobRequest) {
+    {
         let said = Arc::new(Mutex::new(String::new()));
         let limit = match kind {
             Kind::Backup => JOB_TIMEOUT,
@@ -206,8 +233,7 @@ pub(super) fn start(shared: &Arc<Shared>, kind: Kind, query: &str) -> Result<(),
             state.running = None;
             state.last = Some(result);
         }
-    });
-    Ok(())
+    }
 }
 
 fn slot(shared: &Shared, kind: Kind) -> &Mutex<JobState> {

@@ -30,11 +30,12 @@ pub fn archiver_deployment_name(cluster: &str) -> String {
     format!("{cluster}-archiver")
 }
 
-/// The Deployment of the binary log archiver: one pod (replaced, never doubled: `Recreate`)
+/// The Deployment of the cluster's backup pod: one pod (replaced, never doubled: `Recreate`)
 /// of the server's image, which has `mariadb-binlog`, running `lagless-operator agent
-/// archive` (the program copied in from the operator's image, as in the member pods). It
-/// follows the primary the mounted topology names. Scaled to 0 unless
-/// `spec.backup.archiveBinlogs`, so turning archiving off needs no delete.
+/// archive` (the program copied in from the operator's image, as in the member pods). It takes
+/// the backups and runs the drills the operator asks for, and with `archiveBinlogs` archives
+/// the binary log of the primary the mounted topology names. Scaled to 0 without
+/// `spec.backup`, so turning backups off needs no delete.
 pub fn archiver_deployment(
     cluster: &MySQLCluster,
     operator_image: &str,

@@ -112,8 +112,9 @@ async fn finished(
     .await
 }
 
-/// Waits until the Deployment `name` runs its current template only, on one ready pod.
-async fn rolled_out(admin: &Client, name: &str, witnesses: &Witnesses<'_>) {
+/// Waits until the Deployment `name`'s template mentions `mentions` and it runs that template
+/// only, on one ready pod.
+async fn rolled_out(admin: &Client, name: &str, mentions: &str, witnesses: &Witnesses<'_>) {
     let api: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(admin.clone(), NAMESPACE);
     wait_for(
@@ -122,6 +123,10 @@ async fn rolled_out(admin: &Client, name: &str, witnesses: &Witnesses<'_>) {
         witnesses,
         || async {
             let d = api.get(name).await.ok()?;
+            let template = serde_json::to_string(&d.spec.template).ok()?;
+            if !template.contains(mentions) {
+                return None;
+            }
             let status = d.status?;
             let current = status.observed_generation >= d.metadata.generation;
             (current
@@ -462,7 +467,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     // with the new key first).
     let _: MySQLCluster =
         apply_json(&admin, cluster_json("vault", backup_spec("s3-wrong-key"))).await;
-    rolled_out(&admin, "vault-archiver", witnesses).await;
+    rolled_out(&admin, "vault-archiver", "s3-wrong-key", witnesses).await;
     let _: MySQLBackup = apply_json(&admin, backup_json("third", "vault")).await;
     let third = finished(&admin, "third", witnesses).await;
     assert_eq!(third.phase, Some(BackupPhase::Failed), "{third:?}");
@@ -612,6 +617,13 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         on_dir.member.as_deref(),
         Some("vdir-0"),
         "the only member gives it"
+    );
+    let id = on_dir.backup_id.clone().expect("an id");
+    let on_claim = node.claim_files("backup-vol");
+    assert!(
+        on_claim.contains(&format!("{id}.json"))
+            && on_claim.contains(&format!("{id}.xbstream.zst")),
+        "the backup is on the claim's volume: {on_claim:?}"
     );
     let _: MySQLCluster = apply_json(
         &admin,

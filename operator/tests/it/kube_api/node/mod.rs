@@ -183,6 +183,21 @@ impl Node {
     }
 
     /// File `file` of pod `pod`'s volume `volume`, as its containers read it.
+    /// The names in a PersistentVolumeClaim's directory (what pods wrote there).
+    pub fn claim_files(&self, claim: &str) -> Vec<String> {
+        let dir = self._dir.path().join("claims").join(claim);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     pub fn volume_file(&self, pod: &str, volume: &str, file: &str) -> Option<String> {
         let dir = self.visible(pod)?.dir;
         std::fs::read_to_string(dir.join("volumes").join(volume).join(file)).ok()
