@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::http;
 use crate::backup::archive;
 use crate::backup::archiver::{ArchiveStatus, Archiver, Source};
-use crate::backup::location::{ACCESS_KEY_ID, Location, S3Credentials, SECRET_ACCESS_KEY};
+use crate::backup::location::Location;
 use crate::backup::s3::S3Options;
 use crate::backup::store::Store;
 use crate::orchestrate::observe::Credentials;
@@ -100,26 +100,12 @@ pub(super) struct Shared {
 /// The S3 settings of `--to` (the key from the environment).
 pub(super) fn s3_options(args: &ArchiveArgs) -> Result<Option<S3Options>, String> {
     let location = Location::parse(&args.to).map_err(|e| e.to_string())?;
-    if matches!(location, Location::Dir(_)) {
-        return Ok(None);
-    }
-    let (Ok(access_key), Ok(secret_key)) = (
-        std::env::var(ACCESS_KEY_ID),
-        std::env::var(SECRET_ACCESS_KEY),
-    ) else {
-        return Err(format!(
-            "{location} needs credentials: {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY} \
-             (spec.backup.s3.credentialsSecret)"
-        ));
-    };
-    Ok(Some(S3Options {
-        endpoint: args.s3_endpoint.clone(),
-        region: args.s3_region.clone(),
-        credentials: S3Credentials {
-            access_key,
-            secret_key,
-        },
-    }))
+    S3Options::from_env(
+        &location,
+        args.s3_endpoint.clone(),
+        args.s3_region.clone(),
+        "spec.backup.s3.credentialsSecret",
+    )
 }
 
 /// The archive's store (and where it is, for people).

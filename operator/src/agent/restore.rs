@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable as _;
 
 use super::POSITION_FILE;
 use crate::backup::archive::{self, Target};
-use crate::backup::location::{Location, S3Credentials};
+use crate::backup::location::Location;
 use crate::backup::manifest;
 use crate::backup::s3::S3Options;
 use crate::backup::store::Store;
@@ -198,26 +198,12 @@ async fn not_needed(args: &RestoreArgs) -> Result<Option<String>, String> {
 /// The S3 settings for `location` (none for a directory): the key from the environment
 /// (the pod takes it from `fromBackup.s3.credentialsSecret`).
 fn s3_options(args: &RestoreArgs, location: &Location) -> Result<Option<S3Options>, String> {
-    if matches!(location, Location::Dir(_)) {
-        return Ok(None);
-    }
-    let (Ok(access_key), Ok(secret_key)) = (
-        std::env::var("AWS_ACCESS_KEY_ID"),
-        std::env::var("AWS_SECRET_ACCESS_KEY"),
-    ) else {
-        return Err(format!(
-            "{location} needs credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-             (spec.bootstrap.fromBackup.s3.credentialsSecret)"
-        ));
-    };
-    Ok(Some(S3Options {
-        endpoint: args.s3_endpoint.clone(),
-        region: args.s3_region.clone(),
-        credentials: S3Credentials {
-            access_key,
-            secret_key,
-        },
-    }))
+    S3Options::from_env(
+        location,
+        args.s3_endpoint.clone(),
+        args.s3_region.clone(),
+        "spec.bootstrap.fromBackup.s3.credentialsSecret",
+    )
 }
 
 /// Restores into `staging/data`; returns the backup's id and the position reached.

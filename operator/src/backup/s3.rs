@@ -33,6 +33,40 @@ pub struct S3Options {
     pub credentials: S3Credentials,
 }
 
+impl S3Options {
+    /// The settings for `location` (none for a directory) with the key from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`: a pod takes them from a Secret, named in
+    /// the error as `secret_field`).
+    pub fn from_env(
+        location: &super::location::Location,
+        endpoint: Option<String>,
+        region: String,
+        secret_field: &str,
+    ) -> Result<Option<Self>, String> {
+        use super::location::{ACCESS_KEY_ID, Location, S3Credentials, SECRET_ACCESS_KEY};
+        if matches!(location, Location::Dir(_)) {
+            return Ok(None);
+        }
+        let (Ok(access_key), Ok(secret_key)) = (
+            std::env::var(ACCESS_KEY_ID),
+            std::env::var(SECRET_ACCESS_KEY),
+        ) else {
+            return Err(format!(
+                "{location} needs credentials: {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY} \
+                 ({secret_field})"
+            ));
+        };
+        Ok(Some(Self {
+            endpoint,
+            region,
+            credentials: S3Credentials {
+                access_key,
+                secret_key,
+            },
+        }))
+    }
+}
+
 #[derive(Clone)]
 pub struct S3 {
     inner: Arc<Inner>,

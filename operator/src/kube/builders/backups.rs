@@ -7,7 +7,9 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::members::{AGENT_BIN_MOUNT, AGENT_TOKEN_MOUNT, TMP_MOUNT, agent_token_volume};
+use super::members::{
+    AGENT_BIN_MOUNT, AGENT_TOKEN_MOUNT, TMP_MOUNT, agent_install, agent_token_volume,
+};
 use super::{
     BuildError, Component, Context, Credential, MYSQL_UID, TOPOLOGY_KEY, TOPOLOGY_MOUNT,
     claim_volume, container_security, directory, empty_dir, env, env_from_secret, mount,
@@ -74,19 +76,7 @@ pub fn archiver_deployment(
             format!("{}/{}", super::tls::TLS_MOUNT, crate::tls::CA_FILE),
         ));
     }
-    let install = Container {
-        name: "agent-install".into(),
-        image: Some(operator_image.to_string()),
-        command: Some(vec![
-            "lagless-operator".into(),
-            "agent".into(),
-            "install".into(),
-            format!("{AGENT_BIN_MOUNT}/lagless-operator"),
-        ]),
-        volume_mounts: Some(vec![mount("agent-bin", AGENT_BIN_MOUNT, false)]),
-        security_context: Some(container_security(MYSQL_UID)),
-        ..Container::default()
-    };
+    let install = agent_install(operator_image);
     let archiver = Container {
         name: "archiver".into(),
         image: Some(ctx.spec.image().to_string()),

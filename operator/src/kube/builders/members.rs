@@ -378,19 +378,7 @@ fn agent_containers(
 ) -> Result<(Vec<Container>, Container), BuildError> {
     let admin = Credential::Admin.secret_name(cluster)?;
     let image = ctx.spec.image().to_string();
-    let install = Container {
-        name: "agent-install".into(),
-        image: Some(operator_image.to_string()),
-        command: Some(vec![
-            "lagless-operator".into(),
-            "agent".into(),
-            "install".into(),
-            format!("{AGENT_BIN_MOUNT}/lagless-operator"),
-        ]),
-        volume_mounts: Some(vec![mount("agent-bin", AGENT_BIN_MOUNT, false)]),
-        security_context: Some(container_security(MYSQL_UID)),
-        ..Container::default()
-    };
+    let install = agent_install(operator_image);
     let seed = Container {
         name: "seed".into(),
         image: Some(image.clone()),
@@ -484,6 +472,24 @@ fn agent_volumes(ctx: &Context<'_>) -> [Volume; 4] {
         empty_dir("agent-tmp"),
         agent_token_volume(ctx.name),
     ]
+}
+
+/// The init container that copies the operator's program from its image into `agent-bin`,
+/// for a pod of another image (the server's) to run.
+pub(super) fn agent_install(operator_image: &str) -> Container {
+    Container {
+        name: "agent-install".into(),
+        image: Some(operator_image.to_string()),
+        command: Some(vec![
+            "lagless-operator".into(),
+            "agent".into(),
+            "install".into(),
+            format!("{AGENT_BIN_MOUNT}/lagless-operator"),
+        ]),
+        volume_mounts: Some(vec![mount("agent-bin", AGENT_BIN_MOUNT, false)]),
+        security_context: Some(container_security(MYSQL_UID)),
+        ..Container::default()
+    }
 }
 
 /// The agents' token Secret as the volume `agent-token` (the file `token`).

@@ -18,7 +18,7 @@ use lagless_operator::crd::backup::{BackupPhase, MySQLBackup};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::e2e::{Witnesses, admin_credentials, opts, settled, start_controller, wait_for};
+use super::e2e::{Witnesses, admin_credentials, apply, opts, settled, start_controller, wait_for};
 use super::harness::ControlPlane;
 use super::node::Node;
 use crate::backup::S3Server;
@@ -31,26 +31,6 @@ async fn cluster(admin: &Client, name: &str) -> MySQLCluster {
         .get(name)
         .await
         .unwrap_or_else(|e| panic!("reading cluster {name}: {e}"))
-}
-
-async fn apply_json<K>(admin: &Client, object: serde_json::Value) -> K
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let typed: K = serde_json::from_value(object).expect("a valid object");
-    let name = typed.meta().name.clone().expect("a name");
-    Api::<K>::namespaced(admin.clone(), NAMESPACE)
-        .patch(
-            &name,
-            &PatchParams::apply("kubectl").force(),
-            &Patch::Apply(&typed),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying {name}: {e}"))
 }
 
 fn s3_secret(name: &str, creds: &S3Credentials) -> serde_json::Value {
@@ -199,12 +179,12 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         controller: &controller,
         node: &node,
     };
-    let _: Secret = apply_json(&admin, s3_secret("s3-key", &creds)).await;
+    let _: Secret = apply(&admin, s3_secret("s3-key", &creds)).await;
     let wrong = S3Credentials {
         access_key: creds.access_key.clone(),
         secret_key: "not-the-secret".into(),
     };
-    let _: Secret = apply_json(&admin, s3_secret("s3-wrong-key", &wrong)).await;
+    let _: Secret = apply(&admin, s3_secret("s3-wrong-key", &wrong)).await;
     let backup_spec = |secret: &str| {
         serde_json::json!({"backup": {
             "destination": DESTINATION,
@@ -213,7 +193,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
             "archiveBinlogs": true,
         }})
     };
-    let _: MySQLCluster = apply_json(&admin, cluster_json("vault", backup_spec("s3-key"))).await;
+    let _: MySQLCluster = apply(&admin, cluster_json("vault", backup_spec("s3-key"))).await;
     let began = Instant::now();
     let primary = wait_for(
         "vault: a primary and 2/2 members ready",
@@ -236,7 +216,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     .expect("writing rows");
 
     // On demand, from the replica.
-    let _: MySQLBackup = apply_json(&admin, backup_json("first", "vault")).await;
+    let _: MySQLBackup = apply(&admin, backup_json("first", "vault")).await;
     let first = finished(&admin, "first", witnesses).await;
     assert_eq!(first.phase, Some(BackupPhase::Succeeded), "{first:?}");
     assert_ne!(first.member.as_deref(), Some(primary.as_str()), "{first:?}");
@@ -257,7 +237,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         .expect("writing more rows");
     let source_state = state(&primary_ip, &user, &password).await;
     assert_eq!(source_state.0, 300);
-    let _: MySQLBackup = apply_json(&admin, backup_json("second", "vault")).await;
+    let _: MySQLBackup = apply(&admin, backup_json("second", "vault")).await;
     let second = finished(&admin, "second", witnesses).await;
     assert_eq!(second.phase, Some(BackupPhase::Succeeded), "{second:?}");
     let second_id = second.backup_id.clone().expect("an id");
@@ -323,7 +303,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     assert!(archived.error.is_none(), "{archived:?}");
     eprintln!("backups: archive {archived:?}");
     let began = Instant::now();
-    let _: MySQLCluster = apply_json(
+    let _: MySQLCluster = apply(
         &admin,
         cluster_json(
             "vault3",
@@ -416,7 +396,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
             "spec": {"clusterRef": {"name": "vault"}, "drill": true},
         })
     };
-    let _: MySQLBackup = apply_json(&admin, drill("drill-1")).await;
+    let _: MySQLBackup = apply(&admin, drill("drill-1")).await;
     let passed = finished(&admin, "drill-1", witnesses).await;
     assert_eq!(passed.phase, Some(BackupPhase::Succeeded), "{passed:?}");
     assert!(
@@ -435,7 +415,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         .query_drop("SET SESSION sql_log_bin = 0; DELETE FROM vault.t WHERE id = 7")
         .await
         .expect("drift on the replica");
-    let _: MySQLBackup = apply_json(&admin, drill("drill-2")).await;
+    let _: MySQLBackup = apply(&admin, drill("drill-2")).await;
     let failed = finished(&admin, "drill-2", witnesses).await;
     assert_eq!(failed.phase, Some(BackupPhase::Failed), "{failed:?}");
     assert!(
@@ -465,10 +445,9 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
 
     // Wrong credentials: a clear failure, and nothing deleted (the backup pod is replaced
     // with the new key first).
-    let _: MySQLCluster =
-        apply_json(&admin, cluster_json("vault", backup_spec("s3-wrong-key"))).await;
+    let _: MySQLCluster = apply(&admin, cluster_json("vault", backup_spec("s3-wrong-key"))).await;
     rolled_out(&admin, "vault-archiver", "s3-wrong-key", witnesses).await;
-    let _: MySQLBackup = apply_json(&admin, backup_json("third", "vault")).await;
+    let _: MySQLBackup = apply(&admin, backup_json("third", "vault")).await;
     let third = finished(&admin, "third", witnesses).await;
     assert_eq!(third.phase, Some(BackupPhase::Failed), "{third:?}");
     let message = third.message.clone().unwrap_or_default();
@@ -500,7 +479,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         .await
         .expect("removing spec.backup");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _: MySQLBackup = apply_json(&admin, backup_json("fourth", "vault")).await;
+    let _: MySQLBackup = apply(&admin, backup_json("fourth", "vault")).await;
     let fourth = finished(&admin, "fourth", witnesses).await;
     assert_eq!(fourth.phase, Some(BackupPhase::Failed), "{fourth:?}");
     assert!(
@@ -513,7 +492,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
 
     // A new cluster from the backup: its members hold exactly what the backup holds.
     let began = Instant::now();
-    let _: MySQLCluster = apply_json(
+    let _: MySQLCluster = apply(
         &admin,
         cluster_json(
             "vault2",
@@ -576,7 +555,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
 
     // A directory on a PersistentVolumeClaim: the backup pod writes there, and a new
     // cluster's restore step reads it.
-    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim = apply_json(
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim = apply(
         &admin,
         serde_json::json!({
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -589,7 +568,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         "destination": "/var/lib/lagless-test-backups/vdir",
         "persistentVolumeClaim": "backup-vol",
     }});
-    let _: MySQLCluster = apply_json(&admin, cluster_json("vdir", on_volume)).await;
+    let _: MySQLCluster = apply(&admin, cluster_json("vdir", on_volume)).await;
     let vdir_primary = wait_for(
         "vdir: a primary and 1/1 members ready",
         Duration::from_secs(240),
@@ -610,7 +589,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         .await
         .expect("vdir's rows");
     let vdir_state = state(&vip, &vuser, &vpassword).await;
-    let _: MySQLBackup = apply_json(&admin, backup_json("dir-1", "vdir")).await;
+    let _: MySQLBackup = apply(&admin, backup_json("dir-1", "vdir")).await;
     let on_dir = finished(&admin, "dir-1", witnesses).await;
     assert_eq!(on_dir.phase, Some(BackupPhase::Succeeded), "{on_dir:?}");
     assert_eq!(
@@ -625,7 +604,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
             && on_claim.contains(&format!("{id}.xbstream.zst")),
         "the backup is on the claim's volume: {on_claim:?}"
     );
-    let _: MySQLCluster = apply_json(
+    let _: MySQLCluster = apply(
         &admin,
         cluster_json(
             "vdir2",
@@ -654,7 +633,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
 
     // A point in time the archive does not reach: the restore step fails and says why in the
     // `Restored` condition and a Warning Event; nothing is published.
-    let _: MySQLCluster = apply_json(
+    let _: MySQLCluster = apply(
         &admin,
         cluster_json(
             "vault4",
@@ -709,7 +688,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     // A schedule of every minute: the operator makes the MySQLBackup of the minute and runs it.
     let mut spec = backup_spec("s3-key");
     spec["backup"]["schedule"] = serde_json::json!("* * * * *");
-    let _: MySQLCluster = apply_json(&admin, cluster_json("vault", spec)).await;
+    let _: MySQLCluster = apply(&admin, cluster_json("vault", spec)).await;
     let scheduled = wait_for(
         "a scheduled backup to succeed",
         Duration::from_secs(90),

@@ -191,7 +191,7 @@ pub(super) fn settled(cluster: &MySQLCluster, members: usize) -> Option<String> 
 }
 
 /// Applies `object` (JSON) as an admin would with `kubectl apply --server-side`.
-async fn apply<K>(admin: &Client, object: serde_json::Value) -> K
+pub(super) async fn apply<K>(admin: &Client, object: serde_json::Value) -> K
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
