@@ -174,7 +174,7 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
         "lagless-kube-{}-backups-controller.log",
         std::process::id()
     ));
-    let controller = start_controller(&plane, &node, log).await;
+    let mut controller = start_controller(&plane, &node, log.clone()).await;
     let witnesses = &Witnesses {
         controller: &controller,
         node: &node,
@@ -727,23 +727,89 @@ async fn backups_are_taken_kept_refused_and_restored_into_a_new_cluster() {
     )
     .await;
 
-    // What happened is told in Events on the cluster.
-    let reasons: std::collections::BTreeSet<String> =
-        Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), NAMESPACE)
-            .list(&Default::default())
-            .await
-            .expect("Events")
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("vault"))
-            .filter_map(|e| e.reason)
-            .collect();
+    // What happened is told in Events on the clusters.
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), NAMESPACE)
+        .list(&Default::default())
+        .await
+        .expect("Events")
+        .items;
+    let reasons = |cluster: &str| -> std::collections::BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(cluster))
+            .filter_map(|e| e.reason.clone())
+            .collect()
+    };
+    let on_vault = reasons("vault");
     for reason in [
         "BackupStarted",
         "BackupSucceeded",
         "BackupFailed",
         "BackupsDeleted",
+        "DrillPassed",
+        "DrillFailed",
     ] {
-        assert!(reasons.contains(reason), "no {reason} Event: {reasons:?}");
+        assert!(on_vault.contains(reason), "no {reason} Event: {on_vault:?}");
     }
+    assert!(
+        reasons("vault4").contains("RestoreFailing"),
+        "{:?}",
+        reasons("vault4")
+    );
+
+    // An operator stopped while a backup runs: the next one follows it to its end rather than
+    // calling it interrupted.
+    let _: MySQLCluster = apply(&admin, cluster_json("vault", backup_spec("s3-key"))).await;
+    let now_primary = cluster(&admin, "vault")
+        .await
+        .status
+        .and_then(|s| s.primary)
+        .expect("vault's primary");
+    let mut conn = Conn::new(opts(
+        &node.pod_ip(&now_primary).expect("the primary's address"),
+        &user,
+        &password,
+        None,
+    ))
+    .await
+    .expect("the admin connects to vault's primary");
+    conn.query_drop(
+        "USE vault; CREATE TABLE vault.big (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO vault.big SELECT seq, REPEAT(MD5(seq), 24) FROM seq_1_to_200000",
+    )
+    .await
+    .expect("a larger table, for a backup that takes a while");
+    let _: MySQLBackup = apply(&admin, backup_json("resumed", "vault")).await;
+    let backups_api: Api<MySQLBackup> = Api::namespaced(admin.clone(), NAMESPACE);
+    wait_for(
+        "the backup to run",
+        Duration::from_secs(60),
+        witnesses,
+        || async {
+            let status = backups_api.get("resumed").await.ok()?.status?;
+            (status.phase? == BackupPhase::Running).then_some(())
+        },
+    )
+    .await;
+    controller.kill();
+    let mut second = start_controller(&plane, &node, log.with_extension("second")).await;
+    let witnesses = &Witnesses {
+        controller: &second,
+        node: &node,
+    };
+    let resumed = finished(&admin, "resumed", witnesses).await;
+    assert_eq!(
+        resumed.phase,
+        Some(BackupPhase::Succeeded),
+        "followed to its end by the next operator: {resumed:?}"
+    );
+    assert!(resumed.backup_id.is_some(), "{resumed:?}");
+    assert!(
+        second
+            .log_text()
+            .contains("following a job an earlier operator started"),
+        "the second operator followed the job"
+    );
+    eprintln!("backups: resumed: {resumed:?}");
+    second.kill();
 }
