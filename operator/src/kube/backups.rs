@@ -1,12 +1,13 @@
 //! A cluster's backups in Kubernetes (`spec.backup`, `MySQLBackup`): every [`INTERVAL`] the
-//! cluster's orchestration task starts a pass, in a task of its own (a backup streams for
-//! minutes; failure detection must not wait), that creates the `MySQLBackup` a schedule
-//! (`spec.backup.schedule`) has due, then takes the oldest `MySQLBackup` not yet run: the
-//! copy is streamed from a caught-up replica's agent (`GET /backup`, the seeding stream),
-//! compressed and stored with its manifest written last, as the local runtime does
-//! (`crate::backup`). After a success the retention (`keep`, `keepDays`) deletes the backups
-//! it no longer keeps, and their `MySQLBackup`s. Each backup's status says where it stands;
-//! the cluster gets Events, a status summary and metrics.
+//! cluster's orchestration task starts a pass, in a task of its own (a backup runs for
+//! minutes; failure detection must not wait), that creates the `MySQLBackup`s the schedules
+//! (`spec.backup.schedule`, `drillSchedule`) have due, follows a job an earlier operator left
+//! running, then starts the oldest `MySQLBackup` not yet run (backups before drills) in the
+//! cluster's backup pod (`agent archive`, [`crate::agent::archive::jobs`]) and follows it
+//! there to its end: the pod copies the chosen member's agent stream to storage with the
+//! manifest last and applies the retention, and this pass deletes the `MySQLBackup`s of the
+//! backups it removed. Each backup's status says where it stands; the cluster gets Events, a
+//! status summary (with the archive's, asked of the pod) and metrics.
 
 pub mod decide;
 

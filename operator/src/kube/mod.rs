@@ -15,6 +15,8 @@
 //!   and publishes topologies into the topology ConfigMap.
 //! - [`reseed`]: `spec.reseed` requests: a member's data marked, its pod replaced, and its
 //!   quarantine lifted once the new pod copies a donor's data.
+//! - [`backups`]: `spec.backup` and `MySQLBackup`s: backups, drills and the archive, run by
+//!   each cluster's backup pod and followed by its orchestration task.
 //! - [`lease`]: leader election through a `coordination.k8s.io` Lease.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`common`]: what the reconciler and the orchestration tasks share (field manager,
