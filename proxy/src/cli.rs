@@ -21,9 +21,22 @@ fn init_logging(filter: &str, json: bool) {
 
 pub use lagless_serve::{terminated, until_terminated};
 
+/// The runtime sessions run on: `workers` threads (0: one per core; 1: the current thread).
+fn runtime_for(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if workers > 1 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
+}
+
 /// Runs the proxy until SIGTERM or SIGINT, then drains. Returns the process exit code.
 pub fn run(args: Args) -> i32 {
     init_logging(&args.log, args.log_json);
+    let workers = args.worker_threads;
     let config = match Config::try_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -31,10 +44,7 @@ pub fn run(args: Args) -> i32 {
             return 2;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(workers) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

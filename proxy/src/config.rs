@@ -256,6 +256,18 @@ pub struct Args {
     )]
     pub optimistic_transactions: Switch,
 
+    /// A read that must see the primary's head (`strict`) runs on the primary instead of a
+    /// replica when its statement's round trip (learned by the digests) is at most this many
+    /// times a head read's: the head read would cost the primary as much. 0: strict reads
+    /// always go to a replica when one can serve them.
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_CHEAP_READS_ON_PRIMARY",
+        default_value_t = 2.0,
+        value_name = "RATIO"
+    )]
+    pub cheap_reads_on_primary: f64,
+
     /// Query digests: statements counted by fingerprint, at `/digests` and `/metrics`
     /// (on or off; off computes nothing).
     #[arg(long, env = "LAGLESS_PROXY_DIGESTS", value_enum, default_value = "on")]
@@ -276,6 +288,12 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "LAGLESS_LOG_JSON")]
     pub log_json: bool,
+
+    /// Threads that run client sessions: 0, one per core; 1, a single thread, with no
+    /// wake-ups between threads (often the fastest where the proxy shares a small machine
+    /// with its servers).
+    #[arg(long, env = "LAGLESS_PROXY_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
 }
 
 /// A feature switch.
@@ -344,6 +362,9 @@ pub struct Config {
     pub read_only_on_replicas: bool,
     /// A plain `BEGIN` may start on a replica.
     pub optimistic_transactions: bool,
+    /// A read that needs the primary's head runs on the primary when its statement costs at
+    /// most this many head reads (0: never). Needs the digests, which learn the costs.
+    pub cheap_reads_on_primary: f64,
 }
 
 impl Config {
@@ -387,6 +408,7 @@ impl Config {
             digests: DigestConfig::default(),
             read_only_on_replicas: true,
             optimistic_transactions: true,
+            cheap_reads_on_primary: 2.0,
         }
     }
 
@@ -398,6 +420,12 @@ impl Config {
                 auth::NATIVE,
                 auth::CACHING_SHA2,
                 self.auth_plugin
+            ));
+        }
+        if !(self.cheap_reads_on_primary.is_finite() && self.cheap_reads_on_primary >= 0.0) {
+            return Err(format!(
+                "--cheap-reads-on-primary must be a ratio of 0 or more, not {}",
+                self.cheap_reads_on_primary
             ));
         }
         if self.require_tls && self.tls_cert.is_none() {
@@ -506,6 +534,7 @@ impl TryFrom<Args> for Config {
         c.pool.statements_per_connection = a.statements_per_connection.max(1);
         c.read_only_on_replicas = a.read_only_transactions == ReadOnlyTransactions::Replica;
         c.optimistic_transactions = a.optimistic_transactions == Switch::On;
+        c.cheap_reads_on_primary = a.cheap_reads_on_primary;
         c.digests = DigestConfig {
             enabled: a.digests == Switch::On,
             capacity: a.digest_limit,

@@ -138,6 +138,7 @@ pub struct Metrics {
     write_hold: Histogram,
     reads: Family<ReadLabels, Counter>,
     read_fallbacks: Family<ReasonLabels, Counter>,
+    cheap_reads_on_primary: Counter,
     consistency_wait: Histogram,
     replica_behind_transactions: Family<BackendLabels, Gauge>,
     replica_staleness_ms: Family<BackendLabels, Gauge>,
@@ -239,6 +240,7 @@ impl Metrics {
             write_hold: latency_histogram(),
             reads: Family::default(),
             read_fallbacks: Family::default(),
+            cheap_reads_on_primary: Counter::default(),
             consistency_wait: latency_histogram(),
             replica_behind_transactions: Family::default(),
             replica_staleness_ms: Family::default(),
@@ -264,6 +266,12 @@ impl Metrics {
             "read_fallbacks",
             "Reads served by the primary because no replica qualified, by reason",
             self.read_fallbacks.clone(),
+        );
+        r.register(
+            "cheap_reads_on_primary",
+            "Reads that had to see the primary's head and ran on the primary instead, their \
+             statement costing no more than --cheap-reads-on-primary head reads",
+            self.cheap_reads_on_primary.clone(),
         );
         r.register_with_unit(
             "consistency_wait",
@@ -329,6 +337,11 @@ impl Metrics {
         self.read_fallbacks
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// Counts a read that ran on the primary for costing less than a head read.
+    pub fn cheap_read_on_primary(&self) {
+        self.cheap_reads_on_primary.inc();
     }
 
     /// Records how long a read waited for a replica.

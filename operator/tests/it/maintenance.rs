@@ -72,7 +72,12 @@ fn reads(rt: &tokio::runtime::Runtime, o: &mysql_async::Opts, n: usize) {
     rt.block_on(async {
         for _ in 0..n {
             let mut c = mysql_async::Conn::new(o.clone()).await.unwrap();
-            let rows: Vec<u32> = c.query("SELECT id FROM cordoned_reads").await.unwrap();
+            // A statement worth a replica: a cheaper one than a head read would run on the
+            // primary under `strict` (`--cheap-reads-on-primary`).
+            let rows: Vec<u32> = c
+                .query("SELECT id FROM cordoned_reads WHERE SLEEP(0.01) = 0")
+                .await
+                .unwrap();
             assert_eq!(rows, [1]);
             c.disconnect().await.unwrap();
         }

@@ -376,6 +376,7 @@ fn digests_are_listed_sorted_and_reset() {
         rows: 1,
         error: false,
         placement: Placement::Replica,
+        service: None,
     };
     digests.record(
         fingerprint(sql, SqlMode::default()),

@@ -2,6 +2,7 @@
 //! primary's head for `strict` reads.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Backends;
 use super::account::LookupCredentials;
+use crate::digest::store::cost_average;
 use crate::gtid::GtidSet;
 use crate::topology::{Flavor, Member};
 
@@ -46,6 +48,8 @@ pub struct AdminConns {
     packet_read: Option<std::time::Instant>,
     /// When the members' `max_connections` were last read.
     limits_read: Option<std::time::Instant>,
+    /// The last [`AdminConns::read_value`] opened a connection.
+    connected_last: bool,
 }
 
 impl std::fmt::Debug for AdminConns {
@@ -57,6 +61,11 @@ impl std::fmt::Debug for AdminConns {
 }
 
 impl AdminConns {
+    /// Whether a connection to `addr` is open.
+    fn holds(&self, addr: &str) -> bool {
+        self.conns.contains_key(addr)
+    }
+
     /// Reads one string value from `member`, reconnecting once if the connection broke.
     pub async fn read_value(
         &mut self,
@@ -65,8 +74,10 @@ impl AdminConns {
         sql: &str,
     ) -> Result<String, String> {
         let addr = member.addr();
+        self.connected_last = false;
         for _ in 0..2 {
             if !self.conns.contains_key(&addr) {
+                self.connected_last = true;
                 let conn = tokio::time::timeout(QUERY_TIMEOUT, Conn::new(opts(member, creds)))
                     .await
                     .map_err(|_| format!("connecting to {addr} timed out"))?
@@ -207,6 +218,57 @@ type Waiter = oneshot::Sender<Result<GtidSet, String>>;
 #[derive(Debug, Clone)]
 pub struct HeadReader {
     tx: mpsc::UnboundedSender<Waiter>,
+    cost: Arc<HeadCost>,
+}
+
+/// How old a head read's cost may get before the reader measures it again. While every strict
+/// read is cheap enough for the primary, none reads the head; past this age the reader reads
+/// it once on its own, so that a cost measured at a bad moment cannot keep reads on the
+/// primary for good (and no client's read waits for that measurement).
+pub const HEAD_COST_FRESH: Duration = Duration::from_secs(1);
+
+/// The moving average of head reads' round trips, and when it last learned one.
+#[derive(Debug)]
+struct HeadCost {
+    base: Instant,
+    /// Microseconds; 0: none yet.
+    average_us: AtomicU32,
+    /// Milliseconds after `base` of the last sample.
+    learned_ms: AtomicU64,
+    /// A head read to measure the cost again has been asked for and not yet made.
+    refreshing: AtomicBool,
+}
+
+impl HeadCost {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            average_us: AtomicU32::new(0),
+            learned_ms: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    fn learn(&self, round_trip: Duration) {
+        let us = u32::try_from(round_trip.as_micros())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let previous = self.average_us.load(Ordering::Relaxed);
+        self.average_us
+            .store(cost_average(previous, us), Ordering::Relaxed);
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.learned_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The average, and whether it is older than [`HEAD_COST_FRESH`] with no new
+    /// measurement asked for yet (the caller asks for one).
+    fn get(&self) -> (Option<Duration>, bool) {
+        let us = self.average_us.load(Ordering::Relaxed);
+        let learned = Duration::from_millis(self.learned_ms.load(Ordering::Relaxed));
+        let stale = us > 0 && self.base.elapsed().saturating_sub(learned) > HEAD_COST_FRESH;
+        let ask = stale && !self.refreshing.swap(true, Ordering::Relaxed);
+        ((us > 0).then(|| Duration::from_micros(u64::from(us))), ask)
+    }
 }
 
 impl HeadReader {
@@ -218,8 +280,23 @@ impl HeadReader {
     /// Starts the reader task on `runtime`.
     pub fn spawn_on(runtime: &tokio::runtime::Handle, shared: Weak<Backends>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        runtime.spawn(run(shared, rx));
-        Self { tx }
+        let cost = Arc::new(HeadCost::new());
+        runtime.spawn(run(shared, rx, cost.clone()));
+        Self { tx, cost }
+    }
+
+    /// What reading the head costs: the moving average of its round trips to the primary on
+    /// an open connection, the same measure as a statement's cost in the digests; `None`
+    /// until one is known. One older than [`HEAD_COST_FRESH`] is measured again in the
+    /// background.
+    pub fn cost(&self) -> Option<Duration> {
+        let (cost, ask) = self.cost.get();
+        if ask {
+            // Nobody waits for this answer: the reader only learns the cost.
+            let (tx, _) = oneshot::channel();
+            let _ = self.tx.send(tx);
+        }
+        cost
     }
 
     /// The primary's head as of some moment after this call.
@@ -232,7 +309,7 @@ impl HeadReader {
     }
 }
 
-async fn run(shared: Weak<Backends>, mut rx: mpsc::UnboundedReceiver<Waiter>) {
+async fn run(shared: Weak<Backends>, mut rx: mpsc::UnboundedReceiver<Waiter>, cost: Arc<HeadCost>) {
     let mut conns = AdminConns::default();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -242,14 +319,19 @@ async fn run(shared: Weak<Backends>, mut rx: mpsc::UnboundedReceiver<Waiter>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let result = read_head(&shared, &mut conns).await;
+        let result = read_head(&shared, &mut conns, &cost).await;
+        cost.refreshing.store(false, Ordering::Relaxed);
         for w in batch {
             let _ = w.send(result.clone());
         }
     }
 }
 
-async fn read_head(shared: &Arc<Backends>, conns: &mut AdminConns) -> Result<GtidSet, String> {
+async fn read_head(
+    shared: &Arc<Backends>,
+    conns: &mut AdminConns,
+    cost: &HeadCost,
+) -> Result<GtidSet, String> {
     let creds = shared
         .config
         .monitor
@@ -257,13 +339,50 @@ async fn read_head(shared: &Arc<Backends>, conns: &mut AdminConns) -> Result<Gti
         .ok_or("no monitor credentials to read the primary's head")?;
     let topo = shared.topology();
     let primary = topo.primary.clone().ok_or("no primary")?;
+    let addr = primary.addr();
+    // Only a read on a connection already open is the query's cost: a connect (the first
+    // read, or one after a broken connection) is not.
+    let open = conns.holds(&addr);
     let started = Instant::now();
     let text = conns
         .read_value(&primary, &creds, position_query(topo.flavor, true))
         .await?;
+    if open && !conns.connected_last {
+        cost.learn(started.elapsed());
+    }
     let set = GtidSet::parse(topo.flavor, &text).map_err(|e| e.to_string())?;
     shared.positions.record_head(set.clone());
     shared.positions.replace(&primary.addr(), set.clone());
     tracing::trace!(elapsed = ?started.elapsed(), head = %set, "primary head");
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_reads_cost_is_measured_again_once_when_old() {
+        let cost = HeadCost::new();
+        assert_eq!(cost.get(), (None, false));
+        cost.learn(Duration::from_micros(200));
+        assert_eq!(cost.get(), (Some(Duration::from_micros(200)), false));
+        cost.learn(Duration::from_micros(1_000));
+        assert_eq!(cost.get(), (Some(Duration::from_micros(300)), false));
+        // Learned long ago: still used, and one new measurement is asked for, once.
+        let Some(base) = Instant::now().checked_sub(Duration::from_secs(5)) else {
+            return;
+        };
+        let old = HeadCost {
+            base,
+            ..HeadCost::new()
+        };
+        old.learn(Duration::from_micros(100));
+        old.learned_ms.store(0, Ordering::Relaxed);
+        assert_eq!(old.get(), (Some(Duration::from_micros(100)), true));
+        assert_eq!(old.get(), (Some(Duration::from_micros(100)), false));
+        old.refreshing.store(false, Ordering::Relaxed);
+        old.learn(Duration::from_micros(100));
+        assert_eq!(old.get(), (Some(Duration::from_micros(100)), false));
+    }
 }

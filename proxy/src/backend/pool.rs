@@ -126,12 +126,15 @@ impl PoolKey {
 
 /// Connections kept free on every server for administration and replication, at least.
 const SERVER_RESERVE_MIN: usize = 5;
+/// Connections the proxy opens to a server outside its pool: the monitor's, the head
+/// reader's and a health probe's.
+const PROXY_OWN_CONNECTIONS: usize = 3;
 
 /// The connections the proxy may hold to a server that allows `server_max`: the configured
 /// limit, or less, leaving a tenth of the server's connections (at least
-/// [`SERVER_RESERVE_MIN`]) to everyone else.
+/// [`SERVER_RESERVE_MIN`]) to everyone else, besides the proxy's own few.
 pub fn server_cap(configured: usize, server_max: usize) -> usize {
-    let reserve = (server_max / 10).max(SERVER_RESERVE_MIN);
+    let reserve = (server_max / 10).max(SERVER_RESERVE_MIN) + PROXY_OWN_CONNECTIONS;
     configured.min(server_max.saturating_sub(reserve)).max(1)
 }
 
@@ -670,11 +673,12 @@ mod tests {
 
     #[test]
     fn the_limit_leaves_the_server_a_reserve() {
-        // 600 allowed: a tenth stays free; the configured limit still bounds it.
+        // 600 allowed: a tenth stays free, and the proxy's own three; the configured limit
+        // still bounds it.
         assert_eq!(server_cap(500, 600), 500);
-        assert_eq!(server_cap(1000, 600), 540);
-        // Small servers keep five.
-        assert_eq!(server_cap(500, 20), 15);
+        assert_eq!(server_cap(1000, 600), 537);
+        // Small servers keep five, and the proxy's own three.
+        assert_eq!(server_cap(500, 20), 12);
         // A server that allows almost nothing still gets one.
         assert_eq!(server_cap(500, 3), 1);
     }

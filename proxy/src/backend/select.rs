@@ -1,6 +1,8 @@
 //! Choosing a replica for a read, as pure functions of what a read must see and what is known
 //! of the replicas: the session carries out the plan (head read, GTID wait, relay).
 
+use std::time::Duration;
+
 use crate::gtid::GtidSet;
 use crate::route::ConsistencyMode;
 use crate::topology::Member;
@@ -42,6 +44,22 @@ pub fn need_of(
         // Without session tracking the proxy cannot see a write's GTID: be strict instead.
         ConsistencyMode::Session | ConsistencyMode::Proxy | ConsistencyMode::Strict => Need::Head,
     }
+}
+
+/// Whether a read that must see the primary's head runs on the primary instead: when its
+/// statement costs at most `ratio` times a head read. The head read would cost the primary as
+/// much as running the statement there, and the client waits for one round trip instead of
+/// two. Unknown costs (a statement not yet seen, no head read yet) and a ratio of 0 keep the
+/// read on a replica.
+pub fn cheaper_on_primary(
+    statement: Option<Duration>,
+    head_read: Option<Duration>,
+    ratio: f64,
+) -> bool {
+    let (Some(statement), Some(head_read)) = (statement, head_read) else {
+        return false;
+    };
+    ratio > 0.0 && statement.as_secs_f64() <= head_read.as_secs_f64() * ratio
 }
 
 /// The metric label of a consistency mode.

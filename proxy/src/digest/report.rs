@@ -112,6 +112,9 @@ impl<'a> Counters<'a> {
 struct Row<'a> {
     id: String,
     text: &'a str,
+    /// The moving average of the statement's own round trip, which decides whether a
+    /// `strict` read of it runs on the primary (0: not known yet).
+    cost_us: u32,
     #[serde(flatten)]
     counters: Counters<'a>,
 }
@@ -158,6 +161,7 @@ pub fn render(config: DigestConfig, snapshot: &mut Snapshot, q: Query) -> String
         .map(|(id, e)| Row {
             id: id_hex(*id),
             text: &e.text,
+            cost_us: e.cost_us,
             counters: Counters::of(&e.stats),
         })
         .collect();

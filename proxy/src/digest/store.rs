@@ -51,6 +51,9 @@ pub struct Sample {
     pub rows: u64,
     pub error: bool,
     pub placement: Placement,
+    /// The statement's own round trip (from sending it to the end of its response), when it
+    /// is known apart from head reads and waits: what the statement costs ([`Digests::cost`]).
+    pub service: Option<Duration>,
 }
 
 /// The counters of one fingerprint (or of `other`).
@@ -112,6 +115,30 @@ pub struct Entry {
     /// The normalised text, at most the configured limit.
     pub text: Box<str>,
     pub stats: Stats,
+    /// Moving average of the statement's round trip in microseconds (0: not yet known).
+    pub cost_us: u32,
+}
+
+impl Entry {
+    fn learn_cost(&mut self, service: Option<Duration>) {
+        let Some(service) = service else {
+            return;
+        };
+        let us = u32::try_from(service.as_micros())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.cost_us = cost_average(self.cost_us, us);
+    }
+}
+
+/// The moving average of a statement's cost after one more sample: an eighth of the way
+/// towards it, so one slow execution (a cold cache, a new connection) moves it little.
+pub fn cost_average(previous_us: u32, sample_us: u32) -> u32 {
+    if previous_us == 0 {
+        return sample_us;
+    }
+    let next = (u64::from(previous_us) * 7 + u64::from(sample_us)) / 8;
+    u32::try_from(next).unwrap_or(u32::MAX).max(1)
 }
 
 /// How digests are kept.
@@ -210,6 +237,7 @@ impl Digests {
         let mut shard = lock(&self.shards[shard_of(id)].0);
         if let Some(entry) = shard.get_mut(&id) {
             entry.stats.add(sample);
+            entry.learn_cost(sample.service);
             return;
         }
         if self.entries.fetch_add(1, Ordering::Relaxed) >= self.config.capacity {
@@ -221,13 +249,21 @@ impl Digests {
         let (_, text) = normalise(sql, mode, self.config.text_limit);
         let mut stats = Stats::default();
         stats.add(sample);
-        shard.insert(
-            id,
-            Entry {
-                text: text.into_boxed_str(),
-                stats,
-            },
-        );
+        let mut entry = Entry {
+            text: text.into_boxed_str(),
+            stats,
+            cost_us: 0,
+        };
+        entry.learn_cost(sample.service);
+        shard.insert(id, entry);
+    }
+
+    /// What fingerprint `id` costs: the moving average of its round trips; `None` until one
+    /// is known (or for statements counted in `other`).
+    pub fn cost(&self, id: u64) -> Option<Duration> {
+        let shard = lock(&self.shards[shard_of(id)].0);
+        let us = shard.get(&id)?.cost_us;
+        (us > 0).then(|| Duration::from_micros(u64::from(us)))
     }
 
     /// Forgets every fingerprint and count.

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::report::{Query, SortKey, parse_query, render};
-use super::store::{LATENCY_BOUNDS_US, bucket};
+use super::store::{LATENCY_BOUNDS_US, bucket, cost_average};
 use super::*;
 use crate::route::SqlMode;
 
@@ -12,6 +12,7 @@ fn sample(us: u64, rows: u64, error: bool, placement: Placement) -> Sample {
         rows,
         error,
         placement,
+        service: Some(Duration::from_micros(us)),
     }
 }
 
@@ -238,4 +239,32 @@ fn concurrent_recording_keeps_the_bound_and_every_count() {
     assert_eq!(snap.entries.len(), 100);
     assert_eq!(snap.totals().count, 20_000);
     assert_eq!(snap.totals().primary, 20_000);
+}
+
+#[test]
+fn a_statements_cost_follows_its_round_trips_slowly() {
+    let d = Digests::new(DigestConfig::default());
+    let id = fingerprint(b"SELECT c FROM t WHERE id = 1", SqlMode::default());
+    assert_eq!(d.cost(id), None);
+    record(
+        &d,
+        "SELECT c FROM t WHERE id = 1",
+        &sample(80, 1, false, Placement::Replica),
+    );
+    assert_eq!(d.cost(id), Some(Duration::from_micros(80)));
+    // One slow execution (a new connection) moves it an eighth of the way.
+    record(
+        &d,
+        "SELECT c FROM t WHERE id = 2",
+        &sample(880, 1, false, Placement::Primary),
+    );
+    assert_eq!(d.cost(id), Some(Duration::from_micros(180)));
+    // An execution whose own round trip is not known apart from a wait teaches nothing.
+    let mut waited = sample(5_000, 1, false, Placement::ReplicaAfterWait);
+    waited.service = None;
+    record(&d, "SELECT c FROM t WHERE id = 3", &waited);
+    assert_eq!(d.cost(id), Some(Duration::from_micros(180)));
+    assert_eq!(cost_average(0, 40), 40);
+    assert_eq!(cost_average(1, 0), 1);
+    assert_eq!(cost_average(u32::MAX, u32::MAX), u32::MAX);
 }

@@ -9,7 +9,10 @@ use super::forward::{read_response, relay_intercepting, single_value};
 use super::relay_failure::{Then, relay_failure};
 use super::{BackendRole, Session};
 use crate::backend::Backends;
-use crate::backend::select::{Need, ReadPlan, Requirement, mode_label, need_of, plan_read};
+use crate::backend::select::ReplicaView;
+use crate::backend::select::{
+    Need, ReadPlan, Requirement, cheaper_on_primary, mode_label, need_of, plan_read,
+};
 use crate::gtid::GtidSet;
 use crate::protocol::constants::{cap, com};
 use crate::protocol::response::ResponseKind;
@@ -17,6 +20,9 @@ use crate::protocol::response::ResponseTracker;
 use crate::protocol::session_state::committed_gtid;
 use crate::route::ConsistencyMode;
 use crate::topology::{Flavor, Member};
+
+/// Why a read that needs the head runs on the primary instead (see `requirement`).
+const CHEAPER_THAN_HEAD: &str = "cheaper_than_head";
 
 /// The connection a read is readied on.
 #[derive(Debug, Clone)]
@@ -28,8 +34,14 @@ pub(super) enum ReadyRead {
 }
 
 impl Session {
-    /// What a read under `mode` must see; the primary's head is read when it is that.
-    async fn requirement(&mut self, mode: ConsistencyMode) -> Result<Requirement, &'static str> {
+    /// What a read under `mode` must see; the primary's head is read when it is that, unless
+    /// the statement (fingerprint `cost_key`) is cheaper to run on the primary than the head
+    /// read (`Err` then names why the read goes to the primary).
+    async fn requirement(
+        &mut self,
+        mode: ConsistencyMode,
+        cost_key: Option<u64>,
+    ) -> Result<Requirement, &'static str> {
         // The backends report the GTIDs of writes when they track session state (for every
         // client, whether or not the client asked for it).
         let tracks_gtids = self.backends.backend_caps() & cap::SESSION_TRACK != 0;
@@ -38,6 +50,7 @@ impl Session {
             positions.proxy_writes()
         }) {
             Need::Ready(req) => Ok(req),
+            Need::Head if self.cheaper_on_primary(cost_key) => Err(CHEAPER_THAN_HEAD),
             Need::Head => match self.backends.head_reader().head().await {
                 Ok(head) => Ok(Requirement::Applied(head)),
                 Err(e) => {
@@ -48,13 +61,40 @@ impl Session {
         }
     }
 
+    /// Whether the statement `cost_key` costs the primary no more than the head read its
+    /// replica read would need (`--cheap-reads-on-primary`).
+    fn cheaper_on_primary(&self, cost_key: Option<u64>) -> bool {
+        let ratio = self.shared.config.cheap_reads_on_primary;
+        if ratio <= 0.0 {
+            return false;
+        }
+        let Some(id) = cost_key else {
+            return false;
+        };
+        cheaper_on_primary(
+            self.shared.digests.cost(id),
+            self.backends.head_reader().cost(),
+            ratio,
+        )
+    }
+
+    /// Whether any replica of the topology could take a read now.
+    fn any_replica_up(&self) -> bool {
+        let topo = self.backends.topology();
+        topo.replicas
+            .iter()
+            .any(|m| m.weight > 0 && self.backends.is_up(&m.addr()))
+    }
+
     /// Decides where a replica-eligible read runs, waiting for the replica in a separate round
     /// trip when it has to (a COM_QUERY pipelines the wait instead: see `ready_read`).
+    /// `cost_key`: the statement's fingerprint, when its cost may send it to the primary.
     pub(super) async fn choose_for_read(
         &mut self,
         mode: Option<ConsistencyMode>,
+        cost_key: Option<u64>,
     ) -> Result<BackendRole, super::End> {
-        Ok(match self.ready_read(mode).await {
+        Ok(match self.ready_read(mode, cost_key).await {
             ReadyRead::Primary => BackendRole::Primary,
             ReadyRead::Replica => BackendRole::Replica,
             ReadyRead::WaitThenReplica(need) => {
@@ -69,11 +109,39 @@ impl Session {
 
     /// Carries out the read plan for a replica-eligible read under `mode` (`None`: the
     /// cluster's default): readies the replica connection it names.
-    pub(super) async fn ready_read(&mut self, mode: Option<ConsistencyMode>) -> ReadyRead {
+    pub(super) async fn ready_read(
+        &mut self,
+        mode: Option<ConsistencyMode>,
+        cost_key: Option<u64>,
+    ) -> ReadyRead {
+        let ready = self.plan_and_ready(mode, cost_key).await;
+        // The statement's own round trip starts now, after any head read.
+        self.service_from = Some(Instant::now());
+        ready
+    }
+
+    async fn plan_and_ready(
+        &mut self,
+        mode: Option<ConsistencyMode>,
+        cost_key: Option<u64>,
+    ) -> ReadyRead {
         let mode = mode.unwrap_or_else(|| self.default_consistency());
         let label = mode_label(mode);
-        let req = match self.requirement(mode).await {
+        self.cheap_read = false;
+        // No head read for a read no replica could take (a session on a replica has one).
+        if self.replica.is_none() && !self.any_replica_up() {
+            self.fall_back("no_replica");
+            return ReadyRead::Primary;
+        }
+        let req = match self.requirement(mode, cost_key).await {
             Ok(r) => r,
+            // Not a fallback: the primary serves it by choice, under the read's own mode.
+            Err(CHEAPER_THAN_HEAD) => {
+                self.cheap_read = true;
+                self.read_mode = label;
+                self.shared.metrics.cheap_read_on_primary();
+                return ReadyRead::Primary;
+            }
             Err(reason) => {
                 self.fall_back(reason);
                 return ReadyRead::Primary;
@@ -225,10 +293,13 @@ impl Session {
             .ok()
             .flatten();
         self.shared.metrics.consistency_waited(started.elapsed());
+        // The statement's own round trip starts when the wait is over: for one pipelined
+        // behind it, its response follows the wait's (a little less than a round trip).
+        self.service_from = Some(Instant::now());
+        self.read_waited = true;
         match value.as_deref() {
             Some("0") => {
                 self.backends.positions.observe(&slot.addr, need);
-                self.read_waited = true;
                 true
             }
             None => {

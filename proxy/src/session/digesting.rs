@@ -13,6 +13,7 @@ impl Session {
     /// when digests are off.
     pub(super) fn digest_of(&mut self, sql: &[u8]) -> Option<u64> {
         self.read_waited = false;
+        self.service_from = None;
         self.shared
             .digests
             .enabled()
@@ -30,11 +31,16 @@ impl Session {
         outcome: Option<(BackendRole, &ResponseTracker)>,
     ) {
         let waited = std::mem::take(&mut self.read_waited);
+        let service_from = self.service_from.take().unwrap_or(started);
         // A statement that runs again on its tenant's new cluster is counted when it does.
         let (Some(id), None) = (id, &self.reroute) else {
             return;
         };
-        let sample = sample_of(outcome, waited, started.elapsed());
+        let mut sample = sample_of(outcome, waited, started.elapsed());
+        // From after any head read or wait (`ready_read`, `wait_then`) to the response's end.
+        if !sample.error {
+            sample.service = Some(service_from.elapsed());
+        }
         self.shared.digests.record(id, sql, mode, &sample);
     }
 }
@@ -51,6 +57,7 @@ fn sample_of(
             rows: 0,
             error: true,
             placement: Placement::Unplaced,
+            service: None,
         };
     };
     let placement = match which {
@@ -63,7 +70,14 @@ fn sample_of(
         rows: tracker.rows,
         error: tracker.error.is_some(),
         placement,
+        service: None,
     }
+}
+
+/// The fingerprint whose cost decides where a read runs: none for a transaction's start,
+/// which costs what the whole transaction will.
+pub(super) fn cost_key(digest: Option<u64>, c: &crate::route::Classification) -> Option<u64> {
+    digest.filter(|_| !c.effects.begins_transaction)
 }
 
 #[cfg(test)]

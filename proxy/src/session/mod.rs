@@ -51,6 +51,7 @@ use crate::route::{
 use crate::session::proxy_state::ProxyState;
 use consistent::ReadyRead;
 use decide::{Command, Route};
+use digesting::cost_key;
 use login::Login;
 use replica_transaction::replica_transaction_refusal;
 use run::Run;
@@ -125,6 +126,12 @@ pub struct Session {
     holding: Option<crate::metrics::HoldingGuard>,
     /// The current read waited for its replica to apply a position (for the digests).
     read_waited: bool,
+    /// When the current statement was sent on its way, after any head read: its own round
+    /// trip starts there (for the digests' costs).
+    service_from: Option<Instant>,
+    /// The current read runs on the primary for being cheaper than a head read (not a
+    /// fallback: counted under its own mode).
+    cheap_read: bool,
     control: Arc<kill::SessionControl>,
 }
 
@@ -176,6 +183,8 @@ impl Session {
             for_next: false,
             holding: None,
             read_waited: false,
+            service_from: None,
+            cheap_read: false,
             control,
         }
     }
@@ -520,7 +529,7 @@ impl Session {
             Route::Kill(k) => return self.kill(*k).await,
             Route::RefuseKill => return self.reply_err(&kill::unsupported()).await,
             Route::Lagless(cmd) => return self.lagless_command(cmd.clone()).await,
-            Route::Read { mode } => match self.ready_read(*mode).await {
+            Route::Read { mode } => match self.ready_read(*mode, cost_key(digest, &c)).await {
                 ReadyRead::Primary => {
                     self.run_on(BackendRole::Primary, &payload, ResponseKind::Query, None)
                         .await?
@@ -613,7 +622,9 @@ impl Session {
 
     fn record(&self, which: BackendRole, route: &Route, started: Instant) {
         let read = route.is_read();
+        let cheap = read && which == BackendRole::Primary && self.cheap_read;
         let route = match (read, which) {
+            (true, BackendRole::Primary) if cheap => "primary",
             (true, BackendRole::Primary) => "primary_fallback",
             (_, BackendRole::Replica) => "replica",
             _ => "primary",
@@ -623,7 +634,7 @@ impl Session {
         };
         slot.metrics.statement(route, started.elapsed());
         if read {
-            let mode = if which == BackendRole::Primary {
+            let mode = if which == BackendRole::Primary && !cheap {
                 "primary"
             } else {
                 self.read_mode

@@ -203,6 +203,7 @@ impl Session {
         // Long data lives on one connection: the execution cannot move.
         self.reroutable = step.as_ref().is_some_and(|s| s.reroutable) && !stmt.long_data;
         self.read_waited = false;
+        self.service_from = None;
         let mode = self.state.sql_mode;
         let started = Instant::now();
         let route = match &self.state.replica_transaction {
@@ -229,7 +230,10 @@ impl Session {
                 }
                 // Long data went to the primary: the execution must run there.
                 _ if stmt.long_data => (BackendRole::Primary, false),
-                Route::Read { mode } => (self.choose_for_read(mode).await?, false),
+                Route::Read { mode } => {
+                    let key = super::digesting::cost_key(stmt.digest, &stmt.classification);
+                    (self.choose_for_read(mode, key).await?, false)
+                }
                 Route::Primary { retry_read_only } => (BackendRole::Primary, retry_read_only),
                 Route::LastReplica | Route::InReplicaTransaction => (BackendRole::Replica, false),
                 // Never answered by the proxy: it prepared nothing it would answer itself.
@@ -295,6 +299,7 @@ impl Session {
             return self.reply_err(&err).await;
         }
         self.read_waited = false;
+        self.service_from = None;
         let mode = self.state.sql_mode;
         let started = Instant::now();
         // A bulk execution writes: it cannot run in a replica's transaction.

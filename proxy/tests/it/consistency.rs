@@ -226,7 +226,9 @@ async fn writer_from(opts: Opts, w: usize, s: Arc<Shared>, reads: Reads) {
 /// A second proxy process in front of the same cluster, reading the same topology file, and
 /// `per_proxy` readers' options through each of the two.
 async fn two_proxies(h: &Harness, per_proxy: usize) -> (crate::support::ProxyProcess, Vec<Opts>) {
-    let second = crate::support::spawn_proxy_process(h).await;
+    // The second proxy runs with the program's defaults: its cheap strict reads run on the
+    // primary, the first proxy's all go to replicas (the harness turns that rule off).
+    let second = crate::support::spawn_proxy_process(h, &[]).await;
     let mut readers = Vec::new();
     for _ in 0..per_proxy {
         readers.push(h.opts("app", "app-pass", Some("app")));
@@ -540,4 +542,91 @@ async fn bounded_mode_never_reads_older_than_its_bound() {
     )
     .await;
     assert!(fallbacks > 0.0, "the lagging replica was never refused");
+}
+
+/// `--cheap-reads-on-primary`: a strict read whose statement costs no more than the ratio's
+/// worth of head reads runs on the primary (one round trip, no head read) and sees every
+/// acknowledged write; one that costs more still goes to a replica, which must first apply
+/// the head. The replica's SQL thread is stopped, so a cheap read sent there would be stale
+/// or wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheap_strict_reads_run_on_the_primary_and_dear_ones_on_replicas() {
+    let h = Harness::start_with(2, |c| {
+        c.cheap_reads_on_primary = 10.0;
+        c.consistency_wait = Duration::from_secs(3);
+    })
+    .await;
+    setup(&h).await;
+    let admin = h.admin.unwrap();
+    let mut w = h.app().await;
+    let mut r = h.app().await;
+    // Its first run teaches the proxy the statement's cost and the head read's.
+    let _: Option<(i64, i64)> = r
+        .query_first("SELECT v, @@server_id FROM counter WHERE id = 0")
+        .await
+        .unwrap();
+    h.cluster.replicas()[0]
+        .exec("STOP SLAVE SQL_THREAD")
+        .await
+        .unwrap();
+    let mut on_primary = 0;
+    for i in 1..=50_i64 {
+        w.exec_drop("UPDATE counter SET v = ? WHERE id = 0", (i,))
+            .await
+            .unwrap();
+        let (v, server): (i64, i64) = r
+            .query_first("SELECT v, @@server_id FROM counter WHERE id = 0")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v, i, "a strict read missed an acknowledged write");
+        on_primary += i64::from(server == 100);
+    }
+    assert_eq!(
+        on_primary, 50,
+        "cheap strict reads ran elsewhere than the primary"
+    );
+    let (_, metrics) = crate::support::http_get(admin, "/metrics").await;
+    let moved: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lagless_cheap_reads_on_primary_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        moved >= 50.0,
+        "{moved} reads counted as cheaper than a head read"
+    );
+    // Served by choice, not for want of a replica: no fallback is counted (the alert on
+    // fallbacks stays quiet).
+    let fallbacks = metric_sum(admin, "lagless_read_fallbacks_total", "reason=").await;
+    assert_eq!(fallbacks, 0.0, "{metrics}");
+
+    // A dear statement (200 ms, far above ten head reads) still goes to the replica, which
+    // must apply the head first: restarted, it does within the wait.
+    h.cluster.replicas()[0]
+        .exec("START SLAVE SQL_THREAD")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let (v, server): (i64, i64) = r
+            .query_first("SELECT v, @@server_id FROM counter WHERE id = 0 AND SLEEP(0.2) = 0")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v, 50);
+        assert_ne!(server, 100, "a 200 ms read ran on the primary");
+    }
+    let (_, digests) = crate::support::http_get(admin, "/digests").await;
+    let report: serde_json::Value = serde_json::from_str(&digests).unwrap();
+    let cheap = report["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            let text = d["text"].as_str().unwrap_or_default();
+            text.contains("server_id") && !text.contains("sleep")
+        })
+        .unwrap_or_else(|| panic!("no digest of the cheap read: {digests}"));
+    assert!(cheap["cost_us"].as_u64().unwrap() > 0, "{cheap}");
+    assert!(cheap["primary"].as_u64().unwrap() >= 50, "{cheap}");
 }

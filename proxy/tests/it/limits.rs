@@ -454,13 +454,13 @@ async fn a_full_pool_queues_sessions_and_never_takes_the_server_for_down() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let limit_line = loop {
         let lines = metric_lines(admin_http, "lagless_backend_connection_limit{").await;
-        if lines.iter().any(|l| l.ends_with(" 25")) || Instant::now() > deadline {
+        if lines.iter().any(|l| l.ends_with(" 22")) || Instant::now() > deadline {
             break lines;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        limit_line.iter().any(|l| l.ends_with(" 25")),
+        limit_line.iter().any(|l| l.ends_with(" 22")),
         "{limit_line:?}"
     );
     // 60 sessions at once, each holding a connection for 300 ms: without a limit that fits,
@@ -483,9 +483,9 @@ async fn a_full_pool_queues_sessions_and_never_takes_the_server_for_down() {
         }
     }
     let took = started.elapsed();
-    eprintln!("60 sessions through 25 connections: {took:?}");
+    eprintln!("60 sessions through 22 connections: {took:?}");
     assert!(errors.is_empty(), "{errors:?}");
-    // They queued: 60 × 300 ms through 25 places take at least three rounds.
+    // They queued: 60 × 300 ms through 22 places take at least three rounds.
     assert!(took >= Duration::from_millis(900), "{took:?}");
     let waits = metric_lines(admin_http, "lagless_pool_wait_seconds_count").await;
     let waited: f64 = waits

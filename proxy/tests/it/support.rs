@@ -84,6 +84,10 @@ impl Harness {
         config.monitor_interval = Duration::from_millis(200);
         config.topology_poll = Duration::from_millis(200);
         config.shutdown_timeout = Duration::from_secs(5);
+        // Tests of where reads go and of what they see check the replicas' side: a cheap
+        // statement would otherwise move to the primary once its cost is known. The tests of
+        // that rule turn it back on.
+        config.cheap_reads_on_primary = 0.0;
         tune(&mut config);
         let proxy = Proxy::bind(config).await.unwrap();
         let addr = proxy.local_addr().unwrap();
@@ -238,7 +242,9 @@ impl ProxyProcess {
     }
 }
 
-pub async fn spawn_proxy_process(h: &Harness) -> ProxyProcess {
+/// A second proxy, in a process of its own, with the defaults of the program (so, unlike the
+/// harness's proxy, cheap strict reads run on the primary) and `extra` arguments.
+pub async fn spawn_proxy_process(h: &Harness, extra: &[&str]) -> ProxyProcess {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -255,6 +261,7 @@ pub async fn spawn_proxy_process(h: &Harness) -> ProxyProcess {
             ADMIN_PASSWORD,
         ])
         .args(["--monitor-interval-ms", "200", "--log", "warn"])
+        .args(extra)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .kill_on_drop(true)

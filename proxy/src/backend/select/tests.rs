@@ -178,3 +178,18 @@ fn needs_per_mode() {
         assert_eq!(need_of(mode, tracks, own, proxy), want, "{mode:?}");
     }
 }
+
+#[test]
+fn a_read_cheaper_than_a_head_read_runs_on_the_primary() {
+    let us = Duration::from_micros;
+    assert!(cheaper_on_primary(Some(us(90)), Some(us(100)), 1.0));
+    assert!(cheaper_on_primary(Some(us(100)), Some(us(100)), 1.0));
+    assert!(!cheaper_on_primary(Some(us(101)), Some(us(100)), 1.0));
+    // The ratio scales the head read's cost.
+    assert!(cheaper_on_primary(Some(us(190)), Some(us(100)), 2.0));
+    assert!(!cheaper_on_primary(Some(us(90)), Some(us(100)), 0.5));
+    // Off, or nothing known yet: the read keeps to the replicas.
+    assert!(!cheaper_on_primary(Some(us(1)), Some(us(100)), 0.0));
+    assert!(!cheaper_on_primary(None, Some(us(100)), 1.0));
+    assert!(!cheaper_on_primary(Some(us(1)), None, 1.0));
+}
