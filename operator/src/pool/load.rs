@@ -1,6 +1,8 @@
-//! A tenant cluster's load, read on its primary: the bytes its tenants' databases hold and how
-//! fast it writes (the growth of its own GTID domain's sequence number).
+//! A tenant cluster's load, read on its primary: the bytes its tenants' databases hold, how
+//! fast it writes (the growth of its own GTID domain's sequence number), and each tenant's
+//! share of those writes (the rows it changed, from the server's table statistics).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lagless_core::gtid::MariadbPosition;
@@ -139,9 +141,102 @@ pub async fn read(
         .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs())))
 }
 
+/// Rows changed so far in each database `LIKE like` (with [`LIKE_ESCAPE`]), from the server's
+/// table statistics, which this turns on (`userstat`) when they are off: a database written
+/// since is then counted from that moment. Bounded by `timeout`.
+pub async fn rows_changed(
+    conn: &mut mysql_async::Conn,
+    like: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, u64>, String> {
+    let work = async {
+        let on: Option<u64> = conn
+            .query_first("SELECT @@global.userstat")
+            .await
+            .map_err(|e| e.to_string())?;
+        if on != Some(1) {
+            conn.query_drop("SET GLOBAL userstat = ON")
+                .await
+                .map_err(|e| format!("turning the table statistics on: {e}"))?;
+        }
+        let rows: Vec<(String, u64)> = conn
+            .exec(
+                "SELECT table_schema, CAST(SUM(rows_changed) AS UNSIGNED) \
+                 FROM information_schema.table_statistics WHERE table_schema LIKE ? ESCAPE '!' \
+                 GROUP BY table_schema",
+                (like,),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows.into_iter().collect())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs())))
+}
+
+/// Each database's share of a cluster's write rate: the rows it changed between two readings
+/// of [`rows_changed`] over the rows all of them changed, times `cluster_rate` (the cluster's
+/// transactions per second), so that it is in the unit of the cluster's `writeCapacity`. A
+/// database missing from the first reading counts from 0; one whose count went back (a
+/// restart) counts as idle.
+pub fn write_shares(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    cluster_rate: f64,
+) -> BTreeMap<String, f64> {
+    let changed: BTreeMap<&String, u64> = after
+        .iter()
+        .map(|(db, n)| (db, n.saturating_sub(before.get(db).copied().unwrap_or(0))))
+        .collect();
+    let total: u64 = changed.values().sum();
+    let rate = if cluster_rate.is_finite() && cluster_rate > 0.0 {
+        cluster_rate
+    } else {
+        0.0
+    };
+    changed
+        .into_iter()
+        .map(|(db, n)| {
+            let share = if total == 0 {
+                0.0
+            } else {
+                rate * n as f64 / total as f64
+            };
+            (db.clone(), share)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clusters_write_rate_is_shared_by_the_rows_each_database_changed() {
+        let map = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let before = map(&[("t_a", 100), ("t_b", 50), ("t_c", 10)]);
+        let after = map(&[("t_a", 400), ("t_b", 150), ("t_c", 5), ("t_d", 100)]);
+        let shares = write_shares(&before, &after, 50.0);
+        // 300 + 100 + 0 (went back) + 100 = 500 rows: a has three fifths of 50/s.
+        assert_eq!(shares["t_a"], 30.0);
+        assert_eq!(shares["t_b"], 10.0);
+        assert_eq!(shares["t_c"], 0.0);
+        assert_eq!(shares["t_d"], 10.0);
+        // Nothing written, or no rate known: nobody has a share.
+        assert!(
+            write_shares(&after, &after, 50.0)
+                .values()
+                .all(|r| *r == 0.0)
+        );
+        assert!(
+            write_shares(&before, &after, f64::NAN)
+                .values()
+                .all(|r| *r == 0.0)
+        );
+    }
 
     #[test]
     fn tenant_databases_become_a_like_pattern() {

@@ -10,8 +10,14 @@ use mysql_async::prelude::Queryable;
 
 use super::{LocalPool, TenantCliError, check_cluster, primary_of, read_topology};
 use crate::local::state::{read_json, write_json};
+use crate::pool::load;
 use crate::pool::moves::rebalance::{self, RebalanceLimits, TenantSize};
 use crate::pool::moves::{Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, run_move};
+
+/// How long the tenants' writes are counted for a rebalancing plan.
+const WRITE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long one reading of a primary's table statistics may take.
+const WRITE_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a tenant whose move was rolled back is left out of rebalancing plans.
 const ABORTED_KEPT_OUT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -209,31 +215,54 @@ impl LocalPool {
         copy_rate: u64,
     ) -> Result<String, TenantCliError> {
         let naming = self.document.naming();
-        let mut sizes = Vec::new();
+        let mut loads = directory.clusters().await?;
+        // Each tenant's writes: the rows it changes over a short window, as its share of its
+        // cluster's measured write rate.
+        let mut conns = Vec::new();
         for cluster in &self.document.clusters {
             let topology = read_topology(&cluster.name, &cluster.topology)?;
             let primary = self.endpoint(primary_of(&topology).map_err(TenantCliError::Pool)?);
             let mut conn = primary.conn().await.map_err(TenantCliError::Pool)?;
+            let before = load::rows_changed(&mut conn, "%", WRITE_READ_LIMIT).await;
+            conns.push((cluster.name.clone(), conn, before));
+        }
+        tokio::time::sleep(WRITE_WINDOW).await;
+        let mut sizes = Vec::new();
+        for (name, mut conn, before) in conns {
+            let rate = loads
+                .iter()
+                .find(|l| l.name == name)
+                .map_or(0.0, |l| l.write_rate);
+            let writes = match before {
+                Ok(before) => load::rows_changed(&mut conn, "%", WRITE_READ_LIMIT)
+                    .await
+                    .map(|after| load::write_shares(&before, &after, rate)),
+                Err(e) => Err(e),
+            };
+            let writes = writes.unwrap_or_else(|e| {
+                eprintln!("{name}: tenants' writes not measured ({e}); space alone decides");
+                Default::default()
+            });
             let rows: Vec<(String, u64)> = conn
                 .query(
                     "SELECT TABLE_SCHEMA, CAST(SUM(DATA_LENGTH + INDEX_LENGTH) AS UNSIGNED) \
                      FROM information_schema.TABLES GROUP BY TABLE_SCHEMA",
                 )
                 .await
-                .map_err(|e| TenantCliError::Pool(format!("sizes on {}: {e}", cluster.name)))?;
+                .map_err(|e| TenantCliError::Pool(format!("sizes on {name}: {e}")))?;
             for (schema, bytes) in rows {
                 if let Some(Ok(id)) = naming.tenant_of(&schema) {
                     sizes.push(TenantSize {
                         movable: !self.aborted_lately(&id),
+                        write_rate: writes.get(&schema).copied().unwrap_or(0.0),
                         id,
-                        cluster: cluster.name.clone(),
+                        cluster: name.clone(),
                         bytes,
                     });
                 }
             }
         }
         // The clusters' bytes as measured now, from the same sums.
-        let mut loads = directory.clusters().await?;
         for load in &mut loads {
             load.bytes = sizes
                 .iter()
@@ -251,8 +280,8 @@ impl LocalPool {
         let mut out = String::new();
         for m in &moves {
             out.push_str(&format!(
-                "move tenant {} ({} bytes): {} -> {}\n",
-                m.tenant, m.bytes, m.from, m.to
+                "move tenant {} ({} bytes, {:.1} writes/s): {} -> {}\n",
+                m.tenant, m.bytes, m.write_rate, m.from, m.to
             ));
         }
         if apply {

@@ -154,10 +154,11 @@ fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
             .count()
     };
     let looked = evenly();
-    std::thread::sleep(Duration::from_secs(11));
+    // Every 5 s, each look counting the tenants' writes for 2 s.
+    std::thread::sleep(Duration::from_secs(17));
     assert!(
         evenly() >= looked + 2,
-        "{} looks found the clusters even in 11 s",
+        "{} looks found the clusters even in 17 s",
         evenly() - looked
     );
     let status = pool.status();
@@ -170,4 +171,41 @@ fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
     assert_eq!(home_of(&pool, &small), other);
     let text = pool.ok(&["status"]);
     assert!(text.contains("\nrebalancing: "), "{text}");
+}
+
+/// Rebalancing by writes: each tenant's rows changed, read from a real server's table
+/// statistics (turned on by the first reading), as its share of the cluster's write rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_writes_are_read_from_the_servers_table_statistics() {
+    use lagless_operator::pool::load::{rows_changed, write_shares};
+    let cluster = lagless_testkit::Cluster::builder()
+        .members(1)
+        .start()
+        .await
+        .unwrap();
+    let primary = cluster.primary();
+    primary
+        .exec(
+            "CREATE DATABASE t_hot; CREATE TABLE t_hot.r (id INT PRIMARY KEY); \
+             CREATE DATABASE t_cold; CREATE TABLE t_cold.r (id INT PRIMARY KEY); \
+             INSERT INTO t_cold.r VALUES (1)",
+        )
+        .await
+        .unwrap();
+    let mut conn = primary.admin_conn().await.unwrap();
+    let limit = Duration::from_secs(5);
+    let before = rows_changed(&mut conn, "t!_%", limit).await.unwrap();
+    primary
+        .exec("INSERT INTO t_hot.r SELECT seq FROM t_hot.seq_1_to_300; UPDATE t_hot.r SET id = id + 1000 WHERE id <= 100; INSERT INTO t_cold.r VALUES (2)")
+        .await
+        .unwrap();
+    let after = rows_changed(&mut conn, "t!_%", limit).await.unwrap();
+    let changed =
+        |db: &str| after.get(db).copied().unwrap_or(0) - before.get(db).copied().unwrap_or(0);
+    assert_eq!(changed("t_hot"), 400, "{before:?} {after:?}");
+    assert_eq!(changed("t_cold"), 1, "{before:?} {after:?}");
+    // Of a cluster writing 40.1 transactions a second, the hot tenant makes 40.
+    let shares = write_shares(&before, &after, 40.1);
+    assert!((shares["t_hot"] - 40.0).abs() < 1e-9, "{shares:?}");
+    assert!((shares["t_cold"] - 0.1).abs() < 1e-9, "{shares:?}");
 }

@@ -1,16 +1,19 @@
 //! Which tenants to move so that the pool's clusters are used evenly: a pure plan over the
-//! clusters' loads and the tenants' sizes.
+//! clusters' loads and the tenants' sizes and write rates.
 
 use lagless_directory::{ClusterLoad, ClusterState, TenantId};
 
-/// A tenant and the bytes its database takes, on its cluster.
+/// A tenant, the bytes its database takes and the writes it makes, on its cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantSize {
     pub id: TenantId,
     pub cluster: String,
     pub bytes: u64,
+    /// Its share of its cluster's transactions per second (the unit of `writeCapacity`);
+    /// 0 when not measured.
+    pub write_rate: f64,
     /// False for a tenant left out of plans (its last move was rolled back lately): it still
-    /// counts in its cluster's bytes.
+    /// counts in its cluster's load.
     pub movable: bool,
 }
 
@@ -21,6 +24,7 @@ pub struct PlannedMove {
     pub from: String,
     pub to: String,
     pub bytes: u64,
+    pub write_rate: f64,
 }
 
 /// How far the plan goes.
@@ -41,10 +45,31 @@ impl Default for RebalanceLimits {
     }
 }
 
-/// Plans moves by space: while the fullest cluster's utilisation exceeds the emptiest open
-/// one's by more than the margin, the largest tenant of the fullest that narrows the gap
-/// without reversing it moves to the emptiest (the largest gain first). Closed clusters
-/// give tenants but take none.
+/// How much of cluster `l` is used with `bytes` and `rate` writes per second: the larger of
+/// its space share and its write share, as placement reckons it. No space capacity counts as
+/// full; no write capacity (or an unmeasured rate) leaves writes out.
+fn utilisation(l: &ClusterLoad, bytes: u64, rate: f64) -> f64 {
+    let space = if l.capacity_bytes == 0 {
+        1.0
+    } else {
+        bytes as f64 / l.capacity_bytes as f64
+    };
+    let writes = if l.write_capacity.is_finite() && l.write_capacity > 0.0 && rate.is_finite() {
+        rate.max(0.0) / l.write_capacity
+    } else {
+        0.0
+    };
+    space.max(writes)
+}
+
+fn used(l: &ClusterLoad) -> f64 {
+    utilisation(l, l.bytes, l.write_rate)
+}
+
+/// Plans moves by utilisation (space or writes, whichever is the larger share): while the
+/// most used cluster exceeds the least used open one by more than the margin, the tenant of
+/// the most used whose move lowers its utilisation the most, without leaving it below the
+/// other, moves there (the largest gain first). Closed clusters give tenants but take none.
 pub fn plan(
     clusters: &[ClusterLoad],
     tenants: &[TenantSize],
@@ -53,18 +78,11 @@ pub fn plan(
     let mut loads: Vec<ClusterLoad> = clusters.to_vec();
     let mut left: Vec<TenantSize> = tenants.to_vec();
     let mut moves = Vec::new();
-    let share = |l: &ClusterLoad, bytes: u64| {
-        if l.capacity_bytes == 0 {
-            1.0
-        } else {
-            bytes as f64 / l.capacity_bytes as f64
-        }
-    };
     while moves.len() < limits.max_moves {
         let Some(full) = loads
             .iter()
             .enumerate()
-            .max_by(|a, b| share(a.1, a.1.bytes).total_cmp(&share(b.1, b.1.bytes)))
+            .max_by(|a, b| used(a.1).total_cmp(&used(b.1)))
             .map(|(i, _)| i)
         else {
             break;
@@ -73,38 +91,51 @@ pub fn plan(
             .iter()
             .enumerate()
             .filter(|(_, l)| l.state != ClusterState::Closed)
-            .min_by(|a, b| share(a.1, a.1.bytes).total_cmp(&share(b.1, b.1.bytes)))
+            .min_by(|a, b| used(a.1).total_cmp(&used(b.1)))
             .map(|(i, _)| i)
         else {
             break;
         };
         let (hi, lo) = (&loads[full], &loads[empty]);
-        let gap = share(hi, hi.bytes) - share(lo, lo.bytes);
-        if full == empty || gap <= limits.margin {
+        if full == empty || used(hi) - used(lo) <= limits.margin {
             break;
         }
-        // After the move the fullest must stay at least as used as the emptiest.
+        // What moving `t` leaves on each side.
+        let after = |t: &TenantSize| {
+            let rate = t.write_rate.max(0.0);
+            (
+                utilisation(hi, hi.bytes.saturating_sub(t.bytes), hi.write_rate - rate),
+                utilisation(lo, lo.bytes + t.bytes, lo.write_rate + rate),
+            )
+        };
         let best = left
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.cluster == hi.name && t.bytes > 0 && t.movable)
-            .filter(|(_, t)| {
-                share(hi, hi.bytes.saturating_sub(t.bytes)) >= share(lo, lo.bytes + t.bytes)
+            .filter(|(_, t)| t.cluster == hi.name && t.movable)
+            .filter_map(|(i, t)| {
+                let (from, to) = after(t);
+                let gain = used(hi) - from;
+                // After the move the most used must stay at least as used as the other.
+                (gain > 0.0 && from >= to).then_some((i, gain, t.bytes))
             })
-            .max_by_key(|(_, t)| t.bytes)
-            .map(|(i, _)| i);
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)))
+            .map(|(i, _, _)| i);
         let Some(i) = best else {
             break;
         };
         let t = left.swap_remove(i);
+        let rate = t.write_rate.max(0.0);
         let (from, to) = (hi.name.clone(), lo.name.clone());
         loads[full].bytes = loads[full].bytes.saturating_sub(t.bytes);
+        loads[full].write_rate = (loads[full].write_rate - rate).max(0.0);
         loads[empty].bytes += t.bytes;
+        loads[empty].write_rate += rate;
         moves.push(PlannedMove {
             tenant: t.id,
             from,
             to,
             bytes: t.bytes,
+            write_rate: rate,
         });
     }
     moves
@@ -133,6 +164,7 @@ mod tests {
             id: TenantId::parse(id).unwrap(),
             cluster: cluster.into(),
             bytes: gb * GB,
+            write_rate: 0.0,
             movable: true,
         }
     }
@@ -159,6 +191,7 @@ mod tests {
                 from: "c0".into(),
                 to: "c1".into(),
                 bytes: 15 * GB,
+                write_rate: 0.0,
             }]
         );
         // More moves go on until the clusters are within the margin.
@@ -218,5 +251,44 @@ mod tests {
         );
         assert_eq!(moves.len(), 1);
         assert_eq!((moves[0].from.as_str(), moves[0].to.as_str()), ("c0", "c1"));
+    }
+
+    #[test]
+    fn a_cluster_busy_writing_gives_its_busiest_tenant_that_fits() {
+        // Even in space; c0 writes 180/s of its 100/s, c1 nothing.
+        let mut c0 = cluster("c0", ClusterState::Open, 20 * GB);
+        c0.write_rate = 180.0;
+        let clusters = [c0, cluster("c1", ClusterState::Open, 20 * GB)];
+        let writing = |id: &str, cluster: &str, gb: u64, rate: f64| TenantSize {
+            write_rate: rate,
+            ..tenant(id, cluster, gb)
+        };
+        let tenants = [
+            writing("big", "c0", 10, 0.0),
+            writing("hot", "c0", 5, 120.0),
+            writing("warm", "c0", 5, 60.0),
+            writing("idle", "c1", 20, 0.0),
+        ];
+        // hot's 120/s would leave c0 (60/s) below c1 (120/s): warm, the busiest that fits,
+        // goes; the big idle tenant would gain c0 nothing.
+        let moves = plan(&clusters, &tenants, RebalanceLimits::default());
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(moves[0].tenant.to_string(), "warm");
+        assert_eq!(moves[0].write_rate, 60.0);
+        assert_eq!((moves[0].from.as_str(), moves[0].to.as_str()), ("c0", "c1"));
+        // After it: c0 at 1.2, c1 at 0.6; nothing else narrows the gap without reversing it.
+        let more = plan(
+            &clusters,
+            &tenants,
+            RebalanceLimits {
+                margin: 0.10,
+                max_moves: 10,
+            },
+        );
+        assert_eq!(more.len(), 1, "{more:?}");
+        // Unmeasured rates (0) or no write capacity: space alone decides, as before.
+        let mut blind = clusters.clone();
+        blind[0].write_capacity = 0.0;
+        assert!(plan(&blind, &tenants, RebalanceLimits::default()).is_empty());
     }
 }
