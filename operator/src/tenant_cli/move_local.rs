@@ -262,16 +262,23 @@ impl LocalPool {
                 }
             }
         }
-        // The clusters' bytes as measured now, from the same sums.
+        // The clusters' bytes and writes as measured now, from the same sums: writes no tenant
+        // made (or none measured) cannot be moved, so they do not count.
         for load in &mut loads {
-            load.bytes = sizes
-                .iter()
-                .filter(|t| t.cluster == load.name)
-                .map(|t| t.bytes)
-                .sum();
+            let mine = || sizes.iter().filter(|t| t.cluster == load.name);
+            load.bytes = mine().map(|t| t.bytes).sum();
+            load.write_rate = mine().map(|t| t.write_rate).sum();
         }
         let moves = rebalance::plan(&loads, &sizes, limits);
         if moves.is_empty() {
+            let spread = rebalance::spread(&loads);
+            if spread > limits.margin {
+                return Ok(format!(
+                    "the clusters' use differs by {:.0}%, but no tenant's move would narrow \
+                     that: nothing to move\n",
+                    spread * 100.0
+                ));
+            }
             return Ok(format!(
                 "the clusters are used evenly (within {:.0}%): nothing to move\n",
                 limits.margin * 100.0

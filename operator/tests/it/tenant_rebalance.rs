@@ -146,19 +146,19 @@ fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
     );
     assert_eq!(home_of(&pool, &big), full);
 
-    // Within the margin now: two more looks move nothing.
+    // Two more looks move nothing: the clusters are within the margin, or (the larger tenant
+    // would reverse the gap) no move narrows it, which they say.
     let evenly = || {
-        std::fs::read_to_string(pool.state().join("rebalance.log"))
-            .unwrap_or_default()
-            .matches("the clusters are used evenly")
-            .count()
+        let log = std::fs::read_to_string(pool.state().join("rebalance.log")).unwrap_or_default();
+        log.matches("the clusters are used evenly").count()
+            + log.matches("no tenant's move would narrow").count()
     };
     let looked = evenly();
     // Every 5 s, each look counting the tenants' writes for 2 s.
-    std::thread::sleep(Duration::from_secs(17));
+    std::thread::sleep(Duration::from_secs(20));
     assert!(
         evenly() >= looked + 2,
-        "{} looks found the clusters even in 17 s",
+        "{} looks moved nothing in 20 s",
         evenly() - looked
     );
     let status = pool.status();

@@ -46,8 +46,9 @@ impl Default for RebalanceLimits {
 }
 
 /// How much of cluster `l` is used with `bytes` and `rate` writes per second: the larger of
-/// its space share and its write share, as placement reckons it. No space capacity counts as
-/// full; no write capacity (or an unmeasured rate) leaves writes out.
+/// its space share and its write share, as placement reckons it, except that no write
+/// capacity (or an unmeasured rate) leaves writes out rather than counting as full. No space
+/// capacity counts as full.
 fn utilisation(l: &ClusterLoad, bytes: u64, rate: f64) -> f64 {
     let space = if l.capacity_bytes == 0 {
         1.0
@@ -64,6 +65,21 @@ fn utilisation(l: &ClusterLoad, bytes: u64, rate: f64) -> f64 {
 
 fn used(l: &ClusterLoad) -> f64 {
     utilisation(l, l.bytes, l.write_rate)
+}
+
+/// How far apart the most and the least used open clusters are (0 with fewer than two).
+pub fn spread(clusters: &[ClusterLoad]) -> f64 {
+    let most = clusters.iter().map(used).fold(f64::NEG_INFINITY, f64::max);
+    let least = clusters
+        .iter()
+        .filter(|l| l.state != ClusterState::Closed)
+        .map(used)
+        .fold(f64::INFINITY, f64::min);
+    if most.is_finite() && least.is_finite() {
+        (most - least).max(0.0)
+    } else {
+        0.0
+    }
 }
 
 /// Plans moves by utilisation (space or writes, whichever is the larger share): while the
@@ -118,7 +134,8 @@ pub fn plan(
                 // After the move the most used must stay at least as used as the other.
                 (gain > 0.0 && from >= to).then_some((i, gain, t.bytes))
             })
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)))
+            // Of equal gains, the smaller tenant: less to copy for the same effect.
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)))
             .map(|(i, _, _)| i);
         let Some(i) = best else {
             break;
@@ -290,5 +307,21 @@ mod tests {
         let mut blind = clusters.clone();
         blind[0].write_capacity = 0.0;
         assert!(plan(&blind, &tenants, RebalanceLimits::default()).is_empty());
+    }
+
+    #[test]
+    fn the_spread_is_between_the_most_used_and_the_least_used_open_cluster() {
+        let mut busy = cluster("c0", ClusterState::Open, 10 * GB);
+        busy.write_rate = 50.0;
+        let clusters = [
+            busy,
+            cluster("c1", ClusterState::Open, 20 * GB),
+            cluster("c2", ClusterState::Closed, 0),
+        ];
+        // c0 at 0.5 (writes), c1 at 0.2; the closed c2 takes nothing and does not count as
+        // the least used.
+        assert!((spread(&clusters) - 0.3).abs() < 1e-9);
+        assert_eq!(spread(&clusters[..1]), 0.0);
+        assert_eq!(spread(&[]), 0.0);
     }
 }
