@@ -21,9 +21,6 @@ use crate::protocol::session_state::committed_gtid;
 use crate::route::ConsistencyMode;
 use crate::topology::{Flavor, Member};
 
-/// Why a read that needs the head runs on the primary instead (see `requirement`).
-const CHEAPER_THAN_HEAD: &str = "cheaper_than_head";
-
 /// The connection a read is readied on.
 #[derive(Debug, Clone)]
 pub(super) enum ReadyRead {
@@ -34,31 +31,15 @@ pub(super) enum ReadyRead {
 }
 
 impl Session {
-    /// What a read under `mode` must see; the primary's head is read when it is that, unless
-    /// the statement (fingerprint `cost_key`) is cheaper to run on the primary than the head
-    /// read (`Err` then names why the read goes to the primary).
-    async fn requirement(
-        &mut self,
-        mode: ConsistencyMode,
-        cost_key: Option<u64>,
-    ) -> Result<Requirement, &'static str> {
+    /// What a read under `mode` must see, or that it must see the primary's head.
+    fn need(&self, mode: ConsistencyMode) -> Need {
         // The backends report the GTIDs of writes when they track session state (for every
         // client, whether or not the client asked for it).
         let tracks_gtids = self.backends.backend_caps() & cap::SESSION_TRACK != 0;
         let positions = &self.backends.positions;
-        match need_of(mode, tracks_gtids, self.state.last_write.as_ref(), || {
+        need_of(mode, tracks_gtids, self.state.last_write.as_ref(), || {
             positions.proxy_writes()
-        }) {
-            Need::Ready(req) => Ok(req),
-            Need::Head if self.cheaper_on_primary(cost_key) => Err(CHEAPER_THAN_HEAD),
-            Need::Head => match self.backends.head_reader().head().await {
-                Ok(head) => Ok(Requirement::Applied(head)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "primary head unavailable");
-                    Err("head_unavailable")
-                }
-            },
-        }
+        })
     }
 
     /// Whether the statement `cost_key` costs the primary no more than the head read its
@@ -128,24 +109,28 @@ impl Session {
         let mode = mode.unwrap_or_else(|| self.default_consistency());
         let label = mode_label(mode);
         self.cheap_read = false;
-        // No head read for a read no replica could take (a session on a replica has one).
-        if self.replica.is_none() && !self.any_replica_up() {
-            self.fall_back("no_replica");
-            return ReadyRead::Primary;
-        }
-        let req = match self.requirement(mode, cost_key).await {
-            Ok(r) => r,
+        let req = match self.need(mode) {
+            Need::Ready(req) => req,
             // Not a fallback: the primary serves it by choice, under the read's own mode.
-            Err(CHEAPER_THAN_HEAD) => {
+            Need::Head if self.cheaper_on_primary(cost_key) => {
                 self.cheap_read = true;
                 self.read_mode = label;
                 self.shared.metrics.cheap_read_on_primary();
                 return ReadyRead::Primary;
             }
-            Err(reason) => {
-                self.fall_back(reason);
+            // No head read for a read no replica could take (a session on a replica has one).
+            Need::Head if self.replica.is_none() && !self.any_replica_up() => {
+                self.fall_back("no_replica");
                 return ReadyRead::Primary;
             }
+            Need::Head => match self.backends.head_reader().head().await {
+                Ok(head) => Requirement::Applied(head),
+                Err(e) => {
+                    tracing::debug!(error = %e, "primary head unavailable");
+                    self.fall_back("head_unavailable");
+                    return ReadyRead::Primary;
+                }
+            },
         };
         let topo = self.backends.topology();
         let current = self.replica.as_ref().map(|s| (&s.member, s.addr.as_str()));
