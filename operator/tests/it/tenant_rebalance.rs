@@ -125,6 +125,12 @@ fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
         "tenant {small} moved by the rebalancer after {:.1} s",
         began.elapsed().as_secs_f64()
     );
+    // The directory flips before the source copy is cleaned up: the record ends after it.
+    wait_until(
+        "the move to end after its cleanup",
+        Duration::from_secs(60),
+        || pool.status()["moves"][0]["phase"] != "cleaning",
+    );
     let status = pool.status();
     let moves = status["moves"].as_array().cloned().unwrap_or_default();
     assert_eq!(moves.len(), 1, "{status}");
