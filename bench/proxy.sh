@@ -13,7 +13,8 @@
 #   WORKLOADS   default "point_select read_only read_only_notrx read_write"
 #   THREADS     default "8 64"
 #   PATHS       default "direct haproxy forwarder primary eventual strict strict-replicas
-#               primary-1t eventual-1t strict-1t" (the last three with --worker-threads 1)
+#               primary-loops eventual-loops strict-loops primary-1t eventual-1t strict-1t"
+#               (*-loops with --scheduler loops, *-1t with --worker-threads 1)
 #   BEFORE      another lagless-proxy binary: adds paths before-primary, before-eventual and
 #               before-strict, run the same way, for a before/after table in one run
 #
@@ -24,7 +25,7 @@ ROUNDS=${1:-3}
 SECS=${2:-10}
 WORKLOADS=${WORKLOADS:-point_select read_only read_only_notrx read_write}
 THREAD_COUNTS=${THREADS:-8 64}
-PATHS=${PATHS:-direct haproxy forwarder primary eventual strict strict-replicas primary-1t eventual-1t strict-1t}
+PATHS=${PATHS:-direct haproxy forwarder primary eventual strict strict-replicas primary-loops eventual-loops strict-loops primary-1t eventual-1t strict-1t}
 if [ -n "${BEFORE:-}" ]; then PATHS="$PATHS before-primary before-eventual before-strict"; fi
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -63,6 +64,9 @@ start_proxy primary "$PROXY" alone strict $((P0 + 1000))
 start_proxy eventual "$PROXY" three eventual $((P0 + 1010))
 start_proxy strict "$PROXY" three strict $((P0 + 1020))
 start_proxy strict-replicas "$PROXY" three strict $((P0 + 1060)) --cheap-reads-on-primary 0
+start_proxy primary-loops "$PROXY" alone strict $((P0 + 1100)) --scheduler loops
+start_proxy eventual-loops "$PROXY" three eventual $((P0 + 1110)) --scheduler loops
+start_proxy strict-loops "$PROXY" three strict $((P0 + 1120)) --scheduler loops
 start_proxy primary-1t "$PROXY" alone strict $((P0 + 1070)) --worker-threads 1
 start_proxy eventual-1t "$PROXY" three eventual $((P0 + 1080)) --worker-threads 1
 start_proxy strict-1t "$PROXY" three strict $((P0 + 1090)) --worker-threads 1
@@ -148,6 +152,7 @@ label() {
     strict) echo "lagless-proxy, \`strict\` (the default), 3 members" ;;
     strict-replicas) echo "lagless-proxy, \`strict\`, 3 members, \`--cheap-reads-on-primary 0\`" ;;
     *-1t) echo "$(label "${1%-1t}"), \`--worker-threads 1\`" ;;
+    *-loops) echo "$(label "${1%-loops}"), \`--scheduler loops\`" ;;
     before-*) echo "before: $(label "${1#before-}" | sed 's/^lagless-proxy, //')" ;;
   esac
 }

@@ -21,13 +21,15 @@ fn init_logging(filter: &str, json: bool) {
 
 pub use lagless_serve::{terminated, until_terminated};
 
-/// The runtime sessions run on: `workers` threads (0: one per core; 1: the current thread).
-fn runtime_for(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = match workers {
-        1 => tokio::runtime::Builder::new_current_thread(),
+/// The runtime the proxy is run on. With event loops it only accepts connections and runs
+/// the background work the sessions share (the head reads); otherwise it carries the
+/// sessions too, on `workers` threads (0: one per core; 1: the current thread).
+fn runtime_for(workers: usize, loops: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match (loops, workers) {
+        (true, _) | (false, 1) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
-    if workers > 1 {
+    if !loops && workers > 1 {
         builder.worker_threads(workers);
     }
     builder.enable_all().build()
@@ -44,7 +46,7 @@ pub fn run(args: Args) -> i32 {
             return 2;
         }
     };
-    let runtime = match runtime_for(workers) {
+    let runtime = match runtime_for(workers, config.session_loops > 0) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -289,11 +289,28 @@ pub struct Args {
     #[arg(long, env = "LAGLESS_LOG_JSON")]
     pub log_json: bool,
 
-    /// Threads that run client sessions: 0, one per core; 1, a single thread, with no
-    /// wake-ups between threads (often the fastest where the proxy shares a small machine
-    /// with its servers).
+    /// Threads that run client sessions: 0, one per core.
     #[arg(long, env = "LAGLESS_PROXY_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+
+    /// How sessions share those threads: `shared`, one work-stealing runtime whose threads
+    /// take any session's work; `loops`, each thread an event loop of its own that keeps a
+    /// session from its login to its end (no wake-ups between threads for a query: faster
+    /// with few clients, slower with many on a machine whose cores are all busy).
+    #[arg(
+        long,
+        env = "LAGLESS_PROXY_SCHEDULER",
+        value_enum,
+        default_value = "shared"
+    )]
+    pub scheduler: Scheduler,
+}
+
+/// How client sessions are spread over the proxy's threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheduler {
+    Loops,
+    Shared,
 }
 
 /// A feature switch.
@@ -365,6 +382,9 @@ pub struct Config {
     /// A read that needs the primary's head runs on the primary when its statement costs at
     /// most this many head reads (0: never). Needs the digests, which learn the costs.
     pub cheap_reads_on_primary: f64,
+    /// Sessions run on this many event loops of their own (see `server::loops`); 0: on the
+    /// runtime the proxy is run on.
+    pub session_loops: usize,
 }
 
 impl Config {
@@ -409,6 +429,7 @@ impl Config {
             read_only_on_replicas: true,
             optimistic_transactions: true,
             cheap_reads_on_primary: 2.0,
+            session_loops: 0,
         }
     }
 
@@ -535,6 +556,10 @@ impl TryFrom<Args> for Config {
         c.read_only_on_replicas = a.read_only_transactions == ReadOnlyTransactions::Replica;
         c.optimistic_transactions = a.optimistic_transactions == Switch::On;
         c.cheap_reads_on_primary = a.cheap_reads_on_primary;
+        c.session_loops = match a.scheduler {
+            Scheduler::Loops => threads(a.worker_threads),
+            Scheduler::Shared => 0,
+        };
         c.digests = DigestConfig {
             enabled: a.digests == Switch::On,
             capacity: a.digest_limit,
@@ -543,5 +568,13 @@ impl TryFrom<Args> for Config {
         };
         c.validate()?;
         Ok(c)
+    }
+}
+
+/// `workers` threads, 0 meaning one per core.
+pub fn threads(workers: usize) -> usize {
+    match workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy process: start-up, the accept loop, background tasks and graceful shutdown.
 
 mod control;
+pub mod loops;
 mod pool;
 
 pub use control::ControlPlane;
@@ -37,6 +38,8 @@ pub struct Proxy {
     shutdown_tx: watch::Sender<bool>,
     _watcher: TopologyWatcher,
     control: ControlPlane,
+    /// Where sessions run: these event loops, or (`None`) the runtime `run` is called on.
+    loops: Option<loops::Loops>,
 }
 
 /// Why the proxy could not start.
@@ -50,7 +53,7 @@ pub enum StartError {
     Pool(String),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
-    #[error("cannot start the control plane's thread: {0}")]
+    #[error("cannot start the control plane's or an event loop's thread: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -89,6 +92,10 @@ impl Proxy {
         }
         .on_reload(move |o| observer_metrics.topology_reload(o.as_str()));
         let control = ControlPlane::start().map_err(StartError::Runtime)?;
+        let loops = match config.session_loops {
+            0 => None,
+            n => Some(loops::Loops::start(n).map_err(StartError::Runtime)?),
+        };
         let path = config.topology.clone();
         let (watcher, topology_rx) = control
             .run(async move { TopologyWatcher::start_with(&path, options).await })
@@ -174,6 +181,7 @@ impl Proxy {
             shutdown_tx,
             _watcher: watcher,
             control,
+            loops,
         })
     }
 
@@ -243,7 +251,7 @@ impl Proxy {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, peer)) => spawn_session(&shared, tcp, peer),
+                    Ok((tcp, peer)) => spawn_session(&shared, self.loops.as_ref(), tcp, peer),
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -284,38 +292,69 @@ pub(crate) fn cluster_tasks(
     ]
 }
 
-fn spawn_session(shared: &Arc<ProxyState>, tcp: TcpStream, peer: std::net::SocketAddr) {
+fn spawn_session(
+    shared: &Arc<ProxyState>,
+    loops: Option<&loops::Loops>,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+) {
     let _ = tcp.set_nodelay(true);
     let shared = shared.clone();
     let open = shared.open_sessions.fetch_add(1, Ordering::Relaxed) + 1;
-    tokio::spawn(async move {
-        let _guard = shared.metrics.client_connected();
-        let _count = SessionCount(shared.clone());
-        if open > shared.config.max_client_connections {
-            refuse_too_many(tcp).await;
-            shared.metrics.client_connection_error("too_many");
+    let count = SessionCount(shared.clone());
+    let Some(loops) = loops else {
+        tokio::spawn(serve_client(shared, count, open, tcp, peer));
+        return;
+    };
+    // Out of this reactor, into the chosen loop's on its first poll.
+    let tcp = match tcp.into_std() {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot hand the connection to an event loop");
             return;
         }
-        let id = shared.next_connection_id();
-        let Some(unauthenticated) = shared.admission.unauthenticated(peer.ip()) else {
-            refuse_too_many(tcp).await;
-            shared.metrics.client_connection_error("too_many_from_host");
-            tracing::debug!(%peer, "too many unauthenticated connections from this address");
-            return;
-        };
-        let logged_in = login::login(tcp, &shared, id, peer.ip()).await;
-        drop(unauthenticated);
-        match logged_in {
-            Ok((stream, login)) => {
-                tracing::debug!(id, user = %login.user, %peer, tls = login.tls, "client logged in");
-                Session::new(shared.clone(), stream, login, id).run().await;
-            }
-            Err(e) => {
-                shared.metrics.client_connection_error(e.reason());
-                tracing::debug!(id, %peer, error = %e, "login failed");
-            }
+    };
+    loops.spawn(async move {
+        match TcpStream::from_std(tcp) {
+            Ok(tcp) => serve_client(shared, count, open, tcp, peer).await,
+            Err(e) => tracing::warn!(%peer, error = %e, "an event loop cannot take the connection"),
         }
     });
+}
+
+/// One client connection, from the refusal of one too many to the end of its session.
+async fn serve_client(
+    shared: Arc<ProxyState>,
+    _count: SessionCount,
+    open: usize,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let _guard = shared.metrics.client_connected();
+    if open > shared.config.max_client_connections {
+        refuse_too_many(tcp).await;
+        shared.metrics.client_connection_error("too_many");
+        return;
+    }
+    let id = shared.next_connection_id();
+    let Some(unauthenticated) = shared.admission.unauthenticated(peer.ip()) else {
+        refuse_too_many(tcp).await;
+        shared.metrics.client_connection_error("too_many_from_host");
+        tracing::debug!(%peer, "too many unauthenticated connections from this address");
+        return;
+    };
+    let logged_in = login::login(tcp, &shared, id, peer.ip()).await;
+    drop(unauthenticated);
+    match logged_in {
+        Ok((stream, login)) => {
+            tracing::debug!(id, user = %login.user, %peer, tls = login.tls, "client logged in");
+            Session::new(shared.clone(), stream, login, id).run().await;
+        }
+        Err(e) => {
+            shared.metrics.client_connection_error(e.reason());
+            tracing::debug!(id, %peer, error = %e, "login failed");
+        }
+    }
 }
 
 struct SessionCount(Arc<ProxyState>);

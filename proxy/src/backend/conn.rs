@@ -90,6 +90,9 @@ pub struct BackendConn {
     pub state_sig: u64,
     /// Statements prepared on this connection, by text.
     pub prepared: super::stmt_cache::StmtCache,
+    /// The session event loop whose reactor its socket is registered in (`None`: not opened
+    /// on one); see `server::loops`.
+    pub event_loop: Option<usize>,
 }
 
 /// A backend connection before its login: greeting read, TLS started.
@@ -269,6 +272,7 @@ async fn logged_in(p: &ConnectParams, o: Opened) -> Result<BackendConn, BackendE
         client_tracks_gtids: false,
         state_sig: 0,
         prepared: super::stmt_cache::StmtCache::default(),
+        event_loop: crate::server::loops::current(),
     };
     conn.enable_gtid_tracking()
         .await

@@ -422,12 +422,20 @@ impl Pool {
         params: &ConnectParams,
     ) -> Result<PooledConn, AcquireError> {
         let key = PoolKey::of(params);
+        // A connection of another event loop serves this session only when no new one can be
+        // opened at once: its replies would wake that loop's thread, then this one, for as
+        // long as the session keeps it.
+        let here = crate::server::loops::current();
+        let any_loop = || here.is_none() || !self.has_free_place(&params.addr, &params.user);
         while let Some(Idle {
             mut conn,
             places,
             parked,
-        }) = self.take_idle(&key, params)
-        {
+        }) = self.take_idle(&key, params, here).or_else(|| {
+            any_loop()
+                .then(|| self.take_idle(&key, params, None))
+                .flatten()
+        }) {
             // A connection the server already closed (killed, restarted) is dropped without a
             // round trip.
             if conn.stream.closed_while_idle() {
@@ -495,15 +503,27 @@ impl Pool {
         }
     }
 
-    /// An idle connection for `key`: one parked with the session's state (and database)
-    /// first, else the most recently used. A session that logged in without a database gets
+    /// Whether a new connection to `addr` as `user` would find its places free now, with no
+    /// idle connection closed and no wait.
+    fn has_free_place(&self, addr: &str, user: &str) -> bool {
+        let free =
+            |l: &Limit| l.places.available_permits() > 0 && l.debt.load(Ordering::SeqCst) == 0;
+        free(&self.limit(addr)) && free(&self.user_limit(addr, user))
+    }
+
+    /// An idle connection for `key` (on the event loop `on`, when given): one parked with the
+    /// session's state first, then one in the session's database, else the most recently
+    /// used. A session that logged in without a database gets
     /// only one that has none — a server cannot leave its current database.
-    fn take_idle(&self, key: &PoolKey, params: &ConnectParams) -> Option<Idle> {
+    fn take_idle(&self, key: &PoolKey, params: &ConnectParams, on: Option<usize>) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
         list.retain(|i| i.conn.last_used.elapsed() < self.cfg.idle_timeout);
         let without_database = params.database.is_none();
-        let usable = |i: &Idle| !without_database || i.conn.database.is_none();
+        let usable = |i: &Idle| {
+            (!without_database || i.conn.database.is_none())
+                && on.is_none_or(|l| i.conn.event_loop == Some(l))
+        };
         let rank = |i: &Idle| {
             let same_state = i.parked && i.conn.state_sig == params.state_sig;
             let same_db = i.conn.database == params.database;

@@ -438,7 +438,18 @@ async fn accounts_the_proxy_cannot_verify_authenticate_with_the_primary() {
         o = o.prefer_socket(false);
         o
     };
-    let mut c = Conn::new(opts("relayed-pass")).await.unwrap();
+    // The server's ed25519 nonce is 32 random bytes, relayed as they are. mysql_common
+    // (`AuthSwitchRequest::plugin_data`) drops a last byte of 0 as if it ended a string, so
+    // this client signs the wrong nonce in one login of 256, through a proxy or not (the
+    // MariaDB C client takes all 32). A refusal three times running is the proxy's.
+    let mut refusals = Vec::new();
+    let mut c = loop {
+        match Conn::new(opts("relayed-pass")).await {
+            Ok(c) => break c,
+            Err(e) if refusals.len() < 2 => refusals.push(e.to_string()),
+            Err(e) => panic!("three relayed logins refused: {refusals:?}, {e}"),
+        }
+    };
     c.query_drop("INSERT INTO app.relayed VALUES (1)")
         .await
         .unwrap();

@@ -88,6 +88,8 @@ impl Harness {
         // statement would otherwise move to the primary once its cost is known. The tests of
         // that rule turn it back on.
         config.cheap_reads_on_primary = 0.0;
+        // Sessions on event loops of their own, as the program runs them.
+        config.session_loops = 2;
         tune(&mut config);
         let proxy = Proxy::bind(config).await.unwrap();
         let addr = proxy.local_addr().unwrap();
