@@ -12,7 +12,8 @@
 #    acknowledged row found once on the target, and the neighbour's p99 latency before and
 #    during the move.
 # 2. A tenant of BIG_MB megabytes is moved with no load; its time is reported (0 skips it).
-# COPY_RATE_MIB sets the copy's pace (`tenant move --copy-rate-mib`).
+# COPY_RATE_MIB sets the copy's pace (`tenant move --copy-rate-mib`), COPY_LATENCY_ALLOWANCE
+# the percent the target may slow down before the copy does (`--copy-latency-allowance`).
 # Needs: cargo, sysbench, python3 with PyMySQL, mariadb client. Prints a Markdown section for
 # bench/RESULTS.md; logs stay in the printed directory.
 set -euo pipefail
@@ -102,7 +103,7 @@ sleep 5
 "${SB[@]}" --time=10 run >"$OUT/nb-during.log" &
 nb_pid=$!
 T0=$(date +%s%N)
-tenant move mover --to "$TO" ${COPY_RATE_MIB:+--copy-rate-mib "$COPY_RATE_MIB"} >"$OUT/move.out" 2>"$OUT/move.err"
+tenant move mover --to "$TO" ${COPY_RATE_MIB:+--copy-rate-mib "$COPY_RATE_MIB"} ${COPY_LATENCY_ALLOWANCE:+--copy-latency-allowance "$COPY_LATENCY_ALLOWANCE"} >"$OUT/move.out" 2>"$OUT/move.err"
 T1=$(date +%s%N)
 wait "$nb_pid"
 wait "$writer_pid"

@@ -122,17 +122,26 @@ pub enum TenantCommand {
 }
 
 /// How fast a move's snapshot is loaded into the target.
-#[derive(Debug, Clone, Copy, clap::Args)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct CopyPace {
     /// MiB a second the snapshot is loaded into the target cluster at most, so that its other
     /// tenants keep their latency; 0: as fast as it goes.
     #[arg(long, default_value_t = crate::pool::moves::DEFAULT_COPY_RATE >> 20)]
     pub copy_rate_mib: u64,
+    /// The copy slows down (to 0.25 MiB/s at the least) while the target's primary answers
+    /// more than this many percent slower than before the copy began, and speeds up again
+    /// after; 0: a fixed pace.
+    #[arg(long, default_value_t = 0, value_name = "PERCENT")]
+    pub copy_latency_allowance: u32,
 }
 
 impl CopyPace {
-    fn bytes(self) -> u64 {
+    pub(crate) fn bytes(self) -> u64 {
         self.copy_rate_mib.saturating_mul(1 << 20)
+    }
+
+    pub(crate) fn allowance(self) -> f64 {
+        f64::from(self.copy_latency_allowance) / 100.0
     }
 }
 
@@ -216,15 +225,12 @@ fn execute(args: TenantArgs) -> Result<String, TenantCliError> {
         let result = match &action {
             Action::Create(id) => pool.create(&directory, id).await,
             Action::Where(id) => pool.locate(&directory, id).await,
-            Action::Move(id, to, rate) => pool.move_tenant(&directory, id, to, *rate).await,
+            Action::Move(id, to, pace) => pool.move_tenant(&directory, id, to, *pace).await,
             Action::Rebalance {
                 limits,
                 apply,
-                copy_rate,
-            } => {
-                pool.rebalance(&directory, *limits, *apply, *copy_rate)
-                    .await
-            }
+                pace,
+            } => pool.rebalance(&directory, *limits, *apply, *pace).await,
             Action::List { cluster, format } => {
                 pool.list(&directory, cluster.as_deref(), *format).await
             }
@@ -268,12 +274,12 @@ pub fn proxy_opts(
 enum Action {
     Create(TenantId),
     Where(TenantId),
-    /// The tenant, the cluster it goes to, the copy's bytes a second.
-    Move(TenantId, String, u64),
+    /// The tenant, the cluster it goes to, the copy's pace.
+    Move(TenantId, String, CopyPace),
     Rebalance {
         limits: crate::pool::moves::rebalance::RebalanceLimits,
         apply: bool,
-        copy_rate: u64,
+        pace: CopyPace,
     },
     List {
         cluster: Option<String>,
@@ -288,9 +294,7 @@ impl Action {
         Ok(match command {
             TenantCommand::Create { id } => Action::Create(TenantId::parse(&id)?),
             TenantCommand::Where { id } => Action::Where(TenantId::parse(&id)?),
-            TenantCommand::Move { id, to, pace } => {
-                Action::Move(TenantId::parse(&id)?, to, pace.bytes())
-            }
+            TenantCommand::Move { id, to, pace } => Action::Move(TenantId::parse(&id)?, to, pace),
             TenantCommand::Rebalance {
                 margin,
                 max_moves,
@@ -305,7 +309,7 @@ impl Action {
                 Action::Rebalance {
                     limits: crate::pool::moves::rebalance::RebalanceLimits { margin, max_moves },
                     apply,
-                    copy_rate: pace.bytes(),
+                    pace,
                 }
             }
             TenantCommand::List { cluster, output } => Action::List {

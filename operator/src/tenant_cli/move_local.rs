@@ -58,7 +58,7 @@ impl LocalPool {
         directory: &Directory,
         id: &TenantId,
         to: &str,
-        copy_rate: u64,
+        pace: super::CopyPace,
     ) -> Result<String, TenantCliError> {
         check_cluster(&self.document, to)?;
         if self.ca.is_some() {
@@ -103,7 +103,8 @@ impl LocalPool {
             }
         };
         let mut cx = self.move_context(id, &record).await?;
-        cx.limits.copy_rate = copy_rate;
+        cx.limits.copy_rate = pace.bytes();
+        cx.limits.latency_allowance = pace.allowance();
         let mut last = None;
         let mut save = |r: &MoveRecord| {
             if last != Some(r.phase) {
@@ -212,7 +213,7 @@ impl LocalPool {
         directory: &Directory,
         limits: RebalanceLimits,
         apply: bool,
-        copy_rate: u64,
+        pace: super::CopyPace,
     ) -> Result<String, TenantCliError> {
         let naming = self.document.naming();
         let mut loads = directory.clusters().await?;
@@ -293,11 +294,7 @@ impl LocalPool {
         }
         if apply {
             for m in &moves {
-                out.push_str(
-                    &self
-                        .move_tenant(directory, &m.tenant, &m.to, copy_rate)
-                        .await?,
-                );
+                out.push_str(&self.move_tenant(directory, &m.tenant, &m.to, pace).await?);
             }
         }
         Ok(out)

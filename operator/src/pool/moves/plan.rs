@@ -151,6 +151,9 @@ pub struct MoveLimits {
     /// Bytes a second the snapshot is loaded into the target at most (0: no limit), so that
     /// the target's other tenants keep their latency.
     pub copy_rate: u64,
+    /// How far above its pre-copy round trip the target's primary may answer before the copy
+    /// slows down, as a fraction (0: the copy keeps to `copy_rate`); see [`super::pace`].
+    pub latency_allowance: f64,
 }
 
 impl Default for MoveLimits {
@@ -161,6 +164,7 @@ impl Default for MoveLimits {
             max_frozen: Duration::from_secs(5),
             catch_up_timeout: Duration::from_secs(600),
             copy_rate: DEFAULT_COPY_RATE,
+            latency_allowance: DEFAULT_LATENCY_ALLOWANCE,
         }
     }
 }
@@ -168,14 +172,10 @@ impl Default for MoveLimits {
 /// The copy's default pace: 16 MiB/s (measured in bench/RESULTS.md).
 pub const DEFAULT_COPY_RATE: u64 = 16 << 20;
 
-/// How long a copy that has sent `sent` bytes `elapsed` after it began waits to keep to
-/// `rate` bytes a second (0: no limit).
-pub fn copy_delay(rate: u64, sent: u64, elapsed: Duration) -> Duration {
-    if rate == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_secs_f64(sent as f64 / rate as f64).saturating_sub(elapsed)
-}
+/// A fixed pace by default: the copy's own statements slow the target's answers, so on a
+/// small machine a pace that follows them stays near its floor even with no neighbour to
+/// protect (bench/RESULTS.md).
+pub const DEFAULT_LATENCY_ALLOWANCE: f64 = 0.0;
 
 /// A statement that sums a table's rows the same way on any server: the row count and the
 /// sum of each row's CRC32, so the order rows are read in does not matter. NULL is told from
@@ -398,22 +398,6 @@ mod tests {
         assert_eq!(reached(("bin.000002", 4), ("bin.000001", 900)), Greater);
         assert_eq!(reached(("bin.000001", 900), ("bin.000001", 900)), Equal);
         assert_eq!(reached(("bin.000001", 899), ("bin.000001", 900)), Less);
-    }
-
-    #[test]
-    fn the_copy_keeps_to_its_rate() {
-        let mib = 1 << 20;
-        // 8 MiB at 16 MiB/s are due at 500 ms: 200 ms in, the copy waits 300 ms.
-        assert_eq!(
-            copy_delay(16 * mib, 8 * mib, Duration::from_millis(200)),
-            Duration::from_millis(500) - Duration::from_millis(200)
-        );
-        // Behind its schedule it does not wait, nor without a limit.
-        assert_eq!(
-            copy_delay(16 * mib, 8 * mib, Duration::from_secs(1)),
-            Duration::ZERO
-        );
-        assert_eq!(copy_delay(0, 8 * mib, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

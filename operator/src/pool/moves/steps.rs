@@ -12,6 +12,7 @@ use mysql_async::{Conn, Opts, Row};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+use super::pace::Pace;
 use super::plan::{self, MoveLimits};
 use crate::orchestrate::act::sql_quote;
 
@@ -21,6 +22,8 @@ const PACE_STEP: u64 = 64 << 10;
 const REPLICA_STEP: u64 = 128 << 10;
 /// The longest one wait for the target's replicas; past it the copy goes on (and says so).
 const REPLICA_WAIT: Duration = Duration::from_secs(2);
+/// Round trips to the target's primary measured before the copy, for the pace to follow.
+const BASELINE_SAMPLES: usize = 9;
 
 /// A server the mover reaches, with the account it uses there.
 #[derive(Debug, Clone)]
@@ -316,6 +319,17 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     let (mut gtid, mut binlog) = (None, None);
     let (began, mut sent, mut paced, mut synced) = (Instant::now(), 0u64, 0u64, 0u64);
     let mut replicas = ReplicaPace::connect(cx).await;
+    let mut pace = Pace::new(cx.limits.copy_rate, cx.limits.latency_allowance);
+    if pace.follows() {
+        let mut samples = Vec::with_capacity(BASELINE_SAMPLES);
+        for _ in 0..BASELINE_SAMPLES {
+            let asked = Instant::now();
+            first::<i64>(&mut guard, "SELECT @@read_only").await?;
+            samples.push(asked.elapsed());
+        }
+        pace.set_baseline(&mut samples);
+    }
+    let (mut slowest, mut fastest) = (pace.rate(), pace.rate());
     while let Some(line) = lines
         .next_line()
         .await
@@ -336,7 +350,12 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
         sent += line.len() as u64 + 1;
         if sent - synced >= REPLICA_STEP {
             synced = sent;
+            let asked = Instant::now();
             let read_only: Option<i64> = first(&mut guard, "SELECT @@read_only").await?;
+            // The round trip the target's other tenants see now, the copy's included.
+            pace.observe(asked.elapsed());
+            slowest = slowest.min(pace.rate());
+            fastest = fastest.max(pace.rate());
             if read_only != Some(0) {
                 return Err(format!(
                     "the target's primary {}:{} turned read-only during the copy",
@@ -346,8 +365,8 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
             replicas.wait(cx).await;
         }
         if sent - paced >= PACE_STEP {
+            let wait = pace.delay(sent - paced, began.elapsed());
             paced = sent;
-            let wait = plan::copy_delay(cx.limits.copy_rate, sent, began.elapsed());
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
@@ -359,6 +378,8 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
         bytes = sent,
         ms = began.elapsed().as_millis() as u64,
         replicas_waited_ms = replicas.waited.as_millis() as u64,
+        slowest_rate = slowest,
+        fastest_rate = fastest,
         "snapshot loaded into the target"
     );
     let dumped = dump
