@@ -64,9 +64,9 @@ start_proxy primary "$PROXY" alone strict $((P0 + 1000))
 start_proxy eventual "$PROXY" three eventual $((P0 + 1010))
 start_proxy strict "$PROXY" three strict $((P0 + 1020))
 start_proxy strict-replicas "$PROXY" three strict $((P0 + 1060)) --cheap-reads-on-primary 0
-start_proxy primary-loops "$PROXY" alone strict $((P0 + 1100)) --scheduler loops
-start_proxy eventual-loops "$PROXY" three eventual $((P0 + 1110)) --scheduler loops
-start_proxy strict-loops "$PROXY" three strict $((P0 + 1120)) --scheduler loops
+start_proxy primary-loops "$PROXY" alone strict $((P0 + 1130)) --scheduler loops
+start_proxy eventual-loops "$PROXY" three eventual $((P0 + 1140)) --scheduler loops
+start_proxy strict-loops "$PROXY" three strict $((P0 + 1150)) --scheduler loops
 start_proxy primary-1t "$PROXY" alone strict $((P0 + 1070)) --worker-threads 1
 start_proxy eventual-1t "$PROXY" three eventual $((P0 + 1080)) --worker-threads 1
 start_proxy strict-1t "$PROXY" three strict $((P0 + 1090)) --worker-threads 1

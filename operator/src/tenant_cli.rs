@@ -126,11 +126,15 @@ pub enum TenantCommand {
 pub struct CopyPace {
     /// MiB a second the snapshot is loaded into the target cluster at most, so that its other
     /// tenants keep their latency; 0: as fast as it goes.
-    #[arg(long, default_value_t = crate::pool::moves::DEFAULT_COPY_RATE >> 20)]
+    #[arg(
+        long,
+        default_value_t = crate::pool::moves::DEFAULT_COPY_RATE >> 20,
+        value_parser = clap::value_parser!(u64).range(0..=10240)
+    )]
     pub copy_rate_mib: u64,
     /// The copy slows down (to 0.25 MiB/s at the least) while the target's primary answers
     /// more than this many percent slower than before the copy began, and speeds up again
-    /// after; 0: a fixed pace.
+    /// after; 0: a fixed pace. Needs a `--copy-rate-mib` above 0, the pace it starts from.
     #[arg(long, default_value_t = 0, value_name = "PERCENT")]
     pub copy_latency_allowance: u32,
 }

@@ -125,11 +125,15 @@ fn a_pool_moves_a_tenant_by_itself_until_its_clusters_are_even() {
         "tenant {small} moved by the rebalancer after {:.1} s",
         began.elapsed().as_secs_f64()
     );
-    // The directory flips before the source copy is cleaned up: the record ends after it.
+    // The directory flips inside the fenced step; the channel and the source's copy are
+    // removed after it, and only then does the record end.
     wait_until(
         "the move to end after its cleanup",
         Duration::from_secs(60),
-        || pool.status()["moves"][0]["phase"] != "cleaning",
+        || {
+            let phase = pool.status()["moves"][0]["phase"].clone();
+            phase == "done" || phase == "aborted"
+        },
     );
     let status = pool.status();
     let moves = status["moves"].as_array().cloned().unwrap_or_default();

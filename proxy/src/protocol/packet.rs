@@ -119,6 +119,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
         if self.rbuf.is_empty() && self.fill().await? == 0 {
             return Err(PacketError::Closed);
         }
+        // Usually the whole packet came with its first bytes: no timer is armed for it (a
+        // timer costs a clock read and the runtime's shared handle on every packet).
+        if let Some(packet) = self.take_buffered()? {
+            return Ok(packet);
+        }
         let timeout = self.packet_timeout;
         tokio::time::timeout(timeout, self.read_rest())
             .await
@@ -126,31 +131,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
     }
 
     async fn read_rest(&mut self) -> Result<RawPacket, PacketError> {
-        while self.rbuf.len() < 4 {
+        loop {
+            if let Some(packet) = self.take_buffered()? {
+                return Ok(packet);
+            }
+            if self.rbuf.len() >= 4 {
+                let want = 4 + self.buffered_len();
+                if self.rbuf.capacity() < want {
+                    self.rbuf.reserve(want - self.rbuf.len());
+                }
+            }
             if self.fill().await? == 0 {
                 return Err(PacketError::Truncated);
             }
         }
-        let len = usize::from(self.rbuf[0])
-            | usize::from(self.rbuf[1]) << 8
-            | usize::from(self.rbuf[2]) << 16;
-        let seq = self.rbuf[3];
-        // Refused at the header, so a short limit (login) also bounds what is buffered.
+    }
+
+    /// The payload length in the buffered header (at least 4 bytes buffered).
+    fn buffered_len(&self) -> usize {
+        usize::from(self.rbuf[0]) | usize::from(self.rbuf[1]) << 8 | usize::from(self.rbuf[2]) << 16
+    }
+
+    /// The next packet if it is whole in the buffer. A header announcing more than
+    /// `max_logical` is refused as soon as it is read, so a short limit (login) also bounds
+    /// what is buffered.
+    fn take_buffered(&mut self) -> Result<Option<RawPacket>, PacketError> {
+        if self.rbuf.len() < 4 {
+            return Ok(None);
+        }
+        let len = self.buffered_len();
         if len > self.max_logical {
             return Err(PacketError::TooLarge(len));
         }
-        if self.rbuf.capacity() < 4 + len {
-            self.rbuf.reserve(4 + len - self.rbuf.len());
+        if self.rbuf.len() < 4 + len {
+            return Ok(None);
         }
-        while self.rbuf.len() < 4 + len {
-            if self.fill().await? == 0 {
-                return Err(PacketError::Truncated);
-            }
-        }
+        let seq = self.rbuf[3];
         self.rbuf.advance(4);
         self.last_seq = seq;
         let payload = self.rbuf.split_to(len).freeze();
-        Ok(RawPacket { seq, payload })
+        Ok(Some(RawPacket { seq, payload }))
     }
 
     async fn fill(&mut self) -> Result<usize, PacketError> {
@@ -279,6 +299,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), PacketError> {
+        use futures::FutureExt;
+        // A socket with room takes the bytes at once: then no timer is armed (see `read_raw`).
+        // A write that is not ready wrote nothing, so the timed write below starts over.
+        if !self.wbuf.is_empty()
+            && let Some(written) = self.io.write(&self.wbuf).now_or_never()
+        {
+            let n = written?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            self.wbuf.advance(n);
+        }
+        if self.wbuf.is_empty()
+            && let Some(flushed) = self.io.flush().now_or_never()
+        {
+            return Ok(flushed?);
+        }
         let write = async {
             if !self.wbuf.is_empty() {
                 self.io.write_all(&self.wbuf).await?;

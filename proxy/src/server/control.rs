@@ -12,6 +12,39 @@ use std::future::Future;
 use tokio::runtime::{EnterGuard, Handle};
 use tokio::sync::oneshot;
 
+/// Starts a thread named `name` that runs `on_start`, then a single-threaded runtime until the
+/// returned sender is dropped. The runtime is built and dropped on that thread only: a runtime
+/// dropped inside another's context (a thread that failed to start, on the caller's runtime)
+/// would panic.
+pub(super) fn runtime_thread(
+    name: String,
+    on_start: impl FnOnce() + Send + 'static,
+) -> std::io::Result<(Handle, oneshot::Sender<()>)> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (started, handle) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new().name(name).spawn(move || {
+        on_start();
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = started.send(Err(e));
+                return;
+            }
+        };
+        let _ = started.send(Ok(runtime.handle().clone()));
+        // Runs the tasks until the sender is dropped; the runtime, and every task still on it,
+        // is dropped here on its own thread.
+        let _ = runtime.block_on(stopped);
+    })?;
+    let handle = handle
+        .recv()
+        .map_err(|_| std::io::Error::other("the runtime's thread ended before it started"))??;
+    Ok((handle, stop))
+}
+
 /// The control plane's runtime; dropping this stops it and every task on it.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -21,18 +54,7 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub fn start() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("lagless-control".into())
-            .spawn(move || {
-                // Ends when the sender is dropped; the runtime, and with it every control
-                // task, is dropped here on its own thread.
-                let _ = runtime.block_on(stopped);
-            })?;
+        let (handle, stop) = runtime_thread("lagless-control".into(), || {})?;
         Ok(Self {
             handle,
             _stop: stop,

@@ -1,9 +1,10 @@
-//! Session event loops: each a single-threaded runtime on a thread of its own, as HAProxy's
-//! threads are. A client session is handed to one loop when it is accepted and stays there for
-//! life, with its client and backend sockets registered in that loop's reactor: a query's
-//! receive, forward and reply wake no other thread. On a work-stealing runtime every idle
-//! worker is woken to look for work and sessions migrate between CPUs, which on a small
-//! machine costs more than the proxy's own work (bench/RESULTS.md).
+//! Session event loops (`--scheduler loops`): each a single-threaded runtime on a thread of its
+//! own, as HAProxy's threads are. A client session is handed to one loop when it is accepted
+//! and stays there for life, with its client and backend sockets registered in that loop's
+//! reactor: forwarding a query and its reply wakes no other thread (a strict read's head read
+//! still does, on the runtime the proxy started on). A thread the kernel preempts stalls its
+//! sessions, where a work-stealing runtime would move them: which is faster depends on the
+//! machine (bench/RESULTS.md).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -53,18 +54,9 @@ impl Loops {
         let count = count.max(1);
         let (mut loops, mut stops) = (Vec::with_capacity(count), Vec::with_capacity(count));
         for i in 0..count {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = runtime.handle().clone();
-            let (stop, stopped) = oneshot::channel::<()>();
-            std::thread::Builder::new()
-                .name(format!("lagless-loop-{i}"))
-                .spawn(move || {
+            let (handle, stop) =
+                super::control::runtime_thread(format!("lagless-loop-{i}"), move || {
                     LOOP.with(|l| l.set(Some(i)));
-                    // Runs the loop's tasks until the sender is dropped; the runtime, and every
-                    // session still on it, is dropped here on its own thread.
-                    let _ = runtime.block_on(stopped);
                 })?;
             loops.push(Loop {
                 handle,
@@ -115,7 +107,9 @@ impl Loops {
 /// `start` so that sessions that end at once do not all land on the first loop.
 pub fn least_busy(counts: &[usize], start: usize) -> Option<usize> {
     let n = counts.len();
-    (0..n).map(|k| (start + k) % n).min_by_key(|&i| counts[i])
+    (0..n)
+        .map(|k| (start % n + k) % n)
+        .min_by_key(|&i| counts[i])
 }
 
 #[cfg(test)]

@@ -208,13 +208,19 @@ impl Session {
         let mut armed = Instant::now() + self.idle_limit();
         let idle_timer = tokio::time::sleep_until(armed.into());
         tokio::pin!(idle_timer);
+        // The kill and shutdown waits, too, live as long as the session: made anew for each
+        // command they would take the shared waiter lists' locks twice a statement.
+        let control = self.control.clone();
+        let killed = control.kill_signal.notified();
+        tokio::pin!(killed);
+        let shutting_down = proxy_state::wait_for_shutdown(&mut shutdown);
+        tokio::pin!(shutting_down);
         'session: loop {
             // A shutdown lets open transactions finish; idle sessions close at once.
             let busy = self.state.in_transaction || self.state.replica_transaction.is_some();
             if self.control.is_killed() {
                 break;
             }
-            let control = self.control.clone();
             // The session's own SET wait_timeout, else the server's default, as a server
             // would honour them.
             let idle = self.idle_limit();
@@ -242,11 +248,11 @@ impl Session {
                         armed = due;
                         idle_timer.as_mut().reset(armed.into());
                     }
-                    () = control.kill_signal.notified() => {
+                    () = &mut killed => {
                         tracing::debug!(id = self.id, "session killed");
                         break 'session;
                     }
-                    () = proxy_state::wait_for_shutdown(&mut shutdown), if !busy => {
+                    () = &mut shutting_down, if !busy => {
                         tracing::debug!(id = self.id, "closing idle session for shutdown");
                         break 'session;
                     }

@@ -88,8 +88,9 @@ impl Harness {
         // statement would otherwise move to the primary once its cost is known. The tests of
         // that rule turn it back on.
         config.cheap_reads_on_primary = 0.0;
-        // Sessions on event loops of their own, as the program runs them.
-        config.session_loops = 2;
+        // Both schedulers, each for half of the tests, fixed per test by its name: the
+        // default work-stealing runtime, and `--scheduler loops` with two event loops.
+        config.session_loops = loops_for_this_test();
         tune(&mut config);
         let proxy = Proxy::bind(config).await.unwrap();
         let addr = proxy.local_addr().unwrap();
@@ -353,4 +354,25 @@ pub async fn raw_login(port: u16, caps: u32, ext_caps: u32) -> (Raw, Greeting, u
     let (_, ok) = s.read_logical().await.unwrap();
     assert_eq!(ok.first(), Some(&header::OK), "login failed: {ok:?}");
     (s, g, caps)
+}
+
+/// Event loops for the calling test (2 for half of the tests, by a hash of the test's name,
+/// which libtest gives its thread; 0, the default scheduler, for the others).
+fn loops_for_this_test() -> usize {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    std::thread::current()
+        .name()
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    let loops = if hasher.finish() % 2 == 1 { 2 } else { 0 };
+    eprintln!(
+        "sessions on {}",
+        if loops > 0 {
+            "2 event loops"
+        } else {
+            "the work-stealing runtime"
+        }
+    );
+    loops
 }

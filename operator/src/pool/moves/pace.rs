@@ -77,7 +77,7 @@ impl Pace {
         self.rate = if smoothed > baseline.mul_f64(1.0 + self.allowance) {
             (self.rate / 2).max(MIN_COPY_RATE).min(self.max)
         } else {
-            (self.rate + self.max / 16).min(self.max)
+            self.rate.saturating_add(self.max / 16).min(self.max)
         };
     }
 
