@@ -9,6 +9,7 @@ pub mod config;
 pub mod digest;
 pub use lagless_core::gtid;
 pub mod limits;
+pub mod loop_id;
 pub mod metrics;
 pub mod protocol;
 pub mod route;

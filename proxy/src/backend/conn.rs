@@ -272,7 +272,7 @@ async fn logged_in(p: &ConnectParams, o: Opened) -> Result<BackendConn, BackendE
         client_tracks_gtids: false,
         state_sig: 0,
         prepared: super::stmt_cache::StmtCache::default(),
-        event_loop: crate::server::loops::current(),
+        event_loop: crate::loop_id::current(),
     };
     conn.enable_gtid_tracking()
         .await

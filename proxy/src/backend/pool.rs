@@ -425,7 +425,7 @@ impl Pool {
         // A connection of another event loop serves this session only when no new one can be
         // opened at once: its replies would wake that loop's thread, then this one, for as
         // long as the session keeps it.
-        let here = crate::server::loops::current();
+        let here = crate::loop_id::current();
         let any_loop = || here.is_none() || !self.has_free_place(&params.addr, &params.user);
         while let Some(Idle {
             mut conn,

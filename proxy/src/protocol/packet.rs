@@ -401,6 +401,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn packets_arriving_in_parts_and_several_at_once_are_read_whole() -> TestResult {
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut r = PacketStream::new(b);
+        // Two whole packets in one write: both come from the buffer, in order.
+        a.write_all(&[1, 0, 0, 0, b'a', 2, 0, 0, 1, b'b', b'c'])
+            .await?;
+        let (p1, p2) = (r.read_raw().await?, r.read_raw().await?);
+        assert_eq!((p1.seq, &p1.payload[..]), (0, &b"a"[..]));
+        assert_eq!((p2.seq, &p2.payload[..]), (1, &b"bc"[..]));
+        // A header alone, then its payload later: read through the timed path.
+        let reader = tokio::spawn(async move { r.read_raw().await });
+        a.write_all(&[3, 0, 0, 2, b'x']).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a.write_all(b"yz").await?;
+        let p3 = reader.await??;
+        assert_eq!((p3.seq, &p3.payload[..]), (2, &b"xyz"[..]));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_larger_than_the_socket_takes_at_once_is_finished_in_order() -> TestResult {
+        // Room for 16 bytes: the first write takes part of the packet, the rest waits for the
+        // reader.
+        let (a, b) = tokio::io::duplex(16);
+        let mut w = PacketStream::new(a);
+        let mut r = PacketStream::new(b);
+        let payload: Vec<u8> = (0..200u8).collect();
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            let mut seq = 0;
+            w.send(&mut seq, &sent).await?;
+            w.send(&mut seq, b"next").await?;
+            Ok::<_, PacketError>(w.pending_output())
+        });
+        let first = r.read_raw().await?;
+        let second = r.read_raw().await?;
+        assert_eq!(&first.payload[..], &payload[..]);
+        assert_eq!((second.seq, &second.payload[..]), (1, &b"next"[..]));
+        assert_eq!(writer.await??, 0, "nothing left queued");
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_stalled_packet_times_out() -> TestResult {
         let (mut a, b) = tokio::io::duplex(64);
         let mut r = PacketStream::new(b);

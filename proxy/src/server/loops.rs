@@ -6,23 +6,12 @@
 //! sessions, where a work-stealing runtime would move them: which is faster depends on the
 //! machine (bench/RESULTS.md).
 
-use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
-
-thread_local! {
-    /// The number of the loop this thread runs, if it runs one.
-    static LOOP: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-/// The event loop the calling thread runs (`None` off the loops).
-pub fn current() -> Option<usize> {
-    LOOP.with(Cell::get)
-}
 
 /// The loops, each with the number of sessions it carries; dropping this stops every loop and
 /// the sessions on it.
@@ -56,7 +45,7 @@ impl Loops {
         for i in 0..count {
             let (handle, stop) =
                 super::control::runtime_thread(format!("lagless-loop-{i}"), move || {
-                    LOOP.with(|l| l.set(Some(i)));
+                    crate::loop_id::set(i);
                 })?;
             loops.push(Loop {
                 handle,
@@ -115,6 +104,7 @@ pub fn least_busy(counts: &[usize], start: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loop_id::current;
 
     #[test]
     fn the_least_busy_loop_takes_the_session_ties_in_turn() {
