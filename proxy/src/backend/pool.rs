@@ -426,13 +426,13 @@ impl Pool {
         // opened at once: its replies would wake that loop's thread, then this one, for as
         // long as the session keeps it.
         let here = crate::loop_id::current();
-        let any_loop = || here.is_none() || !self.has_free_place(&params.addr, &params.user);
+        let other_loops = || here.is_some() && !self.has_free_place(&params.addr, &params.user);
         while let Some(Idle {
             mut conn,
             places,
             parked,
         }) = self.take_idle(&key, params, here).or_else(|| {
-            any_loop()
+            other_loops()
                 .then(|| self.take_idle(&key, params, None))
                 .flatten()
         }) {
@@ -513,8 +513,8 @@ impl Pool {
 
     /// An idle connection for `key` (on the event loop `on`, when given): one parked with the
     /// session's state first, then one in the session's database, else the most recently
-    /// used. A session that logged in without a database gets
-    /// only one that has none — a server cannot leave its current database.
+    /// used. A session that logged in without a database gets only one that has none — a
+    /// server cannot leave its current database.
     fn take_idle(&self, key: &PoolKey, params: &ConnectParams, on: Option<usize>) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
