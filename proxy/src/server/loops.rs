@@ -60,14 +60,6 @@ impl Loops {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.loops.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.loops.is_empty()
-    }
-
     /// Runs `session` on the loop with the fewest sessions. An async block starts running
     /// there, so the sockets it makes from standard ones register in that loop's reactor.
     pub fn spawn<Fut>(&self, session: Fut)
