@@ -8,9 +8,12 @@ pub mod pace;
 pub mod plan;
 pub mod rebalance;
 pub mod run;
+pub mod snapshot;
+pub mod sql;
 pub mod steps;
 pub mod verify;
 
 pub use plan::{DEFAULT_COPY_RATE, MoveLimits, MoveRecord, Phase};
 pub use run::run_move;
-pub use steps::{Endpoint, MoveContext};
+pub use sql::Endpoint;
+pub use steps::MoveContext;

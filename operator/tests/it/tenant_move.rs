@@ -31,7 +31,7 @@ pub(crate) struct Fleet {
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
-fn topology(name: &str, cluster: &Cluster) -> Topology {
+pub(crate) fn topology(name: &str, cluster: &Cluster) -> Topology {
     let member = |m: &lagless_testkit::Member| {
         Member::new(format!("{name}-{}", m.index()), "127.0.0.1", m.port())
     };
@@ -125,6 +125,11 @@ impl Fleet {
     /// Another proxy in front of the pool: its port, and the handle that stops it.
     pub(crate) async fn start_proxy(&self) -> (u16, tokio::sync::watch::Sender<bool>) {
         start_proxy(self._dir.path()).await
+    }
+
+    /// The directory's cluster.
+    pub(crate) fn directory_cluster(&self) -> &Cluster {
+        &self.directory
     }
 
     /// Where the pool's documents are (see [`start_proxy`]).
@@ -250,12 +255,58 @@ struct Seen {
     reads: u32,
 }
 
+/// A table of every kind of value a copy must carry exactly (made on the source's primary).
+const KINDS: &str = r#"SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', time_zone = '+03:00';
+CREATE TABLE t_mover.kinds (id INT AUTO_INCREMENT PRIMARY KEY, b BLOB, bin BINARY(4),
+  l VARCHAR(10) CHARACTER SET latin1, u VARCHAR(10) CHARACTER SET utf8mb4, bits BIT(5),
+  d DECIMAL(20,6), f DOUBLE, g FLOAT, dt DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(2),
+  j JSON, e ENUM('a','b'), s SET('x','y'), p POINT, twice INT AS (id * 2) VIRTUAL,
+  hidden INT INVISIBLE DEFAULT 7) CHARACTER SET utf8mb4;
+INSERT INTO t_mover.kinds (id, b, bin, l, u, bits, d, f, g, dt, ts, tm, j, e, s, p, hidden)
+VALUES (0, X'00275C0A0D1A22FF', X'61000000', X'E9', '😀 \\\'"', b'10101',
+  -12345678901234.123456, 0.1e0 + 0.2e0, 3.4028234e38, '0000-00-00 00:00:00',
+  '2024-02-29 23:30:00.125', '-838:59:58.5', '{"k": [1, "é"]}', 'b', 'x,y',
+  POINT(1.5, -2), 11),
+  (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL)"#;
+
+/// Every stored byte of `t_mover.kinds` on `member`, read the same way everywhere (a FLOAT
+/// or DOUBLE by its exact decimal expansion, a TIMESTAMP as seconds since the epoch).
+async fn kinds(member: &lagless_testkit::Member) -> Vec<Vec<Option<String>>> {
+    member
+        .query(
+            "SELECT id, HEX(b), HEX(bin), HEX(l), HEX(u), bits + 0, d, \
+             CAST(f AS DECIMAL(65, 30)), CAST(g AS DECIMAL(65, 0)), dt, UNIX_TIMESTAMP(ts), \
+             tm, HEX(j), e, s, HEX(p), twice, hidden FROM t_mover.kinds ORDER BY id",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| {
+                    row.get::<Option<Vec<u8>>, _>(i)
+                        .flatten()
+                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_moves_while_written_and_loses_nothing() {
     crate::orchestrate::init_logging();
     let fleet = Fleet::start().await;
     let from = fleet.tenant("mover", 20_000).await;
     let to = 1 - from;
+    // Values a copy must carry byte for byte: bytes no character set holds, other character
+    // sets, bits, exact floating point, a 0 in an auto-increment column, zero dates, UTC
+    // instants, generated and invisible columns, and NULLs.
+    let source_primary = fleet.clusters[from].primary();
+    source_primary.exec(KINDS).await.unwrap();
+    let kinds_before = kinds(source_primary).await;
+    assert_eq!(kinds_before.len(), 2, "{kinds_before:?}");
 
     // One writer at about 200 writes/s through the proxy, and a strict reader through
     // another session that must always see the writer's last acknowledged row.
@@ -405,6 +456,14 @@ async fn a_tenant_moves_while_written_and_loses_nothing() {
         assert!(
             !dbs.contains("t_mover") && !dbs.contains("lagless_moved_mover"),
             "{dbs:?}"
+        );
+    }
+    for member in target.members() {
+        assert_eq!(
+            kinds(member).await,
+            kinds_before,
+            "member {} of the target",
+            member.index()
         );
     }
     let route = fleet.book().lookup(&cx.tenant).await.unwrap().unwrap();

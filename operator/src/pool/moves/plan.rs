@@ -271,29 +271,6 @@ pub fn rename_sql(db: &str, into: &str, tables: &[String], wait: Option<Duration
     }
 }
 
-/// The GTID position in a `mariadb-dump --gtid --master-data=2` (or `--dump-slave=2`)
-/// header line: `-- SET GLOBAL gtid_slave_pos='0-1-5,1-11-40';`.
-pub fn dump_position(line: &str) -> Option<&str> {
-    let rest = line.trim().strip_prefix("-- SET GLOBAL gtid_slave_pos=")?;
-    let rest = rest.strip_prefix('\'')?;
-    rest.split_once('\'').map(|(pos, _)| pos)
-}
-
-/// The dumped server's binary-log coordinates in the same header:
-/// `-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=819;`.
-pub fn dump_coordinates(line: &str) -> Option<(String, u64)> {
-    let rest = line
-        .trim()
-        .strip_prefix("-- CHANGE MASTER TO MASTER_LOG_FILE='")?;
-    let (file, rest) = rest.split_once('\'')?;
-    let pos = rest
-        .strip_prefix(", MASTER_LOG_POS=")?
-        .trim_end_matches(';')
-        .parse()
-        .ok()?;
-    Some((file.to_string(), pos))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,22 +410,6 @@ mod tests {
         assert_eq!(
             rename_sql("lagless_moved_1", "t_1", &tables[..1], None),
             "RENAME TABLE `lagless_moved_1`.`a` TO `t_1`.`a`"
-        );
-    }
-
-    #[test]
-    fn the_dump_header_gives_the_position() {
-        assert_eq!(
-            dump_position("-- SET GLOBAL gtid_slave_pos='0-1-5,1-11-40';"),
-            Some("0-1-5,1-11-40")
-        );
-        assert_eq!(
-            dump_position("-- CHANGE MASTER TO MASTER_LOG_FILE='x'"),
-            None
-        );
-        assert_eq!(
-            dump_position("-- SET GLOBAL gtid_slave_pos='unterminated"),
-            None
         );
     }
 

@@ -1,19 +1,18 @@
-//! The SQL and processes of a tenant move, one function a step; [`super::run`] decides which
+//! The SQL of a tenant move, one function a step; [`super::run`] decides which
 //! runs when. Every step may be repeated after a restart.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use lagless_core::gtid::MariadbPosition;
 use lagless_directory::{Directory, Route, TenantId, TenantState};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, Row};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use mysql_async::{Conn, Row};
 
 use super::pace::Pace;
 use super::plan::{self, MoveLimits};
+use super::snapshot::{self, Snapshot};
+use super::sql::{Endpoint, STATEMENT_LIMIT, first, kill_connection, run, tables};
 use crate::orchestrate::act::sql_quote;
 
 /// How many bytes of the snapshot go to the target between two checks of its pace.
@@ -24,66 +23,6 @@ const REPLICA_STEP: u64 = 128 << 10;
 const REPLICA_WAIT: Duration = Duration::from_secs(2);
 /// Round trips to the target's primary measured before the copy, for the pace to follow.
 const BASELINE_SAMPLES: usize = 9;
-
-/// A server the mover reaches, with the account it uses there.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-}
-
-impl Endpoint {
-    fn opts(&self) -> Opts {
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname(self.host.clone())
-            .tcp_port(self.port)
-            .user(Some(self.user.clone()))
-            .pass(Some(self.password.clone()))
-            .prefer_socket(false)
-            .into()
-    }
-
-    pub async fn conn(&self) -> Result<Conn, String> {
-        tokio::time::timeout(Duration::from_secs(10), Conn::new(self.opts()))
-            .await
-            .map_err(|_| format!("{}:{}: no connection within 10 s", self.host, self.port))?
-            .map_err(|e| format!("{}:{}: {e}", self.host, self.port))
-    }
-
-    /// A connection to a server that must still be its cluster's primary. One that a failover
-    /// made a read-only replica would take the move's statements (the administrator passes
-    /// `read_only`) as errant transactions, and give an old head.
-    pub async fn primary_conn(&self) -> Result<Conn, String> {
-        let mut conn = self.conn().await?;
-        let state: Option<(i64, i64, Option<i64>)> = conn
-            .query_first(
-                "SELECT @@read_only, @@rpl_semi_sync_master_enabled, \
-                 (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-                  WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS')",
-            )
-            .await
-            .map_err(|e| format!("{}:{}: {e}", self.host, self.port))?;
-        let refusal = match state {
-            // With lossless semi-sync and no replica connected, every write would wait for an
-            // acknowledgement that cannot come: refused now rather than left waiting.
-            Some((0, 1, Some(0))) => {
-                Some("acknowledges no write: semi-sync is on and no replica is connected")
-            }
-            Some((0, _, _)) => None,
-            _ => Some(
-                "is read-only: not a writable primary (a failover or switchover, or the \
-                 cluster set read-only)",
-            ),
-        };
-        if let Some(why) = refusal {
-            let _ = conn.disconnect().await;
-            return Err(format!("{}:{} {why}", self.host, self.port));
-        }
-        Ok(conn)
-    }
-}
 
 /// Everything a move needs to know about the two clusters and the directory.
 pub struct MoveContext {
@@ -108,97 +47,8 @@ pub struct MoveContext {
     pub limits: MoveLimits,
 }
 
-/// How long one of the move's own statements (DDL, channel commands) may take. A cluster that
-/// can acknowledge no write (its only replica lost, semi-sync waiting) would hold the move
-/// forever; bounded, the step fails, the record says why, and the move goes on when run again.
-const STATEMENT_LIMIT: Duration = Duration::from_secs(30);
-
-pub(super) async fn run(conn: &mut Conn, sql: &str) -> Result<(), String> {
-    let shown = crate::orchestrate::redact::redact(sql);
-    match tokio::time::timeout(STATEMENT_LIMIT, conn.query_drop(sql)).await {
-        Ok(done) => done.map_err(|e| format!("{shown}: {e}")),
-        Err(_) => {
-            // Given up here, the statement would still wait there, holding its locks (a
-            // re-seed's backup of that server waits for it): it is ended.
-            kill_connection(conn).await;
-            Err(format!(
-                "{shown}: no answer within {} s (can the cluster acknowledge writes?)",
-                STATEMENT_LIMIT.as_secs()
-            ))
-        }
-    }
-}
-
-/// Ends `conn`'s session on its server, from a connection of its own; best effort.
-async fn kill_connection(conn: &Conn) {
-    let id = conn.id();
-    let kill = async {
-        let mut other = Conn::new(conn.opts().clone()).await?;
-        other.query_drop(format!("KILL CONNECTION {id}")).await?;
-        other.disconnect().await
-    };
-    match tokio::time::timeout(Duration::from_secs(5), kill).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(id, error = %e, "cannot end a stuck statement's session"),
-        Err(_) => tracing::warn!(id, "cannot end a stuck statement's session in 5 s"),
-    }
-}
-
-pub(super) async fn first<T: mysql_async::prelude::FromValue>(
-    conn: &mut Conn,
-    sql: &str,
-) -> Result<Option<T>, String> {
-    let row: Option<Row> = conn
-        .query_first(sql)
-        .await
-        .map_err(|e| format!("{sql}: {e}"))?;
-    Ok(row.and_then(|r| r.get::<Option<T>, _>(0)).flatten())
-}
-
 fn position(text: &str) -> Result<MariadbPosition, String> {
     MariadbPosition::parse(text).map_err(|e| format!("GTID position '{text}': {e}"))
-}
-
-/// The tenant's tables on `conn`'s server, refusing what a move cannot carry.
-pub async fn tables(conn: &mut Conn, db: &str) -> Result<Vec<String>, String> {
-    let q = sql_quote(db);
-    let rows: Vec<(String, String)> = conn
-        .query(format!(
-            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = '{q}' ORDER BY TABLE_NAME"
-        ))
-        .await
-        .map_err(|e| format!("listing the tables of {db}: {e}"))?;
-    if let Some((view, _)) = rows.iter().find(|(_, kind)| kind != "BASE TABLE") {
-        return Err(format!(
-            "{db}.{view} is a view: a move renames tables across databases, which views prevent"
-        ));
-    }
-    let triggers: Option<u64> = first(
-        conn,
-        &format!("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{q}'"),
-    )
-    .await?;
-    if triggers.unwrap_or(0) > 0 {
-        return Err(format!(
-            "{db} has triggers: a move renames tables across databases, which triggers prevent"
-        ));
-    }
-    // The copy carries tables only, and the source's database is dropped once moved.
-    let routines: Option<u64> = first(
-        conn,
-        &format!(
-            "SELECT (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{q}') \
-             + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{q}')"
-        ),
-    )
-    .await?;
-    if routines.unwrap_or(0) > 0 {
-        return Err(format!(
-            "{db} has stored routines or events, which a move does not carry"
-        ));
-    }
-    Ok(rows.into_iter().map(|(name, _)| name).collect())
 }
 
 /// What must hold before a move starts: the tenant active on the source (or `moving` there,
@@ -240,17 +90,9 @@ pub async fn preconditions(cx: &MoveContext, from: &str, to: &str) -> Result<Rou
     Ok(route)
 }
 
-/// Where a snapshot was taken: the source's GTID position, and the snapshot server's own
-/// binary-log coordinates, where the channel starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub gtid: String,
-    pub binlog: (String, u64),
-}
-
-/// The snapshot: `mariadb-dump` of the tenant's database from `snapshot_from`, consistent and
-/// with its positions, streamed into the target's primary (dropping a leftover copy of an
-/// earlier attempt first).
+/// The snapshot: one consistent read of the tenant's database on `snapshot_from`, with its
+/// positions, written into the target's primary (dropping a leftover copy of an earlier
+/// attempt first) at the copy's pace, waiting for the target's replicas as it goes.
 pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     let mut target = cx.target_primary.primary_conn().await?;
     run(
@@ -280,131 +122,142 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
             ));
         }
     }
-    let mut dump = Command::new("mariadb-dump")
-        .args(["--single-transaction", "--gtid", "--master-data=2"])
-        .args(["--skip-triggers", "--no-tablespaces", "--protocol=TCP"])
-        // Statements of at most 32 KiB: the target applies the copy in short steps, and the
-        // pace below spreads them, instead of holding a core for each megabyte.
-        .arg("--net-buffer-length=32768")
-        .arg(format!("--host={}", from.host))
-        .arg(format!("--port={}", from.port))
-        .arg(format!("--user={}", from.user))
-        .args(["--databases", &cx.database])
-        .env("MYSQL_PWD", &from.password)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run mariadb-dump: {e}"))?;
-    let to = &cx.target_primary;
-    let mut load = Command::new("mariadb")
-        .args(["--protocol=TCP", "--batch"])
-        .arg(format!("--host={}", to.host))
-        .arg(format!("--port={}", to.port))
-        .arg(format!("--user={}", to.user))
-        .env("MYSQL_PWD", &to.password)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run mariadb: {e}"))?;
-    let (Some(out), Some(mut into)) = (dump.stdout.take(), load.stdin.take()) else {
-        return Err("the dump's pipes were not opened".into());
-    };
-    let mut lines = BufReader::new(out).lines();
+    let mut source = snapshot::Source::open(from).await?;
+    let (create_db, tables) = source.schema(&cx.database).await?;
     // The loader writes as the administrator, whom `read_only` does not stop: a target
-    // primary demoted during the copy (a switchover leaves it running) is noticed here.
-    let mut guard = cx.target_primary.primary_conn().await?;
-    let (mut gtid, mut binlog) = (None, None);
-    let (began, mut sent, mut paced, mut synced) = (Instant::now(), 0u64, 0u64, 0u64);
-    let mut replicas = ReplicaPace::connect(cx).await;
-    let mut pace = Pace::new(cx.limits.copy_rate, cx.limits.latency_allowance);
-    if pace.follows() {
-        let mut samples = Vec::with_capacity(BASELINE_SAMPLES);
-        for _ in 0..BASELINE_SAMPLES {
-            let asked = Instant::now();
-            first::<i64>(&mut guard, "SELECT @@read_only").await?;
-            samples.push(asked.elapsed());
-        }
-        pace.set_baseline(&mut samples);
-    }
-    let (mut slowest, mut fastest) = (pace.rate(), pace.rate());
-    while let Some(line) = lines
-        .next_line()
-        .await
-        .map_err(|e| format!("reading the dump: {e}"))?
-    {
-        if line.starts_with("--") {
-            if gtid.is_none() {
-                gtid = plan::dump_position(&line).map(str::to_string);
-            }
-            if binlog.is_none() {
-                binlog = plan::dump_coordinates(&line);
-            }
-        }
-        into.write_all(line.as_bytes())
+    // primary demoted during the copy (a switchover leaves it running) is noticed by `Flow`.
+    let mut target = cx.target_primary.primary_conn().await?;
+    snapshot::prepare_target(&mut target, &cx.database, &create_db, &tables).await?;
+    let mut flow = Flow::start(cx, &mut target).await?;
+    for table in &tables {
+        let prefix = snapshot::insert_prefix(table);
+        let mut batch = prefix.clone();
+        let mut rows = source.rows(&cx.database, table).await?;
+        while let Some(row) = rows
+            .next()
             .await
-            .and(into.write_all(b"\n").await)
-            .map_err(|e| format!("loading the dump into the target: {e}"))?;
-        sent += line.len() as u64 + 1;
-        if sent - synced >= REPLICA_STEP {
-            synced = sent;
+            .map_err(|e| format!("reading {}.{}: {e}", cx.database, table.name))?
+        {
+            if batch.len() > prefix.len() {
+                batch.push(b',');
+            }
+            snapshot::push_row(&mut batch, &row.unwrap(), &table.columns);
+            if batch.len() >= snapshot::BATCH {
+                flow.write(cx, &mut target, &table.name, &batch).await?;
+                batch.clone_from(&prefix);
+            }
+        }
+        if batch.len() > prefix.len() {
+            flow.write(cx, &mut target, &table.name, &batch).await?;
+        }
+    }
+    let snapshot = source.snapshot.clone();
+    source.finish().await;
+    tracing::info!(
+        tenant = %cx.tenant,
+        tables = tables.len(),
+        bytes = flow.sent,
+        ms = flow.began.elapsed().as_millis() as u64,
+        replicas_waited_ms = flow.replicas.waited.as_millis() as u64,
+        slowest_rate = flow.slowest,
+        fastest_rate = flow.fastest,
+        "snapshot loaded into the target"
+    );
+    Ok(snapshot)
+}
+
+/// The copy's pace as it writes: every [`PACE_STEP`] bytes it waits as long as its pace
+/// says, and every [`REPLICA_STEP`] bytes it checks the target's primary is still writable,
+/// measures its round trip (for a pace that follows it) and waits for the target's replicas.
+struct Flow {
+    began: Instant,
+    sent: u64,
+    paced: u64,
+    synced: u64,
+    pace: Pace,
+    slowest: u64,
+    fastest: u64,
+    replicas: ReplicaPace,
+}
+
+impl Flow {
+    async fn start(cx: &MoveContext, target: &mut Conn) -> Result<Self, String> {
+        let replicas = ReplicaPace::connect(cx).await;
+        let mut pace = Pace::new(cx.limits.copy_rate, cx.limits.latency_allowance);
+        if pace.follows() {
+            let mut samples = Vec::with_capacity(BASELINE_SAMPLES);
+            for _ in 0..BASELINE_SAMPLES {
+                let asked = Instant::now();
+                first::<i64>(target, "SELECT @@read_only").await?;
+                samples.push(asked.elapsed());
+            }
+            pace.set_baseline(&mut samples);
+        }
+        Ok(Self {
+            began: Instant::now(),
+            sent: 0,
+            paced: 0,
+            synced: 0,
+            slowest: pace.rate(),
+            fastest: pace.rate(),
+            pace,
+            replicas,
+        })
+    }
+
+    /// Sends one `INSERT` of `table`'s rows, then paces.
+    async fn write(
+        &mut self,
+        cx: &MoveContext,
+        target: &mut Conn,
+        table: &str,
+        sql: &[u8],
+    ) -> Result<(), String> {
+        // Not `run`: the statement holds the tenant's data, which no error message repeats.
+        match tokio::time::timeout(STATEMENT_LIMIT, target.query_drop(sql)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "loading {}.{table} into the target: {e}",
+                    cx.database
+                ));
+            }
+            Err(_) => {
+                kill_connection(target).await;
+                return Err(format!(
+                    "loading {}.{table} into the target: no answer within {} s",
+                    cx.database,
+                    STATEMENT_LIMIT.as_secs()
+                ));
+            }
+        }
+        self.sent += sql.len() as u64;
+        if self.sent - self.synced >= REPLICA_STEP {
+            self.synced = self.sent;
             let asked = Instant::now();
-            let read_only: Option<i64> = first(&mut guard, "SELECT @@read_only").await?;
+            let read_only: Option<i64> = first(target, "SELECT @@read_only").await?;
             // The round trip the target's other tenants see now, the copy's included.
-            pace.observe(asked.elapsed());
-            slowest = slowest.min(pace.rate());
-            fastest = fastest.max(pace.rate());
+            self.pace.observe(asked.elapsed());
+            self.slowest = self.slowest.min(self.pace.rate());
+            self.fastest = self.fastest.max(self.pace.rate());
             if read_only != Some(0) {
                 return Err(format!(
                     "the target's primary {}:{} turned read-only during the copy",
                     cx.target_primary.host, cx.target_primary.port
                 ));
             }
-            replicas.wait(cx).await;
+            self.replicas.wait(cx).await;
         }
-        if sent - paced >= PACE_STEP {
-            let wait = pace.delay(sent - paced, began.elapsed());
-            paced = sent;
+        if self.sent - self.paced >= PACE_STEP {
+            let wait = self
+                .pace
+                .delay(self.sent - self.paced, self.began.elapsed());
+            self.paced = self.sent;
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
         }
-    }
-    drop(into);
-    tracing::info!(
-        tenant = %cx.tenant,
-        bytes = sent,
-        ms = began.elapsed().as_millis() as u64,
-        replicas_waited_ms = replicas.waited.as_millis() as u64,
-        slowest_rate = slowest,
-        fastest_rate = fastest,
-        "snapshot loaded into the target"
-    );
-    let dumped = dump
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("mariadb-dump: {e}"))?;
-    let loaded = load
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("mariadb: {e}"))?;
-    if !dumped.status.success() {
-        return Err(format!(
-            "mariadb-dump failed: {}",
-            String::from_utf8_lossy(&dumped.stderr).trim()
-        ));
-    }
-    if !loaded.status.success() {
-        return Err(format!(
-            "loading the snapshot into the target failed: {}",
-            String::from_utf8_lossy(&loaded.stderr).trim()
-        ));
-    }
-    match (gtid, binlog) {
-        (Some(gtid), Some(binlog)) => Ok(Snapshot { gtid, binlog }),
-        _ => Err("the dump carried no position (is the snapshot server's binary log on?)".into()),
+        Ok(())
     }
 }
 
@@ -550,17 +403,29 @@ pub async fn check_channel(cx: &MoveContext) -> Result<(), String> {
             .flatten()
             .unwrap_or_default()
     };
+    let stopped = text("Slave_IO_Running") == "No" && text("Slave_SQL_Running") == "No";
     if text("Replicate_Do_DB") != cx.database {
-        // A server restart brings the channel back without its filter: stop it at once.
-        let _ = run(
+        if !stopped {
+            // Started without its filter (by hand, or by a server without
+            // `skip_slave_start`): stopped at once.
+            let _ = run(
+                &mut target,
+                &format!("STOP SLAVE '{}'", sql_quote(&channel)),
+            )
+            .await;
+            return Err(format!(
+                "the move's channel runs without its filter (Replicate_Do_DB='{}')",
+                text("Replicate_Do_DB")
+            ));
+        }
+        // A restarted server forgets a filter kept in memory only (Kubernetes keeps no
+        // option file for it): set again before the channel starts below.
+        use_channel(&mut target, &channel).await?;
+        run(
             &mut target,
-            &format!("STOP SLAVE '{}'", sql_quote(&channel)),
+            &format!("SET GLOBAL replicate_do_db = '{}'", sql_quote(&cx.database)),
         )
-        .await;
-        return Err(format!(
-            "the move's channel runs without its filter (Replicate_Do_DB='{}')",
-            text("Replicate_Do_DB")
-        ));
+        .await?;
     }
     for (flag, error) in [
         ("Slave_IO_Running", "Last_IO_Error"),
@@ -571,8 +436,8 @@ pub async fn check_channel(cx: &MoveContext) -> Result<(), String> {
         }
     }
     // Servers start with replication stopped (their orchestrator starts what should run): a
-    // target primary that restarted during the move gets its channel back here, filtered by
-    // its option file (checked above).
+    // target primary that restarted during the move gets its channel back here, with its
+    // filter (from its option file, or set above).
     if text("Slave_IO_Running") == "No" || text("Slave_SQL_Running") == "No" {
         tracing::info!(tenant = %cx.tenant, "starting the move's stopped channel");
         use_channel(&mut target, &channel).await?;

@@ -10,7 +10,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::plan::{self, Touch};
-use super::steps::{MoveContext, run, tables, use_channel};
+use super::sql::{run, tables};
+use super::steps::{MoveContext, use_channel};
 use crate::orchestrate::act::sql_quote;
 
 /// How long the target's channel may take to reach the snapshot's position.
@@ -44,22 +45,7 @@ async fn compare_at_snapshot(
 ) -> Result<Option<(String, u64)>, String> {
     let mut source = cx.snapshot_from.conn().await?;
     run(&mut source, "START TRANSACTION WITH CONSISTENT SNAPSHOT").await?;
-    let status: Vec<(String, String)> = source
-        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .await
-        .map_err(|e| format!("the snapshot's binary-log position: {e}"))?;
-    let value = |name: &str| {
-        status
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let (Some(file), Some(pos)) = (
-        value("Binlog_snapshot_file"),
-        value("Binlog_snapshot_position").and_then(|p| p.parse::<u64>().ok()),
-    ) else {
-        return Err("the snapshot server reports no binary-log position".into());
-    };
+    let (file, pos) = super::snapshot::snapshot_coordinates(&mut source).await?;
     run(
         target,
         &format!(
