@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod tenant_move;
 pub mod tenant_pool;
 mod validate;
 
@@ -1131,14 +1132,24 @@ pub fn backup_crd_yaml() -> String {
     )
 }
 
+/// The `MySQLTenantMove` CRD as YAML, as kept in `crds/mysqltenantmove.yaml`.
+pub fn tenant_move_crd_yaml() -> String {
+    generated_yaml(
+        &tenant_move::MySQLTenantMove::crd(),
+        "operator/src/crd/tenant_move.rs by `lagless-operator crd --kind MySQLTenantMove`",
+        "crd --kind MySQLTenantMove > crds/mysqltenantmove.yaml",
+    )
+}
+
 /// The CRDs `lagless-operator crd --kind all` prints: every one, as one multi-document YAML.
 pub fn all_crds_yaml() -> String {
     format!(
-        "{}---\n{}---\n{}---\n{}",
+        "{}---\n{}---\n{}---\n{}---\n{}",
         crd_yaml(),
         tenant_pool_crd_yaml(),
         accounts_crds_yaml(),
-        backup_crd_yaml()
+        backup_crd_yaml(),
+        tenant_move_crd_yaml()
     )
 }
 

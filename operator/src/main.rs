@@ -19,8 +19,8 @@ enum Command {
     /// Print a CustomResourceDefinition as YAML (MySQLCluster unless --kind says otherwise).
     Crd {
         /// `MySQLCluster`, `MySQLTenantPool`, `accounts` (`MySQLDatabase`, `MySQLUser` and
-        /// `MySQLGrant`), `MySQLBackup`, or `all` (one multi-document YAML).
-        #[arg(long, default_value = "MySQLCluster", value_parser = ["MySQLCluster", "MySQLTenantPool", "accounts", "MySQLBackup", "all"])]
+        /// `MySQLGrant`), `MySQLBackup`, `MySQLTenantMove`, or `all` (one multi-document YAML).
+        #[arg(long, default_value = "MySQLCluster", value_parser = ["MySQLCluster", "MySQLTenantPool", "accounts", "MySQLBackup", "MySQLTenantMove", "all"])]
         kind: String,
     },
     /// Run lagless-proxy (the same program as the `lagless-proxy` binary).
@@ -52,6 +52,7 @@ fn main() {
                 "MySQLTenantPool" => lagless_operator::crd::tenant_pool_crd_yaml(),
                 "accounts" => lagless_operator::crd::accounts_crds_yaml(),
                 "MySQLBackup" => lagless_operator::crd::backup_crd_yaml(),
+                "MySQLTenantMove" => lagless_operator::crd::tenant_move_crd_yaml(),
                 "all" => lagless_operator::crd::all_crds_yaml(),
                 _ => lagless_operator::crd::crd_yaml(),
             }

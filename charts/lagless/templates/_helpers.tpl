@@ -108,10 +108,11 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlclusters"]
   verbs: ["list", "watch", "create", "patch"]
-# The MySQLTenantPools: listed and watched, the finalizer added and removed by JSON patch.
+# The MySQLTenantPools: listed and watched, the finalizer added and removed by JSON patch, and
+# read by name by a tenant move.
 - apiGroups: ["lagless.dev"]
   resources: ["mysqltenantpools"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Status of both, by server-side apply.
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlclusters/status", "mysqltenantpools/status"]
@@ -132,6 +133,17 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlbackups/status"]
   verbs: ["patch"]
+# Tenant moves: listed and watched, the finalizer added and removed by JSON patch, the mover's
+# record kept in the status by server-side apply.
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqltenantmoves"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqltenantmoves/status"]
+  verbs: ["patch"]
+- apiGroups: ["lagless.dev"]
+  resources: ["mysqltenantmoves/finalizers"]
+  verbs: ["update"]
 # Owner references with blockOwnerDeletion on the objects below need this where the
 # OwnerReferencesPermissionEnforcement admission plugin runs.
 - apiGroups: ["lagless.dev"]

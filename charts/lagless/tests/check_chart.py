@@ -171,14 +171,15 @@ APPLIED = ["create", "patch"]
 # Applied and watched by the controller (owned objects that trigger a reconcile).
 WATCHED = ["list", "watch", *APPLIED]
 
-# Every permission the operator is given over MySQLClusters, MySQLTenantPools and the objects it
+# Every permission the operator is given over MySQLClusters, MySQLTenantPools, MySQLTenantMoves
+# and the objects it
 # runs them with, as (apiGroup, resource, verbs): what operator/src/kube uses, nothing more. The
 # rendered ClusterRole/Role must hold exactly these.
 EXPECTED_RULES = {
     ("lagless.dev", "mysqlclusters"): ["list", "watch", *APPLIED],
     ("lagless.dev", "mysqlclusters/status"): ["patch"],
     ("lagless.dev", "mysqlclusters/finalizers"): ["update"],
-    ("lagless.dev", "mysqltenantpools"): ["list", "watch", "patch"],
+    ("lagless.dev", "mysqltenantpools"): ["get", "list", "watch", "patch"],
     ("lagless.dev", "mysqltenantpools/status"): ["patch"],
     ("lagless.dev", "mysqltenantpools/finalizers"): ["update"],
     ("lagless.dev", "mysqldatabases"): ["list"],
@@ -189,6 +190,9 @@ EXPECTED_RULES = {
     ("lagless.dev", "mysqlgrants/status"): ["patch"],
     ("lagless.dev", "mysqlbackups"): ["create", "delete", "list"],
     ("lagless.dev", "mysqlbackups/status"): ["patch"],
+    ("lagless.dev", "mysqltenantmoves"): ["list", "watch", "patch"],
+    ("lagless.dev", "mysqltenantmoves/status"): ["patch"],
+    ("lagless.dev", "mysqltenantmoves/finalizers"): ["update"],
     ("apps", "statefulsets"): WATCHED,
     ("apps", "deployments"): WATCHED,
     ("", "services"): WATCHED,
@@ -425,6 +429,7 @@ CRD_FILES = {
     "mysqltenantpool.yaml": ["mysqltenantpools.lagless.dev"],
     "mysqlaccounts.yaml": ["mysqldatabases.lagless.dev", "mysqlusers.lagless.dev", "mysqlgrants.lagless.dev"],
     "mysqlbackup.yaml": ["mysqlbackups.lagless.dev"],
+    "mysqltenantmove.yaml": ["mysqltenantmoves.lagless.dev"],
 }
 
 

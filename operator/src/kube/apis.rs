@@ -29,7 +29,7 @@ pub const REQUIRED: &[(&str, &str)] = &[
 pub const LAGLESS_API: &str = "lagless.dev/v1alpha1";
 
 /// The resources of [`LAGLESS_API`] the controllers watch.
-pub const LAGLESS_RESOURCES: &[&str] = &["mysqlclusters", "mysqltenantpools"];
+pub const LAGLESS_RESOURCES: &[&str] = &["mysqlclusters", "mysqltenantpools", "mysqltenantmoves"];
 
 /// What the API server offers among the APIs the controller can do without.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +183,8 @@ mod tests {
     fn missing_crds_are_named() {
         let message = check_crds(None).unwrap_err().to_string();
         assert!(
-            message.contains("mysqlclusters, mysqltenantpools") && message.contains("crds/"),
+            message.contains("mysqlclusters, mysqltenantpools, mysqltenantmoves")
+                && message.contains("crds/"),
             "{message}"
         );
         let only_clusters = APIResourceList {
@@ -195,11 +196,12 @@ mod tests {
         };
         let message = check_crds(Some(&only_clusters)).unwrap_err().to_string();
         assert!(
-            message.contains("mysqltenantpools") && !message.contains("mysqlclusters"),
+            message.contains("mysqltenantpools, mysqltenantmoves")
+                && !message.contains("mysqlclusters"),
             "{message}"
         );
-        let both = APIResourceList {
-            resources: ["mysqlclusters", "mysqltenantpools"]
+        let all = APIResourceList {
+            resources: ["mysqlclusters", "mysqltenantpools", "mysqltenantmoves"]
                 .map(|name| APIResource {
                     name: name.to_string(),
                     ..APIResource::default()
@@ -207,6 +209,6 @@ mod tests {
                 .to_vec(),
             ..only_clusters
         };
-        assert!(check_crds(Some(&both)).is_ok());
+        assert!(check_crds(Some(&all)).is_ok());
     }
 }

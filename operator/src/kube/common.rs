@@ -67,8 +67,13 @@ pub(crate) async fn credentials(
     credential: Credential,
 ) -> Result<Credentials, String> {
     let name = credential.secret_name(cluster).map_err(|e| e.to_string())?;
+    account(api, &name).await
+}
+
+/// The `username` and `password` of Secret `name`, both UTF-8.
+pub(crate) async fn account(api: &Api<Secret>, name: &str) -> Result<Credentials, String> {
     let secret = api
-        .get_opt(&name)
+        .get_opt(name)
         .await
         .map_err(|e| format!("reading Secret {name}: {e}"))?
         .ok_or_else(|| format!("Secret {name} not found"))?;

@@ -1,5 +1,5 @@
-//! `lagless-operator controller`: watches `MySQLCluster`s and `MySQLTenantPool`s and the
-//! objects they own, reconciles them, serves metrics and probes, and (with
+//! `lagless-operator controller`: watches `MySQLCluster`s, `MySQLTenantPool`s and
+//! `MySQLTenantMove`s and the objects they own, reconciles them, serves metrics and probes, and (with
 //! `--leader-election`) runs only while holding the Lease.
 
 use std::net::SocketAddr;
@@ -199,6 +199,7 @@ async fn run_controller(
         )
         .with_apis(apis),
     );
+    let moves = super::tenant_move::run(client.clone(), namespace, recorder.clone());
     let context = Arc::new(
         Context::new(
             client.clone(),
@@ -254,6 +255,6 @@ async fn run_controller(
             Err(e) => tracing::warn!(error = %e, "pool controller"),
         }
     });
-    futures::join!(clusters, pools);
+    futures::join!(clusters, pools, moves);
     tracing::info!("controller stopped");
 }

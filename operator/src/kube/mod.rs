@@ -45,5 +45,6 @@ pub mod reseed;
 pub mod roll;
 pub mod status;
 pub mod tasks;
+pub mod tenant_move;
 
 pub use builders::*;

@@ -79,6 +79,9 @@ pub enum Error {
     Random(String),
     #[error("TLS: {0}")]
     Tls(String),
+    /// A deletion waits for work under way (a tenant move) to end.
+    #[error("{0}")]
+    Held(String),
 }
 
 /// What every reconcile shares.

@@ -71,6 +71,13 @@ impl<I, S: Clone + Default> Tasks<I, S> {
             .map(|task| lock(&task.snapshot).clone())
     }
 
+    /// Whether the task of `key` runs (has not ended).
+    pub fn is_running(&self, key: &str) -> bool {
+        lock(&self.running)
+            .get(key)
+            .is_some_and(|task| !task.handle.is_finished())
+    }
+
     pub fn stop(&self, key: &str) {
         if let Some(task) = lock(&self.running).remove(key) {
             task.handle.abort();

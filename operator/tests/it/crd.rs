@@ -88,6 +88,16 @@ fn backup_crd_file_matches_the_rust_types() {
 }
 
 #[test]
+fn tenant_move_crd_file_matches_the_rust_types() {
+    assert_up_to_date(
+        "crds/mysqltenantmove.yaml",
+        &crd::tenant_move_crd_yaml(),
+        "operator/src/crd/tenant_move.rs",
+        "cargo run -q -p lagless-operator -- crd --kind MySQLTenantMove > crds/mysqltenantmove.yaml",
+    );
+}
+
+#[test]
 fn crd_yaml_reads_back_as_the_crd() {
     for (file, crd) in [
         ("crds/mysqlcluster.yaml", MySQLCluster::crd()),
@@ -120,14 +130,19 @@ fn crd_subcommand_prints_the_crds() {
     );
     assert_eq!(crd_of(&["--kind", "accounts"]), crd::accounts_crds_yaml());
     assert_eq!(crd_of(&["--kind", "MySQLBackup"]), crd::backup_crd_yaml());
-    // All six, for `kubectl apply -f -`.
+    assert_eq!(
+        crd_of(&["--kind", "MySQLTenantMove"]),
+        crd::tenant_move_crd_yaml()
+    );
+    // All seven, for `kubectl apply -f -`.
     let all = crd_of(&["--kind", "all"]);
     let documents: Vec<&str> = all.split("\n---\n").collect();
-    assert_eq!(documents.len(), 6, "{all}");
+    assert_eq!(documents.len(), 7, "{all}");
     assert!(all.starts_with(&crd::crd_yaml()));
     assert!(all.contains(&crd::tenant_pool_crd_yaml()));
     assert!(all.contains(&crd::accounts_crds_yaml()));
-    assert!(all.ends_with(&crd::backup_crd_yaml()));
+    assert!(all.contains(&crd::backup_crd_yaml()));
+    assert!(all.ends_with(&crd::tenant_move_crd_yaml()));
 }
 
 #[test]

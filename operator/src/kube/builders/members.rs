@@ -125,6 +125,11 @@ fn render_config(ctx: &Context<'_>) -> String {
                 spec.gtid_domain_id(ctx.namespace, ctx.name)
             );
             s.push_str("log_slave_updates=ON\ngtid_strict_mode=ON\nbinlog_format=ROW\n");
+            // Replication starts when the operator says so, never by itself: a tenant move's
+            // channel keeps its filter in the server's memory only, and a restarted server
+            // would start it unfiltered (the mover sets the filter and starts it again); a
+            // former primary must not replicate before it is told what it is now.
+            s.push_str("skip_slave_start=ON\n");
             if spec.replication.semi_sync_on(spec.replicas) {
                 // The operator enables the primary's side when it publishes a primary.
                 s.push_str(

@@ -423,6 +423,7 @@ fn default_server_config_is_read_only_gtid_strict_row() {
         "gtid_strict_mode=ON".into(),
         "binlog_format=ROW".into(),
         "read_only=ON".into(),
+        "skip_slave_start=ON".into(),
     ] {
         assert!(
             config.lines().any(|l| l == line),

@@ -398,17 +398,8 @@ impl Runner {
             .cluster_template
             .credentials
             .admin_secret(pool.name());
-        let secret = read_secret(&secrets, &admin).await?;
-        let field = |key: &str| {
-            secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .and_then(|v| String::from_utf8(v.0.clone()).ok())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("Secret {admin} has no UTF-8 {key}"))
-        };
-        let (user, password) = (field("username")?, field("password")?);
+        let account = common::account(&secrets, &admin).await?;
+        let (user, password) = (account.user, account.password);
         let ca = match &pool.spec.cluster_template.tls {
             None => None,
             Some(_) => {

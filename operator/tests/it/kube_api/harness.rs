@@ -22,6 +22,7 @@ use kube::{Client, Config, CustomResourceExt};
 use lagless_operator::crd::MySQLCluster;
 use lagless_operator::crd::accounts::{MySQLDatabase, MySQLGrant, MySQLUser};
 use lagless_operator::crd::backup::MySQLBackup;
+use lagless_operator::crd::tenant_move::MySQLTenantMove;
 use lagless_operator::crd::tenant_pool::MySQLTenantPool;
 use lagless_operator::tls::authority::Authority;
 use rustls_pki_types::CertificateDer;
@@ -315,6 +316,7 @@ impl ControlPlane {
             MySQLUser::crd(),
             MySQLGrant::crd(),
             MySQLBackup::crd(),
+            MySQLTenantMove::crd(),
         ] {
             let name = crd.metadata.name.clone().expect("a CRD name");
             if strip_cel {

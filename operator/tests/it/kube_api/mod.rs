@@ -13,6 +13,7 @@ mod harness;
 mod lease;
 mod node;
 mod plugin;
+mod tenant_move;
 
 use std::collections::BTreeMap;
 
