@@ -89,7 +89,7 @@ pub struct MySQLTenantMoveSpec {
     /// The tenant's id, as the directory knows it.
     #[schemars(length(min = 1, max = 48), regex(pattern = r"^[a-z0-9_]+$"))]
     pub tenant: String,
-    /// The cluster to move it to: one of the pool's tenant clusters (`<pool>-<n>`).
+    /// The cluster to move it to: one of the pool's tenant clusters (`<pool>-c<n>`).
     #[schemars(length(min = 1, max = 63))]
     pub to: String,
     /// The copy's pace in MiB/s (0: no limit); the pool's `spec.rebalance.copyRateMiB` when

@@ -205,8 +205,8 @@ pub fn pool_status(
                         Condition::REBALANCING,
                         false,
                         "NotInKubernetes",
-                        "tenants are moved by the local runtime only: this controller does not \
-                         move them yet, so spec.rebalance has no effect here",
+                        "this controller does not plan moves yet, so spec.rebalance has no \
+                         effect here: a MySQLTenantMove moves one tenant",
                     )
                 }))
                 .collect(),
