@@ -26,6 +26,7 @@ use ::kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use ::kube::runtime::watcher;
 use ::kube::{Client, ResourceExt};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use lagless_core::topology::{Member, Topology};
 use lagless_directory::{Directory, TenantId, TenantNaming};
@@ -40,7 +41,9 @@ use crate::clock;
 use crate::crd::tenant_move::{MySQLTenantMove, MySQLTenantMoveStatus};
 use crate::crd::tenant_pool::{MySQLTenantPool, directory_name};
 use crate::pool::load;
-use crate::pool::moves::{Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, run_move};
+use crate::pool::moves::{
+    Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, SaveRecord, run_move,
+};
 
 /// The finalizer that holds a deleted move until it has ended.
 pub const FINALIZER: &str = "lagless.dev/tenant-move";
@@ -104,14 +107,18 @@ pub async fn reconcile(
             FinalizerEvent::Apply(mv) => apply(&api, &mv, &ctx).await,
             FinalizerEvent::Cleanup(mv) => {
                 let key = object_key(mv.as_ref());
-                let finished = mv.status.as_ref().is_some_and(|s| s.is_final());
-                if ctx.tasks.is_running(&key) && !finished {
-                    // The finalizer stays until the mover has ended the move, either way.
+                let status = mv.status.clone().unwrap_or_default();
+                if status.record.is_some() && !status.is_final() {
+                    // A started move ends first, done or rolled back, whoever deletes it:
+                    // its task runs (again, after an operator restart) and the finalizer
+                    // stays until then.
+                    start(&api, &mv, &ctx);
                     return Err(Error::Held(format!(
                         "MySQLTenantMove {key} is deleted while it runs: it is removed once \
                          the move has ended"
                     )));
                 }
+                // Not started (or ended): nothing to finish, and nothing starts it now.
                 ctx.tasks.stop(&key);
                 Ok(Action::await_change())
             }
@@ -164,6 +171,18 @@ async fn apply(
         }
         return Ok(Action::requeue(RETRY));
     }
+    // The cache may be behind a task that has just ended the move: read it fresh.
+    match api.get_opt(&mv.name_any()).await? {
+        Some(fresh) if !fresh.status.as_ref().is_some_and(|s| s.is_final()) => {
+            start(api, &fresh, ctx);
+        }
+        _ => return Ok(Action::await_change()),
+    }
+    Ok(Action::requeue(RETRY))
+}
+
+/// Starts the task of `mv` unless one runs.
+fn start(api: &Api<MySQLTenantMove>, mv: &MySQLTenantMove, ctx: &MoveControllerContext) {
     let mover = Mover {
         client: ctx.client.clone(),
         recorder: ctx.recorder.clone(),
@@ -171,8 +190,7 @@ async fn apply(
         mv: mv.clone(),
     };
     ctx.tasks
-        .ensure(key, |_| false, || (), |_, _| mover.drive());
-    Ok(Action::requeue(RETRY))
+        .ensure(object_key(mv), |_| false, || (), |_, _| mover.drive());
 }
 
 /// Why a move cannot run now.
@@ -214,6 +232,8 @@ impl Mover {
                     if status.message.as_deref() != Some(why.as_str()) {
                         status = match &last {
                             Some(record) => self.status_of(record, &started_at),
+                            // Started: its phase stays what it is.
+                            None if status.record.is_some() => status.clone(),
                             None => status::not_started(&status, false, &why, &clock::rfc3339()),
                         };
                         status.message = Some(why);
@@ -230,26 +250,13 @@ impl Mover {
                 );
                 self.event(false, "MoveStarted", note).await;
             }
-            // Every change of the record is written, in order, by a writer of its own: the
-            // mover's `save` cannot wait for the API server.
-            let (saved, mut changes) = tokio::sync::watch::channel(record.clone());
-            let writer = {
-                let me = self.clone_handle();
-                let started_at = started_at.clone();
-                tokio::spawn(async move {
-                    while changes.changed().await.is_ok() {
-                        let record = changes.borrow_and_update().clone();
-                        me.write(&me.status_of(&record, &started_at)).await;
-                    }
-                })
+            // Every change of the record is in the status before the move goes on.
+            let mut saver = StatusSaver {
+                mover: &self,
+                started_at: &started_at,
             };
-            saved.send_replace(record.clone());
-            let mut save = |r: &MoveRecord| {
-                saved.send_replace(r.clone());
-            };
-            let ended = run_move(&cx, record, &mut save).await;
-            drop(saved);
-            let _ = writer.await;
+            saver.save(&record).await;
+            let ended = run_move(&cx, record, &mut saver).await;
             cx.directory.close().await;
             status = self.status_of(&ended, &started_at);
             self.write(&status).await;
@@ -284,15 +291,6 @@ impl Mover {
         }
     }
 
-    fn clone_handle(&self) -> Mover {
-        Mover {
-            client: self.client.clone(),
-            recorder: self.recorder.clone(),
-            api: self.api.clone(),
-            mv: self.mv.clone(),
-        }
-    }
-
     fn status_of(&self, record: &MoveRecord, started_at: &str) -> MySQLTenantMoveStatus {
         match status::of_record(record, started_at, &clock::rfc3339()) {
             Ok(status) => status,
@@ -304,16 +302,26 @@ impl Mover {
         }
     }
 
-    /// Writes the status, trying again while the API server cannot take it: the record it
-    /// holds is what a restarted operator goes on from.
+    /// Writes the status, trying again for as long as the API server cannot take it (the
+    /// move waits meanwhile): the record it holds is what a restarted operator goes on from.
+    /// Only a move that is gone is given up on.
     async fn write(&self, status: &MySQLTenantMoveStatus) {
         let name = self.mv.name_any();
-        for attempt in 1..=30u32 {
+        let mut attempt = 0u32;
+        loop {
             match apply_status(&self.api, &name, status).await {
                 Ok(()) => return,
+                Err(Error::Apply {
+                    source: ::kube::Error::Api(e),
+                    ..
+                }) if e.code == 404 => {
+                    tracing::warn!(tenant_move = %object_key(&self.mv), "the move is gone; its status is not written");
+                    return;
+                }
                 Err(e) => {
-                    tracing::warn!(tenant_move = %object_key(&self.mv), error = %e, attempt, "cannot write the move's status");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    attempt += 1;
+                    tracing::warn!(tenant_move = %object_key(&self.mv), error = %e, attempt, "cannot write the move's status; trying again");
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(10)))).await;
                 }
             }
         }
@@ -406,11 +414,19 @@ impl Mover {
             let target = topology(&configmaps, &record.to).await?;
             let source_primary = endpoint(primary(&source)?);
             let target_primary = endpoint(primary(&target)?);
-            // A replica carries the snapshot's load; a cluster of one gives its primary.
-            let snapshot_from = source
-                .replicas
-                .first()
-                .map_or_else(|| source_primary.clone(), endpoint);
+            // A replica carries the snapshot's load; a cluster of one gives its primary. Once
+            // read, the snapshot's server stays the channel's.
+            let snapshot_from = match &record.snapshot_server {
+                Some((host, port)) => Endpoint {
+                    host: host.clone(),
+                    port: *port,
+                    ..source_primary.clone()
+                },
+                None => source
+                    .replicas
+                    .first()
+                    .map_or_else(|| source_primary.clone(), endpoint),
+            };
             let mut conn = source_primary.conn().await.map_err(NotNow::Waiting)?;
             let domain: Option<u32> = conn
                 .query_first("SELECT @@gtid_domain_id")
@@ -448,6 +464,21 @@ impl Mover {
                 Err(e)
             }
         }
+    }
+}
+
+/// Keeps a running move's record in its status, before the move goes on.
+struct StatusSaver<'a> {
+    mover: &'a Mover,
+    started_at: &'a str,
+}
+
+impl SaveRecord for StatusSaver<'_> {
+    fn save<'b>(&'b mut self, record: &'b MoveRecord) -> BoxFuture<'b, ()> {
+        Box::pin(async move {
+            let status = self.mover.status_of(record, self.started_at);
+            self.mover.write(&status).await;
+        })
     }
 }
 

@@ -14,6 +14,6 @@ pub mod steps;
 pub mod verify;
 
 pub use plan::{DEFAULT_COPY_RATE, MoveLimits, MoveRecord, Phase};
-pub use run::run_move;
+pub use run::{SaveRecord, run_move};
 pub use sql::Endpoint;
 pub use steps::MoveContext;

@@ -175,11 +175,19 @@ impl LocalPool {
         let filter_file = conf_dir
             .is_dir()
             .then(|| conf_dir.join(format!("lagless-move-{id}.cnf")));
-        // A replica carries the snapshot's load; a cluster of one gives its primary.
-        let snapshot_from = source
-            .replicas
-            .first()
-            .map_or_else(|| source_primary.clone(), |r| self.endpoint(r));
+        // A replica carries the snapshot's load; a cluster of one gives its primary. Once
+        // read, the snapshot's server stays the channel's.
+        let snapshot_from = match &record.snapshot_server {
+            Some((host, port)) => Endpoint {
+                host: host.clone(),
+                port: *port,
+                ..source_primary.clone()
+            },
+            None => source
+                .replicas
+                .first()
+                .map_or_else(|| source_primary.clone(), |r| self.endpoint(r)),
+        };
         let mut conn = source_primary.conn().await.map_err(TenantCliError::Pool)?;
         let domain: Option<u32> = conn
             .query_first("SELECT @@gtid_domain_id")

@@ -499,7 +499,7 @@ async fn a_move_out_of_frozen_time_rolls_back_and_the_tenant_stays_writable() {
     let record = run_move(
         &cx,
         MoveRecord::new(&cx.tenant, NAMES[from], NAMES[to]),
-        &mut |_| {},
+        &mut |_: &MoveRecord| {},
     )
     .await;
     assert_eq!(record.phase, Phase::Aborted, "{record:?}");
@@ -559,7 +559,7 @@ async fn a_copy_that_differs_is_found_before_the_freeze_and_rolled_back() {
         )
         .await
         .unwrap();
-    let record = run_move(&cx, copied, &mut |_| {}).await;
+    let record = run_move(&cx, copied, &mut |_: &MoveRecord| {}).await;
     assert_eq!(record.phase, Phase::Aborted, "{record:?}");
     let error = record.error.clone().unwrap_or_default();
     assert!(
@@ -654,7 +654,7 @@ async fn a_mover_stopped_in_any_phase_ends_done_or_rolled_back_when_resumed() {
         // The record survives the restart as JSON, as `tenant move` keeps it.
         let stopped: MoveRecord =
             serde_json::from_str(&serde_json::to_string(&stopped).unwrap()).unwrap();
-        let record = run_move(&cx, stopped, &mut |_| {}).await;
+        let record = run_move(&cx, stopped, &mut |_: &MoveRecord| {}).await;
         assert_eq!(record.phase, outcome, "stopped at {cut}: {record:?}");
         assert!(!fleet.filter_file(&id, to).exists(), "stopped at {cut}");
 

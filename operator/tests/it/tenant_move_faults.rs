@@ -245,7 +245,7 @@ async fn kill_in_each_phase(victim: Victim) -> Vec<(Phase, Phase, u32)> {
         }
         while !record.phase.is_final() {
             assert!(runs < 3, "{victim:?} killed at {cut}: {record:?}");
-            record = run_move(&cx, record, &mut |_| {}).await;
+            record = run_move(&cx, record, &mut |_: &MoveRecord| {}).await;
             runs += 1;
         }
         // The channel exists from the end of catching up to the end of flipped.
@@ -340,7 +340,7 @@ async fn channel_outlives_a_target_crash(fleet: &Fleet) {
     assert_eq!(filter, format!("t_{id}"));
     // Written on the source while the channel was down.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let record = run_move(&cx, stopped, &mut |_| {}).await;
+    let record = run_move(&cx, stopped, &mut |_: &MoveRecord| {}).await;
     stop.store(true, Ordering::Relaxed);
     let acked = writes.await.unwrap();
     let _ = proxy_stop.send(true);

@@ -76,6 +76,10 @@ pub struct MoveRecord {
     /// starts reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_binlog: Option<(String, u64)>,
+    /// The server the snapshot was read from (host and port), whose binary log the channel
+    /// reads: a resumed move uses it whatever the source's topology says by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_server: Option<(String, u16)>,
     /// The GTID of the fence (the rename on the source's primary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<String>,
@@ -107,6 +111,7 @@ impl MoveRecord {
             phase: Phase::Copying,
             snapshot: None,
             snapshot_binlog: None,
+            snapshot_server: None,
             fence: None,
             frozen_ms: None,
             error: None,

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use lagless_directory::TenantState;
 
 use super::plan::{MoveRecord, NOT_STARTED, Phase};
@@ -17,13 +18,27 @@ const FORWARD_ATTEMPTS: u32 = 20;
 /// How often the channel's lag is measured while catching up.
 const LAG_POLL: Duration = Duration::from_millis(100);
 
+/// Where a move's record goes after every change, before the move goes on: what a restarted
+/// mover resumes from. A closure saves at once (a file); a saver that must wait for another
+/// service (the Kubernetes status) returns once the record is kept.
+pub trait SaveRecord: Send {
+    fn save<'a>(&'a mut self, record: &'a MoveRecord) -> BoxFuture<'a, ()>;
+}
+
+impl<F: FnMut(&MoveRecord) + Send> SaveRecord for F {
+    fn save<'a>(&'a mut self, record: &'a MoveRecord) -> BoxFuture<'a, ()> {
+        self(record);
+        Box::pin(std::future::ready(()))
+    }
+}
+
 /// Runs `record`'s move to `Done` or `Aborted` (or, when a step after the flip keeps
-/// failing, leaves it in its phase with the error, to be resumed). `save` is called with
-/// every change of the record.
+/// failing, leaves it in its phase with the error, to be resumed). `save` keeps every change
+/// of the record before the move goes on.
 pub async fn run_move(
     cx: &MoveContext,
     mut record: MoveRecord,
-    save: &mut (dyn FnMut(&MoveRecord) + Send),
+    save: &mut dyn SaveRecord,
 ) -> MoveRecord {
     // A flip that committed though its answer was lost (a timeout, a dropped connection)
     // leaves the tenant on the target: the move goes on from there, never back.
@@ -35,7 +50,7 @@ pub async fn run_move(
         record.rolling_back = false;
         record.error = None;
         record.phase = Phase::Flipped;
-        save(&record);
+        save.save(&record).await;
     }
     // A failure before the flip whose roll-back could not finish: the roll-back is finished
     // now, whatever the phase would do if run again.
@@ -59,7 +74,7 @@ pub async fn run_move(
                 ));
             }
         }
-        save(&record);
+        save.save(&record).await;
         return record;
     }
     // A move that cannot start changes nothing. One stopped while copying left the tenant
@@ -74,11 +89,11 @@ pub async fn run_move(
         if ours && let Err(e) = roll_back(cx, &record).await {
             record.error = Some(format!("{NOT_STARTED}: {error}; rolling back failed: {e}"));
             record.rolling_back = true;
-            save(&record);
+            save.save(&record).await;
             return record;
         }
         record.phase = Phase::Aborted;
-        save(&record);
+        save.save(&record).await;
         return record;
     }
     let mut frozen_at: Option<Instant> = None;
@@ -99,13 +114,13 @@ pub async fn run_move(
             Err(error) if phase.rolls_back() => {
                 tracing::warn!(tenant = %record.tenant, %phase, %error, "tenant move fails; rolling back");
                 record.error = Some(format!("{phase}: {error}"));
-                save(&record);
+                save.save(&record).await;
                 if let Err(e) = roll_back(cx, &record).await {
                     // Left in its phase: a resume rolls back again (it does not run the
                     // phase again, see `MoveRecord::resumes_by_rolling_back`).
                     record.error = Some(format!("{phase}: {error}; rolling back failed: {e}"));
                     record.rolling_back = true;
-                    save(&record);
+                    save.save(&record).await;
                     return record;
                 }
                 if let Some(at) = frozen_at {
@@ -118,13 +133,13 @@ pub async fn run_move(
                 record.error = Some(format!("{phase}: {error}"));
                 tracing::warn!(tenant = %record.tenant, %phase, %error, attempts, "tenant move step failed; trying again");
                 if attempts >= FORWARD_ATTEMPTS {
-                    save(&record);
+                    save.save(&record).await;
                     return record;
                 }
                 tokio::time::sleep(RETRY).await;
             }
         }
-        save(&record);
+        save.save(&record).await;
     }
     record
 }
@@ -149,6 +164,7 @@ async fn step(
             let snapshot = steps::copy(cx).await?;
             record.snapshot = Some(snapshot.gtid);
             record.snapshot_binlog = Some(snapshot.binlog);
+            record.snapshot_server = Some((cx.snapshot_from.host.clone(), cx.snapshot_from.port));
             Ok(Phase::CatchingUp)
         }
         Phase::CatchingUp => {

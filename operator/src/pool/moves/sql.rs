@@ -25,6 +25,9 @@ impl Endpoint {
             .user(Some(self.user.clone()))
             .pass(Some(self.password.clone()))
             .prefer_socket(false)
+            // A server gone silent (a dead host, a partition) ends a long read instead of
+            // holding the move.
+            .tcp_keepalive(Some(Duration::from_secs(10)))
             .into()
     }
 
@@ -118,17 +121,37 @@ pub(crate) async fn first<T: mysql_async::prelude::FromValue>(
 /// The tenant's tables on `conn`'s server, refusing what a move cannot carry.
 pub async fn tables(conn: &mut Conn, db: &str) -> Result<Vec<String>, String> {
     let q = sql_quote(db);
-    let rows: Vec<(String, String)> = conn
+    let rows: Vec<(String, String, Option<String>)> = conn
         .query(format!(
-            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES \
+            "SELECT TABLE_NAME, TABLE_TYPE, ENGINE FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = '{q}' ORDER BY TABLE_NAME"
         ))
         .await
         .map_err(|e| format!("listing the tables of {db}: {e}"))?;
-    if let Some((view, _)) = rows.iter().find(|(_, kind)| kind != "BASE TABLE") {
-        return Err(format!(
-            "{db}.{view} is a view: a move renames tables across databases, which views prevent"
-        ));
+    for (name, kind, engine) in &rows {
+        match (kind.as_str(), engine.as_deref()) {
+            ("BASE TABLE", Some(e)) if e.eq_ignore_ascii_case("InnoDB") => {}
+            ("VIEW", _) => {
+                return Err(format!(
+                    "{db}.{name} is a view: a move renames tables across databases, which \
+                     views prevent"
+                ));
+            }
+            // A consistent snapshot holds transactional tables only: another engine's rows
+            // would be read as they change.
+            ("BASE TABLE", engine) => {
+                return Err(format!(
+                    "{db}.{name} uses ENGINE={}: a move copies InnoDB tables only",
+                    engine.unwrap_or("?")
+                ));
+            }
+            (kind, _) => {
+                return Err(format!(
+                    "{db}.{name} is a {}, which a move does not carry",
+                    kind.to_lowercase()
+                ));
+            }
+        }
     }
     let triggers: Option<u64> = first(
         conn,
@@ -154,5 +177,5 @@ pub async fn tables(conn: &mut Conn, db: &str) -> Result<Vec<String>, String> {
             "{db} has stored routines or events, which a move does not carry"
         ));
     }
-    Ok(rows.into_iter().map(|(name, _)| name).collect())
+    Ok(rows.into_iter().map(|(name, _, _)| name).collect())
 }

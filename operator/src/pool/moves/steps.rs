@@ -21,6 +21,9 @@ const PACE_STEP: u64 = 64 << 10;
 const REPLICA_STEP: u64 = 128 << 10;
 /// The longest one wait for the target's replicas; past it the copy goes on (and says so).
 const REPLICA_WAIT: Duration = Duration::from_secs(2);
+/// The longest wait for the snapshot server's next row: far longer than any pause of the
+/// copy's own, so only a server that stopped answering meets it.
+const ROW_WAIT: Duration = Duration::from_secs(120);
 /// Round trips to the target's primary measured before the copy, for the pace to follow.
 const BASELINE_SAMPLES: usize = 9;
 
@@ -95,6 +98,21 @@ pub async fn preconditions(cx: &MoveContext, from: &str, to: &str) -> Result<Rou
 /// attempt first) at the copy's pace, waiting for the target's replicas as it goes.
 pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     let mut target = cx.target_primary.primary_conn().await?;
+    // A copy made again (its record lost a later step) must not leave an earlier attempt's
+    // channel in place: started again, it would go on from that attempt's position.
+    let channel = plan::channel_name(&cx.tenant);
+    if channel_exists(&mut target, &channel).await? {
+        run(
+            &mut target,
+            &format!("STOP SLAVE '{}'", sql_quote(&channel)),
+        )
+        .await?;
+        run(
+            &mut target,
+            &format!("RESET SLAVE '{}' ALL", sql_quote(&channel)),
+        )
+        .await?;
+    }
     run(
         &mut target,
         &format!("DROP DATABASE IF EXISTS {}", plan::ident(&cx.database)),
@@ -133,11 +151,21 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
         let prefix = snapshot::insert_prefix(table);
         let mut batch = prefix.clone();
         let mut rows = source.rows(&cx.database, table).await?;
-        while let Some(row) = rows
-            .next()
-            .await
-            .map_err(|e| format!("reading {}.{}: {e}", cx.database, table.name))?
-        {
+        loop {
+            let next = tokio::time::timeout(ROW_WAIT, rows.next())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "reading {}.{}: no row within {} s",
+                        cx.database,
+                        table.name,
+                        ROW_WAIT.as_secs()
+                    )
+                })?
+                .map_err(|e| format!("reading {}.{}: {e}", cx.database, table.name))?;
+            let Some(row) = next else {
+                break;
+            };
             if batch.len() > prefix.len() {
                 batch.push(b',');
             }
@@ -382,51 +410,62 @@ async fn channel_exists(conn: &mut Conn, channel: &str) -> Result<bool, String> 
         .any(|r| r.get::<String, _>("Connection_name").as_deref() == Some(channel)))
 }
 
-/// The channel is running, filtered to the tenant's database, without errors.
-pub async fn check_channel(cx: &MoveContext) -> Result<(), String> {
-    let channel = plan::channel_name(&cx.tenant);
-    let mut target = cx.target_primary.primary_conn().await?;
+/// The `SHOW ALL SLAVES STATUS` row of the move's channel.
+async fn channel_status(target: &mut Conn, channel: &str) -> Result<Row, String> {
     let rows: Vec<Row> = target
         .query("SHOW ALL SLAVES STATUS")
         .await
         .map_err(|e| format!("SHOW ALL SLAVES STATUS: {e}"))?;
-    let Some(row) = rows
-        .iter()
-        .find(|r| r.get::<String, _>("Connection_name").as_deref() == Some(channel.as_str()))
-    else {
-        return Err(format!(
-            "the move's channel {channel} is gone from the target"
-        ));
-    };
+    rows.into_iter()
+        .find(|r| r.get::<String, _>("Connection_name").as_deref() == Some(channel))
+        .ok_or_else(|| format!("the move's channel {channel} is gone from the target"))
+}
+
+/// Makes sure the channel's applier runs only filtered, before anything starts it: a
+/// restarted server forgets a filter kept in memory only (in Kubernetes there is no option
+/// file for it), so with the applier stopped the filter is set again; an applier found
+/// running without it (started by hand, or by a server without `skip_slave_start`) is
+/// stopped at once, and that is an error.
+pub(super) async fn ensure_filter(
+    cx: &MoveContext,
+    target: &mut Conn,
+    channel: &str,
+) -> Result<(), String> {
+    let row = channel_status(target, channel).await?;
     let text = |name: &str| {
         row.get::<Option<String>, _>(name)
             .flatten()
             .unwrap_or_default()
     };
-    let stopped = text("Slave_IO_Running") == "No" && text("Slave_SQL_Running") == "No";
-    if text("Replicate_Do_DB") != cx.database {
-        if !stopped {
-            // Started without its filter (by hand, or by a server without
-            // `skip_slave_start`): stopped at once.
-            let _ = run(
-                &mut target,
-                &format!("STOP SLAVE '{}'", sql_quote(&channel)),
-            )
-            .await;
-            return Err(format!(
-                "the move's channel runs without its filter (Replicate_Do_DB='{}')",
-                text("Replicate_Do_DB")
-            ));
-        }
-        // A restarted server forgets a filter kept in memory only (Kubernetes keeps no
-        // option file for it): set again before the channel starts below.
-        use_channel(&mut target, &channel).await?;
-        run(
-            &mut target,
-            &format!("SET GLOBAL replicate_do_db = '{}'", sql_quote(&cx.database)),
-        )
-        .await?;
+    if text("Replicate_Do_DB") == cx.database {
+        return Ok(());
     }
+    if text("Slave_SQL_Running") == "Yes" {
+        let _ = run(target, &format!("STOP SLAVE '{}'", sql_quote(channel))).await;
+        return Err(format!(
+            "the move's channel runs without its filter (Replicate_Do_DB='{}')",
+            text("Replicate_Do_DB")
+        ));
+    }
+    use_channel(target, channel).await?;
+    run(
+        target,
+        &format!("SET GLOBAL replicate_do_db = '{}'", sql_quote(&cx.database)),
+    )
+    .await
+}
+
+/// The channel is running, filtered to the tenant's database, without errors.
+pub async fn check_channel(cx: &MoveContext) -> Result<(), String> {
+    let channel = plan::channel_name(&cx.tenant);
+    let mut target = cx.target_primary.primary_conn().await?;
+    ensure_filter(cx, &mut target, &channel).await?;
+    let row = channel_status(&mut target, &channel).await?;
+    let text = |name: &str| {
+        row.get::<Option<String>, _>(name)
+            .flatten()
+            .unwrap_or_default()
+    };
     for (flag, error) in [
         ("Slave_IO_Running", "Last_IO_Error"),
         ("Slave_SQL_Running", "Last_SQL_Error"),

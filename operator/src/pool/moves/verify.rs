@@ -11,7 +11,7 @@ use mysql_async::{Conn, Row};
 
 use super::plan::{self, Touch};
 use super::sql::{run, tables};
-use super::steps::{MoveContext, use_channel};
+use super::steps::{MoveContext, ensure_filter, use_channel};
 use crate::orchestrate::act::sql_quote;
 
 /// How long the target's channel may take to reach the snapshot's position.
@@ -31,6 +31,9 @@ pub async fn precheck(cx: &MoveContext) -> Result<Option<(String, u64)>, String>
     let mut target = cx.target_primary.primary_conn().await?;
     use_channel(&mut target, &channel).await?;
     run(&mut target, "STOP SLAVE SQL_THREAD").await?;
+    // The applier starts again below: never without its filter.
+    ensure_filter(cx, &mut target, &channel).await?;
+    use_channel(&mut target, &channel).await?;
     let compared = compare_at_snapshot(cx, &mut target).await;
     // The applier runs on whatever happened; a plain start forgets the UNTIL.
     let restarted = run(&mut target, "START SLAVE SQL_THREAD").await;

@@ -2,7 +2,8 @@
 //! the operator's move controller (as the chart's ServiceAccount, under its RBAC) finds the
 //! pool's clusters by their topology ConfigMaps and its accounts in the pool's Secrets, keeps
 //! the mover's record in the status, and is killed while copying: a new controller goes on
-//! from the status and finishes the move, with every acknowledged write on the target.
+//! from the status and finishes the move, with every acknowledged write on the target; a move
+//! back deleted mid-copy while no operator runs is finished by the next one, then gone.
 //!
 //! No pods run here: the servers are the test's own `mariadbd` processes (as in
 //! `tenant_move.rs`), published in the ConfigMaps the clusters' orchestration would write.
@@ -303,6 +304,49 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
         .unwrap();
     assert_eq!(route.cluster, NAMES[to]);
 
+    // A move back, deleted while it copies with no operator running: the next operator
+    // finishes it (the finalizer holds the object until then), and then it is gone.
+    apply("kube-back", "kube", NAMES[from]).await;
+    eventually("the move back copying, on record", || async {
+        phase_of(&moves, "kube-back")
+            .await
+            .filter(|(phase, recorded)| phase == "copying" && *recorded)
+    })
+    .await;
+    second.abort();
+    let _ = second.await;
+    moves
+        .delete("kube-back", &DeleteParams::default())
+        .await
+        .unwrap();
+    let third = start_movers(client.clone());
+    eventually("the deleted move finished and gone", || async {
+        match moves.get_opt("kube-back").await {
+            Ok(None) => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    let route = fleet
+        .book()
+        .lookup(&TenantId::parse("kube").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (route.cluster.as_str(), route.state),
+        (NAMES[from], TenantState::Active)
+    );
+    let back: Vec<i32> = fleet.clusters[from]
+        .primary()
+        .query("SELECT n FROM t_kube.kv WHERE writer = 1 ORDER BY n")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0).unwrap())
+        .collect();
+    assert_eq!(back, acked, "the rows moved back");
+
     // The finalizer held the move while it ran; a finished move is deleted at once.
     assert!(
         done.metadata
@@ -322,5 +366,5 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
         }
     })
     .await;
-    second.abort();
+    third.abort();
 }
