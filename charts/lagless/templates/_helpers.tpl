@@ -133,11 +133,12 @@ the operator but a pod being re-seeded: the owned objects go by garbage collecti
 - apiGroups: ["lagless.dev"]
   resources: ["mysqlbackups/status"]
   verbs: ["patch"]
-# Tenant moves: listed and watched, read fresh before a move starts, the finalizer added and
-# removed by JSON patch, the mover's record kept in the status by server-side apply.
+# Tenant moves: listed and watched, read fresh before a move starts, created by a pool's
+# rebalancing, the finalizer added and removed by JSON patch, the mover's record kept in the
+# status by server-side apply.
 - apiGroups: ["lagless.dev"]
   resources: ["mysqltenantmoves"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["lagless.dev"]
   resources: ["mysqltenantmoves/status"]
   verbs: ["patch"]

@@ -190,7 +190,7 @@ EXPECTED_RULES = {
     ("lagless.dev", "mysqlgrants/status"): ["patch"],
     ("lagless.dev", "mysqlbackups"): ["create", "delete", "list"],
     ("lagless.dev", "mysqlbackups/status"): ["patch"],
-    ("lagless.dev", "mysqltenantmoves"): ["get", "list", "watch", "patch"],
+    ("lagless.dev", "mysqltenantmoves"): ["get", "list", "watch", "create", "patch"],
     ("lagless.dev", "mysqltenantmoves/status"): ["patch"],
     ("lagless.dev", "mysqltenantmoves/finalizers"): ["update"],
     ("apps", "statefulsets"): WATCHED,

@@ -6,9 +6,11 @@
 //!   of a pool's cluster means).
 //! - [`status`]: pure mapping from what the pool's loop saw to the pool's status.
 //! - [`operate`]: the per-pool loop: the directory, registrations, loads, growth.
+//! - [`rebalance`]: `spec.rebalance`: moves planned as `MySQLTenantMove`s.
 //! - [`reconcile`]: one reconciliation of a pool (validate, finalizer, apply, status).
 
 pub mod decide;
 pub mod operate;
+pub mod rebalance;
 pub mod reconcile;
 pub mod status;

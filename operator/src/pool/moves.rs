@@ -4,6 +4,7 @@
 //! away), the target caught up to the fence and verified by checksums, the directory flipped,
 //! and the channel and the source's copy removed. See docs/tenants.md.
 
+pub mod measure;
 pub mod pace;
 pub mod plan;
 pub mod rebalance;

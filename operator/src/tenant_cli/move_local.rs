@@ -10,14 +10,9 @@ use mysql_async::prelude::Queryable;
 
 use super::{LocalPool, TenantCliError, check_cluster, primary_of, read_topology};
 use crate::local::state::{read_json, write_json};
-use crate::pool::load;
-use crate::pool::moves::rebalance::{self, RebalanceLimits, TenantSize};
+use crate::pool::moves::measure;
+use crate::pool::moves::rebalance::{self, RebalanceLimits};
 use crate::pool::moves::{Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, run_move};
-
-/// How long the tenants' writes are counted for a rebalancing plan.
-const WRITE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
-/// How long one reading of a primary's table statistics may take.
-const WRITE_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a tenant whose move was rolled back is left out of rebalancing plans.
 const ABORTED_KEPT_OUT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -227,57 +222,22 @@ impl LocalPool {
         let mut loads = directory.clusters().await?;
         // Each tenant's writes: the rows it changes over a short window, as its share of its
         // cluster's measured write rate.
-        let mut conns = Vec::new();
+        let mut primaries = Vec::new();
         for cluster in &self.document.clusters {
             let topology = read_topology(&cluster.name, &cluster.topology)?;
             let primary = self.endpoint(primary_of(&topology).map_err(TenantCliError::Pool)?);
-            let mut conn = primary.conn().await.map_err(TenantCliError::Pool)?;
-            let before = load::rows_changed(&mut conn, "%", WRITE_READ_LIMIT).await;
-            conns.push((cluster.name.clone(), conn, before));
+            let conn = primary.conn().await.map_err(TenantCliError::Pool)?;
+            primaries.push((cluster.name.clone(), conn));
         }
-        tokio::time::sleep(WRITE_WINDOW).await;
-        let mut sizes = Vec::new();
-        for (name, mut conn, before) in conns {
-            let rate = loads
-                .iter()
-                .find(|l| l.name == name)
-                .map_or(0.0, |l| l.write_rate);
-            let writes = match before {
-                Ok(before) => load::rows_changed(&mut conn, "%", WRITE_READ_LIMIT)
-                    .await
-                    .map(|after| load::write_shares(&before, &after, rate)),
-                Err(e) => Err(e),
-            };
-            let writes = writes.unwrap_or_else(|e| {
-                eprintln!("{name}: tenants' writes not measured ({e}); space alone decides");
-                Default::default()
-            });
-            let rows: Vec<(String, u64)> = conn
-                .query(
-                    "SELECT TABLE_SCHEMA, CAST(SUM(DATA_LENGTH + INDEX_LENGTH) AS UNSIGNED) \
-                     FROM information_schema.TABLES GROUP BY TABLE_SCHEMA",
-                )
-                .await
-                .map_err(|e| TenantCliError::Pool(format!("sizes on {name}: {e}")))?;
-            for (schema, bytes) in rows {
-                if let Some(Ok(id)) = naming.tenant_of(&schema) {
-                    sizes.push(TenantSize {
-                        movable: !self.aborted_lately(&id),
-                        write_rate: writes.get(&schema).copied().unwrap_or(0.0),
-                        id,
-                        cluster: name.clone(),
-                        bytes,
-                    });
-                }
-            }
+        let measured = measure::tenants(primaries, &mut loads, &naming, |id| {
+            !self.aborted_lately(id)
+        })
+        .await
+        .map_err(TenantCliError::Pool)?;
+        for note in &measured.notes {
+            eprintln!("{note}");
         }
-        // The clusters' bytes and writes as measured now, from the same sums: writes no tenant
-        // made (or none measured) cannot be moved, so they do not count.
-        for load in &mut loads {
-            let mine = || sizes.iter().filter(|t| t.cluster == load.name);
-            load.bytes = mine().map(|t| t.bytes).sum();
-            load.write_rate = mine().map(|t| t.write_rate).sum();
-        }
+        let sizes = measured.tenants;
         let moves = rebalance::plan(&loads, &sizes, limits);
         if moves.is_empty() {
             let spread = rebalance::spread(&loads);

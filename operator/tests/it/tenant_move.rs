@@ -24,6 +24,8 @@ pub(crate) const NAMES: [&str; 2] = ["move-a", "move-b"];
 const DOMAINS: [u32; 2] = [1, 2];
 
 pub(crate) struct Fleet {
+    /// The clusters' names, as the directory knows them.
+    pub(crate) names: [&'static str; 2],
     directory: Cluster,
     pub(crate) clusters: Vec<Cluster>,
     pub(crate) proxy_port: u16,
@@ -58,6 +60,11 @@ fn endpoint(member: &lagless_testkit::Member) -> Endpoint {
 
 impl Fleet {
     pub(crate) async fn start() -> Self {
+        Self::start_named(NAMES).await
+    }
+
+    /// A fleet whose two clusters have these names.
+    pub(crate) async fn start_named(names: [&'static str; 2]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let directory = Cluster::builder()
             .members(1)
@@ -90,7 +97,7 @@ impl Fleet {
             .write_atomically(&directory_topology)
             .unwrap();
         let mut members = Vec::new();
-        for (name, cluster) in NAMES.iter().zip(&clusters) {
+        for (name, cluster) in names.iter().zip(&clusters) {
             let path = dir.path().join(format!("{name}.json"));
             topology(name, cluster).write_atomically(&path).unwrap();
             book.register_cluster(name, ClusterState::Open, 1 << 40, 1e6)
@@ -114,6 +121,7 @@ impl Fleet {
         .unwrap();
         let (proxy_port, stop) = start_proxy(dir.path()).await;
         Self {
+            names,
             directory,
             clusters,
             proxy_port,
@@ -186,7 +194,7 @@ impl Fleet {
             .await
             .unwrap()
             .unwrap();
-        NAMES.iter().position(|n| *n == route.cluster).unwrap()
+        self.names.iter().position(|n| *n == route.cluster).unwrap()
     }
 
     /// Where a move to cluster `to` keeps its channel's filter: in the option directory its

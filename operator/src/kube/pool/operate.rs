@@ -24,6 +24,7 @@ use lagless_directory::placement::{self, ClusterLoad, ClusterState};
 use tokio::sync::watch;
 
 use super::decide::{self, Candidate};
+use super::rebalance;
 use super::status::PoolSnapshot;
 use crate::crd::MySQLCluster;
 use crate::crd::tenant_pool::{self, MySQLTenantPool, directory_name};
@@ -386,6 +387,40 @@ impl Runner {
                     self.event(pool, false, "Growing", "Grow", note).await;
                 }
             }
+        }
+        // Rebalancing: moves planned as MySQLTenantMoves, which the move controller runs.
+        if spec.rebalance.enabled {
+            let names: Vec<String> = clusters.iter().map(|c| c.name_any()).collect();
+            let admin = |cluster: &str| {
+                primaries.get(cluster).map(|m| {
+                    load::admin_opts(
+                        &m.host,
+                        m.port,
+                        &access.user,
+                        &access.password,
+                        access.ca.as_ref(),
+                    )
+                })
+            };
+            match rebalance::look(&self.client, pool, &names, loads, admin).await {
+                Ok((said, planned)) => {
+                    if !planned.is_empty() {
+                        tracing::info!(pool = %name, moves = %said.message, "rebalancing");
+                        self.event(
+                            pool,
+                            false,
+                            "Rebalancing",
+                            "Rebalance",
+                            said.message.clone(),
+                        )
+                        .await;
+                    }
+                    lock(&self.snapshot).rebalance = Some(said);
+                }
+                Err(e) => warnings.push(format!("rebalancing: {e}")),
+            }
+        } else {
+            lock(&self.snapshot).rebalance = None;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use lagless_directory::placement::{self, ClusterLoad, ClusterState};
 
 use super::decide;
+use super::rebalance::Rebalancing;
 use crate::crd::Condition;
 use crate::crd::tenant_pool::{
     MySQLTenantPool, MySQLTenantPoolStatus, PoolClusterState, PoolClusterStatus, PoolPhase,
@@ -30,6 +31,8 @@ pub struct PoolSnapshot {
     pub rates: BTreeMap<String, f64>,
     /// The tenant clusters growth asked for.
     pub wanted: Option<u32>,
+    /// What rebalancing's last look did, when the pool rebalances.
+    pub rebalance: Option<Rebalancing>,
 }
 
 impl PoolSnapshot {
@@ -199,16 +202,25 @@ pub fn pool_status(
             &previous.conditions,
             std::iter::once(available)
                 .chain([progressing, degraded])
-                .chain(pool.spec.rebalance.enabled.then(|| {
-                    // Said plainly rather than ignored: a pool asked to rebalance is not.
-                    want(
-                        Condition::REBALANCING,
-                        false,
-                        "NotInKubernetes",
-                        "this controller does not plan moves yet, so spec.rebalance has no \
-                         effect here: a MySQLTenantMove moves one tenant",
-                    )
-                }))
+                .chain(
+                    pool.spec
+                        .rebalance
+                        .enabled
+                        .then(|| match &snapshot.rebalance {
+                            Some(r) => want(
+                                Condition::REBALANCING,
+                                r.moving,
+                                r.reason,
+                                r.message.clone(),
+                            ),
+                            None => want(
+                                Condition::REBALANCING,
+                                false,
+                                "Waiting",
+                                "the pool's loop has not looked yet",
+                            ),
+                        }),
+                )
                 .collect(),
             generation,
             now,
@@ -363,7 +375,27 @@ mod tests {
         );
         assert_eq!(
             condition(&status, Condition::REBALANCING),
-            (ConditionStatus::False, "NotInKubernetes".into())
+            (ConditionStatus::False, "Waiting".into())
+        );
+        let moving = PoolSnapshot {
+            rebalance: Some(Rebalancing {
+                moving: true,
+                reason: "Moving",
+                message: "moving tenant 7 from demo-c0 to demo-c1".into(),
+            }),
+            ..running()
+        };
+        let status = pool_status(
+            &MySQLTenantPoolStatus::default(),
+            &moving,
+            &asked,
+            2,
+            None,
+            NOW,
+        );
+        assert_eq!(
+            condition(&status, Condition::REBALANCING),
+            (ConditionStatus::True, "Moving".into())
         );
     }
 

@@ -14,6 +14,7 @@ mod lease;
 mod node;
 mod plugin;
 mod tenant_move;
+mod tenant_rebalance;
 
 use std::collections::BTreeMap;
 

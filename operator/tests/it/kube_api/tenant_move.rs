@@ -34,7 +34,7 @@ use crate::tenant_move::{Fleet, NAMES, topology};
 
 const POOL: &str = "move";
 
-fn secret(name: &str, user: &str, password: &str) -> Secret {
+pub(super) fn secret(name: &str, user: &str, password: &str) -> Secret {
     let mut data = BTreeMap::new();
     data.insert("username".to_string(), ByteString(user.as_bytes().to_vec()));
     data.insert(
@@ -52,7 +52,7 @@ fn secret(name: &str, user: &str, password: &str) -> Secret {
 }
 
 /// The topology ConfigMap of cluster `name`, as its orchestration publishes it.
-fn topology_configmap(name: &str, json: String) -> ConfigMap {
+pub(super) fn topology_configmap(name: &str, json: String) -> ConfigMap {
     ConfigMap {
         metadata: kube::api::ObjectMeta {
             name: Some(topology_configmap_name(name)),
@@ -73,7 +73,7 @@ fn move_json(name: &str, tenant: &str, to: &str) -> serde_json::Value {
 }
 
 /// The move controller alone, as the operator runs it, until aborted.
-fn start_movers(client: Client) -> JoinHandle<()> {
+pub(super) fn start_movers(client: Client) -> JoinHandle<()> {
     tokio::spawn(async move {
         let recorder = Recorder::new(
             client.clone(),
