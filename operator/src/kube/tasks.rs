@@ -71,6 +71,18 @@ impl<I, S: Clone + Default> Tasks<I, S> {
             .map(|task| lock(&task.snapshot).clone())
     }
 
+    /// Changes the input of `key`'s task, if it runs (`update` says whether it changed it);
+    /// whether it runs.
+    pub fn update(&self, key: &str, update: impl FnOnce(&mut I) -> bool) -> bool {
+        match lock(&self.running).get(key) {
+            Some(task) if !task.handle.is_finished() => {
+                task.input.send_if_modified(update);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the task of `key` runs (has not ended).
     pub fn is_running(&self, key: &str) -> bool {
         lock(&self.running)

@@ -48,6 +48,9 @@ use crate::pool::moves::{
 /// The finalizer that holds a deleted move until it has ended.
 pub const FINALIZER: &str = "lagless.dev/tenant-move";
 
+/// How long saving the record may hold a frozen tenant's move.
+const FROZEN_SAVE: Duration = Duration::from_secs(1);
+
 /// How often a waiting or running move is looked at again.
 const RETRY: Duration = Duration::from_secs(10);
 
@@ -55,7 +58,8 @@ const RETRY: Duration = Duration::from_secs(10);
 pub struct MoveControllerContext {
     pub client: Client,
     pub recorder: Recorder,
-    tasks: Tasks<(), ()>,
+    /// Each move's task; its input says the move was deleted.
+    tasks: Tasks<bool, ()>,
 }
 
 impl MoveControllerContext {
@@ -105,27 +109,60 @@ pub async fn reconcile(
     finalizer(&api, FINALIZER, mv, |event| async {
         match event {
             FinalizerEvent::Apply(mv) => apply(&api, &mv, &ctx).await,
-            FinalizerEvent::Cleanup(mv) => {
-                let key = object_key(mv.as_ref());
-                let status = mv.status.clone().unwrap_or_default();
-                if status.record.is_some() && !status.is_final() {
-                    // A started move ends first, done or rolled back, whoever deletes it:
-                    // its task runs (again, after an operator restart) and the finalizer
-                    // stays until then.
-                    start(&api, &mv, &ctx);
-                    return Err(Error::Held(format!(
-                        "MySQLTenantMove {key} is deleted while it runs: it is removed once \
-                         the move has ended"
-                    )));
-                }
-                // Not started (or ended): nothing to finish, and nothing starts it now.
-                ctx.tasks.stop(&key);
-                Ok(Action::await_change())
-            }
+            FinalizerEvent::Cleanup(mv) => cleanup(&api, &mv, &ctx).await,
         }
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// A deleted move: one that has started ends first, done or rolled back, whoever deleted it
+/// and whether or not an operator ran then (its task runs, and the finalizer stays until
+/// the move has ended); one that has not started is let go, its task told so. A move whose
+/// pool is gone (or going) is let go at once: its clusters and directory go with the pool.
+async fn cleanup(
+    api: &Api<MySQLTenantMove>,
+    mv: &MySQLTenantMove,
+    ctx: &Arc<MoveControllerContext>,
+) -> Result<Action, Error> {
+    let key = object_key(mv);
+    let running = ctx
+        .tasks
+        .update(&key, |deleted| !std::mem::replace(deleted, true));
+    let pools: Api<MySQLTenantPool> =
+        Api::namespaced(ctx.client.clone(), &mv.namespace().unwrap_or_default());
+    let pool_going = pools
+        .get_opt(&mv.spec.pool)
+        .await?
+        .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+    if pool_going {
+        ctx.tasks.stop(&key);
+        return Ok(Action::await_change());
+    }
+    // The cache may be behind the task's last write.
+    let fresh = api.get_opt(&mv.name_any()).await?;
+    let status = fresh
+        .as_ref()
+        .and_then(|m| m.status.clone())
+        .unwrap_or_default();
+    if status.record.is_some() && !status.is_final() {
+        if let Some(fresh) = &fresh {
+            start(api, fresh, ctx);
+        }
+        return Err(Error::Held(format!(
+            "MySQLTenantMove {key} is deleted while it runs: it is removed once the move has \
+             ended"
+        )));
+    }
+    if running && !status.is_final() {
+        // Told it was deleted, the task ends unless it has just started the move (then the
+        // next look finds its record).
+        return Err(Error::Held(format!(
+            "MySQLTenantMove {key} is deleted: waiting for its task to stop"
+        )));
+    }
+    ctx.tasks.stop(&key);
+    Ok(Action::await_change())
 }
 
 async fn apply(
@@ -189,8 +226,12 @@ fn start(api: &Api<MySQLTenantMove>, mv: &MySQLTenantMove, ctx: &MoveControllerC
         api: api.clone(),
         mv: mv.clone(),
     };
-    ctx.tasks
-        .ensure(object_key(mv), |_| false, || (), |_, _| mover.drive());
+    ctx.tasks.ensure(
+        object_key(mv),
+        |_| false,
+        || false,
+        |deleted, _| mover.drive(deleted),
+    );
 }
 
 /// Why a move cannot run now.
@@ -210,13 +251,30 @@ struct Mover {
 }
 
 impl Mover {
-    async fn drive(self) {
+    async fn drive(self, mut deleted: tokio::sync::watch::Receiver<bool>) {
         let key = object_key(&self.mv);
-        let mut status = self.mv.status.clone().unwrap_or_default();
+        // The cache may be behind a task that has just ended the move: never run it again.
+        let fresh = match self.api.get_opt(&self.mv.name_any()).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(tenant_move = %key, error = %e, "cannot read the move; it is looked at again");
+                return;
+            }
+        };
+        let mut status = fresh.status.clone().unwrap_or_default();
+        if status.is_final() {
+            return;
+        }
         let started_at = status.started_at.clone().unwrap_or_else(clock::rfc3339);
         // The record the last attempt ended with: newer than the status it was written to.
         let mut last: Option<MoveRecord> = None;
         loop {
+            let started = last.is_some() || status.record.is_some();
+            if *deleted.borrow() && !started {
+                tracing::info!(tenant_move = %key, "deleted before it started");
+                return;
+            }
             let prepared = self.prepare(&status, last.clone()).await;
             let (cx, record) = match prepared {
                 Ok(prepared) => prepared,
@@ -239,11 +297,18 @@ impl Mover {
                         status.message = Some(why);
                         self.write(&status).await;
                     }
-                    tokio::time::sleep(RETRY).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY) => {}
+                        _ = deleted.changed() => {}
+                    }
                     continue;
                 }
             };
-            if last.is_none() && status.record.is_none() {
+            if !started && *deleted.borrow() {
+                cx.directory.close().await;
+                return;
+            }
+            if !started {
                 let note = format!(
                     "moving tenant {} from {} to {}",
                     record.tenant, record.from, record.to
@@ -477,7 +542,19 @@ impl SaveRecord for StatusSaver<'_> {
     fn save<'b>(&'b mut self, record: &'b MoveRecord) -> BoxFuture<'b, ()> {
         Box::pin(async move {
             let status = self.mover.status_of(record, self.started_at);
-            self.mover.write(&status).await;
+            // While the tenant is frozen (its writes held in every proxy) the move does not
+            // wait for the API server: a record lost there is safe (a resumed move finds the
+            // flip in the directory, or rolls back).
+            if matches!(record.phase, Phase::Frozen | Phase::Fenced) {
+                if tokio::time::timeout(FROZEN_SAVE, self.mover.write(&status))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(tenant_move = %object_key(&self.mover.mv), phase = %record.phase, "the move's record was not written in time; the move goes on");
+                }
+            } else {
+                self.mover.write(&status).await;
+            }
         })
     }
 }

@@ -44,6 +44,9 @@ pub const ROUND: Duration = Duration::from_secs(10);
 /// The longest one round may take: every call in it is bounded, and so is the whole.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one look of rebalancing may take (it measures every tenant cluster).
+const LOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long one cluster's measurement may take.
 const MEASURE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -98,6 +101,7 @@ impl PoolLoops for PoolTasks {
                     meters: BTreeMap::new(),
                     listed_since: BTreeMap::new(),
                     warnings: BTreeSet::new(),
+                    rebalance_looked: None,
                 };
                 runner.run()
             },
@@ -159,6 +163,8 @@ struct Runner {
     listed_since: BTreeMap<String, Instant>,
     /// Warnings of the last round: each becomes an Event when it starts, not every round.
     warnings: BTreeSet<String>,
+    /// When rebalancing last measured the tenants.
+    rebalance_looked: Option<Instant>,
 }
 
 impl Runner {
@@ -402,22 +408,32 @@ impl Runner {
                     )
                 })
             };
-            match rebalance::look(&self.client, pool, &names, loads, admin).await {
-                Ok((said, planned)) => {
-                    if !planned.is_empty() {
-                        tracing::info!(pool = %name, moves = %said.message, "rebalancing");
-                        self.event(
-                            pool,
-                            false,
-                            "Rebalancing",
-                            "Rebalance",
-                            said.message.clone(),
-                        )
-                        .await;
+            let since_look = self.rebalance_looked.map(|at| at.elapsed());
+            let look = rebalance::look(&self.client, pool, &names, loads, since_look, admin);
+            let looked = tokio::time::timeout(LOOK_TIMEOUT, look)
+                .await
+                .unwrap_or_else(|_| Err(format!("no look within {} s", LOOK_TIMEOUT.as_secs())));
+            match looked {
+                Ok(look) => {
+                    if look.measured {
+                        self.rebalance_looked = Some(Instant::now());
                     }
-                    lock(&self.snapshot).rebalance = Some(said);
+                    if !look.planned.is_empty() {
+                        tracing::info!(pool = %name, moves = %look.said.message, "rebalancing");
+                        let note = look.said.message.clone();
+                        self.event(pool, false, "Rebalancing", "Rebalance", note)
+                            .await;
+                    }
+                    lock(&self.snapshot).rebalance = Some(look.said);
                 }
-                Err(e) => warnings.push(format!("rebalancing: {e}")),
+                Err(e) => {
+                    lock(&self.snapshot).rebalance = Some(rebalance::Rebalancing {
+                        moving: false,
+                        reason: "Waiting",
+                        message: format!("the last look failed: {e}"),
+                    });
+                    warnings.push(format!("rebalancing: {e}"));
+                }
             }
         } else {
             lock(&self.snapshot).rebalance = None;

@@ -42,6 +42,16 @@ pub struct Rebalancing {
     pub message: String,
 }
 
+/// One look's outcome.
+#[derive(Debug)]
+pub struct Look {
+    pub said: Rebalancing,
+    /// The moves it made.
+    pub planned: Vec<PlannedMove>,
+    /// It measured the tenants (and planned): the interval counts from now.
+    pub measured: bool,
+}
+
 /// A cluster's health, as its status says: `Healthy` while `Running`, its phase otherwise;
 /// busy while paused, read-only or rolling a change.
 pub fn health(name: &str, cluster: Option<&MySQLCluster>) -> ClusterHealth {
@@ -123,10 +133,10 @@ pub fn kept_out(moves: &[MySQLTenantMove], pool: &str, now: Timestamp) -> BTreeS
                 .is_some_and(|s| s.phase.as_deref() == Some("aborted") && s.record.is_some())
         })
         .filter(|m| {
+            // A time ahead of this clock (skew) counts as now.
             finished_at(m).is_some_and(|at| {
-                now.duration_since(at)
-                    .try_into()
-                    .is_ok_and(|d: Duration| d < ABORTED_KEPT_OUT)
+                Duration::try_from(now.duration_since(at)).unwrap_or(Duration::ZERO)
+                    < ABORTED_KEPT_OUT
             })
         })
         .map(|m| m.spec.tenant.clone())
@@ -174,15 +184,17 @@ pub fn move_for(pool: &MySQLTenantPool, planned: &PlannedMove, unix_secs: i64) -
 }
 
 /// One look: what the decision says, and the moves it starts. `clusters` are all of the
-/// pool's (the directory's too), `loads` the directory's record of its tenant clusters, and
-/// `admin` how to reach a tenant cluster's primary as the administrator (none: no primary).
+/// pool's (the directory's too), `loads` the directory's record of its tenant clusters,
+/// `since_look` the time since the last look that measured, and `admin` how to reach a
+/// tenant cluster's primary as the administrator (none: no primary).
 pub async fn look(
     client: &Client,
     pool: &MySQLTenantPool,
     clusters: &[String],
     mut loads: Vec<ClusterLoad>,
+    since_look: Option<Duration>,
     admin: impl Fn(&str) -> Option<Opts>,
-) -> Result<(Rebalancing, Vec<PlannedMove>), String> {
+) -> Result<Look, String> {
     let namespace = pool.namespace().unwrap_or_default();
     let name = pool.name_any();
     let moves_api: Api<MySQLTenantMove> = Api::namespaced(client.clone(), &namespace);
@@ -207,9 +219,20 @@ pub async fn look(
         reason: "Idle",
         message,
     };
+    // The interval counts from the last look that measured, or the end of the last move it
+    // made, whichever came later.
+    let since = match (since_last(&moves, &name, now), since_look) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let quiet = |said: Rebalancing| Look {
+        said,
+        planned: Vec::new(),
+        measured: false,
+    };
     match rebalancing::next(
         &pool.spec.rebalance,
-        since_last(&moves, &name, now),
+        since,
         &unfinished(&moves, &name),
         &health,
     ) {
@@ -220,39 +243,30 @@ pub async fn look(
             } else {
                 "waiting for the next look".to_string()
             };
-            return Ok((
-                Rebalancing {
-                    moving,
-                    reason: if moving { "Moving" } else { "Idle" },
-                    message,
-                },
-                Vec::new(),
-            ));
+            return Ok(quiet(Rebalancing {
+                moving,
+                reason: if moving { "Moving" } else { "Idle" },
+                message,
+            }));
         }
         Next::Hold(why) => {
             let moving = !unfinished(&moves, &name).is_empty();
-            return Ok((
-                Rebalancing {
-                    moving,
-                    reason: if moving { "Moving" } else { "Waiting" },
-                    message: why,
-                },
-                Vec::new(),
-            ));
+            return Ok(quiet(Rebalancing {
+                moving,
+                reason: if moving { "Moving" } else { "Waiting" },
+                message: why,
+            }));
         }
         Next::Rebalance => {}
     }
     let mut primaries = Vec::new();
     for load in &loads {
         let Some(opts) = admin(&load.name) else {
-            return Ok((
-                Rebalancing {
-                    moving: false,
-                    reason: "Waiting",
-                    message: format!("rebalancing waits: {} has no primary", load.name),
-                },
-                Vec::new(),
-            ));
+            return Ok(quiet(Rebalancing {
+                moving: false,
+                reason: "Waiting",
+                message: format!("rebalancing waits: {} has no primary", load.name),
+            }));
         };
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
             .await
@@ -287,7 +301,11 @@ pub async fn look(
                 limits.margin * 100.0
             )
         };
-        return Ok((idle(message), Vec::new()));
+        return Ok(Look {
+            said: idle(message),
+            planned: Vec::new(),
+            measured: true,
+        });
     }
     let stamp = now.as_second();
     for m in &planned {
@@ -308,14 +326,15 @@ pub async fn look(
         .map(|m| format!("tenant {} from {} to {}", m.tenant, m.from, m.to))
         .collect::<Vec<_>>()
         .join("; ");
-    Ok((
-        Rebalancing {
+    Ok(Look {
+        said: Rebalancing {
             moving: true,
             reason: "Moving",
             message: format!("moving {message}"),
         },
         planned,
-    ))
+        measured: true,
+    })
 }
 
 #[cfg(test)]
