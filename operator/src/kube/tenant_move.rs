@@ -41,6 +41,7 @@ use crate::clock;
 use crate::crd::tenant_move::{MySQLTenantMove, MySQLTenantMoveStatus};
 use crate::crd::tenant_pool::{MySQLTenantPool, directory_name};
 use crate::pool::load;
+use crate::pool::moves::steps::snapshot_server;
 use crate::pool::moves::{
     Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, SaveRecord, run_move,
 };
@@ -479,19 +480,11 @@ impl Mover {
             let target = topology(&configmaps, &record.to).await?;
             let source_primary = endpoint(primary(&source)?);
             let target_primary = endpoint(primary(&target)?);
-            // A replica carries the snapshot's load; a cluster of one gives its primary. Once
-            // read, the snapshot's server stays the channel's.
-            let snapshot_from = match &record.snapshot_server {
-                Some((host, port)) => Endpoint {
-                    host: host.clone(),
-                    port: *port,
-                    ..source_primary.clone()
-                },
-                None => source
-                    .replicas
-                    .first()
-                    .map_or_else(|| source_primary.clone(), endpoint),
-            };
+            let snapshot_from = snapshot_server(
+                &record,
+                &source_primary,
+                source.replicas.first().map(endpoint),
+            );
             let mut conn = source_primary.conn().await.map_err(NotNow::Waiting)?;
             let domain: Option<u32> = conn
                 .query_first("SELECT @@gtid_domain_id")

@@ -12,6 +12,7 @@ use super::{LocalPool, TenantCliError, check_cluster, primary_of, read_topology}
 use crate::local::state::{read_json, write_json};
 use crate::pool::moves::measure;
 use crate::pool::moves::rebalance::{self, RebalanceLimits};
+use crate::pool::moves::steps::snapshot_server;
 use crate::pool::moves::{Endpoint, MoveContext, MoveLimits, MoveRecord, Phase, run_move};
 
 /// How long a tenant whose move was rolled back is left out of rebalancing plans.
@@ -170,19 +171,11 @@ impl LocalPool {
         let filter_file = conf_dir
             .is_dir()
             .then(|| conf_dir.join(format!("lagless-move-{id}.cnf")));
-        // A replica carries the snapshot's load; a cluster of one gives its primary. Once
-        // read, the snapshot's server stays the channel's.
-        let snapshot_from = match &record.snapshot_server {
-            Some((host, port)) => Endpoint {
-                host: host.clone(),
-                port: *port,
-                ..source_primary.clone()
-            },
-            None => source
-                .replicas
-                .first()
-                .map_or_else(|| source_primary.clone(), |r| self.endpoint(r)),
-        };
+        let snapshot_from = snapshot_server(
+            record,
+            &source_primary,
+            source.replicas.first().map(|r| self.endpoint(r)),
+        );
         let mut conn = source_primary.conn().await.map_err(TenantCliError::Pool)?;
         let domain: Option<u32> = conn
             .query_first("SELECT @@gtid_domain_id")

@@ -93,6 +93,24 @@ pub async fn preconditions(cx: &MoveContext, from: &str, to: &str) -> Result<Rou
     Ok(route)
 }
 
+/// Where a move reads its snapshot: the server on record once it has been read (its binary
+/// log is the channel's, whatever the source's topology says later), else a replica of the
+/// source, which carries the snapshot's load, else (a cluster of one) its primary.
+pub fn snapshot_server(
+    record: &super::plan::MoveRecord,
+    source_primary: &Endpoint,
+    first_replica: Option<Endpoint>,
+) -> Endpoint {
+    match &record.snapshot_server {
+        Some((host, port)) => Endpoint {
+            host: host.clone(),
+            port: *port,
+            ..source_primary.clone()
+        },
+        None => first_replica.unwrap_or_else(|| source_primary.clone()),
+    }
+}
+
 /// The snapshot: one consistent read of the tenant's database on `snapshot_from`, with its
 /// positions, written into the target's primary (dropping a leftover copy of an earlier
 /// attempt first) at the copy's pace, waiting for the target's replicas as it goes.
@@ -101,18 +119,7 @@ pub async fn copy(cx: &MoveContext) -> Result<Snapshot, String> {
     // A copy made again (its record lost a later step) must not leave an earlier attempt's
     // channel in place: started again, it would go on from that attempt's position.
     let channel = plan::channel_name(&cx.tenant);
-    if channel_exists(&mut target, &channel).await? {
-        run(
-            &mut target,
-            &format!("STOP SLAVE '{}'", sql_quote(&channel)),
-        )
-        .await?;
-        run(
-            &mut target,
-            &format!("RESET SLAVE '{}' ALL", sql_quote(&channel)),
-        )
-        .await?;
-    }
+    remove_channel(&mut target, &channel).await?;
     run(
         &mut target,
         &format!("DROP DATABASE IF EXISTS {}", plan::ident(&cx.database)),
@@ -400,6 +407,15 @@ pub(super) async fn use_channel(conn: &mut Conn, channel: &str) -> Result<(), St
     .await
 }
 
+/// Stops and forgets `channel` on the target's primary, if it exists.
+async fn remove_channel(target: &mut Conn, channel: &str) -> Result<(), String> {
+    if channel_exists(target, channel).await? {
+        run(target, &format!("STOP SLAVE '{}'", sql_quote(channel))).await?;
+        run(target, &format!("RESET SLAVE '{}' ALL", sql_quote(channel))).await?;
+    }
+    Ok(())
+}
+
 async fn channel_exists(conn: &mut Conn, channel: &str) -> Result<bool, String> {
     let rows: Vec<Row> = conn
         .query("SHOW ALL SLAVES STATUS")
@@ -608,18 +624,7 @@ fn write_filter(file: &std::path::Path, channel: &str, database: &str) -> Result
 pub async fn drop_channel(cx: &MoveContext) -> Result<(), String> {
     let channel = plan::channel_name(&cx.tenant);
     let mut target = cx.target_primary.primary_conn().await?;
-    if channel_exists(&mut target, &channel).await? {
-        run(
-            &mut target,
-            &format!("STOP SLAVE '{}'", sql_quote(&channel)),
-        )
-        .await?;
-        run(
-            &mut target,
-            &format!("RESET SLAVE '{}' ALL", sql_quote(&channel)),
-        )
-        .await?;
-    }
+    remove_channel(&mut target, &channel).await?;
     run(&mut target, "STOP ALL SLAVES").await?;
     run(&mut target, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos").await?;
     if let Some(file) = &cx.filter_file {

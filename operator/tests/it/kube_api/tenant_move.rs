@@ -16,9 +16,9 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, ResourceExt};
 use lagless_directory::{TenantId, TenantState};
 use lagless_operator::crd::tenant_move::MySQLTenantMove;
 use lagless_operator::crd::tenant_pool::{MySQLTenantPool, directory_name};
@@ -92,6 +92,93 @@ async fn phase_of(api: &Api<MySQLTenantMove>, name: &str) -> Option<(String, boo
     Some((status.phase?, status.record.is_some()))
 }
 
+/// What the pool's reconciler and its clusters' orchestration would have made for `pool` on
+/// `fleet`'s servers: the pool's Secrets and each cluster's topology ConfigMap.
+pub(super) async fn publish(admin: &Client, pool: &MySQLTenantPool, fleet: &Fleet) {
+    let name = pool.name_any();
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
+    let credentials = &pool.spec.cluster_template.credentials;
+    for s in [
+        secret(&credentials.admin_secret(&name), ADMIN_USER, ADMIN_PASSWORD),
+        secret(
+            &credentials.replication_secret(&name),
+            REPL_USER,
+            REPL_PASSWORD,
+        ),
+    ] {
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), NAMESPACE);
+    let directory = directory_name(&name);
+    let mut published = vec![topology_configmap(
+        &directory,
+        topology(&directory, fleet.directory_cluster()).to_json_pretty(),
+    )];
+    for (cluster, servers) in fleet.names.iter().zip(&fleet.clusters) {
+        published.push(topology_configmap(
+            cluster,
+            topology(cluster, servers).to_json_pretty(),
+        ));
+    }
+    for cm in published {
+        configmaps
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until move `name` copies with its record in the status (so it has started).
+async fn copying_on_record(moves: &Api<MySQLTenantMove>, name: &str) {
+    eventually(&format!("{name} copying, on record"), || async {
+        phase_of(moves, name)
+            .await
+            .filter(|(phase, recorded)| phase == "copying" && *recorded)
+    })
+    .await;
+}
+
+/// Where the directory sends tenant `kube`.
+async fn route_of(fleet: &Fleet) -> lagless_directory::Route {
+    fleet
+        .book()
+        .lookup(&TenantId::parse("kube").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The directory sends tenant `kube` to `cluster`, active, and every server of it holds every
+/// acknowledged write of the writer, once.
+async fn served_from(fleet: &Fleet, cluster: usize, acked: &[i32]) {
+    let route = route_of(fleet).await;
+    assert_eq!(
+        (route.cluster.as_str(), route.state),
+        (fleet.names[cluster], TenantState::Active)
+    );
+    let servers = &fleet.clusters[cluster];
+    servers
+        .wait_replicated(Duration::from_secs(20))
+        .await
+        .unwrap();
+    for member in servers.members() {
+        let found: Vec<i32> = member
+            .query("SELECT n FROM t_kube.kv WHERE writer = 1 ORDER BY n")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0).unwrap())
+            .collect();
+        assert_eq!(
+            found,
+            acked,
+            "member {} of {}",
+            member.index(),
+            fleet.names[cluster]
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_bad_moves() {
     init_logs();
@@ -115,36 +202,7 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
     .unwrap();
     let pools: Api<MySQLTenantPool> = Api::namespaced(admin.clone(), NAMESPACE);
     pools.create(&PostParams::default(), &pool).await.unwrap();
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
-    let credentials = &pool.spec.cluster_template.credentials;
-    for s in [
-        secret(&credentials.admin_secret(POOL), ADMIN_USER, ADMIN_PASSWORD),
-        secret(
-            &credentials.replication_secret(POOL),
-            REPL_USER,
-            REPL_PASSWORD,
-        ),
-    ] {
-        secrets.create(&PostParams::default(), &s).await.unwrap();
-    }
-    let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), NAMESPACE);
-    let directory = directory_name(POOL);
-    let mut published = vec![topology_configmap(
-        &directory,
-        topology(&directory, fleet.directory_cluster()).to_json_pretty(),
-    )];
-    for (name, cluster) in NAMES.iter().zip(&fleet.clusters) {
-        published.push(topology_configmap(
-            name,
-            topology(name, cluster).to_json_pretty(),
-        ));
-    }
-    for cm in published {
-        configmaps
-            .create(&PostParams::default(), &cm)
-            .await
-            .unwrap();
-    }
+    publish(admin, &pool, &fleet).await;
 
     // A writer through the proxy all along.
     let stop = Arc::new(AtomicBool::new(false));
@@ -185,12 +243,7 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
     let first = start_movers(client.clone());
     apply("kube-move", "kube", NAMES[to]).await;
     // Killed while copying (1 MiB/s for about 4 MiB), once the record is in the status.
-    eventually("the move copying, on record", || async {
-        phase_of(&moves, "kube-move")
-            .await
-            .filter(|(phase, recorded)| phase == "copying" && *recorded)
-    })
-    .await;
+    copying_on_record(&moves, "kube-move").await;
     first.abort();
     let _ = first.await;
     let second = start_movers(client.clone());
@@ -223,29 +276,7 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
     assert!(acked.len() > 100, "the writer wrote during the move");
 
     // The directory sends the tenant to the target, which holds every acknowledged write.
-    let route = fleet
-        .book()
-        .lookup(&TenantId::parse("kube").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (route.cluster.as_str(), route.state),
-        (NAMES[to], TenantState::Active)
-    );
-    let target = &fleet.clusters[to];
-    target
-        .wait_replicated(Duration::from_secs(20))
-        .await
-        .unwrap();
-    for member in target.members() {
-        let rows = member
-            .query("SELECT n FROM t_kube.kv WHERE writer = 1 ORDER BY n")
-            .await
-            .unwrap();
-        let found: Vec<i32> = rows.iter().map(|r| r.get(0).unwrap()).collect();
-        assert_eq!(found, acked, "member {} of the target", member.index());
-    }
+    served_from(&fleet, to, &acked).await;
     let source_dbs = fleet.clusters[from]
         .primary()
         .query("SHOW DATABASES LIKE 't_kube'")
@@ -296,23 +327,13 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
         );
         assert!(refused.record.is_none(), "{refused:?}");
     }
-    let route = fleet
-        .book()
-        .lookup(&TenantId::parse("kube").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let route = route_of(&fleet).await;
     assert_eq!(route.cluster, NAMES[to]);
 
     // A move back, deleted while it copies with no operator running: the next operator
     // finishes it (the finalizer holds the object until then), and then it is gone.
     apply("kube-back", "kube", NAMES[from]).await;
-    eventually("the move back copying, on record", || async {
-        phase_of(&moves, "kube-back")
-            .await
-            .filter(|(phase, recorded)| phase == "copying" && *recorded)
-    })
-    .await;
+    copying_on_record(&moves, "kube-back").await;
     second.abort();
     let _ = second.await;
     moves
@@ -327,25 +348,7 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
         }
     })
     .await;
-    let route = fleet
-        .book()
-        .lookup(&TenantId::parse("kube").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (route.cluster.as_str(), route.state),
-        (NAMES[from], TenantState::Active)
-    );
-    let back: Vec<i32> = fleet.clusters[from]
-        .primary()
-        .query("SELECT n FROM t_kube.kv WHERE writer = 1 ORDER BY n")
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0).unwrap())
-        .collect();
-    assert_eq!(back, acked, "the rows moved back");
+    served_from(&fleet, from, &acked).await;
 
     // The finalizer held the move while it ran; a finished move is deleted at once.
     assert!(

@@ -5,23 +5,21 @@
 //! own, published in topology ConfigMaps; the pool's `MySQLCluster`s are objects whose status
 //! the test writes (no pods run here).
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use lagless_directory::{ClusterState, TenantId};
 use lagless_operator::crd::MySQLCluster;
 use lagless_operator::crd::tenant_move::MySQLTenantMove;
-use lagless_operator::crd::tenant_pool::{self, MySQLTenantPool, directory_name};
+use lagless_operator::crd::tenant_pool::{self, MySQLTenantPool};
 use lagless_operator::kube::pool::operate::{PoolLoops, PoolTasks};
 use lagless_operator::kube::pool::rebalance::REBALANCE_LABEL;
-use lagless_testkit::{ADMIN_PASSWORD, ADMIN_USER, REPL_PASSWORD, REPL_USER};
 use mysql_async::prelude::*;
 
 use super::harness::{ControlPlane, eventually};
-use super::tenant_move::{secret, start_movers, topology_configmap};
+use super::tenant_move::{publish, start_movers};
 use super::{NAMESPACE, init_logs};
-use crate::tenant_move::{Fleet, topology};
+use crate::tenant_move::Fleet;
 
 const POOL: &str = "move";
 const CLUSTERS: [&str; 2] = ["move-c0", "move-c1"];
@@ -112,39 +110,7 @@ async fn a_pool_in_kubernetes_moves_a_tenant_by_itself_until_its_clusters_are_ev
             .await
             .unwrap();
     }
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
-    let credentials = &pool.spec.cluster_template.credentials;
-    for s in [
-        secret(&credentials.admin_secret(POOL), ADMIN_USER, ADMIN_PASSWORD),
-        secret(
-            &credentials.replication_secret(POOL),
-            REPL_USER,
-            REPL_PASSWORD,
-        ),
-    ] {
-        secrets.create(&PostParams::default(), &s).await.unwrap();
-    }
-    let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), NAMESPACE);
-    let directory = directory_name(POOL);
-    configmaps
-        .create(
-            &PostParams::default(),
-            &topology_configmap(
-                &directory,
-                topology(&directory, fleet.directory_cluster()).to_json_pretty(),
-            ),
-        )
-        .await
-        .unwrap();
-    for (name, cluster) in CLUSTERS.iter().zip(&fleet.clusters) {
-        configmaps
-            .create(
-                &PostParams::default(),
-                &topology_configmap(name, topology(name, cluster).to_json_pretty()),
-            )
-            .await
-            .unwrap();
-    }
+    publish(admin, &pool, &fleet).await;
 
     // The pool's loop and the move controller, as the operator runs them.
     let recorder = Recorder::new(
