@@ -17,18 +17,19 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::crd::MySQLCluster;
+use crate::crd::tenant_move::MySQLTenantMove;
 use request::Outcome;
 
 /// The name kubectl finds the plugin by.
 pub const PLUGIN_NAME: &str = "kubectl-lagless";
 
-/// Day-2 operations on Lagless MySQLClusters: status, switchover, re-seed, pause, resume,
-/// Events.
+/// Day-2 operations on Lagless MySQLClusters (status, switchover, re-seed, pause, resume,
+/// Events) and tenant moves.
 #[derive(Debug, Parser)]
 #[command(name = "kubectl lagless", version)]
 pub struct PluginCli {
@@ -115,6 +116,24 @@ pub enum PluginCommand {
     },
     /// The operator's Events on the cluster, oldest first.
     Logs { cluster: Option<String> },
+    /// Move a tenant of a MySQLTenantPool to another of its clusters while it is written (a
+    /// MySQLTenantMove), and follow it through its phases.
+    Move {
+        /// The tenant's id.
+        tenant: String,
+        /// The MySQLTenantPool.
+        #[arg(long)]
+        pool: String,
+        /// The cluster to move it to, `<pool>-c<n>`.
+        #[arg(long)]
+        to: String,
+        /// The copy's pace in MiB/s, 0 for no limit [default: the pool's
+        /// spec.rebalance.copyRateMib].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10240))]
+        copy_rate_mib: Option<u32>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -237,7 +256,10 @@ async fn execute(args: PluginArgs) -> Result<(), PluginError> {
             let id = request::request_id(crate::clock::unix_ms());
             let name = patch(&api, &cluster, &request::switchover_patch(&id, &to)).await?;
             println!("switchover {id} of {name} to {to} requested");
-            follow(&api, &name, &wait, |c| request::switchover_outcome(c, &id)).await
+            follow(&api, &name, &wait, &status_hint(&name), |c| {
+                request::switchover_outcome(c, &id)
+            })
+            .await
         }
         PluginCommand::Reseed { member, wait } => {
             let cluster = find(&api, &namespace, None, Some(&member)).await?;
@@ -245,7 +267,10 @@ async fn execute(args: PluginArgs) -> Result<(), PluginError> {
             let id = request::request_id(crate::clock::unix_ms());
             let name = patch(&api, &cluster, &request::reseed_patch(&id, &member)).await?;
             println!("re-seed {id} of {member} requested");
-            follow(&api, &name, &wait, |c| request::reseed_outcome(c, &id)).await
+            follow(&api, &name, &wait, &status_hint(&name), |c| {
+                request::reseed_outcome(c, &id)
+            })
+            .await
         }
         PluginCommand::Pause { cluster, wait } => {
             pause(&api, &namespace, cluster, &wait, true).await
@@ -275,7 +300,31 @@ async fn execute(args: PluginArgs) -> Result<(), PluginError> {
                     "; waiting for the operator"
                 }
             );
-            follow(&api, &name, &wait, |c| request::read_only_outcome(c, on)).await
+            follow(&api, &name, &wait, &status_hint(&name), |c| {
+                request::read_only_outcome(c, on)
+            })
+            .await
+        }
+        PluginCommand::Move {
+            tenant,
+            pool,
+            to,
+            copy_rate_mib,
+            wait,
+        } => {
+            lagless_directory::TenantId::parse(&tenant)
+                .map_err(|e| PluginError::Usage(e.to_string()))?;
+            let moves: Api<MySQLTenantMove> = Api::namespaced(client, &namespace);
+            let unix_secs = i64::try_from(crate::clock::unix_ms() / 1000).unwrap_or(i64::MAX);
+            let mv = MySQLTenantMove::of_tenant(&pool, &tenant, &to, copy_rate_mib, unix_secs);
+            let made = moves
+                .create(&PostParams::default(), &mv)
+                .await
+                .map_err(PluginError::api("creating the MySQLTenantMove"))?;
+            let name = made.metadata.name.clone().unwrap_or_default();
+            println!("MySQLTenantMove {name}: tenant {tenant} of pool {pool} to {to}");
+            let hint = format!("`kubectl get tenantmove {name}` follows it");
+            follow(&moves, &name, &wait, &hint, request::move_outcome).await
         }
         PluginCommand::Logs { cluster } => {
             let cluster = find(&api, &namespace, cluster.as_deref(), None).await?;
@@ -317,7 +366,15 @@ async fn pause(
             "; waiting for the operator"
         }
     );
-    follow(api, &name, wait, |c| request::pause_outcome(c, paused)).await
+    follow(api, &name, wait, &status_hint(&name), |c| {
+        request::pause_outcome(c, paused)
+    })
+    .await
+}
+
+/// How a user follows a request on cluster `name` after the plugin stopped waiting.
+fn status_hint(name: &str) -> String {
+    format!("`kubectl lagless status {name}` follows it")
 }
 
 /// Times a patch made at the version read is made again after a conflict.
@@ -363,7 +420,10 @@ async fn cordon(
             "; waiting for the operator"
         }
     );
-    follow(api, &name, wait, |c| request::cordon_outcome(c, member, on)).await
+    follow(api, &name, wait, &status_hint(&name), |c| {
+        request::cordon_outcome(c, member, on)
+    })
+    .await
 }
 
 /// The cluster named, else the one `member` belongs to, else the only one in the namespace.
@@ -432,12 +492,16 @@ async fn patch(
 
 /// Reads the cluster every second until `outcome` says done or failed, printing each new
 /// progress line, or until the timeout.
-async fn follow(
-    api: &Api<MySQLCluster>,
+async fn follow<K>(
+    api: &Api<K>,
     name: &str,
     wait: &WaitArgs,
-    outcome: impl Fn(&MySQLCluster) -> Outcome,
-) -> Result<(), PluginError> {
+    hint: &str,
+    outcome: impl Fn(&K) -> Outcome,
+) -> Result<(), PluginError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     if wait.no_wait {
         return Ok(());
     }
@@ -445,11 +509,11 @@ async fn follow(
     let deadline = began + Duration::from_secs(wait.timeout);
     let mut last = String::new();
     loop {
-        let cluster = api
+        let object = api
             .get(name)
             .await
-            .map_err(PluginError::api("reading the MySQLCluster"))?;
-        match outcome(&cluster) {
+            .map_err(|e| PluginError::Failed(format!("reading {} {name}: {e}", K::kind(&()))))?;
+        match outcome(&object) {
             Outcome::Done(message) => {
                 println!("{message}");
                 return Ok(());
@@ -464,8 +528,7 @@ async fn follow(
         }
         if Instant::now() >= deadline {
             return Err(PluginError::Failed(format!(
-                "not done within {} s (last: {last}); the request stands: `kubectl lagless \
-                 status {name}` follows it",
+                "not done within {} s (last: {last}); the request stands: {hint}",
                 wait.timeout
             )));
         }

@@ -103,3 +103,27 @@ pub struct MySQLTenantMoveSpec {
     #[schemars(range(max = 1000))]
     pub copy_latency_allowance: Option<u32>,
 }
+
+impl MySQLTenantMove {
+    /// A move of `tenant` in `pool` to cluster `to`, named for them and the time.
+    pub fn of_tenant(
+        pool: &str,
+        tenant: &str,
+        to: &str,
+        copy_rate_mib: Option<u32>,
+        unix_secs: i64,
+    ) -> Self {
+        // Object names take no `_`; tenant ids take no `-`, so no two tenants share a name.
+        let name = format!("{pool}-{}-{unix_secs}", tenant.replace('_', "-"));
+        Self::new(
+            &name,
+            MySQLTenantMoveSpec {
+                pool: pool.to_string(),
+                tenant: tenant.to_string(),
+                to: to.to_string(),
+                copy_rate_mib,
+                copy_latency_allowance: None,
+            },
+        )
+    }
+}

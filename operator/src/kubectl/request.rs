@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::crd::tenant_move::MySQLTenantMove;
 use crate::crd::{
     BEST, Condition, ConditionStatus, MemberRole, MySQLCluster, MySQLClusterStatus, ReseedResult,
 };
@@ -242,6 +243,28 @@ pub fn pause_outcome(cluster: &MySQLCluster, paused: bool) -> Outcome {
     }
 }
 
+/// Where a tenant move stands.
+pub fn move_outcome(mv: &MySQLTenantMove) -> Outcome {
+    let status = mv.status.clone().unwrap_or_default();
+    let message = status.message.clone().unwrap_or_default();
+    match status.phase.as_deref() {
+        Some("done") => Outcome::Done(format!(
+            "tenant {} moved from {} to {} (writes held {} ms)",
+            mv.spec.tenant,
+            status.from.as_deref().unwrap_or("?"),
+            mv.spec.to,
+            status.frozen_ms.unwrap_or(0)
+        )),
+        Some("aborted") => Outcome::Failed(format!(
+            "the move of tenant {} was not carried out: {message}",
+            mv.spec.tenant
+        )),
+        Some(phase) if message.is_empty() => Outcome::Waiting(phase.to_string()),
+        Some(phase) => Outcome::Waiting(format!("{phase}: {message}")),
+        None => Outcome::Waiting("waiting for the operator".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +442,50 @@ mod tests {
             read_only_outcome(&cluster("status: {observedGeneration: 2}"), false),
             Outcome::Done(_)
         ));
+    }
+
+    #[test]
+    fn a_tenant_move_is_named_for_its_tenant_and_followed_to_its_end() {
+        let mut mv =
+            MySQLTenantMove::of_tenant("demo", "big_one", "demo-c1", Some(2), 1_700_000_000);
+        assert_eq!(mv.metadata.name.as_deref(), Some("demo-big-one-1700000000"));
+        assert_eq!(
+            (mv.spec.tenant.as_str(), mv.spec.copy_rate_mib),
+            ("big_one", Some(2))
+        );
+        assert_eq!(
+            move_outcome(&mv),
+            Outcome::Waiting("waiting for the operator".into())
+        );
+        let status = |phase: &str, message: Option<&str>| {
+            Some(crate::crd::tenant_move::MySQLTenantMoveStatus {
+                phase: Some(phase.into()),
+                from: Some("demo-c0".into()),
+                message: message.map(str::to_string),
+                frozen_ms: Some(12),
+                ..Default::default()
+            })
+        };
+        mv.status = status("catching up", None);
+        assert_eq!(move_outcome(&mv), Outcome::Waiting("catching up".into()));
+        mv.status = status("pending", Some("waiting for MySQLTenantMove x"));
+        assert_eq!(
+            move_outcome(&mv),
+            Outcome::Waiting("pending: waiting for MySQLTenantMove x".into())
+        );
+        mv.status = status("done", None);
+        assert_eq!(
+            move_outcome(&mv),
+            Outcome::Done(
+                "tenant big_one moved from demo-c0 to demo-c1 (writes held 12 ms)".into()
+            )
+        );
+        mv.status = status("aborted", Some("no MySQLTenantPool demo"));
+        assert_eq!(
+            move_outcome(&mv),
+            Outcome::Failed(
+                "the move of tenant big_one was not carried out: no MySQLTenantPool demo".into()
+            )
+        );
     }
 }

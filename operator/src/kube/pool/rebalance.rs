@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ::kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use ::kube::api::{Api, ListParams, PostParams};
 use ::kube::{Client, Resource, ResourceExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
@@ -17,7 +17,7 @@ use lagless_directory::TenantNaming;
 use lagless_directory::placement::ClusterLoad;
 use mysql_async::Opts;
 
-use crate::crd::tenant_move::{MySQLTenantMove, MySQLTenantMoveSpec};
+use crate::crd::tenant_move::MySQLTenantMove;
 use crate::crd::tenant_pool::{MySQLTenantPool, POOL_LABEL};
 use crate::crd::{Condition, ConditionStatus, MySQLCluster, Phase};
 use crate::pool::moves::measure;
@@ -145,11 +145,6 @@ pub fn kept_out(moves: &[MySQLTenantMove], pool: &str, now: Timestamp) -> BTreeS
 
 /// The `MySQLTenantMove` of a planned move, owned by the pool.
 pub fn move_for(pool: &MySQLTenantPool, planned: &PlannedMove, unix_secs: i64) -> MySQLTenantMove {
-    let name = format!(
-        "{}-{}-{unix_secs}",
-        pool.name_any(),
-        planned.tenant.as_str().replace('_', "-")
-    );
     let owner = OwnerReference {
         api_version: MySQLTenantPool::api_version(&()).into_owned(),
         kind: MySQLTenantPool::kind(&()).into_owned(),
@@ -158,29 +153,23 @@ pub fn move_for(pool: &MySQLTenantPool, planned: &PlannedMove, unix_secs: i64) -
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
-    MySQLTenantMove {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: pool.namespace(),
-            labels: Some(
-                [
-                    (POOL_LABEL.to_string(), pool.name_any()),
-                    (REBALANCE_LABEL.to_string(), "true".to_string()),
-                ]
-                .into(),
-            ),
-            owner_references: Some(vec![owner]),
-            ..ObjectMeta::default()
-        },
-        spec: MySQLTenantMoveSpec {
-            pool: pool.name_any(),
-            tenant: planned.tenant.as_str().to_string(),
-            to: planned.to.clone(),
-            copy_rate_mib: Some(pool.spec.rebalance.copy_rate_mib),
-            copy_latency_allowance: None,
-        },
-        status: None,
-    }
+    let mut mv = MySQLTenantMove::of_tenant(
+        &pool.name_any(),
+        planned.tenant.as_str(),
+        &planned.to,
+        Some(pool.spec.rebalance.copy_rate_mib),
+        unix_secs,
+    );
+    mv.metadata.namespace = pool.namespace();
+    mv.metadata.labels = Some(
+        [
+            (POOL_LABEL.to_string(), pool.name_any()),
+            (REBALANCE_LABEL.to_string(), "true".to_string()),
+        ]
+        .into(),
+    );
+    mv.metadata.owner_references = Some(vec![owner]);
+    mv
 }
 
 /// One look: what the decision says, and the moves it starts. `clusters` are all of the
@@ -341,7 +330,7 @@ pub async fn look(
 mod tests {
     use super::*;
     use crate::crd::MemberStatus;
-    use crate::crd::tenant_move::MySQLTenantMoveStatus;
+    use crate::crd::tenant_move::{MySQLTenantMoveSpec, MySQLTenantMoveStatus};
     use lagless_directory::TenantId;
 
     fn mv(

@@ -350,6 +350,57 @@ async fn a_tenant_move_in_kubernetes_survives_an_operator_restart_and_refuses_ba
     .await;
     served_from(&fleet, from, &acked).await;
 
+    // `kubectl lagless move`: a bad id refused before anything is made; the tenant moved
+    // again, followed through its phases to its end.
+    let kubeconfig = plane.admin_kubeconfig();
+    let plugin = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_lagless-operator"))
+                .arg0("kubectl-lagless")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(&args)
+                .output()
+                .await
+                .expect("running kubectl-lagless")
+        }
+    };
+    let refused = plugin(&["move", "Not-An-Id", "--pool", POOL, "--to", "move-a"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let before = moves
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    let moved = plugin(&[
+        "move",
+        "kube",
+        "--pool",
+        POOL,
+        "--to",
+        NAMES[to],
+        "--copy-rate-mib",
+        "0",
+    ])
+    .await;
+    let said = String::from_utf8_lossy(&moved.stdout);
+    assert!(moved.status.success(), "{moved:?}");
+    assert!(
+        said.contains(&format!("moved from {} to {}", NAMES[from], NAMES[to])),
+        "{said}"
+    );
+    let made = moves
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(made, before + 1, "one MySQLTenantMove made by the plugin");
+    served_from(&fleet, to, &acked).await;
+
     // The finalizer held the move while it ran; a finished move is deleted at once.
     assert!(
         done.metadata
