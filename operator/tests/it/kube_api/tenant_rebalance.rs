@@ -5,6 +5,7 @@
 //! own, published in topology ConfigMaps; the pool's `MySQLCluster`s are objects whose status
 //! the test writes (no pods run here).
 
+use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
@@ -146,13 +147,30 @@ async fn a_pool_in_kubernetes_moves_a_tenant_by_itself_until_its_clusters_are_ev
             .any(|o| o.kind == "MySQLTenantPool" && o.name == POOL),
         "{made:?}"
     );
+    // The look is on record once it has returned (after it made the move): the pool's loop
+    // says a move runs, and the pool's Event names it.
     let key = format!("{NAMESPACE}/{POOL}");
-    let snapshot = loops.snapshot(&key).expect("the pool's loop runs");
-    let said = snapshot.rebalance.expect("the look is on record");
-    assert!(
-        said.moving && said.message.contains("tenant small"),
-        "{said:?}"
-    );
+    let said = eventually("the pool's loop saying a move runs", || async {
+        loops.snapshot(&key)?.rebalance.filter(|r| r.moving)
+    })
+    .await;
+    assert_eq!(said.reason, "Moving", "{said:?}");
+    let events: Api<Event> = Api::namespaced(admin.clone(), NAMESPACE);
+    eventually("the pool's Rebalancing Event", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("Rebalancing")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("tenant small from move-c0 to move-c1"))
+            })
+    })
+    .await;
     let done = eventually("the pool's move ended", || async {
         moves
             .get_opt(&made.name_any())
