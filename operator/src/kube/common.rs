@@ -90,3 +90,21 @@ pub(crate) async fn account(api: &Api<Secret>, name: &str) -> Result<Credentials
         password: field("password")?,
     })
 }
+
+/// The topology cluster `cluster` publishes in its ConfigMap: none while it has published none.
+pub(crate) async fn published_topology(
+    configmaps: &Api<k8s_openapi::api::core::v1::ConfigMap>,
+    cluster: &str,
+) -> Result<Option<lagless_core::topology::Topology>, String> {
+    let name = super::builders::topology_configmap_name(cluster);
+    let json = configmaps
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("cannot read ConfigMap {name}: {e}"))?
+        .and_then(|cm| cm.data?.remove(super::builders::TOPOLOGY_KEY));
+    json.map(|json| {
+        lagless_core::topology::Topology::parse(json.as_bytes())
+            .map_err(|e| format!("ConfigMap {name}: unreadable topology: {e}"))
+    })
+    .transpose()
+}

@@ -32,7 +32,6 @@ use lagless_core::topology::{Member, Topology};
 use lagless_directory::{Directory, TenantId, TenantNaming};
 use mysql_async::prelude::Queryable;
 
-use super::builders::{TOPOLOGY_KEY, topology_configmap_name};
 use super::common::{self, object_key};
 use super::reconcile::{Error, apply_status};
 use super::status::ClusterEvent;
@@ -209,13 +208,9 @@ async fn apply(
         }
         return Ok(Action::requeue(RETRY));
     }
-    // The cache may be behind a task that has just ended the move: read it fresh.
-    match api.get_opt(&mv.name_any()).await? {
-        Some(fresh) if !fresh.status.as_ref().is_some_and(|s| s.is_final()) => {
-            start(api, &fresh, ctx);
-        }
-        _ => return Ok(Action::await_change()),
-    }
+    // The task reads its move fresh before it runs anything: the cache may be behind a task
+    // that has just ended it.
+    start(api, mv, ctx);
     Ok(Action::requeue(RETRY))
 }
 
@@ -583,17 +578,10 @@ async fn new_record(
 
 /// The topology cluster `cluster` publishes.
 async fn topology(configmaps: &Api<ConfigMap>, cluster: &str) -> Result<Topology, NotNow> {
-    let name = topology_configmap_name(cluster);
-    let json = configmaps
-        .get_opt(&name)
+    common::published_topology(configmaps, cluster)
         .await
-        .map_err(|e| NotNow::Waiting(format!("reading ConfigMap {name}: {e}")))?
-        .and_then(|cm| cm.data?.remove(TOPOLOGY_KEY))
-        .ok_or_else(|| {
-            NotNow::Waiting(format!("cluster {cluster} has published no topology yet"))
-        })?;
-    Topology::parse(json.as_bytes())
-        .map_err(|e| NotNow::Waiting(format!("ConfigMap {name}: unreadable topology: {e}")))
+        .map_err(NotNow::Waiting)?
+        .ok_or_else(|| NotNow::Waiting(format!("cluster {cluster} has published no topology yet")))
 }
 
 fn primary(topology: &Topology) -> Result<&Member, NotNow> {

@@ -18,7 +18,7 @@ use ::kube::api::Api;
 use ::kube::runtime::events::Recorder;
 use ::kube::{Client, ResourceExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use lagless_core::topology::{Member, Topology};
+use lagless_core::topology::Member;
 use lagless_directory::Directory;
 use lagless_directory::placement::{self, ClusterLoad, ClusterState};
 use tokio::sync::watch;
@@ -29,7 +29,6 @@ use super::status::PoolSnapshot;
 use crate::crd::MySQLCluster;
 use crate::crd::tenant_pool::{self, MySQLTenantPool, directory_name};
 use crate::kube::builders::tenant_pool::pool_tls_secret_name;
-use crate::kube::builders::{TOPOLOGY_KEY, topology_configmap_name};
 use crate::kube::common::{self, lock, object_key};
 use crate::kube::orchestration::secret_ca;
 use crate::kube::status::ClusterEvent;
@@ -474,24 +473,13 @@ impl Runner {
         let mut primaries = BTreeMap::new();
         for cluster in clusters {
             let cluster = cluster.name_any();
-            let name = topology_configmap_name(&cluster);
-            let json = match configmaps.get_opt(&name).await {
-                Ok(found) => found.and_then(|cm| cm.data?.remove(TOPOLOGY_KEY)),
-                Err(e) => {
-                    warnings.push(format!("cannot read ConfigMap {name}: {e}"));
-                    continue;
-                }
-            };
-            let Some(json) = json else {
-                continue;
-            };
-            match Topology::parse(json.as_bytes()) {
+            match common::published_topology(&configmaps, &cluster).await {
                 Ok(topology) => {
-                    if let Some(primary) = topology.primary {
+                    if let Some(primary) = topology.and_then(|t| t.primary) {
                         primaries.insert(cluster, primary);
                     }
                 }
-                Err(e) => warnings.push(format!("ConfigMap {name}: unreadable topology: {e}")),
+                Err(e) => warnings.push(e),
             }
         }
         primaries

@@ -219,14 +219,10 @@ pub async fn look(
         planned: Vec::new(),
         measured: false,
     };
-    match rebalancing::next(
-        &pool.spec.rebalance,
-        since,
-        &unfinished(&moves, &name),
-        &health,
-    ) {
+    let open = unfinished(&moves, &name);
+    let moving = !open.is_empty();
+    match rebalancing::next(&pool.spec.rebalance, since, &open, &health) {
         Next::Idle | Next::Resume { .. } => {
-            let moving = !unfinished(&moves, &name).is_empty();
             let message = if moving {
                 "a move of the pool runs".to_string()
             } else {
@@ -239,7 +235,6 @@ pub async fn look(
             }));
         }
         Next::Hold(why) => {
-            let moving = !unfinished(&moves, &name).is_empty();
             return Ok(quiet(Rebalancing {
                 moving,
                 reason: if moving { "Moving" } else { "Waiting" },

@@ -33,7 +33,6 @@ pub async fn precheck(cx: &MoveContext) -> Result<Option<(String, u64)>, String>
     run(&mut target, "STOP SLAVE SQL_THREAD").await?;
     // The applier starts again below: never without its filter.
     ensure_filter(cx, &mut target, &channel).await?;
-    use_channel(&mut target, &channel).await?;
     let compared = compare_at_snapshot(cx, &mut target).await;
     // The applier runs on whatever happened; a plain start forgets the UNTIL.
     let restarted = run(&mut target, "START SLAVE SQL_THREAD").await;
