@@ -534,15 +534,37 @@ fn scheduled_backups_and_drills_run_and_keep_only_what_the_policy_says_with_the_
     let rt = tokio::runtime::Runtime::new().unwrap();
     let o = admin(&local, member_port(&status, &primary(&status)));
     write_rows(&rt, &o, 0, 100);
-    // Without --to: the spec's destination.
-    local.ok(&["backup"]);
+    // Without --to: the spec's destination. A scheduled backup may run beside it (the
+    // schedule is every minute): the manual one is the id the command prints.
+    let said = local.ok(&["backup"]);
     let manual = backups(&["--from", &dest_text]);
-    assert_eq!(manual.len(), 1, "{manual:?}");
-    let manual_id = manual[0]["id"].as_str().unwrap().to_string();
+    let manual_id = manual
+        .iter()
+        .filter_map(|b| b["id"].as_str())
+        .find(|id| said.contains(&format!("backup {id} ")))
+        .unwrap_or_else(|| panic!("{said} names none of {manual:?}"))
+        .to_string();
+    let manual_finished = manual
+        .iter()
+        .find(|b| b["id"] == manual_id.as_str())
+        .and_then(|b| b["finishedUnixMs"].as_u64())
+        .unwrap();
     write_rows(&rt, &o, 100, 100);
     let began = Instant::now();
-    wait_until("a scheduled backup", Duration::from_secs(90), || {
-        local.status()["backups"]["succeeded"].as_u64() >= Some(1)
+    // A scheduled backup begun after the manual one ended: keep 1 leaves it alone.
+    let started_after = |id: &str| {
+        backups(&["--from", &dest_text])
+            .iter()
+            .find(|b| b["id"] == id)
+            .and_then(|b| b["startedUnixMs"].as_u64())
+            .is_some_and(|at| at > manual_finished)
+    };
+    wait_until("a scheduled backup", Duration::from_secs(150), || {
+        let status = local.status();
+        status["backups"]["succeeded"].as_u64() >= Some(1)
+            && status["backups"]["lastId"]
+                .as_str()
+                .is_some_and(|id| id != manual_id && started_after(id))
     });
     let status = local.status();
     let scheduled = status["backups"]["lastId"].as_str().unwrap().to_string();
